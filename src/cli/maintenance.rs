@@ -1,0 +1,178 @@
+//! `ferry check`, `forget`, `prune`, `unlock`.
+
+use anyhow::bail;
+use clap::Args;
+
+use super::{Context, Exit};
+use crate::engine::check::{self, CheckOptions};
+use crate::engine::forget::{self, Retention};
+use crate::engine::lock;
+use crate::engine::prune::{self, PruneOptions};
+use crate::engine::snapshot;
+use crate::ui::{format, progress::run_with_progress};
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Read and verify every pack (slow: reads the whole repository)
+    #[arg(long)]
+    pub read_data: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ForgetArgs {
+    /// Snapshots to remove (ID prefixes); or use --keep-* rules
+    pub snapshots: Vec<String>,
+    #[arg(long)]
+    pub keep_last: Option<usize>,
+    #[arg(long)]
+    pub keep_hourly: Option<usize>,
+    #[arg(long)]
+    pub keep_daily: Option<usize>,
+    #[arg(long)]
+    pub keep_weekly: Option<usize>,
+    #[arg(long)]
+    pub keep_monthly: Option<usize>,
+    #[arg(long)]
+    pub keep_yearly: Option<usize>,
+    /// Keep snapshots younger than this many days
+    #[arg(long)]
+    pub keep_within_days: Option<u32>,
+    /// Keep snapshots with this tag (repeatable)
+    #[arg(long)]
+    pub keep_tag: Vec<String>,
+    /// Show what would be removed
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Prune after forgetting
+    #[arg(long)]
+    pub prune: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Rewrite packs with more than this percentage unused
+    #[arg(long, default_value_t = 20.0)]
+    pub max_unused: f64,
+    /// Show what would be done
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct UnlockArgs {
+    /// Remove every lock, not only stale ones (only when no job runs anywhere)
+    #[arg(long)]
+    pub all: bool,
+}
+
+pub fn check(ctx: &Context, a: CheckArgs) -> anyhow::Result<Exit> {
+    let repo = ctx.open()?;
+    let progress = ctx.progress();
+    let opts = CheckOptions { read_data: a.read_data, threads: None };
+    let r = run_with_progress(&progress, ctx.global.quiet, || check::check(&repo, &opts, &progress))?;
+    for n in &r.notes {
+        say!("note: {n}");
+    }
+    for e in &r.errors {
+        say!("error: {e}");
+    }
+    if !r.affected_snapshots.is_empty() {
+        say!("snapshots affected by the damage (they cannot be fully restored):");
+        for s in &r.affected_snapshots {
+            say!("  {s}");
+        }
+    }
+    say!(
+        "checked {} snapshot(s), {} pack(s), {} blob(s){}",
+        r.snapshots,
+        r.packs,
+        r.blobs,
+        if a.read_data { format!(", read {}", format::bytes(r.bytes_read)) } else { String::new() }
+    );
+    if r.ok() {
+        say!("no errors were found");
+        Ok(Exit::SUCCESS)
+    } else {
+        say!("{} error(s) found", r.errors.len());
+        Ok(Exit::from(4))
+    }
+}
+
+pub fn forget(ctx: &Context, a: ForgetArgs) -> anyhow::Result<Exit> {
+    let repo = ctx.open()?;
+    let policy = Retention {
+        last: a.keep_last,
+        hourly: a.keep_hourly,
+        daily: a.keep_daily,
+        weekly: a.keep_weekly,
+        monthly: a.keep_monthly,
+        yearly: a.keep_yearly,
+        within: a.keep_within_days.map(|d| chrono::Duration::days(i64::from(d))),
+        tags: a.keep_tag.clone(),
+    };
+    if !a.snapshots.is_empty() {
+        if !policy.is_empty() {
+            bail!("give either snapshot IDs or --keep-* rules, not both");
+        }
+        let (all, _) = snapshot::list(&repo)?;
+        let ids = a
+            .snapshots
+            .iter()
+            .map(|s| snapshot::resolve(&all, s).map(|s| s.id))
+            .collect::<Result<Vec<_>, _>>()?;
+        if a.dry_run {
+            for id in &ids {
+                say!("would remove {}", id.short());
+            }
+        } else {
+            forget::forget_ids(&repo, &ids)?;
+            say!("removed {} snapshot(s)", ids.len());
+        }
+    } else {
+        if policy.is_empty() {
+            bail!("no snapshots named and no --keep-* rule given: nothing to do (this protects you from removing everything)");
+        }
+        let decisions = forget::forget(&repo, &policy, a.dry_run)?;
+        let mut removed = 0;
+        for d in &decisions {
+            let s = &d.snapshot;
+            if d.keep {
+                say!("keep    {}  {}  {}", s.id.short(), s.time.format("%Y-%m-%d %H:%M"), d.reasons.join(","));
+            } else {
+                removed += 1;
+                say!("{}  {}  {}", if a.dry_run { "would remove" } else { "remove  " }, s.id.short(), s.time.format("%Y-%m-%d %H:%M"));
+            }
+        }
+        say!("{} kept, {} {}", decisions.len() - removed, removed, if a.dry_run { "would be removed" } else { "removed" });
+    }
+    if a.prune && !a.dry_run {
+        return prune(ctx, PruneArgs { max_unused: 20.0, dry_run: false });
+    }
+    Ok(Exit::SUCCESS)
+}
+
+pub fn prune(ctx: &Context, a: PruneArgs) -> anyhow::Result<Exit> {
+    let repo = ctx.open()?;
+    let progress = ctx.progress();
+    let opts = PruneOptions { max_unused: (a.max_unused / 100.0).clamp(0.0, 1.0), dry_run: a.dry_run };
+    let r = run_with_progress(&progress, ctx.global.quiet, || prune::prune(&repo, &opts, &progress))?;
+    say!(
+        "{}{} pack(s): {} removed, {} rewritten into {}; {} unused blob(s); {} -> {}",
+        if r.dry_run { "dry run: " } else { "" },
+        r.packs_before,
+        r.packs_removed,
+        r.packs_rewritten,
+        r.packs_written,
+        r.blobs_removed,
+        format::bytes(r.bytes_before),
+        format::bytes(r.bytes_after)
+    );
+    Ok(Exit::SUCCESS)
+}
+
+pub fn unlock(ctx: &Context, a: UnlockArgs) -> anyhow::Result<Exit> {
+    let repo = ctx.open()?;
+    let n = lock::unlock(&repo, a.all)?;
+    say!("removed {n} lock(s)");
+    Ok(Exit::SUCCESS)
+}

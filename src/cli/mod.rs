@@ -1,0 +1,128 @@
+//! The command-line interface: every ability of Ferry as a scriptable subcommand.
+//!
+//! This is the binary's edge: engine errors get their context here and become the
+//! message and exit status the user sees. Exit status: 0 success, 1 failure, 3 a backup
+//! that completed but skipped unreadable files, 4 `check` found damage.
+
+/// Prints a line to stdout; a closed pipe (`ferry ls | head`) ends the program quietly.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if writeln!(std::io::stdout(), $($arg)*).is_err() {
+            std::process::exit(0);
+        }
+    }};
+}
+
+mod backup;
+mod init;
+mod key;
+mod maintenance;
+mod open;
+mod restore;
+mod snapshots;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+pub use open::Context;
+
+#[derive(Debug, Parser)]
+#[command(name = "ferry", version, about = "Back up, clone and migrate Kubernetes workloads between clusters")]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct Global {
+    /// Repository: a folder path or s3://bucket/prefix [default: the local repository in
+    /// Ferry's data folder]
+    #[arg(short = 'r', long, env = "FERRY_REPO", global = true)]
+    pub repo: Option<String>,
+    /// Read the repository password from this file (first line)
+    #[arg(long, env = "FERRY_PASSWORD_FILE", global = true)]
+    pub password_file: Option<PathBuf>,
+    /// Open the repository with this key file instead of a password
+    #[arg(long, env = "FERRY_KEY_FILE", global = true)]
+    pub key_file: Option<PathBuf>,
+    /// S3 endpoint URL for S3-compatible stores (e.g. http://127.0.0.1:9000)
+    #[arg(long, env = "FERRY_S3_ENDPOINT", global = true)]
+    pub s3_endpoint: Option<String>,
+    /// S3 region [default: from the AWS configuration, else us-east-1]
+    #[arg(long, env = "FERRY_S3_REGION", global = true)]
+    pub s3_region: Option<String>,
+    /// Address buckets as endpoint/bucket rather than bucket.endpoint
+    #[arg(long, env = "FERRY_S3_PATH_STYLE", global = true)]
+    pub s3_path_style: bool,
+    /// AWS profile for S3 credentials [default: AWS_PROFILE or default]
+    #[arg(long, global = true)]
+    pub s3_profile: Option<String>,
+    /// Upload bandwidth limit, e.g. 50MiB (per second)
+    #[arg(long, value_parser = parse_rate, global = true)]
+    pub limit_upload: Option<u64>,
+    /// Download bandwidth limit, e.g. 50MiB (per second)
+    #[arg(long, value_parser = parse_rate, global = true)]
+    pub limit_download: Option<u64>,
+    /// Print no progress
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+}
+
+pub(crate) fn parse_rate(s: &str) -> Result<u64, String> {
+    crate::engine::throttle::parse_rate(s)
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a repository
+    Init(init::InitArgs),
+    /// Back up a folder into a new snapshot
+    Backup(backup::BackupArgs),
+    /// Restore a snapshot, or a path inside it, into a folder
+    Restore(restore::RestoreArgs),
+    /// List snapshots
+    Snapshots(snapshots::SnapshotsArgs),
+    /// List the files in a snapshot
+    Ls(snapshots::LsArgs),
+    /// Show what changed between two snapshots
+    Diff(snapshots::DiffArgs),
+    /// Sizes: raw, deduplicated and stored
+    Stats(snapshots::StatsArgs),
+    /// Verify the repository (structure; all data with --read-data)
+    Check(maintenance::CheckArgs),
+    /// Remove snapshots by ID or by a retention policy
+    Forget(maintenance::ForgetArgs),
+    /// Remove data no snapshot needs, and repack
+    Prune(maintenance::PruneArgs),
+    /// Remove stale locks left by crashed jobs
+    Unlock(maintenance::UnlockArgs),
+    /// Manage the passwords and key files that open the repository
+    #[command(subcommand)]
+    Key(key::KeyCommand),
+}
+
+/// What a command reports back to `main`: its exit status.
+pub type Exit = std::process::ExitCode;
+
+/// Runs the command line.
+pub fn run(cli: Cli) -> anyhow::Result<Exit> {
+    let ctx = Context::new(cli.global)?;
+    match cli.command {
+        Command::Init(a) => init::run(&ctx, a),
+        Command::Backup(a) => backup::run(&ctx, a),
+        Command::Restore(a) => restore::run(&ctx, a),
+        Command::Snapshots(a) => snapshots::list(&ctx, a),
+        Command::Ls(a) => snapshots::ls(&ctx, a),
+        Command::Diff(a) => snapshots::diff(&ctx, a),
+        Command::Stats(a) => snapshots::stats(&ctx, a),
+        Command::Check(a) => maintenance::check(&ctx, a),
+        Command::Forget(a) => maintenance::forget(&ctx, a),
+        Command::Prune(a) => maintenance::prune(&ctx, a),
+        Command::Unlock(a) => maintenance::unlock(&ctx, a),
+        Command::Key(k) => key::run(&ctx, k),
+    }
+}

@@ -1,0 +1,174 @@
+//! Opening the repository a command names: location, credentials, throttling.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context as _, bail};
+
+use super::Global;
+use crate::config::Dirs;
+use crate::engine::backend::local::LocalBackend;
+use crate::engine::backend::s3::{S3Backend, S3Config};
+use crate::engine::backend::throttle::Throttled;
+use crate::engine::backend::DynBackend;
+use crate::engine::crypto::Secret;
+use crate::engine::progress::Progress;
+use crate::engine::Repository;
+
+/// What every command shares: options, directories, the async runtime.
+#[derive(Debug)]
+pub struct Context {
+    pub global: Global,
+    pub dirs: Dirs,
+    pub rt: tokio::runtime::Runtime,
+}
+
+impl Context {
+    pub fn new(global: Global) -> anyhow::Result<Context> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .thread_name("ferry-io")
+            .build()
+            .context("cannot start the I/O runtime")?;
+        Ok(Context { global, dirs: Dirs::discover(), rt })
+    }
+
+    /// True when no repository was named: the embedded default is used.
+    pub fn is_default_repo(&self) -> bool {
+        self.global.repo.is_none()
+    }
+
+    pub fn repo_location(&self) -> String {
+        match &self.global.repo {
+            Some(r) => r.clone(),
+            None => self.dirs.default_repository().display().to_string(),
+        }
+    }
+
+    /// The storage backend for the repository location, with bandwidth limits.
+    pub fn backend(&self) -> anyhow::Result<DynBackend> {
+        let loc = self.repo_location();
+        let inner: DynBackend = if loc.starts_with("s3://") {
+            let mut cfg = S3Config::parse_url(&loc)?;
+            cfg.endpoint = self.global.s3_endpoint.clone();
+            cfg.region = self.global.s3_region.clone();
+            cfg.path_style = self.global.s3_path_style;
+            cfg.profile = self.global.s3_profile.clone();
+            Arc::new(self.rt.block_on(S3Backend::connect(cfg))?)
+        } else if loc.contains("://") {
+            bail!("unsupported repository location {loc:?}: use a folder path or s3://bucket/prefix");
+        } else {
+            Arc::new(LocalBackend::new(PathBuf::from(loc)))
+        };
+        Ok(Throttled::wrap(inner, self.global.limit_upload, self.global.limit_download))
+    }
+
+    /// The secret that opens the repository, from (in order) --key-file, FERRY_KEY,
+    /// --password-file, FERRY_PASSWORD, the default repository's generated key, or a
+    /// prompt on the terminal.
+    pub fn secret(&self, confirm: bool) -> anyhow::Result<Secret> {
+        if let Some(f) = &self.global.key_file {
+            return read_key_file(f);
+        }
+        if let Ok(k) = std::env::var("FERRY_KEY")
+            && !k.is_empty()
+        {
+            return Ok(Secret::KeyMaterial(k.trim().as_bytes().to_vec()));
+        }
+        if let Some(f) = &self.global.password_file {
+            let s = std::fs::read_to_string(f).with_context(|| format!("cannot read the password file {}", f.display()))?;
+            let pw = s.lines().next().unwrap_or("").to_string();
+            if pw.is_empty() {
+                bail!("the password file {} is empty", f.display());
+            }
+            return Ok(Secret::Password(pw));
+        }
+        if let Ok(pw) = std::env::var("FERRY_PASSWORD")
+            && !pw.is_empty()
+        {
+            return Ok(Secret::Password(pw));
+        }
+        if self.is_default_repo() && self.dirs.default_key_file().exists() {
+            return read_key_file(&self.dirs.default_key_file());
+        }
+        if std::io::stdin().is_terminal() {
+            let pw = rpassword::prompt_password(format!("Password for {}: ", self.repo_location()))
+                .context("cannot read the password from the terminal")?;
+            if confirm {
+                let again = rpassword::prompt_password("Repeat the password: ")
+                    .context("cannot read the password from the terminal")?;
+                if again != pw {
+                    bail!("the passwords do not match");
+                }
+            }
+            if pw.is_empty() {
+                bail!("an empty password is not allowed");
+            }
+            return Ok(Secret::Password(pw));
+        }
+        bail!(
+            "no password or key for {}: set FERRY_PASSWORD, or pass --password-file or --key-file",
+            self.repo_location()
+        )
+    }
+
+    /// Opens the repository. The embedded default repository is created on first use.
+    pub fn open(&self) -> anyhow::Result<Repository> {
+        let backend = self.backend()?;
+        if self.is_default_repo() && !self.dirs.default_repository().join("config").exists() {
+            return super::init::create_default(self, backend);
+        }
+        let secret = self.secret(false)?;
+        let repo = Repository::open(backend, self.rt.handle().clone(), &secret)
+            .with_context(|| format!("cannot open the repository at {}", self.repo_location()))?;
+        Ok(repo)
+    }
+
+    pub fn progress(&self) -> Arc<Progress> {
+        let p = Arc::new(Progress::new());
+        let pc = p.clone();
+        self.rt.spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                esay!("\ninterrupted: stopping cleanly (press Ctrl-C again to abort at once)");
+                pc.cancel();
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    std::process::exit(130);
+                }
+            }
+        });
+        p
+    }
+}
+
+/// Reads key material from a file (whitespace around it is ignored).
+pub fn read_key_file(path: &Path) -> anyhow::Result<Secret> {
+    let data = std::fs::read(path).with_context(|| format!("cannot read the key file {}", path.display()))?;
+    let trimmed = data.trim_ascii().to_vec();
+    if trimmed.len() < 16 {
+        bail!("the key file {} holds fewer than 16 bytes: it is too weak to be a key", path.display());
+    }
+    Ok(Secret::KeyMaterial(trimmed))
+}
+
+/// Writes a new random key file (64 hex digits), readable only by the user.
+pub fn generate_key_file(path: &Path) -> anyhow::Result<Secret> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let mut key = [0u8; 32];
+    crate::engine::crypto::random_bytes(&mut key)?;
+    let text = hex::encode(key);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create the key file {}", path.display()))?;
+    writeln!(f, "{text}").with_context(|| format!("cannot write the key file {}", path.display()))?;
+    f.sync_all().ok();
+    Ok(Secret::KeyMaterial(text.into_bytes()))
+}

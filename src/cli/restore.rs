@@ -1,0 +1,59 @@
+//! `ferry restore`.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::Args;
+
+use super::{Context, Exit};
+use crate::engine::restore::{self, RestoreOptions};
+use crate::engine::snapshot;
+use crate::ui::{format, progress::run_with_progress};
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The snapshot (ID prefix or `latest`), optionally with a path inside it:
+    /// `latest:/logs/app`
+    pub snapshot: String,
+    /// Where to restore
+    #[arg(short, long)]
+    pub target: PathBuf,
+    /// A path inside the snapshot (alternative to SNAPSHOT:PATH)
+    #[arg(long)]
+    pub path: Option<String>,
+    /// Restore into a folder that is not empty, replacing files at restored paths
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Worker threads
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+pub fn run(ctx: &Context, a: RestoreArgs) -> anyhow::Result<Exit> {
+    let repo = ctx.open()?;
+    let (spec, inner) = match a.snapshot.split_once(':') {
+        Some((s, p)) => (s.to_string(), p.to_string()),
+        None => (a.snapshot.clone(), a.path.clone().unwrap_or_default()),
+    };
+    let snap = snapshot::find(&repo, &spec)?;
+    let opts = RestoreOptions { target: a.target.clone(), path: inner, overwrite: a.overwrite, threads: a.threads };
+    let progress = ctx.progress();
+    let started = std::time::Instant::now();
+    let out = run_with_progress(&progress, ctx.global.quiet, || restore::restore(&repo, &snap, &opts, &progress))
+        .with_context(|| format!("restore of snapshot {} into {} failed", snap.id.short(), a.target.display()))?;
+    let secs = started.elapsed().as_secs_f64();
+    say!(
+        "restored {} files, {} dirs, {} from snapshot {} into {} in {:.1}s ({})",
+        out.files,
+        out.dirs,
+        format::bytes(out.bytes),
+        snap.id.short(),
+        a.target.display(),
+        secs,
+        format::rate(out.bytes as f64 / secs.max(1e-6))
+    );
+    if !out.warnings.is_empty() {
+        esay!("{} warning(s): metadata could not be applied everywhere", out.warnings.len());
+    }
+    Ok(Exit::SUCCESS)
+}

@@ -1,0 +1,197 @@
+//! Storage backends: where a repository's files live.
+//!
+//! A backend stores opaque, immutable files by kind and name. It knows nothing of
+//! encryption, packs or snapshots; the repository layer above it gives every file a
+//! content-derived or random name and never rewrites one in place. What the
+//! repository needs from a backend (see `docs/FORMAT.md`, "Storage guarantees"):
+//!
+//! - `write` is atomic: a reader sees the whole file or no file, never a prefix.
+//! - read-after-write: a file written is visible to `read` and `list` at once.
+//! - `list` returns every file of a kind with its size.
+//!
+//! Backends: [`local::LocalBackend`] (a folder, atomic rename + fsync) and
+//! [`s3::S3Backend`] (any S3-compatible store). [`throttle::Throttled`] wraps either to
+//! limit bandwidth.
+
+pub mod local;
+pub mod s3;
+pub mod throttle;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+/// The kinds of file a repository stores, each in its own folder (or key prefix).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FileKind {
+    /// The encrypted repository configuration (`config`, a single file).
+    Config,
+    /// Key files: the master key wrapped by a password or key file (`keys/`).
+    Key,
+    /// Snapshot manifests (`snapshots/`).
+    Snapshot,
+    /// Index files listing which blob lives in which pack (`index/`).
+    Index,
+    /// Pack files holding blobs (`data/<first two hex digits>/`).
+    Pack,
+    /// Lock files (`locks/`).
+    Lock,
+}
+
+impl FileKind {
+    /// Every kind, in the order `check` and listings use.
+    pub const ALL: [FileKind; 6] = [
+        FileKind::Config,
+        FileKind::Key,
+        FileKind::Snapshot,
+        FileKind::Index,
+        FileKind::Pack,
+        FileKind::Lock,
+    ];
+
+    /// The folder (key prefix) of this kind, relative to the repository root.
+    pub fn dir(self) -> &'static str {
+        match self {
+            FileKind::Config => "",
+            FileKind::Key => "keys",
+            FileKind::Snapshot => "snapshots",
+            FileKind::Index => "index",
+            FileKind::Pack => "data",
+            FileKind::Lock => "locks",
+        }
+    }
+
+    /// The path of a file of this kind relative to the repository root, `/`-separated.
+    /// Packs are spread over 256 sub-folders by the first two characters of their name.
+    pub fn path(self, name: &str) -> String {
+        match self {
+            FileKind::Config => "config".to_string(),
+            FileKind::Pack => {
+                let prefix = name.get(..2).unwrap_or("00");
+                format!("data/{prefix}/{name}")
+            }
+            other => format!("{}/{name}", other.dir()),
+        }
+    }
+}
+
+impl fmt::Display for FileKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = match self {
+            FileKind::Config => "config",
+            FileKind::Key => "key",
+            FileKind::Snapshot => "snapshot",
+            FileKind::Index => "index",
+            FileKind::Pack => "pack",
+            FileKind::Lock => "lock",
+        };
+        f.write_str(s)
+    }
+}
+
+/// A file a backend lists: its name (without folder) and size in bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileInfo {
+    pub name: String,
+    pub size: u64,
+}
+
+/// What went wrong talking to storage. Each variant says what the user can do.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("{kind} file {name} does not exist in {location}")]
+    NotFound {
+        kind: FileKind,
+        name: String,
+        location: String,
+    },
+    #[error(
+        "the repository location {location} does not exist: create it with `ferry init`, or check the path or bucket name"
+    )]
+    NoRepository { location: String },
+    #[error(
+        "access to {location} was denied ({detail}): check the credentials (AWS_PROFILE, AWS_ACCESS_KEY_ID) and the bucket policy"
+    )]
+    PermissionDenied { location: String, detail: String },
+    #[error("storage I/O failed on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "the object store at {location} failed: {detail}{}",
+        if *.transient { " (a temporary failure: retrying later may succeed)" } else { "" }
+    )]
+    Remote {
+        location: String,
+        detail: String,
+        transient: bool,
+    },
+    #[error("invalid repository location {location:?}: {reason}")]
+    InvalidLocation { location: String, reason: String },
+}
+
+impl BackendError {
+    /// True when the file asked for does not exist (as opposed to a failure to read it).
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, BackendError::NotFound { .. })
+    }
+}
+
+pub type BackendResult<T> = Result<T, BackendError>;
+
+/// Storage of a repository's files. Implementations must be cheap to share across
+/// threads (`Arc<dyn Backend>`) and safe to call concurrently.
+#[async_trait]
+pub trait Backend: Send + Sync + fmt::Debug {
+    /// A human-readable location, e.g. `/srv/backups` or `s3://bucket/prefix`.
+    fn location(&self) -> String;
+
+    /// How many transfers are worth running at once against this storage.
+    fn connections(&self) -> usize;
+
+    /// A local folder on the same file system as the repository, if there is one, where
+    /// pack files can be staged so that [`Backend::write_file`] becomes a rename.
+    fn staging_dir(&self) -> Option<PathBuf> {
+        None
+    }
+
+    /// Creates what the repository's layout needs (folders, or checks a bucket exists).
+    /// Fails if a repository already exists there (`config` is present).
+    async fn create(&self) -> BackendResult<()>;
+
+    /// Lists the files of one kind with their sizes. Order is unspecified.
+    async fn list(&self, kind: FileKind) -> BackendResult<Vec<FileInfo>>;
+
+    /// Reads a whole file.
+    async fn read(&self, kind: FileKind, name: &str) -> BackendResult<Bytes>;
+
+    /// Reads `length` bytes at `offset`. Reading past the end is an error.
+    async fn read_range(
+        &self,
+        kind: FileKind,
+        name: &str,
+        offset: u64,
+        length: u64,
+    ) -> BackendResult<Bytes>;
+
+    /// Writes a file atomically. Files are never overwritten by the repository layer
+    /// except `config` at init and lock refreshes, which use new names.
+    async fn write(&self, kind: FileKind, name: &str, data: Bytes) -> BackendResult<()>;
+
+    /// Writes a file from a local file (a staged pack), atomically. The local file is
+    /// consumed: it is renamed into place or removed after the upload.
+    async fn write_file(&self, kind: FileKind, name: &str, path: &Path) -> BackendResult<()>;
+
+    /// Removes a file. Removing a file that does not exist is not an error.
+    async fn remove(&self, kind: FileKind, name: &str) -> BackendResult<()>;
+
+    /// The size of a file, or `NotFound`.
+    async fn size(&self, kind: FileKind, name: &str) -> BackendResult<u64>;
+}
+
+pub type DynBackend = Arc<dyn Backend>;

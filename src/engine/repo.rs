@@ -1,0 +1,561 @@
+//! Opening and creating repositories; reading and writing their encrypted files and blobs.
+
+use std::cell::RefCell;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use parking_lot::RwLock;
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+
+use super::backend::{DynBackend, FileInfo, FileKind};
+use super::chunker::{self, Chunker, ChunkerParams};
+use super::crypto::{KdfParams, KeyFile, MasterKey, Secret};
+use super::id::Id;
+use super::index::{self, Index, IndexedPack};
+use super::pack::{self, PackEntry};
+use super::{Error, Result};
+
+/// The repository format version this Ferry writes and the newest it reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// The repository configuration, stored encrypted in `config`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Config {
+    pub version: u32,
+    /// A random ID that names this repository.
+    pub id: Id,
+    pub chunker: ChunkerParams,
+    /// zstd level for blobs that compress (1-19; 0 disables compression).
+    pub compression: i32,
+    /// Target size of pack files in bytes.
+    pub pack_size: u32,
+    pub created: chrono::DateTime<chrono::Utc>,
+}
+
+/// Choices made once, at `init`.
+#[derive(Debug, Clone)]
+pub struct InitOptions {
+    pub min_chunk: u32,
+    pub avg_chunk: u32,
+    pub max_chunk: u32,
+    pub compression: i32,
+    pub pack_size: u32,
+    pub kdf: KdfParams,
+    pub key_label: String,
+}
+
+impl Default for InitOptions {
+    fn default() -> Self {
+        InitOptions {
+            min_chunk: chunker::DEFAULT_MIN,
+            avg_chunk: chunker::DEFAULT_AVG,
+            max_chunk: chunker::DEFAULT_MAX,
+            compression: 3,
+            pack_size: 32 * 1024 * 1024,
+            kdf: KdfParams::default(),
+            key_label: String::new(),
+        }
+    }
+}
+
+/// Blob payloads start with this flag byte (inside the encryption).
+const FLAG_RAW: u8 = 0;
+const FLAG_ZSTD: u8 = 1;
+
+/// An open repository. Cheap to clone; clones share the index.
+#[derive(Clone, Debug)]
+pub struct Repository {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    backend: DynBackend,
+    rt: tokio::runtime::Handle,
+    key: MasterKey,
+    key_name: String,
+    config: Config,
+    chunker: Chunker,
+    index: RwLock<Index>,
+}
+
+fn json_damaged(what: String, e: serde_json::Error) -> Error {
+    Error::Damaged {
+        what,
+        detail: e.to_string(),
+    }
+}
+
+impl Repository {
+    /// Creates a new repository at `backend`, opened with `secret`.
+    pub fn init(
+        backend: DynBackend,
+        rt: tokio::runtime::Handle,
+        secret: &Secret,
+        opts: &InitOptions,
+    ) -> Result<Repository> {
+        let mut seed = [0u8; 8];
+        super::crypto::random_bytes(&mut seed)?;
+        let chunker = ChunkerParams::new(
+            opts.min_chunk,
+            opts.avg_chunk,
+            opts.max_chunk,
+            u64::from_le_bytes(seed),
+        )?;
+        if !(0..=19).contains(&opts.compression) {
+            return Err(Error::InvalidOption(format!(
+                "compression level {} is outside 0..=19",
+                opts.compression
+            )));
+        }
+        if !(1 << 20..=1 << 30).contains(&opts.pack_size) {
+            return Err(Error::InvalidOption(format!(
+                "pack size {} is outside 1 MiB..=1 GiB",
+                opts.pack_size
+            )));
+        }
+        let config = Config {
+            version: FORMAT_VERSION,
+            id: Id::random()?,
+            chunker,
+            compression: opts.compression,
+            pack_size: opts.pack_size,
+            created: chrono::Utc::now(),
+        };
+        rt.block_on(async {
+            match backend.create().await {
+                Err(super::BackendError::InvalidLocation { location, .. }) => {
+                    Err(Error::AlreadyExists { location })
+                }
+                other => other.map_err(Error::from),
+            }
+        })?;
+        let key = MasterKey::generate()?;
+        let kf = KeyFile::wrap(&key, secret, opts.kdf, FORMAT_VERSION, &opts.key_label)?;
+        let key_name = super::crypto::random_id()?;
+        let kf_json = serde_json::to_vec_pretty(&kf).map_err(|e| json_damaged("key file".into(), e))?;
+        rt.block_on(backend.write(FileKind::Key, &key_name, Bytes::from(kf_json)))?;
+        let cfg = key.encrypt(&serde_json::to_vec(&config).map_err(|e| json_damaged("config".into(), e))?)?;
+        rt.block_on(backend.write(FileKind::Config, "config", Bytes::from(cfg)))?;
+        tracing::info!(location = %backend.location(), "initialised repository");
+        Ok(Repository::assemble(backend, rt, key, key_name, config))
+    }
+
+    fn assemble(
+        backend: DynBackend,
+        rt: tokio::runtime::Handle,
+        key: MasterKey,
+        key_name: String,
+        config: Config,
+    ) -> Repository {
+        let chunker = Chunker::new(&config.chunker);
+        Repository {
+            inner: Arc::new(Inner {
+                backend,
+                rt,
+                key,
+                key_name,
+                config,
+                chunker,
+                index: RwLock::new(Index::default()),
+            }),
+        }
+    }
+
+    /// Opens the repository at `backend` with `secret`, trying every key file.
+    pub fn open(backend: DynBackend, rt: tokio::runtime::Handle, secret: &Secret) -> Result<Repository> {
+        let location = backend.location();
+        let cfg_raw = match rt.block_on(backend.read(FileKind::Config, "config")) {
+            Ok(b) => b,
+            Err(e) if e.is_not_found() || matches!(e, super::BackendError::NoRepository { .. }) => {
+                return Err(Error::NotARepository { location });
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let keys = rt.block_on(backend.list(FileKind::Key))?;
+        let mut tried = 0;
+        for k in &keys {
+            let raw = rt.block_on(backend.read(FileKind::Key, &k.name))?;
+            let Ok(kf) = serde_json::from_slice::<KeyFile>(&raw) else {
+                tracing::warn!(key = %k.name, "skipping unreadable key file");
+                continue;
+            };
+            if kf.version > FORMAT_VERSION {
+                return Err(Error::UnsupportedVersion {
+                    found: kf.version,
+                    supported: FORMAT_VERSION,
+                });
+            }
+            tried += 1;
+            if let Some(key) = kf.unwrap_key(secret)? {
+                let plain = key.decrypt(&cfg_raw).map_err(|_| Error::Damaged {
+                    what: "the repository config".into(),
+                    detail: "it does not decrypt with a key that opens the key file".into(),
+                })?;
+                let version = serde_json::from_slice::<serde_json::Value>(&plain)
+                    .ok()
+                    .and_then(|v| v.get("version").and_then(|v| v.as_u64()))
+                    .unwrap_or(0) as u32;
+                if version > FORMAT_VERSION {
+                    return Err(Error::UnsupportedVersion {
+                        found: version,
+                        supported: FORMAT_VERSION,
+                    });
+                }
+                let config: Config =
+                    serde_json::from_slice(&plain).map_err(|e| json_damaged("the repository config".into(), e))?;
+                tracing::info!(%location, key = %k.name, "opened repository");
+                return Ok(Repository::assemble(backend, rt, key, k.name.clone(), config));
+            }
+        }
+        Err(Error::WrongPassword { keys: tried })
+    }
+
+    pub fn backend(&self) -> &DynBackend {
+        &self.inner.backend
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    pub fn chunker(&self) -> &Chunker {
+        &self.inner.chunker
+    }
+
+    pub fn key(&self) -> &MasterKey {
+        &self.inner.key
+    }
+
+    /// The name of the key file this repository was opened with.
+    pub fn key_name(&self) -> &str {
+        &self.inner.key_name
+    }
+
+    pub fn location(&self) -> String {
+        self.inner.backend.location()
+    }
+
+    /// Runs a storage future to completion on the repository's runtime.
+    pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.inner.rt.block_on(f)
+    }
+
+    pub fn runtime(&self) -> &tokio::runtime::Handle {
+        &self.inner.rt
+    }
+
+    pub fn index(&self) -> parking_lot::RwLockReadGuard<'_, Index> {
+        self.inner.index.read()
+    }
+
+    pub(crate) fn index_mut(&self) -> parking_lot::RwLockWriteGuard<'_, Index> {
+        self.inner.index.write()
+    }
+
+    /// Where packs are staged before upload.
+    pub fn staging_dir(&self) -> Result<PathBuf> {
+        let dir = self
+            .inner
+            .backend
+            .staging_dir()
+            .unwrap_or_else(|| std::env::temp_dir().join("ferry-staging"));
+        std::fs::create_dir_all(&dir).map_err(|e| Error::Staging(dir.clone(), e))?;
+        super::backend::local::clean_stale_staging(&dir);
+        Ok(dir)
+    }
+
+    // ---------------------------------------------------------------- keys
+
+    pub fn list_keys(&self) -> Result<Vec<(String, KeyFile)>> {
+        let files = self.block_on(self.inner.backend.list(FileKind::Key))?;
+        let mut out = Vec::new();
+        for f in files {
+            let raw = self.block_on(self.inner.backend.read(FileKind::Key, &f.name))?;
+            match serde_json::from_slice::<KeyFile>(&raw) {
+                Ok(kf) => out.push((f.name, kf)),
+                Err(e) => tracing::warn!(key = %f.name, error = %e, "unreadable key file"),
+            }
+        }
+        out.sort_by(|a, b| a.1.created.cmp(&b.1.created));
+        Ok(out)
+    }
+
+    /// Adds a key file wrapping this repository's master key with `secret`.
+    pub fn add_key(&self, secret: &Secret, kdf: KdfParams, label: &str) -> Result<String> {
+        let kf = KeyFile::wrap(&self.inner.key, secret, kdf, FORMAT_VERSION, label)?;
+        let name = super::crypto::random_id()?;
+        let json = serde_json::to_vec_pretty(&kf).map_err(|e| json_damaged("key file".into(), e))?;
+        self.block_on(self.inner.backend.write(FileKind::Key, &name, Bytes::from(json)))?;
+        Ok(name)
+    }
+
+    /// Removes the key file whose name starts with `prefix` (not the one in use).
+    pub fn remove_key(&self, prefix: &str) -> Result<String> {
+        let keys = self.list_keys()?;
+        let matches: Vec<_> = keys.iter().filter(|(n, _)| n.starts_with(prefix)).collect();
+        let name = match matches.as_slice() {
+            [] => return Err(Error::KeyNotFound(prefix.to_string())),
+            [(n, _)] => n.clone(),
+            _ => return Err(Error::InvalidOption(format!("{prefix:?} matches several keys: give more digits"))),
+        };
+        if name == self.inner.key_name {
+            return Err(Error::KeyInUse(name));
+        }
+        self.block_on(self.inner.backend.remove(FileKind::Key, &name))?;
+        Ok(name)
+    }
+
+    // ---------------------------------------------------------------- encrypted files
+
+    /// Encrypts and stores a JSON document; its name is the hash of what is stored.
+    pub fn save_json<T: Serialize>(&self, kind: FileKind, value: &T) -> Result<Id> {
+        let plain = serde_json::to_vec(value).map_err(|e| json_damaged(format!("a {kind} file"), e))?;
+        let data = self.inner.key.encrypt(&plain)?;
+        let id = Id::hash(&data);
+        self.block_on(self.inner.backend.write(kind, &id.to_hex(), Bytes::from(data)))?;
+        Ok(id)
+    }
+
+    /// Reads, decrypts and parses a JSON document.
+    pub fn load_json<T: DeserializeOwned>(&self, kind: FileKind, name: &str) -> Result<T> {
+        let data = self.block_on(self.inner.backend.read(kind, name))?;
+        let plain = self.inner.key.decrypt(&data).map_err(|e| Error::Damaged {
+            what: format!("{kind} file {name}"),
+            detail: e.to_string(),
+        })?;
+        serde_json::from_slice(&plain).map_err(|e| json_damaged(format!("{kind} file {name}"), e))
+    }
+
+    // ---------------------------------------------------------------- blobs
+
+    /// Turns plaintext into what a pack stores: maybe compressed, always encrypted.
+    pub fn encode_blob(&self, plain: &[u8]) -> Result<Vec<u8>> {
+        let level = self.inner.config.compression;
+        let mut buf = Vec::with_capacity(plain.len() + 1);
+        match compress(level, plain) {
+            Some(c) => {
+                buf.push(FLAG_ZSTD);
+                buf.extend_from_slice(&c);
+            }
+            None => {
+                buf.push(FLAG_RAW);
+                buf.extend_from_slice(plain);
+            }
+        }
+        Ok(self.inner.key.encrypt(&buf)?)
+    }
+
+    /// Decrypts, decompresses and verifies a stored blob.
+    pub fn decode_blob(&self, id: &Id, raw_length: u32, stored: &[u8]) -> Result<Vec<u8>> {
+        let damaged = |detail: String| Error::Damaged {
+            what: format!("blob {id}"),
+            detail,
+        };
+        let plain = self.inner.key.decrypt(stored).map_err(|e| damaged(e.to_string()))?;
+        let (flag, payload) = plain.split_first().ok_or_else(|| damaged("empty payload".into()))?;
+        let data = match *flag {
+            FLAG_RAW => payload.to_vec(),
+            FLAG_ZSTD => decompress(payload, raw_length as usize).map_err(|e| damaged(format!("zstd: {e}")))?,
+            other => return Err(damaged(format!("unknown compression flag {other}"))),
+        };
+        if data.len() != raw_length as usize || self.inner.key.blob_id(&data) != id.0 {
+            return Err(damaged("content does not match its ID".into()));
+        }
+        Ok(data)
+    }
+
+    /// Loads a blob by ID through the index.
+    pub fn load_blob(&self, id: &Id) -> Result<Vec<u8>> {
+        let loc = self.index().get(id).ok_or(Error::BlobMissing { id: *id })?;
+        let stored = self.block_on(self.inner.backend.read_range(
+            FileKind::Pack,
+            &loc.pack.to_hex(),
+            u64::from(loc.offset),
+            u64::from(loc.length),
+        ))?;
+        self.decode_blob(id, loc.raw_length, &stored)
+    }
+
+    // ---------------------------------------------------------------- index
+
+    /// Reads every index file into memory. Returns the index files read with their
+    /// contents (for prune); damaged index files are errors.
+    pub fn load_index(&self) -> Result<Vec<(String, Vec<IndexedPack>)>> {
+        let files = self.block_on(self.inner.backend.list(FileKind::Index))?;
+        let conns = self.inner.backend.connections().max(2);
+        let this = self.clone();
+        let loaded: Vec<(String, Vec<IndexedPack>)> = self.block_on(async move {
+            futures::stream::iter(files.into_iter().map(|f| {
+                let this = this.clone();
+                async move {
+                    let data = this.inner.backend.read(FileKind::Index, &f.name).await?;
+                    let plain = this.inner.key.decrypt(&data).map_err(|e| Error::Damaged {
+                        what: format!("index file {}", f.name),
+                        detail: e.to_string(),
+                    })?;
+                    let packs = index::decode(&f.name, &plain)?;
+                    Ok::<_, Error>((f.name, packs))
+                }
+            }))
+            .buffer_unordered(conns)
+            .try_collect()
+            .await
+        })?;
+        let mut idx = Index::default();
+        for (_, packs) in &loaded {
+            for p in packs {
+                idx.add_pack(p.id, p.size, &p.blobs);
+            }
+        }
+        *self.index_mut() = idx;
+        Ok(loaded)
+    }
+
+    /// Writes an index file listing `packs`; returns its name.
+    pub fn save_index(&self, packs: &[IndexedPack]) -> Result<String> {
+        let data = self.inner.key.encrypt(&index::encode(packs))?;
+        let id = Id::hash(&data);
+        self.block_on(self.inner.backend.write(FileKind::Index, &id.to_hex(), Bytes::from(data)))?;
+        Ok(id.to_hex())
+    }
+
+    /// Reads a pack's header from its tail.
+    pub fn read_pack_header(&self, pack: &str, size: u64) -> Result<Vec<PackEntry>> {
+        if size < pack::min_pack_size() {
+            return Err(pack::PackError::TooShort { pack: pack.to_string(), size }.into());
+        }
+        let tail = self.block_on(self.inner.backend.read_range(FileKind::Pack, pack, size - 4, 4))?;
+        let len = u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]);
+        let (start, hlen) = pack::header_span(pack, size, len)?;
+        let enc = self.block_on(self.inner.backend.read_range(FileKind::Pack, pack, start, hlen))?;
+        let plain = self.inner.key.decrypt(&enc).map_err(|e| pack::PackError::BadHeader {
+            pack: pack.to_string(),
+            reason: e.to_string(),
+        })?;
+        Ok(pack::decode_header(pack, &plain, start)?)
+    }
+
+    /// Parses a whole pack held in memory: its entries, from its own header.
+    pub fn parse_pack(&self, pack: &str, data: &[u8]) -> Result<Vec<PackEntry>> {
+        let size = data.len() as u64;
+        if size < pack::min_pack_size() {
+            return Err(pack::PackError::TooShort { pack: pack.to_string(), size }.into());
+        }
+        let n = data.len();
+        let len = u32::from_le_bytes([data[n - 4], data[n - 3], data[n - 2], data[n - 1]]);
+        let (start, hlen) = pack::header_span(pack, size, len)?;
+        let enc = &data[start as usize..(start + hlen) as usize];
+        let plain = self.inner.key.decrypt(enc).map_err(|e| pack::PackError::BadHeader {
+            pack: pack.to_string(),
+            reason: e.to_string(),
+        })?;
+        Ok(pack::decode_header(pack, &plain, start)?)
+    }
+
+    /// Lists the packs in storage.
+    pub fn list_packs(&self) -> Result<Vec<FileInfo>> {
+        Ok(self.block_on(self.inner.backend.list(FileKind::Pack))?)
+    }
+
+    /// Finds packs that no index lists (left by a writer that was killed before it wrote
+    /// its index), reads their headers and indexes them. Packs whose header cannot be
+    /// read are reported and left alone. Requires the index to be loaded.
+    pub fn recover_unindexed_packs(&self) -> Result<RecoverReport> {
+        let packs = self.list_packs()?;
+        let missing: Vec<FileInfo> = {
+            let idx = self.index();
+            packs
+                .into_iter()
+                .filter(|p| p.name.parse::<Id>().map(|id| !idx.has_pack(&id)).unwrap_or(false))
+                .collect()
+        };
+        let mut report = RecoverReport::default();
+        let mut recovered = Vec::new();
+        for p in missing {
+            let Ok(id) = p.name.parse::<Id>() else { continue };
+            match self.read_pack_header(&p.name, p.size) {
+                Ok(blobs) => {
+                    report.blobs += blobs.len();
+                    recovered.push(IndexedPack { id, size: p.size, blobs });
+                }
+                Err(e) => {
+                    tracing::warn!(pack = %p.name, error = %e, "unindexed pack is unreadable");
+                    report.unreadable.push((p.name.clone(), e.to_string()));
+                }
+            }
+        }
+        if !recovered.is_empty() {
+            self.save_index(&recovered)?;
+            let mut idx = self.index_mut();
+            for p in &recovered {
+                idx.add_pack(p.id, p.size, &p.blobs);
+            }
+            report.packs = recovered.len();
+            tracing::info!(packs = report.packs, blobs = report.blobs, "re-indexed packs left by an interrupted job");
+        }
+        Ok(report)
+    }
+}
+
+/// What [`Repository::recover_unindexed_packs`] found.
+#[derive(Debug, Default)]
+pub struct RecoverReport {
+    pub packs: usize,
+    pub blobs: usize,
+    pub unreadable: Vec<(String, String)>,
+}
+
+struct Compressors {
+    level: i32,
+    main: zstd::bulk::Compressor<'static>,
+    quick: zstd::bulk::Compressor<'static>,
+}
+
+thread_local! {
+    static COMPRESSOR: RefCell<Option<Compressors>> = const { RefCell::new(None) };
+    static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
+}
+
+/// Compresses `data` if that pays. Incompressible data (random, already compressed,
+/// encrypted) is detected from a 4 KiB sample at level 1 before the whole is tried.
+fn compress(level: i32, data: &[u8]) -> Option<Vec<u8>> {
+    if level == 0 || data.len() < 128 {
+        return None;
+    }
+    COMPRESSOR.with(|cell| {
+        let mut cell = cell.borrow_mut();
+        if cell.as_ref().map(|c| c.level) != Some(level) {
+            *cell = Some(Compressors {
+                level,
+                main: zstd::bulk::Compressor::new(level).ok()?,
+                quick: zstd::bulk::Compressor::new(1).ok()?,
+            });
+        }
+        let c = cell.as_mut()?;
+        if data.len() > 16 * 1024 {
+            let sample = &data[..4096];
+            let q = c.quick.compress(sample).ok()?;
+            if q.len() * 100 > sample.len() * 95 {
+                return None;
+            }
+        }
+        let out = c.main.compress(data).ok()?;
+        (out.len() * 100 < data.len() * 97).then_some(out)
+    })
+}
+
+fn decompress(data: &[u8], capacity: usize) -> std::io::Result<Vec<u8>> {
+    DECOMPRESSOR.with(|cell| {
+        let mut cell = cell.borrow_mut();
+        if cell.is_none() {
+            *cell = Some(zstd::bulk::Decompressor::new()?);
+        }
+        match cell.as_mut() {
+            Some(d) => d.decompress(data, capacity),
+            None => Err(std::io::Error::other("no zstd decompressor")),
+        }
+    })
+}

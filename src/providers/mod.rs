@@ -1,0 +1,5 @@
+//! Providers of Kubernetes clusters: kubeconfig contexts, cloud accounts (EKS, AKS) and
+//! the local sandbox. Everything Ferry does with a cluster goes through the same
+//! kube-rs client whichever provider found it; no other module special-cases one.
+//!
+//! Nothing lives here yet: the repository engine comes first (see ARCHITECTURE.md).

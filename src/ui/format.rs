@@ -1,0 +1,46 @@
+//! Human-readable numbers.
+
+use std::time::Duration;
+
+/// Bytes in binary units: `1.5 GiB`.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[u]) }
+}
+
+/// A rate in bytes per second: `120.3 MiB/s`.
+pub fn rate(bps: f64) -> String {
+    format!("{}/s", bytes(bps.max(0.0) as u64))
+}
+
+/// A duration as `1h02m`, `3m05s` or `4.2s`.
+pub fn duration(d: Duration) -> String {
+    let s = d.as_secs();
+    if s >= 3600 {
+        format!("{}h{:02}m", s / 3600, (s % 3600) / 60)
+    } else if s >= 60 {
+        format!("{}m{:02}s", s / 60, s % 60)
+    } else {
+        format!("{:.1}s", d.as_secs_f64())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats() {
+        assert_eq!(bytes(512), "512 B");
+        assert_eq!(bytes(1536), "1.5 KiB");
+        assert_eq!(bytes(3 * 1024 * 1024 * 1024), "3.0 GiB");
+        assert_eq!(duration(Duration::from_secs(3725)), "1h02m");
+        assert_eq!(duration(Duration::from_secs(185)), "3m05s");
+    }
+}

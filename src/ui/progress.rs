@@ -1,0 +1,92 @@
+//! A progress line for engine jobs on the terminal (indicatif), drawn ten times a second
+//! from [`ProgressSnapshot`]s. On a terminal that is not interactive (CI logs) a plain
+//! line is printed every ten seconds instead.
+
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use super::format;
+use crate::engine::progress::{Progress, ProgressSnapshot, RateMeter};
+
+/// Runs `job` on a worker thread while drawing `progress`; returns the job's result.
+pub fn run_with_progress<T: Send>(progress: &Arc<Progress>, quiet: bool, job: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|scope| {
+        let handle = scope.spawn(job);
+        let interactive = std::io::stderr().is_terminal() && !quiet;
+        let bar = interactive.then(|| {
+            let b = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr_with_hz(10));
+            b.set_style(
+                ProgressStyle::with_template("{spinner} [{bar:30}] {percent:>3}% {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+            );
+            b
+        });
+        let mut meter = RateMeter::default();
+        let mut last_plain = Instant::now();
+        while !handle.is_finished() {
+            std::thread::sleep(Duration::from_millis(100));
+            let s = progress.snapshot();
+            let r = meter.update(&s);
+            for w in progress.drain_warnings() {
+                match &bar {
+                    Some(b) => b.println(format!("warning: {w}")),
+                    None => eprintln!("warning: {w}"),
+                }
+            }
+            if let Some(b) = &bar {
+                b.set_length(s.bytes_total.max(s.bytes_done));
+                b.set_position(s.bytes_done);
+                b.set_message(line(&s, r));
+            } else if !quiet && last_plain.elapsed() >= Duration::from_secs(10) {
+                eprintln!("{}", line(&s, r));
+                last_plain = Instant::now();
+            }
+        }
+        if let Some(b) = bar {
+            b.finish_and_clear();
+        }
+        for w in progress.drain_warnings() {
+            eprintln!("warning: {w}");
+        }
+        match handle.join() {
+            Ok(v) => v,
+            Err(p) => std::panic::resume_unwind(p),
+        }
+    })
+}
+
+/// One line describing a job's state.
+pub fn line(s: &ProgressSnapshot, rate: f64) -> String {
+    let total = if s.totals_final { format::bytes(s.bytes_total) } else { format!("{}+", format::bytes(s.bytes_total)) };
+    let eta = s.eta(rate).map(|d| format!(" ETA {}", format::duration(d))).unwrap_or_default();
+    let mut out = format!(
+        "{}: {}/{} files, {}/{} at {}{}",
+        s.phase.label(),
+        s.files_done,
+        s.files_total,
+        format::bytes(s.bytes_done),
+        total,
+        format::rate(rate),
+        eta
+    );
+    if s.bytes_new > 0 {
+        out.push_str(&format!(", new {} stored {}", format::bytes(s.bytes_new), format::bytes(s.bytes_stored)));
+    }
+    if s.warnings > 0 {
+        out.push_str(&format!(", {} warning(s)", s.warnings));
+    }
+    if !s.current.is_empty() {
+        let c = &s.current;
+        let tail: String = c.chars().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect();
+        if tail.len() < c.len() {
+            out.push_str(&format!(" …{tail}"));
+        } else {
+            out.push_str(&format!(" {tail}"));
+        }
+    }
+    out
+}
