@@ -69,9 +69,9 @@ pub fn run(ctx: &Context, a: BackupArgs) -> anyhow::Result<Exit> {
         format::rate(s.bytes as f64 / s.duration_secs.max(1e-6))
     );
     if !out.warnings.is_empty() {
-        esay!("{} file(s) or folder(s) could not be read and were skipped:", out.warnings.len());
+        eprintln!("{} file(s) or folder(s) could not be read and were skipped:", out.warnings.len());
         for w in &out.warnings {
-            esay!("  {w}");
+            eprintln!("  {w}");
         }
         return Ok(Exit::from(3));
     }

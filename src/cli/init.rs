@@ -79,7 +79,7 @@ fn create_default_with(ctx: &Context, backend: DynBackend, opts: &InitOptions) -
     };
     let repo = Repository::init(backend, ctx.rt.handle().clone(), &secret, opts)
         .with_context(|| format!("cannot create the default repository at {}", ctx.repo_location()))?;
-    esay!(
+    eprintln!(
         "created the default repository at {}\nits key is in {}: keep a copy, the data cannot be read without it",
         ctx.repo_location(),
         key_path.display()

@@ -131,7 +131,7 @@ impl Context {
         let pc = p.clone();
         self.rt.spawn(async move {
             if tokio::signal::ctrl_c().await.is_ok() {
-                esay!("\ninterrupted: stopping cleanly (press Ctrl-C again to abort at once)");
+                eprintln!("\ninterrupted: stopping cleanly (press Ctrl-C again to abort at once)");
                 pc.cancel();
                 if tokio::signal::ctrl_c().await.is_ok() {
                     std::process::exit(130);

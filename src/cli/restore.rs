@@ -53,7 +53,7 @@ pub fn run(ctx: &Context, a: RestoreArgs) -> anyhow::Result<Exit> {
         format::rate(out.bytes as f64 / secs.max(1e-6))
     );
     if !out.warnings.is_empty() {
-        esay!("{} warning(s): metadata could not be applied everywhere", out.warnings.len());
+        eprintln!("{} warning(s): metadata could not be applied everywhere", out.warnings.len());
     }
     Ok(Exit::SUCCESS)
 }

@@ -43,7 +43,7 @@ pub fn list(ctx: &Context, a: SnapshotsArgs) -> anyhow::Result<Exit> {
     let repo = ctx.open()?;
     let (snaps, bad) = snapshot::list(&repo)?;
     for (name, e) in &bad {
-        esay!("warning: snapshot file {name} is unreadable: {e}");
+        eprintln!("warning: snapshot file {name} is unreadable: {e}");
     }
     if a.json {
         let v: Vec<serde_json::Value> = snaps
