@@ -273,7 +273,6 @@ fn node_from_meta(name: Name, m: &Metadata) -> Node {
         uid: m.uid(),
         gid: m.gid(),
         mtime_ns: nanos(m.mtime(), m.mtime_nsec()),
-        atime_ns: nanos(m.atime(), m.atime_nsec()),
         ctime_ns: nanos(m.ctime(), m.ctime_nsec()),
         inode: m.ino(),
         device: m.dev(),
@@ -416,21 +415,20 @@ impl Archiver<'_> {
         let mut eof = false;
         while !eof {
             self.progress.check().map_err(FileError::Fatal)?;
-            // Fill the buffer up to a segment (or to the end of the file).
+            // Fill the buffer up to a segment (or to the end of the file), without
+            // zero-filling it first; expect the size stat gave us, plus one byte to
+            // see the end.
             let want = SEGMENT.max(chunker.max_size());
-            while buf.len() < want {
-                let start = buf.len();
-                let step = (want - start).min(1 << 20);
-                buf.resize(start + step, 0);
-                let n = match f.read(&mut buf[start..]) {
+            while !eof && buf.len() < want {
+                let expect = (node.size.saturating_sub(total) as usize).saturating_add(1);
+                let need = (want - buf.len()).min(expect.max(64 * 1024));
+                buf.reserve_exact(need);
+                let n = match (&mut f).take(need as u64).read_to_end(&mut buf) {
                     Ok(n) => n,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => 0,
                     Err(e) => return Err(FileError::Read(e)),
                 };
-                buf.truncate(start + n);
-                if n == 0 {
+                if n < need {
                     eof = true;
-                    break;
                 }
                 if let Some(t) = &self.read_limit {
                     t.acquire_blocking(n as u64);

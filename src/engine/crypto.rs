@@ -88,6 +88,24 @@ impl MasterKey {
         seal(&self.encrypt, plaintext)
     }
 
+    /// Encrypts `flag || payload` without an intermediate copy: the layout is the same
+    /// as [`MasterKey::encrypt`] of the concatenation.
+    pub fn encrypt_with_flag(&self, flag: u8, payload: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        use chacha20poly1305::aead::AeadInPlace;
+        let mut out = Vec::with_capacity(NONCE_LEN + 1 + payload.len() + TAG_LEN);
+        out.resize(NONCE_LEN, 0);
+        random_bytes(&mut out[..NONCE_LEN])?;
+        out.push(flag);
+        out.extend_from_slice(payload);
+        let cipher = XChaCha20Poly1305::new((&self.encrypt).into());
+        let (nonce, body) = out.split_at_mut(NONCE_LEN);
+        let tag = cipher
+            .encrypt_in_place_detached(XNonce::from_slice(nonce), b"", body)
+            .map_err(|_| CryptoError::Authentication)?;
+        out.extend_from_slice(&tag);
+        Ok(out)
+    }
+
     /// Decrypts and authenticates data produced by [`MasterKey::encrypt`].
     pub fn decrypt(&self, data: &[u8]) -> Result<Vec<u8>, CryptoError> {
         open(&self.encrypt, data)
@@ -341,5 +359,17 @@ mod tests {
         let b = MasterKey::generate().unwrap();
         assert_ne!(a.blob_id(b"same"), b.blob_id(b"same"));
         assert_ne!(a.blob_id(b"same"), *blake3::hash(b"same").as_bytes());
+    }
+}
+
+#[cfg(test)]
+mod flag_tests {
+    use super::*;
+
+    #[test]
+    fn encrypt_with_flag_matches_plain_layout() {
+        let k = MasterKey::generate().unwrap();
+        let ct = k.encrypt_with_flag(7, b"payload").unwrap();
+        assert_eq!(k.decrypt(&ct).unwrap(), b"\x07payload");
     }
 }

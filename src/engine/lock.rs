@@ -137,6 +137,9 @@ fn refresh_loop(repo: &Repository, state: &(Mutex<Option<String>>, Condvar), exc
     let (lock, cv) = state;
     let mut guard = lock.lock();
     loop {
+        if guard.is_none() {
+            return;
+        }
         let timed_out = cv.wait_for(&mut guard, REFRESH).timed_out();
         let Some(old) = guard.clone() else { return };
         if !timed_out {

@@ -334,18 +334,10 @@ impl Repository {
     /// Turns plaintext into what a pack stores: maybe compressed, always encrypted.
     pub fn encode_blob(&self, plain: &[u8]) -> Result<Vec<u8>> {
         let level = self.inner.config.compression;
-        let mut buf = Vec::with_capacity(plain.len() + 1);
-        match compress(level, plain) {
-            Some(c) => {
-                buf.push(FLAG_ZSTD);
-                buf.extend_from_slice(&c);
-            }
-            None => {
-                buf.push(FLAG_RAW);
-                buf.extend_from_slice(plain);
-            }
-        }
-        Ok(self.inner.key.encrypt(&buf)?)
+        Ok(match compress(level, plain) {
+            Some(c) => self.inner.key.encrypt_with_flag(FLAG_ZSTD, &c)?,
+            None => self.inner.key.encrypt_with_flag(FLAG_RAW, plain)?,
+        })
     }
 
     /// Decrypts, decompresses and verifies a stored blob.

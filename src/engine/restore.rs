@@ -303,9 +303,9 @@ fn apply_meta(p: &Path, n: &Node, is_root: bool) -> std::io::Result<()> {
     }
     if n.kind != NodeKind::Symlink {
         std::fs::set_permissions(p, std::fs::Permissions::from_mode(n.mode))?;
-        filetime::set_file_times(p, file_time(n.atime_ns), file_time(n.mtime_ns))?;
+        filetime::set_file_times(p, file_time(n.mtime_ns), file_time(n.mtime_ns))?;
     } else {
-        filetime::set_symlink_file_times(p, file_time(n.atime_ns), file_time(n.mtime_ns))?;
+        filetime::set_symlink_file_times(p, file_time(n.mtime_ns), file_time(n.mtime_ns))?;
     }
     Ok(())
 }

@@ -81,9 +81,10 @@ pub struct Node {
     pub mode: u32,
     pub uid: u32,
     pub gid: u32,
-    /// Times in nanoseconds since the Unix epoch.
+    /// Times in nanoseconds since the Unix epoch. Access times are not recorded: any
+    /// reader changes them, and recording them would make every backup store new
+    /// trees; a restore sets the access time to the modification time.
     pub mtime_ns: i64,
-    pub atime_ns: i64,
     pub ctime_ns: i64,
     pub inode: u64,
     pub device: u64,
@@ -153,7 +154,6 @@ pub fn find_path(repo: &Repository, root: &Id, path: &str) -> Result<Option<Node
         uid: 0,
         gid: 0,
         mtime_ns: 0,
-        atime_ns: 0,
         ctime_ns: 0,
         inode: 0,
         device: 0,
