@@ -20,11 +20,18 @@ impl Dirs {
             Some(p) => Dirs {
                 data: p.data_dir().to_path_buf(),
                 config: p.config_dir().to_path_buf(),
-                state: p.state_dir().unwrap_or_else(|| p.data_local_dir()).to_path_buf(),
+                state: p
+                    .state_dir()
+                    .unwrap_or_else(|| p.data_local_dir())
+                    .to_path_buf(),
             },
             None => {
                 let base = PathBuf::from(".ferry");
-                Dirs { data: base.join("data"), config: base.join("config"), state: base.join("state") }
+                Dirs {
+                    data: base.join("data"),
+                    config: base.join("config"),
+                    state: base.join("state"),
+                }
             }
         }
     }

@@ -1,6 +1,8 @@
 //! The repository engine end to end, on a local folder: round trips, incremental
 //! backups, deduplication, damage, locks, keys, retention and prune.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::os::unix::ffi::OsStrExt;
@@ -21,19 +23,39 @@ use ferry::engine::{Error, Repository, diff, lock, stats};
 use proptest::prelude::*;
 
 fn do_backup(repo: &Repository, src: &Path) -> Snapshot {
-    let opts = BackupOptions { source: src.to_path_buf(), ..Default::default() };
+    let opts = BackupOptions {
+        source: src.to_path_buf(),
+        ..Default::default()
+    };
     let out = backup::backup(repo, &opts, &Arc::new(Progress::new())).unwrap();
     assert!(out.warnings.is_empty(), "{:?}", out.warnings);
     out.snapshot
 }
 
-fn do_restore(repo: &Repository, snap: &Snapshot, target: &Path, path: &str) -> ferry::engine::Result<restore::RestoreOutcome> {
-    let opts = RestoreOptions { target: target.to_path_buf(), path: path.to_string(), ..Default::default() };
+fn do_restore(
+    repo: &Repository,
+    snap: &Snapshot,
+    target: &Path,
+    path: &str,
+) -> ferry::engine::Result<restore::RestoreOutcome> {
+    let opts = RestoreOptions {
+        target: target.to_path_buf(),
+        path: path.to_string(),
+        ..Default::default()
+    };
     restore::restore(repo, snap, &opts, &Arc::new(Progress::new()))
 }
 
 fn check_repo(repo: &Repository, read_data: bool) -> check::CheckReport {
-    check::check(repo, &CheckOptions { read_data, threads: None }, &Arc::new(Progress::new())).unwrap()
+    check::check(
+        repo,
+        &CheckOptions {
+            read_data,
+            threads: None,
+        },
+        &Arc::new(Progress::new()),
+    )
+    .unwrap()
 }
 
 /// A tree with the awkward cases: empty and sparse files, symlinks, hard links,
@@ -41,8 +63,18 @@ fn check_repo(repo: &Repository, read_data: bool) -> check::CheckReport {
 fn awkward_tree(root: &Path) {
     write_file(&root.join("a/b/c/deep.txt"), b"deep", 0o640, 1_600_000_000);
     write_file(&root.join("empty"), b"", 0o600, 1_600_000_001);
-    write_file(&root.join("big.bin"), &bytes(3 << 20, 1), 0o644, 1_600_000_002);
-    write_file(&root.join("exec.sh"), b"#!/bin/sh\necho hi\n", 0o755, 1_600_000_003);
+    write_file(
+        &root.join("big.bin"),
+        &bytes(3 << 20, 1),
+        0o644,
+        1_600_000_002,
+    );
+    write_file(
+        &root.join("exec.sh"),
+        b"#!/bin/sh\necho hi\n",
+        0o755,
+        1_600_000_003,
+    );
     let odd = std::ffi::OsStr::from_bytes(b"caf\xe9-\xff.txt");
     write_file(&root.join(odd), b"latin-1 name", 0o644, 1_600_000_004);
     std::os::unix::fs::symlink("a/b", root.join("link-to-b")).unwrap();
@@ -53,7 +85,11 @@ fn awkward_tree(root: &Path) {
     use std::os::unix::fs::FileExt;
     sparse.write_all_at(b"data in the middle", 4 << 20).unwrap();
     drop(sparse);
-    filetime::set_file_mtime(root.join("sparse.img"), filetime::FileTime::from_unix_time(1_600_000_005, 0)).unwrap();
+    filetime::set_file_mtime(
+        root.join("sparse.img"),
+        filetime::FileTime::from_unix_time(1_600_000_005, 0),
+    )
+    .unwrap();
 }
 
 #[test]
@@ -73,7 +109,11 @@ fn round_trip_keeps_content_and_metadata() {
     let b = std::fs::metadata(out.join("big-hardlink.bin")).unwrap();
     assert_eq!(a.ino(), b.ino());
     let s = std::fs::metadata(out.join("sparse.img")).unwrap();
-    assert!(s.blocks() * 512 < s.len() / 2, "sparse file restored dense: {} blocks", s.blocks());
+    assert!(
+        s.blocks() * 512 < s.len() / 2,
+        "sparse file restored dense: {} blocks",
+        s.blocks()
+    );
     assert!(check_repo(&t.repo, true).ok());
 }
 
@@ -92,8 +132,16 @@ fn sub_path_restore_and_refusal_of_non_empty_target() {
     let err = do_restore(&t.repo, &snap, &out, "a/b").unwrap_err();
     assert!(matches!(err, Error::TargetNotEmpty(_)), "{err}");
     assert!(err.to_string().contains("--overwrite"));
-    assert_eq!(std::fs::read(out.join("c/deep.txt")).unwrap(), b"local change");
-    let opts = RestoreOptions { target: out.clone(), path: "a/b".into(), overwrite: true, threads: None };
+    assert_eq!(
+        std::fs::read(out.join("c/deep.txt")).unwrap(),
+        b"local change"
+    );
+    let opts = RestoreOptions {
+        target: out.clone(),
+        path: "a/b".into(),
+        overwrite: true,
+        threads: None,
+    };
     restore::restore(&t.repo, &snap, &opts, &Arc::new(Progress::new())).unwrap();
     assert_eq!(std::fs::read(out.join("c/deep.txt")).unwrap(), b"deep");
     let missing = do_restore(&t.repo, &snap, &t.dir.path().join("x"), "no/such").unwrap_err();
@@ -105,7 +153,12 @@ fn incremental_backup_reads_only_changes() {
     let t = new_repo();
     let src = t.dir.path().join("src");
     for i in 0..20 {
-        write_file(&src.join(format!("f{i:02}")), &bytes(100_000, i), 0o644, 1_600_000_000);
+        write_file(
+            &src.join(format!("f{i:02}")),
+            &bytes(100_000, i),
+            0o644,
+            1_600_000_000,
+        );
     }
     let s1 = do_backup(&t.repo, &src);
     assert_eq!(s1.summary.files_new, 20);
@@ -122,14 +175,22 @@ fn incremental_backup_reads_only_changes() {
     do_restore(&t.repo, &s2, &out, "").unwrap();
     assert_same_tree(&src, &out);
     let changes = diff::diff(&t.repo, &s1.tree, &s2.tree).unwrap();
-    let summary: Vec<(char, String)> =
-        changes.iter().map(|c| (c.change.symbol(), c.path.display().to_string())).collect();
+    let summary: Vec<(char, String)> = changes
+        .iter()
+        .map(|c| (c.change.symbol(), c.path.display().to_string()))
+        .collect();
     assert!(summary.contains(&('M', "f03".into())), "{summary:?}");
     assert!(summary.contains(&('-', "f07".into())));
     assert!(summary.contains(&('+', "new".into())));
     // --no-parent reads everything again but stores nothing new.
-    let opts = BackupOptions { source: src.clone(), parent: ParentChoice::None, ..Default::default() };
-    let s3 = backup::backup(&t.repo, &opts, &Arc::new(Progress::new())).unwrap().snapshot;
+    let opts = BackupOptions {
+        source: src.clone(),
+        parent: ParentChoice::None,
+        ..Default::default()
+    };
+    let s3 = backup::backup(&t.repo, &opts, &Arc::new(Progress::new()))
+        .unwrap()
+        .snapshot;
     assert_eq!(s3.summary.files_new, 20);
     assert_eq!(s3.summary.blobs_new, 0);
 }
@@ -151,41 +212,75 @@ fn scattered_page_writes_cost_little() {
     write_file(&src.join("db.dat"), &db, 0o644, 1_600_000_500);
     let s2 = do_backup(&t.repo, &src);
     let per_page = s2.summary.bytes_new / 32;
-    assert!(per_page < 200 * 1024, "{per_page} bytes added per 4 KiB page write");
+    assert!(
+        per_page < 200 * 1024,
+        "{per_page} bytes added per 4 KiB page write"
+    );
 }
 
 #[test]
 fn compressible_data_is_compressed_and_random_is_not() {
     let t = new_repo();
     let src = t.dir.path().join("src");
-    let text: Vec<u8> = (0..200_000).flat_map(|i| format!("2024-05-01 INFO request {i} served\n").into_bytes()).collect();
+    let text: Vec<u8> = (0..200_000)
+        .flat_map(|i| format!("2024-05-01 INFO request {i} served\n").into_bytes())
+        .collect();
     write_file(&src.join("log.txt"), &text, 0o644, 1);
     let s = do_backup(&t.repo, &src);
-    assert!(s.summary.bytes_stored * 5 < s.summary.bytes_new, "{:?}", s.summary);
+    assert!(
+        s.summary.bytes_stored * 5 < s.summary.bytes_new,
+        "{:?}",
+        s.summary
+    );
     let t2 = new_repo();
     let src2 = t2.dir.path().join("src");
     write_file(&src2.join("rand"), &bytes(4 << 20, 3), 0o644, 1);
     let s2 = do_backup(&t2.repo, &src2);
     // Stored raw: only per-blob overhead (nonce, tag, flag).
-    assert!(s2.summary.bytes_stored < s2.summary.bytes_new + 200 * 64, "{:?}", s2.summary);
+    assert!(
+        s2.summary.bytes_stored < s2.summary.bytes_new + 200 * 64,
+        "{:?}",
+        s2.summary
+    );
 }
 
 #[test]
 fn wrong_password_and_unknown_version_are_clear_errors() {
     let t = new_repo();
     let backend = Arc::new(ferry::engine::backend::local::LocalBackend::new(t.path()));
-    let err = Repository::open(backend.clone(), t.rt.handle().clone(), &Secret::Password("nope".into())).unwrap_err();
+    let err = Repository::open(
+        backend.clone(),
+        t.rt.handle().clone(),
+        &Secret::Password("nope".into()),
+    )
+    .unwrap_err();
     assert!(matches!(err, Error::WrongPassword { keys: 1 }), "{err}");
     assert!(err.to_string().contains("FERRY_PASSWORD"));
     // A key file from a future format.
-    let keys = std::fs::read_dir(t.path().join("keys")).unwrap().next().unwrap().unwrap().path();
+    let keys = std::fs::read_dir(t.path().join("keys"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
     let mut kf: serde_json::Value = serde_json::from_slice(&std::fs::read(&keys).unwrap()).unwrap();
     kf["version"] = 2.into();
     std::fs::write(&keys, serde_json::to_vec(&kf).unwrap()).unwrap();
     let err = Repository::open(backend.clone(), t.rt.handle().clone(), &secret()).unwrap_err();
-    assert!(matches!(err, Error::UnsupportedVersion { found: 2, supported: 1 }), "{err}");
+    assert!(
+        matches!(
+            err,
+            Error::UnsupportedVersion {
+                found: 2,
+                supported: 1
+            }
+        ),
+        "{err}"
+    );
     let err = Repository::open(
-        Arc::new(ferry::engine::backend::local::LocalBackend::new(t.dir.path().join("nothing"))),
+        Arc::new(ferry::engine::backend::local::LocalBackend::new(
+            t.dir.path().join("nothing"),
+        )),
         t.rt.handle().clone(),
         &secret(),
     )
@@ -197,19 +292,28 @@ fn wrong_password_and_unknown_version_are_clear_errors() {
 fn keys_can_be_added_used_and_removed() {
     let t = new_repo();
     let second = Secret::KeyMaterial(b"0123456789abcdef0123456789abcdef".to_vec());
-    let name = t.repo.add_key(&second, KdfParams::insecure_fast(), "ops").unwrap();
+    let name = t
+        .repo
+        .add_key(&second, KdfParams::insecure_fast(), "ops")
+        .unwrap();
     assert_eq!(t.repo.list_keys().unwrap().len(), 2);
     let backend = Arc::new(ferry::engine::backend::local::LocalBackend::new(t.path()));
     let via_second = Repository::open(backend.clone(), t.rt.handle().clone(), &second).unwrap();
     assert_eq!(via_second.config().id, t.repo.config().id);
-    assert!(matches!(via_second.remove_key(&name[..10]), Err(Error::KeyInUse(_))));
+    assert!(matches!(
+        via_second.remove_key(&name[..10]),
+        Err(Error::KeyInUse(_))
+    ));
     let first = t.repo.key_name().to_string();
     via_second.remove_key(&first[..12]).unwrap();
     assert!(matches!(
         Repository::open(backend.clone(), t.rt.handle().clone(), &secret()),
         Err(Error::WrongPassword { .. })
     ));
-    assert!(matches!(via_second.remove_key("ffffffffff"), Err(Error::KeyNotFound(_))));
+    assert!(matches!(
+        via_second.remove_key("ffffffffff"),
+        Err(Error::KeyNotFound(_))
+    ));
 }
 
 #[test]
@@ -220,7 +324,13 @@ fn damaged_pack_is_named_with_the_snapshots_it_breaks() {
     write_file(&a.join("one"), &bytes(600_000, 1), 0o644, 1);
     write_file(&b.join("two"), &bytes(600_000, 2), 0o644, 1);
     let sa = do_backup(&t.repo, &a);
-    let packs_a: Vec<String> = t.repo.list_packs().unwrap().into_iter().map(|p| p.name).collect();
+    let packs_a: Vec<String> = t
+        .repo
+        .list_packs()
+        .unwrap()
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
     let sb = do_backup(&t.repo, &b);
     let victim = t
         .repo
@@ -241,7 +351,11 @@ fn damaged_pack_is_named_with_the_snapshots_it_breaks() {
     assert_eq!(r.damaged_packs.len(), 1);
     assert_eq!(r.damaged_packs[0].0.to_hex(), victim.name);
     assert_eq!(r.affected_snapshots, vec![sb.id]);
-    assert!(r.errors.iter().any(|e| e.contains(&victim.name)), "{:?}", r.errors);
+    assert!(
+        r.errors.iter().any(|e| e.contains(&victim.name)),
+        "{:?}",
+        r.errors
+    );
     // The other snapshot still restores.
     let out = t.dir.path().join("out-a");
     do_restore(&t.repo, &sa, &out, "").unwrap();
@@ -252,7 +366,11 @@ fn damaged_pack_is_named_with_the_snapshots_it_breaks() {
     // Truncation is seen without reading data.
     std::fs::write(&path, &data[..data.len() / 2]).unwrap();
     let r = check_repo(&t.repo, false);
-    assert!(r.errors.iter().any(|e| e.contains("truncated")), "{:?}", r.errors);
+    assert!(
+        r.errors.iter().any(|e| e.contains("truncated")),
+        "{:?}",
+        r.errors
+    );
 }
 
 #[test]
@@ -264,7 +382,10 @@ fn locks_block_writers_and_stale_locks_are_cleared() {
         let _held = lock::acquire(&t.repo, true, "prune").unwrap();
         let err = backup::backup(
             &t.repo,
-            &BackupOptions { source: src.clone(), ..Default::default() },
+            &BackupOptions {
+                source: src.clone(),
+                ..Default::default()
+            },
             &Arc::new(Progress::new()),
         )
         .unwrap_err();
@@ -302,15 +423,39 @@ fn forget_and_prune_free_space_and_keep_the_rest_intact() {
     let s2 = do_backup(&t.repo, &src);
     t.repo.load_index().unwrap();
     let before = stats::stats(&t.repo, &[s1.clone(), s2.clone()]).unwrap();
-    let decisions = forget::forget(&t.repo, &Retention { last: Some(1), ..Default::default() }, false).unwrap();
+    let decisions = forget::forget(
+        &t.repo,
+        &Retention {
+            last: Some(1),
+            ..Default::default()
+        },
+        false,
+    )
+    .unwrap();
     assert_eq!(decisions.iter().filter(|d| !d.keep).count(), 1);
     let (left, _) = snapshot::list(&t.repo).unwrap();
     assert_eq!(left.iter().map(|s| s.id).collect::<Vec<_>>(), vec![s2.id]);
-    let dry = prune::prune(&t.repo, &PruneOptions { dry_run: true, ..Default::default() }, &Arc::new(Progress::new())).unwrap();
-    let r = prune::prune(&t.repo, &PruneOptions::default(), &Arc::new(Progress::new())).unwrap();
+    let dry = prune::prune(
+        &t.repo,
+        &PruneOptions {
+            dry_run: true,
+            ..Default::default()
+        },
+        &Arc::new(Progress::new()),
+    )
+    .unwrap();
+    let r = prune::prune(
+        &t.repo,
+        &PruneOptions::default(),
+        &Arc::new(Progress::new()),
+    )
+    .unwrap();
     assert!(r.packs_removed + r.packs_rewritten > 0, "{r:?}");
     assert_eq!(dry.packs_removed, r.packs_removed);
-    assert!(r.bytes_after + (2 << 20) < before.repo_bytes, "{r:?} {before:?}");
+    assert!(
+        r.bytes_after + (2 << 20) < before.repo_bytes,
+        "{r:?} {before:?}"
+    );
     let fresh = t.reopen();
     assert!(check_repo(&fresh, true).ok());
     let out = t.dir.path().join("out");
@@ -336,7 +481,11 @@ fn packs_left_by_a_killed_backup_are_reindexed_and_reused() {
     }
     let fresh = t.reopen();
     let s = do_backup(&fresh, &src);
-    assert_eq!(s.summary.blobs_new, 0, "uploaded data was not reused: {:?}", s.summary);
+    assert_eq!(
+        s.summary.blobs_new, 0,
+        "uploaded data was not reused: {:?}",
+        s.summary
+    );
     assert!(check_repo(&fresh, true).ok());
 }
 

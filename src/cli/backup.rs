@@ -48,8 +48,10 @@ pub fn run(ctx: &Context, a: BackupArgs) -> anyhow::Result<Exit> {
         threads: a.threads,
     };
     let progress = ctx.progress();
-    let out = run_with_progress(&progress, ctx.global.quiet, || backup::backup(&repo, &opts, &progress))
-        .with_context(|| format!("backup of {} failed", a.source.display()))?;
+    let out = run_with_progress(&progress, ctx.global.quiet, || {
+        backup::backup(&repo, &opts, &progress)
+    })
+    .with_context(|| format!("backup of {} failed", a.source.display()))?;
     let s = &out.snapshot.summary;
     say!(
         "snapshot {} saved: {} files, {} dirs, {} ({} new, {} unchanged, {} changed files)",
@@ -69,7 +71,10 @@ pub fn run(ctx: &Context, a: BackupArgs) -> anyhow::Result<Exit> {
         format::rate(s.bytes as f64 / s.duration_secs.max(1e-6))
     );
     if !out.warnings.is_empty() {
-        eprintln!("{} file(s) or folder(s) could not be read and were skipped:", out.warnings.len());
+        eprintln!(
+            "{} file(s) or folder(s) could not be read and were skipped:",
+            out.warnings.len()
+        );
         for w in &out.warnings {
             eprintln!("  {w}");
         }

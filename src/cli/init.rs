@@ -6,10 +6,10 @@ use anyhow::Context as _;
 use clap::Args;
 
 use super::{Context, Exit};
+use crate::engine::Repository;
 use crate::engine::backend::DynBackend;
 use crate::engine::crypto::KdfParams;
 use crate::engine::repo::InitOptions;
-use crate::engine::Repository;
 
 #[derive(Debug, Args)]
 pub struct InitArgs {
@@ -48,20 +48,34 @@ pub fn run(ctx: &Context, a: InitArgs) -> anyhow::Result<Exit> {
     let opts = options(&a);
     let secret = if let Some(path) = &a.generate_key_file {
         let s = super::open::generate_key_file(path)?;
-        say!("generated key file {} (keep a copy: the data cannot be read without it)", path.display());
+        say!(
+            "generated key file {} (keep a copy: the data cannot be read without it)",
+            path.display()
+        );
         s
-    } else if ctx.is_default_repo() && ctx.global.key_file.is_none() && ctx.global.password_file.is_none()
-        && std::env::var_os("FERRY_PASSWORD").is_none() && std::env::var_os("FERRY_KEY").is_none()
+    } else if ctx.is_default_repo()
+        && ctx.global.key_file.is_none()
+        && ctx.global.password_file.is_none()
+        && std::env::var_os("FERRY_PASSWORD").is_none()
+        && std::env::var_os("FERRY_KEY").is_none()
     {
         let repo = create_default_with(ctx, backend, &opts)?;
-        say!("created repository {} at {}", repo.config().id.short(), ctx.repo_location());
+        say!(
+            "created repository {} at {}",
+            repo.config().id.short(),
+            ctx.repo_location()
+        );
         return Ok(Exit::SUCCESS);
     } else {
         ctx.secret(true)?
     };
     let repo = Repository::init(backend, ctx.rt.handle().clone(), &secret, &opts)
         .with_context(|| format!("cannot create a repository at {}", ctx.repo_location()))?;
-    say!("created repository {} at {}", repo.config().id.short(), ctx.repo_location());
+    say!(
+        "created repository {} at {}",
+        repo.config().id.short(),
+        ctx.repo_location()
+    );
     Ok(Exit::SUCCESS)
 }
 
@@ -70,15 +84,24 @@ pub fn create_default(ctx: &Context, backend: DynBackend) -> anyhow::Result<Repo
     create_default_with(ctx, backend, &InitOptions::default())
 }
 
-fn create_default_with(ctx: &Context, backend: DynBackend, opts: &InitOptions) -> anyhow::Result<Repository> {
+fn create_default_with(
+    ctx: &Context,
+    backend: DynBackend,
+    opts: &InitOptions,
+) -> anyhow::Result<Repository> {
     let key_path = ctx.dirs.default_key_file();
     let secret = if key_path.exists() {
         super::open::read_key_file(&key_path)?
     } else {
         super::open::generate_key_file(&key_path)?
     };
-    let repo = Repository::init(backend, ctx.rt.handle().clone(), &secret, opts)
-        .with_context(|| format!("cannot create the default repository at {}", ctx.repo_location()))?;
+    let repo =
+        Repository::init(backend, ctx.rt.handle().clone(), &secret, opts).with_context(|| {
+            format!(
+                "cannot create the default repository at {}",
+                ctx.repo_location()
+            )
+        })?;
     eprintln!(
         "created the default repository at {}\nits key is in {}: keep a copy, the data cannot be read without it",
         ctx.repo_location(),

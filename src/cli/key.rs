@@ -41,7 +41,15 @@ pub fn run(ctx: &Context, cmd: KeyCommand) -> anyhow::Result<Exit> {
     let repo = ctx.open()?;
     match cmd {
         KeyCommand::List => {
-            say!("{:<1} {:<8}  {:<9}  {:<19}  {:<20}  {}", "", "ID", "KIND", "CREATED (UTC)", "USER@HOST", "LABEL");
+            say!(
+                "{:<1} {:<8}  {:<9}  {:<19}  {:<20}  {}",
+                "",
+                "ID",
+                "KIND",
+                "CREATED (UTC)",
+                "USER@HOST",
+                "LABEL"
+            );
             for (name, k) in repo.list_keys()? {
                 say!(
                     "{:<1} {:<8}  {:<9}  {:<19}  {:<20}  {}",
@@ -63,13 +71,16 @@ pub fn run(ctx: &Context, cmd: KeyCommand) -> anyhow::Result<Exit> {
             } else if let Some(p) = &a.new_key_file {
                 super::open::read_key_file(p)?
             } else if let Some(p) = &a.new_password_file {
-                let s = std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?;
+                let s = std::fs::read_to_string(p)
+                    .with_context(|| format!("cannot read {}", p.display()))?;
                 let pw = s.lines().next().unwrap_or("").to_string();
                 anyhow::ensure!(!pw.is_empty(), "the password file {} is empty", p.display());
                 Secret::Password(pw)
             } else {
-                let pw = rpassword::prompt_password("New password: ").context("cannot read the password")?;
-                let again = rpassword::prompt_password("Repeat the new password: ").context("cannot read the password")?;
+                let pw = rpassword::prompt_password("New password: ")
+                    .context("cannot read the password")?;
+                let again = rpassword::prompt_password("Repeat the new password: ")
+                    .context("cannot read the password")?;
                 anyhow::ensure!(pw == again, "the passwords do not match");
                 anyhow::ensure!(!pw.is_empty(), "an empty password is not allowed");
                 Secret::Password(pw)

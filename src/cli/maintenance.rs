@@ -68,8 +68,13 @@ pub struct UnlockArgs {
 pub fn check(ctx: &Context, a: CheckArgs) -> anyhow::Result<Exit> {
     let repo = ctx.open()?;
     let progress = ctx.progress();
-    let opts = CheckOptions { read_data: a.read_data, threads: None };
-    let r = run_with_progress(&progress, ctx.global.quiet, || check::check(&repo, &opts, &progress))?;
+    let opts = CheckOptions {
+        read_data: a.read_data,
+        threads: None,
+    };
+    let r = run_with_progress(&progress, ctx.global.quiet, || {
+        check::check(&repo, &opts, &progress)
+    })?;
     for n in &r.notes {
         say!("note: {n}");
     }
@@ -87,7 +92,11 @@ pub fn check(ctx: &Context, a: CheckArgs) -> anyhow::Result<Exit> {
         r.snapshots,
         r.packs,
         r.blobs,
-        if a.read_data { format!(", read {}", format::bytes(r.bytes_read)) } else { String::new() }
+        if a.read_data {
+            format!(", read {}", format::bytes(r.bytes_read))
+        } else {
+            String::new()
+        }
     );
     if r.ok() {
         say!("no errors were found");
@@ -107,7 +116,9 @@ pub fn forget(ctx: &Context, a: ForgetArgs) -> anyhow::Result<Exit> {
         weekly: a.keep_weekly,
         monthly: a.keep_monthly,
         yearly: a.keep_yearly,
-        within: a.keep_within_days.map(|d| chrono::Duration::days(i64::from(d))),
+        within: a
+            .keep_within_days
+            .map(|d| chrono::Duration::days(i64::from(d))),
         tags: a.keep_tag.clone(),
     };
     if !a.snapshots.is_empty() {
@@ -130,23 +141,54 @@ pub fn forget(ctx: &Context, a: ForgetArgs) -> anyhow::Result<Exit> {
         }
     } else {
         if policy.is_empty() {
-            bail!("no snapshots named and no --keep-* rule given: nothing to do (this protects you from removing everything)");
+            bail!(
+                "no snapshots named and no --keep-* rule given: nothing to do (this protects you from removing everything)"
+            );
         }
         let decisions = forget::forget(&repo, &policy, a.dry_run)?;
         let mut removed = 0;
         for d in &decisions {
             let s = &d.snapshot;
             if d.keep {
-                say!("keep    {}  {}  {}", s.id.short(), s.time.format("%Y-%m-%d %H:%M"), d.reasons.join(","));
+                say!(
+                    "keep    {}  {}  {}",
+                    s.id.short(),
+                    s.time.format("%Y-%m-%d %H:%M"),
+                    d.reasons.join(",")
+                );
             } else {
                 removed += 1;
-                say!("{}  {}  {}", if a.dry_run { "would remove" } else { "remove  " }, s.id.short(), s.time.format("%Y-%m-%d %H:%M"));
+                say!(
+                    "{}  {}  {}",
+                    if a.dry_run {
+                        "would remove"
+                    } else {
+                        "remove  "
+                    },
+                    s.id.short(),
+                    s.time.format("%Y-%m-%d %H:%M")
+                );
             }
         }
-        say!("{} kept, {} {}", decisions.len() - removed, removed, if a.dry_run { "would be removed" } else { "removed" });
+        say!(
+            "{} kept, {} {}",
+            decisions.len() - removed,
+            removed,
+            if a.dry_run {
+                "would be removed"
+            } else {
+                "removed"
+            }
+        );
     }
     if a.prune && !a.dry_run {
-        return prune(ctx, PruneArgs { max_unused: 20.0, dry_run: false });
+        return prune(
+            ctx,
+            PruneArgs {
+                max_unused: 20.0,
+                dry_run: false,
+            },
+        );
     }
     Ok(Exit::SUCCESS)
 }
@@ -154,8 +196,13 @@ pub fn forget(ctx: &Context, a: ForgetArgs) -> anyhow::Result<Exit> {
 pub fn prune(ctx: &Context, a: PruneArgs) -> anyhow::Result<Exit> {
     let repo = ctx.open()?;
     let progress = ctx.progress();
-    let opts = PruneOptions { max_unused: (a.max_unused / 100.0).clamp(0.0, 1.0), dry_run: a.dry_run };
-    let r = run_with_progress(&progress, ctx.global.quiet, || prune::prune(&repo, &opts, &progress))?;
+    let opts = PruneOptions {
+        max_unused: (a.max_unused / 100.0).clamp(0.0, 1.0),
+        dry_run: a.dry_run,
+    };
+    let r = run_with_progress(&progress, ctx.global.quiet, || {
+        prune::prune(&repo, &opts, &progress)
+    })?;
     say!(
         "{}{} pack(s): {} removed, {} rewritten into {}; {} unused blob(s); {} -> {}",
         if r.dry_run { "dry run: " } else { "" },

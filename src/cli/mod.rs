@@ -29,7 +29,11 @@ use clap::{Args, Parser, Subcommand};
 pub use open::Context;
 
 #[derive(Debug, Parser)]
-#[command(name = "ferry", version, about = "Back up, clone and migrate Kubernetes workloads between clusters")]
+#[command(
+    name = "ferry",
+    version,
+    about = "Back up, clone and migrate Kubernetes workloads between clusters"
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,

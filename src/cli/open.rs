@@ -8,13 +8,13 @@ use anyhow::{Context as _, bail};
 
 use super::Global;
 use crate::config::Dirs;
+use crate::engine::Repository;
+use crate::engine::backend::DynBackend;
 use crate::engine::backend::local::LocalBackend;
 use crate::engine::backend::s3::{S3Backend, S3Config};
 use crate::engine::backend::throttle::Throttled;
-use crate::engine::backend::DynBackend;
 use crate::engine::crypto::Secret;
 use crate::engine::progress::Progress;
-use crate::engine::Repository;
 
 /// What every command shares: options, directories, the async runtime.
 #[derive(Debug)]
@@ -32,7 +32,11 @@ impl Context {
             .thread_name("ferry-io")
             .build()
             .context("cannot start the I/O runtime")?;
-        Ok(Context { global, dirs: Dirs::discover(), rt })
+        Ok(Context {
+            global,
+            dirs: Dirs::discover(),
+            rt,
+        })
     }
 
     /// True when no repository was named: the embedded default is used.
@@ -58,11 +62,17 @@ impl Context {
             cfg.profile = self.global.s3_profile.clone();
             Arc::new(self.rt.block_on(S3Backend::connect(cfg))?)
         } else if loc.contains("://") {
-            bail!("unsupported repository location {loc:?}: use a folder path or s3://bucket/prefix");
+            bail!(
+                "unsupported repository location {loc:?}: use a folder path or s3://bucket/prefix"
+            );
         } else {
             Arc::new(LocalBackend::new(PathBuf::from(loc)))
         };
-        Ok(Throttled::wrap(inner, self.global.limit_upload, self.global.limit_download))
+        Ok(Throttled::wrap(
+            inner,
+            self.global.limit_upload,
+            self.global.limit_download,
+        ))
     }
 
     /// The secret that opens the repository, from (in order) --key-file, FERRY_KEY,
@@ -78,7 +88,8 @@ impl Context {
             return Ok(Secret::KeyMaterial(k.trim().as_bytes().to_vec()));
         }
         if let Some(f) = &self.global.password_file {
-            let s = std::fs::read_to_string(f).with_context(|| format!("cannot read the password file {}", f.display()))?;
+            let s = std::fs::read_to_string(f)
+                .with_context(|| format!("cannot read the password file {}", f.display()))?;
             let pw = s.lines().next().unwrap_or("").to_string();
             if pw.is_empty() {
                 bail!("the password file {} is empty", f.display());
@@ -144,10 +155,14 @@ impl Context {
 
 /// Reads key material from a file (whitespace around it is ignored).
 pub fn read_key_file(path: &Path) -> anyhow::Result<Secret> {
-    let data = std::fs::read(path).with_context(|| format!("cannot read the key file {}", path.display()))?;
+    let data = std::fs::read(path)
+        .with_context(|| format!("cannot read the key file {}", path.display()))?;
     let trimmed = data.trim_ascii().to_vec();
     if trimmed.len() < 16 {
-        bail!("the key file {} holds fewer than 16 bytes: it is too weak to be a key", path.display());
+        bail!(
+            "the key file {} holds fewer than 16 bytes: it is too weak to be a key",
+            path.display()
+        );
     }
     Ok(Secret::KeyMaterial(trimmed))
 }
@@ -168,7 +183,8 @@ pub fn generate_key_file(path: &Path) -> anyhow::Result<Secret> {
         .mode(0o600)
         .open(path)
         .with_context(|| format!("cannot create the key file {}", path.display()))?;
-    writeln!(f, "{text}").with_context(|| format!("cannot write the key file {}", path.display()))?;
+    writeln!(f, "{text}")
+        .with_context(|| format!("cannot write the key file {}", path.display()))?;
     f.sync_all().ok();
     Ok(Secret::KeyMaterial(text.into_bytes()))
 }

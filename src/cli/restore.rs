@@ -36,11 +36,24 @@ pub fn run(ctx: &Context, a: RestoreArgs) -> anyhow::Result<Exit> {
         None => (a.snapshot.clone(), a.path.clone().unwrap_or_default()),
     };
     let snap = snapshot::find(&repo, &spec)?;
-    let opts = RestoreOptions { target: a.target.clone(), path: inner, overwrite: a.overwrite, threads: a.threads };
+    let opts = RestoreOptions {
+        target: a.target.clone(),
+        path: inner,
+        overwrite: a.overwrite,
+        threads: a.threads,
+    };
     let progress = ctx.progress();
     let started = std::time::Instant::now();
-    let out = run_with_progress(&progress, ctx.global.quiet, || restore::restore(&repo, &snap, &opts, &progress))
-        .with_context(|| format!("restore of snapshot {} into {} failed", snap.id.short(), a.target.display()))?;
+    let out = run_with_progress(&progress, ctx.global.quiet, || {
+        restore::restore(&repo, &snap, &opts, &progress)
+    })
+    .with_context(|| {
+        format!(
+            "restore of snapshot {} into {} failed",
+            snap.id.short(),
+            a.target.display()
+        )
+    })?;
     let secs = started.elapsed().as_secs_f64();
     say!(
         "restored {} files, {} dirs, {} from snapshot {} into {} in {:.1}s ({})",
@@ -53,7 +66,10 @@ pub fn run(ctx: &Context, a: RestoreArgs) -> anyhow::Result<Exit> {
         format::rate(out.bytes as f64 / secs.max(1e-6))
     );
     if !out.warnings.is_empty() {
-        eprintln!("{} warning(s): metadata could not be applied everywhere", out.warnings.len());
+        eprintln!(
+            "{} warning(s): metadata could not be applied everywhere",
+            out.warnings.len()
+        );
     }
     Ok(Exit::SUCCESS)
 }

@@ -61,7 +61,15 @@ pub fn list(ctx: &Context, a: SnapshotsArgs) -> anyhow::Result<Exit> {
         say!("no snapshots yet: make one with `ferry backup <folder>`");
         return Ok(Exit::SUCCESS);
     }
-    say!("{:<8}  {:<19}  {:<12}  {:>10}  {:>10}  {:<}", "ID", "TIME (UTC)", "HOST", "SIZE", "ADDED", "PATHS");
+    say!(
+        "{:<8}  {:<19}  {:<12}  {:>10}  {:>10}  {:<}",
+        "ID",
+        "TIME (UTC)",
+        "HOST",
+        "SIZE",
+        "ADDED",
+        "PATHS"
+    );
     for s in &snaps {
         say!(
             "{:<8}  {:<19}  {:<12}  {:>10}  {:>10}  {}{}",
@@ -71,7 +79,11 @@ pub fn list(ctx: &Context, a: SnapshotsArgs) -> anyhow::Result<Exit> {
             format::bytes(s.summary.bytes),
             format::bytes(s.summary.bytes_stored),
             s.paths.join(","),
-            if s.tags.is_empty() { String::new() } else { format!("  [{}]", s.tags.join(",")) }
+            if s.tags.is_empty() {
+                String::new()
+            } else {
+                format!("  [{}]", s.tags.join(","))
+            }
         );
     }
     say!("{} snapshot(s)", snaps.len());
@@ -102,9 +114,11 @@ pub fn ls(ctx: &Context, a: LsArgs) -> anyhow::Result<Exit> {
     let repo = ctx.open()?;
     repo.load_index()?;
     let snap = snapshot::find(&repo, &a.snapshot)?;
-    let node = tree::find_path(&repo, &snap.tree, &a.path)?.ok_or_else(|| crate::engine::Error::PathNotInSnapshot {
-        snapshot: snap.id.short(),
-        path: a.path.clone(),
+    let node = tree::find_path(&repo, &snap.tree, &a.path)?.ok_or_else(|| {
+        crate::engine::Error::PathNotInSnapshot {
+            snapshot: snap.id.short(),
+            path: a.path.clone(),
+        }
     })?;
     let base = std::path::PathBuf::from("/").join(a.path.trim_start_matches('/'));
     let print = |p: &std::path::Path, n: &tree::Node| {
@@ -113,7 +127,8 @@ pub fn ls(ctx: &Context, a: LsArgs) -> anyhow::Result<Exit> {
             name.push_str(&format!(" -> {}", t.lossy()));
         }
         if a.long {
-            let t = chrono::DateTime::from_timestamp(n.mtime_ns.div_euclid(1_000_000_000), 0).unwrap_or_default();
+            let t = chrono::DateTime::from_timestamp(n.mtime_ns.div_euclid(1_000_000_000), 0)
+                .unwrap_or_default();
             say!(
                 "{} {:>5} {:>5} {:>12} {} {}",
                 mode_string(n.kind, n.mode),
@@ -153,7 +168,11 @@ pub fn diff(ctx: &Context, a: DiffArgs) -> anyhow::Result<Exit> {
             _ => modified += 1,
         }
     }
-    say!("{added} added, {removed} removed, {modified} changed between {} and {}", from.id.short(), to.id.short());
+    say!(
+        "{added} added, {removed} removed, {modified} changed between {} and {}",
+        from.id.short(),
+        to.id.short()
+    );
     Ok(Exit::SUCCESS)
 }
 
@@ -164,19 +183,34 @@ pub fn stats(ctx: &Context, a: StatsArgs) -> anyhow::Result<Exit> {
     let chosen: Vec<Snapshot> = if a.snapshots.is_empty() {
         all.clone()
     } else {
-        a.snapshots.iter().map(|s| snapshot::resolve(&all, s).cloned()).collect::<Result<_, _>>()?
+        a.snapshots
+            .iter()
+            .map(|s| snapshot::resolve(&all, s).cloned())
+            .collect::<Result<_, _>>()?
     };
     let s = estats::stats(&repo, &chosen)?;
     say!("snapshots:            {}", s.snapshots);
     say!("files:                {}", s.files);
     say!("raw size:             {}", format::bytes(s.raw_bytes));
-    say!("deduplicated size:    {} ({:.2}x)", format::bytes(s.dedup_bytes), s.dedup_ratio());
+    say!(
+        "deduplicated size:    {} ({:.2}x)",
+        format::bytes(s.dedup_bytes),
+        s.dedup_ratio()
+    );
     say!(
         "stored size:          {} ({:.1}% of deduplicated)",
         format::bytes(s.stored_bytes),
-        if s.dedup_bytes > 0 { 100.0 * s.stored_bytes as f64 / s.dedup_bytes as f64 } else { 0.0 }
+        if s.dedup_bytes > 0 {
+            100.0 * s.stored_bytes as f64 / s.dedup_bytes as f64
+        } else {
+            0.0
+        }
     );
     say!("blobs:                {}", s.blobs);
-    say!("repository:           {} in {} pack(s)", format::bytes(s.repo_bytes), s.packs);
+    say!(
+        "repository:           {} in {} pack(s)",
+        format::bytes(s.repo_bytes),
+        s.packs
+    );
     Ok(Exit::SUCCESS)
 }

@@ -89,11 +89,19 @@ struct Archiver<'a> {
 
 /// Default worker count: I/O latency on small files wants more threads than cores.
 pub fn default_threads() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).max(2) * 2
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .max(2)
+        * 2
 }
 
 /// Backs up `opts.source` into a new snapshot.
-pub fn backup(repo: &Repository, opts: &BackupOptions, progress: &Arc<Progress>) -> Result<BackupOutcome> {
+pub fn backup(
+    repo: &Repository,
+    opts: &BackupOptions,
+    progress: &Arc<Progress>,
+) -> Result<BackupOutcome> {
     let started = Instant::now();
     let source = std::fs::canonicalize(&opts.source).map_err(|e| Error::Source {
         path: opts.source.clone(),
@@ -126,14 +134,19 @@ pub fn backup(repo: &Repository, opts: &BackupOptions, progress: &Arc<Progress>)
         ParentChoice::Snapshot(spec) => Some(snapshot::find(repo, spec)?),
         ParentChoice::Auto => {
             let (all, _) = snapshot::list(repo)?;
-            all.into_iter().rev().find(|s| s.host == host && s.paths == paths)
+            all.into_iter()
+                .rev()
+                .find(|s| s.host == host && s.paths == paths)
         }
     };
     let parent_tree = match &parent {
         Some(p) => match Tree::load(repo, &p.tree) {
             Ok(t) => Some(t),
             Err(e) => {
-                progress.warn(format!("parent snapshot {} is unreadable ({e}); reading every file", p.id.short()));
+                progress.warn(format!(
+                    "parent snapshot {} is unreadable ({e}); reading every file",
+                    p.id.short()
+                ));
                 None
             }
         },
@@ -216,7 +229,10 @@ pub fn backup(repo: &Repository, opts: &BackupOptions, progress: &Arc<Progress>)
     snap.save(repo)?;
     progress.set_phase(Phase::Done);
     tracing::info!(snapshot = %snap.id, files = snap.summary.files, bytes = snap.summary.bytes, "backup done");
-    Ok(BackupOutcome { snapshot: snap, warnings })
+    Ok(BackupOutcome {
+        snapshot: snap,
+        warnings,
+    })
 }
 
 /// Counts files and bytes below `root` for progress totals; false if stopped early.
@@ -226,7 +242,9 @@ fn scan(root: &Path, progress: &Progress, stop: &AtomicBool) -> bool {
         if progress.is_cancelled() || stop.load(Relaxed) {
             return false;
         }
-        let Ok(rd) = std::fs::read_dir(&dir) else { continue };
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            continue;
+        };
         let (mut files, mut bytes) = (0, 0);
         for e in rd.flatten() {
             let Ok(m) = e.metadata() else { continue };
@@ -282,7 +300,11 @@ fn node_from_meta(name: Name, m: &Metadata) -> Node {
         sparse: kind == NodeKind::File && m.blocks().saturating_mul(512) < size,
         subtree: None,
         target: None,
-        rdev: if matches!(kind, NodeKind::CharDev | NodeKind::BlockDev) { m.rdev() } else { 0 },
+        rdev: if matches!(kind, NodeKind::CharDev | NodeKind::BlockDev) {
+            m.rdev()
+        } else {
+            0
+        },
     }
 }
 
@@ -306,7 +328,10 @@ impl Archiver<'_> {
         let rd = match std::fs::read_dir(path) {
             Ok(rd) => rd,
             Err(e) if is_root => {
-                return Err(Error::Source { path: path.to_path_buf(), source: e });
+                return Err(Error::Source {
+                    path: path.to_path_buf(),
+                    source: e,
+                });
             }
             Err(e) => {
                 self.warn(format!("skipped folder {}: {e}", path.display()));
@@ -326,11 +351,18 @@ impl Archiver<'_> {
             .map(|name| self.archive_entry(path, name, parent))
             .collect::<Result<_>>()?;
         self.counters.dirs.fetch_add(1, Relaxed);
-        let tree = Tree { nodes: nodes.into_iter().flatten().collect() };
+        let tree = Tree {
+            nodes: nodes.into_iter().flatten().collect(),
+        };
         tree.save(|k, d| self.save_blob(k, d))
     }
 
-    fn archive_entry(&self, dir: &Path, name: &std::ffi::OsStr, parent: Option<&Tree>) -> Result<Option<Node>> {
+    fn archive_entry(
+        &self,
+        dir: &Path,
+        name: &std::ffi::OsStr,
+        parent: Option<&Tree>,
+    ) -> Result<Option<Node>> {
         let path = dir.join(name);
         let nm = Name::from_os(name);
         let prev = parent.and_then(|t| t.find(&nm.0));
@@ -409,7 +441,8 @@ impl Archiver<'_> {
     fn read_file(&self, path: &Path, node: &mut Node) -> Result<(), FileError> {
         let mut f = open_noatime(path).map_err(FileError::Read)?;
         let chunker = self.chunker;
-        let mut buf: Vec<u8> = Vec::with_capacity(SEGMENT.min(node.size as usize + 1).max(64 * 1024));
+        let mut buf: Vec<u8> =
+            Vec::with_capacity(SEGMENT.min(node.size as usize + 1).max(64 * 1024));
         let mut lens = Vec::new();
         let mut total: u64 = 0;
         let mut eof = false;
@@ -471,7 +504,11 @@ impl Archiver<'_> {
 /// or root), so that reading it does not change what the next backup sees.
 fn open_noatime(path: &Path) -> std::io::Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
-    match std::fs::OpenOptions::new().read(true).custom_flags(nix::libc::O_NOATIME).open(path) {
+    match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOATIME)
+        .open(path)
+    {
         Err(e) if e.raw_os_error() == Some(nix::libc::EPERM) => File::open(path),
         other => other,
     }

@@ -47,7 +47,11 @@ impl CheckReport {
     }
 }
 
-pub fn check(repo: &Repository, opts: &CheckOptions, progress: &Arc<Progress>) -> Result<CheckReport> {
+pub fn check(
+    repo: &Repository,
+    opts: &CheckOptions,
+    progress: &Arc<Progress>,
+) -> Result<CheckReport> {
     let _lock = lock::acquire(repo, false, "check")?;
     let mut report = CheckReport::default();
     progress.set_phase(Phase::LoadingIndex);
@@ -91,7 +95,10 @@ pub fn check(repo: &Repository, opts: &CheckOptions, progress: &Arc<Progress>) -
                 damaged.insert(id, "missing from storage".into());
             }
             Some(s) if *s != size => {
-                damaged.insert(id, format!("is {s} bytes but the index says {size}: truncated or overwritten"));
+                damaged.insert(
+                    id,
+                    format!("is {s} bytes but the index says {size}: truncated or overwritten"),
+                );
             }
             Some(_) => {}
         }
@@ -146,7 +153,9 @@ pub fn check(repo: &Repository, opts: &CheckOptions, progress: &Arc<Progress>) -
         let mut problems = Vec::new();
         let ok = check_snapshot(repo, s, &damaged_set, &mut seen_trees, &mut problems);
         for p in problems {
-            report.errors.push(format!("snapshot {}: {p}", s.id.short()));
+            report
+                .errors
+                .push(format!("snapshot {}: {p}", s.id.short()));
         }
         if !ok {
             report.affected_snapshots.push(s.id);
@@ -211,14 +220,24 @@ fn blob_ok(repo: &Repository, id: &Id, damaged: &IdSet, problems: &mut Vec<Strin
             false
         }
         Some(loc) if damaged.contains(&loc.pack) => {
-            problems.push(format!("blob {} is in damaged pack {}", id.short(), loc.pack.short()));
+            problems.push(format!(
+                "blob {} is in damaged pack {}",
+                id.short(),
+                loc.pack.short()
+            ));
             false
         }
         Some(_) => true,
     }
 }
 
-fn check_tree(repo: &Repository, id: &Id, damaged: &IdSet, seen: &mut IdMap<bool>, problems: &mut Vec<String>) -> bool {
+fn check_tree(
+    repo: &Repository,
+    id: &Id,
+    damaged: &IdSet,
+    seen: &mut IdMap<bool>,
+    problems: &mut Vec<String>,
+) -> bool {
     if let Some(ok) = seen.get(id) {
         return *ok;
     }

@@ -97,7 +97,11 @@ fn splitmix64(state: &mut u64) -> u64 {
 /// A mask of `bits` ones in the top bits of a u64: with a left-shifting gear hash the
 /// top bit depends on the last 64 bytes, which is the window.
 fn top_mask(bits: u32) -> u64 {
-    if bits == 0 { 0 } else { !0u64 << (64 - bits.min(64)) }
+    if bits == 0 {
+        0
+    } else {
+        !0u64 << (64 - bits.min(64))
+    }
 }
 
 impl Chunker {
@@ -191,7 +195,10 @@ mod tests {
         assert_eq!(used, data.len());
         assert_eq!(lens.iter().sum::<usize>(), data.len());
         for l in &lens[..lens.len() - 1] {
-            assert!(*l > DEFAULT_MIN as usize && *l <= DEFAULT_MAX as usize, "{l}");
+            assert!(
+                *l > DEFAULT_MIN as usize && *l <= DEFAULT_MAX as usize,
+                "{l}"
+            );
         }
         let avg = data.len() / lens.len();
         assert!((40_000..110_000).contains(&avg), "average chunk {avg}");
@@ -216,7 +223,10 @@ mod tests {
         };
         let (ca, cb) = (chunks(&a), chunks(&b));
         let new: usize = cb.difference(&ca).map(|c| c.len()).sum();
-        assert!(new < 3 * DEFAULT_MAX as usize, "{new} new bytes for a 4 KiB write");
+        assert!(
+            new < 3 * DEFAULT_MAX as usize,
+            "{new} new bytes for a 4 KiB write"
+        );
     }
 
     #[test]

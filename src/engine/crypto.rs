@@ -331,7 +331,10 @@ mod tests {
         let mut bad = ct.clone();
         bad[30] ^= 1;
         assert!(matches!(k.decrypt(&bad), Err(CryptoError::Authentication)));
-        assert!(matches!(k.decrypt(&ct[..10]), Err(CryptoError::Truncated(10))));
+        assert!(matches!(
+            k.decrypt(&ct[..10]),
+            Err(CryptoError::Truncated(10))
+        ));
         let other = MasterKey::generate().unwrap();
         assert!(other.decrypt(&ct).is_err());
     }
@@ -343,14 +346,26 @@ mod tests {
         let kf = KeyFile::wrap(&k, &pw, KdfParams::insecure_fast(), 1, "test").unwrap();
         let got = kf.unwrap_key(&pw).unwrap().unwrap();
         assert_eq!(got.blob_id(b"x"), k.blob_id(b"x"));
-        assert!(kf.unwrap_key(&Secret::Password("wrong".into())).unwrap().is_none());
-        assert!(kf.unwrap_key(&Secret::KeyMaterial(b"correct horse".to_vec())).unwrap().is_none());
+        assert!(
+            kf.unwrap_key(&Secret::Password("wrong".into()))
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            kf.unwrap_key(&Secret::KeyMaterial(b"correct horse".to_vec()))
+                .unwrap()
+                .is_none()
+        );
 
         let km = Secret::KeyMaterial(vec![7; 32]);
         let kf2 = KeyFile::wrap(&k, &km, KdfParams::default(), 1, "").unwrap();
         assert!(kf2.kdf.is_none());
         assert!(kf2.unwrap_key(&km).unwrap().is_some());
-        assert!(kf2.unwrap_key(&Secret::KeyMaterial(vec![8; 32])).unwrap().is_none());
+        assert!(
+            kf2.unwrap_key(&Secret::KeyMaterial(vec![8; 32]))
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[test]

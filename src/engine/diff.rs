@@ -54,10 +54,22 @@ fn load(repo: &Repository, id: Option<&Id>) -> Result<Tree> {
 }
 
 fn entry(path: PathBuf, change: Change, n: &Node, before: u64, after: u64) -> DiffEntry {
-    DiffEntry { path, change, kind: n.kind, size_before: before, size_after: after }
+    DiffEntry {
+        path,
+        change,
+        kind: n.kind,
+        size_before: before,
+        size_after: after,
+    }
 }
 
-fn diff_trees(repo: &Repository, a: Option<&Id>, b: Option<&Id>, prefix: &Path, out: &mut Vec<DiffEntry>) -> Result<()> {
+fn diff_trees(
+    repo: &Repository,
+    a: Option<&Id>,
+    b: Option<&Id>,
+    prefix: &Path,
+    out: &mut Vec<DiffEntry>,
+) -> Result<()> {
     if a == b {
         return Ok(());
     }
@@ -95,7 +107,10 @@ fn diff_trees(repo: &Repository, a: Option<&Id>, b: Option<&Id>, prefix: &Path, 
                 } else if x.content != y.content || x.target != y.target || x.size != y.size {
                     out.push(entry(p.clone(), Change::Modified, y, x.size, y.size));
                 } else if x.kind != NodeKind::Dir
-                    && (x.mode != y.mode || x.uid != y.uid || x.gid != y.gid || x.mtime_ns != y.mtime_ns)
+                    && (x.mode != y.mode
+                        || x.uid != y.uid
+                        || x.gid != y.gid
+                        || x.mtime_ns != y.mtime_ns)
                 {
                     out.push(entry(p.clone(), Change::Metadata, y, x.size, y.size));
                 }

@@ -42,10 +42,17 @@ pub struct Decision {
 }
 
 /// Applies `policy` to `snaps` (any order); returns decisions newest first per group.
-pub fn apply(policy: &Retention, snaps: &[Snapshot], now: chrono::DateTime<chrono::Utc>) -> Vec<Decision> {
+pub fn apply(
+    policy: &Retention,
+    snaps: &[Snapshot],
+    now: chrono::DateTime<chrono::Utc>,
+) -> Vec<Decision> {
     let mut groups: BTreeMap<(String, Vec<String>), Vec<&Snapshot>> = BTreeMap::new();
     for s in snaps {
-        groups.entry((s.host.clone(), s.paths.clone())).or_default().push(s);
+        groups
+            .entry((s.host.clone(), s.paths.clone()))
+            .or_default()
+            .push(s);
     }
     let mut out = Vec::new();
     for (_, mut list) in groups {
@@ -53,12 +60,16 @@ pub fn apply(policy: &Retention, snaps: &[Snapshot], now: chrono::DateTime<chron
         type KeyFn = fn(&chrono::DateTime<chrono::Utc>) -> i64;
         let buckets: [(&str, Option<usize>, KeyFn); 5] = [
             ("hourly", policy.hourly, |t| t.timestamp().div_euclid(3600)),
-            ("daily", policy.daily, |t| i64::from(t.year()) * 1000 + i64::from(t.ordinal())),
+            ("daily", policy.daily, |t| {
+                i64::from(t.year()) * 1000 + i64::from(t.ordinal())
+            }),
             ("weekly", policy.weekly, |t| {
                 let w = t.iso_week();
                 i64::from(w.year()) * 100 + i64::from(w.week())
             }),
-            ("monthly", policy.monthly, |t| i64::from(t.year()) * 100 + i64::from(t.month())),
+            ("monthly", policy.monthly, |t| {
+                i64::from(t.year()) * 100 + i64::from(t.month())
+            }),
             ("yearly", policy.yearly, |t| i64::from(t.year())),
         ];
         let mut left: Vec<Option<usize>> = buckets.iter().map(|b| b.1).collect();
@@ -87,7 +98,11 @@ pub fn apply(policy: &Retention, snaps: &[Snapshot], now: chrono::DateTime<chron
             if s.tags.iter().any(|t| policy.tags.contains(t)) {
                 reasons.push("tag".to_string());
             }
-            out.push(Decision { snapshot: (*s).clone(), keep: !reasons.is_empty(), reasons });
+            out.push(Decision {
+                snapshot: (*s).clone(),
+                keep: !reasons.is_empty(),
+                reasons,
+            });
         }
     }
     out
@@ -100,7 +115,10 @@ pub fn forget(repo: &Repository, policy: &Retention, dry_run: bool) -> Result<Ve
     let decisions = apply(policy, &snaps, chrono::Utc::now());
     if !dry_run {
         for d in decisions.iter().filter(|d| !d.keep) {
-            repo.block_on(repo.backend().remove(FileKind::Snapshot, &d.snapshot.id.to_hex()))?;
+            repo.block_on(
+                repo.backend()
+                    .remove(FileKind::Snapshot, &d.snapshot.id.to_hex()),
+            )?;
         }
     }
     Ok(decisions)
@@ -145,18 +163,33 @@ mod tests {
         let mut snaps = Vec::new();
         for d in 0..5u8 {
             for h in 0..2u8 {
-                let t = base - chrono::Duration::days(i64::from(d)) + chrono::Duration::hours(i64::from(h));
+                let t = base - chrono::Duration::days(i64::from(d))
+                    + chrono::Duration::hours(i64::from(h));
                 snaps.push(snap(d * 2 + h, t));
             }
         }
-        let p = Retention { last: Some(1), daily: Some(3), ..Default::default() };
+        let p = Retention {
+            last: Some(1),
+            daily: Some(3),
+            ..Default::default()
+        };
         let d = apply(&p, &snaps, base);
-        let kept: Vec<_> = d.iter().filter(|d| d.keep).map(|d| d.snapshot.time).collect();
+        let kept: Vec<_> = d
+            .iter()
+            .filter(|d| d.keep)
+            .map(|d| d.snapshot.time)
+            .collect();
         // Newest of each of the 3 newest days; the newest is also "last".
         assert_eq!(kept.len(), 3);
         assert_eq!(kept[0], base + chrono::Duration::hours(1));
-        assert_eq!(kept[1], base - chrono::Duration::days(1) + chrono::Duration::hours(1));
-        assert!(d[0].reasons.contains(&"last".to_string()) && d[0].reasons.contains(&"daily".to_string()));
+        assert_eq!(
+            kept[1],
+            base - chrono::Duration::days(1) + chrono::Duration::hours(1)
+        );
+        assert!(
+            d[0].reasons.contains(&"last".to_string())
+                && d[0].reasons.contains(&"daily".to_string())
+        );
     }
 
     #[test]
@@ -166,9 +199,17 @@ mod tests {
         old.tags.push("keep".into());
         let recent = snap(2, now - chrono::Duration::hours(2));
         let middle = snap(3, now - chrono::Duration::days(3));
-        let p = Retention { within: Some(chrono::Duration::days(1)), tags: vec!["keep".into()], ..Default::default() };
+        let p = Retention {
+            within: Some(chrono::Duration::days(1)),
+            tags: vec!["keep".into()],
+            ..Default::default()
+        };
         let d = apply(&p, &[old, recent, middle], now);
-        let keep: Vec<u8> = d.iter().filter(|d| d.keep).map(|d| d.snapshot.id.0[0]).collect();
+        let keep: Vec<u8> = d
+            .iter()
+            .filter(|d| d.keep)
+            .map(|d| d.snapshot.id.0[0])
+            .collect();
         assert_eq!(keep, vec![2, 1]);
     }
 }

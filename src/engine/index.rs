@@ -17,9 +17,13 @@ const BLOB_RECORD: usize = 32 + 1 + 4 + 4 + 4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
-    #[error("index file {name} is damaged ({reason}): run `ferry check`, then `ferry repair index`")]
+    #[error(
+        "index file {name} is damaged ({reason}): run `ferry check`, then `ferry repair index`"
+    )]
     Damaged { name: String, reason: String },
-    #[error("index file {name} has format version {version}, newer than this Ferry understands: upgrade Ferry")]
+    #[error(
+        "index file {name} has format version {version}, newer than this Ferry understands: upgrade Ferry"
+    )]
     Version { name: String, version: u8 },
 }
 
@@ -32,7 +36,10 @@ pub struct IndexedPack {
 }
 
 pub fn encode(packs: &[IndexedPack]) -> Vec<u8> {
-    let n: usize = packs.iter().map(|p| PACK_RECORD + p.blobs.len() * BLOB_RECORD).sum();
+    let n: usize = packs
+        .iter()
+        .map(|p| PACK_RECORD + p.blobs.len() * BLOB_RECORD)
+        .sum();
     let mut out = Vec::with_capacity(5 + n);
     out.extend_from_slice(MAGIC);
     out.push(VERSION);
@@ -219,14 +226,28 @@ mod tests {
     use super::*;
 
     fn entry(n: u8, offset: u32) -> PackEntry {
-        PackEntry { id: Id([n; 32]), kind: BlobType::Data, offset, length: 10, raw_length: 20 }
+        PackEntry {
+            id: Id([n; 32]),
+            kind: BlobType::Data,
+            offset,
+            length: 10,
+            raw_length: 20,
+        }
     }
 
     #[test]
     fn encode_decode_round_trip() {
         let packs = vec![
-            IndexedPack { id: Id([1; 32]), size: 1000, blobs: vec![entry(5, 0), entry(6, 10)] },
-            IndexedPack { id: Id([2; 32]), size: 50, blobs: vec![] },
+            IndexedPack {
+                id: Id([1; 32]),
+                size: 1000,
+                blobs: vec![entry(5, 0), entry(6, 10)],
+            },
+            IndexedPack {
+                id: Id([2; 32]),
+                size: 50,
+                blobs: vec![],
+            },
         ];
         let enc = encode(&packs);
         assert_eq!(decode("x", &enc).unwrap(), packs);

@@ -45,7 +45,11 @@ impl LockInfo {
         format!(
             "{} ({} lock) of {}@{} pid {} since {}",
             self.purpose,
-            if self.exclusive { "exclusive" } else { "shared" },
+            if self.exclusive {
+                "exclusive"
+            } else {
+                "shared"
+            },
             self.username,
             self.host,
             self.pid,
@@ -108,13 +112,17 @@ fn write_lock(repo: &Repository, exclusive: bool, purpose: &str) -> Result<Strin
 /// Takes a lock, or fails with [`Error::Locked`] naming the holder.
 pub fn acquire(repo: &Repository, exclusive: bool, purpose: &str) -> Result<LockGuard> {
     if let Some(holder) = conflicts(repo, exclusive, None)? {
-        return Err(Error::Locked { holder: holder.describe() });
+        return Err(Error::Locked {
+            holder: holder.describe(),
+        });
     }
     let name = write_lock(repo, exclusive, purpose)?;
     // Two jobs may have checked at the same time: look again now that ours is visible.
     if let Some(holder) = conflicts(repo, exclusive, Some(&name))? {
         repo.block_on(repo.backend().remove(FileKind::Lock, &name))?;
-        return Err(Error::Locked { holder: holder.describe() });
+        return Err(Error::Locked {
+            holder: holder.describe(),
+        });
     }
     let state = Arc::new((Mutex::new(Some(name)), Condvar::new()));
     let refresher = {
@@ -133,7 +141,12 @@ pub fn acquire(repo: &Repository, exclusive: bool, purpose: &str) -> Result<Lock
     })
 }
 
-fn refresh_loop(repo: &Repository, state: &(Mutex<Option<String>>, Condvar), exclusive: bool, purpose: &str) {
+fn refresh_loop(
+    repo: &Repository,
+    state: &(Mutex<Option<String>>, Condvar),
+    exclusive: bool,
+    purpose: &str,
+) {
     let (lock, cv) = state;
     let mut guard = lock.lock();
     loop {
@@ -165,7 +178,9 @@ impl Drop for LockGuard {
             let _ = h.join();
         }
         if let Some(name) = name
-            && let Err(e) = self.repo.block_on(self.repo.backend().remove(FileKind::Lock, &name))
+            && let Err(e) = self
+                .repo
+                .block_on(self.repo.backend().remove(FileKind::Lock, &name))
         {
             tracing::warn!(error = %e, lock = %name, "could not remove the lock file");
         }

@@ -52,7 +52,9 @@ const MAX_HEADER: u32 = 64 * 1024 * 1024;
 pub enum PackError {
     #[error("pack {pack} is {size} bytes, too short to be a pack: it is truncated")]
     TooShort { pack: String, size: u64 },
-    #[error("pack {pack} has a header length of {len} bytes, which cannot be right: the pack is damaged")]
+    #[error(
+        "pack {pack} has a header length of {len} bytes, which cannot be right: the pack is damaged"
+    )]
     BadHeaderLength { pack: String, len: u32 },
     #[error("the header of pack {pack} is damaged: {reason}")]
     BadHeader { pack: String, reason: String },
@@ -71,8 +73,12 @@ pub fn encode_header(entries: &[PackEntry]) -> Vec<u8> {
 }
 
 /// Parses decrypted header bytes into entries with offsets.
-pub fn decode_header(pack: &str, data: &[u8], header_offset: u64) -> Result<Vec<PackEntry>, PackError> {
-    if data.len() % HEADER_ENTRY != 0 {
+pub fn decode_header(
+    pack: &str,
+    data: &[u8],
+    header_offset: u64,
+) -> Result<Vec<PackEntry>, PackError> {
+    if !data.len().is_multiple_of(HEADER_ENTRY) {
         return Err(PackError::BadHeader {
             pack: pack.to_string(),
             reason: format!("{} bytes is not a whole number of entries", data.len()),
@@ -155,7 +161,13 @@ impl PackBuilder {
     }
 
     /// Appends one stored (already encrypted) blob.
-    pub fn add(&mut self, id: Id, kind: BlobType, stored: &[u8], raw_length: u32) -> std::io::Result<()> {
+    pub fn add(
+        &mut self,
+        id: Id,
+        kind: BlobType,
+        stored: &[u8],
+        raw_length: u32,
+    ) -> std::io::Result<()> {
         self.file.write_all(stored)?;
         self.hasher.update(stored);
         self.entries.push(PackEntry {
@@ -179,8 +191,12 @@ impl PackBuilder {
         self.file.write_all(&len).map_err(io)?;
         self.hasher.update(&len);
         self.size += header.len() as u64 + 4;
-        let file = self.file.into_inner().map_err(|e| super::Error::Staging(self.path.clone(), e.into_error()))?;
-        file.sync_data().map_err(|e| super::Error::Staging(self.path.clone(), e))?;
+        let file = self
+            .file
+            .into_inner()
+            .map_err(|e| super::Error::Staging(self.path.clone(), e.into_error()))?;
+        file.sync_data()
+            .map_err(|e| super::Error::Staging(self.path.clone(), e))?;
         Ok(FinishedPack {
             id: Id(*self.hasher.finalize().as_bytes()),
             path: self.path,
@@ -197,8 +213,20 @@ mod tests {
     #[test]
     fn header_round_trip_and_bounds() {
         let entries = vec![
-            PackEntry { id: Id::hash(b"a"), kind: BlobType::Data, offset: 0, length: 100, raw_length: 90 },
-            PackEntry { id: Id::hash(b"b"), kind: BlobType::Tree, offset: 100, length: 50, raw_length: 200 },
+            PackEntry {
+                id: Id::hash(b"a"),
+                kind: BlobType::Data,
+                offset: 0,
+                length: 100,
+                raw_length: 90,
+            },
+            PackEntry {
+                id: Id::hash(b"b"),
+                kind: BlobType::Tree,
+                offset: 100,
+                length: 50,
+                raw_length: 200,
+            },
         ];
         let enc = encode_header(&entries);
         assert_eq!(decode_header("p", &enc, 150).unwrap(), entries);

@@ -95,7 +95,11 @@ impl ProgressSnapshot {
     /// Average rate of `bytes_done` since the start, in bytes per second.
     pub fn rate(&self) -> f64 {
         let s = self.elapsed.as_secs_f64();
-        if s > 0.0 { self.bytes_done as f64 / s } else { 0.0 }
+        if s > 0.0 {
+            self.bytes_done as f64 / s
+        } else {
+            0.0
+        }
     }
 
     /// Estimated time left at `rate`, when the totals are known.
@@ -103,7 +107,9 @@ impl ProgressSnapshot {
         if !self.totals_final || rate <= 0.0 || self.bytes_total < self.bytes_done {
             return None;
         }
-        Some(Duration::from_secs_f64((self.bytes_total - self.bytes_done) as f64 / rate))
+        Some(Duration::from_secs_f64(
+            (self.bytes_total - self.bytes_done) as f64 / rate,
+        ))
     }
 
     /// Fraction of bytes done (0..=1).
@@ -177,7 +183,11 @@ impl Progress {
     }
     /// `Err(Cancelled)` once the job has been cancelled.
     pub fn check(&self) -> super::Result<()> {
-        if self.is_cancelled() { Err(super::Error::Cancelled) } else { Ok(()) }
+        if self.is_cancelled() {
+            Err(super::Error::Cancelled)
+        } else {
+            Ok(())
+        }
     }
 
     pub fn snapshot(&self) -> ProgressSnapshot {
@@ -212,7 +222,11 @@ impl RateMeter {
             let dt = (s.elapsed - t.min(s.elapsed)).as_secs_f64();
             if dt >= 0.05 {
                 let inst = s.bytes_done.saturating_sub(b) as f64 / dt;
-                self.rate = if self.rate == 0.0 { inst } else { 0.7 * self.rate + 0.3 * inst };
+                self.rate = if self.rate == 0.0 {
+                    inst
+                } else {
+                    0.7 * self.rate + 0.3 * inst
+                };
                 self.last = Some((s.elapsed, s.bytes_done));
             }
         } else {

@@ -29,7 +29,10 @@ pub struct PruneOptions {
 
 impl Default for PruneOptions {
     fn default() -> Self {
-        PruneOptions { max_unused: 0.2, dry_run: false }
+        PruneOptions {
+            max_unused: 0.2,
+            dry_run: false,
+        }
     }
 }
 
@@ -45,7 +48,11 @@ pub struct PruneReport {
     pub dry_run: bool,
 }
 
-pub fn prune(repo: &Repository, opts: &PruneOptions, progress: &Arc<Progress>) -> Result<PruneReport> {
+pub fn prune(
+    repo: &Repository,
+    opts: &PruneOptions,
+    progress: &Arc<Progress>,
+) -> Result<PruneReport> {
     let _lock = lock::acquire(repo, true, "prune")?;
     progress.set_phase(Phase::LoadingIndex);
     repo.load_index()?;
@@ -56,7 +63,9 @@ pub fn prune(repo: &Repository, opts: &PruneOptions, progress: &Arc<Progress>) -
     if let Some((name, e)) = bad.into_iter().next() {
         return Err(Error::Damaged {
             what: format!("snapshot file {name}"),
-            detail: format!("{e}; prune refuses to run while a snapshot is unreadable, as it could remove its data"),
+            detail: format!(
+                "{e}; prune refuses to run while a snapshot is unreadable, as it could remove its data"
+            ),
         });
     }
     progress.set_phase(Phase::Scanning);
@@ -87,8 +96,12 @@ pub fn prune(repo: &Repository, opts: &PruneOptions, progress: &Arc<Progress>) -
     // Packs that are fully used first, so duplicates drop out of partially used ones.
     packs.sort_by_key(|p| p.blobs.iter().filter(|b| !used.contains(&b.id)).count());
     for p in packs {
-        let needed: Vec<PackEntry> =
-            p.blobs.iter().filter(|b| used.contains(&b.id) && !kept_blobs.contains(&b.id)).copied().collect();
+        let needed: Vec<PackEntry> = p
+            .blobs
+            .iter()
+            .filter(|b| used.contains(&b.id) && !kept_blobs.contains(&b.id))
+            .copied()
+            .collect();
         let unused_bytes: u64 = p
             .blobs
             .iter()
@@ -110,15 +123,23 @@ pub fn prune(repo: &Repository, opts: &PruneOptions, progress: &Arc<Progress>) -
     report.packs_rewritten = rewrite.len();
     if opts.dry_run {
         let rewritten: u64 = rewrite.iter().map(|(p, _)| p.size).sum();
-        let removed: u64 = report.bytes_before - keep.iter().map(|p| p.size).sum::<u64>() - rewritten;
-        let still: u64 = rewrite.iter().flat_map(|(_, n)| n.iter()).map(|b| u64::from(b.length)).sum();
+        let removed: u64 =
+            report.bytes_before - keep.iter().map(|p| p.size).sum::<u64>() - rewritten;
+        let still: u64 = rewrite
+            .iter()
+            .flat_map(|(_, n)| n.iter())
+            .map(|b| u64::from(b.length))
+            .sum();
         report.bytes_after = report.bytes_before - removed - rewritten + still;
         return Ok(report);
     }
 
     // (1) Copy needed blobs out of packs being rewritten.
     progress.set_phase(Phase::Transferring);
-    progress.add_total(rewrite.len() as u64, rewrite.iter().map(|(p, _)| p.size).sum());
+    progress.add_total(
+        rewrite.len() as u64,
+        rewrite.iter().map(|(p, _)| p.size).sum(),
+    );
     progress.set_totals_final();
     // The in-memory index must not claim the blobs we are about to copy, or the saver
     // would skip them: start from the kept packs only.
@@ -135,10 +156,12 @@ pub fn prune(repo: &Repository, opts: &PruneOptions, progress: &Arc<Progress>) -
         let data = repo.block_on(repo.backend().read(FileKind::Pack, &p.id.to_hex()))?;
         for b in needed {
             let start = b.offset as usize;
-            let stored = data.get(start..start + b.length as usize).ok_or_else(|| Error::Damaged {
-                what: format!("pack {}", p.id),
-                detail: "shorter than its index says; run `ferry check --read-data`".into(),
-            })?;
+            let stored =
+                data.get(start..start + b.length as usize)
+                    .ok_or_else(|| Error::Damaged {
+                        what: format!("pack {}", p.id),
+                        detail: "shorter than its index says; run `ferry check --read-data`".into(),
+                    })?;
             // Verify before copying: never carry damage into a new pack silently.
             repo.decode_blob(&b.id, b.raw_length, stored)?;
             saver.save_encoded(b.kind, b.id, stored, b.raw_length)?;

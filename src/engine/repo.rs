@@ -135,9 +135,11 @@ impl Repository {
         let key = MasterKey::generate()?;
         let kf = KeyFile::wrap(&key, secret, opts.kdf, FORMAT_VERSION, &opts.key_label)?;
         let key_name = super::crypto::random_id()?;
-        let kf_json = serde_json::to_vec_pretty(&kf).map_err(|e| json_damaged("key file".into(), e))?;
+        let kf_json =
+            serde_json::to_vec_pretty(&kf).map_err(|e| json_damaged("key file".into(), e))?;
         rt.block_on(backend.write(FileKind::Key, &key_name, Bytes::from(kf_json)))?;
-        let cfg = key.encrypt(&serde_json::to_vec(&config).map_err(|e| json_damaged("config".into(), e))?)?;
+        let cfg = key
+            .encrypt(&serde_json::to_vec(&config).map_err(|e| json_damaged("config".into(), e))?)?;
         rt.block_on(backend.write(FileKind::Config, "config", Bytes::from(cfg)))?;
         tracing::info!(location = %backend.location(), "initialised repository");
         Ok(Repository::assemble(backend, rt, key, key_name, config))
@@ -165,7 +167,11 @@ impl Repository {
     }
 
     /// Opens the repository at `backend` with `secret`, trying every key file.
-    pub fn open(backend: DynBackend, rt: tokio::runtime::Handle, secret: &Secret) -> Result<Repository> {
+    pub fn open(
+        backend: DynBackend,
+        rt: tokio::runtime::Handle,
+        secret: &Secret,
+    ) -> Result<Repository> {
         let location = backend.location();
         let cfg_raw = match rt.block_on(backend.read(FileKind::Config, "config")) {
             Ok(b) => b,
@@ -204,10 +210,16 @@ impl Repository {
                         supported: FORMAT_VERSION,
                     });
                 }
-                let config: Config =
-                    serde_json::from_slice(&plain).map_err(|e| json_damaged("the repository config".into(), e))?;
+                let config: Config = serde_json::from_slice(&plain)
+                    .map_err(|e| json_damaged("the repository config".into(), e))?;
                 tracing::info!(%location, key = %k.name, "opened repository");
-                return Ok(Repository::assemble(backend, rt, key, k.name.clone(), config));
+                return Ok(Repository::assemble(
+                    backend,
+                    rt,
+                    key,
+                    k.name.clone(),
+                    config,
+                ));
             }
         }
         Err(Error::WrongPassword { keys: tried })
@@ -279,7 +291,7 @@ impl Repository {
                 Err(e) => tracing::warn!(key = %f.name, error = %e, "unreadable key file"),
             }
         }
-        out.sort_by(|a, b| a.1.created.cmp(&b.1.created));
+        out.sort_by_key(|k| k.1.created);
         Ok(out)
     }
 
@@ -287,8 +299,13 @@ impl Repository {
     pub fn add_key(&self, secret: &Secret, kdf: KdfParams, label: &str) -> Result<String> {
         let kf = KeyFile::wrap(&self.inner.key, secret, kdf, FORMAT_VERSION, label)?;
         let name = super::crypto::random_id()?;
-        let json = serde_json::to_vec_pretty(&kf).map_err(|e| json_damaged("key file".into(), e))?;
-        self.block_on(self.inner.backend.write(FileKind::Key, &name, Bytes::from(json)))?;
+        let json =
+            serde_json::to_vec_pretty(&kf).map_err(|e| json_damaged("key file".into(), e))?;
+        self.block_on(
+            self.inner
+                .backend
+                .write(FileKind::Key, &name, Bytes::from(json)),
+        )?;
         Ok(name)
     }
 
@@ -299,7 +316,11 @@ impl Repository {
         let name = match matches.as_slice() {
             [] => return Err(Error::KeyNotFound(prefix.to_string())),
             [(n, _)] => n.clone(),
-            _ => return Err(Error::InvalidOption(format!("{prefix:?} matches several keys: give more digits"))),
+            _ => {
+                return Err(Error::InvalidOption(format!(
+                    "{prefix:?} matches several keys: give more digits"
+                )));
+            }
         };
         if name == self.inner.key_name {
             return Err(Error::KeyInUse(name));
@@ -312,10 +333,15 @@ impl Repository {
 
     /// Encrypts and stores a JSON document; its name is the hash of what is stored.
     pub fn save_json<T: Serialize>(&self, kind: FileKind, value: &T) -> Result<Id> {
-        let plain = serde_json::to_vec(value).map_err(|e| json_damaged(format!("a {kind} file"), e))?;
+        let plain =
+            serde_json::to_vec(value).map_err(|e| json_damaged(format!("a {kind} file"), e))?;
         let data = self.inner.key.encrypt(&plain)?;
         let id = Id::hash(&data);
-        self.block_on(self.inner.backend.write(kind, &id.to_hex(), Bytes::from(data)))?;
+        self.block_on(
+            self.inner
+                .backend
+                .write(kind, &id.to_hex(), Bytes::from(data)),
+        )?;
         Ok(id)
     }
 
@@ -346,11 +372,18 @@ impl Repository {
             what: format!("blob {id}"),
             detail,
         };
-        let plain = self.inner.key.decrypt(stored).map_err(|e| damaged(e.to_string()))?;
-        let (flag, payload) = plain.split_first().ok_or_else(|| damaged("empty payload".into()))?;
+        let plain = self
+            .inner
+            .key
+            .decrypt(stored)
+            .map_err(|e| damaged(e.to_string()))?;
+        let (flag, payload) = plain
+            .split_first()
+            .ok_or_else(|| damaged("empty payload".into()))?;
         let data = match *flag {
             FLAG_RAW => payload.to_vec(),
-            FLAG_ZSTD => decompress(payload, raw_length as usize).map_err(|e| damaged(format!("zstd: {e}")))?,
+            FLAG_ZSTD => decompress(payload, raw_length as usize)
+                .map_err(|e| damaged(format!("zstd: {e}")))?,
             other => return Err(damaged(format!("unknown compression flag {other}"))),
         };
         if data.len() != raw_length as usize || self.inner.key.blob_id(&data) != id.0 {
@@ -410,23 +443,45 @@ impl Repository {
     pub fn save_index(&self, packs: &[IndexedPack]) -> Result<String> {
         let data = self.inner.key.encrypt(&index::encode(packs))?;
         let id = Id::hash(&data);
-        self.block_on(self.inner.backend.write(FileKind::Index, &id.to_hex(), Bytes::from(data)))?;
+        self.block_on(
+            self.inner
+                .backend
+                .write(FileKind::Index, &id.to_hex(), Bytes::from(data)),
+        )?;
         Ok(id.to_hex())
     }
 
     /// Reads a pack's header from its tail.
     pub fn read_pack_header(&self, pack: &str, size: u64) -> Result<Vec<PackEntry>> {
         if size < pack::min_pack_size() {
-            return Err(pack::PackError::TooShort { pack: pack.to_string(), size }.into());
+            return Err(pack::PackError::TooShort {
+                pack: pack.to_string(),
+                size,
+            }
+            .into());
         }
-        let tail = self.block_on(self.inner.backend.read_range(FileKind::Pack, pack, size - 4, 4))?;
+        let tail = self.block_on(self.inner.backend.read_range(
+            FileKind::Pack,
+            pack,
+            size - 4,
+            4,
+        ))?;
         let len = u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]);
         let (start, hlen) = pack::header_span(pack, size, len)?;
-        let enc = self.block_on(self.inner.backend.read_range(FileKind::Pack, pack, start, hlen))?;
-        let plain = self.inner.key.decrypt(&enc).map_err(|e| pack::PackError::BadHeader {
-            pack: pack.to_string(),
-            reason: e.to_string(),
-        })?;
+        let enc = self.block_on(self.inner.backend.read_range(
+            FileKind::Pack,
+            pack,
+            start,
+            hlen,
+        ))?;
+        let plain = self
+            .inner
+            .key
+            .decrypt(&enc)
+            .map_err(|e| pack::PackError::BadHeader {
+                pack: pack.to_string(),
+                reason: e.to_string(),
+            })?;
         Ok(pack::decode_header(pack, &plain, start)?)
     }
 
@@ -434,16 +489,24 @@ impl Repository {
     pub fn parse_pack(&self, pack: &str, data: &[u8]) -> Result<Vec<PackEntry>> {
         let size = data.len() as u64;
         if size < pack::min_pack_size() {
-            return Err(pack::PackError::TooShort { pack: pack.to_string(), size }.into());
+            return Err(pack::PackError::TooShort {
+                pack: pack.to_string(),
+                size,
+            }
+            .into());
         }
         let n = data.len();
         let len = u32::from_le_bytes([data[n - 4], data[n - 3], data[n - 2], data[n - 1]]);
         let (start, hlen) = pack::header_span(pack, size, len)?;
         let enc = &data[start as usize..(start + hlen) as usize];
-        let plain = self.inner.key.decrypt(enc).map_err(|e| pack::PackError::BadHeader {
-            pack: pack.to_string(),
-            reason: e.to_string(),
-        })?;
+        let plain = self
+            .inner
+            .key
+            .decrypt(enc)
+            .map_err(|e| pack::PackError::BadHeader {
+                pack: pack.to_string(),
+                reason: e.to_string(),
+            })?;
         Ok(pack::decode_header(pack, &plain, start)?)
     }
 
@@ -461,17 +524,28 @@ impl Repository {
             let idx = self.index();
             packs
                 .into_iter()
-                .filter(|p| p.name.parse::<Id>().map(|id| !idx.has_pack(&id)).unwrap_or(false))
+                .filter(|p| {
+                    p.name
+                        .parse::<Id>()
+                        .map(|id| !idx.has_pack(&id))
+                        .unwrap_or(false)
+                })
                 .collect()
         };
         let mut report = RecoverReport::default();
         let mut recovered = Vec::new();
         for p in missing {
-            let Ok(id) = p.name.parse::<Id>() else { continue };
+            let Ok(id) = p.name.parse::<Id>() else {
+                continue;
+            };
             match self.read_pack_header(&p.name, p.size) {
                 Ok(blobs) => {
                     report.blobs += blobs.len();
-                    recovered.push(IndexedPack { id, size: p.size, blobs });
+                    recovered.push(IndexedPack {
+                        id,
+                        size: p.size,
+                        blobs,
+                    });
                 }
                 Err(e) => {
                     tracing::warn!(pack = %p.name, error = %e, "unindexed pack is unreadable");
@@ -486,7 +560,11 @@ impl Repository {
                 idx.add_pack(p.id, p.size, &p.blobs);
             }
             report.packs = recovered.len();
-            tracing::info!(packs = report.packs, blobs = report.blobs, "re-indexed packs left by an interrupted job");
+            tracing::info!(
+                packs = report.packs,
+                blobs = report.blobs,
+                "re-indexed packs left by an interrupted job"
+            );
         }
         Ok(report)
     }

@@ -63,21 +63,30 @@ struct ReadRange {
 }
 
 fn write_err(path: &Path, source: std::io::Error) -> Error {
-    Error::Write { path: path.to_path_buf(), source }
+    Error::Write {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 fn is_empty_dir(p: &Path) -> std::io::Result<bool> {
     Ok(std::fs::read_dir(p)?.next().is_none())
 }
 
-pub fn restore(repo: &Repository, snap: &Snapshot, opts: &RestoreOptions, progress: &Arc<Progress>) -> Result<RestoreOutcome> {
+pub fn restore(
+    repo: &Repository,
+    snap: &Snapshot,
+    opts: &RestoreOptions,
+    progress: &Arc<Progress>,
+) -> Result<RestoreOutcome> {
     let _lock = lock::acquire(repo, false, "restore")?;
     progress.set_phase(Phase::LoadingIndex);
     repo.load_index()?;
-    let start = tree::find_path(repo, &snap.tree, &opts.path)?.ok_or_else(|| Error::PathNotInSnapshot {
-        snapshot: snap.id.short(),
-        path: opts.path.clone(),
-    })?;
+    let start =
+        tree::find_path(repo, &snap.tree, &opts.path)?.ok_or_else(|| Error::PathNotInSnapshot {
+            snapshot: snap.id.short(),
+            path: opts.path.clone(),
+        })?;
 
     let target = opts.target.clone();
     match std::fs::symlink_metadata(&target) {
@@ -149,7 +158,8 @@ pub fn restore(repo: &Repository, snap: &Snapshot, opts: &RestoreOptions, progre
         }
         let file = File::create(&f.path).map_err(|e| write_err(&f.path, e))?;
         if f.node.size > 0 {
-            file.set_len(f.node.size).map_err(|e| write_err(&f.path, e))?;
+            file.set_len(f.node.size)
+                .map_err(|e| write_err(&f.path, e))?;
         }
         if f.node.content.is_empty() {
             progress.add_done(1, 0);
@@ -181,7 +191,11 @@ pub fn restore(repo: &Repository, snap: &Snapshot, opts: &RestoreOptions, progre
         for (id, loc) in blobs {
             let (o, l) = (u64::from(loc.offset), u64::from(loc.length));
             match cur.as_mut() {
-                Some(r) if o >= r.offset + r.length && o - (r.offset + r.length) <= GAP_MAX && o + l - r.offset <= RANGE_MAX => {
+                Some(r)
+                    if o >= r.offset + r.length
+                        && o - (r.offset + r.length) <= GAP_MAX
+                        && o + l - r.offset <= RANGE_MAX =>
+                {
                     r.length = o + l - r.offset;
                     r.blobs.push((id, loc));
                 }
@@ -189,7 +203,12 @@ pub fn restore(repo: &Repository, snap: &Snapshot, opts: &RestoreOptions, progre
                     if let Some(r) = cur.take() {
                         ranges.push(r);
                     }
-                    cur = Some(ReadRange { pack, offset: o, length: l, blobs: vec![(id, loc)] });
+                    cur = Some(ReadRange {
+                        pack,
+                        offset: o,
+                        length: l,
+                        blobs: vec![(id, loc)],
+                    });
                 }
             }
         }
@@ -198,7 +217,7 @@ pub fn restore(repo: &Repository, snap: &Snapshot, opts: &RestoreOptions, progre
         }
     }
     // Largest reads first keeps the workers busy to the end.
-    ranges.sort_by(|a, b| b.length.cmp(&a.length));
+    ranges.sort_by_key(|r| std::cmp::Reverse(r.length));
 
     let threads = opts
         .threads
@@ -211,14 +230,21 @@ pub fn restore(repo: &Repository, snap: &Snapshot, opts: &RestoreOptions, progre
     pool.install(|| {
         ranges.par_iter().try_for_each(|r| -> Result<()> {
             progress.check()?;
-            let data = repo.block_on(repo.backend().read_range(FileKind::Pack, &r.pack.to_hex(), r.offset, r.length))?;
+            let data = repo.block_on(repo.backend().read_range(
+                FileKind::Pack,
+                &r.pack.to_hex(),
+                r.offset,
+                r.length,
+            ))?;
             let mut open: HashMap<u32, File> = HashMap::new();
             for (id, loc) in &r.blobs {
                 let start = (u64::from(loc.offset) - r.offset) as usize;
-                let stored = data.get(start..start + loc.length as usize).ok_or_else(|| Error::Damaged {
-                    what: format!("pack {}", r.pack),
-                    detail: "shorter than its index says".into(),
-                })?;
+                let stored = data
+                    .get(start..start + loc.length as usize)
+                    .ok_or_else(|| Error::Damaged {
+                        what: format!("pack {}", r.pack),
+                        detail: "shorter than its index says".into(),
+                    })?;
                 let plain = repo.decode_blob(id, loc.raw_length, stored)?;
                 let zero = plain.iter().all(|b| *b == 0);
                 for (fi, off) in places.get(id).map(|v| v.as_slice()).unwrap_or(&[]) {
@@ -227,10 +253,14 @@ pub fn restore(repo: &Repository, snap: &Snapshot, opts: &RestoreOptions, progre
                         let file = match open.entry(*fi) {
                             std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
                             std::collections::hash_map::Entry::Vacant(v) => v.insert(
-                                OpenOptions::new().write(true).open(&f.path).map_err(|e| write_err(&f.path, e))?,
+                                OpenOptions::new()
+                                    .write(true)
+                                    .open(&f.path)
+                                    .map_err(|e| write_err(&f.path, e))?,
                             ),
                         };
-                        file.write_all_at(&plain, *off).map_err(|e| write_err(&f.path, e))?;
+                        file.write_all_at(&plain, *off)
+                            .map_err(|e| write_err(&f.path, e))?;
                     }
                     let last = f.remaining.fetch_sub(1, Relaxed) == 1;
                     progress.add_done(u64::from(last), plain.len() as u64);
@@ -249,7 +279,10 @@ pub fn restore(repo: &Repository, snap: &Snapshot, opts: &RestoreOptions, progre
     };
     for f in &files {
         if let Err(e) = apply_meta(&f.path, &f.node, is_root) {
-            warn(format!("could not set metadata of {}: {e}", f.path.display()));
+            warn(format!(
+                "could not set metadata of {}: {e}",
+                f.path.display()
+            ));
         }
         out.bytes += f.node.size;
     }
@@ -279,7 +312,10 @@ pub fn restore(repo: &Repository, snap: &Snapshot, opts: &RestoreOptions, progre
     if root_is_dir && opts.path.trim_matches('/').is_empty() {
         // The snapshot root's own metadata is not recorded; leave the target as it is.
     } else if root_is_dir && let Err(e) = apply_meta(&target, &start, is_root) {
-        warn(format!("could not set metadata of {}: {e}", target.display()));
+        warn(format!(
+            "could not set metadata of {}: {e}",
+            target.display()
+        ));
     }
     progress.set_phase(Phase::Done);
     Ok(out)
@@ -293,7 +329,10 @@ fn remove_non_dir(p: &Path) -> Result<()> {
 }
 
 fn file_time(ns: i64) -> filetime::FileTime {
-    filetime::FileTime::from_unix_time(ns.div_euclid(1_000_000_000), ns.rem_euclid(1_000_000_000) as u32)
+    filetime::FileTime::from_unix_time(
+        ns.div_euclid(1_000_000_000),
+        ns.rem_euclid(1_000_000_000) as u32,
+    )
 }
 
 fn apply_meta(p: &Path, n: &Node, is_root: bool) -> std::io::Result<()> {
@@ -319,8 +358,12 @@ fn create_special(p: &Path, n: &Node, is_root: bool) -> std::io::Result<()> {
             std::os::unix::fs::symlink(t.to_os(), p)?;
         }
         NodeKind::Fifo => nix::unistd::mkfifo(p, mode).map_err(std::io::Error::from)?,
-        NodeKind::CharDev => mknod(p, SFlag::S_IFCHR, mode, n.rdev).map_err(std::io::Error::from)?,
-        NodeKind::BlockDev => mknod(p, SFlag::S_IFBLK, mode, n.rdev).map_err(std::io::Error::from)?,
+        NodeKind::CharDev => {
+            mknod(p, SFlag::S_IFCHR, mode, n.rdev).map_err(std::io::Error::from)?
+        }
+        NodeKind::BlockDev => {
+            mknod(p, SFlag::S_IFBLK, mode, n.rdev).map_err(std::io::Error::from)?
+        }
         NodeKind::Socket => {
             // A socket only exists while a process listens on it: nothing to restore.
             return Ok(());

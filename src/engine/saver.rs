@@ -140,13 +140,20 @@ impl Saver {
             return Ok((id, false));
         }
         let stored = self.repo().encode_blob(data)?;
-        self.progress.add_new(data.len() as u64, stored.len() as u64);
+        self.progress
+            .add_new(data.len() as u64, stored.len() as u64);
         self.append(kind, id, &stored, data.len() as u32)?;
         Ok((id, true))
     }
 
     /// Stores an already-encoded blob (prune copies blobs between packs this way).
-    pub fn save_encoded(&self, kind: BlobType, id: Id, stored: &[u8], raw_length: u32) -> Result<bool> {
+    pub fn save_encoded(
+        &self,
+        kind: BlobType,
+        id: Id,
+        stored: &[u8],
+        raw_length: u32,
+    ) -> Result<bool> {
         if !self.reserve(id) {
             return Ok(false);
         }
@@ -167,11 +174,19 @@ impl Saver {
                     std::process::id(),
                     super::crypto::random_id()?.get(..24).unwrap_or("pack")
                 ));
-                *slot = Some(PackBuilder::create(path.clone()).map_err(|e| Error::Staging(path, e))?);
+                *slot =
+                    Some(PackBuilder::create(path.clone()).map_err(|e| Error::Staging(path, e))?);
             }
-            let b = slot.as_mut().ok_or_else(|| Error::InvalidOption("pack builder vanished".into()))?;
-            b.add(id, kind, stored, raw_length).map_err(|e| Error::Staging(b.path.clone(), e))?;
-            if b.size >= self.target { slot.take() } else { None }
+            let b = slot
+                .as_mut()
+                .ok_or_else(|| Error::InvalidOption("pack builder vanished".into()))?;
+            b.add(id, kind, stored, raw_length)
+                .map_err(|e| Error::Staging(b.path.clone(), e))?;
+            if b.size >= self.target {
+                slot.take()
+            } else {
+                None
+            }
         };
         if let Some(b) = full {
             self.ship(b)?;
@@ -181,7 +196,10 @@ impl Saver {
 
     fn ship(&self, b: PackBuilder) -> Result<()> {
         let done = b.finish(self.repo().key())?;
-        let tx = self.tx.as_ref().ok_or_else(|| Error::InvalidOption("saver already finished".into()))?;
+        let tx = self
+            .tx
+            .as_ref()
+            .ok_or_else(|| Error::InvalidOption("saver already finished".into()))?;
         if tx.send(done).is_err() {
             return Err(Error::Cancelled);
         }
@@ -240,9 +258,11 @@ fn upload_loop(rx: &Receiver<FinishedPack>, shared: &Shared, stored: &Mutex<Vec<
             continue;
         }
         let name = pack.id.to_hex();
-        let res = shared
-            .repo
-            .block_on(shared.repo.backend().write_file(FileKind::Pack, &name, &pack.path));
+        let res = shared.repo.block_on(shared.repo.backend().write_file(
+            FileKind::Pack,
+            &name,
+            &pack.path,
+        ));
         if let Err(e) = res {
             let _ = std::fs::remove_file(&pack.path);
             shared.fail(e.into());
@@ -255,7 +275,10 @@ fn upload_loop(rx: &Receiver<FinishedPack>, shared: &Shared, stored: &Mutex<Vec<
             blobs: pack.entries,
         };
         // Index first, then un-pend: a blob is always in one of the two.
-        shared.repo.index_mut().add_pack(indexed.id, indexed.size, &indexed.blobs);
+        shared
+            .repo
+            .index_mut()
+            .add_pack(indexed.id, indexed.size, &indexed.blobs);
         {
             let mut p = shared.pending.lock();
             for b in &indexed.blobs {

@@ -85,9 +85,12 @@ impl Snapshot {
     }
 }
 
+/// Snapshot files that could not be read, with why.
+pub type Unreadable = Vec<(String, Error)>;
+
 /// All snapshots, oldest first. Unreadable snapshot files are returned as errors in the
 /// second list, so one damaged file does not hide the others.
-pub fn list(repo: &Repository) -> Result<(Vec<Snapshot>, Vec<(String, Error)>)> {
+pub fn list(repo: &Repository) -> Result<(Vec<Snapshot>, Unreadable)> {
     let files = repo.block_on(repo.backend().list(FileKind::Snapshot))?;
     let mut out = Vec::with_capacity(files.len());
     let mut bad = Vec::new();
@@ -98,7 +101,9 @@ pub fn list(repo: &Repository) -> Result<(Vec<Snapshot>, Vec<(String, Error)>)> 
                     s.id = id;
                     out.push(s);
                 }
-                Err(_) => tracing::warn!(name = %f.name, "ignoring snapshot file with a foreign name"),
+                Err(_) => {
+                    tracing::warn!(name = %f.name, "ignoring snapshot file with a foreign name")
+                }
             },
             Err(e) => bad.push((f.name, e)),
         }
@@ -119,7 +124,10 @@ pub fn resolve<'a>(all: &'a [Snapshot], spec: &str) -> Result<&'a Snapshot> {
         return all.last().ok_or(Error::NoSnapshots);
     }
     let spec_l = spec.to_ascii_lowercase();
-    let m: Vec<_> = all.iter().filter(|s| s.id.to_hex().starts_with(&spec_l)).collect();
+    let m: Vec<_> = all
+        .iter()
+        .filter(|s| s.id.to_hex().starts_with(&spec_l))
+        .collect();
     match m.as_slice() {
         [] => Err(Error::SnapshotNotFound(spec.to_string())),
         [one] => Ok(one),

@@ -23,13 +23,20 @@ pub struct Stats {
 
 impl Stats {
     pub fn dedup_ratio(&self) -> f64 {
-        if self.dedup_bytes == 0 { 0.0 } else { self.raw_bytes as f64 / self.dedup_bytes as f64 }
+        if self.dedup_bytes == 0 {
+            0.0
+        } else {
+            self.raw_bytes as f64 / self.dedup_bytes as f64
+        }
     }
 }
 
 /// Statistics for `snaps` (the index must be loaded).
 pub fn stats(repo: &Repository, snaps: &[Snapshot]) -> Result<Stats> {
-    let mut s = Stats { snapshots: snaps.len(), ..Default::default() };
+    let mut s = Stats {
+        snapshots: snaps.len(),
+        ..Default::default()
+    };
     for snap in snaps {
         let mut stack: Vec<_> = snap.roots();
         while let Some(t) = stack.pop() {

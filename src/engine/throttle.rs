@@ -63,9 +63,13 @@ impl Throttle {
 /// second. Units: k/K/KiB = 1024, M/MiB, G/GiB; KB/MB/GB are decimal; no unit = bytes.
 pub fn parse_rate(s: &str) -> Result<u64, String> {
     let t = s.trim().trim_end_matches("/s");
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: f64 = num.parse().map_err(|_| format!("{s:?} is not a rate like 50MiB or 512k"))?;
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a rate like 50MiB or 512k"))?;
     let mult: f64 = match unit.trim() {
         "" | "B" => 1.0,
         "k" | "K" | "KiB" | "Ki" => 1024.0,
@@ -74,7 +78,11 @@ pub fn parse_rate(s: &str) -> Result<u64, String> {
         "MB" => 1e6,
         "g" | "G" | "GiB" | "Gi" => 1024.0 * 1024.0 * 1024.0,
         "GB" => 1e9,
-        other => return Err(format!("unknown unit {other:?} in {s:?}: use k, M or G (binary) or KB, MB, GB")),
+        other => {
+            return Err(format!(
+                "unknown unit {other:?} in {s:?}: use k, M or G (binary) or KB, MB, GB"
+            ));
+        }
     };
     let v = n * mult;
     if !(v >= 1.0 && v.is_finite()) {
@@ -105,6 +113,9 @@ mod tests {
         let a = t.book(500);
         let b = t.book(500);
         let gap = b.duration_since(a);
-        assert!(gap >= Duration::from_millis(499) && gap <= Duration::from_millis(501), "{gap:?}");
+        assert!(
+            gap >= Duration::from_millis(499) && gap <= Duration::from_millis(501),
+            "{gap:?}"
+        );
     }
 }

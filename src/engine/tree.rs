@@ -45,7 +45,10 @@ impl Serialize for Name {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         match std::str::from_utf8(&self.0) {
             Ok(t) => NameRepr::Utf8(t.to_string()).serialize(s),
-            Err(_) => NameRepr::Raw { hex: hex::encode(&self.0) }.serialize(s),
+            Err(_) => NameRepr::Raw {
+                hex: hex::encode(&self.0),
+            }
+            .serialize(s),
         }
     }
 }

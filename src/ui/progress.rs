@@ -12,7 +12,11 @@ use super::format;
 use crate::engine::progress::{Progress, ProgressSnapshot, RateMeter};
 
 /// Runs `job` on a worker thread while drawing `progress`; returns the job's result.
-pub fn run_with_progress<T: Send>(progress: &Arc<Progress>, quiet: bool, job: impl FnOnce() -> T + Send) -> T {
+pub fn run_with_progress<T: Send>(
+    progress: &Arc<Progress>,
+    quiet: bool,
+    job: impl FnOnce() -> T + Send,
+) -> T {
     std::thread::scope(|scope| {
         let handle = scope.spawn(job);
         let interactive = std::io::stderr().is_terminal() && !quiet;
@@ -61,8 +65,15 @@ pub fn run_with_progress<T: Send>(progress: &Arc<Progress>, quiet: bool, job: im
 
 /// One line describing a job's state.
 pub fn line(s: &ProgressSnapshot, rate: f64) -> String {
-    let total = if s.totals_final { format::bytes(s.bytes_total) } else { format!("{}+", format::bytes(s.bytes_total)) };
-    let eta = s.eta(rate).map(|d| format!(" ETA {}", format::duration(d))).unwrap_or_default();
+    let total = if s.totals_final {
+        format::bytes(s.bytes_total)
+    } else {
+        format!("{}+", format::bytes(s.bytes_total))
+    };
+    let eta = s
+        .eta(rate)
+        .map(|d| format!(" ETA {}", format::duration(d)))
+        .unwrap_or_default();
     let mut out = format!(
         "{}: {}/{} files, {}/{} at {}{}",
         s.phase.label(),
@@ -74,14 +85,25 @@ pub fn line(s: &ProgressSnapshot, rate: f64) -> String {
         eta
     );
     if s.bytes_new > 0 {
-        out.push_str(&format!(", new {} stored {}", format::bytes(s.bytes_new), format::bytes(s.bytes_stored)));
+        out.push_str(&format!(
+            ", new {} stored {}",
+            format::bytes(s.bytes_new),
+            format::bytes(s.bytes_stored)
+        ));
     }
     if s.warnings > 0 {
         out.push_str(&format!(", {} warning(s)", s.warnings));
     }
     if !s.current.is_empty() {
         let c = &s.current;
-        let tail: String = c.chars().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect();
+        let tail: String = c
+            .chars()
+            .rev()
+            .take(40)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
         if tail.len() < c.len() {
             out.push_str(&format!(" …{tail}"));
         } else {

@@ -7,10 +7,10 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use ferry::engine::Repository;
 use ferry::engine::backend::local::LocalBackend;
 use ferry::engine::crypto::{KdfParams, Secret};
 use ferry::engine::repo::InitOptions;
-use ferry::engine::Repository;
 
 pub struct TestRepo {
     pub rt: tokio::runtime::Runtime,
@@ -23,11 +23,19 @@ pub fn secret() -> Secret {
 }
 
 pub fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 pub fn init_opts() -> InitOptions {
-    InitOptions { kdf: KdfParams::insecure_fast(), pack_size: 1 << 20, ..InitOptions::default() }
+    InitOptions {
+        kdf: KdfParams::insecure_fast(),
+        pack_size: 1 << 20,
+        ..InitOptions::default()
+    }
 }
 
 /// A fresh repository in a temp folder (small packs so tests see several).
@@ -91,7 +99,11 @@ pub fn describe(root: &Path) -> BTreeMap<PathBuf, Entry> {
             } else if ft.is_symlink() {
                 ("symlink", None, Some(std::fs::read_link(&p).unwrap()))
             } else if ft.is_file() {
-                ("file", Some(blake3::hash(&std::fs::read(&p).unwrap())), None)
+                (
+                    "file",
+                    Some(blake3::hash(&std::fs::read(&p).unwrap())),
+                    None,
+                )
             } else {
                 ("other", None, None)
             };
@@ -99,7 +111,11 @@ pub fn describe(root: &Path) -> BTreeMap<PathBuf, Entry> {
                 rel,
                 Entry {
                     kind,
-                    mode: if ft.is_symlink() { 0 } else { m.permissions().mode() & 0o7777 },
+                    mode: if ft.is_symlink() {
+                        0
+                    } else {
+                        m.permissions().mode() & 0o7777
+                    },
                     mtime: m.mtime(),
                     mtime_nsec: if ft.is_dir() { 0 } else { m.mtime_nsec() },
                     content,

@@ -37,7 +37,13 @@ impl LocalBackend {
         }
     }
 
-    fn not_found(&self, kind: FileKind, name: &str, e: std::io::Error, path: &Path) -> BackendError {
+    fn not_found(
+        &self,
+        kind: FileKind,
+        name: &str,
+        e: std::io::Error,
+        path: &Path,
+    ) -> BackendError {
         if e.kind() == std::io::ErrorKind::NotFound {
             if !self.root.join("config").exists() {
                 return BackendError::NoRepository {
@@ -61,8 +67,12 @@ impl LocalBackend {
 
     fn tmp_path(&self) -> BackendResult<PathBuf> {
         let mut b = [0u8; 12];
-        getrandom::fill(&mut b).map_err(|e| Self::io(&self.root, std::io::Error::other(e.to_string())))?;
-        Ok(self.root.join("tmp").join(format!("{}-{}", std::process::id(), hex::encode(b))))
+        getrandom::fill(&mut b)
+            .map_err(|e| Self::io(&self.root, std::io::Error::other(e.to_string())))?;
+        Ok(self
+            .root
+            .join("tmp")
+            .join(format!("{}-{}", std::process::id(), hex::encode(b))))
     }
 
     fn sync_dir(dir: &Path) -> BackendResult<()> {
@@ -87,7 +97,8 @@ impl LocalBackend {
     fn write_sync(&self, kind: FileKind, name: &str, data: &[u8]) -> BackendResult<()> {
         let tmp = self.tmp_path()?;
         let res = (|| {
-            let mut f = std::fs::File::create(&tmp).map_err(|e| self.not_found(kind, name, e, &tmp))?;
+            let mut f =
+                std::fs::File::create(&tmp).map_err(|e| self.not_found(kind, name, e, &tmp))?;
             f.write_all(data).map_err(|e| Self::io(&tmp, e))?;
             f.sync_all().map_err(|e| Self::io(&tmp, e))?;
             self.place(&tmp, kind, name)
@@ -222,14 +233,22 @@ impl Backend for LocalBackend {
         .await
     }
 
-    async fn read_range(&self, kind: FileKind, name: &str, offset: u64, length: u64) -> BackendResult<Bytes> {
+    async fn read_range(
+        &self,
+        kind: FileKind,
+        name: &str,
+        offset: u64,
+        length: u64,
+    ) -> BackendResult<Bytes> {
         let this = self.clone();
         let name = name.to_string();
         blocking(move || {
             let p = this.file(kind, &name);
             let mut f = std::fs::File::open(&p).map_err(|e| this.not_found(kind, &name, e, &p))?;
-            f.seek(SeekFrom::Start(offset)).map_err(|e| Self::io(&p, e))?;
-            let len = usize::try_from(length).map_err(|_| Self::io(&p, std::io::Error::other("range too large")))?;
+            f.seek(SeekFrom::Start(offset))
+                .map_err(|e| Self::io(&p, e))?;
+            let len = usize::try_from(length)
+                .map_err(|_| Self::io(&p, std::io::Error::other("range too large")))?;
             let mut buf = vec![0u8; len];
             f.read_exact(&mut buf).map_err(|e| Self::io(&p, e))?;
             Ok(Bytes::from(buf))
@@ -297,7 +316,11 @@ pub fn clean_stale_staging(dir: &Path) {
     };
     for e in rd.flatten() {
         let name = e.file_name();
-        let Some(pid) = name.to_str().and_then(|n| n.split('-').next()).and_then(|p| p.parse::<u32>().ok()) else {
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
             continue;
         };
         if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {

@@ -64,7 +64,13 @@ impl Backend for Throttled {
         self.down(data.len() as u64).await;
         Ok(data)
     }
-    async fn read_range(&self, kind: FileKind, name: &str, offset: u64, length: u64) -> BackendResult<Bytes> {
+    async fn read_range(
+        &self,
+        kind: FileKind,
+        name: &str,
+        offset: u64,
+        length: u64,
+    ) -> BackendResult<Bytes> {
         self.down(length).await;
         self.inner.read_range(kind, name, offset, length).await
     }
@@ -73,7 +79,10 @@ impl Backend for Throttled {
         self.inner.write(kind, name, data).await
     }
     async fn write_file(&self, kind: FileKind, name: &str, path: &Path) -> BackendResult<()> {
-        let len = tokio::fs::metadata(path).await.map(|m| m.len()).unwrap_or(0);
+        let len = tokio::fs::metadata(path)
+            .await
+            .map(|m| m.len())
+            .unwrap_or(0);
         self.up(len).await;
         self.inner.write_file(kind, name, path).await
     }

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Runs Ferry's whole test suite on a fresh machine: installs what the tests need
+# (moto's S3 server, which the S3 tests start on 127.0.0.1 and stop themselves), then
+# runs every test with cargo-nextest (or cargo test where nextest is missing).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+python3 - <<'PY' 2>/dev/null || pip install --quiet --disable-pip-version-check 'moto[server]>=5.2.5'
+import importlib.metadata as m, sys
+v = tuple(int(x) for x in m.version("moto").split(".")[:3])
+sys.exit(0 if v >= (5, 2, 5) else 1)
+PY
+command -v setpriv >/dev/null || { apt-get update -qq && apt-get install -y -qq util-linux; }
+
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --no-fail-fast "$@"
+else
+  cargo test --no-fail-fast "$@"
+fi
