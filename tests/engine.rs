@@ -521,3 +521,58 @@ proptest! {
         assert_same_tree(&src, &out);
     }
 }
+
+#[test]
+fn a_damaged_index_is_rebuilt_from_the_packs() {
+    let t = new_repo();
+    let src = t.dir.path().join("src");
+    write_file(&src.join("a"), &bytes(3 << 20, 4), 0o644, 1);
+    let snap = do_backup(&t.repo, &src);
+    let idx = std::fs::read_dir(t.path().join("index"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let mut d = std::fs::read(&idx).unwrap();
+    d[10] ^= 1;
+    std::fs::write(&idx, d).unwrap();
+    let fresh = t.reopen();
+    let err = fresh.load_index().unwrap_err();
+    assert!(err.to_string().contains("repair-index"), "{err}");
+    let r = ferry::engine::repair::rebuild_index(&fresh, &Arc::new(Progress::new())).unwrap();
+    assert!(
+        r.unreadable.is_empty() && r.packs > 0 && r.index_files_removed == 1,
+        "{r:?}"
+    );
+    let fresh = t.reopen();
+    assert!(check_repo(&fresh, true).ok());
+    let out = t.dir.path().join("out");
+    do_restore(&fresh, &snap, &out, "").unwrap();
+    assert_same_tree(&src, &out);
+}
+
+#[test]
+fn a_key_file_that_opens_but_is_orphaned_does_not_lock_anyone_out() {
+    // An init interrupted after its key file was written leaves an orphan that the same
+    // secret opens; the real key must still be found whatever the listing order.
+    let t = new_repo();
+    let orphan_master = ferry::engine::crypto::MasterKey::generate().unwrap();
+    let kf = ferry::engine::crypto::KeyFile::wrap(
+        &orphan_master,
+        &secret(),
+        KdfParams::insecure_fast(),
+        1,
+        "",
+    )
+    .unwrap();
+    for name in ["0000", "ffff"] {
+        std::fs::write(
+            t.path().join("keys").join(name),
+            serde_json::to_vec(&kf).unwrap(),
+        )
+        .unwrap();
+    }
+    let opened = t.reopen();
+    assert_eq!(opened.config().id, t.repo.config().id);
+}

@@ -223,3 +223,26 @@ pub fn unlock(ctx: &Context, a: UnlockArgs) -> anyhow::Result<Exit> {
     say!("removed {n} lock(s)");
     Ok(Exit::SUCCESS)
 }
+
+pub fn repair_index(ctx: &Context) -> anyhow::Result<Exit> {
+    let repo = ctx.open()?;
+    let progress = ctx.progress();
+    let r = run_with_progress(&progress, ctx.global.quiet, || {
+        crate::engine::repair::rebuild_index(&repo, &progress)
+    })?;
+    for (pack, why) in &r.unreadable {
+        say!("unreadable pack {pack}: {why}");
+    }
+    say!(
+        "index rebuilt from {} pack(s), {} blob(s); {} old index file(s) removed",
+        r.packs,
+        r.blobs,
+        r.index_files_removed
+    );
+    if r.unreadable.is_empty() {
+        Ok(Exit::SUCCESS)
+    } else {
+        say!("run `ferry check --read-data` to see which snapshots the unreadable packs affect");
+        Ok(Exit::from(4))
+    }
+}

@@ -104,6 +104,8 @@ pub enum Command {
     Prune(maintenance::PruneArgs),
     /// Remove stale locks left by crashed jobs
     Unlock(maintenance::UnlockArgs),
+    /// Rebuild the index from the packs (after an index file was damaged or lost)
+    RepairIndex,
     /// Manage the passwords and key files that open the repository
     #[command(subcommand)]
     Key(key::KeyCommand),
@@ -127,6 +129,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Forget(a) => maintenance::forget(&ctx, a),
         Command::Prune(a) => maintenance::prune(&ctx, a),
         Command::Unlock(a) => maintenance::unlock(&ctx, a),
+        Command::RepairIndex => maintenance::repair_index(&ctx),
         Command::Key(k) => key::run(&ctx, k),
     }
 }

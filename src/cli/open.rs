@@ -85,7 +85,7 @@ impl Context {
         if let Ok(k) = std::env::var("FERRY_KEY")
             && !k.is_empty()
         {
-            return Ok(Secret::KeyMaterial(k.trim().as_bytes().to_vec()));
+            return key_material(k.as_bytes(), "FERRY_KEY");
         }
         if let Some(f) = &self.global.password_file {
             let s = std::fs::read_to_string(f)
@@ -157,11 +157,16 @@ impl Context {
 pub fn read_key_file(path: &Path) -> anyhow::Result<Secret> {
     let data = std::fs::read(path)
         .with_context(|| format!("cannot read the key file {}", path.display()))?;
+    key_material(&data, &format!("the key file {}", path.display()))
+}
+
+/// Key material from a file or the environment: surrounding ASCII whitespace ignored,
+/// at least 16 bytes (it is not stretched like a password, so it must be strong).
+fn key_material(data: &[u8], what: &str) -> anyhow::Result<Secret> {
     let trimmed = data.trim_ascii().to_vec();
     if trimmed.len() < 16 {
         bail!(
-            "the key file {} holds fewer than 16 bytes: it is too weak to be a key",
-            path.display()
+            "{what} holds fewer than 16 bytes: too weak to be a key (use `ferry init --generate-key-file`)"
         );
     }
     Ok(Secret::KeyMaterial(trimmed))

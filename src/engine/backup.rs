@@ -201,7 +201,7 @@ pub fn backup(
     let snap_progress = progress.snapshot();
     let mut snap = Snapshot {
         id: Id::default(),
-        version: 1,
+        version: super::repo::FORMAT_VERSION,
         time: chrono::Utc::now(),
         host,
         username: super::username(),

@@ -29,8 +29,8 @@ pub enum ChunkerAlgorithm {
 
 /// Default sizes: 16 KiB / 64 KiB / 256 KiB. See `docs/FORMAT.md` for why: a 4 KiB
 /// page write into a database file costs one ~64 KiB chunk here instead of the
-/// ~1-2 MiB a restic- or borg-sized chunk costs, while per-chunk overhead (nonce, tag,
-/// index entry: ~110 bytes) stays below 0.2%.
+/// ~1-2 MiB a restic- or borg-sized chunk costs, while per-chunk overhead (envelope,
+/// pack header entry, index entry: 127 bytes) stays below 0.2%.
 pub const DEFAULT_MIN: u32 = 16 * 1024;
 pub const DEFAULT_AVG: u32 = 64 * 1024;
 pub const DEFAULT_MAX: u32 = 256 * 1024;

@@ -18,11 +18,11 @@ const BLOB_RECORD: usize = 32 + 1 + 4 + 4 + 4;
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
     #[error(
-        "index file {name} is damaged ({reason}): run `ferry check`, then `ferry repair index`"
+        "index file {name} is damaged ({reason}): run `ferry repair-index` to rebuild the index from the packs"
     )]
     Damaged { name: String, reason: String },
     #[error(
-        "index file {name} has format version {version}, newer than this Ferry understands: upgrade Ferry"
+        "index file {name} has format version {version}, which this Ferry does not read (it reads version 1): upgrade Ferry"
     )]
     Version { name: String, version: u8 },
 }

@@ -124,7 +124,7 @@ pub fn acquire(repo: &Repository, exclusive: bool, purpose: &str) -> Result<Lock
             holder: holder.describe(),
         });
     }
-    let state = Arc::new((Mutex::new(Some(name)), Condvar::new()));
+    let state = Arc::new((Mutex::new(Some(name.clone())), Condvar::new()));
     let refresher = {
         let repo = repo.clone();
         let state = state.clone();
@@ -132,7 +132,16 @@ pub fn acquire(repo: &Repository, exclusive: bool, purpose: &str) -> Result<Lock
         std::thread::Builder::new()
             .name("ferry-lock".into())
             .spawn(move || refresh_loop(&repo, &state, exclusive, &purpose))
-            .ok()
+    };
+    // Without its refresher the lock would go stale under a long job: give up now.
+    let refresher = match refresher {
+        Ok(h) => Some(h),
+        Err(e) => {
+            repo.block_on(repo.backend().remove(FileKind::Lock, &name))?;
+            return Err(Error::InvalidOption(format!(
+                "cannot start the lock refresher thread: {e}"
+            )));
+        }
     };
     Ok(LockGuard {
         repo: repo.clone(),

@@ -102,12 +102,8 @@ pub fn prune(
             .filter(|b| used.contains(&b.id) && !kept_blobs.contains(&b.id))
             .copied()
             .collect();
-        let unused_bytes: u64 = p
-            .blobs
-            .iter()
-            .filter(|b| !needed.iter().any(|n| n.id == b.id))
-            .map(|b| u64::from(b.length))
-            .sum();
+        let needed_bytes: u64 = needed.iter().map(|b| u64::from(b.length)).sum();
+        let unused_bytes = p.blobs.iter().map(|b| u64::from(b.length)).sum::<u64>() - needed_bytes;
         report.blobs_removed += p.blobs.len() - needed.len();
         if needed.is_empty() {
             remove.push(p.id);

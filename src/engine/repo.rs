@@ -181,7 +181,11 @@ impl Repository {
             Err(e) => return Err(e.into()),
         };
         let keys = rt.block_on(backend.list(FileKind::Key))?;
+        // Every key file is tried; one that is unreadable, from a newer format, or that
+        // opens but does not decrypt the config (an orphan of an interrupted init) is
+        // skipped, so one bad file never locks everyone out.
         let mut tried = 0;
+        let mut newer: Option<u32> = None;
         for k in &keys {
             let raw = rt.block_on(backend.read(FileKind::Key, &k.name))?;
             let Ok(kf) = serde_json::from_slice::<KeyFile>(&raw) else {
@@ -189,17 +193,23 @@ impl Repository {
                 continue;
             };
             if kf.version > FORMAT_VERSION {
-                return Err(Error::UnsupportedVersion {
-                    found: kf.version,
-                    supported: FORMAT_VERSION,
-                });
+                newer = Some(newer.unwrap_or(0).max(kf.version));
+                continue;
             }
             tried += 1;
-            if let Some(key) = kf.unwrap_key(secret)? {
-                let plain = key.decrypt(&cfg_raw).map_err(|_| Error::Damaged {
-                    what: "the repository config".into(),
-                    detail: "it does not decrypt with a key that opens the key file".into(),
-                })?;
+            let key = match kf.unwrap_key(secret) {
+                Ok(Some(key)) => key,
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::warn!(key = %k.name, error = %e, "skipping key file with invalid parameters");
+                    continue;
+                }
+            };
+            {
+                let Ok(plain) = key.decrypt(&cfg_raw) else {
+                    tracing::warn!(key = %k.name, "key file opens but does not decrypt the config: skipped");
+                    continue;
+                };
                 let version = serde_json::from_slice::<serde_json::Value>(&plain)
                     .ok()
                     .and_then(|v| v.get("version").and_then(|v| v.as_u64()))
@@ -222,7 +232,13 @@ impl Repository {
                 ));
             }
         }
-        Err(Error::WrongPassword { keys: tried })
+        match newer {
+            Some(found) => Err(Error::UnsupportedVersion {
+                found,
+                supported: FORMAT_VERSION,
+            }),
+            _ => Err(Error::WrongPassword { keys: tried }),
+        }
     }
 
     pub fn backend(&self) -> &DynBackend {
@@ -348,6 +364,14 @@ impl Repository {
     /// Reads, decrypts and parses a JSON document.
     pub fn load_json<T: DeserializeOwned>(&self, kind: FileKind, name: &str) -> Result<T> {
         let data = self.block_on(self.inner.backend.read(kind, name))?;
+        if let Ok(id) = name.parse::<Id>()
+            && Id::hash(&data) != id
+        {
+            return Err(Error::Damaged {
+                what: format!("{kind} file {name}"),
+                detail: "its content does not match its name".into(),
+            });
+        }
         let plain = self.inner.key.decrypt(&data).map_err(|e| Error::Damaged {
             what: format!("{kind} file {name}"),
             detail: e.to_string(),
@@ -417,6 +441,13 @@ impl Repository {
                 let this = this.clone();
                 async move {
                     let data = this.inner.backend.read(FileKind::Index, &f.name).await?;
+                    if f.name.parse::<Id>().ok() != Some(Id::hash(&data)) {
+                        return Err(Error::Damaged {
+                            what: format!("index file {}", f.name),
+                            detail: "its content does not match its name; run `ferry repair-index`"
+                                .into(),
+                        });
+                    }
                     let plain = this.inner.key.decrypt(&data).map_err(|e| Error::Damaged {
                         what: format!("index file {}", f.name),
                         detail: e.to_string(),

@@ -169,11 +169,9 @@ impl Saver {
         let full = {
             let mut slot = self.builders[kind as usize].lock();
             if slot.is_none() {
-                let path = self.staging.join(format!(
-                    "{}-{}",
-                    std::process::id(),
-                    super::crypto::random_id()?.get(..24).unwrap_or("pack")
-                ));
+                let name = super::backend::local::staging_name()
+                    .map_err(|e| Error::Staging(self.staging.clone(), std::io::Error::other(e)))?;
+                let path = self.staging.join(name);
                 *slot =
                     Some(PackBuilder::create(path.clone()).map_err(|e| Error::Staging(path, e))?);
             }

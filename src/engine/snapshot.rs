@@ -58,7 +58,7 @@ pub struct Summary {
     pub files_new: u64,
     pub files_changed: u64,
     pub files_unmodified: u64,
-    /// Bytes of content not already in the repository (after deduplication).
+    /// Bytes of new blobs, file content and trees (after deduplication).
     pub bytes_new: u64,
     /// Bytes those took in storage (after compression and encryption).
     pub bytes_stored: u64,
@@ -95,7 +95,19 @@ pub fn list(repo: &Repository) -> Result<(Vec<Snapshot>, Unreadable)> {
     let mut out = Vec::with_capacity(files.len());
     let mut bad = Vec::new();
     for f in files {
-        match repo.load_json::<Snapshot>(FileKind::Snapshot, &f.name) {
+        let loaded = repo
+            .load_json::<Snapshot>(FileKind::Snapshot, &f.name)
+            .and_then(|s| {
+                if s.version > super::repo::FORMAT_VERSION {
+                    Err(Error::UnsupportedVersion {
+                        found: s.version,
+                        supported: super::repo::FORMAT_VERSION,
+                    })
+                } else {
+                    Ok(s)
+                }
+            });
+        match loaded {
             Ok(mut s) => match f.name.parse() {
                 Ok(id) => {
                     s.id = id;

@@ -22,6 +22,15 @@ impl Name {
     pub fn to_os(&self) -> OsString {
         OsString::from_vec(self.0.clone())
     }
+    /// A single path component: not empty, `.` or `..`, without `/` or NUL. Trees are
+    /// authenticated, but a restore still never follows a name out of its target.
+    pub fn is_safe(&self) -> bool {
+        !self.0.is_empty()
+            && self.0 != b"."
+            && self.0 != b".."
+            && !self.0.iter().any(|b| *b == b'/' || *b == 0)
+    }
+
     /// For display: lossy UTF-8.
     pub fn lossy(&self) -> String {
         String::from_utf8_lossy(&self.0).into_owned()
@@ -191,6 +200,12 @@ pub fn walk(
 ) -> Result<()> {
     let tree = Tree::load(repo, root)?;
     for n in &tree.nodes {
+        if !n.name.is_safe() {
+            return Err(Error::Damaged {
+                what: format!("tree {root}"),
+                detail: format!("it holds the unsafe name {:?}", n.name.lossy()),
+            });
+        }
         let p = prefix.join(n.name.to_os());
         let descend = visit(&p, n)?;
         if descend && let Some(sub) = &n.subtree {

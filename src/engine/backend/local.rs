@@ -66,13 +66,8 @@ impl LocalBackend {
     }
 
     fn tmp_path(&self) -> BackendResult<PathBuf> {
-        let mut b = [0u8; 12];
-        getrandom::fill(&mut b)
-            .map_err(|e| Self::io(&self.root, std::io::Error::other(e.to_string())))?;
-        Ok(self
-            .root
-            .join("tmp")
-            .join(format!("{}-{}", std::process::id(), hex::encode(b))))
+        let name = staging_name().map_err(|e| Self::io(&self.root, std::io::Error::other(e)))?;
+        Ok(self.root.join("tmp").join(name))
     }
 
     fn sync_dir(dir: &Path) -> BackendResult<()> {
@@ -309,21 +304,41 @@ impl Backend for LocalBackend {
     }
 }
 
-/// Removes staging files in `tmp/` left by processes that no longer run on this host.
+/// A fresh name for a staging file: `<host tag>.<pid>.<random>`, so that cleanup can tell
+/// which files belong to dead processes of this host (a repository folder may be shared
+/// by several hosts; their files are left alone).
+pub fn staging_name() -> Result<String, String> {
+    let mut b = [0u8; 12];
+    getrandom::fill(&mut b).map_err(|e| e.to_string())?;
+    Ok(format!(
+        "{}.{}.{}",
+        host_tag(),
+        std::process::id(),
+        hex::encode(b)
+    ))
+}
+
+fn host_tag() -> String {
+    hex::encode(&blake3::hash(crate::engine::hostname().as_bytes()).as_bytes()[..4])
+}
+
+/// Removes staging files in `tmp/` left by processes of this host that no longer run.
 pub fn clean_stale_staging(dir: &Path) {
     let Ok(rd) = std::fs::read_dir(dir) else {
         return;
     };
+    let tag = host_tag();
     for e in rd.flatten() {
         let name = e.file_name();
-        let Some(pid) = name
-            .to_str()
-            .and_then(|n| n.split('-').next())
-            .and_then(|p| p.parse::<u32>().ok())
-        else {
+        let mut parts = name.to_str().unwrap_or("").split('.');
+        let (Some(host), Some(pid)) = (
+            parts.next(),
+            parts.next().and_then(|p| p.parse::<u32>().ok()),
+        ) else {
             continue;
         };
-        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+        if host == tag && pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists()
+        {
             let _ = std::fs::remove_file(e.path());
         }
     }

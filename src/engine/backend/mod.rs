@@ -179,8 +179,8 @@ pub trait Backend: Send + Sync + fmt::Debug {
         length: u64,
     ) -> BackendResult<Bytes>;
 
-    /// Writes a file atomically. Files are never overwritten by the repository layer
-    /// except `config` at init and lock refreshes, which use new names.
+    /// Writes a file atomically. The repository layer never writes an existing name:
+    /// names are content hashes or random, and a lock refresh writes a new file.
     async fn write(&self, kind: FileKind, name: &str, data: Bytes) -> BackendResult<()>;
 
     /// Writes a file from a local file (a staged pack), atomically. The local file is
