@@ -179,12 +179,7 @@ pub fn backup(
         read_limit: opts.read_limit.map(Throttle::new),
         counters: Counters::default(),
     };
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(opts.threads.unwrap_or_else(default_threads))
-        .stack_size(16 << 20)
-        .thread_name(|i| format!("ferry-backup-{i}"))
-        .build()
-        .map_err(|e| Error::InvalidOption(format!("cannot start worker threads: {e}")))?;
+    let pool = super::worker_pool(opts.threads.unwrap_or_else(default_threads), "backup")?;
     let root = pool.install(|| archiver.archive_dir(&source, parent_tree.as_ref(), true));
     progress.set_phase(Phase::Finishing);
     let c = archiver.counters;

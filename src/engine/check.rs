@@ -116,10 +116,7 @@ pub fn check(
         progress.add_total(stored.len() as u64, total);
         progress.set_totals_final();
         let threads = opts.threads.unwrap_or_else(super::backup::default_threads);
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .map_err(|e| Error::InvalidOption(format!("cannot start worker threads: {e}")))?;
+        let pool = super::worker_pool(threads, "check")?;
         let list: Vec<(Id, u64)> = stored.iter().map(|(k, v)| (*k, *v)).collect();
         let results: Vec<(Id, Option<String>)> = pool.install(|| {
             list.par_iter()

@@ -116,6 +116,17 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// A pool of `threads` named worker threads for one job (deep trees need the larger
+/// stack: folders are archived recursively).
+pub fn worker_pool(threads: usize, job: &'static str) -> Result<rayon::ThreadPool> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads.max(1))
+        .stack_size(16 << 20)
+        .thread_name(move |i| format!("ferry-{job}-{i}"))
+        .build()
+        .map_err(|e| Error::InvalidOption(format!("cannot start worker threads: {e}")))
+}
+
 /// This machine's host name, for snapshots, locks and key files.
 pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")

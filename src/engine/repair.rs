@@ -13,7 +13,7 @@ use super::id::Id;
 use super::index::{Index, IndexedPack};
 use super::lock;
 use super::progress::{Phase, Progress};
-use super::{Error, Repository, Result};
+use super::{Repository, Result};
 
 #[derive(Debug, Default)]
 pub struct RepairReport {
@@ -33,10 +33,7 @@ pub fn rebuild_index(repo: &Repository, progress: &Arc<Progress>) -> Result<Repa
     progress.add_total(packs.len() as u64, 0);
     progress.set_totals_final();
     let threads = repo.backend().connections().max(2);
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .map_err(|e| Error::InvalidOption(format!("cannot start worker threads: {e}")))?;
+    let pool = super::worker_pool(threads, "repair")?;
     let results: Vec<std::result::Result<IndexedPack, (String, String)>> = pool.install(|| {
         packs
             .par_iter()

@@ -222,11 +222,7 @@ pub fn restore(
     let threads = opts
         .threads
         .unwrap_or_else(|| super::backup::default_threads().max(repo.backend().connections()));
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .thread_name(|i| format!("ferry-restore-{i}"))
-        .build()
-        .map_err(|e| Error::InvalidOption(format!("cannot start worker threads: {e}")))?;
+    let pool = super::worker_pool(threads, "restore")?;
     pool.install(|| {
         ranges.par_iter().try_for_each(|r| -> Result<()> {
             progress.check()?;
