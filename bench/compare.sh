@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Ferry vs restic, side by side, on the same generated data set.
+# Ferry vs restic and borg, side by side, on the same generated data set.
 #
-# What it measures (both tools with their default settings, local repositories):
+# What it measures (all three with their default settings, local repositories):
 #   1. full backup of a generated day-1 tree (throughput and time)
 #   2. incremental backup after the tree is mutated into day 2 (time)
 #   3. restore of the latest snapshot (throughput and time), verified with diff -r
@@ -154,6 +154,7 @@ export XDG_STATE_HOME="$WORK/xdg/state" XDG_DATA_HOME="$WORK/xdg/data"
 export XDG_CONFIG_HOME="$WORK/xdg/config" XDG_CACHE_HOME="$WORK/xdg/cache"
 export RESTIC_CACHE_DIR="$WORK/xdg/cache/restic"
 export RESTIC_PASSWORD=bench
+export BORG_PASSPHRASE=bench BORG_BASE_DIR="$WORK/xdg/borg" BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=no
 # Settings from the caller's shell must not change what is measured.
 unset FERRY_REPO FERRY_PASSWORD FERRY_PASSWORD_FILE FERRY_KEY_FILE RESTIC_REPOSITORY \
       RESTIC_PASSWORD_FILE RESTIC_PASSWORD_COMMAND RESTIC_COMPRESSION RESTIC_PACK_SIZE GOMAXPROCS
@@ -161,6 +162,7 @@ mkdir -p "$XDG_STATE_HOME" "$XDG_DATA_HOME" "$XDG_CONFIG_HOME" "$XDG_CACHE_HOME"
 
 note "work folder: $WORK (log: $LOG)"
 command -v restic >/dev/null || die "restic not found (apt-get install restic)"
+command -v borg >/dev/null || die "borg not found (apt-get install borgbackup)"
 [[ -x /usr/bin/time ]] || die "/usr/bin/time not found (apt-get install time)"
 command -v python3 >/dev/null || die "python3 not found"
 [[ -f "$GEN" ]] || die "dataset generator not found: $GEN"
@@ -173,7 +175,8 @@ fi
 
 FERRY_VERSION="$("$FERRY" --version) ($(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD 2>/dev/null || echo '+dirty'))"
 RESTIC_VERSION="$(restic version | awk '{print $1, $2}')"
-note "$FERRY_VERSION; $RESTIC_VERSION"
+BORG_VERSION="$(borg --version)"
+note "$FERRY_VERSION; $RESTIC_VERSION; $BORG_VERSION"
 
 # ------------------------------------------------------------------ day 1 data
 DATA="$WORK/data"
@@ -190,6 +193,7 @@ FREPO="$WORK/ferry-repo"
 RREPO="$WORK/restic-repo"
 FERRY_R=("$FERRY" -r "$FREPO" --key-file "$WORK/ferry.key")
 RESTIC_R=(restic -r "$RREPO")
+BREPO="$WORK/borg-repo"
 
 note "ferry: init + full backup"
 logged "$FERRY" -r "$FREPO" init --generate-key-file "$WORK/ferry.key"
@@ -200,6 +204,11 @@ note "restic: init + full backup"
 logged "${RESTIC_R[@]}" init
 timed restic_full "${RESTIC_R[@]}" backup "$DATA"
 R_SIZE1=$(repo_bytes "$RREPO")
+
+note "borg: init + full backup (borg 1.2 defaults: lz4, repokey-blake2)"
+logged borg init --encryption repokey-blake2 "$BREPO"
+timed borg_full borg create "$BREPO::day1" "$DATA"
+B_SIZE1=$(repo_bytes "$BREPO")
 
 # ------------------------------------------------------------------ day 2
 note "mutating the tree into day 2 (in place)"
@@ -214,6 +223,10 @@ F_SIZE2=$(repo_bytes "$FREPO")
 note "restic: incremental backup"
 timed restic_incr "${RESTIC_R[@]}" backup "$DATA"
 R_SIZE2=$(repo_bytes "$RREPO")
+
+note "borg: incremental backup"
+timed borg_incr borg create "$BREPO::day2" "$DATA"
+B_SIZE2=$(repo_bytes "$BREPO")
 
 # Make sure Ferry's incremental run really used the day-1 snapshot as its parent.
 "${FERRY_R[@]}" snapshots --json >"$WORK/ferry-snapshots.json" 2>>"$LOG" || die "ferry snapshots failed"
@@ -231,14 +244,20 @@ note "ferry: restore"
 timed ferry_restore "${FERRY_R[@]}" restore latest -t "$WORK/ferry-restore"
 note "restic: restore"
 timed restic_restore "${RESTIC_R[@]}" restore latest --target "$WORK/restic-restore"
+note "borg: restore"
+mkdir -p "$WORK/borg-restore"
+# borg extracts into the current folder (the archived path without its leading /).
+timed borg_restore bash -c 'cd "$1" && exec borg extract "$2"' _ "$WORK/borg-restore" "$BREPO::day2"
 
 note "verifying the restored trees against $DATA"
 diff -r -q "$DATA" "$WORK/ferry-restore" >>"$LOG" 2>&1 \
     || die "ferry's restore differs from the source tree (see diff in the log)"
 diff -r -q "$DATA" "$WORK/restic-restore$DATA" >>"$LOG" 2>&1 \
     || die "restic's restore differs from the source tree (see diff in the log)"
-note "both restores match"
-rm -rf -- "$WORK/ferry-restore" "$WORK/restic-restore"   # free the space early
+diff -r -q "$DATA" "$WORK/borg-restore$DATA" >>"$LOG" 2>&1 \
+    || die "borg's restore differs from the source tree (see diff in the log)"
+note "all three restores match"
+rm -rf -- "$WORK/ferry-restore" "$WORK/restic-restore" "$WORK/borg-restore"   # free the space early
 
 note "ferry: check --read-data (not timed)"
 logged "${FERRY_R[@]}" check --read-data
@@ -294,36 +313,39 @@ rss = dict(fb=max(${RSS[ferry_full]}, ${RSS[ferry_incr]}) / 1024,
            fr=${RSS[ferry_restore]} / 1024, rr=${RSS[restic_restore]} / 1024)
 fs1, fs2, rs1, rs2 = $F_SIZE1, $F_SIZE2, $R_SIZE1, $R_SIZE2
 fadd, radd = fs2 - fs1, rs2 - rs1
+b = dict(f=${SECS[borg_full]}, i=${SECS[borg_incr]}, r=${SECS[borg_restore]},
+         rb=max(${RSS[borg_full]}, ${RSS[borg_incr]}) / 1024, rr=${RSS[borg_restore]} / 1024,
+         s1=$B_SIZE1, s2=$B_SIZE2)
 
 def rate(b, s): return b / MiB / s if s > 0 else float("inf")
 def ratio(a, b): return "%.2fx" % (a / b) if b else "n/a"
 
 rows = [
-    # (metric, ferry, restic, ferry value, restic value)
-    ("full backup throughput (MiB/s, higher is better)", "%.1f", rate(day1, t["ff"]), rate(day1, t["rf"])),
-    ("full backup time (s)", "%.2f", t["ff"], t["rf"]),
-    ("incremental backup time (s)", "%.2f", t["fi"], t["ri"]),
-    ("restore throughput (MiB/s, higher is better)", "%.1f", rate(day2, t["fr"]), rate(day2, t["rr"])),
-    ("restore time (s)", "%.2f", t["fr"], t["rr"]),
-    ("repo size after day 2 (MiB)", "%.1f", fs2 / MiB, rs2 / MiB),
-    ("day-2 bytes added (MiB)", "%.2f", fadd / MiB, radd / MiB),
-    ("peak RSS, backup (MiB)", "%.0f", rss["fb"], rss["rb"]),
-    ("peak RSS, restore (MiB)", "%.0f", rss["fr"], rss["rr"]),
+    # (metric, format, ferry value, restic value, borg value)
+    ("full backup throughput (MiB/s, higher is better)", "%.1f", rate(day1, t["ff"]), rate(day1, t["rf"]), rate(day1, b["f"])),
+    ("full backup time (s)", "%.2f", t["ff"], t["rf"], b["f"]),
+    ("incremental backup time (s)", "%.2f", t["fi"], t["ri"], b["i"]),
+    ("restore throughput (MiB/s, higher is better)", "%.1f", rate(day2, t["fr"]), rate(day2, t["rr"]), rate(day2, b["r"])),
+    ("restore time (s)", "%.2f", t["fr"], t["rr"], b["r"]),
+    ("repo size after day 2 (MiB)", "%.1f", fs2 / MiB, rs2 / MiB, b["s2"] / MiB),
+    ("day-2 bytes added (MiB)", "%.2f", fadd / MiB, radd / MiB, (b["s2"] - b["s1"]) / MiB),
+    ("peak RSS, backup (MiB)", "%.0f", rss["fb"], rss["rb"], b["rb"]),
+    ("peak RSS, restore (MiB)", "%.0f", rss["fr"], rss["rr"], b["rr"]),
 ]
-print("## Ferry vs restic: %d MiB generated data set" % (day1 // MiB))
+print("## Ferry vs restic and borg: %d MiB generated data set" % (day1 // MiB))
 print()
-print("Data: %d files, day 1 %.1f MiB, day 2 %.1f MiB (raw). $FERRY_VERSION vs $RESTIC_VERSION, "
+print("Data: %d files, day 1 %.1f MiB, day 2 %.1f MiB (raw). $FERRY_VERSION vs $RESTIC_VERSION and $BORG_VERSION, "
       "default settings, local repositories, page cache warm, %s cores." % (files, day1 / MiB, day2 / MiB, "$(nproc)"))
 print()
-print("| metric | ferry | restic | ratio (ferry/restic) |")
-print("|---|---:|---:|---:|")
-for name, fmt, f, r in rows:
-    fcell = fmt % f
-    rcell = fmt % r
+print("| metric | ferry | restic | borg | ferry/restic | ferry/borg |")
+print("|---|---:|---:|---:|---:|---:|")
+for name, fmt, f, r, bo in rows:
+    fcell, rcell, bcell = fmt % f, fmt % r, fmt % bo
     if name.startswith("repo size"):
         fcell += " (%.1f%% of raw)" % (100 * fs2 / day2)
         rcell += " (%.1f%% of raw)" % (100 * rs2 / day2)
-    print("| %s | %s | %s | %s |" % (name, fcell, rcell, ratio(f, r)))
+        bcell += " (%.1f%% of raw)" % (100 * b["s2"] / day2)
+    print("| %s | %s | %s | %s | %s | %s |" % (name, fcell, rcell, bcell, ratio(f, r), ratio(f, bo)))
 
 def met(ok): return "MET" if ok else "NOT MET"
 targets = [

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::format;
-use crate::engine::progress::{Progress, ProgressSnapshot, RateMeter};
+use crate::engine::progress::{Phase, Progress, ProgressSnapshot, RateMeter};
 
 /// Runs `job` on a worker thread while drawing `progress`; returns the job's result.
 pub fn run_with_progress<T: Send>(
@@ -70,19 +70,23 @@ pub fn line(s: &ProgressSnapshot, rate: f64) -> String {
     } else {
         format!("{}+", format::bytes(s.bytes_total))
     };
-    let eta = s
-        .eta(rate)
-        .map(|d| format!(" ETA {}", format::duration(d)))
-        .unwrap_or_default();
+    // Rate and ETA only mean something while data moves.
+    let speed = if s.phase == Phase::Transferring {
+        let eta = s
+            .eta(rate)
+            .map(|d| format!(" ETA {}", format::duration(d)))
+            .unwrap_or_default();
+        format!(" at {}{eta}", format::rate(rate))
+    } else {
+        String::new()
+    };
     let mut out = format!(
-        "{}: {}/{} files, {}/{} at {}{}",
+        "{}: {}/{} files, {}/{}{speed}",
         s.phase.label(),
         s.files_done,
         s.files_total,
         format::bytes(s.bytes_done),
         total,
-        format::rate(rate),
-        eta
     );
     if s.bytes_new > 0 {
         out.push_str(&format!(
@@ -111,4 +115,41 @@ pub fn line(s: &ProgressSnapshot, rate: f64) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snap(phase: Phase) -> ProgressSnapshot {
+        ProgressSnapshot {
+            phase,
+            elapsed: Duration::from_secs(10),
+            files_total: 10,
+            bytes_total: 100 << 20,
+            totals_final: true,
+            files_done: 5,
+            bytes_done: 50 << 20,
+            bytes_new: 10 << 20,
+            bytes_stored: 5 << 20,
+            warnings: 1,
+            current: "/data/a/very/long/path/that/goes/on/and/on/file.bin".into(),
+        }
+    }
+
+    #[test]
+    fn line_shows_rate_and_eta_while_transferring_only() {
+        let l = line(&snap(Phase::Transferring), 5.0 * 1024.0 * 1024.0);
+        assert!(
+            l.contains("5/10 files, 50.0 MiB/100.0 MiB at 5.0 MiB/s ETA 10.0s"),
+            "{l}"
+        );
+        assert!(
+            l.contains("new 10.0 MiB stored 5.0 MiB") && l.contains("1 warning(s)"),
+            "{l}"
+        );
+        assert!(l.contains("…") && l.ends_with("file.bin"), "{l}");
+        let f = line(&snap(Phase::Finishing), 0.0);
+        assert!(f.starts_with("finishing:") && !f.contains("/s"), "{f}");
+    }
 }
