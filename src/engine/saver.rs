@@ -82,7 +82,9 @@ impl Saver {
     /// takes the stored packs from [`Saver::finish`] and indexes them itself (prune).
     pub fn new(repo: &Repository, progress: Arc<Progress>, write_index: bool) -> Result<Saver> {
         let staging = repo.staging_dir()?;
-        let conns = repo.backend().connections().max(1);
+        // At most 4 packs in flight: each S3 upload may buffer two 8 MiB parts, and the
+        // memory target (150 MiB peak) must hold for any backend.
+        let conns = repo.backend().connections().clamp(1, 4);
         let (tx, rx) = crossbeam_channel::bounded::<FinishedPack>(conns);
         let shared = Arc::new(Shared {
             repo: repo.clone(),

@@ -56,7 +56,7 @@ pub const PART_SIZE: u64 = 8 * 1024 * 1024;
 /// S3's limit on the number of parts of one upload.
 const MAX_PARTS: u64 = 10_000;
 /// Parts of one file uploaded at once (each holds one part in memory).
-const PART_CONCURRENCY: usize = 4;
+const PART_CONCURRENCY: usize = 2;
 /// Transfers worth running at once against S3.
 const CONNECTIONS: usize = 8;
 /// The region used when neither the configuration nor the environment names one.
