@@ -126,7 +126,7 @@ timed() {
         die "$name failed: $*"
     fi
     # the last line is ours ("Command exited ..." lines only appear on failure)
-    read -r SECS[$name] RSS[$name] < <(tail -n 1 "$tf")
+    read -r "SECS[$name]" "RSS[$name]" < <(tail -n 1 "$tf")
     printf '# %s: %s s, max RSS %s KiB\n' "$name" "${SECS[$name]}" "${RSS[$name]}" >>"$LOG"
     note "$name: ${SECS[$name]} s, max RSS $(( ${RSS[$name]} / 1024 )) MiB"
 }
