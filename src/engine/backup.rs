@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::Instant;
 
+use parking_lot::Mutex;
 use rayon::prelude::*;
 
 use super::id::Id;
@@ -75,8 +76,6 @@ struct Counters {
     blobs_new: AtomicU64,
     warnings: Mutex<Vec<String>>,
 }
-
-use parking_lot::Mutex;
 
 struct Archiver<'a> {
     repo: &'a Repository,
