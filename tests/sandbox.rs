@@ -353,15 +353,7 @@ async fn deployments_scale_status_and_generation() {
         )
         .await
         .unwrap();
-    let containers = &patched
-        .spec
-        .as_ref()
-        .unwrap()
-        .template
-        .spec
-        .as_ref()
-        .unwrap()
-        .containers;
+    let containers = &patched.spec.template.spec.as_ref().unwrap().containers;
     assert_eq!(
         containers.len(),
         2,
@@ -379,10 +371,7 @@ async fn deployments_scale_status_and_generation() {
     )
     .await
     .unwrap();
-    assert_eq!(
-        api.get("web").await.unwrap().spec.unwrap().replicas,
-        Some(5)
-    );
+    assert_eq!(api.get("web").await.unwrap().spec.replicas, Some(5));
 
     let st = api
         .patch_status(
