@@ -730,6 +730,21 @@ impl Cluster {
                         "Required value",
                     ));
                 }
+                let empty = |v: &Value| {
+                    v.as_object().is_none_or(|m| m.is_empty())
+                        && v.as_array().is_none_or(|a| a.is_empty())
+                };
+                if empty(&sel["matchLabels"]) && empty(&sel["matchExpressions"]) {
+                    return Err(ApiError::invalid(
+                        info,
+                        name,
+                        "spec.selector",
+                        format!(
+                            "Invalid value: {sel}: empty selector is invalid for {}",
+                            info.singular
+                        ),
+                    ));
+                }
                 if let Some(ml) = sel["matchLabels"].as_object() {
                     let labels = &obj["spec"]["template"]["metadata"]["labels"];
                     for (k, v) in ml {
