@@ -168,10 +168,10 @@ fn parse_json(bytes: &[u8]) -> ApiResult<Value> {
 }
 
 async fn route(shared: &Arc<Shared>, req: Request<Incoming>) -> ApiResult<Response<Body>> {
-    let user = authenticate(shared, &req)?.clone();
     let path = req.uri().path().to_string();
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let get = req.method() == Method::GET;
+    // Public, as on a real cluster: version and health.
     match segs.as_slice() {
         ["version"] if get => return Ok(json_response(200, &resources::version())),
         ["healthz" | "livez" | "readyz"] if get => {
@@ -179,6 +179,26 @@ async fn route(shared: &Arc<Shared>, req: Request<Incoming>) -> ApiResult<Respon
             r.headers_mut()
                 .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
             return Ok(r);
+        }
+        _ => {}
+    }
+    let user = authenticate(shared, &req)?.clone();
+    match segs.as_slice() {
+        ["openapi", "v3"] if get => {
+            let c = shared.cluster.lock();
+            return Ok(json_response(200, &resources::openapi_v3_root(&c.store)));
+        }
+        ["openapi", "v3", "api", version] if get => {
+            let c = shared.cluster.lock();
+            return resources::openapi_v3_group_version(&c.store, "", version)
+                .map(|d| json_response(200, &d))
+                .ok_or_else(ApiError::route_not_found);
+        }
+        ["openapi", "v3", "apis", group, version] if get => {
+            let c = shared.cluster.lock();
+            return resources::openapi_v3_group_version(&c.store, group, version)
+                .map(|d| json_response(200, &d))
+                .ok_or_else(ApiError::route_not_found);
         }
         ["api"] if get => {
             return Ok(json_response(
@@ -321,6 +341,15 @@ async fn route(shared: &Arc<Shared>, req: Request<Incoming>) -> ApiResult<Respon
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string();
+    if content_type.starts_with("application/vnd.kubernetes.protobuf")
+        || content_type.starts_with("application/cbor")
+    {
+        return Err(ApiError::new(
+            415,
+            "UnsupportedMediaType",
+            format!("the sandbox reads JSON only, not {content_type}"),
+        ));
+    }
     let body = if matches!(
         verb,
         "create" | "update" | "patch" | "delete" | "deletecollection"
