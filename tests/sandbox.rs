@@ -611,3 +611,220 @@ async fn state_survives_a_restart() {
     );
     env.sandbox.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn odd_requests_get_statuses_and_the_server_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = start(dir.path()).await;
+    let cases: &[(&str, &str, &str, &[u8], u16)] = &[
+        (
+            "GET",
+            "/api/v1/namespaces/default/configmaps/a/b/c/d",
+            "",
+            b"",
+            404,
+        ),
+        ("GET", "/apis/nope.example.com/v1/things", "", b"", 404),
+        ("GET", "/api/v1/nothings", "", b"", 404),
+        ("GET", "/api/v1/configmaps/x", "", b"", 404),
+        (
+            "POST",
+            "/api/v1/namespaces/default/configmaps/x",
+            "application/json",
+            b"{}",
+            405,
+        ),
+        (
+            "POST",
+            "/api/v1/namespaces/default/configmaps",
+            "application/json",
+            b"[1,2]",
+            400,
+        ),
+        (
+            "POST",
+            "/api/v1/namespaces/default/configmaps",
+            "application/json",
+            b"{\"kind\":\"Secret\"}",
+            400,
+        ),
+        (
+            "PATCH",
+            "/api/v1/namespaces/default/configmaps/kube-root-ca.crt",
+            "application/json-patch+json",
+            b"[{\"op\":\"remove\",\"path\":\"/nope\"}]",
+            422,
+        ),
+        (
+            "PATCH",
+            "/api/v1/namespaces/default/configmaps/kube-root-ca.crt",
+            "text/plain",
+            b"{}",
+            415,
+        ),
+        (
+            "PATCH",
+            "/api/v1/namespaces/default/configmaps/missing",
+            "application/merge-patch+json",
+            b"{}",
+            404,
+        ),
+        (
+            "GET",
+            "/api/v1/namespaces/default/configmaps?labelSelector=%28%28",
+            "",
+            b"",
+            400,
+        ),
+        (
+            "GET",
+            "/api/v1/namespaces/default/configmaps?continue=zz",
+            "",
+            b"",
+            400,
+        ),
+        (
+            "PUT",
+            "/api/v1/namespaces/default/configmaps/kube-root-ca.crt",
+            "application/json",
+            b"{\"metadata\":{\"name\":\"other\"}}",
+            400,
+        ),
+    ];
+    for (method, path, ct, body, code) in cases {
+        let req = hyper::Request::builder()
+            .method(*method)
+            .uri(*path)
+            .header("content-type", *ct)
+            .body(body.to_vec())
+            .unwrap();
+        let e = api_error(env.client.request_text(req).await.unwrap_err());
+        assert_eq!(e.code, *code, "{method} {path}: {}", e.message);
+    }
+    assert!(env.client.apiserver_version().await.is_ok());
+    env.sandbox.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn watch_replays_from_a_resource_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = start(dir.path()).await;
+    let api: Api<ConfigMap> = Api::namespaced(env.client.clone(), "default");
+    let first = api
+        .create(&PostParams::default(), &cm("first", json!({})))
+        .await
+        .unwrap();
+    api.create(&PostParams::default(), &cm("second", json!({})))
+        .await
+        .unwrap();
+    api.delete("first", &DeleteParams::default()).await.unwrap();
+    let rv = first.metadata.resource_version.unwrap();
+    let wp = kube::api::WatchParams::default().timeout(2);
+    let events: Vec<_> = api
+        .watch(&wp, &rv)
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    let seen: Vec<String> = events
+        .iter()
+        .map(|e| match e {
+            kube::api::WatchEvent::Added(o) => {
+                format!("ADDED {}", o.metadata.name.clone().unwrap())
+            }
+            kube::api::WatchEvent::Deleted(o) => {
+                format!("DELETED {}", o.metadata.name.clone().unwrap())
+            }
+            other => format!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(seen, ["ADDED second", "DELETED first"]);
+    // A resourceVersion the server cannot replay from ends the stream with 410 Gone.
+    let gone: Vec<_> = api
+        .watch(&wp, "999999")
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    match gone.as_slice() {
+        [kube::api::WatchEvent::Error(e)] => assert_eq!(e.code, 410),
+        other => panic!("expected one 410 error event, got {other:?}"),
+    }
+    env.sandbox.shutdown().await.unwrap();
+}
+
+/// The `ferry sandbox` commands: background up, status, a kill at an arbitrary moment,
+/// up again with the state intact, down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_up_status_kill_up_down() {
+    let home = tempfile::tempdir().unwrap();
+    let ferry = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+            .env("HOME", home.path())
+            .env("XDG_DATA_HOME", home.path().join("data"))
+            .env("XDG_STATE_HOME", home.path().join("state"))
+            .env("XDG_CONFIG_HOME", home.path().join("config"))
+            .args(args)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "ferry {args:?} failed:\n{text}");
+        text
+    };
+    let root = home.path().join("data/ferry/sandbox");
+    let out = ferry(&["sandbox", "up", "--name", "prod", "--name", "qa"]);
+    assert!(out.contains("export KUBECONFIG="), "{out}");
+    let status = ferry(&["sandbox", "status"]);
+    assert!(
+        status.contains("prod") && status.contains("qa") && status.contains("running"),
+        "{status}"
+    );
+
+    let kc = Kubeconfig::read_from(root.join("kubeconfig")).unwrap();
+    assert_eq!(kc.contexts.len(), 2);
+    let opts = KubeConfigOptions {
+        context: Some("ferry-prod".into()),
+        ..Default::default()
+    };
+    let client =
+        Client::try_from(Config::from_custom_kubeconfig(kc, &opts).await.unwrap()).unwrap();
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    for i in 0..20 {
+        api.create(&PostParams::default(), &cm(&format!("c{i}"), json!({})))
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    // Kill prod without warning, then bring it back.
+    let info: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(root.join("prod/server.json")).unwrap()).unwrap();
+    let pid = info["pid"].as_i64().unwrap();
+    std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    for _ in 0..100 {
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    ferry(&["sandbox", "up", "--name", "prod"]);
+    let kc = Kubeconfig::read_from(root.join("kubeconfig")).unwrap();
+    let client =
+        Client::try_from(Config::from_custom_kubeconfig(kc, &opts).await.unwrap()).unwrap();
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    for i in 0..20 {
+        api.get(&format!("c{i}")).await.unwrap();
+    }
+    let out = ferry(&["sandbox", "down"]);
+    assert!(
+        out.contains("prod stopped") && out.contains("qa stopped"),
+        "{out}"
+    );
+    assert!(ferry(&["sandbox", "status"]).contains("stopped"));
+    assert!(!root.join("kubeconfig").exists());
+}
