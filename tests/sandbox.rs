@@ -690,6 +690,34 @@ async fn odd_requests_get_statuses_and_the_server_keeps_serving() {
             b"{\"metadata\":{\"name\":\"other\"}}",
             400,
         ),
+        (
+            "POST",
+            "/api/v1/namespaces",
+            "application/json",
+            b"{\"metadata\":{\"name\":\"x\"},\"status\":\"bad\"}",
+            422,
+        ),
+        (
+            "POST",
+            "/api/v1/namespaces/default/secrets",
+            "application/json",
+            b"{\"metadata\":{\"name\":\"x\"},\"data\":[1]}",
+            422,
+        ),
+        (
+            "POST",
+            "/api/v1/namespaces/default/services",
+            "application/json",
+            b"{\"metadata\":{\"name\":\"x\"},\"spec\":{\"ports\":[1]}}",
+            422,
+        ),
+        (
+            "POST",
+            "/api/v1/namespaces/default/secrets",
+            "application/json",
+            b"{\"metadata\":{\"name\":\"y\"},\"data\":{\"a\":\"!!\"}}",
+            422,
+        ),
     ];
     for (method, path, ct, body, code) in cases {
         let req = hyper::Request::builder()

@@ -367,6 +367,11 @@ fn builtin() -> impl Iterator<Item = ResourceInfo> {
     )
 }
 
+/// True when `info` comes from a CRD rather than the built-in table.
+pub fn crd_defined(info: &ResourceInfo) -> bool {
+    !builtin().any(|b| b == *info)
+}
+
 /// The resources one CRD defines, one per served version.
 pub fn crd_resources(crd: &Value) -> Vec<ResourceInfo> {
     let spec = &crd["spec"];

@@ -382,19 +382,31 @@ async fn route(shared: &Arc<Shared>, req: Request<Incoming>) -> ApiResult<Respon
         Ok(o)
     };
     let name = name.as_deref().unwrap_or("");
-    let mut c = shared.cluster.lock();
-    let (code, out) = match verb {
-        "get" => (200, c.get(&info, ns, name, sub)?),
-        "list" => (200, c.list(&info, ns, &list_query)?),
-        "create" => (201, c.create(&info, ns, parse_json(&body)?)?),
-        "update" => (200, c.update(&info, ns, name, sub, parse_json(&body)?)?),
-        "patch" => (200, c.patch(&info, ns, name, sub, &content_type, &body)?),
-        "delete" => (200, c.delete(&info, ns, name, &delete_opts()?)?),
-        _ => (
-            200,
-            c.delete_collection(&info, ns, &list_query, &delete_opts()?)?,
-        ),
+    let run = || -> ApiResult<(u16, Value)> {
+        let mut c = shared.cluster.lock();
+        Ok(match verb {
+            "get" => (200, c.get(&info, ns, name, sub)?),
+            "list" => (200, c.list(&info, ns, &list_query)?),
+            "create" => (201, c.create(&info, ns, parse_json(&body)?)?),
+            "update" => (200, c.update(&info, ns, name, sub, parse_json(&body)?)?),
+            "patch" => (200, c.patch(&info, ns, name, sub, &content_type, &body)?),
+            "delete" => (200, c.delete(&info, ns, name, &delete_opts()?)?),
+            _ => (
+                200,
+                c.delete_collection(&info, ns, &list_query, &delete_opts()?)?,
+            ),
+        })
     };
+    // A bug must cost one request a 500, never the server: catch panics here. Each store
+    // change is a single step, so the store stays consistent.
+    let (code, out) =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)).map_err(|_| {
+            ApiError::new(
+                500,
+                "InternalError",
+                "the sandbox failed on this request (a bug: please report it with the request)",
+            )
+        })??;
     Ok(json_response(code, &out))
 }
 

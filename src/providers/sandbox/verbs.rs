@@ -535,6 +535,25 @@ impl Cluster {
         if !(body["metadata"].is_object() || body["metadata"].is_null()) {
             return Err(ApiError::bad_request("metadata must be an object"));
         }
+        let builtin = !resources::crd_defined(info);
+        for field in ["spec", "status", "data", "stringData"] {
+            let v = &body[field];
+            if builtin && !(v.is_object() || v.is_null()) {
+                let name = str_of(body, "/metadata/name");
+                return Err(ApiError::invalid(info, name, field, "must be an object"));
+            }
+        }
+        if let Some(ports) = body["spec"]["ports"].as_array()
+            && ports.iter().any(|p| !p.is_object())
+        {
+            let name = str_of(body, "/metadata/name");
+            return Err(ApiError::invalid(
+                info,
+                name,
+                "spec.ports",
+                "each port must be an object",
+            ));
+        }
         Ok(())
     }
 
