@@ -325,6 +325,26 @@ async fn pagination_over_two_thousand_objects() {
     sorted.sort();
     sorted.dedup();
     assert_eq!(sorted.len(), 2000);
+
+    // deletecollection removes what the selector matches, and only that.
+    api.create(&PostParams::default(), &cm("keep", json!({"bulk": "no"})))
+        .await
+        .unwrap();
+    api.delete_collection(
+        &DeleteParams::default(),
+        &ListParams::default().labels("bulk=yes"),
+    )
+    .await
+    .unwrap();
+    let left: Vec<String> = api
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|c| c.metadata.name.unwrap())
+        .collect();
+    assert_eq!(left, ["keep", "kube-root-ca.crt"]);
     env.sandbox.shutdown().await.unwrap();
 }
 
