@@ -1,6 +1,6 @@
-//! The real kubectl 1.33 against an in-process sandbox, through the kubeconfig the
-//! sandbox writes. kubectl comes from `scripts/install-kubectl.sh` (which
-//! `scripts/test.sh` runs); without it this test fails and says so.
+//! The real kubectl 1.33 and helm against an in-process sandbox, through the kubeconfig
+//! the sandbox writes. Both come from `scripts/install-kubectl.sh` (which
+//! `scripts/test.sh` runs); without them these tests fail and say so.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -9,8 +9,10 @@ use std::process::Command;
 
 use ferry::providers::sandbox::{Sandbox, SandboxConfig, write_kubeconfig};
 
-fn kubectl_path() -> PathBuf {
-    if let Some(p) = std::env::var_os("FERRY_KUBECTL") {
+fn tool_path(tool: &str) -> PathBuf {
+    if tool == "kubectl"
+        && let Some(p) = std::env::var_os("FERRY_KUBECTL")
+    {
         return PathBuf::from(p);
     }
     let dir = std::env::var_os("FERRY_TOOLS_DIR")
@@ -18,19 +20,24 @@ fn kubectl_path() -> PathBuf {
         .unwrap_or_else(|| {
             PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache/ferry-tools")
         });
-    dir.join("kubectl")
+    dir.join(tool)
 }
 
-/// Runs kubectl in a blocking thread (the sandbox serves on this test's runtime).
 async fn kubectl(kubeconfig: &Path, args: &[&str]) -> String {
-    let bin = kubectl_path();
+    run_tool("kubectl", kubeconfig, args).await
+}
+
+/// Runs kubectl or helm in a blocking thread (the sandbox serves on this test's runtime).
+async fn run_tool(tool: &str, kubeconfig: &Path, args: &[&str]) -> String {
+    let bin = tool_path(tool);
     assert!(
         bin.exists(),
-        "kubectl not found at {}: run `bash scripts/install-kubectl.sh` (or set FERRY_KUBECTL)",
+        "{tool} not found at {}: run `bash scripts/install-kubectl.sh` (or set FERRY_KUBECTL)",
         bin.display()
     );
     let kubeconfig = kubeconfig.to_path_buf();
     let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    let shown = args.clone();
     let out = tokio::task::spawn_blocking(move || {
         Command::new(bin)
             .env("KUBECONFIG", &kubeconfig)
@@ -44,7 +51,7 @@ async fn kubectl(kubeconfig: &Path, args: &[&str]) -> String {
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
-        "kubectl failed: {}\n{}",
+        "{tool} {shown:?} failed: {}\n{}",
         stdout,
         String::from_utf8_lossy(&out.stderr)
     );
@@ -102,5 +109,50 @@ async fn kubectl_gets_applies_and_lists_resources() {
 
     let out = kubectl(&kc, &["delete", "cm", "applied"]).await;
     assert!(out.contains("deleted"), "{out}");
+    sandbox.shutdown().await.unwrap();
+}
+
+/// Typed client-go clients send protobuf: helm's release Secrets, `kubectl create secret`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn helm_installs_upgrades_and_uninstalls_a_chart() {
+    let dir = tempfile::tempdir().unwrap();
+    let sandbox = Sandbox::start(SandboxConfig::new("helm", dir.path().join("state")))
+        .await
+        .unwrap();
+    let kc = dir.path().join("kubeconfig");
+    write_kubeconfig(&kc, &[sandbox.kubeconfig_entry()]).unwrap();
+    let chart = dir.path().join("chart");
+    std::fs::create_dir_all(chart.join("templates")).unwrap();
+    std::fs::write(
+        chart.join("Chart.yaml"),
+        "apiVersion: v2\nname: demo\nversion: 0.1.0\n",
+    )
+    .unwrap();
+    std::fs::write(
+        chart.join("templates/cm.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: demo-cm\ndata:\n  x: \"1\"\n",
+    )
+    .unwrap();
+    let chart = chart.to_str().unwrap();
+    let out = run_tool("helm", &kc, &["install", "demo", chart]).await;
+    assert!(out.contains("STATUS: deployed"), "{out}");
+    kubectl(&kc, &["get", "cm", "demo-cm"]).await;
+    let out = run_tool("helm", &kc, &["upgrade", "demo", chart]).await;
+    assert!(out.contains("REVISION: 2"), "{out}");
+    let out = run_tool("helm", &kc, &["list"]).await;
+    assert!(out.contains("deployed"), "{out}");
+    let out = run_tool("helm", &kc, &["uninstall", "demo"]).await;
+    assert!(out.contains("uninstalled"), "{out}");
+
+    let out = kubectl(
+        &kc,
+        &["create", "secret", "generic", "s1", "--from-literal=a=b"],
+    )
+    .await;
+    assert!(out.contains("created"), "{out}");
+    let a = kubectl(&kc, &["get", "secret", "s1", "-o", "jsonpath={.data.a}"]).await;
+    assert_eq!(a, "Yg==");
+    kubectl(&kc, &["create", "namespace", "made-by-kubectl"]).await;
+    kubectl(&kc, &["delete", "namespace", "made-by-kubectl"]).await;
     sandbox.shutdown().await.unwrap();
 }

@@ -11,11 +11,13 @@
 //! - `resources.rs`: the served resource types and discovery documents;
 //! - `verbs.rs`: API semantics (create, update, patch, delete, finalizers, GC, ...);
 //! - `select.rs`, `patch.rs`: selectors and patch formats;
+//! - `proto.rs`: protobuf bodies of Secrets, ConfigMaps and Namespaces (typed clients);
 //! - `server.rs`: HTTPS, authentication, routing, watches;
 //! - `kubeconfig.rs`: the kubeconfig clients use.
 
 mod kubeconfig;
 mod patch;
+mod proto;
 mod resources;
 mod select;
 mod server;

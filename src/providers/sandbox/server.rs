@@ -341,9 +341,8 @@ async fn route(shared: &Arc<Shared>, req: Request<Incoming>) -> ApiResult<Respon
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string();
-    if content_type.starts_with("application/vnd.kubernetes.protobuf")
-        || content_type.starts_with("application/cbor")
-    {
+    let protobuf = content_type.starts_with("application/vnd.kubernetes.protobuf");
+    if content_type.starts_with("application/cbor") || (protobuf && verb == "patch") {
         return Err(ApiError::new(
             415,
             "UnsupportedMediaType",
@@ -367,7 +366,17 @@ async fn route(shared: &Arc<Shared>, req: Request<Incoming>) -> ApiResult<Respon
             o.propagation = Some("Orphan".into());
         }
         if !body.is_empty() {
-            let v = parse_json(&body)?;
+            let v = if protobuf {
+                super::proto::decode_delete_options(&body).ok_or_else(|| {
+                    ApiError::new(
+                        415,
+                        "UnsupportedMediaType",
+                        "the protobuf DeleteOptions could not be read: send JSON",
+                    )
+                })?
+            } else {
+                parse_json(&body)?
+            };
             if let Some(p) = v["propagationPolicy"].as_str() {
                 o.propagation = Some(p.to_string());
             }
@@ -382,13 +391,25 @@ async fn route(shared: &Arc<Shared>, req: Request<Incoming>) -> ApiResult<Respon
         Ok(o)
     };
     let name = name.as_deref().unwrap_or("");
+    let decode = |body: &[u8]| -> ApiResult<Value> {
+        if !protobuf {
+            return parse_json(body);
+        }
+        super::proto::decode(body).ok_or_else(|| {
+            ApiError::new(
+                415,
+                "UnsupportedMediaType",
+                "the sandbox reads protobuf only for Secrets, ConfigMaps and Namespaces: send JSON",
+            )
+        })
+    };
     let run = || -> ApiResult<(u16, Value)> {
         let mut c = shared.cluster.lock();
         Ok(match verb {
             "get" => (200, c.get(&info, ns, name, sub)?),
             "list" => (200, c.list(&info, ns, &list_query)?),
-            "create" => (201, c.create(&info, ns, parse_json(&body)?)?),
-            "update" => (200, c.update(&info, ns, name, sub, parse_json(&body)?)?),
+            "create" => (201, c.create(&info, ns, decode(&body)?)?),
+            "update" => (200, c.update(&info, ns, name, sub, decode(&body)?)?),
             "patch" => (200, c.patch(&info, ns, name, sub, &content_type, &body)?),
             "delete" => (200, c.delete(&info, ns, name, &delete_opts()?)?),
             _ => (
