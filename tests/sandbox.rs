@@ -823,6 +823,20 @@ async fn cli_up_status_kill_up_down() {
         text
     };
     let root = home.path().join("data/ferry/sandbox");
+    // Whatever happens, stop the background sandboxes this test starts.
+    struct Down<'a>(&'a Path);
+    impl Drop for Down<'_> {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+                .env("HOME", self.0)
+                .env("XDG_DATA_HOME", self.0.join("data"))
+                .env("XDG_STATE_HOME", self.0.join("state"))
+                .env("XDG_CONFIG_HOME", self.0.join("config"))
+                .args(["sandbox", "down"])
+                .output();
+        }
+    }
+    let _down = Down(home.path());
     let out = ferry(&["sandbox", "up", "--name", "prod", "--name", "qa"]);
     assert!(out.contains("export KUBECONFIG="), "{out}");
     let status = ferry(&["sandbox", "status"]);
