@@ -788,6 +788,23 @@ async fn watch_replays_from_a_resource_version() {
         })
         .collect();
     assert_eq!(seen, ["ADDED second", "DELETED first"]);
+    // A streaming list: the current objects, then a bookmark that ends them.
+    let req = hyper::Request::get(
+        "/api/v1/namespaces/default/configmaps?watch=1&sendInitialEvents=true\
+         &allowWatchBookmarks=true&resourceVersionMatch=NotOlderThan&timeoutSeconds=1",
+    )
+    .body(Vec::new())
+    .unwrap();
+    let text = env.client.request_text(req).await.unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let types: Vec<&str> = lines.iter().map(|l| l["type"].as_str().unwrap()).collect();
+    assert_eq!(types, ["ADDED", "ADDED", "BOOKMARK"], "{text}");
+    let end = &lines[2]["object"]["metadata"];
+    assert_eq!(end["annotations"]["k8s.io/initial-events-end"], "true");
+
     // A resourceVersion the server cannot replay from ends the stream with 410 Gone.
     let gone: Vec<_> = api
         .watch(&wp, "999999")
