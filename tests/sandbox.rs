@@ -153,6 +153,27 @@ async fn configmap_create_get_list_patch_delete() {
     );
     assert_eq!((e.code, e.reason.as_str()), (409, "AlreadyExists"));
 
+    // Server-side apply creates, then merges (no field ownership in the sandbox).
+    let ssa = PatchParams::apply("ferry-test");
+    let applied = api
+        .patch(
+            "applied",
+            &ssa,
+            &Patch::Apply(cm("applied", json!({"a": "1"}))),
+        )
+        .await
+        .unwrap();
+    assert_eq!(applied.metadata.labels.unwrap()["a"], "1");
+    let applied = api
+        .patch(
+            "applied",
+            &ssa,
+            &Patch::Apply(cm("applied", json!({"a": "2"}))),
+        )
+        .await
+        .unwrap();
+    assert_eq!(applied.metadata.labels.unwrap()["a"], "2");
+
     api.delete("one", &DeleteParams::default()).await.unwrap();
     let e = api_error(api.get("one").await.unwrap_err());
     assert_eq!((e.code, e.reason.as_str()), (404, "NotFound"));
