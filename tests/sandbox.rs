@@ -809,6 +809,45 @@ async fn watch_replays_from_a_resource_version() {
         })
         .collect();
     assert_eq!(seen, ["ADDED second", "DELETED first"]);
+    // A filtered watch sees an object enter and leave its selection.
+    let from = api
+        .get("second")
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    for value in ["yes", "no"] {
+        api.patch(
+            "second",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"picked": value}}})),
+        )
+        .await
+        .unwrap();
+    }
+    let filtered: Vec<_> = api
+        .watch(
+            &kube::api::WatchParams::default()
+                .labels("picked=yes")
+                .timeout(1),
+            &from,
+        )
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    let kinds: Vec<&str> = filtered
+        .iter()
+        .map(|e| match e {
+            kube::api::WatchEvent::Added(_) => "ADDED",
+            kube::api::WatchEvent::Deleted(_) => "DELETED",
+            _ => "OTHER",
+        })
+        .collect();
+    assert_eq!(kinds, ["ADDED", "DELETED"]);
+
     // A streaming list: the current objects, then a bookmark that ends them.
     let req = hyper::Request::get(
         "/api/v1/namespaces/default/configmaps?watch=1&sendInitialEvents=true\

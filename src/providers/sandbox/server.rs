@@ -22,6 +22,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use super::resources::{self, ResourceInfo};
 use super::select::{FieldSelector, LabelSelector};
+use super::store::EventType;
 use super::verbs::{ApiError, ApiResult, Cluster, DeleteOptions, ListQuery, Sub, present};
 
 /// The largest request body the API accepts, as a real API server.
@@ -532,12 +533,18 @@ fn serve_watch(
         if send_initial && tx.send(bookmark_info(last_rv, true)).await.is_err() {
             return;
         }
+        // An object that starts matching a filtered watch is ADDED to it, one that stops
+        // matching is DELETED from it, as on a real API server.
         let emit = |e: &super::store::Event| {
-            if matches(&e.key, &e.object) {
-                Some(event_line(e.kind.as_str(), &e.object))
-            } else {
-                None
-            }
+            let now = matches(&e.key, &e.object);
+            let before = e.previous.as_ref().map(|p| matches(&e.key, p));
+            let kind = match (e.kind, before, now) {
+                (EventType::Modified, Some(false), true) => "ADDED",
+                (EventType::Modified, Some(true), false) => "DELETED",
+                (_, _, true) => e.kind.as_str(),
+                _ => return None,
+            };
+            Some(event_line(kind, &e.object))
         };
         for e in backlog {
             last_rv = e.rv;

@@ -63,6 +63,9 @@ pub struct Event {
     pub kind: EventType,
     pub key: Key,
     pub object: Value,
+    /// The object before a MODIFIED change, so that filtered watches can tell when an
+    /// object starts or stops matching.
+    pub previous: Option<Value>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -230,8 +233,8 @@ impl Store {
     pub fn put(&mut self, key: Key, mut object: Value, kind: EventType) -> Value {
         self.rv += 1;
         object["metadata"]["resourceVersion"] = Value::String(self.rv.to_string());
-        self.objects.insert(key.clone(), object.clone());
-        self.record(key, object.clone(), kind);
+        let previous = self.objects.insert(key.clone(), object.clone());
+        self.record(key, object.clone(), kind, previous);
         object
     }
 
@@ -240,17 +243,18 @@ impl Store {
         let mut object = self.objects.remove(key)?;
         self.rv += 1;
         object["metadata"]["resourceVersion"] = Value::String(self.rv.to_string());
-        self.record(key.clone(), object.clone(), EventType::Deleted);
+        self.record(key.clone(), object.clone(), EventType::Deleted, None);
         Some(object)
     }
 
-    fn record(&mut self, key: Key, object: Value, kind: EventType) {
+    fn record(&mut self, key: Key, object: Value, kind: EventType, previous: Option<Value>) {
         self.dirty = true;
         let event = Arc::new(Event {
             rv: self.rv,
             kind,
             key,
             object,
+            previous,
         });
         if self.history.len() >= HISTORY
             && let Some(old) = self.history.pop_front()
