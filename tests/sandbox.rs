@@ -153,6 +153,18 @@ async fn configmap_create_get_list_patch_delete() {
     );
     assert_eq!((e.code, e.reason.as_str()), (409, "AlreadyExists"));
 
+    // Names with a colon, as RBAC objects have, go through the path.
+    let roles: Api<k8s_openapi::api::rbac::v1::ClusterRole> = Api::all(env.client.clone());
+    let role =
+        serde_json::from_value(json!({"metadata": {"name": "system:ferry-test"}, "rules": []}))
+            .unwrap();
+    roles.create(&PostParams::default(), &role).await.unwrap();
+    roles.get("system:ferry-test").await.unwrap();
+    roles
+        .delete("system:ferry-test", &DeleteParams::default())
+        .await
+        .unwrap();
+
     // Server-side apply creates, then merges (no field ownership in the sandbox).
     let ssa = PatchParams::apply("ferry-test");
     let applied = api

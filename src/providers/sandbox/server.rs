@@ -102,13 +102,14 @@ fn authenticate<'a>(shared: &'a Shared, req: &Request<Incoming>) -> ApiResult<&'
     })
 }
 
-fn percent_decode(s: &str) -> String {
+/// Decodes `%XX` escapes, and `+` as a space when `plus_is_space` (query strings).
+fn percent_decode(s: &str, plus_is_space: bool) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
-            b'+' => out.push(b' '),
+            b'+' if plus_is_space => out.push(b' '),
             b'%' if i + 2 < bytes.len() => {
                 match u8::from_str_radix(s.get(i + 1..i + 3).unwrap_or(""), 16) {
                     Ok(b) => {
@@ -131,7 +132,7 @@ fn parse_query(q: Option<&str>) -> HashMap<String, String> {
         .filter(|p| !p.is_empty())
         .map(|p| {
             let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (percent_decode(k), percent_decode(v))
+            (percent_decode(k, true), percent_decode(v, true))
         })
         .collect()
 }
@@ -170,7 +171,12 @@ fn parse_json(bytes: &[u8]) -> ApiResult<Value> {
 
 async fn route(shared: &Arc<Shared>, req: Request<Incoming>) -> ApiResult<Response<Body>> {
     let path = req.uri().path().to_string();
-    let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let decoded: Vec<String> = path
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(|s| percent_decode(s, false))
+        .collect();
+    let segs: Vec<&str> = decoded.iter().map(String::as_str).collect();
     let get = req.method() == Method::GET;
     // Public, as on a real cluster: version and health.
     match segs.as_slice() {
