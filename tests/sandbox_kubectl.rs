@@ -93,6 +93,52 @@ async fn kubectl_gets_applies_and_lists_resources() {
     let labelled = kubectl(&kc, &["get", "cm", "-l", "app=demo", "-o", "name"]).await;
     assert_eq!(labelled.trim(), "configmap/applied");
 
+    // A Deployment and a Service: apply, re-apply with a new image (strategic merge),
+    // scale through the scale subresource.
+    let dep = dir.path().join("dep.yaml");
+    let deployment = |image: &str| {
+        format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 2\n  \
+             selector:\n    matchLabels: {{app: web}}\n  template:\n    metadata:\n      labels: {{app: web}}\n    \
+             spec:\n      containers:\n      - name: web\n        image: {image}\n      - name: side\n        \
+             image: busybox\n---\napiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  \
+             selector: {{app: web}}\n  ports: [{{port: 80}}]\n"
+        )
+    };
+    std::fs::write(&dep, deployment("nginx:1")).unwrap();
+    kubectl(&kc, &["apply", "-f", dep.to_str().unwrap()]).await;
+    std::fs::write(&dep, deployment("nginx:2")).unwrap();
+    let out = kubectl(&kc, &["apply", "-f", dep.to_str().unwrap()]).await;
+    assert!(
+        out.contains("deployment.apps/web configured") && out.contains("service/web unchanged"),
+        "{out}"
+    );
+    let images = kubectl(
+        &kc,
+        &[
+            "get",
+            "deploy",
+            "web",
+            "-o",
+            "jsonpath={.spec.template.spec.containers[*].image}",
+        ],
+    )
+    .await;
+    assert_eq!(images, "nginx:2 busybox");
+    kubectl(&kc, &["scale", "deploy", "web", "--replicas=4"]).await;
+    let replicas = kubectl(
+        &kc,
+        &["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"],
+    )
+    .await;
+    assert_eq!(replicas, "4");
+    let ip = kubectl(
+        &kc,
+        &["get", "svc", "web", "-o", "jsonpath={.spec.clusterIP}"],
+    )
+    .await;
+    assert!(ip.starts_with("10.96."), "{ip}");
+
     let resources = kubectl(&kc, &["api-resources"]).await;
     for r in [
         "deployments",
