@@ -1053,14 +1053,17 @@ impl Cluster {
         let no_finalizers = new["metadata"]["finalizers"]
             .as_array()
             .is_none_or(|f| f.is_empty());
-        let stored =
-            if deleting && no_finalizers && !(info.group.is_empty() && info.plural == "namespaces")
-            {
-                self.store.put(key.clone(), new, EventType::Modified);
-                self.remove_now(&key, false).unwrap_or_default()
-            } else {
-                self.store.put(key, new, EventType::Modified)
-            };
+        let is_namespace = info.group.is_empty() && info.plural == "namespaces";
+        let stored = if deleting && no_finalizers && !is_namespace {
+            self.store.put(key.clone(), new, EventType::Modified);
+            self.remove_now(&key, false).unwrap_or_default()
+        } else if deleting && no_finalizers {
+            // A terminating namespace whose last finalizer went: gone once it is empty.
+            let stored = self.store.put(key, new, EventType::Modified);
+            self.finish_namespace(name).unwrap_or(stored)
+        } else {
+            self.store.put(key, new, EventType::Modified)
+        };
         Ok(match sub {
             Sub::Scale => scale_of(&stored),
             _ => present(info, stored),
@@ -1502,5 +1505,58 @@ mod tests {
             c.get(&cm, Some("app"), "x", Sub::Main).unwrap_err().code,
             404
         );
+    }
+
+    #[test]
+    fn namespaces_with_finalizers_wait_for_them_and_for_their_contents() {
+        let mut c = cluster();
+        let ns = c.info("", "v1", "namespaces").unwrap();
+        let cm = c.info("", "v1", "configmaps").unwrap();
+        c.create(
+            &ns,
+            None,
+            json!({"metadata": {"name": "held", "finalizers": ["x/y"]}}),
+        )
+        .unwrap();
+        c.create(
+            &cm,
+            Some("held"),
+            json!({"metadata": {"name": "a", "finalizers": ["x/y"]}}),
+        )
+        .unwrap();
+        c.delete(&ns, None, "held", &DeleteOptions::default())
+            .unwrap();
+        let n = c.get(&ns, None, "held", Sub::Main).unwrap();
+        assert_eq!(n["status"]["phase"], "Terminating");
+        let e = c
+            .create(&cm, Some("held"), json!({"metadata": {"name": "new"}}))
+            .unwrap_err();
+        assert_eq!(e.code, 403);
+        // The config map waits for its finalizer; releasing it leaves the namespace held
+        // by its own finalizer, and releasing that removes the namespace.
+        c.patch(
+            &cm,
+            Some("held"),
+            "a",
+            Sub::Main,
+            "application/merge-patch+json",
+            br#"{"metadata":{"finalizers":null}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            c.get(&cm, Some("held"), "a", Sub::Main).unwrap_err().code,
+            404
+        );
+        assert!(c.get(&ns, None, "held", Sub::Main).is_ok());
+        c.patch(
+            &ns,
+            None,
+            "held",
+            Sub::Main,
+            "application/merge-patch+json",
+            br#"{"metadata":{"finalizers":null}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.get(&ns, None, "held", Sub::Main).unwrap_err().code, 404);
     }
 }
