@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs Ferry's whole test suite on a fresh machine: installs what the tests need
-# (moto's S3 server, which the S3 tests start on 127.0.0.1 and stop themselves), then
-# runs every test with cargo-nextest (or cargo test where nextest is missing).
+# (moto's S3 server, which the S3 tests start on 127.0.0.1 and stop themselves; kubectl
+# for the sandbox test), then runs every test with cargo-nextest (or cargo test where
+# nextest is missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +11,7 @@ import importlib.metadata as m, sys
 v = tuple(int(x) for x in m.version("moto").split(".")[:3])
 sys.exit(0 if v >= (5, 2, 5) else 1)
 PY
+bash scripts/install-kubectl.sh >/dev/null
 command -v setpriv >/dev/null || { apt-get update -qq && apt-get install -y -qq util-linux; }
 
 if cargo nextest --version >/dev/null 2>&1; then

@@ -20,6 +20,7 @@ mod key;
 mod maintenance;
 mod open;
 mod restore;
+mod sandbox;
 mod snapshots;
 
 use std::path::PathBuf;
@@ -109,6 +110,9 @@ pub enum Command {
     /// Manage the passwords and key files that open the repository
     #[command(subcommand)]
     Key(key::KeyCommand),
+    /// Local Kubernetes clusters to try Ferry on (up, down, status, reset)
+    #[command(subcommand)]
+    Sandbox(sandbox::SandboxCommand),
 }
 
 /// What a command reports back to `main`: its exit status.
@@ -131,5 +135,6 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Unlock(a) => maintenance::unlock(&ctx, a),
         Command::RepairIndex => maintenance::repair_index(&ctx),
         Command::Key(k) => key::run(&ctx, k),
+        Command::Sandbox(c) => sandbox::run(&ctx, c),
     }
 }

@@ -2,4 +2,7 @@
 //! the local sandbox. Everything Ferry does with a cluster goes through the same
 //! kube-rs client whichever provider found it; no other module special-cases one.
 //!
-//! Nothing lives here yet: the repository engine comes first (see ARCHITECTURE.md).
+//! - [`sandbox`]: local clusters that serve the Kubernetes API over HTTPS, for trying
+//!   Ferry and for its tests.
+
+pub mod sandbox;

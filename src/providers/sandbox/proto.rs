@@ -1,0 +1,301 @@
+//! Just enough of the Kubernetes protobuf encoding to accept the bodies that typed
+//! client-go clients (helm's release storage, `kubectl create secret|configmap|namespace`)
+//! send: Secrets, ConfigMaps and Namespaces, turned into the JSON the rest of the sandbox
+//! works on.
+//!
+//! Owns protobuf decoding. Anything it does not fully understand is refused (the caller
+//! answers 415), never half-read.
+
+use base64::Engine as _;
+use serde_json::{Map, Value, json};
+
+const MAGIC: &[u8] = b"k8s\0";
+
+enum Wire<'a> {
+    Varint(u64),
+    Bytes(&'a [u8]),
+    Fixed,
+}
+
+fn varint(buf: &[u8], pos: &mut usize) -> Option<u64> {
+    let mut out = 0u64;
+    for shift in (0..64).step_by(7) {
+        let b = *buf.get(*pos)?;
+        *pos += 1;
+        out |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            return Some(out);
+        }
+    }
+    None
+}
+
+/// The fields of one message, in order.
+fn fields(buf: &[u8]) -> Option<Vec<(u64, Wire<'_>)>> {
+    let mut pos = 0;
+    let mut out = Vec::new();
+    while pos < buf.len() {
+        let key = varint(buf, &mut pos)?;
+        let wire = match key & 7 {
+            0 => Wire::Varint(varint(buf, &mut pos)?),
+            1 => {
+                pos = pos.checked_add(8)?;
+                Wire::Fixed
+            }
+            2 => {
+                let len = usize::try_from(varint(buf, &mut pos)?).ok()?;
+                let end = pos.checked_add(len)?;
+                let b = buf.get(pos..end)?;
+                pos = end;
+                Wire::Bytes(b)
+            }
+            5 => {
+                pos = pos.checked_add(4)?;
+                Wire::Fixed
+            }
+            _ => return None,
+        };
+        if pos > buf.len() {
+            return None;
+        }
+        out.push((key >> 3, wire));
+    }
+    Some(out)
+}
+
+fn string(w: &Wire<'_>) -> Option<String> {
+    match w {
+        Wire::Bytes(b) => String::from_utf8(b.to_vec()).ok(),
+        _ => None,
+    }
+}
+
+fn bytes<'a>(w: &Wire<'a>) -> Option<&'a [u8]> {
+    match w {
+        Wire::Bytes(b) => Some(b),
+        _ => None,
+    }
+}
+
+/// One entry of a `map<string, string>` (or `map<string, bytes>` when `binary`, as base64).
+fn map_entry(w: &Wire<'_>, binary: bool, into: &mut Map<String, Value>) -> Option<()> {
+    let mut key = String::new();
+    let mut value = Value::String(String::new());
+    for (n, f) in fields(bytes(w)?)? {
+        match n {
+            1 => key = string(&f)?,
+            2 if binary => {
+                value = json!(base64::engine::general_purpose::STANDARD.encode(bytes(&f)?))
+            }
+            2 => value = json!(string(&f)?),
+            _ => return None,
+        }
+    }
+    into.insert(key, value);
+    Some(())
+}
+
+fn owner_reference(w: &Wire<'_>) -> Option<Value> {
+    let mut o = Map::new();
+    for (n, f) in fields(bytes(w)?)? {
+        let (k, v) = match (n, &f) {
+            (1, _) => ("kind", json!(string(&f)?)),
+            (3, _) => ("name", json!(string(&f)?)),
+            (4, _) => ("uid", json!(string(&f)?)),
+            (5, _) => ("apiVersion", json!(string(&f)?)),
+            (6, Wire::Varint(b)) => ("controller", json!(*b != 0)),
+            (7, Wire::Varint(b)) => ("blockOwnerDeletion", json!(*b != 0)),
+            _ => return None,
+        };
+        o.insert(k.into(), v);
+    }
+    Some(Value::Object(o))
+}
+
+fn object_meta(w: &Wire<'_>) -> Option<Value> {
+    let mut m = Map::new();
+    let mut labels = Map::new();
+    let mut annotations = Map::new();
+    let mut owners = Vec::new();
+    let mut finalizers = Vec::new();
+    for (n, f) in fields(bytes(w)?)? {
+        match (n, &f) {
+            (1, _) => drop(m.insert("name".into(), json!(string(&f)?))),
+            (2, _) => drop(m.insert("generateName".into(), json!(string(&f)?))),
+            (3, _) => drop(m.insert("namespace".into(), json!(string(&f)?))),
+            (5, _) => drop(m.insert("uid".into(), json!(string(&f)?))),
+            (6, _) => drop(m.insert("resourceVersion".into(), json!(string(&f)?))),
+            // selfLink, generation, timestamps, grace period, managed fields: server-set.
+            (4 | 7 | 8 | 9 | 10 | 17, _) => {}
+            (11, _) => map_entry(&f, false, &mut labels)?,
+            (12, _) => map_entry(&f, false, &mut annotations)?,
+            (13, _) => owners.push(owner_reference(&f)?),
+            (14, _) => finalizers.push(json!(string(&f)?)),
+            _ => return None,
+        }
+    }
+    if !labels.is_empty() {
+        m.insert("labels".into(), Value::Object(labels));
+    }
+    if !annotations.is_empty() {
+        m.insert("annotations".into(), Value::Object(annotations));
+    }
+    if !owners.is_empty() {
+        m.insert("ownerReferences".into(), Value::Array(owners));
+    }
+    if !finalizers.is_empty() {
+        m.insert("finalizers".into(), Value::Array(finalizers));
+    }
+    Some(Value::Object(m))
+}
+
+fn decode_object(api_version: &str, kind: &str, raw: &[u8]) -> Option<Value> {
+    let mut obj = json!({"apiVersion": api_version, "kind": kind});
+    let mut data = Map::new();
+    let mut string_data = Map::new();
+    let mut binary_data = Map::new();
+    for (n, f) in fields(raw)? {
+        match (kind, n, &f) {
+            (_, 1, _) => obj["metadata"] = object_meta(&f)?,
+            ("Secret", 2, _) => map_entry(&f, true, &mut data)?,
+            ("Secret", 3, _) => obj["type"] = json!(string(&f)?),
+            ("Secret", 4, _) => map_entry(&f, false, &mut string_data)?,
+            ("Secret", 5, Wire::Varint(b)) | ("ConfigMap", 4, Wire::Varint(b)) => {
+                obj["immutable"] = json!(*b != 0)
+            }
+            ("ConfigMap", 2, _) => map_entry(&f, false, &mut data)?,
+            ("ConfigMap", 3, _) => map_entry(&f, true, &mut binary_data)?,
+            // A namespace's spec (finalizers) and status are set by the server.
+            ("Namespace", 2 | 3, _) => {}
+            _ => return None,
+        }
+    }
+    for (k, m) in [
+        ("data", data),
+        ("stringData", string_data),
+        ("binaryData", binary_data),
+    ] {
+        if !m.is_empty() {
+            obj[k] = Value::Object(m);
+        }
+    }
+    Some(obj)
+}
+
+/// Decodes a protobuf request body into JSON, or None when it holds anything but a
+/// Secret, ConfigMap or Namespace this decoder fully understands.
+pub fn decode(body: &[u8]) -> Option<Value> {
+    let envelope = body.strip_prefix(MAGIC)?;
+    let mut api_version = String::new();
+    let mut kind = String::new();
+    let mut raw: &[u8] = &[];
+    for (n, f) in fields(envelope)? {
+        match n {
+            1 => {
+                for (m, t) in fields(bytes(&f)?)? {
+                    match m {
+                        1 => api_version = string(&t)?,
+                        2 => kind = string(&t)?,
+                        _ => return None,
+                    }
+                }
+            }
+            2 => raw = bytes(&f)?,
+            3 | 4 => {
+                if !string(&f)?.is_empty() {
+                    return None;
+                }
+            }
+            _ => return None,
+        }
+    }
+    if api_version != "v1" || !matches!(kind.as_str(), "Secret" | "ConfigMap" | "Namespace") {
+        return None;
+    }
+    decode_object(&api_version, &kind, raw)
+}
+
+/// Decodes a protobuf DeleteOptions into its JSON form (propagation, orphaning and
+/// preconditions; the grace period and dryRun are ignored as the sandbox has no use
+/// for them).
+pub fn decode_delete_options(body: &[u8]) -> Option<Value> {
+    let envelope = body.strip_prefix(MAGIC)?;
+    let mut raw: &[u8] = &[];
+    let mut kind = String::new();
+    for (n, f) in fields(envelope)? {
+        match n {
+            1 => {
+                for (m, t) in fields(bytes(&f)?)? {
+                    if m == 2 {
+                        kind = string(&t)?;
+                    }
+                }
+            }
+            2 => raw = bytes(&f)?,
+            _ => {}
+        }
+    }
+    if kind != "DeleteOptions" {
+        return None;
+    }
+    let mut out = json!({});
+    for (n, f) in fields(raw)? {
+        match (n, &f) {
+            (2, _) => {
+                for (m, p) in fields(bytes(&f)?)? {
+                    match m {
+                        1 => out["preconditions"]["uid"] = json!(string(&p)?),
+                        2 => out["preconditions"]["resourceVersion"] = json!(string(&p)?),
+                        _ => return None,
+                    }
+                }
+            }
+            (3, Wire::Varint(b)) => out["orphanDependents"] = json!(*b != 0),
+            (4, _) => out["propagationPolicy"] = json!(string(&f)?),
+            (1 | 5 | 6 | 7, _) => {}
+            _ => return None,
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field(n: u64, payload: &[u8]) -> Vec<u8> {
+        let mut out = vec![((n << 3) | 2) as u8, payload.len() as u8];
+        out.extend_from_slice(payload);
+        out
+    }
+
+    #[test]
+    fn decodes_a_secret() {
+        let label = [field(1, b"owner"), field(2, b"helm")].concat();
+        let meta = [field(1, b"rel"), field(11, &label)].concat();
+        let entry = [field(1, b"release"), field(2, b"\x01\x02")].concat();
+        let secret = [
+            field(1, &meta),
+            field(2, &entry),
+            field(3, b"helm.sh/release.v1"),
+        ]
+        .concat();
+        let type_meta = [field(1, b"v1"), field(2, b"Secret")].concat();
+        let body = [MAGIC.to_vec(), field(1, &type_meta), field(2, &secret)].concat();
+        let v = decode(&body).unwrap();
+        assert_eq!(
+            v,
+            json!({"apiVersion": "v1", "kind": "Secret", "type": "helm.sh/release.v1",
+                   "metadata": {"name": "rel", "labels": {"owner": "helm"}},
+                   "data": {"release": "AQI="}})
+        );
+        let pod = [
+            MAGIC.to_vec(),
+            field(1, &[field(1, b"v1"), field(2, b"Pod")].concat()),
+        ]
+        .concat();
+        assert!(decode(&pod).is_none());
+        assert!(decode(b"k8s\0\xff\xff").is_none());
+        assert!(decode(b"{}").is_none());
+    }
+}
