@@ -12,51 +12,15 @@ use std::sync::Arc;
 use common::*;
 use ferry::engine::backend::FileKind;
 use ferry::engine::backup::{self, BackupOptions, ParentChoice};
-use ferry::engine::check::{self, CheckOptions};
+
 use ferry::engine::crypto::{KdfParams, Secret};
 use ferry::engine::forget::{self, Retention};
 use ferry::engine::progress::Progress;
 use ferry::engine::prune::{self, PruneOptions};
 use ferry::engine::restore::{self, RestoreOptions};
-use ferry::engine::snapshot::{self, Snapshot};
+use ferry::engine::snapshot;
 use ferry::engine::{Error, Repository, diff, lock, stats};
 use proptest::prelude::*;
-
-fn do_backup(repo: &Repository, src: &Path) -> Snapshot {
-    let opts = BackupOptions {
-        source: src.to_path_buf(),
-        ..Default::default()
-    };
-    let out = backup::backup(repo, &opts, &Arc::new(Progress::new())).unwrap();
-    assert!(out.warnings.is_empty(), "{:?}", out.warnings);
-    out.snapshot
-}
-
-fn do_restore(
-    repo: &Repository,
-    snap: &Snapshot,
-    target: &Path,
-    path: &str,
-) -> ferry::engine::Result<restore::RestoreOutcome> {
-    let opts = RestoreOptions {
-        target: target.to_path_buf(),
-        path: path.to_string(),
-        ..Default::default()
-    };
-    restore::restore(repo, snap, &opts, &Arc::new(Progress::new()))
-}
-
-fn check_repo(repo: &Repository, read_data: bool) -> check::CheckReport {
-    check::check(
-        repo,
-        &CheckOptions {
-            read_data,
-            threads: None,
-        },
-        &Arc::new(Progress::new()),
-    )
-    .unwrap()
-}
 
 /// A tree with the awkward cases: empty and sparse files, symlinks, hard links,
 /// names that are not UTF-8, deep folders, modes and times.

@@ -12,9 +12,7 @@ use std::sync::Arc;
 use common::*;
 use ferry::engine::backend::s3::S3Backend;
 use ferry::engine::backup::{self, BackupOptions};
-use ferry::engine::check::{self, CheckOptions};
 use ferry::engine::progress::Progress;
-use ferry::engine::restore::{self, RestoreOptions};
 use ferry::engine::{Error, Repository, forget, prune};
 use support::moto::Moto;
 
@@ -74,26 +72,9 @@ fn a_repository_on_s3_backs_up_restores_checks_and_prunes() {
     // A fresh client sees the same repository.
     let repo = Repository::open(backend.clone(), rt.handle().clone(), &secret()).unwrap();
     let out = dir.path().join("out");
-    restore::restore(
-        &repo,
-        &s2,
-        &RestoreOptions {
-            target: out.clone(),
-            ..Default::default()
-        },
-        &p,
-    )
-    .unwrap();
+    do_restore(&repo, &s2, &out, "").unwrap();
     assert_same_tree(&src, &out);
-    let r = check::check(
-        &repo,
-        &CheckOptions {
-            read_data: true,
-            threads: None,
-        },
-        &p,
-    )
-    .unwrap();
+    let r = check_repo(&repo, true);
     assert!(r.ok(), "{:?}", r.errors);
 
     forget::forget(
@@ -107,27 +88,10 @@ fn a_repository_on_s3_backs_up_restores_checks_and_prunes() {
     .unwrap();
     let pr = prune::prune(&repo, &prune::PruneOptions::default(), &p).unwrap();
     assert!(pr.bytes_after + (30 << 20) < pr.bytes_before, "{pr:?}");
-    let r = check::check(
-        &repo,
-        &CheckOptions {
-            read_data: true,
-            threads: None,
-        },
-        &p,
-    )
-    .unwrap();
+    let r = check_repo(&repo, true);
     assert!(r.ok(), "{:?}", r.errors);
     let out2 = dir.path().join("out2");
-    restore::restore(
-        &repo,
-        &s2,
-        &RestoreOptions {
-            target: out2.clone(),
-            ..Default::default()
-        },
-        &p,
-    )
-    .unwrap();
+    do_restore(&repo, &s2, &out2, "").unwrap();
     assert_same_tree(&src, &out2);
 }
 

@@ -13,9 +13,7 @@ use ferry::engine::Repository;
 use ferry::engine::backend::s3::{S3Backend, S3Config};
 use ferry::engine::backend::{Backend, BackendError};
 use ferry::engine::backup::{self, BackupOptions};
-use ferry::engine::check::{self, CheckOptions};
 use ferry::engine::progress::Progress;
-use ferry::engine::restore::{self, RestoreOptions};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
 
@@ -108,26 +106,9 @@ fn a_repository_works_against_a_signature_checking_s3() {
     .snapshot;
     let repo = Repository::open(backend, rt.handle().clone(), &secret()).unwrap();
     let out = dir.path().join("out");
-    restore::restore(
-        &repo,
-        &snap,
-        &RestoreOptions {
-            target: out.clone(),
-            ..Default::default()
-        },
-        &p,
-    )
-    .unwrap();
+    do_restore(&repo, &snap, &out, "").unwrap();
     assert_same_tree(&src, &out);
-    let r = check::check(
-        &repo,
-        &CheckOptions {
-            read_data: true,
-            threads: None,
-        },
-        &p,
-    )
-    .unwrap();
+    let r = check_repo(&repo, true);
     assert!(r.ok(), "{:?}", r.errors);
 }
 

@@ -9,8 +9,13 @@ use std::sync::Arc;
 
 use ferry::engine::Repository;
 use ferry::engine::backend::local::LocalBackend;
+use ferry::engine::backup::{self, BackupOptions};
+use ferry::engine::check::{self, CheckOptions};
 use ferry::engine::crypto::{KdfParams, Secret};
+use ferry::engine::progress::Progress;
 use ferry::engine::repo::InitOptions;
+use ferry::engine::restore::{self, RestoreOptions};
+use ferry::engine::snapshot::Snapshot;
 
 pub struct TestRepo {
     pub rt: tokio::runtime::Runtime,
@@ -148,4 +153,43 @@ pub fn write_file(path: &Path, data: &[u8], mode: u32, mtime: i64) {
     std::fs::write(path, data).unwrap();
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
     filetime::set_file_mtime(path, filetime::FileTime::from_unix_time(mtime, 123_456_789)).unwrap();
+}
+
+/// Backs up `src` (the snapshot must have no warnings).
+pub fn do_backup(repo: &Repository, src: &Path) -> Snapshot {
+    let opts = BackupOptions {
+        source: src.to_path_buf(),
+        ..Default::default()
+    };
+    let out = backup::backup(repo, &opts, &Arc::new(Progress::new())).unwrap();
+    assert!(out.warnings.is_empty(), "{:?}", out.warnings);
+    out.snapshot
+}
+
+/// Restores `path` of `snap` into `target`.
+pub fn do_restore(
+    repo: &Repository,
+    snap: &Snapshot,
+    target: &Path,
+    path: &str,
+) -> ferry::engine::Result<restore::RestoreOutcome> {
+    let opts = RestoreOptions {
+        target: target.to_path_buf(),
+        path: path.to_string(),
+        ..Default::default()
+    };
+    restore::restore(repo, snap, &opts, &Arc::new(Progress::new()))
+}
+
+/// Checks the repository and returns the report.
+pub fn check_repo(repo: &Repository, read_data: bool) -> check::CheckReport {
+    check::check(
+        repo,
+        &CheckOptions {
+            read_data,
+            threads: None,
+        },
+        &Arc::new(Progress::new()),
+    )
+    .unwrap()
 }
