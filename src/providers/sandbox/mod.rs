@@ -219,7 +219,7 @@ impl Sandbox {
         let tokens = load_or_create_tokens(&dir)?;
         let state_path = dir.join(STATE_FILE);
         let store = Store::load(&state_path)?;
-        let mut cluster = Cluster::new(store, &config.name, &certs.ca_pem);
+        let mut cluster = Cluster::new(store, &config.name, &certs.ca_pem, &dir);
         cluster
             .bootstrap()
             .map_err(|e| SandboxError::Internal(e.message))?;

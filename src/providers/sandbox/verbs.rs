@@ -341,15 +341,26 @@ pub struct Cluster {
     pub store: Store,
     pub name: String,
     pub ca_pem: String,
+    /// The sandbox's folder. Volume contents live in `volumes/<volumeHandle>/` below it
+    /// (see [`Cluster::volume_dir`]).
+    pub dir: std::path::PathBuf,
 }
 
 impl Cluster {
-    pub fn new(store: Store, name: &str, ca_pem: &str) -> Cluster {
+    pub fn new(store: Store, name: &str, ca_pem: &str, dir: &std::path::Path) -> Cluster {
         Cluster {
             store,
             name: name.to_string(),
             ca_pem: ca_pem.to_string(),
+            dir: dir.to_path_buf(),
         }
+    }
+
+    /// The host folder holding the contents of the volume with this CSI `volumeHandle`
+    /// (the sandbox provisioner names handles after their PersistentVolume).
+    #[allow(dead_code)] // used by the storage provisioner and the exec runtime
+    pub fn volume_dir(&self, volume_handle: &str) -> std::path::PathBuf {
+        self.dir.join("volumes").join(volume_handle)
     }
 
     fn key(info: &ResourceInfo, ns: Option<&str>, name: &str) -> Key {
@@ -1392,7 +1403,12 @@ mod tests {
     use super::*;
 
     fn cluster() -> Cluster {
-        let mut c = Cluster::new(Store::new(), "t", "CA");
+        let mut c = Cluster::new(
+            Store::new(),
+            "t",
+            "CA",
+            std::path::Path::new("/nonexistent"),
+        );
         c.bootstrap().unwrap();
         c
     }
