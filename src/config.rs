@@ -2,8 +2,56 @@
 //! - data: the default local repository (`repository/`);
 //! - config: keys Ferry generated (`keys/`);
 //! - state: the log file (`ferry.log`).
+//!
+//! Settings live in `<config>/config.yaml` (all optional):
+//! ```yaml
+//! kubeconfigs: [~/clusters, /etc/ferry/prod.yaml]   # extra kubeconfig files or folders
+//! moverImage: registry.example.com/busybox:1.36      # image of the volume mover pods
+//! ```
 
 use std::path::PathBuf;
+
+/// User settings from `config.yaml`.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Settings {
+    #[serde(default)]
+    pub kubeconfigs: Vec<String>,
+    #[serde(default)]
+    pub mover_image: Option<String>,
+}
+
+impl Settings {
+    /// Reads the settings file; a missing file means defaults.
+    pub fn load(dirs: &Dirs) -> anyhow::Result<Settings> {
+        let path = dirs.config.join("config.yaml");
+        match std::fs::read_to_string(&path) {
+            Ok(text) => serde_saphyr::from_str(&text).map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot read the settings {}: {e}. Fix the file or move it away",
+                    path.display()
+                )
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Settings::default()),
+            Err(e) => Err(anyhow::anyhow!(
+                "cannot read the settings {}: {e}",
+                path.display()
+            )),
+        }
+    }
+
+    /// The extra kubeconfig paths, `~` expanded.
+    pub fn kubeconfig_paths(&self) -> Vec<PathBuf> {
+        let home = std::env::var_os("HOME").map(PathBuf::from);
+        self.kubeconfigs
+            .iter()
+            .map(|p| match (p.strip_prefix("~/"), &home) {
+                (Some(rest), Some(h)) => h.join(rest),
+                _ => PathBuf::from(p),
+            })
+            .collect()
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct Dirs {

@@ -11,8 +11,13 @@ use crate::ui::{format, progress::run_with_progress};
 
 #[derive(Debug, Args)]
 pub struct BackupArgs {
-    /// The folder to back up
-    pub source: PathBuf,
+    /// The folder to back up (or use --context/-n to back up from a cluster)
+    pub source: Option<PathBuf>,
+    /// Back up from this linked cluster (see `ferry clusters`) [default: current context]
+    #[arg(long = "context", short = 'c')]
+    pub context: Option<String>,
+    #[command(flatten)]
+    pub select: super::moving::SelectArgs,
     /// Tag the snapshot (repeatable)
     #[arg(long = "tag")]
     pub tags: Vec<String>,
@@ -34,9 +39,28 @@ pub struct BackupArgs {
 }
 
 pub fn run(ctx: &Context, a: BackupArgs) -> anyhow::Result<Exit> {
+    let source = match (a.source, a.select.namespaces.is_empty()) {
+        (Some(_), false) => {
+            anyhow::bail!("back up either a folder or namespaces (-n), not both")
+        }
+        (None, false) => {
+            return super::moving::backup(
+                ctx,
+                a.context.as_deref(),
+                &a.select,
+                a.tags,
+                a.parent,
+                a.no_parent,
+            );
+        }
+        (None, true) => anyhow::bail!(
+            "say what to back up: a folder (`ferry backup DIR`) or namespaces of a cluster (`ferry backup --context C -n NS`)"
+        ),
+        (Some(s), true) => s,
+    };
     let repo = ctx.open()?;
     let opts = BackupOptions {
-        source: a.source.clone(),
+        source: source.clone(),
         tags: a.tags,
         parent: match (a.no_parent, a.parent) {
             (true, _) => ParentChoice::None,
@@ -51,7 +75,7 @@ pub fn run(ctx: &Context, a: BackupArgs) -> anyhow::Result<Exit> {
     let out = run_with_progress(&progress, ctx.global.quiet, || {
         backup::backup(&repo, &opts, &progress)
     })
-    .with_context(|| format!("backup of {} failed", a.source.display()))?;
+    .with_context(|| format!("backup of {} failed", source.display()))?;
     let s = &out.snapshot.summary;
     say!(
         "snapshot {} saved: {} files, {} dirs, {} ({} new, {} unchanged, {} changed files)",

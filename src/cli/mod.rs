@@ -17,7 +17,9 @@ macro_rules! say {
 mod backup;
 mod init;
 mod key;
+mod kube;
 mod maintenance;
+mod moving;
 mod open;
 mod restore;
 mod sandbox;
@@ -85,10 +87,35 @@ pub(crate) fn parse_rate(s: &str) -> Result<u64, String> {
 pub enum Command {
     /// Create a repository
     Init(init::InitArgs),
-    /// Back up a folder into a new snapshot
+    /// Every linked cluster: kubeconfig contexts, with reachability and version
+    Clusters(kube::ClustersArgs),
+    /// Namespaces of a cluster with pod and claim counts
+    #[command(visible_alias = "ns")]
+    Namespaces(kube::NamespacesArgs),
+    /// Workloads of a namespace (and with --deps what each depends on)
+    Workloads(kube::WorkloadsArgs),
+    /// Persistent volume claims of a namespace
+    Pvcs(kube::PvcsArgs),
+    /// Back up a folder, or namespaces / workloads of a cluster, into a new snapshot
     Backup(backup::BackupArgs),
-    /// Restore a snapshot, or a path inside it, into a folder
+    /// Restore a snapshot into a folder, or a Kubernetes capture into a cluster
     Restore(restore::RestoreArgs),
+    /// Show what restoring a capture into a cluster would do (a dry run)
+    Plan(moving::PlanArgs),
+    /// Capture workloads from one cluster and restore them into another, in one job
+    Migrate(moving::MigrateArgs),
+    /// Copy a namespace into a new namespace (of the same cluster, or --to another)
+    Clone {
+        /// The new namespace's name
+        #[arg(long = "as")]
+        new_name: String,
+        #[command(flatten)]
+        args: moving::MigrateArgs,
+    },
+    /// Write a capture's objects as YAML
+    Export(moving::ExportArgs),
+    /// What a capture holds: cluster, namespaces, objects by kind, volumes
+    Inspect(moving::InspectArgs),
     /// List snapshots
     Snapshots(snapshots::SnapshotsArgs),
     /// List the files in a snapshot
@@ -123,6 +150,15 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
     let ctx = Context::new(cli.global)?;
     match cli.command {
         Command::Init(a) => init::run(&ctx, a),
+        Command::Clusters(a) => kube::clusters(&ctx, a),
+        Command::Namespaces(a) => kube::namespaces(&ctx, a),
+        Command::Workloads(a) => kube::workloads(&ctx, a),
+        Command::Pvcs(a) => kube::pvcs(&ctx, a),
+        Command::Plan(a) => moving::plan(&ctx, a),
+        Command::Migrate(a) => moving::migrate(&ctx, a, None),
+        Command::Clone { new_name, args } => moving::migrate(&ctx, args, Some(new_name)),
+        Command::Export(a) => moving::export(&ctx, a),
+        Command::Inspect(a) => moving::inspect(&ctx, a),
         Command::Backup(a) => backup::run(&ctx, a),
         Command::Restore(a) => restore::run(&ctx, a),
         Command::Snapshots(a) => snapshots::list(&ctx, a),

@@ -15,9 +15,15 @@ pub struct RestoreArgs {
     /// The snapshot (ID prefix or `latest`), optionally with a path inside it:
     /// `latest:/logs/app`
     pub snapshot: String,
-    /// Where to restore
+    /// Where to restore files (a folder backup, or single files of a captured volume:
+    /// `SNAP:volumes/NS/CLAIM/path`)
     #[arg(short, long)]
-    pub target: PathBuf,
+    pub target: Option<PathBuf>,
+    /// Restore a Kubernetes capture into this linked cluster [default: current context]
+    #[arg(long = "context", short = 'c', conflicts_with = "target")]
+    pub context: Option<String>,
+    #[command(flatten)]
+    pub k8s: super::moving::K8sRestoreArgs,
     /// A path inside the snapshot (alternative to SNAPSHOT:PATH)
     #[arg(long)]
     pub path: Option<String>,
@@ -30,6 +36,9 @@ pub struct RestoreArgs {
 }
 
 pub fn run(ctx: &Context, a: RestoreArgs) -> anyhow::Result<Exit> {
+    let Some(target) = a.target.clone() else {
+        return super::moving::restore(ctx, &a.snapshot, a.context.as_deref(), a.k8s);
+    };
     let repo = ctx.open()?;
     let (spec, inner) = match a.snapshot.split_once(':') {
         Some((s, p)) => (s.to_string(), p.to_string()),
@@ -37,7 +46,7 @@ pub fn run(ctx: &Context, a: RestoreArgs) -> anyhow::Result<Exit> {
     };
     let snap = snapshot::find(&repo, &spec)?;
     let opts = RestoreOptions {
-        target: a.target.clone(),
+        target: target.clone(),
         path: inner,
         overwrite: a.overwrite,
         threads: a.threads,
@@ -51,7 +60,7 @@ pub fn run(ctx: &Context, a: RestoreArgs) -> anyhow::Result<Exit> {
         format!(
             "restore of snapshot {} into {} failed",
             snap.id.short(),
-            a.target.display()
+            target.display()
         )
     })?;
     let secs = started.elapsed().as_secs_f64();
@@ -61,7 +70,7 @@ pub fn run(ctx: &Context, a: RestoreArgs) -> anyhow::Result<Exit> {
         out.dirs,
         format::bytes(out.bytes),
         snap.id.short(),
-        a.target.display(),
+        target.display(),
         secs,
         format::rate(out.bytes as f64 / secs.max(1e-6))
     );

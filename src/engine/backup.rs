@@ -11,7 +11,6 @@
 
 use std::collections::BTreeMap;
 use std::fs::{File, Metadata};
-use std::io::Read;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -22,6 +21,7 @@ use parking_lot::Mutex;
 use rayon::prelude::*;
 
 use super::id::Id;
+use super::ingest;
 use super::lock;
 use super::pack::BlobType;
 use super::progress::{Phase, Progress};
@@ -30,9 +30,6 @@ use super::snapshot::{self, Snapshot, Summary};
 use super::throttle::Throttle;
 use super::tree::{Name, Node, NodeKind, Tree};
 use super::{Error, Repository, Result};
-
-/// Bytes read from a file at a time; chunks of one segment are processed in parallel.
-const SEGMENT: usize = 4 * 1024 * 1024;
 
 #[derive(Debug, Clone, Default)]
 pub enum ParentChoice {
@@ -434,61 +431,24 @@ impl Archiver<'_> {
     /// Reads, chunks and stores a file's content.
     fn read_file(&self, path: &Path, node: &mut Node) -> Result<(), FileError> {
         let mut f = open_noatime(path).map_err(FileError::Read)?;
-        let chunker = self.chunker;
-        let mut buf: Vec<u8> =
-            Vec::with_capacity(SEGMENT.min(node.size as usize + 1).max(64 * 1024));
-        let mut lens = Vec::new();
-        let mut total: u64 = 0;
-        let mut eof = false;
-        while !eof {
-            self.progress.check().map_err(FileError::Fatal)?;
-            // Fill the buffer up to a segment (or to the end of the file), without
-            // zero-filling it first; expect the size stat gave us, plus one byte to
-            // see the end.
-            let want = SEGMENT.max(chunker.max_size());
-            while !eof && buf.len() < want {
-                let expect = (node.size.saturating_sub(total) as usize).saturating_add(1);
-                let need = (want - buf.len()).min(expect.max(64 * 1024));
-                buf.reserve_exact(need);
-                let n = match (&mut f).take(need as u64).read_to_end(&mut buf) {
-                    Ok(n) => n,
-                    Err(e) => return Err(FileError::Read(e)),
-                };
-                if n < need {
-                    eof = true;
-                }
-                if let Some(t) = &self.read_limit {
-                    t.acquire_blocking(n as u64);
-                }
-                total += n as u64;
-                self.progress.add_done(0, n as u64);
-            }
-            lens.clear();
-            let used = chunker.split(&buf, eof, &mut lens);
-            let mut offs = Vec::with_capacity(lens.len());
-            let mut o = 0;
-            for l in &lens {
-                offs.push((o, *l));
-                o += l;
-            }
-            let ids: Vec<Id> = if offs.len() > 1 {
-                offs.par_iter()
-                    .map(|(o, l)| self.save_blob(BlobType::Data, &buf[*o..*o + *l]))
-                    .collect::<Result<_>>()
-                    .map_err(FileError::Fatal)?
-            } else {
-                offs.iter()
-                    .map(|(o, l)| self.save_blob(BlobType::Data, &buf[*o..*o + *l]))
-                    .collect::<Result<_>>()
-                    .map_err(FileError::Fatal)?
-            };
-            node.content.extend(ids);
-            buf.drain(..used);
-        }
+        let stored = ingest::store_stream(
+            self.saver,
+            self.chunker,
+            self.progress,
+            &mut f,
+            node.size,
+            self.read_limit.as_ref(),
+        )
+        .map_err(|e| match e {
+            ingest::StreamError::Read(e) => FileError::Read(e),
+            ingest::StreamError::Fatal(e) => FileError::Fatal(e),
+        })?;
+        self.counters.blobs_new.fetch_add(stored.blobs_new, Relaxed);
+        node.content = stored.content;
         // The file may have changed size while we read it: record what we stored.
-        if total != node.size {
-            tracing::info!(path = %path.display(), expected = node.size, read = total, "file changed while read");
-            node.size = total;
+        if stored.bytes != node.size {
+            tracing::info!(path = %path.display(), expected = node.size, read = stored.bytes, "file changed while read");
+            node.size = stored.bytes;
         }
         Ok(())
     }

@@ -25,6 +25,8 @@ pub mod diff;
 pub mod forget;
 pub mod id;
 pub mod index;
+pub mod ingest;
+pub mod k8s;
 pub mod lock;
 pub mod pack;
 pub mod progress;

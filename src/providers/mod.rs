@@ -2,7 +2,11 @@
 //! the local sandbox. Everything Ferry does with a cluster goes through the same
 //! kube-rs client whichever provider found it; no other module special-cases one.
 //!
+//! - [`kubeconfig`]: the linked clusters of the user's kubeconfig files.
+//! - [`probe`]: reachability, version and facts of a cluster, concurrently.
 //! - [`sandbox`]: local clusters that serve the Kubernetes API over HTTPS, for trying
 //!   Ferry and for its tests.
 
+pub mod kubeconfig;
+pub mod probe;
 pub mod sandbox;

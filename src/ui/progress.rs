@@ -17,6 +17,16 @@ pub fn run_with_progress<T: Send>(
     quiet: bool,
     job: impl FnOnce() -> T + Send,
 ) -> T {
+    run_with_line(progress, quiet, &line, job)
+}
+
+/// Like [`run_with_progress`], with `describe` making the status line.
+pub fn run_with_line<T: Send>(
+    progress: &Arc<Progress>,
+    quiet: bool,
+    describe: &(dyn Fn(&ProgressSnapshot, f64) -> String + Sync),
+    job: impl FnOnce() -> T + Send,
+) -> T {
     std::thread::scope(|scope| {
         let handle = scope.spawn(job);
         let interactive = std::io::stderr().is_terminal() && !quiet;
@@ -44,9 +54,9 @@ pub fn run_with_progress<T: Send>(
             if let Some(b) = &bar {
                 b.set_length(s.bytes_total.max(s.bytes_done));
                 b.set_position(s.bytes_done);
-                b.set_message(line(&s, r));
+                b.set_message(describe(&s, r));
             } else if !quiet && last_plain.elapsed() >= Duration::from_secs(10) {
-                eprintln!("{}", line(&s, r));
+                eprintln!("{}", describe(&s, r));
                 last_plain = Instant::now();
             }
         }
@@ -115,6 +125,23 @@ pub fn line(s: &ProgressSnapshot, rate: f64) -> String {
         }
     }
     out
+}
+
+/// One line describing a Kubernetes job: phase, objects, the volume being moved, bytes.
+pub fn job_line(job: &crate::engine::k8s::JobProgress, s: &ProgressSnapshot, rate: f64) -> String {
+    let (done, total) = job.objects();
+    let vol = job
+        .volumes()
+        .into_iter()
+        .rev()
+        .find(|v| v.state != "done" && !v.state.starts_with("failed"))
+        .map(|v| format!(" · {}/{} {}", v.namespace, v.pvc, v.state))
+        .unwrap_or_default();
+    format!(
+        "{} · objects {done}/{total}{vol} · {}",
+        job.phase(),
+        line(s, rate)
+    )
 }
 
 #[cfg(test)]

@@ -1,0 +1,641 @@
+//! Moving workloads: `ferry backup --context C -n NS`, `ferry plan`, `ferry restore
+//! SNAP --context C`, `ferry migrate`, `ferry clone`, `ferry export`, `ferry inspect`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::IsTerminal as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::Args;
+
+use super::kube::connect;
+use super::{Context, Exit};
+use crate::config::Settings;
+use crate::engine::k8s::apply::{self, Report};
+use crate::engine::k8s::capture::{self, CaptureMeta, CaptureOptions, CaptureOutcome, Scope};
+use crate::engine::k8s::mover::MoverOptions;
+use crate::engine::k8s::objects::ObjRef;
+use crate::engine::k8s::plan::{self, Conflict, Plan, RestoreOptions};
+use crate::engine::k8s::transform::Mapping;
+use crate::engine::k8s::{JobProgress, K8sError};
+use crate::engine::snapshot::{self, Snapshot};
+use crate::engine::{Repository, progress::Phase};
+use crate::ui::{format, progress};
+
+/// What to capture from a cluster.
+#[derive(Debug, Args, Clone, Default)]
+pub struct SelectArgs {
+    /// Namespace(s) to capture (repeatable)
+    #[arg(short = 'n', long = "namespace")]
+    pub namespaces: Vec<String>,
+    /// Capture only these workloads and what they depend on: kind/name, e.g.
+    /// deployment/web (repeatable; needs exactly one --namespace)
+    #[arg(short = 'w', long = "workload")]
+    pub workloads: Vec<String>,
+    /// Capture objects matching this label selector and what they depend on
+    #[arg(short = 'l', long)]
+    pub selector: Option<String>,
+    /// Objects only: leave the volumes' data out
+    #[arg(long)]
+    pub no_volumes: bool,
+    /// Read live volumes even where a CSI snapshot could be made
+    #[arg(long)]
+    pub no_snapshots: bool,
+    /// Image of the volume mover pods [default: settings' moverImage, else busybox:1.36]
+    #[arg(long)]
+    pub mover_image: Option<String>,
+}
+
+impl SelectArgs {
+    pub fn scope(&self) -> anyhow::Result<Scope> {
+        if self.namespaces.is_empty() {
+            anyhow::bail!("name the namespace(s) to capture with -n NAMESPACE");
+        }
+        if !self.workloads.is_empty() {
+            if self.namespaces.len() != 1 {
+                anyhow::bail!("--workload needs exactly one --namespace");
+            }
+            return Ok(Scope::Workloads {
+                namespace: self.namespaces[0].clone(),
+                workloads: self.workloads.clone(),
+            });
+        }
+        if let Some(s) = &self.selector {
+            return Ok(Scope::Selector {
+                namespaces: self.namespaces.clone(),
+                selector: s.clone(),
+            });
+        }
+        Ok(Scope::Namespaces(self.namespaces.clone()))
+    }
+}
+
+fn mover(ctx: &Context, image: Option<&str>) -> anyhow::Result<MoverOptions> {
+    let settings = Settings::load(&ctx.dirs)?;
+    let mut m = MoverOptions::default();
+    if let Some(i) = image.map(str::to_string).or(settings.mover_image) {
+        m.image = i;
+    }
+    Ok(m)
+}
+
+/// How a restore maps and transforms.
+#[derive(Debug, Args, Clone, Default)]
+pub struct MapArgs {
+    /// Map a namespace: SOURCE=TARGET (repeatable)
+    #[arg(long = "map-namespace", value_parser = parse_pair)]
+    pub map_namespace: Vec<(String, String)>,
+    /// Map a storage class: SOURCE=TARGET (repeatable) [default: suggested from the
+    /// provisioner and parameters]
+    #[arg(long = "map-storage-class", value_parser = parse_pair)]
+    pub map_storage_class: Vec<(String, String)>,
+    /// What to do with objects that exist on the target: skip, update or fail
+    #[arg(long, default_value = "skip")]
+    pub conflict: Conflict,
+    /// Set workloads' replicas to zero (and suspend CronJobs)
+    #[arg(long)]
+    pub scale_to_zero: bool,
+    /// Add a label to every restored object: KEY=VALUE (repeatable)
+    #[arg(long = "label", value_parser = parse_pair)]
+    pub labels: Vec<(String, String)>,
+    /// Replace an image registry prefix: FROM=TO (repeatable)
+    #[arg(long = "replace-registry", value_parser = parse_pair)]
+    pub registries: Vec<(String, String)>,
+    /// Objects only: leave the volumes' data out
+    #[arg(long)]
+    pub no_volume_data: bool,
+    /// Restore only these source namespaces of the snapshot (repeatable)
+    #[arg(long = "only-namespace")]
+    pub only_namespaces: Vec<String>,
+}
+
+fn parse_pair(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(a, b)| (a.trim().to_string(), b.trim().to_string()))
+        .filter(|(a, b)| !a.is_empty() && !b.is_empty())
+        .ok_or_else(|| format!("{s:?} is not FROM=TO"))
+}
+
+impl MapArgs {
+    fn options(&self, mover: MoverOptions) -> RestoreOptions {
+        let m = |v: &[(String, String)]| v.iter().cloned().collect::<BTreeMap<_, _>>();
+        RestoreOptions {
+            mapping: Mapping {
+                namespaces: m(&self.map_namespace),
+                storage_classes: m(&self.map_storage_class),
+                scale_to_zero: self.scale_to_zero,
+                labels: m(&self.labels),
+                registries: m(&self.registries),
+            },
+            conflict: self.conflict,
+            include_volumes: !self.no_volume_data,
+            mover,
+            only: None,
+            namespaces: self.only_namespaces.clone(),
+        }
+    }
+}
+
+/// Runs an async Kubernetes job with a progress line on the terminal.
+fn run_job<T: Send>(
+    ctx: &Context,
+    job: &Arc<JobProgress>,
+    f: impl std::future::Future<Output = Result<T, K8sError>> + Send,
+) -> Result<T, K8sError> {
+    let describe =
+        |s: &crate::engine::progress::ProgressSnapshot, r: f64| progress::job_line(job, s, r);
+    progress::run_with_line(&job.data, ctx.global.quiet, &describe, || {
+        ctx.rt.block_on(f)
+    })
+}
+
+fn new_job(ctx: &Context) -> Arc<JobProgress> {
+    let j = JobProgress::with_data(ctx.progress());
+    j.data.set_phase(Phase::Transferring);
+    j
+}
+
+fn print_capture(out: &CaptureOutcome) {
+    let s = &out.snapshot.summary;
+    say!(
+        "snapshot {} saved: {} objects, {} volume(s) ({} files, {}) from {}",
+        out.snapshot.id.short(),
+        out.meta.objects,
+        out.meta.volumes.len(),
+        s.files,
+        format::bytes(s.bytes),
+        out.meta.cluster
+    );
+    for v in &out.meta.volumes {
+        say!(
+            "  volume {}/{}: {} files, {} ({} transferred, {})",
+            v.namespace,
+            v.pvc,
+            v.files,
+            format::bytes(v.bytes),
+            v.files_transferred,
+            v.consistency
+        );
+    }
+    say!(
+        "added {} of new data, {} stored, in {:.1}s",
+        format::bytes(s.bytes_new),
+        format::bytes(s.bytes_stored),
+        s.duration_secs
+    );
+    for w in &out.warnings {
+        eprintln!("warning: {w}");
+    }
+}
+
+/// `ferry backup --context C -n NS ...`.
+pub fn backup(
+    ctx: &Context,
+    cluster: Option<&str>,
+    sel: &SelectArgs,
+    tags: Vec<String>,
+    parent: Option<String>,
+    no_parent: bool,
+) -> anyhow::Result<Exit> {
+    let scope = sel.scope()?;
+    let (linked, client) = connect(ctx, cluster)?;
+    let repo = ctx.open()?;
+    let opts = CaptureOptions {
+        cluster: linked.name.clone(),
+        scope,
+        include_volumes: !sel.no_volumes,
+        use_snapshots: !sel.no_snapshots,
+        mover: mover(ctx, sel.mover_image.as_deref())?,
+        tags,
+        parent,
+        no_parent,
+    };
+    let job = new_job(ctx);
+    let out = run_job(ctx, &job, capture::capture(&client, &repo, &opts, &job))
+        .with_context(|| format!("backup from {} failed", linked.name))?;
+    print_capture(&out);
+    Ok(if out.warnings.is_empty() {
+        Exit::SUCCESS
+    } else {
+        Exit::from(3)
+    })
+}
+
+/// Loads a capture snapshot and its objects.
+fn load_capture(
+    ctx: &Context,
+    repo: &Repository,
+    spec: &str,
+) -> anyhow::Result<(Snapshot, CaptureMeta, Vec<serde_json::Value>)> {
+    let snap = snapshot::find(repo, spec)?;
+    let meta = CaptureMeta::of(&snap).with_context(|| {
+        format!(
+            "snapshot {} is a folder backup, not a Kubernetes capture: restore it with `ferry restore {} -t DIR`",
+            snap.id.short(),
+            snap.id.short()
+        )
+    })?;
+    let repo2 = repo.clone();
+    let snap2 = snap.clone();
+    let objects = ctx
+        .rt
+        .block_on(async move {
+            tokio::task::spawn_blocking(move || capture::read_objects(&repo2, &snap2)).await
+        })
+        .context("cannot read the snapshot")??;
+    Ok((snap, meta, objects))
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// The snapshot (ID prefix or `latest`)
+    pub snapshot: String,
+    /// The target cluster (context name)
+    #[arg(long = "context", short = 'c')]
+    pub context: Option<String>,
+    #[command(flatten)]
+    pub map: MapArgs,
+    /// Output: text, yaml or json
+    #[arg(short = 'o', long, default_value = "text")]
+    pub output: String,
+}
+
+fn render(plan: &Plan, output: &str) -> anyhow::Result<String> {
+    Ok(match output {
+        "yaml" => serde_saphyr::to_string(plan).map_err(|e| anyhow::anyhow!("{e}"))?,
+        "json" => serde_json::to_string_pretty(plan)?,
+        "text" => plan.render_text(),
+        o => anyhow::bail!("unknown output {o:?}: use text, yaml or json"),
+    })
+}
+
+pub fn plan(ctx: &Context, a: PlanArgs) -> anyhow::Result<Exit> {
+    let repo = ctx.open()?;
+    let (snap, meta, objects) = load_capture(ctx, &repo, &a.snapshot)?;
+    let (linked, client) = connect(ctx, a.context.as_deref())?;
+    let opts = a.map.options(mover(ctx, None)?);
+    let plan = ctx.rt.block_on(plan::build(
+        &client,
+        &linked.name,
+        &snap,
+        &meta,
+        &objects,
+        &opts,
+    ))?;
+    print!("{}", render(&plan, &a.output)?);
+    Ok(if plan.blocking() > 0 {
+        Exit::from(2)
+    } else {
+        Exit::SUCCESS
+    })
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct K8sRestoreArgs {
+    #[command(flatten)]
+    pub map: MapArgs,
+    /// Do not ask: carry out the plan
+    #[arg(short = 'y', long)]
+    pub yes: bool,
+    /// Re-run only what failed in this report file (from an earlier restore)
+    #[arg(long)]
+    pub retry: Option<PathBuf>,
+    /// Image of the volume mover pods
+    #[arg(long)]
+    pub mover_image: Option<String>,
+}
+
+fn confirm(plan: &Plan, yes: bool) -> anyhow::Result<()> {
+    if yes {
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() {
+        anyhow::bail!(
+            "the plan above was not confirmed: pass --yes to carry it out without asking"
+        );
+    }
+    eprint!(
+        "Carry out this plan on {} ({} to create, {} to update)? [y/N] ",
+        plan.target_cluster,
+        plan.count(plan::Action::Create),
+        plan.count(plan::Action::Update)
+    );
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    if matches!(line.trim(), "y" | "Y" | "yes") {
+        Ok(())
+    } else {
+        anyhow::bail!("not confirmed: nothing was changed")
+    }
+}
+
+fn save_report(ctx: &Context, report: &Report) -> anyhow::Result<PathBuf> {
+    let dir = ctx.dirs.state.join("reports");
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let path = dir.join(format!(
+        "restore-{}-{}.json",
+        chrono::Utc::now().format("%Y%m%dT%H%M%S"),
+        report.snapshot
+    ));
+    std::fs::write(&path, serde_json::to_vec_pretty(report)?)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(path)
+}
+
+fn print_report(ctx: &Context, report: &Report) -> anyhow::Result<Exit> {
+    let path = save_report(ctx, report)?;
+    let failed = report.failed();
+    say!(
+        "restore into {}: {} succeeded, {} failed; {} of volume data in {:.1}s",
+        report.target_cluster,
+        report.succeeded(),
+        failed.len(),
+        format::bytes(report.bytes_restored),
+        report.duration_secs
+    );
+    for f in &failed {
+        say!("  FAILED {}: {}", f.object, f.message);
+        if let Some(r) = &f.remedy {
+            say!("         -> {r}");
+        }
+    }
+    say!("report: {}", path.display());
+    if failed.is_empty() {
+        Ok(Exit::SUCCESS)
+    } else {
+        say!(
+            "retry what failed: ferry restore {} --context {} --retry {} --yes",
+            report.snapshot,
+            report.target_cluster,
+            path.display()
+        );
+        Ok(Exit::FAILURE)
+    }
+}
+
+/// `ferry restore SNAP --context C`.
+pub fn restore(
+    ctx: &Context,
+    snapshot: &str,
+    context: Option<&str>,
+    a: K8sRestoreArgs,
+) -> anyhow::Result<Exit> {
+    let repo = ctx.open()?;
+    let (snap, meta, objects) = load_capture(ctx, &repo, snapshot)?;
+    let (linked, client) = connect(ctx, context)?;
+    let mut opts = a.map.options(mover(ctx, a.mover_image.as_deref())?);
+    if let Some(path) = &a.retry {
+        let r: Report = serde_json::from_slice(
+            &std::fs::read(path)
+                .with_context(|| format!("cannot read the report {}", path.display()))?,
+        )
+        .with_context(|| format!("{} is not a restore report", path.display()))?;
+        let failed: BTreeSet<ObjRef> = r.failed().into_iter().map(|o| o.object.clone()).collect();
+        if failed.is_empty() {
+            say!("nothing failed in {}: nothing to retry", path.display());
+            return Ok(Exit::SUCCESS);
+        }
+        opts.only = Some(failed);
+    }
+    let plan = ctx.rt.block_on(plan::build(
+        &client,
+        &linked.name,
+        &snap,
+        &meta,
+        &objects,
+        &opts,
+    ))?;
+    eprint!("{}", plan.render_text());
+    if plan.blocking() > 0 {
+        anyhow::bail!(
+            "the plan has {} blocking problem(s) (above): nothing was changed",
+            plan.blocking()
+        );
+    }
+    confirm(&plan, a.yes)?;
+    let job = new_job(ctx);
+    let report = run_job(
+        ctx,
+        &job,
+        apply::apply(&client, &repo, &plan, &opts.mover, &job),
+    )
+    .with_context(|| format!("restore into {} failed", linked.name))?;
+    print_report(ctx, &report)
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// The source cluster
+    #[arg(long)]
+    pub from: String,
+    /// The target cluster [default: the source: a clone]
+    #[arg(long)]
+    pub to: Option<String>,
+    #[command(flatten)]
+    pub select: SelectArgs,
+    #[command(flatten)]
+    pub restore: K8sRestoreArgs,
+    /// Tag the snapshot (repeatable)
+    #[arg(long = "tag")]
+    pub tags: Vec<String>,
+}
+
+/// `ferry migrate` (and `ferry clone`, which names the new namespace).
+pub fn migrate(
+    ctx: &Context,
+    mut a: MigrateArgs,
+    clone_as: Option<String>,
+) -> anyhow::Result<Exit> {
+    if let Some(new) = clone_as {
+        let [ns] = a.select.namespaces.as_slice() else {
+            anyhow::bail!("clone copies one namespace: name it with -n");
+        };
+        a.restore.map.map_namespace.push((ns.clone(), new));
+    }
+    let to = a.to.clone().unwrap_or_else(|| a.from.clone());
+    if to == a.from
+        && a.select.namespaces.iter().any(|n| {
+            !a.restore
+                .map
+                .map_namespace
+                .iter()
+                .any(|(f, t)| f == n && t != n)
+        })
+    {
+        anyhow::bail!(
+            "migrating into the same cluster needs a new namespace name: use `ferry clone --as NEW` or --map-namespace"
+        );
+    }
+    let scope = a.select.scope()?;
+    let (src, src_client) = connect(ctx, Some(&a.from))?;
+    let (dst, dst_client) = connect(ctx, Some(&to))?;
+    let repo = ctx.open()?;
+    let mover_opts = mover(
+        ctx,
+        a.restore
+            .mover_image
+            .as_deref()
+            .or(a.select.mover_image.as_deref()),
+    )?;
+    let copts = CaptureOptions {
+        cluster: src.name.clone(),
+        scope,
+        include_volumes: !a.select.no_volumes && !a.restore.map.no_volume_data,
+        use_snapshots: !a.select.no_snapshots,
+        mover: mover_opts.clone(),
+        tags: a.tags.clone(),
+        parent: None,
+        no_parent: false,
+    };
+    let ropts = a.restore.map.options(mover_opts);
+    // Capture first, then show the plan before anything changes on the target.
+    let job = new_job(ctx);
+    let out = run_job(
+        ctx,
+        &job,
+        capture::capture(&src_client, &repo, &copts, &job),
+    )
+    .with_context(|| format!("capture from {} failed", src.name))?;
+    print_capture(&out);
+    let repo2 = repo.clone();
+    let snap2 = out.snapshot.clone();
+    let objects = ctx
+        .rt
+        .block_on(async move {
+            tokio::task::spawn_blocking(move || capture::read_objects(&repo2, &snap2)).await
+        })
+        .context("cannot read the snapshot")??;
+    let plan = ctx.rt.block_on(plan::build(
+        &dst_client,
+        &dst.name,
+        &out.snapshot,
+        &out.meta,
+        &objects,
+        &ropts,
+    ))?;
+    eprint!("{}", plan.render_text());
+    if plan.blocking() > 0 {
+        anyhow::bail!(
+            "the plan has {} blocking problem(s) (above): nothing was changed on {}; the capture is snapshot {}",
+            plan.blocking(),
+            dst.name,
+            out.snapshot.id.short()
+        );
+    }
+    confirm(&plan, a.restore.yes)?;
+    let job = new_job(ctx);
+    let report = run_job(
+        ctx,
+        &job,
+        apply::apply(&dst_client, &repo, &plan, &ropts.mover, &job),
+    )
+    .with_context(|| format!("restore into {} failed", dst.name))?;
+    print_report(ctx, &report)
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The snapshot (ID prefix or `latest`)
+    pub snapshot: String,
+    /// Write one file per object into this folder instead of YAML on stdout
+    #[arg(short = 'o', long)]
+    pub output: Option<PathBuf>,
+}
+
+pub fn export(ctx: &Context, a: ExportArgs) -> anyhow::Result<Exit> {
+    let repo = ctx.open()?;
+    let (_, _, objects) = load_capture(ctx, &repo, &a.snapshot)?;
+    match &a.output {
+        None => {
+            for o in &objects {
+                say!("---");
+                print!(
+                    "{}",
+                    serde_saphyr::to_string(o).map_err(|e| anyhow::anyhow!("{e}"))?
+                );
+            }
+        }
+        Some(dir) => {
+            for o in &objects {
+                let r = ObjRef::of(o);
+                let folder = dir.join(r.namespace.as_deref().unwrap_or("_cluster"));
+                std::fs::create_dir_all(&folder)
+                    .with_context(|| format!("cannot create {}", folder.display()))?;
+                let file = folder.join(format!("{}.{}.yaml", r.type_name().to_lowercase(), r.name));
+                std::fs::write(
+                    &file,
+                    serde_saphyr::to_string(o).map_err(|e| anyhow::anyhow!("{e}"))?,
+                )
+                .with_context(|| format!("cannot write {}", file.display()))?;
+            }
+            say!("{} objects written below {}", objects.len(), dir.display());
+        }
+    }
+    Ok(Exit::SUCCESS)
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// The snapshot (ID prefix or `latest`)
+    pub snapshot: String,
+    /// Print JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn inspect(ctx: &Context, a: InspectArgs) -> anyhow::Result<Exit> {
+    let repo = ctx.open()?;
+    let (snap, meta, objects) = load_capture(ctx, &repo, &a.snapshot)?;
+    if a.json {
+        say!(
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({"snapshot": snap.id.to_hex(), "meta": meta, "objects": objects.iter().map(ObjRef::of).collect::<Vec<_>>()})
+            )?
+        );
+        return Ok(Exit::SUCCESS);
+    }
+    say!(
+        "snapshot {} taken {} from {} ({})",
+        snap.id.short(),
+        snap.time.format("%Y-%m-%d %H:%M:%S"),
+        meta.cluster,
+        meta.server_version
+    );
+    say!("namespaces: {}", meta.namespaces.join(", "));
+    let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
+    for o in &objects {
+        *kinds.entry(ObjRef::of(o).type_name()).or_default() += 1;
+    }
+    say!("objects ({}):", objects.len());
+    for (k, n) in kinds {
+        say!("  {n:>5} {k}");
+    }
+    say!("volumes ({}):", meta.volumes.len());
+    for v in &meta.volumes {
+        say!(
+            "  {}/{}: class {}, {} files, {} ({}) -> files below volumes/{}/{}",
+            v.namespace,
+            v.pvc,
+            v.storage_class.as_deref().unwrap_or("-"),
+            v.files,
+            format::bytes(v.bytes),
+            v.consistency,
+            v.namespace,
+            v.pvc
+        );
+    }
+    say!(
+        "storage classes of the source: {}",
+        meta.storage_classes
+            .iter()
+            .map(|c| format!("{} ({})", c.name, c.provisioner))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    for w in &meta.warnings {
+        say!("warning: {w}");
+    }
+    Ok(Exit::SUCCESS)
+}

@@ -1,0 +1,419 @@
+//! Carrying out a restore plan wave by wave: definitions (and waiting until they are
+//! established), namespaces, identity and configuration, claims with their data
+//! streamed in through a mover, then the workloads that use them, then routing.
+//!
+//! A failure does not stop the other objects of the plan (unless what depends on it
+//! cannot work); the [`Report`] says what succeeded, what failed and what to do.
+//! Running the same restore again skips what exists and claims already holding the
+//! snapshot's data (they carry [`RESTORED_ANNOTATION`]), so a retry after a dropped
+//! connection resumes where it stopped.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt as _;
+use kube::api::{DynamicObject, Patch, PatchParams, PostParams};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tokio_util::io::SyncIoBridge;
+
+use super::mover::{Mover, MoverOptions};
+use super::objects::{self, Catalog, ObjRef};
+use super::plan::{Action, Plan, PlanItem, VolumePlan};
+use super::{JobProgress, K8sError, RESTORED_ANNOTATION, Result};
+use crate::engine::{self as eng, Repository};
+
+/// What happened to one object or volume.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Outcome {
+    pub object: ObjRef,
+    pub ok: bool,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remedy: Option<String>,
+}
+
+/// The end of a restore.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Report {
+    pub snapshot: String,
+    pub target_cluster: String,
+    pub objects: Vec<Outcome>,
+    pub volumes: Vec<Outcome>,
+    pub bytes_restored: u64,
+    pub duration_secs: f64,
+}
+
+impl Report {
+    pub fn failed(&self) -> Vec<&Outcome> {
+        self.objects
+            .iter()
+            .chain(self.volumes.iter())
+            .filter(|o| !o.ok)
+            .collect()
+    }
+
+    pub fn succeeded(&self) -> usize {
+        self.objects
+            .iter()
+            .chain(self.volumes.iter())
+            .filter(|o| o.ok)
+            .count()
+    }
+}
+
+/// What to do about an API error, in words.
+fn remedy(e: &kube::Error) -> Option<String> {
+    match e {
+        kube::Error::Api(s) => match s.code {
+            403 => Some("you may not do this on the target: ask for the rights, or restore where you have them".into()),
+            409 => Some("it exists: restore with --conflict update, or delete it first".into()),
+            422 => Some("the target refuses the object as invalid: check the transformations in the plan".into()),
+            404 => Some("its namespace or type is missing on the target: run the restore again after fixing the plan's problems".into()),
+            _ => None,
+        },
+        _ => Some("the target did not answer: check the connection and run the restore again; it resumes".into()),
+    }
+}
+
+/// Carries out `plan`. Blocking problems refuse the whole plan.
+pub async fn apply(
+    client: &kube::Client,
+    repo: &Repository,
+    plan: &Plan,
+    mover: &MoverOptions,
+    progress: &Arc<JobProgress>,
+) -> Result<Report> {
+    if plan.blocking() > 0 {
+        return Err(K8sError::PlanBlocked(plan.blocking()));
+    }
+    let started = Instant::now();
+    let catalog = Catalog::discover(client).await?;
+    let mut report = Report {
+        snapshot: plan.snapshot.clone(),
+        target_cluster: plan.target_cluster.clone(),
+        ..Report::default()
+    };
+    let waves = plan.waves();
+    progress.add_objects(waves.iter().map(|w| w.len() as u64).sum(), 0);
+    let total_bytes: u64 = plan
+        .volumes
+        .iter()
+        .filter(|v| v.restore_data)
+        .map(|v| v.bytes)
+        .sum();
+    let total_files: u64 = plan
+        .volumes
+        .iter()
+        .filter(|v| v.restore_data)
+        .map(|v| v.files)
+        .sum();
+    progress.data.add_total(total_files, total_bytes);
+    progress.data.set_totals_final();
+    let mut failed_refs: Vec<ObjRef> = Vec::new();
+    for (n, wave) in waves.iter().enumerate() {
+        progress.check()?;
+        progress.set_phase(format!("wave {} of {}", n + 1, waves.len()));
+        // Objects whose dependencies failed are not attempted.
+        let (blocked, ready): (Vec<&&PlanItem>, Vec<&&PlanItem>) = wave.iter().partition(|i| {
+            super::graph::references(&i.object)
+                .iter()
+                .any(|r| failed_refs.contains(r))
+        });
+        for i in blocked {
+            report.objects.push(Outcome {
+                object: i.target.clone(),
+                ok: false,
+                message: "not attempted: something it depends on failed".into(),
+                remedy: Some("fix the failures above and run the restore again".into()),
+            });
+            failed_refs.push(i.target.clone());
+            progress.add_objects(0, 1);
+        }
+        let catalog = &catalog;
+        let ready: Vec<PlanItem> = ready.into_iter().map(|i| (*i).clone()).collect();
+        let results: Vec<Outcome> = futures::stream::iter(ready)
+            .map(|i: PlanItem| async move {
+                let r = put_object(client, catalog, &i).await;
+                progress.add_objects(0, 1);
+                match r {
+                    Ok(msg) => Outcome {
+                        object: i.target.clone(),
+                        ok: true,
+                        message: msg,
+                        remedy: None,
+                    },
+                    Err((msg, remedy)) => Outcome {
+                        object: i.target.clone(),
+                        ok: false,
+                        message: msg,
+                        remedy,
+                    },
+                }
+            })
+            .buffer_unordered(8)
+            .collect()
+            .await;
+        for o in &results {
+            if o.ok {
+                progress.log(format!("{}: {}", o.object, o.message));
+            } else {
+                progress.log(format!("FAILED {}: {}", o.object, o.message));
+                failed_refs.push(o.object.clone());
+            }
+        }
+        report.objects.extend(results);
+        // Definitions must be established before their resources are created.
+        for i in wave
+            .iter()
+            .filter(|i| i.target.kind == "CustomResourceDefinition")
+        {
+            if !failed_refs.contains(&i.target)
+                && let Err(e) = wait_established(client, &i.target.name).await
+            {
+                failed_refs.push(i.target.clone());
+                report.objects.push(Outcome {
+                    object: i.target.clone(),
+                    ok: false,
+                    message: e.to_string(),
+                    remedy: Some("check the definition on the target (`kubectl get crd`)".into()),
+                });
+            }
+        }
+        // Claims of this wave get their data before anything later uses them.
+        for v in plan.volumes.iter().filter(|v| v.restore_data) {
+            if !wave.iter().any(|i| i.target == v.target) || failed_refs.contains(&v.target) {
+                continue;
+            }
+            progress.check()?;
+            match restore_volume(client, repo, plan, v, mover, progress).await {
+                Ok(bytes) => {
+                    report.bytes_restored += bytes;
+                    report.volumes.push(Outcome {
+                        object: v.target.clone(),
+                        ok: true,
+                        message: format!("{} files, {}", v.files, crate::ui::format::bytes(bytes)),
+                        remedy: None,
+                    });
+                }
+                Err(K8sError::Cancelled) => return Err(K8sError::Cancelled),
+                Err(e) => {
+                    failed_refs.push(v.target.clone());
+                    progress.volume(
+                        v.target.namespace.as_deref().unwrap_or(""),
+                        &v.target.name,
+                        |s| s.state = format!("failed: {e}"),
+                    );
+                    report.volumes.push(Outcome {
+                        object: v.target.clone(),
+                        ok: false,
+                        message: e.to_string(),
+                        remedy: Some("run the restore again: claims whose data arrived are skipped, the others start over".into()),
+                    });
+                }
+            }
+        }
+    }
+    // Volumes whose claims were kept (skip) but not refilled are not outcomes.
+    report.duration_secs = started.elapsed().as_secs_f64();
+    progress.set_phase("done");
+    Ok(report)
+}
+
+async fn put_object(
+    client: &kube::Client,
+    catalog: &Catalog,
+    i: &PlanItem,
+) -> std::result::Result<String, (String, Option<String>)> {
+    let res = catalog
+        .find(&i.target.group, &i.target.kind)
+        .ok_or_else(|| {
+            (
+                format!("the target does not serve {}", i.target.type_name()),
+                Some("install its definition on the target first".into()),
+            )
+        })?;
+    let api = objects::api(client, res, i.target.namespace.as_deref());
+    let obj: DynamicObject = serde_json::from_value(i.object.clone())
+        .map_err(|e| (format!("cannot encode the object: {e}"), None))?;
+    let pp = PostParams {
+        dry_run: false,
+        field_manager: Some("ferry".into()),
+    };
+    match i.action {
+        Action::Create => match api.create(&pp, &obj).await {
+            Ok(_) => Ok("created".into()),
+            Err(e) if objects::is_conflict(&e) => Ok("exists already; kept".into()),
+            Err(e) => Err((crate::providers::probe::explain(&e), remedy(&e))),
+        },
+        Action::Update => match api.replace(&i.target.name, &pp, &obj).await {
+            Ok(_) => Ok("updated".into()),
+            Err(e) => Err((crate::providers::probe::explain(&e), remedy(&e))),
+        },
+        Action::Skip => Ok("skipped".into()),
+    }
+}
+
+async fn wait_established(client: &kube::Client, name: &str) -> Result<()> {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let api: kube::Api<CustomResourceDefinition> = kube::Api::all(client.clone());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(c) = api.get(name).await {
+            let established = c
+                .status
+                .and_then(|s| s.conditions)
+                .unwrap_or_default()
+                .iter()
+                .any(|c| c.type_ == "Established" && c.status == "True");
+            if established {
+                return Ok(());
+            }
+        }
+        if Instant::now() > deadline {
+            return Err(K8sError::Invalid(format!(
+                "the definition {name} was not established within 60 s"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Streams a claim's data from the repository into the target claim.
+async fn restore_volume(
+    client: &kube::Client,
+    repo: &Repository,
+    plan: &Plan,
+    v: &VolumePlan,
+    opts: &MoverOptions,
+    progress: &Arc<JobProgress>,
+) -> Result<u64> {
+    let ns = v.target.namespace.clone().unwrap_or_default();
+    let tree = v.tree.ok_or_else(|| K8sError::Volume {
+        pvc: v.target.to_string(),
+        detail: "the snapshot holds no data for it".into(),
+    })?;
+    progress.volume(&ns, &v.target.name, |s| {
+        s.state = "starting mover".into();
+        s.files_total = v.files;
+        s.bytes_total = v.bytes;
+    });
+    let mover = Mover::start(client, &ns, &v.target.name, false, None, opts).await?;
+    let r = stream_in(&mover, repo, tree, progress).await;
+    mover.delete().await;
+    let bytes = r?;
+    // Mark the claim: a retry knows its data is in place.
+    let claims: kube::Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> =
+        kube::Api::namespaced(client.clone(), &ns);
+    let marker = format!("{}:{}", plan.snapshot, tree.short());
+    let patch = json!({"metadata": {"annotations": {RESTORED_ANNOTATION: marker}}});
+    claims
+        .patch(
+            &v.target.name,
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+        .map_err(|e| K8sError::api(format!("cannot mark {} as restored", v.target), &e))?;
+    progress.volume(&ns, &v.target.name, |s| {
+        s.state = "done".into();
+        s.files = v.files;
+        s.bytes = bytes;
+    });
+    Ok(bytes)
+}
+
+async fn stream_in(
+    mover: &Mover,
+    repo: &Repository,
+    tree: eng::Id,
+    progress: &Arc<JobProgress>,
+) -> Result<u64> {
+    let cmd: Vec<String> = ["tar", "-x", "-f", "-", "-C", mover.mount]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let what = cmd.join(" ");
+    let mut p = mover.exec(cmd, true).await?;
+    let stdin = p
+        .stdin()
+        .ok_or_else(|| K8sError::Invalid("the mover took no input stream".into()))?;
+    let mut stdout = p.stdout();
+    let mut stderr = p.stderr();
+    let before = progress.data.snapshot().bytes_done;
+    let writer = {
+        let repo = repo.clone();
+        let data = progress.data.clone();
+        tokio::task::spawn_blocking(move || -> eng::Result<()> {
+            let mut w = SyncIoBridge::new(stdin);
+            eng::ingest::write_tar(&repo, &tree, &mut w, &data)?;
+            use std::io::Write as _;
+            w.flush().map_err(|e| eng::Error::Write {
+                path: "the mover's input".into(),
+                source: e,
+            })?;
+            w.shutdown().map_err(|e| eng::Error::Write {
+                path: "the mover's input".into(),
+                source: e,
+            })?;
+            Ok(())
+        })
+    };
+    let mut err = Vec::new();
+    let drain = async {
+        use tokio::io::AsyncReadExt as _;
+        if let Some(s) = stdout.as_mut() {
+            let _ = tokio::io::copy(s, &mut tokio::io::sink()).await;
+        }
+        if let Some(s) = stderr.as_mut() {
+            let _ = s.read_to_end(&mut err).await;
+        }
+    };
+    let (w, _) = tokio::join!(writer, drain);
+    let w = w.map_err(|e| K8sError::Invalid(e.to_string()))?;
+    let status = mover.finish(p, &what, &err).await;
+    w.map_err(|e| match e {
+        eng::Error::Cancelled => K8sError::Cancelled,
+        e => K8sError::Volume {
+            pvc: mover.name.clone(),
+            detail: e.to_string(),
+        },
+    })?;
+    status?;
+    Ok(progress.data.snapshot().bytes_done.saturating_sub(before))
+}
+
+/// Migrates or clones in one job: capture from the source, then plan and restore into
+/// the target. Returns the snapshot, the plan and the report.
+pub async fn migrate(
+    source: &kube::Client,
+    target: &kube::Client,
+    target_cluster: &str,
+    repo: &Repository,
+    capture: &super::capture::CaptureOptions,
+    restore: &super::plan::RestoreOptions,
+    progress: &Arc<JobProgress>,
+) -> Result<(super::capture::CaptureOutcome, Plan, Report)> {
+    let out = super::capture::capture(source, repo, capture, progress).await?;
+    progress.set_phase("planning");
+    let objects = {
+        let repo = repo.clone();
+        let snap = out.snapshot.clone();
+        tokio::task::spawn_blocking(move || super::capture::read_objects(&repo, &snap))
+            .await
+            .map_err(|e| K8sError::Invalid(e.to_string()))??
+    };
+    let plan = super::plan::build(
+        target,
+        target_cluster,
+        &out.snapshot,
+        &out.meta,
+        &objects,
+        restore,
+    )
+    .await?;
+    let report = apply(target, repo, &plan, &restore.mover, progress).await?;
+    Ok((out, plan, report))
+}

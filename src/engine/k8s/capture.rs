@@ -1,0 +1,1226 @@
+//! Capture: a backup of namespaces, chosen workloads with everything they depend on,
+//! or a label selection, with the cluster-scoped objects they need and their
+//! persistent-volume data, into one snapshot.
+//!
+//! The snapshot tree holds `resources/<namespace or _cluster>/<group>/<plural>/<name>.json`
+//! (one document per object, deduplicated across snapshots like any file) and
+//! `volumes/<namespace>/<claim>/` (the claim's files). Its `meta["kubernetes"]` is a
+//! [`CaptureMeta`]: the source cluster, its version and storage classes, node zones,
+//! the scope and every volume's record. Each volume is also an item of the snapshot.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt as _;
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::Instant;
+
+use futures::StreamExt as _;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tokio::io::AsyncReadExt as _;
+use tokio_util::io::SyncIoBridge;
+
+use super::graph;
+use super::mover::{Listed, Mover, MoverOptions};
+use super::objects::{self, Catalog, ObjRef, Resource};
+use super::{JobProgress, K8sError, META_KEY, RESOURCES_DIR, Result, VOLUMES_DIR};
+use crate::engine::ingest::{self, IngestStats, TreeBuilder};
+use crate::engine::saver::Saver;
+use crate::engine::snapshot::{self, Item, Snapshot, Summary};
+use crate::engine::tree::{Node, NodeKind};
+use crate::engine::{self as eng, Id, Repository, lock};
+use crate::providers::probe::StorageClassInfo;
+
+/// What to capture.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub enum Scope {
+    /// Whole namespaces: every object of every type the cluster serves.
+    Namespaces(Vec<String>),
+    /// Chosen workloads (`kind/name`, e.g. `deployment/web`) of one namespace, with
+    /// their dependency closure.
+    Workloads {
+        namespace: String,
+        workloads: Vec<String>,
+    },
+    /// Objects matching a label selector in namespaces, with their closure.
+    Selector {
+        namespaces: Vec<String>,
+        selector: String,
+    },
+}
+
+impl Scope {
+    pub fn namespaces(&self) -> Vec<String> {
+        match self {
+            Scope::Namespaces(n) | Scope::Selector { namespaces: n, .. } => n.clone(),
+            Scope::Workloads { namespace, .. } => vec![namespace.clone()],
+        }
+    }
+
+    /// A stable description, used as the snapshot's paths (and to find a parent).
+    pub fn paths(&self, cluster: &str) -> Vec<String> {
+        match self {
+            Scope::Namespaces(ns) => ns.iter().map(|n| format!("k8s://{cluster}/{n}")).collect(),
+            Scope::Workloads {
+                namespace,
+                workloads,
+            } => workloads
+                .iter()
+                .map(|w| format!("k8s://{cluster}/{namespace}/{w}"))
+                .collect(),
+            Scope::Selector {
+                namespaces,
+                selector,
+            } => namespaces
+                .iter()
+                .map(|n| format!("k8s://{cluster}/{n}?selector={selector}"))
+                .collect(),
+        }
+    }
+}
+
+/// How a capture runs.
+#[derive(Debug, Clone)]
+pub struct CaptureOptions {
+    /// The linked cluster's name, recorded as the source.
+    pub cluster: String,
+    pub scope: Scope,
+    pub include_volumes: bool,
+    /// Read from a CSI snapshot of each claim where the cluster can make one.
+    pub use_snapshots: bool,
+    pub mover: MoverOptions,
+    pub tags: Vec<String>,
+    /// Use this snapshot as the parent instead of the newest one of the same scope.
+    pub parent: Option<String>,
+    /// Compare with no parent: transfer every file.
+    pub no_parent: bool,
+}
+
+/// What a capture recorded about one volume.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct VolumeRecord {
+    pub namespace: String,
+    pub pvc: String,
+    #[serde(default)]
+    pub storage_class: Option<String>,
+    #[serde(default)]
+    pub capacity: Option<String>,
+    #[serde(default)]
+    pub access_modes: Vec<String>,
+    #[serde(default)]
+    pub driver: Option<String>,
+    /// `snapshot` (read from a CSI snapshot) or `live` (read while in use).
+    pub consistency: String,
+    pub files: u64,
+    pub bytes: u64,
+    /// Files transferred this time (the rest were unchanged since the parent).
+    pub files_transferred: u64,
+}
+
+/// What a capture snapshot holds, stored in its `meta`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CaptureMeta {
+    pub cluster: String,
+    pub server_version: String,
+    pub scope: Scope,
+    pub namespaces: Vec<String>,
+    pub storage_classes: Vec<StorageClassInfo>,
+    #[serde(default)]
+    pub snapshot_classes: Vec<String>,
+    #[serde(default)]
+    pub zones: Vec<String>,
+    pub objects: u64,
+    pub volumes: Vec<VolumeRecord>,
+    #[serde(default)]
+    pub warnings: Vec<String>,
+}
+
+impl CaptureMeta {
+    pub fn of(snap: &Snapshot) -> Option<CaptureMeta> {
+        snap.meta
+            .get(META_KEY)
+            .and_then(|v| serde_json::from_value(v.clone()).ok())
+    }
+}
+
+#[derive(Debug)]
+pub struct CaptureOutcome {
+    pub snapshot: Snapshot,
+    pub meta: CaptureMeta,
+    pub warnings: Vec<String>,
+}
+
+/// Types never captured: they describe the moment, not the workload.
+fn skipped_type(r: &Resource) -> bool {
+    matches!(
+        (r.ar.group.as_str(), r.ar.kind.as_str()),
+        ("", "Event")
+            | ("events.k8s.io", "Event")
+            | ("metrics.k8s.io", _)
+            | ("authorization.k8s.io", _)
+            | ("authentication.k8s.io", _)
+            | ("", "Binding")
+            | ("", "ComponentStatus")
+    )
+}
+
+/// The document path of an object inside the snapshot tree.
+pub fn document_path(r: &ObjRef, plural: &str) -> String {
+    let group = if r.group.is_empty() { "core" } else { &r.group };
+    let ns = r.namespace.as_deref().unwrap_or("_cluster");
+    format!("{RESOURCES_DIR}/{ns}/{group}/{plural}/{}.json", r.name)
+}
+
+/// Commands to the thread that writes the snapshot (repository work is blocking).
+enum Cmd {
+    Doc {
+        path: String,
+        bytes: Vec<u8>,
+    },
+    Node {
+        path: Vec<u8>,
+        node: Node,
+    },
+    Tar {
+        prefix: Vec<u8>,
+        reader: Box<dyn Read + Send>,
+        reply: tokio::sync::oneshot::Sender<eng::Result<(u64, Vec<String>)>>,
+    },
+}
+
+/// What the writer thread ends with: the root tree, counts and warnings.
+type Written = (Id, IngestStats, Vec<String>);
+
+/// The snapshot writer running on its own thread.
+struct Writer {
+    tx: Option<mpsc::Sender<Cmd>>,
+    handle: Option<std::thread::JoinHandle<eng::Result<Written>>>,
+}
+
+impl Writer {
+    fn start(repo: &Repository, progress: Arc<eng::progress::Progress>) -> Writer {
+        let (tx, rx) = mpsc::channel::<Cmd>();
+        let repo = repo.clone();
+        let handle = std::thread::Builder::new()
+            .name("ferry-capture".into())
+            .spawn(move || -> eng::Result<Written> {
+                let _lock = lock::acquire(&repo, false, "capture")?;
+                repo.load_index()?;
+                repo.recover_unindexed_packs()?;
+                let saver = Saver::new(&repo, progress.clone(), true)?;
+                let mut b = TreeBuilder::new(&repo, &saver, &progress);
+                let mut failed = None;
+                for cmd in rx {
+                    let r = match cmd {
+                        Cmd::Doc { path, bytes } => {
+                            b.add_document(path.as_bytes(), &bytes, chrono::Utc::now().timestamp())
+                        }
+                        Cmd::Node { path, node } => b.add(&path, node, None),
+                        Cmd::Tar {
+                            prefix,
+                            mut reader,
+                            reply,
+                        } => {
+                            let r = ingest::read_tar(&mut b, &mut reader, &prefix)
+                                .map(|n| (n, b.take_warnings()));
+                            // Drain what the stream still holds so the sender can end.
+                            let _ = std::io::copy(&mut reader, &mut std::io::sink());
+                            let _ = reply.send(r);
+                            Ok(())
+                        }
+                    };
+                    if let Err(e) = r {
+                        failed = Some(e);
+                        break;
+                    }
+                }
+                if let Some(e) = failed {
+                    drop(saver.finish());
+                    return Err(e);
+                }
+                let warnings = b.take_warnings();
+                let (root, stats) = b.finish()?;
+                saver.finish()?;
+                Ok((root, stats, warnings))
+            })
+            .ok();
+        Writer {
+            tx: Some(tx),
+            handle,
+        }
+    }
+
+    fn send(&self, cmd: Cmd) -> Result<()> {
+        self.tx
+            .as_ref()
+            .and_then(|t| t.send(cmd).ok())
+            .ok_or_else(|| K8sError::Invalid("the snapshot writer stopped early".into()))
+    }
+
+    async fn finish(mut self) -> Result<Written> {
+        drop(self.tx.take());
+        let h = self
+            .handle
+            .take()
+            .ok_or_else(|| K8sError::Invalid("cannot start the snapshot writer thread".into()))?;
+        tokio::task::spawn_blocking(move || h.join())
+            .await
+            .map_err(|e| K8sError::Invalid(format!("snapshot writer: {e}")))?
+            .map_err(|_| K8sError::Invalid("the snapshot writer thread panicked".into()))?
+            .map_err(K8sError::from)
+    }
+}
+
+/// Captures `opts.scope` of the cluster `client` talks to into a new snapshot.
+pub async fn capture(
+    client: &kube::Client,
+    repo: &Repository,
+    opts: &CaptureOptions,
+    progress: &Arc<JobProgress>,
+) -> Result<CaptureOutcome> {
+    let started = Instant::now();
+    let mut warnings: Vec<String> = Vec::new();
+    progress.set_phase("discovering");
+    let catalog = Catalog::discover(client).await?;
+    let version = client
+        .apiserver_version()
+        .await
+        .map(|v| v.git_version)
+        .map_err(|e| K8sError::api("cannot read the server version", &e))?;
+
+    let namespaces = opts.scope.namespaces();
+    if namespaces.is_empty() {
+        return Err(K8sError::Invalid(
+            "name at least one namespace to capture".into(),
+        ));
+    }
+    let ns_res = catalog
+        .find("", "Namespace")
+        .ok_or_else(|| K8sError::Invalid("the cluster serves no namespaces".into()))?
+        .clone();
+    let mut ns_objects = Vec::new();
+    for ns in &namespaces {
+        match objects::api(client, &ns_res, None).get(ns).await {
+            Ok(o) => ns_objects.push(objects::to_document(&ns_res.ar, &o)),
+            Err(e) if objects::is_not_found(&e) => {
+                return Err(K8sError::Invalid(format!(
+                    "the namespace {ns:?} does not exist on {}: list them with `ferry namespaces --context {}`",
+                    opts.cluster, opts.cluster
+                )));
+            }
+            Err(e) => return Err(K8sError::api(format!("cannot read namespace {ns}"), &e)),
+        }
+    }
+
+    // Every namespaced type the cluster lists, in every namespace, a few at a time.
+    progress.set_phase("listing objects");
+    let types: Vec<Resource> = catalog
+        .resources
+        .iter()
+        .filter(|r| r.namespaced && r.listable && !skipped_type(r))
+        .cloned()
+        .collect();
+    let jobs: Vec<(String, Resource)> = namespaces
+        .iter()
+        .flat_map(|ns| types.iter().map(move |t| (ns.clone(), t.clone())))
+        .collect();
+    let listed: Vec<(String, Resource, std::result::Result<Vec<Value>, K8sError>)> =
+        futures::stream::iter(jobs)
+            .map(|(ns, t)| async move {
+                let r = objects::list_all(client, &t, Some(&ns), None).await;
+                (ns, t, r)
+            })
+            .buffer_unordered(8)
+            .collect()
+            .await;
+    let mut all: Vec<Value> = Vec::new();
+    let mut plural_of: HashMap<(String, String), String> = HashMap::new();
+    for (ns, t, r) in listed {
+        plural_of.insert((t.ar.group.clone(), t.ar.kind.clone()), t.ar.plural.clone());
+        match r {
+            Ok(items) => {
+                progress.add_objects(items.len() as u64, 0);
+                all.extend(items);
+            }
+            Err(e) => warnings.push(format!("skipped {} in {ns}: {e}", t.ar.plural)),
+        }
+    }
+    for r in &catalog.resources {
+        plural_of.insert((r.ar.group.clone(), r.ar.kind.clone()), r.ar.plural.clone());
+    }
+
+    // The selection.
+    let chosen: Vec<Value> = match &opts.scope {
+        Scope::Namespaces(_) => all,
+        Scope::Workloads {
+            namespace,
+            workloads,
+        } => {
+            let mut seeds = Vec::new();
+            for w in workloads {
+                seeds.push(resolve_workload(&catalog, &all, namespace, w)?);
+            }
+            let keep = graph::closure(&all, &seeds);
+            all.into_iter()
+                .filter(|o| keep.contains(&ObjRef::of(o)))
+                .collect()
+        }
+        Scope::Selector { selector, .. } => {
+            let sel = parse_selector(selector)?;
+            let seeds: Vec<ObjRef> = all
+                .iter()
+                .filter(|o| {
+                    o["metadata"]["labels"]
+                        .as_object()
+                        .is_some_and(|l| graph::selects(&sel, l))
+                })
+                .filter(|o| graph::controller_owner(o).is_none())
+                .map(ObjRef::of)
+                .collect();
+            let keep = graph::closure(&all, &seeds);
+            all.into_iter()
+                .filter(|o| keep.contains(&ObjRef::of(o)))
+                .collect()
+        }
+    };
+
+    // Cluster-scoped objects the selection needs.
+    progress.set_phase("collecting cluster-scoped objects");
+    let mut cluster_objects = ns_objects;
+    let cluster_refs: BTreeSet<ObjRef> = chosen
+        .iter()
+        .flat_map(graph::references)
+        .filter(|r| r.namespace.is_none() && r.kind != "Namespace")
+        .collect();
+    let sas: BTreeSet<(String, String)> = chosen
+        .iter()
+        .map(ObjRef::of)
+        .filter(|r| r.is("", "ServiceAccount"))
+        .filter_map(|r| r.namespace.map(|n| (n, r.name)))
+        .collect();
+    // CRDs of captured custom resources.
+    let mut wanted: BTreeSet<ObjRef> = cluster_refs;
+    let builtin_groups = builtin_groups();
+    let cr_groups: BTreeSet<(String, String)> = chosen
+        .iter()
+        .map(ObjRef::of)
+        .filter(|r| !builtin_groups.contains(r.group.as_str()))
+        .map(|r| (r.group, r.kind))
+        .collect();
+    for (g, k) in &cr_groups {
+        if let Some(p) = plural_of.get(&(g.clone(), k.clone())) {
+            wanted.insert(ObjRef::new(
+                "apiextensions.k8s.io",
+                "CustomResourceDefinition",
+                None,
+                &format!("{p}.{g}"),
+            ));
+        }
+    }
+    // ClusterRoleBindings granting to captured service accounts, and their roles.
+    if !sas.is_empty()
+        && let Some(crb) = catalog.find("rbac.authorization.k8s.io", "ClusterRoleBinding")
+    {
+        match objects::list_all(client, crb, None, None).await {
+            Ok(list) => {
+                for b in list {
+                    let grants = b["subjects"].as_array().into_iter().flatten().any(|s| {
+                        s["kind"] == "ServiceAccount"
+                            && sas.contains(&(
+                                s["namespace"].as_str().unwrap_or("").to_string(),
+                                s["name"].as_str().unwrap_or("").to_string(),
+                            ))
+                    });
+                    if grants {
+                        wanted.extend(graph::references(&b));
+                        cluster_objects.push(b);
+                    }
+                }
+            }
+            Err(e) => warnings.push(format!("skipped cluster role bindings: {e}")),
+        }
+    }
+    for r in &wanted {
+        let Some(res) = catalog.find(&r.group, &r.kind) else {
+            continue;
+        };
+        if cluster_objects.iter().any(|o| &ObjRef::of(o) == r) {
+            continue;
+        }
+        match objects::api(client, res, None).get(&r.name).await {
+            Ok(o) => cluster_objects.push(objects::to_document(&res.ar, &o)),
+            Err(e) if objects::is_not_found(&e) => {
+                if r.kind != "ServiceAccount" {
+                    warnings.push(format!("{r} is referenced but does not exist"));
+                }
+            }
+            Err(e) => warnings.push(format!(
+                "skipped {r}: {}",
+                crate::providers::probe::explain(&e)
+            )),
+        }
+    }
+
+    // Cluster facts for the restore.
+    let storage_classes: Vec<StorageClassInfo> =
+        match catalog.find("storage.k8s.io", "StorageClass") {
+            Some(res) => objects::list_all(client, res, None, None)
+                .await
+                .map(|l| {
+                    l.iter()
+                        .filter_map(|v| serde_json::from_value(v.clone()).ok())
+                        .map(|sc| StorageClassInfo::from_class(&sc))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            None => Vec::new(),
+        };
+    let snapshot_classes: Vec<(String, String)> =
+        match catalog.find("snapshot.storage.k8s.io", "VolumeSnapshotClass") {
+            Some(res) => objects::list_all(client, res, None, None)
+                .await
+                .map(|l| {
+                    l.iter()
+                        .map(|v| {
+                            (
+                                v["metadata"]["name"].as_str().unwrap_or("").to_string(),
+                                v["driver"].as_str().unwrap_or("").to_string(),
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+            None => Vec::new(),
+        };
+    let zones = match catalog.find("", "Node") {
+        Some(res) => {
+            let mut z: Vec<String> = objects::list_all(client, res, None, None)
+                .await
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|n| {
+                    n["metadata"]["labels"]["topology.kubernetes.io/zone"]
+                        .as_str()
+                        .map(str::to_string)
+                })
+                .collect();
+            z.sort();
+            z.dedup();
+            z
+        }
+        None => Vec::new(),
+    };
+
+    // Parent snapshot: the newest of the same cluster and scope.
+    let paths = opts.scope.paths(&opts.cluster);
+    let parent: Option<Snapshot> = {
+        let repo = repo.clone();
+        let want = paths.clone();
+        let spec = opts.parent.clone();
+        let no_parent = opts.no_parent;
+        tokio::task::spawn_blocking(move || -> eng::Result<Option<Snapshot>> {
+            if no_parent {
+                return Ok(None);
+            }
+            if let Some(s) = spec {
+                return snapshot::find(&repo, &s).map(Some);
+            }
+            let (all, _) = snapshot::list(&repo)?;
+            Ok(all
+                .into_iter()
+                .rev()
+                .find(|s| s.paths == want && s.meta.contains_key(META_KEY)))
+        })
+        .await
+        .map_err(|e| K8sError::Invalid(e.to_string()))??
+    };
+
+    // Documents.
+    progress.set_phase("storing objects");
+    let writer = Writer::start(repo, progress.data.clone());
+    let mut objects_stored = 0u64;
+    let mut pvcs: Vec<Value> = Vec::new();
+    for o in chosen.iter().chain(cluster_objects.iter()) {
+        let r = ObjRef::of(o);
+        let plural = plural_of
+            .get(&(r.group.clone(), r.kind.clone()))
+            .cloned()
+            .unwrap_or_else(|| r.kind.to_ascii_lowercase());
+        let bytes = serde_json::to_vec_pretty(o).unwrap_or_default();
+        writer.send(Cmd::Doc {
+            path: document_path(&r, &plural),
+            bytes,
+        })?;
+        objects_stored += 1;
+        progress.add_objects(0, 1);
+        if r.is("", "PersistentVolumeClaim") {
+            pvcs.push(o.clone());
+        }
+    }
+    progress.add_objects(cluster_objects.len() as u64, 0);
+
+    // Volumes.
+    let mut volumes = Vec::new();
+    if opts.include_volumes {
+        progress.set_phase("reading volumes");
+        for pvc in &pvcs {
+            progress.check()?;
+            let r = ObjRef::of(pvc);
+            let ns = r.namespace.clone().unwrap_or_default();
+            if pvc["status"]["phase"].as_str() != Some("Bound") {
+                warnings.push(format!("{r} is not bound: no data to read"));
+                continue;
+            }
+            let pv = cluster_objects.iter().find(|o| {
+                ObjRef::of(o).is("", "PersistentVolume")
+                    && Some(o["metadata"]["name"].as_str().unwrap_or(""))
+                        == pvc["spec"]["volumeName"].as_str()
+            });
+            let driver = pv
+                .and_then(|p| p["spec"]["csi"]["driver"].as_str())
+                .map(str::to_string);
+            let snap_class = driver.as_ref().and_then(|d| {
+                snapshot_classes
+                    .iter()
+                    .find(|(_, drv)| drv == d)
+                    .map(|(n, _)| n.clone())
+            });
+            let parent_nodes = match &parent {
+                Some(p) => parent_volume(repo, p, &ns, &r.name).await?,
+                None => HashMap::new(),
+            };
+            let rec = capture_volume(
+                client,
+                &writer,
+                pvc,
+                snap_class.filter(|_| opts.use_snapshots),
+                &parent_nodes,
+                &opts.mover,
+                progress,
+                &mut warnings,
+            )
+            .await;
+            match rec {
+                Ok(mut rec) => {
+                    rec.driver = driver;
+                    volumes.push(rec);
+                }
+                Err(K8sError::Cancelled) => return Err(K8sError::Cancelled),
+                Err(e) => {
+                    progress.volume(&ns, &r.name, |s| s.state = format!("failed: {e}"));
+                    warnings.push(format!("volume {ns}/{}: {e}", r.name));
+                }
+            }
+        }
+    }
+
+    progress.set_phase("finishing");
+    let (root, stats, w) = writer.finish().await?;
+    warnings.extend(w);
+
+    let meta = CaptureMeta {
+        cluster: opts.cluster.clone(),
+        server_version: version,
+        scope: opts.scope.clone(),
+        namespaces: namespaces.clone(),
+        storage_classes,
+        snapshot_classes: snapshot_classes.into_iter().map(|(n, _)| n).collect(),
+        zones,
+        objects: objects_stored,
+        volumes: volumes.clone(),
+        warnings: warnings.clone(),
+    };
+    let snap = {
+        let repo = repo.clone();
+        let meta = meta.clone();
+        let tags = opts.tags.clone();
+        let parent_id = parent.as_ref().map(|p| p.id);
+        let dp = progress.data.snapshot();
+        let files_read: u64 = volumes.iter().map(|v| v.files_transferred).sum();
+        tokio::task::spawn_blocking(move || -> eng::Result<Snapshot> {
+            let mut items = BTreeMap::new();
+            for v in &meta.volumes {
+                let path = format!("{VOLUMES_DIR}/{}/{}", v.namespace, v.pvc);
+                if let Some(n) = crate::engine::tree::find_path(&repo, &root, &path)?
+                    && let Some(t) = n.subtree
+                {
+                    items.insert(
+                        format!("volume:{}/{}", v.namespace, v.pvc),
+                        Item {
+                            kind: "volume".into(),
+                            tree: t,
+                            meta: serde_json::to_value(v).unwrap_or(Value::Null),
+                        },
+                    );
+                }
+            }
+            let mut m = BTreeMap::new();
+            m.insert(
+                META_KEY.to_string(),
+                serde_json::to_value(&meta).unwrap_or(Value::Null),
+            );
+            let mut snap = Snapshot {
+                id: Id::default(),
+                version: crate::engine::repo::FORMAT_VERSION,
+                time: chrono::Utc::now(),
+                host: eng::hostname(),
+                username: eng::username(),
+                paths,
+                tags,
+                parent: parent_id,
+                tree: root,
+                items,
+                meta: m,
+                summary: Summary {
+                    files: stats.files,
+                    dirs: stats.dirs,
+                    bytes: stats.bytes,
+                    files_new: files_read,
+                    files_changed: 0,
+                    files_unmodified: stats.files_reused,
+                    bytes_new: dp.bytes_new,
+                    bytes_stored: dp.bytes_stored,
+                    blobs_new: stats.blobs_new,
+                    warnings: meta.warnings.len() as u64,
+                    duration_secs: started.elapsed().as_secs_f64(),
+                },
+                program: format!("ferry {}", env!("CARGO_PKG_VERSION")),
+            };
+            snap.save(&repo)?;
+            Ok(snap)
+        })
+        .await
+        .map_err(|e| K8sError::Invalid(e.to_string()))??
+    };
+    progress.set_phase("done");
+    progress.log(format!(
+        "snapshot {} of {}: {} objects, {} volume(s)",
+        snap.id.short(),
+        opts.cluster,
+        meta.objects,
+        meta.volumes.len()
+    ));
+    Ok(CaptureOutcome {
+        snapshot: snap,
+        meta,
+        warnings,
+    })
+}
+
+/// Built-in API groups: objects of other groups are custom resources.
+fn builtin_groups() -> BTreeSet<&'static str> {
+    [
+        "",
+        "apps",
+        "batch",
+        "autoscaling",
+        "policy",
+        "networking.k8s.io",
+        "rbac.authorization.k8s.io",
+        "storage.k8s.io",
+        "discovery.k8s.io",
+        "coordination.k8s.io",
+        "events.k8s.io",
+        "scheduling.k8s.io",
+        "node.k8s.io",
+        "apiextensions.k8s.io",
+        "admissionregistration.k8s.io",
+        "certificates.k8s.io",
+        "flowcontrol.apiserver.k8s.io",
+        "snapshot.storage.k8s.io",
+        "apiregistration.k8s.io",
+        "resource.k8s.io",
+    ]
+    .into_iter()
+    .collect()
+}
+
+/// `kind/name` (kind by name, short name or plural, any case) to a reference.
+fn resolve_workload(catalog: &Catalog, all: &[Value], ns: &str, spec: &str) -> Result<ObjRef> {
+    let (kind, name) = spec.split_once('/').ok_or_else(|| {
+        K8sError::Invalid(format!(
+            "{spec:?} is not kind/name: write e.g. deployment/web or statefulset/postgres"
+        ))
+    })?;
+    let k = kind.to_ascii_lowercase();
+    fn short(s: &str) -> &str {
+        match s {
+            "deploy" => "deployment",
+            "sts" => "statefulset",
+            "ds" => "daemonset",
+            "cj" => "cronjob",
+            "po" => "pod",
+            "rs" => "replicaset",
+            o => o,
+        }
+    }
+    let k = short(k.split('.').next().unwrap_or(&k)).to_string();
+    let res = catalog
+        .resources
+        .iter()
+        .find(|r| r.ar.kind.to_ascii_lowercase() == k || r.ar.plural == k)
+        .ok_or_else(|| K8sError::Invalid(format!("the cluster serves no kind {kind:?}")))?;
+    let r = ObjRef::new(&res.ar.group, &res.ar.kind, Some(ns), name);
+    if !all.iter().any(|o| ObjRef::of(o) == r) {
+        return Err(K8sError::Invalid(format!("{r} does not exist")));
+    }
+    Ok(r)
+}
+
+/// Parses `a=b,c!=d,e in (f,g),h,!i` into a structured selector.
+pub fn parse_selector(s: &str) -> Result<Value> {
+    let mut labels = serde_json::Map::new();
+    let mut exprs = Vec::new();
+    // Split on commas outside parentheses.
+    let mut parts = Vec::new();
+    let (mut depth, mut start) = (0, 0);
+    for (i, c) in s.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            ',' if depth == 0 => {
+                parts.push(&s[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&s[start..]);
+    for p in parts.iter().map(|p| p.trim()).filter(|p| !p.is_empty()) {
+        let bad = || K8sError::Invalid(format!("cannot read the label selector part {p:?}"));
+        if let Some((k, v)) = p.split_once("!=") {
+            exprs.push(json!({"key": k.trim(), "operator": "NotIn", "values": [v.trim()]}));
+        } else if let Some((k, v)) = p.split_once("==").or_else(|| p.split_once('=')) {
+            labels.insert(k.trim().into(), json!(v.trim()));
+        } else if let Some((k, rest)) = p.split_once(" notin ").or_else(|| p.split_once(" in ")) {
+            let op = if p.contains(" notin ") { "NotIn" } else { "In" };
+            let vals: Vec<&str> = rest
+                .trim()
+                .strip_prefix('(')
+                .and_then(|r| r.strip_suffix(')'))
+                .ok_or_else(bad)?
+                .split(',')
+                .map(str::trim)
+                .collect();
+            exprs.push(json!({"key": k.trim(), "operator": op, "values": vals}));
+        } else if let Some(k) = p.strip_prefix('!') {
+            exprs.push(json!({"key": k.trim(), "operator": "DoesNotExist"}));
+        } else if p
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
+        {
+            exprs.push(json!({"key": p, "operator": "Exists"}));
+        } else {
+            return Err(bad());
+        }
+    }
+    Ok(json!({"matchLabels": labels, "matchExpressions": exprs}))
+}
+
+/// The files of one volume in a parent snapshot, by path.
+async fn parent_volume(
+    repo: &Repository,
+    parent: &Snapshot,
+    ns: &str,
+    pvc: &str,
+) -> Result<HashMap<Vec<u8>, Node>> {
+    let repo = repo.clone();
+    let root = parent.tree;
+    let path = format!("{VOLUMES_DIR}/{ns}/{pvc}");
+    tokio::task::spawn_blocking(move || -> eng::Result<HashMap<Vec<u8>, Node>> {
+        let mut m = HashMap::new();
+        let Some(top) = crate::engine::tree::find_path(&repo, &root, &path)? else {
+            return Ok(m);
+        };
+        let Some(sub) = top.subtree else { return Ok(m) };
+        crate::engine::tree::walk(&repo, &sub, std::path::Path::new(""), &mut |p, n| {
+            m.insert(p.as_os_str().as_bytes().to_vec(), n.clone());
+            Ok(true)
+        })?;
+        Ok(m)
+    })
+    .await
+    .map_err(|e| K8sError::Invalid(e.to_string()))?
+    .map_err(K8sError::from)
+}
+
+/// Makes a CSI snapshot of the claim and a claim restored from it; returns the
+/// temporary claim's name and the snapshot's, to delete afterwards.
+async fn snapshot_claim(
+    client: &kube::Client,
+    pvc: &Value,
+    class: &str,
+) -> Result<(String, String)> {
+    let r = ObjRef::of(pvc);
+    let ns = r.namespace.clone().unwrap_or_default();
+    let catalog_res = kube::discovery::ApiResource {
+        group: "snapshot.storage.k8s.io".into(),
+        version: "v1".into(),
+        api_version: "snapshot.storage.k8s.io/v1".into(),
+        kind: "VolumeSnapshot".into(),
+        plural: "volumesnapshots".into(),
+    };
+    let snaps: kube::Api<kube::api::DynamicObject> =
+        kube::Api::namespaced_with(client.clone(), &ns, &catalog_res);
+    let suffix = &uuid_suffix();
+    let snap_name = format!("ferry-{}-{suffix}", truncate(&r.name, 40));
+    let obj: kube::api::DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "snapshot.storage.k8s.io/v1",
+        "kind": "VolumeSnapshot",
+        "metadata": {"name": snap_name, "namespace": ns, "labels": {super::MANAGED_BY.0: super::MANAGED_BY.1}},
+        "spec": {"volumeSnapshotClassName": class, "source": {"persistentVolumeClaimName": r.name}}
+    }))
+    .map_err(|e| K8sError::Invalid(e.to_string()))?;
+    snaps
+        .create(&Default::default(), &obj)
+        .await
+        .map_err(|e| K8sError::api(format!("cannot snapshot {r}"), &e))?;
+    let deadline = Instant::now() + std::time::Duration::from_secs(300);
+    loop {
+        let s = snaps
+            .get(&snap_name)
+            .await
+            .map_err(|e| K8sError::api(format!("snapshot of {r}"), &e))?;
+        let v = serde_json::to_value(&s).unwrap_or(Value::Null);
+        if v["status"]["readyToUse"].as_bool() == Some(true) {
+            break;
+        }
+        if let Some(msg) = v["status"]["error"]["message"].as_str() {
+            let _ = snaps.delete(&snap_name, &Default::default()).await;
+            return Err(K8sError::Volume {
+                pvc: r.to_string(),
+                detail: format!("the CSI snapshot failed: {msg}"),
+            });
+        }
+        if Instant::now() > deadline {
+            let _ = snaps.delete(&snap_name, &Default::default()).await;
+            return Err(K8sError::Volume {
+                pvc: r.to_string(),
+                detail: "the CSI snapshot was not ready within 5 minutes".into(),
+            });
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    let claims: kube::Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> =
+        kube::Api::namespaced(client.clone(), &ns);
+    let tmp_name = format!("ferry-read-{}-{suffix}", truncate(&r.name, 40));
+    let mut spec = pvc["spec"].clone();
+    if let Some(m) = spec.as_object_mut() {
+        m.remove("volumeName");
+        m.remove("dataSourceRef");
+        m.insert(
+            "dataSource".into(),
+            json!({"apiGroup": "snapshot.storage.k8s.io", "kind": "VolumeSnapshot", "name": snap_name}),
+        );
+        m.insert("accessModes".into(), json!(["ReadWriteOnce"]));
+    }
+    let claim = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": {"name": tmp_name, "namespace": ns, "labels": {super::MANAGED_BY.0: super::MANAGED_BY.1}},
+        "spec": spec,
+    }))
+    .map_err(|e| K8sError::Invalid(e.to_string()))?;
+    if let Err(e) = claims.create(&Default::default(), &claim).await {
+        let _ = snaps.delete(&snap_name, &Default::default()).await;
+        return Err(K8sError::api(
+            format!("cannot restore the snapshot of {r}"),
+            &e,
+        ));
+    }
+    Ok((tmp_name, snap_name))
+}
+
+async fn delete_snapshot_claim(client: &kube::Client, ns: &str, claim: &str, snap: &str) {
+    let claims: kube::Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> =
+        kube::Api::namespaced(client.clone(), ns);
+    let _ = claims.delete(claim, &Default::default()).await;
+    let res = kube::discovery::ApiResource {
+        group: "snapshot.storage.k8s.io".into(),
+        version: "v1".into(),
+        api_version: "snapshot.storage.k8s.io/v1".into(),
+        kind: "VolumeSnapshot".into(),
+        plural: "volumesnapshots".into(),
+    };
+    let snaps: kube::Api<kube::api::DynamicObject> =
+        kube::Api::namespaced_with(client.clone(), ns, &res);
+    let _ = snaps.delete(snap, &Default::default()).await;
+}
+
+fn truncate(s: &str, n: usize) -> &str {
+    let mut end = s.len().min(n);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].trim_end_matches('-')
+}
+
+fn uuid_suffix() -> String {
+    let mut b = [0u8; 3];
+    let _ = getrandom::fill(&mut b);
+    hex::encode(b)
+}
+
+/// Reads one claim into the snapshot at `volumes/<ns>/<pvc>`.
+#[allow(clippy::too_many_arguments)]
+async fn capture_volume(
+    client: &kube::Client,
+    writer: &Writer,
+    pvc: &Value,
+    snapshot_class: Option<String>,
+    parent: &HashMap<Vec<u8>, Node>,
+    mover_opts: &MoverOptions,
+    progress: &Arc<JobProgress>,
+    warnings: &mut Vec<String>,
+) -> Result<VolumeRecord> {
+    let r = ObjRef::of(pvc);
+    let ns = r.namespace.clone().unwrap_or_default();
+    let mut rec = VolumeRecord {
+        namespace: ns.clone(),
+        pvc: r.name.clone(),
+        storage_class: pvc["spec"]["storageClassName"].as_str().map(str::to_string),
+        capacity: pvc["status"]["capacity"]["storage"]
+            .as_str()
+            .or(pvc["spec"]["resources"]["requests"]["storage"].as_str())
+            .map(str::to_string),
+        access_modes: pvc["spec"]["accessModes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect(),
+        driver: None,
+        consistency: "live".into(),
+        files: 0,
+        bytes: 0,
+        files_transferred: 0,
+    };
+    progress.volume(&ns, &r.name, |s| s.state = "starting mover".into());
+
+    // A CSI snapshot when the driver has a class, else the live claim (on the node that
+    // holds it when it is ReadWriteOnce).
+    let mut temp: Option<(String, String)> = None;
+    if let Some(class) = &snapshot_class {
+        progress.volume(&ns, &r.name, |s| s.state = "snapshotting".into());
+        match snapshot_claim(client, pvc, class).await {
+            Ok(t) => {
+                rec.consistency = "snapshot".into();
+                temp = Some(t);
+            }
+            Err(e) => warnings.push(format!("{r}: {e}; reading the live volume instead")),
+        }
+    }
+    let (claim, node) = match &temp {
+        Some((c, _)) => (c.clone(), None),
+        None => {
+            let rwo = rec
+                .access_modes
+                .iter()
+                .any(|m| m == "ReadWriteOnce" || m == "ReadWriteOncePod");
+            let node = if rwo {
+                super::mover::node_holding(client, &ns, &r.name).await
+            } else {
+                None
+            };
+            (r.name.clone(), node)
+        }
+    };
+    if rec.consistency == "live" {
+        progress.log(format!("{r}: reading the live volume (no CSI snapshot class for its driver): files changing during the read may be inconsistent"));
+    }
+    let result = async {
+        let mover = Mover::start(client, &ns, &claim, true, node.as_deref(), mover_opts).await?;
+        let r2 = read_with_mover(&mover, writer, &ns, &r.name, parent, progress, &mut rec).await;
+        mover.delete().await;
+        r2
+    }
+    .await;
+    if let Some((c, s)) = &temp {
+        delete_snapshot_claim(client, &ns, c, s).await;
+    }
+    result?;
+    progress.volume(&ns, &r.name, |s| {
+        s.state = "done".into();
+        s.files = rec.files;
+        s.bytes = rec.bytes;
+    });
+    Ok(rec)
+}
+
+async fn read_with_mover(
+    mover: &Mover,
+    writer: &Writer,
+    ns: &str,
+    pvc: &str,
+    parent: &HashMap<Vec<u8>, Node>,
+    progress: &Arc<JobProgress>,
+    rec: &mut VolumeRecord,
+) -> Result<()> {
+    progress.volume(ns, pvc, |s| s.state = "listing".into());
+    let prefix = format!("{VOLUMES_DIR}/{ns}/{pvc}").into_bytes();
+    let join = |p: &[u8]| {
+        let mut v = prefix.clone();
+        v.push(b'/');
+        v.extend_from_slice(p);
+        v
+    };
+    // The volume's root folder exists even when empty.
+    writer.send(Cmd::Node {
+        path: prefix.clone(),
+        node: ingest::dir_node(b""),
+    })?;
+    let listing = mover.list().await?;
+    let (fetch_all, fetch): (bool, Vec<Vec<u8>>) = match listing {
+        None => (true, Vec::new()),
+        Some(entries) => {
+            let mut fetch = Vec::new();
+            let (mut files, mut bytes) = (0u64, 0u64);
+            for e in &entries {
+                if e.is_file() {
+                    files += 1;
+                    bytes += e.size;
+                }
+            }
+            progress.data.add_total(files, bytes);
+            progress.volume(ns, pvc, |s| {
+                s.files_total = files;
+                s.bytes_total = bytes;
+            });
+            for e in entries {
+                rec.files += u64::from(e.is_file());
+                rec.bytes += if e.is_file() { e.size } else { 0 };
+                if e.is_dir() {
+                    let mut node = ingest::dir_node(b"");
+                    set_meta(&mut node, &e);
+                    writer.send(Cmd::Node {
+                        path: join(&e.path),
+                        node,
+                    })?;
+                } else if let Some(p) = parent.get(&e.path).filter(|p| {
+                    e.is_file()
+                        && p.kind == NodeKind::File
+                        && p.size == e.size
+                        && p.mtime_ns == e.mtime.saturating_mul(1_000_000_000)
+                }) {
+                    let mut node = p.clone();
+                    set_meta(&mut node, &e);
+                    writer.send(Cmd::Node {
+                        path: join(&e.path),
+                        node,
+                    })?;
+                } else {
+                    fetch.push(e.path);
+                }
+            }
+            (false, fetch)
+        }
+    };
+    if !fetch_all && fetch.is_empty() {
+        return Ok(());
+    }
+    progress.volume(ns, pvc, |s| s.state = "reading".into());
+    let cmd: Vec<String> = if fetch_all {
+        vec![
+            "tar".into(),
+            "-c".into(),
+            "-f".into(),
+            "-".into(),
+            "-C".into(),
+            mover.mount.into(),
+            ".".into(),
+        ]
+    } else {
+        ["tar", "-c", "-f", "-", "-C", mover.mount, "-T", "-"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    };
+    let what = cmd.join(" ");
+    let mut p = mover.exec(cmd, !fetch_all).await?;
+    let stdout = p
+        .stdout()
+        .ok_or_else(|| K8sError::Invalid("the mover gave no output stream".into()))?;
+    let mut stderr = p.stderr();
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    writer.send(Cmd::Tar {
+        prefix: prefix.clone(),
+        reader: Box::new(SyncIoBridge::new(stdout)),
+        reply,
+    })?;
+    if !fetch_all {
+        let mut list = Vec::new();
+        for f in &fetch {
+            list.extend_from_slice(f);
+            list.push(b'\n');
+        }
+        super::mover::feed_stdin(&mut p, &list).await?;
+    }
+    let mut err = Vec::new();
+    let read_err = async {
+        if let Some(s) = stderr.as_mut() {
+            let _ = s.read_to_end(&mut err).await;
+        }
+    };
+    let (_, tar_result) = tokio::join!(read_err, answer);
+    let (_, tar_warnings) = tar_result
+        .map_err(|_| K8sError::Invalid("the snapshot writer stopped early".into()))?
+        .map_err(|e| K8sError::Volume {
+            pvc: format!("{ns}/{pvc}"),
+            detail: e.to_string(),
+        })?;
+    for w in tar_warnings {
+        progress.log(format!("{ns}/{pvc}: {w}"));
+    }
+    mover.finish(p, &what, &err).await?;
+    rec.files_transferred = if fetch_all {
+        rec.files
+    } else {
+        fetch.len() as u64
+    };
+    Ok(())
+}
+
+fn set_meta(node: &mut Node, e: &Listed) {
+    node.mode = e.mode & 0o7777;
+    node.uid = e.uid;
+    node.gid = e.gid;
+    node.mtime_ns = e.mtime.saturating_mul(1_000_000_000);
+    node.ctime_ns = node.mtime_ns;
+}
+
+/// Every object document stored in a capture snapshot.
+pub fn read_objects(repo: &Repository, snap: &Snapshot) -> eng::Result<Vec<Value>> {
+    let Some(top) = crate::engine::tree::find_path(repo, &snap.tree, RESOURCES_DIR)? else {
+        return Ok(Vec::new());
+    };
+    let Some(sub) = top.subtree else {
+        return Ok(Vec::new());
+    };
+    let mut files: Vec<Node> = Vec::new();
+    crate::engine::tree::walk(repo, &sub, std::path::Path::new(""), &mut |_, n| {
+        if n.kind == NodeKind::File {
+            files.push(n.clone());
+        }
+        Ok(true)
+    })?;
+    let mut out = Vec::with_capacity(files.len());
+    for f in files {
+        let mut bytes = Vec::with_capacity(f.size as usize);
+        for id in &f.content {
+            bytes.extend_from_slice(&repo.load_blob(id)?);
+        }
+        match serde_json::from_slice::<Value>(&bytes) {
+            Ok(v) => out.push(v),
+            Err(e) => {
+                return Err(eng::Error::Damaged {
+                    what: format!("object document {}", f.name.lossy()),
+                    detail: e.to_string(),
+                });
+            }
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,395 @@
+//! What an object refers to, which objects select others, the dependency closure of
+//! chosen workloads and the order a restore creates objects in.
+//!
+//! References are read from the objects themselves (pod templates, role bindings,
+//! ingress backends, HPA targets, claims and classes), so the order of a restore
+//! follows the actual graph: an object is created after everything it refers to.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use serde_json::{Map, Value};
+
+use super::objects::ObjRef;
+
+/// The pod spec inside a workload, if it has one.
+pub fn pod_spec(obj: &Value) -> Option<&Value> {
+    let r = ObjRef::of(obj);
+    let p = match (r.group.as_str(), r.kind.as_str()) {
+        ("", "Pod") => "/spec",
+        ("apps", "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet") | ("batch", "Job") => {
+            "/spec/template/spec"
+        }
+        ("", "ReplicationController") => "/spec/template/spec",
+        ("batch", "CronJob") => "/spec/jobTemplate/spec/template/spec",
+        _ => return None,
+    };
+    obj.pointer(p).filter(|v| v.is_object())
+}
+
+/// The labels pods of a workload carry.
+pub fn pod_labels(obj: &Value) -> Option<&Map<String, Value>> {
+    let r = ObjRef::of(obj);
+    let p = match r.kind.as_str() {
+        "Pod" => "/metadata/labels",
+        "CronJob" => "/spec/jobTemplate/spec/template/metadata/labels",
+        _ => "/spec/template/metadata/labels",
+    };
+    obj.pointer(p).and_then(Value::as_object)
+}
+
+/// Whether a workload kind runs pods (and so is a unit the user can pick).
+pub fn is_workload(r: &ObjRef) -> bool {
+    matches!(
+        (r.group.as_str(), r.kind.as_str()),
+        ("", "Pod")
+            | (
+                "apps",
+                "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet"
+            )
+            | ("batch", "Job" | "CronJob")
+    )
+}
+
+fn s(v: &Value) -> Option<&str> {
+    v.as_str().filter(|s| !s.is_empty())
+}
+
+fn arr(v: &Value) -> impl Iterator<Item = &Value> {
+    v.as_array().into_iter().flatten()
+}
+
+/// Everything `obj` refers to by name. Cluster-scoped targets have no namespace.
+pub fn references(obj: &Value) -> Vec<ObjRef> {
+    let me = ObjRef::of(obj);
+    let ns = me.namespace.as_deref();
+    let mut out = Vec::new();
+    let mut push = |group: &str, kind: &str, namespace: Option<&str>, name: Option<&str>| {
+        if let Some(n) = name {
+            out.push(ObjRef::new(group, kind, namespace, n));
+        }
+    };
+    if let Some(n) = ns {
+        push("", "Namespace", None, Some(n));
+    }
+    if let Some(spec) = pod_spec(obj) {
+        for v in arr(&spec["volumes"]) {
+            push("", "ConfigMap", ns, s(&v["configMap"]["name"]));
+            push("", "Secret", ns, s(&v["secret"]["secretName"]));
+            push(
+                "",
+                "PersistentVolumeClaim",
+                ns,
+                s(&v["persistentVolumeClaim"]["claimName"]),
+            );
+            for src in arr(&v["projected"]["sources"]) {
+                push("", "ConfigMap", ns, s(&src["configMap"]["name"]));
+                push("", "Secret", ns, s(&src["secret"]["name"]));
+            }
+        }
+        for list in ["containers", "initContainers", "ephemeralContainers"] {
+            for c in arr(&spec[list]) {
+                for e in arr(&c["env"]) {
+                    push(
+                        "",
+                        "ConfigMap",
+                        ns,
+                        s(&e["valueFrom"]["configMapKeyRef"]["name"]),
+                    );
+                    push("", "Secret", ns, s(&e["valueFrom"]["secretKeyRef"]["name"]));
+                }
+                for e in arr(&c["envFrom"]) {
+                    push("", "ConfigMap", ns, s(&e["configMapRef"]["name"]));
+                    push("", "Secret", ns, s(&e["secretRef"]["name"]));
+                }
+            }
+        }
+        for p in arr(&spec["imagePullSecrets"]) {
+            push("", "Secret", ns, s(&p["name"]));
+        }
+        let sa = s(&spec["serviceAccountName"])
+            .or_else(|| s(&spec["serviceAccount"]))
+            .unwrap_or("default");
+        push("", "ServiceAccount", ns, Some(sa));
+        if let Some(pc) = s(&spec["priorityClassName"]) {
+            push("scheduling.k8s.io", "PriorityClass", None, Some(pc));
+        }
+    }
+    match (me.group.as_str(), me.kind.as_str()) {
+        ("apps", "StatefulSet") => {
+            push("", "Service", ns, s(&obj["spec"]["serviceName"]));
+            let replicas = obj["spec"]["replicas"].as_u64().unwrap_or(1);
+            for t in arr(&obj["spec"]["volumeClaimTemplates"]) {
+                if let Some(tn) = s(&t["metadata"]["name"]) {
+                    for i in 0..replicas {
+                        let name = format!("{tn}-{}-{i}", me.name);
+                        push("", "PersistentVolumeClaim", ns, Some(&name));
+                    }
+                }
+            }
+        }
+        ("rbac.authorization.k8s.io", "RoleBinding" | "ClusterRoleBinding") => {
+            let rr = &obj["roleRef"];
+            match s(&rr["kind"]) {
+                Some("Role") => push("rbac.authorization.k8s.io", "Role", ns, s(&rr["name"])),
+                Some("ClusterRole") => push(
+                    "rbac.authorization.k8s.io",
+                    "ClusterRole",
+                    None,
+                    s(&rr["name"]),
+                ),
+                _ => {}
+            }
+            for sub in arr(&obj["subjects"]) {
+                if s(&sub["kind"]) == Some("ServiceAccount") {
+                    let sns = s(&sub["namespace"]).or(ns);
+                    push("", "ServiceAccount", sns, s(&sub["name"]));
+                }
+            }
+        }
+        ("networking.k8s.io", "Ingress") => {
+            push(
+                "",
+                "Service",
+                ns,
+                s(&obj["spec"]["defaultBackend"]["service"]["name"]),
+            );
+            for rule in arr(&obj["spec"]["rules"]) {
+                for p in arr(&rule["http"]["paths"]) {
+                    push("", "Service", ns, s(&p["backend"]["service"]["name"]));
+                }
+            }
+            for t in arr(&obj["spec"]["tls"]) {
+                push("", "Secret", ns, s(&t["secretName"]));
+            }
+            if let Some(c) = s(&obj["spec"]["ingressClassName"]) {
+                push("networking.k8s.io", "IngressClass", None, Some(c));
+            }
+        }
+        ("autoscaling", "HorizontalPodAutoscaler") => {
+            let t = &obj["spec"]["scaleTargetRef"];
+            let group = s(&t["apiVersion"])
+                .and_then(|v| v.rsplit_once('/').map(|(g, _)| g))
+                .unwrap_or("");
+            push(group, t["kind"].as_str().unwrap_or(""), ns, s(&t["name"]));
+        }
+        ("", "PersistentVolumeClaim") => {
+            push(
+                "storage.k8s.io",
+                "StorageClass",
+                None,
+                s(&obj["spec"]["storageClassName"]),
+            );
+            push("", "PersistentVolume", None, s(&obj["spec"]["volumeName"]));
+        }
+        ("", "PersistentVolume") => {
+            push(
+                "storage.k8s.io",
+                "StorageClass",
+                None,
+                s(&obj["spec"]["storageClassName"]),
+            );
+        }
+        ("", "ServiceAccount") => {
+            for x in arr(&obj["secrets"]).chain(arr(&obj["imagePullSecrets"])) {
+                push("", "Secret", ns, s(&x["name"]));
+            }
+        }
+        _ => {}
+    }
+    out.sort();
+    out.dedup();
+    out.retain(|r| r != &me);
+    out
+}
+
+/// Whether a label selector (`matchLabels`/`matchExpressions`, or a plain map as
+/// Services use) selects `labels`. An empty selector selects everything.
+pub fn selects(selector: &Value, labels: &Map<String, Value>) -> bool {
+    let Some(sel) = selector.as_object() else {
+        return false;
+    };
+    let get = |k: &str| labels.get(k).and_then(Value::as_str);
+    let structured = sel.contains_key("matchLabels") || sel.contains_key("matchExpressions");
+    if !structured {
+        return sel.iter().all(|(k, v)| get(k) == v.as_str());
+    }
+    let ml_ok = sel
+        .get("matchLabels")
+        .and_then(Value::as_object)
+        .is_none_or(|m| m.iter().all(|(k, v)| get(k) == v.as_str()));
+    let me_ok = arr(sel.get("matchExpressions").unwrap_or(&Value::Null)).all(|e| {
+        let key = e["key"].as_str().unwrap_or("");
+        let values: Vec<&str> = arr(&e["values"]).filter_map(Value::as_str).collect();
+        match e["operator"].as_str().unwrap_or("") {
+            "In" => get(key).is_some_and(|v| values.contains(&v)),
+            "NotIn" => get(key).is_none_or(|v| !values.contains(&v)),
+            "Exists" => get(key).is_some(),
+            "DoesNotExist" => get(key).is_none(),
+            _ => false,
+        }
+    });
+    ml_ok && me_ok
+}
+
+/// Objects that act on a workload without it naming them: Services, NetworkPolicies
+/// and PodDisruptionBudgets selecting its pods, HPAs scaling it.
+fn selects_workload(candidate: &Value, workload: &Value) -> bool {
+    let c = ObjRef::of(candidate);
+    let w = ObjRef::of(workload);
+    if c.namespace != w.namespace {
+        return false;
+    }
+    let Some(labels) = pod_labels(workload) else {
+        return false;
+    };
+    match (c.group.as_str(), c.kind.as_str()) {
+        ("", "Service") => {
+            let sel = &candidate["spec"]["selector"];
+            sel.as_object().is_some_and(|m| !m.is_empty()) && selects(sel, labels)
+        }
+        ("networking.k8s.io", "NetworkPolicy") => {
+            selects(&candidate["spec"]["podSelector"], labels)
+        }
+        ("policy", "PodDisruptionBudget") => {
+            let sel = &candidate["spec"]["selector"];
+            !sel.is_null() && selects(sel, labels)
+        }
+        _ => false,
+    }
+}
+
+/// The dependency closure of `seeds` among `all` (one or more namespaces' objects):
+/// what they refer to, and what refers to or selects them (Services, Ingresses to those
+/// Services, HPAs, PDBs, NetworkPolicies, RoleBindings for their ServiceAccounts).
+pub fn closure(all: &[Value], seeds: &[ObjRef]) -> BTreeSet<ObjRef> {
+    let by_ref: HashMap<ObjRef, &Value> = all.iter().map(|o| (ObjRef::of(o), o)).collect();
+    let mut out: BTreeSet<ObjRef> = seeds
+        .iter()
+        .filter(|r| by_ref.contains_key(r))
+        .cloned()
+        .collect();
+    let mut queue: Vec<ObjRef> = out.iter().cloned().collect();
+    let refs: Vec<(ObjRef, Vec<ObjRef>)> =
+        all.iter().map(|o| (ObjRef::of(o), references(o))).collect();
+    while let Some(cur) = queue.pop() {
+        let Some(obj) = by_ref.get(&cur) else {
+            continue;
+        };
+        let add = |r: ObjRef, out: &mut BTreeSet<ObjRef>, queue: &mut Vec<ObjRef>| {
+            if by_ref.contains_key(&r) && out.insert(r.clone()) {
+                queue.push(r);
+            }
+        };
+        for r in references(obj) {
+            // Namespaces come along separately; a workload pulls in what it uses.
+            if r.kind != "Namespace" {
+                add(r, &mut out, &mut queue);
+            }
+        }
+        // What refers to or selects the current object.
+        for (other, other_refs) in &refs {
+            if out.contains(other) {
+                continue;
+            }
+            let pulls = match (other.group.as_str(), other.kind.as_str()) {
+                ("networking.k8s.io", "Ingress")
+                | ("autoscaling", "HorizontalPodAutoscaler")
+                | ("rbac.authorization.k8s.io", "RoleBinding") => other_refs.contains(&cur),
+                ("", "Service")
+                | ("networking.k8s.io", "NetworkPolicy")
+                | ("policy", "PodDisruptionBudget") => {
+                    by_ref.get(other).is_some_and(|o| selects_workload(o, obj))
+                }
+                _ => false,
+            };
+            if pulls {
+                add(other.clone(), &mut out, &mut queue);
+            }
+        }
+    }
+    out
+}
+
+/// Objects made by a controller from another object (ReplicaSets of Deployments, pods
+/// of workloads, Jobs of CronJobs, Endpoints): a restore recreates them through
+/// their owner, so they are not restored themselves when the owner is.
+pub fn controller_owner(obj: &Value) -> Option<(String, String)> {
+    arr(&obj["metadata"]["ownerReferences"])
+        .find(|o| o["controller"].as_bool() == Some(true))
+        .map(|o| {
+            (
+                o["kind"].as_str().unwrap_or("").to_string(),
+                o["name"].as_str().unwrap_or("").to_string(),
+            )
+        })
+}
+
+/// A rank for objects no reference orders, mirroring what clusters expect: types
+/// before instances, storage and identity before workloads, routing last.
+fn kind_rank(r: &ObjRef) -> u32 {
+    match (r.group.as_str(), r.kind.as_str()) {
+        ("apiextensions.k8s.io", "CustomResourceDefinition") => 0,
+        ("", "Namespace") => 1,
+        ("storage.k8s.io", _) | ("scheduling.k8s.io", _) => 2,
+        ("", "ServiceAccount") | ("rbac.authorization.k8s.io", _) => 3,
+        ("", "ConfigMap" | "Secret" | "LimitRange" | "ResourceQuota") => 4,
+        ("", "PersistentVolume" | "PersistentVolumeClaim") => 5,
+        ("", "Service") => 6,
+        _ if is_workload(r) => 7,
+        ("networking.k8s.io", _) | ("autoscaling", _) | ("policy", _) => 9,
+        _ => 8,
+    }
+}
+
+/// Orders `objects` so that each comes after what it refers to (and custom resources
+/// after their definitions). Returns waves: the objects of one wave depend only on
+/// earlier waves and may be created together.
+pub fn waves(
+    objects: &[(ObjRef, Value)],
+    crd_of: &dyn Fn(&ObjRef) -> Option<ObjRef>,
+) -> Vec<Vec<ObjRef>> {
+    let present: BTreeSet<&ObjRef> = objects.iter().map(|(r, _)| r).collect();
+    let mut deps: BTreeMap<ObjRef, Vec<ObjRef>> = BTreeMap::new();
+    for (r, obj) in objects {
+        let mut d: Vec<ObjRef> = references(obj)
+            .into_iter()
+            .filter(|x| present.contains(x))
+            .collect();
+        if let Some(crd) = crd_of(r).filter(|c| present.contains(c)) {
+            d.push(crd);
+        }
+        deps.insert(r.clone(), d);
+    }
+    // Depth = 1 + deepest dependency; a cycle (which Kubernetes objects may form, e.g.
+    // a ServiceAccount and its token Secret) is cut where it closes.
+    let mut depth: BTreeMap<ObjRef, u32> = BTreeMap::new();
+    fn visit(
+        r: &ObjRef,
+        deps: &BTreeMap<ObjRef, Vec<ObjRef>>,
+        depth: &mut BTreeMap<ObjRef, u32>,
+        stack: &mut BTreeSet<ObjRef>,
+    ) -> u32 {
+        if let Some(d) = depth.get(r) {
+            return *d;
+        }
+        if !stack.insert(r.clone()) {
+            return 0;
+        }
+        let mut d = kind_rank(r);
+        for x in deps.get(r).into_iter().flatten() {
+            d = d.max(visit(x, deps, depth, stack) + 1);
+        }
+        stack.remove(r);
+        depth.insert(r.clone(), d);
+        d
+    }
+    let mut stack = BTreeSet::new();
+    for (r, _) in objects {
+        visit(r, &deps, &mut depth, &mut stack);
+    }
+    let mut waves: BTreeMap<u32, Vec<ObjRef>> = BTreeMap::new();
+    for (r, d) in depth {
+        waves.entry(d).or_default().push(r);
+    }
+    waves.into_values().collect()
+}

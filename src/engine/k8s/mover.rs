@@ -1,0 +1,365 @@
+//! Mover pods: how volume data leaves and enters a cluster without an agent, without
+//! network paths between clusters and without storage credentials in the cluster.
+//!
+//! A mover is a short-lived pod (any small image with `sh`, `find`, `stat` and `tar`;
+//! busybox by default) that mounts one claim. Ferry lists the files through the exec
+//! API, then streams a tar archive out of it (capture) or into it (restore). The pod is
+//! deleted whatever happens, and carries Ferry's label so a leftover one can be found.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, AttachParams, AttachedProcess, DeleteParams, PostParams};
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::objects::is_not_found;
+use super::{K8sError, MANAGED_BY, Result};
+
+/// The mover image when none is configured.
+pub const DEFAULT_IMAGE: &str = "busybox:1.36";
+/// Where a mover mounts the claim it reads.
+pub const SRC: &str = "/ferry/src";
+/// Where a mover mounts the claim it writes.
+pub const DST: &str = "/ferry/dst";
+
+/// How movers are run.
+#[derive(Debug, Clone)]
+pub struct MoverOptions {
+    pub image: String,
+    /// How long a mover may take to start (image pull, volume binding).
+    pub start_timeout: Duration,
+}
+
+impl Default for MoverOptions {
+    fn default() -> Self {
+        MoverOptions {
+            image: DEFAULT_IMAGE.into(),
+            start_timeout: Duration::from_secs(180),
+        }
+    }
+}
+
+/// One entry of a volume listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    /// Path relative to the volume root, without `./`.
+    pub path: Vec<u8>,
+    /// `st_mode`: type and permission bits.
+    pub mode: u32,
+    pub size: u64,
+    pub mtime: i64,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl Listed {
+    pub fn is_dir(&self) -> bool {
+        self.mode & 0o170000 == 0o040000
+    }
+    pub fn is_file(&self) -> bool {
+        self.mode & 0o170000 == 0o100000
+    }
+}
+
+/// The command that lists a volume: one line per entry, `%f %s %Y %u %g %n`.
+pub fn list_command(root: &str) -> Vec<String> {
+    vec![
+        "sh".into(),
+        "-c".into(),
+        format!("cd {root} && find . -mindepth 1 -exec stat -c \"%f %s %Y %u %g %n\" {{}} +"),
+    ]
+}
+
+/// Parses a listing. Names with a newline cannot be told apart in it: `None` then, and
+/// the caller reads the whole volume instead.
+pub fn parse_listing(out: &[u8]) -> Option<Vec<Listed>> {
+    let mut v = Vec::new();
+    for line in out.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        let mut parts = line.splitn(6, |b| *b == b' ');
+        let mut field = || std::str::from_utf8(parts.next()?).ok().map(str::to_string);
+        let mode = u32::from_str_radix(&field()?, 16).ok()?;
+        let size = field()?.parse().ok()?;
+        let mtime = field()?.parse().ok()?;
+        let uid = field()?.parse().ok()?;
+        let gid = field()?.parse().ok()?;
+        let name = parts.next()?;
+        let path = name.strip_prefix(b"./").unwrap_or(name).to_vec();
+        if path.is_empty() {
+            continue;
+        }
+        v.push(Listed {
+            path,
+            mode,
+            size,
+            mtime,
+            uid,
+            gid,
+        });
+    }
+    Some(v)
+}
+
+/// A running mover pod.
+#[derive(Debug)]
+pub struct Mover {
+    api: Api<Pod>,
+    pub name: String,
+    pub namespace: String,
+    pub mount: &'static str,
+}
+
+impl Mover {
+    /// Starts a mover mounting `claim` (read-only at [`SRC`], or writable at [`DST`]),
+    /// on `node` when the claim is held there, and waits until it runs.
+    pub async fn start(
+        client: &kube::Client,
+        namespace: &str,
+        claim: &str,
+        read_only: bool,
+        node: Option<&str>,
+        opts: &MoverOptions,
+    ) -> Result<Mover> {
+        let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+        let mount = if read_only { SRC } else { DST };
+        let mut spec = json!({
+            "restartPolicy": "Never",
+            "terminationGracePeriodSeconds": 0,
+            "automountServiceAccountToken": false,
+            "tolerations": [{"operator": "Exists"}],
+            "containers": [{
+                "name": "mover",
+                "image": opts.image,
+                "command": ["sleep", "86400"],
+                "securityContext": {"runAsUser": 0},
+                "volumeMounts": [{"name": "data", "mountPath": mount, "readOnly": read_only}],
+            }],
+            "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": claim, "readOnly": read_only}}],
+        });
+        if let Some(n) = node {
+            spec["nodeName"] = json!(n);
+        }
+        let pod: Pod = serde_json::from_value(json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "generateName": "ferry-mover-",
+                "namespace": namespace,
+                "labels": {MANAGED_BY.0: MANAGED_BY.1, "ferry.dev/role": "mover", "ferry.dev/claim": claim},
+            },
+            "spec": spec,
+        }))
+        .map_err(|e| K8sError::Invalid(format!("mover pod: {e}")))?;
+        let created = api
+            .create(&PostParams::default(), &pod)
+            .await
+            .map_err(|e| {
+                K8sError::api(
+                    format!("cannot start a mover pod for {namespace}/{claim}"),
+                    &e,
+                )
+            })?;
+        let name = created.metadata.name.unwrap_or_default();
+        let mover = Mover {
+            api,
+            name,
+            namespace: namespace.into(),
+            mount,
+        };
+        if let Err(e) = mover.wait_running(opts.start_timeout, claim).await {
+            mover.delete().await;
+            return Err(e);
+        }
+        Ok(mover)
+    }
+
+    async fn wait_running(&self, timeout: Duration, claim: &str) -> Result<()> {
+        let started = Instant::now();
+        loop {
+            let p = self
+                .api
+                .get(&self.name)
+                .await
+                .map_err(|e| K8sError::api(format!("mover pod {}", self.name), &e))?;
+            let status = p.status.unwrap_or_default();
+            match status.phase.as_deref() {
+                Some("Running") => return Ok(()),
+                Some("Failed" | "Succeeded") => {
+                    return Err(K8sError::Volume {
+                        pvc: format!("{}/{claim}", self.namespace),
+                        detail: format!(
+                            "the mover pod {} stopped ({}): check the image {:?} can run",
+                            self.name,
+                            status.message.unwrap_or_default(),
+                            p.spec
+                                .and_then(|s| s.containers.first().and_then(|c| c.image.clone()))
+                                .unwrap_or_default()
+                        ),
+                    });
+                }
+                _ => {}
+            }
+            if started.elapsed() > timeout {
+                let why = status
+                    .conditions
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|c| c.status != "True")
+                    .filter_map(|c| c.message.or(c.reason))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                return Err(K8sError::Volume {
+                    pvc: format!("{}/{claim}", self.namespace),
+                    detail: format!(
+                        "the mover pod {} did not start within {} s{}: check that the claim can bind and the image can be pulled (`kubectl describe pod {} -n {}`)",
+                        self.name,
+                        timeout.as_secs(),
+                        if why.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" ({why})")
+                        },
+                        self.name,
+                        self.namespace
+                    ),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Runs `command` in the mover with stdin and stdout attached.
+    pub async fn exec(&self, command: Vec<String>, stdin: bool) -> Result<AttachedProcess> {
+        let ap = AttachParams::default()
+            .container("mover")
+            .stdin(stdin)
+            .stdout(true)
+            .stderr(true);
+        self.api
+            .exec(&self.name, command, &ap)
+            .await
+            .map_err(|e| K8sError::api(format!("cannot exec in the mover pod {}", self.name), &e))
+    }
+
+    /// Runs `command` to its end and returns its stdout; a failure carries stderr.
+    pub async fn run(&self, command: Vec<String>) -> Result<Vec<u8>> {
+        let what = command.join(" ");
+        let mut p = self.exec(command, false).await?;
+        let mut out = Vec::new();
+        let mut err = Vec::new();
+        let (mut so, mut se) = (p.stdout(), p.stderr());
+        let read_out = async {
+            if let Some(s) = so.as_mut() {
+                let _ = s.read_to_end(&mut out).await;
+            }
+        };
+        let read_err = async {
+            if let Some(s) = se.as_mut() {
+                let _ = s.read_to_end(&mut err).await;
+            }
+        };
+        tokio::join!(read_out, read_err);
+        self.finish(p, &what, &err).await?;
+        Ok(out)
+    }
+
+    /// Waits for an exec'd command's status; an error unless it succeeded.
+    pub async fn finish(&self, mut p: AttachedProcess, what: &str, stderr: &[u8]) -> Result<()> {
+        let status = match p.take_status() {
+            Some(s) => s.await,
+            None => None,
+        };
+        let _ = p.join().await;
+        match status {
+            Some(s) if s.status.as_deref() == Some("Success") => Ok(()),
+            Some(s) => Err(K8sError::Volume {
+                pvc: format!("{}/{}", self.namespace, self.name),
+                detail: format!(
+                    "`{what}` failed in the mover: {}{}",
+                    s.message.unwrap_or_default(),
+                    tail(stderr)
+                ),
+            }),
+            None => Err(K8sError::Volume {
+                pvc: format!("{}/{}", self.namespace, self.name),
+                detail: format!(
+                    "`{what}` ended without a status (the connection dropped?){}: run the job again, it resumes",
+                    tail(stderr)
+                ),
+            }),
+        }
+    }
+
+    /// Lists the mounted volume.
+    pub async fn list(&self) -> Result<Option<Vec<Listed>>> {
+        let out = self.run(list_command(self.mount)).await?;
+        Ok(parse_listing(&out))
+    }
+
+    /// Deletes the pod (at once, no grace period). Never fails: a leftover mover is
+    /// logged, and carries Ferry's label for cleanup.
+    pub async fn delete(&self) {
+        let dp = DeleteParams {
+            grace_period_seconds: Some(0),
+            ..DeleteParams::default()
+        };
+        match self.api.delete(&self.name, &dp).await {
+            Ok(_) => {}
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => {
+                tracing::warn!(pod = %self.name, ns = %self.namespace, error = %e, "mover pod not deleted")
+            }
+        }
+    }
+}
+
+fn tail(stderr: &[u8]) -> String {
+    let s = String::from_utf8_lossy(stderr);
+    let s = s.trim();
+    if s.is_empty() {
+        String::new()
+    } else {
+        let start = s.len().saturating_sub(400);
+        let start = (start..s.len())
+            .find(|i| s.is_char_boundary(*i))
+            .unwrap_or(s.len());
+        format!(" ({})", &s[start..])
+    }
+}
+
+/// Writes `data` to a process's stdin and closes it.
+pub async fn feed_stdin(p: &mut AttachedProcess, data: &[u8]) -> Result<()> {
+    if let Some(mut w) = p.stdin() {
+        w.write_all(data)
+            .await
+            .map_err(|e| K8sError::Invalid(format!("cannot send to the mover: {e}")))?;
+        w.shutdown()
+            .await
+            .map_err(|e| K8sError::Invalid(format!("cannot send to the mover: {e}")))?;
+    }
+    Ok(())
+}
+
+/// The node holding a ReadWriteOnce claim: where a running pod using it is.
+pub async fn node_holding(client: &kube::Client, namespace: &str, claim: &str) -> Option<String> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let pods = api.list(&Default::default()).await.ok()?;
+    let mut holders: HashMap<String, usize> = HashMap::new();
+    for p in pods.items {
+        let Some(spec) = p.spec else { continue };
+        let uses = spec.volumes.iter().flatten().any(|v| {
+            v.persistent_volume_claim
+                .as_ref()
+                .is_some_and(|c| c.claim_name == claim)
+        });
+        let running = p.status.and_then(|s| s.phase).as_deref() == Some("Running");
+        if uses
+            && running
+            && let Some(n) = spec.node_name
+        {
+            *holders.entry(n).or_default() += 1;
+        }
+    }
+    holders.into_iter().max_by_key(|(_, c)| *c).map(|(n, _)| n)
+}

@@ -1,0 +1,714 @@
+//! The plan of a restore: every object with its action (create, update, skip) and the
+//! transformations applied, every volume with its class and data, and the problems the
+//! target has (types it does not serve, missing storage classes, names taken, objects
+//! its server-side dry run refuses). Nothing in the target changes while planning.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt::Write as _;
+
+use futures::StreamExt as _;
+use kube::api::{DynamicObject, PostParams};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::capture::{CaptureMeta, VolumeRecord};
+use super::graph;
+use super::mover::MoverOptions;
+use super::objects::{self, Catalog, ObjRef};
+use super::transform::{self, Mapping};
+use super::{K8sError, RESTORED_ANNOTATION, Result};
+use crate::engine::Id;
+use crate::engine::snapshot::Snapshot;
+use crate::providers::probe::StorageClassInfo;
+
+/// What to do with an object that already exists on the target.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Conflict {
+    /// Leave the existing object as it is.
+    #[default]
+    Skip,
+    /// Replace it with the captured one.
+    Update,
+    /// Refuse the restore.
+    Fail,
+}
+
+impl std::str::FromStr for Conflict {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Conflict, String> {
+        match s {
+            "skip" => Ok(Conflict::Skip),
+            "update" => Ok(Conflict::Update),
+            "fail" => Ok(Conflict::Fail),
+            o => Err(format!(
+                "{o:?} is not a conflict policy: use skip, update or fail"
+            )),
+        }
+    }
+}
+
+/// How a restore runs.
+#[derive(Debug, Clone, Default)]
+pub struct RestoreOptions {
+    pub mapping: Mapping,
+    pub conflict: Conflict,
+    pub include_volumes: bool,
+    pub mover: MoverOptions,
+    /// Restore only these (target) objects: a retry of what failed.
+    pub only: Option<BTreeSet<ObjRef>>,
+    /// Restore only objects of these source namespaces (all when empty).
+    pub namespaces: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Create,
+    Update,
+    Skip,
+}
+
+/// One object of the plan.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlanItem {
+    pub source: ObjRef,
+    pub target: ObjRef,
+    pub action: Action,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<String>,
+    /// The wave it is created in (0 first).
+    pub wave: usize,
+    /// The object as it will be sent.
+    #[serde(skip)]
+    pub object: Value,
+}
+
+/// One volume of the plan.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VolumePlan {
+    pub source: ObjRef,
+    pub target: ObjRef,
+    pub storage_class: Option<String>,
+    pub target_storage_class: Option<String>,
+    pub files: u64,
+    pub bytes: u64,
+    /// Restore the data (false: the claim already holds it, or is skipped).
+    pub restore_data: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(skip)]
+    pub tree: Option<Id>,
+}
+
+/// Something the target lacks or refuses.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Problem {
+    /// A blocking problem stops the restore until fixed.
+    pub blocking: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object: Option<ObjRef>,
+    pub message: String,
+}
+
+/// A restore plan.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Plan {
+    pub snapshot: String,
+    pub source_cluster: String,
+    pub target_cluster: String,
+    pub target_version: String,
+    pub conflict: Conflict,
+    pub storage_class_mapping: BTreeMap<String, String>,
+    pub namespace_mapping: BTreeMap<String, String>,
+    pub items: Vec<PlanItem>,
+    pub volumes: Vec<VolumePlan>,
+    pub problems: Vec<Problem>,
+}
+
+impl Plan {
+    pub fn blocking(&self) -> usize {
+        self.problems.iter().filter(|p| p.blocking).count()
+    }
+
+    pub fn count(&self, a: Action) -> usize {
+        self.items.iter().filter(|i| i.action == a).count()
+    }
+
+    /// Object references of each wave, in order (skipped objects left out).
+    pub fn waves(&self) -> Vec<Vec<&PlanItem>> {
+        let mut w: BTreeMap<usize, Vec<&PlanItem>> = BTreeMap::new();
+        for i in self.items.iter().filter(|i| i.action != Action::Skip) {
+            w.entry(i.wave).or_default().push(i);
+        }
+        w.into_values().collect()
+    }
+
+    /// The plan in words, for a terminal.
+    pub fn render_text(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "Restore plan: snapshot {} from {} into {} ({})",
+            self.snapshot, self.source_cluster, self.target_cluster, self.target_version
+        );
+        if !self.namespace_mapping.is_empty() {
+            let m: Vec<String> = self
+                .namespace_mapping
+                .iter()
+                .map(|(a, b)| format!("{a} -> {b}"))
+                .collect();
+            let _ = writeln!(s, "Namespaces: {}", m.join(", "));
+        }
+        if !self.storage_class_mapping.is_empty() {
+            let m: Vec<String> = self
+                .storage_class_mapping
+                .iter()
+                .map(|(a, b)| format!("{a} -> {b}"))
+                .collect();
+            let _ = writeln!(s, "Storage classes: {}", m.join(", "));
+        }
+        let _ = writeln!(
+            s,
+            "Objects: {} to create, {} to update, {} skipped; conflicts: {:?}",
+            self.count(Action::Create),
+            self.count(Action::Update),
+            self.count(Action::Skip),
+            self.conflict
+        );
+        for (n, wave) in self.waves().iter().enumerate() {
+            let _ = writeln!(s, "\nWave {}:", n + 1);
+            for i in wave {
+                let verb = match i.action {
+                    Action::Create => "create",
+                    Action::Update => "update",
+                    Action::Skip => "skip",
+                };
+                let _ = writeln!(s, "  {verb:<7} {}", i.target);
+                for c in &i.changes {
+                    let _ = writeln!(s, "          ~ {c}");
+                }
+            }
+        }
+        let skipped: Vec<&PlanItem> = self
+            .items
+            .iter()
+            .filter(|i| i.action == Action::Skip)
+            .collect();
+        if !skipped.is_empty() {
+            let _ = writeln!(s, "\nSkipped:");
+            for i in skipped {
+                let _ = writeln!(s, "  {} ({})", i.source, i.reason.as_deref().unwrap_or(""));
+            }
+        }
+        if !self.volumes.is_empty() {
+            let _ = writeln!(s, "\nVolumes:");
+            for v in &self.volumes {
+                let _ = writeln!(
+                    s,
+                    "  {} -> {}: class {} -> {}, {} files, {}{}",
+                    v.source,
+                    v.target,
+                    v.storage_class.as_deref().unwrap_or("(default)"),
+                    v.target_storage_class.as_deref().unwrap_or("(default)"),
+                    v.files,
+                    crate::ui::format::bytes(v.bytes),
+                    if v.restore_data {
+                        String::new()
+                    } else {
+                        format!(
+                            " (data not restored: {})",
+                            v.reason.as_deref().unwrap_or("")
+                        )
+                    }
+                );
+            }
+        }
+        if self.problems.is_empty() {
+            let _ = writeln!(s, "\nNo problems found.");
+        } else {
+            let _ = writeln!(s, "\nProblems:");
+            for p in &self.problems {
+                let _ = writeln!(
+                    s,
+                    "  {} {}{}",
+                    if p.blocking { "BLOCKING" } else { "warning " },
+                    p.object
+                        .as_ref()
+                        .map(|o| format!("{o}: "))
+                        .unwrap_or_default(),
+                    p.message
+                );
+            }
+        }
+        s
+    }
+}
+
+/// The CRD that defines a custom resource type, among `objects`.
+pub fn crd_for(objects: &[Value], r: &ObjRef) -> Option<ObjRef> {
+    objects
+        .iter()
+        .filter(|o| ObjRef::of(o).is("apiextensions.k8s.io", "CustomResourceDefinition"))
+        .find(|c| {
+            c["spec"]["group"] == r.group.as_str() && c["spec"]["names"]["kind"] == r.kind.as_str()
+        })
+        .map(ObjRef::of)
+}
+
+/// Builds the plan of restoring `objects` (read from `snap`) into the cluster `client`
+/// talks to.
+#[allow(clippy::too_many_arguments)]
+pub async fn build(
+    client: &kube::Client,
+    target_cluster: &str,
+    snap: &Snapshot,
+    meta: &CaptureMeta,
+    objects_in: &[Value],
+    opts: &RestoreOptions,
+) -> Result<Plan> {
+    let catalog = Catalog::discover(client).await?;
+    let target_version = client
+        .apiserver_version()
+        .await
+        .map(|v| v.git_version)
+        .map_err(|e| K8sError::api(format!("cannot reach {target_cluster}"), &e))?;
+    let target_classes: Vec<StorageClassInfo> = match catalog.find("storage.k8s.io", "StorageClass")
+    {
+        Some(res) => objects::list_all(client, res, None, None)
+            .await?
+            .iter()
+            .filter_map(|v| serde_json::from_value(v.clone()).ok())
+            .map(|sc| StorageClassInfo::from_class(&sc))
+            .collect(),
+        None => Vec::new(),
+    };
+    let mut problems = Vec::new();
+
+    // Only the chosen namespaces (and cluster-scoped objects).
+    let objs: Vec<&Value> = objects_in
+        .iter()
+        .filter(|o| {
+            let r = ObjRef::of(o);
+            let ns = if r.kind == "Namespace" {
+                Some(r.name.clone())
+            } else {
+                r.namespace.clone()
+            };
+            opts.namespaces.is_empty() || ns.is_none_or(|n| opts.namespaces.contains(&n))
+        })
+        .collect();
+
+    // Storage-class mapping: explicit entries, then suggestions for every class used.
+    let used: Vec<String> = {
+        let mut u: BTreeSet<String> = BTreeSet::new();
+        for o in &objs {
+            let r = ObjRef::of(o);
+            if r.is("", "PersistentVolumeClaim") {
+                if let Some(c) = o["spec"]["storageClassName"].as_str() {
+                    u.insert(c.to_string());
+                }
+            } else if r.is("apps", "StatefulSet") {
+                for t in o["spec"]["volumeClaimTemplates"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                {
+                    if let Some(c) = t["spec"]["storageClassName"].as_str() {
+                        u.insert(c.to_string());
+                    }
+                }
+            }
+        }
+        u.into_iter().collect()
+    };
+    let mut mapping = opts.mapping.clone();
+    let suggested =
+        transform::suggest_storage_classes(&meta.storage_classes, &used, &target_classes);
+    for c in &used {
+        if !mapping.storage_classes.contains_key(c)
+            && let Some(t) = suggested.get(c)
+        {
+            mapping.storage_classes.insert(c.clone(), t.clone());
+        }
+    }
+    for (from, to) in &mapping.storage_classes {
+        if !target_classes.iter().any(|t| &t.name == to) && used.contains(from) {
+            problems.push(Problem {
+                blocking: true,
+                object: None,
+                message: format!(
+                    "storage class {to} (for {from}) does not exist on {target_cluster}; it has: {}. Map {from} to one of them (--map-storage-class {from}=NAME)",
+                    names(&target_classes)
+                ),
+            });
+        }
+    }
+    for c in &used {
+        if !mapping.storage_classes.contains_key(c) {
+            problems.push(Problem {
+                blocking: true,
+                object: None,
+                message: format!(
+                    "no storage class on {target_cluster} for {c} and no default class: map it (--map-storage-class {c}=NAME); the target has: {}",
+                    names(&target_classes)
+                ),
+            });
+        }
+    }
+
+    // Namespace names must be DNS labels.
+    for (from, to) in &mapping.namespaces {
+        if !is_dns_label(to) {
+            problems.push(Problem {
+                blocking: true,
+                object: None,
+                message: format!("{to:?} (for namespace {from}) is not a valid namespace name: use lower-case letters, digits and '-', at most 63 characters"),
+            });
+        }
+    }
+
+    // Transform, and skip what the target makes itself.
+    let crds_in_snapshot: Vec<Value> = objs.iter().map(|o| (*o).clone()).collect();
+    let mut items: Vec<PlanItem> = Vec::new();
+    for o in &objs {
+        let source = ObjRef::of(o);
+        let (obj, changes) = transform::transform(o, &mapping);
+        let target = ObjRef::of(&obj);
+        let mut item = PlanItem {
+            source: source.clone(),
+            target,
+            action: Action::Create,
+            reason: None,
+            changes,
+            wave: 0,
+            object: obj,
+        };
+        if let Some(why) = transform::skip_reason(o) {
+            item.action = Action::Skip;
+            item.reason = Some(why.into());
+        } else if source.kind != "Namespace"
+            && source.namespace.is_none()
+            && !matches!(
+                source.kind.as_str(),
+                "CustomResourceDefinition"
+                    | "ClusterRole"
+                    | "ClusterRoleBinding"
+                    | "PriorityClass"
+                    | "IngressClass"
+            )
+        {
+            item.action = Action::Skip;
+            item.reason = Some("cluster-scoped object recorded for reference".into());
+        } else if let Some(only) = &opts.only
+            && !only.contains(&item.target)
+        {
+            item.action = Action::Skip;
+            item.reason = Some("not part of this retry".into());
+        }
+        for m in transform::dns_mentions(o, &mapping) {
+            problems.push(Problem {
+                blocking: false,
+                object: Some(source.clone()),
+                message: m,
+            });
+        }
+        items.push(item);
+    }
+
+    // Served types: a custom resource is fine when its CRD comes along.
+    for i in items.iter().filter(|i| i.action != Action::Skip) {
+        let av = i.object["apiVersion"].as_str().unwrap_or("");
+        if !catalog.serves(av, &i.target.kind) && crd_for(&crds_in_snapshot, &i.source).is_none() {
+            problems.push(Problem {
+                blocking: true,
+                object: Some(i.source.clone()),
+                message: format!(
+                    "{target_cluster} does not serve {av} {}: install what provides it (its CRD or operator) or leave it out",
+                    i.target.kind
+                ),
+            });
+        }
+    }
+
+    // What exists already, asked concurrently.
+    let existing: HashMap<ObjRef, Value> = {
+        let lookups: Vec<(ObjRef, String)> = items
+            .iter()
+            .filter(|i| i.action != Action::Skip)
+            .map(|i| {
+                (
+                    i.target.clone(),
+                    i.object["apiVersion"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect();
+        let catalog = &catalog;
+        futures::stream::iter(lookups)
+            .map(|(r, _)| async move {
+                let res = catalog.find(&r.group, &r.kind)?;
+                let api = objects::api(client, res, r.namespace.as_deref());
+                match api.get_opt(&r.name).await {
+                    Ok(Some(o)) => Some((r, objects::to_document(&res.ar, &o))),
+                    _ => None,
+                }
+            })
+            .buffer_unordered(16)
+            .filter_map(|x| async move { x })
+            .collect()
+            .await
+    };
+    for i in items.iter_mut().filter(|i| i.action != Action::Skip) {
+        if let Some(cur) = existing.get(&i.target) {
+            if i.target.kind == "Namespace" {
+                i.action = Action::Skip;
+                i.reason = Some("exists on the target".into());
+                continue;
+            }
+            match opts.conflict {
+                Conflict::Skip => {
+                    i.action = Action::Skip;
+                    i.reason = Some("exists on the target (conflicts: skip)".into());
+                }
+                Conflict::Update => {
+                    i.action = Action::Update;
+                    i.object["metadata"]["resourceVersion"] = cur["metadata"]["resourceVersion"].clone();
+                    if i.target.is("", "Service") {
+                        // Immutable on update: keep the target's allocation.
+                        i.object["spec"]["clusterIP"] = cur["spec"]["clusterIP"].clone();
+                    }
+                }
+                Conflict::Fail => problems.push(Problem {
+                    blocking: true,
+                    object: Some(i.target.clone()),
+                    message: "exists on the target (conflicts: fail): delete it, or restore with --conflict skip or update".into(),
+                }),
+            }
+        }
+    }
+
+    // Server-side dry run of each creation whose namespace exists already.
+    let ns_exists =
+        |ns: &str| existing.contains_key(&ObjRef::new("", "Namespace", None, ns)) || ns.is_empty();
+    let dry: Vec<(ObjRef, Value)> = items
+        .iter()
+        .filter(|i| i.action == Action::Create)
+        .filter(|i| i.target.namespace.as_deref().is_none_or(ns_exists))
+        .filter(|i| catalog.find(&i.target.group, &i.target.kind).is_some())
+        .map(|i| (i.target.clone(), i.object.clone()))
+        .collect();
+    let catalog_ref = &catalog;
+    let dry_results: Vec<(ObjRef, String)> = futures::stream::iter(dry)
+        .map(|(r, obj)| async move {
+            let res = catalog_ref.find(&r.group, &r.kind)?;
+            let api = objects::api(client, res, r.namespace.as_deref());
+            let dynobj: DynamicObject = serde_json::from_value(obj).ok()?;
+            let pp = PostParams {
+                dry_run: true,
+                field_manager: Some("ferry".into()),
+            };
+            match api.create(&pp, &dynobj).await {
+                Ok(_) => None,
+                Err(e) if objects::is_conflict(&e) => None,
+                Err(e) => Some((r, crate::providers::probe::explain(&e))),
+            }
+        })
+        .buffer_unordered(16)
+        .filter_map(|x| async move { x })
+        .collect()
+        .await;
+    for (r, msg) in dry_results {
+        problems.push(Problem {
+            blocking: true,
+            object: Some(r),
+            message: format!("the target's dry run refuses it: {msg}"),
+        });
+    }
+
+    // Volumes and their data.
+    let mut volumes = Vec::new();
+    for i in items
+        .iter()
+        .filter(|i| i.source.is("", "PersistentVolumeClaim"))
+    {
+        let rec: Option<&VolumeRecord> = meta.volumes.iter().find(|v| {
+            Some(v.namespace.as_str()) == i.source.namespace.as_deref() && v.pvc == i.source.name
+        });
+        let key = format!(
+            "volume:{}/{}",
+            i.source.namespace.as_deref().unwrap_or(""),
+            i.source.name
+        );
+        let tree = snap.items.get(&key).map(|it| it.tree);
+        let mut vp = VolumePlan {
+            source: i.source.clone(),
+            target: i.target.clone(),
+            storage_class: rec.and_then(|r| r.storage_class.clone()),
+            target_storage_class: i.object["spec"]["storageClassName"]
+                .as_str()
+                .map(str::to_string),
+            files: rec.map(|r| r.files).unwrap_or(0),
+            bytes: rec.map(|r| r.bytes).unwrap_or(0),
+            restore_data: opts.include_volumes && tree.is_some(),
+            reason: None,
+            tree,
+        };
+        if tree.is_none() {
+            vp.reason = Some("the snapshot holds no data for it".into());
+        } else if !opts.include_volumes {
+            vp.reason = Some("volume data not requested".into());
+        }
+        let marker = tree.map(|t| format!("{}:{}", snap.id.short(), t.short()));
+        if let Some(cur) = existing.get(&i.target) {
+            let done =
+                cur["metadata"]["annotations"][RESTORED_ANNOTATION].as_str() == marker.as_deref();
+            if done {
+                vp.restore_data = false;
+                vp.reason = Some("already restored from this snapshot".into());
+            } else if i.action == Action::Skip && vp.restore_data {
+                vp.restore_data = false;
+                vp.reason =
+                    Some("the claim exists on the target and is kept (conflicts: skip)".into());
+            }
+        } else if i.action == Action::Skip {
+            vp.restore_data = false;
+            vp.reason = i.reason.clone();
+        }
+        volumes.push(vp);
+    }
+    // Claims that must grow to hold their data.
+    for v in &volumes {
+        if let Some(i) = items.iter_mut().find(|i| i.target == v.target)
+            && let Some(req) = i.object["spec"]["resources"]["requests"]["storage"]
+                .as_str()
+                .map(str::to_string)
+            && let Some(req_bytes) = parse_quantity(&req)
+            && v.bytes > req_bytes
+        {
+            let need = (v.bytes as f64 * 1.2) as u64;
+            let gi = need.div_ceil(1 << 30);
+            i.object["spec"]["resources"]["requests"]["storage"] = json!(format!("{gi}Gi"));
+            i.changes
+                .push(format!("size {req} -> {gi}Gi to hold its data"));
+        }
+    }
+
+    // Order.
+    let placed: Vec<(ObjRef, Value)> = items
+        .iter()
+        .filter(|i| i.action != Action::Skip)
+        .map(|i| (i.target.clone(), i.object.clone()))
+        .collect();
+    let crd_of = |r: &ObjRef| {
+        let src = items
+            .iter()
+            .find(|i| &i.target == r)
+            .map(|i| i.source.clone())?;
+        crd_for(&crds_in_snapshot, &src)
+    };
+    let waves = graph::waves(&placed, &crd_of);
+    let wave_of: HashMap<&ObjRef, usize> = waves
+        .iter()
+        .enumerate()
+        .flat_map(|(n, w)| w.iter().map(move |r| (r, n)))
+        .collect();
+    for i in items.iter_mut() {
+        i.wave = wave_of.get(&i.target).copied().unwrap_or(0);
+    }
+    items.sort_by(|a, b| (a.wave, &a.target).cmp(&(b.wave, &b.target)));
+
+    if items.iter().all(|i| i.action == Action::Skip) && volumes.iter().all(|v| !v.restore_data) {
+        problems.push(Problem {
+            blocking: false,
+            object: None,
+            message: "nothing to do: everything exists on the target already".into(),
+        });
+    }
+
+    Ok(Plan {
+        snapshot: snap.id.short(),
+        source_cluster: meta.cluster.clone(),
+        target_cluster: target_cluster.into(),
+        target_version,
+        conflict: opts.conflict,
+        storage_class_mapping: mapping.storage_classes.clone(),
+        namespace_mapping: mapping.namespaces.clone(),
+        items,
+        volumes,
+        problems,
+    })
+}
+
+fn names(classes: &[StorageClassInfo]) -> String {
+    if classes.is_empty() {
+        return "no storage classes".into();
+    }
+    classes
+        .iter()
+        .map(|c| {
+            if c.default {
+                format!("{} (default)", c.name)
+            } else {
+                c.name.clone()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Whether `s` is a DNS label (a valid namespace name).
+pub fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// Parses a Kubernetes quantity of bytes (`10Gi`, `500M`, `1024`).
+pub fn parse_quantity(q: &str) -> Option<u64> {
+    let q = q.trim();
+    let split = q
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(q.len());
+    let (num, unit) = q.split_at(split);
+    let n: f64 = num.parse().ok()?;
+    let mult: f64 = match unit {
+        "" => 1.0,
+        "Ki" => 1024.0,
+        "Mi" => 1024f64.powi(2),
+        "Gi" => 1024f64.powi(3),
+        "Ti" => 1024f64.powi(4),
+        "Pi" => 1024f64.powi(5),
+        "k" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "T" => 1e12,
+        "P" => 1e15,
+        _ => return None,
+    };
+    Some((n * mult) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantities_and_labels() {
+        assert_eq!(parse_quantity("1Gi"), Some(1 << 30));
+        assert_eq!(parse_quantity("500M"), Some(500_000_000));
+        assert_eq!(parse_quantity("12"), Some(12));
+        assert_eq!(parse_quantity("1x"), None);
+        assert!(is_dns_label("shop-qa"));
+        assert!(!is_dns_label("Shop"));
+        assert!(!is_dns_label("-a"));
+        assert!(!is_dns_label(&"a".repeat(64)));
+    }
+}

@@ -1,0 +1,533 @@
+//! What changes on an object's way into another cluster: server-populated fields go,
+//! namespaces and storage classes are mapped, and options (scale to zero, extra
+//! labels, image registries) apply. Each change is recorded in words so the plan can
+//! show it. Objects a cluster makes by itself are not restored (see [`skip_reason`]).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use super::graph;
+use super::objects::ObjRef;
+use crate::providers::probe::StorageClassInfo;
+
+/// How a restore transforms objects.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Mapping {
+    /// Source namespace to target namespace.
+    #[serde(default)]
+    pub namespaces: BTreeMap<String, String>,
+    /// Source storage class to target storage class.
+    #[serde(default)]
+    pub storage_classes: BTreeMap<String, String>,
+    /// Set replicas of workloads to 0 and suspend CronJobs.
+    #[serde(default)]
+    pub scale_to_zero: bool,
+    /// Labels added to every restored object.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Image registry prefixes to replace (`docker.io/library` -> `registry.qa/lib`).
+    #[serde(default)]
+    pub registries: BTreeMap<String, String>,
+}
+
+impl Mapping {
+    pub fn namespace<'a>(&'a self, ns: &'a str) -> &'a str {
+        self.namespaces.get(ns).map(String::as_str).unwrap_or(ns)
+    }
+}
+
+/// Why an object is not restored (the target makes it itself), if so.
+pub fn skip_reason(obj: &Value) -> Option<&'static str> {
+    let r = ObjRef::of(obj);
+    match (r.group.as_str(), r.kind.as_str()) {
+        ("", "Event") | ("events.k8s.io", "Event") => Some("events describe the source's past"),
+        ("", "Endpoints") => Some("endpoints follow their Service on the target"),
+        ("discovery.k8s.io", "EndpointSlice") => {
+            Some("endpoint slices follow their Service on the target")
+        }
+        ("coordination.k8s.io", "Lease") => Some("leases belong to the source's controllers"),
+        ("apps", "ControllerRevision") => Some("controller revisions are made by their owner"),
+        ("", "PersistentVolume") => Some("volumes are provisioned for their claims on the target"),
+        ("storage.k8s.io", "StorageClass") => Some("storage classes are mapped, not copied"),
+        ("", "ServiceAccount") if r.name == "default" => {
+            Some("every namespace gets its own default service account")
+        }
+        ("", "ConfigMap") if r.name == "kube-root-ca.crt" => {
+            Some("each cluster publishes its own root CA")
+        }
+        ("", "Secret")
+            if obj["type"] == "kubernetes.io/service-account-token"
+                && r.name.contains("-token-") =>
+        {
+            Some("service account tokens are issued by the target")
+        }
+        _ => {
+            if graph::controller_owner(obj).is_some() {
+                Some("made by its owner, which is restored")
+            } else if r.kind == "Namespace"
+                && matches!(
+                    r.name.as_str(),
+                    "default" | "kube-system" | "kube-public" | "kube-node-lease"
+                )
+            {
+                Some("system namespaces exist on every cluster")
+            } else {
+                None
+            }
+        }
+    }
+}
+
+fn remove(m: &mut Map<String, Value>, key: &str, changes: &mut Vec<String>, why: &str) {
+    if m.remove(key).is_some() && !why.is_empty() {
+        changes.push(why.to_string());
+    }
+}
+
+/// Transforms a captured object for the target; returns the new object and what
+/// changed, in words.
+pub fn transform(obj: &Value, map: &Mapping) -> (Value, Vec<String>) {
+    let mut o = obj.clone();
+    let mut changes = Vec::new();
+    let r = ObjRef::of(obj);
+    if let Some(m) = o.as_object_mut() {
+        m.remove("status");
+    }
+    // Metadata the source server populated.
+    if let Some(md) = o.get_mut("metadata").and_then(Value::as_object_mut) {
+        for k in [
+            "uid",
+            "resourceVersion",
+            "generation",
+            "creationTimestamp",
+            "managedFields",
+            "selfLink",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "ownerReferences",
+        ] {
+            md.remove(k);
+        }
+        if let Some(a) = md.get_mut("annotations").and_then(Value::as_object_mut) {
+            for k in [
+                "deployment.kubernetes.io/revision",
+                "pv.kubernetes.io/bind-completed",
+                "pv.kubernetes.io/bound-by-controller",
+                "volume.kubernetes.io/selected-node",
+                "volume.beta.kubernetes.io/storage-provisioner",
+                "volume.kubernetes.io/storage-provisioner",
+                "control-plane.alpha.kubernetes.io/leader",
+            ] {
+                remove(a, k, &mut changes, "");
+            }
+        }
+        // Namespace mapping.
+        if let Some(ns) = md
+            .get("namespace")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+        {
+            let to = map.namespace(&ns).to_string();
+            if to != ns {
+                md.insert("namespace".into(), json!(to));
+                changes.push(format!("namespace {ns} -> {to}"));
+            }
+        }
+        if r.is("", "Namespace") {
+            let to = map.namespace(&r.name).to_string();
+            if to != r.name {
+                md.insert("name".into(), json!(to));
+                changes.push(format!("renamed {} -> {to}", r.name));
+            }
+            // The namespace's own UID-bound labels would be wrong on the target.
+            if let Some(l) = md.get_mut("labels").and_then(Value::as_object_mut) {
+                l.insert("kubernetes.io/metadata.name".into(), json!(to));
+            }
+        }
+        if !map.labels.is_empty() {
+            let l = md.entry("labels").or_insert_with(|| json!({}));
+            if let Some(l) = l.as_object_mut() {
+                for (k, v) in &map.labels {
+                    l.insert(k.clone(), json!(v));
+                }
+                changes.push(format!(
+                    "labels added: {}",
+                    map.labels
+                        .iter()
+                        .map(|(k, v)| format!("{k}={v}"))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                ));
+            }
+        }
+    }
+    match (r.group.as_str(), r.kind.as_str()) {
+        ("", "Service") => {
+            if let Some(spec) = o.get_mut("spec").and_then(Value::as_object_mut) {
+                let headless = spec.get("clusterIP").and_then(Value::as_str) == Some("None");
+                if !headless {
+                    remove(
+                        spec,
+                        "clusterIP",
+                        &mut changes,
+                        "cluster IP left to the target",
+                    );
+                    spec.remove("clusterIPs");
+                }
+                // Node ports the user did not choose (not in the last applied
+                // configuration) are the source's allocation.
+                let chosen = last_applied(obj)
+                    .map(|l| {
+                        l["spec"]["ports"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .any(|p| p["nodePort"].is_number())
+                    })
+                    .unwrap_or(false);
+                if !chosen && let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut)
+                {
+                    let mut any = false;
+                    for p in ports.iter_mut().filter_map(Value::as_object_mut) {
+                        any |= p.remove("nodePort").is_some();
+                    }
+                    if any {
+                        changes.push("node ports left to the target".into());
+                    }
+                }
+                spec.remove("healthCheckNodePort");
+            }
+        }
+        ("", "PersistentVolumeClaim") => {
+            if let Some(spec) = o.get_mut("spec").and_then(Value::as_object_mut) {
+                remove(
+                    spec,
+                    "volumeName",
+                    &mut changes,
+                    "bound volume left to the target's provisioner",
+                );
+                spec.remove("dataSource");
+                spec.remove("dataSourceRef");
+                if let Some(sc) = spec
+                    .get("storageClassName")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+                    && let Some(to) = map.storage_classes.get(&sc)
+                    && to != &sc
+                {
+                    spec.insert("storageClassName".into(), json!(to));
+                    changes.push(format!("storage class {sc} -> {to}"));
+                }
+            }
+        }
+        ("rbac.authorization.k8s.io", "RoleBinding" | "ClusterRoleBinding") => {
+            if let Some(subs) = o.get_mut("subjects").and_then(Value::as_array_mut) {
+                for s in subs.iter_mut().filter_map(Value::as_object_mut) {
+                    if let Some(ns) = s
+                        .get("namespace")
+                        .and_then(Value::as_str)
+                        .map(str::to_string)
+                    {
+                        let to = map.namespace(&ns).to_string();
+                        if to != ns {
+                            s.insert("namespace".into(), json!(to));
+                            changes.push(format!("subject namespace {ns} -> {to}"));
+                        }
+                    }
+                }
+            }
+        }
+        ("", "ServiceAccount") => {
+            if let Some(m) = o.as_object_mut() {
+                // Token secrets are issued anew on the target.
+                if let Some(secrets) = m.get_mut("secrets").and_then(Value::as_array_mut) {
+                    let before = secrets.len();
+                    secrets.retain(|s| !s["name"].as_str().unwrap_or("").contains("-token-"));
+                    if secrets.len() != before {
+                        changes.push("token secret references dropped".into());
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+    // Pods and pod templates.
+    let spec_path = match (r.group.as_str(), r.kind.as_str()) {
+        ("", "Pod") => Some("/spec"),
+        ("batch", "CronJob") => Some("/spec/jobTemplate/spec/template/spec"),
+        _ if graph::pod_spec(obj).is_some() => Some("/spec/template/spec"),
+        _ => None,
+    };
+    if let Some(p) = spec_path
+        && let Some(spec) = o.pointer_mut(p).and_then(Value::as_object_mut)
+    {
+        if r.kind == "Pod" {
+            remove(
+                spec,
+                "nodeName",
+                &mut changes,
+                "node assignment left to the target's scheduler",
+            );
+            // Projected service account token volumes are injected by the target.
+            let mut dropped = Vec::new();
+            if let Some(vols) = spec.get_mut("volumes").and_then(Value::as_array_mut) {
+                vols.retain(|v| {
+                    let n = v["name"].as_str().unwrap_or("");
+                    let token = n.starts_with("kube-api-access-");
+                    if token {
+                        dropped.push(n.to_string());
+                    }
+                    !token
+                });
+            }
+            for list in ["containers", "initContainers"] {
+                if let Some(cs) = spec.get_mut(list).and_then(Value::as_array_mut) {
+                    for c in cs.iter_mut() {
+                        if let Some(ms) = c.get_mut("volumeMounts").and_then(Value::as_array_mut) {
+                            ms.retain(|m| !dropped.iter().any(|d| m["name"] == d.as_str()));
+                        }
+                    }
+                }
+            }
+            if !dropped.is_empty() {
+                changes.push("service account token volume left to the target".into());
+            }
+        }
+        if !map.registries.is_empty() {
+            for list in ["containers", "initContainers"] {
+                if let Some(cs) = spec.get_mut(list).and_then(Value::as_array_mut) {
+                    for c in cs.iter_mut().filter_map(Value::as_object_mut) {
+                        if let Some(img) =
+                            c.get("image").and_then(Value::as_str).map(str::to_string)
+                            && let Some(new) = replace_registry(&img, &map.registries)
+                        {
+                            changes.push(format!("image {img} -> {new}"));
+                            c.insert("image".into(), json!(new));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    if let Some(spec) = o.get_mut("spec").and_then(Value::as_object_mut)
+        && r.is("apps", "StatefulSet")
+        && let Some(tpls) = spec
+            .get_mut("volumeClaimTemplates")
+            .and_then(Value::as_array_mut)
+    {
+        for t in tpls.iter_mut() {
+            if let Some(ts) = t.get_mut("spec").and_then(Value::as_object_mut)
+                && let Some(sc) = ts
+                    .get("storageClassName")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+                && let Some(to) = map.storage_classes.get(&sc)
+                && to != &sc
+            {
+                ts.insert("storageClassName".into(), json!(to));
+                changes.push(format!("claim template storage class {sc} -> {to}"));
+            }
+            if let Some(m) = t.as_object_mut() {
+                m.remove("status");
+            }
+        }
+    }
+    if map.scale_to_zero {
+        match (r.group.as_str(), r.kind.as_str()) {
+            ("apps", "Deployment" | "StatefulSet" | "ReplicaSet") => {
+                o["spec"]["replicas"] = json!(0);
+                changes.push("scaled to zero".into());
+            }
+            ("batch", "CronJob") => {
+                o["spec"]["suspend"] = json!(true);
+                changes.push("suspended".into());
+            }
+            _ => {}
+        }
+    }
+    changes.sort();
+    changes.dedup();
+    (o, changes)
+}
+
+fn last_applied(obj: &Value) -> Option<Value> {
+    obj["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"]
+        .as_str()
+        .and_then(|s| serde_json::from_str(s).ok())
+}
+
+fn replace_registry(image: &str, registries: &BTreeMap<String, String>) -> Option<String> {
+    registries
+        .iter()
+        .filter(|(from, _)| image.starts_with(&format!("{from}/")))
+        .max_by_key(|(from, _)| from.len())
+        .map(|(from, to)| format!("{to}{}", &image[from.len()..]))
+}
+
+/// Service DNS names of a mapped namespace that appear in ConfigMap data: Ferry leaves
+/// them alone but the plan reports them.
+pub fn dns_mentions(obj: &Value, map: &Mapping) -> Vec<String> {
+    let r = ObjRef::of(obj);
+    if !r.is("", "ConfigMap") {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for (from, to) in &map.namespaces {
+        if from == to {
+            continue;
+        }
+        let needle = format!(".{from}.svc");
+        for (k, v) in obj["data"].as_object().into_iter().flatten() {
+            if v.as_str().is_some_and(|s| s.contains(&needle)) {
+                out.push(format!(
+                    "{r}: key {k} names a service in {from} (`{needle}`); it now lives in {to}: edit the value if it should follow"
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// Suggests a target class for each source class: the same name, else the same
+/// provisioner with the same `type` parameter, else the same provisioner, else a
+/// class whose name equals the source's `type` parameter (`gp3`), else the default.
+pub fn suggest_storage_classes(
+    source: &[StorageClassInfo],
+    used: &[String],
+    target: &[StorageClassInfo],
+) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for name in used {
+        let src = source.iter().find(|s| &s.name == name);
+        let pick = target
+            .iter()
+            .find(|t| &t.name == name)
+            .or_else(|| {
+                src.and_then(|s| {
+                    target.iter().find(|t| {
+                        t.provisioner == s.provisioner
+                            && s.parameters.contains_key("type")
+                            && t.parameters.get("type") == s.parameters.get("type")
+                    })
+                })
+            })
+            .or_else(|| {
+                src.and_then(|s| {
+                    let ty = s.parameters.get("type")?;
+                    target.iter().find(|t| &t.name == ty)
+                })
+            })
+            .or_else(|| {
+                src.and_then(|s| {
+                    target
+                        .iter()
+                        .find(|t| t.provisioner == s.provisioner && t.default)
+                })
+            })
+            .or_else(|| src.and_then(|s| target.iter().find(|t| t.provisioner == s.provisioner)))
+            .or_else(|| target.iter().find(|t| t.default));
+        if let Some(t) = pick {
+            out.insert(name.clone(), t.name.clone());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sc(name: &str, prov: &str, ty: Option<&str>, default: bool) -> StorageClassInfo {
+        StorageClassInfo {
+            name: name.into(),
+            provisioner: prov.into(),
+            parameters: ty
+                .map(|t| [("type".to_string(), t.to_string())].into())
+                .unwrap_or_default(),
+            default,
+            binding_mode: "WaitForFirstConsumer".into(),
+            allow_expansion: true,
+        }
+    }
+
+    #[test]
+    fn storage_classes_map_by_name_then_parameters_then_default() {
+        let src = vec![
+            sc("ebs-sc", "ebs.csi.aws.com", Some("gp3"), true),
+            sc("fast", "x.csi", None, false),
+        ];
+        let tgt = vec![
+            sc("gp2", "ebs.csi.aws.com", Some("gp2"), true),
+            sc("gp3", "ebs.csi.aws.com", Some("gp3"), false),
+        ];
+        let m = suggest_storage_classes(&src, &["ebs-sc".into(), "fast".into()], &tgt);
+        assert_eq!(m["ebs-sc"], "gp3");
+        assert_eq!(m["fast"], "gp2");
+        let same = suggest_storage_classes(&src, &["ebs-sc".into()], &src);
+        assert_eq!(same["ebs-sc"], "ebs-sc");
+    }
+
+    #[test]
+    fn services_lose_allocated_ips_and_ports_but_keep_chosen_ones() {
+        let svc = json!({"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "web", "namespace": "shop", "uid": "u", "resourceVersion": "5"},
+            "spec": {"clusterIP": "10.96.0.7", "clusterIPs": ["10.96.0.7"], "type": "NodePort",
+                     "ports": [{"port": 80, "nodePort": 31234}]},
+            "status": {"loadBalancer": {}}});
+        let map = Mapping {
+            namespaces: [("shop".into(), "shop-qa".into())].into(),
+            ..Mapping::default()
+        };
+        let (o, changes) = transform(&svc, &map);
+        assert!(o["spec"]["clusterIP"].is_null() && o["spec"]["ports"][0]["nodePort"].is_null());
+        assert!(o["metadata"]["uid"].is_null() && o["status"].is_null());
+        assert_eq!(o["metadata"]["namespace"], "shop-qa");
+        assert!(
+            changes
+                .iter()
+                .any(|c| c.contains("namespace shop -> shop-qa"))
+        );
+        let headless = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "db", "namespace": "shop"},
+            "spec": {"clusterIP": "None"}});
+        assert_eq!(transform(&headless, &map).0["spec"]["clusterIP"], "None");
+    }
+
+    #[test]
+    fn claims_are_unbound_and_mapped_and_owned_objects_skipped() {
+        let pvc = json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+            "metadata": {"name": "data", "namespace": "shop", "annotations": {"pv.kubernetes.io/bind-completed": "yes"}},
+            "spec": {"storageClassName": "ebs-sc", "volumeName": "pvc-1", "accessModes": ["ReadWriteOnce"]}});
+        let map = Mapping {
+            storage_classes: [("ebs-sc".into(), "gp2".into())].into(),
+            ..Mapping::default()
+        };
+        let (o, _) = transform(&pvc, &map);
+        assert_eq!(o["spec"]["storageClassName"], "gp2");
+        assert!(o["spec"]["volumeName"].is_null());
+        assert!(o["metadata"]["annotations"]["pv.kubernetes.io/bind-completed"].is_null());
+        let rs = json!({"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": "web-1", "namespace": "shop",
+            "ownerReferences": [{"kind": "Deployment", "name": "web", "controller": true}]}});
+        assert!(skip_reason(&rs).is_some());
+        assert!(skip_reason(&pvc).is_none());
+    }
+
+    #[test]
+    fn registries_and_scale_to_zero() {
+        let d = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": "shop"},
+            "spec": {"replicas": 3, "template": {"spec": {"containers": [{"name": "c", "image": "docker.io/library/nginx:1"}]}}}});
+        let map = Mapping {
+            scale_to_zero: true,
+            registries: [("docker.io/library".into(), "registry.qa".into())].into(),
+            ..Mapping::default()
+        };
+        let (o, _) = transform(&d, &map);
+        assert_eq!(o["spec"]["replicas"], 0);
+        assert_eq!(
+            o["spec"]["template"]["spec"]["containers"][0]["image"],
+            "registry.qa/nginx:1"
+        );
+    }
+}

@@ -1,0 +1,270 @@
+//! Linked clusters from kubeconfig files: every context of every file the user has
+//! (`KUBECONFIG`, a list merged the way kubectl merges it, `~/.kube/config`, and the
+//! files and folders named in Ferry's settings), one entry per cluster even when two
+//! files reach it, each with the sources it came from.
+//!
+//! A context keeps the users and clusters of the file that defined it, so nothing is
+//! lost when files are merged (exec plugins, token files and relative certificate paths
+//! resolve against their own file).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use kube::config::{KubeConfigOptions, Kubeconfig};
+
+/// How long a cluster may take to answer before Ferry calls it unreachable.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum KubeconfigError {
+    #[error("cannot read the kubeconfig {path}: {detail}. Fix or remove the file")]
+    Read { path: PathBuf, detail: String },
+    #[error("no linked cluster is called {0:?}: list them with `ferry clusters`")]
+    UnknownCluster(String),
+    #[error(
+        "the context {context:?} (from {source_file}) cannot be used: {detail}. Check its cluster, user and credentials in that file"
+    )]
+    Context {
+        context: String,
+        source_file: String,
+        detail: String,
+    },
+}
+
+/// Where the clusters come from.
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    /// Files and folders (every file in a folder) to read, in kubectl's order.
+    pub paths: Vec<PathBuf>,
+}
+
+impl Sources {
+    /// The user's kubeconfig files: `KUBECONFIG` if set (a `:`-separated list), else
+    /// `~/.kube/config`; then the `extra` files and folders from Ferry's settings.
+    pub fn from_environment(extra: &[PathBuf]) -> Sources {
+        let mut paths = Vec::new();
+        match std::env::var_os("KUBECONFIG") {
+            Some(v) if !v.is_empty() => paths.extend(std::env::split_paths(&v)),
+            _ => {
+                if let Some(home) = std::env::var_os("HOME") {
+                    paths.push(PathBuf::from(home).join(".kube").join("config"));
+                }
+            }
+        }
+        paths.extend(extra.iter().cloned());
+        Sources { paths }
+    }
+
+    /// Every existing file named, folders expanded (sorted), duplicates dropped.
+    fn files(&self) -> Vec<PathBuf> {
+        let mut out: Vec<PathBuf> = Vec::new();
+        for p in &self.paths {
+            if p.is_dir() {
+                let mut entries: Vec<PathBuf> = std::fs::read_dir(p)
+                    .map(|rd| {
+                        rd.flatten()
+                            .map(|e| e.path())
+                            .filter(|p| p.is_file())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                entries.sort();
+                out.extend(entries);
+            } else if p.is_file() {
+                out.push(p.clone());
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        out.retain(|p| seen.insert(std::fs::canonicalize(p).unwrap_or_else(|_| p.clone())));
+        out
+    }
+}
+
+/// One linked cluster: a context and what it points at.
+#[derive(Debug, Clone)]
+pub struct LinkedCluster {
+    /// The name Ferry shows and accepts (`--context`): the context's name, with the
+    /// file's name appended when two files define different clusters under one name.
+    pub name: String,
+    pub context: String,
+    pub server: String,
+    pub user: String,
+    pub namespace: Option<String>,
+    /// The kubeconfig files that reach this cluster, the first one used.
+    pub sources: Vec<PathBuf>,
+    /// Whether it is the current context of the first file.
+    pub current: bool,
+    config: Kubeconfig,
+}
+
+/// A kubeconfig file that could not be used.
+#[derive(Debug, Clone)]
+pub struct BrokenSource {
+    pub path: PathBuf,
+    pub error: String,
+}
+
+/// Every linked cluster, in the order the files name them.
+#[derive(Debug, Clone, Default)]
+pub struct Linked {
+    pub clusters: Vec<LinkedCluster>,
+    pub broken: Vec<BrokenSource>,
+    pub files: Vec<PathBuf>,
+}
+
+impl Linked {
+    /// Reads every source. A broken file is reported, never fatal.
+    pub fn load(sources: &Sources) -> Linked {
+        let mut linked = Linked::default();
+        let mut first_current: Option<String> = None;
+        for path in sources.files() {
+            let kc = match Kubeconfig::read_from(&path) {
+                Ok(k) => k,
+                Err(e) => {
+                    linked.broken.push(BrokenSource {
+                        path: path.clone(),
+                        error: e.to_string(),
+                    });
+                    continue;
+                }
+            };
+            linked.files.push(path.clone());
+            if first_current.is_none() {
+                first_current = kc.current_context.clone();
+            }
+            for ctx in &kc.contexts {
+                let Some(c) = &ctx.context else { continue };
+                let server = kc
+                    .clusters
+                    .iter()
+                    .find(|n| n.name == c.cluster)
+                    .and_then(|n| n.cluster.as_ref())
+                    .and_then(|c| c.server.clone())
+                    .unwrap_or_default();
+                let user = c.user.clone().unwrap_or_default();
+                if let Some(existing) = linked
+                    .clusters
+                    .iter_mut()
+                    .find(|l| l.context == ctx.name && l.server == server && l.user == user)
+                {
+                    existing.sources.push(path.clone());
+                    continue;
+                }
+                let mut name = ctx.name.clone();
+                if linked.clusters.iter().any(|l| l.name == name) {
+                    let stem = path
+                        .file_name()
+                        .map(|s| s.to_string_lossy().into_owned())
+                        .unwrap_or_default();
+                    name = format!("{name}@{stem}");
+                }
+                linked.clusters.push(LinkedCluster {
+                    name,
+                    context: ctx.name.clone(),
+                    server,
+                    user,
+                    namespace: c.namespace.clone(),
+                    sources: vec![path.clone()],
+                    current: false,
+                    config: single_context(&kc, &ctx.name),
+                });
+            }
+        }
+        if let Some(cur) = first_current
+            && let Some(c) = linked.clusters.iter_mut().find(|c| c.context == cur)
+        {
+            c.current = true;
+        }
+        linked
+    }
+
+    pub fn get(&self, name: &str) -> Result<&LinkedCluster, KubeconfigError> {
+        self.clusters
+            .iter()
+            .find(|c| c.name == name)
+            .or_else(|| self.clusters.iter().find(|c| c.context == name))
+            .ok_or_else(|| KubeconfigError::UnknownCluster(name.to_string()))
+    }
+
+    /// The cluster of the current context, else the only one.
+    pub fn current(&self) -> Option<&LinkedCluster> {
+        self.clusters
+            .iter()
+            .find(|c| c.current)
+            .or(if self.clusters.len() == 1 {
+                self.clusters.first()
+            } else {
+                None
+            })
+    }
+}
+
+/// The part of `kc` that context `name` needs: itself, its cluster and its user.
+fn single_context(kc: &Kubeconfig, name: &str) -> Kubeconfig {
+    let ctx = kc.contexts.iter().find(|c| c.name == name).cloned();
+    let (cluster, user) = ctx
+        .as_ref()
+        .and_then(|c| c.context.as_ref())
+        .map(|c| (c.cluster.clone(), c.user.clone().unwrap_or_default()))
+        .unwrap_or_default();
+    Kubeconfig {
+        clusters: kc
+            .clusters
+            .iter()
+            .filter(|c| c.name == cluster)
+            .cloned()
+            .collect(),
+        auth_infos: kc
+            .auth_infos
+            .iter()
+            .filter(|a| a.name == user)
+            .cloned()
+            .collect(),
+        contexts: ctx.into_iter().collect(),
+        current_context: Some(name.to_string()),
+        ..Kubeconfig::default()
+    }
+}
+
+impl LinkedCluster {
+    /// A kube-rs client for this cluster, with Ferry's timeouts.
+    pub async fn client(&self) -> Result<kube::Client, KubeconfigError> {
+        let bad = |detail: String| KubeconfigError::Context {
+            context: self.context.clone(),
+            source_file: self
+                .sources
+                .first()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            detail,
+        };
+        let opts = KubeConfigOptions {
+            context: Some(self.context.clone()),
+            ..KubeConfigOptions::default()
+        };
+        let mut config = kube::Config::from_custom_kubeconfig(self.config.clone(), &opts)
+            .await
+            .map_err(|e| bad(e.to_string()))?;
+        config.connect_timeout = Some(CONNECT_TIMEOUT);
+        config.read_timeout = Some(Duration::from_secs(60));
+        kube::Client::try_from(config).map_err(|e| bad(e.to_string()))
+    }
+
+    /// Where the first source lives, for grouping in the console.
+    pub fn source_label(&self) -> String {
+        self.sources
+            .first()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default()
+    }
+}
+
+/// Groups clusters by their first source file (the console's grouping).
+pub fn by_source(linked: &Linked) -> BTreeMap<String, Vec<&LinkedCluster>> {
+    let mut m: BTreeMap<String, Vec<&LinkedCluster>> = BTreeMap::new();
+    for c in &linked.clusters {
+        m.entry(c.source_label()).or_default().push(c);
+    }
+    m
+}
