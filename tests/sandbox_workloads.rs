@@ -959,6 +959,13 @@ async fn seed_loads_the_shop_idempotently_and_a_restart_keeps_it() {
     assert!(summary.bytes >= 8 * 64 * 1024, "{summary:?}");
     let ns = Some("shop");
 
+    // The claim got the default class before the scheduler looked at it: no detour.
+    let events = list(&client, "Event", ns, "").await;
+    assert!(
+        !events.iter().any(|e| e["reason"] == "FailedScheduling"),
+        "{events:#?}"
+    );
+
     let pg = &summary.volumes[0].1;
     assert_eq!(
         std::fs::read(pg.join("pgdata/PG_VERSION")).unwrap(),
@@ -1214,5 +1221,48 @@ async fn kubectl_rollout_status_and_wait_for_available() {
         ["Running", "Running"],
         "{pods}"
     );
+
+    // A StatefulSet with a claim template and a Job, as kubectl waits for them.
+    let manifest = dir.path().join("more.yaml");
+    std::fs::write(
+        &manifest,
+        "apiVersion: apps/v1\nkind: StatefulSet\nmetadata:\n  name: db\nspec:\n  serviceName: db\n  replicas: 2\n  \
+         selector:\n    matchLabels: {app: db}\n  template:\n    metadata:\n      labels: {app: db}\n    \
+         spec:\n      containers:\n      - name: pg\n        image: postgres:16\n  volumeClaimTemplates:\n  \
+         - metadata: {name: data}\n    spec:\n      accessModes: [ReadWriteOnce]\n      resources: {requests: {storage: 1Gi}}\n\
+         ---\napiVersion: batch/v1\nkind: Job\nmetadata:\n  name: once\nspec:\n  template:\n    spec:\n      \
+         restartPolicy: Never\n      containers:\n      - name: once\n        image: busybox\n        command: [\"true\"]\n",
+    )
+    .unwrap();
+    kubectl(&kc, &["apply", "-f", manifest.to_str().unwrap()]).await;
+    let out = kubectl(
+        &kc,
+        &["rollout", "status", "statefulset/db", "--timeout=60s"],
+    )
+    .await;
+    assert!(out.contains("roll out complete: 2 new pods"), "{out}");
+    let out = kubectl(
+        &kc,
+        &[
+            "wait",
+            "--for=condition=complete",
+            "job/once",
+            "--timeout=60s",
+        ],
+    )
+    .await;
+    assert!(out.contains("condition met"), "{out}");
+    let out = kubectl(
+        &kc,
+        &[
+            "wait",
+            "--for=jsonpath={.status.phase}=Bound",
+            "pvc/data-db-0",
+            "pvc/data-db-1",
+            "--timeout=60s",
+        ],
+    )
+    .await;
+    assert_eq!(out.matches("condition met").count(), 2, "{out}");
     sandbox.shutdown().await.unwrap();
 }

@@ -72,9 +72,12 @@ fn pod_fits(pod: &Value, node: &Value) -> bool {
     selector_ok && node_selector_matches(affinity, node)
 }
 
+/// The claim's class, or the default class for a claim that names none (yet).
 fn storage_class(c: &Cluster, pvc: &Value) -> Option<Value> {
-    let name = pvc["spec"]["storageClassName"].as_str()?;
-    get(c, "storage.k8s.io", "storageclasses", None, name)
+    match pvc["spec"]["storageClassName"].as_str() {
+        Some(name) => get(c, "storage.k8s.io", "storageclasses", None, name),
+        None => super::storage::default_class(c),
+    }
 }
 
 fn is_bound(pvc: &Value) -> bool {
@@ -97,13 +100,15 @@ fn unschedulable(c: &mut Cluster, pod: &Value, message: &str) -> ApiResult<()> {
 
 /// The scheduler: nodes for pods that have none.
 pub fn schedule(c: &mut Cluster) {
-    let pending: Vec<Value> = list(c, "", "pods", None)
-        .into_iter()
-        .filter(|p| {
+    let pending: Vec<Value> = c
+        .store
+        .list("", "pods", None)
+        .filter(|(_, p)| {
             !deleting(p)
                 && p["spec"]["nodeName"].as_str().is_none_or(str::is_empty)
                 && !matches!(p["status"]["phase"].as_str(), Some("Succeeded" | "Failed"))
         })
+        .map(|(_, p)| p.clone())
         .collect();
     if pending.is_empty() {
         return;
@@ -288,15 +293,21 @@ fn runs_to_completion(pod: &Value) -> bool {
 
 /// The kubelet: scheduled pods start (once their volumes are bound) and Job pods finish.
 pub fn run(c: &mut Cluster) {
-    let pods: Vec<Value> = list(c, "", "pods", None)
-        .into_iter()
-        .filter(|p| {
+    // Running pods stay Running (as with a kubelet, a claim deleted under a running pod
+    // does not stop it); only pods that start or finish need a look.
+    let pods: Vec<Value> = c
+        .store
+        .list("", "pods", None)
+        .filter(|(_, p)| {
+            let phase = p["status"]["phase"].as_str();
             !deleting(p)
                 && p["spec"]["nodeName"]
                     .as_str()
                     .is_some_and(|n| !n.is_empty())
-                && !matches!(p["status"]["phase"].as_str(), Some("Succeeded" | "Failed"))
+                && !matches!(phase, Some("Succeeded" | "Failed"))
+                && (phase != Some("Running") || runs_to_completion(p))
         })
+        .map(|(_, p)| p.clone())
         .collect();
     if pods.is_empty() {
         return;

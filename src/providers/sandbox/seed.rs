@@ -460,6 +460,16 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<(), SeedError> {
 /// and the small files around them. Returns the files written and their bytes.
 fn write_postgres(volume: &Path, files: usize, file_size: u64) -> Result<(usize, u64), SeedError> {
     let root = volume.join("pgdata");
+    // A seed again with fewer or smaller files leaves no file of the previous one behind.
+    for dir in ["base/16384", "pg_wal"] {
+        let dir = root.join(dir);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(|source| SeedError::Io {
+                path: dir.clone(),
+                source,
+            })?;
+        }
+    }
     let mut count = 0;
     let mut bytes = 0u64;
     let mut put = |rel: &str, data: &[u8]| -> Result<(), SeedError> {

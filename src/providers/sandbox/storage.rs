@@ -290,7 +290,8 @@ fn request(pvc: &Value) -> Option<&str> {
     pvc["spec"]["resources"]["requests"]["storage"].as_str()
 }
 
-fn default_class(c: &Cluster) -> Option<Value> {
+/// The class marked default, if any.
+pub fn default_class(c: &Cluster) -> Option<Value> {
     list(c, "storage.k8s.io", "storageclasses", None)
         .into_iter()
         .find(|sc| {

@@ -785,6 +785,7 @@ impl Cluster {
             (CRD_GROUP, CRDS) => validate_crd(info, name, obj)?,
             _ => {}
         }
+        super::workloads::default_fields(&info.group, &info.plural, obj);
         Ok(())
     }
 

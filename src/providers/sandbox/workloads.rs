@@ -14,6 +14,9 @@
 //! - CronJob -> a Job per due time of its five-field schedule (UTC), keeping the
 //!   configured history.
 //!
+//! It also holds the defaults the API server fills in on writes of workloads, pods and
+//! volumes ([`default_fields`], called from `verbs.rs`).
+//!
 //! Owns the workload objects' status and their children. Must not set pod status: that is
 //! `pods.rs`.
 
@@ -945,6 +948,167 @@ impl Schedule {
     }
 }
 
+/// Sets `v[key]` to `default` when `v` is an object without it.
+fn default_to(v: &mut Value, key: &str, default: Value) {
+    if let Some(m) = v.as_object_mut() {
+        m.entry(key.to_string()).or_insert(default);
+    }
+}
+
+/// The defaults the API server fills in on every write of a workload, pod or volume, so
+/// that clients (`kubectl rollout status`, Ferry's own cleanup of defaulted fields) see
+/// what a real cluster returns.
+pub fn default_fields(group: &str, plural: &str, obj: &mut Value) {
+    let uid = obj["metadata"]["uid"].as_str().unwrap_or("").to_string();
+    let name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
+    let spec = &mut obj["spec"];
+    if !spec.is_object() {
+        return;
+    }
+    match (group, plural) {
+        ("", "pods") => {
+            default_to(spec, "serviceAccountName", json!("default"));
+            let sa = spec["serviceAccountName"].clone();
+            default_to(spec, "serviceAccount", sa);
+            default_to(spec, "enableServiceLinks", json!(true));
+            default_to(spec, "preemptionPolicy", json!("PreemptLowerPriority"));
+            default_to(spec, "priority", json!(0));
+            default_pod_spec(spec);
+        }
+        ("apps", "deployments") => {
+            default_to(spec, "revisionHistoryLimit", json!(10));
+            default_to(spec, "progressDeadlineSeconds", json!(600));
+            default_to(spec, "strategy", json!({"type": "RollingUpdate"}));
+            if spec["strategy"]["type"].is_null() {
+                spec["strategy"]["type"] = json!("RollingUpdate");
+            }
+            if spec["strategy"]["type"] == "RollingUpdate" {
+                default_to(&mut spec["strategy"], "rollingUpdate", json!({}));
+                let ru = &mut spec["strategy"]["rollingUpdate"];
+                default_to(ru, "maxUnavailable", json!("25%"));
+                default_to(ru, "maxSurge", json!("25%"));
+            }
+            default_pod_spec(&mut spec["template"]["spec"]);
+        }
+        ("apps", "replicasets") => default_pod_spec(&mut spec["template"]["spec"]),
+        ("apps", "statefulsets") => {
+            default_to(spec, "podManagementPolicy", json!("OrderedReady"));
+            default_to(spec, "revisionHistoryLimit", json!(10));
+            default_to(spec, "updateStrategy", json!({"type": "RollingUpdate"}));
+            if spec["updateStrategy"]["type"].is_null() {
+                spec["updateStrategy"]["type"] = json!("RollingUpdate");
+            }
+            if spec["updateStrategy"]["type"] == "RollingUpdate" {
+                default_to(&mut spec["updateStrategy"], "rollingUpdate", json!({}));
+                default_to(
+                    &mut spec["updateStrategy"]["rollingUpdate"],
+                    "partition",
+                    json!(0),
+                );
+            }
+            default_to(
+                spec,
+                "persistentVolumeClaimRetentionPolicy",
+                json!({"whenDeleted": "Retain", "whenScaled": "Retain"}),
+            );
+            for t in spec["volumeClaimTemplates"]
+                .as_array_mut()
+                .into_iter()
+                .flatten()
+            {
+                default_to(&mut t["spec"], "volumeMode", json!("Filesystem"));
+            }
+            default_pod_spec(&mut spec["template"]["spec"]);
+        }
+        ("apps", "daemonsets") => {
+            default_to(spec, "revisionHistoryLimit", json!(10));
+            default_to(
+                spec,
+                "updateStrategy",
+                json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}),
+            );
+            default_pod_spec(&mut spec["template"]["spec"]);
+        }
+        ("batch", "jobs") => {
+            default_job_spec(spec, &uid, &name);
+        }
+        ("batch", "cronjobs") => {
+            default_to(spec, "concurrencyPolicy", json!("Allow"));
+            default_to(spec, "suspend", json!(false));
+            default_to(spec, "successfulJobsHistoryLimit", json!(3));
+            default_to(spec, "failedJobsHistoryLimit", json!(1));
+            let job = &mut spec["jobTemplate"]["spec"];
+            if job.is_object() {
+                default_job_spec(job, "", "");
+            }
+        }
+        ("", "persistentvolumeclaims") => default_to(spec, "volumeMode", json!("Filesystem")),
+        ("", "persistentvolumes") => {
+            default_to(spec, "volumeMode", json!("Filesystem"));
+            default_to(spec, "persistentVolumeReclaimPolicy", json!("Retain"));
+        }
+        _ => {}
+    }
+}
+
+/// Job defaults; with the Job's `uid` (not for a CronJob's template) also the selector
+/// and template labels the API server generates.
+fn default_job_spec(spec: &mut Value, uid: &str, name: &str) {
+    let completions_unset = spec["completions"].is_null() && spec["parallelism"].is_null();
+    default_to(spec, "parallelism", json!(1));
+    if completions_unset {
+        spec["completions"] = json!(1);
+    }
+    default_to(spec, "backoffLimit", json!(6));
+    default_to(spec, "completionMode", json!("NonIndexed"));
+    default_to(spec, "suspend", json!(false));
+    default_to(spec, "podReplacementPolicy", json!("TerminatingOrFailed"));
+    let manual = spec["manualSelector"].as_bool().unwrap_or(false);
+    if !uid.is_empty() && !manual && spec["selector"].is_null() {
+        spec["selector"] = json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}});
+        let labels = &mut spec["template"]["metadata"]["labels"];
+        for (k, v) in [
+            ("batch.kubernetes.io/controller-uid", uid),
+            ("controller-uid", uid),
+            ("batch.kubernetes.io/job-name", name),
+            ("job-name", name),
+        ] {
+            labels[k] = json!(v);
+        }
+    }
+    default_pod_spec(&mut spec["template"]["spec"]);
+}
+
+/// Pod spec defaults, for pods and pod templates.
+fn default_pod_spec(spec: &mut Value) {
+    if !spec.is_object() {
+        return;
+    }
+    default_to(spec, "restartPolicy", json!("Always"));
+    default_to(spec, "dnsPolicy", json!("ClusterFirst"));
+    default_to(spec, "terminationGracePeriodSeconds", json!(30));
+    default_to(spec, "schedulerName", json!("default-scheduler"));
+    default_to(spec, "securityContext", json!({}));
+    for key in ["containers", "initContainers"] {
+        for ctr in spec[key].as_array_mut().into_iter().flatten() {
+            let image = ctr["image"].as_str().unwrap_or("");
+            let last = image.rsplit('/').next().unwrap_or(image);
+            let latest = !image.contains('@') && (!last.contains(':') || last.ends_with(":latest"));
+            default_to(
+                ctr,
+                "imagePullPolicy",
+                json!(if latest { "Always" } else { "IfNotPresent" }),
+            );
+            default_to(ctr, "terminationMessagePath", json!("/dev/termination-log"));
+            default_to(ctr, "terminationMessagePolicy", json!("File"));
+            default_to(ctr, "resources", json!({}));
+            for port in ctr["ports"].as_array_mut().into_iter().flatten() {
+                default_to(port, "protocol", json!("TCP"));
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -969,5 +1133,32 @@ mod tests {
         assert!(Schedule::parse("@hourly").is_some());
         assert_eq!(int_or_percent(&json!("25%"), 4, 25, false), 1);
         assert_eq!(int_or_percent(&json!(2), 4, 25, false), 2);
+    }
+
+    #[test]
+    fn defaults_are_filled_and_kept() {
+        let mut sts = json!({"metadata": {"name": "db", "uid": "u"}, "spec": {"template": {"spec": {"containers": [{"name": "c", "image": "pg:16", "ports": [{"containerPort": 5432}]}]}}}});
+        default_fields("apps", "statefulsets", &mut sts);
+        assert_eq!(sts["spec"]["updateStrategy"]["type"], "RollingUpdate");
+        let ctr = &sts["spec"]["template"]["spec"]["containers"][0];
+        assert_eq!(ctr["imagePullPolicy"], "IfNotPresent");
+        assert_eq!(ctr["ports"][0]["protocol"], "TCP");
+        let once = sts.clone();
+        default_fields("apps", "statefulsets", &mut sts);
+        assert_eq!(sts, once);
+        let mut job = json!({"metadata": {"name": "j", "uid": "u1"}, "spec": {"template": {"spec": {"containers": [{"name": "c", "image": "busybox"}]}}}});
+        default_fields("batch", "jobs", &mut job);
+        assert_eq!(
+            job["spec"]["selector"]["matchLabels"]["batch.kubernetes.io/controller-uid"],
+            "u1"
+        );
+        assert_eq!(
+            job["spec"]["template"]["metadata"]["labels"]["job-name"],
+            "j"
+        );
+        assert_eq!(
+            job["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"],
+            "Always"
+        );
     }
 }
