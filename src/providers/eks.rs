@@ -49,6 +49,9 @@ pub struct AwsAccount {
     /// An endpoint for every AWS service (a local test server); none in real use.
     #[serde(default)]
     pub endpoint: Option<String>,
+    /// Fixed credentials (access key ID, secret) instead of the profile's.
+    #[serde(skip)]
+    pub static_credentials: Option<(String, String)>,
 }
 
 impl AwsAccount {
@@ -65,6 +68,15 @@ impl AwsAccount {
         }
         if let Some(e) = &self.endpoint {
             l = l.endpoint_url(e);
+        }
+        if let Some((id, secret)) = &self.static_credentials {
+            l = l.credentials_provider(aws_credential_types::Credentials::new(
+                id.clone(),
+                secret.clone(),
+                None,
+                None,
+                "ferry-static",
+            ));
         }
         l.load().await
     }
