@@ -13,12 +13,17 @@
 //! - `select.rs`, `patch.rs`: selectors and patch formats;
 //! - `proto.rs`: protobuf bodies of Secrets, ConfigMaps and Namespaces (typed clients);
 //! - `server.rs`: HTTPS, authentication, routing, watches;
+//! - `exec.rs`: pod exec over WebSockets (v5/v4 channel protocols);
+//! - `runtime.rs`: container emulation: exec commands run as host processes with the
+//!   pod's volumes mapped to host folders;
 //! - `kubeconfig.rs`: the kubeconfig clients use.
 
+mod exec;
 mod kubeconfig;
 mod patch;
 mod proto;
 mod resources;
+mod runtime;
 mod select;
 mod server;
 mod store;
@@ -240,6 +245,7 @@ impl Sandbox {
                 .map(|t| (t.token.clone(), t.user.clone()))
                 .collect::<HashMap<_, _>>(),
             server_url: format!("https://{addr}"),
+            execs: Default::default(),
         });
         let acceptor = tokio_rustls::TlsAcceptor::from(certs.server_config()?);
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
@@ -281,7 +287,8 @@ impl Sandbox {
                             server::handle(shared.clone(), req)
                         });
                         let conn = hyper::server::conn::http1::Builder::new()
-                            .serve_connection(TokioIo::new(tls), service);
+                            .serve_connection(TokioIo::new(tls), service)
+                            .with_upgrades();
                         tokio::select! {
                             r = conn => if let Err(e) = r {
                                 tracing::debug!("sandbox connection ended: {e}");
@@ -370,6 +377,7 @@ impl Sandbox {
     /// Stops serving (open connections and watches end) and saves the state.
     pub async fn shutdown(self) -> Result<(), SandboxError> {
         let _ = self.stop.send(true);
+        self.shared.execs.stop().await;
         for t in self.tasks {
             let _ = t.await;
         }
