@@ -887,3 +887,169 @@ async fn kubectl_exec_and_cp_work_both_ways() {
     assert!(err.contains("not found"), "{err}");
     env.stop().await;
 }
+
+// ---- the wire protocol, from a raw WebSocket client ----
+
+type RawWs =
+    tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
+
+/// Opens an exec WebSocket offering `protocols`; the negotiated one, or the HTTP error.
+async fn raw_exec(env: &Env, query: &str, protocols: &str) -> Result<(String, RawWs), u16> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(
+            <rustls::pki_types::CertificateDer as rustls::pki_types::pem::PemObject>::from_pem_slice(
+                env.sandbox.ca_pem().as_bytes(),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(env.sandbox.addr())
+        .await
+        .unwrap();
+    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(
+            rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap(),
+            tcp,
+        )
+        .await
+        .unwrap();
+    let url = format!(
+        "wss://{}/api/v1/namespaces/default/pods/p/exec?{query}",
+        env.sandbox.addr()
+    );
+    let mut req = url.into_client_request().unwrap();
+    let h = req.headers_mut();
+    h.insert(
+        "Authorization",
+        format!("Bearer {}", env.sandbox.token("admin").unwrap())
+            .parse()
+            .unwrap(),
+    );
+    h.insert("Sec-WebSocket-Protocol", protocols.parse().unwrap());
+    match tokio_tungstenite::client_async(req, tls).await {
+        Ok((ws, resp)) => {
+            let p = resp.headers()["Sec-WebSocket-Protocol"]
+                .to_str()
+                .unwrap()
+                .to_string();
+            Ok((p, ws))
+        }
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => Err(resp.status().as_u16()),
+        Err(e) => panic!("unexpected handshake error: {e}"),
+    }
+}
+
+/// Every message until the server closes: (channel, bytes), and the close code.
+async fn collect(ws: &mut RawWs) -> (Vec<(u8, Vec<u8>)>, Option<u16>) {
+    use futures::StreamExt as _;
+    use tokio_tungstenite::tungstenite::Message;
+    let mut got = Vec::new();
+    while let Some(m) = ws.next().await {
+        match m.unwrap() {
+            Message::Binary(b) => got.push((b[0], b[1..].to_vec())),
+            Message::Close(f) => return (got, f.map(|f| u16::from(f.code))),
+            _ => {}
+        }
+    }
+    (got, None)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_v4_protocol_and_negotiation_on_the_wire() {
+    use futures::SinkExt as _;
+    use tokio_tungstenite::tungstenite::Message;
+    let env = Env::start().await;
+    env.running_pod(
+        "p",
+        json!({"containers": [{"name": "c", "image": "busybox"}]}),
+    )
+    .await;
+
+    // v5 is preferred when offered.
+    let (p, mut ws) = raw_exec(
+        &env,
+        "command=true&stdout=true",
+        "v4.channel.k8s.io, v5.channel.k8s.io",
+    )
+    .await
+    .unwrap();
+    assert_eq!(p, "v5.channel.k8s.io");
+    let (got, close) = collect(&mut ws).await;
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].0, 3);
+    assert_eq!(close, Some(1000));
+
+    // v4: output channels, the exit status as a Status, then a normal close.
+    let script = "echo%20out%3B%20echo%20err%20%3E%262%3B%20exit%205";
+    let (p, mut ws) = raw_exec(
+        &env,
+        &format!("command=sh&command=-c&command={script}&stdout=true&stderr=true"),
+        "v4.channel.k8s.io",
+    )
+    .await
+    .unwrap();
+    assert_eq!(p, "v4.channel.k8s.io");
+    let (got, close) = collect(&mut ws).await;
+    assert!(got.contains(&(1, b"out\n".to_vec())), "{got:?}");
+    assert!(got.contains(&(2, b"err\n".to_vec())), "{got:?}");
+    let (channel, status) = got.last().unwrap();
+    assert_eq!(*channel, 3);
+    let status: serde_json::Value = serde_json::from_slice(status).unwrap();
+    assert_eq!(status["reason"], "NonZeroExitCode");
+    assert_eq!(status["details"]["causes"][0]["message"], "5");
+    assert_eq!(close, Some(1000));
+
+    // v4 stdin: channel 0.
+    let (_, mut ws) = raw_exec(
+        &env,
+        "command=head&command=-c&command=5&stdin=true&stdout=true",
+        "v4.channel.k8s.io",
+    )
+    .await
+    .unwrap();
+    ws.send(Message::binary(b"\x00hello world".to_vec()))
+        .await
+        .unwrap();
+    let (got, _) = collect(&mut ws).await;
+    assert_eq!(got[0], (1, b"hello".to_vec()));
+    assert_eq!(got.last().unwrap().0, 3);
+
+    // No protocol the sandbox speaks; not a WebSocket at all (SPDY): 400 before upgrade.
+    assert_eq!(
+        raw_exec(&env, "command=true&stdout=true", "channel.k8s.io")
+            .await
+            .err(),
+        Some(400)
+    );
+    let req = tokio_tungstenite::tungstenite::http::Request::post(
+        "/api/v1/namespaces/default/pods/p/exec?command=true&stdout=true",
+    )
+    .header("Upgrade", "SPDY/3.1")
+    .header("Connection", "Upgrade")
+    .body(Vec::new())
+    .unwrap();
+    match env.client.request_text(req).await {
+        Err(kube::Error::Api(s)) => {
+            assert_eq!(s.code, 400);
+            assert!(s.message.contains("WebSockets only"), "{}", s.message);
+        }
+        other => panic!("expected a 400, got {other:?}"),
+    }
+    // Missing command.
+    assert_eq!(
+        raw_exec(&env, "stdout=true", "v5.channel.k8s.io")
+            .await
+            .err(),
+        Some(400)
+    );
+    env.stop().await;
+}
