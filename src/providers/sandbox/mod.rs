@@ -13,6 +13,9 @@
 //! - `select.rs`, `patch.rs`: selectors and patch formats;
 //! - `proto.rs`: protobuf bodies of Secrets, ConfigMaps and Namespaces (typed clients);
 //! - `server.rs`: HTTPS, authentication, routing, watches;
+//! - `exec.rs`: pod exec over WebSockets (v5/v4 channel protocols);
+//! - `runtime.rs`: container emulation: exec commands run as host processes with the
+//!   pod's volumes mapped to host folders;
 //! - `kubeconfig.rs`: the kubeconfig clients use;
 //! - `controllers.rs`, `workloads.rs`, `pods.rs`, `storage.rs`: the control loop that makes
 //!   a sandbox behave like a cluster (workload controllers, scheduling and pod status,
@@ -20,11 +23,13 @@
 //! - `seed.rs`: `ferry sandbox seed`, a sample shop application loaded through the API.
 
 mod controllers;
+mod exec;
 mod kubeconfig;
 mod patch;
 mod pods;
 mod proto;
 mod resources;
+mod runtime;
 pub mod seed;
 mod select;
 mod server;
@@ -275,6 +280,7 @@ impl Sandbox {
                 .map(|t| (t.token.clone(), t.user.clone()))
                 .collect::<HashMap<_, _>>(),
             server_url: format!("https://{addr}"),
+            execs: Default::default(),
         });
         let acceptor = tokio_rustls::TlsAcceptor::from(certs.server_config()?);
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
@@ -316,7 +322,8 @@ impl Sandbox {
                             server::handle(shared.clone(), req)
                         });
                         let conn = hyper::server::conn::http1::Builder::new()
-                            .serve_connection(TokioIo::new(tls), service);
+                            .serve_connection(TokioIo::new(tls), service)
+                            .with_upgrades();
                         tokio::select! {
                             r = conn => if let Err(e) = r {
                                 tracing::debug!("sandbox connection ended: {e}");
@@ -406,6 +413,7 @@ impl Sandbox {
     /// Stops serving (open connections and watches end) and saves the state.
     pub async fn shutdown(self) -> Result<(), SandboxError> {
         let _ = self.stop.send(true);
+        self.shared.execs.stop().await;
         for t in self.tasks {
             let _ = t.await;
         }
