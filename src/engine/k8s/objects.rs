@@ -89,9 +89,11 @@ impl Catalog {
     /// aggregated API) are left out, as kubectl does.
     pub async fn discover(client: &kube::Client) -> Result<Catalog> {
         // Aggregated discovery (one request per root) where served, else per group.
+        // A server without it may answer with the legacy documents, which parse as
+        // nothing: fall back then too.
         let d = match Discovery::new(client.clone()).run_aggregated().await {
-            Ok(d) => d,
-            Err(_) => Discovery::new(client.clone())
+            Ok(d) if d.groups().any(|g| g.name() == "") && d.groups().count() > 1 => d,
+            _ => Discovery::new(client.clone())
                 .run()
                 .await
                 .map_err(|e| K8sError::api("cannot discover the cluster's API", &e))?,

@@ -383,7 +383,7 @@ pub fn dns_mentions(obj: &Value, map: &Mapping) -> Vec<String> {
         for (k, v) in obj["data"].as_object().into_iter().flatten() {
             if v.as_str().is_some_and(|s| s.contains(&needle)) {
                 out.push(format!(
-                    "{r}: key {k} names a service in {from} (`{needle}`); it now lives in {to}: edit the value if it should follow"
+                    "key {k} names a service in {from} (`{needle}`); it now lives in {to}: edit the value if it should follow"
                 ));
             }
         }

@@ -1,0 +1,463 @@
+//! Moving workloads between two sandbox clusters with different storage classes:
+//! capture with volume data through mover pods, plan, restore, migrate; checked with
+//! kube-rs, with kubectl, and byte for byte on the volumes' folders.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ferry::engine::k8s::JobProgress;
+use ferry::engine::k8s::apply::{self, Report};
+use ferry::engine::k8s::capture::{self, CaptureOptions, CaptureOutcome, Scope};
+use ferry::engine::k8s::mover::MoverOptions;
+use ferry::engine::k8s::objects::ObjRef;
+use ferry::engine::k8s::plan::{self, Action, Conflict, Plan, RestoreOptions};
+use ferry::engine::k8s::transform::Mapping;
+use ferry::providers::kubeconfig::{Linked, Sources};
+use ferry::providers::sandbox::seed::{SeedOptions, seed};
+use ferry::providers::sandbox::{Sandbox, SandboxConfig, write_kubeconfig};
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
+use kube::Api;
+use kube::api::ListParams;
+
+struct Clusters {
+    dir: tempfile::TempDir,
+    prod: Sandbox,
+    qa: Sandbox,
+    kubeconfig: PathBuf,
+    linked: Linked,
+}
+
+impl Clusters {
+    async fn start() -> Clusters {
+        let dir = tempfile::tempdir().unwrap();
+        let prod = Sandbox::start(SandboxConfig::new("prod", dir.path().join("prod")).with_demo_storage())
+            .await
+            .unwrap();
+        let qa = Sandbox::start(SandboxConfig::new("qa", dir.path().join("qa")).with_demo_storage())
+            .await
+            .unwrap();
+        let kubeconfig = dir.path().join("kubeconfig");
+        write_kubeconfig(&kubeconfig, &[prod.kubeconfig_entry(), qa.kubeconfig_entry()]).unwrap();
+        let linked = Linked::load(&Sources {
+            paths: vec![kubeconfig.clone()],
+        });
+        Clusters {
+            dir,
+            prod,
+            qa,
+            kubeconfig,
+            linked,
+        }
+    }
+
+    async fn client(&self, name: &str) -> kube::Client {
+        self.linked.get(name).unwrap().client().await.unwrap()
+    }
+
+    async fn stop(self) {
+        self.prod.shutdown().await.unwrap();
+        self.qa.shutdown().await.unwrap();
+    }
+}
+
+fn small_seed() -> SeedOptions {
+    SeedOptions {
+        files: 12,
+        file_size: 192 * 1024,
+        ..SeedOptions::default()
+    }
+}
+
+async fn capture_ns(client: &kube::Client, repo: &ferry::engine::Repository, cluster: &str, ns: &str) -> CaptureOutcome {
+    let job = JobProgress::new();
+    capture::capture(
+        client,
+        repo,
+        &CaptureOptions {
+            cluster: cluster.into(),
+            scope: Scope::Namespaces(vec![ns.into()]),
+            include_volumes: true,
+            use_snapshots: true,
+            mover: MoverOptions::default(),
+            tags: vec![],
+            parent: None,
+            no_parent: false,
+        },
+        &job,
+    )
+    .await
+    .unwrap()
+}
+
+fn restore_opts(from: &str, to: &str, conflict: Conflict) -> RestoreOptions {
+    RestoreOptions {
+        mapping: Mapping {
+            namespaces: [(from.to_string(), to.to_string())].into(),
+            ..Mapping::default()
+        },
+        conflict,
+        include_volumes: true,
+        mover: MoverOptions::default(),
+        only: None,
+        namespaces: vec![],
+    }
+}
+
+async fn plan_for(client: &kube::Client, repo: &ferry::engine::Repository, out: &CaptureOutcome, opts: &RestoreOptions) -> Plan {
+    plan_into(client, "ferry-qa", repo, out, opts).await
+}
+
+async fn plan_into(
+    client: &kube::Client,
+    target: &str,
+    repo: &ferry::engine::Repository,
+    out: &CaptureOutcome,
+    opts: &RestoreOptions,
+) -> Plan {
+    let repo2 = repo.clone();
+    let snap = out.snapshot.clone();
+    let objects = tokio::task::spawn_blocking(move || capture::read_objects(&repo2, &snap))
+        .await
+        .unwrap()
+        .unwrap();
+    plan::build(client, target, &out.snapshot, &out.meta, &objects, opts)
+        .await
+        .unwrap()
+}
+
+/// The host folder of a claim's volume in a sandbox.
+async fn volume_dir(client: &kube::Client, sandbox_dir: &Path, ns: &str, claim: &str) -> PathBuf {
+    let pvc = Api::<PersistentVolumeClaim>::namespaced(client.clone(), ns)
+        .get(claim)
+        .await
+        .unwrap();
+    let pv_name = pvc.spec.unwrap().volume_name.unwrap();
+    let pv = Api::<PersistentVolume>::all(client.clone()).get(&pv_name).await.unwrap();
+    let handle = pv.spec.unwrap().csi.unwrap().volume_handle;
+    sandbox_dir.join("volumes").join(handle)
+}
+
+/// Checksums of every file below `dir`, by relative path.
+fn checksums(dir: &Path) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    fn walk(root: &Path, d: &Path, out: &mut BTreeMap<String, String>) {
+        for e in std::fs::read_dir(d).unwrap() {
+            let e = e.unwrap();
+            let p = e.path();
+            let rel = p.strip_prefix(root).unwrap().display().to_string();
+            if e.file_type().unwrap().is_dir() {
+                walk(root, &p, out);
+            } else if e.file_type().unwrap().is_file() {
+                out.insert(rel, blake3::hash(&std::fs::read(&p).unwrap()).to_hex().to_string());
+            }
+        }
+    }
+    walk(dir, dir, &mut out);
+    out
+}
+
+async fn wait_running(client: &kube::Client, ns: &str, selector: &str) {
+    let api = Api::<Pod>::namespaced(client.clone(), ns);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let pods = api.list(&ListParams::default().labels(selector)).await.unwrap();
+        if !pods.items.is_empty()
+            && pods
+                .items
+                .iter()
+                .all(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "pods {selector} in {ns} never ran");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn kubectl(kubeconfig: &Path, args: &[&str]) -> String {
+    let home = std::env::var("HOME").unwrap();
+    let bin = PathBuf::from(home).join(".cache/ferry-tools/kubectl");
+    let out = std::process::Command::new(&bin)
+        .env("KUBECONFIG", kubeconfig)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e} (run scripts/install-kubectl.sh)", bin.display()));
+    assert!(
+        out.status.success(),
+        "kubectl {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn no_failures(r: &Report) {
+    let f = r.failed();
+    assert!(f.is_empty(), "restore failures: {f:#?}");
+}
+
+#[test]
+fn shop_migrates_from_prod_to_qa_with_its_data_and_again_incrementally() {
+    let t = common::new_repo();
+    t.rt.block_on(async {
+        let c = Clusters::start().await;
+        let prod = c.client("ferry-prod").await;
+        let qa = c.client("ferry-qa").await;
+        let seeded = seed(&prod, &c.dir.path().join("prod"), &small_seed()).await.unwrap();
+        assert!(seeded.files > 0);
+
+        // Capture: every object and both volumes, read from CSI snapshots on prod.
+        let out = capture_ns(&prod, &t.repo, "ferry-prod", "shop").await;
+        assert!(out.warnings.is_empty(), "{:?}", out.warnings);
+        assert_eq!(out.meta.volumes.len(), 2, "{:?}", out.meta.volumes);
+        for v in &out.meta.volumes {
+            assert_eq!(v.consistency, "snapshot", "{v:?}");
+            assert_eq!(v.files_transferred, v.files);
+        }
+        let pg = out.meta.volumes.iter().find(|v| v.pvc == "data-postgres-0").unwrap();
+        assert!(pg.files >= 12 && pg.bytes >= 12 * 192 * 1024, "{pg:?}");
+        // No mover or snapshot is left behind.
+        let pods = Api::<Pod>::namespaced(prod.clone(), "shop")
+            .list(&ListParams::default().labels("app.kubernetes.io/managed-by=ferry"))
+            .await
+            .unwrap();
+        assert!(pods.items.is_empty());
+
+        // Plan: renamed namespace, ebs-sc suggested onto gp3 (same EBS type), ordered.
+        let opts = restore_opts("shop", "shop-qa", Conflict::Skip);
+        let p = plan_for(&qa, &t.repo, &out, &opts).await;
+        assert_eq!(p.blocking(), 0, "{}", p.render_text());
+        assert_eq!(p.storage_class_mapping.get("ebs-sc").map(String::as_str), Some("gp3"));
+        let wave = |kind: &str, name: &str| {
+            p.items
+                .iter()
+                .find(|i| i.target.kind == kind && i.target.name == name)
+                .unwrap_or_else(|| panic!("{kind} {name} not in the plan"))
+                .wave
+        };
+        assert!(wave("Namespace", "shop-qa") < wave("PersistentVolumeClaim", "data-postgres-0"));
+        assert!(wave("PersistentVolumeClaim", "data-postgres-0") < wave("StatefulSet", "postgres"));
+        assert!(wave("Service", "web") < wave("Ingress", "web"));
+        let rs = p.items.iter().find(|i| i.source.kind == "ReplicaSet").unwrap();
+        assert_eq!(rs.action, Action::Skip);
+
+        // Restore.
+        let job = JobProgress::new();
+        let report = apply::apply(&qa, &t.repo, &p, &MoverOptions::default(), &job).await.unwrap();
+        no_failures(&report);
+        assert_eq!(report.volumes.len(), 2);
+
+        // Every planned object is there, transformed as the plan said.
+        for i in p.items.iter().filter(|i| i.action != Action::Skip) {
+            let got = kubectl(
+                &c.kubeconfig,
+                &[
+                    "--context",
+                    "ferry-qa",
+                    "get",
+                    &i.target.type_name().to_lowercase(),
+                    &i.target.name,
+                    "-n",
+                    i.target.namespace.as_deref().unwrap_or("default"),
+                    "-o",
+                    "name",
+                ],
+            );
+            assert!(!got.trim().is_empty(), "{} missing", i.target);
+        }
+        let claim = Api::<PersistentVolumeClaim>::namespaced(qa.clone(), "shop-qa")
+            .get("data-postgres-0")
+            .await
+            .unwrap();
+        assert_eq!(claim.spec.unwrap().storage_class_name.as_deref(), Some("gp3"));
+        wait_running(&qa, "shop-qa", "app=postgres").await;
+
+        // Byte-identical volumes.
+        for claim in ["data-postgres-0", "redis-data"] {
+            let a = volume_dir(&prod, &c.dir.path().join("prod"), "shop", claim).await;
+            let b = volume_dir(&qa, &c.dir.path().join("qa"), "shop-qa", claim).await;
+            let (ca, cb) = (checksums(&a), checksums(&b));
+            assert!(!ca.is_empty());
+            assert_eq!(ca, cb, "{claim} differs");
+        }
+
+        // Change a few files; the next capture transfers only those.
+        let pgdir = volume_dir(&prod, &c.dir.path().join("prod"), "shop", "data-postgres-0").await;
+        std::fs::write(pgdir.join("changed-after-first-run.txt"), b"new file\n").unwrap();
+        let some = checksums(&pgdir).keys().find(|k| k.starts_with("base/")).cloned().unwrap();
+        std::fs::write(pgdir.join(&some), common::bytes(300_000, 9)).unwrap();
+        let second = capture_ns(&prod, &t.repo, "ferry-prod", "shop").await;
+        assert_eq!(second.snapshot.parent, Some(out.snapshot.id));
+        let pg2 = second.meta.volumes.iter().find(|v| v.pvc == "data-postgres-0").unwrap();
+        assert_eq!(pg2.files_transferred, 2, "{pg2:?}");
+        let redis2 = second.meta.volumes.iter().find(|v| v.pvc == "redis-data").unwrap();
+        assert_eq!(redis2.files_transferred, 0, "{redis2:?}");
+
+        // Restoring the second capture with conflicts=update refreshes the data.
+        let p2 = plan_for(&qa, &t.repo, &second, &restore_opts("shop", "shop-qa", Conflict::Update)).await;
+        assert_eq!(p2.blocking(), 0, "{}", p2.render_text());
+        let report = apply::apply(&qa, &t.repo, &p2, &MoverOptions::default(), &JobProgress::new()).await.unwrap();
+        no_failures(&report);
+        let b = volume_dir(&qa, &c.dir.path().join("qa"), "shop-qa", "data-postgres-0").await;
+        assert_eq!(checksums(&pgdir), checksums(&b));
+        c.stop().await;
+    });
+}
+
+#[test]
+fn conflicts_follow_the_chosen_policy_and_a_rerun_skips_restored_volumes() {
+    let t = common::new_repo();
+    t.rt.block_on(async {
+        let c = Clusters::start().await;
+        let prod = c.client("ferry-prod").await;
+        let qa = c.client("ferry-qa").await;
+        seed(&prod, &c.dir.path().join("prod"), &small_seed()).await.unwrap();
+        let out = capture_ns(&prod, &t.repo, "ferry-prod", "shop").await;
+        let p = plan_for(&qa, &t.repo, &out, &restore_opts("shop", "shop", Conflict::Skip)).await;
+        no_failures(&apply::apply(&qa, &t.repo, &p, &MoverOptions::default(), &JobProgress::new()).await.unwrap());
+
+        // skip: nothing to create, the volumes hold this snapshot's data already.
+        let again = plan_for(&qa, &t.repo, &out, &restore_opts("shop", "shop", Conflict::Skip)).await;
+        assert_eq!(again.count(Action::Create), 0, "{}", again.render_text());
+        assert!(again.volumes.iter().all(|v| !v.restore_data));
+        assert!(again.volumes.iter().all(|v| v.reason.as_deref() == Some("already restored from this snapshot")));
+
+        // fail: every existing object is a blocking problem, and apply refuses.
+        let fail = plan_for(&qa, &t.repo, &out, &restore_opts("shop", "shop", Conflict::Fail)).await;
+        assert!(fail.blocking() > 0);
+        assert!(fail.problems.iter().any(|p| p.message.contains("exists on the target")));
+        let err = apply::apply(&qa, &t.repo, &fail, &MoverOptions::default(), &JobProgress::new()).await.unwrap_err();
+        assert!(err.to_string().contains("problem"), "{err}");
+
+        // update: existing objects are replaced.
+        let upd = plan_for(&qa, &t.repo, &out, &restore_opts("shop", "shop", Conflict::Update)).await;
+        assert!(upd.count(Action::Update) > 5, "{}", upd.render_text());
+        no_failures(&apply::apply(&qa, &t.repo, &upd, &MoverOptions::default(), &JobProgress::new()).await.unwrap());
+        c.stop().await;
+    });
+}
+
+#[test]
+fn a_target_lacking_a_storage_class_or_a_definition_gets_a_plan_that_refuses() {
+    let t = common::new_repo();
+    t.rt.block_on(async {
+        let c = Clusters::start().await;
+        let prod = c.client("ferry-prod").await;
+        seed(&prod, &c.dir.path().join("prod"), &small_seed()).await.unwrap();
+        let out = capture_ns(&prod, &t.repo, "ferry-prod", "shop").await;
+
+        // A cluster with no storage class at all.
+        let bare_dir = c.dir.path().join("bare");
+        let mut cfg = SandboxConfig::new("bare", &bare_dir);
+        cfg.storage_classes.clear();
+        let bare = Sandbox::start(cfg).await.unwrap();
+        let kc = c.dir.path().join("bare-kubeconfig");
+        write_kubeconfig(&kc, &[bare.kubeconfig_entry()]).unwrap();
+        let linked = Linked::load(&Sources { paths: vec![kc] });
+        let client = linked.get("ferry-bare").unwrap().client().await.unwrap();
+        let p = plan_into(&client, "ferry-bare", &t.repo, &out, &restore_opts("shop", "shop", Conflict::Skip)).await;
+        assert!(p.blocking() > 0);
+        let text = p.render_text();
+        assert!(text.contains("no storage class on ferry-bare for ebs-sc"), "{text}");
+        let err = apply::apply(&client, &t.repo, &p, &MoverOptions::default(), &JobProgress::new()).await.unwrap_err();
+        assert!(err.to_string().contains("problem"));
+        // Nothing was created.
+        let ns = Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone()).get_opt("shop").await.unwrap();
+        assert!(ns.is_none());
+
+        // A mapping onto a class the target lacks is refused too, naming what it has.
+        let qa = c.client("ferry-qa").await;
+        let mut o = restore_opts("shop", "shop", Conflict::Skip);
+        o.mapping.storage_classes.insert("ebs-sc".into(), "premium".into());
+        let p = plan_for(&qa, &t.repo, &out, &o).await;
+        let text = p.render_text();
+        assert!(text.contains("premium") && text.contains("gp2 (default)"), "{text}");
+
+        // Custom resources whose definition is neither on the target nor in the capture.
+        let repo2 = t.repo.clone();
+        let snap = out.snapshot.clone();
+        let mut objects = tokio::task::spawn_blocking(move || capture::read_objects(&repo2, &snap))
+            .await
+            .unwrap()
+            .unwrap();
+        objects.retain(|o| ObjRef::of(o).kind != "CustomResourceDefinition");
+        let p = plan::build(&qa, "ferry-qa", &out.snapshot, &out.meta, &objects, &restore_opts("shop", "shop", Conflict::Skip))
+            .await
+            .unwrap();
+        assert!(
+            p.problems.iter().any(|x| x.blocking && x.message.contains("does not serve shop.example.com/")),
+            "{}",
+            p.render_text()
+        );
+        bare.shutdown().await.unwrap();
+        c.stop().await;
+    });
+}
+
+#[test]
+fn a_target_that_drops_mid_restore_ends_in_a_report_and_the_rerun_completes() {
+    let t = common::new_repo();
+    t.rt.block_on(async {
+        let c = Clusters::start().await;
+        let prod = c.client("ferry-prod").await;
+        seed(
+            &prod,
+            &c.dir.path().join("prod"),
+            &SeedOptions {
+                files: 48,
+                file_size: 1 << 20,
+                ..SeedOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+        let out = capture_ns(&prod, &t.repo, "ferry-prod", "shop").await;
+        let qa = c.client("ferry-qa").await;
+        let opts = restore_opts("shop", "shop", Conflict::Skip);
+        let p = plan_for(&qa, &t.repo, &out, &opts).await;
+
+        // Stop the target as soon as volume data starts to flow.
+        let job = JobProgress::new();
+        let qa_addr = c.qa.addr();
+        let Clusters { dir, prod: prod_sb, qa: qa_sb, kubeconfig: _, linked } = c;
+        let watcher = {
+            let job = job.clone();
+            tokio::spawn(async move {
+                loop {
+                    if job.data.snapshot().bytes_done > 0 {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                qa_sb.shutdown().await.unwrap();
+            })
+        };
+        let r = apply::apply(&qa, &t.repo, &p, &MoverOptions::default(), &job).await;
+        watcher.await.unwrap();
+        match r {
+            Ok(report) => assert!(!report.failed().is_empty(), "the restore did not notice the drop"),
+            Err(e) => assert!(!e.to_string().is_empty()),
+        }
+
+        // The cluster comes back (same folder and address); the rerun completes.
+        let mut cfg = SandboxConfig::new("qa", dir.path().join("qa")).with_demo_storage();
+        cfg.bind = qa_addr;
+        let qa_sb = Sandbox::start(cfg).await.unwrap();
+        let qa = linked.get("ferry-qa").unwrap().client().await.unwrap();
+        let p = plan_for(&qa, &t.repo, &out, &opts).await;
+        assert_eq!(p.blocking(), 0, "{}", p.render_text());
+        no_failures(&apply::apply(&qa, &t.repo, &p, &MoverOptions::default(), &Arc::new(JobProgress::default())).await.unwrap());
+        for claim in ["data-postgres-0", "redis-data"] {
+            let a = volume_dir(&prod, &dir.path().join("prod"), "shop", claim).await;
+            let b = volume_dir(&qa, &dir.path().join("qa"), "shop", claim).await;
+            assert_eq!(checksums(&a), checksums(&b), "{claim} differs after the rerun");
+        }
+        prod_sb.shutdown().await.unwrap();
+        qa_sb.shutdown().await.unwrap();
+    });
+}
