@@ -11,10 +11,12 @@
 //! - `resources.rs`: the served resource types and discovery documents;
 //! - `verbs.rs`: API semantics (create, update, patch, delete, finalizers, GC, ...);
 //! - `select.rs`, `patch.rs`: selectors and patch formats;
+//! - `dryrun.rs`: server-side dry-run on a throw-away copy of the cluster;
 //! - `proto.rs`: protobuf bodies of Secrets, ConfigMaps and Namespaces (typed clients);
 //! - `server.rs`: HTTPS, authentication, routing, watches;
 //! - `kubeconfig.rs`: the kubeconfig clients use.
 
+mod dryrun;
 mod kubeconfig;
 mod patch;
 mod proto;

@@ -327,11 +327,6 @@ async fn route(shared: &Arc<Shared>, req: Request<Incoming>) -> ApiResult<Respon
             ),
         ));
     }
-    if query.get("dryRun").is_some_and(|v| !v.is_empty()) && verb != "get" && verb != "list" {
-        return Err(ApiError::bad_request(
-            "the sandbox does not support dryRun yet: run without it",
-        ));
-    }
     let list_query = ListQuery {
         label_selector: query.get("labelSelector").cloned().unwrap_or_default(),
         field_selector: query.get("fieldSelector").cloned().unwrap_or_default(),
@@ -397,6 +392,16 @@ async fn route(shared: &Arc<Shared>, req: Request<Incoming>) -> ApiResult<Respon
         }
         Ok(o)
     };
+    let dry_run = match verb {
+        "create" | "update" | "patch" => super::dryrun::requested(&query, verb, None)?,
+        "delete" | "deletecollection" => {
+            let opts = (!body.is_empty() && !protobuf)
+                .then(|| parse_json(&body))
+                .transpose()?;
+            super::dryrun::requested(&query, verb, opts.as_ref())?
+        }
+        _ => false,
+    };
     let name = name.as_deref().unwrap_or("");
     let decode = |body: &[u8]| -> ApiResult<Value> {
         if !protobuf {
@@ -410,8 +415,7 @@ async fn route(shared: &Arc<Shared>, req: Request<Incoming>) -> ApiResult<Respon
             )
         })
     };
-    let run = || -> ApiResult<(u16, Value)> {
-        let mut c = shared.cluster.lock();
+    let exec = |c: &mut Cluster| -> ApiResult<(u16, Value)> {
         Ok(match verb {
             "get" => (200, c.get(&info, ns, name, sub)?),
             "list" => (200, c.list(&info, ns, &list_query)?),
@@ -424,6 +428,15 @@ async fn route(shared: &Arc<Shared>, req: Request<Incoming>) -> ApiResult<Respon
                 c.delete_collection(&info, ns, &list_query, &delete_opts()?)?,
             ),
         })
+    };
+    let run = || -> ApiResult<(u16, Value)> {
+        let mut c = shared.cluster.lock();
+        if !dry_run {
+            return exec(&mut c);
+        }
+        let (code, mut out) = exec(&mut super::dryrun::scratch(&c))?;
+        super::dryrun::settle(&c.store, &info, &mut out);
+        Ok((code, out))
     };
     // A bug must cost one request a 500, never the server: catch panics here. Each store
     // change is a single step, so the store stays consistent.

@@ -344,6 +344,9 @@ pub struct Cluster {
     /// The sandbox's folder. Volume contents live in `volumes/<volumeHandle>/` below it
     /// (see [`Cluster::volume_dir`]).
     pub dir: std::path::PathBuf,
+    /// True on the throw-away copy a dry-run request works on (see `dryrun.rs`): code
+    /// with effects outside the store (folders on disk) must skip them.
+    pub dry_run: bool,
 }
 
 impl Cluster {
@@ -353,6 +356,7 @@ impl Cluster {
             name: name.to_string(),
             ca_pem: ca_pem.to_string(),
             dir: dir.to_path_buf(),
+            dry_run: false,
         }
     }
 
