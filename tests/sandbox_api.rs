@@ -8,7 +8,10 @@ use std::path::Path;
 use ferry::providers::sandbox::{Sandbox, SandboxConfig, write_kubeconfig};
 use futures::StreamExt;
 use hyper::http;
-use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::authentication::v1::SelfSubjectReview;
+use k8s_openapi::api::authorization::v1::{SelfSubjectAccessReview, SelfSubjectRulesReview};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
+use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::{
     DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
 };
@@ -19,6 +22,7 @@ use serde_json::{Value, json};
 struct Env {
     sandbox: Sandbox,
     client: Client,
+    config: Config,
 }
 
 async fn start(dir: &Path) -> Env {
@@ -31,8 +35,12 @@ async fn start(dir: &Path) -> Env {
     let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
         .await
         .unwrap();
-    let client = Client::try_from(config).unwrap();
-    Env { sandbox, client }
+    let client = Client::try_from(config.clone()).unwrap();
+    Env {
+        sandbox,
+        client,
+        config,
+    }
 }
 
 fn api_error(e: kube::Error) -> kube::core::Status {
@@ -281,5 +289,155 @@ async fn dry_run_of_every_verb_answers_like_the_real_call_and_changes_nothing() 
         }
     }
     drop(events);
+    env.sandbox.shutdown().await.unwrap();
+}
+
+/// A client of the same sandbox authenticated by `token`.
+fn client_with_token(env: &Env, token: &str) -> Client {
+    let mut config = env.config.clone();
+    config.auth_info.token = Some(token.to_string().into());
+    Client::try_from(config).unwrap()
+}
+
+#[tokio::test]
+async fn rbac_lets_a_developer_create_in_qa_only_and_reviews_say_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = start(dir.path()).await;
+    let namespaces: Api<Namespace> = Api::all(env.client.clone());
+    for ns in ["qa", "prod"] {
+        let obj: Namespace = serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap();
+        namespaces
+            .create(&PostParams::default(), &obj)
+            .await
+            .unwrap();
+    }
+    let binding: RoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": "developers-edit"},
+        "subjects": [{"kind": "Group", "apiGroup": "rbac.authorization.k8s.io", "name": "developers"}],
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"}
+    }))
+    .unwrap();
+    Api::<RoleBinding>::namespaced(env.client.clone(), "qa")
+        .create(&PostParams::default(), &binding)
+        .await
+        .unwrap();
+    let token = env
+        .sandbox
+        .add_user("dev", &["developers".to_string()])
+        .unwrap();
+    let dev = client_with_token(&env, &token);
+
+    // Discovery is open to every authenticated user.
+    let discovery = kube::discovery::Discovery::new(dev.clone())
+        .run()
+        .await
+        .unwrap();
+    assert!(discovery.groups().any(|g| g.name() == "apps"));
+
+    let qa: Api<ConfigMap> = Api::namespaced(dev.clone(), "qa");
+    qa.create(&PostParams::default(), &cm("made", json!({}), json!({})))
+        .await
+        .unwrap();
+    let prod: Api<ConfigMap> = Api::namespaced(dev.clone(), "prod");
+    let e = api_error(
+        prod.create(&PostParams::default(), &cm("made", json!({}), json!({})))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!((e.code, e.reason.as_str()), (403, "Forbidden"));
+    assert_eq!(
+        e.message,
+        "configmaps is forbidden: User \"dev\" cannot create resource \"configmaps\" in API group \"\" in the namespace \"prod\""
+    );
+    let e = api_error(prod.get("kube-root-ca.crt").await.unwrap_err());
+    assert_eq!(
+        e.message,
+        "configmaps \"kube-root-ca.crt\" is forbidden: User \"dev\" cannot get resource \"configmaps\" in API group \"\" in the namespace \"prod\""
+    );
+    // Watches go through the same authorizer.
+    let e = api_error(
+        prod.watch(&WatchParams::default(), "0")
+            .await
+            .err()
+            .expect("a watch in prod is forbidden"),
+    );
+    assert_eq!(e.code, 403);
+    // Dry runs are authorized like the real request.
+    let e = api_error(
+        prod.create(&dry(), &cm("made", json!({}), json!({})))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(e.code, 403);
+
+    // whoami
+    let review: SelfSubjectReview = serde_json::from_value(json!({})).unwrap();
+    let me = Api::<SelfSubjectReview>::all(dev.clone())
+        .create(&PostParams::default(), &review)
+        .await
+        .unwrap();
+    let info = me.status.unwrap().user_info.unwrap();
+    assert_eq!(info.username.as_deref(), Some("dev"));
+    assert_eq!(info.groups.unwrap(), ["developers", "system:authenticated"]);
+
+    // can-i
+    let can = |ns: &str, verb: &str, resource: &str| {
+        serde_json::from_value::<SelfSubjectAccessReview>(json!({"spec": {"resourceAttributes":
+            {"namespace": ns, "verb": verb, "resource": resource, "group": ""}}}))
+        .unwrap()
+    };
+    let reviews: Api<SelfSubjectAccessReview> = Api::all(dev.clone());
+    for (ns, verb, resource, expected) in [
+        ("qa", "create", "configmaps", true),
+        ("qa", "delete", "secrets", true),
+        ("prod", "create", "configmaps", false),
+        ("qa", "create", "roles", false),
+    ] {
+        let r = reviews
+            .create(&PostParams::default(), &can(ns, verb, resource))
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status.unwrap().allowed,
+            expected,
+            "{verb} {resource} in {ns}"
+        );
+    }
+    let rules: SelfSubjectRulesReview =
+        serde_json::from_value(json!({"spec": {"namespace": "qa"}})).unwrap();
+    let rules = Api::<SelfSubjectRulesReview>::all(dev.clone())
+        .create(&PostParams::default(), &rules)
+        .await
+        .unwrap()
+        .status
+        .unwrap();
+    assert!(rules.resource_rules.iter().any(|r| {
+        r.verbs.iter().any(|v| v == "create")
+            && r.resources
+                .as_ref()
+                .is_some_and(|rs| rs.iter().any(|x| x == "configmaps"))
+    }));
+    assert!(!rules.non_resource_rules.is_empty());
+
+    // The viewer reads what `view` allows, and nothing else.
+    let viewer = client_with_token(&env, env.sandbox.token("viewer").unwrap());
+    Api::<ConfigMap>::namespaced(viewer.clone(), "qa")
+        .get("made")
+        .await
+        .unwrap();
+    let e = api_error(
+        Api::<Secret>::namespaced(viewer.clone(), "qa")
+            .list(&ListParams::default())
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(e.code, 403);
+    let e = api_error(
+        Api::<ConfigMap>::namespaced(viewer, "qa")
+            .delete("made", &DeleteParams::default())
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(e.code, 403);
     env.sandbox.shutdown().await.unwrap();
 }

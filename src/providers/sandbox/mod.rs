@@ -12,22 +12,25 @@
 //! - `verbs.rs`: API semantics (create, update, patch, delete, finalizers, GC, ...);
 //! - `select.rs`, `patch.rs`: selectors and patch formats;
 //! - `dryrun.rs`: server-side dry-run on a throw-away copy of the cluster;
+//! - `rbac.rs`: RBAC authorization, the bootstrap policy, the SelfSubject reviews;
 //! - `proto.rs`: protobuf bodies of Secrets, ConfigMaps and Namespaces (typed clients);
 //! - `server.rs`: HTTPS, authentication, routing, watches;
+//! - `users.rs`: users and their bearer tokens (`tokens.json`);
 //! - `kubeconfig.rs`: the kubeconfig clients use.
 
 mod dryrun;
 mod kubeconfig;
 mod patch;
 mod proto;
+mod rbac;
 mod resources;
 mod select;
 mod server;
 mod store;
 mod tls;
+mod users;
 mod verbs;
 
-use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -41,6 +44,7 @@ use tokio::task::JoinHandle;
 pub use kubeconfig::{Entry as KubeconfigEntry, write as write_kubeconfig};
 pub use server::{MAX_BODY, User};
 pub use store::write_atomic;
+pub use users::{add_user, users};
 
 use server::Shared;
 use store::Store;
@@ -74,6 +78,8 @@ pub enum SandboxError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("{0}")]
+    Invalid(String),
     #[error("the sandbox failed: {0}")]
     Internal(String),
 }
@@ -225,6 +231,7 @@ impl Sandbox {
         cluster
             .bootstrap()
             .map_err(|e| SandboxError::Internal(e.message))?;
+        rbac::bootstrap(&mut cluster).map_err(|e| SandboxError::Internal(e.message))?;
         let listener = tokio::net::TcpListener::bind(config.bind)
             .await
             .map_err(|source| SandboxError::Bind {
@@ -237,10 +244,7 @@ impl Sandbox {
         })?;
         let shared = Arc::new(Shared {
             cluster: Mutex::new(cluster),
-            tokens: tokens
-                .iter()
-                .map(|t| (t.token.clone(), t.user.clone()))
-                .collect::<HashMap<_, _>>(),
+            tokens: users::TokenMap::new(&dir, &tokens),
             server_url: format!("https://{addr}"),
         });
         let acceptor = tokio_rustls::TlsAcceptor::from(certs.server_config()?);
@@ -346,12 +350,30 @@ impl Sandbox {
         &self.certs.ca_pem
     }
 
-    /// The token of the user named `user` (`admin` or `viewer`).
+    /// The token of the user named `user` (`admin`, `viewer`, or one added).
     pub fn token(&self, user: &str) -> Option<&str> {
         self.tokens
             .iter()
             .find(|t| t.user.name == user)
             .map(|t| t.token.as_str())
+    }
+
+    /// Adds the user `name` in `groups` (and `system:authenticated`), saved in
+    /// `tokens.json`, and returns its bearer token, which this sandbox accepts at once.
+    /// What the user may do is up to the RBAC objects in the cluster.
+    pub fn add_user(&mut self, name: &str, groups: &[String]) -> Result<String, SandboxError> {
+        let dir = self
+            .state_path
+            .parent()
+            .ok_or_else(|| SandboxError::Internal("the state file has no folder".into()))?
+            .to_path_buf();
+        let (token, user) = users::add_user(&dir, name, groups)?;
+        self.shared.tokens.insert(token.clone(), user.clone());
+        self.tokens.push(TokenEntry {
+            token: token.clone(),
+            user,
+        });
+        Ok(token)
     }
 
     /// What a kubeconfig needs to reach this sandbox as `admin`.

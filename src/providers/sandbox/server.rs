@@ -20,6 +20,7 @@ use parking_lot::Mutex;
 use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
 
+use super::rbac;
 use super::resources::{self, ResourceInfo};
 use super::select::{FieldSelector, LabelSelector};
 use super::store::EventType;
@@ -35,18 +36,10 @@ pub struct User {
     pub groups: Vec<String>,
 }
 
-impl User {
-    /// Members of `system:masters` may do anything; everyone else may only read.
-    fn may(&self, verb: &str) -> bool {
-        self.groups.iter().any(|g| g == "system:masters")
-            || matches!(verb, "get" | "list" | "watch")
-    }
-}
-
 /// What every connection of one sandbox shares.
 pub struct Shared {
     pub cluster: Mutex<Cluster>,
-    pub tokens: HashMap<String, User>,
+    pub tokens: super::users::TokenMap,
     pub server_url: String,
 }
 
@@ -86,14 +79,14 @@ pub async fn handle(
     Ok(r)
 }
 
-fn authenticate<'a>(shared: &'a Shared, req: &Request<Incoming>) -> ApiResult<&'a User> {
+fn authenticate(shared: &Shared, req: &Request<Incoming>) -> ApiResult<User> {
     let token = req
         .headers()
         .get(hyper::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
-    token.and_then(|t| shared.tokens.get(t)).ok_or_else(|| {
+    token.and_then(|t| shared.tokens.lookup(t)).ok_or_else(|| {
         ApiError::new(
             401,
             "Unauthorized",
@@ -189,7 +182,16 @@ async fn route(shared: &Arc<Shared>, req: Request<Incoming>) -> ApiResult<Respon
         }
         _ => {}
     }
-    let user = authenticate(shared, &req)?.clone();
+    let user = authenticate(shared, &req)?;
+    let resource_request = matches!(
+        segs.as_slice(),
+        ["api", "v1", _, ..] | ["apis", _, _, _, ..]
+    );
+    if !resource_request {
+        let verb = req.method().as_str().to_ascii_lowercase();
+        let attrs = rbac::Attributes::non_resource(&verb, &path);
+        rbac::authorize(&shared.cluster.lock(), &user, &attrs)?;
+    }
     match segs.as_slice() {
         ["openapi", "v3"] if get => {
             let c = shared.cluster.lock();
@@ -256,6 +258,28 @@ async fn route(shared: &Arc<Shared>, req: Request<Incoming>) -> ApiResult<Respon
         ["apis", g, v, rest @ ..] if !rest.is_empty() => (*g, *v, rest),
         _ => return Err(ApiError::route_not_found()),
     };
+    if version == "v1"
+        && let [plural] = rest
+        && rbac::REVIEWS
+            .iter()
+            .any(|(g, p, _)| *g == group && p == plural)
+    {
+        if req.method() != Method::POST {
+            return Err(ApiError::new(
+                405,
+                "MethodNotAllowed",
+                format!("{plural} can only be created"),
+            ));
+        }
+        let attrs = rbac::Attributes::resource("create", None, group, plural, "", "");
+        rbac::authorize(&shared.cluster.lock(), &user, &attrs)?;
+        let body = parse_json(&read_body(req).await?)?;
+        let c = shared.cluster.lock();
+        return Ok(json_response(
+            201,
+            &rbac::review(&c, &user, group, plural, &body)?,
+        ));
+    }
     let namespaced_path = rest.len() >= 3
         && rest.first() == Some(&"namespaces")
         && !(rest.len() == 3 && matches!(rest.get(2), Some(&"status") | Some(&"finalize")));
@@ -309,24 +333,21 @@ async fn route(shared: &Arc<Shared>, req: Request<Incoming>) -> ApiResult<Respon
             ));
         }
     };
-    if !user.may(verb) {
-        let what = name
-            .as_deref()
-            .map(|n| format!(" \"{n}\""))
-            .unwrap_or_default();
-        let scope = ns
-            .as_deref()
-            .map(|n| format!(" in the namespace \"{n}\""))
-            .unwrap_or_else(|| " at the cluster scope".into());
-        return Err(ApiError::new(
-            403,
-            "Forbidden",
-            format!(
-                "{}{what} is forbidden: User \"{}\" cannot {verb} resource \"{}\" in API group \"{}\"{scope}",
-                info.plural, user.name, info.plural, info.group,
-            ),
-        ));
-    }
+    let subresource = rest.get(2).copied().unwrap_or("");
+    // A namespace's own name is the namespace of requests on it, as for a real server.
+    let attr_ns = match (&ns, info.plural.as_str(), &name) {
+        (None, "namespaces", Some(n)) if info.group.is_empty() => Some(n.as_str()),
+        _ => ns.as_deref(),
+    };
+    let attrs = rbac::Attributes::resource(
+        verb,
+        attr_ns,
+        &info.group,
+        &info.plural,
+        subresource,
+        name.as_deref().unwrap_or(""),
+    );
+    rbac::authorize(&shared.cluster.lock(), &user, &attrs)?;
     let list_query = ListQuery {
         label_selector: query.get("labelSelector").cloned().unwrap_or_default(),
         field_selector: query.get("fieldSelector").cloned().unwrap_or_default(),
