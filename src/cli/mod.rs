@@ -21,6 +21,7 @@ mod maintenance;
 mod open;
 mod restore;
 mod sandbox;
+mod sandbox_user;
 mod snapshots;
 
 use std::path::PathBuf;

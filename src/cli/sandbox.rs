@@ -1,4 +1,5 @@
-//! `ferry sandbox up|down|status|reset`: local Kubernetes clusters for trying Ferry.
+//! `ferry sandbox up|down|status|reset|user`: local Kubernetes clusters for trying Ferry
+//! (`user` lives in `sandbox_user.rs`).
 //!
 //! Each sandbox lives in `<data>/sandbox/<name>/`; `up` starts each one as a background
 //! `ferry sandbox serve` process (or in this process with `--foreground`), records its pid
@@ -28,6 +29,9 @@ pub enum SandboxCommand {
     Status,
     /// Delete a sandbox's objects; it keeps its CA and tokens and restarts if it ran
     Reset(NamesArgs),
+    /// Add or list the users of a sandbox (tokens and kubeconfig contexts)
+    #[command(subcommand)]
+    User(super::sandbox_user::UserCommand),
     /// Serve one sandbox in this process (what `up` starts in the background)
     #[command(hide = true)]
     Serve(ServeArgs),
@@ -63,7 +67,7 @@ struct ServerInfo {
     url: String,
 }
 
-fn root(ctx: &Context) -> PathBuf {
+pub(super) fn root(ctx: &Context) -> PathBuf {
     ctx.dirs.data.join("sandbox")
 }
 
@@ -121,7 +125,7 @@ fn running(dir: &Path) -> Option<ServerInfo> {
 }
 
 /// Every sandbox folder under the root, by name.
-fn all_sandboxes(ctx: &Context) -> Vec<String> {
+pub(super) fn all_sandboxes(ctx: &Context) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(root(ctx))
         .into_iter()
         .flatten()
@@ -133,13 +137,24 @@ fn all_sandboxes(ctx: &Context) -> Vec<String> {
     names
 }
 
-/// Rewrites the kubeconfig with one context per running sandbox; returns its path.
-fn write_kubeconfig(ctx: &Context) -> anyhow::Result<Option<PathBuf>> {
+/// Rewrites the kubeconfig with one context per running sandbox, and one per further
+/// user of it (`ferry-<cluster>-<user>`); returns its path.
+pub(super) fn write_kubeconfig(ctx: &Context) -> anyhow::Result<Option<PathBuf>> {
     let mut entries = Vec::new();
+    let mut users = Vec::new();
     for name in all_sandboxes(ctx) {
         let dir = root(ctx).join(&name);
         if let Some(info) = running(&dir) {
             entries.push(sandbox::saved_entry(&name, &dir, &info.url)?);
+            for (user, token) in sandbox::users(&dir)? {
+                if user.name != "admin" {
+                    users.push(sandbox::KubeconfigUser {
+                        cluster: name.clone(),
+                        user: user.name,
+                        token,
+                    });
+                }
+            }
         }
     }
     let path = kubeconfig_path(ctx);
@@ -147,7 +162,7 @@ fn write_kubeconfig(ctx: &Context) -> anyhow::Result<Option<PathBuf>> {
         let _ = std::fs::remove_file(&path);
         return Ok(None);
     }
-    sandbox::write_kubeconfig(&path, &entries)?;
+    sandbox::write_kubeconfig_with_users(&path, &entries, &users)?;
     Ok(Some(path))
 }
 
@@ -185,6 +200,7 @@ pub fn run(ctx: &Context, cmd: SandboxCommand) -> anyhow::Result<Exit> {
         SandboxCommand::Down(a) => down(ctx, &a.names).map(|_| Exit::SUCCESS),
         SandboxCommand::Status => status(ctx),
         SandboxCommand::Reset(a) => reset(ctx, a),
+        SandboxCommand::User(c) => super::sandbox_user::run(ctx, c),
         SandboxCommand::Serve(a) => serve(ctx, a),
     }
 }

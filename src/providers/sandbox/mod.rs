@@ -41,7 +41,10 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 
-pub use kubeconfig::{Entry as KubeconfigEntry, write as write_kubeconfig};
+pub use kubeconfig::{
+    Entry as KubeconfigEntry, UserEntry as KubeconfigUser, write as write_kubeconfig,
+    write_with_users as write_kubeconfig_with_users,
+};
 pub use server::{MAX_BODY, User};
 pub use store::write_atomic;
 pub use users::{add_user, users};

@@ -273,7 +273,22 @@ async fn route(shared: &Arc<Shared>, req: Request<Incoming>) -> ApiResult<Respon
         }
         let attrs = rbac::Attributes::resource("create", None, group, plural, "", "");
         rbac::authorize(&shared.cluster.lock(), &user, &attrs)?;
-        let body = parse_json(&read_body(req).await?)?;
+        let protobuf = req.headers().get(CONTENT_TYPE).is_some_and(|v| {
+            v.as_bytes()
+                .starts_with(b"application/vnd.kubernetes.protobuf")
+        });
+        let bytes = read_body(req).await?;
+        let body = if protobuf {
+            super::proto::decode(&bytes).ok_or_else(|| {
+                ApiError::new(
+                    415,
+                    "UnsupportedMediaType",
+                    "the protobuf review could not be read: send JSON",
+                )
+            })?
+        } else {
+            parse_json(&bytes)?
+        };
         let c = shared.cluster.lock();
         return Ok(json_response(
             201,
@@ -416,9 +431,11 @@ async fn route(shared: &Arc<Shared>, req: Request<Incoming>) -> ApiResult<Respon
     let dry_run = match verb {
         "create" | "update" | "patch" => super::dryrun::requested(&query, verb, None)?,
         "delete" | "deletecollection" => {
-            let opts = (!body.is_empty() && !protobuf)
-                .then(|| parse_json(&body))
-                .transpose()?;
+            let opts = match (body.is_empty(), protobuf) {
+                (true, _) => None,
+                (false, true) => super::proto::decode_delete_options(&body),
+                (false, false) => Some(parse_json(&body)?),
+            };
             super::dryrun::requested(&query, verb, opts.as_ref())?
         }
         _ => false,
@@ -432,7 +449,7 @@ async fn route(shared: &Arc<Shared>, req: Request<Incoming>) -> ApiResult<Respon
             ApiError::new(
                 415,
                 "UnsupportedMediaType",
-                "the sandbox reads protobuf only for Secrets, ConfigMaps and Namespaces: send JSON",
+                "the sandbox reads protobuf only for Secrets, ConfigMaps, Namespaces and RBAC objects: send JSON",
             )
         })
     };
