@@ -137,8 +137,8 @@ pub(super) fn all_sandboxes(ctx: &Context) -> Vec<String> {
     names
 }
 
-/// Rewrites the kubeconfig with one context per running sandbox, and one per further
-/// user of it (`ferry-<cluster>-<user>`); returns its path.
+/// Rewrites the kubeconfig with one context per running sandbox, and one per user added
+/// to it (`ferry-<cluster>-<user>`); returns its path.
 pub(super) fn write_kubeconfig(ctx: &Context) -> anyhow::Result<Option<PathBuf>> {
     let mut entries = Vec::new();
     let mut users = Vec::new();
@@ -147,7 +147,8 @@ pub(super) fn write_kubeconfig(ctx: &Context) -> anyhow::Result<Option<PathBuf>>
         if let Some(info) = running(&dir) {
             entries.push(sandbox::saved_entry(&name, &dir, &info.url)?);
             for (user, token) in sandbox::users(&dir)? {
-                if user.name != "admin" {
+                // The built-in users keep the kubeconfig as it was: one context each.
+                if user.name != "admin" && user.name != "viewer" {
                     users.push(sandbox::KubeconfigUser {
                         cluster: name.clone(),
                         user: user.name,

@@ -15,6 +15,7 @@
 //! - `rbac.rs`: RBAC authorization, the bootstrap policy, the SelfSubject reviews;
 //! - `proto.rs`: protobuf bodies of Secrets, ConfigMaps and Namespaces (typed clients);
 //! - `server.rs`: HTTPS, authentication, routing, watches;
+//! - `ssa.rs`: server-side apply and managedFields;
 //! - `users.rs`: users and their bearer tokens (`tokens.json`);
 //! - `kubeconfig.rs`: the kubeconfig clients use.
 
@@ -26,6 +27,7 @@ mod rbac;
 mod resources;
 mod select;
 mod server;
+mod ssa;
 mod store;
 mod tls;
 mod users;

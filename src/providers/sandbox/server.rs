@@ -379,6 +379,12 @@ async fn route(shared: &Arc<Shared>, req: Request<Incoming>) -> ApiResult<Respon
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string();
+    let user_agent = req
+        .headers()
+        .get(hyper::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
     let protobuf = content_type.starts_with("application/vnd.kubernetes.protobuf");
     if content_type.starts_with("application/cbor") || (protobuf && verb == "patch") {
         return Err(ApiError::new(
@@ -453,8 +459,22 @@ async fn route(shared: &Arc<Shared>, req: Request<Incoming>) -> ApiResult<Respon
             )
         })
     };
-    let exec = |c: &mut Cluster| -> ApiResult<(u16, Value)> {
+    let media = content_type.split(';').next().unwrap_or("").trim();
+    let apply = verb == "patch" && media == "application/apply-patch+yaml" && sub == Sub::Main;
+    let field_manager = query.get("fieldManager").map(String::as_str);
+    if apply && field_manager.is_none_or(str::is_empty) {
+        return Err(super::ssa::manager_required());
+    }
+    let manager = super::ssa::manager_name(field_manager, &user_agent);
+    let force = query.get("force").map(String::as_str) == Some("true");
+    let exec_verb = |c: &mut Cluster| -> ApiResult<(u16, Value)> {
         Ok(match verb {
+            "patch" if apply => {
+                let applied = super::ssa::parse_apply(&body)?;
+                let existed = c.get(&info, ns, name, sub).is_ok();
+                let out = super::ssa::apply(c, &info, ns, name, applied, &manager, force)?;
+                (if existed { 200 } else { 201 }, out)
+            }
             "get" => (200, c.get(&info, ns, name, sub)?),
             "list" => (200, c.list(&info, ns, &list_query)?),
             "create" => (201, c.create(&info, ns, decode(&body)?)?),
@@ -466,6 +486,16 @@ async fn route(shared: &Arc<Shared>, req: Request<Incoming>) -> ApiResult<Respon
                 c.delete_collection(&info, ns, &list_query, &delete_opts()?)?,
             ),
         })
+    };
+    let exec = |c: &mut Cluster| -> ApiResult<(u16, Value)> {
+        if !apply {
+            c.manager = Some(super::ssa::Manager {
+                name: manager.clone(),
+            });
+        }
+        let r = exec_verb(c);
+        c.manager = None;
+        r
     };
     let run = || -> ApiResult<(u16, Value)> {
         let mut c = shared.cluster.lock();
