@@ -161,7 +161,9 @@ async fn dry_run_of_every_verb_answers_like_the_real_call_and_changes_nothing() 
         .create(&dry(), &cm("fresh", json!({}), json!({"x": "y"})))
         .await
         .unwrap();
-    assert_eq!(created.data.unwrap()["x"], "y");
+    assert_eq!(created.data.as_ref().unwrap()["x"], "y");
+    let created = serde_json::to_value(&created).unwrap();
+    assert!(created.get("items").is_none(), "{created}");
     assert_eq!(api_error(cms.get("fresh").await.unwrap_err()).code, 404);
 
     // update (replace): the new content with the stored resourceVersion; a stale
@@ -439,5 +441,138 @@ async fn rbac_lets_a_developer_create_in_qa_only_and_reviews_say_so() {
             .unwrap_err(),
     );
     assert_eq!(e.code, 403);
+    env.sandbox.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn server_side_apply_tracks_owners_and_refuses_conflicts_unless_forced() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = start(dir.path()).await;
+    let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), "default");
+    let config = |data: Value| json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "owned"}, "data": data});
+    let first = cms
+        .patch(
+            "owned",
+            &PatchParams::apply("alice"),
+            &Patch::Apply(config(json!({"a": "1", "b": "1"}))),
+        )
+        .await
+        .unwrap();
+    let managed = first.metadata.managed_fields.unwrap();
+    assert_eq!(managed.len(), 1);
+    assert_eq!(managed[0].manager.as_deref(), Some("alice"));
+    assert_eq!(managed[0].operation.as_deref(), Some("Apply"));
+    assert_eq!(managed[0].fields_type.as_deref(), Some("FieldsV1"));
+    let fields = serde_json::to_value(managed[0].fields_v1.as_ref().unwrap()).unwrap();
+    assert_eq!(fields, json!({"f:data": {"f:a": {}, "f:b": {}}}));
+
+    // A second manager changing alice's field: a conflict naming her, unless forced.
+    let e = api_error(
+        cms.patch(
+            "owned",
+            &PatchParams::apply("bob"),
+            &Patch::Apply(config(json!({"a": "2", "c": "1"}))),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!((e.code, e.reason.as_str()), (409, "Conflict"));
+    assert!(
+        e.message.contains("conflict with \"alice\""),
+        "{}",
+        e.message
+    );
+    assert!(e.message.contains(".data.a"), "{}", e.message);
+    // The same value is no conflict: both own it.
+    cms.patch(
+        "owned",
+        &PatchParams::apply("bob"),
+        &Patch::Apply(config(json!({"b": "1"}))),
+    )
+    .await
+    .unwrap();
+    let forced = cms
+        .patch(
+            "owned",
+            &PatchParams::apply("bob").force(),
+            &Patch::Apply(config(json!({"a": "2", "b": "1", "c": "1"}))),
+        )
+        .await
+        .unwrap();
+    assert_eq!(forced.data.as_ref().unwrap()["a"], "2");
+
+    // alice stops applying a and b: a is bob's now and b is shared, so both stay; when
+    // alice drops a field only she owns, it goes.
+    cms.patch(
+        "owned",
+        &PatchParams::apply("alice"),
+        &Patch::Apply(config(json!({"d": "1"}))),
+    )
+    .await
+    .unwrap();
+    cms.patch(
+        "owned",
+        &PatchParams::apply("alice"),
+        &Patch::Apply(config(json!({}))),
+    )
+    .await
+    .unwrap();
+    let now = cms.get("owned").await.unwrap();
+    let data = now.data.unwrap();
+    assert_eq!(
+        data.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["a", "b", "c"]
+    );
+
+    // A plain update makes its manager the owner of what it changed.
+    let updated = cms
+        .patch(
+            "owned",
+            &PatchParams {
+                field_manager: Some("carol".into()),
+                ..Default::default()
+            },
+            &Patch::Merge(json!({"data": {"c": "3"}})),
+        )
+        .await
+        .unwrap();
+    let carol = updated
+        .metadata
+        .managed_fields
+        .unwrap()
+        .into_iter()
+        .find(|m| m.manager.as_deref() == Some("carol"))
+        .unwrap();
+    assert_eq!(carol.operation.as_deref(), Some("Update"));
+    assert_eq!(
+        serde_json::to_value(carol.fields_v1.unwrap()).unwrap(),
+        json!({"f:data": {"f:c": {}}})
+    );
+    let e = api_error(
+        cms.patch(
+            "owned",
+            &PatchParams::apply("bob"),
+            &Patch::Apply(config(json!({"a": "2", "b": "1", "c": "9"}))),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert!(
+        e.message.contains("conflict with \"carol\""),
+        "{}",
+        e.message
+    );
+
+    // An apply without a field manager is refused as the API server refuses it.
+    let e = raw(
+        &env.client,
+        "PATCH",
+        "/api/v1/namespaces/default/configmaps/owned",
+        "application/apply-patch+yaml",
+        config(json!({})),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.code, 422);
     env.sandbox.shutdown().await.unwrap();
 }

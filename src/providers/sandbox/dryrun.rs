@@ -87,7 +87,7 @@ pub fn scratch(cluster: &Cluster) -> Cluster {
 /// resourceVersion (a dry-run update does not bump it), one that would be created has
 /// none, and a list (deletecollection) carries the store's current version.
 pub fn settle(real: &Store, info: &ResourceInfo, out: &mut Value) {
-    if let Some(items) = out["items"].as_array_mut() {
+    if let Some(items) = out.get_mut("items").and_then(Value::as_array_mut) {
         for item in items {
             settle_object(real, info, item);
         }
