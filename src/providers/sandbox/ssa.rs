@@ -90,7 +90,6 @@ fn collect(v: &Value, field: &str, prefix: &mut Path, out: &mut FieldSet) {
         }
         Value::Array(items) => match list_key(field, items) {
             Some(keys) => {
-                out.insert(prefix.clone());
                 for item in items {
                     prefix.push(item_key(&keys, item));
                     out.insert(prefix.clone());
