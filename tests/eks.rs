@@ -74,7 +74,10 @@ async fn clusters_of_an_account_are_listed_described_and_recorded() {
     let prod = &clusters[0];
     assert_eq!(prod.version, "1.31");
     assert_eq!(prod.region, REGION);
-    assert!(!prod.endpoint.is_empty() && !prod.certificate_authority.is_empty(), "{prod:?}");
+    assert!(
+        !prod.endpoint.is_empty() && !prod.certificate_authority.is_empty(),
+        "{prod:?}"
+    );
     assert_eq!(prod.tags.get("team").map(String::as_str), Some("shop"));
 
     let all = eks::list_all(std::slice::from_ref(&acct)).await;
@@ -119,26 +122,49 @@ fn verify_presigned(url: &str, headers: &[(&str, &str)], secret: &str) -> Result
     let get = |k: &str| params.iter().find(|(x, _)| x == k).map(|(_, v)| v.clone());
     let signature = get("X-Amz-Signature").ok_or("unsigned")?;
     let date = get("X-Amz-Date").ok_or("no date")?;
-    let credential = get("X-Amz-Credential").ok_or("no credential")?.replace("%2F", "/");
-    let signed = get("X-Amz-SignedHeaders").ok_or("no signed headers")?.replace("%3B", ";");
-    let scope = credential.split_once('/').ok_or("bad credential")?.1.to_string();
+    let credential = get("X-Amz-Credential")
+        .ok_or("no credential")?
+        .replace("%2F", "/");
+    let signed = get("X-Amz-SignedHeaders")
+        .ok_or("no signed headers")?
+        .replace("%3B", ";");
+    let scope = credential
+        .split_once('/')
+        .ok_or("bad credential")?
+        .1
+        .to_string();
     let parts: Vec<&str> = scope.split('/').collect();
     let [day, region, service, "aws4_request"] = parts.as_slice() else {
         return Err(format!("bad scope {scope}"));
     };
     params.retain(|(k, _)| k != "X-Amz-Signature");
     params.sort();
-    let canonical_query = params.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&");
+    let canonical_query = params
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("&");
     let mut all_headers: Vec<(String, String)> = vec![("host".into(), host.to_string())];
-    all_headers.extend(headers.iter().map(|(k, v)| (k.to_lowercase(), v.to_string())));
+    all_headers.extend(
+        headers
+            .iter()
+            .map(|(k, v)| (k.to_lowercase(), v.to_string())),
+    );
     all_headers.sort();
     let names: Vec<&str> = all_headers.iter().map(|(k, _)| k.as_str()).collect();
     if names.join(";") != signed {
-        return Err(format!("signed headers {signed} but sent {}", names.join(";")));
+        return Err(format!(
+            "signed headers {signed} but sent {}",
+            names.join(";")
+        ));
     }
-    let canonical_headers: String = all_headers.iter().map(|(k, v)| format!("{k}:{v}\n")).collect();
+    let canonical_headers: String = all_headers
+        .iter()
+        .map(|(k, v)| format!("{k}:{v}\n"))
+        .collect();
     let empty = hex::encode(Sha256::digest(b""));
-    let canonical = format!("GET\n{path}\n{canonical_query}\n{canonical_headers}\n{signed}\n{empty}");
+    let canonical =
+        format!("GET\n{path}\n{canonical_query}\n{canonical_headers}\n{signed}\n{empty}");
     let to_sign = format!(
         "AWS4-HMAC-SHA256\n{date}\n{scope}\n{}",
         hex::encode(Sha256::digest(canonical.as_bytes()))
@@ -148,17 +174,44 @@ fn verify_presigned(url: &str, headers: &[(&str, &str)], secret: &str) -> Result
     let k = hmac(&k, service);
     let k = hmac(&k, "aws4_request");
     let expect = hex::encode(hmac(&k, &to_sign));
-    if expect == signature { Ok(()) } else { Err("signature mismatch".into()) }
+    if expect == signature {
+        Ok(())
+    } else {
+        Err("signature mismatch".into())
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_are_presigned_get_caller_identity_requests_naming_the_cluster() {
-    let creds = aws_credential_types::Credentials::new(ACCESS_KEY_ID, SECRET_ACCESS_KEY, None, None, "test");
-    let t = eks::token(&creds, "eu-west-1", "prod-eks", &eks::sts_host("eu-west-1"), SystemTime::now()).unwrap();
+    let creds = aws_credential_types::Credentials::new(
+        ACCESS_KEY_ID,
+        SECRET_ACCESS_KEY,
+        None,
+        None,
+        "test",
+    );
+    let t = eks::token(
+        &creds,
+        "eu-west-1",
+        "prod-eks",
+        &eks::sts_host("eu-west-1"),
+        SystemTime::now(),
+    )
+    .unwrap();
     let b64 = t.strip_prefix("k8s-aws-v1.").expect("EKS token prefix");
     assert!(!b64.contains('='), "no padding");
-    let url = String::from_utf8(base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(b64).unwrap()).unwrap();
-    assert!(url.starts_with("https://sts.eu-west-1.amazonaws.com/?Action=GetCallerIdentity&Version=2011-06-15&"), "{url}");
+    let url = String::from_utf8(
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(b64)
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        url.starts_with(
+            "https://sts.eu-west-1.amazonaws.com/?Action=GetCallerIdentity&Version=2011-06-15&"
+        ),
+        "{url}"
+    );
     for want in [
         "X-Amz-Algorithm=AWS4-HMAC-SHA256",
         "X-Amz-Expires=60",

@@ -36,14 +36,20 @@ struct Clusters {
 impl Clusters {
     async fn start() -> Clusters {
         let dir = tempfile::tempdir().unwrap();
-        let prod = Sandbox::start(SandboxConfig::new("prod", dir.path().join("prod")).with_demo_storage())
-            .await
-            .unwrap();
-        let qa = Sandbox::start(SandboxConfig::new("qa", dir.path().join("qa")).with_demo_storage())
-            .await
-            .unwrap();
+        let prod =
+            Sandbox::start(SandboxConfig::new("prod", dir.path().join("prod")).with_demo_storage())
+                .await
+                .unwrap();
+        let qa =
+            Sandbox::start(SandboxConfig::new("qa", dir.path().join("qa")).with_demo_storage())
+                .await
+                .unwrap();
         let kubeconfig = dir.path().join("kubeconfig");
-        write_kubeconfig(&kubeconfig, &[prod.kubeconfig_entry(), qa.kubeconfig_entry()]).unwrap();
+        write_kubeconfig(
+            &kubeconfig,
+            &[prod.kubeconfig_entry(), qa.kubeconfig_entry()],
+        )
+        .unwrap();
         let linked = Linked::load(&Sources {
             paths: vec![kubeconfig.clone()],
         });
@@ -74,7 +80,12 @@ fn small_seed() -> SeedOptions {
     }
 }
 
-async fn capture_ns(client: &kube::Client, repo: &ferry::engine::Repository, cluster: &str, ns: &str) -> CaptureOutcome {
+async fn capture_ns(
+    client: &kube::Client,
+    repo: &ferry::engine::Repository,
+    cluster: &str,
+    ns: &str,
+) -> CaptureOutcome {
     let job = JobProgress::new();
     capture::capture(
         client,
@@ -109,7 +120,12 @@ fn restore_opts(from: &str, to: &str, conflict: Conflict) -> RestoreOptions {
     }
 }
 
-async fn plan_for(client: &kube::Client, repo: &ferry::engine::Repository, out: &CaptureOutcome, opts: &RestoreOptions) -> Plan {
+async fn plan_for(
+    client: &kube::Client,
+    repo: &ferry::engine::Repository,
+    out: &CaptureOutcome,
+    opts: &RestoreOptions,
+) -> Plan {
     plan_into(client, "ferry-qa", repo, out, opts).await
 }
 
@@ -138,7 +154,10 @@ async fn volume_dir(client: &kube::Client, sandbox_dir: &Path, ns: &str, claim: 
         .await
         .unwrap();
     let pv_name = pvc.spec.unwrap().volume_name.unwrap();
-    let pv = Api::<PersistentVolume>::all(client.clone()).get(&pv_name).await.unwrap();
+    let pv = Api::<PersistentVolume>::all(client.clone())
+        .get(&pv_name)
+        .await
+        .unwrap();
     let handle = pv.spec.unwrap().csi.unwrap().volume_handle;
     sandbox_dir.join("volumes").join(handle)
 }
@@ -154,7 +173,12 @@ fn checksums(dir: &Path) -> BTreeMap<String, String> {
             if e.file_type().unwrap().is_dir() {
                 walk(root, &p, out);
             } else if e.file_type().unwrap().is_file() {
-                out.insert(rel, blake3::hash(&std::fs::read(&p).unwrap()).to_hex().to_string());
+                out.insert(
+                    rel,
+                    blake3::hash(&std::fs::read(&p).unwrap())
+                        .to_hex()
+                        .to_string(),
+                );
             }
         }
     }
@@ -166,7 +190,10 @@ async fn wait_running(client: &kube::Client, ns: &str, selector: &str) {
     let api = Api::<Pod>::namespaced(client.clone(), ns);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let pods = api.list(&ListParams::default().labels(selector)).await.unwrap();
+        let pods = api
+            .list(&ListParams::default().labels(selector))
+            .await
+            .unwrap();
         if !pods.items.is_empty()
             && pods
                 .items
@@ -175,7 +202,10 @@ async fn wait_running(client: &kube::Client, ns: &str, selector: &str) {
         {
             return;
         }
-        assert!(Instant::now() < deadline, "pods {selector} in {ns} never ran");
+        assert!(
+            Instant::now() < deadline,
+            "pods {selector} in {ns} never ran"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -187,7 +217,12 @@ fn kubectl(kubeconfig: &Path, args: &[&str]) -> String {
         .env("KUBECONFIG", kubeconfig)
         .args(args)
         .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e} (run scripts/install-kubectl.sh)", bin.display()));
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run {}: {e} (run scripts/install-kubectl.sh)",
+                bin.display()
+            )
+        });
     assert!(
         out.status.success(),
         "kubectl {args:?} failed: {}",
@@ -208,7 +243,9 @@ fn shop_migrates_from_prod_to_qa_with_its_data_and_again_incrementally() {
         let c = Clusters::start().await;
         let prod = c.client("ferry-prod").await;
         let qa = c.client("ferry-qa").await;
-        let seeded = seed(&prod, &c.dir.path().join("prod"), &small_seed()).await.unwrap();
+        let seeded = seed(&prod, &c.dir.path().join("prod"), &small_seed())
+            .await
+            .unwrap();
         assert!(seeded.files > 0);
 
         // Capture: every object and both volumes, read from CSI snapshots on prod.
@@ -219,7 +256,12 @@ fn shop_migrates_from_prod_to_qa_with_its_data_and_again_incrementally() {
             assert_eq!(v.consistency, "snapshot", "{v:?}");
             assert_eq!(v.files_transferred, v.files);
         }
-        let pg = out.meta.volumes.iter().find(|v| v.pvc == "data-postgres-0").unwrap();
+        let pg = out
+            .meta
+            .volumes
+            .iter()
+            .find(|v| v.pvc == "data-postgres-0")
+            .unwrap();
         assert!(pg.files >= 12 && pg.bytes >= 12 * 192 * 1024, "{pg:?}");
         // No mover or snapshot is left behind.
         let pods = Api::<Pod>::namespaced(prod.clone(), "shop")
@@ -232,7 +274,10 @@ fn shop_migrates_from_prod_to_qa_with_its_data_and_again_incrementally() {
         let opts = restore_opts("shop", "shop-qa", Conflict::Skip);
         let p = plan_for(&qa, &t.repo, &out, &opts).await;
         assert_eq!(p.blocking(), 0, "{}", p.render_text());
-        assert_eq!(p.storage_class_mapping.get("ebs-sc").map(String::as_str), Some("gp3"));
+        assert_eq!(
+            p.storage_class_mapping.get("ebs-sc").map(String::as_str),
+            Some("gp3")
+        );
         let wave = |kind: &str, name: &str| {
             p.items
                 .iter()
@@ -243,12 +288,18 @@ fn shop_migrates_from_prod_to_qa_with_its_data_and_again_incrementally() {
         assert!(wave("Namespace", "shop-qa") < wave("PersistentVolumeClaim", "data-postgres-0"));
         assert!(wave("PersistentVolumeClaim", "data-postgres-0") < wave("StatefulSet", "postgres"));
         assert!(wave("Service", "web") < wave("Ingress", "web"));
-        let rs = p.items.iter().find(|i| i.source.kind == "ReplicaSet").unwrap();
+        let rs = p
+            .items
+            .iter()
+            .find(|i| i.source.kind == "ReplicaSet")
+            .unwrap();
         assert_eq!(rs.action, Action::Skip);
 
         // Restore.
         let job = JobProgress::new();
-        let report = apply::apply(&qa, &t.repo, &p, &MoverOptions::default(), &job).await.unwrap();
+        let report = apply::apply(&qa, &t.repo, &p, &MoverOptions::default(), &job)
+            .await
+            .unwrap();
         no_failures(&report);
         assert_eq!(report.volumes.len(), 2);
 
@@ -274,7 +325,10 @@ fn shop_migrates_from_prod_to_qa_with_its_data_and_again_incrementally() {
             .get("data-postgres-0")
             .await
             .unwrap();
-        assert_eq!(claim.spec.unwrap().storage_class_name.as_deref(), Some("gp3"));
+        assert_eq!(
+            claim.spec.unwrap().storage_class_name.as_deref(),
+            Some("gp3")
+        );
         wait_running(&qa, "shop-qa", "app=postgres").await;
 
         // Byte-identical volumes.
@@ -289,19 +343,47 @@ fn shop_migrates_from_prod_to_qa_with_its_data_and_again_incrementally() {
         // Change a few files; the next capture transfers only those.
         let pgdir = volume_dir(&prod, &c.dir.path().join("prod"), "shop", "data-postgres-0").await;
         std::fs::write(pgdir.join("changed-after-first-run.txt"), b"new file\n").unwrap();
-        let some = checksums(&pgdir).keys().find(|k| k.starts_with("base/")).cloned().unwrap();
+        let some = checksums(&pgdir)
+            .keys()
+            .find(|k| k.starts_with("base/"))
+            .cloned()
+            .unwrap();
         std::fs::write(pgdir.join(&some), common::bytes(300_000, 9)).unwrap();
         let second = capture_ns(&prod, &t.repo, "ferry-prod", "shop").await;
         assert_eq!(second.snapshot.parent, Some(out.snapshot.id));
-        let pg2 = second.meta.volumes.iter().find(|v| v.pvc == "data-postgres-0").unwrap();
+        let pg2 = second
+            .meta
+            .volumes
+            .iter()
+            .find(|v| v.pvc == "data-postgres-0")
+            .unwrap();
         assert_eq!(pg2.files_transferred, 2, "{pg2:?}");
-        let redis2 = second.meta.volumes.iter().find(|v| v.pvc == "redis-data").unwrap();
+        let redis2 = second
+            .meta
+            .volumes
+            .iter()
+            .find(|v| v.pvc == "redis-data")
+            .unwrap();
         assert_eq!(redis2.files_transferred, 0, "{redis2:?}");
 
         // Restoring the second capture with conflicts=update refreshes the data.
-        let p2 = plan_for(&qa, &t.repo, &second, &restore_opts("shop", "shop-qa", Conflict::Update)).await;
+        let p2 = plan_for(
+            &qa,
+            &t.repo,
+            &second,
+            &restore_opts("shop", "shop-qa", Conflict::Update),
+        )
+        .await;
         assert_eq!(p2.blocking(), 0, "{}", p2.render_text());
-        let report = apply::apply(&qa, &t.repo, &p2, &MoverOptions::default(), &JobProgress::new()).await.unwrap();
+        let report = apply::apply(
+            &qa,
+            &t.repo,
+            &p2,
+            &MoverOptions::default(),
+            &JobProgress::new(),
+        )
+        .await
+        .unwrap();
         no_failures(&report);
         let b = volume_dir(&qa, &c.dir.path().join("qa"), "shop-qa", "data-postgres-0").await;
         assert_eq!(checksums(&pgdir), checksums(&b));
@@ -316,28 +398,91 @@ fn conflicts_follow_the_chosen_policy_and_a_rerun_skips_restored_volumes() {
         let c = Clusters::start().await;
         let prod = c.client("ferry-prod").await;
         let qa = c.client("ferry-qa").await;
-        seed(&prod, &c.dir.path().join("prod"), &small_seed()).await.unwrap();
+        seed(&prod, &c.dir.path().join("prod"), &small_seed())
+            .await
+            .unwrap();
         let out = capture_ns(&prod, &t.repo, "ferry-prod", "shop").await;
-        let p = plan_for(&qa, &t.repo, &out, &restore_opts("shop", "shop", Conflict::Skip)).await;
-        no_failures(&apply::apply(&qa, &t.repo, &p, &MoverOptions::default(), &JobProgress::new()).await.unwrap());
+        let p = plan_for(
+            &qa,
+            &t.repo,
+            &out,
+            &restore_opts("shop", "shop", Conflict::Skip),
+        )
+        .await;
+        no_failures(
+            &apply::apply(
+                &qa,
+                &t.repo,
+                &p,
+                &MoverOptions::default(),
+                &JobProgress::new(),
+            )
+            .await
+            .unwrap(),
+        );
 
         // skip: nothing to create, the volumes hold this snapshot's data already.
-        let again = plan_for(&qa, &t.repo, &out, &restore_opts("shop", "shop", Conflict::Skip)).await;
+        let again = plan_for(
+            &qa,
+            &t.repo,
+            &out,
+            &restore_opts("shop", "shop", Conflict::Skip),
+        )
+        .await;
         assert_eq!(again.count(Action::Create), 0, "{}", again.render_text());
         assert!(again.volumes.iter().all(|v| !v.restore_data));
-        assert!(again.volumes.iter().all(|v| v.reason.as_deref() == Some("already restored from this snapshot")));
+        assert!(
+            again
+                .volumes
+                .iter()
+                .all(|v| v.reason.as_deref() == Some("already restored from this snapshot"))
+        );
 
         // fail: every existing object is a blocking problem, and apply refuses.
-        let fail = plan_for(&qa, &t.repo, &out, &restore_opts("shop", "shop", Conflict::Fail)).await;
+        let fail = plan_for(
+            &qa,
+            &t.repo,
+            &out,
+            &restore_opts("shop", "shop", Conflict::Fail),
+        )
+        .await;
         assert!(fail.blocking() > 0);
-        assert!(fail.problems.iter().any(|p| p.message.contains("exists on the target")));
-        let err = apply::apply(&qa, &t.repo, &fail, &MoverOptions::default(), &JobProgress::new()).await.unwrap_err();
+        assert!(
+            fail.problems
+                .iter()
+                .any(|p| p.message.contains("exists on the target"))
+        );
+        let err = apply::apply(
+            &qa,
+            &t.repo,
+            &fail,
+            &MoverOptions::default(),
+            &JobProgress::new(),
+        )
+        .await
+        .unwrap_err();
         assert!(err.to_string().contains("problem"), "{err}");
 
         // update: existing objects are replaced.
-        let upd = plan_for(&qa, &t.repo, &out, &restore_opts("shop", "shop", Conflict::Update)).await;
+        let upd = plan_for(
+            &qa,
+            &t.repo,
+            &out,
+            &restore_opts("shop", "shop", Conflict::Update),
+        )
+        .await;
         assert!(upd.count(Action::Update) > 5, "{}", upd.render_text());
-        no_failures(&apply::apply(&qa, &t.repo, &upd, &MoverOptions::default(), &JobProgress::new()).await.unwrap());
+        no_failures(
+            &apply::apply(
+                &qa,
+                &t.repo,
+                &upd,
+                &MoverOptions::default(),
+                &JobProgress::new(),
+            )
+            .await
+            .unwrap(),
+        );
         c.stop().await;
     });
 }
@@ -348,7 +493,9 @@ fn a_target_lacking_a_storage_class_or_a_definition_gets_a_plan_that_refuses() {
     t.rt.block_on(async {
         let c = Clusters::start().await;
         let prod = c.client("ferry-prod").await;
-        seed(&prod, &c.dir.path().join("prod"), &small_seed()).await.unwrap();
+        seed(&prod, &c.dir.path().join("prod"), &small_seed())
+            .await
+            .unwrap();
         let out = capture_ns(&prod, &t.repo, "ferry-prod", "shop").await;
 
         // A cluster with no storage class at all.
@@ -360,23 +507,49 @@ fn a_target_lacking_a_storage_class_or_a_definition_gets_a_plan_that_refuses() {
         write_kubeconfig(&kc, &[bare.kubeconfig_entry()]).unwrap();
         let linked = Linked::load(&Sources { paths: vec![kc] });
         let client = linked.get("ferry-bare").unwrap().client().await.unwrap();
-        let p = plan_into(&client, "ferry-bare", &t.repo, &out, &restore_opts("shop", "shop", Conflict::Skip)).await;
+        let p = plan_into(
+            &client,
+            "ferry-bare",
+            &t.repo,
+            &out,
+            &restore_opts("shop", "shop", Conflict::Skip),
+        )
+        .await;
         assert!(p.blocking() > 0);
         let text = p.render_text();
-        assert!(text.contains("no storage class on ferry-bare for ebs-sc"), "{text}");
-        let err = apply::apply(&client, &t.repo, &p, &MoverOptions::default(), &JobProgress::new()).await.unwrap_err();
+        assert!(
+            text.contains("no storage class on ferry-bare for ebs-sc"),
+            "{text}"
+        );
+        let err = apply::apply(
+            &client,
+            &t.repo,
+            &p,
+            &MoverOptions::default(),
+            &JobProgress::new(),
+        )
+        .await
+        .unwrap_err();
         assert!(err.to_string().contains("problem"));
         // Nothing was created.
-        let ns = Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone()).get_opt("shop").await.unwrap();
+        let ns = Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone())
+            .get_opt("shop")
+            .await
+            .unwrap();
         assert!(ns.is_none());
 
         // A mapping onto a class the target lacks is refused too, naming what it has.
         let qa = c.client("ferry-qa").await;
         let mut o = restore_opts("shop", "shop", Conflict::Skip);
-        o.mapping.storage_classes.insert("ebs-sc".into(), "premium".into());
+        o.mapping
+            .storage_classes
+            .insert("ebs-sc".into(), "premium".into());
         let p = plan_for(&qa, &t.repo, &out, &o).await;
         let text = p.render_text();
-        assert!(text.contains("premium") && text.contains("gp2 (default)"), "{text}");
+        assert!(
+            text.contains("premium") && text.contains("gp2 (default)"),
+            "{text}"
+        );
 
         // Custom resources whose definition is neither on the target nor in the capture.
         let repo2 = t.repo.clone();
@@ -386,11 +559,20 @@ fn a_target_lacking_a_storage_class_or_a_definition_gets_a_plan_that_refuses() {
             .unwrap()
             .unwrap();
         objects.retain(|o| ObjRef::of(o).kind != "CustomResourceDefinition");
-        let p = plan::build(&qa, "ferry-qa", &out.snapshot, &out.meta, &objects, &restore_opts("shop", "shop", Conflict::Skip))
-            .await
-            .unwrap();
+        let p = plan::build(
+            &qa,
+            "ferry-qa",
+            &out.snapshot,
+            &out.meta,
+            &objects,
+            &restore_opts("shop", "shop", Conflict::Skip),
+        )
+        .await
+        .unwrap();
         assert!(
-            p.problems.iter().any(|x| x.blocking && x.message.contains("does not serve shop.example.com/")),
+            p.problems
+                .iter()
+                .any(|x| x.blocking && x.message.contains("does not serve shop.example.com/")),
             "{}",
             p.render_text()
         );
@@ -424,7 +606,13 @@ fn a_target_that_drops_mid_restore_ends_in_a_report_and_the_rerun_completes() {
         // Stop the target as soon as volume data starts to flow.
         let job = JobProgress::new();
         let qa_addr = c.qa.addr();
-        let Clusters { dir, prod: prod_sb, qa: qa_sb, kubeconfig: _, linked } = c;
+        let Clusters {
+            dir,
+            prod: prod_sb,
+            qa: qa_sb,
+            kubeconfig: _,
+            linked,
+        } = c;
         let watcher = {
             let job = job.clone();
             tokio::spawn(async move {
@@ -440,7 +628,10 @@ fn a_target_that_drops_mid_restore_ends_in_a_report_and_the_rerun_completes() {
         let r = apply::apply(&qa, &t.repo, &p, &MoverOptions::default(), &job).await;
         watcher.await.unwrap();
         match r {
-            Ok(report) => assert!(!report.failed().is_empty(), "the restore did not notice the drop"),
+            Ok(report) => assert!(
+                !report.failed().is_empty(),
+                "the restore did not notice the drop"
+            ),
             Err(e) => assert!(!e.to_string().is_empty()),
         }
 
@@ -451,11 +642,25 @@ fn a_target_that_drops_mid_restore_ends_in_a_report_and_the_rerun_completes() {
         let qa = linked.get("ferry-qa").unwrap().client().await.unwrap();
         let p = plan_for(&qa, &t.repo, &out, &opts).await;
         assert_eq!(p.blocking(), 0, "{}", p.render_text());
-        no_failures(&apply::apply(&qa, &t.repo, &p, &MoverOptions::default(), &Arc::new(JobProgress::default())).await.unwrap());
+        no_failures(
+            &apply::apply(
+                &qa,
+                &t.repo,
+                &p,
+                &MoverOptions::default(),
+                &Arc::new(JobProgress::default()),
+            )
+            .await
+            .unwrap(),
+        );
         for claim in ["data-postgres-0", "redis-data"] {
             let a = volume_dir(&prod, &dir.path().join("prod"), "shop", claim).await;
             let b = volume_dir(&qa, &dir.path().join("qa"), "shop", claim).await;
-            assert_eq!(checksums(&a), checksums(&b), "{claim} differs after the rerun");
+            assert_eq!(
+                checksums(&a),
+                checksums(&b),
+                "{claim} differs after the rerun"
+            );
         }
         prod_sb.shutdown().await.unwrap();
         qa_sb.shutdown().await.unwrap();

@@ -202,3 +202,148 @@ async fn helm_installs_upgrades_and_uninstalls_a_chart() {
     kubectl(&kc, &["delete", "namespace", "made-by-kubectl"]).await;
     sandbox.shutdown().await.unwrap();
 }
+
+/// Runs kubectl and returns whether it succeeded, its stdout and its stderr.
+async fn kubectl_status(kubeconfig: &Path, args: &[&str]) -> (bool, String, String) {
+    let bin = tool_path("kubectl");
+    assert!(bin.exists(), "kubectl not found at {}", bin.display());
+    let kubeconfig = kubeconfig.to_path_buf();
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(bin)
+            .env("KUBECONFIG", &kubeconfig)
+            .env("HOME", kubeconfig.parent().unwrap())
+            .args(&args)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_server_side_apply_dry_run_and_auth() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut sandbox = Sandbox::start(SandboxConfig::new("ssa", dir.path().join("state")))
+        .await
+        .unwrap();
+    let dev_token = sandbox
+        .add_user("dev", &["developers".to_string()])
+        .unwrap();
+    let kc = dir.path().join("kubeconfig");
+    write_kubeconfig(&kc, &[sandbox.kubeconfig_entry()]).unwrap();
+    let dev_kc = dir.path().join("dev-kubeconfig");
+    let mut dev_entry = sandbox.kubeconfig_entry();
+    dev_entry.token = dev_token;
+    write_kubeconfig(&dev_kc, &[dev_entry]).unwrap();
+
+    let manifest = dir.path().join("cm.yaml");
+    let write = |replicas: &str| {
+        std::fs::write(
+            &manifest,
+            format!(
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: shared\ndata:\n  size: \"{replicas}\"\n"
+            ),
+        )
+        .unwrap();
+    };
+    let file = manifest.to_str().unwrap().to_string();
+
+    // A server-side dry run shows the object and creates nothing.
+    write("1");
+    let out = kubectl(&kc, &["apply", "--dry-run=server", "-f", &file]).await;
+    assert!(
+        out.contains("configmap/shared created (server dry run)"),
+        "{out}"
+    );
+    let (found, _, err) = kubectl_status(&kc, &["get", "cm", "shared"]).await;
+    assert!(!found && err.contains("NotFound"), "{err}");
+
+    // Server-side apply; another manager's change to the same field conflicts.
+    let out = kubectl(&kc, &["apply", "--server-side", "-f", &file]).await;
+    assert!(out.contains("configmap/shared serverside-applied"), "{out}");
+    let yaml = kubectl(
+        &kc,
+        &["get", "cm", "shared", "-o", "yaml", "--show-managed-fields"],
+    )
+    .await;
+    assert!(
+        yaml.contains("manager: kubectl") && yaml.contains("operation: Apply"),
+        "{yaml}"
+    );
+    write("2");
+    let (ok, _, err) = kubectl_status(
+        &kc,
+        &[
+            "apply",
+            "--server-side",
+            "--field-manager=other",
+            "-f",
+            &file,
+        ],
+    )
+    .await;
+    assert!(!ok, "a conflicting apply succeeded");
+    assert!(
+        err.contains("conflict") && err.contains(".data.size"),
+        "{err}"
+    );
+    let out = kubectl(
+        &kc,
+        &[
+            "apply",
+            "--server-side",
+            "--field-manager=other",
+            "--force-conflicts",
+            "-f",
+            &file,
+        ],
+    )
+    .await;
+    assert!(out.contains("serverside-applied"), "{out}");
+    let size = kubectl(&kc, &["get", "cm", "shared", "-o", "jsonpath={.data.size}"]).await;
+    assert_eq!(size, "2");
+
+    // Who am I, and what may I do: the developer may do nothing yet, then edit in default.
+    let out = kubectl(&dev_kc, &["auth", "whoami"]).await;
+    assert!(out.contains("dev") && out.contains("developers"), "{out}");
+    let (allowed, out, _) =
+        kubectl_status(&dev_kc, &["auth", "can-i", "create", "configmaps"]).await;
+    assert!(!allowed && out.trim() == "no", "{out}");
+    kubectl(
+        &kc,
+        &[
+            "create",
+            "rolebinding",
+            "developers-edit",
+            "--clusterrole=edit",
+            "--group=developers",
+            "-n",
+            "default",
+        ],
+    )
+    .await;
+    let out = kubectl(&dev_kc, &["auth", "can-i", "create", "configmaps"]).await;
+    assert_eq!(out.trim(), "yes");
+    let (allowed, _, _) = kubectl_status(
+        &dev_kc,
+        &["auth", "can-i", "create", "configmaps", "-n", "kube-system"],
+    )
+    .await;
+    assert!(!allowed);
+    let (ok, _, err) = kubectl_status(&dev_kc, &["create", "cm", "x", "-n", "kube-system"]).await;
+    assert!(!ok);
+    assert!(
+        err.contains(
+            "configmaps is forbidden: User \"dev\" cannot create resource \"configmaps\" in API group \"\" in the namespace \"kube-system\""
+        ),
+        "{err}"
+    );
+    kubectl(&dev_kc, &["create", "cm", "x"]).await;
+    sandbox.shutdown().await.unwrap();
+}

@@ -24,6 +24,7 @@ mod open;
 mod restore;
 mod sandbox;
 mod sandbox_seed;
+mod sandbox_user;
 mod snapshots;
 
 use std::path::PathBuf;

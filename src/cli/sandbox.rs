@@ -1,4 +1,5 @@
-//! `ferry sandbox up|down|status|reset|seed`: local Kubernetes clusters for trying Ferry.
+//! `ferry sandbox up|down|status|reset|seed|user`: local Kubernetes clusters for trying
+//! Ferry (`seed` lives in `sandbox_seed.rs`, `user` in `sandbox_user.rs`).
 //!
 //! Each sandbox lives in `<data>/sandbox/<name>/`; `up` starts each one as a background
 //! `ferry sandbox serve` process (or in this process with `--foreground`), records its pid
@@ -30,6 +31,9 @@ pub enum SandboxCommand {
     Reset(NamesArgs),
     /// Load a sample shop application (PostgreSQL, Redis, web, ...) into a running sandbox
     Seed(SeedArgs),
+    /// Add or list the users of a sandbox (tokens and kubeconfig contexts)
+    #[command(subcommand)]
+    User(super::sandbox_user::UserCommand),
     /// Serve one sandbox in this process (what `up` starts in the background)
     #[command(hide = true)]
     Serve(ServeArgs),
@@ -81,7 +85,7 @@ pub(super) struct ServerInfo {
     pub url: String,
 }
 
-fn root(ctx: &Context) -> PathBuf {
+pub(super) fn root(ctx: &Context) -> PathBuf {
     ctx.dirs.data.join("sandbox")
 }
 
@@ -139,7 +143,7 @@ pub(super) fn running(dir: &Path) -> Option<ServerInfo> {
 }
 
 /// Every sandbox folder under the root, by name.
-fn all_sandboxes(ctx: &Context) -> Vec<String> {
+pub(super) fn all_sandboxes(ctx: &Context) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(root(ctx))
         .into_iter()
         .flatten()
@@ -151,13 +155,25 @@ fn all_sandboxes(ctx: &Context) -> Vec<String> {
     names
 }
 
-/// Rewrites the kubeconfig with one context per running sandbox; returns its path.
-fn write_kubeconfig(ctx: &Context) -> anyhow::Result<Option<PathBuf>> {
+/// Rewrites the kubeconfig with one context per running sandbox, and one per user added
+/// to it (`ferry-<cluster>-<user>`); returns its path.
+pub(super) fn write_kubeconfig(ctx: &Context) -> anyhow::Result<Option<PathBuf>> {
     let mut entries = Vec::new();
+    let mut users = Vec::new();
     for name in all_sandboxes(ctx) {
         let dir = root(ctx).join(&name);
         if let Some(info) = running(&dir) {
             entries.push(sandbox::saved_entry(&name, &dir, &info.url)?);
+            for (user, token) in sandbox::users(&dir)? {
+                // The built-in users keep the kubeconfig as it was: one context each.
+                if user.name != "admin" && user.name != "viewer" {
+                    users.push(sandbox::KubeconfigUser {
+                        cluster: name.clone(),
+                        user: user.name,
+                        token,
+                    });
+                }
+            }
         }
     }
     let path = kubeconfig_path(ctx);
@@ -165,7 +181,7 @@ fn write_kubeconfig(ctx: &Context) -> anyhow::Result<Option<PathBuf>> {
         let _ = std::fs::remove_file(&path);
         return Ok(None);
     }
-    sandbox::write_kubeconfig(&path, &entries)?;
+    sandbox::write_kubeconfig_with_users(&path, &entries, &users)?;
     Ok(Some(path))
 }
 
@@ -204,6 +220,7 @@ pub fn run(ctx: &Context, cmd: SandboxCommand) -> anyhow::Result<Exit> {
         SandboxCommand::Status => status(ctx),
         SandboxCommand::Reset(a) => reset(ctx, a),
         SandboxCommand::Seed(a) => super::sandbox_seed::run(ctx, &root(ctx), a),
+        SandboxCommand::User(c) => super::sandbox_user::run(ctx, c),
         SandboxCommand::Serve(a) => serve(ctx, a),
     }
 }

@@ -72,21 +72,6 @@ impl Target {
             _ => None,
         }
     }
-
-    /// The 403 of a user who may not `create` `pods/exec`.
-    pub fn forbidden(&self, user: &str) -> ApiError {
-        let mut e = ApiError::new(
-            403,
-            "Forbidden",
-            format!(
-                "pods \"{}\" is forbidden: User \"{user}\" cannot create resource \"pods/exec\" \
-                 in API group \"\" in the namespace \"{}\"",
-                self.pod, self.namespace
-            ),
-        );
-        e.details = json!({"name": self.pod, "kind": "pods"});
-        e
-    }
 }
 
 /// The exec sessions of one sandbox, so that stopping the sandbox stops their processes.

@@ -28,14 +28,30 @@ impl Entry {
     }
 }
 
-/// The kubeconfig document for `entries`; the first is the current context.
-pub fn document(entries: &[Entry]) -> Value {
+/// A further user of one sandbox: its context is `ferry-<cluster>-<user>`.
+#[derive(Debug, Clone)]
+pub struct UserEntry {
+    /// The sandbox's name, as in its [`Entry`].
+    pub cluster: String,
+    pub user: String,
+    pub token: String,
+}
+
+impl UserEntry {
+    pub fn context_name(&self) -> String {
+        format!("ferry-{}-{}", self.cluster, self.user)
+    }
+}
+
+/// The kubeconfig document for `entries` (the first is the current context) and a context
+/// for each of `users` whose sandbox is among `entries`.
+pub fn document_with_users(entries: &[Entry], users: &[UserEntry]) -> Value {
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
     let clusters: Vec<Value> = entries
         .iter()
         .map(|e| json!({"name": e.context_name(), "cluster": {"server": e.server, "certificate-authority-data": b64(&e.ca_pem)}}))
         .collect();
-    let users: Vec<Value> = entries
+    let users_doc: Vec<Value> = entries
         .iter()
         .map(|e| json!({"name": format!("{}-admin", e.context_name()), "user": {"token": e.token}}))
         .collect();
@@ -43,12 +59,21 @@ pub fn document(entries: &[Entry]) -> Value {
         .iter()
         .map(|e| json!({"name": e.context_name(), "context": {"cluster": e.context_name(), "user": format!("{}-admin", e.context_name()), "namespace": "default"}}))
         .collect();
+    let (mut users_out, mut contexts) = (users_doc, contexts);
+    for u in users {
+        if !entries.iter().any(|e| e.cluster == u.cluster) {
+            continue;
+        }
+        let name = u.context_name();
+        users_out.push(json!({"name": name, "user": {"token": u.token}}));
+        contexts.push(json!({"name": name, "context": {"cluster": format!("ferry-{}", u.cluster), "user": name, "namespace": "default"}}));
+    }
     json!({
         "apiVersion": "v1",
         "kind": "Config",
         "preferences": {},
         "clusters": clusters,
-        "users": users,
+        "users": users_out,
         "contexts": contexts,
         "current-context": entries.first().map(Entry::context_name).unwrap_or_default(),
     })
@@ -56,7 +81,16 @@ pub fn document(entries: &[Entry]) -> Value {
 
 /// Writes the kubeconfig for `entries` to `path` atomically, readable by the owner only.
 pub fn write(path: &Path, entries: &[Entry]) -> Result<(), SandboxError> {
-    let text = serde_json::to_vec_pretty(&document(entries))
+    write_with_users(path, entries, &[])
+}
+
+/// [`write`], with a context for each of `users`.
+pub fn write_with_users(
+    path: &Path,
+    entries: &[Entry],
+    users: &[UserEntry],
+) -> Result<(), SandboxError> {
+    let text = serde_json::to_vec_pretty(&document_with_users(entries, users))
         .map_err(|e| SandboxError::Internal(e.to_string()))?;
     write_atomic(path, &text)?;
     use std::os::unix::fs::PermissionsExt as _;

@@ -11,11 +11,15 @@
 //! - `resources.rs`: the served resource types and discovery documents;
 //! - `verbs.rs`: API semantics (create, update, patch, delete, finalizers, GC, ...);
 //! - `select.rs`, `patch.rs`: selectors and patch formats;
+//! - `dryrun.rs`: server-side dry-run on a throw-away copy of the cluster;
+//! - `rbac.rs`: RBAC authorization, the bootstrap policy, the SelfSubject reviews;
 //! - `proto.rs`: protobuf bodies of Secrets, ConfigMaps and Namespaces (typed clients);
 //! - `server.rs`: HTTPS, authentication, routing, watches;
 //! - `exec.rs`: pod exec over WebSockets (v5/v4 channel protocols);
 //! - `runtime.rs`: container emulation: exec commands run as host processes with the
 //!   pod's volumes mapped to host folders;
+//! - `ssa.rs`: server-side apply and managedFields;
+//! - `users.rs`: users and their bearer tokens (`tokens.json`);
 //! - `kubeconfig.rs`: the kubeconfig clients use;
 //! - `controllers.rs`, `workloads.rs`, `pods.rs`, `storage.rs`: the control loop that makes
 //!   a sandbox behave like a cluster (workload controllers, scheduling and pod status,
@@ -23,23 +27,26 @@
 //! - `seed.rs`: `ferry sandbox seed`, a sample shop application loaded through the API.
 
 mod controllers;
+mod dryrun;
 mod exec;
 mod kubeconfig;
 mod patch;
 mod pods;
 mod proto;
+mod rbac;
 mod resources;
 mod runtime;
 pub mod seed;
 mod select;
 mod server;
+mod ssa;
 mod storage;
 mod store;
 mod tls;
+mod users;
 mod verbs;
 mod workloads;
 
-use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -50,13 +57,17 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 
-pub use kubeconfig::{Entry as KubeconfigEntry, write as write_kubeconfig};
+pub use kubeconfig::{
+    Entry as KubeconfigEntry, UserEntry as KubeconfigUser, write as write_kubeconfig,
+    write_with_users as write_kubeconfig_with_users,
+};
 pub use seed::{SeedOptions, SeedSummary, seed};
 pub use server::{MAX_BODY, User};
 pub use storage::{
     ReclaimPolicy, SnapshotClassSpec, StorageClassSpec, VolumeBindingMode, demo_classes,
 };
 pub use store::write_atomic;
+pub use users::{add_user, users};
 
 use server::Shared;
 use store::Store;
@@ -90,6 +101,8 @@ pub enum SandboxError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("{0}")]
+    Invalid(String),
     #[error("the sandbox failed: {0}")]
     Internal(String),
 }
@@ -263,6 +276,7 @@ impl Sandbox {
             .map_err(|e| SandboxError::Internal(e.message))?;
         controllers::install(&mut cluster, &config)
             .map_err(|e| SandboxError::Internal(e.message))?;
+        rbac::bootstrap(&mut cluster).map_err(|e| SandboxError::Internal(e.message))?;
         let listener = tokio::net::TcpListener::bind(config.bind)
             .await
             .map_err(|source| SandboxError::Bind {
@@ -275,10 +289,7 @@ impl Sandbox {
         })?;
         let shared = Arc::new(Shared {
             cluster: Mutex::new(cluster),
-            tokens: tokens
-                .iter()
-                .map(|t| (t.token.clone(), t.user.clone()))
-                .collect::<HashMap<_, _>>(),
+            tokens: users::TokenMap::new(&dir, &tokens),
             server_url: format!("https://{addr}"),
             execs: Default::default(),
         });
@@ -387,12 +398,30 @@ impl Sandbox {
         &self.certs.ca_pem
     }
 
-    /// The token of the user named `user` (`admin` or `viewer`).
+    /// The token of the user named `user` (`admin`, `viewer`, or one added).
     pub fn token(&self, user: &str) -> Option<&str> {
         self.tokens
             .iter()
             .find(|t| t.user.name == user)
             .map(|t| t.token.as_str())
+    }
+
+    /// Adds the user `name` in `groups` (and `system:authenticated`), saved in
+    /// `tokens.json`, and returns its bearer token, which this sandbox accepts at once.
+    /// What the user may do is up to the RBAC objects in the cluster.
+    pub fn add_user(&mut self, name: &str, groups: &[String]) -> Result<String, SandboxError> {
+        let dir = self
+            .state_path
+            .parent()
+            .ok_or_else(|| SandboxError::Internal("the state file has no folder".into()))?
+            .to_path_buf();
+        let (token, user) = users::add_user(&dir, name, groups)?;
+        self.shared.tokens.insert(token.clone(), user.clone());
+        self.tokens.push(TokenEntry {
+            token: token.clone(),
+            user,
+        });
+        Ok(token)
     }
 
     /// What a kubeconfig needs to reach this sandbox as `admin`.

@@ -1,7 +1,8 @@
 //! Just enough of the Kubernetes protobuf encoding to accept the bodies that typed
 //! client-go clients (helm's release storage, `kubectl create secret|configmap|namespace`)
-//! send: Secrets, ConfigMaps and Namespaces, turned into the JSON the rest of the sandbox
-//! works on.
+//! send: Secrets, ConfigMaps, Namespaces, RBAC roles and bindings (`kubectl create
+//! rolebinding`), and the SelfSubject reviews (`kubectl auth whoami|can-i`), turned into
+//! the JSON the rest of the sandbox works on.
 //!
 //! Owns protobuf decoding. Anything it does not fully understand is refused (the caller
 //! answers 415), never half-read.
@@ -149,6 +150,64 @@ fn object_meta(w: &Wire<'_>) -> Option<Value> {
     Some(Value::Object(m))
 }
 
+fn push(obj: &mut Value, key: &str, item: Value) {
+    match obj[key].as_array_mut() {
+        Some(a) => a.push(item),
+        None => obj[key] = json!([item]),
+    }
+}
+
+/// A message whose fields are all strings, named by `names`; any other field refuses it.
+fn strings_message(w: &Wire<'_>, names: &[(u64, &str)]) -> Option<Value> {
+    let mut o = Map::new();
+    for (n, f) in fields(bytes(w)?)? {
+        let (_, key) = names.iter().find(|(m, _)| *m == n)?;
+        o.insert((*key).to_string(), json!(string(&f)?));
+    }
+    Some(Value::Object(o))
+}
+
+/// Like [`strings_message`], skipping the fields it does not name (selectors of a
+/// review's attributes, which the sandbox's authorizer does not evaluate).
+fn strings_message_lenient(w: &Wire<'_>, names: &[(u64, &str)]) -> Option<Value> {
+    let mut o = Map::new();
+    for (n, f) in fields(bytes(w)?)? {
+        if let Some((_, key)) = names.iter().find(|(m, _)| *m == n) {
+            o.insert((*key).to_string(), json!(string(&f)?));
+        }
+    }
+    Some(Value::Object(o))
+}
+
+/// An rbac/v1 PolicyRule: five lists of strings.
+fn policy_rule(w: &Wire<'_>) -> Option<Value> {
+    let mut o = json!({});
+    for (n, f) in fields(bytes(w)?)? {
+        let key = match n {
+            1 => "verbs",
+            2 => "apiGroups",
+            3 => "resources",
+            4 => "resourceNames",
+            5 => "nonResourceURLs",
+            _ => return None,
+        };
+        push(&mut o, key, json!(string(&f)?));
+    }
+    Some(o)
+}
+
+/// A LabelSelector with matchLabels only (matchExpressions refuse the body).
+fn label_selector(w: &Wire<'_>) -> Option<Value> {
+    let mut labels = Map::new();
+    for (n, f) in fields(bytes(w)?)? {
+        match n {
+            1 => map_entry(&f, false, &mut labels)?,
+            _ => return None,
+        }
+    }
+    Some(json!({"matchLabels": labels}))
+}
+
 fn decode_object(api_version: &str, kind: &str, raw: &[u8]) -> Option<Value> {
     let mut obj = json!({"apiVersion": api_version, "kind": kind});
     let mut data = Map::new();
@@ -164,6 +223,57 @@ fn decode_object(api_version: &str, kind: &str, raw: &[u8]) -> Option<Value> {
                 obj["immutable"] = json!(*b != 0)
             }
             ("ConfigMap", 2, _) => map_entry(&f, false, &mut data)?,
+            ("Role" | "ClusterRole", 2, _) => push(&mut obj, "rules", policy_rule(&f)?),
+            ("ClusterRole", 3, _) => {
+                let mut selectors = Vec::new();
+                for (m, sel) in fields(bytes(&f)?)? {
+                    if m != 1 {
+                        return None;
+                    }
+                    selectors.push(label_selector(&sel)?);
+                }
+                obj["aggregationRule"] = json!({"clusterRoleSelectors": selectors});
+            }
+            ("RoleBinding" | "ClusterRoleBinding", 2, _) => push(
+                &mut obj,
+                "subjects",
+                strings_message(
+                    &f,
+                    &[(1, "kind"), (2, "apiGroup"), (3, "name"), (4, "namespace")],
+                )?,
+            ),
+            ("RoleBinding" | "ClusterRoleBinding", 3, _) => {
+                obj["roleRef"] = strings_message(&f, &[(1, "apiGroup"), (2, "kind"), (3, "name")])?
+            }
+            // What a review asks (its status is the server's answer).
+            ("SelfSubjectReview", 2, _) => {}
+            ("SelfSubjectAccessReview", 2, _) => {
+                let mut spec = Map::new();
+                for (m, a) in fields(bytes(&f)?)? {
+                    let (key, names): (&str, &[(u64, &str)]) = match m {
+                        1 => (
+                            "resourceAttributes",
+                            &[
+                                (1, "namespace"),
+                                (2, "verb"),
+                                (3, "group"),
+                                (4, "version"),
+                                (5, "resource"),
+                                (6, "subresource"),
+                                (7, "name"),
+                            ],
+                        ),
+                        2 => ("nonResourceAttributes", &[(1, "path"), (2, "verb")]),
+                        _ => return None,
+                    };
+                    spec.insert(key.into(), strings_message_lenient(&a, names)?);
+                }
+                obj["spec"] = Value::Object(spec);
+            }
+            ("SelfSubjectRulesReview", 2, _) => {
+                obj["spec"] = strings_message(&f, &[(1, "namespace")])?
+            }
+            ("SelfSubjectAccessReview" | "SelfSubjectRulesReview", 3, _) => {}
             ("ConfigMap", 3, _) => map_entry(&f, true, &mut binary_data)?,
             // A namespace's spec (finalizers) and status are set by the server.
             ("Namespace", 2 | 3, _) => {}
@@ -209,15 +319,30 @@ pub fn decode(body: &[u8]) -> Option<Value> {
             _ => return None,
         }
     }
-    if api_version != "v1" || !matches!(kind.as_str(), "Secret" | "ConfigMap" | "Namespace") {
+    let known = match api_version.as_str() {
+        "v1" => matches!(kind.as_str(), "Secret" | "ConfigMap" | "Namespace"),
+        "rbac.authorization.k8s.io/v1" => matches!(
+            kind.as_str(),
+            "Role" | "ClusterRole" | "RoleBinding" | "ClusterRoleBinding"
+        ),
+        "authentication.k8s.io/v1" => kind == "SelfSubjectReview",
+        "authorization.k8s.io/v1" => {
+            matches!(
+                kind.as_str(),
+                "SelfSubjectAccessReview" | "SelfSubjectRulesReview"
+            )
+        }
+        _ => false,
+    };
+    if !known {
         return None;
     }
     decode_object(&api_version, &kind, raw)
 }
 
-/// Decodes a protobuf DeleteOptions into its JSON form (propagation, orphaning and
-/// preconditions; the grace period and dryRun are ignored as the sandbox has no use
-/// for them).
+/// Decodes a protobuf DeleteOptions into its JSON form (propagation, orphaning,
+/// preconditions and dryRun; the grace period is ignored as the sandbox has no use
+/// for it).
 pub fn decode_delete_options(body: &[u8]) -> Option<Value> {
     let envelope = body.strip_prefix(MAGIC)?;
     let mut raw: &[u8] = &[];
@@ -252,7 +377,8 @@ pub fn decode_delete_options(body: &[u8]) -> Option<Value> {
             }
             (3, Wire::Varint(b)) => out["orphanDependents"] = json!(*b != 0),
             (4, _) => out["propagationPolicy"] = json!(string(&f)?),
-            (1 | 5 | 6 | 7, _) => {}
+            (5, _) => push(&mut out, "dryRun", json!(string(&f)?)),
+            (1 | 6 | 7, _) => {}
             _ => return None,
         }
     }
@@ -295,6 +421,26 @@ mod tests {
         ]
         .concat();
         assert!(decode(&pod).is_none());
+        let subject = [field(1, b"User"), field(3, b"dev")].concat();
+        let role_ref = [field(2, b"ClusterRole"), field(3, b"edit")].concat();
+        let binding = [
+            field(1, &field(1, b"b")),
+            field(2, &subject),
+            field(3, &role_ref),
+        ]
+        .concat();
+        let type_meta = [
+            field(1, b"rbac.authorization.k8s.io/v1"),
+            field(2, b"RoleBinding"),
+        ]
+        .concat();
+        let body = [MAGIC.to_vec(), field(1, &type_meta), field(2, &binding)].concat();
+        assert_eq!(
+            decode(&body).unwrap(),
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                   "metadata": {"name": "b"}, "subjects": [{"kind": "User", "name": "dev"}],
+                   "roleRef": {"kind": "ClusterRole", "name": "edit"}})
+        );
         assert!(decode(b"k8s\0\xff\xff").is_none());
         assert!(decode(b"{}").is_none());
     }

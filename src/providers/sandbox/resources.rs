@@ -7,6 +7,7 @@
 
 use serde_json::{Value, json};
 
+use super::rbac::REVIEWS;
 use super::store::Store;
 
 pub const CRD_GROUP: &str = "apiextensions.k8s.io";
@@ -444,9 +445,10 @@ pub fn find(store: &Store, group: &str, version: &str, plural: &str) -> Option<R
 
 /// True when `group`/`version` is served.
 pub fn serves_group_version(store: &Store, group: &str, version: &str) -> bool {
-    all(store)
-        .iter()
-        .any(|r| r.group == group && r.version == version)
+    (version == "v1" && REVIEWS.iter().any(|(g, _, _)| *g == group))
+        || all(store)
+            .iter()
+            .any(|r| r.group == group && r.version == version)
 }
 
 pub fn version() -> Value {
@@ -487,6 +489,11 @@ pub fn api_group_list(store: &Store) -> Value {
             None => groups.push((r.group.clone(), vec![r.version.clone()])),
         }
     }
+    for (g, _, _) in REVIEWS {
+        if !groups.iter().any(|(name, _)| name == g) {
+            groups.push((g.to_string(), vec!["v1".to_string()]));
+        }
+    }
     let groups: Vec<Value> = groups
         .into_iter()
         .map(|(name, versions)| {
@@ -515,6 +522,14 @@ const VERBS: &[&str] = &[
 /// `/api/v1` or `/apis/<group>/<version>`.
 pub fn api_resource_list(store: &Store, group: &str, version: &str) -> Value {
     let mut resources = Vec::new();
+    for (g, plural, kind) in REVIEWS {
+        if *g == group && version == "v1" {
+            resources.push(
+                json!({"name": plural, "singularName": "", "namespaced": false,
+                                  "kind": kind, "verbs": ["create"]}),
+            );
+        }
+    }
     for r in all(store) {
         if r.group != group || r.version != version {
             continue;

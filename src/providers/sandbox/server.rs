@@ -20,6 +20,7 @@ use parking_lot::Mutex;
 use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
 
+use super::rbac;
 use super::resources::{self, ResourceInfo};
 use super::select::{FieldSelector, LabelSelector};
 use super::store::EventType;
@@ -35,18 +36,10 @@ pub struct User {
     pub groups: Vec<String>,
 }
 
-impl User {
-    /// Members of `system:masters` may do anything; everyone else may only read.
-    fn may(&self, verb: &str) -> bool {
-        self.groups.iter().any(|g| g == "system:masters")
-            || matches!(verb, "get" | "list" | "watch")
-    }
-}
-
 /// What every connection of one sandbox shares.
 pub struct Shared {
     pub cluster: Mutex<Cluster>,
-    pub tokens: HashMap<String, User>,
+    pub tokens: super::users::TokenMap,
     pub server_url: String,
     /// Running pod execs (`exec.rs`).
     pub execs: super::exec::Sessions,
@@ -88,14 +81,14 @@ pub async fn handle(
     Ok(r)
 }
 
-fn authenticate<'a>(shared: &'a Shared, req: &Request<Incoming>) -> ApiResult<&'a User> {
+fn authenticate(shared: &Shared, req: &Request<Incoming>) -> ApiResult<User> {
     let token = req
         .headers()
         .get(hyper::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
-    token.and_then(|t| shared.tokens.get(t)).ok_or_else(|| {
+    token.and_then(|t| shared.tokens.lookup(t)).ok_or_else(|| {
         ApiError::new(
             401,
             "Unauthorized",
@@ -191,13 +184,28 @@ async fn route(shared: &Arc<Shared>, req: Request<Incoming>) -> ApiResult<Respon
         }
         _ => {}
     }
-    let user = authenticate(shared, &req)?.clone();
+    let user = authenticate(shared, &req)?;
     // Pod exec (`exec.rs`): verb `create` on the subresource `pods/exec`.
     if let Some(target) = super::exec::Target::parse(&segs) {
-        if !user.may("create") {
-            return Err(target.forbidden(&user.name));
-        }
+        let attrs = rbac::Attributes::resource(
+            "create",
+            Some(&target.namespace),
+            "",
+            "pods",
+            "exec",
+            &target.pod,
+        );
+        rbac::authorize(&shared.cluster.lock(), &user, &attrs)?;
         return super::exec::serve(shared, target, req).await;
+    }
+    let resource_request = matches!(
+        segs.as_slice(),
+        ["api", "v1", _, ..] | ["apis", _, _, _, ..]
+    );
+    if !resource_request {
+        let verb = req.method().as_str().to_ascii_lowercase();
+        let attrs = rbac::Attributes::non_resource(&verb, &path);
+        rbac::authorize(&shared.cluster.lock(), &user, &attrs)?;
     }
     match segs.as_slice() {
         ["openapi", "v3"] if get => {
@@ -265,6 +273,43 @@ async fn route(shared: &Arc<Shared>, req: Request<Incoming>) -> ApiResult<Respon
         ["apis", g, v, rest @ ..] if !rest.is_empty() => (*g, *v, rest),
         _ => return Err(ApiError::route_not_found()),
     };
+    if version == "v1"
+        && let [plural] = rest
+        && rbac::REVIEWS
+            .iter()
+            .any(|(g, p, _)| *g == group && p == plural)
+    {
+        if req.method() != Method::POST {
+            return Err(ApiError::new(
+                405,
+                "MethodNotAllowed",
+                format!("{plural} can only be created"),
+            ));
+        }
+        let attrs = rbac::Attributes::resource("create", None, group, plural, "", "");
+        rbac::authorize(&shared.cluster.lock(), &user, &attrs)?;
+        let protobuf = req.headers().get(CONTENT_TYPE).is_some_and(|v| {
+            v.as_bytes()
+                .starts_with(b"application/vnd.kubernetes.protobuf")
+        });
+        let bytes = read_body(req).await?;
+        let body = if protobuf {
+            super::proto::decode(&bytes).ok_or_else(|| {
+                ApiError::new(
+                    415,
+                    "UnsupportedMediaType",
+                    "the protobuf review could not be read: send JSON",
+                )
+            })?
+        } else {
+            parse_json(&bytes)?
+        };
+        let c = shared.cluster.lock();
+        return Ok(json_response(
+            201,
+            &rbac::review(&c, &user, group, plural, &body)?,
+        ));
+    }
     let namespaced_path = rest.len() >= 3
         && rest.first() == Some(&"namespaces")
         && !(rest.len() == 3 && matches!(rest.get(2), Some(&"status") | Some(&"finalize")));
@@ -318,29 +363,21 @@ async fn route(shared: &Arc<Shared>, req: Request<Incoming>) -> ApiResult<Respon
             ));
         }
     };
-    if !user.may(verb) {
-        let what = name
-            .as_deref()
-            .map(|n| format!(" \"{n}\""))
-            .unwrap_or_default();
-        let scope = ns
-            .as_deref()
-            .map(|n| format!(" in the namespace \"{n}\""))
-            .unwrap_or_else(|| " at the cluster scope".into());
-        return Err(ApiError::new(
-            403,
-            "Forbidden",
-            format!(
-                "{}{what} is forbidden: User \"{}\" cannot {verb} resource \"{}\" in API group \"{}\"{scope}",
-                info.plural, user.name, info.plural, info.group,
-            ),
-        ));
-    }
-    if query.get("dryRun").is_some_and(|v| !v.is_empty()) && verb != "get" && verb != "list" {
-        return Err(ApiError::bad_request(
-            "the sandbox does not support dryRun yet: run without it",
-        ));
-    }
+    let subresource = rest.get(2).copied().unwrap_or("");
+    // A namespace's own name is the namespace of requests on it, as for a real server.
+    let attr_ns = match (&ns, info.plural.as_str(), &name) {
+        (None, "namespaces", Some(n)) if info.group.is_empty() => Some(n.as_str()),
+        _ => ns.as_deref(),
+    };
+    let attrs = rbac::Attributes::resource(
+        verb,
+        attr_ns,
+        &info.group,
+        &info.plural,
+        subresource,
+        name.as_deref().unwrap_or(""),
+    );
+    rbac::authorize(&shared.cluster.lock(), &user, &attrs)?;
     let list_query = ListQuery {
         label_selector: query.get("labelSelector").cloned().unwrap_or_default(),
         field_selector: query.get("fieldSelector").cloned().unwrap_or_default(),
@@ -354,6 +391,12 @@ async fn route(shared: &Arc<Shared>, req: Request<Incoming>) -> ApiResult<Respon
     let content_type = req
         .headers()
         .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let user_agent = req
+        .headers()
+        .get(hyper::header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string();
@@ -406,6 +449,18 @@ async fn route(shared: &Arc<Shared>, req: Request<Incoming>) -> ApiResult<Respon
         }
         Ok(o)
     };
+    let dry_run = match verb {
+        "create" | "update" | "patch" => super::dryrun::requested(&query, verb, None)?,
+        "delete" | "deletecollection" => {
+            let opts = match (body.is_empty(), protobuf) {
+                (true, _) => None,
+                (false, true) => super::proto::decode_delete_options(&body),
+                (false, false) => Some(parse_json(&body)?),
+            };
+            super::dryrun::requested(&query, verb, opts.as_ref())?
+        }
+        _ => false,
+    };
     let name = name.as_deref().unwrap_or("");
     let decode = |body: &[u8]| -> ApiResult<Value> {
         if !protobuf {
@@ -415,13 +470,26 @@ async fn route(shared: &Arc<Shared>, req: Request<Incoming>) -> ApiResult<Respon
             ApiError::new(
                 415,
                 "UnsupportedMediaType",
-                "the sandbox reads protobuf only for Secrets, ConfigMaps and Namespaces: send JSON",
+                "the sandbox reads protobuf only for Secrets, ConfigMaps, Namespaces and RBAC objects: send JSON",
             )
         })
     };
-    let run = || -> ApiResult<(u16, Value)> {
-        let mut c = shared.cluster.lock();
+    let media = content_type.split(';').next().unwrap_or("").trim();
+    let apply = verb == "patch" && media == "application/apply-patch+yaml" && sub == Sub::Main;
+    let field_manager = query.get("fieldManager").map(String::as_str);
+    if apply && field_manager.is_none_or(str::is_empty) {
+        return Err(super::ssa::manager_required());
+    }
+    let manager = super::ssa::manager_name(field_manager, &user_agent);
+    let force = query.get("force").map(String::as_str) == Some("true");
+    let exec_verb = |c: &mut Cluster| -> ApiResult<(u16, Value)> {
         Ok(match verb {
+            "patch" if apply => {
+                let applied = super::ssa::parse_apply(&body)?;
+                let existed = c.get(&info, ns, name, sub).is_ok();
+                let out = super::ssa::apply(c, &info, ns, name, applied, &manager, force)?;
+                (if existed { 200 } else { 201 }, out)
+            }
             "get" => (200, c.get(&info, ns, name, sub)?),
             "list" => (200, c.list(&info, ns, &list_query)?),
             "create" => (201, c.create(&info, ns, decode(&body)?)?),
@@ -433,6 +501,25 @@ async fn route(shared: &Arc<Shared>, req: Request<Incoming>) -> ApiResult<Respon
                 c.delete_collection(&info, ns, &list_query, &delete_opts()?)?,
             ),
         })
+    };
+    let exec = |c: &mut Cluster| -> ApiResult<(u16, Value)> {
+        if !apply {
+            c.manager = Some(super::ssa::Manager {
+                name: manager.clone(),
+            });
+        }
+        let r = exec_verb(c);
+        c.manager = None;
+        r
+    };
+    let run = || -> ApiResult<(u16, Value)> {
+        let mut c = shared.cluster.lock();
+        if !dry_run {
+            return exec(&mut c);
+        }
+        let (code, mut out) = exec(&mut super::dryrun::scratch(&c))?;
+        super::dryrun::settle(&c.store, &info, &mut out);
+        Ok((code, out))
     };
     // A bug must cost one request a 500, never the server: catch panics here. Each store
     // change is a single step, so the store stays consistent.

@@ -134,6 +134,20 @@ impl Store {
         }
     }
 
+    /// A copy of the objects and the counter, with no history and no watchers: what a
+    /// dry-run request changes and throws away.
+    pub fn scratch(&self) -> Store {
+        let (tx, _) = broadcast::channel(16);
+        Store {
+            objects: self.objects.clone(),
+            rv: self.rv,
+            history_start: self.rv,
+            history: VecDeque::new(),
+            tx,
+            dirty: false,
+        }
+    }
+
     /// Loads the state file at `path`; a missing file gives an empty store.
     pub fn load(path: &Path) -> Result<Store, SandboxError> {
         let mut store = Store::new();

@@ -344,6 +344,12 @@ pub struct Cluster {
     /// The sandbox's folder. Volume contents live in `volumes/<volumeHandle>/` below it
     /// (see [`Cluster::volume_dir`]).
     pub dir: std::path::PathBuf,
+    /// True on the throw-away copy a dry-run request works on (see `dryrun.rs`): code
+    /// with effects outside the store (folders on disk) must skip them.
+    pub dry_run: bool,
+    /// The field manager of the request being served, if it tracks field ownership
+    /// (see `ssa.rs`); None for the cluster's own writes.
+    pub manager: Option<super::ssa::Manager>,
 }
 
 impl Cluster {
@@ -353,6 +359,8 @@ impl Cluster {
             name: name.to_string(),
             ca_pem: ca_pem.to_string(),
             dir: dir.to_path_buf(),
+            dry_run: false,
+            manager: None,
         }
     }
 
@@ -643,7 +651,6 @@ impl Cluster {
                 "deletionTimestamp",
                 "deletionGracePeriodSeconds",
                 "resourceVersion",
-                "managedFields",
                 "selfLink",
             ] {
                 m.remove(k);
@@ -656,9 +663,16 @@ impl Cluster {
             m.remove("status");
         }
         self.validate_and_default(info, &key, &mut body, None)?;
+        if let Some(m) = &self.manager {
+            super::ssa::on_write(info, Sub::Main, None, &mut body, m);
+        }
         let stored = self.store.put(key, present(info, body), EventType::Added);
         if info.group.is_empty() && info.plural == "namespaces" {
-            self.populate_namespace(&name)?;
+            // What the namespace gets is the cluster's doing, not the request's manager's.
+            let manager = self.manager.take();
+            let r = self.populate_namespace(&name);
+            self.manager = manager;
+            r?;
         }
         Ok(present(info, stored))
     }
@@ -1043,6 +1057,9 @@ impl Cluster {
         if spec_part(&new) != spec_part(&old) {
             let generation = old["metadata"]["generation"].as_i64().unwrap_or(0) + 1;
             new["metadata"]["generation"] = json!(generation);
+        }
+        if let Some(m) = &self.manager {
+            super::ssa::on_write(info, sub, Some(&old), &mut new, m);
         }
         let new = present(info, new);
         if new == present(info, old.clone()) {
