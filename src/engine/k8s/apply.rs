@@ -90,7 +90,7 @@ pub async fn apply(
         return Err(K8sError::PlanBlocked(plan.blocking()));
     }
     let started = Instant::now();
-    let catalog = Catalog::discover(client).await?;
+    let mut catalog = Catalog::discover(client).await?;
     let mut report = Report {
         snapshot: plan.snapshot.clone(),
         target_cluster: plan.target_cluster.clone(),
@@ -132,11 +132,11 @@ pub async fn apply(
             failed_refs.push(i.target.clone());
             progress.add_objects(0, 1);
         }
-        let catalog = &catalog;
+        let cat = &catalog;
         let ready: Vec<PlanItem> = ready.into_iter().map(|i| (*i).clone()).collect();
         let results: Vec<Outcome> = futures::stream::iter(ready)
             .map(|i: PlanItem| async move {
-                let r = put_object(client, catalog, &i).await;
+                let r = put_object(client, cat, &i).await;
                 progress.add_objects(0, 1);
                 match r {
                     Ok(msg) => Outcome {
@@ -181,6 +181,10 @@ pub async fn apply(
                     remedy: Some("check the definition on the target (`kubectl get crd`)".into()),
                 });
             }
+        }
+        // New definitions serve new types: ask the cluster again.
+        if wave.iter().any(|i| i.target.kind == "CustomResourceDefinition") {
+            catalog = Catalog::discover(client).await?;
         }
         // Claims of this wave get their data before anything later uses them.
         for v in plan.volumes.iter().filter(|v| v.restore_data) {
