@@ -1098,7 +1098,9 @@ impl App {
         self.yaml_scroll = 0;
     }
 
-    fn new_job(&mut self, title: String) -> (usize, Arc<JobProgress>) {
+    /// Adds a job to the jobs screen; the caller runs it and reports its end with
+    /// `Msg::JobDone`.
+    pub fn register_job(&mut self, title: impl Into<String>) -> (usize, Arc<JobProgress>) {
         let id = self.jobs.len() + 1;
         let progress = JobProgress::new();
         progress
@@ -1106,7 +1108,7 @@ impl App {
             .set_phase(crate::engine::progress::Phase::Transferring);
         self.jobs.push(Job {
             id,
-            title,
+            title: title.into(),
             progress: progress.clone(),
             started: Instant::now(),
             end: None,
@@ -1157,7 +1159,7 @@ impl App {
         // Reading volume data starts mover pods: not in read-only mode.
         let include_volumes = self.read_only_reason(&cluster).is_none();
         let what = scope.namespaces().join(",");
-        let (id, progress) = self.new_job(format!("backup {cluster}/{what}"));
+        let (id, progress) = self.register_job(format!("backup {cluster}/{what}"));
         let opts = crate::engine::k8s::capture::CaptureOptions {
             cluster: cluster.clone(),
             scope,
@@ -1303,7 +1305,7 @@ impl App {
                     no_parent: false,
                 };
                 let (id, progress) =
-                    self.new_job(format!("capture {cluster} for {}", w.purpose.word()));
+                    self.register_job(format!("capture {cluster} for {}", w.purpose.word()));
                 w.capture_job = Some(id);
                 tasks::plan_live(
                     &self.env.rt,
@@ -1341,7 +1343,7 @@ impl App {
         let Some(target) = self.cluster(w.target_name()).map(|c| c.linked.clone()) else {
             return;
         };
-        let (id, progress) = self.new_job(format!(
+        let (id, progress) = self.register_job(format!(
             "{} {} → {}",
             w.purpose.word(),
             w.source_label(),

@@ -402,7 +402,7 @@ mod tests {
 
     #[test]
     fn sixteen_colours_and_accents() {
-        assert_eq!(to_ansi16(Color::Rgb(250, 10, 10)), Color::LightRed);
+        assert_eq!(to_ansi16(Color::Rgb(250, 10, 10)), Color::Red);
         assert_eq!(to_ansi16(Color::Rgb(0, 0, 0)), Color::Black);
         let dir = tempfile::tempdir().unwrap();
         let t = Theme::load(None, dir.path(), ColorDepth::Ansi16).unwrap();

@@ -97,6 +97,24 @@ pub fn table(
         .column_spacing(1)
         .style(theme.base());
     f.render_widget(t, area);
+    // Group headings span the whole width, over their (empty) table row.
+    for (line, ri) in vis.iter().skip(off).take(height).enumerate() {
+        if let Some(r) = rows.get(*ri).filter(|r| r.group) {
+            let y = area.y + 1 + line as u16;
+            f.render_widget(
+                Paragraph::new(Span::styled(
+                    format!("▾ {}", r.cells.first().map(String::as_str).unwrap_or("")),
+                    theme.group(),
+                ))
+                .style(theme.base()),
+                Rect {
+                    y,
+                    height: 1,
+                    ..area
+                },
+            );
+        }
+    }
     if vis.is_empty() {
         let msg = if list.filter.is_empty() {
             "nothing here".to_string()

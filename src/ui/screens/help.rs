@@ -92,10 +92,7 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
             Span::styled(what, if disabled { theme.dim() } else { theme.base() }),
         ];
         if disabled {
-            spans.push(Span::styled(
-                "  (disabled: read-only; the plan can be seen, not carried out)",
-                theme.warn(),
-            ));
+            spans.push(Span::styled("  (read-only: plan only)", theme.warn()));
         }
         lines.push(Line::from(spans));
     }
@@ -115,7 +112,9 @@ pub fn hints(app: &App) -> Vec<Span<'static>> {
     let ro = app.env.read_only;
     let mut out = Vec::new();
     let mut add = |a: Action, what: &'static str, enabled: bool| {
-        if let Some(k) = app.env.keymap.keys_for(a).first() {
+        let keys = app.env.keymap.keys_for(a);
+        let pick = keys.iter().find(|k| *k == "enter").or(keys.first());
+        if let Some(k) = pick {
             out.extend(widgets::hint(theme, k.clone(), what, enabled));
         }
     };
