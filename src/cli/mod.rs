@@ -24,6 +24,7 @@ mod moving;
 mod open;
 mod restore;
 mod sandbox;
+mod sandbox_seed;
 mod snapshots;
 
 use std::path::PathBuf;

@@ -1,4 +1,4 @@
-//! `ferry sandbox up|down|status|reset`: local Kubernetes clusters for trying Ferry.
+//! `ferry sandbox up|down|status|reset|seed`: local Kubernetes clusters for trying Ferry.
 //!
 //! Each sandbox lives in `<data>/sandbox/<name>/`; `up` starts each one as a background
 //! `ferry sandbox serve` process (or in this process with `--foreground`), records its pid
@@ -28,6 +28,8 @@ pub enum SandboxCommand {
     Status,
     /// Delete a sandbox's objects; it keeps its CA and tokens and restarts if it ran
     Reset(NamesArgs),
+    /// Load a sample shop application (PostgreSQL, Redis, web, ...) into a running sandbox
+    Seed(SeedArgs),
     /// Serve one sandbox in this process (what `up` starts in the background)
     #[command(hide = true)]
     Serve(ServeArgs),
@@ -51,6 +53,22 @@ pub struct NamesArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct SeedArgs {
+    /// The running sandbox to seed
+    #[arg(long, default_value = "prod")]
+    pub cluster: String,
+    /// The application's namespace
+    #[arg(long, default_value = "shop")]
+    pub namespace: String,
+    /// How many PostgreSQL data files to write into its volume
+    #[arg(long, default_value_t = 64)]
+    pub files: usize,
+    /// The size of each data file in bytes (64 files of 1 MiB: 64 MiB)
+    #[arg(long, default_value_t = 1 << 20)]
+    pub file_size: u64,
+}
+
+#[derive(Debug, Args)]
 pub struct ServeArgs {
     #[arg(long)]
     pub name: String,
@@ -58,16 +76,16 @@ pub struct ServeArgs {
 
 /// What `server.json` records about a running sandbox.
 #[derive(Debug, Serialize, Deserialize)]
-struct ServerInfo {
-    pid: u32,
-    url: String,
+pub(super) struct ServerInfo {
+    pub pid: u32,
+    pub url: String,
 }
 
 fn root(ctx: &Context) -> PathBuf {
     ctx.dirs.data.join("sandbox")
 }
 
-fn kubeconfig_path(ctx: &Context) -> PathBuf {
+pub(super) fn kubeconfig_path(ctx: &Context) -> PathBuf {
     root(ctx).join("kubeconfig")
 }
 
@@ -114,7 +132,7 @@ fn pid_alive(pid: u32) -> bool {
 }
 
 /// The running server of the sandbox in `dir`, if any.
-fn running(dir: &Path) -> Option<ServerInfo> {
+pub(super) fn running(dir: &Path) -> Option<ServerInfo> {
     let bytes = std::fs::read(dir.join(SERVER_FILE)).ok()?;
     let info: ServerInfo = serde_json::from_slice(&bytes).ok()?;
     pid_alive(info.pid).then_some(info)
@@ -185,6 +203,7 @@ pub fn run(ctx: &Context, cmd: SandboxCommand) -> anyhow::Result<Exit> {
         SandboxCommand::Down(a) => down(ctx, &a.names).map(|_| Exit::SUCCESS),
         SandboxCommand::Status => status(ctx),
         SandboxCommand::Reset(a) => reset(ctx, a),
+        SandboxCommand::Seed(a) => super::sandbox_seed::run(ctx, &root(ctx), a),
         SandboxCommand::Serve(a) => serve(ctx, a),
     }
 }
@@ -193,7 +212,7 @@ fn serve(ctx: &Context, a: ServeArgs) -> anyhow::Result<Exit> {
     check_name(&a.name)?;
     let dir = root(ctx).join(&a.name);
     ctx.rt.block_on(async {
-        let sb = Sandbox::start(SandboxConfig::new(&a.name, &dir))
+        let sb = Sandbox::start(SandboxConfig::new(&a.name, &dir).with_demo_storage())
             .await
             .with_context(|| format!("cannot start sandbox {}", a.name))?;
         write_server_file(&dir, &sb.url())?;
@@ -292,7 +311,7 @@ fn up_foreground(ctx: &Context, names: &[String]) -> anyhow::Result<Exit> {
         let mut sandboxes = Vec::new();
         for name in names {
             let dir = root(ctx).join(name);
-            let sb = Sandbox::start(SandboxConfig::new(name, &dir))
+            let sb = Sandbox::start(SandboxConfig::new(name, &dir).with_demo_storage())
                 .await
                 .with_context(|| format!("cannot start sandbox {name}"))?;
             write_server_file(&dir, &sb.url())?;

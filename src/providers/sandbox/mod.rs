@@ -13,17 +13,31 @@
 //! - `select.rs`, `patch.rs`: selectors and patch formats;
 //! - `proto.rs`: protobuf bodies of Secrets, ConfigMaps and Namespaces (typed clients);
 //! - `server.rs`: HTTPS, authentication, routing, watches;
-//! - `kubeconfig.rs`: the kubeconfig clients use.
+//! - `exec.rs`: pod exec over WebSockets (v5/v4 channel protocols);
+//! - `runtime.rs`: container emulation: exec commands run as host processes with the
+//!   pod's volumes mapped to host folders;
+//! - `kubeconfig.rs`: the kubeconfig clients use;
+//! - `controllers.rs`, `workloads.rs`, `pods.rs`, `storage.rs`: the control loop that makes
+//!   a sandbox behave like a cluster (workload controllers, scheduling and pod status,
+//!   Endpoints, the storage provisioner and snapshots);
+//! - `seed.rs`: `ferry sandbox seed`, a sample shop application loaded through the API.
 
+mod controllers;
+mod exec;
 mod kubeconfig;
 mod patch;
+mod pods;
 mod proto;
 mod resources;
+mod runtime;
+pub mod seed;
 mod select;
 mod server;
+mod storage;
 mod store;
 mod tls;
 mod verbs;
+mod workloads;
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -37,7 +51,11 @@ use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 
 pub use kubeconfig::{Entry as KubeconfigEntry, write as write_kubeconfig};
+pub use seed::{SeedOptions, SeedSummary, seed};
 pub use server::{MAX_BODY, User};
+pub use storage::{
+    ReclaimPolicy, SnapshotClassSpec, StorageClassSpec, VolumeBindingMode, demo_classes,
+};
 pub use store::write_atomic;
 
 use server::Shared;
@@ -85,6 +103,14 @@ pub struct SandboxConfig {
     pub dir: PathBuf,
     /// Where to listen; 127.0.0.1 on an ephemeral port by default.
     pub bind: SocketAddr,
+    /// How many worker nodes (`<name>-worker-a`, `-b`, ..., each in its own zone) the
+    /// cluster has besides its control-plane node; 2 by default. Created when missing.
+    pub workers: usize,
+    /// The StorageClasses the cluster starts with (created when missing); the single
+    /// default class `standard` by default.
+    pub storage_classes: Vec<StorageClassSpec>,
+    /// The VolumeSnapshotClasses the cluster starts with; none by default.
+    pub snapshot_classes: Vec<SnapshotClassSpec>,
 }
 
 impl SandboxConfig {
@@ -93,7 +119,19 @@ impl SandboxConfig {
             name: name.into(),
             dir: dir.into(),
             bind: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            workers: 2,
+            storage_classes: vec![StorageClassSpec::standard()],
+            snapshot_classes: Vec::new(),
         }
+    }
+
+    /// The storage `ferry sandbox up` gives a cluster of this name ([`demo_classes`]):
+    /// AWS-like classes on `prod` and `qa`, `standard` elsewhere.
+    pub fn with_demo_storage(mut self) -> SandboxConfig {
+        let (classes, snapshot_classes) = demo_classes(&self.name);
+        self.storage_classes = classes;
+        self.snapshot_classes = snapshot_classes;
+        self
     }
 }
 
@@ -223,6 +261,8 @@ impl Sandbox {
         cluster
             .bootstrap()
             .map_err(|e| SandboxError::Internal(e.message))?;
+        controllers::install(&mut cluster, &config)
+            .map_err(|e| SandboxError::Internal(e.message))?;
         let listener = tokio::net::TcpListener::bind(config.bind)
             .await
             .map_err(|source| SandboxError::Bind {
@@ -240,6 +280,7 @@ impl Sandbox {
                 .map(|t| (t.token.clone(), t.user.clone()))
                 .collect::<HashMap<_, _>>(),
             server_url: format!("https://{addr}"),
+            execs: Default::default(),
         });
         let acceptor = tokio_rustls::TlsAcceptor::from(certs.server_config()?);
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
@@ -281,7 +322,8 @@ impl Sandbox {
                             server::handle(shared.clone(), req)
                         });
                         let conn = hyper::server::conn::http1::Builder::new()
-                            .serve_connection(TokioIo::new(tls), service);
+                            .serve_connection(TokioIo::new(tls), service)
+                            .with_upgrades();
                         tokio::select! {
                             r = conn => if let Err(e) = r {
                                 tracing::debug!("sandbox connection ended: {e}");
@@ -292,6 +334,7 @@ impl Sandbox {
                 }
             })
         };
+        let control = controllers::spawn(shared.clone(), stop_rx.clone());
         let saver = {
             let shared = shared.clone();
             let path = state_path.clone();
@@ -322,7 +365,7 @@ impl Sandbox {
             shared,
             state_path,
             stop,
-            tasks: vec![accept, saver],
+            tasks: vec![accept, control, saver],
         })
     }
 
@@ -370,6 +413,7 @@ impl Sandbox {
     /// Stops serving (open connections and watches end) and saves the state.
     pub async fn shutdown(self) -> Result<(), SandboxError> {
         let _ = self.stop.send(true);
+        self.shared.execs.stop().await;
         for t in self.tasks {
             let _ = t.await;
         }

@@ -48,11 +48,13 @@ pub struct Shared {
     pub cluster: Mutex<Cluster>,
     pub tokens: HashMap<String, User>,
     pub server_url: String,
+    /// Running pod execs (`exec.rs`).
+    pub execs: super::exec::Sessions,
 }
 
 pub type Body = BoxBody<Bytes, std::io::Error>;
 
-fn full(bytes: impl Into<Bytes>) -> Body {
+pub(super) fn full(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into())
         .map_err(|never| match never {})
         .boxed()
@@ -103,7 +105,7 @@ fn authenticate<'a>(shared: &'a Shared, req: &Request<Incoming>) -> ApiResult<&'
 }
 
 /// Decodes `%XX` escapes, and `+` as a space when `plus_is_space` (query strings).
-fn percent_decode(s: &str, plus_is_space: bool) -> String {
+pub(super) fn percent_decode(s: &str, plus_is_space: bool) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -190,6 +192,13 @@ async fn route(shared: &Arc<Shared>, req: Request<Incoming>) -> ApiResult<Respon
         _ => {}
     }
     let user = authenticate(shared, &req)?.clone();
+    // Pod exec (`exec.rs`): verb `create` on the subresource `pods/exec`.
+    if let Some(target) = super::exec::Target::parse(&segs) {
+        if !user.may("create") {
+            return Err(target.forbidden(&user.name));
+        }
+        return super::exec::serve(shared, target, req).await;
+    }
     match segs.as_slice() {
         ["openapi", "v3"] if get => {
             let c = shared.cluster.lock();

@@ -358,7 +358,6 @@ impl Cluster {
 
     /// The host folder holding the contents of the volume with this CSI `volumeHandle`
     /// (the sandbox provisioner names handles after their PersistentVolume).
-    #[allow(dead_code)] // used by the storage provisioner and the exec runtime
     pub fn volume_dir(&self, volume_handle: &str) -> std::path::PathBuf {
         self.dir.join("volumes").join(volume_handle)
     }
@@ -388,7 +387,8 @@ impl Cluster {
             })
     }
 
-    /// The namespaces, node, Services and StorageClass a new cluster has.
+    /// The namespaces, node and Services a new cluster has (storage classes and worker
+    /// nodes come from the sandbox's configuration: `controllers::install`).
     pub fn bootstrap(&mut self) -> ApiResult<()> {
         let ns = self.builtin("v1", "namespaces");
         for name in ["default", "kube-system", "kube-public", "kube-node-lease"] {
@@ -438,16 +438,6 @@ impl Cluster {
                 }
             });
             self.create(&node, None, obj)?;
-        }
-        let sc = self.builtin("storage.k8s.io/v1", "storageclasses");
-        if self.store.get(&Self::key(&sc, None, "standard")).is_none() {
-            self.create(
-                &sc,
-                None,
-                json!({"metadata": {"name": "standard", "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
-                       "provisioner": "sandbox.ferry.dev/hostpath", "reclaimPolicy": "Delete",
-                       "volumeBindingMode": "WaitForFirstConsumer"}),
-            )?;
         }
         Ok(())
     }
@@ -795,6 +785,7 @@ impl Cluster {
             (CRD_GROUP, CRDS) => validate_crd(info, name, obj)?,
             _ => {}
         }
+        super::workloads::default_fields(&info.group, &info.plural, obj);
         Ok(())
     }
 

@@ -1,0 +1,478 @@
+//! The sandbox's control loop: what makes a sandbox behave like a cluster rather than a
+//! store. A background task wakes on every store change (the store's event broadcast),
+//! on a short tick and when a volume copy finishes, and runs the controllers one after the
+//! other, each under the cluster lock for one short critical section.
+//!
+//! Controllers write only through the `Cluster` verbs (create, update, status, delete), so
+//! watchers see every change with its resourceVersion, and they are level-based: each pass
+//! reads the objects as they are and moves them one step towards what they should be, so
+//! a sandbox restarted from its state file simply carries on.
+//!
+//! - this file: the task, the node set-up, and helpers the controllers share;
+//! - `workloads.rs`: Deployments, ReplicaSets, StatefulSets, DaemonSets, Jobs, CronJobs;
+//! - `pods.rs`: scheduling and pod status (a kubelet that pretends), Endpoints;
+//! - `storage.rs`: StorageClasses, the provisioner, binding, expansion, snapshots.
+//!
+//! Owns the background task and the controllers' shared vocabulary. Must not hold the
+//! cluster lock across I/O longer than creating a folder: volume copies run outside it.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::sync::broadcast::error::TryRecvError;
+use tokio::task::{JoinHandle, JoinSet};
+
+use super::resources::ResourceInfo;
+use super::server::Shared;
+use super::verbs::{ApiError, ApiResult, Cluster, DeleteOptions, Sub, now};
+use super::{SandboxConfig, pods, storage, workloads};
+
+/// How often the controllers run when nothing changes (Job pods finishing, CronJobs).
+const TICK: Duration = Duration::from_millis(500);
+/// How long to gather a burst of changes before a pass.
+const DEBOUNCE: Duration = Duration::from_millis(10);
+
+/// Label of a node that runs the control plane; pods avoid it when workers exist.
+pub const CONTROL_PLANE_LABEL: &str = "node-role.kubernetes.io/control-plane";
+
+/// Creates the worker nodes and the storage and snapshot classes `config` asks for, when
+/// they are missing. Runs once at start, before the sandbox serves.
+pub fn install(cluster: &mut Cluster, config: &SandboxConfig) -> ApiResult<()> {
+    for i in 0..config.workers {
+        let suffix = worker_suffix(i);
+        let name = format!("{}-worker-{suffix}", cluster.name);
+        if get(cluster, "", "nodes", None, &name).is_some() {
+            continue;
+        }
+        let zone = format!("ferry-local-{}-{suffix}", cluster.name);
+        let ip = format!("172.18.{}.{}", i / 250, i % 250 + 2);
+        let node = json!({
+            "metadata": {"name": name, "labels": {
+                "kubernetes.io/hostname": name,
+                "kubernetes.io/os": "linux",
+                "kubernetes.io/arch": "amd64",
+                "node.kubernetes.io/instance-type": "ferry.sandbox",
+                "topology.kubernetes.io/region": "ferry-local",
+                "topology.kubernetes.io/zone": zone,
+            }},
+            "spec": {"podCIDR": format!("10.244.{}.0/24", i + 1), "podCIDRs": [format!("10.244.{}.0/24", i + 1)]},
+            "status": {
+                "capacity": {"cpu": "8", "memory": "16Gi", "pods": "110", "ephemeral-storage": "100Gi"},
+                "allocatable": {"cpu": "8", "memory": "16Gi", "pods": "110", "ephemeral-storage": "100Gi"},
+                "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
+                                "message": "ferry sandbox node", "lastHeartbeatTime": now(), "lastTransitionTime": now()}],
+                "addresses": [{"type": "InternalIP", "address": ip}, {"type": "Hostname", "address": name}],
+                "nodeInfo": {"kubeletVersion": "v1.33.0", "containerRuntimeVersion": "ferry://sandbox",
+                             "operatingSystem": "linux", "architecture": "amd64", "osImage": "Ferry sandbox",
+                             "kernelVersion": "", "kubeProxyVersion": "", "machineID": "", "systemUUID": "", "bootID": ""}
+            }
+        });
+        create(cluster, "", "nodes", None, node)?;
+    }
+    storage::install(cluster, &config.storage_classes, &config.snapshot_classes)
+}
+
+fn worker_suffix(i: usize) -> String {
+    if i < 26 {
+        char::from(b'a' + i as u8).to_string()
+    } else {
+        i.to_string()
+    }
+}
+
+/// Starts the control loop; it ends when `stop` turns true, after waiting for the volume
+/// copies under way.
+pub fn spawn(shared: Arc<Shared>, mut stop: tokio::sync::watch::Receiver<bool>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut changes = shared.cluster.lock().store.subscribe(u64::MAX).0;
+        let mut copies: JoinSet<PathBuf> = JoinSet::new();
+        let mut in_flight: HashSet<PathBuf> = HashSet::new();
+        loop {
+            for copy in pass(&shared) {
+                if in_flight.insert(copy.to.clone()) {
+                    copies.spawn_blocking(move || {
+                        if let Err(e) = storage::copy_volume(&copy.from, &copy.to) {
+                            tracing::warn!(
+                                "sandbox volume copy {} -> {} failed: {e}",
+                                copy.from.display(),
+                                copy.to.display()
+                            );
+                        }
+                        copy.to
+                    });
+                }
+            }
+            tokio::select! {
+                _ = stop.changed() => break,
+                r = changes.recv() => {
+                    if matches!(r, Err(tokio::sync::broadcast::error::RecvError::Closed)) {
+                        break;
+                    }
+                }
+                Some(done) = copies.join_next(), if !copies.is_empty() => {
+                    if let Ok(to) = done {
+                        in_flight.remove(&to);
+                    }
+                }
+                _ = tokio::time::sleep(TICK) => {}
+            }
+            tokio::time::sleep(DEBOUNCE).await;
+            while let Ok(_) | Err(TryRecvError::Lagged(_)) = changes.try_recv() {}
+        }
+        while copies.join_next().await.is_some() {}
+    })
+}
+
+/// One pass of every controller; returns the volume copies the storage controllers want.
+fn pass(shared: &Shared) -> Vec<storage::Copy> {
+    type Stage = fn(&mut Cluster);
+    const STAGES: &[Stage] = &[
+        workloads::cron_jobs,
+        workloads::deployments,
+        workloads::replica_sets,
+        workloads::stateful_sets,
+        workloads::daemon_sets,
+        workloads::jobs,
+        pods::schedule,
+        pods::run,
+    ];
+    for stage in STAGES {
+        stage(&mut shared.cluster.lock());
+    }
+    let mut copies = Vec::new();
+    storage::claims(&mut shared.cluster.lock(), &mut copies);
+    storage::volumes(&mut shared.cluster.lock());
+    storage::snapshots(&mut shared.cluster.lock(), &mut copies);
+    pods::endpoints(&mut shared.cluster.lock());
+    copies
+}
+
+/// Logs a controller's failure on one object; the next pass tries again.
+pub fn log_err(what: &str, r: ApiResult<()>) {
+    if let Err(e) = r {
+        tracing::debug!("sandbox controller: {what}: {}", e.message);
+    }
+}
+
+/// The served resource for `group` and `plural` (all the types controllers touch are v1).
+pub fn info(c: &Cluster, group: &str, plural: &str) -> ApiResult<ResourceInfo> {
+    c.info(group, "v1", plural).ok_or_else(|| {
+        ApiError::new(
+            500,
+            "InternalError",
+            format!("the sandbox does not serve {plural}.{group}"),
+        )
+    })
+}
+
+/// Every object of a type, in one namespace or all.
+pub fn list(c: &Cluster, group: &str, plural: &str, ns: Option<&str>) -> Vec<Value> {
+    c.store
+        .list(group, plural, ns)
+        .map(|(_, v)| v.clone())
+        .collect()
+}
+
+pub fn get(c: &Cluster, group: &str, plural: &str, ns: Option<&str>, name: &str) -> Option<Value> {
+    c.store
+        .get(&super::store::Key::new(
+            group,
+            plural,
+            ns.unwrap_or(""),
+            name,
+        ))
+        .cloned()
+}
+
+pub fn create(
+    c: &mut Cluster,
+    group: &str,
+    plural: &str,
+    ns: Option<&str>,
+    obj: Value,
+) -> ApiResult<Value> {
+    let info = info(c, group, plural)?;
+    c.create(&info, ns, obj)
+}
+
+/// Replaces an object (its spec and metadata); a no-op when nothing changed.
+pub fn update(c: &mut Cluster, group: &str, plural: &str, obj: Value) -> ApiResult<Value> {
+    let info = info(c, group, plural)?;
+    let ns = ns_of(&obj).map(str::to_string);
+    c.update(&info, ns.as_deref(), name_of(&obj), Sub::Main, obj.clone())
+}
+
+/// Writes `status` through the status subresource; a no-op when it is unchanged.
+pub fn set_status(
+    c: &mut Cluster,
+    group: &str,
+    plural: &str,
+    obj: &Value,
+    status: Value,
+) -> ApiResult<Value> {
+    if obj["status"] == status {
+        return Ok(obj.clone());
+    }
+    let info = info(c, group, plural)?;
+    let mut body = obj.clone();
+    body["status"] = status;
+    if let Some(m) = body["metadata"].as_object_mut() {
+        m.remove("resourceVersion");
+    }
+    let ns = ns_of(obj).map(str::to_string);
+    c.update(&info, ns.as_deref(), name_of(obj), Sub::Status, body)
+}
+
+pub fn delete(c: &mut Cluster, group: &str, plural: &str, obj: &Value) -> ApiResult<()> {
+    let info = info(c, group, plural)?;
+    let ns = ns_of(obj).map(str::to_string);
+    let opts = DeleteOptions {
+        propagation: Some("Background".into()),
+        precondition_uid: Some(uid_of(obj).to_string()),
+        precondition_rv: None,
+    };
+    match c.delete(&info, ns.as_deref(), name_of(obj), &opts) {
+        Ok(_) => Ok(()),
+        Err(e) if e.code == 404 => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+pub fn name_of(obj: &Value) -> &str {
+    obj["metadata"]["name"].as_str().unwrap_or("")
+}
+
+pub fn uid_of(obj: &Value) -> &str {
+    obj["metadata"]["uid"].as_str().unwrap_or("")
+}
+
+pub fn ns_of(obj: &Value) -> Option<&str> {
+    obj["metadata"]["namespace"]
+        .as_str()
+        .filter(|s| !s.is_empty())
+}
+
+pub fn deleting(obj: &Value) -> bool {
+    obj["metadata"]["deletionTimestamp"].is_string()
+}
+
+/// An ownerReference to `owner` marking it as the controller.
+pub fn controller_ref(owner: &Value) -> Value {
+    json!([{
+        "apiVersion": owner["apiVersion"], "kind": owner["kind"],
+        "name": owner["metadata"]["name"], "uid": owner["metadata"]["uid"],
+        "controller": true, "blockOwnerDeletion": true,
+    }])
+}
+
+/// Whether `obj` is controlled by the object with `uid`.
+pub fn controlled_by(obj: &Value, uid: &str) -> bool {
+    obj["metadata"]["ownerReferences"]
+        .as_array()
+        .is_some_and(|refs| {
+            refs.iter().any(|r| {
+                r["uid"].as_str() == Some(uid) && r["controller"].as_bool().unwrap_or(false)
+            })
+        })
+}
+
+/// Whether `labels` satisfy a LabelSelector object (matchLabels and matchExpressions).
+/// An empty or missing selector matches nothing, as for workloads.
+pub fn selector_matches(selector: &Value, labels: &Value) -> bool {
+    let ml = selector["matchLabels"].as_object();
+    let me = selector["matchExpressions"].as_array();
+    if ml.is_none_or(|m| m.is_empty()) && me.is_none_or(|e| e.is_empty()) {
+        return false;
+    }
+    let label = |k: &str| -> Option<&str> { labels.get(k).and_then(Value::as_str) };
+    let labels_ok = ml.is_none_or(|m| m.iter().all(|(k, v)| label(k) == v.as_str()));
+    labels_ok && me.is_none_or(|exprs| exprs.iter().all(|e| expression_matches(e, label)))
+}
+
+/// One `{key, operator, values}` requirement against a label lookup.
+pub fn expression_matches<'a>(e: &Value, label: impl Fn(&str) -> Option<&'a str>) -> bool {
+    let key = e["key"].as_str().unwrap_or("");
+    let values: Vec<&str> = e["values"]
+        .as_array()
+        .map(|v| v.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let v = label(key);
+    match e["operator"].as_str().unwrap_or("") {
+        "In" => v.is_some_and(|v| values.contains(&v)),
+        "NotIn" => v.is_none_or(|v| !values.contains(&v)),
+        "Exists" => v.is_some(),
+        "DoesNotExist" => v.is_none(),
+        "Gt" | "Lt" => {
+            let (Some(a), Some(b)) = (
+                v.and_then(|v| v.parse::<i64>().ok()),
+                values.first().and_then(|v| v.parse::<i64>().ok()),
+            ) else {
+                return false;
+            };
+            if e["operator"] == "Gt" { a > b } else { a < b }
+        }
+        _ => false,
+    }
+}
+
+/// A status condition, keeping `lastTransitionTime` (and `lastUpdateTime` when
+/// `update_time`) from the previous condition of that type when nothing changed, so that a
+/// pass that changes nothing writes nothing.
+pub fn condition(
+    previous: &Value,
+    ty: &str,
+    status: &str,
+    reason: &str,
+    message: &str,
+    update_time: bool,
+) -> Value {
+    let old = previous
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == ty));
+    let same_status = old.is_some_and(|o| o["status"] == status);
+    let same_all =
+        same_status && old.is_some_and(|o| o["reason"] == reason && o["message"] == message);
+    let keep = |field: &str, same: bool| match old {
+        Some(o) if same && o[field].is_string() => o[field].clone(),
+        _ => json!(now()),
+    };
+    let mut c = json!({"type": ty, "status": status, "lastTransitionTime": keep("lastTransitionTime", same_status)});
+    if !reason.is_empty() {
+        c["reason"] = json!(reason);
+    }
+    if !message.is_empty() {
+        c["message"] = json!(message);
+    }
+    if update_time {
+        c["lastUpdateTime"] = keep("lastUpdateTime", same_all);
+    }
+    c
+}
+
+/// Seconds since an RFC 3339 time, or None when it is missing or unreadable.
+pub fn age_seconds(t: &Value) -> Option<i64> {
+    let t = chrono::DateTime::parse_from_rfc3339(t.as_str()?).ok()?;
+    Some((chrono::Utc::now() - t.with_timezone(&chrono::Utc)).num_seconds())
+}
+
+/// Records a core/v1 Event about `obj`, once per reason and message.
+pub fn event(c: &mut Cluster, obj: &Value, kind: &str, reason: &str, message: &str) {
+    let ns = ns_of(obj).unwrap_or("default").to_string();
+    let uid = uid_of(obj);
+    let seen = c.store.list("", "events", Some(&ns)).any(|(_, e)| {
+        e["involvedObject"]["uid"] == uid && e["reason"] == reason && e["message"] == message
+    });
+    if seen {
+        return;
+    }
+    let t = now();
+    let mut suffix = [0u8; 8];
+    let _ = getrandom::fill(&mut suffix);
+    let ev = json!({
+        "metadata": {"name": format!("{}.{}", name_of(obj), hex::encode(suffix))},
+        "involvedObject": {
+            "apiVersion": obj["apiVersion"], "kind": obj["kind"], "name": obj["metadata"]["name"],
+            "namespace": obj["metadata"]["namespace"], "uid": uid,
+            "resourceVersion": obj["metadata"]["resourceVersion"],
+        },
+        "reason": reason, "message": message, "type": kind,
+        "source": {"component": component_for(reason)},
+        "reportingComponent": component_for(reason), "reportingInstance": "ferry-sandbox",
+        "firstTimestamp": t, "lastTimestamp": t, "count": 1,
+    });
+    log_err("event", create(c, "", "events", Some(&ns), ev).map(|_| ()));
+}
+
+fn component_for(reason: &str) -> &'static str {
+    match reason {
+        "ProvisioningFailed"
+        | "ProvisioningSucceeded"
+        | "Provisioning"
+        | "ExternalProvisioning" => "persistentvolume-controller",
+        "WaitForFirstConsumer" | "VolumeResizeFailed" | "Resizing" => "persistentvolume-controller",
+        "FailedScheduling" | "Scheduled" => "default-scheduler",
+        "SuccessfulCreate" | "SuccessfulDelete" | "ScalingReplicaSet" | "Completed" => {
+            "controller-manager"
+        }
+        "Pulled" | "Created" | "Started" => "kubelet",
+        _ => "ferry-sandbox",
+    }
+}
+
+/// A short, stable hash of a JSON value (key order does not matter), written with the
+/// alphabet Kubernetes uses for generated names.
+pub fn stable_hash(v: &Value) -> String {
+    fn canon(v: &Value, out: &mut String) {
+        match v {
+            Value::Object(m) => {
+                let mut keys: Vec<&String> = m.keys().collect();
+                keys.sort();
+                out.push('{');
+                for k in keys {
+                    out.push_str(&serde_json::to_string(k).unwrap_or_default());
+                    out.push(':');
+                    canon(&m[k], out);
+                    out.push(',');
+                }
+                out.push('}');
+            }
+            Value::Array(a) => {
+                out.push('[');
+                for x in a {
+                    canon(x, out);
+                    out.push(',');
+                }
+                out.push(']');
+            }
+            other => out.push_str(&other.to_string()),
+        }
+    }
+    let mut s = String::new();
+    canon(v, &mut s);
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    blake3::hash(s.as_bytes()).as_bytes()[..10]
+        .iter()
+        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn selectors_and_hashes() {
+        let labels = json!({"app": "web", "tier": "front"});
+        assert!(selector_matches(
+            &json!({"matchLabels": {"app": "web"}}),
+            &labels
+        ));
+        assert!(!selector_matches(
+            &json!({"matchLabels": {"app": "db"}}),
+            &labels
+        ));
+        assert!(!selector_matches(&json!({}), &labels));
+        let expr = json!({"matchExpressions": [{"key": "tier", "operator": "In", "values": ["front", "x"]},
+                                               {"key": "gone", "operator": "DoesNotExist"}]});
+        assert!(selector_matches(&expr, &labels));
+        assert_eq!(
+            stable_hash(&json!({"a": 1, "b": [1, 2]})),
+            stable_hash(&json!({"b": [1, 2], "a": 1}))
+        );
+        assert_ne!(stable_hash(&json!({"a": 1})), stable_hash(&json!({"a": 2})));
+    }
+
+    #[test]
+    fn conditions_keep_their_times_when_unchanged() {
+        let old = json!([{"type": "Ready", "status": "True", "lastTransitionTime": "2020-01-01T00:00:00Z",
+                          "lastUpdateTime": "2020-01-01T00:00:00Z", "reason": "R", "message": "m"}]);
+        let same = condition(&old, "Ready", "True", "R", "m", true);
+        assert_eq!(same["lastTransitionTime"], "2020-01-01T00:00:00Z");
+        assert_eq!(same["lastUpdateTime"], "2020-01-01T00:00:00Z");
+        let changed = condition(&old, "Ready", "False", "R", "m", false);
+        assert_ne!(changed["lastTransitionTime"], "2020-01-01T00:00:00Z");
+    }
+}

@@ -1,0 +1,737 @@
+//! Pods as a scheduler and a kubelet would leave them, and Endpoints that follow them.
+//!
+//! - Scheduling: a pod without `spec.nodeName` goes to the least busy schedulable node
+//!   (workers before the control plane) that its `nodeSelector`, required node affinity
+//!   (labels such as `kubernetes.io/hostname`, and `metadata.name` fields) and its bound
+//!   volumes' node affinity admit. A claim that is missing, or unbound with an `Immediate`
+//!   class, keeps it Pending with a `PodScheduled=False` condition and a
+//!   `FailedScheduling` event; an unbound `WaitForFirstConsumer` claim gets the
+//!   `volume.kubernetes.io/selected-node` annotation and the pod waits for the binding.
+//! - Running: nothing runs here (the exec emulation is elsewhere); a scheduled pod whose
+//!   claims are bound gets an IP from its node's pod CIDR, phase Running, the four
+//!   conditions and container statuses a kubelet reports. Pods of a Job whose
+//!   `restartPolicy` is Never or OnFailure are Succeeded a moment after they start.
+//! - Endpoints: for each Service with a selector, the ready (and not ready) addresses of
+//!   the pods it selects, with resolved target ports.
+//!
+//! Owns pod scheduling and pod status, and the Endpoints of selector Services. Must not
+//! create or delete pods: the workload controllers do.
+
+use std::collections::{BTreeMap, HashSet};
+
+use serde_json::{Value, json};
+
+use super::controllers::{
+    age_seconds, condition, create, delete, deleting, event, expression_matches, get, list,
+    log_err, name_of, ns_of, set_status, uid_of, update,
+};
+use super::verbs::{ApiResult, Cluster, now};
+use super::workloads::{pod_ready, schedulable_nodes};
+
+/// The claim names a pod's volumes use.
+pub fn claim_names(pod: &Value) -> Vec<String> {
+    pod["spec"]["volumes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v["persistentVolumeClaim"]["claimName"].as_str())
+        .map(str::to_string)
+        .collect()
+}
+
+fn node_selector_term_matches(term: &Value, node: &Value) -> bool {
+    let labels = &node["metadata"]["labels"];
+    let label = |k: &str| -> Option<&str> { labels.get(k).and_then(Value::as_str) };
+    let name = name_of(node);
+    let field = |k: &str| -> Option<&str> { (k == "metadata.name").then_some(name) };
+    let exprs = term["matchExpressions"].as_array();
+    let fields = term["matchFields"].as_array();
+    if exprs.is_none_or(|e| e.is_empty()) && fields.is_none_or(|f| f.is_empty()) {
+        return false;
+    }
+    exprs.is_none_or(|e| e.iter().all(|x| expression_matches(x, label)))
+        && fields.is_none_or(|f| f.iter().all(|x| expression_matches(x, field)))
+}
+
+/// Whether a `nodeSelectorTerms` list (any term) admits `node`; a missing list admits all.
+fn node_selector_matches(terms: &Value, node: &Value) -> bool {
+    match terms.as_array() {
+        Some(t) if !t.is_empty() => t.iter().any(|term| node_selector_term_matches(term, node)),
+        _ => true,
+    }
+}
+
+/// Whether the pod's own constraints admit `node`.
+fn pod_fits(pod: &Value, node: &Value) -> bool {
+    let labels = &node["metadata"]["labels"];
+    let selector_ok = pod["spec"]["nodeSelector"]
+        .as_object()
+        .is_none_or(|m| m.iter().all(|(k, v)| labels.get(k) == Some(v)));
+    let affinity = &pod["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+        ["nodeSelectorTerms"];
+    selector_ok && node_selector_matches(affinity, node)
+}
+
+/// The claim's class, or the default class for a claim that names none (yet).
+fn storage_class(c: &Cluster, pvc: &Value) -> Option<Value> {
+    match pvc["spec"]["storageClassName"].as_str() {
+        Some(name) => get(c, "storage.k8s.io", "storageclasses", None, name),
+        None => super::storage::default_class(c),
+    }
+}
+
+fn is_bound(pvc: &Value) -> bool {
+    pvc["status"]["phase"] == "Bound" && pvc["spec"]["volumeName"].is_string()
+}
+
+/// Marks a pod unschedulable, with a condition and an event.
+fn unschedulable(c: &mut Cluster, pod: &Value, message: &str) -> ApiResult<()> {
+    let old = &pod["status"]["conditions"];
+    let status = json!({
+        "phase": "Pending",
+        "qosClass": pod["status"]["qosClass"].as_str().unwrap_or("BestEffort"),
+        "conditions": [condition(old, "PodScheduled", "False", "Unschedulable", message, false)
+            .as_object().map(|m| { let mut m = m.clone(); m.insert("lastProbeTime".into(), Value::Null); Value::Object(m) })
+            .unwrap_or_default()],
+    });
+    event(c, pod, "Warning", "FailedScheduling", message);
+    set_status(c, "", "pods", pod, status).map(|_| ())
+}
+
+/// The scheduler: nodes for pods that have none.
+pub fn schedule(c: &mut Cluster) {
+    let pending: Vec<Value> = c
+        .store
+        .list("", "pods", None)
+        .filter(|(_, p)| {
+            !deleting(p)
+                && p["spec"]["nodeName"].as_str().is_none_or(str::is_empty)
+                && !matches!(p["status"]["phase"].as_str(), Some("Succeeded" | "Failed"))
+        })
+        .map(|(_, p)| p.clone())
+        .collect();
+    if pending.is_empty() {
+        return;
+    }
+    let mut load: BTreeMap<String, usize> = BTreeMap::new();
+    for (_, p) in c.store.list("", "pods", None) {
+        if let Some(n) = p["spec"]["nodeName"].as_str() {
+            *load.entry(n.to_string()).or_default() += 1;
+        }
+    }
+    for pod in pending {
+        log_err(
+            &format!("scheduling pod {}", name_of(&pod)),
+            schedule_one(c, &pod, &mut load),
+        );
+    }
+}
+
+fn schedule_one(c: &mut Cluster, pod: &Value, load: &mut BTreeMap<String, usize>) -> ApiResult<()> {
+    let ns = ns_of(pod).unwrap_or("default").to_string();
+    let mut volume_terms: Vec<Value> = Vec::new();
+    let mut waiting: Vec<Value> = Vec::new();
+    for claim in claim_names(pod) {
+        let Some(pvc) = get(c, "", "persistentvolumeclaims", Some(&ns), &claim) else {
+            return unschedulable(
+                c,
+                pod,
+                &format!("persistentvolumeclaim \"{claim}\" not found"),
+            );
+        };
+        if deleting(&pvc) {
+            return unschedulable(
+                c,
+                pod,
+                &format!("persistentvolumeclaim \"{claim}\" is being deleted"),
+            );
+        }
+        if is_bound(&pvc) {
+            let pv = pvc["spec"]["volumeName"].as_str().unwrap_or("");
+            if let Some(pv) = get(c, "", "persistentvolumes", None, pv) {
+                let terms = &pv["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"];
+                if terms.is_array() {
+                    volume_terms.push(terms.clone());
+                }
+            }
+            continue;
+        }
+        let wffc = storage_class(c, &pvc)
+            .is_some_and(|sc| sc["volumeBindingMode"] == "WaitForFirstConsumer");
+        if !wffc {
+            return unschedulable(
+                c,
+                pod,
+                "0/1 nodes are available: pod has unbound immediate PersistentVolumeClaims. preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling.",
+            );
+        }
+        waiting.push(pvc);
+    }
+    let nodes = schedulable_nodes(c);
+    let total = nodes.len();
+    let fits: Vec<Value> = nodes
+        .into_iter()
+        .filter(|n| pod_fits(pod, n) && volume_terms.iter().all(|t| node_selector_matches(t, n)))
+        .collect();
+    // A claim already waiting on a node decides for the pod.
+    let selected: Option<&str> = waiting.iter().find_map(|pvc| {
+        pvc["metadata"]["annotations"]["volume.kubernetes.io/selected-node"].as_str()
+    });
+    let node = match selected {
+        Some(s) => fits.iter().find(|n| name_of(n) == s),
+        None => fits.iter().min_by_key(|n| {
+            (
+                load.get(name_of(n)).copied().unwrap_or(0),
+                name_of(n).to_string(),
+            )
+        }),
+    };
+    let Some(node) = node else {
+        return unschedulable(
+            c,
+            pod,
+            &format!(
+                "0/{total} nodes are available: {total} node(s) didn't match Pod's node affinity/selector or volume node affinity. preemption: 0/{total} nodes are available: {total} Preemption is not helpful for scheduling."
+            ),
+        );
+    };
+    let node_name = name_of(node).to_string();
+    if !waiting.is_empty() {
+        for mut pvc in waiting {
+            if pvc["metadata"]["annotations"]["volume.kubernetes.io/selected-node"].is_null() {
+                pvc["metadata"]["annotations"]["volume.kubernetes.io/selected-node"] =
+                    json!(node_name);
+                update(c, "", "persistentvolumeclaims", pvc)?;
+            }
+        }
+        return Ok(());
+    }
+    let Some(mut current) = get(c, "", "pods", Some(&ns), name_of(pod)) else {
+        return Ok(());
+    };
+    current["spec"]["nodeName"] = json!(node_name);
+    let bound = update(c, "", "pods", current)?;
+    *load.entry(node_name.clone()).or_default() += 1;
+    event(
+        c,
+        &bound,
+        "Normal",
+        "Scheduled",
+        &format!("Successfully assigned {ns}/{} to {node_name}", name_of(pod)),
+    );
+    Ok(())
+}
+
+/// `docker.io/library/nginx:latest` for `nginx`, as container runtimes report images.
+fn normalize_image(image: &str) -> String {
+    let (name, digest) = match image.split_once('@') {
+        Some((n, d)) => (n, Some(d)),
+        None => (image, None),
+    };
+    let last = name.rsplit('/').next().unwrap_or(name);
+    let name = if digest.is_none() && !last.contains(':') {
+        format!("{name}:latest")
+    } else {
+        name.to_string()
+    };
+    let first = name.split('/').next().unwrap_or("");
+    let qualified = if !name.contains('/') {
+        format!("docker.io/library/{name}")
+    } else if first.contains('.') || first.contains(':') || first == "localhost" {
+        name
+    } else {
+        format!("docker.io/{name}")
+    };
+    match digest {
+        Some(d) => format!("{qualified}@{d}"),
+        None => qualified,
+    }
+}
+
+fn container_statuses(pod: &Value, key: &str, started_at: &str, state: &str) -> Value {
+    let uid = uid_of(pod);
+    let list: Vec<Value> = pod["spec"][key]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|ctr| {
+            let name = ctr["name"].as_str().unwrap_or("");
+            let image = normalize_image(ctr["image"].as_str().unwrap_or(""));
+            let repo = image.split('@').next().unwrap_or("").rsplit_once(':').map_or(image.as_str(), |(r, _)| r).to_string();
+            let id = blake3::hash(format!("{uid}/{name}").as_bytes()).to_hex().to_string();
+            let digest = blake3::hash(image.as_bytes()).to_hex().to_string();
+            let container_id = format!("containerd://{id}");
+            let (ready, started, st) = match state {
+                "running" => (true, true, json!({"running": {"startedAt": started_at}})),
+                "waiting" => (false, false, json!({"waiting": {"reason": "ContainerCreating"}})),
+                _ => (false, false, json!({"terminated": {"exitCode": 0, "reason": "Completed", "startedAt": started_at, "finishedAt": state.strip_prefix("done:").unwrap_or(started_at), "containerID": container_id}})),
+            };
+            let mut s = json!({
+                "name": name, "image": image, "imageID": format!("{repo}@sha256:{digest}"),
+                "ready": ready, "started": started, "restartCount": 0, "state": st, "lastState": {},
+            });
+            if state != "waiting" {
+                s["containerID"] = json!(container_id);
+            }
+            s
+        })
+        .collect();
+    json!(list)
+}
+
+/// Whether the pod belongs to a Job and runs to completion.
+fn runs_to_completion(pod: &Value) -> bool {
+    let owned_by_job = pod["metadata"]["ownerReferences"]
+        .as_array()
+        .is_some_and(|r| r.iter().any(|o| o["kind"] == "Job"));
+    owned_by_job
+        && matches!(
+            pod["spec"]["restartPolicy"].as_str(),
+            Some("Never" | "OnFailure")
+        )
+}
+
+/// The kubelet: scheduled pods start (once their volumes are bound) and Job pods finish.
+pub fn run(c: &mut Cluster) {
+    // Running pods stay Running (as with a kubelet, a claim deleted under a running pod
+    // does not stop it); only pods that start or finish need a look.
+    let pods: Vec<Value> = c
+        .store
+        .list("", "pods", None)
+        .filter(|(_, p)| {
+            let phase = p["status"]["phase"].as_str();
+            !deleting(p)
+                && p["spec"]["nodeName"]
+                    .as_str()
+                    .is_some_and(|n| !n.is_empty())
+                && !matches!(phase, Some("Succeeded" | "Failed"))
+                && (phase != Some("Running") || runs_to_completion(p))
+        })
+        .map(|(_, p)| p.clone())
+        .collect();
+    if pods.is_empty() {
+        return;
+    }
+    let mut used: HashSet<String> = c
+        .store
+        .list("", "pods", None)
+        .filter_map(|(_, p)| p["status"]["podIP"].as_str().map(str::to_string))
+        .collect();
+    for pod in pods {
+        log_err(
+            &format!("running pod {}", name_of(&pod)),
+            run_one(c, &pod, &mut used),
+        );
+    }
+}
+
+fn pod_ip(node: &Value, used: &mut HashSet<String>) -> String {
+    let cidr = node["spec"]["podCIDR"].as_str().unwrap_or("10.244.0.0/24");
+    let prefix = cidr.split('/').next().unwrap_or("10.244.0.0");
+    let base: Vec<&str> = prefix.split('.').collect();
+    let net = base
+        .get(..3)
+        .map(|b| b.join("."))
+        .unwrap_or_else(|| "10.244.0".into());
+    for host in 2..255 {
+        let ip = format!("{net}.{host}");
+        if used.insert(ip.clone()) {
+            return ip;
+        }
+    }
+    // A full /24: share the last address rather than fail the pod.
+    format!("{net}.254")
+}
+
+fn run_one(c: &mut Cluster, pod: &Value, used: &mut HashSet<String>) -> ApiResult<()> {
+    let ns = ns_of(pod).unwrap_or("default").to_string();
+    let node_name = pod["spec"]["nodeName"].as_str().unwrap_or("").to_string();
+    let node = get(c, "", "nodes", None, &node_name);
+    let old = &pod["status"];
+    let old_conds = &old["conditions"];
+    let host_ip = node
+        .as_ref()
+        .and_then(|n| n["status"]["addresses"].as_array())
+        .and_then(|a| a.iter().find(|x| x["type"] == "InternalIP"))
+        .and_then(|x| x["address"].as_str())
+        .unwrap_or("127.0.0.1")
+        .to_string();
+    // Volumes first: a missing or unbound claim keeps the pod in ContainerCreating.
+    let mut blocked: Option<String> = None;
+    for claim in claim_names(pod) {
+        match get(c, "", "persistentvolumeclaims", Some(&ns), &claim) {
+            None => {
+                blocked = Some(format!(
+                    "Unable to attach or mount volumes: persistentvolumeclaim \"{claim}\" not found"
+                ));
+                break;
+            }
+            Some(pvc) if !is_bound(&pvc) => {
+                let wffc = storage_class(c, &pvc)
+                    .is_some_and(|sc| sc["volumeBindingMode"] == "WaitForFirstConsumer");
+                if wffc
+                    && pvc["metadata"]["annotations"]["volume.kubernetes.io/selected-node"]
+                        .is_null()
+                {
+                    let mut pvc = pvc.clone();
+                    pvc["metadata"]["annotations"]["volume.kubernetes.io/selected-node"] =
+                        json!(node_name);
+                    update(c, "", "persistentvolumeclaims", pvc)?;
+                }
+                blocked = Some(format!(
+                    "Unable to attach or mount volumes: persistentvolumeclaim \"{claim}\" is not bound"
+                ));
+                break;
+            }
+            Some(_) => {}
+        }
+    }
+    let start = old["startTime"].as_str().map_or_else(now, str::to_string);
+    let sched = condition(old_conds, "PodScheduled", "True", "", "", false);
+    let probe = |mut v: Value| {
+        v["lastProbeTime"] = Value::Null;
+        v
+    };
+    let mut status = json!({
+        "hostIP": host_ip, "hostIPs": [{"ip": host_ip}],
+        "startTime": start,
+        "qosClass": old["qosClass"].as_str().unwrap_or("BestEffort"),
+    });
+    if let Some(message) = blocked {
+        event(c, pod, "Warning", "FailedMount", &message);
+        status["phase"] = json!("Pending");
+        status["conditions"] = json!([
+            probe(condition(
+                old_conds,
+                "PodReadyToStartContainers",
+                "False",
+                "",
+                "",
+                false
+            )),
+            probe(condition(old_conds, "Initialized", "True", "", "", false)),
+            probe(condition(
+                old_conds,
+                "Ready",
+                "False",
+                "ContainersNotReady",
+                "containers with unready status",
+                false
+            )),
+            probe(condition(
+                old_conds,
+                "ContainersReady",
+                "False",
+                "ContainersNotReady",
+                "containers with unready status",
+                false
+            )),
+            probe(sched),
+        ]);
+        status["containerStatuses"] = container_statuses(pod, "containers", &start, "waiting");
+        return set_status(c, "", "pods", pod, status).map(|_| ());
+    }
+    let host_network = pod["spec"]["hostNetwork"].as_bool().unwrap_or(false);
+    let ip = match old["podIP"].as_str() {
+        Some(ip) => ip.to_string(),
+        None if host_network => host_ip.clone(),
+        None => match &node {
+            Some(n) => pod_ip(n, used),
+            None => pod_ip(&json!({}), used),
+        },
+    };
+    status["podIP"] = json!(ip);
+    status["podIPs"] = json!([{"ip": ip}]);
+    let finishing = runs_to_completion(pod)
+        && old["phase"] == "Running"
+        && age_seconds(&old["startTime"]).is_some_and(|s| s >= 1);
+    if finishing {
+        let t = now();
+        status["phase"] = json!("Succeeded");
+        status["conditions"] = json!([
+            probe(condition(
+                old_conds,
+                "PodReadyToStartContainers",
+                "False",
+                "",
+                "",
+                false
+            )),
+            probe(condition(
+                old_conds,
+                "Initialized",
+                "True",
+                "PodCompleted",
+                "",
+                false
+            )),
+            probe(condition(
+                old_conds,
+                "Ready",
+                "False",
+                "PodCompleted",
+                "",
+                false
+            )),
+            probe(condition(
+                old_conds,
+                "ContainersReady",
+                "False",
+                "PodCompleted",
+                "",
+                false
+            )),
+            probe(sched),
+        ]);
+        status["containerStatuses"] =
+            container_statuses(pod, "containers", &start, &format!("done:{t}"));
+    } else {
+        status["phase"] = json!("Running");
+        status["conditions"] = json!([
+            probe(condition(
+                old_conds,
+                "PodReadyToStartContainers",
+                "True",
+                "",
+                "",
+                false
+            )),
+            probe(condition(old_conds, "Initialized", "True", "", "", false)),
+            probe(condition(old_conds, "Ready", "True", "", "", false)),
+            probe(condition(
+                old_conds,
+                "ContainersReady",
+                "True",
+                "",
+                "",
+                false
+            )),
+            probe(sched),
+        ]);
+        status["containerStatuses"] = container_statuses(pod, "containers", &start, "running");
+        if old["phase"] != "Running" {
+            for ctr in pod["spec"]["containers"].as_array().into_iter().flatten() {
+                let image = ctr["image"].as_str().unwrap_or("");
+                let name = ctr["name"].as_str().unwrap_or("");
+                event(
+                    c,
+                    pod,
+                    "Normal",
+                    "Pulled",
+                    &format!("Container image \"{image}\" already present on machine"),
+                );
+                event(
+                    c,
+                    pod,
+                    "Normal",
+                    "Started",
+                    &format!("Started container {name}"),
+                );
+            }
+        }
+    }
+    if pod["spec"]["initContainers"].is_array() {
+        status["initContainerStatuses"] =
+            container_statuses(pod, "initContainers", &start, &format!("done:{start}"));
+    }
+    set_status(c, "", "pods", pod, status).map(|_| ())
+}
+
+/// The annotation that marks Endpoints this controller maintains.
+const TRIGGER: &str = "endpoints.kubernetes.io/last-change-trigger-time";
+
+/// Endpoints for every Service with a selector.
+pub fn endpoints(c: &mut Cluster) {
+    let services = list(c, "", "services", None);
+    let mut wanted: HashSet<(String, String)> = HashSet::new();
+    for svc in &services {
+        let selector = &svc["spec"]["selector"];
+        if deleting(svc)
+            || selector.as_object().is_none_or(|m| m.is_empty())
+            || svc["spec"]["type"] == "ExternalName"
+        {
+            continue;
+        }
+        let ns = ns_of(svc).unwrap_or("default").to_string();
+        wanted.insert((ns.clone(), name_of(svc).to_string()));
+        log_err(
+            &format!("endpoints {}", name_of(svc)),
+            endpoints_for(c, svc, &ns),
+        );
+    }
+    let stale: Vec<Value> = list(c, "", "endpoints", None)
+        .into_iter()
+        .filter(|e| {
+            e["metadata"]["annotations"][TRIGGER].is_string()
+                && !wanted.contains(&(ns_of(e).unwrap_or("").to_string(), name_of(e).to_string()))
+        })
+        .collect();
+    for e in stale {
+        log_err("stale endpoints", delete(c, "", "endpoints", &e));
+    }
+}
+
+fn endpoints_for(c: &mut Cluster, svc: &Value, ns: &str) -> ApiResult<()> {
+    let selector = svc["spec"]["selector"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    let mut pods: Vec<Value> = c
+        .store
+        .list("", "pods", Some(ns))
+        .filter(|(_, p)| {
+            !deleting(p)
+                && p["status"]["podIP"].is_string()
+                && !matches!(p["status"]["phase"].as_str(), Some("Succeeded" | "Failed"))
+                && selector
+                    .iter()
+                    .all(|(k, v)| p["metadata"]["labels"].get(k) == Some(v))
+        })
+        .map(|(_, p)| p.clone())
+        .collect();
+    pods.sort_by(|a, b| {
+        a["status"]["podIP"]
+            .as_str()
+            .cmp(&b["status"]["podIP"].as_str())
+    });
+    let address = |p: &Value| {
+        let mut a = json!({
+            "ip": p["status"]["podIP"], "nodeName": p["spec"]["nodeName"],
+            "targetRef": {"kind": "Pod", "name": p["metadata"]["name"], "namespace": ns, "uid": p["metadata"]["uid"]},
+        });
+        if p["spec"]["subdomain"] == svc["metadata"]["name"] && p["spec"]["hostname"].is_string() {
+            a["hostname"] = p["spec"]["hostname"].clone();
+        }
+        a
+    };
+    let ready: Vec<Value> = pods.iter().filter(|p| pod_ready(p)).map(address).collect();
+    let not_ready: Vec<Value> = pods.iter().filter(|p| !pod_ready(p)).map(address).collect();
+    let ports: Vec<Value> = svc["spec"]["ports"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| {
+            let port = match &p["targetPort"] {
+                Value::Number(n) => n.as_i64()?,
+                Value::String(s) => match s.parse::<i64>() {
+                    Ok(n) => n,
+                    Err(_) => pods.iter().find_map(|pod| {
+                        pod["spec"]["containers"]
+                            .as_array()?
+                            .iter()
+                            .find_map(|ctr| {
+                                ctr["ports"].as_array()?.iter().find_map(|cp| {
+                                    (cp["name"].as_str() == Some(s.as_str()))
+                                        .then(|| cp["containerPort"].as_i64())
+                                        .flatten()
+                                })
+                            })
+                    })?,
+                },
+                _ => p["port"].as_i64()?,
+            };
+            let mut e = json!({"port": port, "protocol": p["protocol"].as_str().unwrap_or("TCP")});
+            if let Some(n) = p["name"].as_str() {
+                e["name"] = json!(n);
+            }
+            if let Some(a) = p["appProtocol"].as_str() {
+                e["appProtocol"] = json!(a);
+            }
+            Some(e)
+        })
+        .collect();
+    let mut subset = json!({});
+    if !ready.is_empty() {
+        subset["addresses"] = json!(ready);
+    }
+    if !not_ready.is_empty() {
+        subset["notReadyAddresses"] = json!(not_ready);
+    }
+    if !ports.is_empty() {
+        subset["ports"] = json!(ports);
+    }
+    let subsets = if ready.is_empty() && not_ready.is_empty() {
+        Value::Null
+    } else {
+        json!([subset])
+    };
+    let mut labels = svc["metadata"]["labels"].clone();
+    if !labels.is_object() {
+        labels = json!({});
+    }
+    if svc["spec"]["clusterIP"] == "None" {
+        labels["service.kubernetes.io/headless"] = json!("");
+    }
+    let name = name_of(svc).to_string();
+    match get(c, "", "endpoints", Some(ns), &name) {
+        Some(mut e) => {
+            if e["subsets"] == subsets && e["metadata"]["labels"] == labels {
+                return Ok(());
+            }
+            e["subsets"] = subsets;
+            e["metadata"]["labels"] = labels;
+            e["metadata"]["annotations"][TRIGGER] = json!(now());
+            if let Some(m) = e["metadata"].as_object_mut() {
+                m.remove("resourceVersion");
+            }
+            update(c, "", "endpoints", e).map(|_| ())
+        }
+        None => {
+            let mut e = json!({
+                "apiVersion": "v1", "kind": "Endpoints",
+                "metadata": {"name": name, "labels": labels, "annotations": {TRIGGER: now()}},
+            });
+            if !subsets.is_null() {
+                e["subsets"] = subsets;
+            }
+            create(c, "", "endpoints", Some(ns), e).map(|_| ())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn images_are_normalized_like_a_runtime() {
+        assert_eq!(normalize_image("nginx"), "docker.io/library/nginx:latest");
+        assert_eq!(
+            normalize_image("bitnami/redis:7"),
+            "docker.io/bitnami/redis:7"
+        );
+        assert_eq!(normalize_image("quay.io/x/y:1"), "quay.io/x/y:1");
+        assert_eq!(
+            normalize_image("localhost:5000/y"),
+            "localhost:5000/y:latest"
+        );
+    }
+
+    #[test]
+    fn node_affinity_on_hostname_and_fields() {
+        let node = json!({"metadata": {"name": "n1", "labels": {"kubernetes.io/hostname": "n1", "zone": "a"}}});
+        let pod = |aff: Value| json!({"spec": {"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": aff}}}}});
+        assert!(pod_fits(
+            &pod(
+                json!([{"matchExpressions": [{"key": "kubernetes.io/hostname", "operator": "In", "values": ["n1"]}]}])
+            ),
+            &node
+        ));
+        assert!(!pod_fits(
+            &pod(
+                json!([{"matchExpressions": [{"key": "kubernetes.io/hostname", "operator": "In", "values": ["n2"]}]}])
+            ),
+            &node
+        ));
+        assert!(pod_fits(
+            &pod(
+                json!([{"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n1"]}]}])
+            ),
+            &node
+        ));
+        assert!(!pod_fits(
+            &json!({"spec": {"nodeSelector": {"zone": "b"}}}),
+            &node
+        ));
+    }
+}

@@ -1,0 +1,977 @@
+//! Container emulation for pod exec. A sandbox has no container runtime: the command of an
+//! exec runs as a process on the host, with the container's view of its volumes mapped to
+//! host folders. What is real: the process, its stdin/stdout/stderr, its exit status, and
+//! the files it reads and writes in the pod's volumes. What is emulated: the filesystem
+//! (only the volume mounts are mapped; every other absolute path is the host's own, so
+//! `/bin/sh` and `tar` are the host's), the environment, and isolation (there is none:
+//! the process has the sandbox's user and rights).
+//!
+//! Mapping, from a pod's `spec.volumes`:
+//! - `persistentVolumeClaim` (and `ephemeral`, whose claim is `<pod>-<volume>`): the claim's
+//!   bound PersistentVolume, then its `spec.csi.volumeHandle` → [`Cluster::volume_dir`], or
+//!   its `spec.hostPath.path` (used as is inside the sandbox folder, else mapped below
+//!   `<sandbox>/hostpath/`);
+//! - `hostPath`: `<sandbox>/hostpath/<path>` (never the host's real path);
+//! - `emptyDir` and any other type: `<sandbox>/pods/<pod uid>/volumes/<volume>`;
+//! - `configMap`, `secret`, `projected`, `downwardAPI`: their keys written as files into
+//!   such a folder at each exec (read-only by intent: changes are overwritten next time).
+//!
+//! The command is rewritten so it sees container paths: an argument that is an absolute
+//! path under a `mountPath` (longest prefix; also `--opt=/path` and `-C/path`) becomes the
+//! host path; in the script of `sh -c` / `bash -c`, mount paths at path boundaries are
+//! rewritten in the text; `tar` creating an archive from rewritten paths gets GNU tar
+//! `--transform`s so member names still read as container paths. Relative paths resolve
+//! against the working directory: the container's `workingDir` mapped (a mount, else below
+//! the pod's `<sandbox>/pods/<uid>/rootfs`), else that rootfs folder. Host paths with
+//! spaces or quotes in a sandbox folder would break rewritten scripts: keep the data
+//! directory's path plain.
+//!
+//! The process runs in its own process group, which is killed when the leader exits, when
+//! the client leaves, or when the sandbox stops: nothing an exec starts outlives it.
+//!
+//! Owns the container view and the host process. Must not speak HTTP or WebSocket
+//! (`exec.rs` does) nor change objects.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Component, Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+
+use base64::Engine as _;
+use serde_json::Value;
+
+use super::store::Key;
+use super::verbs::{ApiError, ApiResult, Cluster};
+
+/// One volume mount: the container path and the host folder (or file) behind it.
+#[derive(Debug, Clone)]
+pub struct Mount {
+    pub container: String,
+    pub host: PathBuf,
+}
+
+/// Files written into a folder at each exec (configMap, secret, projected, downwardAPI).
+#[derive(Debug, Clone)]
+struct Materialized {
+    dir: PathBuf,
+    files: BTreeMap<String, (Vec<u8>, u32)>,
+}
+
+/// The container as a process sees it: built from the store under the lock
+/// ([`ContainerView::plan`]), then made real on disk ([`ContainerView::prepare`]).
+#[derive(Debug, Clone)]
+pub struct ContainerView {
+    /// Longest container path first.
+    mounts: Vec<Mount>,
+    folders: Vec<PathBuf>,
+    materialized: Vec<Materialized>,
+    cwd: PathBuf,
+    env: Vec<(String, String)>,
+}
+
+fn bad(message: String) -> ApiError {
+    ApiError::new(400, "BadRequest", message)
+}
+
+fn get<'a>(c: &'a Cluster, resource: &str, ns: &str, name: &str) -> Option<&'a Value> {
+    c.store.get(&Key::new("", resource, ns, name))
+}
+
+/// A relative path with no `..`, as items' `path` and `subPath` must be.
+fn safe_relative(p: &str) -> Option<PathBuf> {
+    let path = Path::new(p);
+    (!p.is_empty() && path.components().all(|c| matches!(c, Component::Normal(_))))
+        .then(|| path.to_path_buf())
+}
+
+fn field_value(pod: &Value, field: &str) -> Option<String> {
+    let s = |ptr: &str| pod.pointer(ptr).and_then(Value::as_str).map(str::to_string);
+    let lines = |v: &Value| {
+        v.as_object()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| format!("{k}={}", Value::String(v.as_str().unwrap_or("").into())))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+            .unwrap_or_default()
+    };
+    match field {
+        "metadata.name" => s("/metadata/name"),
+        "metadata.namespace" => s("/metadata/namespace"),
+        "metadata.uid" => s("/metadata/uid"),
+        "metadata.labels" => Some(lines(&pod["metadata"]["labels"])),
+        "metadata.annotations" => Some(lines(&pod["metadata"]["annotations"])),
+        "spec.nodeName" => s("/spec/nodeName"),
+        "spec.serviceAccountName" => s("/spec/serviceAccountName"),
+        "status.podIP" => s("/status/podIP"),
+        "status.hostIP" => s("/status/hostIP"),
+        _ => {
+            let key = field
+                .strip_prefix("metadata.labels['")
+                .map(|k| ("labels", k))
+                .or_else(|| {
+                    field
+                        .strip_prefix("metadata.annotations['")
+                        .map(|k| ("annotations", k))
+                })?;
+            let name = key.1.strip_suffix("']")?;
+            pod["metadata"][key.0][name].as_str().map(str::to_string)
+        }
+    }
+}
+
+/// The keys of a ConfigMap or Secret, decoded.
+fn keys_of(c: &Cluster, ns: &str, secret: bool, name: &str) -> Option<BTreeMap<String, Vec<u8>>> {
+    let obj = get(c, if secret { "secrets" } else { "configmaps" }, ns, name)?;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut out = BTreeMap::new();
+    if let Some(m) = obj["data"].as_object() {
+        for (k, v) in m {
+            let v = v.as_str().unwrap_or("");
+            let bytes = if secret {
+                b64.decode(v).unwrap_or_default()
+            } else {
+                v.as_bytes().to_vec()
+            };
+            out.insert(k.clone(), bytes);
+        }
+    }
+    if let Some(m) = obj["binaryData"].as_object() {
+        for (k, v) in m {
+            out.insert(
+                k.clone(),
+                b64.decode(v.as_str().unwrap_or("")).unwrap_or_default(),
+            );
+        }
+    }
+    Some(out)
+}
+
+fn mode_of(v: &Value, default: u32) -> u32 {
+    v.as_u64().map(|m| m as u32 & 0o777).unwrap_or(default)
+}
+
+impl ContainerView {
+    /// The view of `container` (by name, or the only one) in the Running pod `pod`.
+    /// Errors are the `Status` errors of a real API server (400 for a container that
+    /// does not exist or a pod that is not running).
+    pub fn plan(
+        c: &Cluster,
+        ns: &str,
+        pod: &Value,
+        container: Option<&str>,
+    ) -> ApiResult<(String, ContainerView)> {
+        let pod_name = pod["metadata"]["name"].as_str().unwrap_or("");
+        let containers: Vec<&Value> = pod["spec"]["containers"]
+            .as_array()
+            .map(|a| a.iter().collect())
+            .unwrap_or_default();
+        let names: Vec<&str> = containers
+            .iter()
+            .filter_map(|c| c["name"].as_str())
+            .collect();
+        let ctr = match container.filter(|c| !c.is_empty()) {
+            Some(name) => containers
+                .iter()
+                .find(|c| c["name"] == name)
+                .ok_or_else(|| {
+                    bad(format!(
+                        "container {name} is not valid for pod {pod_name}: choose one of {names:?}"
+                    ))
+                })?,
+            None if containers.len() == 1 => &containers[0],
+            None => {
+                return Err(bad(format!(
+                    "a container name must be specified for pod {pod_name}, choose one of: {names:?}"
+                )));
+            }
+        };
+        let ctr_name = ctr["name"].as_str().unwrap_or("").to_string();
+        let phase = pod["status"]["phase"].as_str().unwrap_or("Pending");
+        if phase != "Running" {
+            return Err(bad(format!(
+                "cannot exec into a container in a pod that is not running; pod {pod_name} \
+                 is {phase}: wait until it is Running (kubectl wait --for=condition=Ready pod/{pod_name})"
+            )));
+        }
+        let uid = pod["metadata"]["uid"].as_str().unwrap_or(pod_name);
+        let pod_dir = c.dir.join("pods").join(uid);
+        let rootfs = pod_dir.join("rootfs");
+        let mut folders = vec![rootfs.clone()];
+        let mut materialized = Vec::new();
+        let mut volumes: HashMap<String, PathBuf> = HashMap::new();
+        for v in pod["spec"]["volumes"].as_array().into_iter().flatten() {
+            let vname = v["name"].as_str().unwrap_or("");
+            let own = pod_dir.join("volumes").join(vname);
+            let host = if let Some(claim) = v["persistentVolumeClaim"]["claimName"].as_str() {
+                claim_dir(c, ns, vname, claim)?
+            } else if v.get("ephemeral").is_some() {
+                claim_dir(c, ns, vname, &format!("{pod_name}-{vname}"))?
+            } else if let Some(p) = v["hostPath"]["path"].as_str() {
+                host_path_dir(c, p)
+            } else if let Some(files) = volume_files(c, ns, pod, v)? {
+                materialized.push(Materialized {
+                    dir: own.clone(),
+                    files,
+                });
+                own
+            } else {
+                own
+            };
+            folders.push(host.clone());
+            volumes.insert(vname.to_string(), host);
+        }
+        let mut mounts = Vec::new();
+        for m in ctr["volumeMounts"].as_array().into_iter().flatten() {
+            let vname = m["name"].as_str().unwrap_or("");
+            let path = m["mountPath"].as_str().unwrap_or("");
+            let base = volumes.get(vname).ok_or_else(|| {
+                bad(format!(
+                    "the container {ctr_name} mounts the volume {vname:?}, which pod {pod_name} does not declare"
+                ))
+            })?;
+            let host = match m["subPath"].as_str().filter(|s| !s.is_empty()) {
+                Some(sub) => {
+                    let rel = safe_relative(sub).ok_or_else(|| {
+                        bad(format!(
+                            "the subPath {sub:?} of volume {vname} is not a relative path inside it"
+                        ))
+                    })?;
+                    let h = base.join(rel);
+                    folders.push(h.clone());
+                    h
+                }
+                None => base.clone(),
+            };
+            let container = normalize(path);
+            if container == "/" || !container.starts_with('/') {
+                continue;
+            }
+            mounts.push(Mount { container, host });
+        }
+        mounts.sort_by_key(|m| std::cmp::Reverse(m.container.len()));
+        let mut view = ContainerView {
+            mounts,
+            folders,
+            materialized,
+            cwd: rootfs.clone(),
+            env: Vec::new(),
+        };
+        if let Some(wd) = ctr["workingDir"].as_str().filter(|w| w.starts_with('/')) {
+            let cwd = view
+                .map_path(wd)
+                .map(PathBuf::from)
+                .unwrap_or_else(|| rootfs.join(wd.trim_start_matches('/')));
+            view.folders.push(cwd.clone());
+            view.cwd = cwd;
+        }
+        view.env = container_env(c, ns, pod, ctr)?
+            .into_iter()
+            .map(|(k, v)| {
+                let v = view.map_path(&v).unwrap_or(v);
+                (k, v)
+            })
+            .collect();
+        Ok((ctr_name, view))
+    }
+
+    /// Creates the folders and writes the files the view needs (blocking I/O).
+    pub fn prepare(&self) -> std::io::Result<()> {
+        for f in &self.folders {
+            std::fs::create_dir_all(f)?;
+        }
+        for m in &self.materialized {
+            std::fs::create_dir_all(&m.dir)?;
+            for (rel, (bytes, mode)) in &m.files {
+                let path = m.dir.join(rel);
+                if let Some(parent) = path.parent() {
+                    std::fs::create_dir_all(parent)?;
+                }
+                super::write_atomic(&path, bytes)
+                    .map_err(|e| std::io::Error::other(e.to_string()))?;
+                use std::os::unix::fs::PermissionsExt as _;
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(*mode))?;
+            }
+            // Keys removed since the last exec disappear, as on a kubelet.
+            for entry in std::fs::read_dir(&m.dir)? {
+                let entry = entry?;
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let kept = m
+                    .files
+                    .keys()
+                    .any(|k| k == &name || k.starts_with(&format!("{name}/")));
+                if !kept {
+                    let p = entry.path();
+                    if entry.file_type()?.is_dir() {
+                        std::fs::remove_dir_all(p)?;
+                    } else {
+                        std::fs::remove_file(p)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The host path of the absolute container path `p`, when a mount holds it.
+    pub fn map_path(&self, p: &str) -> Option<String> {
+        let m = self.mounts.iter().find(|m| at_boundary(p, &m.container))?;
+        let rest = &p[m.container.len()..];
+        Some(format!("{}{rest}", m.host.display()))
+    }
+
+    /// One argument rewritten: `/path`, `--opt=/path`, `-C/path`.
+    fn rewrite_arg(&self, a: &str) -> Option<String> {
+        if a.starts_with('/') {
+            return self.map_path(a);
+        }
+        if let Some((opt, value)) = a.split_once('=')
+            && opt.starts_with("--")
+            && value.starts_with('/')
+        {
+            return self.map_path(value).map(|v| format!("{opt}={v}"));
+        }
+        if a.len() > 2 && a.starts_with('-') && !a.starts_with("--") && a[2..].starts_with('/') {
+            return self.map_path(&a[2..]).map(|v| format!("{}{v}", &a[..2]));
+        }
+        None
+    }
+
+    /// The mount paths in a shell script, rewritten where they stand at path boundaries.
+    fn rewrite_script(&self, script: &str) -> String {
+        let mut out = String::with_capacity(script.len());
+        let mut prev: Option<char> = None;
+        let mut i = 0;
+        while i < script.len() {
+            let rest = &script[i..];
+            let boundary_before = prev.is_none_or(|c| !is_path_char(c));
+            if boundary_before
+                && let Some(m) = self.mounts.iter().find(|m| {
+                    rest.starts_with(m.container.as_str())
+                        && rest[m.container.len()..]
+                            .chars()
+                            .next()
+                            .is_none_or(|c| c == '/' || !is_path_char(c))
+                })
+            {
+                out.push_str(&m.host.display().to_string());
+                i += m.container.len();
+                prev = m.container.chars().last();
+                continue;
+            }
+            let Some(c) = rest.chars().next() else { break };
+            out.push(c);
+            prev = Some(c);
+            i += c.len_utf8();
+        }
+        out
+    }
+
+    /// The host argv for the container command `argv`.
+    pub fn rewrite_command(&self, argv: &[String]) -> Vec<String> {
+        let program = argv
+            .first()
+            .map(|p| p.rsplit('/').next().unwrap_or(p).to_string())
+            .unwrap_or_default();
+        let shell = matches!(program.as_str(), "sh" | "bash" | "dash" | "ash" | "zsh");
+        let mut out = Vec::with_capacity(argv.len() + 2);
+        let mut script_next = false;
+        let mut script_done = false;
+        let mut transforms = Vec::new();
+        for (i, a) in argv.iter().enumerate() {
+            if i == 0 {
+                out.push(a.clone());
+                continue;
+            }
+            if script_next {
+                out.push(self.rewrite_script(a));
+                script_next = false;
+                script_done = true;
+                continue;
+            }
+            if shell
+                && !script_done
+                && a.len() >= 2
+                && a.starts_with('-')
+                && !a.starts_with("--")
+                && a[1..].contains('c')
+            {
+                script_next = true;
+                out.push(a.clone());
+                continue;
+            }
+            match self.rewrite_arg(a) {
+                Some(host) => {
+                    if a.starts_with('/') {
+                        transforms.push((host.clone(), a.clone()));
+                    }
+                    out.push(host);
+                }
+                None => out.push(a.clone()),
+            }
+        }
+        if matches!(program.as_str(), "tar" | "gtar") && tar_creates(argv) && !transforms.is_empty()
+        {
+            transforms.sort_by_key(|(h, _)| std::cmp::Reverse(h.len()));
+            let extra = transforms.into_iter().map(|(host, container)| {
+                format!(
+                    "--transform=s|^/*{}|{}|S",
+                    bre_escape(host.trim_start_matches('/')),
+                    sed_replacement_escape(container.trim_start_matches('/'))
+                )
+            });
+            // After everything (GNU tar reads options anywhere), before a `--`: in front,
+            // they would take the place of an old-style `cf -`'s archive argument.
+            let at = out.iter().position(|a| a == "--").unwrap_or(out.len());
+            let mut with = out;
+            for (k, t) in extra.enumerate() {
+                with.insert(at + k, t);
+            }
+            return with;
+        }
+        out
+    }
+
+    /// The command, ready to spawn: host argv, working directory, environment, own
+    /// process group.
+    pub fn command(&self, argv: &[String], pod_name: &str) -> Option<tokio::process::Command> {
+        let argv = self.rewrite_command(argv);
+        let (program, args) = argv.split_first()?;
+        let mut cmd = tokio::process::Command::new(program);
+        cmd.args(args)
+            .current_dir(&self.cwd)
+            .env_clear()
+            .env(
+                "PATH",
+                std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()),
+            )
+            .env("HOSTNAME", pod_name)
+            .process_group(0);
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        Some(cmd)
+    }
+}
+
+fn is_path_char(c: char) -> bool {
+    c.is_alphanumeric() || matches!(c, '/' | '.' | '-' | '_' | '~' | '+' | '@' | '%')
+}
+
+/// `p` is `prefix` or below it.
+fn at_boundary(p: &str, prefix: &str) -> bool {
+    p.strip_prefix(prefix)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+fn normalize(p: &str) -> String {
+    let trimmed = p.trim_end_matches('/');
+    if trimmed.is_empty() {
+        "/".into()
+    } else {
+        trimmed.to_string()
+    }
+}
+
+/// Whether the tar command line creates an archive (`c` in the first letters, `-c...`,
+/// `--create`).
+fn tar_creates(argv: &[String]) -> bool {
+    argv.iter().skip(1).enumerate().any(|(i, a)| {
+        a == "--create"
+            || (a.starts_with('-') && !a.starts_with("--") && a[1..].contains('c'))
+            || (i == 0 && !a.starts_with('-') && a.contains('c'))
+    })
+}
+
+/// `s` as a literal in a POSIX basic regular expression with `|` as delimiter.
+fn bre_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '.' | '[' | ']' | '\\' | '*' | '^' | '$' | '|') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn sed_replacement_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '\\' | '&' | '|') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The host folder of the claim `claim` (bound to a PersistentVolume).
+fn claim_dir(c: &Cluster, ns: &str, volume: &str, claim: &str) -> ApiResult<PathBuf> {
+    let pvc = get(c, "persistentvolumeclaims", ns, claim).ok_or_else(|| {
+        bad(format!(
+            "the volume {volume} uses the PersistentVolumeClaim {claim}, which does not exist in {ns}"
+        ))
+    })?;
+    let pv_name = pvc["spec"]["volumeName"].as_str().unwrap_or("");
+    if pv_name.is_empty() || pvc["status"]["phase"].as_str() != Some("Bound") {
+        return Err(bad(format!(
+            "the PersistentVolumeClaim {claim} is not bound to a volume yet: wait until it is Bound"
+        )));
+    }
+    let pv = get(c, "persistentvolumes", "", pv_name).ok_or_else(|| {
+        bad(format!(
+            "the PersistentVolumeClaim {claim} is bound to the PersistentVolume {pv_name}, which does not exist"
+        ))
+    })?;
+    if let Some(handle) = pv["spec"]["csi"]["volumeHandle"].as_str() {
+        if handle.is_empty() || handle.contains('/') || handle == "." || handle == ".." {
+            return Err(bad(format!(
+                "the PersistentVolume {pv_name} has the volumeHandle {handle:?}, which cannot name a folder: use a plain name"
+            )));
+        }
+        return Ok(c.volume_dir(handle));
+    }
+    if let Some(p) = pv["spec"]["hostPath"]["path"].as_str() {
+        return Ok(host_path_dir(c, p));
+    }
+    Err(bad(format!(
+        "the PersistentVolume {pv_name} has neither spec.csi nor spec.hostPath: the sandbox cannot find its data"
+    )))
+}
+
+/// A hostPath: used as is when it lies inside the sandbox's folder, else kept below
+/// `<sandbox>/hostpath/` so pods never reach the host's own files.
+fn host_path_dir(c: &Cluster, p: &str) -> PathBuf {
+    let path = Path::new(p);
+    if path.is_absolute() && path.starts_with(&c.dir) && safe_relative_or_abs(path) {
+        return path.to_path_buf();
+    }
+    let rel: PathBuf = path
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(s) => Some(s),
+            _ => None,
+        })
+        .collect();
+    c.dir.join("hostpath").join(rel)
+}
+
+fn safe_relative_or_abs(p: &Path) -> bool {
+    p.components()
+        .all(|c| matches!(c, Component::Normal(_) | Component::RootDir))
+}
+
+type Files = BTreeMap<String, (Vec<u8>, u32)>;
+
+/// The files of a configMap, secret, projected or downwardAPI volume; `None` for other
+/// volume types.
+fn volume_files(c: &Cluster, ns: &str, pod: &Value, v: &Value) -> ApiResult<Option<Files>> {
+    let vname = v["name"].as_str().unwrap_or("");
+    let mut files = Files::new();
+    if let Some(src) = v.get("configMap") {
+        let mode = mode_of(&src["defaultMode"], 0o644);
+        keyed(c, ns, vname, false, src, mode, &mut files)?;
+    } else if let Some(src) = v.get("secret") {
+        let mode = mode_of(&src["defaultMode"], 0o644);
+        keyed(c, ns, vname, true, src, mode, &mut files)?;
+    } else if let Some(src) = v.get("downwardAPI") {
+        let mode = mode_of(&src["defaultMode"], 0o644);
+        downward(pod, vname, src, mode, &mut files)?;
+    } else if let Some(src) = v.get("projected") {
+        let mode = mode_of(&src["defaultMode"], 0o644);
+        for s in src["sources"].as_array().into_iter().flatten() {
+            if let Some(cm) = s.get("configMap") {
+                keyed(c, ns, vname, false, cm, mode, &mut files)?;
+            } else if let Some(sec) = s.get("secret") {
+                keyed(c, ns, vname, true, sec, mode, &mut files)?;
+            } else if let Some(d) = s.get("downwardAPI") {
+                downward(pod, vname, d, mode, &mut files)?;
+            }
+            // serviceAccountToken and clusterTrustBundle sources: the sandbox issues no
+            // service account tokens, so nothing is written for them.
+        }
+    } else {
+        return Ok(None);
+    }
+    Ok(Some(files))
+}
+
+fn keyed(
+    c: &Cluster,
+    ns: &str,
+    volume: &str,
+    secret: bool,
+    src: &Value,
+    mode: u32,
+    files: &mut Files,
+) -> ApiResult<()> {
+    let name = src[if secret { "secretName" } else { "name" }]
+        .as_str()
+        .or_else(|| src["name"].as_str())
+        .unwrap_or("");
+    let kind = if secret { "Secret" } else { "ConfigMap" };
+    let optional = src["optional"].as_bool() == Some(true);
+    let Some(keys) = keys_of(c, ns, secret, name) else {
+        if optional {
+            return Ok(());
+        }
+        return Err(bad(format!(
+            "the volume {volume} needs the {kind} {name}, which does not exist in {ns}: create it"
+        )));
+    };
+    match src["items"].as_array() {
+        Some(items) => {
+            for it in items {
+                let key = it["key"].as_str().unwrap_or("");
+                let path = it["path"].as_str().unwrap_or(key);
+                let Some(bytes) = keys.get(key) else {
+                    if optional {
+                        continue;
+                    }
+                    return Err(bad(format!(
+                        "the volume {volume} needs the key {key} of the {kind} {name}, which it does not have"
+                    )));
+                };
+                let rel = safe_relative(path).ok_or_else(|| {
+                    bad(format!(
+                        "the item path {path:?} of volume {volume} is not a relative path"
+                    ))
+                })?;
+                files.insert(
+                    rel.to_string_lossy().into_owned(),
+                    (bytes.clone(), mode_of(&it["mode"], mode)),
+                );
+            }
+        }
+        None => {
+            for (k, bytes) in keys {
+                if safe_relative(&k).is_some() {
+                    files.insert(k, (bytes, mode));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn downward(pod: &Value, volume: &str, src: &Value, mode: u32, files: &mut Files) -> ApiResult<()> {
+    for it in src["items"].as_array().into_iter().flatten() {
+        let path = it["path"].as_str().unwrap_or("");
+        let rel = safe_relative(path).ok_or_else(|| {
+            bad(format!(
+                "the item path {path:?} of volume {volume} is not a relative path"
+            ))
+        })?;
+        let Some(field) = it["fieldRef"]["fieldPath"].as_str() else {
+            continue;
+        };
+        let value = field_value(pod, field).unwrap_or_default();
+        files.insert(
+            rel.to_string_lossy().into_owned(),
+            (value.into_bytes(), mode_of(&it["mode"], mode)),
+        );
+    }
+    Ok(())
+}
+
+/// `$(NAME)` references to earlier variables expanded, `$$(` kept literal, as a kubelet.
+fn expand(value: &str, env: &[(String, String)]) -> String {
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        if let Some(tail) = after.strip_prefix('$') {
+            out.push('$');
+            rest = tail;
+        } else if let Some(inner) = after.strip_prefix('(')
+            && let Some(end) = inner.find(')')
+        {
+            let name = &inner[..end];
+            match env.iter().rev().find(|(k, _)| k == name) {
+                Some((_, v)) => out.push_str(v),
+                None => out.push_str(&format!("$({name})")),
+            }
+            rest = &inner[end + 1..];
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The container's `envFrom` and `env`, resolved.
+fn container_env(
+    c: &Cluster,
+    ns: &str,
+    pod: &Value,
+    ctr: &Value,
+) -> ApiResult<Vec<(String, String)>> {
+    let mut env: Vec<(String, String)> = Vec::new();
+    let cname = ctr["name"].as_str().unwrap_or("");
+    for from in ctr["envFrom"].as_array().into_iter().flatten() {
+        let prefix = from["prefix"].as_str().unwrap_or("");
+        let (secret, r) = match (from.get("configMapRef"), from.get("secretRef")) {
+            (Some(r), _) => (false, r),
+            (None, Some(r)) => (true, r),
+            _ => continue,
+        };
+        let name = r["name"].as_str().unwrap_or("");
+        match keys_of(c, ns, secret, name) {
+            Some(keys) => {
+                for (k, v) in keys {
+                    env.push((
+                        format!("{prefix}{k}"),
+                        String::from_utf8_lossy(&v).into_owned(),
+                    ));
+                }
+            }
+            None if r["optional"].as_bool() == Some(true) => {}
+            None => {
+                return Err(bad(format!(
+                    "the container {cname} takes its environment from the {} {name}, which does not exist in {ns}",
+                    if secret { "Secret" } else { "ConfigMap" }
+                )));
+            }
+        }
+    }
+    for e in ctr["env"].as_array().into_iter().flatten() {
+        let name = e["name"].as_str().unwrap_or("").to_string();
+        if name.is_empty() {
+            continue;
+        }
+        let value = if let Some(v) = e["value"].as_str() {
+            Some(expand(v, &env))
+        } else if let Some(from) = e.get("valueFrom") {
+            let key_ref = |secret: bool, r: &Value| -> ApiResult<Option<String>> {
+                let obj = r["name"].as_str().unwrap_or("");
+                let key = r["key"].as_str().unwrap_or("");
+                let value = keys_of(c, ns, secret, obj)
+                    .and_then(|k| k.get(key).map(|v| String::from_utf8_lossy(v).into_owned()));
+                match value {
+                    Some(v) => Ok(Some(v)),
+                    None if r["optional"].as_bool() == Some(true) => Ok(None),
+                    None => Err(bad(format!(
+                        "the variable {name} of container {cname} needs the key {key} of the {} {obj} in {ns}, which does not exist",
+                        if secret { "Secret" } else { "ConfigMap" }
+                    ))),
+                }
+            };
+            if let Some(r) = from.get("configMapKeyRef") {
+                key_ref(false, r)?
+            } else if let Some(r) = from.get("secretKeyRef") {
+                key_ref(true, r)?
+            } else if let Some(f) = from["fieldRef"]["fieldPath"].as_str() {
+                field_value(pod, f)
+            } else {
+                None
+            }
+        } else {
+            Some(String::new())
+        };
+        if let Some(v) = value {
+            env.retain(|(k, _)| *k != name);
+            env.push((name, v));
+        }
+    }
+    Ok(env)
+}
+
+/// A process of an exec: the leader of its own process group, never reaped before its
+/// group is killed (so the group id cannot be reused by another process meanwhile).
+pub struct Process {
+    child: Option<tokio::process::Child>,
+    pid: i32,
+    exited: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// The pipes of a [`Process`] that were asked for.
+pub struct Pipes {
+    pub stdin: Option<tokio::process::ChildStdin>,
+    pub stdout: Option<tokio::process::ChildStdout>,
+    pub stderr: Option<tokio::process::ChildStderr>,
+}
+
+impl Process {
+    /// Starts `cmd` with the given pipes; `Err` when it cannot start (no such program).
+    pub fn spawn(
+        mut cmd: tokio::process::Command,
+        stdin: bool,
+        stdout: bool,
+        stderr: bool,
+    ) -> std::io::Result<(Process, Pipes)> {
+        let pipe = |on: bool| if on { Stdio::piped() } else { Stdio::null() };
+        cmd.stdin(pipe(stdin))
+            .stdout(pipe(stdout))
+            .stderr(pipe(stderr));
+        let mut child = cmd.spawn()?;
+        let pid = child
+            .id()
+            .and_then(|p| i32::try_from(p).ok())
+            .ok_or_else(|| std::io::Error::other("the process has no id"))?;
+        let pipes = Pipes {
+            stdin: child.stdin.take(),
+            stdout: child.stdout.take(),
+            stderr: child.stderr.take(),
+        };
+        let exited = tokio::task::spawn_blocking(move || wait_no_reap(pid));
+        Ok((
+            Process {
+                child: Some(child),
+                pid,
+                exited: Some(exited),
+            },
+            pipes,
+        ))
+    }
+
+    /// Kills the whole process group (while the leader is not reaped, its id cannot
+    /// name another group).
+    pub fn kill(&self) {
+        if self.child.as_ref().is_some_and(|c| c.id().is_some()) {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(self.pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+
+    /// Waits until the leader exits, kills what is left of its group, reaps it.
+    /// Cancel-safe: it may be called again after being dropped.
+    pub async fn wait(&mut self) -> std::io::Result<ExitStatus> {
+        if let Some(exited) = self.exited.as_mut() {
+            let _ = exited.await;
+            self.exited = None;
+        }
+        self.kill();
+        match self.child.as_mut() {
+            Some(child) => child.wait().await,
+            None => Err(std::io::Error::other("the process has no child")),
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        // A dropped Child is reaped by tokio in the background once it has exited.
+        self.kill();
+    }
+}
+
+/// Blocks until `pid` has exited, leaving it a zombie (`WNOWAIT`).
+fn wait_no_reap(pid: i32) {
+    use nix::sys::wait::{Id, WaitPidFlag, waitid};
+    loop {
+        match waitid(
+            Id::Pid(nix::unistd::Pid::from_raw(pid)),
+            WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT,
+        ) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            _ => return,
+        }
+    }
+}
+
+/// The exit code a container runtime reports: the code, or 128 + the signal.
+pub fn exit_code(status: &ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt as _;
+    status
+        .code()
+        .or_else(|| status.signal().map(|s| 128 + s))
+        .unwrap_or(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view() -> ContainerView {
+        let mut mounts = vec![
+            Mount {
+                container: "/ferry/src".into(),
+                host: "/h/vol/a".into(),
+            },
+            Mount {
+                container: "/data".into(),
+                host: "/h/vol/b".into(),
+            },
+            Mount {
+                container: "/data/sub".into(),
+                host: "/h/vol/c".into(),
+            },
+        ];
+        mounts.sort_by_key(|m| std::cmp::Reverse(m.container.len()));
+        ContainerView {
+            mounts,
+            folders: vec![],
+            materialized: vec![],
+            cwd: "/h/rootfs".into(),
+            env: vec![],
+        }
+    }
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn arguments_map_at_path_boundaries_with_the_longest_mount() {
+        let v = view();
+        assert_eq!(v.map_path("/data/sub/x").as_deref(), Some("/h/vol/c/x"));
+        assert_eq!(v.map_path("/data/x").as_deref(), Some("/h/vol/b/x"));
+        assert_eq!(v.map_path("/data").as_deref(), Some("/h/vol/b"));
+        assert_eq!(v.map_path("/database"), None);
+        assert_eq!(
+            v.rewrite_command(&s(&["ls", "--dir=/data/x", "-C/ferry/src", "/etc", "rel"])),
+            s(&["ls", "--dir=/h/vol/b/x", "-C/h/vol/a", "/etc", "rel"])
+        );
+    }
+
+    #[test]
+    fn shell_scripts_are_rewritten_in_place() {
+        let v = view();
+        let out = v.rewrite_command(&s(&[
+            "sh",
+            "-c",
+            "cd /ferry/src && ls /data/sub '/data' /database x/data \"/data\"/y",
+            "/data",
+        ]));
+        assert_eq!(
+            out,
+            s(&[
+                "sh",
+                "-c",
+                "cd /h/vol/a && ls /h/vol/c '/h/vol/b' /database x/data \"/h/vol/b\"/y",
+                "/h/vol/b"
+            ])
+        );
+    }
+
+    #[test]
+    fn tar_creating_from_mounts_keeps_container_member_names() {
+        let v = view();
+        let out = v.rewrite_command(&s(&["tar", "cf", "-", "/data/x"]));
+        assert_eq!(
+            out,
+            s(&[
+                "tar",
+                "cf",
+                "-",
+                "/h/vol/b/x",
+                "--transform=s|^/*h/vol/b/x|data/x|S"
+            ])
+        );
+        // Extraction and -C with relative members need no transform.
+        let out = v.rewrite_command(&s(&["tar", "-x", "-f", "-", "-C", "/data"]));
+        assert_eq!(out, s(&["tar", "-x", "-f", "-", "-C", "/h/vol/b"]));
+    }
+
+    #[test]
+    fn env_references_expand() {
+        let env = vec![("A".to_string(), "1".to_string())];
+        assert_eq!(expand("x$(A)y$(B)$$(A)", &env), "x1y$(B)$(A)");
+    }
+}
