@@ -75,7 +75,10 @@ async fn clusters_of_an_account_are_listed_described_and_recorded() {
     let prod = &clusters[0];
     assert_eq!(prod.version, "1.31");
     assert_eq!(prod.region, REGION);
-    assert!(!prod.endpoint.is_empty() && !prod.certificate_authority.is_empty(), "{prod:?}");
+    assert!(
+        !prod.endpoint.is_empty() && !prod.certificate_authority.is_empty(),
+        "{prod:?}"
+    );
     assert_eq!(prod.tags.get("team").map(String::as_str), Some("shop"));
 
     let all = eks::list_all(std::slice::from_ref(&acct)).await;
@@ -110,17 +113,43 @@ fn http_get(endpoint: &str, path_and_query: &str, header: (&str, &str)) -> (Stri
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
     let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
-    (head.lines().next().unwrap_or("").to_string(), body.to_string())
+    (
+        head.lines().next().unwrap_or("").to_string(),
+        body.to_string(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_are_presigned_get_caller_identity_requests_naming_the_cluster() {
-    let creds = aws_credential_types::Credentials::new(ACCESS_KEY_ID, SECRET_ACCESS_KEY, None, None, "test");
-    let t = eks::token(&creds, "eu-west-1", "prod-eks", &eks::sts_host("eu-west-1"), SystemTime::now()).unwrap();
+    let creds = aws_credential_types::Credentials::new(
+        ACCESS_KEY_ID,
+        SECRET_ACCESS_KEY,
+        None,
+        None,
+        "test",
+    );
+    let t = eks::token(
+        &creds,
+        "eu-west-1",
+        "prod-eks",
+        &eks::sts_host("eu-west-1"),
+        SystemTime::now(),
+    )
+    .unwrap();
     let b64 = t.strip_prefix("k8s-aws-v1.").expect("EKS token prefix");
     assert!(!b64.contains('='), "no padding");
-    let url = String::from_utf8(base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(b64).unwrap()).unwrap();
-    assert!(url.starts_with("https://sts.eu-west-1.amazonaws.com/?Action=GetCallerIdentity&Version=2011-06-15&"), "{url}");
+    let url = String::from_utf8(
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(b64)
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        url.starts_with(
+            "https://sts.eu-west-1.amazonaws.com/?Action=GetCallerIdentity&Version=2011-06-15&"
+        ),
+        "{url}"
+    );
     for want in [
         "X-Amz-Algorithm=AWS4-HMAC-SHA256",
         "X-Amz-Expires=60",
@@ -149,5 +178,8 @@ async fn tokens_are_presigned_get_caller_identity_requests_naming_the_cluster() 
     let path = &url[url.find("/?").unwrap()..];
     let (status, body) = http_get(&m.endpoint, path, ("x-k8s-aws-id", "prod-eks"));
     assert!(status.contains("200"), "{status}: {body}");
-    assert!(body.contains("GetCallerIdentityResult") && body.contains("123456789012"), "{body}");
+    assert!(
+        body.contains("GetCallerIdentityResult") && body.contains("123456789012"),
+        "{body}"
+    );
 }

@@ -89,9 +89,11 @@ impl Catalog {
     /// aggregated API) are left out, as kubectl does.
     pub async fn discover(client: &kube::Client) -> Result<Catalog> {
         // Aggregated discovery (one request per root) where served, else per group.
+        // A server without aggregated discovery may answer with the legacy lists,
+        // which parse as an empty aggregate: fall back then too.
         let d = match Discovery::new(client.clone()).run_aggregated().await {
-            Ok(d) => d,
-            Err(_) => Discovery::new(client.clone())
+            Ok(d) if d.groups().any(|g| !g.recommended_resources().is_empty()) => d,
+            _ => Discovery::new(client.clone())
                 .run()
                 .await
                 .map_err(|e| K8sError::api("cannot discover the cluster's API", &e))?,
