@@ -7,6 +7,11 @@
 //! ```yaml
 //! kubeconfigs: [~/clusters, /etc/ferry/prod.yaml]   # extra kubeconfig files or folders
 //! moverImage: registry.example.com/busybox:1.36      # image of the volume mover pods
+//! theme: dark                # console theme: dark, light, high-contrast, or <config>/themes/NAME.toml
+//! readOnly: false            # console: disable every action that changes a cluster
+//! readOnlyContexts: [prod]   # console: read-only for contexts whose name contains one of these
+//! accent:                    # console: border colour of contexts whose name contains the pattern
+//!   - {pattern: prod, color: red}
 //! ```
 
 use std::path::PathBuf;
@@ -19,6 +24,26 @@ pub struct Settings {
     pub kubeconfigs: Vec<String>,
     #[serde(default)]
     pub mover_image: Option<String>,
+    /// The console's theme name.
+    #[serde(default)]
+    pub theme: Option<String>,
+    /// The console changes nothing on any cluster.
+    #[serde(default)]
+    pub read_only: bool,
+    /// The console changes nothing on contexts whose name contains one of these.
+    #[serde(default)]
+    pub read_only_contexts: Vec<String>,
+    /// Border colours for contexts whose name contains a pattern (first match wins).
+    #[serde(default)]
+    pub accent: Vec<AccentRule>,
+}
+
+/// A context-name pattern and the console border colour for it.
+#[derive(Debug, Clone, Default, serde::Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AccentRule {
+    pub pattern: String,
+    pub color: String,
 }
 
 impl Settings {

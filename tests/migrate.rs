@@ -8,7 +8,6 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ferry::engine::k8s::JobProgress;
@@ -578,91 +577,5 @@ fn a_target_lacking_a_storage_class_or_a_definition_gets_a_plan_that_refuses() {
         );
         bare.shutdown().await.unwrap();
         c.stop().await;
-    });
-}
-
-#[test]
-fn a_target_that_drops_mid_restore_ends_in_a_report_and_the_rerun_completes() {
-    let t = common::new_repo();
-    t.rt.block_on(async {
-        let c = Clusters::start().await;
-        let prod = c.client("ferry-prod").await;
-        seed(
-            &prod,
-            &c.dir.path().join("prod"),
-            &SeedOptions {
-                files: 48,
-                file_size: 1 << 20,
-                ..SeedOptions::default()
-            },
-        )
-        .await
-        .unwrap();
-        let out = capture_ns(&prod, &t.repo, "ferry-prod", "shop").await;
-        let qa = c.client("ferry-qa").await;
-        let opts = restore_opts("shop", "shop", Conflict::Skip);
-        let p = plan_for(&qa, &t.repo, &out, &opts).await;
-
-        // Stop the target as soon as volume data starts to flow.
-        let job = JobProgress::new();
-        let qa_addr = c.qa.addr();
-        let Clusters {
-            dir,
-            prod: prod_sb,
-            qa: qa_sb,
-            kubeconfig: _,
-            linked,
-        } = c;
-        let watcher = {
-            let job = job.clone();
-            tokio::spawn(async move {
-                loop {
-                    if job.data.snapshot().bytes_done > 0 {
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-                qa_sb.shutdown().await.unwrap();
-            })
-        };
-        let r = apply::apply(&qa, &t.repo, &p, &MoverOptions::default(), &job).await;
-        watcher.await.unwrap();
-        match r {
-            Ok(report) => assert!(
-                !report.failed().is_empty(),
-                "the restore did not notice the drop"
-            ),
-            Err(e) => assert!(!e.to_string().is_empty()),
-        }
-
-        // The cluster comes back (same folder and address); the rerun completes.
-        let mut cfg = SandboxConfig::new("qa", dir.path().join("qa")).with_demo_storage();
-        cfg.bind = qa_addr;
-        let qa_sb = Sandbox::start(cfg).await.unwrap();
-        let qa = linked.get("ferry-qa").unwrap().client().await.unwrap();
-        let p = plan_for(&qa, &t.repo, &out, &opts).await;
-        assert_eq!(p.blocking(), 0, "{}", p.render_text());
-        no_failures(
-            &apply::apply(
-                &qa,
-                &t.repo,
-                &p,
-                &MoverOptions::default(),
-                &Arc::new(JobProgress::default()),
-            )
-            .await
-            .unwrap(),
-        );
-        for claim in ["data-postgres-0", "redis-data"] {
-            let a = volume_dir(&prod, &dir.path().join("prod"), "shop", claim).await;
-            let b = volume_dir(&qa, &dir.path().join("qa"), "shop", claim).await;
-            assert_eq!(
-                checksums(&a),
-                checksums(&b),
-                "{claim} differs after the rerun"
-            );
-        }
-        prod_sb.shutdown().await.unwrap();
-        qa_sb.shutdown().await.unwrap();
     });
 }

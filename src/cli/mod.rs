@@ -15,6 +15,7 @@ macro_rules! say {
 }
 
 mod backup;
+mod console;
 mod init;
 mod key;
 mod kube;
@@ -43,7 +44,7 @@ pub struct Cli {
     #[command(flatten)]
     pub global: Global,
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
 }
 
 #[derive(Debug, Args, Clone, Default)]
@@ -79,6 +80,9 @@ pub struct Global {
     /// Print no progress
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// Console: disable every action that changes a cluster
+    #[arg(long, global = true)]
+    pub read_only: bool,
 }
 
 pub(crate) fn parse_rate(s: &str) -> Result<u64, String> {
@@ -87,6 +91,8 @@ pub(crate) fn parse_rate(s: &str) -> Result<u64, String> {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// The full-screen console (also what `ferry` alone opens)
+    Console,
     /// Create a repository
     Init(init::InitArgs),
     /// Every linked cluster: kubeconfig contexts, with reachability and version
@@ -150,7 +156,15 @@ pub type Exit = std::process::ExitCode;
 /// Runs the command line.
 pub fn run(cli: Cli) -> anyhow::Result<Exit> {
     let ctx = Context::new(cli.global)?;
-    match cli.command {
+    let Some(command) = cli.command else {
+        let ro = ctx.global.read_only;
+        return console::run(&ctx, ro);
+    };
+    match command {
+        Command::Console => {
+            let ro = ctx.global.read_only;
+            console::run(&ctx, ro)
+        }
         Command::Init(a) => init::run(&ctx, a),
         Command::Clusters(a) => kube::clusters(&ctx, a),
         Command::Namespaces(a) => kube::namespaces(&ctx, a),

@@ -16,7 +16,9 @@ use serde::{Deserialize, Serialize};
 use super::{Context, Exit};
 use crate::providers::sandbox::{self, KubeconfigEntry, Sandbox, SandboxConfig};
 
-const DEFAULT_NAME: &str = "dev";
+/// The clusters `up` starts when none is named: a production and a QA cluster with
+/// different storage classes, so a first migration has something to map.
+const DEFAULT_NAMES: [&str; 2] = ["prod", "qa"];
 const SERVER_FILE: &str = "server.json";
 
 #[derive(Debug, Subcommand)]
@@ -41,7 +43,7 @@ pub enum SandboxCommand {
 
 #[derive(Debug, Args)]
 pub struct UpArgs {
-    /// Sandbox name; repeat for several clusters (e.g. --name prod --name qa) [default: dev]
+    /// Sandbox name; repeat for several clusters (e.g. --name prod --name qa) [default: prod and qa]
     #[arg(long = "name")]
     pub names: Vec<String>,
     /// Serve in this process until Ctrl-C instead of in the background
@@ -111,7 +113,7 @@ fn check_name(name: &str) -> anyhow::Result<()> {
 
 fn names_or_default(names: &[String]) -> anyhow::Result<Vec<String>> {
     let names = if names.is_empty() {
-        vec![DEFAULT_NAME.to_string()]
+        DEFAULT_NAMES.iter().map(|n| n.to_string()).collect()
     } else {
         names.to_vec()
     };

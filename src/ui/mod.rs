@@ -1,6 +1,21 @@
-//! What the user sees. For now: progress of engine jobs drawn on the terminal by the
-//! command-line interface, from snapshots of the job's shared progress at a steady
-//! rate. The full-screen console will draw the same snapshots.
+//! What the user sees: the progress line of the subcommands (`progress.rs`), numbers in
+//! words (`format.rs`), and the full-screen console:
+//! - `app.rs`: state and what each action does (no terminal, no waiting);
+//! - `tasks.rs`: background work (probes, listings, plans, jobs) that reports by message;
+//! - `event.rs`: the terminal loop (raw mode, input thread, steady redraws, restore);
+//! - `screens/`: drawing each screen from the state; `widgets.rs`: shared pieces;
+//! - `wizard.rs`: the restore / migrate / clone wizard's steps and checks;
+//! - `theme.rs`, `keymap.rs`: colours and keys from TOML files.
+//!
+//! The engine knows nothing of this module.
 
+pub mod app;
+pub mod event;
 pub mod format;
+pub mod keymap;
 pub mod progress;
+pub mod screens;
+pub mod tasks;
+pub mod theme;
+pub mod widgets;
+pub mod wizard;

@@ -183,7 +183,10 @@ pub async fn apply(
             }
         }
         // New definitions serve new types: ask the cluster again.
-        if wave.iter().any(|i| i.target.kind == "CustomResourceDefinition") {
+        if wave
+            .iter()
+            .any(|i| i.target.kind == "CustomResourceDefinition")
+        {
             catalog = Catalog::discover(client).await?;
         }
         // Claims of this wave get their data before anything later uses them.

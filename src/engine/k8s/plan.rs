@@ -475,6 +475,13 @@ pub async fn build(
                     i.action = Action::Skip;
                     i.reason = Some("exists on the target (conflicts: skip)".into());
                 }
+                Conflict::Update if i.target.is("", "PersistentVolumeClaim") => {
+                    // A bound claim's spec is immutable: keep it, refresh its data.
+                    i.action = Action::Skip;
+                    i.reason = Some(
+                        "exists on the target; a claim is kept and its data refreshed".into(),
+                    );
+                }
                 Conflict::Update => {
                     i.action = Action::Update;
                     i.object["metadata"]["resourceVersion"] = cur["metadata"]["resourceVersion"].clone();
@@ -570,7 +577,7 @@ pub async fn build(
             if done {
                 vp.restore_data = false;
                 vp.reason = Some("already restored from this snapshot".into());
-            } else if i.action == Action::Skip && vp.restore_data {
+            } else if opts.conflict != Conflict::Update && vp.restore_data {
                 vp.restore_data = false;
                 vp.reason =
                     Some("the claim exists on the target and is kept (conflicts: skip)".into());

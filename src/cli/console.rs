@@ -1,0 +1,47 @@
+//! `ferry` (no subcommand) and `ferry console`: the full-screen console.
+
+use std::io::IsTerminal as _;
+
+use anyhow::Context as _;
+
+use super::{Context, Exit};
+use crate::config::Settings;
+use crate::engine::k8s::mover::MoverOptions;
+use crate::ui::app::{App, Env};
+use crate::ui::keymap::Keymap;
+use crate::ui::theme::{ColorDepth, Theme};
+
+pub fn run(ctx: &Context, read_only: bool) -> anyhow::Result<Exit> {
+    if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
+        anyhow::bail!(
+            "the console needs a terminal: run `ferry` in one, or use the subcommands (`ferry --help`)"
+        );
+    }
+    let settings = Settings::load(&ctx.dirs)?;
+    let depth = ColorDepth::detect();
+    let theme = Theme::load(settings.theme.as_deref(), &ctx.dirs.config, depth)
+        .map_err(anyhow::Error::msg)?
+        .with_accents(&settings.accent, depth)
+        .map_err(anyhow::Error::msg)?;
+    let keymap = Keymap::load(&ctx.dirs.config).map_err(anyhow::Error::msg)?;
+    let linked = super::kube::linked(ctx)?;
+    // Opened before the screen switches: a password prompt still works here.
+    let repo = ctx.open().map_err(|e| format!("{e:#}"));
+    let mut mover = MoverOptions::default();
+    if let Some(i) = settings.mover_image.clone() {
+        mover.image = i;
+    }
+    let env = Env {
+        linked,
+        repo,
+        rt: ctx.rt.handle().clone(),
+        theme,
+        keymap,
+        read_only: read_only || settings.read_only,
+        read_only_contexts: settings.read_only_contexts.clone(),
+        mover,
+    };
+    let _enter = ctx.rt.enter();
+    crate::ui::event::run(App::new(env)).context("the console stopped")?;
+    Ok(Exit::SUCCESS)
+}

@@ -1,0 +1,1367 @@
+//! The console's state and what every action does to it.
+//!
+//! `App` is owned by the UI thread. It never waits for the network or the disk: every
+//! load, probe, plan and job runs as a tokio task ([`crate::ui::tasks`]) that sends a
+//! [`Msg`] back, and `App::apply` folds the message into the state. Drawing
+//! ([`crate::ui::screens`]) only reads the state. Tests drive an `App` with key events
+//! and [`App::settle`] without any terminal.
+
+use std::borrow::Cow;
+use std::cell::Cell;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseEvent, MouseEventKind};
+use serde_json::Value;
+
+use crate::engine::Repository;
+use crate::engine::k8s::JobProgress;
+use crate::engine::k8s::apply::Report;
+use crate::engine::k8s::capture::{CaptureMeta, Scope};
+use crate::engine::k8s::mover::MoverOptions;
+use crate::engine::progress::RateMeter;
+use crate::engine::snapshot::Snapshot;
+use crate::providers::kubeconfig::{Linked, LinkedCluster};
+use crate::providers::probe::Facts;
+use crate::ui::keymap::{Action, Keymap};
+use crate::ui::screens;
+use crate::ui::tasks;
+use crate::ui::theme::Theme;
+use crate::ui::wizard::{Purpose, Source, Wizard};
+
+/// What the console was started with.
+pub struct Env {
+    pub linked: Linked,
+    /// The repository, or why it could not be opened.
+    pub repo: Result<Repository, String>,
+    pub rt: tokio::runtime::Handle,
+    pub theme: Theme,
+    pub keymap: Keymap,
+    /// Nothing that changes a cluster may run.
+    pub read_only: bool,
+    /// Contexts whose name contains one of these are read-only.
+    pub read_only_contexts: Vec<String>,
+    pub mover: MoverOptions,
+}
+
+impl std::fmt::Debug for Env {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Env")
+            .field("clusters", &self.linked.clusters.len())
+            .field("read_only", &self.read_only)
+            .finish()
+    }
+}
+
+/// Something that is loading, loaded, or failed (with what to do).
+#[derive(Debug, Clone)]
+pub enum Load<T> {
+    Loading,
+    Ready(T),
+    Failed(String),
+}
+
+impl<T> Load<T> {
+    pub fn ready(&self) -> Option<&T> {
+        match self {
+            Load::Ready(t) => Some(t),
+            _ => None,
+        }
+    }
+}
+
+/// How a row is coloured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Tone {
+    #[default]
+    Normal,
+    Ok,
+    Warn,
+    Error,
+    Dim,
+}
+
+/// One row of a list: a stable key (for marks and selection) and its cells.
+#[derive(Debug, Clone, Default)]
+pub struct Row {
+    pub key: String,
+    pub cells: Vec<String>,
+    /// A group heading (e.g. a kubeconfig file): shown, never selected.
+    pub group: bool,
+    pub tone: Tone,
+    search: String,
+}
+
+impl Row {
+    pub fn new(key: impl Into<String>, cells: Vec<String>) -> Row {
+        let search = cells.join(" ").to_lowercase();
+        Row {
+            key: key.into(),
+            cells,
+            group: false,
+            tone: Tone::Normal,
+            search,
+        }
+    }
+
+    pub fn group(label: String) -> Row {
+        Row {
+            key: format!("#group:{label}"),
+            cells: vec![label],
+            group: true,
+            tone: Tone::Normal,
+            search: String::new(),
+        }
+    }
+
+    pub fn tone(mut self, t: Tone) -> Row {
+        self.tone = t;
+        self
+    }
+}
+
+/// True when every character of `pattern` occurs in `text` in order (both lower case).
+pub fn fuzzy(pattern: &str, text: &str) -> bool {
+    let mut chars = text.chars();
+    pattern.chars().all(|p| chars.any(|c| c == p))
+}
+
+/// A screen of the console.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum View {
+    Clusters,
+    Namespaces { cluster: String },
+    Workloads { cluster: String, ns: String },
+    Pvcs { cluster: String, ns: String },
+    Snapshots,
+    Snapshot { id: String },
+    Jobs,
+}
+
+impl View {
+    pub fn title(&self) -> String {
+        match self {
+            View::Clusters => "clusters".into(),
+            View::Namespaces { cluster } => cluster.clone(),
+            View::Workloads { ns, .. } => format!("{ns} (workloads)"),
+            View::Pvcs { ns, .. } => format!("{ns} (pvcs)"),
+            View::Snapshots => "snapshots".into(),
+            View::Snapshot { id } => id.chars().take(8).collect(),
+            View::Jobs => "jobs".into(),
+        }
+    }
+
+    pub fn cluster(&self) -> Option<&str> {
+        match self {
+            View::Namespaces { cluster }
+            | View::Workloads { cluster, .. }
+            | View::Pvcs { cluster, .. } => Some(cluster),
+            _ => None,
+        }
+    }
+}
+
+/// Selection, scrolling, filter and marks of one screen.
+#[derive(Debug, Default, Clone)]
+pub struct ListState {
+    pub selected: usize,
+    /// The first row shown (kept by the drawing code so the selection stays visible).
+    pub offset: Cell<usize>,
+    pub filter: String,
+    pub marks: BTreeSet<String>,
+    /// Rows a page moves (the last drawn height).
+    pub page: Cell<usize>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Screen {
+    pub view: View,
+    pub list: ListState,
+}
+
+/// What typing goes to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    Normal,
+    Filter,
+    Command(String),
+    ConfirmQuit,
+    Help,
+}
+
+/// A namespace of a cluster, summarised.
+#[derive(Debug, Clone, Default)]
+pub struct NsSummary {
+    pub name: String,
+    pub status: String,
+    pub pods: usize,
+    pub workloads: usize,
+    pub pvcs: usize,
+    pub requested: u64,
+}
+
+/// Everything listed in one namespace.
+#[derive(Debug, Clone, Default)]
+pub struct NsData {
+    pub objects: Vec<Value>,
+    pub workload_rows: Vec<Row>,
+    pub pvc_rows: Vec<Row>,
+    /// Row key to the object's index in `objects`.
+    pub index: HashMap<String, usize>,
+}
+
+/// What the console knows about one linked cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterState {
+    pub linked: LinkedCluster,
+    pub facts: Option<Result<Facts, String>>,
+    pub namespaces: Option<Load<Vec<Row>>>,
+    pub ns: HashMap<String, Load<NsData>>,
+}
+
+/// How a job ended.
+#[derive(Debug, Clone)]
+pub enum JobEnd {
+    Captured {
+        snapshot: String,
+        summary: String,
+        warnings: Vec<String>,
+    },
+    Restored(Report),
+    Failed(String),
+    Cancelled,
+}
+
+/// A background backup, restore or migration.
+#[derive(Debug)]
+pub struct Job {
+    pub id: usize,
+    pub title: String,
+    pub progress: Arc<JobProgress>,
+    pub started: Instant,
+    pub end: Option<JobEnd>,
+    pub rate: f64,
+    meter: RateMeter,
+}
+
+impl Job {
+    pub fn running(&self) -> bool {
+        self.end.is_none()
+    }
+}
+
+/// The snapshots of the repository.
+#[derive(Debug, Clone, Default)]
+pub struct SnapshotsData {
+    pub all: Vec<Snapshot>,
+    pub rows: Vec<Row>,
+}
+
+/// Results of background work.
+#[derive(Debug)]
+pub enum Msg {
+    Probe(String, Result<Facts, String>),
+    Namespaces(String, Result<Vec<NsSummary>, String>),
+    NsObjects(String, String, Result<Vec<Value>, String>),
+    Snapshots(Result<Vec<Snapshot>, String>),
+    SnapshotObjects(String, Result<Vec<Value>, String>),
+    /// Storage classes used by a wizard's live source (wizard generation).
+    WizardClasses(u64, Result<Vec<String>, String>),
+    /// A wizard's plan (wizard generation).
+    Plan(u64, Result<Box<tasks::Prepared>, String>),
+    JobDone(usize, JobEnd),
+    /// A terminal event (from the input thread).
+    Input(crossterm::event::Event),
+}
+
+/// The console.
+pub struct App {
+    pub env: Env,
+    pub clusters: Vec<ClusterState>,
+    pub cluster_rows: Vec<Row>,
+    pub stack: Vec<Screen>,
+    pub mode: Mode,
+    pub wizard: Option<Wizard>,
+    pub snapshots: Option<Load<SnapshotsData>>,
+    pub snapshot_objects: HashMap<String, Load<Vec<Value>>>,
+    pub jobs: Vec<Job>,
+    pub show_yaml: bool,
+    /// The selected object's YAML: (row key, text).
+    pub yaml: Option<(String, String)>,
+    pub yaml_scroll: u16,
+    /// One line for the user: what just happened or why a key did nothing.
+    pub status: Option<(Tone, String)>,
+    pub quit: bool,
+    /// The wizard generation counter (results of an older wizard are dropped).
+    pub wizard_gen: u64,
+    tx: mpsc::Sender<Msg>,
+    rx: mpsc::Receiver<Msg>,
+    /// Something changed since the last frame.
+    pub dirty: bool,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("stack", &self.stack)
+            .field("mode", &self.mode)
+            .finish()
+    }
+}
+
+impl App {
+    /// A console on `env`; starts probing every cluster at once.
+    pub fn new(env: Env) -> App {
+        let (tx, rx) = mpsc::channel();
+        let clusters = env
+            .linked
+            .clusters
+            .iter()
+            .map(|c| ClusterState {
+                linked: c.clone(),
+                facts: None,
+                namespaces: None,
+                ns: HashMap::new(),
+            })
+            .collect();
+        let mut app = App {
+            env,
+            clusters,
+            cluster_rows: Vec::new(),
+            stack: vec![Screen {
+                view: View::Clusters,
+                list: ListState::default(),
+            }],
+            mode: Mode::Normal,
+            wizard: None,
+            snapshots: None,
+            snapshot_objects: HashMap::new(),
+            jobs: Vec::new(),
+            show_yaml: false,
+            yaml: None,
+            yaml_scroll: 0,
+            status: None,
+            quit: false,
+            wizard_gen: 0,
+            tx,
+            rx,
+            dirty: true,
+        };
+        app.cluster_rows = screens::clusters::rows(&app);
+        for c in &app.clusters {
+            tasks::probe(&app.env.rt, &app.tx, c.linked.clone());
+        }
+        app.select_first_selectable();
+        app
+    }
+
+    /// A sender for messages into this app (the input thread uses it).
+    pub fn sender(&self) -> mpsc::Sender<Msg> {
+        self.tx.clone()
+    }
+
+    pub fn screen(&self) -> &Screen {
+        // The stack is never empty: `back` keeps the root.
+        &self.stack[self.stack.len() - 1]
+    }
+
+    fn screen_mut(&mut self) -> &mut Screen {
+        let n = self.stack.len() - 1;
+        &mut self.stack[n]
+    }
+
+    pub fn cluster(&self, name: &str) -> Option<&ClusterState> {
+        self.clusters.iter().find(|c| c.linked.name == name)
+    }
+
+    fn cluster_mut(&mut self, name: &str) -> Option<&mut ClusterState> {
+        self.clusters.iter_mut().find(|c| c.linked.name == name)
+    }
+
+    /// The cluster the user is in, if any (for the accent and `:ns`).
+    pub fn current_cluster(&self) -> Option<&str> {
+        self.stack
+            .iter()
+            .rev()
+            .find_map(|s| s.view.cluster())
+            .or_else(|| self.env.linked.current().map(|c| c.name.as_str()))
+    }
+
+    /// Why changing `cluster` is not allowed, if it is not.
+    pub fn read_only_reason(&self, cluster: &str) -> Option<String> {
+        if self.env.read_only {
+            return Some(
+                "the console runs read-only (--read-only or readOnly in the settings)".into(),
+            );
+        }
+        let ctx = self
+            .cluster(cluster)
+            .map(|c| c.linked.context.as_str())
+            .unwrap_or(cluster);
+        self.env
+            .read_only_contexts
+            .iter()
+            .find(|p| !p.is_empty() && ctx.contains(p.as_str()))
+            .map(|p| format!("{cluster} is read-only (readOnlyContexts: {p:?} in the settings)"))
+    }
+
+    /// True while anything runs in the background (the loop then ticks).
+    pub fn busy(&self) -> bool {
+        self.jobs.iter().any(Job::running) || self.clusters.iter().any(|c| c.facts.is_none())
+    }
+
+    pub fn running_jobs(&self) -> usize {
+        self.jobs.iter().filter(|j| j.running()).count()
+    }
+
+    /// The rows of a view (borrowed where the data already holds them).
+    pub fn rows(&self, view: &View) -> Result<Cow<'_, [Row]>, String> {
+        let loading = || Err("loading…".to_string());
+        match view {
+            View::Clusters => Ok(Cow::Borrowed(&self.cluster_rows)),
+            View::Namespaces { cluster } => {
+                match self.cluster(cluster).and_then(|c| c.namespaces.as_ref()) {
+                    Some(Load::Ready(r)) => Ok(Cow::Borrowed(r)),
+                    Some(Load::Failed(e)) => Err(e.clone()),
+                    _ => loading(),
+                }
+            }
+            View::Workloads { cluster, ns } | View::Pvcs { cluster, ns } => {
+                match self.cluster(cluster).and_then(|c| c.ns.get(ns)) {
+                    Some(Load::Ready(d)) => {
+                        Ok(Cow::Borrowed(if matches!(view, View::Pvcs { .. }) {
+                            &d.pvc_rows
+                        } else {
+                            &d.workload_rows
+                        }))
+                    }
+                    Some(Load::Failed(e)) => Err(e.clone()),
+                    _ => loading(),
+                }
+            }
+            View::Snapshots => match &self.snapshots {
+                Some(Load::Ready(d)) => Ok(Cow::Borrowed(&d.rows)),
+                Some(Load::Failed(e)) => Err(e.clone()),
+                _ => loading(),
+            },
+            View::Snapshot { id } => Ok(Cow::Owned(screens::snapshots::detail_rows(self, id))),
+            View::Jobs => Ok(Cow::Owned(screens::jobs::rows(self))),
+        }
+    }
+
+    /// Indices of the rows the filter lets through.
+    pub fn visible(rows: &[Row], filter: &str) -> Vec<usize> {
+        if filter.is_empty() {
+            return (0..rows.len()).collect();
+        }
+        let f = filter.to_lowercase();
+        rows.iter()
+            .enumerate()
+            .filter(|(_, r)| !r.group && fuzzy(&f, &r.search))
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    /// The selected row of the current screen.
+    pub fn selected_row(&self) -> Option<Row> {
+        let s = self.screen();
+        let rows = self.rows(&s.view).ok()?;
+        let vis = App::visible(&rows, &s.list.filter);
+        vis.get(s.list.selected)
+            .and_then(|i| rows.get(*i))
+            .filter(|r| !r.group)
+            .cloned()
+    }
+
+    /// Keys of the marked rows, or the selected row's when none is marked.
+    fn targets(&self) -> Vec<String> {
+        let s = self.screen();
+        if !s.list.marks.is_empty() {
+            return s.list.marks.iter().cloned().collect();
+        }
+        self.selected_row().map(|r| vec![r.key]).unwrap_or_default()
+    }
+
+    fn select_first_selectable(&mut self) {
+        let Ok(rows) = self.rows(&self.screen().view.clone()) else {
+            return;
+        };
+        let filter = self.screen().list.filter.clone();
+        let vis = App::visible(&rows, &filter);
+        let sel = self.screen().list.selected.min(vis.len().saturating_sub(1));
+        let pick = (sel..vis.len())
+            .chain((0..sel).rev())
+            .find(|i| {
+                vis.get(*i)
+                    .and_then(|r| rows.get(*r))
+                    .is_some_and(|r| !r.group)
+            })
+            .unwrap_or(0);
+        self.screen_mut().list.selected = pick;
+    }
+
+    fn move_selection(&mut self, delta: isize) {
+        let Ok(rows) = self.rows(&self.screen().view.clone()) else {
+            return;
+        };
+        let rows = rows.into_owned();
+        let filter = self.screen().list.filter.clone();
+        let vis = App::visible(&rows, &filter);
+        if vis.is_empty() {
+            return;
+        }
+        let last = vis.len() as isize - 1;
+        let mut i = (self.screen().list.selected as isize + delta).clamp(0, last);
+        let step = if delta < 0 { -1 } else { 1 };
+        while rows[vis[i as usize]].group {
+            let next = i + step;
+            if next < 0 || next > last {
+                // Nothing selectable that way: stay where we were.
+                i = self.screen().list.selected as isize;
+                break;
+            }
+            i = next;
+        }
+        self.screen_mut().list.selected = i as usize;
+    }
+
+    fn push(&mut self, view: View) {
+        self.stack.push(Screen {
+            view,
+            list: ListState::default(),
+        });
+        self.yaml = None;
+        self.yaml_scroll = 0;
+        self.load_current(false);
+        self.select_first_selectable();
+    }
+
+    fn reset_to(&mut self, views: Vec<View>) {
+        self.stack = views
+            .into_iter()
+            .map(|view| Screen {
+                view,
+                list: ListState::default(),
+            })
+            .collect();
+        if self.stack.is_empty() {
+            self.stack.push(Screen {
+                view: View::Clusters,
+                list: ListState::default(),
+            });
+        }
+        self.yaml = None;
+        self.load_current(false);
+        self.select_first_selectable();
+    }
+
+    /// Starts loading what the current screen shows (again, with `force`).
+    fn load_current(&mut self, force: bool) {
+        let view = self.screen().view.clone();
+        let rt = self.env.rt.clone();
+        let tx = self.tx.clone();
+        match view {
+            View::Clusters => {
+                if force {
+                    for c in &mut self.clusters {
+                        c.facts = None;
+                        tasks::probe(&rt, &tx, c.linked.clone());
+                    }
+                    self.cluster_rows = screens::clusters::rows(self);
+                }
+            }
+            View::Namespaces { cluster } => {
+                if let Some(c) = self.cluster_mut(&cluster)
+                    && (force || c.namespaces.is_none())
+                {
+                    c.namespaces = Some(Load::Loading);
+                    tasks::namespaces(&rt, &tx, c.linked.clone());
+                }
+            }
+            View::Workloads { cluster, ns } | View::Pvcs { cluster, ns } => {
+                if let Some(c) = self.cluster_mut(&cluster)
+                    && (force || !c.ns.contains_key(&ns))
+                {
+                    c.ns.insert(ns.clone(), Load::Loading);
+                    tasks::ns_objects(&rt, &tx, c.linked.clone(), ns);
+                }
+            }
+            View::Snapshots => {
+                if force || self.snapshots.is_none() {
+                    self.snapshots = Some(Load::Loading);
+                    tasks::snapshots(&rt, &tx, self.env.repo.clone());
+                }
+            }
+            View::Snapshot { id } => {
+                if (force || !self.snapshot_objects.contains_key(&id))
+                    && let Some(snap) = self.find_snapshot(&id).cloned()
+                {
+                    self.snapshot_objects.insert(id.clone(), Load::Loading);
+                    tasks::snapshot_objects(&rt, &tx, self.env.repo.clone(), snap);
+                }
+            }
+            View::Jobs => {}
+        }
+    }
+
+    pub fn find_snapshot(&self, id: &str) -> Option<&Snapshot> {
+        self.snapshots
+            .as_ref()
+            .and_then(Load::ready)
+            .and_then(|d| d.all.iter().find(|s| s.id.to_hex() == id))
+    }
+
+    fn say(&mut self, tone: Tone, text: impl Into<String>) {
+        self.status = Some((tone, text.into()));
+    }
+
+    /// Folds a background result into the state.
+    pub fn apply(&mut self, msg: Msg) {
+        self.dirty = true;
+        match msg {
+            Msg::Input(ev) => self.input(ev),
+            Msg::Probe(name, facts) => {
+                if let Some(c) = self.cluster_mut(&name) {
+                    c.facts = Some(facts);
+                }
+                self.cluster_rows = screens::clusters::rows(self);
+                self.wizard_sync();
+            }
+            Msg::Namespaces(name, r) => {
+                if let Some(c) = self.cluster_mut(&name) {
+                    c.namespaces = Some(match r {
+                        Ok(list) => Load::Ready(screens::namespaces::rows(&list)),
+                        Err(e) => Load::Failed(e),
+                    });
+                }
+                self.select_first_selectable();
+            }
+            Msg::NsObjects(name, ns, r) => {
+                if let Some(c) = self.cluster_mut(&name) {
+                    c.ns.insert(
+                        ns,
+                        match r {
+                            Ok(objects) => Load::Ready(screens::workloads::ns_data(objects)),
+                            Err(e) => Load::Failed(e),
+                        },
+                    );
+                }
+                self.select_first_selectable();
+                self.refresh_yaml();
+            }
+            Msg::Snapshots(r) => {
+                self.snapshots = Some(match r {
+                    Ok(all) => Load::Ready(SnapshotsData {
+                        rows: screens::snapshots::rows(&all),
+                        all,
+                    }),
+                    Err(e) => Load::Failed(e),
+                });
+                self.select_first_selectable();
+            }
+            Msg::SnapshotObjects(id, r) => {
+                self.snapshot_objects.insert(
+                    id,
+                    match r {
+                        Ok(o) => Load::Ready(o),
+                        Err(e) => Load::Failed(e),
+                    },
+                );
+                self.refresh_yaml();
+            }
+            Msg::WizardClasses(generation, r) => {
+                if let Some(w) = &mut self.wizard
+                    && w.generation == generation
+                {
+                    w.classes_used = match r {
+                        Ok(c) => Load::Ready(c),
+                        Err(e) => Load::Failed(e),
+                    };
+                }
+                self.wizard_sync();
+            }
+            Msg::Plan(generation, r) => {
+                if let Some(w) = &mut self.wizard
+                    && w.generation == generation
+                {
+                    w.plan = Some(match r {
+                        Ok(p) => Load::Ready(p),
+                        Err(e) => Load::Failed(e),
+                    });
+                }
+            }
+            Msg::JobDone(id, end) => {
+                if let Some(j) = self.jobs.iter_mut().find(|j| j.id == id) {
+                    let line = match &end {
+                        JobEnd::Captured { snapshot, .. } => {
+                            (Tone::Ok, format!("{}: saved snapshot {snapshot}", j.title))
+                        }
+                        JobEnd::Restored(r) if r.failed().is_empty() => {
+                            (Tone::Ok, format!("{}: done", j.title))
+                        }
+                        JobEnd::Restored(r) => (
+                            Tone::Warn,
+                            format!("{}: {} failed (see :jobs)", j.title, r.failed().len()),
+                        ),
+                        JobEnd::Failed(e) => (Tone::Error, format!("{}: {e}", j.title)),
+                        JobEnd::Cancelled => (Tone::Warn, format!("{}: cancelled", j.title)),
+                    };
+                    let captured = matches!(end, JobEnd::Captured { .. });
+                    j.end = Some(end);
+                    self.status = Some(line);
+                    if captured {
+                        // A new snapshot: the list is stale.
+                        self.snapshots = None;
+                        if self.screen().view == View::Snapshots {
+                            self.load_current(true);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn wizard_sync(&mut self) {
+        if let Some(mut w) = self.wizard.take() {
+            w.sync_classes(self);
+            self.wizard = Some(w);
+        }
+    }
+
+    /// Receives and applies every message already waiting; true if there was one.
+    pub fn drain(&mut self) -> bool {
+        let mut any = false;
+        while let Ok(m) = self.rx.try_recv() {
+            self.apply(m);
+            any = true;
+        }
+        any
+    }
+
+    /// Waits for one message (at most `timeout`) and applies it with any others waiting.
+    pub fn wait(&mut self, timeout: Option<Duration>) -> bool {
+        let first = match timeout {
+            Some(t) => self.rx.recv_timeout(t).ok(),
+            None => self.rx.recv().ok(),
+        };
+        match first {
+            Some(m) => {
+                self.apply(m);
+                self.drain();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Applies messages until `done` holds; false if `limit` passed first (for tests
+    /// and scripted use: this blocks).
+    pub fn settle(&mut self, limit: Duration, done: impl Fn(&App) -> bool) -> bool {
+        let deadline = Instant::now() + limit;
+        while !done(self) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            self.wait(Some(left.min(Duration::from_millis(200))));
+            self.tick();
+        }
+        true
+    }
+
+    /// Samples the rates of running jobs (called at the frame rate while jobs run).
+    pub fn tick(&mut self) {
+        for j in self.jobs.iter_mut().filter(|j| j.end.is_none()) {
+            let s = j.progress.data.snapshot();
+            j.rate = j.meter.update(&s);
+        }
+    }
+
+    /// A terminal event.
+    pub fn input(&mut self, ev: crossterm::event::Event) {
+        match ev {
+            crossterm::event::Event::Key(k) if k.kind == crossterm::event::KeyEventKind::Press => {
+                self.key(k)
+            }
+            crossterm::event::Event::Mouse(m) => self.mouse(m),
+            crossterm::event::Event::Resize(..) => self.dirty = true,
+            _ => {}
+        }
+    }
+
+    fn mouse(&mut self, m: MouseEvent) {
+        if self.wizard.is_some() {
+            return;
+        }
+        match m.kind {
+            MouseEventKind::ScrollDown => self.move_selection(3),
+            MouseEventKind::ScrollUp => self.move_selection(-3),
+            _ => return,
+        }
+        self.refresh_yaml();
+    }
+
+    /// One key press.
+    pub fn key(&mut self, k: KeyEvent) {
+        self.dirty = true;
+        if self.wizard.is_some() {
+            self.wizard_key(k);
+            return;
+        }
+        match self.mode.clone() {
+            Mode::Filter => self.filter_key(k),
+            Mode::Command(text) => self.command_key(k, text),
+            Mode::ConfirmQuit => {
+                if matches!(k.code, KeyCode::Char('y') | KeyCode::Char('Y')) {
+                    for j in self.jobs.iter().filter(|j| j.running()) {
+                        j.progress.cancel();
+                    }
+                    self.quit = true;
+                } else {
+                    self.mode = Mode::Normal;
+                    self.say(Tone::Normal, "still here: the jobs go on");
+                }
+            }
+            Mode::Help => self.mode = Mode::Normal,
+            Mode::Normal => {
+                if let Some(a) = self.env.keymap.action(&k) {
+                    self.action(a);
+                }
+            }
+        }
+        self.refresh_yaml();
+    }
+
+    fn filter_key(&mut self, k: KeyEvent) {
+        match k.code {
+            KeyCode::Enter => self.mode = Mode::Normal,
+            KeyCode::Esc => {
+                self.screen_mut().list.filter.clear();
+                self.mode = Mode::Normal;
+            }
+            KeyCode::Backspace => {
+                self.screen_mut().list.filter.pop();
+            }
+            KeyCode::Up => self.move_selection(-1),
+            KeyCode::Down => self.move_selection(1),
+            KeyCode::Char(c) if !k.modifiers.contains(KeyModifiers::CONTROL) => {
+                self.screen_mut().list.filter.push(c);
+                self.screen_mut().list.selected = 0;
+                self.select_first_selectable();
+            }
+            _ => {}
+        }
+    }
+
+    fn command_key(&mut self, k: KeyEvent, mut text: String) {
+        match k.code {
+            KeyCode::Esc => self.mode = Mode::Normal,
+            KeyCode::Enter => {
+                self.mode = Mode::Normal;
+                self.command(text.trim());
+            }
+            KeyCode::Backspace => {
+                if text.pop().is_none() {
+                    self.mode = Mode::Normal;
+                } else {
+                    self.mode = Mode::Command(text);
+                }
+            }
+            KeyCode::Char(c) => {
+                text.push(c);
+                self.mode = Mode::Command(text);
+            }
+            _ => {}
+        }
+    }
+
+    /// Runs a `:` command.
+    pub fn command(&mut self, cmd: &str) {
+        let (word, arg) = match cmd.split_once(char::is_whitespace) {
+            Some((w, a)) => (w, Some(a.trim())),
+            None => (cmd, None),
+        };
+        match (word, arg) {
+            ("clusters" | "cl", _) => self.reset_to(vec![View::Clusters]),
+            ("ns" | "namespaces", None) => match self.current_cluster().map(str::to_string) {
+                Some(c) => self.reset_to(vec![View::Clusters, View::Namespaces { cluster: c }]),
+                None => self.say(Tone::Warn, "no current cluster: pick one on :clusters or use :ctx NAME"),
+            },
+            ("ns" | "namespaces", Some(ns)) => match self.current_cluster().map(str::to_string) {
+                Some(c) => self.reset_to(vec![
+                    View::Clusters,
+                    View::Namespaces { cluster: c.clone() },
+                    View::Workloads { cluster: c, ns: ns.to_string() },
+                ]),
+                None => self.say(Tone::Warn, "no current cluster: pick one on :clusters or use :ctx NAME"),
+            },
+            ("ctx" | "context", Some(name)) => {
+                let found = self
+                    .clusters
+                    .iter()
+                    .find(|c| c.linked.name == name || c.linked.context == name)
+                    .map(|c| c.linked.name.clone());
+                match found {
+                    Some(c) => self.reset_to(vec![View::Clusters, View::Namespaces { cluster: c }]),
+                    None => self.say(
+                        Tone::Error,
+                        format!("no linked cluster is called {name:?}: see :clusters"),
+                    ),
+                }
+            }
+            ("ctx" | "context", None) => self.say(Tone::Warn, "name the context: :ctx NAME"),
+            ("snapshots" | "snap" | "ss", _) => self.reset_to(vec![View::Snapshots]),
+            ("jobs" | "j", _) => self.reset_to(vec![View::Jobs]),
+            ("help", _) => self.mode = Mode::Help,
+            ("q" | "quit", _) => self.action(Action::Quit),
+            ("", _) => {}
+            (other, _) => self.say(
+                Tone::Error,
+                format!("unknown command :{other}: use :clusters, :ns [NAME], :ctx NAME, :snapshots, :jobs, :q"),
+            ),
+        }
+    }
+
+    /// Carries out an action of the keymap.
+    pub fn action(&mut self, a: Action) {
+        let view = self.screen().view.clone();
+        match a {
+            Action::Down => self.move_selection(1),
+            Action::Up => self.move_selection(-1),
+            Action::PageDown if self.show_yaml && self.yaml.is_some() => {
+                self.yaml_scroll = self.yaml_scroll.saturating_add(10)
+            }
+            Action::PageUp if self.show_yaml && self.yaml.is_some() => {
+                self.yaml_scroll = self.yaml_scroll.saturating_sub(10)
+            }
+            Action::PageDown => {
+                let p = self.screen().list.page.get().max(1) as isize;
+                self.move_selection(p)
+            }
+            Action::PageUp => {
+                let p = self.screen().list.page.get().max(1) as isize;
+                self.move_selection(-p)
+            }
+            Action::Top => {
+                self.screen_mut().list.selected = 0;
+                self.select_first_selectable();
+            }
+            Action::Bottom => self.move_selection(isize::MAX / 2),
+            Action::Enter => self.enter(),
+            Action::Back => self.back(),
+            Action::Filter => self.mode = Mode::Filter,
+            Action::Command => self.mode = Mode::Command(String::new()),
+            Action::Mark => {
+                if let Some(r) = self.selected_row() {
+                    let marks = &mut self.screen_mut().list.marks;
+                    if !marks.remove(&r.key) {
+                        marks.insert(r.key);
+                    }
+                    self.move_selection(1);
+                }
+            }
+            Action::Help => self.mode = Mode::Help,
+            Action::Quit => {
+                if self.running_jobs() > 0 {
+                    self.mode = Mode::ConfirmQuit;
+                } else {
+                    self.quit = true;
+                }
+            }
+            Action::Backup => self.backup(&view),
+            Action::Migrate => self.open_live_wizard(&view, Purpose::Migrate),
+            Action::Clone => self.open_live_wizard(&view, Purpose::Clone),
+            Action::Restore => self.open_restore_wizard(&view),
+            Action::Cancel => {
+                if view == View::Jobs {
+                    match self
+                        .selected_row()
+                        .and_then(|r| r.key.parse::<usize>().ok())
+                    {
+                        Some(id) => {
+                            if let Some(j) = self.jobs.iter().find(|j| j.id == id && j.running()) {
+                                j.progress.cancel();
+                                let t =
+                                    format!("cancelling {}: it stops at its next check", j.title);
+                                self.say(Tone::Warn, t);
+                            } else {
+                                self.say(Tone::Normal, "that job has ended");
+                            }
+                        }
+                        None => self.say(Tone::Normal, "no job selected"),
+                    }
+                } else {
+                    self.say(Tone::Normal, "x cancels a job on :jobs");
+                }
+            }
+            Action::Yaml => {
+                self.show_yaml = !self.show_yaml;
+                self.yaml_scroll = 0;
+            }
+            Action::Switch => match view {
+                View::Workloads { cluster, ns } => {
+                    let n = self.stack.len() - 1;
+                    self.stack[n] = Screen {
+                        view: View::Pvcs { cluster, ns },
+                        list: ListState::default(),
+                    };
+                    self.select_first_selectable();
+                }
+                View::Pvcs { cluster, ns } => {
+                    let n = self.stack.len() - 1;
+                    self.stack[n] = Screen {
+                        view: View::Workloads { cluster, ns },
+                        list: ListState::default(),
+                    };
+                    self.select_first_selectable();
+                }
+                _ => {}
+            },
+            Action::Refresh => self.load_current(true),
+            Action::Jobs => self.reset_to(vec![View::Jobs]),
+            Action::Snapshots => self.reset_to(vec![View::Snapshots]),
+        }
+    }
+
+    fn enter(&mut self) {
+        let Some(row) = self.selected_row() else {
+            return;
+        };
+        match self.screen().view.clone() {
+            View::Clusters => self.push(View::Namespaces { cluster: row.key }),
+            View::Namespaces { cluster } => self.push(View::Workloads {
+                cluster,
+                ns: row.key,
+            }),
+            View::Workloads { .. } | View::Pvcs { .. } | View::Snapshot { .. } => {
+                self.show_yaml = !self.show_yaml;
+                self.yaml_scroll = 0;
+            }
+            View::Snapshots => self.push(View::Snapshot { id: row.key }),
+            View::Jobs => {}
+        }
+    }
+
+    fn back(&mut self) {
+        if !self.screen().list.filter.is_empty() {
+            self.screen_mut().list.filter.clear();
+            return;
+        }
+        if self.show_yaml {
+            self.show_yaml = false;
+            return;
+        }
+        if self.stack.len() > 1 {
+            self.stack.pop();
+            self.yaml = None;
+        } else if self.screen().view != View::Clusters {
+            self.reset_to(vec![View::Clusters]);
+        }
+    }
+
+    /// Recomputes the YAML of the selected object when the selection moved.
+    pub fn refresh_yaml(&mut self) {
+        if !self.show_yaml {
+            return;
+        }
+        let Some(row) = self.selected_row() else {
+            self.yaml = None;
+            return;
+        };
+        if self.yaml.as_ref().is_some_and(|(k, _)| *k == row.key) {
+            return;
+        }
+        let obj: Option<&Value> = match &self.screen().view {
+            View::Workloads { cluster, ns } | View::Pvcs { cluster, ns } => self
+                .cluster(cluster)
+                .and_then(|c| c.ns.get(ns))
+                .and_then(Load::ready)
+                .and_then(|d| d.index.get(&row.key).and_then(|i| d.objects.get(*i))),
+            View::Snapshot { id } => self
+                .snapshot_objects
+                .get(id)
+                .and_then(Load::ready)
+                .and_then(|objs| {
+                    objs.iter()
+                        .find(|o| screens::workloads::object_key(o) == row.key)
+                }),
+            _ => None,
+        };
+        let text = match obj {
+            Some(o) => serde_saphyr::to_string(o)
+                .unwrap_or_else(|e| format!("cannot show this object: {e}")),
+            None => "no object for this row (volumes show their details in the list)".into(),
+        };
+        self.yaml = Some((row.key, text));
+        self.yaml_scroll = 0;
+    }
+
+    /// Adds a job to the jobs screen; the caller runs it and reports its end with
+    /// `Msg::JobDone`.
+    pub fn register_job(&mut self, title: impl Into<String>) -> (usize, Arc<JobProgress>) {
+        let id = self.jobs.len() + 1;
+        let progress = JobProgress::new();
+        progress
+            .data
+            .set_phase(crate::engine::progress::Phase::Transferring);
+        self.jobs.push(Job {
+            id,
+            title: title.into(),
+            progress: progress.clone(),
+            started: Instant::now(),
+            end: None,
+            rate: 0.0,
+            meter: RateMeter::default(),
+        });
+        (id, progress)
+    }
+
+    /// The capture scope for the marked rows of a namespaces or workloads screen.
+    fn live_scope(&self, view: &View) -> Option<(String, Scope)> {
+        let targets = self.targets();
+        if targets.is_empty() {
+            return None;
+        }
+        match view {
+            View::Namespaces { cluster } => Some((cluster.clone(), Scope::Namespaces(targets))),
+            View::Workloads { cluster, ns } => Some((
+                cluster.clone(),
+                Scope::Workloads {
+                    namespace: ns.clone(),
+                    workloads: targets.iter().map(|k| k.to_lowercase()).collect(),
+                },
+            )),
+            _ => None,
+        }
+    }
+
+    fn backup(&mut self, view: &View) {
+        let Some((cluster, scope)) = self.live_scope(view) else {
+            self.say(
+                Tone::Normal,
+                "b backs up namespaces or workloads: select or mark some first",
+            );
+            return;
+        };
+        let repo = match &self.env.repo {
+            Ok(r) => r.clone(),
+            Err(e) => {
+                let e = e.clone();
+                self.say(Tone::Error, e);
+                return;
+            }
+        };
+        let Some(linked) = self.cluster(&cluster).map(|c| c.linked.clone()) else {
+            return;
+        };
+        // Reading volume data starts mover pods: not in read-only mode.
+        let include_volumes = self.read_only_reason(&cluster).is_none();
+        let what = scope.namespaces().join(",");
+        let (id, progress) = self.register_job(format!("backup {cluster}/{what}"));
+        let opts = crate::engine::k8s::capture::CaptureOptions {
+            cluster: cluster.clone(),
+            scope,
+            include_volumes,
+            use_snapshots: true,
+            mover: self.env.mover.clone(),
+            tags: vec!["console".into()],
+            parent: None,
+            no_parent: false,
+        };
+        tasks::backup(&self.env.rt, &self.tx, id, linked, repo, opts, progress);
+        self.screen_mut().list.marks.clear();
+        self.say(
+            Tone::Ok,
+            if include_volumes {
+                format!("backup of {what} started: see :jobs")
+            } else {
+                format!("backup of {what} started without volume data (read-only): see :jobs")
+            },
+        );
+    }
+
+    fn open_live_wizard(&mut self, view: &View, purpose: Purpose) {
+        let Some((cluster, scope)) = self.live_scope(view) else {
+            self.say(
+                Tone::Normal,
+                "m and c work on namespaces or workloads: select or mark some first",
+            );
+            return;
+        };
+        self.wizard_gen += 1;
+        let source = Source::Live {
+            cluster: cluster.clone(),
+            scope,
+        };
+        let w = Wizard::new(self, self.wizard_gen, purpose, source);
+        if let Some(linked) = self.cluster(&cluster).map(|c| c.linked.clone()) {
+            tasks::live_classes(
+                &self.env.rt,
+                &self.tx,
+                self.wizard_gen,
+                linked,
+                w.source_namespaces(),
+            );
+        }
+        self.wizard = Some(w);
+    }
+
+    fn open_restore_wizard(&mut self, view: &View) {
+        let id = match view {
+            View::Snapshots => self.selected_row().map(|r| r.key),
+            View::Snapshot { id } => Some(id.clone()),
+            _ => None,
+        };
+        let Some(snap) = id.and_then(|id| self.find_snapshot(&id).cloned()) else {
+            self.say(
+                Tone::Normal,
+                "r restores a snapshot: select one on :snapshots",
+            );
+            return;
+        };
+        let Some(meta) = CaptureMeta::of(&snap) else {
+            self.say(
+                Tone::Warn,
+                format!(
+                    "snapshot {} is a folder backup: restore it with `ferry restore {} -t DIR`",
+                    snap.id.short(),
+                    snap.id.short()
+                ),
+            );
+            return;
+        };
+        self.wizard_gen += 1;
+        let w = Wizard::new(
+            self,
+            self.wizard_gen,
+            Purpose::Restore,
+            Source::Snapshot {
+                snap: Box::new(snap),
+                meta: Box::new(meta),
+            },
+        );
+        self.wizard = Some(w);
+    }
+
+    fn wizard_key(&mut self, k: KeyEvent) {
+        let Some(mut w) = self.wizard.take() else {
+            return;
+        };
+        match w.key(self, k) {
+            crate::ui::wizard::Outcome::Stay => self.wizard = Some(w),
+            crate::ui::wizard::Outcome::Close => {
+                self.say(Tone::Normal, "wizard closed: nothing was changed")
+            }
+            crate::ui::wizard::Outcome::BuildPlan => {
+                self.start_plan(&mut w);
+                self.wizard = Some(w);
+            }
+            crate::ui::wizard::Outcome::Confirm => self.confirm(w),
+        }
+    }
+
+    fn start_plan(&mut self, w: &mut Wizard) {
+        let repo = match &self.env.repo {
+            Ok(r) => r.clone(),
+            Err(e) => {
+                w.plan = Some(Load::Failed(e.clone()));
+                return;
+            }
+        };
+        let Some(target) = self.cluster(w.target_name()).map(|c| c.linked.clone()) else {
+            w.plan = Some(Load::Failed(
+                "the target cluster is gone: pick another".into(),
+            ));
+            return;
+        };
+        let ropts = w.restore_options(&self.env.mover);
+        w.plan = Some(Load::Loading);
+        match &w.source {
+            Source::Snapshot { snap, meta } => tasks::plan_snapshot(
+                &self.env.rt,
+                &self.tx,
+                w.generation,
+                repo,
+                target,
+                (**snap).clone(),
+                (**meta).clone(),
+                ropts,
+            ),
+            Source::Live { cluster, scope } => {
+                let Some(source) = self.cluster(cluster).map(|c| c.linked.clone()) else {
+                    w.plan = Some(Load::Failed("the source cluster is gone".into()));
+                    return;
+                };
+                let copts = crate::engine::k8s::capture::CaptureOptions {
+                    cluster: cluster.clone(),
+                    scope: scope.clone(),
+                    include_volumes: ropts.include_volumes,
+                    use_snapshots: true,
+                    mover: self.env.mover.clone(),
+                    tags: vec!["console".into(), w.purpose.word().into()],
+                    parent: None,
+                    no_parent: false,
+                };
+                let (id, progress) =
+                    self.register_job(format!("capture {cluster} for {}", w.purpose.word()));
+                w.capture_job = Some(id);
+                tasks::plan_live(
+                    &self.env.rt,
+                    &self.tx,
+                    w.generation,
+                    id,
+                    repo,
+                    source,
+                    target,
+                    copts,
+                    ropts,
+                    progress,
+                );
+            }
+        }
+    }
+
+    fn confirm(&mut self, w: Wizard) {
+        let Some(Load::Ready(prepared)) = w.plan.clone() else {
+            return;
+        };
+        if let Some(reason) = self.read_only_reason(w.target_name()) {
+            self.say(Tone::Warn, format!("nothing was changed: {reason}"));
+            self.wizard = Some(w);
+            return;
+        }
+        let repo = match &self.env.repo {
+            Ok(r) => r.clone(),
+            Err(e) => {
+                let e = e.clone();
+                self.say(Tone::Error, e);
+                return;
+            }
+        };
+        let Some(target) = self.cluster(w.target_name()).map(|c| c.linked.clone()) else {
+            return;
+        };
+        let (id, progress) = self.register_job(format!(
+            "{} {} → {}",
+            w.purpose.word(),
+            w.source_label(),
+            target.name
+        ));
+        tasks::apply(
+            &self.env.rt,
+            &self.tx,
+            id,
+            repo,
+            target,
+            prepared,
+            self.env.mover.clone(),
+            progress,
+        );
+        self.say(
+            Tone::Ok,
+            format!("{} started: follow it on :jobs", w.purpose.word()),
+        );
+    }
+}

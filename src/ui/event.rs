@@ -1,0 +1,97 @@
+//! The console's terminal loop: raw mode and the alternate screen (restored on exit, on
+//! error and on panic), an input thread, and drawing at a steady rate from the app's
+//! state. While nothing runs the loop sleeps until input or a message arrives; while
+//! jobs or probes run it ticks at [`FRAME`] to show their progress.
+
+use std::io::{Stdout, stdout};
+use std::time::{Duration, Instant};
+
+use crossterm::event::{DisableMouseCapture, EnableMouseCapture};
+use crossterm::execute;
+use crossterm::terminal::{
+    EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode,
+};
+use ratatui::Terminal;
+use ratatui::backend::CrosstermBackend;
+
+use crate::ui::app::{App, Msg};
+use crate::ui::screens;
+
+/// The frame interval while something runs (about 15 frames a second).
+pub const FRAME: Duration = Duration::from_millis(66);
+
+fn restore() {
+    let _ = disable_raw_mode();
+    let _ = execute!(
+        stdout(),
+        LeaveAlternateScreen,
+        DisableMouseCapture,
+        crossterm::cursor::Show
+    );
+}
+
+/// Restores the terminal when dropped (normal exit and errors).
+struct Guard;
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        restore();
+    }
+}
+
+/// Runs the console until the user quits.
+pub fn run(mut app: App) -> anyhow::Result<()> {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        restore();
+        tracing::error!("console panic: {info}");
+        previous(info);
+    }));
+    enable_raw_mode()?;
+    let _guard = Guard;
+    execute!(stdout(), EnterAlternateScreen, EnableMouseCapture)?;
+    let mut terminal: Terminal<CrosstermBackend<Stdout>> =
+        Terminal::new(CrosstermBackend::new(stdout()))?;
+    terminal.clear()?;
+    let tx = app.sender();
+    std::thread::Builder::new()
+        .name("ferry-input".into())
+        .spawn(move || {
+            loop {
+                match crossterm::event::read() {
+                    Ok(ev) => {
+                        if tx.send(Msg::Input(ev)).is_err() {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!("cannot read the terminal: {e}");
+                        break;
+                    }
+                }
+            }
+        })?;
+    let mut last_tick = Instant::now();
+    loop {
+        if app.dirty {
+            terminal.draw(|f| screens::draw(f, &app))?;
+            app.dirty = false;
+        }
+        if app.quit {
+            break;
+        }
+        let timeout = if app.busy() {
+            Some(FRAME.saturating_sub(last_tick.elapsed()))
+        } else {
+            None
+        };
+        app.wait(timeout);
+        if app.busy() && last_tick.elapsed() >= FRAME {
+            app.tick();
+            app.dirty = true;
+            last_tick = Instant::now();
+        }
+    }
+    let _ = std::panic::take_hook();
+    Ok(())
+}

@@ -1,0 +1,343 @@
+//! Drawing the console from the app's state: the frame (breadcrumbs, body, status
+//! line), each screen's rows and columns, and the overlays (help, quit, wizard).
+//! Nothing here changes state beyond the list offsets it keeps in view.
+
+pub mod clusters;
+pub mod help;
+pub mod jobs;
+pub mod namespaces;
+pub mod snapshots;
+pub mod wizard;
+pub mod workloads;
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Paragraph, Wrap};
+
+use crate::ui::app::{App, Mode, Tone, View};
+use crate::ui::widgets;
+
+/// The smallest terminal the console draws in.
+pub const MIN_WIDTH: u16 = 80;
+pub const MIN_HEIGHT: u16 = 24;
+
+/// Columns of a view: header and widths.
+pub fn columns(view: &View) -> (&'static [&'static str], Vec<Constraint>) {
+    use Constraint::{Fill, Length, Min};
+    match view {
+        View::Clusters => (
+            &[
+                "CLUSTER",
+                "STATUS",
+                "VERSION",
+                "NODES",
+                "DEFAULT CLASS",
+                "MAY",
+                "SERVER",
+            ],
+            vec![
+                Min(18),
+                Length(16),
+                Length(9),
+                Length(5),
+                Length(14),
+                Length(24),
+                Fill(1),
+            ],
+        ),
+        View::Namespaces { .. } => (
+            &[
+                "NAMESPACE",
+                "STATUS",
+                "WORKLOADS",
+                "PODS",
+                "PVCS",
+                "REQUESTED",
+            ],
+            vec![
+                Fill(2),
+                Length(12),
+                Length(9),
+                Length(6),
+                Length(6),
+                Length(10),
+            ],
+        ),
+        View::Workloads { .. } => (
+            &["KIND", "NAME", "READY", "IMAGE", "AGE", "DEPENDS ON"],
+            vec![Length(13), Fill(2), Length(9), Fill(2), Length(6), Fill(3)],
+        ),
+        View::Pvcs { .. } => (
+            &[
+                "CLAIM", "STATUS", "SIZE", "CLASS", "ACCESS", "VOLUME", "USED BY",
+            ],
+            vec![
+                Fill(2),
+                Length(8),
+                Length(7),
+                Length(12),
+                Length(14),
+                Fill(2),
+                Fill(2),
+            ],
+        ),
+        View::Snapshots => (
+            &[
+                "TIME",
+                "ID",
+                "SOURCE",
+                "NAMESPACES",
+                "OBJECTS",
+                "VOLUMES",
+                "SIZE",
+                "NEW",
+                "STORED",
+            ],
+            vec![
+                Length(19),
+                Length(8),
+                Fill(2),
+                Fill(2),
+                Length(7),
+                Length(7),
+                Length(9),
+                Length(9),
+                Length(9),
+            ],
+        ),
+        View::Snapshot { .. } => (
+            &["TYPE", "NAMESPACE", "NAME", "DETAIL"],
+            vec![Length(22), Length(16), Fill(2), Fill(3)],
+        ),
+        View::Jobs => (
+            &["ID", "JOB", "PHASE", "OBJECTS", "DATA", "RATE", "STATE"],
+            vec![
+                Length(4),
+                Fill(3),
+                Length(14),
+                Length(9),
+                Length(18),
+                Length(10),
+                Fill(1),
+            ],
+        ),
+    }
+}
+
+/// Draws one frame.
+pub fn draw(f: &mut Frame, app: &App) {
+    let area = f.area();
+    let theme = &app.env.theme;
+    f.render_widget(Paragraph::new("").style(theme.base()), area);
+    if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
+        let text = format!(
+            "Ferry needs a terminal of at least {MIN_WIDTH}x{MIN_HEIGHT}; this one is {}x{}. Please enlarge it (q quits).",
+            area.width, area.height
+        );
+        f.render_widget(
+            Paragraph::new(text)
+                .style(theme.base())
+                .wrap(Wrap { trim: true })
+                .centered(),
+            Rect {
+                y: area.y + area.height / 2 - area.height.min(2) / 2,
+                height: area.height.min(4),
+                ..area
+            },
+        );
+        return;
+    }
+    let [head, body, foot] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Min(3),
+        Constraint::Length(1),
+    ])
+    .areas(area);
+    header(f, head, app);
+    match &app.wizard {
+        Some(w) => wizard::draw(f, body, app, w),
+        None => screen(f, body, app),
+    }
+    footer(f, foot, app);
+    match app.mode {
+        Mode::Help if app.wizard.is_none() => help::draw(f, body, app),
+        Mode::ConfirmQuit => {
+            let r = widgets::centered(body, 56, 6);
+            widgets::popup(
+                f,
+                r,
+                theme,
+                "quit?",
+                vec![
+                    Line::from(format!(
+                        "{} job(s) still running. Quitting cancels them.",
+                        app.running_jobs()
+                    )),
+                    Line::from(""),
+                    Line::from(vec![
+                        Span::styled("y", theme.title()),
+                        Span::raw(" quit and cancel   "),
+                        Span::styled("any other key", theme.title()),
+                        Span::raw(" stay"),
+                    ]),
+                ],
+            );
+        }
+        _ => {}
+    }
+}
+
+fn header(f: &mut Frame, area: Rect, app: &App) {
+    let theme = &app.env.theme;
+    let mut spans = vec![Span::styled(" ferry ", theme.selected())];
+    for (i, s) in app.stack.iter().enumerate() {
+        spans.push(Span::styled(" › ", theme.dim()));
+        let style = if i + 1 == app.stack.len() {
+            theme.title()
+        } else {
+            ratatui::style::Style::new().fg(theme.fg)
+        };
+        spans.push(Span::styled(s.view.title(), style));
+    }
+    if let Some(w) = &app.wizard {
+        spans.push(Span::styled(" › ", theme.dim()));
+        spans.push(Span::styled(
+            format!("{} wizard", w.purpose.word()),
+            theme.title(),
+        ));
+    }
+    let running = app.running_jobs();
+    let right = match (running, app.env.read_only) {
+        (0, false) => String::new(),
+        (0, true) => "read-only ".into(),
+        (n, ro) => format!(
+            "{n} job(s) running{} ",
+            if ro { " · read-only" } else { "" }
+        ),
+    };
+    let [l, r] = Layout::horizontal([
+        Constraint::Fill(1),
+        Constraint::Length(right.chars().count() as u16),
+    ])
+    .areas(area);
+    f.render_widget(Paragraph::new(Line::from(spans)).style(theme.base()), l);
+    f.render_widget(
+        Paragraph::new(Span::styled(right, theme.warn())).style(theme.base()),
+        r,
+    );
+}
+
+fn footer(f: &mut Frame, area: Rect, app: &App) {
+    let theme = &app.env.theme;
+    let line = match &app.mode {
+        Mode::Filter => Line::from(vec![
+            Span::styled("/", theme.title()),
+            Span::styled(app.screen().list.filter.clone(), theme.input()),
+            Span::styled("▏ enter keeps, esc clears", theme.dim()),
+        ]),
+        Mode::Command(t) => Line::from(vec![
+            Span::styled(":", theme.title()),
+            Span::styled(t.clone(), theme.input()),
+            Span::styled(
+                "▏ clusters · ns [NAME] · ctx NAME · snapshots · jobs · q",
+                theme.dim(),
+            ),
+        ]),
+        _ => match &app.status {
+            Some((tone, text)) => Line::from(Span::styled(
+                text.clone(),
+                widgets::tone_style(theme, *tone),
+            )),
+            None => Line::from(help::hints(app)),
+        },
+    };
+    f.render_widget(Paragraph::new(line).style(theme.base()), area);
+}
+
+fn screen(f: &mut Frame, area: Rect, app: &App) {
+    let theme = &app.env.theme;
+    let s = app.screen();
+    let border = theme.border_for(
+        app.current_cluster()
+            .filter(|_| s.view.cluster().is_some())
+            .and_then(|c| app.cluster(c))
+            .map(|c| c.linked.context.as_str()),
+    );
+    let mut title = vec![Span::styled(format!(" {} ", s.view.title()), theme.title())];
+    if !s.list.filter.is_empty() {
+        title.push(Span::styled(format!("/{} ", s.list.filter), theme.input()));
+    }
+    if !s.list.marks.is_empty() {
+        title.push(Span::styled(
+            format!("{} marked ", s.list.marks.len()),
+            theme.marked(),
+        ));
+    }
+    if let Some(reason) = s.view.cluster().and_then(|c| app.read_only_reason(c)) {
+        let _ = reason;
+        title.push(Span::styled("read-only ", theme.warn()));
+    }
+    let block = widgets::block(theme, Line::from(title), border);
+    let inner = block.inner(area);
+    f.render_widget(block, area);
+    let (list_area, detail_area) = match s.view {
+        View::Jobs => {
+            let [a, b] =
+                Layout::vertical([Constraint::Length(8), Constraint::Fill(1)]).areas(inner);
+            (a, Some(b))
+        }
+        View::Workloads { .. } | View::Pvcs { .. } | View::Snapshot { .. } if app.show_yaml => {
+            let [a, b] =
+                Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)])
+                    .areas(inner);
+            (a, Some(b))
+        }
+        _ => (inner, None),
+    };
+    match app.rows(&s.view) {
+        Ok(rows) => {
+            let (header, widths) = columns(&s.view);
+            widgets::table(f, list_area, theme, header, &widths, &rows, &s.list);
+        }
+        Err(e) => widgets::message(
+            f,
+            list_area,
+            theme,
+            &e,
+            if e.starts_with("loading") {
+                Tone::Dim
+            } else {
+                Tone::Error
+            },
+        ),
+    }
+    if let Some(d) = detail_area {
+        if s.view == View::Jobs {
+            jobs::detail(f, d, app);
+        } else {
+            yaml(f, d, app);
+        }
+    }
+}
+
+fn yaml(f: &mut Frame, area: Rect, app: &App) {
+    let theme = &app.env.theme;
+    let text = app
+        .yaml
+        .as_ref()
+        .map(|(_, t)| t.as_str())
+        .unwrap_or("select an object");
+    let b = widgets::block(
+        theme,
+        Line::from(Span::styled(" yaml (as captured) ", theme.title())),
+        theme.border,
+    );
+    f.render_widget(
+        Paragraph::new(text.to_string())
+            .block(b)
+            .scroll((app.yaml_scroll, 0))
+            .style(theme.base()),
+        area,
+    );
+}

@@ -1,0 +1,280 @@
+//! Drawing the wizard: the steps across the top, the current step's form, the error
+//! of the step in place, and the keys.
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Clear, Paragraph, Wrap};
+
+use crate::engine::k8s::plan::Conflict;
+use crate::ui::app::{App, Load};
+use crate::ui::widgets;
+use crate::ui::wizard::{OPTION_ROWS, Step, TargetKind, Wizard};
+
+fn pointer(sel: bool) -> &'static str {
+    if sel { "› " } else { "  " }
+}
+
+pub fn draw(f: &mut Frame, area: Rect, app: &App, w: &Wizard) {
+    let theme = &app.env.theme;
+    f.render_widget(Clear, area);
+    let border = theme.border_for(
+        app.cluster(w.target_name())
+            .map(|c| c.linked.context.as_str()),
+    );
+    let b = widgets::block(
+        theme,
+        Line::from(Span::styled(
+            format!(" {} · {} ", w.purpose.word(), w.source_label()),
+            theme.title(),
+        )),
+        border,
+    );
+    let inner = b.inner(area);
+    f.render_widget(b, area);
+    let [steps, body, err, keys] = Layout::vertical([
+        Constraint::Length(2),
+        Constraint::Fill(1),
+        Constraint::Length(2),
+        Constraint::Length(1),
+    ])
+    .areas(inner);
+    let mut s = Vec::new();
+    for (i, st) in Step::ALL.iter().enumerate() {
+        let style = if *st == w.step {
+            theme.selected()
+        } else if *st < w.step {
+            theme.ok()
+        } else {
+            theme.dim()
+        };
+        s.push(Span::styled(format!(" {}. {} ", i + 1, st.label()), style));
+        s.push(Span::raw(" "));
+    }
+    f.render_widget(Paragraph::new(Line::from(s)), steps);
+    let sel = |b: bool| if b { theme.selected() } else { theme.base() };
+    let mut lines: Vec<Line> = Vec::new();
+    match w.step {
+        Step::Target => {
+            lines.push(Line::from(Span::styled(
+                format!("Where should {} go?", w.source_label()),
+                theme.header(),
+            )));
+            lines.push(Line::from(Span::styled("Linked clusters", theme.group())));
+            for (i, t) in w.targets.iter().enumerate() {
+                let TargetKind::Linked = t.kind;
+                let c = app.cluster(&t.name);
+                let state = match c.and_then(|c| c.facts.as_ref()) {
+                    None => "probing…".to_string(),
+                    Some(Ok(f)) => format!(
+                        "{} · {} node(s) · classes: {}",
+                        f.version,
+                        f.nodes,
+                        f.storage_classes
+                            .iter()
+                            .map(|c| c.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    ),
+                    Some(Err(e)) => format!("unreachable: {e}"),
+                };
+                let ro = app
+                    .read_only_reason(&t.name)
+                    .map(|_| " (read-only)")
+                    .unwrap_or("");
+                lines.push(Line::from(Span::styled(
+                    format!("{}{}{ro}  {state}", pointer(i == w.target), t.name),
+                    sel(i == w.target),
+                )));
+            }
+        }
+        Step::Namespaces => {
+            lines.push(Line::from(Span::styled(
+                format!(
+                    "Namespaces on {} (type to edit the target name)",
+                    w.target_name()
+                ),
+                theme.header(),
+            )));
+            for (i, (from, to)) in w.ns.iter().enumerate() {
+                let ok = crate::engine::k8s::plan::is_dns_label(to);
+                let mut spans = vec![
+                    Span::styled(
+                        format!("{}{from:<24} → ", pointer(i == w.ns_sel)),
+                        sel(i == w.ns_sel),
+                    ),
+                    Span::styled(
+                        format!("{to}{}", if i == w.ns_sel { "▏" } else { "" }),
+                        theme.input(),
+                    ),
+                ];
+                if !ok {
+                    spans.push(Span::styled("  ✗ not a DNS label", theme.error()));
+                }
+                lines.push(Line::from(spans));
+            }
+        }
+        Step::StorageClasses => {
+            lines.push(Line::from(Span::styled(
+                format!("Storage classes on {} (←/→ choose)", w.target_name()),
+                theme.header(),
+            )));
+            let target: Vec<&str> = w
+                .target_classes(app)
+                .map(|t| t.iter().map(|c| c.name.as_str()).collect())
+                .unwrap_or_default();
+            match &w.classes_used {
+                Load::Loading => lines.push(Line::from(Span::styled(
+                    "reading which classes the claims use…",
+                    theme.dim(),
+                ))),
+                Load::Failed(e) => lines.push(Line::from(Span::styled(e.clone(), theme.error()))),
+                Load::Ready(used) if used.is_empty() => {
+                    lines.push(Line::from("no claims: nothing to map"))
+                }
+                Load::Ready(_) => {
+                    for (i, (from, to)) in w.sc.iter().enumerate() {
+                        let flag = if to.is_empty() {
+                            Span::styled("  ✗ not mapped", theme.error())
+                        } else if !target.contains(&to.as_str()) {
+                            Span::styled(
+                                format!("  ✗ {} lacks {to}", w.target_name()),
+                                theme.error(),
+                            )
+                        } else {
+                            Span::styled("  ✓", theme.ok())
+                        };
+                        lines.push(Line::from(vec![
+                            Span::styled(
+                                format!("{}{from:<24} → ", pointer(i == w.sc_sel)),
+                                sel(i == w.sc_sel),
+                            ),
+                            Span::styled(
+                                if to.is_empty() {
+                                    "?".to_string()
+                                } else {
+                                    to.clone()
+                                },
+                                theme.input(),
+                            ),
+                            flag,
+                        ]));
+                    }
+                }
+            }
+        }
+        Step::Options => {
+            lines.push(Line::from(Span::styled(
+                "Options (space or ←/→ change; type labels as k=v,k2=v2)",
+                theme.header(),
+            )));
+            for (i, label) in OPTION_ROWS.iter().enumerate() {
+                let value = match i {
+                    0 => match w.conflict {
+                        Conflict::Skip => "skip existing objects".to_string(),
+                        Conflict::Update => "update existing objects".into(),
+                        Conflict::Fail => "fail on existing objects".into(),
+                    },
+                    1 => {
+                        if w.include_volumes {
+                            "yes".into()
+                        } else {
+                            "no (objects only)".into()
+                        }
+                    }
+                    2 => {
+                        if w.scale_to_zero {
+                            "yes".into()
+                        } else {
+                            "no".into()
+                        }
+                    }
+                    _ => format!("{}{}", w.labels, if w.opt_sel == 3 { "▏" } else { "" }),
+                };
+                lines.push(Line::from(vec![
+                    Span::styled(
+                        format!("{}{label:<26}", pointer(i == w.opt_sel)),
+                        sel(i == w.opt_sel),
+                    ),
+                    Span::styled(value, theme.input()),
+                ]));
+            }
+        }
+        Step::Plan => match &w.plan {
+            None | Some(Load::Loading) => {
+                let what = if w.capture_job.is_some() {
+                    "capturing the source, then planning (the capture shows on :jobs)…"
+                } else {
+                    "planning (a dry run on the target)…"
+                };
+                lines.push(Line::from(Span::styled(what, theme.dim())));
+            }
+            Some(Load::Failed(e)) => lines.push(Line::from(Span::styled(e.clone(), theme.error()))),
+            Some(Load::Ready(p)) => {
+                for p in &p.plan.problems {
+                    lines.push(Line::from(Span::styled(
+                        format!(
+                            "{} {}",
+                            if p.blocking { "BLOCKING:" } else { "note:" },
+                            p.message
+                        ),
+                        if p.blocking {
+                            theme.error()
+                        } else {
+                            theme.warn()
+                        },
+                    )));
+                }
+                for l in p.plan.render_text().lines() {
+                    lines.push(Line::from(l.to_string()));
+                }
+            }
+        },
+    }
+    let scroll = if w.step == Step::Plan {
+        w.plan_scroll
+    } else {
+        0
+    };
+    f.render_widget(
+        Paragraph::new(lines)
+            .wrap(Wrap { trim: false })
+            .scroll((scroll, 0))
+            .style(theme.base()),
+        body,
+    );
+    if let Some(e) = &w.error {
+        f.render_widget(
+            Paragraph::new(Span::styled(format!("✗ {e}"), theme.error())).wrap(Wrap { trim: true }),
+            err,
+        );
+    }
+    let confirm_ok = w.step == Step::Plan
+        && app.read_only_reason(w.target_name()).is_none()
+        && matches!(&w.plan, Some(Load::Ready(p)) if p.plan.blocking() == 0);
+    let mut k = Vec::new();
+    if w.step == Step::Plan {
+        k.extend(widgets::hint(
+            theme,
+            "enter",
+            "carry out the plan",
+            confirm_ok,
+        ));
+        k.extend(widgets::hint(theme, "↑↓", "scroll", true));
+    } else {
+        k.extend(widgets::hint(theme, "enter", "next", true));
+        k.extend(widgets::hint(theme, "↑↓", "select", true));
+    }
+    k.extend(widgets::hint(
+        theme,
+        "esc",
+        if w.step == Step::Target {
+            "close"
+        } else {
+            "back"
+        },
+        true,
+    ));
+    k.extend(widgets::hint(theme, "ctrl-c", "close", true));
+    f.render_widget(Paragraph::new(Line::from(k)), keys);
+}

@@ -1,0 +1,351 @@
+//! Snapshot tests of the console's screens and wizard steps, drawn with ratatui's
+//! `TestBackend` from state set directly (no network: background results are applied
+//! as messages, and the probes the app starts are never drained).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ferry::config::AccentRule;
+use ferry::engine::k8s::mover::MoverOptions;
+use ferry::providers::kubeconfig::{Linked, Sources};
+use ferry::providers::probe::{Facts, Permissions, StorageClassInfo};
+use ferry::ui::app::{App, Env, Msg, NsSummary};
+use ferry::ui::keymap::Keymap;
+use ferry::ui::screens;
+use ferry::ui::theme::{ColorDepth, Theme};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use serde_json::json;
+
+const KUBECONFIG: &str = r#"
+apiVersion: v1
+kind: Config
+current-context: prod
+clusters:
+- name: prod
+  cluster: {server: "https://127.0.0.1:1"}
+- name: qa
+  cluster: {server: "https://127.0.0.1:2"}
+users:
+- name: u
+  user: {token: t}
+contexts:
+- name: prod
+  context: {cluster: prod, user: u}
+- name: qa
+  context: {cluster: qa, user: u}
+"#;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    rt: tokio::runtime::Runtime,
+}
+
+fn facts(classes: &[(&str, bool)]) -> Facts {
+    Facts {
+        version: "v1.33.0".into(),
+        platform: "linux/amd64".into(),
+        nodes: 3,
+        zones: vec![],
+        storage_classes: classes
+            .iter()
+            .map(|(n, d)| StorageClassInfo {
+                name: n.to_string(),
+                provisioner: "ferry.dev/sandbox".into(),
+                parameters: Default::default(),
+                default: *d,
+                binding_mode: "Immediate".into(),
+                allow_expansion: true,
+            })
+            .collect(),
+        permissions: Permissions {
+            backup: Some(true),
+            restore: Some(true),
+            volume_data: Some(true),
+        },
+        latency_ms: 3,
+    }
+}
+
+fn app_with(theme: &str, read_only: bool) -> (Fixture, App) {
+    let dir = tempfile::tempdir().unwrap();
+    let kc = dir.path().join("config");
+    std::fs::write(&kc, KUBECONFIG).unwrap();
+    let mut linked = Linked::load(&Sources { paths: vec![kc] });
+    for c in &mut linked.clusters {
+        c.sources = vec![PathBuf::from("/home/sre/.kube/config")];
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let theme = Theme::load(Some(theme), dir.path(), ColorDepth::TrueColor)
+        .unwrap()
+        .with_accents(
+            &[AccentRule {
+                pattern: "prod".into(),
+                color: "red".into(),
+            }],
+            ColorDepth::TrueColor,
+        )
+        .unwrap();
+    let env = Env {
+        linked,
+        repo: Err("no repository in this test".into()),
+        rt: rt.handle().clone(),
+        theme,
+        keymap: Keymap::default_keys(),
+        read_only,
+        read_only_contexts: vec![],
+        mover: MoverOptions::default(),
+    };
+    let app = App::new(env);
+    (Fixture { _dir: dir, rt }, app)
+}
+
+fn probed(app: &mut App) {
+    app.apply(Msg::Probe(
+        "prod".into(),
+        Ok(facts(&[("fast-ssd", false), ("standard", true)])),
+    ));
+    app.apply(Msg::Probe(
+        "qa".into(),
+        Err("cannot connect: connection refused".into()),
+    ));
+}
+
+fn render(app: &App, w: u16, h: u16) -> Terminal<TestBackend> {
+    let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
+    t.draw(|f| screens::draw(f, app)).unwrap();
+    t
+}
+
+fn key(app: &mut App, code: KeyCode) {
+    app.key(KeyEvent::new(code, KeyModifiers::NONE));
+}
+
+fn chars(app: &mut App, s: &str) {
+    for c in s.chars() {
+        key(app, KeyCode::Char(c));
+    }
+}
+
+fn namespace_objects() -> Vec<serde_json::Value> {
+    vec![
+        json!({"apiVersion": "apps/v1", "kind": "Deployment",
+               "metadata": {"name": "web", "namespace": "shop"},
+               "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+                        "template": {"metadata": {"labels": {"app": "web"}},
+                                     "spec": {"containers": [{"name": "web", "image": "nginx:1.27",
+                                              "envFrom": [{"configMapRef": {"name": "web-config"}}]}],
+                                              "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "data"}}]}}},
+               "status": {"readyReplicas": 2}}),
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+               "metadata": {"name": "web-config", "namespace": "shop"}, "data": {"mode": "prod"}}),
+        json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+               "metadata": {"name": "data", "namespace": "shop"},
+               "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "fast-ssd",
+                        "resources": {"requests": {"storage": "1Gi"}}, "volumeName": "pv-1"},
+               "status": {"phase": "Bound"}}),
+        json!({"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"name": "web-1", "namespace": "shop",
+                            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-x", "uid": "1", "controller": true}]},
+               "spec": {"containers": [{"name": "web", "image": "nginx:1.27"}],
+                        "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "data"}}]},
+               "status": {"phase": "Running"}}),
+    ]
+}
+
+fn in_namespace(app: &mut App) {
+    probed(app);
+    key(app, KeyCode::Enter);
+    app.apply(Msg::Namespaces(
+        "prod".into(),
+        Ok(vec![
+            NsSummary {
+                name: "default".into(),
+                status: "Active".into(),
+                ..NsSummary::default()
+            },
+            NsSummary {
+                name: "shop".into(),
+                status: "Active".into(),
+                pods: 1,
+                workloads: 1,
+                pvcs: 1,
+                requested: 1 << 30,
+            },
+        ]),
+    ));
+    key(app, KeyCode::Char('j'));
+    key(app, KeyCode::Enter);
+    app.apply(Msg::NsObjects(
+        "prod".into(),
+        "shop".into(),
+        Ok(namespace_objects()),
+    ));
+}
+
+#[test]
+fn clusters_loading_then_probed() {
+    let (_f, mut app) = app_with("dark", false);
+    insta::assert_snapshot!("clusters_loading", render(&app, 100, 24).backend());
+    probed(&mut app);
+    insta::assert_snapshot!("clusters_probed", render(&app, 100, 24).backend());
+}
+
+#[test]
+fn namespaces_workloads_pvcs_and_yaml() {
+    let (_f, mut app) = app_with("dark", false);
+    probed(&mut app);
+    key(&mut app, KeyCode::Enter);
+    insta::assert_snapshot!("namespaces_loading", render(&app, 100, 24).backend());
+    in_namespace(&mut app);
+    insta::assert_snapshot!("workloads", render(&app, 120, 24).backend());
+    key(&mut app, KeyCode::Enter);
+    insta::assert_snapshot!("workload_yaml", render(&app, 120, 30).backend());
+    key(&mut app, KeyCode::Esc);
+    key(&mut app, KeyCode::Tab);
+    insta::assert_snapshot!("pvcs", render(&app, 120, 24).backend());
+}
+
+#[test]
+fn filter_command_marks_and_help() {
+    let (_f, mut app) = app_with("dark", false);
+    in_namespace(&mut app);
+    key(&mut app, KeyCode::Esc);
+    key(&mut app, KeyCode::Char('/'));
+    chars(&mut app, "sh");
+    insta::assert_snapshot!("namespaces_filtered", render(&app, 100, 24).backend());
+    key(&mut app, KeyCode::Esc);
+    key(&mut app, KeyCode::Char(' '));
+    key(&mut app, KeyCode::Char(':'));
+    chars(&mut app, "ctx q");
+    insta::assert_snapshot!("command_mode", render(&app, 100, 24).backend());
+    key(&mut app, KeyCode::Esc);
+    key(&mut app, KeyCode::Char('?'));
+    insta::assert_snapshot!("help_namespaces", render(&app, 100, 36).backend());
+}
+
+#[test]
+fn wizard_steps_validate_in_place() {
+    let (_f, mut app) = app_with("dark", false);
+    in_namespace(&mut app);
+    key(&mut app, KeyCode::Char('c'));
+    app.apply(Msg::WizardClasses(
+        app.wizard_gen,
+        Ok(vec!["fast-ssd".into()]),
+    ));
+    insta::assert_snapshot!("wizard_target", render(&app, 100, 24).backend());
+    key(&mut app, KeyCode::Enter);
+    chars(&mut app, "_X");
+    key(&mut app, KeyCode::Enter);
+    insta::assert_snapshot!("wizard_namespaces_invalid", render(&app, 100, 24).backend());
+    key(&mut app, KeyCode::Backspace);
+    key(&mut app, KeyCode::Backspace);
+    key(&mut app, KeyCode::Enter);
+    insta::assert_snapshot!("wizard_storage_classes", render(&app, 100, 24).backend());
+    key(&mut app, KeyCode::Enter);
+    key(&mut app, KeyCode::Down);
+    key(&mut app, KeyCode::Char(' '));
+    key(&mut app, KeyCode::Down);
+    key(&mut app, KeyCode::Down);
+    chars(&mut app, "team");
+    key(&mut app, KeyCode::Enter);
+    insta::assert_snapshot!(
+        "wizard_options_invalid_label",
+        render(&app, 100, 24).backend()
+    );
+    chars(&mut app, "=qa");
+    key(&mut app, KeyCode::Esc);
+    key(&mut app, KeyCode::Esc);
+    // Back keeps what was entered.
+    let w = app.wizard.as_ref().unwrap();
+    assert_eq!(w.ns[0].1, "shop-clone");
+    assert_eq!(w.labels, "team=qa");
+    assert!(!w.include_volumes);
+    assert_eq!(w.sc[0], ("fast-ssd".to_string(), "fast-ssd".to_string()));
+}
+
+#[test]
+fn migrate_to_an_unreachable_target_is_refused_in_place() {
+    let (_f, mut app) = app_with("dark", false);
+    in_namespace(&mut app);
+    key(&mut app, KeyCode::Char('m'));
+    key(&mut app, KeyCode::Enter);
+    insta::assert_snapshot!("wizard_target_unreachable", render(&app, 100, 24).backend());
+}
+
+#[test]
+fn narrow_terminal_and_80x24() {
+    let (_f, mut app) = app_with("dark", false);
+    probed(&mut app);
+    insta::assert_snapshot!("too_small", render(&app, 60, 20).backend());
+    insta::assert_snapshot!("clusters_80x24", render(&app, 80, 24).backend());
+}
+
+#[test]
+fn read_only_shows_disabled_actions() {
+    let (_f, mut app) = app_with("dark", true);
+    in_namespace(&mut app);
+    key(&mut app, KeyCode::Esc);
+    key(&mut app, KeyCode::Char('?'));
+    insta::assert_snapshot!("help_read_only", render(&app, 100, 36).backend());
+}
+
+/// The colours of a few landmark cells: header, border, selected row.
+fn colours(t: &Terminal<TestBackend>) -> String {
+    let buf = t.backend().buffer();
+    let at = |x: u16, y: u16| {
+        let c = &buf[(x, y)];
+        format!("({x},{y}) {:?} on {:?}", c.fg, c.bg)
+    };
+    [at(1, 0), at(0, 1), at(3, 3), at(3, 4), at(2, 23)].join("\n")
+}
+
+#[test]
+fn each_theme_and_the_prod_accent() {
+    for theme in ferry::ui::theme::BUILTIN {
+        let (_f, mut app) = app_with(theme, false);
+        in_namespace(&mut app);
+        let t = render(&app, 100, 24);
+        insta::assert_snapshot!(format!("theme_{theme}"), colours(&t));
+    }
+}
+
+#[test]
+fn job_screen_with_a_failed_restore_report() {
+    use ferry::engine::k8s::apply::{Outcome, Report};
+    use ferry::engine::k8s::objects::ObjRef;
+    let (f, mut app) = app_with("dark", false);
+    let _ = &f.rt;
+    key(&mut app, KeyCode::Char('J'));
+    insta::assert_snapshot!("jobs_empty", render(&app, 100, 24).backend());
+    let (id, progress) = app.register_job("restore shop → qa");
+    progress.set_phase("restoring objects");
+    progress.add_objects(3, 2);
+    progress.log("created ConfigMap shop/web-config");
+    app.apply(Msg::JobDone(
+        id,
+        ferry::ui::app::JobEnd::Restored(Report {
+            snapshot: "abcd1234".into(),
+            target_cluster: "qa".into(),
+            objects: vec![Outcome {
+                object: ObjRef::new("apps", "Deployment", Some("shop"), "web"),
+                ok: false,
+                message: "forbidden".into(),
+                remedy: Some("ask for the rights".into()),
+            }],
+            volumes: vec![],
+            bytes_restored: 0,
+            duration_secs: 1.5,
+        }),
+    ));
+    let t = render(&app, 100, 24);
+    let text = t.backend().to_string();
+    assert!(text.contains("FAILED Deployment/web: forbidden"), "{text}");
+    assert!(text.contains("→ ask for the rights"), "{text}");
+    assert!(text.contains("created ConfigMap shop/web-config"), "{text}");
+}
