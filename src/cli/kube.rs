@@ -26,15 +26,28 @@ pub fn linked(ctx: &Context) -> anyhow::Result<Linked> {
         return Ok(linked);
     }
     let kc = ctx.dirs.data.join("sandbox").join("kubeconfig");
+    let first_time = !kc.exists();
     let exe = std::env::current_exe().context("cannot find Ferry's own program file")?;
     eprintln!("no kubeconfig found: using the local sandbox clusters (`ferry sandbox up`)");
-    let out = std::process::Command::new(exe)
+    let out = std::process::Command::new(&exe)
         .args(["sandbox", "up"])
         .stdout(std::process::Stdio::null())
         .status()
         .context("cannot start the sandbox")?;
     if !out.success() {
         anyhow::bail!("the sandbox did not start: run `ferry sandbox up` to see why");
+    }
+    // The first time, load the sample application so there is something to move.
+    if first_time {
+        eprintln!("loading the sample shop application into prod (`ferry sandbox seed`)");
+        let seeded = std::process::Command::new(&exe)
+            .args(["sandbox", "seed", "--cluster", "prod"])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .context("cannot seed the sandbox")?;
+        if !seeded.success() {
+            eprintln!("warning: the sample application was not loaded: run `ferry sandbox seed` to see why");
+        }
     }
     Ok(Linked::load(&Sources { paths: vec![kc] }))
 }
