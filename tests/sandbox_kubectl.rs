@@ -347,3 +347,139 @@ async fn kubectl_server_side_apply_dry_run_and_auth() {
     kubectl(&dev_kc, &["create", "cm", "x"]).await;
     sandbox.shutdown().await.unwrap();
 }
+
+/// `helm template` of a chart written here, applied with `kubectl apply`; then
+/// `kubectl wait` on the rollout the sandbox's controllers make, and `kubectl get
+/// --watch` seeing objects appear.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn helm_template_applies_and_kubectl_waits_and_watches() {
+    let dir = tempfile::tempdir().unwrap();
+    let sandbox = Sandbox::start(SandboxConfig::new("tpl", dir.path().join("state")))
+        .await
+        .unwrap();
+    let kc = dir.path().join("kubeconfig");
+    write_kubeconfig(&kc, &[sandbox.kubeconfig_entry()]).unwrap();
+    let chart = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/charts/shop-web"
+    );
+    let rendered = run_tool(
+        "helm",
+        &kc,
+        &[
+            "template",
+            "shop",
+            chart,
+            "--namespace",
+            "apps",
+            "--set",
+            "replicas=2",
+            "--set",
+            "greeting=hi",
+        ],
+    )
+    .await;
+    assert!(
+        rendered.contains("kind: Deployment") && rendered.contains("name: shop-shop-web"),
+        "{rendered}"
+    );
+    let manifest = dir.path().join("rendered.yaml");
+    std::fs::write(&manifest, &rendered).unwrap();
+    kubectl(&kc, &["create", "namespace", "apps"]).await;
+    let out = kubectl(
+        &kc,
+        &["apply", "-n", "apps", "-f", manifest.to_str().unwrap()],
+    )
+    .await;
+    for kind in [
+        "serviceaccount",
+        "configmap",
+        "secret",
+        "service",
+        "deployment.apps",
+        "ingress.networking.k8s.io",
+    ] {
+        assert!(
+            out.contains(&format!("{kind}/shop-shop-web created")),
+            "{kind}: {out}"
+        );
+    }
+    let greeting = kubectl(
+        &kc,
+        &[
+            "get",
+            "cm",
+            "shop-shop-web",
+            "-n",
+            "apps",
+            "-o",
+            "jsonpath={.data.GREETING}",
+        ],
+    )
+    .await;
+    assert_eq!(greeting, "hi");
+    kubectl(
+        &kc,
+        &[
+            "wait",
+            "-n",
+            "apps",
+            "--for=condition=Available",
+            "deployment/shop-shop-web",
+            "--timeout=60s",
+        ],
+    )
+    .await;
+    kubectl(
+        &kc,
+        &[
+            "wait",
+            "-n",
+            "apps",
+            "--for=jsonpath={.status.readyReplicas}=2",
+            "deployment/shop-shop-web",
+            "--timeout=60s",
+        ],
+    )
+    .await;
+
+    // `kubectl get --watch` for a moment while objects are created.
+    let mut watch = Command::new(tool_path("kubectl"))
+        .env("KUBECONFIG", &kc)
+        .env("HOME", dir.path())
+        .args(["get", "configmaps", "-n", "apps", "--watch", "-o", "name"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    for n in ["watched-1", "watched-2"] {
+        kubectl(
+            &kc,
+            &["create", "configmap", n, "-n", "apps", "--from-literal=a=b"],
+        )
+        .await;
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let out = loop {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        if std::time::Instant::now() > deadline {
+            watch.kill().unwrap();
+            let o = tokio::task::spawn_blocking(move || watch.wait_with_output().unwrap())
+                .await
+                .unwrap();
+            break String::from_utf8_lossy(&o.stdout).into_owned();
+        }
+    };
+    for n in [
+        "configmap/shop-shop-web",
+        "configmap/watched-1",
+        "configmap/watched-2",
+    ] {
+        assert!(
+            out.lines().any(|l| l.trim() == n),
+            "{n} not seen by the watch: {out}"
+        );
+    }
+    sandbox.shutdown().await.unwrap();
+}

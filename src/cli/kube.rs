@@ -46,7 +46,9 @@ pub fn linked(ctx: &Context) -> anyhow::Result<Linked> {
             .status()
             .context("cannot seed the sandbox")?;
         if !seeded.success() {
-            eprintln!("warning: the sample application was not loaded: run `ferry sandbox seed` to see why");
+            eprintln!(
+                "warning: the sample application was not loaded: run `ferry sandbox seed` to see why"
+            );
         }
     }
     Ok(Linked::load(&Sources { paths: vec![kc] }))
