@@ -460,17 +460,13 @@ async fn helm_template_applies_and_kubectl_waits_and_watches() {
         )
         .await;
     }
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    let out = loop {
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-        if std::time::Instant::now() > deadline {
-            watch.kill().unwrap();
-            let o = tokio::task::spawn_blocking(move || watch.wait_with_output().unwrap())
-                .await
-                .unwrap();
-            break String::from_utf8_lossy(&o.stdout).into_owned();
-        }
-    };
+    // Give the watch a moment to print what it saw, then stop it.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    watch.kill().unwrap();
+    let o = tokio::task::spawn_blocking(move || watch.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
     for n in [
         "configmap/shop-shop-web",
         "configmap/watched-1",
