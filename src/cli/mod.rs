@@ -190,3 +190,15 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Sandbox(c) => sandbox::run(&ctx, c),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    /// Every command's arguments are consistent (unique names, valid defaults, ...):
+    /// what clap otherwise checks only when a command is first parsed.
+    #[test]
+    fn the_command_line_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
+}

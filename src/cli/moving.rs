@@ -301,9 +301,6 @@ pub struct K8sRestoreArgs {
     /// Re-run only what failed in this report file (from an earlier restore)
     #[arg(long)]
     pub retry: Option<PathBuf>,
-    /// Image of the volume mover pods
-    #[arg(long)]
-    pub mover_image: Option<String>,
 }
 
 fn confirm(plan: &Plan, yes: bool) -> anyhow::Result<()> {
@@ -379,12 +376,13 @@ pub fn restore(
     ctx: &Context,
     snapshot: &str,
     context: Option<&str>,
+    mover_image: Option<&str>,
     a: K8sRestoreArgs,
 ) -> anyhow::Result<Exit> {
     let repo = ctx.open()?;
     let (snap, meta, objects) = load_capture(ctx, &repo, snapshot)?;
     let (linked, client) = connect(ctx, context)?;
-    let mut opts = a.map.options(mover(ctx, a.mover_image.as_deref())?);
+    let mut opts = a.map.options(mover(ctx, mover_image)?);
     if let Some(path) = &a.retry {
         let r: Report = serde_json::from_slice(
             &std::fs::read(path)
@@ -471,13 +469,7 @@ pub fn migrate(
     let (src, src_client) = connect(ctx, Some(&a.from))?;
     let (dst, dst_client) = connect(ctx, Some(&to))?;
     let repo = ctx.open()?;
-    let mover_opts = mover(
-        ctx,
-        a.restore
-            .mover_image
-            .as_deref()
-            .or(a.select.mover_image.as_deref()),
-    )?;
+    let mover_opts = mover(ctx, a.select.mover_image.as_deref())?;
     let copts = CaptureOptions {
         cluster: src.name.clone(),
         scope,

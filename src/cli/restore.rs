@@ -24,6 +24,9 @@ pub struct RestoreArgs {
     pub context: Option<String>,
     #[command(flatten)]
     pub k8s: super::moving::K8sRestoreArgs,
+    /// Image of the volume mover pods (Kubernetes restores)
+    #[arg(long)]
+    pub mover_image: Option<String>,
     /// A path inside the snapshot (alternative to SNAPSHOT:PATH)
     #[arg(long)]
     pub path: Option<String>,
@@ -37,7 +40,13 @@ pub struct RestoreArgs {
 
 pub fn run(ctx: &Context, a: RestoreArgs) -> anyhow::Result<Exit> {
     let Some(target) = a.target.clone() else {
-        return super::moving::restore(ctx, &a.snapshot, a.context.as_deref(), a.k8s);
+        return super::moving::restore(
+            ctx,
+            &a.snapshot,
+            a.context.as_deref(),
+            a.mover_image.as_deref(),
+            a.k8s,
+        );
     };
     let repo = ctx.open()?;
     let (spec, inner) = match a.snapshot.split_once(':') {

@@ -40,7 +40,8 @@ pub fn duration(d: Duration) -> String {
 pub fn table(rows: &[Vec<String>]) -> String {
     let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
     let mut widths = vec![0usize; cols];
-    for r in rows {
+    // A row of one cell (a group heading) spans the line and sizes no column.
+    for r in rows.iter().filter(|r| r.len() > 1) {
         for (i, c) in r.iter().enumerate() {
             widths[i] = widths[i].max(c.chars().count());
         }
