@@ -189,9 +189,12 @@ pub async fn apply(
         {
             catalog = Catalog::discover(client).await?;
         }
-        // Claims of this wave get their data before anything later uses them.
+        // Claims of this wave get their data before anything later uses them; claims
+        // kept as they are (they exist) get theirs before the first wave's end.
         for v in plan.volumes.iter().filter(|v| v.restore_data) {
-            if !wave.iter().any(|i| i.target == v.target) || failed_refs.contains(&v.target) {
+            let here = wave.iter().any(|i| i.target == v.target);
+            let kept = n == 0 && !waves.iter().flatten().any(|i| i.target == v.target);
+            if !(here || kept) || failed_refs.contains(&v.target) {
                 continue;
             }
             progress.check()?;
