@@ -20,6 +20,7 @@ use super::pack::BlobType;
 use super::progress::Progress;
 use super::saver::Saver;
 use super::throttle::Throttle;
+pub use super::tree::dir_node;
 use super::tree::{Name, Node, NodeKind, Tree};
 use super::{Error, Repository, Result};
 
@@ -129,28 +130,6 @@ struct Dir {
     node: Option<Node>,
     entries: BTreeMap<Vec<u8>, Dir>,
     leaf: bool,
-}
-
-/// A node with the metadata of a folder nobody described (an implicit parent).
-pub fn dir_node(name: &[u8]) -> Node {
-    Node {
-        name: Name(name.to_vec()),
-        kind: NodeKind::Dir,
-        mode: 0o755,
-        uid: 0,
-        gid: 0,
-        mtime_ns: 0,
-        ctime_ns: 0,
-        inode: 0,
-        device: 0,
-        links: 1,
-        size: 0,
-        content: Vec::new(),
-        sparse: false,
-        subtree: None,
-        target: None,
-        rdev: 0,
-    }
 }
 
 /// A regular file's node with the given metadata and no content yet.

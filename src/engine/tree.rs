@@ -156,11 +156,10 @@ impl Tree {
     }
 }
 
-/// Finds the node at `path` (components separated by `/`) below the tree `root`.
-/// An empty path means the root itself, returned as a synthetic directory node.
-pub fn find_path(repo: &Repository, root: &Id, path: &str) -> Result<Option<Node>> {
-    let mut node = Node {
-        name: Name(b"/".to_vec()),
+/// A node with the metadata of a folder nobody described (an implicit parent).
+pub fn dir_node(name: &[u8]) -> Node {
+    Node {
+        name: Name(name.to_vec()),
         kind: NodeKind::Dir,
         mode: 0o755,
         uid: 0,
@@ -173,10 +172,17 @@ pub fn find_path(repo: &Repository, root: &Id, path: &str) -> Result<Option<Node
         size: 0,
         content: Vec::new(),
         sparse: false,
-        subtree: Some(*root),
+        subtree: None,
         target: None,
         rdev: 0,
-    };
+    }
+}
+
+/// Finds the node at `path` (components separated by `/`) below the tree `root`.
+/// An empty path means the root itself, returned as a synthetic directory node.
+pub fn find_path(repo: &Repository, root: &Id, path: &str) -> Result<Option<Node>> {
+    let mut node = dir_node(b"/");
+    node.subtree = Some(*root);
     for comp in path.split('/').filter(|c| !c.is_empty() && *c != ".") {
         let Some(sub) = node.subtree else {
             return Ok(None);
