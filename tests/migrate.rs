@@ -5,6 +5,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+#[path = "support/proxy.rs"]
+mod proxy;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -576,6 +578,127 @@ fn a_target_lacking_a_storage_class_or_a_definition_gets_a_plan_that_refuses() {
             p.render_text()
         );
         bare.shutdown().await.unwrap();
+        c.stop().await;
+    });
+}
+
+/// The target goes away while a volume streams in: first the server drops every
+/// connection, then (another namespace) the network stops carrying anything without
+/// closing a socket. Either way the restore ends with a report, not a hang, and a
+/// retry of what failed completes it with every file byte-identical.
+#[test]
+fn a_target_that_stops_answering_mid_transfer_ends_in_a_report_and_a_retry_resumes() {
+    let t = common::new_repo();
+    t.rt.block_on(async {
+        let c = Clusters::start().await;
+        let prod = c.client("ferry-prod").await;
+        seed(&prod, &c.dir.path().join("prod"), &SeedOptions::default())
+            .await
+            .unwrap();
+        let out = capture_ns(&prod, &t.repo, "ferry-prod", "shop").await;
+        let source_pg = checksums(
+            &volume_dir(&prod, &c.dir.path().join("prod"), "shop", "data-postgres-0").await,
+        );
+        assert!(source_pg.len() >= 64);
+
+        // qa reached through a proxy the test can cut.
+        let upstream: std::net::SocketAddr =
+            c.qa.kubeconfig_entry()
+                .server
+                .trim_start_matches("https://")
+                .parse()
+                .unwrap();
+        let proxy = proxy::Proxy::start(upstream).await;
+        let mut entry = c.qa.kubeconfig_entry();
+        entry.server = format!("https://{}", proxy.addr);
+        let kc = c.dir.path().join("proxied-kubeconfig");
+        write_kubeconfig(&kc, &[entry]).unwrap();
+        let linked = Linked::load(&Sources { paths: vec![kc] });
+        let qa = linked.get("ferry-qa").unwrap().client().await.unwrap();
+        let direct_qa = c.client("ferry-qa").await;
+        let mover = MoverOptions {
+            stall_timeout: Duration::from_secs(3),
+            ..MoverOptions::default()
+        };
+
+        for (mode, ns) in [
+            (proxy::Mode::Reset, "shop-reset"),
+            (proxy::Mode::Blackhole, "shop-partition"),
+        ] {
+            proxy.set(proxy::Mode::Forward);
+            let mut opts = restore_opts("shop", ns, Conflict::Skip);
+            opts.mover = mover.clone();
+            let p = plan_for(&qa, &t.repo, &out, &opts).await;
+            assert_eq!(p.blocking(), 0, "{}", p.render_text());
+
+            // Cut the connection once volume data is flowing.
+            let job = JobProgress::new();
+            let cut = async {
+                while job.data.snapshot().bytes_done == 0 {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                proxy.set(mode);
+            };
+            let restore = async {
+                // A guard against a hang, not a speed check: the restore must return.
+                tokio::time::timeout(
+                    Duration::from_secs(120),
+                    apply::apply(&qa, &t.repo, &p, &mover, &job),
+                )
+                .await
+                .unwrap_or_else(|_| panic!("{mode:?}: the restore hung"))
+            };
+            let (report, ()) = tokio::join!(restore, cut);
+            let report = report.unwrap();
+            let failed = report.failed();
+            assert!(!failed.is_empty(), "{mode:?}: nothing failed");
+            assert!(
+                report.volumes.iter().any(|v| !v.ok),
+                "{mode:?}: the volume being streamed did not fail: {report:#?}"
+            );
+            assert!(
+                failed
+                    .iter()
+                    .all(|f| f.remedy.as_deref().is_some_and(|r| !r.is_empty())),
+                "{mode:?}: a failure without a remedy: {failed:#?}"
+            );
+            let pg = report
+                .volumes
+                .iter()
+                .find(|v| v.object.name == "data-postgres-0")
+                .unwrap();
+            assert!(!pg.ok, "{mode:?}: {pg:?}");
+
+            // The target is back: a retry of what failed completes the restore.
+            proxy.set(proxy::Mode::Forward);
+            let mut retry = opts.clone();
+            retry.only = Some(failed.iter().map(|f| f.object.clone()).collect());
+            let p = plan_for(&qa, &t.repo, &out, &retry).await;
+            assert_eq!(p.blocking(), 0, "{}", p.render_text());
+            let report = apply::apply(&qa, &t.repo, &p, &mover, &JobProgress::new())
+                .await
+                .unwrap();
+            no_failures(&report);
+            let got = checksums(
+                &volume_dir(&direct_qa, &c.dir.path().join("qa"), ns, "data-postgres-0").await,
+            );
+            assert_eq!(got, source_pg, "{mode:?}: the data differs after the retry");
+            wait_running(&direct_qa, ns, "app=postgres").await;
+            // No mover is left, not even the one the cut interrupted.
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let movers = Api::<Pod>::namespaced(direct_qa.clone(), ns)
+                    .list(&ListParams::default().labels("ferry.dev/role=mover"))
+                    .await
+                    .unwrap();
+                if movers.items.is_empty() {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "{mode:?}: movers left behind");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        drop(proxy);
         c.stop().await;
     });
 }

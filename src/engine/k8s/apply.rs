@@ -15,12 +15,12 @@ use futures::StreamExt as _;
 use kube::api::{DynamicObject, Patch, PatchParams, PostParams};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use tokio_util::io::SyncIoBridge;
 
 use super::mover::{Mover, MoverOptions};
 use super::objects::{self, Catalog, ObjRef};
+use super::pipe;
 use super::plan::{Action, Plan, PlanItem, VolumePlan};
-use super::{JobProgress, K8sError, RESTORED_ANNOTATION, Result};
+use super::{JobProgress, K8sError, RESTORED_ANNOTATION, Result, unless_stalled, within};
 use crate::engine::{self as eng, Repository};
 
 /// What happened to one object or volume.
@@ -64,6 +64,32 @@ impl Report {
     }
 }
 
+/// Why one object was not put in place.
+struct Failure {
+    message: String,
+    remedy: Option<String>,
+    /// The target stopped answering: the rest of the restore is not attempted.
+    unreachable: bool,
+}
+
+impl Failure {
+    fn api(e: &kube::Error) -> Failure {
+        Failure {
+            message: crate::providers::probe::explain(e),
+            remedy: remedy(e),
+            unreachable: is_transport(e),
+        }
+    }
+}
+
+/// The request never got an answer: the connection failed, not the cluster's judgement.
+fn is_transport(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::HyperError(_) | kube::Error::Service(_))
+}
+
+/// What the report says of what was never attempted because the target went away.
+const GONE_REMEDY: &str = "the target stopped answering: check the connection, then run the restore again with --retry; what arrived is kept";
+
 /// What to do about an API error, in words.
 fn remedy(e: &kube::Error) -> Option<String> {
     match e {
@@ -90,7 +116,12 @@ pub async fn apply(
         return Err(K8sError::PlanBlocked(plan.blocking()));
     }
     let started = Instant::now();
-    let mut catalog = Catalog::discover(client).await?;
+    let mut catalog = within(
+        mover.stall_timeout,
+        || "discovering the target's API".into(),
+        async { Catalog::discover(client).await },
+    )
+    .await?;
     let mut report = Report {
         snapshot: plan.snapshot.clone(),
         target_cluster: plan.target_cluster.clone(),
@@ -134,28 +165,44 @@ pub async fn apply(
         }
         let cat = &catalog;
         let ready: Vec<PlanItem> = ready.into_iter().map(|i| (*i).clone()).collect();
-        let results: Vec<Outcome> = futures::stream::iter(ready)
+        let limit = mover.stall_timeout;
+        let results: Vec<(Outcome, bool)> = futures::stream::iter(ready)
             .map(|i: PlanItem| async move {
-                let r = put_object(client, cat, &i).await;
+                let r = match tokio::time::timeout(limit, put_object(client, cat, &i)).await {
+                    Ok(r) => r,
+                    Err(_) => Err(Failure {
+                        message: format!("the target did not answer within {} s", limit.as_secs()),
+                        remedy: Some(GONE_REMEDY.into()),
+                        unreachable: true,
+                    }),
+                };
                 progress.add_objects(0, 1);
                 match r {
-                    Ok(msg) => Outcome {
-                        object: i.target.clone(),
-                        ok: true,
-                        message: msg,
-                        remedy: None,
-                    },
-                    Err((msg, remedy)) => Outcome {
-                        object: i.target.clone(),
-                        ok: false,
-                        message: msg,
-                        remedy,
-                    },
+                    Ok(msg) => (
+                        Outcome {
+                            object: i.target.clone(),
+                            ok: true,
+                            message: msg,
+                            remedy: None,
+                        },
+                        false,
+                    ),
+                    Err(f) => (
+                        Outcome {
+                            object: i.target.clone(),
+                            ok: false,
+                            message: f.message,
+                            remedy: f.remedy,
+                        },
+                        f.unreachable,
+                    ),
                 }
             })
             .buffer_unordered(8)
             .collect()
             .await;
+        let gone = results.iter().any(|(_, unreachable)| *unreachable);
+        let results: Vec<Outcome> = results.into_iter().map(|(o, _)| o).collect();
         for o in &results {
             if o.ok {
                 progress.log(format!("{}: {}", o.object, o.message));
@@ -165,13 +212,16 @@ pub async fn apply(
             }
         }
         report.objects.extend(results);
+        if gone {
+            return Ok(abandon(report, plan, &waves[n + 1..], progress, started));
+        }
         // Definitions must be established before their resources are created.
         for i in wave
             .iter()
             .filter(|i| i.target.kind == "CustomResourceDefinition")
         {
             if !failed_refs.contains(&i.target)
-                && let Err(e) = wait_established(client, &i.target.name).await
+                && let Err(e) = wait_established(client, &i.target.name, limit).await
             {
                 failed_refs.push(i.target.clone());
                 report.objects.push(Outcome {
@@ -187,7 +237,10 @@ pub async fn apply(
             .iter()
             .any(|i| i.target.kind == "CustomResourceDefinition")
         {
-            catalog = Catalog::discover(client).await?;
+            catalog = within(limit, || "discovering the target's API".into(), async {
+                Catalog::discover(client).await
+            })
+            .await?;
         }
         // Claims of this wave get their data before anything later uses them; claims
         // kept as they are (they exist) get theirs before the first wave's end.
@@ -209,6 +262,20 @@ pub async fn apply(
                     });
                 }
                 Err(K8sError::Cancelled) => return Err(K8sError::Cancelled),
+                Err(e @ K8sError::Unreachable { .. }) => {
+                    report.volumes.push(Outcome {
+                        object: v.target.clone(),
+                        ok: false,
+                        message: e.to_string(),
+                        remedy: Some(GONE_REMEDY.into()),
+                    });
+                    progress.volume(
+                        v.target.namespace.as_deref().unwrap_or(""),
+                        &v.target.name,
+                        |s| s.state = "stopped: the target did not answer".into(),
+                    );
+                    return Ok(abandon(report, plan, &waves[n + 1..], progress, started));
+                }
                 Err(e) => {
                     failed_refs.push(v.target.clone());
                     progress.volume(
@@ -232,22 +299,58 @@ pub async fn apply(
     Ok(report)
 }
 
+/// Ends a restore whose target stopped answering: what the remaining waves hold, and
+/// every volume whose data did not arrive, are reported as not attempted.
+fn abandon(
+    mut report: Report,
+    plan: &Plan,
+    rest: &[Vec<&PlanItem>],
+    progress: &JobProgress,
+    started: Instant,
+) -> Report {
+    for i in rest.iter().flatten() {
+        report.objects.push(Outcome {
+            object: i.target.clone(),
+            ok: false,
+            message: "not attempted: the target stopped answering".into(),
+            remedy: Some(GONE_REMEDY.into()),
+        });
+        progress.add_objects(0, 1);
+    }
+    for v in plan.volumes.iter().filter(|v| v.restore_data) {
+        if !report.volumes.iter().any(|o| o.object == v.target) {
+            report.volumes.push(Outcome {
+                object: v.target.clone(),
+                ok: false,
+                message: "not attempted: the target stopped answering".into(),
+                remedy: Some(GONE_REMEDY.into()),
+            });
+        }
+    }
+    progress.log("the target stopped answering: the restore stopped; run it again to resume");
+    report.duration_secs = started.elapsed().as_secs_f64();
+    progress.set_phase("stopped: the target did not answer");
+    report
+}
+
 async fn put_object(
     client: &kube::Client,
     catalog: &Catalog,
     i: &PlanItem,
-) -> std::result::Result<String, (String, Option<String>)> {
+) -> std::result::Result<String, Failure> {
     let res = catalog
         .find(&i.target.group, &i.target.kind)
-        .ok_or_else(|| {
-            (
-                format!("the target does not serve {}", i.target.type_name()),
-                Some("install its definition on the target first".into()),
-            )
+        .ok_or_else(|| Failure {
+            message: format!("the target does not serve {}", i.target.type_name()),
+            remedy: Some("install its definition on the target first".into()),
+            unreachable: false,
         })?;
     let api = objects::api(client, res, i.target.namespace.as_deref());
-    let obj: DynamicObject = serde_json::from_value(i.object.clone())
-        .map_err(|e| (format!("cannot encode the object: {e}"), None))?;
+    let obj: DynamicObject = serde_json::from_value(i.object.clone()).map_err(|e| Failure {
+        message: format!("cannot encode the object: {e}"),
+        remedy: None,
+        unreachable: false,
+    })?;
     let pp = PostParams {
         dry_run: false,
         field_manager: Some("ferry".into()),
@@ -256,22 +359,32 @@ async fn put_object(
         Action::Create => match api.create(&pp, &obj).await {
             Ok(_) => Ok("created".into()),
             Err(e) if objects::is_conflict(&e) => Ok("exists already; kept".into()),
-            Err(e) => Err((crate::providers::probe::explain(&e), remedy(&e))),
+            Err(e) => Err(Failure::api(&e)),
         },
         Action::Update => match api.replace(&i.target.name, &pp, &obj).await {
             Ok(_) => Ok("updated".into()),
-            Err(e) => Err((crate::providers::probe::explain(&e), remedy(&e))),
+            Err(e) => Err(Failure::api(&e)),
         },
         Action::Skip => Ok("skipped".into()),
     }
 }
 
-async fn wait_established(client: &kube::Client, name: &str) -> Result<()> {
+async fn wait_established(client: &kube::Client, name: &str, limit: Duration) -> Result<()> {
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
     let api: kube::Api<CustomResourceDefinition> = kube::Api::all(client.clone());
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        if let Ok(c) = api.get(name).await {
+        let got = within(
+            limit,
+            || format!("waiting for the definition {name}"),
+            async {
+                api.get(name)
+                    .await
+                    .map_err(|e| K8sError::api(format!("definition {name}"), &e))
+            },
+        )
+        .await;
+        if let Ok(c) = got {
             let established = c
                 .status
                 .and_then(|s| s.conditions)
@@ -319,14 +432,21 @@ async fn restore_volume(
         kube::Api::namespaced(client.clone(), &ns);
     let marker = format!("{}:{}", plan.snapshot, tree.short());
     let patch = json!({"metadata": {"annotations": {RESTORED_ANNOTATION: marker}}});
-    claims
-        .patch(
-            &v.target.name,
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await
-        .map_err(|e| K8sError::api(format!("cannot mark {} as restored", v.target), &e))?;
+    within(
+        opts.stall_timeout,
+        || format!("marking {} as restored", v.target),
+        async {
+            claims
+                .patch(
+                    &v.target.name,
+                    &PatchParams::default(),
+                    &Patch::Merge(&patch),
+                )
+                .await
+                .map_err(|e| K8sError::api(format!("cannot mark {} as restored", v.target), &e))
+        },
+    )
+    .await?;
     progress.volume(&ns, &v.target.name, |s| {
         s.state = "done".into();
         s.files = v.files;
@@ -353,24 +473,21 @@ async fn stream_in(
     let mut stdout = p.stdout();
     let mut stderr = p.stderr();
     let before = progress.data.snapshot().bytes_done;
+    let (mut w, chunks) = pipe::writer();
     let writer = {
         let repo = repo.clone();
         let data = progress.data.clone();
         tokio::task::spawn_blocking(move || -> eng::Result<()> {
-            let mut w = SyncIoBridge::new(stdin);
             eng::ingest::write_tar(&repo, &tree, &mut w, &data)?;
             use std::io::Write as _;
+            // Dropping the writer afterwards ends the mover's input.
             w.flush().map_err(|e| eng::Error::Write {
                 path: "the mover's input".into(),
                 source: e,
-            })?;
-            w.shutdown().map_err(|e| eng::Error::Write {
-                path: "the mover's input".into(),
-                source: e,
-            })?;
-            Ok(())
+            })
         })
     };
+    let pump = pipe::pump_in(chunks, stdin);
     let mut err = Vec::new();
     let drain = async {
         use tokio::io::AsyncReadExt as _;
@@ -381,7 +498,17 @@ async fn stream_in(
             let _ = s.read_to_end(&mut err).await;
         }
     };
-    let (w, _) = tokio::join!(writer, drain);
+    let data = &progress.data;
+    let moved = || data.snapshot().bytes_done;
+    let Some((w, _, ())) = unless_stalled(mover.stall, moved, async {
+        tokio::join!(writer, pump, drain)
+    })
+    .await
+    else {
+        // The pump is gone, so the writer thread stops too.
+        p.abort();
+        return Err(mover.stalled(&what));
+    };
     let w = w.map_err(|e| K8sError::Invalid(e.to_string()))?;
     let status = mover.finish(p, &what, &err).await;
     w.map_err(|e| match e {

@@ -18,8 +18,7 @@ use std::time::Instant;
 use futures::StreamExt as _;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use tokio::io::AsyncReadExt as _;
-use tokio_util::io::SyncIoBridge;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use super::graph;
 use super::mover::{Listed, Mover, MoverOptions};
@@ -1145,26 +1144,54 @@ async fn read_with_mover(
         .ok_or_else(|| K8sError::Invalid("the mover gave no output stream".into()))?;
     let mut stderr = p.stderr();
     let (reply, answer) = tokio::sync::oneshot::channel();
+    let (chunks, reader) = super::pipe::reader();
     writer.send(Cmd::Tar {
         prefix: prefix.clone(),
-        reader: Box::new(SyncIoBridge::new(stdout)),
+        reader: Box::new(reader),
         reply,
     })?;
-    if !fetch_all {
-        let mut list = Vec::new();
-        for f in &fetch {
-            list.extend_from_slice(f);
-            list.push(b'\n');
-        }
-        super::mover::feed_stdin(&mut p, &list).await?;
+    let mut list = Vec::new();
+    for f in &fetch {
+        list.extend_from_slice(f);
+        list.push(b'\n');
     }
+    // The list goes in while the archive comes out: a long list must not wait for
+    // output nobody reads yet.
+    let mut stdin = if fetch_all { None } else { p.stdin() };
+    let feed = async {
+        if let Some(w) = stdin.as_mut() {
+            w.write_all(&list).await?;
+            w.shutdown().await?;
+        }
+        Ok::<(), std::io::Error>(())
+    };
     let mut err = Vec::new();
     let read_err = async {
         if let Some(s) = stderr.as_mut() {
             let _ = s.read_to_end(&mut err).await;
         }
     };
-    let (_, tar_result) = tokio::join!(read_err, answer);
+    let data = &progress.data;
+    let moved = || data.snapshot().bytes_done;
+    let Some((fed, tar_result)) = super::unless_stalled(mover.stall, moved, async {
+        let (fed, (), (), answer) = tokio::join!(
+            feed,
+            super::pipe::pump_out(stdout, chunks),
+            read_err,
+            answer
+        );
+        (fed, answer)
+    })
+    .await
+    else {
+        // The pump is gone, so the snapshot writer sees the end of the stream.
+        p.abort();
+        return Err(mover.stalled(&what));
+    };
+    fed.map_err(|e| K8sError::Volume {
+        pvc: format!("{ns}/{pvc}"),
+        detail: format!("cannot send the file list to the mover: {e}"),
+    })?;
     let (_, tar_warnings) = tar_result
         .map_err(|_| K8sError::Invalid("the snapshot writer stopped early".into()))?
         .map_err(|e| K8sError::Volume {

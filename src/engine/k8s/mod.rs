@@ -19,11 +19,14 @@ pub mod capture;
 pub mod graph;
 pub mod mover;
 pub mod objects;
+pub mod pipe;
 pub mod plan;
 pub mod transform;
 
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
 
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -42,6 +45,10 @@ pub const VOLUMES_DIR: &str = "volumes";
 pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "ferry");
 /// Annotation a restored PVC carries once its data is in place: `<snapshot>:<tree>`.
 pub const RESTORED_ANNOTATION: &str = "ferry.dev/restored-from";
+/// Annotation a PVC carries from the moment a restore creates it: `<snapshot>:<tree>`,
+/// the data it is to receive. A claim with this but without [`RESTORED_ANNOTATION`]
+/// lost its transfer midway, and a retry fills it again.
+pub const RESTORING_ANNOTATION: &str = "ferry.dev/restoring";
 
 #[derive(Debug, thiserror::Error)]
 pub enum K8sError {
@@ -59,6 +66,11 @@ pub enum K8sError {
     PlanBlocked(usize),
     #[error("the job was cancelled")]
     Cancelled,
+    /// The cluster stopped answering (a dropped or stalled connection).
+    #[error(
+        "{what}: the cluster did not answer for {secs} s (the connection dropped or stalled); check it and run the job again, it resumes"
+    )]
+    Unreachable { what: String, secs: u64 },
 }
 
 impl K8sError {
@@ -72,6 +84,50 @@ impl K8sError {
 }
 
 pub type Result<T, E = K8sError> = std::result::Result<T, E>;
+
+/// Waits for one request at most `limit`: a cluster that stops answering is an error,
+/// not a hang (Kubernetes clients set no read timeout, so a silent connection waits
+/// forever).
+pub(crate) async fn within<T>(
+    limit: Duration,
+    what: impl FnOnce() -> String,
+    request: impl Future<Output = Result<T>>,
+) -> Result<T> {
+    match tokio::time::timeout(limit, request).await {
+        Ok(r) => r,
+        Err(_) => Err(K8sError::Unreachable {
+            what: what(),
+            secs: limit.as_secs(),
+        }),
+    }
+}
+
+/// Runs `work` for as long as `moved` keeps changing; `None` once it has stood still
+/// for `limit` (the stream's connection dropped or stalled).
+pub(crate) async fn unless_stalled<T>(
+    limit: Duration,
+    moved: impl Fn() -> u64,
+    work: impl Future<Output = T>,
+) -> Option<T> {
+    tokio::pin!(work);
+    let tick = (limit / 8).clamp(Duration::from_millis(20), Duration::from_secs(1));
+    let mut last = moved();
+    let mut since = std::time::Instant::now();
+    loop {
+        tokio::select! {
+            out = &mut work => return Some(out),
+            () = tokio::time::sleep(tick) => {
+                let now = moved();
+                if now != last {
+                    last = now;
+                    since = std::time::Instant::now();
+                } else if since.elapsed() >= limit {
+                    return None;
+                }
+            }
+        }
+    }
+}
 
 /// How one volume's transfer goes.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

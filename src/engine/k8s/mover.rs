@@ -7,15 +7,16 @@
 //! deleted whatever happens, and carries Ferry's label so a leftover one can be found.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, AttachParams, AttachedProcess, DeleteParams, PostParams};
+use kube::api::{Api, AttachParams, AttachedProcess, DeleteParams, ListParams, PostParams};
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 
 use super::objects::is_not_found;
-use super::{K8sError, MANAGED_BY, Result};
+use super::{K8sError, MANAGED_BY, Result, unless_stalled, within};
 
 /// The mover image when none is configured.
 pub const DEFAULT_IMAGE: &str = "busybox:1.36";
@@ -30,6 +31,9 @@ pub struct MoverOptions {
     pub image: String,
     /// How long a mover may take to start (image pull, volume binding).
     pub start_timeout: Duration,
+    /// How long a data stream may move nothing, or a request stay unanswered, before
+    /// the job gives up on the cluster (the connection dropped or stalled).
+    pub stall_timeout: Duration,
 }
 
 impl Default for MoverOptions {
@@ -37,6 +41,7 @@ impl Default for MoverOptions {
         MoverOptions {
             image: DEFAULT_IMAGE.into(),
             start_timeout: Duration::from_secs(180),
+            stall_timeout: Duration::from_secs(120),
         }
     }
 }
@@ -108,6 +113,8 @@ pub struct Mover {
     pub name: String,
     pub namespace: String,
     pub mount: &'static str,
+    /// See [`MoverOptions::stall_timeout`].
+    pub stall: Duration,
 }
 
 impl Mover {
@@ -146,26 +153,34 @@ impl Mover {
             "metadata": {
                 "generateName": "ferry-mover-",
                 "namespace": namespace,
-                "labels": {MANAGED_BY.0: MANAGED_BY.1, "ferry.dev/role": "mover", "ferry.dev/claim": claim},
+                "labels": {MANAGED_BY.0: MANAGED_BY.1, "ferry.dev/role": "mover", "ferry.dev/claim": claim_label(claim)},
             },
             "spec": spec,
         }))
         .map_err(|e| K8sError::Invalid(format!("mover pod: {e}")))?;
-        let created = api
-            .create(&PostParams::default(), &pod)
-            .await
-            .map_err(|e| {
-                K8sError::api(
-                    format!("cannot start a mover pod for {namespace}/{claim}"),
-                    &e,
-                )
-            })?;
+        if !read_only {
+            remove_leftovers(&api, claim, opts.stall_timeout).await;
+        }
+        let created = within(
+            opts.stall_timeout,
+            || format!("starting a mover pod for {namespace}/{claim}"),
+            async {
+                api.create(&PostParams::default(), &pod).await.map_err(|e| {
+                    K8sError::api(
+                        format!("cannot start a mover pod for {namespace}/{claim}"),
+                        &e,
+                    )
+                })
+            },
+        )
+        .await?;
         let name = created.metadata.name.unwrap_or_default();
         let mover = Mover {
             api,
             name,
             namespace: namespace.into(),
             mount,
+            stall: opts.stall_timeout,
         };
         if let Err(e) = mover.wait_running(opts.start_timeout, claim).await {
             mover.delete().await;
@@ -177,11 +192,17 @@ impl Mover {
     async fn wait_running(&self, timeout: Duration, claim: &str) -> Result<()> {
         let started = Instant::now();
         loop {
-            let p = self
-                .api
-                .get(&self.name)
-                .await
-                .map_err(|e| K8sError::api(format!("mover pod {}", self.name), &e))?;
+            let p = within(
+                self.stall,
+                || format!("waiting for the mover pod {}", self.name),
+                async {
+                    self.api
+                        .get(&self.name)
+                        .await
+                        .map_err(|e| K8sError::api(format!("mover pod {}", self.name), &e))
+                },
+            )
+            .await?;
             let status = p.status.unwrap_or_default();
             match status.phase.as_deref() {
                 Some("Running") => return Ok(()),
@@ -240,10 +261,16 @@ impl Mover {
             // 130 MiB/s; 1 MiB lets it run at what the connection carries.
             .max_stdout_buf_size(1 << 20)
             .max_stdin_buf_size(1 << 20);
-        self.api
-            .exec(&self.name, command, &ap)
-            .await
-            .map_err(|e| K8sError::api(format!("cannot exec in the mover pod {}", self.name), &e))
+        within(
+            self.stall,
+            || format!("exec in the mover pod {}", self.name),
+            async {
+                self.api.exec(&self.name, command, &ap).await.map_err(|e| {
+                    K8sError::api(format!("cannot exec in the mover pod {}", self.name), &e)
+                })
+            },
+        )
+        .await
     }
 
     /// Runs `command` to its end and returns its stdout; a failure carries stderr.
@@ -253,9 +280,14 @@ impl Mover {
         let mut out = Vec::new();
         let mut err = Vec::new();
         let (mut so, mut se) = (p.stdout(), p.stderr());
+        let got = AtomicU64::new(0);
         let read_out = async {
             if let Some(s) = so.as_mut() {
-                let _ = s.read_to_end(&mut out).await;
+                let mut buf = vec![0u8; 64 * 1024];
+                while let Ok(n @ 1..) = s.read(&mut buf).await {
+                    out.extend_from_slice(&buf[..n]);
+                    got.fetch_add(n as u64, Relaxed);
+                }
             }
         };
         let read_err = async {
@@ -263,18 +295,39 @@ impl Mover {
                 let _ = s.read_to_end(&mut err).await;
             }
         };
-        tokio::join!(read_out, read_err);
+        let read = async { tokio::join!(read_out, read_err) };
+        if unless_stalled(self.stall, || got.load(Relaxed), read)
+            .await
+            .is_none()
+        {
+            p.abort();
+            return Err(self.stalled(&what));
+        }
         self.finish(p, &what, &err).await?;
         Ok(out)
+    }
+
+    /// The error of a stream that stopped moving.
+    pub fn stalled(&self, what: &str) -> K8sError {
+        K8sError::Unreachable {
+            what: format!("`{what}` in the mover pod {}/{}", self.namespace, self.name),
+            secs: self.stall.as_secs(),
+        }
     }
 
     /// Waits for an exec'd command's status; an error unless it succeeded.
     pub async fn finish(&self, mut p: AttachedProcess, what: &str, stderr: &[u8]) -> Result<()> {
         let status = match p.take_status() {
-            Some(s) => s.await,
+            Some(s) => match tokio::time::timeout(self.stall, s).await {
+                Ok(s) => s,
+                Err(_) => {
+                    p.abort();
+                    return Err(self.stalled(what));
+                }
+            },
             None => None,
         };
-        let _ = p.join().await;
+        let _ = tokio::time::timeout(self.stall, p.join()).await;
         match status {
             Some(s) if s.status.as_deref() == Some("Success") => Ok(()),
             Some(s) => Err(K8sError::Volume {
@@ -308,13 +361,56 @@ impl Mover {
             grace_period_seconds: Some(0),
             ..DeleteParams::default()
         };
-        match self.api.delete(&self.name, &dp).await {
-            Ok(_) => {}
-            Err(e) if is_not_found(&e) => {}
-            Err(e) => {
+        match tokio::time::timeout(self.stall, self.api.delete(&self.name, &dp)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) if is_not_found(&e) => {}
+            Ok(Err(e)) => {
                 tracing::warn!(pod = %self.name, ns = %self.namespace, error = %e, "mover pod not deleted")
             }
+            Err(_) => {
+                tracing::warn!(pod = %self.name, ns = %self.namespace, "mover pod not deleted: the cluster did not answer")
+            }
         }
+    }
+}
+
+/// The claim as a label value (at most 63 characters; longer names are hashed).
+fn claim_label(claim: &str) -> String {
+    if claim.len() <= 63 {
+        claim.to_string()
+    } else {
+        blake3::hash(claim.as_bytes()).to_hex()[..40].to_string()
+    }
+}
+
+/// Deletes writing movers of `claim` that an interrupted job left behind: they would
+/// still hold the claim and could still be writing to it.
+async fn remove_leftovers(api: &Api<Pod>, claim: &str, limit: Duration) {
+    let lp = ListParams::default().labels(&format!(
+        "{}={},ferry.dev/role=mover,ferry.dev/claim={}",
+        MANAGED_BY.0,
+        MANAGED_BY.1,
+        claim_label(claim)
+    ));
+    let Ok(Ok(pods)) = tokio::time::timeout(limit, api.list(&lp)).await else {
+        return;
+    };
+    let dp = DeleteParams {
+        grace_period_seconds: Some(0),
+        ..DeleteParams::default()
+    };
+    for p in pods.items {
+        let writes = p
+            .spec
+            .iter()
+            .flat_map(|s| s.volumes.iter().flatten())
+            .filter_map(|v| v.persistent_volume_claim.as_ref())
+            .any(|c| c.claim_name == claim && c.read_only != Some(true));
+        let Some(name) = p.metadata.name.filter(|_| writes) else {
+            continue;
+        };
+        tracing::info!(pod = %name, claim, "removing a mover left by an interrupted job");
+        let _ = tokio::time::timeout(limit, api.delete(&name, &dp)).await;
     }
 }
 
@@ -330,19 +426,6 @@ fn tail(stderr: &[u8]) -> String {
             .unwrap_or(s.len());
         format!(" ({})", &s[start..])
     }
-}
-
-/// Writes `data` to a process's stdin and closes it.
-pub async fn feed_stdin(p: &mut AttachedProcess, data: &[u8]) -> Result<()> {
-    if let Some(mut w) = p.stdin() {
-        w.write_all(data)
-            .await
-            .map_err(|e| K8sError::Invalid(format!("cannot send to the mover: {e}")))?;
-        w.shutdown()
-            .await
-            .map_err(|e| K8sError::Invalid(format!("cannot send to the mover: {e}")))?;
-    }
-    Ok(())
 }
 
 /// The node holding a ReadWriteOnce claim: where a running pod using it is.

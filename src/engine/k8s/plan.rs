@@ -16,7 +16,7 @@ use super::graph;
 use super::mover::MoverOptions;
 use super::objects::{self, Catalog, ObjRef};
 use super::transform::{self, Mapping};
-use super::{K8sError, RESTORED_ANNOTATION, Result};
+use super::{K8sError, RESTORED_ANNOTATION, RESTORING_ANNOTATION, Result};
 use crate::engine::Id;
 use crate::engine::snapshot::Snapshot;
 use crate::providers::probe::StorageClassInfo;
@@ -574,9 +574,14 @@ pub async fn build(
         if let Some(cur) = existing.get(&i.target) {
             let done =
                 cur["metadata"]["annotations"][RESTORED_ANNOTATION].as_str() == marker.as_deref();
+            let interrupted =
+                cur["metadata"]["annotations"][RESTORING_ANNOTATION].as_str() == marker.as_deref();
             if done {
                 vp.restore_data = false;
                 vp.reason = Some("already restored from this snapshot".into());
+            } else if interrupted && vp.restore_data {
+                vp.reason =
+                    Some("its data did not all arrive in an earlier run: sent again".into());
             } else if opts.conflict != Conflict::Update && vp.restore_data {
                 vp.restore_data = false;
                 vp.reason =
@@ -587,6 +592,20 @@ pub async fn build(
             vp.reason = i.reason.clone();
         }
         volumes.push(vp);
+    }
+    // Claims created here say which data they wait for, so a retry knows its own.
+    for v in volumes.iter().filter(|v| v.restore_data) {
+        if let (Some(i), Some(tree)) = (items.iter_mut().find(|i| i.target == v.target), v.tree)
+            && i.action == Action::Create
+            && i.object["metadata"].is_object()
+        {
+            let marker = format!("{}:{}", snap.id.short(), tree.short());
+            let meta = &mut i.object["metadata"];
+            if !meta["annotations"].is_object() {
+                meta["annotations"] = serde_json::json!({});
+            }
+            meta["annotations"][RESTORING_ANNOTATION] = serde_json::Value::String(marker);
+        }
     }
     // Claims that must grow to hold their data.
     for v in &volumes {

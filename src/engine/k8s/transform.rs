@@ -120,6 +120,9 @@ pub fn transform(obj: &Value, map: &Mapping) -> (Value, Vec<String>) {
                 "volume.beta.kubernetes.io/storage-provisioner",
                 "volume.kubernetes.io/storage-provisioner",
                 "control-plane.alpha.kubernetes.io/leader",
+                // Ferry's own marks of an earlier restore say nothing about this one.
+                super::RESTORED_ANNOTATION,
+                super::RESTORING_ANNOTATION,
             ] {
                 remove(a, k, &mut changes, "");
             }
