@@ -552,6 +552,41 @@ fn a_target_lacking_a_storage_class_or_a_definition_gets_a_plan_that_refuses() {
             "{text}"
         );
 
+        // A quota in the target namespace that the claims would exceed.
+        let ns_api = Api::<k8s_openapi::api::core::v1::Namespace>::all(qa.clone());
+        ns_api
+            .create(
+                &Default::default(),
+                &serde_json::from_value(serde_json::json!({"metadata": {"name": "shop"}})).unwrap(),
+            )
+            .await
+            .unwrap();
+        Api::<k8s_openapi::api::core::v1::ResourceQuota>::namespaced(qa.clone(), "shop")
+            .create(
+                &Default::default(),
+                &serde_json::from_value(serde_json::json!({
+                    "metadata": {"name": "small"},
+                    "spec": {"hard": {"requests.storage": "1Mi", "persistentvolumeclaims": "5"}}
+                }))
+                .unwrap(),
+            )
+            .await
+            .unwrap();
+        let p = plan_for(
+            &qa,
+            &t.repo,
+            &out,
+            &restore_opts("shop", "shop", Conflict::Skip),
+        )
+        .await;
+        let quota: Vec<_> = p
+            .problems
+            .iter()
+            .filter(|p| p.message.contains("quota shop/small"))
+            .collect();
+        assert_eq!(quota.len(), 1, "{}", p.render_text());
+        assert!(quota[0].blocking && quota[0].message.contains("requests.storage=1Mi"));
+
         // Custom resources whose definition is neither on the target nor in the capture.
         let repo2 = t.repo.clone();
         let snap = out.snapshot.clone();

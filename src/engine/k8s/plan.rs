@@ -624,6 +624,8 @@ pub async fn build(
         }
     }
 
+    problems.extend(quota_problems(client, &items).await);
+
     // Order.
     let placed: Vec<(ObjRef, Value)> = items
         .iter()
@@ -668,6 +670,117 @@ pub async fn build(
         volumes,
         problems,
     })
+}
+
+/// What the claims to create ask of one namespace's quotas.
+#[derive(Default)]
+struct ClaimDemand {
+    count: u64,
+    bytes: u64,
+    by_class: BTreeMap<String, (u64, u64)>,
+}
+
+/// A quota's name, hard limits and what is in use, by resource name.
+type Quota = (String, BTreeMap<String, String>, BTreeMap<String, String>);
+
+/// Claims the plan creates against the quotas of their namespaces: those on the target
+/// now (with what they have used) and those the plan itself creates (nothing used).
+async fn quota_problems(client: &kube::Client, items: &[PlanItem]) -> Vec<Problem> {
+    use k8s_openapi::api::core::v1::ResourceQuota;
+    let mut demand: BTreeMap<String, ClaimDemand> = BTreeMap::new();
+    for i in items
+        .iter()
+        .filter(|i| i.action == Action::Create && i.target.kind == "PersistentVolumeClaim")
+    {
+        let d = demand
+            .entry(i.target.namespace.clone().unwrap_or_default())
+            .or_default();
+        let bytes = i.object["spec"]["resources"]["requests"]["storage"]
+            .as_str()
+            .and_then(parse_quantity)
+            .unwrap_or(0);
+        d.count += 1;
+        d.bytes += bytes;
+        if let Some(class) = i.object["spec"]["storageClassName"].as_str() {
+            let c = d.by_class.entry(class.to_string()).or_default();
+            c.0 += 1;
+            c.1 += bytes;
+        }
+    }
+    let mut out = Vec::new();
+    for (ns, d) in &demand {
+        let mut quotas: Vec<Quota> = items
+            .iter()
+            .filter(|i| {
+                i.action == Action::Create
+                    && i.target.kind == "ResourceQuota"
+                    && i.target.namespace.as_deref() == Some(ns.as_str())
+            })
+            .filter_map(|i| {
+                let hard = serde_json::from_value(i.object["spec"]["hard"].clone()).ok()?;
+                Some((i.target.name.clone(), hard, BTreeMap::new()))
+            })
+            .collect();
+        let api: kube::Api<ResourceQuota> = kube::Api::namespaced(client.clone(), ns);
+        match api.list(&Default::default()).await {
+            Ok(list) => {
+                for q in list.items {
+                    let name = q.metadata.name.unwrap_or_default();
+                    let hard = q
+                        .spec
+                        .and_then(|s| s.hard)
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(k, v)| (k, v.0))
+                        .collect();
+                    let used = q
+                        .status
+                        .and_then(|s| s.used)
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(k, v)| (k, v.0))
+                        .collect();
+                    quotas.retain(|(n, _, _)| n != &name);
+                    quotas.push((name, hard, used));
+                }
+            }
+            Err(e) => tracing::debug!(%ns, error = %e, "quotas not readable"),
+        }
+        for (name, hard, used) in &quotas {
+            let mut check = |key: String, want: u64, what: &str| {
+                let Some(limit) = hard.get(&key).and_then(|v| parse_quantity(v)) else {
+                    return;
+                };
+                let spent = used.get(&key).and_then(|v| parse_quantity(v)).unwrap_or(0);
+                if spent.saturating_add(want) > limit {
+                    out.push(Problem {
+                        blocking: true,
+                        object: None,
+                        message: format!(
+                            "quota {ns}/{name} allows {key}={} ({} in use) but the restore adds {want} {what}: raise the quota or restore fewer claims",
+                            hard[&key],
+                            used.get(&key).map(String::as_str).unwrap_or("none"),
+                        ),
+                    });
+                }
+            };
+            check("persistentvolumeclaims".into(), d.count, "claim(s)");
+            check("requests.storage".into(), d.bytes, "bytes of requests");
+            for (class, (n, b)) in &d.by_class {
+                check(
+                    format!("{class}.storageclass.storage.k8s.io/persistentvolumeclaims"),
+                    *n,
+                    "claim(s)",
+                );
+                check(
+                    format!("{class}.storageclass.storage.k8s.io/requests.storage"),
+                    *b,
+                    "bytes of requests",
+                );
+            }
+        }
+    }
+    out
 }
 
 fn names(classes: &[StorageClassInfo]) -> String {

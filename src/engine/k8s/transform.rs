@@ -226,7 +226,8 @@ pub fn transform(obj: &Value, map: &Mapping) -> (Value, Vec<String>) {
                 }
             }
         }
-        ("rbac.authorization.k8s.io", "RoleBinding" | "ClusterRoleBinding") => {
+        ("rbac.authorization.k8s.io", kind @ ("RoleBinding" | "ClusterRoleBinding")) => {
+            let mut moved_to: Vec<String> = Vec::new();
             if let Some(subs) = o.get_mut("subjects").and_then(Value::as_array_mut) {
                 for s in subs.iter_mut().filter_map(Value::as_object_mut) {
                     if let Some(ns) = s
@@ -238,9 +239,23 @@ pub fn transform(obj: &Value, map: &Mapping) -> (Value, Vec<String>) {
                         if to != ns {
                             s.insert("namespace".into(), json!(to));
                             changes.push(format!("subject namespace {ns} -> {to}"));
+                            moved_to.push(to);
                         }
                     }
                 }
+            }
+            // A cluster-wide binding for a renamed namespace gets a name of its own: a
+            // clone into the same cluster must not take over (or be refused by) the
+            // source namespace's binding.
+            moved_to.sort();
+            moved_to.dedup();
+            if kind == "ClusterRoleBinding"
+                && !moved_to.is_empty()
+                && let Some(name) = o["metadata"]["name"].as_str().map(str::to_string)
+            {
+                let renamed = format!("{name}-{}", moved_to.join("-"));
+                o["metadata"]["name"] = json!(renamed);
+                changes.push(format!("renamed {name} -> {renamed}"));
             }
         }
         ("", "ServiceAccount") => {
@@ -441,6 +456,28 @@ pub fn suggest_storage_classes(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn cluster_role_bindings_of_a_renamed_namespace_get_their_own_name() {
+        let crb = json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": "shop-reader"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
+            "subjects": [{"kind": "ServiceAccount", "name": "web", "namespace": "shop"}]
+        });
+        let map = Mapping {
+            namespaces: [("shop".to_string(), "shop-copy".to_string())].into(),
+            ..Mapping::default()
+        };
+        let (o, changes) = transform(&crb, &map);
+        assert_eq!(o["metadata"]["name"], "shop-reader-shop-copy");
+        assert_eq!(o["subjects"][0]["namespace"], "shop-copy");
+        assert!(changes.iter().any(|c| c.contains("renamed")), "{changes:?}");
+        // Same namespace on another cluster: the name stays.
+        let (o, _) = transform(&crb, &Mapping::default());
+        assert_eq!(o["metadata"]["name"], "shop-reader");
+    }
+
     use super::*;
 
     fn sc(name: &str, prov: &str, ty: Option<&str>, default: bool) -> StorageClassInfo {
