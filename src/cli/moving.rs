@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use clap::Args;
 
 use super::kube::connect;
-use super::policy::{Place, authorize};
+use super::policy::{Place, authorize, origin};
 use super::{Context, Exit};
 use crate::config::Settings;
 use crate::engine::k8s::apply::{self, Report};
@@ -239,7 +239,7 @@ pub fn backup(
             Exit::from(3)
         })
     })();
-    policy_job.finish(&result);
+    policy_job.finish(ctx, &result);
     result
 }
 
@@ -430,7 +430,7 @@ pub fn restore(
         ctx,
         &repo,
         PolicyAction::Restore,
-        Some(&Place::origin(ctx, &meta.cluster)),
+        Some(&origin(ctx, &meta.cluster)),
         Some(&Place::new(&linked, Some(&client))),
         &pairs,
     )?;
@@ -464,7 +464,7 @@ pub fn restore(
         policy_job.bytes(report.bytes_restored);
         print_report(ctx, &report)
     })();
-    policy_job.finish(&result);
+    policy_job.finish(ctx, &result);
     result
 }
 
@@ -601,7 +601,7 @@ pub fn migrate(
         policy_job.bytes(report.bytes_restored);
         print_report(ctx, &report)
     })();
-    policy_job.finish(&result);
+    policy_job.finish(ctx, &result);
     result
 }
 

@@ -2,7 +2,6 @@
 //! job that moves workloads makes before it plans anything, with the audit record it
 //! leaves behind ([`Job::finish`]).
 
-use std::collections::BTreeMap;
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
 
@@ -16,11 +15,9 @@ use serde_json::Value;
 use super::kube::{connect, linked};
 use super::{Context, Exit};
 use crate::engine::Repository;
-use crate::engine::k8s::plan::{self, Plan};
-use crate::policy::audit::{self, AuditRecord, Outcome};
-use crate::policy::{
-    self as pol, Action, ActivePolicy, AdminKey, Decision, Identity, Location, Request, ScrubRule,
-};
+use crate::engine::k8s::plan::Plan;
+use crate::policy::gate::{self, Gate};
+use crate::policy::{self as pol, Action, ActivePolicy, AdminKey, Decision, Request};
 use crate::providers::kubeconfig::LinkedCluster;
 
 /// Exit status of `ferry policy check` when the answer is no.
@@ -272,107 +269,26 @@ fn set(ctx: &Context, a: SetArgs) -> anyhow::Result<Exit> {
     Ok(Exit::SUCCESS)
 }
 
-/// A place on a cluster that a job reads from or writes to.
-pub(super) struct Place {
-    base: Location,
-    client: Option<kube::Client>,
-}
+pub(super) use crate::policy::gate::Place;
 
-impl Place {
-    /// `cluster` reached through `client` (None when Ferry does not talk to it, e.g.
-    /// where a restored capture came from).
-    pub(super) fn new(cluster: &LinkedCluster, client: Option<&kube::Client>) -> Place {
-        Place {
-            base: Location {
-                cluster: cluster.name.clone(),
-                context: cluster.context.clone(),
-                server: cluster.server.clone(),
-                account: Location::account_from_arn(&[&cluster.context, &cluster.name]),
-                namespace: None,
-                namespace_labels: BTreeMap::new(),
-            },
-            client: client.cloned(),
-        }
-    }
-
-    /// A cluster known only by name (a capture's origin missing from the kubeconfig).
-    pub(super) fn named(name: &str) -> Place {
-        Place {
-            base: Location {
-                cluster: name.to_string(),
-                context: name.to_string(),
-                account: Location::account_from_arn(&[name]),
-                ..Location::default()
-            },
-            client: None,
-        }
-    }
-
-    /// The place a capture was taken from: its cluster as the kubeconfig knows it.
-    pub(super) fn origin(ctx: &Context, cluster: &str) -> Place {
-        match linked(ctx).ok().and_then(|l| l.get(cluster).ok().cloned()) {
-            Some(c) => Place::new(&c, None),
-            None => Place::named(cluster),
-        }
-    }
-
-    fn at(&self, ctx: &Context, ns: Option<&str>) -> Location {
-        let mut l = self.base.clone();
-        l.namespace = ns.map(str::to_string);
-        if let (Some(ns), Some(client)) = (ns, &self.client) {
-            let api: Api<Namespace> = Api::all(client.clone());
-            match ctx.rt.block_on(api.get_opt(ns)) {
-                Ok(Some(n)) => l.namespace_labels = n.metadata.labels.unwrap_or_default(),
-                Ok(None) => {}
-                Err(e) => {
-                    tracing::warn!(namespace = ns, error = %e, "cannot read namespace labels")
-                }
-            }
-        }
-        l
+/// The place a capture was taken from: its cluster as the kubeconfig knows it.
+pub(super) fn origin(ctx: &Context, cluster: &str) -> Place {
+    match linked(ctx).ok().and_then(|l| l.get(cluster).ok().cloned()) {
+        Some(c) => Place::new(&c, None),
+        None => Place::named(cluster),
     }
 }
 
-/// What a permitted job carries to its end: what to scrub and the audit record to
-/// complete.
+/// What a permitted job carries to its end: what to scrub and its audit record.
 pub(super) struct Job {
     repo: Repository,
-    record: AuditRecord,
-    scrub: Vec<ScrubRule>,
+    gate: Gate,
 }
 
-fn identities(ctx: &Context, places: &[&Place]) -> Vec<Result<Identity, pol::PolicyError>> {
-    let mut seen = Vec::new();
-    let mut out = Vec::new();
-    for p in places {
-        let Some(client) = &p.client else { continue };
-        if seen.contains(&p.base.cluster) {
-            continue;
-        }
-        seen.push(p.base.cluster.clone());
-        out.push(
-            ctx.rt
-                .block_on(pol::identity::who_am_i(client, &p.base.cluster)),
-        );
-    }
-    out
-}
-
-fn describe(place: Option<&Place>, namespaces: &[Option<String>]) -> Option<String> {
-    let p = place?;
-    let ns: Vec<&str> = namespaces.iter().flatten().map(String::as_str).collect();
-    Some(if ns.is_empty() {
-        p.base.cluster.clone()
-    } else {
-        format!("{}/{}", p.base.cluster, ns.join(","))
-    })
-}
-
-/// Decides whether this job may run, before anything is planned: loads and verifies the
-/// repository's policy, asks every cluster involved who the user is
-/// (`SelfSubjectReview`), and decides each source→target namespace pair (`pairs`). A
-/// denial prints the deciding rule and who could do it instead, is recorded in the audit
-/// trail, and is returned as an error.
+/// Decides whether this job may run, before anything is planned ([`gate::check`]:
+/// the verified policy, the identity on each cluster from `SelfSubjectReview`, every
+/// source→target namespace pair). A denial prints the deciding rule and who could do
+/// it instead, is recorded in the audit trail, and is returned as an error.
 pub(super) fn authorize(
     ctx: &Context,
     repo: &Repository,
@@ -381,121 +297,52 @@ pub(super) fn authorize(
     to: Option<&Place>,
     pairs: &[(Option<String>, Option<String>)],
 ) -> anyhow::Result<Job> {
-    let froms: Vec<Option<String>> = pairs.iter().map(|p| p.0.clone()).collect();
-    let tos: Vec<Option<String>> = pairs.iter().map(|p| p.1.clone()).collect();
-    let mut record = AuditRecord {
-        version: audit::RECORD_VERSION,
-        id: String::new(),
-        time: chrono::Utc::now(),
-        previous: None,
-        local_user: crate::engine::username(),
-        host: crate::engine::hostname(),
-        identities: Vec::new(),
-        action,
-        from: describe(from, &froms),
-        to: describe(to, &tos),
-        policy_seq: None,
-        allowed: false,
-        rule: None,
-        reason: String::new(),
-        plan: None,
-        snapshot: None,
-        outcome: Outcome::Denied,
-        detail: None,
-        bytes: 0,
-    };
-    let deny = |mut record: AuditRecord, reason: String| {
-        record.reason = reason;
-        if let Err(e) = audit::append(repo, record) {
-            eprintln!("warning: the denied attempt was not recorded in the audit trail: {e}");
-        }
-    };
-    let policy = match load_policy(repo) {
-        Ok(p) => p,
-        Err(e) => {
-            deny(record, format!("{e:#}"));
-            return Err(e);
-        }
-    };
-    record.policy_seq = policy.as_ref().map(|p| p.body.seq);
-    let places: Vec<&Place> = from.into_iter().chain(to).collect();
-    for id in identities(ctx, &places) {
-        match id {
-            Ok(i) => record.identities.push(i),
-            Err(e) if policy.is_some() => {
-                deny(record, e.to_string());
-                return Err(e.into());
+    match ctx.rt.block_on(gate::check(repo, action, from, to, pairs)) {
+        Ok(gate) => {
+            if gate.has_policy
+                && let Some(d) = gate.decisions.first()
+            {
+                eprintln!("allowed by policy: {}", d.reason);
             }
-            Err(e) => tracing::warn!(error = %e, "no identity for the audit record"),
-        }
-    }
-    let decisions: Vec<Decision> = match &policy {
-        None => vec![Decision::no_policy(action)],
-        Some(p) => pairs
-            .iter()
-            .map(|(f, t)| {
-                p.policy.decide(&Request {
-                    action,
-                    from: from.map(|pl| pl.at(ctx, f.as_deref())),
-                    to: to.map(|pl| pl.at(ctx, t.as_deref())),
-                    identities: record.identities.clone(),
-                })
+            Ok(Job {
+                repo: repo.clone(),
+                gate,
             })
-            .collect(),
-    };
-    if let Some(d) = decisions.iter().find(|d| !d.allowed) {
-        record.rule = d.rule.as_ref().map(|r| r.index);
-        eprintln!("denied by policy: {}", d.reason);
-        if d.could.is_empty() {
-            eprintln!(
-                "no subject of the policy may do this; an administrator can change it with `ferry policy set`"
-            );
-        } else {
-            eprintln!("who could do it instead: {}", d.could.join(", "));
         }
-        deny(record, d.reason.clone());
-        anyhow::bail!(
-            "{action} denied by the repository's policy{}: nothing was changed",
-            d.rule
-                .as_ref()
-                .map(|r| format!(" (rule {}: {})", r.index, r.text))
-                .unwrap_or_default()
-        );
-    }
-    let mut scrub: Vec<ScrubRule> = Vec::new();
-    for d in &decisions {
-        tracing::info!(%action, reason = %d.reason, "policy decision");
-        for s in &d.scrub {
-            if !scrub.contains(s) {
-                scrub.push(s.clone());
+        Err(pol::PolicyError::Denied {
+            rule,
+            reason,
+            could,
+            unrecorded,
+            ..
+        }) => {
+            eprintln!("denied by policy: {reason}");
+            if could.is_empty() {
+                eprintln!(
+                    "no subject of the policy may do this; an administrator can change it with `ferry policy set`"
+                );
+            } else {
+                eprintln!("who could do it instead: {}", could.join(", "));
             }
+            if let Some(w) = unrecorded {
+                eprintln!("warning: {w}");
+            }
+            anyhow::bail!(
+                "{action} denied by the repository's policy{}: nothing was changed",
+                rule.map(|r| format!(" ({r})")).unwrap_or_default()
+            )
         }
+        Err(e) => Err(anyhow::Error::new(e).context(format!(
+            "{action} refused: the policy of the repository at {} cannot be checked",
+            repo.location()
+        ))),
     }
-    if policy.is_some()
-        && let Some(d) = decisions.first()
-    {
-        eprintln!("allowed by policy: {}", d.reason);
-    }
-    record.allowed = true;
-    record.rule = decisions
-        .first()
-        .and_then(|d| d.rule.as_ref().map(|r| r.index));
-    record.reason = decisions
-        .iter()
-        .map(|d| d.reason.as_str())
-        .collect::<Vec<_>>()
-        .join("; ");
-    Ok(Job {
-        repo: repo.clone(),
-        record,
-        scrub,
-    })
 }
 
 impl Job {
     /// The objects to restore after the policy's scrub rules; says what was scrubbed.
     pub(super) fn scrub(&self, objects: Vec<Value>) -> Vec<Value> {
-        let (kept, done) = pol::scrub::apply(&self.scrub, objects);
+        let (kept, done) = pol::scrub::apply(&self.gate.scrub, objects);
         for s in &done {
             match s.mode {
                 pol::ScrubMode::Drop => eprintln!("policy scrub: {} is not copied", s.object),
@@ -514,37 +361,28 @@ impl Job {
     }
 
     pub(super) fn plan(&mut self, plan: &Plan) {
-        self.record.plan = Some(format!(
-            "{} to create, {} to update, {} to skip, {} volume(s) into {}",
-            plan.count(plan::Action::Create),
-            plan.count(plan::Action::Update),
-            plan.count(plan::Action::Skip),
-            plan.volumes.len(),
-            plan.target_cluster
-        ));
+        self.gate.plan(plan);
     }
 
     pub(super) fn snapshot(&mut self, id: &crate::engine::id::Id) {
-        self.record.snapshot = Some(id.to_hex());
+        self.gate.record.snapshot = Some(id.to_hex());
     }
 
     pub(super) fn bytes(&mut self, n: u64) {
-        self.record.bytes += n;
+        self.gate.record.bytes += n;
     }
 
     /// Appends the audit record of the finished job.
-    pub(super) fn finish(mut self, result: &anyhow::Result<Exit>) {
-        match result {
-            Ok(e) if *e == Exit::SUCCESS => self.record.outcome = Outcome::Succeeded,
-            Ok(_) => self.record.outcome = Outcome::Partial,
-            Err(e) => {
-                self.record.outcome = Outcome::Failed;
-                self.record.detail = Some(format!("{e:#}"));
-            }
-        }
-        self.record.time = chrono::Utc::now();
-        if let Err(e) = audit::append(&self.repo, self.record) {
-            eprintln!("warning: this job was not recorded in the audit trail: {e}");
+    pub(super) fn finish(self, ctx: &Context, result: &anyhow::Result<Exit>) {
+        let outcome = match result {
+            Ok(e) => Ok(*e == Exit::SUCCESS),
+            Err(e) => Err(format!("{e:#}")),
+        };
+        if let Some(w) = ctx
+            .rt
+            .block_on(gate::finish(&self.repo, self.gate.record, outcome))
+        {
+            eprintln!("warning: {w}");
         }
     }
 }
@@ -581,16 +419,34 @@ fn check(ctx: &Context, a: CheckArgs) -> anyhow::Result<Exit> {
         say!("allowed: {}", Decision::no_policy(action).reason);
         return Ok(Exit::SUCCESS);
     };
-    let places: Vec<&Place> = from.iter().chain(to.iter()).map(|(p, _)| p).collect();
-    let ids = identities(ctx, &places)
-        .into_iter()
-        .collect::<Result<Vec<_>, _>>()?;
-    let d = p.policy.decide(&Request {
-        action,
-        from: from.as_ref().map(|(pl, ns)| pl.at(ctx, ns.as_deref())),
-        to: to.as_ref().map(|(pl, ns)| pl.at(ctx, ns.as_deref())),
-        identities: ids,
-    });
+    let d = ctx.rt.block_on(async {
+        let mut ids = Vec::new();
+        let mut asked: Vec<&str> = Vec::new();
+        for (pl, _) in from.iter().chain(to.iter()) {
+            let Some(client) = &pl.client else { continue };
+            if asked.contains(&pl.base.cluster.as_str()) {
+                continue;
+            }
+            asked.push(&pl.base.cluster);
+            ids.push(pol::identity::who_am_i(client, &pl.base.cluster).await?);
+        }
+        let at = |side: &Option<(Place, Option<String>)>| {
+            let side = side.clone();
+            async move {
+                match side {
+                    Some((pl, ns)) => Some(pl.at(ns.as_deref()).await),
+                    None => None,
+                }
+            }
+        };
+        let req = Request {
+            action,
+            from: at(&from).await,
+            to: at(&to).await,
+            identities: ids,
+        };
+        Ok::<_, pol::PolicyError>(p.policy.decide(&req))
+    })?;
     if d.allowed {
         say!("allowed: {}", d.reason);
         for s in &d.scrub {

@@ -17,6 +17,7 @@
 pub mod audit;
 pub mod document;
 pub mod eval;
+pub mod gate;
 pub mod identity;
 pub mod rbac;
 pub mod scrub;
@@ -89,10 +90,30 @@ pub enum PolicyError {
     AuditDamaged { name: String, detail: String },
     #[error("no environment is named {0:?}: list them with `ferry policy show`")]
     NoSuchEnvironment(String),
-    #[error("the Kubernetes API refused a request: {0}")]
-    Kube(String),
+    #[error("{reason}. {}{}", could_text(.could), .unrecorded.as_deref().map(|w| format!(" Warning: {w}")).unwrap_or_default())]
+    Denied {
+        action: Action,
+        /// `rule N: <rule>`, when a rule decided.
+        rule: Option<String>,
+        reason: String,
+        /// The subjects who could do it instead.
+        could: Vec<String>,
+        /// Why the denial is missing from the audit trail, if it is.
+        unrecorded: Option<String>,
+    },
     #[error(transparent)]
     Repository(#[from] crate::engine::Error),
+}
+
+fn could_text(could: &[String]) -> String {
+    if could.is_empty() {
+        "Nobody the policy names may do this; an administrator can change the policy with `ferry policy set`. Nothing was changed.".into()
+    } else {
+        format!(
+            "Who could do it instead: {}. Nothing was changed.",
+            could.join(", ")
+        )
+    }
 }
 
 /// Results of this module.
