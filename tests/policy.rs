@@ -690,3 +690,116 @@ rules:
         sandbox.shutdown().await.unwrap();
     });
 }
+
+mod console {
+    use std::time::Duration;
+
+    use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+    use ferry::engine::k8s::mover::MoverOptions;
+    use ferry::policy::AdminKey;
+    use ferry::providers::kubeconfig::{Linked, Sources};
+    use ferry::ui::app::{App, Env as AppEnv, Load, View};
+    use ferry::ui::keymap::Keymap;
+    use ferry::ui::theme::Theme;
+
+    use super::{Env, client, create_ns, policy_doc, start_clusters};
+
+    const LIMIT: Duration = Duration::from_secs(60);
+
+    fn key(app: &mut App, code: KeyCode) {
+        app.key(KeyEvent::new(code, KeyModifiers::NONE));
+    }
+
+    /// The console's migrate wizard as the developer, qa → prod: the plan step shows the
+    /// denial with the rule and who could, nothing is captured, and the audit trail
+    /// records the attempt.
+    #[test]
+    fn the_console_refuses_a_developer_migrating_qa_to_prod() {
+        let env = Env::new();
+        let c = env.t.rt.block_on(start_clusters(&env));
+        env.t.rt.block_on(async {
+            create_ns(&client(&env, "ferry-qa").await, "shop").await;
+        });
+        let key_file = AdminKey::generate("admin").unwrap();
+        ferry::policy::store::store(&env.t.repo, &policy_doc(&key_file.public()), &key_file)
+            .unwrap();
+
+        let mut linked = Linked::load(&Sources {
+            paths: vec![env.kubeconfig.clone()],
+        });
+        linked.clusters.retain(|c| c.name.ends_with("-dev"));
+        let names: Vec<&str> = linked.clusters.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["ferry-prod-dev", "ferry-qa-dev"]);
+        let mut app = App::new(AppEnv {
+            linked,
+            repo: Ok(env.t.repo.clone()),
+            rt: env.t.rt.handle().clone(),
+            theme: Theme::builtin("dark"),
+            keymap: Keymap::default_keys(),
+            read_only: false,
+            read_only_contexts: vec![],
+            mover: MoverOptions::default(),
+        });
+        assert!(app.settle(LIMIT, |a| a.clusters.iter().all(|c| c.facts.is_some())));
+        key(&mut app, KeyCode::Down);
+        key(&mut app, KeyCode::Enter);
+        assert_eq!(
+            app.screen().view,
+            View::Namespaces {
+                cluster: "ferry-qa-dev".into()
+            }
+        );
+        assert!(app.settle(LIMIT, |a| matches!(
+            a.cluster("ferry-qa-dev").unwrap().namespaces,
+            Some(Load::Ready(_))
+        )));
+        key(&mut app, KeyCode::Char('/'));
+        for ch in "shop".chars() {
+            key(&mut app, KeyCode::Char(ch));
+        }
+        key(&mut app, KeyCode::Enter);
+        assert_eq!(app.selected_row().unwrap().key, "shop");
+        key(&mut app, KeyCode::Char(' '));
+        key(&mut app, KeyCode::Char('m'));
+        assert_eq!(
+            app.wizard.as_ref().expect("the wizard opens").target_name(),
+            "ferry-prod-dev"
+        );
+        // Target, namespaces (keep the name), storage classes, options, plan.
+        key(&mut app, KeyCode::Enter);
+        key(&mut app, KeyCode::Enter);
+        assert!(app.settle(LIMIT, |a| matches!(
+            a.wizard.as_ref().unwrap().classes_used,
+            Load::Ready(_)
+        )));
+        key(&mut app, KeyCode::Enter);
+        key(&mut app, KeyCode::Enter);
+        assert!(app.settle(LIMIT, |a| !matches!(
+            a.wizard.as_ref().unwrap().plan,
+            Some(Load::Loading)
+        )));
+        match &app.wizard.as_ref().unwrap().plan {
+            Some(Load::Failed(e)) => {
+                assert!(e.contains("migrate is denied"), "{e}");
+                assert!(e.contains("rule 2 (deny * * from * to prod)"), "{e}");
+                assert!(e.contains("Who could do it instead: user:root"), "{e}");
+            }
+            other => panic!("the plan was not refused: {other:?}"),
+        }
+        // Nothing was captured; the attempt is in the audit trail.
+        let (snaps, _) = ferry::engine::snapshot::list(&env.t.repo).unwrap();
+        assert!(snaps.is_empty(), "a capture ran: {snaps:?}");
+        let (records, gaps) = ferry::policy::audit::read(&env.t.repo).unwrap();
+        assert!(gaps.is_empty());
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0].action, ferry::policy::Action::Migrate);
+        assert!(!records[0].allowed);
+        assert_eq!(records[0].rule, Some(2));
+        assert_eq!(records[0].identities[0].username, "dev");
+
+        env.t.rt.block_on(async {
+            c.prod.shutdown().await.unwrap();
+            c.qa.shutdown().await.unwrap();
+        });
+    }
+}

@@ -1262,6 +1262,15 @@ impl App {
         }
     }
 
+    /// Where a capture was taken, for the policy: its cluster as linked here, or its
+    /// name alone.
+    fn origin_place(&self, cluster: &str) -> crate::policy::gate::Place {
+        match self.cluster(cluster) {
+            Some(c) => crate::policy::gate::Place::new(&c.linked, None),
+            None => crate::policy::gate::Place::named(cluster),
+        }
+    }
+
     fn start_plan(&mut self, w: &mut Wizard) {
         let repo = match &self.env.repo {
             Ok(r) => r.clone(),
@@ -1288,6 +1297,7 @@ impl App {
                 (**snap).clone(),
                 (**meta).clone(),
                 ropts,
+                self.origin_place(&meta.cluster),
             ),
             Source::Live { cluster, scope } => {
                 let Some(source) = self.cluster(cluster).map(|c| c.linked.clone()) else {
@@ -1318,6 +1328,10 @@ impl App {
                     copts,
                     ropts,
                     progress,
+                    match w.purpose {
+                        crate::ui::wizard::Purpose::Clone => crate::policy::Action::Clone,
+                        _ => crate::policy::Action::Migrate,
+                    },
                 );
             }
         }
