@@ -765,6 +765,47 @@ mod console {
             app.wizard.as_ref().expect("the wizard opens").target_name(),
             "ferry-prod-dev"
         );
+        // The target step shows prod disabled, with the reason.
+        assert!(app.settle(LIMIT, |a| {
+            a.wizard.as_ref().unwrap().targets[0].denied.is_some()
+        }));
+        let w = app.wizard.as_ref().unwrap();
+        let reason = w.targets[0].denied.clone().unwrap();
+        assert!(
+            reason.contains("rule 2 (deny * * from * to prod)"),
+            "{reason}"
+        );
+        assert!(reason.contains("who could: user:root"), "{reason}");
+        // qa -> qa: no rule decides, denied by default.
+        let other = w.targets[1].denied.clone().unwrap();
+        assert!(other.contains("no rule allows it"), "{other}");
+        let mut term = ratatui::Terminal::new(ratatui::backend::TestBackend::new(160, 30)).unwrap();
+        term.draw(|f| ferry::ui::screens::draw(f, &app)).unwrap();
+        let screen: String = term
+            .backend()
+            .buffer()
+            .content()
+            .iter()
+            .map(|c| c.symbol())
+            .collect();
+        assert!(
+            screen.contains("ferry-prod-dev  denied by policy"),
+            "{screen}"
+        );
+        // Enter on it is refused in place.
+        key(&mut app, KeyCode::Enter);
+        let w = app.wizard.as_ref().unwrap();
+        assert_eq!(w.step, ferry::ui::wizard::Step::Target);
+        assert!(
+            w.error
+                .as_ref()
+                .unwrap()
+                .contains("the policy denies ferry-prod-dev"),
+            "{:?}",
+            w.error
+        );
+        // Were the shown verdict stale, the plan step checks again: forget it and go on.
+        app.wizard.as_mut().unwrap().targets[0].denied = None;
         // Target, namespaces (keep the name), storage classes, options, plan.
         key(&mut app, KeyCode::Enter);
         key(&mut app, KeyCode::Enter);

@@ -13,8 +13,9 @@ use kube::Api;
 
 use super::audit::{self, AuditRecord, Outcome};
 use super::document::{Action, ScrubRule};
-use super::eval::{Decision, Location, Request};
+use super::eval::{Decision, Identity, Location, Request};
 use super::store::{self, ActivePolicy};
+
 use super::{PolicyError, Result, identity};
 use crate::engine::Repository;
 use crate::engine::k8s::plan::{self, Plan};
@@ -142,6 +143,89 @@ fn describe(place: Option<&Place>, namespaces: &[&Option<String>]) -> Option<Str
     })
 }
 
+/// What the policy says about a job: its version (None: no policy), the identities, a
+/// decision per namespace pair (none without a policy).
+struct Evaluation {
+    policy_seq: Option<u64>,
+    identities: Vec<Identity>,
+    decisions: Vec<Decision>,
+}
+
+/// Loads the policy, asks the clusters who the user is and decides every pair. Errors:
+/// a policy that cannot be trusted, or an unknown identity where a policy needs one.
+async fn evaluate(
+    repo: &Repository,
+    action: Action,
+    from: Option<&Place>,
+    to: Option<&Place>,
+    pairs: &[(Option<String>, Option<String>)],
+) -> Result<Evaluation> {
+    let policy = load(repo).await?;
+    let mut identities = Vec::new();
+    let mut asked: Vec<&str> = Vec::new();
+    for p in from.into_iter().chain(to) {
+        let Some(client) = &p.client else { continue };
+        if asked.contains(&p.base.cluster.as_str()) {
+            continue;
+        }
+        asked.push(&p.base.cluster);
+        match identity::who_am_i(client, &p.base.cluster).await {
+            Ok(i) => identities.push(i),
+            Err(e) if policy.is_some() => return Err(e),
+            Err(e) => tracing::warn!(error = %e, "no identity for the audit record"),
+        }
+    }
+    let Some(active) = &policy else {
+        return Ok(Evaluation {
+            policy_seq: None,
+            identities,
+            decisions: Vec::new(),
+        });
+    };
+    let mut decisions = Vec::new();
+    for (f, t) in pairs {
+        let req = Request {
+            action,
+            from: match from {
+                Some(p) => Some(p.at(f.as_deref()).await),
+                None => None,
+            },
+            to: match to {
+                Some(p) => Some(p.at(t.as_deref()).await),
+                None => None,
+            },
+            identities: identities.clone(),
+        };
+        decisions.push(active.policy.decide(&req));
+    }
+    Ok(Evaluation {
+        policy_seq: Some(active.body.seq),
+        identities,
+        decisions,
+    })
+}
+
+/// What [`check`] would say, without recording anything (for showing which targets the
+/// policy denies before the user picks one): None when allowed, else why not.
+pub async fn preview(
+    repo: &Repository,
+    action: Action,
+    from: Option<&Place>,
+    to: Option<&Place>,
+    pairs: &[(Option<String>, Option<String>)],
+) -> Option<String> {
+    match evaluate(repo, action, from, to, pairs).await {
+        Ok(ev) => ev.decisions.into_iter().find(|d| !d.allowed).map(|d| {
+            if d.could.is_empty() {
+                d.reason
+            } else {
+                format!("{}; who could: {}", d.reason, d.could.join(", "))
+            }
+        }),
+        Err(e) => Some(e.to_string()),
+    }
+}
+
 /// Decides whether a job may run. `pairs` are its (source namespace, target namespace)
 /// pairs. A refusal (a denial, an untrustworthy policy, an unknown identity where a
 /// policy needs it) is appended to the audit trail and returned as the error.
@@ -173,33 +257,18 @@ pub async fn check(
         detail: None,
         bytes: 0,
     };
-    let policy = match load(repo).await {
-        Ok(p) => p,
+    let ev = match evaluate(repo, action, from, to, pairs).await {
+        Ok(ev) => ev,
         Err(e) => {
             record.reason = e.to_string();
             append(repo, record).await;
             return Err(e);
         }
     };
-    record.policy_seq = policy.as_ref().map(|p| p.body.seq);
-    let mut asked: Vec<&str> = Vec::new();
-    for p in from.into_iter().chain(to) {
-        let Some(client) = &p.client else { continue };
-        if asked.contains(&p.base.cluster.as_str()) {
-            continue;
-        }
-        asked.push(&p.base.cluster);
-        match identity::who_am_i(client, &p.base.cluster).await {
-            Ok(i) => record.identities.push(i),
-            Err(e) if policy.is_some() => {
-                record.reason = e.to_string();
-                append(repo, record).await;
-                return Err(e);
-            }
-            Err(e) => tracing::warn!(error = %e, "no identity for the audit record"),
-        }
-    }
-    let Some(active) = &policy else {
+    record.policy_seq = ev.policy_seq;
+    record.identities = ev.identities;
+    let decisions = ev.decisions;
+    if ev.policy_seq.is_none() {
         let d = Decision::no_policy(action);
         record.allowed = true;
         record.reason = d.reason.clone();
@@ -209,22 +278,6 @@ pub async fn check(
             record,
             has_policy: false,
         });
-    };
-    let mut decisions = Vec::new();
-    for (f, t) in pairs {
-        let req = Request {
-            action,
-            from: match from {
-                Some(p) => Some(p.at(f.as_deref()).await),
-                None => None,
-            },
-            to: match to {
-                Some(p) => Some(p.at(t.as_deref()).await),
-                None => None,
-            },
-            identities: record.identities.clone(),
-        };
-        decisions.push(active.policy.decide(&req));
     }
     if let Some(d) = decisions.iter().find(|d| !d.allowed) {
         record.rule = d.rule.as_ref().map(|r| r.index);

@@ -392,6 +392,41 @@ pub fn plan_snapshot(
     });
 }
 
+/// Which targets the repository's policy denies (read-only: nothing is recorded), for
+/// the wizard's target step. `source` is a live source cluster (asked who the user is)
+/// or a capture's origin; `namespaces` the (source, target) namespace pairs.
+#[allow(clippy::too_many_arguments)]
+pub fn target_verdicts(
+    rt: &Handle,
+    tx: &Sender<Msg>,
+    generation: u64,
+    repo: Repository,
+    action: Action,
+    source: Result<LinkedCluster, Place>,
+    targets: Vec<LinkedCluster>,
+    namespaces: Vec<(Option<String>, Option<String>)>,
+) {
+    let tx = tx.clone();
+    rt.spawn(async move {
+        let from = match source {
+            Ok(cluster) => {
+                let c = client(&cluster).await.ok();
+                Place::new(&cluster, c.as_ref())
+            }
+            Err(origin) => origin,
+        };
+        let mut out = Vec::new();
+        for t in targets {
+            // An unreachable target is shown as such by its probe; the policy cannot ask it.
+            let Ok(c) = client(&t).await else { continue };
+            let to = Place::new(&t, Some(&c));
+            let denied = gate::preview(&repo, action, Some(&from), Some(&to), &namespaces).await;
+            out.push((t.name.clone(), denied));
+        }
+        send(&tx, Msg::WizardVerdicts(generation, out));
+    });
+}
+
 /// Captures a live selection (a job of its own), then plans its restore.
 #[allow(clippy::too_many_arguments)]
 pub fn plan_live(
