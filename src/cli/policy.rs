@@ -183,6 +183,18 @@ fn show(ctx: &Context, a: ShowArgs) -> anyhow::Result<Exit> {
 fn diff_lines(old: &str, new: &str) -> Vec<String> {
     let a: Vec<&str> = old.lines().collect();
     let b: Vec<&str> = new.lines().collect();
+    // The table below is quadratic: very long documents are only summarised.
+    if a.len().saturating_mul(b.len()) > 4_000_000 {
+        return if old == new {
+            Vec::new()
+        } else {
+            vec![format!(
+                "the document changed ({} lines before, {} now): too long to compare line by line",
+                a.len(),
+                b.len()
+            )]
+        };
+    }
     // Longest common subsequence table, from the end.
     let mut l = vec![vec![0usize; b.len() + 1]; a.len() + 1];
     for i in (0..a.len()).rev() {
@@ -666,5 +678,9 @@ mod tests {
         assert_eq!(d, ["-     b", "+   2 B", "+   4 d"]);
         assert!(diff_lines("same\n", "same\n").is_empty());
         assert_eq!(diff_lines("", "x"), ["+   1 x"]);
+        let long = "x\n".repeat(3000);
+        let d = diff_lines(&long, &format!("{long}y\n"));
+        assert_eq!(d.len(), 1);
+        assert!(d[0].contains("3000 lines before, 3001 now"), "{d:?}");
     }
 }
