@@ -2,7 +2,8 @@
 //!
 //! This is the binary's edge: engine errors get their context here and become the
 //! message and exit status the user sees. Exit status: 0 success, 1 failure, 3 a backup
-//! that completed but skipped unreadable files, 4 `check` found damage.
+//! that completed but skipped unreadable files, 4 `check` found damage (or `audit` found
+//! removed records), 5 `policy check` answered no (a job the policy denies fails with 1).
 
 /// Prints a line to stdout; a closed pipe (`ferry ls | head`) ends the program quietly.
 macro_rules! say {
@@ -14,6 +15,7 @@ macro_rules! say {
     }};
 }
 
+mod audit;
 mod backup;
 mod console;
 mod init;
@@ -22,6 +24,7 @@ mod kube;
 mod maintenance;
 mod moving;
 mod open;
+mod policy;
 mod restore;
 mod sandbox;
 mod sandbox_seed;
@@ -145,6 +148,11 @@ pub enum Command {
     /// Manage the passwords and key files that open the repository
     #[command(subcommand)]
     Key(key::KeyCommand),
+    /// Who may move what where: administrator keys, the signed policy, "may I?", RBAC
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
+    /// The audit trail: every job and denied attempt recorded in the repository
+    Audit(audit::AuditArgs),
     /// Local Kubernetes clusters to try Ferry on (up, down, status, reset)
     #[command(subcommand)]
     Sandbox(sandbox::SandboxCommand),
@@ -188,6 +196,8 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::RepairIndex => maintenance::repair_index(&ctx),
         Command::Key(k) => key::run(&ctx, k),
         Command::Sandbox(c) => sandbox::run(&ctx, c),
+        Command::Policy(c) => policy::run(&ctx, c),
+        Command::Audit(a) => audit::run(&ctx, a),
     }
 }
 

@@ -10,6 +10,7 @@ use anyhow::Context as _;
 use clap::Args;
 
 use super::kube::connect;
+use super::policy::{Place, authorize, origin};
 use super::{Context, Exit};
 use crate::config::Settings;
 use crate::engine::k8s::apply::{self, Report};
@@ -21,6 +22,7 @@ use crate::engine::k8s::transform::Mapping;
 use crate::engine::k8s::{JobProgress, K8sError};
 use crate::engine::snapshot::{self, Snapshot};
 use crate::engine::{Repository, progress::Phase};
+use crate::policy::Action as PolicyAction;
 use crate::ui::{format, progress};
 
 /// What to capture from a cluster.
@@ -201,25 +203,44 @@ pub fn backup(
     let scope = sel.scope()?;
     let (linked, client) = connect(ctx, cluster)?;
     let repo = ctx.open()?;
-    let opts = CaptureOptions {
-        cluster: linked.name.clone(),
-        scope,
-        include_volumes: !sel.no_volumes,
-        use_snapshots: !sel.no_snapshots,
-        mover: mover(ctx, sel.mover_image.as_deref())?,
-        tags,
-        parent,
-        no_parent,
-    };
-    let job = new_job(ctx);
-    let out = run_job(ctx, &job, capture::capture(&client, &repo, &opts, &job))
-        .with_context(|| format!("backup from {} failed", linked.name))?;
-    print_capture(&out);
-    Ok(if out.warnings.is_empty() {
-        Exit::SUCCESS
-    } else {
-        Exit::from(3)
-    })
+    let pairs: Vec<_> = sel
+        .namespaces
+        .iter()
+        .map(|n| (Some(n.clone()), None))
+        .collect();
+    let mut policy_job = authorize(
+        ctx,
+        &repo,
+        PolicyAction::Backup,
+        Some(&Place::new(&linked, Some(&client))),
+        None,
+        &pairs,
+    )?;
+    let result = (|| {
+        let opts = CaptureOptions {
+            cluster: linked.name.clone(),
+            scope,
+            include_volumes: !sel.no_volumes,
+            use_snapshots: !sel.no_snapshots,
+            mover: mover(ctx, sel.mover_image.as_deref())?,
+            tags,
+            parent,
+            no_parent,
+        };
+        let job = new_job(ctx);
+        let out = run_job(ctx, &job, capture::capture(&client, &repo, &opts, &job))
+            .with_context(|| format!("backup from {} failed", linked.name))?;
+        print_capture(&out);
+        policy_job.snapshot(&out.snapshot.id);
+        policy_job.bytes(out.snapshot.summary.bytes);
+        Ok(if out.warnings.is_empty() {
+            Exit::SUCCESS
+        } else {
+            Exit::from(3)
+        })
+    })();
+    policy_job.finish(ctx, &result);
+    result
 }
 
 /// Loads a capture snapshot and its objects.
@@ -396,30 +417,55 @@ pub fn restore(
         }
         opts.only = Some(failed);
     }
-    let plan = ctx.rt.block_on(plan::build(
-        &client,
-        &linked.name,
-        &snap,
-        &meta,
-        &objects,
-        &opts,
-    ))?;
-    eprint!("{}", plan.render_text());
-    if plan.blocking() > 0 {
-        anyhow::bail!(
-            "the plan has {} blocking problem(s) (above): nothing was changed",
-            plan.blocking()
-        );
-    }
-    confirm(&plan, a.yes)?;
-    let job = new_job(ctx);
-    let report = run_job(
+    let sources = if opts.namespaces.is_empty() {
+        &meta.namespaces
+    } else {
+        &opts.namespaces
+    };
+    let pairs: Vec<_> = sources
+        .iter()
+        .map(|n| (Some(n.clone()), Some(opts.mapping.namespace(n).to_string())))
+        .collect();
+    let mut policy_job = authorize(
         ctx,
-        &job,
-        apply::apply(&client, &repo, &plan, &opts.mover, &job),
-    )
-    .with_context(|| format!("restore into {} failed", linked.name))?;
-    print_report(ctx, &report)
+        &repo,
+        PolicyAction::Restore,
+        Some(&origin(ctx, &meta.cluster)),
+        Some(&Place::new(&linked, Some(&client))),
+        &pairs,
+    )?;
+    policy_job.snapshot(&snap.id);
+    let result = (|| {
+        let objects = policy_job.scrub(objects);
+        let plan = ctx.rt.block_on(plan::build(
+            &client,
+            &linked.name,
+            &snap,
+            &meta,
+            &objects,
+            &opts,
+        ))?;
+        policy_job.plan(&plan);
+        eprint!("{}", plan.render_text());
+        if plan.blocking() > 0 {
+            anyhow::bail!(
+                "the plan has {} blocking problem(s) (above): nothing was changed",
+                plan.blocking()
+            );
+        }
+        confirm(&plan, a.yes)?;
+        let job = new_job(ctx);
+        let report = run_job(
+            ctx,
+            &job,
+            apply::apply(&client, &repo, &plan, &opts.mover, &job),
+        )
+        .with_context(|| format!("restore into {} failed", linked.name))?;
+        policy_job.bytes(report.bytes_restored);
+        print_report(ctx, &report)
+    })();
+    policy_job.finish(ctx, &result);
+    result
 }
 
 #[derive(Debug, Args)]
@@ -445,6 +491,11 @@ pub fn migrate(
     mut a: MigrateArgs,
     clone_as: Option<String>,
 ) -> anyhow::Result<Exit> {
+    let action = if clone_as.is_some() {
+        PolicyAction::Clone
+    } else {
+        PolicyAction::Migrate
+    };
     if let Some(new) = clone_as {
         let [ns] = a.select.namespaces.as_slice() else {
             anyhow::bail!("clone copies one namespace: name it with -n");
@@ -481,49 +532,77 @@ pub fn migrate(
         no_parent: false,
     };
     let ropts = a.restore.map.options(mover_opts);
-    // Capture first, then show the plan before anything changes on the target.
-    let job = new_job(ctx);
-    let out = run_job(
-        ctx,
-        &job,
-        capture::capture(&src_client, &repo, &copts, &job),
-    )
-    .with_context(|| format!("capture from {} failed", src.name))?;
-    print_capture(&out);
-    let repo2 = repo.clone();
-    let snap2 = out.snapshot.clone();
-    let objects = ctx
-        .rt
-        .block_on(async move {
-            tokio::task::spawn_blocking(move || capture::read_objects(&repo2, &snap2)).await
+    let pairs: Vec<_> = a
+        .select
+        .namespaces
+        .iter()
+        .map(|n| {
+            (
+                Some(n.clone()),
+                Some(ropts.mapping.namespace(n).to_string()),
+            )
         })
-        .context("cannot read the snapshot")??;
-    let plan = ctx.rt.block_on(plan::build(
-        &dst_client,
-        &dst.name,
-        &out.snapshot,
-        &out.meta,
-        &objects,
-        &ropts,
-    ))?;
-    eprint!("{}", plan.render_text());
-    if plan.blocking() > 0 {
-        anyhow::bail!(
-            "the plan has {} blocking problem(s) (above): nothing was changed on {}; the capture is snapshot {}",
-            plan.blocking(),
-            dst.name,
-            out.snapshot.id.short()
-        );
-    }
-    confirm(&plan, a.restore.yes)?;
-    let job = new_job(ctx);
-    let report = run_job(
+        .collect();
+    let mut policy_job = authorize(
         ctx,
-        &job,
-        apply::apply(&dst_client, &repo, &plan, &ropts.mover, &job),
-    )
-    .with_context(|| format!("restore into {} failed", dst.name))?;
-    print_report(ctx, &report)
+        &repo,
+        action,
+        Some(&Place::new(&src, Some(&src_client))),
+        Some(&Place::new(&dst, Some(&dst_client))),
+        &pairs,
+    )?;
+    let result = (|| {
+        // Capture first, then show the plan before anything changes on the target.
+        let job = new_job(ctx);
+        let out = run_job(
+            ctx,
+            &job,
+            capture::capture(&src_client, &repo, &copts, &job),
+        )
+        .with_context(|| format!("capture from {} failed", src.name))?;
+        print_capture(&out);
+        policy_job.snapshot(&out.snapshot.id);
+        policy_job.bytes(out.snapshot.summary.bytes);
+        let repo2 = repo.clone();
+        let snap2 = out.snapshot.clone();
+        let objects = ctx
+            .rt
+            .block_on(async move {
+                tokio::task::spawn_blocking(move || capture::read_objects(&repo2, &snap2)).await
+            })
+            .context("cannot read the snapshot")??;
+        let objects = policy_job.scrub(objects);
+        let plan = ctx.rt.block_on(plan::build(
+            &dst_client,
+            &dst.name,
+            &out.snapshot,
+            &out.meta,
+            &objects,
+            &ropts,
+        ))?;
+        policy_job.plan(&plan);
+        eprint!("{}", plan.render_text());
+        if plan.blocking() > 0 {
+            anyhow::bail!(
+                "the plan has {} blocking problem(s) (above): nothing was changed on {}; the capture is snapshot {}",
+                plan.blocking(),
+                dst.name,
+                out.snapshot.id.short()
+            );
+        }
+        confirm(&plan, a.restore.yes)?;
+        let job = new_job(ctx);
+        let report = run_job(
+            ctx,
+            &job,
+            apply::apply(&dst_client, &repo, &plan, &ropts.mover, &job),
+        )
+        .with_context(|| format!("restore into {} failed", dst.name))?;
+        policy_job.bytes(report.bytes_restored);
+        print_report(ctx, &report)
+    })();
+    policy_job.finish(ctx, &result);
+    result
 }
 
 #[derive(Debug, Args)]

@@ -32,6 +32,20 @@ pub struct Config {
     /// Target size of pack files in bytes.
     pub pack_size: u32,
     pub created: chrono::DateTime<chrono::Utc>,
+    /// Set when a policy is first stored: from then on the repository requires a valid,
+    /// signed policy whose version is at least `seq` (see `src/policy/`). Older
+    /// repositories have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<PolicyPin>,
+}
+
+/// The policy a repository requires: the newest stored policy file and its version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyPin {
+    /// The name of the newest policy file (`policy/<head>`).
+    pub head: String,
+    /// Its version number: a policy chain that ends below it was rolled back.
+    pub seq: u64,
 }
 
 /// Choices made once, at `init`.
@@ -123,6 +137,7 @@ impl Repository {
             compression: opts.compression,
             pack_size: opts.pack_size,
             created: chrono::Utc::now(),
+            policy: None,
         };
         rt.block_on(async {
             match backend.create().await {
@@ -343,6 +358,56 @@ impl Repository {
         }
         self.block_on(self.inner.backend.remove(FileKind::Key, &name))?;
         Ok(name)
+    }
+
+    // ---------------------------------------------------------------- config
+
+    /// Reads the stored configuration again (it changes when a policy is set, possibly
+    /// by another process since this repository was opened).
+    pub fn read_config(&self) -> Result<Config> {
+        let raw = self.block_on(self.inner.backend.read(FileKind::Config, "config"))?;
+        let plain = self.inner.key.decrypt(&raw).map_err(|e| Error::Damaged {
+            what: "the repository config".into(),
+            detail: e.to_string(),
+        })?;
+        serde_json::from_slice(&plain).map_err(|e| json_damaged("the repository config".into(), e))
+    }
+
+    /// Replaces the stored policy pin, keeping everything else of the stored config.
+    pub fn write_policy_pin(&self, pin: PolicyPin) -> Result<()> {
+        let mut config = self.read_config()?;
+        if config.id != self.inner.config.id {
+            return Err(Error::Damaged {
+                what: "the repository config".into(),
+                detail: "its repository ID changed since the repository was opened".into(),
+            });
+        }
+        config.policy = Some(pin);
+        let plain = serde_json::to_vec(&config).map_err(|e| json_damaged("config".into(), e))?;
+        let data = self.inner.key.encrypt(&plain)?;
+        self.block_on(
+            self.inner
+                .backend
+                .write(FileKind::Config, "config", Bytes::from(data)),
+        )?;
+        tracing::info!(location = %self.location(), "policy pin written to the config");
+        Ok(())
+    }
+
+    /// Encrypts `plain` with the master key and stores it as `kind/name`.
+    pub fn save_encrypted(&self, kind: FileKind, name: &str, plain: &[u8]) -> Result<()> {
+        let data = self.inner.key.encrypt(plain)?;
+        self.block_on(self.inner.backend.write(kind, name, Bytes::from(data)))?;
+        Ok(())
+    }
+
+    /// Reads and decrypts `kind/name`.
+    pub fn load_encrypted(&self, kind: FileKind, name: &str) -> Result<Vec<u8>> {
+        let data = self.block_on(self.inner.backend.read(kind, name))?;
+        self.inner.key.decrypt(&data).map_err(|e| Error::Damaged {
+            what: format!("{kind} file {name}"),
+            detail: e.to_string(),
+        })
     }
 
     // ---------------------------------------------------------------- encrypted files

@@ -269,6 +269,8 @@ pub enum Msg {
     SnapshotObjects(String, Result<Vec<Value>, String>),
     /// Storage classes used by a wizard's live source (wizard generation).
     WizardClasses(u64, Result<Vec<String>, String>),
+    /// Targets of a wizard and why the policy denies each (None: allowed).
+    WizardVerdicts(u64, Vec<(String, Option<String>)>),
     /// A wizard's plan (wizard generation).
     Plan(u64, Result<Box<tasks::Prepared>, String>),
     JobDone(usize, JobEnd),
@@ -670,6 +672,17 @@ impl App {
                     },
                 );
                 self.refresh_yaml();
+            }
+            Msg::WizardVerdicts(generation, verdicts) => {
+                if let Some(w) = &mut self.wizard
+                    && w.generation == generation
+                {
+                    for (name, denied) in verdicts {
+                        if let Some(t) = w.targets.iter_mut().find(|t| t.name == name) {
+                            t.denied = denied;
+                        }
+                    }
+                }
             }
             Msg::WizardClasses(generation, r) => {
                 if let Some(w) = &mut self.wizard
@@ -1197,6 +1210,7 @@ impl App {
         };
         let w = Wizard::new(self, self.wizard_gen, purpose, source);
         if let Some(linked) = self.cluster(&cluster).map(|c| c.linked.clone()) {
+            self.check_targets(&w, Ok(linked.clone()));
             tasks::live_classes(
                 &self.env.rt,
                 &self.tx,
@@ -1242,7 +1256,33 @@ impl App {
                 meta: Box::new(meta),
             },
         );
+        let origin = self.origin_place(w.source_cluster());
+        self.check_targets(&w, Err(origin));
         self.wizard = Some(w);
+    }
+
+    /// Asks, in the background, which of the wizard's targets the policy denies.
+    fn check_targets(&self, w: &Wizard, source: Result<LinkedCluster, crate::policy::gate::Place>) {
+        let Ok(repo) = &self.env.repo else { return };
+        let targets: Vec<LinkedCluster> = w
+            .targets
+            .iter()
+            .filter_map(|t| self.cluster(&t.name).map(|c| c.linked.clone()))
+            .collect();
+        let pairs =
+            w.ns.iter()
+                .map(|(from, to)| (Some(from.clone()), Some(to.clone())))
+                .collect();
+        tasks::target_verdicts(
+            &self.env.rt,
+            &self.tx,
+            w.generation,
+            repo.clone(),
+            w.purpose.action(),
+            source,
+            targets,
+            pairs,
+        );
     }
 
     fn wizard_key(&mut self, k: KeyEvent) {
@@ -1259,6 +1299,15 @@ impl App {
                 self.wizard = Some(w);
             }
             crate::ui::wizard::Outcome::Confirm => self.confirm(w),
+        }
+    }
+
+    /// Where a capture was taken, for the policy: its cluster as linked here, or its
+    /// name alone.
+    fn origin_place(&self, cluster: &str) -> crate::policy::gate::Place {
+        match self.cluster(cluster) {
+            Some(c) => crate::policy::gate::Place::new(&c.linked, None),
+            None => crate::policy::gate::Place::named(cluster),
         }
     }
 
@@ -1288,6 +1337,7 @@ impl App {
                 (**snap).clone(),
                 (**meta).clone(),
                 ropts,
+                self.origin_place(&meta.cluster),
             ),
             Source::Live { cluster, scope } => {
                 let Some(source) = self.cluster(cluster).map(|c| c.linked.clone()) else {
@@ -1318,6 +1368,7 @@ impl App {
                     copts,
                     ropts,
                     progress,
+                    w.purpose.action(),
                 );
             }
         }

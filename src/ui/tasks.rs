@@ -19,6 +19,8 @@ use crate::engine::k8s::mover::MoverOptions;
 use crate::engine::k8s::objects::{self, Catalog};
 use crate::engine::k8s::plan::{self, Plan, RestoreOptions};
 use crate::engine::snapshot::{self, Snapshot};
+use crate::policy::Action;
+use crate::policy::gate::{self, Gate, Place};
 use crate::providers::kubeconfig::LinkedCluster;
 use crate::providers::probe;
 use crate::ui::app::{JobEnd, Msg, NsSummary};
@@ -30,6 +32,35 @@ pub struct Prepared {
     pub snapshot: Snapshot,
     pub meta: CaptureMeta,
     pub plan: Plan,
+    /// The policy's permission, carried to the end of the job for its audit record.
+    pub gate: Gate,
+}
+
+/// The (source, target) namespace pairs of a restore: each source namespace and where
+/// the mapping puts it.
+fn pairs(namespaces: &[String], opts: &RestoreOptions) -> Vec<(Option<String>, Option<String>)> {
+    namespaces
+        .iter()
+        .map(|n| (Some(n.clone()), Some(opts.mapping.namespace(n).to_string())))
+        .collect()
+}
+
+/// The namespaces a capture scope reads.
+fn scope_namespaces(scope: &capture::Scope) -> Vec<String> {
+    match scope {
+        capture::Scope::Namespaces(n) => n.clone(),
+        capture::Scope::Workloads { namespace, .. } => vec![namespace.clone()],
+        capture::Scope::Selector { namespaces, .. } => namespaces.clone(),
+    }
+}
+
+/// The objects after the gate's scrub rules, and a line saying what was scrubbed.
+fn scrubbed(gate: &Gate, objects: Vec<Value>) -> Vec<Value> {
+    let (kept, done) = crate::policy::scrub::apply(&gate.scrub, objects);
+    for s in &done {
+        tracing::info!(object = %s.object, mode = ?s.mode, "scrubbed by the policy");
+    }
+    kept
 }
 
 fn send(tx: &Sender<Msg>, m: Msg) {
@@ -322,23 +353,77 @@ pub fn plan_snapshot(
     snap: Snapshot,
     meta: CaptureMeta,
     opts: RestoreOptions,
+    origin: Place,
 ) {
     let tx = tx.clone();
     rt.spawn(async move {
         let r = async {
-            let objects = read(&repo, &snap).await?;
             let client = client(&target).await?;
+            // The policy first: nothing is read or planned for a denied restore.
+            let sources = if opts.namespaces.is_empty() {
+                &meta.namespaces
+            } else {
+                &opts.namespaces
+            };
+            let mut gate = gate::check(
+                &repo,
+                Action::Restore,
+                Some(&origin),
+                Some(&Place::new(&target, Some(&client))),
+                &pairs(sources, &opts),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            gate.record.snapshot = Some(snap.id.to_hex());
+            let objects = scrubbed(&gate, read(&repo, &snap).await?);
             let plan = plan::build(&client, &target.name, &snap, &meta, &objects, &opts)
                 .await
                 .map_err(|e| format!("cannot plan the restore into {}: {e}", target.name))?;
+            gate.plan(&plan);
             Ok(Box::new(Prepared {
                 snapshot: snap,
                 meta,
                 plan,
+                gate,
             }))
         }
         .await;
         send(&tx, Msg::Plan(generation, r));
+    });
+}
+
+/// Which targets the repository's policy denies (read-only: nothing is recorded), for
+/// the wizard's target step. `source` is a live source cluster (asked who the user is)
+/// or a capture's origin; `namespaces` the (source, target) namespace pairs.
+#[allow(clippy::too_many_arguments)]
+pub fn target_verdicts(
+    rt: &Handle,
+    tx: &Sender<Msg>,
+    generation: u64,
+    repo: Repository,
+    action: Action,
+    source: Result<LinkedCluster, Place>,
+    targets: Vec<LinkedCluster>,
+    namespaces: Vec<(Option<String>, Option<String>)>,
+) {
+    let tx = tx.clone();
+    rt.spawn(async move {
+        let from = match source {
+            Ok(cluster) => {
+                let c = client(&cluster).await.ok();
+                Place::new(&cluster, c.as_ref())
+            }
+            Err(origin) => origin,
+        };
+        let mut out = Vec::new();
+        for t in targets {
+            // An unreachable target is shown as such by its probe; the policy cannot ask it.
+            let Ok(c) = client(&t).await else { continue };
+            let to = Place::new(&t, Some(&c));
+            let denied = gate::preview(&repo, action, Some(&from), Some(&to), &namespaces).await;
+            out.push((t.name.clone(), denied));
+        }
+        send(&tx, Msg::WizardVerdicts(generation, out));
     });
 }
 
@@ -355,28 +440,49 @@ pub fn plan_live(
     copts: CaptureOptions,
     ropts: RestoreOptions,
     progress: Arc<JobProgress>,
+    action: Action,
 ) {
     let tx = tx.clone();
     rt.spawn(async move {
+        let mut permit: Option<Gate> = None;
         let out = async {
+            let target_client = client(&target).await?;
             let client = client(&source).await?;
+            // The policy first: nothing is captured for a denied migrate or clone.
+            permit = Some(
+                gate::check(
+                    &repo,
+                    action,
+                    Some(&Place::new(&source, Some(&client))),
+                    Some(&Place::new(&target, Some(&target_client))),
+                    &pairs(&scope_namespaces(&copts.scope), &ropts),
+                )
+                .await
+                .map_err(|e| e.to_string())?,
+            );
             capture::capture(&client, &repo, &copts, &progress)
                 .await
                 .map_err(|e| format!("capture from {} failed: {e}", source.name))
         }
         .await;
-        let out = match out {
-            Ok(o) => o,
-            Err(e) => {
+        let (out, mut permit) = match (out, permit) {
+            (Ok(o), Some(p)) => (o, p),
+            (Err(e), permit) => {
+                if let Some(p) = permit {
+                    gate::finish(&repo, p.record, Err(e.clone())).await;
+                }
                 let end = ended(Err(e.clone()), &progress);
                 send(&tx, Msg::JobDone(job, end));
                 send(&tx, Msg::Plan(generation, Err(e)));
                 return;
             }
+            (Ok(_), None) => return,
         };
         send(&tx, Msg::JobDone(job, captured(&out)));
+        permit.record.snapshot = Some(out.snapshot.id.to_hex());
+        permit.record.bytes += out.snapshot.summary.bytes;
         let r = async {
-            let objects = read(&repo, &out.snapshot).await?;
+            let objects = scrubbed(&permit, read(&repo, &out.snapshot).await?);
             let client = client(&target).await?;
             let plan = plan::build(
                 &client,
@@ -388,10 +494,12 @@ pub fn plan_live(
             )
             .await
             .map_err(|e| format!("cannot plan the restore into {}: {e}", target.name))?;
+            permit.plan(&plan);
             Ok(Box::new(Prepared {
                 snapshot: out.snapshot.clone(),
                 meta: out.meta.clone(),
                 plan,
+                gate: permit.clone(),
             }))
         }
         .await;
@@ -420,6 +528,18 @@ pub fn apply(
                 .map_err(|e| format!("restore into {} failed: {e}", target.name))
         }
         .await;
+        let mut record = prepared.gate.record.clone();
+        let outcome = match &r {
+            Ok(JobEnd::Restored(report)) => {
+                record.bytes += report.bytes_restored;
+                Ok(report.failed().is_empty())
+            }
+            Ok(_) => Ok(true),
+            Err(e) => Err(e.clone()),
+        };
+        if let Some(w) = gate::finish(&repo, record, outcome).await {
+            progress.log(w);
+        }
         send(&tx, Msg::JobDone(id, ended(r, &progress)));
     });
 }

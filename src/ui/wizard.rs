@@ -25,6 +25,15 @@ pub enum Purpose {
 }
 
 impl Purpose {
+    /// The policy action a job of this purpose is checked as.
+    pub fn action(self) -> crate::policy::Action {
+        match self {
+            Purpose::Restore => crate::policy::Action::Restore,
+            Purpose::Migrate => crate::policy::Action::Migrate,
+            Purpose::Clone => crate::policy::Action::Clone,
+        }
+    }
+
     pub fn word(self) -> &'static str {
         match self {
             Purpose::Restore => "restore",
@@ -58,6 +67,9 @@ pub enum TargetKind {
 pub struct TargetOption {
     pub kind: TargetKind,
     pub name: String,
+    /// Why the repository's policy denies this target, once checked (shown, never
+    /// hidden; the plan step checks again).
+    pub denied: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -144,6 +156,7 @@ impl Wizard {
             .map(|c| TargetOption {
                 kind: TargetKind::Linked,
                 name: c.linked.name.clone(),
+                denied: None,
             })
             .collect();
         let source_cluster = match &source {
@@ -333,6 +346,13 @@ impl Wizard {
         match self.step {
             Step::Target => {
                 let name = self.target_name();
+                if let Some(reason) = self
+                    .targets
+                    .get(self.target)
+                    .and_then(|t| t.denied.as_ref())
+                {
+                    return Some(format!("the policy denies {name}: {reason}"));
+                }
                 match app.cluster(name).and_then(|c| c.facts.as_ref()) {
                     None if name.is_empty() => {
                         Some("no cluster is linked: add a kubeconfig".into())

@@ -39,17 +39,23 @@ pub enum FileKind {
     Pack,
     /// Lock files (`locks/`).
     Lock,
+    /// Signed policies, one file per version (`policy/`).
+    Policy,
+    /// Audit records, one file per job or denied attempt (`audit/`).
+    Audit,
 }
 
 impl FileKind {
     /// Every kind, in the order `check` and listings use.
-    pub const ALL: [FileKind; 6] = [
+    pub const ALL: [FileKind; 8] = [
         FileKind::Config,
         FileKind::Key,
         FileKind::Snapshot,
         FileKind::Index,
         FileKind::Pack,
         FileKind::Lock,
+        FileKind::Policy,
+        FileKind::Audit,
     ];
 
     /// The folder (key prefix) of this kind, relative to the repository root.
@@ -61,6 +67,8 @@ impl FileKind {
             FileKind::Index => "index",
             FileKind::Pack => "data",
             FileKind::Lock => "locks",
+            FileKind::Policy => "policy",
+            FileKind::Audit => "audit",
         }
     }
 
@@ -87,6 +95,8 @@ impl fmt::Display for FileKind {
             FileKind::Index => "index",
             FileKind::Pack => "pack",
             FileKind::Lock => "lock",
+            FileKind::Policy => "policy",
+            FileKind::Audit => "audit",
         };
         f.write_str(s)
     }

@@ -82,10 +82,27 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, w: &Wizard) {
                     .read_only_reason(&t.name)
                     .map(|_| " (read-only)")
                     .unwrap_or("");
-                lines.push(Line::from(Span::styled(
-                    format!("{}{}{ro}  {state}", pointer(i == w.target), t.name),
-                    sel(i == w.target),
-                )));
+                match &t.denied {
+                    None => lines.push(Line::from(Span::styled(
+                        format!("{}{}{ro}  {state}", pointer(i == w.target), t.name),
+                        sel(i == w.target),
+                    ))),
+                    // Shown disabled with the reason, never hidden.
+                    Some(reason) => {
+                        lines.push(Line::from(Span::styled(
+                            format!("{}{}{ro}  denied by policy", pointer(i == w.target), t.name),
+                            if i == w.target {
+                                theme.selected()
+                            } else {
+                                theme.dim()
+                            },
+                        )));
+                        lines.push(Line::from(Span::styled(
+                            format!("      {reason}"),
+                            theme.dim(),
+                        )));
+                    }
+                }
             }
         }
         Step::Namespaces => {

@@ -1,0 +1,148 @@
+//! The audit trail: one encrypted record per job or denied attempt in `audit/`.
+//!
+//! Records are never rewritten. A record's name starts with its UTC time (so names sort
+//! in time order) and ends with random digits (so two writers never pick the same name).
+//! Each record names the newest record its writer saw (`previous`): a record that names
+//! a missing one shows that records were removed.
+
+use serde::{Deserialize, Serialize};
+
+use super::document::Action;
+use super::eval::Identity;
+use super::{PolicyError, Result};
+use crate::engine::Repository;
+use crate::engine::backend::FileKind;
+
+/// The record format version.
+pub const RECORD_VERSION: u32 = 1;
+
+/// How a job ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    /// The policy refused it; nothing ran.
+    Denied,
+    Succeeded,
+    /// It ran and finished, but some parts failed (see `detail`).
+    Partial,
+    Failed,
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Outcome::Denied => "denied",
+            Outcome::Succeeded => "succeeded",
+            Outcome::Partial => "partial",
+            Outcome::Failed => "failed",
+        })
+    }
+}
+
+/// One job or denied attempt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    pub version: u32,
+    /// The record's file name (filled in when read).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub id: String,
+    pub time: chrono::DateTime<chrono::Utc>,
+    /// The newest record the writer saw.
+    pub previous: Option<String>,
+    /// The operating-system user and host that ran Ferry.
+    pub local_user: String,
+    pub host: String,
+    /// Who the clusters say the user is.
+    pub identities: Vec<Identity>,
+    pub action: Action,
+    /// `cluster/namespace` places, or None (e.g. a backup's target is the repository).
+    pub from: Option<String>,
+    pub to: Option<String>,
+    /// The policy version that decided (None: no policy).
+    pub policy_seq: Option<u64>,
+    pub allowed: bool,
+    /// The deciding rule (1-based), if a rule decided.
+    pub rule: Option<usize>,
+    pub reason: String,
+    /// What the plan was, in one line.
+    pub plan: Option<String>,
+    pub snapshot: Option<String>,
+    pub outcome: Outcome,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    pub bytes: u64,
+}
+
+fn record_name(time: chrono::DateTime<chrono::Utc>) -> Result<String> {
+    let mut r = [0u8; 8];
+    crate::engine::crypto::random_bytes(&mut r).map_err(|e| PolicyError::Repository(e.into()))?;
+    Ok(format!(
+        "{}-{}",
+        time.format("%Y%m%dT%H%M%S%.9fZ"),
+        hex::encode(r)
+    ))
+}
+
+/// The names of the audit records, oldest first.
+fn names(repo: &Repository) -> Result<Vec<String>> {
+    let mut n: Vec<String> = repo
+        .block_on(repo.backend().list(FileKind::Audit))
+        .map_err(crate::engine::Error::from)?
+        .into_iter()
+        .map(|f| f.name)
+        .collect();
+    n.sort();
+    Ok(n)
+}
+
+/// Appends `record` (its `id`, `previous` and `version` are set here); returns its name.
+pub fn append(repo: &Repository, mut record: AuditRecord) -> Result<String> {
+    record.version = RECORD_VERSION;
+    record.previous = names(repo)?.pop();
+    let name = record_name(record.time)?;
+    record.id = String::new();
+    let plain = serde_json::to_vec(&record).map_err(|e| PolicyError::AuditDamaged {
+        name: name.clone(),
+        detail: e.to_string(),
+    })?;
+    repo.save_encrypted(FileKind::Audit, &name, &plain)?;
+    tracing::info!(record = %name, action = %record.action, outcome = %record.outcome, "audit record written");
+    Ok(name)
+}
+
+/// Every record, oldest first, and warnings about gaps in the trail.
+pub fn read(repo: &Repository) -> Result<(Vec<AuditRecord>, Vec<String>)> {
+    let names = names(repo)?;
+    let mut out = Vec::with_capacity(names.len());
+    for name in &names {
+        let plain = match repo.load_encrypted(FileKind::Audit, name) {
+            Ok(p) => p,
+            Err(crate::engine::Error::Damaged { detail, .. }) => {
+                return Err(PolicyError::AuditDamaged {
+                    name: name.clone(),
+                    detail,
+                });
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let mut r: AuditRecord =
+            serde_json::from_slice(&plain).map_err(|e| PolicyError::AuditDamaged {
+                name: name.clone(),
+                detail: e.to_string(),
+            })?;
+        r.id = name.clone();
+        out.push(r);
+    }
+    let mut warnings = Vec::new();
+    for r in &out {
+        if let Some(p) = &r.previous
+            && names.binary_search(p).is_err()
+        {
+            warnings.push(format!(
+                "audit record {} follows record {p}, which is missing: records were removed from the repository",
+                r.id
+            ));
+        }
+    }
+    Ok((out, warnings))
+}

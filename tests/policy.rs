@@ -1,0 +1,846 @@
+//! Policies end to end: the `ferry` binary against sandbox clusters that authenticate
+//! different users and groups. Overlapping rules, identities from SelfSubjectReview,
+//! tampered / unsigned / missing / rolled-back policies, a developer's clone prod→qa
+//! allowed and qa→prod refused, the emitted RBAC enforced by a cluster, the audit trail.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use ferry::engine::backend::FileKind;
+use ferry::policy::signing::PolicyEnvelope;
+use ferry::providers::kubeconfig::{Linked, Sources};
+use ferry::providers::sandbox::{
+    KubeconfigUser, Sandbox, SandboxConfig, write_kubeconfig_with_users,
+};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
+use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
+use kube::Api;
+use kube::api::PostParams;
+use serde_json::json;
+
+/// A repository, a folder for Ferry's own files, and the kubeconfig the binary uses.
+struct Env {
+    t: common::TestRepo,
+    home: tempfile::TempDir,
+    kubeconfig: PathBuf,
+}
+
+impl Env {
+    fn new() -> Env {
+        let home = tempfile::tempdir().unwrap();
+        let kubeconfig = home.path().join("kubeconfig");
+        Env {
+            t: common::new_repo(),
+            home,
+            kubeconfig,
+        }
+    }
+
+    fn p(&self, rel: &str) -> PathBuf {
+        self.home.path().join(rel)
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_ferry"))
+            .env("XDG_DATA_HOME", self.p("xdg/data"))
+            .env("XDG_CONFIG_HOME", self.p("xdg/config"))
+            .env("XDG_STATE_HOME", self.p("xdg/state"))
+            .env("HOME", self.p("home"))
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("FERRY_PASSWORD", "test password")
+            .env("FERRY_REPO", self.t.path())
+            .env_remove("FERRY_PASSWORD_FILE")
+            .env_remove("FERRY_KEY_FILE")
+            .stdin(Stdio::null())
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let o = self.run(args);
+        assert!(o.status.success(), "ferry {args:?} failed:\n{}", text(&o));
+        text(&o)
+    }
+
+    /// A new admin key file; returns its path and public key.
+    fn keygen(&self, name: &str) -> (PathBuf, String) {
+        let path = self.p(name);
+        let out = self.run(&[
+            "policy",
+            "keygen",
+            "--out",
+            path.to_str().unwrap(),
+            "--label",
+            name,
+        ]);
+        assert!(out.status.success(), "{}", text(&out));
+        let public = String::from_utf8(out.stdout).unwrap().trim().to_string();
+        assert!(public.starts_with("ed25519:"), "{public}");
+        (path, public)
+    }
+
+    fn set_policy(&self, doc: &str, key: &Path) -> Output {
+        let file = self.p("policy.yaml");
+        std::fs::write(&file, doc).unwrap();
+        self.run(&[
+            "policy",
+            "set",
+            file.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+            "--yes",
+        ])
+    }
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn policy_doc(admin: &str) -> String {
+    format!(
+        r#"version: 1
+admins: ["{admin}"]
+environments:
+  - name: prod
+    match:
+      - context: "ferry-prod*"
+  - name: qa
+    match:
+      - context: "ferry-qa*"
+rules:
+  - allow: [clone, migrate]
+    subjects: ["group:developers"]
+    from: prod
+    to: qa
+    scrub:
+      - kind: Secret
+        mode: placeholder
+    reason: developers refresh QA from production
+  - deny: "*"
+    subjects: "*"
+    to: prod
+    reason: production changes go through SRE
+  - allow: restore
+    subjects: "group:sre"
+    to: prod
+  - allow: "*"
+    subjects: "user:root"
+  - allow: backup
+    subjects: "*"
+"#
+    )
+}
+
+/// Two sandboxes, prod and qa, each knowing `dev` (group developers) and `sam` (group
+/// sre), both groups bound to cluster-admin so only Ferry's policy stands in the way.
+struct Clusters {
+    prod: Sandbox,
+    qa: Sandbox,
+}
+
+async fn start_clusters(env: &Env) -> Clusters {
+    let mut prod = Sandbox::start(SandboxConfig::new("prod", env.p("prod")))
+        .await
+        .unwrap();
+    let mut qa = Sandbox::start(SandboxConfig::new("qa", env.p("qa")))
+        .await
+        .unwrap();
+    let mut users = Vec::new();
+    for s in [&mut prod, &mut qa] {
+        for (user, group) in [("dev", "developers"), ("sam", "sre")] {
+            let token = s.add_user(user, &[group.to_string()]).unwrap();
+            users.push(KubeconfigUser {
+                cluster: s.kubeconfig_entry().cluster,
+                user: user.into(),
+                token,
+            });
+        }
+    }
+    write_kubeconfig_with_users(
+        &env.kubeconfig,
+        &[prod.kubeconfig_entry(), qa.kubeconfig_entry()],
+        &users,
+    )
+    .unwrap();
+    let linked = Linked::load(&Sources {
+        paths: vec![env.kubeconfig.clone()],
+    });
+    for name in ["ferry-prod", "ferry-qa"] {
+        let admin = linked.get(name).unwrap().client().await.unwrap();
+        let binding: ClusterRoleBinding = serde_json::from_value(json!({
+            "metadata": {"name": "everyone-admin"},
+            "subjects": [
+                {"kind": "Group", "apiGroup": "rbac.authorization.k8s.io", "name": "developers"},
+                {"kind": "Group", "apiGroup": "rbac.authorization.k8s.io", "name": "sre"}
+            ],
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"}
+        }))
+        .unwrap();
+        Api::<ClusterRoleBinding>::all(admin.clone())
+            .create(&PostParams::default(), &binding)
+            .await
+            .unwrap();
+    }
+    let prod_admin = linked.get("ferry-prod").unwrap().client().await.unwrap();
+    create_ns(&prod_admin, "shop").await;
+    let cms: Api<ConfigMap> = Api::namespaced(prod_admin.clone(), "shop");
+    cms.create(
+        &PostParams::default(),
+        &serde_json::from_value(
+            json!({"metadata": {"name": "settings"}, "data": {"mode": "live"}}),
+        )
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+    let secrets: Api<Secret> = Api::namespaced(prod_admin, "shop");
+    secrets
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "db"}, "type": "Opaque",
+                "data": {"password": "aHVudGVyMg=="}}))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    Clusters { prod, qa }
+}
+
+async fn create_ns(client: &kube::Client, name: &str) {
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+        .unwrap();
+}
+
+async fn client(env: &Env, context: &str) -> kube::Client {
+    Linked::load(&Sources {
+        paths: vec![env.kubeconfig.clone()],
+    })
+    .get(context)
+    .unwrap()
+    .client()
+    .await
+    .unwrap()
+}
+
+#[test]
+fn overlapping_rules_decide_by_the_identity_each_cluster_reports() {
+    let env = Env::new();
+    let c = env.t.rt.block_on(start_clusters(&env));
+    // No policy yet: everything is allowed, and says so.
+    let out = env.ok(&[
+        "policy",
+        "check",
+        "--action",
+        "clone",
+        "--from",
+        "ferry-qa-dev",
+        "--to",
+        "ferry-prod-dev",
+    ]);
+    assert!(out.contains("no policy"), "{out}");
+
+    let (key, public) = env.keygen("admin.key");
+    let o = env.set_policy(&policy_doc(&public), &key);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("the first policy"), "{}", text(&o));
+
+    // dev is in group developers on both clusters: rule 1.
+    let o = env.run(&[
+        "policy",
+        "check",
+        "--action",
+        "clone",
+        "--from",
+        "ferry-prod-dev/shop",
+        "--to",
+        "ferry-qa-dev/shop-copy",
+    ]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert!(out.contains("allowed") && out.contains("rule 1 ("), "{out}");
+    assert!(
+        out.contains("dev on ferry-prod-dev (groups: developers, system:authenticated)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("scrub: Secrets replaced by placeholders"),
+        "{out}"
+    );
+
+    // The other way round: rule 2 (deny anyone into prod), and who could instead.
+    let o = env.run(&[
+        "policy",
+        "check",
+        "--action",
+        "clone",
+        "--from",
+        "ferry-qa-dev/shop",
+        "--to",
+        "ferry-prod-dev/shop2",
+    ]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(5), "{out}");
+    assert!(out.contains("denied") && out.contains("rule 2 ("), "{out}");
+    assert!(out.contains("production changes go through SRE"), "{out}");
+    assert!(out.contains("who could: user:root"), "{out}");
+
+    // sam (group sre) may restore into prod: the group rule beats the rule for anyone.
+    let o = env.run(&[
+        "policy",
+        "check",
+        "--action",
+        "restore",
+        "--to",
+        "ferry-prod-sam/shop",
+    ]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert!(
+        out.contains("rule 3 (") && out.contains("more specific than the other matching rule(s) 2"),
+        "{out}"
+    );
+    // dev may not, and is told who may.
+    let o = env.run(&[
+        "policy",
+        "check",
+        "--action",
+        "restore",
+        "--to",
+        "ferry-prod-dev/shop",
+    ]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(5), "{out}");
+    assert!(out.contains("who could: user:root, group:sre"), "{out}");
+    // The admin context (system:masters, no developers group) may not clone into qa:
+    // nothing allows it.
+    let o = env.run(&[
+        "policy",
+        "check",
+        "--action",
+        "clone",
+        "--from",
+        "ferry-prod/shop",
+        "--to",
+        "ferry-qa/x",
+    ]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(5), "{out}");
+    assert!(out.contains("no rule allows it"), "{out}");
+
+    env.t.rt.block_on(async {
+        c.prod.shutdown().await.unwrap();
+        c.qa.shutdown().await.unwrap();
+    });
+}
+
+#[test]
+fn a_developer_clones_prod_to_qa_but_not_back_and_the_audit_trail_shows_both() {
+    let env = Env::new();
+    let c = env.t.rt.block_on(start_clusters(&env));
+    let (key, public) = env.keygen("admin.key");
+    let o = env.set_policy(&policy_doc(&public), &key);
+    assert!(o.status.success(), "{}", text(&o));
+
+    // prod -> qa as dev: allowed by rule 1, the Secret arrives as a placeholder.
+    let out = env.ok(&[
+        "clone",
+        "--from",
+        "ferry-prod-dev",
+        "--to",
+        "ferry-qa-dev",
+        "-n",
+        "shop",
+        "--as",
+        "shop-copy",
+        "--no-volumes",
+        "--yes",
+    ]);
+    assert!(
+        out.contains("allowed by policy") && out.contains("rule 1 ("),
+        "{out}"
+    );
+    assert!(
+        out.contains("policy scrub: Secret shop/db is copied with empty values: fill in password"),
+        "{out}"
+    );
+    let (secret, cm) = env.t.rt.block_on(async {
+        let qa = client(&env, "ferry-qa").await;
+        let s = Api::<Secret>::namespaced(qa.clone(), "shop-copy")
+            .get("db")
+            .await
+            .unwrap();
+        let cm = Api::<ConfigMap>::namespaced(qa, "shop-copy")
+            .get("settings")
+            .await
+            .unwrap();
+        (s, cm)
+    });
+    let data = secret.data.unwrap();
+    assert!(
+        data["password"].0.is_empty(),
+        "the secret's value was copied: {data:?}"
+    );
+    assert_eq!(
+        secret.metadata.annotations.unwrap()["ferry.io/fill-in"],
+        "password"
+    );
+    assert_eq!(cm.data.unwrap()["mode"], "live");
+
+    // qa -> prod as dev: refused before anything is planned, with the rule and who could.
+    let o = env.run(&[
+        "clone",
+        "--from",
+        "ferry-qa-dev",
+        "--to",
+        "ferry-prod-dev",
+        "-n",
+        "shop-copy",
+        "--as",
+        "shop-back",
+        "--no-volumes",
+        "--yes",
+    ]);
+    let out = text(&o);
+    assert!(!o.status.success(), "{out}");
+    assert!(out.contains("rule 2: deny * * from * to prod"), "{out}");
+    assert!(out.contains("who could do it instead: user:root"), "{out}");
+    assert!(
+        !out.contains("snapshot"),
+        "a capture ran although the clone was denied: {out}"
+    );
+    let exists = env.t.rt.block_on(async {
+        let prod = client(&env, "ferry-prod").await;
+        Api::<Namespace>::all(prod)
+            .get_opt("shop-back")
+            .await
+            .unwrap()
+    });
+    assert!(exists.is_none(), "the denied clone created its namespace");
+
+    // The audit trail: both attempts, with identities, rules, outcome and plan.
+    let lines = env.ok(&["audit", "--json"]);
+    let records: Vec<serde_json::Value> = lines
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(records.len(), 2, "{lines}");
+    let ok = &records[0];
+    assert_eq!(ok["action"], "clone");
+    assert_eq!(ok["outcome"], "succeeded");
+    assert_eq!(ok["allowed"], true);
+    assert_eq!(ok["rule"], 1);
+    assert_eq!(ok["from"], "ferry-prod-dev/shop");
+    assert_eq!(ok["to"], "ferry-qa-dev/shop-copy");
+    assert_eq!(ok["identities"][0]["username"], "dev");
+    assert_eq!(ok["identities"][1]["cluster"], "ferry-qa-dev");
+    assert!(ok["plan"].as_str().unwrap().contains("to create"), "{ok}");
+    assert!(ok["snapshot"].is_string());
+    assert_eq!(ok["policy_seq"], 1);
+    let denied = &records[1];
+    assert_eq!(denied["outcome"], "denied");
+    assert_eq!(denied["allowed"], false);
+    assert_eq!(denied["rule"], 2);
+    assert_eq!(denied["from"], "ferry-qa-dev/shop-copy");
+    assert!(denied["plan"].is_null());
+    assert_eq!(denied["previous"], ok["id"]);
+    let table = env.ok(&["audit"]);
+    assert!(
+        table.contains("clone    succeeded") && table.contains("clone    denied"),
+        "{table}"
+    );
+
+    env.t.rt.block_on(async {
+        c.prod.shutdown().await.unwrap();
+        c.qa.shutdown().await.unwrap();
+    });
+}
+
+fn policy_files(env: &Env) -> Vec<String> {
+    let repo = env.t.reopen();
+    let mut names: Vec<String> = repo
+        .block_on(repo.backend().list(FileKind::Policy))
+        .unwrap()
+        .into_iter()
+        .map(|f| f.name)
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn tampered_unsigned_missing_and_rolled_back_policies_are_refused() {
+    let env = Env::new();
+    let (key, public) = env.keygen("admin.key");
+    let doc = policy_doc(&public);
+    assert!(env.set_policy(&doc, &key).status.success());
+    let show = env.ok(&["policy", "show"]);
+    assert!(
+        show.contains("policy version 1") && show.contains("admin.key"),
+        "{show}"
+    );
+    let [name] = policy_files(&env).try_into().unwrap();
+
+    // Someone without the admin key cannot set a policy.
+    let (other, _) = env.keygen("other.key");
+    let o = env.set_policy(
+        &doc.replace("subjects: \"user:root\"", "subjects: \"user:eve\""),
+        &other,
+    );
+    assert!(!o.status.success());
+    assert!(text(&o).contains("is not an administrator"), "{}", text(&o));
+
+    let repo = env.t.reopen();
+    let original = repo.load_encrypted(FileKind::Policy, &name).unwrap();
+    let envelope: PolicyEnvelope = serde_json::from_slice(&original).unwrap();
+
+    // Tampered: a rule edited inside the signed body, under the same name.
+    let mut edited = envelope.clone();
+    edited.body = edited.body.replace("user:root", "user:eve");
+    assert_ne!(edited.body, envelope.body);
+    repo.save_encrypted(
+        FileKind::Policy,
+        &name,
+        &serde_json::to_vec(&edited).unwrap(),
+    )
+    .unwrap();
+    for args in [
+        &["policy", "show"][..],
+        &["policy", "check", "--action", "backup"][..],
+    ] {
+        let o = env.run(args);
+        assert!(!o.status.success(), "{args:?}: {}", text(&o));
+        assert!(text(&o).contains("was tampered with"), "{}", text(&o));
+    }
+    // Unsigned.
+    let mut unsigned = envelope.clone();
+    unsigned.signature.clear();
+    repo.save_encrypted(
+        FileKind::Policy,
+        &name,
+        &serde_json::to_vec(&unsigned).unwrap(),
+    )
+    .unwrap();
+    let o = env.run(&["policy", "show"]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("is unsigned"), "{}", text(&o));
+    // Missing although the repository requires one.
+    repo.block_on(repo.backend().remove(FileKind::Policy, &name))
+        .unwrap();
+    let o = env.run(&["policy", "show"]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("requires a policy (version 1"),
+        "{}",
+        text(&o)
+    );
+    // Back in place: fine again; then a second version, whose removal is a rollback.
+    repo.save_encrypted(FileKind::Policy, &name, &original)
+        .unwrap();
+    env.ok(&["policy", "show"]);
+    let o = env.set_policy(
+        &doc.replace("reason: production", "reason: really, production"),
+        &key,
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("+") && text(&o).contains("really"),
+        "{}",
+        text(&o)
+    );
+    let v2: Vec<String> = policy_files(&env)
+        .into_iter()
+        .filter(|n| *n != name)
+        .collect();
+    assert_eq!(v2.len(), 1);
+    repo.block_on(repo.backend().remove(FileKind::Policy, &v2[0]))
+        .unwrap();
+    let o = env.run(&["policy", "show"]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("went back from version 2 to 1"),
+        "{}",
+        text(&o)
+    );
+}
+
+#[test]
+fn the_emitted_rbac_lets_developers_create_in_qa_and_not_in_prod() {
+    let env = Env::new();
+    let (key, public) = env.keygen("admin.key");
+    let doc = format!(
+        r#"version: 1
+admins: ["{public}"]
+environments:
+  - name: prod
+    match: [{{namespace: "prod*"}}]
+  - name: qa
+    match: [{{namespace: "qa*"}}]
+rules:
+  - allow: clone
+    subjects: "group:developers"
+    from: prod
+    to: qa
+"#
+    );
+    assert!(env.set_policy(&doc, &key).status.success());
+    let sandbox = env.t.rt.block_on(async {
+        let mut s = Sandbox::start(SandboxConfig::new("one", env.p("one")))
+            .await
+            .unwrap();
+        let token = s.add_user("dev", &["developers".to_string()]).unwrap();
+        write_kubeconfig_with_users(
+            &env.kubeconfig,
+            &[s.kubeconfig_entry()],
+            &[KubeconfigUser {
+                cluster: "one".into(),
+                user: "dev".into(),
+                token,
+            }],
+        )
+        .unwrap();
+        let admin = client(&env, "ferry-one").await;
+        for ns in ["qa", "qa-2", "prod"] {
+            create_ns(&admin, ns).await;
+        }
+        s
+    });
+
+    let yaml = env.ok(&["policy", "rbac", "--env", "qa", "--context", "ferry-one"]);
+    assert!(yaml.contains("namespaces qa, qa-2"), "{yaml}");
+    assert!(
+        yaml.contains("kind: RoleBinding") && yaml.contains("name: developers"),
+        "{yaml}"
+    );
+    assert!(!yaml.contains("namespace: prod"), "{yaml}");
+    // Applying needs a confirmation.
+    let o = env.run(&[
+        "policy",
+        "rbac",
+        "--env",
+        "qa",
+        "--context",
+        "ferry-one",
+        "--apply",
+    ]);
+    assert!(
+        !o.status.success() && text(&o).contains("--yes"),
+        "{}",
+        text(&o)
+    );
+    let out = env.ok(&[
+        "policy",
+        "rbac",
+        "--env",
+        "qa",
+        "--context",
+        "ferry-one",
+        "--apply",
+        "--yes",
+    ]);
+    assert!(
+        out.contains("create    RoleBinding ferry-policy-qa-writers in qa-2"),
+        "{out}"
+    );
+    assert!(out.contains("4 RBAC object(s) applied"), "{out}");
+    let again = env.ok(&[
+        "policy",
+        "rbac",
+        "--env",
+        "qa",
+        "--context",
+        "ferry-one",
+        "--apply",
+        "--yes",
+    ]);
+    assert!(again.contains("nothing to apply"), "{again}");
+
+    env.t.rt.block_on(async {
+        let dev = client(&env, "ferry-one-dev").await;
+        let cm = || -> ConfigMap {
+            serde_json::from_value(json!({"metadata": {"name": "made-by-dev"}})).unwrap()
+        };
+        for ns in ["qa", "qa-2"] {
+            Api::<ConfigMap>::namespaced(dev.clone(), ns)
+                .create(&PostParams::default(), &cm())
+                .await
+                .unwrap();
+        }
+        let e = Api::<ConfigMap>::namespaced(dev.clone(), "prod")
+            .create(&PostParams::default(), &cm())
+            .await
+            .unwrap_err();
+        match e {
+            kube::Error::Api(s) => assert_eq!(s.code, 403, "{s:?}"),
+            other => panic!("expected 403, got {other:?}"),
+        }
+        sandbox.shutdown().await.unwrap();
+    });
+}
+
+mod console {
+    use std::time::Duration;
+
+    use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+    use ferry::engine::k8s::mover::MoverOptions;
+    use ferry::policy::AdminKey;
+    use ferry::providers::kubeconfig::{Linked, Sources};
+    use ferry::ui::app::{App, Env as AppEnv, Load, View};
+    use ferry::ui::keymap::Keymap;
+    use ferry::ui::theme::Theme;
+
+    use super::{Env, client, create_ns, policy_doc, start_clusters};
+
+    const LIMIT: Duration = Duration::from_secs(60);
+
+    fn key(app: &mut App, code: KeyCode) {
+        app.key(KeyEvent::new(code, KeyModifiers::NONE));
+    }
+
+    /// The console's migrate wizard as the developer, qa → prod: the plan step shows the
+    /// denial with the rule and who could, nothing is captured, and the audit trail
+    /// records the attempt.
+    #[test]
+    fn the_console_refuses_a_developer_migrating_qa_to_prod() {
+        let env = Env::new();
+        let c = env.t.rt.block_on(start_clusters(&env));
+        env.t.rt.block_on(async {
+            create_ns(&client(&env, "ferry-qa").await, "shop").await;
+        });
+        let key_file = AdminKey::generate("admin").unwrap();
+        ferry::policy::store::store(&env.t.repo, &policy_doc(&key_file.public()), &key_file)
+            .unwrap();
+
+        let mut linked = Linked::load(&Sources {
+            paths: vec![env.kubeconfig.clone()],
+        });
+        linked.clusters.retain(|c| c.name.ends_with("-dev"));
+        let names: Vec<&str> = linked.clusters.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["ferry-prod-dev", "ferry-qa-dev"]);
+        let mut app = App::new(AppEnv {
+            linked,
+            repo: Ok(env.t.repo.clone()),
+            rt: env.t.rt.handle().clone(),
+            theme: Theme::builtin("dark"),
+            keymap: Keymap::default_keys(),
+            read_only: false,
+            read_only_contexts: vec![],
+            mover: MoverOptions::default(),
+        });
+        assert!(app.settle(LIMIT, |a| a.clusters.iter().all(|c| c.facts.is_some())));
+        key(&mut app, KeyCode::Down);
+        key(&mut app, KeyCode::Enter);
+        assert_eq!(
+            app.screen().view,
+            View::Namespaces {
+                cluster: "ferry-qa-dev".into()
+            }
+        );
+        assert!(app.settle(LIMIT, |a| matches!(
+            a.cluster("ferry-qa-dev").unwrap().namespaces,
+            Some(Load::Ready(_))
+        )));
+        key(&mut app, KeyCode::Char('/'));
+        for ch in "shop".chars() {
+            key(&mut app, KeyCode::Char(ch));
+        }
+        key(&mut app, KeyCode::Enter);
+        assert_eq!(app.selected_row().unwrap().key, "shop");
+        key(&mut app, KeyCode::Char(' '));
+        key(&mut app, KeyCode::Char('m'));
+        assert_eq!(
+            app.wizard.as_ref().expect("the wizard opens").target_name(),
+            "ferry-prod-dev"
+        );
+        // The target step shows prod disabled, with the reason.
+        assert!(app.settle(LIMIT, |a| {
+            a.wizard.as_ref().unwrap().targets[0].denied.is_some()
+        }));
+        let w = app.wizard.as_ref().unwrap();
+        let reason = w.targets[0].denied.clone().unwrap();
+        assert!(
+            reason.contains("rule 2 (deny * * from * to prod)"),
+            "{reason}"
+        );
+        assert!(reason.contains("who could: user:root"), "{reason}");
+        // qa -> qa: no rule decides, denied by default.
+        let other = w.targets[1].denied.clone().unwrap();
+        assert!(other.contains("no rule allows it"), "{other}");
+        let mut term = ratatui::Terminal::new(ratatui::backend::TestBackend::new(160, 30)).unwrap();
+        term.draw(|f| ferry::ui::screens::draw(f, &app)).unwrap();
+        let screen: String = term
+            .backend()
+            .buffer()
+            .content()
+            .iter()
+            .map(|c| c.symbol())
+            .collect();
+        assert!(
+            screen.contains("ferry-prod-dev  denied by policy"),
+            "{screen}"
+        );
+        // Enter on it is refused in place.
+        key(&mut app, KeyCode::Enter);
+        let w = app.wizard.as_ref().unwrap();
+        assert_eq!(w.step, ferry::ui::wizard::Step::Target);
+        assert!(
+            w.error
+                .as_ref()
+                .unwrap()
+                .contains("the policy denies ferry-prod-dev"),
+            "{:?}",
+            w.error
+        );
+        // Were the shown verdict stale, the plan step checks again: forget it and go on.
+        app.wizard.as_mut().unwrap().targets[0].denied = None;
+        // Target, namespaces (keep the name), storage classes, options, plan.
+        key(&mut app, KeyCode::Enter);
+        key(&mut app, KeyCode::Enter);
+        assert!(app.settle(LIMIT, |a| matches!(
+            a.wizard.as_ref().unwrap().classes_used,
+            Load::Ready(_)
+        )));
+        key(&mut app, KeyCode::Enter);
+        key(&mut app, KeyCode::Enter);
+        assert!(app.settle(LIMIT, |a| !matches!(
+            a.wizard.as_ref().unwrap().plan,
+            Some(Load::Loading)
+        )));
+        match &app.wizard.as_ref().unwrap().plan {
+            Some(Load::Failed(e)) => {
+                assert!(e.contains("migrate is denied"), "{e}");
+                assert!(e.contains("rule 2 (deny * * from * to prod)"), "{e}");
+                assert!(e.contains("Who could do it instead: user:root"), "{e}");
+            }
+            other => panic!("the plan was not refused: {other:?}"),
+        }
+        // Nothing was captured; the attempt is in the audit trail.
+        let (snaps, _) = ferry::engine::snapshot::list(&env.t.repo).unwrap();
+        assert!(snaps.is_empty(), "a capture ran: {snaps:?}");
+        let (records, gaps) = ferry::policy::audit::read(&env.t.repo).unwrap();
+        assert!(gaps.is_empty());
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0].action, ferry::policy::Action::Migrate);
+        assert!(!records[0].allowed);
+        assert_eq!(records[0].rule, Some(2));
+        assert_eq!(records[0].identities[0].username, "dev");
+
+        env.t.rt.block_on(async {
+            c.prod.shutdown().await.unwrap();
+            c.qa.shutdown().await.unwrap();
+        });
+    }
+}
