@@ -13,6 +13,8 @@ sys.exit(0 if v >= (5, 2, 5) else 1)
 PY
 bash scripts/install-kubectl.sh >/dev/null
 command -v setpriv >/dev/null || { apt-get update -qq && apt-get install -y -qq util-linux; }
+# The console's end-to-end test drives the real binary in a tmux terminal.
+command -v tmux >/dev/null || { apt-get update -qq && apt-get install -y -qq tmux; }
 
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --no-fail-fast "$@"

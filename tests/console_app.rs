@@ -213,51 +213,31 @@ fn browse_and_migrate_a_namespace_through_the_wizard() {
     let cms: Api<ConfigMap> = Api::namespaced(qa_client.clone(), "shop-qa");
     assert!(t.rt.block_on(cms.get_opt("web-config")).unwrap().is_none());
 
-    if plan.blocking() > 0 {
-        // A target that refuses the plan (the sandbox answers dry runs only once its
-        // server-side dry run lands): enter is refused in place, nothing changes.
-        key(&mut app, KeyCode::Enter);
-        let w = app
-            .wizard
-            .as_ref()
-            .expect("a blocked plan keeps the wizard open");
-        assert!(
-            w.error.as_ref().unwrap().contains("blocking"),
-            "{:?}",
-            w.error
-        );
-        assert!(t.rt.block_on(cms.get_opt("web-config")).unwrap().is_none());
-        key(&mut app, KeyCode::Esc);
-        assert_eq!(app.wizard.as_ref().unwrap().step, Step::Options);
-        for _ in 0..4 {
-            key(&mut app, KeyCode::Esc);
-        }
-        assert!(app.wizard.is_none());
-    } else {
-        key(&mut app, KeyCode::Enter);
-        assert!(app.wizard.is_none(), "confirmed: the wizard closes");
-        let restore_id = app.jobs.last().unwrap().id;
-        assert!(app.settle(LIMIT, |a| {
-            a.jobs
-                .iter()
-                .find(|j| j.id == restore_id)
-                .is_some_and(|j| !j.running())
-        }));
-        match &app.jobs.last().unwrap().end {
-            Some(JobEnd::Restored(r)) => assert!(r.failed().is_empty(), "{:?}", r.failed()),
-            other => panic!("restore did not finish: {other:?}"),
-        }
-        let cm = t.rt.block_on(cms.get("web-config")).unwrap();
-        assert_eq!(cm.data.unwrap()["mode"], "prod");
-        assert_eq!(
-            cm.metadata
-                .labels
-                .unwrap()
-                .get("copied-by")
-                .map(String::as_str),
-            Some("ferry")
-        );
+    // The sandbox answers server-side dry runs: the plan has no blocking problem.
+    assert_eq!(plan.blocking(), 0, "{}", plan.render_text());
+    key(&mut app, KeyCode::Enter);
+    assert!(app.wizard.is_none(), "confirmed: the wizard closes");
+    let restore_id = app.jobs.last().unwrap().id;
+    assert!(app.settle(LIMIT, |a| {
+        a.jobs
+            .iter()
+            .find(|j| j.id == restore_id)
+            .is_some_and(|j| !j.running())
+    }));
+    match &app.jobs.last().unwrap().end {
+        Some(JobEnd::Restored(r)) => assert!(r.failed().is_empty(), "{:?}", r.failed()),
+        other => panic!("restore did not finish: {other:?}"),
     }
+    let cm = t.rt.block_on(cms.get("web-config")).unwrap();
+    assert_eq!(cm.data.unwrap()["mode"], "prod");
+    assert_eq!(
+        cm.metadata
+            .labels
+            .unwrap()
+            .get("copied-by")
+            .map(String::as_str),
+        Some("ferry")
+    );
 
     // The capture shows on :snapshots.
     key(&mut app, KeyCode::Char(':'));

@@ -1,0 +1,282 @@
+//! The console end to end, as a user runs it: the real `ferry` binary in a tmux
+//! terminal, keys sent with `tmux send-keys`, the screen read with `capture-pane`.
+//! A namespace of a seeded application is cloned inside `prod` through the wizard
+//! (target, new name, classes, options, plan, confirm); the clone's objects and every
+//! file of its volumes are then checked through the API and on disk.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use ferry::engine::k8s::RESTORED_ANNOTATION;
+use ferry::providers::kubeconfig::{Linked, Sources};
+use ferry::providers::sandbox::seed::{SeedOptions, seed};
+use ferry::providers::sandbox::{Sandbox, SandboxConfig, write_kubeconfig};
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+use kube::Api;
+
+/// A tmux server of its own (its own socket), killed on drop.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn start(dir: &Path, env: &[(&str, String)], program: &str) -> Tmux {
+        let socket = format!("ferry-test-{}", std::process::id());
+        let mut cmd = Command::new("tmux");
+        cmd.args(["-L", &socket, "-f", "/dev/null", "new-session", "-d"])
+            .args(["-x", "140", "-y", "45", "-s", "ferry", "-c"])
+            .arg(dir)
+            .arg("env");
+        for (k, v) in env {
+            cmd.arg(format!("{k}={v}"));
+        }
+        cmd.arg(program);
+        let st = cmd
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run tmux: {e} (install it: apt-get install tmux)"));
+        assert!(st.success(), "tmux did not start");
+        Tmux { socket }
+    }
+
+    fn tmux(&self, args: &[&str]) -> std::process::Output {
+        Command::new("tmux")
+            .args(["-L", &self.socket])
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    /// Named keys (`Enter`, `Space`, `Escape`, `BSpace`) or single characters.
+    fn keys(&self, keys: &[&str]) {
+        for k in keys {
+            self.tmux(&["send-keys", "-t", "ferry", k]);
+            std::thread::sleep(Duration::from_millis(60));
+        }
+    }
+
+    fn type_text(&self, s: &str) {
+        self.tmux(&["send-keys", "-t", "ferry", "-l", s]);
+        std::thread::sleep(Duration::from_millis(60));
+    }
+
+    fn screen(&self) -> String {
+        String::from_utf8_lossy(&self.tmux(&["capture-pane", "-p", "-t", "ferry"]).stdout)
+            .into_owned()
+    }
+
+    /// Waits until the screen shows `needle`; the screen is in the failure message.
+    fn wait_for(&self, needle: &str, secs: u64) -> String {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let s = self.screen();
+            if s.contains(needle) {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the screen never showed {needle:?}:\n{s}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn running(&self) -> bool {
+        self.tmux(&["has-session", "-t", "ferry"]).status.success()
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.tmux(&["kill-server"]);
+    }
+}
+
+async fn volume_dir(client: &kube::Client, sandbox_dir: &Path, ns: &str, claim: &str) -> PathBuf {
+    let pvc = Api::<PersistentVolumeClaim>::namespaced(client.clone(), ns)
+        .get(claim)
+        .await
+        .unwrap();
+    let pv_name = pvc.spec.unwrap().volume_name.unwrap();
+    let pv = Api::<PersistentVolume>::all(client.clone())
+        .get(&pv_name)
+        .await
+        .unwrap();
+    sandbox_dir
+        .join("volumes")
+        .join(pv.spec.unwrap().csi.unwrap().volume_handle)
+}
+
+fn checksums(dir: &Path) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let t = e.file_type().unwrap();
+            if t.is_dir() {
+                stack.push(e.path());
+            } else if t.is_file() {
+                let rel = e.path().strip_prefix(dir).unwrap().display().to_string();
+                let sum = blake3::hash(&std::fs::read(e.path()).unwrap()).to_hex();
+                out.insert(rel, sum.to_string());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn a_namespace_is_cloned_through_the_console_in_a_real_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let prod_dir = dir.path().join("prod");
+    let (prod, qa) = rt.block_on(async {
+        let prod = Sandbox::start(SandboxConfig::new("prod", &prod_dir).with_demo_storage())
+            .await
+            .unwrap();
+        let qa =
+            Sandbox::start(SandboxConfig::new("qa", dir.path().join("qa")).with_demo_storage())
+                .await
+                .unwrap();
+        (prod, qa)
+    });
+    let kc = dir.path().join("kubeconfig");
+    write_kubeconfig(&kc, &[prod.kubeconfig_entry(), qa.kubeconfig_entry()]).unwrap();
+    let linked = Linked::load(&Sources {
+        paths: vec![kc.clone()],
+    });
+    let prod_client = rt
+        .block_on(linked.get("ferry-prod").unwrap().client())
+        .unwrap();
+    rt.block_on(seed(
+        &prod_client,
+        &prod_dir,
+        &SeedOptions {
+            files: 16,
+            file_size: 256 * 1024,
+            ..SeedOptions::default()
+        },
+    ))
+    .unwrap();
+
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let env = [
+        ("HOME", home.display().to_string()),
+        ("XDG_CONFIG_HOME", home.join("config").display().to_string()),
+        ("XDG_DATA_HOME", home.join("data").display().to_string()),
+        ("XDG_STATE_HOME", home.join("state").display().to_string()),
+        ("XDG_CACHE_HOME", home.join("cache").display().to_string()),
+        ("KUBECONFIG", kc.display().to_string()),
+        ("TERM", "xterm-256color".to_string()),
+    ];
+    let tmux = Tmux::start(dir.path(), &env, env!("CARGO_BIN_EXE_ferry"));
+
+    // Clusters, probed.
+    let s = tmux.wait_for("ferry-qa", 60);
+    assert!(s.contains("ferry-prod"), "{s}");
+    tmux.wait_for("v1.", 60);
+    // Into prod's namespaces, filter to shop, mark it, clone.
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("shop", 60);
+    tmux.keys(&["/"]);
+    tmux.type_text("shop");
+    tmux.keys(&["Enter", "Space", "c"]);
+    tmux.wait_for("1. target", 30);
+    tmux.wait_for("Where should", 30);
+    // Target: prod itself (the first row).
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("type to edit the target name", 30);
+    for _ in 0..12 {
+        tmux.keys(&["BSpace"]);
+    }
+    tmux.type_text("shop-clone");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("Storage classes on", 60);
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("4. options", 30);
+    tmux.keys(&["Enter"]);
+    // The plan, then confirm.
+    let plan = tmux.wait_for("shop-clone", 120);
+    assert!(!plan.contains("blocking"), "{plan}");
+    tmux.keys(&["Enter"]);
+
+    // The job runs: wait until both claims hold their data, through the API.
+    let deadline = Instant::now() + Duration::from_secs(240);
+    rt.block_on(async {
+        let claims = Api::<PersistentVolumeClaim>::namespaced(prod_client.clone(), "shop-clone");
+        loop {
+            let list = claims.list(&Default::default()).await.unwrap();
+            let done = list
+                .items
+                .iter()
+                .filter(|c| {
+                    c.metadata
+                        .annotations
+                        .as_ref()
+                        .is_some_and(|a| a.contains_key(RESTORED_ANNOTATION))
+                })
+                .count();
+            if list.items.len() == 2 && done == 2 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the clone's claims never got their data ({done} of {}):\n{}",
+                list.items.len(),
+                tmux.screen()
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    });
+    // The Jobs screen says it ended well.
+    tmux.keys(&[":"]);
+    tmux.type_text("jobs");
+    tmux.keys(&["Enter"]);
+    let jobs = tmux.wait_for("done", 120);
+    assert!(!jobs.contains("failed:"), "{jobs}");
+
+    // Objects and data, checked outside the console.
+    rt.block_on(async {
+        Api::<StatefulSet>::namespaced(prod_client.clone(), "shop-clone")
+            .get("postgres")
+            .await
+            .unwrap();
+        Api::<Deployment>::namespaced(prod_client.clone(), "shop-clone")
+            .get("web")
+            .await
+            .unwrap();
+        for claim in ["data-postgres-0", "redis-data"] {
+            let a = checksums(&volume_dir(&prod_client, &prod_dir, "shop", claim).await);
+            let b = checksums(&volume_dir(&prod_client, &prod_dir, "shop-clone", claim).await);
+            assert!(!a.is_empty(), "{claim} holds no files");
+            assert_eq!(a, b, "{claim} differs in the clone");
+        }
+    });
+
+    // q quits (nothing runs any more).
+    tmux.keys(&["q"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while tmux.running() {
+        let s = tmux.screen();
+        if s.contains("Quit?") || s.contains("quit?") {
+            tmux.keys(&["y"]);
+        }
+        assert!(Instant::now() < deadline, "q did not quit:\n{s}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(tmux);
+    rt.block_on(async {
+        prod.shutdown().await.unwrap();
+        qa.shutdown().await.unwrap();
+    });
+}
