@@ -463,6 +463,24 @@ fn a_developer_clones_prod_to_qa_but_not_back_and_the_audit_trail_shows_both() {
         "{table}"
     );
 
+    // Removing the capture is delete-snapshots, which no rule grants developers: refused
+    // with the identity on the cluster the capture came from, and recorded.
+    let snap = ok["snapshot"].as_str().unwrap().to_string();
+    let o = env.run(&["forget", &snap[..8]]);
+    let out = text(&o);
+    assert!(!o.status.success(), "{out}");
+    assert!(out.contains("denied by policy"), "{out}");
+    let listed = env.ok(&["snapshots"]);
+    assert!(
+        listed.contains(&snap[..8]),
+        "the capture was removed: {listed}"
+    );
+    let lines = env.ok(&["audit", "--json"]);
+    let last: serde_json::Value =
+        serde_json::from_str(lines.lines().rfind(|l| l.starts_with('{')).unwrap()).unwrap();
+    assert_eq!(last["action"], "delete-snapshots");
+    assert_eq!(last["outcome"], "denied");
+
     env.t.rt.block_on(async {
         c.prod.shutdown().await.unwrap();
         c.qa.shutdown().await.unwrap();

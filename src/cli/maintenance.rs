@@ -3,12 +3,17 @@
 use anyhow::bail;
 use clap::Args;
 
+use super::policy::Place;
 use super::{Context, Exit};
+use crate::engine::Repository;
 use crate::engine::check::{self, CheckOptions};
 use crate::engine::forget::{self, Retention};
+use crate::engine::k8s::capture::CaptureMeta;
 use crate::engine::lock;
 use crate::engine::prune::{self, PruneOptions};
 use crate::engine::snapshot;
+use crate::engine::snapshot::Snapshot;
+use crate::policy::Action as PolicyAction;
 use crate::ui::{format, progress::run_with_progress};
 
 #[derive(Debug, Args)]
@@ -136,7 +141,20 @@ pub fn forget(ctx: &Context, a: ForgetArgs) -> anyhow::Result<Exit> {
                 say!("would remove {}", id.short());
             }
         } else {
-            forget::forget_ids(&repo, &ids)?;
+            let chosen: Vec<&Snapshot> = ids
+                .iter()
+                .filter_map(|id| all.iter().find(|s| &s.id == id))
+                .collect();
+            let jobs = authorize_removal(ctx, &repo, &chosen)?;
+            let r = forget::forget_ids(&repo, &ids);
+            let done = r
+                .as_ref()
+                .map(|_| Exit::SUCCESS)
+                .map_err(|e| anyhow::anyhow!("{e}"));
+            for j in jobs {
+                j.finish(ctx, &done);
+            }
+            r?;
             say!("removed {} snapshot(s)", ids.len());
         }
     } else {
@@ -145,7 +163,27 @@ pub fn forget(ctx: &Context, a: ForgetArgs) -> anyhow::Result<Exit> {
                 "no snapshots named and no --keep-* rule given: nothing to do (this protects you from removing everything)"
             );
         }
-        let decisions = forget::forget(&repo, &policy, a.dry_run)?;
+        // Which snapshots the rules remove, then whether the policy lets this user
+        // remove the captures among them, then the removal.
+        let decisions = forget::forget(&repo, &policy, true)?;
+        if !a.dry_run {
+            let chosen: Vec<&Snapshot> = decisions
+                .iter()
+                .filter(|d| !d.keep)
+                .map(|d| &d.snapshot)
+                .collect();
+            let jobs = authorize_removal(ctx, &repo, &chosen)?;
+            let ids: Vec<_> = chosen.iter().map(|s| s.id).collect();
+            let r = forget::forget_ids(&repo, &ids);
+            let done = r
+                .as_ref()
+                .map(|_| Exit::SUCCESS)
+                .map_err(|e| anyhow::anyhow!("{e}"));
+            for j in jobs {
+                j.finish(ctx, &done);
+            }
+            r?;
+        }
         let mut removed = 0;
         for d in &decisions {
             let s = &d.snapshot;
@@ -191,6 +229,48 @@ pub fn forget(ctx: &Context, a: ForgetArgs) -> anyhow::Result<Exit> {
         );
     }
     Ok(Exit::SUCCESS)
+}
+
+/// Removing captures is the policy's `delete-snapshots` action, decided with the
+/// user's identity on the cluster each capture came from (one check per cluster).
+/// Folder snapshots are not governed by cluster policies.
+fn authorize_removal(
+    ctx: &Context,
+    repo: &Repository,
+    snaps: &[&Snapshot],
+) -> anyhow::Result<Vec<super::policy::Job>> {
+    let mut by_cluster: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for s in snaps {
+        if let Some(m) = CaptureMeta::of(s) {
+            let ns = by_cluster.entry(m.cluster).or_default();
+            for n in m.namespaces {
+                if !ns.contains(&n) {
+                    ns.push(n);
+                }
+            }
+        }
+    }
+    let mut jobs = Vec::new();
+    for (cluster, namespaces) in by_cluster {
+        let from = match super::kube::connect(ctx, Some(&cluster)) {
+            Ok((linked, client)) => Place::new(&linked, Some(&client)),
+            Err(_) => Place::named(&cluster),
+        };
+        let pairs: Vec<_> = if namespaces.is_empty() {
+            vec![(None, None)]
+        } else {
+            namespaces.into_iter().map(|n| (Some(n), None)).collect()
+        };
+        jobs.push(super::policy::authorize(
+            ctx,
+            repo,
+            PolicyAction::DeleteSnapshots,
+            Some(&from),
+            None,
+            &pairs,
+        )?);
+    }
+    Ok(jobs)
 }
 
 pub fn prune(ctx: &Context, a: PruneArgs) -> anyhow::Result<Exit> {
