@@ -540,3 +540,22 @@ fn a_key_file_that_opens_but_is_orphaned_does_not_lock_anyone_out() {
     let opened = t.reopen();
     assert_eq!(opened.config().id, t.repo.config().id);
 }
+
+/// A repository opened before another process (here: another handle) stored data
+/// still reads that data: a blob its index does not know sends it to the index files.
+#[test]
+fn blobs_indexed_by_another_process_are_found_without_reopening() {
+    let t = common::new_repo();
+    let early = t.reopen();
+    let src = tempfile::tempdir().unwrap();
+    common::write_file(
+        &src.path().join("a.txt"),
+        b"written later",
+        0o644,
+        1_700_000_000,
+    );
+    let snap = common::do_backup(&t.repo, src.path());
+    // `early` read the (empty) index before the backup.
+    let tree = early.load_blob(&snap.tree).unwrap();
+    assert!(!tree.is_empty());
+}

@@ -466,6 +466,23 @@ fn a_developer_clones_prod_to_qa_but_not_back_and_the_audit_trail_shows_both() {
     // Removing the capture is delete-snapshots, which no rule grants developers: refused
     // with the identity on the cluster the capture came from, and recorded.
     let snap = ok["snapshot"].as_str().unwrap().to_string();
+    // A dry run of restoring it into prod shows the plan and says the policy would
+    // refuse it (exit 5), recording nothing.
+    let o = env.run(&[
+        "plan",
+        &snap[..8],
+        "--context",
+        "ferry-prod-dev",
+        "--map-namespace",
+        "shop=shop-restored",
+    ]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(5), "{out}");
+    assert!(
+        out.contains("the policy would refuse this restore"),
+        "{out}"
+    );
+    assert!(out.contains("shop-restored"), "no plan shown: {out}");
     let o = env.run(&["forget", &snap[..8]]);
     let out = text(&o);
     assert!(!o.status.success(), "{out}");

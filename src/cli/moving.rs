@@ -305,11 +305,40 @@ pub fn plan(ctx: &Context, a: PlanArgs) -> anyhow::Result<Exit> {
         &opts,
     ))?;
     print!("{}", render(&plan, &a.output)?);
+    // What the policy would say of carrying it out (nothing is recorded for a dry run).
+    let denied = ctx.rt.block_on(crate::policy::gate::preview(
+        &repo,
+        PolicyAction::Restore,
+        Some(&origin(ctx, &meta.cluster)),
+        Some(&Place::new(&linked, Some(&client))),
+        &restore_pairs(&meta, &opts),
+    ));
+    if let Some(why) = &denied {
+        eprintln!("the policy would refuse this restore: {why}");
+    }
     Ok(if plan.blocking() > 0 {
         Exit::from(2)
+    } else if denied.is_some() {
+        Exit::from(5)
     } else {
         Exit::SUCCESS
     })
+}
+
+/// A restore's (source namespace, target namespace) pairs, as the policy sees them.
+fn restore_pairs(
+    meta: &CaptureMeta,
+    opts: &RestoreOptions,
+) -> Vec<(Option<String>, Option<String>)> {
+    let sources = if opts.namespaces.is_empty() {
+        &meta.namespaces
+    } else {
+        &opts.namespaces
+    };
+    sources
+        .iter()
+        .map(|n| (Some(n.clone()), Some(opts.mapping.namespace(n).to_string())))
+        .collect()
 }
 
 #[derive(Debug, Args, Clone)]
@@ -417,15 +446,7 @@ pub fn restore(
         }
         opts.only = Some(failed);
     }
-    let sources = if opts.namespaces.is_empty() {
-        &meta.namespaces
-    } else {
-        &opts.namespaces
-    };
-    let pairs: Vec<_> = sources
-        .iter()
-        .map(|n| (Some(n.clone()), Some(opts.mapping.namespace(n).to_string())))
-        .collect();
+    let pairs = restore_pairs(&meta, &opts);
     let mut policy_job = authorize(
         ctx,
         &repo,

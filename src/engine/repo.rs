@@ -483,7 +483,16 @@ impl Repository {
 
     /// Loads a blob by ID through the index.
     pub fn load_blob(&self, id: &Id) -> Result<Vec<u8>> {
-        let loc = self.index().get(id).ok_or(Error::BlobMissing { id: *id })?;
+        let found = self.index().get(id);
+        let loc = match found {
+            Some(loc) => loc,
+            None => {
+                // Not read yet, or indexed by another process since: read the index
+                // files again, adding to what this process holds.
+                self.merge_index()?;
+                self.index().get(id).ok_or(Error::BlobMissing { id: *id })?
+            }
+        };
         let stored = self.block_on(self.inner.backend.read_range(
             FileKind::Pack,
             &loc.pack.to_hex(),
@@ -498,6 +507,31 @@ impl Repository {
     /// Reads every index file into memory. Returns the index files read with their
     /// contents (for prune); damaged index files are errors.
     pub fn load_index(&self) -> Result<Vec<(String, Vec<IndexedPack>)>> {
+        let loaded = self.read_index_files()?;
+        let mut idx = Index::default();
+        for (_, packs) in &loaded {
+            for p in packs {
+                idx.add_pack(p.id, p.size, &p.blobs);
+            }
+        }
+        *self.index_mut() = idx;
+        Ok(loaded)
+    }
+
+    /// Adds every index file to the in-memory index, keeping what is there (blobs a
+    /// running job has stored but not indexed yet).
+    pub fn merge_index(&self) -> Result<()> {
+        let loaded = self.read_index_files()?;
+        let mut idx = self.index_mut();
+        for (_, packs) in &loaded {
+            for p in packs {
+                idx.add_pack(p.id, p.size, &p.blobs);
+            }
+        }
+        Ok(())
+    }
+
+    fn read_index_files(&self) -> Result<Vec<(String, Vec<IndexedPack>)>> {
         let files = self.block_on(self.inner.backend.list(FileKind::Index))?;
         let conns = self.inner.backend.connections().max(2);
         let this = self.clone();
@@ -525,13 +559,6 @@ impl Repository {
             .try_collect()
             .await
         })?;
-        let mut idx = Index::default();
-        for (_, packs) in &loaded {
-            for p in packs {
-                idx.add_pack(p.id, p.size, &p.blobs);
-            }
-        }
-        *self.index_mut() = idx;
         Ok(loaded)
     }
 
