@@ -245,6 +245,18 @@ fn captured(out: &capture::CaptureOutcome) -> JobEnd {
     }
 }
 
+/// The cloud envelope of a managed source cluster, for the capture to record; a failure
+/// to read it is logged and the capture goes on without it.
+async fn envelope(cluster: &LinkedCluster) -> Option<serde_json::Value> {
+    match cluster.envelope().await {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::warn!(cluster = %cluster.name, "no envelope recorded: {e}");
+            None
+        }
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 pub fn backup(
     rt: &Handle,
@@ -252,13 +264,14 @@ pub fn backup(
     id: usize,
     cluster: LinkedCluster,
     repo: Repository,
-    opts: CaptureOptions,
+    mut opts: CaptureOptions,
     progress: Arc<JobProgress>,
 ) {
     let tx = tx.clone();
     rt.spawn(async move {
         let r = async {
             let client = client(&cluster).await?;
+            opts.envelope = envelope(&cluster).await;
             let out = capture::capture(&client, &repo, &opts, &progress)
                 .await
                 .map_err(|e| format!("backup from {} failed: {e}", cluster.name))?;
@@ -352,7 +365,7 @@ pub fn plan_live(
     repo: Repository,
     source: LinkedCluster,
     target: LinkedCluster,
-    copts: CaptureOptions,
+    mut copts: CaptureOptions,
     ropts: RestoreOptions,
     progress: Arc<JobProgress>,
 ) {
@@ -360,6 +373,7 @@ pub fn plan_live(
     rt.spawn(async move {
         let out = async {
             let client = client(&source).await?;
+            copts.envelope = envelope(&source).await;
             capture::capture(&client, &repo, &copts, &progress)
                 .await
                 .map_err(|e| format!("capture from {} failed: {e}", source.name))

@@ -39,6 +39,7 @@ mod runtime;
 pub mod seed;
 mod select;
 mod server;
+pub mod sigv4;
 mod ssa;
 mod storage;
 mod store;
