@@ -331,6 +331,33 @@ fn an_eks_cluster_made_through_ferry_receives_the_shop_from_another_one() {
             .unwrap_err();
         assert!(matches!(&e, kube::Error::Api(s) if s.code == 401), "{e}");
 
+        // Long jobs: the client replaces its token once it is old. With a lifetime of
+        // zero, every request carries a newly made one; with the real lifetime, one
+        // token serves them all.
+        let source = eks::TokenSource::with_lifetime(&acct, REGION, "dst-eks", Duration::ZERO);
+        let refreshing = eks::client_with(&dst, source.clone()).await.unwrap();
+        let before = source.tokens_made();
+        for _ in 0..3 {
+            Api::<Namespace>::all(refreshing.clone())
+                .list(&ListParams::default())
+                .await
+                .unwrap();
+        }
+        assert!(
+            source.tokens_made() >= before + 3,
+            "{}",
+            source.tokens_made()
+        );
+        let source = eks::TokenSource::new(&acct, REGION, "dst-eks");
+        let steady = eks::client_with(&dst, source.clone()).await.unwrap();
+        for _ in 0..3 {
+            Api::<Namespace>::all(steady.clone())
+                .list(&ListParams::default())
+                .await
+                .unwrap();
+        }
+        assert_eq!(source.tokens_made(), 1);
+
         // Restore the shop into the new cluster.
         let opts = RestoreOptions {
             mapping: Mapping::default(),
@@ -534,4 +561,95 @@ async fn bad_input_gets_a_message_that_says_what_to_do() {
     }
 
     cloud.shutdown().await.unwrap();
+}
+
+/// Stops the background sandbox cloud of a test home, whatever happens to the test.
+struct CloudDown<'a>(&'a Path);
+
+impl Drop for CloudDown<'_> {
+    fn drop(&mut self) {
+        let _ = ferry_sync(self.0, &["sandbox", "cloud", "down"]);
+    }
+}
+
+fn ferry_sync(home: &Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(args)
+        .env("HOME", home)
+        .env("XDG_CONFIG_HOME", home.join("config"))
+        .env("XDG_DATA_HOME", home.join("data"))
+        .env("XDG_STATE_HOME", home.join("state"))
+        .env("KUBECONFIG", home.join("no-kubeconfig"))
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_sandbox_cloud_runs_in_the_background_with_profiles_to_use_it() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let _down = CloudDown(h);
+    let out = ferry_sync(h, &["sandbox", "cloud", "up", "--port", "0"]);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let endpoint = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("Sandbox cloud (EKS and STS APIs) at "))
+        .unwrap_or_else(|| panic!("no endpoint in {stdout}"))
+        .to_string();
+    assert!(endpoint.starts_with("http://127.0.0.1:"), "{endpoint}");
+    let dir = h.join("data/ferry/sandbox-cloud");
+    let creds = std::fs::read_to_string(dir.join("aws-credentials")).unwrap();
+    assert!(creds.contains("[ferry-sandbox]") && creds.contains("[ferry-sandbox-no-eks]"));
+
+    // The profiles it wrote reach it through the SDK's own profile files: link them
+    // as a user would and list (no clusters yet), and the no-EKS one is refused.
+    let cfg = h.join("config/ferry");
+    std::fs::create_dir_all(&cfg).unwrap();
+    std::fs::write(
+        cfg.join("config.yaml"),
+        format!(
+            "aws:\n  - profile: ferry-sandbox\n    regions: [us-east-1]\n    endpoint: {endpoint}\n  - profile: ferry-sandbox-no-eks\n    regions: [us-east-1]\n    endpoint: {endpoint}\n"
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["clusters", "--json"])
+        .env("HOME", h)
+        .env("XDG_CONFIG_HOME", h.join("config"))
+        .env("XDG_DATA_HOME", h.join("data"))
+        .env("XDG_STATE_HOME", h.join("state"))
+        .env("KUBECONFIG", h.join("no-kubeconfig"))
+        .env("AWS_SHARED_CREDENTIALS_FILE", dir.join("aws-credentials"))
+        .env("AWS_CONFIG_FILE", dir.join("aws-config"))
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "[]");
+    assert!(
+        stderr.contains("skipped aws ferry-sandbox-no-eks us-east-1")
+            && stderr.contains("may not use EKS"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("skipped aws ferry-sandbox us-east-1"),
+        "{stderr}"
+    );
+
+    let out = ferry_sync(h, &["sandbox", "cloud", "status"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("running"));
+    let out = ferry_sync(h, &["sandbox", "cloud", "down"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("stopped"));
+    let out = ferry_sync(h, &["sandbox", "cloud", "status"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("stopped"));
 }

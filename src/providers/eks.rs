@@ -579,7 +579,9 @@ struct TokenInner {
     account: AwsAccount,
     region: String,
     cluster: String,
+    lifetime: Duration,
     cached: tokio::sync::Mutex<Option<(String, std::time::Instant)>>,
+    made: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for TokenSource {
@@ -593,25 +595,49 @@ impl std::fmt::Debug for TokenSource {
 
 impl TokenSource {
     pub fn new(account: &AwsAccount, region: &str, cluster: &str) -> TokenSource {
+        TokenSource::with_lifetime(account, region, cluster, TOKEN_LIFETIME)
+    }
+
+    /// A source whose tokens are replaced once `lifetime` old (tests use a short one).
+    pub fn with_lifetime(
+        account: &AwsAccount,
+        region: &str,
+        cluster: &str,
+        lifetime: Duration,
+    ) -> TokenSource {
         TokenSource {
             inner: std::sync::Arc::new(TokenInner {
                 account: account.clone(),
                 region: region.into(),
                 cluster: cluster.into(),
+                lifetime,
                 cached: tokio::sync::Mutex::new(None),
+                made: std::sync::atomic::AtomicU64::new(0),
             }),
         }
+    }
+
+    /// How many tokens this source has made.
+    pub fn tokens_made(&self) -> u64 {
+        self.inner.made.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn lifetime(&self) -> Duration {
+        self.inner.lifetime
     }
 
     /// A valid token: the cached one while it is young enough, else a new one.
     pub async fn bearer(&self) -> Result<String> {
         let mut cached = self.inner.cached.lock().await;
         if let Some((t, made)) = cached.as_ref()
-            && made.elapsed() < TOKEN_LIFETIME
+            && made.elapsed() < self.inner.lifetime
         {
             return Ok(t.clone());
         }
         let t = current_token(&self.inner.account, &self.inner.region, &self.inner.cluster).await?;
+        self.inner
+            .made
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         tracing::debug!(cluster = %self.inner.cluster, "made a new EKS token");
         *cached = Some((t.clone(), std::time::Instant::now()));
         Ok(t)
@@ -672,18 +698,19 @@ where
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<std::result::Result<(), tower::BoxError>> {
         use std::task::Poll;
-        loop {
-            if self
-                .header
-                .as_ref()
-                .is_some_and(|(_, made)| made.elapsed() < TOKEN_LIFETIME)
-            {
-                return self.inner.poll_ready(cx).map_err(Into::into);
-            }
+        let fresh = self
+            .header
+            .as_ref()
+            .is_some_and(|(_, made)| made.elapsed() < self.source.lifetime());
+        if !fresh {
             let source = self.source.clone();
+            // The first request uses the source's token; a stale one is replaced.
+            let stale = self.header.is_some();
             let fut = self.refreshing.get_or_insert_with(|| {
                 Box::pin(async move {
-                    source.expire().await;
+                    if stale {
+                        source.expire().await;
+                    }
                     source.bearer().await
                 })
             });
@@ -698,6 +725,7 @@ where
                 }
             }
         }
+        self.inner.poll_ready(cx).map_err(Into::into)
     }
 
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
@@ -715,6 +743,12 @@ where
 /// `DescribeCluster`, and a bearer token from [`TokenSource`] on every request, made
 /// anew before it expires.
 pub async fn client(account: &AwsAccount, cluster: &EksCluster) -> Result<kube::Client> {
+    let source = TokenSource::new(account, &cluster.region, &cluster.name);
+    client_with(cluster, source).await
+}
+
+/// [`client`] with the given token source.
+pub async fn client_with(cluster: &EksCluster, source: TokenSource) -> Result<kube::Client> {
     if cluster.endpoint.is_empty() || cluster.certificate_authority.is_empty() {
         return Err(EksError::NotReady(cluster.name.clone()));
     }
@@ -722,7 +756,6 @@ pub async fn client(account: &AwsAccount, cluster: &EksCluster) -> Result<kube::
         cluster: cluster.name.clone(),
         detail,
     };
-    let source = TokenSource::new(account, &cluster.region, &cluster.name);
     // Make the first token now, so missing credentials show here rather than as a
     // failed request.
     source.bearer().await?;
