@@ -165,6 +165,7 @@ async fn capture_ns(
             tags: vec![],
             parent: None,
             no_parent: true,
+            envelope: None,
         },
         &JobProgress::new(),
     )
@@ -303,7 +304,8 @@ async fn main() {
         n as f64,
         "objects",
     );
-    let repo = new_repo(&dir.path().join("objects-repo"));
+    let at = dir.path().to_path_buf();
+    let repo = blocking(move || new_repo(&at.join("objects-repo"))).await;
     let t = Instant::now();
     let out = capture_ns(&src, &repo, "many", false).await;
     let captured = out.meta.objects;
@@ -392,7 +394,8 @@ async fn main() {
         .unwrap();
     assert!(st.success());
 
-    let raw_repo = new_repo(&dir.path().join("raw-repo"));
+    let at = dir.path().to_path_buf();
+    let raw_repo = blocking(move || new_repo(&at.join("raw-repo"))).await;
     let t = Instant::now();
     let r2 = raw_repo.clone();
     let src_dir = data.clone();
@@ -416,7 +419,8 @@ async fn main() {
         "MiB",
     );
 
-    let vrepo = new_repo(&dir.path().join("volume-repo"));
+    let at = dir.path().to_path_buf();
+    let vrepo = blocking(move || new_repo(&at.join("volume-repo"))).await;
     let t = Instant::now();
     let out = capture_ns(&src, &vrepo, "bulk", true).await;
     row(

@@ -12,6 +12,12 @@
 //! readOnlyContexts: [prod]   # console: read-only for contexts whose name contains one of these
 //! accent:                    # console: border colour of contexts whose name contains the pattern
 //!   - {pattern: prod, color: red}
+//! aws:                       # linked AWS accounts: EKS clusters of these profiles and regions
+//!   - profile: work          # a profile of ~/.aws/config or credentials (omit: the default chain)
+//!     regions: [eu-west-1, us-east-1]
+//!   - profile: ferry-sandbox
+//!     regions: [us-east-1]
+//!     endpoint: http://127.0.0.1:4599   # EKS and STS API endpoint override (`ferry sandbox cloud`)
 //! ```
 
 use std::path::PathBuf;
@@ -36,6 +42,9 @@ pub struct Settings {
     /// Border colours for contexts whose name contains a pattern (first match wins).
     #[serde(default)]
     pub accent: Vec<AccentRule>,
+    /// Linked AWS accounts (profiles and their regions) whose EKS clusters are listed.
+    #[serde(default)]
+    pub aws: Vec<crate::providers::eks::AwsAccount>,
 }
 
 /// A context-name pattern and the console border colour for it.
@@ -47,6 +56,19 @@ pub struct AccentRule {
 }
 
 impl Settings {
+    /// The linked AWS account of `profile` (`default` is the default chain); one with
+    /// just that profile and region when the settings do not name it.
+    pub fn aws_account(&self, profile: &str, region: &str) -> crate::providers::eks::AwsAccount {
+        match self.aws.iter().find(|a| a.label() == profile) {
+            Some(a) => a.clone(),
+            None => crate::providers::eks::AwsAccount {
+                profile: (profile != "default").then(|| profile.to_string()),
+                regions: vec![region.to_string()],
+                ..Default::default()
+            },
+        }
+    }
+
     /// Reads the settings file; a missing file means defaults.
     pub fn load(dirs: &Dirs) -> anyhow::Result<Settings> {
         let path = dirs.config.join("config.yaml");

@@ -240,3 +240,76 @@ async fn tokens_are_presigned_get_caller_identity_requests_naming_the_cluster() 
     assert!(verify_presigned(&url, &[("x-k8s-aws-id", "prod-eks")], "wrong").is_err());
     assert!(verify_presigned(&url, &[], SECRET_ACCESS_KEY).is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clusters_and_node_groups_are_created_and_waited_for_through_the_sdk() {
+    let m = Moto::start();
+    let acct = account(&m);
+    let spec = eks::ClusterSpec {
+        name: "restore-target".into(),
+        version: "1.31".into(),
+        role_arn: "arn:aws:iam::123456789012:role/eks".into(),
+        subnet_ids: vec!["subnet-1".into(), "subnet-2".into()],
+        endpoint_public_access: true,
+        nodegroups: vec![eks::NodegroupSpec {
+            name: "general".into(),
+            instance_types: vec!["m6i.large".into()],
+            min_size: 1,
+            max_size: 3,
+            desired_size: 2,
+            labels: [("role".to_string(), "web".to_string())].into(),
+            node_role: "arn:aws:iam::123456789012:role/node".into(),
+            ..Default::default()
+        }],
+        // moto's clusters have no API server to put a StorageClass into.
+        addons: vec![],
+        storage_class: None,
+        ..Default::default()
+    };
+    let events = std::sync::Mutex::new(Vec::new());
+    let record = |e: eks::CreateEvent| events.lock().unwrap().push(e);
+    let opts = eks::CreateOptions {
+        poll: std::time::Duration::from_millis(50),
+        max_poll: std::time::Duration::from_millis(200),
+        limit: std::time::Duration::from_secs(60),
+    };
+    let c = eks::create_cluster(&acct, REGION, &spec, Some("v1.30.4"), &opts, &record)
+        .await
+        .unwrap();
+    assert_eq!(c.name, "restore-target");
+    assert_eq!(c.status, "ACTIVE");
+    let events = events.into_inner().unwrap();
+    assert!(
+        events.contains(&eks::CreateEvent::Ready("cluster restore-target".into())),
+        "{events:?}"
+    );
+    assert!(
+        events.contains(&eks::CreateEvent::Ready("node group general".into())),
+        "{events:?}"
+    );
+    let described = eks::describe(&acct, REGION, "restore-target")
+        .await
+        .unwrap();
+    assert_eq!(described.version, "1.31");
+    let env = eks::envelope(&acct, REGION, "restore-target")
+        .await
+        .unwrap();
+    assert_eq!(env["nodegroups"][0]["scaling"]["desired"], 2);
+    assert_eq!(env["nodegroups"][0]["labels"]["role"], "web");
+
+    // Running it again reuses what exists; an older version than the source is refused.
+    eks::create_cluster(&acct, REGION, &spec, None, &opts, &|_| {})
+        .await
+        .unwrap();
+    let err = eks::create_cluster(&acct, REGION, &spec, Some("1.32"), &opts, &|_| {})
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("older than the source"), "{err}");
+    // A region without clusters lists none.
+    assert!(
+        eks::list_clusters(&acct, "eu-west-3")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}

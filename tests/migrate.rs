@@ -100,6 +100,7 @@ async fn capture_ns(
             tags: vec![],
             parent: None,
             no_parent: false,
+            envelope: None,
         },
         &job,
     )

@@ -13,16 +13,39 @@ use super::{Context, Exit};
 use crate::config::Settings;
 use crate::engine::k8s::graph;
 use crate::engine::k8s::objects::{self, Catalog, ObjRef};
-use crate::providers::kubeconfig::{Linked, LinkedCluster, Sources};
+use crate::providers::eks;
+use crate::providers::kubeconfig::{BrokenSource, Linked, LinkedCluster, Sources};
 use crate::providers::probe;
 use crate::ui::format;
 
-/// Every linked cluster. With no kubeconfig at all, the local sandbox clusters are
-/// the embedded default (started if needed).
+/// Every linked cluster: kubeconfig contexts, then the EKS clusters of every linked AWS
+/// account and region (listed concurrently; an account that fails is reported in
+/// `broken`, never fatal). With no kubeconfig and no cloud account at all, the local
+/// sandbox clusters are the embedded default (started if needed).
 pub fn linked(ctx: &Context) -> anyhow::Result<Linked> {
     let settings = Settings::load(&ctx.dirs)?;
+    let mut linked = kubeconfig_linked(ctx, &settings)?;
+    if !settings.aws.is_empty() {
+        let found = ctx.rt.block_on(eks::list_all(&settings.aws));
+        let mut found: Vec<_> = found.into_iter().collect();
+        found.sort_by(|a, b| (a.0.label(), &a.1).cmp(&(b.0.label(), &b.1)));
+        for (account, region, res) in found {
+            match res {
+                Ok(clusters) => linked.add_eks(&account, &clusters),
+                Err(e) => linked.broken.push(BrokenSource {
+                    path: format!("aws {} {region}", account.label()).into(),
+                    error: e.to_string(),
+                }),
+            }
+        }
+    }
+    Ok(linked)
+}
+
+/// The kubeconfig contexts (or the sandbox default when there is nothing to link).
+fn kubeconfig_linked(ctx: &Context, settings: &Settings) -> anyhow::Result<Linked> {
     let linked = Linked::load(&Sources::from_environment(&settings.kubeconfig_paths()));
-    if !linked.clusters.is_empty() || !linked.broken.is_empty() {
+    if !linked.clusters.is_empty() || !linked.broken.is_empty() || !settings.aws.is_empty() {
         return Ok(linked);
     }
     let kc = ctx.dirs.data.join("sandbox").join("kubeconfig");
@@ -54,9 +77,38 @@ pub fn linked(ctx: &Context) -> anyhow::Result<Linked> {
     Ok(Linked::load(&Sources { paths: vec![kc] }))
 }
 
-/// The linked cluster named `name` (or the current context's), and a client for it.
+/// The EKS cluster named `eks:<profile>/<region>/<cluster>`, found with one
+/// `DescribeCluster` (the account's settings, such as an endpoint, apply when the
+/// profile is linked).
+pub fn eks_cluster(ctx: &Context, name: &str) -> anyhow::Result<Option<LinkedCluster>> {
+    let Some(parsed) = eks::parse_context_name(name) else {
+        return Ok(None);
+    };
+    let (profile, region, cluster) = parsed?;
+    let settings = Settings::load(&ctx.dirs)?;
+    let account = settings.aws_account(&profile, &region);
+    let c = ctx
+        .rt
+        .block_on(eks::describe(&account, &region, &cluster))
+        .with_context(|| format!("cannot find the EKS cluster {name}"))?;
+    Ok(Some(LinkedCluster::from_eks(&account, &c)))
+}
+
+/// The linked cluster named `name` (or the current context's), and a client for it. An
+/// `eks:<profile>/<region>/<cluster>` name is an EKS cluster, reached without a
+/// kubeconfig.
 pub fn connect(ctx: &Context, name: Option<&str>) -> anyhow::Result<(LinkedCluster, kube::Client)> {
-    let linked = linked(ctx)?;
+    if let Some(n) = name
+        && let Some(cluster) = eks_cluster(ctx, n)?
+    {
+        let client = ctx
+            .rt
+            .block_on(cluster.client())
+            .with_context(|| format!("cannot connect to {n}"))?;
+        return Ok((cluster, client));
+    }
+    let settings = Settings::load(&ctx.dirs)?;
+    let linked = kubeconfig_linked(ctx, &settings)?;
     let cluster = match name {
         Some(n) => linked.get(n)?.clone(),
         None => linked
@@ -66,6 +118,18 @@ pub fn connect(ctx: &Context, name: Option<&str>) -> anyhow::Result<(LinkedClust
     };
     let client = ctx.rt.block_on(cluster.client())?;
     Ok((cluster, client))
+}
+
+/// The cloud envelope of a managed cluster, for a capture to record (`None` for a
+/// kubeconfig context); a failure to read it is a warning, not an error.
+pub fn envelope(ctx: &Context, cluster: &LinkedCluster) -> Option<Value> {
+    match ctx.rt.block_on(cluster.envelope()) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("warning: the capture records no cloud envelope: {e}");
+            None
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -97,6 +161,10 @@ pub fn clusters(ctx: &Context, a: ClustersArgs) -> anyhow::Result<Exit> {
                 serde_json::json!({
                     "name": c.name, "context": c.context, "server": c.server, "user": c.user,
                     "sources": c.sources, "current": c.current,
+                    "eks": c.eks().map(|(a, e)| serde_json::json!({
+                        "profile": a.label(), "region": e.region, "cluster": e.name,
+                        "status": e.status, "version": e.version, "arn": e.arn,
+                    })),
                     "probe": probes.get(i).map(|p| match &p.facts {
                         Ok(f) => serde_json::to_value(f).unwrap_or(Value::Null),
                         Err(e) => serde_json::json!({"error": e}),
@@ -166,7 +234,8 @@ pub fn clusters(ctx: &Context, a: ClustersArgs) -> anyhow::Result<Exit> {
 
 #[derive(Debug, Args)]
 pub struct ClusterArg {
-    /// The linked cluster (context name; see `ferry clusters`) [default: current context]
+    /// The linked cluster: a context name, or eks:<profile>/<region>/<cluster> (see
+    /// `ferry clusters`) [default: current context]
     #[arg(long = "context", short = 'c')]
     pub context: Option<String>,
 }

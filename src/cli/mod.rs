@@ -17,6 +17,7 @@ macro_rules! say {
 
 mod audit;
 mod backup;
+mod cluster;
 mod console;
 mod init;
 mod key;
@@ -27,6 +28,7 @@ mod open;
 mod policy;
 mod restore;
 mod sandbox;
+mod sandbox_cloud;
 mod sandbox_seed;
 mod sandbox_user;
 mod snapshots;
@@ -98,8 +100,11 @@ pub enum Command {
     Console,
     /// Create a repository
     Init(init::InitArgs),
-    /// Every linked cluster: kubeconfig contexts, with reachability and version
+    /// Every linked cluster: kubeconfig contexts and EKS clusters, with reachability and version
     Clusters(kube::ClustersArgs),
+    /// Create a managed cluster (EKS) to restore into
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
     /// Namespaces of a cluster with pod and claim counts
     #[command(visible_alias = "ns")]
     Namespaces(kube::NamespacesArgs),
@@ -175,6 +180,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         }
         Command::Init(a) => init::run(&ctx, a),
         Command::Clusters(a) => kube::clusters(&ctx, a),
+        Command::Cluster(c) => cluster::run(&ctx, c),
         Command::Namespaces(a) => kube::namespaces(&ctx, a),
         Command::Workloads(a) => kube::workloads(&ctx, a),
         Command::Pvcs(a) => kube::pvcs(&ctx, a),

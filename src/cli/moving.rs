@@ -226,6 +226,7 @@ pub fn backup(
             tags,
             parent,
             no_parent,
+            envelope: super::kube::envelope(ctx, &linked),
         };
         let job = new_job(ctx);
         let out = run_job(ctx, &job, capture::capture(&client, &repo, &opts, &job))
@@ -549,6 +550,7 @@ pub fn migrate(
         use_snapshots: !a.select.no_snapshots,
         mover: mover_opts.clone(),
         tags: a.tags.clone(),
+        envelope: super::kube::envelope(ctx, &src),
         parent: None,
         no_parent: false,
     };

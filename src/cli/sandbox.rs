@@ -36,6 +36,9 @@ pub enum SandboxCommand {
     /// Add or list the users of a sandbox (tokens and kubeconfig contexts)
     #[command(subcommand)]
     User(super::sandbox_user::UserCommand),
+    /// The sandbox cloud: EKS and STS APIs whose clusters are sandboxes
+    #[command(subcommand)]
+    Cloud(super::sandbox_cloud::CloudCommand),
     /// Serve one sandbox in this process (what `up` starts in the background)
     #[command(hide = true)]
     Serve(ServeArgs),
@@ -224,6 +227,7 @@ pub fn run(ctx: &Context, cmd: SandboxCommand) -> anyhow::Result<Exit> {
         SandboxCommand::Seed(a) => super::sandbox_seed::run(ctx, &root(ctx), a),
         SandboxCommand::User(c) => super::sandbox_user::run(ctx, c),
         SandboxCommand::Serve(a) => serve(ctx, a),
+        SandboxCommand::Cloud(c) => super::sandbox_cloud::run(ctx, c),
     }
 }
 

@@ -19,13 +19,27 @@ use serde_json::{Value, json};
 const PRESIGN_EXPIRES: Duration = Duration::from_secs(60);
 /// How long Ferry uses a token before making a new one (EKS accepts them for 15 min).
 pub const TOKEN_LIFETIME: Duration = Duration::from_secs(14 * 60);
+/// Attempts per AWS call (the first and the retries of throttled or transient failures).
+const RETRY_ATTEMPTS: u32 = 6;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EksError {
     #[error(
-        "AWS profile {profile}: {detail}. Check `aws sts get-caller-identity --profile {profile}`"
+        "AWS profile {profile}: {detail}. Check `aws sts get-caller-identity --profile {profile}` (log in again with `aws sso login` or renew the keys)"
     )]
     Credentials { profile: String, detail: String },
+    #[error(
+        "AWS profile {profile} may not use EKS in {region} ({detail}): give it the eks:ListClusters, eks:DescribeCluster (and, to create clusters, eks:CreateCluster, eks:CreateNodegroup, eks:CreateAddon, iam:PassRole) permissions, or link another profile"
+    )]
+    NoAccess {
+        profile: String,
+        region: String,
+        detail: String,
+    },
+    #[error(
+        "EKS in {region} kept throttling Ferry's requests ({detail}) after retrying with backoff: wait a minute and try again"
+    )]
+    Throttled { region: String, detail: String },
     #[error("{what} in {region}: {detail}")]
     Api {
         what: String,
@@ -36,6 +50,57 @@ pub enum EksError {
     NotReady(String),
     #[error("cannot sign the EKS token: {0}")]
     Signing(String),
+    #[error("cannot reach the EKS cluster {cluster}: {detail}")]
+    Kube { cluster: String, detail: String },
+    #[error(
+        "{0:?} is not an EKS cluster name: use eks:<profile>/<region>/<cluster> (see `ferry clusters`)"
+    )]
+    BadName(String),
+    #[error(
+        "Kubernetes {wanted} is older than the source cluster's {source_version}: a restore may need APIs it lacks. Choose --version {source_version} or newer"
+    )]
+    VersionTooOld {
+        wanted: String,
+        source_version: String,
+    },
+    #[error("invalid cluster request: {0}")]
+    Invalid(String),
+    #[error(
+        "creating the EKS cluster {cluster} in {region} failed while {step}: {detail}. {}",
+        created_hint(cluster, region, created)
+    )]
+    Create {
+        cluster: String,
+        region: String,
+        step: String,
+        detail: String,
+        /// What exists now (`cluster <name>`, `nodegroup <name>`, `addon <name>`,
+        /// `storageclass gp3`), in the order it was made.
+        created: Vec<String>,
+    },
+}
+
+fn created_hint(cluster: &str, region: &str, created: &[String]) -> String {
+    if created.is_empty() {
+        return "Nothing was created: fix the cause and run the command again".into();
+    }
+    let mut remove = Vec::new();
+    for c in created.iter().rev() {
+        if let Some(ng) = c.strip_prefix("nodegroup ") {
+            remove.push(format!(
+                "aws eks delete-nodegroup --region {region} --cluster-name {cluster} --nodegroup-name {ng}"
+            ));
+        } else if c.starts_with("cluster ") {
+            remove.push(format!(
+                "aws eks delete-cluster --region {region} --name {cluster}"
+            ));
+        }
+    }
+    format!(
+        "Already created: {}. Run the same command again to continue (what exists is reused), or remove it with: {}",
+        created.join(", "),
+        remove.join("; ")
+    )
 }
 
 pub type Result<T, E = EksError> = std::result::Result<T, E>;
@@ -69,6 +134,12 @@ impl AwsAccount {
         if let Some(e) = &self.endpoint {
             l = l.endpoint_url(e);
         }
+        // Throttling and transient errors are retried with exponential backoff.
+        l = l.retry_config(
+            aws_config::retry::RetryConfig::standard()
+                .with_max_attempts(RETRY_ATTEMPTS)
+                .with_initial_backoff(Duration::from_millis(200)),
+        );
         if let Some((id, secret)) = &self.static_credentials {
             l = l.credentials_provider(aws_credential_types::Credentials::new(
                 id.clone(),
@@ -94,14 +165,24 @@ pub struct Identity {
 pub async fn identity(account: &AwsAccount, region: &str) -> Result<Identity> {
     let cfg = account.sdk_config(region).await;
     let sts = aws_sdk_sts::Client::new(&cfg);
-    let out = sts
-        .get_caller_identity()
-        .send()
-        .await
-        .map_err(|e| EksError::Credentials {
-            profile: account.label(),
-            detail: aws_sdk_sts::error::DisplayErrorContext(&e).to_string(),
-        })?;
+    let out = sts.get_caller_identity().send().await.map_err(|e| {
+        use aws_sdk_sts::error::ProvideErrorMetadata as _;
+        let code = e.code().unwrap_or_default().to_string();
+        let detail = aws_sdk_sts::error::DisplayErrorContext(&e).to_string();
+        match classify(
+            account,
+            "cannot ask STS who the profile is",
+            region,
+            &code,
+            detail,
+        ) {
+            EksError::Api { detail, .. } => EksError::Credentials {
+                profile: account.label(),
+                detail,
+            },
+            other => other,
+        }
+    })?;
     Ok(Identity {
         account: out.account.unwrap_or_default(),
         arn: out.arn.unwrap_or_default(),
@@ -124,11 +205,68 @@ pub struct EksCluster {
     pub tags: std::collections::BTreeMap<String, String>,
 }
 
-fn api_err(what: &str, region: &str, e: impl std::error::Error) -> EksError {
-    EksError::Api {
-        what: what.into(),
-        region: region.into(),
-        detail: aws_sdk_eks::error::DisplayErrorContext(e).to_string(),
+/// Words for an AWS SDK error, by what the user should do about it.
+fn sdk_err<E, R>(
+    account: &AwsAccount,
+    what: &str,
+    region: &str,
+    e: aws_sdk_eks::error::SdkError<E, R>,
+) -> EksError
+where
+    E: aws_sdk_eks::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    use aws_sdk_eks::error::ProvideErrorMetadata as _;
+    let code = e.code().unwrap_or_default().to_string();
+    let detail = aws_sdk_eks::error::DisplayErrorContext(&e).to_string();
+    classify(account, what, region, &code, detail)
+}
+
+fn classify(
+    account: &AwsAccount,
+    what: &str,
+    region: &str,
+    code: &str,
+    detail: String,
+) -> EksError {
+    match code {
+        "ExpiredTokenException"
+        | "ExpiredToken"
+        | "InvalidClientTokenId"
+        | "UnrecognizedClientException"
+        | "InvalidSignatureException"
+        | "SignatureDoesNotMatch"
+        | "IncompleteSignature"
+        | "MissingAuthenticationToken" => EksError::Credentials {
+            profile: account.label(),
+            detail,
+        },
+        "AccessDeniedException"
+        | "AccessDenied"
+        | "UnauthorizedOperation"
+        | "UnauthorizedException" => EksError::NoAccess {
+            profile: account.label(),
+            region: region.into(),
+            detail,
+        },
+        "ThrottlingException"
+        | "Throttling"
+        | "TooManyRequestsException"
+        | "RequestLimitExceeded" => EksError::Throttled {
+            region: region.into(),
+            detail,
+        },
+        "" if detail.contains("credentials") || detail.contains("credential provider") => {
+            EksError::Credentials {
+                profile: account.label(),
+                detail,
+            }
+        }
+        _ => EksError::Api {
+            what: what.into(),
+            region: region.into(),
+            detail,
+        },
     }
 }
 
@@ -157,23 +295,26 @@ pub async fn list_clusters(account: &AwsAccount, region: &str) -> Result<Vec<Eks
     let mut names = Vec::new();
     let mut pages = eks.list_clusters().into_paginator().send();
     while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| api_err("cannot list EKS clusters", region, e))?;
+        let page = page.map_err(|e| sdk_err(account, "cannot list EKS clusters", region, e))?;
         names.extend(page.clusters.unwrap_or_default());
     }
     let eks = &eks;
-    let described: Vec<Result<EksCluster>> =
-        futures::stream::iter(names)
-            .map(|n| async move {
-                let out =
-                    eks.describe_cluster().name(&n).send().await.map_err(|e| {
-                        api_err(&format!("cannot describe EKS cluster {n}"), region, e)
-                    })?;
-                let c = out.cluster.ok_or_else(|| EksError::NotReady(n.clone()))?;
-                Ok(cluster_of(c, region))
-            })
-            .buffer_unordered(8)
-            .collect()
-            .await;
+    let described: Vec<Result<EksCluster>> = futures::stream::iter(names)
+        .map(|n| async move {
+            let out = eks.describe_cluster().name(&n).send().await.map_err(|e| {
+                sdk_err(
+                    account,
+                    &format!("cannot describe EKS cluster {n}"),
+                    region,
+                    e,
+                )
+            })?;
+            let c = out.cluster.ok_or_else(|| EksError::NotReady(n.clone()))?;
+            Ok(cluster_of(c, region))
+        })
+        .buffer_unordered(8)
+        .collect()
+        .await;
     let mut out: Vec<EksCluster> = described.into_iter().collect::<Result<_>>()?;
     out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)
@@ -215,7 +356,14 @@ pub async fn envelope(account: &AwsAccount, region: &str, name: &str) -> Result<
         .name(name)
         .send()
         .await
-        .map_err(|e| api_err(&format!("cannot describe EKS cluster {name}"), region, e))?
+        .map_err(|e| {
+            sdk_err(
+                account,
+                &format!("cannot describe EKS cluster {name}"),
+                region,
+                e,
+            )
+        })?
         .cluster
         .ok_or_else(|| EksError::NotReady(name.to_string()))?;
     let vpc = c.resources_vpc_config.as_ref();
@@ -227,7 +375,7 @@ pub async fn envelope(account: &AwsAccount, region: &str, name: &str) -> Result<
         .into_paginator()
         .send();
     while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| api_err("cannot list node groups", region, e))?;
+        let page = page.map_err(|e| sdk_err(account, "cannot list node groups", region, e))?;
         for ng in page.nodegroups.unwrap_or_default() {
             let d = eks
                 .describe_nodegroup()
@@ -235,7 +383,14 @@ pub async fn envelope(account: &AwsAccount, region: &str, name: &str) -> Result<
                 .nodegroup_name(&ng)
                 .send()
                 .await
-                .map_err(|e| api_err(&format!("cannot describe node group {ng}"), region, e))?
+                .map_err(|e| {
+                    sdk_err(
+                        account,
+                        &format!("cannot describe node group {ng}"),
+                        region,
+                        e,
+                    )
+                })?
                 .nodegroup;
             let Some(d) = d else { continue };
             let scaling = d.scaling_config.as_ref();
@@ -393,13 +548,217 @@ pub async fn current_token(account: &AwsAccount, region: &str, cluster: &str) ->
     )
 }
 
-/// A kube client for an EKS cluster with a token made now (valid for
-/// [`TOKEN_LIFETIME`]; make a new client for longer jobs).
+/// The name Ferry gives an EKS cluster wherever a cluster is named (`--context`,
+/// `ferry clusters`, the console): `eks:<profile>/<region>/<cluster>`.
+pub fn context_name(profile: &str, region: &str, cluster: &str) -> String {
+    format!("eks:{profile}/{region}/{cluster}")
+}
+
+/// The (profile, region, cluster) of an `eks:<profile>/<region>/<cluster>` name; `None`
+/// for names that are not EKS names at all.
+pub fn parse_context_name(name: &str) -> Option<Result<(String, String, String)>> {
+    let rest = name.strip_prefix("eks:")?;
+    let parts: Vec<&str> = rest.split('/').collect();
+    Some(match parts.as_slice() {
+        [p, r, c] if !p.is_empty() && !r.is_empty() && !c.is_empty() => {
+            Ok((p.to_string(), r.to_string(), c.to_string()))
+        }
+        _ => Err(EksError::BadName(name.to_string())),
+    })
+}
+
+/// Bearer tokens for one cluster, made when first needed and again once the last one is
+/// [`TOKEN_LIFETIME`] old. The kube client asks for one on every request (see
+/// [`client`]), so a job of any length keeps working.
+#[derive(Clone)]
+pub struct TokenSource {
+    inner: std::sync::Arc<TokenInner>,
+}
+
+struct TokenInner {
+    account: AwsAccount,
+    region: String,
+    cluster: String,
+    lifetime: Duration,
+    cached: tokio::sync::Mutex<Option<(String, std::time::Instant)>>,
+    made: std::sync::atomic::AtomicU64,
+}
+
+impl std::fmt::Debug for TokenSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenSource")
+            .field("cluster", &self.inner.cluster)
+            .field("region", &self.inner.region)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TokenSource {
+    pub fn new(account: &AwsAccount, region: &str, cluster: &str) -> TokenSource {
+        TokenSource::with_lifetime(account, region, cluster, TOKEN_LIFETIME)
+    }
+
+    /// A source whose tokens are replaced once `lifetime` old (tests use a short one).
+    pub fn with_lifetime(
+        account: &AwsAccount,
+        region: &str,
+        cluster: &str,
+        lifetime: Duration,
+    ) -> TokenSource {
+        TokenSource {
+            inner: std::sync::Arc::new(TokenInner {
+                account: account.clone(),
+                region: region.into(),
+                cluster: cluster.into(),
+                lifetime,
+                cached: tokio::sync::Mutex::new(None),
+                made: std::sync::atomic::AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// How many tokens this source has made.
+    pub fn tokens_made(&self) -> u64 {
+        self.inner.made.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn lifetime(&self) -> Duration {
+        self.inner.lifetime
+    }
+
+    /// A valid token: the cached one while it is young enough, else a new one.
+    pub async fn bearer(&self) -> Result<String> {
+        let mut cached = self.inner.cached.lock().await;
+        if let Some((t, made)) = cached.as_ref()
+            && made.elapsed() < self.inner.lifetime
+        {
+            return Ok(t.clone());
+        }
+        let t = current_token(&self.inner.account, &self.inner.region, &self.inner.cluster).await?;
+        self.inner
+            .made
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::debug!(cluster = %self.inner.cluster, "made a new EKS token");
+        *cached = Some((t.clone(), std::time::Instant::now()));
+        Ok(t)
+    }
+
+    /// Forgets the cached token (the next request makes a new one).
+    pub async fn expire(&self) {
+        *self.inner.cached.lock().await = None;
+    }
+}
+
+/// A tower layer for the kube client: every request carries a token from the
+/// [`TokenSource`], made anew (in `poll_ready`, before the request is sent) once the
+/// current one is [`TOKEN_LIFETIME`] old.
+#[derive(Debug, Clone)]
+pub struct EksAuthLayer(pub TokenSource);
+
+impl<S> tower::Layer<S> for EksAuthLayer {
+    type Service = EksAuth<S>;
+
+    fn layer(&self, inner: S) -> EksAuth<S> {
+        EksAuth {
+            inner,
+            source: self.0.clone(),
+            header: None,
+            refreshing: None,
+        }
+    }
+}
+
+/// The service [`EksAuthLayer`] makes.
+pub struct EksAuth<S> {
+    inner: S,
+    source: TokenSource,
+    header: Option<(http::HeaderValue, std::time::Instant)>,
+    refreshing: Option<futures::future::BoxFuture<'static, Result<String>>>,
+}
+
+impl<S> std::fmt::Debug for EksAuth<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EksAuth")
+            .field("source", &self.source)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, B> tower::Service<http::Request<B>> for EksAuth<S>
+where
+    S: tower::Service<http::Request<B>>,
+    S::Error: Into<tower::BoxError>,
+{
+    type Response = S::Response;
+    type Error = tower::BoxError;
+    type Future = futures::future::ErrInto<S::Future, tower::BoxError>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::result::Result<(), tower::BoxError>> {
+        use std::task::Poll;
+        let fresh = self
+            .header
+            .as_ref()
+            .is_some_and(|(_, made)| made.elapsed() < self.source.lifetime());
+        if !fresh {
+            let source = self.source.clone();
+            // The first request uses the source's token; a stale one is replaced.
+            let stale = self.header.is_some();
+            let fut = self.refreshing.get_or_insert_with(|| {
+                Box::pin(async move {
+                    if stale {
+                        source.expire().await;
+                    }
+                    source.bearer().await
+                })
+            });
+            match fut.as_mut().poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(r) => {
+                    self.refreshing = None;
+                    let token = r?;
+                    let value = http::HeaderValue::from_str(&format!("Bearer {token}"))
+                        .map_err(|e| EksError::Signing(e.to_string()))?;
+                    self.header = Some((value, std::time::Instant::now()));
+                }
+            }
+        }
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        use futures::TryFutureExt as _;
+        if let Some((value, _)) = &self.header {
+            request
+                .headers_mut()
+                .insert(http::header::AUTHORIZATION, value.clone());
+        }
+        self.inner.call(request).err_into()
+    }
+}
+
+/// A kube client for an EKS cluster, without a kubeconfig: endpoint and CA from
+/// `DescribeCluster`, and a bearer token from [`TokenSource`] on every request, made
+/// anew before it expires.
 pub async fn client(account: &AwsAccount, cluster: &EksCluster) -> Result<kube::Client> {
+    let source = TokenSource::new(account, &cluster.region, &cluster.name);
+    client_with(cluster, source).await
+}
+
+/// [`client`] with the given token source.
+pub async fn client_with(cluster: &EksCluster, source: TokenSource) -> Result<kube::Client> {
     if cluster.endpoint.is_empty() || cluster.certificate_authority.is_empty() {
         return Err(EksError::NotReady(cluster.name.clone()));
     }
-    let token = current_token(account, &cluster.region, &cluster.name).await?;
+    let kerr = |detail: String| EksError::Kube {
+        cluster: cluster.name.clone(),
+        detail,
+    };
+    // Make the first token now, so missing credentials show here rather than as a
+    // failed request.
+    source.bearer().await?;
     let kc = kube::config::Kubeconfig {
         clusters: vec![kube::config::NamedCluster {
             name: cluster.name.clone(),
@@ -412,10 +771,7 @@ pub async fn client(account: &AwsAccount, cluster: &EksCluster) -> Result<kube::
         }],
         auth_infos: vec![kube::config::NamedAuthInfo {
             name: "ferry".into(),
-            auth_info: Some(kube::config::AuthInfo {
-                token: Some(token.into()),
-                ..Default::default()
-            }),
+            auth_info: Some(kube::config::AuthInfo::default()),
             other: Default::default(),
         }],
         contexts: vec![kube::config::NamedContext {
@@ -430,9 +786,40 @@ pub async fn client(account: &AwsAccount, cluster: &EksCluster) -> Result<kube::
         current_context: Some(cluster.name.clone()),
         ..Default::default()
     };
-    let config =
+    let mut config =
         kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
             .await
-            .map_err(|e| EksError::Signing(e.to_string()))?;
-    kube::Client::try_from(config).map_err(|e| EksError::Signing(e.to_string()))
+            .map_err(|e| kerr(e.to_string()))?;
+    config.connect_timeout = Some(Duration::from_secs(5));
+    config.read_timeout = Some(Duration::from_secs(60));
+    let builder = kube::client::ClientBuilder::try_from(config).map_err(|e| kerr(e.to_string()))?;
+    Ok(builder.with_layer(&EksAuthLayer(source)).build())
 }
+
+/// Describes one cluster.
+pub async fn describe(account: &AwsAccount, region: &str, name: &str) -> Result<EksCluster> {
+    let cfg = account.sdk_config(region).await;
+    let eks = aws_sdk_eks::Client::new(&cfg);
+    let c = eks
+        .describe_cluster()
+        .name(name)
+        .send()
+        .await
+        .map_err(|e| {
+            sdk_err(
+                account,
+                &format!("cannot describe EKS cluster {name}"),
+                region,
+                e,
+            )
+        })?
+        .cluster
+        .ok_or_else(|| EksError::NotReady(name.to_string()))?;
+    Ok(cluster_of(c, region))
+}
+
+mod create;
+pub use create::{
+    ClusterSpec, CreateEvent, CreateOptions, EBS_CSI_ADDON, NodegroupSpec, TaintSpec,
+    check_version, create_cluster, ensure_gp3, parse_version,
+};

@@ -13,6 +13,8 @@ use std::time::Duration;
 
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
+use crate::providers::eks::{self, AwsAccount, EksCluster};
+
 /// How long a cluster may take to answer before Ferry calls it unreachable.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -30,6 +32,8 @@ pub enum KubeconfigError {
         source_file: String,
         detail: String,
     },
+    #[error(transparent)]
+    Eks(#[from] crate::providers::eks::EksError),
 }
 
 /// Where the clusters come from.
@@ -96,6 +100,8 @@ pub struct LinkedCluster {
     /// Whether it is the current context of the first file.
     pub current: bool,
     config: Kubeconfig,
+    /// Set for a cluster found in a cloud account rather than a kubeconfig file.
+    eks: Option<Box<(AwsAccount, EksCluster)>>,
 }
 
 /// A kubeconfig file that could not be used.
@@ -168,6 +174,7 @@ impl Linked {
                     sources: vec![path.clone()],
                     current: false,
                     config: single_context(&kc, &ctx.name),
+                    eks: None,
                 });
             }
         }
@@ -177,6 +184,18 @@ impl Linked {
             c.current = true;
         }
         linked
+    }
+
+    /// Adds the EKS clusters of one account and region (named
+    /// `eks:<profile>/<region>/<cluster>`).
+    pub fn add_eks(&mut self, account: &AwsAccount, clusters: &[EksCluster]) {
+        for c in clusters {
+            let name = eks::context_name(&account.label(), &c.region, &c.name);
+            if self.clusters.iter().any(|l| l.name == name) {
+                continue;
+            }
+            self.clusters.push(LinkedCluster::from_eks(account, c));
+        }
     }
 
     pub fn get(&self, name: &str) -> Result<&LinkedCluster, KubeconfigError> {
@@ -228,8 +247,42 @@ fn single_context(kc: &Kubeconfig, name: &str) -> Kubeconfig {
 }
 
 impl LinkedCluster {
+    /// An EKS cluster as a linked cluster: reached with a client built from its
+    /// endpoint, CA and generated tokens, no kubeconfig involved.
+    pub fn from_eks(account: &AwsAccount, c: &EksCluster) -> LinkedCluster {
+        let name = eks::context_name(&account.label(), &c.region, &c.name);
+        LinkedCluster {
+            name: name.clone(),
+            context: name,
+            server: c.endpoint.clone(),
+            user: account.label(),
+            namespace: None,
+            sources: Vec::new(),
+            current: false,
+            config: Kubeconfig::default(),
+            eks: Some(Box::new((account.clone(), c.clone()))),
+        }
+    }
+
+    /// The account and cluster of an EKS cluster; `None` for a kubeconfig context.
+    pub fn eks(&self) -> Option<(&AwsAccount, &EksCluster)> {
+        self.eks.as_deref().map(|(a, c)| (a, c))
+    }
+
+    /// The cloud envelope of the cluster (see [`eks::envelope`]); `None` for clusters
+    /// that come from a kubeconfig.
+    pub async fn envelope(&self) -> Result<Option<serde_json::Value>, KubeconfigError> {
+        match self.eks() {
+            Some((a, c)) => Ok(Some(eks::envelope(a, &c.region, &c.name).await?)),
+            None => Ok(None),
+        }
+    }
+
     /// A kube-rs client for this cluster, with Ferry's timeouts.
     pub async fn client(&self) -> Result<kube::Client, KubeconfigError> {
+        if let Some((account, cluster)) = self.eks() {
+            return Ok(eks::client(account, cluster).await?);
+        }
         let bad = |detail: String| KubeconfigError::Context {
             context: self.context.clone(),
             source_file: self
@@ -251,8 +304,12 @@ impl LinkedCluster {
         kube::Client::try_from(config).map_err(|e| bad(e.to_string()))
     }
 
-    /// Where the first source lives, for grouping in the console.
+    /// Where the first source lives, for grouping in the console: a kubeconfig file,
+    /// or `aws <profile> <region>` for an EKS cluster.
     pub fn source_label(&self) -> String {
+        if let Some((a, c)) = self.eks() {
+            return format!("aws {} {}", a.label(), c.region);
+        }
         self.sources
             .first()
             .map(|p| p.display().to_string())

@@ -1182,6 +1182,7 @@ impl App {
             tags: vec!["console".into()],
             parent: None,
             no_parent: false,
+            envelope: None,
         };
         tasks::backup(&self.env.rt, &self.tx, id, linked, repo, opts, progress);
         self.screen_mut().list.marks.clear();
@@ -1353,6 +1354,7 @@ impl App {
                     tags: vec!["console".into(), w.purpose.word().into()],
                     parent: None,
                     no_parent: false,
+                    envelope: None,
                 };
                 let (id, progress) =
                     self.register_job(format!("capture {cluster} for {}", w.purpose.word()));

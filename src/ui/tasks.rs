@@ -276,6 +276,18 @@ fn captured(out: &capture::CaptureOutcome) -> JobEnd {
     }
 }
 
+/// The cloud envelope of a managed source cluster, for the capture to record; a failure
+/// to read it is logged and the capture goes on without it.
+async fn envelope(cluster: &LinkedCluster) -> Option<serde_json::Value> {
+    match cluster.envelope().await {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::warn!(cluster = %cluster.name, "no envelope recorded: {e}");
+            None
+        }
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 pub fn backup(
     rt: &Handle,
@@ -283,13 +295,14 @@ pub fn backup(
     id: usize,
     cluster: LinkedCluster,
     repo: Repository,
-    opts: CaptureOptions,
+    mut opts: CaptureOptions,
     progress: Arc<JobProgress>,
 ) {
     let tx = tx.clone();
     rt.spawn(async move {
         let r = async {
             let client = client(&cluster).await?;
+            opts.envelope = envelope(&cluster).await;
             let out = capture::capture(&client, &repo, &opts, &progress)
                 .await
                 .map_err(|e| format!("backup from {} failed: {e}", cluster.name))?;
@@ -437,7 +450,7 @@ pub fn plan_live(
     repo: Repository,
     source: LinkedCluster,
     target: LinkedCluster,
-    copts: CaptureOptions,
+    mut copts: CaptureOptions,
     ropts: RestoreOptions,
     progress: Arc<JobProgress>,
     action: Action,
@@ -460,6 +473,7 @@ pub fn plan_live(
                 .await
                 .map_err(|e| e.to_string())?,
             );
+            copts.envelope = envelope(&source).await;
             capture::capture(&client, &repo, &copts, &progress)
                 .await
                 .map_err(|e| format!("capture from {} failed: {e}", source.name))

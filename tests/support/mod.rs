@@ -1,3 +1,4 @@
 //! Fixtures shared by the integration tests.
 
 pub mod moto;
+pub mod volumes;

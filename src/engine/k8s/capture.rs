@@ -95,6 +95,8 @@ pub struct CaptureOptions {
     pub parent: Option<String>,
     /// Compare with no parent: transfer every file.
     pub no_parent: bool,
+    /// The source's cloud envelope (e.g. `providers::eks::envelope`), recorded as is.
+    pub envelope: Option<Value>,
 }
 
 /// What a capture recorded about one volume.
@@ -136,6 +138,10 @@ pub struct CaptureMeta {
     pub volumes: Vec<VolumeRecord>,
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// The source cluster's cloud envelope when it is a managed cluster (EKS):
+    /// version, networking, node groups, add-ons... (see docs/FORMAT.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub envelope: Option<Value>,
 }
 
 impl CaptureMeta {
@@ -632,6 +638,7 @@ pub async fn capture(
         objects: objects_stored,
         volumes: volumes.clone(),
         warnings: warnings.clone(),
+        envelope: opts.envelope.clone(),
     };
     let snap = {
         let repo = repo.clone();

@@ -24,11 +24,15 @@
 //! - `controllers.rs`, `workloads.rs`, `pods.rs`, `storage.rs`: the control loop that makes
 //!   a sandbox behave like a cluster (workload controllers, scheduling and pod status,
 //!   Endpoints, the storage provisioner and snapshots);
-//! - `seed.rs`: `ferry sandbox seed`, a sample shop application loaded through the API.
+//! - `seed.rs`: `ferry sandbox seed`, a sample shop application loaded through the API;
+//! - `cloud.rs`: the sandbox cloud, an EKS/STS-compatible endpoint whose clusters are
+//!   sandboxes; `iam.rs`: their EKS token authentication; `sigv4.rs`: SigV4 checks.
 
+pub mod cloud;
 mod controllers;
 mod dryrun;
 mod exec;
+pub mod iam;
 mod kubeconfig;
 mod patch;
 mod pods;
@@ -39,6 +43,7 @@ mod runtime;
 pub mod seed;
 mod select;
 mod server;
+pub mod sigv4;
 mod ssa;
 mod storage;
 mod store;
@@ -124,6 +129,9 @@ pub struct SandboxConfig {
     pub storage_classes: Vec<StorageClassSpec>,
     /// The VolumeSnapshotClasses the cluster starts with; none by default.
     pub snapshot_classes: Vec<SnapshotClassSpec>,
+    /// Accept EKS bearer tokens (`k8s-aws-v1.`) as a cluster of the sandbox cloud does;
+    /// none by default.
+    pub aws_iam: Option<iam::AwsIam>,
 }
 
 impl SandboxConfig {
@@ -135,6 +143,7 @@ impl SandboxConfig {
             workers: 2,
             storage_classes: vec![StorageClassSpec::standard()],
             snapshot_classes: Vec::new(),
+            aws_iam: None,
         }
     }
 
@@ -291,6 +300,7 @@ impl Sandbox {
             cluster: Mutex::new(cluster),
             tokens: users::TokenMap::new(&dir, &tokens),
             server_url: format!("https://{addr}"),
+            aws_iam: config.aws_iam.clone(),
             execs: Default::default(),
         });
         let acceptor = tokio_rustls::TlsAcceptor::from(certs.server_config()?);

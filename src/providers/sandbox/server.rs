@@ -41,6 +41,8 @@ pub struct Shared {
     pub cluster: Mutex<Cluster>,
     pub tokens: super::users::TokenMap,
     pub server_url: String,
+    /// EKS token authentication, for clusters of the sandbox cloud (`iam.rs`).
+    pub aws_iam: Option<super::iam::AwsIam>,
     /// Running pod execs (`exec.rs`).
     pub execs: super::exec::Sessions,
 }
@@ -88,6 +90,16 @@ fn authenticate(shared: &Shared, req: &Request<Incoming>) -> ApiResult<User> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
+    if let (Some(t), Some(iam)) = (token, &shared.aws_iam)
+        && t.starts_with(super::iam::TOKEN_PREFIX)
+    {
+        return iam
+            .authenticate(t, std::time::SystemTime::now())
+            .map_err(|why| {
+                tracing::info!(cluster = %iam.cluster, "EKS token refused: {why}");
+                ApiError::new(401, "Unauthorized", format!("Unauthorized: {why}"))
+            });
+    }
     token.and_then(|t| shared.tokens.lookup(t)).ok_or_else(|| {
         ApiError::new(
             401,

@@ -12,12 +12,23 @@ use crate::ui::app::{App, Row, Tone};
 pub enum Origin {
     /// A kubeconfig file.
     Kubeconfig(PathBuf),
+    /// A cloud account's region: provider (`aws`), account (profile), region.
+    Cloud {
+        provider: String,
+        account: String,
+        region: String,
+    },
 }
 
 impl Origin {
     pub fn label(&self) -> String {
         match self {
             Origin::Kubeconfig(p) => format!("kubeconfig {}", p.display()),
+            Origin::Cloud {
+                provider,
+                account,
+                region,
+            } => format!("{provider} {account} {region}"),
         }
     }
 }
@@ -26,7 +37,14 @@ impl Origin {
 pub fn rows(app: &App) -> Vec<Row> {
     let mut groups: BTreeMap<Origin, Vec<usize>> = BTreeMap::new();
     for (i, c) in app.clusters.iter().enumerate() {
-        let origin = Origin::Kubeconfig(c.linked.sources.first().cloned().unwrap_or_default());
+        let origin = match c.linked.eks() {
+            Some((account, cluster)) => Origin::Cloud {
+                provider: "aws".into(),
+                account: account.label(),
+                region: cluster.region.clone(),
+            },
+            None => Origin::Kubeconfig(c.linked.sources.first().cloned().unwrap_or_default()),
+        };
         groups.entry(origin).or_default().push(i);
     }
     let mut out = Vec::with_capacity(app.clusters.len() + groups.len());

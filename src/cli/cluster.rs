@@ -1,0 +1,219 @@
+//! `ferry cluster create eks`: a new EKS cluster as a restore target, pre-filled from
+//! the envelope a capture recorded (`--from-snapshot`), made by
+//! `providers::eks::create_cluster` with its progress printed here.
+
+use std::time::Instant;
+
+use anyhow::{Context as _, bail};
+use clap::{Args, Subcommand};
+
+use super::{Context, Exit};
+use crate::config::Settings;
+use crate::engine::k8s::capture::CaptureMeta;
+use crate::engine::snapshot;
+use crate::providers::eks::{self, ClusterSpec, CreateEvent, CreateOptions, NodegroupSpec};
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Create a managed cluster (a restore target)
+    #[command(subcommand)]
+    Create(CreateCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CreateCommand {
+    /// An EKS cluster with node groups, the EBS CSI add-on and a default gp3 class
+    Eks(EksArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct EksArgs {
+    /// The AWS profile (see `aws:` in config.yaml) [default: the default chain]
+    #[arg(long, default_value = "default")]
+    pub profile: String,
+    /// The region
+    #[arg(long)]
+    pub region: String,
+    /// The new cluster's name
+    #[arg(long)]
+    pub name: String,
+    /// Pre-fill from the envelope recorded in this capture (version, role, subnets,
+    /// node groups, add-ons); the flags below override it
+    #[arg(long, value_name = "SNAPSHOT")]
+    pub from_snapshot: Option<String>,
+    /// Kubernetes version (major.minor); not older than the source's
+    #[arg(long = "version", value_name = "VERSION")]
+    pub k8s_version: Option<String>,
+    /// The cluster's IAM role
+    #[arg(long)]
+    pub role_arn: Option<String>,
+    /// A subnet (repeat; at least two availability zones)
+    #[arg(long = "subnet")]
+    pub subnets: Vec<String>,
+    /// A security group (repeat)
+    #[arg(long = "security-group")]
+    pub security_groups: Vec<String>,
+    /// The node groups' IAM role
+    #[arg(long)]
+    pub node_role: Option<String>,
+    /// Instance type of the node group (repeat) [default: from the envelope, else m6i.large]
+    #[arg(long = "instance-type")]
+    pub instance_types: Vec<String>,
+    /// Desired node count [default: from the envelope, else 2]
+    #[arg(long)]
+    pub nodes: Option<i32>,
+    /// Do not install the EBS CSI add-on and the gp3 storage class
+    #[arg(long)]
+    pub no_storage: bool,
+    /// Print the new cluster as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(ctx: &Context, cmd: ClusterCommand) -> anyhow::Result<Exit> {
+    match cmd {
+        ClusterCommand::Create(CreateCommand::Eks(a)) => create_eks(ctx, a),
+    }
+}
+
+fn create_eks(ctx: &Context, a: EksArgs) -> anyhow::Result<Exit> {
+    let settings = Settings::load(&ctx.dirs)?;
+    let account = settings.aws_account(&a.profile, &a.region);
+    // The recorded source: its envelope pre-fills the spec, its version is the floor.
+    let (mut spec, source_version) = match &a.from_snapshot {
+        Some(s) => {
+            let repo = ctx.open()?;
+            let snap = snapshot::find(&repo, s)?;
+            let meta = CaptureMeta::of(&snap).with_context(|| {
+                format!("snapshot {} is not a Kubernetes capture", snap.id.short())
+            })?;
+            let spec = match &meta.envelope {
+                Some(env) => ClusterSpec::from_envelope(env, &a.name),
+                None => {
+                    eprintln!(
+                        "note: snapshot {} records no EKS envelope (its source {} is not an EKS cluster): give the cluster's settings as flags",
+                        snap.id.short(),
+                        meta.cluster
+                    );
+                    ClusterSpec {
+                        name: a.name.clone(),
+                        endpoint_public_access: true,
+                        addons: vec![eks::EBS_CSI_ADDON.into()],
+                        storage_class: Some("gp3".into()),
+                        ..ClusterSpec::default()
+                    }
+                }
+            };
+            let version = meta
+                .envelope
+                .as_ref()
+                .and_then(|e| e["version"].as_str().map(str::to_string))
+                .unwrap_or(meta.server_version.clone());
+            (spec, Some(version))
+        }
+        None => (
+            ClusterSpec {
+                name: a.name.clone(),
+                endpoint_public_access: true,
+                addons: vec![eks::EBS_CSI_ADDON.into()],
+                storage_class: Some("gp3".into()),
+                ..ClusterSpec::default()
+            },
+            None,
+        ),
+    };
+    if let Some(v) = &a.k8s_version {
+        spec.version = v.clone();
+    }
+    if spec.version.is_empty() {
+        match &source_version {
+            Some(v) => {
+                let (maj, min) = eks::parse_version(v).with_context(|| {
+                    format!("the source's version {v:?} is not readable: give --version")
+                })?;
+                spec.version = format!("{maj}.{min}");
+            }
+            None => bail!("give the Kubernetes version with --version (e.g. 1.33)"),
+        }
+    }
+    if let Some(r) = &a.role_arn {
+        spec.role_arn = r.clone();
+    }
+    if !a.subnets.is_empty() {
+        spec.subnet_ids = a.subnets.clone();
+        for ng in &mut spec.nodegroups {
+            ng.subnets.clear();
+        }
+    }
+    if !a.security_groups.is_empty() {
+        spec.security_group_ids = a.security_groups.clone();
+    }
+    if spec.nodegroups.is_empty() {
+        spec.nodegroups.push(NodegroupSpec {
+            name: "general".into(),
+            instance_types: vec!["m6i.large".into()],
+            min_size: 1,
+            max_size: 3,
+            desired_size: 2,
+            ..NodegroupSpec::default()
+        });
+    }
+    for ng in &mut spec.nodegroups {
+        if let Some(r) = &a.node_role {
+            ng.node_role = r.clone();
+        }
+        if !a.instance_types.is_empty() {
+            ng.instance_types = a.instance_types.clone();
+        }
+        if let Some(n) = a.nodes {
+            ng.desired_size = n;
+            ng.min_size = ng.min_size.min(n);
+            ng.max_size = ng.max_size.max(n);
+        }
+    }
+    if a.no_storage {
+        spec.addons.retain(|x| x != eks::EBS_CSI_ADDON);
+        spec.storage_class = None;
+    }
+
+    let started = Instant::now();
+    let quiet = ctx.global.quiet;
+    let events = move |e: CreateEvent| {
+        if quiet {
+            return;
+        }
+        let t = started.elapsed().as_secs();
+        match e {
+            CreateEvent::Step(s) => eprintln!("[{t:>4}s] {s}"),
+            CreateEvent::Status { what, status } => eprintln!("[{t:>4}s] {what}: {status}"),
+            CreateEvent::Ready(what) => eprintln!("[{t:>4}s] {what} is ready"),
+        }
+    };
+    let cluster = ctx
+        .rt
+        .block_on(eks::create_cluster(
+            &account,
+            &a.region,
+            &spec,
+            source_version.as_deref(),
+            &CreateOptions::default(),
+            &events,
+        ))
+        .with_context(|| format!("cannot create the EKS cluster {}", a.name))?;
+    let name = eks::context_name(&account.label(), &a.region, &cluster.name);
+    if a.json {
+        say!("{}", serde_json::to_string_pretty(&cluster)?);
+    } else {
+        say!(
+            "EKS cluster {} is ACTIVE ({}, Kubernetes {})",
+            cluster.name,
+            cluster.endpoint,
+            cluster.version
+        );
+        say!("Use it as --context {name}");
+        if let Some(s) = &a.from_snapshot {
+            say!("Restore into it: ferry restore {s} --context {name}");
+        }
+    }
+    Ok(Exit::SUCCESS)
+}
