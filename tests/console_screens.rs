@@ -100,6 +100,7 @@ fn app_with(theme: &str, read_only: bool) -> (Fixture, App) {
         read_only,
         read_only_contexts: vec![],
         mover: MoverOptions::default(),
+        reports: dir.path().join("reports"),
     };
     let app = App::new(env);
     (Fixture { _dir: dir, rt }, app)
@@ -327,22 +328,45 @@ fn job_screen_with_a_failed_restore_report() {
     progress.set_phase("restoring objects");
     progress.add_objects(3, 2);
     progress.log("created ConfigMap shop/web-config");
-    app.apply(Msg::JobDone(
-        id,
-        ferry::ui::app::JobEnd::Restored(Report {
-            snapshot: "abcd1234".into(),
-            target_cluster: "qa".into(),
-            objects: vec![Outcome {
-                object: ObjRef::new("apps", "Deployment", Some("shop"), "web"),
-                ok: false,
-                message: "forbidden".into(),
-                remedy: Some("ask for the rights".into()),
-            }],
-            volumes: vec![],
-            bytes_restored: 0,
-            duration_secs: 1.5,
-        }),
+    let report = Report {
+        snapshot: "abcd1234".into(),
+        target_cluster: "qa".into(),
+        objects: vec![Outcome {
+            object: ObjRef::new("apps", "Deployment", Some("shop"), "web"),
+            ok: false,
+            message: "forbidden".into(),
+            remedy: Some("ask for the rights".into()),
+        }],
+        volumes: vec![],
+        bytes_restored: 0,
+        duration_secs: 1.5,
+    };
+    let reports = f._dir.path().join("reports");
+    let end = f.rt.block_on(ferry::ui::tasks::save_report(
+        report,
+        reports.clone(),
+        "qa-context".into(),
+        &progress,
     ));
+    app.apply(Msg::JobDone(id, end));
+    let saved = std::fs::read_dir(&reports)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect::<Vec<_>>();
+    assert_eq!(saved.len(), 1, "{saved:?}");
+    let back: Report = serde_json::from_slice(&std::fs::read(&saved[0]).unwrap()).unwrap();
+    assert_eq!(back.failed().len(), 1);
+    let t = render(&app, 200, 40);
+    let text = t.backend().to_string();
+    let retry = format!(
+        "retry what failed: ferry restore abcd1234 --context qa-context --retry {} --yes",
+        saved[0].display()
+    );
+    assert!(text.contains(&retry), "{text}");
+    assert!(
+        text.contains(&format!("report {}", saved[0].display())),
+        "{text}"
+    );
     let t = render(&app, 100, 24);
     let text = t.backend().to_string();
     assert!(text.contains("FAILED Deployment/web: forbidden"), "{text}");

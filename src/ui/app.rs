@@ -45,6 +45,8 @@ pub struct Env {
     /// Contexts whose name contains one of these are read-only.
     pub read_only_contexts: Vec<String>,
     pub mover: MoverOptions,
+    /// Where restore reports are written (`<state>/reports`, as the CLI does).
+    pub reports: std::path::PathBuf,
 }
 
 impl std::fmt::Debug for Env {
@@ -242,7 +244,14 @@ pub enum JobEnd {
         summary: String,
         warnings: Vec<String>,
     },
-    Restored(Report),
+    /// A restore (or the restore of a migration or clone) ended with `report`, saved
+    /// at `saved` (or why not) for `ferry restore --retry`; `context` is the target's
+    /// kubeconfig context.
+    Restored {
+        report: Report,
+        saved: Result<std::path::PathBuf, String>,
+        context: String,
+    },
     Failed(String),
     Cancelled,
 }
@@ -727,10 +736,10 @@ impl App {
                         JobEnd::Captured { snapshot, .. } => {
                             (Tone::Ok, format!("{}: saved snapshot {snapshot}", j.title))
                         }
-                        JobEnd::Restored(r) if r.failed().is_empty() => {
+                        JobEnd::Restored { report: r, .. } if r.failed().is_empty() => {
                             (Tone::Ok, format!("{}: done", j.title))
                         }
-                        JobEnd::Restored(r) => (
+                        JobEnd::Restored { report: r, .. } => (
                             Tone::Warn,
                             format!("{}: {} failed (see :jobs)", j.title, r.failed().len()),
                         ),
@@ -1489,6 +1498,7 @@ impl App {
             target,
             prepared,
             self.env.mover.clone(),
+            self.env.reports.clone(),
             progress,
         );
         self.say(

@@ -66,6 +66,8 @@ pub enum K8sError {
     PlanBlocked(usize),
     #[error("the job was cancelled")]
     Cancelled,
+    #[error("cannot save the restore report {path}: {detail}")]
+    Report { path: String, detail: String },
     /// The cluster stopped answering (a dropped or stalled connection).
     #[error(
         "{what}: the cluster did not answer for {secs} s (the connection dropped or stalled); check it and run the job again, it resumes"
