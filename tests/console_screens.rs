@@ -511,3 +511,16 @@ fn mouse_selects_wizard_rows() {
     key(&mut app, KeyCode::Char(' '));
     assert!(app.wizard.as_ref().unwrap().scale_to_zero);
 }
+
+#[test]
+fn p_pauses_and_resumes_the_selected_job() {
+    let (_f, mut app) = app_with("dark", false);
+    let (_, progress) = app.register_job("backup prod/shop");
+    key(&mut app, KeyCode::Char('J'));
+    key(&mut app, KeyCode::Char('p'));
+    assert!(progress.is_paused());
+    assert_eq!(app.selected_row().unwrap().cells[6], "paused");
+    key(&mut app, KeyCode::Char('p'));
+    assert!(!progress.is_paused());
+    assert_eq!(app.selected_row().unwrap().cells[6], "running");
+}

@@ -1099,6 +1099,29 @@ impl App {
                     self.say(Tone::Normal, "x cancels a job on :jobs");
                 }
             }
+            Action::Pause => {
+                if view != View::Jobs {
+                    self.say(Tone::Normal, "p pauses or resumes a job on :jobs");
+                    return;
+                }
+                let id = self
+                    .selected_row()
+                    .and_then(|r| r.key.parse::<usize>().ok());
+                match id.and_then(|id| self.jobs.iter().find(|j| j.id == id)) {
+                    None => self.say(Tone::Normal, "no job selected"),
+                    Some(j) if !j.running() => self.say(Tone::Normal, "that job has ended"),
+                    Some(j) if j.progress.is_paused() => {
+                        j.progress.resume();
+                        let t = format!("{} resumed", j.title);
+                        self.say(Tone::Ok, t);
+                    }
+                    Some(j) => {
+                        j.progress.pause();
+                        let t = format!("{} paused: p resumes it", j.title);
+                        self.say(Tone::Warn, t);
+                    }
+                }
+            }
             Action::Yaml => {
                 self.show_yaml = !self.show_yaml;
                 self.yaml_scroll = 0;

@@ -534,7 +534,7 @@ async fn stream_in(
         }
     };
     let data = &progress.data;
-    let moved = || data.snapshot().bytes_done;
+    let moved = || data.activity();
     let Some((w, _, ())) = unless_stalled(mover.stall, moved, async {
         tokio::join!(writer, pump, drain)
     })

@@ -235,6 +235,21 @@ impl JobProgress {
         self.data.cancel();
     }
 
+    /// Pauses the job's volume data streams (see [`Progress::pause`]).
+    pub fn pause(&self) {
+        self.data.pause();
+        self.log("paused");
+    }
+
+    pub fn resume(&self) {
+        self.data.resume();
+        self.log("resumed");
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.data.is_paused()
+    }
+
     pub fn check(&self) -> Result<()> {
         if self.data.is_cancelled() {
             Err(K8sError::Cancelled)

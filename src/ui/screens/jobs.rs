@@ -12,6 +12,7 @@ use crate::ui::widgets;
 
 fn state(j: &Job) -> (String, Tone) {
     match &j.end {
+        None if j.progress.is_paused() => ("paused".into(), Tone::Warn),
         None => ("running".into(), Tone::Normal),
         Some(JobEnd::Captured { snapshot, .. }) => (format!("saved {snapshot}"), Tone::Ok),
         Some(JobEnd::Restored { report: r, .. }) if r.failed().is_empty() => {
