@@ -51,6 +51,7 @@ fn main() {
         read_only: false,
         read_only_contexts: vec![],
         mover: MoverOptions::default(),
+        reports: dir.path().join("reports"),
     };
     let mut app = App::new(env);
     key(&mut app, KeyCode::Enter);

@@ -111,6 +111,7 @@ fn browse_and_migrate_a_namespace_through_the_wizard() {
         read_only: false,
         read_only_contexts: vec![],
         mover: MoverOptions::default(),
+        reports: dir.path().join("reports"),
     };
     let mut app = App::new(env);
     assert!(app.settle(LIMIT, |a| a.clusters.iter().all(|c| c.facts.is_some())));
@@ -225,7 +226,16 @@ fn browse_and_migrate_a_namespace_through_the_wizard() {
             .is_some_and(|j| !j.running())
     }));
     match &app.jobs.last().unwrap().end {
-        Some(JobEnd::Restored(r)) => assert!(r.failed().is_empty(), "{:?}", r.failed()),
+        Some(JobEnd::Restored { report, saved, .. }) => {
+            assert!(report.failed().is_empty(), "{:?}", report.failed());
+            // Saved where the CLI saves its reports, readable by `ferry restore --retry`.
+            let path = saved.as_ref().unwrap();
+            assert_eq!(path.parent().unwrap(), dir.path().join("reports"));
+            let back: ferry::engine::k8s::apply::Report =
+                serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+            assert_eq!(back.snapshot, report.snapshot);
+            assert_eq!(back.objects.len(), report.objects.len());
+        }
         other => panic!("restore did not finish: {other:?}"),
     }
     let cm = t.rt.block_on(cms.get("web-config")).unwrap();

@@ -100,6 +100,7 @@ fn app_with(theme: &str, read_only: bool) -> (Fixture, App) {
         read_only,
         read_only_contexts: vec![],
         mover: MoverOptions::default(),
+        reports: dir.path().join("reports"),
     };
     let app = App::new(env);
     (Fixture { _dir: dir, rt }, app)
@@ -327,25 +328,199 @@ fn job_screen_with_a_failed_restore_report() {
     progress.set_phase("restoring objects");
     progress.add_objects(3, 2);
     progress.log("created ConfigMap shop/web-config");
-    app.apply(Msg::JobDone(
-        id,
-        ferry::ui::app::JobEnd::Restored(Report {
-            snapshot: "abcd1234".into(),
-            target_cluster: "qa".into(),
-            objects: vec![Outcome {
-                object: ObjRef::new("apps", "Deployment", Some("shop"), "web"),
-                ok: false,
-                message: "forbidden".into(),
-                remedy: Some("ask for the rights".into()),
-            }],
-            volumes: vec![],
-            bytes_restored: 0,
-            duration_secs: 1.5,
-        }),
+    let report = Report {
+        snapshot: "abcd1234".into(),
+        target_cluster: "qa".into(),
+        objects: vec![Outcome {
+            object: ObjRef::new("apps", "Deployment", Some("shop"), "web"),
+            ok: false,
+            message: "forbidden".into(),
+            remedy: Some("ask for the rights".into()),
+        }],
+        volumes: vec![],
+        bytes_restored: 0,
+        duration_secs: 1.5,
+    };
+    let reports = f._dir.path().join("reports");
+    let end = f.rt.block_on(ferry::ui::tasks::save_report(
+        report,
+        reports.clone(),
+        "qa-context".into(),
+        &progress,
     ));
+    app.apply(Msg::JobDone(id, end));
+    let saved = std::fs::read_dir(&reports)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect::<Vec<_>>();
+    assert_eq!(saved.len(), 1, "{saved:?}");
+    let back: Report = serde_json::from_slice(&std::fs::read(&saved[0]).unwrap()).unwrap();
+    assert_eq!(back.failed().len(), 1);
+    let t = render(&app, 200, 40);
+    let text = t.backend().to_string();
+    let retry = format!(
+        "retry what failed: ferry restore abcd1234 --context qa-context --retry {} --yes",
+        saved[0].display()
+    );
+    assert!(text.contains(&retry), "{text}");
+    assert!(
+        text.contains(&format!("report {}", saved[0].display())),
+        "{text}"
+    );
     let t = render(&app, 100, 24);
     let text = t.backend().to_string();
     assert!(text.contains("FAILED Deployment/web: forbidden"), "{text}");
     assert!(text.contains("→ ask for the rights"), "{text}");
     assert!(text.contains("created ConfigMap shop/web-config"), "{text}");
+}
+
+fn click(app: &mut App, x: u16, y: u16) {
+    use crossterm::event::{Event, MouseButton, MouseEvent, MouseEventKind};
+    app.input(Event::Mouse(MouseEvent {
+        kind: MouseEventKind::Down(MouseButton::Left),
+        column: x,
+        row: y,
+        modifiers: KeyModifiers::NONE,
+    }));
+}
+
+/// Where `text` starts in a drawn frame: (column, line).
+fn locate(t: &Terminal<TestBackend>, text: &str) -> (u16, u16) {
+    let buf = t.backend().buffer();
+    let want: Vec<String> = text.chars().map(String::from).collect();
+    for y in 0..buf.area.height {
+        for x in 0..buf.area.width {
+            let fits = want.iter().enumerate().all(|(i, c)| {
+                let cx = x + i as u16;
+                cx < buf.area.width && buf[(cx, y)].symbol() == c
+            });
+            if fits {
+                return (x, y);
+            }
+        }
+    }
+    panic!("{text:?} is not on screen:\n{}", t.backend());
+}
+
+#[test]
+fn mouse_selects_opens_and_goes_back() {
+    use ferry::ui::app::View;
+    let (_f, mut app) = app_with("dark", false);
+    probed(&mut app);
+    let t = render(&app, 100, 24);
+    assert_eq!(app.selected_row().unwrap().key, "prod");
+    // A click on another row selects it without opening it.
+    let (x, y) = locate(&t, "qa ");
+    click(&mut app, x, y);
+    assert_eq!(app.selected_row().unwrap().key, "qa");
+    assert_eq!(app.screen().view, View::Clusters);
+    // A group heading, the table header and the empty space below change nothing.
+    let (gx, gy) = locate(&t, "▾ kubeconfig");
+    click(&mut app, gx, gy);
+    let (hx, hy) = locate(&t, "CLUSTER");
+    click(&mut app, hx, hy);
+    click(&mut app, 10, 12);
+    assert_eq!(app.selected_row().unwrap().key, "qa");
+    // Select prod, then a click on the selected row opens it.
+    let (x, y) = locate(&t, "prod *");
+    click(&mut app, x, y);
+    assert_eq!(app.selected_row().unwrap().key, "prod");
+    assert_eq!(app.screen().view, View::Clusters);
+    click(&mut app, x, y);
+    assert_eq!(
+        app.screen().view,
+        View::Namespaces {
+            cluster: "prod".into()
+        }
+    );
+    app.apply(Msg::Namespaces(
+        "prod".into(),
+        Ok(["default", "shop"]
+            .iter()
+            .map(|n| NsSummary {
+                name: n.to_string(),
+                status: "Active".into(),
+                ..NsSummary::default()
+            })
+            .collect()),
+    ));
+    let t = render(&app, 100, 24);
+    let (x, y) = locate(&t, "shop ");
+    click(&mut app, x, y);
+    click(&mut app, x, y);
+    assert_eq!(
+        app.screen().view,
+        View::Workloads {
+            cluster: "prod".into(),
+            ns: "shop".into()
+        }
+    );
+    // Breadcrumbs: prod goes back to the namespaces, clusters to the root.
+    let t = render(&app, 100, 24);
+    let (x, y) = locate(&t, "prod ›");
+    click(&mut app, x + 1, y);
+    assert_eq!(app.stack.len(), 2);
+    assert_eq!(
+        app.screen().view,
+        View::Namespaces {
+            cluster: "prod".into()
+        }
+    );
+    assert_eq!(
+        app.selected_row().unwrap().key,
+        "shop",
+        "the level keeps its selection"
+    );
+    let t = render(&app, 100, 24);
+    let (x, y) = locate(&t, "clusters ›");
+    click(&mut app, x, y);
+    assert_eq!(app.stack.len(), 1);
+    assert_eq!(app.screen().view, View::Clusters);
+}
+
+#[test]
+fn mouse_selects_wizard_rows() {
+    let (_f, mut app) = app_with("dark", false);
+    in_namespace(&mut app);
+    key(&mut app, KeyCode::Char('c'));
+    app.apply(Msg::WizardClasses(
+        app.wizard_gen,
+        Ok(vec!["fast-ssd".into()]),
+    ));
+    let t = render(&app, 100, 24);
+    assert_eq!(app.wizard.as_ref().unwrap().target, 0);
+    let (x, y) = locate(&t, "qa  unreachable");
+    click(&mut app, x + 20, y);
+    assert_eq!(app.wizard.as_ref().unwrap().target, 1);
+    // The heading above the targets is no target.
+    let (x, y) = locate(&t, "Linked clusters");
+    click(&mut app, x, y);
+    assert_eq!(app.wizard.as_ref().unwrap().target, 1);
+    let (x, y) = locate(&t, "prod  v1.33");
+    click(&mut app, x, y);
+    assert_eq!(app.wizard.as_ref().unwrap().target, 0);
+    // On to the options: a click picks the row a key then changes.
+    key(&mut app, KeyCode::Enter);
+    key(&mut app, KeyCode::Enter);
+    key(&mut app, KeyCode::Enter);
+    let t = render(&app, 100, 24);
+    assert_eq!(app.wizard.as_ref().unwrap().opt_sel, 0);
+    let (x, y) = locate(&t, "scale workloads to zero");
+    click(&mut app, x, y);
+    assert_eq!(app.wizard.as_ref().unwrap().opt_sel, 2);
+    key(&mut app, KeyCode::Char(' '));
+    assert!(app.wizard.as_ref().unwrap().scale_to_zero);
+}
+
+#[test]
+fn p_pauses_and_resumes_the_selected_job() {
+    let (_f, mut app) = app_with("dark", false);
+    let (_, progress) = app.register_job("backup prod/shop");
+    key(&mut app, KeyCode::Char('J'));
+    key(&mut app, KeyCode::Char('p'));
+    assert!(progress.is_paused());
+    assert_eq!(app.selected_row().unwrap().cells[6], "paused");
+    key(&mut app, KeyCode::Char('p'));
+    assert!(!progress.is_paused());
+    assert_eq!(app.selected_row().unwrap().cells[6], "running");
 }

@@ -40,6 +40,7 @@ pub fn run(ctx: &Context, read_only: bool) -> anyhow::Result<Exit> {
         read_only: read_only || settings.read_only,
         read_only_contexts: settings.read_only_contexts.clone(),
         mover,
+        reports: crate::engine::k8s::apply::Report::dir(&ctx.dirs.state),
     };
     let _enter = ctx.rt.enter();
     crate::ui::event::run(App::new(env)).context("the console stopped")?;

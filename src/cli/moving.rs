@@ -378,21 +378,8 @@ fn confirm(plan: &Plan, yes: bool) -> anyhow::Result<()> {
     }
 }
 
-fn save_report(ctx: &Context, report: &Report) -> anyhow::Result<PathBuf> {
-    let dir = ctx.dirs.state.join("reports");
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let path = dir.join(format!(
-        "restore-{}-{}.json",
-        chrono::Utc::now().format("%Y%m%dT%H%M%S"),
-        report.snapshot
-    ));
-    std::fs::write(&path, serde_json::to_vec_pretty(report)?)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(path)
-}
-
 fn print_report(ctx: &Context, report: &Report) -> anyhow::Result<Exit> {
-    let path = save_report(ctx, report)?;
+    let path = report.save(&Report::dir(&ctx.dirs.state))?;
     let failed = report.failed();
     say!(
         "restore into {}: {} succeeded, {} failed; {} of volume data in {:.1}s",
@@ -413,10 +400,8 @@ fn print_report(ctx: &Context, report: &Report) -> anyhow::Result<Exit> {
         Ok(Exit::SUCCESS)
     } else {
         say!(
-            "retry what failed: ferry restore {} --context {} --retry {} --yes",
-            report.snapshot,
-            report.target_cluster,
-            path.display()
+            "retry what failed: {}",
+            report.retry_command(&report.target_cluster, &path)
         );
         Ok(Exit::FAILURE)
     }

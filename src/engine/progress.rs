@@ -62,6 +62,10 @@ pub struct Progress {
     bytes_stored: AtomicU64,
     warnings: AtomicU64,
     cancelled: AtomicBool,
+    /// Data paths wait in [`Progress::add_done`] while this is set.
+    paused: AtomicBool,
+    /// Rounds waited while paused (so a paused job does not look stalled).
+    paused_waits: AtomicU64,
     current: Mutex<String>,
     queue: Mutex<Vec<String>>,
 }
@@ -136,6 +140,8 @@ impl Progress {
             bytes_stored: AtomicU64::new(0),
             warnings: AtomicU64::new(0),
             cancelled: AtomicBool::new(false),
+            paused: AtomicBool::new(false),
+            paused_waits: AtomicU64::new(0),
             current: Mutex::new(String::new()),
             queue: Mutex::new(Vec::new()),
         }
@@ -151,7 +157,11 @@ impl Progress {
     pub fn set_totals_final(&self) {
         self.totals_final.store(true, Relaxed);
     }
+    /// Counts work done; while the job is paused, first waits (on the calling thread:
+    /// the engine's data paths run on blocking threads) until it is resumed or
+    /// cancelled, so a paused job moves no more data.
     pub fn add_done(&self, files: u64, bytes: u64) {
+        self.wait_while_paused();
         self.files_done.fetch_add(files, Relaxed);
         self.bytes_done.fetch_add(bytes, Relaxed);
     }
@@ -180,6 +190,30 @@ impl Progress {
     }
     pub fn is_cancelled(&self) -> bool {
         self.cancelled.load(Relaxed)
+    }
+    /// Holds the job's data paths at their next counted step.
+    pub fn pause(&self) {
+        self.paused.store(true, Relaxed);
+    }
+    pub fn resume(&self) {
+        self.paused.store(false, Relaxed);
+    }
+    pub fn is_paused(&self) -> bool {
+        self.paused.load(Relaxed)
+    }
+    /// Blocks the calling thread while the job is paused and not cancelled.
+    pub fn wait_while_paused(&self) {
+        while self.is_paused() && !self.is_cancelled() {
+            self.paused_waits.fetch_add(1, Relaxed);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    /// A number that changes while the job moves data or waits paused: what stall
+    /// detection watches (a paused job is not a stalled connection).
+    pub fn activity(&self) -> u64 {
+        self.bytes_done
+            .load(Relaxed)
+            .wrapping_add(self.paused_waits.load(Relaxed))
     }
     /// `Err(Cancelled)` once the job has been cancelled.
     pub fn check(&self) -> super::Result<()> {

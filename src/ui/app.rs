@@ -7,13 +7,14 @@
 //! and [`App::settle`] without any terminal.
 
 use std::borrow::Cow;
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseEvent, MouseEventKind};
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
+use ratatui::layout::{Position, Rect};
 use serde_json::Value;
 
 use crate::engine::Repository;
@@ -44,6 +45,8 @@ pub struct Env {
     /// Contexts whose name contains one of these are read-only.
     pub read_only_contexts: Vec<String>,
     pub mover: MoverOptions,
+    /// Where restore reports are written (`<state>/reports`, as the CLI does).
+    pub reports: std::path::PathBuf,
 }
 
 impl std::fmt::Debug for Env {
@@ -173,6 +176,18 @@ pub struct ListState {
     pub marks: BTreeSet<String>,
     /// Rows a page moves (the last drawn height).
     pub page: Cell<usize>,
+    /// Where the last frame drew the rows (below the table's header): a click there
+    /// picks the row `offset + (y - area.y)`.
+    pub area: Cell<Rect>,
+}
+
+/// Where the last frame put what a click can reach (set by the drawing code).
+#[derive(Debug, Default, Clone)]
+pub struct Hits {
+    /// Breadcrumb segments: their area on the header line and their index in the stack.
+    pub crumbs: Vec<(Rect, usize)>,
+    /// Wizard lines that stand for an item of the current step: (area, item index).
+    pub wizard: Vec<(Rect, usize)>,
 }
 
 #[derive(Debug, Clone)]
@@ -229,7 +244,14 @@ pub enum JobEnd {
         summary: String,
         warnings: Vec<String>,
     },
-    Restored(Report),
+    /// A restore (or the restore of a migration or clone) ended with `report`, saved
+    /// at `saved` (or why not) for `ferry restore --retry`; `context` is the target's
+    /// kubeconfig context.
+    Restored {
+        report: Report,
+        saved: Result<std::path::PathBuf, String>,
+        context: String,
+    },
     Failed(String),
     Cancelled,
 }
@@ -302,6 +324,8 @@ pub struct App {
     rx: mpsc::Receiver<Msg>,
     /// Something changed since the last frame.
     pub dirty: bool,
+    /// Clickable areas of the last frame.
+    pub hits: RefCell<Hits>,
 }
 
 impl std::fmt::Debug for App {
@@ -350,6 +374,7 @@ impl App {
             tx,
             rx,
             dirty: true,
+            hits: RefCell::new(Hits::default()),
         };
         app.cluster_rows = screens::clusters::rows(&app);
         for c in &app.clusters {
@@ -711,10 +736,10 @@ impl App {
                         JobEnd::Captured { snapshot, .. } => {
                             (Tone::Ok, format!("{}: saved snapshot {snapshot}", j.title))
                         }
-                        JobEnd::Restored(r) if r.failed().is_empty() => {
+                        JobEnd::Restored { report: r, .. } if r.failed().is_empty() => {
                             (Tone::Ok, format!("{}: done", j.title))
                         }
-                        JobEnd::Restored(r) => (
+                        JobEnd::Restored { report: r, .. } => (
                             Tone::Warn,
                             format!("{}: {} failed (see :jobs)", j.title, r.failed().len()),
                         ),
@@ -805,6 +830,11 @@ impl App {
     }
 
     fn mouse(&mut self, m: MouseEvent) {
+        self.dirty = true;
+        if let MouseEventKind::Down(MouseButton::Left) = m.kind {
+            self.click(Position::new(m.column, m.row));
+            return;
+        }
         if self.wizard.is_some() {
             return;
         }
@@ -812,6 +842,66 @@ impl App {
             MouseEventKind::ScrollDown => self.move_selection(3),
             MouseEventKind::ScrollUp => self.move_selection(-3),
             _ => return,
+        }
+        self.refresh_yaml();
+    }
+
+    /// A left click at `at`: on a wizard item selects it; on a breadcrumb goes back to
+    /// that level; on a row selects it, or opens it (as enter does) when it already is.
+    fn click(&mut self, at: Position) {
+        if matches!(self.mode, Mode::ConfirmQuit | Mode::Help | Mode::Command(_)) {
+            return;
+        }
+        if let Some(w) = &mut self.wizard {
+            let hit = self
+                .hits
+                .borrow()
+                .wizard
+                .iter()
+                .find(|(r, _)| r.contains(at))
+                .map(|(_, i)| *i);
+            if let Some(i) = hit {
+                w.select(i);
+            }
+            return;
+        }
+        let crumb = self
+            .hits
+            .borrow()
+            .crumbs
+            .iter()
+            .find(|(r, _)| r.contains(at))
+            .map(|(_, i)| *i);
+        if let Some(level) = crumb {
+            if level + 1 < self.stack.len() {
+                self.stack.truncate(level + 1);
+                self.show_yaml = false;
+                self.yaml = None;
+                self.yaml_scroll = 0;
+            }
+            return;
+        }
+        let list = &self.screen().list;
+        let area = list.area.get();
+        if !area.contains(at) {
+            return;
+        }
+        let index = list.offset.get() + usize::from(at.y - area.y);
+        let Ok(rows) = self.rows(&self.screen().view) else {
+            return;
+        };
+        let vis = App::visible(&rows, &list.filter);
+        let selectable = vis
+            .get(index)
+            .and_then(|i| rows.get(*i))
+            .is_some_and(|r| !r.group);
+        if !selectable {
+            return;
+        }
+        if index == list.selected {
+            self.enter();
+        } else {
+            self.screen_mut().list.selected = index;
         }
         self.refresh_yaml();
     }
@@ -1007,6 +1097,29 @@ impl App {
                     }
                 } else {
                     self.say(Tone::Normal, "x cancels a job on :jobs");
+                }
+            }
+            Action::Pause => {
+                if view != View::Jobs {
+                    self.say(Tone::Normal, "p pauses or resumes a job on :jobs");
+                    return;
+                }
+                let id = self
+                    .selected_row()
+                    .and_then(|r| r.key.parse::<usize>().ok());
+                match id.and_then(|id| self.jobs.iter().find(|j| j.id == id)) {
+                    None => self.say(Tone::Normal, "no job selected"),
+                    Some(j) if !j.running() => self.say(Tone::Normal, "that job has ended"),
+                    Some(j) if j.progress.is_paused() => {
+                        j.progress.resume();
+                        let t = format!("{} resumed", j.title);
+                        self.say(Tone::Ok, t);
+                    }
+                    Some(j) => {
+                        j.progress.pause();
+                        let t = format!("{} paused: p resumes it", j.title);
+                        self.say(Tone::Warn, t);
+                    }
                 }
             }
             Action::Yaml => {
@@ -1410,6 +1523,7 @@ impl App {
             target,
             prepared,
             self.env.mover.clone(),
+            self.env.reports.clone(),
             progress,
         );
         self.say(

@@ -50,6 +50,8 @@ pub enum Action {
     Restore,
     /// Cancel the selected job.
     Cancel,
+    /// Pause the selected running job, or resume it.
+    Pause,
     /// Show or hide the selected object's YAML.
     Yaml,
     /// Switch between workloads and PVCs of a namespace.

@@ -2,6 +2,7 @@
 //! it on a blocking thread) that sends its result to the app as a [`Msg`]. Nothing here
 //! touches the terminal or the app's state.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::mpsc::Sender;
 
@@ -521,6 +522,27 @@ pub fn plan_live(
     });
 }
 
+/// Writes a restore's report into `dir` as the CLI does; the job's end with where it
+/// went (or why it could not be written), and a log line saying so.
+pub async fn save_report(
+    report: apply::Report,
+    dir: PathBuf,
+    context: String,
+    progress: &JobProgress,
+) -> JobEnd {
+    let r = report.clone();
+    let saved = blocking(move || r.save(&dir).map_err(|e| e.to_string())).await;
+    match &saved {
+        Ok(path) => progress.log(format!("report saved: {}", path.display())),
+        Err(e) => progress.log(e.clone()),
+    }
+    JobEnd::Restored {
+        report,
+        saved,
+        context,
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 pub fn apply(
     rt: &Handle,
@@ -530,21 +552,22 @@ pub fn apply(
     target: LinkedCluster,
     prepared: Box<Prepared>,
     mover: MoverOptions,
+    reports: PathBuf,
     progress: Arc<JobProgress>,
 ) {
     let tx = tx.clone();
     rt.spawn(async move {
         let r = async {
             let client = client(&target).await?;
-            apply::apply(&client, &repo, &prepared.plan, &mover, &progress)
+            let report = apply::apply(&client, &repo, &prepared.plan, &mover, &progress)
                 .await
-                .map(JobEnd::Restored)
-                .map_err(|e| format!("restore into {} failed: {e}", target.name))
+                .map_err(|e| format!("restore into {} failed: {e}", target.name))?;
+            Ok::<_, String>(save_report(report, reports, target.context.clone(), &progress).await)
         }
         .await;
         let mut record = prepared.gate.record.clone();
         let outcome = match &r {
-            Ok(JobEnd::Restored(report)) => {
+            Ok(JobEnd::Restored { report, .. }) => {
                 record.bytes += report.bytes_restored;
                 Ok(report.failed().is_empty())
             }

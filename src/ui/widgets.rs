@@ -51,6 +51,11 @@ pub fn table(
     }
     off = off.min(vis.len().saturating_sub(height));
     list.offset.set(off);
+    list.area.set(Rect {
+        y: area.y.saturating_add(1),
+        height: area.height.saturating_sub(1),
+        ..area
+    });
     let body = vis
         .iter()
         .enumerate()

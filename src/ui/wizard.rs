@@ -418,6 +418,22 @@ impl Wizard {
         Step::ALL.iter().rev().copied().find(|s| *s < self.step)
     }
 
+    /// Selects item `i` of the current step (a click on it); out of range does nothing.
+    pub fn select(&mut self, i: usize) {
+        match self.step {
+            Step::Target if i < self.targets.len() => {
+                if self.target != i {
+                    self.error = None;
+                }
+                self.target = i;
+            }
+            Step::Namespaces if i < self.ns.len() => self.ns_sel = i,
+            Step::StorageClasses if i < self.sc.len() => self.sc_sel = i,
+            Step::Options if i < OPTION_ROWS.len() => self.opt_sel = i,
+            _ => {}
+        }
+    }
+
     /// Handles a key; the app acts on the outcome.
     pub fn key(&mut self, app: &App, k: KeyEvent) -> Outcome {
         if k.modifiers.contains(KeyModifiers::CONTROL) && k.code == KeyCode::Char('c') {

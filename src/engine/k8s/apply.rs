@@ -62,6 +62,41 @@ impl Report {
             .filter(|o| o.ok)
             .count()
     }
+
+    /// The folder of a state directory that restore reports go to.
+    pub fn dir(state: &std::path::Path) -> std::path::PathBuf {
+        state.join("reports")
+    }
+
+    /// Writes the report as JSON into `dir` (created if missing) as
+    /// `restore-<time>-<snapshot>.json`; the path it was written to. `ferry restore
+    /// --retry` reads it back.
+    pub fn save(&self, dir: &std::path::Path) -> Result<std::path::PathBuf> {
+        let failed = |path: &std::path::Path, detail: String| K8sError::Report {
+            path: path.display().to_string(),
+            detail,
+        };
+        std::fs::create_dir_all(dir).map_err(|e| failed(dir, e.to_string()))?;
+        let path = dir.join(format!(
+            "restore-{}-{}.json",
+            chrono::Utc::now().format("%Y%m%dT%H%M%S%.3f"),
+            self.snapshot
+        ));
+        let json = serde_json::to_vec_pretty(self).map_err(|e| failed(&path, e.to_string()))?;
+        std::fs::write(&path, json).map_err(|e| failed(&path, e.to_string()))?;
+        Ok(path)
+    }
+
+    /// The command that retries what failed, from the report saved at `path`, into
+    /// the kubeconfig context `context`.
+    pub fn retry_command(&self, context: &str, path: &std::path::Path) -> String {
+        format!(
+            "ferry restore {} --context {} --retry {} --yes",
+            self.snapshot,
+            context,
+            path.display()
+        )
+    }
 }
 
 /// Why one object was not put in place.
@@ -499,7 +534,7 @@ async fn stream_in(
         }
     };
     let data = &progress.data;
-    let moved = || data.snapshot().bytes_done;
+    let moved = || data.activity();
     let Some((w, _, ())) = unless_stalled(mover.stall, moved, async {
         tokio::join!(writer, pump, drain)
     })
@@ -553,4 +588,46 @@ pub async fn migrate(
     .await?;
     let report = apply(target, repo, &plan, &restore.mover, progress).await?;
     Ok((out, plan, report))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn a_saved_report_reads_back_and_a_bad_folder_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let report = Report {
+            snapshot: "abcd1234".into(),
+            target_cluster: "qa".into(),
+            objects: vec![Outcome {
+                object: ObjRef::new("", "ConfigMap", Some("shop"), "web"),
+                ok: false,
+                message: "forbidden".into(),
+                remedy: None,
+            }],
+            ..Report::default()
+        };
+        let reports = Report::dir(dir.path());
+        let path = report.save(&reports).unwrap();
+        assert_eq!(path.parent(), Some(reports.as_path()));
+        let back: Report = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(back.failed().len(), 1);
+        assert_eq!(
+            report.retry_command("ctx", &path),
+            format!(
+                "ferry restore abcd1234 --context ctx --retry {} --yes",
+                path.display()
+            )
+        );
+        // A file where the folder should be.
+        let blocked = dir.path().join("file");
+        std::fs::write(&blocked, b"x").unwrap();
+        assert!(matches!(
+            report.save(&blocked),
+            Err(K8sError::Report { .. })
+        ));
+    }
 }

@@ -1179,7 +1179,7 @@ async fn read_with_mover(
         }
     };
     let data = &progress.data;
-    let moved = || data.snapshot().bytes_done;
+    let moved = || data.activity();
     let Some((fed, tar_result)) = super::unless_stalled(mover.stall, moved, async {
         let (fed, (), (), answer) = tokio::join!(
             feed,

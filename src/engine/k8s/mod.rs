@@ -66,6 +66,8 @@ pub enum K8sError {
     PlanBlocked(usize),
     #[error("the job was cancelled")]
     Cancelled,
+    #[error("cannot save the restore report {path}: {detail}")]
+    Report { path: String, detail: String },
     /// The cluster stopped answering (a dropped or stalled connection).
     #[error(
         "{what}: the cluster did not answer for {secs} s (the connection dropped or stalled); check it and run the job again, it resumes"
@@ -231,6 +233,21 @@ impl JobProgress {
 
     pub fn cancel(&self) {
         self.data.cancel();
+    }
+
+    /// Pauses the job's volume data streams (see [`Progress::pause`]).
+    pub fn pause(&self) {
+        self.data.pause();
+        self.log("paused");
+    }
+
+    pub fn resume(&self) {
+        self.data.resume();
+        self.log("resumed");
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.data.is_paused()
     }
 
     pub fn check(&self) -> Result<()> {

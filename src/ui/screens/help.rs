@@ -50,7 +50,10 @@ pub fn actions(view: &View) -> Vec<(Action, &'static str)> {
             v.push((Action::Enter, "show the object's YAML"));
             v.push((Action::Restore, "restore this snapshot (wizard)"));
         }
-        View::Jobs => v.push((Action::Cancel, "cancel the selected job")),
+        View::Jobs => {
+            v.push((Action::Cancel, "cancel the selected job"));
+            v.push((Action::Pause, "pause or resume the selected job"));
+        }
     }
     v.extend([
         (Action::Yaml, "show or hide the YAML pane"),
@@ -132,7 +135,10 @@ pub fn hints(app: &App) -> Vec<Span<'static>> {
             add(Action::Enter, "open", true);
             add(Action::Restore, "restore", !ro);
         }
-        View::Jobs => add(Action::Cancel, "cancel", true),
+        View::Jobs => {
+            add(Action::Cancel, "cancel", true);
+            add(Action::Pause, "pause", true);
+        }
     }
     add(Action::Filter, "filter", true);
     add(Action::Command, "command", true);

@@ -12,10 +12,15 @@ use crate::ui::widgets;
 
 fn state(j: &Job) -> (String, Tone) {
     match &j.end {
+        None if j.progress.is_paused() => ("paused".into(), Tone::Warn),
         None => ("running".into(), Tone::Normal),
         Some(JobEnd::Captured { snapshot, .. }) => (format!("saved {snapshot}"), Tone::Ok),
-        Some(JobEnd::Restored(r)) if r.failed().is_empty() => ("done".into(), Tone::Ok),
-        Some(JobEnd::Restored(r)) => (format!("{} failed", r.failed().len()), Tone::Warn),
+        Some(JobEnd::Restored { report: r, .. }) if r.failed().is_empty() => {
+            ("done".into(), Tone::Ok)
+        }
+        Some(JobEnd::Restored { report: r, .. }) => {
+            (format!("{} failed", r.failed().len()), Tone::Warn)
+        }
         Some(JobEnd::Failed(_)) => ("failed".into(), Tone::Error),
         Some(JobEnd::Cancelled) => ("cancelled".into(), Tone::Warn),
     }
@@ -135,7 +140,11 @@ pub fn detail(f: &mut Frame, area: Rect, app: &App) {
                 )));
             }
         }
-        Some(JobEnd::Restored(r)) => {
+        Some(JobEnd::Restored {
+            report: r,
+            saved,
+            context,
+        }) => {
             lines.push(Line::from(Span::styled(
                 format!(
                     "into {}: {} succeeded, {} failed, {} of volume data in {:.1}s",
@@ -163,13 +172,31 @@ pub fn detail(f: &mut Frame, area: Rect, app: &App) {
                     lines.push(Line::from(format!("    → {rem}")));
                 }
             }
+            match saved {
+                Ok(path) => {
+                    lines.push(Line::from(vec![
+                        Span::styled("report ", theme.dim()),
+                        Span::raw(path.display().to_string()),
+                    ]));
+                    if !r.failed().is_empty() {
+                        lines.push(Line::from(vec![
+                            Span::styled("retry what failed: ", theme.dim()),
+                            Span::styled(r.retry_command(context, path), theme.input()),
+                        ]));
+                    }
+                }
+                Err(e) => lines.push(Line::from(Span::styled(e.clone(), theme.error()))),
+            }
         }
         Some(JobEnd::Failed(e)) => lines.push(Line::from(Span::styled(e.clone(), theme.error()))),
         Some(JobEnd::Cancelled) => lines.push(Line::from(Span::styled("cancelled", theme.warn()))),
         None => {}
     }
+    // Rows the lines take once wrapped (a report's path and retry command are long).
+    let width = usize::from(area.width.max(1));
+    let need: usize = lines.iter().map(|l| l.width().div_ceil(width).max(1)).sum();
     let [top, log] = Layout::vertical([
-        Constraint::Length((lines.len() as u16 + 1).min(area.height / 2)),
+        Constraint::Length((need as u16).saturating_add(1).min(area.height / 2)),
         Constraint::Fill(1),
     ])
     .areas(area);

@@ -15,7 +15,7 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Wrap};
 
-use crate::ui::app::{App, Mode, Tone, View};
+use crate::ui::app::{App, Hits, Mode, Tone, View};
 use crate::ui::widgets;
 
 /// The smallest terminal the console draws in.
@@ -129,6 +129,7 @@ pub fn columns(view: &View) -> (&'static [&'static str], Vec<Constraint>) {
 pub fn draw(f: &mut Frame, app: &App) {
     let area = f.area();
     let theme = &app.env.theme;
+    *app.hits.borrow_mut() = Hits::default();
     f.render_widget(Paragraph::new("").style(theme.base()), area);
     if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
         let text = format!(
@@ -191,6 +192,7 @@ pub fn draw(f: &mut Frame, app: &App) {
 fn header(f: &mut Frame, area: Rect, app: &App) {
     let theme = &app.env.theme;
     let mut spans = vec![Span::styled(" ferry ", theme.selected())];
+    let mut crumbs = Vec::new();
     for (i, s) in app.stack.iter().enumerate() {
         spans.push(Span::styled(" › ", theme.dim()));
         let style = if i + 1 == app.stack.len() {
@@ -198,7 +200,10 @@ fn header(f: &mut Frame, area: Rect, app: &App) {
         } else {
             ratatui::style::Style::new().fg(theme.fg)
         };
-        spans.push(Span::styled(s.view.title(), style));
+        let x: usize = spans.iter().map(Span::width).sum();
+        let title = Span::styled(s.view.title(), style);
+        crumbs.push((x, title.width(), i));
+        spans.push(title);
     }
     if let Some(w) = &app.wizard {
         spans.push(Span::styled(" › ", theme.dim()));
@@ -221,6 +226,20 @@ fn header(f: &mut Frame, area: Rect, app: &App) {
         Constraint::Length(right.chars().count() as u16),
     ])
     .areas(area);
+    // Clickable where drawn (a crumb cut off by the right side is cut off here too).
+    app.hits.borrow_mut().crumbs = crumbs
+        .into_iter()
+        .filter(|(x, _, _)| *x < usize::from(l.width))
+        .map(|(x, w, i)| {
+            let x = x as u16;
+            let r = Rect {
+                x: l.x + x,
+                width: (w as u16).min(l.width - x),
+                ..l
+            };
+            (r, i)
+        })
+        .collect();
     f.render_widget(Paragraph::new(Line::from(spans)).style(theme.base()), l);
     f.render_widget(
         Paragraph::new(Span::styled(right, theme.warn())).style(theme.base()),

@@ -54,6 +54,8 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, w: &Wizard) {
     f.render_widget(Paragraph::new(Line::from(s)), steps);
     let sel = |b: bool| if b { theme.selected() } else { theme.base() };
     let mut lines: Vec<Line> = Vec::new();
+    // (line, item) for the lines a click selects.
+    let mut items: Vec<(usize, usize)> = Vec::new();
     match w.step {
         Step::Target => {
             lines.push(Line::from(Span::styled(
@@ -82,6 +84,7 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, w: &Wizard) {
                     .read_only_reason(&t.name)
                     .map(|_| " (read-only)")
                     .unwrap_or("");
+                items.push((lines.len(), i));
                 match &t.denied {
                     None => lines.push(Line::from(Span::styled(
                         format!("{}{}{ro}  {state}", pointer(i == w.target), t.name),
@@ -97,6 +100,7 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, w: &Wizard) {
                                 theme.dim()
                             },
                         )));
+                        items.push((lines.len(), i));
                         lines.push(Line::from(Span::styled(
                             format!("      {reason}"),
                             theme.dim(),
@@ -128,6 +132,7 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, w: &Wizard) {
                 if !ok {
                     spans.push(Span::styled("  ✗ not a DNS label", theme.error()));
                 }
+                items.push((lines.len(), i));
                 lines.push(Line::from(spans));
             }
         }
@@ -161,6 +166,7 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, w: &Wizard) {
                         } else {
                             Span::styled("  ✓", theme.ok())
                         };
+                        items.push((lines.len(), i));
                         lines.push(Line::from(vec![
                             Span::styled(
                                 format!("{}{from:<24} → ", pointer(i == w.sc_sel)),
@@ -208,6 +214,7 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, w: &Wizard) {
                     }
                     _ => format!("{}{}", w.labels, if w.opt_sel == 3 { "▏" } else { "" }),
                 };
+                items.push((lines.len(), i));
                 lines.push(Line::from(vec![
                     Span::styled(
                         format!("{}{label:<26}", pointer(i == w.opt_sel)),
@@ -253,6 +260,7 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, w: &Wizard) {
     } else {
         0
     };
+    app.hits.borrow_mut().wizard = item_areas(&lines, &items, body, scroll);
     f.render_widget(
         Paragraph::new(lines)
             .wrap(Wrap { trim: false })
@@ -294,4 +302,41 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, w: &Wizard) {
     ));
     k.extend(widgets::hint(theme, "ctrl-c", "close", true));
     f.render_widget(Paragraph::new(Line::from(k)), keys);
+}
+
+/// Where each item line lands in `body` once wrapped (a line wider than the body takes
+/// as many rows as it needs) and scrolled by `scroll` rows.
+fn item_areas(
+    lines: &[Line],
+    items: &[(usize, usize)],
+    body: Rect,
+    scroll: u16,
+) -> Vec<(Rect, usize)> {
+    let width = usize::from(body.width.max(1));
+    let mut top = Vec::with_capacity(lines.len());
+    let mut y = 0usize;
+    for l in lines {
+        let h = l.width().div_ceil(width).max(1);
+        top.push((y, h));
+        y += h;
+    }
+    items
+        .iter()
+        .filter_map(|(line, item)| {
+            let (y, h) = *top.get(*line)?;
+            let y = y.checked_sub(usize::from(scroll))?;
+            if y >= usize::from(body.height) {
+                return None;
+            }
+            let h = h.min(usize::from(body.height) - y);
+            Some((
+                Rect {
+                    y: body.y + y as u16,
+                    height: h as u16,
+                    ..body
+                },
+                *item,
+            ))
+        })
+        .collect()
 }
