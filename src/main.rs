@@ -23,7 +23,10 @@ fn init_logging(dirs: &Dirs) -> Option<tracing_appender::non_blocking::WorkerGua
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let _guard = init_logging(&Dirs::discover());
+    let dirs = Dirs::discover();
+    let _guard = init_logging(&dirs);
+    // The newest policy version seen per repository, so a rolled-back one is refused.
+    ferry::policy::store::remember_in(dirs.state.join("policy-seen"));
     tracing::info!(args = ?std::env::args().collect::<Vec<_>>(), "start");
     match cli::run(cli) {
         Ok(code) => code,

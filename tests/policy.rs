@@ -6,6 +6,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+#[path = "support/tmux.rs"]
+mod tmux;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -45,7 +47,7 @@ impl Env {
     }
 
     fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_ferry"))
+        Command::new(ferry_bin())
             .env("XDG_DATA_HOME", self.p("xdg/data"))
             .env("XDG_CONFIG_HOME", self.p("xdg/config"))
             .env("XDG_STATE_HOME", self.p("xdg/state"))
@@ -96,6 +98,11 @@ impl Env {
             "--yes",
         ])
     }
+}
+
+/// The binary under test: cargo's, or `FERRY_TEST_BIN` (an installed or copied build).
+fn ferry_bin() -> String {
+    std::env::var("FERRY_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_ferry").to_string())
 }
 
 fn text(o: &Output) -> String {
@@ -430,14 +437,16 @@ fn a_developer_clones_prod_to_qa_but_not_back_and_the_audit_trail_shows_both() {
     });
     assert!(exists.is_none(), "the denied clone created its namespace");
 
-    // The audit trail: both attempts, with identities, rules, outcome and plan.
+    // The audit trail: the policy set, then both attempts, with identities, rules,
+    // outcome and plan.
     let lines = env.ok(&["audit", "--json"]);
-    let records: Vec<serde_json::Value> = lines
+    let mut records: Vec<serde_json::Value> = lines
         .lines()
         .filter(|l| l.starts_with('{'))
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(records.len(), 2, "{lines}");
+    assert_eq!(records.len(), 3, "{lines}");
+    assert_eq!(records.remove(0)["action"], "change-policy");
     let ok = &records[0];
     assert_eq!(ok["action"], "clone");
     assert_eq!(ok["outcome"], "succeeded");
@@ -504,6 +513,95 @@ fn a_developer_clones_prod_to_qa_but_not_back_and_the_audit_trail_shows_both() {
     });
 }
 
+#[test]
+fn change_policy_rules_need_an_allowed_identity_and_every_change_is_recorded() {
+    let env = Env::new();
+    let c = env.t.rt.block_on(start_clusters(&env));
+    let (key, public) = env.keygen("admin.key");
+    let doc = format!(
+        "{}  - allow: change-policy\n    subjects: \"group:sre\"\n    reason: only SRE edits the policy\n",
+        policy_doc(&public)
+    );
+    // The first policy: the administrator key decides.
+    let o = env.set_policy(&doc, &key);
+    assert!(o.status.success(), "{}", text(&o));
+
+    // From now on the key is not enough: the cluster must say the user is in sre.
+    let v2 = doc.replace("reason: production", "reason: really, production");
+    let file = env.p("policy-v2.yaml");
+    std::fs::write(&file, &v2).unwrap();
+    let set_as = |context: &str| {
+        env.run(&[
+            "policy",
+            "set",
+            file.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+            "--yes",
+            "--context",
+            context,
+        ])
+    };
+    let o = set_as("ferry-prod-dev");
+    let out = text(&o);
+    assert!(!o.status.success(), "{out}");
+    assert!(
+        out.contains("change-policy denied") && out.contains("group:sre"),
+        "{out}"
+    );
+    assert!(env.ok(&["policy", "show"]).contains("policy version 1"));
+    let o = set_as("ferry-prod-sam");
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(
+        out.contains("allowed by policy") && out.contains("only SRE"),
+        "{out}"
+    );
+    assert!(env.ok(&["policy", "show"]).contains("policy version 2"));
+
+    // The trail: the first policy, dev's denied attempt, sam's change, with identities.
+    let records: Vec<serde_json::Value> = env
+        .ok(&["audit", "--json"])
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|r: &serde_json::Value| r["action"] == "change-policy")
+        .collect();
+    let summary: Vec<(String, String)> = records
+        .iter()
+        .map(|r| {
+            (
+                r["outcome"].as_str().unwrap().to_string(),
+                r["identities"][0]["username"]
+                    .as_str()
+                    .unwrap_or("-")
+                    .to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("succeeded".to_string(), "-".to_string()),
+            ("denied".to_string(), "dev".to_string()),
+            ("succeeded".to_string(), "sam".to_string()),
+        ],
+        "{records:#?}"
+    );
+    assert!(
+        records[2]["plan"]
+            .as_str()
+            .unwrap()
+            .contains("policy version 2"),
+        "{records:#?}"
+    );
+
+    env.t.rt.block_on(async {
+        c.prod.shutdown().await.unwrap();
+        c.qa.shutdown().await.unwrap();
+    });
+}
+
 fn policy_files(env: &Env) -> Vec<String> {
     let repo = env.t.reopen();
     let mut names: Vec<String> = repo
@@ -521,6 +619,9 @@ fn tampered_unsigned_missing_and_rolled_back_policies_are_refused() {
     let env = Env::new();
     let (key, public) = env.keygen("admin.key");
     let doc = policy_doc(&public);
+    // The repository's config as it was before any policy: no pin.
+    let config_path = env.t.path().join("config");
+    let unpinned = std::fs::read(&config_path).unwrap();
     assert!(env.set_policy(&doc, &key).status.success());
     let show = env.ok(&["policy", "show"]);
     assert!(
@@ -610,6 +711,44 @@ fn tampered_unsigned_missing_and_rolled_back_policies_are_refused() {
         "{}",
         text(&o)
     );
+
+    // Whoever can write the storage (and knows the repository password) removes every
+    // policy file and puts back the config without a pin: the repository alone no longer
+    // says a policy is required, but this machine remembers version 2.
+    repo.block_on(repo.backend().remove(FileKind::Policy, &name))
+        .unwrap();
+    std::fs::write(&config_path, &unpinned).unwrap();
+    assert!(policy_files(&env).is_empty());
+    for args in [
+        &["policy", "show"][..],
+        &["policy", "check", "--action", "backup"][..],
+    ] {
+        let o = env.run(args);
+        let out = text(&o);
+        assert!(!o.status.success(), "{args:?}: {out}");
+        assert!(
+            out.contains("this machine has verified version 2")
+                && out.contains("now holds none")
+                && out.contains("policy-seen"),
+            "{out}"
+        );
+    }
+    // A machine that never saw the policy cannot know (the remedy is in the message).
+    let o = Command::new(ferry_bin())
+        .env("XDG_STATE_HOME", env.p("elsewhere/state"))
+        .env("XDG_DATA_HOME", env.p("elsewhere/data"))
+        .env("XDG_CONFIG_HOME", env.p("elsewhere/config"))
+        .env("HOME", env.p("elsewhere"))
+        .env("FERRY_PASSWORD", "test password")
+        .env("FERRY_REPO", env.t.path())
+        .env_remove("FERRY_PASSWORD_FILE")
+        .env_remove("FERRY_KEY_FILE")
+        .stdin(Stdio::null())
+        .args(["policy", "show"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("has no policy"), "{}", text(&o));
 }
 
 #[test]
@@ -866,14 +1005,355 @@ mod console {
         // Nothing was captured; the attempt is in the audit trail.
         let (snaps, _) = ferry::engine::snapshot::list(&env.t.repo).unwrap();
         assert!(snaps.is_empty(), "a capture ran: {snaps:?}");
-        let (records, gaps) = ferry::policy::audit::read(&env.t.repo).unwrap();
-        assert!(gaps.is_empty());
-        assert_eq!(records.len(), 1);
-        assert_eq!(records[0].action, ferry::policy::Action::Migrate);
-        assert!(!records[0].allowed);
-        assert_eq!(records[0].rule, Some(2));
-        assert_eq!(records[0].identities[0].username, "dev");
+        // Two attempts: enter on the target shown denied, and the plan step.
+        let deadline = std::time::Instant::now() + LIMIT;
+        let records = loop {
+            let (records, gaps) = ferry::policy::audit::read(&env.t.repo).unwrap();
+            assert!(gaps.is_empty());
+            if records.len() >= 2 || std::time::Instant::now() > deadline {
+                break records;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert_eq!(records.len(), 2, "{records:#?}");
+        for r in &records {
+            assert_eq!(r.action, ferry::policy::Action::Migrate);
+            assert!(!r.allowed);
+            assert_eq!(r.rule, Some(2));
+            assert_eq!(r.identities[0].username, "dev");
+            assert_eq!(r.to.as_deref(), Some("ferry-prod-dev/shop"));
+        }
 
+        // :audit shows them with the selected record in full; e exports JSON lines.
+        for _ in 0..6 {
+            if app.wizard.is_some() {
+                key(&mut app, KeyCode::Esc);
+            }
+        }
+        assert!(app.wizard.is_none());
+        key(&mut app, KeyCode::Char(':'));
+        for ch in "audit".chars() {
+            key(&mut app, KeyCode::Char(ch));
+        }
+        key(&mut app, KeyCode::Enter);
+        assert_eq!(app.screen().view, View::Audit);
+        assert!(app.settle(LIMIT, |a| matches!(a.audit, Some(Load::Ready(_)))));
+        let mut term = ratatui::Terminal::new(ratatui::backend::TestBackend::new(160, 30)).unwrap();
+        term.draw(|f| ferry::ui::screens::draw(f, &app)).unwrap();
+        let screen: String = term
+            .backend()
+            .buffer()
+            .content()
+            .chunks(160)
+            .map(|l| l.iter().map(|c| c.symbol()).collect::<String>() + "\n")
+            .collect();
+        assert_eq!(
+            screen.matches("migrate          denied").count(),
+            2,
+            "{screen}"
+        );
+        assert!(screen.contains("dev@ferry-qa-dev"), "{screen}");
+        assert!(
+            screen.contains("ferry-qa-dev/shop → ferry-prod-dev/shop"),
+            "{screen}"
+        );
+        assert!(
+            screen.contains("denied by policy version 1, rule 2"),
+            "{screen}"
+        );
+        assert!(
+            screen.contains("dev on ferry-qa-dev (groups: developers"),
+            "{screen}"
+        );
+        key(&mut app, KeyCode::Char('e'));
+        let reports = env.home.path().join("reports");
+        assert!(app.settle(LIMIT, |a| {
+            a.status
+                .as_ref()
+                .is_some_and(|(_, t)| t.contains("exported"))
+        }));
+        let exported: Vec<_> = std::fs::read_dir(&reports)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+            .collect();
+        let [file] = exported.try_into().unwrap();
+        let lines: Vec<ferry::policy::audit::AuditRecord> = std::fs::read_to_string(&file)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines, records);
+
+        env.t.rt.block_on(async {
+            c.prod.shutdown().await.unwrap();
+            c.qa.shutdown().await.unwrap();
+        });
+    }
+}
+
+mod console_records {
+    use std::time::Duration;
+
+    use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+    use ferry::engine::k8s::mover::MoverOptions;
+    use ferry::policy::audit::{AuditRecord, Outcome};
+    use ferry::policy::{Action, AdminKey};
+    use ferry::providers::kubeconfig::{Linked, Sources};
+    use ferry::ui::app::{App, Env as AppEnv, Load, View};
+    use ferry::ui::keymap::Keymap;
+    use ferry::ui::theme::Theme;
+
+    use super::{Env, policy_doc, start_clusters};
+
+    const LIMIT: Duration = Duration::from_secs(60);
+
+    fn key(app: &mut App, code: KeyCode) {
+        app.key(KeyEvent::new(code, KeyModifiers::NONE));
+    }
+
+    fn records_until(env: &Env, pred: impl Fn(&[AuditRecord]) -> bool) -> Vec<AuditRecord> {
+        let deadline = std::time::Instant::now() + LIMIT;
+        loop {
+            let (records, _) = ferry::policy::audit::read(&env.t.repo).unwrap();
+            if pred(&records) {
+                return records;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the audit trail never got there: {records:#?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// A backup from the console goes through the policy and is recorded with its
+    /// snapshot; a clone whose plan the user leaves unconfirmed is recorded as abandoned
+    /// (its capture read the source).
+    #[test]
+    fn the_console_records_a_backup_and_an_unconfirmed_clone() {
+        let env = Env::new();
+        let c = env.t.rt.block_on(start_clusters(&env));
+        let admin = AdminKey::generate("admin").unwrap();
+        ferry::policy::store::store(&env.t.repo, &policy_doc(&admin.public()), &admin).unwrap();
+        let mut linked = Linked::load(&Sources {
+            paths: vec![env.kubeconfig.clone()],
+        });
+        linked.clusters.retain(|c| c.name.ends_with("-dev"));
+        let mut app = App::new(AppEnv {
+            linked,
+            repo: Ok(env.t.repo.clone()),
+            rt: env.t.rt.handle().clone(),
+            theme: Theme::builtin("dark"),
+            keymap: Keymap::default_keys(),
+            read_only: false,
+            read_only_contexts: vec![],
+            mover: MoverOptions::default(),
+            reports: env.home.path().join("reports"),
+        });
+        assert!(app.settle(LIMIT, |a| a.clusters.iter().all(|c| c.facts.is_some())));
+        key(&mut app, KeyCode::Enter);
+        assert_eq!(
+            app.screen().view,
+            View::Namespaces {
+                cluster: "ferry-prod-dev".into()
+            }
+        );
+        assert!(app.settle(LIMIT, |a| matches!(
+            a.cluster("ferry-prod-dev").unwrap().namespaces,
+            Some(Load::Ready(_))
+        )));
+        key(&mut app, KeyCode::Char('/'));
+        for ch in "shop".chars() {
+            key(&mut app, KeyCode::Char(ch));
+        }
+        key(&mut app, KeyCode::Enter);
+        assert_eq!(app.selected_row().unwrap().key, "shop");
+
+        // b: a backup, allowed to anyone by rule 5, recorded with its snapshot.
+        key(&mut app, KeyCode::Char('b'));
+        let records = records_until(&env, |r| !r.is_empty());
+        let [backup] = records.as_slice() else {
+            panic!("{records:#?}")
+        };
+        assert_eq!(backup.action, Action::Backup);
+        assert_eq!(backup.outcome, Outcome::Succeeded, "{backup:#?}");
+        assert_eq!(backup.rule, Some(5));
+        assert_eq!(backup.from.as_deref(), Some("ferry-prod-dev/shop"));
+        assert_eq!(backup.identities[0].username, "dev");
+        let (snaps, _) = ferry::engine::snapshot::list(&env.t.repo).unwrap();
+        assert_eq!(
+            backup.snapshot.as_deref(),
+            Some(snaps[0].id.to_hex().as_str())
+        );
+
+        // c to qa: the plan is built (the capture runs), then esc leaves it unconfirmed.
+        key(&mut app, KeyCode::Char(' '));
+        key(&mut app, KeyCode::Char('c'));
+        assert!(app.settle(LIMIT, |a| {
+            a.wizard
+                .as_ref()
+                .unwrap()
+                .targets
+                .iter()
+                .all(|t| t.name != "ferry-qa-dev" || t.denied.is_none())
+                && a.wizard.as_ref().unwrap().targets.len() == 2
+        }));
+        key(&mut app, KeyCode::Down);
+        assert_eq!(app.wizard.as_ref().unwrap().target_name(), "ferry-qa-dev");
+        key(&mut app, KeyCode::Enter);
+        key(&mut app, KeyCode::Enter);
+        assert!(app.settle(LIMIT, |a| matches!(
+            a.wizard.as_ref().unwrap().classes_used,
+            Load::Ready(_)
+        )));
+        key(&mut app, KeyCode::Enter);
+        key(&mut app, KeyCode::Enter);
+        assert!(app.settle(LIMIT, |a| !matches!(
+            a.wizard.as_ref().unwrap().plan,
+            Some(Load::Loading) | None
+        )));
+        assert!(
+            matches!(app.wizard.as_ref().unwrap().plan, Some(Load::Ready(_))),
+            "{:?}",
+            app.wizard.as_ref().unwrap().error
+        );
+        key(&mut app, KeyCode::Esc);
+        let records = records_until(&env, |r| r.len() >= 2);
+        let clone = &records[1];
+        assert_eq!(clone.action, Action::Clone);
+        assert_eq!(clone.outcome, Outcome::Abandoned, "{clone:#?}");
+        assert!(clone.allowed);
+        assert_eq!(clone.rule, Some(1));
+        assert!(
+            clone.snapshot.is_some() && clone.plan.is_some(),
+            "{clone:#?}"
+        );
+        assert_eq!(clone.to.as_deref(), Some("ferry-qa-dev/shop-clone"));
+        // Nothing reached qa.
+        let qa = env.t.rt.block_on(super::client(&env, "ferry-qa"));
+        let ns = env.t.rt.block_on(
+            kube::Api::<k8s_openapi::api::core::v1::Namespace>::all(qa).get_opt("shop-clone"),
+        );
+        assert!(ns.unwrap().is_none());
+
+        env.t.rt.block_on(async {
+            c.prod.shutdown().await.unwrap();
+            c.qa.shutdown().await.unwrap();
+        });
+    }
+}
+
+/// The same refusal in a real terminal: the `ferry` binary in tmux, as the developer
+/// (a kubeconfig holding only dev's contexts), migrating qa's shop to prod.
+mod terminal {
+    use std::time::{Duration, Instant};
+
+    use super::tmux::Tmux;
+    use super::{Env, client, create_ns, policy_doc, start_clusters, text};
+
+    #[test]
+    fn the_console_in_a_terminal_refuses_a_developer_migrating_qa_to_prod() {
+        let env = Env::new();
+        let c = env.t.rt.block_on(start_clusters(&env));
+        env.t.rt.block_on(async {
+            create_ns(&client(&env, "ferry-qa").await, "shop").await;
+        });
+        let (key, public) = env.keygen("admin.key");
+        let o = env.set_policy(&policy_doc(&public), &key);
+        assert!(o.status.success(), "{}", text(&o));
+
+        // dev's contexts only, as a developer's kubeconfig would hold.
+        let mut kc: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&env.kubeconfig).unwrap()).unwrap();
+        kc["contexts"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|c| c["name"].as_str().unwrap().ends_with("-dev"));
+        kc["current-context"] = "ferry-qa-dev".into();
+        let dev_kc = env.p("dev-kubeconfig");
+        std::fs::write(&dev_kc, serde_json::to_vec(&kc).unwrap()).unwrap();
+
+        let vars = [
+            ("HOME", env.p("home").display().to_string()),
+            ("XDG_DATA_HOME", env.p("xdg/data").display().to_string()),
+            ("XDG_CONFIG_HOME", env.p("xdg/config").display().to_string()),
+            ("XDG_STATE_HOME", env.p("xdg/state").display().to_string()),
+            ("KUBECONFIG", dev_kc.display().to_string()),
+            ("FERRY_REPO", env.t.path().display().to_string()),
+            ("FERRY_PASSWORD", "test password".to_string()),
+            ("TERM", "xterm-256color".to_string()),
+        ];
+        let tmux = Tmux::start(env.home.path(), &vars, &super::ferry_bin());
+        let s = tmux.wait_for("ferry-qa-dev", 60);
+        assert!(s.contains("ferry-prod-dev"), "{s}");
+        tmux.wait_for("v1.", 60);
+        // qa (the second row), its shop namespace, marked, migrate.
+        tmux.keys(&["Down", "Enter"]);
+        tmux.wait_for("shop", 60);
+        tmux.keys(&["/"]);
+        tmux.type_text("shop");
+        tmux.keys(&["Enter", "Space", "m"]);
+        tmux.wait_for("Where should", 30);
+        // prod is shown, disabled, with the rule and who could.
+        let s = tmux.wait_for("denied by policy", 60);
+        assert!(s.contains("ferry-prod-dev  denied by policy"), "{s}");
+        // Going on with it is refused in place.
+        tmux.keys(&["Enter"]);
+        let s = tmux.wait_for("the policy denies ferry-prod-dev", 30);
+        assert!(s.contains("rule 2"), "{s}");
+        assert!(s.contains("Where should"), "{s}");
+
+        // The attempt is in the audit trail, with dev's identity and the rule.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let record = loop {
+            let lines = env.ok(&["audit", "--json"]);
+            let found = lines
+                .lines()
+                .filter(|l| l.starts_with('{'))
+                .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+                .find(|r| r["action"] == "migrate");
+            if let Some(r) = found {
+                break r;
+            }
+            assert!(Instant::now() < deadline, "no migrate record:\n{lines}");
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        assert_eq!(record["outcome"], "denied", "{record}");
+        assert_eq!(record["rule"], 2, "{record}");
+        assert_eq!(record["to"], "ferry-prod-dev/shop", "{record}");
+        assert_eq!(record["identities"][0]["username"], "dev", "{record}");
+        // Nothing was captured.
+        assert!(
+            env.ok(&["snapshots"])
+                .lines()
+                .all(|l| !l.contains("ferry-qa")),
+            "a capture ran"
+        );
+
+        // esc closes the wizard, q quits.
+        tmux.keys(&["Escape"]);
+        tmux.wait_for("wizard closed", 30);
+        // The console's own view of the trail shows the attempt.
+        tmux.keys(&[":"]);
+        tmux.type_text("audit");
+        tmux.keys(&["Enter"]);
+        let s = tmux.wait_for("denied by policy version 1, rule 2", 30);
+        assert!(
+            s.contains("migrate") && s.contains("dev@ferry-qa-dev"),
+            "{s}"
+        );
+        tmux.keys(&["q"]);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while tmux.running() {
+            let s = tmux.screen();
+            if s.contains("Quit?") || s.contains("quit?") {
+                tmux.keys(&["y"]);
+            }
+            assert!(Instant::now() < deadline, "q did not quit:\n{s}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        drop(tmux);
         env.t.rt.block_on(async {
             c.prod.shutdown().await.unwrap();
             c.qa.shutdown().await.unwrap();

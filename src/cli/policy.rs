@@ -64,6 +64,10 @@ pub struct SetArgs {
     /// Do not ask: store the policy after showing the difference
     #[arg(short = 'y', long)]
     pub yes: bool,
+    /// The cluster that says who you are, when the current policy has `change-policy`
+    /// rules [default: the kubeconfig's current context]
+    #[arg(long = "context", short = 'c')]
+    pub context: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -259,6 +263,7 @@ fn set(ctx: &Context, a: SetArgs) -> anyhow::Result<Exit> {
     for line in &diff {
         eprintln!("{line}");
     }
+    let mut record = change_permission(ctx, &repo, current.as_ref(), a.context.as_deref(), &key)?;
     if !a.yes {
         if !std::io::stdin().is_terminal() {
             anyhow::bail!(
@@ -272,13 +277,85 @@ fn set(ctx: &Context, a: SetArgs) -> anyhow::Result<Exit> {
             anyhow::bail!("not confirmed: the policy was not changed");
         }
     }
-    let stored = pol::store::store(&repo, &text, &key)?;
+    record.plan = Some(format!(
+        "policy version {} ({} line(s) of the document changed), signed by {}",
+        current.as_ref().map_or(1, |c| c.body.seq + 1),
+        diff.iter()
+            .filter(|l| l.starts_with('+') || l.starts_with('-'))
+            .count(),
+        key.public()
+    ));
+    let result = pol::store::store(&repo, &text, &key);
+    let outcome = match &result {
+        Ok(_) => Ok(true),
+        Err(e) => Err(e.to_string()),
+    };
+    if let Some(w) = ctx.rt.block_on(gate::finish(&repo, record, outcome)) {
+        eprintln!("warning: {w}");
+    }
+    let stored = result?;
     say!(
         "policy version {} stored as policy/{} and required from now on",
         stored.body.seq,
         stored.name
     );
     Ok(Exit::SUCCESS)
+}
+
+/// Whether the user may change the policy, beyond holding an administrator key: when
+/// the current policy has rules that name `change-policy`, the identity the cluster
+/// `context` reports must be allowed by them (a denial is recorded and returned).
+/// Returns the audit record of the change, to be completed.
+fn change_permission(
+    ctx: &Context,
+    repo: &Repository,
+    current: Option<&ActivePolicy>,
+    context: Option<&str>,
+    key: &AdminKey,
+) -> anyhow::Result<pol::audit::AuditRecord> {
+    let ruled = current.is_some_and(|c| {
+        c.policy
+            .rules
+            .iter()
+            .any(|r| r.actions.contains(&Action::ChangePolicy))
+    });
+    if !ruled {
+        let mut record = pol::audit::AuditRecord::new(Action::ChangePolicy);
+        record.allowed = true;
+        record.policy_seq = current.map(|c| c.body.seq);
+        record.reason = format!(
+            "signed with administrator key {}{}",
+            key.public(),
+            if current.is_some() {
+                " (no rule names change-policy: the administrator key decides)"
+            } else {
+                " (the first policy)"
+            }
+        );
+        return Ok(record);
+    }
+    let (linked, client) = super::kube::connect(ctx, context).context(
+        "the policy has change-policy rules, so Ferry must learn who you are from a cluster: pass --context",
+    )?;
+    let place = Place::new(&linked, Some(&client));
+    match ctx
+        .rt
+        .block_on(gate::check_subject(repo, Action::ChangePolicy, &[&place]))
+    {
+        Ok(g) => {
+            if let Some(d) = g.decisions.first() {
+                eprintln!("allowed by policy: {}", d.reason);
+            }
+            Ok(g.record)
+        }
+        Err(e @ pol::PolicyError::Denied { .. }) => {
+            Err(anyhow::Error::new(e).context("change-policy denied: the policy was not changed"))
+        }
+        Err(e) => Err(anyhow::Error::new(e).context(format!(
+            "the policy of the repository at {} cannot be checked",
+            repo.location()
+        ))),
+    }
 }
 
 pub(super) use crate::policy::gate::Place;

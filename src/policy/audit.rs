@@ -26,6 +26,8 @@ pub enum Outcome {
     /// It ran and finished, but some parts failed (see `detail`).
     Partial,
     Failed,
+    /// Data was read (a console clone's capture) but the user did not confirm the plan.
+    Abandoned,
 }
 
 impl std::fmt::Display for Outcome {
@@ -35,6 +37,7 @@ impl std::fmt::Display for Outcome {
             Outcome::Succeeded => "succeeded",
             Outcome::Partial => "partial",
             Outcome::Failed => "failed",
+            Outcome::Abandoned => "abandoned",
         })
     }
 }
@@ -71,6 +74,33 @@ pub struct AuditRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
     pub bytes: u64,
+}
+
+impl AuditRecord {
+    /// A record of `action` by this machine's user, not yet decided (outcome: denied).
+    pub fn new(action: Action) -> AuditRecord {
+        AuditRecord {
+            version: RECORD_VERSION,
+            id: String::new(),
+            time: chrono::Utc::now(),
+            previous: None,
+            local_user: crate::engine::username(),
+            host: crate::engine::hostname(),
+            identities: Vec::new(),
+            action,
+            from: None,
+            to: None,
+            policy_seq: None,
+            allowed: false,
+            rule: None,
+            reason: String::new(),
+            plan: None,
+            snapshot: None,
+            outcome: Outcome::Denied,
+            detail: None,
+            bytes: 0,
+        }
+    }
 }
 
 fn record_name(time: chrono::DateTime<chrono::Utc>) -> Result<String> {

@@ -160,10 +160,23 @@ async fn evaluate(
     to: Option<&Place>,
     pairs: &[(Option<String>, Option<String>)],
 ) -> Result<Evaluation> {
+    let who: Vec<&Place> = from.into_iter().chain(to).collect();
+    evaluate_as(repo, action, &who, from, to, pairs).await
+}
+
+/// [`evaluate`] with the identities taken from the clusters of `who`.
+async fn evaluate_as(
+    repo: &Repository,
+    action: Action,
+    who: &[&Place],
+    from: Option<&Place>,
+    to: Option<&Place>,
+    pairs: &[(Option<String>, Option<String>)],
+) -> Result<Evaluation> {
     let policy = load(repo).await?;
     let mut identities = Vec::new();
     let mut asked: Vec<&str> = Vec::new();
-    for p in from.into_iter().chain(to) {
+    for p in who {
         let Some(client) = &p.client else { continue };
         if asked.contains(&p.base.cluster.as_str()) {
             continue;
@@ -236,28 +249,31 @@ pub async fn check(
     to: Option<&Place>,
     pairs: &[(Option<String>, Option<String>)],
 ) -> Result<Gate> {
+    let who: Vec<&Place> = from.into_iter().chain(to).collect();
+    check_as(repo, action, &who, from, to, pairs).await
+}
+
+/// [`check`] for an action that happens nowhere in particular (changing the policy):
+/// the user's identity is asked from the clusters of `who`, the request has no source
+/// and no target, so only rules without `from` and `to` decide it.
+pub async fn check_subject(repo: &Repository, action: Action, who: &[&Place]) -> Result<Gate> {
+    check_as(repo, action, who, None, None, &[(None, None)]).await
+}
+
+async fn check_as(
+    repo: &Repository,
+    action: Action,
+    who: &[&Place],
+    from: Option<&Place>,
+    to: Option<&Place>,
+    pairs: &[(Option<String>, Option<String>)],
+) -> Result<Gate> {
     let mut record = AuditRecord {
-        version: audit::RECORD_VERSION,
-        id: String::new(),
-        time: chrono::Utc::now(),
-        previous: None,
-        local_user: crate::engine::username(),
-        host: crate::engine::hostname(),
-        identities: Vec::new(),
-        action,
         from: describe(from, &pairs.iter().map(|p| &p.0).collect::<Vec<_>>()),
         to: describe(to, &pairs.iter().map(|p| &p.1).collect::<Vec<_>>()),
-        policy_seq: None,
-        allowed: false,
-        rule: None,
-        reason: String::new(),
-        plan: None,
-        snapshot: None,
-        outcome: Outcome::Denied,
-        detail: None,
-        bytes: 0,
+        ..AuditRecord::new(action)
     };
-    let ev = match evaluate(repo, action, from, to, pairs).await {
+    let ev = match evaluate_as(repo, action, who, from, to, pairs).await {
         Ok(ev) => ev,
         Err(e) => {
             record.reason = e.to_string();

@@ -59,6 +59,15 @@ pub enum PolicyError {
     )]
     RolledBack { pinned: u64, found: u64 },
     #[error(
+        "this machine has verified version {seen} of the repository's policy (policy/{head}) but the repository now holds {}: its newest policy versions were removed from storage. Restore the policy/ folder from a copy, or have an administrator sign a new policy with `ferry policy set`; if an administrator really did remove the policy, delete {} to accept it", if *.found == 0 { "none".to_string() } else { format!("only version {found}") }, .memory.display()
+    )]
+    Forgotten {
+        seen: u64,
+        head: String,
+        found: u64,
+        memory: PathBuf,
+    },
+    #[error(
         "two policies both follow version {seq} (policy/{a} and policy/{b}): two administrators set the policy at once. An administrator must remove the unwanted file from storage and run `ferry policy set` again"
     )]
     Forked { seq: u64, a: String, b: String },

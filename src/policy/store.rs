@@ -1,6 +1,11 @@
 //! The policy in a repository: `policy/<name>` files (encrypted [`PolicyEnvelope`]s)
 //! and the pin in the repository config that makes a policy required.
 
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use serde::{Deserialize, Serialize};
+
 use super::document::Policy;
 use super::signing::{self, AdminKey, PolicyBody, PolicyEnvelope, Verified};
 use super::{PolicyError, Result};
@@ -60,12 +65,90 @@ fn read_all(repo: &Repository) -> Result<Vec<(String, PolicyEnvelope)>> {
     Ok(out)
 }
 
+/// Where this machine remembers the newest policy version it has verified for each
+/// repository (set once by the binary: `<state>/policy-seen`); unset, nothing is
+/// remembered.
+static MEMORY: OnceLock<PathBuf> = OnceLock::new();
+
+/// Makes [`load`] remember, under `dir`, the newest policy version seen per repository
+/// and refuse a repository whose policy is older or gone: someone who can write to the
+/// repository's storage but holds no administrator key could otherwise remove the
+/// newest versions together with the pin in the repository config.
+pub fn remember_in(dir: PathBuf) {
+    let _ = MEMORY.set(dir);
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Seen {
+    seq: u64,
+    head: String,
+}
+
+fn seen_file(dir: &Path, repo: &Repository) -> PathBuf {
+    dir.join(format!("{}.json", repo.config().id))
+}
+
+/// Compares `found` (the verified policy's version and file; None without policy) with
+/// what this machine saw last for the repository, and remembers a newer one.
+fn check_memory(repo: &Repository, found: Option<(u64, &str)>) -> Result<()> {
+    let Some(dir) = MEMORY.get() else {
+        return Ok(());
+    };
+    let path = seen_file(dir, repo);
+    let seen: Option<Seen> = match std::fs::read(&path) {
+        Ok(b) => match serde_json::from_slice(&b) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "unreadable policy memory: replaced");
+                None
+            }
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(source) => return Err(PolicyError::Io { path, source }),
+    };
+    let found_seq = found.map_or(0, |f| f.0);
+    if let Some(s) = &seen
+        && s.seq > found_seq
+    {
+        return Err(PolicyError::Forgotten {
+            seen: s.seq,
+            head: s.head.clone(),
+            found: found_seq,
+            memory: path,
+        });
+    }
+    let Some((seq, head)) = found else {
+        return Ok(());
+    };
+    if seen.as_ref().is_some_and(|s| s.seq == seq) {
+        return Ok(());
+    }
+    let io = |source| PolicyError::Io {
+        path: path.clone(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let body = serde_json::to_vec(&Seen {
+        seq,
+        head: head.to_string(),
+    })
+    .map_err(|e| PolicyError::Invalid(e.to_string()))?;
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, body).map_err(io)?;
+    std::fs::rename(&tmp, &path).map_err(io)?;
+    Ok(())
+}
+
 /// The repository's verified policy; None when it has none and requires none.
 pub fn load(repo: &Repository) -> Result<Option<ActivePolicy>> {
     let config = repo.read_config()?;
     let files = read_all(repo)?;
     let pin = config.policy.as_ref().map(|p| (p.head.as_str(), p.seq));
     let verified = signing::verify_chain(&config.id, files, pin)?;
+    check_memory(
+        repo,
+        verified.as_ref().map(|v| (v.body.seq, v.name.as_str())),
+    )?;
     if let Some(v) = &verified {
         tracing::debug!(policy = %v.name, seq = v.body.seq, "policy verified");
         if config.policy.as_ref().is_none_or(|p| p.seq < v.body.seq) {
@@ -114,6 +197,7 @@ pub fn store(repo: &Repository, document: &str, key: &AdminKey) -> Result<Active
         head: name.clone(),
         seq: body.seq,
     })?;
+    check_memory(repo, Some((body.seq, name.as_str())))?;
     tracing::info!(policy = %name, seq = body.seq, signer = %key.public(), "policy stored");
     let mut history = current.map(|c| c.history).unwrap_or_default();
     history.push((name.clone(), body.seq, key.public()));

@@ -135,12 +135,24 @@ pub fn fuzzy(pattern: &str, text: &str) -> bool {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum View {
     Clusters,
-    Namespaces { cluster: String },
-    Workloads { cluster: String, ns: String },
-    Pvcs { cluster: String, ns: String },
+    Namespaces {
+        cluster: String,
+    },
+    Workloads {
+        cluster: String,
+        ns: String,
+    },
+    Pvcs {
+        cluster: String,
+        ns: String,
+    },
     Snapshots,
-    Snapshot { id: String },
+    Snapshot {
+        id: String,
+    },
     Jobs,
+    /// The repository's audit trail.
+    Audit,
 }
 
 impl View {
@@ -153,6 +165,7 @@ impl View {
             View::Snapshots => "snapshots".into(),
             View::Snapshot { id } => id.chars().take(8).collect(),
             View::Jobs => "jobs".into(),
+            View::Audit => "audit".into(),
         }
     }
 
@@ -281,6 +294,15 @@ pub struct SnapshotsData {
     pub rows: Vec<Row>,
 }
 
+/// The repository's audit trail, as read.
+pub struct AuditData {
+    /// Oldest first, as stored.
+    pub records: Vec<crate::policy::audit::AuditRecord>,
+    /// Records that could not be read (a damaged file, a gap in the chain).
+    pub warnings: Vec<String>,
+    pub rows: Vec<Row>,
+}
+
 /// Results of background work.
 #[derive(Debug)]
 pub enum Msg {
@@ -296,6 +318,10 @@ pub enum Msg {
     /// A wizard's plan (wizard generation).
     Plan(u64, Result<Box<tasks::Prepared>, String>),
     JobDone(usize, JobEnd),
+    /// The audit trail: records (oldest first) and warnings.
+    Audit(Result<(Vec<crate::policy::audit::AuditRecord>, Vec<String>), String>),
+    /// A line for the status bar from background work.
+    Status(Tone, String),
     /// A terminal event (from the input thread).
     Input(crossterm::event::Event),
 }
@@ -309,6 +335,7 @@ pub struct App {
     pub mode: Mode,
     pub wizard: Option<Wizard>,
     pub snapshots: Option<Load<SnapshotsData>>,
+    pub audit: Option<Load<AuditData>>,
     pub snapshot_objects: HashMap<String, Load<Vec<Value>>>,
     pub jobs: Vec<Job>,
     pub show_yaml: bool,
@@ -363,6 +390,7 @@ impl App {
             mode: Mode::Normal,
             wizard: None,
             snapshots: None,
+            audit: None,
             snapshot_objects: HashMap::new(),
             jobs: Vec::new(),
             show_yaml: false,
@@ -475,6 +503,11 @@ impl App {
             },
             View::Snapshot { id } => Ok(Cow::Owned(screens::snapshots::detail_rows(self, id))),
             View::Jobs => Ok(Cow::Owned(screens::jobs::rows(self))),
+            View::Audit => match &self.audit {
+                Some(Load::Ready(d)) => Ok(Cow::Borrowed(&d.rows)),
+                Some(Load::Failed(e)) => Err(e.clone()),
+                _ => loading(),
+            },
         }
     }
 
@@ -630,6 +663,12 @@ impl App {
                 }
             }
             View::Jobs => {}
+            View::Audit => {
+                if force || self.audit.is_none() {
+                    self.audit = Some(Load::Loading);
+                    tasks::audit(&rt, &tx, self.env.repo.clone());
+                }
+            }
         }
     }
 
@@ -688,6 +727,18 @@ impl App {
                 });
                 self.select_first_selectable();
             }
+            Msg::Audit(r) => {
+                self.audit = Some(match r {
+                    Ok((records, warnings)) => Load::Ready(AuditData {
+                        rows: screens::audit::rows(&records),
+                        records,
+                        warnings,
+                    }),
+                    Err(e) => Load::Failed(e),
+                });
+                self.select_first_selectable();
+            }
+            Msg::Status(tone, text) => self.say(tone, text),
             Msg::SnapshotObjects(id, r) => {
                 self.snapshot_objects.insert(
                     id,
@@ -720,16 +771,22 @@ impl App {
                 }
                 self.wizard_sync();
             }
-            Msg::Plan(generation, r) => {
-                if let Some(w) = &mut self.wizard
-                    && w.generation == generation
-                {
+            Msg::Plan(generation, r) => match &mut self.wizard {
+                Some(w) if w.generation == generation => {
                     w.plan = Some(match r {
                         Ok(p) => Load::Ready(p),
                         Err(e) => Load::Failed(e),
                     });
                 }
-            }
+                // The wizard moved on while a live capture was being planned.
+                _ => {
+                    if let Ok(p) = r
+                        && p.captured
+                    {
+                        self.abandon(p.gate.record);
+                    }
+                }
+            },
             Msg::JobDone(id, end) => {
                 if let Some(j) = self.jobs.iter_mut().find(|j| j.id == id) {
                     let line = match &end {
@@ -758,6 +815,13 @@ impl App {
                     }
                 }
             }
+        }
+    }
+
+    /// Records a live capture whose plan was dropped unconfirmed ([`tasks::abandoned`]).
+    fn abandon(&self, record: crate::policy::audit::AuditRecord) {
+        if let Ok(repo) = &self.env.repo {
+            tasks::abandoned(&self.env.rt, repo.clone(), record);
         }
     }
 
@@ -1017,12 +1081,13 @@ impl App {
             ("ctx" | "context", None) => self.say(Tone::Warn, "name the context: :ctx NAME"),
             ("snapshots" | "snap" | "ss", _) => self.reset_to(vec![View::Snapshots]),
             ("jobs" | "j", _) => self.reset_to(vec![View::Jobs]),
+            ("audit" | "a", _) => self.reset_to(vec![View::Audit]),
             ("help", _) => self.mode = Mode::Help,
             ("q" | "quit", _) => self.action(Action::Quit),
             ("", _) => {}
             (other, _) => self.say(
                 Tone::Error,
-                format!("unknown command :{other}: use :clusters, :ns [NAME], :ctx NAME, :snapshots, :jobs, :q"),
+                format!("unknown command :{other}: use :clusters, :ns [NAME], :ctx NAME, :snapshots, :jobs, :audit, :q"),
             ),
         }
     }
@@ -1148,6 +1213,7 @@ impl App {
             Action::Refresh => self.load_current(true),
             Action::Jobs => self.reset_to(vec![View::Jobs]),
             Action::Snapshots => self.reset_to(vec![View::Snapshots]),
+            Action::Export => self.export(&view),
         }
     }
 
@@ -1166,8 +1232,26 @@ impl App {
                 self.yaml_scroll = 0;
             }
             View::Snapshots => self.push(View::Snapshot { id: row.key }),
-            View::Jobs => {}
+            View::Jobs | View::Audit => {}
         }
+    }
+
+    /// Writes the audit trail as JSON lines (what `ferry audit --json` prints) into the
+    /// reports folder, on a task.
+    fn export(&mut self, view: &View) {
+        if *view != View::Audit {
+            self.say(Tone::Normal, "e exports the audit trail on :audit");
+            return;
+        }
+        let Some(Load::Ready(d)) = &self.audit else {
+            self.say(Tone::Normal, "the audit trail is still loading");
+            return;
+        };
+        let path = self.env.reports.join(format!(
+            "audit-{}.jsonl",
+            chrono::Utc::now().format("%Y%m%dT%H%M%SZ")
+        ));
+        tasks::export_audit(&self.env.rt, &self.tx, d.records.clone(), path);
     }
 
     fn back(&mut self) {
@@ -1403,7 +1487,19 @@ impl App {
         let Some(mut w) = self.wizard.take() else {
             return;
         };
-        match w.key(self, k) {
+        // A live capture's plan the key drops unconfirmed still gets its audit record.
+        let captured = match &w.plan {
+            Some(Load::Ready(p)) if p.captured => Some(p.gate.record.clone()),
+            _ => None,
+        };
+        let outcome = w.key(self, k);
+        if let Some(record) = captured
+            && (matches!(outcome, crate::ui::wizard::Outcome::Close)
+                || !matches!(w.plan, Some(Load::Ready(_))))
+        {
+            self.abandon(record);
+        }
+        match outcome {
             crate::ui::wizard::Outcome::Stay => self.wizard = Some(w),
             crate::ui::wizard::Outcome::Close => {
                 self.say(Tone::Normal, "wizard closed: nothing was changed")
@@ -1413,7 +1509,39 @@ impl App {
                 self.wizard = Some(w);
             }
             crate::ui::wizard::Outcome::Confirm => self.confirm(w),
+            crate::ui::wizard::Outcome::Refused => {
+                self.record_refusal(&w);
+                self.wizard = Some(w);
+            }
         }
+    }
+
+    /// Records, in the background, the user's attempt to go on with a target the policy
+    /// denies: the same check the plan step makes, which appends the denial.
+    fn record_refusal(&self, w: &Wizard) {
+        let Ok(repo) = &self.env.repo else { return };
+        let Some(target) = self.cluster(w.target_name()).map(|c| c.linked.clone()) else {
+            return;
+        };
+        let source = match &w.source {
+            Source::Live { cluster, .. } => match self.cluster(cluster) {
+                Some(c) => Ok(c.linked.clone()),
+                None => Err(crate::policy::gate::Place::named(cluster)),
+            },
+            Source::Snapshot { meta, .. } => Err(self.origin_place(&meta.cluster)),
+        };
+        let pairs =
+            w.ns.iter()
+                .map(|(from, to)| (Some(from.clone()), Some(to.clone())))
+                .collect();
+        tasks::refused(
+            &self.env.rt,
+            repo.clone(),
+            w.purpose.action(),
+            source,
+            target,
+            pairs,
+        );
     }
 
     /// Where a capture was taken, for the policy: its cluster as linked here, or its

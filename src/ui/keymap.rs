@@ -62,6 +62,8 @@ pub enum Action {
     Jobs,
     /// Go to the snapshots screen.
     Snapshots,
+    /// Export what the screen lists (the audit trail, as JSON lines).
+    Export,
 }
 
 #[derive(Debug, Deserialize)]

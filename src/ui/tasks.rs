@@ -35,6 +35,20 @@ pub struct Prepared {
     pub plan: Plan,
     /// The policy's permission, carried to the end of the job for its audit record.
     pub gate: Gate,
+    /// Whether a live capture was taken for this plan: then dropping the plan unconfirmed
+    /// still leaves an audit record ([`abandoned`]), as data was read from the source.
+    pub captured: bool,
+}
+
+/// Appends the audit record of a live capture whose plan the user did not confirm.
+pub fn abandoned(rt: &Handle, repo: Repository, mut record: crate::policy::audit::AuditRecord) {
+    rt.spawn(async move {
+        record.outcome = crate::policy::audit::Outcome::Abandoned;
+        record.detail =
+            Some("captured, but the plan was not confirmed: nothing was restored".into());
+        record.time = chrono::Utc::now();
+        gate::append(&repo, record).await;
+    });
 }
 
 /// The (source, target) namespace pairs of a restore: each source namespace and where
@@ -226,6 +240,65 @@ pub fn snapshots(rt: &Handle, tx: &Sender<Msg>, repo: Result<Repository, String>
     });
 }
 
+/// Reads the audit trail (records oldest first, and warnings for unreadable ones).
+pub fn audit(rt: &Handle, tx: &Sender<Msg>, repo: Result<Repository, String>) {
+    let tx = tx.clone();
+    rt.spawn(async move {
+        let r = match repo {
+            Ok(repo) => {
+                blocking(move || {
+                    crate::policy::audit::read(&repo)
+                        .map_err(|e| format!("cannot read the audit trail: {e}"))
+                })
+                .await
+            }
+            Err(e) => Err(e),
+        };
+        send(&tx, Msg::Audit(r));
+    });
+}
+
+/// Writes `records` as JSON lines to `path` (a new file) and says where.
+pub fn export_audit(
+    rt: &Handle,
+    tx: &Sender<Msg>,
+    records: Vec<crate::policy::audit::AuditRecord>,
+    path: PathBuf,
+) {
+    let tx = tx.clone();
+    rt.spawn(async move {
+        let n = records.len();
+        let shown = path.display().to_string();
+        let r = blocking(move || {
+            let mut text = String::new();
+            for r in &records {
+                let line = serde_json::to_string(r).map_err(|e| e.to_string())?;
+                text.push_str(&line);
+                text.push('\n');
+            }
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            }
+            std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
+        })
+        .await;
+        send(
+            &tx,
+            match r {
+                Ok(()) => Msg::Status(
+                    crate::ui::app::Tone::Ok,
+                    format!("{n} audit record(s) exported to {shown}"),
+                ),
+                Err(e) => Msg::Status(
+                    crate::ui::app::Tone::Error,
+                    format!("the audit trail was not exported: {e}"),
+                ),
+            },
+        );
+    });
+}
+
 pub fn snapshot_objects(
     rt: &Handle,
     tx: &Sender<Msg>,
@@ -301,15 +374,42 @@ pub fn backup(
 ) {
     let tx = tx.clone();
     rt.spawn(async move {
+        let mut permit: Option<Gate> = None;
         let r = async {
             let client = client(&cluster).await?;
+            // The policy first, as `ferry backup` does: a denied backup reads nothing.
+            let pairs: Vec<_> = scope_namespaces(&opts.scope)
+                .into_iter()
+                .map(|n| (Some(n), None))
+                .collect();
+            let gate = gate::check(
+                &repo,
+                Action::Backup,
+                Some(&Place::new(&cluster, Some(&client))),
+                None,
+                &pairs,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            let permit = permit.insert(gate);
             opts.envelope = envelope(&cluster).await;
             let out = capture::capture(&client, &repo, &opts, &progress)
                 .await
                 .map_err(|e| format!("backup from {} failed: {e}", cluster.name))?;
-            Ok(captured(&out))
+            permit.record.snapshot = Some(out.snapshot.id.to_hex());
+            permit.record.bytes += out.snapshot.summary.bytes;
+            Ok::<_, String>(captured(&out))
         }
         .await;
+        if let Some(p) = permit {
+            let outcome = match &r {
+                Ok(_) => Ok(true),
+                Err(e) => Err(e.clone()),
+            };
+            if let Some(w) = gate::finish(&repo, p.record, outcome).await {
+                progress.log(w);
+            }
+        }
         send(&tx, Msg::JobDone(id, ended(r, &progress)));
     });
 }
@@ -399,6 +499,7 @@ pub fn plan_snapshot(
                 meta,
                 plan,
                 gate,
+                captured: false,
             }))
         }
         .await;
@@ -438,6 +539,35 @@ pub fn target_verdicts(
             out.push((t.name.clone(), denied));
         }
         send(&tx, Msg::WizardVerdicts(generation, out));
+    });
+}
+
+/// Checks the policy for a target the user tried to go on with although it was shown
+/// denied; [`gate::check`] appends the denial to the audit trail.
+pub fn refused(
+    rt: &Handle,
+    repo: Repository,
+    action: Action,
+    source: Result<LinkedCluster, Place>,
+    target: LinkedCluster,
+    pairs: Vec<(Option<String>, Option<String>)>,
+) {
+    rt.spawn(async move {
+        let from = match source {
+            Ok(cluster) => {
+                let c = client(&cluster).await.ok();
+                Place::new(&cluster, c.as_ref())
+            }
+            Err(origin) => origin,
+        };
+        let c = client(&target).await.ok();
+        let to = Place::new(&target, c.as_ref());
+        if gate::check(&repo, action, Some(&from), Some(&to), &pairs)
+            .await
+            .is_ok()
+        {
+            tracing::info!(target = %target.name, "a target shown denied is allowed now");
+        }
     });
 }
 
@@ -510,14 +640,18 @@ pub fn plan_live(
             .await
             .map_err(|e| format!("cannot plan the restore into {}: {e}", target.name))?;
             permit.plan(&plan);
-            Ok(Box::new(Prepared {
+            Ok::<_, String>(Box::new(Prepared {
                 snapshot: out.snapshot.clone(),
                 meta: out.meta.clone(),
                 plan,
                 gate: permit.clone(),
+                captured: true,
             }))
         }
         .await;
+        if let Err(e) = &r {
+            gate::finish(&repo, permit.record, Err(e.clone())).await;
+        }
         send(&tx, Msg::Plan(generation, r));
     });
 }

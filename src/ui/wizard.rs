@@ -108,6 +108,9 @@ pub enum Outcome {
     Close,
     BuildPlan,
     Confirm,
+    /// The user tried to go on with a target the policy denies: the wizard stays (with
+    /// the reason shown) and the attempt goes to the audit trail.
+    Refused,
 }
 
 /// The options step's rows.
@@ -480,7 +483,16 @@ impl Wizard {
                 }
                 if let Some(e) = self.validate(app) {
                     self.error = Some(e);
-                    return Outcome::Stay;
+                    let denied = self.step == Step::Target
+                        && self
+                            .targets
+                            .get(self.target)
+                            .is_some_and(|t| t.denied.is_some());
+                    return if denied {
+                        Outcome::Refused
+                    } else {
+                        Outcome::Stay
+                    };
                 }
                 self.error = None;
                 match self.next_step() {

@@ -54,6 +54,9 @@ pub fn actions(view: &View) -> Vec<(Action, &'static str)> {
             v.push((Action::Cancel, "cancel the selected job"));
             v.push((Action::Pause, "pause or resume the selected job"));
         }
+        View::Audit => {
+            v.push((Action::Export, "export the trail as JSON lines"));
+        }
     }
     v.extend([
         (Action::Yaml, "show or hide the YAML pane"),
@@ -62,7 +65,7 @@ pub fn actions(view: &View) -> Vec<(Action, &'static str)> {
         (Action::Filter, "filter (fuzzy)"),
         (
             Action::Command,
-            "command: clusters, ns [NAME], ctx NAME, snapshots, jobs, q",
+            "command: clusters, ns, ctx NAME, snapshots, jobs, audit",
         ),
         (Action::Jobs, "jobs"),
         (Action::Snapshots, "snapshots"),
@@ -139,6 +142,7 @@ pub fn hints(app: &App) -> Vec<Span<'static>> {
             add(Action::Cancel, "cancel", true);
             add(Action::Pause, "pause", true);
         }
+        View::Audit => add(Action::Export, "export", true),
     }
     add(Action::Filter, "filter", true);
     add(Action::Command, "command", true);

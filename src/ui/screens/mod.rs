@@ -2,6 +2,7 @@
 //! line), each screen's rows and columns, and the overlays (help, quit, wizard).
 //! Nothing here changes state beyond the list offsets it keeps in view.
 
+pub mod audit;
 pub mod clusters;
 pub mod help;
 pub mod jobs;
@@ -109,6 +110,18 @@ pub fn columns(view: &View) -> (&'static [&'static str], Vec<Constraint>) {
         View::Snapshot { .. } => (
             &["TYPE", "NAMESPACE", "NAME", "DETAIL"],
             vec![Length(22), Length(16), Fill(2), Fill(3)],
+        ),
+        View::Audit => (
+            &["TIME", "ACTION", "OUTCOME", "WHO", "ROUTE", "RULE", "BYTES"],
+            vec![
+                Length(19),
+                Length(16),
+                Length(9),
+                Fill(2),
+                Fill(3),
+                Length(4),
+                Length(9),
+            ],
         ),
         View::Jobs => (
             &["ID", "JOB", "PHASE", "OBJECTS", "DATA", "RATE", "STATE"],
@@ -259,7 +272,7 @@ fn footer(f: &mut Frame, area: Rect, app: &App) {
             Span::styled(":", theme.title()),
             Span::styled(t.clone(), theme.input()),
             Span::styled(
-                "▏ clusters · ns [NAME] · ctx NAME · snapshots · jobs · q",
+                "▏ clusters · ns [NAME] · ctx NAME · snapshots · jobs · audit · q",
                 theme.dim(),
             ),
         ]),
@@ -301,7 +314,7 @@ fn screen(f: &mut Frame, area: Rect, app: &App) {
     let inner = block.inner(area);
     f.render_widget(block, area);
     let (list_area, detail_area) = match s.view {
-        View::Jobs => {
+        View::Jobs | View::Audit => {
             let [a, b] =
                 Layout::vertical([Constraint::Length(8), Constraint::Fill(1)]).areas(inner);
             (a, Some(b))
@@ -334,6 +347,8 @@ fn screen(f: &mut Frame, area: Rect, app: &App) {
     if let Some(d) = detail_area {
         if s.view == View::Jobs {
             jobs::detail(f, d, app);
+        } else if s.view == View::Audit {
+            audit::detail(f, d, app);
         } else {
             yaml(f, d, app);
         }
