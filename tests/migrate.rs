@@ -403,6 +403,20 @@ fn conflicts_follow_the_chosen_policy_and_a_rerun_skips_restored_volumes() {
         seed(&prod, &c.dir.path().join("prod"), &small_seed())
             .await
             .unwrap();
+        // Enough ConfigMaps that the plan lists them instead of asking one by one.
+        let cms: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(prod.clone(), "shop");
+        for i in 0..12 {
+            cms.create(
+                &Default::default(),
+                &serde_json::from_value(serde_json::json!({
+                    "metadata": {"name": format!("extra-{i}")},
+                    "data": {"n": i.to_string()}
+                }))
+                .unwrap(),
+            )
+            .await
+            .unwrap();
+        }
         let out = capture_ns(&prod, &t.repo, "ferry-prod", "shop").await;
         let p = plan_for(
             &qa,
@@ -411,6 +425,7 @@ fn conflicts_follow_the_chosen_policy_and_a_rerun_skips_restored_volumes() {
             &restore_opts("shop", "shop", Conflict::Skip),
         )
         .await;
+        assert!(p.count(Action::Create) > 12, "{}", p.render_text());
         no_failures(
             &apply::apply(
                 &qa,
@@ -473,7 +488,7 @@ fn conflicts_follow_the_chosen_policy_and_a_rerun_skips_restored_volumes() {
             &restore_opts("shop", "shop", Conflict::Update),
         )
         .await;
-        assert!(upd.count(Action::Update) > 5, "{}", upd.render_text());
+        assert!(upd.count(Action::Update) > 5 + 12, "{}", upd.render_text());
         no_failures(
             &apply::apply(
                 &qa,

@@ -437,32 +437,16 @@ pub async fn build(
     }
 
     // What exists already, asked concurrently.
-    let existing: HashMap<ObjRef, Value> = {
-        let lookups: Vec<(ObjRef, String)> = items
+    let existing = existing_on_target(
+        client,
+        &catalog,
+        items
             .iter()
             .filter(|i| i.action != Action::Skip)
-            .map(|i| {
-                (
-                    i.target.clone(),
-                    i.object["apiVersion"].as_str().unwrap_or("").to_string(),
-                )
-            })
-            .collect();
-        let catalog = &catalog;
-        futures::stream::iter(lookups)
-            .map(|(r, _)| async move {
-                let res = catalog.find(&r.group, &r.kind)?;
-                let api = objects::api(client, res, r.namespace.as_deref());
-                match api.get_opt(&r.name).await {
-                    Ok(Some(o)) => Some((r, objects::to_document(&res.ar, &o))),
-                    _ => None,
-                }
-            })
-            .buffer_unordered(16)
-            .filter_map(|x| async move { x })
-            .collect()
-            .await
-    };
+            .map(|i| i.target.clone())
+            .collect(),
+    )
+    .await;
     for i in items.iter_mut().filter(|i| i.action != Action::Skip) {
         if let Some(cur) = existing.get(&i.target) {
             if i.target.kind == "Namespace" {
@@ -833,6 +817,86 @@ pub fn parse_quantity(q: &str) -> Option<u64> {
         _ => return None,
     };
     Some((n * mult) as u64)
+}
+
+/// From how many objects of one type in one namespace the target is asked with a list
+/// (paged) rather than one GET per object.
+const LIST_FROM: usize = 8;
+
+/// The objects of `wanted` that exist on the target, as documents. Per type and
+/// namespace: few objects are asked for by name, many with one paged list (10,000
+/// ConfigMaps are 20 requests, not 10,000); a list the user may not make falls back to
+/// asking by name. Lookups that fail count as absent: the dry run and the restore report
+/// what is wrong.
+async fn existing_on_target(
+    client: &kube::Client,
+    catalog: &Catalog,
+    wanted: Vec<ObjRef>,
+) -> HashMap<ObjRef, Value> {
+    let mut groups: BTreeMap<(String, String, Option<String>), Vec<ObjRef>> = BTreeMap::new();
+    for r in wanted {
+        groups
+            .entry((r.group.clone(), r.kind.clone(), r.namespace.clone()))
+            .or_default()
+            .push(r);
+    }
+    let (listed, single): (Vec<_>, Vec<_>) = groups
+        .into_values()
+        .partition(|refs| refs.len() >= LIST_FROM);
+    let mut found: HashMap<ObjRef, Value> = HashMap::new();
+    let mut by_name: Vec<ObjRef> = single.into_iter().flatten().collect();
+    /// The objects asked for, and the list of their type and namespace (or why not).
+    type Listed = (Vec<ObjRef>, std::result::Result<Vec<Value>, String>);
+    let lists: Vec<Listed> = futures::stream::iter(listed)
+        .map(|refs| async move {
+            let Some(first) = refs.first() else {
+                return (refs, Ok(Vec::new()));
+            };
+            let Some(res) = catalog.find(&first.group, &first.kind) else {
+                return (refs, Ok(Vec::new()));
+            };
+            let r = objects::list_all(client, res, first.namespace.as_deref(), None)
+                .await
+                .map_err(|e| e.to_string());
+            (refs, r)
+        })
+        .buffer_unordered(4)
+        .collect()
+        .await;
+    for (refs, listed) in lists {
+        match listed {
+            Ok(docs) => {
+                let mut docs: HashMap<String, Value> = docs
+                    .into_iter()
+                    .filter_map(|d| Some((d["metadata"]["name"].as_str()?.to_string(), d)))
+                    .collect();
+                for r in refs {
+                    if let Some(d) = docs.remove(&r.name) {
+                        found.insert(r, d);
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "list refused: asking by name");
+                by_name.extend(refs);
+            }
+        }
+    }
+    let got: Vec<(ObjRef, Value)> = futures::stream::iter(by_name)
+        .map(|r| async move {
+            let res = catalog.find(&r.group, &r.kind)?;
+            let api = objects::api(client, res, r.namespace.as_deref());
+            match api.get_opt(&r.name).await {
+                Ok(Some(o)) => Some((r, objects::to_document(&res.ar, &o))),
+                _ => None,
+            }
+        })
+        .buffer_unordered(16)
+        .filter_map(|x| async move { x })
+        .collect()
+        .await;
+    found.extend(got);
+    found
 }
 
 #[cfg(test)]
