@@ -55,6 +55,8 @@ pub struct CloudConfig {
     pub bind: SocketAddr,
     pub account: String,
     pub principals: Vec<Principal>,
+    /// The Azure side (`arm.rs`): tenant, service principals, subscriptions.
+    pub azure: super::arm::ArmConfig,
 }
 
 impl CloudConfig {
@@ -64,6 +66,7 @@ impl CloudConfig {
             bind: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
             account: DEFAULT_ACCOUNT.into(),
             principals,
+            azure: Default::default(),
         }
     }
 }
@@ -101,6 +104,7 @@ struct State {
     clusters: Mutex<BTreeMap<(String, String), Entry>>,
     throttle: AtomicU32,
     tasks: parking_lot::Mutex<Vec<JoinHandle<()>>>,
+    arm: Arc<super::arm::ArmState>,
 }
 
 /// A running sandbox cloud; stop it with [`Cloud::shutdown`], which also stops its
@@ -142,7 +146,9 @@ impl Cloud {
             addr: config.bind,
             source,
         })?;
+        let arm = super::arm::ArmState::start(config.dir.join("azure"), config.azure).await?;
         let state = Arc::new(State {
+            arm,
             dir: config.dir,
             account: config.account,
             principals: config.principals,
@@ -216,8 +222,8 @@ impl Cloud {
             t.abort();
             let _ = t.await;
         }
+        let mut first_err = self.state.arm.shutdown().await.err();
         let mut clusters = self.state.clusters.lock().await;
-        let mut first_err = None;
         for (_, e) in std::mem::take(&mut *clusters) {
             if let Some(sb) = e.sandbox
                 && let Err(err) = sb.shutdown().await
@@ -305,6 +311,19 @@ async fn handle(
             )));
         }
     };
+    if super::arm::serves(&path) {
+        let header =
+            |k: hyper::header::HeaderName| parts.headers.get(k).and_then(|v| v.to_str().ok());
+        let arm_req = super::arm::ArmRequest {
+            method: &method,
+            path: &path,
+            query: parts.uri.query().unwrap_or(""),
+            host: header(hyper::header::HOST).unwrap_or("127.0.0.1"),
+            authorization: header(hyper::header::AUTHORIZATION),
+            body: &body,
+        };
+        return Ok(super::arm::handle(&state.arm, &state.throttle, arm_req).await);
+    }
     let headers: Vec<(String, String)> = parts
         .headers
         .iter()
@@ -787,7 +806,10 @@ async fn start_cluster(state: Arc<State>, key: (String, String), iam: AwsIam) {
 }
 
 /// Removes the sandbox's control-plane node, which an EKS cluster does not show.
-async fn hide_control_plane(client: &kube::Client, cluster: &str) -> Result<(), SandboxError> {
+pub(super) async fn hide_control_plane(
+    client: &kube::Client,
+    cluster: &str,
+) -> Result<(), SandboxError> {
     use k8s_openapi::api::core::v1::Node;
     let api: kube::Api<Node> = kube::Api::all(client.clone());
     match api
@@ -804,7 +826,7 @@ async fn hide_control_plane(client: &kube::Client, cluster: &str) -> Result<(), 
 
 /// A kube client for the cluster as its admin: the cloud's way to act as the control
 /// plane's own components (nodes registering, add-ons deploying).
-async fn admin_client(sb: &Sandbox) -> Result<kube::Client, SandboxError> {
+pub(super) async fn admin_client(sb: &Sandbox) -> Result<kube::Client, SandboxError> {
     let e = sb.kubeconfig_entry();
     let doc = super::kubeconfig::document_with_users(std::slice::from_ref(&e), &[]);
     let kc: kube::config::Kubeconfig = serde_json::from_value(doc)
