@@ -632,6 +632,32 @@ async fn bad_input_gets_a_message_that_says_what_to_do() {
         ["rg-a/one", "rg-a/two", "rg-bad/half"]
     );
 
+    // DELETE answers with an operation, and the cluster is gone from the list.
+    let arm = aks::Arm::new(&s).unwrap();
+    let (status, headers, _) = arm
+        .send(
+            http::Method::DELETE,
+            &aks::cluster_url(&s, "rg-a", "two", ""),
+            None,
+            "cannot delete two",
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 202);
+    let op = headers
+        .get("azure-asyncoperation")
+        .and_then(|v| v.to_str().ok())
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        arm.get_json(&op, "op").await.unwrap()["status"],
+        "Succeeded"
+    );
+    assert_eq!(
+        names(aks::list_clusters(&s).await.unwrap()),
+        ["rg-a/one", "rg-bad/half"]
+    );
+
     // The clusters survive a restart of the sandbox cloud and answer again.
     cloud.shutdown().await.unwrap();
     let cloud = Cloud::start(cloud_config(&dir.path().join("cloud")))
@@ -639,10 +665,7 @@ async fn bad_input_gets_a_message_that_says_what_to_do() {
         .unwrap();
     let s = sub(&cloud, SUB, CLIENT, SECRET);
     let listed = aks::list_clusters(&s).await.unwrap();
-    assert_eq!(
-        names(listed.clone()),
-        ["rg-a/one", "rg-a/two", "rg-bad/half"]
-    );
+    assert_eq!(names(listed.clone()), ["rg-a/one", "rg-bad/half"]);
     assert!(listed.iter().all(|c| c.provisioning_state == "Succeeded"));
     let client = LinkedCluster::from_aks(&s, &listed[0])
         .client()
