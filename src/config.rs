@@ -18,7 +18,15 @@
 //!   - profile: ferry-sandbox
 //!     regions: [us-east-1]
 //!     endpoint: http://127.0.0.1:4599   # EKS and STS API endpoint override (`ferry sandbox cloud`)
+//! azure:                     # linked Azure subscriptions: their AKS clusters
+//!   - id: 00000000-0000-0000-0000-000000000000
+//!     name: prod             # label in cluster names (aks:prod/<group>/<cluster>); the id if absent
+//!     endpoint: https://management.azure.com       # ARM base URL (default)
+//!     authority: https://login.microsoftonline.com # token endpoint host (default)
 //! ```
+//!
+//! Azure credentials come from `AZURE_TENANT_ID`, `AZURE_CLIENT_ID` and
+//! `AZURE_CLIENT_SECRET` (a service principal), else from the Azure CLI's login.
 
 use std::path::PathBuf;
 
@@ -45,6 +53,9 @@ pub struct Settings {
     /// Linked AWS accounts (profiles and their regions) whose EKS clusters are listed.
     #[serde(default)]
     pub aws: Vec<crate::providers::eks::AwsAccount>,
+    /// Linked Azure subscriptions whose AKS clusters are listed.
+    #[serde(default)]
+    pub azure: Vec<crate::providers::aks::AzureSubscription>,
 }
 
 /// A context-name pattern and the console border colour for it.
@@ -67,6 +78,20 @@ impl Settings {
                 ..Default::default()
             },
         }
+    }
+
+    /// The linked Azure subscription whose label (or ID) is `label`; one with just that
+    /// ID when the settings do not name it.
+    pub fn azure_subscription(&self, label: &str) -> crate::providers::aks::AzureSubscription {
+        self.azure
+            .iter()
+            .find(|s| s.label() == label)
+            .or_else(|| self.azure.iter().find(|s| s.id == label))
+            .cloned()
+            .unwrap_or_else(|| crate::providers::aks::AzureSubscription {
+                id: label.to_string(),
+                ..Default::default()
+            })
     }
 
     /// Reads the settings file; a missing file means defaults.

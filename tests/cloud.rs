@@ -5,7 +5,7 @@
 //! envelope and restored into a second one created from that envelope, byte for byte;
 //! and the bad inputs: a profile without EKS rights, a wrong secret, throttling, an
 //! empty region, a creation failing half-way, a version older than the source, a token
-//! for another cluster.
+//! for another cluster; and clusters that survive a restart of the cloud.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -559,6 +559,27 @@ async fn bad_input_gets_a_message_that_says_what_to_do() {
     ] {
         assert!(msg.contains(want), "{want:?} not in {msg}");
     }
+
+    // The clusters survive a restart of the cloud on the same folder: the ACTIVE one
+    // answers again (new endpoint, same objects), its node group is remembered.
+    cloud.shutdown().await.unwrap();
+    let cloud = Cloud::start(CloudConfig::new(dir.path().join("cloud"), principals()))
+        .await
+        .unwrap();
+    let acct = account(&cloud, KEY, SECRET);
+    let half = eks::describe(&acct, REGION, "half").await.unwrap();
+    assert_eq!(half.status, "ACTIVE");
+    let client = LinkedCluster::from_eks(&acct, &half)
+        .client()
+        .await
+        .unwrap();
+    let nss = Api::<Namespace>::all(client)
+        .list(&ListParams::default())
+        .await
+        .unwrap();
+    assert!(!nss.items.is_empty());
+    let env = eks::envelope(&acct, REGION, "half").await.unwrap();
+    assert_eq!(env["nodegroups"][0]["name"], "big");
 
     cloud.shutdown().await.unwrap();
 }

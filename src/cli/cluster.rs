@@ -1,6 +1,7 @@
-//! `ferry cluster create eks`: a new EKS cluster as a restore target, pre-filled from
-//! the envelope a capture recorded (`--from-snapshot`), made by
-//! `providers::eks::create_cluster` with its progress printed here.
+//! `ferry cluster create eks|aks`: a new EKS or AKS cluster as a restore target,
+//! pre-filled from the envelope a capture recorded (`--from-snapshot`), made by
+//! `providers::eks::create_cluster` or `providers::aks::create_cluster` with its
+//! progress printed here.
 
 use std::time::Instant;
 
@@ -11,6 +12,7 @@ use super::{Context, Exit};
 use crate::config::Settings;
 use crate::engine::k8s::capture::CaptureMeta;
 use crate::engine::snapshot;
+use crate::providers::aks::{self, AksSpec};
 use crate::providers::eks::{self, ClusterSpec, CreateEvent, CreateOptions, NodegroupSpec};
 
 #[derive(Debug, Subcommand)]
@@ -24,6 +26,44 @@ pub enum ClusterCommand {
 pub enum CreateCommand {
     /// An EKS cluster with node groups, the EBS CSI add-on and a default gp3 class
     Eks(EksArgs),
+    /// An AKS cluster with node pools (and its managed-csi storage classes)
+    Aks(AksArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AksArgs {
+    /// The subscription: its name or ID under `azure:` in config.yaml, or an ID
+    #[arg(long)]
+    pub subscription: String,
+    /// The resource group [default: the source's, from --from-snapshot]
+    #[arg(long)]
+    pub resource_group: Option<String>,
+    /// The Azure region, e.g. westeurope [default: the source's]
+    #[arg(long)]
+    pub location: Option<String>,
+    /// The new cluster's name
+    #[arg(long)]
+    pub name: String,
+    /// Pre-fill from the envelope recorded in this capture (version, location, node
+    /// pools, network, identity, tags); the flags below override it
+    #[arg(long, value_name = "SNAPSHOT")]
+    pub from_snapshot: Option<String>,
+    /// Kubernetes version (major.minor); not older than the source's
+    #[arg(long = "version", value_name = "VERSION")]
+    pub k8s_version: Option<String>,
+    /// A node pool NAME:VM_SIZE:COUNT (repeat; the first is the System pool) [default:
+    /// from the envelope, else system:Standard_D4s_v5:2]
+    #[arg(long = "node-pool", value_name = "NAME:VM_SIZE:COUNT")]
+    pub node_pools: Vec<String>,
+    /// VM size of every node pool
+    #[arg(long)]
+    pub vm_size: Option<String>,
+    /// Node count of every node pool
+    #[arg(long)]
+    pub nodes: Option<i32>,
+    /// Print the new cluster as JSON
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -73,7 +113,139 @@ pub struct EksArgs {
 pub fn run(ctx: &Context, cmd: ClusterCommand) -> anyhow::Result<Exit> {
     match cmd {
         ClusterCommand::Create(CreateCommand::Eks(a)) => create_eks(ctx, a),
+        ClusterCommand::Create(CreateCommand::Aks(a)) => create_aks(ctx, a),
     }
+}
+
+/// The envelope and Kubernetes version recorded in a capture.
+fn recorded(
+    ctx: &Context,
+    snapshot: &str,
+) -> anyhow::Result<(Option<serde_json::Value>, String, String)> {
+    let repo = ctx.open()?;
+    let snap = snapshot::find(&repo, snapshot)?;
+    let meta = CaptureMeta::of(&snap)
+        .with_context(|| format!("snapshot {} is not a Kubernetes capture", snap.id.short()))?;
+    let version = meta
+        .envelope
+        .as_ref()
+        .and_then(|e| e["version"].as_str().map(str::to_string))
+        .unwrap_or(meta.server_version.clone());
+    Ok((meta.envelope, version, meta.cluster))
+}
+
+fn progress_printer(quiet: bool) -> impl Fn(CreateEvent) + Send + Sync {
+    let started = Instant::now();
+    move |e: CreateEvent| {
+        if quiet {
+            return;
+        }
+        let t = started.elapsed().as_secs();
+        match e {
+            CreateEvent::Step(s) => eprintln!("[{t:>4}s] {s}"),
+            CreateEvent::Status { what, status } => eprintln!("[{t:>4}s] {what}: {status}"),
+            CreateEvent::Ready(what) => eprintln!("[{t:>4}s] {what} is ready"),
+        }
+    }
+}
+
+fn create_aks(ctx: &Context, a: AksArgs) -> anyhow::Result<Exit> {
+    let settings = Settings::load(&ctx.dirs)?;
+    let sub = settings.azure_subscription(&a.subscription);
+    let (mut spec, source_version) = match &a.from_snapshot {
+        Some(s) => {
+            let (envelope, version, source) = recorded(ctx, s)?;
+            let spec = match envelope.filter(|e| e["kind"] == "aks") {
+                Some(env) => AksSpec::from_envelope(&env, &a.name),
+                None => {
+                    eprintln!(
+                        "note: snapshot {s} records no AKS envelope (its source {source} is not an AKS cluster): give the cluster's settings as flags"
+                    );
+                    AksSpec::new(&a.name, "", "", "")
+                }
+            };
+            (spec, Some(version))
+        }
+        None => (AksSpec::new(&a.name, "", "", ""), None),
+    };
+    if let Some(rg) = &a.resource_group {
+        spec.resource_group = rg.clone();
+    }
+    if let Some(l) = &a.location {
+        spec.location = l.clone();
+    }
+    if let Some(v) = &a.k8s_version {
+        spec.version = v.clone();
+    }
+    if spec.version.is_empty() {
+        match &source_version {
+            Some(v) => {
+                let (maj, min) = eks::parse_version(v).with_context(|| {
+                    format!("the source's version {v:?} is not readable: give --version")
+                })?;
+                spec.version = format!("{maj}.{min}");
+            }
+            None => bail!("give the Kubernetes version with --version (e.g. 1.33)"),
+        }
+    }
+    if !a.node_pools.is_empty() {
+        spec.node_pools.clear();
+        for (i, p) in a.node_pools.iter().enumerate() {
+            let parts: Vec<&str> = p.split(':').collect();
+            let [name, size, count] = parts.as_slice() else {
+                bail!("--node-pool {p:?}: give NAME:VM_SIZE:COUNT, e.g. system:Standard_D4s_v5:2");
+            };
+            spec.node_pools.push(aks::NodePoolSpec {
+                name: name.to_string(),
+                vm_size: size.to_string(),
+                count: count
+                    .parse()
+                    .with_context(|| format!("--node-pool {p:?}: {count:?} is not a count"))?,
+                mode: if i == 0 { "System" } else { "User" }.into(),
+                os_type: "Linux".into(),
+                ..aks::NodePoolSpec::default()
+            });
+        }
+    }
+    for p in &mut spec.node_pools {
+        if let Some(v) = &a.vm_size {
+            p.vm_size = v.clone();
+        }
+        if let Some(n) = a.nodes {
+            p.count = n;
+            p.min_count = p.min_count.map(|m| m.min(n));
+            p.max_count = p.max_count.map(|m| m.max(n));
+        }
+    }
+    let events = progress_printer(ctx.global.quiet);
+    let cluster = ctx
+        .rt
+        .block_on(aks::create_cluster(
+            &sub,
+            &spec,
+            source_version.as_deref(),
+            &aks::CreateOptions::default(),
+            &events,
+        ))
+        .with_context(|| format!("cannot create the AKS cluster {}", a.name))?;
+    let name = aks::context_name(&sub.label(), &cluster.resource_group, &cluster.name);
+    if a.json {
+        say!("{}", serde_json::to_string_pretty(&cluster)?);
+    } else {
+        say!(
+            "AKS cluster {} has succeeded ({}, Kubernetes {})",
+            cluster.name,
+            cluster.location,
+            cluster.version
+        );
+        say!("Use it as --context {name}");
+        if let Some(s) = &a.from_snapshot {
+            say!(
+                "Restore into it: ferry restore {s} --context {name} --map-storage-class <source class>=managed-csi"
+            );
+        }
+    }
+    Ok(Exit::SUCCESS)
 }
 
 fn create_eks(ctx: &Context, a: EksArgs) -> anyhow::Result<Exit> {
@@ -176,19 +348,7 @@ fn create_eks(ctx: &Context, a: EksArgs) -> anyhow::Result<Exit> {
         spec.storage_class = None;
     }
 
-    let started = Instant::now();
-    let quiet = ctx.global.quiet;
-    let events = move |e: CreateEvent| {
-        if quiet {
-            return;
-        }
-        let t = started.elapsed().as_secs();
-        match e {
-            CreateEvent::Step(s) => eprintln!("[{t:>4}s] {s}"),
-            CreateEvent::Status { what, status } => eprintln!("[{t:>4}s] {what}: {status}"),
-            CreateEvent::Ready(what) => eprintln!("[{t:>4}s] {what} is ready"),
-        }
-    };
+    let events = progress_printer(ctx.global.quiet);
     let cluster = ctx
         .rt
         .block_on(eks::create_cluster(

@@ -13,30 +13,42 @@ use super::{Context, Exit};
 use crate::config::Settings;
 use crate::engine::k8s::graph;
 use crate::engine::k8s::objects::{self, Catalog, ObjRef};
-use crate::providers::eks;
 use crate::providers::kubeconfig::{BrokenSource, Linked, LinkedCluster, Sources};
 use crate::providers::probe;
+use crate::providers::{aks, eks};
 use crate::ui::format;
 
 /// Every linked cluster: kubeconfig contexts, then the EKS clusters of every linked AWS
-/// account and region (listed concurrently; an account that fails is reported in
-/// `broken`, never fatal). With no kubeconfig and no cloud account at all, the local
-/// sandbox clusters are the embedded default (started if needed).
+/// account and region and the AKS clusters of every linked Azure subscription (all
+/// listed concurrently; an account or subscription that fails is reported in `broken`,
+/// never fatal). With no kubeconfig and no cloud account at all, the local sandbox
+/// clusters are the embedded default (started if needed).
 pub fn linked(ctx: &Context) -> anyhow::Result<Linked> {
     let settings = Settings::load(&ctx.dirs)?;
     let mut linked = kubeconfig_linked(ctx, &settings)?;
-    if !settings.aws.is_empty() {
-        let found = ctx.rt.block_on(eks::list_all(&settings.aws));
-        let mut found: Vec<_> = found.into_iter().collect();
-        found.sort_by(|a, b| (a.0.label(), &a.1).cmp(&(b.0.label(), &b.1)));
-        for (account, region, res) in found {
-            match res {
-                Ok(clusters) => linked.add_eks(&account, &clusters),
-                Err(e) => linked.broken.push(BrokenSource {
-                    path: format!("aws {} {region}", account.label()).into(),
-                    error: e.to_string(),
-                }),
-            }
+    let (found_eks, found_aks) = ctx.rt.block_on(async {
+        futures::join!(eks::list_all(&settings.aws), aks::list_all(&settings.azure))
+    });
+    let mut found_eks: Vec<_> = found_eks.into_iter().collect();
+    found_eks.sort_by(|a, b| (a.0.label(), &a.1).cmp(&(b.0.label(), &b.1)));
+    for (account, region, res) in found_eks {
+        match res {
+            Ok(clusters) => linked.add_eks(&account, &clusters),
+            Err(e) => linked.broken.push(BrokenSource {
+                path: format!("aws {} {region}", account.label()).into(),
+                error: e.to_string(),
+            }),
+        }
+    }
+    let mut found_aks = found_aks;
+    found_aks.sort_by_key(|a| a.0.label());
+    for (sub, res) in found_aks {
+        match res {
+            Ok(clusters) => linked.add_aks(&sub, &clusters),
+            Err(e) => linked.broken.push(BrokenSource {
+                path: format!("azure {}", sub.label()).into(),
+                error: e.to_string(),
+            }),
         }
     }
     Ok(linked)
@@ -45,7 +57,11 @@ pub fn linked(ctx: &Context) -> anyhow::Result<Linked> {
 /// The kubeconfig contexts (or the sandbox default when there is nothing to link).
 fn kubeconfig_linked(ctx: &Context, settings: &Settings) -> anyhow::Result<Linked> {
     let linked = Linked::load(&Sources::from_environment(&settings.kubeconfig_paths()));
-    if !linked.clusters.is_empty() || !linked.broken.is_empty() || !settings.aws.is_empty() {
+    if !linked.clusters.is_empty()
+        || !linked.broken.is_empty()
+        || !settings.aws.is_empty()
+        || !settings.azure.is_empty()
+    {
         return Ok(linked);
     }
     let kc = ctx.dirs.data.join("sandbox").join("kubeconfig");
@@ -77,29 +93,38 @@ fn kubeconfig_linked(ctx: &Context, settings: &Settings) -> anyhow::Result<Linke
     Ok(Linked::load(&Sources { paths: vec![kc] }))
 }
 
-/// The EKS cluster named `eks:<profile>/<region>/<cluster>`, found with one
-/// `DescribeCluster` (the account's settings, such as an endpoint, apply when the
-/// profile is linked).
-pub fn eks_cluster(ctx: &Context, name: &str) -> anyhow::Result<Option<LinkedCluster>> {
-    let Some(parsed) = eks::parse_context_name(name) else {
-        return Ok(None);
-    };
-    let (profile, region, cluster) = parsed?;
-    let settings = Settings::load(&ctx.dirs)?;
-    let account = settings.aws_account(&profile, &region);
-    let c = ctx
-        .rt
-        .block_on(eks::describe(&account, &region, &cluster))
-        .with_context(|| format!("cannot find the EKS cluster {name}"))?;
-    Ok(Some(LinkedCluster::from_eks(&account, &c)))
+/// The cloud cluster named `eks:<profile>/<region>/<cluster>` (one `DescribeCluster`)
+/// or `aks:<subscription>/<resourceGroup>/<cluster>` (one ARM GET); `None` for other
+/// names. The account's settings (an endpoint) apply when it is linked.
+pub fn cloud_cluster(ctx: &Context, name: &str) -> anyhow::Result<Option<LinkedCluster>> {
+    if let Some(parsed) = eks::parse_context_name(name) {
+        let (profile, region, cluster) = parsed?;
+        let settings = Settings::load(&ctx.dirs)?;
+        let account = settings.aws_account(&profile, &region);
+        let c = ctx
+            .rt
+            .block_on(eks::describe(&account, &region, &cluster))
+            .with_context(|| format!("cannot find the EKS cluster {name}"))?;
+        return Ok(Some(LinkedCluster::from_eks(&account, &c)));
+    }
+    if let Some(parsed) = aks::parse_context_name(name) {
+        let (label, rg, cluster) = parsed?;
+        let settings = Settings::load(&ctx.dirs)?;
+        let sub = settings.azure_subscription(&label);
+        let c = ctx
+            .rt
+            .block_on(aks::get_cluster(&sub, &rg, &cluster))
+            .with_context(|| format!("cannot find the AKS cluster {name}"))?;
+        return Ok(Some(LinkedCluster::from_aks(&sub, &c)));
+    }
+    Ok(None)
 }
 
 /// The linked cluster named `name` (or the current context's), and a client for it. An
-/// `eks:<profile>/<region>/<cluster>` name is an EKS cluster, reached without a
-/// kubeconfig.
+/// `eks:` or `aks:` name is a cloud cluster, found in its account.
 pub fn connect(ctx: &Context, name: Option<&str>) -> anyhow::Result<(LinkedCluster, kube::Client)> {
     if let Some(n) = name
-        && let Some(cluster) = eks_cluster(ctx, n)?
+        && let Some(cluster) = cloud_cluster(ctx, n)?
     {
         let client = ctx
             .rt
@@ -164,6 +189,12 @@ pub fn clusters(ctx: &Context, a: ClustersArgs) -> anyhow::Result<Exit> {
                     "eks": c.eks().map(|(a, e)| serde_json::json!({
                         "profile": a.label(), "region": e.region, "cluster": e.name,
                         "status": e.status, "version": e.version, "arn": e.arn,
+                    })),
+                    "aks": c.aks().map(|(s, k)| serde_json::json!({
+                        "subscription": s.label(), "subscriptionId": s.id,
+                        "resourceGroup": k.resource_group, "cluster": k.name,
+                        "location": k.location, "provisioningState": k.provisioning_state,
+                        "version": k.version, "id": k.id,
                     })),
                     "probe": probes.get(i).map(|p| match &p.facts {
                         Ok(f) => serde_json::to_value(f).unwrap_or(Value::Null),
@@ -234,8 +265,9 @@ pub fn clusters(ctx: &Context, a: ClustersArgs) -> anyhow::Result<Exit> {
 
 #[derive(Debug, Args)]
 pub struct ClusterArg {
-    /// The linked cluster: a context name, or eks:<profile>/<region>/<cluster> (see
-    /// `ferry clusters`) [default: current context]
+    /// The linked cluster: a context name, eks:<profile>/<region>/<cluster> or
+    /// aks:<subscription>/<resourceGroup>/<cluster> (see `ferry clusters`)
+    /// [default: current context]
     #[arg(long = "context", short = 'c')]
     pub context: Option<String>,
 }

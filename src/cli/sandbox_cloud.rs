@@ -16,6 +16,7 @@ use clap::{Args, Subcommand};
 use serde::{Deserialize, Serialize};
 
 use super::{Context, Exit};
+use crate::providers::sandbox::arm::{ArmConfig, AzurePrincipal};
 use crate::providers::sandbox::cloud::{Cloud, CloudConfig};
 use crate::providers::sandbox::iam::Principal;
 use crate::providers::sandbox::write_atomic;
@@ -25,7 +26,7 @@ const REGION: &str = "us-east-1";
 
 #[derive(Debug, Subcommand)]
 pub enum CloudCommand {
-    /// Start the sandbox cloud (EKS and STS APIs on 127.0.0.1)
+    /// Start the sandbox cloud (EKS, STS and Azure ARM APIs on 127.0.0.1)
     Up(UpArgs),
     /// Stop it and every cluster it made
     Down,
@@ -101,6 +102,65 @@ fn principals(dir: &Path) -> anyhow::Result<Vec<Principal>> {
     Ok(list)
 }
 
+fn uuid() -> anyhow::Result<String> {
+    let h = random_hex(16)?.to_lowercase();
+    Ok(format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    ))
+}
+
+/// The Azure tenant, principals and subscriptions, made the first time; and
+/// `azure-env` with the `ferry` principal's variables.
+fn azure(dir: &Path) -> anyhow::Result<ArmConfig> {
+    let path = dir.join("azure.json");
+    let config: ArmConfig = match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .with_context(|| format!("{} is damaged: remove it", path.display()))?,
+        Err(_) => {
+            let (sub, empty) = (uuid()?, uuid()?);
+            let config = ArmConfig {
+                tenant: uuid()?,
+                principals: vec![
+                    AzurePrincipal {
+                        client_id: uuid()?,
+                        client_secret: random_hex(20)?,
+                        name: "ferry".into(),
+                        subscriptions: vec![sub.clone(), empty.clone()],
+                    },
+                    AzurePrincipal {
+                        client_id: uuid()?,
+                        client_secret: random_hex(20)?,
+                        name: "reader".into(),
+                        subscriptions: vec![],
+                    },
+                ],
+                subscriptions: vec![sub, empty],
+            };
+            std::fs::create_dir_all(dir)?;
+            write_atomic(&path, &serde_json::to_vec_pretty(&config)?)?;
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+            config
+        }
+    };
+    if let Some(p) = config.principals.first() {
+        let env = format!(
+            "export AZURE_TENANT_ID={}\nexport AZURE_CLIENT_ID={}\nexport AZURE_CLIENT_SECRET={}\n",
+            config.tenant, p.client_id, p.client_secret
+        );
+        let env_path = dir.join("azure-env");
+        write_atomic(&env_path, env.as_bytes())?;
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&env_path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(config)
+}
+
 /// Writes the AWS shared credentials and config files for the principals.
 fn write_aws_files(dir: &Path, principals: &[Principal]) -> anyhow::Result<()> {
     let profile = |p: &Principal| {
@@ -138,6 +198,7 @@ pub fn run(ctx: &Context, cmd: CloudCommand) -> anyhow::Result<Exit> {
 
 fn usage(dir: &Path, url: &str) {
     say!("Sandbox cloud (EKS and STS APIs) at {url}");
+    say!("Sandbox cloud (Azure ARM and token endpoint) at {url}");
     say!("AWS profiles: ferry-sandbox (may use EKS), ferry-sandbox-no-eks (may not):");
     say!(
         "  export AWS_SHARED_CREDENTIALS_FILE={}",
@@ -159,6 +220,25 @@ fn usage(dir: &Path, url: &str) {
     say!(
         "    --role-arn arn:aws:iam::123456789012:role/eks --node-role arn:aws:iam::123456789012:role/node --subnet subnet-a --subnet subnet-b"
     );
+    let Ok(azure) = azure(dir) else { return };
+    say!("Azure service principal `ferry` (Contributor on both subscriptions):");
+    say!("  source {}", dir.join("azure-env").display());
+    say!("Link it in config.yaml:");
+    say!("  azure:");
+    for (sub, name) in azure
+        .subscriptions
+        .iter()
+        .zip(["ferry-sandbox", "ferry-sandbox-empty"])
+    {
+        say!("    - id: {sub}");
+        say!("      name: {name}");
+        say!("      endpoint: {url}");
+        say!("      authority: {url}");
+    }
+    say!("Create a cluster:");
+    say!(
+        "  ferry cluster create aks --subscription ferry-sandbox --resource-group demo --location westeurope --name demo --version 1.33"
+    );
 }
 
 fn serve(ctx: &Context, a: UpArgs, interactive: bool) -> anyhow::Result<Exit> {
@@ -176,6 +256,7 @@ fn serve(ctx: &Context, a: UpArgs, interactive: bool) -> anyhow::Result<Exit> {
     write_aws_files(&dir, &principals)?;
     ctx.rt.block_on(async {
         let mut config = CloudConfig::new(dir.join("clusters"), principals);
+        config.azure = azure(&dir)?;
         config.bind = std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, a.port));
         let cloud = Cloud::start(config)
             .await

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
+use crate::providers::aks::{self, AksCluster, AzureSubscription};
 use crate::providers::eks::{self, AwsAccount, EksCluster};
 
 /// How long a cluster may take to answer before Ferry calls it unreachable.
@@ -34,6 +35,15 @@ pub enum KubeconfigError {
     },
     #[error(transparent)]
     Eks(#[from] crate::providers::eks::EksError),
+    #[error(transparent)]
+    Aks(#[from] crate::providers::aks::AksError),
+}
+
+/// A cluster found in a cloud account rather than a kubeconfig file.
+#[derive(Debug, Clone)]
+pub enum CloudCluster {
+    Eks(AwsAccount, EksCluster),
+    Aks(AzureSubscription, AksCluster),
 }
 
 /// Where the clusters come from.
@@ -101,7 +111,7 @@ pub struct LinkedCluster {
     pub current: bool,
     config: Kubeconfig,
     /// Set for a cluster found in a cloud account rather than a kubeconfig file.
-    eks: Option<Box<(AwsAccount, EksCluster)>>,
+    cloud: Option<Box<CloudCluster>>,
 }
 
 /// A kubeconfig file that could not be used.
@@ -174,7 +184,7 @@ impl Linked {
                     sources: vec![path.clone()],
                     current: false,
                     config: single_context(&kc, &ctx.name),
-                    eks: None,
+                    cloud: None,
                 });
             }
         }
@@ -195,6 +205,18 @@ impl Linked {
                 continue;
             }
             self.clusters.push(LinkedCluster::from_eks(account, c));
+        }
+    }
+
+    /// Adds the AKS clusters of one subscription (named
+    /// `aks:<subscription>/<resourceGroup>/<cluster>`).
+    pub fn add_aks(&mut self, sub: &AzureSubscription, clusters: &[AksCluster]) {
+        for c in clusters {
+            let linked = LinkedCluster::from_aks(sub, c);
+            if self.clusters.iter().any(|l| l.name == linked.name) {
+                continue;
+            }
+            self.clusters.push(linked);
         }
     }
 
@@ -260,61 +282,129 @@ impl LinkedCluster {
             sources: Vec::new(),
             current: false,
             config: Kubeconfig::default(),
-            eks: Some(Box::new((account.clone(), c.clone()))),
+            cloud: Some(Box::new(CloudCluster::Eks(account.clone(), c.clone()))),
         }
     }
 
-    /// The account and cluster of an EKS cluster; `None` for a kubeconfig context.
-    pub fn eks(&self) -> Option<(&AwsAccount, &EksCluster)> {
-        self.eks.as_deref().map(|(a, c)| (a, c))
+    /// An AKS cluster as a linked cluster: reached through the user kubeconfig AKS
+    /// hands out (`listClusterUserCredential`, fetched when a client is made), by the
+    /// same code as a kubeconfig context.
+    pub fn from_aks(sub: &AzureSubscription, c: &AksCluster) -> LinkedCluster {
+        let name = aks::context_name(&sub.label(), &c.resource_group, &c.name);
+        LinkedCluster {
+            name: name.clone(),
+            context: name,
+            server: if c.fqdn.is_empty() {
+                String::new()
+            } else {
+                format!("https://{}", c.fqdn)
+            },
+            user: sub.label(),
+            namespace: None,
+            sources: Vec::new(),
+            current: false,
+            config: Kubeconfig::default(),
+            cloud: Some(Box::new(CloudCluster::Aks(sub.clone(), c.clone()))),
+        }
     }
 
-    /// The cloud envelope of the cluster (see [`eks::envelope`]); `None` for clusters
-    /// that come from a kubeconfig.
+    /// The cloud account and cluster; `None` for a kubeconfig context.
+    pub fn cloud(&self) -> Option<&CloudCluster> {
+        self.cloud.as_deref()
+    }
+
+    /// The account and cluster of an EKS cluster; `None` otherwise.
+    pub fn eks(&self) -> Option<(&AwsAccount, &EksCluster)> {
+        match self.cloud()? {
+            CloudCluster::Eks(a, c) => Some((a, c)),
+            CloudCluster::Aks(..) => None,
+        }
+    }
+
+    /// The subscription and cluster of an AKS cluster; `None` otherwise.
+    pub fn aks(&self) -> Option<(&AzureSubscription, &AksCluster)> {
+        match self.cloud()? {
+            CloudCluster::Aks(s, c) => Some((s, c)),
+            CloudCluster::Eks(..) => None,
+        }
+    }
+
+    /// The group of a cloud cluster in listings: (provider, account, region);
+    /// `None` for a kubeconfig context. AKS clusters group by subscription alone.
+    pub fn cloud_group(&self) -> Option<(String, String, String)> {
+        match self.cloud()? {
+            CloudCluster::Eks(a, c) => Some(("aws".into(), a.label(), c.region.clone())),
+            CloudCluster::Aks(s, _) => Some(("azure".into(), s.label(), String::new())),
+        }
+    }
+
+    /// The cloud envelope of the cluster (see [`eks::envelope`], [`aks::envelope`]);
+    /// `None` for clusters that come from a kubeconfig.
     pub async fn envelope(&self) -> Result<Option<serde_json::Value>, KubeconfigError> {
-        match self.eks() {
-            Some((a, c)) => Ok(Some(eks::envelope(a, &c.region, &c.name).await?)),
+        match self.cloud() {
+            Some(CloudCluster::Eks(a, c)) => Ok(Some(eks::envelope(a, &c.region, &c.name).await?)),
+            Some(CloudCluster::Aks(s, c)) => {
+                Ok(Some(aks::envelope(s, &c.resource_group, &c.name).await?))
+            }
             None => Ok(None),
         }
     }
 
     /// A kube-rs client for this cluster, with Ferry's timeouts.
     pub async fn client(&self) -> Result<kube::Client, KubeconfigError> {
-        if let Some((account, cluster)) = self.eks() {
-            return Ok(eks::client(account, cluster).await?);
-        }
         let bad = |detail: String| KubeconfigError::Context {
             context: self.context.clone(),
             source_file: self
                 .sources
                 .first()
                 .map(|p| p.display().to_string())
-                .unwrap_or_default(),
+                .unwrap_or_else(|| self.source_label()),
             detail,
         };
-        let opts = KubeConfigOptions {
-            context: Some(self.context.clone()),
-            ..KubeConfigOptions::default()
-        };
-        let mut config = kube::Config::from_custom_kubeconfig(self.config.clone(), &opts)
-            .await
-            .map_err(|e| bad(e.to_string()))?;
-        config.connect_timeout = Some(CONNECT_TIMEOUT);
-        config.read_timeout = Some(Duration::from_secs(60));
-        kube::Client::try_from(config).map_err(|e| bad(e.to_string()))
+        match self.cloud() {
+            Some(CloudCluster::Eks(account, cluster)) => Ok(eks::client(account, cluster).await?),
+            Some(CloudCluster::Aks(sub, c)) => {
+                let text = aks::user_kubeconfig(sub, &c.resource_group, &c.name).await?;
+                let kc = aks::parse_kubeconfig(&c.name, &text)?;
+                client_from_kubeconfig(kc, None).await.map_err(bad)
+            }
+            None => client_from_kubeconfig(self.config.clone(), Some(self.context.clone()))
+                .await
+                .map_err(bad),
+        }
     }
 
-    /// Where the first source lives, for grouping in the console: a kubeconfig file,
-    /// or `aws <profile> <region>` for an EKS cluster.
+    /// Where the first source lives, for grouping: a kubeconfig file, `aws <profile>
+    /// <region>` for an EKS cluster, `azure <subscription>` for an AKS one.
     pub fn source_label(&self) -> String {
-        if let Some((a, c)) = self.eks() {
-            return format!("aws {} {}", a.label(), c.region);
+        if let Some((provider, account, region)) = self.cloud_group() {
+            return format!("{provider} {account} {region}")
+                .trim_end()
+                .to_string();
         }
         self.sources
             .first()
             .map(|p| p.display().to_string())
             .unwrap_or_default()
     }
+}
+
+/// A kube-rs client from a kubeconfig (its `context`, else its current one), with
+/// Ferry's timeouts: the one way Ferry turns a kubeconfig into a client.
+pub async fn client_from_kubeconfig(
+    kc: Kubeconfig,
+    context: Option<String>,
+) -> Result<kube::Client, String> {
+    let opts = KubeConfigOptions {
+        context,
+        ..KubeConfigOptions::default()
+    };
+    let mut config = kube::Config::from_custom_kubeconfig(kc, &opts)
+        .await
+        .map_err(|e| e.to_string())?;
+    config.connect_timeout = Some(CONNECT_TIMEOUT);
+    config.read_timeout = Some(Duration::from_secs(60));
+    kube::Client::try_from(config).map_err(|e| e.to_string())
 }
 
 /// Groups clusters by their first source file (the console's grouping).

@@ -2,12 +2,14 @@
 //! the local sandbox. Everything Ferry does with a cluster goes through the same
 //! kube-rs client whichever provider found it; no other module special-cases one.
 //!
+//! - [`aks`]: Azure subscriptions, their AKS clusters, envelopes and ARM tokens.
 //! - [`eks`]: AWS accounts, their EKS clusters, envelopes and tokens.
 //! - [`kubeconfig`]: the linked clusters of the user's kubeconfig files.
 //! - [`probe`]: reachability, version and facts of a cluster, concurrently.
 //! - [`sandbox`]: local clusters that serve the Kubernetes API over HTTPS, for trying
 //!   Ferry and for its tests.
 
+pub mod aks;
 pub mod eks;
 pub mod kubeconfig;
 pub mod probe;

@@ -409,9 +409,13 @@ pub fn dns_mentions(obj: &Value, map: &Mapping) -> Vec<String> {
     out
 }
 
+/// The Azure Disk CSI driver, whose `managed-csi` class AKS targets are offered.
+const AZURE_DISK_PROVISIONER: &str = "disk.csi.azure.com";
+
 /// Suggests a target class for each source class: the same name, else the same
 /// provisioner with the same `type` parameter, else the same provisioner, else a
-/// class whose name equals the source's `type` parameter (`gp3`), else the default.
+/// class whose name equals the source's `type` parameter (`gp3`), else, on an AKS
+/// target (Azure Disk CSI), `managed-csi`, else the default.
 pub fn suggest_storage_classes(
     source: &[StorageClassInfo],
     used: &[String],
@@ -446,6 +450,11 @@ pub fn suggest_storage_classes(
                 })
             })
             .or_else(|| src.and_then(|s| target.iter().find(|t| t.provisioner == s.provisioner)))
+            .or_else(|| {
+                target
+                    .iter()
+                    .find(|t| t.provisioner == AZURE_DISK_PROVISIONER && t.name == "managed-csi")
+            })
             .or_else(|| target.iter().find(|t| t.default));
         if let Some(t) = pick {
             out.insert(name.clone(), t.name.clone());
@@ -508,6 +517,14 @@ mod tests {
         assert_eq!(m["fast"], "gp2");
         let same = suggest_storage_classes(&src, &["ebs-sc".into()], &src);
         assert_eq!(same["ebs-sc"], "ebs-sc");
+        // An AKS target: EBS classes go to managed-csi, even when another is default.
+        let aks = vec![
+            sc("managed-csi-premium", "disk.csi.azure.com", None, true),
+            sc("managed-csi", "disk.csi.azure.com", None, false),
+        ];
+        let m = suggest_storage_classes(&src, &["ebs-sc".into(), "fast".into()], &aks);
+        assert_eq!(m["ebs-sc"], "managed-csi");
+        assert_eq!(m["fast"], "managed-csi");
     }
 
     #[test]

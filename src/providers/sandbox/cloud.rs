@@ -12,8 +12,9 @@
 //! gets `AccessDeniedException`. [`Cloud::throttle`] makes the next requests answer
 //! `ThrottlingException`, to exercise the SDK's retries.
 //!
-//! State lives while the cloud runs; each cluster's sandbox keeps its folder under
-//! `<dir>/<region>/<name>/`. Owns the cloud API; what the clusters do is the sandbox's.
+//! Each cluster's sandbox keeps its folder under `<dir>/<region>/<name>/`; the clusters
+//! are listed in `<dir>/eks.json` (and the Azure ones in `<dir>/azure/clusters.json`,
+//! see `arm.rs`), and a cloud started on the same folder starts the ACTIVE ones again. Owns the cloud API; what the clusters do is the sandbox's.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -55,6 +56,8 @@ pub struct CloudConfig {
     pub bind: SocketAddr,
     pub account: String,
     pub principals: Vec<Principal>,
+    /// The Azure side (`arm.rs`): tenant, service principals, subscriptions.
+    pub azure: super::arm::ArmConfig,
 }
 
 impl CloudConfig {
@@ -64,6 +67,7 @@ impl CloudConfig {
             bind: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
             account: DEFAULT_ACCOUNT.into(),
             principals,
+            azure: Default::default(),
         }
     }
 }
@@ -91,6 +95,93 @@ struct Entry {
     addons: BTreeMap<String, Value>,
     sandbox: Option<Sandbox>,
     client: Option<kube::Client>,
+    /// ARNs with cluster-admin access (the creator), kept for restarts.
+    admins: Vec<String>,
+}
+
+/// The file in the cloud's folder that lists its EKS clusters.
+const EKS_FILE: &str = "eks.json";
+
+/// Writes the EKS clusters (API view, node groups, add-ons, admins) to `eks.json`.
+fn save_eks(state: &State, clusters: &BTreeMap<(String, String), Entry>) {
+    let list: Vec<Value> = clusters
+        .iter()
+        .map(|((region, name), e)| {
+            json!({"region": region, "name": name, "cluster": e.cluster,
+                   "nodegroups": e.nodegroups, "addons": e.addons, "admins": e.admins})
+        })
+        .collect();
+    let r = serde_json::to_vec_pretty(&list)
+        .map_err(|e| SandboxError::Internal(e.to_string()))
+        .and_then(|b| super::write_atomic(&state.dir.join(EKS_FILE), &b));
+    if let Err(e) = r {
+        tracing::warn!("sandbox cloud: EKS clusters not saved: {e}");
+    }
+}
+
+/// The EKS clusters saved in `eks.json`; those that were ACTIVE are started again,
+/// what was still being made when the cloud stopped is marked failed.
+async fn restore_eks(state: &Arc<State>) -> Result<(), SandboxError> {
+    let path = state.dir.join(EKS_FILE);
+    let saved: Vec<Value> = match std::fs::read(&path) {
+        Ok(b) => serde_json::from_slice(&b).map_err(|e| SandboxError::State {
+            path: path.clone(),
+            detail: e.to_string(),
+        })?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => return Err(SandboxError::Io { path, source }),
+    };
+    let mut clusters = state.clusters.lock().await;
+    for v in saved {
+        let (Some(region), Some(name)) = (v["region"].as_str(), v["name"].as_str()) else {
+            continue;
+        };
+        let key = (region.to_string(), name.to_string());
+        let to_map = |x: &Value| -> BTreeMap<String, Value> {
+            x.as_object()
+                .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                .unwrap_or_default()
+        };
+        let mut e = Entry {
+            cluster: v["cluster"].clone(),
+            nodegroups: to_map(&v["nodegroups"]),
+            addons: to_map(&v["addons"]),
+            sandbox: None,
+            client: None,
+            admins: str_list(&v["admins"]),
+        };
+        for part in e.nodegroups.values_mut().chain(e.addons.values_mut()) {
+            if part["status"] == "CREATING" {
+                part["status"] = json!("CREATE_FAILED");
+            }
+        }
+        match e.cluster["status"].as_str() {
+            Some("ACTIVE") => {
+                let iam = iam_of(state, name, e.admins.clone());
+                match launch(state, &key, iam).await {
+                    Ok((sb, client)) => mark_active(&mut e, sb, client),
+                    Err(why) => mark_failed(&mut e, &why),
+                }
+            }
+            Some("FAILED") => {}
+            _ => mark_failed(
+                &mut e,
+                "the sandbox cloud stopped while the cluster was being created",
+            ),
+        }
+        clusters.insert(key, e);
+    }
+    save_eks(state, &clusters);
+    Ok(())
+}
+
+fn iam_of(state: &State, name: &str, admins: Vec<String>) -> AwsIam {
+    AwsIam {
+        cluster: name.to_string(),
+        account: state.account.clone(),
+        principals: state.principals.clone(),
+        admins,
+    }
 }
 
 struct State {
@@ -101,6 +192,7 @@ struct State {
     clusters: Mutex<BTreeMap<(String, String), Entry>>,
     throttle: AtomicU32,
     tasks: parking_lot::Mutex<Vec<JoinHandle<()>>>,
+    arm: Arc<super::arm::ArmState>,
 }
 
 /// A running sandbox cloud; stop it with [`Cloud::shutdown`], which also stops its
@@ -121,8 +213,13 @@ impl std::fmt::Debug for Cloud {
 }
 
 impl Cloud {
-    /// Binds and serves in the current tokio runtime.
+    /// Binds and serves in the current tokio runtime; the clusters an earlier run in the
+    /// same folder made (EKS and AKS) are started again first.
     pub async fn start(config: CloudConfig) -> Result<Cloud, SandboxError> {
+        Cloud::serve(config).await?.restore().await
+    }
+
+    async fn serve(config: CloudConfig) -> Result<Cloud, SandboxError> {
         std::fs::create_dir_all(&config.dir).map_err(|source| SandboxError::Io {
             path: config.dir.clone(),
             source,
@@ -142,7 +239,9 @@ impl Cloud {
             addr: config.bind,
             source,
         })?;
+        let arm = super::arm::ArmState::start(config.dir.join("azure"), config.azure).await?;
         let state = Arc::new(State {
+            arm,
             dir: config.dir,
             account: config.account,
             principals: config.principals,
@@ -193,6 +292,16 @@ impl Cloud {
         })
     }
 
+    /// [`Cloud::start`], then the EKS clusters of an earlier run started again (those
+    /// in `eks.json` that were ACTIVE), before the first request is answered.
+    async fn restore(self) -> Result<Cloud, SandboxError> {
+        if let Err(e) = restore_eks(&self.state).await {
+            let _ = self.shutdown().await;
+            return Err(e);
+        }
+        Ok(self)
+    }
+
     /// `http://127.0.0.1:<port>`: the endpoint URL for the EKS and STS clients.
     pub fn endpoint(&self) -> String {
         format!("http://{}", self.addr)
@@ -216,8 +325,8 @@ impl Cloud {
             t.abort();
             let _ = t.await;
         }
+        let mut first_err = self.state.arm.shutdown().await.err();
         let mut clusters = self.state.clusters.lock().await;
-        let mut first_err = None;
         for (_, e) in std::mem::take(&mut *clusters) {
             if let Some(sb) = e.sandbox
                 && let Err(err) = sb.shutdown().await
@@ -305,6 +414,19 @@ async fn handle(
             )));
         }
     };
+    if super::arm::serves(&path) {
+        let header =
+            |k: hyper::header::HeaderName| parts.headers.get(k).and_then(|v| v.to_str().ok());
+        let arm_req = super::arm::ArmRequest {
+            method: &method,
+            path: &path,
+            query: parts.uri.query().unwrap_or(""),
+            host: header(hyper::header::HOST).unwrap_or("127.0.0.1"),
+            authorization: header(hyper::header::AUTHORIZATION),
+            body: &body,
+        };
+        return Ok(super::arm::handle(&state.arm, &state.throttle, arm_req).await);
+    }
     let headers: Vec<(String, String)> = parts
         .headers
         .iter()
@@ -586,6 +708,7 @@ async fn eks(
             let Some(mut e) = clusters.remove(&key) else {
                 return Err(not_found(name));
             };
+            save_eks(state, &clusters);
             e.cluster["status"] = json!("DELETING");
             let out = e.cluster.clone();
             if let Some(sb) = e.sandbox.take() {
@@ -723,15 +846,12 @@ async fn create_cluster(
             addons: BTreeMap::new(),
             sandbox: None,
             client: None,
+            admins: vec![arn.to_string()],
         },
     );
+    save_eks(state, &clusters);
     drop(clusters);
-    let iam = AwsIam {
-        cluster: name.clone(),
-        account: state.account.clone(),
-        principals: state.principals.clone(),
-        admins: vec![arn.to_string()],
-    };
+    let iam = iam_of(state, &name, vec![arn.to_string()]);
     let st = state.clone();
     let h = tokio::spawn(async move { start_cluster(st, key, iam).await });
     state.tasks.lock().push(h);
@@ -741,53 +861,80 @@ async fn create_cluster(
 /// Starts the cluster's sandbox, then marks it ACTIVE with its endpoint and CA (or
 /// FAILED with the reason).
 async fn start_cluster(state: Arc<State>, key: (String, String), iam: AwsIam) {
-    let (region, name) = key.clone();
-    let mut gp2 = StorageClassSpec::ebs("gp2", "gp2", VolumeBindingMode::WaitForFirstConsumer);
-    gp2.default = true;
-    let mut config = SandboxConfig::new(&name, state.dir.join(&region).join(&name));
-    config.workers = 0;
-    config.storage_classes = vec![gp2];
-    config.aws_iam = Some(iam);
-    let started = Sandbox::start(config).await;
-    let client = match &started {
-        Ok(sb) => match admin_client(sb).await {
-            // EKS runs the control plane out of sight: only node group nodes are listed.
-            Ok(c) => hide_control_plane(&c, &name).await.map(|()| Some(c)),
-            Err(e) => Err(e),
-        },
-        Err(_) => Ok(None),
-    };
+    let started = launch(&state, &key, iam).await;
     let mut clusters = state.clusters.lock().await;
     let Some(e) = clusters.get_mut(&key) else {
         // Deleted while starting.
-        if let Ok(sb) = started {
+        if let Ok((sb, _)) = started {
             let _ = sb.shutdown().await;
         }
         return;
     };
-    match (started, client) {
-        (Ok(sb), Ok(client)) => {
-            e.cluster["endpoint"] = json!(sb.url());
-            e.cluster["certificateAuthority"] = json!({
-                "data": base64::engine::general_purpose::STANDARD.encode(sb.ca_pem()),
-            });
-            e.cluster["identity"] = json!({"oidc": {"issuer": format!("{}/oidc", sb.url())}});
-            e.cluster["status"] = json!("ACTIVE");
-            e.sandbox = Some(sb);
-            e.client = client;
-            tracing::info!(cluster = %name, %region, "sandbox cloud cluster ACTIVE");
+    match started {
+        Ok((sb, client)) => {
+            mark_active(e, sb, client);
+            tracing::info!(cluster = %key.1, region = %key.0, "sandbox cloud cluster ACTIVE");
         }
-        (Err(why), _) | (Ok(_), Err(why)) => {
-            tracing::warn!(cluster = %name, "sandbox cloud cluster failed: {why}");
-            e.cluster["status"] = json!("FAILED");
-            e.cluster["health"] =
-                json!({"issues": [{"code": "ClusterUnreachable", "message": why.to_string()}]});
+        Err(why) => {
+            tracing::warn!(cluster = %key.1, "sandbox cloud cluster failed: {why}");
+            mark_failed(e, &why);
+        }
+    }
+    save_eks(&state, &clusters);
+}
+
+/// The cluster's sandbox (started from its folder, so a restart keeps its objects) and
+/// an admin client with the control-plane node hidden.
+async fn launch(
+    state: &State,
+    key: &(String, String),
+    iam: AwsIam,
+) -> Result<(Sandbox, kube::Client), String> {
+    let (region, name) = key;
+    let mut gp2 = StorageClassSpec::ebs("gp2", "gp2", VolumeBindingMode::WaitForFirstConsumer);
+    gp2.default = true;
+    let mut config = SandboxConfig::new(name, state.dir.join(region).join(name));
+    config.workers = 0;
+    config.storage_classes = vec![gp2];
+    config.aws_iam = Some(iam);
+    let sb = Sandbox::start(config).await.map_err(|e| e.to_string())?;
+    // EKS runs the control plane out of sight: only node group nodes are listed.
+    let client = async {
+        let c = admin_client(&sb).await?;
+        hide_control_plane(&c, name).await?;
+        Ok::<_, SandboxError>(c)
+    }
+    .await;
+    match client {
+        Ok(c) => Ok((sb, c)),
+        Err(e) => {
+            let _ = sb.shutdown().await;
+            Err(e.to_string())
         }
     }
 }
 
+fn mark_active(e: &mut Entry, sb: Sandbox, client: kube::Client) {
+    e.cluster["endpoint"] = json!(sb.url());
+    e.cluster["certificateAuthority"] = json!({
+        "data": base64::engine::general_purpose::STANDARD.encode(sb.ca_pem()),
+    });
+    e.cluster["identity"] = json!({"oidc": {"issuer": format!("{}/oidc", sb.url())}});
+    e.cluster["status"] = json!("ACTIVE");
+    e.sandbox = Some(sb);
+    e.client = Some(client);
+}
+
+fn mark_failed(e: &mut Entry, why: &str) {
+    e.cluster["status"] = json!("FAILED");
+    e.cluster["health"] = json!({"issues": [{"code": "ClusterUnreachable", "message": why}]});
+}
+
 /// Removes the sandbox's control-plane node, which an EKS cluster does not show.
-async fn hide_control_plane(client: &kube::Client, cluster: &str) -> Result<(), SandboxError> {
+pub(super) async fn hide_control_plane(
+    client: &kube::Client,
+    cluster: &str,
+) -> Result<(), SandboxError> {
     use k8s_openapi::api::core::v1::Node;
     let api: kube::Api<Node> = kube::Api::all(client.clone());
     match api
@@ -804,7 +951,7 @@ async fn hide_control_plane(client: &kube::Client, cluster: &str) -> Result<(), 
 
 /// A kube client for the cluster as its admin: the cloud's way to act as the control
 /// plane's own components (nodes registering, add-ons deploying).
-async fn admin_client(sb: &Sandbox) -> Result<kube::Client, SandboxError> {
+pub(super) async fn admin_client(sb: &Sandbox) -> Result<kube::Client, SandboxError> {
     let e = sb.kubeconfig_entry();
     let doc = super::kubeconfig::document_with_users(std::slice::from_ref(&e), &[]);
     let kc: kube::config::Kubeconfig = serde_json::from_value(doc)
@@ -933,6 +1080,7 @@ async fn create_nodegroup(
             }
             n["modifiedAt"] = json!(now_secs());
         }
+        save_eks(&st, &clusters);
     });
     state.tasks.lock().push(h);
     Ok(json!({"nodegroup": ng}))
@@ -1094,6 +1242,7 @@ async fn create_addon(
             }
             a["modifiedAt"] = json!(now_secs());
         }
+        save_eks(&st, &clusters);
     });
     state.tasks.lock().push(h);
     Ok(json!({"addon": addon}))

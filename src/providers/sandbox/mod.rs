@@ -26,8 +26,10 @@
 //!   Endpoints, the storage provisioner and snapshots);
 //! - `seed.rs`: `ferry sandbox seed`, a sample shop application loaded through the API;
 //! - `cloud.rs`: the sandbox cloud, an EKS/STS-compatible endpoint whose clusters are
-//!   sandboxes; `iam.rs`: their EKS token authentication; `sigv4.rs`: SigV4 checks.
+//!   sandboxes; `iam.rs`: their EKS token authentication; `sigv4.rs`: SigV4 checks;
+//!   `arm.rs`: the cloud's Azure side (OAuth2 tokens, ARM managed clusters).
 
+pub mod arm;
 pub mod cloud;
 mod controllers;
 mod dryrun;

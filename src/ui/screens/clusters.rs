@@ -28,7 +28,9 @@ impl Origin {
                 provider,
                 account,
                 region,
-            } => format!("{provider} {account} {region}"),
+            } => format!("{provider} {account} {region}")
+                .trim_end()
+                .to_string(),
         }
     }
 }
@@ -37,11 +39,11 @@ impl Origin {
 pub fn rows(app: &App) -> Vec<Row> {
     let mut groups: BTreeMap<Origin, Vec<usize>> = BTreeMap::new();
     for (i, c) in app.clusters.iter().enumerate() {
-        let origin = match c.linked.eks() {
-            Some((account, cluster)) => Origin::Cloud {
-                provider: "aws".into(),
-                account: account.label(),
-                region: cluster.region.clone(),
+        let origin = match c.linked.cloud_group() {
+            Some((provider, account, region)) => Origin::Cloud {
+                provider,
+                account,
+                region,
             },
             None => Origin::Kubeconfig(c.linked.sources.first().cloned().unwrap_or_default()),
         };
