@@ -260,14 +260,16 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, w: &Wizard) {
     } else {
         0
     };
-    app.hits.borrow_mut().wizard = item_areas(&lines, &items, body, scroll);
-    f.render_widget(
-        Paragraph::new(lines)
-            .wrap(Wrap { trim: false })
-            .scroll((scroll, 0))
-            .style(theme.base()),
-        body,
-    );
+    let placed = layout_lines(lines, body, scroll, theme.base());
+    app.hits.borrow_mut().wizard = items
+        .iter()
+        .filter_map(|(line, item)| placed.get(*line).and_then(|(r, _)| *r).map(|r| (r, *item)))
+        .collect();
+    for (area, p) in placed {
+        if let Some(area) = area {
+            f.render_widget(p, area);
+        }
+    }
     if let Some(e) = &w.error {
         f.render_widget(
             Paragraph::new(Span::styled(format!("✗ {e}"), theme.error())).wrap(Wrap { trim: true }),
@@ -304,39 +306,34 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, w: &Wizard) {
     f.render_widget(Paragraph::new(Line::from(k)), keys);
 }
 
-/// Where each item line lands in `body` once wrapped (a line wider than the body takes
-/// as many rows as it needs) and scrolled by `scroll` rows.
-fn item_areas(
-    lines: &[Line],
-    items: &[(usize, usize)],
+/// Lays `lines` out in `body`, each as its own wrapped paragraph, scrolled by `scroll`
+/// rows: for each line, where it is drawn (None when scrolled out of view) and the
+/// paragraph that draws it there. Clicks are matched against these same areas, so a
+/// line that wraps moves the lines below it for the mouse as it does on screen.
+fn layout_lines(
+    lines: Vec<Line<'_>>,
     body: Rect,
     scroll: u16,
-) -> Vec<(Rect, usize)> {
-    let width = usize::from(body.width.max(1));
-    let mut top = Vec::with_capacity(lines.len());
+    style: ratatui::style::Style,
+) -> Vec<(Option<Rect>, Paragraph<'_>)> {
     let mut y = 0usize;
-    for l in lines {
-        let h = l.width().div_ceil(width).max(1);
-        top.push((y, h));
-        y += h;
-    }
-    items
-        .iter()
-        .filter_map(|(line, item)| {
-            let (y, h) = *top.get(*line)?;
-            let y = y.checked_sub(usize::from(scroll))?;
-            if y >= usize::from(body.height) {
-                return None;
-            }
-            let h = h.min(usize::from(body.height) - y);
-            Some((
-                Rect {
-                    y: body.y + y as u16,
-                    height: h as u16,
-                    ..body
-                },
-                *item,
-            ))
+    let skip = usize::from(scroll);
+    let bottom = skip + usize::from(body.height);
+    lines
+        .into_iter()
+        .map(|l| {
+            let p = Paragraph::new(l).wrap(Wrap { trim: false }).style(style);
+            let h = p.line_count(body.width).max(1);
+            let (top, end) = (y.max(skip), (y + h).min(bottom));
+            let area = (top < end).then(|| Rect {
+                y: body.y + (top - skip) as u16,
+                height: (end - top) as u16,
+                ..body
+            });
+            // A line cut at the top shows its lower rows.
+            let p = p.scroll(((top - y) as u16, 0));
+            y += h;
+            (area, p)
         })
         .collect()
 }
