@@ -52,6 +52,7 @@ fn main() {
         read_only_contexts: vec![],
         mover: MoverOptions::default(),
         reports: dir.path().join("reports"),
+        downloads: dir.path().join("downloads"),
     };
     let mut app = App::new(env);
     key(&mut app, KeyCode::Enter);

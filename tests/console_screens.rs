@@ -101,6 +101,7 @@ fn app_with(theme: &str, read_only: bool) -> (Fixture, App) {
         read_only_contexts: vec![],
         mover: MoverOptions::default(),
         reports: dir.path().join("reports"),
+        downloads: dir.path().join("downloads"),
     };
     let app = App::new(env);
     (Fixture { _dir: dir, rt }, app)
@@ -523,4 +524,116 @@ fn p_pauses_and_resumes_the_selected_job() {
     key(&mut app, KeyCode::Char('p'));
     assert!(!progress.is_paused());
     assert_eq!(app.selected_row().unwrap().cells[6], "running");
+}
+
+/// A click on a wizard line selects the item drawn there even when a line above it
+/// wraps onto more rows than its width alone says (words move whole to the next row).
+#[test]
+fn wizard_clicks_after_a_wrapped_line_hit_the_row_drawn() {
+    let (_f, mut app) = app_with("dark", false);
+    in_namespace(&mut app);
+    key(&mut app, KeyCode::Char('c'));
+    // prod's line: "› prod  unreachable: " then four 40-letter words, each on its own
+    // row at this width (4 rows where its 185 columns alone would take 3).
+    let word = |c: char| std::iter::repeat_n(c, 40).collect::<String>();
+    let long = format!("{} {} {} {}", word('a'), word('b'), word('c'), word('d'));
+    app.apply(Msg::Probe("prod".into(), Err(long)));
+    let t = render(&app, 80, 24);
+    assert_eq!(app.wizard.as_ref().unwrap().target, 0);
+    let (_, last_of_prod) = locate(&t, &word('d'));
+    let (qx, qy) = locate(&t, "qa  unreachable");
+    assert_eq!(qy, last_of_prod + 1, "{}", t.backend());
+    click(&mut app, qx + 4, qy);
+    assert_eq!(
+        app.wizard.as_ref().unwrap().target,
+        1,
+        "the click on qa's row"
+    );
+    // Every row of the wrapped line is prod's.
+    let (_, first_of_prod) = locate(&t, "prod  unreachable");
+    for y in [first_of_prod, last_of_prod] {
+        click(&mut app, 10, qy);
+        assert_eq!(app.wizard.as_ref().unwrap().target, 1);
+        click(&mut app, 10, y);
+        assert_eq!(app.wizard.as_ref().unwrap().target, 0, "row {y}");
+    }
+    insta::assert_snapshot!("wizard_target_wrapped", t.backend());
+}
+
+/// A folder backup's snapshot record (its tree is never read here).
+fn folder_snapshot() -> ferry::engine::snapshot::Snapshot {
+    let v = json!({
+        "version": 2, "time": "2026-01-02T03:04:05Z", "host": "laptop", "username": "sre",
+        "paths": ["/home/sre/site"], "tree": "00".repeat(32), "program": "ferry 0.1.0",
+    });
+    let mut s: ferry::engine::snapshot::Snapshot = serde_json::from_value(v).unwrap();
+    s.id = "ab".repeat(32).parse().unwrap();
+    s
+}
+
+fn node(name: &str, kind: &str, mode: u32, size: u64) -> ferry::engine::tree::Node {
+    serde_json::from_value(json!({
+        "name": name, "type": kind, "mode": mode, "uid": 1000, "gid": 1000,
+        "mtime_ns": 1_767_323_045_000_000_000i64, "ctime_ns": 0, "inode": 1, "device": 1,
+        "links": 1, "size": size,
+    }))
+    .unwrap()
+}
+
+#[test]
+fn folder_backup_files_and_the_restore_prompt() {
+    use ferry::ui::app::View;
+    let (_f, mut app) = app_with("dark", false);
+    probed(&mut app);
+    key(&mut app, KeyCode::Char('S'));
+    let snap = folder_snapshot();
+    let id = snap.id.to_hex();
+    app.apply(Msg::Snapshots(Ok(vec![snap])));
+    key(&mut app, KeyCode::Enter);
+    assert_eq!(
+        app.screen().view,
+        View::Files {
+            id: id.clone(),
+            base: String::new(),
+            path: String::new()
+        }
+    );
+    let mut link = node("current", "symlink", 0o777, 0);
+    link.target = Some(ferry::engine::tree::Name(b"releases/v2".to_vec()));
+    app.apply(Msg::SnapshotDir(
+        id.clone(),
+        String::new(),
+        Ok(vec![
+            node("index.html", "file", 0o644, 12_345),
+            node("releases", "dir", 0o755, 0),
+            link,
+            node("deploy.sh", "file", 0o750, 2_000_000),
+        ]),
+    ));
+    insta::assert_snapshot!("files_folder_backup", render(&app, 100, 24).backend());
+    key(&mut app, KeyCode::Char('G'));
+    key(&mut app, KeyCode::Char('k'));
+    key(&mut app, KeyCode::Char('d'));
+    // Pre-filled with the downloads folder; typing edits it.
+    let p = app.prompt.as_ref().unwrap();
+    assert_eq!(
+        p.dest,
+        _f._dir.path().join("downloads").display().to_string()
+    );
+    assert_eq!((p.path.as_str(), p.what), ("deploy.sh", "file"));
+    for _ in 0..p.dest.chars().count() {
+        key(&mut app, KeyCode::Backspace);
+    }
+    chars(&mut app, "/srv/restore");
+    insta::assert_snapshot!("files_restore_prompt", render(&app, 100, 24).backend());
+    key(&mut app, KeyCode::Esc);
+    assert!(app.prompt.is_none());
+    assert!(app.jobs.is_empty());
+    // Help lists the key.
+    key(&mut app, KeyCode::Char('?'));
+    let text = render(&app, 100, 36).backend().to_string();
+    assert!(
+        text.contains("restore the file or folder to this machine"),
+        "{text}"
+    );
 }

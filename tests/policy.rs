@@ -775,6 +775,7 @@ mod console {
             read_only_contexts: vec![],
             mover: MoverOptions::default(),
             reports: env.home.path().join("reports"),
+            downloads: env.home.path().join("downloads"),
         });
         assert!(app.settle(LIMIT, |a| a.clusters.iter().all(|c| c.facts.is_some())));
         key(&mut app, KeyCode::Down);

@@ -19,7 +19,9 @@ use crate::engine::k8s::capture::{self, CaptureMeta, CaptureOptions};
 use crate::engine::k8s::mover::MoverOptions;
 use crate::engine::k8s::objects::{self, Catalog};
 use crate::engine::k8s::plan::{self, Plan, RestoreOptions};
+use crate::engine::restore;
 use crate::engine::snapshot::{self, Snapshot};
+use crate::engine::tree;
 use crate::policy::Action;
 use crate::policy::gate::{self, Gate, Place};
 use crate::providers::kubeconfig::LinkedCluster;
@@ -577,6 +579,189 @@ pub fn apply(
         if let Some(w) = gate::finish(&repo, record, outcome).await {
             progress.log(w);
         }
+        send(&tx, Msg::JobDone(id, ended(r, &progress)));
+    });
+}
+
+/// Loads the entries of the folder at `path` of a snapshot's tree.
+pub fn snapshot_dir(
+    rt: &Handle,
+    tx: &Sender<Msg>,
+    repo: Result<Repository, String>,
+    snap: Snapshot,
+    path: String,
+) {
+    let tx = tx.clone();
+    rt.spawn(async move {
+        let id = snap.id.to_hex();
+        let p = path.clone();
+        let r = match repo {
+            Ok(repo) => {
+                blocking(move || {
+                    let shown = format!("/{p}");
+                    let node = tree::find_path(&repo, &snap.tree, &p)
+                        .map_err(|e| format!("cannot read {shown} of the snapshot: {e}"))?
+                        .ok_or_else(|| format!("the snapshot has no {shown}"))?;
+                    let sub = node
+                        .subtree
+                        .ok_or_else(|| format!("{shown} is not a folder"))?;
+                    tree::Tree::load(&repo, &sub)
+                        .map(|t| t.nodes)
+                        .map_err(|e| format!("cannot read {shown} of the snapshot: {e}"))
+                })
+                .await
+            }
+            Err(e) => Err(e),
+        };
+        send(&tx, Msg::SnapshotDir(id, path, r));
+    });
+}
+
+/// `~` and `~/…` as the home folder; relative paths from the current folder.
+fn expand(dest: &str) -> Result<PathBuf, String> {
+    let dest = dest.trim();
+    let home = || {
+        std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .ok_or_else(|| "HOME is not set: type a full path".to_string())
+    };
+    let p = if dest == "~" {
+        home()?
+    } else if let Some(rest) = dest.strip_prefix("~/") {
+        home()?.join(rest)
+    } else {
+        PathBuf::from(dest)
+    };
+    if p.is_absolute() {
+        Ok(p)
+    } else {
+        std::env::current_dir()
+            .map(|d| d.join(p))
+            .map_err(|e| format!("cannot tell the current folder ({e}): type a full path"))
+    }
+}
+
+/// Where the restore of `name` (at `path` in the snapshot, a folder when `is_dir`) into
+/// the folder `dest` writes, as the engine's options; or why it cannot go there. The
+/// folder must be a folder (or creatable) and writable, and must not hold `name` yet:
+/// nothing that exists is replaced.
+pub fn restore_target(
+    dest: &str,
+    name: &str,
+    path: &str,
+    is_dir: bool,
+) -> Result<restore::RestoreOptions, String> {
+    let dest = expand(dest)?;
+    let shown = dest.display();
+    // The folder itself, or the nearest parent that exists (the restore creates the rest).
+    let mut existing = Some(dest.as_path());
+    while let Some(p) = existing {
+        match std::fs::metadata(p) {
+            Ok(m) if m.is_dir() => break,
+            Ok(_) if p == dest => return Err(format!("{shown} is a file, not a folder")),
+            Ok(_) => {
+                return Err(format!(
+                    "{} is a file: {shown} cannot be created",
+                    p.display()
+                ));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => existing = p.parent(),
+            Err(e) => return Err(format!("cannot use {}: {e}", p.display())),
+        }
+    }
+    let Some(existing) = existing else {
+        return Err(format!("{shown} cannot be created"));
+    };
+    if nix::unistd::access(existing, nix::unistd::AccessFlags::W_OK).is_err() {
+        return Err(format!("{} is not writable", existing.display()));
+    }
+    let at = dest.join(name);
+    if std::fs::symlink_metadata(&at).is_ok() {
+        return Err(format!(
+            "{} already exists: choose another folder or move it away",
+            at.display()
+        ));
+    }
+    Ok(if is_dir {
+        // The folder's content goes into <dest>/<name>, which does not exist yet.
+        restore::RestoreOptions {
+            target: at,
+            path: path.to_string(),
+            overwrite: false,
+            threads: None,
+        }
+    } else {
+        // A file lands at <dest>/<name>; `overwrite` only lets the engine write into a
+        // folder that holds other files (it replaces restored paths alone, and this one
+        // was just seen not to exist).
+        restore::RestoreOptions {
+            target: dest.clone(),
+            path: path.to_string(),
+            overwrite: true,
+            threads: None,
+        }
+    })
+}
+
+/// Checks a restore prompt's folder on a blocking thread ([`restore_target`]).
+#[allow(clippy::too_many_arguments)]
+pub fn check_restore_target(
+    rt: &Handle,
+    tx: &Sender<Msg>,
+    generation: u64,
+    dest: String,
+    name: String,
+    path: String,
+    is_dir: bool,
+) {
+    let tx = tx.clone();
+    rt.spawn(async move {
+        let r = blocking(move || restore_target(&dest, &name, &path, is_dir)).await;
+        send(&tx, Msg::RestoreChecked(generation, r));
+    });
+}
+
+/// Restores part of a snapshot into a folder of this machine with the engine's restore
+/// (what `ferry restore SNAP --path P --target DIR` runs).
+pub fn restore_files(
+    rt: &Handle,
+    tx: &Sender<Msg>,
+    id: usize,
+    repo: Repository,
+    snap: Snapshot,
+    opts: restore::RestoreOptions,
+    progress: Arc<JobProgress>,
+) {
+    let tx = tx.clone();
+    rt.spawn(async move {
+        let p = progress.clone();
+        let r = blocking(move || {
+            let out = restore::restore(&repo, &snap, &opts, &p.data).map_err(|e| {
+                format!(
+                    "restore of /{} into {} failed: {e}",
+                    opts.path,
+                    opts.target.display()
+                )
+            })?;
+            p.log(format!(
+                "restored {} file(s), {} folder(s), {} into {}",
+                out.files,
+                out.dirs,
+                format::bytes(out.bytes),
+                opts.target.display()
+            ));
+            for w in &out.warnings {
+                p.log(format!("warning: {w}"));
+            }
+            Ok(JobEnd::Downloaded {
+                target: opts.target.clone(),
+                files: out.files,
+                dirs: out.dirs,
+                bytes: out.bytes,
+                warnings: out.warnings,
+            })
+        })
+        .await;
         send(&tx, Msg::JobDone(id, ended(r, &progress)));
     });
 }
