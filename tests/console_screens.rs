@@ -637,3 +637,28 @@ fn folder_backup_files_and_the_restore_prompt() {
         "{text}"
     );
 }
+
+/// The loop the binary runs, on a test backend: it draws the first frame before any
+/// probe answers and returns when the app quits.
+#[test]
+fn the_binary_loop_draws_then_quits() {
+    use crossterm::event::Event;
+    let (_f, mut app) = app_with("dark", false);
+    let tx = app.sender();
+    let mut terminal = Terminal::new(TestBackend::new(100, 24)).unwrap();
+    let mut frames = Vec::new();
+    ferry::ui::event::run_loop(&mut terminal, &mut app, &mut |t, a| {
+        if frames.is_empty() {
+            assert!(a.clusters.iter().all(|c| c.facts.is_none()));
+            tx.send(Msg::Input(Event::Key(KeyEvent::new(
+                KeyCode::Char('q'),
+                KeyModifiers::NONE,
+            ))))
+            .unwrap();
+        }
+        frames.push(t.backend().to_string());
+    })
+    .unwrap();
+    assert!(app.quit);
+    assert!(frames[0].contains("CLUSTER"), "{}", frames[0]);
+}
