@@ -53,6 +53,7 @@ fn main() {
         mover: MoverOptions::default(),
         reports: dir.path().join("reports"),
         downloads: dir.path().join("downloads"),
+        aws: vec![],
     };
     let mut app = App::new(env);
     key(&mut app, KeyCode::Enter);

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+mod support;
 
 use std::time::Duration;
 
@@ -113,6 +114,7 @@ fn browse_and_migrate_a_namespace_through_the_wizard() {
         mover: MoverOptions::default(),
         reports: dir.path().join("reports"),
         downloads: dir.path().join("downloads"),
+        aws: vec![],
     };
     let mut app = App::new(env);
     assert!(app.settle(LIMIT, |a| a.clusters.iter().all(|c| c.facts.is_some())));
@@ -276,6 +278,7 @@ fn env_for(t: &common::TestRepo, dir: &std::path::Path, linked: Linked) -> Env {
         mover: MoverOptions::default(),
         reports: dir.join("reports"),
         downloads: dir.join("downloads"),
+        aws: vec![],
     }
 }
 
@@ -636,4 +639,222 @@ fn support_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out.sort();
     out
+}
+
+/// The restore wizard with an AWS account linked (the sandbox cloud): the target step
+/// offers a new EKS cluster; its form checks in place (a version older than the
+/// source's is refused); the last step creates the cluster and restores the captured
+/// shop into it as one job, the claims mapped to gp3 and their files byte for byte.
+#[test]
+fn a_new_eks_cluster_from_the_wizard_receives_the_shop() {
+    use ferry::engine::k8s::JobProgress;
+    use ferry::engine::k8s::capture::{self, CaptureOptions, Scope};
+    use ferry::providers::eks::AwsAccount;
+    use ferry::providers::sandbox::cloud::{Cloud, CloudConfig};
+    use ferry::providers::sandbox::iam::Principal;
+    use ferry::providers::sandbox::seed::{SeedOptions, seed};
+    use ferry::ui::wizard::TargetKind;
+    use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+    use kube::api::ListParams;
+
+    let t = common::new_repo();
+    let dir = tempfile::tempdir().unwrap();
+    let prod_dir = dir.path().join("prod");
+    let (prod, cloud) = t.rt.block_on(async {
+        let prod = Sandbox::start(SandboxConfig::new("prod", prod_dir.clone()))
+            .await
+            .unwrap();
+        let cloud = Cloud::start(CloudConfig::new(
+            dir.path().join("cloud"),
+            vec![Principal {
+                access_key_id: "AKIAFERRYTEST0001".into(),
+                secret_access_key: "ferry-test-secret-0001".into(),
+                user: "ferry".into(),
+                eks: true,
+            }],
+        ))
+        .await
+        .unwrap();
+        (prod, cloud)
+    });
+    let account = AwsAccount {
+        profile: None,
+        regions: vec!["us-east-1".into()],
+        endpoint: Some(cloud.endpoint()),
+        static_credentials: Some(("AKIAFERRYTEST0001".into(), "ferry-test-secret-0001".into())),
+    };
+    let kc = dir.path().join("kubeconfig");
+    write_kubeconfig(&kc, &[prod.kubeconfig_entry()]).unwrap();
+    let linked = Linked::load(&Sources { paths: vec![kc] });
+    let client = t.rt.block_on(linked.clusters[0].client()).unwrap();
+    let seeded =
+        t.rt.block_on(seed(
+            &client,
+            &prod_dir,
+            &SeedOptions {
+                files: 4,
+                file_size: 64 * 1024,
+                ..SeedOptions::default()
+            },
+        ))
+        .unwrap();
+    let out =
+        t.rt.block_on(capture::capture(
+            &client,
+            &t.repo,
+            &CaptureOptions {
+                cluster: linked.clusters[0].name.clone(),
+                scope: Scope::Namespaces(vec!["shop".into()]),
+                include_volumes: true,
+                use_snapshots: true,
+                mover: MoverOptions::default(),
+                tags: vec![],
+                parent: None,
+                no_parent: false,
+                envelope: None,
+            },
+            &JobProgress::new(),
+        ))
+        .unwrap();
+    let (maj, min) = ferry::providers::eks::parse_version(&out.meta.server_version).unwrap();
+    let source_version = format!("{maj}.{min}");
+
+    let mut env = env_for(&t, dir.path(), linked);
+    env.aws = vec![account];
+    let mut app = App::new(env);
+    key(&mut app, KeyCode::Char('S'));
+    assert!(app.settle(LIMIT, |a| matches!(a.snapshots, Some(Load::Ready(_)))));
+    key(&mut app, KeyCode::Char('r'));
+    let w = app.wizard.as_ref().expect("the restore wizard opens");
+    assert_eq!(w.targets.len(), 2);
+    assert_eq!(
+        w.targets[w.target].kind,
+        TargetKind::New,
+        "the source is not the default target"
+    );
+    assert_eq!(w.target_name(), "new EKS cluster…");
+    key(&mut app, KeyCode::Enter);
+    assert_eq!(app.wizard.as_ref().unwrap().step, Step::Cluster);
+
+    // The form: pre-filled with the source's version; type the rest.
+    let field = |app: &mut App, row: usize, text: &str| {
+        let w = app.wizard.as_mut().unwrap();
+        w.select(row);
+        let n = w.new_cluster.as_ref().unwrap().rows()[row]
+            .1
+            .chars()
+            .count();
+        for _ in 0..n {
+            key(app, KeyCode::Backspace);
+        }
+        chars(app, text);
+    };
+    assert_eq!(
+        app.wizard
+            .as_ref()
+            .unwrap()
+            .new_cluster
+            .as_ref()
+            .unwrap()
+            .rows()[2]
+            .1,
+        source_version
+    );
+    field(&mut app, 1, "shop-eks");
+    field(&mut app, 3, "arn:aws:iam::123456789012:role/eks");
+    key(&mut app, KeyCode::Enter);
+    let e = app.wizard.as_ref().unwrap().error.clone().unwrap();
+    assert!(e.contains("two availability zones"), "{e}");
+    field(&mut app, 4, "subnet-a,subnet-b");
+    field(&mut app, 5, "arn:aws:iam::123456789012:role/node");
+    field(&mut app, 2, "1.20");
+    key(&mut app, KeyCode::Enter);
+    let w = app.wizard.as_ref().unwrap();
+    assert_eq!(w.step, Step::Cluster);
+    assert!(
+        w.error.as_ref().unwrap().contains("older than the source"),
+        "{:?}",
+        w.error
+    );
+    field(&mut app, 2, &source_version);
+    key(&mut app, KeyCode::Enter);
+    assert_eq!(app.wizard.as_ref().unwrap().step, Step::Namespaces);
+    key(&mut app, KeyCode::Enter);
+    let w = app.wizard.as_ref().unwrap();
+    assert_eq!(w.step, Step::StorageClasses);
+    assert!(!w.sc.is_empty());
+    assert!(w.sc.iter().all(|(_, to)| to == "gp3"), "{:?}", w.sc);
+    key(&mut app, KeyCode::Enter);
+    key(&mut app, KeyCode::Enter);
+    let w = app.wizard.as_ref().unwrap();
+    assert_eq!(w.step, Step::Plan);
+    assert!(
+        w.plan.is_none(),
+        "nothing to plan before the cluster exists"
+    );
+    // Nothing exists before the confirmation.
+    assert!(app.jobs.is_empty());
+    key(&mut app, KeyCode::Enter);
+    assert!(app.wizard.is_none(), "confirmed: the wizard closes");
+    let id = app.jobs.last().unwrap().id;
+    assert!(app.settle(Duration::from_secs(300), |a| {
+        a.jobs.iter().any(|j| j.id == id && !j.running())
+    }));
+    let job = app.jobs.iter().find(|j| j.id == id).unwrap();
+    match &job.end {
+        Some(JobEnd::Restored { report, .. }) => {
+            assert!(report.failed().is_empty(), "{:?}", report.failed())
+        }
+        other => panic!(
+            "creation + restore did not finish: {other:?}\n{:#?}",
+            job.progress.log_lines()
+        ),
+    }
+    let log = job.progress.log_lines().join("\n");
+    assert!(log.contains("cluster shop-eks is ready"), "{log}");
+    assert!(log.contains("EKS cluster shop-eks is ACTIVE"), "{log}");
+
+    // Linked from now on; the shop is there with its claims on gp3 and their files.
+    let name = "eks:default/us-east-1/shop-eks";
+    assert!(app.settle(LIMIT, |a| {
+        a.cluster(name).is_some_and(|c| c.facts.is_some())
+    }));
+    let new = app.cluster(name).unwrap().linked.clone();
+    let new_client = t.rt.block_on(new.client()).unwrap();
+    let pvcs =
+        t.rt.block_on(
+            Api::<PersistentVolumeClaim>::namespaced(new_client.clone(), "shop")
+                .list(&ListParams::default()),
+        )
+        .unwrap();
+    assert_eq!(pvcs.items.len(), seeded.volumes.len());
+    for pvc in &pvcs.items {
+        assert_eq!(
+            pvc.spec.as_ref().unwrap().storage_class_name.as_deref(),
+            Some("gp3")
+        );
+    }
+    let deployments =
+        t.rt.block_on(
+            Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(new_client.clone(), "shop")
+                .list(&ListParams::default()),
+        )
+        .unwrap();
+    assert!(!deployments.items.is_empty());
+    let new_dir = dir.path().join("cloud/us-east-1/shop-eks");
+    for (claim, folder) in &seeded.volumes {
+        let restored = t.rt.block_on(support::volumes::volume_dir(
+            &new_client,
+            &new_dir,
+            "shop",
+            claim,
+        ));
+        assert_eq!(
+            support::volumes::checksums(&restored),
+            support::volumes::checksums(folder),
+            "{claim}"
+        );
+    }
+    t.rt.block_on(prod.shutdown()).unwrap();
+    drop(cloud);
 }

@@ -102,6 +102,7 @@ fn app_with(theme: &str, read_only: bool) -> (Fixture, App) {
         mover: MoverOptions::default(),
         reports: dir.path().join("reports"),
         downloads: dir.path().join("downloads"),
+        aws: vec![],
     };
     let app = App::new(env);
     (Fixture { _dir: dir, rt }, app)

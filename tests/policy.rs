@@ -776,6 +776,7 @@ mod console {
             mover: MoverOptions::default(),
             reports: env.home.path().join("reports"),
             downloads: env.home.path().join("downloads"),
+            aws: vec![],
         });
         assert!(app.settle(LIMIT, |a| a.clusters.iter().all(|c| c.facts.is_some())));
         key(&mut app, KeyCode::Down);

@@ -51,6 +51,9 @@ pub struct Env {
     /// The folder a file restored from a snapshot goes to unless the user types
     /// another (`<data>/downloads`).
     pub downloads: std::path::PathBuf,
+    /// Linked AWS accounts (`aws:` in the settings): the wizard offers a new EKS
+    /// cluster as a target when there is one.
+    pub aws: Vec<crate::providers::eks::AwsAccount>,
 }
 
 impl std::fmt::Debug for Env {
@@ -373,6 +376,8 @@ pub enum Msg {
     /// A wizard's plan (wizard generation).
     Plan(u64, Result<Box<tasks::Prepared>, String>),
     JobDone(usize, JobEnd),
+    /// A cluster the console created (a wizard's new target): linked from now on.
+    ClusterCreated(Box<LinkedCluster>),
     /// A terminal event (from the input thread).
     Input(crossterm::event::Event),
 }
@@ -808,6 +813,18 @@ impl App {
                 self.select_first_selectable();
             }
             Msg::RestoreChecked(generation, r) => self.restore_checked(generation, r),
+            Msg::ClusterCreated(linked) => {
+                if self.cluster(&linked.name).is_none() {
+                    tasks::probe(&self.env.rt, &self.tx, (*linked).clone());
+                    self.clusters.push(ClusterState {
+                        linked: *linked,
+                        facts: None,
+                        namespaces: None,
+                        ns: HashMap::new(),
+                    });
+                    self.cluster_rows = screens::clusters::rows(self);
+                }
+            }
             Msg::WizardVerdicts(generation, verdicts) => {
                 if let Some(w) = &mut self.wizard
                     && w.generation == generation
@@ -1668,6 +1685,10 @@ impl App {
     }
 
     fn confirm(&mut self, w: Wizard) {
+        if w.creating().is_some() {
+            self.create_and_restore(w);
+            return;
+        }
         let Some(Load::Ready(prepared)) = w.plan.clone() else {
             return;
         };
@@ -1873,6 +1894,62 @@ impl App {
         self.say(
             Tone::Ok,
             format!("restoring {} to this machine: follow it on :jobs", p.name),
+        );
+    }
+}
+
+impl App {
+    /// Creates the wizard's new cluster and restores its snapshot into it, as one job.
+    fn create_and_restore(&mut self, w: Wizard) {
+        let (Some(new), Source::Snapshot { snap, meta }) = (w.creating(), &w.source) else {
+            return;
+        };
+        let repo = match &self.env.repo {
+            Ok(r) => r.clone(),
+            Err(e) => {
+                let e = e.clone();
+                self.say(Tone::Error, e);
+                return;
+            }
+        };
+        let create = match new {
+            crate::ui::newcluster::NewCluster::Eks(f) => match f.spec() {
+                Ok((account, region, spec)) => tasks::Create::Eks {
+                    account,
+                    region,
+                    spec: Box::new(spec),
+                    source_version: f.source_version.clone(),
+                },
+                Err(e) => {
+                    let mut w = w.clone();
+                    w.error = Some(e);
+                    self.wizard = Some(w);
+                    return;
+                }
+            },
+        };
+        let name = new.name().to_string();
+        let (id, progress) =
+            self.register_job(format!("create {name} + restore {}", w.source_label()));
+        tasks::create_and_restore(
+            &self.env.rt,
+            &self.tx,
+            id,
+            create,
+            repo,
+            tasks::Restore {
+                snapshot: (**snap).clone(),
+                meta: (**meta).clone(),
+                options: w.restore_options(&self.env.mover),
+                origin: self.origin_place(&meta.cluster),
+                mover: self.env.mover.clone(),
+                reports: self.env.reports.clone(),
+            },
+            progress,
+        );
+        self.say(
+            Tone::Ok,
+            format!("creating {name}, then restoring into it: follow it on :jobs"),
         );
     }
 }

@@ -765,3 +765,181 @@ pub fn restore_files(
         send(&tx, Msg::JobDone(id, ended(r, &progress)));
     });
 }
+
+/// A cluster to create (one variant per cloud, as `ui::newcluster::NewCluster`).
+#[derive(Debug, Clone)]
+pub enum Create {
+    Eks {
+        account: crate::providers::eks::AwsAccount,
+        region: String,
+        spec: Box<crate::providers::eks::ClusterSpec>,
+        source_version: Option<String>,
+    },
+}
+
+/// What to restore into a cluster once it exists.
+#[derive(Debug, Clone)]
+pub struct Restore {
+    pub snapshot: Snapshot,
+    pub meta: CaptureMeta,
+    pub options: RestoreOptions,
+    pub origin: Place,
+    pub mover: MoverOptions,
+    pub reports: PathBuf,
+}
+
+/// Creates the cluster (its progress in the job's phase and log), tells the app it is
+/// linked, then checks the policy, plans the restore against it and carries it out:
+/// one job. A failure says what exists and how to delete it.
+#[allow(clippy::too_many_arguments)]
+pub fn create_and_restore(
+    rt: &Handle,
+    tx: &Sender<Msg>,
+    id: usize,
+    create: Create,
+    repo: Repository,
+    restore: Restore,
+    progress: Arc<JobProgress>,
+) {
+    let tx = tx.clone();
+    rt.spawn(async move {
+        let target = match create_cluster(&create, &progress).await {
+            Ok(t) => t,
+            Err(e) => {
+                send(&tx, Msg::JobDone(id, ended(Err(e), &progress)));
+                return;
+            }
+        };
+        send(&tx, Msg::ClusterCreated(Box::new(target.clone())));
+        let leftover = match &create {
+            Create::Eks { region, spec, .. } => format!(
+                "the cluster {} stays (delete it with: aws eks delete-cluster --region {region} --name {} after deleting its node groups)",
+                spec.name, spec.name
+            ),
+        };
+        let r = restore_into(&repo, &target, restore, &progress)
+            .await
+            .map_err(|e| format!("{e}; {leftover}"));
+        send(&tx, Msg::JobDone(id, ended(r, &progress)));
+    });
+}
+
+async fn create_cluster(
+    create: &Create,
+    progress: &Arc<JobProgress>,
+) -> Result<LinkedCluster, String> {
+    match create {
+        Create::Eks {
+            account,
+            region,
+            spec,
+            source_version,
+        } => {
+            use crate::providers::eks::{self, CreateEvent, CreateOptions};
+            progress.set_phase("creating the cluster");
+            let p = progress.clone();
+            let events = move |e: CreateEvent| match e {
+                CreateEvent::Step(s) => {
+                    p.set_phase(&s);
+                    p.log(s);
+                }
+                CreateEvent::Status { what, status } => {
+                    p.set_phase(format!("{what}: {status}"));
+                    p.log(format!("{what}: {status}"));
+                }
+                CreateEvent::Ready(what) => p.log(format!("{what} is ready")),
+            };
+            let cluster = eks::create_cluster(
+                account,
+                region,
+                spec,
+                source_version.as_deref(),
+                &CreateOptions::default(),
+                &events,
+            )
+            .await
+            .map_err(|e| format!("cannot create the EKS cluster {}: {e}", spec.name))?;
+            progress.log(format!(
+                "EKS cluster {} is ACTIVE (Kubernetes {})",
+                cluster.name, cluster.version
+            ));
+            Ok(LinkedCluster::from_eks(account, &cluster))
+        }
+    }
+}
+
+/// The policy check, the plan (refused when it has blocking problems) and the restore
+/// of a snapshot into `target`, with the report saved and the audit record finished.
+async fn restore_into(
+    repo: &Repository,
+    target: &LinkedCluster,
+    r: Restore,
+    progress: &Arc<JobProgress>,
+) -> Result<JobEnd, String> {
+    progress.set_phase("planning the restore");
+    let client = client(target).await?;
+    let sources = if r.options.namespaces.is_empty() {
+        &r.meta.namespaces
+    } else {
+        &r.options.namespaces
+    };
+    let mut gate = gate::check(
+        repo,
+        Action::Restore,
+        Some(&r.origin),
+        Some(&Place::new(target, Some(&client))),
+        &pairs(sources, &r.options),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    gate.record.snapshot = Some(r.snapshot.id.to_hex());
+    let objects = scrubbed(&gate, read(repo, &r.snapshot).await?);
+    let plan = plan::build(
+        &client,
+        &target.name,
+        &r.snapshot,
+        &r.meta,
+        &objects,
+        &r.options,
+    )
+    .await
+    .map_err(|e| format!("cannot plan the restore into {}: {e}", target.name))?;
+    gate.plan(&plan);
+    if plan.blocking() > 0 {
+        let problems: Vec<String> = plan
+            .problems
+            .iter()
+            .filter(|p| p.blocking)
+            .map(|p| p.message.clone())
+            .collect();
+        let e = format!(
+            "the restore plan has blocking problems: {}",
+            problems.join("; ")
+        );
+        gate::finish(repo, gate.record, Err(e.clone())).await;
+        return Err(e);
+    }
+    for l in plan.render_text().lines() {
+        progress.log(l.to_string());
+    }
+    let result = async {
+        let report = apply::apply(&client, repo, &plan, &r.mover, progress)
+            .await
+            .map_err(|e| format!("restore into {} failed: {e}", target.name))?;
+        Ok::<_, String>(save_report(report, r.reports, target.context.clone(), progress).await)
+    }
+    .await;
+    let mut record = gate.record.clone();
+    let outcome = match &result {
+        Ok(JobEnd::Restored { report, .. }) => {
+            record.bytes += report.bytes_restored;
+            Ok(report.failed().is_empty())
+        }
+        Ok(_) => Ok(true),
+        Err(e) => Err(e.clone()),
+    };
+    if let Some(w) = gate::finish(repo, record, outcome).await {
+        progress.log(w);
+    }
+    result
+}

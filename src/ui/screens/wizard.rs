@@ -40,7 +40,7 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, w: &Wizard) {
     ])
     .areas(inner);
     let mut s = Vec::new();
-    for (i, st) in Step::ALL.iter().enumerate() {
+    for (i, st) in w.steps().iter().enumerate() {
         let style = if *st == w.step {
             theme.selected()
         } else if *st < w.step {
@@ -64,7 +64,19 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, w: &Wizard) {
             )));
             lines.push(Line::from(Span::styled("Linked clusters", theme.group())));
             for (i, t) in w.targets.iter().enumerate() {
-                let TargetKind::Linked = t.kind;
+                if t.kind == TargetKind::New {
+                    lines.push(Line::from(Span::styled("New cluster", theme.group())));
+                    items.push((lines.len(), i));
+                    lines.push(Line::from(Span::styled(
+                        format!(
+                            "{}{}  created, then restored into (one job)",
+                            pointer(i == w.target),
+                            t.name
+                        ),
+                        sel(i == w.target),
+                    )));
+                    continue;
+                }
                 let c = app.cluster(&t.name);
                 let state = match c.and_then(|c| c.facts.as_ref()) {
                     None => "probing…".to_string(),
@@ -109,6 +121,25 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, w: &Wizard) {
                 }
             }
         }
+        Step::Cluster => {
+            lines.push(Line::from(Span::styled(
+                "The new cluster (↑↓ field, type to edit, ←/→ account and region)",
+                theme.header(),
+            )));
+            if let Some(n) = &w.new_cluster {
+                let at = n.selected();
+                for (i, (label, value)) in n.rows().into_iter().enumerate() {
+                    items.push((lines.len(), i));
+                    lines.push(Line::from(vec![
+                        Span::styled(format!("{}{label:<22}", pointer(i == at)), sel(i == at)),
+                        Span::styled(
+                            format!("{value}{}", if i == at && i > 0 { "▏" } else { "" }),
+                            theme.input(),
+                        ),
+                    ]));
+                }
+            }
+        }
         Step::Namespaces => {
             lines.push(Line::from(Span::styled(
                 format!(
@@ -141,9 +172,9 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, w: &Wizard) {
                 format!("Storage classes on {} (←/→ choose)", w.target_name()),
                 theme.header(),
             )));
-            let target: Vec<&str> = w
+            let target: Vec<String> = w
                 .target_classes(app)
-                .map(|t| t.iter().map(|c| c.name.as_str()).collect())
+                .map(|t| t.into_iter().map(|c| c.name).collect())
                 .unwrap_or_default();
             match &w.classes_used {
                 Load::Loading => lines.push(Line::from(Span::styled(
@@ -158,7 +189,7 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, w: &Wizard) {
                     for (i, (from, to)) in w.sc.iter().enumerate() {
                         let flag = if to.is_empty() {
                             Span::styled("  ✗ not mapped", theme.error())
-                        } else if !target.contains(&to.as_str()) {
+                        } else if !target.contains(to) {
                             Span::styled(
                                 format!("  ✗ {} lacks {to}", w.target_name()),
                                 theme.error(),
@@ -224,6 +255,28 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, w: &Wizard) {
                 ]));
             }
         }
+        Step::Plan if w.creating().is_some() => {
+            lines.push(Line::from(Span::styled(
+                "Creation + restore, as one job on :jobs (nothing exists yet to plan against):",
+                theme.header(),
+            )));
+            if let Some(n) = w.creating() {
+                for l in n.summary() {
+                    lines.push(Line::from(l));
+                }
+            }
+            lines.push(Line::from(format!(
+                "then restore {} into it (planned and checked by the policy once it is ACTIVE)",
+                w.source_label()
+            )));
+            for (from, to) in &w.sc {
+                lines.push(Line::from(format!("  storage class {from} → {to}")));
+            }
+            lines.push(Line::from(Span::styled(
+                "If a step fails, the job lists what was created and how to delete it.",
+                theme.dim(),
+            )));
+        }
         Step::Plan => match &w.plan {
             None | Some(Load::Loading) => {
                 let what = if w.capture_job.is_some() {
@@ -278,7 +331,8 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, w: &Wizard) {
     }
     let confirm_ok = w.step == Step::Plan
         && app.read_only_reason(w.target_name()).is_none()
-        && matches!(&w.plan, Some(Load::Ready(p)) if p.plan.blocking() == 0);
+        && (w.creating().is_some()
+            || matches!(&w.plan, Some(Load::Ready(p)) if p.plan.blocking() == 0));
     let mut k = Vec::new();
     if w.step == Step::Plan {
         k.extend(widgets::hint(
