@@ -663,3 +663,93 @@ fn the_binary_loop_draws_then_quits() {
     assert!(app.quit);
     assert!(frames[0].contains("CLUSTER"), "{}", frames[0]);
 }
+
+/// A capture's snapshot record with the given source and claims' class (its tree is
+/// never read here).
+fn capture_snapshot() -> ferry::engine::snapshot::Snapshot {
+    let mut s = folder_snapshot();
+    s.paths = vec!["k8s://prod/shop".into()];
+    s.meta.insert(
+        "kubernetes".into(),
+        json!({
+            "cluster": "prod", "serverVersion": "v1.31.4", "scope": {"namespaces": ["shop"]},
+            "namespaces": ["shop"], "storageClasses": [], "objects": 12,
+            "volumes": [{"namespace": "shop", "pvc": "data", "storageClass": "fast-ssd",
+                         "consistency": "snapshot", "files": 3, "bytes": 4096, "filesTransferred": 3}],
+        }),
+    );
+    s
+}
+
+#[test]
+fn the_restore_wizard_offers_a_new_eks_cluster_with_its_form() {
+    use ferry::ui::wizard::Step;
+    let (f, _) = app_with("dark", false);
+    let mut env_app = {
+        // The same console with an AWS account linked.
+        let dir = f._dir.path();
+        let kc = dir.join("config");
+        let linked = Linked::load(&Sources { paths: vec![kc] });
+        App::new(Env {
+            linked,
+            repo: Err("no repository in this test".into()),
+            rt: f.rt.handle().clone(),
+            theme: Theme::builtin("dark"),
+            keymap: Keymap::default_keys(),
+            read_only: false,
+            read_only_contexts: vec![],
+            mover: MoverOptions::default(),
+            reports: dir.join("reports"),
+            downloads: dir.join("downloads"),
+            aws: vec![ferry::providers::eks::AwsAccount {
+                profile: Some("work".into()),
+                regions: vec!["eu-west-1".into(), "us-east-1".into()],
+                ..Default::default()
+            }],
+        })
+    };
+    let app = &mut env_app;
+    probed(app);
+    key(app, KeyCode::Char('S'));
+    app.apply(Msg::Snapshots(Ok(vec![capture_snapshot()])));
+    key(app, KeyCode::Char('r'));
+    // prod is the source: the first other target is qa.
+    key(app, KeyCode::Down);
+    insta::assert_snapshot!("wizard_new_eks_target", render(app, 100, 24).backend());
+    key(app, KeyCode::Enter);
+    assert_eq!(app.wizard.as_ref().unwrap().step, Step::Cluster);
+    key(app, KeyCode::Right);
+    key(app, KeyCode::Down);
+    key(app, KeyCode::Down);
+    key(app, KeyCode::Backspace);
+    chars(app, "0");
+    key(app, KeyCode::Enter);
+    insta::assert_snapshot!(
+        "wizard_new_eks_form_invalid",
+        render(app, 100, 24).backend()
+    );
+    let w = app.wizard.as_ref().unwrap();
+    assert!(
+        w.error.as_ref().unwrap().contains("older than the source"),
+        "{:?}",
+        w.error
+    );
+    key(app, KeyCode::Backspace);
+    chars(app, "1");
+    for (row, text) in [
+        (3, "arn:aws:iam::123456789012:role/eks"),
+        (4, "subnet-a,subnet-b"),
+        (5, "arn:aws:iam::123456789012:role/node"),
+    ] {
+        app.wizard.as_mut().unwrap().select(row);
+        chars(app, text);
+    }
+    key(app, KeyCode::Enter);
+    assert_eq!(app.wizard.as_ref().unwrap().step, Step::Namespaces);
+    key(app, KeyCode::Enter);
+    let w = app.wizard.as_ref().unwrap();
+    assert_eq!(w.sc, [("fast-ssd".to_string(), "gp3".to_string())]);
+    key(app, KeyCode::Enter);
+    key(app, KeyCode::Enter);
+    insta::assert_snapshot!("wizard_new_eks_plan", render(app, 100, 30).backend());
+}

@@ -324,10 +324,11 @@ impl EksForm {
                 return Err("give the node group's instance type (e.g. m6i.large)".into());
             }
         }
-        spec.validate().map_err(|e| e.to_string())?;
+        // The version first: it is pre-filled, so a change to it is what just happened.
         if let Some(src) = &self.source_version {
             eks::check_version(&spec.version, src).map_err(|e| e.to_string())?;
         }
+        spec.validate().map_err(|e| e.to_string())?;
         Ok((account, region, spec))
     }
 }

@@ -812,10 +812,32 @@ pub fn create_and_restore(
         };
         send(&tx, Msg::ClusterCreated(Box::new(target.clone())));
         let leftover = match &create {
-            Create::Eks { region, spec, .. } => format!(
-                "the cluster {} stays (delete it with: aws eks delete-cluster --region {region} --name {} after deleting its node groups)",
-                spec.name, spec.name
-            ),
+            Create::Eks { region, spec, .. } => {
+                let mut remove: Vec<String> = spec
+                    .nodegroups
+                    .iter()
+                    .map(|ng| {
+                        format!(
+                            "aws eks delete-nodegroup --region {region} --cluster-name {} --nodegroup-name {}",
+                            spec.name, ng.name
+                        )
+                    })
+                    .collect();
+                remove.push(format!(
+                    "aws eks delete-cluster --region {region} --name {}",
+                    spec.name
+                ));
+                format!(
+                    "the EKS cluster {} and its node groups ({}) were created and stay: restore into it again from :snapshots, or remove them with: {}",
+                    spec.name,
+                    spec.nodegroups
+                        .iter()
+                        .map(|n| n.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    remove.join("; ")
+                )
+            }
         };
         let r = restore_into(&repo, &target, restore, &progress)
             .await
