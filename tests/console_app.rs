@@ -644,7 +644,8 @@ fn support_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 /// The restore wizard with an AWS account linked (the sandbox cloud): the target step
 /// offers a new EKS cluster; its form checks in place (a version older than the
 /// source's is refused); the last step creates the cluster and restores the captured
-/// shop into it as one job, the claims mapped to gp3 and their files byte for byte.
+/// shop into it as one job, the claims mapped to gp3 and their files byte for byte. A
+/// creation failing half-way ends the job with what exists and the delete commands.
 #[test]
 fn a_new_eks_cluster_from_the_wizard_receives_the_shop() {
     use ferry::engine::k8s::JobProgress;
@@ -724,19 +725,8 @@ fn a_new_eks_cluster_from_the_wizard_receives_the_shop() {
     let mut app = App::new(env);
     key(&mut app, KeyCode::Char('S'));
     assert!(app.settle(LIMIT, |a| matches!(a.snapshots, Some(Load::Ready(_)))));
-    key(&mut app, KeyCode::Char('r'));
-    let w = app.wizard.as_ref().expect("the restore wizard opens");
-    assert_eq!(w.targets.len(), 2);
-    assert_eq!(
-        w.targets[w.target].kind,
-        TargetKind::New,
-        "the source is not the default target"
-    );
-    assert_eq!(w.target_name(), "new EKS cluster…");
-    key(&mut app, KeyCode::Enter);
-    assert_eq!(app.wizard.as_ref().unwrap().step, Step::Cluster);
 
-    // The form: pre-filled with the source's version; type the rest.
+    // Types into row `row` of the form in place of what it holds.
     let field = |app: &mut App, row: usize, text: &str| {
         let w = app.wizard.as_mut().unwrap();
         w.select(row);
@@ -749,57 +739,98 @@ fn a_new_eks_cluster_from_the_wizard_receives_the_shop() {
         }
         chars(app, text);
     };
-    assert_eq!(
-        app.wizard
-            .as_ref()
-            .unwrap()
-            .new_cluster
-            .as_ref()
-            .unwrap()
-            .rows()[2]
-            .1,
-        source_version
-    );
-    field(&mut app, 1, "shop-eks");
-    field(&mut app, 3, "arn:aws:iam::123456789012:role/eks");
-    key(&mut app, KeyCode::Enter);
-    let e = app.wizard.as_ref().unwrap().error.clone().unwrap();
-    assert!(e.contains("two availability zones"), "{e}");
-    field(&mut app, 4, "subnet-a,subnet-b");
-    field(&mut app, 5, "arn:aws:iam::123456789012:role/node");
-    field(&mut app, 2, "1.20");
-    key(&mut app, KeyCode::Enter);
-    let w = app.wizard.as_ref().unwrap();
-    assert_eq!(w.step, Step::Cluster);
-    assert!(
-        w.error.as_ref().unwrap().contains("older than the source"),
-        "{:?}",
-        w.error
-    );
-    field(&mut app, 2, &source_version);
-    key(&mut app, KeyCode::Enter);
-    assert_eq!(app.wizard.as_ref().unwrap().step, Step::Namespaces);
-    key(&mut app, KeyCode::Enter);
-    let w = app.wizard.as_ref().unwrap();
-    assert_eq!(w.step, Step::StorageClasses);
-    assert!(!w.sc.is_empty());
-    assert!(w.sc.iter().all(|(_, to)| to == "gp3"), "{:?}", w.sc);
-    key(&mut app, KeyCode::Enter);
-    key(&mut app, KeyCode::Enter);
-    let w = app.wizard.as_ref().unwrap();
-    assert_eq!(w.step, Step::Plan);
-    assert!(
-        w.plan.is_none(),
-        "nothing to plan before the cluster exists"
-    );
-    // Nothing exists before the confirmation.
-    assert!(app.jobs.is_empty());
-    key(&mut app, KeyCode::Enter);
-    assert!(app.wizard.is_none(), "confirmed: the wizard closes");
-    let id = app.jobs.last().unwrap().id;
-    assert!(app.settle(Duration::from_secs(300), |a| {
-        a.jobs.iter().any(|j| j.id == id && !j.running())
-    }));
+    // The wizard from the snapshot to its confirmation, creating `name` with nodes of
+    // `instance`; returns the job.
+    let run = |app: &mut App, name: &str, instance: &str, check_form: bool| -> usize {
+        key(app, KeyCode::Char('r'));
+        let w = app.wizard.as_ref().expect("the restore wizard opens");
+        assert_eq!(w.targets.len(), 2);
+        assert_eq!(
+            w.targets[w.target].kind,
+            TargetKind::New,
+            "the source is not the default target"
+        );
+        assert_eq!(w.target_name(), "new EKS cluster…");
+        key(app, KeyCode::Enter);
+        assert_eq!(app.wizard.as_ref().unwrap().step, Step::Cluster);
+        // Pre-filled with the source's version; type the rest.
+        assert_eq!(
+            app.wizard
+                .as_ref()
+                .unwrap()
+                .new_cluster
+                .as_ref()
+                .unwrap()
+                .rows()[2]
+                .1,
+            source_version
+        );
+        field(app, 1, name);
+        field(app, 3, "arn:aws:iam::123456789012:role/eks");
+        if check_form {
+            key(app, KeyCode::Enter);
+            let e = app.wizard.as_ref().unwrap().error.clone().unwrap();
+            assert!(e.contains("two availability zones"), "{e}");
+        }
+        field(app, 4, "subnet-a,subnet-b");
+        field(app, 5, "arn:aws:iam::123456789012:role/node");
+        field(app, 6, instance);
+        if check_form {
+            field(app, 2, "1.20");
+            key(app, KeyCode::Enter);
+            let w = app.wizard.as_ref().unwrap();
+            assert_eq!(w.step, Step::Cluster);
+            assert!(
+                w.error.as_ref().unwrap().contains("older than the source"),
+                "{:?}",
+                w.error
+            );
+            field(app, 2, &source_version);
+        }
+        key(app, KeyCode::Enter);
+        assert_eq!(app.wizard.as_ref().unwrap().step, Step::Namespaces);
+        key(app, KeyCode::Enter);
+        let w = app.wizard.as_ref().unwrap();
+        assert_eq!(w.step, Step::StorageClasses);
+        assert!(!w.sc.is_empty());
+        assert!(w.sc.iter().all(|(_, to)| to == "gp3"), "{:?}", w.sc);
+        key(app, KeyCode::Enter);
+        key(app, KeyCode::Enter);
+        let w = app.wizard.as_ref().unwrap();
+        assert_eq!(w.step, Step::Plan);
+        assert!(
+            w.plan.is_none(),
+            "nothing to plan before the cluster exists"
+        );
+        let jobs = app.jobs.len();
+        key(app, KeyCode::Enter);
+        assert!(app.wizard.is_none(), "confirmed: the wizard closes");
+        assert_eq!(app.jobs.len(), jobs + 1);
+        let id = app.jobs.last().unwrap().id;
+        assert!(app.settle(Duration::from_secs(300), |a| {
+            a.jobs.iter().any(|j| j.id == id && !j.running())
+        }));
+        id
+    };
+
+    // A node group that cannot be made: the job fails saying what exists and how to
+    // delete it.
+    let id = run(&mut app, "half-eks", "m6i.huge", false);
+    let job = app.jobs.iter().find(|j| j.id == id).unwrap();
+    match &job.end {
+        Some(JobEnd::Failed(e)) => {
+            for want in [
+                "Already created: cluster half-eks, nodegroup general",
+                "aws eks delete-nodegroup --region us-east-1 --cluster-name half-eks --nodegroup-name general",
+                "aws eks delete-cluster --region us-east-1 --name half-eks",
+            ] {
+                assert!(e.contains(want), "{want:?} not in {e}");
+            }
+        }
+        other => panic!("expected a failure: {other:?}"),
+    }
+
+    let id = run(&mut app, "shop-eks", "m6i.large", true);
     let job = app.jobs.iter().find(|j| j.id == id).unwrap();
     match &job.end {
         Some(JobEnd::Restored { report, .. }) => {
