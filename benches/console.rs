@@ -52,6 +52,8 @@ fn main() {
         read_only_contexts: vec![],
         mover: MoverOptions::default(),
         reports: dir.path().join("reports"),
+        downloads: dir.path().join("downloads"),
+        aws: vec![],
     };
     let mut app = App::new(env);
     key(&mut app, KeyCode::Enter);

@@ -401,3 +401,54 @@ fn first_file(dir: &Path) -> PathBuf {
     }
     panic!("no file under {}", dir.display())
 }
+
+/// `--path` (or `SNAP:PATH`) restores one file or folder of a snapshot, the engine path
+/// filter the console's file restore uses: bytes, modes and times as backed up.
+#[test]
+fn restore_with_a_path_takes_one_file_or_folder() {
+    let e = Env::new();
+    write_file(
+        &e.p("src/data/x/a.bin"),
+        &bytes(50_000, 7),
+        0o600,
+        1_650_000_000,
+    );
+    write_file(&e.p("src/data/x/b.txt"), b"b", 0o644, 1_650_000_100);
+    write_file(&e.p("src/data/y.txt"), b"not me", 0o644, 1_650_000_200);
+    write_file(&e.p("src/top.txt"), b"nor me", 0o644, 1_650_000_300);
+    e.ok(&["backup", e.p("src").to_str().unwrap()]);
+    let out = e.p("out");
+    e.ok(&[
+        "restore",
+        "latest",
+        "--path",
+        "/data/x",
+        "--target",
+        out.to_str().unwrap(),
+    ]);
+    assert_same_tree(&e.p("src/data/x"), &out);
+    let one = e.p("one");
+    e.ok(&[
+        "restore",
+        "latest:/data/x/a.bin",
+        "-t",
+        one.to_str().unwrap(),
+    ]);
+    let listed: Vec<_> = std::fs::read_dir(&one)
+        .unwrap()
+        .map(|d| d.unwrap().file_name())
+        .collect();
+    assert_eq!(listed, ["a.bin"]);
+    let (src, got) = (common::describe(&e.p("src/data/x")), common::describe(&one));
+    assert_eq!(src.get(Path::new("a.bin")), got.get(Path::new("a.bin")));
+    let o = e.run(&[
+        "restore",
+        "latest",
+        "--path",
+        "/data/nope",
+        "-t",
+        e.p("none").to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("nope"), "{}", text(&o));
+}

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+mod support;
 
 use std::time::Duration;
 
@@ -112,6 +113,8 @@ fn browse_and_migrate_a_namespace_through_the_wizard() {
         read_only_contexts: vec![],
         mover: MoverOptions::default(),
         reports: dir.path().join("reports"),
+        downloads: dir.path().join("downloads"),
+        aws: vec![],
     };
     let mut app = App::new(env);
     assert!(app.settle(LIMIT, |a| a.clusters.iter().all(|c| c.facts.is_some())));
@@ -261,4 +264,628 @@ fn browse_and_migrate_a_namespace_through_the_wizard() {
         prod.shutdown().await.unwrap();
         qa.shutdown().await.unwrap();
     });
+}
+
+fn env_for(t: &common::TestRepo, dir: &std::path::Path, linked: Linked) -> Env {
+    Env {
+        linked,
+        repo: Ok(t.repo.clone()),
+        rt: t.rt.handle().clone(),
+        theme: Theme::builtin("dark"),
+        keymap: Keymap::default_keys(),
+        read_only: false,
+        read_only_contexts: vec![],
+        mover: MoverOptions::default(),
+        reports: dir.join("reports"),
+        downloads: dir.join("downloads"),
+        aws: vec![],
+    }
+}
+
+/// Types `text` into the open restore prompt in place of what it holds.
+fn type_destination(app: &mut App, text: &str) {
+    let n = app
+        .prompt
+        .as_ref()
+        .expect("the prompt is open")
+        .dest
+        .chars()
+        .count();
+    for _ in 0..n {
+        key(app, KeyCode::Backspace);
+    }
+    chars(app, text);
+}
+
+/// Enter on the prompt, then waits for the check: the prompt stays with an error, or
+/// closes and a job starts (returned).
+fn confirm_destination(app: &mut App) -> Option<usize> {
+    let jobs = app.jobs.len();
+    key(app, KeyCode::Enter);
+    assert!(app.settle(LIMIT, |a| a.prompt.as_ref().is_none_or(|p| !p.checking)));
+    if app.prompt.is_some() {
+        return None;
+    }
+    assert_eq!(app.jobs.len(), jobs + 1, "{:?}", app.status);
+    let id = app.jobs.last().unwrap().id;
+    assert!(app.settle(LIMIT, |a| a.jobs.iter().any(|j| j.id == id && !j.running())));
+    Some(id)
+}
+
+fn downloaded(app: &App, id: usize) -> (std::path::PathBuf, u64) {
+    match &app.jobs.iter().find(|j| j.id == id).unwrap().end {
+        Some(JobEnd::Downloaded {
+            target,
+            files,
+            warnings,
+            ..
+        }) => {
+            assert!(warnings.is_empty(), "{warnings:?}");
+            (target.clone(), *files)
+        }
+        other => panic!("the restore did not finish: {other:?}"),
+    }
+}
+
+/// Selects row `pos` of the current screen (no filter typed: rows and visible rows
+/// are the same).
+fn select(app: &mut App, pos: usize) {
+    let n = app.stack.len() - 1;
+    app.stack[n].list.selected = pos;
+}
+
+fn selected_key(app: &App) -> String {
+    app.selected_row().map(|r| r.key).unwrap_or_default()
+}
+
+/// A folder backup opens on its files; folders open one level at a time; `/` filters;
+/// `d` restores the selected file or folder into a folder of this machine (checked in
+/// place), byte for byte with its mode and times, through the engine's restore.
+#[test]
+fn browse_a_folder_backup_and_restore_a_file_and_a_folder() {
+    let t = common::new_repo();
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    common::write_file(&src.join("readme.txt"), b"hello\n", 0o644, 1_600_000_000);
+    common::write_file(
+        &src.join("bin/tool.sh"),
+        &common::bytes(70_000, 1),
+        0o750,
+        1_600_000_100,
+    );
+    common::write_file(
+        &src.join("www/index.html"),
+        &common::bytes(300_000, 2),
+        0o640,
+        1_600_000_200,
+    );
+    common::write_file(
+        &src.join("www/img/logo.png"),
+        &common::bytes(5_000, 3),
+        0o600,
+        1_600_000_300,
+    );
+    std::fs::create_dir_all(src.join("www/empty")).unwrap();
+    filetime::set_file_mtime(
+        src.join("www/img"),
+        filetime::FileTime::from_unix_time(1_600_000_400, 0),
+    )
+    .unwrap();
+    filetime::set_file_mtime(
+        src.join("www"),
+        filetime::FileTime::from_unix_time(1_600_000_500, 0),
+    )
+    .unwrap();
+    let snap = common::do_backup(&t.repo, &src);
+
+    let mut app = App::new(env_for(&t, dir.path(), Linked::default()));
+    key(&mut app, KeyCode::Char('S'));
+    assert!(app.settle(LIMIT, |a| matches!(a.snapshots, Some(Load::Ready(_)))));
+    assert_eq!(selected_key(&app), snap.id.to_hex());
+    key(&mut app, KeyCode::Enter);
+    let root = View::Files {
+        id: snap.id.to_hex(),
+        base: String::new(),
+        path: String::new(),
+    };
+    assert_eq!(app.screen().view, root);
+    assert!(app.settle(LIMIT, |a| a.rows(&a.screen().view).is_ok()));
+    let rows = app.rows(&root).unwrap().into_owned();
+    let names: Vec<&str> = rows.iter().map(|r| r.cells[0].as_str()).collect();
+    assert_eq!(names, ["bin/", "www/", "readme.txt"], "folders first");
+    assert_eq!(rows[2].cells[1], "6 B");
+    assert_eq!(rows[2].cells[2], "-rw-r--r--");
+    assert_eq!(rows[2].cells[3], "2020-09-13 12:26:40");
+
+    // Into www, then its img folder: loaded as it is opened.
+    key(&mut app, KeyCode::Down);
+    key(&mut app, KeyCode::Enter);
+    assert!(app.settle(LIMIT, |a| a.rows(&a.screen().view).is_ok()));
+    assert_eq!(app.screen().view.title(), "www");
+    let keys: Vec<String> = app
+        .rows(&app.screen().view)
+        .unwrap()
+        .iter()
+        .map(|r| r.key.clone())
+        .collect();
+    assert_eq!(keys, ["empty", "img", "index.html"]);
+    assert!(
+        !app.dirs
+            .contains_key(&(snap.id.to_hex(), "www/img".to_string())),
+        "not loaded before it is opened"
+    );
+
+    // `/` filters as elsewhere; d on the file opens the prompt with the default folder.
+    key(&mut app, KeyCode::Char('/'));
+    chars(&mut app, "index");
+    key(&mut app, KeyCode::Enter);
+    assert_eq!(selected_key(&app), "index.html");
+    key(&mut app, KeyCode::Char('d'));
+    let p = app.prompt.as_ref().expect("d opens the prompt");
+    assert_eq!(p.dest, dir.path().join("downloads").display().to_string());
+    assert_eq!(p.path, "www/index.html");
+    assert!(!p.is_dir);
+
+    // Checked in place: a file is not a folder; an existing name is never replaced.
+    type_destination(&mut app, &src.join("readme.txt").display().to_string());
+    assert_eq!(confirm_destination(&mut app), None);
+    let e = app.prompt.as_ref().unwrap().error.clone().unwrap();
+    assert!(e.contains("is a file, not a folder"), "{e}");
+    type_destination(&mut app, &src.join("www").display().to_string());
+    assert_eq!(confirm_destination(&mut app), None);
+    let e = app.prompt.as_ref().unwrap().error.clone().unwrap();
+    assert!(e.contains("already exists"), "{e}");
+
+    // Into a folder that holds other files: only index.html is added.
+    let out = dir.path().join("out");
+    common::write_file(&out.join("other.txt"), b"keep me", 0o644, 1_500_000_000);
+    type_destination(&mut app, &out.display().to_string());
+    let id = confirm_destination(&mut app).expect("the restore starts");
+    let (target, files) = downloaded(&app, id);
+    assert_eq!((target, files), (out.clone(), 1));
+    let want = common::describe(&src.join("www"));
+    let got = common::describe(&out);
+    assert_eq!(
+        got.get(std::path::Path::new("index.html")),
+        want.get(std::path::Path::new("index.html"))
+    );
+    assert_eq!(
+        std::fs::read(out.join("index.html")).unwrap(),
+        common::bytes(300_000, 2)
+    );
+    assert_eq!(std::fs::read(out.join("other.txt")).unwrap(), b"keep me");
+    assert_eq!(got.len(), 2);
+
+    // A whole folder (img, with its own time) into the default downloads folder, which
+    // does not exist yet.
+    key(&mut app, KeyCode::Esc);
+    let row = app
+        .rows(&app.screen().view)
+        .unwrap()
+        .iter()
+        .position(|r| r.key == "img")
+        .unwrap();
+    select(&mut app, row);
+    key(&mut app, KeyCode::Char('d'));
+    assert!(app.prompt.as_ref().unwrap().is_dir);
+    let id = confirm_destination(&mut app).expect("the restore starts");
+    let (target, files) = downloaded(&app, id);
+    assert_eq!(
+        (target.clone(), files),
+        (dir.path().join("downloads/img"), 1)
+    );
+    common::assert_same_tree(&src.join("www/img"), &target);
+    let (a, b) = (
+        std::fs::metadata(src.join("www/img")).unwrap(),
+        std::fs::metadata(&target).unwrap(),
+    );
+    use std::os::unix::fs::MetadataExt as _;
+    assert_eq!((a.mode(), a.mtime()), (b.mode(), b.mtime()));
+
+    // The jobs screen shows it; esc on the prompt restores nothing.
+    key(&mut app, KeyCode::Char('d'));
+    key(&mut app, KeyCode::Esc);
+    assert!(app.prompt.is_none());
+    key(&mut app, KeyCode::Char('J'));
+    let rows = app.rows(&View::Jobs).unwrap().into_owned();
+    assert_eq!(rows.len(), 2);
+    assert!(rows.iter().all(|r| r.cells[6] == "done"), "{rows:?}");
+}
+
+/// A capture's volumes open as file trees; a file restored from one is the file on the
+/// claim, byte for byte, with its mode and modification time.
+#[test]
+fn browse_a_captured_volume_and_restore_a_file() {
+    use ferry::engine::k8s::JobProgress;
+    use ferry::engine::k8s::capture::{self, CaptureOptions, Scope};
+    use ferry::providers::sandbox::seed::{SeedOptions, seed};
+    use std::os::unix::fs::MetadataExt as _;
+
+    let t = common::new_repo();
+    let dir = tempfile::tempdir().unwrap();
+    let prod_dir = dir.path().join("prod");
+    let prod =
+        t.rt.block_on(Sandbox::start(SandboxConfig::new("prod", prod_dir.clone())))
+            .unwrap();
+    let kc = dir.path().join("kubeconfig");
+    write_kubeconfig(&kc, &[prod.kubeconfig_entry()]).unwrap();
+    let linked = Linked::load(&Sources { paths: vec![kc] });
+    let client = t.rt.block_on(linked.clusters[0].client()).unwrap();
+    let seeded =
+        t.rt.block_on(seed(
+            &client,
+            &prod_dir,
+            &SeedOptions {
+                files: 6,
+                file_size: 100 * 1024,
+                ..SeedOptions::default()
+            },
+        ))
+        .unwrap();
+    let out =
+        t.rt.block_on(capture::capture(
+            &client,
+            &t.repo,
+            &CaptureOptions {
+                cluster: linked.clusters[0].name.clone(),
+                scope: Scope::Namespaces(vec!["shop".into()]),
+                include_volumes: true,
+                use_snapshots: true,
+                mover: MoverOptions::default(),
+                tags: vec![],
+                parent: None,
+                no_parent: false,
+                envelope: None,
+            },
+            &JobProgress::new(),
+        ))
+        .unwrap();
+    assert!(!out.meta.volumes.is_empty());
+    let (claim, folder) = seeded
+        .volumes
+        .iter()
+        .max_by_key(|(_, f)| support_files(f).len())
+        .unwrap()
+        .clone();
+
+    let mut app = App::new(env_for(&t, dir.path(), linked));
+    key(&mut app, KeyCode::Char('S'));
+    assert!(app.settle(LIMIT, |a| matches!(a.snapshots, Some(Load::Ready(_)))));
+    key(&mut app, KeyCode::Enter);
+    assert_eq!(
+        app.screen().view,
+        View::Snapshot {
+            id: out.snapshot.id.to_hex()
+        }
+    );
+    let want_key = format!("vol:shop/{claim}");
+    let all = app.rows(&app.screen().view).unwrap().into_owned();
+    let pos = all
+        .iter()
+        .position(|r| r.key == want_key)
+        .unwrap_or_else(|| panic!("no row {want_key} in {all:?}"));
+    select(&mut app, pos);
+    key(&mut app, KeyCode::Enter);
+    let base = format!("volumes/shop/{claim}");
+    assert_eq!(
+        app.screen().view,
+        View::Files {
+            id: out.snapshot.id.to_hex(),
+            base: base.clone(),
+            path: base.clone()
+        }
+    );
+    assert_eq!(app.screen().view.title(), format!("shop/{claim}"));
+
+    // Walk down to the first regular file, as a user would.
+    let file = support_files(&folder).into_iter().next().unwrap();
+    let rel = file.strip_prefix(&folder).unwrap().to_path_buf();
+    let comps: Vec<String> = rel
+        .iter()
+        .map(|c| c.to_string_lossy().into_owned())
+        .collect();
+    for (n, c) in comps.iter().enumerate() {
+        assert!(
+            app.settle(LIMIT, |a| a.rows(&a.screen().view).is_ok()),
+            "{:?}",
+            app.rows(&app.screen().view).err()
+        );
+        let rows = app.rows(&app.screen().view).unwrap().into_owned();
+        let pos = rows
+            .iter()
+            .position(|r| &r.key == c)
+            .unwrap_or_else(|| panic!("no {c} in {rows:?}"));
+        select(&mut app, pos);
+        if n + 1 < comps.len() {
+            key(&mut app, KeyCode::Enter);
+        }
+    }
+    let node = app.selected_node().unwrap().clone();
+    let src_meta = std::fs::metadata(&file).unwrap();
+    assert_eq!(node.size, src_meta.len());
+    key(&mut app, KeyCode::Char('d'));
+    assert_eq!(
+        app.prompt.as_ref().unwrap().path,
+        format!("{base}/{}", rel.display())
+    );
+    let dest = dir.path().join("restored");
+    type_destination(&mut app, &dest.display().to_string());
+    let id = confirm_destination(&mut app).expect("the restore starts");
+    let (target, files) = downloaded(&app, id);
+    assert_eq!((target, files), (dest.clone(), 1));
+    let got = dest.join(rel.file_name().unwrap());
+    assert_eq!(std::fs::read(&got).unwrap(), std::fs::read(&file).unwrap());
+    let got_meta = std::fs::metadata(&got).unwrap();
+    assert_eq!(got_meta.mode() & 0o7777, src_meta.mode() & 0o7777);
+    // Captures record modification times to the second.
+    assert_eq!(got_meta.mtime(), src_meta.mtime());
+
+    t.rt.block_on(prod.shutdown()).unwrap();
+}
+
+/// Regular files below `dir`, sorted.
+fn support_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let ft = e.file_type().unwrap();
+            if ft.is_dir() {
+                stack.push(e.path());
+            } else if ft.is_file() {
+                out.push(e.path());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The restore wizard with an AWS account linked (the sandbox cloud): the target step
+/// offers a new EKS cluster; its form checks in place (a version older than the
+/// source's is refused); the last step creates the cluster and restores the captured
+/// shop into it as one job, the claims mapped to gp3 and their files byte for byte. A
+/// creation failing half-way ends the job with what exists and the delete commands.
+#[test]
+fn a_new_eks_cluster_from_the_wizard_receives_the_shop() {
+    use ferry::engine::k8s::JobProgress;
+    use ferry::engine::k8s::capture::{self, CaptureOptions, Scope};
+    use ferry::providers::eks::AwsAccount;
+    use ferry::providers::sandbox::cloud::{Cloud, CloudConfig};
+    use ferry::providers::sandbox::iam::Principal;
+    use ferry::providers::sandbox::seed::{SeedOptions, seed};
+    use ferry::ui::wizard::TargetKind;
+    use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+    use kube::api::ListParams;
+
+    let t = common::new_repo();
+    let dir = tempfile::tempdir().unwrap();
+    let prod_dir = dir.path().join("prod");
+    let (prod, cloud) = t.rt.block_on(async {
+        let prod = Sandbox::start(SandboxConfig::new("prod", prod_dir.clone()))
+            .await
+            .unwrap();
+        let cloud = Cloud::start(CloudConfig::new(
+            dir.path().join("cloud"),
+            vec![Principal {
+                access_key_id: "AKIAFERRYTEST0001".into(),
+                secret_access_key: "ferry-test-secret-0001".into(),
+                user: "ferry".into(),
+                eks: true,
+            }],
+        ))
+        .await
+        .unwrap();
+        (prod, cloud)
+    });
+    let account = AwsAccount {
+        profile: None,
+        regions: vec!["us-east-1".into()],
+        endpoint: Some(cloud.endpoint()),
+        static_credentials: Some(("AKIAFERRYTEST0001".into(), "ferry-test-secret-0001".into())),
+    };
+    let kc = dir.path().join("kubeconfig");
+    write_kubeconfig(&kc, &[prod.kubeconfig_entry()]).unwrap();
+    let linked = Linked::load(&Sources { paths: vec![kc] });
+    let client = t.rt.block_on(linked.clusters[0].client()).unwrap();
+    let seeded =
+        t.rt.block_on(seed(
+            &client,
+            &prod_dir,
+            &SeedOptions {
+                files: 4,
+                file_size: 64 * 1024,
+                ..SeedOptions::default()
+            },
+        ))
+        .unwrap();
+    let out =
+        t.rt.block_on(capture::capture(
+            &client,
+            &t.repo,
+            &CaptureOptions {
+                cluster: linked.clusters[0].name.clone(),
+                scope: Scope::Namespaces(vec!["shop".into()]),
+                include_volumes: true,
+                use_snapshots: true,
+                mover: MoverOptions::default(),
+                tags: vec![],
+                parent: None,
+                no_parent: false,
+                envelope: None,
+            },
+            &JobProgress::new(),
+        ))
+        .unwrap();
+    let (maj, min) = ferry::providers::eks::parse_version(&out.meta.server_version).unwrap();
+    let source_version = format!("{maj}.{min}");
+
+    let mut env = env_for(&t, dir.path(), linked);
+    env.aws = vec![account];
+    let mut app = App::new(env);
+    key(&mut app, KeyCode::Char('S'));
+    assert!(app.settle(LIMIT, |a| matches!(a.snapshots, Some(Load::Ready(_)))));
+
+    // Types into row `row` of the form in place of what it holds.
+    let field = |app: &mut App, row: usize, text: &str| {
+        let w = app.wizard.as_mut().unwrap();
+        w.select(row);
+        let n = w.new_cluster.as_ref().unwrap().rows()[row]
+            .1
+            .chars()
+            .count();
+        for _ in 0..n {
+            key(app, KeyCode::Backspace);
+        }
+        chars(app, text);
+    };
+    // The wizard from the snapshot to its confirmation, creating `name` with nodes of
+    // `instance`; returns the job.
+    let run = |app: &mut App, name: &str, instance: &str, check_form: bool| -> usize {
+        key(app, KeyCode::Char('r'));
+        let w = app.wizard.as_ref().expect("the restore wizard opens");
+        assert_eq!(w.targets.len(), 2);
+        assert_eq!(
+            w.targets[w.target].kind,
+            TargetKind::New,
+            "the source is not the default target"
+        );
+        assert_eq!(w.target_name(), "new EKS cluster…");
+        key(app, KeyCode::Enter);
+        assert_eq!(app.wizard.as_ref().unwrap().step, Step::Cluster);
+        // Pre-filled with the source's version; type the rest.
+        assert_eq!(
+            app.wizard
+                .as_ref()
+                .unwrap()
+                .new_cluster
+                .as_ref()
+                .unwrap()
+                .rows()[2]
+                .1,
+            source_version
+        );
+        field(app, 1, name);
+        field(app, 3, "arn:aws:iam::123456789012:role/eks");
+        if check_form {
+            key(app, KeyCode::Enter);
+            let e = app.wizard.as_ref().unwrap().error.clone().unwrap();
+            assert!(e.contains("two availability zones"), "{e}");
+        }
+        field(app, 4, "subnet-a,subnet-b");
+        field(app, 5, "arn:aws:iam::123456789012:role/node");
+        field(app, 6, instance);
+        if check_form {
+            field(app, 2, "1.20");
+            key(app, KeyCode::Enter);
+            let w = app.wizard.as_ref().unwrap();
+            assert_eq!(w.step, Step::Cluster);
+            assert!(
+                w.error.as_ref().unwrap().contains("older than the source"),
+                "{:?}",
+                w.error
+            );
+            field(app, 2, &source_version);
+        }
+        key(app, KeyCode::Enter);
+        assert_eq!(app.wizard.as_ref().unwrap().step, Step::Namespaces);
+        key(app, KeyCode::Enter);
+        let w = app.wizard.as_ref().unwrap();
+        assert_eq!(w.step, Step::StorageClasses);
+        assert!(!w.sc.is_empty());
+        assert!(w.sc.iter().all(|(_, to)| to == "gp3"), "{:?}", w.sc);
+        key(app, KeyCode::Enter);
+        key(app, KeyCode::Enter);
+        let w = app.wizard.as_ref().unwrap();
+        assert_eq!(w.step, Step::Plan);
+        assert!(
+            w.plan.is_none(),
+            "nothing to plan before the cluster exists"
+        );
+        let jobs = app.jobs.len();
+        key(app, KeyCode::Enter);
+        assert!(app.wizard.is_none(), "confirmed: the wizard closes");
+        assert_eq!(app.jobs.len(), jobs + 1);
+        let id = app.jobs.last().unwrap().id;
+        assert!(app.settle(Duration::from_secs(300), |a| {
+            a.jobs.iter().any(|j| j.id == id && !j.running())
+        }));
+        id
+    };
+
+    // A node group that cannot be made: the job fails saying what exists and how to
+    // delete it.
+    let id = run(&mut app, "half-eks", "m6i.huge", false);
+    let job = app.jobs.iter().find(|j| j.id == id).unwrap();
+    match &job.end {
+        Some(JobEnd::Failed(e)) => {
+            for want in [
+                "Already created: cluster half-eks, nodegroup general",
+                "aws eks delete-nodegroup --region us-east-1 --cluster-name half-eks --nodegroup-name general",
+                "aws eks delete-cluster --region us-east-1 --name half-eks",
+            ] {
+                assert!(e.contains(want), "{want:?} not in {e}");
+            }
+        }
+        other => panic!("expected a failure: {other:?}"),
+    }
+
+    let id = run(&mut app, "shop-eks", "m6i.large", true);
+    let job = app.jobs.iter().find(|j| j.id == id).unwrap();
+    match &job.end {
+        Some(JobEnd::Restored { report, .. }) => {
+            assert!(report.failed().is_empty(), "{:?}", report.failed())
+        }
+        other => panic!(
+            "creation + restore did not finish: {other:?}\n{:#?}",
+            job.progress.log_lines()
+        ),
+    }
+    let log = job.progress.log_lines().join("\n");
+    assert!(log.contains("cluster shop-eks is ready"), "{log}");
+    assert!(log.contains("EKS cluster shop-eks is ACTIVE"), "{log}");
+
+    // Linked from now on; the shop is there with its claims on gp3 and their files.
+    let name = "eks:default/us-east-1/shop-eks";
+    assert!(app.settle(LIMIT, |a| {
+        a.cluster(name).is_some_and(|c| c.facts.is_some())
+    }));
+    let new = app.cluster(name).unwrap().linked.clone();
+    let new_client = t.rt.block_on(new.client()).unwrap();
+    let pvcs =
+        t.rt.block_on(
+            Api::<PersistentVolumeClaim>::namespaced(new_client.clone(), "shop")
+                .list(&ListParams::default()),
+        )
+        .unwrap();
+    assert_eq!(pvcs.items.len(), seeded.volumes.len());
+    for pvc in &pvcs.items {
+        assert_eq!(
+            pvc.spec.as_ref().unwrap().storage_class_name.as_deref(),
+            Some("gp3")
+        );
+    }
+    let deployments =
+        t.rt.block_on(
+            Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(new_client.clone(), "shop")
+                .list(&ListParams::default()),
+        )
+        .unwrap();
+    assert!(!deployments.items.is_empty());
+    let new_dir = dir.path().join("cloud/us-east-1/shop-eks");
+    for (claim, folder) in &seeded.volumes {
+        let restored = t.rt.block_on(support::volumes::volume_dir(
+            &new_client,
+            &new_dir,
+            "shop",
+            claim,
+        ));
+        assert_eq!(
+            support::volumes::checksums(&restored),
+            support::volumes::checksums(folder),
+            "{claim}"
+        );
+    }
+    t.rt.block_on(prod.shutdown()).unwrap();
+    drop(cloud);
 }

@@ -101,6 +101,8 @@ fn app_with(theme: &str, read_only: bool) -> (Fixture, App) {
         read_only_contexts: vec![],
         mover: MoverOptions::default(),
         reports: dir.path().join("reports"),
+        downloads: dir.path().join("downloads"),
+        aws: vec![],
     };
     let app = App::new(env);
     (Fixture { _dir: dir, rt }, app)
@@ -523,4 +525,231 @@ fn p_pauses_and_resumes_the_selected_job() {
     key(&mut app, KeyCode::Char('p'));
     assert!(!progress.is_paused());
     assert_eq!(app.selected_row().unwrap().cells[6], "running");
+}
+
+/// A click on a wizard line selects the item drawn there even when a line above it
+/// wraps onto more rows than its width alone says (words move whole to the next row).
+#[test]
+fn wizard_clicks_after_a_wrapped_line_hit_the_row_drawn() {
+    let (_f, mut app) = app_with("dark", false);
+    in_namespace(&mut app);
+    key(&mut app, KeyCode::Char('c'));
+    // prod's line: "› prod  unreachable: " then four 40-letter words, each on its own
+    // row at this width (4 rows where its 185 columns alone would take 3).
+    let word = |c: char| std::iter::repeat_n(c, 40).collect::<String>();
+    let long = format!("{} {} {} {}", word('a'), word('b'), word('c'), word('d'));
+    app.apply(Msg::Probe("prod".into(), Err(long)));
+    let t = render(&app, 80, 24);
+    assert_eq!(app.wizard.as_ref().unwrap().target, 0);
+    let (_, last_of_prod) = locate(&t, &word('d'));
+    let (qx, qy) = locate(&t, "qa  unreachable");
+    assert_eq!(qy, last_of_prod + 1, "{}", t.backend());
+    click(&mut app, qx + 4, qy);
+    assert_eq!(
+        app.wizard.as_ref().unwrap().target,
+        1,
+        "the click on qa's row"
+    );
+    // Every row of the wrapped line is prod's.
+    let (_, first_of_prod) = locate(&t, "prod  unreachable");
+    for y in [first_of_prod, last_of_prod] {
+        click(&mut app, 10, qy);
+        assert_eq!(app.wizard.as_ref().unwrap().target, 1);
+        click(&mut app, 10, y);
+        assert_eq!(app.wizard.as_ref().unwrap().target, 0, "row {y}");
+    }
+    insta::assert_snapshot!("wizard_target_wrapped", t.backend());
+}
+
+/// A folder backup's snapshot record (its tree is never read here).
+fn folder_snapshot() -> ferry::engine::snapshot::Snapshot {
+    let v = json!({
+        "version": 2, "time": "2026-01-02T03:04:05Z", "host": "laptop", "username": "sre",
+        "paths": ["/home/sre/site"], "tree": "00".repeat(32), "program": "ferry 0.1.0",
+    });
+    let mut s: ferry::engine::snapshot::Snapshot = serde_json::from_value(v).unwrap();
+    s.id = "ab".repeat(32).parse().unwrap();
+    s
+}
+
+fn node(name: &str, kind: &str, mode: u32, size: u64) -> ferry::engine::tree::Node {
+    serde_json::from_value(json!({
+        "name": name, "type": kind, "mode": mode, "uid": 1000, "gid": 1000,
+        "mtime_ns": 1_767_323_045_000_000_000i64, "ctime_ns": 0, "inode": 1, "device": 1,
+        "links": 1, "size": size,
+    }))
+    .unwrap()
+}
+
+#[test]
+fn folder_backup_files_and_the_restore_prompt() {
+    use ferry::ui::app::View;
+    let (_f, mut app) = app_with("dark", false);
+    probed(&mut app);
+    key(&mut app, KeyCode::Char('S'));
+    let snap = folder_snapshot();
+    let id = snap.id.to_hex();
+    app.apply(Msg::Snapshots(Ok(vec![snap])));
+    key(&mut app, KeyCode::Enter);
+    assert_eq!(
+        app.screen().view,
+        View::Files {
+            id: id.clone(),
+            base: String::new(),
+            path: String::new()
+        }
+    );
+    let mut link = node("current", "symlink", 0o777, 0);
+    link.target = Some(ferry::engine::tree::Name(b"releases/v2".to_vec()));
+    app.apply(Msg::SnapshotDir(
+        id.clone(),
+        String::new(),
+        Ok(vec![
+            node("index.html", "file", 0o644, 12_345),
+            node("releases", "dir", 0o755, 0),
+            link,
+            node("deploy.sh", "file", 0o750, 2_000_000),
+        ]),
+    ));
+    insta::assert_snapshot!("files_folder_backup", render(&app, 100, 24).backend());
+    key(&mut app, KeyCode::Char('G'));
+    key(&mut app, KeyCode::Char('k'));
+    key(&mut app, KeyCode::Char('d'));
+    // Pre-filled with the downloads folder; typing edits it.
+    let p = app.prompt.as_ref().unwrap();
+    assert_eq!(
+        p.dest,
+        _f._dir.path().join("downloads").display().to_string()
+    );
+    assert_eq!((p.path.as_str(), p.what), ("deploy.sh", "file"));
+    for _ in 0..p.dest.chars().count() {
+        key(&mut app, KeyCode::Backspace);
+    }
+    chars(&mut app, "/srv/restore");
+    insta::assert_snapshot!("files_restore_prompt", render(&app, 100, 24).backend());
+    key(&mut app, KeyCode::Esc);
+    assert!(app.prompt.is_none());
+    assert!(app.jobs.is_empty());
+    // Help lists the key.
+    key(&mut app, KeyCode::Char('?'));
+    let text = render(&app, 100, 36).backend().to_string();
+    assert!(
+        text.contains("restore the file or folder to this machine"),
+        "{text}"
+    );
+}
+
+/// The loop the binary runs, on a test backend: it draws the first frame before any
+/// probe answers and returns when the app quits.
+#[test]
+fn the_binary_loop_draws_then_quits() {
+    use crossterm::event::Event;
+    let (_f, mut app) = app_with("dark", false);
+    let tx = app.sender();
+    let mut terminal = Terminal::new(TestBackend::new(100, 24)).unwrap();
+    let mut frames = Vec::new();
+    ferry::ui::event::run_loop(&mut terminal, &mut app, &mut |t, a| {
+        if frames.is_empty() {
+            assert!(a.clusters.iter().all(|c| c.facts.is_none()));
+            tx.send(Msg::Input(Event::Key(KeyEvent::new(
+                KeyCode::Char('q'),
+                KeyModifiers::NONE,
+            ))))
+            .unwrap();
+        }
+        frames.push(t.backend().to_string());
+    })
+    .unwrap();
+    assert!(app.quit);
+    assert!(frames[0].contains("CLUSTER"), "{}", frames[0]);
+}
+
+/// A capture's snapshot record with the given source and claims' class (its tree is
+/// never read here).
+fn capture_snapshot() -> ferry::engine::snapshot::Snapshot {
+    let mut s = folder_snapshot();
+    s.paths = vec!["k8s://prod/shop".into()];
+    s.meta.insert(
+        "kubernetes".into(),
+        json!({
+            "cluster": "prod", "serverVersion": "v1.31.4", "scope": {"namespaces": ["shop"]},
+            "namespaces": ["shop"], "storageClasses": [], "objects": 12,
+            "volumes": [{"namespace": "shop", "pvc": "data", "storageClass": "fast-ssd",
+                         "consistency": "snapshot", "files": 3, "bytes": 4096, "filesTransferred": 3}],
+        }),
+    );
+    s
+}
+
+#[test]
+fn the_restore_wizard_offers_a_new_eks_cluster_with_its_form() {
+    use ferry::ui::wizard::Step;
+    let (f, _) = app_with("dark", false);
+    let mut env_app = {
+        // The same console with an AWS account linked.
+        let dir = f._dir.path();
+        let kc = dir.join("config");
+        let linked = Linked::load(&Sources { paths: vec![kc] });
+        App::new(Env {
+            linked,
+            repo: Err("no repository in this test".into()),
+            rt: f.rt.handle().clone(),
+            theme: Theme::builtin("dark"),
+            keymap: Keymap::default_keys(),
+            read_only: false,
+            read_only_contexts: vec![],
+            mover: MoverOptions::default(),
+            reports: dir.join("reports"),
+            downloads: dir.join("downloads"),
+            aws: vec![ferry::providers::eks::AwsAccount {
+                profile: Some("work".into()),
+                regions: vec!["eu-west-1".into(), "us-east-1".into()],
+                ..Default::default()
+            }],
+        })
+    };
+    let app = &mut env_app;
+    probed(app);
+    key(app, KeyCode::Char('S'));
+    app.apply(Msg::Snapshots(Ok(vec![capture_snapshot()])));
+    key(app, KeyCode::Char('r'));
+    // prod is the source: the first other target is qa.
+    key(app, KeyCode::Down);
+    insta::assert_snapshot!("wizard_new_eks_target", render(app, 100, 24).backend());
+    key(app, KeyCode::Enter);
+    assert_eq!(app.wizard.as_ref().unwrap().step, Step::Cluster);
+    key(app, KeyCode::Right);
+    key(app, KeyCode::Down);
+    key(app, KeyCode::Down);
+    key(app, KeyCode::Backspace);
+    chars(app, "0");
+    key(app, KeyCode::Enter);
+    insta::assert_snapshot!(
+        "wizard_new_eks_form_invalid",
+        render(app, 100, 24).backend()
+    );
+    let w = app.wizard.as_ref().unwrap();
+    assert!(
+        w.error.as_ref().unwrap().contains("older than the source"),
+        "{:?}",
+        w.error
+    );
+    key(app, KeyCode::Backspace);
+    chars(app, "1");
+    for (row, text) in [
+        (3, "arn:aws:iam::123456789012:role/eks"),
+        (4, "subnet-a,subnet-b"),
+        (5, "arn:aws:iam::123456789012:role/node"),
+    ] {
+        app.wizard.as_mut().unwrap().select(row);
+        chars(app, text);
+    }
+    key(app, KeyCode::Enter);
+    assert_eq!(app.wizard.as_ref().unwrap().step, Step::Namespaces);
+    key(app, KeyCode::Enter);
+    let w = app.wizard.as_ref().unwrap();
+    assert_eq!(w.sc, [("fast-ssd".to_string(), "gp3".to_string())]);
+    key(app, KeyCode::Enter);
+    key(app, KeyCode::Enter);
+    insta::assert_snapshot!("wizard_new_eks_plan", render(app, 100, 30).backend());
 }

@@ -2,12 +2,14 @@
 //! terminal, keys sent with `tmux send-keys`, the screen read with `capture-pane`.
 //! A namespace of a seeded application is cloned inside `prod` through the wizard
 //! (target, new name, classes, options, plan, confirm); the clone's objects and every
-//! file of its volumes are then checked through the API and on disk.
+//! file of its volumes are then checked through the API and on disk. A file of a
+//! folder backup is browsed to and restored to this machine with `d`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use ferry::engine::k8s::RESTORED_ANNOTATION;
@@ -205,4 +207,90 @@ fn a_namespace_is_cloned_through_the_console_in_a_real_terminal() {
         prod.shutdown().await.unwrap();
         qa.shutdown().await.unwrap();
     });
+}
+
+/// A folder backup opened on :snapshots shows its files; a filtered file restored with
+/// `d` into the default downloads folder lands there byte for byte with its mode and
+/// time, through the jobs screen.
+#[test]
+fn a_file_of_a_folder_backup_is_restored_from_a_real_terminal() {
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let src = dir.path().join("site");
+    std::fs::create_dir_all(src.join("conf")).unwrap();
+    let body: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::write(src.join("conf/app.yaml"), &body).unwrap();
+    std::fs::set_permissions(
+        src.join("conf/app.yaml"),
+        std::fs::Permissions::from_mode(0o640),
+    )
+    .unwrap();
+    filetime::set_file_mtime(
+        src.join("conf/app.yaml"),
+        filetime::FileTime::from_unix_time(1_650_000_000, 5),
+    )
+    .unwrap();
+    std::fs::write(src.join("index.html"), b"hi").unwrap();
+    let kc = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kc,
+        "apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers: []\n",
+    )
+    .unwrap();
+    let env = [
+        ("HOME", home.display().to_string()),
+        ("XDG_CONFIG_HOME", home.join("config").display().to_string()),
+        ("XDG_DATA_HOME", home.join("data").display().to_string()),
+        ("XDG_STATE_HOME", home.join("state").display().to_string()),
+        ("XDG_CACHE_HOME", home.join("cache").display().to_string()),
+        ("KUBECONFIG", kc.display().to_string()),
+        ("TERM", "xterm-256color".to_string()),
+    ];
+    let backup = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .arg("backup")
+        .arg(&src)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .unwrap();
+    assert!(backup.status.success(), "{backup:?}");
+
+    let tmux = Tmux::start(dir.path(), &env, env!("CARGO_BIN_EXE_ferry"));
+    tmux.wait_for("CLUSTER", 30);
+    tmux.keys(&["S"]);
+    tmux.wait_for("site", 30);
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("index.html", 30);
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("app.yaml", 30);
+    tmux.keys(&["/"]);
+    tmux.type_text("app");
+    tmux.keys(&["Enter", "d"]);
+    let s = tmux.wait_for("restore to this machine", 30);
+    assert!(s.contains("/conf/app.yaml"), "{s}");
+    tmux.keys(&["Enter"]);
+    tmux.keys(&["J"]);
+    let s = tmux.wait_for("done", 60);
+    assert!(s.contains("restore app.yaml"), "{s}");
+    let got = home.join("data/ferry/downloads/app.yaml");
+    assert_eq!(std::fs::read(&got).unwrap(), body);
+    let (a, b) = (
+        std::fs::metadata(src.join("conf/app.yaml")).unwrap(),
+        std::fs::metadata(&got).unwrap(),
+    );
+    assert_eq!(
+        (a.mode(), a.mtime(), a.mtime_nsec()),
+        (b.mode(), b.mtime(), b.mtime_nsec())
+    );
+    tmux.keys(&["q"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while tmux.running() {
+        assert!(
+            Instant::now() < deadline,
+            "q did not quit:\n{}",
+            tmux.screen()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

@@ -914,6 +914,8 @@ mod console {
             read_only_contexts: vec![],
             mover: MoverOptions::default(),
             reports: env.home.path().join("reports"),
+            downloads: env.home.path().join("downloads"),
+            aws: vec![],
         });
         assert!(app.settle(LIMIT, |a| a.clusters.iter().all(|c| c.facts.is_some())));
         key(&mut app, KeyCode::Down);
@@ -1150,6 +1152,8 @@ mod console_records {
             read_only_contexts: vec![],
             mover: MoverOptions::default(),
             reports: env.home.path().join("reports"),
+            downloads: env.home.path().join("downloads"),
+            aws: vec![],
         });
         assert!(app.settle(LIMIT, |a| a.clusters.iter().all(|c| c.facts.is_some())));
         key(&mut app, KeyCode::Enter);

@@ -41,6 +41,8 @@ pub fn run(ctx: &Context, read_only: bool) -> anyhow::Result<Exit> {
         read_only_contexts: settings.read_only_contexts.clone(),
         mover,
         reports: crate::engine::k8s::apply::Report::dir(&ctx.dirs.state),
+        downloads: ctx.dirs.data.join("downloads"),
+        aws: settings.aws.clone(),
     };
     let _enter = ctx.rt.enter();
     crate::ui::event::run(App::new(env)).context("the console stopped")?;

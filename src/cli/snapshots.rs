@@ -4,7 +4,7 @@ use clap::Args;
 
 use super::{Context, Exit};
 use crate::engine::snapshot::{self, Snapshot};
-use crate::engine::tree::{self, NodeKind};
+use crate::engine::tree;
 use crate::engine::{diff as ediff, stats as estats};
 use crate::ui::format;
 
@@ -90,26 +90,6 @@ pub fn list(ctx: &Context, a: SnapshotsArgs) -> anyhow::Result<Exit> {
     Ok(Exit::SUCCESS)
 }
 
-fn mode_string(kind: NodeKind, mode: u32) -> String {
-    let t = match kind {
-        NodeKind::Dir => 'd',
-        NodeKind::Symlink => 'l',
-        NodeKind::Fifo => 'p',
-        NodeKind::Socket => 's',
-        NodeKind::CharDev => 'c',
-        NodeKind::BlockDev => 'b',
-        NodeKind::File => '-',
-    };
-    let mut s = String::from(t);
-    for shift in [6, 3, 0] {
-        let bits = (mode >> shift) & 7;
-        s.push(if bits & 4 != 0 { 'r' } else { '-' });
-        s.push(if bits & 2 != 0 { 'w' } else { '-' });
-        s.push(if bits & 1 != 0 { 'x' } else { '-' });
-    }
-    s
-}
-
 pub fn ls(ctx: &Context, a: LsArgs) -> anyhow::Result<Exit> {
     let repo = ctx.open()?;
     repo.load_index()?;
@@ -131,7 +111,7 @@ pub fn ls(ctx: &Context, a: LsArgs) -> anyhow::Result<Exit> {
                 .unwrap_or_default();
             say!(
                 "{} {:>5} {:>5} {:>12} {} {}",
-                mode_string(n.kind, n.mode),
+                format::mode(n.kind, n.mode),
                 n.uid,
                 n.gid,
                 n.size,

@@ -24,6 +24,7 @@ use crate::engine::k8s::capture::{CaptureMeta, Scope};
 use crate::engine::k8s::mover::MoverOptions;
 use crate::engine::progress::RateMeter;
 use crate::engine::snapshot::Snapshot;
+use crate::engine::tree::{Node, NodeKind};
 use crate::providers::kubeconfig::{Linked, LinkedCluster};
 use crate::providers::probe::Facts;
 use crate::ui::keymap::{Action, Keymap};
@@ -47,6 +48,12 @@ pub struct Env {
     pub mover: MoverOptions,
     /// Where restore reports are written (`<state>/reports`, as the CLI does).
     pub reports: std::path::PathBuf,
+    /// The folder a file restored from a snapshot goes to unless the user types
+    /// another (`<data>/downloads`).
+    pub downloads: std::path::PathBuf,
+    /// Linked AWS accounts (`aws:` in the settings): the wizard offers a new EKS
+    /// cluster as a target when there is one.
+    pub aws: Vec<crate::providers::eks::AwsAccount>,
 }
 
 impl std::fmt::Debug for Env {
@@ -150,6 +157,13 @@ pub enum View {
     Snapshot {
         id: String,
     },
+    /// A folder inside a snapshot: `path` in the snapshot's tree (`/`-separated, "" for
+    /// the root), browsed from `base` (a volume's folder, or "" for a folder backup).
+    Files {
+        id: String,
+        base: String,
+        path: String,
+    },
     Jobs,
     /// The repository's audit trail.
     Audit,
@@ -164,6 +178,16 @@ impl View {
             View::Pvcs { ns, .. } => format!("{ns} (pvcs)"),
             View::Snapshots => "snapshots".into(),
             View::Snapshot { id } => id.chars().take(8).collect(),
+            View::Files { id, base, path } => {
+                if path == base {
+                    match base.strip_prefix(VOLUMES_PREFIX) {
+                        Some(claim) => claim.to_string(),
+                        None => format!("{}:/", id.chars().take(8).collect::<String>()),
+                    }
+                } else {
+                    path.rsplit('/').next().unwrap_or(path).to_string()
+                }
+            }
             View::Jobs => "jobs".into(),
             View::Audit => "audit".into(),
         }
@@ -178,6 +202,9 @@ impl View {
         }
     }
 }
+
+/// Where a capture keeps its volumes' files in the snapshot tree, with the slash.
+pub const VOLUMES_PREFIX: &str = "volumes/";
 
 /// Selection, scrolling, filter and marks of one screen.
 #[derive(Debug, Default, Clone)]
@@ -230,6 +257,36 @@ pub struct NsSummary {
     pub requested: u64,
 }
 
+/// One folder of a snapshot: its entries (folders first, then by name) and their rows,
+/// in the same order.
+#[derive(Debug, Clone, Default)]
+pub struct DirData {
+    pub nodes: Vec<Node>,
+    pub rows: Vec<Row>,
+}
+
+/// The prompt of a restore to this machine: what (`path` in `snapshot`), and the
+/// folder typed for it.
+#[derive(Debug, Clone)]
+pub struct RestorePrompt {
+    /// Results of an older prompt are dropped.
+    pub generation: u64,
+    pub snapshot: Box<Snapshot>,
+    /// The path inside the snapshot's tree.
+    pub path: String,
+    /// The file or folder's name (what appears in the destination).
+    pub name: String,
+    pub is_dir: bool,
+    /// What it is, in words: file, folder, link, volume.
+    pub what: &'static str,
+    /// The destination folder as typed.
+    pub dest: String,
+    /// What is wrong with `dest`, once checked.
+    pub error: Option<String>,
+    /// A check of `dest` is under way.
+    pub checking: bool,
+}
+
 /// Everything listed in one namespace.
 #[derive(Debug, Clone, Default)]
 pub struct NsData {
@@ -264,6 +321,14 @@ pub enum JobEnd {
         report: Report,
         saved: Result<std::path::PathBuf, String>,
         context: String,
+    },
+    /// Files of a snapshot restored into a folder of this machine.
+    Downloaded {
+        target: std::path::PathBuf,
+        files: u64,
+        dirs: u64,
+        bytes: u64,
+        warnings: Vec<String>,
     },
     Failed(String),
     Cancelled,
@@ -311,6 +376,11 @@ pub enum Msg {
     NsObjects(String, String, Result<Vec<Value>, String>),
     Snapshots(Result<Vec<Snapshot>, String>),
     SnapshotObjects(String, Result<Vec<Value>, String>),
+    /// The entries of a folder of a snapshot: (snapshot ID, path, entries).
+    SnapshotDir(String, String, Result<Vec<Node>, String>),
+    /// The checked destination of a restore prompt (prompt generation): the engine's
+    /// options, or what is wrong with the folder.
+    RestoreChecked(u64, Result<crate::engine::restore::RestoreOptions, String>),
     /// Storage classes used by a wizard's live source (wizard generation).
     WizardClasses(u64, Result<Vec<String>, String>),
     /// Targets of a wizard and why the policy denies each (None: allowed).
@@ -322,6 +392,8 @@ pub enum Msg {
     Audit(Result<(Vec<crate::policy::audit::AuditRecord>, Vec<String>), String>),
     /// A line for the status bar from background work.
     Status(Tone, String),
+    /// A cluster the console created (a wizard's new target): linked from now on.
+    ClusterCreated(Box<LinkedCluster>),
     /// A terminal event (from the input thread).
     Input(crossterm::event::Event),
 }
@@ -337,6 +409,11 @@ pub struct App {
     pub snapshots: Option<Load<SnapshotsData>>,
     pub audit: Option<Load<AuditData>>,
     pub snapshot_objects: HashMap<String, Load<Vec<Value>>>,
+    /// Folders of snapshots, loaded as they are opened: (snapshot ID, path).
+    pub dirs: HashMap<(String, String), Load<DirData>>,
+    /// The restore-to-this-machine prompt, when open.
+    pub prompt: Option<RestorePrompt>,
+    prompt_gen: u64,
     pub jobs: Vec<Job>,
     pub show_yaml: bool,
     /// The selected object's YAML: (row key, text).
@@ -392,6 +469,9 @@ impl App {
             snapshots: None,
             audit: None,
             snapshot_objects: HashMap::new(),
+            dirs: HashMap::new(),
+            prompt: None,
+            prompt_gen: 0,
             jobs: Vec::new(),
             show_yaml: false,
             yaml: None,
@@ -502,6 +582,11 @@ impl App {
                 _ => loading(),
             },
             View::Snapshot { id } => Ok(Cow::Owned(screens::snapshots::detail_rows(self, id))),
+            View::Files { id, path, .. } => match self.dirs.get(&(id.clone(), path.clone())) {
+                Some(Load::Ready(d)) => Ok(Cow::Borrowed(&d.rows)),
+                Some(Load::Failed(e)) => Err(e.clone()),
+                _ => loading(),
+            },
             View::Jobs => Ok(Cow::Owned(screens::jobs::rows(self))),
             View::Audit => match &self.audit {
                 Some(Load::Ready(d)) => Ok(Cow::Borrowed(&d.rows)),
@@ -662,6 +747,15 @@ impl App {
                     tasks::snapshot_objects(&rt, &tx, self.env.repo.clone(), snap);
                 }
             }
+            View::Files { id, path, .. } => {
+                let key = (id.clone(), path.clone());
+                if (force || !self.dirs.contains_key(&key))
+                    && let Some(snap) = self.find_snapshot(&id).cloned()
+                {
+                    self.dirs.insert(key, Load::Loading);
+                    tasks::snapshot_dir(&rt, &tx, self.env.repo.clone(), snap, path);
+                }
+            }
             View::Jobs => {}
             View::Audit => {
                 if force || self.audit.is_none() {
@@ -749,6 +843,29 @@ impl App {
                 );
                 self.refresh_yaml();
             }
+            Msg::SnapshotDir(id, path, r) => {
+                self.dirs.insert(
+                    (id, path),
+                    match r {
+                        Ok(nodes) => Load::Ready(screens::files::dir_data(nodes)),
+                        Err(e) => Load::Failed(e),
+                    },
+                );
+                self.select_first_selectable();
+            }
+            Msg::RestoreChecked(generation, r) => self.restore_checked(generation, r),
+            Msg::ClusterCreated(linked) => {
+                if self.cluster(&linked.name).is_none() {
+                    tasks::probe(&self.env.rt, &self.tx, (*linked).clone());
+                    self.clusters.push(ClusterState {
+                        linked: *linked,
+                        facts: None,
+                        namespaces: None,
+                        ns: HashMap::new(),
+                    });
+                    self.cluster_rows = screens::clusters::rows(self);
+                }
+            }
             Msg::WizardVerdicts(generation, verdicts) => {
                 if let Some(w) = &mut self.wizard
                     && w.generation == generation
@@ -799,6 +916,10 @@ impl App {
                         JobEnd::Restored { report: r, .. } => (
                             Tone::Warn,
                             format!("{}: {} failed (see :jobs)", j.title, r.failed().len()),
+                        ),
+                        JobEnd::Downloaded { target, files, .. } => (
+                            Tone::Ok,
+                            format!("{}: {files} file(s) in {}", j.title, target.display()),
                         ),
                         JobEnd::Failed(e) => (Tone::Error, format!("{}: {e}", j.title)),
                         JobEnd::Cancelled => (Tone::Warn, format!("{}: cancelled", j.title)),
@@ -899,7 +1020,7 @@ impl App {
             self.click(Position::new(m.column, m.row));
             return;
         }
-        if self.wizard.is_some() {
+        if self.wizard.is_some() || self.prompt.is_some() {
             return;
         }
         match m.kind {
@@ -913,7 +1034,9 @@ impl App {
     /// A left click at `at`: on a wizard item selects it; on a breadcrumb goes back to
     /// that level; on a row selects it, or opens it (as enter does) when it already is.
     fn click(&mut self, at: Position) {
-        if matches!(self.mode, Mode::ConfirmQuit | Mode::Help | Mode::Command(_)) {
+        if matches!(self.mode, Mode::ConfirmQuit | Mode::Help | Mode::Command(_))
+            || self.prompt.is_some()
+        {
             return;
         }
         if let Some(w) = &mut self.wizard {
@@ -975,6 +1098,10 @@ impl App {
         self.dirty = true;
         if self.wizard.is_some() {
             self.wizard_key(k);
+            return;
+        }
+        if self.prompt.is_some() {
+            self.prompt_key(k);
             return;
         }
         match self.mode.clone() {
@@ -1142,6 +1269,7 @@ impl App {
             Action::Migrate => self.open_live_wizard(&view, Purpose::Migrate),
             Action::Clone => self.open_live_wizard(&view, Purpose::Clone),
             Action::Restore => self.open_restore_wizard(&view),
+            Action::Download => self.open_restore_prompt(&view),
             Action::Cancel => {
                 if view == View::Jobs {
                     match self
@@ -1227,11 +1355,68 @@ impl App {
                 cluster,
                 ns: row.key,
             }),
-            View::Workloads { .. } | View::Pvcs { .. } | View::Snapshot { .. } => {
+            View::Snapshot { id } => match row.key.strip_prefix("vol:") {
+                Some(claim) => {
+                    let base = format!("{VOLUMES_PREFIX}{claim}");
+                    self.push(View::Files {
+                        id,
+                        path: base.clone(),
+                        base,
+                    })
+                }
+                None if row.key == "folder" => self.push(View::Files {
+                    id,
+                    base: String::new(),
+                    path: String::new(),
+                }),
+                None => {
+                    self.show_yaml = !self.show_yaml;
+                    self.yaml_scroll = 0;
+                }
+            },
+            View::Workloads { .. } | View::Pvcs { .. } => {
                 self.show_yaml = !self.show_yaml;
                 self.yaml_scroll = 0;
             }
-            View::Snapshots => self.push(View::Snapshot { id: row.key }),
+            View::Snapshots => {
+                // A folder backup has no objects: its files are what there is to see.
+                let folder = self
+                    .find_snapshot(&row.key)
+                    .is_some_and(|s| CaptureMeta::of(s).is_none());
+                self.push(if folder {
+                    View::Files {
+                        id: row.key,
+                        base: String::new(),
+                        path: String::new(),
+                    }
+                } else {
+                    View::Snapshot { id: row.key }
+                })
+            }
+            View::Files { id, base, path } => match self.selected_node() {
+                Some(n) if n.kind == NodeKind::Dir => match std::str::from_utf8(&n.name.0) {
+                    Ok(name) => {
+                        let path = if path.is_empty() {
+                            name.to_string()
+                        } else {
+                            format!("{path}/{name}")
+                        };
+                        self.push(View::Files { id, base, path })
+                    }
+                    Err(_) => self.say(
+                        Tone::Warn,
+                        "this folder's name is not UTF-8: list it with `ferry ls`",
+                    ),
+                },
+                Some(_) => {
+                    let keys = self.env.keymap.keys_for(Action::Download).join("/");
+                    self.say(
+                        Tone::Normal,
+                        format!("{keys} restores it to a folder of this machine"),
+                    )
+                }
+                None => {}
+            },
             View::Jobs | View::Audit => {}
         }
     }
@@ -1423,7 +1608,7 @@ impl App {
     fn open_restore_wizard(&mut self, view: &View) {
         let id = match view {
             View::Snapshots => self.selected_row().map(|r| r.key),
-            View::Snapshot { id } => Some(id.clone()),
+            View::Snapshot { id } | View::Files { id, .. } => Some(id.clone()),
             _ => None,
         };
         let Some(snap) = id.and_then(|id| self.find_snapshot(&id).cloned()) else {
@@ -1618,6 +1803,10 @@ impl App {
     }
 
     fn confirm(&mut self, w: Wizard) {
+        if w.creating().is_some() {
+            self.create_and_restore(w);
+            return;
+        }
         let Some(Load::Ready(prepared)) = w.plan.clone() else {
             return;
         };
@@ -1657,6 +1846,228 @@ impl App {
         self.say(
             Tone::Ok,
             format!("{} started: follow it on :jobs", w.purpose.word()),
+        );
+    }
+}
+
+impl App {
+    /// The snapshot entry of the selected row of a files screen.
+    pub fn selected_node(&self) -> Option<&Node> {
+        let View::Files { id, path, .. } = &self.screen().view else {
+            return None;
+        };
+        let row = self.selected_row()?;
+        let d = self.dirs.get(&(id.clone(), path.clone()))?.ready()?;
+        d.nodes
+            .iter()
+            .find(|n| screens::files::node_key(n) == row.key)
+    }
+
+    /// What the selected row of a snapshot or files screen would restore: (path in the
+    /// snapshot, name, what it is in words).
+    fn restorable(&self, view: &View) -> Result<(String, String, &'static str), String> {
+        let none = "select a file, a folder or a volume to restore".to_string();
+        match view {
+            View::Files { path, .. } => {
+                let n = self.selected_node().ok_or(none)?;
+                let name = std::str::from_utf8(&n.name.0)
+                    .map_err(|_| {
+                        "this name is not UTF-8: restore it with `ferry restore SNAP --path …`"
+                            .to_string()
+                    })?
+                    .to_string();
+                let full = if path.is_empty() {
+                    name.clone()
+                } else {
+                    format!("{path}/{name}")
+                };
+                let what = match n.kind {
+                    NodeKind::Dir => "folder",
+                    NodeKind::File => "file",
+                    NodeKind::Symlink => "link",
+                    _ => "special file",
+                };
+                Ok((full, name, what))
+            }
+            View::Snapshot { .. } => {
+                let row = self.selected_row().ok_or(none.clone())?;
+                let claim = row.key.strip_prefix("vol:").ok_or(none)?;
+                let name = claim.rsplit('/').next().unwrap_or(claim).to_string();
+                Ok((format!("{VOLUMES_PREFIX}{claim}"), name, "volume"))
+            }
+            _ => Err("d restores files of a snapshot: open one on :snapshots".into()),
+        }
+    }
+
+    fn open_restore_prompt(&mut self, view: &View) {
+        let id = match view {
+            View::Snapshot { id } | View::Files { id, .. } => id.clone(),
+            _ => String::new(),
+        };
+        let what = self.restorable(view);
+        let snap = self.find_snapshot(&id).cloned();
+        match (what, snap) {
+            (Ok((path, name, what)), Some(snap)) => {
+                self.prompt_gen += 1;
+                self.prompt = Some(RestorePrompt {
+                    generation: self.prompt_gen,
+                    snapshot: Box::new(snap),
+                    path,
+                    name,
+                    is_dir: matches!(what, "folder" | "volume"),
+                    what,
+                    dest: self.env.downloads.display().to_string(),
+                    error: None,
+                    checking: false,
+                });
+            }
+            (Err(e), _) => self.say(Tone::Normal, e),
+            (Ok(_), None) => self.say(Tone::Warn, "the snapshot is gone: refresh :snapshots"),
+        }
+    }
+
+    fn prompt_key(&mut self, k: KeyEvent) {
+        let Some(p) = &mut self.prompt else { return };
+        match k.code {
+            KeyCode::Esc => {
+                self.prompt = None;
+                self.say(Tone::Normal, "nothing was restored");
+            }
+            KeyCode::Char('c') if k.modifiers.contains(KeyModifiers::CONTROL) => {
+                self.prompt = None;
+                self.say(Tone::Normal, "nothing was restored");
+            }
+            KeyCode::Enter if !p.checking => {
+                if p.dest.trim().is_empty() {
+                    p.error = Some("type the folder to restore into".into());
+                    return;
+                }
+                // Checked on a blocking thread (the disk may be slow): the answer comes
+                // back as `Msg::RestoreChecked`.
+                p.checking = true;
+                p.error = None;
+                tasks::check_restore_target(
+                    &self.env.rt,
+                    &self.tx,
+                    p.generation,
+                    p.dest.clone(),
+                    p.name.clone(),
+                    p.path.clone(),
+                    p.is_dir,
+                );
+            }
+            KeyCode::Backspace => {
+                p.dest.pop();
+                p.error = None;
+            }
+            KeyCode::Char(c) if !k.modifiers.contains(KeyModifiers::CONTROL) => {
+                p.dest.push(c);
+                p.error = None;
+            }
+            _ => {}
+        }
+    }
+
+    /// The answer to a prompt's check: start the job, or say what is wrong in place.
+    fn restore_checked(
+        &mut self,
+        generation: u64,
+        r: Result<crate::engine::restore::RestoreOptions, String>,
+    ) {
+        let Some(p) = self.prompt.as_mut().filter(|p| p.generation == generation) else {
+            return;
+        };
+        p.checking = false;
+        let opts = match r {
+            Ok(o) => o,
+            Err(e) => {
+                p.error = Some(e);
+                return;
+            }
+        };
+        let repo = match &self.env.repo {
+            Ok(r) => r.clone(),
+            Err(e) => {
+                p.error = Some(e.clone());
+                return;
+            }
+        };
+        let Some(p) = self.prompt.take() else { return };
+        let (id, progress) = self.register_job(format!(
+            "restore {} from {} → {}",
+            p.name,
+            p.snapshot.id.short(),
+            opts.target.display()
+        ));
+        progress.set_phase("restoring files");
+        tasks::restore_files(
+            &self.env.rt,
+            &self.tx,
+            id,
+            repo,
+            *p.snapshot,
+            opts,
+            progress,
+        );
+        self.say(
+            Tone::Ok,
+            format!("restoring {} to this machine: follow it on :jobs", p.name),
+        );
+    }
+}
+
+impl App {
+    /// Creates the wizard's new cluster and restores its snapshot into it, as one job.
+    fn create_and_restore(&mut self, w: Wizard) {
+        let (Some(new), Source::Snapshot { snap, meta }) = (w.creating(), &w.source) else {
+            return;
+        };
+        let repo = match &self.env.repo {
+            Ok(r) => r.clone(),
+            Err(e) => {
+                let e = e.clone();
+                self.say(Tone::Error, e);
+                return;
+            }
+        };
+        let create = match new {
+            crate::ui::newcluster::NewCluster::Eks(f) => match f.spec() {
+                Ok((account, region, spec)) => tasks::Create::Eks {
+                    account,
+                    region,
+                    spec: Box::new(spec),
+                    source_version: f.source_version.clone(),
+                },
+                Err(e) => {
+                    let mut w = w.clone();
+                    w.error = Some(e);
+                    self.wizard = Some(w);
+                    return;
+                }
+            },
+        };
+        let name = new.name().to_string();
+        let (id, progress) =
+            self.register_job(format!("create {name} + restore {}", w.source_label()));
+        tasks::create_and_restore(
+            &self.env.rt,
+            &self.tx,
+            id,
+            create,
+            repo,
+            tasks::Restore {
+                snapshot: (**snap).clone(),
+                meta: (**meta).clone(),
+                options: w.restore_options(&self.env.mover),
+                origin: self.origin_place(&meta.cluster),
+                mover: self.env.mover.clone(),
+                reports: self.env.reports.clone(),
+            },
+            progress,
+        );
+        self.say(
+            Tone::Ok,
+            format!("creating {name}, then restoring into it: follow it on :jobs"),
         );
     }
 }

@@ -12,7 +12,7 @@ use crossterm::terminal::{
     EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode,
 };
 use ratatui::Terminal;
-use ratatui::backend::CrosstermBackend;
+use ratatui::backend::{Backend, CrosstermBackend};
 
 use crate::ui::app::{App, Msg};
 use crate::ui::screens;
@@ -36,6 +36,42 @@ struct Guard;
 impl Drop for Guard {
     fn drop(&mut self) {
         restore();
+    }
+}
+
+/// The console's loop on any backend, until the app quits: draws a frame when the state
+/// changed, then sleeps until input or a message arrives; while jobs or probes run it
+/// wakes at [`FRAME`] to sample their progress. `drawn` sees every frame once drawn
+/// (the binary ignores it; benches and tests watch frames through it).
+pub fn run_loop<B: Backend>(
+    terminal: &mut Terminal<B>,
+    app: &mut App,
+    drawn: &mut dyn FnMut(&Terminal<B>, &App),
+) -> anyhow::Result<()>
+where
+    B::Error: Send + Sync + 'static,
+{
+    let mut last_tick = Instant::now();
+    loop {
+        if app.dirty {
+            terminal.draw(|f| screens::draw(f, app))?;
+            app.dirty = false;
+            drawn(terminal, app);
+        }
+        if app.quit {
+            return Ok(());
+        }
+        let timeout = if app.busy() {
+            Some(FRAME.saturating_sub(last_tick.elapsed()))
+        } else {
+            None
+        };
+        app.wait(timeout);
+        if app.busy() && last_tick.elapsed() >= FRAME {
+            app.tick();
+            app.dirty = true;
+            last_tick = Instant::now();
+        }
     }
 }
 
@@ -71,27 +107,7 @@ pub fn run(mut app: App) -> anyhow::Result<()> {
                 }
             }
         })?;
-    let mut last_tick = Instant::now();
-    loop {
-        if app.dirty {
-            terminal.draw(|f| screens::draw(f, &app))?;
-            app.dirty = false;
-        }
-        if app.quit {
-            break;
-        }
-        let timeout = if app.busy() {
-            Some(FRAME.saturating_sub(last_tick.elapsed()))
-        } else {
-            None
-        };
-        app.wait(timeout);
-        if app.busy() && last_tick.elapsed() >= FRAME {
-            app.tick();
-            app.dirty = true;
-            last_tick = Instant::now();
-        }
-    }
+    run_loop(&mut terminal, &mut app, &mut |_, _| {})?;
     let _ = std::panic::take_hook();
     Ok(())
 }

@@ -18,6 +18,36 @@ pub fn bytes(n: u64) -> String {
     }
 }
 
+/// A file's type and permission bits as `ls -l` shows them: `drwxr-xr-x`.
+pub fn mode(kind: crate::engine::tree::NodeKind, mode: u32) -> String {
+    use crate::engine::tree::NodeKind;
+    let t = match kind {
+        NodeKind::Dir => 'd',
+        NodeKind::Symlink => 'l',
+        NodeKind::Fifo => 'p',
+        NodeKind::Socket => 's',
+        NodeKind::CharDev => 'c',
+        NodeKind::BlockDev => 'b',
+        NodeKind::File => '-',
+    };
+    let mut s = String::from(t);
+    for shift in [6, 3, 0] {
+        let bits = (mode >> shift) & 7;
+        s.push(if bits & 4 != 0 { 'r' } else { '-' });
+        s.push(if bits & 2 != 0 { 'w' } else { '-' });
+        s.push(if bits & 1 != 0 { 'x' } else { '-' });
+    }
+    s
+}
+
+/// A time in nanoseconds since the epoch as `2026-01-31 12:00:00` (UTC).
+pub fn time_ns(ns: i64) -> String {
+    chrono::DateTime::from_timestamp(ns.div_euclid(1_000_000_000), 0)
+        .unwrap_or_default()
+        .format("%Y-%m-%d %H:%M:%S")
+        .to_string()
+}
+
 /// A rate in bytes per second: `120.3 MiB/s`.
 pub fn rate(bps: f64) -> String {
     format!("{}/s", bytes(bps.max(0.0) as u64))

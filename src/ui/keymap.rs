@@ -48,6 +48,9 @@ pub enum Action {
     Clone,
     /// Restore the selected snapshot (wizard).
     Restore,
+    /// Restore the selected file, folder or volume of a snapshot into a folder of this
+    /// machine (asks which folder; runs as a job).
+    Download,
     /// Cancel the selected job.
     Cancel,
     /// Pause the selected running job, or resume it.

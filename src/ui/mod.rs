@@ -13,6 +13,7 @@ pub mod app;
 pub mod event;
 pub mod format;
 pub mod keymap;
+pub mod newcluster;
 pub mod progress;
 pub mod screens;
 pub mod tasks;

@@ -19,7 +19,9 @@ use crate::engine::k8s::capture::{self, CaptureMeta, CaptureOptions};
 use crate::engine::k8s::mover::MoverOptions;
 use crate::engine::k8s::objects::{self, Catalog};
 use crate::engine::k8s::plan::{self, Plan, RestoreOptions};
+use crate::engine::restore;
 use crate::engine::snapshot::{self, Snapshot};
+use crate::engine::tree;
 use crate::policy::Action;
 use crate::policy::gate::{self, Gate, Place};
 use crate::providers::kubeconfig::LinkedCluster;
@@ -713,4 +715,387 @@ pub fn apply(
         }
         send(&tx, Msg::JobDone(id, ended(r, &progress)));
     });
+}
+
+/// Loads the entries of the folder at `path` of a snapshot's tree.
+pub fn snapshot_dir(
+    rt: &Handle,
+    tx: &Sender<Msg>,
+    repo: Result<Repository, String>,
+    snap: Snapshot,
+    path: String,
+) {
+    let tx = tx.clone();
+    rt.spawn(async move {
+        let id = snap.id.to_hex();
+        let p = path.clone();
+        let r = match repo {
+            Ok(repo) => {
+                blocking(move || {
+                    let shown = format!("/{p}");
+                    let node = tree::find_path(&repo, &snap.tree, &p)
+                        .map_err(|e| format!("cannot read {shown} of the snapshot: {e}"))?
+                        .ok_or_else(|| format!("the snapshot has no {shown}"))?;
+                    let sub = node
+                        .subtree
+                        .ok_or_else(|| format!("{shown} is not a folder"))?;
+                    tree::Tree::load(&repo, &sub)
+                        .map(|t| t.nodes)
+                        .map_err(|e| format!("cannot read {shown} of the snapshot: {e}"))
+                })
+                .await
+            }
+            Err(e) => Err(e),
+        };
+        send(&tx, Msg::SnapshotDir(id, path, r));
+    });
+}
+
+/// `~` and `~/…` as the home folder; relative paths from the current folder.
+fn expand(dest: &str) -> Result<PathBuf, String> {
+    let dest = dest.trim();
+    let home = || {
+        std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .ok_or_else(|| "HOME is not set: type a full path".to_string())
+    };
+    let p = if dest == "~" {
+        home()?
+    } else if let Some(rest) = dest.strip_prefix("~/") {
+        home()?.join(rest)
+    } else {
+        PathBuf::from(dest)
+    };
+    if p.is_absolute() {
+        Ok(p)
+    } else {
+        std::env::current_dir()
+            .map(|d| d.join(p))
+            .map_err(|e| format!("cannot tell the current folder ({e}): type a full path"))
+    }
+}
+
+/// Where the restore of `name` (at `path` in the snapshot, a folder when `is_dir`) into
+/// the folder `dest` writes, as the engine's options; or why it cannot go there. The
+/// folder must be a folder (or creatable) and writable, and must not hold `name` yet:
+/// nothing that exists is replaced.
+pub fn restore_target(
+    dest: &str,
+    name: &str,
+    path: &str,
+    is_dir: bool,
+) -> Result<restore::RestoreOptions, String> {
+    let dest = expand(dest)?;
+    let shown = dest.display();
+    // The folder itself, or the nearest parent that exists (the restore creates the rest).
+    let mut existing = Some(dest.as_path());
+    while let Some(p) = existing {
+        match std::fs::metadata(p) {
+            Ok(m) if m.is_dir() => break,
+            Ok(_) if p == dest => return Err(format!("{shown} is a file, not a folder")),
+            Ok(_) => {
+                return Err(format!(
+                    "{} is a file: {shown} cannot be created",
+                    p.display()
+                ));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => existing = p.parent(),
+            Err(e) => return Err(format!("cannot use {}: {e}", p.display())),
+        }
+    }
+    let Some(existing) = existing else {
+        return Err(format!("{shown} cannot be created"));
+    };
+    if nix::unistd::access(existing, nix::unistd::AccessFlags::W_OK).is_err() {
+        return Err(format!("{} is not writable", existing.display()));
+    }
+    let at = dest.join(name);
+    if std::fs::symlink_metadata(&at).is_ok() {
+        return Err(format!(
+            "{} already exists: choose another folder or move it away",
+            at.display()
+        ));
+    }
+    Ok(if is_dir {
+        // The folder's content goes into <dest>/<name>, which does not exist yet.
+        restore::RestoreOptions {
+            target: at,
+            path: path.to_string(),
+            overwrite: false,
+            threads: None,
+        }
+    } else {
+        // A file lands at <dest>/<name>; `overwrite` only lets the engine write into a
+        // folder that holds other files (it replaces restored paths alone, and this one
+        // was just seen not to exist).
+        restore::RestoreOptions {
+            target: dest.clone(),
+            path: path.to_string(),
+            overwrite: true,
+            threads: None,
+        }
+    })
+}
+
+/// Checks a restore prompt's folder on a blocking thread ([`restore_target`]).
+#[allow(clippy::too_many_arguments)]
+pub fn check_restore_target(
+    rt: &Handle,
+    tx: &Sender<Msg>,
+    generation: u64,
+    dest: String,
+    name: String,
+    path: String,
+    is_dir: bool,
+) {
+    let tx = tx.clone();
+    rt.spawn(async move {
+        let r = blocking(move || restore_target(&dest, &name, &path, is_dir)).await;
+        send(&tx, Msg::RestoreChecked(generation, r));
+    });
+}
+
+/// Restores part of a snapshot into a folder of this machine with the engine's restore
+/// (what `ferry restore SNAP --path P --target DIR` runs).
+pub fn restore_files(
+    rt: &Handle,
+    tx: &Sender<Msg>,
+    id: usize,
+    repo: Repository,
+    snap: Snapshot,
+    opts: restore::RestoreOptions,
+    progress: Arc<JobProgress>,
+) {
+    let tx = tx.clone();
+    rt.spawn(async move {
+        let p = progress.clone();
+        let r = blocking(move || {
+            let out = restore::restore(&repo, &snap, &opts, &p.data).map_err(|e| {
+                format!(
+                    "restore of /{} into {} failed: {e}",
+                    opts.path,
+                    opts.target.display()
+                )
+            })?;
+            p.log(format!(
+                "restored {} file(s), {} folder(s), {} into {}",
+                out.files,
+                out.dirs,
+                format::bytes(out.bytes),
+                opts.target.display()
+            ));
+            for w in &out.warnings {
+                p.log(format!("warning: {w}"));
+            }
+            Ok(JobEnd::Downloaded {
+                target: opts.target.clone(),
+                files: out.files,
+                dirs: out.dirs,
+                bytes: out.bytes,
+                warnings: out.warnings,
+            })
+        })
+        .await;
+        send(&tx, Msg::JobDone(id, ended(r, &progress)));
+    });
+}
+
+/// A cluster to create (one variant per cloud, as `ui::newcluster::NewCluster`).
+#[derive(Debug, Clone)]
+pub enum Create {
+    Eks {
+        account: crate::providers::eks::AwsAccount,
+        region: String,
+        spec: Box<crate::providers::eks::ClusterSpec>,
+        source_version: Option<String>,
+    },
+}
+
+/// What to restore into a cluster once it exists.
+#[derive(Debug, Clone)]
+pub struct Restore {
+    pub snapshot: Snapshot,
+    pub meta: CaptureMeta,
+    pub options: RestoreOptions,
+    pub origin: Place,
+    pub mover: MoverOptions,
+    pub reports: PathBuf,
+}
+
+/// Creates the cluster (its progress in the job's phase and log), tells the app it is
+/// linked, then checks the policy, plans the restore against it and carries it out:
+/// one job. A failure says what exists and how to delete it.
+#[allow(clippy::too_many_arguments)]
+pub fn create_and_restore(
+    rt: &Handle,
+    tx: &Sender<Msg>,
+    id: usize,
+    create: Create,
+    repo: Repository,
+    restore: Restore,
+    progress: Arc<JobProgress>,
+) {
+    let tx = tx.clone();
+    rt.spawn(async move {
+        let target = match create_cluster(&create, &progress).await {
+            Ok(t) => t,
+            Err(e) => {
+                send(&tx, Msg::JobDone(id, ended(Err(e), &progress)));
+                return;
+            }
+        };
+        send(&tx, Msg::ClusterCreated(Box::new(target.clone())));
+        let leftover = match &create {
+            Create::Eks { region, spec, .. } => {
+                let mut remove: Vec<String> = spec
+                    .nodegroups
+                    .iter()
+                    .map(|ng| {
+                        format!(
+                            "aws eks delete-nodegroup --region {region} --cluster-name {} --nodegroup-name {}",
+                            spec.name, ng.name
+                        )
+                    })
+                    .collect();
+                remove.push(format!(
+                    "aws eks delete-cluster --region {region} --name {}",
+                    spec.name
+                ));
+                format!(
+                    "the EKS cluster {} and its node groups ({}) were created and stay: restore into it again from :snapshots, or remove them with: {}",
+                    spec.name,
+                    spec.nodegroups
+                        .iter()
+                        .map(|n| n.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    remove.join("; ")
+                )
+            }
+        };
+        let r = restore_into(&repo, &target, restore, &progress)
+            .await
+            .map_err(|e| format!("{e}; {leftover}"));
+        send(&tx, Msg::JobDone(id, ended(r, &progress)));
+    });
+}
+
+async fn create_cluster(
+    create: &Create,
+    progress: &Arc<JobProgress>,
+) -> Result<LinkedCluster, String> {
+    match create {
+        Create::Eks {
+            account,
+            region,
+            spec,
+            source_version,
+        } => {
+            use crate::providers::eks::{self, CreateEvent, CreateOptions};
+            progress.set_phase("creating the cluster");
+            let p = progress.clone();
+            let events = move |e: CreateEvent| match e {
+                CreateEvent::Step(s) => {
+                    p.set_phase(&s);
+                    p.log(s);
+                }
+                CreateEvent::Status { what, status } => {
+                    p.set_phase(format!("{what}: {status}"));
+                    p.log(format!("{what}: {status}"));
+                }
+                CreateEvent::Ready(what) => p.log(format!("{what} is ready")),
+            };
+            let cluster = eks::create_cluster(
+                account,
+                region,
+                spec,
+                source_version.as_deref(),
+                &CreateOptions::default(),
+                &events,
+            )
+            .await
+            .map_err(|e| format!("cannot create the EKS cluster {}: {e}", spec.name))?;
+            progress.log(format!(
+                "EKS cluster {} is ACTIVE (Kubernetes {})",
+                cluster.name, cluster.version
+            ));
+            Ok(LinkedCluster::from_eks(account, &cluster))
+        }
+    }
+}
+
+/// The policy check, the plan (refused when it has blocking problems) and the restore
+/// of a snapshot into `target`, with the report saved and the audit record finished.
+async fn restore_into(
+    repo: &Repository,
+    target: &LinkedCluster,
+    r: Restore,
+    progress: &Arc<JobProgress>,
+) -> Result<JobEnd, String> {
+    progress.set_phase("planning the restore");
+    let client = client(target).await?;
+    let sources = if r.options.namespaces.is_empty() {
+        &r.meta.namespaces
+    } else {
+        &r.options.namespaces
+    };
+    let mut gate = gate::check(
+        repo,
+        Action::Restore,
+        Some(&r.origin),
+        Some(&Place::new(target, Some(&client))),
+        &pairs(sources, &r.options),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    gate.record.snapshot = Some(r.snapshot.id.to_hex());
+    let objects = scrubbed(&gate, read(repo, &r.snapshot).await?);
+    let plan = plan::build(
+        &client,
+        &target.name,
+        &r.snapshot,
+        &r.meta,
+        &objects,
+        &r.options,
+    )
+    .await
+    .map_err(|e| format!("cannot plan the restore into {}: {e}", target.name))?;
+    gate.plan(&plan);
+    if plan.blocking() > 0 {
+        let problems: Vec<String> = plan
+            .problems
+            .iter()
+            .filter(|p| p.blocking)
+            .map(|p| p.message.clone())
+            .collect();
+        let e = format!(
+            "the restore plan has blocking problems: {}",
+            problems.join("; ")
+        );
+        gate::finish(repo, gate.record, Err(e.clone())).await;
+        return Err(e);
+    }
+    for l in plan.render_text().lines() {
+        progress.log(l.to_string());
+    }
+    let result = async {
+        let report = apply::apply(&client, repo, &plan, &r.mover, progress)
+            .await
+            .map_err(|e| format!("restore into {} failed: {e}", target.name))?;
+        Ok::<_, String>(save_report(report, r.reports, target.context.clone(), progress).await)
+    }
+    .await;
+    let mut record = gate.record.clone();
+    let outcome = match &result {
+        Ok(JobEnd::Restored { report, .. }) => {
+            record.bytes += report.bytes_restored;
+            Ok(report.failed().is_empty())
+        }
+        Ok(_) => Ok(true),
+        Err(e) => Err(e.clone()),
+    };
+    if let Some(w) = gate::finish(repo, record, outcome).await {
+        progress.log(w);
+    }
+    result
 }

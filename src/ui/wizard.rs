@@ -14,6 +14,7 @@ use crate::engine::k8s::transform::{self, Mapping};
 use crate::engine::snapshot::Snapshot;
 use crate::providers::probe::StorageClassInfo;
 use crate::ui::app::{App, Load};
+use crate::ui::newcluster::{EksForm, NewCluster};
 use crate::ui::tasks::Prepared;
 
 /// What the wizard is for.
@@ -55,12 +56,14 @@ pub enum Source {
     Live { cluster: String, scope: Scope },
 }
 
-/// The kinds of target the target step lists. A target Ferry would create (a new
-/// cloud cluster) becomes another variant with its own form in that step.
+/// The kinds of target the target step lists.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TargetKind {
     /// A cluster linked through a kubeconfig.
     Linked,
+    /// A cluster Ferry creates first: its form is `Wizard::new_cluster` (see
+    /// [`crate::ui::newcluster::NewCluster`], one variant per cloud).
+    New,
 }
 
 #[derive(Debug, Clone)]
@@ -75,6 +78,8 @@ pub struct TargetOption {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Step {
     Target,
+    /// The new cluster's form (only when the target is one to create).
+    Cluster,
     Namespaces,
     StorageClasses,
     Options,
@@ -82,8 +87,9 @@ pub enum Step {
 }
 
 impl Step {
-    pub const ALL: [Step; 5] = [
+    pub const ALL: [Step; 6] = [
         Step::Target,
+        Step::Cluster,
         Step::Namespaces,
         Step::StorageClasses,
         Step::Options,
@@ -93,6 +99,7 @@ impl Step {
     pub fn label(self) -> &'static str {
         match self {
             Step::Target => "target",
+            Step::Cluster => "new cluster",
             Step::Namespaces => "namespaces",
             Step::StorageClasses => "storage classes",
             Step::Options => "options",
@@ -149,6 +156,8 @@ pub struct Wizard {
     pub error: Option<String>,
     /// The capture job of a live source.
     pub capture_job: Option<usize>,
+    /// The form of the cluster to create, when the target list offers one.
+    pub new_cluster: Option<NewCluster>,
 }
 
 impl Wizard {
@@ -162,6 +171,32 @@ impl Wizard {
                 denied: None,
             })
             .collect();
+        let mut targets = targets;
+        // A new cluster is offered for a snapshot's restore when cloud accounts are linked.
+        let new_cluster = match &source {
+            Source::Snapshot { meta, .. } if !app.env.aws.is_empty() => {
+                let name = meta
+                    .envelope
+                    .as_ref()
+                    .and_then(|e| e["name"].as_str())
+                    .map(|n| format!("{n}-restore"))
+                    .unwrap_or_else(|| "ferry-restore".into());
+                Some(NewCluster::Eks(EksForm::new(
+                    &app.env.aws,
+                    meta.envelope.as_ref(),
+                    &meta.server_version,
+                    &name,
+                )))
+            }
+            _ => None,
+        };
+        if let Some(n) = &new_cluster {
+            targets.push(TargetOption {
+                kind: TargetKind::New,
+                name: n.label().into(),
+                denied: None,
+            });
+        }
         let source_cluster = match &source {
             Source::Live { cluster, .. } => Some(cluster.clone()),
             Source::Snapshot { meta, .. } => Some(meta.cluster.clone()),
@@ -221,7 +256,26 @@ impl Wizard {
             plan_scroll: 0,
             error: None,
             capture_job: None,
+            new_cluster,
         }
+    }
+
+    /// The cluster to create, when that is the chosen target.
+    pub fn creating(&self) -> Option<&NewCluster> {
+        match self.targets.get(self.target) {
+            Some(t) if t.kind == TargetKind::New => self.new_cluster.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// The steps this wizard goes through (the new cluster's form only when the target
+    /// is one to create).
+    pub fn steps(&self) -> Vec<Step> {
+        Step::ALL
+            .iter()
+            .copied()
+            .filter(|s| *s != Step::Cluster || self.creating().is_some())
+            .collect()
     }
 
     pub fn source_namespaces(&self) -> Vec<String> {
@@ -260,10 +314,14 @@ impl Wizard {
             .unwrap_or("")
     }
 
-    /// The target's storage classes, when it has been probed.
-    pub fn target_classes<'a>(&self, app: &'a App) -> Option<&'a [StorageClassInfo]> {
+    /// The target's storage classes, when it has been probed (a cluster to create:
+    /// those it will have).
+    pub fn target_classes(&self, app: &App) -> Option<Vec<StorageClassInfo>> {
+        if let Some(n) = self.creating() {
+            return Some(n.classes());
+        }
         match app.cluster(self.target_name())?.facts.as_ref()? {
-            Ok(f) => Some(&f.storage_classes),
+            Ok(f) => Some(f.storage_classes.clone()),
             Err(_) => None,
         }
     }
@@ -292,7 +350,8 @@ impl Wizard {
         if self.sc_for.as_deref() == Some(self.target_name()) && self.sc.len() == used.len() {
             return;
         }
-        let suggested = transform::suggest_storage_classes(&self.source_classes(app), used, target);
+        let suggested =
+            transform::suggest_storage_classes(&self.source_classes(app), used, &target);
         self.sc = used
             .iter()
             .map(|c| (c.clone(), suggested.get(c).cloned().unwrap_or_default()))
@@ -356,6 +415,9 @@ impl Wizard {
                 {
                     return Some(format!("the policy denies {name}: {reason}"));
                 }
+                if self.creating().is_some() {
+                    return None;
+                }
                 match app.cluster(name).and_then(|c| c.facts.as_ref()) {
                     None if name.is_empty() => {
                         Some("no cluster is linked: add a kubeconfig".into())
@@ -365,6 +427,7 @@ impl Wizard {
                     Some(Ok(_)) => None,
                 }
             }
+            Step::Cluster => self.creating().and_then(NewCluster::validate),
             Step::Namespaces => {
                 for (from, to) in &self.ns {
                     if !plan::is_dns_label(to) {
@@ -384,9 +447,9 @@ impl Wizard {
                 None
             }
             Step::StorageClasses => {
-                let target: Vec<&str> = self
+                let target: Vec<String> = self
                     .target_classes(app)
-                    .map(|t| t.iter().map(|c| c.name.as_str()).collect())
+                    .map(|t| t.into_iter().map(|c| c.name).collect())
                     .unwrap_or_default();
                 match &self.classes_used {
                     Load::Loading => {
@@ -402,7 +465,7 @@ impl Wizard {
                             self.target_name()
                         ));
                     }
-                    if !target.contains(&to.as_str()) {
+                    if !target.contains(to) {
                         return Some(format!("{} has no storage class {to}", self.target_name()));
                     }
                 }
@@ -414,11 +477,11 @@ impl Wizard {
     }
 
     fn next_step(&self) -> Option<Step> {
-        Step::ALL.iter().copied().find(|s| *s > self.step)
+        self.steps().into_iter().find(|s| *s > self.step)
     }
 
     fn prev_step(&self) -> Option<Step> {
-        Step::ALL.iter().rev().copied().find(|s| *s < self.step)
+        self.steps().into_iter().rev().find(|s| *s < self.step)
     }
 
     /// Selects item `i` of the current step (a click on it); out of range does nothing.
@@ -429,6 +492,11 @@ impl Wizard {
                     self.error = None;
                 }
                 self.target = i;
+            }
+            Step::Cluster => {
+                if let Some(n) = &mut self.new_cluster {
+                    n.select(i)
+                }
             }
             Step::Namespaces if i < self.ns.len() => self.ns_sel = i,
             Step::StorageClasses if i < self.sc.len() => self.sc_sel = i,
@@ -458,6 +526,17 @@ impl Wizard {
                 }
             }
             KeyCode::Enter => {
+                if self.step == Step::Plan && self.creating().is_some() {
+                    // Nothing to plan before the cluster exists: creation and restore
+                    // run as one job, the plan built once the cluster is ACTIVE.
+                    return match app.read_only_reason(self.target_name()) {
+                        Some(r) => {
+                            self.error = Some(format!("cannot create the cluster: {r}"));
+                            Outcome::Stay
+                        }
+                        None => Outcome::Confirm,
+                    };
+                }
                 if self.step == Step::Plan {
                     return match &self.plan {
                         Some(Load::Ready(p)) if p.plan.blocking() > 0 => {
@@ -501,7 +580,10 @@ impl Wizard {
                         if s == Step::StorageClasses {
                             self.sync_classes(app);
                         }
-                        if s == Step::Plan {
+                        if s == Step::Plan && self.creating().is_some() {
+                            self.plan_scroll = 0;
+                            Outcome::Stay
+                        } else if s == Step::Plan {
                             self.plan_scroll = 0;
                             Outcome::BuildPlan
                         } else {
@@ -534,6 +616,11 @@ impl Wizard {
                 step(&mut self.target, self.targets.len());
                 if before != self.target {
                     self.error = None;
+                }
+            }
+            Step::Cluster => {
+                if let Some(n) = &mut self.new_cluster {
+                    n.key(code);
                 }
             }
             Step::Namespaces => {

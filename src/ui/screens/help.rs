@@ -43,11 +43,26 @@ pub fn actions(view: &View) -> Vec<(Action, &'static str)> {
             v.push((Action::Switch, "show the workloads"));
         }
         View::Snapshots => {
-            v.push((Action::Enter, "open the snapshot"));
+            v.push((
+                Action::Enter,
+                "open the snapshot (a folder backup: its files)",
+            ));
             v.push((Action::Restore, "restore it (wizard)"));
         }
         View::Snapshot { .. } => {
-            v.push((Action::Enter, "show the object's YAML"));
+            v.push((
+                Action::Enter,
+                "browse a volume's files, or show the object's YAML",
+            ));
+            v.push((Action::Download, "restore the volume to this machine"));
+            v.push((Action::Restore, "restore this snapshot (wizard)"));
+        }
+        View::Files { .. } => {
+            v.push((Action::Enter, "open the folder"));
+            v.push((
+                Action::Download,
+                "restore the file or folder to this machine",
+            ));
             v.push((Action::Restore, "restore this snapshot (wizard)"));
         }
         View::Jobs => {
@@ -134,9 +149,18 @@ pub fn hints(app: &App) -> Vec<Span<'static>> {
             add(Action::Clone, "clone", !ro);
         }
         View::Pvcs { .. } => add(Action::Switch, "workloads", true),
-        View::Snapshots | View::Snapshot { .. } => {
+        View::Snapshots => {
             add(Action::Enter, "open", true);
             add(Action::Restore, "restore", !ro);
+        }
+        View::Snapshot { .. } => {
+            add(Action::Enter, "open", true);
+            add(Action::Download, "restore here", true);
+            add(Action::Restore, "restore", !ro);
+        }
+        View::Files { .. } => {
+            add(Action::Enter, "open", true);
+            add(Action::Download, "restore here", true);
         }
         View::Jobs => {
             add(Action::Cancel, "cancel", true);

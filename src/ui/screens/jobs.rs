@@ -21,6 +21,12 @@ fn state(j: &Job) -> (String, Tone) {
         Some(JobEnd::Restored { report: r, .. }) => {
             (format!("{} failed", r.failed().len()), Tone::Warn)
         }
+        Some(JobEnd::Downloaded { warnings, .. }) if warnings.is_empty() => {
+            ("done".into(), Tone::Ok)
+        }
+        Some(JobEnd::Downloaded { warnings, .. }) => {
+            (format!("{} warning(s)", warnings.len()), Tone::Warn)
+        }
         Some(JobEnd::Failed(_)) => ("failed".into(), Tone::Error),
         Some(JobEnd::Cancelled) => ("cancelled".into(), Tone::Warn),
     }
@@ -188,13 +194,36 @@ pub fn detail(f: &mut Frame, area: Rect, app: &App) {
                 Err(e) => lines.push(Line::from(Span::styled(e.clone(), theme.error()))),
             }
         }
+        Some(JobEnd::Downloaded {
+            target,
+            files,
+            dirs,
+            bytes,
+            warnings,
+        }) => {
+            lines.push(Line::from(Span::styled(
+                format!(
+                    "restored {files} file(s), {dirs} folder(s), {} into {}",
+                    format::bytes(*bytes),
+                    target.display()
+                ),
+                theme.ok(),
+            )));
+            for w in warnings {
+                lines.push(Line::from(Span::styled(
+                    format!("warning: {w}"),
+                    theme.warn(),
+                )));
+            }
+        }
         Some(JobEnd::Failed(e)) => lines.push(Line::from(Span::styled(e.clone(), theme.error()))),
         Some(JobEnd::Cancelled) => lines.push(Line::from(Span::styled("cancelled", theme.warn()))),
         None => {}
     }
     // Rows the lines take once wrapped (a report's path and retry command are long).
-    let width = usize::from(area.width.max(1));
-    let need: usize = lines.iter().map(|l| l.width().div_ceil(width).max(1)).sum();
+    let need = Paragraph::new(lines.clone())
+        .wrap(Wrap { trim: false })
+        .line_count(area.width);
     let [top, log] = Layout::vertical([
         Constraint::Length((need as u16).saturating_add(1).min(area.height / 2)),
         Constraint::Fill(1),

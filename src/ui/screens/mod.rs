@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod clusters;
+pub mod files;
 pub mod help;
 pub mod jobs;
 pub mod namespaces;
@@ -16,7 +17,7 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Wrap};
 
-use crate::ui::app::{App, Hits, Mode, Tone, View};
+use crate::ui::app::{App, Hits, Mode, RestorePrompt, Tone, View};
 use crate::ui::widgets;
 
 /// The smallest terminal the console draws in.
@@ -123,6 +124,10 @@ pub fn columns(view: &View) -> (&'static [&'static str], Vec<Constraint>) {
                 Length(9),
             ],
         ),
+        View::Files { .. } => (
+            &["NAME", "SIZE", "MODE", "MODIFIED"],
+            vec![Fill(3), Length(10), Length(10), Length(19)],
+        ),
         View::Jobs => (
             &["ID", "JOB", "PHASE", "OBJECTS", "DATA", "RATE", "STATE"],
             vec![
@@ -174,6 +179,9 @@ pub fn draw(f: &mut Frame, app: &App) {
         None => screen(f, body, app),
     }
     footer(f, foot, app);
+    if let Some(p) = &app.prompt {
+        restore_prompt(f, body, app, p);
+    }
     match app.mode {
         Mode::Help if app.wizard.is_none() => help::draw(f, body, app),
         Mode::ConfirmQuit => {
@@ -200,6 +208,48 @@ pub fn draw(f: &mut Frame, app: &App) {
         }
         _ => {}
     }
+}
+
+/// The restore-to-this-machine prompt: what, the folder (editable), what is wrong.
+fn restore_prompt(f: &mut Frame, area: Rect, app: &App, p: &RestorePrompt) {
+    let theme = &app.env.theme;
+    let what = p.what;
+    let mut lines = vec![
+        Line::from(vec![
+            Span::styled(format!("Restore the {what} "), theme.base()),
+            Span::styled(format!("/{}", p.path), theme.header()),
+            Span::styled(
+                format!(" of snapshot {}", p.snapshot.id.short()),
+                theme.base(),
+            ),
+        ]),
+        Line::from(Span::styled(
+            format!(
+                "into this folder (it gets {}{}):",
+                p.name,
+                if p.is_dir { "/" } else { "" }
+            ),
+            theme.dim(),
+        )),
+        Line::from(vec![
+            Span::styled("› ", theme.title()),
+            Span::styled(format!("{}▏", p.dest), theme.input()),
+        ]),
+    ];
+    match (&p.error, p.checking) {
+        (Some(e), _) => lines.push(Line::from(Span::styled(format!("✗ {e}"), theme.error()))),
+        (None, true) => lines.push(Line::from(Span::styled(
+            "checking the folder…",
+            theme.dim(),
+        ))),
+        (None, false) => lines.push(Line::from("")),
+    }
+    lines.push(Line::from(""));
+    let mut k = widgets::hint(theme, "enter", "restore", !p.checking);
+    k.extend(widgets::hint(theme, "esc", "cancel", true));
+    lines.push(Line::from(k));
+    let r = widgets::centered(area, 76, 8);
+    widgets::popup(f, r, theme, "restore to this machine", lines);
 }
 
 fn header(f: &mut Frame, area: Rect, app: &App) {

@@ -1,4 +1,5 @@
-//! Snapshots of the repository, and one snapshot's volumes and objects.
+//! Snapshots of the repository, and one snapshot's volumes (each opens as a file tree,
+//! see `files.rs`) and objects.
 
 use std::collections::BTreeMap;
 
@@ -64,7 +65,7 @@ pub fn detail_rows(app: &App, id: &str) -> Vec<Row> {
                 "folder backup".into(),
                 "-".into(),
                 snap.paths.join(","),
-                format!("restore with `ferry restore {} -t DIR`", snap.id.short()),
+                "enter: browse its files".into(),
             ],
         ));
         return out;
@@ -84,7 +85,7 @@ pub fn detail_rows(app: &App, id: &str) -> Vec<Row> {
                 v.namespace.clone(),
                 v.pvc.clone(),
                 format!(
-                    "{} · {} files · {} · {}",
+                    "{} · {} files · {} · {} · enter: files",
                     v.storage_class.as_deref().unwrap_or("-"),
                     v.files,
                     format::bytes(v.bytes),

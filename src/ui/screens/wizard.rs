@@ -40,7 +40,7 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, w: &Wizard) {
     ])
     .areas(inner);
     let mut s = Vec::new();
-    for (i, st) in Step::ALL.iter().enumerate() {
+    for (i, st) in w.steps().iter().enumerate() {
         let style = if *st == w.step {
             theme.selected()
         } else if *st < w.step {
@@ -64,7 +64,19 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, w: &Wizard) {
             )));
             lines.push(Line::from(Span::styled("Linked clusters", theme.group())));
             for (i, t) in w.targets.iter().enumerate() {
-                let TargetKind::Linked = t.kind;
+                if t.kind == TargetKind::New {
+                    lines.push(Line::from(Span::styled("New cluster", theme.group())));
+                    items.push((lines.len(), i));
+                    lines.push(Line::from(Span::styled(
+                        format!(
+                            "{}{}  created, then restored into (one job)",
+                            pointer(i == w.target),
+                            t.name
+                        ),
+                        sel(i == w.target),
+                    )));
+                    continue;
+                }
                 let c = app.cluster(&t.name);
                 let state = match c.and_then(|c| c.facts.as_ref()) {
                     None => "probing…".to_string(),
@@ -109,6 +121,25 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, w: &Wizard) {
                 }
             }
         }
+        Step::Cluster => {
+            lines.push(Line::from(Span::styled(
+                "The new cluster (↑↓ field, type to edit, ←/→ account and region)",
+                theme.header(),
+            )));
+            if let Some(n) = &w.new_cluster {
+                let at = n.selected();
+                for (i, (label, value)) in n.rows().into_iter().enumerate() {
+                    items.push((lines.len(), i));
+                    lines.push(Line::from(vec![
+                        Span::styled(format!("{}{label:<22}", pointer(i == at)), sel(i == at)),
+                        Span::styled(
+                            format!("{value}{}", if i == at && i > 0 { "▏" } else { "" }),
+                            theme.input(),
+                        ),
+                    ]));
+                }
+            }
+        }
         Step::Namespaces => {
             lines.push(Line::from(Span::styled(
                 format!(
@@ -141,9 +172,9 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, w: &Wizard) {
                 format!("Storage classes on {} (←/→ choose)", w.target_name()),
                 theme.header(),
             )));
-            let target: Vec<&str> = w
+            let target: Vec<String> = w
                 .target_classes(app)
-                .map(|t| t.iter().map(|c| c.name.as_str()).collect())
+                .map(|t| t.into_iter().map(|c| c.name).collect())
                 .unwrap_or_default();
             match &w.classes_used {
                 Load::Loading => lines.push(Line::from(Span::styled(
@@ -158,7 +189,7 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, w: &Wizard) {
                     for (i, (from, to)) in w.sc.iter().enumerate() {
                         let flag = if to.is_empty() {
                             Span::styled("  ✗ not mapped", theme.error())
-                        } else if !target.contains(&to.as_str()) {
+                        } else if !target.contains(to) {
                             Span::styled(
                                 format!("  ✗ {} lacks {to}", w.target_name()),
                                 theme.error(),
@@ -224,6 +255,28 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, w: &Wizard) {
                 ]));
             }
         }
+        Step::Plan if w.creating().is_some() => {
+            lines.push(Line::from(Span::styled(
+                "Creation + restore, as one job on :jobs (nothing exists yet to plan against):",
+                theme.header(),
+            )));
+            if let Some(n) = w.creating() {
+                for l in n.summary() {
+                    lines.push(Line::from(l));
+                }
+            }
+            lines.push(Line::from(format!(
+                "then restore {} into it (planned and checked by the policy once it is ACTIVE)",
+                w.source_label()
+            )));
+            for (from, to) in &w.sc {
+                lines.push(Line::from(format!("  storage class {from} → {to}")));
+            }
+            lines.push(Line::from(Span::styled(
+                "If a step fails, the job lists what was created and how to delete it.",
+                theme.dim(),
+            )));
+        }
         Step::Plan => match &w.plan {
             None | Some(Load::Loading) => {
                 let what = if w.capture_job.is_some() {
@@ -260,14 +313,16 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, w: &Wizard) {
     } else {
         0
     };
-    app.hits.borrow_mut().wizard = item_areas(&lines, &items, body, scroll);
-    f.render_widget(
-        Paragraph::new(lines)
-            .wrap(Wrap { trim: false })
-            .scroll((scroll, 0))
-            .style(theme.base()),
-        body,
-    );
+    let placed = layout_lines(lines, body, scroll, theme.base());
+    app.hits.borrow_mut().wizard = items
+        .iter()
+        .filter_map(|(line, item)| placed.get(*line).and_then(|(r, _)| *r).map(|r| (r, *item)))
+        .collect();
+    for (area, p) in placed {
+        if let Some(area) = area {
+            f.render_widget(p, area);
+        }
+    }
     if let Some(e) = &w.error {
         f.render_widget(
             Paragraph::new(Span::styled(format!("✗ {e}"), theme.error())).wrap(Wrap { trim: true }),
@@ -276,7 +331,8 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, w: &Wizard) {
     }
     let confirm_ok = w.step == Step::Plan
         && app.read_only_reason(w.target_name()).is_none()
-        && matches!(&w.plan, Some(Load::Ready(p)) if p.plan.blocking() == 0);
+        && (w.creating().is_some()
+            || matches!(&w.plan, Some(Load::Ready(p)) if p.plan.blocking() == 0));
     let mut k = Vec::new();
     if w.step == Step::Plan {
         k.extend(widgets::hint(
@@ -304,39 +360,34 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, w: &Wizard) {
     f.render_widget(Paragraph::new(Line::from(k)), keys);
 }
 
-/// Where each item line lands in `body` once wrapped (a line wider than the body takes
-/// as many rows as it needs) and scrolled by `scroll` rows.
-fn item_areas(
-    lines: &[Line],
-    items: &[(usize, usize)],
+/// Lays `lines` out in `body`, each as its own wrapped paragraph, scrolled by `scroll`
+/// rows: for each line, where it is drawn (None when scrolled out of view) and the
+/// paragraph that draws it there. Clicks are matched against these same areas, so a
+/// line that wraps moves the lines below it for the mouse as it does on screen.
+fn layout_lines(
+    lines: Vec<Line<'_>>,
     body: Rect,
     scroll: u16,
-) -> Vec<(Rect, usize)> {
-    let width = usize::from(body.width.max(1));
-    let mut top = Vec::with_capacity(lines.len());
+    style: ratatui::style::Style,
+) -> Vec<(Option<Rect>, Paragraph<'_>)> {
     let mut y = 0usize;
-    for l in lines {
-        let h = l.width().div_ceil(width).max(1);
-        top.push((y, h));
-        y += h;
-    }
-    items
-        .iter()
-        .filter_map(|(line, item)| {
-            let (y, h) = *top.get(*line)?;
-            let y = y.checked_sub(usize::from(scroll))?;
-            if y >= usize::from(body.height) {
-                return None;
-            }
-            let h = h.min(usize::from(body.height) - y);
-            Some((
-                Rect {
-                    y: body.y + y as u16,
-                    height: h as u16,
-                    ..body
-                },
-                *item,
-            ))
+    let skip = usize::from(scroll);
+    let bottom = skip + usize::from(body.height);
+    lines
+        .into_iter()
+        .map(|l| {
+            let p = Paragraph::new(l).wrap(Wrap { trim: false }).style(style);
+            let h = p.line_count(body.width).max(1);
+            let (top, end) = (y.max(skip), (y + h).min(bottom));
+            let area = (top < end).then(|| Rect {
+                y: body.y + (top - skip) as u16,
+                height: (end - top) as u16,
+                ..body
+            });
+            // A line cut at the top shows its lower rows.
+            let p = p.scroll(((top - y) as u16, 0));
+            y += h;
+            (area, p)
         })
         .collect()
 }
