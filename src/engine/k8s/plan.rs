@@ -374,7 +374,12 @@ pub async fn build(
     }
 
     // Transform, and skip what the target makes itself.
-    let crds_in_snapshot: Vec<Value> = objs.iter().map(|o| (*o).clone()).collect();
+    // The snapshot's CRDs (few), for the types they define.
+    let crds_in_snapshot: Vec<Value> = objs
+        .iter()
+        .filter(|o| ObjRef::of(o).is("apiextensions.k8s.io", "CustomResourceDefinition"))
+        .map(|o| (*o).clone())
+        .collect();
     let mut items: Vec<PlanItem> = Vec::new();
     for o in &objs {
         let source = ObjRef::of(o);
@@ -616,12 +621,13 @@ pub async fn build(
         .filter(|i| i.action != Action::Skip)
         .map(|i| (i.target.clone(), i.object.clone()))
         .collect();
+    let source_of: HashMap<&ObjRef, &ObjRef> =
+        items.iter().map(|i| (&i.target, &i.source)).collect();
     let crd_of = |r: &ObjRef| {
-        let src = items
-            .iter()
-            .find(|i| &i.target == r)
-            .map(|i| i.source.clone())?;
-        crd_for(&crds_in_snapshot, &src)
+        if crds_in_snapshot.is_empty() {
+            return None;
+        }
+        crd_for(&crds_in_snapshot, source_of.get(r)?)
     };
     let waves = graph::waves(&placed, &crd_of);
     let wave_of: HashMap<&ObjRef, usize> = waves
