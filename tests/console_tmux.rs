@@ -1,8 +1,9 @@
 //! The console end to end, as a user runs it: the real `ferry` binary in a tmux
 //! terminal, keys sent with `tmux send-keys`, the screen read with `capture-pane`.
-//! A namespace of a seeded application is cloned inside `prod` through the wizard
-//! (target, new name, classes, options, plan, confirm); the clone's objects and every
-//! file of its volumes are then checked through the API and on disk. A file of a
+//! A namespace of a seeded application is cloned from `prod` into `qa` through the
+//! wizard (target, new name, a storage class picked over the suggested one, options,
+//! plan, confirm); the clone's objects and claims are then checked with kubectl and
+//! every file of its volumes on disk. A file of a
 //! folder backup is browsed to and restored to this machine with `d`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -23,6 +24,28 @@ use kube::Api;
 #[path = "support/tmux.rs"]
 mod tmux;
 use tmux::Tmux;
+
+/// kubectl v1.33 as `scripts/install-kubectl.sh` installs it: a client we did not write.
+fn kubectl(kubeconfig: &Path, args: &[&str]) -> String {
+    let home = std::env::var("HOME").unwrap();
+    let bin = PathBuf::from(home).join(".cache/ferry-tools/kubectl");
+    let out = Command::new(&bin)
+        .env("KUBECONFIG", kubeconfig)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run {}: {e} (run scripts/install-kubectl.sh)",
+                bin.display()
+            )
+        });
+    assert!(
+        out.status.success(),
+        "kubectl {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
 
 async fn volume_dir(client: &kube::Client, sandbox_dir: &Path, ns: &str, claim: &str) -> PathBuf {
     let pvc = Api::<PersistentVolumeClaim>::namespaced(client.clone(), ns)
@@ -121,27 +144,43 @@ fn a_namespace_is_cloned_through_the_console_in_a_real_terminal() {
     tmux.keys(&["Enter", "Space", "c"]);
     tmux.wait_for("1. target", 30);
     tmux.wait_for("Where should", 30);
-    // Target: prod itself (the first row).
+    // Target: qa (the second row), once probed.
+    tmux.keys(&["Down"]);
     tmux.keys(&["Enter"]);
     tmux.wait_for("type to edit the target name", 30);
     for _ in 0..12 {
         tmux.keys(&["BSpace"]);
     }
-    tmux.type_text("shop-clone");
+    tmux.type_text("shop-qa");
     tmux.keys(&["Enter"]);
-    tmux.wait_for("Storage classes on", 60);
+    // Storage classes: prod's ebs-sc is suggested as qa's gp3 (same EBS type); the user
+    // picks gp2 instead.
+    let s = tmux.wait_for("Storage classes on", 60);
+    let line = |s: &str| {
+        s.lines()
+            .find(|l| l.contains("ebs-sc") && l.contains("→"))
+            .unwrap_or_else(|| panic!("no mapping line for ebs-sc:\n{s}"))
+            .to_string()
+    };
+    assert!(line(&s).contains("gp3"), "{s}");
+    tmux.keys(&["Right"]);
+    let s = tmux.screen();
+    assert!(line(&s).contains("gp2") && !line(&s).contains("gp3"), "{s}");
     tmux.keys(&["Enter"]);
     tmux.wait_for("4. options", 30);
     tmux.keys(&["Enter"]);
     // The plan, then confirm.
-    let plan = tmux.wait_for("shop-clone", 120);
+    let plan = tmux.wait_for("shop-qa", 120);
     assert!(!plan.contains("blocking"), "{plan}");
     tmux.keys(&["Enter"]);
 
+    let qa_client = rt
+        .block_on(linked.get("ferry-qa").unwrap().client())
+        .unwrap();
     // The job runs: wait until both claims hold their data, through the API.
     let deadline = Instant::now() + Duration::from_secs(240);
     rt.block_on(async {
-        let claims = Api::<PersistentVolumeClaim>::namespaced(prod_client.clone(), "shop-clone");
+        let claims = Api::<PersistentVolumeClaim>::namespaced(qa_client.clone(), "shop-qa");
         loop {
             let list = claims.list(&Default::default()).await.unwrap();
             let done = list
@@ -173,19 +212,47 @@ fn a_namespace_is_cloned_through_the_console_in_a_real_terminal() {
     let jobs = tmux.wait_for("done", 120);
     assert!(!jobs.contains("failed:"), "{jobs}");
 
-    // Objects and data, checked outside the console.
+    // Checked outside the console, with kubectl: the workloads, and the claims on gp2.
+    let deployments = kubectl(
+        &kc,
+        &[
+            "--context",
+            "ferry-qa",
+            "-n",
+            "shop-qa",
+            "get",
+            "deployments,statefulsets",
+            "-o",
+            "name",
+        ],
+    );
+    assert!(
+        deployments.contains("deployment.apps/web")
+            && deployments.contains("statefulset.apps/postgres"),
+        "{deployments}"
+    );
+    let classes = kubectl(
+        &kc,
+        &[
+            "--context",
+            "ferry-qa",
+            "-n",
+            "shop-qa",
+            "get",
+            "pvc",
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.name}={.spec.storageClassName}{\"\\n\"}{end}",
+        ],
+    );
+    let mut classes: Vec<&str> = classes.lines().collect();
+    classes.sort();
+    assert_eq!(classes, ["data-postgres-0=gp2", "redis-data=gp2"]);
+    // Every file of both claims, byte for byte.
+    let qa_dir = dir.path().join("qa");
     rt.block_on(async {
-        Api::<StatefulSet>::namespaced(prod_client.clone(), "shop-clone")
-            .get("postgres")
-            .await
-            .unwrap();
-        Api::<Deployment>::namespaced(prod_client.clone(), "shop-clone")
-            .get("web")
-            .await
-            .unwrap();
         for claim in ["data-postgres-0", "redis-data"] {
             let a = checksums(&volume_dir(&prod_client, &prod_dir, "shop", claim).await);
-            let b = checksums(&volume_dir(&prod_client, &prod_dir, "shop-clone", claim).await);
+            let b = checksums(&volume_dir(&qa_client, &qa_dir, "shop-qa", claim).await);
             assert!(!a.is_empty(), "{claim} holds no files");
             assert_eq!(a, b, "{claim} differs in the clone");
         }
