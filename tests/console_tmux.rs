@@ -17,7 +17,6 @@ use ferry::engine::k8s::RESTORED_ANNOTATION;
 use ferry::providers::kubeconfig::{Linked, Sources};
 use ferry::providers::sandbox::seed::{SeedOptions, seed};
 use ferry::providers::sandbox::{Sandbox, SandboxConfig, write_kubeconfig};
-use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 use kube::Api;
 
