@@ -300,9 +300,11 @@ fn a_file_of_a_folder_backup_is_restored_from_a_real_terminal() {
     .unwrap();
     std::fs::write(src.join("index.html"), b"hi").unwrap();
     let kc = dir.path().join("kubeconfig");
+    // One context nobody answers: with none at all Ferry would start the sandbox
+    // clusters as its embedded default, which this test does not need (nor leave behind).
     std::fs::write(
         &kc,
-        "apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers: []\n",
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: nowhere\n  cluster: {server: \"https://127.0.0.1:1\"}\ncontexts:\n- name: nowhere\n  context: {cluster: nowhere, user: u}\nusers:\n- name: u\n  user: {token: t}\n",
     )
     .unwrap();
     let env = [
