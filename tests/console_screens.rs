@@ -103,6 +103,7 @@ fn app_with(theme: &str, read_only: bool) -> (Fixture, App) {
         reports: dir.path().join("reports"),
         downloads: dir.path().join("downloads"),
         aws: vec![],
+        azure: vec![],
     };
     let app = App::new(env);
     (Fixture { _dir: dir, rt }, app)
