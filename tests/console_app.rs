@@ -911,7 +911,16 @@ fn a_new_aks_cluster_from_the_wizard_receives_the_shop() {
         let prod = Sandbox::start(SandboxConfig::new("prod", prod_dir.clone()))
             .await
             .unwrap();
-        let mut config = CloudConfig::new(dir.path().join("cloud"), vec![]);
+        // The cloud needs an AWS principal to start; this test only uses its Azure side.
+        let mut config = CloudConfig::new(
+            dir.path().join("cloud"),
+            vec![ferry::providers::sandbox::iam::Principal {
+                access_key_id: "AKIAFERRYAKS0001".into(),
+                secret_access_key: "unused".into(),
+                user: "ferry".into(),
+                eks: true,
+            }],
+        );
         config.azure = ArmConfig {
             tenant: TENANT.into(),
             principals: vec![AzurePrincipal {
