@@ -54,6 +54,7 @@ fn main() {
         reports: dir.path().join("reports"),
         downloads: dir.path().join("downloads"),
         aws: vec![],
+        azure: vec![],
     };
     let mut app = App::new(env);
     key(&mut app, KeyCode::Enter);

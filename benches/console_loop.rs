@@ -116,6 +116,7 @@ fn env(linked: Linked, rt: &tokio::runtime::Runtime, dir: &Path) -> Env {
         reports: dir.join("reports"),
         downloads: dir.join("downloads"),
         aws: vec![],
+        azure: vec![],
     }
 }
 

@@ -115,6 +115,7 @@ fn browse_and_migrate_a_namespace_through_the_wizard() {
         reports: dir.path().join("reports"),
         downloads: dir.path().join("downloads"),
         aws: vec![],
+        azure: vec![],
     };
     let mut app = App::new(env);
     assert!(app.settle(LIMIT, |a| a.clusters.iter().all(|c| c.facts.is_some())));
@@ -279,6 +280,7 @@ fn env_for(t: &common::TestRepo, dir: &std::path::Path, linked: Linked) -> Env {
         reports: dir.join("reports"),
         downloads: dir.join("downloads"),
         aws: vec![],
+        azure: vec![],
     }
 }
 
@@ -730,10 +732,7 @@ fn a_new_eks_cluster_from_the_wizard_receives_the_shop() {
     let field = |app: &mut App, row: usize, text: &str| {
         let w = app.wizard.as_mut().unwrap();
         w.select(row);
-        let n = w.new_cluster.as_ref().unwrap().rows()[row]
-            .1
-            .chars()
-            .count();
+        let n = w.creating().unwrap().rows()[row].1.chars().count();
         for _ in 0..n {
             key(app, KeyCode::Backspace);
         }
@@ -755,14 +754,7 @@ fn a_new_eks_cluster_from_the_wizard_receives_the_shop() {
         assert_eq!(app.wizard.as_ref().unwrap().step, Step::Cluster);
         // Pre-filled with the source's version; type the rest.
         assert_eq!(
-            app.wizard
-                .as_ref()
-                .unwrap()
-                .new_cluster
-                .as_ref()
-                .unwrap()
-                .rows()[2]
-                .1,
+            app.wizard.as_ref().unwrap().creating().unwrap().rows()[2].1,
             source_version
         );
         field(app, 1, name);
@@ -873,6 +865,251 @@ fn a_new_eks_cluster_from_the_wizard_receives_the_shop() {
         .unwrap();
     assert!(!deployments.items.is_empty());
     let new_dir = dir.path().join("cloud/us-east-1/shop-eks");
+    for (claim, folder) in &seeded.volumes {
+        let restored = t.rt.block_on(support::volumes::volume_dir(
+            &new_client,
+            &new_dir,
+            "shop",
+            claim,
+        ));
+        assert_eq!(
+            support::volumes::checksums(&restored),
+            support::volumes::checksums(folder),
+            "{claim}"
+        );
+    }
+    t.rt.block_on(prod.shutdown()).unwrap();
+    drop(cloud);
+}
+
+/// The restore wizard with an Azure subscription linked (the sandbox cloud's ARM
+/// side): the target step offers a new AKS cluster; its form refuses a version older
+/// than the source's in place; the last step creates the cluster and restores the
+/// captured shop into it as one job, the claims mapped to managed-csi and their files
+/// byte for byte.
+#[test]
+fn a_new_aks_cluster_from_the_wizard_receives_the_shop() {
+    use ferry::engine::k8s::JobProgress;
+    use ferry::engine::k8s::capture::{self, CaptureOptions, Scope};
+    use ferry::providers::aks::{AzureSubscription, ServicePrincipal};
+    use ferry::providers::sandbox::arm::{ArmConfig, AzurePrincipal};
+    use ferry::providers::sandbox::cloud::{Cloud, CloudConfig};
+    use ferry::providers::sandbox::seed::{SeedOptions, seed};
+    use ferry::ui::wizard::TargetKind;
+    use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+    use kube::api::ListParams;
+
+    const TENANT: &str = "7e1f0000-0000-4000-8000-00000000000a";
+    const SUB: &str = "5ub00000-0000-4000-8000-000000000001";
+    const CLIENT: &str = "c1000000-0000-4000-8000-000000000001";
+    const SECRET: &str = "ferry~test.secret_0001";
+
+    let t = common::new_repo();
+    let dir = tempfile::tempdir().unwrap();
+    let prod_dir = dir.path().join("prod");
+    let (prod, cloud) = t.rt.block_on(async {
+        let prod = Sandbox::start(SandboxConfig::new("prod", prod_dir.clone()))
+            .await
+            .unwrap();
+        // The cloud needs an AWS principal to start; this test only uses its Azure side.
+        let mut config = CloudConfig::new(
+            dir.path().join("cloud"),
+            vec![ferry::providers::sandbox::iam::Principal {
+                access_key_id: "AKIAFERRYAKS0001".into(),
+                secret_access_key: "unused".into(),
+                user: "ferry".into(),
+                eks: true,
+            }],
+        );
+        config.azure = ArmConfig {
+            tenant: TENANT.into(),
+            principals: vec![AzurePrincipal {
+                client_id: CLIENT.into(),
+                client_secret: SECRET.into(),
+                name: "ferry".into(),
+                subscriptions: vec![SUB.into()],
+            }],
+            subscriptions: vec![SUB.into()],
+        };
+        let cloud = Cloud::start(config).await.unwrap();
+        (prod, cloud)
+    });
+    let sub = AzureSubscription {
+        id: SUB.into(),
+        name: Some("test".into()),
+        endpoint: Some(cloud.endpoint()),
+        authority: Some(cloud.endpoint()),
+        service_principal: Some(ServicePrincipal {
+            tenant_id: TENANT.into(),
+            client_id: CLIENT.into(),
+            client_secret: SECRET.into(),
+        }),
+    };
+    let kc = dir.path().join("kubeconfig");
+    write_kubeconfig(&kc, &[prod.kubeconfig_entry()]).unwrap();
+    let linked = Linked::load(&Sources { paths: vec![kc] });
+    let client = t.rt.block_on(linked.clusters[0].client()).unwrap();
+    let seeded =
+        t.rt.block_on(seed(
+            &client,
+            &prod_dir,
+            &SeedOptions {
+                files: 4,
+                file_size: 64 * 1024,
+                ..SeedOptions::default()
+            },
+        ))
+        .unwrap();
+    t.rt.block_on(capture::capture(
+        &client,
+        &t.repo,
+        &CaptureOptions {
+            cluster: linked.clusters[0].name.clone(),
+            scope: Scope::Namespaces(vec!["shop".into()]),
+            include_volumes: true,
+            use_snapshots: true,
+            mover: MoverOptions::default(),
+            tags: vec![],
+            parent: None,
+            no_parent: false,
+            envelope: None,
+        },
+        &JobProgress::new(),
+    ))
+    .unwrap();
+    let server_version = t.rt.block_on(client.apiserver_version()).unwrap();
+    let source_version = format!(
+        "{}.{}",
+        server_version.major,
+        server_version.minor.trim_end_matches('+')
+    );
+
+    let mut env = env_for(&t, dir.path(), linked);
+    env.azure = vec![sub];
+    let mut app = App::new(env);
+    key(&mut app, KeyCode::Char('S'));
+    assert!(app.settle(LIMIT, |a| matches!(a.snapshots, Some(Load::Ready(_)))));
+
+    // Types into row `row` of the form in place of what it holds.
+    let field = |app: &mut App, row: usize, text: &str| {
+        let w = app.wizard.as_mut().unwrap();
+        w.select(row);
+        let n = w.creating().unwrap().rows()[row].1.chars().count();
+        for _ in 0..n {
+            key(app, KeyCode::Backspace);
+        }
+        chars(app, text);
+    };
+    key(&mut app, KeyCode::Char('r'));
+    let w = app.wizard.as_ref().expect("the restore wizard opens");
+    assert_eq!(w.targets.len(), 2);
+    assert_eq!(w.targets[w.target].kind, TargetKind::New);
+    assert_eq!(w.target_name(), "new AKS cluster…");
+    key(&mut app, KeyCode::Enter);
+    assert_eq!(app.wizard.as_ref().unwrap().step, Step::Cluster);
+    let rows = app.wizard.as_ref().unwrap().creating().unwrap().rows();
+    let labels: Vec<&str> = rows.iter().map(|(l, _)| l.as_str()).collect();
+    assert_eq!(
+        labels,
+        [
+            "subscription",
+            "resource group",
+            "location",
+            "name",
+            "Kubernetes version",
+            "pool system VM size",
+            "pool system nodes"
+        ]
+    );
+    assert_eq!(rows[0].1, "test");
+    assert_eq!(
+        rows[4].1, source_version,
+        "pre-filled with the source's version"
+    );
+    field(&mut app, 1, "rg-shop");
+    field(&mut app, 3, "shop-aks");
+    field(&mut app, 6, "3");
+    // An older version is refused in place.
+    field(&mut app, 4, "1.20");
+    key(&mut app, KeyCode::Enter);
+    let w = app.wizard.as_ref().unwrap();
+    assert_eq!(w.step, Step::Cluster);
+    assert!(
+        w.error.as_ref().unwrap().contains("older than the source"),
+        "{:?}",
+        w.error
+    );
+    field(&mut app, 4, &source_version);
+    key(&mut app, KeyCode::Enter);
+    assert_eq!(app.wizard.as_ref().unwrap().step, Step::Namespaces);
+    key(&mut app, KeyCode::Enter);
+    let w = app.wizard.as_ref().unwrap();
+    assert_eq!(w.step, Step::StorageClasses);
+    assert!(!w.sc.is_empty());
+    assert!(w.sc.iter().all(|(_, to)| to == "managed-csi"), "{:?}", w.sc);
+    key(&mut app, KeyCode::Enter);
+    key(&mut app, KeyCode::Enter);
+    assert_eq!(app.wizard.as_ref().unwrap().step, Step::Plan);
+    let jobs = app.jobs.len();
+    key(&mut app, KeyCode::Enter);
+    assert!(app.wizard.is_none(), "confirmed: the wizard closes");
+    assert_eq!(app.jobs.len(), jobs + 1);
+    let id = app.jobs.last().unwrap().id;
+    assert!(app.settle(Duration::from_secs(300), |a| {
+        a.jobs.iter().any(|j| j.id == id && !j.running())
+    }));
+    let job = app.jobs.iter().find(|j| j.id == id).unwrap();
+    match &job.end {
+        Some(JobEnd::Restored { report, .. }) => {
+            assert!(report.failed().is_empty(), "{:?}", report.failed())
+        }
+        other => panic!(
+            "creation + restore did not finish: {other:?}\n{:#?}",
+            job.progress.log_lines()
+        ),
+    }
+    let log = job.progress.log_lines().join("\n");
+    assert!(log.contains("AKS cluster shop-aks has succeeded"), "{log}");
+
+    // Linked from now on; the shop is there with its claims on managed-csi.
+    let name = "aks:test/rg-shop/shop-aks";
+    assert!(app.settle(LIMIT, |a| {
+        a.cluster(name).is_some_and(|c| c.facts.is_some())
+    }));
+    let new = app.cluster(name).unwrap().linked.clone();
+    let new_client = t.rt.block_on(new.client()).unwrap();
+    let nodes =
+        t.rt.block_on(
+            Api::<k8s_openapi::api::core::v1::Node>::all(new_client.clone())
+                .list(&ListParams::default().labels("kubernetes.azure.com/agentpool=system")),
+        )
+        .unwrap();
+    assert_eq!(nodes.items.len(), 3, "the pool's node count as typed");
+    let pvcs =
+        t.rt.block_on(
+            Api::<PersistentVolumeClaim>::namespaced(new_client.clone(), "shop")
+                .list(&ListParams::default()),
+        )
+        .unwrap();
+    assert_eq!(pvcs.items.len(), seeded.volumes.len());
+    for pvc in &pvcs.items {
+        assert_eq!(
+            pvc.spec.as_ref().unwrap().storage_class_name.as_deref(),
+            Some("managed-csi")
+        );
+    }
+    let deployments =
+        t.rt.block_on(
+            Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(new_client.clone(), "shop")
+                .list(&ListParams::default()),
+        )
+        .unwrap();
+    assert!(!deployments.items.is_empty());
+    let new_dir = dir
+        .path()
+        .join("cloud/azure")
+        .join(SUB)
+        .join("rg-shop/shop-aks");
     for (claim, folder) in &seeded.volumes {
         let restored = t.rt.block_on(support::volumes::volume_dir(
             &new_client,

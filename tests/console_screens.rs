@@ -103,6 +103,7 @@ fn app_with(theme: &str, read_only: bool) -> (Fixture, App) {
         reports: dir.path().join("reports"),
         downloads: dir.path().join("downloads"),
         aws: vec![],
+        azure: vec![],
     };
     let app = App::new(env);
     (Fixture { _dir: dir, rt }, app)
@@ -706,6 +707,7 @@ fn the_restore_wizard_offers_a_new_eks_cluster_with_its_form() {
                 regions: vec!["eu-west-1".into(), "us-east-1".into()],
                 ..Default::default()
             }],
+            azure: vec![],
         })
     };
     let app = &mut env_app;
@@ -752,4 +754,84 @@ fn the_restore_wizard_offers_a_new_eks_cluster_with_its_form() {
     key(app, KeyCode::Enter);
     key(app, KeyCode::Enter);
     insta::assert_snapshot!("wizard_new_eks_plan", render(app, 100, 30).backend());
+}
+
+#[test]
+fn the_restore_wizard_offers_a_new_aks_cluster_with_its_form() {
+    use ferry::ui::wizard::Step;
+    let (f, _) = app_with("dark", false);
+    let mut env_app = {
+        // The same console with an AWS account and two Azure subscriptions linked.
+        let dir = f._dir.path();
+        let kc = dir.join("config");
+        let linked = Linked::load(&Sources { paths: vec![kc] });
+        let sub = |id: &str, name: &str| ferry::providers::aks::AzureSubscription {
+            id: id.into(),
+            name: Some(name.into()),
+            ..Default::default()
+        };
+        App::new(Env {
+            linked,
+            repo: Err("no repository in this test".into()),
+            rt: f.rt.handle().clone(),
+            theme: Theme::builtin("dark"),
+            keymap: Keymap::default_keys(),
+            read_only: false,
+            read_only_contexts: vec![],
+            mover: MoverOptions::default(),
+            reports: dir.join("reports"),
+            downloads: dir.join("downloads"),
+            aws: vec![ferry::providers::eks::AwsAccount {
+                profile: Some("work".into()),
+                regions: vec!["eu-west-1".into()],
+                ..Default::default()
+            }],
+            azure: vec![
+                sub("00000000-0000-4000-8000-000000000001", "prod"),
+                sub("00000000-0000-4000-8000-000000000002", "lab"),
+            ],
+        })
+    };
+    let app = &mut env_app;
+    probed(app);
+    key(app, KeyCode::Char('S'));
+    app.apply(Msg::Snapshots(Ok(vec![capture_snapshot()])));
+    key(app, KeyCode::Char('r'));
+    // qa, then the new EKS cluster, then the new AKS cluster.
+    key(app, KeyCode::Down);
+    key(app, KeyCode::Down);
+    insta::assert_snapshot!("wizard_new_aks_target", render(app, 100, 24).backend());
+    assert_eq!(
+        app.wizard.as_ref().unwrap().target_name(),
+        "new AKS cluster…"
+    );
+    key(app, KeyCode::Enter);
+    assert_eq!(app.wizard.as_ref().unwrap().step, Step::Cluster);
+    // The second subscription, then a version older than the source's.
+    key(app, KeyCode::Right);
+    app.wizard.as_mut().unwrap().select(4);
+    key(app, KeyCode::Backspace);
+    chars(app, "0");
+    key(app, KeyCode::Enter);
+    insta::assert_snapshot!(
+        "wizard_new_aks_form_invalid",
+        render(app, 100, 24).backend()
+    );
+    let w = app.wizard.as_ref().unwrap();
+    assert_eq!(w.step, Step::Cluster);
+    assert!(
+        w.error.as_ref().unwrap().contains("older than the source"),
+        "{:?}",
+        w.error
+    );
+    key(app, KeyCode::Backspace);
+    chars(app, "1");
+    key(app, KeyCode::Enter);
+    assert_eq!(app.wizard.as_ref().unwrap().step, Step::Namespaces);
+    key(app, KeyCode::Enter);
+    let w = app.wizard.as_ref().unwrap();
+    assert_eq!(w.sc, [("fast-ssd".to_string(), "managed-csi".to_string())]);
+    key(app, KeyCode::Enter);
+    key(app, KeyCode::Enter);
+    insta::assert_snapshot!("wizard_new_aks_plan", render(app, 100, 30).backend());
 }

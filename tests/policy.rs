@@ -916,6 +916,7 @@ mod console {
             reports: env.home.path().join("reports"),
             downloads: env.home.path().join("downloads"),
             aws: vec![],
+            azure: vec![],
         });
         assert!(app.settle(LIMIT, |a| a.clusters.iter().all(|c| c.facts.is_some())));
         key(&mut app, KeyCode::Down);
@@ -1154,6 +1155,7 @@ mod console_records {
             reports: env.home.path().join("reports"),
             downloads: env.home.path().join("downloads"),
             aws: vec![],
+            azure: vec![],
         });
         assert!(app.settle(LIMIT, |a| a.clusters.iter().all(|c| c.facts.is_some())));
         key(&mut app, KeyCode::Enter);

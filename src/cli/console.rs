@@ -43,6 +43,7 @@ pub fn run(ctx: &Context, read_only: bool) -> anyhow::Result<Exit> {
         reports: crate::engine::k8s::apply::Report::dir(&ctx.dirs.state),
         downloads: ctx.dirs.data.join("downloads"),
         aws: settings.aws.clone(),
+        azure: settings.azure.clone(),
     };
     let _enter = ctx.rt.enter();
     crate::ui::event::run(App::new(env)).context("the console stopped")?;

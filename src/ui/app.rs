@@ -54,6 +54,9 @@ pub struct Env {
     /// Linked AWS accounts (`aws:` in the settings): the wizard offers a new EKS
     /// cluster as a target when there is one.
     pub aws: Vec<crate::providers::eks::AwsAccount>,
+    /// Linked Azure subscriptions (`azure:` in the settings): the wizard offers a new
+    /// AKS cluster as a target when there is one.
+    pub azure: Vec<crate::providers::aks::AzureSubscription>,
 }
 
 impl std::fmt::Debug for Env {
@@ -2016,6 +2019,8 @@ impl App {
     }
 }
 
+use crate::ui::newcluster::NewCluster;
+
 impl App {
     /// Creates the wizard's new cluster and restores its snapshot into it, as one job.
     fn create_and_restore(&mut self, w: Wizard) {
@@ -2031,20 +2036,26 @@ impl App {
             }
         };
         let create = match new {
-            crate::ui::newcluster::NewCluster::Eks(f) => match f.spec() {
-                Ok((account, region, spec)) => tasks::Create::Eks {
-                    account,
-                    region,
-                    spec: Box::new(spec),
-                    source_version: f.source_version.clone(),
-                },
-                Err(e) => {
-                    let mut w = w.clone();
-                    w.error = Some(e);
-                    self.wizard = Some(w);
-                    return;
-                }
-            },
+            NewCluster::Eks(f) => f.spec().map(|(account, region, spec)| tasks::Create::Eks {
+                account,
+                region,
+                spec: Box::new(spec),
+                source_version: f.source_version.clone(),
+            }),
+            NewCluster::Aks(f) => f.spec().map(|(sub, spec)| tasks::Create::Aks {
+                sub: Box::new(sub),
+                spec: Box::new(spec),
+                source_version: f.source_version.clone(),
+            }),
+        };
+        let create = match create {
+            Ok(c) => c,
+            Err(e) => {
+                let mut w = w.clone();
+                w.error = Some(e);
+                self.wizard = Some(w);
+                return;
+            }
         };
         let name = new.name().to_string();
         let (id, progress) =

@@ -1,9 +1,11 @@
 //! The wizard's "new cluster" targets: a cluster Ferry creates before it restores into
-//! it. [`NewCluster`] has one variant per cloud (EKS today; another cloud is one more
-//! variant with its form and its create call in `tasks::create_and_restore`). The form
-//! is pre-filled from the envelope a capture recorded and checked in place; nothing is
-//! created until the wizard's last step is confirmed.
+//! it. [`NewCluster`] has one variant per cloud (EKS and AKS; another cloud is one more
+//! variant with its form and its create call in `tasks::create_cluster`). A form is
+//! pre-filled from the envelope a capture recorded when it comes from the same cloud,
+//! and checked in place; nothing is created until the wizard's last step is confirmed.
+//! The forms share their key handling ([`edit`]).
 
+use crate::providers::aks::{self, AksSpec, AzureSubscription};
 use crate::providers::eks::{self, AwsAccount, ClusterSpec, NodegroupSpec};
 use crate::providers::probe::StorageClassInfo;
 
@@ -11,6 +13,54 @@ use crate::providers::probe::StorageClassInfo;
 #[derive(Debug, Clone)]
 pub enum NewCluster {
     Eks(EksForm),
+    Aks(AksForm),
+}
+
+/// The source's version: the envelope's, else the server's.
+fn source_version(envelope: Option<&serde_json::Value>, server_version: &str) -> Option<String> {
+    envelope
+        .and_then(|e| e["version"].as_str().map(str::to_string))
+        .or_else(|| (!server_version.is_empty()).then(|| server_version.to_string()))
+}
+
+/// A form's key: ↑/↓ move between `rows`, ←/→/space on row 0 cycle through `choices`
+/// places; what Backspace (`Some(None)`) or a character asks of the row's text field is
+/// returned for [`apply`].
+fn edit(
+    code: crossterm::event::KeyCode,
+    sel: &mut usize,
+    rows: usize,
+    choice: &mut usize,
+    choices: usize,
+) -> Option<Option<char>> {
+    use crossterm::event::KeyCode;
+    match code {
+        KeyCode::Up => *sel = sel.saturating_sub(1),
+        KeyCode::Down => *sel = (*sel + 1).min(rows.saturating_sub(1)),
+        KeyCode::Left | KeyCode::Right | KeyCode::Char(' ') if *sel == 0 && choices > 0 => {
+            *choice = if code == KeyCode::Left {
+                (*choice + choices - 1) % choices
+            } else {
+                (*choice + 1) % choices
+            };
+        }
+        KeyCode::Backspace => return Some(None),
+        KeyCode::Char(c) => return Some(Some(c)),
+        _ => {}
+    }
+    None
+}
+
+/// Applies what [`edit`] asked for to a text field.
+fn apply(field: Option<&mut String>, what: Option<char>) {
+    if let Some(f) = field {
+        match what {
+            Some(c) => f.push(c),
+            None => {
+                f.pop();
+            }
+        }
+    }
 }
 
 impl NewCluster {
@@ -18,25 +68,29 @@ impl NewCluster {
     pub fn label(&self) -> &'static str {
         match self {
             NewCluster::Eks(_) => "new EKS cluster…",
+            NewCluster::Aks(_) => "new AKS cluster…",
         }
     }
 
     /// The form's rows: (label, value as shown).
-    pub fn rows(&self) -> Vec<(&'static str, String)> {
+    pub fn rows(&self) -> Vec<(String, String)> {
         match self {
             NewCluster::Eks(f) => f.rows(),
+            NewCluster::Aks(f) => f.rows(),
         }
     }
 
     pub fn selected(&self) -> usize {
         match self {
             NewCluster::Eks(f) => f.sel,
+            NewCluster::Aks(f) => f.sel,
         }
     }
 
     pub fn select(&mut self, i: usize) {
         match self {
             NewCluster::Eks(f) => f.sel = i.min(EKS_ROWS.len() - 1),
+            NewCluster::Aks(f) => f.sel = i.min(f.rows().len().saturating_sub(1)),
         }
     }
 
@@ -44,6 +98,7 @@ impl NewCluster {
     pub fn key(&mut self, code: crossterm::event::KeyCode) {
         match self {
             NewCluster::Eks(f) => f.key(code),
+            NewCluster::Aks(f) => f.key(code),
         }
     }
 
@@ -51,6 +106,7 @@ impl NewCluster {
     pub fn validate(&self) -> Option<String> {
         match self {
             NewCluster::Eks(f) => f.spec().err(),
+            NewCluster::Aks(f) => f.spec().err(),
         }
     }
 
@@ -58,6 +114,7 @@ impl NewCluster {
     pub fn name(&self) -> &str {
         match self {
             NewCluster::Eks(f) => &f.name,
+            NewCluster::Aks(f) => &f.name,
         }
     }
 
@@ -73,6 +130,26 @@ impl NewCluster {
                     provisioner: "ebs.csi.aws.com".into(),
                     parameters: [("type".to_string(), "gp3".to_string())].into(),
                     default: true,
+                    binding_mode: "WaitForFirstConsumer".into(),
+                    allow_expansion: true,
+                })
+                .collect(),
+            NewCluster::Aks(_) => aks::STORAGE_CLASSES
+                .iter()
+                .map(|name| StorageClassInfo {
+                    name: (*name).into(),
+                    provisioner: aks::AZURE_DISK_PROVISIONER.into(),
+                    parameters: [(
+                        "skuname".to_string(),
+                        if *name == "managed-csi" {
+                            "StandardSSD_LRS"
+                        } else {
+                            "Premium_LRS"
+                        }
+                        .to_string(),
+                    )]
+                    .into(),
+                    default: *name == "managed-csi",
                     binding_mode: "WaitForFirstConsumer".into(),
                     allow_expansion: true,
                 })
@@ -108,6 +185,31 @@ impl NewCluster {
                     if let Some(c) = &spec.storage_class {
                         out.push(format!("  default storage class {c}"));
                     }
+                    out
+                }
+                Err(e) => vec![e],
+            },
+            NewCluster::Aks(f) => match f.spec() {
+                Ok((sub, spec)) => {
+                    let mut out = vec![format!(
+                        "create AKS cluster {} in {} / {} ({}), Kubernetes {}",
+                        spec.name,
+                        spec.resource_group,
+                        spec.location,
+                        sub.label(),
+                        spec.version
+                    )];
+                    for p in &spec.node_pools {
+                        let scale = match (p.enable_auto_scaling, p.min_count, p.max_count) {
+                            (true, Some(min), Some(max)) => format!(" (autoscaling {min}–{max})"),
+                            _ => String::new(),
+                        };
+                        out.push(format!(
+                            "  node pool {} ({}): {} × {}{scale}",
+                            p.name, p.mode, p.count, p.vm_size
+                        ));
+                    }
+                    out.push("  default storage class managed-csi".into());
                     out
                 }
                 Err(e) => vec![e],
@@ -177,9 +279,7 @@ impl EksForm {
                 ..ClusterSpec::default()
             },
         };
-        let source_version = envelope
-            .and_then(|e| e["version"].as_str().map(str::to_string))
-            .or_else(|| (!server_version.is_empty()).then(|| server_version.to_string()));
+        let source_version = source_version(envelope, server_version);
         if base.version.is_empty()
             && let Some((maj, min)) = source_version.as_deref().and_then(eks::parse_version)
         {
@@ -222,7 +322,7 @@ impl EksForm {
         }
     }
 
-    fn rows(&self) -> Vec<(&'static str, String)> {
+    fn rows(&self) -> Vec<(String, String)> {
         let place = self
             .places
             .get(self.place)
@@ -240,7 +340,7 @@ impl EksForm {
             self.max.clone(),
             self.desired.clone(),
         ];
-        EKS_ROWS.iter().copied().zip(values).collect()
+        EKS_ROWS.iter().map(|l| l.to_string()).zip(values).collect()
     }
 
     fn field(&mut self, i: usize) -> Option<&mut String> {
@@ -259,31 +359,9 @@ impl EksForm {
     }
 
     fn key(&mut self, code: crossterm::event::KeyCode) {
-        use crossterm::event::KeyCode;
-        match code {
-            KeyCode::Up => self.sel = self.sel.saturating_sub(1),
-            KeyCode::Down => self.sel = (self.sel + 1).min(EKS_ROWS.len() - 1),
-            KeyCode::Left | KeyCode::Right | KeyCode::Char(' ')
-                if self.sel == 0 && !self.places.is_empty() =>
-            {
-                let n = self.places.len();
-                self.place = if code == KeyCode::Left {
-                    (self.place + n - 1) % n
-                } else {
-                    (self.place + 1) % n
-                };
-            }
-            KeyCode::Backspace => {
-                if let Some(f) = self.field(self.sel) {
-                    f.pop();
-                }
-            }
-            KeyCode::Char(c) => {
-                if let Some(f) = self.field(self.sel) {
-                    f.push(c);
-                }
-            }
-            _ => {}
+        let n = self.places.len();
+        if let Some(what) = edit(code, &mut self.sel, EKS_ROWS.len(), &mut self.place, n) {
+            apply(self.field(self.sel), what);
         }
     }
 
@@ -330,5 +408,229 @@ impl EksForm {
         }
         spec.validate().map_err(|e| e.to_string())?;
         Ok((account, region, spec))
+    }
+}
+
+/// A node pool's fields as typed (min/max only when the pool autoscales).
+#[derive(Debug, Clone)]
+pub struct PoolFields {
+    pub vm_size: String,
+    pub count: String,
+    pub min: String,
+    pub max: String,
+}
+
+/// What a row of the AKS form edits.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum AksRow {
+    Subscription,
+    ResourceGroup,
+    Location,
+    Name,
+    Version,
+    VmSize(usize),
+    Count(usize),
+    Min(usize),
+    Max(usize),
+}
+
+/// The AKS form: each field as typed; one set of rows per node pool.
+#[derive(Debug, Clone)]
+pub struct AksForm {
+    /// The linked subscriptions.
+    pub subs: Vec<AzureSubscription>,
+    pub sub: usize,
+    pub resource_group: String,
+    pub location: String,
+    pub name: String,
+    pub version: String,
+    /// One per `base.node_pools`.
+    pub pools: Vec<PoolFields>,
+    /// The source's version: the floor for `version`.
+    pub source_version: Option<String>,
+    /// What the envelope (or the defaults) gave, for everything the form does not show
+    /// (pool names and modes, zones, labels, taints, network profile, tags...).
+    pub base: AksSpec,
+    pub sel: usize,
+}
+
+impl AksForm {
+    /// A form for the linked `subs`, pre-filled from a capture's `envelope` when its
+    /// source was an AKS cluster (`kind: "aks"`), else with one System pool of two
+    /// `Standard_D4s_v5` nodes in `westeurope`.
+    pub fn new(
+        subs: &[AzureSubscription],
+        envelope: Option<&serde_json::Value>,
+        server_version: &str,
+        name: &str,
+    ) -> AksForm {
+        let aks_envelope = envelope.filter(|e| e["kind"].as_str() == Some("aks"));
+        let source_version = source_version(envelope, server_version);
+        let floor = source_version
+            .as_deref()
+            .and_then(eks::parse_version)
+            .map(|(a, b)| format!("{a}.{b}"))
+            .unwrap_or_default();
+        let mut base = match aks_envelope {
+            Some(env) => AksSpec::from_envelope(env, name),
+            None => AksSpec::new(name, &format!("{name}-rg"), "westeurope", &floor),
+        };
+        if base.version.is_empty() {
+            base.version = floor;
+        }
+        if base.resource_group.is_empty() {
+            base.resource_group = format!("{name}-rg");
+        }
+        if base.location.is_empty() {
+            base.location = "westeurope".into();
+        }
+        if base.node_pools.is_empty() {
+            base.node_pools = AksSpec::new(name, "", "", "").node_pools;
+        }
+        // The envelope's subscription, when it is one of the linked ones.
+        let sub = aks_envelope
+            .and_then(|e| e["id"].as_str())
+            .and_then(|id| id.split('/').nth(2))
+            .and_then(|s| subs.iter().position(|l| l.id.eq_ignore_ascii_case(s)))
+            .unwrap_or(0);
+        let pools = base
+            .node_pools
+            .iter()
+            .map(|p| PoolFields {
+                vm_size: p.vm_size.clone(),
+                count: p.count.to_string(),
+                min: p.min_count.map(|n| n.to_string()).unwrap_or_default(),
+                max: p.max_count.map(|n| n.to_string()).unwrap_or_default(),
+            })
+            .collect();
+        AksForm {
+            subs: subs.to_vec(),
+            sub,
+            resource_group: base.resource_group.clone(),
+            location: base.location.clone(),
+            name: name.into(),
+            version: base.version.clone(),
+            pools,
+            source_version,
+            base,
+            sel: 0,
+        }
+    }
+
+    fn layout(&self) -> Vec<AksRow> {
+        let mut out = vec![
+            AksRow::Subscription,
+            AksRow::ResourceGroup,
+            AksRow::Location,
+            AksRow::Name,
+            AksRow::Version,
+        ];
+        for (i, p) in self.base.node_pools.iter().enumerate() {
+            out.push(AksRow::VmSize(i));
+            out.push(AksRow::Count(i));
+            if p.enable_auto_scaling {
+                out.push(AksRow::Min(i));
+                out.push(AksRow::Max(i));
+            }
+        }
+        out
+    }
+
+    fn rows(&self) -> Vec<(String, String)> {
+        let pool = |i: usize| {
+            self.base
+                .node_pools
+                .get(i)
+                .map(|p| p.name.as_str())
+                .unwrap_or("")
+        };
+        let text = |i: usize, f: fn(&PoolFields) -> &String| {
+            self.pools.get(i).map(|p| f(p).clone()).unwrap_or_default()
+        };
+        self.layout()
+            .into_iter()
+            .map(|r| match r {
+                AksRow::Subscription => (
+                    "subscription".to_string(),
+                    self.subs
+                        .get(self.sub)
+                        .map(|s| s.label())
+                        .unwrap_or_else(|| {
+                            "no Azure subscription is linked (azure: in the settings)".into()
+                        }),
+                ),
+                AksRow::ResourceGroup => ("resource group".into(), self.resource_group.clone()),
+                AksRow::Location => ("location".into(), self.location.clone()),
+                AksRow::Name => ("name".into(), self.name.clone()),
+                AksRow::Version => ("Kubernetes version".into(), self.version.clone()),
+                AksRow::VmSize(i) => (format!("pool {} VM size", pool(i)), text(i, |p| &p.vm_size)),
+                AksRow::Count(i) => (format!("pool {} nodes", pool(i)), text(i, |p| &p.count)),
+                AksRow::Min(i) => (format!("pool {} min", pool(i)), text(i, |p| &p.min)),
+                AksRow::Max(i) => (format!("pool {} max", pool(i)), text(i, |p| &p.max)),
+            })
+            .collect()
+    }
+
+    fn field(&mut self, row: Option<AksRow>) -> Option<&mut String> {
+        Some(match row? {
+            AksRow::Subscription => return None,
+            AksRow::ResourceGroup => &mut self.resource_group,
+            AksRow::Location => &mut self.location,
+            AksRow::Name => &mut self.name,
+            AksRow::Version => &mut self.version,
+            AksRow::VmSize(i) => &mut self.pools.get_mut(i)?.vm_size,
+            AksRow::Count(i) => &mut self.pools.get_mut(i)?.count,
+            AksRow::Min(i) => &mut self.pools.get_mut(i)?.min,
+            AksRow::Max(i) => &mut self.pools.get_mut(i)?.max,
+        })
+    }
+
+    fn key(&mut self, code: crossterm::event::KeyCode) {
+        let layout = self.layout();
+        let n = self.subs.len();
+        if let Some(what) = edit(code, &mut self.sel, layout.len(), &mut self.sub, n) {
+            let row = layout.get(self.sel).copied();
+            apply(self.field(row), what);
+        }
+    }
+
+    /// The subscription and spec the form describes, or what is wrong with it (the
+    /// version older than the source's included).
+    pub fn spec(&self) -> Result<(AzureSubscription, AksSpec), String> {
+        let sub = self
+            .subs
+            .get(self.sub)
+            .cloned()
+            .ok_or("no Azure subscription is linked: add one under azure: in the settings")?;
+        let mut spec = self.base.clone();
+        spec.name = self.name.trim().to_string();
+        spec.resource_group = self.resource_group.trim().to_string();
+        spec.location = self.location.trim().to_string();
+        spec.version = self.version.trim().to_string();
+        for (p, f) in spec.node_pools.iter_mut().zip(&self.pools) {
+            let num = |what: &str, v: &str| {
+                v.trim()
+                    .parse::<i32>()
+                    .map_err(|_| format!("pool {} {what}: {v:?} is not a whole number", p.name))
+            };
+            p.vm_size = f.vm_size.trim().to_string();
+            if p.vm_size.is_empty() {
+                return Err(format!(
+                    "give pool {}'s VM size (e.g. Standard_D4s_v5)",
+                    p.name
+                ));
+            }
+            p.count = num("nodes", &f.count)?;
+            if p.enable_auto_scaling {
+                p.min_count = Some(num("min", &f.min)?);
+                p.max_count = Some(num("max", &f.max)?);
+            }
+        }
+        // The version first: it is pre-filled, so a change to it is what just happened.
+        if let Some(src) = &self.source_version {
+            aks::check_version(&spec.version, src).map_err(|e| e.to_string())?;
+        }
+        spec.validate().map_err(|e| e.to_string())?;
+        Ok((sub, spec))
     }
 }

@@ -909,6 +909,11 @@ pub enum Create {
         spec: Box<crate::providers::eks::ClusterSpec>,
         source_version: Option<String>,
     },
+    Aks {
+        sub: Box<crate::providers::aks::AzureSubscription>,
+        spec: Box<crate::providers::aks::AksSpec>,
+        source_version: Option<String>,
+    },
 }
 
 /// What to restore into a cluster once it exists.
@@ -972,6 +977,10 @@ pub fn create_and_restore(
                     remove.join("; ")
                 )
             }
+            Create::Aks { sub, spec, .. } => format!(
+                "the AKS cluster {} (resource group {}) was created and stays: restore into it again from :snapshots, or remove it with: az aks delete --subscription {} --resource-group {} --name {} --yes",
+                spec.name, spec.resource_group, sub.id, spec.resource_group, spec.name
+            ),
         };
         let r = restore_into(&repo, &target, restore, &progress)
             .await
@@ -980,10 +989,31 @@ pub fn create_and_restore(
     });
 }
 
+/// Creation events into the job's phase and log (the same for every cloud).
+fn into_progress(
+    progress: &Arc<JobProgress>,
+) -> impl Fn(crate::providers::eks::CreateEvent) + Send + Sync + use<> {
+    use crate::providers::eks::CreateEvent;
+    let p = progress.clone();
+    move |e: CreateEvent| match e {
+        CreateEvent::Step(s) => {
+            p.set_phase(&s);
+            p.log(s);
+        }
+        CreateEvent::Status { what, status } => {
+            p.set_phase(format!("{what}: {status}"));
+            p.log(format!("{what}: {status}"));
+        }
+        CreateEvent::Ready(what) => p.log(format!("{what} is ready")),
+    }
+}
+
 async fn create_cluster(
     create: &Create,
     progress: &Arc<JobProgress>,
 ) -> Result<LinkedCluster, String> {
+    progress.set_phase("creating the cluster");
+    let events = into_progress(progress);
     match create {
         Create::Eks {
             account,
@@ -991,20 +1021,7 @@ async fn create_cluster(
             spec,
             source_version,
         } => {
-            use crate::providers::eks::{self, CreateEvent, CreateOptions};
-            progress.set_phase("creating the cluster");
-            let p = progress.clone();
-            let events = move |e: CreateEvent| match e {
-                CreateEvent::Step(s) => {
-                    p.set_phase(&s);
-                    p.log(s);
-                }
-                CreateEvent::Status { what, status } => {
-                    p.set_phase(format!("{what}: {status}"));
-                    p.log(format!("{what}: {status}"));
-                }
-                CreateEvent::Ready(what) => p.log(format!("{what} is ready")),
-            };
+            use crate::providers::eks::{self, CreateOptions};
             let cluster = eks::create_cluster(
                 account,
                 region,
@@ -1020,6 +1037,27 @@ async fn create_cluster(
                 cluster.name, cluster.version
             ));
             Ok(LinkedCluster::from_eks(account, &cluster))
+        }
+        Create::Aks {
+            sub,
+            spec,
+            source_version,
+        } => {
+            use crate::providers::aks::{self, CreateOptions};
+            let cluster = aks::create_cluster(
+                sub,
+                spec,
+                source_version.as_deref(),
+                &CreateOptions::default(),
+                &events,
+            )
+            .await
+            .map_err(|e| format!("cannot create the AKS cluster {}: {e}", spec.name))?;
+            progress.log(format!(
+                "AKS cluster {} has succeeded (Kubernetes {})",
+                cluster.name, cluster.version
+            ));
+            Ok(LinkedCluster::from_aks(sub, &cluster))
         }
     }
 }

@@ -14,7 +14,7 @@ use crate::engine::k8s::transform::{self, Mapping};
 use crate::engine::snapshot::Snapshot;
 use crate::providers::probe::StorageClassInfo;
 use crate::ui::app::{App, Load};
-use crate::ui::newcluster::{EksForm, NewCluster};
+use crate::ui::newcluster::{AksForm, EksForm, NewCluster};
 use crate::ui::tasks::Prepared;
 
 /// What the wizard is for.
@@ -156,8 +156,8 @@ pub struct Wizard {
     pub error: Option<String>,
     /// The capture job of a live source.
     pub capture_job: Option<usize>,
-    /// The form of the cluster to create, when the target list offers one.
-    pub new_cluster: Option<NewCluster>,
+    /// The forms of the clusters to create the target list offers (one per cloud).
+    pub new_clusters: Vec<NewCluster>,
 }
 
 impl Wizard {
@@ -172,25 +172,36 @@ impl Wizard {
             })
             .collect();
         let mut targets = targets;
-        // A new cluster is offered for a snapshot's restore when cloud accounts are linked.
-        let new_cluster = match &source {
-            Source::Snapshot { meta, .. } if !app.env.aws.is_empty() => {
-                let name = meta
-                    .envelope
-                    .as_ref()
-                    .and_then(|e| e["name"].as_str())
-                    .map(|n| format!("{n}-restore"))
-                    .unwrap_or_else(|| "ferry-restore".into());
-                Some(NewCluster::Eks(EksForm::new(
+        // New clusters are offered for a snapshot's restore when cloud accounts are linked.
+        let mut new_clusters = Vec::new();
+        if let Source::Snapshot { meta, .. } = &source {
+            let name = meta
+                .envelope
+                .as_ref()
+                .and_then(|e| e["name"].as_str())
+                .map(|n| format!("{n}-restore"))
+                .unwrap_or_else(|| "ferry-restore".into());
+            let envelope = meta.envelope.as_ref();
+            if !app.env.aws.is_empty() {
+                // An AKS envelope says nothing an EKS form can use but the version.
+                let eks_envelope = envelope.filter(|e| e["kind"].as_str() != Some("aks"));
+                new_clusters.push(NewCluster::Eks(EksForm::new(
                     &app.env.aws,
-                    meta.envelope.as_ref(),
+                    eks_envelope,
                     &meta.server_version,
                     &name,
-                )))
+                )));
             }
-            _ => None,
-        };
-        if let Some(n) = &new_cluster {
+            if !app.env.azure.is_empty() {
+                new_clusters.push(NewCluster::Aks(AksForm::new(
+                    &app.env.azure,
+                    envelope,
+                    &meta.server_version,
+                    &name,
+                )));
+            }
+        }
+        for n in &new_clusters {
             targets.push(TargetOption {
                 kind: TargetKind::New,
                 name: n.label().into(),
@@ -256,14 +267,26 @@ impl Wizard {
             plan_scroll: 0,
             error: None,
             capture_job: None,
-            new_cluster,
+            new_clusters,
         }
     }
 
     /// The cluster to create, when that is the chosen target.
     pub fn creating(&self) -> Option<&NewCluster> {
         match self.targets.get(self.target) {
-            Some(t) if t.kind == TargetKind::New => self.new_cluster.as_ref(),
+            Some(t) if t.kind == TargetKind::New => {
+                self.new_clusters.iter().find(|n| n.label() == t.name)
+            }
+            _ => None,
+        }
+    }
+
+    /// The form of the cluster to create, when that is the chosen target.
+    pub fn creating_mut(&mut self) -> Option<&mut NewCluster> {
+        match self.targets.get(self.target) {
+            Some(t) if t.kind == TargetKind::New => {
+                self.new_clusters.iter_mut().find(|n| n.label() == t.name)
+            }
             _ => None,
         }
     }
@@ -494,7 +517,7 @@ impl Wizard {
                 self.target = i;
             }
             Step::Cluster => {
-                if let Some(n) = &mut self.new_cluster {
+                if let Some(n) = self.creating_mut() {
                     n.select(i)
                 }
             }
@@ -619,7 +642,7 @@ impl Wizard {
                 }
             }
             Step::Cluster => {
-                if let Some(n) = &mut self.new_cluster {
+                if let Some(n) = self.creating_mut() {
                     n.key(code);
                 }
             }

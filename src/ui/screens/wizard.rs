@@ -8,6 +8,7 @@ use ratatui::widgets::{Clear, Paragraph, Wrap};
 
 use crate::engine::k8s::plan::Conflict;
 use crate::ui::app::{App, Load};
+use crate::ui::newcluster::NewCluster;
 use crate::ui::widgets;
 use crate::ui::wizard::{OPTION_ROWS, Step, TargetKind, Wizard};
 
@@ -123,10 +124,15 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, w: &Wizard) {
         }
         Step::Cluster => {
             lines.push(Line::from(Span::styled(
-                "The new cluster (↑↓ field, type to edit, ←/→ account and region)",
+                match w.creating() {
+                    Some(NewCluster::Aks(_)) => {
+                        "The new cluster (↑↓ field, type to edit, ←/→ subscription)"
+                    }
+                    _ => "The new cluster (↑↓ field, type to edit, ←/→ account and region)",
+                },
                 theme.header(),
             )));
-            if let Some(n) = &w.new_cluster {
+            if let Some(n) = w.creating() {
                 let at = n.selected();
                 for (i, (label, value)) in n.rows().into_iter().enumerate() {
                     items.push((lines.len(), i));
