@@ -272,7 +272,7 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, w: &Wizard) {
                 }
             }
             lines.push(Line::from(format!(
-                "then restore {} into it (planned and checked by the policy once it is ACTIVE)",
+                "then restore {} into it (planned and checked by the policy once it is ready)",
                 w.source_label()
             )));
             for (from, to) in &w.sc {
