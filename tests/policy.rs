@@ -878,26 +878,14 @@ mod console {
 
     use super::{Env, client, create_ns, policy_doc, start_clusters};
 
-    const LIMIT: Duration = Duration::from_secs(60);
+    pub(super) const LIMIT: Duration = Duration::from_secs(60);
 
-    fn key(app: &mut App, code: KeyCode) {
+    pub(super) fn key(app: &mut App, code: KeyCode) {
         app.key(KeyEvent::new(code, KeyModifiers::NONE));
     }
 
-    /// The console's migrate wizard as the developer, qa → prod: the plan step shows the
-    /// denial with the rule and who could, nothing is captured, and the audit trail
-    /// records the attempt.
-    #[test]
-    fn the_console_refuses_a_developer_migrating_qa_to_prod() {
-        let env = Env::new();
-        let c = env.t.rt.block_on(start_clusters(&env));
-        env.t.rt.block_on(async {
-            create_ns(&client(&env, "ferry-qa").await, "shop").await;
-        });
-        let key_file = AdminKey::generate("admin").unwrap();
-        ferry::policy::store::store(&env.t.repo, &policy_doc(&key_file.public()), &key_file)
-            .unwrap();
-
+    /// The console as the developer: only dev's contexts linked, every probe answered.
+    pub(super) fn dev_app(env: &Env) -> App {
         let mut linked = Linked::load(&Sources {
             paths: vec![env.kubeconfig.clone()],
         });
@@ -919,6 +907,24 @@ mod console {
             azure: vec![],
         });
         assert!(app.settle(LIMIT, |a| a.clusters.iter().all(|c| c.facts.is_some())));
+        app
+    }
+
+    /// The console's migrate wizard as the developer, qa → prod: the plan step shows the
+    /// denial with the rule and who could, nothing is captured, and the audit trail
+    /// records the attempt.
+    #[test]
+    fn the_console_refuses_a_developer_migrating_qa_to_prod() {
+        let env = Env::new();
+        let c = env.t.rt.block_on(start_clusters(&env));
+        env.t.rt.block_on(async {
+            create_ns(&client(&env, "ferry-qa").await, "shop").await;
+        });
+        let key_file = AdminKey::generate("admin").unwrap();
+        ferry::policy::store::store(&env.t.repo, &policy_doc(&key_file.public()), &key_file)
+            .unwrap();
+
+        let mut app = dev_app(&env);
         key(&mut app, KeyCode::Down);
         key(&mut app, KeyCode::Enter);
         assert_eq!(
@@ -1098,22 +1104,13 @@ mod console {
 mod console_records {
     use std::time::Duration;
 
-    use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-    use ferry::engine::k8s::mover::MoverOptions;
+    use crossterm::event::KeyCode;
     use ferry::policy::audit::{AuditRecord, Outcome};
     use ferry::policy::{Action, AdminKey};
-    use ferry::providers::kubeconfig::{Linked, Sources};
-    use ferry::ui::app::{App, Env as AppEnv, Load, View};
-    use ferry::ui::keymap::Keymap;
-    use ferry::ui::theme::Theme;
+    use ferry::ui::app::{Load, View};
 
+    use super::console::{LIMIT, dev_app, key};
     use super::{Env, policy_doc, start_clusters};
-
-    const LIMIT: Duration = Duration::from_secs(60);
-
-    fn key(app: &mut App, code: KeyCode) {
-        app.key(KeyEvent::new(code, KeyModifiers::NONE));
-    }
 
     fn records_until(env: &Env, pred: impl Fn(&[AuditRecord]) -> bool) -> Vec<AuditRecord> {
         let deadline = std::time::Instant::now() + LIMIT;
@@ -1139,25 +1136,7 @@ mod console_records {
         let c = env.t.rt.block_on(start_clusters(&env));
         let admin = AdminKey::generate("admin").unwrap();
         ferry::policy::store::store(&env.t.repo, &policy_doc(&admin.public()), &admin).unwrap();
-        let mut linked = Linked::load(&Sources {
-            paths: vec![env.kubeconfig.clone()],
-        });
-        linked.clusters.retain(|c| c.name.ends_with("-dev"));
-        let mut app = App::new(AppEnv {
-            linked,
-            repo: Ok(env.t.repo.clone()),
-            rt: env.t.rt.handle().clone(),
-            theme: Theme::builtin("dark"),
-            keymap: Keymap::default_keys(),
-            read_only: false,
-            read_only_contexts: vec![],
-            mover: MoverOptions::default(),
-            reports: env.home.path().join("reports"),
-            downloads: env.home.path().join("downloads"),
-            aws: vec![],
-            azure: vec![],
-        });
-        assert!(app.settle(LIMIT, |a| a.clusters.iter().all(|c| c.facts.is_some())));
+        let mut app = dev_app(&env);
         key(&mut app, KeyCode::Enter);
         assert_eq!(
             app.screen().view,
