@@ -8,8 +8,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+mod support;
+
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -17,67 +18,37 @@ use ferry::engine::k8s::RESTORED_ANNOTATION;
 use ferry::providers::kubeconfig::{Linked, Sources};
 use ferry::providers::sandbox::seed::{SeedOptions, seed};
 use ferry::providers::sandbox::{Sandbox, SandboxConfig, write_kubeconfig};
-use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use kube::Api;
+use support::kubectl::kubectl;
+use support::tmux::Tmux;
+use support::volumes::{checksums, volume_dir};
 
-#[path = "support/tmux.rs"]
-mod tmux;
-use tmux::Tmux;
-
-/// kubectl v1.33 as `scripts/install-kubectl.sh` installs it: a client we did not write.
-fn kubectl(kubeconfig: &Path, args: &[&str]) -> String {
-    let home = std::env::var("HOME").unwrap();
-    let bin = PathBuf::from(home).join(".cache/ferry-tools/kubectl");
-    let out = Command::new(&bin)
-        .env("KUBECONFIG", kubeconfig)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot run {}: {e} (run scripts/install-kubectl.sh)",
-                bin.display()
-            )
-        });
-    assert!(
-        out.status.success(),
-        "kubectl {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+/// The folders and terminal a user's `ferry` has, all under `home`.
+fn user_env(home: &Path, kubeconfig: &Path) -> Vec<(&'static str, String)> {
+    vec![
+        ("HOME", home.display().to_string()),
+        ("XDG_CONFIG_HOME", home.join("config").display().to_string()),
+        ("XDG_DATA_HOME", home.join("data").display().to_string()),
+        ("XDG_STATE_HOME", home.join("state").display().to_string()),
+        ("XDG_CACHE_HOME", home.join("cache").display().to_string()),
+        ("KUBECONFIG", kubeconfig.display().to_string()),
+        ("TERM", "xterm-256color".to_string()),
+    ]
 }
 
-async fn volume_dir(client: &kube::Client, sandbox_dir: &Path, ns: &str, claim: &str) -> PathBuf {
-    let pvc = Api::<PersistentVolumeClaim>::namespaced(client.clone(), ns)
-        .get(claim)
-        .await
-        .unwrap();
-    let pv_name = pvc.spec.unwrap().volume_name.unwrap();
-    let pv = Api::<PersistentVolume>::all(client.clone())
-        .get(&pv_name)
-        .await
-        .unwrap();
-    sandbox_dir
-        .join("volumes")
-        .join(pv.spec.unwrap().csi.unwrap().volume_handle)
-}
-
-fn checksums(dir: &Path) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let e = e.unwrap();
-            let t = e.file_type().unwrap();
-            if t.is_dir() {
-                stack.push(e.path());
-            } else if t.is_file() {
-                let rel = e.path().strip_prefix(dir).unwrap().display().to_string();
-                let sum = blake3::hash(&std::fs::read(e.path()).unwrap()).to_hex();
-                out.insert(rel, sum.to_string());
-            }
+/// Presses q (and confirms when asked) until the console has quit.
+fn quit(tmux: &Tmux) {
+    tmux.keys(&["q"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while tmux.running() {
+        let s = tmux.screen();
+        if s.contains("Quit?") || s.contains("quit?") {
+            tmux.keys(&["y"]);
         }
+        assert!(Instant::now() < deadline, "q did not quit:\n{s}");
+        std::thread::sleep(Duration::from_millis(100));
     }
-    out
 }
 
 #[test]
@@ -120,16 +91,8 @@ fn a_namespace_is_cloned_through_the_console_in_a_real_terminal() {
 
     let home = dir.path().join("home");
     std::fs::create_dir_all(&home).unwrap();
-    let env = [
-        ("HOME", home.display().to_string()),
-        ("XDG_CONFIG_HOME", home.join("config").display().to_string()),
-        ("XDG_DATA_HOME", home.join("data").display().to_string()),
-        ("XDG_STATE_HOME", home.join("state").display().to_string()),
-        ("XDG_CACHE_HOME", home.join("cache").display().to_string()),
-        ("KUBECONFIG", kc.display().to_string()),
-        ("TERM", "xterm-256color".to_string()),
-    ];
-    let tmux = Tmux::start(dir.path(), &env, env!("CARGO_BIN_EXE_ferry"));
+    let env = user_env(&home, &kc);
+    let tmux = Tmux::start(dir.path(), &env, &support::ferry_bin());
 
     // Clusters, probed.
     let s = tmux.wait_for("ferry-qa", 60);
@@ -258,16 +221,7 @@ fn a_namespace_is_cloned_through_the_console_in_a_real_terminal() {
     });
 
     // q quits (nothing runs any more).
-    tmux.keys(&["q"]);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while tmux.running() {
-        let s = tmux.screen();
-        if s.contains("Quit?") || s.contains("quit?") {
-            tmux.keys(&["y"]);
-        }
-        assert!(Instant::now() < deadline, "q did not quit:\n{s}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    quit(&tmux);
     drop(tmux);
     rt.block_on(async {
         prod.shutdown().await.unwrap();
@@ -307,16 +261,8 @@ fn a_file_of_a_folder_backup_is_restored_from_a_real_terminal() {
         "apiVersion: v1\nkind: Config\nclusters:\n- name: nowhere\n  cluster: {server: \"https://127.0.0.1:1\"}\ncontexts:\n- name: nowhere\n  context: {cluster: nowhere, user: u}\nusers:\n- name: u\n  user: {token: t}\n",
     )
     .unwrap();
-    let env = [
-        ("HOME", home.display().to_string()),
-        ("XDG_CONFIG_HOME", home.join("config").display().to_string()),
-        ("XDG_DATA_HOME", home.join("data").display().to_string()),
-        ("XDG_STATE_HOME", home.join("state").display().to_string()),
-        ("XDG_CACHE_HOME", home.join("cache").display().to_string()),
-        ("KUBECONFIG", kc.display().to_string()),
-        ("TERM", "xterm-256color".to_string()),
-    ];
-    let backup = Command::new(env!("CARGO_BIN_EXE_ferry"))
+    let env = user_env(&home, &kc);
+    let backup = Command::new(support::ferry_bin())
         .arg("backup")
         .arg(&src)
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
@@ -324,7 +270,7 @@ fn a_file_of_a_folder_backup_is_restored_from_a_real_terminal() {
         .unwrap();
     assert!(backup.status.success(), "{backup:?}");
 
-    let tmux = Tmux::start(dir.path(), &env, env!("CARGO_BIN_EXE_ferry"));
+    let tmux = Tmux::start(dir.path(), &env, &support::ferry_bin());
     tmux.wait_for("CLUSTER", 30);
     tmux.keys(&["S"]);
     tmux.wait_for("site", 30);
@@ -351,14 +297,416 @@ fn a_file_of_a_folder_backup_is_restored_from_a_real_terminal() {
         (a.mode(), a.mtime(), a.mtime_nsec()),
         (b.mode(), b.mtime(), b.mtime_nsec())
     );
-    tmux.keys(&["q"]);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while tmux.running() {
-        assert!(
-            Instant::now() < deadline,
-            "q did not quit:\n{}",
-            tmux.screen()
-        );
-        std::thread::sleep(Duration::from_millis(100));
+    quit(&tmux);
+}
+
+/// Presses ↓ until the wizard's pointer is on the line holding `needle`.
+fn point_at(tmux: &Tmux, needle: &str) {
+    for _ in 0..12 {
+        let s = tmux.screen();
+        if s.lines().any(|l| l.contains(&format!("› {needle}"))) {
+            return;
+        }
+        tmux.keys(&["Down"]);
     }
+    panic!("the pointer never reached {needle:?}:\n{}", tmux.screen());
+}
+
+/// Replaces the form field the pointer is on with `text`.
+fn retype(tmux: &Tmux, text: &str) {
+    for _ in 0..40 {
+        tmux.keys(&["BSpace"]);
+    }
+    tmux.type_text(text);
+}
+
+/// Opens the snapshot of `cluster` on :snapshots and starts its restore wizard.
+fn restore_wizard(tmux: &Tmux, cluster: &str) {
+    tmux.keys(&["S"]);
+    tmux.wait_for(cluster, 30);
+    tmux.keys(&["/", "Escape", "/"]);
+    tmux.type_text(cluster);
+    tmux.keys(&["Enter", "r"]);
+    tmux.wait_for("Where should", 30);
+}
+
+/// The line of the storage-class step that maps `class`.
+fn mapping_line(s: &str, class: &str) -> String {
+    s.lines()
+        .find(|l| l.contains(class) && l.contains("→"))
+        .unwrap_or_else(|| panic!("no mapping line for {class}:\n{s}"))
+        .to_string()
+}
+
+/// Confirms the plan and waits on :jobs until the job `title` is done.
+fn confirm_and_watch(tmux: &Tmux, title: &str) {
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("follow it on :jobs", 30);
+    tmux.keys(&["J"]);
+    tmux.wait_for(title, 30);
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let s = tmux.screen();
+        let row = s
+            .lines()
+            .find(|l| l.contains(title))
+            .unwrap_or_default()
+            .to_string();
+        assert!(!row.contains("failed"), "the job failed:\n{s}");
+        if row.contains("done") {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the job never ended:\n{s}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// The claims of `ns` as name=class, sorted, read with kubectl.
+fn claim_classes(kubeconfig: &Path, ns: &str) -> Vec<String> {
+    let out = kubectl(
+        kubeconfig,
+        &[
+            "-n",
+            ns,
+            "get",
+            "pvc",
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.name}={.spec.storageClassName}{\"\\n\"}{end}",
+        ],
+    );
+    let mut v: Vec<String> = out.lines().map(str::to_string).collect();
+    v.sort();
+    v
+}
+
+/// Makes a class of its own (with its cloud's disk parameter `key=value`) the
+/// cluster's only default.
+async fn default_class(client: &kube::Client, name: &str, provisioner: &str, param: &str) {
+    use k8s_openapi::api::storage::v1::StorageClass;
+    use kube::api::{Patch, PatchParams, PostParams};
+    let classes = Api::<StorageClass>::all(client.clone());
+    let default = "storageclass.kubernetes.io/is-default-class";
+    for c in classes.list(&Default::default()).await.unwrap().items {
+        let patch = serde_json::json!({"metadata": {"annotations": {default: "false"}}});
+        classes
+            .patch(
+                &c.metadata.name.unwrap(),
+                &PatchParams::default(),
+                &Patch::Merge(patch),
+            )
+            .await
+            .unwrap();
+    }
+    let (k, v) = param.split_once('=').unwrap();
+    let sc: StorageClass = serde_json::from_value(serde_json::json!({
+        "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+        "metadata": {"name": name, "annotations": {default: "true"}},
+        "provisioner": provisioner,
+        "parameters": {k: v},
+        "volumeBindingMode": "WaitForFirstConsumer",
+    }))
+    .unwrap();
+    classes.create(&PostParams::default(), &sc).await.unwrap();
+}
+
+/// The issue's end to end for cloud clusters, as a user does it: the shop, seeded on
+/// an EKS cluster and on an AKS cluster of the sandbox cloud, is backed up by `ferry
+/// backup` (recording each cluster's envelope); then, in the console in a real terminal,
+/// each capture is restored through the wizard into a *new* cluster of its cloud: the
+/// form comes pre-filled from the envelope (an older version is refused in place), the
+/// storage classes map to the new cluster's (`ebs-sc` → `gp3`; Azure's premium SKU →
+/// `managed-csi-premium`), the plan says what will be made, and the one job creates the
+/// cluster and restores into it. kubectl (through the token Ferry generates for EKS and
+/// the user kubeconfig AKS hands out) then sees the workloads and the claims on their
+/// new classes, and every file of every claim is byte-identical.
+#[test]
+fn new_eks_and_aks_clusters_are_created_and_filled_from_a_real_terminal() {
+    use ferry::providers::kubeconfig::LinkedCluster;
+    use ferry::providers::{aks, eks};
+    use support::cloud::{self, REGION};
+
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let cloud_dir = dir.path().join("cloud");
+    let home = dir.path().join("home");
+    let cloud = rt.block_on(cloud::start(&cloud_dir));
+    let account = cloud::aws_account(&cloud);
+    let sub = cloud::azure_subscription(&cloud);
+
+    let seed_opts = SeedOptions {
+        files: 8,
+        file_size: 128 * 1024,
+        ..SeedOptions::default()
+    };
+    // The sources: made through the clouds' APIs, the shop seeded on each.
+    let (eks_src, aks_src) = rt.block_on(async {
+        let e = eks::create_cluster(
+            &account,
+            REGION,
+            &cloud::eks_spec("shop-eks", "1.31"),
+            None,
+            &cloud::eks_fast(),
+            &|_| {},
+        )
+        .await
+        .unwrap();
+        let a = aks::create_cluster(
+            &sub,
+            &cloud::aks_spec("shop-aks", "rg-shop", "1.31"),
+            None,
+            &cloud::aks_fast(),
+            &|_| {},
+        )
+        .await
+        .unwrap();
+        let e = LinkedCluster::from_eks(&account, &e)
+            .client()
+            .await
+            .unwrap();
+        let a = LinkedCluster::from_aks(&sub, &a).client().await.unwrap();
+        default_class(&e, "ebs-sc", "ebs.csi.aws.com", "type=gp3").await;
+        default_class(
+            &a,
+            "azure-disk-premium",
+            "disk.csi.azure.com",
+            "skuName=Premium_LRS",
+        )
+        .await;
+        seed(&e, &cloud::eks_dir(&cloud_dir, "shop-eks"), &seed_opts)
+            .await
+            .unwrap();
+        seed(
+            &a,
+            &cloud::aks_dir(&cloud_dir, "rg-shop", "shop-aks"),
+            &seed_opts,
+        )
+        .await
+        .unwrap();
+        (e, a)
+    });
+
+    // Backed up by the CLI, as a scheduled job would: both clouds linked in the
+    // settings, no kubeconfig at all.
+    let kc = dir.path().join("no-kubeconfig");
+    let mut env = user_env(&home, &kc);
+    env.extend(cloud::link(&home, &cloud));
+    let eks_context = format!("eks:{}/{REGION}/shop-eks", cloud::AWS_PROFILE);
+    let aks_context = format!("aks:{}/rg-shop/shop-aks", cloud::SUB_NAME);
+    for context in [&eks_context, &aks_context] {
+        let out = Command::new(support::ferry_bin())
+            .args(["backup", "--context", context, "-n", "shop"])
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "backup of {context}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    let tmux = Tmux::start(dir.path(), &env, &support::ferry_bin());
+    tmux.wait_for("shop-eks", 60);
+    tmux.wait_for("shop-aks", 60);
+
+    // EKS: the capture's wizard, the new EKS cluster, its form from the envelope.
+    restore_wizard(&tmux, "shop-eks");
+    let s = tmux.wait_for("new EKS cluster…", 30);
+    assert!(s.contains("new AKS cluster…"), "{s}");
+    point_at(&tmux, "new EKS cluster…");
+    tmux.keys(&["Enter"]);
+    let form = tmux.wait_for("The new cluster", 30);
+    for prefilled in [
+        "shop-eks-restore",
+        "arn:aws:iam::123456789012:role/eks",
+        "subnet-a,subnet-b",
+        "arn:aws:iam::123456789012:role/node",
+        "m6i.large",
+        REGION,
+    ] {
+        assert!(
+            form.contains(prefilled),
+            "{prefilled:?} is not pre-filled:\n{form}"
+        );
+    }
+    tmux.keys(&["Down"]);
+    retype(&tmux, "shop-eks-2");
+    tmux.keys(&["Down"]);
+    retype(&tmux, "1.20");
+    tmux.keys(&["Enter"]);
+    let s = tmux.wait_for("✗", 30);
+    assert!(s.contains("older than the source"), "{s}");
+    assert!(s.contains("The new cluster"), "the form stays:\n{s}");
+    retype(&tmux, "1.31");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("Namespaces on", 30);
+    tmux.keys(&["Enter"]);
+    let s = tmux.wait_for("Storage classes on", 30);
+    assert!(mapping_line(&s, "ebs-sc").contains("gp3"), "{s}");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("Options (space", 30);
+    tmux.keys(&["Enter"]);
+    let plan = tmux.wait_for("Creation + restore", 30);
+    assert!(plan.contains("shop-eks-2"), "{plan}");
+    assert!(plan.contains("storage class ebs-sc → gp3"), "{plan}");
+    confirm_and_watch(&tmux, "create shop-eks-2");
+
+    let eks_kc = dir.path().join("eks-kubeconfig");
+    rt.block_on(cloud::eks_kubeconfig(&cloud, "shop-eks-2", &eks_kc));
+    let workloads = kubectl(
+        &eks_kc,
+        &[
+            "-n",
+            "shop",
+            "get",
+            "deployments,statefulsets",
+            "-o",
+            "name",
+        ],
+    );
+    assert!(
+        workloads.contains("deployment.apps/web")
+            && workloads.contains("statefulset.apps/postgres"),
+        "{workloads}"
+    );
+    assert_eq!(
+        claim_classes(&eks_kc, "shop"),
+        ["data-postgres-0=gp3", "redis-data=gp3"]
+    );
+    rt.block_on(async {
+        let new = eks::describe(&account, REGION, "shop-eks-2").await.unwrap();
+        let new = LinkedCluster::from_eks(&account, &new)
+            .client()
+            .await
+            .unwrap();
+        for claim in ["data-postgres-0", "redis-data"] {
+            let a = checksums(
+                &volume_dir(
+                    &eks_src,
+                    &cloud::eks_dir(&cloud_dir, "shop-eks"),
+                    "shop",
+                    claim,
+                )
+                .await,
+            );
+            let b = checksums(
+                &volume_dir(
+                    &new,
+                    &cloud::eks_dir(&cloud_dir, "shop-eks-2"),
+                    "shop",
+                    claim,
+                )
+                .await,
+            );
+            assert!(!a.is_empty(), "{claim} holds no files");
+            assert_eq!(a, b, "{claim} differs on the new EKS cluster");
+        }
+    });
+
+    // AKS: the same from the other capture, into a new AKS cluster.
+    restore_wizard(&tmux, "shop-aks");
+    point_at(&tmux, "new AKS cluster…");
+    tmux.keys(&["Enter"]);
+    let form = tmux.wait_for("The new cluster", 30);
+    for prefilled in [
+        "rg-shop",
+        "westeurope",
+        "shop-aks-restore",
+        "Standard_D4s_v5",
+    ] {
+        assert!(
+            form.contains(prefilled),
+            "{prefilled:?} is not pre-filled:\n{form}"
+        );
+    }
+    // Rows: subscription, resource group, location, name.
+    tmux.keys(&["Down", "Down", "Down"]);
+    retype(&tmux, "shop-aks-2");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("Namespaces on", 30);
+    tmux.keys(&["Enter"]);
+    let s = tmux.wait_for("Storage classes on", 30);
+    assert!(
+        mapping_line(&s, "azure-disk-premium").contains("managed-csi-premium"),
+        "the premium SKU maps to the premium class:\n{s}"
+    );
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("Options (space", 30);
+    tmux.keys(&["Enter"]);
+    let plan = tmux.wait_for("Creation + restore", 30);
+    assert!(plan.contains("shop-aks-2"), "{plan}");
+    confirm_and_watch(&tmux, "create shop-aks-2");
+
+    // The new clusters are linked in the console.
+    tmux.keys(&["Escape", "Escape", "Escape"]);
+    let s = tmux.wait_for("shop-aks-2", 30);
+    assert!(s.contains("shop-eks-2"), "{s}");
+
+    let aks_kc = dir.path().join("aks-kubeconfig");
+    rt.block_on(cloud::aks_kubeconfig(
+        &cloud,
+        "rg-shop",
+        "shop-aks-2",
+        &aks_kc,
+    ));
+    let workloads = kubectl(
+        &aks_kc,
+        &[
+            "-n",
+            "shop",
+            "get",
+            "deployments,statefulsets",
+            "-o",
+            "name",
+        ],
+    );
+    assert!(
+        workloads.contains("deployment.apps/web")
+            && workloads.contains("statefulset.apps/postgres"),
+        "{workloads}"
+    );
+    assert_eq!(
+        claim_classes(&aks_kc, "shop"),
+        [
+            "data-postgres-0=managed-csi-premium",
+            "redis-data=managed-csi-premium"
+        ]
+    );
+    rt.block_on(async {
+        let new = aks::get_cluster(&sub, "rg-shop", "shop-aks-2")
+            .await
+            .unwrap();
+        let new = LinkedCluster::from_aks(&sub, &new).client().await.unwrap();
+        for claim in ["data-postgres-0", "redis-data"] {
+            let a = checksums(
+                &volume_dir(
+                    &aks_src,
+                    &cloud::aks_dir(&cloud_dir, "rg-shop", "shop-aks"),
+                    "shop",
+                    claim,
+                )
+                .await,
+            );
+            let b = checksums(
+                &volume_dir(
+                    &new,
+                    &cloud::aks_dir(&cloud_dir, "rg-shop", "shop-aks-2"),
+                    "shop",
+                    claim,
+                )
+                .await,
+            );
+            assert!(!a.is_empty(), "{claim} holds no files");
+            assert_eq!(a, b, "{claim} differs on the new AKS cluster");
+        }
+    });
+
+    quit(&tmux);
+    drop(tmux);
+    rt.block_on(cloud.shutdown()).unwrap();
 }

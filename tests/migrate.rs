@@ -5,11 +5,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
-#[path = "support/proxy.rs"]
-mod proxy;
+mod support;
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use ferry::engine::k8s::JobProgress;
@@ -22,9 +20,12 @@ use ferry::engine::k8s::transform::Mapping;
 use ferry::providers::kubeconfig::{Linked, Sources};
 use ferry::providers::sandbox::seed::{SeedOptions, seed};
 use ferry::providers::sandbox::{Sandbox, SandboxConfig, write_kubeconfig};
-use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::Api;
 use kube::api::ListParams;
+use support::kubectl::kubectl;
+use support::volumes::{checksums, volume_dir};
+use support::wait_running;
 
 struct Clusters {
     dir: tempfile::TempDir,
@@ -147,90 +148,6 @@ async fn plan_into(
     plan::build(client, target, &out.snapshot, &out.meta, &objects, opts)
         .await
         .unwrap()
-}
-
-/// The host folder of a claim's volume in a sandbox.
-async fn volume_dir(client: &kube::Client, sandbox_dir: &Path, ns: &str, claim: &str) -> PathBuf {
-    let pvc = Api::<PersistentVolumeClaim>::namespaced(client.clone(), ns)
-        .get(claim)
-        .await
-        .unwrap();
-    let pv_name = pvc.spec.unwrap().volume_name.unwrap();
-    let pv = Api::<PersistentVolume>::all(client.clone())
-        .get(&pv_name)
-        .await
-        .unwrap();
-    let handle = pv.spec.unwrap().csi.unwrap().volume_handle;
-    sandbox_dir.join("volumes").join(handle)
-}
-
-/// Checksums of every file below `dir`, by relative path.
-fn checksums(dir: &Path) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    fn walk(root: &Path, d: &Path, out: &mut BTreeMap<String, String>) {
-        for e in std::fs::read_dir(d).unwrap() {
-            let e = e.unwrap();
-            let p = e.path();
-            let rel = p.strip_prefix(root).unwrap().display().to_string();
-            if e.file_type().unwrap().is_dir() {
-                walk(root, &p, out);
-            } else if e.file_type().unwrap().is_file() {
-                out.insert(
-                    rel,
-                    blake3::hash(&std::fs::read(&p).unwrap())
-                        .to_hex()
-                        .to_string(),
-                );
-            }
-        }
-    }
-    walk(dir, dir, &mut out);
-    out
-}
-
-async fn wait_running(client: &kube::Client, ns: &str, selector: &str) {
-    let api = Api::<Pod>::namespaced(client.clone(), ns);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let pods = api
-            .list(&ListParams::default().labels(selector))
-            .await
-            .unwrap();
-        if !pods.items.is_empty()
-            && pods
-                .items
-                .iter()
-                .all(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
-        {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "pods {selector} in {ns} never ran"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-fn kubectl(kubeconfig: &Path, args: &[&str]) -> String {
-    let home = std::env::var("HOME").unwrap();
-    let bin = PathBuf::from(home).join(".cache/ferry-tools/kubectl");
-    let out = std::process::Command::new(&bin)
-        .env("KUBECONFIG", kubeconfig)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot run {}: {e} (run scripts/install-kubectl.sh)",
-                bin.display()
-            )
-        });
-    assert!(
-        out.status.success(),
-        "kubectl {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 fn no_failures(r: &Report) {
@@ -659,7 +576,7 @@ fn a_target_that_stops_answering_mid_transfer_ends_in_a_report_and_a_retry_resum
                 .trim_start_matches("https://")
                 .parse()
                 .unwrap();
-        let proxy = proxy::Proxy::start(upstream).await;
+        let proxy = support::proxy::Proxy::start(upstream).await;
         let mut entry = c.qa.kubeconfig_entry();
         entry.server = format!("https://{}", proxy.addr);
         let kc = c.dir.path().join("proxied-kubeconfig");
@@ -673,10 +590,10 @@ fn a_target_that_stops_answering_mid_transfer_ends_in_a_report_and_a_retry_resum
         };
 
         for (mode, ns) in [
-            (proxy::Mode::Reset, "shop-reset"),
-            (proxy::Mode::Blackhole, "shop-partition"),
+            (support::proxy::Mode::Reset, "shop-reset"),
+            (support::proxy::Mode::Blackhole, "shop-partition"),
         ] {
-            proxy.set(proxy::Mode::Forward);
+            proxy.set(support::proxy::Mode::Forward);
             let mut opts = restore_opts("shop", ns, Conflict::Skip);
             opts.mover = mover.clone();
             let p = plan_for(&qa, &t.repo, &out, &opts).await;
@@ -721,7 +638,7 @@ fn a_target_that_stops_answering_mid_transfer_ends_in_a_report_and_a_retry_resum
             assert!(!pg.ok, "{mode:?}: {pg:?}");
 
             // The target is back: a retry of what failed completes the restore.
-            proxy.set(proxy::Mode::Forward);
+            proxy.set(support::proxy::Mode::Forward);
             let mut retry = opts.clone();
             retry.only = Some(failed.iter().map(|f| f.object.clone()).collect());
             let p = plan_for(&qa, &t.repo, &out, &retry).await;

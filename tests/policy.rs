@@ -6,8 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
-#[path = "support/tmux.rs"]
-mod tmux;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -47,7 +46,7 @@ impl Env {
     }
 
     fn run(&self, args: &[&str]) -> Output {
-        Command::new(ferry_bin())
+        Command::new(support::ferry_bin())
             .env("XDG_DATA_HOME", self.p("xdg/data"))
             .env("XDG_CONFIG_HOME", self.p("xdg/config"))
             .env("XDG_STATE_HOME", self.p("xdg/state"))
@@ -98,11 +97,6 @@ impl Env {
             "--yes",
         ])
     }
-}
-
-/// The binary under test: cargo's, or `FERRY_TEST_BIN` (an installed or copied build).
-fn ferry_bin() -> String {
-    std::env::var("FERRY_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_ferry").to_string())
 }
 
 fn text(o: &Output) -> String {
@@ -734,7 +728,7 @@ fn tampered_unsigned_missing_and_rolled_back_policies_are_refused() {
         );
     }
     // A machine that never saw the policy cannot know (the remedy is in the message).
-    let o = Command::new(ferry_bin())
+    let o = Command::new(support::ferry_bin())
         .env("XDG_STATE_HOME", env.p("elsewhere/state"))
         .env("XDG_DATA_HOME", env.p("elsewhere/data"))
         .env("XDG_CONFIG_HOME", env.p("elsewhere/config"))
@@ -1234,7 +1228,7 @@ mod console_records {
 mod terminal {
     use std::time::{Duration, Instant};
 
-    use super::tmux::Tmux;
+    use super::support::tmux::Tmux;
     use super::{Env, client, create_ns, policy_doc, start_clusters, text};
 
     #[test]
@@ -1269,7 +1263,7 @@ mod terminal {
             ("FERRY_PASSWORD", "test password".to_string()),
             ("TERM", "xterm-256color".to_string()),
         ];
-        let tmux = Tmux::start(env.home.path(), &vars, &super::ferry_bin());
+        let tmux = Tmux::start(env.home.path(), &vars, &super::support::ferry_bin());
         let s = tmux.wait_for("ferry-qa-dev", 60);
         assert!(s.contains("ferry-prod-dev"), "{s}");
         tmux.wait_for("v1.", 60);

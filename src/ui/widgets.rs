@@ -97,7 +97,7 @@ pub fn table(
             .collect::<Vec<_>>(),
     )
     .style(theme.header());
-    let t = Table::new(body, widths.to_vec())
+    let t = Table::new(body, fitted(widths, header, rows, &vis, area.width))
         .header(head)
         .column_spacing(1)
         .style(theme.base());
@@ -135,6 +135,43 @@ pub fn table(
             f.render_widget(Paragraph::new(Span::styled(msg, theme.dim())), r);
         }
     }
+}
+
+/// The columns' widths: a `Min(n)` column grows to its widest cell among the rows the
+/// filter lets through (the first column's two marker places included), up to half of
+/// `width`, so names like `eks:profile/region/cluster` are not cut while there is room;
+/// a fixed first column gets the marker places on top of its width; the other
+/// constraints stay as given.
+fn fitted(
+    widths: &[Constraint],
+    header: &[&str],
+    rows: &[Row],
+    vis: &[usize],
+    width: u16,
+) -> Vec<Constraint> {
+    widths
+        .iter()
+        .enumerate()
+        .map(|(i, c)| match c {
+            Constraint::Min(min) => {
+                let widest = vis
+                    .iter()
+                    .filter_map(|ri| rows.get(*ri))
+                    .filter(|r| !r.group)
+                    .filter_map(|r| r.cells.get(i))
+                    .map(|c| Span::raw(c.as_str()).width())
+                    .chain(header.get(i).map(|h| h.chars().count()))
+                    .max()
+                    .unwrap_or(0)
+                    + if i == 0 { 2 } else { 0 };
+                let widest = u16::try_from(widest).unwrap_or(u16::MAX);
+                Constraint::Length(widest.clamp(*min, (width / 2).max(*min)))
+            }
+            // The first cells carry the two marker places (`● `) too.
+            Constraint::Length(n) if i == 0 => Constraint::Length(n + 2),
+            c => *c,
+        })
+        .collect()
 }
 
 /// A message in the middle of an area (loading, errors).

@@ -1,4 +1,43 @@
 //! Fixtures shared by the integration tests.
 
+#![allow(dead_code)]
+
+pub mod cloud;
+pub mod kubectl;
 pub mod moto;
+pub mod proxy;
+pub mod tmux;
 pub mod volumes;
+
+/// The binary under test: cargo's, or `FERRY_TEST_BIN` (an installed or copied build,
+/// e.g. while another build replaces cargo's).
+pub fn ferry_bin() -> String {
+    std::env::var("FERRY_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_ferry").to_string())
+}
+
+/// Waits (a minute at most) until the pods matching `selector` in `ns` all run.
+pub async fn wait_running(client: &kube::Client, ns: &str, selector: &str) {
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::ListParams;
+    let api = kube::Api::<Pod>::namespaced(client.clone(), ns);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let pods = api
+            .list(&ListParams::default().labels(selector))
+            .await
+            .unwrap();
+        if !pods.items.is_empty()
+            && pods
+                .items
+                .iter()
+                .all(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+        {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "pods {selector} in {ns} never ran"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

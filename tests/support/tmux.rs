@@ -1,6 +1,6 @@
 //! A terminal for end-to-end console tests: a tmux server of its own (its own socket),
 //! keys sent with `send-keys`, the screen read with `capture-pane`, killed on drop.
-//! Included with `#[path = "support/tmux.rs"] mod tmux;`.
+//! Reached as `support::tmux`.
 
 #![allow(dead_code)]
 

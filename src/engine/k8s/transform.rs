@@ -412,10 +412,21 @@ pub fn dns_mentions(obj: &Value, map: &Mapping) -> Vec<String> {
 /// The Azure Disk CSI driver, whose `managed-csi` class AKS targets are offered.
 const AZURE_DISK_PROVISIONER: &str = "disk.csi.azure.com";
 
+/// The kind of disk a class provisions, by the parameter its driver reads: EBS's
+/// `type` (`gp3`), Azure Disk's `skuName` (`Premium_LRS`; the key in any case, as the
+/// driver accepts it). Lowercased.
+fn disk_type(c: &StorageClassInfo) -> Option<String> {
+    c.parameters
+        .iter()
+        .find(|(k, _)| *k == "type" || k.eq_ignore_ascii_case("skuname"))
+        .map(|(_, v)| v.to_ascii_lowercase())
+}
+
 /// Suggests a target class for each source class: the same name, else the same
-/// provisioner with the same `type` parameter, else the same provisioner, else a
-/// class whose name equals the source's `type` parameter (`gp3`), else, on an AKS
-/// target (Azure Disk CSI), `managed-csi`, else the default.
+/// provisioner with the same kind of disk (EBS `type`, Azure Disk `skuName`), else the
+/// same provisioner's default, else the same provisioner, else a class whose name
+/// equals the source's `type` parameter (`gp3`), else, on an AKS target (Azure Disk
+/// CSI), `managed-csi`, else the default.
 pub fn suggest_storage_classes(
     source: &[StorageClassInfo],
     used: &[String],
@@ -429,10 +440,9 @@ pub fn suggest_storage_classes(
             .find(|t| &t.name == name)
             .or_else(|| {
                 src.and_then(|s| {
+                    let ty = disk_type(s)?;
                     target.iter().find(|t| {
-                        t.provisioner == s.provisioner
-                            && s.parameters.contains_key("type")
-                            && t.parameters.get("type") == s.parameters.get("type")
+                        t.provisioner == s.provisioner && disk_type(t).as_ref() == Some(&ty)
                     })
                 })
             })
@@ -525,6 +535,25 @@ mod tests {
         let m = suggest_storage_classes(&src, &["ebs-sc".into(), "fast".into()], &aks);
         assert_eq!(m["ebs-sc"], "managed-csi");
         assert_eq!(m["fast"], "managed-csi");
+        // Azure Disk classes keep their SKU: a premium class goes to the target's
+        // premium class although another is the default (the key's case as written).
+        let sku = |name: &str, key: &str, v: &str, default: bool| StorageClassInfo {
+            parameters: [(key.to_string(), v.to_string())].into(),
+            ..sc(name, "disk.csi.azure.com", None, default)
+        };
+        let src = vec![sku("azure-disk-premium", "skuName", "Premium_LRS", true)];
+        let aks = vec![
+            sku("managed-csi", "skuname", "StandardSSD_LRS", true),
+            sku("managed-csi-premium", "skuname", "Premium_LRS", false),
+        ];
+        let m = suggest_storage_classes(&src, &["azure-disk-premium".into()], &aks);
+        assert_eq!(m["azure-disk-premium"], "managed-csi-premium");
+        let src = vec![sku("azure-disk-hdd", "skuName", "Standard_LRS", true)];
+        let m = suggest_storage_classes(&src, &["azure-disk-hdd".into()], &aks);
+        assert_eq!(
+            m["azure-disk-hdd"], "managed-csi",
+            "no Standard_LRS: the default"
+        );
     }
 
     #[test]

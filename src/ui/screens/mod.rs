@@ -41,9 +41,9 @@ pub fn columns(view: &View) -> (&'static [&'static str], Vec<Constraint>) {
             vec![
                 Min(18),
                 Length(16),
-                Length(9),
+                Min(9),
                 Length(5),
-                Length(14),
+                Min(14),
                 Length(24),
                 Fill(1),
             ],
@@ -99,7 +99,7 @@ pub fn columns(view: &View) -> (&'static [&'static str], Vec<Constraint>) {
             vec![
                 Length(19),
                 Length(8),
-                Fill(2),
+                Min(16),
                 Fill(2),
                 Length(7),
                 Length(7),
