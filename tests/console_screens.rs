@@ -70,6 +70,11 @@ fn facts(classes: &[(&str, bool)]) -> Facts {
 }
 
 fn app_with(theme: &str, read_only: bool) -> (Fixture, App) {
+    app_linking(theme, read_only, |_| {})
+}
+
+/// The app over the test kubeconfig, with `edit` applied to what was linked.
+fn app_linking(theme: &str, read_only: bool, edit: impl FnOnce(&mut Linked)) -> (Fixture, App) {
     let dir = tempfile::tempdir().unwrap();
     let kc = dir.path().join("config");
     std::fs::write(&kc, KUBECONFIG).unwrap();
@@ -77,6 +82,7 @@ fn app_with(theme: &str, read_only: bool) -> (Fixture, App) {
     for c in &mut linked.clusters {
         c.sources = vec![PathBuf::from("/home/sre/.kube/config")];
     }
+    edit(&mut linked);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -198,6 +204,45 @@ fn clusters_loading_then_probed() {
     insta::assert_snapshot!("clusters_loading", render(&app, 100, 24).backend());
     probed(&mut app);
     insta::assert_snapshot!("clusters_probed", render(&app, 100, 24).backend());
+}
+
+/// A kubeconfig that does not parse and a cloud account that cannot be listed are rows
+/// of their groups saying so; enter on one says why in full.
+#[test]
+fn broken_sources_are_listed_with_why() {
+    use ferry::providers::kubeconfig::{BrokenSource, Origin};
+    let why = "AWS profile expired: the security token included in the request is expired. Check `aws sts get-caller-identity --profile expired` (log in again with `aws sso login` or renew the keys)";
+    let (_f, mut app) = app_linking("dark", false, |l| {
+        l.broken.push(BrokenSource {
+            origin: Origin::Kubeconfig(PathBuf::from("/home/sre/.kube/old")),
+            error: "invalid type: string \"x\", expected a sequence".into(),
+        });
+        l.broken.push(BrokenSource {
+            origin: Origin::Cloud {
+                provider: "aws".into(),
+                account: "expired".into(),
+                region: "eu-west-1".into(),
+            },
+            error: why.into(),
+        });
+    });
+    probed(&mut app);
+    insta::assert_snapshot!("clusters_broken_sources", render(&app, 120, 24).backend());
+    let want = "broken aws expired eu-west-1";
+    for _ in 0..app.cluster_rows.len() {
+        if app.selected_row().is_some_and(|r| r.key == want) {
+            break;
+        }
+        key(&mut app, KeyCode::Down);
+    }
+    assert_eq!(app.selected_row().map(|r| r.key), Some(want.to_string()));
+    key(&mut app, KeyCode::Enter);
+    assert!(
+        matches!(app.screen().view, ferry::ui::app::View::Clusters),
+        "enter on a broken source opens nothing"
+    );
+    let status = app.status.as_ref().map(|s| s.1.clone()).unwrap_or_default();
+    assert_eq!(status, format!("aws expired eu-west-1: {why}"));
 }
 
 #[test]

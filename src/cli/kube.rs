@@ -13,7 +13,7 @@ use super::{Context, Exit};
 use crate::config::Settings;
 use crate::engine::k8s::graph;
 use crate::engine::k8s::objects::{self, Catalog, ObjRef};
-use crate::providers::kubeconfig::{BrokenSource, Linked, LinkedCluster, Sources};
+use crate::providers::kubeconfig::{BrokenSource, Linked, LinkedCluster, Origin, Sources};
 use crate::providers::probe;
 use crate::providers::{aks, eks};
 use crate::ui::format;
@@ -35,7 +35,11 @@ pub fn linked(ctx: &Context) -> anyhow::Result<Linked> {
         match res {
             Ok(clusters) => linked.add_eks(&account, &clusters),
             Err(e) => linked.broken.push(BrokenSource {
-                path: format!("aws {} {region}", account.label()).into(),
+                origin: Origin::Cloud {
+                    provider: "aws".into(),
+                    account: account.label(),
+                    region,
+                },
                 error: e.to_string(),
             }),
         }
@@ -46,7 +50,11 @@ pub fn linked(ctx: &Context) -> anyhow::Result<Linked> {
         match res {
             Ok(clusters) => linked.add_aks(&sub, &clusters),
             Err(e) => linked.broken.push(BrokenSource {
-                path: format!("azure {}", sub.label()).into(),
+                origin: Origin::Cloud {
+                    provider: "azure".into(),
+                    account: sub.label(),
+                    region: String::new(),
+                },
                 error: e.to_string(),
             }),
         }
@@ -170,7 +178,7 @@ pub struct ClustersArgs {
 pub fn clusters(ctx: &Context, a: ClustersArgs) -> anyhow::Result<Exit> {
     let linked = linked(ctx)?;
     for b in &linked.broken {
-        eprintln!("warning: skipped {}: {}", b.path.display(), b.error);
+        eprintln!("warning: skipped {}: {}", b.origin.label(), b.error);
     }
     let probes = if a.offline {
         Vec::new()

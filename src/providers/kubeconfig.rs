@@ -114,10 +114,41 @@ pub struct LinkedCluster {
     cloud: Option<Box<CloudCluster>>,
 }
 
-/// A kubeconfig file that could not be used.
+/// Where linked clusters come from: a kubeconfig file, or a cloud account's region
+/// (the console and `ferry clusters` group by it).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Origin {
+    Kubeconfig(PathBuf),
+    /// Provider (`aws`, `azure`), account (profile or subscription), region (empty for
+    /// Azure, whose subscriptions span regions).
+    Cloud {
+        provider: String,
+        account: String,
+        region: String,
+    },
+}
+
+impl Origin {
+    /// `kubeconfig <path>`, `aws <profile> <region>`, `azure <subscription>`.
+    pub fn label(&self) -> String {
+        match self {
+            Origin::Kubeconfig(p) => format!("kubeconfig {}", p.display()),
+            Origin::Cloud {
+                provider,
+                account,
+                region,
+            } => format!("{provider} {account} {region}")
+                .trim_end()
+                .to_string(),
+        }
+    }
+}
+
+/// A source that could not be used: a kubeconfig file that does not parse, a cloud
+/// account whose clusters could not be listed (why, and what to do, in `error`).
 #[derive(Debug, Clone)]
 pub struct BrokenSource {
-    pub path: PathBuf,
+    pub origin: Origin,
     pub error: String,
 }
 
@@ -139,7 +170,7 @@ impl Linked {
                 Ok(k) => k,
                 Err(e) => {
                     linked.broken.push(BrokenSource {
-                        path: path.clone(),
+                        origin: Origin::Kubeconfig(path.clone()),
                         error: e.to_string(),
                     });
                     continue;
@@ -331,10 +362,19 @@ impl LinkedCluster {
 
     /// The group of a cloud cluster in listings: (provider, account, region);
     /// `None` for a kubeconfig context. AKS clusters group by subscription alone.
-    pub fn cloud_group(&self) -> Option<(String, String, String)> {
-        match self.cloud()? {
-            CloudCluster::Eks(a, c) => Some(("aws".into(), a.label(), c.region.clone())),
-            CloudCluster::Aks(s, _) => Some(("azure".into(), s.label(), String::new())),
+    pub fn origin(&self) -> Origin {
+        match self.cloud() {
+            Some(CloudCluster::Eks(a, c)) => Origin::Cloud {
+                provider: "aws".into(),
+                account: a.label(),
+                region: c.region.clone(),
+            },
+            Some(CloudCluster::Aks(s, _)) => Origin::Cloud {
+                provider: "azure".into(),
+                account: s.label(),
+                region: String::new(),
+            },
+            None => Origin::Kubeconfig(self.sources.first().cloned().unwrap_or_default()),
         }
     }
 
@@ -374,18 +414,13 @@ impl LinkedCluster {
         }
     }
 
-    /// Where the first source lives, for grouping: a kubeconfig file, `aws <profile>
+    /// Where the first source lives, in words: a kubeconfig file's path, `aws <profile>
     /// <region>` for an EKS cluster, `azure <subscription>` for an AKS one.
     pub fn source_label(&self) -> String {
-        if let Some((provider, account, region)) = self.cloud_group() {
-            return format!("{provider} {account} {region}")
-                .trim_end()
-                .to_string();
+        match self.origin() {
+            Origin::Kubeconfig(p) => p.display().to_string(),
+            cloud => cloud.label(),
         }
-        self.sources
-            .first()
-            .map(|p| p.display().to_string())
-            .unwrap_or_default()
     }
 }
 

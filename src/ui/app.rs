@@ -1353,7 +1353,19 @@ impl App {
             return;
         };
         match self.screen().view.clone() {
-            View::Clusters => self.push(View::Namespaces { cluster: row.key }),
+            View::Clusters => match self
+                .env
+                .linked
+                .broken
+                .iter()
+                .find(|b| screens::clusters::broken_key(&b.origin) == row.key)
+            {
+                Some(b) => {
+                    let m = format!("{}: {}", b.origin.label(), b.error);
+                    self.say(Tone::Error, m);
+                }
+                None => self.push(View::Namespaces { cluster: row.key }),
+            },
             View::Namespaces { cluster } => self.push(View::Workloads {
                 cluster,
                 ns: row.key,

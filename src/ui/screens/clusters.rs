@@ -1,57 +1,50 @@
-//! The clusters screen: every linked cluster grouped by where it comes from, filled in
-//! as the probes answer.
+//! The clusters screen: every linked cluster grouped by where it comes from (a
+//! kubeconfig file, a cloud account's region), filled in as the probes answer; a source
+//! that could not be read or listed is a row of its group saying why.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
+use crate::providers::kubeconfig::Origin;
 use crate::ui::app::{App, Row, Tone};
 
-/// Where a linked cluster comes from: the group it is listed under. Cloud accounts
-/// (provider, account, region) become further variants; the screen groups by this.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Origin {
-    /// A kubeconfig file.
-    Kubeconfig(PathBuf),
-    /// A cloud account's region: provider (`aws`), account (profile), region.
-    Cloud {
-        provider: String,
-        account: String,
-        region: String,
-    },
+/// The key of the row of a broken source (never a cluster's name: those have no spaces).
+pub fn broken_key(origin: &Origin) -> String {
+    format!("broken {}", origin.label())
 }
 
-impl Origin {
-    pub fn label(&self) -> String {
-        match self {
-            Origin::Kubeconfig(p) => format!("kubeconfig {}", p.display()),
-            Origin::Cloud {
-                provider,
-                account,
-                region,
-            } => format!("{provider} {account} {region}")
-                .trim_end()
-                .to_string(),
-        }
-    }
-}
-
-/// The rows: a heading per origin, then its clusters.
+/// The rows: a heading per origin, then why it is broken, or its clusters.
 pub fn rows(app: &App) -> Vec<Row> {
     let mut groups: BTreeMap<Origin, Vec<usize>> = BTreeMap::new();
     for (i, c) in app.clusters.iter().enumerate() {
-        let origin = match c.linked.cloud_group() {
-            Some((provider, account, region)) => Origin::Cloud {
-                provider,
-                account,
-                region,
-            },
-            None => Origin::Kubeconfig(c.linked.sources.first().cloned().unwrap_or_default()),
-        };
-        groups.entry(origin).or_default().push(i);
+        groups.entry(c.linked.origin()).or_default().push(i);
+    }
+    for b in &app.env.linked.broken {
+        groups.entry(b.origin.clone()).or_default();
     }
     let mut out = Vec::with_capacity(app.clusters.len() + groups.len());
     for (origin, members) in groups {
         out.push(Row::group(origin.label()));
+        for b in app.env.linked.broken.iter().filter(|b| b.origin == origin) {
+            let what = match origin {
+                Origin::Kubeconfig(_) => "file not read",
+                Origin::Cloud { .. } => "not listed",
+            };
+            out.push(
+                Row::new(
+                    broken_key(&origin),
+                    vec![
+                        "—".into(),
+                        what.into(),
+                        "-".into(),
+                        "-".into(),
+                        "-".into(),
+                        "enter: why".into(),
+                        b.error.clone(),
+                    ],
+                )
+                .tone(Tone::Error),
+            );
+        }
         for i in members {
             let c = &app.clusters[i];
             let name = if c.linked.current {
