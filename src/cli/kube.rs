@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use anyhow::Context as _;
 use clap::Args;
+use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Pod};
 use kube::api::{Api, ListParams};
 use serde_json::Value;
@@ -13,7 +14,7 @@ use super::{Context, Exit};
 use crate::config::Settings;
 use crate::engine::k8s::graph;
 use crate::engine::k8s::objects::{self, Catalog, ObjRef};
-use crate::providers::kubeconfig::{BrokenSource, Linked, LinkedCluster, Origin, Sources};
+use crate::providers::kubeconfig::{BrokenSource, Linked, LinkedCluster, Sources};
 use crate::providers::probe;
 use crate::providers::{aks, eks};
 use crate::ui::format;
@@ -26,37 +27,14 @@ use crate::ui::format;
 pub fn linked(ctx: &Context) -> anyhow::Result<Linked> {
     let settings = Settings::load(&ctx.dirs)?;
     let mut linked = kubeconfig_linked(ctx, &settings)?;
-    let (found_eks, found_aks) = ctx.rt.block_on(async {
-        futures::join!(eks::list_all(&settings.aws), aks::list_all(&settings.azure))
-    });
-    let mut found_eks: Vec<_> = found_eks.into_iter().collect();
-    found_eks.sort_by(|a, b| (a.0.label(), &a.1).cmp(&(b.0.label(), &b.1)));
-    for (account, region, res) in found_eks {
+    let mut listed: Vec<_> = ctx.rt.block_on(
+        crate::providers::cloud::list(&settings.aws, &settings.azure).collect::<Vec<_>>(),
+    );
+    listed.sort_by(|a, b| a.0.cmp(&b.0));
+    for (origin, res) in listed {
         match res {
-            Ok(clusters) => linked.add_eks(&account, &clusters),
-            Err(e) => linked.broken.push(BrokenSource {
-                origin: Origin::Cloud {
-                    provider: "aws".into(),
-                    account: account.label(),
-                    region,
-                },
-                error: e.to_string(),
-            }),
-        }
-    }
-    let mut found_aks = found_aks;
-    found_aks.sort_by_key(|a| a.0.label());
-    for (sub, res) in found_aks {
-        match res {
-            Ok(clusters) => linked.add_aks(&sub, &clusters),
-            Err(e) => linked.broken.push(BrokenSource {
-                origin: Origin::Cloud {
-                    provider: "azure".into(),
-                    account: sub.label(),
-                    region: String::new(),
-                },
-                error: e.to_string(),
-            }),
+            Ok(clusters) => linked.add(clusters),
+            Err(error) => linked.broken.push(BrokenSource { origin, error }),
         }
     }
     Ok(linked)

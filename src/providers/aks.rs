@@ -16,7 +16,6 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use base64::Engine as _;
-use futures::StreamExt as _;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -302,26 +301,17 @@ pub async fn list_clusters(sub: &AzureSubscription) -> Result<Vec<AksCluster>> {
     Ok(out)
 }
 
-/// Every linked subscription's clusters, concurrently. A failing subscription is
-/// reported next to the others' results, never instead of them.
-pub async fn list_all(
-    subs: &[AzureSubscription],
-) -> Vec<(AzureSubscription, Result<Vec<AksCluster>>)> {
-    futures::stream::iter(subs.to_vec())
-        .map(|s| async move {
-            let res = tokio::time::timeout(Duration::from_secs(60), list_clusters(&s))
-                .await
-                .unwrap_or_else(|_| {
-                    Err(AksError::Unreachable {
-                        url: s.endpoint(),
-                        detail: "no answer within 60 s".into(),
-                    })
-                });
-            (s, res)
-        })
-        .buffer_unordered(8)
-        .collect()
+/// One subscription's clusters, as [`list_clusters`] but giving up after 60 s (the
+/// Azure CLI's token may take that long).
+pub async fn list_subscription(sub: &AzureSubscription) -> Result<Vec<AksCluster>> {
+    tokio::time::timeout(Duration::from_secs(60), list_clusters(sub))
         .await
+        .unwrap_or_else(|_| {
+            Err(AksError::Unreachable {
+                url: sub.endpoint(),
+                detail: "no answer within 60 s".into(),
+            })
+        })
 }
 
 /// The managed cluster resource as ARM returns it.

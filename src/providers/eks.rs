@@ -320,31 +320,18 @@ pub async fn list_clusters(account: &AwsAccount, region: &str) -> Result<Vec<Eks
     Ok(out)
 }
 
-/// Every linked account's clusters in every region, concurrently. A failing account or
-/// region is reported next to the others' results, never instead of them.
-pub async fn list_all(
-    accounts: &[AwsAccount],
-) -> Vec<(AwsAccount, String, Result<Vec<EksCluster>>)> {
-    let jobs: Vec<(AwsAccount, String)> = accounts
-        .iter()
-        .flat_map(|a| a.regions.iter().map(move |r| (a.clone(), r.clone())))
-        .collect();
-    futures::stream::iter(jobs)
-        .map(|(a, r)| async move {
-            let res = tokio::time::timeout(Duration::from_secs(15), list_clusters(&a, &r))
-                .await
-                .unwrap_or_else(|_| {
-                    Err(EksError::Api {
-                        what: "no answer from EKS within 15 s".into(),
-                        region: r.clone(),
-                        detail: "check the network and the region name".into(),
-                    })
-                });
-            (a, r, res)
-        })
-        .buffer_unordered(8)
-        .collect()
+/// One account's clusters in one region, as [`list_clusters`] but giving up after 15 s
+/// (with a message saying what to check).
+pub async fn list_region(account: &AwsAccount, region: &str) -> Result<Vec<EksCluster>> {
+    tokio::time::timeout(Duration::from_secs(15), list_clusters(account, region))
         .await
+        .unwrap_or_else(|_| {
+            Err(EksError::Api {
+                what: "no answer from EKS within 15 s".into(),
+                region: region.into(),
+                detail: "check the network and the region name".into(),
+            })
+        })
 }
 
 /// The cluster's envelope: what a capture records so the cluster can be recreated.

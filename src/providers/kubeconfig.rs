@@ -227,27 +227,12 @@ impl Linked {
         linked
     }
 
-    /// Adds the EKS clusters of one account and region (named
-    /// `eks:<profile>/<region>/<cluster>`).
-    pub fn add_eks(&mut self, account: &AwsAccount, clusters: &[EksCluster]) {
+    /// Adds clusters found elsewhere (a cloud account), skipping names already linked.
+    pub fn add(&mut self, clusters: Vec<LinkedCluster>) {
         for c in clusters {
-            let name = eks::context_name(&account.label(), &c.region, &c.name);
-            if self.clusters.iter().any(|l| l.name == name) {
-                continue;
+            if !self.clusters.iter().any(|l| l.name == c.name) {
+                self.clusters.push(c);
             }
-            self.clusters.push(LinkedCluster::from_eks(account, c));
-        }
-    }
-
-    /// Adds the AKS clusters of one subscription (named
-    /// `aks:<subscription>/<resourceGroup>/<cluster>`).
-    pub fn add_aks(&mut self, sub: &AzureSubscription, clusters: &[AksCluster]) {
-        for c in clusters {
-            let linked = LinkedCluster::from_aks(sub, c);
-            if self.clusters.iter().any(|l| l.name == linked.name) {
-                continue;
-            }
-            self.clusters.push(linked);
         }
     }
 

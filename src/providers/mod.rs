@@ -3,6 +3,7 @@
 //! kube-rs client whichever provider found it; no other module special-cases one.
 //!
 //! - [`aks`]: Azure subscriptions, their AKS clusters, envelopes and ARM tokens.
+//! - [`cloud`]: every linked cloud account's clusters, listed concurrently by origin.
 //! - [`eks`]: AWS accounts, their EKS clusters, envelopes and tokens.
 //! - [`kubeconfig`]: the linked clusters of the user's kubeconfig files.
 //! - [`probe`]: reachability, version and facts of a cluster, concurrently.
@@ -10,6 +11,7 @@
 //!   Ferry and for its tests.
 
 pub mod aks;
+pub mod cloud;
 pub mod eks;
 pub mod kubeconfig;
 pub mod probe;
