@@ -699,7 +699,10 @@ mod tests {
             if u == "a" {
                 Ok(json!({"value": [1], "nextLink": "b"}))
             } else {
-                Err(AksError::Invalid("page b broke".into()))
+                Err(AksError::Unreachable {
+                    url: u,
+                    detail: "page b broke".into(),
+                })
             }
         })
         .await
@@ -803,7 +806,12 @@ mod tests {
         // A failed look is the wait's error.
         let e = poll_operation(
             "cluster c",
-            || async { Err(AksError::Invalid("gone".into())) },
+            || async {
+                Err(AksError::Unreachable {
+                    url: "op".into(),
+                    detail: "gone".into(),
+                })
+            },
             Duration::from_millis(1),
             Duration::from_millis(2),
             Duration::from_secs(1),
