@@ -360,9 +360,12 @@ impl Arm {
         if !out.status.success() {
             return Err(AksError::NoCredentials {
                 subscription: self.sub.label(),
+                // The message ends a sentence of Ferry's own.
                 detail: format!(
                     "`az account get-access-token` failed: {}",
-                    String::from_utf8_lossy(&out.stderr).trim()
+                    String::from_utf8_lossy(&out.stderr)
+                        .trim()
+                        .trim_end_matches('.')
                 ),
             });
         }
