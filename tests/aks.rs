@@ -357,7 +357,8 @@ fn an_aks_cluster_made_from_an_envelope_receives_the_shop_from_another_one() {
         .await;
         assert!(!ok);
         assert!(
-            stderr.contains("older than the source cluster's 1.31"),
+            stderr.contains("older than the source cluster's 1.31")
+                && stderr.contains("give 1.31 or newer with --version"),
             "{stderr}"
         );
         assert!(
@@ -962,4 +963,67 @@ fn home_with_az(dir: &Path, name: &str, body: &str) -> std::path::PathBuf {
     let home = dir.join(name);
     fake_az(&home, body);
     home
+}
+
+/// `ferry cluster create aks` words the providers' errors for the command line: a
+/// missing field names its flag, and a creation that fails half-way says to run the
+/// same command again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_line_words_creation_errors_with_its_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let repo = dir.path().join("no-repo");
+    let cloud = Cloud::start(cloud_config(&dir.path().join("cloud")))
+        .await
+        .unwrap();
+    let create = |rg: &'static str, pool: &'static str| {
+        [
+            "cluster",
+            "create",
+            "aks",
+            "--subscription",
+            "test",
+            "--resource-group",
+            rg,
+            "--location",
+            "westeurope",
+            "--name",
+            "half",
+            "--version",
+            "1.33",
+            "--node-pool",
+            pool,
+        ]
+    };
+    let (ok, _, stderr) = ferry(
+        &home,
+        &repo,
+        &cloud,
+        true,
+        &create("", "system:Standard_B2s:1"),
+    )
+    .await;
+    assert!(!ok);
+    assert!(
+        stderr.contains("no resource group is given: give the resource group to create the cluster in with --resource-group"),
+        "{stderr}"
+    );
+    let (ok, _, stderr) = ferry(
+        &home,
+        &repo,
+        &cloud,
+        true,
+        &create("rg-half", "system:Standard_Huge:1"),
+    )
+    .await;
+    assert!(!ok);
+    for want in [
+        "SkuNotAvailable",
+        "Already created: managed cluster half. To continue, run the same command again",
+        &format!("az aks delete --subscription {SUB} --resource-group rg-half --name half --yes"),
+    ] {
+        assert!(stderr.contains(want), "{want:?} not in {stderr}");
+    }
+    assert!(!stderr.contains(".."), "Azure's '.' and Ferry's: {stderr}");
+    cloud.shutdown().await.unwrap();
 }

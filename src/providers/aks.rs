@@ -141,7 +141,11 @@ impl CreateFailure {
     pub fn explain(&self, again: &str) -> String {
         let head = format!(
             "creating the AKS cluster {} (resource group {}) failed while {}: {}",
-            self.cluster, self.resource_group, self.step, self.detail
+            self.cluster,
+            self.resource_group,
+            self.step,
+            // Often a sentence of its own: Azure's messages end in '.'.
+            self.detail.trim_end_matches('.')
         );
         if self.created.is_empty() {
             return format!("{head}. Nothing was created: fix the cause and {again}");

@@ -99,8 +99,11 @@ fn create_failure(
     created: &[String],
     again: &str,
 ) -> String {
-    let head =
-        format!("creating the EKS cluster {cluster} in {region} failed while {step}: {detail}");
+    // The detail is often a sentence of its own (AWS's messages end in '.').
+    let head = format!(
+        "creating the EKS cluster {cluster} in {region} failed while {step}: {}",
+        detail.trim_end_matches('.')
+    );
     if created.is_empty() {
         return format!("{head}. Nothing was created: fix the cause and {again}");
     }
