@@ -8,7 +8,9 @@
 //! a wrong secret, an unknown client, no rights on a subscription, a subscription that
 //! does not exist, an empty one, throttling (retried, then reported), a creation that
 //! fails half-way and a rerun that continues, paging over `nextLink`, and clusters that
-//! survive a restart of the sandbox cloud.
+//! survive a restart of the sandbox cloud. And the Azure CLI's login (no service
+//! principal): an `az` script on the PATH of the `ferry` process prints a token the way
+//! `az account get-access-token` does, or fails as an `az` that is not logged in.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -34,6 +36,7 @@ use ferry::providers::sandbox::arm::{ArmConfig, AzurePrincipal};
 use ferry::providers::sandbox::cloud::{Cloud, CloudConfig};
 use ferry::providers::sandbox::iam::Principal;
 use ferry::providers::sandbox::seed::{SeedOptions, seed};
+use ferry::providers::spec::Field;
 use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::Api;
@@ -163,7 +166,8 @@ async fn wait_running(client: &kube::Client, ns: &str, selector: &str) {
 /// `ferry` with its own folders, the test repository, the sandbox cloud linked as
 /// subscriptions `test` (the clusters), `empty`, `ghost` (does not exist) and
 /// `locked` (no rights), and the service principal's variables (unless `creds` is
-/// false, when neither they nor an Azure CLI are there).
+/// false). Its PATH is `<home>/bin` alone: no Azure CLI unless a test puts an `az`
+/// there.
 async fn ferry(
     home: &Path,
     repo: &Path,
@@ -186,8 +190,8 @@ async fn ferry(
         ));
     }
     std::fs::write(cfg.join("config.yaml"), yaml).unwrap();
-    let empty_path = home.join("no-programs");
-    std::fs::create_dir_all(&empty_path).unwrap();
+    let bin = home.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_ferry"));
     cmd.args(args)
         .env("HOME", home)
@@ -197,7 +201,7 @@ async fn ferry(
         .env("KUBECONFIG", home.join("no-kubeconfig"))
         .env("FERRY_REPO", repo)
         .env("FERRY_PASSWORD", "test password")
-        .env("PATH", &empty_path)
+        .env("PATH", &bin)
         .env_remove("AZURE_AUTHORITY_HOST");
     if creds {
         cmd.env("AZURE_TENANT_ID", TENANT)
@@ -353,7 +357,8 @@ fn an_aks_cluster_made_from_an_envelope_receives_the_shop_from_another_one() {
         .await;
         assert!(!ok);
         assert!(
-            stderr.contains("older than the source cluster's 1.31"),
+            stderr.contains("older than the source cluster's 1.31")
+                && stderr.contains("give 1.31 or newer with --version"),
             "{stderr}"
         );
         assert!(
@@ -571,9 +576,15 @@ async fn bad_input_gets_a_message_that_says_what_to_do() {
     let mut no_system = spec("x", "rg", "1.31");
     no_system.node_pools[0].mode = "User".into();
     let (r, _) = create(&s, &no_system, None).await;
-    assert!(matches!(r, Err(AksError::Invalid(_))), "{r:?}");
+    assert!(
+        matches!(&r, Err(AksError::Invalid(s)) if s.field == Field::NodePools),
+        "{r:?}"
+    );
     let (r, _) = create(&s, &spec("old", "rg", "1.30"), Some("v1.31.2")).await;
-    assert!(matches!(r, Err(AksError::VersionTooOld { .. })), "{r:?}");
+    assert!(
+        matches!(&r, Err(AksError::Invalid(s)) if s.field == Field::Version && s.want == "1.31 or newer"),
+        "{r:?}"
+    );
 
     // A creation that fails half-way says what exists and how to delete it; the same
     // creation fails again, and a corrected one continues with the cluster.
@@ -808,4 +819,211 @@ fn the_sandbox_cloud_prints_how_to_link_its_azure_subscriptions() {
         .find(|c| c["name"] == "aks:ferry-sandbox/demo/demo")
         .unwrap_or_else(|| panic!("demo not listed: {v}"));
     assert_eq!(row["probe"]["nodes"], 1, "{row}");
+}
+
+/// Puts an executable `az` into `<home>/bin` (the PATH of [`ferry`]'s process only)
+/// that appends its arguments to `<home>/az-calls`, then runs `body` (POSIX shell
+/// built-ins only: that PATH has nothing else).
+fn fake_az(home: &Path, body: &str) {
+    use std::os::unix::fs::PermissionsExt as _;
+    let bin = home.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let calls = home.join("az-calls");
+    let script = format!(
+        "#!/bin/sh\nprintf '%s\\n' \"$*\" >> '{}'\n{body}",
+        calls.display()
+    );
+    let az = bin.join("az");
+    std::fs::write(&az, script).unwrap();
+    std::fs::set_permissions(&az, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// The arguments of each call to the fake `az` of `home`.
+fn az_calls(home: &Path) -> Vec<String> {
+    std::fs::read_to_string(home.join("az-calls"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Without a service principal, Ferry asks the Azure CLI for an ARM token (`az account
+/// get-access-token --resource https://management.azure.com/ --subscription <id>`) and
+/// lists the subscription's clusters with it; an Azure CLI that is not logged in yields
+/// the advice to run `az login`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_azure_cli_login_is_used_without_a_service_principal() {
+    let dir = tempfile::tempdir().unwrap();
+    // `ferry clusters` opens no repository.
+    let repo = dir.path().join("no-repo");
+    let cloud = Cloud::start(cloud_config(&dir.path().join("cloud")))
+        .await
+        .unwrap();
+    let s = sub(&cloud, SUB, CLIENT, SECRET);
+    // The token a logged-in `az` holds: the sandbox's token endpoint issues it to the
+    // service principal, as `az login --service-principal` would get it.
+    let token = aks::Arm::new(&s).unwrap().token().await.unwrap();
+    let expires = chrono::Local::now() + chrono::Duration::hours(1);
+
+    // What `az account get-access-token -o json` prints (azure-cli 2.54 and later:
+    // `expiresOn` in local time, `expires_on` in seconds since the epoch). Anything
+    // else it is asked is refused, as az refuses an unknown command.
+    let logged_in = home_with_az(
+        dir.path(),
+        "logged-in",
+        &format!(
+            r#"if [ "$1 $2" != "account get-access-token" ]; then
+  echo "ERROR: '$1 $2' is misspelled or not recognized by the system." >&2; exit 2
+fi
+shift 2
+resource=; sub=; output=
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --resource) resource="$2"; shift ;;
+    --subscription) sub="$2"; shift ;;
+    -o|--output) output="$2"; shift ;;
+  esac
+  shift
+done
+if [ "$resource" != "https://management.azure.com/" ] || [ "$output" != json ]; then
+  echo "ERROR: this az answers only --resource https://management.azure.com/ -o json" >&2; exit 2
+fi
+printf '{{\n  "accessToken": "%s",\n  "expiresOn": "%s",\n  "expires_on": %s,\n  "subscription": "%s",\n  "tenant": "%s",\n  "tokenType": "Bearer"\n}}\n' '{token}' '{}' {} "$sub" '{TENANT}'
+"#,
+            expires.format("%Y-%m-%d %H:%M:%S%.6f"),
+            expires.timestamp()
+        ),
+    );
+    // An Azure CLI that is installed but not logged in.
+    let logged_out = home_with_az(
+        dir.path(),
+        "logged-out",
+        "echo \"Please run 'az login' to setup account.\" >&2\nexit 1\n",
+    );
+
+    // A cluster to list, made with the service principal.
+    let (made, _) = create(&s, &spec("cli", "rg-cli", "1.33"), None).await;
+    made.unwrap();
+
+    let (ok, stdout, stderr) =
+        ferry(&logged_in, &repo, &cloud, false, &["clusters", "--json"]).await;
+    assert!(ok, "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let row = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "aks:test/rg-cli/cli")
+        .unwrap_or_else(|| panic!("cli not listed through az: {stdout}\n{stderr}"));
+    assert_eq!(row["aks"]["provisioningState"], "Succeeded", "{row}");
+    assert_eq!(
+        row["probe"]["nodes"], 2,
+        "reached with the user credentials: {row}"
+    );
+    assert!(!stderr.contains("skipped azure test"), "{stderr}");
+    let calls = az_calls(&logged_in);
+    assert!(
+        calls.contains(&format!(
+            "account get-access-token --resource https://management.azure.com/ --subscription {SUB} -o json"
+        )),
+        "{calls:#?}"
+    );
+    for c in &calls {
+        assert!(
+            c.starts_with(
+                "account get-access-token --resource https://management.azure.com/ --subscription "
+            ),
+            "{calls:#?}"
+        );
+    }
+
+    let (ok, _, stderr) = ferry(
+        &logged_out,
+        &repo,
+        &cloud,
+        false,
+        &["clusters", "--offline"],
+    )
+    .await;
+    assert!(ok, "{stderr}");
+    assert!(
+        stderr.contains("skipped azure test")
+            && stderr.contains("Please run 'az login' to setup account")
+            && stderr.contains("log in with `az login`"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("account.."), "{stderr}");
+    assert!(!az_calls(&logged_out).is_empty(), "az was not asked");
+
+    cloud.shutdown().await.unwrap();
+}
+
+/// A home for [`ferry`] named `name` under `dir`, with a fake `az` running `body`.
+fn home_with_az(dir: &Path, name: &str, body: &str) -> std::path::PathBuf {
+    let home = dir.join(name);
+    fake_az(&home, body);
+    home
+}
+
+/// `ferry cluster create aks` words the providers' errors for the command line: a
+/// missing field names its flag, and a creation that fails half-way says to run the
+/// same command again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_line_words_creation_errors_with_its_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let repo = dir.path().join("no-repo");
+    let cloud = Cloud::start(cloud_config(&dir.path().join("cloud")))
+        .await
+        .unwrap();
+    let create = |rg: &'static str, pool: &'static str| {
+        [
+            "cluster",
+            "create",
+            "aks",
+            "--subscription",
+            "test",
+            "--resource-group",
+            rg,
+            "--location",
+            "westeurope",
+            "--name",
+            "half",
+            "--version",
+            "1.33",
+            "--node-pool",
+            pool,
+        ]
+    };
+    let (ok, _, stderr) = ferry(
+        &home,
+        &repo,
+        &cloud,
+        true,
+        &create("", "system:Standard_B2s:1"),
+    )
+    .await;
+    assert!(!ok);
+    assert!(
+        stderr.contains("no resource group is given: give the resource group to create the cluster in with --resource-group"),
+        "{stderr}"
+    );
+    let (ok, _, stderr) = ferry(
+        &home,
+        &repo,
+        &cloud,
+        true,
+        &create("rg-half", "system:Standard_Huge:1"),
+    )
+    .await;
+    assert!(!ok);
+    for want in [
+        "SkuNotAvailable",
+        "Already created: managed cluster half. To continue, run the same command again",
+        &format!("az aks delete --subscription {SUB} --resource-group rg-half --name half --yes"),
+    ] {
+        assert!(stderr.contains(want), "{want:?} not in {stderr}");
+    }
+    assert!(!stderr.contains(".."), "Azure's '.' and Ferry's: {stderr}");
+    cloud.shutdown().await.unwrap();
 }

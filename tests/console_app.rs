@@ -1126,3 +1126,182 @@ fn a_new_aks_cluster_from_the_wizard_receives_the_shop() {
     t.rt.block_on(prod.shutdown()).unwrap();
     drop(cloud);
 }
+
+/// The restore wizard to a new AKS cluster that fails half-way (a VM size Azure does
+/// not have: the sandbox ARM makes the managed cluster, then fails its provisioning
+/// with `SkuNotAvailable`): the form words its own errors by row, the job fails saying
+/// what exists and giving the `az aks delete` command, and the console goes on (the
+/// wizard opens again, nothing half-made is linked).
+#[test]
+fn a_new_aks_cluster_failing_half_way_from_the_wizard_says_what_exists() {
+    use ferry::engine::k8s::JobProgress;
+    use ferry::engine::k8s::capture::{self, CaptureOptions, Scope};
+    use ferry::providers::aks::{AzureSubscription, ServicePrincipal};
+    use ferry::providers::sandbox::arm::{ArmConfig, AzurePrincipal};
+    use ferry::providers::sandbox::cloud::{Cloud, CloudConfig};
+    use ferry::providers::sandbox::seed::{SeedOptions, seed};
+    use ferry::ui::wizard::TargetKind;
+
+    const TENANT: &str = "7e1f0000-0000-4000-8000-00000000000a";
+    const SUB: &str = "5ub00000-0000-4000-8000-000000000001";
+    const CLIENT: &str = "c1000000-0000-4000-8000-000000000001";
+    const SECRET: &str = "ferry~test.secret_0001";
+
+    let t = common::new_repo();
+    let dir = tempfile::tempdir().unwrap();
+    let prod_dir = dir.path().join("prod");
+    let (prod, cloud) = t.rt.block_on(async {
+        let prod = Sandbox::start(SandboxConfig::new("prod", prod_dir.clone()))
+            .await
+            .unwrap();
+        // The cloud needs an AWS principal to start; this test only uses its Azure side.
+        let mut config = CloudConfig::new(
+            dir.path().join("cloud"),
+            vec![ferry::providers::sandbox::iam::Principal {
+                access_key_id: "AKIAFERRYAKS0001".into(),
+                secret_access_key: "unused".into(),
+                user: "ferry".into(),
+                eks: true,
+            }],
+        );
+        config.azure = ArmConfig {
+            tenant: TENANT.into(),
+            principals: vec![AzurePrincipal {
+                client_id: CLIENT.into(),
+                client_secret: SECRET.into(),
+                name: "ferry".into(),
+                subscriptions: vec![SUB.into()],
+            }],
+            subscriptions: vec![SUB.into()],
+        };
+        let cloud = Cloud::start(config).await.unwrap();
+        (prod, cloud)
+    });
+    let sub = AzureSubscription {
+        id: SUB.into(),
+        name: Some("test".into()),
+        endpoint: Some(cloud.endpoint()),
+        authority: Some(cloud.endpoint()),
+        service_principal: Some(ServicePrincipal {
+            tenant_id: TENANT.into(),
+            client_id: CLIENT.into(),
+            client_secret: SECRET.into(),
+        }),
+    };
+    let kc = dir.path().join("kubeconfig");
+    write_kubeconfig(&kc, &[prod.kubeconfig_entry()]).unwrap();
+    let linked = Linked::load(&Sources { paths: vec![kc] });
+    let client = t.rt.block_on(linked.clusters[0].client()).unwrap();
+    t.rt.block_on(seed(
+        &client,
+        &prod_dir,
+        &SeedOptions {
+            files: 1,
+            file_size: 4 * 1024,
+            ..SeedOptions::default()
+        },
+    ))
+    .unwrap();
+    t.rt.block_on(capture::capture(
+        &client,
+        &t.repo,
+        &CaptureOptions {
+            cluster: linked.clusters[0].name.clone(),
+            scope: Scope::Namespaces(vec!["shop".into()]),
+            include_volumes: true,
+            use_snapshots: true,
+            mover: MoverOptions::default(),
+            tags: vec![],
+            parent: None,
+            no_parent: false,
+            envelope: None,
+        },
+        &JobProgress::new(),
+    ))
+    .unwrap();
+
+    let mut env = env_for(&t, dir.path(), linked);
+    env.azure = vec![sub];
+    let mut app = App::new(env);
+    key(&mut app, KeyCode::Char('S'));
+    assert!(app.settle(LIMIT, |a| matches!(a.snapshots, Some(Load::Ready(_)))));
+
+    // Types into row `row` of the form in place of what it holds.
+    let field = |app: &mut App, row: usize, text: &str| {
+        let w = app.wizard.as_mut().unwrap();
+        w.select(row);
+        let n = w.creating().unwrap().rows()[row].1.chars().count();
+        for _ in 0..n {
+            key(app, KeyCode::Backspace);
+        }
+        chars(app, text);
+    };
+    // The restore wizard from the snapshot, on its new AKS cluster's form.
+    let open_form = |app: &mut App| {
+        key(app, KeyCode::Char('r'));
+        let w = app.wizard.as_ref().expect("the restore wizard opens");
+        assert_eq!(w.targets[w.target].kind, TargetKind::New);
+        assert_eq!(w.target_name(), "new AKS cluster…");
+        key(app, KeyCode::Enter);
+        assert_eq!(app.wizard.as_ref().unwrap().step, Step::Cluster);
+    };
+    open_form(&mut app);
+    let rows = app.wizard.as_ref().unwrap().creating().unwrap().rows();
+    assert_eq!(rows[1].0, "resource group");
+    assert_eq!(rows[5].0, "pool system VM size");
+
+    // An empty resource group is refused in place, in the form's words.
+    field(&mut app, 1, "");
+    key(&mut app, KeyCode::Enter);
+    let w = app.wizard.as_ref().unwrap();
+    assert_eq!(w.step, Step::Cluster, "the form stays open");
+    let e = w.error.clone().expect("the form says what is wrong");
+    assert!(e.contains("no resource group"), "{e}");
+    assert!(e.contains("set “resource group” to"), "{e}");
+    assert!(!e.contains("--"), "a flag in the form's message: {e}");
+
+    // A VM size Azure does not have: the cluster resource is made, then fails.
+    field(&mut app, 1, "rg-half");
+    field(&mut app, 3, "half-aks");
+    field(&mut app, 5, "Standard_Huge");
+    key(&mut app, KeyCode::Enter);
+    assert_eq!(app.wizard.as_ref().unwrap().step, Step::Namespaces);
+    key(&mut app, KeyCode::Enter);
+    assert_eq!(app.wizard.as_ref().unwrap().step, Step::StorageClasses);
+    key(&mut app, KeyCode::Enter);
+    key(&mut app, KeyCode::Enter);
+    assert_eq!(app.wizard.as_ref().unwrap().step, Step::Plan);
+    let jobs = app.jobs.len();
+    key(&mut app, KeyCode::Enter);
+    assert!(app.wizard.is_none(), "confirmed: the wizard closes");
+    assert_eq!(app.jobs.len(), jobs + 1);
+    let id = app.jobs.last().unwrap().id;
+    assert!(app.settle(Duration::from_secs(300), |a| {
+        a.jobs.iter().any(|j| j.id == id && !j.running())
+    }));
+    let job = app.jobs.iter().find(|j| j.id == id).unwrap();
+    match &job.end {
+        Some(JobEnd::Failed(e)) => {
+            for want in [
+                "SkuNotAvailable",
+                "Standard_Huge",
+                "Already created: managed cluster half-aks",
+                &format!(
+                    "az aks delete --subscription {SUB} --resource-group rg-half --name half-aks --yes"
+                ),
+            ] {
+                assert!(e.contains(want), "{want:?} not in {e}");
+            }
+        }
+        other => panic!(
+            "expected a half-way failure: {other:?}\n{:#?}",
+            job.progress.log_lines()
+        ),
+    }
+
+    // The console goes on: nothing half-made is linked, the wizard opens again.
+    assert!(app.cluster("aks:test/rg-half/half-aks").is_none());
+    open_form(&mut app);
+    t.rt.block_on(prod.shutdown()).unwrap();
+    drop(cloud);
+}

@@ -5,15 +5,18 @@
 
 use std::time::Instant;
 
-use anyhow::{Context as _, bail};
+use anyhow::{Context as _, anyhow, bail};
 use clap::{Args, Subcommand};
 
 use super::{Context, Exit};
 use crate::config::Settings;
 use crate::engine::k8s::capture::CaptureMeta;
 use crate::engine::snapshot;
-use crate::providers::aks::{self, AksSpec};
-use crate::providers::eks::{self, ClusterSpec, CreateEvent, CreateOptions, NodegroupSpec};
+use crate::providers::aks::{self, AksError, AksSpec};
+use crate::providers::eks::{
+    self, ClusterSpec, CreateEvent, CreateOptions, EksError, NodegroupSpec,
+};
+use crate::providers::spec::{Field, SpecError};
 
 #[derive(Debug, Subcommand)]
 pub enum ClusterCommand {
@@ -134,6 +137,49 @@ fn recorded(
     Ok((meta.envelope, version, meta.cluster))
 }
 
+/// How a user of the command line starts a failed creation again.
+const AGAIN: &str = "run the same command again";
+
+/// A request error in the command line's words: the flag that sets the field.
+fn flag_advice(e: &SpecError) -> String {
+    let flag = match e.field {
+        Field::Name => "--name",
+        Field::Version => "--version",
+        Field::RoleArn => "--role-arn",
+        Field::Subnets => "--subnet (once per subnet)",
+        Field::NodeRole => "--node-role",
+        Field::NodeCounts => "--nodes",
+        Field::ResourceGroup => "--resource-group",
+        Field::Location => "--location",
+        Field::NodePools => "--node-pool NAME:VM_SIZE:COUNT (the first is the System pool)",
+        Field::Taints => {
+            return format!(
+                "{}: no flag sets {}; the snapshot's envelope gave it, so leave out --from-snapshot and give the cluster's settings as flags",
+                e.problem, e.field
+            );
+        }
+    };
+    format!("{}: give {} with {flag}", e.problem, e.want)
+}
+
+/// An EKS creation error in the command line's words.
+fn eks_error(e: EksError) -> anyhow::Error {
+    match e {
+        EksError::Invalid(s) => anyhow!(flag_advice(&s)),
+        e @ EksError::Create { .. } => anyhow!(e.explain(AGAIN)),
+        e => e.into(),
+    }
+}
+
+/// An AKS creation error in the command line's words.
+fn aks_error(e: AksError) -> anyhow::Error {
+    match e {
+        AksError::Invalid(s) => anyhow!(flag_advice(&s)),
+        e @ AksError::Create(_) => anyhow!(e.explain(AGAIN)),
+        e => e.into(),
+    }
+}
+
 fn progress_printer(quiet: bool) -> impl Fn(CreateEvent) + Send + Sync {
     let started = Instant::now();
     move |e: CreateEvent| {
@@ -227,6 +273,7 @@ fn create_aks(ctx: &Context, a: AksArgs) -> anyhow::Result<Exit> {
             &aks::CreateOptions::default(),
             &events,
         ))
+        .map_err(aks_error)
         .with_context(|| format!("cannot create the AKS cluster {}", a.name))?;
     let name = aks::context_name(&sub.label(), &cluster.resource_group, &cluster.name);
     if a.json {
@@ -359,6 +406,7 @@ fn create_eks(ctx: &Context, a: EksArgs) -> anyhow::Result<Exit> {
             &CreateOptions::default(),
             &events,
         ))
+        .map_err(eks_error)
         .with_context(|| format!("cannot create the EKS cluster {}", a.name))?;
     let name = eks::context_name(&account.label(), &a.region, &cluster.name);
     if a.json {
@@ -376,4 +424,52 @@ fn create_eks(ctx: &Context, a: EksArgs) -> anyhow::Result<Exit> {
         }
     }
     Ok(Exit::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_errors_name_the_flags() {
+        let mut spec = AksSpec::new("shop", "", "westeurope", "1.31");
+        let e = spec.validate().unwrap_err();
+        assert_eq!(
+            flag_advice(&e),
+            "no resource group is given: give the resource group to create the cluster in with --resource-group"
+        );
+        spec.resource_group = "rg".into();
+        let e = aks::check_version("1.30", "1.31.2").unwrap_err();
+        assert!(flag_advice(&e).ends_with("give 1.31 or newer with --version"));
+        let e = ClusterSpec {
+            name: "shop".into(),
+            version: "1.31".into(),
+            role_arn: "arn:aws:iam::1:role/eks".into(),
+            subnet_ids: vec!["subnet-a".into()],
+            ..ClusterSpec::default()
+        }
+        .validate()
+        .unwrap_err();
+        assert!(
+            flag_advice(&e).ends_with("with --subnet (once per subnet)"),
+            "{}",
+            flag_advice(&e)
+        );
+    }
+
+    #[test]
+    fn a_half_way_failure_says_to_run_the_command_again() {
+        let e = eks_error(EksError::Create {
+            cluster: "c".into(),
+            region: "r".into(),
+            step: "creating node group n".into(),
+            detail: "boom".into(),
+            created: vec!["cluster c".into()],
+        });
+        assert!(
+            e.to_string()
+                .contains("To continue, run the same command again (what exists is reused)"),
+            "{e}"
+        );
+    }
 }

@@ -19,15 +19,17 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use crate::providers::spec::{AGAIN, SpecError};
+
 mod arm;
 mod create;
 
 /// Progress of a creation: the same events as EKS creation.
 pub use crate::providers::eks::CreateEvent;
+pub use crate::providers::spec::check_version;
 pub use arm::{Arm, OperationStatus, ServicePrincipal, paged, poll_operation};
 pub use create::{
-    AZURE_DISK_PROVISIONER, AksSpec, CreateOptions, NodePoolSpec, STORAGE_CLASSES, check_version,
-    create_cluster,
+    AZURE_DISK_PROVISIONER, AksSpec, CreateOptions, NodePoolSpec, STORAGE_CLASSES, create_cluster,
 };
 
 /// The ARM API version Ferry speaks for managed clusters.
@@ -101,17 +103,23 @@ pub enum AksError {
     BadName(String),
     #[error("the AKS cluster {cluster} cannot be reached: {detail}")]
     Kube { cluster: String, detail: String },
-    #[error(
-        "Kubernetes {wanted} is older than the source cluster's {source_version}: a restore may need APIs it lacks. Choose --version {source_version} or newer"
-    )]
-    VersionTooOld {
-        wanted: String,
-        source_version: String,
-    },
     #[error("invalid cluster request: {0}")]
-    Invalid(String),
+    Invalid(#[from] SpecError),
     #[error("{0}")]
     Create(Box<CreateFailure>),
+}
+
+impl AksError {
+    /// The message, with the advice of a creation that failed half-way worded for the
+    /// caller's front end: `again` is how its user starts the same creation again
+    /// ("run the same command again" on the command line). Other errors read as
+    /// displayed.
+    pub fn explain(&self, again: &str) -> String {
+        match self {
+            AksError::Create(f) => f.explain(again),
+            other => other.to_string(),
+        }
+    }
 }
 
 /// A creation that failed after something was made.
@@ -126,33 +134,35 @@ pub struct CreateFailure {
     pub created: Vec<String>,
 }
 
-impl std::fmt::Display for CreateFailure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "creating the AKS cluster {} (resource group {}) failed while {}: {}. {}",
+impl CreateFailure {
+    /// What failed, what exists and how to remove it; `again` is how the user starts
+    /// the same creation again ("run the same command again").
+    pub fn explain(&self, again: &str) -> String {
+        let head = format!(
+            "creating the AKS cluster {} (resource group {}) failed while {}: {}",
             self.cluster,
             self.resource_group,
             self.step,
-            self.detail,
-            created_hint(
-                &self.subscription,
-                &self.resource_group,
-                &self.cluster,
-                &self.created
-            )
+            // Often a sentence of its own: Azure's messages end in '.'.
+            self.detail.trim_end_matches('.')
+        );
+        if self.created.is_empty() {
+            return format!("{head}. Nothing was created: fix the cause and {again}");
+        }
+        format!(
+            "{head}. Already created: {}. To continue, {again} (the cluster is updated in place), or remove it with: az aks delete --subscription {} --resource-group {} --name {} --yes",
+            self.created.join(", "),
+            self.subscription,
+            self.resource_group,
+            self.cluster
         )
     }
 }
 
-fn created_hint(subscription: &str, rg: &str, cluster: &str, created: &[String]) -> String {
-    if created.is_empty() {
-        return "Nothing was created: fix the cause and run the command again".into();
+impl std::fmt::Display for CreateFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.explain(AGAIN))
     }
-    format!(
-        "Already created: {}. Run the same command again to continue (the cluster is updated in place), or remove it with: az aks delete --subscription {subscription} --resource-group {rg} --name {cluster} --yes",
-        created.join(", ")
-    )
 }
 
 pub type Result<T, E = AksError> = std::result::Result<T, E>;

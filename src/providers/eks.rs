@@ -15,6 +15,8 @@ use futures::StreamExt as _;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use crate::providers::spec::{AGAIN, SpecError};
+
 /// How long a token's presigned request is valid for (what EKS expects).
 const PRESIGN_EXPIRES: Duration = Duration::from_secs(60);
 /// How long Ferry uses a token before making a new one (EKS accepts them for 15 min).
@@ -56,19 +58,9 @@ pub enum EksError {
         "{0:?} is not an EKS cluster name: use eks:<profile>/<region>/<cluster> (see `ferry clusters`)"
     )]
     BadName(String),
-    #[error(
-        "Kubernetes {wanted} is older than the source cluster's {source_version}: a restore may need APIs it lacks. Choose --version {source_version} or newer"
-    )]
-    VersionTooOld {
-        wanted: String,
-        source_version: String,
-    },
     #[error("invalid cluster request: {0}")]
-    Invalid(String),
-    #[error(
-        "creating the EKS cluster {cluster} in {region} failed while {step}: {detail}. {}",
-        created_hint(cluster, region, created)
-    )]
+    Invalid(#[from] SpecError),
+    #[error("{}", create_failure(cluster, region, step, detail, created, AGAIN))]
     Create {
         cluster: String,
         region: String,
@@ -80,9 +72,40 @@ pub enum EksError {
     },
 }
 
-fn created_hint(cluster: &str, region: &str, created: &[String]) -> String {
+impl EksError {
+    /// The message, with the advice of a creation that failed half-way worded for the
+    /// caller's front end: `again` is how its user starts the same creation again
+    /// ("run the same command again" on the command line). Other errors read as
+    /// displayed.
+    pub fn explain(&self, again: &str) -> String {
+        match self {
+            EksError::Create {
+                cluster,
+                region,
+                step,
+                detail,
+                created,
+            } => create_failure(cluster, region, step, detail, created, again),
+            other => other.to_string(),
+        }
+    }
+}
+
+fn create_failure(
+    cluster: &str,
+    region: &str,
+    step: &str,
+    detail: &str,
+    created: &[String],
+    again: &str,
+) -> String {
+    // The detail is often a sentence of its own (AWS's messages end in '.').
+    let head = format!(
+        "creating the EKS cluster {cluster} in {region} failed while {step}: {}",
+        detail.trim_end_matches('.')
+    );
     if created.is_empty() {
-        return "Nothing was created: fix the cause and run the command again".into();
+        return format!("{head}. Nothing was created: fix the cause and {again}");
     }
     let mut remove = Vec::new();
     for c in created.iter().rev() {
@@ -97,7 +120,7 @@ fn created_hint(cluster: &str, region: &str, created: &[String]) -> String {
         }
     }
     format!(
-        "Already created: {}. Run the same command again to continue (what exists is reused), or remove it with: {}",
+        "{head}. Already created: {}. To continue, {again} (what exists is reused), or remove it with: {}",
         created.join(", "),
         remove.join("; ")
     )
@@ -806,7 +829,8 @@ pub async fn describe(account: &AwsAccount, region: &str, name: &str) -> Result<
 }
 
 mod create;
+pub use crate::providers::spec::{check_version, parse_version};
 pub use create::{
     ClusterSpec, CreateEvent, CreateOptions, EBS_CSI_ADDON, NodegroupSpec, TaintSpec,
-    check_version, create_cluster, ensure_gp3, parse_version,
+    create_cluster, ensure_gp3,
 };

@@ -9,6 +9,8 @@
 //! - [`probe`]: reachability, version and facts of a cluster, concurrently.
 //! - [`sandbox`]: local clusters that serve the Kubernetes API over HTTPS, for trying
 //!   Ferry and for its tests.
+//! - [`spec`]: what is wrong with a request to create a cluster, by field, for each
+//!   front end to word (flags, form rows).
 
 pub mod aks;
 pub mod cloud;
@@ -16,3 +18,4 @@ pub mod eks;
 pub mod kubeconfig;
 pub mod probe;
 pub mod sandbox;
+pub mod spec;

@@ -8,6 +8,7 @@
 use crate::providers::aks::{self, AksSpec, AzureSubscription};
 use crate::providers::eks::{self, AwsAccount, ClusterSpec, NodegroupSpec};
 use crate::providers::probe::StorageClassInfo;
+use crate::providers::spec::{Field, SpecError};
 
 /// A cluster to create, by cloud.
 #[derive(Debug, Clone)]
@@ -61,6 +62,30 @@ fn apply(field: Option<&mut String>, what: Option<char>) {
             }
         }
     }
+}
+
+/// A request error in the form's words: `rows` are the labels of the rows that set the
+/// field (none when the form does not show it: it came from the captured cluster, and
+/// `ferry cluster create <cloud>` sets it).
+fn advice(e: &SpecError, rows: &[&str], cloud: &str) -> String {
+    let Some((last, first)) = rows.split_last() else {
+        return format!(
+            "{}: this form does not show {} (it comes from the captured cluster); create the cluster with `ferry cluster create {cloud}` to set it",
+            e.problem, e.field
+        );
+    };
+    let quoted = |l: &&str| format!("“{l}”");
+    let mut names = first.iter().map(quoted).collect::<Vec<_>>().join(", ");
+    if !names.is_empty() {
+        names.push_str(" and ");
+    }
+    names.push_str(&quoted(last));
+    let commas = if e.field == Field::Subnets {
+        ", separated by commas"
+    } else {
+        ""
+    };
+    format!("{}: set {names} to {}{commas}", e.problem, e.want)
 }
 
 impl NewCluster {
@@ -404,10 +429,28 @@ impl EksForm {
         }
         // The version first: it is pre-filled, so a change to it is what just happened.
         if let Some(src) = &self.source_version {
-            eks::check_version(&spec.version, src).map_err(|e| e.to_string())?;
+            eks::check_version(&spec.version, src).map_err(|e| self.advice(&e))?;
         }
-        spec.validate().map_err(|e| e.to_string())?;
+        spec.validate().map_err(|e| self.advice(&e))?;
         Ok((account, region, spec))
+    }
+
+    /// A request error in this form's words (see [`advice`]).
+    fn advice(&self, e: &SpecError) -> String {
+        // The form edits the first node group; the others keep the envelope's settings.
+        let shown_group = e.pool.is_none()
+            || e.pool.as_deref() == self.base.nodegroups.first().map(|n| n.name.as_str());
+        let rows: &[usize] = match e.field {
+            Field::Name => &[1],
+            Field::Version => &[2],
+            Field::RoleArn => &[3],
+            Field::Subnets => &[4],
+            Field::NodeRole if shown_group => &[5],
+            Field::NodeCounts if shown_group => &[7, 8, 9],
+            _ => &[],
+        };
+        let labels: Vec<&str> = rows.iter().map(|&i| EKS_ROWS[i]).collect();
+        advice(e, &labels, "eks")
     }
 }
 
@@ -536,7 +579,8 @@ impl AksForm {
         out
     }
 
-    fn rows(&self) -> Vec<(String, String)> {
+    /// The label of a row, as [`Self::rows`] shows it.
+    fn label(&self, row: AksRow) -> String {
         let pool = |i: usize| {
             self.base
                 .node_pools
@@ -544,29 +588,44 @@ impl AksForm {
                 .map(|p| p.name.as_str())
                 .unwrap_or("")
         };
+        match row {
+            AksRow::Subscription => "subscription".into(),
+            AksRow::ResourceGroup => "resource group".into(),
+            AksRow::Location => "location".into(),
+            AksRow::Name => "name".into(),
+            AksRow::Version => "Kubernetes version".into(),
+            AksRow::VmSize(i) => format!("pool {} VM size", pool(i)),
+            AksRow::Count(i) => format!("pool {} nodes", pool(i)),
+            AksRow::Min(i) => format!("pool {} min", pool(i)),
+            AksRow::Max(i) => format!("pool {} max", pool(i)),
+        }
+    }
+
+    fn rows(&self) -> Vec<(String, String)> {
         let text = |i: usize, f: fn(&PoolFields) -> &String| {
             self.pools.get(i).map(|p| f(p).clone()).unwrap_or_default()
         };
         self.layout()
             .into_iter()
-            .map(|r| match r {
-                AksRow::Subscription => (
-                    "subscription".to_string(),
-                    self.subs
+            .map(|r| {
+                let value = match r {
+                    AksRow::Subscription => self
+                        .subs
                         .get(self.sub)
                         .map(|s| s.label())
                         .unwrap_or_else(|| {
                             "no Azure subscription is linked (azure: in the settings)".into()
                         }),
-                ),
-                AksRow::ResourceGroup => ("resource group".into(), self.resource_group.clone()),
-                AksRow::Location => ("location".into(), self.location.clone()),
-                AksRow::Name => ("name".into(), self.name.clone()),
-                AksRow::Version => ("Kubernetes version".into(), self.version.clone()),
-                AksRow::VmSize(i) => (format!("pool {} VM size", pool(i)), text(i, |p| &p.vm_size)),
-                AksRow::Count(i) => (format!("pool {} nodes", pool(i)), text(i, |p| &p.count)),
-                AksRow::Min(i) => (format!("pool {} min", pool(i)), text(i, |p| &p.min)),
-                AksRow::Max(i) => (format!("pool {} max", pool(i)), text(i, |p| &p.max)),
+                    AksRow::ResourceGroup => self.resource_group.clone(),
+                    AksRow::Location => self.location.clone(),
+                    AksRow::Name => self.name.clone(),
+                    AksRow::Version => self.version.clone(),
+                    AksRow::VmSize(i) => text(i, |p| &p.vm_size),
+                    AksRow::Count(i) => text(i, |p| &p.count),
+                    AksRow::Min(i) => text(i, |p| &p.min),
+                    AksRow::Max(i) => text(i, |p| &p.max),
+                };
+                (self.label(r), value)
             })
             .collect()
     }
@@ -628,9 +687,126 @@ impl AksForm {
         }
         // The version first: it is pre-filled, so a change to it is what just happened.
         if let Some(src) = &self.source_version {
-            aks::check_version(&spec.version, src).map_err(|e| e.to_string())?;
+            aks::check_version(&spec.version, src).map_err(|e| self.advice(&e))?;
         }
-        spec.validate().map_err(|e| e.to_string())?;
+        spec.validate().map_err(|e| self.advice(&e))?;
         Ok((sub, spec))
+    }
+
+    /// A request error in this form's words (see [`advice`]).
+    fn advice(&self, e: &SpecError) -> String {
+        let pool = e
+            .pool
+            .as_deref()
+            .and_then(|p| self.base.node_pools.iter().position(|n| n.name == p));
+        let labels: Vec<String> = self
+            .layout()
+            .into_iter()
+            .filter(|row| match (e.field, row) {
+                (Field::Name, AksRow::Name)
+                | (Field::Version, AksRow::Version)
+                | (Field::ResourceGroup, AksRow::ResourceGroup)
+                | (Field::Location, AksRow::Location) => true,
+                (Field::NodeCounts, AksRow::Count(i) | AksRow::Min(i) | AksRow::Max(i)) => {
+                    pool == Some(*i)
+                }
+                _ => false,
+            })
+            .map(|row| self.label(row))
+            .collect();
+        let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
+        advice(e, &labels, "aks")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn account() -> AwsAccount {
+        AwsAccount {
+            regions: vec!["us-east-1".into()],
+            ..AwsAccount::default()
+        }
+    }
+
+    #[test]
+    fn eks_errors_name_the_rows_that_fix_them() {
+        let mut f = EksForm::new(&[account()], None, "v1.31.2", "shop");
+        f.role_arn = "arn:aws:iam::1:role/eks".into();
+        f.node_role = "arn:aws:iam::1:role/node".into();
+        f.subnets = "subnet-a".into();
+        let e = f.spec().unwrap_err();
+        assert_eq!(
+            e,
+            "EKS needs subnets in at least two availability zones: set “subnets” to two or more subnets in different availability zones, separated by commas"
+        );
+        f.subnets = "subnet-a,subnet-b".into();
+        f.version = "1.30".into();
+        let e = f.spec().unwrap_err();
+        assert!(
+            e.ends_with("set “Kubernetes version” to 1.31 or newer"),
+            "{e}"
+        );
+        f.version = "1.31".into();
+        f.min = "3".into();
+        let e = f.spec().unwrap_err();
+        assert!(
+            e.contains("set “nodes min”, “nodes max” and “nodes desired” to counts"),
+            "{e}"
+        );
+        f.min = "1".into();
+        f.role_arn = "eks".into();
+        assert!(
+            f.spec()
+                .unwrap_err()
+                .contains("set “cluster role ARN” to an IAM role ARN")
+        );
+        f.role_arn = "arn:aws:iam::1:role/eks".into();
+        assert!(f.spec().is_ok());
+        // A second node group from the envelope is not on the form.
+        f.base.nodegroups.push(NodegroupSpec {
+            name: "batch".into(),
+            min_size: 1,
+            max_size: 1,
+            desired_size: 1,
+            ..NodegroupSpec::default()
+        });
+        let e = f.spec().unwrap_err();
+        assert!(
+            e.starts_with("node group batch has no node role: this form does not show"),
+            "{e}"
+        );
+        assert!(e.contains("`ferry cluster create eks`"), "{e}");
+    }
+
+    #[test]
+    fn aks_errors_name_the_rows_that_fix_them() {
+        let sub = AzureSubscription {
+            id: "s".into(),
+            ..AzureSubscription::default()
+        };
+        let mut f = AksForm::new(&[sub], None, "1.31", "shop");
+        assert!(f.spec().is_ok(), "{:?}", f.spec().err());
+        f.resource_group = " ".into();
+        assert_eq!(
+            f.spec().unwrap_err(),
+            "no resource group is given: set “resource group” to the resource group to create the cluster in"
+        );
+        f.resource_group = "rg".into();
+        f.pools[0].count = "0".into();
+        let e = f.spec().unwrap_err();
+        assert!(
+            e.contains("set “pool system nodes” to at least 1 node"),
+            "{e}"
+        );
+        f.pools[0].count = "2".into();
+        f.version = "1.29".into();
+        let e = f.spec().unwrap_err();
+        assert!(
+            e.ends_with("set “Kubernetes version” to 1.31 or newer"),
+            "{e}"
+        );
+        assert!(!e.contains("--"), "{e}");
     }
 }

@@ -360,9 +360,12 @@ impl Arm {
         if !out.status.success() {
             return Err(AksError::NoCredentials {
                 subscription: self.sub.label(),
+                // The message ends a sentence of Ferry's own.
                 detail: format!(
                     "`az account get-access-token` failed: {}",
-                    String::from_utf8_lossy(&out.stderr).trim()
+                    String::from_utf8_lossy(&out.stderr)
+                        .trim()
+                        .trim_end_matches('.')
                 ),
             });
         }
@@ -699,7 +702,10 @@ mod tests {
             if u == "a" {
                 Ok(json!({"value": [1], "nextLink": "b"}))
             } else {
-                Err(AksError::Invalid("page b broke".into()))
+                Err(AksError::Unreachable {
+                    url: u,
+                    detail: "page b broke".into(),
+                })
             }
         })
         .await
@@ -803,7 +809,12 @@ mod tests {
         // A failed look is the wait's error.
         let e = poll_operation(
             "cluster c",
-            || async { Err(AksError::Invalid("gone".into())) },
+            || async {
+                Err(AksError::Unreachable {
+                    url: "op".into(),
+                    detail: "gone".into(),
+                })
+            },
             Duration::from_millis(1),
             Duration::from_millis(2),
             Duration::from_secs(1),

@@ -20,7 +20,7 @@ use super::{
     AksCluster, AksError, AzureSubscription, CreateEvent, CreateFailure, Result, cluster_of,
     cluster_url, parse_kubeconfig, poll_operation, user_kubeconfig,
 };
-use crate::providers::eks::parse_version;
+use crate::providers::spec::{Field, SpecError, bad_version, check_version, parse_version};
 
 /// The Azure Disk CSI driver's provisioner.
 pub const AZURE_DISK_PROVISIONER: &str = "disk.csi.azure.com";
@@ -201,8 +201,7 @@ impl AksSpec {
     }
 
     /// Checks what ARM would refuse, before anything is created.
-    pub fn validate(&self) -> Result<()> {
-        let bad = |m: String| Err(AksError::Invalid(m));
+    pub fn validate(&self) -> Result<(), SpecError> {
         let n = &self.name;
         let name_ok = (1..=63).contains(&n.len())
             && n.starts_with(|c: char| c.is_ascii_alphanumeric())
@@ -210,24 +209,35 @@ impl AksSpec {
             && n.chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
         if !name_ok {
-            return bad(format!(
-                "{n:?} is not a valid AKS cluster name: 1 to 63 letters, digits, '-' or '_', starting and ending with a letter or digit"
+            return Err(SpecError::new(
+                Field::Name,
+                format!("{n:?} is not a valid AKS cluster name"),
+                "1 to 63 letters, digits, '-' or '_', starting and ending with a letter or digit",
             ));
         }
         if self.resource_group.is_empty() {
-            return bad("give the resource group with --resource-group".into());
-        }
-        if self.location.is_empty() {
-            return bad("give the Azure region with --location (e.g. westeurope)".into());
-        }
-        if parse_version(&self.version).is_none() {
-            return bad(format!(
-                "{:?} is not a Kubernetes version: give --version like 1.31",
-                self.version
+            return Err(SpecError::new(
+                Field::ResourceGroup,
+                "no resource group is given",
+                "the resource group to create the cluster in",
             ));
         }
+        if self.location.is_empty() {
+            return Err(SpecError::new(
+                Field::Location,
+                "no Azure region is given",
+                "an Azure region such as westeurope",
+            ));
+        }
+        if parse_version(&self.version).is_none() {
+            return Err(bad_version(&self.version));
+        }
         if !self.node_pools.iter().any(|p| p.mode == "System") {
-            return bad("AKS needs at least one node pool in System mode".into());
+            return Err(SpecError::new(
+                Field::NodePools,
+                "AKS needs at least one node pool in System mode",
+                "a System pool",
+            ));
         }
         for p in &self.node_pools {
             let name_ok = (1..=12).contains(&p.name.len())
@@ -236,28 +246,51 @@ impl AksSpec {
                     .chars()
                     .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
             if !name_ok {
-                return bad(format!(
-                    "node pool name {:?}: 1 to 12 lowercase letters and digits, starting with a letter",
-                    p.name
-                ));
+                return Err(SpecError::new(
+                    Field::NodePools,
+                    format!("{:?} is not a valid node pool name", p.name),
+                    "1 to 12 lowercase letters and digits, starting with a letter",
+                )
+                .of_pool(&p.name));
             }
             if !matches!(p.mode.as_str(), "System" | "User") {
-                return bad(format!("node pool {}: mode must be System or User", p.name));
+                return Err(SpecError::new(
+                    Field::NodePools,
+                    format!("node pool {} has mode {:?}", p.name, p.mode),
+                    "System or User",
+                )
+                .of_pool(&p.name));
             }
             if p.count < 0 || (p.mode == "System" && p.count < 1) {
-                return bad(format!(
-                    "node pool {}: count {} (a System pool needs at least 1 node)",
-                    p.name, p.count
-                ));
+                return Err(SpecError::new(
+                    Field::NodeCounts,
+                    format!("node pool {} cannot have {} nodes", p.name, p.count),
+                    if p.mode == "System" {
+                        "at least 1 node (a System pool runs the cluster's own pods)"
+                    } else {
+                        "0 nodes or more"
+                    },
+                )
+                .of_pool(&p.name));
             }
             if p.enable_auto_scaling {
                 match (p.min_count, p.max_count) {
                     (Some(min), Some(max)) if min <= p.count && p.count <= max && min >= 0 => {}
-                    _ => {
-                        return bad(format!(
-                            "node pool {}: autoscaling needs min <= count <= max (got {:?}/{}/{:?})",
-                            p.name, p.min_count, p.count, p.max_count
-                        ));
+                    (min, max) => {
+                        let shown =
+                            |n: Option<i32>| n.map_or("none".to_string(), |n| n.to_string());
+                        return Err(SpecError::new(
+                            Field::NodeCounts,
+                            format!(
+                                "node pool {} autoscales but has min {}, {} nodes and max {}",
+                                p.name,
+                                shown(min),
+                                p.count,
+                                shown(max)
+                            ),
+                            "counts where 0 <= min <= nodes <= max",
+                        )
+                        .of_pool(&p.name));
                     }
                 }
             }
@@ -338,20 +371,6 @@ impl Default for CreateOptions {
             max_poll: Duration::from_secs(15),
             limit: Duration::from_secs(40 * 60),
         }
-    }
-}
-
-/// Refuses a version older than the source cluster's (a restore may need its APIs).
-pub fn check_version(wanted: &str, source: &str) -> Result<()> {
-    match (parse_version(wanted), parse_version(source)) {
-        (Some(w), Some(s)) if w < s => Err(AksError::VersionTooOld {
-            wanted: wanted.into(),
-            source_version: format!("{}.{}", s.0, s.1),
-        }),
-        (None, _) => Err(AksError::Invalid(format!(
-            "{wanted:?} is not a Kubernetes version: give --version like 1.31"
-        ))),
-        _ => Ok(()),
     }
 }
 
@@ -557,21 +576,27 @@ mod tests {
         let r = s.resource();
         assert_eq!(r["properties"]["agentPoolProfiles"][0]["minCount"], 1);
         assert_eq!(r["properties"]["dnsPrefix"], "new-dns");
-        let mut bad = s.clone();
-        bad.node_pools[0].mode = "User".into();
-        assert!(
-            bad.validate()
-                .unwrap_err()
-                .to_string()
-                .contains("System mode")
+        let field_of = |f: &dyn Fn(&mut AksSpec)| {
+            let mut bad = s.clone();
+            f(&mut bad);
+            bad.validate().unwrap_err()
+        };
+        let e = field_of(&|b| b.node_pools[0].mode = "User".into());
+        assert_eq!(e.field, Field::NodePools);
+        assert!(e.problem.contains("System mode"), "{e}");
+        let e = field_of(&|b| b.node_pools[0].count = 9);
+        assert_eq!(
+            (e.field, e.pool.as_deref()),
+            (Field::NodeCounts, Some("system"))
         );
-        let mut bad = s.clone();
-        bad.node_pools[0].count = 9;
-        assert!(bad.validate().is_err());
-        let mut bad = s;
-        bad.name = "-x".into();
-        assert!(bad.validate().is_err());
-        assert!(check_version("1.30", "v1.31.4").is_err());
-        assert!(check_version("1.32", "1.31").is_ok());
+        let e = field_of(&|b| b.node_pools[0].count = 0);
+        assert_eq!(e.field, Field::NodeCounts);
+        assert!(e.want.contains("at least 1"), "{e}");
+        assert_eq!(field_of(&|b| b.name = "-x".into()).field, Field::Name);
+        assert_eq!(field_of(&|b| b.location.clear()).field, Field::Location);
+        assert_eq!(field_of(&|b| b.version = "1".into()).field, Field::Version);
+        let e = field_of(&|b| b.resource_group.clear());
+        assert_eq!(e.field, Field::ResourceGroup);
+        assert!(!e.to_string().contains("--"), "no flag in {e}");
     }
 }

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{AwsAccount, EksCluster, EksError, Result, cluster_of, sdk_err};
+use crate::providers::spec::{Field, SpecError, bad_version, check_version, parse_version};
 
 /// The EBS CSI driver add-on, which `gp3` volumes need.
 pub const EBS_CSI_ADDON: &str = "aws-ebs-csi-driver";
@@ -177,8 +178,7 @@ impl ClusterSpec {
     }
 
     /// Checks what EKS would refuse, before anything is created.
-    pub fn validate(&self) -> Result<()> {
-        let bad = |m: String| Err(EksError::Invalid(m));
+    pub fn validate(&self) -> Result<(), SpecError> {
         let name_ok = !self.name.is_empty()
             && self.name.len() <= 100
             && self.name.starts_with(|c: char| c.is_ascii_alphanumeric())
@@ -187,52 +187,67 @@ impl ClusterSpec {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
         if !name_ok {
-            return bad(format!(
-                "{:?} is not a valid EKS cluster name: 1 to 100 letters, digits, '-' or '_', starting with a letter or digit",
-                self.name
+            return Err(SpecError::new(
+                Field::Name,
+                format!("{:?} is not a valid EKS cluster name", self.name),
+                "1 to 100 letters, digits, '-' or '_', starting with a letter or digit",
             ));
         }
         if parse_version(&self.version).is_none() {
-            return bad(format!(
-                "{:?} is not a Kubernetes version: give --version like 1.31",
-                self.version
-            ));
+            return Err(bad_version(&self.version));
         }
         if !self.role_arn.starts_with("arn:") {
-            return bad(format!(
-                "the cluster role {:?} is not an IAM role ARN: give --role-arn arn:aws:iam::<account>:role/<name>",
-                self.role_arn
+            return Err(SpecError::new(
+                Field::RoleArn,
+                format!(
+                    "the cluster role {:?} is not an IAM role ARN",
+                    self.role_arn
+                ),
+                ROLE_ARN,
             ));
         }
         if self.subnet_ids.len() < 2 {
-            return bad(
-                "EKS needs subnets in at least two availability zones: give --subnet twice or more"
-                    .into(),
-            );
+            return Err(SpecError::new(
+                Field::Subnets,
+                "EKS needs subnets in at least two availability zones",
+                "two or more subnets in different availability zones",
+            ));
         }
         for ng in &self.nodegroups {
             if ng.node_role.is_empty() {
-                return bad(format!(
-                    "node group {} has no node role: give --node-role arn:aws:iam::<account>:role/<name>",
-                    ng.name
-                ));
+                return Err(SpecError::new(
+                    Field::NodeRole,
+                    format!("node group {} has no node role", ng.name),
+                    ROLE_ARN,
+                )
+                .of_pool(&ng.name));
             }
             if ng.min_size < 0
                 || ng.min_size > ng.desired_size
                 || ng.desired_size > ng.max_size
                 || ng.max_size < 1
             {
-                return bad(format!(
-                    "node group {}: sizes must satisfy 0 <= min <= desired <= max and max >= 1 (got {}/{}/{})",
-                    ng.name, ng.min_size, ng.desired_size, ng.max_size
-                ));
+                return Err(SpecError::new(
+                    Field::NodeCounts,
+                    format!(
+                        "node group {} cannot have min {}, desired {} and max {} nodes",
+                        ng.name, ng.min_size, ng.desired_size, ng.max_size
+                    ),
+                    "counts where 0 <= min <= desired <= max and max >= 1",
+                )
+                .of_pool(&ng.name));
             }
             for t in &ng.taints {
                 if !TaintEffect::values().contains(&t.effect.as_str()) {
-                    return bad(format!(
-                        "node group {}: taint effect {:?} is not NO_SCHEDULE, NO_EXECUTE or PREFER_NO_SCHEDULE",
-                        ng.name, t.effect
-                    ));
+                    return Err(SpecError::new(
+                        Field::Taints,
+                        format!(
+                            "node group {}: taint effect {:?} is not one EKS knows",
+                            ng.name, t.effect
+                        ),
+                        "NO_SCHEDULE, NO_EXECUTE or PREFER_NO_SCHEDULE",
+                    )
+                    .of_pool(&ng.name));
                 }
             }
         }
@@ -240,28 +255,8 @@ impl ClusterSpec {
     }
 }
 
-/// `(major, minor)` of `1.31`, `v1.31.2` or `1.31.2-eks-1234`.
-pub fn parse_version(v: &str) -> Option<(u32, u32)> {
-    let v = v.trim().trim_start_matches('v');
-    let mut it = v.split(['.', '-', '+']);
-    let major = it.next()?.parse().ok()?;
-    let minor = it.next()?.trim_end_matches('+').parse().ok()?;
-    Some((major, minor))
-}
-
-/// Refuses a version older than the source cluster's (a restore may need its APIs).
-pub fn check_version(wanted: &str, source: &str) -> Result<()> {
-    match (parse_version(wanted), parse_version(source)) {
-        (Some(w), Some(s)) if w < s => Err(EksError::VersionTooOld {
-            wanted: wanted.into(),
-            source_version: format!("{}.{}", s.0, s.1),
-        }),
-        (None, _) => Err(EksError::Invalid(format!(
-            "{wanted:?} is not a Kubernetes version: give --version like 1.31"
-        ))),
-        _ => Ok(()),
-    }
-}
+/// What an IAM role field should hold.
+const ROLE_ARN: &str = "an IAM role ARN (arn:aws:iam::<account>:role/<name>)";
 
 /// What creation reports as it goes.
 #[derive(Debug, Clone, PartialEq)]
@@ -716,21 +711,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn versions_compare_by_major_and_minor() {
-        assert_eq!(parse_version("v1.31.2-eks-abc"), Some((1, 31)));
-        assert_eq!(parse_version("1.29"), Some((1, 29)));
-        assert!(check_version("1.31", "v1.31.4").is_ok());
-        assert!(check_version("1.32", "1.31").is_ok());
-        let e = check_version("1.30", "v1.31.4-eks").unwrap_err();
-        assert!(
-            e.to_string()
-                .contains("older than the source cluster's 1.31"),
-            "{e}"
-        );
-        assert!(check_version("latest", "1.31").is_err());
-    }
-
-    #[test]
     fn a_spec_from_an_envelope_keeps_node_groups_and_adds_storage() {
         let env = serde_json::json!({
             "version": "1.31", "roleArn": "arn:aws:iam::1:role/eks",
@@ -748,19 +728,36 @@ mod tests {
         assert_eq!(s.addons, ["vpc-cni", EBS_CSI_ADDON]);
         assert_eq!(s.storage_class.as_deref(), Some("gp3"));
         s.validate().unwrap();
-        let mut bad = s.clone();
-        bad.subnet_ids.truncate(1);
-        assert!(
-            bad.validate()
-                .unwrap_err()
-                .to_string()
-                .contains("two availability zones")
+        let field_of = |f: &dyn Fn(&mut ClusterSpec)| {
+            let mut bad = s.clone();
+            f(&mut bad);
+            bad.validate().unwrap_err()
+        };
+        let e = field_of(&|b| b.subnet_ids.truncate(1));
+        assert_eq!(e.field, Field::Subnets);
+        assert!(e.problem.contains("two availability zones"), "{e}");
+        let e = field_of(&|b| b.nodegroups[0].taints[0].effect = "Sometimes".into());
+        assert_eq!(
+            (e.field, e.pool.as_deref()),
+            (Field::Taints, Some("general"))
         );
-        let mut bad = s.clone();
-        bad.nodegroups[0].taints[0].effect = "Sometimes".into();
-        assert!(bad.validate().is_err());
-        let mut bad = s;
-        bad.name = "-x".into();
-        assert!(bad.validate().is_err());
+        let e = field_of(&|b| b.nodegroups[0].min_size = 3);
+        assert_eq!(e.field, Field::NodeCounts);
+        let e = field_of(&|b| b.nodegroups[0].node_role.clear());
+        assert_eq!(
+            (e.field, e.pool.as_deref()),
+            (Field::NodeRole, Some("general"))
+        );
+        assert_eq!(
+            field_of(&|b| b.role_arn = "eks".into()).field,
+            Field::RoleArn
+        );
+        assert_eq!(
+            field_of(&|b| b.version = "new".into()).field,
+            Field::Version
+        );
+        let e = field_of(&|b| b.name = "-x".into());
+        assert_eq!(e.field, Field::Name);
+        assert!(!e.to_string().contains("--"), "no flag in {e}");
     }
 }
