@@ -960,6 +960,19 @@ fn the_migrate_wizard_offers_new_clusters_and_plans_their_creation() {
 
     key(app, KeyCode::Enter);
     assert_eq!(app.wizard.as_ref().unwrap().step, Step::Namespaces);
+    // Past the form, an envelope changes none (the AKS form was never edited).
+    let mut late = eks_envelope(&["subnet-x"]);
+    late["name"] = json!("late");
+    app.apply(Msg::WizardEnvelope(generation, Ok(Some(late))));
+    let names: Vec<&str> = app
+        .wizard
+        .as_ref()
+        .unwrap()
+        .new_clusters
+        .iter()
+        .map(|n| n.name())
+        .collect();
+    assert_eq!(names, ["shop-prod-migrated", "shop-prod-migrate"]);
     key(app, KeyCode::Enter);
     let w = app.wizard.as_ref().unwrap();
     assert_eq!(w.step, Step::StorageClasses);

@@ -305,8 +305,12 @@ impl Wizard {
 
     /// Pre-fills the forms of the clusters to create again from what is known of the
     /// source now (a live source's envelope once fetched, its version once probed);
-    /// a form the user has edited stays as typed.
+    /// a form the user has edited stays as typed, and all stay once the user has gone
+    /// past the form (what was shown is what was accepted).
     pub fn prefill(&mut self, app: &App) {
+        if self.step > Step::Cluster {
+            return;
+        }
         let (envelope, version) = source_facts(app, &self.source, self.envelope.as_ref());
         let fresh = NewCluster::offered(
             &app.env.aws,
