@@ -1215,7 +1215,7 @@ fn form_field(app: &mut App, row: usize, text: &str) {
 
 /// From the form of a valid new cluster to the confirmation: the storage classes all
 /// mapped to gp3 and nothing captured before; returns the job once it has ended.
-fn confirm_new_cluster(app: &mut App, repo: &ferry::engine::Repository) -> usize {
+fn run_new_cluster_job(app: &mut App, repo: &ferry::engine::Repository) -> usize {
     key(app, KeyCode::Enter);
     let w = app.wizard.as_ref().unwrap();
     assert_eq!(w.step, Step::Namespaces, "{:?}", w.error);
@@ -1243,6 +1243,12 @@ fn confirm_new_cluster(app: &mut App, repo: &ferry::engine::Repository) -> usize
     assert!(app.settle(Duration::from_secs(300), |a| {
         a.jobs.iter().any(|j| j.id == id && !j.running())
     }));
+    id
+}
+
+/// [`run_new_cluster_job`], which must end with everything restored.
+fn confirm_new_cluster(app: &mut App, repo: &ferry::engine::Repository) -> usize {
+    let id = run_new_cluster_job(app, repo);
     let job = app.jobs.iter().find(|j| j.id == id).unwrap();
     match &job.end {
         Some(JobEnd::Restored { report, .. }) => {
@@ -1255,6 +1261,14 @@ fn confirm_new_cluster(app: &mut App, repo: &ferry::engine::Repository) -> usize
         ),
     }
     id
+}
+
+/// Fills the EKS form of a source without an envelope: `name`, the roles, two subnets.
+fn fill_eks_form(app: &mut App, name: &str) {
+    form_field(app, 1, name);
+    form_field(app, 3, "arn:aws:iam::123456789012:role/eks");
+    form_field(app, 4, "subnet-a,subnet-b");
+    form_field(app, 5, "arn:aws:iam::123456789012:role/node");
 }
 
 /// The new cluster `name` is linked and probed, and holds the shop in `ns`: its
@@ -1384,10 +1398,7 @@ fn migrate_the_shop_into_a_new_eks_cluster_from_the_wizard() {
     assert_eq!(rows[2].1, source_version);
     assert_eq!(rows[4].1, "");
     assert_eq!(rows[6].1, "m6i.large");
-    form_field(&mut app, 1, "shop-eks");
-    form_field(&mut app, 3, "arn:aws:iam::123456789012:role/eks");
-    form_field(&mut app, 4, "subnet-a,subnet-b");
-    form_field(&mut app, 5, "arn:aws:iam::123456789012:role/node");
+    fill_eks_form(&mut app, "shop-eks");
     let id = confirm_new_cluster(&mut app, &t.repo);
     let job = app.jobs.iter().find(|j| j.id == id).unwrap();
     assert_eq!(
@@ -1537,5 +1548,81 @@ fn clone_an_eks_namespace_into_a_new_cluster_pre_filled_from_its_envelope() {
         record.to.as_deref(),
         Some(format!("{name}/shop-clone").as_str())
     );
+    drop(cloud);
+}
+
+/// A migrate into a new EKS cluster whose source stops answering once the wizard is
+/// confirmed: the cluster is created and linked, the capture fails, and the job says
+/// what exists, how to use it and how to delete it; the audit record says it failed.
+#[test]
+fn a_migrate_whose_source_goes_away_says_what_was_created() {
+    let t = common::new_repo();
+    let dir = tempfile::tempdir().unwrap();
+    let prod =
+        t.rt.block_on(Sandbox::start(SandboxConfig::new(
+            "prod",
+            dir.path().join("prod"),
+        )))
+        .unwrap();
+    let (cloud, account) = eks_cloud(&t, dir.path());
+    let kc = dir.path().join("kubeconfig");
+    write_kubeconfig(&kc, &[prod.kubeconfig_entry()]).unwrap();
+    let linked = Linked::load(&Sources { paths: vec![kc] });
+    let prod_name = linked.clusters[0].name.clone();
+    let client = t.rt.block_on(linked.clusters[0].client()).unwrap();
+    t.rt.block_on(create(
+        &client,
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}}),
+    ));
+
+    let mut env = env_for(&t, dir.path(), linked);
+    env.aws = vec![account];
+    let mut app = App::new(env);
+    open_live_wizard(&mut app, &prod_name, "shop", 'm');
+    key(&mut app, KeyCode::Enter);
+    fill_eks_form(&mut app, "orphan-eks");
+    // The plan step is reached with prod up (its claims' classes read), then prod goes.
+    let before_shutdown = |app: &mut App| {
+        key(app, KeyCode::Enter);
+        key(app, KeyCode::Enter);
+        assert!(app.settle(LIMIT, |a| matches!(
+            a.wizard.as_ref().unwrap().classes_used,
+            Load::Ready(_)
+        )));
+        key(app, KeyCode::Enter);
+        key(app, KeyCode::Enter);
+        assert_eq!(app.wizard.as_ref().unwrap().step, Step::Plan);
+    };
+    before_shutdown(&mut app);
+    t.rt.block_on(prod.shutdown()).unwrap();
+    key(&mut app, KeyCode::Enter);
+    assert!(app.wizard.is_none(), "confirmed: the wizard closes");
+    let id = app.jobs.last().unwrap().id;
+    assert!(app.settle(Duration::from_secs(300), |a| {
+        a.jobs.iter().any(|j| j.id == id && !j.running())
+    }));
+    let job = app.jobs.iter().find(|j| j.id == id).unwrap();
+    let Some(JobEnd::Failed(e)) = &job.end else {
+        panic!("expected a failure: {:?}", job.end)
+    };
+    for want in [
+        "the EKS cluster orphan-eks and its node groups (general) were created and stay",
+        "choose it as the target when you run the wizard again",
+        "aws eks delete-nodegroup --region us-east-1 --cluster-name orphan-eks --nodegroup-name general",
+        "aws eks delete-cluster --region us-east-1 --name orphan-eks",
+    ] {
+        assert!(e.contains(want), "{want:?} not in {e}");
+    }
+    assert!(!e.contains(":snapshots"), "{e}");
+    // Linked all the same.
+    assert!(app.cluster("eks:default/us-east-1/orphan-eks").is_some());
+    let (records, _) = ferry::policy::audit::read(&t.repo).unwrap();
+    let failed: Vec<_> = records
+        .iter()
+        .filter(|r| r.action == ferry::policy::Action::Migrate)
+        .collect();
+    assert_eq!(failed.len(), 1, "{records:#?}");
+    assert_eq!(failed[0].outcome, ferry::policy::audit::Outcome::Failed);
+    assert!(failed[0].snapshot.is_none(), "{:#?}", failed[0]);
     drop(cloud);
 }

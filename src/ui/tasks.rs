@@ -991,7 +991,7 @@ pub fn create_and_restore(
 /// What a failure after creation leaves behind, and what the user can do with it.
 fn leftover(create: &Create) -> String {
     const AGAIN: &str =
-        "it is linked in the console: choose it as the target when you run the wizard again";
+        "it is linked in the console, so choose it as the target when you run the wizard again";
     match create {
         Create::Eks { region, spec, .. } => {
             let mut remove: Vec<String> = spec
