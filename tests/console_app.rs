@@ -813,6 +813,7 @@ fn a_new_eks_cluster_from_the_wizard_receives_the_shop() {
         Some(JobEnd::Failed(e)) => {
             for want in [
                 "Already created: cluster half-eks, nodegroup general",
+                "To continue, run the wizard again with a new cluster of the same name",
                 "aws eks delete-nodegroup --region us-east-1 --cluster-name half-eks --nodegroup-name general",
                 "aws eks delete-cluster --region us-east-1 --name half-eks",
             ] {
@@ -1124,6 +1125,506 @@ fn a_new_aks_cluster_from_the_wizard_receives_the_shop() {
         );
     }
     t.rt.block_on(prod.shutdown()).unwrap();
+    drop(cloud);
+}
+
+/// An in-process sandbox cloud with one AWS principal allowed EKS, and the account the
+/// console links for it.
+fn eks_cloud(
+    t: &common::TestRepo,
+    dir: &std::path::Path,
+) -> (
+    ferry::providers::sandbox::cloud::Cloud,
+    ferry::providers::eks::AwsAccount,
+) {
+    use ferry::providers::sandbox::cloud::{Cloud, CloudConfig};
+    use ferry::providers::sandbox::iam::Principal;
+    let cloud =
+        t.rt.block_on(Cloud::start(CloudConfig::new(
+            dir.join("cloud"),
+            vec![Principal {
+                access_key_id: "AKIAFERRYTEST0002".into(),
+                secret_access_key: "ferry-test-secret-0002".into(),
+                user: "ferry".into(),
+                eks: true,
+            }],
+        )))
+        .unwrap();
+    let account = ferry::providers::eks::AwsAccount {
+        profile: None,
+        regions: vec!["us-east-1".into()],
+        endpoint: Some(cloud.endpoint()),
+        static_credentials: Some(("AKIAFERRYTEST0002".into(), "ferry-test-secret-0002".into())),
+    };
+    (cloud, account)
+}
+
+/// The shop seeded with four 64 KiB files per claim: (claim, host folder) pairs.
+fn seed_shop(
+    t: &common::TestRepo,
+    client: &kube::Client,
+    dir: &std::path::Path,
+) -> Vec<(String, std::path::PathBuf)> {
+    use ferry::providers::sandbox::seed::{SeedOptions, seed};
+    t.rt.block_on(seed(
+        client,
+        dir,
+        &SeedOptions {
+            files: 4,
+            file_size: 64 * 1024,
+            ..SeedOptions::default()
+        },
+    ))
+    .unwrap()
+    .volumes
+}
+
+/// From the clusters screen, opens the first cluster's namespaces, marks `ns` and
+/// presses `key` (m or c) on it.
+fn open_live_wizard(app: &mut App, cluster: &str, ns: &str, key_char: char) {
+    assert!(app.settle(LIMIT, |a| a.clusters.iter().all(|c| c.facts.is_some())));
+    key(app, KeyCode::Enter);
+    assert_eq!(
+        app.screen().view,
+        View::Namespaces {
+            cluster: cluster.into()
+        }
+    );
+    assert!(app.settle(LIMIT, |a| matches!(
+        a.cluster(cluster).unwrap().namespaces,
+        Some(Load::Ready(_))
+    )));
+    key(app, KeyCode::Char('/'));
+    chars(app, ns);
+    key(app, KeyCode::Enter);
+    assert_eq!(app.selected_row().unwrap().key, ns);
+    key(app, KeyCode::Char(' '));
+    key(app, KeyCode::Char(key_char));
+    assert!(app.wizard.is_some(), "the wizard opens");
+}
+
+/// Types into row `row` of the wizard's new-cluster form in place of what it holds.
+fn form_field(app: &mut App, row: usize, text: &str) {
+    let w = app.wizard.as_mut().unwrap();
+    w.select(row);
+    let n = w.creating().unwrap().rows()[row].1.chars().count();
+    for _ in 0..n {
+        key(app, KeyCode::Backspace);
+    }
+    chars(app, text);
+}
+
+/// From the form of a valid new cluster to the confirmation: the storage classes all
+/// mapped to gp3 and nothing captured before; returns the job once it has ended.
+fn run_new_cluster_job(app: &mut App, repo: &ferry::engine::Repository) -> usize {
+    key(app, KeyCode::Enter);
+    let w = app.wizard.as_ref().unwrap();
+    assert_eq!(w.step, Step::Namespaces, "{:?}", w.error);
+    key(app, KeyCode::Enter);
+    assert!(app.settle(LIMIT, |a| matches!(
+        a.wizard.as_ref().unwrap().classes_used,
+        Load::Ready(_)
+    )));
+    let w = app.wizard.as_ref().unwrap();
+    assert_eq!(w.step, Step::StorageClasses);
+    assert!(!w.sc.is_empty());
+    assert!(w.sc.iter().all(|(_, to)| to == "gp3"), "{:?}", w.sc);
+    key(app, KeyCode::Enter);
+    key(app, KeyCode::Enter);
+    let w = app.wizard.as_ref().unwrap();
+    assert_eq!(w.step, Step::Plan);
+    assert!(w.plan.is_none() && w.capture_job.is_none());
+    let snapshots = ferry::engine::snapshot::list(repo).unwrap().0.len();
+    assert_eq!(snapshots, 0, "nothing is captured before the confirmation");
+    let jobs = app.jobs.len();
+    key(app, KeyCode::Enter);
+    assert!(app.wizard.is_none(), "confirmed: the wizard closes");
+    assert_eq!(app.jobs.len(), jobs + 1, "one job");
+    let id = app.jobs.last().unwrap().id;
+    assert!(app.settle(Duration::from_secs(300), |a| {
+        a.jobs.iter().any(|j| j.id == id && !j.running())
+    }));
+    id
+}
+
+/// [`run_new_cluster_job`], which must end with everything restored.
+fn confirm_new_cluster(app: &mut App, repo: &ferry::engine::Repository) -> usize {
+    let id = run_new_cluster_job(app, repo);
+    let job = app.jobs.iter().find(|j| j.id == id).unwrap();
+    match &job.end {
+        Some(JobEnd::Restored { report, .. }) => {
+            assert!(report.failed().is_empty(), "{:?}", report.failed())
+        }
+        other => panic!(
+            "creation + {} did not finish: {other:?}\n{:#?}",
+            job.title,
+            job.progress.log_lines()
+        ),
+    }
+    id
+}
+
+/// Fills the EKS form of a source without an envelope: `name`, the roles, two subnets.
+fn fill_eks_form(app: &mut App, name: &str) {
+    form_field(app, 1, name);
+    form_field(app, 3, "arn:aws:iam::123456789012:role/eks");
+    form_field(app, 4, "subnet-a,subnet-b");
+    form_field(app, 5, "arn:aws:iam::123456789012:role/node");
+}
+
+/// The new cluster `name` is linked and probed, and holds the shop in `ns`: its
+/// deployments, and its claims on gp3 with the files of `seeded` byte for byte.
+fn assert_shop_moved(
+    t: &common::TestRepo,
+    app: &mut App,
+    name: &str,
+    cluster_dir: &std::path::Path,
+    ns: &str,
+    seeded: &[(String, std::path::PathBuf)],
+) {
+    use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+    use kube::api::ListParams;
+    assert!(app.settle(LIMIT, |a| {
+        a.cluster(name).is_some_and(|c| c.facts.is_some())
+    }));
+    let new = app.cluster(name).unwrap().linked.clone();
+    let client = t.rt.block_on(new.client()).unwrap();
+    let pvcs =
+        t.rt.block_on(
+            Api::<PersistentVolumeClaim>::namespaced(client.clone(), ns)
+                .list(&ListParams::default()),
+        )
+        .unwrap();
+    assert_eq!(pvcs.items.len(), seeded.len());
+    for pvc in &pvcs.items {
+        assert_eq!(
+            pvc.spec.as_ref().unwrap().storage_class_name.as_deref(),
+            Some("gp3")
+        );
+    }
+    let deployments =
+        t.rt.block_on(
+            Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(client.clone(), ns)
+                .list(&ListParams::default()),
+        )
+        .unwrap();
+    assert!(!deployments.items.is_empty());
+    for (claim, folder) in seeded {
+        let restored = t.rt.block_on(support::volumes::volume_dir(
+            &client,
+            cluster_dir,
+            ns,
+            claim,
+        ));
+        assert_eq!(
+            support::volumes::checksums(&restored),
+            support::volumes::checksums(folder),
+            "{claim}"
+        );
+    }
+}
+
+/// The audit trail's one record of `action` (allowed, succeeded), and the snapshot its
+/// capture saved (tagged with the console and the action).
+fn audit_of(
+    repo: &ferry::engine::Repository,
+    action: ferry::policy::Action,
+) -> ferry::policy::audit::AuditRecord {
+    let (records, gaps) = ferry::policy::audit::read(repo).unwrap();
+    assert!(gaps.is_empty(), "{gaps:?}");
+    let mine: Vec<_> = records.into_iter().filter(|r| r.action == action).collect();
+    assert_eq!(mine.len(), 1, "{mine:#?}");
+    let r = mine.into_iter().next().unwrap();
+    assert!(r.allowed);
+    assert_eq!(
+        r.outcome,
+        ferry::policy::audit::Outcome::Succeeded,
+        "{r:#?}"
+    );
+    assert!(r.bytes > 0, "{r:#?}");
+    let (snapshots, _) = ferry::engine::snapshot::list(repo).unwrap();
+    let snap = snapshots
+        .iter()
+        .find(|s| Some(s.id.to_hex()) == r.snapshot)
+        .unwrap_or_else(|| panic!("the record's snapshot is not in the repository: {r:#?}"));
+    assert!(snap.tags.iter().any(|t| t == "console"), "{:?}", snap.tags);
+    assert!(
+        snap.tags.iter().any(|t| *t == action.to_string()),
+        "{:?}",
+        snap.tags
+    );
+    r
+}
+
+/// The migrate wizard from a namespace of a plain kubeconfig context with an AWS
+/// account linked: the target step offers a new EKS cluster (the default, as no other
+/// cluster is linked), its form starts from defaults and the source's version, nothing
+/// is captured before the confirmation, and one job creates the cluster, links it,
+/// checks the policy, captures the shop and restores it there: claims on gp3, files
+/// byte for byte, a `migrate` record in the audit trail.
+#[test]
+fn migrate_the_shop_into_a_new_eks_cluster_from_the_wizard() {
+    use ferry::ui::wizard::TargetKind;
+
+    let t = common::new_repo();
+    let dir = tempfile::tempdir().unwrap();
+    let prod_dir = dir.path().join("prod");
+    let prod =
+        t.rt.block_on(Sandbox::start(SandboxConfig::new("prod", prod_dir.clone())))
+            .unwrap();
+    let (cloud, account) = eks_cloud(&t, dir.path());
+    let kc = dir.path().join("kubeconfig");
+    write_kubeconfig(&kc, &[prod.kubeconfig_entry()]).unwrap();
+    let linked = Linked::load(&Sources { paths: vec![kc] });
+    let prod_name = linked.clusters[0].name.clone();
+    let client = t.rt.block_on(linked.clusters[0].client()).unwrap();
+    let seeded = seed_shop(&t, &client, &prod_dir);
+    let version = t.rt.block_on(client.apiserver_version()).unwrap();
+    let source_version = format!("{}.{}", version.major, version.minor.trim_end_matches('+'));
+
+    let mut env = env_for(&t, dir.path(), linked);
+    env.aws = vec![account];
+    let mut app = App::new(env);
+    open_live_wizard(&mut app, &prod_name, "shop", 'm');
+    let w = app.wizard.as_ref().unwrap();
+    assert_eq!(w.targets.len(), 2);
+    assert_eq!(w.targets[w.target].kind, TargetKind::New);
+    assert_eq!(w.target_name(), "new EKS cluster…");
+    key(&mut app, KeyCode::Enter);
+    let w = app.wizard.as_ref().unwrap();
+    assert_eq!(w.step, Step::Cluster);
+    // A plain context has no envelope: defaults, with the version prod was probed at.
+    let rows = w.creating().unwrap().rows();
+    assert_eq!(rows[1].1, "ferry-migrate");
+    assert_eq!(rows[2].1, source_version);
+    assert_eq!(rows[4].1, "");
+    assert_eq!(rows[6].1, "m6i.large");
+    fill_eks_form(&mut app, "shop-eks");
+    let id = confirm_new_cluster(&mut app, &t.repo);
+    let job = app.jobs.iter().find(|j| j.id == id).unwrap();
+    assert_eq!(
+        job.title,
+        format!("create shop-eks + migrate {prod_name}/shop")
+    );
+    let log = job.progress.log_lines().join("\n");
+    for want in [
+        "EKS cluster shop-eks is ACTIVE",
+        "captured snapshot",
+        "report saved",
+    ] {
+        assert!(log.contains(want), "{want:?} not in {log}");
+    }
+
+    let name = "eks:default/us-east-1/shop-eks";
+    assert_shop_moved(
+        &t,
+        &mut app,
+        name,
+        &dir.path().join("cloud/us-east-1/shop-eks"),
+        "shop",
+        &seeded,
+    );
+    let record = audit_of(&t.repo, ferry::policy::Action::Migrate);
+    assert_eq!(
+        record.from.as_deref(),
+        Some(format!("{prod_name}/shop").as_str())
+    );
+    assert_eq!(record.to.as_deref(), Some(format!("{name}/shop").as_str()));
+    assert!(record.plan.is_some(), "{record:#?}");
+    t.rt.block_on(prod.shutdown()).unwrap();
+    drop(cloud);
+}
+
+/// The clone wizard from a namespace of an EKS cluster: its default target stays the
+/// source; the new EKS cluster's form is pre-filled from the source's envelope once it
+/// arrives (fetched in the background when the wizard opens), so it is valid as it
+/// stands; the clone lands in the new cluster under the clone's name.
+#[test]
+fn clone_an_eks_namespace_into_a_new_cluster_pre_filled_from_its_envelope() {
+    use ferry::providers::eks::{self, ClusterSpec, CreateOptions, NodegroupSpec};
+    use ferry::providers::kubeconfig::LinkedCluster;
+    use ferry::ui::wizard::TargetKind;
+
+    let t = common::new_repo();
+    let dir = tempfile::tempdir().unwrap();
+    let (cloud, account) = eks_cloud(&t, dir.path());
+    let spec = ClusterSpec {
+        name: "src-eks".into(),
+        version: "1.31".into(),
+        role_arn: "arn:aws:iam::123456789012:role/eks".into(),
+        subnet_ids: vec!["subnet-a".into(), "subnet-b".into()],
+        endpoint_public_access: true,
+        nodegroups: vec![NodegroupSpec {
+            name: "web".into(),
+            instance_types: vec!["c7i.large".into()],
+            min_size: 1,
+            max_size: 4,
+            desired_size: 2,
+            node_role: "arn:aws:iam::123456789012:role/node".into(),
+            ..NodegroupSpec::default()
+        }],
+        addons: vec![eks::EBS_CSI_ADDON.into()],
+        storage_class: Some("gp3".into()),
+        ..ClusterSpec::default()
+    };
+    let fast = CreateOptions {
+        poll: Duration::from_millis(50),
+        max_poll: Duration::from_millis(250),
+        limit: Duration::from_secs(120),
+    };
+    let src =
+        t.rt.block_on(eks::create_cluster(
+            &account,
+            "us-east-1",
+            &spec,
+            None,
+            &fast,
+            &|_| {},
+        ))
+        .unwrap();
+    let src = LinkedCluster::from_eks(&account, &src);
+    let client = t.rt.block_on(src.client()).unwrap();
+    let seeded = seed_shop(&t, &client, &dir.path().join("cloud/us-east-1/src-eks"));
+
+    let mut env = env_for(
+        &t,
+        dir.path(),
+        Linked {
+            clusters: vec![src.clone()],
+            ..Linked::default()
+        },
+    );
+    env.aws = vec![account];
+    let mut app = App::new(env);
+    open_live_wizard(&mut app, &src.name, "shop", 'c');
+    let w = app.wizard.as_ref().unwrap();
+    assert_eq!(
+        w.target_name(),
+        src.name,
+        "a clone's default target is the source"
+    );
+    assert_eq!(w.targets[1].kind, TargetKind::New);
+    key(&mut app, KeyCode::Down);
+    assert_eq!(
+        app.wizard.as_ref().unwrap().target_name(),
+        "new EKS cluster…"
+    );
+    let rows = |a: &App| a.wizard.as_ref().unwrap().creating().unwrap().rows();
+    assert!(
+        app.settle(LIMIT, |a| rows(a)[4].1 == "subnet-a,subnet-b"),
+        "the envelope never filled the form: {:?}",
+        rows(&app)
+    );
+    let filled = rows(&app);
+    assert_eq!(filled[0].1, "default / us-east-1");
+    assert_eq!(filled[1].1, "src-eks-clone");
+    assert_eq!(filled[2].1, "1.31");
+    assert_eq!(filled[3].1, "arn:aws:iam::123456789012:role/eks");
+    assert_eq!(filled[5].1, "arn:aws:iam::123456789012:role/node");
+    assert_eq!(filled[6].1, "c7i.large");
+    assert_eq!(
+        (
+            filled[7].1.as_str(),
+            filled[8].1.as_str(),
+            filled[9].1.as_str()
+        ),
+        ("1", "4", "2")
+    );
+    key(&mut app, KeyCode::Enter);
+    assert_eq!(app.wizard.as_ref().unwrap().step, Step::Cluster);
+    assert_eq!(app.wizard.as_ref().unwrap().ns[0].1, "shop-clone");
+    confirm_new_cluster(&mut app, &t.repo);
+
+    let name = "eks:default/us-east-1/src-eks-clone";
+    assert_shop_moved(
+        &t,
+        &mut app,
+        name,
+        &dir.path().join("cloud/us-east-1/src-eks-clone"),
+        "shop-clone",
+        &seeded,
+    );
+    let record = audit_of(&t.repo, ferry::policy::Action::Clone);
+    assert_eq!(
+        record.to.as_deref(),
+        Some(format!("{name}/shop-clone").as_str())
+    );
+    drop(cloud);
+}
+
+/// A migrate into a new EKS cluster whose source stops answering once the wizard is
+/// confirmed: the cluster is created and linked, the capture fails, and the job says
+/// what exists, how to use it and how to delete it; the audit record says it failed.
+#[test]
+fn a_migrate_whose_source_goes_away_says_what_was_created() {
+    let t = common::new_repo();
+    let dir = tempfile::tempdir().unwrap();
+    let prod =
+        t.rt.block_on(Sandbox::start(SandboxConfig::new(
+            "prod",
+            dir.path().join("prod"),
+        )))
+        .unwrap();
+    let (cloud, account) = eks_cloud(&t, dir.path());
+    let kc = dir.path().join("kubeconfig");
+    write_kubeconfig(&kc, &[prod.kubeconfig_entry()]).unwrap();
+    let linked = Linked::load(&Sources { paths: vec![kc] });
+    let prod_name = linked.clusters[0].name.clone();
+    let client = t.rt.block_on(linked.clusters[0].client()).unwrap();
+    t.rt.block_on(create(
+        &client,
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}}),
+    ));
+
+    let mut env = env_for(&t, dir.path(), linked);
+    env.aws = vec![account];
+    let mut app = App::new(env);
+    open_live_wizard(&mut app, &prod_name, "shop", 'm');
+    key(&mut app, KeyCode::Enter);
+    fill_eks_form(&mut app, "orphan-eks");
+    // The plan step is reached with prod up (its claims' classes read), then prod goes.
+    let before_shutdown = |app: &mut App| {
+        key(app, KeyCode::Enter);
+        key(app, KeyCode::Enter);
+        assert!(app.settle(LIMIT, |a| matches!(
+            a.wizard.as_ref().unwrap().classes_used,
+            Load::Ready(_)
+        )));
+        key(app, KeyCode::Enter);
+        key(app, KeyCode::Enter);
+        assert_eq!(app.wizard.as_ref().unwrap().step, Step::Plan);
+    };
+    before_shutdown(&mut app);
+    t.rt.block_on(prod.shutdown()).unwrap();
+    key(&mut app, KeyCode::Enter);
+    assert!(app.wizard.is_none(), "confirmed: the wizard closes");
+    let id = app.jobs.last().unwrap().id;
+    assert!(app.settle(Duration::from_secs(300), |a| {
+        a.jobs.iter().any(|j| j.id == id && !j.running())
+    }));
+    let job = app.jobs.iter().find(|j| j.id == id).unwrap();
+    let Some(JobEnd::Failed(e)) = &job.end else {
+        panic!("expected a failure: {:?}", job.end)
+    };
+    for want in [
+        "the EKS cluster orphan-eks and its node groups (general) were created and stay",
+        "choose it as the target when you run the wizard again",
+        "aws eks delete-nodegroup --region us-east-1 --cluster-name orphan-eks --nodegroup-name general",
+        "aws eks delete-cluster --region us-east-1 --name orphan-eks",
+    ] {
+        assert!(e.contains(want), "{want:?} not in {e}");
+    }
+    assert!(!e.contains(":snapshots"), "{e}");
+    // Linked all the same.
+    assert!(app.cluster("eks:default/us-east-1/orphan-eks").is_some());
+    let (records, _) = ferry::policy::audit::read(&t.repo).unwrap();
+    let failed: Vec<_> = records
+        .iter()
+        .filter(|r| r.action == ferry::policy::Action::Migrate)
+        .collect();
+    assert_eq!(failed.len(), 1, "{records:#?}");
+    assert_eq!(failed[0].outcome, ferry::policy::audit::Outcome::Failed);
+    assert!(failed[0].snapshot.is_none(), "{:#?}", failed[0]);
     drop(cloud);
 }
 

@@ -880,3 +880,159 @@ fn the_restore_wizard_offers_a_new_aks_cluster_with_its_form() {
     key(app, KeyCode::Enter);
     insta::assert_snapshot!("wizard_new_aks_plan", render(app, 100, 30).backend());
 }
+
+/// The console of [`app_with`] with an AWS account and an Azure subscription linked.
+fn app_with_clouds(f: &Fixture) -> App {
+    let dir = f._dir.path();
+    let linked = Linked::load(&Sources {
+        paths: vec![dir.join("config")],
+    });
+    App::new(Env {
+        linked,
+        repo: Err("no repository in this test".into()),
+        rt: f.rt.handle().clone(),
+        theme: Theme::builtin("dark"),
+        keymap: Keymap::default_keys(),
+        read_only: false,
+        read_only_contexts: vec![],
+        mover: MoverOptions::default(),
+        reports: dir.join("reports"),
+        downloads: dir.join("downloads"),
+        aws: vec![ferry::providers::eks::AwsAccount {
+            profile: Some("work".into()),
+            regions: vec!["eu-west-1".into(), "us-east-1".into()],
+            ..Default::default()
+        }],
+        azure: vec![ferry::providers::aks::AzureSubscription {
+            id: "00000000-0000-4000-8000-000000000001".into(),
+            name: Some("prod".into()),
+            ..Default::default()
+        }],
+    })
+}
+
+/// An EKS cluster's envelope as `eks::envelope` records it.
+fn eks_envelope(subnets: &[&str]) -> serde_json::Value {
+    json!({
+        "kind": "eks", "name": "shop-prod", "region": "us-east-1", "version": "1.32",
+        "roleArn": "arn:aws:iam::123456789012:role/eks",
+        "networking": {"subnetIds": subnets, "endpointPublicAccess": true},
+        "tags": {"team": "shop"},
+        "nodegroups": [{"name": "web", "instanceTypes": ["c7i.xlarge"],
+                        "scaling": {"min": 2, "max": 6, "desired": 3},
+                        "nodeRole": "arn:aws:iam::123456789012:role/node"}],
+        "addons": [{"name": "vpc-cni"}],
+    })
+}
+
+/// The migrate wizard of a live namespace with clouds linked: the target step offers a
+/// new EKS and a new AKS cluster after the linked ones (the default stays the first
+/// other linked cluster); the EKS form starts from defaults and the source's probed
+/// version, takes the source's envelope when it arrives unless the user edited the
+/// form, and the plan step says what will happen without capturing anything.
+#[test]
+fn the_migrate_wizard_offers_new_clusters_and_plans_their_creation() {
+    use ferry::ui::wizard::{Step, TargetKind};
+    let (f, _) = app_with("dark", false);
+    let mut app = app_with_clouds(&f);
+    let app = &mut app;
+    in_namespace(app);
+    key(app, KeyCode::Esc);
+    key(app, KeyCode::Char('m'));
+    let generation = app.wizard_gen;
+    app.apply(Msg::WizardClasses(generation, Ok(vec!["fast-ssd".into()])));
+    let w = app.wizard.as_ref().expect("the migrate wizard opens");
+    let kinds: Vec<(&str, &TargetKind)> = w
+        .targets
+        .iter()
+        .map(|t| (t.name.as_str(), &t.kind))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("prod", &TargetKind::Linked),
+            ("qa", &TargetKind::Linked),
+            ("new EKS cluster…", &TargetKind::New),
+            ("new AKS cluster…", &TargetKind::New),
+        ]
+    );
+    assert_eq!(w.target_name(), "qa", "the first other linked cluster");
+    key(app, KeyCode::Down);
+    insta::assert_snapshot!("wizard_migrate_new_targets", render(app, 100, 24).backend());
+    key(app, KeyCode::Enter);
+    let rows = |app: &App| app.wizard.as_ref().unwrap().creating().unwrap().rows();
+    // prod is a plain context: defaults, with the version it was probed at.
+    let before = rows(app);
+    assert_eq!(before[1].1, "ferry-migrate");
+    assert_eq!(before[2].1, "1.33");
+    assert_eq!(before[4].1, "");
+    assert_eq!(before[6].1, "m6i.large");
+
+    // An envelope for another wizard is dropped; this wizard's fills the untouched form.
+    app.apply(Msg::WizardEnvelope(
+        generation - 1,
+        Ok(Some(eks_envelope(&["subnet-old"]))),
+    ));
+    assert_eq!(rows(app), before);
+    app.apply(Msg::WizardEnvelope(
+        generation,
+        Ok(Some(eks_envelope(&["subnet-a", "subnet-b"]))),
+    ));
+    let filled = rows(app);
+    assert_eq!(filled[1].1, "shop-prod-migrate");
+    assert_eq!(filled[2].1, "1.32");
+    assert_eq!(filled[4].1, "subnet-a,subnet-b");
+    assert_eq!(filled[5].1, "arn:aws:iam::123456789012:role/node");
+    assert_eq!(filled[6].1, "c7i.xlarge");
+    assert_eq!(
+        (
+            filled[7].1.as_str(),
+            filled[8].1.as_str(),
+            filled[9].1.as_str()
+        ),
+        ("2", "6", "3")
+    );
+    // Once edited, a form stays as typed.
+    app.wizard.as_mut().unwrap().select(1);
+    chars(app, "d");
+    app.apply(Msg::WizardEnvelope(
+        generation,
+        Ok(Some(eks_envelope(&["subnet-x", "subnet-y"]))),
+    ));
+    let kept = rows(app);
+    assert_eq!(kept[1].1, "shop-prod-migrated");
+    assert_eq!(kept[4].1, "subnet-a,subnet-b");
+
+    key(app, KeyCode::Enter);
+    assert_eq!(app.wizard.as_ref().unwrap().step, Step::Namespaces);
+    // Past the form, an envelope changes none (the AKS form was never edited).
+    let mut late = eks_envelope(&["subnet-x"]);
+    late["name"] = json!("late");
+    app.apply(Msg::WizardEnvelope(generation, Ok(Some(late))));
+    let names: Vec<&str> = app
+        .wizard
+        .as_ref()
+        .unwrap()
+        .new_clusters
+        .iter()
+        .map(|n| n.name())
+        .collect();
+    assert_eq!(names, ["shop-prod-migrated", "shop-prod-migrate"]);
+    key(app, KeyCode::Enter);
+    let w = app.wizard.as_ref().unwrap();
+    assert_eq!(w.step, Step::StorageClasses);
+    assert_eq!(w.sc, [("fast-ssd".to_string(), "gp3".to_string())]);
+    key(app, KeyCode::Enter);
+    key(app, KeyCode::Enter);
+    let w = app.wizard.as_ref().unwrap();
+    assert_eq!(w.step, Step::Plan);
+    assert!(w.plan.is_none() && w.capture_job.is_none());
+    assert!(
+        app.jobs.is_empty(),
+        "nothing is captured before confirmation"
+    );
+    insta::assert_snapshot!(
+        "wizard_migrate_new_eks_plan",
+        render(app, 100, 30).backend()
+    );
+}

@@ -386,6 +386,9 @@ pub enum Msg {
     RestoreChecked(u64, Result<crate::engine::restore::RestoreOptions, String>),
     /// Storage classes used by a wizard's live source (wizard generation).
     WizardClasses(u64, Result<Vec<String>, String>),
+    /// The cloud envelope of a wizard's live source (wizard generation): None for a
+    /// cluster of no cloud, or why it could not be read.
+    WizardEnvelope(u64, Result<Option<Value>, String>),
     /// Targets of a wizard and why the policy denies each (None: allowed).
     WizardVerdicts(u64, Vec<(String, Option<String>)>),
     /// A wizard's plan (wizard generation).
@@ -891,6 +894,26 @@ impl App {
                 }
                 self.wizard_sync();
             }
+            Msg::WizardEnvelope(generation, r) => {
+                if let Some(mut w) = self.wizard.take() {
+                    if w.generation == generation {
+                        match r {
+                            Ok(envelope) => {
+                                w.envelope = envelope;
+                                w.prefill(self);
+                            }
+                            Err(e) => self.say(
+                                Tone::Warn,
+                                format!(
+                                    "the new cluster's form starts from defaults: cannot read the cloud settings of {}: {e}",
+                                    w.source_cluster()
+                                ),
+                            ),
+                        }
+                    }
+                    self.wizard = Some(w);
+                }
+            }
             Msg::Plan(generation, r) => match &mut self.wizard {
                 Some(w) if w.generation == generation => {
                     w.plan = Some(match r {
@@ -951,6 +974,8 @@ impl App {
 
     fn wizard_sync(&mut self) {
         if let Some(mut w) = self.wizard.take() {
+            // A live source's version may be probed after the wizard opened.
+            w.prefill(self);
             w.sync_classes(self);
             self.wizard = Some(w);
         }
@@ -1609,6 +1634,10 @@ impl App {
         let w = Wizard::new(self, self.wizard_gen, purpose, source);
         if let Some(linked) = self.cluster(&cluster).map(|c| c.linked.clone()) {
             self.check_targets(&w, Ok(linked.clone()));
+            if !w.new_clusters.is_empty() && linked.cloud().is_some() {
+                // The forms of new clusters, pre-filled from the source's own cloud.
+                tasks::wizard_envelope(&self.env.rt, &self.tx, self.wizard_gen, linked.clone());
+            }
             tasks::live_classes(
                 &self.env.rt,
                 &self.tx,
@@ -1786,17 +1815,7 @@ impl App {
                     w.plan = Some(Load::Failed("the source cluster is gone".into()));
                     return;
                 };
-                let copts = crate::engine::k8s::capture::CaptureOptions {
-                    cluster: cluster.clone(),
-                    scope: scope.clone(),
-                    include_volumes: ropts.include_volumes,
-                    use_snapshots: true,
-                    mover: self.env.mover.clone(),
-                    tags: vec!["console".into(), w.purpose.word().into()],
-                    parent: None,
-                    no_parent: false,
-                    envelope: None,
-                };
+                let copts = self.live_capture(w, cluster, scope);
                 let (id, progress) =
                     self.register_job(format!("capture {cluster} for {}", w.purpose.word()));
                 w.capture_job = Some(id);
@@ -1814,6 +1833,27 @@ impl App {
                     w.purpose.action(),
                 );
             }
+        }
+    }
+
+    /// How a wizard's live source is captured (tagged with the console and the purpose;
+    /// the envelope is read by the task).
+    fn live_capture(
+        &self,
+        w: &Wizard,
+        cluster: &str,
+        scope: &crate::engine::k8s::capture::Scope,
+    ) -> crate::engine::k8s::capture::CaptureOptions {
+        crate::engine::k8s::capture::CaptureOptions {
+            cluster: cluster.to_string(),
+            scope: scope.clone(),
+            include_volumes: w.include_volumes,
+            use_snapshots: true,
+            mover: self.env.mover.clone(),
+            tags: vec!["console".into(), w.purpose.word().into()],
+            parent: None,
+            no_parent: false,
+            envelope: None,
         }
     }
 
@@ -2034,9 +2074,10 @@ impl App {
 use crate::ui::newcluster::NewCluster;
 
 impl App {
-    /// Creates the wizard's new cluster and restores its snapshot into it, as one job.
-    fn create_and_restore(&mut self, w: Wizard) {
-        let (Some(new), Source::Snapshot { snap, meta }) = (w.creating(), &w.source) else {
+    /// Creates the wizard's new cluster and restores its source into it (a snapshot, or
+    /// a live selection captured once the cluster exists), as one job.
+    fn create_and_restore(&mut self, mut w: Wizard) {
+        let Some(new) = w.creating() else {
             return;
         };
         let repo = match &self.env.repo {
@@ -2060,18 +2101,37 @@ impl App {
                 source_version: f.source_version.clone(),
             }),
         };
-        let create = match create {
-            Ok(c) => c,
-            Err(e) => {
-                let mut w = w.clone();
+        let name = new.name().to_string();
+        let payload = match &w.source {
+            Source::Snapshot { snap, meta } => Ok(tasks::Payload::Snapshot {
+                snapshot: snap.clone(),
+                meta: meta.clone(),
+                origin: Box::new(self.origin_place(&meta.cluster)),
+            }),
+            Source::Live { cluster, scope } => match self.cluster(cluster) {
+                Some(c) => Ok(tasks::Payload::Live {
+                    source: Box::new(c.linked.clone()),
+                    capture: Box::new(self.live_capture(&w, cluster, scope)),
+                    action: w.purpose.action(),
+                }),
+                None => Err(format!(
+                    "{cluster} is no longer linked: close the wizard and link it again"
+                )),
+            },
+        };
+        let (create, payload) = match (create, payload) {
+            (Ok(c), Ok(p)) => (c, p),
+            (Err(e), _) | (_, Err(e)) => {
                 w.error = Some(e);
                 self.wizard = Some(w);
                 return;
             }
         };
-        let name = new.name().to_string();
-        let (id, progress) =
-            self.register_job(format!("create {name} + restore {}", w.source_label()));
+        let (id, progress) = self.register_job(format!(
+            "create {name} + {} {}",
+            w.purpose.word(),
+            w.source_label()
+        ));
         tasks::create_and_restore(
             &self.env.rt,
             &self.tx,
@@ -2079,10 +2139,8 @@ impl App {
             create,
             repo,
             tasks::Restore {
-                snapshot: (**snap).clone(),
-                meta: (**meta).clone(),
+                payload,
                 options: w.restore_options(&self.env.mover),
-                origin: self.origin_place(&meta.cluster),
                 mover: self.env.mover.clone(),
                 reports: self.env.reports.clone(),
             },
@@ -2090,7 +2148,11 @@ impl App {
         );
         self.say(
             Tone::Ok,
-            format!("creating {name}, then restoring into it: follow it on :jobs"),
+            format!(
+                "creating {name}, then {} {} into it: follow it on :jobs",
+                w.purpose.doing(),
+                w.source_label()
+            ),
         );
     }
 }

@@ -1,9 +1,10 @@
 //! The wizard's "new cluster" targets: a cluster Ferry creates before it restores into
 //! it. [`NewCluster`] has one variant per cloud (EKS and AKS; another cloud is one more
 //! variant with its form and its create call in `tasks::create_cluster`). A form is
-//! pre-filled from the envelope a capture recorded when it comes from the same cloud,
-//! and checked in place; nothing is created until the wizard's last step is confirmed.
-//! The forms share their key handling ([`edit`]).
+//! pre-filled from the source's cloud envelope (a capture's, or a live source's fetched
+//! when the wizard opens) when it comes from the same cloud, and checked in place;
+//! nothing is created until the wizard's last step is confirmed. The forms share their
+//! key handling ([`edit`]).
 
 use crate::providers::aks::{self, AksSpec, AzureSubscription};
 use crate::providers::eks::{self, AwsAccount, ClusterSpec, NodegroupSpec};
@@ -89,6 +90,47 @@ fn advice(e: &SpecError, rows: &[&str], cloud: &str) -> String {
 }
 
 impl NewCluster {
+    /// The clusters a wizard offers to create, one per cloud with a linked account or
+    /// subscription, named `name` and pre-filled from the source's `envelope` (what it
+    /// says of its own cloud; of another, its version alone) and `server_version`.
+    pub fn offered(
+        aws: &[AwsAccount],
+        azure: &[AzureSubscription],
+        envelope: Option<&serde_json::Value>,
+        server_version: &str,
+        name: &str,
+    ) -> Vec<NewCluster> {
+        let mut out = Vec::new();
+        if !aws.is_empty() {
+            // An AKS envelope says nothing an EKS form can use but the version.
+            let eks_envelope = envelope.filter(|e| e["kind"].as_str() != Some("aks"));
+            out.push(NewCluster::Eks(EksForm::new(
+                aws,
+                eks_envelope,
+                server_version,
+                name,
+            )));
+        }
+        if !azure.is_empty() {
+            out.push(NewCluster::Aks(AksForm::new(
+                azure,
+                envelope,
+                server_version,
+                name,
+            )));
+        }
+        out
+    }
+
+    /// Whether the user has changed a field or a choice of the form (then it is kept as
+    /// typed when the source's envelope arrives).
+    pub fn edited(&self) -> bool {
+        match self {
+            NewCluster::Eks(f) => f.edited,
+            NewCluster::Aks(f) => f.edited,
+        }
+    }
+
     /// The entry of the wizard's target list.
     pub fn label(&self) -> &'static str {
         match self {
@@ -121,9 +163,16 @@ impl NewCluster {
 
     /// A key on the form: ↑/↓ move, ←/→ choose, typing edits.
     pub fn key(&mut self, code: crossterm::event::KeyCode) {
+        let before = self.rows();
         match self {
             NewCluster::Eks(f) => f.key(code),
             NewCluster::Aks(f) => f.key(code),
+        }
+        if self.rows() != before {
+            match self {
+                NewCluster::Eks(f) => f.edited = true,
+                NewCluster::Aks(f) => f.edited = true,
+            }
         }
     }
 
@@ -279,6 +328,8 @@ pub struct EksForm {
     /// (tags, add-ons, more node groups, labels...).
     pub base: ClusterSpec,
     pub sel: usize,
+    /// Whether the user has changed anything ([`NewCluster::edited`]).
+    pub edited: bool,
 }
 
 impl EksForm {
@@ -344,6 +395,7 @@ impl EksForm {
             source_version,
             base,
             sel: 0,
+            edited: false,
         }
     }
 
@@ -495,6 +547,8 @@ pub struct AksForm {
     /// (pool names and modes, zones, labels, taints, network profile, tags...).
     pub base: AksSpec,
     pub sel: usize,
+    /// Whether the user has changed anything ([`NewCluster::edited`]).
+    pub edited: bool,
 }
 
 impl AksForm {
@@ -557,6 +611,7 @@ impl AksForm {
             source_version,
             base,
             sel: 0,
+            edited: false,
         }
     }
 

@@ -335,19 +335,24 @@ fn ended(r: Result<JobEnd, String>, progress: &JobProgress) -> JobEnd {
     }
 }
 
-fn captured(out: &capture::CaptureOutcome) -> JobEnd {
+/// What a capture saved, in words.
+fn capture_summary(out: &capture::CaptureOutcome) -> String {
     let s = &out.snapshot.summary;
+    format!(
+        "{} objects, {} volume(s), {} files, {} ({} new, {} stored)",
+        out.meta.objects,
+        out.meta.volumes.len(),
+        s.files,
+        format::bytes(s.bytes),
+        format::bytes(s.bytes_new),
+        format::bytes(s.bytes_stored)
+    )
+}
+
+fn captured(out: &capture::CaptureOutcome) -> JobEnd {
     JobEnd::Captured {
         snapshot: out.snapshot.id.short(),
-        summary: format!(
-            "{} objects, {} volume(s), {} files, {} ({} new, {} stored)",
-            out.meta.objects,
-            out.meta.volumes.len(),
-            s.files,
-            format::bytes(s.bytes),
-            format::bytes(s.bytes_new),
-            format::bytes(s.bytes_stored)
-        ),
+        summary: capture_summary(out),
         warnings: out.warnings.clone(),
     }
 }
@@ -413,6 +418,15 @@ pub fn backup(
             }
         }
         send(&tx, Msg::JobDone(id, ended(r, &progress)));
+    });
+}
+
+/// The cloud envelope of a wizard's live source, for the forms of new clusters.
+pub fn wizard_envelope(rt: &Handle, tx: &Sender<Msg>, generation: u64, cluster: LinkedCluster) {
+    let tx = tx.clone();
+    rt.spawn(async move {
+        let r = cluster.envelope().await.map_err(|e| e.to_string());
+        send(&tx, Msg::WizardEnvelope(generation, r));
     });
 }
 
@@ -916,21 +930,38 @@ pub enum Create {
     },
 }
 
-/// What to restore into a cluster once it exists.
+/// What goes into a new cluster once it exists.
+#[derive(Debug, Clone)]
+pub enum Payload {
+    /// A capture in the repository (the restore wizard), taken at `origin`: checked as
+    /// a restore.
+    Snapshot {
+        snapshot: Box<Snapshot>,
+        meta: Box<CaptureMeta>,
+        origin: Box<Place>,
+    },
+    /// A live selection of `source` (the migrate and clone wizards), checked as `action`
+    /// and captured only then.
+    Live {
+        source: Box<LinkedCluster>,
+        capture: Box<CaptureOptions>,
+        action: Action,
+    },
+}
+
+/// What to restore into a cluster once it exists, and how.
 #[derive(Debug, Clone)]
 pub struct Restore {
-    pub snapshot: Snapshot,
-    pub meta: CaptureMeta,
+    pub payload: Payload,
     pub options: RestoreOptions,
-    pub origin: Place,
     pub mover: MoverOptions,
     pub reports: PathBuf,
 }
 
 /// Creates the cluster (its progress in the job's phase and log), tells the app it is
-/// linked, then checks the policy, plans the restore against it and carries it out:
-/// one job. A failure says what exists and how to delete it.
-#[allow(clippy::too_many_arguments)]
+/// linked, then checks the policy, captures a live source, plans the restore against
+/// the new cluster and carries it out: one job. A failure says what exists and how to
+/// delete it.
 pub fn create_and_restore(
     rt: &Handle,
     tx: &Sender<Msg>,
@@ -950,43 +981,49 @@ pub fn create_and_restore(
             }
         };
         send(&tx, Msg::ClusterCreated(Box::new(target.clone())));
-        let leftover = match &create {
-            Create::Eks { region, spec, .. } => {
-                let mut remove: Vec<String> = spec
-                    .nodegroups
-                    .iter()
-                    .map(|ng| {
-                        format!(
-                            "aws eks delete-nodegroup --region {region} --cluster-name {} --nodegroup-name {}",
-                            spec.name, ng.name
-                        )
-                    })
-                    .collect();
-                remove.push(format!(
-                    "aws eks delete-cluster --region {region} --name {}",
-                    spec.name
-                ));
-                format!(
-                    "the EKS cluster {} and its node groups ({}) were created and stay: restore into it again from :snapshots, or remove them with: {}",
-                    spec.name,
-                    spec.nodegroups
-                        .iter()
-                        .map(|n| n.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    remove.join("; ")
-                )
-            }
-            Create::Aks { sub, spec, .. } => format!(
-                "the AKS cluster {} (resource group {}) was created and stays: restore into it again from :snapshots, or remove it with: az aks delete --subscription {} --resource-group {} --name {} --yes",
-                spec.name, spec.resource_group, sub.id, spec.resource_group, spec.name
-            ),
-        };
         let r = restore_into(&repo, &target, restore, &progress)
             .await
-            .map_err(|e| format!("{e}; {leftover}"));
+            .map_err(|e| format!("{e}; {}", leftover(&create)));
         send(&tx, Msg::JobDone(id, ended(r, &progress)));
     });
+}
+
+/// What a failure after creation leaves behind, and what the user can do with it.
+fn leftover(create: &Create) -> String {
+    const AGAIN: &str =
+        "it is linked in the console, so choose it as the target when you run the wizard again";
+    match create {
+        Create::Eks { region, spec, .. } => {
+            let mut remove: Vec<String> = spec
+                .nodegroups
+                .iter()
+                .map(|ng| {
+                    format!(
+                        "aws eks delete-nodegroup --region {region} --cluster-name {} --nodegroup-name {}",
+                        spec.name, ng.name
+                    )
+                })
+                .collect();
+            remove.push(format!(
+                "aws eks delete-cluster --region {region} --name {}",
+                spec.name
+            ));
+            format!(
+                "the EKS cluster {} and its node groups ({}) were created and stay: {AGAIN}, or remove them with: {}",
+                spec.name,
+                spec.nodegroups
+                    .iter()
+                    .map(|n| n.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                remove.join("; ")
+            )
+        }
+        Create::Aks { sub, spec, .. } => format!(
+            "the AKS cluster {} (resource group {}) was created and stays: {AGAIN}, or remove it with: az aks delete --subscription {} --resource-group {} --name {} --yes",
+            spec.name, spec.resource_group, sub.id, spec.resource_group, spec.name
+        ),
+    }
 }
 
 /// Creation events into the job's phase and log (the same for every cloud).
@@ -1007,6 +1044,10 @@ fn into_progress(
         CreateEvent::Ready(what) => p.log(format!("{what} is ready")),
     }
 }
+
+/// How the console's user starts a creation that failed half-way again (the provider
+/// reuses what exists).
+const CREATE_AGAIN: &str = "run the wizard again with a new cluster of the same name";
 
 async fn create_cluster(
     create: &Create,
@@ -1031,7 +1072,13 @@ async fn create_cluster(
                 &events,
             )
             .await
-            .map_err(|e| format!("cannot create the EKS cluster {}: {e}", spec.name))?;
+            .map_err(|e| {
+                format!(
+                    "cannot create the EKS cluster {}: {}",
+                    spec.name,
+                    e.explain(CREATE_AGAIN)
+                )
+            })?;
             progress.log(format!(
                 "EKS cluster {} is ACTIVE (Kubernetes {})",
                 cluster.name, cluster.version
@@ -1052,7 +1099,13 @@ async fn create_cluster(
                 &events,
             )
             .await
-            .map_err(|e| format!("cannot create the AKS cluster {}: {e}", spec.name))?;
+            .map_err(|e| {
+                format!(
+                    "cannot create the AKS cluster {}: {}",
+                    spec.name,
+                    e.explain(CREATE_AGAIN)
+                )
+            })?;
             progress.log(format!(
                 "AKS cluster {} has succeeded (Kubernetes {})",
                 cluster.name, cluster.version
@@ -1062,78 +1115,131 @@ async fn create_cluster(
     }
 }
 
-/// The policy check, the plan (refused when it has blocking problems) and the restore
-/// of a snapshot into `target`, with the report saved and the audit record finished.
+/// The policy check, a live source's capture, the plan (refused when it has blocking
+/// problems) and the restore into `target`, with the report saved and the audit record
+/// finished however it ends once the policy allowed the job.
 async fn restore_into(
     repo: &Repository,
     target: &LinkedCluster,
     r: Restore,
     progress: &Arc<JobProgress>,
 ) -> Result<JobEnd, String> {
-    progress.set_phase("planning the restore");
-    let client = client(target).await?;
-    let sources = if r.options.namespaces.is_empty() {
-        &r.meta.namespaces
-    } else {
-        &r.options.namespaces
-    };
-    let mut gate = gate::check(
-        repo,
-        Action::Restore,
-        Some(&r.origin),
-        Some(&Place::new(target, Some(&client))),
-        &pairs(sources, &r.options),
-    )
-    .await
-    .map_err(|e| e.to_string())?;
-    gate.record.snapshot = Some(r.snapshot.id.to_hex());
-    let objects = scrubbed(&gate, read(repo, &r.snapshot).await?);
-    let plan = plan::build(
-        &client,
-        &target.name,
-        &r.snapshot,
-        &r.meta,
-        &objects,
-        &r.options,
-    )
-    .await
-    .map_err(|e| format!("cannot plan the restore into {}: {e}", target.name))?;
-    gate.plan(&plan);
-    if plan.blocking() > 0 {
-        let problems: Vec<String> = plan
-            .problems
-            .iter()
-            .filter(|p| p.blocking)
-            .map(|p| p.message.clone())
-            .collect();
-        let e = format!(
-            "the restore plan has blocking problems: {}",
-            problems.join("; ")
-        );
-        gate::finish(repo, gate.record, Err(e.clone())).await;
-        return Err(e);
-    }
-    for l in plan.render_text().lines() {
-        progress.log(l.to_string());
-    }
+    let Restore {
+        payload,
+        options,
+        mover,
+        reports,
+    } = r;
+    let mut permit: Option<Gate> = None;
     let result = async {
-        let report = apply::apply(&client, repo, &plan, &r.mover, progress)
+        progress.set_phase("checking the policy");
+        let target_client = client(target).await?;
+        let to = Place::new(target, Some(&target_client));
+        // The policy first: nothing is read for a denied job.
+        let (gate, snapshot, meta) = match payload {
+            Payload::Snapshot {
+                snapshot,
+                meta,
+                origin,
+            } => {
+                let sources = if options.namespaces.is_empty() {
+                    &meta.namespaces
+                } else {
+                    &options.namespaces
+                };
+                let gate = gate::check(
+                    repo,
+                    Action::Restore,
+                    Some(&origin),
+                    Some(&to),
+                    &pairs(sources, &options),
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+                let gate = permit.insert(gate);
+                gate.record.snapshot = Some(snapshot.id.to_hex());
+                (gate, *snapshot, *meta)
+            }
+            Payload::Live {
+                source,
+                mut capture,
+                action,
+            } => {
+                let source_client = client(&source).await?;
+                let gate = gate::check(
+                    repo,
+                    action,
+                    Some(&Place::new(&source, Some(&source_client))),
+                    Some(&to),
+                    &pairs(&scope_namespaces(&capture.scope), &options),
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+                let gate = permit.insert(gate);
+                capture.envelope = envelope(&source).await;
+                let out = capture::capture(&source_client, repo, &capture, progress)
+                    .await
+                    .map_err(|e| format!("capture from {} failed: {e}", source.name))?;
+                progress.log(format!(
+                    "captured snapshot {}: {}",
+                    out.snapshot.id.short(),
+                    capture_summary(&out)
+                ));
+                for w in &out.warnings {
+                    progress.log(format!("warning: {w}"));
+                }
+                gate.record.snapshot = Some(out.snapshot.id.to_hex());
+                gate.record.bytes += out.snapshot.summary.bytes;
+                (gate, out.snapshot, out.meta)
+            }
+        };
+        progress.set_phase("planning the restore");
+        let objects = scrubbed(gate, read(repo, &snapshot).await?);
+        let plan = plan::build(
+            &target_client,
+            &target.name,
+            &snapshot,
+            &meta,
+            &objects,
+            &options,
+        )
+        .await
+        .map_err(|e| format!("cannot plan the restore into {}: {e}", target.name))?;
+        gate.plan(&plan);
+        if plan.blocking() > 0 {
+            let problems: Vec<String> = plan
+                .problems
+                .iter()
+                .filter(|p| p.blocking)
+                .map(|p| p.message.clone())
+                .collect();
+            return Err(format!(
+                "the restore plan has blocking problems: {}",
+                problems.join("; ")
+            ));
+        }
+        for l in plan.render_text().lines() {
+            progress.log(l.to_string());
+        }
+        let report = apply::apply(&target_client, repo, &plan, &mover, progress)
             .await
             .map_err(|e| format!("restore into {} failed: {e}", target.name))?;
-        Ok::<_, String>(save_report(report, r.reports, target.context.clone(), progress).await)
+        Ok(save_report(report, reports, target.context.clone(), progress).await)
     }
     .await;
-    let mut record = gate.record.clone();
-    let outcome = match &result {
-        Ok(JobEnd::Restored { report, .. }) => {
-            record.bytes += report.bytes_restored;
-            Ok(report.failed().is_empty())
+    if let Some(gate) = permit {
+        let mut record = gate.record;
+        let outcome = match &result {
+            Ok(JobEnd::Restored { report, .. }) => {
+                record.bytes += report.bytes_restored;
+                Ok(report.failed().is_empty())
+            }
+            Ok(_) => Ok(true),
+            Err(e) => Err(e.clone()),
+        };
+        if let Some(w) = gate::finish(repo, record, outcome).await {
+            progress.log(w);
         }
-        Ok(_) => Ok(true),
-        Err(e) => Err(e.clone()),
-    };
-    if let Some(w) = gate::finish(repo, record, outcome).await {
-        progress.log(w);
     }
     result
 }

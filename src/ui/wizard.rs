@@ -14,7 +14,7 @@ use crate::engine::k8s::transform::{self, Mapping};
 use crate::engine::snapshot::Snapshot;
 use crate::providers::probe::StorageClassInfo;
 use crate::ui::app::{App, Load};
-use crate::ui::newcluster::{AksForm, EksForm, NewCluster};
+use crate::ui::newcluster::NewCluster;
 use crate::ui::tasks::Prepared;
 
 /// What the wizard is for.
@@ -40,6 +40,24 @@ impl Purpose {
             Purpose::Restore => "restore",
             Purpose::Migrate => "migrate",
             Purpose::Clone => "clone",
+        }
+    }
+
+    /// "restoring", "migrating", "cloning".
+    pub fn doing(self) -> &'static str {
+        match self {
+            Purpose::Restore => "restoring",
+            Purpose::Migrate => "migrating",
+            Purpose::Clone => "cloning",
+        }
+    }
+
+    /// "restored", "migrated", "cloned".
+    pub fn done(self) -> &'static str {
+        match self {
+            Purpose::Restore => "restored",
+            Purpose::Migrate => "migrated",
+            Purpose::Clone => "cloned",
         }
     }
 }
@@ -158,6 +176,36 @@ pub struct Wizard {
     pub capture_job: Option<usize>,
     /// The forms of the clusters to create the target list offers (one per cloud).
     pub new_clusters: Vec<NewCluster>,
+    /// A live source's cloud envelope, once fetched (a snapshot's is in its meta).
+    pub envelope: Option<serde_json::Value>,
+}
+
+/// What the forms of new clusters are pre-filled from: the source's cloud envelope
+/// (a capture's, or `live_envelope` for a live source) and its server version (a
+/// capture's, or the live source's as probed; empty until known).
+fn source_facts<'a>(
+    app: &App,
+    source: &'a Source,
+    live_envelope: Option<&'a serde_json::Value>,
+) -> (Option<&'a serde_json::Value>, String) {
+    match source {
+        Source::Snapshot { meta, .. } => (meta.envelope.as_ref(), meta.server_version.clone()),
+        Source::Live { cluster, .. } => (
+            live_envelope,
+            app.cluster(cluster)
+                .and_then(|c| c.facts.as_ref())
+                .and_then(|f| f.as_ref().ok())
+                .map(|f| f.version.clone())
+                .unwrap_or_default(),
+        ),
+    }
+}
+
+/// The name a new cluster's form starts with: the source cluster's own (from its
+/// envelope) or `ferry`, followed by what the wizard does (`shop-eks-migrate`).
+fn new_cluster_name(envelope: Option<&serde_json::Value>, purpose: Purpose) -> String {
+    let base = envelope.and_then(|e| e["name"].as_str()).unwrap_or("ferry");
+    format!("{base}-{}", purpose.word())
 }
 
 impl Wizard {
@@ -172,35 +220,18 @@ impl Wizard {
             })
             .collect();
         let mut targets = targets;
-        // New clusters are offered for a snapshot's restore when cloud accounts are linked.
-        let mut new_clusters = Vec::new();
-        if let Source::Snapshot { meta, .. } = &source {
-            let name = meta
-                .envelope
-                .as_ref()
-                .and_then(|e| e["name"].as_str())
-                .map(|n| format!("{n}-restore"))
-                .unwrap_or_else(|| "ferry-restore".into());
-            let envelope = meta.envelope.as_ref();
-            if !app.env.aws.is_empty() {
-                // An AKS envelope says nothing an EKS form can use but the version.
-                let eks_envelope = envelope.filter(|e| e["kind"].as_str() != Some("aks"));
-                new_clusters.push(NewCluster::Eks(EksForm::new(
-                    &app.env.aws,
-                    eks_envelope,
-                    &meta.server_version,
-                    &name,
-                )));
-            }
-            if !app.env.azure.is_empty() {
-                new_clusters.push(NewCluster::Aks(AksForm::new(
-                    &app.env.azure,
-                    envelope,
-                    &meta.server_version,
-                    &name,
-                )));
-            }
-        }
+        // New clusters are offered whenever cloud accounts are linked: a live source's
+        // envelope is fetched by the app and applied with [`Wizard::prefill`].
+        let new_clusters = {
+            let (envelope, version) = source_facts(app, &source, None);
+            NewCluster::offered(
+                &app.env.aws,
+                &app.env.azure,
+                envelope,
+                &version,
+                &new_cluster_name(envelope, purpose),
+            )
+        };
         for n in &new_clusters {
             targets.push(TargetOption {
                 kind: TargetKind::New,
@@ -268,6 +299,36 @@ impl Wizard {
             error: None,
             capture_job: None,
             new_clusters,
+            envelope: None,
+        }
+    }
+
+    /// Pre-fills the forms of the clusters to create again from what is known of the
+    /// source now (a live source's envelope once fetched, its version once probed);
+    /// a form the user has edited stays as typed, and all stay once the user has gone
+    /// past the form (what was shown is what was accepted).
+    pub fn prefill(&mut self, app: &App) {
+        if self.step > Step::Cluster {
+            return;
+        }
+        let (envelope, version) = source_facts(app, &self.source, self.envelope.as_ref());
+        let fresh = NewCluster::offered(
+            &app.env.aws,
+            &app.env.azure,
+            envelope,
+            &version,
+            &new_cluster_name(envelope, self.purpose),
+        );
+        for f in fresh {
+            if let Some(old) = self
+                .new_clusters
+                .iter_mut()
+                .find(|o| o.label() == f.label() && !o.edited())
+            {
+                let sel = old.selected();
+                *old = f;
+                old.select(sel);
+            }
         }
     }
 

@@ -10,7 +10,7 @@ use crate::engine::k8s::plan::Conflict;
 use crate::ui::app::{App, Load};
 use crate::ui::newcluster::NewCluster;
 use crate::ui::widgets;
-use crate::ui::wizard::{OPTION_ROWS, Step, TargetKind, Wizard};
+use crate::ui::wizard::{OPTION_ROWS, Source, Step, TargetKind, Wizard};
 
 fn pointer(sel: bool) -> &'static str {
     if sel { "› " } else { "  " }
@@ -66,13 +66,17 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, w: &Wizard) {
             lines.push(Line::from(Span::styled("Linked clusters", theme.group())));
             for (i, t) in w.targets.iter().enumerate() {
                 if t.kind == TargetKind::New {
-                    lines.push(Line::from(Span::styled("New cluster", theme.group())));
+                    // One heading over the new clusters (one entry per cloud).
+                    if i == 0 || w.targets[i - 1].kind != TargetKind::New {
+                        lines.push(Line::from(Span::styled("New cluster", theme.group())));
+                    }
                     items.push((lines.len(), i));
                     lines.push(Line::from(Span::styled(
                         format!(
-                            "{}{}  created, then restored into (one job)",
+                            "{}{}  created, then {} into (one job)",
                             pointer(i == w.target),
-                            t.name
+                            t.name,
+                            w.purpose.done()
                         ),
                         sel(i == w.target),
                     )));
@@ -263,7 +267,10 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, w: &Wizard) {
         }
         Step::Plan if w.creating().is_some() => {
             lines.push(Line::from(Span::styled(
-                "Creation + restore, as one job on :jobs (nothing exists yet to plan against):",
+                format!(
+                    "Creation + {}, as one job on :jobs (nothing exists yet to plan against):",
+                    w.purpose.word()
+                ),
                 theme.header(),
             )));
             if let Some(n) = w.creating() {
@@ -271,12 +278,25 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, w: &Wizard) {
                     lines.push(Line::from(l));
                 }
             }
-            lines.push(Line::from(format!(
-                "then restore {} into it (planned and checked by the policy once it is ready)",
-                w.source_label()
-            )));
+            lines.push(Line::from(match &w.source {
+                Source::Snapshot { .. } => format!(
+                    "then restore {} into it (planned and checked by the policy once it is ready)",
+                    w.source_label()
+                ),
+                Source::Live { cluster, .. } => format!(
+                    "then, once it is ready: check the policy, capture {} (a new snapshot), plan and {} it into the new cluster. Nothing is read from {cluster} before.",
+                    w.source_label(),
+                    w.purpose.word()
+                ),
+            }));
+            for (from, to) in w.ns.iter().filter(|(from, to)| from != to) {
+                lines.push(Line::from(format!("  namespace {from} → {to}")));
+            }
             for (from, to) in &w.sc {
                 lines.push(Line::from(format!("  storage class {from} → {to}")));
+            }
+            if !w.include_volumes {
+                lines.push(Line::from("  objects only (no volume data)"));
             }
             lines.push(Line::from(Span::styled(
                 "If a step fails, the job lists what was created and how to delete it.",
