@@ -73,8 +73,8 @@ fn app_with(theme: &str, read_only: bool) -> (Fixture, App) {
     app_linking(theme, read_only, |_| {})
 }
 
-/// The app over the test kubeconfig, with `edit` applied to what was linked.
-fn app_linking(theme: &str, read_only: bool, edit: impl FnOnce(&mut Linked)) -> (Fixture, App) {
+/// The app over the test kubeconfig, with `edit` applied to its environment.
+fn app_linking(theme: &str, read_only: bool, edit: impl FnOnce(&mut Env)) -> (Fixture, App) {
     let dir = tempfile::tempdir().unwrap();
     let kc = dir.path().join("config");
     std::fs::write(&kc, KUBECONFIG).unwrap();
@@ -82,7 +82,6 @@ fn app_linking(theme: &str, read_only: bool, edit: impl FnOnce(&mut Linked)) -> 
     for c in &mut linked.clusters {
         c.sources = vec![PathBuf::from("/home/sre/.kube/config")];
     }
-    edit(&mut linked);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -111,6 +110,8 @@ fn app_linking(theme: &str, read_only: bool, edit: impl FnOnce(&mut Linked)) -> 
         aws: vec![],
         azure: vec![],
     };
+    let mut env = env;
+    edit(&mut env);
     let app = App::new(env);
     (Fixture { _dir: dir, rt }, app)
 }
@@ -212,7 +213,8 @@ fn clusters_loading_then_probed() {
 fn broken_sources_are_listed_with_why() {
     use ferry::providers::kubeconfig::{BrokenSource, Origin};
     let why = "AWS profile expired: the security token included in the request is expired. Check `aws sts get-caller-identity --profile expired` (log in again with `aws sso login` or renew the keys)";
-    let (_f, mut app) = app_linking("dark", false, |l| {
+    let (_f, mut app) = app_linking("dark", false, |e| {
+        let l = &mut e.linked;
         l.broken.push(BrokenSource {
             origin: Origin::Kubeconfig(PathBuf::from("/home/sre/.kube/old")),
             error: "invalid type: string \"x\", expected a sequence".into(),
@@ -243,6 +245,55 @@ fn broken_sources_are_listed_with_why() {
     );
     let status = app.status.as_ref().map(|s| s.1.clone()).unwrap_or_default();
     assert_eq!(status, format!("aws expired eu-west-1: {why}"));
+}
+
+/// Cloud accounts are listed in the background: each origin is a "listing…" row until
+/// it answers; then its clusters join (and are probed), or it says why it could not be
+/// listed; the selection stays on its row meanwhile.
+#[test]
+fn cloud_origins_show_listing_until_they_answer() {
+    use ferry::providers::eks::{AwsAccount, EksCluster};
+    use ferry::providers::kubeconfig::{LinkedCluster, Origin};
+    let account = AwsAccount {
+        profile: Some("work".into()),
+        regions: vec!["eu-west-1".into(), "us-east-1".into()],
+        endpoint: Some("http://127.0.0.1:9".into()),
+        static_credentials: None,
+    };
+    let acct = account.clone();
+    // The test's runtime is not driven: the listing stays pending until told.
+    let (_f, mut app) = app_linking("dark", false, move |e| e.aws = vec![acct]);
+    probed(&mut app);
+    key(&mut app, KeyCode::Down);
+    assert_eq!(app.selected_row().map(|r| r.key), Some("qa".to_string()));
+    insta::assert_snapshot!("clusters_cloud_listing", render(&app, 120, 24).backend());
+    let origin = |region: &str| Origin::Cloud {
+        provider: "aws".into(),
+        account: "work".into(),
+        region: region.into(),
+    };
+    let cluster = EksCluster {
+        name: "shop".into(),
+        region: "eu-west-1".into(),
+        arn: "arn:aws:eks:eu-west-1:123456789012:cluster/shop".into(),
+        status: "ACTIVE".into(),
+        version: "1.31".into(),
+        platform_version: "eks.9".into(),
+        endpoint: "https://127.0.0.1:3".into(),
+        certificate_authority: String::new(),
+        tags: Default::default(),
+    };
+    app.apply(Msg::CloudListed(
+        origin("eu-west-1"),
+        Ok(vec![LinkedCluster::from_eks(&account, &cluster)]),
+    ));
+    app.apply(Msg::CloudListed(
+        origin("us-east-1"),
+        Err("AWS profile work: the security token included in the request is expired".into()),
+    ));
+    assert!(app.cluster("eks:work/eu-west-1/shop").is_some());
+    assert_eq!(app.selected_row().map(|r| r.key), Some("qa".to_string()));
+    insta::assert_snapshot!("clusters_cloud_listed", render(&app, 120, 24).backend());
 }
 
 #[test]

@@ -24,7 +24,8 @@ pub fn run(ctx: &Context, read_only: bool) -> anyhow::Result<Exit> {
         .with_accents(&settings.accent, depth)
         .map_err(anyhow::Error::msg)?;
     let keymap = Keymap::load(&ctx.dirs.config).map_err(anyhow::Error::msg)?;
-    let linked = super::kube::linked(ctx)?;
+    // Kubeconfig contexts now; cloud accounts' clusters join on the screen as they answer.
+    let linked = super::kube::kubeconfig_linked(ctx, &settings)?;
     // Opened before the screen switches: a password prompt still works here.
     let repo = ctx.open().map_err(|e| format!("{e:#}"));
     let mut mover = MoverOptions::default();

@@ -41,7 +41,7 @@ pub fn linked(ctx: &Context) -> anyhow::Result<Linked> {
 }
 
 /// The kubeconfig contexts (or the sandbox default when there is nothing to link).
-fn kubeconfig_linked(ctx: &Context, settings: &Settings) -> anyhow::Result<Linked> {
+pub(super) fn kubeconfig_linked(ctx: &Context, settings: &Settings) -> anyhow::Result<Linked> {
     let linked = Linked::load(&Sources::from_environment(&settings.kubeconfig_paths()));
     if !linked.clusters.is_empty()
         || !linked.broken.is_empty()

@@ -25,7 +25,7 @@ use crate::engine::k8s::mover::MoverOptions;
 use crate::engine::progress::RateMeter;
 use crate::engine::snapshot::Snapshot;
 use crate::engine::tree::{Node, NodeKind};
-use crate::providers::kubeconfig::{Linked, LinkedCluster};
+use crate::providers::kubeconfig::{BrokenSource, Linked, LinkedCluster, Origin};
 use crate::providers::probe::Facts;
 use crate::ui::keymap::{Action, Keymap};
 use crate::ui::screens;
@@ -400,6 +400,9 @@ pub enum Msg {
     Status(Tone, String),
     /// A cluster the console created (a wizard's new target): linked from now on.
     ClusterCreated(Box<LinkedCluster>),
+    /// The clusters of one cloud origin (an AWS account's region, an Azure
+    /// subscription), or why they could not be listed.
+    CloudListed(Origin, Result<Vec<LinkedCluster>, String>),
     /// A terminal event (from the input thread).
     Input(crossterm::event::Event),
 }
@@ -430,6 +433,8 @@ pub struct App {
     pub quit: bool,
     /// The wizard generation counter (results of an older wizard are dropped).
     pub wizard_gen: u64,
+    /// The cloud origins still being listed (their clusters join when they answer).
+    pub listing: Vec<Origin>,
     tx: mpsc::Sender<Msg>,
     rx: mpsc::Receiver<Msg>,
     /// Something changed since the last frame.
@@ -485,17 +490,37 @@ impl App {
             status: None,
             quit: false,
             wizard_gen: 0,
+            listing: Vec::new(),
             tx,
             rx,
             dirty: true,
             hits: RefCell::new(Hits::default()),
         };
-        app.cluster_rows = screens::clusters::rows(&app);
         for c in &app.clusters {
             tasks::probe(&app.env.rt, &app.tx, c.linked.clone());
         }
+        // Cloud accounts are listed in the background: the screen is up meanwhile.
+        app.listing = crate::providers::cloud::origins(&app.env.aws, &app.env.azure);
+        if !app.listing.is_empty() {
+            tasks::cloud_clusters(&app.env.rt, &app.tx, &app.env.aws, &app.env.azure);
+        }
+        app.cluster_rows = screens::clusters::rows(&app);
         app.select_first_selectable();
         app
+    }
+
+    /// Links a cluster found or created while the console runs, and probes it.
+    fn add_cluster(&mut self, linked: LinkedCluster) {
+        if self.cluster(&linked.name).is_some() {
+            return;
+        }
+        tasks::probe(&self.env.rt, &self.tx, linked.clone());
+        self.clusters.push(ClusterState {
+            linked,
+            facts: None,
+            namespaces: None,
+            ns: HashMap::new(),
+        });
     }
 
     /// A sender for messages into this app (the input thread uses it).
@@ -861,15 +886,30 @@ impl App {
             }
             Msg::RestoreChecked(generation, r) => self.restore_checked(generation, r),
             Msg::ClusterCreated(linked) => {
-                if self.cluster(&linked.name).is_none() {
-                    tasks::probe(&self.env.rt, &self.tx, (*linked).clone());
-                    self.clusters.push(ClusterState {
-                        linked: *linked,
-                        facts: None,
-                        namespaces: None,
-                        ns: HashMap::new(),
-                    });
-                    self.cluster_rows = screens::clusters::rows(self);
+                self.add_cluster(*linked);
+                self.cluster_rows = screens::clusters::rows(self);
+            }
+            Msg::CloudListed(origin, res) => {
+                let selected = self.selected_row().map(|r| r.key);
+                self.listing.retain(|o| *o != origin);
+                match res {
+                    Ok(clusters) => {
+                        for c in clusters {
+                            self.add_cluster(c);
+                        }
+                    }
+                    Err(error) => self.env.linked.broken.push(BrokenSource { origin, error }),
+                }
+                self.cluster_rows = screens::clusters::rows(self);
+                // The selection stays on its row while rows join above it.
+                if matches!(self.screen().view, View::Clusters) {
+                    let vis = App::visible(&self.cluster_rows, &self.screen().list.filter);
+                    if let Some(i) = vis.iter().position(|ri| {
+                        self.cluster_rows.get(*ri).map(|r| &r.key) == selected.as_ref()
+                    }) {
+                        self.screen_mut().list.selected = i;
+                    }
+                    self.select_first_selectable();
                 }
             }
             Msg::WizardVerdicts(generation, verdicts) => {
@@ -1389,6 +1429,10 @@ impl App {
                     let m = format!("{}: {}", b.origin.label(), b.error);
                     self.say(Tone::Error, m);
                 }
+                None if row.key.starts_with(screens::clusters::LISTING) => self.say(
+                    Tone::Normal,
+                    "still listing this account's clusters: they appear here when it answers",
+                ),
                 None => self.push(View::Namespaces { cluster: row.key }),
             },
             View::Namespaces { cluster } => self.push(View::Workloads {

@@ -93,6 +93,23 @@ pub fn probe(rt: &Handle, tx: &Sender<Msg>, cluster: LinkedCluster) {
     });
 }
 
+/// Lists the linked cloud accounts' clusters, one message per origin as each answers.
+pub fn cloud_clusters(
+    rt: &Handle,
+    tx: &Sender<Msg>,
+    aws: &[crate::providers::eks::AwsAccount],
+    azure: &[crate::providers::aks::AzureSubscription],
+) {
+    use futures::StreamExt as _;
+    let tx = tx.clone();
+    let mut listed = crate::providers::cloud::list(aws, azure);
+    rt.spawn(async move {
+        while let Some((origin, res)) = listed.next().await {
+            send(&tx, Msg::CloudListed(origin, res));
+        }
+    });
+}
+
 async fn client(cluster: &LinkedCluster) -> Result<kube::Client, String> {
     cluster.client().await.map_err(|e| e.to_string())
 }

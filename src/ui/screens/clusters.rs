@@ -7,6 +7,9 @@ use std::collections::BTreeMap;
 use crate::providers::kubeconfig::Origin;
 use crate::ui::app::{App, Row, Tone};
 
+/// The start of the key of the row of an origin still being listed.
+pub const LISTING: &str = "listing ";
+
 /// The key of the row of a broken source (never a cluster's name: those have no spaces).
 pub fn broken_key(origin: &Origin) -> String {
     format!("broken {}", origin.label())
@@ -18,8 +21,15 @@ pub fn rows(app: &App) -> Vec<Row> {
     for (i, c) in app.clusters.iter().enumerate() {
         groups.entry(c.linked.origin()).or_default().push(i);
     }
-    for b in &app.env.linked.broken {
-        groups.entry(b.origin.clone()).or_default();
+    for o in app
+        .env
+        .linked
+        .broken
+        .iter()
+        .map(|b| &b.origin)
+        .chain(&app.listing)
+    {
+        groups.entry(o.clone()).or_default();
     }
     let mut out = Vec::with_capacity(app.clusters.len() + groups.len());
     for (origin, members) in groups {
@@ -43,6 +53,15 @@ pub fn rows(app: &App) -> Vec<Row> {
                     ],
                 )
                 .tone(Tone::Error),
+            );
+        }
+        if app.listing.contains(&origin) {
+            out.push(
+                Row::new(
+                    format!("{LISTING}{}", origin.label()),
+                    vec!["—".into(), "listing…".into()],
+                )
+                .tone(Tone::Dim),
             );
         }
         for i in members {
