@@ -80,9 +80,27 @@ async fn clusters_of_an_account_are_listed_described_and_recorded() {
     );
     assert_eq!(prod.tags.get("team").map(String::as_str), Some("shop"));
 
-    let all = eks::list_all(std::slice::from_ref(&acct)).await;
+    // Every origin of the linked accounts, as the console and `ferry clusters` list them.
+    use futures::StreamExt as _;
+    let all: Vec<_> = ferry::providers::cloud::list(std::slice::from_ref(&acct), &[])
+        .collect()
+        .await;
     assert_eq!(all.len(), 1);
-    assert_eq!(all[0].2.as_ref().unwrap().len(), 2);
+    assert_eq!(all[0].0.label(), format!("aws {} {REGION}", acct.label()));
+    let names: Vec<String> = all[0]
+        .1
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|c| c.name.clone())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            eks::context_name(&acct.label(), REGION, "prod-eks"),
+            eks::context_name(&acct.label(), REGION, "qa-eks")
+        ]
+    );
 
     let env = eks::envelope(&acct, REGION, "prod-eks").await.unwrap();
     assert_eq!(env["version"], "1.31");
