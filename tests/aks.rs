@@ -19,7 +19,6 @@ mod support;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use ferry::engine::k8s::JobProgress;
 use ferry::engine::k8s::apply;
@@ -27,103 +26,39 @@ use ferry::engine::k8s::capture::{self, CaptureOptions, Scope};
 use ferry::engine::k8s::mover::MoverOptions;
 use ferry::engine::k8s::plan::{self, Conflict, RestoreOptions};
 use ferry::engine::k8s::transform::Mapping;
-use ferry::providers::aks::{
-    self, AksCluster, AksError, AksSpec, AzureSubscription, CreateEvent, CreateOptions,
-    NodePoolSpec, ServicePrincipal,
-};
+use ferry::providers::aks::{self, AksCluster, AksError, AksSpec, AzureSubscription, CreateEvent};
 use ferry::providers::kubeconfig::LinkedCluster;
-use ferry::providers::sandbox::arm::{ArmConfig, AzurePrincipal};
+use ferry::providers::sandbox::arm::AzurePrincipal;
 use ferry::providers::sandbox::cloud::{Cloud, CloudConfig};
-use ferry::providers::sandbox::iam::Principal;
 use ferry::providers::sandbox::seed::{SeedOptions, seed};
 use ferry::providers::spec::Field;
-use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim};
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::Api;
 use kube::api::{ListParams, Patch, PatchParams};
+use support::cloud::{self, CLIENT, CLIENT_SECRET as SECRET, SUB, TENANT};
 use support::volumes::{checksums, volume_dir};
 
-const TENANT: &str = "7e1f0000-0000-4000-8000-00000000000a";
-const SUB: &str = "5ub00000-0000-4000-8000-000000000001";
 const EMPTY_SUB: &str = "5ub00000-0000-4000-8000-000000000002";
 const OTHER_SUB: &str = "5ub00000-0000-4000-8000-000000000003";
-const CLIENT: &str = "c1000000-0000-4000-8000-000000000001";
-const SECRET: &str = "ferry~test.secret_0001";
 const READER: &str = "c1000000-0000-4000-8000-000000000002";
 const READER_SECRET: &str = "reader-secret-0002";
 
+/// The shared sandbox cloud, plus an empty subscription the service principal may use,
+/// one it may not, and a principal (`reader`) with no rights at all.
 fn cloud_config(dir: &Path) -> CloudConfig {
-    let mut c = CloudConfig::new(
-        dir,
-        vec![Principal {
-            access_key_id: "AKIAFERRYAKS0001".into(),
-            secret_access_key: "unused".into(),
-            user: "ferry".into(),
-            eks: true,
-        }],
-    );
-    c.azure = ArmConfig {
-        tenant: TENANT.into(),
-        principals: vec![
-            AzurePrincipal {
-                client_id: CLIENT.into(),
-                client_secret: SECRET.into(),
-                name: "ferry".into(),
-                subscriptions: vec![SUB.into(), EMPTY_SUB.into()],
-            },
-            AzurePrincipal {
-                client_id: READER.into(),
-                client_secret: READER_SECRET.into(),
-                name: "reader".into(),
-                subscriptions: vec![],
-            },
-        ],
-        subscriptions: vec![SUB.into(), EMPTY_SUB.into(), OTHER_SUB.into()],
-    };
+    let mut c = cloud::config(dir);
+    c.azure.principals[0].subscriptions.push(EMPTY_SUB.into());
+    c.azure.principals.push(AzurePrincipal {
+        client_id: READER.into(),
+        client_secret: READER_SECRET.into(),
+        name: "reader".into(),
+        subscriptions: vec![],
+    });
+    c.azure
+        .subscriptions
+        .extend([EMPTY_SUB.to_string(), OTHER_SUB.to_string()]);
     c
-}
-
-fn sub(cloud: &Cloud, id: &str, client: &str, secret: &str) -> AzureSubscription {
-    AzureSubscription {
-        id: id.into(),
-        name: Some("test".into()),
-        endpoint: Some(cloud.endpoint()),
-        authority: Some(cloud.endpoint()),
-        service_principal: Some(ServicePrincipal {
-            tenant_id: TENANT.into(),
-            client_id: client.into(),
-            client_secret: secret.into(),
-        }),
-    }
-}
-
-fn fast() -> CreateOptions {
-    CreateOptions {
-        poll: Duration::from_millis(50),
-        max_poll: Duration::from_millis(250),
-        limit: Duration::from_secs(120),
-    }
-}
-
-fn spec(name: &str, rg: &str, version: &str) -> AksSpec {
-    let mut s = AksSpec::new(name, rg, "westeurope", version);
-    s.node_pools = vec![NodePoolSpec {
-        name: "system".into(),
-        vm_size: "Standard_D4s_v5".into(),
-        count: 2,
-        enable_auto_scaling: true,
-        min_count: Some(1),
-        max_count: Some(4),
-        availability_zones: vec!["1".into(), "2".into()],
-        mode: "System".into(),
-        os_type: "Linux".into(),
-        ..NodePoolSpec::default()
-    }];
-    s.network_profile = Some(
-        serde_json::json!({"networkPlugin": "azure", "serviceCidr": "10.1.0.0/16", "dnsServiceIP": "10.1.0.10"}),
-    );
-    s.tags = [("team".to_string(), "shop".to_string())].into();
-    s
 }
 
 async fn create(
@@ -134,33 +69,9 @@ async fn create(
     let seen = Arc::new(Mutex::new(Vec::new()));
     let s2 = seen.clone();
     let events = move |e: CreateEvent| s2.lock().unwrap().push(e);
-    let r = aks::create_cluster(s, spec, source_version, &fast(), &events).await;
+    let r = aks::create_cluster(s, spec, source_version, &cloud::aks_fast(), &events).await;
     let ev = seen.lock().unwrap().clone();
     (r, ev)
-}
-
-async fn wait_running(client: &kube::Client, ns: &str, selector: &str) {
-    let api = Api::<Pod>::namespaced(client.clone(), ns);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let pods = api
-            .list(&ListParams::default().labels(selector))
-            .await
-            .unwrap();
-        if !pods.items.is_empty()
-            && pods
-                .items
-                .iter()
-                .all(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
-        {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "pods {selector} in {ns} never ran"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// `ferry` with its own folders, the test repository, the sandbox cloud linked as
@@ -228,10 +139,10 @@ fn an_aks_cluster_made_from_an_envelope_receives_the_shop_from_another_one() {
         let cloud = Cloud::start(cloud_config(&dir.path().join("cloud")))
             .await
             .unwrap();
-        let s = sub(&cloud, SUB, CLIENT, SECRET);
+        let s = cloud::azure_subscription_as(&cloud, SUB, CLIENT, SECRET);
 
         // The source, made through ARM: PUT, then the operation polled to the end.
-        let (src, events) = create(&s, &spec("src-aks", "rg-shop", "1.31"), None).await;
+        let (src, events) = create(&s, &cloud::aks_spec("src-aks", "rg-shop", "1.31"), None).await;
         let src = src.unwrap();
         assert_eq!(src.provisioning_state, "Succeeded");
         assert_eq!(src.resource_group, "rg-shop");
@@ -450,7 +361,7 @@ fn an_aks_cluster_made_from_an_envelope_receives_the_shop_from_another_one() {
             claim.spec.unwrap().storage_class_name.as_deref(),
             Some("managed-csi")
         );
-        wait_running(&dst_client, "shop", "app=postgres").await;
+        support::wait_running(&dst_client, "shop", "app=postgres").await;
         let dst_dir = dir
             .path()
             .join("cloud/azure")
@@ -528,31 +439,41 @@ async fn bad_input_gets_a_message_that_says_what_to_do() {
     let cloud = Cloud::start(cloud_config(&dir.path().join("cloud")))
         .await
         .unwrap();
-    let s = sub(&cloud, SUB, CLIENT, SECRET);
+    let s = cloud::azure_subscription_as(&cloud, SUB, CLIENT, SECRET);
 
     // An empty subscription is an empty list, not an error.
-    let empty = sub(&cloud, EMPTY_SUB, CLIENT, SECRET);
+    let empty = cloud::azure_subscription_as(&cloud, EMPTY_SUB, CLIENT, SECRET);
     assert!(aks::list_clusters(&empty).await.unwrap().is_empty());
 
     // Credentials: a wrong secret, an unknown client, another tenant.
-    let e = aks::list_clusters(&sub(&cloud, SUB, CLIENT, "not-the-secret"))
-        .await
-        .unwrap_err();
+    let e = aks::list_clusters(&cloud::azure_subscription_as(
+        &cloud,
+        SUB,
+        CLIENT,
+        "not-the-secret",
+    ))
+    .await
+    .unwrap_err();
     assert!(matches!(e, AksError::Credentials { .. }), "{e}");
     assert!(e.to_string().contains("AADSTS7000215"), "{e}");
-    let e = aks::list_clusters(&sub(&cloud, SUB, "nobody", "x"))
+    let e = aks::list_clusters(&cloud::azure_subscription_as(&cloud, SUB, "nobody", "x"))
         .await
         .unwrap_err();
     assert!(matches!(e, AksError::Credentials { .. }), "{e}");
     assert!(e.to_string().contains("AADSTS700016"), "{e}");
 
     // No rights on the subscription; a subscription that does not exist.
-    let e = aks::list_clusters(&sub(&cloud, SUB, READER, READER_SECRET))
-        .await
-        .unwrap_err();
+    let e = aks::list_clusters(&cloud::azure_subscription_as(
+        &cloud,
+        SUB,
+        READER,
+        READER_SECRET,
+    ))
+    .await
+    .unwrap_err();
     assert!(matches!(e, AksError::NoAccess { .. }), "{e}");
     assert!(e.to_string().contains("AuthorizationFailed"), "{e}");
-    let e = aks::list_clusters(&sub(
+    let e = aks::list_clusters(&cloud::azure_subscription_as(
         &cloud,
         "00000000-dead-4000-8000-000000000000",
         CLIENT,
@@ -573,14 +494,14 @@ async fn bad_input_gets_a_message_that_says_what_to_do() {
     cloud.throttle(0);
 
     // Bad requests are refused before anything is made.
-    let mut no_system = spec("x", "rg", "1.31");
+    let mut no_system = cloud::aks_spec("x", "rg", "1.31");
     no_system.node_pools[0].mode = "User".into();
     let (r, _) = create(&s, &no_system, None).await;
     assert!(
         matches!(&r, Err(AksError::Invalid(s)) if s.field == Field::NodePools),
         "{r:?}"
     );
-    let (r, _) = create(&s, &spec("old", "rg", "1.30"), Some("v1.31.2")).await;
+    let (r, _) = create(&s, &cloud::aks_spec("old", "rg", "1.30"), Some("v1.31.2")).await;
     assert!(
         matches!(&r, Err(AksError::Invalid(s)) if s.field == Field::Version && s.want == "1.31 or newer"),
         "{r:?}"
@@ -588,7 +509,7 @@ async fn bad_input_gets_a_message_that_says_what_to_do() {
 
     // A creation that fails half-way says what exists and how to delete it; the same
     // creation fails again, and a corrected one continues with the cluster.
-    let mut huge = spec("half", "rg-bad", "1.32");
+    let mut huge = cloud::aks_spec("half", "rg-bad", "1.32");
     huge.node_pools[0].vm_size = "Standard_Huge".into();
     let (r, _) = create(&s, &huge, None).await;
     let msg = match r {
@@ -615,9 +536,9 @@ async fn bad_input_gets_a_message_that_says_what_to_do() {
         )),
         "{events:#?}"
     );
-    let (r, _) = create(&s, &spec("half", "rg-bad", "1.32"), None).await;
+    let (r, _) = create(&s, &cloud::aks_spec("half", "rg-bad", "1.32"), None).await;
     assert_eq!(r.unwrap().provisioning_state, "Succeeded");
-    let (r, events) = create(&s, &spec("half", "rg-bad", "1.32"), None).await;
+    let (r, events) = create(&s, &cloud::aks_spec("half", "rg-bad", "1.32"), None).await;
     r.unwrap();
     assert!(
         events.contains(&CreateEvent::Step("cluster half exists: reusing it".into())),
@@ -625,11 +546,11 @@ async fn bad_input_gets_a_message_that_says_what_to_do() {
     );
 
     // Three clusters: the sandbox pages two at a time, the list follows nextLink.
-    create(&s, &spec("one", "rg-a", "1.33"), None)
+    create(&s, &cloud::aks_spec("one", "rg-a", "1.33"), None)
         .await
         .0
         .unwrap();
-    create(&s, &spec("two", "rg-a", "1.33"), None)
+    create(&s, &cloud::aks_spec("two", "rg-a", "1.33"), None)
         .await
         .0
         .unwrap();
@@ -674,7 +595,7 @@ async fn bad_input_gets_a_message_that_says_what_to_do() {
     let cloud = Cloud::start(cloud_config(&dir.path().join("cloud")))
         .await
         .unwrap();
-    let s = sub(&cloud, SUB, CLIENT, SECRET);
+    let s = cloud::azure_subscription_as(&cloud, SUB, CLIENT, SECRET);
     let listed = aks::list_clusters(&s).await.unwrap();
     assert_eq!(names(listed.clone()), ["rg-a/one", "rg-bad/half"]);
     assert!(listed.iter().all(|c| c.provisioning_state == "Succeeded"));
@@ -859,7 +780,7 @@ async fn the_azure_cli_login_is_used_without_a_service_principal() {
     let cloud = Cloud::start(cloud_config(&dir.path().join("cloud")))
         .await
         .unwrap();
-    let s = sub(&cloud, SUB, CLIENT, SECRET);
+    let s = cloud::azure_subscription_as(&cloud, SUB, CLIENT, SECRET);
     // The token a logged-in `az` holds: the sandbox's token endpoint issues it to the
     // service principal, as `az login --service-principal` would get it.
     let token = aks::Arm::new(&s).unwrap().token().await.unwrap();
@@ -902,7 +823,7 @@ printf '{{\n  "accessToken": "%s",\n  "expiresOn": "%s",\n  "expires_on": %s,\n 
     );
 
     // A cluster to list, made with the service principal.
-    let (made, _) = create(&s, &spec("cli", "rg-cli", "1.33"), None).await;
+    let (made, _) = create(&s, &cloud::aks_spec("cli", "rg-cli", "1.33"), None).await;
     made.unwrap();
 
     let (ok, stdout, stderr) =

@@ -14,7 +14,7 @@ mod support;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ferry::engine::k8s::JobProgress;
 use ferry::engine::k8s::apply;
@@ -22,23 +22,19 @@ use ferry::engine::k8s::capture::{self, CaptureOptions, Scope};
 use ferry::engine::k8s::mover::MoverOptions;
 use ferry::engine::k8s::plan::{self, Conflict, RestoreOptions};
 use ferry::engine::k8s::transform::Mapping;
-use ferry::providers::eks::{
-    self, AwsAccount, ClusterSpec, CreateEvent, CreateOptions, EksError, NodegroupSpec,
-};
+use ferry::providers::eks::{self, AwsAccount, ClusterSpec, CreateEvent, EksError};
 use ferry::providers::kubeconfig::LinkedCluster;
 use ferry::providers::sandbox::cloud::{Cloud, CloudConfig};
 use ferry::providers::sandbox::iam::Principal;
 use ferry::providers::sandbox::seed::{SeedOptions, seed};
 use ferry::providers::spec::Field;
-use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolumeClaim};
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::Api;
 use kube::api::ListParams;
+use support::cloud::{self, AWS_KEY as KEY, AWS_SECRET as SECRET, REGION};
 use support::volumes::{checksums, volume_dir};
 
-const REGION: &str = "us-east-1";
-const KEY: &str = "AKIAFERRYTEST0001";
-const SECRET: &str = "ferry-test-secret-0001";
 const NO_EKS_KEY: &str = "AKIAFERRYTEST0002";
 const NO_EKS_SECRET: &str = "ferry-test-secret-0002";
 
@@ -59,47 +55,6 @@ fn principals() -> Vec<Principal> {
     ]
 }
 
-fn account(cloud: &Cloud, key: &str, secret: &str) -> AwsAccount {
-    AwsAccount {
-        profile: None,
-        regions: vec![REGION.into()],
-        endpoint: Some(cloud.endpoint()),
-        static_credentials: Some((key.into(), secret.into())),
-    }
-}
-
-fn fast() -> CreateOptions {
-    CreateOptions {
-        poll: Duration::from_millis(50),
-        max_poll: Duration::from_millis(250),
-        limit: Duration::from_secs(120),
-    }
-}
-
-fn spec(name: &str, version: &str) -> ClusterSpec {
-    ClusterSpec {
-        name: name.into(),
-        version: version.into(),
-        role_arn: "arn:aws:iam::123456789012:role/eks".into(),
-        subnet_ids: vec!["subnet-a".into(), "subnet-b".into()],
-        endpoint_public_access: true,
-        tags: [("team".to_string(), "shop".to_string())].into(),
-        nodegroups: vec![NodegroupSpec {
-            name: "general".into(),
-            instance_types: vec!["m6i.large".into()],
-            min_size: 1,
-            max_size: 4,
-            desired_size: 2,
-            labels: [("role".to_string(), "web".to_string())].into(),
-            node_role: "arn:aws:iam::123456789012:role/node".into(),
-            ..NodegroupSpec::default()
-        }],
-        addons: vec![eks::EBS_CSI_ADDON.into()],
-        storage_class: Some("gp3".into()),
-        ..ClusterSpec::default()
-    }
-}
-
 /// Creates a cluster and returns it with the events reported on the way.
 async fn create(
     acct: &AwsAccount,
@@ -109,33 +64,17 @@ async fn create(
     let seen = Arc::new(Mutex::new(Vec::new()));
     let s2 = seen.clone();
     let events = move |e: CreateEvent| s2.lock().unwrap().push(e);
-    let r = eks::create_cluster(acct, REGION, spec, source_version, &fast(), &events).await;
+    let r = eks::create_cluster(
+        acct,
+        REGION,
+        spec,
+        source_version,
+        &cloud::eks_fast(),
+        &events,
+    )
+    .await;
     let ev = seen.lock().unwrap().clone();
     (r, ev)
-}
-
-async fn wait_running(client: &kube::Client, ns: &str, selector: &str) {
-    let api = Api::<Pod>::namespaced(client.clone(), ns);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let pods = api
-            .list(&ListParams::default().labels(selector))
-            .await
-            .unwrap();
-        if !pods.items.is_empty()
-            && pods
-                .items
-                .iter()
-                .all(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
-        {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "pods {selector} in {ns} never ran"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// `ferry` with its own folders, the sandbox cloud linked as profile `ferry-test` and a
@@ -197,13 +136,13 @@ fn an_eks_cluster_made_through_ferry_receives_the_shop_from_another_one() {
         let cloud = Cloud::start(CloudConfig::new(dir.path().join("cloud"), principals()))
             .await
             .unwrap();
-        let acct = account(&cloud, KEY, SECRET);
+        let acct = cloud::aws_account_as(&cloud, KEY, SECRET);
         let who = eks::identity(&acct, REGION).await.unwrap();
         assert_eq!(who.arn, "arn:aws:iam::123456789012:user/ferry");
         assert_eq!(who.account, "123456789012");
 
         // The source: an EKS cluster made by Ferry, with the shop in it.
-        let (src, events) = create(&acct, &spec("src-eks", "1.31"), None).await;
+        let (src, events) = create(&acct, &cloud::eks_spec("src-eks", "1.31"), None).await;
         let src = src.unwrap();
         assert_eq!(src.status, "ACTIVE");
         assert!(src.endpoint.starts_with("https://127.0.0.1:"), "{src:?}");
@@ -407,7 +346,7 @@ fn an_eks_cluster_made_through_ferry_receives_the_shop_from_another_one() {
             claim.spec.unwrap().storage_class_name.as_deref(),
             Some("gp3")
         );
-        wait_running(&dst_client, "shop", "app=postgres").await;
+        support::wait_running(&dst_client, "shop", "app=postgres").await;
         let dst_dir = dir.path().join("cloud").join(REGION).join("dst-eks");
         for claim in ["data-postgres-0", "redis-data"] {
             let a = volume_dir(&src_client, &src_dir, "shop", claim).await;
@@ -489,7 +428,7 @@ async fn bad_input_gets_a_message_that_says_what_to_do() {
     let cloud = Cloud::start(CloudConfig::new(dir.path().join("cloud"), principals()))
         .await
         .unwrap();
-    let acct = account(&cloud, KEY, SECRET);
+    let acct = cloud::aws_account_as(&cloud, KEY, SECRET);
 
     // A region with no clusters is an empty list, not an error.
     assert!(
@@ -500,19 +439,19 @@ async fn bad_input_gets_a_message_that_says_what_to_do() {
     );
 
     // A profile without EKS permissions.
-    let auditor = account(&cloud, NO_EKS_KEY, NO_EKS_SECRET);
+    let auditor = cloud::aws_account_as(&cloud, NO_EKS_KEY, NO_EKS_SECRET);
     assert!(eks::identity(&auditor, REGION).await.is_ok());
     let e = eks::list_clusters(&auditor, REGION).await.unwrap_err();
     assert!(matches!(e, EksError::NoAccess { .. }), "{e}");
     assert!(e.to_string().contains("eks:ListClusters"), "{e}");
 
     // A wrong secret: a credentials problem, for STS and EKS alike.
-    let wrong = account(&cloud, KEY, "not-the-secret");
+    let wrong = cloud::aws_account_as(&cloud, KEY, "not-the-secret");
     let e = eks::identity(&wrong, REGION).await.unwrap_err();
     assert!(matches!(e, EksError::Credentials { .. }), "{e}");
     let e = eks::list_clusters(&wrong, REGION).await.unwrap_err();
     assert!(matches!(e, EksError::Credentials { .. }), "{e}");
-    let e = eks::list_clusters(&account(&cloud, "AKIAUNKNOWN", "x"), REGION)
+    let e = eks::list_clusters(&cloud::aws_account_as(&cloud, "AKIAUNKNOWN", "x"), REGION)
         .await
         .unwrap_err();
     assert!(matches!(e, EksError::Credentials { .. }), "{e}");
@@ -526,7 +465,7 @@ async fn bad_input_gets_a_message_that_says_what_to_do() {
     cloud.throttle(0);
 
     // Bad requests are refused before anything is made.
-    let mut one_subnet = spec("x", "1.31");
+    let mut one_subnet = cloud::eks_spec("x", "1.31");
     one_subnet.subnet_ids.truncate(1);
     let (r, _) = create(&acct, &one_subnet, None).await;
     assert!(
@@ -535,12 +474,12 @@ async fn bad_input_gets_a_message_that_says_what_to_do() {
     );
 
     // A rerun continues what exists: the cluster alone first, then with node groups.
-    let mut bare = spec("half", "1.32");
+    let mut bare = cloud::eks_spec("half", "1.32");
     bare.nodegroups.clear();
     bare.addons.clear();
     bare.storage_class = None;
     create(&acct, &bare, None).await.0.unwrap();
-    let mut bad_ng = spec("half", "1.32");
+    let mut bad_ng = cloud::eks_spec("half", "1.32");
     bad_ng.nodegroups[0].name = "big".into();
     bad_ng.nodegroups[0].instance_types = vec!["m6i.huge".into()];
     let (r, events) = create(&acct, &bad_ng, None).await;
@@ -574,7 +513,7 @@ async fn bad_input_gets_a_message_that_says_what_to_do() {
     let cloud = Cloud::start(CloudConfig::new(dir.path().join("cloud"), principals()))
         .await
         .unwrap();
-    let acct = account(&cloud, KEY, SECRET);
+    let acct = cloud::aws_account_as(&cloud, KEY, SECRET);
     let half = eks::describe(&acct, REGION, "half").await.unwrap();
     assert_eq!(half.status, "ACTIVE");
     let client = LinkedCluster::from_eks(&acct, &half)

@@ -58,25 +58,40 @@ pub async fn start(dir: &Path) -> Cloud {
 
 /// The AWS account the principal is, as linked in-process (static keys).
 pub fn aws_account(cloud: &Cloud) -> AwsAccount {
+    aws_account_as(cloud, AWS_KEY, AWS_SECRET)
+}
+
+/// An AWS account with these keys (another principal's, or wrong ones).
+pub fn aws_account_as(cloud: &Cloud, key: &str, secret: &str) -> AwsAccount {
     AwsAccount {
         profile: None,
         regions: vec![REGION.into()],
         endpoint: Some(cloud.endpoint()),
-        static_credentials: Some((AWS_KEY.into(), AWS_SECRET.into())),
+        static_credentials: Some((key.into(), secret.into())),
     }
 }
 
 /// The subscription, as linked in-process (the service principal's secret).
 pub fn azure_subscription(cloud: &Cloud) -> AzureSubscription {
+    azure_subscription_as(cloud, SUB, CLIENT, CLIENT_SECRET)
+}
+
+/// Subscription `id` reached as service principal `client` with `secret`.
+pub fn azure_subscription_as(
+    cloud: &Cloud,
+    id: &str,
+    client: &str,
+    secret: &str,
+) -> AzureSubscription {
     AzureSubscription {
-        id: SUB.into(),
+        id: id.into(),
         name: Some(SUB_NAME.into()),
         endpoint: Some(cloud.endpoint()),
         authority: Some(cloud.endpoint()),
         service_principal: Some(ServicePrincipal {
             tenant_id: TENANT.into(),
-            client_id: CLIENT.into(),
-            client_secret: CLIENT_SECRET.into(),
+            client_id: client.into(),
+            client_secret: secret.into(),
         }),
     }
 }
