@@ -652,9 +652,6 @@ fn support_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 fn a_new_eks_cluster_from_the_wizard_receives_the_shop() {
     use ferry::engine::k8s::JobProgress;
     use ferry::engine::k8s::capture::{self, CaptureOptions, Scope};
-    use ferry::providers::eks::AwsAccount;
-    use ferry::providers::sandbox::cloud::{Cloud, CloudConfig};
-    use ferry::providers::sandbox::iam::Principal;
     use ferry::providers::sandbox::seed::{SeedOptions, seed};
     use ferry::ui::wizard::TargetKind;
     use k8s_openapi::api::core::v1::PersistentVolumeClaim;
@@ -667,25 +664,10 @@ fn a_new_eks_cluster_from_the_wizard_receives_the_shop() {
         let prod = Sandbox::start(SandboxConfig::new("prod", prod_dir.clone()))
             .await
             .unwrap();
-        let cloud = Cloud::start(CloudConfig::new(
-            dir.path().join("cloud"),
-            vec![Principal {
-                access_key_id: "AKIAFERRYTEST0001".into(),
-                secret_access_key: "ferry-test-secret-0001".into(),
-                user: "ferry".into(),
-                eks: true,
-            }],
-        ))
-        .await
-        .unwrap();
+        let cloud = support::cloud::start(&dir.path().join("cloud")).await;
         (prod, cloud)
     });
-    let account = AwsAccount {
-        profile: None,
-        regions: vec!["us-east-1".into()],
-        endpoint: Some(cloud.endpoint()),
-        static_credentials: Some(("AKIAFERRYTEST0001".into(), "ferry-test-secret-0001".into())),
-    };
+    let account = support::cloud::aws_account(&cloud);
     let kc = dir.path().join("kubeconfig");
     write_kubeconfig(&kc, &[prod.kubeconfig_entry()]).unwrap();
     let linked = Linked::load(&Sources { paths: vec![kc] });
@@ -892,18 +874,12 @@ fn a_new_eks_cluster_from_the_wizard_receives_the_shop() {
 fn a_new_aks_cluster_from_the_wizard_receives_the_shop() {
     use ferry::engine::k8s::JobProgress;
     use ferry::engine::k8s::capture::{self, CaptureOptions, Scope};
-    use ferry::providers::aks::{AzureSubscription, ServicePrincipal};
-    use ferry::providers::sandbox::arm::{ArmConfig, AzurePrincipal};
-    use ferry::providers::sandbox::cloud::{Cloud, CloudConfig};
     use ferry::providers::sandbox::seed::{SeedOptions, seed};
     use ferry::ui::wizard::TargetKind;
     use k8s_openapi::api::core::v1::PersistentVolumeClaim;
     use kube::api::ListParams;
 
-    const TENANT: &str = "7e1f0000-0000-4000-8000-00000000000a";
-    const SUB: &str = "5ub00000-0000-4000-8000-000000000001";
-    const CLIENT: &str = "c1000000-0000-4000-8000-000000000001";
-    const SECRET: &str = "ferry~test.secret_0001";
+    use support::cloud::SUB;
 
     let t = common::new_repo();
     let dir = tempfile::tempdir().unwrap();
@@ -912,40 +888,10 @@ fn a_new_aks_cluster_from_the_wizard_receives_the_shop() {
         let prod = Sandbox::start(SandboxConfig::new("prod", prod_dir.clone()))
             .await
             .unwrap();
-        // The cloud needs an AWS principal to start; this test only uses its Azure side.
-        let mut config = CloudConfig::new(
-            dir.path().join("cloud"),
-            vec![ferry::providers::sandbox::iam::Principal {
-                access_key_id: "AKIAFERRYAKS0001".into(),
-                secret_access_key: "unused".into(),
-                user: "ferry".into(),
-                eks: true,
-            }],
-        );
-        config.azure = ArmConfig {
-            tenant: TENANT.into(),
-            principals: vec![AzurePrincipal {
-                client_id: CLIENT.into(),
-                client_secret: SECRET.into(),
-                name: "ferry".into(),
-                subscriptions: vec![SUB.into()],
-            }],
-            subscriptions: vec![SUB.into()],
-        };
-        let cloud = Cloud::start(config).await.unwrap();
+        let cloud = support::cloud::start(&dir.path().join("cloud")).await;
         (prod, cloud)
     });
-    let sub = AzureSubscription {
-        id: SUB.into(),
-        name: Some("test".into()),
-        endpoint: Some(cloud.endpoint()),
-        authority: Some(cloud.endpoint()),
-        service_principal: Some(ServicePrincipal {
-            tenant_id: TENANT.into(),
-            client_id: CLIENT.into(),
-            client_secret: SECRET.into(),
-        }),
-    };
+    let sub = support::cloud::azure_subscription(&cloud);
     let kc = dir.path().join("kubeconfig");
     write_kubeconfig(&kc, &[prod.kubeconfig_entry()]).unwrap();
     let linked = Linked::load(&Sources { paths: vec![kc] });
@@ -1128,8 +1074,8 @@ fn a_new_aks_cluster_from_the_wizard_receives_the_shop() {
     drop(cloud);
 }
 
-/// An in-process sandbox cloud with one AWS principal allowed EKS, and the account the
-/// console links for it.
+/// An in-process sandbox cloud (`support::cloud`), and the AWS account the console
+/// links for it.
 fn eks_cloud(
     t: &common::TestRepo,
     dir: &std::path::Path,
@@ -1137,25 +1083,8 @@ fn eks_cloud(
     ferry::providers::sandbox::cloud::Cloud,
     ferry::providers::eks::AwsAccount,
 ) {
-    use ferry::providers::sandbox::cloud::{Cloud, CloudConfig};
-    use ferry::providers::sandbox::iam::Principal;
-    let cloud =
-        t.rt.block_on(Cloud::start(CloudConfig::new(
-            dir.join("cloud"),
-            vec![Principal {
-                access_key_id: "AKIAFERRYTEST0002".into(),
-                secret_access_key: "ferry-test-secret-0002".into(),
-                user: "ferry".into(),
-                eks: true,
-            }],
-        )))
-        .unwrap();
-    let account = ferry::providers::eks::AwsAccount {
-        profile: None,
-        regions: vec!["us-east-1".into()],
-        endpoint: Some(cloud.endpoint()),
-        static_credentials: Some(("AKIAFERRYTEST0002".into(), "ferry-test-secret-0002".into())),
-    };
+    let cloud = t.rt.block_on(support::cloud::start(&dir.join("cloud")));
+    let account = support::cloud::aws_account(&cloud);
     (cloud, account)
 }
 
@@ -1637,16 +1566,10 @@ fn a_migrate_whose_source_goes_away_says_what_was_created() {
 fn a_new_aks_cluster_failing_half_way_from_the_wizard_says_what_exists() {
     use ferry::engine::k8s::JobProgress;
     use ferry::engine::k8s::capture::{self, CaptureOptions, Scope};
-    use ferry::providers::aks::{AzureSubscription, ServicePrincipal};
-    use ferry::providers::sandbox::arm::{ArmConfig, AzurePrincipal};
-    use ferry::providers::sandbox::cloud::{Cloud, CloudConfig};
     use ferry::providers::sandbox::seed::{SeedOptions, seed};
     use ferry::ui::wizard::TargetKind;
 
-    const TENANT: &str = "7e1f0000-0000-4000-8000-00000000000a";
-    const SUB: &str = "5ub00000-0000-4000-8000-000000000001";
-    const CLIENT: &str = "c1000000-0000-4000-8000-000000000001";
-    const SECRET: &str = "ferry~test.secret_0001";
+    use support::cloud::SUB;
 
     let t = common::new_repo();
     let dir = tempfile::tempdir().unwrap();
@@ -1655,40 +1578,10 @@ fn a_new_aks_cluster_failing_half_way_from_the_wizard_says_what_exists() {
         let prod = Sandbox::start(SandboxConfig::new("prod", prod_dir.clone()))
             .await
             .unwrap();
-        // The cloud needs an AWS principal to start; this test only uses its Azure side.
-        let mut config = CloudConfig::new(
-            dir.path().join("cloud"),
-            vec![ferry::providers::sandbox::iam::Principal {
-                access_key_id: "AKIAFERRYAKS0001".into(),
-                secret_access_key: "unused".into(),
-                user: "ferry".into(),
-                eks: true,
-            }],
-        );
-        config.azure = ArmConfig {
-            tenant: TENANT.into(),
-            principals: vec![AzurePrincipal {
-                client_id: CLIENT.into(),
-                client_secret: SECRET.into(),
-                name: "ferry".into(),
-                subscriptions: vec![SUB.into()],
-            }],
-            subscriptions: vec![SUB.into()],
-        };
-        let cloud = Cloud::start(config).await.unwrap();
+        let cloud = support::cloud::start(&dir.path().join("cloud")).await;
         (prod, cloud)
     });
-    let sub = AzureSubscription {
-        id: SUB.into(),
-        name: Some("test".into()),
-        endpoint: Some(cloud.endpoint()),
-        authority: Some(cloud.endpoint()),
-        service_principal: Some(ServicePrincipal {
-            tenant_id: TENANT.into(),
-            client_id: CLIENT.into(),
-            client_secret: SECRET.into(),
-        }),
-    };
+    let sub = support::cloud::azure_subscription(&cloud);
     let kc = dir.path().join("kubeconfig");
     write_kubeconfig(&kc, &[prod.kubeconfig_entry()]).unwrap();
     let linked = Linked::load(&Sources { paths: vec![kc] });

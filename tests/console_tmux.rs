@@ -37,20 +37,6 @@ fn user_env(home: &Path, kubeconfig: &Path) -> Vec<(&'static str, String)> {
     ]
 }
 
-/// Presses q (and confirms when asked) until the console has quit.
-fn quit(tmux: &Tmux) {
-    tmux.keys(&["q"]);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while tmux.running() {
-        let s = tmux.screen();
-        if s.contains("Quit?") || s.contains("quit?") {
-            tmux.keys(&["y"]);
-        }
-        assert!(Instant::now() < deadline, "q did not quit:\n{s}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 #[test]
 fn a_namespace_is_cloned_through_the_console_in_a_real_terminal() {
     let dir = tempfile::tempdir().unwrap();
@@ -221,7 +207,7 @@ fn a_namespace_is_cloned_through_the_console_in_a_real_terminal() {
     });
 
     // q quits (nothing runs any more).
-    quit(&tmux);
+    tmux.quit();
     drop(tmux);
     rt.block_on(async {
         prod.shutdown().await.unwrap();
@@ -297,7 +283,7 @@ fn a_file_of_a_folder_backup_is_restored_from_a_real_terminal() {
         (a.mode(), a.mtime(), a.mtime_nsec()),
         (b.mode(), b.mtime(), b.mtime_nsec())
     );
-    quit(&tmux);
+    tmux.quit();
 }
 
 /// Presses ↓ until the wizard's pointer is on the line holding `needle`.
@@ -377,6 +363,46 @@ fn claim_classes(kubeconfig: &Path, ns: &str) -> Vec<String> {
     let mut v: Vec<String> = out.lines().map(str::to_string).collect();
     v.sort();
     v
+}
+
+/// The shop as restored on a new cluster, seen by kubectl through `kubeconfig`: its
+/// workloads, both claims on `class`; and every file of both claims identical to the
+/// source's (each side: a client and the folder of its sandbox).
+async fn shop_arrived(
+    kubeconfig: &Path,
+    class: &str,
+    source: (&kube::Client, &Path),
+    target: (&kube::Client, &Path),
+) {
+    let workloads = kubectl(
+        kubeconfig,
+        &[
+            "-n",
+            "shop",
+            "get",
+            "deployments,statefulsets",
+            "-o",
+            "name",
+        ],
+    );
+    assert!(
+        workloads.contains("deployment.apps/web")
+            && workloads.contains("statefulset.apps/postgres"),
+        "{workloads}"
+    );
+    assert_eq!(
+        claim_classes(kubeconfig, "shop"),
+        [
+            format!("data-postgres-0={class}"),
+            format!("redis-data={class}")
+        ]
+    );
+    for claim in ["data-postgres-0", "redis-data"] {
+        let a = checksums(&volume_dir(source.0, source.1, "shop", claim).await);
+        let b = checksums(&volume_dir(target.0, target.1, "shop", claim).await);
+        assert!(!a.is_empty(), "{claim} holds no files");
+        assert_eq!(a, b, "{claim} differs on the new cluster");
+    }
 }
 
 /// Makes a class of its own (with its cloud's disk parameter `key=value`) the
@@ -558,55 +584,19 @@ fn new_eks_and_aks_clusters_are_created_and_filled_from_a_real_terminal() {
 
     let eks_kc = dir.path().join("eks-kubeconfig");
     rt.block_on(cloud::eks_kubeconfig(&cloud, "shop-eks-2", &eks_kc));
-    let workloads = kubectl(
-        &eks_kc,
-        &[
-            "-n",
-            "shop",
-            "get",
-            "deployments,statefulsets",
-            "-o",
-            "name",
-        ],
-    );
-    assert!(
-        workloads.contains("deployment.apps/web")
-            && workloads.contains("statefulset.apps/postgres"),
-        "{workloads}"
-    );
-    assert_eq!(
-        claim_classes(&eks_kc, "shop"),
-        ["data-postgres-0=gp3", "redis-data=gp3"]
-    );
-    rt.block_on(async {
-        let new = eks::describe(&account, REGION, "shop-eks-2").await.unwrap();
-        let new = LinkedCluster::from_eks(&account, &new)
+    let new = rt.block_on(async {
+        let c = eks::describe(&account, REGION, "shop-eks-2").await.unwrap();
+        LinkedCluster::from_eks(&account, &c)
             .client()
             .await
-            .unwrap();
-        for claim in ["data-postgres-0", "redis-data"] {
-            let a = checksums(
-                &volume_dir(
-                    &eks_src,
-                    &cloud::eks_dir(&cloud_dir, "shop-eks"),
-                    "shop",
-                    claim,
-                )
-                .await,
-            );
-            let b = checksums(
-                &volume_dir(
-                    &new,
-                    &cloud::eks_dir(&cloud_dir, "shop-eks-2"),
-                    "shop",
-                    claim,
-                )
-                .await,
-            );
-            assert!(!a.is_empty(), "{claim} holds no files");
-            assert_eq!(a, b, "{claim} differs on the new EKS cluster");
-        }
+            .unwrap()
     });
+    rt.block_on(shop_arrived(
+        &eks_kc,
+        "gp3",
+        (&eks_src, &cloud::eks_dir(&cloud_dir, "shop-eks")),
+        (&new, &cloud::eks_dir(&cloud_dir, "shop-eks-2")),
+    ));
 
     // AKS: the same from the other capture, into a new AKS cluster.
     restore_wizard(&tmux, "shop-aks");
@@ -654,59 +644,20 @@ fn new_eks_and_aks_clusters_are_created_and_filled_from_a_real_terminal() {
         "shop-aks-2",
         &aks_kc,
     ));
-    let workloads = kubectl(
-        &aks_kc,
-        &[
-            "-n",
-            "shop",
-            "get",
-            "deployments,statefulsets",
-            "-o",
-            "name",
-        ],
-    );
-    assert!(
-        workloads.contains("deployment.apps/web")
-            && workloads.contains("statefulset.apps/postgres"),
-        "{workloads}"
-    );
-    assert_eq!(
-        claim_classes(&aks_kc, "shop"),
-        [
-            "data-postgres-0=managed-csi-premium",
-            "redis-data=managed-csi-premium"
-        ]
-    );
-    rt.block_on(async {
-        let new = aks::get_cluster(&sub, "rg-shop", "shop-aks-2")
+    let new = rt.block_on(async {
+        let c = aks::get_cluster(&sub, "rg-shop", "shop-aks-2")
             .await
             .unwrap();
-        let new = LinkedCluster::from_aks(&sub, &new).client().await.unwrap();
-        for claim in ["data-postgres-0", "redis-data"] {
-            let a = checksums(
-                &volume_dir(
-                    &aks_src,
-                    &cloud::aks_dir(&cloud_dir, "rg-shop", "shop-aks"),
-                    "shop",
-                    claim,
-                )
-                .await,
-            );
-            let b = checksums(
-                &volume_dir(
-                    &new,
-                    &cloud::aks_dir(&cloud_dir, "rg-shop", "shop-aks-2"),
-                    "shop",
-                    claim,
-                )
-                .await,
-            );
-            assert!(!a.is_empty(), "{claim} holds no files");
-            assert_eq!(a, b, "{claim} differs on the new AKS cluster");
-        }
+        LinkedCluster::from_aks(&sub, &c).client().await.unwrap()
     });
+    rt.block_on(shop_arrived(
+        &aks_kc,
+        "managed-csi-premium",
+        (&aks_src, &cloud::aks_dir(&cloud_dir, "rg-shop", "shop-aks")),
+        (&new, &cloud::aks_dir(&cloud_dir, "rg-shop", "shop-aks-2")),
+    ));
 
-    quit(&tmux);
+    tmux.quit();
     drop(tmux);
     rt.block_on(cloud.shutdown()).unwrap();
 }

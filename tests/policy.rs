@@ -1322,16 +1322,7 @@ mod terminal {
             s.contains("migrate") && s.contains("dev@ferry-qa-dev"),
             "{s}"
         );
-        tmux.keys(&["q"]);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while tmux.running() {
-            let s = tmux.screen();
-            if s.contains("Quit?") || s.contains("quit?") {
-                tmux.keys(&["y"]);
-            }
-            assert!(Instant::now() < deadline, "q did not quit:\n{s}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        tmux.quit();
         drop(tmux);
         env.t.rt.block_on(async {
             c.prod.shutdown().await.unwrap();

@@ -80,6 +80,20 @@ impl Tmux {
         }
     }
 
+    /// Presses q (and confirms when asked) until the program has quit.
+    pub fn quit(&self) {
+        self.keys(&["q"]);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.running() {
+            let s = self.screen();
+            if s.contains("Quit?") || s.contains("quit?") {
+                self.keys(&["y"]);
+            }
+            assert!(Instant::now() < deadline, "q did not quit:\n{s}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     pub fn running(&self) -> bool {
         self.tmux(&["has-session", "-t", "ferry"]).status.success()
     }
