@@ -650,76 +650,24 @@ fn support_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 /// creation failing half-way ends the job with what exists and the delete commands.
 #[test]
 fn a_new_eks_cluster_from_the_wizard_receives_the_shop() {
-    use ferry::engine::k8s::JobProgress;
-    use ferry::engine::k8s::capture::{self, CaptureOptions, Scope};
-    use ferry::providers::sandbox::seed::{SeedOptions, seed};
     use ferry::ui::wizard::TargetKind;
     use k8s_openapi::api::core::v1::PersistentVolumeClaim;
     use kube::api::ListParams;
 
     let t = common::new_repo();
     let dir = tempfile::tempdir().unwrap();
-    let prod_dir = dir.path().join("prod");
-    let (prod, cloud) = t.rt.block_on(async {
-        let prod = Sandbox::start(SandboxConfig::new("prod", prod_dir.clone()))
-            .await
-            .unwrap();
-        let cloud = support::cloud::start(&dir.path().join("cloud")).await;
-        (prod, cloud)
-    });
-    let account = support::cloud::aws_account(&cloud);
-    let kc = dir.path().join("kubeconfig");
-    write_kubeconfig(&kc, &[prod.kubeconfig_entry()]).unwrap();
-    let linked = Linked::load(&Sources { paths: vec![kc] });
-    let client = t.rt.block_on(linked.clusters[0].client()).unwrap();
-    let seeded =
-        t.rt.block_on(seed(
-            &client,
-            &prod_dir,
-            &SeedOptions {
-                files: 4,
-                file_size: 64 * 1024,
-                ..SeedOptions::default()
-            },
-        ))
-        .unwrap();
-    let out =
-        t.rt.block_on(capture::capture(
-            &client,
-            &t.repo,
-            &CaptureOptions {
-                cluster: linked.clusters[0].name.clone(),
-                scope: Scope::Namespaces(vec!["shop".into()]),
-                include_volumes: true,
-                use_snapshots: true,
-                mover: MoverOptions::default(),
-                tags: vec![],
-                parent: None,
-                no_parent: false,
-                envelope: None,
-            },
-            &JobProgress::new(),
-        ))
-        .unwrap();
-    let (maj, min) = ferry::providers::eks::parse_version(&out.meta.server_version).unwrap();
-    let source_version = format!("{maj}.{min}");
-
-    let mut env = env_for(&t, dir.path(), linked);
-    env.aws = vec![account];
+    let CapturedShop {
+        prod,
+        cloud,
+        seeded,
+        source_version,
+        mut env,
+    } = captured_shop(&t, dir.path());
+    env.aws = vec![support::cloud::aws_account(&cloud)];
     let mut app = App::new(env);
     key(&mut app, KeyCode::Char('S'));
     assert!(app.settle(LIMIT, |a| matches!(a.snapshots, Some(Load::Ready(_)))));
 
-    // Types into row `row` of the form in place of what it holds.
-    let field = |app: &mut App, row: usize, text: &str| {
-        let w = app.wizard.as_mut().unwrap();
-        w.select(row);
-        let n = w.creating().unwrap().rows()[row].1.chars().count();
-        for _ in 0..n {
-            key(app, KeyCode::Backspace);
-        }
-        chars(app, text);
-    };
     // The wizard from the snapshot to its confirmation, creating `name` with nodes of
     // `instance`; returns the job.
     let run = |app: &mut App, name: &str, instance: &str, check_form: bool| -> usize {
@@ -739,18 +687,18 @@ fn a_new_eks_cluster_from_the_wizard_receives_the_shop() {
             app.wizard.as_ref().unwrap().creating().unwrap().rows()[2].1,
             source_version
         );
-        field(app, 1, name);
-        field(app, 3, "arn:aws:iam::123456789012:role/eks");
+        form_field(app, 1, name);
+        form_field(app, 3, "arn:aws:iam::123456789012:role/eks");
         if check_form {
             key(app, KeyCode::Enter);
             let e = app.wizard.as_ref().unwrap().error.clone().unwrap();
             assert!(e.contains("two availability zones"), "{e}");
         }
-        field(app, 4, "subnet-a,subnet-b");
-        field(app, 5, "arn:aws:iam::123456789012:role/node");
-        field(app, 6, instance);
+        form_field(app, 4, "subnet-a,subnet-b");
+        form_field(app, 5, "arn:aws:iam::123456789012:role/node");
+        form_field(app, 6, instance);
         if check_form {
-            field(app, 2, "1.20");
+            form_field(app, 2, "1.20");
             key(app, KeyCode::Enter);
             let w = app.wizard.as_ref().unwrap();
             assert_eq!(w.step, Step::Cluster);
@@ -759,7 +707,7 @@ fn a_new_eks_cluster_from_the_wizard_receives_the_shop() {
                 "{:?}",
                 w.error
             );
-            field(app, 2, &source_version);
+            form_field(app, 2, &source_version);
         }
         key(app, KeyCode::Enter);
         assert_eq!(app.wizard.as_ref().unwrap().step, Step::Namespaces);
@@ -833,7 +781,7 @@ fn a_new_eks_cluster_from_the_wizard_receives_the_shop() {
                 .list(&ListParams::default()),
         )
         .unwrap();
-    assert_eq!(pvcs.items.len(), seeded.volumes.len());
+    assert_eq!(pvcs.items.len(), seeded.len());
     for pvc in &pvcs.items {
         assert_eq!(
             pvc.spec.as_ref().unwrap().storage_class_name.as_deref(),
@@ -848,7 +796,7 @@ fn a_new_eks_cluster_from_the_wizard_receives_the_shop() {
         .unwrap();
     assert!(!deployments.items.is_empty());
     let new_dir = dir.path().join("cloud/us-east-1/shop-eks");
-    for (claim, folder) in &seeded.volumes {
+    for (claim, folder) in &seeded {
         let restored = t.rt.block_on(support::volumes::volume_dir(
             &new_client,
             &new_dir,
@@ -872,9 +820,6 @@ fn a_new_eks_cluster_from_the_wizard_receives_the_shop() {
 /// byte for byte.
 #[test]
 fn a_new_aks_cluster_from_the_wizard_receives_the_shop() {
-    use ferry::engine::k8s::JobProgress;
-    use ferry::engine::k8s::capture::{self, CaptureOptions, Scope};
-    use ferry::providers::sandbox::seed::{SeedOptions, seed};
     use ferry::ui::wizard::TargetKind;
     use k8s_openapi::api::core::v1::PersistentVolumeClaim;
     use kube::api::ListParams;
@@ -883,70 +828,18 @@ fn a_new_aks_cluster_from_the_wizard_receives_the_shop() {
 
     let t = common::new_repo();
     let dir = tempfile::tempdir().unwrap();
-    let prod_dir = dir.path().join("prod");
-    let (prod, cloud) = t.rt.block_on(async {
-        let prod = Sandbox::start(SandboxConfig::new("prod", prod_dir.clone()))
-            .await
-            .unwrap();
-        let cloud = support::cloud::start(&dir.path().join("cloud")).await;
-        (prod, cloud)
-    });
-    let sub = support::cloud::azure_subscription(&cloud);
-    let kc = dir.path().join("kubeconfig");
-    write_kubeconfig(&kc, &[prod.kubeconfig_entry()]).unwrap();
-    let linked = Linked::load(&Sources { paths: vec![kc] });
-    let client = t.rt.block_on(linked.clusters[0].client()).unwrap();
-    let seeded =
-        t.rt.block_on(seed(
-            &client,
-            &prod_dir,
-            &SeedOptions {
-                files: 4,
-                file_size: 64 * 1024,
-                ..SeedOptions::default()
-            },
-        ))
-        .unwrap();
-    t.rt.block_on(capture::capture(
-        &client,
-        &t.repo,
-        &CaptureOptions {
-            cluster: linked.clusters[0].name.clone(),
-            scope: Scope::Namespaces(vec!["shop".into()]),
-            include_volumes: true,
-            use_snapshots: true,
-            mover: MoverOptions::default(),
-            tags: vec![],
-            parent: None,
-            no_parent: false,
-            envelope: None,
-        },
-        &JobProgress::new(),
-    ))
-    .unwrap();
-    let server_version = t.rt.block_on(client.apiserver_version()).unwrap();
-    let source_version = format!(
-        "{}.{}",
-        server_version.major,
-        server_version.minor.trim_end_matches('+')
-    );
-
-    let mut env = env_for(&t, dir.path(), linked);
-    env.azure = vec![sub];
+    let CapturedShop {
+        prod,
+        cloud,
+        seeded,
+        source_version,
+        mut env,
+    } = captured_shop(&t, dir.path());
+    env.azure = vec![support::cloud::azure_subscription(&cloud)];
     let mut app = App::new(env);
     key(&mut app, KeyCode::Char('S'));
     assert!(app.settle(LIMIT, |a| matches!(a.snapshots, Some(Load::Ready(_)))));
 
-    // Types into row `row` of the form in place of what it holds.
-    let field = |app: &mut App, row: usize, text: &str| {
-        let w = app.wizard.as_mut().unwrap();
-        w.select(row);
-        let n = w.creating().unwrap().rows()[row].1.chars().count();
-        for _ in 0..n {
-            key(app, KeyCode::Backspace);
-        }
-        chars(app, text);
-    };
     key(&mut app, KeyCode::Char('r'));
     let w = app.wizard.as_ref().expect("the restore wizard opens");
     assert_eq!(w.targets.len(), 2);
@@ -973,11 +866,11 @@ fn a_new_aks_cluster_from_the_wizard_receives_the_shop() {
         rows[4].1, source_version,
         "pre-filled with the source's version"
     );
-    field(&mut app, 1, "rg-shop");
-    field(&mut app, 3, "shop-aks");
-    field(&mut app, 6, "3");
+    form_field(&mut app, 1, "rg-shop");
+    form_field(&mut app, 3, "shop-aks");
+    form_field(&mut app, 6, "3");
     // An older version is refused in place.
-    field(&mut app, 4, "1.20");
+    form_field(&mut app, 4, "1.20");
     key(&mut app, KeyCode::Enter);
     let w = app.wizard.as_ref().unwrap();
     assert_eq!(w.step, Step::Cluster);
@@ -986,7 +879,7 @@ fn a_new_aks_cluster_from_the_wizard_receives_the_shop() {
         "{:?}",
         w.error
     );
-    field(&mut app, 4, &source_version);
+    form_field(&mut app, 4, &source_version);
     key(&mut app, KeyCode::Enter);
     assert_eq!(app.wizard.as_ref().unwrap().step, Step::Namespaces);
     key(&mut app, KeyCode::Enter);
@@ -1038,7 +931,7 @@ fn a_new_aks_cluster_from_the_wizard_receives_the_shop() {
                 .list(&ListParams::default()),
         )
         .unwrap();
-    assert_eq!(pvcs.items.len(), seeded.volumes.len());
+    assert_eq!(pvcs.items.len(), seeded.len());
     for pvc in &pvcs.items {
         assert_eq!(
             pvc.spec.as_ref().unwrap().storage_class_name.as_deref(),
@@ -1057,7 +950,7 @@ fn a_new_aks_cluster_from_the_wizard_receives_the_shop() {
         .join("cloud/azure")
         .join(SUB)
         .join("rg-shop/shop-aks");
-    for (claim, folder) in &seeded.volumes {
+    for (claim, folder) in &seeded {
         let restored = t.rt.block_on(support::volumes::volume_dir(
             &new_client,
             &new_dir,
@@ -1106,6 +999,62 @@ fn seed_shop(
     ))
     .unwrap()
     .volumes
+}
+
+/// A `prod` sandbox with the shop seeded and captured into the test repository, beside
+/// the sandbox cloud (`support::cloud`); the console's environment links prod. Where
+/// the restore-into-a-new-cluster tests start.
+struct CapturedShop {
+    prod: Sandbox,
+    cloud: ferry::providers::sandbox::cloud::Cloud,
+    /// Each seeded claim and its host folder.
+    seeded: Vec<(String, std::path::PathBuf)>,
+    /// The source's Kubernetes version, major.minor.
+    source_version: String,
+    env: Env,
+}
+
+fn captured_shop(t: &common::TestRepo, dir: &std::path::Path) -> CapturedShop {
+    use ferry::engine::k8s::JobProgress;
+    use ferry::engine::k8s::capture::{self, CaptureOptions, Scope};
+    let prod_dir = dir.join("prod");
+    let (prod, cloud) = t.rt.block_on(async {
+        let prod = Sandbox::start(SandboxConfig::new("prod", prod_dir.clone()))
+            .await
+            .unwrap();
+        (prod, support::cloud::start(&dir.join("cloud")).await)
+    });
+    let kc = dir.join("kubeconfig");
+    write_kubeconfig(&kc, &[prod.kubeconfig_entry()]).unwrap();
+    let linked = Linked::load(&Sources { paths: vec![kc] });
+    let client = t.rt.block_on(linked.clusters[0].client()).unwrap();
+    let seeded = seed_shop(t, &client, &prod_dir);
+    let out =
+        t.rt.block_on(capture::capture(
+            &client,
+            &t.repo,
+            &CaptureOptions {
+                cluster: linked.clusters[0].name.clone(),
+                scope: Scope::Namespaces(vec!["shop".into()]),
+                include_volumes: true,
+                use_snapshots: true,
+                mover: MoverOptions::default(),
+                tags: vec![],
+                parent: None,
+                no_parent: false,
+                envelope: None,
+            },
+            &JobProgress::new(),
+        ))
+        .unwrap();
+    let (maj, min) = ferry::providers::eks::parse_version(&out.meta.server_version).unwrap();
+    CapturedShop {
+        prod,
+        cloud,
+        seeded,
+        source_version: format!("{maj}.{min}"),
+        env: env_for(t, dir, linked),
+    }
 }
 
 /// From the clusters screen, opens the first cluster's namespaces, marks `ns` and
@@ -1564,72 +1513,23 @@ fn a_migrate_whose_source_goes_away_says_what_was_created() {
 /// wizard opens again, nothing half-made is linked).
 #[test]
 fn a_new_aks_cluster_failing_half_way_from_the_wizard_says_what_exists() {
-    use ferry::engine::k8s::JobProgress;
-    use ferry::engine::k8s::capture::{self, CaptureOptions, Scope};
-    use ferry::providers::sandbox::seed::{SeedOptions, seed};
     use ferry::ui::wizard::TargetKind;
 
     use support::cloud::SUB;
 
     let t = common::new_repo();
     let dir = tempfile::tempdir().unwrap();
-    let prod_dir = dir.path().join("prod");
-    let (prod, cloud) = t.rt.block_on(async {
-        let prod = Sandbox::start(SandboxConfig::new("prod", prod_dir.clone()))
-            .await
-            .unwrap();
-        let cloud = support::cloud::start(&dir.path().join("cloud")).await;
-        (prod, cloud)
-    });
-    let sub = support::cloud::azure_subscription(&cloud);
-    let kc = dir.path().join("kubeconfig");
-    write_kubeconfig(&kc, &[prod.kubeconfig_entry()]).unwrap();
-    let linked = Linked::load(&Sources { paths: vec![kc] });
-    let client = t.rt.block_on(linked.clusters[0].client()).unwrap();
-    t.rt.block_on(seed(
-        &client,
-        &prod_dir,
-        &SeedOptions {
-            files: 1,
-            file_size: 4 * 1024,
-            ..SeedOptions::default()
-        },
-    ))
-    .unwrap();
-    t.rt.block_on(capture::capture(
-        &client,
-        &t.repo,
-        &CaptureOptions {
-            cluster: linked.clusters[0].name.clone(),
-            scope: Scope::Namespaces(vec!["shop".into()]),
-            include_volumes: true,
-            use_snapshots: true,
-            mover: MoverOptions::default(),
-            tags: vec![],
-            parent: None,
-            no_parent: false,
-            envelope: None,
-        },
-        &JobProgress::new(),
-    ))
-    .unwrap();
-
-    let mut env = env_for(&t, dir.path(), linked);
-    env.azure = vec![sub];
+    let CapturedShop {
+        prod,
+        cloud,
+        mut env,
+        ..
+    } = captured_shop(&t, dir.path());
+    env.azure = vec![support::cloud::azure_subscription(&cloud)];
     let mut app = App::new(env);
     key(&mut app, KeyCode::Char('S'));
     assert!(app.settle(LIMIT, |a| matches!(a.snapshots, Some(Load::Ready(_)))));
 
-    // Types into row `row` of the form in place of what it holds.
-    let field = |app: &mut App, row: usize, text: &str| {
-        let w = app.wizard.as_mut().unwrap();
-        w.select(row);
-        let n = w.creating().unwrap().rows()[row].1.chars().count();
-        for _ in 0..n {
-            key(app, KeyCode::Backspace);
-        }
-        chars(app, text);
-    };
     // The restore wizard from the snapshot, on its new AKS cluster's form.
     let open_form = |app: &mut App| {
         key(app, KeyCode::Char('r'));
@@ -1645,7 +1545,7 @@ fn a_new_aks_cluster_failing_half_way_from_the_wizard_says_what_exists() {
     assert_eq!(rows[5].0, "pool system VM size");
 
     // An empty resource group is refused in place, in the form's words.
-    field(&mut app, 1, "");
+    form_field(&mut app, 1, "");
     key(&mut app, KeyCode::Enter);
     let w = app.wizard.as_ref().unwrap();
     assert_eq!(w.step, Step::Cluster, "the form stays open");
@@ -1655,9 +1555,9 @@ fn a_new_aks_cluster_failing_half_way_from_the_wizard_says_what_exists() {
     assert!(!e.contains("--"), "a flag in the form's message: {e}");
 
     // A VM size Azure does not have: the cluster resource is made, then fails.
-    field(&mut app, 1, "rg-half");
-    field(&mut app, 3, "half-aks");
-    field(&mut app, 5, "Standard_Huge");
+    form_field(&mut app, 1, "rg-half");
+    form_field(&mut app, 3, "half-aks");
+    form_field(&mut app, 5, "Standard_Huge");
     key(&mut app, KeyCode::Enter);
     assert_eq!(app.wizard.as_ref().unwrap().step, Step::Namespaces);
     key(&mut app, KeyCode::Enter);

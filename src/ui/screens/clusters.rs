@@ -55,15 +55,6 @@ pub fn rows(app: &App) -> Vec<Row> {
                 .tone(Tone::Error),
             );
         }
-        if app.listing.contains(&origin) {
-            out.push(
-                Row::new(
-                    format!("{LISTING}{}", origin.label()),
-                    vec!["—".into(), "listing…".into()],
-                )
-                .tone(Tone::Dim),
-            );
-        }
         for i in members {
             let c = &app.clusters[i];
             let name = if c.linked.current {
@@ -107,6 +98,16 @@ pub fn rows(app: &App) -> Vec<Row> {
             all.extend(cells);
             all.push(c.linked.server.clone());
             out.push(Row::new(c.linked.name.clone(), all).tone(tone));
+        }
+        // More of this origin may come: its known clusters stay first.
+        if app.listing.contains(&origin) {
+            out.push(
+                Row::new(
+                    format!("{LISTING}{}", origin.label()),
+                    vec!["—".into(), "listing…".into()],
+                )
+                .tone(Tone::Dim),
+            );
         }
     }
     out
