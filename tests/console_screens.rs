@@ -962,6 +962,54 @@ fn app_with_clouds(f: &Fixture) -> App {
     })
 }
 
+/// A form the user edits before the source's version is known still gets that version
+/// as its floor when the probe answers: an older version is refused in place.
+#[test]
+fn an_edited_form_still_gets_the_sources_version_as_its_floor() {
+    use ferry::ui::wizard::Step;
+    let (f, _) = app_with("dark", false);
+    let mut app = app_with_clouds(&f);
+    let app = &mut app;
+    // Into prod's shop before any probe answered.
+    key(app, KeyCode::Enter);
+    app.apply(Msg::Namespaces(
+        "prod".into(),
+        Ok(vec![NsSummary {
+            name: "shop".into(),
+            status: "Active".into(),
+            ..NsSummary::default()
+        }]),
+    ));
+    key(app, KeyCode::Enter);
+    app.apply(Msg::NsObjects(
+        "prod".into(),
+        "shop".into(),
+        Ok(namespace_objects()),
+    ));
+    key(app, KeyCode::Esc);
+    key(app, KeyCode::Char('m'));
+    let w = app.wizard.as_mut().expect("the migrate wizard opens");
+    let at = w
+        .targets
+        .iter()
+        .position(|t| t.name == "new EKS cluster…")
+        .unwrap();
+    w.select(at);
+    key(app, KeyCode::Enter);
+    let form = |app: &App| app.wizard.as_ref().unwrap().creating().unwrap().rows();
+    assert_eq!(form(app)[2].1, "", "no version known yet");
+    // The user types the rest before the probe answers.
+    app.wizard.as_mut().unwrap().select(2);
+    chars(app, "1.20");
+    app.apply(Msg::Probe("prod".into(), Ok(facts(&[("standard", true)]))));
+    assert_eq!(form(app)[2].1, "1.20", "what the user typed stays");
+    key(app, KeyCode::Enter);
+    let w = app.wizard.as_ref().unwrap();
+    assert_eq!(w.step, Step::Cluster);
+    let e = w.error.clone().unwrap_or_default();
+    assert!(e.contains("older than the source"), "{e}");
+}
+
 /// An EKS cluster's envelope as `eks::envelope` records it.
 fn eks_envelope(subnets: &[&str]) -> serde_json::Value {
     json!({

@@ -122,6 +122,19 @@ impl NewCluster {
         out
     }
 
+    /// Takes `other`'s source version when this form has none yet: a form the user has
+    /// edited before the source's version arrived still may not go below it.
+    pub fn adopt_floor(&mut self, other: &NewCluster) {
+        let (mine, theirs) = match (self, other) {
+            (NewCluster::Eks(a), NewCluster::Eks(b)) => (&mut a.source_version, &b.source_version),
+            (NewCluster::Aks(a), NewCluster::Aks(b)) => (&mut a.source_version, &b.source_version),
+            _ => return,
+        };
+        if mine.is_none() {
+            mine.clone_from(theirs);
+        }
+    }
+
     /// Whether the user has changed a field or a choice of the form (then it is kept as
     /// typed when the source's envelope arrives).
     pub fn edited(&self) -> bool {

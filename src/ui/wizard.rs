@@ -308,9 +308,6 @@ impl Wizard {
     /// a form the user has edited stays as typed, and all stay once the user has gone
     /// past the form (what was shown is what was accepted).
     pub fn prefill(&mut self, app: &App) {
-        if self.step > Step::Cluster {
-            return;
-        }
         let (envelope, version) = source_facts(app, &self.source, self.envelope.as_ref());
         let fresh = NewCluster::offered(
             &app.env.aws,
@@ -319,12 +316,20 @@ impl Wizard {
             &version,
             &new_cluster_name(envelope, self.purpose),
         );
+        let past_form = self.step > Step::Cluster;
         for f in fresh {
-            if let Some(old) = self
+            let Some(old) = self
                 .new_clusters
                 .iter_mut()
-                .find(|o| o.label() == f.label() && !o.edited())
-            {
+                .find(|o| o.label() == f.label())
+            else {
+                continue;
+            };
+            if past_form || old.edited() {
+                // What the user typed (or already went past) stays; the source's version
+                // still becomes the floor the creation checks.
+                old.adopt_floor(&f);
+            } else {
                 let sel = old.selected();
                 *old = f;
                 old.select(sel);
