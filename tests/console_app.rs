@@ -284,6 +284,16 @@ fn env_for(t: &common::TestRepo, dir: &std::path::Path, linked: Linked) -> Env {
     }
 }
 
+/// The app once its cloud accounts have answered: clusters they list join in the
+/// background, and a test that creates clusters wants them listed before it starts.
+fn listed(mut app: App) -> App {
+    assert!(
+        app.settle(LIMIT, |a| a.listing.is_empty()),
+        "the cloud accounts never answered"
+    );
+    app
+}
+
 /// Types `text` into the open restore prompt in place of what it holds.
 fn type_destination(app: &mut App, text: &str) {
     let n = app
@@ -664,7 +674,7 @@ fn a_new_eks_cluster_from_the_wizard_receives_the_shop() {
         mut env,
     } = captured_shop(&t, dir.path());
     env.aws = vec![support::cloud::aws_account(&cloud)];
-    let mut app = App::new(env);
+    let mut app = listed(App::new(env));
     key(&mut app, KeyCode::Char('S'));
     assert!(app.settle(LIMIT, |a| matches!(a.snapshots, Some(Load::Ready(_)))));
 
@@ -673,7 +683,8 @@ fn a_new_eks_cluster_from_the_wizard_receives_the_shop() {
     let run = |app: &mut App, name: &str, instance: &str, check_form: bool| -> usize {
         key(app, KeyCode::Char('r'));
         let w = app.wizard.as_ref().expect("the restore wizard opens");
-        assert_eq!(w.targets.len(), 2);
+        let names: Vec<&str> = w.targets.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names.len(), 2, "{names:?}");
         assert_eq!(
             w.targets[w.target].kind,
             TargetKind::New,
@@ -836,7 +847,7 @@ fn a_new_aks_cluster_from_the_wizard_receives_the_shop() {
         mut env,
     } = captured_shop(&t, dir.path());
     env.azure = vec![support::cloud::azure_subscription(&cloud)];
-    let mut app = App::new(env);
+    let mut app = listed(App::new(env));
     key(&mut app, KeyCode::Char('S'));
     assert!(app.settle(LIMIT, |a| matches!(a.snapshots, Some(Load::Ready(_)))));
 
@@ -1262,7 +1273,7 @@ fn migrate_the_shop_into_a_new_eks_cluster_from_the_wizard() {
 
     let mut env = env_for(&t, dir.path(), linked);
     env.aws = vec![account];
-    let mut app = App::new(env);
+    let mut app = listed(App::new(env));
     open_live_wizard(&mut app, &prod_name, "shop", 'm');
     let w = app.wizard.as_ref().unwrap();
     assert_eq!(w.targets.len(), 2);
@@ -1373,7 +1384,7 @@ fn clone_an_eks_namespace_into_a_new_cluster_pre_filled_from_its_envelope() {
         },
     );
     env.aws = vec![account];
-    let mut app = App::new(env);
+    let mut app = listed(App::new(env));
     open_live_wizard(&mut app, &src.name, "shop", 'c');
     let w = app.wizard.as_ref().unwrap();
     assert_eq!(
@@ -1456,7 +1467,7 @@ fn a_migrate_whose_source_goes_away_says_what_was_created() {
 
     let mut env = env_for(&t, dir.path(), linked);
     env.aws = vec![account];
-    let mut app = App::new(env);
+    let mut app = listed(App::new(env));
     open_live_wizard(&mut app, &prod_name, "shop", 'm');
     key(&mut app, KeyCode::Enter);
     fill_eks_form(&mut app, "orphan-eks");
@@ -1526,7 +1537,7 @@ fn a_new_aks_cluster_failing_half_way_from_the_wizard_says_what_exists() {
         ..
     } = captured_shop(&t, dir.path());
     env.azure = vec![support::cloud::azure_subscription(&cloud)];
-    let mut app = App::new(env);
+    let mut app = listed(App::new(env));
     key(&mut app, KeyCode::Char('S'));
     assert!(app.settle(LIMIT, |a| matches!(a.snapshots, Some(Load::Ready(_)))));
 
