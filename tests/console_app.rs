@@ -661,8 +661,6 @@ fn support_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 #[test]
 fn a_new_eks_cluster_from_the_wizard_receives_the_shop() {
     use ferry::ui::wizard::TargetKind;
-    use k8s_openapi::api::core::v1::PersistentVolumeClaim;
-    use kube::api::ListParams;
 
     let t = common::new_repo();
     let dir = tempfile::tempdir().unwrap();
@@ -780,46 +778,14 @@ fn a_new_eks_cluster_from_the_wizard_receives_the_shop() {
     assert!(log.contains("EKS cluster shop-eks is ACTIVE"), "{log}");
 
     // Linked from now on; the shop is there with its claims on gp3 and their files.
-    let name = "eks:default/us-east-1/shop-eks";
-    assert!(app.settle(LIMIT, |a| {
-        a.cluster(name).is_some_and(|c| c.facts.is_some())
-    }));
-    let new = app.cluster(name).unwrap().linked.clone();
-    let new_client = t.rt.block_on(new.client()).unwrap();
-    let pvcs =
-        t.rt.block_on(
-            Api::<PersistentVolumeClaim>::namespaced(new_client.clone(), "shop")
-                .list(&ListParams::default()),
-        )
-        .unwrap();
-    assert_eq!(pvcs.items.len(), seeded.len());
-    for pvc in &pvcs.items {
-        assert_eq!(
-            pvc.spec.as_ref().unwrap().storage_class_name.as_deref(),
-            Some("gp3")
-        );
-    }
-    let deployments =
-        t.rt.block_on(
-            Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(new_client.clone(), "shop")
-                .list(&ListParams::default()),
-        )
-        .unwrap();
-    assert!(!deployments.items.is_empty());
-    let new_dir = dir.path().join("cloud/us-east-1/shop-eks");
-    for (claim, folder) in &seeded {
-        let restored = t.rt.block_on(support::volumes::volume_dir(
-            &new_client,
-            &new_dir,
-            "shop",
-            claim,
-        ));
-        assert_eq!(
-            support::volumes::checksums(&restored),
-            support::volumes::checksums(folder),
-            "{claim}"
-        );
-    }
+    assert_shop_moved(
+        &t,
+        &mut app,
+        "eks:default/us-east-1/shop-eks",
+        &dir.path().join("cloud/us-east-1/shop-eks"),
+        ("shop", "gp3"),
+        &seeded,
+    );
     t.rt.block_on(prod.shutdown()).unwrap();
     drop(cloud);
 }
@@ -832,7 +798,6 @@ fn a_new_eks_cluster_from_the_wizard_receives_the_shop() {
 #[test]
 fn a_new_aks_cluster_from_the_wizard_receives_the_shop() {
     use ferry::ui::wizard::TargetKind;
-    use k8s_openapi::api::core::v1::PersistentVolumeClaim;
     use kube::api::ListParams;
 
     use support::cloud::SUB;
@@ -936,44 +901,17 @@ fn a_new_aks_cluster_from_the_wizard_receives_the_shop() {
         )
         .unwrap();
     assert_eq!(nodes.items.len(), 3, "the pool's node count as typed");
-    let pvcs =
-        t.rt.block_on(
-            Api::<PersistentVolumeClaim>::namespaced(new_client.clone(), "shop")
-                .list(&ListParams::default()),
-        )
-        .unwrap();
-    assert_eq!(pvcs.items.len(), seeded.len());
-    for pvc in &pvcs.items {
-        assert_eq!(
-            pvc.spec.as_ref().unwrap().storage_class_name.as_deref(),
-            Some("managed-csi")
-        );
-    }
-    let deployments =
-        t.rt.block_on(
-            Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(new_client.clone(), "shop")
-                .list(&ListParams::default()),
-        )
-        .unwrap();
-    assert!(!deployments.items.is_empty());
-    let new_dir = dir
-        .path()
-        .join("cloud/azure")
-        .join(SUB)
-        .join("rg-shop/shop-aks");
-    for (claim, folder) in &seeded {
-        let restored = t.rt.block_on(support::volumes::volume_dir(
-            &new_client,
-            &new_dir,
-            "shop",
-            claim,
-        ));
-        assert_eq!(
-            support::volumes::checksums(&restored),
-            support::volumes::checksums(folder),
-            "{claim}"
-        );
-    }
+    assert_shop_moved(
+        &t,
+        &mut app,
+        name,
+        &dir.path()
+            .join("cloud/azure")
+            .join(SUB)
+            .join("rg-shop/shop-aks"),
+        ("shop", "managed-csi"),
+        &seeded,
+    );
     t.rt.block_on(prod.shutdown()).unwrap();
     drop(cloud);
 }
@@ -1162,13 +1100,13 @@ fn fill_eks_form(app: &mut App, name: &str) {
 }
 
 /// The new cluster `name` is linked and probed, and holds the shop in `ns`: its
-/// deployments, and its claims on gp3 with the files of `seeded` byte for byte.
+/// deployments, and its claims on `class` with the files of `seeded` byte for byte.
 fn assert_shop_moved(
     t: &common::TestRepo,
     app: &mut App,
     name: &str,
     cluster_dir: &std::path::Path,
-    ns: &str,
+    (ns, class): (&str, &str),
     seeded: &[(String, std::path::PathBuf)],
 ) {
     use k8s_openapi::api::core::v1::PersistentVolumeClaim;
@@ -1188,7 +1126,7 @@ fn assert_shop_moved(
     for pvc in &pvcs.items {
         assert_eq!(
             pvc.spec.as_ref().unwrap().storage_class_name.as_deref(),
-            Some("gp3")
+            Some(class)
         );
     }
     let deployments =
@@ -1310,7 +1248,7 @@ fn migrate_the_shop_into_a_new_eks_cluster_from_the_wizard() {
         &mut app,
         name,
         &dir.path().join("cloud/us-east-1/shop-eks"),
-        "shop",
+        ("shop", "gp3"),
         &seeded,
     );
     let record = audit_of(&t.repo, ferry::policy::Action::Migrate);
@@ -1430,7 +1368,7 @@ fn clone_an_eks_namespace_into_a_new_cluster_pre_filled_from_its_envelope() {
         &mut app,
         name,
         &dir.path().join("cloud/us-east-1/src-eks-clone"),
-        "shop-clone",
+        ("shop-clone", "gp3"),
         &seeded,
     );
     let record = audit_of(&t.repo, ferry::policy::Action::Clone);
