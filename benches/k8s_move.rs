@@ -15,7 +15,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use ferry::engine::Repository;
 use ferry::engine::backend::local::LocalBackend;
@@ -372,6 +372,7 @@ async fn main() {
     .await;
     // ebs-sc binds for its first consumer: a mover binds it; put the data in through
     // the host folder behind it (the sandbox's "disk").
+    let lease = ferry::engine::k8s::lease::JobLease::start(&src, Duration::from_secs(30));
     let bind = ferry::engine::k8s::mover::Mover::start(
         &src,
         "bulk",
@@ -379,10 +380,12 @@ async fn main() {
         false,
         None,
         &MoverOptions::default(),
+        &lease,
     )
     .await
     .unwrap();
     bind.delete().await;
+    lease.release().await;
     let vol = volume_dir(&src, &prod_dir, "bulk", "data").await;
     let st = std::process::Command::new("cp")
         .args([

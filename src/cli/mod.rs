@@ -17,6 +17,7 @@ macro_rules! say {
 
 mod audit;
 mod backup;
+mod cleanup;
 mod cluster;
 mod console;
 mod init;
@@ -150,6 +151,8 @@ pub enum Command {
     Unlock(maintenance::UnlockArgs),
     /// Rebuild the index from the packs (after an index file was damaged or lost)
     RepairIndex,
+    /// Remove what interrupted jobs left in a cluster (mover pods, temporary claims and snapshots)
+    Cleanup(cleanup::CleanupArgs),
     /// Manage the passwords and key files that open the repository
     #[command(subcommand)]
     Key(key::KeyCommand),
@@ -198,6 +201,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Check(a) => maintenance::check(&ctx, a),
         Command::Forget(a) => maintenance::forget(&ctx, a),
         Command::Prune(a) => maintenance::prune(&ctx, a),
+        Command::Cleanup(a) => cleanup::run(&ctx, a),
         Command::Unlock(a) => maintenance::unlock(&ctx, a),
         Command::RepairIndex => maintenance::repair_index(&ctx),
         Command::Key(k) => key::run(&ctx, k),

@@ -10,6 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
+use std::os::unix::ffi::OsStrExt as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use rayon::prelude::*;
@@ -321,6 +322,24 @@ impl<'a> TreeBuilder<'a> {
         Ok(())
     }
 
+    /// Drops whatever was added at or below `path`.
+    pub fn remove(&mut self, path: &[u8]) -> Result<()> {
+        let comps = components(path)?;
+        let Some((last, parents)) = comps.split_last() else {
+            self.root = Dir::default();
+            return Ok(());
+        };
+        let mut d = &mut self.root;
+        for c in parents {
+            match d.entries.get_mut(*c) {
+                Some(next) => d = next,
+                None => return Ok(()),
+            }
+        }
+        d.entries.remove(*last);
+        Ok(())
+    }
+
     /// Adds a small document (a Kubernetes object) as a file.
     pub fn add_document(&mut self, path: &[u8], bytes: &[u8], mtime_secs: i64) -> Result<()> {
         let mut node = file_node(b"", 0o644, 0, 0, mtime_secs);
@@ -360,12 +379,26 @@ impl<'a> TreeBuilder<'a> {
     }
 }
 
-/// Reads a tar stream to its end into `builder`, its paths placed below `prefix`.
-/// Returns the number of entries read.
+/// What a tar entry is, as [`read_tar`] shows it to its caller before storing it.
+#[derive(Debug)]
+pub enum TarEntry<'n> {
+    /// Any entry but a hard link: its node (kind, header metadata) may be adjusted.
+    Node(&'n mut Node),
+    /// A hard link: another name of a file the stream carried before.
+    HardLink,
+}
+
+/// Reads tar archives (one after the other, as `tar` runs one after the other write
+/// them) to their end into `builder`, their paths placed below `prefix`. `on_entry` sees
+/// each entry's path as the archive names it, without `./`, before it is stored, and
+/// says whether to store it (`false` skips it). A file
+/// whose data ends before its header's size is an error: the stream was cut, and a
+/// short file is never recorded as complete. Returns the number of entries read.
 pub fn read_tar(
     builder: &mut TreeBuilder<'_>,
     reader: &mut dyn Read,
     prefix: &[u8],
+    on_entry: &mut dyn FnMut(&[u8], TarEntry<'_>) -> bool,
 ) -> Result<u64> {
     let join = |p: &[u8]| -> Vec<u8> {
         if prefix.is_empty() {
@@ -381,16 +414,19 @@ pub fn read_tar(
         source: e,
     };
     let mut archive = tar::Archive::new(reader);
+    archive.set_ignore_zeros(true);
     let mut n = 0;
     for entry in archive.entries().map_err(bad)? {
         let mut entry = entry.map_err(bad)?;
-        let path = join(&entry.path_bytes());
+        let name = entry.path_bytes().into_owned();
+        let rel = member_path(&name).to_vec();
+        let path = join(&rel);
         let h = entry.header();
         let mode = h.mode().unwrap_or(0o644) & 0o7777;
         let uid = h.uid().unwrap_or(0) as u32;
         let gid = h.gid().unwrap_or(0) as u32;
         let mtime = h.mtime().unwrap_or(0) as i64;
-        let size = h.size().unwrap_or(0);
+        let size = entry.size();
         let kind = h.entry_type();
         let mut node = file_node(b"", mode, uid, gid, mtime);
         node.size = size;
@@ -398,6 +434,9 @@ pub fn read_tar(
         if kind.is_dir() {
             node.kind = NodeKind::Dir;
             node.size = 0;
+            if !on_entry(&rel, TarEntry::Node(&mut node)) {
+                continue;
+            }
             builder.add(&path, node, None)?;
         } else if kind.is_symlink() {
             node.kind = NodeKind::Symlink;
@@ -407,21 +446,47 @@ pub fn read_tar(
                 .map(|t| t.into_owned())
                 .unwrap_or_default();
             node.target = Some(Name(target));
-            builder.add(&path, node, None)?;
-        } else if kind.is_file() || kind.is_hard_link() || kind == tar::EntryType::Continuous {
-            if kind.is_hard_link() {
-                // A hard link's data came with its first name: the same content again.
-                let target = entry
-                    .link_name_bytes()
-                    .map(|t| join(&t))
-                    .unwrap_or_default();
-                builder.link(&path, &target)?;
+            if !on_entry(&rel, TarEntry::Node(&mut node)) {
                 continue;
             }
-            builder.add(&path, node, Some(&mut entry))?;
+            builder.add(&path, node, None)?;
+        } else if kind.is_hard_link() {
+            // A hard link's data came with its first name: the same content again.
+            let target = entry
+                .link_name_bytes()
+                .map(|t| join(member_path(&t)))
+                .unwrap_or_default();
+            if !on_entry(&rel, TarEntry::HardLink) {
+                continue;
+            }
+            builder.link(&path, &target)?;
+        } else if kind.is_file() || kind == tar::EntryType::Continuous {
+            if !on_entry(&rel, TarEntry::Node(&mut node)) {
+                continue;
+            }
+            let mut counted = Counted {
+                inner: &mut entry,
+                n: 0,
+            };
+            builder.add(&path, node, Some(&mut counted))?;
+            if counted.n != size {
+                return Err(Error::Source {
+                    path: String::from_utf8_lossy(&rel).into_owned().into(),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        format!(
+                            "the stream ended inside the file: {} of {size} bytes arrived",
+                            counted.n
+                        ),
+                    ),
+                });
+            }
         } else if kind.is_fifo() {
             node.kind = NodeKind::Fifo;
             node.size = 0;
+            if !on_entry(&rel, TarEntry::Node(&mut node)) {
+                continue;
+            }
             builder.add(&path, node, None)?;
         } else if kind.is_pax_global_extensions()
             || kind.is_pax_local_extensions()
@@ -438,6 +503,33 @@ pub fn read_tar(
         }
     }
     Ok(n)
+}
+
+/// A tar member's name as a path below the archive's root: without `./` and trailing
+/// `/`.
+pub fn member_path(name: &[u8]) -> &[u8] {
+    let mut p = name;
+    while let Some(r) = p.strip_prefix(b"./") {
+        p = r;
+    }
+    while let Some(r) = p.strip_suffix(b"/") {
+        p = r;
+    }
+    p
+}
+
+/// A reader that counts what it gave.
+struct Counted<'r, R: Read> {
+    inner: &'r mut R,
+    n: u64,
+}
+
+impl<R: Read> Read for Counted<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.n += n as u64;
+        Ok(n)
+    }
 }
 
 /// Reads a file's content blobs in order, a few in parallel ahead of the reader.
@@ -519,7 +611,8 @@ fn write_dir(
             prefix.push(b'/');
         }
         prefix.extend_from_slice(&node.name.0);
-        let path = String::from_utf8_lossy(prefix).into_owned();
+        // Names are bytes: a name that is not UTF-8 is written as it is.
+        let path = std::path::PathBuf::from(std::ffi::OsStr::from_bytes(prefix));
         let mut h = tar::Header::new_gnu();
         h.set_mode(node.mode & 0o7777);
         h.set_uid(u64::from(node.uid));
@@ -529,7 +622,9 @@ fn write_dir(
             NodeKind::Dir => {
                 h.set_entry_type(tar::EntryType::Directory);
                 h.set_size(0);
-                b.append_data(&mut h, format!("{path}/"), std::io::empty())
+                let mut dir = prefix.clone();
+                dir.push(b'/');
+                b.append_data(&mut h, std::ffi::OsStr::from_bytes(&dir), std::io::empty())
                     .map_err(io)?;
                 if let Some(sub) = &node.subtree {
                     write_dir(repo, sub, prefix, b, progress)?;
@@ -552,12 +647,9 @@ fn write_dir(
             NodeKind::Symlink => {
                 h.set_entry_type(tar::EntryType::Symlink);
                 h.set_size(0);
-                let target = node
-                    .target
-                    .as_ref()
-                    .map(|t| String::from_utf8_lossy(&t.0).into_owned())
-                    .unwrap_or_default();
-                b.append_link(&mut h, &path, target).map_err(io)?;
+                let target = node.target.as_ref().map(|t| t.0.as_slice()).unwrap_or(b"");
+                b.append_link(&mut h, &path, std::ffi::OsStr::from_bytes(target))
+                    .map_err(io)?;
             }
             NodeKind::Fifo => {
                 h.set_entry_type(tar::EntryType::Fifo);

@@ -16,6 +16,7 @@ use kube::api::{DynamicObject, Patch, PatchParams, PostParams};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::lease::JobLease;
 use super::mover::{Mover, MoverOptions};
 use super::objects::{self, Catalog, ObjRef};
 use super::pipe;
@@ -139,7 +140,9 @@ fn remedy(e: &kube::Error) -> Option<String> {
     }
 }
 
-/// Carries out `plan`. Blocking problems refuse the whole plan.
+/// Carries out `plan`. Blocking problems refuse the whole plan. What dead jobs left
+/// in the target's namespaces is removed first; the movers this job starts carry its
+/// ID and lease ([`super::lease`]).
 pub async fn apply(
     client: &kube::Client,
     repo: &Repository,
@@ -150,6 +153,39 @@ pub async fn apply(
     if plan.blocking() > 0 {
         return Err(K8sError::PlanBlocked(plan.blocking()));
     }
+    let limit = mover.stall_timeout;
+    if plan.volumes.iter().any(|v| v.restore_data) {
+        let namespaces: Vec<String> = plan
+            .volumes
+            .iter()
+            .filter_map(|v| v.target.namespace.clone())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let swept = super::lease::sweep(client, &namespaces, false, limit).await;
+        for f in &swept.removed {
+            progress.log(format!(
+                "removed {f}, left behind by a job that did not finish"
+            ));
+        }
+        for p in &swept.problems {
+            progress.log(format!("cleanup of earlier jobs' leftovers: {p}"));
+        }
+    }
+    let lease = JobLease::start(client, limit);
+    let r = apply_with(client, repo, plan, mover, progress, &lease).await;
+    lease.release().await;
+    r
+}
+
+async fn apply_with(
+    client: &kube::Client,
+    repo: &Repository,
+    plan: &Plan,
+    mover: &MoverOptions,
+    progress: &Arc<JobProgress>,
+    lease: &JobLease,
+) -> Result<Report> {
     let started = Instant::now();
     let mut catalog = within(
         mover.stall_timeout,
@@ -286,7 +322,7 @@ pub async fn apply(
                 continue;
             }
             progress.check()?;
-            match restore_volume(client, repo, plan, v, mover, progress).await {
+            match restore_volume(client, repo, plan, v, mover, lease, progress).await {
                 Ok(bytes) => {
                     report.bytes_restored += bytes;
                     report.volumes.push(Outcome {
@@ -446,6 +482,7 @@ async fn restore_volume(
     plan: &Plan,
     v: &VolumePlan,
     opts: &MoverOptions,
+    lease: &JobLease,
     progress: &Arc<JobProgress>,
 ) -> Result<u64> {
     let ns = v.target.namespace.clone().unwrap_or_default();
@@ -458,7 +495,7 @@ async fn restore_volume(
         s.files_total = v.files;
         s.bytes_total = v.bytes;
     });
-    let mover = Mover::start(client, &ns, &v.target.name, false, None, opts).await?;
+    let mover = Mover::start(client, &ns, &v.target.name, false, None, opts, lease).await?;
     let r = stream_in(&mover, repo, tree, progress).await;
     mover.delete().await;
     let bytes = r?;

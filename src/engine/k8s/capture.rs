@@ -21,10 +21,12 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use super::graph;
+use super::lease::{self, JobLease};
+use super::listing;
 use super::mover::{Listed, Mover, MoverOptions};
 use super::objects::{self, Catalog, ObjRef, Resource};
 use super::{JobProgress, K8sError, META_KEY, RESOURCES_DIR, Result, VOLUMES_DIR};
-use crate::engine::ingest::{self, IngestStats, TreeBuilder};
+use crate::engine::ingest::{self, IngestStats, TarEntry, TreeBuilder};
 use crate::engine::saver::Saver;
 use crate::engine::snapshot::{self, Item, Snapshot, Summary};
 use crate::engine::tree::{Node, NodeKind};
@@ -142,6 +144,18 @@ pub struct CaptureMeta {
     /// version, networking, node groups, add-ons... (see docs/FORMAT.md).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub envelope: Option<Value>,
+    /// Claims whose data could not be read: the snapshot holds none of it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed_volumes: Vec<FailedVolume>,
+}
+
+/// A claim whose data a capture could not read, and why.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct FailedVolume {
+    pub namespace: String,
+    pub pvc: String,
+    pub error: String,
 }
 
 impl CaptureMeta {
@@ -193,8 +207,26 @@ enum Cmd {
     Tar {
         prefix: Vec<u8>,
         reader: Box<dyn Read + Send>,
-        reply: tokio::sync::oneshot::Sender<eng::Result<(u64, Vec<String>)>>,
+        /// The files asked for, by path below `prefix`: each must arrive once.
+        expect: HashMap<Vec<u8>, Listed>,
+        reply: tokio::sync::oneshot::Sender<eng::Result<Arrived>>,
     },
+    /// Drops what was added below a path (a volume that failed half-way).
+    Remove {
+        path: Vec<u8>,
+    },
+}
+
+/// What a volume's archive brought, checked against what was asked for.
+#[derive(Debug, Default)]
+struct Arrived {
+    warnings: Vec<String>,
+    /// Asked for, never arrived.
+    missing: Vec<Vec<u8>>,
+    /// Arrived without being asked for (skipped, not stored).
+    unexpected: Vec<Vec<u8>>,
+    /// Files whose size changed between the listing and the read.
+    resized: Vec<(Vec<u8>, u64, u64)>,
 }
 
 /// What the writer thread ends with: the root tree, counts and warnings.
@@ -225,13 +257,34 @@ impl Writer {
                             b.add_document(path.as_bytes(), &bytes, chrono::Utc::now().timestamp())
                         }
                         Cmd::Node { path, node } => b.add(&path, node, None),
+                        Cmd::Remove { path } => b.remove(&path),
                         Cmd::Tar {
                             prefix,
                             mut reader,
+                            mut expect,
                             reply,
                         } => {
-                            let r = ingest::read_tar(&mut b, &mut reader, &prefix)
-                                .map(|n| (n, b.take_warnings()));
+                            let mut arrived = Arrived::default();
+                            let r =
+                                ingest::read_tar(&mut b, &mut reader, &prefix, &mut |rel, e| {
+                                    let Some(l) = expect.remove(rel) else {
+                                        arrived.unexpected.push(rel.to_vec());
+                                        return false;
+                                    };
+                                    if let TarEntry::Node(node) = e {
+                                        if node.kind == NodeKind::File && node.size != l.size {
+                                            arrived.resized.push((rel.to_vec(), l.size, node.size));
+                                        }
+                                        set_meta(node, &l);
+                                    }
+                                    true
+                                })
+                                .map(|_| {
+                                    arrived.warnings = b.take_warnings();
+                                    arrived.missing = expect.into_keys().collect();
+                                    arrived.missing.sort();
+                                    arrived
+                                });
                             // Drain what the stream still holds so the sender can end.
                             let _ = std::io::copy(&mut reader, &mut std::io::sink());
                             let _ = reply.send(r);
@@ -280,12 +333,38 @@ impl Writer {
     }
 }
 
-/// Captures `opts.scope` of the cluster `client` talks to into a new snapshot.
+/// Captures `opts.scope` of the cluster `client` talks to into a new snapshot. What
+/// dead jobs left on the cluster is removed first; what this job creates there is
+/// labelled with its ID and covered by its lease ([`lease`]).
 pub async fn capture(
     client: &kube::Client,
     repo: &Repository,
     opts: &CaptureOptions,
     progress: &Arc<JobProgress>,
+) -> Result<CaptureOutcome> {
+    let limit = opts.mover.stall_timeout;
+    progress.set_phase("cleaning up");
+    let swept = lease::sweep(client, &opts.scope.namespaces(), false, limit).await;
+    for f in &swept.removed {
+        progress.log(format!(
+            "removed {f}, left behind by a job that did not finish"
+        ));
+    }
+    for p in &swept.problems {
+        progress.log(format!("cleanup of earlier jobs' leftovers: {p}"));
+    }
+    let lease = JobLease::start(client, limit);
+    let r = capture_with(client, repo, opts, progress, &lease).await;
+    lease.release().await;
+    r
+}
+
+async fn capture_with(
+    client: &kube::Client,
+    repo: &Repository,
+    opts: &CaptureOptions,
+    progress: &Arc<JobProgress>,
+    lease: &JobLease,
 ) -> Result<CaptureOutcome> {
     let started = Instant::now();
     let mut warnings: Vec<String> = Vec::new();
@@ -348,6 +427,12 @@ pub async fn capture(
         plural_of.insert((t.ar.group.clone(), t.ar.kind.clone()), t.ar.plural.clone());
         match r {
             Ok(items) => {
+                // Ferry's own temporaries (movers, snapshot claims, leases) are never
+                // part of what is captured.
+                let items: Vec<Value> = items
+                    .into_iter()
+                    .filter(|o| !lease::is_temporary(o))
+                    .collect();
                 progress.add_objects(items.len() as u64, 0);
                 all.extend(items);
             }
@@ -570,6 +655,7 @@ pub async fn capture(
 
     // Volumes.
     let mut volumes = Vec::new();
+    let mut failed_volumes = Vec::new();
     if opts.include_volumes {
         progress.set_phase("reading volumes");
         for pvc in &pvcs {
@@ -605,6 +691,7 @@ pub async fn capture(
                 snap_class.filter(|_| opts.use_snapshots),
                 &parent_nodes,
                 &opts.mover,
+                lease,
                 progress,
                 &mut warnings,
             )
@@ -616,8 +703,17 @@ pub async fn capture(
                 }
                 Err(K8sError::Cancelled) => return Err(K8sError::Cancelled),
                 Err(e) => {
+                    // Nothing of a volume that failed half-way stays in the snapshot.
+                    writer.send(Cmd::Remove {
+                        path: format!("{VOLUMES_DIR}/{ns}/{}", r.name).into_bytes(),
+                    })?;
                     progress.volume(&ns, &r.name, |s| s.state = format!("failed: {e}"));
                     warnings.push(format!("volume {ns}/{}: {e}", r.name));
+                    failed_volumes.push(FailedVolume {
+                        namespace: ns.clone(),
+                        pvc: r.name.clone(),
+                        error: e.to_string(),
+                    });
                 }
             }
         }
@@ -639,6 +735,7 @@ pub async fn capture(
         volumes: volumes.clone(),
         warnings: warnings.clone(),
         envelope: opts.envelope.clone(),
+        failed_volumes,
     };
     let snap = {
         let repo = repo.clone();
@@ -860,9 +957,11 @@ async fn snapshot_claim(
     client: &kube::Client,
     pvc: &Value,
     class: &str,
+    lease: &JobLease,
 ) -> Result<(String, String)> {
     let r = ObjRef::of(pvc);
     let ns = r.namespace.clone().unwrap_or_default();
+    lease.hold(&ns).await?;
     let catalog_res = kube::discovery::ApiResource {
         group: "snapshot.storage.k8s.io".into(),
         version: "v1".into(),
@@ -877,7 +976,7 @@ async fn snapshot_claim(
     let obj: kube::api::DynamicObject = serde_json::from_value(json!({
         "apiVersion": "snapshot.storage.k8s.io/v1",
         "kind": "VolumeSnapshot",
-        "metadata": {"name": snap_name, "namespace": ns, "labels": {super::MANAGED_BY.0: super::MANAGED_BY.1}},
+        "metadata": {"name": snap_name, "namespace": ns, "labels": lease.labels("snapshot")},
         "spec": {"volumeSnapshotClassName": class, "source": {"persistentVolumeClaimName": r.name}}
     }))
     .map_err(|e| K8sError::Invalid(e.to_string()))?;
@@ -926,7 +1025,7 @@ async fn snapshot_claim(
     }
     let claim = serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "PersistentVolumeClaim",
-        "metadata": {"name": tmp_name, "namespace": ns, "labels": {super::MANAGED_BY.0: super::MANAGED_BY.1}},
+        "metadata": {"name": tmp_name, "namespace": ns, "labels": lease.labels("snapshot-claim")},
         "spec": spec,
     }))
     .map_err(|e| K8sError::Invalid(e.to_string()))?;
@@ -979,6 +1078,7 @@ async fn capture_volume(
     snapshot_class: Option<String>,
     parent: &HashMap<Vec<u8>, Node>,
     mover_opts: &MoverOptions,
+    lease: &JobLease,
     progress: &Arc<JobProgress>,
     warnings: &mut Vec<String>,
 ) -> Result<VolumeRecord> {
@@ -1011,7 +1111,7 @@ async fn capture_volume(
     let mut temp: Option<(String, String)> = None;
     if let Some(class) = &snapshot_class {
         progress.volume(&ns, &r.name, |s| s.state = "snapshotting".into());
-        match snapshot_claim(client, pvc, class).await {
+        match snapshot_claim(client, pvc, class, lease).await {
             Ok(t) => {
                 rec.consistency = "snapshot".into();
                 temp = Some(t);
@@ -1038,8 +1138,28 @@ async fn capture_volume(
         progress.log(format!("{r}: reading the live volume (no CSI snapshot class for its driver): files changing during the read may be inconsistent"));
     }
     let result = async {
-        let mover = Mover::start(client, &ns, &claim, true, node.as_deref(), mover_opts).await?;
-        let r2 = read_with_mover(&mover, writer, &ns, &r.name, parent, progress, &mut rec).await;
+        let mover = Mover::start(
+            client,
+            &ns,
+            &claim,
+            true,
+            node.as_deref(),
+            mover_opts,
+            lease,
+        )
+        .await?;
+        let through_snapshot = temp.is_some();
+        let r2 = read_with_mover(
+            &mover,
+            writer,
+            &ns,
+            &r.name,
+            parent,
+            through_snapshot,
+            progress,
+            &mut rec,
+        )
+        .await;
         mover.delete().await;
         r2
     }
@@ -1056,12 +1176,14 @@ async fn capture_volume(
     Ok(rec)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn read_with_mover(
     mover: &Mover,
     writer: &Writer,
     ns: &str,
     pvc: &str,
     parent: &HashMap<Vec<u8>, Node>,
+    through_snapshot: bool,
     progress: &Arc<JobProgress>,
     rec: &mut VolumeRecord,
 ) -> Result<()> {
@@ -1078,74 +1200,63 @@ async fn read_with_mover(
         path: prefix.clone(),
         node: ingest::dir_node(b""),
     })?;
-    let listing = mover.list().await?;
-    let (fetch_all, fetch): (bool, Vec<Vec<u8>>) = match listing {
-        None => (true, Vec::new()),
-        Some(entries) => {
-            let mut fetch = Vec::new();
-            let (mut files, mut bytes) = (0u64, 0u64);
-            for e in &entries {
-                if e.is_file() {
-                    files += 1;
-                    bytes += e.size;
-                }
-            }
-            progress.data.add_total(files, bytes);
-            progress.volume(ns, pvc, |s| {
-                s.files_total = files;
-                s.bytes_total = bytes;
-            });
-            for e in entries {
-                rec.files += u64::from(e.is_file());
-                rec.bytes += if e.is_file() { e.size } else { 0 };
-                if e.is_dir() {
-                    let mut node = ingest::dir_node(b"");
-                    set_meta(&mut node, &e);
-                    writer.send(Cmd::Node {
-                        path: join(&e.path),
-                        node,
-                    })?;
-                } else if let Some(p) = parent.get(&e.path).filter(|p| {
-                    e.is_file()
-                        && p.kind == NodeKind::File
-                        && p.size == e.size
-                        && p.mtime_ns == e.mtime.saturating_mul(1_000_000_000)
-                }) {
-                    let mut node = p.clone();
-                    set_meta(&mut node, &e);
-                    writer.send(Cmd::Node {
-                        path: join(&e.path),
-                        node,
-                    })?;
-                } else {
-                    fetch.push(e.path);
-                }
-            }
-            (false, fetch)
+    let entries = mover.list().await?;
+    let (mut files, mut bytes) = (0u64, 0u64);
+    for e in &entries {
+        if e.is_file() {
+            files += 1;
+            bytes += e.size;
         }
-    };
-    if !fetch_all && fetch.is_empty() {
+    }
+    progress.data.add_total(files, bytes);
+    progress.volume(ns, pvc, |s| {
+        s.files_total = files;
+        s.bytes_total = bytes;
+    });
+    // A claim read through a CSI snapshot is a new volume each time. Block-level
+    // snapshots (EBS, Azure Disk, RBD) keep inodes and change times, so everything is
+    // compared; snapshots made by copying files give every file a new inode and change
+    // time, which then tell nothing: such a volume is compared by type, size and
+    // modification time to the nanosecond.
+    let strict = !through_snapshot || identity_kept(parent, &entries);
+    if !strict {
+        progress.log(format!(
+            "{ns}/{pvc}: its snapshots do not keep inodes (the driver copies files): files are compared by size and modification time to the nanosecond"
+        ));
+    }
+    let mut fetch: HashMap<Vec<u8>, Listed> = HashMap::new();
+    for e in entries {
+        rec.files += u64::from(e.is_file());
+        rec.bytes += if e.is_file() { e.size } else { 0 };
+        if e.is_dir() {
+            let mut node = ingest::dir_node(b"");
+            set_meta(&mut node, &e);
+            writer.send(Cmd::Node {
+                path: join(&e.path),
+                node,
+            })?;
+        } else if let Some(p) = parent.get(&e.path).filter(|p| unchanged(p, &e, strict)) {
+            let mut node = p.clone();
+            set_meta(&mut node, &e);
+            writer.send(Cmd::Node {
+                path: join(&e.path),
+                node,
+            })?;
+        } else {
+            fetch.insert(e.path.clone(), e);
+        }
+    }
+    if fetch.is_empty() {
         return Ok(());
     }
     progress.volume(ns, pvc, |s| s.state = "reading".into());
-    let cmd: Vec<String> = if fetch_all {
-        vec![
-            "tar".into(),
-            "-c".into(),
-            "-f".into(),
-            "-".into(),
-            "-C".into(),
-            mover.mount.into(),
-            ".".into(),
-        ]
-    } else {
-        ["tar", "-c", "-f", "-", "-C", mover.mount, "-T", "-"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect()
-    };
-    let what = cmd.join(" ");
-    let mut p = mover.exec(cmd, !fetch_all).await?;
+    let mut names: Vec<Vec<u8>> = fetch.keys().cloned().collect();
+    names.sort();
+    let script = listing::fetch_script(&names);
+    let asked = names.len() as u64;
+    let cmd = listing::fetch_command(mover.mount);
+    let what = format!("tar -c of {asked} file(s) in {}", mover.mount);
+    let mut p = mover.exec(cmd, true).await?;
     let stdout = p
         .stdout()
         .ok_or_else(|| K8sError::Invalid("the mover gave no output stream".into()))?;
@@ -1155,19 +1266,15 @@ async fn read_with_mover(
     writer.send(Cmd::Tar {
         prefix: prefix.clone(),
         reader: Box::new(reader),
+        expect: fetch,
         reply,
     })?;
-    let mut list = Vec::new();
-    for f in &fetch {
-        list.extend_from_slice(f);
-        list.push(b'\n');
-    }
-    // The list goes in while the archive comes out: a long list must not wait for
+    // The script goes in while the archive comes out: a long one must not wait for
     // output nobody reads yet.
-    let mut stdin = if fetch_all { None } else { p.stdin() };
+    let mut stdin = p.stdin();
     let feed = async {
         if let Some(w) = stdin.as_mut() {
-            w.write_all(&list).await?;
+            w.write_all(&script).await?;
             w.shutdown().await?;
         }
         Ok::<(), std::io::Error>(())
@@ -1195,34 +1302,95 @@ async fn read_with_mover(
         p.abort();
         return Err(mover.stalled(&what));
     };
-    fed.map_err(|e| K8sError::Volume {
+    let volume_err = |detail: String| K8sError::Volume {
         pvc: format!("{ns}/{pvc}"),
-        detail: format!("cannot send the file list to the mover: {e}"),
-    })?;
-    let (_, tar_warnings) = tar_result
+        detail,
+    };
+    fed.map_err(|e| volume_err(format!("cannot send the file list to the mover: {e}")))?;
+    let arrived = tar_result
         .map_err(|_| K8sError::Invalid("the snapshot writer stopped early".into()))?
-        .map_err(|e| K8sError::Volume {
-            pvc: format!("{ns}/{pvc}"),
-            detail: e.to_string(),
-        })?;
-    for w in tar_warnings {
+        .map_err(|e| volume_err(e.to_string()))?;
+    for w in arrived.warnings {
         progress.log(format!("{ns}/{pvc}: {w}"));
     }
+    for (path, listed, read) in &arrived.resized {
+        progress.log(format!(
+            "{ns}/{pvc}: {} changed while being read ({listed} bytes when listed, {read} read): it is stored as read",
+            show(path)
+        ));
+    }
     mover.finish(p, &what, &err).await?;
-    rec.files_transferred = if fetch_all {
-        rec.files
-    } else {
-        fetch.len() as u64
-    };
+    if !arrived.unexpected.is_empty() {
+        return Err(volume_err(format!(
+            "the mover's archive held {} file(s) that were not asked for ({}); none of them was kept: check the mover image's `tar`",
+            arrived.unexpected.len(),
+            some(&arrived.unexpected)
+        )));
+    }
+    if !arrived.missing.is_empty() {
+        return Err(volume_err(format!(
+            "{} of {asked} file(s) did not arrive ({}): the volume is not complete in the snapshot; run the capture again (a CSI snapshot class for the claim's driver gives a stable copy to read)",
+            arrived.missing.len(),
+            some(&arrived.missing)
+        )));
+    }
+    rec.files_transferred = asked;
     Ok(())
+}
+
+/// A file is unchanged since the parent when everything a local backup compares is
+/// the same: type, size, modification time (to the nanosecond the mover gives), and,
+/// when `strict`, change time and inode.
+fn unchanged(parent: &Node, now: &Listed, strict: bool) -> bool {
+    now.is_file()
+        && parent.kind == NodeKind::File
+        && parent.size == now.size
+        && parent.mtime_ns == now.mtime_ns
+        && (!strict || (parent.ctime_ns == now.ctime_ns && parent.inode == now.inode))
+}
+
+/// Whether the files that look unchanged since the parent (same size and modification
+/// time) kept their inodes and change times: false when none of them did (a copy has
+/// new change times; its inodes may even repeat old ones by chance).
+fn identity_kept(parent: &HashMap<Vec<u8>, Node>, entries: &[Listed]) -> bool {
+    let (mut same, mut moved) = (0u64, 0u64);
+    for e in entries.iter().filter(|e| e.is_file()) {
+        if let Some(p) = parent.get(&e.path)
+            && p.kind == NodeKind::File
+            && p.size == e.size
+            && p.mtime_ns == e.mtime_ns
+        {
+            if p.inode == e.inode && p.ctime_ns == e.ctime_ns {
+                same += 1;
+            } else {
+                moved += 1;
+            }
+        }
+    }
+    same > 0 || moved == 0
+}
+
+fn show(path: &[u8]) -> String {
+    format!("{:?}", String::from_utf8_lossy(path))
+}
+
+/// A few paths, for a message.
+fn some(paths: &[Vec<u8>]) -> String {
+    let mut s: Vec<String> = paths.iter().take(5).map(|p| show(p)).collect();
+    if paths.len() > 5 {
+        s.push(format!("and {} more", paths.len() - 5));
+    }
+    s.join(", ")
 }
 
 fn set_meta(node: &mut Node, e: &Listed) {
     node.mode = e.mode & 0o7777;
     node.uid = e.uid;
     node.gid = e.gid;
-    node.mtime_ns = e.mtime.saturating_mul(1_000_000_000);
-    node.ctime_ns = node.mtime_ns;
+    node.mtime_ns = e.mtime_ns;
+    node.ctime_ns = e.ctime_ns;
+    node.inode = e.inode;
+    node.links = e.links;
 }
 
 /// Every object document stored in a capture snapshot.

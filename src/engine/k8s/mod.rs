@@ -4,6 +4,8 @@
 //! - [`graph`]: what an object refers to: dependency closure and restore order;
 //! - [`capture`]: a backup of namespaces, workloads or a selection into a snapshot;
 //! - [`mover`]: short-lived pods that read and write volume data through the exec API;
+//! - [`listing`]: the movers' exec protocol, safe for any file name and busybox's tools;
+//! - [`lease`]: jobs' temporaries in a cluster, their leases, and dead jobs' cleanup;
 //! - [`transform`]: what changes on the way to another cluster (namespaces, storage
 //!   classes, server-populated fields);
 //! - [`plan`]: the dry run of a restore, checked against the target;
@@ -17,6 +19,8 @@
 pub mod apply;
 pub mod capture;
 pub mod graph;
+pub mod lease;
+pub mod listing;
 pub mod mover;
 pub mod objects;
 pub mod pipe;

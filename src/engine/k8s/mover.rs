@@ -3,20 +3,24 @@
 //!
 //! A mover is a short-lived pod (any small image with `sh`, `find`, `stat` and `tar`;
 //! busybox by default) that mounts one claim. Ferry lists the files through the exec
-//! API, then streams a tar archive out of it (capture) or into it (restore). The pod is
-//! deleted whatever happens, and carries Ferry's label so a leftover one can be found.
+//! API, then streams a tar archive out of it (capture) or into it (restore); the exec
+//! protocol is in [`listing`]. The pod is deleted whatever happens, and carries its
+//! job's labels and lease ([`super::lease`]) so a dead job's leftover is found and
+//! removed by the next job on the cluster.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, AttachParams, AttachedProcess, DeleteParams, ListParams, PostParams};
+use kube::api::{Api, AttachParams, AttachedProcess, DeleteParams, PostParams};
 use serde_json::json;
 use tokio::io::AsyncReadExt;
 
+use super::lease::JobLease;
+use super::listing;
 use super::objects::is_not_found;
-use super::{K8sError, MANAGED_BY, Result, unless_stalled, within};
+use super::{K8sError, Result, unless_stalled, within};
 
 /// The mover image when none is configured.
 pub const DEFAULT_IMAGE: &str = "busybox:1.36";
@@ -46,65 +50,7 @@ impl Default for MoverOptions {
     }
 }
 
-/// One entry of a volume listing.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Listed {
-    /// Path relative to the volume root, without `./`.
-    pub path: Vec<u8>,
-    /// `st_mode`: type and permission bits.
-    pub mode: u32,
-    pub size: u64,
-    pub mtime: i64,
-    pub uid: u32,
-    pub gid: u32,
-}
-
-impl Listed {
-    pub fn is_dir(&self) -> bool {
-        self.mode & 0o170000 == 0o040000
-    }
-    pub fn is_file(&self) -> bool {
-        self.mode & 0o170000 == 0o100000
-    }
-}
-
-/// The command that lists a volume: one line per entry, `%f %s %Y %u %g %n`.
-pub fn list_command(root: &str) -> Vec<String> {
-    vec![
-        "sh".into(),
-        "-c".into(),
-        format!("cd {root} && find . -mindepth 1 -exec stat -c \"%f %s %Y %u %g %n\" {{}} +"),
-    ]
-}
-
-/// Parses a listing. Names with a newline cannot be told apart in it: `None` then, and
-/// the caller reads the whole volume instead.
-pub fn parse_listing(out: &[u8]) -> Option<Vec<Listed>> {
-    let mut v = Vec::new();
-    for line in out.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-        let mut parts = line.splitn(6, |b| *b == b' ');
-        let mut field = || std::str::from_utf8(parts.next()?).ok().map(str::to_string);
-        let mode = u32::from_str_radix(&field()?, 16).ok()?;
-        let size = field()?.parse().ok()?;
-        let mtime = field()?.parse().ok()?;
-        let uid = field()?.parse().ok()?;
-        let gid = field()?.parse().ok()?;
-        let name = parts.next()?;
-        let path = name.strip_prefix(b"./").unwrap_or(name).to_vec();
-        if path.is_empty() {
-            continue;
-        }
-        v.push(Listed {
-            path,
-            mode,
-            size,
-            mtime,
-            uid,
-            gid,
-        });
-    }
-    Some(v)
-}
+pub use super::listing::Listed;
 
 /// A running mover pod.
 #[derive(Debug)]
@@ -118,8 +64,9 @@ pub struct Mover {
 }
 
 impl Mover {
-    /// Starts a mover mounting `claim` (read-only at [`SRC`], or writable at [`DST`]),
-    /// on `node` when the claim is held there, and waits until it runs.
+    /// Starts a mover of the job `lease` mounting `claim` (read-only at [`SRC`], or
+    /// writable at [`DST`]), on `node` when the claim is held there, and waits until it
+    /// runs. A claim that another running job writes to is refused.
     pub async fn start(
         client: &kube::Client,
         namespace: &str,
@@ -127,6 +74,7 @@ impl Mover {
         read_only: bool,
         node: Option<&str>,
         opts: &MoverOptions,
+        lease: &JobLease,
     ) -> Result<Mover> {
         let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
         let mount = if read_only { SRC } else { DST };
@@ -147,20 +95,32 @@ impl Mover {
         if let Some(n) = node {
             spec["nodeName"] = json!(n);
         }
+        let mut labels = lease.labels("mover");
+        labels["ferry.dev/claim"] = json!(claim_label(claim));
         let pod: Pod = serde_json::from_value(json!({
             "apiVersion": "v1",
             "kind": "Pod",
             "metadata": {
                 "generateName": "ferry-mover-",
                 "namespace": namespace,
-                "labels": {MANAGED_BY.0: MANAGED_BY.1, "ferry.dev/role": "mover", "ferry.dev/claim": claim_label(claim)},
+                "labels": labels,
             },
             "spec": spec,
         }))
         .map_err(|e| K8sError::Invalid(format!("mover pod: {e}")))?;
-        if !read_only {
-            remove_leftovers(&api, claim, opts.stall_timeout).await;
+        if !read_only
+            && let Some(other) =
+                super::lease::writer_of(client, namespace, claim, lease.id(), opts.stall_timeout)
+                    .await
+        {
+            return Err(K8sError::Volume {
+                pvc: format!("{namespace}/{claim}"),
+                detail: format!(
+                    "another Ferry job ({other}) is writing to this claim right now: wait until it ends, or cancel it, then run this job again"
+                ),
+            });
         }
+        lease.hold(namespace).await?;
         let created = within(
             opts.stall_timeout,
             || format!("starting a mover pod for {namespace}/{claim}"),
@@ -348,10 +308,28 @@ impl Mover {
         }
     }
 
-    /// Lists the mounted volume.
-    pub async fn list(&self) -> Result<Option<Vec<Listed>>> {
-        let out = self.run(list_command(self.mount)).await?;
-        Ok(parse_listing(&out))
+    /// Lists the mounted volume (see [`listing`]). A listing that fails (files
+    /// vanishing under `find` on a live volume) is tried three times.
+    pub async fn list(&self) -> Result<Vec<Listed>> {
+        let cmd = vec!["sh".into(), "-c".into(), listing::list_script(self.mount)];
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let r = self.run(cmd.clone()).await.and_then(|out| {
+                listing::parse_listing(&out).map_err(|e| K8sError::Volume {
+                    pvc: format!("{}/{}", self.namespace, self.name),
+                    detail: format!(
+                        "{e}: the mover image must have POSIX `sh`, `find` and `stat -c` (busybox has them)"
+                    ),
+                })
+            });
+            match r {
+                Err(K8sError::Volume { .. }) if tries < 3 => {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                r => return r,
+            }
+        }
     }
 
     /// Deletes the pod (at once, no grace period). Never fails: a leftover mover is
@@ -380,37 +358,6 @@ fn claim_label(claim: &str) -> String {
         claim.to_string()
     } else {
         blake3::hash(claim.as_bytes()).to_hex()[..40].to_string()
-    }
-}
-
-/// Deletes writing movers of `claim` that an interrupted job left behind: they would
-/// still hold the claim and could still be writing to it.
-async fn remove_leftovers(api: &Api<Pod>, claim: &str, limit: Duration) {
-    let lp = ListParams::default().labels(&format!(
-        "{}={},ferry.dev/role=mover,ferry.dev/claim={}",
-        MANAGED_BY.0,
-        MANAGED_BY.1,
-        claim_label(claim)
-    ));
-    let Ok(Ok(pods)) = tokio::time::timeout(limit, api.list(&lp)).await else {
-        return;
-    };
-    let dp = DeleteParams {
-        grace_period_seconds: Some(0),
-        ..DeleteParams::default()
-    };
-    for p in pods.items {
-        let writes = p
-            .spec
-            .iter()
-            .flat_map(|s| s.volumes.iter().flatten())
-            .filter_map(|v| v.persistent_volume_claim.as_ref())
-            .any(|c| c.claim_name == claim && c.read_only != Some(true));
-        let Some(name) = p.metadata.name.filter(|_| writes) else {
-            continue;
-        };
-        tracing::info!(pod = %name, claim, "removing a mover left by an interrupted job");
-        let _ = tokio::time::timeout(limit, api.delete(&name, &dp)).await;
     }
 }
 

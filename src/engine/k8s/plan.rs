@@ -554,7 +554,22 @@ pub async fn build(
             reason: None,
             tree,
         };
-        if tree.is_none() {
+        let failed = meta.failed_volumes.iter().find(|f| {
+            Some(f.namespace.as_str()) == i.source.namespace.as_deref() && f.pvc == i.source.name
+        });
+        if let Some(f) = failed {
+            vp.reason = Some(format!("its data could not be captured: {}", f.error));
+            if opts.include_volumes && i.action != Action::Skip {
+                problems.push(Problem {
+                    blocking: true,
+                    object: Some(i.source.clone()),
+                    message: format!(
+                        "the capture could not read this claim's data ({}): restoring would leave it empty. Capture again, or restore without volume data (--no-volume-data) to take the objects only",
+                        f.error
+                    ),
+                });
+            }
+        } else if tree.is_none() {
             vp.reason = Some("the snapshot holds no data for it".into());
         } else if !opts.include_volumes {
             vp.reason = Some("volume data not requested".into());

@@ -3,8 +3,12 @@
 //! host folders. What is real: the process, its stdin/stdout/stderr, its exit status, and
 //! the files it reads and writes in the pod's volumes. What is emulated: the filesystem
 //! (only the volume mounts are mapped; every other absolute path is the host's own, so
-//! `/bin/sh` and `tar` are the host's), the environment, and isolation (there is none:
-//! the process has the sandbox's user and rights).
+//! `/bin/sh` and `tar` are the host's, GNU tools as in a Debian image), the
+//! environment, and isolation (there is none: the process has the sandbox's user and
+//! rights). Containers of `busybox` images run the real busybox's applets when the host
+//! has busybox (Debian's `busybox-static`): their PATH holds only those, so what works
+//! in the sandbox works with the tools real mover pods meet (busybox's `tar` has no
+//! `-T` and no `--transform`).
 //!
 //! Mapping, from a pod's `spec.volumes`:
 //! - `persistentVolumeClaim` (and `ephemeral`, whose claim is `<pod>-<volume>`): the claim's
@@ -66,6 +70,38 @@ pub struct ContainerView {
     materialized: Vec<Materialized>,
     cwd: PathBuf,
     env: Vec<(String, String)>,
+    /// The image's own programs, when the sandbox has them (busybox images run the
+    /// real busybox's applets, not the host's GNU tools).
+    tools: Option<Tools>,
+}
+
+/// A folder of an image's programs, made from one multi-call binary.
+#[derive(Debug, Clone)]
+struct Tools {
+    dir: PathBuf,
+    binary: PathBuf,
+}
+
+/// The host's busybox, if installed (Debian's `busybox-static` is the binary of the
+/// `busybox` image).
+fn host_busybox() -> Option<PathBuf> {
+    static FOUND: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    FOUND
+        .get_or_init(|| {
+            let path = std::env::var_os("PATH")?;
+            std::env::split_paths(&path)
+                .map(|d| d.join("busybox"))
+                .find(|p| p.is_file())
+        })
+        .clone()
+}
+
+/// Whether `image` is a busybox image (`busybox`, `busybox:1.36`,
+/// `registry.example.com/library/busybox@sha256:…`).
+fn is_busybox(image: &str) -> bool {
+    let name = image.split(['@']).next().unwrap_or(image);
+    let last = name.rsplit('/').next().unwrap_or(name);
+    last.split(':').next() == Some("busybox")
 }
 
 fn bad(message: String) -> ApiError {
@@ -256,7 +292,16 @@ impl ContainerView {
             materialized,
             cwd: rootfs.clone(),
             env: Vec::new(),
+            tools: None,
         };
+        if is_busybox(ctr["image"].as_str().unwrap_or(""))
+            && let Some(binary) = host_busybox()
+        {
+            view.tools = Some(Tools {
+                dir: c.dir.join("images").join("busybox").join("bin"),
+                binary,
+            });
+        }
         if let Some(wd) = ctr["workingDir"].as_str().filter(|w| w.starts_with('/')) {
             let cwd = view
                 .map_path(wd)
@@ -277,6 +322,9 @@ impl ContainerView {
 
     /// Creates the folders and writes the files the view needs (blocking I/O).
     pub fn prepare(&self) -> std::io::Result<()> {
+        if let Some(t) = &self.tools {
+            install_applets(t)?;
+        }
         for f in &self.folders {
             std::fs::create_dir_all(f)?;
         }
@@ -437,20 +485,71 @@ impl ContainerView {
     pub fn command(&self, argv: &[String], pod_name: &str) -> Option<tokio::process::Command> {
         let argv = self.rewrite_command(argv);
         let (program, args) = argv.split_first()?;
+        // Archiving absolute container paths needs GNU tar's --transform to keep member
+        // names as the container sees them (a real container has them mounted there):
+        // busybox's tar cannot, so the host's tar stands in for that one command.
+        let translated = program.rsplit('/').next() == Some("tar")
+            && args.iter().any(|a| a.starts_with("--transform="));
+        let (program, path) = match self.tools.as_ref().filter(|_| !translated) {
+            // The image's programs only, as in the image: `/bin/sh` and `sh` alike.
+            Some(t) => {
+                let base = program.rsplit('/').next().unwrap_or(program);
+                let own = t.dir.join(base);
+                let program = if own.exists() || !program.contains('/') {
+                    own
+                } else {
+                    PathBuf::from(program)
+                };
+                (program, t.dir.clone().into_os_string())
+            }
+            None => (
+                PathBuf::from(program),
+                std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()),
+            ),
+        };
         let mut cmd = tokio::process::Command::new(program);
         cmd.args(args)
             .current_dir(&self.cwd)
             .env_clear()
-            .env(
-                "PATH",
-                std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()),
-            )
+            .env("PATH", path)
             .env("HOSTNAME", pod_name)
             .process_group(0);
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
         Some(cmd)
+    }
+}
+
+/// Links every applet of the busybox binary into the tools folder (once).
+fn install_applets(t: &Tools) -> std::io::Result<()> {
+    if t.dir.join("sh").exists() {
+        return Ok(());
+    }
+    let out = std::process::Command::new(&t.binary)
+        .arg("--list")
+        .output()?;
+    let tmp = t.dir.with_extension(format!("tmp-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp)?;
+    for applet in String::from_utf8_lossy(&out.stdout).lines() {
+        let applet = applet.trim();
+        if applet.is_empty() || applet.contains('/') {
+            continue;
+        }
+        std::os::unix::fs::symlink(&t.binary, tmp.join(applet))?;
+    }
+    if let Some(parent) = t.dir.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    match std::fs::rename(&tmp, &t.dir) {
+        Ok(()) => Ok(()),
+        // Another exec made it meanwhile.
+        Err(_) if t.dir.join("sh").exists() => {
+            let _ = std::fs::remove_dir_all(&tmp);
+            Ok(())
+        }
+        Err(e) => Err(e),
     }
 }
 
@@ -910,6 +1009,7 @@ mod tests {
             materialized: vec![],
             cwd: "/h/rootfs".into(),
             env: vec![],
+            tools: None,
         }
     }
 
