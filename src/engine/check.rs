@@ -114,6 +114,8 @@ fn walk_trees(
         let loaded: Vec<(Id, Result<Tree>)> = pool.install(|| {
             level
                 .par_iter()
+                // One read per task: a slow answer holds only its own item.
+                .with_max_len(1)
                 .map(|id| (*id, Tree::load(repo, id)))
                 .collect()
         });
@@ -222,6 +224,7 @@ pub fn check(
         let list: Vec<(Id, u64)> = stored.iter().map(|(k, v)| (*k, *v)).collect();
         let results: Vec<(Id, Result<(), PackFault>)> = pool.install(|| {
             list.par_iter()
+                .with_max_len(1)
                 .map(|(id, size)| {
                     let r = verify_pack(repo, id, &index);
                     progress.add_done(1, *size);

@@ -173,6 +173,7 @@ pub fn prune(
     let copied = super::worker_pool(reads, "prune")?.install(|| {
         rewrite
             .par_iter()
+            .with_max_len(1)
             .try_for_each(|(p, needed)| -> Result<()> {
                 progress.check()?;
                 let data = repo.block_on(repo.backend().read(FileKind::Pack, &p.id.to_hex()))?;

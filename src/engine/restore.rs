@@ -224,7 +224,9 @@ pub fn restore(
         .unwrap_or_else(|| super::backup::default_threads().max(repo.backend().connections()));
     let pool = super::worker_pool(threads, "restore")?;
     pool.install(|| {
-        ranges.par_iter().try_for_each(|r| -> Result<()> {
+        // One range per task, so a slow answer holds up only its own range (rayon
+        // otherwise runs a share of the ranges in a row on one thread).
+        ranges.par_iter().with_max_len(1).try_for_each(|r| -> Result<()> {
             progress.check()?;
             let data = repo.block_on(repo.backend().read_range(
                 FileKind::Pack,
