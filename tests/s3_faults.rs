@@ -528,3 +528,52 @@ fn an_upload_whose_abort_failed_is_reported_and_removed_by_prune() {
     do_restore(&repo, &snap, &out, "").unwrap();
     assert_same_tree(&src, &out);
 }
+
+#[test]
+fn a_forget_whose_prune_fails_says_the_forget_is_done() {
+    let s = store("forget", Faults::default());
+    let home = tempfile::tempdir().unwrap();
+    let src = home.path().join("src");
+    make_tree(&src, 6);
+    let repo = ["-r", "s3://forget/r"];
+    let run = |args: &[&str]| {
+        let mut all = repo.to_vec();
+        all.extend_from_slice(args);
+        s.ferry(home.path(), &all)
+    };
+    let o = run(&["init", "--pack-size-mib", "1"]);
+    assert!(o.status.success(), "{}", show(&o));
+    for day in 0..2 {
+        if day == 1 {
+            mutate(&src);
+        }
+        let o = run(&["backup", src.to_str().unwrap()]);
+        assert!(o.status.success(), "{}", show(&o));
+    }
+
+    // The forget works; the prune after it cannot read the index (no retry budget).
+    s.proxy.add_rule(Rule {
+        method: "GET",
+        contains: "/index/",
+        times: u64::MAX,
+    });
+    let o = run(&["--retry-budget", "0", "forget", "--keep-last", "1", "--prune"]);
+    let text = show(&o);
+    assert!(!o.status.success(), "{text}");
+    assert!(
+        text.contains("the snapshots were removed")
+            && text.contains("nothing is half done")
+            && text.contains("run `ferry prune`")
+            && text.contains("SlowDown"),
+        "{text}"
+    );
+    assert!(!text.contains("cannot open the repository"), "{text}");
+
+    s.proxy.clear_rules();
+    let o = run(&["snapshots"]);
+    assert!(show(&o).contains("1 snapshot(s)"), "{}", show(&o));
+    let o = run(&["prune"]);
+    assert!(o.status.success(), "{}", show(&o));
+    let o = run(&["check", "--read-data"]);
+    assert!(o.status.success(), "{}", show(&o));
+}
