@@ -310,6 +310,23 @@ fn a_cut_body_is_read_on_from_where_it_stopped() {
     let sent = s.proxy.stats().bytes_down - before.bytes_down;
     assert!(sent <= (1 << 20) + 1024, "{sent}");
     assert!(b.status().unwrap().retries() >= 20);
+
+    // An answer that does not come is not waited for: the read is sent again.
+    s.proxy.set_faults(Faults::default());
+    s.proxy.add_rule(Rule {
+        method: "GET",
+        contains: "abcdef",
+        times: 1,
+        delay: Some(Duration::from_secs(30)),
+    });
+    let before = s.proxy.stats().requests;
+    let read = s.rt.block_on(b.read(FileKind::Pack, "abcdef")).unwrap();
+    assert!(read == data);
+    assert_eq!(
+        s.proxy.stats().requests - before,
+        2,
+        "the held answer was waited for"
+    );
 }
 
 #[test]
@@ -410,6 +427,7 @@ fn check_reports_what_it_cannot_read_as_unreadable_not_damaged() {
         method: "GET",
         contains: "/data/",
         times: u64::MAX,
+        ..Rule::default()
     });
     let o = s.ferry(
         home.path(),
@@ -458,11 +476,13 @@ fn an_upload_whose_abort_failed_is_reported_and_removed_by_prune() {
         method: "PUT",
         contains: "partNumber=",
         times: 1,
+        ..Rule::default()
     });
     s.proxy.add_rule(Rule {
         method: "DELETE",
         contains: "uploadId=",
         times: u64::MAX,
+        ..Rule::default()
     });
     let client = s.moto.client();
     let uploads = |prefix: &str| {
@@ -556,8 +576,16 @@ fn a_forget_whose_prune_fails_says_the_forget_is_done() {
         method: "GET",
         contains: "/index/",
         times: u64::MAX,
+        ..Rule::default()
     });
-    let o = run(&["--retry-budget", "0", "forget", "--keep-last", "1", "--prune"]);
+    let o = run(&[
+        "--retry-budget",
+        "0",
+        "forget",
+        "--keep-last",
+        "1",
+        "--prune",
+    ]);
     let text = show(&o);
     assert!(!o.status.success(), "{text}");
     assert!(

@@ -62,13 +62,15 @@ impl Faults {
     }
 }
 
-/// Requests that fail with 503 whatever the dice say: those whose method is `method`
-/// and whose path-and-query contains `contains`, `times` times (`u64::MAX`: always).
-#[derive(Debug, Clone)]
+/// Requests that fail with 503 (or, with `delay`, are held that long) whatever the dice
+/// say: those whose method is `method` and whose path-and-query contains `contains`,
+/// `times` times (`u64::MAX`: always).
+#[derive(Debug, Clone, Default)]
 pub struct Rule {
     pub method: &'static str,
     pub contains: &'static str,
     pub times: u64,
+    pub delay: Option<Duration>,
 }
 
 /// What the proxy did so far.
@@ -168,6 +170,12 @@ impl FaultProxy {
 
     pub fn add_rule(&self, rule: Rule) {
         self.shared.rules.lock().push(rule);
+    }
+
+    /// Forgets how often each request was seen, so the next run of the same commands
+    /// meets the same faults (a bench comparing binaries wants that).
+    pub fn reset_dice(&self) {
+        self.shared.seen.lock().clear();
     }
 
     pub fn clear_rules(&self) {
@@ -271,10 +279,19 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Body> {
         {
             Some(r) => {
                 r.times = r.times.saturating_sub(1);
-                true
+                Some(r.delay)
             }
-            None => false,
+            None => None,
         }
+    };
+    let by_rule = match by_rule {
+        Some(Some(delay)) => {
+            c.delays.fetch_add(1, SeqCst);
+            tokio::time::sleep(delay).await;
+            false
+        }
+        Some(None) => true,
+        None => false,
     };
     if by_rule || shared.outage.load(SeqCst) {
         c.refused.fetch_add(1, SeqCst);

@@ -180,6 +180,8 @@ pub struct PartialRead {
     pub version: Option<String>,
     /// The file's size, once a backend has seen it.
     pub total: Option<u64>,
+    /// Requests sent for this read so far (a backend may wait longer for each).
+    pub tries: u32,
 }
 
 impl PartialRead {

@@ -25,7 +25,10 @@
 //! have arrived, so a body cut halfway was never retried); every error is classified
 //! (transient or not) and [`super::retry::Retrying`] retries. Reads stream into a
 //! [`PartialRead`] and continue with a ranged `GetObject` from where they stopped,
-//! `If-Match` the first answer's ETag so that the pieces come from one version.
+//! `If-Match` the first answer's ETag so that the pieces come from one version. A
+//! `GetObject` whose answer has not begun after [`SLOW_ANSWER`] (doubled at each try) is
+//! abandoned as a transient failure and sent again: one slow answer among many costs
+//! seconds, not the whole delay.
 //!
 //! Integrity: against AWS the SDK's default request checksums (CRC32) stay on. Against a
 //! custom endpoint they are only sent when an operation requires them, because several
@@ -74,6 +77,11 @@ const DEFAULT_REGION: &str = "us-east-1";
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// One attempt of one request; generous enough to send a 64 MiB body on a slow link.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long a `GetObject` waits for its answer's headers before it is given up and sent
+/// again (S3 answers in tens of milliseconds; one answer in hundreds that takes seconds
+/// would otherwise hold its whole job). Doubled at each try of the same read, so a
+/// store that is slow for everyone is still waited for.
+const SLOW_ANSWER: Duration = Duration::from_secs(3);
 
 /// Where and how to reach a repository in S3.
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -516,7 +524,15 @@ impl S3Backend {
         if let Some(version) = &part.version {
             request = request.if_match(version);
         }
-        let response = match request.send().await {
+        let patience = SLOW_ANSWER.saturating_mul(1 << part.tries.min(6));
+        part.tries += 1;
+        let Ok(sent) = tokio::time::timeout(patience, request.send()).await else {
+            return Err(self.remote(
+                format!("{}: no answer within {patience:?}; asking again", what()),
+                true,
+            ));
+        };
+        let response = match sent {
             Ok(response) => response,
             Err(SdkError::ServiceError(e)) if e.raw().status().as_u16() == 412 => {
                 // Replaced since the first piece arrived: start over.
