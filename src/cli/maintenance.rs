@@ -1,6 +1,6 @@
 //! `ferry check`, `forget`, `prune`, `unlock`.
 
-use anyhow::bail;
+use anyhow::{Context as _, bail};
 use clap::Args;
 
 use super::policy::Place;
@@ -61,6 +61,13 @@ pub struct PruneArgs {
     /// Show what would be done
     #[arg(long)]
     pub dry_run: bool,
+    /// Remove incomplete uploads (left by failed writes) older than this, e.g. 6h, 30m
+    #[arg(long, default_value = "6h", value_parser = parse_age)]
+    pub incomplete_upload_age: std::time::Duration,
+}
+
+fn parse_age(s: &str) -> Result<std::time::Duration, String> {
+    crate::engine::backend::retry::parse_duration(s)
 }
 
 #[derive(Debug, Args)]
@@ -86,9 +93,18 @@ pub fn check(ctx: &Context, a: CheckArgs) -> anyhow::Result<Exit> {
     for e in &r.errors {
         say!("error: {e}");
     }
+    for u in &r.unreadable {
+        say!("unreadable: {u}");
+    }
     if !r.affected_snapshots.is_empty() {
         say!("snapshots affected by the damage (they cannot be fully restored):");
         for s in &r.affected_snapshots {
+            say!("  {s}");
+        }
+    }
+    if !r.unverified_snapshots.is_empty() {
+        say!("snapshots not fully verified (something they need could not be read):");
+        for s in &r.unverified_snapshots {
             say!("  {s}");
         }
     }
@@ -103,12 +119,18 @@ pub fn check(ctx: &Context, a: CheckArgs) -> anyhow::Result<Exit> {
             String::new()
         }
     );
-    if r.ok() {
-        say!("no errors were found");
-        Ok(Exit::SUCCESS)
-    } else {
+    if !r.ok() {
         say!("{} error(s) found", r.errors.len());
         Ok(Exit::from(4))
+    } else if !r.complete() {
+        say!(
+            "no damage was found, but {} item(s) could not be read from the storage even after retrying, so the check is incomplete: run it again when the store answers (a longer --retry-budget waits longer)",
+            r.unreadable.len()
+        );
+        Ok(Exit::FAILURE)
+    } else {
+        say!("no errors were found");
+        Ok(Exit::SUCCESS)
     }
 }
 
@@ -154,7 +176,9 @@ pub fn forget(ctx: &Context, a: ForgetArgs) -> anyhow::Result<Exit> {
             for j in jobs {
                 j.finish(ctx, &done);
             }
-            r?;
+            r.context(
+                "removing the snapshots failed part way (those removed stay removed, the others are intact): run the same command again to remove the rest",
+            )?;
             say!("removed {} snapshot(s)", ids.len());
         }
     } else {
@@ -182,7 +206,9 @@ pub fn forget(ctx: &Context, a: ForgetArgs) -> anyhow::Result<Exit> {
             for j in jobs {
                 j.finish(ctx, &done);
             }
-            r?;
+            r.context(
+                "removing the snapshots failed part way (those removed stay removed, the others are intact): run the same command again to remove the rest",
+            )?;
         }
         let mut removed = 0;
         for d in &decisions {
@@ -220,12 +246,19 @@ pub fn forget(ctx: &Context, a: ForgetArgs) -> anyhow::Result<Exit> {
         );
     }
     if a.prune && !a.dry_run {
-        return prune(
+        // The repository stays open: the snapshots are already removed, so a failure
+        // from here on must say that the forget is done and only the space is not freed.
+        return prune_repo(
             ctx,
+            &repo,
             PruneArgs {
                 max_unused: 20.0,
                 dry_run: false,
+                incomplete_upload_age: crate::engine::prune::INCOMPLETE_UPLOAD_AGE,
             },
+        )
+        .context(
+            "the snapshots were removed, but the prune that frees their data failed; the repository is consistent (nothing is half done): run `ferry prune` to free the space",
         );
     }
     Ok(Exit::SUCCESS)
@@ -275,13 +308,18 @@ fn authorize_removal(
 
 pub fn prune(ctx: &Context, a: PruneArgs) -> anyhow::Result<Exit> {
     let repo = ctx.open()?;
+    prune_repo(ctx, &repo, a)
+}
+
+fn prune_repo(ctx: &Context, repo: &Repository, a: PruneArgs) -> anyhow::Result<Exit> {
     let progress = ctx.progress();
     let opts = PruneOptions {
         max_unused: (a.max_unused / 100.0).clamp(0.0, 1.0),
         dry_run: a.dry_run,
+        incomplete_upload_age: a.incomplete_upload_age,
     };
     let r = run_with_progress(&progress, ctx.global.quiet, || {
-        prune::prune(&repo, &opts, &progress)
+        prune::prune(repo, &opts, &progress)
     })?;
     say!(
         "{}{} pack(s): {} removed, {} rewritten into {}; {} unused blob(s); {} -> {}",
@@ -294,6 +332,12 @@ pub fn prune(ctx: &Context, a: PruneArgs) -> anyhow::Result<Exit> {
         format::bytes(r.bytes_before),
         format::bytes(r.bytes_after)
     );
+    if r.uploads_removed > 0 {
+        say!(
+            "removed {} incomplete upload(s) left by failed writes",
+            r.uploads_removed
+        );
+    }
     Ok(Exit::SUCCESS)
 }
 

@@ -83,6 +83,15 @@ pub struct Global {
     /// Download bandwidth limit, e.g. 50MiB (per second)
     #[arg(long, value_parser = parse_rate, global = true)]
     pub limit_download: Option<u64>,
+    /// How long one storage operation may keep retrying when the store fails
+    /// transiently (5xx, timeouts, dropped connections), e.g. 90s, 10m, 1h; 0 disables
+    /// retries [default: 5m]
+    #[arg(long, env = "FERRY_RETRY_BUDGET", value_parser = parse_budget, global = true)]
+    pub retry_budget: Option<std::time::Duration>,
+    /// Transfers to run at once against the repository's storage [default: 8 for S3,
+    /// the number of cores for a folder]
+    #[arg(long, env = "FERRY_CONNECTIONS", value_parser = clap::value_parser!(u16).range(1..=256), global = true)]
+    pub connections: Option<u16>,
     /// Print no progress
     #[arg(short, long, global = true)]
     pub quiet: bool,
@@ -93,6 +102,10 @@ pub struct Global {
 
 pub(crate) fn parse_rate(s: &str) -> Result<u64, String> {
     crate::engine::throttle::parse_rate(s)
+}
+
+fn parse_budget(s: &str) -> Result<std::time::Duration, String> {
+    crate::engine::backend::retry::parse_duration(s)
 }
 
 #[derive(Debug, Subcommand)]

@@ -2,17 +2,18 @@
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use anyhow::{Context as _, bail};
 
 use super::Global;
 use crate::config::Dirs;
 use crate::engine::Repository;
-use crate::engine::backend::DynBackend;
 use crate::engine::backend::local::LocalBackend;
+use crate::engine::backend::retry::{RetryPolicy, Retrying};
 use crate::engine::backend::s3::{S3Backend, S3Config};
 use crate::engine::backend::throttle::Throttled;
+use crate::engine::backend::{DynBackend, StoreStatus};
 use crate::engine::crypto::Secret;
 use crate::engine::progress::Progress;
 
@@ -22,6 +23,9 @@ pub struct Context {
     pub global: Global,
     pub dirs: Dirs,
     pub rt: tokio::runtime::Runtime,
+    /// The status of the storage [`Context::backend`] built, which every job's progress
+    /// reports (waits for the object store, its notices).
+    store: OnceLock<Arc<StoreStatus>>,
 }
 
 impl Context {
@@ -36,6 +40,7 @@ impl Context {
             global,
             dirs: Dirs::discover(),
             rt,
+            store: OnceLock::new(),
         })
     }
 
@@ -51,7 +56,8 @@ impl Context {
         }
     }
 
-    /// The storage backend for the repository location, with bandwidth limits.
+    /// The storage backend for the repository location, with bandwidth limits and
+    /// retries (`--retry-budget`, `--connections`).
     pub fn backend(&self) -> anyhow::Result<DynBackend> {
         let loc = self.repo_location();
         let inner: DynBackend = if loc.starts_with("s3://") {
@@ -68,11 +74,17 @@ impl Context {
         } else {
             Arc::new(LocalBackend::new(PathBuf::from(loc)))
         };
-        Ok(Throttled::wrap(
-            inner,
-            self.global.limit_upload,
-            self.global.limit_download,
-        ))
+        let throttled =
+            Throttled::wrap(inner, self.global.limit_upload, self.global.limit_download);
+        let policy = match self.global.retry_budget {
+            Some(budget) => RetryPolicy::with_budget(budget),
+            None => RetryPolicy::default(),
+        };
+        let backend = Retrying::wrap(throttled, policy, self.global.connections.map(usize::from));
+        if let Some(status) = backend.status() {
+            let _ = self.store.set(status);
+        }
+        Ok(backend)
     }
 
     /// The secret that opens the repository, from (in order) --key-file, FERRY_KEY,
@@ -139,6 +151,9 @@ impl Context {
 
     pub fn progress(&self) -> Arc<Progress> {
         let p = Arc::new(Progress::new());
+        if let Some(status) = self.store.get() {
+            p.watch_store(status.clone());
+        }
         let pc = p.clone();
         self.rt.spawn(async move {
             if tokio::signal::ctrl_c().await.is_ok() {

@@ -4,11 +4,19 @@
 //! [`ProgressSnapshot`] whenever it draws a frame and never waits on the job. Warnings
 //! are queued for the front end to drain. Cancellation goes the other way: the front end
 //! sets the flag and workers stop at their next check.
+//!
+//! A progress can watch the repository's [`StoreStatus`] ([`Progress::watch_store`]):
+//! its snapshots then say when the job waits for the object store
+//! ([`ProgressSnapshot::waiting`]), and the store's notices arrive as warnings.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
+
+use super::backend::StoreStatus;
+pub use super::backend::StoreWait;
 
 /// The phase a job is in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,6 +76,8 @@ pub struct Progress {
     paused_waits: AtomicU64,
     current: Mutex<String>,
     queue: Mutex<Vec<String>>,
+    /// The store this job uses, and how many of its notices were taken.
+    store: Mutex<Option<(Arc<StoreStatus>, usize)>>,
 }
 
 impl Default for Progress {
@@ -93,6 +103,8 @@ pub struct ProgressSnapshot {
     pub bytes_stored: u64,
     pub warnings: u64,
     pub current: String,
+    /// Set while operations wait for the object store (retrying after failures).
+    pub waiting: Option<StoreWait>,
 }
 
 impl ProgressSnapshot {
@@ -144,7 +156,15 @@ impl Progress {
             paused_waits: AtomicU64::new(0),
             current: Mutex::new(String::new()),
             queue: Mutex::new(Vec::new()),
+            store: Mutex::new(None),
         }
+    }
+
+    /// Reports `status` with this job: its waits in snapshots, its notices (from now
+    /// on) as warnings.
+    pub fn watch_store(&self, status: Arc<StoreStatus>) {
+        let (_, seen) = status.notices_since(usize::MAX);
+        *self.store.lock() = Some((status, seen));
     }
 
     pub fn set_phase(&self, p: Phase) {
@@ -181,9 +201,20 @@ impl Progress {
         self.warnings.fetch_add(1, Relaxed);
         self.queue.lock().push(msg);
     }
-    /// Takes the warnings queued since the last call.
+    /// Takes the warnings queued since the last call (the store's notices included).
     pub fn drain_warnings(&self) -> Vec<String> {
-        std::mem::take(&mut *self.queue.lock())
+        let notices = match &mut *self.store.lock() {
+            Some((status, seen)) => {
+                let (new, now) = status.notices_since(*seen);
+                *seen = now;
+                new
+            }
+            None => Vec::new(),
+        };
+        let mut queue = self.queue.lock();
+        self.warnings.fetch_add(notices.len() as u64, Relaxed);
+        queue.extend(notices);
+        std::mem::take(&mut *queue)
     }
     pub fn cancel(&self) {
         self.cancelled.store(true, Relaxed);
@@ -237,6 +268,11 @@ impl Progress {
             bytes_stored: self.bytes_stored.load(Relaxed),
             warnings: self.warnings.load(Relaxed),
             current: self.current.lock().clone(),
+            waiting: self
+                .store
+                .lock()
+                .as_ref()
+                .and_then(|(status, _)| status.waiting()),
         }
     }
 }

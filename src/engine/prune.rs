@@ -5,8 +5,17 @@
 //! kept and new packs is written; (3) the old index files are removed; (4) the packs no
 //! longer needed are removed. A kill between any two steps leaves every needed blob in a
 //! stored pack that an index lists or that the next writer re-indexes.
+//!
+//! Packs being rewritten are read several at once (the backend's connections, at most
+//! [`REWRITE_READS`] whole packs in memory), so one slow answer does not hold the rest.
+//! Prune also removes what failed uploads left in the store
+//! ([`Backend::clean_incomplete_uploads`](super::backend::Backend::clean_incomplete_uploads)),
+//! once they are older than [`PruneOptions::incomplete_upload_age`].
 
 use std::sync::Arc;
+use std::time::Duration;
+
+use rayon::prelude::*;
 
 use super::backend::FileKind;
 use super::check::referenced_blobs;
@@ -25,13 +34,24 @@ pub struct PruneOptions {
     pub max_unused: f64,
     /// Only report what would be done.
     pub dry_run: bool,
+    /// Incomplete uploads (S3 multipart uploads whose abort failed, or left by a crash)
+    /// older than this are removed. Younger ones may belong to a writer still running
+    /// elsewhere without a lock.
+    pub incomplete_upload_age: Duration,
 }
+
+/// The default [`PruneOptions::incomplete_upload_age`].
+pub const INCOMPLETE_UPLOAD_AGE: Duration = Duration::from_secs(6 * 3600);
+
+/// Whole packs read at once while rewriting (each is held in memory).
+pub const REWRITE_READS: usize = 4;
 
 impl Default for PruneOptions {
     fn default() -> Self {
         PruneOptions {
             max_unused: 0.2,
             dry_run: false,
+            incomplete_upload_age: INCOMPLETE_UPLOAD_AGE,
         }
     }
 }
@@ -46,6 +66,8 @@ pub struct PruneReport {
     pub bytes_before: u64,
     pub bytes_after: u64,
     pub dry_run: bool,
+    /// Incomplete uploads removed from the store.
+    pub uploads_removed: usize,
 }
 
 pub fn prune(
@@ -147,23 +169,34 @@ pub fn prune(
         }
     }
     let saver = Saver::new(repo, progress.clone(), false)?;
-    for (p, needed) in &rewrite {
-        progress.check()?;
-        let data = repo.block_on(repo.backend().read(FileKind::Pack, &p.id.to_hex()))?;
-        for b in needed {
-            let start = b.offset as usize;
-            let stored =
-                data.get(start..start + b.length as usize)
-                    .ok_or_else(|| Error::Damaged {
-                        what: format!("pack {}", p.id),
-                        detail: "shorter than its index says; run `ferry check --read-data`".into(),
+    let reads = repo.backend().connections().clamp(1, REWRITE_READS);
+    let copied = super::worker_pool(reads, "prune")?.install(|| {
+        rewrite
+            .par_iter()
+            .with_max_len(1)
+            .try_for_each(|(p, needed)| -> Result<()> {
+                progress.check()?;
+                let data = repo.block_on(repo.backend().read(FileKind::Pack, &p.id.to_hex()))?;
+                for b in needed {
+                    let start = b.offset as usize;
+                    let stored = data.get(start..start + b.length as usize).ok_or_else(|| {
+                        Error::Damaged {
+                            what: format!("pack {}", p.id),
+                            detail: "shorter than its index says; run `ferry check --read-data`"
+                                .into(),
+                        }
                     })?;
-            // Verify before copying: never carry damage into a new pack silently.
-            repo.decode_blob(&b.id, b.raw_length, stored)?;
-            saver.save_encoded(b.kind, b.id, stored, b.raw_length)?;
-        }
-        progress.add_done(1, p.size);
-    }
+                    // Verify before copying: never carry damage into a new pack silently.
+                    repo.decode_blob(&b.id, b.raw_length, stored)?;
+                    saver.save_encoded(b.kind, b.id, stored, b.raw_length)?;
+                }
+                progress.add_done(1, p.size);
+                Ok(())
+            })
+    });
+    // On failure the saver is dropped unfinished: its stored packs are unindexed, and
+    // the next prune or backup indexes or removes them. Nothing was removed yet.
+    copied?;
     let written = saver.finish()?;
     report.packs_written = written.len();
 
@@ -191,6 +224,29 @@ pub fn prune(
     for p in &all {
         idx.add_pack(p.id, p.size, &p.blobs);
     }
+    report.uploads_removed = clean_uploads(repo, opts, progress);
     progress.set_phase(Phase::Done);
     Ok(report)
+}
+
+/// Removes old incomplete uploads; a store that cannot list them (some S3-compatible
+/// servers) is worth a warning, not a failed prune.
+fn clean_uploads(repo: &Repository, opts: &PruneOptions, progress: &Progress) -> usize {
+    match repo.block_on(
+        repo.backend()
+            .clean_incomplete_uploads(opts.incomplete_upload_age),
+    ) {
+        Ok(n) => {
+            if n > 0 {
+                tracing::info!(uploads = n, "removed incomplete uploads");
+            }
+            n
+        }
+        Err(e) => {
+            progress.warn(format!(
+                "could not remove incomplete uploads left by failed writes: {e}"
+            ));
+            0
+        }
+    }
 }

@@ -1585,6 +1585,15 @@ impl App {
         progress
             .data
             .set_phase(crate::engine::progress::Phase::Transferring);
+        if let Some(status) = self
+            .env
+            .repo
+            .as_ref()
+            .ok()
+            .and_then(|r| r.backend().status())
+        {
+            progress.data.watch_store(status);
+        }
         self.jobs.push(Job {
             id,
             title: title.into(),

@@ -108,6 +108,9 @@ pub fn line(s: &ProgressSnapshot, rate: f64) -> String {
     if s.warnings > 0 {
         out.push_str(&format!(", {} warning(s)", s.warnings));
     }
+    if let Some(wait) = waiting(s) {
+        out.push_str(&format!(" · {wait}"));
+    }
     if !s.current.is_empty() {
         let c = &s.current;
         let tail: String = c
@@ -125,6 +128,22 @@ pub fn line(s: &ProgressSnapshot, rate: f64) -> String {
         }
     }
     out
+}
+
+/// "waiting for the object store …" while operations have been retrying for a second
+/// or more (shorter waits, the odd retried request, are not worth a word).
+pub fn waiting(s: &ProgressSnapshot) -> Option<String> {
+    let w = s
+        .waiting
+        .as_ref()
+        .filter(|w| w.waited >= Duration::from_secs(1))?;
+    Some(format!(
+        "waiting for the object store for {} ({} operation(s) retrying, giving up in {}): {}",
+        format::duration(w.waited),
+        w.operations,
+        format::duration(w.left),
+        w.last_error
+    ))
 }
 
 /// One line describing a Kubernetes job: phase, objects, the volume being moved, bytes.
@@ -161,7 +180,32 @@ mod tests {
             bytes_stored: 5 << 20,
             warnings: 1,
             current: "/data/a/very/long/path/that/goes/on/and/on/file.bin".into(),
+            waiting: None,
         }
+    }
+
+    #[test]
+    fn line_says_when_the_store_is_waited_for() {
+        let mut s = snap(Phase::Transferring);
+        s.waiting = Some(crate::engine::progress::StoreWait {
+            waited: Duration::from_millis(300),
+            left: Duration::from_secs(299),
+            operations: 1,
+            retries: 1,
+            last_error: "HTTP 503".into(),
+        });
+        // A blip is not shown.
+        assert!(!line(&s, 0.0).contains("waiting"));
+        if let Some(w) = s.waiting.as_mut() {
+            w.waited = Duration::from_secs(12);
+            w.left = Duration::from_secs(288);
+            w.operations = 3;
+        }
+        let l = line(&s, 0.0);
+        assert!(
+            l.contains("waiting for the object store for 12.0s (3 operation(s) retrying, giving up in 4m48s): HTTP 503"),
+            "{l}"
+        );
     }
 
     #[test]

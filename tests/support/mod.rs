@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod cloud;
+pub mod faults;
 pub mod kubectl;
 pub mod moto;
 pub mod proxy;

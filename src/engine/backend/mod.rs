@@ -11,18 +11,23 @@
 //!
 //! Backends: [`local::LocalBackend`] (a folder, atomic rename + fsync) and
 //! [`s3::S3Backend`] (any S3-compatible store). [`throttle::Throttled`] wraps either to
-//! limit bandwidth.
+//! limit bandwidth, and [`retry::Retrying`] to retry what fails transiently: backends
+//! themselves never retry, they classify ([`BackendError::is_transient`]).
 
 pub mod local;
+pub mod retry;
 pub mod s3;
 pub mod throttle;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
+
+pub use retry::{StoreStatus, StoreWait};
 
 /// The kinds of file a repository stores, each in its own folder (or key prefix).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -150,6 +155,42 @@ impl BackendError {
     pub fn is_not_found(&self) -> bool {
         matches!(self, BackendError::NotFound { .. })
     }
+
+    /// True when trying again may succeed: the store answered 5xx or "slow down", timed
+    /// out, or the connection broke. [`retry::Retrying`] retries exactly these.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            BackendError::Remote {
+                transient: true,
+                ..
+            }
+        )
+    }
+}
+
+/// A read in progress, kept across tries so that an interrupted read continues where
+/// it stopped (see [`Backend::read_resumable`]).
+#[derive(Debug, Default)]
+pub struct PartialRead {
+    /// What has arrived, from the read's offset.
+    pub data: BytesMut,
+    /// The version of the file being read (an ETag), so a continuation reads the same
+    /// content; `None` until the backend knows it.
+    pub version: Option<String>,
+    /// The file's size, once a backend has seen it.
+    pub total: Option<u64>,
+    /// Requests sent for this read so far (a backend may wait longer for each).
+    pub tries: u32,
+}
+
+impl PartialRead {
+    /// Puts a whole answer in place of what had arrived.
+    fn replace(&mut self, data: Bytes) {
+        self.data = data
+            .try_into_mut()
+            .unwrap_or_else(|shared| BytesMut::from(&shared[..]));
+    }
 }
 
 pub type BackendResult<T> = Result<T, BackendError>;
@@ -202,6 +243,42 @@ pub trait Backend: Send + Sync + fmt::Debug {
 
     /// The size of a file, or `NotFound`.
     async fn size(&self, kind: FileKind, name: &str) -> BackendResult<u64>;
+
+    /// Reads `length` bytes at `offset` (`None`: to the end of the file) into `part`,
+    /// continuing after what `part` already holds. On an error, `part` keeps what did
+    /// arrive, so the next call asks only for the rest (a backend that cannot continue
+    /// starts over). The default reads everything again with [`Backend::read_range`] or
+    /// [`Backend::read`].
+    async fn read_resumable(
+        &self,
+        kind: FileKind,
+        name: &str,
+        offset: u64,
+        length: Option<u64>,
+        part: &mut PartialRead,
+    ) -> BackendResult<()> {
+        let data = match length {
+            Some(length) => self.read_range(kind, name, offset, length).await?,
+            None => {
+                let all = self.read(kind, name).await?;
+                let from = usize::try_from(offset).unwrap_or(usize::MAX).min(all.len());
+                all.slice(from..)
+            }
+        };
+        part.replace(data);
+        Ok(())
+    }
+
+    /// What this backend stack tells front ends (waits, notices), if it keeps track.
+    fn status(&self) -> Option<Arc<StoreStatus>> {
+        None
+    }
+
+    /// Removes what failed writes left behind that is older than `older_than` (S3:
+    /// incomplete multipart uploads under the repository's prefix). Returns how many.
+    async fn clean_incomplete_uploads(&self, _older_than: Duration) -> BackendResult<usize> {
+        Ok(0)
+    }
 }
 
 pub type DynBackend = Arc<dyn Backend>;

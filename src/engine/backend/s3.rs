@@ -15,8 +15,20 @@
 //! Uploads: files up to [`SINGLE_PUT_MAX`] go up in one `PutObject` streamed from disk;
 //! larger ones in [`PART_SIZE`] parts, read from the file one at a time and sent up to
 //! four at once, so memory stays bounded. A multipart upload that fails is aborted, and
-//! one whose future is dropped is aborted in the background; a crash can still leave
-//! parts behind, which an `AbortIncompleteMultipartUpload` lifecycle rule cleans up.
+//! one whose future is dropped is aborted in the background. An abort that fails too (or
+//! a crash) leaves parts behind: the user is told through [`StoreStatus`] notices, and
+//! `prune` removes such uploads older than a few hours
+//! ([`Backend::clean_incomplete_uploads`]; an `AbortIncompleteMultipartUpload` lifecycle
+//! rule does the same).
+//!
+//! Retries: none here. The SDK's own retries are off (they stop once an answer's headers
+//! have arrived, so a body cut halfway was never retried); every error is classified
+//! (transient or not) and [`super::retry::Retrying`] retries. Reads stream into a
+//! [`PartialRead`] and continue with a ranged `GetObject` from where they stopped,
+//! `If-Match` the first answer's ETag so that the pieces come from one version. A
+//! `GetObject` whose answer has not begun after [`SLOW_ANSWER`] (doubled at each try) is
+//! abandoned as a transient failure and sent again: one slow answer among many costs
+//! seconds, not the whole delay.
 //!
 //! Integrity: against AWS the SDK's default request checksums (CRC32) stay on. Against a
 //! custom endpoint they are only sent when an operation requires them, because several
@@ -27,7 +39,8 @@
 use std::fmt;
 use std::io::SeekFrom;
 use std::path::Path;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use aws_config::BehaviorVersion;
@@ -46,7 +59,7 @@ use bytes::Bytes;
 use futures::stream::{self, StreamExt, TryStreamExt};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
-use super::{Backend, BackendError, BackendResult, FileInfo, FileKind};
+use super::{Backend, BackendError, BackendResult, FileInfo, FileKind, PartialRead, StoreStatus};
 
 /// Files up to this size are uploaded with a single `PutObject`; larger ones in parts.
 pub const SINGLE_PUT_MAX: u64 = 16 * 1024 * 1024;
@@ -61,11 +74,14 @@ const PART_CONCURRENCY: usize = 2;
 const CONNECTIONS: usize = 8;
 /// The region used when neither the configuration nor the environment names one.
 const DEFAULT_REGION: &str = "us-east-1";
-/// Attempts per request, the first included.
-const MAX_ATTEMPTS: u32 = 5;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// One attempt of one request; generous enough to send a 64 MiB body on a slow link.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long a `GetObject` waits for its answer's headers before it is given up and sent
+/// again (S3 answers in tens of milliseconds; one answer in hundreds that takes seconds
+/// would otherwise hold its whole job). Doubled at each try of the same read, so a
+/// store that is slow for everyone is still waited for.
+const SLOW_ANSWER: Duration = Duration::from_secs(3);
 
 /// Where and how to reach a repository in S3.
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -195,6 +211,8 @@ pub struct S3Backend {
     bucket: String,
     /// Normalised: no leading or trailing slash.
     prefix: String,
+    /// Notices for the user (uploads whose parts could not be removed).
+    status: Arc<StoreStatus>,
 }
 
 impl fmt::Debug for S3Backend {
@@ -244,10 +262,8 @@ impl S3Backend {
             });
         }
 
-        let retry = RetryConfig::standard()
-            .with_max_attempts(MAX_ATTEMPTS)
-            .with_initial_backoff(Duration::from_millis(500))
-            .with_max_backoff(Duration::from_secs(20));
+        // Retries are `Retrying`'s, above this backend (see the module documentation).
+        let retry = RetryConfig::disabled();
         let timeouts = TimeoutConfig::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .operation_attempt_timeout(ATTEMPT_TIMEOUT)
@@ -307,6 +323,7 @@ impl S3Backend {
             client: Client::from_conf(builder.build()),
             bucket: cfg.bucket,
             prefix,
+            status: Arc::default(),
         })
     }
 
@@ -461,45 +478,220 @@ impl S3Backend {
         }
     }
 
-    async fn get(
+    /// One `GetObject` for the rest of a read (see [`Backend::read_resumable`]): the
+    /// bytes from `offset + part.data.len()` up to `offset + length` (or the end),
+    /// appended to `part` as they arrive.
+    async fn get_into(
         &self,
         kind: FileKind,
         name: &str,
-        range: Option<(u64, u64)>,
-    ) -> BackendResult<Bytes> {
+        offset: u64,
+        length: Option<u64>,
+        part: &mut PartialRead,
+    ) -> BackendResult<()> {
         let target = Target::File(kind, name);
+        let what = || self.describe("GetObject", target);
+        let have = part.data.len() as u64;
+        let start = offset.saturating_add(have);
+        let end = match length {
+            Some(0) => return Ok(()),
+            Some(length) => match offset.checked_add(length) {
+                Some(end) => Some(end),
+                None => {
+                    return Err(self.remote(
+                        format!("{}: the range {offset}+{length} is out of bounds", what()),
+                        false,
+                    ));
+                }
+            },
+            None => part.total,
+        };
+        if end.is_some_and(|end| start >= end) {
+            return Ok(());
+        }
         let mut request = self
             .client
             .get_object()
             .bucket(&self.bucket)
             .key(self.key(kind, name));
-        if let Some((offset, length)) = range {
-            let Some(last) = offset.checked_add(length - 1) else {
+        match end {
+            Some(end) if length.is_some() || start > 0 => {
+                request = request.range(format!("bytes={start}-{}", end - 1));
+            }
+            None if start > 0 => request = request.range(format!("bytes={start}-")),
+            _ => {}
+        }
+        if let Some(version) = &part.version {
+            request = request.if_match(version);
+        }
+        let patience = SLOW_ANSWER.saturating_mul(1 << part.tries.min(6));
+        part.tries += 1;
+        let Ok(sent) = tokio::time::timeout(patience, request.send()).await else {
+            return Err(self.remote(
+                format!("{}: no answer within {patience:?}; asking again", what()),
+                true,
+            ));
+        };
+        let response = match sent {
+            Ok(response) => response,
+            Err(SdkError::ServiceError(e)) if e.raw().status().as_u16() == 412 => {
+                // Replaced since the first piece arrived: start over.
+                part.data.clear();
+                part.version = None;
+                part.total = None;
                 return Err(self.remote(
                     format!(
-                        "{}: the range {offset}+{length} is out of bounds",
-                        self.describe("GetObject", target)
+                        "{}: the file changed while it was read; reading it again",
+                        what()
+                    ),
+                    true,
+                ));
+            }
+            Err(e) => return Err(self.sdk_error("GetObject", target, e)),
+        };
+        // The first answer fixes the version and the size; later ones must agree.
+        if part.version.is_none() {
+            part.version = response.e_tag().map(str::to_string);
+        }
+        let file_size = match response.content_range() {
+            Some(range) => range
+                .rsplit_once('/')
+                .and_then(|(_, total)| total.parse::<u64>().ok()),
+            None if start == 0 => response
+                .content_length()
+                .and_then(|n| u64::try_from(n).ok()),
+            None => {
+                return Err(self.remote(
+                    format!(
+                        "{}: asked for the bytes from {start} but the answer is not a range (the server ignored the Range header)",
+                        what()
                     ),
                     false,
                 ));
-            };
-            request = request.range(format!("bytes={offset}-{last}"));
+            }
+        };
+        if part.total.is_none() {
+            part.total = file_size;
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| self.sdk_error("GetObject", target, e))?;
-        let data = response.body.collect().await.map_err(|e| {
-            self.remote(
+        let end = match (length, file_size) {
+            (Some(_), Some(size)) if end.is_some_and(|end| end > size) => {
+                return Err(self.remote(
+                    format!(
+                        "{}: asked for {} bytes at offset {offset} but the file has {size} (it is shorter)",
+                        what(),
+                        length.unwrap_or_default()
+                    ),
+                    false,
+                ));
+            }
+            (Some(_), _) => end,
+            (None, size) => size,
+        };
+        if let Some(end) = end {
+            part.data
+                .reserve(usize::try_from(end.saturating_sub(start)).unwrap_or(0));
+        }
+        let mut body = response.body;
+        loop {
+            match body.next().await {
+                None => break,
+                Some(Ok(chunk)) => part.data.extend_from_slice(&chunk),
+                Some(Err(e)) => {
+                    return Err(self.remote(
+                        format!(
+                            "{}: the connection broke after {} of {} bytes: {}",
+                            what(),
+                            part.data.len(),
+                            end.map_or("?".to_string(), |end| (end - offset).to_string()),
+                            DisplayErrorContext(&e)
+                        ),
+                        true,
+                    ));
+                }
+            }
+        }
+        let got = offset + part.data.len() as u64;
+        match end {
+            Some(end) if got < end => Err(self.remote(
                 format!(
-                    "{}: reading the body failed: {}",
-                    self.describe("GetObject", target),
-                    DisplayErrorContext(&e)
+                    "{}: the answer ended after {} of {} bytes",
+                    what(),
+                    part.data.len(),
+                    end - offset
                 ),
                 true,
-            )
-        })?;
-        Ok(data.into_bytes())
+            )),
+            Some(end) if got > end => Err(self.remote(
+                format!(
+                    "{}: the answer has {} bytes, more than the {} asked for",
+                    what(),
+                    part.data.len(),
+                    end - offset
+                ),
+                false,
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Aborts the multipart uploads under the repository's prefix that were started more
+    /// than `older_than` ago (left by a crash, or by a failed upload whose abort failed
+    /// too). Only keys of the repository's layout are touched.
+    async fn abort_stale_uploads(&self, older_than: Duration) -> BackendResult<usize> {
+        let root = self.root();
+        let cutoff = SystemTime::now()
+            .checked_sub(older_than)
+            .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_secs());
+        let mut markers: (Option<String>, Option<String>) = (None, None);
+        let mut aborted = 0;
+        loop {
+            let response = self
+                .client
+                .list_multipart_uploads()
+                .bucket(&self.bucket)
+                .prefix(&root)
+                .set_key_marker(markers.0.clone())
+                .set_upload_id_marker(markers.1.clone())
+                .send()
+                .await
+                .map_err(|e| self.sdk_error("ListMultipartUploads", Target::Bucket, e))?;
+            for upload in response.uploads() {
+                let (Some(key), Some(id)) = (upload.key(), upload.upload_id()) else {
+                    continue;
+                };
+                let ours = key.strip_prefix(&root).is_some_and(is_layout_key);
+                let old = upload
+                    .initiated()
+                    .is_some_and(|t| u64::try_from(t.secs()).unwrap_or(u64::MAX) <= cutoff);
+                if !(ours && old) {
+                    continue;
+                }
+                self.client
+                    .abort_multipart_upload()
+                    .bucket(&self.bucket)
+                    .key(key)
+                    .upload_id(id)
+                    .send()
+                    .await
+                    .map_err(|e| self.sdk_error("AbortMultipartUpload", Target::Bucket, e))?;
+                tracing::info!(
+                    key,
+                    upload_id = id,
+                    "aborted an incomplete multipart upload"
+                );
+                aborted += 1;
+            }
+            let next = (
+                response.next_key_marker().map(str::to_string),
+                response.next_upload_id_marker().map(str::to_string),
+            );
+            if response.is_truncated() != Some(true) || next.0.is_none() || next == markers {
+                break;
+            }
+            markers = next;
+        }
+        Ok(aborted)
     }
 
     /// Uploads `path` (of `size` bytes) to `key` in parts, aborting the upload on failure.
@@ -536,6 +728,7 @@ impl S3Backend {
             bucket: self.bucket.clone(),
             key: key.to_string(),
             upload_id: Some(upload_id.clone()),
+            status: self.status.clone(),
         };
 
         let result = match self
@@ -645,12 +838,11 @@ impl S3Backend {
             .send()
             .await
         {
-            tracing::warn!(
+            self.status.notice(left_upload(
+                &self.bucket,
                 key,
-                upload_id,
-                error = %DisplayErrorContext(&e),
-                "could not abort a failed multipart upload; a bucket lifecycle rule can remove it"
-            );
+                &DisplayErrorContext(&e).to_string(),
+            ));
         }
     }
 }
@@ -667,6 +859,38 @@ fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
+/// True when `rest` (a key below the repository's root) is a file of the repository's
+/// layout: `config`, `data/xx/name` or `<kind folder>/name`.
+fn is_layout_key(rest: &str) -> bool {
+    if rest == "config" {
+        return true;
+    }
+    let Some((dir, name)) = rest.split_once('/') else {
+        return false;
+    };
+    let name = match dir {
+        "data" => match name.split_once('/') {
+            Some((_, name)) => name,
+            None => return false,
+        },
+        _ if FileKind::ALL
+            .iter()
+            .any(|k| !k.dir().is_empty() && k.dir() == dir) =>
+        {
+            name
+        }
+        _ => return false,
+    };
+    !name.is_empty() && !name.contains('/')
+}
+
+/// What the user is told when the parts of a failed or cancelled upload stay behind.
+fn left_upload(bucket: &str, key: &str, error: &str) -> String {
+    format!(
+        "an interrupted upload of s3://{bucket}/{key} could not be removed ({error}): its parts stay in the bucket, using space, until the next `ferry prune` removes them (or a bucket lifecycle rule that aborts incomplete multipart uploads)"
+    )
+}
+
 /// Aborts a multipart upload in the background if dropped while still armed (the upload
 /// future was cancelled).
 struct AbortGuard {
@@ -674,6 +898,7 @@ struct AbortGuard {
     bucket: String,
     key: String,
     upload_id: Option<String>,
+    status: Arc<StoreStatus>,
 }
 
 impl Drop for AbortGuard {
@@ -690,9 +915,14 @@ impl Drop for AbortGuard {
             .bucket(&self.bucket)
             .key(&self.key)
             .upload_id(upload_id);
+        let (status, bucket, key) = (self.status.clone(), self.bucket.clone(), self.key.clone());
         runtime.spawn(async move {
             if let Err(e) = request.send().await {
-                tracing::warn!(error = %DisplayErrorContext(&e), "could not abort a cancelled multipart upload");
+                status.notice(left_upload(
+                    &bucket,
+                    &key,
+                    &DisplayErrorContext(&e).to_string(),
+                ));
             }
         });
     }
@@ -786,7 +1016,9 @@ impl Backend for S3Backend {
     }
 
     async fn read(&self, kind: FileKind, name: &str) -> BackendResult<Bytes> {
-        self.get(kind, name, None).await
+        let mut part = PartialRead::default();
+        self.get_into(kind, name, 0, None, &mut part).await?;
+        Ok(part.data.freeze())
     }
 
     async fn read_range(
@@ -796,21 +1028,29 @@ impl Backend for S3Backend {
         offset: u64,
         length: u64,
     ) -> BackendResult<Bytes> {
-        if length == 0 {
-            return Ok(Bytes::new());
-        }
-        let data = self.get(kind, name, Some((offset, length))).await?;
-        if data.len() as u64 != length {
-            return Err(self.remote(
-                format!(
-                    "{}: asked for {length} bytes at offset {offset} but got {} (the file is shorter)",
-                    self.describe("GetObject", Target::File(kind, name)),
-                    data.len()
-                ),
-                false,
-            ));
-        }
-        Ok(data)
+        let mut part = PartialRead::default();
+        self.get_into(kind, name, offset, Some(length), &mut part)
+            .await?;
+        Ok(part.data.freeze())
+    }
+
+    async fn read_resumable(
+        &self,
+        kind: FileKind,
+        name: &str,
+        offset: u64,
+        length: Option<u64>,
+        part: &mut PartialRead,
+    ) -> BackendResult<()> {
+        self.get_into(kind, name, offset, length, part).await
+    }
+
+    fn status(&self) -> Option<Arc<StoreStatus>> {
+        Some(self.status.clone())
+    }
+
+    async fn clean_incomplete_uploads(&self, older_than: Duration) -> BackendResult<usize> {
+        self.abort_stale_uploads(older_than).await
     }
 
     async fn write(&self, kind: FileKind, name: &str, data: Bytes) -> BackendResult<()> {
@@ -949,6 +1189,30 @@ mod tests {
                 }
                 other => panic!("{url:?} gave {other:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn only_layout_keys_are_the_repository_s() {
+        for key in [
+            "config",
+            "data/ab/abcd",
+            "index/12",
+            "locks/x",
+            "snapshots/s",
+        ] {
+            assert!(is_layout_key(key), "{key}");
+        }
+        for key in [
+            "",
+            "other",
+            "data/abcd",
+            "data/ab/",
+            "index/",
+            "foo/bar",
+            "data/ab/c/d",
+        ] {
+            assert!(!is_layout_key(key), "{key}");
         }
     }
 

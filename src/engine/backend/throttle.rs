@@ -6,7 +6,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::{Backend, BackendResult, DynBackend, FileInfo, FileKind};
+use super::{Backend, BackendResult, DynBackend, FileInfo, FileKind, PartialRead, StoreStatus};
 use crate::engine::throttle::Throttle;
 
 #[derive(Debug)]
@@ -91,5 +91,31 @@ impl Backend for Throttled {
     }
     async fn size(&self, kind: FileKind, name: &str) -> BackendResult<u64> {
         self.inner.size(kind, name).await
+    }
+    async fn read_resumable(
+        &self,
+        kind: FileKind,
+        name: &str,
+        offset: u64,
+        length: Option<u64>,
+        part: &mut PartialRead,
+    ) -> BackendResult<()> {
+        let before = part.data.len();
+        let result = self
+            .inner
+            .read_resumable(kind, name, offset, length, part)
+            .await;
+        self.down(part.data.len().saturating_sub(before) as u64)
+            .await;
+        result
+    }
+    fn status(&self) -> Option<Arc<StoreStatus>> {
+        self.inner.status()
+    }
+    async fn clean_incomplete_uploads(
+        &self,
+        older_than: std::time::Duration,
+    ) -> BackendResult<usize> {
+        self.inner.clean_incomplete_uploads(older_than).await
     }
 }

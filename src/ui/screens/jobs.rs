@@ -13,6 +13,9 @@ use crate::ui::widgets;
 fn state(j: &Job) -> (String, Tone) {
     match &j.end {
         None if j.progress.is_paused() => ("paused".into(), Tone::Warn),
+        None if crate::ui::progress::waiting(&j.progress.data.snapshot()).is_some() => {
+            ("waiting for the store".into(), Tone::Warn)
+        }
         None => ("running".into(), Tone::Normal),
         Some(JobEnd::Captured { snapshot, .. }) => (format!("saved {snapshot}"), Tone::Ok),
         Some(JobEnd::Restored { report: r, .. }) if r.failed().is_empty() => {
@@ -116,6 +119,11 @@ pub fn detail(f: &mut Frame, area: Rect, app: &App) {
         format::bytes(saved),
         format::rate(job.rate),
     )));
+    if job.running()
+        && let Some(wait) = crate::ui::progress::waiting(&s)
+    {
+        lines.push(Line::from(Span::styled(wait, theme.warn())));
+    }
     for v in job.progress.volumes() {
         lines.push(Line::from(vec![
             Span::styled(format!("  {}/{} ", v.namespace, v.pvc), theme.header()),
