@@ -138,6 +138,10 @@ rules:
     subjects: "user:root"
   - allow: backup
     subjects: "*"
+  - allow: "*"
+    subjects: "user:root"
+    to: prod
+    reason: root may write into prod (rule 4 alone does not outrank rule 2, a deny gives way only to an allow inside it)
 "#
     )
 }

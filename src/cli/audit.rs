@@ -52,6 +52,12 @@ pub fn run(ctx: &Context, a: AuditArgs) -> anyhow::Result<Exit> {
             format::bytes(r.bytes),
             r.rule.map(|i| format!("  rule {i}")).unwrap_or_default()
         );
+        match (&r.from_cluster, &r.to_cluster) {
+            (Some(f), Some(t)) => say!("    clusters: {f} -> {t}"),
+            (Some(f), None) => say!("    cluster: {f}"),
+            (None, Some(t)) => say!("    cluster: -> {t}"),
+            (None, None) => {}
+        }
         if !r.allowed {
             say!("    {}", r.reason);
         }

@@ -172,6 +172,7 @@ pub fn clusters(ctx: &Context, a: ClustersArgs) -> anyhow::Result<Exit> {
                 serde_json::json!({
                     "name": c.name, "context": c.context, "server": c.server, "user": c.user,
                     "sources": c.sources, "current": c.current,
+                    "identity": c.identity,
                     "eks": c.eks().map(|(a, e)| serde_json::json!({
                         "profile": a.label(), "region": e.region, "cluster": e.name,
                         "status": e.status, "version": e.version, "arn": e.arn,

@@ -1,4 +1,4 @@
-//! `ferry policy keygen|show|set|check|rbac`, and [`authorize`]: the one check every
+//! `ferry policy keygen|show|set|check|identify|rbac`, and [`authorize`]: the one check every
 //! job that moves workloads makes before it plans anything, with the audit record it
 //! leaves behind ([`Job::finish`]).
 
@@ -17,7 +17,7 @@ use super::{Context, Exit};
 use crate::engine::Repository;
 use crate::engine::k8s::plan::Plan;
 use crate::policy::gate::{self, Gate};
-use crate::policy::{self as pol, Action, ActivePolicy, AdminKey, Decision, Request};
+use crate::policy::{self as pol, Action, ActivePolicy, AdminKey, Decision};
 use crate::providers::kubeconfig::LinkedCluster;
 
 /// Exit status of `ferry policy check` when the answer is no.
@@ -33,6 +33,9 @@ pub enum PolicyCommand {
     Set(SetArgs),
     /// May I do this? Asks the clusters who you are and answers with the reason
     Check(CheckArgs),
+    /// Print the selector that pins each cluster in a policy (server and CA, EKS ARN, AKS
+    /// resource ID): what environments match on, whatever the contexts are named
+    Identify(IdentifyArgs),
     /// The Kubernetes RBAC that makes clusters enforce an environment's boundaries
     Rbac(RbacArgs),
 }
@@ -84,6 +87,13 @@ pub struct CheckArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct IdentifyArgs {
+    /// The clusters (context names, see `ferry clusters`) [default: every linked cluster]
+    #[arg(long = "context", short = 'c')]
+    pub contexts: Vec<String>,
+}
+
+#[derive(Debug, Args)]
 pub struct RbacArgs {
     /// The environment
     #[arg(long)]
@@ -106,6 +116,7 @@ pub fn run(ctx: &Context, cmd: PolicyCommand) -> anyhow::Result<Exit> {
         PolicyCommand::Show(a) => show(ctx, a),
         PolicyCommand::Set(a) => set(ctx, a),
         PolicyCommand::Check(a) => check(ctx, a),
+        PolicyCommand::Identify(a) => identify(ctx, a),
         PolicyCommand::Rbac(a) => rbac(ctx, a),
     }
 }
@@ -174,7 +185,12 @@ fn show(ctx: &Context, a: ShowArgs) -> anyhow::Result<Exit> {
         }
     );
     say!("administrators: {}", p.body.admins.join(", "));
-    say!("rules (most specific wins; deny by default):");
+    for w in p.policy.lacks() {
+        eprintln!("warning: {w}");
+    }
+    say!(
+        "rules (a deny gives way only to an allow inside it; then the most specific wins; deny by default):"
+    );
     for (i, r) in p.policy.rules.iter().enumerate() {
         say!("  {:>3}. {r}", i + 1);
     }
@@ -232,6 +248,9 @@ fn set(ctx: &Context, a: SetArgs) -> anyhow::Result<Exit> {
         .with_context(|| format!("cannot read {}", a.file.display()))?;
     let new = pol::Policy::parse(&text)
         .with_context(|| format!("{} was not stored", a.file.display()))?;
+    for w in new.lacks() {
+        eprintln!("warning: {w}");
+    }
     let key = AdminKey::load(&a.key)?;
     let repo = ctx.open()?;
     let current = load_policy(&repo)?;
@@ -495,7 +514,6 @@ fn split_place(ctx: &Context, s: &str) -> anyhow::Result<(LinkedCluster, Option<
 fn check(ctx: &Context, a: CheckArgs) -> anyhow::Result<Exit> {
     let action: Action = a.action.parse()?;
     let repo = ctx.open()?;
-    let policy = load_policy(&repo)?;
     let side = |s: &Option<String>| -> anyhow::Result<Option<(Place, Option<String>)>> {
         let Some(s) = s else { return Ok(None) };
         let (cluster, ns) = split_place(ctx, s)?;
@@ -504,38 +522,34 @@ fn check(ctx: &Context, a: CheckArgs) -> anyhow::Result<Exit> {
     };
     let from = side(&a.from)?;
     let to = side(&a.to)?;
-    let Some(p) = policy else {
+    // The very evaluation a job's gate makes (`gate::check`), without its record.
+    let ev = ctx
+        .rt
+        .block_on(gate::evaluate(
+            &repo,
+            action,
+            from.as_ref().map(|f| &f.0),
+            to.as_ref().map(|t| &t.0),
+            &[(
+                from.as_ref().and_then(|f| f.1.clone()),
+                to.as_ref().and_then(|t| t.1.clone()),
+            )],
+        ))
+        .with_context(|| {
+            format!(
+                "the policy of the repository at {} cannot be checked",
+                repo.location()
+            )
+        })?;
+    let Some(d) = ev.decisions.into_iter().next() else {
         say!("allowed: {}", Decision::no_policy(action).reason);
         return Ok(Exit::SUCCESS);
     };
-    let d = ctx.rt.block_on(async {
-        let mut ids = Vec::new();
-        let mut asked: Vec<&str> = Vec::new();
-        for (pl, _) in from.iter().chain(to.iter()) {
-            let Some(client) = &pl.client else { continue };
-            if asked.contains(&pl.base.cluster.as_str()) {
-                continue;
-            }
-            asked.push(&pl.base.cluster);
-            ids.push(pol::identity::who_am_i(client, &pl.base.cluster).await?);
+    for (side, place) in [("from", &from), ("to", &to)] {
+        if let Some((p, _)) = place {
+            say!("  {side} {}: {}", p.base.cluster, p.base.identity);
         }
-        let at = |side: &Option<(Place, Option<String>)>| {
-            let side = side.clone();
-            async move {
-                match side {
-                    Some((pl, ns)) => Some(pl.at(ns.as_deref()).await),
-                    None => None,
-                }
-            }
-        };
-        let req = Request {
-            action,
-            from: at(&from).await,
-            to: at(&to).await,
-            identities: ids,
-        };
-        Ok::<_, pol::PolicyError>(p.policy.decide(&req))
-    })?;
+    }
     if d.allowed {
         say!("allowed: {}", d.reason);
         for s in &d.scrub {
@@ -551,6 +565,38 @@ fn check(ctx: &Context, a: CheckArgs) -> anyhow::Result<Exit> {
         }
         Ok(Exit::from(DENIED))
     }
+}
+
+fn identify(ctx: &Context, a: IdentifyArgs) -> anyhow::Result<Exit> {
+    let linked = linked(ctx)?;
+    let clusters: Vec<&LinkedCluster> = if a.contexts.is_empty() {
+        linked.clusters.iter().collect()
+    } else {
+        a.contexts
+            .iter()
+            .map(|c| linked.get(c))
+            .collect::<Result<_, _>>()?
+    };
+    if clusters.is_empty() {
+        anyhow::bail!("no linked cluster: see `ferry clusters`");
+    }
+    let mut unpinned = 0;
+    for c in clusters {
+        say!("# {} ({})", c.name, c.source_label());
+        match c.identity.selector() {
+            Ok(sel) => say!("- {sel}"),
+            Err(why) => {
+                unpinned += 1;
+                say!("#   cannot be pinned: {why}");
+            }
+        }
+    }
+    if unpinned > 0 {
+        eprintln!(
+            "{unpinned} cluster(s) cannot be pinned by server and CA: give their kubeconfig entries a certificate-authority (and no insecure-skip-tls-verify), or link them through their cloud account (EKS, AKS)"
+        );
+    }
+    Ok(Exit::SUCCESS)
 }
 
 fn rbac(ctx: &Context, a: RbacArgs) -> anyhow::Result<Exit> {
@@ -575,7 +621,7 @@ fn rbac(ctx: &Context, a: RbacArgs) -> anyhow::Result<Exit> {
                 let mut l = place.base.clone();
                 l.namespace = Some(name.clone());
                 l.namespace_labels = n.metadata.labels.unwrap_or_default();
-                if env.contains(&l) {
+                if p.policy.in_environment(env, &l) {
                     namespaces.push(name);
                 }
             }

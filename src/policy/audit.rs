@@ -12,6 +12,7 @@ use super::eval::Identity;
 use super::{PolicyError, Result};
 use crate::engine::Repository;
 use crate::engine::backend::FileKind;
+use crate::providers::kubeconfig::ClusterIdentity;
 
 /// The record format version.
 pub const RECORD_VERSION: u32 = 1;
@@ -61,6 +62,13 @@ pub struct AuditRecord {
     /// `cluster/namespace` places, or None (e.g. a backup's target is the repository).
     pub from: Option<String>,
     pub to: Option<String>,
+    /// Who the source and target clusters are (server and CA, EKS ARN, AKS resource
+    /// ID): what the names above pointed at. Absent in records written before issue 14,
+    /// and for a place known only by name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_cluster: Option<ClusterIdentity>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_cluster: Option<ClusterIdentity>,
     /// The policy version that decided (None: no policy).
     pub policy_seq: Option<u64>,
     pub allowed: bool,
@@ -90,6 +98,8 @@ impl AuditRecord {
             action,
             from: None,
             to: None,
+            from_cluster: None,
+            to_cluster: None,
             policy_seq: None,
             allowed: false,
             rule: None,

@@ -2,16 +2,16 @@
 //! "Policies and audit"), parsed into a checked [`Policy`].
 //!
 //! ```yaml
-//! version: 1
+//! version: 2
 //! admins: ["ed25519:3b6a27bc..."]
 //! environments:
 //!   - name: prod
 //!     match:
-//!       - context: "ferry-prod*"
-//!       - namespace: "prod-*"
+//!       - {server: "https://prod.example:6443", ca: "sha256:9f86d0..."}
+//!       - {eksArn: "arn:aws:eks:eu-west-1:123456789012:cluster/prod"}
 //!   - name: qa
 //!     match:
-//!       - namespace: "qa*"
+//!       - {server: "https://shared.example:6443", ca: "sha256:60303a...", namespace: "qa-*"}
 //! rules:
 //!   - allow: [clone]
 //!     subjects: ["group:developers"]
@@ -29,8 +29,12 @@ use serde::{Deserialize, Serialize};
 
 use super::{PolicyError, Result};
 
-/// The document version this Ferry reads and writes.
-pub const DOCUMENT_VERSION: u32 = 1;
+/// The newest document version this Ferry reads (it reads every version from 1).
+///
+/// Version 2 added cluster identities to selectors (`ca`, `eksArn`, `aksId`) and
+/// requires every selector to pin its clusters with them; version 1 documents still
+/// parse (their environments match by kubeconfig names, see [`Policy::lacks`]).
+pub const DOCUMENT_VERSION: u32 = 2;
 
 /// The policy document as written (YAML).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -63,16 +67,28 @@ pub struct EnvironmentDoc {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Selector {
-    /// The kubeconfig context name.
+    /// The kubeconfig context name (a name: it narrows, never pins, in version 2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context: Option<String>,
-    /// The cluster's name in Ferry (`ferry clusters`).
+    /// The cluster's name in Ferry (`ferry clusters`; a name, like `context`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
-    /// The API server URL.
+    /// The API server URL (version 2: as TLS checks it, see
+    /// [`crate::providers::kubeconfig::ClusterIdentity::server`]; it needs `ca`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server: Option<String>,
-    /// The cloud account (for EKS, the AWS account ID of the cluster's ARN).
+    /// `sha256:<64 hex digits>` of the cluster's CA certificate, or a list: matches when
+    /// every CA the connection trusts is listed (version 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<OneOrMany>,
+    /// An EKS cluster's ARN, as `DescribeCluster` reports it (version 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eks_arn: Option<String>,
+    /// An AKS cluster's ARM resource ID, as ARM reports it; case-insensitive (version 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aks_id: Option<String>,
+    /// The cloud account: the AWS account ID of an EKS cluster's ARN (version 1: also
+    /// of an ARN-shaped context or cluster name; version 2: only of the ARN EKS reports).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub account: Option<String>,
     /// The namespace. Unset: any namespace, and the cluster as a whole.
@@ -92,7 +108,7 @@ pub enum OneOrMany {
 }
 
 impl OneOrMany {
-    fn items(&self) -> Vec<String> {
+    pub fn items(&self) -> Vec<String> {
         match self {
             OneOrMany::One(s) => vec![s.clone()],
             OneOrMany::Many(v) => v.clone(),
@@ -367,6 +383,8 @@ pub struct Environment {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Policy {
     pub doc: PolicyDoc,
+    /// The document's version (1 or 2): how selectors match (see `eval.rs`).
+    pub version: u32,
     pub admins: Vec<String>,
     pub environments: Vec<Environment>,
     pub rules: Vec<Rule>,
@@ -388,6 +406,145 @@ pub fn parse_admin_key(s: &str) -> Result<[u8; 32]> {
             ))
         })?;
     Ok(bytes)
+}
+
+/// `sha256:<64 lowercase hex digits>` from `sha256:HEX`, bare `HEX` or `AB:CD:…` (as
+/// openssl prints fingerprints).
+pub fn normalize_fingerprint(s: &str) -> Option<String> {
+    let t = s.trim();
+    let t = t
+        .strip_prefix("sha256:")
+        .or_else(|| t.strip_prefix("SHA256:"))
+        .unwrap_or(t);
+    let hex_digits: String = t.chars().filter(|c| *c != ':').collect();
+    let bytes = hex::decode(&hex_digits).ok()?;
+    (bytes.len() == 32).then(|| format!("sha256:{}", hex::encode(bytes)))
+}
+
+impl Selector {
+    /// Whether it constrains the namespace.
+    pub fn constrains_namespace(&self) -> bool {
+        self.namespace.is_some() || !self.namespace_labels.is_empty()
+    }
+
+    /// Whether it matches whole clusters (no namespace constraint).
+    pub fn is_cluster_wide(&self) -> bool {
+        !self.constrains_namespace()
+    }
+
+    /// Whether it says anything about the cluster (a name, an address or an identity).
+    pub fn names_cluster(&self) -> bool {
+        self.context.is_some()
+            || self.cluster.is_some()
+            || self.server.is_some()
+            || self.account.is_some()
+            || self.ca.is_some()
+            || self.eks_arn.is_some()
+            || self.aks_id.is_some()
+    }
+
+    /// A namespace selector that names no cluster (version 1 only).
+    pub fn is_unscoped(&self) -> bool {
+        self.constrains_namespace() && !self.names_cluster()
+    }
+
+    /// The CA fingerprints it lists (normalized when the policy was checked).
+    pub fn ca_list(&self) -> Vec<String> {
+        self.ca.as_ref().map(OneOrMany::items).unwrap_or_default()
+    }
+
+    /// The fields it sets, in words: `context "ferry-prod*", namespace "qa-*"`.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        let mut add = |k: &str, v: &Option<String>| {
+            if let Some(v) = v {
+                parts.push(format!("{k} {v:?}"));
+            }
+        };
+        add("context", &self.context);
+        add("cluster", &self.cluster);
+        add("server", &self.server);
+        add("eksArn", &self.eks_arn);
+        add("aksId", &self.aks_id);
+        add("account", &self.account);
+        add("namespace", &self.namespace);
+        let ca = self.ca_list();
+        if !ca.is_empty() {
+            parts.push(format!("ca {}", ca.join(",")));
+        }
+        if !self.namespace_labels.is_empty() {
+            let l: Vec<String> = self
+                .namespace_labels
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            parts.push(format!("namespaceLabels {}", l.join(",")));
+        }
+        parts.join(", ")
+    }
+}
+
+/// Checks selector `i` of environment `env` for document `version`; returns it with its
+/// CA fingerprints normalized.
+fn check_selector(version: u32, env: &str, i: usize, s: &Selector) -> Result<Selector> {
+    let at = format!("selector {i} of environment {env:?}");
+    let mut s = s.clone();
+    if version < 2 {
+        for (field, set) in [
+            ("ca", s.ca.is_some()),
+            ("eksArn", s.eks_arn.is_some()),
+            ("aksId", s.aks_id.is_some()),
+        ] {
+            if set {
+                return Err(PolicyError::Invalid(format!(
+                    "{at} sets `{field}:`, which needs `version: {DOCUMENT_VERSION}` at the top of the document"
+                )));
+            }
+        }
+        return Ok(s);
+    }
+    if let Some(ca) = &s.ca {
+        let items = ca.items();
+        if items.is_empty() {
+            return Err(PolicyError::Invalid(format!(
+                "{at}: `ca:` is an empty list: list the cluster's CA fingerprint(s)"
+            )));
+        }
+        let mut norm = Vec::new();
+        for c in &items {
+            let n = normalize_fingerprint(c).ok_or_else(|| {
+                PolicyError::Invalid(format!(
+                    "{at}: `ca: {c}` is not a SHA-256 fingerprint (write sha256: and 64 hex digits, as `ferry policy identify` prints it)"
+                ))
+            })?;
+            if !norm.contains(&n) {
+                norm.push(n);
+            }
+        }
+        s.ca = Some(OneOrMany::Many(norm));
+    }
+    let pinned = (s.server.is_some() && s.ca.is_some())
+        || s.eks_arn.is_some()
+        || s.aks_id.is_some()
+        || s.account.is_some();
+    if pinned {
+        return Ok(s);
+    }
+    let why = if s.server.is_some() {
+        "`server:` alone can be pointed elsewhere by a kubeconfig (tls-server-name, proxy-url, a hosts entry): add `ca:`, the fingerprint of the cluster's CA"
+            .to_string()
+    } else if s.ca.is_some() {
+        "`ca:` needs `server:` too: the API server address and the CA together identify the cluster"
+            .to_string()
+    } else {
+        format!(
+            "it matches by {} only, which a kubeconfig can rename or any cluster can have: add `server` and `ca`, `eksArn`, `aksId` or `account`",
+            s.describe()
+        )
+    };
+    Err(PolicyError::Invalid(format!(
+        "{at} does not pin its clusters: {why} (`ferry policy identify --context NAME` prints a cluster's)"
+    )))
 }
 
 fn check_name(what: &str, name: &str) -> Result<()> {
@@ -416,7 +573,7 @@ impl Policy {
         let v: VersionOnly =
             serde_saphyr::from_str(text).map_err(|e| PolicyError::Syntax(e.to_string()))?;
         match v.version {
-            Some(DOCUMENT_VERSION) => {}
+            Some(1..=DOCUMENT_VERSION) => {}
             Some(found) => {
                 return Err(PolicyError::UnsupportedVersion {
                     found,
@@ -465,19 +622,21 @@ impl Policy {
                     e.name
                 )));
             }
+            let mut selectors = Vec::new();
             for (i, s) in e.selectors.iter().enumerate() {
                 if *s == Selector::default() {
                     return Err(PolicyError::Invalid(format!(
-                        "selector {} of environment {:?} sets no field, so it would match everything: set context, cluster, server, account, namespace or namespaceLabels",
+                        "selector {} of environment {:?} sets no field, so it would match everything: set server and ca, eksArn, aksId, account, context, cluster, namespace or namespaceLabels",
                         i + 1,
                         e.name
                     )));
                 }
+                selectors.push(check_selector(doc.version, &e.name, i + 1, s)?);
             }
             environments.push(Environment {
                 name: e.name.clone(),
                 description: e.description.clone(),
-                selectors: e.selectors.clone(),
+                selectors,
             });
         }
         let env_set = |field: &str, i: usize, v: &Option<OneOrMany>| -> Result<EnvSet> {
@@ -578,11 +737,54 @@ impl Policy {
             });
         }
         Ok(Policy {
+            version: doc.version,
             doc,
             admins,
             environments,
             rules,
         })
+    }
+
+    /// What the document lacks that a newer one would have, in sentences for the user
+    /// (`ferry policy set` and `show` print them; empty for a version 2 document, whose
+    /// selectors all pin their clusters).
+    pub fn lacks(&self) -> Vec<String> {
+        if self.version >= 2 {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        for e in &self.environments {
+            let by_name: Vec<String> = e
+                .selectors
+                .iter()
+                .filter(|s| s.names_cluster())
+                .map(Selector::describe)
+                .collect();
+            if !by_name.is_empty() {
+                out.push(format!(
+                    "environment {:?} recognises its clusters by names and addresses a kubeconfig can change ({}): renaming a context, or pointing it elsewhere, moves a cluster into or out of {:?}",
+                    e.name,
+                    by_name.join("; "),
+                    e.name
+                ));
+            }
+            for (i, s) in e.selectors.iter().enumerate() {
+                if s.is_unscoped() {
+                    out.push(format!(
+                        "selector {} of environment {:?} ({}) names no cluster: it applies on any cluster that no other environment claims as a whole (never inside another environment's cluster)",
+                        i + 1,
+                        e.name,
+                        s.describe()
+                    ));
+                }
+            }
+        }
+        if !out.is_empty() {
+            out.push(format!(
+                "this is a version 1 document: write `version: {DOCUMENT_VERSION}` and pin every selector with `server` and `ca`, `eksArn` or `aksId` (`ferry policy identify` prints them for each cluster)"
+            ));
+        }
+        out
     }
 
     pub fn environment(&self, name: &str) -> Result<&Environment> {
@@ -702,9 +904,9 @@ mod tests {
                 .to_string();
             assert!(e.contains(expected), "{tail}: {e}");
         }
-        let e = Policy::parse("version: 2\nadmins: []\n").unwrap_err();
+        let e = Policy::parse("version: 3\nadmins: []\n").unwrap_err();
         assert!(
-            matches!(e, PolicyError::UnsupportedVersion { found: 2, .. }),
+            matches!(e, PolicyError::UnsupportedVersion { found: 3, .. }),
             "{e}"
         );
         let e = Policy::parse("version: 1\nadmins: [\"ed25519:12\"]\n").unwrap_err();
@@ -713,5 +915,92 @@ mod tests {
         assert!(e.to_string().contains("at least one"), "{e}");
         assert!(Policy::parse("- not a map").is_err());
         assert!(Policy::parse(": : :").is_err());
+    }
+
+    const FP: &str = "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+
+    #[test]
+    fn version_2_selectors_must_pin_their_clusters() {
+        let base =
+            format!("version: 2\nadmins: [\"{ADMIN}\"]\nenvironments:\n  - name: e\n    match:\n");
+        let ok = [
+            format!("      - {{server: \"https://a:6443\", ca: \"{FP}\"}}\n"),
+            format!("      - {{server: \"https://a:6443\", ca: [\"{}\"], namespace: qa-*, context: x}}\n", FP.to_uppercase().replace("SHA256:", "")),
+            "      - {eksArn: \"arn:aws:eks:eu-west-1:1:cluster/p\"}\n".to_string(),
+            "      - {aksId: \"/subscriptions/s/resourceGroups/r/providers/Microsoft.ContainerService/managedClusters/p\"}\n".to_string(),
+            "      - {account: \"123456789012\", namespace: \"x\"}\n".to_string(),
+        ];
+        for tail in &ok {
+            let p =
+                Policy::parse(&format!("{base}{tail}")).unwrap_or_else(|e| panic!("{tail}: {e}"));
+            assert_eq!(p.version, 2);
+            assert!(p.lacks().is_empty());
+        }
+        // Fingerprints are normalized when checked.
+        let p = Policy::parse(&format!("{base}{}", ok[1])).unwrap();
+        assert_eq!(
+            p.environments[0].selectors[0].ca_list(),
+            vec![FP.to_string()]
+        );
+        let bad = [
+            ("      - {context: \"ferry-prod*\"}\n", "matches by context"),
+            ("      - {namespace: \"qa-*\"}\n", "matches by namespace"),
+            ("      - {server: \"https://a:6443\"}\n", "add `ca:`"),
+            (&*format!("      - {{ca: \"{FP}\"}}\n"), "needs `server:`"),
+            (
+                "      - {server: \"https://a\", ca: \"md5:12\"}\n",
+                "not a SHA-256",
+            ),
+            ("      - {server: \"https://a\", ca: []}\n", "empty list"),
+        ];
+        for (tail, expected) in bad {
+            let e = Policy::parse(&format!("{base}{tail}"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(expected), "{tail}: {e}");
+            assert!(e.contains("does not pin") || e.contains("ca:"), "{e}");
+        }
+    }
+
+    #[test]
+    fn version_1_documents_parse_and_say_what_they_lack() {
+        let doc = format!(
+            "version: 1\nadmins: [\"{ADMIN}\"]\nenvironments:\n  - name: prod\n    match: [{{context: \"ferry-prod*\"}}]\n  - name: qa\n    match: [{{context: \"ferry-qa*\"}}, {{namespace: \"qa-*\"}}]\n"
+        );
+        let p = Policy::parse(&doc).unwrap();
+        assert_eq!(p.version, 1);
+        let lacks = p.lacks().join("\n");
+        assert!(
+            lacks.contains("environment \"prod\" recognises its clusters by names"),
+            "{lacks}"
+        );
+        assert!(
+            lacks
+                .contains("selector 2 of environment \"qa\" (namespace \"qa-*\") names no cluster"),
+            "{lacks}"
+        );
+        assert!(lacks.contains("write `version: 2`"), "{lacks}");
+        // Identity fields need version 2.
+        let e = Policy::parse(&format!(
+            "version: 1\nadmins: [\"{ADMIN}\"]\nenvironments:\n  - name: p\n    match: [{{server: a, ca: \"{FP}\"}}]\n"
+        ))
+        .unwrap_err();
+        assert!(e.to_string().contains("needs `version: 2`"), "{e}");
+    }
+
+    #[test]
+    fn fingerprints_are_read_in_the_usual_spellings() {
+        let hexs = &FP[7..];
+        assert_eq!(normalize_fingerprint(hexs).as_deref(), Some(FP));
+        let colons: Vec<String> = hexs
+            .as_bytes()
+            .chunks(2)
+            .map(|c| String::from_utf8_lossy(c).to_uppercase())
+            .collect();
+        assert_eq!(
+            normalize_fingerprint(&colons.join(":")).as_deref(),
+            Some(FP)
+        );
+        assert_eq!(normalize_fingerprint("sha256:12"), None);
     }
 }

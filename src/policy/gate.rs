@@ -48,13 +48,14 @@ impl Place {
                 account: Location::account_from_arn(&[&cluster.context, &cluster.name]),
                 namespace: None,
                 namespace_labels: BTreeMap::new(),
+                identity: cluster.identity.clone(),
             },
             client: client.cloned(),
         }
     }
 
     /// A cluster known only by its name (a capture's origin missing from the
-    /// kubeconfig).
+    /// kubeconfig): its identity is unknown, so version 2 environments never contain it.
     pub fn named(name: &str) -> Place {
         Place {
             base: Location {
@@ -145,15 +146,18 @@ fn describe(place: Option<&Place>, namespaces: &[&Option<String>]) -> Option<Str
 
 /// What the policy says about a job: its version (None: no policy), the identities, a
 /// decision per namespace pair (none without a policy).
-struct Evaluation {
-    policy_seq: Option<u64>,
-    identities: Vec<Identity>,
-    decisions: Vec<Decision>,
+#[derive(Debug, Clone)]
+pub struct Evaluation {
+    pub policy_seq: Option<u64>,
+    pub identities: Vec<Identity>,
+    pub decisions: Vec<Decision>,
 }
 
-/// Loads the policy, asks the clusters who the user is and decides every pair. Errors:
-/// a policy that cannot be trusted, or an unknown identity where a policy needs one.
-async fn evaluate(
+/// Loads the policy, asks the clusters who the user is and decides every pair: the one
+/// decision that `ferry policy check`, [`preview`] and [`check`] (the jobs of the
+/// command line and the console) all make. Errors: a policy that cannot be trusted, or
+/// an unknown identity where a policy needs one.
+pub async fn evaluate(
     repo: &Repository,
     action: Action,
     from: Option<&Place>,
@@ -268,9 +272,15 @@ async fn check_as(
     to: Option<&Place>,
     pairs: &[(Option<String>, Option<String>)],
 ) -> Result<Gate> {
+    let cluster = |p: Option<&Place>| {
+        p.map(|p| p.base.identity.clone())
+            .filter(|i| i.is_pinned() || !i.server.is_empty())
+    };
     let mut record = AuditRecord {
         from: describe(from, &pairs.iter().map(|p| &p.0).collect::<Vec<_>>()),
         to: describe(to, &pairs.iter().map(|p| &p.1).collect::<Vec<_>>()),
+        from_cluster: cluster(from),
+        to_cluster: cluster(to),
         ..AuditRecord::new(action)
     };
     let ev = match evaluate_as(repo, action, who, from, to, pairs).await {

@@ -39,7 +39,7 @@ pub enum PolicyError {
     #[error("the policy is not valid: {0}. Fix the file and run `ferry policy set` again")]
     Invalid(String),
     #[error(
-        "the policy document has version {found}, this Ferry understands version {supported}: write `version: {supported}` or upgrade Ferry"
+        "the policy document has version {found}, this Ferry understands versions 1 to {supported}: write `version: {supported}` or upgrade Ferry"
     )]
     UnsupportedVersion { found: u32, supported: u32 },
     #[error(

@@ -9,15 +9,17 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::time::Duration;
 
-use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::config::Kubeconfig;
+use serde::{Deserialize, Serialize};
+use sha2::Digest as _;
 
 use crate::providers::aks::{self, AksCluster, AzureSubscription};
+use crate::providers::client::{ClientError, client_for};
 use crate::providers::eks::{self, AwsAccount, EksCluster};
+use crate::providers::exec_plugin::PluginError;
 
-/// How long a cluster may take to answer before Ferry calls it unreachable.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub use crate::providers::client::CONNECT_TIMEOUT;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KubeconfigError {
@@ -33,6 +35,8 @@ pub enum KubeconfigError {
         source_file: String,
         detail: String,
     },
+    #[error(transparent)]
+    Plugin(#[from] PluginError),
     #[error(transparent)]
     Eks(#[from] crate::providers::eks::EksError),
     #[error(transparent)]
@@ -95,6 +99,167 @@ impl Sources {
     }
 }
 
+/// Who a cluster is, in terms that renaming or editing a kubeconfig context cannot
+/// fake: the API server Ferry connects to with the CA certificates its TLS connection
+/// is verified against (a kubeconfig that names another server or CA reaches another
+/// cluster, or none), an EKS cluster's ARN or an AKS cluster's resource ID as the cloud's
+/// API reports them. Policies match environments on it (docs/FORMAT.md, "The policy
+/// document"); audit records carry it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterIdentity {
+    /// The API server as TLS checks it: the kubeconfig's URL, its host replaced by the
+    /// cluster's `tls-server-name` when one is set. Empty when unknown.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub server: String,
+    /// `sha256:<64 hex digits>` of each CA certificate the connection is verified
+    /// against, sorted. Empty when it is not verified against the kubeconfig's own CA.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ca: Vec<String>,
+    /// Why `ca` is empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unverified: Option<String>,
+    /// An EKS cluster's ARN, from `DescribeCluster` (never from a name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eks_arn: Option<String>,
+    /// An AKS cluster's ARM resource ID, from ARM (never from a name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aks_id: Option<String>,
+}
+
+impl ClusterIdentity {
+    /// `sha256:` and the hex SHA-256 of a DER certificate.
+    pub fn fingerprint(der: &[u8]) -> String {
+        format!("sha256:{}", hex::encode(sha2::Sha256::digest(der)))
+    }
+
+    /// The identity of `kc`'s current context, from the very configuration kube-rs
+    /// builds its client from (the same CA bundle parsing, the same TLS settings).
+    pub fn of_kubeconfig(kc: &Kubeconfig) -> ClusterIdentity {
+        let raw_server = || {
+            let ctx = kc
+                .current_context
+                .as_ref()
+                .and_then(|n| kc.contexts.iter().find(|c| &c.name == n))
+                .and_then(|c| c.context.as_ref());
+            ctx.and_then(|c| kc.clusters.iter().find(|n| n.name == c.cluster))
+                .and_then(|n| n.cluster.as_ref())
+                .and_then(|c| c.server.clone())
+                .unwrap_or_default()
+        };
+        let config = match kube::Config::try_from(kc.clone()) {
+            Ok(c) => c,
+            Err(e) => {
+                return ClusterIdentity {
+                    server: raw_server(),
+                    unverified: Some(format!("the kubeconfig cannot be used: {e}")),
+                    ..ClusterIdentity::default()
+                };
+            }
+        };
+        let url = &config.cluster_url;
+        let host = config
+            .tls_server_name
+            .clone()
+            .filter(|n| !n.is_empty())
+            .or_else(|| url.host().map(str::to_string))
+            .unwrap_or_default();
+        let port = url.port_u16().map(|p| format!(":{p}")).unwrap_or_default();
+        let path = url.path().trim_end_matches('/');
+        let server = format!(
+            "{}://{host}{port}{path}",
+            url.scheme_str().unwrap_or("https")
+        );
+        let (ca, unverified) = if config.accept_invalid_certs {
+            (
+                Vec::new(),
+                Some(
+                    "the kubeconfig sets insecure-skip-tls-verify, so the server is not verified"
+                        .into(),
+                ),
+            )
+        } else {
+            match config.root_cert.as_deref() {
+                Some(certs) if !certs.is_empty() => {
+                    let mut v: Vec<String> =
+                        certs.iter().map(|d| ClusterIdentity::fingerprint(d)).collect();
+                    v.sort();
+                    v.dedup();
+                    (v, None)
+                }
+                _ => (
+                    Vec::new(),
+                    Some("the kubeconfig names no certificate-authority for this cluster (the system's CAs are trusted)".into()),
+                ),
+            }
+        };
+        ClusterIdentity {
+            server,
+            ca,
+            unverified,
+            eks_arn: None,
+            aks_id: None,
+        }
+    }
+
+    /// Whether anything a kubeconfig cannot fake is known.
+    pub fn is_pinned(&self) -> bool {
+        !self.ca.is_empty() || self.eks_arn.is_some() || self.aks_id.is_some()
+    }
+
+    /// A `match:` entry that pins this cluster in a version 2 policy (YAML flow
+    /// mapping), or why there is none.
+    pub fn selector(&self) -> Result<String, String> {
+        let q = |s: &str| serde_json::to_string(s).unwrap_or_default();
+        if let Some(arn) = &self.eks_arn {
+            return Ok(format!("{{eksArn: {}}}", q(arn)));
+        }
+        if let Some(id) = &self.aks_id {
+            return Ok(format!("{{aksId: {}}}", q(id)));
+        }
+        if self.ca.is_empty() {
+            return Err(self
+                .unverified
+                .clone()
+                .unwrap_or_else(|| "nothing is known about it".into()));
+        }
+        let ca = if self.ca.len() == 1 {
+            q(&self.ca[0])
+        } else {
+            format!(
+                "[{}]",
+                self.ca.iter().map(|c| q(c)).collect::<Vec<_>>().join(", ")
+            )
+        };
+        Ok(format!("{{server: {}, ca: {ca}}}", q(&self.server)))
+    }
+}
+
+impl std::fmt::Display for ClusterIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let short = |c: &str| c.chars().take(7 + 16).collect::<String>() + "…";
+        if let Some(arn) = &self.eks_arn {
+            return write!(f, "EKS {arn}");
+        }
+        if let Some(id) = &self.aks_id {
+            return write!(f, "AKS {id}");
+        }
+        if self.server.is_empty() {
+            return f.write_str("unknown cluster");
+        }
+        match self.ca.as_slice() {
+            [] => write!(f, "{} (CA not verified)", self.server),
+            [one] => write!(f, "{} (CA {})", self.server, short(one)),
+            many => write!(
+                f,
+                "{} (CAs {})",
+                self.server,
+                many.iter().map(|c| short(c)).collect::<Vec<_>>().join(", ")
+            ),
+        }
+    }
+}
+
 /// One linked cluster: a context and what it points at.
 #[derive(Debug, Clone)]
 pub struct LinkedCluster {
@@ -109,6 +274,8 @@ pub struct LinkedCluster {
     pub sources: Vec<PathBuf>,
     /// Whether it is the current context of the first file.
     pub current: bool,
+    /// Who the cluster is (server and CA, EKS ARN, AKS resource ID), for policies.
+    pub identity: ClusterIdentity,
     config: Kubeconfig,
     /// Set for a cluster found in a cloud account rather than a kubeconfig file.
     cloud: Option<Box<CloudCluster>>,
@@ -206,6 +373,7 @@ impl Linked {
                         .unwrap_or_default();
                     name = format!("{name}@{stem}");
                 }
+                let config = single_context(&kc, &ctx.name);
                 linked.clusters.push(LinkedCluster {
                     name,
                     context: ctx.name.clone(),
@@ -214,7 +382,8 @@ impl Linked {
                     namespace: c.namespace.clone(),
                     sources: vec![path.clone()],
                     current: false,
-                    config: single_context(&kc, &ctx.name),
+                    identity: ClusterIdentity::of_kubeconfig(&config),
+                    config,
                     cloud: None,
                 });
             }
@@ -289,6 +458,17 @@ impl LinkedCluster {
     /// endpoint, CA and generated tokens, no kubeconfig involved.
     pub fn from_eks(account: &AwsAccount, c: &EksCluster) -> LinkedCluster {
         let name = eks::context_name(&account.label(), &c.region, &c.name);
+        // The client is made from the endpoint and CA `DescribeCluster` returned (see
+        // `eks::client_with`): the identity is computed from the same two.
+        let kc: Kubeconfig = serde_json::from_value(serde_json::json!({
+            "clusters": [{"name": "eks", "cluster": {"server": c.endpoint, "certificate-authority-data": c.certificate_authority}}],
+            "users": [{"name": "eks", "user": {}}],
+            "contexts": [{"name": "eks", "context": {"cluster": "eks", "user": "eks"}}],
+            "current-context": "eks",
+        }))
+        .unwrap_or_default();
+        let mut identity = ClusterIdentity::of_kubeconfig(&kc);
+        identity.eks_arn = Some(c.arn.clone()).filter(|a| !a.is_empty());
         LinkedCluster {
             name: name.clone(),
             context: name,
@@ -297,6 +477,7 @@ impl LinkedCluster {
             namespace: None,
             sources: Vec::new(),
             current: false,
+            identity,
             config: Kubeconfig::default(),
             cloud: Some(Box::new(CloudCluster::Eks(account.clone(), c.clone()))),
         }
@@ -319,6 +500,18 @@ impl LinkedCluster {
             namespace: None,
             sources: Vec::new(),
             current: false,
+            identity: ClusterIdentity {
+                server: if c.fqdn.is_empty() {
+                    String::new()
+                } else {
+                    format!("https://{}", c.fqdn)
+                },
+                unverified: Some(
+                    "the CA comes with the credentials AKS hands out when Ferry connects".into(),
+                ),
+                aks_id: Some(c.id.clone()).filter(|i| !i.is_empty()),
+                ..ClusterIdentity::default()
+            },
             config: Kubeconfig::default(),
             cloud: Some(Box::new(CloudCluster::Aks(sub.clone(), c.clone()))),
         }
@@ -375,25 +568,29 @@ impl LinkedCluster {
         }
     }
 
-    /// A kube-rs client for this cluster, with Ferry's timeouts.
+    /// A kube-rs client for this cluster, with Ferry's timeouts; a credential plugin
+    /// runs bounded (see [`crate::providers::exec_plugin`]).
     pub async fn client(&self) -> Result<kube::Client, KubeconfigError> {
-        let bad = |detail: String| KubeconfigError::Context {
-            context: self.context.clone(),
-            source_file: self
-                .sources
-                .first()
-                .map(|p| p.display().to_string())
-                .unwrap_or_else(|| self.source_label()),
-            detail,
+        let bad = |e: ClientError| match e {
+            ClientError::Plugin(p) => KubeconfigError::Plugin(p),
+            ClientError::Config(detail) => KubeconfigError::Context {
+                context: self.context.clone(),
+                source_file: self
+                    .sources
+                    .first()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|| self.source_label()),
+                detail,
+            },
         };
         match self.cloud() {
             Some(CloudCluster::Eks(account, cluster)) => Ok(eks::client(account, cluster).await?),
             Some(CloudCluster::Aks(sub, c)) => {
                 let text = aks::user_kubeconfig(sub, &c.resource_group, &c.name).await?;
                 let kc = aks::parse_kubeconfig(&c.name, &text)?;
-                client_from_kubeconfig(kc, None).await.map_err(bad)
+                client_for(kc, None).await.map_err(bad)
             }
-            None => client_from_kubeconfig(self.config.clone(), Some(self.context.clone()))
+            None => client_for(self.config.clone(), Some(self.context.clone()))
                 .await
                 .map_err(bad),
         }
@@ -410,21 +607,13 @@ impl LinkedCluster {
 }
 
 /// A kube-rs client from a kubeconfig (its `context`, else its current one), with
-/// Ferry's timeouts: the one way Ferry turns a kubeconfig into a client.
+/// Ferry's timeouts and bounded credential plugins ([`client_for`]), the error in
+/// words.
 pub async fn client_from_kubeconfig(
     kc: Kubeconfig,
     context: Option<String>,
 ) -> Result<kube::Client, String> {
-    let opts = KubeConfigOptions {
-        context,
-        ..KubeConfigOptions::default()
-    };
-    let mut config = kube::Config::from_custom_kubeconfig(kc, &opts)
-        .await
-        .map_err(|e| e.to_string())?;
-    config.connect_timeout = Some(CONNECT_TIMEOUT);
-    config.read_timeout = Some(Duration::from_secs(60));
-    kube::Client::try_from(config).map_err(|e| e.to_string())
+    client_for(kc, context).await.map_err(|e| e.to_string())
 }
 
 /// Groups clusters by their first source file (the console's grouping).

@@ -3,9 +3,14 @@
 //! kube-rs client whichever provider found it; no other module special-cases one.
 //!
 //! - [`aks`]: Azure subscriptions, their AKS clusters, envelopes and ARM tokens.
+//! - [`client`]: the kube client made from a kubeconfig (timeouts, errors naming the
+//!   server and context).
 //! - [`cloud`]: every linked cloud account's clusters, listed concurrently by origin.
 //! - [`eks`]: AWS accounts, their EKS clusters, envelopes and tokens.
-//! - [`kubeconfig`]: the linked clusters of the user's kubeconfig files.
+//! - [`exec_plugin`]: kubeconfig credential plugins, run by Ferry with a timeout and an
+//!   output limit, their tokens renewed before they expire.
+//! - [`kubeconfig`]: the linked clusters of the user's kubeconfig files, and each
+//!   cluster's identity (server and CA, EKS ARN, AKS resource ID).
 //! - [`probe`]: reachability, version and facts of a cluster, concurrently.
 //! - [`sandbox`]: local clusters that serve the Kubernetes API over HTTPS, for trying
 //!   Ferry and for its tests.
@@ -13,8 +18,10 @@
 //!   front end to word (flags, form rows).
 
 pub mod aks;
+pub mod client;
 pub mod cloud;
 pub mod eks;
+pub mod exec_plugin;
 pub mod kubeconfig;
 pub mod probe;
 pub mod sandbox;

@@ -1,7 +1,8 @@
 //! What Ferry shows about each linked cluster: reachable or not (and why), server
 //! version, node count and zones, storage classes and the default one, and what the
-//! user may do there. Probes run concurrently with a short timeout, so a broken
-//! cluster never holds up the others.
+//! user may do there. Each probe is a task of its own with its own timeouts (making the
+//! client, credential plugin included, then [`PROBE_TIMEOUT`] for the questions), so a
+//! broken cluster or a plugin that never returns holds up no other cluster.
 
 use std::time::{Duration, Instant};
 
@@ -13,9 +14,11 @@ use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{Api, ListParams, PostParams};
 use serde::Serialize;
 
+use super::client::ApiError;
+use super::exec_plugin::{self, PluginError, seconds};
 use super::kubeconfig::LinkedCluster;
 
-/// How long one cluster's probe may take in all.
+/// How long one cluster may take to answer the probe's questions (its client made).
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(8);
 
 /// A storage class as restore mapping needs it.
@@ -107,29 +110,38 @@ pub struct Probe {
     pub facts: Result<Facts, String>,
 }
 
-/// Probes one cluster within [`PROBE_TIMEOUT`].
+/// Probes one cluster: its client within the credential plugin's timeout (and a little
+/// more, in case anything else in making it stalls), then its answers within
+/// [`PROBE_TIMEOUT`].
 pub async fn probe(cluster: &LinkedCluster) -> Probe {
-    let facts = match tokio::time::timeout(PROBE_TIMEOUT, probe_inner(cluster)).await {
-        Ok(r) => r,
-        Err(_) => Err(format!(
-            "no answer within {} s: check the network path to {}",
-            PROBE_TIMEOUT.as_secs(),
-            cluster.server
-        )),
-    };
     Probe {
         name: cluster.name.clone(),
         server: cluster.server.clone(),
-        facts,
+        facts: probe_inner(cluster).await,
     }
 }
 
-/// Probes every cluster concurrently; results in the clusters' order.
+/// Probes every cluster concurrently, each in a task of its own; results in the
+/// clusters' order.
 pub async fn probe_all(clusters: &[LinkedCluster]) -> Vec<Probe> {
-    futures::future::join_all(clusters.iter().map(probe)).await
+    let tasks = clusters.iter().cloned().map(|c| {
+        let name = c.name.clone();
+        let server = c.server.clone();
+        let task = tokio::spawn(async move { probe(&c).await });
+        async move {
+            task.await.unwrap_or_else(|e| Probe {
+                name,
+                server,
+                facts: Err(format!("the probe stopped unexpectedly: {e}")),
+            })
+        }
+    });
+    futures::future::join_all(tasks).await
 }
 
-/// Says why a kube-rs error happened, in words for the user.
+/// Says why a kube-rs error happened, in words for the user: a timeout or refused
+/// connection names the API server and the context (from the client's
+/// [`ApiError`]), a credential plugin's failure names the plugin.
 pub fn explain(e: &kube::Error) -> String {
     match e {
         kube::Error::Api(s) if s.code == 401 => {
@@ -137,14 +149,55 @@ pub fn explain(e: &kube::Error) -> String {
         }
         kube::Error::Api(s) if s.code == 403 => format!("forbidden: {}", s.message),
         kube::Error::Api(s) => format!("{} ({})", s.message, s.code),
-        kube::Error::HyperError(e) => format!("cannot connect: {e}"),
-        kube::Error::Service(e) => format!("cannot connect: {e}"),
+        kube::Error::Service(inner) => {
+            if let Some(a) = inner.downcast_ref::<ApiError>() {
+                return a.to_string();
+            }
+            if let Some(p) = inner.downcast_ref::<PluginError>() {
+                return p.to_string();
+            }
+            unnamed(&**inner)
+        }
+        kube::Error::HyperError(h) => unnamed(h),
         other => other.to_string(),
     }
 }
 
+/// A transport error of a client that does not name its server.
+fn unnamed(e: &(dyn std::error::Error + 'static)) -> String {
+    let (timed_out, connecting, innermost) = super::client::classify(e);
+    match (timed_out, connecting) {
+        (true, true) => format!("timed out connecting to the API server ({innermost})"),
+        (true, false) => format!("timed out waiting for the API server to answer ({innermost})"),
+        _ => format!("cannot connect: {e}"),
+    }
+}
+
 async fn probe_inner(cluster: &LinkedCluster) -> Result<Facts, String> {
-    let client = cluster.client().await.map_err(|e| e.to_string())?;
+    let limit = exec_plugin::timeout() + Duration::from_secs(2);
+    let client = match tokio::time::timeout(limit, cluster.client()).await {
+        Ok(c) => c.map_err(|e| e.to_string())?,
+        Err(_) => {
+            return Err(format!(
+                "making a client for context {:?} took longer than {}: check its user's credentials in {}",
+                cluster.context,
+                seconds(limit),
+                cluster.source_label()
+            ));
+        }
+    };
+    match tokio::time::timeout(PROBE_TIMEOUT, ask(&client)).await {
+        Ok(r) => r,
+        Err(_) => Err(format!(
+            "timed out after {} waiting for the API server {} (context {:?}) to answer: check that the cluster is healthy and the network path to it",
+            seconds(PROBE_TIMEOUT),
+            cluster.server,
+            cluster.context
+        )),
+    }
+}
+
+async fn ask(client: &kube::Client) -> Result<Facts, String> {
     let started = Instant::now();
     let v = client.apiserver_version().await.map_err(|e| explain(&e))?;
     let latency_ms = started.elapsed().as_millis() as u64;
@@ -152,7 +205,7 @@ async fn probe_inner(cluster: &LinkedCluster) -> Result<Facts, String> {
     let sc_api: Api<StorageClass> = Api::all(client.clone());
     let lp = ListParams::default();
     let (nodes, classes, permissions) =
-        tokio::join!(nodes_api.list(&lp), sc_api.list(&lp), permissions(&client));
+        tokio::join!(nodes_api.list(&lp), sc_api.list(&lp), permissions(client));
     let (node_count, zones) = match nodes {
         Ok(l) => {
             let mut zones: Vec<String> = l

@@ -201,10 +201,8 @@ fn load_or_create_tokens(dir: &Path) -> Result<Vec<TokenEntry>, SandboxError> {
             ];
             let text = serde_json::to_vec_pretty(&entries)
                 .map_err(|e| SandboxError::Internal(e.to_string()))?;
+            // Created 0600 by write_atomic.
             write_atomic(&path, &text)?;
-            use std::os::unix::fs::PermissionsExt as _;
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
-                .map_err(|source| SandboxError::Io { path, source })?;
             Ok(entries)
         }
         Err(source) => Err(SandboxError::Io { path, source }),

@@ -93,7 +93,9 @@ pub struct Store {
 }
 
 /// Writes `bytes` to `path` so that a crash leaves the old file or the new one: a
-/// temporary file in the same folder, fsync, rename, fsync of the folder.
+/// temporary file in the same folder, fsync, rename, fsync of the folder. The file is
+/// created readable and writable by its owner only (0600): sandbox files hold keys,
+/// tokens and Secret values, and are never readable by others, not even for a moment.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), SandboxError> {
     let io = |source| SandboxError::Io {
         path: path.to_path_buf(),
@@ -109,7 +111,12 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), SandboxError> {
         .unwrap_or_default();
     let tmp: PathBuf = dir.join(format!(".{file_name}.{}.tmp", hex::encode(suffix)));
     let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)?;
@@ -301,6 +308,22 @@ impl Default for Store {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn files_are_created_for_their_owner_only() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ca.key");
+        // Replacing a file others could read leaves one they cannot.
+        std::fs::write(&path, b"old").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        write_atomic(&path, b"secret").unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(std::fs::read(&path).unwrap(), b"secret");
+        // No temporary file is left behind.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
 
     #[test]
     fn put_list_remove_and_reload() {

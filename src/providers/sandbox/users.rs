@@ -89,14 +89,8 @@ fn read_entries(path: &Path) -> Result<Vec<TokenEntry>, SandboxError> {
 pub(super) fn write_entries(path: &Path, entries: &[TokenEntry]) -> Result<(), SandboxError> {
     let text =
         serde_json::to_vec_pretty(entries).map_err(|e| SandboxError::Internal(e.to_string()))?;
-    write_atomic(path, &text)?;
-    use std::os::unix::fs::PermissionsExt as _;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(|source| {
-        SandboxError::Io {
-            path: path.to_path_buf(),
-            source,
-        }
-    })
+    // write_atomic creates the file 0600.
+    write_atomic(path, &text)
 }
 
 fn check_user_name(name: &str) -> Result<(), SandboxError> {
