@@ -223,52 +223,50 @@ pub fn restore(
         .threads
         .unwrap_or_else(|| super::backup::default_threads().max(repo.backend().connections()));
     let pool = super::worker_pool(threads, "restore")?;
+    // One range per task, so a slow answer holds up only its own range (rayon otherwise
+    // runs a share of the ranges in a row on one thread).
+    let reads = ranges.par_iter().with_max_len(1);
     pool.install(|| {
-        // One range per task, so a slow answer holds up only its own range (rayon
-        // otherwise runs a share of the ranges in a row on one thread).
-        ranges
-            .par_iter()
-            .with_max_len(1)
-            .try_for_each(|r| -> Result<()> {
-                progress.check()?;
-                let data = repo.block_on(repo.backend().read_range(
-                    FileKind::Pack,
-                    &r.pack.to_hex(),
-                    r.offset,
-                    r.length,
-                ))?;
-                let mut open: HashMap<u32, File> = HashMap::new();
-                for (id, loc) in &r.blobs {
-                    let start = (u64::from(loc.offset) - r.offset) as usize;
-                    let stored = data
-                        .get(start..start + loc.length as usize)
-                        .ok_or_else(|| Error::Damaged {
-                            what: format!("pack {}", r.pack),
-                            detail: "shorter than its index says".into(),
-                        })?;
-                    let plain = repo.decode_blob(id, loc.raw_length, stored)?;
-                    let zero = plain.iter().all(|b| *b == 0);
-                    for (fi, off) in places.get(id).map(|v| v.as_slice()).unwrap_or(&[]) {
-                        let f = &files[*fi as usize];
-                        if !(zero && f.node.sparse) {
-                            let file = match open.entry(*fi) {
-                                std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
-                                std::collections::hash_map::Entry::Vacant(v) => v.insert(
-                                    OpenOptions::new()
-                                        .write(true)
-                                        .open(&f.path)
-                                        .map_err(|e| write_err(&f.path, e))?,
-                                ),
-                            };
-                            file.write_all_at(&plain, *off)
-                                .map_err(|e| write_err(&f.path, e))?;
-                        }
-                        let last = f.remaining.fetch_sub(1, Relaxed) == 1;
-                        progress.add_done(u64::from(last), plain.len() as u64);
+        reads.try_for_each(|r| -> Result<()> {
+            progress.check()?;
+            let data = repo.block_on(repo.backend().read_range(
+                FileKind::Pack,
+                &r.pack.to_hex(),
+                r.offset,
+                r.length,
+            ))?;
+            let mut open: HashMap<u32, File> = HashMap::new();
+            for (id, loc) in &r.blobs {
+                let start = (u64::from(loc.offset) - r.offset) as usize;
+                let stored = data
+                    .get(start..start + loc.length as usize)
+                    .ok_or_else(|| Error::Damaged {
+                        what: format!("pack {}", r.pack),
+                        detail: "shorter than its index says".into(),
+                    })?;
+                let plain = repo.decode_blob(id, loc.raw_length, stored)?;
+                let zero = plain.iter().all(|b| *b == 0);
+                for (fi, off) in places.get(id).map(|v| v.as_slice()).unwrap_or(&[]) {
+                    let f = &files[*fi as usize];
+                    if !(zero && f.node.sparse) {
+                        let file = match open.entry(*fi) {
+                            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+                            std::collections::hash_map::Entry::Vacant(v) => v.insert(
+                                OpenOptions::new()
+                                    .write(true)
+                                    .open(&f.path)
+                                    .map_err(|e| write_err(&f.path, e))?,
+                            ),
+                        };
+                        file.write_all_at(&plain, *off)
+                            .map_err(|e| write_err(&f.path, e))?;
                     }
+                    let last = f.remaining.fetch_sub(1, Relaxed) == 1;
+                    progress.add_done(u64::from(last), plain.len() as u64);
                 }
-                Ok(())
-            })
+            }
+            Ok(())
+        })
     })?;
 
     // Links, special files, then metadata (folders last, deepest first).
