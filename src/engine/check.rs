@@ -12,12 +12,13 @@ use std::sync::Arc;
 use rayon::prelude::*;
 
 use super::backend::FileKind;
+use super::damage;
 use super::id::{Id, IdMap, IdSet};
 use super::lock;
 use super::progress::{Phase, Progress};
 use super::snapshot::{self, Snapshot};
 use super::tree::Tree;
-use super::{Error, Repository, Result};
+use super::{Repository, Result};
 
 #[derive(Debug, Clone, Default)]
 pub struct CheckOptions {
@@ -52,31 +53,24 @@ pub fn check(
     opts: &CheckOptions,
     progress: &Arc<Progress>,
 ) -> Result<CheckReport> {
-    let _lock = lock::acquire(repo, false, "check")?;
+    let _lock = lock::acquire_for_reading(repo, "check", progress)?;
     let mut report = CheckReport::default();
     progress.set_phase(Phase::LoadingIndex);
 
     // Index files one by one, so one damaged file is reported, not fatal.
-    let index_files = repo.block_on(repo.backend().list(FileKind::Index))?;
     let mut index = super::index::Index::default();
-    for f in &index_files {
-        let res = repo
-            .block_on(repo.backend().read(FileKind::Index, &f.name))
-            .map_err(Error::from)
-            .and_then(|d| {
-                repo.key().decrypt(&d).map_err(|e| Error::Damaged {
-                    what: format!("index file {}", f.name),
-                    detail: e.to_string(),
-                })
-            })
-            .and_then(|p| Ok(super::index::decode(&f.name, &p)?));
+    let mut index_unreadable = false;
+    for (name, res) in repo.read_index_files_each()? {
         match res {
             Ok(packs) => {
                 for p in packs {
                     index.add_pack(p.id, p.size, &p.blobs);
                 }
             }
-            Err(e) => report.errors.push(format!("index file {}: {e}", f.name)),
+            Err(e) => {
+                index_unreadable = true;
+                report.errors.push(format!("index file {name}: {e}"));
+            }
         }
     }
     report.blobs = index.blob_count();
@@ -145,18 +139,25 @@ pub fn check(
     // Install the index we built so tree loads go through it.
     *repo.index_mut() = index;
     let damaged_set: IdSet = damaged.keys().copied().collect();
-    let mut seen_trees: IdMap<bool> = IdMap::default();
+    let mut reach = damage::Reach::new(repo, &damaged_set);
+    let mut all_problems = Vec::new();
     for s in &snaps {
         let mut problems = Vec::new();
-        let ok = check_snapshot(repo, s, &damaged_set, &mut seen_trees, &mut problems);
-        for p in problems {
+        let ok = reach.snapshot(s, &mut problems);
+        for p in &problems {
             report
                 .errors
                 .push(format!("snapshot {}: {p}", s.id.short()));
         }
+        all_problems.extend(problems);
         if !ok {
             report.affected_snapshots.push(s.id);
         }
+    }
+    if !all_problems.is_empty() || index_unreadable {
+        report
+            .notes
+            .push(damage::advice(&all_problems, index_unreadable));
     }
     let mut damaged: Vec<(Id, String)> = damaged.into_iter().collect();
     damaged.sort();
@@ -193,74 +194,6 @@ fn verify_pack(repo: &Repository, id: &Id, index: &super::index::Index) -> Resul
         }
     }
     Ok(())
-}
-
-/// Walks a snapshot's trees; false if any part of it is unreadable.
-fn check_snapshot(
-    repo: &Repository,
-    s: &Snapshot,
-    damaged: &IdSet,
-    seen: &mut IdMap<bool>,
-    problems: &mut Vec<String>,
-) -> bool {
-    let mut ok = true;
-    for root in s.roots() {
-        ok &= check_tree(repo, &root, damaged, seen, problems);
-    }
-    ok
-}
-
-fn blob_ok(repo: &Repository, id: &Id, damaged: &IdSet, problems: &mut Vec<String>) -> bool {
-    match repo.index().get(id) {
-        None => {
-            problems.push(format!("blob {id} is in no index"));
-            false
-        }
-        Some(loc) if damaged.contains(&loc.pack) => {
-            problems.push(format!(
-                "blob {} is in damaged pack {}",
-                id.short(),
-                loc.pack.short()
-            ));
-            false
-        }
-        Some(_) => true,
-    }
-}
-
-fn check_tree(
-    repo: &Repository,
-    id: &Id,
-    damaged: &IdSet,
-    seen: &mut IdMap<bool>,
-    problems: &mut Vec<String>,
-) -> bool {
-    if let Some(ok) = seen.get(id) {
-        return *ok;
-    }
-    if !blob_ok(repo, id, damaged, problems) {
-        seen.insert(*id, false);
-        return false;
-    }
-    let tree = match Tree::load(repo, id) {
-        Ok(t) => t,
-        Err(e) => {
-            problems.push(format!("tree {}: {e}", id.short()));
-            seen.insert(*id, false);
-            return false;
-        }
-    };
-    let mut ok = true;
-    for n in &tree.nodes {
-        for c in &n.content {
-            ok &= blob_ok(repo, c, damaged, problems);
-        }
-        if let Some(sub) = &n.subtree {
-            ok &= check_tree(repo, sub, damaged, seen, problems);
-        }
-    }
-    seen.insert(*id, ok);
-    ok
 }
 
 /// Every blob (data and tree) the given snapshots reference.
