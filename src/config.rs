@@ -97,19 +97,27 @@ impl Settings {
     /// Reads the settings file; a missing file means defaults.
     pub fn load(dirs: &Dirs) -> anyhow::Result<Settings> {
         let path = dirs.config.join("config.yaml");
-        match std::fs::read_to_string(&path) {
-            Ok(text) => serde_saphyr::from_str(&text).map_err(|e| {
+        let text = match read_limited(&path, SETTINGS_MAX) {
+            Ok(bytes) => String::from_utf8(bytes).map_err(|_| {
                 anyhow::anyhow!(
-                    "cannot read the settings {}: {e}. Fix the file or move it away",
+                    "cannot read the settings {}: it is not UTF-8 text. Fix the file or move it away",
                     path.display()
                 )
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Settings::default()),
-            Err(e) => Err(anyhow::anyhow!(
-                "cannot read the settings {}: {e}",
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Settings::default()),
+            Err(e) => {
+                return Err(anyhow::anyhow!(
+                    "cannot read the settings {}: {e}. Fix the file or move it away",
+                    path.display()
+                ));
+            }
+        };
+        serde_saphyr::from_str(&text).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot read the settings {}: {e}. Fix the file or move it away",
                 path.display()
-            )),
-        }
+            )
+        })
     }
 
     /// The extra kubeconfig paths, `~` expanded.
@@ -123,6 +131,25 @@ impl Settings {
             })
             .collect()
     }
+}
+
+/// The largest settings file read: settings are a few lines.
+const SETTINGS_MAX: u64 = 1 << 20;
+
+/// Reads a whole file of at most `limit` bytes; a larger one (or an endless one such as
+/// `/dev/zero`) fails with [`std::io::ErrorKind::FileTooLarge`] after `limit + 1` bytes.
+pub fn read_limited(path: &std::path::Path, limit: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let f = std::fs::File::open(path)?;
+    let mut buf = Vec::new();
+    f.take(limit.saturating_add(1)).read_to_end(&mut buf)?;
+    if buf.len() as u64 > limit {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::FileTooLarge,
+            format!("it holds more than {limit} bytes"),
+        ));
+    }
+    Ok(buf)
 }
 
 #[derive(Debug, Clone)]
@@ -164,5 +191,29 @@ impl Dirs {
     /// The key file Ferry generates for the default repository.
     pub fn default_key_file(&self) -> PathBuf {
         self.config.join("keys").join("default-repository.key")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A settings file far larger than settings can be is refused after a bounded read.
+    #[test]
+    fn an_oversized_settings_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let dirs = Dirs {
+            data: dir.path().join("data"),
+            config: dir.path().to_path_buf(),
+            state: dir.path().join("state"),
+        };
+        std::fs::write(dir.path().join("config.yaml"), vec![b'#'; 2 << 20]).unwrap();
+        let err = Settings::load(&dirs).unwrap_err().to_string();
+        assert!(err.contains("more than 1048576 bytes"), "{err}");
+        std::fs::write(dir.path().join("config.yaml"), "theme: light\n").unwrap();
+        assert_eq!(
+            Settings::load(&dirs).unwrap().theme.as_deref(),
+            Some("light")
+        );
     }
 }

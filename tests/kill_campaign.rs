@@ -3,8 +3,9 @@
 //! after every kill:
 //! - `ferry check --read-data` finds the repository whole (no `unlock` needed);
 //! - running the same command again succeeds;
-//! - neither cluster keeps any of Ferry's temporaries once that run is done;
-//! and at the end every folder snapshot restores identical and no capture holds Ferry's
+//! - neither cluster keeps any of Ferry's temporaries once that run is done.
+//!
+//! At the end every folder snapshot restores identical and no capture holds Ferry's
 //! own objects or claims.
 //!
 //! `FERRY_CAMPAIGN_TRIALS` sets the number of kills (CI runs a bounded form; the issue's
@@ -146,7 +147,12 @@ fn said(o: &Output) -> String {
 async fn temporaries(client: &kube::Client) -> Vec<String> {
     let lp = ListParams::default().labels("app.kubernetes.io/managed-by=ferry");
     let mut v: Vec<String> = Vec::new();
-    for p in Api::<Pod>::all(client.clone()).list(&lp).await.unwrap().items {
+    for p in Api::<Pod>::all(client.clone())
+        .list(&lp)
+        .await
+        .unwrap()
+        .items
+    {
         v.push(format!("pod {:?}", p.metadata.name));
     }
     for p in Api::<PersistentVolumeClaim>::all(client.clone())
@@ -157,7 +163,12 @@ async fn temporaries(client: &kube::Client) -> Vec<String> {
     {
         v.push(format!("claim {:?}", p.metadata.name));
     }
-    for p in Api::<Lease>::all(client.clone()).list(&lp).await.unwrap().items {
+    for p in Api::<Lease>::all(client.clone())
+        .list(&lp)
+        .await
+        .unwrap()
+        .items
+    {
         v.push(format!("lease {:?}", p.metadata.name));
     }
     v
@@ -324,7 +335,6 @@ fn kills_at_random_points_leave_a_whole_repository_and_clean_clusters() {
         qa.shutdown().await.unwrap();
     });
 }
-
 
 fn open(path: PathBuf, handle: tokio::runtime::Handle) -> Repository {
     Repository::open(

@@ -53,12 +53,7 @@ pub fn run(ctx: &Context, a: InitArgs) -> anyhow::Result<Exit> {
             path.display()
         );
         s
-    } else if ctx.is_default_repo()
-        && ctx.global.key_file.is_none()
-        && ctx.global.password_file.is_none()
-        && std::env::var_os("FERRY_PASSWORD").is_none()
-        && std::env::var_os("FERRY_KEY").is_none()
-    {
+    } else if ctx.is_default_repo() {
         let repo = create_default_with(ctx, backend, &opts)?;
         say!(
             "created repository {} at {}",
@@ -79,7 +74,9 @@ pub fn run(ctx: &Context, a: InitArgs) -> anyhow::Result<Exit> {
     Ok(Exit::SUCCESS)
 }
 
-/// Creates the embedded default repository, protected by a generated key file.
+/// Creates the embedded default repository: protected by the password or key the user
+/// gave (`--key-file`, `FERRY_KEY`, `--password-file`, `FERRY_PASSWORD`), else by a
+/// generated key file.
 pub fn create_default(ctx: &Context, backend: DynBackend) -> anyhow::Result<Repository> {
     create_default_with(ctx, backend, &InitOptions::default())
 }
@@ -90,10 +87,16 @@ fn create_default_with(
     opts: &InitOptions,
 ) -> anyhow::Result<Repository> {
     let key_path = ctx.dirs.default_key_file();
-    let secret = if key_path.exists() {
-        super::open::read_key_file(&key_path)?
-    } else {
-        super::open::generate_key_file(&key_path)?
+    let (secret, opened_by) = match ctx.given_secret()? {
+        Some(given) => given,
+        None if key_path.exists() => (
+            super::open::read_key_file(&key_path)?,
+            format!("the key file {}", key_path.display()),
+        ),
+        None => (
+            super::open::generate_key_file(&key_path)?,
+            format!("the key file {}", key_path.display()),
+        ),
     };
     let repo =
         Repository::init(backend, ctx.rt.handle().clone(), &secret, opts).with_context(|| {
@@ -103,9 +106,8 @@ fn create_default_with(
             )
         })?;
     eprintln!(
-        "created the default repository at {}\nits key is in {}: keep a copy, the data cannot be read without it",
+        "created the default repository at {}, opened by {opened_by}: keep a copy of it, the data cannot be read without it",
         ctx.repo_location(),
-        key_path.display()
     );
     Ok(repo)
 }

@@ -71,11 +71,7 @@ pub fn run(ctx: &Context, cmd: KeyCommand) -> anyhow::Result<Exit> {
             } else if let Some(p) = &a.new_key_file {
                 super::open::read_key_file(p)?
             } else if let Some(p) = &a.new_password_file {
-                let s = std::fs::read_to_string(p)
-                    .with_context(|| format!("cannot read {}", p.display()))?;
-                let pw = s.lines().next().unwrap_or("").to_string();
-                anyhow::ensure!(!pw.is_empty(), "the password file {} is empty", p.display());
-                Secret::Password(pw)
+                super::open::read_password_file(p)?
             } else {
                 let pw = rpassword::prompt_password("New password: ")
                     .context("cannot read the password")?;

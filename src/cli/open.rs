@@ -87,31 +87,52 @@ impl Context {
         Ok(backend)
     }
 
-    /// The secret that opens the repository, from (in order) --key-file, FERRY_KEY,
-    /// --password-file, FERRY_PASSWORD, the default repository's generated key, or a
-    /// prompt on the terminal.
-    pub fn secret(&self, confirm: bool) -> anyhow::Result<Secret> {
+    /// The secret the user gave, from (in order) --key-file, FERRY_KEY,
+    /// --password-file or FERRY_PASSWORD, with where it came from; `None` if none was.
+    pub fn given_secret(&self) -> anyhow::Result<Option<(Secret, String)>> {
         if let Some(f) = &self.global.key_file {
-            return read_key_file(f);
+            return Ok(Some((
+                read_key_file(f)?,
+                format!("the key file {}", f.display()),
+            )));
         }
         if let Ok(k) = std::env::var("FERRY_KEY")
             && !k.is_empty()
         {
-            return key_material(k.as_bytes(), "FERRY_KEY");
+            if k.len() as u64 > SECRET_FILE_MAX {
+                bail!(
+                    "FERRY_KEY is {} bytes long, more than a key can be ({SECRET_FILE_MAX}): set it to the key itself",
+                    k.len()
+                );
+            }
+            return Ok(Some((
+                key_material(k.as_bytes(), "FERRY_KEY")?,
+                "FERRY_KEY".into(),
+            )));
         }
         if let Some(f) = &self.global.password_file {
-            let s = std::fs::read_to_string(f)
-                .with_context(|| format!("cannot read the password file {}", f.display()))?;
-            let pw = s.lines().next().unwrap_or("").to_string();
-            if pw.is_empty() {
-                bail!("the password file {} is empty", f.display());
-            }
-            return Ok(Secret::Password(pw));
+            return Ok(Some((
+                read_password_file(f)?,
+                format!("the password in {}", f.display()),
+            )));
         }
         if let Ok(pw) = std::env::var("FERRY_PASSWORD")
             && !pw.is_empty()
         {
-            return Ok(Secret::Password(pw));
+            return Ok(Some((
+                Secret::Password(pw),
+                "the password in FERRY_PASSWORD".into(),
+            )));
+        }
+        Ok(None)
+    }
+
+    /// The secret that opens the repository, from (in order) --key-file, FERRY_KEY,
+    /// --password-file, FERRY_PASSWORD, the default repository's generated key, or a
+    /// prompt on the terminal.
+    pub fn secret(&self, confirm: bool) -> anyhow::Result<Secret> {
+        if let Some((secret, _)) = self.given_secret()? {
+            return Ok(secret);
         }
         if self.is_default_repo() && self.dirs.default_key_file().exists() {
             return read_key_file(&self.dirs.default_key_file());
@@ -168,11 +189,46 @@ impl Context {
     }
 }
 
+/// The most bytes of a key or password file Ferry reads: far more than any key
+/// (Ferry's hold 65 bytes) or password, few enough that `--key-file /dev/zero` is
+/// refused at once.
+pub const SECRET_FILE_MAX: u64 = 64 * 1024;
+
+/// Reads a file that must hold at most [`SECRET_FILE_MAX`] bytes.
+fn read_secret_file(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
+    crate::config::read_limited(path, SECRET_FILE_MAX).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::FileTooLarge {
+            anyhow::anyhow!(
+                "the {what} {} holds more than {} KiB, which no {what} does: check the path",
+                path.display(),
+                SECRET_FILE_MAX / 1024
+            )
+        } else {
+            anyhow::anyhow!("cannot read the {what} {}: {e}", path.display())
+        }
+    })
+}
+
 /// Reads key material from a file (whitespace around it is ignored).
 pub fn read_key_file(path: &Path) -> anyhow::Result<Secret> {
-    let data = std::fs::read(path)
-        .with_context(|| format!("cannot read the key file {}", path.display()))?;
+    let data = read_secret_file(path, "key file")?;
     key_material(&data, &format!("the key file {}", path.display()))
+}
+
+/// Reads a password from the first line of a file (without the line ending).
+pub fn read_password_file(path: &Path) -> anyhow::Result<Secret> {
+    let data = read_secret_file(path, "password file")?;
+    let text = String::from_utf8(data).map_err(|_| {
+        anyhow::anyhow!(
+            "the password file {} is not UTF-8 text: check the path",
+            path.display()
+        )
+    })?;
+    let pw = text.lines().next().unwrap_or("").to_string();
+    if pw.is_empty() {
+        bail!("the password file {} is empty", path.display());
+    }
+    Ok(Secret::Password(pw))
 }
 
 /// Key material from a file or the environment: surrounding ASCII whitespace ignored,

@@ -85,7 +85,7 @@ pub fn run(ctx: &Context, a: RestoreArgs) -> anyhow::Result<Exit> {
     );
     if !out.warnings.is_empty() {
         eprintln!(
-            "{} warning(s): metadata could not be applied everywhere",
+            "{} warning(s): some metadata or special files could not be restored (see above)",
             out.warnings.len()
         );
     }

@@ -39,6 +39,15 @@ pub struct StatsArgs {
     pub snapshots: Vec<String>,
 }
 
+/// Loads what can be read of the index; a damaged index file is a warning, not the
+/// end of a listing (what it hides is reported where it is needed).
+fn load_index(repo: &crate::engine::Repository) -> anyhow::Result<()> {
+    for (name, e) in repo.load_index_tolerant()? {
+        eprintln!("warning: index file {name} cannot be read ({e})");
+    }
+    Ok(())
+}
+
 pub fn list(ctx: &Context, a: SnapshotsArgs) -> anyhow::Result<Exit> {
     let repo = ctx.open()?;
     let (snaps, bad) = snapshot::list(&repo)?;
@@ -92,7 +101,7 @@ pub fn list(ctx: &Context, a: SnapshotsArgs) -> anyhow::Result<Exit> {
 
 pub fn ls(ctx: &Context, a: LsArgs) -> anyhow::Result<Exit> {
     let repo = ctx.open()?;
-    repo.load_index()?;
+    load_index(&repo)?;
     let snap = snapshot::find(&repo, &a.snapshot)?;
     let node = tree::find_path(&repo, &snap.tree, &a.path)?.ok_or_else(|| {
         crate::engine::Error::PathNotInSnapshot {
@@ -134,7 +143,7 @@ pub fn ls(ctx: &Context, a: LsArgs) -> anyhow::Result<Exit> {
 
 pub fn diff(ctx: &Context, a: DiffArgs) -> anyhow::Result<Exit> {
     let repo = ctx.open()?;
-    repo.load_index()?;
+    load_index(&repo)?;
     let (all, _) = snapshot::list(&repo)?;
     let from = snapshot::resolve(&all, &a.from)?;
     let to = snapshot::resolve(&all, &a.to)?;
@@ -158,7 +167,7 @@ pub fn diff(ctx: &Context, a: DiffArgs) -> anyhow::Result<Exit> {
 
 pub fn stats(ctx: &Context, a: StatsArgs) -> anyhow::Result<Exit> {
     let repo = ctx.open()?;
-    repo.load_index()?;
+    load_index(&repo)?;
     let (all, _) = snapshot::list(&repo)?;
     let chosen: Vec<Snapshot> = if a.snapshots.is_empty() {
         all.clone()

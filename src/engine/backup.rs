@@ -455,17 +455,29 @@ impl Archiver<'_> {
 }
 
 /// Opens a file for reading without updating its access time where allowed (the owner
-/// or root), so that reading it does not change what the next backup sees.
+/// or root), so that reading it does not change what the next backup sees. The open
+/// never blocks: a FIFO or device that took the file's place since it was listed is
+/// refused (a FIFO would otherwise wait for a writer forever).
 fn open_noatime(path: &Path) -> std::io::Result<File> {
+    use nix::libc::{O_NOATIME, O_NONBLOCK};
     use std::os::unix::fs::OpenOptionsExt;
-    match std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::libc::O_NOATIME)
-        .open(path)
-    {
-        Err(e) if e.raw_os_error() == Some(nix::libc::EPERM) => File::open(path),
-        other => other,
+    let open = |flags| {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(flags)
+            .open(path)
+    };
+    let f = match open(O_NOATIME | O_NONBLOCK) {
+        Err(e) if e.raw_os_error() == Some(nix::libc::EPERM) => open(O_NONBLOCK)?,
+        other => other?,
+    };
+    // O_NONBLOCK changes nothing for a regular file's reads.
+    if !f.metadata()?.is_file() {
+        return Err(std::io::Error::other(
+            "it is no longer a regular file (a FIFO, socket or device took its place)",
+        ));
     }
+    Ok(f)
 }
 
 enum FileError {
@@ -473,4 +485,31 @@ enum FileError {
     Read(std::io::Error),
     /// The repository failed: stop the backup.
     Fatal(Error),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A FIFO that takes a file's place between listing and reading is refused at once:
+    /// opening it for reading would otherwise wait for a writer forever.
+    #[test]
+    fn opening_a_fifo_as_a_file_does_not_block() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("pipe");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let p = fifo.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(open_noatime(&p).map(|_| ()).map_err(|e| e.to_string()));
+        });
+        let got = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("opening a FIFO blocked");
+        let err = got.unwrap_err();
+        assert!(err.contains("no longer a regular file"), "{err}");
+        // A regular file still opens.
+        std::fs::write(dir.path().join("f"), b"x").unwrap();
+        assert!(open_noatime(&dir.path().join("f")).is_ok());
+    }
 }

@@ -17,10 +17,10 @@
 
 use std::sync::Arc;
 
-use futures::StreamExt;
 use rayon::prelude::*;
 
 use super::backend::FileKind;
+use super::damage;
 use super::id::{Id, IdMap, IdSet};
 use super::lock;
 use super::progress::{Phase, Progress};
@@ -137,31 +137,13 @@ pub fn check(
     opts: &CheckOptions,
     progress: &Arc<Progress>,
 ) -> Result<CheckReport> {
-    let _lock = lock::acquire(repo, false, "check")?;
+    let _lock = lock::acquire_for_reading(repo, "check", progress)?;
     let mut report = CheckReport::default();
     progress.set_phase(Phase::LoadingIndex);
     let conns = read_threads(repo);
 
     // Index files, several at once; one damaged file is reported, not fatal.
-    let index_files = repo.block_on(repo.backend().list(FileKind::Index))?;
-    let loaded: Vec<(String, Result<Vec<super::index::IndexedPack>>)> = repo.block_on(
-        futures::stream::iter(index_files.iter().map(|f| async move {
-            let res = match repo.backend().read(FileKind::Index, &f.name).await {
-                Ok(d) => repo
-                    .key()
-                    .decrypt(&d)
-                    .map_err(|e| Error::Damaged {
-                        what: format!("index file {}", f.name),
-                        detail: e.to_string(),
-                    })
-                    .and_then(|p| Ok(super::index::decode(&f.name, &p)?)),
-                Err(e) => Err(e.into()),
-            };
-            (f.name.clone(), res)
-        }))
-        .buffer_unordered(conns)
-        .collect(),
-    );
+    let loaded = repo.read_index_files_each()?;
     let mut index = super::index::Index::default();
     let mut index_complete = true;
     for (name, res) in loaded {
@@ -301,6 +283,27 @@ pub fn check(
             Health::Unknown => report.unverified_snapshots.push(s.id),
             Health::Damaged => report.affected_snapshots.push(s.id),
         }
+    }
+    // What to do, worded as restore words it (`damage::advice`).
+    let not_indexed = report.errors.iter().any(|e| e.contains("is in no index"));
+    let index_damaged =
+        !index_complete || report.errors.iter().any(|e| e.starts_with("index file"));
+    let mut problems = Vec::new();
+    if not_indexed {
+        problems.push(damage::Problem::NotIndexed(Id::default()));
+    }
+    if report
+        .errors
+        .iter()
+        .any(|e| e.starts_with("snapshot ") && !e.contains("is in no index"))
+    {
+        problems.push(damage::Problem::Tree {
+            id: Id::default(),
+            error: String::new(),
+        });
+    }
+    if !problems.is_empty() || index_damaged {
+        report.notes.push(damage::advice(&problems, index_damaged));
     }
     let mut damaged: Vec<(Id, String)> = damaged.into_iter().collect();
     damaged.sort();

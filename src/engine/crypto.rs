@@ -32,6 +32,22 @@ pub enum CryptoError {
     Random(String),
     #[error("key derivation failed: {0}")]
     Kdf(String),
+    #[error(
+        "its Argon2id parameters ({memory_kib} KiB of memory, {iterations} iteration(s), {parallelism} lane(s)) are outside what Ferry accepts ({} to {} KiB, 1 to {} iterations, 1 to {} lanes): the key file is damaged or was not made by Ferry",
+        KdfParams::MIN_MEMORY_KIB,
+        KdfParams::MAX_MEMORY_KIB,
+        KdfParams::MAX_ITERATIONS,
+        KdfParams::MAX_PARALLELISM
+    )]
+    UnsafeKdf {
+        memory_kib: u32,
+        iterations: u32,
+        parallelism: u32,
+    },
+    #[error(
+        "Argon2id needs {mib} MiB of memory for this key file, which this machine cannot give now: free memory, or open the repository with another key"
+    )]
+    KdfMemory { mib: u64 },
 }
 
 /// Fills `buf` with random bytes from the operating system.
@@ -177,6 +193,34 @@ impl Default for KdfParams {
 }
 
 impl KdfParams {
+    /// The least memory accepted: 8 KiB per lane is Argon2's own floor.
+    pub const MIN_MEMORY_KIB: u32 = 8;
+    /// The most memory accepted, 4 GiB: a key file asking for more is damaged or
+    /// hostile (Argon2 would abort the process trying to allocate it).
+    pub const MAX_MEMORY_KIB: u32 = 4 * 1024 * 1024;
+    /// The most passes accepted (the default is 3).
+    pub const MAX_ITERATIONS: u32 = 100;
+    /// The most lanes accepted (the default is 1).
+    pub const MAX_PARALLELISM: u32 = 64;
+
+    /// Refuses parameters no Ferry writes and no machine should be asked to run: they
+    /// come from key files, which anyone with write access to the storage can change.
+    pub fn check(&self) -> Result<(), CryptoError> {
+        let ok = (1..=Self::MAX_PARALLELISM).contains(&self.parallelism)
+            && (1..=Self::MAX_ITERATIONS).contains(&self.iterations)
+            && self.memory_kib <= Self::MAX_MEMORY_KIB
+            && self.memory_kib >= Self::MIN_MEMORY_KIB.saturating_mul(self.parallelism);
+        if ok {
+            Ok(())
+        } else {
+            Err(CryptoError::UnsafeKdf {
+                memory_kib: self.memory_kib,
+                iterations: self.iterations,
+                parallelism: self.parallelism,
+            })
+        }
+    }
+
     /// Deliberately weak parameters for tests; never the default.
     pub fn insecure_fast() -> Self {
         KdfParams {
@@ -302,10 +346,21 @@ fn derive_kek(
     match secret {
         Secret::Password(pw) => {
             let p = kdf.unwrap_or_default();
+            p.check()?;
             let params = argon2::Params::new(p.memory_kib, p.iterations, p.parallelism, Some(32))
                 .map_err(|e| CryptoError::Kdf(e.to_string()))?;
+            // The memory is reserved here, so that a machine short of it gets an error
+            // rather than an abort inside Argon2.
+            let count = params.block_count();
+            let mut blocks: Vec<argon2::Block> = Vec::new();
+            blocks
+                .try_reserve_exact(count)
+                .map_err(|_| CryptoError::KdfMemory {
+                    mib: (count as u64 * argon2::Block::SIZE as u64) >> 20,
+                })?;
+            blocks.resize(count, argon2::Block::default());
             argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
-                .hash_password_into(pw.as_bytes(), salt, &mut out)
+                .hash_password_into_with_memory(pw.as_bytes(), salt, &mut out, &mut blocks)
                 .map_err(|e| CryptoError::Kdf(e.to_string()))?;
         }
         Secret::KeyMaterial(material) => {
@@ -366,6 +421,51 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
+    }
+
+    /// Argon2 parameters from a key file are checked before Argon2 runs: 4 TiB of
+    /// memory used to abort the process, endless iterations to hang it.
+    #[test]
+    fn absurd_kdf_parameters_are_refused_before_argon2_runs() {
+        let k = MasterKey::generate().unwrap();
+        let pw = Secret::Password("pw".into());
+        let mut kf = KeyFile::wrap(&k, &pw, KdfParams::insecure_fast(), 1, "").unwrap();
+        let fast = KdfParams::insecure_fast();
+        for bad in [
+            KdfParams {
+                memory_kib: u32::MAX,
+                ..fast
+            },
+            KdfParams {
+                iterations: u32::MAX,
+                ..fast
+            },
+            KdfParams {
+                iterations: 0,
+                ..fast
+            },
+            KdfParams {
+                parallelism: 1 << 20,
+                ..fast
+            },
+            KdfParams {
+                memory_kib: 8,
+                parallelism: 4,
+                ..fast
+            },
+        ] {
+            kf.kdf = Some(bad);
+            let err = kf.unwrap_key(&pw).unwrap_err();
+            assert!(
+                matches!(err, CryptoError::UnsafeKdf { .. }),
+                "{bad:?}: {err}"
+            );
+            assert!(err.to_string().contains("Argon2id"), "{err}");
+            assert!(KeyFile::wrap(&k, &pw, bad, 1, "").is_err());
+        }
+        kf.kdf = Some(fast);
+        assert!(kf.unwrap_key(&pw).unwrap().is_some());
+        assert!(KdfParams::default().check().is_ok());
     }
 
     #[test]

@@ -5,6 +5,9 @@
 //! refreshed every five minutes while held. A lock is stale, and is removed by the next
 //! job that meets it, when its process is gone from this host or it has not been
 //! refreshed for thirty minutes (a crashed job on another host).
+//!
+//! Jobs that only read take their lock with [`acquire_for_reading`], which goes on
+//! without one (and says so) when the storage cannot be written at all.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +15,8 @@ use std::time::Duration;
 use parking_lot::{Condvar, Mutex};
 use serde::{Deserialize, Serialize};
 
-use super::backend::FileKind;
+use super::backend::{BackendError, FileKind};
+use super::progress::Progress;
 use super::{Error, Repository, Result};
 
 pub const REFRESH: Duration = Duration::from_secs(5 * 60);
@@ -64,6 +68,15 @@ pub struct LockGuard {
     repo: Repository,
     state: Arc<(Mutex<Option<String>>, Condvar)>,
     refresher: Option<std::thread::JoinHandle<()>>,
+    /// Why no lock is held: the storage cannot be written (see [`acquire_for_reading`]).
+    unlocked: Option<String>,
+}
+
+impl LockGuard {
+    /// Why this job runs without a lock (read-only storage), if it does.
+    pub fn unlocked(&self) -> Option<&str> {
+        self.unlocked.as_deref()
+    }
 }
 
 /// Lists the locks in the repository (unreadable lock files are skipped).
@@ -80,14 +93,24 @@ pub fn list(repo: &Repository) -> Result<Vec<(String, LockInfo)>> {
     Ok(out)
 }
 
-fn conflicts(repo: &Repository, exclusive: bool, own: Option<&str>) -> Result<Option<LockInfo>> {
+fn conflicts(
+    repo: &Repository,
+    exclusive: bool,
+    own: Option<&str>,
+    reading: bool,
+) -> Result<Option<LockInfo>> {
     for (name, l) in list(repo)? {
         if Some(name.as_str()) == own {
             continue;
         }
         if l.is_stale() {
             tracing::info!(lock = %name, holder = %l.describe(), "removing stale lock");
-            repo.block_on(repo.backend().remove(FileKind::Lock, &name))?;
+            match repo.block_on(repo.backend().remove(FileKind::Lock, &name)) {
+                Ok(()) => {}
+                // A reader of storage it cannot write leaves the stale lock alone.
+                Err(e) if reading && read_only_reason(&e).is_some() => {}
+                Err(e) => return Err(e.into()),
+            }
             continue;
         }
         if exclusive || l.exclusive {
@@ -109,16 +132,74 @@ fn write_lock(repo: &Repository, exclusive: bool, purpose: &str) -> Result<Strin
     Ok(repo.save_json(FileKind::Lock, &info)?.to_hex())
 }
 
+/// Why storage refuses every write here (a read-only mount, credentials that only
+/// read), or `None` for any other failure.
+fn read_only_reason(e: &BackendError) -> Option<String> {
+    use nix::libc::{EACCES, EPERM, EROFS};
+    match e {
+        BackendError::PermissionDenied { detail, .. } => Some(detail.clone()),
+        BackendError::Io { source, .. }
+            if matches!(source.raw_os_error(), Some(EROFS | EACCES | EPERM))
+                || source.kind() == std::io::ErrorKind::PermissionDenied =>
+        {
+            Some(source.to_string())
+        }
+        _ => None,
+    }
+}
+
 /// Takes a lock, or fails with [`Error::Locked`] naming the holder.
 pub fn acquire(repo: &Repository, exclusive: bool, purpose: &str) -> Result<LockGuard> {
-    if let Some(holder) = conflicts(repo, exclusive, None)? {
+    acquire_inner(repo, exclusive, purpose, false)
+}
+
+/// Takes a shared lock for a job that only reads (restore, check). When the storage
+/// cannot be written at all (a read-only mount, credentials that only read), the job
+/// goes on without a lock and `progress` gets a warning saying so: it cannot change
+/// the repository, but a prune running elsewhere meanwhile could remove data it reads.
+/// A live exclusive lock still stops it.
+pub fn acquire_for_reading(
+    repo: &Repository,
+    purpose: &str,
+    progress: &Progress,
+) -> Result<LockGuard> {
+    let guard = acquire_inner(repo, false, purpose, true)?;
+    if let Some(why) = &guard.unlocked {
+        progress.warn(format!(
+            "the repository at {} cannot be written ({why}): {purpose} goes on without a lock, so a prune or forget running elsewhere meanwhile could remove what it reads",
+            repo.location()
+        ));
+    }
+    Ok(guard)
+}
+
+fn acquire_inner(
+    repo: &Repository,
+    exclusive: bool,
+    purpose: &str,
+    reading: bool,
+) -> Result<LockGuard> {
+    if let Some(holder) = conflicts(repo, exclusive, None, reading)? {
         return Err(Error::Locked {
             holder: holder.describe(),
         });
     }
-    let name = write_lock(repo, exclusive, purpose)?;
+    let name = match write_lock(repo, exclusive, purpose) {
+        Ok(name) => name,
+        Err(Error::Backend(e)) if reading && read_only_reason(&e).is_some() => {
+            let why = read_only_reason(&e).unwrap_or_default();
+            tracing::warn!(location = %repo.location(), error = %e, "read-only repository: reading without a lock");
+            return Ok(LockGuard {
+                repo: repo.clone(),
+                state: Arc::new((Mutex::new(None), Condvar::new())),
+                refresher: None,
+                unlocked: Some(why),
+            });
+        }
+        Err(e) => return Err(e),
+    };
     // Two jobs may have checked at the same time: look again now that ours is visible.
-    if let Some(holder) = conflicts(repo, exclusive, Some(&name))? {
+    if let Some(holder) = conflicts(repo, exclusive, Some(&name), reading)? {
         repo.block_on(repo.backend().remove(FileKind::Lock, &name))?;
         return Err(Error::Locked {
             holder: holder.describe(),
@@ -147,6 +228,7 @@ pub fn acquire(repo: &Repository, exclusive: bool, purpose: &str) -> Result<Lock
         repo: repo.clone(),
         state,
         refresher,
+        unlocked: None,
     })
 }
 

@@ -14,6 +14,7 @@
 //! - [`repo`]: opening a repository, reading and writing blobs and files.
 //! - [`tree`], [`snapshot`]: what a backup records.
 //! - [`backup`], [`restore`], [`check`], [`prune`], [`forget`], [`diff`], [`stats`]: jobs.
+//! - [`damage`]: what damage affects, reckoned the same way by check and restore.
 //! - [`lock`], [`progress`], [`throttle`]: what jobs share.
 
 pub mod backend;
@@ -21,6 +22,7 @@ pub mod backup;
 pub mod check;
 pub mod chunker;
 pub mod crypto;
+pub mod damage;
 pub mod diff;
 pub mod forget;
 pub mod id;
@@ -69,6 +71,27 @@ pub enum Error {
     #[error("a repository already exists at {location}")]
     AlreadyExists { location: String },
     #[error(
+        "the repository at {location} has no `config` file, but it holds {found}: its config was lost, and Ferry will not create a new repository over it (the data would read as damaged). Put back `config` from a copy of the repository (a copy of the folder, or an earlier version of the object); to start a new repository, choose another location"
+    )]
+    ConfigMissing { location: String, found: String },
+    #[error(
+        "{location} holds {keys} key file(s) but no `config`: an earlier `ferry init` there was interrupted, and the given password or key opens none of its key files. Run `ferry init` again with the password or key it used, or remove the key files to start afresh"
+    )]
+    UnfinishedInit { location: String, keys: usize },
+    #[error(
+        "the repository config at {location} is damaged ({detail}); the password or key is right. Put back `config` from a copy of the repository (a copy of the folder, or an earlier version of the object)"
+    )]
+    ConfigDamaged { location: String, detail: String },
+    #[error(
+        "the password or key does not open this repository (tried {tried} key file(s)), and {} key file(s) were not tried: {refused}. Check FERRY_PASSWORD, --password-file or --key-file; a key file that was not tried is damaged or was not made by Ferry: once the repository opens with another key, remove it with `ferry key remove`",
+        .count
+    )]
+    KeysRefused {
+        tried: usize,
+        count: usize,
+        refused: String,
+    },
+    #[error(
         "the repository uses format version {found}, but this Ferry understands versions up to {supported}: upgrade Ferry"
     )]
     UnsupportedVersion { found: u32, supported: u32 },
@@ -79,9 +102,15 @@ pub enum Error {
     #[error("{what} is damaged: {detail}. Run `ferry check --read-data` to see what is affected")]
     Damaged { what: String, detail: String },
     #[error(
-        "blob {id} is referenced but is in no index: the repository is damaged; run `ferry check`"
+        "blob {id} is referenced but is in no index: an index file is missing or damaged; run `ferry repair-index` to rebuild the index from the packs"
     )]
     BlobMissing { id: Id },
+    #[error("snapshot {snapshot} cannot be restored whole: {problems}. {advice}")]
+    SnapshotDamaged {
+        snapshot: String,
+        problems: String,
+        advice: String,
+    },
     #[error("no snapshot matches {0:?}: list snapshots with `ferry snapshots`")]
     SnapshotNotFound(String),
     #[error("{0:?} matches more than one snapshot: give more digits of the ID")]

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
@@ -139,6 +139,7 @@ impl Repository {
             created: chrono::Utc::now(),
             policy: None,
         };
+        opts.kdf.check()?;
         rt.block_on(async {
             match backend.create().await {
                 Err(super::BackendError::InvalidLocation { location, .. }) => {
@@ -147,12 +148,48 @@ impl Repository {
                 other => other.map_err(Error::from),
             }
         })?;
-        let key = MasterKey::generate()?;
-        let kf = KeyFile::wrap(&key, secret, opts.kdf, FORMAT_VERSION, &opts.key_label)?;
-        let key_name = super::crypto::random_id()?;
-        let kf_json =
-            serde_json::to_vec_pretty(&kf).map_err(|e| json_damaged("key file".into(), e))?;
-        rt.block_on(backend.write(FileKind::Key, &key_name, Bytes::from(kf_json)))?;
+        // Never over a repository that lost its config: under a new master key its
+        // snapshots, index and packs would all read as damaged.
+        let location = backend.location();
+        let stored = stored_content(&backend, &rt)?;
+        if !stored.is_empty() {
+            return Err(Error::ConfigMissing {
+                location,
+                found: describe_content(&stored),
+            });
+        }
+        // Key files and nothing else: an init killed before it wrote `config`. The
+        // secret that made it opens its key, and the init goes on with that key.
+        let keys = rt.block_on(backend.list(FileKind::Key))?;
+        let (key, key_name) = if keys.is_empty() {
+            let key = MasterKey::generate()?;
+            let kf = KeyFile::wrap(&key, secret, opts.kdf, FORMAT_VERSION, &opts.key_label)?;
+            let key_name = super::crypto::random_id()?;
+            let kf_json =
+                serde_json::to_vec_pretty(&kf).map_err(|e| json_damaged("key file".into(), e))?;
+            rt.block_on(backend.write(FileKind::Key, &key_name, Bytes::from(kf_json)))?;
+            (key, key_name)
+        } else {
+            let mut found = None;
+            for k in &keys {
+                if let Some(key) = try_key_file(&backend, &rt, &k.name, secret) {
+                    found = Some((key, k.name.clone()));
+                    break;
+                }
+            }
+            match found {
+                Some(found) => {
+                    tracing::info!(%location, key = %found.1, "finishing an interrupted init");
+                    found
+                }
+                None => {
+                    return Err(Error::UnfinishedInit {
+                        location,
+                        keys: keys.len(),
+                    });
+                }
+            }
+        };
         let cfg = key
             .encrypt(&serde_json::to_vec(&config).map_err(|e| json_damaged("config".into(), e))?)?;
         rt.block_on(backend.write(FileKind::Config, "config", Bytes::from(cfg)))?;
@@ -191,18 +228,53 @@ impl Repository {
         let cfg_raw = match rt.block_on(backend.read(FileKind::Config, "config")) {
             Ok(b) => b,
             Err(e) if e.is_not_found() || matches!(e, super::BackendError::NoRepository { .. }) => {
-                return Err(Error::NotARepository { location });
+                // No config: nothing there, or a repository that lost its config (which
+                // `init` must not be pointed at).
+                let stored = stored_content(&backend, &rt).unwrap_or_default();
+                if stored.is_empty() {
+                    return Err(Error::NotARepository { location });
+                }
+                return Err(Error::ConfigMissing {
+                    location,
+                    found: describe_content(&stored),
+                });
+            }
+            Err(super::BackendError::TooLarge { size, limit, .. }) => {
+                return Err(Error::ConfigDamaged {
+                    location,
+                    detail: format!("it is {size} bytes, more than a config can be ({limit})"),
+                });
             }
             Err(e) => return Err(e.into()),
         };
+        let damaged_config = |detail: String| Error::ConfigDamaged {
+            location: location.clone(),
+            detail,
+        };
+        // Staging files of this host's dead processes take room a job may need before
+        // it stages anything (its lock, a recovered index).
+        if let Some(dir) = backend.staging_dir() {
+            super::backend::local::clean_stale_staging(&dir);
+        }
         let keys = rt.block_on(backend.list(FileKind::Key))?;
-        // Every key file is tried; one that is unreadable, from a newer format, or that
-        // opens but does not decrypt the config (an orphan of an interrupted init) is
-        // skipped, so one bad file never locks everyone out.
+        // Every key file is tried; one that is unreadable, from a newer format, with
+        // unsafe parameters, or that opens but does not decrypt the config (an orphan of
+        // an interrupted init) is skipped, so one bad file never locks everyone out.
         let mut tried = 0;
         let mut newer: Option<u32> = None;
+        let mut refused: Vec<String> = Vec::new();
+        let mut config_unreadable: Option<String> = None;
         for k in &keys {
-            let raw = rt.block_on(backend.read(FileKind::Key, &k.name))?;
+            let raw = match rt.block_on(backend.read(FileKind::Key, &k.name)) {
+                Ok(raw) => raw,
+                Err(e @ super::BackendError::TooLarge { .. }) => {
+                    tracing::warn!(key = %k.name, error = %e, "skipping key file");
+                    refused.push(format!("{}: too large", k.name));
+                    continue;
+                }
+                Err(e) if e.is_not_found() => continue,
+                Err(e) => return Err(e.into()),
+            };
             let Ok(kf) = serde_json::from_slice::<KeyFile>(&raw) else {
                 tracing::warn!(key = %k.name, "skipping unreadable key file");
                 continue;
@@ -211,49 +283,67 @@ impl Repository {
                 newer = Some(newer.unwrap_or(0).max(kf.version));
                 continue;
             }
-            tried += 1;
             let key = match kf.unwrap_key(secret) {
                 Ok(Some(key)) => key,
-                Ok(None) => continue,
+                Ok(None) => {
+                    tried += 1;
+                    continue;
+                }
                 Err(e) => {
-                    tracing::warn!(key = %k.name, error = %e, "skipping key file with invalid parameters");
+                    tracing::warn!(key = %k.name, error = %e, "skipping key file");
+                    refused.push(format!("{}: {e}", k.name));
                     continue;
                 }
             };
-            {
-                let Ok(plain) = key.decrypt(&cfg_raw) else {
+            tried += 1;
+            let plain = match key.decrypt(&cfg_raw) {
+                Ok(plain) => plain,
+                Err(e) => {
                     tracing::warn!(key = %k.name, "key file opens but does not decrypt the config: skipped");
+                    config_unreadable.get_or_insert(e.to_string());
                     continue;
-                };
-                let version = serde_json::from_slice::<serde_json::Value>(&plain)
-                    .ok()
-                    .and_then(|v| v.get("version").and_then(|v| v.as_u64()))
-                    .unwrap_or(0) as u32;
-                if version > FORMAT_VERSION {
-                    return Err(Error::UnsupportedVersion {
-                        found: version,
-                        supported: FORMAT_VERSION,
-                    });
                 }
-                let config: Config = serde_json::from_slice(&plain)
-                    .map_err(|e| json_damaged("the repository config".into(), e))?;
-                tracing::info!(%location, key = %k.name, "opened repository");
-                return Ok(Repository::assemble(
-                    backend,
-                    rt,
-                    key,
-                    k.name.clone(),
-                    config,
-                ));
+            };
+            let version = serde_json::from_slice::<serde_json::Value>(&plain)
+                .ok()
+                .and_then(|v| v.get("version").and_then(|v| v.as_u64()))
+                .unwrap_or(0) as u32;
+            if version > FORMAT_VERSION {
+                return Err(Error::UnsupportedVersion {
+                    found: version,
+                    supported: FORMAT_VERSION,
+                });
             }
+            let config: Config =
+                serde_json::from_slice(&plain).map_err(|e| damaged_config(e.to_string()))?;
+            tracing::info!(%location, key = %k.name, "opened repository");
+            return Ok(Repository::assemble(
+                backend,
+                rt,
+                key,
+                k.name.clone(),
+                config,
+            ));
         }
-        match newer {
-            Some(found) => Err(Error::UnsupportedVersion {
+        // A key opened, but the config did not decrypt under it: unless another key
+        // opened it (an orphan of an interrupted init), the config is what is damaged.
+        if let Some(detail) = config_unreadable {
+            return Err(damaged_config(detail));
+        }
+        if let Some(found) = newer {
+            return Err(Error::UnsupportedVersion {
                 found,
                 supported: FORMAT_VERSION,
-            }),
-            _ => Err(Error::WrongPassword { keys: tried }),
+            });
         }
+        if !refused.is_empty() {
+            return Err(Error::KeysRefused {
+                tried,
+                count: refused.len(),
+                refused: refused.join("; "),
+            });
+        }
+        Err(Error::WrongPassword { keys: tried })
     }
 
     pub fn backend(&self) -> &DynBackend {
@@ -316,7 +406,14 @@ impl Repository {
         let files = self.block_on(self.inner.backend.list(FileKind::Key))?;
         let mut out = Vec::new();
         for f in files {
-            let raw = self.block_on(self.inner.backend.read(FileKind::Key, &f.name))?;
+            let raw = match self.block_on(self.inner.backend.read(FileKind::Key, &f.name)) {
+                Ok(raw) => raw,
+                Err(e @ super::BackendError::TooLarge { .. }) => {
+                    tracing::warn!(key = %f.name, error = %e, "unreadable key file");
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
             match serde_json::from_slice::<KeyFile>(&raw) {
                 Ok(kf) => out.push((f.name, kf)),
                 Err(e) => tracing::warn!(key = %f.name, error = %e, "unreadable key file"),
@@ -531,35 +628,72 @@ impl Repository {
         Ok(())
     }
 
+    /// Reads every index file into memory, leaving out the ones that cannot be read,
+    /// which are returned with why. A job that only reads (restore) goes on with the
+    /// rest: what it needs from them is reported by [`super::damage`].
+    pub fn load_index_tolerant(&self) -> Result<Vec<(String, Error)>> {
+        let mut idx = Index::default();
+        let mut bad = Vec::new();
+        for (name, res) in self.read_index_files_each()? {
+            match res {
+                Ok(packs) => {
+                    for p in &packs {
+                        idx.add_pack(p.id, p.size, &p.blobs);
+                    }
+                }
+                Err(e) => bad.push((name, e)),
+            }
+        }
+        *self.index_mut() = idx;
+        Ok(bad)
+    }
+
     fn read_index_files(&self) -> Result<Vec<(String, Vec<IndexedPack>)>> {
+        self.read_index_files_each()?
+            .into_iter()
+            .map(|(name, res)| res.map(|packs| (name, packs)))
+            .collect()
+    }
+
+    /// Reads and decodes every index file, each with its own outcome (`check` reports
+    /// every damaged one). Only a failure to list them is an error.
+    pub fn read_index_files_each(&self) -> Result<Vec<(String, Result<Vec<IndexedPack>>)>> {
         let files = self.block_on(self.inner.backend.list(FileKind::Index))?;
         let conns = self.inner.backend.connections().max(2);
         let this = self.clone();
-        let loaded: Vec<(String, Vec<IndexedPack>)> = self.block_on(async move {
+        let mut loaded: Vec<(String, Result<Vec<IndexedPack>>)> = self.block_on(async move {
             futures::stream::iter(files.into_iter().map(|f| {
                 let this = this.clone();
                 async move {
-                    let data = this.inner.backend.read(FileKind::Index, &f.name).await?;
-                    if f.name.parse::<Id>().ok() != Some(Id::hash(&data)) {
-                        return Err(Error::Damaged {
-                            what: format!("index file {}", f.name),
-                            detail: "its content does not match its name; run `ferry repair-index`"
-                                .into(),
-                        });
-                    }
-                    let plain = this.inner.key.decrypt(&data).map_err(|e| Error::Damaged {
-                        what: format!("index file {}", f.name),
-                        detail: e.to_string(),
-                    })?;
-                    let packs = index::decode(&f.name, &plain)?;
-                    Ok::<_, Error>((f.name, packs))
+                    let res = this.read_index_file(&f.name).await;
+                    (f.name, res)
                 }
             }))
             .buffer_unordered(conns)
-            .try_collect()
+            .collect()
             .await
-        })?;
+        });
+        loaded.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(loaded)
+    }
+
+    async fn read_index_file(&self, name: &str) -> Result<Vec<IndexedPack>> {
+        let damaged = |detail: String| Error::Damaged {
+            what: format!("index file {name}"),
+            detail: format!(
+                "{detail}; run `ferry repair-index` to rebuild the index from the packs"
+            ),
+        };
+        let data = self.inner.backend.read(FileKind::Index, name).await?;
+        if name.parse::<Id>().ok() != Some(Id::hash(&data)) {
+            return Err(damaged("its content does not match its name".into()));
+        }
+        let plain = self
+            .inner
+            .key
+            .decrypt(&data)
+            .map_err(|e| damaged(e.to_string()))?;
+        Ok(index::decode(name, &plain)?)
     }
 
     /// Writes an index file listing `packs`; returns its name.
@@ -691,6 +825,53 @@ impl Repository {
         }
         Ok(report)
     }
+}
+
+/// How many snapshot, index and pack files a location holds (kinds with none are left
+/// out): anything there means a repository, with or without its `config`.
+fn stored_content(
+    backend: &DynBackend,
+    rt: &tokio::runtime::Handle,
+) -> Result<Vec<(FileKind, usize)>> {
+    let mut out = Vec::new();
+    for kind in [FileKind::Snapshot, FileKind::Index, FileKind::Pack] {
+        match rt.block_on(backend.list(kind)) {
+            Ok(files) if !files.is_empty() => out.push((kind, files.len())),
+            Ok(_) => {}
+            Err(super::BackendError::NoRepository { .. }) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if !out.is_empty() {
+        let keys = rt.block_on(backend.list(FileKind::Key))?.len();
+        if keys > 0 {
+            out.insert(0, (FileKind::Key, keys));
+        }
+    }
+    Ok(out)
+}
+
+fn describe_content(stored: &[(FileKind, usize)]) -> String {
+    let parts: Vec<String> = stored
+        .iter()
+        .map(|(kind, n)| format!("{n} {kind} file(s)"))
+        .collect();
+    parts.join(", ")
+}
+
+/// The master key of key file `name` if `secret` opens it.
+fn try_key_file(
+    backend: &DynBackend,
+    rt: &tokio::runtime::Handle,
+    name: &str,
+    secret: &Secret,
+) -> Option<MasterKey> {
+    let raw = rt.block_on(backend.read(FileKind::Key, name)).ok()?;
+    let kf: KeyFile = serde_json::from_slice(&raw).ok()?;
+    if kf.version > FORMAT_VERSION {
+        return None;
+    }
+    kf.unwrap_key(secret).ok().flatten()
 }
 
 /// What [`Repository::recover_unindexed_packs`] found.

@@ -180,8 +180,18 @@ impl Saver {
             let b = slot
                 .as_mut()
                 .ok_or_else(|| Error::InvalidOption("pack builder vanished".into()))?;
-            b.add(id, kind, stored, raw_length)
-                .map_err(|e| Error::Staging(b.path.clone(), e))?;
+            if let Err(e) = b.add(id, kind, stored, raw_length) {
+                // A write that failed half-way (a full disk) leaves the staged pack out
+                // of step with its entries: it is dropped, and the job stops.
+                let path = b.path.clone();
+                *slot = None;
+                let _ = std::fs::remove_file(&path);
+                self.shared.fail(Error::Staging(
+                    path.clone(),
+                    std::io::Error::new(e.kind(), e.to_string()),
+                ));
+                return Err(Error::Staging(path, e));
+            }
             if b.size >= self.target {
                 slot.take()
             } else {
@@ -195,12 +205,21 @@ impl Saver {
     }
 
     fn ship(&self, b: PackBuilder) -> Result<()> {
-        let done = b.finish(self.repo().key())?;
-        let tx = self
-            .tx
-            .as_ref()
-            .ok_or_else(|| Error::InvalidOption("saver already finished".into()))?;
-        if tx.send(done).is_err() {
+        // The staged file goes whatever fails here: a failed job leaves no staging.
+        let path = b.path.clone();
+        let done = match b.finish(self.repo().key()) {
+            Ok(done) => done,
+            Err(e) => {
+                let _ = std::fs::remove_file(&path);
+                return Err(e);
+            }
+        };
+        let Some(tx) = self.tx.as_ref() else {
+            let _ = std::fs::remove_file(&path);
+            return Err(Error::InvalidOption("saver already finished".into()));
+        };
+        if let Err(crossbeam_channel::SendError(pack)) = tx.send(done) {
+            let _ = std::fs::remove_file(&pack.path);
             return Err(Error::Cancelled);
         }
         Ok(())
@@ -212,10 +231,10 @@ impl Saver {
         let mut first_err = None;
         for i in 0..2 {
             let b = self.builders[i].lock().take();
-            if let Some(b) = b
-                && !b.entries.is_empty()
-                && let Err(e) = self.ship(b)
-            {
+            let Some(b) = b else { continue };
+            if b.entries.is_empty() || self.shared.error.lock().is_some() {
+                let _ = std::fs::remove_file(&b.path);
+            } else if let Err(e) = self.ship(b) {
                 first_err.get_or_insert(e);
             }
         }

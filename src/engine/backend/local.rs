@@ -65,6 +65,59 @@ impl LocalBackend {
         }
     }
 
+    /// Opens a repository file for reading. The open does not block on what is not a
+    /// regular file (a FIFO in the folder would otherwise hang every command), and
+    /// anything but a regular file is refused. Returns the file and its size.
+    fn open_regular(
+        &self,
+        kind: FileKind,
+        name: &str,
+        path: &Path,
+    ) -> BackendResult<(std::fs::File, u64)> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::libc::O_NONBLOCK)
+            .open(path)
+            .map_err(|e| self.not_found(kind, name, e, path))?;
+        let meta = f.metadata().map_err(|e| Self::io(path, e))?;
+        if !meta.is_file() {
+            return Err(Self::io(
+                path,
+                std::io::Error::other(
+                    "not a regular file: the repository folder was altered; move it aside",
+                ),
+            ));
+        }
+        Ok((f, meta.len()))
+    }
+
+    /// Reads a whole file, refusing one larger than its kind can be.
+    fn read_sync(&self, kind: FileKind, name: &str) -> BackendResult<Bytes> {
+        let p = self.file(kind, name);
+        let (f, size) = self.open_regular(kind, name, &p)?;
+        let limit = kind.read_limit();
+        let too_large = |size| BackendError::TooLarge {
+            kind,
+            name: name.to_string(),
+            location: self.location(),
+            size,
+            limit,
+        };
+        if size > limit {
+            return Err(too_large(size));
+        }
+        let mut buf = Vec::with_capacity(size as usize);
+        // `take`: the file may have grown since it was measured.
+        f.take(limit + 1)
+            .read_to_end(&mut buf)
+            .map_err(|e| Self::io(&p, e))?;
+        if buf.len() as u64 > limit {
+            return Err(too_large(buf.len() as u64));
+        }
+        Ok(Bytes::from(buf))
+    }
+
     fn tmp_path(&self) -> BackendResult<PathBuf> {
         let name = staging_name().map_err(|e| Self::io(&self.root, std::io::Error::other(e)))?;
         Ok(self.root.join("tmp").join(name))
@@ -219,13 +272,7 @@ impl Backend for LocalBackend {
     async fn read(&self, kind: FileKind, name: &str) -> BackendResult<Bytes> {
         let this = self.clone();
         let name = name.to_string();
-        blocking(move || {
-            let p = this.file(kind, &name);
-            std::fs::read(&p)
-                .map(Bytes::from)
-                .map_err(|e| this.not_found(kind, &name, e, &p))
-        })
-        .await
+        blocking(move || this.read_sync(kind, &name)).await
     }
 
     async fn read_range(
@@ -239,7 +286,7 @@ impl Backend for LocalBackend {
         let name = name.to_string();
         blocking(move || {
             let p = this.file(kind, &name);
-            let mut f = std::fs::File::open(&p).map_err(|e| this.not_found(kind, &name, e, &p))?;
+            let (mut f, _) = this.open_regular(kind, &name, &p)?;
             f.seek(SeekFrom::Start(offset))
                 .map_err(|e| Self::io(&p, e))?;
             let len = usize::try_from(length)

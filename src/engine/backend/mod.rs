@@ -77,6 +77,41 @@ impl FileKind {
         }
     }
 
+    /// The largest file of this kind a reader accepts whole (`Backend::read`): well
+    /// above what Ferry writes, so that a damaged or hostile file (a `config` that is a
+    /// link to `/dev/zero`, a multi-gigabyte "lock") is refused instead of exhausting
+    /// memory. See `docs/FORMAT.md`, "Storage layout".
+    pub fn read_limit(self) -> u64 {
+        const MIB: u64 = 1 << 20;
+        match self {
+            FileKind::Config | FileKind::Key | FileKind::Lock => MIB,
+            FileKind::Policy | FileKind::Audit => 16 * MIB,
+            FileKind::Snapshot => 64 * MIB,
+            FileKind::Index => 512 * MIB,
+            // The largest pack (1 GiB) plus its largest header (64 MiB) and envelope.
+            FileKind::Pack => 1088 * MIB + 4096,
+        }
+    }
+
+    /// What to do about a damaged file of this kind (the end of an error message).
+    pub fn damage_advice(self) -> &'static str {
+        match self {
+            FileKind::Config => {
+                "Put back `config` from a copy of the repository: the data cannot be read without it"
+            }
+            FileKind::Key => {
+                "Open the repository with another key and remove this one with `ferry key remove`"
+            }
+            FileKind::Index => {
+                "Move it aside and run `ferry repair-index` to rebuild the index from the packs"
+            }
+            FileKind::Lock => "Move it aside, or run `ferry unlock --all` when no job runs",
+            FileKind::Snapshot | FileKind::Pack | FileKind::Policy | FileKind::Audit => {
+                "Run `ferry check` to see what depends on it"
+            }
+        }
+    }
+
     /// The path of a file of this kind relative to the repository root, `/`-separated.
     /// Packs are spread over 256 sub-folders by the first two characters of their name.
     pub fn path(self, name: &str) -> String {
@@ -145,6 +180,17 @@ pub enum BackendError {
         location: String,
         detail: String,
         transient: bool,
+    },
+    #[error(
+        "{kind} file {name} in {location} is {size} bytes, more than the {limit} bytes such a file can hold: it is damaged or was not written by Ferry. {}",
+        kind.damage_advice()
+    )]
+    TooLarge {
+        kind: FileKind,
+        name: String,
+        location: String,
+        size: u64,
+        limit: u64,
     },
     #[error("invalid repository location {location:?}: {reason}")]
     InvalidLocation { location: String, reason: String },
