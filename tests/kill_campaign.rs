@@ -230,17 +230,7 @@ fn kills_at_random_points_leave_a_whole_repository_and_clean_clusters() {
         assert!(o.status.success(), "{}", said(&o));
         let o = c.run(&c.args(Op::FolderBackup, 0));
         assert!(o.status.success(), "{}", said(&o));
-        c.folder_snapshot = {
-            let repo_path = c.repo.clone();
-            let handle = tokio::runtime::Handle::current();
-            tokio::task::spawn_blocking(move || {
-                let repo = open(repo_path, handle);
-                let (snaps, _) = snapshot::list(&repo).unwrap();
-                snaps[0].id.to_string()
-            })
-            .await
-            .unwrap()
-        };
+        c.folder_snapshot = newest_folder_snapshot(&c.repo).await;
         // Every command once, uncut: its duration bounds the kill points.
         let mut took = Vec::new();
         for (i, op) in OPS.iter().enumerate() {
@@ -255,6 +245,10 @@ fn kills_at_random_points_leave_a_whole_repository_and_clean_clusters() {
         let campaign_start = Instant::now();
         for trial in 0..trials {
             let op = OPS[trial % OPS.len()];
+            if op == Op::FolderRestore {
+                // forget --keep-last 3 removes older folder snapshots as the campaign goes.
+                c.folder_snapshot = newest_folder_snapshot(&c.repo).await;
+            }
             let limit = took[trial % OPS.len()].as_millis() as u64;
             let delay = Duration::from_millis(rng.below(limit.max(50)));
             let args = c.args(op, trial);
@@ -334,6 +328,25 @@ fn kills_at_random_points_leave_a_whole_repository_and_clean_clusters() {
         prod.shutdown().await.unwrap();
         qa.shutdown().await.unwrap();
     });
+}
+
+/// The newest snapshot that is not a capture.
+async fn newest_folder_snapshot(repo: &std::path::Path) -> String {
+    let repo_path = repo.to_path_buf();
+    let handle = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || {
+        let repo = open(repo_path, handle);
+        let (snaps, _) = snapshot::list(&repo).unwrap();
+        snaps
+            .iter()
+            .filter(|s| CaptureMeta::of(s).is_none())
+            .max_by_key(|s| s.time)
+            .expect("a folder snapshot")
+            .id
+            .to_string()
+    })
+    .await
+    .unwrap()
 }
 
 fn open(path: PathBuf, handle: tokio::runtime::Handle) -> Repository {

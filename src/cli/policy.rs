@@ -167,6 +167,8 @@ fn show(ctx: &Context, a: ShowArgs) -> anyhow::Result<Exit> {
             "history": p.history.iter().map(|(n, s, k)| serde_json::json!({"file": n, "seq": s, "signer": k})).collect::<Vec<_>>(),
             "environments": p.policy.environments.iter().map(|e| &e.name).collect::<Vec<_>>(),
             "rules": p.policy.rules.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "documentVersion": p.policy.version,
+            "lacks": p.policy.lacks(),
             "document": p.body.document,
         });
         say!("{}", serde_json::to_string_pretty(&v)?);
