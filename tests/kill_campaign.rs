@@ -35,6 +35,7 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::Api;
 use kube::api::ListParams;
+use support::volumes::{checksums, volume_dir};
 
 struct Rng(u64);
 
@@ -212,6 +213,12 @@ fn kills_at_random_points_leave_a_whole_repository_and_clean_clusters() {
         )
         .await
         .unwrap();
+        // What prod's claims hold (the campaign never changes them).
+        let mut claims = Vec::new();
+        for claim in ["data-postgres-0", "redis-data"] {
+            let at = volume_dir(&prod_client, &dir.join("prod"), "shop", claim).await;
+            claims.push((claim, checksums(&at)));
+        }
         let data = dir.join("data");
         for i in 0..40u64 {
             let sub = data.join(format!("d{}", i % 5));
@@ -242,6 +249,7 @@ fn kills_at_random_points_leave_a_whole_repository_and_clean_clusters() {
 
         let mut rng = Rng(seed_value | 1);
         let (mut killed, mut finished) = (0usize, 0usize);
+        let mut killed_per_op = [0usize; OPS.len()];
         let campaign_start = Instant::now();
         for trial in 0..trials {
             let op = OPS[trial % OPS.len()];
@@ -263,6 +271,7 @@ fn kills_at_random_points_leave_a_whole_repository_and_clean_clusters() {
             if child.try_wait().unwrap().is_none() {
                 child.kill().unwrap();
                 killed += 1;
+                killed_per_op[trial % OPS.len()] += 1;
             } else {
                 finished += 1;
             }
@@ -277,6 +286,12 @@ fn kills_at_random_points_leave_a_whole_repository_and_clean_clusters() {
                 let got = common::describe(&dir.join(format!("restored-{trial}")));
                 assert_eq!(got, want, "{ctx}: the restore differs");
             }
+            if op == Op::Migrate {
+                for (claim, want) in &claims {
+                    let at = volume_dir(&qa_client, &dir.join("qa"), "shop-qa", claim).await;
+                    assert!(checksums(&at) == *want, "{ctx}: {claim} in qa differs");
+                }
+            }
             for (name, client) in [("prod", &prod_client), ("qa", &qa_client)] {
                 let left = temporaries(client).await;
                 assert!(left.is_empty(), "{ctx}: {name} keeps {left:?}");
@@ -286,15 +301,15 @@ fn kills_at_random_points_leave_a_whole_repository_and_clean_clusters() {
         // Every folder snapshot restores identical; no capture holds Ferry's own objects.
         let repo_path = c.repo.clone();
         let handle = tokio::runtime::Handle::current();
-        let (folders, captures) = tokio::task::spawn_blocking(move || {
+        let (folders, capture_ids) = tokio::task::spawn_blocking(move || {
             let repo = open(repo_path, handle);
             let (snaps, _) = snapshot::list(&repo).unwrap();
-            let mut captures = 0;
+            let mut captures = Vec::new();
             let mut folders = Vec::new();
             for s in &snaps {
                 match CaptureMeta::of(s) {
                     Some(meta) => {
-                        captures += 1;
+                        captures.push(s.id.to_string());
                         let mut claims: Vec<&str> =
                             meta.volumes.iter().map(|v| v.pvc.as_str()).collect();
                         claims.sort();
@@ -319,12 +334,29 @@ fn kills_at_random_points_leave_a_whole_repository_and_clean_clusters() {
             let got = common::describe(&to);
             assert_eq!(got, want, "folder snapshot {id} differs");
         }
+        // Every capture's volumes restore identical to prod's claims.
+        for id in &capture_ids {
+            for (claim, want) in &claims {
+                let to = dir.join(format!("volume-{id}-{claim}"));
+                let spec = format!("{id}:volumes/shop/{claim}");
+                let o = c
+                    .ferry(&["restore", &spec, "-t", to.to_str().unwrap(), "--quiet"])
+                    .output()
+                    .unwrap();
+                assert!(o.status.success(), "{spec}: {}", said(&o));
+                assert!(checksums(&to) == *want, "{spec} differs from prod's claim");
+            }
+        }
+        let captures = capture_ids.len();
         println!(
             "kill campaign: {trials} trials ({killed} killed mid-run, {finished} finished first) in {:.0} s; \
              {} folder snapshots and {captures} captures verified; seed {seed_value}",
             campaign_start.elapsed().as_secs_f64(),
             folders.len()
         );
+        for (op, n) in OPS.iter().zip(killed_per_op) {
+            println!("  {op:?}: killed {n} times");
+        }
         prod.shutdown().await.unwrap();
         qa.shutdown().await.unwrap();
     });
