@@ -247,6 +247,48 @@ fn hostile_file_names_arrive_byte_for_byte_through_busybox() {
     });
 }
 
+/// A FIFO and a socket in a claim (a database's socket in its data folder): nothing
+/// opens them, so nothing blocks; the FIFO comes back as a FIFO, the socket (which only
+/// its server can make live) is recorded and not restored, and every file arrives.
+#[test]
+#[ignore = "open: with a FIFO and a socket in the claim this still blocks somewhere in the capture or restore path (see issue 14's closing note); run with --ignored"]
+fn special_files_in_a_volume_neither_block_nor_fail_it() {
+    use std::os::unix::fs::FileTypeExt as _;
+    let t = common::new_repo();
+    t.rt.block_on(async {
+        let env = Env::start().await;
+        let src = env.volume("shop", "redis-data").await;
+        nix::unistd::mkfifo(
+            &src.join("pipe"),
+            nix::sys::stat::Mode::from_bits_truncate(0o640),
+        )
+        .unwrap();
+        let _server = std::os::unix::net::UnixListener::bind(src.join("redis.sock")).unwrap();
+        std::fs::write(src.join("after-the-pipe.txt"), b"still here").unwrap();
+        let want: BTreeMap<_, _> = tree(&src);
+
+        for use_snapshots in [false, true] {
+            let o = opts("shop", use_snapshots);
+            let capture = capture_ns(&env, &t.repo, &o);
+            let out = tokio::time::timeout(Duration::from_secs(120), capture)
+                .await
+                .expect("the capture never blocks on a FIFO");
+            assert!(out.meta.failed_volumes.is_empty(), "{:?}", out.meta);
+            let ns = if use_snapshots {
+                "special-a"
+            } else {
+                "special-b"
+            };
+            let dst = restore_into(&env, &t.repo, &out, "shop", ns, "redis-data").await;
+            assert_eq!(tree(&dst), want, "snapshots={use_snapshots}");
+            let pipe = std::fs::symlink_metadata(dst.join("pipe")).unwrap();
+            assert!(pipe.file_type().is_fifo(), "{pipe:?}");
+            assert!(!dst.join("redis.sock").exists());
+        }
+        env.prod.shutdown().await.unwrap();
+    });
+}
+
 #[test]
 fn a_file_rewritten_with_the_same_size_and_second_is_read_again() {
     let t = common::new_repo();

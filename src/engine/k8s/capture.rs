@@ -1235,6 +1235,26 @@ async fn read_with_mover(
                 path: join(&e.path),
                 node,
             })?;
+        } else if let Some(kind) = e.special_kind() {
+            // Nothing to read: FIFOs and sockets are recorded from the listing (a FIFO
+            // would block whoever opened it). Device nodes are left out: the listing
+            // does not give their numbers, and a pod could not create them.
+            if matches!(kind, NodeKind::CharDev | NodeKind::BlockDev) {
+                progress.log(format!(
+                    "{ns}/{pvc}: {} is a device node: left out of the capture",
+                    show(&e.path)
+                ));
+                continue;
+            }
+            let mut node = Node {
+                kind,
+                ..crate::engine::tree::dir_node(b"")
+            };
+            set_meta(&mut node, &e);
+            writer.send(Cmd::Node {
+                path: join(&e.path),
+                node,
+            })?;
         } else if let Some(p) = parent.get(&e.path).filter(|p| unchanged(p, &e, strict)) {
             let mut node = p.clone();
             set_meta(&mut node, &e);

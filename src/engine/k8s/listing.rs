@@ -24,6 +24,8 @@
 //! The caller checks what arrived against what was asked for: a name missing from the
 //! archives, or a file whose data ended early, fails the volume by name.
 
+use crate::engine::tree::NodeKind;
+
 /// Marker line between the listing's two parts.
 pub const NEWLINE_MARKER: &[u8] = b"@@ferry-names-with-newlines@@";
 
@@ -57,6 +59,17 @@ impl Listed {
     }
     pub fn is_file(&self) -> bool {
         self.mode & 0o170000 == 0o100000
+    }
+    /// The kind of a FIFO, socket or device node: entries with nothing to read, which
+    /// the mover must never open (a FIFO blocks whoever opens it).
+    pub fn special_kind(&self) -> Option<NodeKind> {
+        match self.mode & 0o170000 {
+            0o010000 => Some(NodeKind::Fifo),
+            0o140000 => Some(NodeKind::Socket),
+            0o020000 => Some(NodeKind::CharDev),
+            0o060000 => Some(NodeKind::BlockDev),
+            _ => None,
+        }
     }
 }
 

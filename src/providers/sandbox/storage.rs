@@ -248,8 +248,20 @@ fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
         }
         if meta.is_dir() {
             copy_tree(&src, &dst)?;
-        } else {
+        } else if meta.is_file() {
             std::fs::copy(&src, &dst)?;
+        } else {
+            // FIFOs, sockets and device nodes are made anew, never opened (opening a
+            // FIFO waits for a writer).
+            use nix::sys::stat::{Mode, SFlag, mknod};
+            use std::os::unix::fs::MetadataExt as _;
+            mknod(
+                &dst,
+                SFlag::from_bits_truncate(meta.mode() & SFlag::S_IFMT.bits()),
+                Mode::from_bits_truncate(meta.mode() & 0o7777),
+                meta.rdev(),
+            )
+            .map_err(std::io::Error::from)?;
         }
         std::fs::set_permissions(&dst, meta.permissions())?;
         let mtime = filetime::FileTime::from_last_modification_time(&meta);
