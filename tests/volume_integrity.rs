@@ -251,7 +251,6 @@ fn hostile_file_names_arrive_byte_for_byte_through_busybox() {
 /// opens them, so nothing blocks; the FIFO comes back as a FIFO, the socket (which only
 /// its server can make live) is recorded and not restored, and every file arrives.
 #[test]
-#[ignore = "open: with a FIFO and a socket in the claim this still blocks somewhere in the capture or restore path (see issue 14's closing note); run with --ignored"]
 fn special_files_in_a_volume_neither_block_nor_fail_it() {
     use std::os::unix::fs::FileTypeExt as _;
     let t = common::new_repo();

@@ -262,6 +262,8 @@ fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
                 meta.rdev(),
             )
             .map_err(std::io::Error::from)?;
+            // mknod set the mode; setting times would open the file (filetime does).
+            continue;
         }
         std::fs::set_permissions(&dst, meta.permissions())?;
         let mtime = filetime::FileTime::from_last_modification_time(&meta);
