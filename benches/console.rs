@@ -8,12 +8,12 @@
 use std::time::{Duration, Instant};
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-use ferry::engine::k8s::mover::MoverOptions;
-use ferry::providers::kubeconfig::{Linked, Sources};
-use ferry::ui::app::{App, Env, Msg, NsSummary};
-use ferry::ui::keymap::Keymap;
-use ferry::ui::screens;
-use ferry::ui::theme::Theme;
+use ferry_console::app::{App, Env, Msg, NsSummary};
+use ferry_console::keymap::Keymap;
+use ferry_console::screens;
+use ferry_console::theme::Theme;
+use ferry_k8s::mover::MoverOptions;
+use ferry_providers::kubeconfig::{Linked, Sources};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use serde_json::json;

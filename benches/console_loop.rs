@@ -18,11 +18,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crossterm::event::{Event, KeyCode, KeyEvent, KeyModifiers};
-use ferry::engine::k8s::mover::MoverOptions;
-use ferry::providers::kubeconfig::{Linked, Sources};
-use ferry::ui::app::{App, Env, Msg};
-use ferry::ui::keymap::Keymap;
-use ferry::ui::theme::Theme;
+use ferry_console::app::{App, Env, Msg};
+use ferry_console::keymap::Keymap;
+use ferry_console::theme::Theme;
+use ferry_k8s::mover::MoverOptions;
+use ferry_providers::kubeconfig::{Linked, Sources};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use serde_json::{Value, json};
@@ -165,7 +165,7 @@ fn main() {
         let tx = app.sender();
         let mut terminal = Terminal::new(TestBackend::new(120, 40)).unwrap();
         let mut at = None;
-        ferry::ui::event::run_loop(&mut terminal, &mut app, &mut |_, a| {
+        ferry_console::event::run_loop(&mut terminal, &mut app, &mut |_, a| {
             if at.is_none() {
                 at = Some((
                     started.elapsed(),
@@ -208,7 +208,7 @@ fn main() {
             (p1 - p0, m1 - m0)
         })
     };
-    ferry::ui::event::run_loop(&mut terminal, &mut app, &mut |_, a| {
+    ferry_console::event::run_loop(&mut terminal, &mut app, &mut |_, a| {
         frames += 1;
         if probes_done.is_none() && a.clusters.iter().all(|c| c.facts.is_some()) {
             probes_done = Some((started.elapsed(), process_cpu(), main_cpu(), frames));

@@ -17,21 +17,21 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ferry::engine::Repository;
-use ferry::engine::backend::local::LocalBackend;
-use ferry::engine::backup::{self, BackupOptions};
-use ferry::engine::crypto::{KdfParams, Secret};
-use ferry::engine::k8s::JobProgress;
-use ferry::engine::k8s::apply;
-use ferry::engine::k8s::capture::{self, CaptureOptions, CaptureOutcome, Scope};
-use ferry::engine::k8s::mover::MoverOptions;
-use ferry::engine::k8s::plan::{self, Conflict, Plan, RestoreOptions};
-use ferry::engine::k8s::transform::Mapping;
-use ferry::engine::progress::Progress;
-use ferry::engine::repo::InitOptions;
-use ferry::engine::restore;
-use ferry::providers::kubeconfig::{Linked, Sources};
-use ferry::providers::sandbox::{Sandbox, SandboxConfig, write_kubeconfig};
+use ferry_k8s::JobProgress;
+use ferry_k8s::apply;
+use ferry_k8s::capture::{self, CaptureOptions, CaptureOutcome, Scope};
+use ferry_k8s::mover::MoverOptions;
+use ferry_k8s::plan::{self, Conflict, Plan, PlanOptions};
+use ferry_k8s::transform::Mapping;
+use ferry_providers::kubeconfig::{Linked, Sources};
+use ferry_repo::Repository;
+use ferry_repo::backend::local::LocalBackend;
+use ferry_repo::backup::{self, BackupOptions};
+use ferry_repo::crypto::{KdfParams, Secret};
+use ferry_repo::progress::Progress;
+use ferry_repo::repo::InitOptions;
+use ferry_repo::restore;
+use ferry_sandbox::{Sandbox, SandboxConfig, write_kubeconfig};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 use kube::Api;
@@ -189,7 +189,7 @@ async fn plan_into(
         &out.snapshot,
         &out.meta,
         &objects,
-        &RestoreOptions {
+        &PlanOptions {
             mapping: Mapping {
                 namespaces: [(ns.to_string(), ns.to_string())].into(),
                 storage_classes: classes
@@ -372,8 +372,8 @@ async fn main() {
     .await;
     // ebs-sc binds for its first consumer: a mover binds it; put the data in through
     // the host folder behind it (the sandbox's "disk").
-    let lease = ferry::engine::k8s::lease::JobLease::start(&src, Duration::from_secs(30));
-    let bind = ferry::engine::k8s::mover::Mover::start(
+    let lease = ferry_k8s::lease::JobLease::start(&src, Duration::from_secs(30));
+    let bind = ferry_k8s::mover::Mover::start(
         &src,
         "bulk",
         "data",

@@ -8,7 +8,7 @@
 
 use std::time::Instant;
 
-use ferry::providers::sandbox::{Sandbox, SandboxConfig, write_kubeconfig};
+use ferry_sandbox::{Sandbox, SandboxConfig, write_kubeconfig};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::{ListParams, PostParams, WatchEvent, WatchParams};

@@ -20,7 +20,7 @@ command -v busybox >/dev/null || { apt-get update -qq && apt-get install -y -qq 
 command -v tmux >/dev/null || { apt-get update -qq && apt-get install -y -qq tmux; }
 
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --no-fail-fast "$@"
+  cargo nextest run --workspace --no-fail-fast "$@"
 else
-  cargo test --no-fail-fast "$@"
+  cargo test --workspace --no-fail-fast "$@"
 fi

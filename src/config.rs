@@ -49,30 +49,22 @@ pub struct Settings {
     pub read_only_contexts: Vec<String>,
     /// Border colours for contexts whose name contains a pattern (first match wins).
     #[serde(default)]
-    pub accent: Vec<AccentRule>,
+    pub accent: Vec<ferry_console::theme::AccentRule>,
     /// Linked AWS accounts (profiles and their regions) whose EKS clusters are listed.
     #[serde(default)]
-    pub aws: Vec<crate::providers::eks::AwsAccount>,
+    pub aws: Vec<ferry_providers::eks::AwsAccount>,
     /// Linked Azure subscriptions whose AKS clusters are listed.
     #[serde(default)]
-    pub azure: Vec<crate::providers::aks::AzureSubscription>,
-}
-
-/// A context-name pattern and the console border colour for it.
-#[derive(Debug, Clone, Default, serde::Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct AccentRule {
-    pub pattern: String,
-    pub color: String,
+    pub azure: Vec<ferry_providers::aks::AzureSubscription>,
 }
 
 impl Settings {
     /// The linked AWS account of `profile` (`default` is the default chain); one with
     /// just that profile and region when the settings do not name it.
-    pub fn aws_account(&self, profile: &str, region: &str) -> crate::providers::eks::AwsAccount {
+    pub fn aws_account(&self, profile: &str, region: &str) -> ferry_providers::eks::AwsAccount {
         match self.aws.iter().find(|a| a.label() == profile) {
             Some(a) => a.clone(),
-            None => crate::providers::eks::AwsAccount {
+            None => ferry_providers::eks::AwsAccount {
                 profile: (profile != "default").then(|| profile.to_string()),
                 regions: vec![region.to_string()],
                 ..Default::default()
@@ -82,13 +74,13 @@ impl Settings {
 
     /// The linked Azure subscription whose label (or ID) is `label`; one with just that
     /// ID when the settings do not name it.
-    pub fn azure_subscription(&self, label: &str) -> crate::providers::aks::AzureSubscription {
+    pub fn azure_subscription(&self, label: &str) -> ferry_providers::aks::AzureSubscription {
         self.azure
             .iter()
             .find(|s| s.label() == label)
             .or_else(|| self.azure.iter().find(|s| s.id == label))
             .cloned()
-            .unwrap_or_else(|| crate::providers::aks::AzureSubscription {
+            .unwrap_or_else(|| ferry_providers::aks::AzureSubscription {
                 id: label.to_string(),
                 ..Default::default()
             })

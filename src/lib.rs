@@ -1,16 +1,15 @@
 //! Ferry: back up, clone and migrate Kubernetes workloads between clusters.
 //!
-//! - [`engine`]: the deduplicating, encrypted repository and the jobs that use it. It
-//!   knows nothing of terminals.
-//! - [`providers`]: where clusters come from.
-//! - [`ui`]: what the user sees: progress rendering now, the full-screen console later.
-//! - [`policy`]: who may move what where: signed policies, scrubbing, the audit trail.
-//! - [`cli`]: the subcommands, the edge where errors get their context.
-//! - [`config`]: where Ferry keeps its files.
+//! This package is the `ferry` binary: its subcommands ([`cli`]) and where it keeps its
+//! files ([`config`]). The work is done by the workspace's crates, which it only wires
+//! together (see ARCHITECTURE.md):
+//!
+//! - `ferry-repo` (`src/engine/repo`): the deduplicating, encrypted repository.
+//! - `ferry-k8s` (`src/engine/k8s`): capture, volume mover, transform, plan, apply.
+//! - `ferry-providers` (`src/providers/clusters`): where clusters come from.
+//! - `ferry-sandbox` (`src/providers/sandbox`): local clusters for trying Ferry.
+//! - `ferry-policy` (`src/policy`): who may move what where.
+//! - `ferry-console` (`src/ui`): the full-screen console and progress display.
 
 pub mod cli;
 pub mod config;
-pub mod engine;
-pub mod policy;
-pub mod providers;
-pub mod ui;

@@ -26,7 +26,7 @@ fn main() -> ExitCode {
     let dirs = Dirs::discover();
     let _guard = init_logging(&dirs);
     // The newest policy version seen per repository, so a rolled-back one is refused.
-    ferry::policy::store::remember_in(dirs.state.join("policy-seen"));
+    ferry_policy::store::remember_in(dirs.state.join("policy-seen"));
     tracing::info!(args = ?std::env::args().collect::<Vec<_>>(), "start");
     match cli::run(cli) {
         Ok(code) => code,

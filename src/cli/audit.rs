@@ -3,8 +3,8 @@
 use clap::Args;
 
 use super::{Context, Exit};
-use crate::policy::audit;
-use crate::ui::format;
+use ferry_console::format;
+use ferry_policy::audit;
 
 #[derive(Debug, Args)]
 pub struct AuditArgs {

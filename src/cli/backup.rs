@@ -6,8 +6,8 @@ use anyhow::Context as _;
 use clap::Args;
 
 use super::{Context, Exit};
-use crate::engine::backup::{self, BackupOptions, ParentChoice};
-use crate::ui::{format, progress::run_with_progress};
+use ferry_console::{format, progress::run_with_progress};
+use ferry_repo::backup::{self, BackupOptions, ParentChoice};
 
 #[derive(Debug, Args)]
 pub struct BackupArgs {

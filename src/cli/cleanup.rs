@@ -5,8 +5,8 @@ use clap::Args;
 
 use super::kube::connect;
 use super::{Context, Exit};
-use crate::engine::k8s::lease;
-use crate::engine::k8s::mover::MoverOptions;
+use ferry_k8s::lease;
+use ferry_k8s::mover::MoverOptions;
 
 #[derive(Debug, Args)]
 pub struct CleanupArgs {

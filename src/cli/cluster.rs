@@ -1,6 +1,6 @@
 //! `ferry cluster create eks|aks`: a new EKS or AKS cluster as a restore target,
 //! pre-filled from the envelope a capture recorded (`--from-snapshot`), made by
-//! `providers::eks::create_cluster` or `providers::aks::create_cluster` with its
+//! `ferry_providers::eks::create_cluster` or `ferry_providers::aks::create_cluster` with its
 //! progress printed here.
 
 use std::time::Instant;
@@ -10,13 +10,13 @@ use clap::{Args, Subcommand};
 
 use super::{Context, Exit};
 use crate::config::Settings;
-use crate::engine::k8s::capture::CaptureMeta;
-use crate::engine::snapshot;
-use crate::providers::aks::{self, AksError, AksSpec};
-use crate::providers::eks::{
+use ferry_k8s::capture::CaptureMeta;
+use ferry_providers::aks::{self, AksError, AksSpec};
+use ferry_providers::eks::{
     self, ClusterSpec, CreateEvent, CreateOptions, EksError, NodegroupSpec,
 };
-use crate::providers::spec::{Field, SpecError};
+use ferry_providers::spec::{Field, SpecError};
+use ferry_repo::snapshot;
 
 #[derive(Debug, Subcommand)]
 pub enum ClusterCommand {

@@ -6,10 +6,10 @@ use anyhow::Context as _;
 
 use super::{Context, Exit};
 use crate::config::Settings;
-use crate::engine::k8s::mover::MoverOptions;
-use crate::ui::app::{App, Env};
-use crate::ui::keymap::Keymap;
-use crate::ui::theme::{ColorDepth, Theme};
+use ferry_console::app::{App, Env};
+use ferry_console::keymap::Keymap;
+use ferry_console::theme::{ColorDepth, Theme};
+use ferry_k8s::mover::MoverOptions;
 
 pub fn run(ctx: &Context, read_only: bool) -> anyhow::Result<Exit> {
     if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
@@ -41,12 +41,12 @@ pub fn run(ctx: &Context, read_only: bool) -> anyhow::Result<Exit> {
         read_only: read_only || settings.read_only,
         read_only_contexts: settings.read_only_contexts.clone(),
         mover,
-        reports: crate::engine::k8s::apply::Report::dir(&ctx.dirs.state),
+        reports: ferry_k8s::apply::Report::dir(&ctx.dirs.state),
         downloads: ctx.dirs.data.join("downloads"),
         aws: settings.aws.clone(),
         azure: settings.azure.clone(),
     };
     let _enter = ctx.rt.enter();
-    crate::ui::event::run(App::new(env)).context("the console stopped")?;
+    ferry_console::event::run(App::new(env)).context("the console stopped")?;
     Ok(Exit::SUCCESS)
 }

@@ -6,10 +6,10 @@ use anyhow::Context as _;
 use clap::Args;
 
 use super::{Context, Exit};
-use crate::engine::Repository;
-use crate::engine::backend::DynBackend;
-use crate::engine::crypto::KdfParams;
-use crate::engine::repo::InitOptions;
+use ferry_repo::Repository;
+use ferry_repo::backend::DynBackend;
+use ferry_repo::crypto::KdfParams;
+use ferry_repo::repo::InitOptions;
 
 #[derive(Debug, Args)]
 pub struct InitArgs {

@@ -6,7 +6,7 @@ use anyhow::Context as _;
 use clap::{Args, Subcommand};
 
 use super::{Context, Exit};
-use crate::engine::crypto::{KdfParams, KeyKind, Secret};
+use ferry_repo::crypto::{KdfParams, KeyKind, Secret};
 
 #[derive(Debug, Subcommand)]
 pub enum KeyCommand {

@@ -12,12 +12,12 @@ use serde_json::Value;
 
 use super::{Context, Exit};
 use crate::config::Settings;
-use crate::engine::k8s::graph;
-use crate::engine::k8s::objects::{self, Catalog, ObjRef};
-use crate::providers::kubeconfig::{BrokenSource, Linked, LinkedCluster, Sources};
-use crate::providers::probe;
-use crate::providers::{aks, eks};
-use crate::ui::format;
+use ferry_console::format;
+use ferry_k8s::graph;
+use ferry_k8s::objects::{self, Catalog, ObjRef};
+use ferry_providers::kubeconfig::{BrokenSource, Linked, LinkedCluster, Sources};
+use ferry_providers::probe;
+use ferry_providers::{aks, eks};
 
 /// Every linked cluster: kubeconfig contexts, then the EKS clusters of every linked AWS
 /// account and region and the AKS clusters of every linked Azure subscription (all
@@ -27,9 +27,9 @@ use crate::ui::format;
 pub fn linked(ctx: &Context) -> anyhow::Result<Linked> {
     let settings = Settings::load(&ctx.dirs)?;
     let mut linked = kubeconfig_linked(ctx, &settings)?;
-    let mut listed: Vec<_> = ctx.rt.block_on(
-        crate::providers::cloud::list(&settings.aws, &settings.azure).collect::<Vec<_>>(),
-    );
+    let mut listed: Vec<_> = ctx
+        .rt
+        .block_on(ferry_providers::cloud::list(&settings.aws, &settings.azure).collect::<Vec<_>>());
     listed.sort_by(|a, b| a.0.cmp(&b.0));
     for (origin, res) in listed {
         match res {
@@ -203,7 +203,7 @@ pub fn clusters(ctx: &Context, a: ClustersArgs) -> anyhow::Result<Exit> {
         "MAY".into(),
         "SERVER".into(),
     ]];
-    for (source, group) in crate::providers::kubeconfig::by_source(&linked) {
+    for (source, group) in ferry_providers::kubeconfig::by_source(&linked) {
         rows.push(vec![format!("# {source}")]);
         for c in group {
             let p = linked
@@ -306,7 +306,7 @@ pub fn namespaces(ctx: &Context, a: NamespacesArgs) -> anyhow::Result<Exit> {
                         .requests
                         .as_ref()?
                         .get("storage")
-                        .and_then(|q| crate::engine::k8s::plan::parse_quantity(&q.0))
+                        .and_then(|q| ferry_k8s::plan::parse_quantity(&q.0))
                 })
                 .sum();
             rows.push(vec![

@@ -5,16 +5,16 @@ use clap::Args;
 
 use super::policy::Place;
 use super::{Context, Exit};
-use crate::engine::Repository;
-use crate::engine::check::{self, CheckOptions};
-use crate::engine::forget::{self, Retention};
-use crate::engine::k8s::capture::CaptureMeta;
-use crate::engine::lock;
-use crate::engine::prune::{self, PruneOptions};
-use crate::engine::snapshot;
-use crate::engine::snapshot::Snapshot;
-use crate::policy::Action as PolicyAction;
-use crate::ui::{format, progress::run_with_progress};
+use ferry_console::{format, progress::run_with_progress};
+use ferry_k8s::capture::CaptureMeta;
+use ferry_policy::Action as PolicyAction;
+use ferry_repo::Repository;
+use ferry_repo::check::{self, CheckOptions};
+use ferry_repo::forget::{self, Retention};
+use ferry_repo::lock;
+use ferry_repo::prune::{self, PruneOptions};
+use ferry_repo::snapshot;
+use ferry_repo::snapshot::Snapshot;
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
@@ -67,7 +67,7 @@ pub struct PruneArgs {
 }
 
 fn parse_age(s: &str) -> Result<std::time::Duration, String> {
-    crate::engine::backend::retry::parse_duration(s)
+    ferry_repo::backend::retry::parse_duration(s)
 }
 
 #[derive(Debug, Args)]
@@ -254,7 +254,7 @@ pub fn forget(ctx: &Context, a: ForgetArgs) -> anyhow::Result<Exit> {
             PruneArgs {
                 max_unused: 20.0,
                 dry_run: false,
-                incomplete_upload_age: crate::engine::prune::INCOMPLETE_UPLOAD_AGE,
+                incomplete_upload_age: ferry_repo::prune::INCOMPLETE_UPLOAD_AGE,
             },
         )
         .context(
@@ -352,7 +352,7 @@ pub fn repair_index(ctx: &Context) -> anyhow::Result<Exit> {
     let repo = ctx.open()?;
     let progress = ctx.progress();
     let r = run_with_progress(&progress, ctx.global.quiet, || {
-        crate::engine::repair::rebuild_index(&repo, &progress)
+        ferry_repo::repair::rebuild_index(&repo, &progress)
     })?;
     for (pack, why) in &r.unreadable {
         say!("unreadable pack {pack}: {why}");

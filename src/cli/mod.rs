@@ -101,11 +101,11 @@ pub struct Global {
 }
 
 pub(crate) fn parse_rate(s: &str) -> Result<u64, String> {
-    crate::engine::throttle::parse_rate(s)
+    ferry_repo::rate::parse_rate(s)
 }
 
 fn parse_budget(s: &str) -> Result<std::time::Duration, String> {
-    crate::engine::backend::retry::parse_duration(s)
+    ferry_repo::backend::retry::parse_duration(s)
 }
 
 #[derive(Debug, Subcommand)]

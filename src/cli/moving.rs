@@ -13,17 +13,17 @@ use super::kube::connect;
 use super::policy::{Place, authorize, origin};
 use super::{Context, Exit};
 use crate::config::Settings;
-use crate::engine::k8s::apply::{self, Report};
-use crate::engine::k8s::capture::{self, CaptureMeta, CaptureOptions, CaptureOutcome, Scope};
-use crate::engine::k8s::mover::MoverOptions;
-use crate::engine::k8s::objects::ObjRef;
-use crate::engine::k8s::plan::{self, Conflict, Plan, RestoreOptions};
-use crate::engine::k8s::transform::Mapping;
-use crate::engine::k8s::{JobProgress, K8sError};
-use crate::engine::snapshot::{self, Snapshot};
-use crate::engine::{Repository, progress::Phase};
-use crate::policy::Action as PolicyAction;
-use crate::ui::{format, progress};
+use ferry_console::{format, progress};
+use ferry_k8s::apply::{self, Report};
+use ferry_k8s::capture::{self, CaptureMeta, CaptureOptions, CaptureOutcome, Scope};
+use ferry_k8s::mover::MoverOptions;
+use ferry_k8s::objects::ObjRef;
+use ferry_k8s::plan::{self, Conflict, Plan, PlanOptions};
+use ferry_k8s::transform::Mapping;
+use ferry_k8s::{JobProgress, K8sError};
+use ferry_policy::Action as PolicyAction;
+use ferry_repo::snapshot::{self, Snapshot};
+use ferry_repo::{Repository, progress::Phase};
 
 /// What to capture from a cluster.
 #[derive(Debug, Args, Clone, Default)]
@@ -120,9 +120,9 @@ fn parse_pair(s: &str) -> Result<(String, String), String> {
 }
 
 impl MapArgs {
-    fn options(&self, mover: MoverOptions) -> RestoreOptions {
+    fn options(&self, mover: MoverOptions) -> PlanOptions {
         let m = |v: &[(String, String)]| v.iter().cloned().collect::<BTreeMap<_, _>>();
-        RestoreOptions {
+        PlanOptions {
             mapping: Mapping {
                 namespaces: m(&self.map_namespace),
                 storage_classes: m(&self.map_storage_class),
@@ -146,7 +146,7 @@ fn run_job<T: Send>(
     f: impl std::future::Future<Output = Result<T, K8sError>> + Send,
 ) -> Result<T, K8sError> {
     let describe =
-        |s: &crate::engine::progress::ProgressSnapshot, r: f64| progress::job_line(job, s, r);
+        |s: &ferry_repo::progress::ProgressSnapshot, r: f64| progress::job_line(job, s, r);
     progress::run_with_line(&job.data, ctx.global.quiet, &describe, || {
         ctx.rt.block_on(f)
     })
@@ -307,7 +307,7 @@ pub fn plan(ctx: &Context, a: PlanArgs) -> anyhow::Result<Exit> {
     ))?;
     print!("{}", render(&plan, &a.output)?);
     // What the policy would say of carrying it out (nothing is recorded for a dry run).
-    let denied = ctx.rt.block_on(crate::policy::gate::preview(
+    let denied = ctx.rt.block_on(ferry_policy::gate::preview(
         &repo,
         PolicyAction::Restore,
         Some(&origin(ctx, &meta.cluster)),
@@ -327,10 +327,7 @@ pub fn plan(ctx: &Context, a: PlanArgs) -> anyhow::Result<Exit> {
 }
 
 /// A restore's (source namespace, target namespace) pairs, as the policy sees them.
-fn restore_pairs(
-    meta: &CaptureMeta,
-    opts: &RestoreOptions,
-) -> Vec<(Option<String>, Option<String>)> {
+fn restore_pairs(meta: &CaptureMeta, opts: &PlanOptions) -> Vec<(Option<String>, Option<String>)> {
     let sources = if opts.namespaces.is_empty() {
         &meta.namespaces
     } else {
@@ -366,8 +363,8 @@ fn confirm(plan: &Plan, yes: bool) -> anyhow::Result<()> {
     eprint!(
         "Carry out this plan on {} ({} to create, {} to update)? [y/N] ",
         plan.target_cluster,
-        plan.count(plan::Action::Create),
-        plan.count(plan::Action::Update)
+        plan.count(plan::Change::Create),
+        plan.count(plan::Change::Update)
     );
     let mut line = String::new();
     std::io::stdin().read_line(&mut line)?;

@@ -8,14 +8,14 @@ use anyhow::{Context as _, bail};
 
 use super::Global;
 use crate::config::Dirs;
-use crate::engine::Repository;
-use crate::engine::backend::local::LocalBackend;
-use crate::engine::backend::retry::{RetryPolicy, Retrying};
-use crate::engine::backend::s3::{S3Backend, S3Config};
-use crate::engine::backend::throttle::Throttled;
-use crate::engine::backend::{DynBackend, StoreStatus};
-use crate::engine::crypto::Secret;
-use crate::engine::progress::Progress;
+use ferry_repo::Repository;
+use ferry_repo::backend::local::LocalBackend;
+use ferry_repo::backend::retry::{RetryPolicy, Retrying};
+use ferry_repo::backend::s3::{S3Backend, S3Config};
+use ferry_repo::backend::throttled::Throttled;
+use ferry_repo::backend::{DynBackend, StoreStatus};
+use ferry_repo::crypto::Secret;
+use ferry_repo::progress::Progress;
 
 /// What every command shares: options, directories, the async runtime.
 #[derive(Debug)]
@@ -251,7 +251,7 @@ pub fn generate_key_file(path: &Path) -> anyhow::Result<Secret> {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
     let mut key = [0u8; 32];
-    crate::engine::crypto::random_bytes(&mut key)?;
+    ferry_repo::crypto::random_bytes(&mut key)?;
     let text = hex::encode(key);
     let mut f = std::fs::OpenOptions::new()
         .write(true)

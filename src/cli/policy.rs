@@ -14,11 +14,11 @@ use serde_json::Value;
 
 use super::kube::{connect, linked};
 use super::{Context, Exit};
-use crate::engine::Repository;
-use crate::engine::k8s::plan::Plan;
-use crate::policy::gate::{self, Gate};
-use crate::policy::{self as pol, Action, ActivePolicy, AdminKey, Decision};
-use crate::providers::kubeconfig::LinkedCluster;
+use ferry_k8s::plan::Plan;
+use ferry_policy::gate::{self, Gate};
+use ferry_policy::{self as pol, Action, ActivePolicy, AdminKey, Decision};
+use ferry_providers::kubeconfig::LinkedCluster;
+use ferry_repo::Repository;
 
 /// Exit status of `ferry policy check` when the answer is no.
 pub const DENIED: u8 = 5;
@@ -379,7 +379,7 @@ fn change_permission(
     }
 }
 
-pub(super) use crate::policy::gate::Place;
+pub(super) use ferry_policy::gate::Place;
 
 /// The place a capture was taken from: its cluster as the kubeconfig knows it.
 pub(super) fn origin(ctx: &Context, cluster: &str) -> Place {
@@ -474,7 +474,7 @@ impl Job {
         self.gate.plan(plan);
     }
 
-    pub(super) fn snapshot(&mut self, id: &crate::engine::id::Id) {
+    pub(super) fn snapshot(&mut self, id: &ferry_repo::id::Id) {
         self.gate.record.snapshot = Some(id.to_hex());
     }
 

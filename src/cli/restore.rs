@@ -6,9 +6,9 @@ use anyhow::Context as _;
 use clap::Args;
 
 use super::{Context, Exit};
-use crate::engine::restore::{self, RestoreOptions};
-use crate::engine::snapshot;
-use crate::ui::{format, progress::run_with_progress};
+use ferry_console::{format, progress::run_with_progress};
+use ferry_repo::restore::{self, RestoreOptions};
+use ferry_repo::snapshot;
 
 #[derive(Debug, Args)]
 pub struct RestoreArgs {

@@ -14,7 +14,7 @@ use clap::{Args, Subcommand};
 use serde::{Deserialize, Serialize};
 
 use super::{Context, Exit};
-use crate::providers::sandbox::{self, KubeconfigEntry, Sandbox, SandboxConfig};
+use ferry_sandbox::{self as sandbox, KubeconfigEntry, Sandbox, SandboxConfig};
 
 /// The clusters `up` starts when none is named: a production and a QA cluster with
 /// different storage classes, so a first migration has something to map.

@@ -1,5 +1,5 @@
 //! `ferry sandbox cloud up|down|status`: the sandbox cloud, a local EKS- and
-//! STS-compatible endpoint (`providers::sandbox::cloud`) whose clusters are sandboxes.
+//! STS-compatible endpoint (`ferry_sandbox::cloud`) whose clusters are sandboxes.
 //!
 //! `up` runs it as a background `ferry sandbox cloud serve` (or in this process with
 //! `--foreground`) on 127.0.0.1 (port 4599 unless `--port`), with its folder at
@@ -16,10 +16,10 @@ use clap::{Args, Subcommand};
 use serde::{Deserialize, Serialize};
 
 use super::{Context, Exit};
-use crate::providers::sandbox::arm::{ArmConfig, AzurePrincipal};
-use crate::providers::sandbox::cloud::{Cloud, CloudConfig};
-use crate::providers::sandbox::iam::Principal;
-use crate::providers::sandbox::write_atomic;
+use ferry_sandbox::arm::{ArmConfig, AzurePrincipal};
+use ferry_sandbox::cloud::{Cloud, CloudConfig};
+use ferry_sandbox::iam::Principal;
+use ferry_sandbox::write_atomic;
 
 const DEFAULT_PORT: u16 = 4599;
 const REGION: &str = "us-east-1";

@@ -1,5 +1,5 @@
 //! `ferry sandbox seed`: loads the sample shop application into a running sandbox through
-//! the kubeconfig `ferry sandbox up` wrote (see `providers::sandbox::seed`).
+//! the kubeconfig `ferry sandbox up` wrote (see `ferry_sandbox::seed`).
 
 use std::path::Path;
 
@@ -8,7 +8,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 
 use super::sandbox::{SeedArgs, kubeconfig_path, running};
 use super::{Context, Exit};
-use crate::providers::sandbox::{self, SeedOptions};
+use ferry_sandbox::{self as sandbox, SeedOptions};
 
 pub fn run(ctx: &Context, root: &Path, a: SeedArgs) -> anyhow::Result<Exit> {
     let dir = root.join(&a.cluster);

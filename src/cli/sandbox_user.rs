@@ -7,7 +7,7 @@ use clap::{Args, Subcommand};
 
 use super::sandbox::{all_sandboxes, root, write_kubeconfig};
 use super::{Context, Exit};
-use crate::providers::sandbox;
+use ferry_sandbox as sandbox;
 
 #[derive(Debug, Subcommand)]
 pub enum UserCommand {

@@ -3,10 +3,10 @@
 use clap::Args;
 
 use super::{Context, Exit};
-use crate::engine::snapshot::{self, Snapshot};
-use crate::engine::tree;
-use crate::engine::{diff as ediff, stats as estats};
-use crate::ui::format;
+use ferry_console::format;
+use ferry_repo::snapshot::{self, Snapshot};
+use ferry_repo::tree;
+use ferry_repo::{diff as ediff, stats as estats};
 
 #[derive(Debug, Args)]
 pub struct SnapshotsArgs {
@@ -41,7 +41,7 @@ pub struct StatsArgs {
 
 /// Loads what can be read of the index; a damaged index file is a warning, not the
 /// end of a listing (what it hides is reported where it is needed).
-fn load_index(repo: &crate::engine::Repository) -> anyhow::Result<()> {
+fn load_index(repo: &ferry_repo::Repository) -> anyhow::Result<()> {
     for (name, e) in repo.load_index_tolerant()? {
         eprintln!("warning: index file {name} cannot be read ({e})");
     }
@@ -104,7 +104,7 @@ pub fn ls(ctx: &Context, a: LsArgs) -> anyhow::Result<Exit> {
     load_index(&repo)?;
     let snap = snapshot::find(&repo, &a.snapshot)?;
     let node = tree::find_path(&repo, &snap.tree, &a.path)?.ok_or_else(|| {
-        crate::engine::Error::PathNotInSnapshot {
+        ferry_repo::Error::PathNotInSnapshot {
             snapshot: snap.id.short(),
             path: a.path.clone(),
         }

@@ -10,9 +10,9 @@ use serde::{Deserialize, Serialize};
 use super::document::Action;
 use super::eval::Identity;
 use super::{PolicyError, Result};
-use crate::engine::Repository;
-use crate::engine::backend::FileKind;
-use crate::providers::kubeconfig::ClusterIdentity;
+use ferry_providers::kubeconfig::ClusterIdentity;
+use ferry_repo::Repository;
+use ferry_repo::backend::FileKind;
 
 /// The record format version.
 pub const RECORD_VERSION: u32 = 1;
@@ -92,8 +92,8 @@ impl AuditRecord {
             id: String::new(),
             time: chrono::Utc::now(),
             previous: None,
-            local_user: crate::engine::username(),
-            host: crate::engine::hostname(),
+            local_user: ferry_repo::username(),
+            host: ferry_repo::hostname(),
             identities: Vec::new(),
             action,
             from: None,
@@ -115,7 +115,7 @@ impl AuditRecord {
 
 fn record_name(time: chrono::DateTime<chrono::Utc>) -> Result<String> {
     let mut r = [0u8; 8];
-    crate::engine::crypto::random_bytes(&mut r).map_err(|e| PolicyError::Repository(e.into()))?;
+    ferry_repo::crypto::random_bytes(&mut r).map_err(|e| PolicyError::Repository(e.into()))?;
     Ok(format!(
         "{}-{}",
         time.format("%Y%m%dT%H%M%S%.9fZ"),
@@ -127,7 +127,7 @@ fn record_name(time: chrono::DateTime<chrono::Utc>) -> Result<String> {
 fn names(repo: &Repository) -> Result<Vec<String>> {
     let mut n: Vec<String> = repo
         .block_on(repo.backend().list(FileKind::Audit))
-        .map_err(crate::engine::Error::from)?
+        .map_err(ferry_repo::Error::from)?
         .into_iter()
         .map(|f| f.name)
         .collect();
@@ -157,7 +157,7 @@ pub fn read(repo: &Repository) -> Result<(Vec<AuditRecord>, Vec<String>)> {
     for name in &names {
         let plain = match repo.load_encrypted(FileKind::Audit, name) {
             Ok(p) => p,
-            Err(crate::engine::Error::Damaged { detail, .. }) => {
+            Err(ferry_repo::Error::Damaged { detail, .. }) => {
                 return Err(PolicyError::AuditDamaged {
                     name: name.clone(),
                     detail,

@@ -74,7 +74,7 @@ pub struct Selector {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
     /// The API server URL (version 2: as TLS checks it, see
-    /// [`crate::providers::kubeconfig::ClusterIdentity::server`]; it needs `ca`).
+    /// [`ferry_providers::kubeconfig::ClusterIdentity::server`]; it needs `ca`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server: Option<String>,
     /// `sha256:<64 hex digits>` of the cluster's CA certificate, or a list: matches when

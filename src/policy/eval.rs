@@ -3,7 +3,7 @@
 //! **Where a location is.** A location is in an environment when one of its selectors
 //! matches it (every field the selector sets matches). Version 2 documents match
 //! clusters on their identity (`server` with `ca`, `eksArn`, `aksId`, `account` of the
-//! ARN EKS reports: see [`crate::providers::kubeconfig::ClusterIdentity`]), which no
+//! ARN EKS reports: see [`ferry_providers::kubeconfig::ClusterIdentity`]), which no
 //! kubeconfig edit can fake. Version 1 documents match on names as before, with one
 //! safety rule: a selector that sets a namespace but names no cluster applies only on
 //! clusters that no cluster-wide selector (one without a namespace) of *another*
@@ -42,7 +42,7 @@ use serde::{Deserialize, Serialize};
 use super::document::{
     Action, Effect, EnvSet, Environment, Policy, Rule, ScrubRule, Selector, Subject, glob,
 };
-use crate::providers::kubeconfig::ClusterIdentity;
+use ferry_providers::kubeconfig::ClusterIdentity;
 
 /// Where data comes from or goes to: a cluster and, usually, a namespace.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

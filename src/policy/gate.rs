@@ -17,9 +17,9 @@ use super::eval::{Decision, Identity, Location, Request};
 use super::store::{self, ActivePolicy};
 
 use super::{PolicyError, Result, identity};
-use crate::engine::Repository;
-use crate::engine::k8s::plan::{self, Plan};
-use crate::providers::kubeconfig::LinkedCluster;
+use ferry_k8s::plan::{self, Plan};
+use ferry_providers::kubeconfig::LinkedCluster;
+use ferry_repo::Repository;
 
 /// A cluster a job reads from or writes to, and the client to ask it (None when Ferry
 /// does not talk to it, e.g. where a restored capture was taken).
@@ -102,9 +102,9 @@ impl Gate {
     pub fn plan(&mut self, plan: &Plan) {
         self.record.plan = Some(format!(
             "{} to create, {} to update, {} to skip, {} volume(s) into {}",
-            plan.count(plan::Action::Create),
-            plan.count(plan::Action::Update),
-            plan.count(plan::Action::Skip),
+            plan.count(plan::Change::Create),
+            plan.count(plan::Change::Update),
+            plan.count(plan::Change::Skip),
             plan.volumes.len(),
             plan.target_cluster
         ));

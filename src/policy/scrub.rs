@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::document::{ScrubMode, ScrubRule, glob};
-use crate::engine::k8s::objects::ObjRef;
+use ferry_k8s::objects::ObjRef;
 
 /// The annotation a placeholder object carries: the data keys to fill in.
 pub const FILL_IN_ANNOTATION: &str = "ferry.io/fill-in";

@@ -17,7 +17,7 @@ use zeroize::Zeroizing;
 
 use super::document::{Policy, parse_admin_key};
 use super::{PolicyError, Result};
-use crate::engine::id::Id;
+use ferry_repo::id::Id;
 
 /// What is signed: this prefix, then the body's JSON text.
 const DOMAIN: &[u8] = b"ferry-policy-v1\n";
@@ -59,7 +59,7 @@ impl AdminKey {
     /// A new random key.
     pub fn generate(label: &str) -> Result<AdminKey> {
         let mut seed = Zeroizing::new([0u8; 32]);
-        crate::engine::crypto::random_bytes(seed.as_mut())
+        ferry_repo::crypto::random_bytes(seed.as_mut())
             .map_err(|e| PolicyError::Repository(e.into()))?;
         Ok(AdminKey {
             key: SigningKey::from_bytes(&seed),

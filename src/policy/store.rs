@@ -9,9 +9,9 @@ use serde::{Deserialize, Serialize};
 use super::document::Policy;
 use super::signing::{self, AdminKey, PolicyBody, PolicyEnvelope, Verified};
 use super::{PolicyError, Result};
-use crate::engine::Repository;
-use crate::engine::backend::FileKind;
-use crate::engine::repo::PolicyPin;
+use ferry_repo::Repository;
+use ferry_repo::backend::FileKind;
+use ferry_repo::repo::PolicyPin;
 
 /// The verified policy a repository holds.
 #[derive(Debug, Clone)]
@@ -42,12 +42,12 @@ impl From<Verified> for ActivePolicy {
 fn read_all(repo: &Repository) -> Result<Vec<(String, PolicyEnvelope)>> {
     let files = repo
         .block_on(repo.backend().list(FileKind::Policy))
-        .map_err(crate::engine::Error::from)?;
+        .map_err(ferry_repo::Error::from)?;
     let mut out = Vec::new();
     for f in files {
         let plain = match repo.load_encrypted(FileKind::Policy, &f.name) {
             Ok(p) => p,
-            Err(crate::engine::Error::Damaged { detail, .. }) => {
+            Err(ferry_repo::Error::Damaged { detail, .. }) => {
                 return Err(PolicyError::Tampered {
                     name: f.name,
                     detail: format!("it does not decrypt ({detail})"),

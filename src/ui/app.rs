@@ -1,9 +1,9 @@
 //! The console's state and what every action does to it.
 //!
 //! `App` is owned by the UI thread. It never waits for the network or the disk: every
-//! load, probe, plan and job runs as a tokio task ([`crate::ui::tasks`]) that sends a
+//! load, probe, plan and job runs as a tokio task ([`crate::tasks`]) that sends a
 //! [`Msg`] back, and `App::apply` folds the message into the state. Drawing
-//! ([`crate::ui::screens`]) only reads the state. Tests drive an `App` with key events
+//! ([`crate::screens`]) only reads the state. Tests drive an `App` with key events
 //! and [`App::settle`] without any terminal.
 
 use std::borrow::Cow;
@@ -17,21 +17,21 @@ use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseButton, MouseEvent,
 use ratatui::layout::{Position, Rect};
 use serde_json::Value;
 
-use crate::engine::Repository;
-use crate::engine::k8s::JobProgress;
-use crate::engine::k8s::apply::Report;
-use crate::engine::k8s::capture::{CaptureMeta, Scope};
-use crate::engine::k8s::mover::MoverOptions;
-use crate::engine::progress::RateMeter;
-use crate::engine::snapshot::Snapshot;
-use crate::engine::tree::{Node, NodeKind};
-use crate::providers::kubeconfig::{BrokenSource, Linked, LinkedCluster, Origin};
-use crate::providers::probe::Facts;
-use crate::ui::keymap::{Action, Keymap};
-use crate::ui::screens;
-use crate::ui::tasks;
-use crate::ui::theme::Theme;
-use crate::ui::wizard::{Purpose, Source, Wizard};
+use crate::keymap::{Command, Keymap};
+use crate::screens;
+use crate::tasks;
+use crate::theme::Theme;
+use crate::wizard_state::{Purpose, Source, Wizard};
+use ferry_k8s::JobProgress;
+use ferry_k8s::apply::Report;
+use ferry_k8s::capture::{CaptureMeta, Scope};
+use ferry_k8s::mover::MoverOptions;
+use ferry_providers::kubeconfig::{BrokenSource, Linked, LinkedCluster, Origin};
+use ferry_providers::probe::Facts;
+use ferry_repo::Repository;
+use ferry_repo::progress::RateMeter;
+use ferry_repo::snapshot::Snapshot;
+use ferry_repo::tree::{Node, NodeKind};
 
 /// What the console was started with.
 pub struct Env {
@@ -53,10 +53,10 @@ pub struct Env {
     pub downloads: std::path::PathBuf,
     /// Linked AWS accounts (`aws:` in the settings): the wizard offers a new EKS
     /// cluster as a target when there is one.
-    pub aws: Vec<crate::providers::eks::AwsAccount>,
+    pub aws: Vec<ferry_providers::eks::AwsAccount>,
     /// Linked Azure subscriptions (`azure:` in the settings): the wizard offers a new
     /// AKS cluster as a target when there is one.
-    pub azure: Vec<crate::providers::aks::AzureSubscription>,
+    pub azure: Vec<ferry_providers::aks::AzureSubscription>,
 }
 
 impl std::fmt::Debug for Env {
@@ -365,7 +365,7 @@ pub struct SnapshotsData {
 /// The repository's audit trail, as read.
 pub struct AuditData {
     /// Oldest first, as stored.
-    pub records: Vec<crate::policy::audit::AuditRecord>,
+    pub records: Vec<ferry_policy::audit::AuditRecord>,
     /// Records that could not be read (a damaged file, a gap in the chain).
     pub warnings: Vec<String>,
     pub rows: Vec<Row>,
@@ -383,7 +383,7 @@ pub enum Msg {
     SnapshotDir(String, String, Result<Vec<Node>, String>),
     /// The checked destination of a restore prompt (prompt generation): the engine's
     /// options, or what is wrong with the folder.
-    RestoreChecked(u64, Result<crate::engine::restore::RestoreOptions, String>),
+    RestoreChecked(u64, Result<ferry_repo::restore::RestoreOptions, String>),
     /// Storage classes used by a wizard's live source (wizard generation).
     WizardClasses(u64, Result<Vec<String>, String>),
     /// The cloud envelope of a wizard's live source (wizard generation): None for a
@@ -395,7 +395,7 @@ pub enum Msg {
     Plan(u64, Result<Box<tasks::Prepared>, String>),
     JobDone(usize, JobEnd),
     /// The audit trail: records (oldest first) and warnings.
-    Audit(Result<(Vec<crate::policy::audit::AuditRecord>, Vec<String>), String>),
+    Audit(Result<(Vec<ferry_policy::audit::AuditRecord>, Vec<String>), String>),
     /// A line for the status bar from background work.
     Status(Tone, String),
     /// A cluster the console created (a wizard's new target): linked from now on.
@@ -500,7 +500,7 @@ impl App {
             tasks::probe(&app.env.rt, &app.tx, c.linked.clone());
         }
         // Cloud accounts are listed in the background: the screen is up meanwhile.
-        app.listing = crate::providers::cloud::origins(&app.env.aws, &app.env.azure);
+        app.listing = ferry_providers::cloud::origins(&app.env.aws, &app.env.azure);
         if !app.listing.is_empty() {
             tasks::cloud_clusters(&app.env.rt, &app.tx, &app.env.aws, &app.env.azure);
         }
@@ -1006,7 +1006,7 @@ impl App {
     }
 
     /// Records a live capture whose plan was dropped unconfirmed ([`tasks::abandoned`]).
-    fn abandon(&self, record: crate::policy::audit::AuditRecord) {
+    fn abandon(&self, record: ferry_policy::audit::AuditRecord) {
         if let Ok(repo) = &self.env.repo {
             tasks::abandoned(&self.env.rt, repo.clone(), record);
         }
@@ -1278,7 +1278,7 @@ impl App {
             ("jobs" | "j", _) => self.reset_to(vec![View::Jobs]),
             ("audit" | "a", _) => self.reset_to(vec![View::Audit]),
             ("help", _) => self.mode = Mode::Help,
-            ("q" | "quit", _) => self.action(Action::Quit),
+            ("q" | "quit", _) => self.action(Command::Quit),
             ("", _) => {}
             (other, _) => self.say(
                 Tone::Error,
@@ -1288,35 +1288,35 @@ impl App {
     }
 
     /// Carries out an action of the keymap.
-    pub fn action(&mut self, a: Action) {
+    pub fn action(&mut self, a: Command) {
         let view = self.screen().view.clone();
         match a {
-            Action::Down => self.move_selection(1),
-            Action::Up => self.move_selection(-1),
-            Action::PageDown if self.show_yaml && self.yaml.is_some() => {
+            Command::Down => self.move_selection(1),
+            Command::Up => self.move_selection(-1),
+            Command::PageDown if self.show_yaml && self.yaml.is_some() => {
                 self.yaml_scroll = self.yaml_scroll.saturating_add(10)
             }
-            Action::PageUp if self.show_yaml && self.yaml.is_some() => {
+            Command::PageUp if self.show_yaml && self.yaml.is_some() => {
                 self.yaml_scroll = self.yaml_scroll.saturating_sub(10)
             }
-            Action::PageDown => {
+            Command::PageDown => {
                 let p = self.screen().list.page.get().max(1) as isize;
                 self.move_selection(p)
             }
-            Action::PageUp => {
+            Command::PageUp => {
                 let p = self.screen().list.page.get().max(1) as isize;
                 self.move_selection(-p)
             }
-            Action::Top => {
+            Command::Top => {
                 self.screen_mut().list.selected = 0;
                 self.select_first_selectable();
             }
-            Action::Bottom => self.move_selection(isize::MAX / 2),
-            Action::Enter => self.enter(),
-            Action::Back => self.back(),
-            Action::Filter => self.mode = Mode::Filter,
-            Action::Command => self.mode = Mode::Command(String::new()),
-            Action::Mark => {
+            Command::Bottom => self.move_selection(isize::MAX / 2),
+            Command::Enter => self.enter(),
+            Command::Back => self.back(),
+            Command::Filter => self.mode = Mode::Filter,
+            Command::CommandLine => self.mode = Mode::Command(String::new()),
+            Command::Mark => {
                 if let Some(r) = self.selected_row() {
                     let marks = &mut self.screen_mut().list.marks;
                     if !marks.remove(&r.key) {
@@ -1325,20 +1325,20 @@ impl App {
                     self.move_selection(1);
                 }
             }
-            Action::Help => self.mode = Mode::Help,
-            Action::Quit => {
+            Command::Help => self.mode = Mode::Help,
+            Command::Quit => {
                 if self.running_jobs() > 0 {
                     self.mode = Mode::ConfirmQuit;
                 } else {
                     self.quit = true;
                 }
             }
-            Action::Backup => self.backup(&view),
-            Action::Migrate => self.open_live_wizard(&view, Purpose::Migrate),
-            Action::Clone => self.open_live_wizard(&view, Purpose::Clone),
-            Action::Restore => self.open_restore_wizard(&view),
-            Action::Download => self.open_restore_prompt(&view),
-            Action::Cancel => {
+            Command::Backup => self.backup(&view),
+            Command::Migrate => self.open_live_wizard(&view, Purpose::Migrate),
+            Command::Clone => self.open_live_wizard(&view, Purpose::Clone),
+            Command::Restore => self.open_restore_wizard(&view),
+            Command::Download => self.open_restore_prompt(&view),
+            Command::Cancel => {
                 if view == View::Jobs {
                     match self
                         .selected_row()
@@ -1360,7 +1360,7 @@ impl App {
                     self.say(Tone::Normal, "x cancels a job on :jobs");
                 }
             }
-            Action::Pause => {
+            Command::Pause => {
                 if view != View::Jobs {
                     self.say(Tone::Normal, "p pauses or resumes a job on :jobs");
                     return;
@@ -1383,11 +1383,11 @@ impl App {
                     }
                 }
             }
-            Action::Yaml => {
+            Command::Yaml => {
                 self.show_yaml = !self.show_yaml;
                 self.yaml_scroll = 0;
             }
-            Action::Switch => match view {
+            Command::Switch => match view {
                 View::Workloads { cluster, ns } => {
                     let n = self.stack.len() - 1;
                     self.stack[n] = Screen {
@@ -1406,10 +1406,10 @@ impl App {
                 }
                 _ => {}
             },
-            Action::Refresh => self.load_current(true),
-            Action::Jobs => self.reset_to(vec![View::Jobs]),
-            Action::Snapshots => self.reset_to(vec![View::Snapshots]),
-            Action::Export => self.export(&view),
+            Command::Refresh => self.load_current(true),
+            Command::Jobs => self.reset_to(vec![View::Jobs]),
+            Command::Snapshots => self.reset_to(vec![View::Snapshots]),
+            Command::Export => self.export(&view),
         }
     }
 
@@ -1493,7 +1493,7 @@ impl App {
                     ),
                 },
                 Some(_) => {
-                    let keys = self.env.keymap.keys_for(Action::Download).join("/");
+                    let keys = self.env.keymap.keys_for(Command::Download).join("/");
                     self.say(
                         Tone::Normal,
                         format!("{keys} restores it to a folder of this machine"),
@@ -1584,7 +1584,7 @@ impl App {
         let progress = JobProgress::new();
         progress
             .data
-            .set_phase(crate::engine::progress::Phase::Transferring);
+            .set_phase(ferry_repo::progress::Phase::Transferring);
         if let Some(status) = self
             .env
             .repo
@@ -1648,7 +1648,7 @@ impl App {
         let include_volumes = self.read_only_reason(&cluster).is_none();
         let what = scope.namespaces().join(",");
         let (id, progress) = self.register_job(format!("backup {cluster}/{what}"));
-        let opts = crate::engine::k8s::capture::CaptureOptions {
+        let opts = ferry_k8s::capture::CaptureOptions {
             cluster: cluster.clone(),
             scope,
             include_volumes,
@@ -1742,7 +1742,7 @@ impl App {
     }
 
     /// Asks, in the background, which of the wizard's targets the policy denies.
-    fn check_targets(&self, w: &Wizard, source: Result<LinkedCluster, crate::policy::gate::Place>) {
+    fn check_targets(&self, w: &Wizard, source: Result<LinkedCluster, ferry_policy::gate::Place>) {
         let Ok(repo) = &self.env.repo else { return };
         let targets: Vec<LinkedCluster> = w
             .targets
@@ -1776,22 +1776,22 @@ impl App {
         };
         let outcome = w.key(self, k);
         if let Some(record) = captured
-            && (matches!(outcome, crate::ui::wizard::Outcome::Close)
+            && (matches!(outcome, crate::wizard_state::Outcome::Close)
                 || !matches!(w.plan, Some(Load::Ready(_))))
         {
             self.abandon(record);
         }
         match outcome {
-            crate::ui::wizard::Outcome::Stay => self.wizard = Some(w),
-            crate::ui::wizard::Outcome::Close => {
+            crate::wizard_state::Outcome::Stay => self.wizard = Some(w),
+            crate::wizard_state::Outcome::Close => {
                 self.say(Tone::Normal, "wizard closed: nothing was changed")
             }
-            crate::ui::wizard::Outcome::BuildPlan => {
+            crate::wizard_state::Outcome::BuildPlan => {
                 self.start_plan(&mut w);
                 self.wizard = Some(w);
             }
-            crate::ui::wizard::Outcome::Confirm => self.confirm(w),
-            crate::ui::wizard::Outcome::Refused => {
+            crate::wizard_state::Outcome::Confirm => self.confirm(w),
+            crate::wizard_state::Outcome::Refused => {
                 self.record_refusal(&w);
                 self.wizard = Some(w);
             }
@@ -1808,7 +1808,7 @@ impl App {
         let source = match &w.source {
             Source::Live { cluster, .. } => match self.cluster(cluster) {
                 Some(c) => Ok(c.linked.clone()),
-                None => Err(crate::policy::gate::Place::named(cluster)),
+                None => Err(ferry_policy::gate::Place::named(cluster)),
             },
             Source::Snapshot { meta, .. } => Err(self.origin_place(&meta.cluster)),
         };
@@ -1828,10 +1828,10 @@ impl App {
 
     /// Where a capture was taken, for the policy: its cluster as linked here, or its
     /// name alone.
-    fn origin_place(&self, cluster: &str) -> crate::policy::gate::Place {
+    fn origin_place(&self, cluster: &str) -> ferry_policy::gate::Place {
         match self.cluster(cluster) {
-            Some(c) => crate::policy::gate::Place::new(&c.linked, None),
-            None => crate::policy::gate::Place::named(cluster),
+            Some(c) => ferry_policy::gate::Place::new(&c.linked, None),
+            None => ferry_policy::gate::Place::named(cluster),
         }
     }
 
@@ -1895,9 +1895,9 @@ impl App {
         &self,
         w: &Wizard,
         cluster: &str,
-        scope: &crate::engine::k8s::capture::Scope,
-    ) -> crate::engine::k8s::capture::CaptureOptions {
-        crate::engine::k8s::capture::CaptureOptions {
+        scope: &ferry_k8s::capture::Scope,
+    ) -> ferry_k8s::capture::CaptureOptions {
+        ferry_k8s::capture::CaptureOptions {
             cluster: cluster.to_string(),
             scope: scope.clone(),
             include_volumes: w.include_volumes,
@@ -2080,7 +2080,7 @@ impl App {
     fn restore_checked(
         &mut self,
         generation: u64,
-        r: Result<crate::engine::restore::RestoreOptions, String>,
+        r: Result<ferry_repo::restore::RestoreOptions, String>,
     ) {
         let Some(p) = self.prompt.as_mut().filter(|p| p.generation == generation) else {
             return;
@@ -2124,7 +2124,7 @@ impl App {
     }
 }
 
-use crate::ui::newcluster::NewCluster;
+use crate::newcluster::NewCluster;
 
 impl App {
     /// Creates the wizard's new cluster and restores its source into it (a snapshot, or

@@ -14,8 +14,8 @@ use crossterm::terminal::{
 use ratatui::Terminal;
 use ratatui::backend::{Backend, CrosstermBackend};
 
-use crate::ui::app::{App, Msg};
-use crate::ui::screens;
+use crate::app::{App, Msg};
+use crate::screens;
 
 /// The frame interval while something runs (about 15 frames a second).
 pub const FRAME: Duration = Duration::from_millis(66);

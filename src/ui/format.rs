@@ -2,25 +2,11 @@
 
 use std::time::Duration;
 
-/// Bytes in binary units: `1.5 GiB`.
-pub fn bytes(n: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
+pub use ferry_repo::units::bytes;
 
 /// A file's type and permission bits as `ls -l` shows them: `drwxr-xr-x`.
-pub fn mode(kind: crate::engine::tree::NodeKind, mode: u32) -> String {
-    use crate::engine::tree::NodeKind;
+pub fn mode(kind: ferry_repo::tree::NodeKind, mode: u32) -> String {
+    use ferry_repo::tree::NodeKind;
     let t = match kind {
         NodeKind::Dir => 'd',
         NodeKind::Symlink => 'l',

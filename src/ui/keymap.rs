@@ -1,4 +1,4 @@
-//! Keys to actions. Actions are data (`Action`, a serde enum); the default bindings are
+//! Keys to commands. Commands are data ([`Command`], a serde enum); the default bindings are
 //! `keymap-default.toml` (embedded) and the user's `<config>/keymap.toml` is laid over
 //! them, key by key.
 
@@ -13,7 +13,7 @@ const DEFAULT: &str = include_str!("keymap-default.toml");
 /// Everything a key can ask the console to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Action {
+pub enum Command {
     /// Select the next row.
     Down,
     /// Select the previous row.
@@ -33,7 +33,8 @@ pub enum Action {
     /// Start typing a fuzzy filter.
     Filter,
     /// Start typing a command (`:clusters`, `:ns`, `:snapshots`, `:jobs`, `:ctx NAME`).
-    Command,
+    #[serde(rename = "command")]
+    CommandLine,
     /// Mark or unmark the selected row.
     Mark,
     /// Show the keys of the current screen.
@@ -73,7 +74,7 @@ pub enum Action {
 #[serde(deny_unknown_fields)]
 struct KeymapFile {
     #[serde(default)]
-    keys: HashMap<String, Action>,
+    keys: HashMap<String, Command>,
 }
 
 /// A key with its modifiers, as written in a keymap file.
@@ -160,7 +161,7 @@ pub fn key_label(k: &Key) -> String {
 /// The bindings in force.
 #[derive(Debug, Clone)]
 pub struct Keymap {
-    map: HashMap<Key, Action>,
+    map: HashMap<Key, Command>,
 }
 
 impl Keymap {
@@ -204,7 +205,7 @@ impl Keymap {
     }
 
     /// The action bound to a key event.
-    pub fn action(&self, ev: &KeyEvent) -> Option<Action> {
+    pub fn action(&self, ev: &KeyEvent) -> Option<Command> {
         // Shifted letters arrive as upper-case characters: shift is not compared.
         let key = Key {
             code: ev.code,
@@ -215,7 +216,7 @@ impl Keymap {
     }
 
     /// The keys bound to an action, for help, sorted.
-    pub fn keys_for(&self, a: Action) -> Vec<String> {
+    pub fn keys_for(&self, a: Command) -> Vec<String> {
         let mut v: Vec<String> = self
             .map
             .iter()
@@ -240,28 +241,28 @@ mod tests {
         let mut k = Keymap::default_keys();
         assert_eq!(
             k.action(&ev(KeyCode::Char('j'), KeyModifiers::NONE)),
-            Some(Action::Down)
+            Some(Command::Down)
         );
         assert_eq!(
             k.action(&ev(KeyCode::Char('c'), KeyModifiers::CONTROL)),
-            Some(Action::Quit)
+            Some(Command::Quit)
         );
         assert_eq!(
             k.action(&ev(KeyCode::Char('G'), KeyModifiers::SHIFT)),
-            Some(Action::Bottom)
+            Some(Command::Bottom)
         );
         k.overlay("[keys]\n\"ctrl-d\" = \"page_down\"\n\"j\" = \"up\"\n")
             .unwrap();
         assert_eq!(
             k.action(&ev(KeyCode::Char('d'), KeyModifiers::CONTROL)),
-            Some(Action::PageDown)
+            Some(Command::PageDown)
         );
         assert_eq!(
             k.action(&ev(KeyCode::Char('j'), KeyModifiers::NONE)),
-            Some(Action::Up)
+            Some(Command::Up)
         );
         assert!(k.overlay("[keys]\n\"j\" = \"fly\"\n").is_err());
         assert!(k.overlay("[keys]\n\"jj\" = \"up\"\n").is_err());
-        assert!(k.keys_for(Action::Down).contains(&"↓".to_string()));
+        assert!(k.keys_for(Command::Down).contains(&"↓".to_string()));
     }
 }

@@ -4,12 +4,12 @@
 //! pre-filled from the source's cloud envelope (a capture's, or a live source's fetched
 //! when the wizard opens) when it comes from the same cloud, and checked in place;
 //! nothing is created until the wizard's last step is confirmed. The forms share their
-//! key handling ([`edit`]).
+//! key handling (`edit`).
 
-use crate::providers::aks::{self, AksSpec, AzureSubscription};
-use crate::providers::eks::{self, AwsAccount, ClusterSpec, NodegroupSpec};
-use crate::providers::probe::StorageClassInfo;
-use crate::providers::spec::{Field, SpecError};
+use ferry_providers::aks::{self, AksSpec, AzureSubscription};
+use ferry_providers::eks::{self, AwsAccount, ClusterSpec, NodegroupSpec};
+use ferry_providers::probe::StorageClassInfo;
+use ferry_providers::spec::{Field, SpecError};
 
 /// A cluster to create, by cloud.
 #[derive(Debug, Clone)]

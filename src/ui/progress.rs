@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::format;
-use crate::engine::progress::{Phase, Progress, ProgressSnapshot, RateMeter};
+use ferry_repo::progress::{Phase, Progress, ProgressSnapshot, RateMeter};
 
 /// Runs `job` on a worker thread while drawing `progress`; returns the job's result.
 pub fn run_with_progress<T: Send>(
@@ -147,7 +147,7 @@ pub fn waiting(s: &ProgressSnapshot) -> Option<String> {
 }
 
 /// One line describing a Kubernetes job: phase, objects, the volume being moved, bytes.
-pub fn job_line(job: &crate::engine::k8s::JobProgress, s: &ProgressSnapshot, rate: f64) -> String {
+pub fn job_line(job: &ferry_k8s::JobProgress, s: &ProgressSnapshot, rate: f64) -> String {
     let (done, total) = job.objects();
     let vol = job
         .volumes()
@@ -187,7 +187,7 @@ mod tests {
     #[test]
     fn line_says_when_the_store_is_waited_for() {
         let mut s = snap(Phase::Transferring);
-        s.waiting = Some(crate::engine::progress::StoreWait {
+        s.waiting = Some(ferry_repo::progress::StoreWait {
             waited: Duration::from_millis(300),
             left: Duration::from_secs(299),
             operations: 1,

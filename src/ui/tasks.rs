@@ -12,22 +12,22 @@ use kube::api::{Api, ListParams};
 use serde_json::Value;
 use tokio::runtime::Handle;
 
-use crate::engine::Repository;
-use crate::engine::k8s::JobProgress;
-use crate::engine::k8s::apply;
-use crate::engine::k8s::capture::{self, CaptureMeta, CaptureOptions};
-use crate::engine::k8s::mover::MoverOptions;
-use crate::engine::k8s::objects::{self, Catalog};
-use crate::engine::k8s::plan::{self, Plan, RestoreOptions};
-use crate::engine::restore;
-use crate::engine::snapshot::{self, Snapshot};
-use crate::engine::tree;
-use crate::policy::Action;
-use crate::policy::gate::{self, Gate, Place};
-use crate::providers::kubeconfig::LinkedCluster;
-use crate::providers::probe;
-use crate::ui::app::{JobEnd, Msg, NsSummary};
-use crate::ui::format;
+use crate::app::{JobEnd, Msg, NsSummary};
+use crate::format;
+use ferry_k8s::JobProgress;
+use ferry_k8s::apply;
+use ferry_k8s::capture::{self, CaptureMeta, CaptureOptions};
+use ferry_k8s::mover::MoverOptions;
+use ferry_k8s::objects::{self, Catalog};
+use ferry_k8s::plan::{self, Plan, PlanOptions};
+use ferry_policy::Action;
+use ferry_policy::gate::{self, Gate, Place};
+use ferry_providers::kubeconfig::LinkedCluster;
+use ferry_providers::probe;
+use ferry_repo::Repository;
+use ferry_repo::restore;
+use ferry_repo::snapshot::{self, Snapshot};
+use ferry_repo::tree;
 
 /// A plan ready to be confirmed, with what it was built from.
 #[derive(Debug, Clone)]
@@ -43,9 +43,9 @@ pub struct Prepared {
 }
 
 /// Appends the audit record of a live capture whose plan the user did not confirm.
-pub fn abandoned(rt: &Handle, repo: Repository, mut record: crate::policy::audit::AuditRecord) {
+pub fn abandoned(rt: &Handle, repo: Repository, mut record: ferry_policy::audit::AuditRecord) {
     rt.spawn(async move {
-        record.outcome = crate::policy::audit::Outcome::Abandoned;
+        record.outcome = ferry_policy::audit::Outcome::Abandoned;
         record.detail =
             Some("captured, but the plan was not confirmed: nothing was restored".into());
         record.time = chrono::Utc::now();
@@ -55,7 +55,7 @@ pub fn abandoned(rt: &Handle, repo: Repository, mut record: crate::policy::audit
 
 /// The (source, target) namespace pairs of a restore: each source namespace and where
 /// the mapping puts it.
-fn pairs(namespaces: &[String], opts: &RestoreOptions) -> Vec<(Option<String>, Option<String>)> {
+fn pairs(namespaces: &[String], opts: &PlanOptions) -> Vec<(Option<String>, Option<String>)> {
     namespaces
         .iter()
         .map(|n| (Some(n.clone()), Some(opts.mapping.namespace(n).to_string())))
@@ -73,7 +73,7 @@ fn scope_namespaces(scope: &capture::Scope) -> Vec<String> {
 
 /// The objects after the gate's scrub rules, and a line saying what was scrubbed.
 fn scrubbed(gate: &Gate, objects: Vec<Value>) -> Vec<Value> {
-    let (kept, done) = crate::policy::scrub::apply(&gate.scrub, objects);
+    let (kept, done) = ferry_policy::scrub::apply(&gate.scrub, objects);
     for s in &done {
         tracing::info!(object = %s.object, mode = ?s.mode, "scrubbed by the policy");
     }
@@ -97,12 +97,12 @@ pub fn probe(rt: &Handle, tx: &Sender<Msg>, cluster: LinkedCluster) {
 pub fn cloud_clusters(
     rt: &Handle,
     tx: &Sender<Msg>,
-    aws: &[crate::providers::eks::AwsAccount],
-    azure: &[crate::providers::aks::AzureSubscription],
+    aws: &[ferry_providers::eks::AwsAccount],
+    azure: &[ferry_providers::aks::AzureSubscription],
 ) {
     use futures::StreamExt as _;
     let tx = tx.clone();
-    let mut listed = crate::providers::cloud::list(aws, azure);
+    let mut listed = ferry_providers::cloud::list(aws, azure);
     rt.spawn(async move {
         while let Some((origin, res)) = listed.next().await {
             send(&tx, Msg::CloudListed(origin, res));
@@ -266,7 +266,7 @@ pub fn audit(rt: &Handle, tx: &Sender<Msg>, repo: Result<Repository, String>) {
         let r = match repo {
             Ok(repo) => {
                 blocking(move || {
-                    crate::policy::audit::read(&repo)
+                    ferry_policy::audit::read(&repo)
                         .map_err(|e| format!("cannot read the audit trail: {e}"))
                 })
                 .await
@@ -281,7 +281,7 @@ pub fn audit(rt: &Handle, tx: &Sender<Msg>, repo: Result<Repository, String>) {
 pub fn export_audit(
     rt: &Handle,
     tx: &Sender<Msg>,
-    records: Vec<crate::policy::audit::AuditRecord>,
+    records: Vec<ferry_policy::audit::AuditRecord>,
     path: PathBuf,
 ) {
     let tx = tx.clone();
@@ -306,11 +306,11 @@ pub fn export_audit(
             &tx,
             match r {
                 Ok(()) => Msg::Status(
-                    crate::ui::app::Tone::Ok,
+                    crate::app::Tone::Ok,
                     format!("{n} audit record(s) exported to {shown}"),
                 ),
                 Err(e) => Msg::Status(
-                    crate::ui::app::Tone::Error,
+                    crate::app::Tone::Error,
                     format!("the audit trail was not exported: {e}"),
                 ),
             },
@@ -499,7 +499,7 @@ pub fn plan_snapshot(
     target: LinkedCluster,
     snap: Snapshot,
     meta: CaptureMeta,
-    opts: RestoreOptions,
+    opts: PlanOptions,
     origin: Place,
 ) {
     let tx = tx.clone();
@@ -615,7 +615,7 @@ pub fn plan_live(
     source: LinkedCluster,
     target: LinkedCluster,
     mut copts: CaptureOptions,
-    ropts: RestoreOptions,
+    ropts: PlanOptions,
     progress: Arc<JobProgress>,
     action: Action,
 ) {
@@ -935,14 +935,14 @@ pub fn restore_files(
 #[derive(Debug, Clone)]
 pub enum Create {
     Eks {
-        account: crate::providers::eks::AwsAccount,
+        account: ferry_providers::eks::AwsAccount,
         region: String,
-        spec: Box<crate::providers::eks::ClusterSpec>,
+        spec: Box<ferry_providers::eks::ClusterSpec>,
         source_version: Option<String>,
     },
     Aks {
-        sub: Box<crate::providers::aks::AzureSubscription>,
-        spec: Box<crate::providers::aks::AksSpec>,
+        sub: Box<ferry_providers::aks::AzureSubscription>,
+        spec: Box<ferry_providers::aks::AksSpec>,
         source_version: Option<String>,
     },
 }
@@ -970,7 +970,7 @@ pub enum Payload {
 #[derive(Debug, Clone)]
 pub struct Restore {
     pub payload: Payload,
-    pub options: RestoreOptions,
+    pub options: PlanOptions,
     pub mover: MoverOptions,
     pub reports: PathBuf,
 }
@@ -1046,8 +1046,8 @@ fn leftover(create: &Create) -> String {
 /// Creation events into the job's phase and log (the same for every cloud).
 fn into_progress(
     progress: &Arc<JobProgress>,
-) -> impl Fn(crate::providers::eks::CreateEvent) + Send + Sync + use<> {
-    use crate::providers::eks::CreateEvent;
+) -> impl Fn(ferry_providers::eks::CreateEvent) + Send + Sync + use<> {
+    use ferry_providers::eks::CreateEvent;
     let p = progress.clone();
     move |e: CreateEvent| match e {
         CreateEvent::Step(s) => {
@@ -1079,7 +1079,7 @@ async fn create_cluster(
             spec,
             source_version,
         } => {
-            use crate::providers::eks::{self, CreateOptions};
+            use ferry_providers::eks::{self, CreateOptions};
             let cluster = eks::create_cluster(
                 account,
                 region,
@@ -1107,7 +1107,7 @@ async fn create_cluster(
             spec,
             source_version,
         } => {
-            use crate::providers::aks::{self, CreateOptions};
+            use ferry_providers::aks::{self, CreateOptions};
             let cluster = aks::create_cluster(
                 sub,
                 spec,

@@ -7,11 +7,17 @@ use std::path::Path;
 use ratatui::style::{Color, Modifier, Style};
 use serde::Deserialize;
 
-use crate::config::AccentRule;
-
 const DARK: &str = include_str!("../../themes/dark.toml");
 const LIGHT: &str = include_str!("../../themes/light.toml");
 const HIGH_CONTRAST: &str = include_str!("../../themes/high-contrast.toml");
+
+/// A context-name pattern and the console border colour for it.
+#[derive(Debug, Clone, Default, serde::Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AccentRule {
+    pub pattern: String,
+    pub color: String,
+}
 
 /// The names of the built-in themes.
 pub const BUILTIN: [&str; 3] = ["dark", "light", "high-contrast"];

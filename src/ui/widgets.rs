@@ -7,8 +7,8 @@ use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Clear, Paragraph, Row as TRow, Table, Wrap};
 
-use crate::ui::app::{App, ListState, Row, Tone};
-use crate::ui::theme::Theme;
+use crate::app::{App, ListState, Row, Tone};
+use crate::theme::Theme;
 
 pub fn tone_style(theme: &Theme, t: Tone) -> Style {
     match t {

@@ -7,15 +7,15 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use ferry::engine::Repository;
-use ferry::engine::backend::local::LocalBackend;
-use ferry::engine::backup::{self, BackupOptions};
-use ferry::engine::check::{self, CheckOptions};
-use ferry::engine::crypto::{KdfParams, Secret};
-use ferry::engine::progress::Progress;
-use ferry::engine::repo::InitOptions;
-use ferry::engine::restore::{self, RestoreOptions};
-use ferry::engine::snapshot::Snapshot;
+use ferry_repo::Repository;
+use ferry_repo::backend::local::LocalBackend;
+use ferry_repo::backup::{self, BackupOptions};
+use ferry_repo::check::{self, CheckOptions};
+use ferry_repo::crypto::{KdfParams, Secret};
+use ferry_repo::progress::Progress;
+use ferry_repo::repo::InitOptions;
+use ferry_repo::restore::{self, RestoreOptions};
+use ferry_repo::snapshot::Snapshot;
 
 pub struct TestRepo {
     pub rt: tokio::runtime::Runtime,
@@ -172,7 +172,7 @@ pub fn do_restore(
     snap: &Snapshot,
     target: &Path,
     path: &str,
-) -> ferry::engine::Result<restore::RestoreOutcome> {
+) -> ferry_repo::Result<restore::RestoreOutcome> {
     let opts = RestoreOptions {
         target: target.to_path_buf(),
         path: path.to_string(),

@@ -1,4 +1,4 @@
-//! The sandbox cloud (`providers::sandbox::cloud`) as the tests use it: its AWS side
+//! The sandbox cloud (`ferry_sandbox::cloud`) as the tests use it: its AWS side
 //! with one principal allowed to use EKS, its Azure side with one service principal and
 //! one subscription; the account and subscription Ferry links them as; specs of source
 //! clusters; and the files and variables a `ferry` subprocess needs to find both
@@ -9,11 +9,11 @@
 use std::path::Path;
 use std::time::Duration;
 
-use ferry::providers::aks::{self, AksSpec, AzureSubscription, NodePoolSpec, ServicePrincipal};
-use ferry::providers::eks::{self, AwsAccount, ClusterSpec, NodegroupSpec};
-use ferry::providers::sandbox::arm::{ArmConfig, AzurePrincipal};
-use ferry::providers::sandbox::cloud::{Cloud, CloudConfig};
-use ferry::providers::sandbox::iam::Principal;
+use ferry_providers::aks::{self, AksSpec, AzureSubscription, NodePoolSpec, ServicePrincipal};
+use ferry_providers::eks::{self, AwsAccount, ClusterSpec, NodegroupSpec};
+use ferry_sandbox::arm::{ArmConfig, AzurePrincipal};
+use ferry_sandbox::cloud::{Cloud, CloudConfig};
+use ferry_sandbox::iam::Principal;
 
 pub const REGION: &str = "us-east-1";
 pub const AWS_KEY: &str = "AKIAFERRYTEST0001";

@@ -15,7 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
-use ferry::engine::backend::s3::S3Config;
+use ferry_repo::backend::s3::S3Config;
 
 /// How long the server may take to answer its first request.
 const START_TIMEOUT: Duration = Duration::from_secs(20);

@@ -20,9 +20,9 @@ use super::lease::JobLease;
 use super::mover::{Mover, MoverOptions};
 use super::objects::{self, Catalog, ObjRef};
 use super::pipe;
-use super::plan::{Action, Plan, PlanItem, VolumePlan};
+use super::plan::{Change, Plan, PlanItem, VolumePlan};
 use super::{JobProgress, K8sError, RESTORED_ANNOTATION, Result, unless_stalled, within};
-use crate::engine::{self as eng, Repository};
+use ferry_repo::{self as eng, Repository};
 
 /// What happened to one object or volume.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -111,7 +111,7 @@ struct Failure {
 impl Failure {
     fn api(e: &kube::Error) -> Failure {
         Failure {
-            message: crate::providers::probe::explain(e),
+            message: crate::cluster::explain(e),
             remedy: remedy(e),
             unreachable: is_transport(e),
         }
@@ -328,7 +328,7 @@ async fn apply_with(
                     report.volumes.push(Outcome {
                         object: v.target.clone(),
                         ok: true,
-                        message: format!("{} files, {}", v.files, crate::ui::format::bytes(bytes)),
+                        message: format!("{} files, {}", v.files, ferry_repo::units::bytes(bytes)),
                         remedy: None,
                     });
                 }
@@ -427,16 +427,16 @@ async fn put_object(
         field_manager: Some("ferry".into()),
     };
     match i.action {
-        Action::Create => match api.create(&pp, &obj).await {
+        Change::Create => match api.create(&pp, &obj).await {
             Ok(_) => Ok("created".into()),
             Err(e) if objects::is_conflict(&e) => Ok("exists already; kept".into()),
             Err(e) => Err(Failure::api(&e)),
         },
-        Action::Update => match api.replace(&i.target.name, &pp, &obj).await {
+        Change::Update => match api.replace(&i.target.name, &pp, &obj).await {
             Ok(_) => Ok("updated".into()),
             Err(e) => Err(Failure::api(&e)),
         },
-        Action::Skip => Ok("skipped".into()),
+        Change::Skip => Ok("skipped".into()),
     }
 }
 
@@ -592,39 +592,6 @@ async fn stream_in(
     })?;
     status?;
     Ok(progress.data.snapshot().bytes_done.saturating_sub(before))
-}
-
-/// Migrates or clones in one job: capture from the source, then plan and restore into
-/// the target. Returns the snapshot, the plan and the report.
-pub async fn migrate(
-    source: &kube::Client,
-    target: &kube::Client,
-    target_cluster: &str,
-    repo: &Repository,
-    capture: &super::capture::CaptureOptions,
-    restore: &super::plan::RestoreOptions,
-    progress: &Arc<JobProgress>,
-) -> Result<(super::capture::CaptureOutcome, Plan, Report)> {
-    let out = super::capture::capture(source, repo, capture, progress).await?;
-    progress.set_phase("planning");
-    let objects = {
-        let repo = repo.clone();
-        let snap = out.snapshot.clone();
-        tokio::task::spawn_blocking(move || super::capture::read_objects(&repo, &snap))
-            .await
-            .map_err(|e| K8sError::Invalid(e.to_string()))??
-    };
-    let plan = super::plan::build(
-        target,
-        target_cluster,
-        &out.snapshot,
-        &out.meta,
-        &objects,
-        restore,
-    )
-    .await?;
-    let report = apply(target, repo, &plan, &restore.mover, progress).await?;
-    Ok((out, plan, report))
 }
 
 #[cfg(test)]

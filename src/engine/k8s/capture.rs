@@ -26,12 +26,12 @@ use super::listing;
 use super::mover::{Listed, Mover, MoverOptions};
 use super::objects::{self, Catalog, ObjRef, Resource};
 use super::{JobProgress, K8sError, META_KEY, RESOURCES_DIR, Result, VOLUMES_DIR};
-use crate::engine::ingest::{self, IngestStats, TarEntry, TreeBuilder};
-use crate::engine::saver::Saver;
-use crate::engine::snapshot::{self, Item, Snapshot, Summary};
-use crate::engine::tree::{Node, NodeKind};
-use crate::engine::{self as eng, Id, Repository, lock};
-use crate::providers::probe::StorageClassInfo;
+use crate::cluster::StorageClassInfo;
+use ferry_repo::ingest::{self, IngestStats, TarEntry, TreeBuilder};
+use ferry_repo::saver::Saver;
+use ferry_repo::snapshot::{self, Item, Snapshot, Summary};
+use ferry_repo::tree::{Node, NodeKind};
+use ferry_repo::{self as eng, Id, Repository, lock};
 
 /// What to capture.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -97,7 +97,7 @@ pub struct CaptureOptions {
     pub parent: Option<String>,
     /// Compare with no parent: transfer every file.
     pub no_parent: bool,
-    /// The source's cloud envelope (e.g. `providers::eks::envelope`), recorded as is.
+    /// The source's cloud envelope (e.g. `ferry_providers::eks::envelope`), recorded as is.
     pub envelope: Option<Value>,
 }
 
@@ -548,10 +548,7 @@ async fn capture_with(
                     warnings.push(format!("{r} is referenced but does not exist"));
                 }
             }
-            Err(e) => warnings.push(format!(
-                "skipped {r}: {}",
-                crate::providers::probe::explain(&e)
-            )),
+            Err(e) => warnings.push(format!("skipped {r}: {}", crate::cluster::explain(&e))),
         }
     }
 
@@ -748,7 +745,7 @@ async fn capture_with(
             let mut items = BTreeMap::new();
             for v in &meta.volumes {
                 let path = format!("{VOLUMES_DIR}/{}/{}", v.namespace, v.pvc);
-                if let Some(n) = crate::engine::tree::find_path(&repo, &root, &path)?
+                if let Some(n) = ferry_repo::tree::find_path(&repo, &root, &path)?
                     && let Some(t) = n.subtree
                 {
                     items.insert(
@@ -768,7 +765,7 @@ async fn capture_with(
             );
             let mut snap = Snapshot {
                 id: Id::default(),
-                version: crate::engine::repo::FORMAT_VERSION,
+                version: ferry_repo::repo::FORMAT_VERSION,
                 time: chrono::Utc::now(),
                 host: eng::hostname(),
                 username: eng::username(),
@@ -936,11 +933,11 @@ async fn parent_volume(
     let path = format!("{VOLUMES_DIR}/{ns}/{pvc}");
     tokio::task::spawn_blocking(move || -> eng::Result<HashMap<Vec<u8>, Node>> {
         let mut m = HashMap::new();
-        let Some(top) = crate::engine::tree::find_path(&repo, &root, &path)? else {
+        let Some(top) = ferry_repo::tree::find_path(&repo, &root, &path)? else {
             return Ok(m);
         };
         let Some(sub) = top.subtree else { return Ok(m) };
-        crate::engine::tree::walk(&repo, &sub, std::path::Path::new(""), &mut |p, n| {
+        ferry_repo::tree::walk(&repo, &sub, std::path::Path::new(""), &mut |p, n| {
             m.insert(p.as_os_str().as_bytes().to_vec(), n.clone());
             Ok(true)
         })?;
@@ -1248,7 +1245,7 @@ async fn read_with_mover(
             }
             let mut node = Node {
                 kind,
-                ..crate::engine::tree::dir_node(b"")
+                ..ferry_repo::tree::dir_node(b"")
             };
             set_meta(&mut node, &e);
             writer.send(Cmd::Node {
@@ -1415,14 +1412,14 @@ fn set_meta(node: &mut Node, e: &Listed) {
 
 /// Every object document stored in a capture snapshot.
 pub fn read_objects(repo: &Repository, snap: &Snapshot) -> eng::Result<Vec<Value>> {
-    let Some(top) = crate::engine::tree::find_path(repo, &snap.tree, RESOURCES_DIR)? else {
+    let Some(top) = ferry_repo::tree::find_path(repo, &snap.tree, RESOURCES_DIR)? else {
         return Ok(Vec::new());
     };
     let Some(sub) = top.subtree else {
         return Ok(Vec::new());
     };
     let mut files: Vec<Node> = Vec::new();
-    crate::engine::tree::walk(repo, &sub, std::path::Path::new(""), &mut |_, n| {
+    ferry_repo::tree::walk(repo, &sub, std::path::Path::new(""), &mut |_, n| {
         if n.kind == NodeKind::File {
             files.push(n.clone());
         }

@@ -212,7 +212,7 @@ fn new_id() -> String {
 
 /// Who holds a lease: `ferry@<host>/<pid>`.
 fn holder() -> String {
-    format!("ferry@{}/{}", crate::engine::hostname(), std::process::id())
+    format!("ferry@{}/{}", ferry_repo::hostname(), std::process::id())
 }
 
 fn micro_time(t: chrono::DateTime<chrono::Utc>) -> String {
@@ -226,7 +226,7 @@ pub fn alive(lease: &Value, now: chrono::DateTime<chrono::Utc>) -> bool {
         .as_str()
         .and_then(|h| h.strip_prefix("ferry@"))
         .and_then(|h| h.rsplit_once('/'))
-        && host == crate::engine::hostname()
+        && host == ferry_repo::hostname()
         && let Ok(pid) = pid.parse::<i32>()
     {
         if !process_runs(pid) {
@@ -362,7 +362,7 @@ async fn list_kind(
         Ok(Err(e)) => {
             problems.push(format!(
                 "cannot list {kind}s: {}",
-                crate::providers::probe::explain(&e)
+                crate::cluster::explain(&e)
             ));
             return Vec::new();
         }
@@ -381,7 +381,7 @@ async fn list_kind(
             Ok(Err(e)) if is_not_found(&e) => {}
             Ok(Err(e)) => problems.push(format!(
                 "cannot list {kind}s in {ns}: {}",
-                crate::providers::probe::explain(&e)
+                crate::cluster::explain(&e)
             )),
             Err(_) => problems.push(format!(
                 "cannot list {kind}s in {ns}: the cluster did not answer within {} s",
@@ -517,7 +517,7 @@ async fn delete(
     match tokio::time::timeout(limit, fut).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) if is_not_found(&e) => Ok(()),
-        Ok(Err(e)) => Err(crate::providers::probe::explain(&e)),
+        Ok(Err(e)) => Err(crate::cluster::explain(&e)),
         Err(_) => Err(format!(
             "the cluster did not answer within {} s",
             limit.as_secs()
@@ -589,7 +589,7 @@ mod tests {
             now
         ));
         // A process of this machine that is gone: dead at once.
-        let gone = format!("ferry@{}/{}", crate::engine::hostname(), i32::MAX - 7);
+        let gone = format!("ferry@{}/{}", ferry_repo::hostname(), i32::MAX - 7);
         assert!(!alive(&lease(&gone, now), now));
         // No time at all: dead.
         assert!(!alive(&json!({"spec": {}}), now));

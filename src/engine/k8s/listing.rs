@@ -24,7 +24,7 @@
 //! The caller checks what arrived against what was asked for: a name missing from the
 //! archives, or a file whose data ended early, fails the volume by name.
 
-use crate::engine::tree::NodeKind;
+use ferry_repo::tree::NodeKind;
 
 /// Marker line between the listing's two parts.
 pub const NEWLINE_MARKER: &[u8] = b"@@ferry-names-with-newlines@@";
@@ -259,7 +259,7 @@ pub fn fetch_command(root: &str) -> Vec<String> {
     ]
 }
 
-pub use crate::engine::ingest::member_path;
+pub use ferry_repo::ingest::member_path;
 
 #[cfg(test)]
 mod tests {

@@ -17,9 +17,9 @@ use super::mover::MoverOptions;
 use super::objects::{self, Catalog, ObjRef};
 use super::transform::{self, Mapping};
 use super::{K8sError, RESTORED_ANNOTATION, RESTORING_ANNOTATION, Result};
-use crate::engine::Id;
-use crate::engine::snapshot::Snapshot;
-use crate::providers::probe::StorageClassInfo;
+use crate::cluster::StorageClassInfo;
+use ferry_repo::Id;
+use ferry_repo::snapshot::Snapshot;
 
 /// What to do with an object that already exists on the target.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,9 +48,9 @@ impl std::str::FromStr for Conflict {
     }
 }
 
-/// How a restore runs.
+/// How a restore of workloads is planned and carried out: mappings, conflicts, volumes.
 #[derive(Debug, Clone, Default)]
-pub struct RestoreOptions {
+pub struct PlanOptions {
     pub mapping: Mapping,
     pub conflict: Conflict,
     pub include_volumes: bool,
@@ -61,9 +61,10 @@ pub struct RestoreOptions {
     pub namespaces: Vec<String>,
 }
 
+/// What a plan does to one object in the target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Action {
+pub enum Change {
     Create,
     Update,
     Skip,
@@ -75,7 +76,7 @@ pub enum Action {
 pub struct PlanItem {
     pub source: ObjRef,
     pub target: ObjRef,
-    pub action: Action,
+    pub action: Change,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -136,14 +137,14 @@ impl Plan {
         self.problems.iter().filter(|p| p.blocking).count()
     }
 
-    pub fn count(&self, a: Action) -> usize {
+    pub fn count(&self, a: Change) -> usize {
         self.items.iter().filter(|i| i.action == a).count()
     }
 
     /// Object references of each wave, in order (skipped objects left out).
     pub fn waves(&self) -> Vec<Vec<&PlanItem>> {
         let mut w: BTreeMap<usize, Vec<&PlanItem>> = BTreeMap::new();
-        for i in self.items.iter().filter(|i| i.action != Action::Skip) {
+        for i in self.items.iter().filter(|i| i.action != Change::Skip) {
             w.entry(i.wave).or_default().push(i);
         }
         w.into_values().collect()
@@ -176,18 +177,18 @@ impl Plan {
         let _ = writeln!(
             s,
             "Objects: {} to create, {} to update, {} skipped; conflicts: {:?}",
-            self.count(Action::Create),
-            self.count(Action::Update),
-            self.count(Action::Skip),
+            self.count(Change::Create),
+            self.count(Change::Update),
+            self.count(Change::Skip),
             self.conflict
         );
         for (n, wave) in self.waves().iter().enumerate() {
             let _ = writeln!(s, "\nWave {}:", n + 1);
             for i in wave {
                 let verb = match i.action {
-                    Action::Create => "create",
-                    Action::Update => "update",
-                    Action::Skip => "skip",
+                    Change::Create => "create",
+                    Change::Update => "update",
+                    Change::Skip => "skip",
                 };
                 let _ = writeln!(s, "  {verb:<7} {}", i.target);
                 for c in &i.changes {
@@ -198,7 +199,7 @@ impl Plan {
         let skipped: Vec<&PlanItem> = self
             .items
             .iter()
-            .filter(|i| i.action == Action::Skip)
+            .filter(|i| i.action == Change::Skip)
             .collect();
         if !skipped.is_empty() {
             let _ = writeln!(s, "\nSkipped:");
@@ -217,7 +218,7 @@ impl Plan {
                     v.storage_class.as_deref().unwrap_or("(default)"),
                     v.target_storage_class.as_deref().unwrap_or("(default)"),
                     v.files,
-                    crate::ui::format::bytes(v.bytes),
+                    ferry_repo::units::bytes(v.bytes),
                     if v.restore_data {
                         String::new()
                     } else {
@@ -270,7 +271,7 @@ pub async fn build(
     snap: &Snapshot,
     meta: &CaptureMeta,
     objects_in: &[Value],
-    opts: &RestoreOptions,
+    opts: &PlanOptions,
 ) -> Result<Plan> {
     let catalog = Catalog::discover(client).await?;
     let target_version = client
@@ -388,14 +389,14 @@ pub async fn build(
         let mut item = PlanItem {
             source: source.clone(),
             target,
-            action: Action::Create,
+            action: Change::Create,
             reason: None,
             changes,
             wave: 0,
             object: obj,
         };
         if let Some(why) = transform::skip_reason(o) {
-            item.action = Action::Skip;
+            item.action = Change::Skip;
             item.reason = Some(why.into());
         } else if source.kind != "Namespace"
             && source.namespace.is_none()
@@ -408,12 +409,12 @@ pub async fn build(
                     | "IngressClass"
             )
         {
-            item.action = Action::Skip;
+            item.action = Change::Skip;
             item.reason = Some("cluster-scoped object recorded for reference".into());
         } else if let Some(only) = &opts.only
             && !only.contains(&item.target)
         {
-            item.action = Action::Skip;
+            item.action = Change::Skip;
             item.reason = Some("not part of this retry".into());
         }
         for m in transform::dns_mentions(o, &mapping) {
@@ -427,7 +428,7 @@ pub async fn build(
     }
 
     // Served types: a custom resource is fine when its CRD comes along.
-    for i in items.iter().filter(|i| i.action != Action::Skip) {
+    for i in items.iter().filter(|i| i.action != Change::Skip) {
         let av = i.object["apiVersion"].as_str().unwrap_or("");
         if !catalog.serves(av, &i.target.kind) && crd_for(&crds_in_snapshot, &i.source).is_none() {
             problems.push(Problem {
@@ -447,32 +448,32 @@ pub async fn build(
         &catalog,
         items
             .iter()
-            .filter(|i| i.action != Action::Skip)
+            .filter(|i| i.action != Change::Skip)
             .map(|i| i.target.clone())
             .collect(),
     )
     .await;
-    for i in items.iter_mut().filter(|i| i.action != Action::Skip) {
+    for i in items.iter_mut().filter(|i| i.action != Change::Skip) {
         if let Some(cur) = existing.get(&i.target) {
             if i.target.kind == "Namespace" {
-                i.action = Action::Skip;
+                i.action = Change::Skip;
                 i.reason = Some("exists on the target".into());
                 continue;
             }
             match opts.conflict {
                 Conflict::Skip => {
-                    i.action = Action::Skip;
+                    i.action = Change::Skip;
                     i.reason = Some("exists on the target (conflicts: skip)".into());
                 }
                 Conflict::Update if i.target.is("", "PersistentVolumeClaim") => {
                     // A bound claim's spec is immutable: keep it, refresh its data.
-                    i.action = Action::Skip;
+                    i.action = Change::Skip;
                     i.reason = Some(
                         "exists on the target; a claim is kept and its data refreshed".into(),
                     );
                 }
                 Conflict::Update => {
-                    i.action = Action::Update;
+                    i.action = Change::Update;
                     i.object["metadata"]["resourceVersion"] = cur["metadata"]["resourceVersion"].clone();
                     if i.target.is("", "Service") {
                         // Immutable on update: keep the target's allocation.
@@ -493,7 +494,7 @@ pub async fn build(
         |ns: &str| existing.contains_key(&ObjRef::new("", "Namespace", None, ns)) || ns.is_empty();
     let dry: Vec<(ObjRef, Value)> = items
         .iter()
-        .filter(|i| i.action == Action::Create)
+        .filter(|i| i.action == Change::Create)
         .filter(|i| i.target.namespace.as_deref().is_none_or(ns_exists))
         .filter(|i| catalog.find(&i.target.group, &i.target.kind).is_some())
         .map(|i| (i.target.clone(), i.object.clone()))
@@ -511,7 +512,7 @@ pub async fn build(
             match api.create(&pp, &dynobj).await {
                 Ok(_) => None,
                 Err(e) if objects::is_conflict(&e) => None,
-                Err(e) => Some((r, crate::providers::probe::explain(&e))),
+                Err(e) => Some((r, crate::cluster::explain(&e))),
             }
         })
         .buffer_unordered(16)
@@ -559,7 +560,7 @@ pub async fn build(
         });
         if let Some(f) = failed {
             vp.reason = Some(format!("its data could not be captured: {}", f.error));
-            if opts.include_volumes && i.action != Action::Skip {
+            if opts.include_volumes && i.action != Change::Skip {
                 problems.push(Problem {
                     blocking: true,
                     object: Some(i.source.clone()),
@@ -591,7 +592,7 @@ pub async fn build(
                 vp.reason =
                     Some("the claim exists on the target and is kept (conflicts: skip)".into());
             }
-        } else if i.action == Action::Skip {
+        } else if i.action == Change::Skip {
             vp.restore_data = false;
             vp.reason = i.reason.clone();
         }
@@ -600,7 +601,7 @@ pub async fn build(
     // Claims created here say which data they wait for, so a retry knows its own.
     for v in volumes.iter().filter(|v| v.restore_data) {
         if let (Some(i), Some(tree)) = (items.iter_mut().find(|i| i.target == v.target), v.tree)
-            && i.action == Action::Create
+            && i.action == Change::Create
             && i.object["metadata"].is_object()
         {
             let marker = format!("{}:{}", snap.id.short(), tree.short());
@@ -633,7 +634,7 @@ pub async fn build(
     // Order.
     let placed: Vec<(ObjRef, Value)> = items
         .iter()
-        .filter(|i| i.action != Action::Skip)
+        .filter(|i| i.action != Change::Skip)
         .map(|i| (i.target.clone(), i.object.clone()))
         .collect();
     let source_of: HashMap<&ObjRef, &ObjRef> =
@@ -655,7 +656,7 @@ pub async fn build(
     }
     items.sort_by(|a, b| (a.wave, &a.target).cmp(&(b.wave, &b.target)));
 
-    if items.iter().all(|i| i.action == Action::Skip) && volumes.iter().all(|v| !v.restore_data) {
+    if items.iter().all(|i| i.action == Change::Skip) && volumes.iter().all(|v| !v.restore_data) {
         problems.push(Problem {
             blocking: false,
             object: None,
@@ -695,7 +696,7 @@ async fn quota_problems(client: &kube::Client, items: &[PlanItem]) -> Vec<Proble
     let mut demand: BTreeMap<String, ClaimDemand> = BTreeMap::new();
     for i in items
         .iter()
-        .filter(|i| i.action == Action::Create && i.target.kind == "PersistentVolumeClaim")
+        .filter(|i| i.action == Change::Create && i.target.kind == "PersistentVolumeClaim")
     {
         let d = demand
             .entry(i.target.namespace.clone().unwrap_or_default())
@@ -717,7 +718,7 @@ async fn quota_problems(client: &kube::Client, items: &[PlanItem]) -> Vec<Proble
         let mut quotas: Vec<Quota> = items
             .iter()
             .filter(|i| {
-                i.action == Action::Create
+                i.action == Change::Create
                     && i.target.kind == "ResourceQuota"
                     && i.target.namespace.as_deref() == Some(ns.as_str())
             })

@@ -10,7 +10,7 @@ use serde_json::{Map, Value, json};
 
 use super::graph;
 use super::objects::ObjRef;
-use crate::providers::probe::StorageClassInfo;
+use crate::cluster::StorageClassInfo;
 
 /// How a restore transforms objects.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

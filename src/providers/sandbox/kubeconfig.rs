@@ -84,7 +84,7 @@ pub fn write(path: &Path, entries: &[Entry]) -> Result<(), SandboxError> {
     write_with_users(path, entries, &[])
 }
 
-/// [`write`], with a context for each of `users`.
+/// [`write()`], with a context for each of `users`.
 pub fn write_with_users(
     path: &Path,
     entries: &[Entry],

@@ -1,5 +1,5 @@
-//! The HTTPS front of a sandbox: TLS accept loop, bearer-token authentication, a small
-//! read-only authorizer, routing of Kubernetes API paths to the verbs, request limits,
+//! The HTTPS front of a sandbox: TLS accept loop, bearer-token authentication, authorization
+//! through the RBAC in `rbac.rs`, routing of Kubernetes API paths to the verbs, request limits,
 //! watch streams, and `Status` responses for every error.
 //!
 //! Owns HTTP. Must not implement API semantics itself: `verbs.rs` does.
@@ -42,6 +42,7 @@ pub struct Shared {
     pub tokens: super::users::TokenMap,
     pub server_url: String,
     /// EKS token authentication, for clusters of the sandbox cloud (`iam.rs`).
+    #[cfg(feature = "cloud")]
     pub aws_iam: Option<super::iam::AwsIam>,
     /// Running pod execs (`exec.rs`).
     pub execs: super::exec::Sessions,
@@ -90,6 +91,7 @@ fn authenticate(shared: &Shared, req: &Request<Incoming>) -> ApiResult<User> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
+    #[cfg(feature = "cloud")]
     if let (Some(t), Some(iam)) = (token, &shared.aws_iam)
         && t.starts_with(super::iam::TOKEN_PREFIX)
     {

@@ -347,11 +347,11 @@ mod tests {
 
     fn sign_presigned(cluster: &str, now: SystemTime) -> String {
         let creds = aws_credential_types::Credentials::new("AKID", "SECRET", None, None, "test");
-        let token = crate::providers::eks::token(
+        let token = ferry_providers::eks::token(
             &creds,
             "us-east-1",
             cluster,
-            &crate::providers::eks::sts_host("us-east-1"),
+            &ferry_providers::eks::sts_host("us-east-1"),
             now,
         )
         .unwrap();

@@ -3,7 +3,7 @@
 //! history of changes for watches, and persistence to a single state file.
 //!
 //! Owns the map, the counter, the change history and the state file. Must not apply API
-//! semantics (validation, defaults, finalizers): `api.rs` does that before calling here.
+//! semantics (validation, defaults, finalizers): `verbs.rs` does that before calling here.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io::Write as _;

@@ -7,10 +7,10 @@ use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Wrap};
 
-use crate::policy::audit::{AuditRecord, Outcome};
-use crate::ui::app::{App, Load, Row, Tone};
-use crate::ui::format;
-use crate::ui::widgets;
+use crate::app::{App, Load, Row, Tone};
+use crate::format;
+use crate::widgets;
+use ferry_policy::audit::{AuditRecord, Outcome};
 
 /// Who did it: the identities the clusters reported, else the local user and host.
 pub fn who(r: &AuditRecord) -> String {

@@ -4,8 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::providers::kubeconfig::Origin;
-use crate::ui::app::{App, Row, Tone};
+use crate::app::{App, Row, Tone};
+use ferry_providers::kubeconfig::Origin;
 
 /// The start of the key of the row of an origin still being listed.
 pub const LISTING: &str = "listing ";

@@ -2,9 +2,9 @@
 //! first, then files with their size, mode and modification time. Folders are loaded
 //! one at a time as they are opened (`tasks::snapshot_dir`).
 
-use crate::engine::tree::{Node, NodeKind};
-use crate::ui::app::{DirData, Row, Tone};
-use crate::ui::format;
+use crate::app::{DirData, Row, Tone};
+use crate::format;
+use ferry_repo::tree::{Node, NodeKind};
 
 /// The row key of an entry: its name, or `hex:…` when the name is not UTF-8.
 pub fn node_key(n: &Node) -> String {

@@ -4,94 +4,94 @@ use ratatui::Frame;
 use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
 
-use crate::ui::app::{App, View};
-use crate::ui::keymap::Action;
-use crate::ui::widgets;
+use crate::app::{App, View};
+use crate::keymap::Command;
+use crate::widgets;
 
 /// The actions that mean something on a view, with what they do there.
-pub fn actions(view: &View) -> Vec<(Action, &'static str)> {
+pub fn actions(view: &View) -> Vec<(Command, &'static str)> {
     let mut v = vec![
-        (Action::Down, "next row"),
-        (Action::Up, "previous row"),
-        (Action::PageDown, "page down"),
-        (Action::PageUp, "page up"),
-        (Action::Top, "first row"),
-        (Action::Bottom, "last row"),
+        (Command::Down, "next row"),
+        (Command::Up, "previous row"),
+        (Command::PageDown, "page down"),
+        (Command::PageUp, "page up"),
+        (Command::Top, "first row"),
+        (Command::Bottom, "last row"),
     ];
     match view {
-        View::Clusters => v.push((Action::Enter, "open the cluster's namespaces")),
+        View::Clusters => v.push((Command::Enter, "open the cluster's namespaces")),
         View::Namespaces { .. } => {
-            v.push((Action::Enter, "open the namespace's workloads"));
-            v.push((Action::Mark, "mark namespaces"));
-            v.push((Action::Backup, "back up the marked namespaces"));
-            v.push((Action::Migrate, "migrate them to another cluster"));
-            v.push((Action::Clone, "clone them into new namespaces"));
+            v.push((Command::Enter, "open the namespace's workloads"));
+            v.push((Command::Mark, "mark namespaces"));
+            v.push((Command::Backup, "back up the marked namespaces"));
+            v.push((Command::Migrate, "migrate them to another cluster"));
+            v.push((Command::Clone, "clone them into new namespaces"));
         }
         View::Workloads { .. } => {
-            v.push((Action::Enter, "show the YAML"));
-            v.push((Action::Switch, "show the PVCs"));
-            v.push((Action::Mark, "mark workloads"));
+            v.push((Command::Enter, "show the YAML"));
+            v.push((Command::Switch, "show the PVCs"));
+            v.push((Command::Mark, "mark workloads"));
             v.push((
-                Action::Backup,
+                Command::Backup,
                 "back up the marked workloads and what they need",
             ));
-            v.push((Action::Migrate, "migrate them to another cluster"));
-            v.push((Action::Clone, "clone them into a new namespace"));
+            v.push((Command::Migrate, "migrate them to another cluster"));
+            v.push((Command::Clone, "clone them into a new namespace"));
         }
         View::Pvcs { .. } => {
-            v.push((Action::Enter, "show the YAML"));
-            v.push((Action::Switch, "show the workloads"));
+            v.push((Command::Enter, "show the YAML"));
+            v.push((Command::Switch, "show the workloads"));
         }
         View::Snapshots => {
             v.push((
-                Action::Enter,
+                Command::Enter,
                 "open the snapshot (a folder backup: its files)",
             ));
-            v.push((Action::Restore, "restore it (wizard)"));
+            v.push((Command::Restore, "restore it (wizard)"));
         }
         View::Snapshot { .. } => {
             v.push((
-                Action::Enter,
+                Command::Enter,
                 "browse a volume's files, or show the object's YAML",
             ));
-            v.push((Action::Download, "restore the volume to this machine"));
-            v.push((Action::Restore, "restore this snapshot (wizard)"));
+            v.push((Command::Download, "restore the volume to this machine"));
+            v.push((Command::Restore, "restore this snapshot (wizard)"));
         }
         View::Files { .. } => {
-            v.push((Action::Enter, "open the folder"));
+            v.push((Command::Enter, "open the folder"));
             v.push((
-                Action::Download,
+                Command::Download,
                 "restore the file or folder to this machine",
             ));
-            v.push((Action::Restore, "restore this snapshot (wizard)"));
+            v.push((Command::Restore, "restore this snapshot (wizard)"));
         }
         View::Jobs => {
-            v.push((Action::Cancel, "cancel the selected job"));
-            v.push((Action::Pause, "pause or resume the selected job"));
+            v.push((Command::Cancel, "cancel the selected job"));
+            v.push((Command::Pause, "pause or resume the selected job"));
         }
         View::Audit => {
-            v.push((Action::Export, "export the trail as JSON lines"));
+            v.push((Command::Export, "export the trail as JSON lines"));
         }
     }
     v.extend([
-        (Action::Yaml, "show or hide the YAML pane"),
-        (Action::Refresh, "load again"),
-        (Action::Back, "back (clears a filter first)"),
-        (Action::Filter, "filter (fuzzy)"),
+        (Command::Yaml, "show or hide the YAML pane"),
+        (Command::Refresh, "load again"),
+        (Command::Back, "back (clears a filter first)"),
+        (Command::Filter, "filter (fuzzy)"),
         (
-            Action::Command,
+            Command::CommandLine,
             "command: clusters, ns, ctx NAME, snapshots, jobs, audit",
         ),
-        (Action::Jobs, "jobs"),
-        (Action::Snapshots, "snapshots"),
-        (Action::Help, "this help"),
-        (Action::Quit, "quit"),
+        (Command::Jobs, "jobs"),
+        (Command::Snapshots, "snapshots"),
+        (Command::Help, "this help"),
+        (Command::Quit, "quit"),
     ]);
     v
 }
 
-fn changes(a: Action) -> bool {
-    matches!(a, Action::Migrate | Action::Clone | Action::Restore)
+fn changes(a: Command) -> bool {
+    matches!(a, Command::Migrate | Command::Clone | Command::Restore)
 }
 
 pub fn draw(f: &mut Frame, area: Rect, app: &App) {
@@ -132,7 +132,7 @@ pub fn hints(app: &App) -> Vec<Span<'static>> {
     let theme = &app.env.theme;
     let ro = app.env.read_only;
     let mut out = Vec::new();
-    let mut add = |a: Action, what: &'static str, enabled: bool| {
+    let mut add = |a: Command, what: &'static str, enabled: bool| {
         let keys = app.env.keymap.keys_for(a);
         let pick = keys.iter().find(|k| *k == "enter").or(keys.first());
         if let Some(k) = pick {
@@ -140,37 +140,37 @@ pub fn hints(app: &App) -> Vec<Span<'static>> {
         }
     };
     match &app.screen().view {
-        View::Clusters => add(Action::Enter, "open", true),
+        View::Clusters => add(Command::Enter, "open", true),
         View::Namespaces { .. } | View::Workloads { .. } => {
-            add(Action::Enter, "open", true);
-            add(Action::Mark, "mark", true);
-            add(Action::Backup, "backup", true);
-            add(Action::Migrate, "migrate", !ro);
-            add(Action::Clone, "clone", !ro);
+            add(Command::Enter, "open", true);
+            add(Command::Mark, "mark", true);
+            add(Command::Backup, "backup", true);
+            add(Command::Migrate, "migrate", !ro);
+            add(Command::Clone, "clone", !ro);
         }
-        View::Pvcs { .. } => add(Action::Switch, "workloads", true),
+        View::Pvcs { .. } => add(Command::Switch, "workloads", true),
         View::Snapshots => {
-            add(Action::Enter, "open", true);
-            add(Action::Restore, "restore", !ro);
+            add(Command::Enter, "open", true);
+            add(Command::Restore, "restore", !ro);
         }
         View::Snapshot { .. } => {
-            add(Action::Enter, "open", true);
-            add(Action::Download, "restore here", true);
-            add(Action::Restore, "restore", !ro);
+            add(Command::Enter, "open", true);
+            add(Command::Download, "restore here", true);
+            add(Command::Restore, "restore", !ro);
         }
         View::Files { .. } => {
-            add(Action::Enter, "open", true);
-            add(Action::Download, "restore here", true);
+            add(Command::Enter, "open", true);
+            add(Command::Download, "restore here", true);
         }
         View::Jobs => {
-            add(Action::Cancel, "cancel", true);
-            add(Action::Pause, "pause", true);
+            add(Command::Cancel, "cancel", true);
+            add(Command::Pause, "pause", true);
         }
-        View::Audit => add(Action::Export, "export", true),
+        View::Audit => add(Command::Export, "export", true),
     }
-    add(Action::Filter, "filter", true);
-    add(Action::Command, "command", true);
-    add(Action::Help, "help", true);
-    add(Action::Quit, "quit", true);
+    add(Command::Filter, "filter", true);
+    add(Command::CommandLine, "command", true);
+    add(Command::Help, "help", true);
+    add(Command::Quit, "quit", true);
     out
 }

@@ -6,14 +6,14 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Wrap};
 
-use crate::ui::app::{App, Job, JobEnd, Row, Tone};
-use crate::ui::format;
-use crate::ui::widgets;
+use crate::app::{App, Job, JobEnd, Row, Tone};
+use crate::format;
+use crate::widgets;
 
 fn state(j: &Job) -> (String, Tone) {
     match &j.end {
         None if j.progress.is_paused() => ("paused".into(), Tone::Warn),
-        None if crate::ui::progress::waiting(&j.progress.data.snapshot()).is_some() => {
+        None if crate::progress::waiting(&j.progress.data.snapshot()).is_some() => {
             ("waiting for the store".into(), Tone::Warn)
         }
         None => ("running".into(), Tone::Normal),
@@ -120,7 +120,7 @@ pub fn detail(f: &mut Frame, area: Rect, app: &App) {
         format::rate(job.rate),
     )));
     if job.running()
-        && let Some(wait) = crate::ui::progress::waiting(&s)
+        && let Some(wait) = crate::progress::waiting(&s)
     {
         lines.push(Line::from(Span::styled(wait, theme.warn())));
     }

@@ -17,8 +17,8 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Wrap};
 
-use crate::ui::app::{App, Hits, Mode, RestorePrompt, Tone, View};
-use crate::ui::widgets;
+use crate::app::{App, Hits, Mode, RestorePrompt, Tone, View};
+use crate::widgets;
 
 /// The smallest terminal the console draws in.
 pub const MIN_WIDTH: u16 = 80;

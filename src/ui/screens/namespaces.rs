@@ -1,7 +1,7 @@
 //! The namespaces of a cluster: pods, workloads, claims and the storage they request.
 
-use crate::ui::app::{NsSummary, Row, Tone};
-use crate::ui::format;
+use crate::app::{NsSummary, Row, Tone};
+use crate::format;
 
 pub fn rows(list: &[NsSummary]) -> Vec<Row> {
     list.iter()

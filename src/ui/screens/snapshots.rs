@@ -3,12 +3,12 @@
 
 use std::collections::BTreeMap;
 
-use crate::engine::k8s::capture::CaptureMeta;
-use crate::engine::k8s::objects::ObjRef;
-use crate::engine::snapshot::Snapshot;
-use crate::ui::app::{App, Load, Row, Tone};
-use crate::ui::format;
-use crate::ui::screens::workloads::object_key;
+use crate::app::{App, Load, Row, Tone};
+use crate::format;
+use crate::screens::workloads::object_key;
+use ferry_k8s::capture::CaptureMeta;
+use ferry_k8s::objects::ObjRef;
+use ferry_repo::snapshot::Snapshot;
 
 /// Newest first (the loader sorts them so).
 pub fn rows(all: &[Snapshot]) -> Vec<Row> {

@@ -6,11 +6,11 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Clear, Paragraph, Wrap};
 
-use crate::engine::k8s::plan::Conflict;
-use crate::ui::app::{App, Load};
-use crate::ui::newcluster::NewCluster;
-use crate::ui::widgets;
-use crate::ui::wizard::{OPTION_ROWS, Source, Step, TargetKind, Wizard};
+use crate::app::{App, Load};
+use crate::newcluster::NewCluster;
+use crate::widgets;
+use crate::wizard_state::{OPTION_ROWS, Source, Step, TargetKind, Wizard};
+use ferry_k8s::plan::Conflict;
 
 fn pointer(sel: bool) -> &'static str {
     if sel { "› " } else { "  " }
@@ -159,7 +159,7 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, w: &Wizard) {
                 theme.header(),
             )));
             for (i, (from, to)) in w.ns.iter().enumerate() {
-                let ok = crate::engine::k8s::plan::is_dns_label(to);
+                let ok = ferry_k8s::plan::is_dns_label(to);
                 let mut spans = vec![
                     Span::styled(
                         format!("{}{from:<24} → ", pointer(i == w.ns_sel)),

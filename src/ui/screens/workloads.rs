@@ -5,10 +5,10 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde_json::Value;
 
-use crate::engine::k8s::graph;
-use crate::engine::k8s::objects::ObjRef;
-use crate::ui::app::{NsData, Row, Tone};
-use crate::ui::format;
+use crate::app::{NsData, Row, Tone};
+use crate::format;
+use ferry_k8s::graph;
+use ferry_k8s::objects::ObjRef;
 
 /// The key of an object's row: `Kind/name`.
 pub fn object_key(o: &Value) -> String {

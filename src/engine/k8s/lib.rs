@@ -1,0 +1,266 @@
+//! Moving Kubernetes workloads as one unit: their objects and their volume data.
+//!
+//! - [`objects`]: object references, discovery of what a cluster serves, paged lists;
+//! - [`graph`]: what an object refers to: dependency closure and restore order;
+//! - [`capture`]: a backup of namespaces, workloads or a selection into a snapshot;
+//! - [`cluster`]: storage classes, and kube-rs errors in words;
+//! - [`mover`]: short-lived pods that read and write volume data through the exec API;
+//! - [`listing`]: the movers' exec protocol, safe for any file name and busybox's tools;
+//! - [`lease`]: jobs' temporaries in a cluster, their leases, and dead jobs' cleanup;
+//! - [`transform`]: what changes on the way to another cluster (namespaces, storage
+//!   classes, server-populated fields);
+//! - [`plan`]: the dry run of a restore, checked against the target;
+//! - [`apply`]: carrying out a plan, volumes before the workloads that use them.
+//!
+//! Everything goes through kube-rs over the wire: the same code talks to EKS, AKS and
+//! the sandbox. Jobs are async (they talk to clusters) and hand repository work to
+//! blocking threads. Progress is reported through [`JobProgress`], which front ends
+//! sample at their own pace.
+
+pub mod apply;
+pub mod capture;
+pub mod cluster;
+pub mod graph;
+pub mod lease;
+pub mod listing;
+pub mod mover;
+pub mod objects;
+pub mod pipe;
+pub mod plan;
+pub mod transform;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+
+use ferry_repo::progress::Progress;
+
+pub use objects::ObjRef;
+
+/// The snapshot `meta` key under which a capture records what it holds.
+pub const META_KEY: &str = "kubernetes";
+/// Folder of the snapshot tree holding object documents.
+pub const RESOURCES_DIR: &str = "resources";
+/// Folder of the snapshot tree holding volume contents (`volumes/<ns>/<pvc>/`).
+pub const VOLUMES_DIR: &str = "volumes";
+/// Label on everything Ferry creates for its own use (mover pods, snapshots).
+pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "ferry");
+/// Annotation a restored PVC carries once its data is in place: `<snapshot>:<tree>`.
+pub const RESTORED_ANNOTATION: &str = "ferry.dev/restored-from";
+/// Annotation a PVC carries from the moment a restore creates it: `<snapshot>:<tree>`,
+/// the data it is to receive. A claim with this but without [`RESTORED_ANNOTATION`]
+/// lost its transfer midway, and a retry fills it again.
+pub const RESTORING_ANNOTATION: &str = "ferry.dev/restoring";
+
+#[derive(Debug, thiserror::Error)]
+pub enum K8sError {
+    #[error("{context}: {detail}")]
+    Api { context: String, detail: String },
+    #[error(transparent)]
+    Repository(#[from] ferry_repo::Error),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("volume {pvc}: {detail}")]
+    Volume { pvc: String, detail: String },
+    #[error(
+        "the plan has {0} problem(s) that stop the restore: see the plan (`ferry plan`), fix them or change the mapping"
+    )]
+    PlanBlocked(usize),
+    #[error("the job was cancelled")]
+    Cancelled,
+    #[error("cannot save the restore report {path}: {detail}")]
+    Report { path: String, detail: String },
+    /// The cluster stopped answering (a dropped or stalled connection).
+    #[error(
+        "{what}: the cluster did not answer for {secs} s (the connection dropped or stalled); check it and run the job again, it resumes"
+    )]
+    Unreachable { what: String, secs: u64 },
+}
+
+impl K8sError {
+    /// An API error with what Ferry was doing and what the cluster said.
+    pub fn api(context: impl Into<String>, e: &kube::Error) -> K8sError {
+        K8sError::Api {
+            context: context.into(),
+            detail: crate::cluster::explain(e),
+        }
+    }
+}
+
+pub type Result<T, E = K8sError> = std::result::Result<T, E>;
+
+/// Waits for one request at most `limit`: a cluster that stops answering is an error,
+/// not a hang (Kubernetes clients set no read timeout, so a silent connection waits
+/// forever).
+pub(crate) async fn within<T>(
+    limit: Duration,
+    what: impl FnOnce() -> String,
+    request: impl Future<Output = Result<T>>,
+) -> Result<T> {
+    match tokio::time::timeout(limit, request).await {
+        Ok(r) => r,
+        Err(_) => Err(K8sError::Unreachable {
+            what: what(),
+            secs: limit.as_secs(),
+        }),
+    }
+}
+
+/// Runs `work` for as long as `moved` keeps changing; `None` once it has stood still
+/// for `limit` (the stream's connection dropped or stalled).
+pub(crate) async fn unless_stalled<T>(
+    limit: Duration,
+    moved: impl Fn() -> u64,
+    work: impl Future<Output = T>,
+) -> Option<T> {
+    tokio::pin!(work);
+    let tick = (limit / 8).clamp(Duration::from_millis(20), Duration::from_secs(1));
+    let mut last = moved();
+    let mut since = std::time::Instant::now();
+    loop {
+        tokio::select! {
+            out = &mut work => return Some(out),
+            () = tokio::time::sleep(tick) => {
+                let now = moved();
+                if now != last {
+                    last = now;
+                    since = std::time::Instant::now();
+                } else if since.elapsed() >= limit {
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+/// How one volume's transfer goes.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct VolumeStatus {
+    pub namespace: String,
+    pub pvc: String,
+    pub state: String,
+    pub files: u64,
+    pub bytes: u64,
+    pub files_total: u64,
+    pub bytes_total: u64,
+}
+
+/// Live progress of a capture, restore or migration. The byte and file counters of the
+/// volume data are in `data` (the engine's own progress, with its rate and ETA).
+#[derive(Debug, Default)]
+pub struct JobProgress {
+    pub data: Arc<Progress>,
+    pub objects_total: AtomicU64,
+    pub objects_done: AtomicU64,
+    phase: Mutex<String>,
+    volumes: Mutex<Vec<VolumeStatus>>,
+    log: Mutex<Vec<String>>,
+}
+
+impl JobProgress {
+    pub fn new() -> Arc<JobProgress> {
+        Arc::new(JobProgress::default())
+    }
+
+    /// A job whose data counters are `data` (e.g. one that Ctrl-C cancels).
+    pub fn with_data(data: Arc<Progress>) -> Arc<JobProgress> {
+        Arc::new(JobProgress {
+            data,
+            ..JobProgress::default()
+        })
+    }
+
+    pub fn set_phase(&self, p: impl Into<String>) {
+        let p = p.into();
+        tracing::info!(phase = %p, "job phase");
+        *self.phase.lock() = p;
+    }
+
+    pub fn phase(&self) -> String {
+        self.phase.lock().clone()
+    }
+
+    pub fn add_objects(&self, total: u64, done: u64) {
+        self.objects_total.fetch_add(total, Relaxed);
+        self.objects_done.fetch_add(done, Relaxed);
+    }
+
+    pub fn objects(&self) -> (u64, u64) {
+        (
+            self.objects_done.load(Relaxed),
+            self.objects_total.load(Relaxed),
+        )
+    }
+
+    /// Adds a line to the job's log (shown by the console's log pane).
+    pub fn log(&self, line: impl Into<String>) {
+        let line = line.into();
+        tracing::info!(%line, "job");
+        let mut l = self.log.lock();
+        l.push(line);
+        let n = l.len();
+        if n > 1000 {
+            l.drain(..n - 1000);
+        }
+    }
+
+    pub fn log_lines(&self) -> Vec<String> {
+        self.log.lock().clone()
+    }
+
+    pub fn volume(&self, namespace: &str, pvc: &str, f: impl FnOnce(&mut VolumeStatus)) {
+        let mut v = self.volumes.lock();
+        let idx = match v
+            .iter()
+            .position(|s| s.namespace == namespace && s.pvc == pvc)
+        {
+            Some(i) => i,
+            None => {
+                v.push(VolumeStatus {
+                    namespace: namespace.into(),
+                    pvc: pvc.into(),
+                    ..VolumeStatus::default()
+                });
+                v.len() - 1
+            }
+        };
+        if let Some(s) = v.get_mut(idx) {
+            f(s);
+        }
+    }
+
+    pub fn volumes(&self) -> Vec<VolumeStatus> {
+        self.volumes.lock().clone()
+    }
+
+    pub fn cancel(&self) {
+        self.data.cancel();
+    }
+
+    /// Pauses the job's volume data streams (see [`Progress::pause`]).
+    pub fn pause(&self) {
+        self.data.pause();
+        self.log("paused");
+    }
+
+    pub fn resume(&self) {
+        self.data.resume();
+        self.log("resumed");
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.data.is_paused()
+    }
+
+    pub fn check(&self) -> Result<()> {
+        if self.data.is_cancelled() {
+            Err(K8sError::Cancelled)
+        } else {
+            Ok(())
+        }
+    }
+}

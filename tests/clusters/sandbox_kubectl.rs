@@ -1,0 +1,481 @@
+//! The real kubectl 1.33 and helm against an in-process sandbox, through the kubeconfig
+//! the sandbox writes. Both come from `scripts/install-kubectl.sh` (which
+//! `scripts/test.sh` runs); without them these tests fail and say so.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use ferry_sandbox::{Sandbox, SandboxConfig, write_kubeconfig};
+
+fn tool_path(tool: &str) -> PathBuf {
+    if tool == "kubectl"
+        && let Some(p) = std::env::var_os("FERRY_KUBECTL")
+    {
+        return PathBuf::from(p);
+    }
+    let dir = std::env::var_os("FERRY_TOOLS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache/ferry-tools")
+        });
+    dir.join(tool)
+}
+
+async fn kubectl(kubeconfig: &Path, args: &[&str]) -> String {
+    run_tool("kubectl", kubeconfig, args).await
+}
+
+/// Runs kubectl or helm in a blocking thread (the sandbox serves on this test's runtime).
+async fn run_tool(tool: &str, kubeconfig: &Path, args: &[&str]) -> String {
+    let bin = tool_path(tool);
+    assert!(
+        bin.exists(),
+        "{tool} not found at {}: run `bash scripts/install-kubectl.sh` (or set FERRY_KUBECTL)",
+        bin.display()
+    );
+    let kubeconfig = kubeconfig.to_path_buf();
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    let shown = args.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(bin)
+            .env("KUBECONFIG", &kubeconfig)
+            .env("HOME", kubeconfig.parent().unwrap())
+            .args(&args)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{tool} {shown:?} failed: {}\n{}",
+        stdout,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_gets_applies_and_lists_resources() {
+    let dir = tempfile::tempdir().unwrap();
+    let sandbox = Sandbox::start(SandboxConfig::new("kubectl", dir.path().join("state")))
+        .await
+        .unwrap();
+    let kc = dir.path().join("kubeconfig");
+    write_kubeconfig(&kc, &[sandbox.kubeconfig_entry()]).unwrap();
+
+    let ns = kubectl(&kc, &["get", "ns"]).await;
+    assert!(ns.contains("default") && ns.contains("kube-system"), "{ns}");
+
+    let manifest = dir.path().join("cm.yaml");
+    std::fs::write(
+        &manifest,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: applied\n  labels:\n    app: demo\ndata:\n  a: \"1\"\n",
+    )
+    .unwrap();
+    let out = kubectl(&kc, &["apply", "-f", manifest.to_str().unwrap()]).await;
+    assert!(out.contains("configmap/applied created"), "{out}");
+    std::fs::write(
+        &manifest,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: applied\n  labels:\n    app: demo\ndata:\n  a: \"2\"\n",
+    )
+    .unwrap();
+    let out = kubectl(&kc, &["apply", "-f", manifest.to_str().unwrap()]).await;
+    assert!(out.contains("configmap/applied configured"), "{out}");
+
+    let yaml = kubectl(&kc, &["get", "cm", "applied", "-o", "yaml"]).await;
+    assert!(yaml.contains("a: \"2\""), "{yaml}");
+    assert!(yaml.contains("last-applied-configuration"), "{yaml}");
+
+    let labelled = kubectl(&kc, &["get", "cm", "-l", "app=demo", "-o", "name"]).await;
+    assert_eq!(labelled.trim(), "configmap/applied");
+
+    // A Deployment and a Service: apply, re-apply with a new image (strategic merge),
+    // scale through the scale subresource.
+    let dep = dir.path().join("dep.yaml");
+    let deployment = |image: &str| {
+        format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 2\n  \
+             selector:\n    matchLabels: {{app: web}}\n  template:\n    metadata:\n      labels: {{app: web}}\n    \
+             spec:\n      containers:\n      - name: web\n        image: {image}\n      - name: side\n        \
+             image: busybox\n---\napiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  \
+             selector: {{app: web}}\n  ports: [{{port: 80}}]\n"
+        )
+    };
+    std::fs::write(&dep, deployment("nginx:1")).unwrap();
+    kubectl(&kc, &["apply", "-f", dep.to_str().unwrap()]).await;
+    std::fs::write(&dep, deployment("nginx:2")).unwrap();
+    let out = kubectl(&kc, &["apply", "-f", dep.to_str().unwrap()]).await;
+    assert!(
+        out.contains("deployment.apps/web configured") && out.contains("service/web unchanged"),
+        "{out}"
+    );
+    let images = kubectl(
+        &kc,
+        &[
+            "get",
+            "deploy",
+            "web",
+            "-o",
+            "jsonpath={.spec.template.spec.containers[*].image}",
+        ],
+    )
+    .await;
+    assert_eq!(images, "nginx:2 busybox");
+    kubectl(&kc, &["scale", "deploy", "web", "--replicas=4"]).await;
+    let replicas = kubectl(
+        &kc,
+        &["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"],
+    )
+    .await;
+    assert_eq!(replicas, "4");
+    let ip = kubectl(
+        &kc,
+        &["get", "svc", "web", "-o", "jsonpath={.spec.clusterIP}"],
+    )
+    .await;
+    assert!(ip.starts_with("10.96."), "{ip}");
+
+    let resources = kubectl(&kc, &["api-resources"]).await;
+    for r in [
+        "deployments",
+        "customresourcedefinitions",
+        "volumesnapshots",
+        "leases",
+    ] {
+        assert!(resources.contains(r), "{r} missing from:\n{resources}");
+    }
+    assert!(
+        resources.contains("deploy "),
+        "short names are listed:\n{resources}"
+    );
+
+    let out = kubectl(&kc, &["delete", "cm", "applied"]).await;
+    assert!(out.contains("deleted"), "{out}");
+    sandbox.shutdown().await.unwrap();
+}
+
+/// Typed client-go clients send protobuf: helm's release Secrets, `kubectl create secret`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn helm_installs_upgrades_and_uninstalls_a_chart() {
+    let dir = tempfile::tempdir().unwrap();
+    let sandbox = Sandbox::start(SandboxConfig::new("helm", dir.path().join("state")))
+        .await
+        .unwrap();
+    let kc = dir.path().join("kubeconfig");
+    write_kubeconfig(&kc, &[sandbox.kubeconfig_entry()]).unwrap();
+    let chart = dir.path().join("chart");
+    std::fs::create_dir_all(chart.join("templates")).unwrap();
+    std::fs::write(
+        chart.join("Chart.yaml"),
+        "apiVersion: v2\nname: demo\nversion: 0.1.0\n",
+    )
+    .unwrap();
+    std::fs::write(
+        chart.join("templates/cm.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: demo-cm\ndata:\n  x: \"1\"\n",
+    )
+    .unwrap();
+    let chart = chart.to_str().unwrap();
+    let out = run_tool("helm", &kc, &["install", "demo", chart]).await;
+    assert!(out.contains("STATUS: deployed"), "{out}");
+    kubectl(&kc, &["get", "cm", "demo-cm"]).await;
+    let out = run_tool("helm", &kc, &["upgrade", "demo", chart]).await;
+    assert!(out.contains("REVISION: 2"), "{out}");
+    let out = run_tool("helm", &kc, &["list"]).await;
+    assert!(out.contains("deployed"), "{out}");
+    let out = run_tool("helm", &kc, &["uninstall", "demo"]).await;
+    assert!(out.contains("uninstalled"), "{out}");
+
+    let out = kubectl(
+        &kc,
+        &["create", "secret", "generic", "s1", "--from-literal=a=b"],
+    )
+    .await;
+    assert!(out.contains("created"), "{out}");
+    let a = kubectl(&kc, &["get", "secret", "s1", "-o", "jsonpath={.data.a}"]).await;
+    assert_eq!(a, "Yg==");
+    kubectl(&kc, &["create", "namespace", "made-by-kubectl"]).await;
+    kubectl(&kc, &["delete", "namespace", "made-by-kubectl"]).await;
+    sandbox.shutdown().await.unwrap();
+}
+
+/// Runs kubectl and returns whether it succeeded, its stdout and its stderr.
+async fn kubectl_status(kubeconfig: &Path, args: &[&str]) -> (bool, String, String) {
+    let bin = tool_path("kubectl");
+    assert!(bin.exists(), "kubectl not found at {}", bin.display());
+    let kubeconfig = kubeconfig.to_path_buf();
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(bin)
+            .env("KUBECONFIG", &kubeconfig)
+            .env("HOME", kubeconfig.parent().unwrap())
+            .args(&args)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_server_side_apply_dry_run_and_auth() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut sandbox = Sandbox::start(SandboxConfig::new("ssa", dir.path().join("state")))
+        .await
+        .unwrap();
+    let dev_token = sandbox
+        .add_user("dev", &["developers".to_string()])
+        .unwrap();
+    let kc = dir.path().join("kubeconfig");
+    write_kubeconfig(&kc, &[sandbox.kubeconfig_entry()]).unwrap();
+    let dev_kc = dir.path().join("dev-kubeconfig");
+    let mut dev_entry = sandbox.kubeconfig_entry();
+    dev_entry.token = dev_token;
+    write_kubeconfig(&dev_kc, &[dev_entry]).unwrap();
+
+    let manifest = dir.path().join("cm.yaml");
+    let write = |replicas: &str| {
+        std::fs::write(
+            &manifest,
+            format!(
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: shared\ndata:\n  size: \"{replicas}\"\n"
+            ),
+        )
+        .unwrap();
+    };
+    let file = manifest.to_str().unwrap().to_string();
+
+    // A server-side dry run shows the object and creates nothing.
+    write("1");
+    let out = kubectl(&kc, &["apply", "--dry-run=server", "-f", &file]).await;
+    assert!(
+        out.contains("configmap/shared created (server dry run)"),
+        "{out}"
+    );
+    let (found, _, err) = kubectl_status(&kc, &["get", "cm", "shared"]).await;
+    assert!(!found && err.contains("NotFound"), "{err}");
+
+    // Server-side apply; another manager's change to the same field conflicts.
+    let out = kubectl(&kc, &["apply", "--server-side", "-f", &file]).await;
+    assert!(out.contains("configmap/shared serverside-applied"), "{out}");
+    let yaml = kubectl(
+        &kc,
+        &["get", "cm", "shared", "-o", "yaml", "--show-managed-fields"],
+    )
+    .await;
+    assert!(
+        yaml.contains("manager: kubectl") && yaml.contains("operation: Apply"),
+        "{yaml}"
+    );
+    write("2");
+    let (ok, _, err) = kubectl_status(
+        &kc,
+        &[
+            "apply",
+            "--server-side",
+            "--field-manager=other",
+            "-f",
+            &file,
+        ],
+    )
+    .await;
+    assert!(!ok, "a conflicting apply succeeded");
+    assert!(
+        err.contains("conflict") && err.contains(".data.size"),
+        "{err}"
+    );
+    let out = kubectl(
+        &kc,
+        &[
+            "apply",
+            "--server-side",
+            "--field-manager=other",
+            "--force-conflicts",
+            "-f",
+            &file,
+        ],
+    )
+    .await;
+    assert!(out.contains("serverside-applied"), "{out}");
+    let size = kubectl(&kc, &["get", "cm", "shared", "-o", "jsonpath={.data.size}"]).await;
+    assert_eq!(size, "2");
+
+    // Who am I, and what may I do: the developer may do nothing yet, then edit in default.
+    let out = kubectl(&dev_kc, &["auth", "whoami"]).await;
+    assert!(out.contains("dev") && out.contains("developers"), "{out}");
+    let (allowed, out, _) =
+        kubectl_status(&dev_kc, &["auth", "can-i", "create", "configmaps"]).await;
+    assert!(!allowed && out.trim() == "no", "{out}");
+    kubectl(
+        &kc,
+        &[
+            "create",
+            "rolebinding",
+            "developers-edit",
+            "--clusterrole=edit",
+            "--group=developers",
+            "-n",
+            "default",
+        ],
+    )
+    .await;
+    let out = kubectl(&dev_kc, &["auth", "can-i", "create", "configmaps"]).await;
+    assert_eq!(out.trim(), "yes");
+    let (allowed, _, _) = kubectl_status(
+        &dev_kc,
+        &["auth", "can-i", "create", "configmaps", "-n", "kube-system"],
+    )
+    .await;
+    assert!(!allowed);
+    let (ok, _, err) = kubectl_status(&dev_kc, &["create", "cm", "x", "-n", "kube-system"]).await;
+    assert!(!ok);
+    assert!(
+        err.contains(
+            "configmaps is forbidden: User \"dev\" cannot create resource \"configmaps\" in API group \"\" in the namespace \"kube-system\""
+        ),
+        "{err}"
+    );
+    kubectl(&dev_kc, &["create", "cm", "x"]).await;
+    sandbox.shutdown().await.unwrap();
+}
+
+/// `helm template` of a chart written here, applied with `kubectl apply`; then
+/// `kubectl wait` on the rollout the sandbox's controllers make, and `kubectl get
+/// --watch` seeing objects appear.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn helm_template_applies_and_kubectl_waits_and_watches() {
+    let dir = tempfile::tempdir().unwrap();
+    let sandbox = Sandbox::start(SandboxConfig::new("tpl", dir.path().join("state")))
+        .await
+        .unwrap();
+    let kc = dir.path().join("kubeconfig");
+    write_kubeconfig(&kc, &[sandbox.kubeconfig_entry()]).unwrap();
+    let chart = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/charts/shop-web"
+    );
+    let rendered = run_tool(
+        "helm",
+        &kc,
+        &[
+            "template",
+            "shop",
+            chart,
+            "--namespace",
+            "apps",
+            "--set",
+            "replicas=2",
+            "--set",
+            "greeting=hi",
+        ],
+    )
+    .await;
+    assert!(
+        rendered.contains("kind: Deployment") && rendered.contains("name: shop-shop-web"),
+        "{rendered}"
+    );
+    let manifest = dir.path().join("rendered.yaml");
+    std::fs::write(&manifest, &rendered).unwrap();
+    kubectl(&kc, &["create", "namespace", "apps"]).await;
+    let out = kubectl(
+        &kc,
+        &["apply", "-n", "apps", "-f", manifest.to_str().unwrap()],
+    )
+    .await;
+    for kind in [
+        "serviceaccount",
+        "configmap",
+        "secret",
+        "service",
+        "deployment.apps",
+        "ingress.networking.k8s.io",
+    ] {
+        assert!(
+            out.contains(&format!("{kind}/shop-shop-web created")),
+            "{kind}: {out}"
+        );
+    }
+    let greeting = kubectl(
+        &kc,
+        &[
+            "get",
+            "cm",
+            "shop-shop-web",
+            "-n",
+            "apps",
+            "-o",
+            "jsonpath={.data.GREETING}",
+        ],
+    )
+    .await;
+    assert_eq!(greeting, "hi");
+    kubectl(
+        &kc,
+        &[
+            "wait",
+            "-n",
+            "apps",
+            "--for=condition=Available",
+            "deployment/shop-shop-web",
+            "--timeout=60s",
+        ],
+    )
+    .await;
+    kubectl(
+        &kc,
+        &[
+            "wait",
+            "-n",
+            "apps",
+            "--for=jsonpath={.status.readyReplicas}=2",
+            "deployment/shop-shop-web",
+            "--timeout=60s",
+        ],
+    )
+    .await;
+
+    // `kubectl get --watch` for a moment while objects are created.
+    let mut watch = Command::new(tool_path("kubectl"))
+        .env("KUBECONFIG", &kc)
+        .env("HOME", dir.path())
+        .args(["get", "configmaps", "-n", "apps", "--watch", "-o", "name"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    for n in ["watched-1", "watched-2"] {
+        kubectl(
+            &kc,
+            &["create", "configmap", n, "-n", "apps", "--from-literal=a=b"],
+        )
+        .await;
+    }
+    // Give the watch a moment to print what it saw, then stop it.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    watch.kill().unwrap();
+    let o = tokio::task::spawn_blocking(move || watch.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    for n in [
+        "configmap/shop-shop-web",
+        "configmap/watched-1",
+        "configmap/watched-2",
+    ] {
+        assert!(
+            out.lines().any(|l| l.trim() == n),
+            "{n} not seen by the watch: {out}"
+        );
+    }
+    sandbox.shutdown().await.unwrap();
+}

@@ -1,0 +1,19 @@
+//! Moving workloads between clusters: migrations, pauses, volume data, policies, and the kill campaign.
+//!
+//! One test binary for these modules (each was a binary of its own), so the suite
+//! links a few binaries instead of one per file.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../common/mod.rs"]
+mod common;
+#[path = "../support/mod.rs"]
+mod support;
+
+mod kill_campaign;
+mod migrate;
+mod pause;
+mod policy;
+mod policy_identity;
+mod reliability;
+mod volume_integrity;

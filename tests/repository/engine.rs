@@ -1,0 +1,561 @@
+//! The repository engine end to end, on a local folder: round trips, incremental
+//! backups, deduplication, damage, locks, keys, retention and prune.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use crate::common;
+
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::sync::Arc;
+
+use common::*;
+use ferry_repo::backend::FileKind;
+use ferry_repo::backup::{self, BackupOptions, ParentChoice};
+
+use ferry_repo::crypto::{KdfParams, Secret};
+use ferry_repo::forget::{self, Retention};
+use ferry_repo::progress::Progress;
+use ferry_repo::prune::{self, PruneOptions};
+use ferry_repo::restore::{self, RestoreOptions};
+use ferry_repo::snapshot;
+use ferry_repo::{Error, Repository, diff, lock, stats};
+use proptest::prelude::*;
+
+/// A tree with the awkward cases: empty and sparse files, symlinks, hard links,
+/// names that are not UTF-8, deep folders, modes and times.
+fn awkward_tree(root: &Path) {
+    write_file(&root.join("a/b/c/deep.txt"), b"deep", 0o640, 1_600_000_000);
+    write_file(&root.join("empty"), b"", 0o600, 1_600_000_001);
+    write_file(
+        &root.join("big.bin"),
+        &bytes(3 << 20, 1),
+        0o644,
+        1_600_000_002,
+    );
+    write_file(
+        &root.join("exec.sh"),
+        b"#!/bin/sh\necho hi\n",
+        0o755,
+        1_600_000_003,
+    );
+    let odd = std::ffi::OsStr::from_bytes(b"caf\xe9-\xff.txt");
+    write_file(&root.join(odd), b"latin-1 name", 0o644, 1_600_000_004);
+    std::os::unix::fs::symlink("a/b", root.join("link-to-b")).unwrap();
+    std::os::unix::fs::symlink("/nonexistent/target", root.join("dangling")).unwrap();
+    std::fs::hard_link(root.join("big.bin"), root.join("big-hardlink.bin")).unwrap();
+    let sparse = std::fs::File::create(root.join("sparse.img")).unwrap();
+    sparse.set_len(8 << 20).unwrap();
+    use std::os::unix::fs::FileExt;
+    sparse.write_all_at(b"data in the middle", 4 << 20).unwrap();
+    drop(sparse);
+    filetime::set_file_mtime(
+        root.join("sparse.img"),
+        filetime::FileTime::from_unix_time(1_600_000_005, 0),
+    )
+    .unwrap();
+}
+
+#[test]
+fn round_trip_keeps_content_and_metadata() {
+    let t = new_repo();
+    let src = t.dir.path().join("src");
+    awkward_tree(&src);
+    let snap = do_backup(&t.repo, &src);
+    assert_eq!(snap.summary.files, 7);
+    let out = t.dir.path().join("out");
+    let r = do_restore(&t.repo, &snap, &out, "").unwrap();
+    assert_eq!(r.files, 7);
+    assert_same_tree(&src, &out);
+    // Hard links come back as links, sparse files as sparse files.
+    use std::os::unix::fs::MetadataExt;
+    let a = std::fs::metadata(out.join("big.bin")).unwrap();
+    let b = std::fs::metadata(out.join("big-hardlink.bin")).unwrap();
+    assert_eq!(a.ino(), b.ino());
+    let s = std::fs::metadata(out.join("sparse.img")).unwrap();
+    assert!(
+        s.blocks() * 512 < s.len() / 2,
+        "sparse file restored dense: {} blocks",
+        s.blocks()
+    );
+    assert!(check_repo(&t.repo, true).ok());
+}
+
+#[test]
+fn sub_path_restore_and_refusal_of_non_empty_target() {
+    let t = new_repo();
+    let src = t.dir.path().join("src");
+    awkward_tree(&src);
+    let snap = do_backup(&t.repo, &src);
+    let out = t.dir.path().join("sub");
+    do_restore(&t.repo, &snap, &out, "a/b").unwrap();
+    assert_eq!(std::fs::read(out.join("c/deep.txt")).unwrap(), b"deep");
+    assert!(!out.join("big.bin").exists());
+    // Not empty now: refused, and nothing is touched.
+    std::fs::write(out.join("c/deep.txt"), b"local change").unwrap();
+    let err = do_restore(&t.repo, &snap, &out, "a/b").unwrap_err();
+    assert!(matches!(err, Error::TargetNotEmpty(_)), "{err}");
+    assert!(err.to_string().contains("--overwrite"));
+    assert_eq!(
+        std::fs::read(out.join("c/deep.txt")).unwrap(),
+        b"local change"
+    );
+    let opts = RestoreOptions {
+        target: out.clone(),
+        path: "a/b".into(),
+        overwrite: true,
+        threads: None,
+    };
+    restore::restore(&t.repo, &snap, &opts, &Arc::new(Progress::new())).unwrap();
+    assert_eq!(std::fs::read(out.join("c/deep.txt")).unwrap(), b"deep");
+    let missing = do_restore(&t.repo, &snap, &t.dir.path().join("x"), "no/such").unwrap_err();
+    assert!(matches!(missing, Error::PathNotInSnapshot { .. }));
+}
+
+#[test]
+fn incremental_backup_reads_only_changes() {
+    let t = new_repo();
+    let src = t.dir.path().join("src");
+    for i in 0..20 {
+        write_file(
+            &src.join(format!("f{i:02}")),
+            &bytes(100_000, i),
+            0o644,
+            1_600_000_000,
+        );
+    }
+    let s1 = do_backup(&t.repo, &src);
+    assert_eq!(s1.summary.files_new, 20);
+    write_file(&src.join("f03"), &bytes(100_000, 999), 0o644, 1_600_000_100);
+    std::fs::remove_file(src.join("f07")).unwrap();
+    write_file(&src.join("new"), b"fresh", 0o644, 1_600_000_200);
+    let s2 = do_backup(&t.repo, &src);
+    assert_eq!(s2.parent, Some(s1.id));
+    assert_eq!(s2.summary.files_unmodified, 18);
+    assert_eq!(s2.summary.files_changed, 1);
+    assert_eq!(s2.summary.files_new, 1);
+    assert!(s2.summary.bytes_new < 120_000, "{}", s2.summary.bytes_new);
+    let out = t.dir.path().join("out");
+    do_restore(&t.repo, &s2, &out, "").unwrap();
+    assert_same_tree(&src, &out);
+    let changes = diff::diff(&t.repo, &s1.tree, &s2.tree).unwrap();
+    let summary: Vec<(char, String)> = changes
+        .iter()
+        .map(|c| (c.change.symbol(), c.path.display().to_string()))
+        .collect();
+    assert!(summary.contains(&('M', "f03".into())), "{summary:?}");
+    assert!(summary.contains(&('-', "f07".into())));
+    assert!(summary.contains(&('+', "new".into())));
+    // --no-parent reads everything again but stores nothing new.
+    let opts = BackupOptions {
+        source: src.clone(),
+        parent: ParentChoice::None,
+        ..Default::default()
+    };
+    let s3 = backup::backup(&t.repo, &opts, &Arc::new(Progress::new()))
+        .unwrap()
+        .snapshot;
+    assert_eq!(s3.summary.files_new, 20);
+    assert_eq!(s3.summary.blobs_new, 0);
+}
+
+#[test]
+fn scattered_page_writes_cost_little() {
+    // The default chunk size is chosen for this: 32 scattered 4 KiB writes into a
+    // 32 MiB database file must not cost megabytes each.
+    let t = new_repo();
+    let src = t.dir.path().join("src");
+    let mut db = bytes(32 << 20, 5);
+    write_file(&src.join("db.dat"), &db, 0o644, 1_600_000_000);
+    do_backup(&t.repo, &src);
+    let pages = bytes(32 * 4096, 6);
+    for i in 0..32 {
+        let off = (i * 997 + 13) % ((32 << 20) / 4096) * 4096;
+        db[off..off + 4096].copy_from_slice(&pages[i * 4096..(i + 1) * 4096]);
+    }
+    write_file(&src.join("db.dat"), &db, 0o644, 1_600_000_500);
+    let s2 = do_backup(&t.repo, &src);
+    let per_page = s2.summary.bytes_new / 32;
+    assert!(
+        per_page < 200 * 1024,
+        "{per_page} bytes added per 4 KiB page write"
+    );
+}
+
+#[test]
+fn compressible_data_is_compressed_and_random_is_not() {
+    let t = new_repo();
+    let src = t.dir.path().join("src");
+    let text: Vec<u8> = (0..200_000)
+        .flat_map(|i| format!("2024-05-01 INFO request {i} served\n").into_bytes())
+        .collect();
+    write_file(&src.join("log.txt"), &text, 0o644, 1);
+    let s = do_backup(&t.repo, &src);
+    assert!(
+        s.summary.bytes_stored * 5 < s.summary.bytes_new,
+        "{:?}",
+        s.summary
+    );
+    let t2 = new_repo();
+    let src2 = t2.dir.path().join("src");
+    write_file(&src2.join("rand"), &bytes(4 << 20, 3), 0o644, 1);
+    let s2 = do_backup(&t2.repo, &src2);
+    // Stored raw: only per-blob overhead (nonce, tag, flag).
+    assert!(
+        s2.summary.bytes_stored < s2.summary.bytes_new + 200 * 64,
+        "{:?}",
+        s2.summary
+    );
+}
+
+#[test]
+fn wrong_password_and_unknown_version_are_clear_errors() {
+    let t = new_repo();
+    let backend = Arc::new(ferry_repo::backend::local::LocalBackend::new(t.path()));
+    let err = Repository::open(
+        backend.clone(),
+        t.rt.handle().clone(),
+        &Secret::Password("nope".into()),
+    )
+    .unwrap_err();
+    assert!(matches!(err, Error::WrongPassword { keys: 1 }), "{err}");
+    assert!(err.to_string().contains("FERRY_PASSWORD"));
+    // A key file from a future format.
+    let keys = std::fs::read_dir(t.path().join("keys"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let mut kf: serde_json::Value = serde_json::from_slice(&std::fs::read(&keys).unwrap()).unwrap();
+    kf["version"] = 2.into();
+    std::fs::write(&keys, serde_json::to_vec(&kf).unwrap()).unwrap();
+    let err = Repository::open(backend.clone(), t.rt.handle().clone(), &secret()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::UnsupportedVersion {
+                found: 2,
+                supported: 1
+            }
+        ),
+        "{err}"
+    );
+    let err = Repository::open(
+        Arc::new(ferry_repo::backend::local::LocalBackend::new(
+            t.dir.path().join("nothing"),
+        )),
+        t.rt.handle().clone(),
+        &secret(),
+    )
+    .unwrap_err();
+    assert!(matches!(err, Error::NotARepository { .. }), "{err}");
+}
+
+#[test]
+fn keys_can_be_added_used_and_removed() {
+    let t = new_repo();
+    let second = Secret::KeyMaterial(b"0123456789abcdef0123456789abcdef".to_vec());
+    let name = t
+        .repo
+        .add_key(&second, KdfParams::insecure_fast(), "ops")
+        .unwrap();
+    assert_eq!(t.repo.list_keys().unwrap().len(), 2);
+    let backend = Arc::new(ferry_repo::backend::local::LocalBackend::new(t.path()));
+    let via_second = Repository::open(backend.clone(), t.rt.handle().clone(), &second).unwrap();
+    assert_eq!(via_second.config().id, t.repo.config().id);
+    assert!(matches!(
+        via_second.remove_key(&name[..10]),
+        Err(Error::KeyInUse(_))
+    ));
+    let first = t.repo.key_name().to_string();
+    via_second.remove_key(&first[..12]).unwrap();
+    assert!(matches!(
+        Repository::open(backend.clone(), t.rt.handle().clone(), &secret()),
+        Err(Error::WrongPassword { .. })
+    ));
+    assert!(matches!(
+        via_second.remove_key("ffffffffff"),
+        Err(Error::KeyNotFound(_))
+    ));
+}
+
+#[test]
+fn damaged_pack_is_named_with_the_snapshots_it_breaks() {
+    let t = new_repo();
+    let a = t.dir.path().join("a");
+    let b = t.dir.path().join("b");
+    write_file(&a.join("one"), &bytes(600_000, 1), 0o644, 1);
+    write_file(&b.join("two"), &bytes(600_000, 2), 0o644, 1);
+    let sa = do_backup(&t.repo, &a);
+    let packs_a: Vec<String> = t
+        .repo
+        .list_packs()
+        .unwrap()
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
+    let sb = do_backup(&t.repo, &b);
+    let victim = t
+        .repo
+        .list_packs()
+        .unwrap()
+        .into_iter()
+        .filter(|p| !packs_a.contains(&p.name))
+        .max_by_key(|p| p.size)
+        .unwrap();
+    let path = t.path().join(FileKind::Pack.path(&victim.name));
+    let mut data = std::fs::read(&path).unwrap();
+    data[100] ^= 0xff;
+    std::fs::write(&path, &data).unwrap();
+
+    // Structure alone cannot see a flipped byte; reading the data does.
+    let r = check_repo(&t.repo, true);
+    assert!(!r.ok());
+    assert_eq!(r.damaged_packs.len(), 1);
+    assert_eq!(r.damaged_packs[0].0.to_hex(), victim.name);
+    assert_eq!(r.affected_snapshots, vec![sb.id]);
+    assert!(
+        r.errors.iter().any(|e| e.contains(&victim.name)),
+        "{:?}",
+        r.errors
+    );
+    // The other snapshot still restores.
+    let out = t.dir.path().join("out-a");
+    do_restore(&t.repo, &sa, &out, "").unwrap();
+    assert_same_tree(&a, &out);
+    let err = do_restore(&t.repo, &sb, &t.dir.path().join("out-b"), "").unwrap_err();
+    assert!(err.to_string().contains("damaged"), "{err}");
+
+    // Truncation is seen without reading data.
+    std::fs::write(&path, &data[..data.len() / 2]).unwrap();
+    let r = check_repo(&t.repo, false);
+    assert!(
+        r.errors.iter().any(|e| e.contains("truncated")),
+        "{:?}",
+        r.errors
+    );
+}
+
+#[test]
+fn locks_block_writers_and_stale_locks_are_cleared() {
+    let t = new_repo();
+    let src = t.dir.path().join("src");
+    write_file(&src.join("f"), b"x", 0o644, 1);
+    {
+        let _held = lock::acquire(&t.repo, true, "prune").unwrap();
+        let err = backup::backup(
+            &t.repo,
+            &BackupOptions {
+                source: src.clone(),
+                ..Default::default()
+            },
+            &Arc::new(Progress::new()),
+        )
+        .unwrap_err();
+        assert!(matches!(err, Error::Locked { .. }), "{err}");
+        assert!(err.to_string().contains("prune"));
+    }
+    // Shared locks coexist.
+    let l1 = lock::acquire(&t.repo, false, "backup").unwrap();
+    let l2 = lock::acquire(&t.repo, false, "restore").unwrap();
+    assert!(lock::acquire(&t.repo, true, "prune").is_err());
+    drop((l1, l2));
+    // A lock of a process that no longer exists on this host is stale.
+    let dead = lock::LockInfo {
+        time: chrono::Utc::now(),
+        exclusive: true,
+        host: ferry_repo::hostname(),
+        pid: 999_999_999,
+        username: "ghost".into(),
+        purpose: "prune".into(),
+    };
+    t.repo.save_json(FileKind::Lock, &dead).unwrap();
+    do_backup(&t.repo, &src);
+    assert!(lock::list(&t.repo).unwrap().is_empty());
+}
+
+#[test]
+fn forget_and_prune_free_space_and_keep_the_rest_intact() {
+    let t = new_repo();
+    let src = t.dir.path().join("src");
+    write_file(&src.join("keep"), &bytes(2 << 20, 1), 0o644, 1);
+    write_file(&src.join("gone"), &bytes(3 << 20, 2), 0o644, 1);
+    let s1 = do_backup(&t.repo, &src);
+    std::fs::remove_file(src.join("gone")).unwrap();
+    write_file(&src.join("later"), &bytes(1 << 20, 3), 0o644, 2);
+    let s2 = do_backup(&t.repo, &src);
+    t.repo.load_index().unwrap();
+    let before = stats::stats(&t.repo, &[s1.clone(), s2.clone()]).unwrap();
+    let decisions = forget::forget(
+        &t.repo,
+        &Retention {
+            last: Some(1),
+            ..Default::default()
+        },
+        false,
+    )
+    .unwrap();
+    assert_eq!(decisions.iter().filter(|d| !d.keep).count(), 1);
+    let (left, _) = snapshot::list(&t.repo).unwrap();
+    assert_eq!(left.iter().map(|s| s.id).collect::<Vec<_>>(), vec![s2.id]);
+    let dry = prune::prune(
+        &t.repo,
+        &PruneOptions {
+            dry_run: true,
+            ..Default::default()
+        },
+        &Arc::new(Progress::new()),
+    )
+    .unwrap();
+    let r = prune::prune(
+        &t.repo,
+        &PruneOptions::default(),
+        &Arc::new(Progress::new()),
+    )
+    .unwrap();
+    assert!(r.packs_removed + r.packs_rewritten > 0, "{r:?}");
+    assert_eq!(dry.packs_removed, r.packs_removed);
+    assert!(
+        r.bytes_after + (2 << 20) < before.repo_bytes,
+        "{r:?} {before:?}"
+    );
+    let fresh = t.reopen();
+    assert!(check_repo(&fresh, true).ok());
+    let out = t.dir.path().join("out");
+    do_restore(&fresh, &s2, &out, "").unwrap();
+    assert_same_tree(&src, &out);
+    // Prune again: nothing left to do.
+    let again = prune::prune(&fresh, &PruneOptions::default(), &Arc::new(Progress::new())).unwrap();
+    assert_eq!((again.packs_removed, again.packs_rewritten), (0, 0));
+}
+
+#[test]
+fn packs_left_by_a_killed_backup_are_reindexed_and_reused() {
+    let t = new_repo();
+    let src = t.dir.path().join("src");
+    write_file(&src.join("big"), &bytes(6 << 20, 9), 0o644, 1);
+    do_backup(&t.repo, &src);
+    // Simulate the kill: the packs stay, the index files and snapshot vanish.
+    for f in std::fs::read_dir(t.path().join("index")).unwrap() {
+        std::fs::remove_file(f.unwrap().path()).unwrap();
+    }
+    for f in std::fs::read_dir(t.path().join("snapshots")).unwrap() {
+        std::fs::remove_file(f.unwrap().path()).unwrap();
+    }
+    let fresh = t.reopen();
+    let s = do_backup(&fresh, &src);
+    assert_eq!(
+        s.summary.blobs_new, 0,
+        "uploaded data was not reused: {:?}",
+        s.summary
+    );
+    assert!(check_repo(&fresh, true).ok());
+}
+
+fn arb_tree() -> impl Strategy<Value = Vec<(String, Vec<u8>, u32)>> {
+    let name = "[a-z]{1,6}(/[a-z]{1,6}){0,2}";
+    let content = prop_oneof![
+        prop::collection::vec(any::<u8>(), 0..2000),
+        (0usize..400_000, any::<u64>()).prop_map(|(n, s)| bytes(n, s)),
+        (1usize..50_000).prop_map(|n| vec![b'z'; n]),
+    ];
+    let mode = prop::sample::select(vec![0o600u32, 0o644, 0o755, 0o400]);
+    prop::collection::vec((name, content, mode), 1..25)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+    #[test]
+    fn random_trees_round_trip(files in arb_tree()) {
+        let t = new_repo();
+        let src = t.dir.path().join("src");
+        std::fs::create_dir_all(&src).unwrap();
+        for (i, (name, data, mode)) in files.iter().enumerate() {
+            let p = src.join(name);
+            // A path may collide with an existing folder or file: skip those.
+            if p.exists() || p.ancestors().skip(1).any(|a| a.is_file()) {
+                continue;
+            }
+            write_file(&p, data, *mode, 1_500_000_000 + i as i64);
+        }
+        let snap = do_backup(&t.repo, &src);
+        let out = t.dir.path().join("out");
+        do_restore(&t.repo, &snap, &out, "").unwrap();
+        assert_same_tree(&src, &out);
+    }
+}
+
+#[test]
+fn a_damaged_index_is_rebuilt_from_the_packs() {
+    let t = new_repo();
+    let src = t.dir.path().join("src");
+    write_file(&src.join("a"), &bytes(3 << 20, 4), 0o644, 1);
+    let snap = do_backup(&t.repo, &src);
+    let idx = std::fs::read_dir(t.path().join("index"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let mut d = std::fs::read(&idx).unwrap();
+    d[10] ^= 1;
+    std::fs::write(&idx, d).unwrap();
+    let fresh = t.reopen();
+    let err = fresh.load_index().unwrap_err();
+    assert!(err.to_string().contains("repair-index"), "{err}");
+    let r = ferry_repo::repair::rebuild_index(&fresh, &Arc::new(Progress::new())).unwrap();
+    assert!(
+        r.unreadable.is_empty() && r.packs > 0 && r.index_files_removed == 1,
+        "{r:?}"
+    );
+    let fresh = t.reopen();
+    assert!(check_repo(&fresh, true).ok());
+    let out = t.dir.path().join("out");
+    do_restore(&fresh, &snap, &out, "").unwrap();
+    assert_same_tree(&src, &out);
+}
+
+#[test]
+fn a_key_file_that_opens_but_is_orphaned_does_not_lock_anyone_out() {
+    // An init interrupted after its key file was written leaves an orphan that the same
+    // secret opens; the real key must still be found whatever the listing order.
+    let t = new_repo();
+    let orphan_master = ferry_repo::crypto::MasterKey::generate().unwrap();
+    let kf = ferry_repo::crypto::KeyFile::wrap(
+        &orphan_master,
+        &secret(),
+        KdfParams::insecure_fast(),
+        1,
+        "",
+    )
+    .unwrap();
+    for name in ["0000", "ffff"] {
+        std::fs::write(
+            t.path().join("keys").join(name),
+            serde_json::to_vec(&kf).unwrap(),
+        )
+        .unwrap();
+    }
+    let opened = t.reopen();
+    assert_eq!(opened.config().id, t.repo.config().id);
+}
+
+/// A repository opened before another process (here: another handle) stored data
+/// still reads that data: a blob its index does not know sends it to the index files.
+#[test]
+fn blobs_indexed_by_another_process_are_found_without_reopening() {
+    let t = common::new_repo();
+    let early = t.reopen();
+    let src = tempfile::tempdir().unwrap();
+    common::write_file(
+        &src.path().join("a.txt"),
+        b"written later",
+        0o644,
+        1_700_000_000,
+    );
+    let snap = common::do_backup(&t.repo, src.path());
+    // `early` read the (empty) index before the backup.
+    let tree = early.load_blob(&snap.tree).unwrap();
+    assert!(!tree.is_empty());
+}
