@@ -9,6 +9,7 @@
 //! - `ferry-providers` (`src/providers/clusters`): where clusters come from.
 //! - `ferry-sandbox` (`src/providers/sandbox`): local clusters for trying Ferry.
 //! - `ferry-policy` (`src/policy`): who may move what where.
+//! - `ferry-jobs` (`src/jobs`): the jobs both front ends run, through a permit.
 //! - `ferry-console` (`src/ui`): the full-screen console and progress display.
 
 pub mod cli;

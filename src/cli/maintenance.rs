@@ -174,7 +174,7 @@ pub fn forget(ctx: &Context, a: ForgetArgs) -> anyhow::Result<Exit> {
                 .map(|_| Exit::SUCCESS)
                 .map_err(|e| anyhow::anyhow!("{e}"));
             for j in jobs {
-                j.finish(ctx, &done);
+                super::policy::finish(ctx, j, &done);
             }
             r.context(
                 "removing the snapshots failed part way (those removed stay removed, the others are intact): run the same command again to remove the rest",
@@ -204,7 +204,7 @@ pub fn forget(ctx: &Context, a: ForgetArgs) -> anyhow::Result<Exit> {
                 .map(|_| Exit::SUCCESS)
                 .map_err(|e| anyhow::anyhow!("{e}"));
             for j in jobs {
-                j.finish(ctx, &done);
+                super::policy::finish(ctx, j, &done);
             }
             r.context(
                 "removing the snapshots failed part way (those removed stay removed, the others are intact): run the same command again to remove the rest",
@@ -271,7 +271,7 @@ fn authorize_removal(
     ctx: &Context,
     repo: &Repository,
     snaps: &[&Snapshot],
-) -> anyhow::Result<Vec<super::policy::Job>> {
+) -> anyhow::Result<Vec<ferry_jobs::Permit>> {
     let mut by_cluster: std::collections::BTreeMap<String, Vec<String>> = Default::default();
     for s in snaps {
         if let Some(m) = CaptureMeta::of(s) {

@@ -10,17 +10,18 @@ use anyhow::Context as _;
 use clap::Args;
 
 use super::kube::connect;
-use super::policy::{Place, authorize, origin};
+use super::policy::{Place, authorize, finish, origin, say_scrubbed};
 use super::{Context, Exit};
 use crate::config::Settings;
 use ferry_console::{format, progress};
-use ferry_k8s::apply::{self, Report};
+use ferry_jobs::{JobError, restore_pairs, restored_namespaces};
+use ferry_k8s::JobProgress;
+use ferry_k8s::apply::Report;
 use ferry_k8s::capture::{self, CaptureMeta, CaptureOptions, CaptureOutcome, Scope};
 use ferry_k8s::mover::MoverOptions;
 use ferry_k8s::objects::ObjRef;
 use ferry_k8s::plan::{self, Conflict, Plan, PlanOptions};
 use ferry_k8s::transform::Mapping;
-use ferry_k8s::{JobProgress, K8sError};
 use ferry_policy::Action as PolicyAction;
 use ferry_repo::snapshot::{self, Snapshot};
 use ferry_repo::{Repository, progress::Phase};
@@ -143,8 +144,8 @@ impl MapArgs {
 fn run_job<T: Send>(
     ctx: &Context,
     job: &Arc<JobProgress>,
-    f: impl std::future::Future<Output = Result<T, K8sError>> + Send,
-) -> Result<T, K8sError> {
+    f: impl std::future::Future<Output = Result<T, JobError>> + Send,
+) -> Result<T, JobError> {
     let describe =
         |s: &ferry_repo::progress::ProgressSnapshot, r: f64| progress::job_line(job, s, r);
     progress::run_with_line(&job.data, ctx.global.quiet, &describe, || {
@@ -208,7 +209,7 @@ pub fn backup(
         .iter()
         .map(|n| (Some(n.clone()), None))
         .collect();
-    let mut policy_job = authorize(
+    let mut permit = authorize(
         ctx,
         &repo,
         PolicyAction::Backup,
@@ -229,27 +230,21 @@ pub fn backup(
             envelope: super::kube::envelope(ctx, &linked),
         };
         let job = new_job(ctx);
-        let out = run_job(ctx, &job, capture::capture(&client, &repo, &opts, &job))
+        let out = run_job(ctx, &job, permit.capture(&client, &opts, &job))
             .with_context(|| format!("backup from {} failed", linked.name))?;
         print_capture(&out);
-        policy_job.snapshot(&out.snapshot.id);
-        policy_job.bytes(out.snapshot.summary.bytes);
         Ok(if out.warnings.is_empty() {
             Exit::SUCCESS
         } else {
             Exit::from(3)
         })
     })();
-    policy_job.finish(ctx, &result);
+    finish(ctx, permit, &result);
     result
 }
 
-/// Loads a capture snapshot and its objects.
-fn load_capture(
-    ctx: &Context,
-    repo: &Repository,
-    spec: &str,
-) -> anyhow::Result<(Snapshot, CaptureMeta, Vec<serde_json::Value>)> {
+/// Finds a capture snapshot and its metadata.
+fn find_capture(repo: &Repository, spec: &str) -> anyhow::Result<(Snapshot, CaptureMeta)> {
     let snap = snapshot::find(repo, spec)?;
     let meta = CaptureMeta::of(&snap).with_context(|| {
         format!(
@@ -258,6 +253,16 @@ fn load_capture(
             snap.id.short()
         )
     })?;
+    Ok((snap, meta))
+}
+
+/// Loads a capture snapshot and its objects.
+fn load_capture(
+    ctx: &Context,
+    repo: &Repository,
+    spec: &str,
+) -> anyhow::Result<(Snapshot, CaptureMeta, Vec<serde_json::Value>)> {
+    let (snap, meta) = find_capture(repo, spec)?;
     let repo2 = repo.clone();
     let snap2 = snap.clone();
     let objects = ctx
@@ -294,26 +299,21 @@ fn render(plan: &Plan, output: &str) -> anyhow::Result<String> {
 
 pub fn plan(ctx: &Context, a: PlanArgs) -> anyhow::Result<Exit> {
     let repo = ctx.open()?;
-    let (snap, meta, objects) = load_capture(ctx, &repo, &a.snapshot)?;
+    let (snap, meta) = find_capture(&repo, &a.snapshot)?;
     let (linked, client) = connect(ctx, a.context.as_deref())?;
     let opts = a.map.options(mover(ctx, None)?);
-    let plan = ctx.rt.block_on(plan::build(
+    // The plan, and what the policy would say of carrying it out (nothing is recorded
+    // for a dry run).
+    let (plan, denied) = ctx.rt.block_on(ferry_jobs::dry_run(
+        &repo,
+        &origin(ctx, &meta.cluster),
+        &Place::new(&linked, Some(&client)),
         &client,
-        &linked.name,
         &snap,
         &meta,
-        &objects,
         &opts,
     ))?;
     print!("{}", render(&plan, &a.output)?);
-    // What the policy would say of carrying it out (nothing is recorded for a dry run).
-    let denied = ctx.rt.block_on(ferry_policy::gate::preview(
-        &repo,
-        PolicyAction::Restore,
-        Some(&origin(ctx, &meta.cluster)),
-        Some(&Place::new(&linked, Some(&client))),
-        &restore_pairs(&meta, &opts),
-    ));
     if let Some(why) = &denied {
         eprintln!("the policy would refuse this restore: {why}");
     }
@@ -324,19 +324,6 @@ pub fn plan(ctx: &Context, a: PlanArgs) -> anyhow::Result<Exit> {
     } else {
         Exit::SUCCESS
     })
-}
-
-/// A restore's (source namespace, target namespace) pairs, as the policy sees them.
-fn restore_pairs(meta: &CaptureMeta, opts: &PlanOptions) -> Vec<(Option<String>, Option<String>)> {
-    let sources = if opts.namespaces.is_empty() {
-        &meta.namespaces
-    } else {
-        &opts.namespaces
-    };
-    sources
-        .iter()
-        .map(|n| (Some(n.clone()), Some(opts.mapping.namespace(n).to_string())))
-        .collect()
 }
 
 #[derive(Debug, Args, Clone)]
@@ -413,7 +400,7 @@ pub fn restore(
     a: K8sRestoreArgs,
 ) -> anyhow::Result<Exit> {
     let repo = ctx.open()?;
-    let (snap, meta, objects) = load_capture(ctx, &repo, snapshot)?;
+    let (snap, meta) = find_capture(&repo, snapshot)?;
     let (linked, client) = connect(ctx, context)?;
     let mut opts = a.map.options(mover(ctx, mover_image)?);
     if let Some(path) = &a.retry {
@@ -429,8 +416,8 @@ pub fn restore(
         }
         opts.only = Some(failed);
     }
-    let pairs = restore_pairs(&meta, &opts);
-    let mut policy_job = authorize(
+    let pairs = restore_pairs(restored_namespaces(&meta, &opts), &opts);
+    let mut permit = authorize(
         ctx,
         &repo,
         PolicyAction::Restore,
@@ -438,18 +425,12 @@ pub fn restore(
         Some(&Place::new(&linked, Some(&client))),
         &pairs,
     )?;
-    policy_job.snapshot(&snap.id);
+    permit.note_snapshot(&snap);
     let result = (|| {
-        let objects = policy_job.scrub(objects);
-        let plan = ctx.rt.block_on(plan::build(
-            &client,
-            &linked.name,
-            &snap,
-            &meta,
-            &objects,
-            &opts,
-        ))?;
-        policy_job.plan(&plan);
+        let (plan, scrubbed) =
+            ctx.rt
+                .block_on(permit.plan(&client, &linked.name, &snap, &meta, &opts))?;
+        say_scrubbed(&scrubbed);
         eprint!("{}", plan.render_text());
         if plan.blocking() > 0 {
             anyhow::bail!(
@@ -459,16 +440,11 @@ pub fn restore(
         }
         confirm(&plan, a.yes)?;
         let job = new_job(ctx);
-        let report = run_job(
-            ctx,
-            &job,
-            apply::apply(&client, &repo, &plan, &opts.mover, &job),
-        )
-        .with_context(|| format!("restore into {} failed", linked.name))?;
-        policy_job.bytes(report.bytes_restored);
+        let report = run_job(ctx, &job, permit.apply(&client, &plan, &opts.mover, &job))
+            .with_context(|| format!("restore into {} failed", linked.name))?;
         print_report(ctx, &report)
     })();
-    policy_job.finish(ctx, &result);
+    finish(ctx, permit, &result);
     result
 }
 
@@ -537,18 +513,8 @@ pub fn migrate(
         no_parent: false,
     };
     let ropts = a.restore.map.options(mover_opts);
-    let pairs: Vec<_> = a
-        .select
-        .namespaces
-        .iter()
-        .map(|n| {
-            (
-                Some(n.clone()),
-                Some(ropts.mapping.namespace(n).to_string()),
-            )
-        })
-        .collect();
-    let mut policy_job = authorize(
+    let pairs = restore_pairs(&a.select.namespaces, &ropts);
+    let mut permit = authorize(
         ctx,
         &repo,
         action,
@@ -559,33 +525,17 @@ pub fn migrate(
     let result = (|| {
         // Capture first, then show the plan before anything changes on the target.
         let job = new_job(ctx);
-        let out = run_job(
-            ctx,
-            &job,
-            capture::capture(&src_client, &repo, &copts, &job),
-        )
-        .with_context(|| format!("capture from {} failed", src.name))?;
+        let out = run_job(ctx, &job, permit.capture(&src_client, &copts, &job))
+            .with_context(|| format!("capture from {} failed", src.name))?;
         print_capture(&out);
-        policy_job.snapshot(&out.snapshot.id);
-        policy_job.bytes(out.snapshot.summary.bytes);
-        let repo2 = repo.clone();
-        let snap2 = out.snapshot.clone();
-        let objects = ctx
-            .rt
-            .block_on(async move {
-                tokio::task::spawn_blocking(move || capture::read_objects(&repo2, &snap2)).await
-            })
-            .context("cannot read the snapshot")??;
-        let objects = policy_job.scrub(objects);
-        let plan = ctx.rt.block_on(plan::build(
+        let (plan, scrubbed) = ctx.rt.block_on(permit.plan(
             &dst_client,
             &dst.name,
             &out.snapshot,
             &out.meta,
-            &objects,
             &ropts,
         ))?;
-        policy_job.plan(&plan);
+        say_scrubbed(&scrubbed);
         eprint!("{}", plan.render_text());
         if plan.blocking() > 0 {
             anyhow::bail!(
@@ -600,13 +550,12 @@ pub fn migrate(
         let report = run_job(
             ctx,
             &job,
-            apply::apply(&dst_client, &repo, &plan, &ropts.mover, &job),
+            permit.apply(&dst_client, &plan, &ropts.mover, &job),
         )
         .with_context(|| format!("restore into {} failed", dst.name))?;
-        policy_job.bytes(report.bytes_restored);
         print_report(ctx, &report)
     })();
-    policy_job.finish(ctx, &result);
+    finish(ctx, permit, &result);
     result
 }
 

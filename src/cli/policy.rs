@@ -14,8 +14,9 @@ use serde_json::Value;
 
 use super::kube::{connect, linked};
 use super::{Context, Exit};
-use ferry_k8s::plan::Plan;
-use ferry_policy::gate::{self, Gate};
+use ferry_jobs::Permit;
+use ferry_policy::gate;
+use ferry_policy::scrub::Scrubbed;
 use ferry_policy::{self as pol, Action, ActivePolicy, AdminKey, Decision};
 use ferry_providers::kubeconfig::LinkedCluster;
 use ferry_repo::Repository;
@@ -389,16 +390,11 @@ pub(super) fn origin(ctx: &Context, cluster: &str) -> Place {
     }
 }
 
-/// What a permitted job carries to its end: what to scrub and its audit record.
-pub(super) struct Job {
-    repo: Repository,
-    gate: Gate,
-}
-
-/// Decides whether this job may run, before anything is planned ([`gate::check`]:
-/// the verified policy, the identity on each cluster from `SelfSubjectReview`, every
-/// source→target namespace pair). A denial prints the deciding rule and who could do
-/// it instead, is recorded in the audit trail, and is returned as an error.
+/// Decides whether this job may run, before anything is read or planned
+/// ([`ferry_jobs::authorize`]: the verified policy, the identity on each cluster from
+/// `SelfSubjectReview`, every source→target namespace pair). A denial prints the
+/// deciding rule and who could do it instead, is recorded in the audit trail, and is
+/// returned as an error.
 pub(super) fn authorize(
     ctx: &Context,
     repo: &Repository,
@@ -406,18 +402,18 @@ pub(super) fn authorize(
     from: Option<&Place>,
     to: Option<&Place>,
     pairs: &[(Option<String>, Option<String>)],
-) -> anyhow::Result<Job> {
-    match ctx.rt.block_on(gate::check(repo, action, from, to, pairs)) {
-        Ok(gate) => {
-            if gate.has_policy
-                && let Some(d) = gate.decisions.first()
+) -> anyhow::Result<Permit> {
+    match ctx
+        .rt
+        .block_on(ferry_jobs::authorize(repo, action, from, to, pairs))
+    {
+        Ok(permit) => {
+            if permit.has_policy()
+                && let Some(d) = permit.decisions().first()
             {
                 eprintln!("allowed by policy: {}", d.reason);
             }
-            Ok(Job {
-                repo: repo.clone(),
-                gate,
-            })
+            Ok(permit)
         }
         Err(pol::PolicyError::Denied {
             rule,
@@ -449,51 +445,32 @@ pub(super) fn authorize(
     }
 }
 
-impl Job {
-    /// The objects to restore after the policy's scrub rules; says what was scrubbed.
-    pub(super) fn scrub(&self, objects: Vec<Value>) -> Vec<Value> {
-        let (kept, done) = pol::scrub::apply(&self.gate.scrub, objects);
-        for s in &done {
-            match s.mode {
-                pol::ScrubMode::Drop => eprintln!("policy scrub: {} is not copied", s.object),
-                pol::ScrubMode::Placeholder => eprintln!(
-                    "policy scrub: {} is copied with empty values: fill in {} on the target",
-                    s.object,
-                    if s.keys.is_empty() {
-                        "its data".to_string()
-                    } else {
-                        s.keys.join(", ")
-                    }
-                ),
-            }
+/// Says what the policy's scrub rules took out of the objects to restore.
+pub(super) fn say_scrubbed(done: &[Scrubbed]) {
+    for s in done {
+        match s.mode {
+            pol::ScrubMode::Drop => eprintln!("policy scrub: {} is not copied", s.object),
+            pol::ScrubMode::Placeholder => eprintln!(
+                "policy scrub: {} is copied with empty values: fill in {} on the target",
+                s.object,
+                if s.keys.is_empty() {
+                    "its data".to_string()
+                } else {
+                    s.keys.join(", ")
+                }
+            ),
         }
-        kept
     }
+}
 
-    pub(super) fn plan(&mut self, plan: &Plan) {
-        self.gate.plan(plan);
-    }
-
-    pub(super) fn snapshot(&mut self, id: &ferry_repo::id::Id) {
-        self.gate.record.snapshot = Some(id.to_hex());
-    }
-
-    pub(super) fn bytes(&mut self, n: u64) {
-        self.gate.record.bytes += n;
-    }
-
-    /// Appends the audit record of the finished job.
-    pub(super) fn finish(self, ctx: &Context, result: &anyhow::Result<Exit>) {
-        let outcome = match result {
-            Ok(e) => Ok(*e == Exit::SUCCESS),
-            Err(e) => Err(format!("{e:#}")),
-        };
-        if let Some(w) = ctx
-            .rt
-            .block_on(gate::finish(&self.repo, self.gate.record, outcome))
-        {
-            eprintln!("warning: {w}");
-        }
+/// Appends the audit record of the finished job.
+pub(super) fn finish(ctx: &Context, permit: Permit, result: &anyhow::Result<Exit>) {
+    let outcome = match result {
+        Ok(e) => Ok(*e == Exit::SUCCESS),
+        Err(e) => Err(format!("{e:#}")),
+    };
+    if let Some(w) = ctx.rt.block_on(permit.finish(outcome)) {
+        eprintln!("warning: {w}");
     }
 }
 

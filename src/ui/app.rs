@@ -966,7 +966,7 @@ impl App {
                     if let Ok(p) = r
                         && p.captured
                     {
-                        self.abandon(p.gate.record);
+                        self.abandon(p.permit);
                     }
                 }
             },
@@ -1006,10 +1006,8 @@ impl App {
     }
 
     /// Records a live capture whose plan was dropped unconfirmed ([`tasks::abandoned`]).
-    fn abandon(&self, record: ferry_policy::audit::AuditRecord) {
-        if let Ok(repo) = &self.env.repo {
-            tasks::abandoned(&self.env.rt, repo.clone(), record);
-        }
+    fn abandon(&self, permit: ferry_jobs::Permit) {
+        tasks::abandoned(&self.env.rt, permit);
     }
 
     fn wizard_sync(&mut self) {
@@ -1771,15 +1769,15 @@ impl App {
         };
         // A live capture's plan the key drops unconfirmed still gets its audit record.
         let captured = match &w.plan {
-            Some(Load::Ready(p)) if p.captured => Some(p.gate.record.clone()),
+            Some(Load::Ready(p)) if p.captured => Some(p.permit.clone()),
             _ => None,
         };
         let outcome = w.key(self, k);
-        if let Some(record) = captured
+        if let Some(permit) = captured
             && (matches!(outcome, crate::wizard_state::Outcome::Close)
                 || !matches!(w.plan, Some(Load::Ready(_))))
         {
-            self.abandon(record);
+            self.abandon(permit);
         }
         match outcome {
             crate::wizard_state::Outcome::Stay => self.wizard = Some(w),
@@ -1923,14 +1921,6 @@ impl App {
             self.wizard = Some(w);
             return;
         }
-        let repo = match &self.env.repo {
-            Ok(r) => r.clone(),
-            Err(e) => {
-                let e = e.clone();
-                self.say(Tone::Error, e);
-                return;
-            }
-        };
         let Some(target) = self.cluster(w.target_name()).map(|c| c.linked.clone()) else {
             return;
         };
@@ -1944,7 +1934,6 @@ impl App {
             &self.env.rt,
             &self.tx,
             id,
-            repo,
             target,
             prepared,
             self.env.mover.clone(),

@@ -14,14 +14,15 @@ use tokio::runtime::Handle;
 
 use crate::app::{JobEnd, Msg, NsSummary};
 use crate::format;
+use ferry_jobs::{Permit, authorize, restore_pairs, restored_namespaces};
 use ferry_k8s::JobProgress;
 use ferry_k8s::apply;
 use ferry_k8s::capture::{self, CaptureMeta, CaptureOptions};
 use ferry_k8s::mover::MoverOptions;
 use ferry_k8s::objects::{self, Catalog};
-use ferry_k8s::plan::{self, Plan, PlanOptions};
+use ferry_k8s::plan::{Plan, PlanOptions};
 use ferry_policy::Action;
-use ferry_policy::gate::{self, Gate, Place};
+use ferry_policy::gate::{self, Place};
 use ferry_providers::kubeconfig::LinkedCluster;
 use ferry_providers::probe;
 use ferry_repo::Repository;
@@ -35,31 +36,18 @@ pub struct Prepared {
     pub snapshot: Snapshot,
     pub meta: CaptureMeta,
     pub plan: Plan,
-    /// The policy's permission, carried to the end of the job for its audit record.
-    pub gate: Gate,
+    /// The policy's permission: it carries the plan out and writes the audit record.
+    pub permit: Permit,
     /// Whether a live capture was taken for this plan: then dropping the plan unconfirmed
     /// still leaves an audit record ([`abandoned`]), as data was read from the source.
     pub captured: bool,
 }
 
 /// Appends the audit record of a live capture whose plan the user did not confirm.
-pub fn abandoned(rt: &Handle, repo: Repository, mut record: ferry_policy::audit::AuditRecord) {
+pub fn abandoned(rt: &Handle, permit: Permit) {
     rt.spawn(async move {
-        record.outcome = ferry_policy::audit::Outcome::Abandoned;
-        record.detail =
-            Some("captured, but the plan was not confirmed: nothing was restored".into());
-        record.time = chrono::Utc::now();
-        gate::append(&repo, record).await;
+        permit.abandon().await;
     });
-}
-
-/// The (source, target) namespace pairs of a restore: each source namespace and where
-/// the mapping puts it.
-fn pairs(namespaces: &[String], opts: &PlanOptions) -> Vec<(Option<String>, Option<String>)> {
-    namespaces
-        .iter()
-        .map(|n| (Some(n.clone()), Some(opts.mapping.namespace(n).to_string())))
-        .collect()
 }
 
 /// The namespaces a capture scope reads.
@@ -69,15 +57,6 @@ fn scope_namespaces(scope: &capture::Scope) -> Vec<String> {
         capture::Scope::Workloads { namespace, .. } => vec![namespace.clone()],
         capture::Scope::Selector { namespaces, .. } => namespaces.clone(),
     }
-}
-
-/// The objects after the gate's scrub rules, and a line saying what was scrubbed.
-fn scrubbed(gate: &Gate, objects: Vec<Value>) -> Vec<Value> {
-    let (kept, done) = ferry_policy::scrub::apply(&gate.scrub, objects);
-    for s in &done {
-        tracing::info!(object = %s.object, mode = ?s.mode, "scrubbed by the policy");
-    }
-    kept
 }
 
 fn send(tx: &Sender<Msg>, m: Msg) {
@@ -120,7 +99,7 @@ fn requested(c: &PersistentVolumeClaim) -> u64 {
         .and_then(|s| s.resources.as_ref())
         .and_then(|r| r.requests.as_ref())
         .and_then(|r| r.get("storage"))
-        .and_then(|q| plan::parse_quantity(&q.0))
+        .and_then(|q| ferry_k8s::plan::parse_quantity(&q.0))
         .unwrap_or(0)
 }
 
@@ -398,7 +377,7 @@ pub fn backup(
 ) {
     let tx = tx.clone();
     rt.spawn(async move {
-        let mut permit: Option<Gate> = None;
+        let mut permit: Option<Permit> = None;
         let r = async {
             let client = client(&cluster).await?;
             // The policy first, as `ferry backup` does: a denied backup reads nothing.
@@ -406,22 +385,22 @@ pub fn backup(
                 .into_iter()
                 .map(|n| (Some(n), None))
                 .collect();
-            let gate = gate::check(
-                &repo,
-                Action::Backup,
-                Some(&Place::new(&cluster, Some(&client))),
-                None,
-                &pairs,
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-            let permit = permit.insert(gate);
+            let permit = permit.insert(
+                authorize(
+                    &repo,
+                    Action::Backup,
+                    Some(&Place::new(&cluster, Some(&client))),
+                    None,
+                    &pairs,
+                )
+                .await
+                .map_err(|e| e.to_string())?,
+            );
             opts.envelope = envelope(&cluster).await;
-            let out = capture::capture(&client, &repo, &opts, &progress)
+            let out = permit
+                .capture(&client, &opts, &progress)
                 .await
                 .map_err(|e| format!("backup from {} failed: {e}", cluster.name))?;
-            permit.record.snapshot = Some(out.snapshot.id.to_hex());
-            permit.record.bytes += out.snapshot.summary.bytes;
             Ok::<_, String>(captured(&out))
         }
         .await;
@@ -430,7 +409,7 @@ pub fn backup(
                 Ok(_) => Ok(true),
                 Err(e) => Err(e.clone()),
             };
-            if let Some(w) = gate::finish(&repo, p.record, outcome).await {
+            if let Some(w) = p.finish(outcome).await {
                 progress.log(w);
             }
         }
@@ -482,14 +461,6 @@ pub fn live_classes(
     });
 }
 
-async fn read(repo: &Repository, snap: &Snapshot) -> Result<Vec<Value>, String> {
-    let (repo, snap) = (repo.clone(), snap.clone());
-    blocking(move || {
-        capture::read_objects(&repo, &snap).map_err(|e| format!("cannot read the snapshot: {e}"))
-    })
-    .await
-}
-
 #[allow(clippy::too_many_arguments)]
 pub fn plan_snapshot(
     rt: &Handle,
@@ -507,31 +478,24 @@ pub fn plan_snapshot(
         let r = async {
             let client = client(&target).await?;
             // The policy first: nothing is read or planned for a denied restore.
-            let sources = if opts.namespaces.is_empty() {
-                &meta.namespaces
-            } else {
-                &opts.namespaces
-            };
-            let mut gate = gate::check(
+            let mut permit = authorize(
                 &repo,
                 Action::Restore,
                 Some(&origin),
                 Some(&Place::new(&target, Some(&client))),
-                &pairs(sources, &opts),
+                &restore_pairs(restored_namespaces(&meta, &opts), &opts),
             )
             .await
             .map_err(|e| e.to_string())?;
-            gate.record.snapshot = Some(snap.id.to_hex());
-            let objects = scrubbed(&gate, read(&repo, &snap).await?);
-            let plan = plan::build(&client, &target.name, &snap, &meta, &objects, &opts)
+            let (plan, _) = permit
+                .plan(&client, &target.name, &snap, &meta, &opts)
                 .await
                 .map_err(|e| format!("cannot plan the restore into {}: {e}", target.name))?;
-            gate.plan(&plan);
             Ok(Box::new(Prepared {
                 snapshot: snap,
                 meta,
                 plan,
-                gate,
+                permit,
                 captured: false,
             }))
         }
@@ -576,7 +540,7 @@ pub fn target_verdicts(
 }
 
 /// Checks the policy for a target the user tried to go on with although it was shown
-/// denied; [`gate::check`] appends the denial to the audit trail.
+/// denied; [`authorize`] appends the denial to the audit trail.
 pub fn refused(
     rt: &Handle,
     repo: Repository,
@@ -595,7 +559,7 @@ pub fn refused(
         };
         let c = client(&target).await.ok();
         let to = Place::new(&target, c.as_ref());
-        if gate::check(&repo, action, Some(&from), Some(&to), &pairs)
+        if authorize(&repo, action, Some(&from), Some(&to), &pairs)
             .await
             .is_ok()
         {
@@ -621,24 +585,25 @@ pub fn plan_live(
 ) {
     let tx = tx.clone();
     rt.spawn(async move {
-        let mut permit: Option<Gate> = None;
+        let mut permit: Option<Permit> = None;
         let out = async {
             let target_client = client(&target).await?;
             let client = client(&source).await?;
             // The policy first: nothing is captured for a denied migrate or clone.
-            permit = Some(
-                gate::check(
+            let permit = permit.insert(
+                authorize(
                     &repo,
                     action,
                     Some(&Place::new(&source, Some(&client))),
                     Some(&Place::new(&target, Some(&target_client))),
-                    &pairs(&scope_namespaces(&copts.scope), &ropts),
+                    &restore_pairs(&scope_namespaces(&copts.scope), &ropts),
                 )
                 .await
                 .map_err(|e| e.to_string())?,
             );
             copts.envelope = envelope(&source).await;
-            capture::capture(&client, &repo, &copts, &progress)
+            permit
+                .capture(&client, &copts, &progress)
                 .await
                 .map_err(|e| format!("capture from {} failed: {e}", source.name))
         }
@@ -647,7 +612,7 @@ pub fn plan_live(
             (Ok(o), Some(p)) => (o, p),
             (Err(e), permit) => {
                 if let Some(p) = permit {
-                    gate::finish(&repo, p.record, Err(e.clone())).await;
+                    p.finish(Err(e.clone())).await;
                 }
                 let end = ended(Err(e.clone()), &progress);
                 send(&tx, Msg::JobDone(job, end));
@@ -657,34 +622,28 @@ pub fn plan_live(
             (Ok(_), None) => return,
         };
         send(&tx, Msg::JobDone(job, captured(&out)));
-        permit.record.snapshot = Some(out.snapshot.id.to_hex());
-        permit.record.bytes += out.snapshot.summary.bytes;
         let r = async {
-            let objects = scrubbed(&permit, read(&repo, &out.snapshot).await?);
             let client = client(&target).await?;
-            let plan = plan::build(
-                &client,
-                &target.name,
-                &out.snapshot,
-                &out.meta,
-                &objects,
-                &ropts,
-            )
-            .await
-            .map_err(|e| format!("cannot plan the restore into {}: {e}", target.name))?;
-            permit.plan(&plan);
-            Ok::<_, String>(Box::new(Prepared {
+            let (plan, _) = permit
+                .plan(&client, &target.name, &out.snapshot, &out.meta, &ropts)
+                .await
+                .map_err(|e| format!("cannot plan the restore into {}: {e}", target.name))?;
+            Ok::<_, String>(plan)
+        }
+        .await;
+        let r = match r {
+            Ok(plan) => Ok(Box::new(Prepared {
                 snapshot: out.snapshot.clone(),
                 meta: out.meta.clone(),
                 plan,
-                gate: permit.clone(),
+                permit,
                 captured: true,
-            }))
-        }
-        .await;
-        if let Err(e) = &r {
-            gate::finish(&repo, permit.record, Err(e.clone())).await;
-        }
+            })),
+            Err(e) => {
+                permit.finish(Err(e.clone())).await;
+                Err(e)
+            }
+        };
         send(&tx, Msg::Plan(generation, r));
     });
 }
@@ -715,7 +674,6 @@ pub fn apply(
     rt: &Handle,
     tx: &Sender<Msg>,
     id: usize,
-    repo: Repository,
     target: LinkedCluster,
     prepared: Box<Prepared>,
     mover: MoverOptions,
@@ -724,24 +682,24 @@ pub fn apply(
 ) {
     let tx = tx.clone();
     rt.spawn(async move {
+        let Prepared {
+            plan, mut permit, ..
+        } = *prepared;
         let r = async {
             let client = client(&target).await?;
-            let report = apply::apply(&client, &repo, &prepared.plan, &mover, &progress)
+            let report = permit
+                .apply(&client, &plan, &mover, &progress)
                 .await
                 .map_err(|e| format!("restore into {} failed: {e}", target.name))?;
             Ok::<_, String>(save_report(report, reports, target.context.clone(), &progress).await)
         }
         .await;
-        let mut record = prepared.gate.record.clone();
         let outcome = match &r {
-            Ok(JobEnd::Restored { report, .. }) => {
-                record.bytes += report.bytes_restored;
-                Ok(report.failed().is_empty())
-            }
+            Ok(JobEnd::Restored { report, .. }) => Ok(report.failed().is_empty()),
             Ok(_) => Ok(true),
             Err(e) => Err(e.clone()),
         };
-        if let Some(w) = gate::finish(&repo, record, outcome).await {
+        if let Some(w) = permit.finish(outcome).await {
             progress.log(w);
         }
         send(&tx, Msg::JobDone(id, ended(r, &progress)));
@@ -1147,35 +1105,28 @@ async fn restore_into(
         mover,
         reports,
     } = r;
-    let mut permit: Option<Gate> = None;
+    let mut permit: Option<Permit> = None;
     let result = async {
         progress.set_phase("checking the policy");
         let target_client = client(target).await?;
         let to = Place::new(target, Some(&target_client));
         // The policy first: nothing is read for a denied job.
-        let (gate, snapshot, meta) = match payload {
+        let (permit, snapshot, meta) = match payload {
             Payload::Snapshot {
                 snapshot,
                 meta,
                 origin,
             } => {
-                let sources = if options.namespaces.is_empty() {
-                    &meta.namespaces
-                } else {
-                    &options.namespaces
-                };
-                let gate = gate::check(
+                let p = authorize(
                     repo,
                     Action::Restore,
                     Some(&origin),
                     Some(&to),
-                    &pairs(sources, &options),
+                    &restore_pairs(restored_namespaces(&meta, &options), &options),
                 )
                 .await
                 .map_err(|e| e.to_string())?;
-                let gate = permit.insert(gate);
-                gate.record.snapshot = Some(snapshot.id.to_hex());
-                (gate, *snapshot, *meta)
+                (permit.insert(p), *snapshot, *meta)
             }
             Payload::Live {
                 source,
@@ -1183,18 +1134,19 @@ async fn restore_into(
                 action,
             } => {
                 let source_client = client(&source).await?;
-                let gate = gate::check(
+                let p = authorize(
                     repo,
                     action,
                     Some(&Place::new(&source, Some(&source_client))),
                     Some(&to),
-                    &pairs(&scope_namespaces(&capture.scope), &options),
+                    &restore_pairs(&scope_namespaces(&capture.scope), &options),
                 )
                 .await
                 .map_err(|e| e.to_string())?;
-                let gate = permit.insert(gate);
+                let permit = permit.insert(p);
                 capture.envelope = envelope(&source).await;
-                let out = capture::capture(&source_client, repo, &capture, progress)
+                let out = permit
+                    .capture(&source_client, &capture, progress)
                     .await
                     .map_err(|e| format!("capture from {} failed: {e}", source.name))?;
                 progress.log(format!(
@@ -1205,24 +1157,14 @@ async fn restore_into(
                 for w in &out.warnings {
                     progress.log(format!("warning: {w}"));
                 }
-                gate.record.snapshot = Some(out.snapshot.id.to_hex());
-                gate.record.bytes += out.snapshot.summary.bytes;
-                (gate, out.snapshot, out.meta)
+                (permit, out.snapshot, out.meta)
             }
         };
         progress.set_phase("planning the restore");
-        let objects = scrubbed(gate, read(repo, &snapshot).await?);
-        let plan = plan::build(
-            &target_client,
-            &target.name,
-            &snapshot,
-            &meta,
-            &objects,
-            &options,
-        )
-        .await
-        .map_err(|e| format!("cannot plan the restore into {}: {e}", target.name))?;
-        gate.plan(&plan);
+        let (plan, _) = permit
+            .plan(&target_client, &target.name, &snapshot, &meta, &options)
+            .await
+            .map_err(|e| format!("cannot plan the restore into {}: {e}", target.name))?;
         if plan.blocking() > 0 {
             let problems: Vec<String> = plan
                 .problems
@@ -1238,23 +1180,20 @@ async fn restore_into(
         for l in plan.render_text().lines() {
             progress.log(l.to_string());
         }
-        let report = apply::apply(&target_client, repo, &plan, &mover, progress)
+        let report = permit
+            .apply(&target_client, &plan, &mover, progress)
             .await
             .map_err(|e| format!("restore into {} failed: {e}", target.name))?;
         Ok(save_report(report, reports, target.context.clone(), progress).await)
     }
     .await;
-    if let Some(gate) = permit {
-        let mut record = gate.record;
+    if let Some(permit) = permit {
         let outcome = match &result {
-            Ok(JobEnd::Restored { report, .. }) => {
-                record.bytes += report.bytes_restored;
-                Ok(report.failed().is_empty())
-            }
+            Ok(JobEnd::Restored { report, .. }) => Ok(report.failed().is_empty()),
             Ok(_) => Ok(true),
             Err(e) => Err(e.clone()),
         };
-        if let Some(w) = gate::finish(repo, record, outcome).await {
+        if let Some(w) = permit.finish(outcome).await {
             progress.log(w);
         }
     }

@@ -14,3 +14,4 @@ mod cli;
 mod console_app;
 mod console_screens;
 mod console_tmux;
+mod layering;
