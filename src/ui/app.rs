@@ -435,7 +435,8 @@ pub struct App {
     pub wizard_gen: u64,
     /// The cloud origins still being listed (their clusters join when they answer).
     pub listing: Vec<Origin>,
-    tx: mpsc::Sender<Msg>,
+    /// Starts background work that answers on `rx`.
+    tasks: tasks::Tasks,
     rx: mpsc::Receiver<Msg>,
     /// Something changed since the last frame.
     pub dirty: bool,
@@ -456,6 +457,7 @@ impl App {
     /// A console on `env`; starts probing every cluster at once.
     pub fn new(env: Env) -> App {
         let (tx, rx) = mpsc::channel();
+        let env_rt = env.rt.clone();
         let clusters = env
             .linked
             .clusters
@@ -491,18 +493,18 @@ impl App {
             quit: false,
             wizard_gen: 0,
             listing: Vec::new(),
-            tx,
+            tasks: tasks::Tasks::new(env_rt, tx),
             rx,
             dirty: true,
             hits: RefCell::new(Hits::default()),
         };
         for c in &app.clusters {
-            tasks::probe(&app.env.rt, &app.tx, c.linked.clone());
+            app.tasks.probe(c.linked.clone());
         }
         // Cloud accounts are listed in the background: the screen is up meanwhile.
         app.listing = ferry_providers::cloud::origins(&app.env.aws, &app.env.azure);
         if !app.listing.is_empty() {
-            tasks::cloud_clusters(&app.env.rt, &app.tx, &app.env.aws, &app.env.azure);
+            app.tasks.cloud_clusters(&app.env.aws, &app.env.azure);
         }
         app.cluster_rows = screens::clusters::rows(&app);
         app.select_first_selectable();
@@ -514,7 +516,7 @@ impl App {
         if self.cluster(&linked.name).is_some() {
             return;
         }
-        tasks::probe(&self.env.rt, &self.tx, linked.clone());
+        self.tasks.probe(linked.clone());
         self.clusters.push(ClusterState {
             linked,
             facts: None,
@@ -525,7 +527,7 @@ impl App {
 
     /// A sender for messages into this app (the input thread uses it).
     pub fn sender(&self) -> mpsc::Sender<Msg> {
-        self.tx.clone()
+        self.tasks.sender()
     }
 
     pub fn screen(&self) -> &Screen {
@@ -736,14 +738,13 @@ impl App {
     /// Starts loading what the current screen shows (again, with `force`).
     fn load_current(&mut self, force: bool) {
         let view = self.screen().view.clone();
-        let rt = self.env.rt.clone();
-        let tx = self.tx.clone();
+        let tasks = self.tasks.clone();
         match view {
             View::Clusters => {
                 if force {
                     for c in &mut self.clusters {
                         c.facts = None;
-                        tasks::probe(&rt, &tx, c.linked.clone());
+                        tasks.probe(c.linked.clone());
                     }
                     self.cluster_rows = screens::clusters::rows(self);
                 }
@@ -753,7 +754,7 @@ impl App {
                     && (force || c.namespaces.is_none())
                 {
                     c.namespaces = Some(Load::Loading);
-                    tasks::namespaces(&rt, &tx, c.linked.clone());
+                    tasks.namespaces(c.linked.clone());
                 }
             }
             View::Workloads { cluster, ns } | View::Pvcs { cluster, ns } => {
@@ -761,13 +762,13 @@ impl App {
                     && (force || !c.ns.contains_key(&ns))
                 {
                     c.ns.insert(ns.clone(), Load::Loading);
-                    tasks::ns_objects(&rt, &tx, c.linked.clone(), ns);
+                    tasks.ns_objects(c.linked.clone(), ns);
                 }
             }
             View::Snapshots => {
                 if force || self.snapshots.is_none() {
                     self.snapshots = Some(Load::Loading);
-                    tasks::snapshots(&rt, &tx, self.env.repo.clone());
+                    tasks.snapshots(self.env.repo.clone());
                 }
             }
             View::Snapshot { id } => {
@@ -775,7 +776,7 @@ impl App {
                     && let Some(snap) = self.find_snapshot(&id).cloned()
                 {
                     self.snapshot_objects.insert(id.clone(), Load::Loading);
-                    tasks::snapshot_objects(&rt, &tx, self.env.repo.clone(), snap);
+                    tasks.snapshot_objects(self.env.repo.clone(), snap);
                 }
             }
             View::Files { id, path, .. } => {
@@ -784,14 +785,14 @@ impl App {
                     && let Some(snap) = self.find_snapshot(&id).cloned()
                 {
                     self.dirs.insert(key, Load::Loading);
-                    tasks::snapshot_dir(&rt, &tx, self.env.repo.clone(), snap, path);
+                    tasks.snapshot_dir(self.env.repo.clone(), snap, path);
                 }
             }
             View::Jobs => {}
             View::Audit => {
                 if force || self.audit.is_none() {
                     self.audit = Some(Load::Loading);
-                    tasks::audit(&rt, &tx, self.env.repo.clone());
+                    tasks.audit(self.env.repo.clone());
                 }
             }
         }
@@ -1005,9 +1006,9 @@ impl App {
         }
     }
 
-    /// Records a live capture whose plan was dropped unconfirmed ([`tasks::abandoned`]).
+    /// Records a live capture whose plan was dropped unconfirmed ([`tasks::Tasks::abandoned`]).
     fn abandon(&self, permit: ferry_jobs::Permit) {
-        tasks::abandoned(&self.env.rt, permit);
+        self.tasks.abandoned(permit);
     }
 
     fn wizard_sync(&mut self) {
@@ -1518,7 +1519,7 @@ impl App {
             "audit-{}.jsonl",
             chrono::Utc::now().format("%Y%m%dT%H%M%SZ")
         ));
-        tasks::export_audit(&self.env.rt, &self.tx, d.records.clone(), path);
+        self.tasks.export_audit(d.records.clone(), path);
     }
 
     fn back(&mut self) {
@@ -1657,7 +1658,7 @@ impl App {
             no_parent: false,
             envelope: None,
         };
-        tasks::backup(&self.env.rt, &self.tx, id, linked, repo, opts, progress);
+        self.tasks.backup(id, linked, repo, opts, progress);
         self.screen_mut().list.marks.clear();
         self.say(
             Tone::Ok,
@@ -1687,15 +1688,10 @@ impl App {
             self.check_targets(&w, Ok(linked.clone()));
             if !w.new_clusters.is_empty() && linked.cloud().is_some() {
                 // The forms of new clusters, pre-filled from the source's own cloud.
-                tasks::wizard_envelope(&self.env.rt, &self.tx, self.wizard_gen, linked.clone());
+                self.tasks.wizard_envelope(self.wizard_gen, linked.clone());
             }
-            tasks::live_classes(
-                &self.env.rt,
-                &self.tx,
-                self.wizard_gen,
-                linked,
-                w.source_namespaces(),
-            );
+            self.tasks
+                .live_classes(self.wizard_gen, linked, w.source_namespaces());
         }
         self.wizard = Some(w);
     }
@@ -1751,9 +1747,7 @@ impl App {
             w.ns.iter()
                 .map(|(from, to)| (Some(from.clone()), Some(to.clone())))
                 .collect();
-        tasks::target_verdicts(
-            &self.env.rt,
-            &self.tx,
+        self.tasks.target_verdicts(
             w.generation,
             repo.clone(),
             w.purpose.action(),
@@ -1814,14 +1808,8 @@ impl App {
             w.ns.iter()
                 .map(|(from, to)| (Some(from.clone()), Some(to.clone())))
                 .collect();
-        tasks::refused(
-            &self.env.rt,
-            repo.clone(),
-            w.purpose.action(),
-            source,
-            target,
-            pairs,
-        );
+        self.tasks
+            .refused(repo.clone(), w.purpose.action(), source, target, pairs);
     }
 
     /// Where a capture was taken, for the policy: its cluster as linked here, or its
@@ -1850,16 +1838,16 @@ impl App {
         let ropts = w.restore_options(&self.env.mover);
         w.plan = Some(Load::Loading);
         match &w.source {
-            Source::Snapshot { snap, meta } => tasks::plan_snapshot(
-                &self.env.rt,
-                &self.tx,
+            Source::Snapshot { snap, meta } => self.tasks.plan_snapshot(
                 w.generation,
                 repo,
                 target,
-                (**snap).clone(),
-                (**meta).clone(),
-                ropts,
-                self.origin_place(&meta.cluster),
+                tasks::SnapshotRestore {
+                    snapshot: (**snap).clone(),
+                    meta: (**meta).clone(),
+                    options: ropts,
+                    origin: self.origin_place(&meta.cluster),
+                },
             ),
             Source::Live { cluster, scope } => {
                 let Some(source) = self.cluster(cluster).map(|c| c.linked.clone()) else {
@@ -1870,18 +1858,17 @@ impl App {
                 let (id, progress) =
                     self.register_job(format!("capture {cluster} for {}", w.purpose.word()));
                 w.capture_job = Some(id);
-                tasks::plan_live(
-                    &self.env.rt,
-                    &self.tx,
+                self.tasks.plan_live(
                     w.generation,
-                    id,
+                    (id, progress),
                     repo,
-                    source,
                     target,
-                    copts,
-                    ropts,
-                    progress,
-                    w.purpose.action(),
+                    tasks::LiveMove {
+                        source,
+                        capture: copts,
+                        options: ropts,
+                        action: w.purpose.action(),
+                    },
                 );
             }
         }
@@ -1930,9 +1917,7 @@ impl App {
             w.source_label(),
             target.name
         ));
-        tasks::apply(
-            &self.env.rt,
-            &self.tx,
+        self.tasks.apply(
             id,
             target,
             prepared,
@@ -2043,9 +2028,7 @@ impl App {
                 // back as `Msg::RestoreChecked`.
                 p.checking = true;
                 p.error = None;
-                tasks::check_restore_target(
-                    &self.env.rt,
-                    &self.tx,
+                self.tasks.check_restore_target(
                     p.generation,
                     p.dest.clone(),
                     p.name.clone(),
@@ -2097,15 +2080,8 @@ impl App {
             opts.target.display()
         ));
         progress.set_phase("restoring files");
-        tasks::restore_files(
-            &self.env.rt,
-            &self.tx,
-            id,
-            repo,
-            *p.snapshot,
-            opts,
-            progress,
-        );
+        self.tasks
+            .restore_files(id, repo, *p.snapshot, opts, progress);
         self.say(
             Tone::Ok,
             format!("restoring {} to this machine: follow it on :jobs", p.name),
@@ -2174,9 +2150,7 @@ impl App {
             w.purpose.word(),
             w.source_label()
         ));
-        tasks::create_and_restore(
-            &self.env.rt,
-            &self.tx,
+        self.tasks.create_and_restore(
             id,
             create,
             repo,

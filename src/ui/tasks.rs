@@ -43,13 +43,6 @@ pub struct Prepared {
     pub captured: bool,
 }
 
-/// Appends the audit record of a live capture whose plan the user did not confirm.
-pub fn abandoned(rt: &Handle, permit: Permit) {
-    rt.spawn(async move {
-        permit.abandon().await;
-    });
-}
-
 /// The namespaces a capture scope reads.
 fn scope_namespaces(scope: &capture::Scope) -> Vec<String> {
     match scope {
@@ -64,29 +57,635 @@ fn send(tx: &Sender<Msg>, m: Msg) {
     let _ = tx.send(m);
 }
 
-pub fn probe(rt: &Handle, tx: &Sender<Msg>, cluster: LinkedCluster) {
-    let tx = tx.clone();
-    rt.spawn(async move {
-        let p = probe::probe(&cluster).await;
-        send(&tx, Msg::Probe(cluster.name.clone(), p.facts));
-    });
+/// A capture in the repository to restore, and where it was taken.
+#[derive(Debug, Clone)]
+pub struct SnapshotRestore {
+    pub snapshot: Snapshot,
+    pub meta: CaptureMeta,
+    pub options: PlanOptions,
+    pub origin: Place,
 }
 
-/// Lists the linked cloud accounts' clusters, one message per origin as each answers.
-pub fn cloud_clusters(
-    rt: &Handle,
-    tx: &Sender<Msg>,
-    aws: &[ferry_providers::eks::AwsAccount],
-    azure: &[ferry_providers::aks::AzureSubscription],
-) {
-    use futures::StreamExt as _;
-    let tx = tx.clone();
-    let mut listed = ferry_providers::cloud::list(aws, azure);
-    rt.spawn(async move {
-        while let Some((origin, res)) = listed.next().await {
-            send(&tx, Msg::CloudListed(origin, res));
-        }
-    });
+/// A live selection to capture from `source` and plan into another cluster, checked
+/// by the policy as `action` (migrate or clone).
+#[derive(Debug, Clone)]
+pub struct LiveMove {
+    pub source: LinkedCluster,
+    pub capture: CaptureOptions,
+    pub options: PlanOptions,
+    pub action: Action,
+}
+
+/// The console's way to start background work: the runtime the tasks run on and the
+/// channel they answer the app on. Each method spawns one task and returns at once.
+#[derive(Debug, Clone)]
+pub struct Tasks {
+    rt: Handle,
+    tx: Sender<Msg>,
+}
+
+impl Tasks {
+    pub fn new(rt: Handle, tx: Sender<Msg>) -> Tasks {
+        Tasks { rt, tx }
+    }
+
+    /// A sender for messages into the app (the input thread uses it too).
+    pub fn sender(&self) -> Sender<Msg> {
+        self.tx.clone()
+    }
+
+    /// Appends the audit record of a live capture whose plan the user did not confirm.
+    pub fn abandoned(&self, permit: Permit) {
+        let rt = &self.rt;
+        rt.spawn(async move {
+            permit.abandon().await;
+        });
+    }
+
+    pub fn probe(&self, cluster: LinkedCluster) {
+        let (rt, tx) = (&self.rt, &self.tx);
+        let tx = tx.clone();
+        rt.spawn(async move {
+            let p = probe::probe(&cluster).await;
+            send(&tx, Msg::Probe(cluster.name.clone(), p.facts));
+        });
+    }
+
+    /// Lists the linked cloud accounts' clusters, one message per origin as each answers.
+    pub fn cloud_clusters(
+        &self,
+        aws: &[ferry_providers::eks::AwsAccount],
+        azure: &[ferry_providers::aks::AzureSubscription],
+    ) {
+        let (rt, tx) = (&self.rt, &self.tx);
+        use futures::StreamExt as _;
+        let tx = tx.clone();
+        let mut listed = ferry_providers::cloud::list(aws, azure);
+        rt.spawn(async move {
+            while let Some((origin, res)) = listed.next().await {
+                send(&tx, Msg::CloudListed(origin, res));
+            }
+        });
+    }
+
+    pub fn namespaces(&self, cluster: LinkedCluster) {
+        let (rt, tx) = (&self.rt, &self.tx);
+        let tx = tx.clone();
+        rt.spawn(async move {
+            let r = list_namespaces(&cluster).await;
+            send(&tx, Msg::Namespaces(cluster.name.clone(), r));
+        });
+    }
+
+    pub fn ns_objects(&self, cluster: LinkedCluster, ns: String) {
+        let (rt, tx) = (&self.rt, &self.tx);
+        let tx = tx.clone();
+        rt.spawn(async move {
+            let r = namespace_objects(&cluster, &ns).await;
+            send(&tx, Msg::NsObjects(cluster.name.clone(), ns, r));
+        });
+    }
+
+    pub fn snapshots(&self, repo: Result<Repository, String>) {
+        let (rt, tx) = (&self.rt, &self.tx);
+        let tx = tx.clone();
+        rt.spawn(async move {
+            let r = match repo {
+                Ok(repo) => {
+                    blocking(move || {
+                        snapshot::list(&repo)
+                            .map(|(all, _)| {
+                                let mut all = all;
+                                all.reverse();
+                                all
+                            })
+                            .map_err(|e| format!("cannot list the snapshots: {e}"))
+                    })
+                    .await
+                }
+                Err(e) => Err(e),
+            };
+            send(&tx, Msg::Snapshots(r));
+        });
+    }
+
+    /// Reads the audit trail (records oldest first, and warnings for unreadable ones).
+    pub fn audit(&self, repo: Result<Repository, String>) {
+        let (rt, tx) = (&self.rt, &self.tx);
+        let tx = tx.clone();
+        rt.spawn(async move {
+            let r = match repo {
+                Ok(repo) => {
+                    blocking(move || {
+                        ferry_policy::audit::read(&repo)
+                            .map_err(|e| format!("cannot read the audit trail: {e}"))
+                    })
+                    .await
+                }
+                Err(e) => Err(e),
+            };
+            send(&tx, Msg::Audit(r));
+        });
+    }
+
+    /// Writes `records` as JSON lines to `path` (a new file) and says where.
+    pub fn export_audit(&self, records: Vec<ferry_policy::audit::AuditRecord>, path: PathBuf) {
+        let (rt, tx) = (&self.rt, &self.tx);
+        let tx = tx.clone();
+        rt.spawn(async move {
+            let n = records.len();
+            let shown = path.display().to_string();
+            let r = blocking(move || {
+                let mut text = String::new();
+                for r in &records {
+                    let line = serde_json::to_string(r).map_err(|e| e.to_string())?;
+                    text.push_str(&line);
+                    text.push('\n');
+                }
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir)
+                        .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+                }
+                std::fs::write(&path, text)
+                    .map_err(|e| format!("cannot write {}: {e}", path.display()))
+            })
+            .await;
+            send(
+                &tx,
+                match r {
+                    Ok(()) => Msg::Status(
+                        crate::app::Tone::Ok,
+                        format!("{n} audit record(s) exported to {shown}"),
+                    ),
+                    Err(e) => Msg::Status(
+                        crate::app::Tone::Error,
+                        format!("the audit trail was not exported: {e}"),
+                    ),
+                },
+            );
+        });
+    }
+
+    pub fn snapshot_objects(&self, repo: Result<Repository, String>, snap: Snapshot) {
+        let (rt, tx) = (&self.rt, &self.tx);
+        let tx = tx.clone();
+        rt.spawn(async move {
+            let id = snap.id.to_hex();
+            let r = match repo {
+                Ok(repo) => {
+                    blocking(move || {
+                        capture::read_objects(&repo, &snap)
+                            .map_err(|e| format!("cannot read the snapshot's objects: {e}"))
+                    })
+                    .await
+                }
+                Err(e) => Err(e),
+            };
+            send(&tx, Msg::SnapshotObjects(id, r));
+        });
+    }
+
+    pub fn backup(
+        &self,
+        id: usize,
+        cluster: LinkedCluster,
+        repo: Repository,
+        mut opts: CaptureOptions,
+        progress: Arc<JobProgress>,
+    ) {
+        let (rt, tx) = (&self.rt, &self.tx);
+        let tx = tx.clone();
+        rt.spawn(async move {
+            let mut permit: Option<Permit> = None;
+            let r = async {
+                let client = client(&cluster).await?;
+                // The policy first, as `ferry backup` does: a denied backup reads nothing.
+                let pairs: Vec<_> = scope_namespaces(&opts.scope)
+                    .into_iter()
+                    .map(|n| (Some(n), None))
+                    .collect();
+                let permit = permit.insert(
+                    authorize(
+                        &repo,
+                        Action::Backup,
+                        Some(&Place::new(&cluster, Some(&client))),
+                        None,
+                        &pairs,
+                    )
+                    .await
+                    .map_err(|e| e.to_string())?,
+                );
+                opts.envelope = envelope(&cluster).await;
+                let out = permit
+                    .capture(&client, &opts, &progress)
+                    .await
+                    .map_err(|e| format!("backup from {} failed: {e}", cluster.name))?;
+                Ok::<_, String>(captured(&out))
+            }
+            .await;
+            if let Some(p) = permit {
+                let outcome = match &r {
+                    Ok(_) => Ok(true),
+                    Err(e) => Err(e.clone()),
+                };
+                if let Some(w) = p.finish(outcome).await {
+                    progress.log(w);
+                }
+            }
+            send(&tx, Msg::JobDone(id, ended(r, &progress)));
+        });
+    }
+
+    /// The cloud envelope of a wizard's live source, for the forms of new clusters.
+    pub fn wizard_envelope(&self, generation: u64, cluster: LinkedCluster) {
+        let (rt, tx) = (&self.rt, &self.tx);
+        let tx = tx.clone();
+        rt.spawn(async move {
+            let r = cluster.envelope().await.map_err(|e| e.to_string());
+            send(&tx, Msg::WizardEnvelope(generation, r));
+        });
+    }
+
+    /// Which storage classes the claims of a live source use.
+    pub fn live_classes(&self, generation: u64, cluster: LinkedCluster, namespaces: Vec<String>) {
+        let (rt, tx) = (&self.rt, &self.tx);
+        let tx = tx.clone();
+        rt.spawn(async move {
+            let r = async {
+                let client = client(&cluster).await?;
+                let mut classes = Vec::new();
+                for ns in &namespaces {
+                    let l = Api::<PersistentVolumeClaim>::namespaced(client.clone(), ns)
+                        .list(&ListParams::default())
+                        .await
+                        .map_err(|e| {
+                            format!("cannot list the claims of {ns}: {}", probe::explain(&e))
+                        })?;
+                    classes.extend(
+                        l.items
+                            .into_iter()
+                            .filter_map(|c| c.spec.and_then(|s| s.storage_class_name)),
+                    );
+                }
+                classes.sort();
+                classes.dedup();
+                Ok(classes)
+            }
+            .await;
+            send(&tx, Msg::WizardClasses(generation, r));
+        });
+    }
+
+    /// Checks the policy, then plans the restore of a capture into `target`.
+    pub fn plan_snapshot(
+        &self,
+        generation: u64,
+        repo: Repository,
+        target: LinkedCluster,
+        restore: SnapshotRestore,
+    ) {
+        let SnapshotRestore {
+            snapshot: snap,
+            meta,
+            options: opts,
+            origin,
+        } = restore;
+        let (rt, tx) = (&self.rt, &self.tx);
+        let tx = tx.clone();
+        rt.spawn(async move {
+            let r = async {
+                let client = client(&target).await?;
+                // The policy first: nothing is read or planned for a denied restore.
+                let mut permit = authorize(
+                    &repo,
+                    Action::Restore,
+                    Some(&origin),
+                    Some(&Place::new(&target, Some(&client))),
+                    &restore_pairs(restored_namespaces(&meta, &opts), &opts),
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+                let (plan, _) = permit
+                    .plan(&client, &target.name, &snap, &meta, &opts)
+                    .await
+                    .map_err(|e| format!("cannot plan the restore into {}: {e}", target.name))?;
+                Ok(Box::new(Prepared {
+                    snapshot: snap,
+                    meta,
+                    plan,
+                    permit,
+                    captured: false,
+                }))
+            }
+            .await;
+            send(&tx, Msg::Plan(generation, r));
+        });
+    }
+
+    /// Which targets the repository's policy denies (read-only: nothing is recorded), for
+    /// the wizard's target step. `source` is a live source cluster (asked who the user is)
+    /// or a capture's origin; `namespaces` the (source, target) namespace pairs.
+    pub fn target_verdicts(
+        &self,
+        generation: u64,
+        repo: Repository,
+        action: Action,
+        source: Result<LinkedCluster, Place>,
+        targets: Vec<LinkedCluster>,
+        namespaces: Vec<(Option<String>, Option<String>)>,
+    ) {
+        let (rt, tx) = (&self.rt, &self.tx);
+        let tx = tx.clone();
+        rt.spawn(async move {
+            let from = match source {
+                Ok(cluster) => {
+                    let c = client(&cluster).await.ok();
+                    Place::new(&cluster, c.as_ref())
+                }
+                Err(origin) => origin,
+            };
+            let mut out = Vec::new();
+            for t in targets {
+                // An unreachable target is shown as such by its probe; the policy cannot ask it.
+                let Ok(c) = client(&t).await else { continue };
+                let to = Place::new(&t, Some(&c));
+                let denied =
+                    gate::preview(&repo, action, Some(&from), Some(&to), &namespaces).await;
+                out.push((t.name.clone(), denied));
+            }
+            send(&tx, Msg::WizardVerdicts(generation, out));
+        });
+    }
+
+    /// Checks the policy for a target the user tried to go on with although it was shown
+    /// denied; [`authorize`] appends the denial to the audit trail.
+    pub fn refused(
+        &self,
+        repo: Repository,
+        action: Action,
+        source: Result<LinkedCluster, Place>,
+        target: LinkedCluster,
+        pairs: Vec<(Option<String>, Option<String>)>,
+    ) {
+        let rt = &self.rt;
+        rt.spawn(async move {
+            let from = match source {
+                Ok(cluster) => {
+                    let c = client(&cluster).await.ok();
+                    Place::new(&cluster, c.as_ref())
+                }
+                Err(origin) => origin,
+            };
+            let c = client(&target).await.ok();
+            let to = Place::new(&target, c.as_ref());
+            if authorize(&repo, action, Some(&from), Some(&to), &pairs)
+                .await
+                .is_ok()
+            {
+                tracing::info!(target = %target.name, "a target shown denied is allowed now");
+            }
+        });
+    }
+
+    /// Captures a live selection (a job of its own), then plans its restore.
+    pub fn plan_live(
+        &self,
+        generation: u64,
+        (job, progress): (usize, Arc<JobProgress>),
+        repo: Repository,
+        target: LinkedCluster,
+        live: LiveMove,
+    ) {
+        let LiveMove {
+            source,
+            capture: mut copts,
+            options: ropts,
+            action,
+        } = live;
+        let (rt, tx) = (&self.rt, &self.tx);
+        let tx = tx.clone();
+        rt.spawn(async move {
+            let mut permit: Option<Permit> = None;
+            let out = async {
+                let target_client = client(&target).await?;
+                let client = client(&source).await?;
+                // The policy first: nothing is captured for a denied migrate or clone.
+                let permit = permit.insert(
+                    authorize(
+                        &repo,
+                        action,
+                        Some(&Place::new(&source, Some(&client))),
+                        Some(&Place::new(&target, Some(&target_client))),
+                        &restore_pairs(&scope_namespaces(&copts.scope), &ropts),
+                    )
+                    .await
+                    .map_err(|e| e.to_string())?,
+                );
+                copts.envelope = envelope(&source).await;
+                permit
+                    .capture(&client, &copts, &progress)
+                    .await
+                    .map_err(|e| format!("capture from {} failed: {e}", source.name))
+            }
+            .await;
+            let (out, mut permit) = match (out, permit) {
+                (Ok(o), Some(p)) => (o, p),
+                (Err(e), permit) => {
+                    if let Some(p) = permit {
+                        p.finish(Err(e.clone())).await;
+                    }
+                    let end = ended(Err(e.clone()), &progress);
+                    send(&tx, Msg::JobDone(job, end));
+                    send(&tx, Msg::Plan(generation, Err(e)));
+                    return;
+                }
+                (Ok(_), None) => return,
+            };
+            send(&tx, Msg::JobDone(job, captured(&out)));
+            let r = async {
+                let client = client(&target).await?;
+                let (plan, _) = permit
+                    .plan(&client, &target.name, &out.snapshot, &out.meta, &ropts)
+                    .await
+                    .map_err(|e| format!("cannot plan the restore into {}: {e}", target.name))?;
+                Ok::<_, String>(plan)
+            }
+            .await;
+            let r = match r {
+                Ok(plan) => Ok(Box::new(Prepared {
+                    snapshot: out.snapshot.clone(),
+                    meta: out.meta.clone(),
+                    plan,
+                    permit,
+                    captured: true,
+                })),
+                Err(e) => {
+                    permit.finish(Err(e.clone())).await;
+                    Err(e)
+                }
+            };
+            send(&tx, Msg::Plan(generation, r));
+        });
+    }
+
+    pub fn apply(
+        &self,
+        id: usize,
+        target: LinkedCluster,
+        prepared: Box<Prepared>,
+        mover: MoverOptions,
+        reports: PathBuf,
+        progress: Arc<JobProgress>,
+    ) {
+        let (rt, tx) = (&self.rt, &self.tx);
+        let tx = tx.clone();
+        rt.spawn(async move {
+            let Prepared {
+                plan, mut permit, ..
+            } = *prepared;
+            let r = async {
+                let client = client(&target).await?;
+                let report = permit
+                    .apply(&client, &plan, &mover, &progress)
+                    .await
+                    .map_err(|e| format!("restore into {} failed: {e}", target.name))?;
+                Ok::<_, String>(
+                    save_report(report, reports, target.context.clone(), &progress).await,
+                )
+            }
+            .await;
+            let outcome = match &r {
+                Ok(JobEnd::Restored { report, .. }) => Ok(report.failed().is_empty()),
+                Ok(_) => Ok(true),
+                Err(e) => Err(e.clone()),
+            };
+            if let Some(w) = permit.finish(outcome).await {
+                progress.log(w);
+            }
+            send(&tx, Msg::JobDone(id, ended(r, &progress)));
+        });
+    }
+
+    /// Loads the entries of the folder at `path` of a snapshot's tree.
+    pub fn snapshot_dir(&self, repo: Result<Repository, String>, snap: Snapshot, path: String) {
+        let (rt, tx) = (&self.rt, &self.tx);
+        let tx = tx.clone();
+        rt.spawn(async move {
+            let id = snap.id.to_hex();
+            let p = path.clone();
+            let r = match repo {
+                Ok(repo) => {
+                    blocking(move || {
+                        let shown = format!("/{p}");
+                        let node = tree::find_path(&repo, &snap.tree, &p)
+                            .map_err(|e| format!("cannot read {shown} of the snapshot: {e}"))?
+                            .ok_or_else(|| format!("the snapshot has no {shown}"))?;
+                        let sub = node
+                            .subtree
+                            .ok_or_else(|| format!("{shown} is not a folder"))?;
+                        tree::Tree::load(&repo, &sub)
+                            .map(|t| t.nodes)
+                            .map_err(|e| format!("cannot read {shown} of the snapshot: {e}"))
+                    })
+                    .await
+                }
+                Err(e) => Err(e),
+            };
+            send(&tx, Msg::SnapshotDir(id, path, r));
+        });
+    }
+
+    /// Checks a restore prompt's folder on a blocking thread ([`restore_target`]).
+    pub fn check_restore_target(
+        &self,
+        generation: u64,
+        dest: String,
+        name: String,
+        path: String,
+        is_dir: bool,
+    ) {
+        let (rt, tx) = (&self.rt, &self.tx);
+        let tx = tx.clone();
+        rt.spawn(async move {
+            let r = blocking(move || restore_target(&dest, &name, &path, is_dir)).await;
+            send(&tx, Msg::RestoreChecked(generation, r));
+        });
+    }
+
+    /// Restores part of a snapshot into a folder of this machine with the engine's restore
+    /// (what `ferry restore SNAP --path P --target DIR` runs).
+    pub fn restore_files(
+        &self,
+        id: usize,
+        repo: Repository,
+        snap: Snapshot,
+        opts: restore::RestoreOptions,
+        progress: Arc<JobProgress>,
+    ) {
+        let (rt, tx) = (&self.rt, &self.tx);
+        let tx = tx.clone();
+        rt.spawn(async move {
+            let p = progress.clone();
+            let r = blocking(move || {
+                let out = restore::restore(&repo, &snap, &opts, &p.data).map_err(|e| {
+                    format!(
+                        "restore of /{} into {} failed: {e}",
+                        opts.path,
+                        opts.target.display()
+                    )
+                })?;
+                p.log(format!(
+                    "restored {} file(s), {} folder(s), {} into {}",
+                    out.files,
+                    out.dirs,
+                    format::bytes(out.bytes),
+                    opts.target.display()
+                ));
+                for w in &out.warnings {
+                    p.log(format!("warning: {w}"));
+                }
+                Ok(JobEnd::Downloaded {
+                    target: opts.target.clone(),
+                    files: out.files,
+                    dirs: out.dirs,
+                    bytes: out.bytes,
+                    warnings: out.warnings,
+                })
+            })
+            .await;
+            send(&tx, Msg::JobDone(id, ended(r, &progress)));
+        });
+    }
+
+    /// Creates the cluster (its progress in the job's phase and log), tells the app it is
+    /// linked, then checks the policy, captures a live source, plans the restore against
+    /// the new cluster and carries it out: one job. A failure says what exists and how to
+    /// delete it.
+    pub fn create_and_restore(
+        &self,
+        id: usize,
+        create: Create,
+        repo: Repository,
+        restore: Restore,
+        progress: Arc<JobProgress>,
+    ) {
+        let (rt, tx) = (&self.rt, &self.tx);
+        let tx = tx.clone();
+        rt.spawn(async move {
+            let target = match create_cluster(&create, &progress).await {
+                Ok(t) => t,
+                Err(e) => {
+                    send(&tx, Msg::JobDone(id, ended(Err(e), &progress)));
+                    return;
+                }
+            };
+            send(&tx, Msg::ClusterCreated(Box::new(target.clone())));
+            let r = restore_into(&repo, &target, restore, &progress)
+                .await
+                .map_err(|e| format!("{e}; {}", leftover(&create)));
+            send(&tx, Msg::JobDone(id, ended(r, &progress)));
+        });
+    }
 }
 
 async fn client(cluster: &LinkedCluster) -> Result<kube::Client, String> {
@@ -173,14 +772,6 @@ async fn list_namespaces(cluster: &LinkedCluster) -> Result<Vec<NsSummary>, Stri
     Ok(out)
 }
 
-pub fn namespaces(rt: &Handle, tx: &Sender<Msg>, cluster: LinkedCluster) {
-    let tx = tx.clone();
-    rt.spawn(async move {
-        let r = list_namespaces(&cluster).await;
-        send(&tx, Msg::Namespaces(cluster.name.clone(), r));
-    });
-}
-
 /// Every object of a namespace (as `ferry workloads` lists them), Events left out.
 async fn namespace_objects(cluster: &LinkedCluster, ns: &str) -> Result<Vec<Value>, String> {
     let client = client(cluster).await?;
@@ -200,124 +791,12 @@ async fn namespace_objects(cluster: &LinkedCluster, ns: &str) -> Result<Vec<Valu
     Ok(all)
 }
 
-pub fn ns_objects(rt: &Handle, tx: &Sender<Msg>, cluster: LinkedCluster, ns: String) {
-    let tx = tx.clone();
-    rt.spawn(async move {
-        let r = namespace_objects(&cluster, &ns).await;
-        send(&tx, Msg::NsObjects(cluster.name.clone(), ns, r));
-    });
-}
-
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, String> + Send + 'static,
 ) -> Result<T, String> {
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| format!("internal error: {e}"))?
-}
-
-pub fn snapshots(rt: &Handle, tx: &Sender<Msg>, repo: Result<Repository, String>) {
-    let tx = tx.clone();
-    rt.spawn(async move {
-        let r = match repo {
-            Ok(repo) => {
-                blocking(move || {
-                    snapshot::list(&repo)
-                        .map(|(all, _)| {
-                            let mut all = all;
-                            all.reverse();
-                            all
-                        })
-                        .map_err(|e| format!("cannot list the snapshots: {e}"))
-                })
-                .await
-            }
-            Err(e) => Err(e),
-        };
-        send(&tx, Msg::Snapshots(r));
-    });
-}
-
-/// Reads the audit trail (records oldest first, and warnings for unreadable ones).
-pub fn audit(rt: &Handle, tx: &Sender<Msg>, repo: Result<Repository, String>) {
-    let tx = tx.clone();
-    rt.spawn(async move {
-        let r = match repo {
-            Ok(repo) => {
-                blocking(move || {
-                    ferry_policy::audit::read(&repo)
-                        .map_err(|e| format!("cannot read the audit trail: {e}"))
-                })
-                .await
-            }
-            Err(e) => Err(e),
-        };
-        send(&tx, Msg::Audit(r));
-    });
-}
-
-/// Writes `records` as JSON lines to `path` (a new file) and says where.
-pub fn export_audit(
-    rt: &Handle,
-    tx: &Sender<Msg>,
-    records: Vec<ferry_policy::audit::AuditRecord>,
-    path: PathBuf,
-) {
-    let tx = tx.clone();
-    rt.spawn(async move {
-        let n = records.len();
-        let shown = path.display().to_string();
-        let r = blocking(move || {
-            let mut text = String::new();
-            for r in &records {
-                let line = serde_json::to_string(r).map_err(|e| e.to_string())?;
-                text.push_str(&line);
-                text.push('\n');
-            }
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir)
-                    .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-            }
-            std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
-        })
-        .await;
-        send(
-            &tx,
-            match r {
-                Ok(()) => Msg::Status(
-                    crate::app::Tone::Ok,
-                    format!("{n} audit record(s) exported to {shown}"),
-                ),
-                Err(e) => Msg::Status(
-                    crate::app::Tone::Error,
-                    format!("the audit trail was not exported: {e}"),
-                ),
-            },
-        );
-    });
-}
-
-pub fn snapshot_objects(
-    rt: &Handle,
-    tx: &Sender<Msg>,
-    repo: Result<Repository, String>,
-    snap: Snapshot,
-) {
-    let tx = tx.clone();
-    rt.spawn(async move {
-        let id = snap.id.to_hex();
-        let r = match repo {
-            Ok(repo) => {
-                blocking(move || {
-                    capture::read_objects(&repo, &snap)
-                        .map_err(|e| format!("cannot read the snapshot's objects: {e}"))
-                })
-                .await
-            }
-            Err(e) => Err(e),
-        };
-        send(&tx, Msg::SnapshotObjects(id, r));
-    });
 }
 
 fn ended(r: Result<JobEnd, String>, progress: &JobProgress) -> JobEnd {
@@ -365,289 +844,6 @@ async fn envelope(cluster: &LinkedCluster) -> Option<serde_json::Value> {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-pub fn backup(
-    rt: &Handle,
-    tx: &Sender<Msg>,
-    id: usize,
-    cluster: LinkedCluster,
-    repo: Repository,
-    mut opts: CaptureOptions,
-    progress: Arc<JobProgress>,
-) {
-    let tx = tx.clone();
-    rt.spawn(async move {
-        let mut permit: Option<Permit> = None;
-        let r = async {
-            let client = client(&cluster).await?;
-            // The policy first, as `ferry backup` does: a denied backup reads nothing.
-            let pairs: Vec<_> = scope_namespaces(&opts.scope)
-                .into_iter()
-                .map(|n| (Some(n), None))
-                .collect();
-            let permit = permit.insert(
-                authorize(
-                    &repo,
-                    Action::Backup,
-                    Some(&Place::new(&cluster, Some(&client))),
-                    None,
-                    &pairs,
-                )
-                .await
-                .map_err(|e| e.to_string())?,
-            );
-            opts.envelope = envelope(&cluster).await;
-            let out = permit
-                .capture(&client, &opts, &progress)
-                .await
-                .map_err(|e| format!("backup from {} failed: {e}", cluster.name))?;
-            Ok::<_, String>(captured(&out))
-        }
-        .await;
-        if let Some(p) = permit {
-            let outcome = match &r {
-                Ok(_) => Ok(true),
-                Err(e) => Err(e.clone()),
-            };
-            if let Some(w) = p.finish(outcome).await {
-                progress.log(w);
-            }
-        }
-        send(&tx, Msg::JobDone(id, ended(r, &progress)));
-    });
-}
-
-/// The cloud envelope of a wizard's live source, for the forms of new clusters.
-pub fn wizard_envelope(rt: &Handle, tx: &Sender<Msg>, generation: u64, cluster: LinkedCluster) {
-    let tx = tx.clone();
-    rt.spawn(async move {
-        let r = cluster.envelope().await.map_err(|e| e.to_string());
-        send(&tx, Msg::WizardEnvelope(generation, r));
-    });
-}
-
-/// Which storage classes the claims of a live source use.
-pub fn live_classes(
-    rt: &Handle,
-    tx: &Sender<Msg>,
-    generation: u64,
-    cluster: LinkedCluster,
-    namespaces: Vec<String>,
-) {
-    let tx = tx.clone();
-    rt.spawn(async move {
-        let r = async {
-            let client = client(&cluster).await?;
-            let mut classes = Vec::new();
-            for ns in &namespaces {
-                let l = Api::<PersistentVolumeClaim>::namespaced(client.clone(), ns)
-                    .list(&ListParams::default())
-                    .await
-                    .map_err(|e| {
-                        format!("cannot list the claims of {ns}: {}", probe::explain(&e))
-                    })?;
-                classes.extend(
-                    l.items
-                        .into_iter()
-                        .filter_map(|c| c.spec.and_then(|s| s.storage_class_name)),
-                );
-            }
-            classes.sort();
-            classes.dedup();
-            Ok(classes)
-        }
-        .await;
-        send(&tx, Msg::WizardClasses(generation, r));
-    });
-}
-
-#[allow(clippy::too_many_arguments)]
-pub fn plan_snapshot(
-    rt: &Handle,
-    tx: &Sender<Msg>,
-    generation: u64,
-    repo: Repository,
-    target: LinkedCluster,
-    snap: Snapshot,
-    meta: CaptureMeta,
-    opts: PlanOptions,
-    origin: Place,
-) {
-    let tx = tx.clone();
-    rt.spawn(async move {
-        let r = async {
-            let client = client(&target).await?;
-            // The policy first: nothing is read or planned for a denied restore.
-            let mut permit = authorize(
-                &repo,
-                Action::Restore,
-                Some(&origin),
-                Some(&Place::new(&target, Some(&client))),
-                &restore_pairs(restored_namespaces(&meta, &opts), &opts),
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-            let (plan, _) = permit
-                .plan(&client, &target.name, &snap, &meta, &opts)
-                .await
-                .map_err(|e| format!("cannot plan the restore into {}: {e}", target.name))?;
-            Ok(Box::new(Prepared {
-                snapshot: snap,
-                meta,
-                plan,
-                permit,
-                captured: false,
-            }))
-        }
-        .await;
-        send(&tx, Msg::Plan(generation, r));
-    });
-}
-
-/// Which targets the repository's policy denies (read-only: nothing is recorded), for
-/// the wizard's target step. `source` is a live source cluster (asked who the user is)
-/// or a capture's origin; `namespaces` the (source, target) namespace pairs.
-#[allow(clippy::too_many_arguments)]
-pub fn target_verdicts(
-    rt: &Handle,
-    tx: &Sender<Msg>,
-    generation: u64,
-    repo: Repository,
-    action: Action,
-    source: Result<LinkedCluster, Place>,
-    targets: Vec<LinkedCluster>,
-    namespaces: Vec<(Option<String>, Option<String>)>,
-) {
-    let tx = tx.clone();
-    rt.spawn(async move {
-        let from = match source {
-            Ok(cluster) => {
-                let c = client(&cluster).await.ok();
-                Place::new(&cluster, c.as_ref())
-            }
-            Err(origin) => origin,
-        };
-        let mut out = Vec::new();
-        for t in targets {
-            // An unreachable target is shown as such by its probe; the policy cannot ask it.
-            let Ok(c) = client(&t).await else { continue };
-            let to = Place::new(&t, Some(&c));
-            let denied = gate::preview(&repo, action, Some(&from), Some(&to), &namespaces).await;
-            out.push((t.name.clone(), denied));
-        }
-        send(&tx, Msg::WizardVerdicts(generation, out));
-    });
-}
-
-/// Checks the policy for a target the user tried to go on with although it was shown
-/// denied; [`authorize`] appends the denial to the audit trail.
-pub fn refused(
-    rt: &Handle,
-    repo: Repository,
-    action: Action,
-    source: Result<LinkedCluster, Place>,
-    target: LinkedCluster,
-    pairs: Vec<(Option<String>, Option<String>)>,
-) {
-    rt.spawn(async move {
-        let from = match source {
-            Ok(cluster) => {
-                let c = client(&cluster).await.ok();
-                Place::new(&cluster, c.as_ref())
-            }
-            Err(origin) => origin,
-        };
-        let c = client(&target).await.ok();
-        let to = Place::new(&target, c.as_ref());
-        if authorize(&repo, action, Some(&from), Some(&to), &pairs)
-            .await
-            .is_ok()
-        {
-            tracing::info!(target = %target.name, "a target shown denied is allowed now");
-        }
-    });
-}
-
-/// Captures a live selection (a job of its own), then plans its restore.
-#[allow(clippy::too_many_arguments)]
-pub fn plan_live(
-    rt: &Handle,
-    tx: &Sender<Msg>,
-    generation: u64,
-    job: usize,
-    repo: Repository,
-    source: LinkedCluster,
-    target: LinkedCluster,
-    mut copts: CaptureOptions,
-    ropts: PlanOptions,
-    progress: Arc<JobProgress>,
-    action: Action,
-) {
-    let tx = tx.clone();
-    rt.spawn(async move {
-        let mut permit: Option<Permit> = None;
-        let out = async {
-            let target_client = client(&target).await?;
-            let client = client(&source).await?;
-            // The policy first: nothing is captured for a denied migrate or clone.
-            let permit = permit.insert(
-                authorize(
-                    &repo,
-                    action,
-                    Some(&Place::new(&source, Some(&client))),
-                    Some(&Place::new(&target, Some(&target_client))),
-                    &restore_pairs(&scope_namespaces(&copts.scope), &ropts),
-                )
-                .await
-                .map_err(|e| e.to_string())?,
-            );
-            copts.envelope = envelope(&source).await;
-            permit
-                .capture(&client, &copts, &progress)
-                .await
-                .map_err(|e| format!("capture from {} failed: {e}", source.name))
-        }
-        .await;
-        let (out, mut permit) = match (out, permit) {
-            (Ok(o), Some(p)) => (o, p),
-            (Err(e), permit) => {
-                if let Some(p) = permit {
-                    p.finish(Err(e.clone())).await;
-                }
-                let end = ended(Err(e.clone()), &progress);
-                send(&tx, Msg::JobDone(job, end));
-                send(&tx, Msg::Plan(generation, Err(e)));
-                return;
-            }
-            (Ok(_), None) => return,
-        };
-        send(&tx, Msg::JobDone(job, captured(&out)));
-        let r = async {
-            let client = client(&target).await?;
-            let (plan, _) = permit
-                .plan(&client, &target.name, &out.snapshot, &out.meta, &ropts)
-                .await
-                .map_err(|e| format!("cannot plan the restore into {}: {e}", target.name))?;
-            Ok::<_, String>(plan)
-        }
-        .await;
-        let r = match r {
-            Ok(plan) => Ok(Box::new(Prepared {
-                snapshot: out.snapshot.clone(),
-                meta: out.meta.clone(),
-                plan,
-                permit,
-                captured: true,
-            })),
-            Err(e) => {
-                permit.finish(Err(e.clone())).await;
-                Err(e)
-            }
-        };
-        send(&tx, Msg::Plan(generation, r));
-    });
-}
-
 /// Writes a restore's report into `dir` as the CLI does; the job's end with where it
 /// went (or why it could not be written), and a log line saying so.
 pub async fn save_report(
@@ -667,77 +863,6 @@ pub async fn save_report(
         saved,
         context,
     }
-}
-
-#[allow(clippy::too_many_arguments)]
-pub fn apply(
-    rt: &Handle,
-    tx: &Sender<Msg>,
-    id: usize,
-    target: LinkedCluster,
-    prepared: Box<Prepared>,
-    mover: MoverOptions,
-    reports: PathBuf,
-    progress: Arc<JobProgress>,
-) {
-    let tx = tx.clone();
-    rt.spawn(async move {
-        let Prepared {
-            plan, mut permit, ..
-        } = *prepared;
-        let r = async {
-            let client = client(&target).await?;
-            let report = permit
-                .apply(&client, &plan, &mover, &progress)
-                .await
-                .map_err(|e| format!("restore into {} failed: {e}", target.name))?;
-            Ok::<_, String>(save_report(report, reports, target.context.clone(), &progress).await)
-        }
-        .await;
-        let outcome = match &r {
-            Ok(JobEnd::Restored { report, .. }) => Ok(report.failed().is_empty()),
-            Ok(_) => Ok(true),
-            Err(e) => Err(e.clone()),
-        };
-        if let Some(w) = permit.finish(outcome).await {
-            progress.log(w);
-        }
-        send(&tx, Msg::JobDone(id, ended(r, &progress)));
-    });
-}
-
-/// Loads the entries of the folder at `path` of a snapshot's tree.
-pub fn snapshot_dir(
-    rt: &Handle,
-    tx: &Sender<Msg>,
-    repo: Result<Repository, String>,
-    snap: Snapshot,
-    path: String,
-) {
-    let tx = tx.clone();
-    rt.spawn(async move {
-        let id = snap.id.to_hex();
-        let p = path.clone();
-        let r = match repo {
-            Ok(repo) => {
-                blocking(move || {
-                    let shown = format!("/{p}");
-                    let node = tree::find_path(&repo, &snap.tree, &p)
-                        .map_err(|e| format!("cannot read {shown} of the snapshot: {e}"))?
-                        .ok_or_else(|| format!("the snapshot has no {shown}"))?;
-                    let sub = node
-                        .subtree
-                        .ok_or_else(|| format!("{shown} is not a folder"))?;
-                    tree::Tree::load(&repo, &sub)
-                        .map(|t| t.nodes)
-                        .map_err(|e| format!("cannot read {shown} of the snapshot: {e}"))
-                })
-                .await
-            }
-            Err(e) => Err(e),
-        };
-        send(&tx, Msg::SnapshotDir(id, path, r));
-    });
 }
 
 /// `~` and `~/…` as the home folder; relative paths from the current folder.
@@ -826,69 +951,6 @@ pub fn restore_target(
     })
 }
 
-/// Checks a restore prompt's folder on a blocking thread ([`restore_target`]).
-#[allow(clippy::too_many_arguments)]
-pub fn check_restore_target(
-    rt: &Handle,
-    tx: &Sender<Msg>,
-    generation: u64,
-    dest: String,
-    name: String,
-    path: String,
-    is_dir: bool,
-) {
-    let tx = tx.clone();
-    rt.spawn(async move {
-        let r = blocking(move || restore_target(&dest, &name, &path, is_dir)).await;
-        send(&tx, Msg::RestoreChecked(generation, r));
-    });
-}
-
-/// Restores part of a snapshot into a folder of this machine with the engine's restore
-/// (what `ferry restore SNAP --path P --target DIR` runs).
-pub fn restore_files(
-    rt: &Handle,
-    tx: &Sender<Msg>,
-    id: usize,
-    repo: Repository,
-    snap: Snapshot,
-    opts: restore::RestoreOptions,
-    progress: Arc<JobProgress>,
-) {
-    let tx = tx.clone();
-    rt.spawn(async move {
-        let p = progress.clone();
-        let r = blocking(move || {
-            let out = restore::restore(&repo, &snap, &opts, &p.data).map_err(|e| {
-                format!(
-                    "restore of /{} into {} failed: {e}",
-                    opts.path,
-                    opts.target.display()
-                )
-            })?;
-            p.log(format!(
-                "restored {} file(s), {} folder(s), {} into {}",
-                out.files,
-                out.dirs,
-                format::bytes(out.bytes),
-                opts.target.display()
-            ));
-            for w in &out.warnings {
-                p.log(format!("warning: {w}"));
-            }
-            Ok(JobEnd::Downloaded {
-                target: opts.target.clone(),
-                files: out.files,
-                dirs: out.dirs,
-                bytes: out.bytes,
-                warnings: out.warnings,
-            })
-        })
-        .await;
-        send(&tx, Msg::JobDone(id, ended(r, &progress)));
-    });
-}
-
 /// A cluster to create (one variant per cloud, as `ui::newcluster::NewCluster`).
 #[derive(Debug, Clone)]
 pub enum Create {
@@ -931,36 +993,6 @@ pub struct Restore {
     pub options: PlanOptions,
     pub mover: MoverOptions,
     pub reports: PathBuf,
-}
-
-/// Creates the cluster (its progress in the job's phase and log), tells the app it is
-/// linked, then checks the policy, captures a live source, plans the restore against
-/// the new cluster and carries it out: one job. A failure says what exists and how to
-/// delete it.
-pub fn create_and_restore(
-    rt: &Handle,
-    tx: &Sender<Msg>,
-    id: usize,
-    create: Create,
-    repo: Repository,
-    restore: Restore,
-    progress: Arc<JobProgress>,
-) {
-    let tx = tx.clone();
-    rt.spawn(async move {
-        let target = match create_cluster(&create, &progress).await {
-            Ok(t) => t,
-            Err(e) => {
-                send(&tx, Msg::JobDone(id, ended(Err(e), &progress)));
-                return;
-            }
-        };
-        send(&tx, Msg::ClusterCreated(Box::new(target.clone())));
-        let r = restore_into(&repo, &target, restore, &progress)
-            .await
-            .map_err(|e| format!("{e}; {}", leftover(&create)));
-        send(&tx, Msg::JobDone(id, ended(r, &progress)));
-    });
 }
 
 /// What a failure after creation leaves behind, and what the user can do with it.

@@ -5,8 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "../common/mod.rs"]
-mod common;
+use ferry_testing::repo as common;
 #[path = "../support/mod.rs"]
 mod support;
 

@@ -40,6 +40,7 @@ fn each_crate_depends_only_on_the_crates_below_it() {
             &["ferry-k8s", "ferry-providers", "ferry-repo"],
         ),
         ("src/jobs", &["ferry-k8s", "ferry-policy", "ferry-repo"]),
+        ("tests/testing", &["ferry-repo"]),
         (
             "src/ui",
             &[

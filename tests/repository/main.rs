@@ -5,11 +5,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "../common/mod.rs"]
-mod common;
+use ferry_testing::repo as common;
 #[path = "../support/mod.rs"]
 mod support;
 
+mod backend_faults;
 mod engine;
 mod s3_backend;
 mod s3_faults;

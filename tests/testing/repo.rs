@@ -1,6 +1,7 @@
-//! Fixtures shared by the engine and CLI tests: repositories in temp folders, random
-//! file trees, and a strict comparison of two trees.
-#![allow(dead_code)]
+//! Repository fixtures shared by the engine and CLI tests: repositories in temp
+//! folders, random file trees, and a strict comparison of two trees. Test code: it
+//! panics on any failure.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
