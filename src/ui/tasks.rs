@@ -39,7 +39,7 @@ pub struct Prepared {
     /// The policy's permission: it carries the plan out and writes the audit record.
     pub permit: Permit,
     /// Whether a live capture was taken for this plan: then dropping the plan unconfirmed
-    /// still leaves an audit record ([`abandoned`]), as data was read from the source.
+    /// still leaves an audit record ([`Tasks::abandoned`]), as data was read from the source.
     pub captured: bool,
 }
 
