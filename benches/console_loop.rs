@@ -169,7 +169,7 @@ fn main() {
             if at.is_none() {
                 at = Some((
                     started.elapsed(),
-                    a.clusters.iter().filter(|c| c.facts.is_some()).count(),
+                    a.clusters().iter().filter(|c| c.facts.is_some()).count(),
                 ));
                 let _ = tx.send(quit_key());
             }
@@ -210,7 +210,7 @@ fn main() {
     };
     ferry_console::event::run_loop(&mut terminal, &mut app, &mut |_, a| {
         frames += 1;
-        if probes_done.is_none() && a.clusters.iter().all(|c| c.facts.is_some()) {
+        if probes_done.is_none() && a.probed() {
             probes_done = Some((started.elapsed(), process_cpu(), main_cpu(), frames));
             settled.store(true, Ordering::SeqCst);
         }
@@ -219,7 +219,7 @@ fn main() {
     let (idle_proc, idle_main) = controller.join().unwrap();
     let (probe_time, cpu1, main1, probe_frames) = probes_done.unwrap();
     let ok = app
-        .clusters
+        .clusters()
         .iter()
         .filter(|c| matches!(c.facts, Some(Ok(_))))
         .count();

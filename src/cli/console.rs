@@ -20,10 +20,8 @@ pub fn run(ctx: &Context, read_only: bool) -> anyhow::Result<Exit> {
     let settings = Settings::load(&ctx.dirs)?;
     let depth = ColorDepth::detect();
     let theme = Theme::load(settings.theme.as_deref(), &ctx.dirs.config, depth)
-        .map_err(anyhow::Error::msg)?
-        .with_accents(&settings.accent, depth)
-        .map_err(anyhow::Error::msg)?;
-    let keymap = Keymap::load(&ctx.dirs.config).map_err(anyhow::Error::msg)?;
+        .and_then(|t| t.with_accents(&settings.accent, depth))?;
+    let keymap = Keymap::load(&ctx.dirs.config)?;
     // Kubeconfig contexts now; cloud accounts' clusters join on the screen as they answer.
     let linked = super::kube::kubeconfig_linked(ctx, &settings)?;
     // Opened before the screen switches: a password prompt still works here.

@@ -18,6 +18,7 @@ use ratatui::layout::{Position, Rect};
 use serde_json::Value;
 
 use crate::keymap::{Command, Keymap};
+use crate::page;
 use crate::screens;
 use crate::tasks;
 use crate::theme::Theme;
@@ -78,6 +79,14 @@ pub enum Load<T> {
 
 impl<T> Load<T> {
     pub fn ready(&self) -> Option<&T> {
+        match self {
+            Load::Ready(t) => Some(t),
+            _ => None,
+        }
+    }
+
+    /// The value, if loaded.
+    pub fn into_ready(self) -> Option<T> {
         match self {
             Load::Ready(t) => Some(t),
             _ => None,
@@ -409,39 +418,39 @@ pub enum Msg {
 
 /// The console.
 pub struct App {
-    pub env: Env,
-    pub clusters: Vec<ClusterState>,
-    pub cluster_rows: Vec<Row>,
-    pub stack: Vec<Screen>,
-    pub mode: Mode,
-    pub wizard: Option<Wizard>,
-    pub snapshots: Option<Load<SnapshotsData>>,
-    pub audit: Option<Load<AuditData>>,
-    pub snapshot_objects: HashMap<String, Load<Vec<Value>>>,
+    pub(crate) env: Env,
+    pub(crate) clusters: Vec<ClusterState>,
+    pub(crate) cluster_rows: Vec<Row>,
+    pub(crate) stack: Vec<Screen>,
+    pub(crate) mode: Mode,
+    pub(crate) wizard: Option<Wizard>,
+    pub(crate) snapshots: Option<Load<SnapshotsData>>,
+    pub(crate) audit: Option<Load<AuditData>>,
+    pub(crate) snapshot_objects: HashMap<String, Load<Vec<Value>>>,
     /// Folders of snapshots, loaded as they are opened: (snapshot ID, path).
-    pub dirs: HashMap<(String, String), Load<DirData>>,
+    pub(crate) dirs: HashMap<(String, String), Load<DirData>>,
     /// The restore-to-this-machine prompt, when open.
-    pub prompt: Option<RestorePrompt>,
+    pub(crate) prompt: Option<RestorePrompt>,
     prompt_gen: u64,
-    pub jobs: Vec<Job>,
-    pub show_yaml: bool,
+    pub(crate) jobs: Vec<Job>,
+    pub(crate) show_yaml: bool,
     /// The selected object's YAML: (row key, text).
-    pub yaml: Option<(String, String)>,
-    pub yaml_scroll: u16,
+    pub(crate) yaml: Option<(String, String)>,
+    pub(crate) yaml_scroll: u16,
     /// One line for the user: what just happened or why a key did nothing.
-    pub status: Option<(Tone, String)>,
-    pub quit: bool,
+    pub(crate) status: Option<(Tone, String)>,
+    pub(crate) quit: bool,
     /// The wizard generation counter (results of an older wizard are dropped).
-    pub wizard_gen: u64,
+    pub(crate) wizard_gen: u64,
     /// The cloud origins still being listed (their clusters join when they answer).
-    pub listing: Vec<Origin>,
+    pub(crate) listing: Vec<Origin>,
     /// Starts background work that answers on `rx`.
-    tasks: tasks::Tasks,
+    pub(crate) tasks: tasks::Tasks,
     rx: mpsc::Receiver<Msg>,
     /// Something changed since the last frame.
-    pub dirty: bool,
+    pub(crate) dirty: bool,
     /// Clickable areas of the last frame.
-    pub hits: RefCell<Hits>,
+    pub(crate) hits: RefCell<Hits>,
 }
 
 impl std::fmt::Debug for App {
@@ -544,7 +553,7 @@ impl App {
         self.clusters.iter().find(|c| c.linked.name == name)
     }
 
-    fn cluster_mut(&mut self, name: &str) -> Option<&mut ClusterState> {
+    pub(crate) fn cluster_mut(&mut self, name: &str) -> Option<&mut ClusterState> {
         self.clusters.iter_mut().find(|c| c.linked.name == name)
     }
 
@@ -585,48 +594,8 @@ impl App {
     }
 
     /// The rows of a view (borrowed where the data already holds them).
-    pub fn rows(&self, view: &View) -> Result<Cow<'_, [Row]>, String> {
-        let loading = || Err("loading…".to_string());
-        match view {
-            View::Clusters => Ok(Cow::Borrowed(&self.cluster_rows)),
-            View::Namespaces { cluster } => {
-                match self.cluster(cluster).and_then(|c| c.namespaces.as_ref()) {
-                    Some(Load::Ready(r)) => Ok(Cow::Borrowed(r)),
-                    Some(Load::Failed(e)) => Err(e.clone()),
-                    _ => loading(),
-                }
-            }
-            View::Workloads { cluster, ns } | View::Pvcs { cluster, ns } => {
-                match self.cluster(cluster).and_then(|c| c.ns.get(ns)) {
-                    Some(Load::Ready(d)) => {
-                        Ok(Cow::Borrowed(if matches!(view, View::Pvcs { .. }) {
-                            &d.pvc_rows
-                        } else {
-                            &d.workload_rows
-                        }))
-                    }
-                    Some(Load::Failed(e)) => Err(e.clone()),
-                    _ => loading(),
-                }
-            }
-            View::Snapshots => match &self.snapshots {
-                Some(Load::Ready(d)) => Ok(Cow::Borrowed(&d.rows)),
-                Some(Load::Failed(e)) => Err(e.clone()),
-                _ => loading(),
-            },
-            View::Snapshot { id } => Ok(Cow::Owned(screens::snapshots::detail_rows(self, id))),
-            View::Files { id, path, .. } => match self.dirs.get(&(id.clone(), path.clone())) {
-                Some(Load::Ready(d)) => Ok(Cow::Borrowed(&d.rows)),
-                Some(Load::Failed(e)) => Err(e.clone()),
-                _ => loading(),
-            },
-            View::Jobs => Ok(Cow::Owned(screens::jobs::rows(self))),
-            View::Audit => match &self.audit {
-                Some(Load::Ready(d)) => Ok(Cow::Borrowed(&d.rows)),
-                Some(Load::Failed(e)) => Err(e.clone()),
-                _ => loading(),
-            },
-        }
+    pub fn rows(&self, view: &View) -> Load<Cow<'_, [Row]>> {
+        page::of(view).rows(self, view)
     }
 
     /// Indices of the rows the filter lets through.
@@ -645,7 +614,7 @@ impl App {
     /// The selected row of the current screen.
     pub fn selected_row(&self) -> Option<Row> {
         let s = self.screen();
-        let rows = self.rows(&s.view).ok()?;
+        let rows = self.rows(&s.view).into_ready()?;
         let vis = App::visible(&rows, &s.list.filter);
         vis.get(s.list.selected)
             .and_then(|i| rows.get(*i))
@@ -662,8 +631,8 @@ impl App {
         self.selected_row().map(|r| vec![r.key]).unwrap_or_default()
     }
 
-    fn select_first_selectable(&mut self) {
-        let Ok(rows) = self.rows(&self.screen().view.clone()) else {
+    pub(crate) fn select_first_selectable(&mut self) {
+        let Load::Ready(rows) = self.rows(&self.screen().view.clone()) else {
             return;
         };
         let filter = self.screen().list.filter.clone();
@@ -681,7 +650,7 @@ impl App {
     }
 
     fn move_selection(&mut self, delta: isize) {
-        let Ok(rows) = self.rows(&self.screen().view.clone()) else {
+        let Load::Ready(rows) = self.rows(&self.screen().view.clone()) else {
             return;
         };
         let rows = rows.into_owned();
@@ -705,7 +674,7 @@ impl App {
         self.screen_mut().list.selected = i as usize;
     }
 
-    fn push(&mut self, view: View) {
+    pub(crate) fn push(&mut self, view: View) {
         self.stack.push(Screen {
             view,
             list: ListState::default(),
@@ -738,64 +707,7 @@ impl App {
     /// Starts loading what the current screen shows (again, with `force`).
     fn load_current(&mut self, force: bool) {
         let view = self.screen().view.clone();
-        let tasks = self.tasks.clone();
-        match view {
-            View::Clusters => {
-                if force {
-                    for c in &mut self.clusters {
-                        c.facts = None;
-                        tasks.probe(c.linked.clone());
-                    }
-                    self.cluster_rows = screens::clusters::rows(self);
-                }
-            }
-            View::Namespaces { cluster } => {
-                if let Some(c) = self.cluster_mut(&cluster)
-                    && (force || c.namespaces.is_none())
-                {
-                    c.namespaces = Some(Load::Loading);
-                    tasks.namespaces(c.linked.clone());
-                }
-            }
-            View::Workloads { cluster, ns } | View::Pvcs { cluster, ns } => {
-                if let Some(c) = self.cluster_mut(&cluster)
-                    && (force || !c.ns.contains_key(&ns))
-                {
-                    c.ns.insert(ns.clone(), Load::Loading);
-                    tasks.ns_objects(c.linked.clone(), ns);
-                }
-            }
-            View::Snapshots => {
-                if force || self.snapshots.is_none() {
-                    self.snapshots = Some(Load::Loading);
-                    tasks.snapshots(self.env.repo.clone());
-                }
-            }
-            View::Snapshot { id } => {
-                if (force || !self.snapshot_objects.contains_key(&id))
-                    && let Some(snap) = self.find_snapshot(&id).cloned()
-                {
-                    self.snapshot_objects.insert(id.clone(), Load::Loading);
-                    tasks.snapshot_objects(self.env.repo.clone(), snap);
-                }
-            }
-            View::Files { id, path, .. } => {
-                let key = (id.clone(), path.clone());
-                if (force || !self.dirs.contains_key(&key))
-                    && let Some(snap) = self.find_snapshot(&id).cloned()
-                {
-                    self.dirs.insert(key, Load::Loading);
-                    tasks.snapshot_dir(self.env.repo.clone(), snap, path);
-                }
-            }
-            View::Jobs => {}
-            View::Audit => {
-                if force || self.audit.is_none() {
-                    self.audit = Some(Load::Loading);
-                    tasks.audit(self.env.repo.clone());
-                }
-            }
-        }
+        page::of(&view).load(self, &view, force);
     }
 
     pub fn find_snapshot(&self, id: &str) -> Option<&Snapshot> {
@@ -805,7 +717,7 @@ impl App {
             .and_then(|d| d.all.iter().find(|s| s.id.to_hex() == id))
     }
 
-    fn say(&mut self, tone: Tone, text: impl Into<String>) {
+    pub(crate) fn say(&mut self, tone: Tone, text: impl Into<String>) {
         self.status = Some((tone, text.into()));
     }
 
@@ -1141,7 +1053,7 @@ impl App {
             return;
         }
         let index = list.offset.get() + usize::from(at.y - area.y);
-        let Ok(rows) = self.rows(&self.screen().view) else {
+        let Load::Ready(rows) = self.rows(&self.screen().view) else {
             return;
         };
         let vis = App::visible(&rows, &list.filter);
@@ -1153,7 +1065,9 @@ impl App {
             return;
         }
         if index == list.selected {
-            self.enter();
+            if page::offer(&self.screen().view, Command::Enter).is_some() {
+                self.action(Command::Enter);
+            }
         } else {
             self.screen_mut().list.selected = index;
         }
@@ -1286,7 +1200,9 @@ impl App {
         }
     }
 
-    /// Carries out an action of the keymap.
+    /// Carries out a command of the keymap: moving and the global commands here, the
+    /// rest by the current screen's page when it offers the command (else the status
+    /// line says where the command works).
     pub fn action(&mut self, a: Command) {
         let view = self.screen().view.clone();
         match a {
@@ -1311,19 +1227,9 @@ impl App {
                 self.select_first_selectable();
             }
             Command::Bottom => self.move_selection(isize::MAX / 2),
-            Command::Enter => self.enter(),
             Command::Back => self.back(),
             Command::Filter => self.mode = Mode::Filter,
             Command::CommandLine => self.mode = Mode::Command(String::new()),
-            Command::Mark => {
-                if let Some(r) = self.selected_row() {
-                    let marks = &mut self.screen_mut().list.marks;
-                    if !marks.remove(&r.key) {
-                        marks.insert(r.key);
-                    }
-                    self.move_selection(1);
-                }
-            }
             Command::Help => self.mode = Mode::Help,
             Command::Quit => {
                 if self.running_jobs() > 0 {
@@ -1332,194 +1238,33 @@ impl App {
                     self.quit = true;
                 }
             }
-            Command::Backup => self.backup(&view),
-            Command::Migrate => self.open_live_wizard(&view, Purpose::Migrate),
-            Command::Clone => self.open_live_wizard(&view, Purpose::Clone),
-            Command::Restore => self.open_restore_wizard(&view),
-            Command::Download => self.open_restore_prompt(&view),
-            Command::Cancel => {
-                if view == View::Jobs {
-                    match self
-                        .selected_row()
-                        .and_then(|r| r.key.parse::<usize>().ok())
-                    {
-                        Some(id) => {
-                            if let Some(j) = self.jobs.iter().find(|j| j.id == id && j.running()) {
-                                j.progress.cancel();
-                                let t =
-                                    format!("cancelling {}: it stops at its next check", j.title);
-                                self.say(Tone::Warn, t);
-                            } else {
-                                self.say(Tone::Normal, "that job has ended");
-                            }
-                        }
-                        None => self.say(Tone::Normal, "no job selected"),
-                    }
-                } else {
-                    self.say(Tone::Normal, "x cancels a job on :jobs");
-                }
-            }
-            Command::Pause => {
-                if view != View::Jobs {
-                    self.say(Tone::Normal, "p pauses or resumes a job on :jobs");
-                    return;
-                }
-                let id = self
-                    .selected_row()
-                    .and_then(|r| r.key.parse::<usize>().ok());
-                match id.and_then(|id| self.jobs.iter().find(|j| j.id == id)) {
-                    None => self.say(Tone::Normal, "no job selected"),
-                    Some(j) if !j.running() => self.say(Tone::Normal, "that job has ended"),
-                    Some(j) if j.progress.is_paused() => {
-                        j.progress.resume();
-                        let t = format!("{} resumed", j.title);
-                        self.say(Tone::Ok, t);
-                    }
-                    Some(j) => {
-                        j.progress.pause();
-                        let t = format!("{} paused: p resumes it", j.title);
-                        self.say(Tone::Warn, t);
-                    }
-                }
-            }
-            Command::Yaml => {
-                self.show_yaml = !self.show_yaml;
-                self.yaml_scroll = 0;
-            }
-            Command::Switch => match view {
-                View::Workloads { cluster, ns } => {
-                    let n = self.stack.len() - 1;
-                    self.stack[n] = Screen {
-                        view: View::Pvcs { cluster, ns },
-                        list: ListState::default(),
-                    };
-                    self.select_first_selectable();
-                }
-                View::Pvcs { cluster, ns } => {
-                    let n = self.stack.len() - 1;
-                    self.stack[n] = Screen {
-                        view: View::Workloads { cluster, ns },
-                        list: ListState::default(),
-                    };
-                    self.select_first_selectable();
-                }
-                _ => {}
-            },
             Command::Refresh => self.load_current(true),
             Command::Jobs => self.reset_to(vec![View::Jobs]),
             Command::Snapshots => self.reset_to(vec![View::Snapshots]),
-            Command::Export => self.export(&view),
+            _ if page::offer(&view, a).is_some() => page::of(&view).run(self, &view, a),
+            _ => {
+                let key = self.env.keymap.keys_for(a).into_iter().next();
+                let text = page::elsewhere(&view, a, key.as_deref().unwrap_or("that key"));
+                self.say(Tone::Normal, text);
+            }
         }
     }
 
-    fn enter(&mut self) {
-        let Some(row) = self.selected_row() else {
-            return;
-        };
-        match self.screen().view.clone() {
-            View::Clusters => match self
-                .env
-                .linked
-                .broken
-                .iter()
-                .find(|b| screens::clusters::broken_key(&b.origin) == row.key)
-            {
-                Some(b) => {
-                    let m = format!("{}: {}", b.origin.label(), b.error);
-                    self.say(Tone::Error, m);
-                }
-                None if row.key.starts_with(screens::clusters::LISTING) => self.say(
-                    Tone::Normal,
-                    "still listing this account's clusters: they appear here when it answers",
-                ),
-                None => self.push(View::Namespaces { cluster: row.key }),
-            },
-            View::Namespaces { cluster } => self.push(View::Workloads {
-                cluster,
-                ns: row.key,
-            }),
-            View::Snapshot { id } => match row.key.strip_prefix("vol:") {
-                Some(claim) => {
-                    let base = format!("{VOLUMES_PREFIX}{claim}");
-                    self.push(View::Files {
-                        id,
-                        path: base.clone(),
-                        base,
-                    })
-                }
-                None if row.key == "folder" => self.push(View::Files {
-                    id,
-                    base: String::new(),
-                    path: String::new(),
-                }),
-                None => {
-                    self.show_yaml = !self.show_yaml;
-                    self.yaml_scroll = 0;
-                }
-            },
-            View::Workloads { .. } | View::Pvcs { .. } => {
-                self.show_yaml = !self.show_yaml;
-                self.yaml_scroll = 0;
+    /// Marks or unmarks the selected row and moves on.
+    pub(crate) fn toggle_mark(&mut self) {
+        if let Some(r) = self.selected_row() {
+            let marks = &mut self.screen_mut().list.marks;
+            if !marks.remove(&r.key) {
+                marks.insert(r.key);
             }
-            View::Snapshots => {
-                // A folder backup has no objects: its files are what there is to see.
-                let folder = self
-                    .find_snapshot(&row.key)
-                    .is_some_and(|s| CaptureMeta::of(s).is_none());
-                self.push(if folder {
-                    View::Files {
-                        id: row.key,
-                        base: String::new(),
-                        path: String::new(),
-                    }
-                } else {
-                    View::Snapshot { id: row.key }
-                })
-            }
-            View::Files { id, base, path } => match self.selected_node() {
-                Some(n) if n.kind == NodeKind::Dir => match std::str::from_utf8(&n.name.0) {
-                    Ok(name) => {
-                        let path = if path.is_empty() {
-                            name.to_string()
-                        } else {
-                            format!("{path}/{name}")
-                        };
-                        self.push(View::Files { id, base, path })
-                    }
-                    Err(_) => self.say(
-                        Tone::Warn,
-                        "this folder's name is not UTF-8: list it with `ferry ls`",
-                    ),
-                },
-                Some(_) => {
-                    let keys = self.env.keymap.keys_for(Command::Download).join("/");
-                    self.say(
-                        Tone::Normal,
-                        format!("{keys} restores it to a folder of this machine"),
-                    )
-                }
-                None => {}
-            },
-            View::Jobs | View::Audit => {}
+            self.move_selection(1);
         }
     }
 
-    /// Writes the audit trail as JSON lines (what `ferry audit --json` prints) into the
-    /// reports folder, on a task.
-    fn export(&mut self, view: &View) {
-        if *view != View::Audit {
-            self.say(Tone::Normal, "e exports the audit trail on :audit");
-            return;
-        }
-        let Some(Load::Ready(d)) = &self.audit else {
-            self.say(Tone::Normal, "the audit trail is still loading");
-            return;
-        };
-        let path = self.env.reports.join(format!(
-            "audit-{}.jsonl",
-            chrono::Utc::now().format("%Y%m%dT%H%M%SZ")
-        ));
-        self.tasks.export_audit(d.records.clone(), path);
+    /// Shows or hides the YAML pane.
+    pub(crate) fn toggle_yaml(&mut self) {
+        self.show_yaml = !self.show_yaml;
+        self.yaml_scroll = 0;
     }
 
     fn back(&mut self) {
@@ -1551,22 +1296,8 @@ impl App {
         if self.yaml.as_ref().is_some_and(|(k, _)| *k == row.key) {
             return;
         }
-        let obj: Option<&Value> = match &self.screen().view {
-            View::Workloads { cluster, ns } | View::Pvcs { cluster, ns } => self
-                .cluster(cluster)
-                .and_then(|c| c.ns.get(ns))
-                .and_then(Load::ready)
-                .and_then(|d| d.index.get(&row.key).and_then(|i| d.objects.get(*i))),
-            View::Snapshot { id } => self
-                .snapshot_objects
-                .get(id)
-                .and_then(Load::ready)
-                .and_then(|objs| {
-                    objs.iter()
-                        .find(|o| screens::workloads::object_key(o) == row.key)
-                }),
-            _ => None,
-        };
+        let view = &self.screen().view;
+        let obj = page::of(view).object(self, view, &row.key);
         let text = match obj {
             Some(o) => serde_saphyr::to_string(o)
                 .unwrap_or_else(|e| format!("cannot show this object: {e}")),
@@ -1624,7 +1355,7 @@ impl App {
         }
     }
 
-    fn backup(&mut self, view: &View) {
+    pub(crate) fn backup(&mut self, view: &View) {
         let Some((cluster, scope)) = self.live_scope(view) else {
             self.say(
                 Tone::Normal,
@@ -1670,7 +1401,7 @@ impl App {
         );
     }
 
-    fn open_live_wizard(&mut self, view: &View, purpose: Purpose) {
+    pub(crate) fn open_live_wizard(&mut self, view: &View, purpose: Purpose) {
         let Some((cluster, scope)) = self.live_scope(view) else {
             self.say(
                 Tone::Normal,
@@ -1696,7 +1427,7 @@ impl App {
         self.wizard = Some(w);
     }
 
-    fn open_restore_wizard(&mut self, view: &View) {
+    pub(crate) fn open_restore_wizard(&mut self, view: &View) {
         let id = match view {
             View::Snapshots => self.selected_row().map(|r| r.key),
             View::Snapshot { id } | View::Files { id, .. } => Some(id.clone()),
@@ -1981,7 +1712,7 @@ impl App {
         }
     }
 
-    fn open_restore_prompt(&mut self, view: &View) {
+    pub(crate) fn open_restore_prompt(&mut self, view: &View) {
         let id = match view {
             View::Snapshot { id } | View::Files { id, .. } => id.clone(),
             _ => String::new(),

@@ -8,6 +8,8 @@ use std::path::Path;
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use serde::Deserialize;
 
+use crate::error::SettingsError;
+
 const DEFAULT: &str = include_str!("keymap-default.toml");
 
 /// Everything a key can ask the console to do.
@@ -86,7 +88,7 @@ pub struct Key {
 }
 
 /// Parses `j`, `G`, `ctrl-c`, `alt-x`, `enter`, `space`, `pagedown`, ...
-pub fn parse_key(s: &str) -> Result<Key, String> {
+pub fn parse_key(s: &str) -> Result<Key, SettingsError> {
     let mut ctrl = false;
     let mut alt = false;
     let mut rest = s;
@@ -120,11 +122,7 @@ pub fn parse_key(s: &str) -> Result<Key, String> {
             let mut chars = other.chars();
             match (chars.next(), chars.next()) {
                 (Some(c), None) => KeyCode::Char(c),
-                _ => {
-                    return Err(format!(
-                        "{s:?} is not a key: use a character, or a name such as enter, esc, pagedown, with an optional ctrl- or alt-"
-                    ));
-                }
+                _ => return Err(SettingsError::NotAKey { key: s.to_string() }),
             }
         }
     };
@@ -182,22 +180,24 @@ impl Keymap {
 
     /// The defaults with `<config>/keymap.toml` over them; a bad file is an error that
     /// names the file and the key.
-    pub fn load(config_dir: &Path) -> Result<Keymap, String> {
+    pub fn load(config_dir: &Path) -> Result<Keymap, SettingsError> {
         let mut k = Keymap::default_keys();
         let path = config_dir.join("keymap.toml");
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(k),
-            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+            Err(source) => return Err(SettingsError::Read { path, source }),
         };
-        k.overlay(&text)
-            .map_err(|e| format!("{}: {e}. Fix the file or move it away", path.display()))?;
+        k.overlay(&text).map_err(|e| SettingsError::Keymap {
+            path,
+            source: Box::new(e),
+        })?;
         Ok(k)
     }
 
     /// Lays bindings written as TOML over these.
-    pub fn overlay(&mut self, text: &str) -> Result<(), String> {
-        let file: KeymapFile = toml::from_str(text).map_err(|e| e.to_string())?;
+    pub fn overlay(&mut self, text: &str) -> Result<(), SettingsError> {
+        let file: KeymapFile = toml::from_str(text)?;
         for (key, action) in file.keys {
             self.map.insert(parse_key(&key)?, action);
         }

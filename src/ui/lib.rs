@@ -1,20 +1,27 @@
 //! What the user sees: the progress line of the subcommands (`progress.rs`), numbers in
 //! words (`format.rs`), and the full-screen console:
 //! - `app.rs`: state and what each action does (no terminal, no waiting);
+//! - `query.rs`: what tests and scripts may read of a running console;
 //! - `tasks.rs`: background work (probes, listings, plans, jobs) that reports by message;
 //! - `event.rs`: the terminal loop (raw mode, input thread, steady redraws, restore);
-//! - `screens/`: drawing each screen from the state; `widgets.rs`: shared pieces;
+//! - `page.rs`: the screen trait: each screen's rows, loading, and the commands it
+//!   offers and carries out (help and hints are drawn from them);
+//! - `screens/`: each screen's page and drawing; `widgets.rs`: shared pieces;
 //! - `wizard_state.rs`: the restore / migrate / clone wizard's steps and checks;
-//! - `theme.rs`, `keymap.rs`: colours and keys from TOML files.
+//! - `theme.rs`, `keymap.rs`: colours and keys from TOML files, and `error.rs`: why
+//!   such a file cannot be used.
 //!
 //! The engine knows nothing of this module.
 
 pub mod app;
+pub mod error;
 pub mod event;
 pub mod format;
 pub mod keymap;
 pub mod newcluster;
+pub mod page;
 pub mod progress;
+pub mod query;
 pub mod screens;
 pub mod tasks;
 pub mod theme;

@@ -7,6 +7,8 @@ use std::path::Path;
 use ratatui::style::{Color, Modifier, Style};
 use serde::Deserialize;
 
+use crate::error::SettingsError;
+
 const DARK: &str = include_str!("../../themes/dark.toml");
 const LIGHT: &str = include_str!("../../themes/light.toml");
 const HIGH_CONTRAST: &str = include_str!("../../themes/high-contrast.toml");
@@ -86,12 +88,15 @@ impl ColorDepth {
 }
 
 /// Parses `#rrggbb` or a terminal colour name.
-pub fn parse_color(s: &str) -> Result<Color, String> {
+pub fn parse_color(s: &str) -> Result<Color, SettingsError> {
     let s = s.trim();
     if let Some(hex) = s.strip_prefix('#') {
-        let v = u32::from_str_radix(hex, 16).map_err(|_| format!("{s:?} is not #rrggbb"))?;
+        let not_hex = || SettingsError::NotHex {
+            text: s.to_string(),
+        };
+        let v = u32::from_str_radix(hex, 16).map_err(|_| not_hex())?;
         if hex.len() != 6 {
-            return Err(format!("{s:?} is not #rrggbb"));
+            return Err(not_hex());
         }
         return Ok(Color::Rgb((v >> 16) as u8, (v >> 8) as u8, v as u8));
     }
@@ -115,9 +120,9 @@ pub fn parse_color(s: &str) -> Result<Color, String> {
             "lightcyan" => Color::LightCyan,
             "white" => Color::White,
             _ => {
-                return Err(format!(
-                    "{s:?} is not a colour: use #rrggbb or a name like red"
-                ));
+                return Err(SettingsError::NotAColour {
+                    text: s.to_string(),
+                });
             }
         },
     )
@@ -185,8 +190,11 @@ fn overlay(base: &mut ThemeFile, over: ThemeFile) {
     );
 }
 
-fn parse_file(text: &str, what: &str) -> Result<ThemeFile, String> {
-    toml::from_str(text).map_err(|e| format!("cannot read the theme {what}: {e}"))
+fn parse_file(text: &str, what: &str) -> Result<ThemeFile, SettingsError> {
+    toml::from_str(text).map_err(|e| SettingsError::ThemeFile {
+        what: what.to_string(),
+        reason: e.to_string(),
+    })
 }
 
 impl Theme {
@@ -202,7 +210,11 @@ impl Theme {
     /// The theme named in the settings: `<config>/themes/NAME.toml` if present (its
     /// keys over the built-in of that name, else over dark), else the built-in. An
     /// unreadable user file is an error that says which file.
-    pub fn load(name: Option<&str>, config_dir: &Path, depth: ColorDepth) -> Result<Theme, String> {
+    pub fn load(
+        name: Option<&str>,
+        config_dir: &Path,
+        depth: ColorDepth,
+    ) -> Result<Theme, SettingsError> {
         let name = name.unwrap_or("dark");
         let base_text = builtin_text(name).unwrap_or(DARK);
         let mut base = parse_file(DARK, "dark")?;
@@ -212,15 +224,20 @@ impl Theme {
             Ok(t) => parse_file(&t, &user_path.display().to_string())?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 if builtin_text(name).is_none() {
-                    return Err(format!(
-                        "there is no theme {name:?}: use one of {} or add {}",
-                        BUILTIN.join(", "),
-                        user_path.display()
-                    ));
+                    return Err(SettingsError::NoTheme {
+                        name: name.to_string(),
+                        builtin: BUILTIN.join(", "),
+                        path: user_path,
+                    });
                 }
                 ThemeFile::default()
             }
-            Err(e) => return Err(format!("cannot read {}: {e}", user_path.display())),
+            Err(source) => {
+                return Err(SettingsError::Read {
+                    path: user_path,
+                    source,
+                });
+            }
         };
         let mut t = Theme::resolve(&base, &user)?;
         if depth == ColorDepth::Ansi16 {
@@ -229,13 +246,19 @@ impl Theme {
         Ok(t)
     }
 
-    fn resolve(base: &ThemeFile, over: &ThemeFile) -> Result<Theme, String> {
-        let pick = |b: &Option<String>, o: &Option<String>, key: &str| -> Result<Color, String> {
+    fn resolve(base: &ThemeFile, over: &ThemeFile) -> Result<Theme, SettingsError> {
+        let pick = |b: &Option<String>,
+                    o: &Option<String>,
+                    key: &'static str|
+         -> Result<Color, SettingsError> {
             let s = o
                 .as_ref()
                 .or(b.as_ref())
-                .ok_or(format!("the theme lacks {key}"))?;
-            parse_color(s).map_err(|e| format!("theme key {key}: {e}"))
+                .ok_or(SettingsError::MissingColour { key })?;
+            parse_color(s).map_err(|e| SettingsError::ThemeColour {
+                key,
+                source: Box::new(e),
+            })
         };
         Ok(Theme {
             name: over
@@ -314,10 +337,12 @@ impl Theme {
         mut self,
         rules: &[AccentRule],
         depth: ColorDepth,
-    ) -> Result<Theme, String> {
+    ) -> Result<Theme, SettingsError> {
         for r in rules {
-            let c = parse_color(&r.color)
-                .map_err(|e| format!("accent for {:?} in the settings: {e}", r.pattern))?;
+            let c = parse_color(&r.color).map_err(|e| SettingsError::Accent {
+                pattern: r.pattern.clone(),
+                source: Box::new(e),
+            })?;
             let c = if depth == ColorDepth::Ansi16 {
                 to_ansi16(c)
             } else {
@@ -400,10 +425,14 @@ mod tests {
         assert_eq!(t.fg, Color::Rgb(1, 2, 3));
         assert_eq!(t.bg, Theme::builtin("dark").bg);
         let e = Theme::load(Some("nope"), dir.path(), ColorDepth::TrueColor).unwrap_err();
-        assert!(e.contains("there is no theme"), "{e}");
+        assert!(matches!(e, SettingsError::NoTheme { .. }), "{e}");
+        assert!(e.to_string().contains("there is no theme"), "{e}");
         std::fs::write(dir.path().join("themes/bad.toml"), "fg = \"#zz\"\n").unwrap();
         let e = Theme::load(Some("bad"), dir.path(), ColorDepth::TrueColor).unwrap_err();
-        assert!(e.contains("fg"), "{e}");
+        assert!(
+            matches!(e, SettingsError::ThemeColour { key: "fg", .. }),
+            "{e}"
+        );
     }
 
     #[test]

@@ -118,8 +118,8 @@ fn browse_and_migrate_a_namespace_through_the_wizard() {
         azure: vec![],
     };
     let mut app = App::new(env);
-    assert!(app.settle(LIMIT, |a| a.clusters.iter().all(|c| c.facts.is_some())));
-    for c in &app.clusters {
+    assert!(app.settle(LIMIT, |a| a.probed()));
+    for c in app.clusters() {
         assert!(c.facts.as_ref().unwrap().is_ok(), "{:?}", c.facts);
     }
 
@@ -166,16 +166,16 @@ fn browse_and_migrate_a_namespace_through_the_wizard() {
     key(&mut app, KeyCode::Esc);
     key(&mut app, KeyCode::Char(' '));
     key(&mut app, KeyCode::Char('m'));
-    let w = app.wizard.as_ref().expect("the wizard opens");
+    let w = app.wizard().expect("the wizard opens");
     assert_eq!(w.target_name(), qa_name);
     key(&mut app, KeyCode::Enter);
-    assert_eq!(app.wizard.as_ref().unwrap().step, Step::Namespaces);
+    assert_eq!(app.wizard().unwrap().step, Step::Namespaces);
     for _ in 0.."shop".len() {
         key(&mut app, KeyCode::Backspace);
     }
     chars(&mut app, "Shop_QA");
     key(&mut app, KeyCode::Enter);
-    let w = app.wizard.as_ref().unwrap();
+    let w = app.wizard().unwrap();
     assert_eq!(w.step, Step::Namespaces, "an invalid name stays");
     assert!(w.error.as_ref().unwrap().contains("DNS label"));
     for _ in 0.."Shop_QA".len() {
@@ -184,12 +184,12 @@ fn browse_and_migrate_a_namespace_through_the_wizard() {
     chars(&mut app, "shop-qa");
     key(&mut app, KeyCode::Enter);
     assert!(app.settle(LIMIT, |a| matches!(
-        a.wizard.as_ref().unwrap().classes_used,
+        a.wizard().unwrap().classes_used,
         Load::Ready(_)
     )));
-    assert_eq!(app.wizard.as_ref().unwrap().step, Step::StorageClasses);
+    assert_eq!(app.wizard().unwrap().step, Step::StorageClasses);
     key(&mut app, KeyCode::Enter);
-    assert_eq!(app.wizard.as_ref().unwrap().step, Step::Options);
+    assert_eq!(app.wizard().unwrap().step, Step::Options);
     // Objects only: volume data needs running pods.
     key(&mut app, KeyCode::Down);
     key(&mut app, KeyCode::Char(' '));
@@ -197,12 +197,12 @@ fn browse_and_migrate_a_namespace_through_the_wizard() {
     key(&mut app, KeyCode::Down);
     chars(&mut app, "copied-by=ferry");
     key(&mut app, KeyCode::Enter);
-    assert_eq!(app.wizard.as_ref().unwrap().step, Step::Plan);
+    assert_eq!(app.wizard().unwrap().step, Step::Plan);
     assert!(app.settle(LIMIT, |a| !matches!(
-        a.wizard.as_ref().unwrap().plan,
+        a.wizard().unwrap().plan,
         Some(Load::Loading)
     )));
-    let plan = match &app.wizard.as_ref().unwrap().plan {
+    let plan = match &app.wizard().unwrap().plan {
         Some(Load::Ready(p)) => p.plan.clone(),
         other => panic!("no plan: {other:?}"),
     };
@@ -221,15 +221,12 @@ fn browse_and_migrate_a_namespace_through_the_wizard() {
     // The sandbox answers server-side dry runs: the plan has no blocking problem.
     assert_eq!(plan.blocking(), 0, "{}", plan.render_text());
     key(&mut app, KeyCode::Enter);
-    assert!(app.wizard.is_none(), "confirmed: the wizard closes");
-    let restore_id = app.jobs.last().unwrap().id;
+    assert!(app.wizard().is_none(), "confirmed: the wizard closes");
+    let restore_id = app.jobs().last().unwrap().id;
     assert!(app.settle(LIMIT, |a| {
-        a.jobs
-            .iter()
-            .find(|j| j.id == restore_id)
-            .is_some_and(|j| !j.running())
+        a.job_ended(restore_id)
     }));
-    match &app.jobs.last().unwrap().end {
+    match &app.jobs().last().unwrap().end {
         Some(JobEnd::Restored { report, saved, .. }) => {
             assert!(report.failed().is_empty(), "{:?}", report.failed());
             // Saved where the CLI saves its reports, readable by `ferry restore --retry`.
@@ -257,7 +254,7 @@ fn browse_and_migrate_a_namespace_through_the_wizard() {
     key(&mut app, KeyCode::Char(':'));
     chars(&mut app, "snapshots");
     key(&mut app, KeyCode::Enter);
-    assert!(app.settle(LIMIT, |a| matches!(a.snapshots, Some(Load::Ready(_)))));
+    assert!(app.settle(LIMIT, |a| a.snapshots_loaded()));
     let row = app.selected_row().unwrap();
     assert!(row.cells.iter().any(|c| c == "shop"), "{:?}", row.cells);
 
@@ -288,7 +285,7 @@ fn env_for(t: &common::TestRepo, dir: &std::path::Path, linked: Linked) -> Env {
 /// background, and a test that creates clusters wants them listed before it starts.
 fn listed(mut app: App) -> App {
     assert!(
-        app.settle(LIMIT, |a| a.listing.is_empty()),
+        app.settle(LIMIT, |a| a.cloud_listed()),
         "the cloud accounts never answered"
     );
     app
@@ -297,8 +294,7 @@ fn listed(mut app: App) -> App {
 /// Types `text` into the open restore prompt in place of what it holds.
 fn type_destination(app: &mut App, text: &str) {
     let n = app
-        .prompt
-        .as_ref()
+        .prompt()
         .expect("the prompt is open")
         .dest
         .chars()
@@ -312,20 +308,20 @@ fn type_destination(app: &mut App, text: &str) {
 /// Enter on the prompt, then waits for the check: the prompt stays with an error, or
 /// closes and a job starts (returned).
 fn confirm_destination(app: &mut App) -> Option<usize> {
-    let jobs = app.jobs.len();
+    let jobs = app.jobs().len();
     key(app, KeyCode::Enter);
-    assert!(app.settle(LIMIT, |a| a.prompt.as_ref().is_none_or(|p| !p.checking)));
-    if app.prompt.is_some() {
+    assert!(app.settle(LIMIT, |a| a.prompt().is_none_or(|p| !p.checking)));
+    if app.prompt().is_some() {
         return None;
     }
-    assert_eq!(app.jobs.len(), jobs + 1, "{:?}", app.status);
-    let id = app.jobs.last().unwrap().id;
-    assert!(app.settle(LIMIT, |a| a.jobs.iter().any(|j| j.id == id && !j.running())));
+    assert_eq!(app.jobs().len(), jobs + 1, "{:?}", app.status());
+    let id = app.jobs().last().unwrap().id;
+    assert!(app.settle(LIMIT, |a| a.job_ended(id)));
     Some(id)
 }
 
 fn downloaded(app: &App, id: usize) -> (std::path::PathBuf, u64) {
-    match &app.jobs.iter().find(|j| j.id == id).unwrap().end {
+    match &app.jobs().iter().find(|j| j.id == id).unwrap().end {
         Some(JobEnd::Downloaded {
             target,
             files,
@@ -342,8 +338,8 @@ fn downloaded(app: &App, id: usize) -> (std::path::PathBuf, u64) {
 /// Selects row `pos` of the current screen (no filter typed: rows and visible rows
 /// are the same).
 fn select(app: &mut App, pos: usize) {
-    let n = app.stack.len() - 1;
-    app.stack[n].list.selected = pos;
+    let key = app.current_rows().expect("the rows are loaded")[pos].key.clone();
+    assert!(app.select_key(&key), "no row {key}");
 }
 
 fn selected_key(app: &App) -> String {
@@ -392,7 +388,7 @@ fn browse_a_folder_backup_and_restore_a_file_and_a_folder() {
 
     let mut app = App::new(env_for(&t, dir.path(), Linked::default()));
     key(&mut app, KeyCode::Char('S'));
-    assert!(app.settle(LIMIT, |a| matches!(a.snapshots, Some(Load::Ready(_)))));
+    assert!(app.settle(LIMIT, |a| a.snapshots_loaded()));
     assert_eq!(selected_key(&app), snap.id.to_hex());
     key(&mut app, KeyCode::Enter);
     let root = View::Files {
@@ -401,8 +397,8 @@ fn browse_a_folder_backup_and_restore_a_file_and_a_folder() {
         path: String::new(),
     };
     assert_eq!(app.screen().view, root);
-    assert!(app.settle(LIMIT, |a| a.rows(&a.screen().view).is_ok()));
-    let rows = app.rows(&root).unwrap().into_owned();
+    assert!(app.settle(LIMIT, |a| a.rows(&a.screen().view).ready().is_some()));
+    let rows = app.rows(&root).into_ready().unwrap().into_owned();
     let names: Vec<&str> = rows.iter().map(|r| r.cells[0].as_str()).collect();
     assert_eq!(names, ["bin/", "www/", "readme.txt"], "folders first");
     assert_eq!(rows[2].cells[1], "6 B");
@@ -412,18 +408,18 @@ fn browse_a_folder_backup_and_restore_a_file_and_a_folder() {
     // Into www, then its img folder: loaded as it is opened.
     key(&mut app, KeyCode::Down);
     key(&mut app, KeyCode::Enter);
-    assert!(app.settle(LIMIT, |a| a.rows(&a.screen().view).is_ok()));
+    assert!(app.settle(LIMIT, |a| a.rows(&a.screen().view).ready().is_some()));
     assert_eq!(app.screen().view.title(), "www");
     let keys: Vec<String> = app
         .rows(&app.screen().view)
+        .into_ready()
         .unwrap()
         .iter()
         .map(|r| r.key.clone())
         .collect();
     assert_eq!(keys, ["empty", "img", "index.html"]);
     assert!(
-        !app.dirs
-            .contains_key(&(snap.id.to_hex(), "www/img".to_string())),
+        !app.folder_requested(&snap.id.to_hex(), "www/img"),
         "not loaded before it is opened"
     );
 
@@ -433,7 +429,7 @@ fn browse_a_folder_backup_and_restore_a_file_and_a_folder() {
     key(&mut app, KeyCode::Enter);
     assert_eq!(selected_key(&app), "index.html");
     key(&mut app, KeyCode::Char('d'));
-    let p = app.prompt.as_ref().expect("d opens the prompt");
+    let p = app.prompt().expect("d opens the prompt");
     assert_eq!(p.dest, dir.path().join("downloads").display().to_string());
     assert_eq!(p.path, "www/index.html");
     assert!(!p.is_dir);
@@ -441,11 +437,11 @@ fn browse_a_folder_backup_and_restore_a_file_and_a_folder() {
     // Checked in place: a file is not a folder; an existing name is never replaced.
     type_destination(&mut app, &src.join("readme.txt").display().to_string());
     assert_eq!(confirm_destination(&mut app), None);
-    let e = app.prompt.as_ref().unwrap().error.clone().unwrap();
+    let e = app.prompt().unwrap().error.clone().unwrap();
     assert!(e.contains("is a file, not a folder"), "{e}");
     type_destination(&mut app, &src.join("www").display().to_string());
     assert_eq!(confirm_destination(&mut app), None);
-    let e = app.prompt.as_ref().unwrap().error.clone().unwrap();
+    let e = app.prompt().unwrap().error.clone().unwrap();
     assert!(e.contains("already exists"), "{e}");
 
     // Into a folder that holds other files: only index.html is added.
@@ -473,13 +469,14 @@ fn browse_a_folder_backup_and_restore_a_file_and_a_folder() {
     key(&mut app, KeyCode::Esc);
     let row = app
         .rows(&app.screen().view)
+        .into_ready()
         .unwrap()
         .iter()
         .position(|r| r.key == "img")
         .unwrap();
     select(&mut app, row);
     key(&mut app, KeyCode::Char('d'));
-    assert!(app.prompt.as_ref().unwrap().is_dir);
+    assert!(app.prompt().unwrap().is_dir);
     let id = confirm_destination(&mut app).expect("the restore starts");
     let (target, files) = downloaded(&app, id);
     assert_eq!(
@@ -497,9 +494,9 @@ fn browse_a_folder_backup_and_restore_a_file_and_a_folder() {
     // The jobs screen shows it; esc on the prompt restores nothing.
     key(&mut app, KeyCode::Char('d'));
     key(&mut app, KeyCode::Esc);
-    assert!(app.prompt.is_none());
+    assert!(app.prompt().is_none());
     key(&mut app, KeyCode::Char('J'));
-    let rows = app.rows(&View::Jobs).unwrap().into_owned();
+    let rows = app.rows(&View::Jobs).into_ready().unwrap().into_owned();
     assert_eq!(rows.len(), 2);
     assert!(rows.iter().all(|r| r.cells[6] == "done"), "{rows:?}");
 }
@@ -562,7 +559,7 @@ fn browse_a_captured_volume_and_restore_a_file() {
 
     let mut app = App::new(env_for(&t, dir.path(), linked));
     key(&mut app, KeyCode::Char('S'));
-    assert!(app.settle(LIMIT, |a| matches!(a.snapshots, Some(Load::Ready(_)))));
+    assert!(app.settle(LIMIT, |a| a.snapshots_loaded()));
     key(&mut app, KeyCode::Enter);
     assert_eq!(
         app.screen().view,
@@ -571,7 +568,7 @@ fn browse_a_captured_volume_and_restore_a_file() {
         }
     );
     let want_key = format!("vol:shop/{claim}");
-    let all = app.rows(&app.screen().view).unwrap().into_owned();
+    let all = app.rows(&app.screen().view).into_ready().unwrap().into_owned();
     let pos = all
         .iter()
         .position(|r| r.key == want_key)
@@ -598,11 +595,11 @@ fn browse_a_captured_volume_and_restore_a_file() {
         .collect();
     for (n, c) in comps.iter().enumerate() {
         assert!(
-            app.settle(LIMIT, |a| a.rows(&a.screen().view).is_ok()),
+            app.settle(LIMIT, |a| a.rows(&a.screen().view).ready().is_some()),
             "{:?}",
-            app.rows(&app.screen().view).err()
+            app.rows_error()
         );
-        let rows = app.rows(&app.screen().view).unwrap().into_owned();
+        let rows = app.rows(&app.screen().view).into_ready().unwrap().into_owned();
         let pos = rows
             .iter()
             .position(|r| &r.key == c)
@@ -617,7 +614,7 @@ fn browse_a_captured_volume_and_restore_a_file() {
     assert_eq!(node.size, src_meta.len());
     key(&mut app, KeyCode::Char('d'));
     assert_eq!(
-        app.prompt.as_ref().unwrap().path,
+        app.prompt().unwrap().path,
         format!("{base}/{}", rel.display())
     );
     let dest = dir.path().join("restored");
@@ -674,13 +671,13 @@ fn a_new_eks_cluster_from_the_wizard_receives_the_shop() {
     env.aws = vec![support::cloud::aws_account(&cloud)];
     let mut app = listed(App::new(env));
     key(&mut app, KeyCode::Char('S'));
-    assert!(app.settle(LIMIT, |a| matches!(a.snapshots, Some(Load::Ready(_)))));
+    assert!(app.settle(LIMIT, |a| a.snapshots_loaded()));
 
     // The wizard from the snapshot to its confirmation, creating `name` with nodes of
     // `instance`; returns the job.
     let run = |app: &mut App, name: &str, instance: &str, check_form: bool| -> usize {
         key(app, KeyCode::Char('r'));
-        let w = app.wizard.as_ref().expect("the restore wizard opens");
+        let w = app.wizard().expect("the restore wizard opens");
         let names: Vec<&str> = w.targets.iter().map(|t| t.name.as_str()).collect();
         assert_eq!(names.len(), 2, "{names:?}");
         assert_eq!(
@@ -690,17 +687,17 @@ fn a_new_eks_cluster_from_the_wizard_receives_the_shop() {
         );
         assert_eq!(w.target_name(), "new EKS cluster…");
         key(app, KeyCode::Enter);
-        assert_eq!(app.wizard.as_ref().unwrap().step, Step::Cluster);
+        assert_eq!(app.wizard().unwrap().step, Step::Cluster);
         // Pre-filled with the source's version; type the rest.
         assert_eq!(
-            app.wizard.as_ref().unwrap().creating().unwrap().rows()[2].1,
+            app.wizard().unwrap().creating().unwrap().rows()[2].1,
             source_version
         );
         form_field(app, 1, name);
         form_field(app, 3, "arn:aws:iam::123456789012:role/eks");
         if check_form {
             key(app, KeyCode::Enter);
-            let e = app.wizard.as_ref().unwrap().error.clone().unwrap();
+            let e = app.wizard().unwrap().error.clone().unwrap();
             assert!(e.contains("two availability zones"), "{e}");
         }
         form_field(app, 4, "subnet-a,subnet-b");
@@ -709,7 +706,7 @@ fn a_new_eks_cluster_from_the_wizard_receives_the_shop() {
         if check_form {
             form_field(app, 2, "1.20");
             key(app, KeyCode::Enter);
-            let w = app.wizard.as_ref().unwrap();
+            let w = app.wizard().unwrap();
             assert_eq!(w.step, Step::Cluster);
             assert!(
                 w.error.as_ref().unwrap().contains("older than the source"),
@@ -719,27 +716,27 @@ fn a_new_eks_cluster_from_the_wizard_receives_the_shop() {
             form_field(app, 2, &source_version);
         }
         key(app, KeyCode::Enter);
-        assert_eq!(app.wizard.as_ref().unwrap().step, Step::Namespaces);
+        assert_eq!(app.wizard().unwrap().step, Step::Namespaces);
         key(app, KeyCode::Enter);
-        let w = app.wizard.as_ref().unwrap();
+        let w = app.wizard().unwrap();
         assert_eq!(w.step, Step::StorageClasses);
         assert!(!w.sc.is_empty());
         assert!(w.sc.iter().all(|(_, to)| to == "gp3"), "{:?}", w.sc);
         key(app, KeyCode::Enter);
         key(app, KeyCode::Enter);
-        let w = app.wizard.as_ref().unwrap();
+        let w = app.wizard().unwrap();
         assert_eq!(w.step, Step::Plan);
         assert!(
             w.plan.is_none(),
             "nothing to plan before the cluster exists"
         );
-        let jobs = app.jobs.len();
+        let jobs = app.jobs().len();
         key(app, KeyCode::Enter);
-        assert!(app.wizard.is_none(), "confirmed: the wizard closes");
-        assert_eq!(app.jobs.len(), jobs + 1);
-        let id = app.jobs.last().unwrap().id;
+        assert!(app.wizard().is_none(), "confirmed: the wizard closes");
+        assert_eq!(app.jobs().len(), jobs + 1);
+        let id = app.jobs().last().unwrap().id;
         assert!(app.settle(Duration::from_secs(300), |a| {
-            a.jobs.iter().any(|j| j.id == id && !j.running())
+            a.job_ended(id)
         }));
         id
     };
@@ -747,7 +744,7 @@ fn a_new_eks_cluster_from_the_wizard_receives_the_shop() {
     // A node group that cannot be made: the job fails saying what exists and how to
     // delete it.
     let id = run(&mut app, "half-eks", "m6i.huge", false);
-    let job = app.jobs.iter().find(|j| j.id == id).unwrap();
+    let job = app.jobs().iter().find(|j| j.id == id).unwrap();
     match &job.end {
         Some(JobEnd::Failed(e)) => {
             for want in [
@@ -763,7 +760,7 @@ fn a_new_eks_cluster_from_the_wizard_receives_the_shop() {
     }
 
     let id = run(&mut app, "shop-eks", "m6i.large", true);
-    let job = app.jobs.iter().find(|j| j.id == id).unwrap();
+    let job = app.jobs().iter().find(|j| j.id == id).unwrap();
     match &job.end {
         Some(JobEnd::Restored { report, .. }) => {
             assert!(report.failed().is_empty(), "{:?}", report.failed())
@@ -814,16 +811,16 @@ fn a_new_aks_cluster_from_the_wizard_receives_the_shop() {
     env.azure = vec![support::cloud::azure_subscription(&cloud)];
     let mut app = listed(App::new(env));
     key(&mut app, KeyCode::Char('S'));
-    assert!(app.settle(LIMIT, |a| matches!(a.snapshots, Some(Load::Ready(_)))));
+    assert!(app.settle(LIMIT, |a| a.snapshots_loaded()));
 
     key(&mut app, KeyCode::Char('r'));
-    let w = app.wizard.as_ref().expect("the restore wizard opens");
+    let w = app.wizard().expect("the restore wizard opens");
     assert_eq!(w.targets.len(), 2);
     assert_eq!(w.targets[w.target].kind, TargetKind::New);
     assert_eq!(w.target_name(), "new AKS cluster…");
     key(&mut app, KeyCode::Enter);
-    assert_eq!(app.wizard.as_ref().unwrap().step, Step::Cluster);
-    let rows = app.wizard.as_ref().unwrap().creating().unwrap().rows();
+    assert_eq!(app.wizard().unwrap().step, Step::Cluster);
+    let rows = app.wizard().unwrap().creating().unwrap().rows();
     let labels: Vec<&str> = rows.iter().map(|(l, _)| l.as_str()).collect();
     assert_eq!(
         labels,
@@ -848,7 +845,7 @@ fn a_new_aks_cluster_from_the_wizard_receives_the_shop() {
     // An older version is refused in place.
     form_field(&mut app, 4, "1.20");
     key(&mut app, KeyCode::Enter);
-    let w = app.wizard.as_ref().unwrap();
+    let w = app.wizard().unwrap();
     assert_eq!(w.step, Step::Cluster);
     assert!(
         w.error.as_ref().unwrap().contains("older than the source"),
@@ -857,24 +854,24 @@ fn a_new_aks_cluster_from_the_wizard_receives_the_shop() {
     );
     form_field(&mut app, 4, &source_version);
     key(&mut app, KeyCode::Enter);
-    assert_eq!(app.wizard.as_ref().unwrap().step, Step::Namespaces);
+    assert_eq!(app.wizard().unwrap().step, Step::Namespaces);
     key(&mut app, KeyCode::Enter);
-    let w = app.wizard.as_ref().unwrap();
+    let w = app.wizard().unwrap();
     assert_eq!(w.step, Step::StorageClasses);
     assert!(!w.sc.is_empty());
     assert!(w.sc.iter().all(|(_, to)| to == "managed-csi"), "{:?}", w.sc);
     key(&mut app, KeyCode::Enter);
     key(&mut app, KeyCode::Enter);
-    assert_eq!(app.wizard.as_ref().unwrap().step, Step::Plan);
-    let jobs = app.jobs.len();
+    assert_eq!(app.wizard().unwrap().step, Step::Plan);
+    let jobs = app.jobs().len();
     key(&mut app, KeyCode::Enter);
-    assert!(app.wizard.is_none(), "confirmed: the wizard closes");
-    assert_eq!(app.jobs.len(), jobs + 1);
-    let id = app.jobs.last().unwrap().id;
+    assert!(app.wizard().is_none(), "confirmed: the wizard closes");
+    assert_eq!(app.jobs().len(), jobs + 1);
+    let id = app.jobs().last().unwrap().id;
     assert!(app.settle(Duration::from_secs(300), |a| {
-        a.jobs.iter().any(|j| j.id == id && !j.running())
+        a.job_ended(id)
     }));
-    let job = app.jobs.iter().find(|j| j.id == id).unwrap();
+    let job = app.jobs().iter().find(|j| j.id == id).unwrap();
     match &job.end {
         Some(JobEnd::Restored { report, .. }) => {
             assert!(report.failed().is_empty(), "{:?}", report.failed())
@@ -1009,7 +1006,7 @@ fn captured_shop(t: &common::TestRepo, dir: &std::path::Path) -> CapturedShop {
 /// From the clusters screen, opens the first cluster's namespaces, marks `ns` and
 /// presses `key` (m or c) on it.
 fn open_live_wizard(app: &mut App, cluster: &str, ns: &str, key_char: char) {
-    assert!(app.settle(LIMIT, |a| a.clusters.iter().all(|c| c.facts.is_some())));
+    assert!(app.settle(LIMIT, |a| a.probed()));
     key(app, KeyCode::Enter);
     assert_eq!(
         app.screen().view,
@@ -1027,14 +1024,13 @@ fn open_live_wizard(app: &mut App, cluster: &str, ns: &str, key_char: char) {
     assert_eq!(app.selected_row().unwrap().key, ns);
     key(app, KeyCode::Char(' '));
     key(app, KeyCode::Char(key_char));
-    assert!(app.wizard.is_some(), "the wizard opens");
+    assert!(app.wizard().is_some(), "the wizard opens");
 }
 
 /// Types into row `row` of the wizard's new-cluster form in place of what it holds.
 fn form_field(app: &mut App, row: usize, text: &str) {
-    let w = app.wizard.as_mut().unwrap();
-    w.select(row);
-    let n = w.creating().unwrap().rows()[row].1.chars().count();
+    app.pick(row);
+    let n = app.wizard().unwrap().creating().unwrap().rows()[row].1.chars().count();
     for _ in 0..n {
         key(app, KeyCode::Backspace);
     }
@@ -1045,31 +1041,31 @@ fn form_field(app: &mut App, row: usize, text: &str) {
 /// mapped to gp3 and nothing captured before; returns the job once it has ended.
 fn run_new_cluster_job(app: &mut App, repo: &ferry_repo::Repository) -> usize {
     key(app, KeyCode::Enter);
-    let w = app.wizard.as_ref().unwrap();
+    let w = app.wizard().unwrap();
     assert_eq!(w.step, Step::Namespaces, "{:?}", w.error);
     key(app, KeyCode::Enter);
     assert!(app.settle(LIMIT, |a| matches!(
-        a.wizard.as_ref().unwrap().classes_used,
+        a.wizard().unwrap().classes_used,
         Load::Ready(_)
     )));
-    let w = app.wizard.as_ref().unwrap();
+    let w = app.wizard().unwrap();
     assert_eq!(w.step, Step::StorageClasses);
     assert!(!w.sc.is_empty());
     assert!(w.sc.iter().all(|(_, to)| to == "gp3"), "{:?}", w.sc);
     key(app, KeyCode::Enter);
     key(app, KeyCode::Enter);
-    let w = app.wizard.as_ref().unwrap();
+    let w = app.wizard().unwrap();
     assert_eq!(w.step, Step::Plan);
     assert!(w.plan.is_none() && w.capture_job.is_none());
     let snapshots = ferry_repo::snapshot::list(repo).unwrap().0.len();
     assert_eq!(snapshots, 0, "nothing is captured before the confirmation");
-    let jobs = app.jobs.len();
+    let jobs = app.jobs().len();
     key(app, KeyCode::Enter);
-    assert!(app.wizard.is_none(), "confirmed: the wizard closes");
-    assert_eq!(app.jobs.len(), jobs + 1, "one job");
-    let id = app.jobs.last().unwrap().id;
+    assert!(app.wizard().is_none(), "confirmed: the wizard closes");
+    assert_eq!(app.jobs().len(), jobs + 1, "one job");
+    let id = app.jobs().last().unwrap().id;
     assert!(app.settle(Duration::from_secs(300), |a| {
-        a.jobs.iter().any(|j| j.id == id && !j.running())
+        a.job_ended(id)
     }));
     id
 }
@@ -1077,7 +1073,7 @@ fn run_new_cluster_job(app: &mut App, repo: &ferry_repo::Repository) -> usize {
 /// [`run_new_cluster_job`], which must end with everything restored.
 fn confirm_new_cluster(app: &mut App, repo: &ferry_repo::Repository) -> usize {
     let id = run_new_cluster_job(app, repo);
-    let job = app.jobs.iter().find(|j| j.id == id).unwrap();
+    let job = app.jobs().iter().find(|j| j.id == id).unwrap();
     match &job.end {
         Some(JobEnd::Restored { report, .. }) => {
             assert!(report.failed().is_empty(), "{:?}", report.failed())
@@ -1209,12 +1205,12 @@ fn migrate_the_shop_into_a_new_eks_cluster_from_the_wizard() {
     env.aws = vec![account];
     let mut app = listed(App::new(env));
     open_live_wizard(&mut app, &prod_name, "shop", 'm');
-    let w = app.wizard.as_ref().unwrap();
+    let w = app.wizard().unwrap();
     assert_eq!(w.targets.len(), 2);
     assert_eq!(w.targets[w.target].kind, TargetKind::New);
     assert_eq!(w.target_name(), "new EKS cluster…");
     key(&mut app, KeyCode::Enter);
-    let w = app.wizard.as_ref().unwrap();
+    let w = app.wizard().unwrap();
     assert_eq!(w.step, Step::Cluster);
     // A plain context has no envelope: defaults, with the version prod was probed at.
     let rows = w.creating().unwrap().rows();
@@ -1224,7 +1220,7 @@ fn migrate_the_shop_into_a_new_eks_cluster_from_the_wizard() {
     assert_eq!(rows[6].1, "m6i.large");
     fill_eks_form(&mut app, "shop-eks");
     let id = confirm_new_cluster(&mut app, &t.repo);
-    let job = app.jobs.iter().find(|j| j.id == id).unwrap();
+    let job = app.jobs().iter().find(|j| j.id == id).unwrap();
     assert_eq!(
         job.title,
         format!("create shop-eks + migrate {prod_name}/shop")
@@ -1320,7 +1316,7 @@ fn clone_an_eks_namespace_into_a_new_cluster_pre_filled_from_its_envelope() {
     env.aws = vec![account];
     let mut app = listed(App::new(env));
     open_live_wizard(&mut app, &src.name, "shop", 'c');
-    let w = app.wizard.as_ref().unwrap();
+    let w = app.wizard().unwrap();
     assert_eq!(
         w.target_name(),
         src.name,
@@ -1329,10 +1325,10 @@ fn clone_an_eks_namespace_into_a_new_cluster_pre_filled_from_its_envelope() {
     assert_eq!(w.targets[1].kind, TargetKind::New);
     key(&mut app, KeyCode::Down);
     assert_eq!(
-        app.wizard.as_ref().unwrap().target_name(),
+        app.wizard().unwrap().target_name(),
         "new EKS cluster…"
     );
-    let rows = |a: &App| a.wizard.as_ref().unwrap().creating().unwrap().rows();
+    let rows = |a: &App| a.wizard().unwrap().creating().unwrap().rows();
     assert!(
         app.settle(LIMIT, |a| rows(a)[4].1 == "subnet-a,subnet-b"),
         "the envelope never filled the form: {:?}",
@@ -1354,8 +1350,8 @@ fn clone_an_eks_namespace_into_a_new_cluster_pre_filled_from_its_envelope() {
         ("1", "4", "2")
     );
     key(&mut app, KeyCode::Enter);
-    assert_eq!(app.wizard.as_ref().unwrap().step, Step::Cluster);
-    assert_eq!(app.wizard.as_ref().unwrap().ns[0].1, "shop-clone");
+    assert_eq!(app.wizard().unwrap().step, Step::Cluster);
+    assert_eq!(app.wizard().unwrap().ns[0].1, "shop-clone");
     confirm_new_cluster(&mut app, &t.repo);
 
     let name = "eks:default/us-east-1/src-eks-clone";
@@ -1410,22 +1406,22 @@ fn a_migrate_whose_source_goes_away_says_what_was_created() {
         key(app, KeyCode::Enter);
         key(app, KeyCode::Enter);
         assert!(app.settle(LIMIT, |a| matches!(
-            a.wizard.as_ref().unwrap().classes_used,
+            a.wizard().unwrap().classes_used,
             Load::Ready(_)
         )));
         key(app, KeyCode::Enter);
         key(app, KeyCode::Enter);
-        assert_eq!(app.wizard.as_ref().unwrap().step, Step::Plan);
+        assert_eq!(app.wizard().unwrap().step, Step::Plan);
     };
     before_shutdown(&mut app);
     t.rt.block_on(prod.shutdown()).unwrap();
     key(&mut app, KeyCode::Enter);
-    assert!(app.wizard.is_none(), "confirmed: the wizard closes");
-    let id = app.jobs.last().unwrap().id;
+    assert!(app.wizard().is_none(), "confirmed: the wizard closes");
+    let id = app.jobs().last().unwrap().id;
     assert!(app.settle(Duration::from_secs(300), |a| {
-        a.jobs.iter().any(|j| j.id == id && !j.running())
+        a.job_ended(id)
     }));
-    let job = app.jobs.iter().find(|j| j.id == id).unwrap();
+    let job = app.jobs().iter().find(|j| j.id == id).unwrap();
     let Some(JobEnd::Failed(e)) = &job.end else {
         panic!("expected a failure: {:?}", job.end)
     };
@@ -1473,26 +1469,26 @@ fn a_new_aks_cluster_failing_half_way_from_the_wizard_says_what_exists() {
     env.azure = vec![support::cloud::azure_subscription(&cloud)];
     let mut app = listed(App::new(env));
     key(&mut app, KeyCode::Char('S'));
-    assert!(app.settle(LIMIT, |a| matches!(a.snapshots, Some(Load::Ready(_)))));
+    assert!(app.settle(LIMIT, |a| a.snapshots_loaded()));
 
     // The restore wizard from the snapshot, on its new AKS cluster's form.
     let open_form = |app: &mut App| {
         key(app, KeyCode::Char('r'));
-        let w = app.wizard.as_ref().expect("the restore wizard opens");
+        let w = app.wizard().expect("the restore wizard opens");
         assert_eq!(w.targets[w.target].kind, TargetKind::New);
         assert_eq!(w.target_name(), "new AKS cluster…");
         key(app, KeyCode::Enter);
-        assert_eq!(app.wizard.as_ref().unwrap().step, Step::Cluster);
+        assert_eq!(app.wizard().unwrap().step, Step::Cluster);
     };
     open_form(&mut app);
-    let rows = app.wizard.as_ref().unwrap().creating().unwrap().rows();
+    let rows = app.wizard().unwrap().creating().unwrap().rows();
     assert_eq!(rows[1].0, "resource group");
     assert_eq!(rows[5].0, "pool system VM size");
 
     // An empty resource group is refused in place, in the form's words.
     form_field(&mut app, 1, "");
     key(&mut app, KeyCode::Enter);
-    let w = app.wizard.as_ref().unwrap();
+    let w = app.wizard().unwrap();
     assert_eq!(w.step, Step::Cluster, "the form stays open");
     let e = w.error.clone().expect("the form says what is wrong");
     assert!(e.contains("no resource group"), "{e}");
@@ -1504,21 +1500,21 @@ fn a_new_aks_cluster_failing_half_way_from_the_wizard_says_what_exists() {
     form_field(&mut app, 3, "half-aks");
     form_field(&mut app, 5, "Standard_Huge");
     key(&mut app, KeyCode::Enter);
-    assert_eq!(app.wizard.as_ref().unwrap().step, Step::Namespaces);
+    assert_eq!(app.wizard().unwrap().step, Step::Namespaces);
     key(&mut app, KeyCode::Enter);
-    assert_eq!(app.wizard.as_ref().unwrap().step, Step::StorageClasses);
+    assert_eq!(app.wizard().unwrap().step, Step::StorageClasses);
     key(&mut app, KeyCode::Enter);
     key(&mut app, KeyCode::Enter);
-    assert_eq!(app.wizard.as_ref().unwrap().step, Step::Plan);
-    let jobs = app.jobs.len();
+    assert_eq!(app.wizard().unwrap().step, Step::Plan);
+    let jobs = app.jobs().len();
     key(&mut app, KeyCode::Enter);
-    assert!(app.wizard.is_none(), "confirmed: the wizard closes");
-    assert_eq!(app.jobs.len(), jobs + 1);
-    let id = app.jobs.last().unwrap().id;
+    assert!(app.wizard().is_none(), "confirmed: the wizard closes");
+    assert_eq!(app.jobs().len(), jobs + 1);
+    let id = app.jobs().last().unwrap().id;
     assert!(app.settle(Duration::from_secs(300), |a| {
-        a.jobs.iter().any(|j| j.id == id && !j.running())
+        a.job_ended(id)
     }));
-    let job = app.jobs.iter().find(|j| j.id == id).unwrap();
+    let job = app.jobs().iter().find(|j| j.id == id).unwrap();
     match &job.end {
         Some(JobEnd::Failed(e)) => {
             for want in [

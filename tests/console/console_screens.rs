@@ -231,7 +231,7 @@ fn broken_sources_are_listed_with_why() {
     probed(&mut app);
     insta::assert_snapshot!("clusters_broken_sources", render(&app, 120, 24).backend());
     let want = "broken aws expired eu-west-1";
-    for _ in 0..app.cluster_rows.len() {
+    for _ in 0..app.current_rows().unwrap().len() {
         if app.selected_row().is_some_and(|r| r.key == want) {
             break;
         }
@@ -243,7 +243,7 @@ fn broken_sources_are_listed_with_why() {
         matches!(app.screen().view, ferry_console::app::View::Clusters),
         "enter on a broken source opens nothing"
     );
-    let status = app.status.as_ref().map(|s| s.1.clone()).unwrap_or_default();
+    let status = app.status().map(|s| s.1.to_string()).unwrap_or_default();
     assert_eq!(status, format!("aws expired eu-west-1: {why}"));
 }
 
@@ -335,7 +335,7 @@ fn wizard_steps_validate_in_place() {
     in_namespace(&mut app);
     key(&mut app, KeyCode::Char('c'));
     app.apply(Msg::WizardClasses(
-        app.wizard_gen,
+        app.wizard_generation(),
         Ok(vec!["fast-ssd".into()]),
     ));
     insta::assert_snapshot!("wizard_target", render(&app, 100, 24).backend());
@@ -362,7 +362,7 @@ fn wizard_steps_validate_in_place() {
     key(&mut app, KeyCode::Esc);
     key(&mut app, KeyCode::Esc);
     // Back keeps what was entered.
-    let w = app.wizard.as_ref().unwrap();
+    let w = app.wizard().unwrap();
     assert_eq!(w.ns[0].1, "shop-clone");
     assert_eq!(w.labels, "team=qa");
     assert!(!w.include_volumes);
@@ -558,7 +558,7 @@ fn mouse_selects_opens_and_goes_back() {
     let t = render(&app, 100, 24);
     let (x, y) = locate(&t, "prod ›");
     click(&mut app, x + 1, y);
-    assert_eq!(app.stack.len(), 2);
+    assert_eq!(app.depth(), 2);
     assert_eq!(
         app.screen().view,
         View::Namespaces {
@@ -573,7 +573,7 @@ fn mouse_selects_opens_and_goes_back() {
     let t = render(&app, 100, 24);
     let (x, y) = locate(&t, "clusters ›");
     click(&mut app, x, y);
-    assert_eq!(app.stack.len(), 1);
+    assert_eq!(app.depth(), 1);
     assert_eq!(app.screen().view, View::Clusters);
 }
 
@@ -583,32 +583,32 @@ fn mouse_selects_wizard_rows() {
     in_namespace(&mut app);
     key(&mut app, KeyCode::Char('c'));
     app.apply(Msg::WizardClasses(
-        app.wizard_gen,
+        app.wizard_generation(),
         Ok(vec!["fast-ssd".into()]),
     ));
     let t = render(&app, 100, 24);
-    assert_eq!(app.wizard.as_ref().unwrap().target, 0);
+    assert_eq!(app.wizard().unwrap().target, 0);
     let (x, y) = locate(&t, "qa  unreachable");
     click(&mut app, x + 20, y);
-    assert_eq!(app.wizard.as_ref().unwrap().target, 1);
+    assert_eq!(app.wizard().unwrap().target, 1);
     // The heading above the targets is no target.
     let (x, y) = locate(&t, "Linked clusters");
     click(&mut app, x, y);
-    assert_eq!(app.wizard.as_ref().unwrap().target, 1);
+    assert_eq!(app.wizard().unwrap().target, 1);
     let (x, y) = locate(&t, "prod  v1.33");
     click(&mut app, x, y);
-    assert_eq!(app.wizard.as_ref().unwrap().target, 0);
+    assert_eq!(app.wizard().unwrap().target, 0);
     // On to the options: a click picks the row a key then changes.
     key(&mut app, KeyCode::Enter);
     key(&mut app, KeyCode::Enter);
     key(&mut app, KeyCode::Enter);
     let t = render(&app, 100, 24);
-    assert_eq!(app.wizard.as_ref().unwrap().opt_sel, 0);
+    assert_eq!(app.wizard().unwrap().opt_sel, 0);
     let (x, y) = locate(&t, "scale workloads to zero");
     click(&mut app, x, y);
-    assert_eq!(app.wizard.as_ref().unwrap().opt_sel, 2);
+    assert_eq!(app.wizard().unwrap().opt_sel, 2);
     key(&mut app, KeyCode::Char(' '));
-    assert!(app.wizard.as_ref().unwrap().scale_to_zero);
+    assert!(app.wizard().unwrap().scale_to_zero);
 }
 
 #[test]
@@ -637,13 +637,13 @@ fn wizard_clicks_after_a_wrapped_line_hit_the_row_drawn() {
     let long = format!("{} {} {} {}", word('a'), word('b'), word('c'), word('d'));
     app.apply(Msg::Probe("prod".into(), Err(long)));
     let t = render(&app, 80, 24);
-    assert_eq!(app.wizard.as_ref().unwrap().target, 0);
+    assert_eq!(app.wizard().unwrap().target, 0);
     let (_, last_of_prod) = locate(&t, &word('d'));
     let (qx, qy) = locate(&t, "qa  unreachable");
     assert_eq!(qy, last_of_prod + 1, "{}", t.backend());
     click(&mut app, qx + 4, qy);
     assert_eq!(
-        app.wizard.as_ref().unwrap().target,
+        app.wizard().unwrap().target,
         1,
         "the click on qa's row"
     );
@@ -651,9 +651,9 @@ fn wizard_clicks_after_a_wrapped_line_hit_the_row_drawn() {
     let (_, first_of_prod) = locate(&t, "prod  unreachable");
     for y in [first_of_prod, last_of_prod] {
         click(&mut app, 10, qy);
-        assert_eq!(app.wizard.as_ref().unwrap().target, 1);
+        assert_eq!(app.wizard().unwrap().target, 1);
         click(&mut app, 10, y);
-        assert_eq!(app.wizard.as_ref().unwrap().target, 0, "row {y}");
+        assert_eq!(app.wizard().unwrap().target, 0, "row {y}");
     }
     insta::assert_snapshot!("wizard_target_wrapped", t.backend());
 }
@@ -713,7 +713,7 @@ fn folder_backup_files_and_the_restore_prompt() {
     key(&mut app, KeyCode::Char('k'));
     key(&mut app, KeyCode::Char('d'));
     // Pre-filled with the downloads folder; typing edits it.
-    let p = app.prompt.as_ref().unwrap();
+    let p = app.prompt().unwrap();
     assert_eq!(
         p.dest,
         _f._dir.path().join("downloads").display().to_string()
@@ -725,8 +725,8 @@ fn folder_backup_files_and_the_restore_prompt() {
     chars(&mut app, "/srv/restore");
     insta::assert_snapshot!("files_restore_prompt", render(&app, 100, 24).backend());
     key(&mut app, KeyCode::Esc);
-    assert!(app.prompt.is_none());
-    assert!(app.jobs.is_empty());
+    assert!(app.prompt().is_none());
+    assert!(app.jobs().is_empty());
     // Help lists the key.
     key(&mut app, KeyCode::Char('?'));
     let text = render(&app, 100, 36).backend().to_string();
@@ -747,7 +747,7 @@ fn the_binary_loop_draws_then_quits() {
     let mut frames = Vec::new();
     ferry_console::event::run_loop(&mut terminal, &mut app, &mut |t, a| {
         if frames.is_empty() {
-            assert!(a.clusters.iter().all(|c| c.facts.is_none()));
+            assert!(a.probing());
             tx.send(Msg::Input(Event::Key(KeyEvent::new(
                 KeyCode::Char('q'),
                 KeyModifiers::NONE,
@@ -757,7 +757,7 @@ fn the_binary_loop_draws_then_quits() {
         frames.push(t.backend().to_string());
     })
     .unwrap();
-    assert!(app.quit);
+    assert!(app.quitting());
     assert!(frames[0].contains("CLUSTER"), "{}", frames[0]);
 }
 
@@ -815,7 +815,7 @@ fn the_restore_wizard_offers_a_new_eks_cluster_with_its_form() {
     key(app, KeyCode::Down);
     insta::assert_snapshot!("wizard_new_eks_target", render(app, 100, 24).backend());
     key(app, KeyCode::Enter);
-    assert_eq!(app.wizard.as_ref().unwrap().step, Step::Cluster);
+    assert_eq!(app.wizard().unwrap().step, Step::Cluster);
     key(app, KeyCode::Right);
     key(app, KeyCode::Down);
     key(app, KeyCode::Down);
@@ -826,7 +826,7 @@ fn the_restore_wizard_offers_a_new_eks_cluster_with_its_form() {
         "wizard_new_eks_form_invalid",
         render(app, 100, 24).backend()
     );
-    let w = app.wizard.as_ref().unwrap();
+    let w = app.wizard().unwrap();
     assert!(
         w.error.as_ref().unwrap().contains("older than the source"),
         "{:?}",
@@ -839,13 +839,13 @@ fn the_restore_wizard_offers_a_new_eks_cluster_with_its_form() {
         (4, "subnet-a,subnet-b"),
         (5, "arn:aws:iam::123456789012:role/node"),
     ] {
-        app.wizard.as_mut().unwrap().select(row);
+        app.pick(row);
         chars(app, text);
     }
     key(app, KeyCode::Enter);
-    assert_eq!(app.wizard.as_ref().unwrap().step, Step::Namespaces);
+    assert_eq!(app.wizard().unwrap().step, Step::Namespaces);
     key(app, KeyCode::Enter);
-    let w = app.wizard.as_ref().unwrap();
+    let w = app.wizard().unwrap();
     assert_eq!(w.sc, [("fast-ssd".to_string(), "gp3".to_string())]);
     key(app, KeyCode::Enter);
     key(app, KeyCode::Enter);
@@ -898,14 +898,14 @@ fn the_restore_wizard_offers_a_new_aks_cluster_with_its_form() {
     key(app, KeyCode::Down);
     insta::assert_snapshot!("wizard_new_aks_target", render(app, 100, 24).backend());
     assert_eq!(
-        app.wizard.as_ref().unwrap().target_name(),
+        app.wizard().unwrap().target_name(),
         "new AKS cluster…"
     );
     key(app, KeyCode::Enter);
-    assert_eq!(app.wizard.as_ref().unwrap().step, Step::Cluster);
+    assert_eq!(app.wizard().unwrap().step, Step::Cluster);
     // The second subscription, then a version older than the source's.
     key(app, KeyCode::Right);
-    app.wizard.as_mut().unwrap().select(4);
+    app.pick(4);
     key(app, KeyCode::Backspace);
     chars(app, "0");
     key(app, KeyCode::Enter);
@@ -913,7 +913,7 @@ fn the_restore_wizard_offers_a_new_aks_cluster_with_its_form() {
         "wizard_new_aks_form_invalid",
         render(app, 100, 24).backend()
     );
-    let w = app.wizard.as_ref().unwrap();
+    let w = app.wizard().unwrap();
     assert_eq!(w.step, Step::Cluster);
     assert!(
         w.error.as_ref().unwrap().contains("older than the source"),
@@ -923,9 +923,9 @@ fn the_restore_wizard_offers_a_new_aks_cluster_with_its_form() {
     key(app, KeyCode::Backspace);
     chars(app, "1");
     key(app, KeyCode::Enter);
-    assert_eq!(app.wizard.as_ref().unwrap().step, Step::Namespaces);
+    assert_eq!(app.wizard().unwrap().step, Step::Namespaces);
     key(app, KeyCode::Enter);
-    let w = app.wizard.as_ref().unwrap();
+    let w = app.wizard().unwrap();
     assert_eq!(w.sc, [("fast-ssd".to_string(), "managed-csi".to_string())]);
     key(app, KeyCode::Enter);
     key(app, KeyCode::Enter);
@@ -988,23 +988,24 @@ fn an_edited_form_still_gets_the_sources_version_as_its_floor() {
     ));
     key(app, KeyCode::Esc);
     key(app, KeyCode::Char('m'));
-    let w = app.wizard.as_mut().expect("the migrate wizard opens");
-    let at = w
+    let at = app
+        .wizard()
+        .expect("the migrate wizard opens")
         .targets
         .iter()
         .position(|t| t.name == "new EKS cluster…")
         .unwrap();
-    w.select(at);
+    app.pick(at);
     key(app, KeyCode::Enter);
-    let form = |app: &App| app.wizard.as_ref().unwrap().creating().unwrap().rows();
+    let form = |app: &App| app.wizard().unwrap().creating().unwrap().rows();
     assert_eq!(form(app)[2].1, "", "no version known yet");
     // The user types the rest before the probe answers.
-    app.wizard.as_mut().unwrap().select(2);
+    app.pick(2);
     chars(app, "1.20");
     app.apply(Msg::Probe("prod".into(), Ok(facts(&[("standard", true)]))));
     assert_eq!(form(app)[2].1, "1.20", "what the user typed stays");
     key(app, KeyCode::Enter);
-    let w = app.wizard.as_ref().unwrap();
+    let w = app.wizard().unwrap();
     assert_eq!(w.step, Step::Cluster);
     let e = w.error.clone().unwrap_or_default();
     assert!(e.contains("older than the source"), "{e}");
@@ -1038,9 +1039,9 @@ fn the_migrate_wizard_offers_new_clusters_and_plans_their_creation() {
     in_namespace(app);
     key(app, KeyCode::Esc);
     key(app, KeyCode::Char('m'));
-    let generation = app.wizard_gen;
+    let generation = app.wizard_generation();
     app.apply(Msg::WizardClasses(generation, Ok(vec!["fast-ssd".into()])));
-    let w = app.wizard.as_ref().expect("the migrate wizard opens");
+    let w = app.wizard().expect("the migrate wizard opens");
     let kinds: Vec<(&str, &TargetKind)> = w
         .targets
         .iter()
@@ -1059,7 +1060,7 @@ fn the_migrate_wizard_offers_new_clusters_and_plans_their_creation() {
     key(app, KeyCode::Down);
     insta::assert_snapshot!("wizard_migrate_new_targets", render(app, 100, 24).backend());
     key(app, KeyCode::Enter);
-    let rows = |app: &App| app.wizard.as_ref().unwrap().creating().unwrap().rows();
+    let rows = |app: &App| app.wizard().unwrap().creating().unwrap().rows();
     // prod is a plain context: defaults, with the version it was probed at.
     let before = rows(app);
     assert_eq!(before[1].1, "ferry-migrate");
@@ -1092,7 +1093,7 @@ fn the_migrate_wizard_offers_new_clusters_and_plans_their_creation() {
         ("2", "6", "3")
     );
     // Once edited, a form stays as typed.
-    app.wizard.as_mut().unwrap().select(1);
+    app.pick(1);
     chars(app, "d");
     app.apply(Msg::WizardEnvelope(
         generation,
@@ -1103,14 +1104,13 @@ fn the_migrate_wizard_offers_new_clusters_and_plans_their_creation() {
     assert_eq!(kept[4].1, "subnet-a,subnet-b");
 
     key(app, KeyCode::Enter);
-    assert_eq!(app.wizard.as_ref().unwrap().step, Step::Namespaces);
+    assert_eq!(app.wizard().unwrap().step, Step::Namespaces);
     // Past the form, an envelope changes none (the AKS form was never edited).
     let mut late = eks_envelope(&["subnet-x"]);
     late["name"] = json!("late");
     app.apply(Msg::WizardEnvelope(generation, Ok(Some(late))));
     let names: Vec<&str> = app
-        .wizard
-        .as_ref()
+        .wizard()
         .unwrap()
         .new_clusters
         .iter()
@@ -1118,16 +1118,16 @@ fn the_migrate_wizard_offers_new_clusters_and_plans_their_creation() {
         .collect();
     assert_eq!(names, ["shop-prod-migrated", "shop-prod-migrate"]);
     key(app, KeyCode::Enter);
-    let w = app.wizard.as_ref().unwrap();
+    let w = app.wizard().unwrap();
     assert_eq!(w.step, Step::StorageClasses);
     assert_eq!(w.sc, [("fast-ssd".to_string(), "gp3".to_string())]);
     key(app, KeyCode::Enter);
     key(app, KeyCode::Enter);
-    let w = app.wizard.as_ref().unwrap();
+    let w = app.wizard().unwrap();
     assert_eq!(w.step, Step::Plan);
     assert!(w.plan.is_none() && w.capture_job.is_none());
     assert!(
-        app.jobs.is_empty(),
+        app.jobs().is_empty(),
         "nothing is captured before confirmation"
     );
     insta::assert_snapshot!(

@@ -865,7 +865,7 @@ mod console {
     use std::time::Duration;
 
     use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-    use ferry_console::app::{App, Env as AppEnv, Load, View};
+    use ferry_console::app::{App, Env as AppEnv, Load, Msg, View};
     use ferry_console::keymap::Keymap;
     use ferry_console::theme::Theme;
     use ferry_k8s::mover::MoverOptions;
@@ -902,7 +902,7 @@ mod console {
             aws: vec![],
             azure: vec![],
         });
-        assert!(app.settle(LIMIT, |a| a.clusters.iter().all(|c| c.facts.is_some())));
+        assert!(app.settle(LIMIT, |a| a.probed()));
         app
     }
 
@@ -942,14 +942,14 @@ mod console {
         key(&mut app, KeyCode::Char(' '));
         key(&mut app, KeyCode::Char('m'));
         assert_eq!(
-            app.wizard.as_ref().expect("the wizard opens").target_name(),
+            app.wizard().expect("the wizard opens").target_name(),
             "ferry-prod-dev"
         );
         // The target step shows prod disabled, with the reason.
         assert!(app.settle(LIMIT, |a| {
-            a.wizard.as_ref().unwrap().targets[0].denied.is_some()
+            a.wizard().unwrap().targets[0].denied.is_some()
         }));
-        let w = app.wizard.as_ref().unwrap();
+        let w = app.wizard().unwrap();
         let reason = w.targets[0].denied.clone().unwrap();
         assert!(
             reason.contains("rule 2 (deny * * from * to prod)"),
@@ -975,7 +975,7 @@ mod console {
         );
         // Enter on it is refused in place.
         key(&mut app, KeyCode::Enter);
-        let w = app.wizard.as_ref().unwrap();
+        let w = app.wizard().unwrap();
         assert_eq!(w.step, ferry_console::wizard_state::Step::Target);
         assert!(
             w.error
@@ -986,21 +986,25 @@ mod console {
             w.error
         );
         // Were the shown verdict stale, the plan step checks again: forget it and go on.
-        app.wizard.as_mut().unwrap().targets[0].denied = None;
+        let generation = app.wizard_generation();
+        app.apply(Msg::WizardVerdicts(
+            generation,
+            vec![("ferry-prod-dev".into(), None)],
+        ));
         // Target, namespaces (keep the name), storage classes, options, plan.
         key(&mut app, KeyCode::Enter);
         key(&mut app, KeyCode::Enter);
         assert!(app.settle(LIMIT, |a| matches!(
-            a.wizard.as_ref().unwrap().classes_used,
+            a.wizard().unwrap().classes_used,
             Load::Ready(_)
         )));
         key(&mut app, KeyCode::Enter);
         key(&mut app, KeyCode::Enter);
         assert!(app.settle(LIMIT, |a| !matches!(
-            a.wizard.as_ref().unwrap().plan,
+            a.wizard().unwrap().plan,
             Some(Load::Loading)
         )));
-        match &app.wizard.as_ref().unwrap().plan {
+        match &app.wizard().unwrap().plan {
             Some(Load::Failed(e)) => {
                 assert!(e.contains("migrate is denied"), "{e}");
                 assert!(e.contains("rule 2 (deny * * from * to prod)"), "{e}");
@@ -1032,18 +1036,18 @@ mod console {
 
         // :audit shows them with the selected record in full; e exports JSON lines.
         for _ in 0..6 {
-            if app.wizard.is_some() {
+            if app.wizard().is_some() {
                 key(&mut app, KeyCode::Esc);
             }
         }
-        assert!(app.wizard.is_none());
+        assert!(app.wizard().is_none());
         key(&mut app, KeyCode::Char(':'));
         for ch in "audit".chars() {
             key(&mut app, KeyCode::Char(ch));
         }
         key(&mut app, KeyCode::Enter);
         assert_eq!(app.screen().view, View::Audit);
-        assert!(app.settle(LIMIT, |a| matches!(a.audit, Some(Load::Ready(_)))));
+        assert!(app.settle(LIMIT, |a| a.audit_loaded()));
         let mut term = ratatui::Terminal::new(ratatui::backend::TestBackend::new(160, 30)).unwrap();
         term.draw(|f| ferry_console::screens::draw(f, &app))
             .unwrap();
@@ -1075,9 +1079,7 @@ mod console {
         key(&mut app, KeyCode::Char('e'));
         let reports = env.home.path().join("reports");
         assert!(app.settle(LIMIT, |a| {
-            a.status
-                .as_ref()
-                .is_some_and(|(_, t)| t.contains("exported"))
+            a.status().is_some_and(|(_, t)| t.contains("exported"))
         }));
         let exported: Vec<_> = std::fs::read_dir(&reports)
             .unwrap()
@@ -1174,32 +1176,31 @@ mod console_records {
         key(&mut app, KeyCode::Char(' '));
         key(&mut app, KeyCode::Char('c'));
         assert!(app.settle(LIMIT, |a| {
-            a.wizard
-                .as_ref()
+            a.wizard()
                 .unwrap()
                 .targets
                 .iter()
                 .all(|t| t.name != "ferry-qa-dev" || t.denied.is_none())
-                && a.wizard.as_ref().unwrap().targets.len() == 2
+                && a.wizard().unwrap().targets.len() == 2
         }));
         key(&mut app, KeyCode::Down);
-        assert_eq!(app.wizard.as_ref().unwrap().target_name(), "ferry-qa-dev");
+        assert_eq!(app.wizard().unwrap().target_name(), "ferry-qa-dev");
         key(&mut app, KeyCode::Enter);
         key(&mut app, KeyCode::Enter);
         assert!(app.settle(LIMIT, |a| matches!(
-            a.wizard.as_ref().unwrap().classes_used,
+            a.wizard().unwrap().classes_used,
             Load::Ready(_)
         )));
         key(&mut app, KeyCode::Enter);
         key(&mut app, KeyCode::Enter);
         assert!(app.settle(LIMIT, |a| !matches!(
-            a.wizard.as_ref().unwrap().plan,
+            a.wizard().unwrap().plan,
             Some(Load::Loading) | None
         )));
         assert!(
-            matches!(app.wizard.as_ref().unwrap().plan, Some(Load::Ready(_))),
+            matches!(app.wizard().unwrap().plan, Some(Load::Ready(_))),
             "{:?}",
-            app.wizard.as_ref().unwrap().error
+            app.wizard().unwrap().error
         );
         key(&mut app, KeyCode::Esc);
         let records = records_until(&env, |r| r.len() >= 2);

@@ -2,15 +2,83 @@
 //! newest first, with the selected record in full below; `e` exports it as JSON lines
 //! like `ferry audit --json`.
 
+use std::borrow::Cow;
+
 use ratatui::Frame;
-use ratatui::layout::Rect;
+use ratatui::layout::{Constraint, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Wrap};
 
-use crate::app::{App, Load, Row, Tone};
+use crate::app::{App, Load, Row, Tone, View};
 use crate::format;
+use crate::keymap::Command;
+use crate::page::{self, Offer, Page};
 use crate::widgets;
 use ferry_policy::audit::{AuditRecord, Outcome};
+
+/// The repository's audit trail.
+pub struct Audit;
+
+const OFFERS: &[Offer] =
+    &[Offer::new(Command::Export, "export the trail as JSON lines").hint("export")];
+
+impl Page for Audit {
+    fn name(&self) -> &'static str {
+        "audit"
+    }
+
+    fn columns(&self) -> (&'static [&'static str], Vec<Constraint>) {
+        use Constraint::{Fill, Length};
+        (
+            &["TIME", "ACTION", "OUTCOME", "WHO", "ROUTE", "RULE", "BYTES"],
+            vec![
+                Length(19),
+                Length(16),
+                Length(9),
+                Fill(2),
+                Fill(3),
+                Length(4),
+                Length(9),
+            ],
+        )
+    }
+
+    fn offers(&self) -> &'static [Offer] {
+        OFFERS
+    }
+
+    fn rows<'a>(&self, app: &'a App, _: &View) -> Load<Cow<'a, [Row]>> {
+        page::held(app.audit.as_ref(), |d| &d.rows)
+    }
+
+    fn load(&self, app: &mut App, _: &View, force: bool) {
+        if force || app.audit.is_none() {
+            app.audit = Some(Load::Loading);
+            app.tasks.audit(app.env.repo.clone());
+        }
+    }
+
+    /// Export writes the trail as JSON lines (what `ferry audit --json` prints) into
+    /// the reports folder, on a task.
+    fn run(&self, app: &mut App, _: &View, command: Command) {
+        if command != Command::Export {
+            return;
+        }
+        let Some(Load::Ready(d)) = &app.audit else {
+            app.say(Tone::Normal, "the audit trail is still loading");
+            return;
+        };
+        let path = app.env.reports.join(format!(
+            "audit-{}.jsonl",
+            chrono::Utc::now().format("%Y%m%dT%H%M%SZ")
+        ));
+        app.tasks.export_audit(d.records.clone(), path);
+    }
+
+    fn detail(&self) -> Option<fn(&mut Frame, Rect, &App)> {
+        Some(detail)
+    }
+}
 
 /// Who did it: the identities the clusters reported, else the local user and host.
 pub fn who(r: &AuditRecord) -> String {

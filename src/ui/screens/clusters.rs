@@ -2,10 +2,92 @@
 //! kubeconfig file, a cloud account's region), filled in as the probes answer; a source
 //! that could not be read or listed is a row of its group saying why.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use crate::app::{App, Row, Tone};
+use ratatui::layout::Constraint;
+
+use crate::app::{App, Load, Row, Tone, View};
+use crate::keymap::Command;
+use crate::page::{Offer, Page};
 use ferry_providers::kubeconfig::Origin;
+
+/// The clusters screen (the root).
+pub struct Clusters;
+
+const OFFERS: &[Offer] =
+    &[Offer::new(Command::Enter, "open the cluster's namespaces").hint("open")];
+
+impl Page for Clusters {
+    fn name(&self) -> &'static str {
+        "clusters"
+    }
+
+    fn columns(&self) -> (&'static [&'static str], Vec<Constraint>) {
+        use Constraint::{Fill, Length, Min};
+        (
+            &[
+                "CLUSTER",
+                "STATUS",
+                "VERSION",
+                "NODES",
+                "DEFAULT CLASS",
+                "MAY",
+                "SERVER",
+            ],
+            vec![
+                Min(18),
+                Length(16),
+                Min(9),
+                Length(5),
+                Min(14),
+                Length(24),
+                Fill(1),
+            ],
+        )
+    }
+
+    fn offers(&self) -> &'static [Offer] {
+        OFFERS
+    }
+
+    fn rows<'a>(&self, app: &'a App, _: &View) -> Load<Cow<'a, [Row]>> {
+        Load::Ready(Cow::Borrowed(&app.cluster_rows))
+    }
+
+    fn load(&self, app: &mut App, _: &View, force: bool) {
+        if force {
+            for c in &mut app.clusters {
+                c.facts = None;
+                app.tasks.probe(c.linked.clone());
+            }
+            app.cluster_rows = rows(app);
+        }
+    }
+
+    fn run(&self, app: &mut App, _: &View, command: Command) {
+        let (Command::Enter, Some(row)) = (command, app.selected_row()) else {
+            return;
+        };
+        match app
+            .env
+            .linked
+            .broken
+            .iter()
+            .find(|b| broken_key(&b.origin) == row.key)
+        {
+            Some(b) => {
+                let m = format!("{}: {}", b.origin.label(), b.error);
+                app.say(Tone::Error, m);
+            }
+            None if row.key.starts_with(LISTING) => app.say(
+                Tone::Normal,
+                "still listing this account's clusters: they appear here when it answers",
+            ),
+            None => app.push(View::Namespaces { cluster: row.key }),
+        }
+    }
+}
 
 /// The start of the key of the row of an origin still being listed.
 pub const LISTING: &str = "listing ";

@@ -1,14 +1,95 @@
 //! Jobs: every backup, restore and migration of this session with live progress, and
 //! the selected job's volumes, report (failures with remedies) and log.
 
+use std::borrow::Cow;
+
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Wrap};
 
-use crate::app::{App, Job, JobEnd, Row, Tone};
+use crate::app::{App, Job, JobEnd, Load, Row, Tone, View};
 use crate::format;
+use crate::keymap::Command;
+use crate::page::{Offer, Page};
 use crate::widgets;
+
+/// The jobs of this session.
+pub struct Jobs;
+
+const OFFERS: &[Offer] = &[
+    Offer::new(Command::Cancel, "cancel the selected job").hint("cancel"),
+    Offer::new(Command::Pause, "pause or resume the selected job").hint("pause"),
+];
+
+impl Page for Jobs {
+    fn name(&self) -> &'static str {
+        "jobs"
+    }
+
+    fn columns(&self) -> (&'static [&'static str], Vec<Constraint>) {
+        use Constraint::{Fill, Length};
+        (
+            &["ID", "JOB", "PHASE", "OBJECTS", "DATA", "RATE", "STATE"],
+            vec![
+                Length(4),
+                Fill(3),
+                Length(14),
+                Length(9),
+                Length(18),
+                Length(10),
+                Fill(1),
+            ],
+        )
+    }
+
+    fn offers(&self) -> &'static [Offer] {
+        OFFERS
+    }
+
+    fn rows<'a>(&self, app: &'a App, _: &View) -> Load<Cow<'a, [Row]>> {
+        Load::Ready(Cow::Owned(rows(app)))
+    }
+
+    fn load(&self, _: &mut App, _: &View, _: bool) {}
+
+    fn run(&self, app: &mut App, _: &View, command: Command) {
+        let id = app
+            .selected_row()
+            .and_then(|r| r.key.parse::<usize>().ok());
+        let Some(j) = id.and_then(|id| app.jobs.iter().find(|j| j.id == id)) else {
+            app.say(Tone::Normal, "no job selected");
+            return;
+        };
+        if !j.running() {
+            app.say(Tone::Normal, "that job has ended");
+            return;
+        }
+        let (tone, text) = match command {
+            Command::Cancel => {
+                j.progress.cancel();
+                (
+                    Tone::Warn,
+                    format!("cancelling {}: it stops at its next check", j.title),
+                )
+            }
+            Command::Pause if j.progress.is_paused() => {
+                j.progress.resume();
+                (Tone::Ok, format!("{} resumed", j.title))
+            }
+            Command::Pause => {
+                j.progress.pause();
+                (Tone::Warn, format!("{} paused: p resumes it", j.title))
+            }
+            _ => return,
+        };
+        app.say(tone, text);
+    }
+
+    fn detail(&self) -> Option<fn(&mut Frame, Rect, &App)> {
+        Some(detail)
+    }
+}
 
 fn state(j: &Job) -> (String, Tone) {
     match &j.end {

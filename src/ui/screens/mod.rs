@@ -17,131 +17,14 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Wrap};
 
-use crate::app::{App, Hits, Mode, RestorePrompt, Tone, View};
+use crate::app::{App, Hits, Load, Mode, RestorePrompt, Tone};
+use crate::keymap::Command;
+use crate::page;
 use crate::widgets;
 
 /// The smallest terminal the console draws in.
 pub const MIN_WIDTH: u16 = 80;
 pub const MIN_HEIGHT: u16 = 24;
-
-/// Columns of a view: header and widths.
-pub fn columns(view: &View) -> (&'static [&'static str], Vec<Constraint>) {
-    use Constraint::{Fill, Length, Min};
-    match view {
-        View::Clusters => (
-            &[
-                "CLUSTER",
-                "STATUS",
-                "VERSION",
-                "NODES",
-                "DEFAULT CLASS",
-                "MAY",
-                "SERVER",
-            ],
-            vec![
-                Min(18),
-                Length(16),
-                Min(9),
-                Length(5),
-                Min(14),
-                Length(24),
-                Fill(1),
-            ],
-        ),
-        View::Namespaces { .. } => (
-            &[
-                "NAMESPACE",
-                "STATUS",
-                "WORKLOADS",
-                "PODS",
-                "PVCS",
-                "REQUESTED",
-            ],
-            vec![
-                Fill(2),
-                Length(12),
-                Length(9),
-                Length(6),
-                Length(6),
-                Length(10),
-            ],
-        ),
-        View::Workloads { .. } => (
-            &["KIND", "NAME", "READY", "IMAGE", "AGE", "DEPENDS ON"],
-            vec![Length(13), Fill(2), Length(9), Fill(2), Length(6), Fill(3)],
-        ),
-        View::Pvcs { .. } => (
-            &[
-                "CLAIM", "STATUS", "SIZE", "CLASS", "ACCESS", "VOLUME", "USED BY",
-            ],
-            vec![
-                Fill(2),
-                Length(8),
-                Length(7),
-                Length(12),
-                Length(14),
-                Fill(2),
-                Fill(2),
-            ],
-        ),
-        View::Snapshots => (
-            &[
-                "TIME",
-                "ID",
-                "SOURCE",
-                "NAMESPACES",
-                "OBJECTS",
-                "VOLUMES",
-                "SIZE",
-                "NEW",
-                "STORED",
-            ],
-            vec![
-                Length(19),
-                Length(8),
-                Min(16),
-                Fill(2),
-                Length(7),
-                Length(7),
-                Length(9),
-                Length(9),
-                Length(9),
-            ],
-        ),
-        View::Snapshot { .. } => (
-            &["TYPE", "NAMESPACE", "NAME", "DETAIL"],
-            vec![Length(22), Length(16), Fill(2), Fill(3)],
-        ),
-        View::Audit => (
-            &["TIME", "ACTION", "OUTCOME", "WHO", "ROUTE", "RULE", "BYTES"],
-            vec![
-                Length(19),
-                Length(16),
-                Length(9),
-                Fill(2),
-                Fill(3),
-                Length(4),
-                Length(9),
-            ],
-        ),
-        View::Files { .. } => (
-            &["NAME", "SIZE", "MODE", "MODIFIED"],
-            vec![Fill(3), Length(10), Length(10), Length(19)],
-        ),
-        View::Jobs => (
-            &["ID", "JOB", "PHASE", "OBJECTS", "DATA", "RATE", "STATE"],
-            vec![
-                Length(4),
-                Fill(3),
-                Length(14),
-                Length(9),
-                Length(18),
-                Length(10),
-                Fill(1),
-            ],
-        ),
-    }
-}
 
 /// Draws one frame.
 pub fn draw(f: &mut Frame, app: &App) {
@@ -363,45 +246,30 @@ fn screen(f: &mut Frame, area: Rect, app: &App) {
     let block = widgets::block(theme, Line::from(title), border);
     let inner = block.inner(area);
     f.render_widget(block, area);
-    let (list_area, detail_area) = match s.view {
-        View::Jobs | View::Audit => {
-            let [a, b] =
-                Layout::vertical([Constraint::Length(8), Constraint::Fill(1)]).areas(inner);
-            (a, Some(b))
-        }
-        View::Workloads { .. } | View::Pvcs { .. } | View::Snapshot { .. } if app.show_yaml => {
-            let [a, b] =
-                Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)])
-                    .areas(inner);
-            (a, Some(b))
-        }
-        _ => (inner, None),
+    let page = page::of(&s.view);
+    let detail = page.detail();
+    let (list_area, detail_area) = if detail.is_some() {
+        let [a, b] = Layout::vertical([Constraint::Length(8), Constraint::Fill(1)]).areas(inner);
+        (a, Some(b))
+    } else if app.show_yaml && page::offer(&s.view, Command::Yaml).is_some() {
+        let [a, b] = Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)])
+            .areas(inner);
+        (a, Some(b))
+    } else {
+        (inner, None)
     };
-    match app.rows(&s.view) {
-        Ok(rows) => {
-            let (header, widths) = columns(&s.view);
+    match page.rows(app, &s.view) {
+        Load::Ready(rows) => {
+            let (header, widths) = page.columns();
             widgets::table(f, list_area, theme, header, &widths, &rows, &s.list);
         }
-        Err(e) => widgets::message(
-            f,
-            list_area,
-            theme,
-            &e,
-            if e.starts_with("loading") {
-                Tone::Dim
-            } else {
-                Tone::Error
-            },
-        ),
+        Load::Loading => widgets::message(f, list_area, theme, "loading…", Tone::Dim),
+        Load::Failed(e) => widgets::message(f, list_area, theme, &e, Tone::Error),
     }
-    if let Some(d) = detail_area {
-        if s.view == View::Jobs {
-            jobs::detail(f, d, app);
-        } else if s.view == View::Audit {
-            audit::detail(f, d, app);
-        } else {
-            yaml(f, d, app);
-        }
+    match (detail_area, detail) {
+        (Some(d), Some(draw)) => draw(f, d, app),
+        (Some(d), None) => yaml(f, d, app),
+        _ => {}
     }
 }
 

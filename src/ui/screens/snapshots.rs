@@ -1,14 +1,204 @@
 //! Snapshots of the repository, and one snapshot's volumes (each opens as a file tree,
 //! see `files.rs`) and objects.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use crate::app::{App, Load, Row, Tone};
+use ratatui::layout::Constraint;
+use serde_json::Value;
+
+use crate::app::{App, Load, Row, Tone, VOLUMES_PREFIX, View};
 use crate::format;
+use crate::keymap::Command;
+use crate::page::{self, Offer, Page, YAML};
 use crate::screens::workloads::object_key;
 use ferry_k8s::capture::CaptureMeta;
 use ferry_k8s::objects::ObjRef;
 use ferry_repo::snapshot::Snapshot;
+
+/// The snapshots of the repository.
+pub struct Snapshots;
+
+/// One snapshot: its volumes and objects.
+pub struct SnapshotDetail;
+
+const SNAPSHOTS: &[Offer] = &[
+    Offer::new(
+        Command::Enter,
+        "open the snapshot (a folder backup: its files)",
+    )
+    .hint("open"),
+    Offer::new(Command::Restore, "restore it (wizard)")
+        .hint("restore")
+        .changes(),
+];
+
+const DETAIL: &[Offer] = &[
+    Offer::new(
+        Command::Enter,
+        "browse a volume's files, or show the object's YAML",
+    )
+    .hint("open"),
+    Offer::new(Command::Download, "restore the volume to this machine").hint("restore here"),
+    Offer::new(Command::Restore, "restore this snapshot (wizard)")
+        .hint("restore")
+        .changes(),
+    YAML,
+];
+
+impl Page for Snapshots {
+    fn name(&self) -> &'static str {
+        "snapshots"
+    }
+
+    fn columns(&self) -> (&'static [&'static str], Vec<Constraint>) {
+        use Constraint::{Fill, Length, Min};
+        (
+            &[
+                "TIME",
+                "ID",
+                "SOURCE",
+                "NAMESPACES",
+                "OBJECTS",
+                "VOLUMES",
+                "SIZE",
+                "NEW",
+                "STORED",
+            ],
+            vec![
+                Length(19),
+                Length(8),
+                Min(16),
+                Fill(2),
+                Length(7),
+                Length(7),
+                Length(9),
+                Length(9),
+                Length(9),
+            ],
+        )
+    }
+
+    fn offers(&self) -> &'static [Offer] {
+        SNAPSHOTS
+    }
+
+    fn rows<'a>(&self, app: &'a App, _: &View) -> Load<Cow<'a, [Row]>> {
+        page::held(app.snapshots.as_ref(), |d| &d.rows)
+    }
+
+    fn load(&self, app: &mut App, _: &View, force: bool) {
+        if force || app.snapshots.is_none() {
+            app.snapshots = Some(Load::Loading);
+            app.tasks.snapshots(app.env.repo.clone());
+        }
+    }
+
+    fn run(&self, app: &mut App, view: &View, command: Command) {
+        match command {
+            Command::Enter => {
+                let Some(row) = app.selected_row() else {
+                    return;
+                };
+                // A folder backup has no objects: its files are what there is to see.
+                let folder = app
+                    .find_snapshot(&row.key)
+                    .is_some_and(|s| CaptureMeta::of(s).is_none());
+                app.push(if folder {
+                    View::Files {
+                        id: row.key,
+                        base: String::new(),
+                        path: String::new(),
+                    }
+                } else {
+                    View::Snapshot { id: row.key }
+                })
+            }
+            Command::Restore => app.open_restore_wizard(view),
+            _ => {}
+        }
+    }
+}
+
+impl Page for SnapshotDetail {
+    fn name(&self) -> &'static str {
+        "a snapshot"
+    }
+
+    fn columns(&self) -> (&'static [&'static str], Vec<Constraint>) {
+        use Constraint::{Fill, Length};
+        (
+            &["TYPE", "NAMESPACE", "NAME", "DETAIL"],
+            vec![Length(22), Length(16), Fill(2), Fill(3)],
+        )
+    }
+
+    fn offers(&self) -> &'static [Offer] {
+        DETAIL
+    }
+
+    fn rows<'a>(&self, app: &'a App, view: &View) -> Load<Cow<'a, [Row]>> {
+        match view {
+            View::Snapshot { id } => Load::Ready(Cow::Owned(detail_rows(app, id))),
+            _ => Load::Loading,
+        }
+    }
+
+    fn load(&self, app: &mut App, view: &View, force: bool) {
+        let View::Snapshot { id } = view else {
+            return;
+        };
+        if (force || !app.snapshot_objects.contains_key(id))
+            && let Some(snap) = app.find_snapshot(id).cloned()
+        {
+            app.snapshot_objects.insert(id.clone(), Load::Loading);
+            app.tasks.snapshot_objects(app.env.repo.clone(), snap);
+        }
+    }
+
+    fn run(&self, app: &mut App, view: &View, command: Command) {
+        let View::Snapshot { id } = view else {
+            return;
+        };
+        match command {
+            Command::Enter => {
+                let Some(row) = app.selected_row() else {
+                    return;
+                };
+                match row.key.strip_prefix("vol:") {
+                    Some(claim) => {
+                        let base = format!("{VOLUMES_PREFIX}{claim}");
+                        app.push(View::Files {
+                            id: id.clone(),
+                            path: base.clone(),
+                            base,
+                        })
+                    }
+                    None if row.key == "folder" => app.push(View::Files {
+                        id: id.clone(),
+                        base: String::new(),
+                        path: String::new(),
+                    }),
+                    None => app.toggle_yaml(),
+                }
+            }
+            Command::Yaml => app.toggle_yaml(),
+            Command::Download => app.open_restore_prompt(view),
+            Command::Restore => app.open_restore_wizard(view),
+            _ => {}
+        }
+    }
+
+    fn object<'a>(&self, app: &'a App, view: &View, key: &str) -> Option<&'a Value> {
+        let View::Snapshot { id } = view else {
+            return None;
+        };
+        app.snapshot_objects
+            .get(id)
+            .and_then(Load::ready)
+            .and_then(|objs| objs.iter().find(|o| object_key(o) == key))
+    }
+}
 
 /// Newest first (the loader sorts them so).
 pub fn rows(all: &[Snapshot]) -> Vec<Row> {

@@ -1,14 +1,190 @@
 //! Workloads of a namespace (with what each depends on, from the dependency closure)
 //! and its claims (with the pods that use them).
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 
+use ratatui::layout::Constraint;
 use serde_json::Value;
 
-use crate::app::{NsData, Row, Tone};
+use crate::app::{App, ListState, Load, NsData, Row, Screen, Tone, View};
 use crate::format;
+use crate::keymap::Command;
+use crate::page::{self, Offer, Page, YAML};
+use crate::wizard_state::Purpose;
 use ferry_k8s::graph;
 use ferry_k8s::objects::ObjRef;
+
+/// The workloads of a namespace.
+pub struct Workloads;
+
+/// The claims of a namespace.
+pub struct Claims;
+
+const WORKLOADS: &[Offer] = &[
+    Offer::new(Command::Enter, "show the YAML").hint("open"),
+    Offer::new(Command::Switch, "show the PVCs"),
+    Offer::new(Command::Mark, "mark workloads").hint("mark"),
+    Offer::new(
+        Command::Backup,
+        "back up the marked workloads and what they need",
+    )
+    .hint("backup"),
+    Offer::new(Command::Migrate, "migrate them to another cluster")
+        .hint("migrate")
+        .changes(),
+    Offer::new(Command::Clone, "clone them into a new namespace")
+        .hint("clone")
+        .changes(),
+    YAML,
+];
+
+const CLAIMS: &[Offer] = &[
+    Offer::new(Command::Enter, "show the YAML"),
+    Offer::new(Command::Switch, "show the workloads").hint("workloads"),
+    YAML,
+];
+
+/// The namespace's data, whichever of the two screens shows it.
+fn ns_of<'a>(app: &'a App, view: &View) -> Option<&'a Load<NsData>> {
+    match view {
+        View::Workloads { cluster, ns } | View::Pvcs { cluster, ns } => {
+            app.cluster(cluster).and_then(|c| c.ns.get(ns))
+        }
+        _ => None,
+    }
+}
+
+fn load_ns(app: &mut App, view: &View, force: bool) {
+    let (View::Workloads { cluster, ns } | View::Pvcs { cluster, ns }) = view else {
+        return;
+    };
+    let tasks = app.tasks.clone();
+    if let Some(c) = app.cluster_mut(cluster)
+        && (force || !c.ns.contains_key(ns))
+    {
+        c.ns.insert(ns.clone(), Load::Loading);
+        tasks.ns_objects(c.linked.clone(), ns.clone());
+    }
+}
+
+fn object<'a>(app: &'a App, view: &View, key: &str) -> Option<&'a Value> {
+    ns_of(app, view)
+        .and_then(Load::ready)
+        .and_then(|d| d.index.get(key).and_then(|i| d.objects.get(*i)))
+}
+
+/// Workloads and claims of a namespace swap places (`Switch`).
+fn switch(app: &mut App, view: View) {
+    let n = app.stack.len() - 1;
+    app.stack[n] = Screen {
+        view,
+        list: ListState::default(),
+    };
+    app.select_first_selectable();
+}
+
+impl Page for Workloads {
+    fn name(&self) -> &'static str {
+        "workloads"
+    }
+
+    fn columns(&self) -> (&'static [&'static str], Vec<Constraint>) {
+        use Constraint::{Fill, Length};
+        (
+            &["KIND", "NAME", "READY", "IMAGE", "AGE", "DEPENDS ON"],
+            vec![Length(13), Fill(2), Length(9), Fill(2), Length(6), Fill(3)],
+        )
+    }
+
+    fn offers(&self) -> &'static [Offer] {
+        WORKLOADS
+    }
+
+    fn rows<'a>(&self, app: &'a App, view: &View) -> Load<Cow<'a, [Row]>> {
+        page::held(ns_of(app, view), |d| &d.workload_rows)
+    }
+
+    fn load(&self, app: &mut App, view: &View, force: bool) {
+        load_ns(app, view, force)
+    }
+
+    fn run(&self, app: &mut App, view: &View, command: Command) {
+        match (command, view) {
+            (Command::Enter | Command::Yaml, _) => app.toggle_yaml(),
+            (Command::Switch, View::Workloads { cluster, ns }) => switch(
+                app,
+                View::Pvcs {
+                    cluster: cluster.clone(),
+                    ns: ns.clone(),
+                },
+            ),
+            (Command::Mark, _) => app.toggle_mark(),
+            (Command::Backup, _) => app.backup(view),
+            (Command::Migrate, _) => app.open_live_wizard(view, Purpose::Migrate),
+            (Command::Clone, _) => app.open_live_wizard(view, Purpose::Clone),
+            _ => {}
+        }
+    }
+
+    fn object<'a>(&self, app: &'a App, view: &View, key: &str) -> Option<&'a Value> {
+        object(app, view, key)
+    }
+}
+
+impl Page for Claims {
+    fn name(&self) -> &'static str {
+        "pvcs"
+    }
+
+    fn columns(&self) -> (&'static [&'static str], Vec<Constraint>) {
+        use Constraint::{Fill, Length};
+        (
+            &[
+                "CLAIM", "STATUS", "SIZE", "CLASS", "ACCESS", "VOLUME", "USED BY",
+            ],
+            vec![
+                Fill(2),
+                Length(8),
+                Length(7),
+                Length(12),
+                Length(14),
+                Fill(2),
+                Fill(2),
+            ],
+        )
+    }
+
+    fn offers(&self) -> &'static [Offer] {
+        CLAIMS
+    }
+
+    fn rows<'a>(&self, app: &'a App, view: &View) -> Load<Cow<'a, [Row]>> {
+        page::held(ns_of(app, view), |d| &d.pvc_rows)
+    }
+
+    fn load(&self, app: &mut App, view: &View, force: bool) {
+        load_ns(app, view, force)
+    }
+
+    fn run(&self, app: &mut App, view: &View, command: Command) {
+        match (command, view) {
+            (Command::Enter | Command::Yaml, _) => app.toggle_yaml(),
+            (Command::Switch, View::Pvcs { cluster, ns }) => switch(
+                app,
+                View::Workloads {
+                    cluster: cluster.clone(),
+                    ns: ns.clone(),
+                },
+            ),
+            _ => {}
+        }
+    }
+
+    fn object<'a>(&self, app: &'a App, view: &View, key: &str) -> Option<&'a Value> {
+        object(app, view, key)
+    }
+}
 
 /// The key of an object's row: `Kind/name`.
 pub fn object_key(o: &Value) -> String {
