@@ -7,6 +7,8 @@
 //! - `page.rs`: the screen trait: each screen's rows, loading, and the commands it
 //!   offers and carries out (help and hints are drawn from them);
 //! - `screens/`: each screen's page and drawing; `widgets.rs`: shared pieces;
+//! - `wizard_flow.rs`, `prompt.rs`: what the wizard and the restore prompt do with the
+//!   app (open, check, plan, confirm, start the job);
 //! - `wizard_state.rs`: the restore / migrate / clone wizard's steps and checks;
 //! - `theme.rs`, `keymap.rs`: colours and keys from TOML files, and `error.rs`: why
 //!   such a file cannot be used.
@@ -21,9 +23,11 @@ pub mod keymap;
 pub mod newcluster;
 pub mod page;
 pub mod progress;
+mod prompt;
 pub mod query;
 pub mod screens;
 pub mod tasks;
 pub mod theme;
 pub mod widgets;
+mod wizard_flow;
 pub mod wizard_state;

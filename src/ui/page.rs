@@ -186,10 +186,7 @@ pub fn elsewhere(view: &View, command: Command, key: &str) -> String {
         [(name, what)] => format!("{key} does nothing on {here}; on {name} it does: {what}"),
         more => format!(
             "{key} does nothing on {here}; it works on {}",
-            more.iter()
-                .map(|(n, _)| *n)
-                .collect::<Vec<_>>()
-                .join(", ")
+            more.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
         ),
     }
 }
@@ -233,7 +230,9 @@ mod tests {
         ];
         for c in all {
             let shared = NAVIGATION.iter().chain(GLOBAL).any(|o| o.command == c);
-            let paged = ALL.iter().any(|p| p.offers().iter().any(|o| o.command == c));
+            let paged = ALL
+                .iter()
+                .any(|p| p.offers().iter().any(|o| o.command == c));
             assert!(shared ^ paged, "{c:?}: shared {shared}, on a page {paged}");
         }
     }
@@ -260,9 +259,8 @@ mod tests {
             "x does nothing on clusters; on jobs it does: cancel the selected job"
         );
         assert!(
-            elsewhere(&View::Jobs, Command::Restore, "r").ends_with(
-                "it works on snapshots, a snapshot, a snapshot's files"
-            )
+            elsewhere(&View::Jobs, Command::Restore, "r")
+                .ends_with("it works on snapshots, a snapshot, a snapshot's files")
         );
     }
 }

@@ -6,7 +6,9 @@
 //! [`App::select_key`] are the two clicks tests need without drawing a frame.
 
 use crate::app::{App, ClusterState, Job, Load, RestorePrompt, Row, Tone, View};
+use crate::screens;
 use crate::wizard_state::Wizard;
+use ferry_repo::tree::Node;
 
 impl App {
     /// The screen shown (the top of the breadcrumbs).
@@ -26,8 +28,12 @@ impl App {
 
     /// The keys of the current screen's rows, once loaded (groups left out).
     pub fn row_keys(&self) -> Option<Vec<String>> {
-        self.current_rows()
-            .map(|rows| rows.into_iter().filter(|r| !r.group).map(|r| r.key).collect())
+        self.current_rows().map(|rows| {
+            rows.into_iter()
+                .filter(|r| !r.group)
+                .map(|r| r.key)
+                .collect()
+        })
     }
 
     /// Why the current screen's rows could not be loaded, if they could not.
@@ -41,6 +47,18 @@ impl App {
     /// The key of the selected row.
     pub fn selected_key(&self) -> Option<String> {
         self.selected_row().map(|r| r.key)
+    }
+
+    /// The snapshot entry of the selected row of a files screen.
+    pub fn selected_node(&self) -> Option<&Node> {
+        let View::Files { id, path, .. } = &self.screen().view else {
+            return None;
+        };
+        let row = self.selected_row()?;
+        let d = self.dirs.get(&(id.clone(), path.clone()))?.ready()?;
+        d.nodes
+            .iter()
+            .find(|n| screens::files::node_key(n) == row.key)
     }
 
     /// What the status line says (instead of the key hints), with its tone.
@@ -135,7 +153,10 @@ impl App {
             return false;
         };
         let visible = App::visible(&rows, &self.screen().list.filter);
-        match visible.iter().position(|i| rows[*i].key == key && !rows[*i].group) {
+        match visible
+            .iter()
+            .position(|i| rows[*i].key == key && !rows[*i].group)
+        {
             Some(pos) => {
                 let n = self.stack.len() - 1;
                 self.stack[n].list.selected = pos;

@@ -223,9 +223,7 @@ fn browse_and_migrate_a_namespace_through_the_wizard() {
     key(&mut app, KeyCode::Enter);
     assert!(app.wizard().is_none(), "confirmed: the wizard closes");
     let restore_id = app.jobs().last().unwrap().id;
-    assert!(app.settle(LIMIT, |a| {
-        a.job_ended(restore_id)
-    }));
+    assert!(app.settle(LIMIT, |a| { a.job_ended(restore_id) }));
     match &app.jobs().last().unwrap().end {
         Some(JobEnd::Restored { report, saved, .. }) => {
             assert!(report.failed().is_empty(), "{:?}", report.failed());
@@ -338,7 +336,9 @@ fn downloaded(app: &App, id: usize) -> (std::path::PathBuf, u64) {
 /// Selects row `pos` of the current screen (no filter typed: rows and visible rows
 /// are the same).
 fn select(app: &mut App, pos: usize) {
-    let key = app.current_rows().expect("the rows are loaded")[pos].key.clone();
+    let key = app.current_rows().expect("the rows are loaded")[pos]
+        .key
+        .clone();
     assert!(app.select_key(&key), "no row {key}");
 }
 
@@ -568,7 +568,11 @@ fn browse_a_captured_volume_and_restore_a_file() {
         }
     );
     let want_key = format!("vol:shop/{claim}");
-    let all = app.rows(&app.screen().view).into_ready().unwrap().into_owned();
+    let all = app
+        .rows(&app.screen().view)
+        .into_ready()
+        .unwrap()
+        .into_owned();
     let pos = all
         .iter()
         .position(|r| r.key == want_key)
@@ -599,7 +603,11 @@ fn browse_a_captured_volume_and_restore_a_file() {
             "{:?}",
             app.rows_error()
         );
-        let rows = app.rows(&app.screen().view).into_ready().unwrap().into_owned();
+        let rows = app
+            .rows(&app.screen().view)
+            .into_ready()
+            .unwrap()
+            .into_owned();
         let pos = rows
             .iter()
             .position(|r| &r.key == c)
@@ -735,9 +743,7 @@ fn a_new_eks_cluster_from_the_wizard_receives_the_shop() {
         assert!(app.wizard().is_none(), "confirmed: the wizard closes");
         assert_eq!(app.jobs().len(), jobs + 1);
         let id = app.jobs().last().unwrap().id;
-        assert!(app.settle(Duration::from_secs(300), |a| {
-            a.job_ended(id)
-        }));
+        assert!(app.settle(Duration::from_secs(300), |a| { a.job_ended(id) }));
         id
     };
 
@@ -868,9 +874,7 @@ fn a_new_aks_cluster_from_the_wizard_receives_the_shop() {
     assert!(app.wizard().is_none(), "confirmed: the wizard closes");
     assert_eq!(app.jobs().len(), jobs + 1);
     let id = app.jobs().last().unwrap().id;
-    assert!(app.settle(Duration::from_secs(300), |a| {
-        a.job_ended(id)
-    }));
+    assert!(app.settle(Duration::from_secs(300), |a| { a.job_ended(id) }));
     let job = app.jobs().iter().find(|j| j.id == id).unwrap();
     match &job.end {
         Some(JobEnd::Restored { report, .. }) => {
@@ -1030,7 +1034,10 @@ fn open_live_wizard(app: &mut App, cluster: &str, ns: &str, key_char: char) {
 /// Types into row `row` of the wizard's new-cluster form in place of what it holds.
 fn form_field(app: &mut App, row: usize, text: &str) {
     app.pick(row);
-    let n = app.wizard().unwrap().creating().unwrap().rows()[row].1.chars().count();
+    let n = app.wizard().unwrap().creating().unwrap().rows()[row]
+        .1
+        .chars()
+        .count();
     for _ in 0..n {
         key(app, KeyCode::Backspace);
     }
@@ -1064,9 +1071,7 @@ fn run_new_cluster_job(app: &mut App, repo: &ferry_repo::Repository) -> usize {
     assert!(app.wizard().is_none(), "confirmed: the wizard closes");
     assert_eq!(app.jobs().len(), jobs + 1, "one job");
     let id = app.jobs().last().unwrap().id;
-    assert!(app.settle(Duration::from_secs(300), |a| {
-        a.job_ended(id)
-    }));
+    assert!(app.settle(Duration::from_secs(300), |a| { a.job_ended(id) }));
     id
 }
 
@@ -1324,10 +1329,7 @@ fn clone_an_eks_namespace_into_a_new_cluster_pre_filled_from_its_envelope() {
     );
     assert_eq!(w.targets[1].kind, TargetKind::New);
     key(&mut app, KeyCode::Down);
-    assert_eq!(
-        app.wizard().unwrap().target_name(),
-        "new EKS cluster…"
-    );
+    assert_eq!(app.wizard().unwrap().target_name(), "new EKS cluster…");
     let rows = |a: &App| a.wizard().unwrap().creating().unwrap().rows();
     assert!(
         app.settle(LIMIT, |a| rows(a)[4].1 == "subnet-a,subnet-b"),
@@ -1418,9 +1420,7 @@ fn a_migrate_whose_source_goes_away_says_what_was_created() {
     key(&mut app, KeyCode::Enter);
     assert!(app.wizard().is_none(), "confirmed: the wizard closes");
     let id = app.jobs().last().unwrap().id;
-    assert!(app.settle(Duration::from_secs(300), |a| {
-        a.job_ended(id)
-    }));
+    assert!(app.settle(Duration::from_secs(300), |a| { a.job_ended(id) }));
     let job = app.jobs().iter().find(|j| j.id == id).unwrap();
     let Some(JobEnd::Failed(e)) = &job.end else {
         panic!("expected a failure: {:?}", job.end)
@@ -1511,9 +1511,7 @@ fn a_new_aks_cluster_failing_half_way_from_the_wizard_says_what_exists() {
     assert!(app.wizard().is_none(), "confirmed: the wizard closes");
     assert_eq!(app.jobs().len(), jobs + 1);
     let id = app.jobs().last().unwrap().id;
-    assert!(app.settle(Duration::from_secs(300), |a| {
-        a.job_ended(id)
-    }));
+    assert!(app.settle(Duration::from_secs(300), |a| { a.job_ended(id) }));
     let job = app.jobs().iter().find(|j| j.id == id).unwrap();
     match &job.end {
         Some(JobEnd::Failed(e)) => {

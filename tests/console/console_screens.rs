@@ -642,11 +642,7 @@ fn wizard_clicks_after_a_wrapped_line_hit_the_row_drawn() {
     let (qx, qy) = locate(&t, "qa  unreachable");
     assert_eq!(qy, last_of_prod + 1, "{}", t.backend());
     click(&mut app, qx + 4, qy);
-    assert_eq!(
-        app.wizard().unwrap().target,
-        1,
-        "the click on qa's row"
-    );
+    assert_eq!(app.wizard().unwrap().target, 1, "the click on qa's row");
     // Every row of the wrapped line is prod's.
     let (_, first_of_prod) = locate(&t, "prod  unreachable");
     for y in [first_of_prod, last_of_prod] {
@@ -897,10 +893,7 @@ fn the_restore_wizard_offers_a_new_aks_cluster_with_its_form() {
     key(app, KeyCode::Down);
     key(app, KeyCode::Down);
     insta::assert_snapshot!("wizard_new_aks_target", render(app, 100, 24).backend());
-    assert_eq!(
-        app.wizard().unwrap().target_name(),
-        "new AKS cluster…"
-    );
+    assert_eq!(app.wizard().unwrap().target_name(), "new AKS cluster…");
     key(app, KeyCode::Enter);
     assert_eq!(app.wizard().unwrap().step, Step::Cluster);
     // The second subscription, then a version older than the source's.

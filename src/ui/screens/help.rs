@@ -58,7 +58,12 @@ pub fn hints(app: &App) -> Vec<Span<'static>> {
         let keys = app.env.keymap.keys_for(offer.command);
         let pick = keys.iter().find(|k| *k == "enter").or(keys.first());
         if let Some(k) = pick {
-            out.extend(widgets::hint(theme, k.clone(), word, !(ro && offer.changes)));
+            out.extend(widgets::hint(
+                theme,
+                k.clone(),
+                word,
+                !(ro && offer.changes),
+            ));
         }
     }
     out

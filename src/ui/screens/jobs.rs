@@ -54,9 +54,7 @@ impl Page for Jobs {
     fn load(&self, _: &mut App, _: &View, _: bool) {}
 
     fn run(&self, app: &mut App, _: &View, command: Command) {
-        let id = app
-            .selected_row()
-            .and_then(|r| r.key.parse::<usize>().ok());
+        let id = app.selected_row().and_then(|r| r.key.parse::<usize>().ok());
         let Some(j) = id.and_then(|id| app.jobs.iter().find(|j| j.id == id)) else {
             app.say(Tone::Normal, "no job selected");
             return;

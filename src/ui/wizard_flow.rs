@@ -1,0 +1,356 @@
+//! What the restore / migrate / clone wizard does with the app: opening it from a
+//! screen, checking targets against the policy, planning on a task, confirming, and
+//! creating a new cluster before restoring into it. The wizard's own steps and
+//! checks are `wizard_state.rs`; drawing it is `screens/wizard.rs`.
+
+use crossterm::event::KeyEvent;
+
+use crate::app::{App, Load, Tone, View};
+use crate::newcluster::NewCluster;
+use crate::tasks;
+use crate::wizard_state::{Purpose, Source, Wizard};
+use ferry_k8s::capture::CaptureMeta;
+use ferry_providers::kubeconfig::LinkedCluster;
+
+impl App {
+    pub(crate) fn open_live_wizard(&mut self, view: &View, purpose: Purpose) {
+        let Some((cluster, scope)) = self.live_scope(view) else {
+            self.say(
+                Tone::Normal,
+                "m and c work on namespaces or workloads: select or mark some first",
+            );
+            return;
+        };
+        self.wizard_gen += 1;
+        let source = Source::Live {
+            cluster: cluster.clone(),
+            scope,
+        };
+        let w = Wizard::new(self, self.wizard_gen, purpose, source);
+        if let Some(linked) = self.cluster(&cluster).map(|c| c.linked.clone()) {
+            self.check_targets(&w, Ok(linked.clone()));
+            if !w.new_clusters.is_empty() && linked.cloud().is_some() {
+                // The forms of new clusters, pre-filled from the source's own cloud.
+                self.tasks.wizard_envelope(self.wizard_gen, linked.clone());
+            }
+            self.tasks
+                .live_classes(self.wizard_gen, linked, w.source_namespaces());
+        }
+        self.wizard = Some(w);
+    }
+
+    pub(crate) fn open_restore_wizard(&mut self, view: &View) {
+        let id = match view {
+            View::Snapshots => self.selected_row().map(|r| r.key),
+            View::Snapshot { id } | View::Files { id, .. } => Some(id.clone()),
+            _ => None,
+        };
+        let Some(snap) = id.and_then(|id| self.find_snapshot(&id).cloned()) else {
+            self.say(
+                Tone::Normal,
+                "r restores a snapshot: select one on :snapshots",
+            );
+            return;
+        };
+        let Some(meta) = CaptureMeta::of(&snap) else {
+            self.say(
+                Tone::Warn,
+                format!(
+                    "snapshot {} is a folder backup: restore it with `ferry restore {} -t DIR`",
+                    snap.id.short(),
+                    snap.id.short()
+                ),
+            );
+            return;
+        };
+        self.wizard_gen += 1;
+        let w = Wizard::new(
+            self,
+            self.wizard_gen,
+            Purpose::Restore,
+            Source::Snapshot {
+                snap: Box::new(snap),
+                meta: Box::new(meta),
+            },
+        );
+        let origin = self.origin_place(w.source_cluster());
+        self.check_targets(&w, Err(origin));
+        self.wizard = Some(w);
+    }
+
+    /// Asks, in the background, which of the wizard's targets the policy denies.
+    fn check_targets(&self, w: &Wizard, source: Result<LinkedCluster, ferry_policy::gate::Place>) {
+        let Ok(repo) = &self.env.repo else { return };
+        let targets: Vec<LinkedCluster> = w
+            .targets
+            .iter()
+            .filter_map(|t| self.cluster(&t.name).map(|c| c.linked.clone()))
+            .collect();
+        let pairs =
+            w.ns.iter()
+                .map(|(from, to)| (Some(from.clone()), Some(to.clone())))
+                .collect();
+        self.tasks.target_verdicts(
+            w.generation,
+            repo.clone(),
+            w.purpose.action(),
+            source,
+            targets,
+            pairs,
+        );
+    }
+
+    pub(crate) fn wizard_key(&mut self, k: KeyEvent) {
+        let Some(mut w) = self.wizard.take() else {
+            return;
+        };
+        // A live capture's plan the key drops unconfirmed still gets its audit record.
+        let captured = match &w.plan {
+            Some(Load::Ready(p)) if p.captured => Some(p.permit.clone()),
+            _ => None,
+        };
+        let outcome = w.key(self, k);
+        if let Some(permit) = captured
+            && (matches!(outcome, crate::wizard_state::Outcome::Close)
+                || !matches!(w.plan, Some(Load::Ready(_))))
+        {
+            self.abandon(permit);
+        }
+        match outcome {
+            crate::wizard_state::Outcome::Stay => self.wizard = Some(w),
+            crate::wizard_state::Outcome::Close => {
+                self.say(Tone::Normal, "wizard closed: nothing was changed")
+            }
+            crate::wizard_state::Outcome::BuildPlan => {
+                self.start_plan(&mut w);
+                self.wizard = Some(w);
+            }
+            crate::wizard_state::Outcome::Confirm => self.confirm(w),
+            crate::wizard_state::Outcome::Refused => {
+                self.record_refusal(&w);
+                self.wizard = Some(w);
+            }
+        }
+    }
+
+    /// Records, in the background, the user's attempt to go on with a target the policy
+    /// denies: the same check the plan step makes, which appends the denial.
+    fn record_refusal(&self, w: &Wizard) {
+        let Ok(repo) = &self.env.repo else { return };
+        let Some(target) = self.cluster(w.target_name()).map(|c| c.linked.clone()) else {
+            return;
+        };
+        let source = match &w.source {
+            Source::Live { cluster, .. } => match self.cluster(cluster) {
+                Some(c) => Ok(c.linked.clone()),
+                None => Err(ferry_policy::gate::Place::named(cluster)),
+            },
+            Source::Snapshot { meta, .. } => Err(self.origin_place(&meta.cluster)),
+        };
+        let pairs =
+            w.ns.iter()
+                .map(|(from, to)| (Some(from.clone()), Some(to.clone())))
+                .collect();
+        self.tasks
+            .refused(repo.clone(), w.purpose.action(), source, target, pairs);
+    }
+
+    /// Where a capture was taken, for the policy: its cluster as linked here, or its
+    /// name alone.
+    fn origin_place(&self, cluster: &str) -> ferry_policy::gate::Place {
+        match self.cluster(cluster) {
+            Some(c) => ferry_policy::gate::Place::new(&c.linked, None),
+            None => ferry_policy::gate::Place::named(cluster),
+        }
+    }
+
+    fn start_plan(&mut self, w: &mut Wizard) {
+        let repo = match &self.env.repo {
+            Ok(r) => r.clone(),
+            Err(e) => {
+                w.plan = Some(Load::Failed(e.clone()));
+                return;
+            }
+        };
+        let Some(target) = self.cluster(w.target_name()).map(|c| c.linked.clone()) else {
+            w.plan = Some(Load::Failed(
+                "the target cluster is gone: pick another".into(),
+            ));
+            return;
+        };
+        let ropts = w.restore_options(&self.env.mover);
+        w.plan = Some(Load::Loading);
+        match &w.source {
+            Source::Snapshot { snap, meta } => self.tasks.plan_snapshot(
+                w.generation,
+                repo,
+                target,
+                tasks::SnapshotRestore {
+                    snapshot: (**snap).clone(),
+                    meta: (**meta).clone(),
+                    options: ropts,
+                    origin: self.origin_place(&meta.cluster),
+                },
+            ),
+            Source::Live { cluster, scope } => {
+                let Some(source) = self.cluster(cluster).map(|c| c.linked.clone()) else {
+                    w.plan = Some(Load::Failed("the source cluster is gone".into()));
+                    return;
+                };
+                let copts = self.live_capture(w, cluster, scope);
+                let (id, progress) =
+                    self.register_job(format!("capture {cluster} for {}", w.purpose.word()));
+                w.capture_job = Some(id);
+                self.tasks.plan_live(
+                    w.generation,
+                    (id, progress),
+                    repo,
+                    target,
+                    tasks::LiveMove {
+                        source,
+                        capture: copts,
+                        options: ropts,
+                        action: w.purpose.action(),
+                    },
+                );
+            }
+        }
+    }
+
+    /// How a wizard's live source is captured (tagged with the console and the purpose;
+    /// the envelope is read by the task).
+    fn live_capture(
+        &self,
+        w: &Wizard,
+        cluster: &str,
+        scope: &ferry_k8s::capture::Scope,
+    ) -> ferry_k8s::capture::CaptureOptions {
+        ferry_k8s::capture::CaptureOptions {
+            cluster: cluster.to_string(),
+            scope: scope.clone(),
+            include_volumes: w.include_volumes,
+            use_snapshots: true,
+            mover: self.env.mover.clone(),
+            tags: vec!["console".into(), w.purpose.word().into()],
+            parent: None,
+            no_parent: false,
+            envelope: None,
+        }
+    }
+
+    fn confirm(&mut self, w: Wizard) {
+        if w.creating().is_some() {
+            self.create_and_restore(w);
+            return;
+        }
+        let Some(Load::Ready(prepared)) = w.plan.clone() else {
+            return;
+        };
+        if let Some(reason) = self.read_only_reason(w.target_name()) {
+            self.say(Tone::Warn, format!("nothing was changed: {reason}"));
+            self.wizard = Some(w);
+            return;
+        }
+        let Some(target) = self.cluster(w.target_name()).map(|c| c.linked.clone()) else {
+            return;
+        };
+        let (id, progress) = self.register_job(format!(
+            "{} {} → {}",
+            w.purpose.word(),
+            w.source_label(),
+            target.name
+        ));
+        self.tasks.apply(
+            id,
+            target,
+            prepared,
+            self.env.mover.clone(),
+            self.env.reports.clone(),
+            progress,
+        );
+        self.say(
+            Tone::Ok,
+            format!("{} started: follow it on :jobs", w.purpose.word()),
+        );
+    }
+
+    /// Creates the wizard's new cluster and restores its source into it (a snapshot, or
+    /// a live selection captured once the cluster exists), as one job.
+    fn create_and_restore(&mut self, mut w: Wizard) {
+        let Some(new) = w.creating() else {
+            return;
+        };
+        let repo = match &self.env.repo {
+            Ok(r) => r.clone(),
+            Err(e) => {
+                let e = e.clone();
+                self.say(Tone::Error, e);
+                return;
+            }
+        };
+        let create = match new {
+            NewCluster::Eks(f) => f.spec().map(|(account, region, spec)| tasks::Create::Eks {
+                account,
+                region,
+                spec: Box::new(spec),
+                source_version: f.source_version.clone(),
+            }),
+            NewCluster::Aks(f) => f.spec().map(|(sub, spec)| tasks::Create::Aks {
+                sub: Box::new(sub),
+                spec: Box::new(spec),
+                source_version: f.source_version.clone(),
+            }),
+        };
+        let name = new.name().to_string();
+        let payload = match &w.source {
+            Source::Snapshot { snap, meta } => Ok(tasks::Payload::Snapshot {
+                snapshot: snap.clone(),
+                meta: meta.clone(),
+                origin: Box::new(self.origin_place(&meta.cluster)),
+            }),
+            Source::Live { cluster, scope } => match self.cluster(cluster) {
+                Some(c) => Ok(tasks::Payload::Live {
+                    source: Box::new(c.linked.clone()),
+                    capture: Box::new(self.live_capture(&w, cluster, scope)),
+                    action: w.purpose.action(),
+                }),
+                None => Err(format!(
+                    "{cluster} is no longer linked: close the wizard and link it again"
+                )),
+            },
+        };
+        let (create, payload) = match (create, payload) {
+            (Ok(c), Ok(p)) => (c, p),
+            (Err(e), _) | (_, Err(e)) => {
+                w.error = Some(e);
+                self.wizard = Some(w);
+                return;
+            }
+        };
+        let (id, progress) = self.register_job(format!(
+            "create {name} + {} {}",
+            w.purpose.word(),
+            w.source_label()
+        ));
+        self.tasks.create_and_restore(
+            id,
+            create,
+            repo,
+            tasks::Restore {
+                payload,
+                options: w.restore_options(&self.env.mover),
+                mover: self.env.mover.clone(),
+                reports: self.env.reports.clone(),
+            },
+            progress,
+        );
+        self.say(
+            Tone::Ok,
+            format!(
+                "creating {name}, then {} {} into it: follow it on :jobs",
+                w.purpose.doing(),
+                w.source_label()
+            ),
+        );
+    }
+}
