@@ -18,7 +18,7 @@ use ratatui::layout::{Position, Rect};
 use serde_json::Value;
 
 use crate::keymap::{Command, Keymap};
-use crate::page;
+use crate::page::{self, LineCommand};
 use crate::screens;
 use crate::tasks;
 use crate::theme::Theme;
@@ -1158,21 +1158,39 @@ impl App {
             Some((w, a)) => (w, Some(a.trim())),
             None => (cmd, None),
         };
-        match (word, arg) {
-            ("clusters" | "cl", _) => self.reset_to(vec![View::Clusters]),
-            ("ns" | "namespaces", None) => match self.current_cluster().map(str::to_string) {
+        if word.is_empty() {
+            return;
+        }
+        let Some(line) = LineCommand::named(word) else {
+            let known = LineCommand::usage(":", ", ");
+            self.say(Tone::Error, format!("unknown command :{word}: use {known}"));
+            return;
+        };
+        match (line, arg) {
+            (LineCommand::Clusters, _) => self.reset_to(vec![View::Clusters]),
+            (LineCommand::Namespaces, None) => match self.current_cluster().map(str::to_string) {
                 Some(c) => self.reset_to(vec![View::Clusters, View::Namespaces { cluster: c }]),
-                None => self.say(Tone::Warn, "no current cluster: pick one on :clusters or use :ctx NAME"),
+                None => self.say(
+                    Tone::Warn,
+                    "no current cluster: pick one on :clusters or use :ctx NAME",
+                ),
             },
-            ("ns" | "namespaces", Some(ns)) => match self.current_cluster().map(str::to_string) {
+            (LineCommand::Namespaces, Some(ns)) => match self.current_cluster().map(str::to_string)
+            {
                 Some(c) => self.reset_to(vec![
                     View::Clusters,
                     View::Namespaces { cluster: c.clone() },
-                    View::Workloads { cluster: c, ns: ns.to_string() },
+                    View::Workloads {
+                        cluster: c,
+                        ns: ns.to_string(),
+                    },
                 ]),
-                None => self.say(Tone::Warn, "no current cluster: pick one on :clusters or use :ctx NAME"),
+                None => self.say(
+                    Tone::Warn,
+                    "no current cluster: pick one on :clusters or use :ctx NAME",
+                ),
             },
-            ("ctx" | "context", Some(name)) => {
+            (LineCommand::Context, Some(name)) => {
                 let found = self
                     .clusters
                     .iter()
@@ -1186,17 +1204,12 @@ impl App {
                     ),
                 }
             }
-            ("ctx" | "context", None) => self.say(Tone::Warn, "name the context: :ctx NAME"),
-            ("snapshots" | "snap" | "ss", _) => self.reset_to(vec![View::Snapshots]),
-            ("jobs" | "j", _) => self.reset_to(vec![View::Jobs]),
-            ("audit" | "a", _) => self.reset_to(vec![View::Audit]),
-            ("help", _) => self.mode = Mode::Help,
-            ("q" | "quit", _) => self.action(Command::Quit),
-            ("", _) => {}
-            (other, _) => self.say(
-                Tone::Error,
-                format!("unknown command :{other}: use :clusters, :ns [NAME], :ctx NAME, :snapshots, :jobs, :audit, :q"),
-            ),
+            (LineCommand::Context, None) => self.say(Tone::Warn, "name the context: :ctx NAME"),
+            (LineCommand::Snapshots, _) => self.reset_to(vec![View::Snapshots]),
+            (LineCommand::Jobs, _) => self.reset_to(vec![View::Jobs]),
+            (LineCommand::Audit, _) => self.reset_to(vec![View::Audit]),
+            (LineCommand::Help, _) => self.mode = Mode::Help,
+            (LineCommand::Quit, _) => self.action(Command::Quit),
         }
     }
 

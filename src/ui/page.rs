@@ -84,6 +84,54 @@ pub const GLOBAL: &[Offer] = &[
 /// The YAML pane, on screens whose rows are objects.
 pub const YAML: Offer = Offer::new(Command::Yaml, "show or hide the YAML pane");
 
+/// A command typed after `:`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineCommand {
+    Clusters,
+    Namespaces,
+    Context,
+    Snapshots,
+    Jobs,
+    Audit,
+    Help,
+    Quit,
+}
+
+/// The `:` commands: each with the words that name it and how it is written.
+pub const LINE_COMMANDS: &[(LineCommand, &[&str], &str)] = &[
+    (LineCommand::Clusters, &["clusters", "cl"], "clusters"),
+    (LineCommand::Namespaces, &["ns", "namespaces"], "ns [NAME]"),
+    (LineCommand::Context, &["ctx", "context"], "ctx NAME"),
+    (
+        LineCommand::Snapshots,
+        &["snapshots", "snap", "ss"],
+        "snapshots",
+    ),
+    (LineCommand::Jobs, &["jobs", "j"], "jobs"),
+    (LineCommand::Audit, &["audit", "a"], "audit"),
+    (LineCommand::Help, &["help"], "help"),
+    (LineCommand::Quit, &["q", "quit"], "q"),
+];
+
+impl LineCommand {
+    /// The command a word names.
+    pub fn named(word: &str) -> Option<LineCommand> {
+        LINE_COMMANDS
+            .iter()
+            .find(|(_, names, _)| names.contains(&word))
+            .map(|(c, _, _)| *c)
+    }
+
+    /// How each command is written, joined by `sep` and each after `prefix`.
+    pub fn usage(prefix: &str, sep: &str) -> String {
+        LINE_COMMANDS
+            .iter()
+            .map(|(_, _, u)| format!("{prefix}{u}"))
+            .collect::<Vec<_>>()
+            .join(sep)
+    }
+}
+
 /// A screen of the console: what it shows and what its commands do.
 pub trait Page: Sync {
     /// How other screens' messages name it ("jobs", "a snapshot's files").

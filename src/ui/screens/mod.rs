@@ -205,7 +205,7 @@ fn footer(f: &mut Frame, area: Rect, app: &App) {
             Span::styled(":", theme.title()),
             Span::styled(t.clone(), theme.input()),
             Span::styled(
-                "▏ clusters · ns [NAME] · ctx NAME · snapshots · jobs · audit · q",
+                format!("▏ {}", page::LineCommand::usage("", " · ")),
                 theme.dim(),
             ),
         ]),
