@@ -479,3 +479,246 @@ async fn helm_template_applies_and_kubectl_waits_and_watches() {
     }
     sandbox.shutdown().await.unwrap();
 }
+
+/// The header line of kubectl's output (the first line), split into its columns.
+fn header(out: &str) -> Vec<String> {
+    let line = out.lines().next().unwrap_or("");
+    line.split("  ")
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_get_prints_the_servers_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    let sandbox = Sandbox::start(SandboxConfig::new("tables", dir.path().join("state")))
+        .await
+        .unwrap();
+    let kc = dir.path().join("kubeconfig");
+    write_kubeconfig(&kc, &[sandbox.kubeconfig_entry()]).unwrap();
+    let manifest = dir.path().join("app.yaml");
+    std::fs::write(
+        &manifest,
+        r#"apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata:
+  name: fast
+  annotations:
+    storageclass.kubernetes.io/is-default-class: "true"
+provisioner: ebs.csi.aws.com
+volumeBindingMode: WaitForFirstConsumer
+allowVolumeExpansion: true
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - name: nginx
+        image: nginx:1.27
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+spec:
+  selector: {app: web}
+  ports:
+  - port: 80
+    targetPort: 8080
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata:
+  name: data
+spec:
+  accessModes: [ReadWriteOnce]
+  resources:
+    requests: {storage: 1Gi}
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: creds
+type: Opaque
+stringData: {user: u, password: p}
+---
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: backups.example.com
+spec:
+  group: example.com
+  scope: Namespaced
+  names: {plural: backups, singular: backup, kind: Backup}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        x-kubernetes-preserve-unknown-fields: true
+    additionalPrinterColumns:
+    - name: Schedule
+      type: string
+      jsonPath: .spec.schedule
+    - name: Kept
+      type: integer
+      jsonPath: .spec.keep
+"#,
+    )
+    .unwrap();
+    kubectl(&kc, &["apply", "-f", manifest.to_str().unwrap()]).await;
+    let cr = dir.path().join("cr.yaml");
+    std::fs::write(
+        &cr,
+        "apiVersion: example.com/v1\nkind: Backup\nmetadata:\n  name: nightly\nspec:\n  schedule: \"0 3 * * *\"\n  keep: 7\n",
+    )
+    .unwrap();
+    // The CRD's resource is served once established.
+    let mut applied = String::new();
+    for _ in 0..50 {
+        let (ok, out, _) = kubectl_status(&kc, &["apply", "-f", cr.to_str().unwrap()]).await;
+        if ok {
+            applied = out;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(applied.contains("backup.example.com/nightly"), "{applied}");
+
+    let cases: &[(&[&str], &[&str])] = &[
+        (
+            &["get", "pods"],
+            &["NAME", "READY", "STATUS", "RESTARTS", "AGE"],
+        ),
+        (
+            &["get", "pods", "-o", "wide"],
+            &[
+                "NAME",
+                "READY",
+                "STATUS",
+                "RESTARTS",
+                "AGE",
+                "IP",
+                "NODE",
+                "NOMINATED NODE",
+                "READINESS GATES",
+            ],
+        ),
+        (
+            &["get", "deployments"],
+            &["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"],
+        ),
+        (
+            &["get", "deployments", "-o", "wide"],
+            &[
+                "NAME",
+                "READY",
+                "UP-TO-DATE",
+                "AVAILABLE",
+                "AGE",
+                "CONTAINERS",
+                "IMAGES",
+                "SELECTOR",
+            ],
+        ),
+        (
+            &["get", "replicasets"],
+            &["NAME", "DESIRED", "CURRENT", "READY", "AGE"],
+        ),
+        (
+            &["get", "services"],
+            &[
+                "NAME",
+                "TYPE",
+                "CLUSTER-IP",
+                "EXTERNAL-IP",
+                "PORT(S)",
+                "AGE",
+            ],
+        ),
+        (
+            &["get", "pvc"],
+            &[
+                "NAME",
+                "STATUS",
+                "VOLUME",
+                "CAPACITY",
+                "ACCESS MODES",
+                "STORAGECLASS",
+                "VOLUMEATTRIBUTESCLASS",
+                "AGE",
+            ],
+        ),
+        (
+            &["get", "storageclasses"],
+            &[
+                "NAME",
+                "PROVISIONER",
+                "RECLAIMPOLICY",
+                "VOLUMEBINDINGMODE",
+                "ALLOWVOLUMEEXPANSION",
+                "AGE",
+            ],
+        ),
+        (&["get", "configmaps"], &["NAME", "DATA", "AGE"]),
+        (&["get", "secrets"], &["NAME", "TYPE", "DATA", "AGE"]),
+        (&["get", "namespaces"], &["NAME", "STATUS", "AGE"]),
+        (
+            &["get", "nodes"],
+            &["NAME", "STATUS", "ROLES", "AGE", "VERSION"],
+        ),
+        (&["get", "backups"], &["NAME", "SCHEDULE", "KEPT", "AGE"]),
+    ];
+    for (args, want) in cases {
+        let out = kubectl(&kc, args).await;
+        assert_eq!(header(&out), *want, "kubectl {args:?}:\n{out}");
+    }
+
+    // The cells say what a real cluster says.
+    let sc = kubectl(&kc, &["get", "sc", "fast"]).await;
+    assert!(
+        sc.contains("fast (default)") && sc.contains("ebs.csi.aws.com"),
+        "{sc}"
+    );
+    assert!(
+        sc.contains("WaitForFirstConsumer") && sc.contains("true"),
+        "{sc}"
+    );
+    let secret = kubectl(&kc, &["get", "secret", "creds"]).await;
+    assert!(
+        secret.contains("Opaque") && secret.contains(" 2 "),
+        "{secret}"
+    );
+    let svc = kubectl(&kc, &["get", "svc", "web", "-o", "wide"]).await;
+    assert!(
+        svc.contains("ClusterIP") && svc.contains("80/TCP") && svc.contains("app=web"),
+        "{svc}"
+    );
+    let backup = kubectl(&kc, &["get", "backup", "nightly"]).await;
+    assert!(
+        backup.contains("0 3 * * *") && backup.contains('7'),
+        "{backup}"
+    );
+    let labels = kubectl(&kc, &["get", "deploy", "web", "--show-labels"]).await;
+    assert_eq!(
+        header(&labels).last().map(String::as_str),
+        Some("LABELS"),
+        "{labels}"
+    );
+    // Other output formats still get the objects themselves.
+    let name = kubectl(&kc, &["get", "deploy", "-o", "name"]).await;
+    assert_eq!(name.trim(), "deployment.apps/web");
+}

@@ -54,6 +54,7 @@ pub mod sigv4;
 mod ssa;
 mod storage;
 mod store;
+mod table;
 mod tls;
 mod users;
 mod verbs;

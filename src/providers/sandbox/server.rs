@@ -408,6 +408,12 @@ async fn route(shared: &Arc<Shared>, req: Request<Incoming>) -> ApiResult<Respon
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string();
+    let accept = req
+        .headers()
+        .get(hyper::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
     let user_agent = req
         .headers()
         .get(hyper::header::USER_AGENT)
@@ -537,7 +543,7 @@ async fn route(shared: &Arc<Shared>, req: Request<Incoming>) -> ApiResult<Respon
     };
     // A bug must cost one request a 500, never the server: catch panics here. Each store
     // change is a single step, so the store stays consistent.
-    let (code, out) =
+    let (code, mut out) =
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)).map_err(|_| {
             ApiError::new(
                 500,
@@ -545,6 +551,13 @@ async fn route(shared: &Arc<Shared>, req: Request<Incoming>) -> ApiResult<Respon
                 "the sandbox failed on this request (a bug: please report it with the request)",
             )
         })??;
+    // `kubectl get` asks for the server's printed columns.
+    if matches!(verb, "get" | "list") && sub == Sub::Main && super::table::wanted(&accept) {
+        let include = query
+            .get("includeObject")
+            .map_or("Metadata", String::as_str);
+        out = super::table::convert(&shared.cluster.lock().store, &info, &out, include);
+    }
     Ok(json_response(code, &out))
 }
 
