@@ -967,7 +967,7 @@ impl App {
                     if let Ok(p) = r
                         && p.captured
                     {
-                        self.abandon(p.permit);
+                        self.abandon(p.staged);
                     }
                 }
             },
@@ -1007,8 +1007,8 @@ impl App {
     }
 
     /// Records a live capture whose plan was dropped unconfirmed ([`tasks::Tasks::abandoned`]).
-    fn abandon(&self, permit: ferry_jobs::Permit) {
-        self.tasks.abandoned(permit);
+    fn abandon(&self, staged: ferry_jobs::Staged) {
+        self.tasks.abandoned(staged);
     }
 
     fn wizard_sync(&mut self) {
@@ -1763,15 +1763,15 @@ impl App {
         };
         // A live capture's plan the key drops unconfirmed still gets its audit record.
         let captured = match &w.plan {
-            Some(Load::Ready(p)) if p.captured => Some(p.permit.clone()),
+            Some(Load::Ready(p)) if p.captured => Some(p.staged.clone()),
             _ => None,
         };
         let outcome = w.key(self, k);
-        if let Some(permit) = captured
+        if let Some(staged) = captured
             && (matches!(outcome, crate::wizard_state::Outcome::Close)
                 || !matches!(w.plan, Some(Load::Ready(_))))
         {
-            self.abandon(permit);
+            self.abandon(staged);
         }
         match outcome {
             crate::wizard_state::Outcome::Stay => self.wizard = Some(w),
@@ -1917,14 +1917,8 @@ impl App {
             w.source_label(),
             target.name
         ));
-        self.tasks.apply(
-            id,
-            target,
-            prepared,
-            self.env.mover.clone(),
-            self.env.reports.clone(),
-            progress,
-        );
+        self.tasks
+            .apply(id, target, prepared, self.env.reports.clone(), progress);
         self.say(
             Tone::Ok,
             format!("{} started: follow it on :jobs", w.purpose.word()),
