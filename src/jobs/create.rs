@@ -14,7 +14,6 @@ use ferry_providers::eks::{AwsAccount, ClusterSpec, CreateEvent};
 use ferry_providers::kubeconfig::LinkedCluster;
 use ferry_repo::Repository;
 use ferry_repo::snapshot::Snapshot;
-use ferry_repo::units;
 
 use crate::moving::{MoveJob, RestoreJob, Restored, stage_move, stage_restore};
 use crate::{Endpoint, Failed, JobError};
@@ -155,16 +154,10 @@ pub async fn create_and_restore(
 
 /// What a move's capture saved, into the job's log.
 fn log_capture(progress: &JobProgress, out: &CaptureOutcome) {
-    let s = &out.snapshot.summary;
     progress.log(format!(
-        "captured snapshot {}: {} objects, {} volume(s), {} files, {} ({} new, {} stored)",
+        "captured snapshot {}: {}",
         out.snapshot.id.short(),
-        out.meta.objects,
-        out.meta.volumes.len(),
-        s.files,
-        units::bytes(s.bytes),
-        units::bytes(s.bytes_new),
-        units::bytes(s.bytes_stored)
+        crate::capture_summary(out)
     ));
     for w in &out.warnings {
         progress.log(format!("warning: {w}"));

@@ -40,6 +40,7 @@ use ferry_policy::{Action, Decision, PolicyError};
 use ferry_providers::kubeconfig::{KubeconfigError, LinkedCluster};
 use ferry_repo::Repository;
 use ferry_repo::snapshot::Snapshot;
+use ferry_repo::units;
 
 mod create;
 mod moving;
@@ -355,6 +356,20 @@ impl Permit {
         record.time = chrono::Utc::now();
         gate::append(&self.repo, record).await
     }
+}
+
+/// What a capture saved, in words: objects, volumes, files and sizes.
+pub fn capture_summary(out: &CaptureOutcome) -> String {
+    let s = &out.snapshot.summary;
+    format!(
+        "{} objects, {} volume(s), {} files, {} ({} new, {} stored)",
+        out.meta.objects,
+        out.meta.volumes.len(),
+        s.files,
+        units::bytes(s.bytes),
+        units::bytes(s.bytes_new),
+        units::bytes(s.bytes_stored)
+    )
 }
 
 /// Reads a capture's objects on a blocking thread.

@@ -752,24 +752,10 @@ fn ended(r: Result<JobEnd, String>, progress: &JobProgress) -> JobEnd {
     }
 }
 
-/// What a capture saved, in words.
-fn capture_summary(out: &capture::CaptureOutcome) -> String {
-    let s = &out.snapshot.summary;
-    format!(
-        "{} objects, {} volume(s), {} files, {} ({} new, {} stored)",
-        out.meta.objects,
-        out.meta.volumes.len(),
-        s.files,
-        format::bytes(s.bytes),
-        format::bytes(s.bytes_new),
-        format::bytes(s.bytes_stored)
-    )
-}
-
 fn captured(out: &capture::CaptureOutcome) -> JobEnd {
     JobEnd::Captured {
         snapshot: out.snapshot.id.short(),
-        summary: capture_summary(out),
+        summary: ferry_jobs::capture_summary(out),
         warnings: out.warnings.clone(),
     }
 }
