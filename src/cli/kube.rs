@@ -131,18 +131,6 @@ pub fn connect(ctx: &Context, name: Option<&str>) -> anyhow::Result<(LinkedClust
     Ok((cluster, client))
 }
 
-/// The cloud envelope of a managed cluster, for a capture to record (`None` for a
-/// kubeconfig context); a failure to read it is a warning, not an error.
-pub fn envelope(ctx: &Context, cluster: &LinkedCluster) -> Option<Value> {
-    match ctx.rt.block_on(cluster.envelope()) {
-        Ok(e) => e,
-        Err(e) => {
-            eprintln!("warning: the capture records no cloud envelope: {e}");
-            None
-        }
-    }
-}
-
 #[derive(Debug, Args)]
 pub struct ClustersArgs {
     /// Print JSON

@@ -3,9 +3,10 @@
 use anyhow::{Context as _, bail};
 use clap::Args;
 
-use super::policy::Place;
+use super::policy::{Place, job_failed, say_allowed, say_unrecorded};
 use super::{Context, Exit};
 use ferry_console::{format, progress::run_with_progress};
+use ferry_jobs::Removal;
 use ferry_k8s::capture::CaptureMeta;
 use ferry_policy::Action as PolicyAction;
 use ferry_repo::Repository;
@@ -167,18 +168,7 @@ pub fn forget(ctx: &Context, a: ForgetArgs) -> anyhow::Result<Exit> {
                 .iter()
                 .filter_map(|id| all.iter().find(|s| &s.id == id))
                 .collect();
-            let jobs = authorize_removal(ctx, &repo, &chosen)?;
-            let r = forget::forget_ids(&repo, &ids);
-            let done = r
-                .as_ref()
-                .map(|_| Exit::SUCCESS)
-                .map_err(|e| anyhow::anyhow!("{e}"));
-            for j in jobs {
-                super::policy::finish(ctx, j, &done);
-            }
-            r.context(
-                "removing the snapshots failed part way (those removed stay removed, the others are intact): run the same command again to remove the rest",
-            )?;
+            remove(ctx, &repo, &chosen, ids.clone())?;
             say!("removed {} snapshot(s)", ids.len());
         }
     } else {
@@ -196,19 +186,8 @@ pub fn forget(ctx: &Context, a: ForgetArgs) -> anyhow::Result<Exit> {
                 .filter(|d| !d.keep)
                 .map(|d| &d.snapshot)
                 .collect();
-            let jobs = authorize_removal(ctx, &repo, &chosen)?;
             let ids: Vec<_> = chosen.iter().map(|s| s.id).collect();
-            let r = forget::forget_ids(&repo, &ids);
-            let done = r
-                .as_ref()
-                .map(|_| Exit::SUCCESS)
-                .map_err(|e| anyhow::anyhow!("{e}"));
-            for j in jobs {
-                super::policy::finish(ctx, j, &done);
-            }
-            r.context(
-                "removing the snapshots failed part way (those removed stay removed, the others are intact): run the same command again to remove the rest",
-            )?;
+            remove(ctx, &repo, &chosen, ids)?;
         }
         let mut removed = 0;
         for d in &decisions {
@@ -264,14 +243,16 @@ pub fn forget(ctx: &Context, a: ForgetArgs) -> anyhow::Result<Exit> {
     Ok(Exit::SUCCESS)
 }
 
-/// Removing captures is the policy's `delete-snapshots` action, decided with the
-/// user's identity on the cluster each capture came from (one check per cluster).
-/// Folder snapshots are not governed by cluster policies.
-fn authorize_removal(
+/// Removes the snapshots `ids` ([`ferry_jobs::delete_snapshots`]). Removing captures is
+/// the policy's `delete-snapshots` action, decided with the user's identity on the
+/// cluster each capture came from (one check per cluster). Folder snapshots are not
+/// governed by cluster policies.
+fn remove(
     ctx: &Context,
     repo: &Repository,
     snaps: &[&Snapshot],
-) -> anyhow::Result<Vec<ferry_jobs::Permit>> {
+    ids: Vec<ferry_repo::Id>,
+) -> anyhow::Result<()> {
     let mut by_cluster: std::collections::BTreeMap<String, Vec<String>> = Default::default();
     for s in snaps {
         if let Some(m) = CaptureMeta::of(s) {
@@ -283,27 +264,37 @@ fn authorize_removal(
             }
         }
     }
-    let mut jobs = Vec::new();
-    for (cluster, namespaces) in by_cluster {
-        let from = match super::kube::connect(ctx, Some(&cluster)) {
-            Ok((linked, client)) => Place::new(&linked, Some(&client)),
-            Err(_) => Place::named(&cluster),
-        };
-        let pairs: Vec<_> = if namespaces.is_empty() {
-            vec![(None, None)]
-        } else {
-            namespaces.into_iter().map(|n| (Some(n), None)).collect()
-        };
-        jobs.push(super::policy::authorize(
-            ctx,
-            repo,
-            PolicyAction::DeleteSnapshots,
-            Some(&from),
-            None,
-            &pairs,
-        )?);
+    let removals: Vec<Removal> = by_cluster
+        .into_iter()
+        .map(|(cluster, namespaces)| Removal {
+            from: match super::kube::connect(ctx, Some(&cluster)) {
+                Ok((linked, client)) => Place::new(&linked, Some(&client)),
+                Err(_) => Place::named(&cluster),
+            },
+            namespaces,
+        })
+        .collect();
+    match ctx
+        .rt
+        .block_on(ferry_jobs::delete_snapshots(repo, &removals, ids))
+    {
+        Ok(done) => {
+            for a in &done.allowed {
+                say_allowed(Some(a));
+            }
+            for w in &done.unrecorded {
+                say_unrecorded(Some(w));
+            }
+            Ok(())
+        }
+        Err(f) if matches!(f.error, ferry_jobs::JobError::Repository(_)) => {
+            say_unrecorded(f.unrecorded.as_deref());
+            Err(anyhow::Error::new(f.error).context(
+                "removing the snapshots failed part way (those removed stay removed, the others are intact): run the same command again to remove the rest",
+            ))
+        }
+        Err(f) => Err(job_failed(PolicyAction::DeleteSnapshots, repo, f)),
     }
-    Ok(jobs)
 }
 
 pub fn prune(ctx: &Context, a: PruneArgs) -> anyhow::Result<Exit> {

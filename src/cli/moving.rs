@@ -10,11 +10,11 @@ use anyhow::Context as _;
 use clap::Args;
 
 use super::kube::connect;
-use super::policy::{Place, authorize, finish, origin, say_scrubbed};
+use super::policy::{Place, job_failed, origin, say_allowed, say_scrubbed, say_unrecorded};
 use super::{Context, Exit};
 use crate::config::Settings;
 use ferry_console::{format, progress};
-use ferry_jobs::{JobError, restore_pairs, restored_namespaces};
+use ferry_jobs::{Endpoint, MoveJob, RestoreJob, Staged};
 use ferry_k8s::JobProgress;
 use ferry_k8s::apply::Report;
 use ferry_k8s::capture::{self, CaptureMeta, CaptureOptions, CaptureOutcome, Scope};
@@ -144,8 +144,8 @@ impl MapArgs {
 fn run_job<T: Send>(
     ctx: &Context,
     job: &Arc<JobProgress>,
-    f: impl std::future::Future<Output = Result<T, JobError>> + Send,
-) -> Result<T, JobError> {
+    f: impl std::future::Future<Output = T> + Send,
+) -> T {
     let describe =
         |s: &ferry_repo::progress::ProgressSnapshot, r: f64| progress::job_line(job, s, r);
     progress::run_with_line(&job.data, ctx.global.quiet, &describe, || {
@@ -202,45 +202,31 @@ pub fn backup(
     no_parent: bool,
 ) -> anyhow::Result<Exit> {
     let scope = sel.scope()?;
-    let (linked, client) = connect(ctx, cluster)?;
+    let (cluster, client) = connect(ctx, cluster)?;
     let repo = ctx.open()?;
-    let pairs: Vec<_> = sel
-        .namespaces
-        .iter()
-        .map(|n| (Some(n.clone()), None))
-        .collect();
-    let mut permit = authorize(
-        ctx,
-        &repo,
-        PolicyAction::Backup,
-        Some(&Place::new(&linked, Some(&client))),
-        None,
-        &pairs,
-    )?;
-    let result = (|| {
-        let opts = CaptureOptions {
-            cluster: linked.name.clone(),
-            scope,
-            include_volumes: !sel.no_volumes,
-            use_snapshots: !sel.no_snapshots,
-            mover: mover(ctx, sel.mover_image.as_deref())?,
-            tags,
-            parent,
-            no_parent,
-            envelope: super::kube::envelope(ctx, &linked),
-        };
-        let job = new_job(ctx);
-        let out = run_job(ctx, &job, permit.capture(&client, &opts, &job))
-            .with_context(|| format!("backup from {} failed", linked.name))?;
-        print_capture(&out);
-        Ok(if out.warnings.is_empty() {
-            Exit::SUCCESS
-        } else {
-            Exit::from(3)
-        })
-    })();
-    finish(ctx, permit, &result);
-    result
+    let opts = CaptureOptions {
+        cluster: cluster.name.clone(),
+        scope,
+        include_volumes: !sel.no_volumes,
+        use_snapshots: !sel.no_snapshots,
+        mover: mover(ctx, sel.mover_image.as_deref())?,
+        tags,
+        parent,
+        no_parent,
+        envelope: None,
+    };
+    let source = Endpoint { cluster, client };
+    let job = new_job(ctx);
+    let out = run_job(ctx, &job, ferry_jobs::backup(&repo, &source, opts, &job))
+        .map_err(|f| job_failed(PolicyAction::Backup, &repo, f))?;
+    say_allowed(out.allowed.as_deref());
+    print_capture(&out.capture);
+    say_unrecorded(out.unrecorded.as_deref());
+    Ok(if out.capture.warnings.is_empty() {
+        Exit::SUCCESS
+    } else {
+        Exit::from(3)
+    })
 }
 
 /// Finds a capture snapshot and its metadata.
@@ -401,7 +387,7 @@ pub fn restore(
 ) -> anyhow::Result<Exit> {
     let repo = ctx.open()?;
     let (snap, meta) = find_capture(&repo, snapshot)?;
-    let (linked, client) = connect(ctx, context)?;
+    let (cluster, client) = connect(ctx, context)?;
     let mut opts = a.map.options(mover(ctx, mover_image)?);
     if let Some(path) = &a.retry {
         let r: Report = serde_json::from_slice(
@@ -416,36 +402,43 @@ pub fn restore(
         }
         opts.only = Some(failed);
     }
-    let pairs = restore_pairs(restored_namespaces(&meta, &opts), &opts);
-    let mut permit = authorize(
-        ctx,
-        &repo,
-        PolicyAction::Restore,
-        Some(&origin(ctx, &meta.cluster)),
-        Some(&Place::new(&linked, Some(&client))),
-        &pairs,
-    )?;
-    permit.note_snapshot(&snap);
-    let result = (|| {
-        let (plan, scrubbed) =
-            ctx.rt
-                .block_on(permit.plan(&client, &linked.name, &snap, &meta, &opts))?;
-        say_scrubbed(&scrubbed);
-        eprint!("{}", plan.render_text());
-        if plan.blocking() > 0 {
-            anyhow::bail!(
-                "the plan has {} blocking problem(s) (above): nothing was changed",
-                plan.blocking()
-            );
-        }
-        confirm(&plan, a.yes)?;
-        let job = new_job(ctx);
-        let report = run_job(ctx, &job, permit.apply(&client, &plan, &opts.mover, &job))
-            .with_context(|| format!("restore into {} failed", linked.name))?;
-        print_report(ctx, &report)
-    })();
-    finish(ctx, permit, &result);
-    result
+    let job = RestoreJob {
+        origin: origin(ctx, &meta.cluster),
+        snapshot: snap,
+        meta,
+        options: opts,
+    };
+    let target = Endpoint { cluster, client };
+    let staged = ctx
+        .rt
+        .block_on(ferry_jobs::stage_restore(&repo, &target, job))
+        .map_err(|f| job_failed(PolicyAction::Restore, &repo, f))?;
+    say_allowed(staged.allowed().as_deref());
+    carry_out(ctx, PolicyAction::Restore, &repo, staged, a.yes)
+}
+
+/// Shows a staged job's plan, asks (unless `yes`), carries it out and says how it went.
+fn carry_out(
+    ctx: &Context,
+    action: PolicyAction,
+    repo: &Repository,
+    staged: Staged,
+    yes: bool,
+) -> anyhow::Result<Exit> {
+    say_scrubbed(staged.scrubbed());
+    eprint!("{}", staged.plan().render_text());
+    // A plan with blocking problems is not asked about: the job refuses it.
+    if staged.plan().blocking() == 0
+        && let Err(e) = confirm(staged.plan(), yes)
+    {
+        say_unrecorded(ctx.rt.block_on(staged.decline(format!("{e:#}"))).as_deref());
+        return Err(e);
+    }
+    let job = new_job(ctx);
+    let out = run_job(ctx, &job, staged.run(&job)).map_err(|f| job_failed(action, repo, f))?;
+    let exit = print_report(ctx, &out.report);
+    say_unrecorded(out.unrecorded.as_deref());
+    exit
 }
 
 #[derive(Debug, Args)]
@@ -501,62 +494,48 @@ pub fn migrate(
     let (dst, dst_client) = connect(ctx, Some(&to))?;
     let repo = ctx.open()?;
     let mover_opts = mover(ctx, a.select.mover_image.as_deref())?;
-    let copts = CaptureOptions {
+    let capture = CaptureOptions {
         cluster: src.name.clone(),
         scope,
         include_volumes: !a.select.no_volumes && !a.restore.map.no_volume_data,
         use_snapshots: !a.select.no_snapshots,
         mover: mover_opts.clone(),
         tags: a.tags.clone(),
-        envelope: super::kube::envelope(ctx, &src),
+        envelope: None,
         parent: None,
         no_parent: false,
     };
-    let ropts = a.restore.map.options(mover_opts);
-    let pairs = restore_pairs(&a.select.namespaces, &ropts);
-    let mut permit = authorize(
-        ctx,
-        &repo,
+    let job = MoveJob {
         action,
-        Some(&Place::new(&src, Some(&src_client))),
-        Some(&Place::new(&dst, Some(&dst_client))),
-        &pairs,
-    )?;
-    let result = (|| {
-        // Capture first, then show the plan before anything changes on the target.
-        let job = new_job(ctx);
-        let out = run_job(ctx, &job, permit.capture(&src_client, &copts, &job))
-            .with_context(|| format!("capture from {} failed", src.name))?;
-        print_capture(&out);
-        let (plan, scrubbed) = ctx.rt.block_on(permit.plan(
-            &dst_client,
-            &dst.name,
-            &out.snapshot,
-            &out.meta,
-            &ropts,
-        ))?;
-        say_scrubbed(&scrubbed);
-        eprint!("{}", plan.render_text());
-        if plan.blocking() > 0 {
-            anyhow::bail!(
-                "the plan has {} blocking problem(s) (above): nothing was changed on {}; the capture is snapshot {}",
-                plan.blocking(),
-                dst.name,
-                out.snapshot.id.short()
-            );
+        capture,
+        options: a.restore.map.options(mover_opts),
+    };
+    let source = Endpoint {
+        cluster: src,
+        client: src_client,
+    };
+    let target = Endpoint {
+        cluster: dst,
+        client: dst_client,
+    };
+    // Capture first, then show the plan before anything changes on the target.
+    let progress = new_job(ctx);
+    let staged = run_job(
+        ctx,
+        &progress,
+        ferry_jobs::stage_move(&repo, &source, &target, job, &progress),
+    )
+    .map_err(|f| {
+        if let Some(c) = &f.capture {
+            print_capture(c);
         }
-        confirm(&plan, a.restore.yes)?;
-        let job = new_job(ctx);
-        let report = run_job(
-            ctx,
-            &job,
-            permit.apply(&dst_client, &plan, &ropts.mover, &job),
-        )
-        .with_context(|| format!("restore into {} failed", dst.name))?;
-        print_report(ctx, &report)
-    })();
-    finish(ctx, permit, &result);
-    result
+        job_failed(action, &repo, f)
+    })?;
+    say_allowed(staged.allowed().as_deref());
+    if let Some(c) = staged.capture() {
+        print_capture(c);
+    }
+    carry_out(ctx, action, &repo, staged, a.restore.yes)
 }
 
 #[derive(Debug, Args)]

@@ -1,6 +1,6 @@
-//! `ferry policy keygen|show|set|check|identify|rbac`, and [`authorize`]: the one check every
-//! job that moves workloads makes before it plans anything, with the audit record it
-//! leaves behind ([`Job::finish`]).
+//! `ferry policy keygen|show|set|check|identify|rbac`, and how the other commands word
+//! what the policy decided for their jobs ([`job_failed`], [`say_allowed`]): the jobs
+//! themselves check the policy and write the audit record (`ferry_jobs`).
 
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use super::kube::{connect, linked};
 use super::{Context, Exit};
-use ferry_jobs::Permit;
+use ferry_jobs::JobError;
 use ferry_policy::gate;
 use ferry_policy::scrub::Scrubbed;
 use ferry_policy::{self as pol, Action, ActivePolicy, AdminKey, Decision};
@@ -390,32 +390,27 @@ pub(super) fn origin(ctx: &Context, cluster: &str) -> Place {
     }
 }
 
-/// Decides whether this job may run, before anything is read or planned
-/// ([`ferry_jobs::authorize`]: the verified policy, the identity on each cluster from
-/// `SelfSubjectReview`, every source→target namespace pair). A denial prints the
-/// deciding rule and who could do it instead, is recorded in the audit trail, and is
-/// returned as an error.
-pub(super) fn authorize(
-    ctx: &Context,
-    repo: &Repository,
+/// Says why the policy allowed a job (nothing when the repository has none).
+pub(super) fn say_allowed(reason: Option<&str>) {
+    if let Some(r) = reason {
+        eprintln!("allowed by policy: {r}");
+    }
+}
+
+/// A job's failure for the terminal: a denial by the policy prints the deciding rule and
+/// who could do it instead (the job layer recorded it already) and says nothing was
+/// changed; a policy that cannot be checked says so; anything else keeps the step that
+/// failed as context. A warning that the audit record was not written is printed first.
+pub(super) fn job_failed(
     action: Action,
-    from: Option<&Place>,
-    to: Option<&Place>,
-    pairs: &[(Option<String>, Option<String>)],
-) -> anyhow::Result<Permit> {
-    match ctx
-        .rt
-        .block_on(ferry_jobs::authorize(repo, action, from, to, pairs))
-    {
-        Ok(permit) => {
-            if permit.has_policy()
-                && let Some(d) = permit.decisions().first()
-            {
-                eprintln!("allowed by policy: {}", d.reason);
-            }
-            Ok(permit)
-        }
-        Err(pol::PolicyError::Denied {
+    repo: &Repository,
+    f: ferry_jobs::Failed,
+) -> anyhow::Error {
+    if let Some(w) = &f.unrecorded {
+        eprintln!("warning: {w}");
+    }
+    match f.error {
+        JobError::Policy(pol::PolicyError::Denied {
             rule,
             reason,
             could,
@@ -433,15 +428,19 @@ pub(super) fn authorize(
             if let Some(w) = unrecorded {
                 eprintln!("warning: {w}");
             }
-            anyhow::bail!(
+            anyhow::anyhow!(
                 "{action} denied by the repository's policy{}: nothing was changed",
                 rule.map(|r| format!(" ({r})")).unwrap_or_default()
             )
         }
-        Err(e) => Err(anyhow::Error::new(e).context(format!(
+        JobError::Policy(e) => anyhow::Error::new(e).context(format!(
             "{action} refused: the policy of the repository at {} cannot be checked",
             repo.location()
-        ))),
+        )),
+        e => match f.context {
+            Some(c) => anyhow::Error::new(e).context(c),
+            None => anyhow::Error::new(e),
+        },
     }
 }
 
@@ -463,13 +462,9 @@ pub(super) fn say_scrubbed(done: &[Scrubbed]) {
     }
 }
 
-/// Appends the audit record of the finished job.
-pub(super) fn finish(ctx: &Context, permit: Permit, result: &anyhow::Result<Exit>) {
-    let outcome = match result {
-        Ok(e) => Ok(*e == Exit::SUCCESS),
-        Err(e) => Err(format!("{e:#}")),
-    };
-    if let Some(w) = ctx.rt.block_on(permit.finish(outcome)) {
+/// Prints a warning that a job's audit record was not written.
+pub(super) fn say_unrecorded(warning: Option<&str>) {
+    if let Some(w) = warning {
         eprintln!("warning: {w}");
     }
 }

@@ -879,7 +879,7 @@ impl App {
                     if let Ok(p) = r
                         && p.captured
                     {
-                        self.abandon(p.permit);
+                        self.abandon(p.staged);
                     }
                 }
             },
@@ -919,8 +919,8 @@ impl App {
     }
 
     /// Records a live capture whose plan was dropped unconfirmed ([`tasks::Tasks::abandoned`]).
-    pub(crate) fn abandon(&self, permit: ferry_jobs::Permit) {
-        self.tasks.abandoned(permit);
+    pub(crate) fn abandon(&self, staged: ferry_jobs::Staged) {
+        self.tasks.abandoned(staged);
     }
 
     fn wizard_sync(&mut self) {

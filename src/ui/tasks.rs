@@ -14,7 +14,7 @@ use tokio::runtime::Handle;
 
 use crate::app::{JobEnd, Msg, NsSummary};
 use crate::format;
-use ferry_jobs::{Permit, authorize, restore_pairs, restored_namespaces};
+use ferry_jobs::{CreateAndRestore, Endpoint, Failed, JobError, MoveJob, RestoreJob, Staged};
 use ferry_k8s::JobProgress;
 use ferry_k8s::apply;
 use ferry_k8s::capture::{self, CaptureMeta, CaptureOptions};
@@ -30,25 +30,26 @@ use ferry_repo::restore;
 use ferry_repo::snapshot::{self, Snapshot};
 use ferry_repo::tree;
 
-/// A plan ready to be confirmed, with what it was built from.
+/// A plan ready to be confirmed.
 #[derive(Debug, Clone)]
 pub struct Prepared {
-    pub snapshot: Snapshot,
-    pub meta: CaptureMeta,
+    /// The plan, as the wizard shows it.
     pub plan: Plan,
-    /// The policy's permission: it carries the plan out and writes the audit record.
-    pub permit: Permit,
+    /// The job the policy allowed, staged with this plan: it carries the plan out and
+    /// writes the audit record.
+    pub staged: Staged,
     /// Whether a live capture was taken for this plan: then dropping the plan unconfirmed
     /// still leaves an audit record ([`Tasks::abandoned`]), as data was read from the source.
     pub captured: bool,
 }
 
-/// The namespaces a capture scope reads.
-fn scope_namespaces(scope: &capture::Scope) -> Vec<String> {
-    match scope {
-        capture::Scope::Namespaces(n) => n.clone(),
-        capture::Scope::Workloads { namespace, .. } => vec![namespace.clone()],
-        capture::Scope::Selector { namespaces, .. } => namespaces.clone(),
+impl Prepared {
+    fn new(staged: Staged) -> Box<Prepared> {
+        Box::new(Prepared {
+            plan: staged.plan().clone(),
+            captured: staged.capture().is_some(),
+            staged,
+        })
     }
 }
 
@@ -95,10 +96,12 @@ impl Tasks {
     }
 
     /// Appends the audit record of a live capture whose plan the user did not confirm.
-    pub fn abandoned(&self, permit: Permit) {
+    pub fn abandoned(&self, staged: Staged) {
         let rt = &self.rt;
         rt.spawn(async move {
-            permit.abandon().await;
+            if let Some(w) = staged.abandon().await {
+                tracing::warn!("{w}");
+            }
         });
     }
 
@@ -250,48 +253,24 @@ impl Tasks {
         id: usize,
         cluster: LinkedCluster,
         repo: Repository,
-        mut opts: CaptureOptions,
+        opts: CaptureOptions,
         progress: Arc<JobProgress>,
     ) {
         let (rt, tx) = (&self.rt, &self.tx);
         let tx = tx.clone();
         rt.spawn(async move {
-            let mut permit: Option<Permit> = None;
             let r = async {
-                let client = client(&cluster).await?;
+                let source = Endpoint::connect(cluster)
+                    .await
+                    .map_err(|e| e.to_string())?;
                 // The policy first, as `ferry backup` does: a denied backup reads nothing.
-                let pairs: Vec<_> = scope_namespaces(&opts.scope)
-                    .into_iter()
-                    .map(|n| (Some(n), None))
-                    .collect();
-                let permit = permit.insert(
-                    authorize(
-                        &repo,
-                        Action::Backup,
-                        Some(&Place::new(&cluster, Some(&client))),
-                        None,
-                        &pairs,
-                    )
+                let out = ferry_jobs::backup(&repo, &source, opts, &progress)
                     .await
-                    .map_err(|e| e.to_string())?,
-                );
-                opts.envelope = envelope(&cluster).await;
-                let out = permit
-                    .capture(&client, &opts, &progress)
-                    .await
-                    .map_err(|e| format!("backup from {} failed: {e}", cluster.name))?;
-                Ok::<_, String>(captured(&out))
+                    .map_err(|f| failed(&f, &progress))?;
+                unrecorded(out.unrecorded, &progress);
+                Ok::<_, String>(captured(&out.capture))
             }
             .await;
-            if let Some(p) = permit {
-                let outcome = match &r {
-                    Ok(_) => Ok(true),
-                    Err(e) => Err(e.clone()),
-                };
-                if let Some(w) = p.finish(outcome).await {
-                    progress.log(w);
-                }
-            }
             send(&tx, Msg::JobDone(id, ended(r, &progress)));
         });
     }
@@ -345,37 +324,27 @@ impl Tasks {
         restore: SnapshotRestore,
     ) {
         let SnapshotRestore {
-            snapshot: snap,
+            snapshot,
             meta,
-            options: opts,
+            options,
             origin,
         } = restore;
+        let job = RestoreJob {
+            snapshot,
+            meta,
+            origin,
+            options,
+        };
         let (rt, tx) = (&self.rt, &self.tx);
         let tx = tx.clone();
         rt.spawn(async move {
             let r = async {
-                let client = client(&target).await?;
+                let target = Endpoint::connect(target).await.map_err(|e| e.to_string())?;
                 // The policy first: nothing is read or planned for a denied restore.
-                let mut permit = authorize(
-                    &repo,
-                    Action::Restore,
-                    Some(&origin),
-                    Some(&Place::new(&target, Some(&client))),
-                    &restore_pairs(restored_namespaces(&meta, &opts), &opts),
-                )
-                .await
-                .map_err(|e| e.to_string())?;
-                let (plan, _) = permit
-                    .plan(&client, &target.name, &snap, &meta, &opts)
+                let staged = ferry_jobs::stage_restore(&repo, &target, job)
                     .await
-                    .map_err(|e| format!("cannot plan the restore into {}: {e}", target.name))?;
-                Ok(Box::new(Prepared {
-                    snapshot: snap,
-                    meta,
-                    plan,
-                    permit,
-                    captured: false,
-                }))
+                    .map_err(|f| f.to_string())?;
+                Ok(Prepared::new(staged))
             }
             .await;
             send(&tx, Msg::Plan(generation, r));
@@ -418,7 +387,7 @@ impl Tasks {
     }
 
     /// Checks the policy for a target the user tried to go on with although it was shown
-    /// denied; [`authorize`] appends the denial to the audit trail.
+    /// denied; [`ferry_jobs::authorize`] appends the denial to the audit trail.
     pub fn refused(
         &self,
         repo: Repository,
@@ -438,7 +407,7 @@ impl Tasks {
             };
             let c = client(&target).await.ok();
             let to = Place::new(&target, c.as_ref());
-            if authorize(&repo, action, Some(&from), Some(&to), &pairs)
+            if ferry_jobs::authorize(&repo, action, Some(&from), Some(&to), &pairs)
                 .await
                 .is_ok()
             {
@@ -458,69 +427,39 @@ impl Tasks {
     ) {
         let LiveMove {
             source,
-            capture: mut copts,
-            options: ropts,
+            capture,
+            options,
             action,
         } = live;
         let (rt, tx) = (&self.rt, &self.tx);
         let tx = tx.clone();
         rt.spawn(async move {
-            let mut permit: Option<Permit> = None;
-            let out = async {
-                let target_client = client(&target).await?;
-                let client = client(&source).await?;
-                // The policy first: nothing is captured for a denied migrate or clone.
-                let permit = permit.insert(
-                    authorize(
-                        &repo,
-                        action,
-                        Some(&Place::new(&source, Some(&client))),
-                        Some(&Place::new(&target, Some(&target_client))),
-                        &restore_pairs(&scope_namespaces(&copts.scope), &ropts),
-                    )
-                    .await
-                    .map_err(|e| e.to_string())?,
-                );
-                copts.envelope = envelope(&source).await;
-                permit
-                    .capture(&client, &copts, &progress)
-                    .await
-                    .map_err(|e| format!("capture from {} failed: {e}", source.name))
-            }
-            .await;
-            let (out, mut permit) = match (out, permit) {
-                (Ok(o), Some(p)) => (o, p),
-                (Err(e), permit) => {
-                    if let Some(p) = permit {
-                        p.finish(Err(e.clone())).await;
-                    }
-                    let end = ended(Err(e.clone()), &progress);
-                    send(&tx, Msg::JobDone(job, end));
-                    send(&tx, Msg::Plan(generation, Err(e)));
-                    return;
-                }
-                (Ok(_), None) => return,
-            };
-            send(&tx, Msg::JobDone(job, captured(&out)));
             let r = async {
-                let client = client(&target).await?;
-                let (plan, _) = permit
-                    .plan(&client, &target.name, &out.snapshot, &out.meta, &ropts)
-                    .await
-                    .map_err(|e| format!("cannot plan the restore into {}: {e}", target.name))?;
-                Ok::<_, String>(plan)
+                let target = Endpoint::connect(target).await.map_err(Failed::from)?;
+                let source = Endpoint::connect(source).await.map_err(Failed::from)?;
+                // The policy first: nothing is captured for a denied migrate or clone.
+                let job = MoveJob {
+                    action,
+                    capture,
+                    options,
+                };
+                ferry_jobs::stage_move(&repo, &source, &target, job, &progress).await
             }
             .await;
             let r = match r {
-                Ok(plan) => Ok(Box::new(Prepared {
-                    snapshot: out.snapshot.clone(),
-                    meta: out.meta.clone(),
-                    plan,
-                    permit,
-                    captured: true,
-                })),
-                Err(e) => {
-                    permit.finish(Err(e.clone())).await;
+                Ok(staged) => {
+                    if let Some(out) = staged.capture() {
+                        send(&tx, Msg::JobDone(job, captured(out)));
+                    }
+                    Ok(Prepared::new(staged))
+                }
+                Err(f) => {
+                    let e = failed(&f, &progress);
+                    match &f.capture {
+                        // The capture went well; its plan did not.
+                        Some(out) => send(&tx, Msg::JobDone(job, captured(out))),
+                        None => send(&tx, Msg::JobDone(job, ended(Err(e.clone()), &progress))),
+                    }
                     Err(e)
                 }
             };
@@ -528,40 +467,22 @@ impl Tasks {
         });
     }
 
+    /// Carries out a confirmed plan and saves its report into `reports`.
     pub fn apply(
         &self,
         id: usize,
         target: LinkedCluster,
         prepared: Box<Prepared>,
-        mover: MoverOptions,
         reports: PathBuf,
         progress: Arc<JobProgress>,
     ) {
         let (rt, tx) = (&self.rt, &self.tx);
         let tx = tx.clone();
         rt.spawn(async move {
-            let Prepared {
-                plan, mut permit, ..
-            } = *prepared;
-            let r = async {
-                let client = client(&target).await?;
-                let report = permit
-                    .apply(&client, &plan, &mover, &progress)
-                    .await
-                    .map_err(|e| format!("restore into {} failed: {e}", target.name))?;
-                Ok::<_, String>(
-                    save_report(report, reports, target.context.clone(), &progress).await,
-                )
-            }
-            .await;
-            let outcome = match &r {
-                Ok(JobEnd::Restored { report, .. }) => Ok(report.failed().is_empty()),
-                Ok(_) => Ok(true),
-                Err(e) => Err(e.clone()),
+            let r = match prepared.staged.run(&progress).await {
+                Ok(out) => Ok(restored(out, reports, target.context.clone(), &progress).await),
+                Err(f) => Err(failed(&f, &progress)),
             };
-            if let Some(w) = permit.finish(outcome).await {
-                progress.log(w);
-            }
             send(&tx, Msg::JobDone(id, ended(r, &progress)));
         });
     }
@@ -659,8 +580,8 @@ impl Tasks {
 
     /// Creates the cluster (its progress in the job's phase and log), tells the app it is
     /// linked, then checks the policy, captures a live source, plans the restore against
-    /// the new cluster and carries it out: one job. A failure says what exists and how to
-    /// delete it.
+    /// the new cluster and carries it out: one job ([`ferry_jobs::create_and_restore`]).
+    /// A failure after the creation says what exists and how to delete it.
     pub fn create_and_restore(
         &self,
         id: usize,
@@ -672,17 +593,38 @@ impl Tasks {
         let (rt, tx) = (&self.rt, &self.tx);
         let tx = tx.clone();
         rt.spawn(async move {
-            let target = match create_cluster(&create, &progress).await {
-                Ok(t) => t,
-                Err(e) => {
-                    send(&tx, Msg::JobDone(id, ended(Err(e), &progress)));
-                    return;
+            let leftover = leftover(&create);
+            let Restore {
+                payload,
+                options,
+                mover,
+                reports,
+            } = restore;
+            let job = CreateAndRestore {
+                cluster: create,
+                payload,
+                options: PlanOptions { mover, ..options },
+                again: CREATE_AGAIN.into(),
+            };
+            let mut context = String::new();
+            let created = |c: &LinkedCluster| {
+                context = c.context.clone();
+                send(&tx, Msg::ClusterCreated(Box::new(c.clone())));
+            };
+            let r = match ferry_jobs::create_and_restore(&repo, job, &progress, created).await {
+                Ok(out) => Ok(restored(out, reports, context, &progress).await),
+                Err(f) => {
+                    let e = failed(&f, &progress);
+                    Err(match &f.error {
+                        JobError::Create(_) => e,
+                        JobError::Blocked { problems, .. } => format!(
+                            "the restore plan has blocking problems: {}; {leftover}",
+                            problems.join("; ")
+                        ),
+                        _ => format!("{e}; {leftover}"),
+                    })
                 }
             };
-            send(&tx, Msg::ClusterCreated(Box::new(target.clone())));
-            let r = restore_into(&repo, &target, restore, &progress)
-                .await
-                .map_err(|e| format!("{e}; {}", leftover(&create)));
             send(&tx, Msg::JobDone(id, ended(r, &progress)));
         });
     }
@@ -810,38 +752,38 @@ fn ended(r: Result<JobEnd, String>, progress: &JobProgress) -> JobEnd {
     }
 }
 
-/// What a capture saved, in words.
-fn capture_summary(out: &capture::CaptureOutcome) -> String {
-    let s = &out.snapshot.summary;
-    format!(
-        "{} objects, {} volume(s), {} files, {} ({} new, {} stored)",
-        out.meta.objects,
-        out.meta.volumes.len(),
-        s.files,
-        format::bytes(s.bytes),
-        format::bytes(s.bytes_new),
-        format::bytes(s.bytes_stored)
-    )
-}
-
 fn captured(out: &capture::CaptureOutcome) -> JobEnd {
     JobEnd::Captured {
         snapshot: out.snapshot.id.short(),
-        summary: capture_summary(out),
+        summary: ferry_jobs::capture_summary(out),
         warnings: out.warnings.clone(),
     }
 }
 
-/// The cloud envelope of a managed source cluster, for the capture to record; a failure
-/// to read it is logged and the capture goes on without it.
-async fn envelope(cluster: &LinkedCluster) -> Option<serde_json::Value> {
-    match cluster.envelope().await {
-        Ok(e) => e,
-        Err(e) => {
-            tracing::warn!(cluster = %cluster.name, "no envelope recorded: {e}");
-            None
-        }
+/// A job's failure in words; a warning that its audit record was not written goes into
+/// the job's log.
+fn failed(f: &Failed, progress: &JobProgress) -> String {
+    unrecorded(f.unrecorded.clone(), progress);
+    f.to_string()
+}
+
+/// A warning that a job's audit record was not written, into the job's log.
+fn unrecorded(warning: Option<String>, progress: &JobProgress) {
+    if let Some(w) = warning {
+        progress.log(w);
     }
+}
+
+/// A restore's end: its report saved into `reports` ([`save_report`]), a warning that
+/// the audit record was not written logged.
+async fn restored(
+    out: ferry_jobs::Restored,
+    reports: PathBuf,
+    context: String,
+    progress: &JobProgress,
+) -> JobEnd {
+    unrecorded(out.unrecorded, progress);
+    save_report(out.report, reports, context, progress).await
 }
 
 /// Writes a restore's report into `dir` as the CLI does; the job's end with where it
@@ -952,39 +894,11 @@ pub fn restore_target(
 }
 
 /// A cluster to create (one variant per cloud, as `ui::newcluster::NewCluster`).
-#[derive(Debug, Clone)]
-pub enum Create {
-    Eks {
-        account: ferry_providers::eks::AwsAccount,
-        region: String,
-        spec: Box<ferry_providers::eks::ClusterSpec>,
-        source_version: Option<String>,
-    },
-    Aks {
-        sub: Box<ferry_providers::aks::AzureSubscription>,
-        spec: Box<ferry_providers::aks::AksSpec>,
-        source_version: Option<String>,
-    },
-}
+pub use ferry_jobs::NewCluster as Create;
 
-/// What goes into a new cluster once it exists.
-#[derive(Debug, Clone)]
-pub enum Payload {
-    /// A capture in the repository (the restore wizard), taken at `origin`: checked as
-    /// a restore.
-    Snapshot {
-        snapshot: Box<Snapshot>,
-        meta: Box<CaptureMeta>,
-        origin: Box<Place>,
-    },
-    /// A live selection of `source` (the migrate and clone wizards), checked as `action`
-    /// and captured only then.
-    Live {
-        source: Box<LinkedCluster>,
-        capture: Box<CaptureOptions>,
-        action: Action,
-    },
-}
+/// What goes into a new cluster once it exists: a capture, or a live selection captured
+/// once the cluster exists.
+pub use ferry_jobs::Payload;
 
 /// What to restore into a cluster once it exists, and how.
 #[derive(Debug, Clone)]
@@ -1033,201 +947,6 @@ fn leftover(create: &Create) -> String {
     }
 }
 
-/// Creation events into the job's phase and log (the same for every cloud).
-fn into_progress(
-    progress: &Arc<JobProgress>,
-) -> impl Fn(ferry_providers::eks::CreateEvent) + Send + Sync + use<> {
-    use ferry_providers::eks::CreateEvent;
-    let p = progress.clone();
-    move |e: CreateEvent| match e {
-        CreateEvent::Step(s) => {
-            p.set_phase(&s);
-            p.log(s);
-        }
-        CreateEvent::Status { what, status } => {
-            p.set_phase(format!("{what}: {status}"));
-            p.log(format!("{what}: {status}"));
-        }
-        CreateEvent::Ready(what) => p.log(format!("{what} is ready")),
-    }
-}
-
 /// How the console's user starts a creation that failed half-way again (the provider
 /// reuses what exists).
 const CREATE_AGAIN: &str = "run the wizard again with a new cluster of the same name";
-
-async fn create_cluster(
-    create: &Create,
-    progress: &Arc<JobProgress>,
-) -> Result<LinkedCluster, String> {
-    progress.set_phase("creating the cluster");
-    let events = into_progress(progress);
-    match create {
-        Create::Eks {
-            account,
-            region,
-            spec,
-            source_version,
-        } => {
-            use ferry_providers::eks::{self, CreateOptions};
-            let cluster = eks::create_cluster(
-                account,
-                region,
-                spec,
-                source_version.as_deref(),
-                &CreateOptions::default(),
-                &events,
-            )
-            .await
-            .map_err(|e| {
-                format!(
-                    "cannot create the EKS cluster {}: {}",
-                    spec.name,
-                    e.explain(CREATE_AGAIN)
-                )
-            })?;
-            progress.log(format!(
-                "EKS cluster {} is ACTIVE (Kubernetes {})",
-                cluster.name, cluster.version
-            ));
-            Ok(LinkedCluster::from_eks(account, &cluster))
-        }
-        Create::Aks {
-            sub,
-            spec,
-            source_version,
-        } => {
-            use ferry_providers::aks::{self, CreateOptions};
-            let cluster = aks::create_cluster(
-                sub,
-                spec,
-                source_version.as_deref(),
-                &CreateOptions::default(),
-                &events,
-            )
-            .await
-            .map_err(|e| {
-                format!(
-                    "cannot create the AKS cluster {}: {}",
-                    spec.name,
-                    e.explain(CREATE_AGAIN)
-                )
-            })?;
-            progress.log(format!(
-                "AKS cluster {} has succeeded (Kubernetes {})",
-                cluster.name, cluster.version
-            ));
-            Ok(LinkedCluster::from_aks(sub, &cluster))
-        }
-    }
-}
-
-/// The policy check, a live source's capture, the plan (refused when it has blocking
-/// problems) and the restore into `target`, with the report saved and the audit record
-/// finished however it ends once the policy allowed the job.
-async fn restore_into(
-    repo: &Repository,
-    target: &LinkedCluster,
-    r: Restore,
-    progress: &Arc<JobProgress>,
-) -> Result<JobEnd, String> {
-    let Restore {
-        payload,
-        options,
-        mover,
-        reports,
-    } = r;
-    let mut permit: Option<Permit> = None;
-    let result = async {
-        progress.set_phase("checking the policy");
-        let target_client = client(target).await?;
-        let to = Place::new(target, Some(&target_client));
-        // The policy first: nothing is read for a denied job.
-        let (permit, snapshot, meta) = match payload {
-            Payload::Snapshot {
-                snapshot,
-                meta,
-                origin,
-            } => {
-                let p = authorize(
-                    repo,
-                    Action::Restore,
-                    Some(&origin),
-                    Some(&to),
-                    &restore_pairs(restored_namespaces(&meta, &options), &options),
-                )
-                .await
-                .map_err(|e| e.to_string())?;
-                (permit.insert(p), *snapshot, *meta)
-            }
-            Payload::Live {
-                source,
-                mut capture,
-                action,
-            } => {
-                let source_client = client(&source).await?;
-                let p = authorize(
-                    repo,
-                    action,
-                    Some(&Place::new(&source, Some(&source_client))),
-                    Some(&to),
-                    &restore_pairs(&scope_namespaces(&capture.scope), &options),
-                )
-                .await
-                .map_err(|e| e.to_string())?;
-                let permit = permit.insert(p);
-                capture.envelope = envelope(&source).await;
-                let out = permit
-                    .capture(&source_client, &capture, progress)
-                    .await
-                    .map_err(|e| format!("capture from {} failed: {e}", source.name))?;
-                progress.log(format!(
-                    "captured snapshot {}: {}",
-                    out.snapshot.id.short(),
-                    capture_summary(&out)
-                ));
-                for w in &out.warnings {
-                    progress.log(format!("warning: {w}"));
-                }
-                (permit, out.snapshot, out.meta)
-            }
-        };
-        progress.set_phase("planning the restore");
-        let (plan, _) = permit
-            .plan(&target_client, &target.name, &snapshot, &meta, &options)
-            .await
-            .map_err(|e| format!("cannot plan the restore into {}: {e}", target.name))?;
-        if plan.blocking() > 0 {
-            let problems: Vec<String> = plan
-                .problems
-                .iter()
-                .filter(|p| p.blocking)
-                .map(|p| p.message.clone())
-                .collect();
-            return Err(format!(
-                "the restore plan has blocking problems: {}",
-                problems.join("; ")
-            ));
-        }
-        for l in plan.render_text().lines() {
-            progress.log(l.to_string());
-        }
-        let report = permit
-            .apply(&target_client, &plan, &mover, progress)
-            .await
-            .map_err(|e| format!("restore into {} failed: {e}", target.name))?;
-        Ok(save_report(report, reports, target.context.clone(), progress).await)
-    }
-    .await;
-    if let Some(permit) = permit {
-        let outcome = match &result {
-            Ok(JobEnd::Restored { report, .. }) => Ok(report.failed().is_empty()),
-            Ok(_) => Ok(true),
-            Err(e) => Err(e.clone()),
-        };
-        if let Some(w) = permit.finish(outcome).await {
-            progress.log(w);
-        }
-    }
-    result
-}

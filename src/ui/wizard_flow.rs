@@ -106,15 +106,15 @@ impl App {
         };
         // A live capture's plan the key drops unconfirmed still gets its audit record.
         let captured = match &w.plan {
-            Some(Load::Ready(p)) if p.captured => Some(p.permit.clone()),
+            Some(Load::Ready(p)) if p.captured => Some(p.staged.clone()),
             _ => None,
         };
         let outcome = w.key(self, k);
-        if let Some(permit) = captured
+        if let Some(staged) = captured
             && (matches!(outcome, crate::wizard_state::Outcome::Close)
                 || !matches!(w.plan, Some(Load::Ready(_))))
         {
-            self.abandon(permit);
+            self.abandon(staged);
         }
         match outcome {
             crate::wizard_state::Outcome::Stay => self.wizard = Some(w),
@@ -260,14 +260,8 @@ impl App {
             w.source_label(),
             target.name
         ));
-        self.tasks.apply(
-            id,
-            target,
-            prepared,
-            self.env.mover.clone(),
-            self.env.reports.clone(),
-            progress,
-        );
+        self.tasks
+            .apply(id, target, prepared, self.env.reports.clone(), progress);
         self.say(
             Tone::Ok,
             format!("{} started: follow it on :jobs", w.purpose.word()),

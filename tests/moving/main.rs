@@ -1,4 +1,4 @@
-//! Moving workloads between clusters: migrations, pauses, volume data, policies, and the kill campaign.
+//! Moving workloads between clusters: migrations, the job layer, pauses, volume data, policies, and the kill campaign.
 //!
 //! One test binary for these modules (each was a binary of its own), so the suite
 //! links a few binaries instead of one per file.
@@ -9,6 +9,7 @@ use ferry_testing::repo as common;
 #[path = "../support/mod.rs"]
 mod support;
 
+mod jobs;
 mod kill_campaign;
 mod migrate;
 mod pause;
