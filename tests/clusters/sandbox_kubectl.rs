@@ -547,6 +547,17 @@ spec:
     requests: {storage: 1Gi}
 ---
 apiVersion: v1
+kind: PersistentVolumeClaim
+metadata:
+  name: beta
+  annotations:
+    volume.beta.kubernetes.io/storage-class: missing
+spec:
+  accessModes: [ReadWriteOnce]
+  resources:
+    requests: {storage: 1Gi}
+---
+apiVersion: v1
 kind: Secret
 metadata:
   name: creds
@@ -718,6 +729,25 @@ spec:
         Some("LABELS"),
         "{labels}"
     );
+    // The beta class annotation is the claim's class, as on a real cluster: the default
+    // class is not put in its place, and the claim waits for the class it names.
+    let beta = kubectl(&kc, &["get", "pvc", "beta"]).await;
+    assert!(
+        beta.contains("Pending") && beta.contains("missing"),
+        "{beta}"
+    );
+    let spec = kubectl(
+        &kc,
+        &[
+            "get",
+            "pvc",
+            "beta",
+            "-o",
+            "jsonpath={.spec.storageClassName}",
+        ],
+    )
+    .await;
+    assert_eq!(spec, "", "the default class was filled in");
     // Other output formats still get the objects themselves.
     let name = kubectl(&kc, &["get", "deploy", "-o", "name"]).await;
     assert_eq!(name.trim(), "deployment.apps/web");

@@ -74,7 +74,7 @@ fn pod_fits(pod: &Value, node: &Value) -> bool {
 
 /// The claim's class, or the default class for a claim that names none (yet).
 fn storage_class(c: &Cluster, pvc: &Value) -> Option<Value> {
-    match pvc["spec"]["storageClassName"].as_str() {
+    match super::storage::claim_class(pvc) {
         Some(name) => get(c, "storage.k8s.io", "storageclasses", None, name),
         None => super::storage::default_class(c),
     }

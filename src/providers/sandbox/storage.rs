@@ -366,7 +366,7 @@ fn bind_claim(c: &mut Cluster, pvc: &Value, copies: &mut Vec<Copy>) -> ApiResult
         return bind(c, pvc, &pv, None);
     }
     // Dynamic provisioning.
-    let class = match pvc["spec"]["storageClassName"].as_str() {
+    let class = match claim_class(pvc) {
         Some("") => return set_pending(c, pvc),
         Some(name) => match get(c, "storage.k8s.io", "storageclasses", None, name) {
             Some(sc) => sc,
@@ -598,6 +598,16 @@ fn bind(c: &mut Cluster, pvc: &Value, pv: &Value, provisioner: Option<&str>) -> 
     Ok(())
 }
 
+/// The class a claim asks for, as a real cluster reads it: the beta annotation
+/// `volume.beta.kubernetes.io/storage-class` first (it still wins on current
+/// clusters), then `spec.storageClassName`; `None` when neither is set (the default
+/// class then applies).
+pub fn claim_class(pvc: &Value) -> Option<&str> {
+    pvc["metadata"]["annotations"]["volume.beta.kubernetes.io/storage-class"]
+        .as_str()
+        .or(pvc["spec"]["storageClassName"].as_str())
+}
+
 /// Grows a bound claim's volume when its request grew and its class allows it.
 fn expand(c: &mut Cluster, pvc: &Value) -> ApiResult<()> {
     let (Some(want), Some(have)) = (request(pvc), pvc["status"]["capacity"]["storage"].as_str())
@@ -607,8 +617,7 @@ fn expand(c: &mut Cluster, pvc: &Value) -> ApiResult<()> {
     if parse_quantity(want) <= parse_quantity(have) {
         return Ok(());
     }
-    let allowed = pvc["spec"]["storageClassName"]
-        .as_str()
+    let allowed = claim_class(pvc)
         .and_then(|n| get(c, "storage.k8s.io", "storageclasses", None, n))
         .is_some_and(|sc| sc["allowVolumeExpansion"].as_bool().unwrap_or(false));
     if !allowed {

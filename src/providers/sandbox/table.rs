@@ -364,13 +364,7 @@ fn builtin(group: &str, resource: &str) -> Option<(Vec<Column>, Cells)> {
             ],
             |o, now| {
                 let bound = o["status"]["phase"] == "Bound";
-                let class = o["spec"]["storageClassName"]
-                    .as_str()
-                    .or(
-                        o["metadata"]["annotations"]["volume.beta.kubernetes.io/storage-class"]
-                            .as_str(),
-                    )
-                    .unwrap_or("<unset>");
+                let class = super::storage::claim_class(o).unwrap_or("<unset>");
                 vec![
                     json!(o["status"]["phase"].as_str().unwrap_or("Pending")),
                     json!(o["spec"]["volumeName"].as_str().unwrap_or("")),
