@@ -748,6 +748,45 @@ spec:
     )
     .await;
     assert_eq!(spec, "", "the default class was filled in");
+    // Discovery is aggregated: a fresh kubectl learns every group from /api and /apis
+    // alone, without asking each group-version (its fallback on older servers).
+    let cache = dir.path().join("fresh-cache");
+    let (ok, out, log) = kubectl_status(
+        &kc,
+        &[
+            "get",
+            "deploy,backups",
+            "-v=6",
+            "--cache-dir",
+            cache.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert!(
+        ok && out.contains("web") && out.contains("nightly"),
+        "{out}\n{log}"
+    );
+    assert!(
+        log.contains("/apis?timeout") || log.contains("/apis 200"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("/apis/apps/v1?timeout") && !log.contains("/apis/example.com/v1?timeout"),
+        "kubectl fell back to per-group discovery:\n{log}"
+    );
+    let resources = kubectl(
+        &kc,
+        &["api-resources", "--cache-dir", cache.to_str().unwrap()],
+    )
+    .await;
+    let deploy = resources
+        .lines()
+        .find(|l| l.starts_with("deployments"))
+        .unwrap_or_default();
+    assert!(
+        deploy.contains("deploy") && deploy.contains("apps/v1") && deploy.contains("Deployment"),
+        "{resources}"
+    );
     // Other output formats still get the objects themselves.
     let name = kubectl(&kc, &["get", "deploy", "-o", "name"]).await;
     assert_eq!(name.trim(), "deployment.apps/web");

@@ -587,6 +587,112 @@ pub fn api_resource_list(store: &Store, group: &str, version: &str) -> Value {
     json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources})
 }
 
+/// The aggregated discovery version an `Accept` header asks for (`v2` or `v2beta1`),
+/// if it asks for one: kubectl then learns every group's resources in one request.
+pub fn aggregated_wanted(accept: &str) -> Option<&'static str> {
+    accept.split(',').find_map(|media| {
+        let params: Vec<&str> = media.split(';').map(str::trim).collect();
+        let asks = params.first() == Some(&"application/json")
+            && params.contains(&"g=apidiscovery.k8s.io")
+            && params.contains(&"as=APIGroupDiscoveryList");
+        if !asks {
+            return None;
+        }
+        if params.contains(&"v=v2") {
+            Some("v2")
+        } else if params.contains(&"v=v2beta1") {
+            Some("v2beta1")
+        } else {
+            None
+        }
+    })
+}
+
+/// One group-version's resources in aggregated form: each resource with its
+/// subresources folded in.
+fn discovery_version(store: &Store, group: &str, version: &str) -> Value {
+    let list = api_resource_list(store, group, version);
+    let entries = list["resources"].as_array().cloned().unwrap_or_default();
+    let mut resources: Vec<Value> = Vec::new();
+    for e in &entries {
+        let name = e["name"].as_str().unwrap_or("");
+        if name.contains('/') {
+            continue;
+        }
+        let singular = match e["singularName"].as_str() {
+            Some(s) if !s.is_empty() => s.to_string(),
+            _ => e["kind"].as_str().unwrap_or("").to_lowercase(),
+        };
+        let subresources: Vec<Value> = entries
+            .iter()
+            .filter_map(|s| {
+                let sub = s["name"].as_str()?.strip_prefix(&format!("{name}/"))?;
+                Some(json!({
+                    "subresource": sub,
+                    "responseKind": {
+                        "group": s["group"].as_str().unwrap_or(group),
+                        "version": s["version"].as_str().unwrap_or(version),
+                        "kind": s["kind"],
+                    },
+                    "verbs": s["verbs"],
+                }))
+            })
+            .collect();
+        let mut r = json!({
+            "resource": name,
+            "responseKind": {"group": group, "version": version, "kind": e["kind"]},
+            "scope": if e["namespaced"].as_bool() == Some(true) { "Namespaced" } else { "Cluster" },
+            "singularResource": singular,
+            "verbs": e["verbs"],
+        });
+        for key in ["shortNames", "categories"] {
+            if e[key].is_array() {
+                r[key] = e[key].clone();
+            }
+        }
+        if !subresources.is_empty() {
+            r["subresources"] = json!(subresources);
+        }
+        resources.push(r);
+    }
+    json!({"version": version, "resources": resources, "freshness": "Current"})
+}
+
+/// Aggregated discovery (`apidiscovery.k8s.io` `APIGroupDiscoveryList`, `v2` or
+/// `v2beta1`): for `/api` the core group, for `/apis` every other group, each with
+/// all its versions and their resources.
+pub fn aggregated_discovery(store: &Store, core: bool, version: &str) -> Value {
+    let items: Vec<Value> = if core {
+        vec![json!({"metadata": {"name": ""}, "versions": [discovery_version(store, "", "v1")]})]
+    } else {
+        let groups = api_group_list(store);
+        groups["groups"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .map(|g| {
+                let name = g["name"].as_str().unwrap_or("");
+                let versions: Vec<Value> = g["versions"]
+                    .as_array()
+                    .map(Vec::as_slice)
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(|v| v["version"].as_str())
+                    .map(|v| discovery_version(store, name, v))
+                    .collect();
+                json!({"metadata": {"name": name}, "versions": versions})
+            })
+            .collect()
+    };
+    json!({
+        "kind": "APIGroupDiscoveryList",
+        "apiVersion": format!("apidiscovery.k8s.io/{version}"),
+        "metadata": {},
+        "items": items,
+    })
+}
+
 /// `/openapi/v3`: where each group-version's document is. kubectl reads it to learn that
 /// the server validates fields itself (so it needs no client-side schema).
 pub fn openapi_v3_root(store: &Store) -> Value {

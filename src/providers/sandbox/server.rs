@@ -65,6 +65,15 @@ fn json_response(code: u16, v: &Value) -> Response<Body> {
     r
 }
 
+/// A request's `Accept` header ("" when absent or not text).
+fn accept_of(req: &Request<Incoming>) -> String {
+    req.headers()
+        .get(hyper::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string()
+}
+
 fn error_response(e: &ApiError) -> Response<Body> {
     json_response(e.code, &e.to_status())
 }
@@ -238,6 +247,17 @@ async fn route(shared: &Arc<Shared>, req: Request<Incoming>) -> ApiResult<Respon
                 .map(|d| json_response(200, &d))
                 .ok_or_else(ApiError::route_not_found);
         }
+        ["api" | "apis"] if get && let Some(v) = resources::aggregated_wanted(&accept_of(&req)) => {
+            let c = shared.cluster.lock();
+            let list = resources::aggregated_discovery(&c.store, segs == ["api"], v);
+            let mut r = json_response(200, &list);
+            let media =
+                format!("application/json;g=apidiscovery.k8s.io;v={v};as=APIGroupDiscoveryList");
+            if let Ok(h) = HeaderValue::from_str(&media) {
+                r.headers_mut().insert(CONTENT_TYPE, h);
+            }
+            return Ok(r);
+        }
         ["api"] if get => {
             return Ok(json_response(
                 200,
@@ -408,12 +428,7 @@ async fn route(shared: &Arc<Shared>, req: Request<Incoming>) -> ApiResult<Respon
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string();
-    let accept = req
-        .headers()
-        .get(hyper::header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
+    let accept = accept_of(&req);
     let user_agent = req
         .headers()
         .get(hyper::header::USER_AGENT)
