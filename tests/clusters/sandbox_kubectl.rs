@@ -790,4 +790,40 @@ spec:
     // Other output formats still get the objects themselves.
     let name = kubectl(&kc, &["get", "deploy", "-o", "name"]).await;
     assert_eq!(name.trim(), "deployment.apps/web");
+
+    // `kubectl get --watch` prints the same columns for what changes.
+    let mut watch = Command::new(tool_path("kubectl"))
+        .env("KUBECONFIG", &kc)
+        .env("HOME", dir.path())
+        .args(["get", "configmaps", "--watch"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    kubectl(
+        &kc,
+        &[
+            "create",
+            "configmap",
+            "watched",
+            "--from-literal=a=b",
+            "--from-literal=c=d",
+        ],
+    )
+    .await;
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    watch.kill().unwrap();
+    let o = tokio::task::spawn_blocking(move || watch.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert_eq!(header(&out), ["NAME", "DATA", "AGE"], "{out}");
+    let row = out
+        .lines()
+        .find(|l| l.starts_with("watched "))
+        .unwrap_or_else(|| panic!("the watch did not print the new ConfigMap: {out}"));
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(cells.get(1), Some(&"2"), "{out}");
+    sandbox.shutdown().await.unwrap();
 }

@@ -420,7 +420,8 @@ async fn route(shared: &Arc<Shared>, req: Request<Incoming>) -> ApiResult<Respon
     };
     let ns = ns.as_deref();
     if verb == "watch" {
-        return serve_watch(shared, &info, ns, &list_query, &query);
+        let table = super::table::wanted(&accept_of(&req));
+        return serve_watch(shared, &info, ns, &list_query, &query, table);
     }
     let content_type = req
         .headers()
@@ -590,7 +591,24 @@ fn serve_watch(
     ns: Option<&str>,
     q: &ListQuery,
     query: &HashMap<String, String>,
+    table: bool,
 ) -> ApiResult<Response<Body>> {
+    // `kubectl get --watch` asks for Tables: each event's object is a one-row Table.
+    let shape = {
+        let shared = shared.clone();
+        let info = info.clone();
+        let include = query
+            .get("includeObject")
+            .map_or("Metadata", String::as_str)
+            .to_string();
+        move |obj: &Value| -> Value {
+            if table {
+                super::table::convert(&shared.cluster.lock().store, &info, obj, &include)
+            } else {
+                obj.clone()
+            }
+        }
+    };
     let labels = LabelSelector::parse(&q.label_selector).map_err(ApiError::bad_request)?;
     let fields = FieldSelector::parse(&q.field_selector).map_err(ApiError::bad_request)?;
     let rv_param = query.get("resourceVersion").cloned().unwrap_or_default();
@@ -628,7 +646,7 @@ fn serve_watch(
         let start = if rv_param.is_empty() || rv_param == "0" || send_initial {
             for (k, o) in c.store.list(&info.group, &info.plural, ns.as_deref()) {
                 if matches(k, o) {
-                    initial.push(event_line("ADDED", &present(&info, o.clone())));
+                    initial.push(present(&info, o.clone()));
                 }
             }
             current
@@ -642,12 +660,8 @@ fn serve_watch(
                     "Expired",
                     format!("too old resource version: {rv} ({current})"),
                 );
-                initial.push(event_line("ERROR", &gone.to_status()));
-                let body = futures::stream::iter(
-                    initial
-                        .into_iter()
-                        .map(|b| Ok::<_, std::io::Error>(Frame::data(b))),
-                );
+                let line = event_line("ERROR", &gone.to_status());
+                let body = futures::stream::iter([Ok::<_, std::io::Error>(Frame::data(line))]);
                 return Ok(stream_response(BodyExt::boxed(StreamBody::new(body))));
             }
             rv
@@ -655,6 +669,11 @@ fn serve_watch(
         let (rx, backlog) = c.store.subscribe(start);
         (rx, backlog, start)
     };
+    // Shaped once the store's lock is released (a Table reads the store).
+    let initial: Vec<Bytes> = initial
+        .iter()
+        .map(|o| event_line("ADDED", &shape(o)))
+        .collect();
     let bookmark = move |rv: u64, initial_end: bool| {
         let mut meta = json!({"resourceVersion": rv.to_string()});
         if initial_end {
@@ -688,7 +707,7 @@ fn serve_watch(
                 (_, _, true) => e.kind.as_str(),
                 _ => return None,
             };
-            Some(event_line(kind, &e.object))
+            Some(event_line(kind, &shape(&e.object)))
         };
         for e in backlog {
             last_rv = e.rv;
