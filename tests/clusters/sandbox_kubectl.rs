@@ -827,3 +827,121 @@ spec:
     assert_eq!(cells.get(1), Some(&"2"), "{out}");
     sandbox.shutdown().await.unwrap();
 }
+
+/// The token controller and TokenRequest: a service account token Secret is filled in,
+/// `kubectl create token` issues a bound token, the API accepts both as the service
+/// account (RBAC decides what it may do) and refuses a Secret's token once the Secret
+/// is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_account_tokens_are_issued_and_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let sandbox = Sandbox::start(SandboxConfig::new("tokens", dir.path().join("state")))
+        .await
+        .unwrap();
+    let kc = dir.path().join("kubeconfig");
+    write_kubeconfig(&kc, &[sandbox.kubeconfig_entry()]).unwrap();
+    kubectl(&kc, &["create", "serviceaccount", "robot"]).await;
+    let secret = dir.path().join("secret.yaml");
+    std::fs::write(
+        &secret,
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: robot-token\n  annotations:\n    kubernetes.io/service-account.name: robot\ntype: kubernetes.io/service-account-token\n",
+    )
+    .unwrap();
+    kubectl(&kc, &["apply", "-f", secret.to_str().unwrap()]).await;
+    let mut token = String::new();
+    for _ in 0..50 {
+        let t = kubectl(
+            &kc,
+            &[
+                "get",
+                "secret",
+                "robot-token",
+                "-o",
+                "jsonpath={.data.token}",
+            ],
+        )
+        .await;
+        if !t.is_empty() {
+            use base64::Engine as _;
+            token = String::from_utf8(
+                base64::engine::general_purpose::STANDARD
+                    .decode(t.trim())
+                    .unwrap(),
+            )
+            .unwrap();
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        !token.is_empty(),
+        "the token controller never filled the Secret"
+    );
+    let filled = kubectl(&kc, &["get", "secret", "robot-token", "-o", "json"]).await;
+    let filled: serde_json::Value = serde_json::from_str(&filled).unwrap();
+    assert!(filled["data"]["ca.crt"].is_string(), "{filled}");
+    assert!(
+        filled["metadata"]["annotations"]["kubernetes.io/service-account.uid"].is_string(),
+        "{filled}"
+    );
+    assert_eq!(
+        kubectl(
+            &kc,
+            &["get", "secret", "robot-token", "-o", "jsonpath={.type}"]
+        )
+        .await,
+        "kubernetes.io/service-account-token"
+    );
+
+    let whoami = kubectl(&kc, &["--token", &token, "auth", "whoami"]).await;
+    assert!(
+        whoami.contains("system:serviceaccount:default:robot"),
+        "{whoami}"
+    );
+    assert!(
+        whoami.contains("system:serviceaccounts:default"),
+        "{whoami}"
+    );
+    // RBAC decides: nothing granted yet, then a view binding.
+    let (ok, _, err) = kubectl_status(&kc, &["--token", &token, "get", "pods"]).await;
+    assert!(!ok && err.contains("forbidden"), "{err}");
+    kubectl(
+        &kc,
+        &[
+            "create",
+            "rolebinding",
+            "robot-view",
+            "--clusterrole=view",
+            "--serviceaccount=default:robot",
+        ],
+    )
+    .await;
+    let (ok, _, err) = kubectl_status(&kc, &["--token", &token, "get", "pods"]).await;
+    assert!(ok, "{err}");
+
+    // A TokenRequest (typed, so kubectl may send it as protobuf).
+    let bound = kubectl(&kc, &["create", "token", "robot", "--duration=20m"]).await;
+    let bound = bound.trim().to_string();
+    assert!(bound.split('.').count() == 3, "{bound}");
+    let whoami = kubectl(&kc, &["--token", &bound, "auth", "whoami"]).await;
+    assert!(
+        whoami.contains("system:serviceaccount:default:robot"),
+        "{whoami}"
+    );
+    let (ok, _, err) = kubectl_status(&kc, &["create", "token", "nobody"]).await;
+    assert!(!ok && err.contains("not found"), "{err}");
+
+    // A forged token, and the Secret's token once the Secret is deleted, are refused.
+    let mut forged = token.clone();
+    forged.pop();
+    forged.push(if token.ends_with('A') { 'B' } else { 'A' });
+    let (ok, _, err) = kubectl_status(&kc, &["--token", &forged, "auth", "whoami"]).await;
+    assert!(!ok && err.contains("Unauthorized"), "{err}");
+    kubectl(&kc, &["delete", "secret", "robot-token"]).await;
+    let (ok, _, err) = kubectl_status(&kc, &["--token", &token, "auth", "whoami"]).await;
+    assert!(!ok && err.contains("Unauthorized"), "{err}");
+    // The TokenRequest's token is bound to the account only: it still works.
+    let whoami = kubectl(&kc, &["--token", &bound, "auth", "whoami"]).await;
+    assert!(whoami.contains("robot"), "{whoami}");
+    sandbox.shutdown().await.unwrap();
+}

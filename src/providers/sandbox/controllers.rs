@@ -28,7 +28,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use super::resources::ResourceInfo;
 use super::server::Shared;
 use super::verbs::{ApiError, ApiResult, Cluster, DeleteOptions, Sub, now};
-use super::{SandboxConfig, pods, storage, workloads};
+use super::{SandboxConfig, pods, satokens, storage, workloads};
 
 /// How often the controllers run when nothing changes (Job pods finishing, CronJobs).
 const TICK: Duration = Duration::from_millis(500);
@@ -138,6 +138,7 @@ fn pass(shared: &Shared) -> Vec<storage::Copy> {
         workloads::jobs,
         pods::schedule,
         pods::run,
+        satokens::fill_secrets,
     ];
     for stage in STAGES {
         stage(&mut shared.cluster.lock());

@@ -80,6 +80,7 @@ pub fn scratch(cluster: &Cluster) -> Cluster {
         &cluster.dir,
     );
     c.dry_run = true;
+    c.sa_key = cluster.sa_key;
     c
 }
 

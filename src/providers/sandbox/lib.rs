@@ -46,6 +46,7 @@ mod proto;
 mod rbac;
 mod resources;
 mod runtime;
+mod satokens;
 pub mod seed;
 mod select;
 mod server;
@@ -288,6 +289,7 @@ impl Sandbox {
         let state_path = dir.join(STATE_FILE);
         let store = Store::load(&state_path)?;
         let mut cluster = Cluster::new(store, &config.name, &certs.ca_pem, &dir);
+        cluster.sa_key = satokens::load_or_create_key(&dir)?;
         cluster
             .bootstrap()
             .map_err(|e| SandboxError::Internal(e.message))?;

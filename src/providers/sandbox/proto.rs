@@ -1,7 +1,9 @@
 //! Just enough of the Kubernetes protobuf encoding to accept the bodies that typed
-//! client-go clients (helm's release storage, `kubectl create secret|configmap|namespace`)
-//! send: Secrets, ConfigMaps, Namespaces, RBAC roles and bindings (`kubectl create
-//! rolebinding`), and the SelfSubject reviews (`kubectl auth whoami|can-i`), turned into
+//! client-go clients (helm's release storage, `kubectl create
+//! secret|configmap|namespace|serviceaccount`) send: Secrets, ConfigMaps, Namespaces,
+//! ServiceAccounts, RBAC roles and bindings (`kubectl create
+//! rolebinding`), the SelfSubject reviews (`kubectl auth whoami|can-i`) and
+//! TokenRequests (`kubectl create token`), turned into
 //! the JSON the rest of the sandbox works on.
 //!
 //! Owns protobuf decoding. Anything it does not fully understand is refused (the caller
@@ -274,7 +276,51 @@ fn decode_object(api_version: &str, kind: &str, raw: &[u8]) -> Option<Value> {
                 obj["spec"] = strings_message(&f, &[(1, "namespace")])?
             }
             ("SelfSubjectAccessReview" | "SelfSubjectRulesReview", 3, _) => {}
+            // `kubectl create token`: audiences, the object it is bound to, its lifetime.
+            ("TokenRequest", 2, _) => {
+                let mut spec = json!({});
+                for (m, s) in fields(bytes(&f)?)? {
+                    match (m, &s) {
+                        (1, _) => push(&mut spec, "audiences", json!(string(&s)?)),
+                        (3, _) => {
+                            spec["boundObjectRef"] = strings_message(
+                                &s,
+                                &[(1, "kind"), (2, "apiVersion"), (3, "name"), (4, "uid")],
+                            )?
+                        }
+                        (4, Wire::Varint(n)) => spec["expirationSeconds"] = json!(*n as i64),
+                        _ => return None,
+                    }
+                }
+                obj["spec"] = spec;
+            }
+            ("TokenRequest", 3, _) => {}
             ("ConfigMap", 3, _) => map_entry(&f, true, &mut binary_data)?,
+            // `kubectl create serviceaccount`.
+            ("ServiceAccount", 2, _) => push(
+                &mut obj,
+                "secrets",
+                strings_message(
+                    &f,
+                    &[
+                        (1, "kind"),
+                        (2, "namespace"),
+                        (3, "name"),
+                        (4, "uid"),
+                        (5, "apiVersion"),
+                        (6, "resourceVersion"),
+                        (7, "fieldPath"),
+                    ],
+                )?,
+            ),
+            ("ServiceAccount", 3, _) => push(
+                &mut obj,
+                "imagePullSecrets",
+                strings_message(&f, &[(1, "name")])?,
+            ),
+            ("ServiceAccount", 4, Wire::Varint(b)) => {
+                obj["automountServiceAccountToken"] = json!(*b != 0)
+            }
             // A namespace's spec (finalizers) and status are set by the server.
             ("Namespace", 2 | 3, _) => {}
             _ => return None,
@@ -293,7 +339,8 @@ fn decode_object(api_version: &str, kind: &str, raw: &[u8]) -> Option<Value> {
 }
 
 /// Decodes a protobuf request body into JSON, or None when it holds anything but a
-/// Secret, ConfigMap or Namespace this decoder fully understands.
+/// Secret, ConfigMap, Namespace, ServiceAccount, RBAC object, review or TokenRequest
+/// this decoder fully understands.
 pub fn decode(body: &[u8]) -> Option<Value> {
     let envelope = body.strip_prefix(MAGIC)?;
     let mut api_version = String::new();
@@ -320,12 +367,15 @@ pub fn decode(body: &[u8]) -> Option<Value> {
         }
     }
     let known = match api_version.as_str() {
-        "v1" => matches!(kind.as_str(), "Secret" | "ConfigMap" | "Namespace"),
+        "v1" => matches!(
+            kind.as_str(),
+            "Secret" | "ConfigMap" | "Namespace" | "ServiceAccount"
+        ),
         "rbac.authorization.k8s.io/v1" => matches!(
             kind.as_str(),
             "Role" | "ClusterRole" | "RoleBinding" | "ClusterRoleBinding"
         ),
-        "authentication.k8s.io/v1" => kind == "SelfSubjectReview",
+        "authentication.k8s.io/v1" => matches!(kind.as_str(), "SelfSubjectReview" | "TokenRequest"),
         "authorization.k8s.io/v1" => {
             matches!(
                 kind.as_str(),

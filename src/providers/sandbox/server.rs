@@ -111,13 +111,20 @@ fn authenticate(shared: &Shared, req: &Request<Incoming>) -> ApiResult<User> {
                 ApiError::new(401, "Unauthorized", format!("Unauthorized: {why}"))
             });
     }
-    token.and_then(|t| shared.tokens.lookup(t)).ok_or_else(|| {
-        ApiError::new(
-            401,
-            "Unauthorized",
-            "Unauthorized: send a valid bearer token (see the sandbox kubeconfig)",
-        )
-    })
+    token
+        .and_then(|t| {
+            shared
+                .tokens
+                .lookup(t)
+                .or_else(|| super::satokens::authenticate(&shared.cluster.lock(), t))
+        })
+        .ok_or_else(|| {
+            ApiError::new(
+                401,
+                "Unauthorized",
+                "Unauthorized: send a valid bearer token (see the sandbox kubeconfig)",
+            )
+        })
 }
 
 /// Decodes `%XX` escapes, and `+` as a space when `plus_is_space` (query strings).
@@ -368,6 +375,43 @@ async fn route(shared: &Arc<Shared>, req: Request<Incoming>) -> ApiResult<Respon
     if ns.is_some() && !info.namespaced {
         return Err(ApiError::route_not_found());
     }
+    // `kubectl create token`: a TokenRequest on a ServiceAccount.
+    if info.group.is_empty() && info.plural == "serviceaccounts" && rest.get(2) == Some(&"token") {
+        let (Some(ns), Some(name)) = (&ns, &name) else {
+            return Err(ApiError::route_not_found());
+        };
+        if req.method() != Method::POST {
+            return Err(ApiError::new(
+                405,
+                "MethodNotAllowed",
+                "a token is requested with POST (create)",
+            ));
+        }
+        let attrs =
+            rbac::Attributes::resource("create", Some(ns), "", "serviceaccounts", "token", name);
+        rbac::authorize(&shared.cluster.lock(), &user, &attrs)?;
+        let protobuf = req.headers().get(CONTENT_TYPE).is_some_and(|v| {
+            v.as_bytes()
+                .starts_with(b"application/vnd.kubernetes.protobuf")
+        });
+        let body = read_body(req).await?;
+        let request = if protobuf {
+            super::proto::decode(&body).ok_or_else(|| {
+                ApiError::new(
+                    415,
+                    "UnsupportedMediaType",
+                    "the protobuf TokenRequest could not be read: send JSON",
+                )
+            })?
+        } else {
+            parse_json(&body)?
+        };
+        let c = shared.cluster.lock();
+        return Ok(json_response(
+            201,
+            &super::satokens::token_request(&c, ns, name, &request)?,
+        ));
+    }
     if info.namespaced && ns.is_none() && name.is_some() {
         return Err(ApiError::route_not_found());
     }
@@ -506,7 +550,7 @@ async fn route(shared: &Arc<Shared>, req: Request<Incoming>) -> ApiResult<Respon
             ApiError::new(
                 415,
                 "UnsupportedMediaType",
-                "the sandbox reads protobuf only for Secrets, ConfigMaps, Namespaces and RBAC objects: send JSON",
+                "the sandbox reads protobuf only for Secrets, ConfigMaps, Namespaces, ServiceAccounts and RBAC objects: send JSON",
             )
         })
     };

@@ -350,6 +350,9 @@ pub struct Cluster {
     /// The field manager of the request being served, if it tracks field ownership
     /// (see `ssa.rs`); None for the cluster's own writes.
     pub manager: Option<super::ssa::Manager>,
+    /// The key service account tokens are signed with (`satokens.rs`); all zeros until
+    /// the sandbox loads its own, and no token verifies under it.
+    pub sa_key: [u8; 32],
 }
 
 impl Cluster {
@@ -361,6 +364,7 @@ impl Cluster {
             dir: dir.to_path_buf(),
             dry_run: false,
             manager: None,
+            sa_key: [0; 32],
         }
     }
 
