@@ -112,15 +112,11 @@ impl Tasks {
     }
 
     /// Lists the linked cloud accounts' clusters, one message per origin as each answers.
-    pub fn cloud_clusters(
-        &self,
-        aws: &[ferry_providers::eks::AwsAccount],
-        azure: &[ferry_providers::aks::AzureSubscription],
-    ) {
+    pub fn cloud_clusters(&self, clouds: &ferry_providers::cloud::Clouds) {
         let (rt, tx) = (&self.rt, &self.tx);
         use futures::StreamExt as _;
         let tx = tx.clone();
-        let mut listed = ferry_providers::cloud::list(aws, azure);
+        let mut listed = clouds.list();
         rt.spawn(async move {
             while let Some((origin, res)) = listed.next().await {
                 send(&tx, Msg::CloudListed(origin, res));
@@ -951,21 +947,8 @@ pub fn restore_target(
     })
 }
 
-/// A cluster to create (one variant per cloud, as `ui::newcluster::NewCluster`).
-#[derive(Debug, Clone)]
-pub enum Create {
-    Eks {
-        account: ferry_providers::eks::AwsAccount,
-        region: String,
-        spec: Box<ferry_providers::eks::ClusterSpec>,
-        source_version: Option<String>,
-    },
-    Aks {
-        sub: Box<ferry_providers::aks::AzureSubscription>,
-        spec: Box<ferry_providers::aks::AksSpec>,
-        source_version: Option<String>,
-    },
-}
+/// A cluster to create, of any cloud (made by `ui::newcluster::NewCluster::request`).
+pub type Create = Box<dyn ferry_providers::cloud::ClusterRequest>;
 
 /// What goes into a new cluster once it exists.
 #[derive(Debug, Clone)]
@@ -997,47 +980,16 @@ pub struct Restore {
 
 /// What a failure after creation leaves behind, and what the user can do with it.
 fn leftover(create: &Create) -> String {
-    const AGAIN: &str =
-        "it is linked in the console, so choose it as the target when you run the wizard again";
-    match create {
-        Create::Eks { region, spec, .. } => {
-            let mut remove: Vec<String> = spec
-                .nodegroups
-                .iter()
-                .map(|ng| {
-                    format!(
-                        "aws eks delete-nodegroup --region {region} --cluster-name {} --nodegroup-name {}",
-                        spec.name, ng.name
-                    )
-                })
-                .collect();
-            remove.push(format!(
-                "aws eks delete-cluster --region {region} --name {}",
-                spec.name
-            ));
-            format!(
-                "the EKS cluster {} and its node groups ({}) were created and stay: {AGAIN}, or remove them with: {}",
-                spec.name,
-                spec.nodegroups
-                    .iter()
-                    .map(|n| n.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                remove.join("; ")
-            )
-        }
-        Create::Aks { sub, spec, .. } => format!(
-            "the AKS cluster {} (resource group {}) was created and stays: {AGAIN}, or remove it with: az aks delete --subscription {} --resource-group {} --name {} --yes",
-            spec.name, spec.resource_group, sub.id, spec.resource_group, spec.name
-        ),
-    }
+    create.leftover(
+        "it is linked in the console, so choose it as the target when you run the wizard again",
+    )
 }
 
 /// Creation events into the job's phase and log (the same for every cloud).
 fn into_progress(
     progress: &Arc<JobProgress>,
-) -> impl Fn(ferry_providers::eks::CreateEvent) + Send + Sync + use<> {
-    use ferry_providers::eks::CreateEvent;
+) -> impl Fn(ferry_providers::cloud::CreateEvent) + Send + Sync + use<> {
+    use ferry_providers::cloud::CreateEvent;
     let p = progress.clone();
     move |e: CreateEvent| match e {
         CreateEvent::Step(s) => {
@@ -1062,64 +1014,16 @@ async fn create_cluster(
 ) -> Result<LinkedCluster, String> {
     progress.set_phase("creating the cluster");
     let events = into_progress(progress);
-    match create {
-        Create::Eks {
-            account,
-            region,
-            spec,
-            source_version,
-        } => {
-            use ferry_providers::eks::{self, CreateOptions};
-            let cluster = eks::create_cluster(
-                account,
-                region,
-                spec,
-                source_version.as_deref(),
-                &CreateOptions::default(),
-                &events,
-            )
-            .await
-            .map_err(|e| {
-                format!(
-                    "cannot create the EKS cluster {}: {}",
-                    spec.name,
-                    e.explain(CREATE_AGAIN)
-                )
-            })?;
-            progress.log(format!(
-                "EKS cluster {} is ACTIVE (Kubernetes {})",
-                cluster.name, cluster.version
-            ));
-            Ok(LinkedCluster::from_eks(account, &cluster))
-        }
-        Create::Aks {
-            sub,
-            spec,
-            source_version,
-        } => {
-            use ferry_providers::aks::{self, CreateOptions};
-            let cluster = aks::create_cluster(
-                sub,
-                spec,
-                source_version.as_deref(),
-                &CreateOptions::default(),
-                &events,
-            )
-            .await
-            .map_err(|e| {
-                format!(
-                    "cannot create the AKS cluster {}: {}",
-                    spec.name,
-                    e.explain(CREATE_AGAIN)
-                )
-            })?;
-            progress.log(format!(
-                "AKS cluster {} has succeeded (Kubernetes {})",
-                cluster.name, cluster.version
-            ));
-            Ok(LinkedCluster::from_aks(sub, &cluster))
-        }
-    }
+    let created = create.create(&events).await.map_err(|e| {
+        format!(
+            "cannot create the {} cluster {}: {}",
+            create.kind(),
+            create.name(),
+            e.explain(CREATE_AGAIN)
+        )
+    })?;
+    progress.log(created.ready);
+    Ok(created.cluster)
 }
 
 /// The policy check, a live source's capture, the plan (refused when it has blocking

@@ -114,8 +114,7 @@ fn browse_and_migrate_a_namespace_through_the_wizard() {
         mover: MoverOptions::default(),
         reports: dir.path().join("reports"),
         downloads: dir.path().join("downloads"),
-        aws: vec![],
-        azure: vec![],
+        clouds: Default::default(),
     };
     let mut app = App::new(env);
     assert!(app.settle(LIMIT, |a| a.clusters.iter().all(|c| c.facts.is_some())));
@@ -279,8 +278,7 @@ fn env_for(t: &common::TestRepo, dir: &std::path::Path, linked: Linked) -> Env {
         mover: MoverOptions::default(),
         reports: dir.join("reports"),
         downloads: dir.join("downloads"),
-        aws: vec![],
-        azure: vec![],
+        clouds: Default::default(),
     }
 }
 
@@ -671,7 +669,9 @@ fn a_new_eks_cluster_from_the_wizard_receives_the_shop() {
         source_version,
         mut env,
     } = captured_shop(&t, dir.path());
-    env.aws = vec![support::cloud::aws_account(&cloud)];
+    env.clouds = env.clouds.clone().with(ferry_providers::eks::Aws::new(vec![
+        support::cloud::aws_account(&cloud),
+    ]));
     let mut app = listed(App::new(env));
     key(&mut app, KeyCode::Char('S'));
     assert!(app.settle(LIMIT, |a| matches!(a.snapshots, Some(Load::Ready(_)))));
@@ -811,7 +811,12 @@ fn a_new_aks_cluster_from_the_wizard_receives_the_shop() {
         source_version,
         mut env,
     } = captured_shop(&t, dir.path());
-    env.azure = vec![support::cloud::azure_subscription(&cloud)];
+    env.clouds = env
+        .clouds
+        .clone()
+        .with(ferry_providers::aks::Azure::new(vec![
+            support::cloud::azure_subscription(&cloud),
+        ]));
     let mut app = listed(App::new(env));
     key(&mut app, KeyCode::Char('S'));
     assert!(app.settle(LIMIT, |a| matches!(a.snapshots, Some(Load::Ready(_)))));
@@ -996,7 +1001,7 @@ fn captured_shop(t: &common::TestRepo, dir: &std::path::Path) -> CapturedShop {
             &JobProgress::new(),
         ))
         .unwrap();
-    let (maj, min) = ferry_providers::eks::parse_version(&out.meta.server_version).unwrap();
+    let (maj, min) = ferry_providers::spec::parse_version(&out.meta.server_version).unwrap();
     CapturedShop {
         prod,
         cloud,
@@ -1206,7 +1211,10 @@ fn migrate_the_shop_into_a_new_eks_cluster_from_the_wizard() {
     let source_version = format!("{}.{}", version.major, version.minor.trim_end_matches('+'));
 
     let mut env = env_for(&t, dir.path(), linked);
-    env.aws = vec![account];
+    env.clouds = env
+        .clouds
+        .clone()
+        .with(ferry_providers::eks::Aws::new(vec![account]));
     let mut app = listed(App::new(env));
     open_live_wizard(&mut app, &prod_name, "shop", 'm');
     let w = app.wizard.as_ref().unwrap();
@@ -1317,7 +1325,10 @@ fn clone_an_eks_namespace_into_a_new_cluster_pre_filled_from_its_envelope() {
             ..Linked::default()
         },
     );
-    env.aws = vec![account];
+    env.clouds = env
+        .clouds
+        .clone()
+        .with(ferry_providers::eks::Aws::new(vec![account]));
     let mut app = listed(App::new(env));
     open_live_wizard(&mut app, &src.name, "shop", 'c');
     let w = app.wizard.as_ref().unwrap();
@@ -1400,7 +1411,10 @@ fn a_migrate_whose_source_goes_away_says_what_was_created() {
     ));
 
     let mut env = env_for(&t, dir.path(), linked);
-    env.aws = vec![account];
+    env.clouds = env
+        .clouds
+        .clone()
+        .with(ferry_providers::eks::Aws::new(vec![account]));
     let mut app = listed(App::new(env));
     open_live_wizard(&mut app, &prod_name, "shop", 'm');
     key(&mut app, KeyCode::Enter);
@@ -1470,7 +1484,12 @@ fn a_new_aks_cluster_failing_half_way_from_the_wizard_says_what_exists() {
         mut env,
         ..
     } = captured_shop(&t, dir.path());
-    env.azure = vec![support::cloud::azure_subscription(&cloud)];
+    env.clouds = env
+        .clouds
+        .clone()
+        .with(ferry_providers::aks::Azure::new(vec![
+            support::cloud::azure_subscription(&cloud),
+        ]));
     let mut app = listed(App::new(env));
     key(&mut app, KeyCode::Char('S'));
     assert!(app.settle(LIMIT, |a| matches!(a.snapshots, Some(Load::Ready(_)))));

@@ -542,16 +542,8 @@ impl LinkedCluster {
     /// `None` for a kubeconfig context. AKS clusters group by subscription alone.
     pub fn origin(&self) -> Origin {
         match self.cloud() {
-            Some(CloudCluster::Eks(a, c)) => Origin::Cloud {
-                provider: "aws".into(),
-                account: a.label(),
-                region: c.region.clone(),
-            },
-            Some(CloudCluster::Aks(s, _)) => Origin::Cloud {
-                provider: "azure".into(),
-                account: s.label(),
-                region: String::new(),
-            },
+            Some(CloudCluster::Eks(a, c)) => eks::origin(a, &c.region),
+            Some(CloudCluster::Aks(s, _)) => aks::origin(s),
             None => Origin::Kubeconfig(self.sources.first().cloned().unwrap_or_default()),
         }
     }
