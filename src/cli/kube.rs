@@ -148,30 +148,29 @@ pub fn clusters(ctx: &Context, a: ClustersArgs) -> anyhow::Result<Exit> {
         ctx.rt.block_on(probe::probe_all(&linked.clusters))
     };
     if a.json {
+        // Every cloud's key is there (null unless the cluster is of that cloud).
+        let clouds = Settings::load(&ctx.dirs)?.clouds();
         let v: Vec<Value> = linked
             .clusters
             .iter()
             .enumerate()
             .map(|(i, c)| {
-                serde_json::json!({
+                let mut row = serde_json::json!({
                     "name": c.name, "context": c.context, "server": c.server, "user": c.user,
                     "sources": c.sources, "current": c.current,
                     "identity": c.identity,
-                    "eks": c.eks().map(|(a, e)| serde_json::json!({
-                        "profile": a.label(), "region": e.region, "cluster": e.name,
-                        "status": e.status, "version": e.version, "arn": e.arn,
-                    })),
-                    "aks": c.aks().map(|(s, k)| serde_json::json!({
-                        "subscription": s.label(), "subscriptionId": s.id,
-                        "resourceGroup": k.resource_group, "cluster": k.name,
-                        "location": k.location, "provisioningState": k.provisioning_state,
-                        "version": k.version, "id": k.id,
-                    })),
                     "probe": probes.get(i).map(|p| match &p.facts {
                         Ok(f) => serde_json::to_value(f).unwrap_or(Value::Null),
                         Err(e) => serde_json::json!({"error": e}),
                     }),
-                })
+                });
+                for cloud in clouds.iter() {
+                    row[cloud.prefix()] = Value::Null;
+                }
+                if let Some((key, facts)) = c.cloud_facts() {
+                    row[key] = facts;
+                }
+                row
             })
             .collect();
         say!("{}", serde_json::to_string_pretty(&v)?);

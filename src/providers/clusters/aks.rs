@@ -493,6 +493,10 @@ impl Cloud for Azure {
         "AKS"
     }
 
+    fn prefix(&self) -> &'static str {
+        "aks"
+    }
+
     fn is_linked(&self) -> bool {
         !self.subscriptions.is_empty()
     }

@@ -11,8 +11,9 @@
 //! Each cloud's forms (flags, the console's form) build their own spec; everything after
 //! that is the same for every cloud.
 //!
-//! Another cloud is a module here implementing both traits, an entry in
-//! `config.rs`'s settings and its forms.
+//! Another cloud is a module of this crate implementing both traits (with its variants
+//! of [`CloudError`] and `kubeconfig::CloudCluster`), its key in `config.rs`'s settings,
+//! and its forms.
 
 use std::any::Any;
 use std::fmt;
@@ -63,6 +64,9 @@ pub trait Cloud: fmt::Debug + Send + Sync + 'static {
     fn provider(&self) -> &'static str;
     /// The kind of its managed clusters in messages (`EKS`, `AKS`).
     fn kind(&self) -> &'static str;
+    /// The prefix of its cluster names (`eks`, `aks`), also the key of a cluster's
+    /// facts in `ferry clusters --json` (`LinkedCluster::cloud_facts`).
+    fn prefix(&self) -> &'static str;
     /// Whether the settings link an account of this cloud.
     fn is_linked(&self) -> bool;
     /// Every origin [`Cloud::list`] answers for, in the order the settings name them

@@ -882,6 +882,10 @@ impl Cloud for Aws {
         "EKS"
     }
 
+    fn prefix(&self) -> &'static str {
+        "eks"
+    }
+
     fn is_linked(&self) -> bool {
         !self.accounts.is_empty()
     }
