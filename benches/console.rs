@@ -53,8 +53,7 @@ fn main() {
         mover: MoverOptions::default(),
         reports: dir.path().join("reports"),
         downloads: dir.path().join("downloads"),
-        aws: vec![],
-        azure: vec![],
+        clouds: Default::default(),
     };
     let mut app = App::new(env);
     key(&mut app, KeyCode::Enter);

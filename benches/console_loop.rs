@@ -115,8 +115,7 @@ fn env(linked: Linked, rt: &tokio::runtime::Runtime, dir: &Path) -> Env {
         mover: MoverOptions::default(),
         reports: dir.join("reports"),
         downloads: dir.join("downloads"),
-        aws: vec![],
-        azure: vec![],
+        clouds: Default::default(),
     }
 }
 

@@ -29,6 +29,11 @@
 //! `AZURE_CLIENT_SECRET` (a service principal), else from the Azure CLI's login.
 
 use std::path::PathBuf;
+use std::sync::Arc;
+
+use ferry_providers::aks::{Azure, AzureSubscription};
+use ferry_providers::cloud::Clouds;
+use ferry_providers::eks::{Aws, AwsAccount};
 
 /// User settings from `config.yaml`.
 #[derive(Debug, Clone, Default, serde::Deserialize)]
@@ -52,38 +57,19 @@ pub struct Settings {
     pub accent: Vec<ferry_console::theme::AccentRule>,
     /// Linked AWS accounts (profiles and their regions) whose EKS clusters are listed.
     #[serde(default)]
-    pub aws: Vec<ferry_providers::eks::AwsAccount>,
+    pub aws: Vec<AwsAccount>,
     /// Linked Azure subscriptions whose AKS clusters are listed.
     #[serde(default)]
-    pub azure: Vec<ferry_providers::aks::AzureSubscription>,
+    pub azure: Vec<AzureSubscription>,
 }
 
 impl Settings {
-    /// The linked AWS account of `profile` (`default` is the default chain); one with
-    /// just that profile and region when the settings do not name it.
-    pub fn aws_account(&self, profile: &str, region: &str) -> ferry_providers::eks::AwsAccount {
-        match self.aws.iter().find(|a| a.label() == profile) {
-            Some(a) => a.clone(),
-            None => ferry_providers::eks::AwsAccount {
-                profile: (profile != "default").then(|| profile.to_string()),
-                regions: vec![region.to_string()],
-                ..Default::default()
-            },
-        }
-    }
-
-    /// The linked Azure subscription whose label (or ID) is `label`; one with just that
-    /// ID when the settings do not name it.
-    pub fn azure_subscription(&self, label: &str) -> ferry_providers::aks::AzureSubscription {
-        self.azure
-            .iter()
-            .find(|s| s.label() == label)
-            .or_else(|| self.azure.iter().find(|s| s.id == label))
-            .cloned()
-            .unwrap_or_else(|| ferry_providers::aks::AzureSubscription {
-                id: label.to_string(),
-                ..Default::default()
-            })
+    /// The clouds, with the accounts linked under `aws:` and `azure:`.
+    pub fn clouds(&self) -> Clouds {
+        Clouds::new(vec![
+            Arc::new(Aws::new(self.aws.clone())),
+            Arc::new(Azure::new(self.azure.clone())),
+        ])
     }
 
     /// Reads the settings file; a missing file means defaults.

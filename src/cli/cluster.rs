@@ -1,7 +1,8 @@
 //! `ferry cluster create eks|aks`: a new EKS or AKS cluster as a restore target,
 //! pre-filled from the envelope a capture recorded (`--from-snapshot`), made by
 //! `ferry_providers::eks::create_cluster` or `ferry_providers::aks::create_cluster` with its
-//! progress printed here.
+//! progress printed here. Each cloud's flags are its form; another cloud is another
+//! subcommand here.
 
 use std::time::Instant;
 
@@ -11,11 +12,10 @@ use clap::{Args, Subcommand};
 use super::{Context, Exit};
 use crate::config::Settings;
 use ferry_k8s::capture::CaptureMeta;
-use ferry_providers::aks::{self, AksError, AksSpec};
-use ferry_providers::eks::{
-    self, ClusterSpec, CreateEvent, CreateOptions, EksError, NodegroupSpec,
-};
-use ferry_providers::spec::{Field, SpecError};
+use ferry_providers::aks::{self, AksError, AksSpec, Azure};
+use ferry_providers::cloud::CreateEvent;
+use ferry_providers::eks::{self, Aws, ClusterSpec, CreateOptions, EksError, NodegroupSpec};
+use ferry_providers::spec::{Field, SpecError, parse_version};
 use ferry_repo::snapshot;
 
 #[derive(Debug, Subcommand)]
@@ -197,7 +197,7 @@ fn progress_printer(quiet: bool) -> impl Fn(CreateEvent) + Send + Sync {
 
 fn create_aks(ctx: &Context, a: AksArgs) -> anyhow::Result<Exit> {
     let settings = Settings::load(&ctx.dirs)?;
-    let sub = settings.azure_subscription(&a.subscription);
+    let sub = Azure::new(settings.azure).subscription(&a.subscription);
     let (mut spec, source_version) = match &a.from_snapshot {
         Some(s) => {
             let (envelope, version, source) = recorded(ctx, s)?;
@@ -226,7 +226,7 @@ fn create_aks(ctx: &Context, a: AksArgs) -> anyhow::Result<Exit> {
     if spec.version.is_empty() {
         match &source_version {
             Some(v) => {
-                let (maj, min) = eks::parse_version(v).with_context(|| {
+                let (maj, min) = parse_version(v).with_context(|| {
                     format!("the source's version {v:?} is not readable: give --version")
                 })?;
                 spec.version = format!("{maj}.{min}");
@@ -297,7 +297,7 @@ fn create_aks(ctx: &Context, a: AksArgs) -> anyhow::Result<Exit> {
 
 fn create_eks(ctx: &Context, a: EksArgs) -> anyhow::Result<Exit> {
     let settings = Settings::load(&ctx.dirs)?;
-    let account = settings.aws_account(&a.profile, &a.region);
+    let account = Aws::new(settings.aws).account(&a.profile, &a.region);
     // The recorded source: its envelope pre-fills the spec, its version is the floor.
     let (mut spec, source_version) = match &a.from_snapshot {
         Some(s) => {
@@ -314,13 +314,7 @@ fn create_eks(ctx: &Context, a: EksArgs) -> anyhow::Result<Exit> {
                         snap.id.short(),
                         meta.cluster
                     );
-                    ClusterSpec {
-                        name: a.name.clone(),
-                        endpoint_public_access: true,
-                        addons: vec![eks::EBS_CSI_ADDON.into()],
-                        storage_class: Some("gp3".into()),
-                        ..ClusterSpec::default()
-                    }
+                    ClusterSpec::new(&a.name)
                 }
             };
             let version = meta
@@ -330,16 +324,7 @@ fn create_eks(ctx: &Context, a: EksArgs) -> anyhow::Result<Exit> {
                 .unwrap_or(meta.server_version.clone());
             (spec, Some(version))
         }
-        None => (
-            ClusterSpec {
-                name: a.name.clone(),
-                endpoint_public_access: true,
-                addons: vec![eks::EBS_CSI_ADDON.into()],
-                storage_class: Some("gp3".into()),
-                ..ClusterSpec::default()
-            },
-            None,
-        ),
+        None => (ClusterSpec::new(&a.name), None),
     };
     if let Some(v) = &a.k8s_version {
         spec.version = v.clone();
@@ -347,7 +332,7 @@ fn create_eks(ctx: &Context, a: EksArgs) -> anyhow::Result<Exit> {
     if spec.version.is_empty() {
         match &source_version {
             Some(v) => {
-                let (maj, min) = eks::parse_version(v).with_context(|| {
+                let (maj, min) = parse_version(v).with_context(|| {
                     format!("the source's version {v:?} is not readable: give --version")
                 })?;
                 spec.version = format!("{maj}.{min}");
@@ -439,7 +424,7 @@ mod tests {
             "no resource group is given: give the resource group to create the cluster in with --resource-group"
         );
         spec.resource_group = "rg".into();
-        let e = aks::check_version("1.30", "1.31.2").unwrap_err();
+        let e = ferry_providers::spec::check_version("1.30", "1.31.2").unwrap_err();
         assert!(flag_advice(&e).ends_with("give 1.31 or newer with --version"));
         let e = ClusterSpec {
             name: "shop".into(),

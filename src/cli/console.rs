@@ -41,8 +41,7 @@ pub fn run(ctx: &Context, read_only: bool) -> anyhow::Result<Exit> {
         mover,
         reports: ferry_k8s::apply::Report::dir(&ctx.dirs.state),
         downloads: ctx.dirs.data.join("downloads"),
-        aws: settings.aws.clone(),
-        azure: settings.azure.clone(),
+        clouds: settings.clouds(),
     };
     let _enter = ctx.rt.enter();
     ferry_console::event::run(App::new(env)).context("the console stopped")?;

@@ -17,7 +17,6 @@ use ferry_k8s::graph;
 use ferry_k8s::objects::{self, Catalog, ObjRef};
 use ferry_providers::kubeconfig::{BrokenSource, Linked, LinkedCluster, Sources};
 use ferry_providers::probe;
-use ferry_providers::{aks, eks};
 
 /// Every linked cluster: kubeconfig contexts, then the EKS clusters of every linked AWS
 /// account and region and the AKS clusters of every linked Azure subscription (all
@@ -29,7 +28,7 @@ pub fn linked(ctx: &Context) -> anyhow::Result<Linked> {
     let mut linked = kubeconfig_linked(ctx, &settings)?;
     let mut listed: Vec<_> = ctx
         .rt
-        .block_on(ferry_providers::cloud::list(&settings.aws, &settings.azure).collect::<Vec<_>>());
+        .block_on(settings.clouds().list().collect::<Vec<_>>());
     listed.sort_by(|a, b| a.0.cmp(&b.0));
     for (origin, res) in listed {
         match res {
@@ -43,11 +42,7 @@ pub fn linked(ctx: &Context) -> anyhow::Result<Linked> {
 /// The kubeconfig contexts (or the sandbox default when there is nothing to link).
 pub(super) fn kubeconfig_linked(ctx: &Context, settings: &Settings) -> anyhow::Result<Linked> {
     let linked = Linked::load(&Sources::from_environment(&settings.kubeconfig_paths()));
-    if !linked.clusters.is_empty()
-        || !linked.broken.is_empty()
-        || !settings.aws.is_empty()
-        || !settings.azure.is_empty()
-    {
+    if !linked.clusters.is_empty() || !linked.broken.is_empty() || settings.clouds().is_linked() {
         return Ok(linked);
     }
     let kc = ctx.dirs.data.join("sandbox").join("kubeconfig");
@@ -79,31 +74,20 @@ pub(super) fn kubeconfig_linked(ctx: &Context, settings: &Settings) -> anyhow::R
     Ok(Linked::load(&Sources { paths: vec![kc] }))
 }
 
-/// The cloud cluster named `eks:<profile>/<region>/<cluster>` (one `DescribeCluster`)
-/// or `aks:<subscription>/<resourceGroup>/<cluster>` (one ARM GET); `None` for other
-/// names. The account's settings (an endpoint) apply when it is linked.
+/// The cloud cluster named `eks:<profile>/<region>/<cluster>` (one `DescribeCluster`),
+/// `aks:<subscription>/<resourceGroup>/<cluster>` (one ARM GET) or another cloud's name;
+/// `None` for other names. The account's settings (an endpoint) apply when it is linked.
 pub fn cloud_cluster(ctx: &Context, name: &str) -> anyhow::Result<Option<LinkedCluster>> {
-    if let Some(parsed) = eks::parse_context_name(name) {
-        let (profile, region, cluster) = parsed?;
-        let settings = Settings::load(&ctx.dirs)?;
-        let account = settings.aws_account(&profile, &region);
-        let c = ctx
-            .rt
-            .block_on(eks::describe(&account, &region, &cluster))
-            .with_context(|| format!("cannot find the EKS cluster {name}"))?;
-        return Ok(Some(LinkedCluster::from_eks(&account, &c)));
-    }
-    if let Some(parsed) = aks::parse_context_name(name) {
-        let (label, rg, cluster) = parsed?;
-        let settings = Settings::load(&ctx.dirs)?;
-        let sub = settings.azure_subscription(&label);
-        let c = ctx
-            .rt
-            .block_on(aks::get_cluster(&sub, &rg, &cluster))
-            .with_context(|| format!("cannot find the AKS cluster {name}"))?;
-        return Ok(Some(LinkedCluster::from_aks(&sub, &c)));
-    }
-    Ok(None)
+    let settings = Settings::load(&ctx.dirs)?;
+    let clouds = settings.clouds();
+    let Some((cloud, found)) = clouds.find(name) else {
+        return Ok(None);
+    };
+    let c = ctx
+        .rt
+        .block_on(found?)
+        .with_context(|| format!("cannot find the {} cluster {name}", cloud.kind()))?;
+    Ok(Some(c))
 }
 
 /// The linked cluster named `name` (or the current context's), and a client for it. An
@@ -152,30 +136,29 @@ pub fn clusters(ctx: &Context, a: ClustersArgs) -> anyhow::Result<Exit> {
         ctx.rt.block_on(probe::probe_all(&linked.clusters))
     };
     if a.json {
+        // Every cloud's key is there (null unless the cluster is of that cloud).
+        let clouds = Settings::load(&ctx.dirs)?.clouds();
         let v: Vec<Value> = linked
             .clusters
             .iter()
             .enumerate()
             .map(|(i, c)| {
-                serde_json::json!({
+                let mut row = serde_json::json!({
                     "name": c.name, "context": c.context, "server": c.server, "user": c.user,
                     "sources": c.sources, "current": c.current,
                     "identity": c.identity,
-                    "eks": c.eks().map(|(a, e)| serde_json::json!({
-                        "profile": a.label(), "region": e.region, "cluster": e.name,
-                        "status": e.status, "version": e.version, "arn": e.arn,
-                    })),
-                    "aks": c.aks().map(|(s, k)| serde_json::json!({
-                        "subscription": s.label(), "subscriptionId": s.id,
-                        "resourceGroup": k.resource_group, "cluster": k.name,
-                        "location": k.location, "provisioningState": k.provisioning_state,
-                        "version": k.version, "id": k.id,
-                    })),
                     "probe": probes.get(i).map(|p| match &p.facts {
                         Ok(f) => serde_json::to_value(f).unwrap_or(Value::Null),
                         Err(e) => serde_json::json!({"error": e}),
                     }),
-                })
+                });
+                for cloud in clouds.iter() {
+                    row[cloud.prefix()] = Value::Null;
+                }
+                if let Some((key, facts)) = c.cloud_facts() {
+                    row[key] = facts;
+                }
+                row
             })
             .collect();
         say!("{}", serde_json::to_string_pretty(&v)?);

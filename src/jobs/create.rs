@@ -1,6 +1,6 @@
 //! A new managed cluster as a restore target, then the restore or move into it: one
-//! job. The cloud call itself is [`create_cluster`], the one place that names the
-//! providers' creation functions.
+//! job. The cloud call itself is `create_cluster`, the one place that asks a cloud
+//! ([`ferry_providers::cloud::ClusterRequest`]) to create a cluster.
 
 use std::sync::Arc;
 
@@ -9,8 +9,7 @@ use ferry_k8s::capture::{CaptureMeta, CaptureOptions, CaptureOutcome};
 use ferry_k8s::plan::PlanOptions;
 use ferry_policy::Action;
 use ferry_policy::gate::Place;
-use ferry_providers::aks::{AksSpec, AzureSubscription};
-use ferry_providers::eks::{AwsAccount, ClusterSpec, CreateEvent};
+use ferry_providers::cloud::{ClusterRequest, CreateEvent};
 use ferry_providers::kubeconfig::LinkedCluster;
 use ferry_repo::Repository;
 use ferry_repo::snapshot::Snapshot;
@@ -18,30 +17,9 @@ use ferry_repo::snapshot::Snapshot;
 use crate::moving::{MoveJob, RestoreJob, Restored, stage_move, stage_restore};
 use crate::{Endpoint, Failed, JobError};
 
-/// A cluster to create, one variant per cloud.
-#[derive(Debug, Clone)]
-pub enum NewCluster {
-    /// An EKS cluster with its node groups.
-    Eks {
-        /// The linked AWS account.
-        account: AwsAccount,
-        /// The region to create it in.
-        region: String,
-        /// What to create.
-        spec: Box<ClusterSpec>,
-        /// The source's Kubernetes version, which the new one may not be older than.
-        source_version: Option<String>,
-    },
-    /// An AKS cluster.
-    Aks {
-        /// The linked Azure subscription.
-        sub: Box<AzureSubscription>,
-        /// What to create.
-        spec: Box<AksSpec>,
-        /// The source's Kubernetes version, which the new one may not be older than.
-        source_version: Option<String>,
-    },
-}
+/// A cluster to create, of any cloud: its own spec, the account and place it goes to,
+/// and the source's version (the floor for the new one's).
+pub type NewCluster = Box<dyn ClusterRequest>;
 
 /// What goes into a new cluster once it exists.
 #[derive(Debug, Clone)]
@@ -68,7 +46,7 @@ pub enum Payload {
 }
 
 /// A cluster to create and what to restore into it.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct CreateAndRestore {
     /// The cluster to create.
     pub cluster: NewCluster,
@@ -99,7 +77,7 @@ pub async fn create_and_restore(
         options,
         again,
     } = job;
-    let target = create_cluster(&cluster, &again, progress).await?;
+    let target = create_cluster(cluster.as_ref(), &again, progress).await?;
     created(&target);
     progress.set_phase("checking the policy");
     let target = Endpoint::connect(target).await?;
@@ -183,68 +161,20 @@ fn into_progress(progress: &Arc<JobProgress>) -> impl Fn(CreateEvent) + Send + S
 /// Creates `new` with its cloud's API and links it; `again` says how to start a
 /// creation that failed half-way again. The one call into the providers' creation.
 async fn create_cluster(
-    new: &NewCluster,
+    new: &dyn ClusterRequest,
     again: &str,
     progress: &Arc<JobProgress>,
 ) -> Result<LinkedCluster, JobError> {
     progress.set_phase("creating the cluster");
     let events = into_progress(progress);
-    match new {
-        NewCluster::Eks {
-            account,
-            region,
-            spec,
-            source_version,
-        } => {
-            use ferry_providers::eks::{self, CreateOptions};
-            let cluster = eks::create_cluster(
-                account,
-                region,
-                spec,
-                source_version.as_deref(),
-                &CreateOptions::default(),
-                &events,
-            )
-            .await
-            .map_err(|e| {
-                JobError::Create(format!(
-                    "cannot create the EKS cluster {}: {}",
-                    spec.name,
-                    e.explain(again)
-                ))
-            })?;
-            progress.log(format!(
-                "EKS cluster {} is ACTIVE (Kubernetes {})",
-                cluster.name, cluster.version
-            ));
-            Ok(LinkedCluster::from_eks(account, &cluster))
-        }
-        NewCluster::Aks {
-            sub,
-            spec,
-            source_version,
-        } => {
-            use ferry_providers::aks::{self, CreateOptions};
-            let cluster = aks::create_cluster(
-                sub,
-                spec,
-                source_version.as_deref(),
-                &CreateOptions::default(),
-                &events,
-            )
-            .await
-            .map_err(|e| {
-                JobError::Create(format!(
-                    "cannot create the AKS cluster {}: {}",
-                    spec.name,
-                    e.explain(again)
-                ))
-            })?;
-            progress.log(format!(
-                "AKS cluster {} has succeeded (Kubernetes {})",
-                cluster.name, cluster.version
-            ));
-            Ok(LinkedCluster::from_aks(sub, &cluster))
-        }
-    }
+    let created = new.create(&events).await.map_err(|e| {
+        JobError::Create(format!(
+            "cannot create the {} cluster {}: {}",
+            new.kind(),
+            new.name(),
+            e.explain(again)
+        ))
+    })?;
+    progress.log(created.ready);
+    Ok(created.cluster)
 }

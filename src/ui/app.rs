@@ -52,12 +52,9 @@ pub struct Env {
     /// The folder a file restored from a snapshot goes to unless the user types
     /// another (`<data>/downloads`).
     pub downloads: std::path::PathBuf,
-    /// Linked AWS accounts (`aws:` in the settings): the wizard offers a new EKS
-    /// cluster as a target when there is one.
-    pub aws: Vec<ferry_providers::eks::AwsAccount>,
-    /// Linked Azure subscriptions (`azure:` in the settings): the wizard offers a new
-    /// AKS cluster as a target when there is one.
-    pub azure: Vec<ferry_providers::aks::AzureSubscription>,
+    /// The clouds and their linked accounts (`aws:`, `azure:` in the settings): their
+    /// clusters are listed, and the wizard offers a new cluster in each linked one.
+    pub clouds: ferry_providers::cloud::Clouds,
 }
 
 impl std::fmt::Debug for Env {
@@ -511,9 +508,9 @@ impl App {
             app.tasks.probe(c.linked.clone());
         }
         // Cloud accounts are listed in the background: the screen is up meanwhile.
-        app.listing = ferry_providers::cloud::origins(&app.env.aws, &app.env.azure);
+        app.listing = app.env.clouds.origins();
         if !app.listing.is_empty() {
-            app.tasks.cloud_clusters(&app.env.aws, &app.env.azure);
+            app.tasks.cloud_clusters(&app.env.clouds);
         }
         app.cluster_rows = screens::clusters::rows(&app);
         app.select_first_selectable();

@@ -1,15 +1,16 @@
 //! The wizard's "new cluster" targets: a cluster Ferry creates before it restores into
 //! it. [`NewCluster`] has one variant per cloud (EKS and AKS; another cloud is one more
-//! variant with its form and its create call in `tasks::create_cluster`). A form is
+//! variant with its form, which makes that cloud's `ClusterRequest`). A form is
 //! pre-filled from the source's cloud envelope (a capture's, or a live source's fetched
 //! when the wizard opens) when it comes from the same cloud, and checked in place;
 //! nothing is created until the wizard's last step is confirmed. The forms share their
 //! key handling (`edit`).
 
-use ferry_providers::aks::{self, AksSpec, AzureSubscription};
-use ferry_providers::eks::{self, AwsAccount, ClusterSpec, NodegroupSpec};
+use ferry_providers::aks::{AksRequest, AksSpec, Azure, AzureSubscription};
+use ferry_providers::cloud::{Clouds, ClusterRequest};
+use ferry_providers::eks::{Aws, AwsAccount, ClusterSpec, EksRequest, NodegroupSpec};
 use ferry_providers::probe::StorageClassInfo;
-use ferry_providers::spec::{Field, SpecError};
+use ferry_providers::spec::{Field, SpecError, check_version, parse_version};
 
 /// A cluster to create, by cloud.
 #[derive(Debug, Clone)]
@@ -94,12 +95,13 @@ impl NewCluster {
     /// subscription, named `name` and pre-filled from the source's `envelope` (what it
     /// says of its own cloud; of another, its version alone) and `server_version`.
     pub fn offered(
-        aws: &[AwsAccount],
-        azure: &[AzureSubscription],
+        clouds: &Clouds,
         envelope: Option<&serde_json::Value>,
         server_version: &str,
         name: &str,
     ) -> Vec<NewCluster> {
+        let aws = clouds.get::<Aws>().map_or(&[][..], |c| &c.accounts);
+        let azure = clouds.get::<Azure>().map_or(&[][..], |c| &c.subscriptions);
         let mut out = Vec::new();
         if !aws.is_empty() {
             // An AKS envelope says nothing an EKS form can use but the version.
@@ -208,40 +210,33 @@ impl NewCluster {
     /// The storage classes it will have (what the class mapping may choose).
     pub fn classes(&self) -> Vec<StorageClassInfo> {
         match self {
-            NewCluster::Eks(f) => f
-                .base
-                .storage_class
-                .iter()
-                .map(|c| StorageClassInfo {
-                    name: c.clone(),
-                    provisioner: "ebs.csi.aws.com".into(),
-                    parameters: [("type".to_string(), "gp3".to_string())].into(),
-                    default: true,
-                    binding_mode: "WaitForFirstConsumer".into(),
-                    allow_expansion: true,
-                })
-                .collect(),
-            NewCluster::Aks(_) => aks::STORAGE_CLASSES
-                .iter()
-                .map(|name| StorageClassInfo {
-                    name: (*name).into(),
-                    provisioner: aks::AZURE_DISK_PROVISIONER.into(),
-                    parameters: [(
-                        "skuname".to_string(),
-                        if *name == "managed-csi" {
-                            "StandardSSD_LRS"
-                        } else {
-                            "Premium_LRS"
-                        }
-                        .to_string(),
-                    )]
-                    .into(),
-                    default: *name == "managed-csi",
-                    binding_mode: "WaitForFirstConsumer".into(),
-                    allow_expansion: true,
-                })
-                .collect(),
+            NewCluster::Eks(f) => f.base.storage_classes(),
+            NewCluster::Aks(f) => f.base.storage_classes(),
         }
+    }
+
+    /// The cluster the form describes, for the provider to create, or what is wrong
+    /// with the form.
+    pub fn request(&self) -> Result<Box<dyn ClusterRequest>, String> {
+        Ok(match self {
+            NewCluster::Eks(f) => {
+                let (account, region, spec) = f.spec()?;
+                Box::new(EksRequest {
+                    account,
+                    region,
+                    spec,
+                    source_version: f.source_version.clone(),
+                })
+            }
+            NewCluster::Aks(f) => {
+                let (subscription, spec) = f.spec()?;
+                Box::new(AksRequest {
+                    subscription,
+                    spec,
+                    source_version: f.source_version.clone(),
+                })
+            }
+        })
     }
 
     /// Lines describing what will be made (the wizard's last step).
@@ -360,17 +355,11 @@ impl EksForm {
             .collect();
         let mut base = match envelope {
             Some(env) => ClusterSpec::from_envelope(env, name),
-            None => ClusterSpec {
-                name: name.into(),
-                endpoint_public_access: true,
-                addons: vec![eks::EBS_CSI_ADDON.into()],
-                storage_class: Some("gp3".into()),
-                ..ClusterSpec::default()
-            },
+            None => ClusterSpec::new(name),
         };
         let source_version = source_version(envelope, server_version);
         if base.version.is_empty()
-            && let Some((maj, min)) = source_version.as_deref().and_then(eks::parse_version)
+            && let Some((maj, min)) = source_version.as_deref().and_then(parse_version)
         {
             base.version = format!("{maj}.{min}");
         }
@@ -494,7 +483,7 @@ impl EksForm {
         }
         // The version first: it is pre-filled, so a change to it is what just happened.
         if let Some(src) = &self.source_version {
-            eks::check_version(&spec.version, src).map_err(|e| self.advice(&e))?;
+            check_version(&spec.version, src).map_err(|e| self.advice(&e))?;
         }
         spec.validate().map_err(|e| self.advice(&e))?;
         Ok((account, region, spec))
@@ -578,7 +567,7 @@ impl AksForm {
         let source_version = source_version(envelope, server_version);
         let floor = source_version
             .as_deref()
-            .and_then(eks::parse_version)
+            .and_then(parse_version)
             .map(|(a, b)| format!("{a}.{b}"))
             .unwrap_or_default();
         let mut base = match aks_envelope {
@@ -755,7 +744,7 @@ impl AksForm {
         }
         // The version first: it is pre-filled, so a change to it is what just happened.
         if let Some(src) = &self.source_version {
-            aks::check_version(&spec.version, src).map_err(|e| self.advice(&e))?;
+            check_version(&spec.version, src).map_err(|e| self.advice(&e))?;
         }
         spec.validate().map_err(|e| self.advice(&e))?;
         Ok((sub, spec))

@@ -115,15 +115,11 @@ impl Tasks {
     }
 
     /// Lists the linked cloud accounts' clusters, one message per origin as each answers.
-    pub fn cloud_clusters(
-        &self,
-        aws: &[ferry_providers::eks::AwsAccount],
-        azure: &[ferry_providers::aks::AzureSubscription],
-    ) {
+    pub fn cloud_clusters(&self, clouds: &ferry_providers::cloud::Clouds) {
         let (rt, tx) = (&self.rt, &self.tx);
         use futures::StreamExt as _;
         let tx = tx.clone();
-        let mut listed = ferry_providers::cloud::list(aws, azure);
+        let mut listed = clouds.list();
         rt.spawn(async move {
             while let Some((origin, res)) = listed.next().await {
                 send(&tx, Msg::CloudListed(origin, res));
@@ -893,7 +889,7 @@ pub fn restore_target(
     })
 }
 
-/// A cluster to create (one variant per cloud, as `ui::newcluster::NewCluster`).
+/// A cluster to create, of any cloud (made by `ui::newcluster::NewCluster::request`).
 pub use ferry_jobs::NewCluster as Create;
 
 /// What goes into a new cluster once it exists: a capture, or a live selection captured
@@ -911,40 +907,9 @@ pub struct Restore {
 
 /// What a failure after creation leaves behind, and what the user can do with it.
 fn leftover(create: &Create) -> String {
-    const AGAIN: &str =
-        "it is linked in the console, so choose it as the target when you run the wizard again";
-    match create {
-        Create::Eks { region, spec, .. } => {
-            let mut remove: Vec<String> = spec
-                .nodegroups
-                .iter()
-                .map(|ng| {
-                    format!(
-                        "aws eks delete-nodegroup --region {region} --cluster-name {} --nodegroup-name {}",
-                        spec.name, ng.name
-                    )
-                })
-                .collect();
-            remove.push(format!(
-                "aws eks delete-cluster --region {region} --name {}",
-                spec.name
-            ));
-            format!(
-                "the EKS cluster {} and its node groups ({}) were created and stay: {AGAIN}, or remove them with: {}",
-                spec.name,
-                spec.nodegroups
-                    .iter()
-                    .map(|n| n.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                remove.join("; ")
-            )
-        }
-        Create::Aks { sub, spec, .. } => format!(
-            "the AKS cluster {} (resource group {}) was created and stays: {AGAIN}, or remove it with: az aks delete --subscription {} --resource-group {} --name {} --yes",
-            spec.name, spec.resource_group, sub.id, spec.resource_group, spec.name
-        ),
-    }
+    create.leftover(
+        "it is linked in the console, so choose it as the target when you run the wizard again",
+    )
 }
 
 /// How the console's user starts a creation that failed half-way again (the provider

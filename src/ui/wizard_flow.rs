@@ -6,7 +6,6 @@
 use crossterm::event::KeyEvent;
 
 use crate::app::{App, Load, Tone, View};
-use crate::newcluster::NewCluster;
 use crate::tasks;
 use crate::wizard_state::{Purpose, Source, Wizard};
 use ferry_k8s::capture::CaptureMeta;
@@ -282,19 +281,7 @@ impl App {
                 return;
             }
         };
-        let create = match new {
-            NewCluster::Eks(f) => f.spec().map(|(account, region, spec)| tasks::Create::Eks {
-                account,
-                region,
-                spec: Box::new(spec),
-                source_version: f.source_version.clone(),
-            }),
-            NewCluster::Aks(f) => f.spec().map(|(sub, spec)| tasks::Create::Aks {
-                sub: Box::new(sub),
-                spec: Box::new(spec),
-                source_version: f.source_version.clone(),
-            }),
-        };
+        let create = new.request();
         let name = new.name().to_string();
         let payload = match &w.source {
             Source::Snapshot { snap, meta } => Ok(tasks::Payload::Snapshot {

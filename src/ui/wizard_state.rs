@@ -225,8 +225,7 @@ impl Wizard {
         let new_clusters = {
             let (envelope, version) = source_facts(app, &source, None);
             NewCluster::offered(
-                &app.env.aws,
-                &app.env.azure,
+                &app.env.clouds,
                 envelope,
                 &version,
                 &new_cluster_name(envelope, purpose),
@@ -310,8 +309,7 @@ impl Wizard {
     pub fn prefill(&mut self, app: &App) {
         let (envelope, version) = source_facts(app, &self.source, self.envelope.as_ref());
         let fresh = NewCluster::offered(
-            &app.env.aws,
-            &app.env.azure,
+            &app.env.clouds,
             envelope,
             &version,
             &new_cluster_name(envelope, self.purpose),

@@ -15,29 +15,22 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use crate::common;
-use crate::support;
+use crate::scaffold::{self, Volumes};
+use crate::support::cloud::{self, CLIENT, CLIENT_SECRET as SECRET, SUB, TENANT};
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use ferry_k8s::JobProgress;
-use ferry_k8s::apply;
-use ferry_k8s::capture::{self, CaptureOptions, Scope};
-use ferry_k8s::mover::MoverOptions;
-use ferry_k8s::plan::{self, Conflict, PlanOptions};
 use ferry_k8s::transform::Mapping;
 use ferry_providers::aks::{self, AksCluster, AksError, AksSpec, AzureSubscription, CreateEvent};
 use ferry_providers::kubeconfig::LinkedCluster;
 use ferry_providers::spec::Field;
 use ferry_sandbox::arm::AzurePrincipal;
 use ferry_sandbox::cloud::{Cloud, CloudConfig};
-use ferry_sandbox::seed::{SeedOptions, seed};
 use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim};
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::Api;
 use kube::api::{ListParams, Patch, PatchParams};
-use support::cloud::{self, CLIENT, CLIENT_SECRET as SECRET, SUB, TENANT};
-use support::volumes::{checksums, volume_dir};
 
 const EMPTY_SUB: &str = "5ub00000-0000-4000-8000-000000000002";
 const OTHER_SUB: &str = "5ub00000-0000-4000-8000-000000000003";
@@ -86,8 +79,6 @@ async fn ferry(
     creds: bool,
     args: &[&str],
 ) -> (bool, String, String) {
-    let cfg = home.join("config/ferry");
-    std::fs::create_dir_all(&cfg).unwrap();
     let e = cloud.endpoint();
     let mut yaml = String::from("azure:\n");
     for (id, name) in [
@@ -100,17 +91,11 @@ async fn ferry(
             "  - id: {id}\n    name: {name}\n    endpoint: {e}\n    authority: {e}\n"
         ));
     }
-    std::fs::write(cfg.join("config.yaml"), yaml).unwrap();
+    scaffold::settings(home, &yaml);
     let bin = home.join("bin");
     std::fs::create_dir_all(&bin).unwrap();
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_ferry"));
-    cmd.args(args)
-        .env("HOME", home)
-        .env("XDG_CONFIG_HOME", home.join("config"))
-        .env("XDG_DATA_HOME", home.join("data"))
-        .env("XDG_STATE_HOME", home.join("state"))
-        .env("KUBECONFIG", home.join("no-kubeconfig"))
-        .env("FERRY_REPO", repo)
+    let mut cmd = scaffold::ferry_command(home, args);
+    cmd.env("FERRY_REPO", repo)
         .env("FERRY_PASSWORD", "test password")
         .env("PATH", &bin)
         .env_remove("AZURE_AUTHORITY_HOST");
@@ -123,12 +108,7 @@ async fn ferry(
             .env_remove("AZURE_CLIENT_ID")
             .env_remove("AZURE_CLIENT_SECRET");
     }
-    let out = cmd.output().await.unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    scaffold::output(cmd).await
 }
 
 #[test]
@@ -188,17 +168,7 @@ fn an_aks_cluster_made_from_an_envelope_receives_the_shop_from_another_one() {
             .join("cloud/azure")
             .join(SUB)
             .join("rg-shop/src-aks");
-        seed(
-            &src_client,
-            &src_dir,
-            &SeedOptions {
-                files: 8,
-                file_size: 64 * 1024,
-                ..SeedOptions::default()
-            },
-        )
-        .await
-        .unwrap();
+        scaffold::seed_shop(&src_client, &src_dir).await;
         let claim = Api::<PersistentVolumeClaim>::namespaced(src_client.clone(), "shop")
             .get("data-postgres-0")
             .await
@@ -209,25 +179,7 @@ fn an_aks_cluster_made_from_an_envelope_receives_the_shop_from_another_one() {
         );
 
         // Capture with the envelope.
-        let envelope = src_linked.envelope().await.unwrap();
-        let out = capture::capture(
-            &src_client,
-            &t.repo,
-            &CaptureOptions {
-                cluster: src_linked.name.clone(),
-                scope: Scope::Namespaces(vec!["shop".into()]),
-                include_volumes: true,
-                use_snapshots: true,
-                mover: MoverOptions::default(),
-                tags: vec![],
-                parent: None,
-                no_parent: false,
-                envelope,
-            },
-            &JobProgress::new(),
-        )
-        .await
-        .unwrap();
+        let out = scaffold::capture_shop(&t.repo, &src_linked, &src_client).await;
         let env = out.meta.envelope.clone().expect("envelope recorded");
         assert_eq!(env["kind"], "aks");
         assert_eq!(env["version"], "1.31.0");
@@ -314,66 +266,31 @@ fn an_aks_cluster_made_from_an_envelope_receives_the_shop_from_another_one() {
         // Restore the shop, premium claims mapped to managed-csi.
         let dst_linked = LinkedCluster::from_aks(&s, &dst);
         let dst_client = dst_linked.client().await.unwrap();
-        let opts = PlanOptions {
-            mapping: Mapping {
-                storage_classes: [("managed-csi-premium".to_string(), "managed-csi".to_string())]
-                    .into(),
-                ..Mapping::default()
-            },
-            conflict: Conflict::Skip,
-            include_volumes: true,
-            mover: MoverOptions::default(),
-            only: None,
-            namespaces: vec![],
+        let premium_to_standard = Mapping {
+            storage_classes: [("managed-csi-premium".to_string(), "managed-csi".to_string())]
+                .into(),
+            ..Mapping::default()
         };
-        let repo2 = t.repo.clone();
-        let snap = out.snapshot.clone();
-        let objects = tokio::task::spawn_blocking(move || capture::read_objects(&repo2, &snap))
-            .await
-            .unwrap()
-            .unwrap();
-        let p = plan::build(
-            &dst_client,
-            &dst_linked.name,
-            &out.snapshot,
-            &out.meta,
-            &objects,
-            &opts,
-        )
-        .await
-        .unwrap();
-        assert_eq!(p.blocking(), 0, "{}", p.render_text());
-        let report = apply::apply(
-            &dst_client,
+        scaffold::restore_shop(
             &t.repo,
-            &p,
-            &MoverOptions::default(),
-            &JobProgress::new(),
+            &out,
+            &dst_linked.name,
+            premium_to_standard,
+            "managed-csi",
+            Volumes {
+                client: &src_client,
+                dir: &src_dir,
+            },
+            Volumes {
+                client: &dst_client,
+                dir: &dir
+                    .path()
+                    .join("cloud/azure")
+                    .join(SUB)
+                    .join("rg-shop/dst-aks"),
+            },
         )
-        .await
-        .unwrap();
-        assert!(report.failed().is_empty(), "{:#?}", report.failed());
-        let claim = Api::<PersistentVolumeClaim>::namespaced(dst_client.clone(), "shop")
-            .get("data-postgres-0")
-            .await
-            .unwrap();
-        assert_eq!(
-            claim.spec.unwrap().storage_class_name.as_deref(),
-            Some("managed-csi")
-        );
-        support::wait_running(&dst_client, "shop", "app=postgres").await;
-        let dst_dir = dir
-            .path()
-            .join("cloud/azure")
-            .join(SUB)
-            .join("rg-shop/dst-aks");
-        for claim in ["data-postgres-0", "redis-data"] {
-            let a = volume_dir(&src_client, &src_dir, "shop", claim).await;
-            let b = volume_dir(&dst_client, &dst_dir, "shop", claim).await;
-            let (ca, cb) = (checksums(&a), checksums(&b));
-            assert!(!ca.is_empty(), "{claim} is empty on the source");
-            assert_eq!(ca, cb, "{claim} differs");
-        }
+        .await;
 
         // `ferry clusters`: both under their subscription; the missing and the locked
         // subscriptions are warnings that say what to do; the empty one is no warning.
@@ -612,25 +529,9 @@ async fn bad_input_gets_a_message_that_says_what_to_do() {
     cloud.shutdown().await.unwrap();
 }
 
-/// Stops the background sandbox cloud of a test home, whatever happens to the test.
-struct CloudDown<'a>(&'a Path);
-
-impl Drop for CloudDown<'_> {
-    fn drop(&mut self) {
-        let _ = ferry_sync(self.0, &["sandbox", "cloud", "down"], &[]);
-    }
-}
-
 fn ferry_sync(home: &Path, args: &[&str], env: &[(&str, String)]) -> std::process::Output {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"));
-    cmd.args(args)
-        .env("HOME", home)
-        .env("XDG_CONFIG_HOME", home.join("config"))
-        .env("XDG_DATA_HOME", home.join("data"))
-        .env("XDG_STATE_HOME", home.join("state"))
-        .env("KUBECONFIG", home.join("no-kubeconfig"))
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env_remove("AZURE_TENANT_ID")
+    let mut cmd = scaffold::ferry_command(home, args);
+    cmd.env_remove("AZURE_TENANT_ID")
         .env_remove("AZURE_CLIENT_ID")
         .env_remove("AZURE_CLIENT_SECRET");
     for (k, v) in env {
@@ -643,7 +544,7 @@ fn ferry_sync(home: &Path, args: &[&str], env: &[(&str, String)]) -> std::proces
 fn the_sandbox_cloud_prints_how_to_link_its_azure_subscriptions() {
     let home = tempfile::tempdir().unwrap();
     let h = home.path();
-    let _down = CloudDown(h);
+    let _down = scaffold::CloudDown(h);
     let out = ferry_sync(h, &["sandbox", "cloud", "up", "--port", "0"], &[]);
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(

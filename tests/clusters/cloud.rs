@@ -10,30 +10,24 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use crate::common;
-use crate::support;
+use crate::scaffold::{self, Volumes};
+use crate::support::cloud::{self, AWS_KEY as KEY, AWS_SECRET as SECRET, REGION};
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ferry_k8s::JobProgress;
-use ferry_k8s::apply;
-use ferry_k8s::capture::{self, CaptureOptions, Scope};
-use ferry_k8s::mover::MoverOptions;
-use ferry_k8s::plan::{self, Conflict, PlanOptions};
+use ferry_k8s::capture;
 use ferry_k8s::transform::Mapping;
 use ferry_providers::eks::{self, AwsAccount, ClusterSpec, CreateEvent, EksError};
 use ferry_providers::kubeconfig::LinkedCluster;
 use ferry_providers::spec::Field;
 use ferry_sandbox::cloud::{Cloud, CloudConfig};
 use ferry_sandbox::iam::Principal;
-use ferry_sandbox::seed::{SeedOptions, seed};
-use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolumeClaim};
+use k8s_openapi::api::core::v1::{Namespace, Node};
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::Api;
 use kube::api::ListParams;
-use support::cloud::{self, AWS_KEY as KEY, AWS_SECRET as SECRET, REGION};
-use support::volumes::{checksums, volume_dir};
 
 const NO_EKS_KEY: &str = "AKIAFERRYTEST0002";
 const NO_EKS_SECRET: &str = "ferry-test-secret-0002";
@@ -80,17 +74,14 @@ async fn create(
 /// `ferry` with its own folders, the sandbox cloud linked as profile `ferry-test` and a
 /// profile `missing` that has no credentials at all.
 async fn ferry(home: &Path, cloud: &Cloud, args: &[&str]) -> (bool, String, String) {
-    let cfg = home.join("config/ferry");
-    std::fs::create_dir_all(&cfg).unwrap();
-    std::fs::write(
-        cfg.join("config.yaml"),
-        format!(
+    scaffold::settings(
+        home,
+        &format!(
             "aws:\n  - profile: ferry-test\n    regions: [{REGION}, eu-west-3]\n    endpoint: {}\n  - profile: missing\n    regions: [{REGION}]\n    endpoint: {}\n",
             cloud.endpoint(),
             cloud.endpoint()
         ),
-    )
-    .unwrap();
+    );
     std::fs::write(
         home.join("aws-credentials"),
         format!("[ferry-test]\naws_access_key_id = {KEY}\naws_secret_access_key = {SECRET}\n"),
@@ -101,31 +92,21 @@ async fn ferry(home: &Path, cloud: &Cloud, args: &[&str]) -> (bool, String, Stri
         format!("[profile ferry-test]\nregion = {REGION}\n"),
     )
     .unwrap();
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args(args)
-        .env("HOME", home)
-        .env("XDG_CONFIG_HOME", home.join("config"))
-        .env("XDG_DATA_HOME", home.join("data"))
-        .env("XDG_STATE_HOME", home.join("state"))
-        .env("KUBECONFIG", home.join("no-kubeconfig"))
-        .env("AWS_SHARED_CREDENTIALS_FILE", home.join("aws-credentials"))
-        .env("AWS_CONFIG_FILE", home.join("aws-config"))
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env_remove("AWS_PROFILE")
-        .env_remove("AWS_ACCESS_KEY_ID")
-        .env_remove("AWS_SECRET_ACCESS_KEY")
-        .env_remove("AWS_SESSION_TOKEN")
-        .env_remove("AWS_WEB_IDENTITY_TOKEN_FILE")
-        .env_remove("AWS_CONTAINER_CREDENTIALS_FULL_URI")
-        .env_remove("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")
-        .output()
-        .await
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let mut cmd = scaffold::ferry_command(home, args);
+    cmd.env("AWS_SHARED_CREDENTIALS_FILE", home.join("aws-credentials"))
+        .env("AWS_CONFIG_FILE", home.join("aws-config"));
+    for var in [
+        "AWS_PROFILE",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    ] {
+        cmd.env_remove(var);
+    }
+    scaffold::output(cmd).await
 }
 
 #[test]
@@ -172,39 +153,10 @@ fn an_eks_cluster_made_through_ferry_receives_the_shop_from_another_one() {
             .unwrap();
         assert_eq!(gp3.provisioner, "ebs.csi.aws.com");
         let src_dir = dir.path().join("cloud").join(REGION).join("src-eks");
-        seed(
-            &src_client,
-            &src_dir,
-            &SeedOptions {
-                files: 8,
-                file_size: 64 * 1024,
-                ..SeedOptions::default()
-            },
-        )
-        .await
-        .unwrap();
+        scaffold::seed_shop(&src_client, &src_dir).await;
 
         // Capture: the envelope is recorded with the cluster's facts.
-        let envelope = src_linked.envelope().await.unwrap();
-        let job = JobProgress::new();
-        let out = capture::capture(
-            &src_client,
-            &t.repo,
-            &CaptureOptions {
-                cluster: src_linked.name.clone(),
-                scope: Scope::Namespaces(vec!["shop".into()]),
-                include_volumes: true,
-                use_snapshots: true,
-                mover: MoverOptions::default(),
-                tags: vec![],
-                parent: None,
-                no_parent: false,
-                envelope,
-            },
-            &job,
-        )
-        .await
-        .unwrap();
+        let out = scaffold::capture_shop(&t.repo, &src_linked, &src_client).await;
         let env = out.meta.envelope.clone().expect("envelope recorded");
         assert_eq!(env["kind"], "eks");
         assert_eq!(env["version"], "1.31");
@@ -302,58 +254,22 @@ fn an_eks_cluster_made_through_ferry_receives_the_shop_from_another_one() {
         assert_eq!(source.tokens_made(), 1);
 
         // Restore the shop into the new cluster.
-        let opts = PlanOptions {
-            mapping: Mapping::default(),
-            conflict: Conflict::Skip,
-            include_volumes: true,
-            mover: MoverOptions::default(),
-            only: None,
-            namespaces: vec![],
-        };
-        let repo2 = t.repo.clone();
-        let snap = out.snapshot.clone();
-        let objects = tokio::task::spawn_blocking(move || capture::read_objects(&repo2, &snap))
-            .await
-            .unwrap()
-            .unwrap();
-        let p = plan::build(
-            &dst_client,
-            &dst_linked.name,
-            &out.snapshot,
-            &out.meta,
-            &objects,
-            &opts,
-        )
-        .await
-        .unwrap();
-        assert_eq!(p.blocking(), 0, "{}", p.render_text());
-        let report = apply::apply(
-            &dst_client,
+        scaffold::restore_shop(
             &t.repo,
-            &p,
-            &MoverOptions::default(),
-            &JobProgress::new(),
+            &out,
+            &dst_linked.name,
+            Mapping::default(),
+            "gp3",
+            Volumes {
+                client: &src_client,
+                dir: &src_dir,
+            },
+            Volumes {
+                client: &dst_client,
+                dir: &dir.path().join("cloud").join(REGION).join("dst-eks"),
+            },
         )
-        .await
-        .unwrap();
-        assert!(report.failed().is_empty(), "{:#?}", report.failed());
-        let claim = Api::<PersistentVolumeClaim>::namespaced(dst_client.clone(), "shop")
-            .get("data-postgres-0")
-            .await
-            .unwrap();
-        assert_eq!(
-            claim.spec.unwrap().storage_class_name.as_deref(),
-            Some("gp3")
-        );
-        support::wait_running(&dst_client, "shop", "app=postgres").await;
-        let dst_dir = dir.path().join("cloud").join(REGION).join("dst-eks");
-        for claim in ["data-postgres-0", "redis-data"] {
-            let a = volume_dir(&src_client, &src_dir, "shop", claim).await;
-            let b = volume_dir(&dst_client, &dst_dir, "shop", claim).await;
-            let (ca, cb) = (checksums(&a), checksums(&b));
-            assert!(!ca.is_empty(), "{claim} is empty on the source");
-            assert_eq!(ca, cb, "{claim} differs");
-        }
+        .await;
 
         // The binary: `ferry clusters` lists both in their account/region group, and
         // a command takes an eks: name as --context.
@@ -530,33 +446,15 @@ async fn bad_input_gets_a_message_that_says_what_to_do() {
     cloud.shutdown().await.unwrap();
 }
 
-/// Stops the background sandbox cloud of a test home, whatever happens to the test.
-struct CloudDown<'a>(&'a Path);
-
-impl Drop for CloudDown<'_> {
-    fn drop(&mut self) {
-        let _ = ferry_sync(self.0, &["sandbox", "cloud", "down"]);
-    }
-}
-
 fn ferry_sync(home: &Path, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args(args)
-        .env("HOME", home)
-        .env("XDG_CONFIG_HOME", home.join("config"))
-        .env("XDG_DATA_HOME", home.join("data"))
-        .env("XDG_STATE_HOME", home.join("state"))
-        .env("KUBECONFIG", home.join("no-kubeconfig"))
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .output()
-        .unwrap()
+    scaffold::ferry_command(home, args).output().unwrap()
 }
 
 #[test]
 fn the_sandbox_cloud_runs_in_the_background_with_profiles_to_use_it() {
     let home = tempfile::tempdir().unwrap();
     let h = home.path();
-    let _down = CloudDown(h);
+    let _down = scaffold::CloudDown(h);
     let out = ferry_sync(h, &["sandbox", "cloud", "up", "--port", "0"]);
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
@@ -576,25 +474,15 @@ fn the_sandbox_cloud_runs_in_the_background_with_profiles_to_use_it() {
 
     // The profiles it wrote reach it through the SDK's own profile files: link them
     // as a user would and list (no clusters yet), and the no-EKS one is refused.
-    let cfg = h.join("config/ferry");
-    std::fs::create_dir_all(&cfg).unwrap();
-    std::fs::write(
-        cfg.join("config.yaml"),
-        format!(
+    scaffold::settings(
+        h,
+        &format!(
             "aws:\n  - profile: ferry-sandbox\n    regions: [us-east-1]\n    endpoint: {endpoint}\n  - profile: ferry-sandbox-no-eks\n    regions: [us-east-1]\n    endpoint: {endpoint}\n"
         ),
-    )
-    .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args(["clusters", "--json"])
-        .env("HOME", h)
-        .env("XDG_CONFIG_HOME", h.join("config"))
-        .env("XDG_DATA_HOME", h.join("data"))
-        .env("XDG_STATE_HOME", h.join("state"))
-        .env("KUBECONFIG", h.join("no-kubeconfig"))
+    );
+    let out = scaffold::ferry_command(h, &["clusters", "--json"])
         .env("AWS_SHARED_CREDENTIALS_FILE", dir.join("aws-credentials"))
         .env("AWS_CONFIG_FILE", dir.join("aws-config"))
-        .env("AWS_EC2_METADATA_DISABLED", "true")
         .env_remove("AWS_PROFILE")
         .env_remove("AWS_ACCESS_KEY_ID")
         .env_remove("AWS_SECRET_ACCESS_KEY")

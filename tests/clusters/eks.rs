@@ -82,9 +82,9 @@ async fn clusters_of_an_account_are_listed_described_and_recorded() {
 
     // Every origin of the linked accounts, as the console and `ferry clusters` list them.
     use futures::StreamExt as _;
-    let all: Vec<_> = ferry_providers::cloud::list(std::slice::from_ref(&acct), &[])
-        .collect()
-        .await;
+    let clouds = ferry_providers::cloud::Clouds::default().with(eks::Aws::new(vec![acct.clone()]));
+    assert_eq!(clouds.origins().len(), 1);
+    let all: Vec<_> = clouds.list().collect().await;
     assert_eq!(all.len(), 1);
     assert_eq!(all[0].0.label(), format!("aws {} {REGION}", acct.label()));
     let names: Vec<String> = all[0]

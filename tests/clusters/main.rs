@@ -18,3 +18,4 @@ mod sandbox_api;
 mod sandbox_exec;
 mod sandbox_kubectl;
 mod sandbox_workloads;
+mod scaffold;

@@ -114,8 +114,7 @@ fn browse_and_migrate_a_namespace_through_the_wizard() {
         mover: MoverOptions::default(),
         reports: dir.path().join("reports"),
         downloads: dir.path().join("downloads"),
-        aws: vec![],
-        azure: vec![],
+        clouds: Default::default(),
     };
     let mut app = App::new(env);
     assert!(app.settle(LIMIT, |a| a.probed()));
@@ -274,8 +273,7 @@ fn env_for(t: &common::TestRepo, dir: &std::path::Path, linked: Linked) -> Env {
         mover: MoverOptions::default(),
         reports: dir.join("reports"),
         downloads: dir.join("downloads"),
-        aws: vec![],
-        azure: vec![],
+        clouds: Default::default(),
     }
 }
 
@@ -676,7 +674,9 @@ fn a_new_eks_cluster_from_the_wizard_receives_the_shop() {
         source_version,
         mut env,
     } = captured_shop(&t, dir.path());
-    env.aws = vec![support::cloud::aws_account(&cloud)];
+    env.clouds = env.clouds.clone().with(ferry_providers::eks::Aws::new(vec![
+        support::cloud::aws_account(&cloud),
+    ]));
     let mut app = listed(App::new(env));
     key(&mut app, KeyCode::Char('S'));
     assert!(app.settle(LIMIT, |a| a.snapshots_loaded()));
@@ -814,7 +814,12 @@ fn a_new_aks_cluster_from_the_wizard_receives_the_shop() {
         source_version,
         mut env,
     } = captured_shop(&t, dir.path());
-    env.azure = vec![support::cloud::azure_subscription(&cloud)];
+    env.clouds = env
+        .clouds
+        .clone()
+        .with(ferry_providers::aks::Azure::new(vec![
+            support::cloud::azure_subscription(&cloud),
+        ]));
     let mut app = listed(App::new(env));
     key(&mut app, KeyCode::Char('S'));
     assert!(app.settle(LIMIT, |a| a.snapshots_loaded()));
@@ -997,7 +1002,7 @@ fn captured_shop(t: &common::TestRepo, dir: &std::path::Path) -> CapturedShop {
             &JobProgress::new(),
         ))
         .unwrap();
-    let (maj, min) = ferry_providers::eks::parse_version(&out.meta.server_version).unwrap();
+    let (maj, min) = ferry_providers::spec::parse_version(&out.meta.server_version).unwrap();
     CapturedShop {
         prod,
         cloud,
@@ -1207,7 +1212,10 @@ fn migrate_the_shop_into_a_new_eks_cluster_from_the_wizard() {
     let source_version = format!("{}.{}", version.major, version.minor.trim_end_matches('+'));
 
     let mut env = env_for(&t, dir.path(), linked);
-    env.aws = vec![account];
+    env.clouds = env
+        .clouds
+        .clone()
+        .with(ferry_providers::eks::Aws::new(vec![account]));
     let mut app = listed(App::new(env));
     open_live_wizard(&mut app, &prod_name, "shop", 'm');
     let w = app.wizard().unwrap();
@@ -1318,7 +1326,10 @@ fn clone_an_eks_namespace_into_a_new_cluster_pre_filled_from_its_envelope() {
             ..Linked::default()
         },
     );
-    env.aws = vec![account];
+    env.clouds = env
+        .clouds
+        .clone()
+        .with(ferry_providers::eks::Aws::new(vec![account]));
     let mut app = listed(App::new(env));
     open_live_wizard(&mut app, &src.name, "shop", 'c');
     let w = app.wizard().unwrap();
@@ -1398,7 +1409,10 @@ fn a_migrate_whose_source_goes_away_says_what_was_created() {
     ));
 
     let mut env = env_for(&t, dir.path(), linked);
-    env.aws = vec![account];
+    env.clouds = env
+        .clouds
+        .clone()
+        .with(ferry_providers::eks::Aws::new(vec![account]));
     let mut app = listed(App::new(env));
     open_live_wizard(&mut app, &prod_name, "shop", 'm');
     key(&mut app, KeyCode::Enter);
@@ -1466,7 +1480,12 @@ fn a_new_aks_cluster_failing_half_way_from_the_wizard_says_what_exists() {
         mut env,
         ..
     } = captured_shop(&t, dir.path());
-    env.azure = vec![support::cloud::azure_subscription(&cloud)];
+    env.clouds = env
+        .clouds
+        .clone()
+        .with(ferry_providers::aks::Azure::new(vec![
+            support::cloud::azure_subscription(&cloud),
+        ]));
     let mut app = listed(App::new(env));
     key(&mut app, KeyCode::Char('S'));
     assert!(app.settle(LIMIT, |a| a.snapshots_loaded()));

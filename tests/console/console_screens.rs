@@ -13,6 +13,9 @@ use ferry_console::screens;
 use ferry_console::theme::AccentRule;
 use ferry_console::theme::{ColorDepth, Theme};
 use ferry_k8s::mover::MoverOptions;
+use ferry_providers::aks::Azure;
+use ferry_providers::cloud::Clouds;
+use ferry_providers::eks::Aws;
 use ferry_providers::kubeconfig::{Linked, Sources};
 use ferry_providers::probe::{Facts, Permissions, StorageClassInfo};
 use ratatui::Terminal;
@@ -107,8 +110,7 @@ fn app_linking(theme: &str, read_only: bool, edit: impl FnOnce(&mut Env)) -> (Fi
         mover: MoverOptions::default(),
         reports: dir.path().join("reports"),
         downloads: dir.path().join("downloads"),
-        aws: vec![],
-        azure: vec![],
+        clouds: Default::default(),
     };
     let mut env = env;
     edit(&mut env);
@@ -262,7 +264,12 @@ fn cloud_origins_show_listing_until_they_answer() {
     };
     let acct = account.clone();
     // The test's runtime is not driven: the listing stays pending until told.
-    let (_f, mut app) = app_linking("dark", false, move |e| e.aws = vec![acct]);
+    let (_f, mut app) = app_linking("dark", false, move |e| {
+        e.clouds = e
+            .clouds
+            .clone()
+            .with(ferry_providers::eks::Aws::new(vec![acct]))
+    });
     probed(&mut app);
     key(&mut app, KeyCode::Down);
     assert_eq!(app.selected_row().map(|r| r.key), Some("qa".to_string()));
@@ -794,12 +801,11 @@ fn the_restore_wizard_offers_a_new_eks_cluster_with_its_form() {
             mover: MoverOptions::default(),
             reports: dir.join("reports"),
             downloads: dir.join("downloads"),
-            aws: vec![ferry_providers::eks::AwsAccount {
+            clouds: Clouds::default().with(Aws::new(vec![ferry_providers::eks::AwsAccount {
                 profile: Some("work".into()),
                 regions: vec!["eu-west-1".into(), "us-east-1".into()],
                 ..Default::default()
-            }],
-            azure: vec![],
+            }])),
         })
     };
     let app = &mut env_app;
@@ -873,15 +879,16 @@ fn the_restore_wizard_offers_a_new_aks_cluster_with_its_form() {
             mover: MoverOptions::default(),
             reports: dir.join("reports"),
             downloads: dir.join("downloads"),
-            aws: vec![ferry_providers::eks::AwsAccount {
-                profile: Some("work".into()),
-                regions: vec!["eu-west-1".into()],
-                ..Default::default()
-            }],
-            azure: vec![
-                sub("00000000-0000-4000-8000-000000000001", "prod"),
-                sub("00000000-0000-4000-8000-000000000002", "lab"),
-            ],
+            clouds: Clouds::default()
+                .with(Aws::new(vec![ferry_providers::eks::AwsAccount {
+                    profile: Some("work".into()),
+                    regions: vec!["eu-west-1".into()],
+                    ..Default::default()
+                }]))
+                .with(Azure::new(vec![
+                    sub("00000000-0000-4000-8000-000000000001", "prod"),
+                    sub("00000000-0000-4000-8000-000000000002", "lab"),
+                ])),
         })
     };
     let app = &mut env_app;
@@ -942,16 +949,17 @@ fn app_with_clouds(f: &Fixture) -> App {
         mover: MoverOptions::default(),
         reports: dir.join("reports"),
         downloads: dir.join("downloads"),
-        aws: vec![ferry_providers::eks::AwsAccount {
-            profile: Some("work".into()),
-            regions: vec!["eu-west-1".into(), "us-east-1".into()],
-            ..Default::default()
-        }],
-        azure: vec![ferry_providers::aks::AzureSubscription {
-            id: "00000000-0000-4000-8000-000000000001".into(),
-            name: Some("prod".into()),
-            ..Default::default()
-        }],
+        clouds: Clouds::default()
+            .with(Aws::new(vec![ferry_providers::eks::AwsAccount {
+                profile: Some("work".into()),
+                regions: vec!["eu-west-1".into(), "us-east-1".into()],
+                ..Default::default()
+            }]))
+            .with(Azure::new(vec![ferry_providers::aks::AzureSubscription {
+                id: "00000000-0000-4000-8000-000000000001".into(),
+                name: Some("prod".into()),
+                ..Default::default()
+            }])),
     })
 }
 

@@ -899,8 +899,7 @@ mod console {
             mover: MoverOptions::default(),
             reports: env.home.path().join("reports"),
             downloads: env.home.path().join("downloads"),
-            aws: vec![],
-            azure: vec![],
+            clouds: Default::default(),
         });
         assert!(app.settle(LIMIT, |a| a.probed()));
         app

@@ -10,26 +10,32 @@
 //! Creating clusters is in `aks/create.rs`; the HTTP plumbing (client, tokens, retries,
 //! paging, long-running operations) in `aks/arm.rs`.
 //!
+//! [`Azure`] is Azure as a [`Cloud`] (listing, finding clusters by their `aks:` names);
+//! [`AksRequest`] a cluster to create.
+//!
 //! Owns the Azure side only; no terminal code.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use base64::Engine as _;
+use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use crate::cloud::{Cloud, CloudError, Found, Listed};
+use crate::kubeconfig::{LinkedCluster, Origin};
 use crate::spec::{AGAIN, SpecError};
 
 mod arm;
 mod create;
 
-/// Progress of a creation: the same events as EKS creation.
-pub use crate::eks::CreateEvent;
-pub use crate::spec::check_version;
+/// Progress of a creation (the same events for every cloud).
+pub use crate::cloud::CreateEvent;
 pub use arm::{Arm, OperationStatus, ServicePrincipal, paged, poll_operation};
 pub use create::{
-    AZURE_DISK_PROVISIONER, AksSpec, CreateOptions, NodePoolSpec, STORAGE_CLASSES, create_cluster,
+    AZURE_DISK_PROVISIONER, AksRequest, AksSpec, CreateOptions, NodePoolSpec, STORAGE_CLASSES,
+    create_cluster,
 };
 
 /// The ARM API version Ferry speaks for managed clusters.
@@ -440,6 +446,97 @@ pub fn parse_context_name(name: &str) -> Option<Result<(String, String, String)>
         }
         _ => Err(AksError::BadName(name.to_string())),
     })
+}
+
+/// Azure as a [`Cloud`]: the linked subscriptions (`azure:` in config.yaml), each
+/// listed whole (a subscription spans regions).
+#[derive(Debug, Clone, Default)]
+pub struct Azure {
+    pub subscriptions: Vec<AzureSubscription>,
+}
+
+impl Azure {
+    pub fn new(subscriptions: Vec<AzureSubscription>) -> Azure {
+        Azure { subscriptions }
+    }
+
+    /// The linked subscription whose label (or ID) is `label`; one with just that ID
+    /// when the settings do not name it.
+    pub fn subscription(&self, label: &str) -> AzureSubscription {
+        self.subscriptions
+            .iter()
+            .find(|s| s.label() == label)
+            .or_else(|| self.subscriptions.iter().find(|s| s.id == label))
+            .cloned()
+            .unwrap_or_else(|| AzureSubscription {
+                id: label.to_string(),
+                ..Default::default()
+            })
+    }
+}
+
+/// Where the clusters of the subscription are grouped (it spans regions).
+pub(crate) fn origin(sub: &AzureSubscription) -> Origin {
+    Origin::Cloud {
+        provider: "azure".into(),
+        account: sub.label(),
+        region: String::new(),
+    }
+}
+
+impl Cloud for Azure {
+    fn provider(&self) -> &'static str {
+        "azure"
+    }
+
+    fn kind(&self) -> &'static str {
+        "AKS"
+    }
+
+    fn prefix(&self) -> &'static str {
+        "aks"
+    }
+
+    fn is_linked(&self) -> bool {
+        !self.subscriptions.is_empty()
+    }
+
+    fn origins(&self) -> Vec<Origin> {
+        self.subscriptions.iter().map(origin).collect()
+    }
+
+    fn list(&self) -> Vec<BoxFuture<'static, Listed>> {
+        self.subscriptions
+            .iter()
+            .map(|s| {
+                let s = s.clone();
+                let job: BoxFuture<'static, Listed> = Box::pin(async move {
+                    let res = list_subscription(&s)
+                        .await
+                        .map(|cs| cs.iter().map(|c| LinkedCluster::from_aks(&s, c)).collect())
+                        .map_err(|e| e.to_string());
+                    (origin(&s), res)
+                });
+                job
+            })
+            .collect()
+    }
+
+    fn find(&self, name: &str) -> Option<std::result::Result<Found, CloudError>> {
+        let (label, rg, cluster) = match parse_context_name(name)? {
+            Ok(p) => p,
+            Err(e) => return Some(Err(e.into())),
+        };
+        let sub = self.subscription(&label);
+        Some(Ok(Box::pin(async move {
+            let c = get_cluster(&sub, &rg, &cluster).await?;
+            Ok(LinkedCluster::from_aks(&sub, &c))
+        })))
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
 }
 
 /// A kubeconfig text as kube-rs reads it.

@@ -4,6 +4,10 @@
 //! captures, and a kube client built without a kubeconfig: endpoint and CA from
 //! `DescribeCluster`, and a bearer token Ferry makes itself the way `aws eks get-token`
 //! does (a presigned STS `GetCallerIdentity` request naming the cluster).
+//!
+//! [`Aws`] is AWS as a [`Cloud`] (listing, finding clusters by their
+//! `eks:<profile>/<region>/<cluster>` names); [`EksRequest`] a cluster to create
+//! (`eks/create.rs`).
 
 use std::time::{Duration, SystemTime};
 
@@ -12,10 +16,16 @@ use aws_credential_types::provider::ProvideCredentials as _;
 use aws_sdk_eks::types::Cluster;
 use base64::Engine as _;
 use futures::StreamExt as _;
+use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use crate::cloud::{Cloud, CloudError, Found, Listed};
+use crate::kubeconfig::{LinkedCluster, Origin};
 use crate::spec::{AGAIN, SpecError};
+
+/// Progress of a creation (the same events for every cloud).
+pub use crate::cloud::CreateEvent;
 
 /// How long a token's presigned request is valid for (what EKS expects).
 const PRESIGN_EXPIRES: Duration = Duration::from_secs(60);
@@ -828,9 +838,101 @@ pub async fn describe(account: &AwsAccount, region: &str, name: &str) -> Result<
     Ok(cluster_of(c, region))
 }
 
+/// AWS as a [`Cloud`]: the linked accounts (`aws:` in config.yaml), each listed in
+/// each of its regions.
+#[derive(Debug, Clone, Default)]
+pub struct Aws {
+    pub accounts: Vec<AwsAccount>,
+}
+
+impl Aws {
+    pub fn new(accounts: Vec<AwsAccount>) -> Aws {
+        Aws { accounts }
+    }
+
+    /// The linked account of `profile` (`default` is the default chain); one with just
+    /// that profile and region when the settings do not name it.
+    pub fn account(&self, profile: &str, region: &str) -> AwsAccount {
+        match self.accounts.iter().find(|a| a.label() == profile) {
+            Some(a) => a.clone(),
+            None => AwsAccount {
+                profile: (profile != "default").then(|| profile.to_string()),
+                regions: vec![region.to_string()],
+                ..Default::default()
+            },
+        }
+    }
+}
+
+/// Where the clusters of the account (in `region`) are grouped.
+pub(crate) fn origin(account: &AwsAccount, region: &str) -> Origin {
+    Origin::Cloud {
+        provider: "aws".into(),
+        account: account.label(),
+        region: region.into(),
+    }
+}
+
+impl Cloud for Aws {
+    fn provider(&self) -> &'static str {
+        "aws"
+    }
+
+    fn kind(&self) -> &'static str {
+        "EKS"
+    }
+
+    fn prefix(&self) -> &'static str {
+        "eks"
+    }
+
+    fn is_linked(&self) -> bool {
+        !self.accounts.is_empty()
+    }
+
+    fn origins(&self) -> Vec<Origin> {
+        self.accounts
+            .iter()
+            .flat_map(|a| a.regions.iter().map(move |r| origin(a, r)))
+            .collect()
+    }
+
+    fn list(&self) -> Vec<BoxFuture<'static, Listed>> {
+        let mut jobs: Vec<BoxFuture<'static, Listed>> = Vec::new();
+        for a in &self.accounts {
+            for r in &a.regions {
+                let (a, r) = (a.clone(), r.clone());
+                jobs.push(Box::pin(async move {
+                    let res = list_region(&a, &r)
+                        .await
+                        .map(|cs| cs.iter().map(|c| LinkedCluster::from_eks(&a, c)).collect())
+                        .map_err(|e| e.to_string());
+                    (origin(&a, &r), res)
+                }));
+            }
+        }
+        jobs
+    }
+
+    fn find(&self, name: &str) -> Option<std::result::Result<Found, CloudError>> {
+        let (profile, region, cluster) = match parse_context_name(name)? {
+            Ok(p) => p,
+            Err(e) => return Some(Err(e.into())),
+        };
+        let account = self.account(&profile, &region);
+        Some(Ok(Box::pin(async move {
+            let c = describe(&account, &region, &cluster).await?;
+            Ok(LinkedCluster::from_eks(&account, &c))
+        })))
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
 mod create;
-pub use crate::spec::{check_version, parse_version};
 pub use create::{
-    ClusterSpec, CreateEvent, CreateOptions, EBS_CSI_ADDON, NodegroupSpec, TaintSpec,
-    create_cluster, ensure_gp3,
+    ClusterSpec, CreateOptions, EBS_CSI_ADDON, EBS_PROVISIONER, EksRequest, NodegroupSpec,
+    TaintSpec, create_cluster, ensure_gp3,
 };

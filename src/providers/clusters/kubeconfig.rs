@@ -522,36 +522,35 @@ impl LinkedCluster {
         self.cloud.as_deref()
     }
 
-    /// The account and cluster of an EKS cluster; `None` otherwise.
-    pub fn eks(&self) -> Option<(&AwsAccount, &EksCluster)> {
-        match self.cloud()? {
-            CloudCluster::Eks(a, c) => Some((a, c)),
-            CloudCluster::Aks(..) => None,
-        }
-    }
-
-    /// The subscription and cluster of an AKS cluster; `None` otherwise.
-    pub fn aks(&self) -> Option<(&AzureSubscription, &AksCluster)> {
-        match self.cloud()? {
-            CloudCluster::Aks(s, c) => Some((s, c)),
-            CloudCluster::Eks(..) => None,
-        }
+    /// What `ferry clusters --json` says of a cloud cluster, under the key of its
+    /// cloud ([`crate::cloud::Cloud::prefix`]); `None` for a kubeconfig context.
+    pub fn cloud_facts(&self) -> Option<(&'static str, serde_json::Value)> {
+        Some(match self.cloud()? {
+            CloudCluster::Eks(a, e) => (
+                "eks",
+                serde_json::json!({
+                    "profile": a.label(), "region": e.region, "cluster": e.name,
+                    "status": e.status, "version": e.version, "arn": e.arn,
+                }),
+            ),
+            CloudCluster::Aks(s, k) => (
+                "aks",
+                serde_json::json!({
+                    "subscription": s.label(), "subscriptionId": s.id,
+                    "resourceGroup": k.resource_group, "cluster": k.name,
+                    "location": k.location, "provisioningState": k.provisioning_state,
+                    "version": k.version, "id": k.id,
+                }),
+            ),
+        })
     }
 
     /// The group of a cloud cluster in listings: (provider, account, region);
     /// `None` for a kubeconfig context. AKS clusters group by subscription alone.
     pub fn origin(&self) -> Origin {
         match self.cloud() {
-            Some(CloudCluster::Eks(a, c)) => Origin::Cloud {
-                provider: "aws".into(),
-                account: a.label(),
-                region: c.region.clone(),
-            },
-            Some(CloudCluster::Aks(s, _)) => Origin::Cloud {
-                provider: "azure".into(),
-                account: s.label(),
-                region: String::new(),
-            },
+            Some(CloudCluster::Eks(a, c)) => eks::origin(a, &c.region),
+            Some(CloudCluster::Aks(s, _)) => aks::origin(s),
             None => Origin::Kubeconfig(self.sources.first().cloned().unwrap_or_default()),
         }
     }

@@ -20,6 +20,9 @@ use super::{
     AksCluster, AksError, AzureSubscription, CreateEvent, CreateFailure, Result, cluster_of,
     cluster_url, parse_kubeconfig, poll_operation, user_kubeconfig,
 };
+use crate::cloud::{CloudError, ClusterRequest, Created};
+use crate::kubeconfig::LinkedCluster;
+use crate::probe::StorageClassInfo;
 use crate::spec::{Field, SpecError, bad_version, check_version, parse_version};
 
 /// The Azure Disk CSI driver's provisioner.
@@ -298,6 +301,31 @@ impl AksSpec {
         Ok(())
     }
 
+    /// The storage classes every new cluster has: the Azure Disk classes of
+    /// [`STORAGE_CLASSES`] (`managed-csi` the default).
+    pub fn storage_classes(&self) -> Vec<StorageClassInfo> {
+        STORAGE_CLASSES
+            .iter()
+            .map(|name| StorageClassInfo {
+                name: (*name).into(),
+                provisioner: AZURE_DISK_PROVISIONER.into(),
+                parameters: [(
+                    "skuname".to_string(),
+                    if *name == "managed-csi" {
+                        "StandardSSD_LRS"
+                    } else {
+                        "Premium_LRS"
+                    }
+                    .to_string(),
+                )]
+                .into(),
+                default: *name == "managed-csi",
+                binding_mode: "WaitForFirstConsumer".into(),
+                allow_expansion: true,
+            })
+            .collect()
+    }
+
     /// The managed cluster resource to `PUT`.
     pub fn resource(&self) -> Value {
         let pools: Vec<Value> = self
@@ -512,6 +540,60 @@ pub async fn create_cluster(
         STORAGE_CLASSES.join(", ")
     )));
     Ok(cluster)
+}
+
+/// An AKS cluster to create: the spec, the subscription it goes to, and the source's
+/// version (the floor for `spec.version`).
+#[derive(Debug, Clone)]
+pub struct AksRequest {
+    pub subscription: AzureSubscription,
+    pub spec: AksSpec,
+    pub source_version: Option<String>,
+}
+
+impl ClusterRequest for AksRequest {
+    fn kind(&self) -> &'static str {
+        "AKS"
+    }
+
+    fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    fn storage_classes(&self) -> Vec<StorageClassInfo> {
+        self.spec.storage_classes()
+    }
+
+    fn create<'a>(
+        &'a self,
+        events: &'a (dyn Fn(CreateEvent) + Send + Sync),
+    ) -> futures::future::BoxFuture<'a, Result<Created, CloudError>> {
+        Box::pin(async move {
+            let cluster = create_cluster(
+                &self.subscription,
+                &self.spec,
+                self.source_version.as_deref(),
+                &CreateOptions::default(),
+                events,
+            )
+            .await?;
+            Ok(Created {
+                ready: format!(
+                    "AKS cluster {} has succeeded (Kubernetes {})",
+                    cluster.name, cluster.version
+                ),
+                cluster: LinkedCluster::from_aks(&self.subscription, &cluster),
+            })
+        })
+    }
+
+    fn leftover(&self, again: &str) -> String {
+        let spec = &self.spec;
+        format!(
+            "the AKS cluster {} (resource group {}) was created and stays: {again}, or remove it with: az aks delete --subscription {} --resource-group {} --name {} --yes",
+            spec.name, spec.resource_group, self.subscription.id, spec.resource_group, spec.name
+        )
+    }
 }
 
 /// Waits until the cluster has the Azure Disk classes on `disk.csi.azure.com`.

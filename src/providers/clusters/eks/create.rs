@@ -18,6 +18,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{AwsAccount, EksCluster, EksError, Result, cluster_of, sdk_err};
+use crate::cloud::{CloudError, ClusterRequest, CreateEvent, Created};
+use crate::kubeconfig::LinkedCluster;
+use crate::probe::StorageClassInfo;
 use crate::spec::{Field, SpecError, bad_version, check_version, parse_version};
 
 /// The EBS CSI driver add-on, which `gp3` volumes need.
@@ -110,6 +113,34 @@ fn int(v: &Value, default: i32) -> i32 {
 }
 
 impl ClusterSpec {
+    /// A spec for a cluster `name` with no node groups yet: public endpoint, the EBS
+    /// CSI add-on and a default `gp3` class.
+    pub fn new(name: &str) -> ClusterSpec {
+        ClusterSpec {
+            name: name.into(),
+            endpoint_public_access: true,
+            addons: vec![EBS_CSI_ADDON.into()],
+            storage_class: Some("gp3".into()),
+            ..ClusterSpec::default()
+        }
+    }
+
+    /// The storage classes the new cluster will have: the `gp3` class on the EBS CSI
+    /// driver (default, WaitForFirstConsumer, expandable) when the spec makes one.
+    pub fn storage_classes(&self) -> Vec<StorageClassInfo> {
+        self.storage_class
+            .iter()
+            .map(|c| StorageClassInfo {
+                name: c.clone(),
+                provisioner: EBS_PROVISIONER.into(),
+                parameters: [("type".to_string(), "gp3".to_string())].into(),
+                default: true,
+                binding_mode: "WaitForFirstConsumer".into(),
+                allow_expansion: true,
+            })
+            .collect()
+    }
+
     /// A spec pre-filled from a recorded envelope (see [`super::envelope`]): version,
     /// role, networking, tags, node groups and add-ons of the source cluster; `name` is
     /// the new cluster's. The EBS CSI add-on and a `gp3` class are always included.
@@ -257,17 +288,6 @@ impl ClusterSpec {
 
 /// What an IAM role field should hold.
 const ROLE_ARN: &str = "an IAM role ARN (arn:aws:iam::<account>:role/<name>)";
-
-/// What creation reports as it goes.
-#[derive(Debug, Clone, PartialEq)]
-pub enum CreateEvent {
-    /// A step started (`creating cluster shop-eks`).
-    Step(String),
-    /// Something being waited for has this status.
-    Status { what: String, status: String },
-    /// Something is ready.
-    Ready(String),
-}
 
 /// How creation waits.
 #[derive(Debug, Clone)]
@@ -654,6 +674,82 @@ pub async fn create_cluster(
         events(CreateEvent::Ready(format!("StorageClass {class}")));
     }
     Ok(cluster)
+}
+
+/// An EKS cluster to create: the spec, the account and region it goes to, and the
+/// source's version (the floor for `spec.version`).
+#[derive(Debug, Clone)]
+pub struct EksRequest {
+    pub account: AwsAccount,
+    pub region: String,
+    pub spec: ClusterSpec,
+    pub source_version: Option<String>,
+}
+
+impl ClusterRequest for EksRequest {
+    fn kind(&self) -> &'static str {
+        "EKS"
+    }
+
+    fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    fn storage_classes(&self) -> Vec<StorageClassInfo> {
+        self.spec.storage_classes()
+    }
+
+    fn create<'a>(
+        &'a self,
+        events: &'a (dyn Fn(CreateEvent) + Send + Sync),
+    ) -> futures::future::BoxFuture<'a, Result<Created, CloudError>> {
+        Box::pin(async move {
+            let cluster = create_cluster(
+                &self.account,
+                &self.region,
+                &self.spec,
+                self.source_version.as_deref(),
+                &CreateOptions::default(),
+                events,
+            )
+            .await?;
+            Ok(Created {
+                ready: format!(
+                    "EKS cluster {} is ACTIVE (Kubernetes {})",
+                    cluster.name, cluster.version
+                ),
+                cluster: LinkedCluster::from_eks(&self.account, &cluster),
+            })
+        })
+    }
+
+    fn leftover(&self, again: &str) -> String {
+        let (region, spec) = (&self.region, &self.spec);
+        let mut remove: Vec<String> = spec
+            .nodegroups
+            .iter()
+            .map(|ng| {
+                format!(
+                    "aws eks delete-nodegroup --region {region} --cluster-name {} --nodegroup-name {}",
+                    spec.name, ng.name
+                )
+            })
+            .collect();
+        remove.push(format!(
+            "aws eks delete-cluster --region {region} --name {}",
+            spec.name
+        ));
+        format!(
+            "the EKS cluster {} and its node groups ({}) were created and stay: {again}, or remove them with: {}",
+            spec.name,
+            spec.nodegroups
+                .iter()
+                .map(|n| n.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            remove.join("; ")
+        )
+    }
 }
 
 /// Creates the EBS `gp3` class (default, WaitForFirstConsumer, expandable) unless a
