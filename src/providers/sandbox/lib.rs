@@ -8,19 +8,22 @@
 //!
 //! - `tls.rs`: certificates and the rustls configuration;
 //! - `store.rs`: the object map, resourceVersions, change history, the state file;
-//! - `resources.rs`: the served resource types and discovery documents;
+//! - `resources.rs`: the served resource types and discovery documents (aggregated too);
 //! - `verbs.rs`: API semantics (create, update, patch, delete, finalizers, GC, ...);
 //! - `select.rs`, `patch.rs`: selectors and patch formats;
 //! - `dryrun.rs`: server-side dry-run on a throw-away copy of the cluster;
 //! - `rbac.rs`: RBAC authorization, the bootstrap policy, the SelfSubject reviews;
-//! - `proto.rs`: protobuf bodies (Secrets, ConfigMaps, Namespaces, RBAC roles and
-//!   bindings, SelfSubject reviews, DeleteOptions) of typed clients;
+//! - `proto.rs`: protobuf bodies of typed clients (Secrets, ConfigMaps, Namespaces,
+//!   ServiceAccounts, RBAC roles and bindings, SelfSubject reviews, TokenRequests,
+//!   DeleteOptions);
 //! - `server.rs`: HTTPS, authentication, routing, watches;
 //! - `exec.rs`: pod exec over WebSockets (v5/v4 channel protocols);
 //! - `runtime.rs`: container emulation: exec commands run as host processes with the
 //!   pod's volumes mapped to host folders;
 //! - `ssa.rs`: server-side apply and managedFields;
 //! - `users.rs`: users and their bearer tokens (`tokens.json`);
+//! - `satokens.rs`: service account tokens (the token controller, TokenRequest);
+//! - `table.rs`: the Tables `kubectl get` prints;
 //! - `kubeconfig.rs`: the kubeconfig clients use;
 //! - `controllers.rs`, `workloads.rs`, `pods.rs`, `storage.rs`: the control loop that makes
 //!   a sandbox behave like a cluster (workload controllers, scheduling and pod status,
