@@ -425,6 +425,18 @@ async fn deployments_scale_status_and_generation() {
     .await
     .unwrap();
     assert_eq!(api.get("web").await.unwrap().spec.replicas, Some(5));
+    // Let the controllers settle first (all five pods ready), so that what follows sees
+    // only this test's writes to the status.
+    let mut settled = false;
+    for _ in 0..100 {
+        let d = api.get("web").await.unwrap();
+        if d.status.and_then(|s| s.ready_replicas) == Some(5) {
+            settled = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(settled, "the deployment never had five ready replicas");
 
     let st = api
         .patch_status(

@@ -757,6 +757,11 @@ impl Cluster {
                     }
                 }
             }
+            // What the API server sets on every new pod, whatever the client sent.
+            ("", "pods") if old.is_none() => {
+                let qos = qos_class(&obj["spec"]);
+                obj["status"] = json!({"phase": "Pending", "qosClass": qos});
+            }
             ("", "services") => self.allocate_service(info, key, obj, old)?,
             ("apps", "deployments" | "replicasets" | "statefulsets" | "daemonsets") => {
                 let sel = &obj["spec"]["selector"];
@@ -1320,6 +1325,40 @@ impl Cluster {
 }
 
 /// An autoscaling/v1 Scale for an object with `spec.replicas`.
+/// A pod's quality-of-service class, as the API server computes it: `BestEffort` with
+/// no requests or limits, `Guaranteed` when every container limits CPU and memory and
+/// requests what it limits (requests default to limits), else `Burstable`.
+fn qos_class(spec: &Value) -> &'static str {
+    let same = |a: &str, b: &str| match (
+        super::storage::parse_quantity(a),
+        super::storage::parse_quantity(b),
+    ) {
+        (Some(x), Some(y)) => x == y,
+        _ => a == b,
+    };
+    let mut any = false;
+    let mut guaranteed = true;
+    let containers = ["containers", "initContainers"]
+        .iter()
+        .filter_map(|k| spec[*k].as_array())
+        .flatten();
+    for c in containers {
+        let (requests, limits) = (&c["resources"]["requests"], &c["resources"]["limits"]);
+        any |= requests.as_object().is_some_and(|m| !m.is_empty())
+            || limits.as_object().is_some_and(|m| !m.is_empty());
+        for r in ["cpu", "memory"] {
+            let limit = limits[r].as_str();
+            let request = requests[r].as_str().or(limit);
+            guaranteed &= matches!((request, limit), (Some(q), Some(l)) if same(q, l));
+        }
+    }
+    match (any, guaranteed) {
+        (false, _) => "BestEffort",
+        (true, true) => "Guaranteed",
+        (true, false) => "Burstable",
+    }
+}
+
 fn scale_of(obj: &Value) -> Value {
     let meta = &obj["metadata"];
     let selector = obj["spec"]["selector"]["matchLabels"]
@@ -1423,6 +1462,37 @@ mod tests {
         );
         c.bootstrap().unwrap();
         c
+    }
+
+    #[test]
+    fn new_pods_are_pending_with_their_qos_class() {
+        let mut c = cluster();
+        let pods = c.info("", "v1", "pods").unwrap();
+        let pod = |name: &str, resources: Value| {
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+                   "spec": {"containers": [{"name": "c", "image": "busybox", "resources": resources}]},
+                   "status": {"phase": "Running"}})
+        };
+        for (name, resources, qos) in [
+            ("none", json!({}), "BestEffort"),
+            ("some", json!({"requests": {"cpu": "100m"}}), "Burstable"),
+            (
+                "exact",
+                json!({"limits": {"cpu": "1", "memory": "1Gi"}}),
+                "Guaranteed",
+            ),
+            (
+                "uneven",
+                json!({"requests": {"cpu": "1", "memory": "512Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}}),
+                "Burstable",
+            ),
+        ] {
+            let out = c
+                .create(&pods, Some("default"), pod(name, resources))
+                .unwrap();
+            assert_eq!(out["status"]["phase"], "Pending", "{name}");
+            assert_eq!(out["status"]["qosClass"], qos, "{name}");
+        }
     }
 
     #[test]
