@@ -494,7 +494,7 @@ async fn exec_runs_commands_with_the_containers_environment_and_volumes() {
     let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), "default");
     let cm = serde_json::from_value(json!({
         "metadata": {"name": "settings"},
-        "data": {"mode": "fast", "app.conf": "port=8080\n"}
+        "data": {"mode": "fast", "app.conf": "port=8080\n", "my.cnf": "[mysqld]\nport=3306\n"}
     }))
     .unwrap();
     cms.create(&PostParams::default(), &cm).await.unwrap();
@@ -525,13 +525,18 @@ async fn exec_runs_commands_with_the_containers_environment_and_volumes() {
                     "volumeMounts": [
                         {"name": "scratch", "mountPath": "/work"},
                         {"name": "config", "mountPath": "/etc/app"},
-                        {"name": "secret", "mountPath": "/etc/creds"}
+                        {"name": "secret", "mountPath": "/etc/creds"},
+                        // One file of a volume over a path, as the MySQL and MariaDB
+                        // charts mount my.cnf.
+                        {"name": "mysql", "mountPath": "/etc/mysql/my.cnf", "subPath": "my.cnf"},
+                        {"name": "secret", "mountPath": "/opt/password", "subPath": "password"}
                     ]
                 }, {"name": "sidecar", "image": "busybox"}],
                 "volumes": [
                     {"name": "scratch", "emptyDir": {}},
                     {"name": "config", "configMap": {"name": "settings", "items": [{"key": "app.conf", "path": "conf/app.conf"}]}},
-                    {"name": "secret", "secret": {"secretName": "creds"}}
+                    {"name": "secret", "secret": {"secretName": "creds"}},
+                    {"name": "mysql", "configMap": {"name": "settings"}}
                 ]
             }),
         )
@@ -579,6 +584,8 @@ async fn exec_runs_commands_with_the_containers_environment_and_volumes() {
     )
     .await;
     assert_eq!(r.text(), "port=8080\ns3cret");
+    let r = run(&["cat", "/etc/mysql/my.cnf", "/opt/password"], None).await;
+    assert_eq!(r.text(), "[mysqld]\nport=3306\ns3cret");
     let scratch = env.state().join("pods").join(&uid).join("volumes/scratch");
     assert_eq!(
         std::fs::read_to_string(scratch.join("made")).unwrap(),

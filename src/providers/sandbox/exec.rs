@@ -221,6 +221,26 @@ pub async fn serve(
             })?;
         ContainerView::plan(&c, &target.namespace, pod, opts.container.as_deref())?
     };
+    // The container's folders first: when they cannot be made, that is the error the
+    // user sees, not the SPDY refusal kubectl's fallback would meet next.
+    let prepared = {
+        let view = view.clone();
+        tokio::task::spawn_blocking(move || view.prepare()).await
+    };
+    match prepared {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            return Err(ApiError::new(
+                500,
+                "InternalError",
+                format!(
+                    "cannot prepare the folders of pod {}: {e}. Check the sandbox folder's disk space and permissions",
+                    target.pod
+                ),
+            ));
+        }
+        Err(e) => return Err(ApiError::new(500, "InternalError", e.to_string())),
+    }
     let websocket =
         header_has(&req, UPGRADE, "websocket") && header_has(&req, CONNECTION, "upgrade");
     if !websocket {
@@ -247,24 +267,6 @@ pub async fn serve(
         return Err(ApiError::bad_request(
             "the sandbox speaks WebSocket version 13 only",
         ));
-    }
-    let prepared = {
-        let view = view.clone();
-        tokio::task::spawn_blocking(move || view.prepare()).await
-    };
-    match prepared {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => {
-            return Err(ApiError::new(
-                500,
-                "InternalError",
-                format!(
-                    "cannot prepare the folders of pod {}: {e}. Check the sandbox folder's disk space and permissions",
-                    target.pod
-                ),
-            ));
-        }
-        Err(e) => return Err(ApiError::new(500, "InternalError", e.to_string())),
     }
     let upgrade = hyper::upgrade::on(&mut req);
     let guard = shared.execs.enter();

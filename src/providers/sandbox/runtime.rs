@@ -274,7 +274,12 @@ impl ContainerView {
                         ))
                     })?;
                     let h = base.join(rel);
-                    folders.push(h.clone());
+                    // A subPath into a ConfigMap, Secret or projected volume names one
+                    // of its files (`my.cnf`), which `prepare` writes: a folder must
+                    // not take its place. Elsewhere the kubelet makes the folder.
+                    if !materialized.iter().any(|m| m.dir == *base) {
+                        folders.push(h.clone());
+                    }
                     h
                 }
                 None => base.clone(),
