@@ -943,5 +943,36 @@ async fn service_account_tokens_are_issued_and_accepted() {
     // The TokenRequest's token is bound to the account only: it still works.
     let whoami = kubectl(&kc, &["--token", &bound, "auth", "whoami"]).await;
     assert!(whoami.contains("robot"), "{whoami}");
+
+    // A pod's projected service account token, as the kubelet writes it, is the pod's
+    // account's and works while the pod exists.
+    let pod = dir.path().join("pod.yaml");
+    std::fs::write(
+        &pod,
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: tok\nspec:\n  serviceAccountName: robot\n  containers:\n  - name: c\n    image: busybox\n    volumeMounts:\n    - {name: api, mountPath: /var/run/secrets/tokens}\n  volumes:\n  - name: api\n    projected:\n      sources:\n      - serviceAccountToken: {path: token, expirationSeconds: 3600}\n",
+    )
+    .unwrap();
+    kubectl(&kc, &["apply", "-f", pod.to_str().unwrap()]).await;
+    kubectl(
+        &kc,
+        &["wait", "--for=condition=Ready", "pod/tok", "--timeout=30s"],
+    )
+    .await;
+    let projected = kubectl(
+        &kc,
+        &["exec", "tok", "--", "cat", "/var/run/secrets/tokens/token"],
+    )
+    .await;
+    let whoami = kubectl(&kc, &["--token", projected.trim(), "auth", "whoami"]).await;
+    assert!(
+        whoami.contains("system:serviceaccount:default:robot"),
+        "{whoami}"
+    );
+    kubectl(&kc, &["delete", "pod", "tok", "--wait=true"]).await;
+    let (ok, _, err) = kubectl_status(&kc, &["--token", projected.trim(), "auth", "whoami"]).await;
+    assert!(
+        !ok && err.contains("Unauthorized"),
+        "a deleted pod's token still works: {err}"
+    );
     sandbox.shutdown().await.unwrap();
 }

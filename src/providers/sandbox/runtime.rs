@@ -17,7 +17,8 @@
 //!   `<sandbox>/hostpath/`);
 //! - `hostPath`: `<sandbox>/hostpath/<path>` (never the host's real path);
 //! - `emptyDir` and any other type: `<sandbox>/pods/<pod uid>/volumes/<volume>`;
-//! - `configMap`, `secret`, `projected`, `downwardAPI`: their keys written as files into
+//! - `configMap`, `secret`, `projected` (with the pod's bound service account token),
+//!   `downwardAPI`: their keys written as files into
 //!   such a folder at each exec (read-only by intent: changes are overwritten next time).
 //!
 //! The command is rewritten so it sees container paths: an argument that is an absolute
@@ -691,9 +692,21 @@ fn volume_files(c: &Cluster, ns: &str, pod: &Value, v: &Value) -> ApiResult<Opti
                 keyed(c, ns, vname, true, sec, mode, &mut files)?;
             } else if let Some(d) = s.get("downwardAPI") {
                 downward(pod, vname, d, mode, &mut files)?;
+            } else if let Some(t) = s.get("serviceAccountToken") {
+                // The pod's own bound token, as the kubelet writes it.
+                let path = t["path"].as_str().unwrap_or("token");
+                let rel = safe_relative(path).ok_or_else(|| {
+                    ApiError::bad_request(format!(
+                        "the token path {path:?} of volume {vname} is not a relative path inside it"
+                    ))
+                })?;
+                let token = super::satokens::pod_token(c, ns, pod, t)?;
+                files.insert(
+                    rel.to_string_lossy().into_owned(),
+                    (token.into_bytes(), mode),
+                );
             }
-            // serviceAccountToken and clusterTrustBundle sources: the sandbox issues no
-            // service account tokens, so nothing is written for them.
+            // clusterTrustBundle sources: the sandbox has no trust bundles.
         }
     } else {
         return Ok(None);

@@ -237,6 +237,28 @@ pub fn token_request(c: &Cluster, ns: &str, name: &str, request: &Value) -> ApiR
     }))
 }
 
+/// The token a projected `serviceAccountToken` source gives `pod`: its service
+/// account's, bound to the pod, for the source's audience and lifetime (an hour by
+/// default, as the kubelet asks).
+pub fn pod_token(c: &Cluster, ns: &str, pod: &Value, source: &Value) -> ApiResult<String> {
+    let sa = pod["spec"]["serviceAccountName"]
+        .as_str()
+        .filter(|s| !s.is_empty())
+        .unwrap_or("default");
+    let mut spec = json!({
+        "expirationSeconds": source["expirationSeconds"].as_i64().unwrap_or(3607).max(MIN_EXPIRY),
+        "boundObjectRef": {"kind": "Pod", "apiVersion": "v1", "name": pod["metadata"]["name"], "uid": pod["metadata"]["uid"]},
+    });
+    if let Some(aud) = source["audience"].as_str().filter(|a| !a.is_empty()) {
+        spec["audiences"] = json!([aud]);
+    }
+    let answer = token_request(c, ns, sa, &json!({ "spec": spec }))?;
+    Ok(answer["status"]["token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string())
+}
+
 fn invalid(name: &str, field: &str, detail: String) -> ApiError {
     let mut e = ApiError::new(
         422,
