@@ -976,3 +976,79 @@ async fn service_account_tokens_are_issued_and_accepted() {
     );
     sandbox.shutdown().await.unwrap();
 }
+
+/// Pod Security Admission: a namespace's enforced level refuses pods that break it, in
+/// the API server's words, and lets hardened pods through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pod_security_levels_are_enforced() {
+    let dir = tempfile::tempdir().unwrap();
+    let sandbox = Sandbox::start(SandboxConfig::new("psa", dir.path().join("state")))
+        .await
+        .unwrap();
+    let kc = dir.path().join("kubeconfig");
+    write_kubeconfig(&kc, &[sandbox.kubeconfig_entry()]).unwrap();
+    kubectl(&kc, &["create", "namespace", "locked"]).await;
+    kubectl(
+        &kc,
+        &[
+            "label",
+            "namespace",
+            "locked",
+            "pod-security.kubernetes.io/enforce=restricted",
+        ],
+    )
+    .await;
+    let plain = dir.path().join("plain.yaml");
+    std::fs::write(
+        &plain,
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: plain\n  namespace: locked\nspec:\n  containers:\n  - name: web\n    image: nginx\n",
+    )
+    .unwrap();
+    let (ok, _, err) = kubectl_status(&kc, &["apply", "-f", plain.to_str().unwrap()]).await;
+    assert!(!ok, "a plain pod was admitted into a restricted namespace");
+    assert!(
+        err.contains("pods \"plain\" is forbidden: violates PodSecurity \"restricted:latest\"")
+            && err.contains("allowPrivilegeEscalation != false (container \"web\" must set securityContext.allowPrivilegeEscalation=false)")
+            && err.contains("runAsNonRoot != true"),
+        "{err}"
+    );
+    let hardened = dir.path().join("hardened.yaml");
+    std::fs::write(
+        &hardened,
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: hardened\n  namespace: locked\nspec:\n  securityContext:\n    runAsNonRoot: true\n    runAsUser: 1000\n    seccompProfile: {type: RuntimeDefault}\n  containers:\n  - name: web\n    image: nginx\n    securityContext:\n      allowPrivilegeEscalation: false\n      capabilities: {drop: [ALL]}\n",
+    )
+    .unwrap();
+    let out = kubectl(&kc, &["apply", "-f", hardened.to_str().unwrap()]).await;
+    assert!(out.contains("pod/hardened created"), "{out}");
+    // Baseline lets a plain pod in but not a privileged one.
+    kubectl(
+        &kc,
+        &[
+            "label",
+            "namespace",
+            "locked",
+            "--overwrite",
+            "pod-security.kubernetes.io/enforce=baseline",
+        ],
+    )
+    .await;
+    let out = kubectl(&kc, &["apply", "-f", plain.to_str().unwrap()]).await;
+    assert!(out.contains("pod/plain created"), "{out}");
+    let (ok, _, err) = kubectl_status(
+        &kc,
+        &[
+            "run",
+            "priv",
+            "-n",
+            "locked",
+            "--image=nginx",
+            "--privileged",
+        ],
+    )
+    .await;
+    assert!(
+        !ok && err.contains("violates PodSecurity \"baseline:latest\": privileged"),
+        "{err}"
+    );
+    sandbox.shutdown().await.unwrap();
+}

@@ -24,6 +24,7 @@
 //! - `users.rs`: users and their bearer tokens (`tokens.json`);
 //! - `satokens.rs`: service account tokens (the token controller, TokenRequest);
 //! - `table.rs`: the Tables `kubectl get` prints;
+//! - `psa.rs`: Pod Security Admission (the namespace's enforced level);
 //! - `kubeconfig.rs`: the kubeconfig clients use;
 //! - `controllers.rs`, `workloads.rs`, `pods.rs`, `storage.rs`: the control loop that makes
 //!   a sandbox behave like a cluster (workload controllers, scheduling and pod status,
@@ -46,6 +47,7 @@ mod kubeconfig;
 mod patch;
 mod pods;
 mod proto;
+mod psa;
 mod rbac;
 mod resources;
 mod runtime;

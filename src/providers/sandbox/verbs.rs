@@ -759,6 +759,7 @@ impl Cluster {
             }
             // What the API server sets on every new pod, whatever the client sent.
             ("", "pods") if old.is_none() => {
+                super::psa::admit(self, &key.namespace, name, obj)?;
                 let qos = qos_class(&obj["spec"]);
                 obj["status"] = json!({"phase": "Pending", "qosClass": qos});
             }
