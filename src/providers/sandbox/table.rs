@@ -657,26 +657,24 @@ fn selector(sel: &Value) -> Value {
     json!(none_if_empty(parts.join(",")))
 }
 
-fn containers(o: &Value, spec: &str) -> Value {
-    let names: Vec<&str> = o
+/// One field of every container of the pod spec at `spec`, joined by commas.
+fn each_container(o: &Value, spec: &str, field: &str) -> Value {
+    let values: Vec<&str> = o
         .pointer(&format!("{spec}/containers"))
         .map(list)
         .unwrap_or_default()
         .iter()
-        .filter_map(|c| c["name"].as_str())
+        .filter_map(|c| c[field].as_str())
         .collect();
-    json!(names.join(","))
+    json!(values.join(","))
+}
+
+fn containers(o: &Value, spec: &str) -> Value {
+    each_container(o, spec, "name")
 }
 
 fn images(o: &Value, spec: &str) -> Value {
-    let names: Vec<&str> = o
-        .pointer(&format!("{spec}/containers"))
-        .map(list)
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|c| c["image"].as_str())
-        .collect();
-    json!(names.join(","))
+    each_container(o, spec, "image")
 }
 
 /// `RWO,ROX` as kubectl abbreviates access modes.
@@ -711,60 +709,27 @@ fn age(o: &Value, now: DateTime<Utc>) -> Value {
 /// A duration as the API server prints ages (`k8s.io/apimachinery`'s HumanDuration):
 /// `42s`, `3m12s`, `15m`, `5h3m`, `20h`, `3d4h`, `120d`, `2y30d`.
 pub fn human(d: chrono::TimeDelta) -> String {
+    // `3m12s`, but `3m` when the smaller unit is zero.
+    let two = |a: i64, au: &str, b: i64, bu: &str| match b {
+        0 => format!("{a}{au}"),
+        _ => format!("{a}{au}{b}{bu}"),
+    };
     let secs = d.num_seconds();
-    if secs < -1 {
-        return "<invalid>".into();
+    let (minutes, hours) = (secs / 60, secs / 3600);
+    let days = hours / 24;
+    match () {
+        _ if secs < -1 => "<invalid>".into(),
+        _ if secs < 0 => "0s".into(),
+        _ if secs < 120 => format!("{secs}s"),
+        _ if minutes < 10 => two(minutes, "m", secs % 60, "s"),
+        _ if minutes < 180 => format!("{minutes}m"),
+        _ if hours < 8 => two(hours, "h", minutes % 60, "m"),
+        _ if hours < 48 => format!("{hours}h"),
+        _ if hours < 24 * 8 => two(days, "d", hours % 24, "h"),
+        _ if hours < 24 * 365 * 2 => format!("{days}d"),
+        _ if hours < 24 * 365 * 8 => two(days / 365, "y", days % 365, "d"),
+        _ => format!("{}y", days / 365),
     }
-    if secs < 0 {
-        return "0s".into();
-    }
-    if secs < 120 {
-        return format!("{secs}s");
-    }
-    let minutes = secs / 60;
-    if minutes < 10 {
-        let s = secs % 60;
-        return if s == 0 {
-            format!("{minutes}m")
-        } else {
-            format!("{minutes}m{s}s")
-        };
-    }
-    if minutes < 180 {
-        return format!("{minutes}m");
-    }
-    let hours = minutes / 60;
-    if hours < 8 {
-        let m = minutes % 60;
-        return if m == 0 {
-            format!("{hours}h")
-        } else {
-            format!("{hours}h{m}m")
-        };
-    }
-    if hours < 48 {
-        return format!("{hours}h");
-    }
-    if hours < 24 * 8 {
-        let h = hours % 24;
-        return if h == 0 {
-            format!("{}d", hours / 24)
-        } else {
-            format!("{}d{h}h", hours / 24)
-        };
-    }
-    if hours < 24 * 365 * 2 {
-        return format!("{}d", hours / 24);
-    }
-    if hours < 24 * 365 * 8 {
-        let days = (hours / 24) % 365;
-        return if days == 0 {
-            format!("{}y", hours / 24 / 365)
-        } else {
-            format!("{}y{days}d", hours / 24 / 365)
-        };
-    }
-    format!("{}y", hours / 24 / 365)
 }
 
 /// A pod's cells: ready containers, the status kubectl shows (a waiting or terminated
