@@ -44,7 +44,9 @@ fn main() {
         .unwrap();
     let env = Env {
         linked: Linked::load(&Sources { paths: vec![kc] }),
-        repo: Err("none".into()),
+        repo: Err(ferry_console::error::TaskError::NoRepository {
+            reason: "none".into(),
+        }),
         rt: rt.handle().clone(),
         theme: Theme::builtin("dark"),
         keymap: Keymap::default_keys(),

@@ -106,7 +106,9 @@ fn kubeconfig(home: &Path, blackhole: u16) -> PathBuf {
 fn env(linked: Linked, rt: &tokio::runtime::Runtime, dir: &Path) -> Env {
     Env {
         linked,
-        repo: Err("no repository in this bench".into()),
+        repo: Err(ferry_console::error::TaskError::NoRepository {
+            reason: "no repository in this bench".into(),
+        }),
         rt: rt.handle().clone(),
         theme: Theme::builtin("dark"),
         keymap: Keymap::default_keys(),

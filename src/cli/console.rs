@@ -7,6 +7,7 @@ use anyhow::Context as _;
 use super::{Context, Exit};
 use crate::config::Settings;
 use ferry_console::app::{App, Env};
+use ferry_console::error::TaskError;
 use ferry_console::keymap::Keymap;
 use ferry_console::theme::{ColorDepth, Theme};
 use ferry_k8s::mover::MoverOptions;
@@ -25,7 +26,9 @@ pub fn run(ctx: &Context, read_only: bool) -> anyhow::Result<Exit> {
     // Kubeconfig contexts now; cloud accounts' clusters join on the screen as they answer.
     let linked = super::kube::kubeconfig_linked(ctx, &settings)?;
     // Opened before the screen switches: a password prompt still works here.
-    let repo = ctx.open().map_err(|e| format!("{e:#}"));
+    let repo = ctx.open().map_err(|e| TaskError::NoRepository {
+        reason: format!("{e:#}"),
+    });
     let mut mover = MoverOptions::default();
     if let Some(i) = settings.mover_image.clone() {
         mover.image = i;

@@ -149,7 +149,7 @@ pub fn clusters(ctx: &Context, a: ClustersArgs) -> anyhow::Result<Exit> {
                     "identity": c.identity,
                     "probe": probes.get(i).map(|p| match &p.facts {
                         Ok(f) => serde_json::to_value(f).unwrap_or(Value::Null),
-                        Err(e) => serde_json::json!({"error": e}),
+                        Err(e) => serde_json::json!({"error": e.to_string()}),
                     }),
                 });
                 for cloud in clouds.iter() {

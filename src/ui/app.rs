@@ -17,6 +17,7 @@ use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseButton, MouseEvent,
 use ratatui::layout::{Position, Rect};
 use serde_json::Value;
 
+use crate::error::TaskError;
 use crate::keymap::{Command, Keymap};
 use crate::page::{self, LineCommand};
 use crate::screens;
@@ -28,7 +29,7 @@ use ferry_k8s::apply::Report;
 use ferry_k8s::capture::Scope;
 use ferry_k8s::mover::MoverOptions;
 use ferry_providers::kubeconfig::{BrokenSource, Linked, LinkedCluster, Origin};
-use ferry_providers::probe::Facts;
+use ferry_providers::probe::{Facts, ProbeError};
 use ferry_repo::Repository;
 use ferry_repo::progress::RateMeter;
 use ferry_repo::snapshot::Snapshot;
@@ -38,7 +39,7 @@ use ferry_repo::tree::Node;
 pub struct Env {
     pub linked: Linked,
     /// The repository, or why it could not be opened.
-    pub repo: Result<Repository, String>,
+    pub repo: Result<Repository, TaskError>,
     pub rt: tokio::runtime::Handle,
     pub theme: Theme,
     pub keymap: Keymap,
@@ -71,7 +72,7 @@ impl std::fmt::Debug for Env {
 pub enum Load<T> {
     Loading,
     Ready(T),
-    Failed(String),
+    Failed(TaskError),
 }
 
 impl<T> Load<T> {
@@ -310,7 +311,7 @@ pub struct NsData {
 #[derive(Debug, Clone)]
 pub struct ClusterState {
     pub linked: LinkedCluster,
-    pub facts: Option<Result<Facts, String>>,
+    pub facts: Option<Result<Facts, ProbeError>>,
     pub namespaces: Option<Load<Vec<Row>>>,
     pub ns: HashMap<String, Load<NsData>>,
 }
@@ -328,7 +329,7 @@ pub enum JobEnd {
     /// kubeconfig context.
     Restored {
         report: Report,
-        saved: Result<std::path::PathBuf, String>,
+        saved: Result<std::path::PathBuf, TaskError>,
         context: String,
     },
     /// Files of a snapshot restored into a folder of this machine.
@@ -339,7 +340,7 @@ pub enum JobEnd {
         bytes: u64,
         warnings: Vec<String>,
     },
-    Failed(String),
+    Failed(TaskError),
     Cancelled,
 }
 
@@ -380,28 +381,28 @@ pub struct AuditData {
 /// Results of background work.
 #[derive(Debug)]
 pub enum Msg {
-    Probe(String, Result<Facts, String>),
-    Namespaces(String, Result<Vec<NsSummary>, String>),
-    NsObjects(String, String, Result<Vec<Value>, String>),
-    Snapshots(Result<Vec<Snapshot>, String>),
-    SnapshotObjects(String, Result<Vec<Value>, String>),
+    Probe(String, Result<Facts, ProbeError>),
+    Namespaces(String, Result<Vec<NsSummary>, TaskError>),
+    NsObjects(String, String, Result<Vec<Value>, TaskError>),
+    Snapshots(Result<Vec<Snapshot>, TaskError>),
+    SnapshotObjects(String, Result<Vec<Value>, TaskError>),
     /// The entries of a folder of a snapshot: (snapshot ID, path, entries).
-    SnapshotDir(String, String, Result<Vec<Node>, String>),
+    SnapshotDir(String, String, Result<Vec<Node>, TaskError>),
     /// The checked destination of a restore prompt (prompt generation): the engine's
     /// options, or what is wrong with the folder.
-    RestoreChecked(u64, Result<ferry_repo::restore::RestoreOptions, String>),
+    RestoreChecked(u64, Result<ferry_repo::restore::RestoreOptions, TaskError>),
     /// Storage classes used by a wizard's live source (wizard generation).
-    WizardClasses(u64, Result<Vec<String>, String>),
+    WizardClasses(u64, Result<Vec<String>, TaskError>),
     /// The cloud envelope of a wizard's live source (wizard generation): None for a
     /// cluster of no cloud, or why it could not be read.
-    WizardEnvelope(u64, Result<Option<Value>, String>),
+    WizardEnvelope(u64, Result<Option<Value>, TaskError>),
     /// Targets of a wizard and why the policy denies each (None: allowed).
     WizardVerdicts(u64, Vec<(String, Option<String>)>),
     /// A wizard's plan (wizard generation).
-    Plan(u64, Result<Box<tasks::Prepared>, String>),
+    Plan(u64, Result<Box<tasks::Prepared>, TaskError>),
     JobDone(usize, JobEnd),
     /// The audit trail: records (oldest first) and warnings.
-    Audit(Result<(Vec<ferry_policy::audit::AuditRecord>, Vec<String>), String>),
+    Audit(Result<(Vec<ferry_policy::audit::AuditRecord>, Vec<String>), TaskError>),
     /// A line for the status bar from background work.
     Status(Tone, String),
     /// A cluster the console created (a wizard's new target): linked from now on.
@@ -1317,6 +1318,11 @@ impl App {
         self.yaml_scroll = 0;
     }
 
+    /// The repository (a handle: cheap to clone), or why the console could not open it.
+    pub(crate) fn repository(&self) -> Result<Repository, TaskError> {
+        self.env.repo.clone()
+    }
+
     /// Adds a job to the jobs screen; the caller runs it and reports its end with
     /// `Msg::JobDone`.
     pub fn register_job(&mut self, title: impl Into<String>) -> (usize, Arc<JobProgress>) {
@@ -1373,13 +1379,9 @@ impl App {
             );
             return;
         };
-        let repo = match &self.env.repo {
-            Ok(r) => r.clone(),
-            Err(e) => {
-                let e = e.clone();
-                self.say(Tone::Error, e);
-                return;
-            }
+        let repo = match self.repository() {
+            Ok(r) => r,
+            Err(e) => return self.say(Tone::Error, e.to_string()),
         };
         let Some(linked) = self.cluster(&cluster).map(|c| c.linked.clone()) else {
             return;

@@ -5,6 +5,7 @@
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use crate::app::{App, RestorePrompt, Tone, VOLUMES_PREFIX, View};
+use crate::error::TaskError;
 use ferry_repo::tree::NodeKind;
 
 impl App {
@@ -115,23 +116,16 @@ impl App {
     pub(crate) fn restore_checked(
         &mut self,
         generation: u64,
-        r: Result<ferry_repo::restore::RestoreOptions, String>,
+        r: Result<ferry_repo::restore::RestoreOptions, TaskError>,
     ) {
         let Some(p) = self.prompt.as_mut().filter(|p| p.generation == generation) else {
             return;
         };
         p.checking = false;
-        let opts = match r {
-            Ok(o) => o,
-            Err(e) => {
-                p.error = Some(e);
-                return;
-            }
-        };
-        let repo = match &self.env.repo {
-            Ok(r) => r.clone(),
-            Err(e) => {
-                p.error = Some(e.clone());
+        let (opts, repo) = match (r, self.env.repo.clone()) {
+            (Ok(o), Ok(repo)) => (o, repo),
+            (Err(e), _) | (_, Err(e)) => {
+                p.error = Some(e.to_string());
                 return;
             }
         };

@@ -39,7 +39,7 @@ impl App {
     /// Why the current screen's rows could not be loaded, if they could not.
     pub fn rows_error(&self) -> Option<String> {
         match self.rows(self.view()) {
-            Load::Failed(e) => Some(e),
+            Load::Failed(e) => Some(e.to_string()),
             _ => None,
         }
     }

@@ -13,6 +13,7 @@ use serde_json::Value;
 use tokio::runtime::Handle;
 
 use crate::app::{JobEnd, Msg, NsSummary};
+use crate::error::{DestinationError, TaskError};
 use crate::format;
 use ferry_jobs::{CreateAndRestore, Endpoint, Failed, JobError, MoveJob, RestoreJob, Staged};
 use ferry_k8s::JobProgress;
@@ -145,7 +146,7 @@ impl Tasks {
         });
     }
 
-    pub fn snapshots(&self, repo: Result<Repository, String>) {
+    pub fn snapshots(&self, repo: Result<Repository, TaskError>) {
         let (rt, tx) = (&self.rt, &self.tx);
         let tx = tx.clone();
         rt.spawn(async move {
@@ -158,7 +159,7 @@ impl Tasks {
                                 all.reverse();
                                 all
                             })
-                            .map_err(|e| format!("cannot list the snapshots: {e}"))
+                            .map_err(|e| TaskError::Snapshots(Arc::new(e)))
                     })
                     .await
                 }
@@ -169,15 +170,14 @@ impl Tasks {
     }
 
     /// Reads the audit trail (records oldest first, and warnings for unreadable ones).
-    pub fn audit(&self, repo: Result<Repository, String>) {
+    pub fn audit(&self, repo: Result<Repository, TaskError>) {
         let (rt, tx) = (&self.rt, &self.tx);
         let tx = tx.clone();
         rt.spawn(async move {
             let r = match repo {
                 Ok(repo) => {
                     blocking(move || {
-                        ferry_policy::audit::read(&repo)
-                            .map_err(|e| format!("cannot read the audit trail: {e}"))
+                        ferry_policy::audit::read(&repo).map_err(|e| TaskError::Audit(Arc::new(e)))
                     })
                     .await
                 }
@@ -197,16 +197,20 @@ impl Tasks {
             let r = blocking(move || {
                 let mut text = String::new();
                 for r in &records {
-                    let line = serde_json::to_string(r).map_err(|e| e.to_string())?;
-                    text.push_str(&line);
-                    text.push('\n');
+                    // An audit record is plain data: it always serializes.
+                    if let Ok(line) = serde_json::to_string(r) {
+                        text.push_str(&line);
+                        text.push('\n');
+                    }
                 }
+                let export = |path: &std::path::Path, e| TaskError::Export {
+                    path: path.to_path_buf(),
+                    source: Arc::new(e),
+                };
                 if let Some(dir) = path.parent() {
-                    std::fs::create_dir_all(dir)
-                        .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+                    std::fs::create_dir_all(dir).map_err(|e| export(dir, e))?;
                 }
-                std::fs::write(&path, text)
-                    .map_err(|e| format!("cannot write {}: {e}", path.display()))
+                std::fs::write(&path, text).map_err(|e| export(&path, e))
             })
             .await;
             send(
@@ -225,7 +229,7 @@ impl Tasks {
         });
     }
 
-    pub fn snapshot_objects(&self, repo: Result<Repository, String>, snap: Snapshot) {
+    pub fn snapshot_objects(&self, repo: Result<Repository, TaskError>, snap: Snapshot) {
         let (rt, tx) = (&self.rt, &self.tx);
         let tx = tx.clone();
         rt.spawn(async move {
@@ -234,7 +238,7 @@ impl Tasks {
                 Ok(repo) => {
                     blocking(move || {
                         capture::read_objects(&repo, &snap)
-                            .map_err(|e| format!("cannot read the snapshot's objects: {e}"))
+                            .map_err(|e| TaskError::SnapshotObjects(Arc::new(e)))
                     })
                     .await
                 }
@@ -258,13 +262,13 @@ impl Tasks {
             let r = async {
                 let source = Endpoint::connect(cluster)
                     .await
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|e| TaskError::Job(Arc::new(e.into())))?;
                 // The policy first, as `ferry backup` does: a denied backup reads nothing.
                 let out = ferry_jobs::backup(&repo, &source, opts, &progress)
                     .await
-                    .map_err(|f| failed(&f, &progress))?;
+                    .map_err(|f| failed(f, &progress))?;
                 unrecorded(out.unrecorded, &progress);
-                Ok::<_, String>(captured(&out.capture))
+                Ok::<_, TaskError>(captured(&out.capture))
             }
             .await;
             send(&tx, Msg::JobDone(id, ended(r, &progress)));
@@ -276,7 +280,10 @@ impl Tasks {
         let (rt, tx) = (&self.rt, &self.tx);
         let tx = tx.clone();
         rt.spawn(async move {
-            let r = cluster.envelope().await.map_err(|e| e.to_string());
+            let r = cluster
+                .envelope()
+                .await
+                .map_err(|e| TaskError::Envelope(Arc::new(e)));
             send(&tx, Msg::WizardEnvelope(generation, r));
         });
     }
@@ -293,9 +300,7 @@ impl Tasks {
                     let l = Api::<PersistentVolumeClaim>::namespaced(client.clone(), ns)
                         .list(&ListParams::default())
                         .await
-                        .map_err(|e| {
-                            format!("cannot list the claims of {ns}: {}", probe::explain(&e))
-                        })?;
+                        .map_err(|e| TaskError::list(format!("the claims of {ns}"), e, ""))?;
                     classes.extend(
                         l.items
                             .into_iter()
@@ -335,11 +340,13 @@ impl Tasks {
         let tx = tx.clone();
         rt.spawn(async move {
             let r = async {
-                let target = Endpoint::connect(target).await.map_err(|e| e.to_string())?;
+                let target = Endpoint::connect(target)
+                    .await
+                    .map_err(|e| TaskError::Job(Arc::new(e.into())))?;
                 // The policy first: nothing is read or planned for a denied restore.
                 let staged = ferry_jobs::stage_restore(&repo, &target, job)
                     .await
-                    .map_err(|f| f.to_string())?;
+                    .map_err(|f| TaskError::Job(Arc::new(f)))?;
                 Ok(Prepared::new(staged))
             }
             .await;
@@ -450,12 +457,11 @@ impl Tasks {
                     Ok(Prepared::new(staged))
                 }
                 Err(f) => {
-                    let e = failed(&f, &progress);
-                    match &f.capture {
-                        // The capture went well; its plan did not.
-                        Some(out) => send(&tx, Msg::JobDone(job, captured(out))),
-                        None => send(&tx, Msg::JobDone(job, ended(Err(e.clone()), &progress))),
-                    }
+                    let capture = f.capture.as_deref().map(captured);
+                    let e = failed(f, &progress);
+                    // The capture went well when there is one; its plan did not.
+                    let end = capture.unwrap_or_else(|| ended(Err(e.clone()), &progress));
+                    send(&tx, Msg::JobDone(job, end));
                     Err(e)
                 }
             };
@@ -477,14 +483,14 @@ impl Tasks {
         rt.spawn(async move {
             let r = match prepared.staged.run(&progress).await {
                 Ok(out) => Ok(restored(out, reports, target.context.clone(), &progress).await),
-                Err(f) => Err(failed(&f, &progress)),
+                Err(f) => Err(failed(f, &progress)),
             };
             send(&tx, Msg::JobDone(id, ended(r, &progress)));
         });
     }
 
     /// Loads the entries of the folder at `path` of a snapshot's tree.
-    pub fn snapshot_dir(&self, repo: Result<Repository, String>, snap: Snapshot, path: String) {
+    pub fn snapshot_dir(&self, repo: Result<Repository, TaskError>, snap: Snapshot, path: String) {
         let (rt, tx) = (&self.rt, &self.tx);
         let tx = tx.clone();
         rt.spawn(async move {
@@ -493,16 +499,19 @@ impl Tasks {
             let r = match repo {
                 Ok(repo) => {
                     blocking(move || {
-                        let shown = format!("/{p}");
+                        let unreadable = |e| TaskError::SnapshotTree {
+                            path: p.clone(),
+                            source: Arc::new(e),
+                        };
                         let node = tree::find_path(&repo, &snap.tree, &p)
-                            .map_err(|e| format!("cannot read {shown} of the snapshot: {e}"))?
-                            .ok_or_else(|| format!("the snapshot has no {shown}"))?;
+                            .map_err(unreadable)?
+                            .ok_or_else(|| TaskError::NoSuchPath { path: p.clone() })?;
                         let sub = node
                             .subtree
-                            .ok_or_else(|| format!("{shown} is not a folder"))?;
+                            .ok_or_else(|| TaskError::NotAFolder { path: p.clone() })?;
                         tree::Tree::load(&repo, &sub)
                             .map(|t| t.nodes)
-                            .map_err(|e| format!("cannot read {shown} of the snapshot: {e}"))
+                            .map_err(unreadable)
                     })
                     .await
                 }
@@ -524,7 +533,10 @@ impl Tasks {
         let (rt, tx) = (&self.rt, &self.tx);
         let tx = tx.clone();
         rt.spawn(async move {
-            let r = blocking(move || restore_target(&dest, &name, &path, is_dir)).await;
+            let r = blocking(move || {
+                restore_target(&dest, &name, &path, is_dir).map_err(TaskError::from)
+            })
+            .await;
             send(&tx, Msg::RestoreChecked(generation, r));
         });
     }
@@ -545,11 +557,11 @@ impl Tasks {
             let p = progress.clone();
             let r = blocking(move || {
                 let out = restore::restore(&repo, &snap, &opts, &p.data).map_err(|e| {
-                    format!(
-                        "restore of /{} into {} failed: {e}",
-                        opts.path,
-                        opts.target.display()
-                    )
+                    TaskError::Download {
+                        path: opts.path.clone(),
+                        target: opts.target.clone(),
+                        source: Arc::new(e),
+                    }
                 })?;
                 p.log(format!(
                     "restored {} file(s), {} folder(s), {} into {}",
@@ -609,25 +621,27 @@ impl Tasks {
             };
             let r = match ferry_jobs::create_and_restore(&repo, job, &progress, created).await {
                 Ok(out) => Ok(restored(out, reports, context, &progress).await),
-                Err(f) => {
-                    let e = failed(&f, &progress);
-                    Err(match &f.error {
-                        JobError::Create(_) => e,
-                        JobError::Blocked { problems, .. } => format!(
-                            "the restore plan has blocking problems: {}; {leftover}",
-                            problems.join("; ")
-                        ),
-                        _ => format!("{e}; {leftover}"),
-                    })
-                }
+                Err(f) => Err(match &f.error {
+                    JobError::Create(_) => failed(f, &progress),
+                    _ => {
+                        unrecorded(f.unrecorded.clone(), &progress);
+                        TaskError::AfterCreate {
+                            failure: Arc::new(f),
+                            leftover,
+                        }
+                    }
+                }),
             };
             send(&tx, Msg::JobDone(id, ended(r, &progress)));
         });
     }
 }
 
-async fn client(cluster: &LinkedCluster) -> Result<kube::Client, String> {
-    cluster.client().await.map_err(|e| e.to_string())
+async fn client(cluster: &LinkedCluster) -> Result<kube::Client, TaskError> {
+    cluster
+        .client()
+        .await
+        .map_err(|e| TaskError::Client(Arc::new(e)))
 }
 
 fn requested(c: &PersistentVolumeClaim) -> u64 {
@@ -640,17 +654,17 @@ fn requested(c: &PersistentVolumeClaim) -> u64 {
         .unwrap_or(0)
 }
 
-async fn list_namespaces(cluster: &LinkedCluster) -> Result<Vec<NsSummary>, String> {
+async fn list_namespaces(cluster: &LinkedCluster) -> Result<Vec<NsSummary>, TaskError> {
     let client = client(cluster).await?;
     let lp = ListParams::default();
     let nss = Api::<Namespace>::all(client.clone())
         .list(&lp)
         .await
         .map_err(|e| {
-            format!(
-                "cannot list the namespaces of {}: {}. Open one directly with :ns NAME",
-                cluster.name,
-                probe::explain(&e)
+            TaskError::list(
+                format!("the namespaces of {}", cluster.name),
+                e,
+                ". Open one directly with :ns NAME",
             )
         })?;
     let (a1, a2, a3, a4, a5) = (
@@ -711,11 +725,14 @@ async fn list_namespaces(cluster: &LinkedCluster) -> Result<Vec<NsSummary>, Stri
 }
 
 /// Every object of a namespace (as `ferry workloads` lists them), Events left out.
-async fn namespace_objects(cluster: &LinkedCluster, ns: &str) -> Result<Vec<Value>, String> {
+async fn namespace_objects(cluster: &LinkedCluster, ns: &str) -> Result<Vec<Value>, TaskError> {
     let client = client(cluster).await?;
     let catalog = Catalog::discover(&client)
         .await
-        .map_err(|e| format!("cannot discover the types of {}: {e}", cluster.name))?;
+        .map_err(|e| TaskError::Discover {
+            cluster: cluster.name.clone(),
+            source: Arc::new(e),
+        })?;
     let mut all = Vec::new();
     for r in catalog
         .resources
@@ -730,14 +747,14 @@ async fn namespace_objects(cluster: &LinkedCluster, ns: &str) -> Result<Vec<Valu
 }
 
 async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, String> + Send + 'static,
-) -> Result<T, String> {
+    f: impl FnOnce() -> Result<T, TaskError> + Send + 'static,
+) -> Result<T, TaskError> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| format!("internal error: {e}"))?
+        .map_err(|e| TaskError::Stopped(Arc::new(e)))?
 }
 
-fn ended(r: Result<JobEnd, String>, progress: &JobProgress) -> JobEnd {
+fn ended(r: Result<JobEnd, TaskError>, progress: &JobProgress) -> JobEnd {
     match r {
         Ok(e) => e,
         Err(_) if progress.data.is_cancelled() => JobEnd::Cancelled,
@@ -756,11 +773,11 @@ fn captured(out: &capture::CaptureOutcome) -> JobEnd {
     }
 }
 
-/// A job's failure in words; a warning that its audit record was not written goes into
-/// the job's log.
-fn failed(f: &Failed, progress: &JobProgress) -> String {
+/// A job's failure as the console keeps it; a warning that its audit record was not
+/// written goes into the job's log.
+fn failed(f: Failed, progress: &JobProgress) -> TaskError {
     unrecorded(f.unrecorded.clone(), progress);
-    f.to_string()
+    TaskError::Job(Arc::new(f))
 }
 
 /// A warning that a job's audit record was not written, into the job's log.
@@ -791,10 +808,10 @@ pub async fn save_report(
     progress: &JobProgress,
 ) -> JobEnd {
     let r = report.clone();
-    let saved = blocking(move || r.save(&dir).map_err(|e| e.to_string())).await;
+    let saved = blocking(move || r.save(&dir).map_err(|e| TaskError::Report(Arc::new(e)))).await;
     match &saved {
         Ok(path) => progress.log(format!("report saved: {}", path.display())),
-        Err(e) => progress.log(e.clone()),
+        Err(e) => progress.log(e.to_string()),
     }
     JobEnd::Restored {
         report,
@@ -804,12 +821,12 @@ pub async fn save_report(
 }
 
 /// `~` and `~/…` as the home folder; relative paths from the current folder.
-fn expand(dest: &str) -> Result<PathBuf, String> {
+fn expand(dest: &str) -> Result<PathBuf, DestinationError> {
     let dest = dest.trim();
     let home = || {
         std::env::var_os("HOME")
             .map(PathBuf::from)
-            .ok_or_else(|| "HOME is not set: type a full path".to_string())
+            .ok_or(DestinationError::NoHome)
     };
     let p = if dest == "~" {
         home()?
@@ -823,7 +840,7 @@ fn expand(dest: &str) -> Result<PathBuf, String> {
     } else {
         std::env::current_dir()
             .map(|d| d.join(p))
-            .map_err(|e| format!("cannot tell the current folder ({e}): type a full path"))
+            .map_err(|e| DestinationError::NoCurrentFolder(Arc::new(e)))
     }
 }
 
@@ -836,37 +853,38 @@ pub fn restore_target(
     name: &str,
     path: &str,
     is_dir: bool,
-) -> Result<restore::RestoreOptions, String> {
+) -> Result<restore::RestoreOptions, DestinationError> {
     let dest = expand(dest)?;
-    let shown = dest.display();
     // The folder itself, or the nearest parent that exists (the restore creates the rest).
     let mut existing = Some(dest.as_path());
     while let Some(p) = existing {
         match std::fs::metadata(p) {
             Ok(m) if m.is_dir() => break,
-            Ok(_) if p == dest => return Err(format!("{shown} is a file, not a folder")),
+            Ok(_) if p == dest => return Err(DestinationError::IsAFile(dest)),
             Ok(_) => {
-                return Err(format!(
-                    "{} is a file: {shown} cannot be created",
-                    p.display()
-                ));
+                return Err(DestinationError::ParentIsAFile {
+                    parent: p.to_path_buf(),
+                    dest: dest.clone(),
+                });
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => existing = p.parent(),
-            Err(e) => return Err(format!("cannot use {}: {e}", p.display())),
+            Err(e) => {
+                return Err(DestinationError::Unusable {
+                    path: p.to_path_buf(),
+                    source: Arc::new(e),
+                });
+            }
         }
     }
     let Some(existing) = existing else {
-        return Err(format!("{shown} cannot be created"));
+        return Err(DestinationError::Uncreatable(dest));
     };
     if nix::unistd::access(existing, nix::unistd::AccessFlags::W_OK).is_err() {
-        return Err(format!("{} is not writable", existing.display()));
+        return Err(DestinationError::NotWritable(existing.to_path_buf()));
     }
     let at = dest.join(name);
     if std::fs::symlink_metadata(&at).is_ok() {
-        return Err(format!(
-            "{} already exists: choose another folder or move it away",
-            at.display()
-        ));
+        return Err(DestinationError::Exists(at));
     }
     Ok(if is_dir {
         // The folder's content goes into <dest>/<name>, which does not exist yet.

@@ -6,6 +6,7 @@
 use crossterm::event::KeyEvent;
 
 use crate::app::{App, Load, Tone, View};
+use crate::error::TaskError;
 use crate::tasks;
 use crate::wizard_state::{Purpose, Source, Wizard};
 use ferry_k8s::capture::CaptureMeta;
@@ -79,7 +80,7 @@ impl App {
 
     /// Asks, in the background, which of the wizard's targets the policy denies.
     fn check_targets(&self, w: &Wizard, source: Result<LinkedCluster, ferry_policy::gate::Place>) {
-        let Ok(repo) = &self.env.repo else { return };
+        let Ok(repo) = self.repository() else { return };
         let targets: Vec<LinkedCluster> = w
             .targets
             .iter()
@@ -91,7 +92,7 @@ impl App {
                 .collect();
         self.tasks.target_verdicts(
             w.generation,
-            repo.clone(),
+            repo,
             w.purpose.action(),
             source,
             targets,
@@ -135,7 +136,7 @@ impl App {
     /// Records, in the background, the user's attempt to go on with a target the policy
     /// denies: the same check the plan step makes, which appends the denial.
     fn record_refusal(&self, w: &Wizard) {
-        let Ok(repo) = &self.env.repo else { return };
+        let Ok(repo) = self.repository() else { return };
         let Some(target) = self.cluster(w.target_name()).map(|c| c.linked.clone()) else {
             return;
         };
@@ -151,7 +152,7 @@ impl App {
                 .map(|(from, to)| (Some(from.clone()), Some(to.clone())))
                 .collect();
         self.tasks
-            .refused(repo.clone(), w.purpose.action(), source, target, pairs);
+            .refused(repo, w.purpose.action(), source, target, pairs);
     }
 
     /// Where a capture was taken, for the policy: its cluster as linked here, or its
@@ -164,17 +165,18 @@ impl App {
     }
 
     fn start_plan(&mut self, w: &mut Wizard) {
-        let repo = match &self.env.repo {
-            Ok(r) => r.clone(),
+        let repo = match self.repository() {
+            Ok(r) => r,
             Err(e) => {
-                w.plan = Some(Load::Failed(e.clone()));
+                w.plan = Some(Load::Failed(e));
                 return;
             }
         };
         let Some(target) = self.cluster(w.target_name()).map(|c| c.linked.clone()) else {
-            w.plan = Some(Load::Failed(
-                "the target cluster is gone: pick another".into(),
-            ));
+            w.plan = Some(Load::Failed(TaskError::Gone {
+                role: "target",
+                name: w.target_name().to_string(),
+            }));
             return;
         };
         let ropts = w.restore_options(&self.env.mover);
@@ -193,7 +195,10 @@ impl App {
             ),
             Source::Live { cluster, scope } => {
                 let Some(source) = self.cluster(cluster).map(|c| c.linked.clone()) else {
-                    w.plan = Some(Load::Failed("the source cluster is gone".into()));
+                    w.plan = Some(Load::Failed(TaskError::Gone {
+                        role: "source",
+                        name: cluster.clone(),
+                    }));
                     return;
                 };
                 let copts = self.live_capture(w, cluster, scope);
@@ -273,13 +278,9 @@ impl App {
         let Some(new) = w.creating() else {
             return;
         };
-        let repo = match &self.env.repo {
-            Ok(r) => r.clone(),
-            Err(e) => {
-                let e = e.clone();
-                self.say(Tone::Error, e);
-                return;
-            }
+        let repo = match self.repository() {
+            Ok(r) => r,
+            Err(e) => return self.say(Tone::Error, e.to_string()),
         };
         let create = new.request();
         let name = new.name().to_string();

@@ -542,7 +542,7 @@ impl Wizard {
                     Load::Loading => {
                         return Some("still reading which classes the claims use".into());
                     }
-                    Load::Failed(e) => return Some(e.clone()),
+                    Load::Failed(e) => return Some(e.to_string()),
                     Load::Ready(_) => {}
                 }
                 for (from, to) in &self.sc {

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ferry_console::app::{App, Env, JobEnd, Load, View};
+use ferry_console::error::TaskError;
 use ferry_console::keymap::Keymap;
 use ferry_console::theme::Theme;
 use ferry_console::wizard_state::Step;
@@ -753,6 +754,7 @@ fn a_new_eks_cluster_from_the_wizard_receives_the_shop() {
     let job = app.jobs().iter().find(|j| j.id == id).unwrap();
     match &job.end {
         Some(JobEnd::Failed(e)) => {
+            let e = e.to_string();
             for want in [
                 "Already created: cluster half-eks, nodegroup general",
                 "To continue, run the wizard again with a new cluster of the same name",
@@ -1439,6 +1441,9 @@ fn a_migrate_whose_source_goes_away_says_what_was_created() {
     let Some(JobEnd::Failed(e)) = &job.end else {
         panic!("expected a failure: {:?}", job.end)
     };
+    // Failed after the cluster was created: the error says what is left behind.
+    assert!(matches!(e, TaskError::AfterCreate { .. }), "{e:?}");
+    let e = e.to_string();
     for want in [
         "the EKS cluster orphan-eks and its node groups (general) were created and stay",
         "choose it as the target when you run the wizard again",
@@ -1534,6 +1539,7 @@ fn a_new_aks_cluster_failing_half_way_from_the_wizard_says_what_exists() {
     let job = app.jobs().iter().find(|j| j.id == id).unwrap();
     match &job.end {
         Some(JobEnd::Failed(e)) => {
+            let e = e.to_string();
             for want in [
                 "SkuNotAvailable",
                 "Standard_Huge",

@@ -17,7 +17,7 @@ use ferry_providers::aks::Azure;
 use ferry_providers::cloud::Clouds;
 use ferry_providers::eks::Aws;
 use ferry_providers::kubeconfig::{Linked, Sources};
-use ferry_providers::probe::{Facts, Permissions, StorageClassInfo};
+use ferry_providers::probe::{Facts, Permissions, ProbeError, StorageClassInfo};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use serde_json::json;
@@ -101,7 +101,9 @@ fn app_linking(theme: &str, read_only: bool, edit: impl FnOnce(&mut Env)) -> (Fi
         .unwrap();
     let env = Env {
         linked,
-        repo: Err("no repository in this test".into()),
+        repo: Err(ferry_console::error::TaskError::NoRepository {
+            reason: "no repository in this test".into(),
+        }),
         rt: rt.handle().clone(),
         theme,
         keymap: Keymap::default_keys(),
@@ -125,8 +127,16 @@ fn probed(app: &mut App) {
     ));
     app.apply(Msg::Probe(
         "qa".into(),
-        Err("cannot connect: connection refused".into()),
+        Err(unavailable(
+            "the server is currently unable to handle the request",
+        )),
     ));
+}
+
+/// A probe the API server answered with 503 and `message`.
+fn unavailable(message: &str) -> ProbeError {
+    let status = kube::core::Status::failure(message, "ServiceUnavailable").with_code(503);
+    ProbeError::Api(std::sync::Arc::new(kube::Error::Api(status.boxed())))
 }
 
 fn render(app: &App, w: u16, h: u16) -> Terminal<TestBackend> {
@@ -642,7 +652,7 @@ fn wizard_clicks_after_a_wrapped_line_hit_the_row_drawn() {
     // row at this width (4 rows where its 185 columns alone would take 3).
     let word = |c: char| std::iter::repeat_n(c, 40).collect::<String>();
     let long = format!("{} {} {} {}", word('a'), word('b'), word('c'), word('d'));
-    app.apply(Msg::Probe("prod".into(), Err(long)));
+    app.apply(Msg::Probe("prod".into(), Err(unavailable(&long))));
     let t = render(&app, 80, 24);
     assert_eq!(app.wizard().unwrap().target, 0);
     let (_, last_of_prod) = locate(&t, &word('d'));
@@ -792,7 +802,9 @@ fn the_restore_wizard_offers_a_new_eks_cluster_with_its_form() {
         let linked = Linked::load(&Sources { paths: vec![kc] });
         App::new(Env {
             linked,
-            repo: Err("no repository in this test".into()),
+            repo: Err(ferry_console::error::TaskError::NoRepository {
+                reason: "no repository in this test".into(),
+            }),
             rt: f.rt.handle().clone(),
             theme: Theme::builtin("dark"),
             keymap: Keymap::default_keys(),
@@ -870,7 +882,9 @@ fn the_restore_wizard_offers_a_new_aks_cluster_with_its_form() {
         };
         App::new(Env {
             linked,
-            repo: Err("no repository in this test".into()),
+            repo: Err(ferry_console::error::TaskError::NoRepository {
+                reason: "no repository in this test".into(),
+            }),
             rt: f.rt.handle().clone(),
             theme: Theme::builtin("dark"),
             keymap: Keymap::default_keys(),
@@ -940,7 +954,9 @@ fn app_with_clouds(f: &Fixture) -> App {
     });
     App::new(Env {
         linked,
-        repo: Err("no repository in this test".into()),
+        repo: Err(ferry_console::error::TaskError::NoRepository {
+            reason: "no repository in this test".into(),
+        }),
         rt: f.rt.handle().clone(),
         theme: Theme::builtin("dark"),
         keymap: Keymap::default_keys(),

@@ -866,8 +866,10 @@ mod console {
 
     use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
     use ferry_console::app::{App, Env as AppEnv, Load, Msg, View};
+    use ferry_console::error::TaskError;
     use ferry_console::keymap::Keymap;
     use ferry_console::theme::Theme;
+    use ferry_jobs::JobError;
     use ferry_k8s::mover::MoverOptions;
     use ferry_policy::AdminKey;
     use ferry_providers::kubeconfig::{Linked, Sources};
@@ -1005,6 +1007,12 @@ mod console {
         )));
         match &app.wizard().unwrap().plan {
             Some(Load::Failed(e)) => {
+                // Refused by the gate: a job failure whose cause is the policy.
+                assert!(
+                    matches!(e, TaskError::Job(f) if matches!(f.error, JobError::Policy(_))),
+                    "{e:?}"
+                );
+                let e = e.to_string();
                 assert!(e.contains("migrate is denied"), "{e}");
                 assert!(e.contains("rule 2 (deny * * from * to prod)"), "{e}");
                 assert!(e.contains("Who could do it instead: user:root"), "{e}");

@@ -4,6 +4,7 @@
 //! client, credential plugin included, then [`PROBE_TIMEOUT`] for the questions), so a
 //! broken cluster or a plugin that never returns holds up no other cluster.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::authorization::v1::{
@@ -17,7 +18,42 @@ use serde::Serialize;
 pub use ferry_k8s::cluster::{StorageClassInfo, explain};
 
 use super::exec_plugin::{self, seconds};
-use super::kubeconfig::LinkedCluster;
+use super::kubeconfig::{KubeconfigError, LinkedCluster};
+
+/// Why a cluster could not be probed, with what to do. Cheap to clone (the console keeps
+/// it as the cluster's state).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ProbeError {
+    /// No client could be made for the context (its kubeconfig, credentials, plugin).
+    #[error(transparent)]
+    Client(Arc<KubeconfigError>),
+    /// Making the client (a credential plugin, most likely) did not finish in time.
+    #[error(
+        "making a client for context {context:?} took longer than {}: check its user's credentials in {source_label}",
+        seconds(*limit)
+    )]
+    ClientTimeout {
+        context: String,
+        limit: Duration,
+        source_label: String,
+    },
+    /// The API server answered with an error, or could not be reached.
+    #[error("{}", explain(.0))]
+    Api(Arc<kube::Error>),
+    /// The API server did not answer the probe's questions in time.
+    #[error(
+        "timed out after {} waiting for the API server {server} (context {context:?}) to answer: check that the cluster is healthy and the network path to it",
+        seconds(*limit)
+    )]
+    Timeout {
+        server: String,
+        context: String,
+        limit: Duration,
+    },
+    /// The probe's task ended without an answer (a bug: see the log).
+    #[error("the probe stopped unexpectedly: {0}")]
+    Stopped(Arc<tokio::task::JoinError>),
+}
 
 /// How long one cluster may take to answer the probe's questions (its client made).
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(8);
@@ -71,11 +107,11 @@ impl Facts {
 }
 
 /// The result of probing one cluster.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Probe {
     pub name: String,
     pub server: String,
-    pub facts: Result<Facts, String>,
+    pub facts: Result<Facts, ProbeError>,
 }
 
 /// Probes one cluster: its client within the credential plugin's timeout (and a little
@@ -100,40 +136,41 @@ pub async fn probe_all(clusters: &[LinkedCluster]) -> Vec<Probe> {
             task.await.unwrap_or_else(|e| Probe {
                 name,
                 server,
-                facts: Err(format!("the probe stopped unexpectedly: {e}")),
+                facts: Err(ProbeError::Stopped(Arc::new(e))),
             })
         }
     });
     futures::future::join_all(tasks).await
 }
 
-async fn probe_inner(cluster: &LinkedCluster) -> Result<Facts, String> {
+async fn probe_inner(cluster: &LinkedCluster) -> Result<Facts, ProbeError> {
     let limit = exec_plugin::timeout() + Duration::from_secs(2);
     let client = match tokio::time::timeout(limit, cluster.client()).await {
-        Ok(c) => c.map_err(|e| e.to_string())?,
+        Ok(c) => c.map_err(|e| ProbeError::Client(Arc::new(e)))?,
         Err(_) => {
-            return Err(format!(
-                "making a client for context {:?} took longer than {}: check its user's credentials in {}",
-                cluster.context,
-                seconds(limit),
-                cluster.source_label()
-            ));
+            return Err(ProbeError::ClientTimeout {
+                context: cluster.context.clone(),
+                limit,
+                source_label: cluster.source_label(),
+            });
         }
     };
     match tokio::time::timeout(PROBE_TIMEOUT, ask(&client)).await {
         Ok(r) => r,
-        Err(_) => Err(format!(
-            "timed out after {} waiting for the API server {} (context {:?}) to answer: check that the cluster is healthy and the network path to it",
-            seconds(PROBE_TIMEOUT),
-            cluster.server,
-            cluster.context
-        )),
+        Err(_) => Err(ProbeError::Timeout {
+            server: cluster.server.clone(),
+            context: cluster.context.clone(),
+            limit: PROBE_TIMEOUT,
+        }),
     }
 }
 
-async fn ask(client: &kube::Client) -> Result<Facts, String> {
+async fn ask(client: &kube::Client) -> Result<Facts, ProbeError> {
     let started = Instant::now();
-    let v = client.apiserver_version().await.map_err(|e| explain(&e))?;
+    let v = client
+        .apiserver_version()
+        .await
+        .map_err(|e| ProbeError::Api(Arc::new(e)))?;
     let latency_ms = started.elapsed().as_millis() as u64;
     let nodes_api: Api<Node> = Api::all(client.clone());
     let sc_api: Api<StorageClass> = Api::all(client.clone());

@@ -54,7 +54,7 @@ impl Page for Audit {
     fn load(&self, app: &mut App, _: &View, force: bool) {
         if force || app.audit.is_none() {
             app.audit = Some(Load::Loading);
-            app.tasks.audit(app.env.repo.clone());
+            app.tasks.audit(app.repository());
         }
     }
 

@@ -171,7 +171,7 @@ pub fn rows(app: &App) -> Vec<Row> {
                         "-".into(),
                         "-".into(),
                         "-".into(),
-                        e.clone(),
+                        e.to_string(),
                     ],
                     Tone::Error,
                 ),

@@ -58,8 +58,7 @@ impl Page for Files {
             && let Some(snap) = app.find_snapshot(id).cloned()
         {
             app.dirs.insert(key, Load::Loading);
-            app.tasks
-                .snapshot_dir(app.env.repo.clone(), snap, path.clone());
+            app.tasks.snapshot_dir(app.repository(), snap, path.clone());
         }
     }
 

@@ -278,7 +278,7 @@ pub fn detail(f: &mut Frame, area: Rect, app: &App) {
                         ]));
                     }
                 }
-                Err(e) => lines.push(Line::from(Span::styled(e.clone(), theme.error()))),
+                Err(e) => lines.push(Line::from(Span::styled(e.to_string(), theme.error()))),
             }
         }
         Some(JobEnd::Downloaded {
@@ -303,7 +303,9 @@ pub fn detail(f: &mut Frame, area: Rect, app: &App) {
                 )));
             }
         }
-        Some(JobEnd::Failed(e)) => lines.push(Line::from(Span::styled(e.clone(), theme.error()))),
+        Some(JobEnd::Failed(e)) => {
+            lines.push(Line::from(Span::styled(e.to_string(), theme.error())))
+        }
         Some(JobEnd::Cancelled) => lines.push(Line::from(Span::styled("cancelled", theme.warn()))),
         None => {}
     }

@@ -264,7 +264,7 @@ fn screen(f: &mut Frame, area: Rect, app: &App) {
             widgets::table(f, list_area, theme, header, &widths, &rows, &s.list);
         }
         Load::Loading => widgets::message(f, list_area, theme, "loading…", Tone::Dim),
-        Load::Failed(e) => widgets::message(f, list_area, theme, &e, Tone::Error),
+        Load::Failed(e) => widgets::message(f, list_area, theme, &e.to_string(), Tone::Error),
     }
     match (detail_area, detail) {
         (Some(d), Some(draw)) => draw(f, d, app),

@@ -90,7 +90,7 @@ impl Page for Snapshots {
     fn load(&self, app: &mut App, _: &View, force: bool) {
         if force || app.snapshots.is_none() {
             app.snapshots = Some(Load::Loading);
-            app.tasks.snapshots(app.env.repo.clone());
+            app.tasks.snapshots(app.repository());
         }
     }
 
@@ -152,7 +152,7 @@ impl Page for SnapshotDetail {
             && let Some(snap) = app.find_snapshot(id).cloned()
         {
             app.snapshot_objects.insert(id.clone(), Load::Loading);
-            app.tasks.snapshot_objects(app.env.repo.clone(), snap);
+            app.tasks.snapshot_objects(app.repository(), snap);
         }
     }
 
@@ -313,8 +313,11 @@ pub fn detail_rows(app: &App, id: &str) -> Vec<Row> {
             }
         }
         Some(Load::Failed(e)) => out.push(
-            Row::new("err", vec!["error".into(), "".into(), "".into(), e.clone()])
-                .tone(Tone::Error),
+            Row::new(
+                "err",
+                vec!["error".into(), "".into(), "".into(), e.to_string()],
+            )
+            .tone(Tone::Error),
         ),
         _ => out.push(
             Row::new(

@@ -191,7 +191,9 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, w: &Wizard) {
                     "reading which classes the claims use…",
                     theme.dim(),
                 ))),
-                Load::Failed(e) => lines.push(Line::from(Span::styled(e.clone(), theme.error()))),
+                Load::Failed(e) => {
+                    lines.push(Line::from(Span::styled(e.to_string(), theme.error())))
+                }
                 Load::Ready(used) if used.is_empty() => {
                     lines.push(Line::from("no claims: nothing to map"))
                 }
@@ -312,7 +314,9 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, w: &Wizard) {
                 };
                 lines.push(Line::from(Span::styled(what, theme.dim())));
             }
-            Some(Load::Failed(e)) => lines.push(Line::from(Span::styled(e.clone(), theme.error()))),
+            Some(Load::Failed(e)) => {
+                lines.push(Line::from(Span::styled(e.to_string(), theme.error())))
+            }
             Some(Load::Ready(p)) => {
                 for p in &p.plan.problems {
                     lines.push(Line::from(Span::styled(
