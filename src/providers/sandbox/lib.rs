@@ -47,6 +47,7 @@ mod kubeconfig;
 mod patch;
 mod pods;
 mod proto;
+mod proto_schema;
 mod psa;
 mod rbac;
 mod resources;

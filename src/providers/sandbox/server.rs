@@ -335,13 +335,8 @@ async fn route(shared: &Arc<Shared>, req: Request<Incoming>) -> ApiResult<Respon
         });
         let bytes = read_body(req).await?;
         let body = if protobuf {
-            super::proto::decode(&bytes).ok_or_else(|| {
-                ApiError::new(
-                    415,
-                    "UnsupportedMediaType",
-                    "the protobuf review could not be read: send JSON",
-                )
-            })?
+            super::proto::decode(&bytes)
+                .map_err(|e| ApiError::new(415, "UnsupportedMediaType", e.explain()))?
         } else {
             parse_json(&bytes)?
         };
@@ -396,13 +391,8 @@ async fn route(shared: &Arc<Shared>, req: Request<Incoming>) -> ApiResult<Respon
         });
         let body = read_body(req).await?;
         let request = if protobuf {
-            super::proto::decode(&body).ok_or_else(|| {
-                ApiError::new(
-                    415,
-                    "UnsupportedMediaType",
-                    "the protobuf TokenRequest could not be read: send JSON",
-                )
-            })?
+            super::proto::decode(&body)
+                .map_err(|e| ApiError::new(415, "UnsupportedMediaType", e.explain()))?
         } else {
             parse_json(&body)?
         };
@@ -546,13 +536,8 @@ async fn route(shared: &Arc<Shared>, req: Request<Incoming>) -> ApiResult<Respon
         if !protobuf {
             return parse_json(body);
         }
-        super::proto::decode(body).ok_or_else(|| {
-            ApiError::new(
-                415,
-                "UnsupportedMediaType",
-                "the sandbox reads protobuf only for Secrets, ConfigMaps, Namespaces, ServiceAccounts and RBAC objects: send JSON",
-            )
-        })
+        super::proto::decode(body)
+            .map_err(|e| ApiError::new(415, "UnsupportedMediaType", e.explain()))
     };
     let media = content_type.split(';').next().unwrap_or("").trim();
     let apply = verb == "patch" && media == "application/apply-patch+yaml" && sub == Sub::Main;

@@ -566,6 +566,42 @@ fn builtin(group: &str, resource: &str) -> Option<(Vec<Column>, Cells)> {
                 ]
             },
         ),
+        ("networking.k8s.io", "ingressclasses") => (
+            vec![name, col("Controller"), col("Parameters"), col("Age")],
+            |o, now| {
+                let p = &o["spec"]["parameters"];
+                let parameters = match (p["kind"].as_str(), p["name"].as_str()) {
+                    (Some(kind), Some(name)) => format!("{kind}/{name}"),
+                    _ => "<none>".into(),
+                };
+                vec![
+                    json!(o["spec"]["controller"].as_str().unwrap_or("")),
+                    json!(parameters),
+                    age(o, now),
+                ]
+            },
+        ),
+        ("scheduling.k8s.io", "priorityclasses") => (
+            vec![
+                name,
+                int("Value"),
+                col("Global-Default"),
+                col("Age"),
+                col("PreemptionPolicy"),
+            ],
+            |o, now| {
+                vec![
+                    json!(o["value"].as_i64().unwrap_or(0)),
+                    json!(o["globalDefault"].as_bool().unwrap_or(false).to_string()),
+                    age(o, now),
+                    json!(
+                        o["preemptionPolicy"]
+                            .as_str()
+                            .unwrap_or("PreemptLowerPriority")
+                    ),
+                ]
+            },
+        ),
         ("networking.k8s.io", "ingresses") => (
             vec![
                 name,

@@ -903,7 +903,7 @@ impl Cluster {
         let old_ports: Vec<Value> = old
             .and_then(|o| o["spec"]["ports"].as_array().cloned())
             .unwrap_or_default();
-        if let Some(ports) = obj["spec"]["ports"].as_array_mut() {
+        if let Some(ports) = obj.pointer_mut("/spec/ports").and_then(Value::as_array_mut) {
             for p in ports.iter_mut() {
                 let port = p["port"].as_u64().unwrap_or(0);
                 if !(1..=65535).contains(&port) {
@@ -1272,7 +1272,10 @@ impl Cluster {
             let Some(mut dep) = self.store.get(&dk).cloned() else {
                 continue;
             };
-            if let Some(refs) = dep["metadata"]["ownerReferences"].as_array_mut() {
+            if let Some(refs) = dep
+                .pointer_mut("/metadata/ownerReferences")
+                .and_then(Value::as_array_mut)
+            {
                 refs.retain(|r| r["uid"].as_str() != Some(uid.as_str()));
             }
             let no_owners = dep["metadata"]["ownerReferences"]

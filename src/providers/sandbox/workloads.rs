@@ -758,7 +758,12 @@ fn job(c: &mut Cluster, j: &Value) -> ApiResult<()> {
                 false
             ),
         ]);
-        for cond in status["conditions"].as_array_mut().into_iter().flatten() {
+        for cond in status
+            .get_mut("conditions")
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .flatten()
+        {
             cond["lastProbeTime"] = cond["lastTransitionTime"].clone();
         }
         if old["completionTime"].is_null() {
@@ -1090,7 +1095,12 @@ fn default_pod_spec(spec: &mut Value) {
     default_to(spec, "schedulerName", json!("default-scheduler"));
     default_to(spec, "securityContext", json!({}));
     for key in ["containers", "initContainers"] {
-        for ctr in spec[key].as_array_mut().into_iter().flatten() {
+        for ctr in spec
+            .get_mut(key)
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .flatten()
+        {
             let image = ctr["image"].as_str().unwrap_or("");
             let last = image.rsplit('/').next().unwrap_or(image);
             let latest = !image.contains('@') && (!last.contains(':') || last.ends_with(":latest"));
@@ -1102,7 +1112,12 @@ fn default_pod_spec(spec: &mut Value) {
             default_to(ctr, "terminationMessagePath", json!("/dev/termination-log"));
             default_to(ctr, "terminationMessagePolicy", json!("File"));
             default_to(ctr, "resources", json!({}));
-            for port in ctr["ports"].as_array_mut().into_iter().flatten() {
+            for port in ctr
+                .get_mut("ports")
+                .and_then(Value::as_array_mut)
+                .into_iter()
+                .flatten()
+            {
                 default_to(port, "protocol", json!("TCP"));
             }
         }
