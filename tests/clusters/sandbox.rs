@@ -392,7 +392,7 @@ async fn deployments_scale_status_and_generation() {
             "replicas": 2,
             "selector": {"matchLabels": {"app": "web"}},
             "template": {"metadata": {"labels": {"app": "web"}},
-                         "spec": {"containers": [{"name": "web", "image": "nginx:1"}, {"name": "side", "image": "busybox"}]}}
+                         "spec": {"containers": [{"name": "web", "image": "nginx:1"}, {"name": "side", "image": "busybox", "command": ["sleep", "3600"]}]}}
         }
     }))
     .unwrap();

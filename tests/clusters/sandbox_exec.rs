@@ -123,7 +123,7 @@ async fn client_as(kubeconfig: &Path, token: Option<&str>) -> Client {
 
 fn mover_spec(claim: &str, mount: &str) -> serde_json::Value {
     json!({
-        "containers": [{"name": "mover", "image": "busybox",
+        "containers": [{"name": "mover", "image": "busybox", "command": ["sleep", "3600"],
                         "volumeMounts": [{"name": "data", "mountPath": mount}]}],
         "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": claim}}]
     })
@@ -513,7 +513,7 @@ async fn exec_runs_commands_with_the_containers_environment_and_volumes() {
             "app",
             json!({
                 "containers": [{
-                    "name": "app", "image": "busybox", "workingDir": "/work",
+                    "name": "app", "image": "busybox", "workingDir": "/work", "command": ["sleep", "3600"],
                     "env": [
                         {"name": "MODE", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "mode"}}},
                         {"name": "PASSWORD", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "password"}}},
@@ -531,7 +531,7 @@ async fn exec_runs_commands_with_the_containers_environment_and_volumes() {
                         {"name": "mysql", "mountPath": "/etc/mysql/my.cnf", "subPath": "my.cnf"},
                         {"name": "secret", "mountPath": "/opt/password", "subPath": "password"}
                     ]
-                }, {"name": "sidecar", "image": "busybox"}],
+                }, {"name": "sidecar", "image": "busybox", "command": ["sleep", "3600"]}],
                 "volumes": [
                     {"name": "scratch", "emptyDir": {}},
                     {"name": "config", "configMap": {"name": "settings", "items": [{"key": "app.conf", "path": "conf/app.conf"}]}},
@@ -652,7 +652,7 @@ async fn exec_refuses_missing_pods_pods_not_running_and_viewers() {
     assert!(msg.contains("pods \"nothere\" not found"), "{msg}");
 
     let pod = serde_json::from_value(json!({"metadata": {"name": "pending"},
-        "spec": {"containers": [{"name": "c", "image": "busybox"}]}}))
+        "spec": {"containers": [{"name": "c", "image": "busybox", "command": ["sleep", "3600"]}]}}))
     .unwrap();
     pods.create(&PostParams::default(), &pod).await.unwrap();
     let (code, msg) = upgrade_error(&pods, "pending", &params()).await;
@@ -661,7 +661,7 @@ async fn exec_refuses_missing_pods_pods_not_running_and_viewers() {
 
     env.running_pod(
         "ok",
-        json!({"containers": [{"name": "c", "image": "busybox"}]}),
+        json!({"containers": [{"name": "c", "image": "busybox", "command": ["sleep", "3600"]}]}),
     )
     .await;
     let (code, msg) = upgrade_error(&pods, "ok", &params().container("other")).await;
@@ -703,7 +703,7 @@ async fn the_process_and_its_children_die_when_the_client_leaves() {
     let env = Env::start().await;
     env.running_pod(
         "p",
-        json!({"containers": [{"name": "c", "image": "busybox"}]}),
+        json!({"containers": [{"name": "c", "image": "busybox", "command": ["sleep", "3600"]}]}),
     )
     .await;
     let pods = env.pods();
@@ -982,7 +982,7 @@ async fn the_v4_protocol_and_negotiation_on_the_wire() {
     let env = Env::start().await;
     env.running_pod(
         "p",
-        json!({"containers": [{"name": "c", "image": "busybox"}]}),
+        json!({"containers": [{"name": "c", "image": "busybox", "command": ["sleep", "3600"]}]}),
     )
     .await;
 

@@ -1283,3 +1283,254 @@ async fn typed_kubectl_create_commands_make_their_objects() {
     }
     sandbox.shutdown().await.unwrap();
 }
+
+/// Waits (up to `secs`) until `kubectl get … -o jsonpath=…` prints `want`.
+async fn wait_for(kc: &Path, args: &[&str], want: &str, secs: u64) -> String {
+    let mut last = String::new();
+    for _ in 0..secs * 4 {
+        let (_, out, _) = kubectl_status(kc, args).await;
+        if out.trim() == want {
+            return out;
+        }
+        last = out;
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    panic!("kubectl {args:?} printed {last:?}, never {want:?}");
+}
+
+/// Pods of images the sandbox holds (busybox) run for real: their output is their log,
+/// their exit code is in their status, they restart as their policy says, and their
+/// probes decide whether they are ready. Pods of other images say they are emulated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn busybox_pods_run_log_restart_and_probe_for_real() {
+    if !Path::new("/bin/busybox").exists() && !Path::new("/usr/bin/busybox").exists() {
+        panic!("busybox is not installed: `apt-get install busybox-static` (scripts/test.sh does)");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let sandbox = Sandbox::start(SandboxConfig::new("kubelet", dir.path().join("state")))
+        .await
+        .unwrap();
+    let kc = dir.path().join("kubeconfig");
+    write_kubeconfig(&kc, &[sandbox.kubeconfig_entry()]).unwrap();
+    let manifest = dir.path().join("pods.yaml");
+    std::fs::write(
+        &manifest,
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: counter}
+spec:
+  containers:
+  - name: count
+    image: busybox:1.36
+    env: [{name: WHO, value: sandbox}]
+    command: [sh, -c, 'for i in 1 2 3; do echo "$(WHO) line $i"; done; echo oops >&2; sleep 3600']
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: crasher}
+spec:
+  containers:
+  - name: crash
+    image: busybox
+    command: [sh, -c, 'echo "run at $(date +%s%N)"; exit 3']
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: gated}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: gated}}
+  template:
+    metadata: {labels: {app: gated}}
+    spec:
+      containers:
+      - name: app
+        image: busybox
+        command: [sleep, "3600"]
+        readinessProbe:
+          exec: {command: [cat, /tmp/ready]}
+          periodSeconds: 1
+          failureThreshold: 1
+---
+apiVersion: batch/v1
+kind: Job
+metadata: {name: sums}
+spec:
+  backoffLimit: 0
+  template:
+    spec:
+      restartPolicy: Never
+      initContainers:
+      - {name: prepare, image: busybox, command: [sh, -c, 'echo prepared']}
+      containers:
+      - {name: sum, image: busybox, command: [sh, -c, 'echo $((40 + 2))']}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  containers: [{name: nginx, image: nginx:1.27}]
+"#,
+    )
+    .unwrap();
+    kubectl(&kc, &["apply", "-f", manifest.to_str().unwrap()]).await;
+    kubectl(
+        &kc,
+        &[
+            "wait",
+            "--for=condition=Ready",
+            "pod/counter",
+            "--timeout=30s",
+        ],
+    )
+    .await;
+    // Its output, stdout and stderr, with $(VAR) expanded from its environment.
+    let mut logs = String::new();
+    for _ in 0..40 {
+        logs = kubectl(&kc, &["logs", "counter"]).await;
+        if logs.contains("oops") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    assert_eq!(
+        logs,
+        "sandbox line 1\nsandbox line 2\nsandbox line 3\noops\n"
+    );
+    let tail = kubectl(&kc, &["logs", "counter", "--tail=1", "--timestamps"]).await;
+    assert!(
+        tail.ends_with("Z oops\n") && tail.lines().count() == 1,
+        "{tail:?}"
+    );
+    // `-f` follows the running container: it ends when the pod is deleted.
+    let follow = {
+        let kc = kc.clone();
+        tokio::spawn(async move { kubectl_status(&kc, &["logs", "-f", "counter"]).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    assert!(
+        !follow.is_finished(),
+        "kubectl logs -f ended while the container runs"
+    );
+    kubectl(&kc, &["delete", "pod", "counter", "--wait=false"]).await;
+    let (ok, out, err) = tokio::time::timeout(std::time::Duration::from_secs(20), follow)
+        .await
+        .expect("kubectl logs -f did not end with its container")
+        .unwrap();
+    assert!(ok, "{err}");
+    assert!(out.starts_with("sandbox line 1\n"), "{out:?}");
+
+    // A container that exits 3 is restarted after a back-off; its previous run's log
+    // and exit code stay readable.
+    wait_for(
+        &kc,
+        &[
+            "get",
+            "pod",
+            "crasher",
+            "-o",
+            "jsonpath={.status.containerStatuses[0].restartCount}",
+        ],
+        "1",
+        40,
+    )
+    .await;
+    let code = kubectl(
+        &kc,
+        &[
+            "get",
+            "pod",
+            "crasher",
+            "-o",
+            "jsonpath={.status.containerStatuses[0].lastState.terminated.exitCode}",
+        ],
+    )
+    .await;
+    assert_eq!(code, "3");
+    let previous = kubectl(&kc, &["logs", "crasher", "--previous"]).await;
+    assert!(previous.starts_with("run at "), "{previous:?}");
+    let table = kubectl(&kc, &["get", "pod", "crasher"]).await;
+    assert!(
+        table.contains("CrashLoopBackOff") || table.contains("Error") || table.contains("Running"),
+        "{table}"
+    );
+
+    // The readiness probe decides: unready until the file it reads exists.
+    let ready = |kc: PathBuf| async move {
+        kubectl(
+            &kc,
+            &[
+                "get",
+                "deploy",
+                "gated",
+                "-o",
+                "jsonpath={.status.readyReplicas}",
+            ],
+        )
+        .await
+    };
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert_eq!(
+        ready(kc.clone()).await,
+        "",
+        "ready although its probe fails"
+    );
+    let pod = kubectl(
+        &kc,
+        &[
+            "get",
+            "pods",
+            "-l",
+            "app=gated",
+            "-o",
+            "jsonpath={.items[0].metadata.name}",
+        ],
+    )
+    .await;
+    kubectl(&kc, &["exec", &pod, "--", "touch", "/tmp/ready"]).await;
+    wait_for(
+        &kc,
+        &[
+            "get",
+            "deploy",
+            "gated",
+            "-o",
+            "jsonpath={.status.readyReplicas}",
+        ],
+        "1",
+        20,
+    )
+    .await;
+
+    // A Job's pod runs its init container, then its container, to completion.
+    kubectl(
+        &kc,
+        &[
+            "wait",
+            "--for=condition=Complete",
+            "job/sums",
+            "--timeout=30s",
+        ],
+    )
+    .await;
+    let out = kubectl(&kc, &["logs", "job/sums"]).await;
+    assert_eq!(out, "42\n");
+    let out = kubectl(&kc, &["logs", "job/sums", "-c", "prepare"]).await;
+    assert_eq!(out, "prepared\n");
+
+    // Other images are emulated, and say so.
+    let emulated = kubectl(
+        &kc,
+        &[
+            "get",
+            "pod",
+            "web",
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"sandbox.ferry.dev/Emulated\")].status}",
+        ],
+    )
+    .await;
+    assert_eq!(emulated, "True");
+    sandbox.shutdown().await.unwrap();
+}

@@ -593,3 +593,53 @@ fn a_cut_stream_is_an_error_never_a_short_file() {
     );
     saver.finish().unwrap();
 }
+
+/// Ferry's mover pods need no more than Pod Security `baseline` admits (root, with the
+/// file capabilities only); in a `restricted` namespace the volume fails with what to
+/// do, and the capture goes on with the objects.
+#[test]
+fn mover_pods_pass_baseline_and_restricted_namespaces_say_what_to_do() {
+    let t = common::new_repo();
+    t.rt.block_on(async {
+        let env = Env::start().await;
+        let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(env.client.clone());
+        let label = |level: &str| {
+            json!({"metadata": {"labels": {"pod-security.kubernetes.io/enforce": level}}})
+        };
+        namespaces
+            .patch(
+                "shop",
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(label("baseline")),
+            )
+            .await
+            .unwrap();
+        let out = capture_ns(&env, &t.repo, &opts("shop", false)).await;
+        assert!(out.meta.failed_volumes.is_empty(), "{:?}", out.meta.failed_volumes);
+        assert!(out.meta.volumes.iter().any(|v| v.pvc == "redis-data" && v.files > 0));
+
+        namespaces
+            .patch(
+                "shop",
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(label("restricted")),
+            )
+            .await
+            .unwrap();
+        let out = capture_ns(&env, &t.repo, &opts("shop", false)).await;
+        let failed = &out.meta.failed_volumes;
+        assert!(!failed.is_empty(), "a restricted namespace admitted a root mover");
+        for f in failed {
+            for want in [
+                "enforces Pod Security \"restricted",
+                "runAsNonRoot != true",
+                "kubectl label namespace shop pod-security.kubernetes.io/enforce=baseline --overwrite",
+                "--no-volumes",
+            ] {
+                assert!(f.error.contains(want), "{want:?} not in {}", f.error);
+            }
+        }
+        assert!(failed.iter().any(|f| f.pvc == "redis-data"), "{failed:?}");
+        env.prod.shutdown().await.unwrap();
+    });
+}

@@ -63,6 +63,33 @@ pub struct Mover {
     pub stall: Duration,
 }
 
+/// What the mover may do as root: read and write every file (`DAC_OVERRIDE`), keep
+/// owners, modes and times (`CHOWN`, `FOWNER`, `FSETID`) and make device files
+/// (`MKNOD`): all of them in Pod Security `baseline`'s default set.
+const MOVER_CAPABILITIES: [&str; 5] = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "MKNOD"];
+
+/// Why the API server refused the mover pod when Pod Security Admission did, with
+/// what to do: the namespace's level (`restricted`, most likely) does not admit a pod
+/// running as root.
+fn refused(namespace: &str, e: &kube::Error) -> Option<String> {
+    let kube::Error::Api(s) = e else { return None };
+    let at = s.message.find("violates PodSecurity ")?;
+    if s.code != 403 {
+        return None;
+    }
+    let rest = &s.message[at + "violates PodSecurity ".len()..];
+    let level = rest.split(':').next().unwrap_or(rest).trim_matches('"');
+    let why = rest.split_once(": ").map_or("", |(_, w)| w);
+    Some(format!(
+        "the namespace enforces Pod Security \"{level}\", which refuses Ferry's mover pod ({why}): \
+         the mover runs as root to read and write every file whoever owns it. \
+         Let it in for this job with `kubectl label namespace {namespace} \
+         pod-security.kubernetes.io/enforce=baseline --overwrite` (and set the label back \
+         afterwards), or leave the volume data out (`--no-volumes` for a backup, \
+         `--no-volume-data` for a restore, clone or migration)"
+    ))
+}
+
 impl Mover {
     /// Starts a mover of the job `lease` mounting `claim` (read-only at [`SRC`], or
     /// writable at [`DST`]), on `node` when the claim is held there, and waits until it
@@ -87,7 +114,15 @@ impl Mover {
                 "name": "mover",
                 "image": opts.image,
                 "command": ["sleep", "86400"],
-                "securityContext": {"runAsUser": 0},
+                // Root, to read and write every file whoever owns it, with no more than
+                // that needs: Pod Security's `baseline` admits it (`restricted` refuses
+                // root; see `refused`).
+                "securityContext": {
+                    "runAsUser": 0,
+                    "allowPrivilegeEscalation": false,
+                    "capabilities": {"drop": ["ALL"], "add": MOVER_CAPABILITIES},
+                    "seccompProfile": {"type": "RuntimeDefault"},
+                },
                 "volumeMounts": [{"name": "data", "mountPath": mount, "readOnly": read_only}],
             }],
             "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": claim, "readOnly": read_only}}],
@@ -126,10 +161,16 @@ impl Mover {
             || format!("starting a mover pod for {namespace}/{claim}"),
             async {
                 api.create(&PostParams::default(), &pod).await.map_err(|e| {
-                    K8sError::api(
-                        format!("cannot start a mover pod for {namespace}/{claim}"),
-                        &e,
-                    )
+                    match refused(namespace, &e) {
+                        Some(detail) => K8sError::Volume {
+                            pvc: format!("{namespace}/{claim}"),
+                            detail,
+                        },
+                        None => K8sError::api(
+                            format!("cannot start a mover pod for {namespace}/{claim}"),
+                            &e,
+                        ),
+                    }
                 })
             },
         )

@@ -72,7 +72,44 @@ pub fn install(cluster: &mut Cluster, config: &SandboxConfig) -> ApiResult<()> {
         });
         create(cluster, "", "nodes", None, node)?;
     }
-    storage::install(cluster, &config.storage_classes, &config.snapshot_classes)
+    storage::install(cluster, &config.storage_classes, &config.snapshot_classes)?;
+    // What every cluster has (the two system priority classes), and the class of the
+    // ingress controller a typical cluster runs.
+    let builtins = [
+        (
+            "scheduling.k8s.io",
+            "priorityclasses",
+            json!({
+            "apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+            "metadata": {"name": "system-cluster-critical"}, "value": 2000000000,
+            "description": "Used for system critical pods that must run in the cluster, but can be moved to another node if necessary.",
+            "preemptionPolicy": "PreemptLowerPriority"}),
+        ),
+        (
+            "scheduling.k8s.io",
+            "priorityclasses",
+            json!({
+            "apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+            "metadata": {"name": "system-node-critical"}, "value": 2000001000,
+            "description": "Used for system critical pods that must not be moved from their current node.",
+            "preemptionPolicy": "PreemptLowerPriority"}),
+        ),
+        (
+            "networking.k8s.io",
+            "ingressclasses",
+            json!({
+            "apiVersion": "networking.k8s.io/v1", "kind": "IngressClass",
+            "metadata": {"name": "nginx", "annotations": {"ingressclass.kubernetes.io/is-default-class": "true"}},
+            "spec": {"controller": "k8s.io/ingress-nginx"}}),
+        ),
+    ];
+    for (group, plural, obj) in builtins {
+        let name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
+        if get(cluster, group, plural, None, &name).is_none() {
+            create(cluster, group, plural, None, obj)?;
+        }
+    }
+    Ok(())
 }
 
 fn worker_suffix(i: usize) -> String {
@@ -127,7 +164,7 @@ pub fn spawn(shared: Arc<Shared>, mut stop: tokio::sync::watch::Receiver<bool>) 
 }
 
 /// One pass of every controller; returns the volume copies the storage controllers want.
-fn pass(shared: &Shared) -> Vec<storage::Copy> {
+fn pass(shared: &Arc<Shared>) -> Vec<storage::Copy> {
     type Stage = fn(&mut Cluster);
     const STAGES: &[Stage] = &[
         workloads::cron_jobs,
@@ -143,6 +180,7 @@ fn pass(shared: &Shared) -> Vec<storage::Copy> {
     for stage in STAGES {
         stage(&mut shared.cluster.lock());
     }
+    super::kubelet::sync(shared);
     let mut copies = Vec::new();
     storage::claims(&mut shared.cluster.lock(), &mut copies);
     storage::volumes(&mut shared.cluster.lock());

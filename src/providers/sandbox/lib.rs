@@ -44,6 +44,7 @@ mod exec;
 #[cfg(feature = "cloud")]
 pub mod iam;
 mod kubeconfig;
+mod kubelet;
 mod patch;
 mod pods;
 mod proto;
@@ -319,6 +320,7 @@ impl Sandbox {
             #[cfg(feature = "cloud")]
             aws_iam: config.aws_iam.clone(),
             execs: Default::default(),
+            kubelet: Default::default(),
         });
         let acceptor = tokio_rustls::TlsAcceptor::from(certs.server_config()?);
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
@@ -470,6 +472,7 @@ impl Sandbox {
     pub async fn shutdown(self) -> Result<(), SandboxError> {
         let _ = self.stop.send(true);
         self.shared.execs.stop().await;
+        self.shared.kubelet.stop().await;
         for t in self.tasks {
             let _ = t.await;
         }

@@ -7,10 +7,12 @@
 //!   class, keeps it Pending with a `PodScheduled=False` condition and a
 //!   `FailedScheduling` event; an unbound `WaitForFirstConsumer` claim gets the
 //!   `volume.kubernetes.io/selected-node` annotation and the pod waits for the binding.
-//! - Running: nothing runs here (the exec emulation is elsewhere); a scheduled pod whose
-//!   claims are bound gets an IP from its node's pod CIDR, phase Running, the four
-//!   conditions and container statuses a kubelet reports. Pods of a Job whose
-//!   `restartPolicy` is Never or OnFailure are Succeeded a moment after they start.
+//! - Running: a scheduled pod whose claims are bound gets an IP from its node's pod
+//!   CIDR and phase Running. A pod with containers of images the sandbox holds is then
+//!   the kubelet's (`kubelet.rs`): it runs them and reports them. Other pods are
+//!   emulated: the four conditions and container statuses a kubelet reports, and the
+//!   `sandbox.ferry.dev/Emulated` condition; those of a Job whose `restartPolicy` is
+//!   Never or OnFailure are Succeeded a moment after they start.
 //! - Endpoints: for each Service with a selector, the ready (and not ready) addresses of
 //!   the pods it selects, with resolved target ports.
 //!
@@ -25,6 +27,7 @@ use super::controllers::{
     age_seconds, condition, create, delete, deleting, event, expression_matches, get, list,
     log_err, name_of, ns_of, set_status, uid_of, update,
 };
+use super::kubelet;
 use super::verbs::{ApiResult, Cluster, now};
 use super::workloads::{pod_ready, schedulable_nodes};
 
@@ -279,6 +282,18 @@ fn container_statuses(pod: &Value, key: &str, started_at: &str, state: &str) -> 
     json!(list)
 }
 
+/// The condition of a pod whose containers are emulated (no image the sandbox holds).
+fn emulated(old: &Value) -> Value {
+    condition(
+        old,
+        kubelet::EMULATED,
+        "True",
+        "ImageNotHeld",
+        "the sandbox holds none of this pod's images: it reports the containers running without running them",
+        false,
+    )
+}
+
 /// Whether the pod belongs to a Job and runs to completion.
 fn runs_to_completion(pod: &Value) -> bool {
     let owned_by_job = pod["metadata"]["ownerReferences"]
@@ -305,7 +320,7 @@ pub fn run(c: &mut Cluster) {
                     .as_str()
                     .is_some_and(|n| !n.is_empty())
                 && !matches!(phase, Some("Succeeded" | "Failed"))
-                && (phase != Some("Running") || runs_to_completion(p))
+                && (phase != Some("Running") || (runs_to_completion(p) && !kubelet::runs(p)))
         })
         .map(|(_, p)| p.clone())
         .collect();
@@ -442,7 +457,11 @@ fn run_one(c: &mut Cluster, pod: &Value, used: &mut HashSet<String>) -> ApiResul
     };
     status["podIP"] = json!(ip);
     status["podIPs"] = json!([{"ip": ip}]);
-    let finishing = runs_to_completion(pod)
+    // Pods with containers of held images run for real: from here on the kubelet
+    // (`kubelet.rs`) reports their containers.
+    let real = kubelet::runs(pod);
+    let finishing = !real
+        && runs_to_completion(pod)
         && old["phase"] == "Running"
         && age_seconds(&old["startTime"]).is_some_and(|s| s >= 1);
     if finishing {
@@ -482,9 +501,54 @@ fn run_one(c: &mut Cluster, pod: &Value, used: &mut HashSet<String>) -> ApiResul
                 false
             )),
             probe(sched),
+            emulated(old_conds),
         ]);
         status["containerStatuses"] =
             container_statuses(pod, "containers", &start, &format!("done:{t}"));
+    } else if real {
+        status["phase"] = json!("Running");
+        let waiting = "containers with incomplete status";
+        status["conditions"] = json!([
+            probe(condition(
+                old_conds,
+                "PodReadyToStartContainers",
+                "True",
+                "",
+                "",
+                false
+            )),
+            probe(condition(
+                old_conds,
+                "Initialized",
+                "False",
+                "ContainersNotInitialized",
+                waiting,
+                false
+            )),
+            probe(condition(
+                old_conds,
+                "Ready",
+                "False",
+                "ContainersNotReady",
+                waiting,
+                false
+            )),
+            probe(condition(
+                old_conds,
+                "ContainersReady",
+                "False",
+                "ContainersNotReady",
+                waiting,
+                false
+            )),
+            probe(sched),
+        ]);
+        status["containerStatuses"] = container_statuses(pod, "containers", &start, "waiting");
+        if pod["spec"]["initContainers"].is_array() {
+            status["initContainerStatuses"] =
+                container_statuses(pod, "initContainers", &start, "waiting");
+        }
+        return set_status(c, "", "pods", pod, status).map(|_| ());
     } else {
         status["phase"] = json!("Running");
         status["conditions"] = json!([
@@ -507,6 +571,7 @@ fn run_one(c: &mut Cluster, pod: &Value, used: &mut HashSet<String>) -> ApiResul
                 false
             )),
             probe(sched),
+            emulated(old_conds),
         ]);
         status["containerStatuses"] = container_statuses(pod, "containers", &start, "running");
         if old["phase"] != "Running" {

@@ -1,5 +1,6 @@
-//! Container emulation for pod exec. A sandbox has no container runtime: the command of an
-//! exec runs as a process on the host, with the container's view of its volumes mapped to
+//! The container view, for pod exec and for the containers the kubelet runs
+//! (`kubelet.rs`). A sandbox has no container runtime: the command runs as a process on
+//! the host, with the container's view of its volumes mapped to
 //! host folders. What is real: the process, its stdin/stdout/stderr, its exit status, and
 //! the files it reads and writes in the pod's volumes. What is emulated: the filesystem
 //! (only the volume mounts are mapped; every other absolute path is the host's own, so
@@ -17,6 +18,8 @@
 //!   `<sandbox>/hostpath/`);
 //! - `hostPath`: `<sandbox>/hostpath/<path>` (never the host's real path);
 //! - `emptyDir` and any other type: `<sandbox>/pods/<pod uid>/volumes/<volume>`;
+//! - `/tmp` and `/var/tmp`, unless a volume is mounted there: the container's own,
+//!   `<sandbox>/pods/<pod uid>/rootfs/containers/<container>/…`;
 //! - `configMap`, `secret`, `projected` (with the pod's bound service account token),
 //!   `downwardAPI`: their keys written as files into
 //!   such a folder at each exec (read-only by intent: changes are overwritten next time).
@@ -103,6 +106,16 @@ fn is_busybox(image: &str) -> bool {
     let name = image.split(['@']).next().unwrap_or(image);
     let last = name.rsplit('/').next().unwrap_or(name);
     last.split(':').next() == Some("busybox")
+}
+
+/// Folders every container writes to that must not be the host's: each container gets
+/// its own below its pod's rootfs.
+const SCRATCH: &[&str] = &["/tmp", "/var/tmp"];
+
+/// Whether the sandbox holds `image` and runs it for real (a busybox image, when the
+/// host has busybox).
+pub fn holds(image: &str) -> bool {
+    is_busybox(image) && host_busybox().is_some()
 }
 
 fn bad(message: String) -> ApiError {
@@ -231,6 +244,16 @@ impl ContainerView {
                  is {phase}: wait until it is Running (kubectl wait --for=condition=Ready pod/{pod_name})"
             )));
         }
+        Ok((ctr_name, ContainerView::of(c, ns, pod, ctr)?))
+    }
+
+    /// The view of the container `ctr` (an entry of the pod's `containers` or
+    /// `initContainers`), whatever the pod's phase.
+    pub fn of(c: &Cluster, ns: &str, pod: &Value, ctr: &Value) -> ApiResult<ContainerView> {
+        let pod_name = pod["metadata"]["name"].as_str().unwrap_or("");
+        let ctr_name = ctr["name"].as_str().unwrap_or("");
+        // The container's environment first: `subPathExpr` expands its variables.
+        let env = container_env(c, ns, pod, ctr)?;
         let uid = pod["metadata"]["uid"].as_str().unwrap_or(pod_name);
         let pod_dir = c.dir.join("pods").join(uid);
         let rootfs = pod_dir.join("rootfs");
@@ -267,7 +290,11 @@ impl ContainerView {
                     "the container {ctr_name} mounts the volume {vname:?}, which pod {pod_name} does not declare"
                 ))
             })?;
-            let host = match m["subPath"].as_str().filter(|s| !s.is_empty()) {
+            let sub = match m["subPathExpr"].as_str().filter(|s| !s.is_empty()) {
+                Some(expr) => Some(expand(expr, &env)),
+                None => m["subPath"].as_str().map(str::to_string),
+            };
+            let host = match sub.as_deref().filter(|s| !s.is_empty()) {
                 Some(sub) => {
                     let rel = safe_relative(sub).ok_or_else(|| {
                         bad(format!(
@@ -290,6 +317,25 @@ impl ContainerView {
                 continue;
             }
             mounts.push(Mount { container, host });
+        }
+        // The container's own scratch folders, where the image has them: in the pod's
+        // rootfs, not the host's (each container of a real runtime has its own).
+        for scratch in SCRATCH {
+            if !mounts.iter().any(|m| m.container == *scratch) {
+                // A container's name is a DNS label; anything else shares one folder.
+                let own = Some(ctr_name)
+                    .filter(|n| safe_relative(n).is_some_and(|p| p.components().count() == 1))
+                    .unwrap_or("-");
+                let host = rootfs
+                    .join("containers")
+                    .join(own)
+                    .join(scratch.trim_start_matches('/'));
+                folders.push(host.clone());
+                mounts.push(Mount {
+                    container: (*scratch).to_string(),
+                    host,
+                });
+            }
         }
         mounts.sort_by_key(|m| std::cmp::Reverse(m.container.len()));
         let mut view = ContainerView {
@@ -316,18 +362,35 @@ impl ContainerView {
             view.folders.push(cwd.clone());
             view.cwd = cwd;
         }
-        view.env = container_env(c, ns, pod, ctr)?
+        view.env = env
             .into_iter()
             .map(|(k, v)| {
                 let v = view.map_path(&v).unwrap_or(v);
                 (k, v)
             })
             .collect();
-        Ok((ctr_name, view))
+        Ok(view)
+    }
+
+    /// `s` with the container's `$(VAR)` references expanded, as the kubelet expands a
+    /// container's command and args (host paths mapped like the variables themselves).
+    pub fn expand(&self, s: &str) -> String {
+        expand(s, &self.env)
+    }
+
+    /// Whether the container runs the image's own programs (an image the sandbox holds).
+    pub fn held(&self) -> bool {
+        self.tools.is_some()
     }
 
     /// Creates the folders and writes the files the view needs (blocking I/O).
     pub fn prepare(&self) -> std::io::Result<()> {
+        // One at a time: an exec and the kubelet may prepare the same pod's folders at
+        // once, and one must not take away the other's files (below) half-written.
+        static PREPARING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _one = PREPARING
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(t) = &self.tools {
             install_applets(t)?;
         }
@@ -915,15 +978,24 @@ pub struct Pipes {
 impl Process {
     /// Starts `cmd` with the given pipes; `Err` when it cannot start (no such program).
     pub fn spawn(
-        mut cmd: tokio::process::Command,
+        cmd: tokio::process::Command,
         stdin: bool,
         stdout: bool,
         stderr: bool,
     ) -> std::io::Result<(Process, Pipes)> {
         let pipe = |on: bool| if on { Stdio::piped() } else { Stdio::null() };
-        cmd.stdin(pipe(stdin))
-            .stdout(pipe(stdout))
-            .stderr(pipe(stderr));
+        Process::spawn_with(cmd, pipe(stdin), pipe(stdout), pipe(stderr))
+    }
+
+    /// Starts `cmd` with the given stdin, stdout and stderr (the [`Pipes`] hold those
+    /// that are `Stdio::piped()`).
+    pub fn spawn_with(
+        mut cmd: tokio::process::Command,
+        stdin: Stdio,
+        stdout: Stdio,
+        stderr: Stdio,
+    ) -> std::io::Result<(Process, Pipes)> {
+        cmd.stdin(stdin).stdout(stdout).stderr(stderr);
         let mut child = cmd.spawn()?;
         let pid = child
             .id()

@@ -46,6 +46,8 @@ pub struct Shared {
     pub aws_iam: Option<super::iam::AwsIam>,
     /// Running pod execs (`exec.rs`).
     pub execs: super::exec::Sessions,
+    /// Running containers (`kubelet.rs`).
+    pub kubelet: super::kubelet::Kubelet,
 }
 
 pub type Body = BoxBody<Bytes, std::io::Error>;
@@ -227,6 +229,15 @@ async fn route(shared: &Arc<Shared>, req: Request<Incoming>) -> ApiResult<Respon
         );
         rbac::authorize(&shared.cluster.lock(), &user, &attrs)?;
         return super::exec::serve(shared, target, req).await;
+    }
+    // Container logs (`kubelet.rs`): verb `get` on the subresource `pods/log`.
+    if let ["api", "v1", "namespaces", ns, "pods", pod, "log"] = segs.as_slice()
+        && get
+    {
+        let attrs = rbac::Attributes::resource("get", Some(ns), "", "pods", "log", pod);
+        rbac::authorize(&shared.cluster.lock(), &user, &attrs)?;
+        let query = parse_query(req.uri().query());
+        return super::kubelet::logs(shared, ns, pod, &query).await;
     }
     let resource_request = matches!(
         segs.as_slice(),

@@ -330,6 +330,15 @@ fn deployment_status(c: &mut Cluster, d: &Value, new_name: &str) -> ApiResult<()
     if replicas > available {
         status["unavailableReplicas"] = json!(replicas - available);
     }
+    omit_zero(
+        &mut status,
+        &[
+            "replicas",
+            "updatedReplicas",
+            "readyReplicas",
+            "availableReplicas",
+        ],
+    );
     let mut d2 = d.clone();
     let revision = sets
         .iter()
@@ -411,13 +420,17 @@ fn replica_set(c: &mut Cluster, rs: &Value) -> ApiResult<()> {
         .iter()
         .filter(|p| selector_matches(&rs["spec"]["selector"], &p["metadata"]["labels"]))
         .count();
-    let status = json!({
+    let mut status = json!({
         "replicas": pods.len(),
         "fullyLabeledReplicas": labeled,
         "readyReplicas": ready,
         "availableReplicas": ready,
         "observedGeneration": rs["metadata"]["generation"],
     });
+    omit_zero(
+        &mut status,
+        &["fullyLabeledReplicas", "readyReplicas", "availableReplicas"],
+    );
     set_status(c, "apps", "replicasets", rs, status).map(|_| ())
 }
 
@@ -578,7 +591,7 @@ fn stateful_set(c: &mut Cluster, s: &Value) -> ApiResult<()> {
             p["metadata"]["labels"]["controller-revision-hash"] == current_revision.as_str()
         })
         .count() as i64;
-    let status = json!({
+    let mut status = json!({
         "observedGeneration": s["metadata"]["generation"],
         "replicas": pods.len(),
         "readyReplicas": ready,
@@ -589,7 +602,23 @@ fn stateful_set(c: &mut Cluster, s: &Value) -> ApiResult<()> {
         "updateRevision": revision,
         "collisionCount": 0,
     });
+    omit_zero(
+        &mut status,
+        &["readyReplicas", "currentReplicas", "updatedReplicas"],
+    );
     set_status(c, "apps", "statefulsets", s, status).map(|_| ())
+}
+
+/// Leaves out the `omitempty` counts that are zero, as the API server's JSON does (a
+/// Deployment with no ready pod has no `readyReplicas`).
+fn omit_zero(status: &mut Value, keys: &[&str]) {
+    if let Some(m) = status.as_object_mut() {
+        for k in keys {
+            if m.get(*k).and_then(Value::as_i64) == Some(0) {
+                m.remove(*k);
+            }
+        }
+    }
 }
 
 /// Names of the nodes pods may run on (workers when there are some).
