@@ -1050,6 +1050,43 @@ async fn pod_security_levels_are_enforced() {
         !ok && err.contains("violates PodSecurity \"baseline:latest\": privileged"),
         "{err}"
     );
+    // `warn` admits, and tells: for pods and for workloads' pod templates.
+    kubectl(&kc, &["create", "namespace", "warned"]).await;
+    kubectl(
+        &kc,
+        &[
+            "label",
+            "namespace",
+            "warned",
+            "pod-security.kubernetes.io/warn=restricted",
+        ],
+    )
+    .await;
+    let (ok, _, err) = kubectl_status(
+        &kc,
+        &[
+            "create",
+            "deployment",
+            "web",
+            "-n",
+            "warned",
+            "--image=nginx",
+        ],
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert!(
+        err.contains("Warning: would violate PodSecurity \"restricted:latest\": allowPrivilegeEscalation != false"),
+        "{err}"
+    );
+    let (ok, _, err) = kubectl_status(&kc, &["run", "one", "-n", "warned", "--image=nginx"]).await;
+    assert!(
+        ok && err.contains("would violate PodSecurity \"restricted:latest\""),
+        "{err}"
+    );
+    // Nothing to warn about in a namespace without the label.
+    let (ok, _, err) = kubectl_status(&kc, &["run", "two", "--image=nginx"]).await;
+    assert!(ok && !err.contains("Warning"), "{err}");
     sandbox.shutdown().await.unwrap();
 }
 
@@ -1532,5 +1569,150 @@ spec:
     )
     .await;
     assert_eq!(emulated, "True");
+    sandbox.shutdown().await.unwrap();
+}
+
+/// `helm install --wait` of a chart whose pods are really run: a ConfigMap file mounted
+/// with `subPath`, a readiness probe that reads it, a Service whose endpoints follow
+/// readiness. A probe that cannot pass makes `--wait` time out, as on a real cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn helm_install_waits_for_probes_of_running_pods() {
+    let dir = tempfile::tempdir().unwrap();
+    let sandbox = Sandbox::start(SandboxConfig::new("helmwait", dir.path().join("state")))
+        .await
+        .unwrap();
+    let kc = dir.path().join("kubeconfig");
+    write_kubeconfig(&kc, &[sandbox.kubeconfig_entry()]).unwrap();
+    let chart = dir.path().join("chart");
+    std::fs::create_dir_all(chart.join("templates")).unwrap();
+    std::fs::write(
+        chart.join("Chart.yaml"),
+        "apiVersion: v2\nname: probed\nversion: 0.1.0\n",
+    )
+    .unwrap();
+    std::fs::write(chart.join("values.yaml"), "expect: ready\n").unwrap();
+    std::fs::write(
+        chart.join("templates/app.yaml"),
+        r#"apiVersion: v1
+kind: ConfigMap
+metadata: {name: {{ .Release.Name }}-conf}
+data:
+  app.conf: |
+    state=ready
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: {{ .Release.Name }}}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: {{ .Release.Name }}}}
+  template:
+    metadata: {labels: {app: {{ .Release.Name }}}}
+    spec:
+      containers:
+      - name: app
+        image: busybox:1.36
+        command: [sh, -c, 'echo started with $(cat /etc/app/app.conf); exec sleep 3600']
+        volumeMounts:
+        - {name: conf, mountPath: /etc/app/app.conf, subPath: app.conf, readOnly: true}
+        readinessProbe:
+          exec: {command: [grep, -q, "state={{ .Values.expect }}", /etc/app/app.conf]}
+          periodSeconds: 1
+        livenessProbe:
+          exec: {command: [test, -f, /etc/app/app.conf]}
+          periodSeconds: 2
+      volumes:
+      - {name: conf, configMap: {name: {{ .Release.Name }}-conf}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: {{ .Release.Name }}}
+spec:
+  selector: {app: {{ .Release.Name }}}
+  ports: [{port: 80}]
+"#,
+    )
+    .unwrap();
+    let chart = chart.to_str().unwrap();
+    let out = run_tool(
+        "helm",
+        &kc,
+        &["install", "good", chart, "--wait", "--timeout", "60s"],
+    )
+    .await;
+    assert!(out.contains("STATUS: deployed"), "{out}");
+    let ready = kubectl(
+        &kc,
+        &[
+            "get",
+            "deploy",
+            "good",
+            "-o",
+            "jsonpath={.status.readyReplicas}",
+        ],
+    )
+    .await;
+    assert_eq!(ready, "2");
+    let addresses = kubectl(
+        &kc,
+        &[
+            "get",
+            "endpoints",
+            "good",
+            "-o",
+            "jsonpath={.subsets[0].addresses[*].ip}",
+        ],
+    )
+    .await;
+    assert_eq!(addresses.split_whitespace().count(), 2, "{addresses:?}");
+    let logs = kubectl(&kc, &["logs", "deploy/good"]).await;
+    assert_eq!(logs, "started with state=ready\n");
+
+    let (ok, _, err) = {
+        let bin = tool_path("helm");
+        let kc = kc.clone();
+        let chart = chart.to_string();
+        tokio::task::spawn_blocking(move || {
+            let out = Command::new(bin)
+                .env("KUBECONFIG", &kc)
+                .env("HOME", kc.parent().unwrap())
+                .args([
+                    "install",
+                    "bad",
+                    &chart,
+                    "--set",
+                    "expect=never",
+                    "--wait",
+                    "--timeout",
+                    "8s",
+                ])
+                .output()
+                .unwrap();
+            (
+                out.status.success(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        })
+        .await
+        .unwrap()
+    };
+    assert!(!ok, "helm --wait succeeded although no pod can be ready");
+    assert!(
+        err.contains("context deadline exceeded") || err.contains("timed out"),
+        "{err}"
+    );
+    let unready = kubectl(
+        &kc,
+        &[
+            "get",
+            "endpoints",
+            "bad",
+            "-o",
+            "jsonpath={.subsets[0].notReadyAddresses[*].ip}",
+        ],
+    )
+    .await;
+    assert_eq!(unready.split_whitespace().count(), 2, "{unready:?}");
     sandbox.shutdown().await.unwrap();
 }

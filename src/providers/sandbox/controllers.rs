@@ -181,6 +181,8 @@ fn pass(shared: &Arc<Shared>) -> Vec<storage::Copy> {
         stage(&mut shared.cluster.lock());
     }
     super::kubelet::sync(shared);
+    // Warnings are for clients: the controllers' own writes have none to give.
+    shared.cluster.lock().warnings.borrow_mut().clear();
     let mut copies = Vec::new();
     storage::claims(&mut shared.cluster.lock(), &mut copies);
     storage::volumes(&mut shared.cluster.lock());

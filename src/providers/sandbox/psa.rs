@@ -5,15 +5,22 @@
 //! controllers go through the same check, so a Deployment in such a namespace gets no
 //! pods, as on a real cluster.
 //!
+//! A namespace labelled `pod-security.kubernetes.io/warn: baseline|restricted` lets
+//! such pods in but warns the client (`Warning` headers, which kubectl prints), for pods
+//! and for the pod templates of workloads, as the API server does.
+//!
 //! Owns the checks of the Pod Security Standards (the `latest` version). The `audit`
-//! and `warn` modes are not emulated.
+//! mode is not emulated (the sandbox keeps no audit log).
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
+use super::resources::ResourceInfo;
 use super::verbs::{ApiError, ApiResult, Cluster};
 
 /// The label that sets a namespace's enforced level.
 pub const ENFORCE: &str = "pod-security.kubernetes.io/enforce";
+/// The label that sets the level a client is warned about.
+pub const WARN: &str = "pod-security.kubernetes.io/warn";
 
 /// Capabilities baseline allows a container to add.
 const BASELINE_CAPS: &[&str] = &[
@@ -280,6 +287,39 @@ pub fn violations(level: &str, pod: &Value) -> Vec<String> {
         ));
     }
     out
+}
+
+/// The level a namespace's label `label` names, when it is one that restricts.
+fn level_of(c: &Cluster, ns: &str, label: &str) -> Option<String> {
+    let level = super::controllers::get(c, "", "namespaces", None, ns)?["metadata"]["labels"]
+        [label]
+        .as_str()?
+        .to_string();
+    matches!(level.as_str(), "baseline" | "restricted").then_some(level)
+}
+
+/// Warns the client (without refusing) when a pod, or the pod template of a workload
+/// (Deployment, ReplicaSet, StatefulSet, DaemonSet, Job, CronJob), breaks its
+/// namespace's `warn` level, in the API server's words.
+pub fn warn(c: &Cluster, ns: &str, info: &ResourceInfo, obj: &Value) {
+    let Some(level) = level_of(c, ns, WARN) else {
+        return;
+    };
+    let pod = match info.plural.as_str() {
+        "pods" => obj.clone(),
+        "cronjobs" => json!({"spec": obj["spec"]["jobTemplate"]["spec"]["template"]["spec"]}),
+        _ => json!({"spec": obj["spec"]["template"]["spec"]}),
+    };
+    if !pod["spec"].is_object() {
+        return;
+    }
+    let broken = violations(&level, &pod);
+    if !broken.is_empty() {
+        c.warnings.borrow_mut().push(format!(
+            "would violate PodSecurity \"{level}:latest\": {}",
+            broken.join(", ")
+        ));
+    }
 }
 
 /// Refuses a new pod its namespace's enforced level forbids.

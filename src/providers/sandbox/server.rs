@@ -588,25 +588,28 @@ async fn route(shared: &Arc<Shared>, req: Request<Incoming>) -> ApiResult<Respon
         c.manager = None;
         r
     };
-    let run = || -> ApiResult<(u16, Value)> {
+    let run = || -> ApiResult<(u16, Value, Vec<String>)> {
         let mut c = shared.cluster.lock();
+        c.warnings.borrow_mut().clear();
         if !dry_run {
-            return exec(&mut c);
+            let (code, out) = exec(&mut c)?;
+            return Ok((code, out, c.warnings.take()));
         }
-        let (code, mut out) = exec(&mut super::dryrun::scratch(&c))?;
+        let mut scratch = super::dryrun::scratch(&c);
+        let (code, mut out) = exec(&mut scratch)?;
         super::dryrun::settle(&c.store, &info, &mut out);
-        Ok((code, out))
+        Ok((code, out, scratch.warnings.take()))
     };
     // A bug must cost one request a 500, never the server: catch panics here. Each store
     // change is a single step, so the store stays consistent.
-    let (code, mut out) =
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)).map_err(|_| {
-            ApiError::new(
-                500,
-                "InternalError",
-                "the sandbox failed on this request (a bug: please report it with the request)",
-            )
-        })??;
+    let (code, mut out, warnings) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(run))
+        .map_err(|_| {
+        ApiError::new(
+            500,
+            "InternalError",
+            "the sandbox failed on this request (a bug: please report it with the request)",
+        )
+    })??;
     // `kubectl get` asks for the server's printed columns.
     if matches!(verb, "get" | "list") && sub == Sub::Main && super::table::wanted(&accept) {
         let include = query
@@ -614,7 +617,15 @@ async fn route(shared: &Arc<Shared>, req: Request<Incoming>) -> ApiResult<Respon
             .map_or("Metadata", String::as_str);
         out = super::table::convert(&shared.cluster.lock().store, &info, &out, include);
     }
-    Ok(json_response(code, &out))
+    let mut r = json_response(code, &out);
+    for w in warnings {
+        // RFC 7234's warn-text is a quoted string.
+        let text = format!("299 - \"{}\"", w.replace('\\', "\\\\").replace('"', "\\\""));
+        if let Ok(h) = HeaderValue::from_str(&text) {
+            r.headers_mut().append(hyper::header::WARNING, h);
+        }
+    }
+    Ok(r)
 }
 
 fn event_line(kind: &str, object: &Value) -> Bytes {

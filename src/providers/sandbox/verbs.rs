@@ -353,6 +353,9 @@ pub struct Cluster {
     /// The key service account tokens are signed with (`satokens.rs`); all zeros until
     /// the sandbox loads its own, and no token verifies under it.
     pub sa_key: [u8; 32],
+    /// Warnings for the client of the request being served (`Warning` headers: Pod
+    /// Security's `warn` level); the server takes them after each request.
+    pub warnings: std::cell::RefCell<Vec<String>>,
 }
 
 impl Cluster {
@@ -365,6 +368,7 @@ impl Cluster {
             dry_run: false,
             manager: None,
             sa_key: [0; 32],
+            warnings: Default::default(),
         }
     }
 
@@ -716,6 +720,11 @@ impl Cluster {
         old: Option<&Value>,
     ) -> ApiResult<()> {
         let name = key.name.as_str();
+        if (info.group.as_str(), info.plural.as_str()) == ("batch", "jobs")
+            || (info.group.as_str(), info.plural.as_str()) == ("batch", "cronjobs")
+        {
+            super::psa::warn(self, &key.namespace, info, obj);
+        }
         match (info.group.as_str(), info.plural.as_str()) {
             ("", "namespaces") => {
                 obj["metadata"]["labels"]["kubernetes.io/metadata.name"] = json!(name);
@@ -760,11 +769,13 @@ impl Cluster {
             // What the API server sets on every new pod, whatever the client sent.
             ("", "pods") if old.is_none() => {
                 super::psa::admit(self, &key.namespace, name, obj)?;
+                super::psa::warn(self, &key.namespace, info, obj);
                 let qos = qos_class(&obj["spec"]);
                 obj["status"] = json!({"phase": "Pending", "qosClass": qos});
             }
             ("", "services") => self.allocate_service(info, key, obj, old)?,
             ("apps", "deployments" | "replicasets" | "statefulsets" | "daemonsets") => {
+                super::psa::warn(self, &key.namespace, info, obj);
                 let sel = &obj["spec"]["selector"];
                 if !sel.is_object() {
                     return Err(ApiError::invalid(
