@@ -87,7 +87,7 @@ impl Env {
         host
     }
 
-    /// Creates a pod from `spec` and makes it Running.
+    /// Creates a pod from `spec` and waits until its containers run.
     async fn running_pod(&self, name: &str, spec: serde_json::Value) -> Pod {
         let pod =
             serde_json::from_value(json!({"metadata": {"name": name}, "spec": spec})).unwrap();
@@ -95,14 +95,20 @@ impl Env {
             .create(&PostParams::default(), &pod)
             .await
             .unwrap();
-        self.pods()
-            .patch_status(
-                name,
-                &PatchParams::default(),
-                &Patch::Merge(json!({"status": {"phase": "Running", "podIP": "10.244.0.7"}})),
-            )
-            .await
-            .unwrap()
+        for _ in 0..300 {
+            let p = self.pods().get(name).await.unwrap();
+            let status = p.status.clone().unwrap_or_default();
+            let running = status.phase.as_deref() == Some("Running")
+                && status.container_statuses.as_ref().is_some_and(|cs| {
+                    cs.iter()
+                        .all(|c| c.state.as_ref().is_some_and(|s| s.running.is_some()))
+                });
+            if running {
+                return p;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("the pod {name} never ran its containers");
     }
 
     async fn stop(self) {
@@ -568,9 +574,10 @@ async fn exec_runs_commands_with_the_containers_environment_and_volumes() {
     )
     .await;
     assert_eq!(r.exit_code(), 0);
+    let ip = pod.status.as_ref().unwrap().pod_ip.clone().unwrap();
     assert_eq!(
         r.text(),
-        "fast s3cret app default 10.244.0.7 app\nhello app\n"
+        format!("fast s3cret app default {ip} app\nhello app\n")
     );
 
     // Files of configMap and secret volumes; the emptyDir is the working directory.

@@ -949,7 +949,7 @@ async fn service_account_tokens_are_issued_and_accepted() {
     let pod = dir.path().join("pod.yaml");
     std::fs::write(
         &pod,
-        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: tok\nspec:\n  serviceAccountName: robot\n  containers:\n  - name: c\n    image: busybox\n    volumeMounts:\n    - {name: api, mountPath: /var/run/secrets/tokens}\n  volumes:\n  - name: api\n    projected:\n      sources:\n      - serviceAccountToken: {path: token, expirationSeconds: 3600}\n",
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: tok\nspec:\n  serviceAccountName: robot\n  containers:\n  - name: c\n    image: busybox\n    command: [sleep, \"3600\"]\n    volumeMounts:\n    - {name: api, mountPath: /var/run/secrets/tokens}\n  volumes:\n  - name: api\n    projected:\n      sources:\n      - serviceAccountToken: {path: token, expirationSeconds: 3600}\n",
     )
     .unwrap();
     kubectl(&kc, &["apply", "-f", pod.to_str().unwrap()]).await;

@@ -84,6 +84,16 @@ pub fn held(ctr: &Value) -> bool {
     super::runtime::holds(ctr["image"].as_str().unwrap_or(""))
 }
 
+/// Whether the kubelet runs the pod now: it has containers of held images, and its
+/// volumes are ready (`pods.rs` said so with `PodReadyToStartContainers`).
+pub fn owns(pod: &Value) -> bool {
+    runs(pod)
+        && pod["status"]["conditions"].as_array().is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c["type"] == "PodReadyToStartContainers" && c["status"] == "True")
+        })
+}
+
 /// Whether any container of the pod (init containers included) runs for real.
 pub fn runs(pod: &Value) -> bool {
     ["initContainers", "containers"]
@@ -286,8 +296,8 @@ pub fn sync(shared: &Arc<Shared>) {
             .list("", "pods", None)
             .filter(|(_, p)| {
                 p["metadata"]["deletionTimestamp"].is_null()
-                    && p["status"]["phase"] == "Running"
-                    && runs(p)
+                    && matches!(p["status"]["phase"].as_str(), Some("Pending" | "Running"))
+                    && owns(p)
             })
             .filter_map(|(_, p)| Some((p["metadata"]["uid"].as_str()?.to_string(), p)))
             .collect();
@@ -471,8 +481,19 @@ fn report(shared: &Shared, pod: &Pod, event_of: Option<(&str, &str, String)>) {
     let old = &obj["status"];
     let conds = &old["conditions"];
     let mut status = old.clone();
+    // Running once every container has started (a real node's Running: all created,
+    // one at least running or restarting); Pending through the init containers.
+    let begun = initialized
+        && main.iter().all(|s| {
+            !matches!(
+                s.state,
+                State::Waiting("ContainerCreating" | "PodInitializing", _)
+            )
+        });
     let phase = if failed {
         "Failed"
+    } else if !begun {
+        "Pending"
     } else if all_done {
         if main
             .iter()
@@ -487,7 +508,8 @@ fn report(shared: &Shared, pod: &Pod, event_of: Option<(&str, &str, String)>) {
     };
     status["phase"] = json!(phase);
     let (r, why) = match (phase, initialized, ready) {
-        ("Succeeded" | "Failed", ..) => ("False", "PodCompleted"),
+        ("Succeeded", ..) => ("False", "PodCompleted"),
+        ("Failed", ..) => ("False", "PodFailed"),
         (_, false, _) => ("False", "ContainersNotInitialized"),
         (_, _, false) => ("False", "ContainersNotReady"),
         _ => ("True", ""),

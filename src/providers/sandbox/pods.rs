@@ -320,7 +320,8 @@ pub fn run(c: &mut Cluster) {
                     .as_str()
                     .is_some_and(|n| !n.is_empty())
                 && !matches!(phase, Some("Succeeded" | "Failed"))
-                && (phase != Some("Running") || (runs_to_completion(p) && !kubelet::runs(p)))
+                && !kubelet::owns(p)
+                && (phase != Some("Running") || runs_to_completion(p))
         })
         .map(|(_, p)| p.clone())
         .collect();
@@ -506,7 +507,9 @@ fn run_one(c: &mut Cluster, pod: &Value, used: &mut HashSet<String>) -> ApiResul
         status["containerStatuses"] =
             container_statuses(pod, "containers", &start, &format!("done:{t}"));
     } else if real {
-        status["phase"] = json!("Running");
+        // Ready to start: the kubelet starts the containers and reports from here on;
+        // the pod stays Pending until they run, as on a real node.
+        status["phase"] = json!("Pending");
         let waiting = "containers with incomplete status";
         status["conditions"] = json!([
             probe(condition(

@@ -244,6 +244,18 @@ impl ContainerView {
                  is {phase}: wait until it is Running (kubectl wait --for=condition=Ready pod/{pod_name})"
             )));
         }
+        // A container the kubelet runs must be running now (not crashed, not waiting).
+        let running = pod["status"]["containerStatuses"]
+            .as_array()
+            .and_then(|a| a.iter().find(|s| s["name"] == ctr_name.as_str()))
+            .is_some_and(|s| s["state"]["running"].is_object());
+        if holds(ctr["image"].as_str().unwrap_or("")) && !running {
+            return Err(ApiError::new(
+                404,
+                "NotFound",
+                format!("container not found (\"{ctr_name}\")"),
+            ));
+        }
         Ok((ctr_name, ContainerView::of(c, ns, pod, ctr)?))
     }
 
