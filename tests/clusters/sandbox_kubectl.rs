@@ -1405,6 +1405,13 @@ spec:
 ---
 apiVersion: v1
 kind: Pod
+metadata: {name: waiting}
+spec:
+  initContainers: [{name: wait, image: busybox, command: [sleep, "3600"]}]
+  containers: [{name: app, image: busybox, command: [sleep, "3600"]}]
+---
+apiVersion: v1
+kind: Pod
 metadata: {name: web}
 spec:
   containers: [{name: nginx, image: nginx:1.27}]
@@ -1492,6 +1499,16 @@ spec:
         table.contains("CrashLoopBackOff") || table.contains("Error") || table.contains("Running"),
         "{table}"
     );
+    assert!(table.contains(" ago)"), "RESTARTS says when: {table}");
+    // A pod held by its init container is Pending, and says so as kubectl does.
+    let table = kubectl(&kc, &["get", "pod", "waiting"]).await;
+    assert!(table.contains("Init:0/1"), "{table}");
+    let phase = kubectl(
+        &kc,
+        &["get", "pod", "waiting", "-o", "jsonpath={.status.phase}"],
+    )
+    .await;
+    assert_eq!(phase, "Pending");
 
     // The readiness probe decides: unready until the file it reads exists.
     let ready = |kc: PathBuf| async move {

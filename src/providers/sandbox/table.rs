@@ -778,28 +778,78 @@ fn pod_cells(o: &Value, now: DateTime<Utc>) -> Vec<Value> {
         .iter()
         .filter(|c| c["ready"].as_bool() == Some(true))
         .count();
-    let restarts: i64 = statuses
+    let mut restarts: i64 = statuses
         .iter()
         .map(|c| c["restartCount"].as_i64().unwrap_or(0))
         .sum();
+    // The last restart's time: when a container's previous run ended.
+    let mut last_restart = statuses
+        .iter()
+        .chain(list(&st["initContainerStatuses"]))
+        .filter_map(|c| time(&c["lastState"]["terminated"]["finishedAt"]))
+        .max();
     let mut status = st["reason"]
         .as_str()
         .or(st["phase"].as_str())
         .unwrap_or("Pending")
         .to_string();
-    for init in list(&st["initContainerStatuses"]) {
-        if let Some(r) = init["state"]["waiting"]["reason"].as_str()
-            && r != "PodInitializing"
-        {
-            status = format!("Init:{r}");
+    // As kubectl's printer: the first init container not done says where the pod is.
+    let inits = list(&st["initContainerStatuses"]);
+    let total_inits = list(&o["spec"]["initContainers"]).len();
+    let mut initializing = false;
+    for (i, init) in inits.iter().enumerate() {
+        restarts += init["restartCount"].as_i64().unwrap_or(0);
+        let terminated = &init["state"]["terminated"];
+        let waiting = init["state"]["waiting"]["reason"].as_str().unwrap_or("");
+        if terminated.is_object() && terminated["exitCode"].as_i64() == Some(0) {
+            continue;
+        }
+        status = if terminated.is_object() {
+            match terminated["reason"].as_str().filter(|r| !r.is_empty()) {
+                Some(r) => format!("Init:{r}"),
+                None => format!(
+                    "Init:ExitCode:{}",
+                    terminated["exitCode"].as_i64().unwrap_or(0)
+                ),
+            }
+        } else if !waiting.is_empty() && waiting != "PodInitializing" {
+            format!("Init:{waiting}")
+        } else {
+            format!("Init:{i}/{total_inits}")
+        };
+        initializing = true;
+        break;
+    }
+    if !initializing {
+        let mut running = false;
+        for c in statuses.iter().rev() {
+            if let Some(r) = c["state"]["waiting"]["reason"].as_str() {
+                status = r.to_string();
+            } else if let Some(r) = c["state"]["terminated"]["reason"].as_str() {
+                status = r.to_string();
+            } else if c["state"]["terminated"].is_object() {
+                status = format!(
+                    "ExitCode:{}",
+                    c["state"]["terminated"]["exitCode"].as_i64().unwrap_or(0)
+                );
+            } else if c["ready"].as_bool() == Some(true) && c["state"]["running"].is_object() {
+                running = true;
+            }
+        }
+        // A container done while another still runs: the pod runs.
+        if status == "Completed" && running {
+            status = if st["conditions"].as_array().is_some_and(|cs| {
+                cs.iter()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
+            }) {
+                "Running".into()
+            } else {
+                "NotReady".into()
+            };
         }
     }
-    for c in statuses {
-        if let Some(r) = c["state"]["waiting"]["reason"].as_str() {
-            status = r.to_string();
-        } else if let Some(r) = c["state"]["terminated"]["reason"].as_str() {
-            status = r.to_string();
-        }
+    if restarts == 0 {
+        last_restart = None;
     }
     if o["metadata"]["deletionTimestamp"].is_string() {
         status = "Terminating".into();
@@ -811,7 +861,10 @@ fn pod_cells(o: &Value, now: DateTime<Utc>) -> Vec<Value> {
     vec![
         json!(format!("{ready}/{total}")),
         json!(status),
-        json!(restarts.to_string()),
+        json!(match last_restart {
+            Some(t) => format!("{restarts} ({} ago)", human(now - t)),
+            None => restarts.to_string(),
+        }),
         age(o, now),
         json!(st["podIP"].as_str().unwrap_or("<none>")),
         json!(o["spec"]["nodeName"].as_str().unwrap_or("<none>")),
