@@ -53,6 +53,8 @@ const BACKOFF: Duration = Duration::from_secs(10);
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// A run this long resets the back-off.
 const STABLE: Duration = Duration::from_secs(600);
+/// A log file is rotated past this size, keeping its newest half.
+const MAX_LOG: u64 = 10 * 1024 * 1024;
 /// A log line longer than this is split into partial lines, as CRI runtimes do.
 const MAX_LINE: usize = 16 * 1024;
 
@@ -838,9 +840,22 @@ async fn start(
     let path = log.to_path_buf();
     let writer = tokio::spawn(async move {
         let mut file = file;
+        let mut size = file.metadata().await.map(|m| m.len()).unwrap_or(0);
         while let Some(entry) = rx.recv().await {
             if file.write_all(&entry).await.is_err() {
                 break;
+            }
+            size += entry.len() as u64;
+            if size > MAX_LOG {
+                // Rotated as a kubelet does (containerLogMaxSize): the newest part stays.
+                let _ = file.flush().await;
+                match rotate(&path).await {
+                    Ok((f, n)) => (file, size) = (f, n),
+                    Err(e) => {
+                        tracing::warn!("sandbox kubelet: cannot rotate {}: {e}", path.display());
+                        break;
+                    }
+                }
             }
         }
         let _ = file.flush().await;
@@ -849,6 +864,26 @@ async fn start(
         let _ = closed_tx.send(true);
     });
     Ok((process, writer))
+}
+
+/// Keeps the newest half of a log that grew past [`MAX_LOG`] (from a line's start) and
+/// opens it again for appending; its new size.
+async fn rotate(path: &Path) -> std::io::Result<(tokio::fs::File, u64)> {
+    let all = tokio::fs::read(path).await?;
+    let from = all.len().saturating_sub((MAX_LOG / 2) as usize);
+    let from = all[from..]
+        .iter()
+        .position(|b| *b == b'\n')
+        .map_or(all.len(), |i| from + i + 1);
+    let kept = &all[from..];
+    let tmp = path.with_extension("rotating");
+    tokio::fs::write(&tmp, kept).await?;
+    tokio::fs::rename(&tmp, path).await?;
+    let f = tokio::fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .await?;
+    Ok((f, kept.len() as u64))
 }
 
 /// Waits for the process to exit while its probes run; kills it when the pod is
@@ -1111,6 +1146,9 @@ pub async fn logs(
         .flatten()
         .filter_map(|e| {
             let p = e.path();
+            if p.extension()? != "log" {
+                return None;
+            }
             let n = p.file_stem()?.to_str()?.parse().ok()?;
             Some((n, p))
         })
@@ -1163,6 +1201,11 @@ pub async fn logs(
         loop {
             let done = *closed.borrow();
             let now = tokio::fs::read(&path).await.unwrap_or_default();
+            if now.len() < offset {
+                // Rotated: go on from its end (what was kept is mostly what was sent).
+                offset = now.len();
+                pending.clear();
+            }
             if now.len() > offset {
                 pending.extend_from_slice(&now[offset..]);
                 offset = now.len();
@@ -1311,6 +1354,27 @@ mod tests {
         assert_eq!(
             q(&[("sinceTime", "2026-01-01T00:00:02Z")]).render(raw, true),
             b"two\nthree\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_log_past_its_size_keeps_its_newest_whole_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("0.log");
+        let line = |i: usize| format!("2026-01-01T00:00:00.000000000Z stdout F line {i:08}\n");
+        let all: String = (0..300_000).map(line).collect();
+        std::fs::write(&path, &all).unwrap();
+        let (mut f, size) = rotate(&path).await.unwrap();
+        let kept = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(kept.len() as u64, size);
+        assert!(size <= MAX_LOG / 2 && size > MAX_LOG / 2 - 100, "{size}");
+        assert!(kept.starts_with("2026-") && kept.ends_with(&line(299_999)));
+        f.write_all(line(300_000).as_bytes()).await.unwrap();
+        f.flush().await.unwrap();
+        assert!(
+            std::fs::read_to_string(&path)
+                .unwrap()
+                .ends_with(&line(300_000))
         );
     }
 
