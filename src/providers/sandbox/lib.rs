@@ -45,6 +45,7 @@ mod exec;
 pub mod iam;
 mod kubeconfig;
 mod kubelet;
+mod logs;
 mod patch;
 mod pods;
 mod proto;

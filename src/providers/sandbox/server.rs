@@ -237,7 +237,7 @@ async fn route(shared: &Arc<Shared>, req: Request<Incoming>) -> ApiResult<Respon
         let attrs = rbac::Attributes::resource("get", Some(ns), "", "pods", "log", pod);
         rbac::authorize(&shared.cluster.lock(), &user, &attrs)?;
         let query = parse_query(req.uri().query());
-        return super::kubelet::logs(shared, ns, pod, &query).await;
+        return super::logs::logs(shared, ns, pod, &query).await;
     }
     let resource_request = matches!(
         segs.as_slice(),
