@@ -13,8 +13,9 @@
 //! (`runtime.rs`) is killed with its process group when the client leaves, and when the
 //! sandbox stops ([`Sessions::stop`]). When the process ends, the Status and a close
 //! frame go out, and the connection stays open (reading and dropping what the client
-//! still sends) until the client leaves, a minute at most: a client still sending into
-//! a closed connection gets a reset, which loses the output and the Status in flight.
+//! still sends) until the client leaves or the sandbox stops: a client still sending
+//! into a closed connection gets a reset, which loses the output and the Status in
+//! flight.
 //!
 //! Owns the exec protocol. Must not decide what the container sees (`runtime.rs` does)
 //! nor authorize (`server.rs` does, before calling [`serve`]).
@@ -53,9 +54,6 @@ const CLOSE: u8 = 255;
 const CHUNK: usize = 64 * 1024;
 /// Messages waiting for the WebSocket at most (per direction).
 const IN_FLIGHT: usize = 4;
-/// How long a session that sent its Status and close waits, at most, for the client to
-/// leave (see [`run`]).
-const LINGER: Duration = Duration::from_secs(60);
 
 /// The subprotocols served, preferred first.
 const PROTOCOLS: [&str; 2] = ["v5.channel.k8s.io", "v4.channel.k8s.io"];
@@ -500,18 +498,15 @@ async fn run(
                 drop(out_tx);
                 let _ = writer.await;
             }
-            // The connection stays open until the client leaves: closed under a client
-            // still sending (stdin, its end, a ping), the socket would answer with a reset
-            // that drops the output and the Status not yet delivered, and kube-rs then
-            // ends neither stdout nor stderr.
-            let _ = tokio::time::timeout(LINGER, async {
-                tokio::select! {
-                    _ = &mut reader => {}
-                    _ = stop.wait_for(|s| *s) => {}
-                }
-            })
-            .await;
-            reader.abort();
+            // The connection stays open until the client leaves (kube-rs and kubectl do
+            // once they have the Status): closed under a client still sending (stdin,
+            // its end, a ping, maybe long after when its reading was paused), the
+            // socket would answer with a reset that drops the output and the Status not
+            // yet delivered, and kube-rs then ends neither stdout nor stderr.
+            tokio::select! {
+                _ = &mut reader => {}
+                _ = stop.wait_for(|s| *s) => reader.abort(),
+            }
         }
         End::ClientLeft | End::Stopped => {
             tracing::debug!(pod = %target.pod, "sandbox exec: killing the process (client left or sandbox stopping)");
