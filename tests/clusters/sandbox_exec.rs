@@ -1072,3 +1072,48 @@ async fn the_v4_protocol_and_negotiation_on_the_wire() {
     );
     env.stop().await;
 }
+
+/// A client may still be sending when the process has ended (input the process never
+/// read, the v5 end of stdin): the server reads on until the client leaves, so those
+/// sends never meet a closed connection. Closed at once, the connection answered them
+/// with a reset, kube-rs lost the Status in flight and never ended stdout, and a mover's
+/// `tar` stream hung until Ferry's stall detector gave up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_still_sending_after_the_status_is_not_cut_off() {
+    use futures::{SinkExt as _, StreamExt as _};
+    use tokio_tungstenite::tungstenite::Message;
+    let env = Env::start().await;
+    env.running_pod(
+        "p",
+        json!({"containers": [{"name": "c", "image": "busybox"}]}),
+    )
+    .await;
+    let (_, mut ws) = raw_exec(
+        &env,
+        "command=true&stdin=true&stdout=true",
+        "v5.channel.k8s.io",
+    )
+    .await
+    .unwrap();
+    // Up to the Status; the close frame after it stays unread, as kube-rs leaves it.
+    loop {
+        match ws.next().await.unwrap().unwrap() {
+            Message::Binary(b) if b[0] == 3 => break,
+            _ => {}
+        }
+    }
+    // Time enough for a server that closes at once to have closed.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    ws.send(Message::binary(b"\x00late input".to_vec()))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    ws.send(Message::binary(vec![255, 0]))
+        .await
+        .expect("the server reads what comes after the Status");
+    // The close handshake completes: the server's close frame, then the end.
+    let (got, close) = collect(&mut ws).await;
+    assert!(got.is_empty(), "{got:?}");
+    assert_eq!(close, Some(1000));
+    env.stop().await;
+}

@@ -11,7 +11,11 @@
 //! Output is read in chunks of 64 KiB and sent with backpressure (a few chunks in flight
 //! at most), stdin likewise, so GiBs stream through `tar` in bounded memory. The process
 //! (`runtime.rs`) is killed with its process group when the client leaves, and when the
-//! sandbox stops ([`Sessions::stop`]).
+//! sandbox stops ([`Sessions::stop`]). When the process ends, the Status and a close
+//! frame go out, and the connection stays open (reading and dropping what the client
+//! still sends) until the client leaves or the sandbox stops: a client still sending
+//! into a closed connection gets a reset, which loses the output and the Status in
+//! flight.
 //!
 //! Owns the exec protocol. Must not decide what the container sees (`runtime.rs` does)
 //! nor authorize (`server.rs` does, before calling [`serve`]).
@@ -93,7 +97,8 @@ impl Sessions {
     /// Kills every running exec's process and waits (a few seconds at most) until they
     /// are reaped.
     pub async fn stop(&self) {
-        let _ = self.stop.send(true);
+        // Stored even with no session running, so that one starting later sees it.
+        self.stop.send_replace(true);
         let mut running = self.running.subscribe();
         let _ = tokio::time::timeout(Duration::from_secs(5), running.wait_for(|n| *n == 0)).await;
     }
@@ -487,11 +492,21 @@ async fn run(
                 }),
             };
             tracing::debug!(pod = %target.pod, status = %status["status"], "sandbox exec ended");
+            // The process is gone: what the client still sends is read and dropped.
+            stdin_writer.abort();
             if out_tx.send(status_message(&status)).await.is_ok() {
                 drop(out_tx);
                 let _ = writer.await;
             }
-            reader.abort();
+            // The connection stays open until the client leaves (kube-rs and kubectl do
+            // once they have the Status): closed under a client still sending (stdin,
+            // its end, a ping, maybe long after when its reading was paused), the
+            // socket would answer with a reset that drops the output and the Status not
+            // yet delivered, and kube-rs then ends neither stdout nor stderr.
+            tokio::select! {
+                _ = &mut reader => {}
+                _ = stop.wait_for(|s| *s) => reader.abort(),
+            }
         }
         End::ClientLeft | End::Stopped => {
             tracing::debug!(pod = %target.pod, "sandbox exec: killing the process (client left or sandbox stopping)");
@@ -499,10 +514,10 @@ async fn run(
             let _ = process.wait().await;
             reader.abort();
             writer.abort();
+            stdin_writer.abort();
             for p in pumps {
                 p.abort();
             }
         }
     }
-    stdin_writer.abort();
 }

@@ -610,7 +610,13 @@ fn install_applets(t: &Tools) -> std::io::Result<()> {
     let out = std::process::Command::new(&t.binary)
         .arg("--list")
         .output()?;
-    let tmp = t.dir.with_extension(format!("tmp-{}", std::process::id()));
+    // One folder per attempt: execs starting together in one process must not fill
+    // (or delete) each other's.
+    static ATTEMPT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let attempt = ATTEMPT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = t
+        .dir
+        .with_extension(format!("tmp-{}-{attempt}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp)?;
     for applet in String::from_utf8_lossy(&out.stdout).lines() {
@@ -1169,6 +1175,46 @@ mod tests {
         // Extraction and -C with relative members need no transform.
         let out = v.rewrite_command(&s(&["tar", "-x", "-f", "-", "-C", "/data"]));
         assert_eq!(out, s(&["tar", "-x", "-f", "-", "-C", "/h/vol/b"]));
+    }
+
+    #[test]
+    fn applets_installed_by_execs_starting_together_are_all_there() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        // A multi-call binary with many applets, so that the execs overlap.
+        let binary = dir.path().join("multi");
+        std::fs::write(
+            &binary,
+            "#!/bin/sh\ni=0\nwhile [ $i -lt 1500 ]; do echo a$i; i=$((i+1)); done\necho sh\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let tools = Tools {
+            dir: dir.path().join("images/multi/bin"),
+            binary,
+        };
+        let barrier = std::sync::Barrier::new(8);
+        let results: Vec<std::io::Result<()>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| {
+                    s.spawn(|| {
+                        barrier.wait();
+                        install_applets(&tools)
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for r in results {
+            r.unwrap();
+        }
+        let installed = std::fs::read_dir(&tools.dir).unwrap().count();
+        assert_eq!(installed, 1501);
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("images/multi"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(leftovers, ["bin"]);
     }
 
     #[test]
