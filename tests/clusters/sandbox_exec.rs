@@ -1085,7 +1085,7 @@ async fn a_client_still_sending_after_the_status_is_not_cut_off() {
     let env = Env::start().await;
     env.running_pod(
         "p",
-        json!({"containers": [{"name": "c", "image": "busybox"}]}),
+        json!({"containers": [{"name": "c", "image": "busybox", "command": ["sleep", "3600"]}]}),
     )
     .await;
     let (_, mut ws) = raw_exec(
