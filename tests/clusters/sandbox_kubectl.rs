@@ -27,8 +27,17 @@ async fn kubectl(kubeconfig: &Path, args: &[&str]) -> String {
     run_tool("kubectl", kubeconfig, args).await
 }
 
-/// Runs kubectl or helm in a blocking thread (the sandbox serves on this test's runtime).
+/// Runs kubectl or helm in a blocking thread (the sandbox serves on this test's runtime)
+/// and asserts that it succeeded; its stdout.
 async fn run_tool(tool: &str, kubeconfig: &Path, args: &[&str]) -> String {
+    let (ok, stdout, stderr) = tool_status(tool, kubeconfig, args).await;
+    assert!(ok, "{tool} {args:?} failed: {stdout}\n{stderr}");
+    stdout
+}
+
+/// Runs kubectl or helm in a blocking thread; whether it succeeded, its stdout and its
+/// stderr.
+async fn tool_status(tool: &str, kubeconfig: &Path, args: &[&str]) -> (bool, String, String) {
     let bin = tool_path(tool);
     assert!(
         bin.exists(),
@@ -37,7 +46,6 @@ async fn run_tool(tool: &str, kubeconfig: &Path, args: &[&str]) -> String {
     );
     let kubeconfig = kubeconfig.to_path_buf();
     let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    let shown = args.clone();
     let out = tokio::task::spawn_blocking(move || {
         Command::new(bin)
             .env("KUBECONFIG", &kubeconfig)
@@ -48,14 +56,11 @@ async fn run_tool(tool: &str, kubeconfig: &Path, args: &[&str]) -> String {
     })
     .await
     .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
+    (
         out.status.success(),
-        "{tool} {shown:?} failed: {}\n{}",
-        stdout,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -205,25 +210,7 @@ async fn helm_installs_upgrades_and_uninstalls_a_chart() {
 
 /// Runs kubectl and returns whether it succeeded, its stdout and its stderr.
 async fn kubectl_status(kubeconfig: &Path, args: &[&str]) -> (bool, String, String) {
-    let bin = tool_path("kubectl");
-    assert!(bin.exists(), "kubectl not found at {}", bin.display());
-    let kubeconfig = kubeconfig.to_path_buf();
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(bin)
-            .env("KUBECONFIG", &kubeconfig)
-            .env("HOME", kubeconfig.parent().unwrap())
-            .args(&args)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    tool_status("kubectl", kubeconfig, args).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1685,35 +1672,21 @@ spec:
     let logs = kubectl(&kc, &["logs", "deploy/good"]).await;
     assert_eq!(logs, "started with state=ready\n");
 
-    let (ok, _, err) = {
-        let bin = tool_path("helm");
-        let kc = kc.clone();
-        let chart = chart.to_string();
-        tokio::task::spawn_blocking(move || {
-            let out = Command::new(bin)
-                .env("KUBECONFIG", &kc)
-                .env("HOME", kc.parent().unwrap())
-                .args([
-                    "install",
-                    "bad",
-                    &chart,
-                    "--set",
-                    "expect=never",
-                    "--wait",
-                    "--timeout",
-                    "8s",
-                ])
-                .output()
-                .unwrap();
-            (
-                out.status.success(),
-                String::from_utf8_lossy(&out.stdout).into_owned(),
-                String::from_utf8_lossy(&out.stderr).into_owned(),
-            )
-        })
-        .await
-        .unwrap()
-    };
+    let (ok, _, err) = tool_status(
+        "helm",
+        &kc,
+        &[
+            "install",
+            "bad",
+            chart,
+            "--set",
+            "expect=never",
+            "--wait",
+            "--timeout",
+            "8s",
+        ],
+    )
+    .await;
     assert!(!ok, "helm --wait succeeded although no pod can be ready");
     assert!(
         err.contains("context deadline exceeded") || err.contains("timed out"),
