@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs Ferry's whole test suite on a fresh machine: installs what the tests need
 # (moto's S3 server, which the S3 tests start on 127.0.0.1 and stop themselves; kubectl
-# for the sandbox test; busybox for the sandbox's busybox images), then runs every test
-# with cargo-nextest (or cargo test where nextest is missing).
+# for the sandbox test; busybox for the sandbox's busybox images; runc to isolate them),
+# then runs every test with cargo-nextest (or cargo test where nextest is missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +16,11 @@ command -v setpriv >/dev/null || { apt-get update -qq && apt-get install -y -qq 
 # Busybox images in the sandbox run the real busybox's applets (what mover pods meet on
 # real clusters): Debian's busybox-static.
 command -v busybox >/dev/null || { apt-get update -qq && apt-get install -y -qq busybox-static; }
+# As root, the sandbox isolates busybox containers with an OCI runtime (own mount and
+# PID namespaces, volumes at their container paths, read-only mounts): Debian's runc.
+if [ "$(id -u)" = 0 ]; then
+  command -v runc >/dev/null || { apt-get update -qq && apt-get install -y -qq runc; }
+fi
 # The console's end-to-end test drives the real binary in a tmux terminal.
 command -v tmux >/dev/null || { apt-get update -qq && apt-get install -y -qq tmux; }
 

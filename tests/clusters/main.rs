@@ -16,6 +16,7 @@ mod kubeconfig_plugins;
 mod sandbox;
 mod sandbox_api;
 mod sandbox_exec;
+mod sandbox_isolation;
 mod sandbox_kubectl;
 mod sandbox_workloads;
 mod scaffold;

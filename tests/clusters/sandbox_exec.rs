@@ -598,11 +598,18 @@ async fn exec_runs_commands_with_the_containers_environment_and_volumes() {
         std::fs::read_to_string(scratch.join("made")).unwrap(),
         "made\n"
     );
+    // The working directory as the container sees it, where a runtime isolates it;
+    // else the host folder behind it.
+    let isolated = nix::unistd::geteuid().is_root();
     assert_eq!(
         std::fs::read_to_string(scratch.join("where"))
             .unwrap()
             .trim(),
-        scratch.display().to_string()
+        if isolated {
+            "/work".to_string()
+        } else {
+            scratch.display().to_string()
+        }
     );
     let r = run(&["cat", "made"], None).await;
     assert_eq!(r.text(), "made\n");
@@ -705,6 +712,23 @@ async fn wait_gone(pid: u32, zombie_ok: bool) {
     }
 }
 
+/// The host's processes whose command line (NUL-separated in /proc) contains `part`,
+/// less the OCI runtime's own (whose arguments hold the command): the pids a container
+/// prints are its own namespace's when a runtime isolates it.
+fn host_pids(part: &str) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+                let c = String::from_utf8_lossy(&c);
+                c.contains(part) && !c.contains("--pid-file")
+            })
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_process_and_its_children_die_when_the_client_leaves() {
     let env = Env::start().await;
@@ -715,38 +739,40 @@ async fn the_process_and_its_children_die_when_the_client_leaves() {
     .await;
     let pods = env.pods();
     let mut p = pods
-        .exec(
-            "p",
-            ["sh", "-c", "sleep 1000 & echo $$ $!; exec yes"],
-            &params(),
-        )
+        .exec("p", ["sh", "-c", "sleep 1007 & exec yes leaves"], &params())
         .await
         .unwrap();
     let mut out = p.stdout().unwrap();
     let mut buf = vec![0u8; 256 * 1024];
-    let mut got = Vec::new();
-    while got.len() < 200 * 1024 {
+    let mut got = 0;
+    while got < 200 * 1024 {
         let n = out.read(&mut buf).await.unwrap();
-        assert!(n > 0);
-        got.extend_from_slice(&buf[..n]);
+        if n == 0 {
+            let st = p.take_status().unwrap().await;
+            panic!("the output ended after {got} bytes: {st:?}");
+        }
+        got += n;
     }
-    let first = String::from_utf8_lossy(&got)
-        .lines()
-        .next()
-        .unwrap()
-        .to_string();
-    let pids: Vec<u32> = first.split(' ').map(|p| p.parse().unwrap()).collect();
-    assert!(proc_state(pids[0]).is_some() && proc_state(pids[1]).is_some());
+    // busybox runs `yes` in the shell's own process.
+    let (leader, child) = (host_pids("exec yes leaves"), host_pids("sleep\x001007\x00"));
+    assert!(
+        leader.len() == 1 && child.len() == 1,
+        "{leader:?} {child:?}"
+    );
     drop(out);
     drop(p); // Aborts kube-rs's task: the connection closes mid-stream.
     // The leader is reaped by the sandbox (no zombie); the orphaned child may linger as a
     // zombie of init, but must have been killed.
-    wait_gone(pids[0], false).await;
-    wait_gone(pids[1], true).await;
+    wait_gone(leader[0], false).await;
+    wait_gone(child[0], true).await;
 
     // And a sandbox that stops kills what still runs.
     let mut p = pods
-        .exec("p", ["sh", "-c", "echo $$; exec sleep 1000"], &params())
+        .exec(
+            "p",
+            ["sh", "-c", "echo started; exec sleep 1008"],
+            &params(),
+        )
         .await
         .unwrap();
     let mut out = p.stdout().unwrap();
@@ -756,9 +782,17 @@ async fn the_process_and_its_children_die_when_the_client_leaves() {
         assert!(n > 0);
         line.extend_from_slice(&buf[..n]);
     }
-    let pid: u32 = String::from_utf8_lossy(&line).trim().parse().unwrap();
+    let mut pids = host_pids("sleep\x001008\x00");
+    for _ in 0..40 {
+        if !pids.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        pids = host_pids("sleep\x001008\x00");
+    }
+    assert_eq!(pids.len(), 1, "{pids:?}");
     env.stop().await;
-    wait_gone(pid, false).await;
+    wait_gone(pids[0], false).await;
     drop(p);
 }
 

@@ -23,7 +23,7 @@ fn tool_path(tool: &str) -> PathBuf {
     dir.join(tool)
 }
 
-async fn kubectl(kubeconfig: &Path, args: &[&str]) -> String {
+pub(crate) async fn kubectl(kubeconfig: &Path, args: &[&str]) -> String {
     run_tool("kubectl", kubeconfig, args).await
 }
 
@@ -209,7 +209,7 @@ async fn helm_installs_upgrades_and_uninstalls_a_chart() {
 }
 
 /// Runs kubectl and returns whether it succeeded, its stdout and its stderr.
-async fn kubectl_status(kubeconfig: &Path, args: &[&str]) -> (bool, String, String) {
+pub(crate) async fn kubectl_status(kubeconfig: &Path, args: &[&str]) -> (bool, String, String) {
     tool_status("kubectl", kubeconfig, args).await
 }
 

@@ -1,6 +1,6 @@
 //! The running half of the kubelet: containers of images the sandbox holds (`busybox`,
-//! run on the host's static busybox; see `runtime.rs`) run their command as real
-//! processes, with the pod's volumes, environment, ConfigMap and Secret files and
+//! run on the host's static busybox, isolated by an OCI runtime where there is one; see
+//! `runtime.rs` and `oci.rs`) run their command as real processes, with the pod's volumes, environment, ConfigMap and Secret files and
 //! working directory. What a kubelet reports follows from what the process does:
 //!
 //! - logs: stdout and stderr, line by line with their time, in
@@ -17,8 +17,8 @@
 //!
 //! Containers of images the sandbox does not hold are emulated as before (`pods.rs`):
 //! reported running and ready; their pods carry the condition [`EMULATED`] so tests and
-//! users can tell. A process runs without isolation (see `runtime.rs`), and it is
-//! killed, with everything it started, when its pod is deleted or the sandbox stops.
+//! users can tell. A container is killed, with everything it started, when its pod is
+//! deleted or the sandbox stops.
 //!
 //! Owns container processes, writing their logs, and the container statuses of pods it
 //! runs. Must not
@@ -768,8 +768,10 @@ async fn start(
 ) -> std::io::Result<(Process, tokio::task::JoinHandle<()>)> {
     let v = view.clone();
     let dir = log.parent().map(Path::to_path_buf);
+    let args = argv.to_vec();
     tokio::task::spawn_blocking(move || {
         v.prepare()?;
+        v.reset(&args)?;
         if let Some(d) = dir {
             std::fs::create_dir_all(d)?;
         }
@@ -778,7 +780,7 @@ async fn start(
     .await
     .map_err(std::io::Error::other)??;
     let cmd = view
-        .command(argv, pod_name)
+        .start(argv, pod_name)
         .ok_or_else(|| std::io::Error::other("the container has no command"))?;
     // One pipe for stdout and stderr, so lines keep the order they were written in.
     let (reader, writer) = std::io::pipe()?;
@@ -861,6 +863,8 @@ async fn start(
         shared.kubelet.live.lock().remove(&path);
         let _ = closed_tx.send(true);
     });
+    // Running once the runtime says so: an exec right after must find the container.
+    view.started(Duration::from_secs(10)).await;
     Ok((process, writer))
 }
 

@@ -46,6 +46,7 @@ pub mod iam;
 mod kubeconfig;
 mod kubelet;
 mod logs;
+mod oci;
 mod patch;
 mod pods;
 mod proto;

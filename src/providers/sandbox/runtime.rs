@@ -1,15 +1,22 @@
 //! The container view, for pod exec and for the containers the kubelet runs
-//! (`kubelet.rs`). A sandbox has no container runtime: the command runs as a process on
-//! the host, with the container's view of its volumes mapped to
-//! host folders. What is real: the process, its stdin/stdout/stderr, its exit status, and
-//! the files it reads and writes in the pod's volumes. What is emulated: the filesystem
-//! (only the volume mounts are mapped; every other absolute path is the host's own, so
-//! `/bin/sh` and `tar` are the host's, GNU tools as in a Debian image), the
-//! environment, and isolation (there is none: the process has the sandbox's user and
-//! rights). Containers of `busybox` images run the real busybox's applets when the host
-//! has busybox (Debian's `busybox-static`): their PATH holds only those, so what works
-//! in the sandbox works with the tools real mover pods meet (busybox's `tar` has no
-//! `-T` and no `--transform`).
+//! (`kubelet.rs`). Where the sandbox runs as root and the machine has an OCI runtime,
+//! containers of images the sandbox holds (`busybox`) are isolated by it (`oci.rs`):
+//! their own root filesystem and namespaces, the volumes below bind-mounted at their
+//! container paths (read-only where `readOnly` or the volume type says so), nothing
+//! rewritten. Otherwise the command runs as a process on the host, with the container's
+//! view of its volumes mapped to host folders. What is real then: the process, its
+//! stdin/stdout/stderr, its exit status, and the files it reads and writes in the pod's
+//! volumes. What is emulated: the filesystem (only the volume mounts are mapped; every
+//! other absolute path is the host's own, so `/bin/sh` and `tar` are the host's, GNU
+//! tools as in a Debian image), the environment, read-only mounts (writable), and
+//! isolation (there is none: the process has the sandbox's user and rights). Containers
+//! of `busybox` images run the real busybox's applets when the host has busybox
+//! (Debian's `busybox-static`): their PATH holds only those, so what works in the
+//! sandbox works with the tools real mover pods meet (busybox's `tar` has no `-T` and no
+//! `--transform`).
+//!
+//! Before the kubelet starts a container, the pod's `fsGroup` is given the claims and
+//! emptyDirs it mounts, as a kubelet does (`fsGroupChangePolicy` honoured).
 //!
 //! Mapping, from a pod's `spec.volumes`:
 //! - `persistentVolumeClaim` (and `ephemeral`, whose claim is `<pod>-<volume>`): the claim's
@@ -24,9 +31,9 @@
 //!   `downwardAPI`: their keys written as files into
 //!   such a folder at each exec (read-only by intent: changes are overwritten next time).
 //!
-//! The command is rewritten so it sees container paths: an argument that is an absolute
-//! path under a `mountPath` (longest prefix; also `--opt=/path` and `-C/path`) becomes the
-//! host path; in the script of `sh -c` / `bash -c`, mount paths at path boundaries are
+//! Without isolation, the command is rewritten so it sees container paths: an argument
+//! that is an absolute path under a `mountPath` (longest prefix; also `--opt=/path` and
+//! `-C/path`) becomes the host path; in the script of `sh -c` / `bash -c`, mount paths at path boundaries are
 //! rewritten in the text; `tar` creating an archive from rewritten paths gets GNU tar
 //! `--transform`s so member names still read as container paths. Relative paths resolve
 //! against the working directory: the container's `workingDir` mapped (a mount, else below
@@ -35,7 +42,9 @@
 //! directory's path plain.
 //!
 //! The process runs in its own process group, which is killed when the leader exits, when
-//! the client leaves, or when the sandbox stops: nothing an exec starts outlives it.
+//! the client leaves, or when the sandbox stops: nothing an exec starts outlives it (an
+//! isolated container's processes are out of the group's reach: the runtime deletes the
+//! container, or the exec'd process's own group is killed).
 //!
 //! Owns the container view and the host process. Must not speak HTTP or WebSocket
 //! (`exec.rs` does) nor change objects.
@@ -47,6 +56,7 @@ use std::process::{ExitStatus, Stdio};
 use base64::Engine as _;
 use serde_json::Value;
 
+use super::oci;
 use super::store::Key;
 use super::verbs::{ApiError, ApiResult, Cluster};
 
@@ -55,6 +65,10 @@ use super::verbs::{ApiError, ApiResult, Cluster};
 pub struct Mount {
     pub container: String,
     pub host: PathBuf,
+    /// `readOnly: true`, or a volume that is always read-only (configMap, secret,
+    /// projected, downwardAPI). Enforced only where an OCI runtime isolates the
+    /// container.
+    pub read_only: bool,
 }
 
 /// Files written into a folder at each exec (configMap, secret, projected, downwardAPI).
@@ -77,6 +91,25 @@ pub struct ContainerView {
     /// The image's own programs, when the sandbox has them (busybox images run the
     /// real busybox's applets, not the host's GNU tools).
     tools: Option<Tools>,
+    /// The container as an OCI runtime runs it, isolated (`oci.rs`): then nothing is
+    /// rewritten, and `mounts`, `cwd` and `env` are only what the bundle was made of.
+    oci: Option<oci::Bundle>,
+    /// The pod's `fsGroup`, the volumes it owns, and whether to change them all each
+    /// time (`fsGroupChangePolicy: Always`) or only when their top folder differs.
+    fs_group: Option<FsGroup>,
+}
+
+#[derive(Debug, Clone)]
+struct FsGroup {
+    gid: u32,
+    always: bool,
+    volumes: Vec<PathBuf>,
+}
+
+/// A command ready to spawn, and what else ends it (an OCI runtime's container).
+pub struct Launch {
+    pub cmd: tokio::process::Command,
+    stop: Option<oci::Stop>,
 }
 
 /// A folder of an image's programs, made from one multi-call binary.
@@ -88,7 +121,7 @@ struct Tools {
 
 /// The host's busybox, if installed (Debian's `busybox-static` is the binary of the
 /// `busybox` image).
-fn host_busybox() -> Option<PathBuf> {
+pub(crate) fn host_busybox() -> Option<PathBuf> {
     static FOUND: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
     FOUND
         .get_or_init(|| {
@@ -272,22 +305,33 @@ impl ContainerView {
         let mut folders = vec![rootfs.clone()];
         let mut materialized = Vec::new();
         let mut volumes: HashMap<String, PathBuf> = HashMap::new();
+        // Volumes a kubelet always mounts read-only (their files are the API's).
+        let mut fixed: Vec<&str> = Vec::new();
+        // Volumes whose files the pod's `fsGroup` owns (claims and emptyDir; not
+        // hostPath).
+        let mut grouped: Vec<PathBuf> = Vec::new();
         for v in pod["spec"]["volumes"].as_array().into_iter().flatten() {
             let vname = v["name"].as_str().unwrap_or("");
             let own = pod_dir.join("volumes").join(vname);
             let host = if let Some(claim) = v["persistentVolumeClaim"]["claimName"].as_str() {
-                claim_dir(c, ns, vname, claim)?
+                let d = claim_dir(c, ns, vname, claim)?;
+                grouped.push(d.clone());
+                d
             } else if v.get("ephemeral").is_some() {
-                claim_dir(c, ns, vname, &format!("{pod_name}-{vname}"))?
+                let d = claim_dir(c, ns, vname, &format!("{pod_name}-{vname}"))?;
+                grouped.push(d.clone());
+                d
             } else if let Some(p) = v["hostPath"]["path"].as_str() {
                 host_path_dir(c, p)
             } else if let Some(files) = volume_files(c, ns, pod, v)? {
+                fixed.push(vname);
                 materialized.push(Materialized {
                     dir: own.clone(),
                     files,
                 });
                 own
             } else {
+                grouped.push(own.clone());
                 own
             };
             folders.push(host.clone());
@@ -328,7 +372,50 @@ impl ContainerView {
             if container == "/" || !container.starts_with('/') {
                 continue;
             }
-            mounts.push(Mount { container, host });
+            let read_only = m["readOnly"].as_bool() == Some(true) || fixed.contains(&vname);
+            mounts.push(Mount {
+                container,
+                host,
+                read_only,
+            });
+        }
+        let psc = &pod["spec"]["securityContext"];
+        let fs_group = psc["fsGroup"]
+            .as_u64()
+            .and_then(|g| u32::try_from(g).ok())
+            .map(|gid| FsGroup {
+                gid,
+                always: psc["fsGroupChangePolicy"].as_str() != Some("OnRootMismatch"),
+                volumes: grouped,
+            });
+        // Isolated by an OCI runtime: the mounts are bind mounts, nothing is mapped.
+        if is_busybox(ctr["image"].as_str().unwrap_or(""))
+            && let Some(busybox) = host_busybox()
+        {
+            let binds = mounts
+                .iter()
+                .map(|m| oci::BindMount {
+                    container: m.container.clone(),
+                    host: m.host.clone(),
+                    read_only: m.read_only,
+                })
+                .collect();
+            if let Some(bundle) = oci::Bundle::plan(&c.dir, pod, ctr, binds, &env) {
+                mounts.sort_by_key(|m| std::cmp::Reverse(m.container.len()));
+                return Ok(ContainerView {
+                    mounts,
+                    folders,
+                    materialized,
+                    cwd: rootfs,
+                    env,
+                    fs_group,
+                    tools: Some(Tools {
+                        dir: c.dir.join("images").join("busybox").join("bin"),
+                        binary: busybox,
+                    }),
+                    oci: Some(bundle),
+                });
+            }
         }
         // The container's own scratch folders, where the image has them: in the pod's
         // rootfs, not the host's (each container of a real runtime has its own).
@@ -346,6 +433,7 @@ impl ContainerView {
                 mounts.push(Mount {
                     container: (*scratch).to_string(),
                     host,
+                    read_only: false,
                 });
             }
         }
@@ -357,6 +445,8 @@ impl ContainerView {
             cwd: rootfs.clone(),
             env: Vec::new(),
             tools: None,
+            oci: None,
+            fs_group,
         };
         if is_busybox(ctr["image"].as_str().unwrap_or(""))
             && let Some(binary) = host_busybox()
@@ -385,7 +475,8 @@ impl ContainerView {
     }
 
     /// `s` with the container's `$(VAR)` references expanded, as the kubelet expands a
-    /// container's command and args (host paths mapped like the variables themselves).
+    /// container's command and args (host paths mapped like the variables themselves,
+    /// unless the container is isolated).
     pub fn expand(&self, s: &str) -> String {
         expand(s, &self.env)
     }
@@ -403,8 +494,10 @@ impl ContainerView {
         let _one = PREPARING
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(t) = &self.tools {
-            install_applets(t)?;
+        match (&self.oci, &self.tools) {
+            (Some(bundle), Some(t)) => bundle.prepare(&t.binary)?,
+            (None, Some(t)) => install_applets(t)?,
+            _ => {}
         }
         for f in &self.folders {
             std::fs::create_dir_all(f)?;
@@ -561,9 +654,63 @@ impl ContainerView {
         out
     }
 
-    /// The command, ready to spawn: host argv, working directory, environment, own
-    /// process group.
-    pub fn command(&self, argv: &[String], pod_name: &str) -> Option<tokio::process::Command> {
+    /// Before the kubelet starts the container with `argv` (blocking I/O): the volumes
+    /// given to the pod's `fsGroup`, an isolated container's config.json, and what is
+    /// left of an earlier run removed.
+    pub fn reset(&self, argv: &[String]) -> std::io::Result<()> {
+        if let Some(g) = &self.fs_group {
+            for v in &g.volumes {
+                give_to_group(v, g.gid, g.always)?;
+            }
+        }
+        match &self.oci {
+            Some(bundle) => bundle.reset(argv),
+            None => Ok(()),
+        }
+    }
+
+    /// The container's own process, as the kubelet starts it (after [`Self::reset`]).
+    pub fn start(&self, argv: &[String], pod_name: &str) -> Option<Launch> {
+        match &self.oci {
+            Some(bundle) => {
+                let (cmd, stop) = bundle.run();
+                Some(Launch {
+                    cmd,
+                    stop: Some(stop),
+                })
+            }
+            None => self.command(argv, pod_name),
+        }
+    }
+
+    /// After [`Self::start`]: waits until the container runs (an isolated container's
+    /// runtime needs a moment after its process starts), at most `limit`.
+    pub async fn started(&self, limit: std::time::Duration) {
+        if let Some(bundle) = &self.oci {
+            bundle.wait_running(limit).await;
+        }
+    }
+
+    /// A command run in the container, as `kubectl exec` and exec probes run it: ready
+    /// to spawn, in its own process group.
+    pub fn command(&self, argv: &[String], pod_name: &str) -> Option<Launch> {
+        if argv.is_empty() {
+            return None;
+        }
+        if let Some(bundle) = &self.oci {
+            let (cmd, stop) = bundle.exec(argv);
+            return Some(Launch {
+                cmd,
+                stop: Some(stop),
+            });
+        }
+        self.host_command(argv, pod_name)
+            .map(|cmd| Launch { cmd, stop: None })
+    }
+
+    /// The command on the host: host argv, working directory, environment, own process
+    /// group.
+    fn host_command(&self, argv: &[String], pod_name: &str) -> Option<tokio::process::Command> {
         let argv = self.rewrite_command(argv);
         let (program, args) = argv.split_first()?;
         // Archiving absolute container paths needs GNU tar's --transform to keep member
@@ -600,6 +747,45 @@ impl ContainerView {
         }
         Some(cmd)
     }
+}
+
+/// Gives the volume at `root` to group `gid` as a kubelet does for a pod's `fsGroup`:
+/// every file and folder in the group, readable and writable by it, folders setgid so
+/// new files join it. With `always` false (`OnRootMismatch`), a volume whose top folder
+/// is already so is left as it is.
+fn give_to_group(root: &Path, gid: u32, always: bool) -> std::io::Result<()> {
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+    const DIR: u32 = 0o2070;
+    const FILE: u32 = 0o060;
+    let top = std::fs::symlink_metadata(root)?;
+    if !always && top.gid() == gid && top.mode() & DIR == DIR {
+        return Ok(());
+    }
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(path) = stack.pop() {
+        let meta = std::fs::symlink_metadata(&path)?;
+        std::os::unix::fs::lchown(&path, None, Some(gid))?;
+        if meta.file_type().is_symlink() {
+            continue;
+        }
+        let mode = meta.permissions().mode() & 0o7777;
+        let want = if meta.is_dir() {
+            mode | DIR
+        } else if mode & 0o100 != 0 {
+            mode | FILE | 0o010
+        } else {
+            mode | FILE
+        };
+        if want != mode {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(want))?;
+        }
+        if meta.is_dir() {
+            for entry in std::fs::read_dir(&path)? {
+                stack.push(entry?.path());
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Links every applet of the busybox binary into the tools folder (once).
@@ -984,6 +1170,8 @@ pub struct Process {
     child: Option<tokio::process::Child>,
     pid: i32,
     exited: Option<tokio::task::JoinHandle<()>>,
+    /// The container or exec'd process an OCI runtime started, out of the group's reach.
+    stop: Option<oci::Stop>,
 }
 
 /// The pipes of a [`Process`] that were asked for.
@@ -996,23 +1184,24 @@ pub struct Pipes {
 impl Process {
     /// Starts `cmd` with the given pipes; `Err` when it cannot start (no such program).
     pub fn spawn(
-        cmd: tokio::process::Command,
+        launch: Launch,
         stdin: bool,
         stdout: bool,
         stderr: bool,
     ) -> std::io::Result<(Process, Pipes)> {
         let pipe = |on: bool| if on { Stdio::piped() } else { Stdio::null() };
-        Process::spawn_with(cmd, pipe(stdin), pipe(stdout), pipe(stderr))
+        Process::spawn_with(launch, pipe(stdin), pipe(stdout), pipe(stderr))
     }
 
     /// Starts `cmd` with the given stdin, stdout and stderr (the [`Pipes`] hold those
     /// that are `Stdio::piped()`).
     pub fn spawn_with(
-        mut cmd: tokio::process::Command,
+        launch: Launch,
         stdin: Stdio,
         stdout: Stdio,
         stderr: Stdio,
     ) -> std::io::Result<(Process, Pipes)> {
+        let Launch { mut cmd, stop } = launch;
         cmd.stdin(stdin).stdout(stdout).stderr(stderr);
         let mut child = cmd.spawn()?;
         let pid = child
@@ -1030,6 +1219,7 @@ impl Process {
                 child: Some(child),
                 pid,
                 exited: Some(exited),
+                stop,
             },
             pipes,
         ))
@@ -1039,6 +1229,9 @@ impl Process {
     /// name another group).
     pub fn kill(&self) {
         if self.child.as_ref().is_some_and(|c| c.id().is_some()) {
+            if let Some(stop) = &self.stop {
+                stop.stop();
+            }
             let _ = nix::sys::signal::killpg(
                 nix::unistd::Pid::from_raw(self.pid),
                 nix::sys::signal::Signal::SIGKILL,
@@ -1065,6 +1258,9 @@ impl Drop for Process {
     fn drop(&mut self) {
         // A dropped Child is reaped by tokio in the background once it has exited.
         self.kill();
+        if let Some(stop) = &self.stop {
+            stop.forget();
+        }
     }
 }
 
@@ -1100,14 +1296,17 @@ mod tests {
             Mount {
                 container: "/ferry/src".into(),
                 host: "/h/vol/a".into(),
+                read_only: false,
             },
             Mount {
                 container: "/data".into(),
                 host: "/h/vol/b".into(),
+                read_only: false,
             },
             Mount {
                 container: "/data/sub".into(),
                 host: "/h/vol/c".into(),
+                read_only: false,
             },
         ];
         mounts.sort_by_key(|m| std::cmp::Reverse(m.container.len()));
@@ -1118,6 +1317,8 @@ mod tests {
             cwd: "/h/rootfs".into(),
             env: vec![],
             tools: None,
+            oci: None,
+            fs_group: None,
         }
     }
 
