@@ -379,6 +379,7 @@ async fn main() {
         "data",
         false,
         None,
+        None,
         &MoverOptions::default(),
         &lease,
     )

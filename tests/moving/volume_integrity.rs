@@ -595,8 +595,9 @@ fn a_cut_stream_is_an_error_never_a_short_file() {
 }
 
 /// Ferry's mover pods need no more than Pod Security `baseline` admits (root, with the
-/// file capabilities only); in a `restricted` namespace the volume fails with what to
-/// do, and the capture goes on with the objects.
+/// file capabilities only); in a `restricted` namespace a mover runs as the non-root
+/// user of the workload that mounts the claim, and where there is none the volume fails
+/// with what to do, and the capture goes on with the objects.
 #[test]
 fn mover_pods_pass_baseline_and_restricted_namespaces_say_what_to_do() {
     let t = common::new_repo();
@@ -626,6 +627,25 @@ fn mover_pods_pass_baseline_and_restricted_namespaces_say_what_to_do() {
             )
             .await
             .unwrap();
+        // A workload that runs as a non-root user, as `restricted` wants.
+        notes_app(&env.kubeconfig).await;
+        let claims: Api<PersistentVolumeClaim> = Api::namespaced(env.client.clone(), "shop");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while claims
+            .get("notes-data")
+            .await
+            .ok()
+            .and_then(|c| c.spec?.volume_name)
+            .is_none()
+        {
+            assert!(Instant::now() < deadline, "the notes claim never bound");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let notes = env.volume("shop", "notes-data").await;
+        while !notes.join("sub/deep.txt").exists() {
+            assert!(Instant::now() < deadline, "the notes app never wrote its files");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         let out = capture_ns(&env, &t.repo, &opts("shop", false)).await;
         let failed = &out.meta.failed_volumes;
         assert!(!failed.is_empty(), "a restricted namespace admitted a root mover");
@@ -633,6 +653,7 @@ fn mover_pods_pass_baseline_and_restricted_namespaces_say_what_to_do() {
             for want in [
                 "enforces Pod Security \"restricted",
                 "runAsNonRoot != true",
+                "No workload mounting the claim names a non-root `runAsUser`",
                 "kubectl label namespace shop pod-security.kubernetes.io/enforce=baseline --overwrite",
                 "--no-volumes",
             ] {
@@ -640,6 +661,79 @@ fn mover_pods_pass_baseline_and_restricted_namespaces_say_what_to_do() {
             }
         }
         assert!(failed.iter().any(|f| f.pvc == "redis-data"), "{failed:?}");
+        // The non-root workload's claim is read by a mover running as its user.
+        assert!(!failed.iter().any(|f| f.pvc == "notes-data"), "{failed:?}");
+        let v = out.meta.volumes.iter().find(|v| v.pvc == "notes-data").unwrap();
+        assert_eq!(v.files, 2, "{v:?}");
+
+        // And written back into a restricted namespace by a mover running as the
+        // workload's user: the files arrive, that user's, in the pod's fsGroup.
+        let only_notes = CaptureOptions {
+            scope: Scope::Workloads {
+                namespace: "shop".into(),
+                workloads: vec!["deployment/notes".into()],
+            },
+            ..opts("shop", false)
+        };
+        let out = capture_ns(&env, &t.repo, &only_notes).await;
+        assert!(out.meta.failed_volumes.is_empty(), "{:?}", out.meta.failed_volumes);
+        let target: k8s_openapi::api::core::v1::Namespace = serde_json::from_value(json!({
+            "metadata": {"name": "shop-r",
+                         "labels": {"pod-security.kubernetes.io/enforce": "restricted"}},
+        }))
+        .unwrap();
+        namespaces.create(&PostParams::default(), &target).await.unwrap();
+        let restored = restore_into(&env, &t.repo, &out, "shop", "shop-r", "notes-data").await;
+        assert_eq!(tree(&restored), tree(&notes));
+        use std::os::unix::fs::MetadataExt as _;
+        let meta = std::fs::metadata(restored.join("sub/deep.txt")).unwrap();
+        assert_eq!((meta.uid(), meta.gid()), (1000, 2000));
         env.prod.shutdown().await.unwrap();
     });
+}
+
+/// A Deployment in `shop` that passes Pod Security `restricted`: it runs as user 1000,
+/// group 3000, with fsGroup 2000, and writes two files into its claim.
+async fn notes_app(kubeconfig: &Path) {
+    let manifest = kubeconfig.with_file_name("notes.yaml");
+    std::fs::write(
+        &manifest,
+        r#"
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: notes-data, namespace: shop}
+spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: notes, namespace: shop}
+spec:
+  selector: {matchLabels: {app: notes}}
+  template:
+    metadata: {labels: {app: notes}}
+    spec:
+      securityContext:
+        runAsNonRoot: true
+        runAsUser: 1000
+        runAsGroup: 3000
+        fsGroup: 2000
+        seccompProfile: {type: RuntimeDefault}
+      containers:
+      - name: notes
+        image: busybox:1.36
+        command: [sh, -c, 'echo hello > /notes/a.txt; mkdir -p /notes/sub; echo deep > /notes/sub/deep.txt; sleep 3600']
+        securityContext:
+          allowPrivilegeEscalation: false
+          capabilities: {drop: [ALL]}
+        volumeMounts: [{name: data, mountPath: /notes}]
+      volumes: [{name: data, persistentVolumeClaim: {claimName: notes-data}}]
+"#,
+    )
+    .unwrap();
+    let kc = kubeconfig.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        support::kubectl::kubectl(&kc, &["apply", "-f", manifest.to_str().unwrap()])
+    })
+    .await
+    .unwrap();
 }

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::lease::JobLease;
-use super::mover::{Mover, MoverOptions};
+use super::mover::{self, Mover, MoverOptions, RunAs};
 use super::objects::{self, Catalog, ObjRef};
 use super::pipe;
 use super::plan::{Change, Plan, PlanItem, VolumePlan};
@@ -495,7 +495,36 @@ async fn restore_volume(
         s.files_total = v.files;
         s.bytes_total = v.bytes;
     });
-    let mover = Mover::start(client, &ns, &v.target.name, false, None, opts, lease).await?;
+    // Where Pod Security refuses a root mover: the user of the workload restored with
+    // the claim, else of the pods using it now.
+    let user = match plan
+        .items
+        .iter()
+        .filter(|i| i.target.namespace.as_deref() == Some(ns.as_str()))
+        .find_map(|i| RunAs::of_claim(&i.object, &v.target.name))
+    {
+        Some(u) => Some(u),
+        None => mover::holders(client, &ns, &v.target.name).await.user,
+    };
+    let mover = Mover::start(
+        client,
+        &ns,
+        &v.target.name,
+        false,
+        None,
+        user.as_ref(),
+        opts,
+        lease,
+    )
+    .await?;
+    if let Some(u) = &mover.user {
+        progress.log(format!(
+            "{}: Pod Security refuses a root mover here: writing as the workload's user {}{}, so every restored file belongs to that user, whoever owned it in the snapshot",
+            v.target,
+            u.uid,
+            u.gid.map(|g| format!(":{g}")).unwrap_or_default()
+        ));
+    }
     let r = stream_in(&mover, repo, tree, progress).await;
     mover.delete().await;
     let bytes = r?;

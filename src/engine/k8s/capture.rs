@@ -1116,6 +1116,9 @@ async fn capture_volume(
             Err(e) => warnings.push(format!("{r}: {e}; reading the live volume instead")),
         }
     }
+    // The pods using the claim: the node of a ReadWriteOnce claim, and the user a mover
+    // takes where Pod Security refuses root.
+    let holders = super::mover::holders(client, &ns, &r.name).await;
     let (claim, node) = match &temp {
         Some((c, _)) => (c.clone(), None),
         None => {
@@ -1123,12 +1126,7 @@ async fn capture_volume(
                 .access_modes
                 .iter()
                 .any(|m| m == "ReadWriteOnce" || m == "ReadWriteOncePod");
-            let node = if rwo {
-                super::mover::node_holding(client, &ns, &r.name).await
-            } else {
-                None
-            };
-            (r.name.clone(), node)
+            (r.name.clone(), holders.node.filter(|_| rwo))
         }
     };
     if rec.consistency == "live" {
@@ -1141,10 +1139,17 @@ async fn capture_volume(
             &claim,
             true,
             node.as_deref(),
+            holders.user.as_ref(),
             mover_opts,
             lease,
         )
         .await?;
+        if let Some(u) = &mover.user {
+            progress.log(format!(
+                "{r}: Pod Security refuses a root mover here: reading as the workload's user {}, so files that user cannot read fail the volume",
+                u.uid
+            ));
+        }
         let through_snapshot = temp.is_some();
         let r2 = read_with_mover(
             &mover,

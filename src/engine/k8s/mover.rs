@@ -61,6 +61,9 @@ pub struct Mover {
     pub mount: &'static str,
     /// See [`MoverOptions::stall_timeout`].
     pub stall: Duration,
+    /// The workload's user it runs as, where Pod Security refused root: it reads only
+    /// what that user may, and files it writes are that user's.
+    pub user: Option<RunAs>,
 }
 
 /// What the mover may do as root: read and write every file (`DAC_OVERRIDE`), keep
@@ -68,10 +71,81 @@ pub struct Mover {
 /// (`MKNOD`): all of them in Pod Security `baseline`'s default set.
 const MOVER_CAPABILITIES: [&str; 5] = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "MKNOD"];
 
-/// Why the API server refused the mover pod when Pod Security Admission did, with
-/// what to do: the namespace's level (`restricted`, most likely) does not admit a pod
-/// running as root.
-fn refused(namespace: &str, e: &kube::Error) -> Option<String> {
+/// The user a mover runs as where the namespace refuses root (Pod Security
+/// `restricted`): the non-root user of the workload that mounts the claim, so it reads
+/// what the workload reads and writes files the workload owns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunAs {
+    pub uid: i64,
+    pub gid: Option<i64>,
+    pub fs_group: Option<i64>,
+}
+
+impl RunAs {
+    /// The user of the containers that mount `claim` in `obj` (a Pod, or a workload's
+    /// pod template; a StatefulSet's `volumeClaimTemplates` name its claims
+    /// `<template>-<set>-<ordinal>`), when they all run as the same non-root user.
+    pub fn of_claim(obj: &serde_json::Value, claim: &str) -> Option<RunAs> {
+        let spec = super::graph::pod_spec(obj)?;
+        let mut volumes: Vec<&str> = spec["volumes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|v| v["persistentVolumeClaim"]["claimName"].as_str() == Some(claim))
+            .filter_map(|v| v["name"].as_str())
+            .collect();
+        if obj["kind"] == "StatefulSet"
+            && let Some(set) = obj["metadata"]["name"].as_str()
+        {
+            for t in obj["spec"]["volumeClaimTemplates"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                let Some(tn) = t["metadata"]["name"].as_str() else {
+                    continue;
+                };
+                let ordinal = claim.strip_prefix(&format!("{tn}-{set}-"));
+                if ordinal.is_some_and(|o| !o.is_empty() && o.bytes().all(|b| b.is_ascii_digit())) {
+                    volumes.push(tn);
+                }
+            }
+        }
+        if volumes.is_empty() {
+            return None;
+        }
+        let pod = &spec["securityContext"];
+        let mut users = Vec::new();
+        for list in ["initContainers", "containers"] {
+            for c in spec[list].as_array().into_iter().flatten() {
+                let mounts = c["volumeMounts"].as_array().into_iter().flatten();
+                if !mounts
+                    .filter_map(|m| m["name"].as_str())
+                    .any(|n| volumes.contains(&n))
+                {
+                    continue;
+                }
+                let sc = &c["securityContext"];
+                let pick = |k: &str| sc[k].as_i64().or_else(|| pod[k].as_i64());
+                users.push((pick("runAsUser"), pick("runAsGroup")));
+            }
+        }
+        let (uid, gid) = *users.first()?;
+        let uid = uid.filter(|u| *u > 0)?;
+        if users.iter().any(|u| *u != (Some(uid), gid)) {
+            return None;
+        }
+        Some(RunAs {
+            uid,
+            gid,
+            fs_group: pod["fsGroup"].as_i64(),
+        })
+    }
+}
+
+/// Whether the API server refused the pod because of Pod Security Admission: the
+/// level and the reasons it gave.
+fn psa_refusal(e: &kube::Error) -> Option<(String, String)> {
     let kube::Error::Api(s) = e else { return None };
     let at = s.message.find("violates PodSecurity ")?;
     if s.code != 403 {
@@ -80,26 +154,69 @@ fn refused(namespace: &str, e: &kube::Error) -> Option<String> {
     let rest = &s.message[at + "violates PodSecurity ".len()..];
     let level = rest.split(':').next().unwrap_or(rest).trim_matches('"');
     let why = rest.split_once(": ").map_or("", |(_, w)| w);
-    Some(format!(
+    Some((level.to_string(), why.to_string()))
+}
+
+/// What to do when Pod Security Admission refused the mover pod: the namespace's level
+/// (`restricted`, most likely) does not admit a pod running as root, and no workload
+/// using the claim runs as a user the mover could take.
+fn refused(namespace: &str, level: &str, why: &str, tried: Option<&RunAs>) -> String {
+    let after = match tried {
+        Some(u) => format!(" Running as the workload's user {} was refused too.", u.uid),
+        None => " No workload mounting the claim names a non-root `runAsUser` the mover \
+                 could run as instead."
+            .to_string(),
+    };
+    format!(
         "the namespace enforces Pod Security \"{level}\", which refuses Ferry's mover pod ({why}): \
-         the mover runs as root to read and write every file whoever owns it. \
+         the mover runs as root to read and write every file whoever owns it.{after} \
          Let it in for this job with `kubectl label namespace {namespace} \
          pod-security.kubernetes.io/enforce=baseline --overwrite` (and set the label back \
          afterwards), or leave the volume data out (`--no-volumes` for a backup, \
          `--no-volume-data` for a restore, clone or migration)"
-    ))
+    )
+}
+
+/// The mover's container security: root with the few capabilities it needs (Pod
+/// Security `baseline` admits it), or, as `user`, what `restricted` asks for.
+fn security(user: Option<&RunAs>) -> serde_json::Value {
+    match user {
+        None => json!({
+            "runAsUser": 0,
+            "allowPrivilegeEscalation": false,
+            "capabilities": {"drop": ["ALL"], "add": MOVER_CAPABILITIES},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        }),
+        Some(u) => {
+            let mut sc = json!({
+                "runAsUser": u.uid,
+                "runAsNonRoot": true,
+                "allowPrivilegeEscalation": false,
+                "capabilities": {"drop": ["ALL"]},
+                "seccompProfile": {"type": "RuntimeDefault"},
+            });
+            if let Some(g) = u.gid {
+                sc["runAsGroup"] = json!(g);
+            }
+            sc
+        }
+    }
 }
 
 impl Mover {
     /// Starts a mover of the job `lease` mounting `claim` (read-only at [`SRC`], or
     /// writable at [`DST`]), on `node` when the claim is held there, and waits until it
-    /// runs. A claim that another running job writes to is refused.
+    /// runs. A claim that another running job writes to is refused. Where Pod Security
+    /// refuses root, the mover runs as `user` (the workload's) when there is one:
+    /// [`Mover::user`] says so.
+    #[allow(clippy::too_many_arguments)]
     pub async fn start(
         client: &kube::Client,
         namespace: &str,
         claim: &str,
         read_only: bool,
         node: Option<&str>,
+        user: Option<&RunAs>,
         opts: &MoverOptions,
         lease: &JobLease,
     ) -> Result<Mover> {
@@ -116,13 +233,8 @@ impl Mover {
                 "command": ["sleep", "86400"],
                 // Root, to read and write every file whoever owns it, with no more than
                 // that needs: Pod Security's `baseline` admits it (`restricted` refuses
-                // root; see `refused`).
-                "securityContext": {
-                    "runAsUser": 0,
-                    "allowPrivilegeEscalation": false,
-                    "capabilities": {"drop": ["ALL"], "add": MOVER_CAPABILITIES},
-                    "seccompProfile": {"type": "RuntimeDefault"},
-                },
+                // root: then the workload's user, below).
+                "securityContext": security(None),
                 "volumeMounts": [{"name": "data", "mountPath": mount, "readOnly": read_only}],
             }],
             "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": claim, "readOnly": read_only}}],
@@ -132,17 +244,36 @@ impl Mover {
         }
         let mut labels = lease.labels("mover");
         labels["ferry.dev/claim"] = json!(claim_label(claim));
-        let pod: Pod = serde_json::from_value(json!({
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {
-                "generateName": "ferry-mover-",
-                "namespace": namespace,
-                "labels": labels,
-            },
-            "spec": spec,
-        }))
-        .map_err(|e| K8sError::Invalid(format!("mover pod: {e}")))?;
+        let pod_of = |spec: &serde_json::Value| -> Result<Pod> {
+            serde_json::from_value(json!({
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {
+                    "generateName": "ferry-mover-",
+                    "namespace": namespace,
+                    "labels": labels,
+                },
+                "spec": spec,
+            }))
+            .map_err(|e| K8sError::Invalid(format!("mover pod: {e}")))
+        };
+        let pod = pod_of(&spec)?;
+        // The same pod as the workload's user, as Pod Security `restricted` admits it.
+        let as_user = match user {
+            Some(u) => {
+                let mut spec = spec.clone();
+                spec["containers"][0]["securityContext"] = security(Some(u));
+                spec["securityContext"] = json!({
+                    "runAsNonRoot": true,
+                    "seccompProfile": {"type": "RuntimeDefault"},
+                });
+                if let Some(g) = u.fs_group {
+                    spec["securityContext"]["fsGroup"] = json!(g);
+                }
+                Some((u, pod_of(&spec)?))
+            }
+            None => None,
+        };
         if !read_only
             && let Some(other) =
                 super::lease::writer_of(client, namespace, claim, lease.id(), opts.stall_timeout)
@@ -156,25 +287,41 @@ impl Mover {
             });
         }
         lease.hold(namespace).await?;
-        let created = within(
-            opts.stall_timeout,
-            || format!("starting a mover pod for {namespace}/{claim}"),
-            async {
-                api.create(&PostParams::default(), &pod).await.map_err(|e| {
-                    match refused(namespace, &e) {
-                        Some(detail) => K8sError::Volume {
-                            pvc: format!("{namespace}/{claim}"),
-                            detail,
-                        },
-                        None => K8sError::api(
-                            format!("cannot start a mover pod for {namespace}/{claim}"),
-                            &e,
-                        ),
-                    }
-                })
+        let create = |pod: &Pod| {
+            let (api, pod) = (api.clone(), pod.clone());
+            within(
+                opts.stall_timeout,
+                || format!("starting a mover pod for {namespace}/{claim}"),
+                // The outer error: the cluster did not answer; the inner: its refusal.
+                async move { Ok(api.create(&PostParams::default(), &pod).await) },
+            )
+        };
+        let failed = |e: kube::Error, tried: Option<&RunAs>| match psa_refusal(&e) {
+            Some((level, why)) => K8sError::Volume {
+                pvc: format!("{namespace}/{claim}"),
+                detail: refused(namespace, &level, &why, tried),
             },
-        )
-        .await?;
+            None => K8sError::api(
+                format!("cannot start a mover pod for {namespace}/{claim}"),
+                &e,
+            ),
+        };
+        let (created, ran_as) = match create(&pod).await? {
+            Ok(p) => (p, None),
+            Err(e) => match (&as_user, psa_refusal(&e)) {
+                (Some((u, pod)), Some(_)) => {
+                    tracing::info!(
+                        "mover for {namespace}/{claim}: Pod Security refuses root, running as the workload's user {}",
+                        u.uid
+                    );
+                    match create(pod).await? {
+                        Ok(p) => (p, Some((*u).clone())),
+                        Err(e) => return Err(failed(e, Some(u))),
+                    }
+                }
+                _ => return Err(failed(e, None)),
+            },
+        };
         let name = created.metadata.name.unwrap_or_default();
         let mover = Mover {
             api,
@@ -182,6 +329,7 @@ impl Mover {
             namespace: namespace.into(),
             mount,
             stall: opts.stall_timeout,
+            user: ran_as,
         };
         if let Err(e) = mover.wait_running(opts.start_timeout, claim).await {
             mover.delete().await;
@@ -416,25 +564,112 @@ fn tail(stderr: &[u8]) -> String {
     }
 }
 
-/// The node holding a ReadWriteOnce claim: where a running pod using it is.
-pub async fn node_holding(client: &kube::Client, namespace: &str, claim: &str) -> Option<String> {
+/// Who uses a claim now: the node a running pod using it is on (where a ReadWriteOnce
+/// claim must be read), and the non-root user its pods run as (see [`RunAs::of_claim`]).
+#[derive(Debug, Default)]
+pub struct Holders {
+    pub node: Option<String>,
+    pub user: Option<RunAs>,
+}
+
+/// The pods of `namespace` using `claim`: see [`Holders`].
+pub async fn holders(client: &kube::Client, namespace: &str, claim: &str) -> Holders {
     let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
-    let pods = api.list(&Default::default()).await.ok()?;
-    let mut holders: HashMap<String, usize> = HashMap::new();
+    let Ok(pods) = api.list(&Default::default()).await else {
+        return Holders::default();
+    };
+    let mut nodes: HashMap<String, usize> = HashMap::new();
+    let mut user = None;
     for p in pods.items {
+        let value = serde_json::to_value(&p).unwrap_or_default();
         let Some(spec) = p.spec else { continue };
         let uses = spec.volumes.iter().flatten().any(|v| {
             v.persistent_volume_claim
                 .as_ref()
                 .is_some_and(|c| c.claim_name == claim)
         });
+        if !uses {
+            continue;
+        }
         let running = p.status.and_then(|s| s.phase).as_deref() == Some("Running");
-        if uses
-            && running
-            && let Some(n) = spec.node_name
-        {
-            *holders.entry(n).or_default() += 1;
+        if running && user.is_none() {
+            user = RunAs::of_claim(&value, claim);
+        }
+        if running && let Some(n) = spec.node_name {
+            *nodes.entry(n).or_default() += 1;
         }
     }
-    holders.into_iter().max_by_key(|(_, c)| *c).map(|(n, _)| n)
+    Holders {
+        node: nodes.into_iter().max_by_key(|(_, c)| *c).map(|(n, _)| n),
+        user,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_workloads_user_is_taken_from_the_containers_mounting_the_claim() {
+        let deploy = json!({
+            "kind": "Deployment", "apiVersion": "apps/v1", "metadata": {"name": "app"},
+            "spec": {"template": {"spec": {
+                "securityContext": {"runAsUser": 1000, "fsGroup": 2000},
+                "volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": "data"}},
+                            {"name": "c", "configMap": {"name": "x"}}],
+                "containers": [
+                    {"name": "app", "volumeMounts": [{"name": "d", "mountPath": "/d"}],
+                     "securityContext": {"runAsGroup": 3000}},
+                    {"name": "side", "securityContext": {"runAsUser": 0},
+                     "volumeMounts": [{"name": "c", "mountPath": "/c"}]},
+                ],
+            }}},
+        });
+        assert_eq!(
+            RunAs::of_claim(&deploy, "data"),
+            Some(RunAs {
+                uid: 1000,
+                gid: Some(3000),
+                fs_group: Some(2000)
+            })
+        );
+        assert_eq!(RunAs::of_claim(&deploy, "other"), None);
+
+        // A StatefulSet's claims from its templates; root, or users that differ: none.
+        let set = |user: serde_json::Value| {
+            json!({
+                "kind": "StatefulSet", "apiVersion": "apps/v1", "metadata": {"name": "db"},
+                "spec": {
+                    "volumeClaimTemplates": [{"metadata": {"name": "data"}}],
+                    "template": {"spec": {"containers": [
+                        {"name": "db", "securityContext": user,
+                         "volumeMounts": [{"name": "data", "mountPath": "/var/lib/db"}]},
+                        {"name": "init", "securityContext": {"runAsUser": 999},
+                         "volumeMounts": [{"name": "data", "mountPath": "/x"}]},
+                    ]}},
+                },
+            })
+        };
+        assert_eq!(
+            RunAs::of_claim(&set(json!({"runAsUser": 999})), "data-db-2"),
+            Some(RunAs {
+                uid: 999,
+                gid: None,
+                fs_group: None
+            })
+        );
+        assert_eq!(
+            RunAs::of_claim(&set(json!({"runAsUser": 999})), "data-db-x"),
+            None
+        );
+        assert_eq!(
+            RunAs::of_claim(&set(json!({"runAsUser": 0})), "data-db-0"),
+            None
+        );
+        assert_eq!(
+            RunAs::of_claim(&set(json!({"runAsUser": 1})), "data-db-0"),
+            None
+        );
+        assert_eq!(RunAs::of_claim(&set(json!({})), "data-db-0"), None);
+    }
 }
