@@ -905,7 +905,7 @@ async fn watch_replays_from_a_resource_version() {
 }
 
 /// The `ferry sandbox` commands: background up, status, a kill at an arbitrary moment,
-/// up again with the state intact, down.
+/// up again with the state intact (and the containers the killed one left ended), down.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_up_status_kill_up_down() {
     let home = tempfile::tempdir().unwrap();
@@ -954,12 +954,47 @@ async fn cli_up_status_kill_up_down() {
     };
     let client =
         Client::try_from(Config::from_custom_kubeconfig(kc, &opts).await.unwrap()).unwrap();
-    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
     for i in 0..20 {
         api.create(&PostParams::default(), &cm(&format!("c{i}"), json!({})))
             .await
             .unwrap();
     }
+    // A container that runs (isolated by runc as root: out of the sandbox's process
+    // group, so a killed sandbox leaves it behind).
+    let isolated = nix::unistd::geteuid().is_root();
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client, "default");
+    let pod = serde_json::from_value(json!({
+        "metadata": {"name": "sleeper"},
+        "spec": {"containers": [{"name": "c", "image": "busybox", "command": ["sleep", "3602"]}]},
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    let sleepers = || {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| {
+                std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|c| c == b"sleep\x003602\x00")
+            })
+            .collect::<Vec<u32>>()
+    };
+    let wait_sleepers = |n: usize, not: Vec<u32>| async move {
+        for _ in 0..200 {
+            let now = sleepers();
+            if now.len() == n && !now.iter().any(|p| not.contains(p)) {
+                return now;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!(
+            "not {n} sleeping containers (apart from {not:?}): {:?}",
+            sleepers()
+        );
+    };
+    let first = wait_sleepers(1, vec![]).await;
     tokio::time::sleep(Duration::from_millis(600)).await;
     // Kill prod without warning, then bring it back.
     let info: serde_json::Value =
@@ -975,7 +1010,15 @@ async fn cli_up_status_kill_up_down() {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    if isolated {
+        // The killed sandbox's container runs on ...
+        assert_eq!(sleepers(), first);
+    }
     ferry(&["sandbox", "up", "--name", "prod"]);
+    if isolated {
+        // ... until the sandbox is up again: then only the container it starts anew.
+        wait_sleepers(1, first.clone()).await;
+    }
     let kc = Kubeconfig::read_from(root.join("kubeconfig")).unwrap();
     let client =
         Client::try_from(Config::from_custom_kubeconfig(kc, &opts).await.unwrap()).unwrap();
@@ -990,4 +1033,6 @@ async fn cli_up_status_kill_up_down() {
     );
     assert!(ferry(&["sandbox", "status"]).contains("stopped"));
     assert!(!root.join("kubeconfig").exists());
+    // Down stops the containers too.
+    wait_sleepers(0, vec![]).await;
 }

@@ -293,6 +293,11 @@ impl Sandbox {
             path: dir.clone(),
             source,
         })?;
+        // Containers an earlier, killed run of this sandbox left behind.
+        {
+            let dir = dir.clone();
+            let _ = tokio::task::spawn_blocking(move || oci::sweep(&dir)).await;
+        }
         let certs = Certificates::load_or_create(&dir, &config.name)?;
         let tokens = load_or_create_tokens(&dir)?;
         let state_path = dir.join(STATE_FILE);

@@ -357,9 +357,14 @@ impl Bundle {
     pub fn exec(&self, argv: &[String]) -> (tokio::process::Command, Stop) {
         static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // Beside the runtime's state, not in it (its folder is the runtime's own).
         let pid_file = self
             .state
-            .join(format!("exec-{}-{n}.pid", std::process::id()));
+            .with_file_name("runc-exec")
+            .join(format!("{}-{n}.pid", std::process::id()));
+        if let Some(d) = pid_file.parent() {
+            let _ = std::fs::create_dir_all(d);
+        }
         let mut cmd = self.base();
         let u = &self.config.user;
         cmd.arg("exec")
@@ -420,6 +425,30 @@ impl Bundle {
     fn delete(&self) {
         self.stopper().delete();
     }
+}
+
+/// Deletes the containers a cluster's earlier process left running (a sandbox that was
+/// killed leaves its containers behind; their pods may be gone). Blocking.
+pub fn sweep(cluster_dir: &Path) {
+    let state = cluster_dir.join("runc");
+    let Ok(entries) = std::fs::read_dir(&state) else {
+        return;
+    };
+    let Some(rt) = runtime() else { return };
+    for e in entries.flatten() {
+        if !e.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let id = e.file_name().to_string_lossy().into_owned();
+        tracing::info!("sandbox: deleting the container {id} an earlier run left");
+        Container {
+            binary: rt.binary.clone(),
+            state: state.clone(),
+            id,
+        }
+        .delete();
+    }
+    let _ = std::fs::remove_dir_all(cluster_dir.join("runc-exec"));
 }
 
 /// A container by its id, to delete.
