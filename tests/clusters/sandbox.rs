@@ -970,17 +970,7 @@ async fn cli_up_status_kill_up_down() {
     }))
     .unwrap();
     pods.create(&PostParams::default(), &pod).await.unwrap();
-    let sleepers = || {
-        std::fs::read_dir("/proc")
-            .unwrap()
-            .flatten()
-            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-            .filter(|pid| {
-                std::fs::read(format!("/proc/{pid}/cmdline"))
-                    .is_ok_and(|c| c == b"sleep\x003602\x00")
-            })
-            .collect::<Vec<u32>>()
-    };
+    let sleepers = || crate::support::procs::pids_where(|c| c == "sleep\x003602\x00");
     let wait_sleepers = |n: usize, not: Vec<u32>| async move {
         for _ in 0..200 {
             let now = sleepers();

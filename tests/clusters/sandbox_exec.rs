@@ -716,17 +716,7 @@ async fn wait_gone(pid: u32, zombie_ok: bool) {
 /// less the OCI runtime's own (whose arguments hold the command): the pids a container
 /// prints are its own namespace's when a runtime isolates it.
 fn host_pids(part: &str) -> Vec<u32> {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
-                let c = String::from_utf8_lossy(&c);
-                c.contains(part) && !c.contains("--pid-file")
-            })
-        })
-        .collect()
+    crate::support::procs::pids_where(|c| c.contains(part) && !c.contains("--pid-file"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use ferry_sandbox::{Sandbox, SandboxConfig, write_kubeconfig};
 
 use super::sandbox_kubectl::{kubectl, kubectl_status};
+use crate::support::procs::pids_where;
 
 fn runc_installed() -> bool {
     let path = std::env::var_os("PATH").unwrap_or_default();
@@ -41,15 +42,7 @@ fn find(root: &Path, name: &str) -> Vec<PathBuf> {
 
 /// Host processes whose command line contains `marker`.
 fn processes_with(marker: &str) -> Vec<u32> {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(marker))
-        })
-        .collect()
+    pids_where(|c| c.contains(marker))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

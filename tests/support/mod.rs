@@ -6,6 +6,7 @@ pub mod cloud;
 pub mod faults;
 pub mod kubectl;
 pub mod moto;
+pub mod procs;
 pub mod proxy;
 pub mod tmux;
 pub mod volumes;
