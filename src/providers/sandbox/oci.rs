@@ -335,7 +335,14 @@ impl Bundle {
     pub fn reset(&self, argv: &[String]) -> std::io::Result<()> {
         self.delete();
         let mut config = self.config.clone();
-        config.args = argv.to_vec();
+        // A runtime running in the foreground copies the container's stdout and stderr
+        // through two pipes of its own, so lines written to both would reach the log out
+        // of order: the image's shell puts stderr on stdout, then becomes the command.
+        config.args = ["/bin/sh", "-c", "exec \"$@\" 2>&1", "sh"]
+            .iter()
+            .map(|a| a.to_string())
+            .chain(argv.iter().cloned())
+            .collect();
         write_config(&self.dir, &self.rootfs, &config)
     }
 
