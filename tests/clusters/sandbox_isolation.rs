@@ -8,9 +8,7 @@
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 
-use ferry_sandbox::{Sandbox, SandboxConfig, write_kubeconfig};
-
-use super::sandbox_kubectl::{kubectl, kubectl_status};
+use super::sandbox_kubectl::{kubectl, kubectl_status, started};
 use crate::support::procs::pids_where;
 
 fn runc_installed() -> bool {
@@ -59,13 +57,8 @@ async fn containers_run_isolated_with_their_volumes_at_their_paths() {
         Path::new("/bin/busybox").exists() || Path::new("/usr/bin/busybox").exists(),
         "busybox is not installed: `apt-get install busybox-static` (scripts/test.sh does)"
     );
-    let dir = tempfile::tempdir().unwrap();
+    let (dir, sandbox, kc) = started("iso", "sandbox data 'x'").await;
     let state = dir.path().join("sandbox data 'x'");
-    let sandbox = Sandbox::start(SandboxConfig::new("iso", state.clone()))
-        .await
-        .unwrap();
-    let kc = dir.path().join("kubeconfig");
-    write_kubeconfig(&kc, &[sandbox.kubeconfig_entry()]).unwrap();
     let manifest = dir.path().join("pod.yaml");
     std::fs::write(
         &manifest,

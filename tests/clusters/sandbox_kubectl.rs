@@ -23,6 +23,18 @@ fn tool_path(tool: &str) -> PathBuf {
     dir.join(tool)
 }
 
+/// A sandbox named `name` keeping its state in `<tempdir>/<state>`, and a kubeconfig
+/// for it beside: the folder (kept while the test runs), the sandbox, the kubeconfig.
+pub(crate) async fn started(name: &str, state: &str) -> (tempfile::TempDir, Sandbox, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let sandbox = Sandbox::start(SandboxConfig::new(name, dir.path().join(state)))
+        .await
+        .unwrap();
+    let kc = dir.path().join("kubeconfig");
+    write_kubeconfig(&kc, &[sandbox.kubeconfig_entry()]).unwrap();
+    (dir, sandbox, kc)
+}
+
 pub(crate) async fn kubectl(kubeconfig: &Path, args: &[&str]) -> String {
     run_tool("kubectl", kubeconfig, args).await
 }
@@ -65,12 +77,7 @@ async fn tool_status(tool: &str, kubeconfig: &Path, args: &[&str]) -> (bool, Str
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_gets_applies_and_lists_resources() {
-    let dir = tempfile::tempdir().unwrap();
-    let sandbox = Sandbox::start(SandboxConfig::new("kubectl", dir.path().join("state")))
-        .await
-        .unwrap();
-    let kc = dir.path().join("kubeconfig");
-    write_kubeconfig(&kc, &[sandbox.kubeconfig_entry()]).unwrap();
+    let (dir, sandbox, kc) = started("kubectl", "state").await;
 
     let ns = kubectl(&kc, &["get", "ns"]).await;
     assert!(ns.contains("default") && ns.contains("kube-system"), "{ns}");
@@ -163,27 +170,34 @@ async fn kubectl_gets_applies_and_lists_resources() {
     sandbox.shutdown().await.unwrap();
 }
 
-/// Typed client-go clients send protobuf: helm's release Secrets, `kubectl create secret`.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn helm_installs_upgrades_and_uninstalls_a_chart() {
-    let dir = tempfile::tempdir().unwrap();
-    let sandbox = Sandbox::start(SandboxConfig::new("helm", dir.path().join("state")))
-        .await
-        .unwrap();
-    let kc = dir.path().join("kubeconfig");
-    write_kubeconfig(&kc, &[sandbox.kubeconfig_entry()]).unwrap();
-    let chart = dir.path().join("chart");
+/// A Helm chart `name` (version 0.1.0) in `<dir>/chart` with `files` (paths relative to
+/// the chart); its folder.
+fn write_chart(dir: &Path, name: &str, files: &[(&str, &str)]) -> PathBuf {
+    let chart = dir.join("chart");
     std::fs::create_dir_all(chart.join("templates")).unwrap();
     std::fs::write(
         chart.join("Chart.yaml"),
-        "apiVersion: v2\nname: demo\nversion: 0.1.0\n",
+        format!("apiVersion: v2\nname: {name}\nversion: 0.1.0\n"),
     )
     .unwrap();
-    std::fs::write(
-        chart.join("templates/cm.yaml"),
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: demo-cm\ndata:\n  x: \"1\"\n",
-    )
-    .unwrap();
+    for (path, text) in files {
+        std::fs::write(chart.join(path), text).unwrap();
+    }
+    chart
+}
+
+/// Typed client-go clients send protobuf: helm's release Secrets, `kubectl create secret`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn helm_installs_upgrades_and_uninstalls_a_chart() {
+    let (dir, sandbox, kc) = started("helm", "state").await;
+    let chart = write_chart(
+        dir.path(),
+        "demo",
+        &[(
+            "templates/cm.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: demo-cm\ndata:\n  x: \"1\"\n",
+        )],
+    );
     let chart = chart.to_str().unwrap();
     let out = run_tool("helm", &kc, &["install", "demo", chart]).await;
     assert!(out.contains("STATUS: deployed"), "{out}");
@@ -340,12 +354,7 @@ async fn kubectl_server_side_apply_dry_run_and_auth() {
 /// --watch` seeing objects appear.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn helm_template_applies_and_kubectl_waits_and_watches() {
-    let dir = tempfile::tempdir().unwrap();
-    let sandbox = Sandbox::start(SandboxConfig::new("tpl", dir.path().join("state")))
-        .await
-        .unwrap();
-    let kc = dir.path().join("kubeconfig");
-    write_kubeconfig(&kc, &[sandbox.kubeconfig_entry()]).unwrap();
+    let (dir, sandbox, kc) = started("tpl", "state").await;
     let chart = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/fixtures/charts/shop-web"
@@ -479,12 +488,7 @@ fn header(out: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_get_prints_the_servers_columns() {
-    let dir = tempfile::tempdir().unwrap();
-    let sandbox = Sandbox::start(SandboxConfig::new("tables", dir.path().join("state")))
-        .await
-        .unwrap();
-    let kc = dir.path().join("kubeconfig");
-    write_kubeconfig(&kc, &[sandbox.kubeconfig_entry()]).unwrap();
+    let (dir, sandbox, kc) = started("tables", "state").await;
     let manifest = dir.path().join("app.yaml");
     std::fs::write(
         &manifest,
@@ -821,12 +825,7 @@ spec:
 /// is gone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn service_account_tokens_are_issued_and_accepted() {
-    let dir = tempfile::tempdir().unwrap();
-    let sandbox = Sandbox::start(SandboxConfig::new("tokens", dir.path().join("state")))
-        .await
-        .unwrap();
-    let kc = dir.path().join("kubeconfig");
-    write_kubeconfig(&kc, &[sandbox.kubeconfig_entry()]).unwrap();
+    let (dir, sandbox, kc) = started("tokens", "state").await;
     kubectl(&kc, &["create", "serviceaccount", "robot"]).await;
     let secret = dir.path().join("secret.yaml");
     std::fs::write(
@@ -968,12 +967,7 @@ async fn service_account_tokens_are_issued_and_accepted() {
 /// the API server's words, and lets hardened pods through.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pod_security_levels_are_enforced() {
-    let dir = tempfile::tempdir().unwrap();
-    let sandbox = Sandbox::start(SandboxConfig::new("psa", dir.path().join("state")))
-        .await
-        .unwrap();
-    let kc = dir.path().join("kubeconfig");
-    write_kubeconfig(&kc, &[sandbox.kubeconfig_entry()]).unwrap();
+    let (dir, sandbox, kc) = started("psa", "state").await;
     kubectl(&kc, &["create", "namespace", "locked"]).await;
     kubectl(
         &kc,
@@ -1081,12 +1075,7 @@ async fn pod_security_levels_are_enforced() {
 /// cluster would, read back in JSON with the fields the command set.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn typed_kubectl_create_commands_make_their_objects() {
-    let dir = tempfile::tempdir().unwrap();
-    let sandbox = Sandbox::start(SandboxConfig::new("typed", dir.path().join("state")))
-        .await
-        .unwrap();
-    let kc = dir.path().join("kubeconfig");
-    write_kubeconfig(&kc, &[sandbox.kubeconfig_entry()]).unwrap();
+    let (_dir, sandbox, kc) = started("typed", "state").await;
     let get = |what: &'static str| {
         let kc = kc.clone();
         async move {
@@ -1330,12 +1319,7 @@ async fn busybox_pods_run_log_restart_and_probe_for_real() {
     if !Path::new("/bin/busybox").exists() && !Path::new("/usr/bin/busybox").exists() {
         panic!("busybox is not installed: `apt-get install busybox-static` (scripts/test.sh does)");
     }
-    let dir = tempfile::tempdir().unwrap();
-    let sandbox = Sandbox::start(SandboxConfig::new("kubelet", dir.path().join("state")))
-        .await
-        .unwrap();
-    let kc = dir.path().join("kubeconfig");
-    write_kubeconfig(&kc, &[sandbox.kubeconfig_entry()]).unwrap();
+    let (dir, sandbox, kc) = started("kubelet", "state").await;
     let manifest = dir.path().join("pods.yaml");
     std::fs::write(
         &manifest,
@@ -1581,23 +1565,15 @@ spec:
 /// readiness. A probe that cannot pass makes `--wait` time out, as on a real cluster.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn helm_install_waits_for_probes_of_running_pods() {
-    let dir = tempfile::tempdir().unwrap();
-    let sandbox = Sandbox::start(SandboxConfig::new("helmwait", dir.path().join("state")))
-        .await
-        .unwrap();
-    let kc = dir.path().join("kubeconfig");
-    write_kubeconfig(&kc, &[sandbox.kubeconfig_entry()]).unwrap();
-    let chart = dir.path().join("chart");
-    std::fs::create_dir_all(chart.join("templates")).unwrap();
-    std::fs::write(
-        chart.join("Chart.yaml"),
-        "apiVersion: v2\nname: probed\nversion: 0.1.0\n",
-    )
-    .unwrap();
-    std::fs::write(chart.join("values.yaml"), "expect: ready\n").unwrap();
-    std::fs::write(
-        chart.join("templates/app.yaml"),
-        r#"apiVersion: v1
+    let (dir, sandbox, kc) = started("helmwait", "state").await;
+    let chart = write_chart(
+        dir.path(),
+        "probed",
+        &[
+            ("values.yaml", "expect: ready\n"),
+            (
+                "templates/app.yaml",
+                r#"apiVersion: v1
 kind: ConfigMap
 metadata: {name: {{ .Release.Name }}-conf}
 data:
@@ -1635,8 +1611,9 @@ spec:
   selector: {app: {{ .Release.Name }}}
   ports: [{port: 80}]
 "#,
-    )
-    .unwrap();
+            ),
+        ],
+    );
     let chart = chart.to_str().unwrap();
     let out = run_tool(
         "helm",

@@ -581,21 +581,27 @@ pub async fn holders(client: &kube::Client, namespace: &str, claim: &str) -> Hol
     let mut nodes: HashMap<String, usize> = HashMap::new();
     let mut user = None;
     for p in pods.items {
-        let value = serde_json::to_value(&p).unwrap_or_default();
-        let Some(spec) = p.spec else { continue };
-        let uses = spec.volumes.iter().flatten().any(|v| {
-            v.persistent_volume_claim
-                .as_ref()
-                .is_some_and(|c| c.claim_name == claim)
-        });
-        if !uses {
+        let uses = p
+            .spec
+            .iter()
+            .flat_map(|s| s.volumes.iter().flatten())
+            .any(|v| {
+                v.persistent_volume_claim
+                    .as_ref()
+                    .is_some_and(|c| c.claim_name == claim)
+            });
+        let running = p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
+        if !uses || !running {
             continue;
         }
-        let running = p.status.and_then(|s| s.phase).as_deref() == Some("Running");
-        if running && user.is_none() {
-            user = RunAs::of_claim(&value, claim);
+        if user.is_none() {
+            // Only the pods that use the claim are read as JSON.
+            user = serde_json::to_value(&p)
+                .ok()
+                .and_then(|v| RunAs::of_claim(&v, claim));
         }
-        if running && let Some(n) = spec.node_name {
+        let Some(spec) = p.spec else { continue };
+        if let Some(n) = spec.node_name {
             *nodes.entry(n).or_default() += 1;
         }
     }

@@ -75,24 +75,31 @@ pub fn install(cluster: &mut Cluster, config: &SandboxConfig) -> ApiResult<()> {
     storage::install(cluster, &config.storage_classes, &config.snapshot_classes)?;
     // What every cluster has (the two system priority classes), and the class of the
     // ingress controller a typical cluster runs.
+    let priority = |name: &str, value: u64, description: &str| {
+        json!({
+            "apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+            "metadata": {"name": name}, "value": value, "description": description,
+            "preemptionPolicy": "PreemptLowerPriority",
+        })
+    };
     let builtins = [
         (
             "scheduling.k8s.io",
             "priorityclasses",
-            json!({
-            "apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
-            "metadata": {"name": "system-cluster-critical"}, "value": 2000000000,
-            "description": "Used for system critical pods that must run in the cluster, but can be moved to another node if necessary.",
-            "preemptionPolicy": "PreemptLowerPriority"}),
+            priority(
+                "system-cluster-critical",
+                2_000_000_000,
+                "Used for system critical pods that must run in the cluster, but can be moved to another node if necessary.",
+            ),
         ),
         (
             "scheduling.k8s.io",
             "priorityclasses",
-            json!({
-            "apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
-            "metadata": {"name": "system-node-critical"}, "value": 2000001000,
-            "description": "Used for system critical pods that must not be moved from their current node.",
-            "preemptionPolicy": "PreemptLowerPriority"}),
+            priority(
+                "system-node-critical",
+                2_000_001_000,
+                "Used for system critical pods that must not be moved from their current node.",
+            ),
         ),
         (
             "networking.k8s.io",

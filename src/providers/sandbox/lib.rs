@@ -49,6 +49,7 @@ mod logs;
 mod oci;
 mod patch;
 mod pods;
+mod process;
 mod proto;
 mod proto_schema;
 mod psa;
@@ -61,6 +62,7 @@ mod select;
 mod server;
 #[cfg(feature = "cloud")]
 pub mod sigv4;
+mod sources;
 mod ssa;
 mod storage;
 mod store;

@@ -408,6 +408,41 @@ fn run_one(c: &mut Cluster, pod: &Value, used: &mut HashSet<String>) -> ApiResul
         v["lastProbeTime"] = Value::Null;
         v
     };
+    // The lifecycle conditions a kubelet reports: PodReadyToStartContainers `started`,
+    // Initialized `init`, Ready and ContainersReady alike `ready` (status, reason,
+    // message), then PodScheduled.
+    let lifecycle = |started: &str, init: (&str, &str, &str), ready: (&str, &str, &str)| {
+        vec![
+            probe(condition(
+                old_conds,
+                "PodReadyToStartContainers",
+                started,
+                "",
+                "",
+                false,
+            )),
+            probe(condition(
+                old_conds,
+                "Initialized",
+                init.0,
+                init.1,
+                init.2,
+                false,
+            )),
+            probe(condition(
+                old_conds, "Ready", ready.0, ready.1, ready.2, false,
+            )),
+            probe(condition(
+                old_conds,
+                "ContainersReady",
+                ready.0,
+                ready.1,
+                ready.2,
+                false,
+            )),
+            probe(sched.clone()),
+        ]
+    };
     let mut status = json!({
         "hostIP": host_ip, "hostIPs": [{"ip": host_ip}],
         "startTime": start,
@@ -416,34 +451,15 @@ fn run_one(c: &mut Cluster, pod: &Value, used: &mut HashSet<String>) -> ApiResul
     if let Some(message) = blocked {
         event(c, pod, "Warning", "FailedMount", &message);
         status["phase"] = json!("Pending");
-        status["conditions"] = json!([
-            probe(condition(
-                old_conds,
-                "PodReadyToStartContainers",
-                "False",
-                "",
-                "",
-                false
-            )),
-            probe(condition(old_conds, "Initialized", "True", "", "", false)),
-            probe(condition(
-                old_conds,
-                "Ready",
+        status["conditions"] = json!(lifecycle(
+            "False",
+            ("True", "", ""),
+            (
                 "False",
                 "ContainersNotReady",
-                "containers with unready status",
-                false
-            )),
-            probe(condition(
-                old_conds,
-                "ContainersReady",
-                "False",
-                "ContainersNotReady",
-                "containers with unready status",
-                false
-            )),
-            probe(sched),
-        ]);
+                "containers with unready status"
+            ),
+        ));
         status["containerStatuses"] = container_statuses(pod, "containers", &start, "waiting");
         return set_status(c, "", "pods", pod, status).map(|_| ());
     }
@@ -468,42 +484,13 @@ fn run_one(c: &mut Cluster, pod: &Value, used: &mut HashSet<String>) -> ApiResul
     if finishing {
         let t = now();
         status["phase"] = json!("Succeeded");
-        status["conditions"] = json!([
-            probe(condition(
-                old_conds,
-                "PodReadyToStartContainers",
-                "False",
-                "",
-                "",
-                false
-            )),
-            probe(condition(
-                old_conds,
-                "Initialized",
-                "True",
-                "PodCompleted",
-                "",
-                false
-            )),
-            probe(condition(
-                old_conds,
-                "Ready",
-                "False",
-                "PodCompleted",
-                "",
-                false
-            )),
-            probe(condition(
-                old_conds,
-                "ContainersReady",
-                "False",
-                "PodCompleted",
-                "",
-                false
-            )),
-            probe(sched),
-            emulated(old_conds),
-        ]);
+        let mut conditions = lifecycle(
+            "False",
+            ("True", "PodCompleted", ""),
+            ("False", "PodCompleted", ""),
+        );
+        conditions.push(emulated(old_conds));
+        status["conditions"] = json!(conditions);
         status["containerStatuses"] =
             container_statuses(pod, "containers", &start, &format!("done:{t}"));
     } else if real {
@@ -511,41 +498,11 @@ fn run_one(c: &mut Cluster, pod: &Value, used: &mut HashSet<String>) -> ApiResul
         // the pod stays Pending until they run, as on a real node.
         status["phase"] = json!("Pending");
         let waiting = "containers with incomplete status";
-        status["conditions"] = json!([
-            probe(condition(
-                old_conds,
-                "PodReadyToStartContainers",
-                "True",
-                "",
-                "",
-                false
-            )),
-            probe(condition(
-                old_conds,
-                "Initialized",
-                "False",
-                "ContainersNotInitialized",
-                waiting,
-                false
-            )),
-            probe(condition(
-                old_conds,
-                "Ready",
-                "False",
-                "ContainersNotReady",
-                waiting,
-                false
-            )),
-            probe(condition(
-                old_conds,
-                "ContainersReady",
-                "False",
-                "ContainersNotReady",
-                waiting,
-                false
-            )),
-            probe(sched),
-        ]);
+        status["conditions"] = json!(lifecycle(
+            "True",
+            ("False", "ContainersNotInitialized", waiting),
+            ("False", "ContainersNotReady", waiting),
+        ));
         status["containerStatuses"] = container_statuses(pod, "containers", &start, "waiting");
         if pod["spec"]["initContainers"].is_array() {
             status["initContainerStatuses"] =
@@ -554,28 +511,9 @@ fn run_one(c: &mut Cluster, pod: &Value, used: &mut HashSet<String>) -> ApiResul
         return set_status(c, "", "pods", pod, status).map(|_| ());
     } else {
         status["phase"] = json!("Running");
-        status["conditions"] = json!([
-            probe(condition(
-                old_conds,
-                "PodReadyToStartContainers",
-                "True",
-                "",
-                "",
-                false
-            )),
-            probe(condition(old_conds, "Initialized", "True", "", "", false)),
-            probe(condition(old_conds, "Ready", "True", "", "", false)),
-            probe(condition(
-                old_conds,
-                "ContainersReady",
-                "True",
-                "",
-                "",
-                false
-            )),
-            probe(sched),
-            emulated(old_conds),
-        ]);
+        let mut conditions = lifecycle("True", ("True", "", ""), ("True", "", ""));
+        conditions.push(emulated(old_conds));
+        status["conditions"] = json!(conditions);
         status["containerStatuses"] = container_statuses(pod, "containers", &start, "running");
         if old["phase"] != "Running" {
             for ctr in pod["spec"]["containers"].as_array().into_iter().flatten() {
