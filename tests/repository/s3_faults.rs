@@ -220,9 +220,12 @@ fn at_the_campaign_s_faults_every_command_completes_with_identical_data() {
             assert!(show(&o).contains("no errors were found"), "{}", show(&o));
         }
     }
+    // Every kind of fault happened. How many varies with the number of requests (the
+    // dice are drawn in arrival order), so only "at least once" is near certain: at 2%
+    // over ~270 requests, "more than one delay" failed about once in 30 runs.
     let stats = s.proxy.stats();
     assert!(
-        stats.errors_503 > 5 && stats.cuts > 1 && stats.delays > 1 && stats.ranged > 0,
+        stats.errors_503 > 0 && stats.cuts > 0 && stats.delays > 0 && stats.ranged > 0,
         "the faults did not happen: {stats:?}"
     );
 }
