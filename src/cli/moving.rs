@@ -111,6 +111,16 @@ pub struct MapArgs {
     /// Restore only these source namespaces of the snapshot (repeatable)
     #[arg(long = "only-namespace")]
     pub only_namespaces: Vec<String>,
+    /// Leave DNS names of renamed namespaces as they are (the plan lists each one that
+    /// still points at the source)
+    #[arg(long)]
+    pub keep_references: bool,
+    /// Restore Jobs that completed on the source too (they run again)
+    #[arg(long)]
+    pub include_completed_jobs: bool,
+    /// Restore CronJobs suspended
+    #[arg(long)]
+    pub suspend_cronjobs: bool,
 }
 
 fn parse_pair(s: &str) -> Result<(String, String), String> {
@@ -130,6 +140,10 @@ impl MapArgs {
                 scale_to_zero: self.scale_to_zero,
                 labels: m(&self.labels),
                 registries: m(&self.registries),
+                keep_references: self.keep_references,
+                include_completed_jobs: self.include_completed_jobs,
+                suspend_cronjobs: self.suspend_cronjobs,
+                ..Mapping::default()
             },
             conflict: self.conflict,
             include_volumes: !self.no_volume_data,
@@ -333,8 +347,12 @@ fn confirm(plan: &Plan, yes: bool) -> anyhow::Result<()> {
             "the plan above was not confirmed: pass --yes to carry it out without asking"
         );
     }
+    let isolation = match plan.findings.len() {
+        0 => String::new(),
+        n => format!(" The copy keeps {n} reference(s) to the source (Isolation, above)."),
+    };
     eprint!(
-        "Carry out this plan on {} ({} to create, {} to update)? [y/N] ",
+        "Carry out this plan on {} ({} to create, {} to update)?{isolation} [y/N] ",
         plan.target_cluster,
         plan.count(plan::Change::Create),
         plan.count(plan::Change::Update)
@@ -363,6 +381,16 @@ fn print_report(ctx: &Context, report: &Report) -> anyhow::Result<Exit> {
         say!("  FAILED {}: {}", f.object, f.message);
         if let Some(r) = &f.remedy {
             say!("         -> {r}");
+        }
+    }
+    if !report.findings.is_empty() {
+        say!(
+            "isolation: {} reference(s) in what was created still point at the source:",
+            report.findings.len()
+        );
+        for f in &report.findings {
+            say!("  {} {}: {}", f.object, f.path, f.message);
+            say!("         -> {}", f.fix);
         }
     }
     say!("report: {}", path.display());

@@ -139,12 +139,17 @@ pub enum Outcome {
 }
 
 /// The options step's rows.
-pub const OPTION_ROWS: [&str; 4] = [
+pub const OPTION_ROWS: [&str; 6] = [
     "conflict policy",
     "include volume data",
     "scale workloads to zero",
     "labels",
+    "suspend CronJobs",
+    "re-run completed Jobs",
 ];
+
+/// The row of [`OPTION_ROWS`] the labels are typed in.
+pub const LABELS_ROW: usize = 3;
 
 #[derive(Debug, Clone)]
 pub struct Wizard {
@@ -166,6 +171,10 @@ pub struct Wizard {
     pub conflict: Conflict,
     pub include_volumes: bool,
     pub scale_to_zero: bool,
+    /// CronJobs arrive suspended (the default for clones: a copy does not run the
+    /// source's schedules).
+    pub suspend_cronjobs: bool,
+    pub include_completed_jobs: bool,
     pub labels: String,
     pub opt_sel: usize,
     pub plan: Option<Load<Box<Prepared>>>,
@@ -291,6 +300,8 @@ impl Wizard {
             conflict: Conflict::Skip,
             include_volumes: true,
             scale_to_zero: false,
+            suspend_cronjobs: purpose == Purpose::Clone,
+            include_completed_jobs: false,
             labels: String::new(),
             opt_sel: 0,
             plan: None,
@@ -479,8 +490,11 @@ impl Wizard {
                     .cloned()
                     .collect(),
                 scale_to_zero: self.scale_to_zero,
+                suspend_cronjobs: self.suspend_cronjobs,
+                include_completed_jobs: self.include_completed_jobs,
                 labels: self.parse_labels().unwrap_or_default(),
                 registries: BTreeMap::new(),
+                ..Mapping::default()
             },
             conflict: self.conflict,
             include_volumes: self.include_volumes,
@@ -760,7 +774,9 @@ impl Wizard {
                     }
                     1 if toggle => self.include_volumes = !self.include_volumes,
                     2 if toggle => self.scale_to_zero = !self.scale_to_zero,
-                    3 => match code {
+                    4 if toggle => self.suspend_cronjobs = !self.suspend_cronjobs,
+                    5 if toggle => self.include_completed_jobs = !self.include_completed_jobs,
+                    LABELS_ROW => match code {
                         KeyCode::Backspace => {
                             self.labels.pop();
                         }

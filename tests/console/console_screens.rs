@@ -456,6 +456,12 @@ fn job_screen_with_a_failed_restore_report() {
         volumes: vec![],
         bytes_restored: 0,
         duration_secs: 1.5,
+        findings: vec![ferry_k8s::references::Finding {
+            object: ObjRef::new("", "ConfigMap", Some("shop-qa"), "web-config"),
+            path: "data.upstream".into(),
+            message: "api.shop.svc names shop/api, which does not come along: the copy reaches the source".into(),
+            fix: "include the Service api of shop in the job, or edit the value".into(),
+        }],
     };
     let reports = f._dir.path().join("reports");
     let end = f.rt.block_on(ferry_console::tasks::save_report(
@@ -483,6 +489,19 @@ fn job_screen_with_a_failed_restore_report() {
         text.contains(&format!("report {}", saved[0].display())),
         "{text}"
     );
+    assert!(
+        text.contains("isolation: 1 reference(s) still point at the source"),
+        "{text}"
+    );
+    assert!(
+        text.contains("ConfigMap/web-config data.upstream: api.shop.svc names shop/api"),
+        "{text}"
+    );
+    assert!(
+        text.contains("→ include the Service api of shop in the job"),
+        "{text}"
+    );
+    assert_eq!(back.findings.len(), 1, "the saved report keeps the findings");
     let t = render(&app, 100, 24);
     let text = t.backend().to_string();
     assert!(text.contains("FAILED Deployment/web: forbidden"), "{text}");

@@ -14,13 +14,14 @@ use std::time::{Duration, Instant};
 use futures::StreamExt as _;
 use kube::api::{DynamicObject, Patch, PatchParams, PostParams};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::lease::JobLease;
 use super::mover::{self, Mover, MoverOptions, RunAs};
 use super::objects::{self, Catalog, ObjRef};
 use super::pipe;
 use super::plan::{Change, Plan, PlanItem, VolumePlan};
+use super::references::{self, Finding};
 use super::{JobProgress, K8sError, RESTORED_ANNOTATION, Result, unless_stalled, within};
 use ferry_repo::{self as eng, Repository};
 
@@ -45,6 +46,10 @@ pub struct Report {
     pub volumes: Vec<Outcome>,
     pub bytes_restored: u64,
     pub duration_secs: f64,
+    /// What the restore created that still points at the source, read back from the
+    /// target ([`references::scan`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub findings: Vec<Finding>,
 }
 
 impl Report {
@@ -365,9 +370,56 @@ async fn apply_with(
         }
     }
     // Volumes whose claims were kept (skip) but not refilled are not outcomes.
+    progress.set_phase("checking isolation");
+    report.findings = scan_created(client, &catalog, plan, &report, mover.stall_timeout).await;
+    for f in &report.findings {
+        progress.log(format!(
+            "isolation: {} {}: {} ({})",
+            f.object, f.path, f.message, f.fix
+        ));
+    }
     report.duration_secs = started.elapsed().as_secs_f64();
     progress.set_phase("done");
     Ok(report)
+}
+
+/// Reads back every object the restore put in place and scans it for what still
+/// points at the source. An object that cannot be read is scanned as it was sent.
+async fn scan_created(
+    client: &kube::Client,
+    catalog: &Catalog,
+    plan: &Plan,
+    report: &Report,
+    limit: std::time::Duration,
+) -> Vec<Finding> {
+    let placed: Vec<(ObjRef, Value)> = plan
+        .items
+        .iter()
+        .filter(|i| report.objects.iter().any(|o| o.ok && o.object == i.target))
+        .map(|i| (i.target.clone(), i.object.clone()))
+        .collect();
+    let mapping = &plan.mapping;
+    let found: Vec<Vec<Finding>> = futures::stream::iter(placed)
+        .map(|(target, sent): (ObjRef, Value)| async move {
+            let live = match catalog.find(&target.group, &target.kind) {
+                Some(res) => {
+                    let api = objects::api(client, res, target.namespace.as_deref());
+                    tokio::time::timeout(limit, api.get(&target.name))
+                        .await
+                        .ok()
+                        .and_then(|r| r.ok())
+                        .map(|o| objects::to_document(&res.ar, &o))
+                }
+                None => None,
+            };
+            references::scan(live.as_ref().unwrap_or(&sent), mapping, None)
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    let mut out: Vec<Finding> = found.into_iter().flatten().collect();
+    out.sort_by(|a, b| (&a.object, &a.path).cmp(&(&b.object, &b.path)));
+    out
 }
 
 /// Ends a restore whose target stopped answering: what the remaining waves hold, and

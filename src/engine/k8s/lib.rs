@@ -9,6 +9,8 @@
 //! - [`lease`]: jobs' temporaries in a cluster, their leases, and dead jobs' cleanup;
 //! - [`transform`]: what changes on the way to another cluster (namespaces, storage
 //!   classes, server-populated fields);
+//! - [`references`]: DNS names of services in configuration, rewritten when their
+//!   namespace is mapped, and what in a copy still points at the source;
 //! - [`plan`]: the dry run of a restore, checked against the target;
 //! - [`apply`]: carrying out a plan, volumes before the workloads that use them.
 //!
@@ -27,6 +29,7 @@ pub mod mover;
 pub mod objects;
 pub mod pipe;
 pub mod plan;
+pub mod references;
 pub mod transform;
 
 use std::future::Future;

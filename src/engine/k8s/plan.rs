@@ -15,6 +15,7 @@ use super::capture::{CaptureMeta, VolumeRecord};
 use super::graph;
 use super::mover::MoverOptions;
 use super::objects::{self, Catalog, ObjRef};
+use super::references::{self, Finding, Services};
 use super::transform::{self, Mapping};
 use super::{K8sError, RESTORED_ANNOTATION, RESTORING_ANNOTATION, Result};
 use crate::cluster::StorageClassInfo;
@@ -130,6 +131,13 @@ pub struct Plan {
     pub items: Vec<PlanItem>,
     pub volumes: Vec<VolumePlan>,
     pub problems: Vec<Problem>,
+    /// What in the copy would still point at the source (the isolation check).
+    #[serde(default)]
+    pub findings: Vec<Finding>,
+    /// The mapping as planned (with the Services that come along), for the scan of
+    /// what the restore created.
+    #[serde(skip)]
+    pub mapping: Mapping,
 }
 
 impl Plan {
@@ -230,6 +238,21 @@ impl Plan {
                 );
             }
         }
+        if self.findings.is_empty() {
+            if self.namespace_mapping.iter().any(|(a, b)| a != b) {
+                let _ = writeln!(s, "\nIsolation: nothing in the copy points at the source.");
+            }
+        } else {
+            let _ = writeln!(
+                s,
+                "\nIsolation: {} reference(s) in the copy point at the source:",
+                self.findings.len()
+            );
+            for f in &self.findings {
+                let _ = writeln!(s, "  {} {}: {}", f.object, f.path, f.message);
+                let _ = writeln!(s, "          fix: {}", f.fix);
+            }
+        }
         if self.problems.is_empty() {
             let _ = writeln!(s, "\nNo problems found.");
         } else {
@@ -306,22 +329,37 @@ pub async fn build(
         .collect();
 
     // Storage-class mapping: explicit entries, then suggestions for every class used.
+    let source_default = meta
+        .storage_classes
+        .iter()
+        .find(|c| c.default)
+        .map(|c| c.name.clone());
     let used: Vec<String> = {
         let mut u: BTreeSet<String> = BTreeSet::new();
         for o in &objs {
             let r = ObjRef::of(o);
-            if r.is("", "PersistentVolumeClaim") {
-                if let Some(c) = o["spec"]["storageClassName"].as_str() {
-                    u.insert(c.to_string());
-                }
+            let claims: Vec<&Value> = if r.is("", "PersistentVolumeClaim") {
+                vec![*o]
             } else if r.is("apps", "StatefulSet") {
-                for t in o["spec"]["volumeClaimTemplates"]
+                o["spec"]["volumeClaimTemplates"]
                     .as_array()
                     .into_iter()
                     .flatten()
-                {
-                    if let Some(c) = t["spec"]["storageClassName"].as_str() {
-                        u.insert(c.to_string());
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            for c in claims {
+                match transform::claim_class(c) {
+                    Some("") => {}
+                    Some(name) => {
+                        u.insert(name.to_string());
+                    }
+                    // No class named: the source's default made it.
+                    None => {
+                        if let Some(d) = &source_default {
+                            u.insert(d.clone());
+                        }
                     }
                 }
             }
@@ -329,6 +367,9 @@ pub async fn build(
         u.into_iter().collect()
     };
     let mut mapping = opts.mapping.clone();
+    mapping.services = Services::of(objs.iter().copied());
+    mapping.source_default_class = source_default.clone();
+    problems.extend(mapping_mistakes(meta, &objs, &opts.mapping, &used));
     let suggested =
         transform::suggest_storage_classes(&meta.storage_classes, &used, &target_classes);
     for c in &used {
@@ -395,7 +436,7 @@ pub async fn build(
             wave: 0,
             object: obj,
         };
-        if let Some(why) = transform::skip_reason(o) {
+        if let Some(why) = transform::skip_reason(o, &mapping) {
             item.action = Change::Skip;
             item.reason = Some(why.into());
         } else if source.kind != "Namespace"
@@ -416,13 +457,6 @@ pub async fn build(
         {
             item.action = Change::Skip;
             item.reason = Some("not part of this retry".into());
-        }
-        for m in transform::dns_mentions(o, &mapping) {
-            problems.push(Problem {
-                blocking: false,
-                object: Some(source.clone()),
-                message: m,
-            });
         }
         items.push(item);
     }
@@ -664,7 +698,14 @@ pub async fn build(
         });
     }
 
+    let findings = items
+        .iter()
+        .filter(|i| i.action != Change::Skip)
+        .flat_map(|i| references::scan(&i.object, &mapping, None))
+        .collect();
+
     Ok(Plan {
+        findings,
         snapshot: snap.id.short(),
         source_cluster: meta.cluster.clone(),
         target_cluster: target_cluster.into(),
@@ -675,7 +716,52 @@ pub async fn build(
         items,
         volumes,
         problems,
+        mapping,
     })
+}
+
+/// Mappings that name nothing the restore holds: a namespace the capture does not
+/// hold is an error (the restore would write into the original name), a storage
+/// class no claim uses a warning.
+fn mapping_mistakes(
+    meta: &CaptureMeta,
+    objs: &[&Value],
+    asked: &Mapping,
+    used: &[String],
+) -> Vec<Problem> {
+    let mut held: BTreeSet<&str> = meta.namespaces.iter().map(String::as_str).collect();
+    for o in objs {
+        if let Some(ns) = o["metadata"]["namespace"].as_str() {
+            held.insert(ns);
+        }
+    }
+    let list = |s: &BTreeSet<&str>| s.iter().copied().collect::<Vec<_>>().join(", ");
+    let mut out = Vec::new();
+    for from in asked
+        .namespaces
+        .keys()
+        .filter(|f| !held.contains(f.as_str()))
+    {
+        out.push(Problem {
+            blocking: true,
+            object: None,
+            message: format!(
+                "--map-namespace {from}=…: the snapshot holds no namespace {from}; it holds: {}. Map one of those",
+                list(&held)
+            ),
+        });
+    }
+    for from in asked.storage_classes.keys().filter(|f| !used.contains(f)) {
+        out.push(Problem {
+            blocking: false,
+            object: None,
+            message: format!(
+                "--map-storage-class {from}=…: no claim of the restore uses {from} (they use: {}); the mapping does nothing",
+                if used.is_empty() { "no class".to_string() } else { used.join(", ") }
+            ),
+        });
+    }
+    out
 }
 
 /// What the claims to create ask of one namespace's quotas.

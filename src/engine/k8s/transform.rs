@@ -10,6 +10,7 @@ use serde_json::{Map, Value, json};
 
 use super::graph;
 use super::objects::ObjRef;
+use super::references::{LAST_APPLIED, Rewriter, Services};
 use crate::cluster::StorageClassInfo;
 
 /// How a restore transforms objects.
@@ -31,6 +32,23 @@ pub struct Mapping {
     /// Image registry prefixes to replace (`docker.io/library` -> `registry.qa/lib`).
     #[serde(default)]
     pub registries: BTreeMap<String, String>,
+    /// Leave DNS names of mapped namespaces as they are (the plan lists them).
+    #[serde(default)]
+    pub keep_references: bool,
+    /// Restore Jobs that completed on the source (they run again).
+    #[serde(default)]
+    pub include_completed_jobs: bool,
+    /// Restore CronJobs suspended.
+    #[serde(default)]
+    pub suspend_cronjobs: bool,
+    /// The Services that come along in this restore: names of these follow the
+    /// namespace mapping (filled in by the plan).
+    #[serde(skip)]
+    pub services: Services,
+    /// The source's default storage class: claims and templates without a class get
+    /// what it maps to (filled in by the plan).
+    #[serde(skip)]
+    pub source_default_class: Option<String>,
 }
 
 impl Mapping {
@@ -39,8 +57,26 @@ impl Mapping {
     }
 }
 
-/// Why an object is not restored (the target makes it itself), if so.
-pub fn skip_reason(obj: &Value) -> Option<&'static str> {
+/// Whether a Job finished successfully (its `Complete` condition is true).
+pub fn job_completed(obj: &Value) -> bool {
+    obj["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|c| c["type"] == "Complete" && c["status"] == "True")
+}
+
+/// Why an object is not restored (the target makes it itself, or it would do again
+/// what it did on the source), if so. Completed Jobs are restored when
+/// `map.include_completed_jobs`.
+pub fn skip_reason(obj: &Value, map: &Mapping) -> Option<&'static str> {
+    skip_reason_of(obj).or_else(|| {
+        (ObjRef::of(obj).is("batch", "Job") && job_completed(obj) && !map.include_completed_jobs)
+            .then_some("completed on the source: not run again (--include-completed-jobs runs it)")
+    })
+}
+
+fn skip_reason_of(obj: &Value) -> Option<&'static str> {
     let r = ObjRef::of(obj);
     match (r.group.as_str(), r.kind.as_str()) {
         ("", "Event") | ("events.k8s.io", "Event") => Some("events describe the source's past"),
@@ -90,8 +126,33 @@ fn remove(m: &mut Map<String, Value>, key: &str, changes: &mut Vec<String>, why:
 /// Transforms a captured object for the target; returns the new object and what
 /// changed, in words.
 pub fn transform(obj: &Value, map: &Mapping) -> (Value, Vec<String>) {
+    transform_at(obj, map, true)
+}
+
+/// [`transform`]; `nested` objects (the one `kubectl apply` recorded) are transformed
+/// too, once.
+fn transform_at(obj: &Value, map: &Mapping, nested: bool) -> (Value, Vec<String>) {
     let mut o = obj.clone();
     let mut changes = Vec::new();
+    // The object `kubectl apply` recorded is transformed alike, so a later apply in
+    // the target compares with what the target holds; one that cannot be read goes.
+    if let Some(a) = o
+        .pointer_mut("/metadata/annotations")
+        .and_then(Value::as_object_mut)
+        && let Some(v) = a.get_mut(LAST_APPLIED)
+    {
+        match v.as_str().map(serde_json::from_str::<Value>) {
+            Some(Ok(applied)) if nested && applied.is_object() => {
+                *v = json!(transform_at(&applied, map, false).0.to_string());
+            }
+            _ => {
+                a.remove(LAST_APPLIED);
+                if nested {
+                    changes.push(format!("{LAST_APPLIED} dropped: it is not an object"));
+                }
+            }
+        }
+    }
     let r = ObjRef::of(obj);
     if let Some(m) = o.as_object_mut() {
         m.remove("status");
@@ -145,9 +206,13 @@ pub fn transform(obj: &Value, map: &Mapping) -> (Value, Vec<String>) {
                 md.insert("name".into(), json!(to));
                 changes.push(format!("renamed {} -> {to}", r.name));
             }
-            // The namespace's own UID-bound labels would be wrong on the target.
+            // The labels that spell the namespace's name follow it.
             if let Some(l) = md.get_mut("labels").and_then(Value::as_object_mut) {
                 l.insert("kubernetes.io/metadata.name".into(), json!(to));
+                if to != r.name && l.get("name").and_then(Value::as_str) == Some(&r.name) {
+                    l.insert("name".into(), json!(to));
+                    changes.push(format!("label name={} -> name={to}", r.name));
+                }
             }
         }
         if !map.labels.is_empty() {
@@ -214,22 +279,25 @@ pub fn transform(obj: &Value, map: &Mapping) -> (Value, Vec<String>) {
                 );
                 spec.remove("dataSource");
                 spec.remove("dataSourceRef");
-                if let Some(sc) = spec
-                    .get("storageClassName")
-                    .and_then(Value::as_str)
-                    .map(str::to_string)
-                    && let Some(to) = map.storage_classes.get(&sc)
-                    && to != &sc
-                {
-                    spec.insert("storageClassName".into(), json!(to));
-                    changes.push(format!("storage class {sc} -> {to}"));
-                }
             }
+            map_claim_class(&mut o, map, "", &mut changes);
         }
         ("rbac.authorization.k8s.io", kind @ ("RoleBinding" | "ClusterRoleBinding")) => {
             let mut moved_to: Vec<String> = Vec::new();
             if let Some(subs) = o.get_mut("subjects").and_then(Value::as_array_mut) {
                 for s in subs.iter_mut().filter_map(Value::as_object_mut) {
+                    if let Some((ns, new)) = s
+                        .get("name")
+                        .and_then(Value::as_str)
+                        .and_then(|n| subject_name(n, map))
+                    {
+                        changes.push(format!(
+                            "subject {} -> {new}",
+                            s["name"].as_str().unwrap_or("")
+                        ));
+                        s.insert("name".into(), json!(new));
+                        moved_to.push(map.namespace(&ns).to_string());
+                    }
                     if let Some(ns) = s
                         .get("namespace")
                         .and_then(Value::as_str)
@@ -256,6 +324,22 @@ pub fn transform(obj: &Value, map: &Mapping) -> (Value, Vec<String>) {
                 let renamed = format!("{name}-{}", moved_to.join("-"));
                 o["metadata"]["name"] = json!(renamed);
                 changes.push(format!("renamed {name} -> {renamed}"));
+            }
+        }
+        ("", "Secret") if obj["type"] == "kubernetes.io/service-account-token" => {
+            // No credential of the source arrives: the target's token controller
+            // fills the Secret for the account it names.
+            if let Some(m) = o.as_object_mut() {
+                let had = m.remove("data").is_some() | m.remove("stringData").is_some();
+                if had {
+                    changes.push("token data left out: the target issues its own".into());
+                }
+            }
+            if let Some(a) = o["metadata"]
+                .get_mut("annotations")
+                .and_then(Value::as_object_mut)
+            {
+                a.remove("kubernetes.io/service-account.uid");
             }
         }
         ("", "ServiceAccount") => {
@@ -337,21 +421,20 @@ pub fn transform(obj: &Value, map: &Mapping) -> (Value, Vec<String>) {
             .and_then(Value::as_array_mut)
     {
         for t in tpls.iter_mut() {
-            if let Some(ts) = t.get_mut("spec").and_then(Value::as_object_mut)
-                && let Some(sc) = ts
-                    .get("storageClassName")
-                    .and_then(Value::as_str)
-                    .map(str::to_string)
-                && let Some(to) = map.storage_classes.get(&sc)
-                && to != &sc
-            {
-                ts.insert("storageClassName".into(), json!(to));
-                changes.push(format!("claim template storage class {sc} -> {to}"));
-            }
+            let name = t["metadata"]["name"].as_str().unwrap_or("").to_string();
+            map_claim_class(t, map, &format!("claim template {name}: "), &mut changes);
             if let Some(m) = t.as_object_mut() {
                 m.remove("status");
             }
         }
+    }
+    if map.suspend_cronjobs
+        && r.is("batch", "CronJob")
+        && o["spec"].is_object()
+        && o["spec"]["suspend"] != json!(true)
+    {
+        o["spec"]["suspend"] = json!(true);
+        changes.push("suspended (--suspend-cronjobs)".into());
     }
     if map.scale_to_zero {
         match (r.group.as_str(), r.kind.as_str()) {
@@ -368,7 +451,80 @@ pub fn transform(obj: &Value, map: &Mapping) -> (Value, Vec<String>) {
     }
     changes.sort();
     changes.dedup();
+    // Names of services that come along follow them (after the sort: in field order).
+    let mut refs = Vec::new();
+    Rewriter::new(map).object(&mut o, &mut refs);
+    for r in refs {
+        if let Some(new) = r.rewritten {
+            changes.push(format!("{}: {} -> {new}", r.path, r.found));
+        }
+    }
     (o, changes)
+}
+
+/// The annotation older clusters (and some charts) name a claim's class with.
+pub const BETA_CLASS: &str = "volume.beta.kubernetes.io/storage-class";
+
+/// Maps the class of a claim or claim template: `spec.storageClassName` and the beta
+/// annotation alike; one with neither gets what the source's default class maps to.
+fn map_claim_class(c: &mut Value, map: &Mapping, what: &str, changes: &mut Vec<String>) {
+    let mapped = |sc: &str| map.storage_classes.get(sc).filter(|to| *to != sc).cloned();
+    let mut named = false;
+    if let Some(sc) = c["spec"]["storageClassName"].as_str().map(str::to_string) {
+        named = true;
+        if let Some(to) = mapped(&sc) {
+            c["spec"]["storageClassName"] = json!(to);
+            changes.push(format!("{what}storage class {sc} -> {to}"));
+        }
+    }
+    if let Some(a) = c["metadata"]
+        .get_mut("annotations")
+        .and_then(Value::as_object_mut)
+        && let Some(sc) = a
+            .get(BETA_CLASS)
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    {
+        named = true;
+        if let Some(to) = mapped(&sc) {
+            a.insert(BETA_CLASS.into(), json!(to));
+            changes.push(format!(
+                "{what}storage class (annotation {BETA_CLASS}) {sc} -> {to}"
+            ));
+        }
+    }
+    if !named
+        && c["spec"].is_object()
+        && let Some(def) = &map.source_default_class
+        && let Some(to) = mapped(def)
+    {
+        c["spec"]["storageClassName"] = json!(to);
+        changes.push(format!(
+            "{what}storage class: none named, so the source's default {def} -> {to}"
+        ));
+    }
+}
+
+/// The class a claim or claim template names (`spec.storageClassName`, else the beta
+/// annotation); `None` when it names none (the cluster's default applies).
+pub fn claim_class(c: &Value) -> Option<&str> {
+    c["spec"]["storageClassName"]
+        .as_str()
+        .or_else(|| c["metadata"]["annotations"][BETA_CLASS].as_str())
+}
+
+/// An RBAC subject name that spells a renamed namespace (`system:serviceaccounts:shop`,
+/// `system:serviceaccount:shop:web`): the namespace and the new name.
+fn subject_name(name: &str, map: &Mapping) -> Option<(String, String)> {
+    if let Some(ns) = name.strip_prefix("system:serviceaccounts:") {
+        let to = map.namespace(ns);
+        return (to != ns).then(|| (ns.to_string(), format!("system:serviceaccounts:{to}")));
+    }
+    let (ns, sa) = name
+        .strip_prefix("system:serviceaccount:")?
+        .split_once(':')?;
+    let to = map.namespace(ns);
+    (to != ns).then(|| (ns.to_string(), format!("system:serviceaccount:{to}:{sa}")))
 }
 
 fn last_applied(obj: &Value) -> Option<Value> {
@@ -383,30 +539,6 @@ fn replace_registry(image: &str, registries: &BTreeMap<String, String>) -> Optio
         .filter(|(from, _)| image.starts_with(&format!("{from}/")))
         .max_by_key(|(from, _)| from.len())
         .map(|(from, to)| format!("{to}{}", &image[from.len()..]))
-}
-
-/// Service DNS names of a mapped namespace that appear in ConfigMap data: Ferry leaves
-/// them alone but the plan reports them.
-pub fn dns_mentions(obj: &Value, map: &Mapping) -> Vec<String> {
-    let r = ObjRef::of(obj);
-    if !r.is("", "ConfigMap") {
-        return Vec::new();
-    }
-    let mut out = Vec::new();
-    for (from, to) in &map.namespaces {
-        if from == to {
-            continue;
-        }
-        let needle = format!(".{from}.svc");
-        for (k, v) in obj["data"].as_object().into_iter().flatten() {
-            if v.as_str().is_some_and(|s| s.contains(&needle)) {
-                out.push(format!(
-                    "key {k} names a service in {from} (`{needle}`); it now lives in {to}: edit the value if it should follow"
-                ));
-            }
-        }
-    }
-    out
 }
 
 /// The Azure Disk CSI driver, whose `managed-csi` class AKS targets are offered.
@@ -596,8 +728,8 @@ mod tests {
         assert!(o["metadata"]["annotations"]["pv.kubernetes.io/bind-completed"].is_null());
         let rs = json!({"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": "web-1", "namespace": "shop",
             "ownerReferences": [{"kind": "Deployment", "name": "web", "controller": true}]}});
-        assert!(skip_reason(&rs).is_some());
-        assert!(skip_reason(&pvc).is_none());
+        assert!(skip_reason(&rs, &Mapping::default()).is_some());
+        assert!(skip_reason(&pvc, &Mapping::default()).is_none());
     }
 
     #[test]
@@ -615,5 +747,117 @@ mod tests {
             o["spec"]["template"]["spec"]["containers"][0]["image"],
             "registry.qa/nginx:1"
         );
+    }
+
+    fn qa() -> Mapping {
+        Mapping {
+            namespaces: [("shop".to_string(), "shop-qa".to_string())].into(),
+            storage_classes: [("standard".to_string(), "gp2".to_string())].into(),
+            source_default_class: Some("standard".into()),
+            ..Mapping::default()
+        }
+    }
+
+    #[test]
+    fn subjects_tokens_namespaces_and_jobs_follow_the_mapping() {
+        let rb = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": {"name": "b", "namespace": "shop"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "r"},
+            "subjects": [{"kind": "Group", "name": "system:serviceaccounts:shop"},
+                         {"kind": "User", "name": "system:serviceaccount:shop:web"},
+                         {"kind": "Group", "name": "system:serviceaccounts:other"}]});
+        let (o, changes) = transform(&rb, &qa());
+        assert_eq!(o["subjects"][0]["name"], "system:serviceaccounts:shop-qa");
+        assert_eq!(
+            o["subjects"][1]["name"],
+            "system:serviceaccount:shop-qa:web"
+        );
+        assert_eq!(o["subjects"][2]["name"], "system:serviceaccounts:other");
+        assert!(
+            changes
+                .iter()
+                .any(|c| c.contains("subject system:serviceaccounts:shop ->")),
+            "{changes:?}"
+        );
+
+        let token = json!({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/service-account-token",
+            "metadata": {"name": "ci-token", "namespace": "shop", "annotations": {
+                "kubernetes.io/service-account.name": "ci", "kubernetes.io/service-account.uid": "u-1"}},
+            "data": {"token": "c2VjcmV0", "ca.crt": "Y2E="}});
+        assert!(skip_reason(&token, &qa()).is_none());
+        let (o, _) = transform(&token, &qa());
+        assert!(o.get("data").is_none(), "no credential of the source: {o}");
+        assert!(o["metadata"]["annotations"]["kubernetes.io/service-account.uid"].is_null());
+        assert_eq!(
+            o["metadata"]["annotations"]["kubernetes.io/service-account.name"],
+            "ci"
+        );
+
+        let applied = r#"{"apiVersion":"v1","kind":"Namespace","metadata":{"labels":{"name":"shop"},"name":"shop"}}"#;
+        let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop",
+            "labels": {"name": "shop", "kubernetes.io/metadata.name": "shop", "team": "a"},
+            "annotations": {LAST_APPLIED: applied}}});
+        let (o, _) = transform(&ns, &qa());
+        assert_eq!(o["metadata"]["labels"]["name"], "shop-qa");
+        assert_eq!(
+            o["metadata"]["labels"]["kubernetes.io/metadata.name"],
+            "shop-qa"
+        );
+        let la: Value =
+            serde_json::from_str(o["metadata"]["annotations"][LAST_APPLIED].as_str().unwrap())
+                .unwrap();
+        assert_eq!(la["metadata"]["name"], "shop-qa");
+        assert_eq!(la["metadata"]["labels"]["name"], "shop-qa");
+
+        let dep_applied = r#"{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"web","namespace":"shop"}}"#;
+        let d = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": "shop",
+            "annotations": {LAST_APPLIED: dep_applied}}, "spec": {}});
+        let (o, _) = transform(&d, &qa());
+        let la: Value =
+            serde_json::from_str(o["metadata"]["annotations"][LAST_APPLIED].as_str().unwrap())
+                .unwrap();
+        assert_eq!(la["metadata"]["namespace"], "shop-qa");
+
+        let job = json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "migrate", "namespace": "shop"},
+            "status": {"conditions": [{"type": "Complete", "status": "True"}], "succeeded": 1}});
+        assert!(skip_reason(&job, &qa()).is_some());
+        let mut all = qa();
+        all.include_completed_jobs = true;
+        assert!(skip_reason(&job, &all).is_none());
+        let running = json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "m", "namespace": "shop"}, "status": {"active": 1}});
+        assert!(skip_reason(&running, &qa()).is_none());
+    }
+
+    #[test]
+    fn the_beta_class_annotation_and_unnamed_classes_are_mapped() {
+        let pvc = json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+            "metadata": {"name": "data", "namespace": "shop", "annotations": {BETA_CLASS: "standard"}},
+            "spec": {"accessModes": ["ReadWriteOnce"]}});
+        assert_eq!(claim_class(&pvc), Some("standard"));
+        let (o, _) = transform(&pvc, &qa());
+        assert_eq!(o["metadata"]["annotations"][BETA_CLASS], "gp2");
+        assert!(
+            o["spec"]["storageClassName"].is_null(),
+            "the annotation alone names it"
+        );
+        let sts = json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "db", "namespace": "shop"},
+            "spec": {"template": {"spec": {"containers": []}}, "volumeClaimTemplates": [
+                {"metadata": {"name": "a"}, "spec": {}},
+                {"metadata": {"name": "b", "annotations": {BETA_CLASS: "standard"}}, "spec": {}},
+                {"metadata": {"name": "c"}, "spec": {"storageClassName": ""}}]}});
+        let mut map = qa();
+        map.suspend_cronjobs = true;
+        let (o, changes) = transform(&sts, &map);
+        let t = &o["spec"]["volumeClaimTemplates"];
+        assert_eq!(t[0]["spec"]["storageClassName"], "gp2", "{changes:?}");
+        assert_eq!(t[1]["metadata"]["annotations"][BETA_CLASS], "gp2");
+        assert!(t[1]["spec"]["storageClassName"].is_null());
+        assert_eq!(
+            t[2]["spec"]["storageClassName"], "",
+            "no class on purpose stays so"
+        );
+        let cj = json!({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "c", "namespace": "shop"}, "spec": {"schedule": "* * * * *"}});
+        assert_eq!(transform(&cj, &map).0["spec"]["suspend"], true);
+        assert!(transform(&cj, &qa()).0["spec"]["suspend"].is_null());
     }
 }

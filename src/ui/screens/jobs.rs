@@ -97,8 +97,13 @@ fn state(j: &Job) -> (String, Tone) {
         }
         None => ("running".into(), Tone::Normal),
         Some(JobEnd::Captured { snapshot, .. }) => (format!("saved {snapshot}"), Tone::Ok),
-        Some(JobEnd::Restored { report: r, .. }) if r.failed().is_empty() => {
+        Some(JobEnd::Restored { report: r, .. })
+            if r.failed().is_empty() && r.findings.is_empty() =>
+        {
             ("done".into(), Tone::Ok)
+        }
+        Some(JobEnd::Restored { report: r, .. }) if r.failed().is_empty() => {
+            (format!("done, {} to check", r.findings.len()), Tone::Warn)
         }
         Some(JobEnd::Restored { report: r, .. }) => {
             (format!("{} failed", r.failed().len()), Tone::Warn)
@@ -264,6 +269,25 @@ pub fn detail(f: &mut Frame, area: Rect, app: &App) {
                 if let Some(rem) = &o.remedy {
                     lines.push(Line::from(format!("    → {rem}")));
                 }
+            }
+            if !r.findings.is_empty() {
+                lines.push(Line::from(Span::styled(
+                    format!(
+                        "isolation: {} reference(s) still point at the source",
+                        r.findings.len()
+                    ),
+                    theme.warn(),
+                )));
+            }
+            for f in &r.findings {
+                lines.push(Line::from(Span::styled(
+                    format!(
+                        "  {}/{} {}: {}",
+                        f.object.kind, f.object.name, f.path, f.message
+                    ),
+                    theme.warn(),
+                )));
+                lines.push(Line::from(format!("    → {}", f.fix)));
             }
             match saved {
                 Ok(path) => {

@@ -9,7 +9,7 @@ use ratatui::widgets::{Clear, Paragraph, Wrap};
 use crate::app::{App, Load};
 use crate::newcluster::NewCluster;
 use crate::widgets;
-use crate::wizard_state::{OPTION_ROWS, Source, Step, TargetKind, Wizard};
+use crate::wizard_state::{LABELS_ROW, OPTION_ROWS, Source, Step, TargetKind, Wizard};
 use ferry_k8s::plan::Conflict;
 
 fn pointer(sel: bool) -> &'static str {
@@ -248,14 +248,14 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, w: &Wizard) {
                             "no (objects only)".into()
                         }
                     }
-                    2 => {
-                        if w.scale_to_zero {
-                            "yes".into()
-                        } else {
-                            "no".into()
-                        }
-                    }
-                    _ => format!("{}{}", w.labels, if w.opt_sel == 3 { "▏" } else { "" }),
+                    2 => yes_no(w.scale_to_zero),
+                    4 => yes_no(w.suspend_cronjobs),
+                    5 => yes_no(w.include_completed_jobs),
+                    _ => format!(
+                        "{}{}",
+                        w.labels,
+                        if w.opt_sel == LABELS_ROW { "▏" } else { "" }
+                    ),
                 };
                 items.push((lines.len(), i));
                 lines.push(Line::from(vec![
@@ -330,6 +330,15 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, w: &Wizard) {
                         } else {
                             theme.warn()
                         },
+                    )));
+                }
+                if !p.plan.findings.is_empty() {
+                    lines.push(Line::from(Span::styled(
+                        format!(
+                            "isolation: the copy keeps {} reference(s) to the source (listed under Isolation; enter carries it out anyway)",
+                            p.plan.findings.len()
+                        ),
+                        theme.warn(),
                     )));
                 }
                 for l in p.plan.render_text().lines() {
@@ -420,4 +429,8 @@ fn layout_lines(
             (area, p)
         })
         .collect()
+}
+
+fn yes_no(b: bool) -> String {
+    if b { "yes" } else { "no" }.into()
 }
