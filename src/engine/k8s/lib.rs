@@ -9,6 +9,7 @@
 //! - [`lease`]: jobs' temporaries in a cluster, their leases, and dead jobs' cleanup;
 //! - [`transform`]: what changes on the way to another cluster (namespaces, storage
 //!   classes, server-populated fields);
+//! - [`helm`]: Helm's release records follow their namespace, manifests and all;
 //! - [`plan`]: the dry run of a restore, checked against the target;
 //! - [`apply`]: carrying out a plan, volumes before the workloads that use them.
 //!
@@ -21,6 +22,7 @@ pub mod apply;
 pub mod capture;
 pub mod cluster;
 pub mod graph;
+pub mod helm;
 pub mod lease;
 pub mod listing;
 pub mod mover;

@@ -366,6 +366,22 @@ pub fn transform(obj: &Value, map: &Mapping) -> (Value, Vec<String>) {
             _ => {}
         }
     }
+    // Helm's release records name their namespace and objects inside their payload.
+    if let Some(from) = obj["metadata"]["namespace"].as_str() {
+        let to = map.namespace(from);
+        if to != from {
+            match super::helm::rewrite_release(&o, from, to, &|d| transform(d, map)) {
+                Ok(Some((record, lines))) => {
+                    o = record;
+                    changes.extend(lines);
+                }
+                Ok(None) => {}
+                Err(e) => changes.push(format!(
+                    "helm release record could not be rewritten, it still names namespace {from}: {e}"
+                )),
+            }
+        }
+    }
     changes.sort();
     changes.dedup();
     (o, changes)
