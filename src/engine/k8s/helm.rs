@@ -8,9 +8,11 @@
 //! the source's objects, and `helm upgrade` there would diff against (and could delete)
 //! them. [`rewrite_release`] decodes a record, moves the release to its new namespace,
 //! passes each manifest document through the caller's object transform and encodes the
-//! record again. It reads and writes no cluster; hostile payloads are errors, never
+//! record again; [`follow_release_namespace`] moves the mark helm leaves on the objects
+//! it made. It reads and writes no cluster; hostile payloads are errors, never
 //! panics, and unpack to [`MAX_RELEASE_BYTES`] at most.
 
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 
 use base64::Engine as _;
@@ -67,6 +69,27 @@ pub enum HelmError {
         "cannot encode the rewritten {what} ({detail}); this is a bug in Ferry, please report it"
     )]
     Encode { what: String, detail: String },
+}
+
+/// The annotation by which helm tells which namespace's release made an object; helm
+/// refuses to adopt an object whose annotation names another namespace.
+pub const RELEASE_NAMESPACE_ANNOTATION: &str = "meta.helm.sh/release-namespace";
+
+/// Maps the [`RELEASE_NAMESPACE_ANNOTATION`] of an object Helm made, so it names the
+/// release's new namespace; the change in words, if any.
+pub fn follow_release_namespace(
+    obj: &mut Value,
+    namespaces: &BTreeMap<String, String>,
+) -> Option<String> {
+    let a = obj
+        .pointer_mut("/metadata/annotations")?
+        .as_object_mut()?
+        .get_mut(RELEASE_NAMESPACE_ANNOTATION)?;
+    let from = a.as_str()?;
+    let to = namespaces.get(from).filter(|to| *to != from)?;
+    let line = format!("helm release namespace {from} -> {to}");
+    *a = Value::String(to.clone());
+    Some(line)
 }
 
 /// Where a record keeps its payload: a Secret's `data` is base64 once more.
@@ -440,6 +463,32 @@ mod tests {
             changes.iter().any(|c| c.contains("could not be rewritten")),
             "{changes:?}"
         );
+    }
+
+    #[test]
+    fn objects_helm_made_name_the_release_s_new_namespace() {
+        let d = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": "shop", "annotations": {
+                "meta.helm.sh/release-name": "web", RELEASE_NAMESPACE_ANNOTATION: "shop"}}});
+        let (o, changes) = transform(&d, &map());
+        assert_eq!(
+            o["metadata"]["annotations"][RELEASE_NAMESPACE_ANNOTATION],
+            "shop-qa"
+        );
+        assert_eq!(
+            o["metadata"]["annotations"]["meta.helm.sh/release-name"],
+            "web"
+        );
+        assert!(
+            changes.contains(&"helm release namespace shop -> shop-qa".to_string()),
+            "{changes:?}"
+        );
+        let (o, changes) = transform(&d, &Mapping::default());
+        assert_eq!(
+            o["metadata"]["annotations"][RELEASE_NAMESPACE_ANNOTATION],
+            "shop"
+        );
+        assert!(changes.is_empty(), "{changes:?}");
     }
 
     #[test]

@@ -366,7 +366,12 @@ pub fn transform(obj: &Value, map: &Mapping) -> (Value, Vec<String>) {
             _ => {}
         }
     }
-    // Helm's release records name their namespace and objects inside their payload.
+    // Helm's marks on its objects, and its release records, which name their namespace
+    // and objects inside their payload.
+    changes.extend(super::helm::follow_release_namespace(
+        &mut o,
+        &map.namespaces,
+    ));
     if let Some(from) = obj["metadata"]["namespace"].as_str() {
         let to = map.namespace(from);
         if to != from {
