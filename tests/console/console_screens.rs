@@ -501,7 +501,11 @@ fn job_screen_with_a_failed_restore_report() {
         text.contains("→ include the Service api of shop in the job"),
         "{text}"
     );
-    assert_eq!(back.findings.len(), 1, "the saved report keeps the findings");
+    assert_eq!(
+        back.findings.len(),
+        1,
+        "the saved report keeps the findings"
+    );
     let t = render(&app, 100, 24);
     let text = t.backend().to_string();
     assert!(text.contains("FAILED Deployment/web: forbidden"), "{text}");

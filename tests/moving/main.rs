@@ -10,6 +10,7 @@ use ferry_testing::repo as common;
 mod support;
 
 mod fidelity;
+mod helm_release;
 mod jobs;
 mod kill_campaign;
 mod migrate;

@@ -11,6 +11,7 @@
 //!   classes, server-populated fields);
 //! - [`references`]: DNS names of services in configuration, rewritten when their
 //!   namespace is mapped, and what in a copy still points at the source;
+//! - [`helm`]: Helm's release records follow their namespace, manifests and all;
 //! - [`plan`]: the dry run of a restore, checked against the target;
 //! - [`apply`]: carrying out a plan, volumes before the workloads that use them.
 //!
@@ -23,6 +24,7 @@ pub mod apply;
 pub mod capture;
 pub mod cluster;
 pub mod graph;
+pub mod helm;
 pub mod lease;
 pub mod listing;
 pub mod mover;

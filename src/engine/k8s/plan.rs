@@ -426,6 +426,18 @@ pub async fn build(
     for o in &objs {
         let source = ObjRef::of(o);
         let (obj, changes) = transform::transform(o, &mapping);
+        for c in changes
+            .iter()
+            .filter(|c| c.starts_with("helm release record could not"))
+        {
+            problems.push(Problem {
+                blocking: false,
+                object: Some(source.clone()),
+                message: format!(
+                    "{c}: `helm` in the target would act on the source's namespace; restore it and run `helm upgrade` there, or leave the record out"
+                ),
+            });
+        }
         let target = ObjRef::of(&obj);
         let mut item = PlanItem {
             source: source.clone(),

@@ -449,6 +449,27 @@ fn transform_at(obj: &Value, map: &Mapping, nested: bool) -> (Value, Vec<String>
             _ => {}
         }
     }
+    // Helm's marks on its objects, and its release records, which name their namespace
+    // and objects inside their payload.
+    changes.extend(super::helm::follow_release_namespace(
+        &mut o,
+        &map.namespaces,
+    ));
+    if let Some(from) = obj["metadata"]["namespace"].as_str() {
+        let to = map.namespace(from);
+        if to != from {
+            match super::helm::rewrite_release(&o, from, to, &|d| transform(d, map)) {
+                Ok(Some((record, lines))) => {
+                    o = record;
+                    changes.extend(lines);
+                }
+                Ok(None) => {}
+                Err(e) => changes.push(format!(
+                    "helm release record could not be rewritten, it still names namespace {from}: {e}"
+                )),
+            }
+        }
+    }
     changes.sort();
     changes.dedup();
     // Names of services that come along follow them (after the sort: in field order).
