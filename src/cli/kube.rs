@@ -381,7 +381,7 @@ pub fn workloads(ctx: &Context, a: WorkloadsArgs) -> anyhow::Result<Exit> {
         if a.deps {
             let deps = graph::closure(&all, std::slice::from_ref(&r));
             let mut by_kind: BTreeMap<String, Vec<String>> = BTreeMap::new();
-            for d in deps.iter().filter(|d| **d != r) {
+            for d in deps.keys().filter(|d| **d != r) {
                 by_kind
                     .entry(d.kind.clone())
                     .or_default()

@@ -255,12 +255,20 @@ async fn install(env: &Env, client: &kube::Client) {
 }
 
 async fn capture_shop(client: &kube::Client, repo: &ferry_repo::Repository) -> CaptureOutcome {
+    capture_scope(client, repo, Scope::Namespaces(vec!["shop".into()])).await
+}
+
+async fn capture_scope(
+    client: &kube::Client,
+    repo: &ferry_repo::Repository,
+    scope: Scope,
+) -> CaptureOutcome {
     capture::capture(
         client,
         repo,
         &CaptureOptions {
             cluster: "ferry-prod".into(),
-            scope: Scope::Namespaces(vec!["shop".into()]),
+            scope,
             include_volumes: false,
             use_snapshots: false,
             mover: MoverOptions::default(),
@@ -564,6 +572,58 @@ fn beta_classes_and_mapping_mistakes_are_checked() {
         assert!(
             p.blocking() > 0
                 && text.contains("storage class io2 (for ebs-sc) does not exist on ferry-qa"),
+            "{text}"
+        );
+
+        // One workload follows the Services its configuration names, and the
+        // workloads behind them; the plan says why each came along.
+        let scope = Scope::Workloads {
+            namespace: "shop".into(),
+            workloads: vec!["statefulset/redis-replicas".into()],
+        };
+        let one = capture_scope(&prod, &t.repo, scope).await;
+        let p = plan_into(
+            &prod,
+            "ferry-prod",
+            &t.repo,
+            &one,
+            &options(clone_as("shop-one")),
+        )
+        .await;
+        let text = p.render_text();
+        let why = |kind: &str, name: &str| {
+            p.items
+                .iter()
+                .find(|i| i.source.kind == kind && i.source.name == name)
+                .unwrap_or_else(|| panic!("{kind} {name} did not come along:\n{text}"))
+                .included
+                .clone()
+                .unwrap_or_default()
+        };
+        assert!(
+            why("Service", "redis-master").contains("names it in containers[redis]"),
+            "{text}"
+        );
+        assert_eq!(
+            why("StatefulSet", "redis-master"),
+            "behind Service shop/redis-master",
+            "{text}"
+        );
+        assert!(why("Secret", "app-env").contains("uses it"), "{text}");
+        assert!(
+            why("Service", "redis-headless").contains("uses it"),
+            "{text}"
+        );
+        assert!(
+            !p.items.iter().any(|i| i.source.name == "cassandra"),
+            "{text}"
+        );
+        assert!(
+            p.findings.is_empty(),
+            "every Service it names came along: {text}"
+        );
+        assert!(
+            text.contains("(included: behind Service shop/redis-master)"),
             "{text}"
         );
 

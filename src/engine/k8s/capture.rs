@@ -147,6 +147,17 @@ pub struct CaptureMeta {
     /// Claims whose data could not be read: the snapshot holds none of it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failed_volumes: Vec<FailedVolume>,
+    /// Objects a selection (`-w`, `-l`) pulled in, and why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub included: Vec<Included>,
+}
+
+/// An object a selection pulled in, and why (`Deployment shop/web names it in
+/// containers[app].env[DB_HOST]`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Included {
+    pub object: ObjRef,
+    pub why: String,
 }
 
 /// A claim whose data a capture could not read, and why.
@@ -443,9 +454,9 @@ async fn capture_with(
         plural_of.insert((r.ar.group.clone(), r.ar.kind.clone()), r.ar.plural.clone());
     }
 
-    // The selection.
-    let chosen: Vec<Value> = match &opts.scope {
-        Scope::Namespaces(_) => all,
+    // The selection, and why each object of a closure is in it.
+    let (chosen, included): (Vec<Value>, BTreeMap<ObjRef, String>) = match &opts.scope {
+        Scope::Namespaces(_) => (all, BTreeMap::new()),
         Scope::Workloads {
             namespace,
             workloads,
@@ -455,9 +466,11 @@ async fn capture_with(
                 seeds.push(resolve_workload(&catalog, &all, namespace, w)?);
             }
             let keep = graph::closure(&all, &seeds);
-            all.into_iter()
-                .filter(|o| keep.contains(&ObjRef::of(o)))
-                .collect()
+            let chosen = all
+                .into_iter()
+                .filter(|o| keep.contains_key(&ObjRef::of(o)))
+                .collect();
+            (chosen, keep)
         }
         Scope::Selector { selector, .. } => {
             let sel = parse_selector(selector)?;
@@ -472,9 +485,11 @@ async fn capture_with(
                 .map(ObjRef::of)
                 .collect();
             let keep = graph::closure(&all, &seeds);
-            all.into_iter()
-                .filter(|o| keep.contains(&ObjRef::of(o)))
-                .collect()
+            let chosen = all
+                .into_iter()
+                .filter(|o| keep.contains_key(&ObjRef::of(o)))
+                .collect();
+            (chosen, keep)
         }
     };
 
@@ -732,6 +747,11 @@ async fn capture_with(
         volumes: volumes.clone(),
         warnings: warnings.clone(),
         envelope: opts.envelope.clone(),
+        included: included
+            .into_iter()
+            .filter(|(_, why)| why != "chosen")
+            .map(|(object, why)| Included { object, why })
+            .collect(),
         failed_volumes,
     };
     let snap = {

@@ -259,38 +259,53 @@ fn selects_workload(candidate: &Value, workload: &Value) -> bool {
 }
 
 /// The dependency closure of `seeds` among `all` (one or more namespaces' objects):
-/// what they refer to, and what refers to or selects them (Services, Ingresses to those
-/// Services, HPAs, PDBs, NetworkPolicies, RoleBindings for their ServiceAccounts).
-pub fn closure(all: &[Value], seeds: &[ObjRef]) -> BTreeSet<ObjRef> {
+/// what they refer to, the Services they name in their configuration and the
+/// workloads behind those, and what refers to or selects them (Services, Ingresses to
+/// those Services, HPAs, PDBs, NetworkPolicies, RoleBindings for their
+/// ServiceAccounts). Each object comes with why it is included, in words.
+pub fn closure(all: &[Value], seeds: &[ObjRef]) -> BTreeMap<ObjRef, String> {
     let by_ref: HashMap<ObjRef, &Value> = all.iter().map(|o| (ObjRef::of(o), o)).collect();
-    let mut out: BTreeSet<ObjRef> = seeds
+    let mut out: BTreeMap<ObjRef, String> = seeds
         .iter()
         .filter(|r| by_ref.contains_key(r))
-        .cloned()
+        .map(|r| (r.clone(), "chosen".to_string()))
         .collect();
-    let mut queue: Vec<ObjRef> = out.iter().cloned().collect();
+    let mut queue: Vec<ObjRef> = out.keys().cloned().collect();
     let refs: Vec<(ObjRef, Vec<ObjRef>)> =
         all.iter().map(|o| (ObjRef::of(o), references(o))).collect();
+    let namespaces: BTreeSet<&str> = all
+        .iter()
+        .filter_map(|o| o["metadata"]["namespace"].as_str())
+        .collect();
+    let service_exists =
+        |ns: &str, name: &str| by_ref.contains_key(&ObjRef::new("", "Service", Some(ns), name));
+    // Services included only because they select an included workload: the other
+    // workloads they select are not pulled in through them.
+    let mut selecting: BTreeSet<ObjRef> = BTreeSet::new();
     while let Some(cur) = queue.pop() {
         let Some(obj) = by_ref.get(&cur) else {
             continue;
         };
-        let add = |r: ObjRef, out: &mut BTreeSet<ObjRef>, queue: &mut Vec<ObjRef>| {
-            if by_ref.contains_key(&r) && out.insert(r.clone()) {
+        let named = cur.is("", "Service") && !selecting.contains(&cur);
+        let mut add = |r: ObjRef, why: String| -> bool {
+            let new = by_ref.contains_key(&r) && !out.contains_key(&r);
+            if new {
+                out.insert(r.clone(), why);
                 queue.push(r);
             }
+            new
         };
         for r in references(obj) {
             // Namespaces come along separately; a workload pulls in what it uses.
             if r.kind != "Namespace" {
-                add(r, &mut out, &mut queue);
+                add(r, format!("{cur} uses it"));
             }
+        }
+        for (svc, path) in super::references::services_named(obj, &namespaces, &service_exists) {
+            add(svc, format!("{cur} names it in {path}"));
         }
         // What refers to or selects the current object.
         for (other, other_refs) in &refs {
-            if out.contains(other) {
-                continue;
-            }
             let pulls = match (other.group.as_str(), other.kind.as_str()) {
                 ("networking.k8s.io", "Ingress")
                 | ("autoscaling", "HorizontalPodAutoscaler")
@@ -300,10 +315,22 @@ pub fn closure(all: &[Value], seeds: &[ObjRef]) -> BTreeSet<ObjRef> {
                 | ("policy", "PodDisruptionBudget") => {
                     by_ref.get(other).is_some_and(|o| selects_workload(o, obj))
                 }
+                // The workloads behind a Service that is included.
+                _ if named && is_workload(other) => by_ref
+                    .get(other)
+                    .is_some_and(|o| controller_owner(o).is_none() && selects_workload(obj, o)),
                 _ => false,
             };
             if pulls {
-                add(other.clone(), &mut out, &mut queue);
+                let behind = named && is_workload(other);
+                let why = if behind {
+                    format!("behind {cur}")
+                } else {
+                    format!("acts on {cur}")
+                };
+                if add(other.clone(), why) && !behind && other.is("", "Service") {
+                    selecting.insert(other.clone());
+                }
             }
         }
     }

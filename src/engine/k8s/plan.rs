@@ -82,6 +82,9 @@ pub struct PlanItem {
     pub reason: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub changes: Vec<String>,
+    /// Why a selection (`-w`, `-l`) pulled it in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub included: Option<String>,
     /// The wave it is created in (0 first).
     pub wave: usize,
     /// The object as it will be sent.
@@ -199,6 +202,9 @@ impl Plan {
                     Change::Skip => "skip",
                 };
                 let _ = writeln!(s, "  {verb:<7} {}", i.target);
+                if let Some(why) = &i.included {
+                    let _ = writeln!(s, "          (included: {why})");
+                }
                 for c in &i.changes {
                     let _ = writeln!(s, "          ~ {c}");
                 }
@@ -445,6 +451,11 @@ pub async fn build(
             action: Change::Create,
             reason: None,
             changes,
+            included: meta
+                .included
+                .iter()
+                .find(|i| i.object == source)
+                .map(|i| i.why.clone()),
             wave: 0,
             object: obj,
         };

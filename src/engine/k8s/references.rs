@@ -332,6 +332,85 @@ impl<'a> Rewriter<'a> {
     }
 }
 
+/// The strings of an object that carry configuration a workload reads, with their
+/// paths: container `env` values, `command` and `args`, and ConfigMap data.
+fn config_strings(obj: &Value) -> Vec<(String, &str)> {
+    let mut out = Vec::new();
+    if let Some(spec) = graph::pod_spec(obj) {
+        for list in ["initContainers", "containers", "ephemeralContainers"] {
+            for c in spec[list].as_array().into_iter().flatten() {
+                let name = c["name"].as_str().unwrap_or("");
+                for key in ["command", "args"] {
+                    for (i, v) in c[key].as_array().into_iter().flatten().enumerate() {
+                        if let Some(s) = v.as_str() {
+                            out.push((format!("{list}[{name}].{key}[{i}]"), s));
+                        }
+                    }
+                }
+                for e in c["env"].as_array().into_iter().flatten() {
+                    if let Some(s) = e["value"].as_str() {
+                        let var = e["name"].as_str().unwrap_or("");
+                        out.push((format!("{list}[{name}].env[{var}]"), s));
+                    }
+                }
+            }
+        }
+    }
+    if ObjRef::of(obj).is("", "ConfigMap") {
+        for (k, v) in obj["data"].as_object().into_iter().flatten() {
+            if let Some(s) = v.as_str() {
+                out.push((format!("data[{k}]"), s));
+            }
+        }
+    }
+    out
+}
+
+/// The host of a value that is only a host, a `host:port` or a URL (`redis`,
+/// `redis:6379`, `redis://:pw@redis:6379/0`).
+fn bare_host(value: &str) -> &str {
+    let v = value.trim();
+    let v = v.split_once("://").map_or(v, |(_, rest)| rest);
+    let v = v.rsplit_once('@').map_or(v, |(_, rest)| rest);
+    v.split([':', '/', '?']).next().unwrap_or("")
+}
+
+/// The Services `obj` reaches by name in its configuration ([`config_strings`]): DNS
+/// names of Services of `namespaces` (`db.shop.svc…`, or `db.shop` when it exists),
+/// and, in env values, a Service of its own namespace named alone (`DB_HOST=db`,
+/// `redis://redis:6379`). `exists(namespace, name)` says which Services exist; each
+/// comes with the field that names it.
+pub fn services_named(
+    obj: &Value,
+    namespaces: &BTreeSet<&str>,
+    exists: &dyn Fn(&str, &str) -> bool,
+) -> Vec<(ObjRef, String)> {
+    let own = ObjRef::of(obj).namespace;
+    let mut out = Vec::new();
+    for (path, s) in config_strings(obj) {
+        for m in mentions(s, namespaces, exists) {
+            if exists(&m.namespace, &m.service) {
+                out.push((
+                    ObjRef::new("", "Service", Some(&m.namespace), &m.service),
+                    path.clone(),
+                ));
+            }
+        }
+        let host = bare_host(s);
+        if path.contains(".env[")
+            && let Some(ns) = own.as_deref()
+            && !host.is_empty()
+            && !host.contains('.')
+            && exists(ns, host)
+        {
+            out.push((ObjRef::new("", "Service", Some(ns), host), path));
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
 /// Something in an object of the target that still points at the source.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -656,6 +735,30 @@ mod tests {
         let mut refs = Vec::new();
         Rewriter::new(&m).object(&mut cm, &mut refs);
         assert!(scan(&cm, &m, None).is_empty());
+    }
+
+    #[test]
+    fn services_named_in_configuration_are_found() {
+        let d = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": "shop"},
+            "spec": {"template": {"spec": {"containers": [{"name": "c", "env": [
+                {"name": "REDIS_URL", "value": "redis://:pw@redis-master:6379/0"},
+                {"name": "DB", "value": "postgres.shop.svc.cluster.local"},
+                {"name": "MODE", "value": "redis-master-mode"},
+                {"name": "OTHER", "value": "api"}]}]}}}});
+        let exists =
+            |ns: &str, name: &str| ns == "shop" && ["redis-master", "postgres"].contains(&name);
+        let found = services_named(&d, &["shop"].into(), &exists);
+        let names: Vec<_> = found
+            .iter()
+            .map(|(r, p)| (r.name.as_str(), p.as_str()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("postgres", "containers[c].env[DB]"),
+                ("redis-master", "containers[c].env[REDIS_URL]")
+            ]
+        );
     }
 
     #[test]

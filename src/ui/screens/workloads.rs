@@ -239,7 +239,7 @@ pub fn ns_data(objects: Vec<Value>) -> NsData {
         let r = ObjRef::of(o);
         let deps = graph::closure(&objects, std::slice::from_ref(&r));
         let mut by_kind: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-        for d in deps.iter().filter(|d| **d != r) {
+        for d in deps.keys().filter(|d| **d != r) {
             if matches!(
                 d.kind.as_str(),
                 "PersistentVolumeClaim" | "ConfigMap" | "Secret" | "Service" | "ServiceAccount"
