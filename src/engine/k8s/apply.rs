@@ -623,12 +623,10 @@ async fn stream_in(
     })?;
     status?;
     // What `tar -x` left undone: sparse files' data around their holes, symlinks' times.
-    if rest != eng::ingest::TarRest::default() {
-        let script = listing::finish_script(&rest);
-        mover
-            .run_with_input(listing::fetch_command(mover.mount), Some(&script))
-            .await?;
-    }
+    let script = listing::finish_script(&rest);
+    mover
+        .run_with_input(listing::fetch_command(mover.mount), Some(&script))
+        .await?;
     Ok(progress.data.snapshot().bytes_done.saturating_sub(before))
 }
 

@@ -620,7 +620,9 @@ pub struct Region {
 pub struct TarRest {
     /// Sparse files, each in the archive as an empty file.
     pub sparse: Vec<SparseFile>,
-    /// The folder in the archive holding the sparse files' regions, to remove.
+    /// The folder that holds the sparse files' regions, to remove once they are in
+    /// place: named whether or not this archive has sparse files, so that the folder a
+    /// restore that stopped half-way left goes too.
     pub sparse_dir: Option<Vec<u8>>,
     /// Symlinks and their own modification times (`tar -x` leaves them at now).
     pub symlinks: Vec<(Vec<u8>, i64)>,
@@ -660,7 +662,8 @@ pub fn write_tar(
     };
     w.dir(root, &mut Vec::new())?;
     w.sparse_regions()?;
-    let rest = std::mem::take(&mut w.rest);
+    let mut rest = std::mem::take(&mut w.rest);
+    rest.sparse_dir = Some(w.sparse_dir);
     b.finish().map_err(io)?;
     Ok(rest)
 }
@@ -825,7 +828,6 @@ impl TarWriter<'_, '_> {
         self.b
             .append_data(&mut h, std::ffi::OsStr::from_bytes(&dir), std::io::empty())
             .map_err(tar_io)?;
-        self.rest.sparse_dir = Some(self.sparse_dir.clone());
         for (f, content) in self.rest.sparse.iter().zip(&self.sparse_content) {
             let mut r = ContentReader::new(self.repo, content);
             let mut at = 0u64;
