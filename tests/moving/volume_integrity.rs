@@ -859,9 +859,9 @@ fn a_volume_arrives_as_it_was_hard_links_sparse_files_and_symlink_times() {
             };
             let dst = restore_into(&env, &t.repo, &out, "shop", ns, "redis-data").await;
             let got = shape(&dst);
-            let differ: Vec<String> = want
-                .keys()
-                .chain(got.keys())
+            let names: std::collections::BTreeSet<_> = want.keys().chain(got.keys()).collect();
+            let differ: Vec<String> = names
+                .into_iter()
                 .filter(|k| want.get(*k) != got.get(*k))
                 .map(|k| {
                     format!(

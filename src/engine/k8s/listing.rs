@@ -2,8 +2,9 @@
 //! of it, safely for any file name, with nothing but the tools of a minimal image.
 //!
 //! A mover image is only assumed to have a POSIX `sh`, `find` (`-mindepth`, `-path`,
-//! `-exec … {} +`, `-print0`), `stat -c` and `tar -c` with `--no-recursion`: busybox has
-//! all of them, and so has every GNU userland. Busybox's `tar` has no `-T` (files from a
+//! `-exec … {} +`, `-print0`), `stat -c`, `tar -c` with `--no-recursion`, and for
+//! restores `tar -x`, `rm`, `touch -h -d @SECONDS` and, for sparse files, `truncate` and
+//! `dd` with `oflag=seek_bytes`: busybox has all of them, and so has every GNU userland. Busybox's `tar` has no `-T` (files from a
 //! list), and `-T` of GNU tar reads names starting with `-` as options and undoes
 //! backslashes, so names never travel as a list:
 //!
@@ -20,6 +21,11 @@
 //!   interpreted; GNU tar also gets `--no-unquote`, as it undoes backslashes even in
 //!   its arguments), in batches that stay well below the kernel's argument limits. The
 //!   archives of the batches follow each other on stdout.
+//!
+//! - **Finishing a restore** ([`finish_script`]): after `tar -x` of the archive
+//!   `ferry_repo::ingest::write_tar` wrote, another `sh -s` script, its names quoted the
+//!   same way, puts sparse files' data regions around their holes (`truncate`, `dd`) and
+//!   sets symlinks' own times (`touch -h`), which busybox's `tar -x` leaves at now.
 //!
 //! The caller checks what arrived against what was asked for: a name missing from the
 //! archives, or a file whose data ended early, fails the volume by name.
