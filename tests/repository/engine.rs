@@ -676,6 +676,9 @@ fn volume_tar_streams_keep_hard_links_and_holes() {
     saver.finish().unwrap();
     // Seven files: three names of one, the copy, the sparse file and its two regions.
     assert_eq!(stats.files, 7);
+    // Stored: the first name, the copy, the sparse file and its regions; the two hard
+    // links are neither read nor reused from a parent.
+    assert_eq!((stats.files_read, stats.files_reused), (5, 0));
     let found = ferry_repo::tree::find_path(&t.repo, &again, "b/c/second")
         .unwrap()
         .unwrap();

@@ -236,7 +236,13 @@ impl<'a> TreeBuilder<'a> {
             _ => None,
         };
         match node {
-            Some(n) => self.add(path, n, None),
+            Some(n) => {
+                self.add(path, n, None)?;
+                // Another name of a file this stream carried, not one reused from a
+                // parent snapshot.
+                self.stats.files_reused = self.stats.files_reused.saturating_sub(1);
+                Ok(())
+            }
             None => {
                 self.warnings.push(format!(
                     "{}: hard link to {} which the stream did not carry; skipped",
