@@ -735,3 +735,218 @@ spec:
     .await
     .unwrap();
 }
+
+/// What a volume's entries are, by path: kind, content (or target), mode, owner, the
+/// modification time of files and symlinks (dirs' are tar's), and a file's link count.
+fn shape(dir: &Path) -> BTreeMap<Vec<u8>, String> {
+    use std::os::unix::fs::MetadataExt as _;
+    let mut out = BTreeMap::new();
+    for (rel, what) in tree(dir) {
+        let p = dir.join(OsStr::from_bytes(&rel));
+        let m = std::fs::symlink_metadata(&p).unwrap();
+        let t = m.file_type();
+        let line = if t.is_dir() {
+            format!("dir {:o} {}:{}", m.mode() & 0o7777, m.uid(), m.gid())
+        } else if t.is_symlink() {
+            format!("{what} mtime {}", m.mtime())
+        } else {
+            format!(
+                "{what} {:o} {}:{} mtime {} links {}",
+                m.mode() & 0o7777,
+                m.uid(),
+                m.gid(),
+                m.mtime(),
+                m.nlink()
+            )
+        };
+        out.insert(rel, line);
+    }
+    out
+}
+
+/// Regular files (each name of a hard-linked file counts) and their bytes, as a
+/// capture counts them.
+fn counts(dir: &Path) -> (u64, u64) {
+    let (mut files, mut bytes) = (0, 0);
+    for rel in tree(dir).keys() {
+        let m = std::fs::symlink_metadata(dir.join(OsStr::from_bytes(rel))).unwrap();
+        if m.file_type().is_file() {
+            files += 1;
+            bytes += m.len();
+        }
+    }
+    (files, bytes)
+}
+
+const SPARSE_SIZE: u64 = 64 << 20;
+
+/// Fills `src` with what tar streams lose: a file with two more hard links in other
+/// folders, a 64 MiB sparse file with two 4 KiB regions written, symlinks (relative,
+/// absolute, dangling) whose own times differ from their targets', and owners that are
+/// not root's.
+fn odd_volume(src: &Path) {
+    use std::os::unix::fs::{FileExt as _, PermissionsExt as _};
+    let at = |secs: i64| filetime::FileTime::from_unix_time(secs, 0);
+    for d in ["data", "x", "y/z"] {
+        std::fs::create_dir_all(src.join(d)).unwrap();
+    }
+    let orig = src.join("data/orig.bin");
+    std::fs::write(&orig, common::bytes(300_000, 7)).unwrap();
+    std::fs::hard_link(&orig, src.join("x/link1")).unwrap();
+    std::fs::hard_link(&orig, src.join("y/z/link2")).unwrap();
+    std::os::unix::fs::chown(&orig, Some(1234), Some(5678)).unwrap();
+    std::fs::set_permissions(&orig, std::fs::Permissions::from_mode(0o640)).unwrap();
+    filetime::set_file_mtime(&orig, at(1_600_000_000)).unwrap();
+
+    let sparse = src.join("data/sparse.img");
+    let f = std::fs::File::create(&sparse).unwrap();
+    f.set_len(SPARSE_SIZE).unwrap();
+    f.write_all_at(&[0xab; 4096], 0).unwrap();
+    f.write_all_at(&[0xcd; 4096], 40 << 20).unwrap();
+    drop(f);
+    std::os::unix::fs::chown(&sparse, Some(999), Some(999)).unwrap();
+    std::fs::set_permissions(&sparse, std::fs::Permissions::from_mode(0o600)).unwrap();
+    filetime::set_file_mtime(&sparse, at(1_650_000_000)).unwrap();
+
+    for (name, target, secs) in [
+        ("rel-link", "../data/orig.bin", 1_500_000_000),
+        ("abs-link", "/etc/hostname", 1_400_000_000),
+        ("dangling", "nowhere/at/all", 1_300_000_000),
+    ] {
+        let p = src.join("x").join(name);
+        std::os::unix::fs::symlink(target, &p).unwrap();
+        filetime::set_symlink_file_times(&p, at(secs), at(secs)).unwrap();
+    }
+    std::os::unix::fs::chown(src.join("y"), Some(1234), Some(5678)).unwrap();
+}
+
+/// Hard links arrive as hard links, a sparse file stays sparse, symlinks keep their own
+/// times, owners and modes arrive: on the live read and on the CSI snapshot path. And
+/// the volume's file and byte counts that `ferry backup`, `plan` and `inspect` print are
+/// the real ones.
+#[test]
+fn a_volume_arrives_as_it_was_hard_links_sparse_files_and_symlink_times() {
+    use std::os::unix::fs::MetadataExt as _;
+    let t = common::new_repo();
+    t.rt.block_on(async {
+        let env = Env::start().await;
+        let src = env.volume("shop", "redis-data").await;
+        odd_volume(&src);
+        let want = shape(&src);
+        let (files, bytes) = counts(&src);
+        let src_alloc = std::fs::metadata(src.join("data/sparse.img"))
+            .unwrap()
+            .blocks()
+            * 512;
+        assert!(src_alloc < 1 << 20, "the source file is not sparse here");
+
+        for use_snapshots in [false, true] {
+            let out = capture_ns(&env, &t.repo, &opts("shop", use_snapshots)).await;
+            assert!(out.meta.failed_volumes.is_empty(), "{:?}", out.meta);
+            let v = out
+                .meta
+                .volumes
+                .iter()
+                .find(|v| v.pvc == "redis-data")
+                .unwrap();
+            let path = if use_snapshots { "snapshot" } else { "live" };
+            assert_eq!(v.consistency, path);
+            assert_eq!((v.files, v.bytes), (files, bytes), "{path}: {v:?}");
+            let ns = if use_snapshots {
+                "as-was-a"
+            } else {
+                "as-was-b"
+            };
+            let dst = restore_into(&env, &t.repo, &out, "shop", ns, "redis-data").await;
+            let got = shape(&dst);
+            let names: std::collections::BTreeSet<_> = want.keys().chain(got.keys()).collect();
+            let differ: Vec<String> = names
+                .into_iter()
+                .filter(|k| want.get(*k) != got.get(*k))
+                .map(|k| {
+                    format!(
+                        "{:?}: {:?} became {:?}",
+                        String::from_utf8_lossy(k),
+                        want.get(k),
+                        got.get(k)
+                    )
+                })
+                .collect();
+            assert!(differ.is_empty(), "{path}: {differ:#?}");
+            let ino = |p: &str| std::fs::metadata(dst.join(p)).unwrap().ino();
+            assert_eq!(ino("data/orig.bin"), ino("x/link1"), "{path}");
+            assert_eq!(ino("data/orig.bin"), ino("y/z/link2"), "{path}");
+            let sparse = std::fs::metadata(dst.join("data/sparse.img")).unwrap();
+            assert_eq!(sparse.len(), SPARSE_SIZE);
+            assert!(
+                sparse.blocks() * 512 <= src_alloc * 2 + (64 << 10),
+                "{path}: the sparse file takes {} bytes, the source's {src_alloc}",
+                sparse.blocks() * 512
+            );
+        }
+
+        // What the CLI prints of the volume.
+        let home = env.dir.path().join("home");
+        let repo_dir = env.dir.path().join("cli-repo");
+        let ferry = |args: &[&str]| {
+            let out = std::process::Command::new(support::ferry_bin())
+                .args(args)
+                .env("HOME", &home)
+                .env("XDG_CONFIG_HOME", home.join("config"))
+                .env("XDG_DATA_HOME", home.join("data"))
+                .env("XDG_STATE_HOME", home.join("state"))
+                .env("KUBECONFIG", &env.kubeconfig)
+                .env("FERRY_REPO", &repo_dir)
+                .env("FERRY_PASSWORD", "pw")
+                .env_remove("FERRY_PASSWORD_FILE")
+                .env_remove("FERRY_KEY_FILE")
+                .output()
+                .unwrap();
+            let said = String::from_utf8_lossy(&out.stdout).into_owned();
+            assert!(
+                out.status.success(),
+                "{args:?}: {said} {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            said
+        };
+        let said_counts = format!("{files} files, {}", ferry_repo::units::bytes(bytes));
+        let line_of = |said: &str, what: &str| -> String {
+            said.lines()
+                .find(|l| l.contains(what))
+                .unwrap_or_else(|| panic!("no {what:?} in {said}"))
+                .to_string()
+        };
+        ferry(&["init"]);
+        for extra in [&["--no-snapshots"][..], &[]] {
+            let mut args = vec!["backup", "--context", "ferry-prod", "-n", "shop", "--quiet"];
+            args.extend_from_slice(extra);
+            let said = ferry(&args);
+            let line = line_of(&said, "volume shop/redis-data:");
+            assert!(
+                line.contains(&said_counts),
+                "{extra:?}: {line:?}, want {said_counts:?}"
+            );
+        }
+        let said = ferry(&["inspect", "latest"]);
+        let line = line_of(&said, "shop/redis-data: class");
+        assert!(
+            line.contains(&said_counts),
+            "inspect: {line:?}, want {said_counts:?}"
+        );
+        let said = ferry(&[
+            "plan",
+            "latest",
+            "--context",
+            "ferry-prod",
+            "--map-namespace",
+            "shop=as-was-c",
+        ]);
+        let line = line_of(&said, "redis-data -> ");
+        assert!(
+            line.contains(&said_counts),
+            "plan: {line:?}, want {said_counts:?}"
+        );
+        env.prod.shutdown().await.unwrap();
+    });
+}

@@ -559,3 +559,132 @@ fn blobs_indexed_by_another_process_are_found_without_reopening() {
     let tree = early.load_blob(&snap.tree).unwrap();
     assert!(!tree.is_empty());
 }
+
+/// A volume's tree written as a tar stream for a mover: names that share an inode go
+/// as hard links to the first, a sparse file goes empty with its non-zero 4 KiB blocks
+/// as region files at the end, symlinks' times are handed back; and the archive reads
+/// back into the same files.
+#[test]
+fn volume_tar_streams_keep_hard_links_and_holes() {
+    use ferry_repo::ingest::{self, Region, TreeBuilder};
+    use ferry_repo::saver::Saver;
+    use ferry_repo::tree::{Name, NodeKind};
+    use std::io::Read as _;
+
+    let t = new_repo();
+    t.repo.load_index().unwrap();
+    let progress = Arc::new(Progress::new());
+    let saver = Saver::new(&t.repo, progress.clone(), true).unwrap();
+    let shared = bytes(70_000, 5);
+    let mut sparse = vec![0xab; 4096];
+    sparse.resize(4096 + (1 << 20), 0);
+    sparse.extend_from_slice(&[0xcd; 5000]);
+    sparse.resize(sparse.len() + 10_000, 0);
+    let mut b = TreeBuilder::new(&t.repo, &saver, &progress);
+    let file = |inode: u64, links: u64, size: usize| {
+        let mut n = ingest::file_node(b"", 0o640, 1234, 5678, 1_600_000_000);
+        n.inode = inode;
+        n.links = links;
+        n.size = size as u64;
+        n
+    };
+    for p in ["a/first", "b/c/second", "third"] {
+        b.add(
+            p.as_bytes(),
+            file(42, 3, shared.len()),
+            Some(&mut &shared[..]),
+        )
+        .unwrap();
+    }
+    // Another inode of the same content is a file of its own.
+    b.add(b"copy", file(43, 1, shared.len()), Some(&mut &shared[..]))
+        .unwrap();
+    let mut s = file(44, 1, sparse.len());
+    s.sparse = true;
+    b.add(b"disk.img", s, Some(&mut &sparse[..])).unwrap();
+    let mut link = ingest::file_node(b"", 0o777, 0, 0, 1_500_000_000);
+    link.kind = NodeKind::Symlink;
+    link.size = 0;
+    link.target = Some(Name(b"a/first".to_vec()));
+    b.add(b"b/link", link, None).unwrap();
+    let (root, _) = b.finish().unwrap();
+    saver.finish().unwrap();
+
+    let mut out = Vec::new();
+    let rest = ingest::write_tar(&t.repo, &root, &mut out, &Progress::new()).unwrap();
+    let dir = ingest::SPARSE_DIR.as_bytes().to_vec();
+    let member = |i: &str| [dir.clone(), format!("/0-{i}").into_bytes()].concat();
+    assert_eq!(rest.sparse.len(), 1);
+    assert_eq!(rest.sparse[0].path, b"disk.img");
+    assert_eq!(rest.sparse[0].size, sparse.len() as u64);
+    assert_eq!(rest.sparse[0].mode, 0o640);
+    assert_eq!(
+        rest.sparse[0].regions,
+        [
+            Region {
+                offset: 0,
+                length: 4096,
+                member: member("0")
+            },
+            // 5000 bytes at 4096 + 1 MiB: two blocks, the second partly zeros.
+            Region {
+                offset: 4096 + (1 << 20),
+                length: 8192,
+                member: member("1")
+            },
+        ]
+    );
+    assert_eq!(rest.sparse_dir, Some(dir.clone()));
+    assert_eq!(rest.symlinks, [(b"b/link".to_vec(), 1_500_000_000)]);
+
+    let mut a = tar::Archive::new(&out[..]);
+    let mut seen = std::collections::BTreeMap::new();
+    for e in a.entries().unwrap() {
+        let mut e = e.unwrap();
+        let path = e.path_bytes().into_owned();
+        let kind = e.header().entry_type();
+        let target = e.link_name_bytes().map(|l| l.into_owned());
+        let mut data = Vec::new();
+        e.read_to_end(&mut data).unwrap();
+        seen.insert(path, (kind, target, data));
+    }
+    let get = |p: &[u8]| {
+        seen.get(p)
+            .unwrap_or_else(|| panic!("{:?}", String::from_utf8_lossy(p)))
+    };
+    assert_eq!(get(b"a/first").0, tar::EntryType::Regular);
+    assert_eq!(get(b"a/first").2, shared);
+    for p in [&b"b/c/second"[..], b"third"] {
+        assert_eq!(get(p).0, tar::EntryType::Link);
+        assert_eq!(get(p).1.as_deref(), Some(&b"a/first"[..]));
+    }
+    assert_eq!(get(b"copy").0, tar::EntryType::Regular);
+    assert_eq!(get(b"copy").2, shared);
+    assert_eq!(get(b"disk.img").2, b"");
+    assert_eq!(get(&member("0")).2, &sparse[..4096]);
+    let at = 4096 + (1 << 20);
+    assert_eq!(get(&member("1")).2, &sparse[at..at + 8192]);
+    assert_eq!(get(b"b/link").0, tar::EntryType::Symlink);
+
+    // Read back, the links are the same file again.
+    let saver = Saver::new(&t.repo, progress.clone(), true).unwrap();
+    let mut b = TreeBuilder::new(&t.repo, &saver, &progress);
+    let n = ingest::read_tar(&mut b, &mut &out[..], b"", &mut |_, _| true).unwrap();
+    assert_eq!(n as usize, seen.len());
+    assert!(b.take_warnings().is_empty());
+    let (again, stats) = b.finish().unwrap();
+    saver.finish().unwrap();
+    // Seven files: three names of one, the copy, the sparse file and its two regions.
+    assert_eq!(stats.files, 7);
+    // Stored: the first name, the copy, the sparse file and its regions; the two hard
+    // links are neither read nor reused from a parent.
+    assert_eq!((stats.files_read, stats.files_reused), (5, 0));
+    let found = ferry_repo::tree::find_path(&t.repo, &again, "b/c/second")
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.size, shared.len() as u64);
+    let first = ferry_repo::tree::find_path(&t.repo, &again, "a/first")
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.content, first.content);
+}

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::lease::JobLease;
+use super::listing;
 use super::mover::{self, Mover, MoverOptions, RunAs};
 use super::objects::{self, Catalog, ObjRef};
 use super::pipe;
@@ -630,14 +631,15 @@ async fn stream_in(
     let writer = {
         let repo = repo.clone();
         let data = progress.data.clone();
-        tokio::task::spawn_blocking(move || -> eng::Result<()> {
-            eng::ingest::write_tar(&repo, &tree, &mut w, &data)?;
+        tokio::task::spawn_blocking(move || -> eng::Result<eng::ingest::TarRest> {
+            let rest = eng::ingest::write_tar(&repo, &tree, &mut w, &data)?;
             use std::io::Write as _;
             // Dropping the writer afterwards ends the mover's input.
             w.flush().map_err(|e| eng::Error::Write {
                 path: "the mover's input".into(),
                 source: e,
-            })
+            })?;
+            Ok(rest)
         })
     };
     let pump = pipe::pump_in(chunks, stdin);
@@ -664,7 +666,7 @@ async fn stream_in(
     };
     let w = w.map_err(|e| K8sError::Invalid(e.to_string()))?;
     let status = mover.finish(p, &what, &err).await;
-    w.map_err(|e| match e {
+    let rest = w.map_err(|e| match e {
         eng::Error::Cancelled => K8sError::Cancelled,
         e => K8sError::Volume {
             pvc: mover.name.clone(),
@@ -672,6 +674,11 @@ async fn stream_in(
         },
     })?;
     status?;
+    // What `tar -x` left undone: sparse files' data around their holes, symlinks' times.
+    let script = listing::finish_script(&rest);
+    mover
+        .run_with_input(listing::fetch_command(mover.mount), Some(&script))
+        .await?;
     Ok(progress.data.snapshot().bytes_done.saturating_sub(before))
 }
 

@@ -1433,6 +1433,7 @@ fn set_meta(node: &mut Node, e: &Listed) {
     node.ctime_ns = e.ctime_ns;
     node.inode = e.inode;
     node.links = e.links;
+    node.sparse = e.is_sparse();
 }
 
 /// Every object document stored in a capture snapshot.

@@ -2,8 +2,9 @@
 //! of it, safely for any file name, with nothing but the tools of a minimal image.
 //!
 //! A mover image is only assumed to have a POSIX `sh`, `find` (`-mindepth`, `-path`,
-//! `-exec … {} +`, `-print0`), `stat -c` and `tar -c` with `--no-recursion`: busybox has
-//! all of them, and so has every GNU userland. Busybox's `tar` has no `-T` (files from a
+//! `-exec … {} +`, `-print0`), `stat -c`, `tar -c` with `--no-recursion`, and for
+//! restores `tar -x`, `rm`, `touch -h -d @SECONDS` and, for sparse files, `truncate` and
+//! `dd` with `oflag=seek_bytes`: busybox has all of them, and so has every GNU userland. Busybox's `tar` has no `-T` (files from a
 //! list), and `-T` of GNU tar reads names starting with `-` as options and undoes
 //! backslashes, so names never travel as a list:
 //!
@@ -21,17 +22,24 @@
 //!   its arguments), in batches that stay well below the kernel's argument limits. The
 //!   archives of the batches follow each other on stdout.
 //!
+//! - **Finishing a restore** ([`finish_script`]): after `tar -x` of the archive
+//!   `ferry_repo::ingest::write_tar` wrote, another `sh -s` script, its names quoted the
+//!   same way, puts sparse files' data regions around their holes (`truncate`, `dd`) and
+//!   sets symlinks' own times (`touch -h`), which busybox's `tar -x` leaves at now.
+//!
 //! The caller checks what arrived against what was asked for: a name missing from the
 //! archives, or a file whose data ended early, fails the volume by name.
 
+use ferry_repo::ingest::TarRest;
 use ferry_repo::tree::NodeKind;
 
 /// Marker line between the listing's two parts.
 pub const NEWLINE_MARKER: &[u8] = b"@@ferry-names-with-newlines@@";
 
 /// The `stat` fields of every entry: mode (hex), size, mtime, ctime, inode, links, uid,
-/// gid, then the human mtime and ctime (which carry nanoseconds).
-const FIELDS: &str = "%f|%s|%Y|%Z|%i|%h|%u|%g|%y|%z|";
+/// gid, the human mtime and ctime (which carry nanoseconds), then the 512-byte blocks
+/// allocated (fewer than the size needs: a sparse file).
+const FIELDS: &str = "%f|%s|%Y|%Z|%i|%h|%u|%g|%y|%z|%b|";
 
 /// Names given to one `tar` at most, in bytes of script (Linux takes 2 MiB of
 /// arguments and environment; one argument at most 128 KiB).
@@ -51,6 +59,8 @@ pub struct Listed {
     pub links: u64,
     pub uid: u32,
     pub gid: u32,
+    /// `st_blocks`: 512-byte blocks allocated.
+    pub blocks: u64,
 }
 
 impl Listed {
@@ -59,6 +69,10 @@ impl Listed {
     }
     pub fn is_file(&self) -> bool {
         self.mode & 0o170000 == 0o100000
+    }
+    /// A regular file with fewer bytes allocated than its size: it has holes.
+    pub fn is_sparse(&self) -> bool {
+        self.is_file() && self.blocks.saturating_mul(512) < self.size
     }
     /// The kind of a FIFO, socket or device node: entries with nothing to read, which
     /// the mover must never open (a FIFO blocks whoever opens it).
@@ -149,17 +163,17 @@ fn find_marker(out: &[u8]) -> Option<usize> {
     None
 }
 
-/// The ten fields and what follows the tenth `|` (the name, or nothing).
-fn split_fields(line: &[u8]) -> Option<([&[u8]; 10], &[u8])> {
-    let mut parts = line.splitn(11, |b| *b == b'|');
-    let mut f: [&[u8]; 10] = [&[]; 10];
+/// The eleven fields and what follows the eleventh `|` (the name, or nothing).
+fn split_fields(line: &[u8]) -> Option<([&[u8]; 11], &[u8])> {
+    let mut parts = line.splitn(12, |b| *b == b'|');
+    let mut f: [&[u8]; 11] = [&[]; 11];
     for slot in &mut f {
         *slot = parts.next()?;
     }
     Some((f, parts.next()?))
 }
 
-fn entry(f: [&[u8]; 10], name: &[u8]) -> Option<Listed> {
+fn entry(f: [&[u8]; 11], name: &[u8]) -> Option<Listed> {
     fn text(b: &[u8]) -> Option<&str> {
         std::str::from_utf8(b).ok().map(str::trim)
     }
@@ -181,6 +195,7 @@ fn entry(f: [&[u8]; 10], name: &[u8]) -> Option<Listed> {
         links: unum(f[5])?,
         uid: u32::try_from(unum(f[6])?).ok()?,
         gid: u32::try_from(unum(f[7])?).ok()?,
+        blocks: unum(f[10])?,
     })
 }
 
@@ -250,7 +265,90 @@ pub fn fetch_script(names: &[Vec<u8>]) -> Vec<u8> {
     script
 }
 
-/// The exec command that runs a [`fetch_script`] (sent on stdin) in the folder `root`.
+/// The script (for `sh -s`, run in the volume's root after `tar -x` of a
+/// [`ferry_repo::ingest::write_tar`] archive) that does what the archive could not: puts
+/// each sparse file's data regions in place around its holes (then its mode and time
+/// again) and removes the regions' folder, and sets the symlinks' own times. It prints
+/// a line per file done, so a long one is seen moving; a sparse file it cannot write
+/// fails it.
+pub fn finish_script(rest: &TarRest) -> Vec<u8> {
+    let mut s = Vec::new();
+    let line = |s: &mut Vec<u8>, parts: &[&[u8]]| {
+        for p in parts {
+            s.extend_from_slice(p);
+        }
+        s.push(b'\n');
+    };
+    for f in &rest.sparse {
+        let p = quoted(&f.path);
+        line(
+            &mut s,
+            &[
+                b"chmod u+w ",
+                &p,
+                b" && truncate -s ",
+                f.size.to_string().as_bytes(),
+                b" ",
+                &p,
+                b" || exit 5",
+            ],
+        );
+        for r in &f.regions {
+            let seek = r.offset.to_string();
+            line(
+                &mut s,
+                &[
+                    b"dd if=",
+                    &quoted(&r.member),
+                    b" of=",
+                    &p,
+                    b" bs=65536 oflag=seek_bytes seek=",
+                    seek.as_bytes(),
+                    b" conv=notrunc 2>/dev/null || exit 5",
+                ],
+            );
+        }
+        let mode = format!("{:o}", f.mode);
+        let time = format!("@{}", f.mtime_secs);
+        line(
+            &mut s,
+            &[
+                b"chmod ",
+                mode.as_bytes(),
+                b" ",
+                &p,
+                b" && touch -c -d ",
+                time.as_bytes(),
+                b" ",
+                &p,
+                b" || exit 5",
+            ],
+        );
+        line(&mut s, &[b"echo ."]);
+    }
+    if let Some(dir) = &rest.sparse_dir {
+        line(&mut s, &[b"rm -rf ", &quoted(dir), b" || exit 5"]);
+    }
+    for (path, mtime) in &rest.symlinks {
+        // A `touch` without `-h` would follow the link: leave the time then.
+        let time = format!("@{mtime}");
+        line(
+            &mut s,
+            &[
+                b"touch -h -c -d ",
+                time.as_bytes(),
+                b" ",
+                &quoted(path),
+                b" 2>/dev/null; echo .",
+            ],
+        );
+    }
+    s.extend_from_slice(b"exit 0\n");
+    s
+}
+
+/// The exec command that runs a [`fetch_script`] or a [`finish_script`] (sent on
+/// stdin) in the folder `root`.
 pub fn fetch_command(root: &str) -> Vec<String> {
     vec![
         "sh".into(),
@@ -316,7 +414,9 @@ mod tests {
     fn run(shell: &[&str], script: &str, stdin: &[u8]) -> (bool, Vec<u8>, String) {
         let dir = tempfile::tempdir().unwrap();
         let mut cmd = if shell[0] == "busybox" {
-            for applet in ["sh", "find", "stat", "tar", "echo"] {
+            for applet in [
+                "sh", "find", "stat", "tar", "echo", "chmod", "truncate", "dd", "touch", "rm",
+            ] {
                 std::os::unix::fs::symlink(
                     which("busybox").expect("busybox"),
                     dir.path().join(applet),
@@ -433,6 +533,69 @@ mod tests {
         }
     }
 
+    /// What `tar -x` left undone is finished in place: a sparse file's regions go
+    /// around its holes (odd name, read-only mode and time kept), the regions' folder
+    /// goes, and a dangling symlink gets its own time.
+    #[test]
+    fn the_finish_script_fills_sparse_files_and_sets_symlink_times() {
+        use ferry_repo::ingest::{Region, SparseFile};
+        use std::os::unix::fs::MetadataExt as _;
+        for shell in shells() {
+            let dir = tempfile::tempdir().unwrap();
+            let name: &[u8] = b"it's -sparse\nx";
+            let path = dir.path().join(std::ffi::OsStr::from_bytes(name));
+            std::fs::write(&path, b"").unwrap();
+            std::fs::create_dir(dir.path().join(".regions")).unwrap();
+            std::fs::write(dir.path().join(".regions/0-0"), [1u8; 4096]).unwrap();
+            std::fs::write(dir.path().join(".regions/0-1"), [2u8; 100]).unwrap();
+            std::os::unix::fs::symlink("nowhere", dir.path().join("-link")).unwrap();
+            let size = 48u64 << 20;
+            let rest = TarRest {
+                sparse: vec![SparseFile {
+                    path: name.to_vec(),
+                    size,
+                    mode: 0o400,
+                    mtime_secs: 1_600_000_000,
+                    regions: vec![
+                        Region {
+                            offset: 8192,
+                            length: 4096,
+                            member: b".regions/0-0".to_vec(),
+                        },
+                        Region {
+                            offset: 30 << 20,
+                            length: 100,
+                            member: b".regions/0-1".to_vec(),
+                        },
+                    ],
+                }],
+                sparse_dir: Some(b".regions".to_vec()),
+                symlinks: vec![(b"-link".to_vec(), 1_400_000_000)],
+            };
+            let root = dir.path().to_str().unwrap();
+            let script = fetch_command(root)[2].clone();
+            let (ok, _, err) = run(&shell, &script, &finish_script(&rest));
+            assert!(ok, "{shell:?}: {err}");
+            let data = std::fs::read(&path).unwrap();
+            assert_eq!(data.len() as u64, size, "{shell:?}");
+            assert!(data[..8192].iter().all(|b| *b == 0));
+            assert!(data[8192..12288].iter().all(|b| *b == 1));
+            assert!(data[30 << 20..(30 << 20) + 100].iter().all(|b| *b == 2));
+            assert_eq!(data.iter().filter(|b| **b != 0).count(), 4196);
+            let m = std::fs::metadata(&path).unwrap();
+            assert!(
+                m.blocks() * 512 < 1 << 20,
+                "{shell:?}: {} blocks",
+                m.blocks()
+            );
+            assert_eq!(m.mode() & 0o7777, 0o400, "{shell:?}");
+            assert_eq!(m.mtime(), 1_600_000_000, "{shell:?}");
+            assert!(!dir.path().join(".regions").exists(), "{shell:?}");
+            let l = std::fs::symlink_metadata(dir.path().join("-link")).unwrap();
+            assert_eq!(l.mtime(), 1_400_000_000, "{shell:?}");
+        }
+    }
+
     #[test]
     fn many_names_are_split_into_batches_below_the_argument_limit() {
         let names: Vec<Vec<u8>> = (0..20_000)
@@ -454,9 +617,9 @@ mod tests {
             parse_listing(b"zz|5|1|1|1|1|0|0|x|y|./a\n@@ferry-names-with-newlines@@\n").is_err()
         );
         let ok = parse_listing(
-            b"81a4|5|10|11|7|1|0|0|2024-01-01 00:00:10.5 +0000|2024-01-01 00:00:11 +0000|./a|b\n\
+            b"81a4|5|10|11|7|1|0|0|2024-01-01 00:00:10.5 +0000|2024-01-01 00:00:11 +0000|8|./a|b\n\
               @@ferry-names-with-newlines@@\n\
-              81a4|1|10|11|8|1|0|0|x 00:00:10.000000001 +0|y|\n./c\nd\0",
+              81a4|1|10|11|8|1|0|0|x 00:00:10.000000001 +0|y|0|\n./c\nd\0",
         )
         .unwrap();
         assert_eq!(ok[0].path, b"a|b");

@@ -424,12 +424,32 @@ impl Mover {
 
     /// Runs `command` to its end and returns its stdout; a failure carries stderr.
     pub async fn run(&self, command: Vec<String>) -> Result<Vec<u8>> {
+        self.run_with_input(command, None).await
+    }
+
+    /// Runs `command` to its end with `input` (when given) on its stdin, and returns
+    /// its stdout; a failure carries stderr. It may run as long as its output keeps
+    /// coming.
+    pub async fn run_with_input(
+        &self,
+        command: Vec<String>,
+        input: Option<&[u8]>,
+    ) -> Result<Vec<u8>> {
         let what = command.join(" ");
-        let mut p = self.exec(command, false).await?;
+        let mut p = self.exec(command, input.is_some()).await?;
         let mut out = Vec::new();
         let mut err = Vec::new();
         let (mut so, mut se) = (p.stdout(), p.stderr());
+        let mut si = p.stdin();
         let got = AtomicU64::new(0);
+        let feed = async {
+            if let (Some(w), Some(input)) = (si.as_mut(), input) {
+                use tokio::io::AsyncWriteExt as _;
+                w.write_all(input).await?;
+                w.shutdown().await?;
+            }
+            Ok::<(), std::io::Error>(())
+        };
         let read_out = async {
             if let Some(s) = so.as_mut() {
                 let mut buf = vec![0u8; 64 * 1024];
@@ -444,15 +464,17 @@ impl Mover {
                 let _ = s.read_to_end(&mut err).await;
             }
         };
-        let read = async { tokio::join!(read_out, read_err) };
-        if unless_stalled(self.stall, || got.load(Relaxed), read)
-            .await
-            .is_none()
-        {
+        let read = async { tokio::join!(feed, read_out, read_err) };
+        let Some((fed, (), ())) = unless_stalled(self.stall, || got.load(Relaxed), read).await
+        else {
             p.abort();
             return Err(self.stalled(&what));
-        }
+        };
         self.finish(p, &what, &err).await?;
+        fed.map_err(|e| K8sError::Volume {
+            pvc: format!("{}/{}", self.namespace, self.name),
+            detail: format!("cannot send `{what}` its input: {e}"),
+        })?;
         Ok(out)
     }
 

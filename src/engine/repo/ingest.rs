@@ -8,7 +8,7 @@
 //! builder; [`write_tar`] turns a stored tree back into a tar stream, which is how
 //! volume data goes back into a cluster.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
 use std::os::unix::ffi::OsStrExt as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -236,7 +236,13 @@ impl<'a> TreeBuilder<'a> {
             _ => None,
         };
         match node {
-            Some(n) => self.add(path, n, None),
+            Some(n) => {
+                self.add(path, n, None)?;
+                // Another name of a file this stream carried, not one reused from a
+                // parent snapshot.
+                self.stats.files_reused = self.stats.files_reused.saturating_sub(1);
+                Ok(())
+            }
             None => {
                 self.warnings.push(format!(
                     "{}: hard link to {} which the stream did not carry; skipped",
@@ -541,6 +547,18 @@ struct ContentReader<'a> {
     pos: usize,
 }
 
+impl<'a> ContentReader<'a> {
+    fn new(repo: &'a Repository, ids: &'a [Id]) -> ContentReader<'a> {
+        ContentReader {
+            repo,
+            ids,
+            next: 0,
+            ready: Default::default(),
+            pos: 0,
+        }
+    }
+}
+
 impl Read for ContentReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         loop {
@@ -570,98 +588,340 @@ impl Read for ContentReader<'_> {
     }
 }
 
+/// The folder, at the root of a volume's tar stream, that carries the data regions of
+/// its sparse files (see [`write_tar`]); another name when the tree has an entry of
+/// this name.
+pub const SPARSE_DIR: &str = ".ferry-sparse-regions";
+
+/// File blocks a sparse file's data regions are found in: all-zero blocks of this size
+/// stay holes.
+const HOLE_BLOCK: u64 = 4096;
+
+/// A sparse file [`write_tar`] put into the archive empty, and where its data is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SparseFile {
+    /// Its path in the archive.
+    pub path: Vec<u8>,
+    pub size: u64,
+    /// Permission bits, set again once the data is written.
+    pub mode: u32,
+    pub mtime_secs: i64,
+    /// Its data regions; everything else is a hole.
+    pub regions: Vec<Region>,
+}
+
+/// A data region of a sparse file: `length` bytes at `offset`, carried in the archive
+/// as the file `member`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Region {
+    pub offset: u64,
+    pub length: u64,
+    pub member: Vec<u8>,
+}
+
+/// What `tar -x` (busybox's above all) does not restore from the archive
+/// [`write_tar`] wrote, for the caller to finish in place (see
+/// `ferry_k8s::listing::finish_script`).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct TarRest {
+    /// Sparse files, each in the archive as an empty file.
+    pub sparse: Vec<SparseFile>,
+    /// The folder that holds the sparse files' regions, to remove once they are in
+    /// place: named whether or not this archive has sparse files, so that the folder a
+    /// restore that stopped half-way left goes too.
+    pub sparse_dir: Option<Vec<u8>>,
+    /// Symlinks and their own modification times (`tar -x` leaves them at now).
+    pub symlinks: Vec<(Vec<u8>, i64)>,
+}
+
 /// Writes the tree `root` as a tar stream (paths relative, folders before their
-/// contents), counting files and bytes in `progress`.
+/// contents), counting files and bytes in `progress`. Files that share an inode in
+/// the tree (`links` > 1) are written once and then as hard links to the first name.
+/// A `sparse` file is written empty; its data regions (the non-zero 4 KiB blocks) are
+/// written at the end as files of a folder [`TarRest::sparse_dir`], for the caller to
+/// put in place: no `tar` a mover may have (busybox's) can write holes.
 pub fn write_tar(
     repo: &Repository,
     root: &Id,
     out: &mut dyn Write,
     progress: &Progress,
-) -> Result<()> {
+) -> Result<TarRest> {
     let io = |e: std::io::Error| Error::Write {
         path: "the tar stream".into(),
         source: e,
     };
     let mut b = tar::Builder::new(out);
     b.mode(tar::HeaderMode::Complete);
-    write_dir(repo, root, &mut Vec::new(), &mut b, progress)?;
+    let top = Tree::load(repo, root)?;
+    let mut dir = SPARSE_DIR.as_bytes().to_vec();
+    while top.nodes.iter().any(|n| n.name.0 == dir) {
+        dir.push(b'_');
+    }
+    let mut w = TarWriter {
+        repo,
+        b: &mut b,
+        progress,
+        links: HashMap::new(),
+        rest: TarRest::default(),
+        sparse_dir: dir,
+        sparse_content: Vec::new(),
+    };
+    w.dir(root, &mut Vec::new())?;
+    w.sparse_regions()?;
+    let mut rest = std::mem::take(&mut w.rest);
+    rest.sparse_dir = Some(w.sparse_dir);
     b.finish().map_err(io)?;
-    Ok(())
+    Ok(rest)
 }
 
-fn write_dir(
-    repo: &Repository,
-    tree: &Id,
-    prefix: &mut Vec<u8>,
-    b: &mut tar::Builder<&mut dyn Write>,
-    progress: &Progress,
-) -> Result<()> {
-    let io = |e: std::io::Error| Error::Write {
+/// The state of one [`write_tar`].
+struct TarWriter<'a, 'w> {
+    repo: &'a Repository,
+    b: &'a mut tar::Builder<&'w mut dyn Write>,
+    progress: &'a Progress,
+    /// The first name written of each inode with more than one link, its size and
+    /// content.
+    links: HashMap<u64, (Vec<u8>, u64, Vec<Id>)>,
+    rest: TarRest,
+    sparse_dir: Vec<u8>,
+    /// The content of each of `rest.sparse`, in order.
+    sparse_content: Vec<Vec<Id>>,
+}
+
+fn tar_io(e: std::io::Error) -> Error {
+    Error::Write {
         path: "the tar stream".into(),
         source: e,
-    };
-    let t = Tree::load(repo, tree)?;
-    for node in &t.nodes {
-        progress.check()?;
-        if !node.name.is_safe() {
-            continue;
+    }
+}
+
+impl TarWriter<'_, '_> {
+    fn dir(&mut self, tree: &Id, prefix: &mut Vec<u8>) -> Result<()> {
+        let t = Tree::load(self.repo, tree)?;
+        for node in &t.nodes {
+            self.progress.check()?;
+            if !node.name.is_safe() {
+                continue;
+            }
+            let len = prefix.len();
+            if !prefix.is_empty() {
+                prefix.push(b'/');
+            }
+            prefix.extend_from_slice(&node.name.0);
+            self.node(node, prefix)?;
+            prefix.truncate(len);
         }
-        let len = prefix.len();
-        if !prefix.is_empty() {
-            prefix.push(b'/');
-        }
-        prefix.extend_from_slice(&node.name.0);
+        Ok(())
+    }
+
+    fn node(&mut self, node: &Node, prefix: &mut Vec<u8>) -> Result<()> {
         // Names are bytes: a name that is not UTF-8 is written as it is.
         let path = std::path::PathBuf::from(std::ffi::OsStr::from_bytes(prefix));
         let mut h = tar::Header::new_gnu();
         h.set_mode(node.mode & 0o7777);
         h.set_uid(u64::from(node.uid));
         h.set_gid(u64::from(node.gid));
-        h.set_mtime(u64::try_from(node.mtime_ns / 1_000_000_000).unwrap_or(0));
+        let mtime = node.mtime_ns.div_euclid(1_000_000_000);
+        h.set_mtime(u64::try_from(mtime).unwrap_or(0));
         match node.kind {
             NodeKind::Dir => {
                 h.set_entry_type(tar::EntryType::Directory);
                 h.set_size(0);
                 let mut dir = prefix.clone();
                 dir.push(b'/');
-                b.append_data(&mut h, std::ffi::OsStr::from_bytes(&dir), std::io::empty())
-                    .map_err(io)?;
+                self.b
+                    .append_data(&mut h, std::ffi::OsStr::from_bytes(&dir), std::io::empty())
+                    .map_err(tar_io)?;
                 if let Some(sub) = &node.subtree {
-                    write_dir(repo, sub, prefix, b, progress)?;
+                    self.dir(sub, prefix)?;
                 }
             }
             NodeKind::File => {
+                if node.links > 1 && node.inode != 0 {
+                    // Another name of a file already written (with the same content:
+                    // anything else is written as a file of its own).
+                    if let Some((first, size, content)) = self.links.get(&node.inode)
+                        && *size == node.size
+                        && *content == node.content
+                    {
+                        h.set_entry_type(tar::EntryType::Link);
+                        h.set_size(0);
+                        let first = std::ffi::OsStr::from_bytes(first).to_os_string();
+                        self.b.append_link(&mut h, &path, first).map_err(tar_io)?;
+                        self.progress.add_done(1, 0);
+                        return Ok(());
+                    }
+                    self.links
+                        .entry(node.inode)
+                        .or_insert_with(|| (prefix.clone(), node.size, node.content.clone()));
+                }
                 h.set_entry_type(tar::EntryType::Regular);
-                h.set_size(node.size);
-                let r = ContentReader {
-                    repo,
-                    ids: &node.content,
-                    next: 0,
-                    ready: Default::default(),
-                    pos: 0,
-                };
-                let mut counted = CountingReader { inner: r, progress };
-                b.append_data(&mut h, &path, &mut counted).map_err(io)?;
-                progress.add_done(1, 0);
+                if node.sparse && node.size > 0 {
+                    let regions = data_regions(self.repo, &node.content, self.progress)?;
+                    h.set_size(0);
+                    self.b
+                        .append_data(&mut h, &path, std::io::empty())
+                        .map_err(tar_io)?;
+                    let n = self.rest.sparse.len();
+                    let regions = regions
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, (offset, length))| {
+                            let mut member = self.sparse_dir.clone();
+                            member.extend_from_slice(format!("/{n}-{i}").as_bytes());
+                            Region {
+                                offset,
+                                length,
+                                member,
+                            }
+                        })
+                        .collect();
+                    self.sparse_content.push(node.content.clone());
+                    self.rest.sparse.push(SparseFile {
+                        path: prefix.clone(),
+                        size: node.size,
+                        mode: node.mode & 0o7777,
+                        mtime_secs: mtime,
+                        regions,
+                    });
+                } else {
+                    h.set_size(node.size);
+                    let r = ContentReader::new(self.repo, &node.content);
+                    let mut counted = CountingReader {
+                        inner: r,
+                        progress: self.progress,
+                    };
+                    self.b
+                        .append_data(&mut h, &path, &mut counted)
+                        .map_err(tar_io)?;
+                }
+                self.progress.add_done(1, 0);
             }
             NodeKind::Symlink => {
                 h.set_entry_type(tar::EntryType::Symlink);
                 h.set_size(0);
                 let target = node.target.as_ref().map(|t| t.0.as_slice()).unwrap_or(b"");
-                b.append_link(&mut h, &path, std::ffi::OsStr::from_bytes(target))
-                    .map_err(io)?;
+                self.b
+                    .append_link(&mut h, &path, std::ffi::OsStr::from_bytes(target))
+                    .map_err(tar_io)?;
+                self.rest.symlinks.push((prefix.clone(), mtime));
             }
             NodeKind::Fifo => {
                 h.set_entry_type(tar::EntryType::Fifo);
                 h.set_size(0);
-                b.append_data(&mut h, &path, std::io::empty()).map_err(io)?;
+                self.b
+                    .append_data(&mut h, &path, std::io::empty())
+                    .map_err(tar_io)?;
             }
             // Sockets and devices have no place in a volume restore.
             _ => {}
         }
-        prefix.truncate(len);
+        Ok(())
     }
-    Ok(())
+}
+impl TarWriter<'_, '_> {
+    /// Writes the data regions of the sparse files, each as a file of the sparse folder.
+    fn sparse_regions(&mut self) -> Result<()> {
+        if self.rest.sparse.is_empty() {
+            return Ok(());
+        }
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_mode(0o700);
+        h.set_size(0);
+        let mut dir = self.sparse_dir.clone();
+        dir.push(b'/');
+        self.b
+            .append_data(&mut h, std::ffi::OsStr::from_bytes(&dir), std::io::empty())
+            .map_err(tar_io)?;
+        for (f, content) in self.rest.sparse.iter().zip(&self.sparse_content) {
+            let mut r = ContentReader::new(self.repo, content);
+            let mut at = 0u64;
+            for region in &f.regions {
+                self.progress.check()?;
+                let skip = region.offset.saturating_sub(at);
+                let skipped = std::io::copy(&mut (&mut r).take(skip), &mut std::io::sink())
+                    .map_err(content_error)?;
+                let mut h = tar::Header::new_gnu();
+                h.set_entry_type(tar::EntryType::Regular);
+                h.set_mode(0o600);
+                h.set_size(region.length);
+                let mut counted = CountingReader {
+                    inner: (&mut r).take(region.length),
+                    progress: self.progress,
+                };
+                if skipped != skip {
+                    return Err(short_content(&f.path));
+                }
+                let member = std::ffi::OsStr::from_bytes(&region.member);
+                self.b
+                    .append_data(&mut h, member, &mut counted)
+                    .map_err(|e| match e.kind() {
+                        std::io::ErrorKind::UnexpectedEof => short_content(&f.path),
+                        _ => tar_io(e),
+                    })?;
+                at = region.offset + region.length;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The repository error a [`ContentReader`] carried out as an I/O error.
+fn content_error(e: std::io::Error) -> Error {
+    match e.into_inner().map(|inner| inner.downcast::<Error>()) {
+        Some(Ok(e)) => *e,
+        Some(Err(other)) => Error::Write {
+            path: "the tar stream".into(),
+            source: std::io::Error::other(other),
+        },
+        None => Error::Write {
+            path: "the tar stream".into(),
+            source: std::io::Error::other("reading a file's content failed"),
+        },
+    }
+}
+
+/// A file whose blobs hold less than its size says.
+fn short_content(path: &[u8]) -> Error {
+    Error::Damaged {
+        what: format!("the file {}", String::from_utf8_lossy(path)),
+        detail: "its content is shorter than its size".into(),
+    }
+}
+
+/// The data regions of the content `content`: `(offset, length)` of each run of
+/// 4 KiB blocks (by file offset) that are not all zeros, in order.
+pub fn data_regions(
+    repo: &Repository,
+    content: &[Id],
+    progress: &Progress,
+) -> Result<Vec<(u64, u64)>> {
+    let mut r = ContentReader::new(repo, content);
+    let mut out: Vec<(u64, u64)> = Vec::new();
+    let mut block = vec![0u8; HOLE_BLOCK as usize];
+    let mut at = 0u64;
+    loop {
+        progress.check()?;
+        let mut n = 0;
+        while n < block.len() {
+            let got = r.read(&mut block[n..]).map_err(content_error)?;
+            if got == 0 {
+                break;
+            }
+            n += got;
+        }
+        if n == 0 {
+            return Ok(out);
+        }
+        if block[..n].iter().any(|b| *b != 0) {
+            match out.last_mut() {
+                Some((o, l)) if *o + *l == at => *l += n as u64,
+                _ => out.push((at, n as u64)),
+            }
+        }
+        at += n as u64;
+    }
 }
 
 struct CountingReader<'a, R> {

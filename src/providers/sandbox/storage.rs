@@ -221,7 +221,8 @@ pub struct Copy {
 }
 
 /// Copies the folder `from` to `to` through a hidden sibling renamed at the end, keeping
-/// modes, times and symbolic links.
+/// what a block-level snapshot keeps: modes, owners, times (symbolic links' own too),
+/// hard links and the holes of sparse files.
 pub fn copy_volume(from: &Path, to: &Path) -> std::io::Result<()> {
     let name = to
         .file_name()
@@ -231,30 +232,51 @@ pub fn copy_volume(from: &Path, to: &Path) -> std::io::Result<()> {
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp)?;
     }
-    copy_tree(from, &tmp)?;
+    copy_tree(from, &tmp, &mut std::collections::HashMap::new())?;
     std::fs::rename(&tmp, to)
 }
 
-fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+/// Copies `from` into `to`; `links` holds the copy of each file with more than one
+/// link, by device and inode.
+fn copy_tree(
+    from: &Path,
+    to: &Path,
+    links: &mut std::collections::HashMap<(u64, u64), PathBuf>,
+) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt as _;
     std::fs::create_dir_all(to)?;
     for entry in std::fs::read_dir(from)? {
         let entry = entry?;
         let src = entry.path();
         let dst = to.join(entry.file_name());
         let meta = std::fs::symlink_metadata(&src)?;
+        let mtime = filetime::FileTime::from_last_modification_time(&meta);
         if meta.file_type().is_symlink() {
             std::os::unix::fs::symlink(std::fs::read_link(&src)?, &dst)?;
+            keep_owner(&dst, &meta);
+            filetime::set_symlink_file_times(&dst, mtime, mtime)?;
             continue;
         }
         if meta.is_dir() {
-            copy_tree(&src, &dst)?;
+            copy_tree(&src, &dst, links)?;
         } else if meta.is_file() {
-            std::fs::copy(&src, &dst)?;
+            if meta.nlink() > 1 {
+                let key = (meta.dev(), meta.ino());
+                if let Some(first) = links.get(&key) {
+                    std::fs::hard_link(first, &dst)?;
+                    continue;
+                }
+                links.insert(key, dst.clone());
+            }
+            if meta.blocks().saturating_mul(512) < meta.size() {
+                copy_sparse(&src, &dst, meta.size())?;
+            } else {
+                std::fs::copy(&src, &dst)?;
+            }
         } else {
             // FIFOs, sockets and device nodes are made anew, never opened (opening a
             // FIFO waits for a writer).
             use nix::sys::stat::{Mode, SFlag, mknod};
-            use std::os::unix::fs::MetadataExt as _;
             mknod(
                 &dst,
                 SFlag::from_bits_truncate(meta.mode() & SFlag::S_IFMT.bits()),
@@ -262,14 +284,48 @@ fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
                 meta.rdev(),
             )
             .map_err(std::io::Error::from)?;
+            keep_owner(&dst, &meta);
             // mknod set the mode; setting times would open the file (filetime does).
             continue;
         }
+        keep_owner(&dst, &meta);
         std::fs::set_permissions(&dst, meta.permissions())?;
-        let mtime = filetime::FileTime::from_last_modification_time(&meta);
         filetime::set_file_mtime(&dst, mtime)?;
     }
     Ok(())
+}
+
+/// Gives `dst` the owner of `meta`, where the sandbox may (it runs as root).
+fn keep_owner(dst: &Path, meta: &std::fs::Metadata) {
+    use std::os::unix::fs::MetadataExt as _;
+    let _ = std::os::unix::fs::lchown(dst, Some(meta.uid()), Some(meta.gid()));
+}
+
+/// Copies a sparse file leaving its all-zero 4 KiB blocks as holes.
+fn copy_sparse(src: &Path, dst: &Path, size: u64) -> std::io::Result<()> {
+    use std::io::Read as _;
+    use std::os::unix::fs::FileExt as _;
+    let mut r = std::fs::File::open(src)?;
+    let w = std::fs::File::create(dst)?;
+    let mut block = vec![0u8; 4096];
+    let mut at = 0u64;
+    loop {
+        let mut n = 0;
+        while n < block.len() {
+            match r.read(&mut block[n..])? {
+                0 => break,
+                got => n += got,
+            }
+        }
+        if n == 0 {
+            break;
+        }
+        if block[..n].iter().any(|b| *b != 0) {
+            w.write_all_at(&block[..n], at)?;
+        }
+        at += n as u64;
+    }
+    w.set_len(size.max(at))
 }
 
 /// Bytes in a Kubernetes quantity such as `10Gi`, `500M` or `1048576`.
