@@ -131,6 +131,19 @@ fn parse_pair(s: &str) -> Result<(String, String), String> {
 }
 
 impl MapArgs {
+    /// The source namespaces the command names (mapped or chosen).
+    fn wanted(&self) -> Vec<&str> {
+        let mut w: Vec<&str> = self
+            .map_namespace
+            .iter()
+            .map(|(a, _)| a.as_str())
+            .chain(self.only_namespaces.iter().map(String::as_str))
+            .collect();
+        w.sort();
+        w.dedup();
+        w
+    }
+
     fn options(&self, mover: MoverOptions) -> PlanOptions {
         let m = |v: &[(String, String)]| v.iter().cloned().collect::<BTreeMap<_, _>>();
         PlanOptions {
@@ -244,7 +257,38 @@ pub fn backup(
 }
 
 /// Finds a capture snapshot and its metadata.
-fn find_capture(repo: &Repository, spec: &str) -> anyhow::Result<(Snapshot, CaptureMeta)> {
+/// The capture `spec` names. `latest` is the newest Kubernetes capture (folder backups
+/// are passed over) that holds every namespace of `wanted`; when none does, the error
+/// says what the newest capture holds.
+fn find_capture(
+    repo: &Repository,
+    spec: &str,
+    wanted: &[&str],
+) -> anyhow::Result<(Snapshot, CaptureMeta)> {
+    if spec == "latest" {
+        let (all, _) = snapshot::list(repo)?;
+        let captures: Vec<(&Snapshot, CaptureMeta)> = all
+            .iter()
+            .rev()
+            .filter_map(|s| CaptureMeta::of(s).map(|m| (s, m)))
+            .collect();
+        let holds = |m: &CaptureMeta| wanted.iter().all(|w| m.namespaces.iter().any(|n| n == w));
+        if let Some((s, m)) = captures.iter().find(|(_, m)| holds(m)) {
+            return Ok(((*s).clone(), m.clone()));
+        }
+        return Err(match captures.first() {
+            None => anyhow::anyhow!(
+                "the repository holds no Kubernetes capture: make one with `ferry backup --context C -n NAMESPACE`"
+            ),
+            Some((s, m)) => anyhow::anyhow!(
+                "no capture holds namespace(s) {}: the newest, {} of {}, holds {}. Name a snapshot, or capture them first",
+                wanted.join(", "),
+                s.id.short(),
+                m.cluster,
+                m.namespaces.join(", ")
+            ),
+        });
+    }
     let snap = snapshot::find(repo, spec)?;
     let meta = CaptureMeta::of(&snap).with_context(|| {
         format!(
@@ -262,7 +306,7 @@ fn load_capture(
     repo: &Repository,
     spec: &str,
 ) -> anyhow::Result<(Snapshot, CaptureMeta, Vec<serde_json::Value>)> {
-    let (snap, meta) = find_capture(repo, spec)?;
+    let (snap, meta) = find_capture(repo, spec, &[])?;
     let repo2 = repo.clone();
     let snap2 = snap.clone();
     let objects = ctx
@@ -299,7 +343,7 @@ fn render(plan: &Plan, output: &str) -> anyhow::Result<String> {
 
 pub fn plan(ctx: &Context, a: PlanArgs) -> anyhow::Result<Exit> {
     let repo = ctx.open()?;
-    let (snap, meta) = find_capture(&repo, &a.snapshot)?;
+    let (snap, meta) = find_capture(&repo, &a.snapshot, &a.map.wanted())?;
     let (linked, client) = connect(ctx, a.context.as_deref())?;
     let opts = a.map.options(mover(ctx, None)?);
     // The plan, and what the policy would say of carrying it out (nothing is recorded
@@ -414,7 +458,7 @@ pub fn restore(
     a: K8sRestoreArgs,
 ) -> anyhow::Result<Exit> {
     let repo = ctx.open()?;
-    let (snap, meta) = find_capture(&repo, snapshot)?;
+    let (snap, meta) = find_capture(&repo, snapshot, &a.map.wanted())?;
     let (cluster, client) = connect(ctx, context)?;
     let mut opts = a.map.options(mover(ctx, mover_image)?);
     if let Some(path) = &a.retry {
