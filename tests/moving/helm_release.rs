@@ -1,8 +1,9 @@
 //! Helm releases cloned into another namespace stay Helm's: the real helm installs and
 //! upgrades a chart in `shop` (one release in Secrets, one with `HELM_DRIVER=configmap`),
-//! `ferry clone` copies `shop` to `shop-qa` on the same sandbox, and helm then lists,
-//! upgrades, rolls back and shows the history of each release in `shop-qa`, touching only
-//! `shop-qa`'s objects, while `shop`'s releases stay as they were.
+//! `ferry clone` copies `shop` to `shop-qa` on the same sandbox, whose objects keep their
+//! source's field managers, and helm then lists, upgrades (server-side apply without
+//! forcing conflicts), rolls back and shows the history of each release in `shop-qa`,
+//! touching only `shop-qa`'s objects, while `shop`'s releases stay as they were.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -15,19 +16,14 @@ use std::process::{Command, Stdio};
 use ferry_sandbox::{Sandbox, SandboxConfig, write_kubeconfig};
 use serde_json::Value;
 
-/// The releases: name, HELM_DRIVER, how helm applies their objects, and what an upgrade
-/// in the clone needs. `web` goes helm 4's default way, server-side apply: Ferry created
-/// the clone's objects (field manager `ferry`), so an upgrade that changes their fields
-/// must force the conflicts, as after any other tool's writes. `api` goes helm 3's way,
-/// a three-way merge from the record's manifest, which needs nothing.
-const RELEASES: [(&str, &str, &str, &[&str]); 2] = [
-    (
-        "web",
-        "secret",
-        "--server-side=true",
-        &["--force-conflicts"],
-    ),
-    ("api", "configmap", "--server-side=false", &[]),
+/// The releases: name, HELM_DRIVER, and how helm applies their objects. `web` goes helm
+/// 4's default way, server-side apply: the clone's objects keep their source's field
+/// managers (helm's Apply), so an upgrade in the clone changes their fields without
+/// forcing conflicts with `ferry`. `api` goes helm 3's way, a three-way merge from the
+/// record's manifest.
+const RELEASES: [(&str, &str, &str); 2] = [
+    ("web", "secret", "--server-side=true"),
+    ("api", "configmap", "--server-side=false"),
 ];
 
 const DEPLOYMENT: &str = "apiVersion: apps/v1
@@ -148,6 +144,52 @@ fn greetings(kubeconfig: &Path, ns: &str, release: &str) -> (String, String) {
     )
 }
 
+/// The `metadata.managedFields` of a release's ConfigMap, Deployment and Service in `ns`.
+fn owners(kubeconfig: &Path, ns: &str, release: &str) -> Vec<Value> {
+    let settings = format!("{release}-settings");
+    [
+        ("configmap", settings.as_str()),
+        ("deployment", release),
+        ("service", release),
+    ]
+    .iter()
+    .map(|(kind, name)| {
+        let out = tool(
+            "kubectl",
+            kubeconfig,
+            "secret",
+            &[
+                "get",
+                kind,
+                name,
+                "-n",
+                ns,
+                "-o",
+                "json",
+                "--show-managed-fields",
+            ],
+        );
+        let obj: Value = serde_json::from_str(&out).unwrap();
+        obj["metadata"]["managedFields"].clone()
+    })
+    .collect()
+}
+
+/// (manager, operation) of each of `managed`'s entries.
+fn managers(managed: &Value) -> Vec<(String, String)> {
+    managed
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            (
+                e["manager"].as_str().unwrap_or("").to_string(),
+                e["operation"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
 fn chart(dir: &Path) -> PathBuf {
     let chart = dir.join("chart");
     std::fs::create_dir_all(chart.join("templates")).unwrap();
@@ -178,7 +220,7 @@ fn cloned_helm_releases_are_upgraded_and_rolled_back_in_their_new_namespace() {
     let chart = chart(dir.path());
     let chart = chart.to_str().unwrap();
 
-    for (release, driver, apply, _) in RELEASES {
+    for (release, driver, apply) in RELEASES {
         let helm = |args: &[&str]| tool("helm", &kc, driver, args);
         let out = helm(&[
             "install",
@@ -247,8 +289,26 @@ fn cloned_helm_releases_are_upgraded_and_rolled_back_in_their_new_namespace() {
         }
     }
 
-    for (release, driver, _, upgrade) in RELEASES {
+    for (release, driver, apply) in RELEASES {
         let helm = |args: &[&str]| tool("helm", &kc, driver, args);
+        // The clone's objects have the source's field managers, not `ferry`.
+        let source = owners(&kc, "shop", release);
+        let clone = owners(&kc, "shop-qa", release);
+        assert_eq!(clone, source, "{release} ({driver})");
+        for managed in &clone {
+            let managers = managers(managed);
+            assert!(!managers.is_empty(), "{release}: {managed}");
+            assert!(
+                managers.iter().all(|(m, _)| m != "ferry"),
+                "{release}: {managed}"
+            );
+            if apply == "--server-side=true" {
+                assert!(
+                    managers.contains(&("helm".into(), "Apply".into())),
+                    "{release}: {managed}"
+                );
+            }
+        }
         assert_eq!(
             listed(&kc, driver, "shop-qa", release),
             ("2".into(), "deployed".into()),
@@ -265,21 +325,15 @@ fn cloned_helm_releases_are_upgraded_and_rolled_back_in_their_new_namespace() {
         );
 
         // An upgrade in shop-qa changes shop-qa's objects, and only those.
-        let out = helm(
-            &[
-                &[
-                    "upgrade",
-                    release,
-                    chart,
-                    "-n",
-                    "shop-qa",
-                    "--set",
-                    "greeting=v3",
-                ],
-                upgrade,
-            ]
-            .concat(),
-        );
+        let out = helm(&[
+            "upgrade",
+            release,
+            chart,
+            "-n",
+            "shop-qa",
+            "--set",
+            "greeting=v3",
+        ]);
         assert!(out.contains("REVISION: 3"), "{out}");
         assert_eq!(
             greetings(&kc, "shop-qa", release),

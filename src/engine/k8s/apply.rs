@@ -1,6 +1,7 @@
 //! Carrying out a restore plan wave by wave: definitions (and waiting until they are
 //! established), namespaces, identity and configuration, claims with their data
-//! streamed in through a mover, then the workloads that use them, then routing.
+//! streamed in through a mover, then the workloads that use them, then routing. Each
+//! object gets its source's field managers back once it is in place.
 //!
 //! A failure does not stop the other objects of the plan (unless what depends on it
 //! cannot work); the [`Report`] says what succeeded, what failed and what to do.
@@ -245,14 +246,7 @@ async fn apply_with(
         let limit = mover.stall_timeout;
         let results: Vec<(Outcome, bool)> = futures::stream::iter(ready)
             .map(|i: PlanItem| async move {
-                let r = match tokio::time::timeout(limit, put_object(client, cat, &i)).await {
-                    Ok(r) => r,
-                    Err(_) => Err(Failure {
-                        message: format!("the target did not answer within {} s", limit.as_secs()),
-                        remedy: Some(GONE_REMEDY.into()),
-                        unreachable: true,
-                    }),
-                };
+                let r = put_object(client, cat, &i, limit).await;
                 progress.add_objects(0, 1);
                 match r {
                     Ok(msg) => (
@@ -457,10 +451,13 @@ fn abandon(
     report
 }
 
+/// Creates or replaces one object, then gives it its source's field managers back
+/// ([`give_owners_back`]); each request waits at most `limit`.
 async fn put_object(
     client: &kube::Client,
     catalog: &Catalog,
     i: &PlanItem,
+    limit: Duration,
 ) -> std::result::Result<String, Failure> {
     let res = catalog
         .find(&i.target.group, &i.target.kind)
@@ -479,17 +476,63 @@ async fn put_object(
         dry_run: false,
         field_manager: Some("ferry".into()),
     };
-    match i.action {
-        Change::Create => match api.create(&pp, &obj).await {
-            Ok(_) => Ok("created".into()),
-            Err(e) if objects::is_conflict(&e) => Ok("exists already; kept".into()),
-            Err(e) => Err(Failure::api(&e)),
+    let unanswered = || Failure {
+        message: format!("the target did not answer within {} s", limit.as_secs()),
+        remedy: Some(GONE_REMEDY.into()),
+        unreachable: true,
+    };
+    let done = match i.action {
+        Change::Create => match tokio::time::timeout(limit, api.create(&pp, &obj)).await {
+            Err(_) => return Err(unanswered()),
+            Ok(Ok(_)) => "created",
+            Ok(Err(e)) if objects::is_conflict(&e) => return Ok("exists already; kept".into()),
+            Ok(Err(e)) => return Err(Failure::api(&e)),
         },
-        Change::Update => match api.replace(&i.target.name, &pp, &obj).await {
-            Ok(_) => Ok("updated".into()),
-            Err(e) => Err(Failure::api(&e)),
-        },
-        Change::Skip => Ok("skipped".into()),
+        Change::Update => {
+            match tokio::time::timeout(limit, api.replace(&i.target.name, &pp, &obj)).await {
+                Err(_) => return Err(unanswered()),
+                Ok(Ok(_)) => "updated",
+                Ok(Err(e)) => return Err(Failure::api(&e)),
+            }
+        }
+        Change::Skip => return Ok("skipped".into()),
+    };
+    Ok(match give_owners_back(&api, i, limit).await {
+        Ok(()) => done.into(),
+        Err(why) => format!(
+            "{done}; its field managers were not carried over, so Ferry owns its fields ({why})"
+        ),
+    })
+}
+
+/// Puts the source's field managers ([`PlanItem::managed_fields`]) back on the object
+/// just created or replaced, as Velero restores them: a merge patch of
+/// `metadata.managedFields` alone, which an API server takes as the object's ownership
+/// without adding the patching manager. Without it `ferry` would own every field, and
+/// the first server-side apply by the source's tool (`helm upgrade`) would conflict
+/// with it. The entries are kept as they were, fields the transformation changed
+/// included: they record ownership, not values. Why it did not happen, in words; the
+/// object stays either way.
+async fn give_owners_back(
+    api: &kube::Api<DynamicObject>,
+    i: &PlanItem,
+    limit: Duration,
+) -> std::result::Result<(), String> {
+    if i.managed_fields.is_empty() {
+        return Ok(());
+    }
+    let patch = json!({"metadata": {"managedFields": i.managed_fields}});
+    let pp = PatchParams {
+        field_manager: Some("ferry".into()),
+        ..PatchParams::default()
+    };
+    match tokio::time::timeout(limit, api.patch(&i.target.name, &pp, &Patch::Merge(&patch))).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(crate::cluster::explain(&e)),
+        Err(_) => Err(format!(
+            "the target did not answer within {} s",
+            limit.as_secs()
+        )),
     }
 }
 

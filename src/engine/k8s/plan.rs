@@ -90,6 +90,10 @@ pub struct PlanItem {
     /// The object as it will be sent.
     #[serde(skip)]
     pub object: Value,
+    /// The source's `metadata.managedFields` (which [`transform::transform`] leaves out), put back
+    /// once the object is in place so its field managers keep owning what they set.
+    #[serde(skip)]
+    pub managed_fields: Vec<Value>,
 }
 
 /// One volume of the plan.
@@ -458,6 +462,10 @@ pub async fn build(
                 .map(|i| i.why.clone()),
             wave: 0,
             object: obj,
+            managed_fields: o["metadata"]["managedFields"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default(),
         };
         if let Some(why) = transform::skip_reason(o, &mapping) {
             item.action = Change::Skip;

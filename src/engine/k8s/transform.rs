@@ -157,7 +157,8 @@ fn transform_at(obj: &Value, map: &Mapping, nested: bool) -> (Value, Vec<String>
     if let Some(m) = o.as_object_mut() {
         m.remove("status");
     }
-    // Metadata the source server populated.
+    // Metadata the source server populated. The restore puts managedFields back once
+    // the object exists (`PlanItem::managed_fields`): a create would make them Ferry's.
     if let Some(md) = o.get_mut("metadata").and_then(Value::as_object_mut) {
         for k in [
             "uid",

@@ -4,7 +4,10 @@
 //! manager owns is a 409 with `FieldManagerConflict` causes unless forced; a field a
 //! manager applied before and now omits is removed, unless another manager owns it too.
 //! Creates, updates and other patches make their manager (`fieldManager`, or the client's
-//! program name from its user agent) the owner of the fields they changed.
+//! program name from its user agent) the owner of the fields they changed. Such a write
+//! may also set `metadata.managedFields` itself, as on a real API server: entries that
+//! read replace the stored ones (a write that changes nothing else adds no entry, which
+//! is how a restore gives objects their owners back), an empty list clears them.
 //!
 //! Lists of objects are keyed as Kubernetes keys them (`name`, `containerPort`, `port`,
 //! `mountPath`, ...); other lists are atomic. Owns the managedFields bookkeeping and apply
@@ -247,6 +250,60 @@ fn entries_of(obj: &Value) -> Vec<Entry> {
         .collect()
 }
 
+/// The entries a request sets, when every one reads as a real API server reads them
+/// (operation `Apply` or `Update`, an apiVersion, fieldsType `FieldsV1`, fieldsV1 an
+/// object or absent); `None` otherwise.
+fn requested_entries(list: &[Value]) -> Option<Vec<Entry>> {
+    list.iter()
+        .map(|e| {
+            let s = |k: &str| e.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+            let operation = s("operation");
+            let readable = matches!(operation.as_str(), "Apply" | "Update")
+                && !s("apiVersion").is_empty()
+                && s("fieldsType") == "FieldsV1"
+                && e.get("fieldsV1")
+                    .is_none_or(|f| f.is_object() || f.is_null());
+            if !readable {
+                return None;
+            }
+            let mut fields = FieldSet::new();
+            from_fields_v1(&e["fieldsV1"], &mut Vec::new(), &mut fields);
+            Some(Entry {
+                manager: s("manager"),
+                operation,
+                api_version: s("apiVersion"),
+                time: s("time"),
+                subresource: s("subresource"),
+                fields,
+            })
+        })
+        .collect()
+}
+
+/// The entries a write starts from, as a real API server decides (its field manager's
+/// `decodeLiveOrNew`): a write to a subresource keeps the stored ones; a request that
+/// sets an empty list, or a single blank entry, clears them; a request whose entries
+/// all read sets them (managed fields can be set directly); anything else, a request
+/// without them included, keeps the stored ones.
+fn starting_entries(old: Option<&Value>, new: &Value, sub: Sub) -> Vec<Entry> {
+    let stored = || old.map(entries_of).unwrap_or_default();
+    if sub != Sub::Main {
+        return stored();
+    }
+    let blank = |e: &Value| {
+        e.as_object()
+            .is_some_and(|m| m.values().all(|v| v.is_null() || v == ""))
+    };
+    match new["metadata"]
+        .get("managedFields")
+        .and_then(Value::as_array)
+    {
+        Some(list) if list.is_empty() || (list.len() == 1 && blank(&list[0])) => Vec::new(),
+        Some(list) => requested_entries(list).unwrap_or_else(stored),
+        None => stored(),
+    }
+}
+
 fn set_entries(obj: &mut Value, entries: &[Entry]) {
     let list: Vec<Value> = entries
         .iter()
@@ -273,7 +330,8 @@ fn set_entries(obj: &mut Value, entries: &[Entry]) {
 
 /// Records a create (`old` None) or an update of `new` by `manager`: it owns what it
 /// changed, others lose it, fields that went are owned by nobody. No change, no new
-/// entry.
+/// entry. The entries it starts from are the request's own when it sets readable ones
+/// ([`starting_entries`]).
 pub fn on_write(
     info: &ResourceInfo,
     sub: Sub,
@@ -283,7 +341,7 @@ pub fn on_write(
 ) {
     let with_status = sub == Sub::Status;
     let subresource = if with_status { "status" } else { "" };
-    let mut entries = old.map(entries_of).unwrap_or_default();
+    let mut entries = starting_entries(old, new, sub);
     let new_fields = fields_of(new, with_status);
     let old_fields = old.map(|o| fields_of(o, with_status)).unwrap_or_default();
     let changed: FieldSet = new_fields
@@ -541,6 +599,110 @@ pub fn manager_required() -> ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn configmaps() -> ResourceInfo {
+        ResourceInfo {
+            group: String::new(),
+            version: "v1".into(),
+            plural: "configmaps".into(),
+            singular: "configmap".into(),
+            kind: "ConfigMap".into(),
+            list_kind: "ConfigMapList".into(),
+            namespaced: true,
+            short_names: Vec::new(),
+            status: false,
+            scale: false,
+        }
+    }
+
+    /// (manager, operation) of each entry.
+    fn owners(obj: &Value) -> Vec<(String, String)> {
+        entries_of(obj)
+            .into_iter()
+            .map(|e| (e.manager, e.operation))
+            .collect()
+    }
+
+    fn owner(m: &str, op: &str) -> (String, String) {
+        (m.to_string(), op.to_string())
+    }
+
+    #[test]
+    fn a_write_that_sets_managed_fields_sets_the_owners_as_an_api_server_does() {
+        let info = configmaps();
+        let by = |name: &str| Manager { name: name.into() };
+        let mut created = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "web-settings", "namespace": "shop-qa"},
+            "data": {"greeting": "v2"}});
+        on_write(&info, Sub::Main, None, &mut created, &by("ferry"));
+        assert_eq!(owners(&created), [owner("ferry", "Update")]);
+
+        // A patch that changes only managedFields: they are the owners, as they were
+        // (time included), and the patcher is not added.
+        let source = json!([{"manager": "helm", "operation": "Apply", "apiVersion": "v1",
+            "time": "2026-01-02T03:04:05Z", "fieldsType": "FieldsV1",
+            "fieldsV1": {"f:data": {"f:greeting": {}}}}]);
+        let mut restored = created.clone();
+        restored["metadata"]["managedFields"] = source.clone();
+        on_write(
+            &info,
+            Sub::Main,
+            Some(&created),
+            &mut restored,
+            &by("ferry"),
+        );
+        assert_eq!(restored["metadata"]["managedFields"], source);
+
+        // Entries that do not read, a write to a subresource and a request without
+        // them keep the stored ones; the last adds its manager for what it changed.
+        let mut bad = restored.clone();
+        bad["metadata"]["managedFields"] = json!([{"manager": "x", "operation": "Bogus",
+            "apiVersion": "v1", "fieldsType": "FieldsV1"}]);
+        on_write(&info, Sub::Main, Some(&restored), &mut bad, &by("x"));
+        assert_eq!(bad["metadata"]["managedFields"], source);
+        let mut status = restored.clone();
+        status["metadata"]["managedFields"] = json!([]);
+        on_write(&info, Sub::Status, Some(&restored), &mut status, &by("x"));
+        assert_eq!(status["metadata"]["managedFields"], source);
+        let mut without = restored.clone();
+        if let Some(m) = without["metadata"].as_object_mut() {
+            m.remove("managedFields");
+        }
+        without["data"]["port"] = json!("80");
+        on_write(
+            &info,
+            Sub::Main,
+            Some(&restored),
+            &mut without,
+            &by("kubectl"),
+        );
+        assert_eq!(
+            owners(&without),
+            [owner("helm", "Apply"), owner("kubectl", "Update")]
+        );
+
+        // An empty list clears them.
+        let mut reset = restored.clone();
+        reset["metadata"]["managedFields"] = json!([]);
+        on_write(&info, Sub::Main, Some(&restored), &mut reset, &by("x"));
+        assert!(reset["metadata"].get("managedFields").is_none(), "{reset}");
+
+        // A create that brings entries starts from them, and its manager takes every
+        // field it sets from them.
+        let mut brought = created.clone();
+        brought["metadata"]["managedFields"] = json!([{"manager": "helm",
+            "operation": "Apply", "apiVersion": "v1", "fieldsType": "FieldsV1",
+            "fieldsV1": {"f:data": {"f:greeting": {}, "f:gone": {}}}}]);
+        on_write(&info, Sub::Main, None, &mut brought, &by("ferry"));
+        assert_eq!(
+            owners(&brought),
+            [owner("helm", "Apply"), owner("ferry", "Update")]
+        );
+        assert_eq!(
+            brought["metadata"]["managedFields"][0]["fieldsV1"],
+            json!({"f:data": {"f:gone": {}}})
+        );
+    }
 
     #[test]
     fn field_sets_round_trip_through_fields_v1() {
