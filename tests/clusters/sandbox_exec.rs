@@ -728,8 +728,11 @@ async fn the_process_and_its_children_die_when_the_client_leaves() {
     )
     .await;
     let pods = env.pods();
+    // Numbers of this run only: a process an earlier, failed attempt left is not ours.
+    let secs = 10_000 + std::process::id() % 50_000;
+    let script = format!("sleep {secs} & exec yes leaves-{secs}");
     let mut p = pods
-        .exec("p", ["sh", "-c", "sleep 1007 & exec yes leaves"], &params())
+        .exec("p", ["sh", "-c", &script], &params())
         .await
         .unwrap();
     let mut out = p.stdout().unwrap();
@@ -744,7 +747,10 @@ async fn the_process_and_its_children_die_when_the_client_leaves() {
         got += n;
     }
     // busybox runs `yes` in the shell's own process.
-    let (leader, child) = (host_pids("exec yes leaves"), host_pids("sleep\x001007\x00"));
+    let (leader, child) = (
+        host_pids(&format!("exec yes leaves-{secs}")),
+        host_pids(&format!("sleep\x00{secs}\x00")),
+    );
     assert!(
         leader.len() == 1 && child.len() == 1,
         "{leader:?} {child:?}"

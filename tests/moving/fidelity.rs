@@ -26,6 +26,27 @@ use kube::discovery::ApiResource;
 use serde_json::Value;
 use support::kubectl::kubectl;
 
+/// What a same-cluster copy would share with its source.
+const SHARED: &str = r#"
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: web, namespace: shop}
+spec:
+  rules:
+  - host: shop.example.com
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: shop}
+spec:
+  type: NodePort
+  selector: {app: web}
+  ports: [{port: 80, nodePort: 30080}]
+"#;
+
 const MANIFESTS: &str = r#"
 apiVersion: v1
 kind: Namespace
@@ -532,7 +553,64 @@ fn beta_classes_and_mapping_mistakes_are_checked() {
             .unwrap();
         let qa = env.linked.get("ferry-qa").unwrap().client().await.unwrap();
         install(&env, &prod).await;
+        let shared = env.dir.path().join("shared.yaml");
+        std::fs::write(&shared, SHARED).unwrap();
+        kubectl(
+            &env.kubeconfig,
+            &[
+                "--context",
+                "ferry-prod",
+                "apply",
+                "-f",
+                shared.to_str().unwrap(),
+            ],
+        );
         let out = capture_shop(&prod, &t.repo).await;
+
+        // A same-cluster copy would serve the source's Ingress host (a finding) and
+        // ask for its node port (left to the cluster).
+        let p = plan_into(
+            &prod,
+            "ferry-prod",
+            &t.repo,
+            &out,
+            &options(clone_as("shop-two")),
+        )
+        .await;
+        let text = p.render_text();
+        assert_eq!(p.blocking(), 0, "{text}");
+        let f: Vec<_> = p
+            .findings
+            .iter()
+            .map(|f| (f.object.name.as_str(), f.path.as_str()))
+            .collect();
+        assert_eq!(f, [("web", "spec.rules[0].host")], "{text}");
+        assert!(
+            text.contains(
+                "host shop.example.com is already served by Ingress.networking.k8s.io shop/web"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "node port 30080 is held by Service shop/web on the target: left to the target"
+            ),
+            "{text}"
+        );
+        let svc = p
+            .items
+            .iter()
+            .find(|i| i.target.kind == "Service" && i.target.name == "web")
+            .unwrap();
+        assert!(svc.object["spec"]["ports"][0]["nodePort"].is_null());
+        // Into another cluster, the chosen node port stays.
+        let p = plan_into(&qa, "ferry-qa", &t.repo, &out, &options(Mapping::default())).await;
+        let svc = p
+            .items
+            .iter()
+            .find(|i| i.target.kind == "Service" && i.target.name == "web")
+            .unwrap();
+        assert_eq!(svc.object["spec"]["ports"][0]["nodePort"], 30080);
 
         // qa has gp2 (default) and gp3: the beta annotation's ebs-sc (type gp3) maps
         // to gp3, and the claim template without a class gets what the source's

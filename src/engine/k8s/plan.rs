@@ -695,6 +695,7 @@ pub async fn build(
     }
 
     problems.extend(quota_problems(client, &items).await);
+    let shared = shared_on_target(client, &catalog, &mut items).await;
 
     // Order.
     let placed: Vec<(ObjRef, Value)> = items
@@ -733,6 +734,7 @@ pub async fn build(
         .iter()
         .filter(|i| i.action != Change::Skip)
         .flat_map(|i| references::scan(&i.object, &mapping, None))
+        .chain(shared)
         .collect();
 
     Ok(Plan {
@@ -749,6 +751,103 @@ pub async fn build(
         problems,
         mapping,
     })
+}
+
+/// What the copy would share with objects already on the target: an Ingress host
+/// another Ingress serves (a same-cluster clone's Ingress splits the source's
+/// traffic) is a finding; a node port another Service holds is left to the target
+/// (the create would be refused), said in the plan.
+async fn shared_on_target(
+    client: &kube::Client,
+    catalog: &Catalog,
+    items: &mut [PlanItem],
+) -> Vec<Finding> {
+    let creates = |kind: &str| {
+        items
+            .iter()
+            .any(|i| i.action == Change::Create && i.target.kind == kind)
+    };
+    let list = |group: &'static str, kind: &'static str| async move {
+        match catalog.find(group, kind) {
+            Some(res) => objects::list_all(client, res, None, None)
+                .await
+                .unwrap_or_default(),
+            None => Vec::new(),
+        }
+    };
+    let mut out = Vec::new();
+    if creates("Ingress") {
+        let ingresses = list("networking.k8s.io", "Ingress").await;
+        for i in items
+            .iter()
+            .filter(|i| i.action == Change::Create && i.target.is("networking.k8s.io", "Ingress"))
+        {
+            for (n, rule) in i.object["spec"]["rules"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .enumerate()
+            {
+                let Some(host) = rule["host"].as_str().filter(|h| !h.is_empty()) else {
+                    continue;
+                };
+                let other = ingresses.iter().map(|o| (ObjRef::of(o), o)).find(|(r, o)| {
+                    *r != i.target
+                        && o["spec"]["rules"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .any(|r| r["host"].as_str() == Some(host))
+                });
+                if let Some((r, _)) = other {
+                    out.push(Finding {
+                        object: i.target.clone(),
+                        path: format!("spec.rules[{n}].host"),
+                        message: format!(
+                            "host {host} is already served by {r} on the target: two Ingresses for one host split its traffic between the source and the copy"
+                        ),
+                        fix: "give the copy a host of its own (edit its Ingress after the restore), or leave the Ingress out".into(),
+                    });
+                }
+            }
+        }
+    }
+    if creates("Service") {
+        let taken: BTreeMap<i64, ObjRef> = list("", "Service")
+            .await
+            .iter()
+            .flat_map(|s| {
+                let r = ObjRef::of(s);
+                s["spec"]["ports"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|p| p["nodePort"].as_i64())
+                    .map(move |p| (p, r.clone()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        for i in items
+            .iter_mut()
+            .filter(|i| i.action == Change::Create && i.target.is("", "Service"))
+        {
+            let mut freed = Vec::new();
+            if let Some(ports) = i.object["spec"]["ports"].as_array_mut() {
+                for p in ports.iter_mut().filter_map(Value::as_object_mut) {
+                    if let Some(n) = p.get("nodePort").and_then(Value::as_i64)
+                        && let Some(by) = taken.get(&n)
+                    {
+                        p.remove("nodePort");
+                        freed.push(format!(
+                            "node port {n} is held by {by} on the target: left to the target"
+                        ));
+                    }
+                }
+            }
+            i.changes.extend(freed);
+        }
+    }
+    out
 }
 
 /// Mappings that name nothing the restore holds: a namespace the capture does not

@@ -375,7 +375,8 @@ fn bare_host(value: &str) -> &str {
     v.split([':', '/', '?']).next().unwrap_or("")
 }
 
-/// The Services `obj` reaches by name in its configuration ([`config_strings`]): DNS
+/// The Services `obj` reaches by name in its configuration (env values, commands and
+/// arguments, ConfigMap data): DNS
 /// names of Services of `namespaces` (`db.shop.svc…`, or `db.shop` when it exists),
 /// and, in env values, a Service of its own namespace named alone (`DB_HOST=db`,
 /// `redis://redis:6379`). `exists(namespace, name)` says which Services exist; each

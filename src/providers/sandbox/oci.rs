@@ -496,16 +496,27 @@ pub enum Stop {
 }
 
 impl Stop {
-    /// Ends the container or the exec'd process (blocking, briefly).
-    pub fn stop(&self) {
+    /// Ends the container or the exec'd process (blocking, briefly). While the
+    /// runtime's process still runs (`runtime_alive`), an exec's pid file may not be
+    /// written yet (a loaded machine starves the runtime while the process it started
+    /// already runs): it is waited for, two seconds at most.
+    pub fn stop(&self, runtime_alive: bool) {
         match self {
             Stop::Container(c) => c.delete(),
             Stop::Exec(pid_file) => {
-                if let Some(pid) = std::fs::read_to_string(pid_file)
-                    .ok()
-                    .and_then(|s| s.trim().parse::<i32>().ok())
-                    .filter(|p| *p > 1)
-                {
+                let read = || {
+                    std::fs::read_to_string(pid_file)
+                        .ok()
+                        .and_then(|s| s.trim().parse::<i32>().ok())
+                        .filter(|p| *p > 1)
+                };
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+                let mut pid = read();
+                while pid.is_none() && runtime_alive && std::time::Instant::now() < deadline {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                    pid = read();
+                }
+                if let Some(pid) = pid {
                     let _ = nix::sys::signal::killpg(
                         nix::unistd::Pid::from_raw(pid),
                         nix::sys::signal::Signal::SIGKILL,

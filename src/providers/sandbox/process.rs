@@ -82,7 +82,10 @@ impl Process {
     pub fn kill(&self) {
         if self.child.as_ref().is_some_and(|c| c.id().is_some()) {
             if let Some(stop) = &self.stop {
-                stop.stop();
+                // The leader is the runtime's process: while it runs, what it started
+                // may not have said its pid yet.
+                let alive = self.exited.as_ref().is_some_and(|e| !e.is_finished());
+                stop.stop(alive);
             }
             let _ = nix::sys::signal::killpg(
                 nix::unistd::Pid::from_raw(self.pid),
