@@ -8,6 +8,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use crate::common;
+use crate::migrate::{Clusters, plan_into};
 use crate::support;
 
 use std::time::{Duration, Instant};
@@ -17,10 +18,8 @@ use ferry_k8s::JobProgress;
 use ferry_k8s::apply;
 use ferry_k8s::capture::{self, CaptureOptions, CaptureOutcome, Scope};
 use ferry_k8s::mover::MoverOptions;
-use ferry_k8s::plan::{self, Change, Conflict, Plan, PlanOptions};
+use ferry_k8s::plan::{Change, Conflict, PlanOptions};
 use ferry_k8s::transform::Mapping;
-use ferry_providers::kubeconfig::{Linked, Sources};
-use ferry_sandbox::{Sandbox, SandboxConfig, write_kubeconfig};
 use kube::api::{Api, DynamicObject, ListParams};
 use kube::discovery::ApiResource;
 use serde_json::Value;
@@ -214,39 +213,8 @@ spec:
   resources: {requests: {storage: 1Gi}}
 "#;
 
-struct Env {
-    dir: tempfile::TempDir,
-    prod: Sandbox,
-    qa: Sandbox,
-    kubeconfig: std::path::PathBuf,
-    linked: Linked,
-}
-
-async fn start() -> Env {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = |n: &str| SandboxConfig::new(n, dir.path().join(n)).with_demo_storage();
-    let prod = Sandbox::start(cfg("prod")).await.unwrap();
-    let qa = Sandbox::start(cfg("qa")).await.unwrap();
-    let kubeconfig = dir.path().join("kubeconfig");
-    write_kubeconfig(
-        &kubeconfig,
-        &[prod.kubeconfig_entry(), qa.kubeconfig_entry()],
-    )
-    .unwrap();
-    let linked = Linked::load(&Sources {
-        paths: vec![kubeconfig.clone()],
-    });
-    Env {
-        dir,
-        prod,
-        qa,
-        kubeconfig,
-        linked,
-    }
-}
-
 /// Applies the manifests with kubectl and waits until the Job has completed.
-async fn install(env: &Env, client: &kube::Client) {
+async fn install(env: &Clusters, client: &kube::Client) {
     let file = env.dir.path().join("shop.yaml");
     std::fs::write(&file, MANIFESTS).unwrap();
     kubectl(
@@ -322,23 +290,6 @@ fn clone_as(to: &str) -> Mapping {
     }
 }
 
-async fn plan_into(
-    client: &kube::Client,
-    target: &str,
-    repo: &ferry_repo::Repository,
-    out: &CaptureOutcome,
-    opts: &PlanOptions,
-) -> Plan {
-    let (repo2, snap) = (repo.clone(), out.snapshot.clone());
-    let objects = tokio::task::spawn_blocking(move || capture::read_objects(&repo2, &snap))
-        .await
-        .unwrap()
-        .unwrap();
-    plan::build(client, target, &out.snapshot, &out.meta, &objects, opts)
-        .await
-        .unwrap()
-}
-
 /// Every object of `ns` of the kinds the manifests use, as JSON, with Secret values
 /// decoded.
 async fn everything_in(client: &kube::Client, ns: &str) -> Vec<Value> {
@@ -411,8 +362,8 @@ fn reaches_shop(text: &str) -> Vec<&'static str> {
 fn a_same_cluster_clone_points_only_at_itself() {
     let t = common::new_repo();
     t.rt.block_on(async {
-        let env = start().await;
-        let prod = env.linked.get("ferry-prod").unwrap().client().await.unwrap();
+        let env = Clusters::start().await;
+        let prod = env.client("ferry-prod").await;
         install(&env, &prod).await;
         let source_token = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(prod.clone(), "shop")
             .get("ci-token")
@@ -534,8 +485,7 @@ fn a_same_cluster_clone_points_only_at_itself() {
         assert!(text.contains("reference(s) in the copy point at the source"), "{text}");
         assert!(p.findings.iter().all(|f| f.fix.contains("--keep-references")), "{:#?}", p.findings);
 
-        env.prod.shutdown().await.unwrap();
-        env.qa.shutdown().await.unwrap();
+        env.stop().await;
     });
 }
 
@@ -543,15 +493,9 @@ fn a_same_cluster_clone_points_only_at_itself() {
 fn beta_classes_and_mapping_mistakes_are_checked() {
     let t = common::new_repo();
     t.rt.block_on(async {
-        let env = start().await;
-        let prod = env
-            .linked
-            .get("ferry-prod")
-            .unwrap()
-            .client()
-            .await
-            .unwrap();
-        let qa = env.linked.get("ferry-qa").unwrap().client().await.unwrap();
+        let env = Clusters::start().await;
+        let prod = env.client("ferry-prod").await;
+        let qa = env.client("ferry-qa").await;
         install(&env, &prod).await;
         let shared = env.dir.path().join("shared.yaml");
         std::fs::write(&shared, SHARED).unwrap();
@@ -727,7 +671,6 @@ fn beta_classes_and_mapping_mistakes_are_checked() {
             .unwrap_or_else(|| panic!("{text}"));
         assert!(!warning.blocking, "{text}");
 
-        env.prod.shutdown().await.unwrap();
-        env.qa.shutdown().await.unwrap();
+        env.stop().await;
     });
 }

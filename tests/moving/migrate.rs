@@ -27,16 +27,18 @@ use support::kubectl::kubectl;
 use support::volumes::{checksums, volume_dir};
 use support::wait_running;
 
-struct Clusters {
-    dir: tempfile::TempDir,
+/// Two sandbox clusters with the demo's storage (`ferry-prod`, `ferry-qa`) and a
+/// kubeconfig naming both.
+pub(crate) struct Clusters {
+    pub(crate) dir: tempfile::TempDir,
     prod: Sandbox,
     qa: Sandbox,
-    kubeconfig: PathBuf,
+    pub(crate) kubeconfig: PathBuf,
     linked: Linked,
 }
 
 impl Clusters {
-    async fn start() -> Clusters {
+    pub(crate) async fn start() -> Clusters {
         let dir = tempfile::tempdir().unwrap();
         let prod =
             Sandbox::start(SandboxConfig::new("prod", dir.path().join("prod")).with_demo_storage())
@@ -64,11 +66,11 @@ impl Clusters {
         }
     }
 
-    async fn client(&self, name: &str) -> kube::Client {
+    pub(crate) async fn client(&self, name: &str) -> kube::Client {
         self.linked.get(name).unwrap().client().await.unwrap()
     }
 
-    async fn stop(self) {
+    pub(crate) async fn stop(self) {
         self.prod.shutdown().await.unwrap();
         self.qa.shutdown().await.unwrap();
     }
@@ -132,7 +134,7 @@ async fn plan_for(
     plan_into(client, "ferry-qa", repo, out, opts).await
 }
 
-async fn plan_into(
+pub(crate) async fn plan_into(
     client: &kube::Client,
     target: &str,
     repo: &ferry_repo::Repository,

@@ -89,6 +89,24 @@ struct Env {
 }
 
 impl Env {
+    /// The `ferry` CLI with a home, repository and kubeconfig of this environment's own
+    /// (the repository `cli-repo` in its folder).
+    fn ferry_cli(&self, args: &[&str]) -> std::process::Command {
+        let home = self.dir.path().join("home");
+        let mut c = std::process::Command::new(support::ferry_bin());
+        c.args(args)
+            .env("HOME", &home)
+            .env("XDG_CONFIG_HOME", home.join("config"))
+            .env("XDG_DATA_HOME", home.join("data"))
+            .env("XDG_STATE_HOME", home.join("state"))
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("FERRY_REPO", self.dir.path().join("cli-repo"))
+            .env("FERRY_PASSWORD", "pw")
+            .env_remove("FERRY_PASSWORD_FILE")
+            .env_remove("FERRY_KEY_FILE");
+        c
+    }
+
     async fn start() -> Env {
         let dir = tempfile::tempdir().unwrap();
         let prod =
@@ -464,22 +482,7 @@ fn a_backup_killed_mid_volume_leaves_nothing_the_next_run_keeps() {
         for i in 0..8 {
             std::fs::write(src.join(format!("big-{i}")), common::bytes(8 << 20, i)).unwrap();
         }
-        let home = env.dir.path().join("home");
-        let repo_dir = env.dir.path().join("cli-repo");
-        let ferry = |args: &[&str]| {
-            let mut c = std::process::Command::new(support::ferry_bin());
-            c.args(args)
-                .env("HOME", &home)
-                .env("XDG_CONFIG_HOME", home.join("config"))
-                .env("XDG_DATA_HOME", home.join("data"))
-                .env("XDG_STATE_HOME", home.join("state"))
-                .env("KUBECONFIG", &env.kubeconfig)
-                .env("FERRY_REPO", &repo_dir)
-                .env("FERRY_PASSWORD", "pw")
-                .env_remove("FERRY_PASSWORD_FILE")
-                .env_remove("FERRY_KEY_FILE");
-            c
-        };
+        let ferry = |args: &[&str]| env.ferry_cli(args);
         let out = ferry(&["init"]).output().unwrap();
         assert!(
             out.status.success(),
@@ -886,22 +889,8 @@ fn a_volume_arrives_as_it_was_hard_links_sparse_files_and_symlink_times() {
         }
 
         // What the CLI prints of the volume.
-        let home = env.dir.path().join("home");
-        let repo_dir = env.dir.path().join("cli-repo");
         let ferry = |args: &[&str]| {
-            let out = std::process::Command::new(support::ferry_bin())
-                .args(args)
-                .env("HOME", &home)
-                .env("XDG_CONFIG_HOME", home.join("config"))
-                .env("XDG_DATA_HOME", home.join("data"))
-                .env("XDG_STATE_HOME", home.join("state"))
-                .env("KUBECONFIG", &env.kubeconfig)
-                .env("FERRY_REPO", &repo_dir)
-                .env("FERRY_PASSWORD", "pw")
-                .env_remove("FERRY_PASSWORD_FILE")
-                .env_remove("FERRY_KEY_FILE")
-                .output()
-                .unwrap();
+            let out = env.ferry_cli(args).output().unwrap();
             let said = String::from_utf8_lossy(&out.stdout).into_owned();
             assert!(
                 out.status.success(),
