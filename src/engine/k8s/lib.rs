@@ -22,6 +22,7 @@
 
 pub mod apply;
 pub mod capture;
+mod checks;
 pub mod cluster;
 pub mod graph;
 pub mod helm;
