@@ -166,6 +166,7 @@ async fn capture_ns(
             parent: None,
             no_parent: true,
             envelope: None,
+            server: None,
         },
         &JobProgress::new(),
     )

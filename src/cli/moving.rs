@@ -241,6 +241,7 @@ pub fn backup(
         parent,
         no_parent,
         envelope: None,
+        server: None,
     };
     let source = Endpoint { cluster, client };
     let job = new_job(ctx);
@@ -574,6 +575,7 @@ pub fn migrate(
         mover: mover_opts.clone(),
         tags: a.tags.clone(),
         envelope: None,
+        server: None,
         parent: None,
         no_parent: false,
     };

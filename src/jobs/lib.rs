@@ -86,6 +86,17 @@ pub enum JobError {
     Create(String),
 }
 
+impl JobError {
+    /// The user cancelled the job (it is not a failure of the job).
+    pub fn is_cancelled(&self) -> bool {
+        matches!(
+            self,
+            JobError::Kubernetes(K8sError::Cancelled)
+                | JobError::Repository(ferry_repo::Error::Cancelled)
+        )
+    }
+}
+
 fn blocked_tail(target: &str, capture: &Option<String>) -> String {
     match capture {
         Some(snap) => format!(" on {target}; the capture is snapshot {snap}"),
@@ -331,13 +342,26 @@ impl Permit {
             Some(c) => format!("{c}: {}", chain(&error)),
             None => chain(&error),
         };
-        let unrecorded = self.finish(Err(detail)).await;
+        let unrecorded = if error.is_cancelled() {
+            self.cancelled().await
+        } else {
+            self.finish(Err(detail)).await
+        };
         Failed {
             error,
             context,
             capture: capture.map(Box::new),
             unrecorded,
         }
+    }
+
+    /// Appends the audit record of a job the user cancelled while it ran.
+    async fn cancelled(self) -> Option<String> {
+        let mut record = self.gate.record;
+        record.outcome = ferry_policy::audit::Outcome::Cancelled;
+        record.detail = Some("cancelled by the user while it ran; what it had done stays".into());
+        record.time = chrono::Utc::now();
+        gate::append(&self.repo, record).await
     }
 
     /// Appends the audit record of a job whose plan the user did not confirm: nothing

@@ -47,6 +47,7 @@ pub async fn backup(
     let mut permit = authorize(repo, Action::Backup, Some(&source.place()), None, &pairs).await?;
     let allowed = permit.allowed();
     opts.envelope = crate::envelope(&source.cluster, progress).await;
+    opts.server = Some(source.cluster.server.clone());
     match permit.capture(&source.client, &opts, progress).await {
         Ok(capture) => {
             let unrecorded = permit.finish(Ok(capture.warnings.is_empty())).await;
@@ -163,6 +164,7 @@ pub async fn stage_move(
     )
     .await?;
     capture.envelope = crate::envelope(&source.cluster, progress).await;
+    capture.server = Some(source.cluster.server.clone());
     let out = match permit.capture(&source.client, &capture, progress).await {
         Ok(o) => o,
         Err(e) => {

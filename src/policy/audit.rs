@@ -29,6 +29,8 @@ pub enum Outcome {
     Failed,
     /// Data was read (a console clone's capture) but the user did not confirm the plan.
     Abandoned,
+    /// The user cancelled it while it ran; what it had done stays (see `detail`).
+    Cancelled,
 }
 
 impl std::fmt::Display for Outcome {
@@ -39,6 +41,7 @@ impl std::fmt::Display for Outcome {
             Outcome::Partial => "partial",
             Outcome::Failed => "failed",
             Outcome::Abandoned => "abandoned",
+            Outcome::Cancelled => "cancelled",
         })
     }
 }

@@ -18,14 +18,15 @@ use ratatui::layout::{Position, Rect};
 use serde_json::Value;
 
 use crate::error::TaskError;
+pub use crate::job::{Job, JobEnd};
 use crate::keymap::{Command, Keymap};
-use crate::page::{self, LineCommand};
+pub use crate::live::{LIVE_EVERY, PROBE_EVERY, Quiet};
+use crate::page;
 use crate::screens;
 use crate::tasks;
 use crate::theme::Theme;
 use crate::wizard_state::Wizard;
 use ferry_k8s::JobProgress;
-use ferry_k8s::apply::Report;
 use ferry_k8s::capture::Scope;
 use ferry_k8s::mover::MoverOptions;
 use ferry_providers::kubeconfig::{BrokenSource, Linked, LinkedCluster, Origin};
@@ -253,7 +254,29 @@ pub enum Mode {
     Filter,
     Command(String),
     ConfirmQuit,
+    /// A question before an action: `y` carries it out, any other key does not.
+    Confirm(Ask),
     Help,
+}
+
+/// A question the console asks before it acts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ask {
+    /// The popup's title (`cancel?`).
+    pub title: &'static str,
+    /// What will be done, naming what it acts on.
+    pub question: String,
+    /// What `y` does.
+    pub then: Then,
+}
+
+/// What an [`Ask`] carries out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Then {
+    /// Cancel the job with this ID.
+    Cancel(usize),
+    /// Back up the marked (or selected) rows of this view.
+    Backup(View),
 }
 
 /// A namespace of a cluster, summarised.
@@ -314,52 +337,6 @@ pub struct ClusterState {
     pub facts: Option<Result<Facts, ProbeError>>,
     pub namespaces: Option<Load<Vec<Row>>>,
     pub ns: HashMap<String, Load<NsData>>,
-}
-
-/// How a job ended.
-#[derive(Debug, Clone)]
-pub enum JobEnd {
-    Captured {
-        snapshot: String,
-        summary: String,
-        warnings: Vec<String>,
-    },
-    /// A restore (or the restore of a migration or clone) ended with `report`, saved
-    /// at `saved` (or why not) for `ferry restore --retry`; `context` is the target's
-    /// kubeconfig context.
-    Restored {
-        report: Report,
-        saved: Result<std::path::PathBuf, TaskError>,
-        context: String,
-    },
-    /// Files of a snapshot restored into a folder of this machine.
-    Downloaded {
-        target: std::path::PathBuf,
-        files: u64,
-        dirs: u64,
-        bytes: u64,
-        warnings: Vec<String>,
-    },
-    Failed(TaskError),
-    Cancelled,
-}
-
-/// A background backup, restore or migration.
-#[derive(Debug)]
-pub struct Job {
-    pub id: usize,
-    pub title: String,
-    pub progress: Arc<JobProgress>,
-    pub started: Instant,
-    pub end: Option<JobEnd>,
-    pub rate: f64,
-    meter: RateMeter,
-}
-
-impl Job {
-    pub fn running(&self) -> bool {
-        self.end.is_none()
-    }
 }
 
 /// The snapshots of the repository.
@@ -447,6 +424,13 @@ pub struct App {
     rx: mpsc::Receiver<Msg>,
     /// Something changed since the last frame.
     pub(crate) dirty: bool,
+    /// When the shown view was last read again by itself ([`App::poll`]).
+    pub(crate) polled: Instant,
+    /// When the clusters were last probed again by themselves.
+    pub(crate) probed: Instant,
+    /// Quiet reloads still waiting for their answer (their [`Quiet`] keys): a slow
+    /// cluster never has two at once.
+    pub(crate) in_flight: BTreeSet<Quiet>,
     /// Clickable areas of the last frame.
     pub(crate) hits: RefCell<Hits>,
 }
@@ -503,6 +487,9 @@ impl App {
             tasks: tasks::Tasks::new(env_rt, tx),
             rx,
             dirty: true,
+            polled: Instant::now(),
+            probed: Instant::now(),
+            in_flight: BTreeSet::new(),
             hits: RefCell::new(Hits::default()),
         };
         for c in &app.clusters {
@@ -542,7 +529,7 @@ impl App {
         &self.stack[self.stack.len() - 1]
     }
 
-    fn screen_mut(&mut self) -> &mut Screen {
+    pub(crate) fn screen_mut(&mut self) -> &mut Screen {
         let n = self.stack.len() - 1;
         &mut self.stack[n]
     }
@@ -673,6 +660,8 @@ impl App {
     }
 
     pub(crate) fn push(&mut self, view: View) {
+        // What the status line said was about the screen left.
+        self.status = None;
         self.stack.push(Screen {
             view,
             list: ListState::default(),
@@ -683,7 +672,8 @@ impl App {
         self.select_first_selectable();
     }
 
-    fn reset_to(&mut self, views: Vec<View>) {
+    pub(crate) fn reset_to(&mut self, views: Vec<View>) {
+        self.status = None;
         self.stack = views
             .into_iter()
             .map(|view| Screen {
@@ -725,32 +715,53 @@ impl App {
         match msg {
             Msg::Input(ev) => self.input(ev),
             Msg::Probe(name, facts) => {
-                if let Some(c) = self.cluster_mut(&name) {
-                    c.facts = Some(facts);
-                }
-                self.cluster_rows = screens::clusters::rows(self);
+                self.in_flight.remove(&Quiet::Probe(name.clone()));
+                self.keeping_selection(|app| {
+                    if let Some(c) = app.cluster_mut(&name) {
+                        c.facts = Some(facts);
+                    }
+                    app.cluster_rows = screens::clusters::rows(app);
+                });
                 self.wizard_sync();
             }
             Msg::Namespaces(name, r) => {
-                if let Some(c) = self.cluster_mut(&name) {
-                    c.namespaces = Some(match r {
-                        Ok(list) => Load::Ready(screens::namespaces::rows(&list)),
-                        Err(e) => Load::Failed(e),
-                    });
-                }
-                self.select_first_selectable();
+                let quiet = self.in_flight.remove(&Quiet::Namespaces(name.clone()));
+                self.keeping_selection(|app| {
+                    if let Some(c) = app.cluster_mut(&name) {
+                        c.namespaces = match r {
+                            Ok(list) => Some(Load::Ready(screens::namespaces::rows(&list))),
+                            // A quiet reload that failed keeps what is shown.
+                            Err(_)
+                                if quiet
+                                    && c.namespaces
+                                        .as_ref()
+                                        .is_some_and(|n| n.ready().is_some()) =>
+                            {
+                                c.namespaces.take()
+                            }
+                            Err(e) => Some(Load::Failed(e)),
+                        };
+                    }
+                });
             }
             Msg::NsObjects(name, ns, r) => {
-                if let Some(c) = self.cluster_mut(&name) {
-                    c.ns.insert(
-                        ns,
+                let quiet = self
+                    .in_flight
+                    .remove(&Quiet::NsObjects(name.clone(), ns.clone()));
+                self.keeping_selection(|app| {
+                    if let Some(c) = app.cluster_mut(&name) {
+                        let shown = c.ns.get(&ns).is_some_and(|l| l.ready().is_some());
                         match r {
-                            Ok(objects) => Load::Ready(screens::workloads::ns_data(objects)),
-                            Err(e) => Load::Failed(e),
-                        },
-                    );
-                }
-                self.select_first_selectable();
+                            Ok(objects) => {
+                                c.ns.insert(ns, Load::Ready(screens::workloads::ns_data(objects)));
+                            }
+                            Err(_) if quiet && shown => {}
+                            Err(e) => {
+                                c.ns.insert(ns, Load::Failed(e));
+                            }
+                        }
+                    }
+                });
                 self.refresh_yaml();
             }
             Msg::Snapshots(r) => {
@@ -902,7 +913,15 @@ impl App {
                         JobEnd::Cancelled => (Tone::Warn, format!("{}: cancelled", j.title)),
                     };
                     let captured = matches!(end, JobEnd::Captured { .. });
-                    j.end = Some(end);
+                    let into = match &end {
+                        JobEnd::Restored { report, .. } => Some(report.target_cluster.clone()),
+                        _ => None,
+                    };
+                    j.finish(end);
+                    // What the restore made shows in the target's lists without R.
+                    if let Some(target) = into {
+                        self.reload_quietly(&target);
+                    }
                     self.status = Some(line);
                     if captured {
                         // A new snapshot: the list is stale.
@@ -954,6 +973,24 @@ impl App {
             }
             None => false,
         }
+    }
+
+    /// After quitting: applies background results (input is dropped) until no job
+    /// runs; false if `limit` passed first.
+    pub fn wind_down(&mut self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        while self.running_jobs() > 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            match self.rx.recv_timeout(left.min(Duration::from_millis(200))) {
+                Ok(Msg::Input(_)) | Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Ok(m) => self.apply(m),
+                Err(mpsc::RecvTimeoutError::Disconnected) => return false,
+            }
+        }
+        true
     }
 
     /// Applies messages until `done` holds; false if `limit` passed first (for tests
@@ -1097,6 +1134,14 @@ impl App {
                     self.say(Tone::Normal, "still here: the jobs go on");
                 }
             }
+            Mode::Confirm(ask) => {
+                self.mode = Mode::Normal;
+                if matches!(k.code, KeyCode::Char('y') | KeyCode::Char('Y')) {
+                    self.carry_out(ask.then);
+                } else {
+                    self.say(Tone::Normal, "not done: nothing changed");
+                }
+            }
             Mode::Help => self.mode = Mode::Normal,
             Mode::Normal => {
                 if let Some(a) = self.env.keymap.action(&k) {
@@ -1128,89 +1173,6 @@ impl App {
         }
     }
 
-    fn command_key(&mut self, k: KeyEvent, mut text: String) {
-        match k.code {
-            KeyCode::Esc => self.mode = Mode::Normal,
-            KeyCode::Enter => {
-                self.mode = Mode::Normal;
-                self.command(text.trim());
-            }
-            KeyCode::Backspace => {
-                if text.pop().is_none() {
-                    self.mode = Mode::Normal;
-                } else {
-                    self.mode = Mode::Command(text);
-                }
-            }
-            KeyCode::Char(c) => {
-                text.push(c);
-                self.mode = Mode::Command(text);
-            }
-            _ => {}
-        }
-    }
-
-    /// Runs a `:` command.
-    pub fn command(&mut self, cmd: &str) {
-        let (word, arg) = match cmd.split_once(char::is_whitespace) {
-            Some((w, a)) => (w, Some(a.trim())),
-            None => (cmd, None),
-        };
-        if word.is_empty() {
-            return;
-        }
-        let Some(line) = LineCommand::named(word) else {
-            let known = LineCommand::usage(":", ", ");
-            self.say(Tone::Error, format!("unknown command :{word}: use {known}"));
-            return;
-        };
-        match (line, arg) {
-            (LineCommand::Clusters, _) => self.reset_to(vec![View::Clusters]),
-            (LineCommand::Namespaces, None) => match self.current_cluster().map(str::to_string) {
-                Some(c) => self.reset_to(vec![View::Clusters, View::Namespaces { cluster: c }]),
-                None => self.say(
-                    Tone::Warn,
-                    "no current cluster: pick one on :clusters or use :ctx NAME",
-                ),
-            },
-            (LineCommand::Namespaces, Some(ns)) => match self.current_cluster().map(str::to_string)
-            {
-                Some(c) => self.reset_to(vec![
-                    View::Clusters,
-                    View::Namespaces { cluster: c.clone() },
-                    View::Workloads {
-                        cluster: c,
-                        ns: ns.to_string(),
-                    },
-                ]),
-                None => self.say(
-                    Tone::Warn,
-                    "no current cluster: pick one on :clusters or use :ctx NAME",
-                ),
-            },
-            (LineCommand::Context, Some(name)) => {
-                let found = self
-                    .clusters
-                    .iter()
-                    .find(|c| c.linked.name == name || c.linked.context == name)
-                    .map(|c| c.linked.name.clone());
-                match found {
-                    Some(c) => self.reset_to(vec![View::Clusters, View::Namespaces { cluster: c }]),
-                    None => self.say(
-                        Tone::Error,
-                        format!("no linked cluster is called {name:?}: see :clusters"),
-                    ),
-                }
-            }
-            (LineCommand::Context, None) => self.say(Tone::Warn, "name the context: :ctx NAME"),
-            (LineCommand::Snapshots, _) => self.reset_to(vec![View::Snapshots]),
-            (LineCommand::Jobs, _) => self.reset_to(vec![View::Jobs]),
-            (LineCommand::Audit, _) => self.reset_to(vec![View::Audit]),
-            (LineCommand::Help, _) => self.mode = Mode::Help,
-            (LineCommand::Quit, _) => self.action(Command::Quit),
-        }
-    }
-
     /// Carries out a command of the keymap: moving and the global commands here, the
     /// rest by the current screen's page when it offers the command (else the status
     /// line says where the command works).
@@ -1220,7 +1182,10 @@ impl App {
             Command::Down => self.move_selection(1),
             Command::Up => self.move_selection(-1),
             Command::PageDown if self.show_yaml && self.yaml.is_some() => {
-                self.yaml_scroll = self.yaml_scroll.saturating_add(10)
+                // Never past the last line.
+                let lines = self.yaml.as_ref().map_or(0, |(_, t)| t.lines().count());
+                let last = u16::try_from(lines.saturating_sub(1)).unwrap_or(u16::MAX);
+                self.yaml_scroll = self.yaml_scroll.saturating_add(10).min(last)
             }
             Command::PageUp if self.show_yaml && self.yaml.is_some() => {
                 self.yaml_scroll = self.yaml_scroll.saturating_sub(10)
@@ -1261,6 +1226,28 @@ impl App {
         }
     }
 
+    /// Marks every row shown (the filter's), or unmarks them all when all are marked.
+    pub(crate) fn mark_all(&mut self) {
+        let Load::Ready(rows) = self.rows(&self.screen().view.clone()) else {
+            return;
+        };
+        let rows = rows.into_owned();
+        let filter = self.screen().list.filter.clone();
+        let keys: Vec<String> = App::visible(&rows, &filter)
+            .into_iter()
+            .filter(|i| !rows[*i].group)
+            .map(|i| rows[i].key.clone())
+            .collect();
+        let marks = &mut self.screen_mut().list.marks;
+        if keys.iter().all(|k| marks.contains(k)) {
+            for k in &keys {
+                marks.remove(k);
+            }
+        } else {
+            marks.extend(keys);
+        }
+    }
+
     /// Marks or unmarks the selected row and moves on.
     pub(crate) fn toggle_mark(&mut self) {
         if let Some(r) = self.selected_row() {
@@ -1289,6 +1276,7 @@ impl App {
         }
         if self.stack.len() > 1 {
             self.stack.pop();
+            self.status = None;
             self.yaml = None;
         } else if self.screen().view != View::Clusters {
             self.reset_to(vec![View::Clusters]);
@@ -1310,8 +1298,15 @@ impl App {
         let view = &self.screen().view;
         let obj = page::of(view).object(self, view, &row.key);
         let text = match obj {
-            Some(o) => serde_saphyr::to_string(o)
-                .unwrap_or_else(|e| format!("cannot show this object: {e}")),
+            Some(o) => {
+                // The field managers' bookkeeping is noise here (kubectl hides it too).
+                let mut o = o.clone();
+                if let Some(m) = o["metadata"].as_object_mut() {
+                    m.remove("managedFields");
+                }
+                serde_saphyr::to_string(&o)
+                    .unwrap_or_else(|e| format!("cannot show this object: {e}"))
+            }
             None => "no object for this row (volumes show their details in the list)".into(),
         };
         self.yaml = Some((row.key, text));
@@ -1345,6 +1340,9 @@ impl App {
             title: title.into(),
             progress: progress.clone(),
             started: Instant::now(),
+            ended: None,
+            paused_since: None,
+            paused_for: Duration::ZERO,
             end: None,
             rate: 0.0,
             meter: RateMeter::default(),
@@ -1371,12 +1369,57 @@ impl App {
         }
     }
 
+    /// What an answered [`Ask`] said to do.
+    fn carry_out(&mut self, then: Then) {
+        match then {
+            Then::Cancel(id) => {
+                if let Some(j) = self.jobs.iter().find(|j| j.id == id && j.running()) {
+                    j.progress.cancel();
+                    let text = format!("cancelling {}: it stops at its next check", j.title);
+                    self.say(Tone::Warn, text);
+                } else {
+                    self.say(Tone::Normal, "that job has ended");
+                }
+            }
+            Then::Backup(view) => self.backup_now(&view),
+        }
+    }
+
+    /// Asks before backing up the marked (or selected) rows of `view`, naming them.
     pub(crate) fn backup(&mut self, view: &View) {
         let Some((cluster, scope)) = self.live_scope(view) else {
             self.say(
                 Tone::Normal,
                 "b backs up namespaces or workloads: select or mark some first",
             );
+            return;
+        };
+        let what = match &scope {
+            Scope::Namespaces(n) if n.len() == 1 => format!("namespace {}", n[0]),
+            Scope::Namespaces(n) => format!("{} namespaces ({})", n.len(), n.join(", ")),
+            Scope::Workloads {
+                namespace,
+                workloads,
+            } => format!("{} in {namespace}", workloads.join(", ")),
+            Scope::Selector {
+                namespaces,
+                selector,
+                ..
+            } => format!("objects matching {selector} in {}", namespaces.join(", ")),
+        };
+        let data = match self.read_only_reason(&cluster) {
+            None => "with its volume data",
+            Some(_) => "without volume data (read-only)",
+        };
+        self.mode = Mode::Confirm(Ask {
+            title: "back up?",
+            question: format!("Back up {what} of {cluster}, {data}, into the repository?"),
+            then: Then::Backup(view.clone()),
+        });
+    }
+
+    fn backup_now(&mut self, view: &View) {
+        let Some((cluster, scope)) = self.live_scope(view) else {
             return;
         };
         let repo = match self.repository() {
@@ -1400,6 +1443,7 @@ impl App {
             parent: None,
             no_parent: false,
             envelope: None,
+            server: None,
         };
         self.tasks.backup(id, linked, repo, opts, progress);
         self.screen_mut().list.marks.clear();

@@ -1,7 +1,8 @@
 //! The console's terminal loop: raw mode and the alternate screen (restored on exit, on
 //! error and on panic), an input thread, and drawing at a steady rate from the app's
-//! state. While nothing runs the loop sleeps until input or a message arrives; while
-//! jobs or probes run it ticks at [`FRAME`] to show their progress.
+//! state. While nothing runs the loop sleeps until input, a message, or the next
+//! reading of a live view ([`App::poll`]); while jobs or probes run it ticks at
+//! [`FRAME`] to show their progress.
 
 use std::io::{Stdout, stdout};
 use std::time::{Duration, Instant};
@@ -61,12 +62,15 @@ where
         if app.quit {
             return Ok(());
         }
+        // Live views read their list again every few seconds.
+        let poll = app.next_poll();
         let timeout = if app.busy() {
-            Some(FRAME.saturating_sub(last_tick.elapsed()))
+            FRAME.saturating_sub(last_tick.elapsed()).min(poll)
         } else {
-            None
+            poll
         };
-        app.wait(timeout);
+        app.wait(Some(timeout));
+        app.poll();
         if app.busy() && last_tick.elapsed() >= FRAME {
             app.tick();
             app.dirty = true;
@@ -108,6 +112,22 @@ pub fn run(mut app: App) -> anyhow::Result<()> {
             }
         })?;
     run_loop(&mut terminal, &mut app, &mut |_, _| {})?;
+    drop(_guard);
+    // Jobs cancelled by quitting end their steps and record themselves as cancelled.
+    let running = app.running_jobs();
+    if running > 0 {
+        eprintln!("waiting for {running} cancelled job(s) to stop and be recorded…");
+        if !app.wind_down(WIND_DOWN) {
+            eprintln!(
+                "{} job(s) did not stop within {}s: their audit records may be missing",
+                app.running_jobs(),
+                WIND_DOWN.as_secs()
+            );
+        }
+    }
     let _ = std::panic::take_hook();
     Ok(())
 }
+
+/// How long quitting waits for cancelled jobs to stop.
+const WIND_DOWN: Duration = Duration::from_secs(30);

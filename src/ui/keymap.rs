@@ -39,6 +39,8 @@ pub enum Command {
     CommandLine,
     /// Mark or unmark the selected row.
     Mark,
+    /// Mark every row shown (again: unmark them).
+    MarkAll,
     /// Show the keys of the current screen.
     Help,
     /// Leave the console (asks first while jobs run).

@@ -1,6 +1,8 @@
 //! What the user sees: the progress line of the subcommands (`progress.rs`), numbers in
 //! words (`format.rs`), and the full-screen console:
-//! - `app.rs`: state and what each action does (no terminal, no waiting);
+//! - `app.rs`: state and what each action does (no terminal, no waiting); `job.rs`:
+//!   a job's clock and end; `live.rs`: lists that read themselves again; `line.rs`:
+//!   the `:` line;
 //! - `query.rs`: what tests and scripts may read of a running console;
 //! - `tasks.rs`: background work (probes, listings, plans, jobs) that reports by message;
 //! - `event.rs`: the terminal loop (raw mode, input thread, steady redraws, restore);
@@ -19,7 +21,10 @@ pub mod app;
 pub mod error;
 pub mod event;
 pub mod format;
+pub mod job;
 pub mod keymap;
+mod line;
+mod live;
 pub mod newcluster;
 pub mod page;
 pub mod progress;

@@ -72,7 +72,7 @@ pub const GLOBAL: &[Offer] = &[
     Offer::new(Command::Filter, "filter (fuzzy)").hint("filter"),
     Offer::new(
         Command::CommandLine,
-        "command: clusters, ns, ctx NAME, snapshots, jobs, audit",
+        "command, tab completes: ns, ctx [NAME], pvc, jobs, audit…",
     )
     .hint("command"),
     Offer::new(Command::Jobs, "jobs"),
@@ -90,6 +90,9 @@ pub enum LineCommand {
     Clusters,
     Namespaces,
     Context,
+    /// The workloads of the current (or a named) namespace.
+    Workloads,
+    Claims,
     Snapshots,
     Jobs,
     Audit,
@@ -101,7 +104,13 @@ pub enum LineCommand {
 pub const LINE_COMMANDS: &[(LineCommand, &[&str], &str)] = &[
     (LineCommand::Clusters, &["clusters", "cl"], "clusters"),
     (LineCommand::Namespaces, &["ns", "namespaces"], "ns [NAME]"),
-    (LineCommand::Context, &["ctx", "context"], "ctx NAME"),
+    (LineCommand::Context, &["ctx", "context"], "ctx [NAME]"),
+    (
+        LineCommand::Workloads,
+        &["workloads", "wl", "all"],
+        "workloads [NS]",
+    ),
+    (LineCommand::Claims, &["pvc", "pvcs", "claims"], "pvc [NS]"),
     (
         LineCommand::Snapshots,
         &["snapshots", "snap", "ss"],
@@ -120,6 +129,13 @@ impl LineCommand {
             .iter()
             .find(|(_, names, _)| names.contains(&word))
             .map(|(c, _, _)| *c)
+    }
+
+    /// Every word that names a command, for completion.
+    pub fn words() -> impl Iterator<Item = &'static str> {
+        LINE_COMMANDS
+            .iter()
+            .flat_map(|(_, names, _)| names.iter().copied())
     }
 
     /// How each command is written, joined by `sep` and each after `prefix`.
@@ -260,6 +276,7 @@ mod tests {
             Filter,
             CommandLine,
             Mark,
+            MarkAll,
             Help,
             Quit,
             Backup,

@@ -5,7 +5,7 @@
 //! clicks, and the answers of background work ([`App::apply`]). [`App::pick`] and
 //! [`App::select_key`] are the two clicks tests need without drawing a frame.
 
-use crate::app::{App, ClusterState, Job, Load, RestorePrompt, Row, Tone, View};
+use crate::app::{App, Ask, ClusterState, Job, Load, Mode, RestorePrompt, Row, Tone, View};
 use crate::screens;
 use crate::wizard_state::Wizard;
 use ferry_repo::tree::Node;
@@ -44,6 +44,13 @@ impl App {
         }
     }
 
+    /// The keys of the current screen's marked rows, sorted.
+    pub fn marked(&self) -> Vec<String> {
+        let mut m: Vec<String> = self.screen().list.marks.iter().cloned().collect();
+        m.sort();
+        m
+    }
+
     /// The key of the selected row.
     pub fn selected_key(&self) -> Option<String> {
         self.selected_row().map(|r| r.key)
@@ -64,6 +71,14 @@ impl App {
     /// What the status line says (instead of the key hints), with its tone.
     pub fn status(&self) -> Option<(Tone, &str)> {
         self.status.as_ref().map(|(t, s)| (*t, s.as_str()))
+    }
+
+    /// The question the console waits on, if it asks one (`y` answers it).
+    pub fn asking(&self) -> Option<&Ask> {
+        match &self.mode {
+            Mode::Confirm(ask) => Some(ask),
+            _ => None,
+        }
     }
 
     /// The YAML pane's text, when it shows an object.

@@ -661,11 +661,12 @@ async fn list_namespaces(cluster: &LinkedCluster) -> Result<Vec<NsSummary>, Task
         .list(&lp)
         .await
         .map_err(|e| {
-            TaskError::list(
-                format!("the namespaces of {}", cluster.name),
-                e,
-                ". Open one directly with :ns NAME",
-            )
+            // Without the right to list namespaces, one can still be opened by name.
+            let next = match &e {
+                kube::Error::Api(s) if s.code == 403 => ". Open one directly with :ns NAME",
+                _ => "",
+            };
+            TaskError::list(format!("the namespaces of {}", cluster.name), e, next)
         })?;
     let (a1, a2, a3, a4, a5) = (
         Api::<PersistentVolumeClaim>::all(client.clone()),

@@ -239,6 +239,7 @@ impl App {
             parent: None,
             no_parent: false,
             envelope: None,
+            server: None,
         }
     }
 
@@ -258,11 +259,23 @@ impl App {
         let Some(target) = self.cluster(w.target_name()).map(|c| c.linked.clone()) else {
             return;
         };
+        // The row names where the copy goes: `clone prod/shop → prod/shop-qa`.
+        let into = match w.ns.as_slice() {
+            [(_, to)] => format!("{}/{to}", target.name),
+            many if many.iter().any(|(from, to)| from != to) => format!(
+                "{}/{}",
+                target.name,
+                many.iter()
+                    .map(|(_, to)| to.as_str())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
+            _ => target.name.clone(),
+        };
         let (id, progress) = self.register_job(format!(
-            "{} {} → {}",
+            "{} {} → {into}",
             w.purpose.word(),
             w.source_label(),
-            target.name
         ));
         self.tasks
             .apply(id, target, prepared, self.env.reports.clone(), progress);

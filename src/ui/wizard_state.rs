@@ -251,13 +251,21 @@ impl Wizard {
             Source::Live { cluster, .. } => Some(cluster.clone()),
             Source::Snapshot { meta, .. } => Some(meta.cluster.clone()),
         };
+        let is_source = |t: &TargetOption| Some(&t.name) == source_cluster.as_ref();
         let target = match purpose {
+            // Another linked cluster that answered first (prod into QA); the source
+            // itself when there is none (a same-cluster clone).
             Purpose::Clone => targets
                 .iter()
-                .position(|t| Some(&t.name) == source_cluster.as_ref()),
-            _ => targets
-                .iter()
-                .position(|t| Some(&t.name) != source_cluster.as_ref()),
+                .position(|t| {
+                    t.kind == TargetKind::Linked
+                        && !is_source(t)
+                        && app
+                            .cluster(&t.name)
+                            .is_some_and(|c| matches!(c.facts, Some(Ok(_))))
+                })
+                .or_else(|| targets.iter().position(is_source)),
+            _ => targets.iter().position(|t| !is_source(t)),
         }
         .unwrap_or(0);
         let (namespaces, classes_used) = match &source {

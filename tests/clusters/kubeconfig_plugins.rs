@@ -355,3 +355,109 @@ fn plugin_tokens_are_renewed_before_they_expire_and_kept_while_good() {
     assert_eq!(count(&lasting_runs), 1);
     rt.block_on(s.shutdown()).unwrap();
 }
+
+/// A TCP server on 127.0.0.1 that answers whatever comes with plain HTTP (no TLS),
+/// then closes; stopped when dropped.
+fn plain_http() -> (String, Silent) {
+    use std::io::Write as _;
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.set_nonblocking(true).unwrap();
+    let addr = l.local_addr().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let s = stop.clone();
+    let thread = std::thread::spawn(move || {
+        while !s.load(Ordering::Relaxed) {
+            match l.accept() {
+                Ok((mut c, _)) => {
+                    let _ = c.set_nonblocking(false);
+                    let _ = c.set_read_timeout(Some(Duration::from_secs(1)));
+                    let mut buf = [0u8; 512];
+                    let _ = c.read(&mut buf);
+                    let _ = c.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    });
+    (
+        format!("https://{addr}"),
+        Silent {
+            addr,
+            stop,
+            thread: Some(thread),
+        },
+    )
+}
+
+#[test]
+fn unreachable_clusters_say_what_failed_in_words() {
+    let rt = common::runtime();
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path();
+    let good = rt
+        .block_on(Sandbox::start(SandboxConfig::new(
+            "good",
+            home.join("good"),
+        )))
+        .unwrap();
+    let other = rt
+        .block_on(Sandbox::start(SandboxConfig::new(
+            "other",
+            home.join("other"),
+        )))
+        .unwrap();
+    let entry = good.kubeconfig_entry();
+    let runs = home.join("runs");
+    let ok = token_plugin(home, "ok", &entry.token, "2999-01-01T00:00:00Z", &runs);
+    let bad = token_plugin(home, "bad", "not-a-token", "2999-01-01T00:00:00Z", &runs);
+    // A port nothing listens on: bound, then let go.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("https://{}", l.local_addr().unwrap())
+    };
+    let (plain, _plain_server) = plain_http();
+    let other_ca = other.kubeconfig_entry().ca_pem;
+    let kc = home.join("kubeconfig");
+    kubeconfig(
+        &kc,
+        &[
+            ("refused", &closed, &entry.ca_pem, &ok),
+            ("plain", &plain, &entry.ca_pem, &ok),
+            ("wrongca", &entry.server, &other_ca, &ok),
+            ("badtoken", &entry.server, &entry.ca_pem, &bad),
+            ("good", &entry.server, &entry.ca_pem, &ok),
+        ],
+    );
+    let linked = Linked::load(&Sources {
+        paths: vec![kc.clone()],
+    });
+    let word = |name: &str| {
+        let c = linked.get(name).unwrap();
+        let p = rt.block_on(ferry_providers::probe::probe(c));
+        match p.facts {
+            Ok(_) => ("ok".to_string(), String::new()),
+            Err(e) => (e.word().to_string(), e.to_string()),
+        }
+    };
+    let (w, text) = word("refused");
+    assert_eq!(w, "refused", "{text}");
+    assert!(
+        text.contains(&format!("cannot connect to the API server {closed}"))
+            && text.contains("the connection was refused")
+            && text.contains("Check that the cluster is running"),
+        "{text}"
+    );
+    for name in ["plain", "wrongca"] {
+        let (w, text) = word(name);
+        assert_eq!(w, "TLS failed", "{name}: {text}");
+        assert!(
+            text.contains("the TLS handshake failed") && text.contains("certificate-authority"),
+            "{name}: {text}"
+        );
+    }
+    let (w, text) = word("badtoken");
+    assert_eq!(w, "unauthorised", "{text}");
+    assert!(text.contains("rejected the credentials"), "{text}");
+    assert_eq!(word("good").0, "ok");
+    drop((good, other));
+}

@@ -99,6 +99,7 @@ pub async fn capture_shop(
             parent: None,
             no_parent: false,
             envelope,
+            server: Some(src.server.clone()),
         },
         &JobProgress::new(),
     )

@@ -544,6 +544,7 @@ fn browse_a_captured_volume_and_restore_a_file() {
                 parent: None,
                 no_parent: false,
                 envelope: None,
+                server: None,
             },
             &JobProgress::new(),
         ))
@@ -1000,6 +1001,7 @@ fn captured_shop(t: &common::TestRepo, dir: &std::path::Path) -> CapturedShop {
                 parent: None,
                 no_parent: false,
                 envelope: None,
+                server: None,
             },
             &JobProgress::new(),
         ))
@@ -1562,4 +1564,112 @@ fn a_new_aks_cluster_failing_half_way_from_the_wizard_says_what_exists() {
     open_form(&mut app);
     t.rt.block_on(prod.shutdown()).unwrap();
     drop(cloud);
+}
+
+/// Lists follow the cluster by themselves and keep the selection; `R` on the clusters
+/// reads the kubeconfig again (a sandbox restarted on a new port is found); `b` asks
+/// first; a job's elapsed time stops when it ends.
+#[test]
+fn views_follow_the_cluster_and_r_reads_the_kubeconfig_again() {
+    let t = common::new_repo();
+    let dir = tempfile::tempdir().unwrap();
+    let start = |sub: &str| {
+        t.rt.block_on(Sandbox::start(SandboxConfig::new(
+            "prod",
+            dir.path().join(sub),
+        )))
+        .unwrap()
+    };
+    let first = start("first");
+    let kc = dir.path().join("kubeconfig");
+    write_kubeconfig(&kc, &[first.kubeconfig_entry()]).unwrap();
+    let linked = Linked::load(&Sources {
+        paths: vec![kc.clone()],
+    });
+    let name = linked.clusters[0].name.clone();
+    let client = t.rt.block_on(linked.clusters[0].client()).unwrap();
+    let mut app = App::new(env_for(&t, dir.path(), linked));
+    assert!(app.settle(LIMIT, |a| a.probed()));
+    key(&mut app, KeyCode::Enter);
+    assert!(app.settle(LIMIT, |a| a.row_keys().is_some()));
+    assert!(app.select_key("default"));
+
+    // A namespace made elsewhere appears without R, above the selection, which stays.
+    t.rt.block_on(create(
+        &client,
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "aaa-made-elsewhere"}}),
+    ));
+    app.read_live();
+    assert!(
+        app.settle(LIMIT, |a| a
+            .row_keys()
+            .is_some_and(|k| k.iter().any(|k| k == "aaa-made-elsewhere"))),
+        "{:?}",
+        app.row_keys()
+    );
+    assert_eq!(app.selected_key().as_deref(), Some("default"));
+
+    // ctrl-a marks every namespace shown, again unmarks them.
+    app.key(KeyEvent::new(KeyCode::Char('a'), KeyModifiers::CONTROL));
+    let mut all = app.row_keys().unwrap();
+    all.sort();
+    assert_eq!(app.marked(), all);
+    app.key(KeyEvent::new(KeyCode::Char('a'), KeyModifiers::CONTROL));
+    assert!(app.marked().is_empty());
+
+    // b asks first, naming what it backs up; anything but y leaves it.
+    key(&mut app, KeyCode::Char('b'));
+    let ask = app.asking().expect("b asks first").clone();
+    assert!(
+        ask.question
+            .starts_with(&format!("Back up namespace default of {name}")),
+        "{ask:?}"
+    );
+    key(&mut app, KeyCode::Char('n'));
+    assert!(app.asking().is_none() && app.jobs().is_empty());
+    key(&mut app, KeyCode::Char('b'));
+    key(&mut app, KeyCode::Char('y'));
+    assert_eq!(app.jobs().len(), 1);
+    assert!(app.settle(LIMIT, |a| a.job_ended(1)));
+    let took = app.jobs()[0].elapsed();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        app.jobs()[0].elapsed(),
+        took,
+        "the clock stopped at the end"
+    );
+    assert!(app.jobs()[0].elapsed_text().starts_with("took "));
+
+    // The cluster restarts on another port: R on the clusters finds it there.
+    drop(first);
+    let second = start("second");
+    write_kubeconfig(&kc, &[second.kubeconfig_entry()]).unwrap();
+    key(&mut app, KeyCode::Esc);
+    assert_eq!(app.screen().view, View::Clusters);
+    key(&mut app, KeyCode::Char('R'));
+    assert!(app.settle(LIMIT, |a| a.probed()));
+    let c = app.cluster(&name).unwrap();
+    assert_eq!(c.linked.server, second.kubeconfig_entry().server);
+    assert!(c.facts.as_ref().unwrap().is_ok(), "{:?}", c.facts);
+
+    // `:ct<tab> fer<tab>` completes to the cluster's name; a part of a name finds it.
+    key(&mut app, KeyCode::Char(':'));
+    chars(&mut app, "ct");
+    key(&mut app, KeyCode::Tab);
+    chars(&mut app, "fer");
+    key(&mut app, KeyCode::Tab);
+    key(&mut app, KeyCode::Enter);
+    assert_eq!(
+        app.screen().view,
+        View::Namespaces {
+            cluster: name.clone()
+        }
+    );
+    app.command("ctx clusters");
+    assert!(
+        app.status()
+            .is_some_and(|(_, s)| s.contains("no linked cluster"))
+    );
+    app.command("ctx rod");
+    assert_eq!(app.screen().view, View::Namespaces { cluster: name });
 }

@@ -244,13 +244,14 @@ async fn install(env: &Clusters, client: &kube::Client) {
 }
 
 async fn capture_shop(client: &kube::Client, repo: &ferry_repo::Repository) -> CaptureOutcome {
-    capture_scope(client, repo, Scope::Namespaces(vec!["shop".into()])).await
+    capture_scope(client, repo, Scope::Namespaces(vec!["shop".into()]), None).await
 }
 
 async fn capture_scope(
     client: &kube::Client,
     repo: &ferry_repo::Repository,
     scope: Scope,
+    server: Option<String>,
 ) -> CaptureOutcome {
     capture::capture(
         client,
@@ -265,6 +266,7 @@ async fn capture_scope(
             parent: None,
             no_parent: false,
             envelope: None,
+            server,
         },
         &JobProgress::new(),
     )
@@ -603,7 +605,7 @@ fn beta_classes_and_mapping_mistakes_are_checked() {
             namespace: "shop".into(),
             workloads: vec!["statefulset/redis-replicas".into()],
         };
-        let one = capture_scope(&prod, &t.repo, scope).await;
+        let one = capture_scope(&prod, &t.repo, scope, None).await;
         let p = plan_into(
             &prod,
             "ferry-prod",
@@ -670,6 +672,53 @@ fn beta_classes_and_mapping_mistakes_are_checked() {
             .find(|p| p.message.contains("--map-storage-class fast="))
             .unwrap_or_else(|| panic!("{text}"));
         assert!(!warning.blocking, "{text}");
+
+        // A kubeconfig kept in a ConfigMap names the source's API server: a finding
+        // in another cluster, its own address in a same-cluster clone.
+        let server = env.server("ferry-prod");
+        let deployer = env.dir.path().join("deployer.yaml");
+        std::fs::write(
+            &deployer,
+            format!(
+                "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: deployer, namespace: shop}}\n\
+                 data:\n  kubeconfig: |\n    clusters:\n    - cluster: {{server: '{server}'}}\n      name: prod\n"
+            ),
+        )
+        .unwrap();
+        kubectl(
+            &env.kubeconfig,
+            &["--context", "ferry-prod", "apply", "-f", deployer.to_str().unwrap()],
+        );
+        let scope = Scope::Namespaces(vec!["shop".into()]);
+        let with_server = capture_scope(&prod, &t.repo, scope, Some(server.clone())).await;
+        assert_eq!(with_server.meta.server.as_deref(), Some(server.as_str()));
+        let p = plan_into(&qa, "ferry-qa", &t.repo, &with_server, &options(Mapping::default())).await;
+        let text = p.render_text();
+        let f: Vec<_> = p
+            .findings
+            .iter()
+            .filter(|f| f.message.contains("API server"))
+            .map(|f| (f.object.name.as_str(), f.path.as_str()))
+            .collect();
+        // The kubeconfig, and kubectl's last-applied copy of it.
+        assert!(
+            f.contains(&("deployer", "data.kubeconfig")) && f.iter().all(|(o, _)| *o == "deployer"),
+            "{text}"
+        );
+        assert!(text.contains(&server), "{text}");
+        let p = plan_into(
+            &prod,
+            "ferry-prod",
+            &t.repo,
+            &with_server,
+            &options(clone_as("shop-three")),
+        )
+        .await;
+        assert!(
+            !p.findings.iter().any(|f| f.message.contains("API server")),
+            "{:#?}",
+            p.findings
+        );
 
         env.stop().await;
     });

@@ -1,5 +1,6 @@
 //! The job layer (`ferry-jobs`) on two sandbox clusters: a staged job writes its audit
-//! record however it ends (abandoned, carried out, or refused for a blocking plan),
+//! record however it ends (abandoned, carried out, refused for a blocking plan, or
+//! cancelled),
 //! without the front end doing anything but call it.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -32,6 +33,7 @@ fn move_job(action: Action, to: &str, conflict: Conflict) -> MoveJob {
             parent: None,
             no_parent: false,
             envelope: None,
+            server: None,
         },
         options: options(to, conflict),
     }
@@ -153,6 +155,16 @@ fn a_staged_job_is_recorded_when_abandoned_carried_out_or_refused() {
             "{refused}"
         );
 
+        // A backup the user cancels: recorded as cancelled, not failed.
+        let progress = std::sync::Arc::new(JobProgress::new());
+        progress.cancel();
+        let mut opts = move_job(Action::Backup, "shop", Conflict::Skip).capture;
+        opts.include_volumes = true;
+        let cancelled = ferry_jobs::backup(&t.repo, &source, opts, &progress)
+            .await
+            .unwrap_err();
+        assert!(cancelled.error.is_cancelled(), "{cancelled}");
+
         let repo = t.repo.clone();
         let (records, _) = tokio::task::spawn_blocking(move || ferry_policy::audit::read(&repo))
             .await
@@ -168,10 +180,21 @@ fn a_staged_job_is_recorded_when_abandoned_carried_out_or_refused() {
                 (Action::Clone, Outcome::Abandoned),
                 (Action::Migrate, Outcome::Succeeded),
                 (Action::Restore, Outcome::Failed),
+                (Action::Backup, Outcome::Cancelled),
             ],
             "{records:#?}"
         );
-        assert!(records.iter().all(|r| r.plan.is_some()), "{records:#?}");
+        assert!(
+            records[..3].iter().all(|r| r.plan.is_some()),
+            "{records:#?}"
+        );
+        assert!(
+            records[3]
+                .detail
+                .as_deref()
+                .is_some_and(|d| d.starts_with("cancelled by the user")),
+            "{records:#?}"
+        );
         assert_eq!(
             records[1].snapshot.as_deref(),
             Some(snap.id.to_hex().as_str())

@@ -66,6 +66,11 @@ impl Clusters {
         }
     }
 
+    /// The API server address the kubeconfig gives for `name`.
+    pub(crate) fn server(&self, name: &str) -> String {
+        self.linked.get(name).unwrap().server.clone()
+    }
+
     pub(crate) async fn client(&self, name: &str) -> kube::Client {
         self.linked.get(name).unwrap().client().await.unwrap()
     }
@@ -104,6 +109,7 @@ async fn capture_ns(
             parent: None,
             no_parent: false,
             envelope: None,
+            server: None,
         },
         &job,
     )

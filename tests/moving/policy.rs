@@ -1162,8 +1162,16 @@ mod console_records {
         key(&mut app, KeyCode::Enter);
         assert_eq!(app.selected_row().unwrap().key, "shop");
 
-        // b: a backup, allowed to anyone by rule 5, recorded with its snapshot.
+        // b: a backup (asked first, naming it), allowed to anyone by rule 5, recorded
+        // with its snapshot.
         key(&mut app, KeyCode::Char('b'));
+        let ask = app.asking().expect("b asks first");
+        assert!(
+            ask.question
+                .contains("Back up namespace shop of ferry-prod-dev"),
+            "{ask:?}"
+        );
+        key(&mut app, KeyCode::Char('y'));
         let records = records_until(&env, |r| !r.is_empty());
         let [backup] = records.as_slice() else {
             panic!("{records:#?}")

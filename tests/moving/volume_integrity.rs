@@ -154,6 +154,7 @@ fn opts(ns: &str, use_snapshots: bool) -> CaptureOptions {
         parent: None,
         no_parent: false,
         envelope: None,
+        server: None,
     }
 }
 

@@ -407,7 +407,7 @@ async fn scan_created(
                 }
                 None => None,
             };
-            references::scan(live.as_ref().unwrap_or(&sent), mapping, None)
+            references::scan(live.as_ref().unwrap_or(&sent), mapping)
         })
         .buffer_unordered(16)
         .collect()

@@ -99,6 +99,9 @@ pub struct CaptureOptions {
     pub no_parent: bool,
     /// The source's cloud envelope (e.g. `ferry_providers::eks::envelope`), recorded as is.
     pub envelope: Option<Value>,
+    /// The address the source's API server is reached at (its kubeconfig's
+    /// `server`), recorded so a restore elsewhere can find objects that still name it.
+    pub server: Option<String>,
 }
 
 /// What a capture recorded about one volume.
@@ -144,6 +147,9 @@ pub struct CaptureMeta {
     /// version, networking, node groups, add-ons... (see docs/FORMAT.md).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub envelope: Option<Value>,
+    /// The source's API server address, as its kubeconfig names it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
     /// Claims whose data could not be read: the snapshot holds none of it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failed_volumes: Vec<FailedVolume>,
@@ -719,7 +725,10 @@ async fn capture_with(
                     writer.send(Cmd::Remove {
                         path: format!("{VOLUMES_DIR}/{ns}/{}", r.name).into_bytes(),
                     })?;
-                    progress.volume(&ns, &r.name, |s| s.state = format!("failed: {e}"));
+                    progress.volume(&ns, &r.name, |s| {
+                        s.state = format!("failed: {e}");
+                        s.streaming_from = None;
+                    });
                     warnings.push(format!("volume {ns}/{}: {e}", r.name));
                     failed_volumes.push(FailedVolume {
                         namespace: ns.clone(),
@@ -747,6 +756,7 @@ async fn capture_with(
         volumes: volumes.clone(),
         warnings: warnings.clone(),
         envelope: opts.envelope.clone(),
+        server: opts.server.clone(),
         included: included
             .into_iter()
             .filter(|(_, why)| why != "chosen")
@@ -1194,6 +1204,7 @@ async fn capture_volume(
         s.state = "done".into();
         s.files = rec.files;
         s.bytes = rec.bytes;
+        s.streaming_from = None;
     });
     Ok(rec)
 }
@@ -1292,6 +1303,17 @@ async fn read_with_mover(
         return Ok(());
     }
     progress.volume(ns, pvc, |s| s.state = "reading".into());
+    // What is not fetched was taken from the parent: done already.
+    let (fetch_files, fetch_bytes) = fetch
+        .values()
+        .filter(|e| e.is_file())
+        .fold((0u64, 0u64), |(f, b), e| (f + 1, b + e.size));
+    progress.volume_streaming(
+        ns,
+        pvc,
+        rec.files.saturating_sub(fetch_files),
+        rec.bytes.saturating_sub(fetch_bytes),
+    );
     let mut names: Vec<Vec<u8>> = fetch.keys().cloned().collect();
     names.sort();
     let script = listing::fetch_script(&names);

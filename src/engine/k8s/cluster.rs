@@ -65,38 +65,169 @@ pub fn explain(e: &kube::Error) -> String {
 
 /// A transport error of a client that does not name its server.
 fn unnamed(e: &(dyn std::error::Error + 'static)) -> String {
-    let (timed_out, connecting, innermost) = classify(e);
-    match (timed_out, connecting) {
-        (true, true) => format!("timed out connecting to the API server ({innermost})"),
-        (true, false) => format!("timed out waiting for the API server to answer ({innermost})"),
-        _ => format!("cannot connect: {e}"),
+    let c = classify(e);
+    match (c.cause, c.connecting) {
+        (Unreached::TimedOut, true) => {
+            format!("timed out connecting to the API server ({})", c.innermost)
+        }
+        (Unreached::TimedOut, false) => format!(
+            "timed out waiting for the API server to answer ({})",
+            c.innermost
+        ),
+        (cause, _) => format!("{}: {}", cause.sentence(&c.innermost), cause.advice()),
     }
 }
 
-/// Whether `e` (or what caused it) is a timeout, and whether it happened while
-/// connecting; the innermost cause in words.
-pub fn classify(e: &(dyn std::error::Error + 'static)) -> (bool, bool, String) {
-    let (mut timed_out, mut connecting) = (false, false);
+/// Why an API server could not be reached, as far as the error tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unreached {
+    /// Nothing accepts connections at the address (the port is closed).
+    Refused,
+    /// The server's name does not resolve.
+    NoSuchHost,
+    /// The network has no route to the address.
+    NoRoute,
+    /// The TLS handshake failed (a certificate the kubeconfig does not trust, or
+    /// something that does not speak TLS at the address).
+    Tls,
+    /// The connection was closed or reset before an answer.
+    Closed,
+    /// Connecting or answering took too long.
+    TimedOut,
+    /// Something else: the innermost cause says what.
+    Other,
+}
+
+impl Unreached {
+    /// The cause in a word or two, for a status column (`refused`, `TLS failed`).
+    pub fn word(self) -> &'static str {
+        match self {
+            Unreached::Refused => "refused",
+            Unreached::NoSuchHost => "no such host",
+            Unreached::NoRoute => "no route",
+            Unreached::Tls => "TLS failed",
+            Unreached::Closed => "closed",
+            Unreached::TimedOut => "timed out",
+            Unreached::Other => "unreachable",
+        }
+    }
+
+    /// What happened, with the innermost cause (`detail`).
+    pub fn sentence(self, detail: &str) -> String {
+        match self {
+            Unreached::Refused => {
+                format!("the connection was refused: nothing listens at that address ({detail})")
+            }
+            Unreached::NoSuchHost => format!("the server's name does not resolve ({detail})"),
+            Unreached::NoRoute => format!("there is no route to the server ({detail})"),
+            Unreached::Tls => format!("the TLS handshake failed ({detail})"),
+            Unreached::Closed => {
+                format!("the server closed the connection without answering ({detail})")
+            }
+            Unreached::TimedOut => format!("it timed out ({detail})"),
+            Unreached::Other => format!("cannot connect ({detail})"),
+        }
+    }
+
+    /// What to do about it.
+    pub fn advice(self) -> &'static str {
+        match self {
+            Unreached::Refused => {
+                "check that the cluster is running and that the kubeconfig's server address and port are right"
+            }
+            Unreached::NoSuchHost => {
+                "check the server address in the kubeconfig, and the VPN or DNS that resolves it"
+            }
+            Unreached::NoRoute => "check the network path to the server (VPN, proxy, firewall)",
+            Unreached::Tls => {
+                "check that the kubeconfig's certificate-authority data belongs to this server, and that the address is the API server's"
+            }
+            Unreached::Closed => {
+                "check that the address is the API server's and that no proxy in between drops the connection"
+            }
+            Unreached::TimedOut => "check that the cluster is healthy and the network path to it",
+            Unreached::Other => {
+                "check that the cluster is running and the server address in the kubeconfig"
+            }
+        }
+    }
+}
+
+/// What [`classify`] finds in a transport error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Classified {
+    /// Why the server was not reached.
+    pub cause: Unreached,
+    /// It failed while connecting (before a request was sent).
+    pub connecting: bool,
+    /// The innermost cause, in its own words.
+    pub innermost: String,
+}
+
+/// Reads the chain of causes of a transport error: whether it happened while
+/// connecting, why, and its innermost cause in words.
+pub fn classify(e: &(dyn std::error::Error + 'static)) -> Classified {
+    use std::io::ErrorKind as K;
+    let mut connecting = false;
+    let mut cause = Unreached::Other;
     let mut innermost = e.to_string();
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    // The first definite cause wins, except that a timeout outranks all.
+    let pick = |c: Unreached, cause: &mut Unreached| {
+        if *cause == Unreached::Other || c == Unreached::TimedOut {
+            *cause = c;
+        }
+    };
     while let Some(x) = cur {
         if let Some(l) = x.downcast_ref::<hyper_util::client::legacy::Error>()
             && l.is_connect()
         {
             connecting = true;
         }
-        if let Some(io) = x.downcast_ref::<std::io::Error>()
-            && io.kind() == std::io::ErrorKind::TimedOut
-        {
-            timed_out = true;
+        let text = x.to_string();
+        if text.starts_with("dns error") || text.contains("failed to lookup address") {
+            pick(Unreached::NoSuchHost, &mut cause);
+        }
+        if let Some(io) = x.downcast_ref::<std::io::Error>() {
+            match io.kind() {
+                K::TimedOut => pick(Unreached::TimedOut, &mut cause),
+                K::ConnectionRefused => pick(Unreached::Refused, &mut cause),
+                K::HostUnreachable | K::NetworkUnreachable | K::AddrNotAvailable => {
+                    pick(Unreached::NoRoute, &mut cause)
+                }
+                // rustls's errors reach the client as InvalidData.
+                K::InvalidData => pick(Unreached::Tls, &mut cause),
+                K::ConnectionReset | K::ConnectionAborted | K::UnexpectedEof | K::BrokenPipe => {
+                    pick(Unreached::Closed, &mut cause)
+                }
+                _ => {}
+            }
         }
         if x.downcast_ref::<tokio::time::error::Elapsed>().is_some() {
-            timed_out = true;
+            pick(Unreached::TimedOut, &mut cause);
         }
-        innermost = x.to_string();
+        innermost = text;
         cur = x.source();
     }
-    (timed_out, connecting, innermost)
+    // rustls's errors are not always wrapped in a kind of their own: their words are.
+    let tls_words = [
+        "certificate",
+        "corrupt message",
+        "handshake",
+        "tls",
+        "alert",
+    ];
+    let lower = innermost.to_lowercase();
+    if matches!(cause, Unreached::Other | Unreached::Closed)
+        && tls_words.iter().any(|w| lower.contains(w))
+    {
+        cause = Unreached::Tls;
+    }
+    Classified {
+        cause,
+        connecting,
+        innermost,
+    }
 }
 
 /// An error of a client's middleware whose message is already in words for the user

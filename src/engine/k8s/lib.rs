@@ -153,6 +153,11 @@ pub struct VolumeStatus {
     pub bytes: u64,
     pub files_total: u64,
     pub bytes_total: u64,
+    /// While its data streams: the job's file and byte counters when it started, so
+    /// what was read since counts as this volume's (`files`/`bytes` hold what was
+    /// done before the stream: files unchanged since the parent).
+    #[serde(skip)]
+    pub streaming_from: Option<(u64, u64)>,
 }
 
 /// Live progress of a capture, restore or migration. The byte and file counters of the
@@ -239,8 +244,31 @@ impl JobProgress {
         }
     }
 
+    /// Every volume's status, with what a streaming volume has read so far (never
+    /// more than its totals).
     pub fn volumes(&self) -> Vec<VolumeStatus> {
-        self.volumes.lock().clone()
+        let mut all = self.volumes.lock().clone();
+        if all.iter().any(|v| v.streaming_from.is_some()) {
+            let now = self.data.snapshot();
+            for v in &mut all {
+                if let Some((files, bytes)) = v.streaming_from {
+                    v.files = (v.files + now.files_done.saturating_sub(files)).min(v.files_total);
+                    v.bytes = (v.bytes + now.bytes_done.saturating_sub(bytes)).min(v.bytes_total);
+                }
+            }
+        }
+        all
+    }
+
+    /// Notes that `ns/pvc`'s data starts streaming now, `files` and `bytes` of it
+    /// being done already.
+    pub fn volume_streaming(&self, ns: &str, pvc: &str, files: u64, bytes: u64) {
+        let now = self.data.snapshot();
+        self.volume(ns, pvc, |s| {
+            s.files = files;
+            s.bytes = bytes;
+            s.streaming_from = Some((now.files_done, now.bytes_done));
+        });
     }
 
     pub fn cancel(&self) {
@@ -268,5 +296,39 @@ impl JobProgress {
         } else {
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A streaming volume counts what the job reads after it started (on top of the
+    /// files its parent gave), never more than its totals; a done volume keeps its own.
+    #[test]
+    fn a_streaming_volume_counts_what_was_read_since_it_started() {
+        let p = JobProgress::new();
+        p.data.add_done(5, 500); // an earlier volume
+        p.volume("shop", "data", |s| {
+            s.files_total = 10;
+            s.bytes_total = 1000;
+        });
+        p.volume_streaming("shop", "data", 2, 200);
+        let v = &p.volumes()[0];
+        assert_eq!((v.files, v.bytes), (2, 200));
+        p.data.add_done(3, 300);
+        let v = &p.volumes()[0];
+        assert_eq!((v.files, v.bytes), (5, 500));
+        p.data.add_done(100, 10_000);
+        let v = &p.volumes()[0];
+        assert_eq!((v.files, v.bytes), (10, 1000), "never past the totals");
+        p.volume("shop", "data", |s| {
+            s.files = 10;
+            s.bytes = 1000;
+            s.streaming_from = None;
+        });
+        p.data.add_done(1, 1);
+        let v = &p.volumes()[0];
+        assert_eq!((v.files, v.bytes), (10, 1000));
     }
 }

@@ -380,6 +380,11 @@ pub async fn build(
     let mut mapping = opts.mapping.clone();
     mapping.services = Services::of(objs.iter().copied());
     mapping.source_default_class = source_default.clone();
+    // On the source cluster itself its address is the target's own.
+    mapping.source_server = meta
+        .server
+        .clone()
+        .filter(|_| meta.cluster != target_cluster);
     problems.extend(mapping_mistakes(meta, &objs, &opts.mapping, &used));
     let suggested =
         transform::suggest_storage_classes(&meta.storage_classes, &used, &target_classes);
@@ -734,7 +739,7 @@ pub async fn build(
     let findings = items
         .iter()
         .filter(|i| i.action != Change::Skip)
-        .flat_map(|i| references::scan(&i.object, &mapping, None))
+        .flat_map(|i| references::scan(&i.object, &mapping))
         .chain(shared)
         .collect();
 

@@ -430,7 +430,7 @@ pub struct Finding {
 /// a DNS name or a `namespace` field of a renamed source namespace, a service account
 /// of one in an RBAC subject, or the source cluster's API server address. Every
 /// string of the object is read, whatever its kind.
-pub fn scan(obj: &Value, map: &Mapping, source_server: Option<&str>) -> Vec<Finding> {
+pub fn scan(obj: &Value, map: &Mapping) -> Vec<Finding> {
     let from: BTreeSet<&str> = map
         .namespaces
         .iter()
@@ -439,9 +439,11 @@ pub fn scan(obj: &Value, map: &Mapping, source_server: Option<&str>) -> Vec<Find
         .collect();
     let target = ObjRef::of(obj);
     let mut out = Vec::new();
-    let server = source_server
+    let server = map
+        .source_server
+        .as_deref()
         .map(|s| s.trim_end_matches('/'))
-        .filter(|s| !s.is_empty() && !s.contains("://127.0.0.1") && !s.contains("://localhost"));
+        .filter(|s| !s.is_empty());
     let known = |ns: &str, svc: &str| map.services.has(ns, &svc.to_ascii_lowercase());
     let mut walk = Walk {
         from: &from,
@@ -729,13 +731,13 @@ mod tests {
         Rewriter::new(&keep).object(&mut cm, &mut refs);
         assert_eq!(cm, before);
         assert_eq!(refs.len(), 1);
-        let found = scan(&cm, &keep, None);
+        let found = scan(&cm, &keep);
         assert_eq!(found.len(), 1, "{found:?}");
         assert!(found[0].fix.contains("--keep-references"), "{found:?}");
         // Rewritten: nothing found.
         let mut refs = Vec::new();
         Rewriter::new(&m).object(&mut cm, &mut refs);
-        assert!(scan(&cm, &m, None).is_empty());
+        assert!(scan(&cm, &m).is_empty());
     }
 
     #[test]
@@ -764,13 +766,14 @@ mod tests {
 
     #[test]
     fn the_scan_finds_namespaces_subjects_and_the_source_server() {
-        let m = map(false);
+        let mut m = map(false);
+        m.source_server = Some("https://api.prod.example.com:6443/".into());
         let cr = json!({"apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor",
             "metadata": {"name": "m", "namespace": "shop-qa"},
             "spec": {"namespaceSelector": {"matchNames": ["shop"]}, "endpoints": [{"port": "web"}],
                 "jobLabel": "https://api.prod.example.com:6443/x"},
             "status": {"namespace": "shop"}});
-        let f = scan(&cr, &m, Some("https://api.prod.example.com:6443"));
+        let f = scan(&cr, &m);
         assert_eq!(
             f.len(),
             1,
@@ -781,7 +784,7 @@ mod tests {
             "metadata": {"name": "b", "namespace": "shop-qa"},
             "subjects": [{"kind": "Group", "name": "system:serviceaccounts:shop"},
                          {"kind": "ServiceAccount", "name": "web", "namespace": "shop"}]});
-        let f = scan(&rb, &m, None);
+        let f = scan(&rb, &m);
         assert_eq!(f.len(), 2, "{f:?}");
         assert_eq!(f[0].path, "subjects[0].name");
         assert_eq!(f[1].path, "subjects[1].namespace");

@@ -49,6 +49,10 @@ pub struct Mapping {
     /// what it maps to (filled in by the plan).
     #[serde(skip)]
     pub source_default_class: Option<String>,
+    /// The source cluster's API server address when the target is another cluster:
+    /// objects that still name it are findings (filled in by the plan).
+    #[serde(skip)]
+    pub source_server: Option<String>,
 }
 
 impl Mapping {

@@ -12,7 +12,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ferry_k8s::cluster::{Worded, classify};
+use ferry_k8s::cluster::{Unreached, Worded, classify};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
 use super::exec_plugin::{
@@ -54,11 +54,14 @@ pub enum ApiError {
         connecting: bool,
     },
     #[error(
-        "cannot connect to the API server {server} (context {context:?}): {detail}. Check that the cluster is running and the server address in the kubeconfig"
+        "cannot connect to the API server {server} (context {context:?}): {}. {}",
+        cause.sentence(detail),
+        capitalized(cause.advice())
     )]
     Connect {
         server: String,
         context: String,
+        cause: Unreached,
         detail: String,
     },
 }
@@ -145,6 +148,24 @@ pub async fn client_for(
     })
 }
 
+/// `s` with its first letter upper-case (advice that starts a sentence).
+fn capitalized(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_uppercase().chain(c).collect())
+        .unwrap_or_default()
+}
+
+impl ApiError {
+    /// Why the server was not reached, in a word or two (`refused`, `timed out`).
+    pub fn word(&self) -> &'static str {
+        match self {
+            ApiError::TimedOut { .. } => Unreached::TimedOut.word(),
+            ApiError::Connect { cause, .. } => cause.word(),
+        }
+    }
+}
+
 /// Turns connection failures and timeouts into [`ApiError`]s naming the server and the
 /// context (added outermost to every client [`client_for`] makes).
 #[derive(Debug, Clone)]
@@ -162,19 +183,20 @@ impl ApiErrorsLayer {
     }
 
     fn name(&self, e: tower::BoxError, after: Duration) -> tower::BoxError {
-        let (timed_out, connecting, innermost) = classify(&*e);
-        if timed_out {
+        let c = classify(&*e);
+        if c.cause == Unreached::TimedOut {
             Worded::boxed(ApiError::TimedOut {
                 server: self.server.to_string(),
                 context: self.context.to_string(),
                 after,
-                connecting,
+                connecting: c.connecting,
             })
-        } else if connecting {
+        } else if c.connecting || c.cause != Unreached::Other {
             Worded::boxed(ApiError::Connect {
                 server: self.server.to_string(),
                 context: self.context.to_string(),
-                detail: innermost,
+                cause: c.cause,
+                detail: c.innermost,
             })
         } else {
             e

@@ -325,12 +325,17 @@ pub struct Linked {
     pub clusters: Vec<LinkedCluster>,
     pub broken: Vec<BrokenSource>,
     pub files: Vec<PathBuf>,
+    /// What was read (to read it again).
+    pub sources: Sources,
 }
 
 impl Linked {
     /// Reads every source. A broken file is reported, never fatal.
     pub fn load(sources: &Sources) -> Linked {
-        let mut linked = Linked::default();
+        let mut linked = Linked {
+            sources: sources.clone(),
+            ..Linked::default()
+        };
         let mut first_current: Option<String> = None;
         for path in sources.files() {
             let kc = match Kubeconfig::read_from(&path) {

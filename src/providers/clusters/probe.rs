@@ -16,6 +16,9 @@ use kube::api::{Api, ListParams, PostParams};
 use serde::Serialize;
 
 pub use ferry_k8s::cluster::{StorageClassInfo, explain};
+use ferry_k8s::cluster::{Worded, classify};
+
+use super::client::ApiError;
 
 use super::exec_plugin::{self, seconds};
 use super::kubeconfig::{KubeconfigError, LinkedCluster};
@@ -53,6 +56,32 @@ pub enum ProbeError {
     /// The probe's task ended without an answer (a bug: see the log).
     #[error("the probe stopped unexpectedly: {0}")]
     Stopped(Arc<tokio::task::JoinError>),
+}
+
+impl ProbeError {
+    /// What failed in a word or two, for a status column: `refused`, `timed out`,
+    /// `TLS failed`, `unauthorised`, `forbidden`, `no such host`...
+    pub fn word(&self) -> &'static str {
+        match self {
+            ProbeError::Client(_) => "no client",
+            ProbeError::ClientTimeout { .. } => "no client",
+            ProbeError::Timeout { .. } => "timed out",
+            ProbeError::Stopped(_) => "failed",
+            ProbeError::Api(e) => match &**e {
+                kube::Error::Api(s) if s.code == 401 => "unauthorised",
+                kube::Error::Api(s) if s.code == 403 => "forbidden",
+                kube::Error::Api(s) if s.code >= 500 => "server error",
+                kube::Error::Api(_) => "API error",
+                kube::Error::Service(inner) => inner
+                    .downcast_ref::<Worded>()
+                    .and_then(|w| w.inner().downcast_ref::<ApiError>())
+                    .map(ApiError::word)
+                    .unwrap_or_else(|| classify(&**inner).cause.word()),
+                kube::Error::HyperError(h) => classify(h).cause.word(),
+                _ => "unreachable",
+            },
+        }
+    }
 }
 
 /// How long one cluster may take to answer the probe's questions (its client made).
@@ -177,6 +206,15 @@ async fn ask(client: &kube::Client) -> Result<Facts, ProbeError> {
     let lp = ListParams::default();
     let (nodes, classes, permissions) =
         tokio::join!(nodes_api.list(&lp), sc_api.list(&lp), permissions(client));
+    // `/version` answers anyone: a list says whether the credentials are taken.
+    for r in [nodes.as_ref().err(), classes.as_ref().err()] {
+        if let Some(kube::Error::Api(s)) = r
+            && s.code == 401
+        {
+            let e = kube::Error::Api(s.clone());
+            return Err(ProbeError::Api(Arc::new(e)));
+        }
+    }
     let (node_count, zones) = match nodes {
         Ok(l) => {
             let mut zones: Vec<String> = l

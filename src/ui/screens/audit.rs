@@ -108,7 +108,7 @@ pub fn route(r: &AuditRecord) -> String {
 fn tone(o: &Outcome) -> Tone {
     match o {
         Outcome::Succeeded => Tone::Ok,
-        Outcome::Partial | Outcome::Abandoned => Tone::Warn,
+        Outcome::Partial | Outcome::Abandoned | Outcome::Cancelled => Tone::Warn,
         Outcome::Denied | Outcome::Failed => Tone::Error,
     }
 }

@@ -57,11 +57,7 @@ impl Page for Clusters {
 
     fn load(&self, app: &mut App, _: &View, force: bool) {
         if force {
-            for c in &mut app.clusters {
-                c.facts = None;
-                app.tasks.probe(c.linked.clone());
-            }
-            app.cluster_rows = rows(app);
+            app.relink();
         }
     }
 
@@ -84,7 +80,14 @@ impl Page for Clusters {
                 Tone::Normal,
                 "still listing this account's clusters: they appear here when it answers",
             ),
-            None => app.push(View::Namespaces { cluster: row.key }),
+            None => match app.cluster(&row.key).and_then(|c| c.facts.as_ref()) {
+                // Its namespaces would fail the same way: say why, and what to do.
+                Some(Err(e)) => {
+                    let m = format!("{} is {}: {e}. R probes it again", row.key, e.word());
+                    app.say(Tone::Error, m);
+                }
+                _ => app.push(View::Namespaces { cluster: row.key }),
+            },
         }
     }
 }
@@ -167,7 +170,7 @@ pub fn rows(app: &App) -> Vec<Row> {
                 ),
                 Some(Err(e)) => (
                     vec![
-                        "unreachable".to_string(),
+                        e.word().to_string(),
                         "-".into(),
                         "-".into(),
                         "-".into(),

@@ -8,7 +8,7 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Wrap};
 
-use crate::app::{App, Job, JobEnd, Load, Row, Tone, View};
+use crate::app::{App, Ask, Job, JobEnd, Load, Mode, Row, Then, Tone, View};
 use crate::format;
 use crate::keymap::Command;
 use crate::page::{Offer, Page};
@@ -55,7 +55,7 @@ impl Page for Jobs {
 
     fn run(&self, app: &mut App, _: &View, command: Command) {
         let id = app.selected_row().and_then(|r| r.key.parse::<usize>().ok());
-        let Some(j) = id.and_then(|id| app.jobs.iter().find(|j| j.id == id)) else {
+        let Some(j) = id.and_then(|id| app.jobs.iter_mut().find(|j| j.id == id)) else {
             app.say(Tone::Normal, "no job selected");
             return;
         };
@@ -65,20 +65,23 @@ impl Page for Jobs {
         }
         let (tone, text) = match command {
             Command::Cancel => {
-                j.progress.cancel();
-                (
-                    Tone::Warn,
-                    format!("cancelling {}: it stops at its next check", j.title),
-                )
+                let ask = Ask {
+                    title: "cancel?",
+                    question: format!(
+                        "Cancel job {} ({}, {})? What it has done stays; the audit trail records it as cancelled.",
+                        j.id,
+                        j.title,
+                        j.elapsed_text()
+                    ),
+                    then: Then::Cancel(j.id),
+                };
+                app.mode = Mode::Confirm(ask);
+                return;
             }
-            Command::Pause if j.progress.is_paused() => {
-                j.progress.resume();
-                (Tone::Ok, format!("{} resumed", j.title))
-            }
-            Command::Pause => {
-                j.progress.pause();
+            Command::Pause if j.toggle_pause() => {
                 (Tone::Warn, format!("{} paused: p resumes it", j.title))
             }
+            Command::Pause => (Tone::Ok, format!("{} resumed", j.title)),
             _ => return,
         };
         app.say(tone, text);
@@ -182,10 +185,7 @@ pub fn detail(f: &mut Frame, area: Rect, app: &App) {
     let s = job.progress.data.snapshot();
     let mut lines = vec![Line::from(vec![
         Span::styled(job.title.clone(), theme.title()),
-        Span::styled(
-            format!("  {} elapsed", format::duration(job.started.elapsed())),
-            theme.dim(),
-        ),
+        Span::styled(format!("  {}", job.elapsed_text()), theme.dim()),
     ])];
     let eta = s
         .eta(job.rate)

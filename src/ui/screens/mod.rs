@@ -65,7 +65,7 @@ pub fn draw(f: &mut Frame, app: &App) {
     if let Some(p) = &app.prompt {
         restore_prompt(f, body, app, p);
     }
-    match app.mode {
+    match &app.mode {
         Mode::Help if app.wizard.is_none() => help::draw(f, body, app),
         Mode::ConfirmQuit => {
             let r = widgets::centered(body, 56, 6);
@@ -85,6 +85,28 @@ pub fn draw(f: &mut Frame, app: &App) {
                         Span::raw(" quit and cancel   "),
                         Span::styled("any other key", theme.title()),
                         Span::raw(" stay"),
+                    ]),
+                ],
+            );
+        }
+        Mode::Confirm(ask) => {
+            let width = body.width.clamp(30, 72);
+            let inner = usize::from(width.saturating_sub(4)).max(1);
+            let lines_needed = ask.question.chars().count().div_ceil(inner) as u16;
+            let r = widgets::centered(body, width, lines_needed + 4);
+            widgets::popup(
+                f,
+                r,
+                theme,
+                ask.title,
+                vec![
+                    Line::from(ask.question.clone()),
+                    Line::from(""),
+                    Line::from(vec![
+                        Span::styled("y", theme.title()),
+                        Span::raw(" yes   "),
+                        Span::styled("any other key", theme.title()),
+                        Span::raw(" no"),
                     ]),
                 ],
             );
@@ -249,7 +271,9 @@ fn screen(f: &mut Frame, area: Rect, app: &App) {
     let page = page::of(&s.view);
     let detail = page.detail();
     let (list_area, detail_area) = if detail.is_some() {
-        let [a, b] = Layout::vertical([Constraint::Length(8), Constraint::Fill(1)]).areas(inner);
+        // The list takes two fifths of a tall screen, never fewer than 8 lines.
+        let list = (inner.height * 2 / 5).max(8);
+        let [a, b] = Layout::vertical([Constraint::Length(list), Constraint::Fill(1)]).areas(inner);
         (a, Some(b))
     } else if app.show_yaml && page::offer(&s.view, Command::Yaml).is_some() {
         let [a, b] = Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)])

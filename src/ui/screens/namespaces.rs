@@ -16,6 +16,7 @@ pub struct Namespaces;
 const OFFERS: &[Offer] = &[
     Offer::new(Command::Enter, "open the namespace's workloads").hint("open"),
     Offer::new(Command::Mark, "mark namespaces").hint("mark"),
+    Offer::new(Command::MarkAll, "mark every namespace shown (again: none)"),
     Offer::new(Command::Backup, "back up the marked namespaces").hint("backup"),
     Offer::new(Command::Migrate, "migrate them to another cluster")
         .hint("migrate")
@@ -90,6 +91,7 @@ impl Page for Namespaces {
                 }
             }
             Command::Mark => app.toggle_mark(),
+            Command::MarkAll => app.mark_all(),
             Command::Backup => app.backup(view),
             Command::Migrate => app.open_live_wizard(view, Purpose::Migrate),
             Command::Clone => app.open_live_wizard(view, Purpose::Clone),

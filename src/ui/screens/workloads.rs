@@ -25,6 +25,7 @@ const WORKLOADS: &[Offer] = &[
     Offer::new(Command::Enter, "show the YAML").hint("open"),
     Offer::new(Command::Switch, "show the PVCs"),
     Offer::new(Command::Mark, "mark workloads").hint("mark"),
+    Offer::new(Command::MarkAll, "mark every workload shown (again: none)"),
     Offer::new(
         Command::Backup,
         "back up the marked workloads and what they need",
@@ -120,6 +121,7 @@ impl Page for Workloads {
                 },
             ),
             (Command::Mark, _) => app.toggle_mark(),
+            (Command::MarkAll, _) => app.mark_all(),
             (Command::Backup, _) => app.backup(view),
             (Command::Migrate, _) => app.open_live_wizard(view, Purpose::Migrate),
             (Command::Clone, _) => app.open_live_wizard(view, Purpose::Clone),

@@ -1,0 +1,155 @@
+//! Lists that follow the clusters: the shown list read again every [`LIVE_EVERY`]
+//! (probes every [`PROBE_EVERY`]) without showing "loading", the selection kept on its
+//! row across reloads, and `R` on the clusters reading kubeconfigs and clouds again.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use ferry_providers::kubeconfig::{Linked, LinkedCluster};
+
+use crate::app::{App, ClusterState, Load, View};
+use crate::screens;
+
+/// How often the shown list is read again by itself (namespaces, workloads, claims).
+pub const LIVE_EVERY: Duration = Duration::from_secs(5);
+
+/// How often the clusters are probed again by themselves while their list shows.
+pub const PROBE_EVERY: Duration = Duration::from_secs(30);
+
+/// A reload that keeps what is shown until its answer comes.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Quiet {
+    Namespaces(String),
+    NsObjects(String, String),
+    Probe(String),
+}
+
+impl App {
+    /// Runs `f`, which replaces rows, keeping the selection on the row it was on
+    /// (by key) when that row is still there.
+    pub(crate) fn keeping_selection(&mut self, f: impl FnOnce(&mut App)) {
+        let before = self.selected_row().map(|r| r.key);
+        f(self);
+        if let Some(key) = before
+            && let Load::Ready(rows) = self.rows(&self.screen().view.clone())
+        {
+            let rows = rows.into_owned();
+            let vis = App::visible(&rows, &self.screen().list.filter);
+            if let Some(pos) = vis.iter().position(|i| rows[*i].key == key) {
+                self.screen_mut().list.selected = pos;
+            }
+        }
+        self.select_first_selectable();
+    }
+
+    /// How long until [`App::poll`] has something to do.
+    pub fn next_poll(&self) -> Duration {
+        LIVE_EVERY.saturating_sub(self.polled.elapsed())
+    }
+
+    /// Reads the shown list again when [`LIVE_EVERY`] has passed (the clusters' probes
+    /// every [`PROBE_EVERY`]), keeping what is shown until the answer comes.
+    pub fn poll(&mut self) {
+        if self.polled.elapsed() >= LIVE_EVERY {
+            self.read_live();
+        }
+    }
+
+    /// Reads the shown list again now, quietly (what [`App::poll`] does when due).
+    pub fn read_live(&mut self) {
+        self.polled = Instant::now();
+        match self.screen().view.clone() {
+            View::Clusters if self.probed.elapsed() >= PROBE_EVERY => {
+                self.probed = Instant::now();
+                let done: Vec<LinkedCluster> = self
+                    .clusters
+                    .iter()
+                    .filter(|c| c.facts.is_some())
+                    .map(|c| c.linked.clone())
+                    .collect();
+                for linked in done {
+                    if self.in_flight.insert(Quiet::Probe(linked.name.clone())) {
+                        self.tasks.probe(linked);
+                    }
+                }
+            }
+            View::Namespaces { cluster } => self.reload_quietly(&cluster),
+            View::Workloads { cluster, ns } | View::Pvcs { cluster, ns } => {
+                let Some(c) = self.cluster(&cluster) else {
+                    return;
+                };
+                if c.ns.get(&ns).and_then(Load::ready).is_none() {
+                    return;
+                }
+                let linked = c.linked.clone();
+                if self.in_flight.insert(Quiet::NsObjects(cluster, ns.clone())) {
+                    self.tasks.ns_objects(linked, ns);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Reads the namespaces of `cluster` again if they were read, keeping them shown
+    /// until the answer comes.
+    pub(crate) fn reload_quietly(&mut self, cluster: &str) {
+        let Some(c) = self.cluster(cluster) else {
+            return;
+        };
+        if c.namespaces.as_ref().and_then(Load::ready).is_none() {
+            return;
+        }
+        let linked = c.linked.clone();
+        if self
+            .in_flight
+            .insert(Quiet::Namespaces(cluster.to_string()))
+        {
+            self.tasks.namespaces(linked);
+        }
+    }
+
+    /// Reads the kubeconfig files again and lists the cloud accounts again: clusters
+    /// that changed (a new port, a new credential) start over and are probed; the
+    /// others keep what was read of them.
+    pub(crate) fn relink(&mut self) {
+        // A console given its clusters (not files) has nothing to read again.
+        let fresh = if self.env.linked.sources.paths.is_empty() {
+            self.env.linked.clone()
+        } else {
+            Linked::load(&self.env.linked.sources)
+        };
+        let mut old: Vec<ClusterState> = std::mem::take(&mut self.clusters);
+        for linked in &fresh.clusters {
+            let kept = old.iter().position(|c| {
+                let l = &c.linked;
+                l.cloud().is_none()
+                    && l.name == linked.name
+                    && l.server == linked.server
+                    && l.user == linked.user
+                    && l.context == linked.context
+            });
+            let mut state = match kept {
+                Some(i) => old.swap_remove(i),
+                None => ClusterState {
+                    linked: linked.clone(),
+                    facts: None,
+                    namespaces: None,
+                    ns: HashMap::new(),
+                },
+            };
+            state.linked = linked.clone();
+            state.facts = None;
+            self.tasks.probe(linked.clone());
+            self.clusters.push(state);
+        }
+        self.env.linked = fresh;
+        self.in_flight.retain(|q| !matches!(q, Quiet::Probe(_)));
+        // Cloud clusters join again as their accounts answer.
+        self.listing = self.env.clouds.origins();
+        if !self.listing.is_empty() {
+            self.tasks.cloud_clusters(&self.env.clouds);
+        }
+        self.probed = Instant::now();
+        self.keeping_selection(|app| app.cluster_rows = screens::clusters::rows(app));
+    }
+}
