@@ -277,6 +277,8 @@ pub enum Then {
     Cancel(usize),
     /// Back up the marked (or selected) rows of this view.
     Backup(View),
+    /// Carry out the open wizard's plan.
+    CarryOutPlan,
 }
 
 /// A namespace of a cluster, summarised.
@@ -1112,6 +1114,17 @@ impl App {
     /// One key press.
     pub fn key(&mut self, k: KeyEvent) {
         self.dirty = true;
+        // A question is answered first, whatever is open under it.
+        if let Mode::Confirm(ask) = &self.mode {
+            let then = ask.then.clone();
+            self.mode = Mode::Normal;
+            if matches!(k.code, KeyCode::Char('y') | KeyCode::Char('Y')) {
+                self.carry_out(then);
+            } else {
+                self.say(Tone::Normal, "not done: nothing changed");
+            }
+            return;
+        }
         if self.wizard.is_some() {
             self.wizard_key(k);
             return;
@@ -1134,14 +1147,8 @@ impl App {
                     self.say(Tone::Normal, "still here: the jobs go on");
                 }
             }
-            Mode::Confirm(ask) => {
-                self.mode = Mode::Normal;
-                if matches!(k.code, KeyCode::Char('y') | KeyCode::Char('Y')) {
-                    self.carry_out(ask.then);
-                } else {
-                    self.say(Tone::Normal, "not done: nothing changed");
-                }
-            }
+            // Answered above.
+            Mode::Confirm(_) => {}
             Mode::Help => self.mode = Mode::Normal,
             Mode::Normal => {
                 if let Some(a) = self.env.keymap.action(&k) {
@@ -1382,6 +1389,11 @@ impl App {
                 }
             }
             Then::Backup(view) => self.backup_now(&view),
+            Then::CarryOutPlan => {
+                if let Some(w) = self.wizard.take() {
+                    self.carry_out_plan(w);
+                }
+            }
         }
     }
 

@@ -30,14 +30,8 @@ impl App {
     pub(crate) fn keeping_selection(&mut self, f: impl FnOnce(&mut App)) {
         let before = self.selected_row().map(|r| r.key);
         f(self);
-        if let Some(key) = before
-            && let Load::Ready(rows) = self.rows(&self.screen().view.clone())
-        {
-            let rows = rows.into_owned();
-            let vis = App::visible(&rows, &self.screen().list.filter);
-            if let Some(pos) = vis.iter().position(|i| rows[*i].key == key) {
-                self.screen_mut().list.selected = pos;
-            }
+        if let Some(key) = before {
+            self.select_key(&key);
         }
         self.select_first_selectable();
     }

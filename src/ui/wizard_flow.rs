@@ -5,7 +5,7 @@
 
 use crossterm::event::KeyEvent;
 
-use crate::app::{App, Load, Tone, View};
+use crate::app::{App, Ask, Load, Mode, Then, Tone, View};
 use crate::error::TaskError;
 use crate::tasks;
 use crate::wizard_state::{Purpose, Source, Wizard};
@@ -243,7 +243,26 @@ impl App {
         }
     }
 
+    /// Carries out the wizard's plan; a plan into namespaces that exist on the target
+    /// asks first, naming them and what changes there.
     fn confirm(&mut self, w: Wizard) {
+        if w.creating().is_none()
+            && let Some(Load::Ready(prepared)) = &w.plan
+            && let Some(question) = into_existing(&prepared.plan)
+        {
+            self.wizard = Some(w);
+            self.mode = Mode::Confirm(Ask {
+                title: "restore into existing?",
+                question,
+                then: Then::CarryOutPlan,
+            });
+            return;
+        }
+        self.carry_out_plan(w);
+    }
+
+    /// Carries out the wizard's plan (or creates its new cluster first), unasked.
+    pub(crate) fn carry_out_plan(&mut self, w: Wizard) {
         if w.creating().is_some() {
             self.create_and_restore(w);
             return;
@@ -348,4 +367,43 @@ impl App {
             ),
         );
     }
+}
+
+/// The question before a plan into namespaces that exist on the target: which, and
+/// how many objects there it updates and leaves; `None` when every namespace is new.
+fn into_existing(plan: &ferry_k8s::plan::Plan) -> Option<String> {
+    use ferry_k8s::plan::Change;
+    let existing: Vec<&str> = plan
+        .items
+        .iter()
+        .filter(|i| i.target.is("", "Namespace") && i.action != Change::Create)
+        .map(|i| i.target.name.as_str())
+        .collect();
+    if existing.is_empty() {
+        return None;
+    }
+    let inside = |c: Change| {
+        plan.items
+            .iter()
+            .filter(|i| {
+                i.action == c
+                    && i.target
+                        .namespace
+                        .as_deref()
+                        .is_some_and(|n| existing.contains(&n))
+            })
+            .count()
+    };
+    Some(format!(
+        "{} {} already on {}: the plan updates {} object(s) there and leaves {} as they are. Carry it out?",
+        if existing.len() == 1 {
+            "Namespace"
+        } else {
+            "Namespaces"
+        },
+        existing.join(", "),
+        plan.target_cluster,
+        inside(Change::Update),
+        inside(Change::Skip),
+    ))
 }

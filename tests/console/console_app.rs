@@ -256,6 +256,49 @@ fn browse_and_migrate_a_namespace_through_the_wizard() {
     let row = app.selected_row().unwrap();
     assert!(row.cells.iter().any(|c| c == "shop"), "{:?}", row.cells);
 
+    // The same migration again: shop-qa exists on qa now, so confirming asks first,
+    // naming it; `n` leaves the wizard as it was, `y` carries the plan out.
+    app.command(&format!("ctx {prod_name}"));
+    assert!(app.select_key("shop"));
+    key(&mut app, KeyCode::Char(' '));
+    key(&mut app, KeyCode::Char('m'));
+    key(&mut app, KeyCode::Enter);
+    for _ in 0.."shop".len() {
+        key(&mut app, KeyCode::Backspace);
+    }
+    chars(&mut app, "shop-qa");
+    key(&mut app, KeyCode::Enter);
+    assert!(app.settle(LIMIT, |a| matches!(
+        a.wizard().unwrap().classes_used,
+        Load::Ready(_)
+    )));
+    key(&mut app, KeyCode::Enter);
+    key(&mut app, KeyCode::Down);
+    key(&mut app, KeyCode::Char(' '));
+    key(&mut app, KeyCode::Enter);
+    assert_eq!(app.wizard().unwrap().step, Step::Plan);
+    assert!(app.settle(LIMIT, |a| matches!(
+        a.wizard().unwrap().plan,
+        Some(Load::Ready(_))
+    )));
+    let jobs = app.jobs().len();
+    key(&mut app, KeyCode::Enter);
+    let ask = app
+        .asking()
+        .expect("a plan into an existing namespace asks first");
+    assert!(
+        ask.question
+            .starts_with(&format!("Namespace shop-qa already on {qa_name}")),
+        "{ask:?}"
+    );
+    key(&mut app, KeyCode::Char('n'));
+    assert!(app.wizard().is_some() && app.jobs().len() == jobs);
+    key(&mut app, KeyCode::Enter);
+    key(&mut app, KeyCode::Char('y'));
+    assert!(app.wizard().is_none() && app.jobs().len() == jobs + 1);
+    let again = app.jobs().last().unwrap().id;
+    assert!(app.settle(LIMIT, |a| a.job_ended(again)));
+
     t.rt.block_on(async {
         prod.shutdown().await.unwrap();
         qa.shutdown().await.unwrap();
