@@ -18,7 +18,7 @@ use ratatui::layout::{Position, Rect};
 use serde_json::Value;
 
 use crate::error::TaskError;
-pub use crate::job::{Job, JobEnd};
+pub use crate::job::{Flow, Job, JobEnd};
 use crate::keymap::{Command, Keymap};
 pub use crate::live::{LIVE_EVERY, PROBE_EVERY, Quiet};
 use crate::page;
@@ -414,6 +414,8 @@ pub struct App {
     /// The selected object's YAML: (row key, text).
     pub(crate) yaml: Option<(String, String)>,
     pub(crate) yaml_scroll: u16,
+    /// The full-screen YAML of an object, when open.
+    pub(crate) viewer: Option<crate::yaml::YamlView>,
     /// One line for the user: what just happened or why a key did nothing.
     pub(crate) status: Option<(Tone, String)>,
     pub(crate) quit: bool,
@@ -482,6 +484,7 @@ impl App {
             show_yaml: false,
             yaml: None,
             yaml_scroll: 0,
+            viewer: None,
             status: None,
             quit: false,
             wizard_gen: 0,
@@ -1039,6 +1042,17 @@ impl App {
         if self.wizard.is_some() || self.prompt.is_some() {
             return;
         }
+        if let Some(v) = &mut self.viewer {
+            let code = match m.kind {
+                MouseEventKind::ScrollDown => KeyCode::Down,
+                MouseEventKind::ScrollUp => KeyCode::Up,
+                _ => return,
+            };
+            for _ in 0..3 {
+                v.key(KeyEvent::new(code, KeyModifiers::NONE));
+            }
+            return;
+        }
         match m.kind {
             MouseEventKind::ScrollDown => self.move_selection(3),
             MouseEventKind::ScrollUp => self.move_selection(-3),
@@ -1052,6 +1066,7 @@ impl App {
     fn click(&mut self, at: Position) {
         if matches!(self.mode, Mode::ConfirmQuit | Mode::Help | Mode::Command(_))
             || self.prompt.is_some()
+            || self.viewer.is_some()
         {
             return;
         }
@@ -1131,6 +1146,12 @@ impl App {
         }
         if self.prompt.is_some() {
             self.prompt_key(k);
+            return;
+        }
+        if let Some(v) = &mut self.viewer {
+            if !v.key(k) {
+                self.viewer = None;
+            }
             return;
         }
         match self.mode.clone() {
@@ -1290,6 +1311,27 @@ impl App {
         }
     }
 
+    /// Opens the selected object's YAML full screen.
+    pub(crate) fn open_yaml(&mut self) {
+        let Some(row) = self.selected_row() else {
+            return self.say(Tone::Normal, "no object selected");
+        };
+        let view = &self.screen().view;
+        let Some(obj) = page::of(view).object(self, view, &row.key) else {
+            return self.say(
+                Tone::Normal,
+                "no object for this row (volumes show their details in the list)",
+            );
+        };
+        let meta = &obj["metadata"];
+        let name = meta["name"].as_str().unwrap_or("?");
+        let title = match meta["namespace"].as_str() {
+            Some(ns) => format!("{} {ns}/{name}", obj["kind"].as_str().unwrap_or("object")),
+            None => format!("{} {name}", obj["kind"].as_str().unwrap_or("object")),
+        };
+        self.viewer = Some(crate::yaml::YamlView::new(title, obj.clone()));
+    }
+
     /// Recomputes the YAML of the selected object when the selection moved.
     pub fn refresh_yaml(&mut self) {
         if !self.show_yaml {
@@ -1327,7 +1369,11 @@ impl App {
 
     /// Adds a job to the jobs screen; the caller runs it and reports its end with
     /// `Msg::JobDone`.
-    pub fn register_job(&mut self, title: impl Into<String>) -> (usize, Arc<JobProgress>) {
+    pub fn register_job(
+        &mut self,
+        title: impl Into<String>,
+        flow: Flow,
+    ) -> (usize, Arc<JobProgress>) {
         let id = self.jobs.len() + 1;
         let progress = JobProgress::new();
         progress
@@ -1346,6 +1392,7 @@ impl App {
             id,
             title: title.into(),
             progress: progress.clone(),
+            flow,
             started: Instant::now(),
             ended: None,
             paused_since: None,
@@ -1444,7 +1491,7 @@ impl App {
         // Reading volume data starts mover pods: not in read-only mode.
         let include_volumes = self.read_only_reason(&cluster).is_none();
         let what = scope.namespaces().join(",");
-        let (id, progress) = self.register_job(format!("backup {cluster}/{what}"));
+        let (id, progress) = self.register_job(format!("backup {cluster}/{what}"), Flow::In);
         let opts = ferry_k8s::capture::CaptureOptions {
             cluster: cluster.clone(),
             scope,

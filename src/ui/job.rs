@@ -37,12 +37,23 @@ pub enum JobEnd {
     Cancelled,
 }
 
+/// Which way a job's data goes: what its byte counters count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// Read from a cluster into the repository (a backup, a clone's capture): some of
+    /// it is new, the rest saved by deduplication.
+    In,
+    /// Written from the repository into a cluster or a folder (a restore).
+    Out,
+}
+
 /// A background backup, restore or migration.
 #[derive(Debug)]
 pub struct Job {
     pub id: usize,
     pub title: String,
     pub progress: Arc<JobProgress>,
+    pub flow: Flow,
     pub started: Instant,
     /// When it ended (its elapsed time stops there).
     pub ended: Option<Instant>,

@@ -60,8 +60,10 @@ pub enum Command {
     Cancel,
     /// Pause the selected running job, or resume it.
     Pause,
-    /// Show or hide the selected object's YAML.
+    /// The selected object's YAML, full screen (searchable).
     Yaml,
+    /// Show or hide the YAML pane beside the list (it follows the selection).
+    YamlPane,
     /// Switch between workloads and PVCs of a namespace.
     Switch,
     /// Load the screen's data again.

@@ -36,3 +36,4 @@ pub mod theme;
 pub mod widgets;
 mod wizard_flow;
 pub mod wizard_state;
+pub mod yaml;

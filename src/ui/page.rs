@@ -81,8 +81,17 @@ pub const GLOBAL: &[Offer] = &[
     Offer::new(Command::Quit, "quit").hint("quit"),
 ];
 
-/// The YAML pane, on screens whose rows are objects.
-pub const YAML: Offer = Offer::new(Command::Yaml, "show or hide the YAML pane");
+/// The YAML, on screens whose rows are objects.
+pub const YAML: Offer = Offer::new(
+    Command::Yaml,
+    "the object's YAML, full screen: / searches, n/N next/previous, m field managers",
+)
+.hint("yaml");
+/// The YAML pane beside the list.
+pub const YAML_PANE: Offer = Offer::new(
+    Command::YamlPane,
+    "show or hide the YAML pane (follows the selection)",
+);
 
 /// A command typed after `:`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -155,6 +164,12 @@ pub trait Page: Sync {
 
     /// The table's header and column widths.
     fn columns(&self) -> (&'static [&'static str], Vec<Constraint>);
+
+    /// The columns (indices into [`Page::columns`]) left out first, in this order, when
+    /// the screen is too narrow for all of them: the identifying ones stay.
+    fn narrow(&self) -> &'static [usize] {
+        &[]
+    }
 
     /// The commands this screen handles, in the order help lists them.
     fn offers(&self) -> &'static [Offer];
@@ -287,6 +302,7 @@ mod tests {
             Cancel,
             Pause,
             Yaml,
+            YamlPane,
             Switch,
             Refresh,
             Jobs,

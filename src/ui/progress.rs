@@ -32,13 +32,12 @@ pub fn run_with_line<T: Send>(
         let interactive = std::io::stderr().is_terminal() && !quiet;
         let bar = interactive.then(|| {
             let b = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr_with_hz(10));
-            b.set_style(
-                ProgressStyle::with_template("{spinner} [{bar:30}] {percent:>3}% {msg}")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar())
-                    .progress_chars("=> "),
-            );
+            b.set_style(style(false));
             b
         });
+        // A bar and percentage only once the totals are known: while volumes are still
+        // being listed a percentage would reach 100% and fall back.
+        let mut bar_shown = false;
         let mut meter = RateMeter::default();
         let mut last_plain = Instant::now();
         while !handle.is_finished() {
@@ -52,6 +51,10 @@ pub fn run_with_line<T: Send>(
                 }
             }
             if let Some(b) = &bar {
+                if s.totals_final != bar_shown {
+                    bar_shown = s.totals_final;
+                    b.set_style(style(bar_shown));
+                }
                 b.set_length(s.bytes_total.max(s.bytes_done));
                 b.set_position(s.bytes_done);
                 b.set_message(describe(&s, r));
@@ -71,6 +74,19 @@ pub fn run_with_line<T: Send>(
             Err(p) => std::panic::resume_unwind(p),
         }
     })
+}
+
+/// The progress line's look: with a bar and percentage once the totals are final,
+/// else a spinner and the counts.
+fn style(with_bar: bool) -> ProgressStyle {
+    let template = if with_bar {
+        "{spinner} [{bar:30}] {percent:>3}% {msg}"
+    } else {
+        "{spinner} {msg}"
+    };
+    ProgressStyle::with_template(template)
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ")
 }
 
 /// One line describing a job's state.

@@ -4,7 +4,7 @@
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
-use crate::app::{App, RestorePrompt, Tone, VOLUMES_PREFIX, View};
+use crate::app::{App, Flow, RestorePrompt, Tone, VOLUMES_PREFIX, View};
 use crate::error::TaskError;
 use ferry_repo::tree::NodeKind;
 
@@ -130,12 +130,15 @@ impl App {
             }
         };
         let Some(p) = self.prompt.take() else { return };
-        let (id, progress) = self.register_job(format!(
-            "restore {} from {} → {}",
-            p.name,
-            p.snapshot.id.short(),
-            opts.target.display()
-        ));
+        let (id, progress) = self.register_job(
+            format!(
+                "restore {} from {} → {}",
+                p.name,
+                p.snapshot.id.short(),
+                opts.target.display()
+            ),
+            Flow::Out,
+        );
         progress.set_phase("restoring files");
         self.tasks
             .restore_files(id, repo, *p.snapshot, opts, progress);

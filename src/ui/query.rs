@@ -102,6 +102,11 @@ impl App {
         self.prompt.as_ref()
     }
 
+    /// The full-screen YAML, when open.
+    pub fn yaml_view(&self) -> Option<&crate::yaml::YamlView> {
+        self.viewer.as_ref()
+    }
+
     /// The jobs of this session, oldest first.
     pub fn jobs(&self) -> &[Job] {
         &self.jobs

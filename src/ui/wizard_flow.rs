@@ -5,7 +5,7 @@
 
 use crossterm::event::KeyEvent;
 
-use crate::app::{App, Ask, Load, Mode, Then, Tone, View};
+use crate::app::{App, Ask, Flow, Load, Mode, Then, Tone, View};
 use crate::error::TaskError;
 use crate::tasks;
 use crate::wizard_state::{Purpose, Source, Wizard};
@@ -202,8 +202,10 @@ impl App {
                     return;
                 };
                 let copts = self.live_capture(w, cluster, scope);
-                let (id, progress) =
-                    self.register_job(format!("capture {cluster} for {}", w.purpose.word()));
+                let (id, progress) = self.register_job(
+                    format!("capture {cluster} for {}", w.purpose.word()),
+                    Flow::In,
+                );
                 w.capture_job = Some(id);
                 self.tasks.plan_live(
                     w.generation,
@@ -291,11 +293,10 @@ impl App {
             ),
             _ => target.name.clone(),
         };
-        let (id, progress) = self.register_job(format!(
-            "{} {} → {into}",
-            w.purpose.word(),
-            w.source_label(),
-        ));
+        let (id, progress) = self.register_job(
+            format!("{} {} → {into}", w.purpose.word(), w.source_label()),
+            Flow::Out,
+        );
         self.tasks
             .apply(id, target, prepared, self.env.reports.clone(), progress);
         self.say(
@@ -341,11 +342,10 @@ impl App {
                 return;
             }
         };
-        let (id, progress) = self.register_job(format!(
-            "create {name} + {} {}",
-            w.purpose.word(),
-            w.source_label()
-        ));
+        let (id, progress) = self.register_job(
+            format!("create {name} + {} {}", w.purpose.word(), w.source_label()),
+            Flow::Out,
+        );
         self.tasks.create_and_restore(
             id,
             create,

@@ -179,6 +179,9 @@ pub struct Wizard {
     pub opt_sel: usize,
     pub plan: Option<Load<Box<Prepared>>>,
     pub plan_scroll: u16,
+    /// The plan step's rows as last drawn: (all of them, those shown). Scrolling stops
+    /// at the last row.
+    pub plan_rows: std::cell::Cell<(usize, usize)>,
     /// What is wrong with the current step's input.
     pub error: Option<String>,
     /// The capture job of a live source.
@@ -314,6 +317,7 @@ impl Wizard {
             opt_sel: 0,
             plan: None,
             plan_scroll: 0,
+            plan_rows: std::cell::Cell::new((0, 0)),
             error: None,
             capture_job: None,
             new_clusters,
@@ -794,13 +798,22 @@ impl Wizard {
                     _ => {}
                 }
             }
-            Step::Plan => match code {
-                KeyCode::Down => self.plan_scroll = self.plan_scroll.saturating_add(1),
-                KeyCode::Up => self.plan_scroll = self.plan_scroll.saturating_sub(1),
-                KeyCode::PageDown => self.plan_scroll = self.plan_scroll.saturating_add(10),
-                KeyCode::PageUp => self.plan_scroll = self.plan_scroll.saturating_sub(10),
-                _ => {}
-            },
+            Step::Plan => {
+                let (rows, shown) = self.plan_rows.get();
+                let last = u16::try_from(rows.saturating_sub(shown)).unwrap_or(u16::MAX);
+                let page = u16::try_from(shown.saturating_sub(1).max(1)).unwrap_or(1);
+                let at = self.plan_scroll;
+                self.plan_scroll = match code {
+                    KeyCode::Down | KeyCode::Char('j') => at.saturating_add(1),
+                    KeyCode::Up | KeyCode::Char('k') => at.saturating_sub(1),
+                    KeyCode::PageDown => at.saturating_add(page),
+                    KeyCode::PageUp => at.saturating_sub(page),
+                    KeyCode::Home | KeyCode::Char('g') => 0,
+                    KeyCode::End | KeyCode::Char('G') => last,
+                    _ => at,
+                }
+                .min(last);
+            }
         }
     }
 }

@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-use ferry_console::app::{App, Env, Msg, NsSummary};
+use ferry_console::app::{App, Env, Flow, Msg, NsSummary};
 use ferry_console::keymap::Keymap;
 use ferry_console::screens;
 use ferry_console::theme::AccentRule;
@@ -440,7 +440,7 @@ fn job_screen_with_a_failed_restore_report() {
     let _ = &f.rt;
     key(&mut app, KeyCode::Char('J'));
     insta::assert_snapshot!("jobs_empty", render(&app, 100, 24).backend());
-    let (id, progress) = app.register_job("restore shop → qa");
+    let (id, progress) = app.register_job("restore shop → qa", Flow::Out);
     progress.set_phase("restoring objects");
     progress.add_objects(3, 2);
     progress.log("created ConfigMap shop/web-config");
@@ -654,14 +654,14 @@ fn mouse_selects_wizard_rows() {
 #[test]
 fn p_pauses_and_resumes_the_selected_job() {
     let (_f, mut app) = app_with("dark", false);
-    let (_, progress) = app.register_job("backup prod/shop");
+    let (_, progress) = app.register_job("backup prod/shop", Flow::In);
     key(&mut app, KeyCode::Char('J'));
     key(&mut app, KeyCode::Char('p'));
     assert!(progress.is_paused());
-    assert_eq!(app.selected_row().unwrap().cells[6], "paused");
+    assert_eq!(app.selected_row().unwrap().cells.last().unwrap(), "paused");
     key(&mut app, KeyCode::Char('p'));
     assert!(!progress.is_paused());
-    assert_eq!(app.selected_row().unwrap().cells[6], "running");
+    assert_eq!(app.selected_row().unwrap().cells.last().unwrap(), "running");
 }
 
 /// A click on a wizard line selects the item drawn there even when a line above it
@@ -1174,4 +1174,248 @@ fn the_migrate_wizard_offers_new_clusters_and_plans_their_creation() {
         "wizard_migrate_new_eks_plan",
         render(app, 100, 30).backend()
     );
+    // The plan scrolls within its rows: never past the last, g and G go to the ends.
+    render(app, 80, 24);
+    let (rows, shown) = app.wizard().unwrap().plan_rows.get();
+    assert!(rows > 0 && shown > 0, "{rows} rows, {shown} shown");
+    for _ in 0..rows + 10 {
+        key(app, KeyCode::Down);
+    }
+    let last = u16::try_from(rows.saturating_sub(shown)).unwrap();
+    assert_eq!(app.wizard().unwrap().plan_scroll, last);
+    // A long plan, as a frame of 15 rows would have drawn it.
+    app.wizard().unwrap().plan_rows.set((50, 15));
+    key(app, KeyCode::Char('G'));
+    assert_eq!(app.wizard().unwrap().plan_scroll, 35);
+    key(app, KeyCode::PageDown);
+    key(app, KeyCode::Down);
+    assert_eq!(app.wizard().unwrap().plan_scroll, 35);
+    key(app, KeyCode::PageUp);
+    assert_eq!(app.wizard().unwrap().plan_scroll, 21);
+    key(app, KeyCode::Char('g'));
+    assert_eq!(app.wizard().unwrap().plan_scroll, 0);
+    key(app, KeyCode::End);
+    assert_eq!(app.wizard().unwrap().plan_scroll, 35);
+    key(app, KeyCode::Home);
+}
+
+/// `y` shows the selected object's YAML full screen: `/` searches it, `m` adds the field
+/// managers, esc goes back to the list where it was.
+#[test]
+fn yaml_full_screen_with_search() {
+    let (_f, mut app) = app_with("dark", false);
+    in_namespace(&mut app);
+    key(&mut app, KeyCode::Char('y'));
+    let v = app.yaml_view().expect("y opens the YAML");
+    assert_eq!(v.title, "Deployment shop/web");
+    insta::assert_snapshot!("yaml_view", render(&app, 80, 24).backend());
+    chars(&mut app, "/config");
+    assert_eq!(app.yaml_view().unwrap().typing.as_deref(), Some("config"));
+    key(&mut app, KeyCode::Enter);
+    let v = app.yaml_view().unwrap();
+    assert_eq!(v.term, "config");
+    assert_eq!(v.matches.len(), 2, "{:?}", v.lines);
+    insta::assert_snapshot!("yaml_view_search", render(&app, 80, 24).backend());
+    key(&mut app, KeyCode::Esc);
+    assert!(app.yaml_view().is_none());
+    assert_eq!(app.selected_row().unwrap().key, "Deployment/web");
+    // Rows with no object say so.
+    key(&mut app, KeyCode::Char('?'));
+    let text = render(&app, 100, 40).backend().to_string();
+    assert!(text.contains("the object's YAML, full screen"), "{text}");
+}
+
+/// The job clocks (`took 0.1s`, `0.0s elapsed`) depend on the machine's speed: they are
+/// replaced by `[t]` before a snapshot is compared.
+fn without_clocks(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let words: Vec<&str> = text.split(' ').collect();
+    for (i, w) in words.iter().enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        let after_took = i > 0 && words[i - 1].ends_with("took");
+        let before_elapsed = words.get(i + 1).is_some_and(|n| n.starts_with("elapsed"));
+        let clock = w.chars().next().is_some_and(|c| c.is_ascii_digit())
+            && w.trim_end_matches(',').ends_with(['s', 'm']);
+        if clock && (after_took || before_elapsed) {
+            out.push_str("[t]");
+            out.push_str(&" ".repeat(w.chars().count().saturating_sub(3)));
+        } else {
+            out.push_str(w);
+        }
+    }
+    out
+}
+
+/// An audit record at a fixed time, user and host.
+fn audit_record(
+    action: ferry_policy::Action,
+    from: &str,
+    to: Option<&str>,
+    outcome: ferry_policy::audit::Outcome,
+    minute: u32,
+) -> ferry_policy::audit::AuditRecord {
+    use chrono::TimeZone as _;
+    let mut r = ferry_policy::audit::AuditRecord::new(action);
+    r.id = format!("2026-12-05T10-{minute:02}-00Z-0000");
+    r.time = chrono::Utc
+        .with_ymd_and_hms(2026, 12, 5, 10, minute, 0)
+        .unwrap();
+    r.local_user = "sre".into();
+    r.host = "laptop".into();
+    r.from = Some(from.into());
+    r.to = to.map(str::to_string);
+    let denied = outcome == ferry_policy::audit::Outcome::Denied;
+    r.allowed = !denied;
+    r.policy_seq = Some(3);
+    r.rule = Some(if denied { 3 } else { 2 });
+    r.reason = if denied {
+        "nothing moves from qa into prod".into()
+    } else {
+        "developers may clone prod into qa".into()
+    };
+    r.outcome = outcome;
+    r.bytes = if denied { 0 } else { 3 << 20 };
+    r
+}
+
+/// Every screen at 80x24 (identifying columns keep their content, the least important
+/// go first), 120x40 and 200x60 (lists use the height).
+#[test]
+fn every_screen_at_80x24_120x40_and_200x60() {
+    use ferry_console::app::View;
+    use ferry_policy::Action;
+    use ferry_policy::audit::Outcome;
+    let (_f, mut app) = app_with("dark", false);
+    let mut shots: Vec<(&str, String)> = Vec::new();
+    let sizes = [(80, 24), (120, 40), (200, 60)];
+    let mut shoot = |name: &'static str, app: &App| {
+        for (w, h) in sizes {
+            let text = without_clocks(&format!("{}", render(app, w, h).backend()));
+            shots.push((name, format!("{w}x{h}")));
+            insta::assert_snapshot!(format!("screen_{name}_{w}x{h}"), text);
+        }
+    };
+    probed(&mut app);
+    shoot("clusters", &app);
+    in_namespace(&mut app);
+    shoot("workloads", &app);
+    key(&mut app, KeyCode::Tab);
+    assert!(matches!(app.screen().view, View::Pvcs { .. }));
+    shoot("pvcs", &app);
+    for _ in 0..3 {
+        if !matches!(app.screen().view, View::Namespaces { .. }) {
+            key(&mut app, KeyCode::Esc);
+        }
+    }
+    assert!(matches!(app.screen().view, View::Namespaces { .. }));
+    shoot("namespaces", &app);
+
+    // Snapshots: a folder backup and a capture; the capture's objects.
+    key(&mut app, KeyCode::Char('S'));
+    let folder = folder_snapshot();
+    let mut capture = capture_snapshot();
+    capture.id = "cd".repeat(32).parse().unwrap();
+    capture.time = "2026-12-05T09:30:00Z".parse().unwrap();
+    let capture_id = capture.id.to_hex();
+    app.apply(Msg::Snapshots(Ok(vec![folder, capture])));
+    shoot("snapshots", &app);
+    key(&mut app, KeyCode::Char('g'));
+    key(&mut app, KeyCode::Enter);
+    assert!(matches!(app.screen().view, View::Files { .. }));
+    app.apply(Msg::SnapshotDir(
+        "ab".repeat(32),
+        String::new(),
+        Ok(vec![
+            node("index.html", "file", 0o644, 12_345),
+            node("releases", "dir", 0o755, 0),
+            node(
+                "a file with a name much longer than the column gives it.tar.gz",
+                "file",
+                0o600,
+                7 << 30,
+            ),
+        ]),
+    ));
+    shoot("files", &app);
+    key(&mut app, KeyCode::Esc);
+    key(&mut app, KeyCode::Char('G'));
+    key(&mut app, KeyCode::Enter);
+    assert_eq!(
+        app.screen().view,
+        View::Snapshot {
+            id: capture_id.clone()
+        }
+    );
+    app.apply(Msg::SnapshotObjects(capture_id, Ok(namespace_objects())));
+    shoot("snapshot", &app);
+
+    // Jobs: a backup reading its second volume, a finished restore.
+    let (id, restore) = app.register_job("restore shop → qa/shop-qa", Flow::Out);
+    restore.add_objects(12, 12);
+    restore.data.add_total(40, 4 << 20);
+    restore.data.set_totals_final();
+    restore.data.add_done(40, 4 << 20);
+    app.apply(Msg::JobDone(
+        id,
+        ferry_console::app::JobEnd::Restored {
+            report: ferry_k8s::apply::Report {
+                snapshot: "cdcdcdcd".into(),
+                target_cluster: "qa".into(),
+                bytes_restored: 4 << 20,
+                duration_secs: 2.0,
+                ..Default::default()
+            },
+            saved: Ok("/home/sre/.local/state/ferry/reports/qa-cdcdcdcd.json".into()),
+            context: "qa".into(),
+        },
+    ));
+    let (_, backup) = app.register_job("backup prod/shop,payments", Flow::In);
+    backup.set_phase("reading volumes");
+    backup.add_objects(30, 30);
+    backup.volume("shop", "data", |v| {
+        v.state = "done".into();
+        (v.files, v.files_total, v.bytes, v.bytes_total) = (90, 90, 1 << 30, 1 << 30);
+    });
+    backup.data.add_total(120, 3 << 30);
+    backup.volume("payments", "ledger", |v| {
+        v.state = "reading".into();
+        (v.files_total, v.bytes_total) = (30, 2 << 30);
+    });
+    backup.volume_streaming("payments", "ledger", 0, 0);
+    backup.data.add_done(10, 512 << 20);
+    key(&mut app, KeyCode::Char('J'));
+    shoot("jobs", &app);
+
+    // The audit trail.
+    key(&mut app, KeyCode::Char(':'));
+    chars(&mut app, "audit");
+    key(&mut app, KeyCode::Enter);
+    assert_eq!(app.screen().view, View::Audit);
+    app.apply(Msg::Audit(Ok((
+        vec![
+            audit_record(Action::Backup, "prod/shop", None, Outcome::Succeeded, 1),
+            audit_record(
+                Action::Clone,
+                "prod/shop",
+                Some("qa/shop-qa"),
+                Outcome::Cancelled,
+                7,
+            ),
+            audit_record(
+                Action::Migrate,
+                "qa/shop",
+                Some("prod/shop"),
+                Outcome::Denied,
+                9,
+            ),
+        ],
+        vec![],
+    ))));
+    shoot("audit", &app);
+
+    key(&mut app, KeyCode::Char('?'));
+    shoot("help", &app);
+    assert_eq!(shots.len(), 3 * 10, "{shots:?}");
 }

@@ -544,6 +544,50 @@ fn a_backup_killed_mid_volume_leaves_nothing_the_next_run_keeps() {
     });
 }
 
+/// Cancelling a capture while a volume streams stops the read at once: the job ends as
+/// cancelled long before the volume could have been read to its end (64 GiB, sparse on
+/// the host so it costs no disk, zeros through the mover's `tar`), and leaves no mover
+/// pod or lease behind. (The old path drained the rest of the stream first.)
+#[test]
+fn a_cancelled_capture_stops_reading_the_volume_at_once() {
+    let t = common::new_repo();
+    t.rt.block_on(async {
+        let env = Env::start().await;
+        let src = env.volume("shop", "data-postgres-0").await;
+        let huge: u64 = 64 << 30;
+        std::fs::File::create(src.join("huge"))
+            .unwrap()
+            .set_len(huge)
+            .unwrap();
+        let progress = JobProgress::new();
+        let o = opts("shop", false);
+        let job = capture::capture(&env.client, &t.repo, &o, &progress);
+        let cancel = async {
+            let deadline = Instant::now() + Duration::from_secs(120);
+            while progress.data.snapshot().bytes_done < 64 << 20 {
+                assert!(Instant::now() < deadline, "the volume never streamed");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            progress.cancel();
+            Instant::now()
+        };
+        let (r, cancelled_at) = tokio::join!(job, cancel);
+        let took = cancelled_at.elapsed();
+        assert!(matches!(r, Err(ferry_k8s::K8sError::Cancelled)), "{r:?}");
+        // Not a speed figure: the old path took minutes here (it read the remaining
+        // gigabytes before it ended); the cancel itself is checked ten times a second.
+        assert!(
+            took < Duration::from_secs(30),
+            "the capture went on for {took:?} after the cancel"
+        );
+        let read = progress.data.snapshot().bytes_done;
+        assert!(read < huge / 4, "{read} bytes read after the cancel");
+        assert_eq!(ferry_objects(&env.client, "shop").await, 0);
+        eprintln!("the capture ended {took:?} after the cancel, {read} bytes read");
+        env.prod.shutdown().await.unwrap();
+    });
+}
+
 /// A volume's tar stream that ends inside a file: the read fails naming the file, and
 /// nothing short is recorded. Archives that follow each other (one per batch) are read
 /// as one stream.

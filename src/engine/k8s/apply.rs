@@ -24,7 +24,7 @@ use super::objects::{self, Catalog, ObjRef};
 use super::pipe;
 use super::plan::{Change, Plan, PlanItem, VolumePlan};
 use super::references::{self, Finding};
-use super::{JobProgress, K8sError, RESTORED_ANNOTATION, Result, unless_stalled, within};
+use super::{JobProgress, K8sError, RESTORED_ANNOTATION, Result, streaming, within};
 use ferry_repo::{self as eng, Repository};
 
 /// What happened to one object or volume.
@@ -696,17 +696,13 @@ async fn stream_in(
             let _ = s.read_to_end(&mut err).await;
         }
     };
-    let data = &progress.data;
-    let moved = || data.activity();
-    let Some((w, _, ())) = unless_stalled(mover.stall, moved, async {
+    let streamed = streaming(mover.stall, &progress.data, async {
         tokio::join!(writer, pump, drain)
     })
-    .await
-    else {
-        // The pump is gone, so the writer thread stops too.
-        p.abort();
-        return Err(mover.stalled(&what));
-    };
+    .await;
+    // Otherwise the pump is gone, so the writer thread stops too, and so does the
+    // mover's `tar`.
+    let (w, _, ()) = streamed.or_stop(&mut p, || mover.stalled(&what))?;
     let w = w.map_err(|e| K8sError::Invalid(e.to_string()))?;
     let status = mover.finish(p, &what, &err).await;
     let rest = w.map_err(|e| match e {

@@ -985,6 +985,7 @@ async fn snapshot_claim(
     pvc: &Value,
     class: &str,
     lease: &JobLease,
+    progress: &JobProgress,
 ) -> Result<(String, String)> {
     let r = ObjRef::of(pvc);
     let ns = r.namespace.clone().unwrap_or_default();
@@ -1034,6 +1035,10 @@ async fn snapshot_claim(
                 pvc: r.to_string(),
                 detail: "the CSI snapshot was not ready within 5 minutes".into(),
             });
+        }
+        if let Err(cancelled) = progress.check() {
+            let _ = snaps.delete(&snap_name, &Default::default()).await;
+            return Err(cancelled);
         }
         tokio::time::sleep(std::time::Duration::from_millis(250)).await;
     }
@@ -1138,11 +1143,12 @@ async fn capture_volume(
     let mut temp: Option<(String, String)> = None;
     if let Some(class) = &snapshot_class {
         progress.volume(&ns, &r.name, |s| s.state = "snapshotting".into());
-        match snapshot_claim(client, pvc, class, lease).await {
+        match snapshot_claim(client, pvc, class, lease, progress).await {
             Ok(t) => {
                 rec.consistency = "snapshot".into();
                 temp = Some(t);
             }
+            Err(K8sError::Cancelled) => return Err(K8sError::Cancelled),
             Err(e) => warnings.push(format!("{r}: {e}; reading the live volume instead")),
         }
     }
@@ -1349,9 +1355,7 @@ async fn read_with_mover(
             let _ = s.read_to_end(&mut err).await;
         }
     };
-    let data = &progress.data;
-    let moved = || data.activity();
-    let Some((fed, tar_result)) = super::unless_stalled(mover.stall, moved, async {
+    let streamed = super::streaming(mover.stall, &progress.data, async {
         let (fed, (), (), answer) = tokio::join!(
             feed,
             super::pipe::pump_out(stdout, chunks),
@@ -1360,12 +1364,10 @@ async fn read_with_mover(
         );
         (fed, answer)
     })
-    .await
-    else {
-        // The pump is gone, so the snapshot writer sees the end of the stream.
-        p.abort();
-        return Err(mover.stalled(&what));
-    };
+    .await;
+    // Otherwise the pump is gone, so the snapshot writer sees the end of the stream
+    // (and drains nothing more), and the mover's `tar` is stopped.
+    let (fed, tar_result) = streamed.or_stop(&mut p, || mover.stalled(&what))?;
     let volume_err = |detail: String| K8sError::Volume {
         pvc: format!("{ns}/{pvc}"),
         detail,

@@ -123,20 +123,77 @@ pub(crate) async fn unless_stalled<T>(
     moved: impl Fn() -> u64,
     work: impl Future<Output = T>,
 ) -> Option<T> {
+    match watched(limit, moved, || false, work).await {
+        Streamed::Done(t) => Some(t),
+        Streamed::Stalled | Streamed::Cancelled => None,
+    }
+}
+
+/// How a watched stream ended.
+pub(crate) enum Streamed<T> {
+    Done(T),
+    /// Nothing moved for the stall limit.
+    Stalled,
+    /// The job was cancelled: the work was dropped at once, not drained.
+    Cancelled,
+}
+
+impl<T> Streamed<T> {
+    /// The work's output; otherwise the exec'd process `p` is stopped and the job ends
+    /// with `stalled()` or as cancelled.
+    pub(crate) fn or_stop(
+        self,
+        p: &mut kube::api::AttachedProcess,
+        stalled: impl FnOnce() -> K8sError,
+    ) -> Result<T> {
+        match self {
+            Streamed::Done(t) => Ok(t),
+            Streamed::Stalled => {
+                p.abort();
+                Err(stalled())
+            }
+            Streamed::Cancelled => {
+                p.abort();
+                Err(K8sError::Cancelled)
+            }
+        }
+    }
+}
+
+/// Runs a job's stream `work` while its data moves and the job is not cancelled: a
+/// cancel ends it within a tenth of a second, whatever the stream still holds (a
+/// volume's remaining gigabytes are not read to the end first).
+pub(crate) async fn streaming<T>(
+    limit: Duration,
+    data: &Progress,
+    work: impl Future<Output = T>,
+) -> Streamed<T> {
+    watched(limit, || data.activity(), || data.is_cancelled(), work).await
+}
+
+async fn watched<T>(
+    limit: Duration,
+    moved: impl Fn() -> u64,
+    cancelled: impl Fn() -> bool,
+    work: impl Future<Output = T>,
+) -> Streamed<T> {
     tokio::pin!(work);
-    let tick = (limit / 8).clamp(Duration::from_millis(20), Duration::from_secs(1));
+    let tick = (limit / 8).clamp(Duration::from_millis(20), Duration::from_millis(100));
     let mut last = moved();
     let mut since = std::time::Instant::now();
     loop {
         tokio::select! {
-            out = &mut work => return Some(out),
+            out = &mut work => return Streamed::Done(out),
             () = tokio::time::sleep(tick) => {
+                if cancelled() {
+                    return Streamed::Cancelled;
+                }
                 let now = moved();
                 if now != last {
                     last = now;
                     since = std::time::Instant::now();
                 } else if since.elapsed() >= limit {
-                    return None;
+                    return Streamed::Stalled;
                 }
             }
         }

@@ -43,6 +43,11 @@ impl Page for Audit {
         )
     }
 
+    /// Rule, bytes, then who: the time, action, outcome and route stay.
+    fn narrow(&self) -> &'static [usize] {
+        &[5, 6, 3]
+    }
+
     fn offers(&self) -> &'static [Offer] {
         OFFERS
     }

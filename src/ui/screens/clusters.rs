@@ -47,6 +47,11 @@ impl Page for Clusters {
         )
     }
 
+    /// Server, nodes, default class, version: the name, status and what the user may do stay.
+    fn narrow(&self) -> &'static [usize] {
+        &[6, 3, 4, 2]
+    }
+
     fn offers(&self) -> &'static [Offer] {
         OFFERS
     }

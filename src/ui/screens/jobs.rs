@@ -8,7 +8,7 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Wrap};
 
-use crate::app::{App, Ask, Job, JobEnd, Load, Mode, Row, Then, Tone, View};
+use crate::app::{App, Ask, Flow, Job, JobEnd, Load, Mode, Row, Then, Tone, View};
 use crate::format;
 use crate::keymap::Command;
 use crate::page::{Offer, Page};
@@ -30,17 +30,25 @@ impl Page for Jobs {
     fn columns(&self) -> (&'static [&'static str], Vec<Constraint>) {
         use Constraint::{Fill, Length};
         (
-            &["ID", "JOB", "PHASE", "OBJECTS", "DATA", "RATE", "STATE"],
+            &[
+                "ID", "JOB", "PHASE", "OBJECTS", "DATA", "RATE", "ETA", "STATE",
+            ],
             vec![
                 Length(4),
                 Fill(3),
-                Length(14),
+                Length(20),
                 Length(9),
-                Length(18),
-                Length(10),
+                Length(21),
+                Length(12),
+                Length(8),
                 Fill(1),
             ],
         )
+    }
+
+    /// Objects, phase, ETA, then rate: the ID, job (kind and target), data and state stay.
+    fn narrow(&self) -> &'static [usize] {
+        &[3, 2, 6, 5]
     }
 
     fn offers(&self) -> &'static [Offer] {
@@ -122,6 +130,30 @@ fn state(j: &Job) -> (String, Tone) {
     }
 }
 
+/// How long a running job's data still takes at its rate once its totals are known;
+/// before that (a capture lists each volume as it reaches it), what the volume being
+/// read still takes, with `+` (more volumes may follow); `-` when nothing moves.
+fn eta(j: &Job, s: &ferry_repo::progress::ProgressSnapshot) -> String {
+    if !j.running() || j.progress.is_paused() || j.rate <= 0.0 {
+        return "-".into();
+    }
+    if let Some(d) = s.eta(j.rate) {
+        return format::duration(d);
+    }
+    j.progress
+        .volumes()
+        .iter()
+        .find(|v| v.streaming_from.is_some() && v.bytes_total > v.bytes)
+        .map(|v| {
+            let left = (v.bytes_total - v.bytes) as f64 / j.rate;
+            format!(
+                "{}+",
+                format::duration(std::time::Duration::from_secs_f64(left))
+            )
+        })
+        .unwrap_or_else(|| "-".into())
+}
+
 /// Newest first.
 pub fn rows(app: &App) -> Vec<Row> {
     app.jobs
@@ -137,10 +169,11 @@ pub fn rows(app: &App) -> Vec<Row> {
                 vec![
                     j.id.to_string(),
                     j.title.clone(),
-                    if phase.is_empty() {
-                        "starting".into()
-                    } else {
-                        phase
+                    // An ended job's state says how it ended; its last phase is history.
+                    match (j.running(), phase.is_empty()) {
+                        (false, _) => "-".into(),
+                        (true, true) => "starting".into(),
+                        (true, false) => phase,
                     },
                     format!("{done}/{total}"),
                     if s.bytes_total > 0 {
@@ -157,6 +190,7 @@ pub fn rows(app: &App) -> Vec<Row> {
                     } else {
                         "-".into()
                     },
+                    eta(j, &s),
                     st,
                 ],
             )
@@ -191,17 +225,28 @@ pub fn detail(f: &mut Frame, area: Rect, app: &App) {
         .eta(job.rate)
         .map(|d| format!(" · ETA {}", format::duration(d)))
         .unwrap_or_default();
-    let saved = s.bytes_done.saturating_sub(s.bytes_new);
+    let (objects_done, objects) = job.progress.objects();
+    let phase = match job.progress.phase() {
+        p if job.running() && !p.is_empty() => format!("phase {p} · "),
+        _ => String::new(),
+    };
+    let rate = if job.running() {
+        format!(" · {}{eta}", format::rate(job.rate))
+    } else {
+        String::new()
+    };
+    let data = match job.flow {
+        Flow::In => format!(
+            "{} read · {} new · {} saved by dedup",
+            format::bytes(s.bytes_done),
+            format::bytes(s.bytes_new),
+            format::bytes(s.bytes_done.saturating_sub(s.bytes_new)),
+        ),
+        Flow::Out => format!("{} written", format::bytes(s.bytes_done)),
+    };
     lines.push(Line::from(format!(
-        "phase {} · objects {}/{} · {} files · {} read · {} new · {} saved by dedup · {}{eta}",
-        job.progress.phase(),
-        job.progress.objects().0,
-        job.progress.objects().1,
+        "{phase}objects {objects_done}/{objects} · {} files · {data}{rate}",
         s.files_done,
-        format::bytes(s.bytes_done),
-        format::bytes(s.bytes_new),
-        format::bytes(saved),
-        format::rate(job.rate),
     )));
     if job.running()
         && let Some(wait) = crate::progress::waiting(&s)

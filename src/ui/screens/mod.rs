@@ -57,9 +57,10 @@ pub fn draw(f: &mut Frame, app: &App) {
     ])
     .areas(area);
     header(f, head, app);
-    match &app.wizard {
-        Some(w) => wizard::draw(f, body, app, w),
-        None => screen(f, body, app),
+    match (&app.wizard, &app.viewer) {
+        (Some(w), _) => wizard::draw(f, body, app, w),
+        (None, Some(v)) => yaml_view(f, body, app, v),
+        (None, None) => screen(f, body, app),
     }
     footer(f, foot, app);
     if let Some(p) = &app.prompt {
@@ -217,13 +218,40 @@ fn header(f: &mut Frame, area: Rect, app: &App) {
 
 fn footer(f: &mut Frame, area: Rect, app: &App) {
     let theme = &app.env.theme;
-    let line = match &app.mode {
-        Mode::Filter => Line::from(vec![
+    let line = match (&app.mode, &app.viewer) {
+        (_, Some(v)) if app.wizard.is_none() && app.prompt.is_none() => match &v.typing {
+            Some(typed) => Line::from(vec![
+                Span::styled("/", theme.title()),
+                Span::styled(typed.clone(), theme.input()),
+                Span::styled("▏ enter searches, esc leaves it", theme.dim()),
+            ]),
+            None => {
+                let mut k = Vec::new();
+                for (key, what) in [
+                    ("esc", "close"),
+                    ("/", "search"),
+                    ("n N", "next, previous"),
+                    ("g G", "top, bottom"),
+                    (
+                        "m",
+                        if v.managed {
+                            "hide field managers"
+                        } else {
+                            "field managers"
+                        },
+                    ),
+                ] {
+                    k.extend(widgets::hint(theme, key, what, true));
+                }
+                Line::from(k)
+            }
+        },
+        (Mode::Filter, _) => Line::from(vec![
             Span::styled("/", theme.title()),
             Span::styled(app.screen().list.filter.clone(), theme.input()),
             Span::styled("▏ enter keeps, esc clears", theme.dim()),
         ]),
-        Mode::Command(t) => Line::from(vec![
+        (Mode::Command(t), _) => Line::from(vec![
             Span::styled(":", theme.title()),
             Span::styled(t.clone(), theme.input()),
             Span::styled(
@@ -236,10 +264,35 @@ fn footer(f: &mut Frame, area: Rect, app: &App) {
                 text.clone(),
                 widgets::tone_style(theme, *tone),
             )),
-            None => Line::from(help::hints(app)),
+            None => Line::from(whole_hints(help::hints(app), area.width)),
         },
     };
     f.render_widget(Paragraph::new(line).style(theme.base()), area);
+}
+
+/// The key hints (key and words, in pairs of spans) that fit in `width` whole: the
+/// last ones are left out rather than cut, all but help's.
+fn whole_hints(spans: Vec<Span<'static>>, width: u16) -> Vec<Span<'static>> {
+    let mut pairs: Vec<Vec<Span<'static>>> = spans.chunks(2).map(<[_]>::to_vec).collect();
+    let is_help = |p: &Vec<Span>| p.get(1).is_some_and(|w| w.content.trim() == "help");
+    loop {
+        // The trailing spaces of the last hint may go past the edge.
+        let all: usize = pairs.iter().flatten().map(Span::width).sum();
+        let tail = pairs
+            .last()
+            .and_then(|p| p.last())
+            .map_or(0, |s| s.content.len() - s.content.trim_end().len());
+        if all.saturating_sub(tail) <= usize::from(width) {
+            break;
+        }
+        match pairs.iter().rposition(|p| !is_help(p)) {
+            Some(i) => {
+                pairs.remove(i);
+            }
+            None => break,
+        }
+    }
+    pairs.concat()
 }
 
 fn screen(f: &mut Frame, area: Rect, app: &App) {
@@ -275,7 +328,7 @@ fn screen(f: &mut Frame, area: Rect, app: &App) {
         let list = (inner.height * 2 / 5).max(8);
         let [a, b] = Layout::vertical([Constraint::Length(list), Constraint::Fill(1)]).areas(inner);
         (a, Some(b))
-    } else if app.show_yaml && page::offer(&s.view, Command::Yaml).is_some() {
+    } else if app.show_yaml && page::offer(&s.view, Command::YamlPane).is_some() {
         let [a, b] = Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)])
             .areas(inner);
         (a, Some(b))
@@ -285,7 +338,8 @@ fn screen(f: &mut Frame, area: Rect, app: &App) {
     match page.rows(app, &s.view) {
         Load::Ready(rows) => {
             let (header, widths) = page.columns();
-            widgets::table(f, list_area, theme, header, &widths, &rows, &s.list);
+            let narrow = page.narrow();
+            widgets::table(f, list_area, theme, header, &widths, narrow, &rows, &s.list);
         }
         Load::Loading => widgets::message(f, list_area, theme, "loading…", Tone::Dim),
         Load::Failed(e) => widgets::message(f, list_area, theme, &e.to_string(), Tone::Error),
@@ -295,6 +349,52 @@ fn screen(f: &mut Frame, area: Rect, app: &App) {
         (Some(d), None) => yaml(f, d, app),
         _ => {}
     }
+}
+
+/// The full-screen YAML: its lines from the first shown, the search's matches marked
+/// (the line the view is at in the selection's colours), where it is in the title.
+fn yaml_view(f: &mut Frame, area: Rect, app: &App, v: &crate::yaml::YamlView) {
+    let theme = &app.env.theme;
+    let mut title = vec![Span::styled(format!(" {} ", v.title), theme.title())];
+    if let Some((at, of)) = v.at_match() {
+        title.push(Span::styled(
+            format!("/{} {at}/{of} ", v.term),
+            theme.input(),
+        ));
+    }
+    if v.managed {
+        title.push(Span::styled("with managedFields ", theme.dim()));
+    }
+    let last = (v.top + usize::from(area.height.saturating_sub(2))).min(v.lines.len());
+    title.push(Span::styled(
+        format!("{}-{} of {} ", (v.top + 1).min(last), last, v.lines.len()),
+        theme.dim(),
+    ));
+    let block = widgets::block(theme, Line::from(title), theme.border);
+    let inner = block.inner(area);
+    v.height.set(usize::from(inner.height));
+    let term = v.term.to_lowercase();
+    let current = v.matches.iter().find(|m| **m >= v.top).copied();
+    let lines: Vec<Line> = v
+        .lines
+        .iter()
+        .enumerate()
+        .skip(v.top)
+        .take(usize::from(inner.height))
+        .map(|(i, l)| {
+            if !term.is_empty() && v.matches.binary_search(&i).is_ok() {
+                let style = if Some(i) == current {
+                    theme.selected()
+                } else {
+                    theme.marked()
+                };
+                Line::from(Span::styled(l.clone(), style))
+            } else {
+                Line::from(l.clone())
+            }
+        })
+        .collect();
+    f.render_widget(Paragraph::new(lines).block(block).style(theme.base()), area);
 }
 
 fn yaml(f: &mut Frame, area: Rect, app: &App) {

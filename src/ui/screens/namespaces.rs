@@ -53,6 +53,11 @@ impl Page for Namespaces {
         )
     }
 
+    /// Requested bytes, then pods.
+    fn narrow(&self) -> &'static [usize] {
+        &[5, 3]
+    }
+
     fn offers(&self) -> &'static [Offer] {
         OFFERS
     }

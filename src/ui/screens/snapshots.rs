@@ -10,7 +10,7 @@ use serde_json::Value;
 use crate::app::{App, Load, Row, Tone, VOLUMES_PREFIX, View};
 use crate::format;
 use crate::keymap::Command;
-use crate::page::{self, Offer, Page, YAML};
+use crate::page::{self, Offer, Page, YAML, YAML_PANE};
 use crate::screens::workloads::object_key;
 use ferry_k8s::capture::CaptureMeta;
 use ferry_k8s::objects::ObjRef;
@@ -44,6 +44,7 @@ const DETAIL: &[Offer] = &[
         .hint("restore")
         .changes(),
     YAML,
+    YAML_PANE,
 ];
 
 impl Page for Snapshots {
@@ -77,6 +78,11 @@ impl Page for Snapshots {
                 Length(9),
             ],
         )
+    }
+
+    /// Stored, new, objects, volumes, size: the time, ID, source and namespaces stay.
+    fn narrow(&self) -> &'static [usize] {
+        &[8, 7, 4, 5, 6]
     }
 
     fn offers(&self) -> &'static [Offer] {
@@ -133,6 +139,11 @@ impl Page for SnapshotDetail {
         )
     }
 
+    /// The detail first.
+    fn narrow(&self) -> &'static [usize] {
+        &[3]
+    }
+
     fn offers(&self) -> &'static [Offer] {
         DETAIL
     }
@@ -182,7 +193,8 @@ impl Page for SnapshotDetail {
                     None => app.toggle_yaml(),
                 }
             }
-            Command::Yaml => app.toggle_yaml(),
+            Command::YamlPane => app.toggle_yaml(),
+            Command::Yaml => app.open_yaml(),
             Command::Download => app.open_restore_prompt(view),
             Command::Restore => app.open_restore_wizard(view),
             _ => {}

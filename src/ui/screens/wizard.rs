@@ -352,7 +352,8 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, w: &Wizard) {
     } else {
         0
     };
-    let placed = layout_lines(lines, body, scroll, theme.base());
+    let (placed, rows) = layout_lines(lines, body, scroll, theme.base());
+    w.plan_rows.set((rows, usize::from(body.height)));
     app.hits.borrow_mut().wizard = items
         .iter()
         .filter_map(|(line, item)| placed.get(*line).and_then(|(r, _)| *r).map(|r| (r, *item)))
@@ -380,7 +381,7 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, w: &Wizard) {
             "carry out the plan",
             confirm_ok,
         ));
-        k.extend(widgets::hint(theme, "↑↓", "scroll", true));
+        k.extend(widgets::hint(theme, "↑↓ g G", "scroll", true));
     } else {
         k.extend(widgets::hint(theme, "enter", "next", true));
         k.extend(widgets::hint(theme, "↑↓", "select", true));
@@ -401,18 +402,18 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, w: &Wizard) {
 
 /// Lays `lines` out in `body`, each as its own wrapped paragraph, scrolled by `scroll`
 /// rows: for each line, where it is drawn (None when scrolled out of view) and the
-/// paragraph that draws it there. Clicks are matched against these same areas, so a
+/// paragraph that draws it there; and the rows all the lines take. Clicks are matched against these same areas, so a
 /// line that wraps moves the lines below it for the mouse as it does on screen.
 fn layout_lines(
     lines: Vec<Line<'_>>,
     body: Rect,
     scroll: u16,
     style: ratatui::style::Style,
-) -> Vec<(Option<Rect>, Paragraph<'_>)> {
+) -> (Vec<(Option<Rect>, Paragraph<'_>)>, usize) {
     let mut y = 0usize;
     let skip = usize::from(scroll);
     let bottom = skip + usize::from(body.height);
-    lines
+    let placed = lines
         .into_iter()
         .map(|l| {
             let p = Paragraph::new(l).wrap(Wrap { trim: false }).style(style);
@@ -428,7 +429,8 @@ fn layout_lines(
             y += h;
             (area, p)
         })
-        .collect()
+        .collect::<Vec<_>>();
+    (placed, y)
 }
 
 fn yes_no(b: bool) -> String {

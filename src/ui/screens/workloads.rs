@@ -10,7 +10,7 @@ use serde_json::Value;
 use crate::app::{App, ListState, Load, NsData, Row, Screen, Tone, View};
 use crate::format;
 use crate::keymap::Command;
-use crate::page::{self, Offer, Page, YAML};
+use crate::page::{self, Offer, Page, YAML, YAML_PANE};
 use crate::wizard_state::Purpose;
 use ferry_k8s::graph;
 use ferry_k8s::objects::ObjRef;
@@ -38,12 +38,14 @@ const WORKLOADS: &[Offer] = &[
         .hint("clone")
         .changes(),
     YAML,
+    YAML_PANE,
 ];
 
 const CLAIMS: &[Offer] = &[
     Offer::new(Command::Enter, "show the YAML"),
     Offer::new(Command::Switch, "show the workloads").hint("workloads"),
     YAML,
+    YAML_PANE,
 ];
 
 /// The namespace's data, whichever of the two screens shows it.
@@ -98,6 +100,11 @@ impl Page for Workloads {
         )
     }
 
+    /// Image, then age: the kind, name, readiness and dependencies stay.
+    fn narrow(&self) -> &'static [usize] {
+        &[3, 4]
+    }
+
     fn offers(&self) -> &'static [Offer] {
         WORKLOADS
     }
@@ -112,7 +119,8 @@ impl Page for Workloads {
 
     fn run(&self, app: &mut App, view: &View, command: Command) {
         match (command, view) {
-            (Command::Enter | Command::Yaml, _) => app.toggle_yaml(),
+            (Command::Enter | Command::YamlPane, _) => app.toggle_yaml(),
+            (Command::Yaml, _) => app.open_yaml(),
             (Command::Switch, View::Workloads { cluster, ns }) => switch(
                 app,
                 View::Pvcs {
@@ -157,6 +165,11 @@ impl Page for Claims {
         )
     }
 
+    /// Volume, access modes, then users: the claim, status, size and class stay.
+    fn narrow(&self) -> &'static [usize] {
+        &[5, 4, 6]
+    }
+
     fn offers(&self) -> &'static [Offer] {
         CLAIMS
     }
@@ -171,7 +184,8 @@ impl Page for Claims {
 
     fn run(&self, app: &mut App, view: &View, command: Command) {
         match (command, view) {
-            (Command::Enter | Command::Yaml, _) => app.toggle_yaml(),
+            (Command::Enter | Command::YamlPane, _) => app.toggle_yaml(),
+            (Command::Yaml, _) => app.open_yaml(),
             (Command::Switch, View::Pvcs { cluster, ns }) => switch(
                 app,
                 View::Workloads {
