@@ -89,11 +89,11 @@ pub enum JobError {
 impl JobError {
     /// The user cancelled the job (it is not a failure of the job).
     pub fn is_cancelled(&self) -> bool {
-        matches!(
-            self,
-            JobError::Kubernetes(K8sError::Cancelled)
-                | JobError::Repository(ferry_repo::Error::Cancelled)
-        )
+        match self {
+            JobError::Kubernetes(e) => e.is_cancelled(),
+            JobError::Repository(e) => matches!(e, ferry_repo::Error::Cancelled),
+            _ => false,
+        }
     }
 }
 

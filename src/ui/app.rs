@@ -268,6 +268,8 @@ pub struct Ask {
     pub question: String,
     /// What `y` does.
     pub then: Then,
+    /// What any other key does (nothing when `None`).
+    pub otherwise: Option<Then>,
 }
 
 /// What an [`Ask`] carries out.
@@ -279,6 +281,10 @@ pub enum Then {
     Backup(View),
     /// Carry out the open wizard's plan.
     CarryOutPlan,
+    /// Leave the open wizard's plan, whose live capture runs or has saved a snapshot:
+    /// back a step (or close the wizard), and `remove` the capture (cancel it, or
+    /// remove its snapshot) or keep it.
+    LeaveCapture { back: bool, remove: bool },
 }
 
 /// A namespace of a cluster, summarised.
@@ -414,6 +420,11 @@ pub struct App {
     /// The selected object's YAML: (row key, text).
     pub(crate) yaml: Option<(String, String)>,
     pub(crate) yaml_scroll: u16,
+    /// A wizard put aside at its plan step (`J`, `:` or `S` there) while its capture
+    /// runs or its plan waits: enter on the capture's job brings it back.
+    pub(crate) parked: Option<Wizard>,
+    /// How each kind of screen is sorted (by its page's name), once the user chose.
+    pub(crate) sorts: HashMap<&'static str, crate::sort::Sort>,
     /// The full-screen YAML of an object, when open.
     pub(crate) viewer: Option<crate::yaml::YamlView>,
     /// One line for the user: what just happened or why a key did nothing.
@@ -485,6 +496,8 @@ impl App {
             yaml: None,
             yaml_scroll: 0,
             viewer: None,
+            sorts: HashMap::new(),
+            parked: None,
             status: None,
             quit: false,
             wizard_gen: 0,
@@ -585,7 +598,49 @@ impl App {
 
     /// The rows of a view (borrowed where the data already holds them).
     pub fn rows(&self, view: &View) -> Load<Cow<'_, [Row]>> {
-        page::of(view).rows(self, view)
+        let page = page::of(view);
+        match (page.rows(self, view), self.sorts.get(page.name())) {
+            (Load::Ready(rows), Some(sort)) => {
+                Load::Ready(Cow::Owned(crate::sort::sorted(&rows, *sort)))
+            }
+            (rows, _) => rows,
+        }
+    }
+
+    /// How the current screen is sorted, if the user chose.
+    pub fn sorting(&self) -> Option<crate::sort::Sort> {
+        self.sorts
+            .get(page::of(&self.screen().view).name())
+            .copied()
+    }
+
+    /// Sorts the current screen by `column` (again: the other way), keeping the
+    /// selection on its row.
+    pub(crate) fn sort_by(&mut self, column: usize) {
+        let name = page::of(&self.screen().view).name();
+        let descending = self
+            .sorts
+            .get(name)
+            .is_some_and(|s| s.column == column && !s.descending);
+        self.keeping_selection(|app| {
+            app.sorts
+                .insert(name, crate::sort::Sort { column, descending });
+        });
+    }
+
+    /// Shift + a letter: sorts by the first column whose header starts with it.
+    fn sort_by_letter(&mut self, letter: char) {
+        let (header, _) = page::of(&self.screen().view).columns();
+        match header
+            .iter()
+            .position(|h| h.starts_with(letter.to_ascii_uppercase()))
+        {
+            Some(i) => self.sort_by(i),
+            None => self.say(
+                Tone::Normal,
+                format!("no column here starts with {letter}: > sorts by the next column"),
+            ),
+        }
     }
 
     /// Indices of the rows the filter lets through.
@@ -881,12 +936,29 @@ impl App {
                     self.wizard = Some(w);
                 }
             }
-            Msg::Plan(generation, r) => match &mut self.wizard {
-                Some(w) if w.generation == generation => {
+            Msg::Plan(generation, r) => match (&mut self.wizard, &mut self.parked) {
+                (Some(w), _) if w.generation == generation => {
                     w.plan = Some(match r {
                         Ok(p) => Load::Ready(p),
                         Err(e) => Load::Failed(e),
                     });
+                }
+                (_, Some(w)) if w.generation == generation => {
+                    let ready = r.is_ok();
+                    w.plan = Some(match r {
+                        Ok(p) => Load::Ready(p),
+                        Err(e) => Load::Failed(e),
+                    });
+                    let job = w
+                        .capture_job
+                        .map(|id| format!(" (job {id})"))
+                        .unwrap_or_default();
+                    let text = format!(
+                        "the {} plan {}: enter on its capture{job} on :jobs goes back to it",
+                        w.purpose.word(),
+                        if ready { "is ready" } else { "failed" }
+                    );
+                    self.say(if ready { Tone::Ok } else { Tone::Warn }, text);
                 }
                 // The wizard moved on while a live capture was being planned.
                 _ => {
@@ -1131,10 +1203,12 @@ impl App {
         self.dirty = true;
         // A question is answered first, whatever is open under it.
         if let Mode::Confirm(ask) = &self.mode {
-            let then = ask.then.clone();
+            let (then, otherwise) = (ask.then.clone(), ask.otherwise.clone());
             self.mode = Mode::Normal;
             if matches!(k.code, KeyCode::Char('y') | KeyCode::Char('Y')) {
                 self.carry_out(then);
+            } else if let Some(otherwise) = otherwise {
+                self.carry_out(otherwise);
             } else {
                 self.say(Tone::Normal, "not done: nothing changed");
             }
@@ -1171,11 +1245,12 @@ impl App {
             // Answered above.
             Mode::Confirm(_) => {}
             Mode::Help => self.mode = Mode::Normal,
-            Mode::Normal => {
-                if let Some(a) = self.env.keymap.action(&k) {
-                    self.action(a);
-                }
-            }
+            Mode::Normal => match (self.env.keymap.action(&k), k.code) {
+                (Some(a), _) => self.action(a),
+                // Shift + a letter no key has: sort by the column starting with it.
+                (None, KeyCode::Char(c)) if c.is_ascii_uppercase() => self.sort_by_letter(c),
+                _ => {}
+            },
         }
         self.refresh_yaml();
     }
@@ -1243,6 +1318,11 @@ impl App {
                 }
             }
             Command::Refresh => self.load_current(true),
+            Command::SortNext => {
+                let columns = page::of(&view).columns().0.len().max(1);
+                let next = self.sorting().map_or(0, |s| (s.column + 1) % columns);
+                self.sort_by(next);
+            }
             Command::Jobs => self.reset_to(vec![View::Jobs]),
             Command::Snapshots => self.reset_to(vec![View::Snapshots]),
             _ if page::offer(&view, a).is_some() => page::of(&view).run(self, &view, a),
@@ -1441,6 +1521,7 @@ impl App {
                     self.carry_out_plan(w);
                 }
             }
+            Then::LeaveCapture { back, remove } => self.leave_capture(back, remove),
         }
     }
 
@@ -1471,6 +1552,7 @@ impl App {
             Some(_) => "without volume data (read-only)",
         };
         self.mode = Mode::Confirm(Ask {
+            otherwise: None,
             title: "back up?",
             question: format!("Back up {what} of {cluster}, {data}, into the repository?"),
             then: Then::Backup(view.clone()),

@@ -68,6 +68,8 @@ pub enum Command {
     Switch,
     /// Load the screen's data again.
     Refresh,
+    /// Sort by the next column (shift + a column's first letter sorts by that one).
+    SortNext,
     /// Go to the jobs screen.
     Jobs,
     /// Go to the snapshots screen.

@@ -31,6 +31,7 @@ pub mod progress;
 mod prompt;
 pub mod query;
 pub mod screens;
+pub mod sort;
 pub mod tasks;
 pub mod theme;
 pub mod widgets;

@@ -68,6 +68,10 @@ pub const NAVIGATION: &[Offer] = &[
 /// What every screen has besides its own commands: last in help and the hint line.
 pub const GLOBAL: &[Offer] = &[
     Offer::new(Command::Refresh, "load again"),
+    Offer::new(
+        Command::SortNext,
+        "sort by next column; shift+letter: by its column",
+    ),
     Offer::new(Command::Back, "back (clears a filter first)"),
     Offer::new(Command::Filter, "filter (fuzzy)").hint("filter"),
     Offer::new(
@@ -305,6 +309,7 @@ mod tests {
             YamlPane,
             Switch,
             Refresh,
+            SortNext,
             Jobs,
             Snapshots,
             Export,

@@ -106,6 +106,43 @@ impl Tasks {
         });
     }
 
+    /// Records a live capture's plan dropped unconfirmed, then removes the snapshot the
+    /// capture saved (the policy's `delete-snapshots` check first, as `ferry forget`
+    /// does); says on the status line what was removed, or why not.
+    pub fn discarded(&self, staged: Staged, repo: Repository, source: Option<LinkedCluster>) {
+        let (rt, tx) = (&self.rt, &self.tx);
+        let tx = tx.clone();
+        let capture = staged.capture().map(|c| (c.snapshot.id, c.meta.clone()));
+        rt.spawn(async move {
+            if let Some(w) = staged.abandon().await {
+                tracing::warn!("{w}");
+            }
+            let Some((id, meta)) = capture else { return };
+            let from = match &source {
+                Some(c) => Place::new(c, None),
+                None => Place::named(&meta.cluster),
+            };
+            let removal = ferry_jobs::Removal {
+                from,
+                namespaces: meta.namespaces.clone(),
+            };
+            let line = match ferry_jobs::delete_snapshots(&repo, &[removal], vec![id]).await {
+                Ok(_) => (
+                    crate::app::Tone::Ok,
+                    format!(
+                        "the capture's snapshot {} was removed (`ferry prune` frees its space)",
+                        id.short()
+                    ),
+                ),
+                Err(f) => (
+                    crate::app::Tone::Warn,
+                    format!("the capture's snapshot {} is kept: {}", id.short(), f.error),
+                ),
+            };
+            send(&tx, Msg::Status(line.0, line.1));
+        });
+    }
+
     pub fn probe(&self, cluster: LinkedCluster) {
         let (rt, tx) = (&self.rt, &self.tx);
         let tx = tx.clone();

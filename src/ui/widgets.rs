@@ -181,8 +181,13 @@ fn fitted(
                 let widest = u16::try_from(widest).unwrap_or(u16::MAX);
                 Constraint::Length(widest.clamp(*min, (width / 2).max(*min)))
             }
-            // The first cells carry the two marker places (`● `) too.
-            Constraint::Length(n) if i == 0 => Constraint::Length(n + 2),
+            // The first cells carry the two marker places (`● `) too; a header (with
+            // its sort arrow) is never cut.
+            Constraint::Length(n) => {
+                let head = header.get(i).map_or(0, |h| Span::raw(*h).width());
+                let head = u16::try_from(head).unwrap_or(u16::MAX);
+                Constraint::Length((*n).max(head) + if i == 0 { 2 } else { 0 })
+            }
             c => *c,
         })
         .collect()

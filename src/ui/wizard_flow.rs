@@ -3,12 +3,13 @@
 //! creating a new cluster before restoring into it. The wizard's own steps and
 //! checks are `wizard_state.rs`; drawing it is `screens/wizard.rs`.
 
-use crossterm::event::KeyEvent;
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use crate::app::{App, Ask, Flow, Load, Mode, Then, Tone, View};
 use crate::error::TaskError;
+use crate::keymap::Command;
 use crate::tasks;
-use crate::wizard_state::{Purpose, Source, Wizard};
+use crate::wizard_state::{LiveCapture, Purpose, Source, Step, Wizard};
 use ferry_k8s::capture::CaptureMeta;
 use ferry_providers::kubeconfig::LinkedCluster;
 
@@ -21,6 +22,7 @@ impl App {
             );
             return;
         };
+        self.drop_parked();
         self.wizard_gen += 1;
         let source = Source::Live {
             cluster: cluster.clone(),
@@ -63,6 +65,7 @@ impl App {
             );
             return;
         };
+        self.drop_parked();
         self.wizard_gen += 1;
         let w = Wizard::new(
             self,
@@ -104,6 +107,48 @@ impl App {
         let Some(mut w) = self.wizard.take() else {
             return;
         };
+        if w.step == Step::Plan {
+            // The plan step takes no typing: the console's own keys work there, the
+            // wizard put aside until enter on its capture's job brings it back.
+            let away =
+                self.env.keymap.action(&k).filter(|a| {
+                    matches!(a, Command::Jobs | Command::Snapshots | Command::CommandLine)
+                });
+            if let Some(a) = away
+                && w.capture_job.is_some()
+            {
+                self.drop_parked();
+                self.parked = Some(w);
+                self.action(a);
+                if self.status.is_none() {
+                    self.say(
+                        Tone::Normal,
+                        "the wizard waits: enter on its capture's job on :jobs goes back to it",
+                    );
+                }
+                return;
+            }
+            // Leaving a plan whose capture runs or saved a snapshot: keep it or not?
+            let ctrl_c =
+                k.modifiers.contains(KeyModifiers::CONTROL) && k.code == KeyCode::Char('c');
+            if (k.code == KeyCode::Esc || ctrl_c)
+                && let Some(capture) = w.live_capture()
+            {
+                let question = self.leave_question(&w, capture);
+                self.wizard = Some(w);
+                let back = !ctrl_c;
+                self.mode = Mode::Confirm(Ask {
+                    title: "remove the capture?",
+                    question,
+                    then: Then::LeaveCapture { back, remove: true },
+                    otherwise: Some(Then::LeaveCapture {
+                        back,
+                        remove: false,
+                    }),
+                });
+                return;
+            }
+        }
         // A live capture's plan the key drops unconfirmed still gets its audit record.
         let captured = match &w.plan {
             Some(Load::Ready(p)) if p.captured => Some(p.staged.clone()),
@@ -131,6 +176,99 @@ impl App {
                 self.wizard = Some(w);
             }
         }
+    }
+
+    /// What leaving a plan does to its live capture, as a question: `y` removes it.
+    fn leave_question(&self, w: &Wizard, capture: LiveCapture<'_>) -> String {
+        let source = w.source_label();
+        match capture {
+            LiveCapture::Running(id) => {
+                let read = self
+                    .jobs
+                    .iter()
+                    .find(|j| j.id == id)
+                    .map(|j| crate::format::bytes(j.progress.data.snapshot().bytes_done))
+                    .unwrap_or_default();
+                format!(
+                    "The capture of {source} still runs (job {id}, {read} read so far). y cancels it and keeps nothing; any other key lets it finish and keeps its snapshot (a full copy of the source) without a plan."
+                )
+            }
+            LiveCapture::Saved(staged) => {
+                let id = staged
+                    .capture()
+                    .map(|c| c.snapshot.id.short())
+                    .unwrap_or_default();
+                format!(
+                    "The plan is dropped. Its capture of {source} saved snapshot {id}, a full copy of the source. y removes that snapshot; any other key keeps it in the repository."
+                )
+            }
+        }
+    }
+
+    /// Leaves the open wizard's plan (back a step, or closing the wizard) and removes
+    /// or keeps its live capture, as the user answered.
+    pub(crate) fn leave_capture(&mut self, back: bool, remove: bool) {
+        let Some(mut w) = self.wizard.take() else {
+            return;
+        };
+        let source = match &w.source {
+            Source::Live { cluster, .. } => self.cluster(cluster).map(|c| c.linked.clone()),
+            Source::Snapshot { .. } => None,
+        };
+        let text = match w.live_capture() {
+            Some(LiveCapture::Running(id)) if remove => {
+                if let Some(j) = self.jobs.iter().find(|j| j.id == id && j.running()) {
+                    j.progress.cancel();
+                }
+                format!("the capture (job {id}) is cancelled: it keeps nothing")
+            }
+            Some(LiveCapture::Running(id)) => {
+                format!("the capture (job {id}) goes on: its snapshot stays, without a plan")
+            }
+            Some(LiveCapture::Saved(staged)) => {
+                let staged = staged.clone();
+                if remove {
+                    match self.repository() {
+                        Ok(repo) => self.tasks.discarded(staged, repo, source),
+                        Err(e) => return self.say(Tone::Error, e.to_string()),
+                    }
+                    "removing the capture's snapshot…".to_string()
+                } else {
+                    self.abandon(staged);
+                    "the capture's snapshot stays in the repository".to_string()
+                }
+            }
+            None => String::new(),
+        };
+        // Results of the plan left behind are dropped (a kept capture's are recorded
+        // as abandoned when they come).
+        self.wizard_gen += 1;
+        w.generation = self.wizard_gen;
+        w.capture_job = None;
+        if back && w.back() {
+            self.wizard = Some(w);
+        }
+        self.say(Tone::Normal, text);
+    }
+
+    /// Drops the wizard put aside, if any: a plan on a capture it saved is recorded as
+    /// abandoned (the snapshot stays); a capture still running keeps running.
+    pub(crate) fn drop_parked(&mut self) {
+        if let Some(w) = self.parked.take()
+            && let Some(LiveCapture::Saved(staged)) = w.live_capture()
+        {
+            self.abandon(staged.clone());
+        }
+    }
+
+    /// Brings back the wizard put aside for the capture job `id`; false if none was.
+    pub(crate) fn unpark(&mut self, id: usize) -> bool {
+        if self.wizard.is_some() || self.parked.as_ref().and_then(|w| w.capture_job) != Some(id) {
+            return false;
+        }
+        self.wizard = self.parked.take();
+        self.status = None;
+        true
     }
 
     /// Records, in the background, the user's attempt to go on with a target the policy
@@ -254,6 +392,7 @@ impl App {
         {
             self.wizard = Some(w);
             self.mode = Mode::Confirm(Ask {
+                otherwise: None,
                 title: "restore into existing?",
                 question,
                 then: Then::CarryOutPlan,

@@ -126,6 +126,15 @@ impl Step {
     }
 }
 
+/// A wizard's live capture (see [`Wizard::live_capture`]).
+#[derive(Debug, Clone, Copy)]
+pub enum LiveCapture<'a> {
+    /// The capture job with this ID runs.
+    Running(usize),
+    /// It saved a snapshot, and the plan on it waits for confirmation.
+    Saved(&'a ferry_jobs::Staged),
+}
+
 /// What the app should do after a wizard key.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -618,6 +627,34 @@ impl Wizard {
         }
     }
 
+    /// Goes back a step (leaving the plan step drops its plan); false at the first.
+    pub fn back(&mut self) -> bool {
+        self.error = None;
+        match self.prev_step() {
+            Some(s) => {
+                if self.step == Step::Plan {
+                    self.plan = None;
+                }
+                self.step = s;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The live capture of the plan step: still running (its job ID), or done with the
+    /// plan built on it; `None` for a snapshot's restore or before the plan step.
+    pub fn live_capture(&self) -> Option<LiveCapture<'_>> {
+        if self.step != Step::Plan {
+            return None;
+        }
+        match (&self.plan, self.capture_job) {
+            (Some(Load::Ready(p)), _) if p.captured => Some(LiveCapture::Saved(&p.staged)),
+            (None | Some(Load::Loading), Some(id)) => Some(LiveCapture::Running(id)),
+            _ => None,
+        }
+    }
+
     /// Handles a key; the app acts on the outcome.
     pub fn key(&mut self, app: &App, k: KeyEvent) -> Outcome {
         if k.modifiers.contains(KeyModifiers::CONTROL) && k.code == KeyCode::Char('c') {
@@ -626,16 +663,10 @@ impl Wizard {
         self.sync_classes(app);
         match k.code {
             KeyCode::Esc => {
-                self.error = None;
-                match self.prev_step() {
-                    Some(s) => {
-                        if self.step == Step::Plan {
-                            self.plan = None;
-                        }
-                        self.step = s;
-                        Outcome::Stay
-                    }
-                    None => Outcome::Close,
+                if self.back() {
+                    Outcome::Stay
+                } else {
+                    Outcome::Close
                 }
             }
             KeyCode::Enter => {

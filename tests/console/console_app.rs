@@ -299,6 +299,111 @@ fn browse_and_migrate_a_namespace_through_the_wizard() {
     let again = app.jobs().last().unwrap().id;
     assert!(app.settle(LIMIT, |a| a.job_ended(again)));
 
+    // While the capture of a third migrate runs, the wizard does not hold the console:
+    // J shows the jobs, enter on the capture's job brings the wizard back. Leaving the
+    // plan asks what becomes of the capture: y cancels a running one (nothing saved),
+    // another key keeps a saved snapshot, y removes one.
+    let snapshots =
+        |repo: &ferry_repo::Repository| ferry_repo::snapshot::list(repo).unwrap().0.len();
+    let before = snapshots(&t.repo);
+    app.command(&format!("ctx {prod_name}"));
+    assert!(app.select_key("shop"));
+    key(&mut app, KeyCode::Char(' '));
+    key(&mut app, KeyCode::Char('m'));
+    key(&mut app, KeyCode::Enter);
+    for _ in 0.."shop".len() {
+        key(&mut app, KeyCode::Backspace);
+    }
+    chars(&mut app, "shop-qa3");
+    key(&mut app, KeyCode::Enter);
+    assert!(app.settle(LIMIT, |a| matches!(
+        a.wizard().unwrap().classes_used,
+        Load::Ready(_)
+    )));
+    key(&mut app, KeyCode::Enter);
+    key(&mut app, KeyCode::Down);
+    key(&mut app, KeyCode::Char(' '));
+    key(&mut app, KeyCode::Enter);
+    let w = app.wizard().unwrap();
+    assert_eq!(w.step, Step::Plan);
+    let capture = w.capture_job.expect("a live source is captured first");
+    key(&mut app, KeyCode::Char('J'));
+    assert!(app.wizard().is_none(), "J leaves the wizard waiting");
+    assert_eq!(app.screen().view, View::Jobs);
+    assert_eq!(app.selected_row().unwrap().key, capture.to_string());
+    key(&mut app, KeyCode::Enter);
+    assert_eq!(app.wizard().unwrap().capture_job, Some(capture));
+    // Messages are applied only in settle: the capture still runs as far as the
+    // console knows. esc asks; y cancels it.
+    key(&mut app, KeyCode::Esc);
+    let ask = app.asking().expect("leaving a running capture asks");
+    assert!(ask.question.contains("still runs"), "{ask:?}");
+    key(&mut app, KeyCode::Char('y'));
+    assert_eq!(app.wizard().unwrap().step, Step::Options);
+    assert!(app.settle(LIMIT, |a| a.job_ended(capture)));
+    assert!(
+        matches!(app.jobs()[capture - 1].end, Some(JobEnd::Cancelled)),
+        "{:?}",
+        app.jobs()[capture - 1].end
+    );
+    assert_eq!(
+        snapshots(&t.repo),
+        before,
+        "a cancelled capture keeps nothing"
+    );
+    // Again, to its plan; esc, then another key: the snapshot stays.
+    key(&mut app, KeyCode::Enter);
+    assert!(app.settle(LIMIT, |a| matches!(
+        a.wizard().unwrap().plan,
+        Some(Load::Ready(_))
+    )));
+    key(&mut app, KeyCode::Esc);
+    let ask = app.asking().expect("leaving a captured plan asks");
+    assert!(ask.question.contains("saved snapshot"), "{ask:?}");
+    key(&mut app, KeyCode::Char('n'));
+    assert_eq!(app.wizard().unwrap().step, Step::Options);
+    assert_eq!(snapshots(&t.repo), before + 1, "kept");
+    // Once more; ctrl-c, then y: the wizard closes and the snapshot goes.
+    key(&mut app, KeyCode::Enter);
+    assert!(app.settle(LIMIT, |a| matches!(
+        a.wizard().unwrap().plan,
+        Some(Load::Ready(_))
+    )));
+    assert_eq!(snapshots(&t.repo), before + 2);
+    app.key(crossterm::event::KeyEvent::new(
+        KeyCode::Char('c'),
+        crossterm::event::KeyModifiers::CONTROL,
+    ));
+    assert!(app.asking().is_some());
+    key(&mut app, KeyCode::Char('y'));
+    assert!(app.wizard().is_none());
+    let repo = t.repo.clone();
+    assert!(app.settle(LIMIT, move |_| snapshots(&repo) == before + 1));
+    // The trail says so: the cancelled capture, both unconfirmed plans, the removal.
+    use ferry_policy::audit::Outcome;
+    let (records, _) = ferry_policy::audit::read(&t.repo).unwrap();
+    let count = |action: ferry_policy::Action, outcome: Outcome| {
+        records
+            .iter()
+            .filter(|r| r.action == action && r.outcome == outcome)
+            .count()
+    };
+    assert_eq!(
+        count(ferry_policy::Action::Migrate, Outcome::Cancelled),
+        1,
+        "{records:#?}"
+    );
+    assert_eq!(
+        count(ferry_policy::Action::Migrate, Outcome::Abandoned),
+        2,
+        "{records:#?}"
+    );
+    assert_eq!(
+        count(ferry_policy::Action::DeleteSnapshots, Outcome::Succeeded),
+        1,
+        "{records:#?}"
+    );
+
     t.rt.block_on(async {
         prod.shutdown().await.unwrap();
         qa.shutdown().await.unwrap();

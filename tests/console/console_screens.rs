@@ -1199,6 +1199,48 @@ fn the_migrate_wizard_offers_new_clusters_and_plans_their_creation() {
     key(app, KeyCode::Home);
 }
 
+/// Shift + a column's first letter sorts by it (again: the other way), `>` by the next
+/// column; the selection stays on its row; the header says which way.
+#[test]
+fn lists_sort_by_a_column() {
+    let (_f, mut app) = app_with("dark", false);
+    in_namespace(&mut app);
+    key(&mut app, KeyCode::Esc);
+    let order = |app: &App| -> Vec<String> {
+        app.rows(&app.screen().view)
+            .into_ready()
+            .unwrap()
+            .iter()
+            .map(|r| r.key.clone())
+            .collect()
+    };
+    assert_eq!(order(&app), ["default", "shop"]);
+    assert_eq!(app.selected_row().unwrap().key, "shop");
+    key(&mut app, KeyCode::Char('W'));
+    assert_eq!(order(&app), ["default", "shop"], "workloads, ascending");
+    key(&mut app, KeyCode::Char('W'));
+    assert_eq!(order(&app), ["shop", "default"], "again: descending");
+    assert_eq!(
+        app.selected_row().unwrap().key,
+        "shop",
+        "the selection follows"
+    );
+    let text = render(&app, 100, 24).backend().to_string();
+    assert!(text.contains("WORKLOADS↓"), "{text}");
+    // `>`: the next column, PODS, ascending.
+    key(&mut app, KeyCode::Char('>'));
+    assert_eq!(app.sorting().unwrap().column, 3);
+    assert_eq!(order(&app), ["default", "shop"]);
+    // A letter no column starts with says so.
+    key(&mut app, KeyCode::Char('Z'));
+    assert!(
+        app.status()
+            .unwrap()
+            .1
+            .contains("no column here starts with Z")
+    );
+}
+
 /// `y` shows the selected object's YAML full screen: `/` searches it, `m` adds the field
 /// managers, esc goes back to the list where it was.
 #[test]

@@ -332,7 +332,7 @@ async fn apply_with(
                         remedy: None,
                     });
                 }
-                Err(K8sError::Cancelled) => return Err(K8sError::Cancelled),
+                Err(e) if e.is_cancelled() => return Err(K8sError::Cancelled),
                 Err(e @ K8sError::Unreachable { .. }) => {
                     report.volumes.push(Outcome {
                         object: v.target.clone(),

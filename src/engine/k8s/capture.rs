@@ -719,7 +719,7 @@ async fn capture_with(
                     rec.driver = driver;
                     volumes.push(rec);
                 }
-                Err(K8sError::Cancelled) => return Err(K8sError::Cancelled),
+                Err(e) if e.is_cancelled() => return Err(K8sError::Cancelled),
                 Err(e) => {
                     // Nothing of a volume that failed half-way stays in the snapshot.
                     writer.send(Cmd::Remove {
@@ -1148,7 +1148,7 @@ async fn capture_volume(
                 rec.consistency = "snapshot".into();
                 temp = Some(t);
             }
-            Err(K8sError::Cancelled) => return Err(K8sError::Cancelled),
+            Err(e) if e.is_cancelled() => return Err(K8sError::Cancelled),
             Err(e) => warnings.push(format!("{r}: {e}; reading the live volume instead")),
         }
     }

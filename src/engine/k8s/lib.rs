@@ -88,6 +88,15 @@ pub enum K8sError {
 }
 
 impl K8sError {
+    /// The job was cancelled, here or in the repository engine under it (a capture's
+    /// snapshot writer stops with the engine's own `Cancelled`).
+    pub fn is_cancelled(&self) -> bool {
+        matches!(
+            self,
+            K8sError::Cancelled | K8sError::Repository(ferry_repo::Error::Cancelled)
+        )
+    }
+
     /// An API error with what Ferry was doing and what the cluster said.
     pub fn api(context: impl Into<String>, e: &kube::Error) -> K8sError {
         K8sError::Api {

@@ -18,6 +18,10 @@ use crate::widgets;
 pub struct Jobs;
 
 const OFFERS: &[Offer] = &[
+    Offer::new(
+        Command::Enter,
+        "back to the wizard waiting for this capture (J, : or S on a plan leave it waiting)",
+    ),
     Offer::new(Command::Cancel, "cancel the selected job").hint("cancel"),
     Offer::new(Command::Pause, "pause or resume the selected job").hint("pause"),
 ];
@@ -63,6 +67,15 @@ impl Page for Jobs {
 
     fn run(&self, app: &mut App, _: &View, command: Command) {
         let id = app.selected_row().and_then(|r| r.key.parse::<usize>().ok());
+        if command == Command::Enter {
+            if !id.is_some_and(|id| app.unpark(id)) {
+                app.say(
+                    Tone::Normal,
+                    "no wizard waits for this job (enter goes back to one that waits for its capture)",
+                );
+            }
+            return;
+        }
         let Some(j) = id.and_then(|id| app.jobs.iter_mut().find(|j| j.id == id)) else {
             app.say(Tone::Normal, "no job selected");
             return;
@@ -74,6 +87,7 @@ impl Page for Jobs {
         let (tone, text) = match command {
             Command::Cancel => {
                 let ask = Ask {
+                    otherwise: None,
                     title: "cancel?",
                     question: format!(
                         "Cancel job {} ({}, {})? What it has done stays; the audit trail records it as cancelled.",

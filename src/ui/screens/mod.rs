@@ -335,11 +335,25 @@ fn screen(f: &mut Frame, area: Rect, app: &App) {
     } else {
         (inner, None)
     };
-    match page.rows(app, &s.view) {
+    match app.rows(&s.view) {
         Load::Ready(rows) => {
             let (header, widths) = page.columns();
+            // The sorted column says which way.
+            let header: Vec<String> = header
+                .iter()
+                .enumerate()
+                .map(|(i, h)| match app.sorting() {
+                    Some(s) if s.column == i => {
+                        format!("{h}{}", if s.descending { "↓" } else { "↑" })
+                    }
+                    _ => (*h).to_string(),
+                })
+                .collect();
+            let header: Vec<&str> = header.iter().map(String::as_str).collect();
             let narrow = page.narrow();
-            widgets::table(f, list_area, theme, header, &widths, narrow, &rows, &s.list);
+            widgets::table(
+                f, list_area, theme, &header, &widths, narrow, &rows, &s.list,
+            );
         }
         Load::Loading => widgets::message(f, list_area, theme, "loading…", Tone::Dim),
         Load::Failed(e) => widgets::message(f, list_area, theme, &e.to_string(), Tone::Error),

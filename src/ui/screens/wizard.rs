@@ -307,12 +307,42 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, w: &Wizard) {
         }
         Step::Plan => match &w.plan {
             None | Some(Load::Loading) => {
-                let what = if w.capture_job.is_some() {
-                    "capturing the source, then planning (the capture shows on :jobs)…"
-                } else {
-                    "planning (a dry run on the target)…"
-                };
-                lines.push(Line::from(Span::styled(what, theme.dim())));
+                let capture = w
+                    .capture_job
+                    .and_then(|id| app.jobs().iter().find(|j| j.id == id));
+                match capture {
+                    Some(job) => {
+                        lines.push(Line::from(Span::styled(
+                            format!(
+                                "capturing the source, then planning (job {} on :jobs; J, : or S leave the wizard waiting, esc asks what to do with the capture)",
+                                job.id
+                            ),
+                            theme.dim(),
+                        )));
+                        let s = job.progress.data.snapshot();
+                        lines.push(Line::from(crate::progress::job_line(
+                            &job.progress,
+                            &s,
+                            job.rate,
+                        )));
+                        for v in job.progress.volumes() {
+                            lines.push(Line::from(format!(
+                                "  {}/{} {} · {}/{} files · {}/{}",
+                                v.namespace,
+                                v.pvc,
+                                v.state,
+                                v.files,
+                                v.files_total,
+                                crate::format::bytes(v.bytes),
+                                crate::format::bytes(v.bytes_total)
+                            )));
+                        }
+                    }
+                    None => lines.push(Line::from(Span::styled(
+                        "planning (a dry run on the target)…",
+                        theme.dim(),
+                    ))),
+                }
             }
             Some(Load::Failed(e)) => {
                 lines.push(Line::from(Span::styled(e.to_string(), theme.error())))
@@ -375,13 +405,13 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, w: &Wizard) {
             || matches!(&w.plan, Some(Load::Ready(p)) if p.plan.blocking() == 0));
     let mut k = Vec::new();
     if w.step == Step::Plan {
-        k.extend(widgets::hint(
-            theme,
-            "enter",
-            "carry out the plan",
-            confirm_ok,
-        ));
+        if confirm_ok {
+            k.extend(widgets::hint(theme, "enter", "carry out the plan", true));
+        }
         k.extend(widgets::hint(theme, "↑↓ g G", "scroll", true));
+        if w.capture_job.is_some() {
+            k.extend(widgets::hint(theme, "J", "jobs (the wizard waits)", true));
+        }
     } else {
         k.extend(widgets::hint(theme, "enter", "next", true));
         k.extend(widgets::hint(theme, "↑↓", "select", true));
