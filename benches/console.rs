@@ -91,7 +91,7 @@ fn main() {
     app.apply(Msg::NsObjects(
         "prod".into(),
         "team-0000".into(),
-        Ok(objects),
+        Ok(ferry_console::screens::workloads::ns_data(objects)),
     ));
     let load_time = loaded.elapsed();
     key(&mut app, KeyCode::Tab);

@@ -156,7 +156,14 @@ pub enum View {
     Namespaces {
         cluster: String,
     },
+    /// The top-level workloads of a namespace, or those of one `kind` (`:deploy`).
     Workloads {
+        cluster: String,
+        ns: String,
+        kind: Option<&'static str>,
+    },
+    /// The pods of a namespace (`:po`).
+    Pods {
         cluster: String,
         ns: String,
     },
@@ -185,7 +192,11 @@ impl View {
         match self {
             View::Clusters => "clusters".into(),
             View::Namespaces { cluster } => cluster.clone(),
-            View::Workloads { ns, .. } => format!("{ns} (workloads)"),
+            View::Workloads { ns, kind: None, .. } => format!("{ns} (workloads)"),
+            View::Workloads {
+                ns, kind: Some(k), ..
+            } => format!("{ns} ({}s)", k.to_lowercase()),
+            View::Pods { ns, .. } => format!("{ns} (pods)"),
             View::Pvcs { ns, .. } => format!("{ns} (pvcs)"),
             View::Snapshots => "snapshots".into(),
             View::Snapshot { id } => id.chars().take(8).collect(),
@@ -208,6 +219,7 @@ impl View {
         match self {
             View::Namespaces { cluster }
             | View::Workloads { cluster, .. }
+            | View::Pods { cluster, .. }
             | View::Pvcs { cluster, .. } => Some(cluster),
             _ => None,
         }
@@ -333,6 +345,7 @@ pub struct RestorePrompt {
 pub struct NsData {
     pub objects: Vec<Value>,
     pub workload_rows: Vec<Row>,
+    pub pod_rows: Vec<Row>,
     pub pvc_rows: Vec<Row>,
     /// Row key to the object's index in `objects`.
     pub index: HashMap<String, usize>,
@@ -368,7 +381,8 @@ pub struct AuditData {
 pub enum Msg {
     Probe(String, Result<Facts, ProbeError>),
     Namespaces(String, Result<Vec<NsSummary>, TaskError>),
-    NsObjects(String, String, Result<Vec<Value>, TaskError>),
+    /// A namespace's objects and their rows (worked out in the background).
+    NsObjects(String, String, Result<NsData, TaskError>),
     Snapshots(Result<Vec<Snapshot>, TaskError>),
     SnapshotObjects(String, Result<Vec<Value>, TaskError>),
     /// The entries of a folder of a snapshot: (snapshot ID, path, entries).
@@ -445,7 +459,9 @@ pub struct App {
     pub(crate) probed: Instant,
     /// Quiet reloads still waiting for their answer (their [`Quiet`] keys): a slow
     /// cluster never has two at once.
-    pub(crate) in_flight: BTreeSet<Quiet>,
+    pub(crate) in_flight: crate::live::InFlight,
+    /// How long the shown list waits between readings ([`crate::live::pace`]).
+    pub(crate) live_every: Duration,
     /// Clickable areas of the last frame.
     pub(crate) hits: RefCell<Hits>,
 }
@@ -507,7 +523,8 @@ impl App {
             dirty: true,
             polled: Instant::now(),
             probed: Instant::now(),
-            in_flight: BTreeSet::new(),
+            in_flight: Default::default(),
+            live_every: LIVE_EVERY,
             hits: RefCell::new(Hits::default()),
         };
         for c in &app.clusters {
@@ -775,7 +792,7 @@ impl App {
         match msg {
             Msg::Input(ev) => self.input(ev),
             Msg::Probe(name, facts) => {
-                self.in_flight.remove(&Quiet::Probe(name.clone()));
+                self.in_flight.finish(&Quiet::Probe(name.clone()));
                 self.keeping_selection(|app| {
                     if let Some(c) = app.cluster_mut(&name) {
                         c.facts = Some(facts);
@@ -785,7 +802,9 @@ impl App {
                 self.wizard_sync();
             }
             Msg::Namespaces(name, r) => {
-                let quiet = self.in_flight.remove(&Quiet::Namespaces(name.clone()));
+                let took = self.in_flight.finish(&Quiet::Namespaces(name.clone()));
+                let quiet = took.is_some();
+                self.paced(took);
                 self.keeping_selection(|app| {
                     if let Some(c) = app.cluster_mut(&name) {
                         c.namespaces = match r {
@@ -805,15 +824,17 @@ impl App {
                 });
             }
             Msg::NsObjects(name, ns, r) => {
-                let quiet = self
+                let took = self
                     .in_flight
-                    .remove(&Quiet::NsObjects(name.clone(), ns.clone()));
+                    .finish(&Quiet::NsObjects(name.clone(), ns.clone()));
+                let quiet = took.is_some();
+                self.paced(took);
                 self.keeping_selection(|app| {
                     if let Some(c) = app.cluster_mut(&name) {
                         let shown = c.ns.get(&ns).is_some_and(|l| l.ready().is_some());
                         match r {
-                            Ok(objects) => {
-                                c.ns.insert(ns, Load::Ready(screens::workloads::ns_data(objects)));
+                            Ok(data) => {
+                                c.ns.insert(ns, Load::Ready(data));
                             }
                             Err(_) if quiet && shown => {}
                             Err(e) => {
@@ -1412,6 +1433,28 @@ impl App {
         self.viewer = Some(crate::yaml::YamlView::new(title, obj.clone()));
     }
 
+    /// Describes the selected object full screen.
+    pub(crate) fn open_describe(&mut self) {
+        let Some(row) = self.selected_row() else {
+            return self.say(Tone::Normal, "no object selected");
+        };
+        let view = &self.screen().view;
+        let page = page::of(view);
+        let Some(obj) = page.object(self, view, &row.key) else {
+            return self.say(
+                Tone::Normal,
+                "no object for this row (volumes show their details in the list)",
+            );
+        };
+        let r = ferry_k8s::ObjRef::of(obj);
+        let title = match &r.namespace {
+            Some(ns) => format!("describe {} {ns}/{}", r.kind, r.name),
+            None => format!("describe {} {}", r.kind, r.name),
+        };
+        let lines = crate::describe::describe(obj, page.objects(self, view));
+        self.viewer = Some(crate::yaml::YamlView::text(title, lines));
+    }
+
     /// Recomputes the YAML of the selected object when the selection moved.
     pub fn refresh_yaml(&mut self) {
         if !self.show_yaml {
@@ -1492,7 +1535,7 @@ impl App {
         }
         match view {
             View::Namespaces { cluster } => Some((cluster.clone(), Scope::Namespaces(targets))),
-            View::Workloads { cluster, ns } => Some((
+            View::Workloads { cluster, ns, .. } => Some((
                 cluster.clone(),
                 Scope::Workloads {
                     namespace: ns.clone(),

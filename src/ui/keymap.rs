@@ -64,6 +64,8 @@ pub enum Command {
     Yaml,
     /// Show or hide the YAML pane beside the list (it follows the selection).
     YamlPane,
+    /// The selected object described (as `kubectl describe`, with what moves with it).
+    Describe,
     /// Switch between workloads and PVCs of a namespace.
     Switch,
     /// Load the screen's data again.

@@ -18,6 +18,7 @@
 //! The engine knows nothing of this module.
 
 pub mod app;
+pub mod describe;
 pub mod error;
 pub mod event;
 pub mod format;

@@ -11,7 +11,9 @@ impl App {
     /// breadcrumbs), if any.
     pub fn current_ns(&self) -> Option<String> {
         self.stack.iter().rev().find_map(|s| match &s.view {
-            View::Workloads { ns, .. } | View::Pvcs { ns, .. } => Some(ns.clone()),
+            View::Workloads { ns, .. } | View::Pods { ns, .. } | View::Pvcs { ns, .. } => {
+                Some(ns.clone())
+            }
             _ => None,
         })
     }
@@ -147,6 +149,7 @@ impl App {
                     View::Workloads {
                         cluster: c,
                         ns: ns.to_string(),
+                        kind: None,
                     },
                 ]),
                 None => self.say(
@@ -180,7 +183,15 @@ impl App {
                 self.reset_to(vec![View::Clusters]);
                 self.say(Tone::Normal, "pick a cluster: enter opens its namespaces");
             }
-            (LineCommand::Workloads | LineCommand::Claims, ns) => {
+            (
+                LineCommand::Workloads
+                | LineCommand::Deployments
+                | LineCommand::StatefulSets
+                | LineCommand::DaemonSets
+                | LineCommand::Pods
+                | LineCommand::Claims,
+                ns,
+            ) => {
                 let Some(cluster) = self.current_cluster().map(str::to_string) else {
                     return self.say(
                         Tone::Warn,
@@ -193,16 +204,25 @@ impl App {
                         format!("no current namespace: name one (:{word} NS) or open one on :ns"),
                     );
                 };
-                let last = if line == LineCommand::Claims {
-                    View::Pvcs {
+                let cluster2 = cluster.clone();
+                let workloads = |kind| View::Workloads {
+                    cluster: cluster2.clone(),
+                    ns: ns.clone(),
+                    kind,
+                };
+                let last = match line {
+                    LineCommand::Claims => View::Pvcs {
                         cluster: cluster.clone(),
-                        ns,
-                    }
-                } else {
-                    View::Workloads {
+                        ns: ns.clone(),
+                    },
+                    LineCommand::Pods => View::Pods {
                         cluster: cluster.clone(),
-                        ns,
-                    }
+                        ns: ns.clone(),
+                    },
+                    LineCommand::Deployments => workloads(Some("Deployment")),
+                    LineCommand::StatefulSets => workloads(Some("StatefulSet")),
+                    LineCommand::DaemonSets => workloads(Some("DaemonSet")),
+                    _ => workloads(None),
                 };
                 self.reset_to(vec![View::Clusters, View::Namespaces { cluster }, last]);
             }

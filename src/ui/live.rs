@@ -16,6 +16,40 @@ pub const LIVE_EVERY: Duration = Duration::from_secs(5);
 /// How often the clusters are probed again by themselves while their list shows.
 pub const PROBE_EVERY: Duration = Duration::from_secs(30);
 
+/// The longest the shown list waits between readings, however slow they are.
+pub const LIVE_AT_MOST: Duration = Duration::from_secs(60);
+
+/// How long to wait between readings that each took `took`: [`LIVE_EVERY`], or ten
+/// times a slow reading (a large cluster, a slow server), at most [`LIVE_AT_MOST`], so
+/// following a cluster never costs it or the console more than a tenth of the time.
+pub fn pace(took: Duration) -> Duration {
+    took.saturating_mul(10).clamp(LIVE_EVERY, LIVE_AT_MOST)
+}
+
+/// The quiet reloads waiting for their answer, and when each started.
+#[derive(Debug, Default)]
+pub struct InFlight(std::collections::BTreeMap<Quiet, Instant>);
+
+impl InFlight {
+    /// Notes `q` as started now; false if it is already waited for.
+    pub fn start(&mut self, q: Quiet) -> bool {
+        if self.0.contains_key(&q) {
+            return false;
+        }
+        self.0.insert(q, Instant::now());
+        true
+    }
+
+    /// Its answer came: how long it took, if it was a quiet reload.
+    pub fn finish(&mut self, q: &Quiet) -> Option<Duration> {
+        self.0.remove(q).map(|at| at.elapsed())
+    }
+
+    pub fn forget_probes(&mut self) {
+        self.0.retain(|q, _| !matches!(q, Quiet::Probe(_)));
+    }
+}
+
 /// A reload that keeps what is shown until its answer comes.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Quiet {
@@ -38,14 +72,27 @@ impl App {
 
     /// How long until [`App::poll`] has something to do.
     pub fn next_poll(&self) -> Duration {
-        LIVE_EVERY.saturating_sub(self.polled.elapsed())
+        self.live_every.saturating_sub(self.polled.elapsed())
     }
 
-    /// Reads the shown list again when [`LIVE_EVERY`] has passed (the clusters' probes
-    /// every [`PROBE_EVERY`]), keeping what is shown until the answer comes.
+    /// How long the shown list waits between readings now (see `live::pace`).
+    pub fn live_every(&self) -> Duration {
+        self.live_every
+    }
+
+    /// Reads the shown list again when [`LIVE_EVERY`] (or what `live::pace` makes of a
+    /// slow reading) has passed (the clusters' probes every [`PROBE_EVERY`]), keeping
+    /// what is shown until the answer comes.
     pub fn poll(&mut self) {
-        if self.polled.elapsed() >= LIVE_EVERY {
+        if self.polled.elapsed() >= self.live_every {
             self.read_live();
+        }
+    }
+
+    /// A quiet reading answered after `took`: the next waits in proportion.
+    pub(crate) fn paced(&mut self, took: Option<Duration>) {
+        if let Some(took) = took {
+            self.live_every = pace(took);
         }
     }
 
@@ -62,13 +109,15 @@ impl App {
                     .map(|c| c.linked.clone())
                     .collect();
                 for linked in done {
-                    if self.in_flight.insert(Quiet::Probe(linked.name.clone())) {
+                    if self.in_flight.start(Quiet::Probe(linked.name.clone())) {
                         self.tasks.probe(linked);
                     }
                 }
             }
             View::Namespaces { cluster } => self.reload_quietly(&cluster),
-            View::Workloads { cluster, ns } | View::Pvcs { cluster, ns } => {
+            View::Workloads { cluster, ns, .. }
+            | View::Pods { cluster, ns }
+            | View::Pvcs { cluster, ns } => {
                 let Some(c) = self.cluster(&cluster) else {
                     return;
                 };
@@ -76,7 +125,7 @@ impl App {
                     return;
                 }
                 let linked = c.linked.clone();
-                if self.in_flight.insert(Quiet::NsObjects(cluster, ns.clone())) {
+                if self.in_flight.start(Quiet::NsObjects(cluster, ns.clone())) {
                     self.tasks.ns_objects(linked, ns);
                 }
             }
@@ -94,10 +143,7 @@ impl App {
             return;
         }
         let linked = c.linked.clone();
-        if self
-            .in_flight
-            .insert(Quiet::Namespaces(cluster.to_string()))
-        {
+        if self.in_flight.start(Quiet::Namespaces(cluster.to_string())) {
             self.tasks.namespaces(linked);
         }
     }
@@ -137,7 +183,7 @@ impl App {
             self.clusters.push(state);
         }
         self.env.linked = fresh;
-        self.in_flight.retain(|q| !matches!(q, Quiet::Probe(_)));
+        self.in_flight.forget_probes();
         // Cloud clusters join again as their accounts answer.
         self.listing = self.env.clouds.origins();
         if !self.listing.is_empty() {
@@ -145,5 +191,33 @@ impl App {
         }
         self.probed = Instant::now();
         self.keeping_selection(|app| app.cluster_rows = screens::clusters::rows(app));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slow_readings_are_made_less_often() {
+        assert_eq!(pace(Duration::from_millis(80)), LIVE_EVERY);
+        assert_eq!(pace(Duration::from_millis(1200)), Duration::from_secs(12));
+        assert_eq!(pace(Duration::from_secs(30)), LIVE_AT_MOST);
+    }
+
+    #[test]
+    fn a_reload_is_waited_for_once_and_timed() {
+        let mut f = InFlight::default();
+        let q = Quiet::Namespaces("prod".into());
+        assert!(f.start(q.clone()));
+        assert!(!f.start(q.clone()), "not twice at once");
+        assert!(f.finish(&q).is_some());
+        assert!(
+            f.finish(&q).is_none(),
+            "an answer nobody waited for is not quiet"
+        );
+        assert!(f.start(Quiet::Probe("qa".into())));
+        f.forget_probes();
+        assert!(f.start(Quiet::Probe("qa".into())));
     }
 }

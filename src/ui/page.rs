@@ -91,6 +91,12 @@ pub const YAML: Offer = Offer::new(
     "the object's YAML, full screen: / searches, n/N next/previous, m field managers",
 )
 .hint("yaml");
+/// An object described, on screens whose rows are objects.
+pub const DESCRIBE: Offer = Offer::new(
+    Command::Describe,
+    "describe it: its state, and what a backup or clone of it takes along",
+)
+.hint("describe");
 /// The YAML pane beside the list.
 pub const YAML_PANE: Offer = Offer::new(
     Command::YamlPane,
@@ -105,6 +111,12 @@ pub enum LineCommand {
     Context,
     /// The workloads of the current (or a named) namespace.
     Workloads,
+    /// Workloads of one kind.
+    Deployments,
+    StatefulSets,
+    DaemonSets,
+    /// The pods of the current (or a named) namespace.
+    Pods,
     Claims,
     Snapshots,
     Jobs,
@@ -123,6 +135,18 @@ pub const LINE_COMMANDS: &[(LineCommand, &[&str], &str)] = &[
         &["workloads", "wl", "all"],
         "workloads [NS]",
     ),
+    (
+        LineCommand::Deployments,
+        &["deploy", "deployments", "dp"],
+        "deploy [NS]",
+    ),
+    (
+        LineCommand::StatefulSets,
+        &["sts", "statefulsets"],
+        "sts [NS]",
+    ),
+    (LineCommand::DaemonSets, &["ds", "daemonsets"], "ds [NS]"),
+    (LineCommand::Pods, &["po", "pods", "pod"], "po [NS]"),
     (LineCommand::Claims, &["pvc", "pvcs", "claims"], "pvc [NS]"),
     (
         LineCommand::Snapshots,
@@ -192,6 +216,12 @@ pub trait Page: Sync {
         None
     }
 
+    /// Every object the screen's rows come from (a namespace's, a capture's): what a
+    /// description relates the selected one to.
+    fn objects<'a>(&self, _app: &'a App, _view: &View) -> &'a [Value] {
+        &[]
+    }
+
     /// Draws what goes below the list (the selected job, the selected audit record);
     /// `None` when the screen has nothing there.
     fn detail(&self) -> Option<fn(&mut Frame, Rect, &App)> {
@@ -217,6 +247,7 @@ const ALL: &[&dyn Page] = &[
     &screens::namespaces::Namespaces,
     &screens::workloads::Workloads,
     &screens::workloads::Claims,
+    &screens::workloads::Pods,
     &screens::snapshots::Snapshots,
     &screens::snapshots::SnapshotDetail,
     &screens::files::Files,
@@ -230,6 +261,7 @@ pub fn of(view: &View) -> &'static dyn Page {
         View::Clusters => &screens::clusters::Clusters,
         View::Namespaces { .. } => &screens::namespaces::Namespaces,
         View::Workloads { .. } => &screens::workloads::Workloads,
+        View::Pods { .. } => &screens::workloads::Pods,
         View::Pvcs { .. } => &screens::workloads::Claims,
         View::Snapshots => &screens::snapshots::Snapshots,
         View::Snapshot { .. } => &screens::snapshots::SnapshotDetail,
@@ -307,6 +339,7 @@ mod tests {
             Pause,
             Yaml,
             YamlPane,
+            Describe,
             Switch,
             Refresh,
             SortNext,

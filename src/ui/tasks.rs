@@ -178,7 +178,14 @@ impl Tasks {
         let (rt, tx) = (&self.rt, &self.tx);
         let tx = tx.clone();
         rt.spawn(async move {
-            let r = namespace_objects(&cluster, &ns).await;
+            // The rows (and each workload's dependencies) are worked out here, not on
+            // the console's thread: a large namespace takes a while.
+            let r = match namespace_objects(&cluster, &ns).await {
+                Ok(objects) => {
+                    blocking(move || Ok(crate::screens::workloads::ns_data(objects))).await
+                }
+                Err(e) => Err(e),
+            };
             send(&tx, Msg::NsObjects(cluster.name.clone(), ns, r));
         });
     }
@@ -729,8 +736,14 @@ async fn list_namespaces(cluster: &LinkedCluster) -> Result<Vec<NsSummary>, Task
             ..NsSummary::default()
         })
         .collect();
+    // Each object counts in its namespace's summary, found by name.
+    let at: std::collections::HashMap<String, usize> = out
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.name.clone(), i))
+        .collect();
     let bump = |out: &mut Vec<NsSummary>, ns: String, f: &dyn Fn(&mut NsSummary)| {
-        if let Some(s) = out.iter_mut().find(|s| s.name == ns) {
+        if let Some(s) = at.get(&ns).and_then(|i| out.get_mut(*i)) {
             f(s);
         }
     };

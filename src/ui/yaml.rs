@@ -1,7 +1,7 @@
 //! The full-screen YAML of one object (`y`, as in k9s): it scrolls within its lines,
 //! `/` searches it (`n` and `N` go to the next and the previous match), and `m` shows
 //! or hides the field managers' bookkeeping (`managedFields`, hidden at first, as
-//! kubectl does).
+//! kubectl does). The same view shows an object described in words (`D`).
 
 use std::cell::Cell;
 
@@ -13,7 +13,8 @@ use serde_json::Value;
 pub struct YamlView {
     /// What it shows: `Deployment shop/web`.
     pub title: String,
-    object: Value,
+    /// The object shown as YAML; `None` for text (a description).
+    object: Option<Value>,
     /// `managedFields` is shown.
     pub managed: bool,
     pub lines: Vec<String>,
@@ -30,23 +31,36 @@ pub struct YamlView {
 
 impl YamlView {
     pub fn new(title: String, object: Value) -> YamlView {
-        let mut v = YamlView {
+        let mut v = YamlView::text(title, Vec::new());
+        v.object = Some(object);
+        v.render();
+        v
+    }
+
+    /// A view of `lines` of text.
+    pub fn text(title: String, lines: Vec<String>) -> YamlView {
+        YamlView {
             title,
-            object,
+            object: None,
             managed: false,
-            lines: Vec::new(),
+            lines,
             top: 0,
             typing: None,
             term: String::new(),
             matches: Vec::new(),
             height: Cell::new(20),
-        };
-        v.render();
-        v
+        }
+    }
+
+    /// Shows YAML (not text).
+    pub fn is_yaml(&self) -> bool {
+        self.object.is_some()
     }
 
     fn render(&mut self) {
-        let mut o = self.object.clone();
+        let Some(mut o) = self.object.clone() else {
+            return;
+        };
         if !self.managed
             && let Some(m) = o["metadata"].as_object_mut()
         {
@@ -145,7 +159,7 @@ impl YamlView {
         }
         let ctrl = k.modifiers.contains(KeyModifiers::CONTROL);
         match k.code {
-            KeyCode::Esc | KeyCode::Char('q') | KeyCode::Char('y') => return false,
+            KeyCode::Esc | KeyCode::Char('q' | 'y' | 'D') => return false,
             KeyCode::Char('c') if ctrl => return false,
             KeyCode::Down | KeyCode::Char('j') => self.scroll_to(self.top + 1),
             KeyCode::Up | KeyCode::Char('k') => self.scroll_to(self.top.saturating_sub(1)),
@@ -164,7 +178,7 @@ impl YamlView {
                 let from = self.top + 2;
                 self.jump(false, from);
             }
-            KeyCode::Char('m') => {
+            KeyCode::Char('m') if self.is_yaml() => {
                 self.managed = !self.managed;
                 self.render();
             }

@@ -10,6 +10,7 @@ use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ferry_console::app::{App, Env, Flow, Msg, NsSummary};
 use ferry_console::keymap::Keymap;
 use ferry_console::screens;
+use ferry_console::screens::workloads::ns_data;
 use ferry_console::theme::AccentRule;
 use ferry_console::theme::{ColorDepth, Theme};
 use ferry_k8s::mover::MoverOptions;
@@ -207,7 +208,7 @@ fn in_namespace(app: &mut App) {
     app.apply(Msg::NsObjects(
         "prod".into(),
         "shop".into(),
-        Ok(namespace_objects()),
+        Ok(ns_data(namespace_objects())),
     ));
 }
 
@@ -591,7 +592,8 @@ fn mouse_selects_opens_and_goes_back() {
         app.screen().view,
         View::Workloads {
             cluster: "prod".into(),
-            ns: "shop".into()
+            ns: "shop".into(),
+            kind: None,
         }
     );
     // Breadcrumbs: prod goes back to the namespaces, clusters to the root.
@@ -1024,7 +1026,7 @@ fn an_edited_form_still_gets_the_sources_version_as_its_floor() {
     app.apply(Msg::NsObjects(
         "prod".into(),
         "shop".into(),
-        Ok(namespace_objects()),
+        Ok(ns_data(namespace_objects())),
     ));
     key(app, KeyCode::Esc);
     key(app, KeyCode::Char('m'));
@@ -1199,6 +1201,88 @@ fn the_migrate_wizard_offers_new_clusters_and_plans_their_creation() {
     key(app, KeyCode::Home);
 }
 
+/// `:po`, `:deploy`, `:sts` and `:ds` list a namespace's pods and its workloads of one
+/// kind, as k9s does; `y` works there too.
+#[test]
+fn resource_views_of_a_namespace() {
+    use ferry_console::app::View;
+    let (_f, mut app) = app_with("dark", false);
+    in_namespace(&mut app);
+    let mut objects = namespace_objects();
+    objects.push(json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
+        "metadata": {"name": "db", "namespace": "shop"},
+        "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "db"}},
+                 "template": {"metadata": {"labels": {"app": "db"}},
+                              "spec": {"containers": [{"name": "db", "image": "postgres:16"}]}}},
+        "status": {"readyReplicas": 1}}));
+    objects.push(json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "db-0", "namespace": "shop",
+                     "ownerReferences": [{"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "db", "uid": "2", "controller": true}]},
+        "spec": {"nodeName": "node-1", "containers": [{"name": "db", "image": "postgres:16"}]},
+        "status": {"phase": "Running", "containerStatuses": [{"name": "db", "ready": false, "restartCount": 7,
+                   "state": {"waiting": {"reason": "CrashLoopBackOff"}}}]}}));
+    app.apply(Msg::NsObjects(
+        "prod".into(),
+        "shop".into(),
+        Ok(ns_data(objects)),
+    ));
+    app.command("po");
+    assert_eq!(
+        app.screen().view,
+        View::Pods {
+            cluster: "prod".into(),
+            ns: "shop".into()
+        }
+    );
+    let rows = app
+        .rows(&app.screen().view)
+        .into_ready()
+        .unwrap()
+        .into_owned();
+    let db = rows.iter().find(|r| r.key == "Pod/db-0").unwrap();
+    assert_eq!(
+        db.cells[..6],
+        ["db-0", "0/1", "CrashLoopBackOff", "7", "node-1", "-"]
+    );
+    assert_eq!(db.cells[6], "StatefulSet/db");
+    insta::assert_snapshot!("pods", render(&app, 100, 24).backend());
+    assert!(app.select_key("Pod/db-0"));
+    key(&mut app, KeyCode::Char('y'));
+    assert_eq!(app.yaml_view().unwrap().title, "Pod shop/db-0");
+    key(&mut app, KeyCode::Esc);
+    app.command("sts");
+    let rows = app
+        .rows(&app.screen().view)
+        .into_ready()
+        .unwrap()
+        .into_owned();
+    assert_eq!(
+        rows.iter().map(|r| r.key.as_str()).collect::<Vec<_>>(),
+        ["StatefulSet/db"]
+    );
+    assert_eq!(rows[0].cells[2], "1/3");
+    app.command("deploy shop");
+    let rows = app
+        .rows(&app.screen().view)
+        .into_ready()
+        .unwrap()
+        .into_owned();
+    assert_eq!(
+        rows.iter().map(|r| r.key.as_str()).collect::<Vec<_>>(),
+        ["Deployment/web"]
+    );
+    let text = render(&app, 100, 24).backend().to_string();
+    assert!(text.contains("shop (deployments)"), "{text}");
+    app.command("ds");
+    assert!(
+        app.rows(&app.screen().view)
+            .into_ready()
+            .unwrap()
+            .is_empty(),
+        "no DaemonSet here"
+    );
+}
+
 /// Shift + a column's first letter sorts by it (again: the other way), `>` by the next
 /// column; the selection stays on its row; the header says which way.
 #[test]
@@ -1261,10 +1345,24 @@ fn yaml_full_screen_with_search() {
     key(&mut app, KeyCode::Esc);
     assert!(app.yaml_view().is_none());
     assert_eq!(app.selected_row().unwrap().key, "Deployment/web");
-    // Rows with no object say so.
+    // D describes it: its state, and what a backup or clone of it takes along.
+    key(&mut app, KeyCode::Char('D'));
+    let v = app.yaml_view().expect("D describes the object");
+    assert_eq!(v.title, "describe Deployment shop/web");
+    let text = v.lines.join("\n");
+    assert!(text.contains("Replicas:     2 desired · 2 ready"), "{text}");
+    assert!(text.contains("Moves with it (2):"), "{text}");
+    assert!(text.contains("  ConfigMap/web-config ("), "{text}");
+    insta::assert_snapshot!("describe_view", render(&app, 80, 24).backend());
+    // m (field managers) is for YAML only.
+    key(&mut app, KeyCode::Char('m'));
+    assert!(!app.yaml_view().unwrap().managed);
+    key(&mut app, KeyCode::Char('D'));
+    assert!(app.yaml_view().is_none(), "D again closes it");
     key(&mut app, KeyCode::Char('?'));
     let text = render(&app, 100, 40).backend().to_string();
     assert!(text.contains("the object's YAML, full screen"), "{text}");
+    assert!(text.contains("describe it"), "{text}");
 }
 
 /// The job clocks (`took 0.1s`, `0.0s elapsed`) depend on the machine's speed: they are

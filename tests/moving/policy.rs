@@ -1217,7 +1217,13 @@ mod console_records {
             "{:?}",
             app.wizard().unwrap().error
         );
+        // Leaving the plan asks what becomes of the capture; any key but y keeps it.
         key(&mut app, KeyCode::Esc);
+        assert!(
+            app.asking()
+                .is_some_and(|a| a.question.contains("saved snapshot"))
+        );
+        key(&mut app, KeyCode::Char('n'));
         let records = records_until(&env, |r| r.len() >= 2);
         let clone = &records[1];
         assert_eq!(clone.action, Action::Clone);

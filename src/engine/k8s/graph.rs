@@ -264,19 +264,52 @@ fn selects_workload(candidate: &Value, workload: &Value) -> bool {
 /// those Services, HPAs, PDBs, NetworkPolicies, RoleBindings for their
 /// ServiceAccounts). Each object comes with why it is included, in words.
 pub fn closure(all: &[Value], seeds: &[ObjRef]) -> BTreeMap<ObjRef, String> {
-    let by_ref: HashMap<ObjRef, &Value> = all.iter().map(|o| (ObjRef::of(o), o)).collect();
+    Graph::new(all).closure(seeds)
+}
+
+/// Objects indexed for [`Graph::closure`]: built once, asked for the closure of many
+/// seeds (each workload of a namespace) without reading every object again.
+pub struct Graph<'a> {
+    by_ref: HashMap<ObjRef, &'a Value>,
+    refs: Vec<(ObjRef, Vec<ObjRef>)>,
+    namespaces: BTreeSet<&'a str>,
+}
+
+impl<'a> Graph<'a> {
+    pub fn new(all: &'a [Value]) -> Graph<'a> {
+        Graph {
+            by_ref: all.iter().map(|o| (ObjRef::of(o), o)).collect(),
+            refs: all.iter().map(|o| (ObjRef::of(o), references(o))).collect(),
+            namespaces: all
+                .iter()
+                .filter_map(|o| o["metadata"]["namespace"].as_str())
+                .collect(),
+        }
+    }
+
+    /// See [`closure`].
+    pub fn closure(&self, seeds: &[ObjRef]) -> BTreeMap<ObjRef, String> {
+        let Graph {
+            by_ref,
+            refs,
+            namespaces,
+        } = self;
+        closure_in(by_ref, refs, namespaces, seeds)
+    }
+}
+
+fn closure_in(
+    by_ref: &HashMap<ObjRef, &Value>,
+    refs: &[(ObjRef, Vec<ObjRef>)],
+    namespaces: &BTreeSet<&str>,
+    seeds: &[ObjRef],
+) -> BTreeMap<ObjRef, String> {
     let mut out: BTreeMap<ObjRef, String> = seeds
         .iter()
         .filter(|r| by_ref.contains_key(r))
         .map(|r| (r.clone(), "chosen".to_string()))
         .collect();
     let mut queue: Vec<ObjRef> = out.keys().cloned().collect();
-    let refs: Vec<(ObjRef, Vec<ObjRef>)> =
-        all.iter().map(|o| (ObjRef::of(o), references(o))).collect();
-    let namespaces: BTreeSet<&str> = all
-        .iter()
-        .filter_map(|o| o["metadata"]["namespace"].as_str())
-        .collect();
     let service_exists =
         |ns: &str, name: &str| by_ref.contains_key(&ObjRef::new("", "Service", Some(ns), name));
     // Services included only because they select an included workload: the other
@@ -301,11 +334,11 @@ pub fn closure(all: &[Value], seeds: &[ObjRef]) -> BTreeMap<ObjRef, String> {
                 add(r, format!("{cur} uses it"));
             }
         }
-        for (svc, path) in super::references::services_named(obj, &namespaces, &service_exists) {
+        for (svc, path) in super::references::services_named(obj, namespaces, &service_exists) {
             add(svc, format!("{cur} names it in {path}"));
         }
         // What refers to or selects the current object.
-        for (other, other_refs) in &refs {
+        for (other, other_refs) in refs {
             let pulls = match (other.group.as_str(), other.kind.as_str()) {
                 ("networking.k8s.io", "Ingress")
                 | ("autoscaling", "HorizontalPodAutoscaler")

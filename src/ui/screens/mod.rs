@@ -232,16 +232,16 @@ fn footer(f: &mut Frame, area: Rect, app: &App) {
                     ("/", "search"),
                     ("n N", "next, previous"),
                     ("g G", "top, bottom"),
-                    (
-                        "m",
-                        if v.managed {
-                            "hide field managers"
-                        } else {
-                            "field managers"
-                        },
-                    ),
                 ] {
                     k.extend(widgets::hint(theme, key, what, true));
+                }
+                if v.is_yaml() {
+                    let what = if v.managed {
+                        "hide field managers"
+                    } else {
+                        "field managers"
+                    };
+                    k.extend(widgets::hint(theme, "m", what, true));
                 }
                 Line::from(k)
             }

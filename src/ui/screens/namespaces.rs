@@ -92,6 +92,7 @@ impl Page for Namespaces {
                     app.push(View::Workloads {
                         cluster: cluster.clone(),
                         ns: row.key,
+                        kind: None,
                     })
                 }
             }

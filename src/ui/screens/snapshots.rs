@@ -10,7 +10,7 @@ use serde_json::Value;
 use crate::app::{App, Load, Row, Tone, VOLUMES_PREFIX, View};
 use crate::format;
 use crate::keymap::Command;
-use crate::page::{self, Offer, Page, YAML, YAML_PANE};
+use crate::page::{self, DESCRIBE, Offer, Page, YAML, YAML_PANE};
 use crate::screens::workloads::object_key;
 use ferry_k8s::capture::CaptureMeta;
 use ferry_k8s::objects::ObjRef;
@@ -45,6 +45,7 @@ const DETAIL: &[Offer] = &[
         .changes(),
     YAML,
     YAML_PANE,
+    DESCRIBE,
 ];
 
 impl Page for Snapshots {
@@ -195,6 +196,7 @@ impl Page for SnapshotDetail {
             }
             Command::YamlPane => app.toggle_yaml(),
             Command::Yaml => app.open_yaml(),
+            Command::Describe => app.open_describe(),
             Command::Download => app.open_restore_prompt(view),
             Command::Restore => app.open_restore_wizard(view),
             _ => {}
@@ -209,6 +211,16 @@ impl Page for SnapshotDetail {
             .get(id)
             .and_then(Load::ready)
             .and_then(|objs| objs.iter().find(|o| object_key(o) == key))
+    }
+
+    fn objects<'a>(&self, app: &'a App, view: &View) -> &'a [Value] {
+        let View::Snapshot { id } = view else {
+            return &[];
+        };
+        app.snapshot_objects
+            .get(id)
+            .and_then(Load::ready)
+            .map_or(&[], Vec::as_slice)
     }
 }
 

@@ -10,7 +10,7 @@ use serde_json::Value;
 use crate::app::{App, ListState, Load, NsData, Row, Screen, Tone, View};
 use crate::format;
 use crate::keymap::Command;
-use crate::page::{self, Offer, Page, YAML, YAML_PANE};
+use crate::page::{self, DESCRIBE, Offer, Page, YAML, YAML_PANE};
 use crate::wizard_state::Purpose;
 use ferry_k8s::graph;
 use ferry_k8s::objects::ObjRef;
@@ -39,6 +39,7 @@ const WORKLOADS: &[Offer] = &[
         .changes(),
     YAML,
     YAML_PANE,
+    DESCRIBE,
 ];
 
 const CLAIMS: &[Offer] = &[
@@ -46,20 +47,24 @@ const CLAIMS: &[Offer] = &[
     Offer::new(Command::Switch, "show the workloads").hint("workloads"),
     YAML,
     YAML_PANE,
+    DESCRIBE,
 ];
 
 /// The namespace's data, whichever of the two screens shows it.
 fn ns_of<'a>(app: &'a App, view: &View) -> Option<&'a Load<NsData>> {
     match view {
-        View::Workloads { cluster, ns } | View::Pvcs { cluster, ns } => {
-            app.cluster(cluster).and_then(|c| c.ns.get(ns))
-        }
+        View::Workloads { cluster, ns, .. }
+        | View::Pods { cluster, ns }
+        | View::Pvcs { cluster, ns } => app.cluster(cluster).and_then(|c| c.ns.get(ns)),
         _ => None,
     }
 }
 
 fn load_ns(app: &mut App, view: &View, force: bool) {
-    let (View::Workloads { cluster, ns } | View::Pvcs { cluster, ns }) = view else {
+    let (View::Workloads { cluster, ns, .. }
+    | View::Pods { cluster, ns }
+    | View::Pvcs { cluster, ns }) = view
+    else {
         return;
     };
     let tasks = app.tasks.clone();
@@ -69,6 +74,13 @@ fn load_ns(app: &mut App, view: &View, force: bool) {
         c.ns.insert(ns.clone(), Load::Loading);
         tasks.ns_objects(c.linked.clone(), ns.clone());
     }
+}
+
+/// Every object of the namespace shown, once loaded.
+fn all_objects<'a>(app: &'a App, view: &View) -> &'a [Value] {
+    ns_of(app, view)
+        .and_then(Load::ready)
+        .map_or(&[], |d| d.objects.as_slice())
 }
 
 fn object<'a>(app: &'a App, view: &View, key: &str) -> Option<&'a Value> {
@@ -110,7 +122,17 @@ impl Page for Workloads {
     }
 
     fn rows<'a>(&self, app: &'a App, view: &View) -> Load<Cow<'a, [Row]>> {
-        page::held(ns_of(app, view), |d| &d.workload_rows)
+        let rows = page::held(ns_of(app, view), |d| &d.workload_rows);
+        match (rows, view) {
+            // `:deploy`, `:sts`, `:ds`: the rows of that kind (keys are `Kind/name`).
+            (Load::Ready(rows), View::Workloads { kind: Some(k), .. }) => Load::Ready(Cow::Owned(
+                rows.iter()
+                    .filter(|r| r.key.split_once('/').is_some_and(|(kind, _)| kind == *k))
+                    .cloned()
+                    .collect(),
+            )),
+            (rows, _) => rows,
+        }
     }
 
     fn load(&self, app: &mut App, view: &View, force: bool) {
@@ -121,7 +143,8 @@ impl Page for Workloads {
         match (command, view) {
             (Command::Enter | Command::YamlPane, _) => app.toggle_yaml(),
             (Command::Yaml, _) => app.open_yaml(),
-            (Command::Switch, View::Workloads { cluster, ns }) => switch(
+            (Command::Describe, _) => app.open_describe(),
+            (Command::Switch, View::Workloads { cluster, ns, .. }) => switch(
                 app,
                 View::Pvcs {
                     cluster: cluster.clone(),
@@ -139,6 +162,10 @@ impl Page for Workloads {
 
     fn object<'a>(&self, app: &'a App, view: &View, key: &str) -> Option<&'a Value> {
         object(app, view, key)
+    }
+
+    fn objects<'a>(&self, app: &'a App, view: &View) -> &'a [Value] {
+        all_objects(app, view)
     }
 }
 
@@ -186,11 +213,13 @@ impl Page for Claims {
         match (command, view) {
             (Command::Enter | Command::YamlPane, _) => app.toggle_yaml(),
             (Command::Yaml, _) => app.open_yaml(),
+            (Command::Describe, _) => app.open_describe(),
             (Command::Switch, View::Pvcs { cluster, ns }) => switch(
                 app,
                 View::Workloads {
                     cluster: cluster.clone(),
                     ns: ns.clone(),
+                    kind: None,
                 },
             ),
             _ => {}
@@ -200,6 +229,140 @@ impl Page for Claims {
     fn object<'a>(&self, app: &'a App, view: &View, key: &str) -> Option<&'a Value> {
         object(app, view, key)
     }
+
+    fn objects<'a>(&self, app: &'a App, view: &View) -> &'a [Value] {
+        all_objects(app, view)
+    }
+}
+
+/// The pods of a namespace (`:po`).
+pub struct Pods;
+
+const PODS: &[Offer] = &[
+    Offer::new(Command::Enter, "show the YAML pane").hint("open"),
+    YAML,
+    YAML_PANE,
+    DESCRIBE,
+];
+
+impl Page for Pods {
+    fn name(&self) -> &'static str {
+        "pods"
+    }
+
+    fn columns(&self) -> (&'static [&'static str], Vec<Constraint>) {
+        use Constraint::{Fill, Length};
+        (
+            &[
+                "NAME", "READY", "STATUS", "RESTARTS", "NODE", "AGE", "OWNER",
+            ],
+            vec![
+                Fill(3),
+                Length(6),
+                Length(18),
+                Length(8),
+                Fill(2),
+                Length(7),
+                Fill(2),
+            ],
+        )
+    }
+
+    /// Owner, node, then restarts: the name, readiness and status stay.
+    fn narrow(&self) -> &'static [usize] {
+        &[6, 4, 3]
+    }
+
+    fn offers(&self) -> &'static [Offer] {
+        PODS
+    }
+
+    fn rows<'a>(&self, app: &'a App, view: &View) -> Load<Cow<'a, [Row]>> {
+        page::held(ns_of(app, view), |d| &d.pod_rows)
+    }
+
+    fn load(&self, app: &mut App, view: &View, force: bool) {
+        load_ns(app, view, force)
+    }
+
+    fn run(&self, app: &mut App, _: &View, command: Command) {
+        match command {
+            Command::Enter | Command::YamlPane => app.toggle_yaml(),
+            Command::Yaml => app.open_yaml(),
+            Command::Describe => app.open_describe(),
+            _ => {}
+        }
+    }
+
+    fn object<'a>(&self, app: &'a App, view: &View, key: &str) -> Option<&'a Value> {
+        object(app, view, key)
+    }
+
+    fn objects<'a>(&self, app: &'a App, view: &View) -> &'a [Value] {
+        all_objects(app, view)
+    }
+}
+
+/// A pod's row: ready containers, status (a waiting or terminated container's reason
+/// over the phase, as kubectl shows it), restarts, node, age, owner.
+fn pod_row(p: &Value, now: chrono::DateTime<chrono::Utc>) -> Row {
+    let name = p["metadata"]["name"].as_str().unwrap_or_default();
+    let statuses = p["status"]["containerStatuses"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let containers = p["spec"]["containers"].as_array().map_or(0, Vec::len);
+    let ready = statuses
+        .iter()
+        .filter(|s| s["ready"].as_bool() == Some(true))
+        .count();
+    let restarts: u64 = statuses
+        .iter()
+        .filter_map(|s| s["restartCount"].as_u64())
+        .sum();
+    let reason = statuses.iter().find_map(|s| {
+        s["state"]["waiting"]["reason"]
+            .as_str()
+            .or(s["state"]["terminated"]["reason"].as_str())
+    });
+    let status = if p["metadata"]["deletionTimestamp"].is_string() {
+        "Terminating"
+    } else {
+        reason.or(p["status"]["phase"].as_str()).unwrap_or("-")
+    };
+    let tone = match status {
+        "Running" if ready == containers => Tone::Normal,
+        "Succeeded" | "Completed" => Tone::Dim,
+        "Running" | "Pending" | "ContainerCreating" | "PodInitializing" | "Terminating" => {
+            Tone::Warn
+        }
+        // CrashLoopBackOff, ImagePullBackOff, Error, Failed…
+        _ => Tone::Error,
+    };
+    let owner = p["metadata"]["ownerReferences"]
+        .as_array()
+        .and_then(|o| o.first())
+        .map(|o| {
+            format!(
+                "{}/{}",
+                o["kind"].as_str().unwrap_or("?"),
+                o["name"].as_str().unwrap_or("?")
+            )
+        })
+        .unwrap_or_else(|| "-".into());
+    Row::new(
+        format!("Pod/{name}"),
+        vec![
+            name.to_string(),
+            format!("{ready}/{containers}"),
+            status.to_string(),
+            restarts.to_string(),
+            p["spec"]["nodeName"].as_str().unwrap_or("-").to_string(),
+            age(p, now),
+            owner,
+        ],
+    )
+    .tone(tone)
 }
 
 /// The key of an object's row: `Kind/name`.
@@ -248,12 +411,13 @@ pub fn ns_data(objects: Vec<Value>) -> NsData {
         index.insert(object_key(o), i);
     }
     let mut workload_rows = Vec::new();
+    let graph = graph::Graph::new(&objects);
     for o in objects
         .iter()
         .filter(|o| graph::is_workload(&ObjRef::of(o)) && graph::controller_owner(o).is_none())
     {
         let r = ObjRef::of(o);
-        let deps = graph::closure(&objects, std::slice::from_ref(&r));
+        let deps = graph.closure(std::slice::from_ref(&r));
         let mut by_kind: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
         for d in deps.keys().filter(|d| **d != r) {
             if matches!(
@@ -308,6 +472,7 @@ pub fn ns_data(objects: Vec<Value>) -> NsData {
         .iter()
         .filter(|o| ObjRef::of(o).is("", "Pod"))
         .collect();
+    let pod_rows = pods.iter().map(|p| pod_row(p, now)).collect();
     let mut pvc_rows = Vec::new();
     for c in objects
         .iter()
@@ -368,6 +533,7 @@ pub fn ns_data(objects: Vec<Value>) -> NsData {
     NsData {
         objects,
         workload_rows,
+        pod_rows,
         pvc_rows,
         index,
     }
