@@ -9,30 +9,25 @@
 use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
-use ratatui::layout::{Position, Rect};
+use ratatui::layout::Rect;
 use serde_json::Value;
 
 use crate::error::TaskError;
 pub use crate::job::{Flow, Job, JobEnd};
-use crate::keymap::{Command, Keymap};
+use crate::keymap::Keymap;
 pub use crate::live::{LIVE_EVERY, PROBE_EVERY, Quiet};
 use crate::page;
 use crate::screens;
 use crate::tasks;
 use crate::theme::Theme;
 use crate::wizard_state::Wizard;
-use ferry_k8s::JobProgress;
-use ferry_k8s::capture::Scope;
 use ferry_k8s::mover::MoverOptions;
 use ferry_providers::kubeconfig::{BrokenSource, Linked, LinkedCluster, Origin};
 use ferry_providers::probe::{Facts, ProbeError};
 use ferry_repo::Repository;
-use ferry_repo::progress::RateMeter;
 use ferry_repo::snapshot::Snapshot;
 use ferry_repo::tree::Node;
 
@@ -68,86 +63,7 @@ impl std::fmt::Debug for Env {
     }
 }
 
-/// Something that is loading, loaded, or failed (with what to do).
-#[derive(Debug, Clone)]
-pub enum Load<T> {
-    Loading,
-    Ready(T),
-    Failed(TaskError),
-}
-
-impl<T> Load<T> {
-    pub fn ready(&self) -> Option<&T> {
-        match self {
-            Load::Ready(t) => Some(t),
-            _ => None,
-        }
-    }
-
-    /// The value, if loaded.
-    pub fn into_ready(self) -> Option<T> {
-        match self {
-            Load::Ready(t) => Some(t),
-            _ => None,
-        }
-    }
-}
-
-/// How a row is coloured.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Tone {
-    #[default]
-    Normal,
-    Ok,
-    Warn,
-    Error,
-    Dim,
-}
-
-/// One row of a list: a stable key (for marks and selection) and its cells.
-#[derive(Debug, Clone, Default)]
-pub struct Row {
-    pub key: String,
-    pub cells: Vec<String>,
-    /// A group heading (e.g. a kubeconfig file): shown, never selected.
-    pub group: bool,
-    pub tone: Tone,
-    search: String,
-}
-
-impl Row {
-    pub fn new(key: impl Into<String>, cells: Vec<String>) -> Row {
-        let search = cells.join(" ").to_lowercase();
-        Row {
-            key: key.into(),
-            cells,
-            group: false,
-            tone: Tone::Normal,
-            search,
-        }
-    }
-
-    pub fn group(label: String) -> Row {
-        Row {
-            key: format!("#group:{label}"),
-            cells: vec![label],
-            group: true,
-            tone: Tone::Normal,
-            search: String::new(),
-        }
-    }
-
-    pub fn tone(mut self, t: Tone) -> Row {
-        self.tone = t;
-        self
-    }
-}
-
-/// True when every character of `pattern` occurs in `text` in order (both lower case).
-pub fn fuzzy(pattern: &str, text: &str) -> bool {
-    let mut chars = text.chars();
-    pattern.chars().all(|p| chars.any(|c| c == p))
-}
+pub use crate::rows::{Load, Row, Tone, fuzzy};
 
 /// A screen of the console.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -540,20 +456,6 @@ impl App {
         app
     }
 
-    /// Links a cluster found or created while the console runs, and probes it.
-    fn add_cluster(&mut self, linked: LinkedCluster) {
-        if self.cluster(&linked.name).is_some() {
-            return;
-        }
-        self.tasks.probe(linked.clone());
-        self.clusters.push(ClusterState {
-            linked,
-            facts: None,
-            namespaces: None,
-            ns: HashMap::new(),
-        });
-    }
-
     /// A sender for messages into this app (the input thread uses it).
     pub fn sender(&self) -> mpsc::Sender<Msg> {
         self.tasks.sender()
@@ -624,42 +526,6 @@ impl App {
         }
     }
 
-    /// How the current screen is sorted, if the user chose.
-    pub fn sorting(&self) -> Option<crate::sort::Sort> {
-        self.sorts
-            .get(page::of(&self.screen().view).name())
-            .copied()
-    }
-
-    /// Sorts the current screen by `column` (again: the other way), keeping the
-    /// selection on its row.
-    pub(crate) fn sort_by(&mut self, column: usize) {
-        let name = page::of(&self.screen().view).name();
-        let descending = self
-            .sorts
-            .get(name)
-            .is_some_and(|s| s.column == column && !s.descending);
-        self.keeping_selection(|app| {
-            app.sorts
-                .insert(name, crate::sort::Sort { column, descending });
-        });
-    }
-
-    /// Shift + a letter: sorts by the first column whose header starts with it.
-    fn sort_by_letter(&mut self, letter: char) {
-        let (header, _) = page::of(&self.screen().view).columns();
-        match header
-            .iter()
-            .position(|h| h.starts_with(letter.to_ascii_uppercase()))
-        {
-            Some(i) => self.sort_by(i),
-            None => self.say(
-                Tone::Normal,
-                format!("no column here starts with {letter}: > sorts by the next column"),
-            ),
-        }
-    }
-
     /// Indices of the rows the filter lets through.
     pub fn visible(rows: &[Row], filter: &str) -> Vec<usize> {
         if filter.is_empty() {
@@ -685,7 +551,7 @@ impl App {
     }
 
     /// Keys of the marked rows, or the selected row's when none is marked.
-    fn targets(&self) -> Vec<String> {
+    pub(crate) fn targets(&self) -> Vec<String> {
         let s = self.screen();
         if !s.list.marks.is_empty() {
             return s.list.marks.iter().cloned().collect();
@@ -711,7 +577,7 @@ impl App {
         self.screen_mut().list.selected = pick;
     }
 
-    fn move_selection(&mut self, delta: isize) {
+    pub(crate) fn move_selection(&mut self, delta: isize) {
         let Load::Ready(rows) = self.rows(&self.screen().view.clone()) else {
             return;
         };
@@ -770,7 +636,7 @@ impl App {
     }
 
     /// Starts loading what the current screen shows (again, with `force`).
-    fn load_current(&mut self, force: bool) {
+    pub(crate) fn load_current(&mut self, force: bool) {
         let view = self.screen().view.clone();
         page::of(&view).load(self, &view, force);
     }
@@ -1114,530 +980,8 @@ impl App {
         }
     }
 
-    /// A terminal event.
-    pub fn input(&mut self, ev: crossterm::event::Event) {
-        match ev {
-            crossterm::event::Event::Key(k) if k.kind == crossterm::event::KeyEventKind::Press => {
-                self.key(k)
-            }
-            crossterm::event::Event::Mouse(m) => self.mouse(m),
-            crossterm::event::Event::Resize(..) => self.dirty = true,
-            _ => {}
-        }
-    }
-
-    fn mouse(&mut self, m: MouseEvent) {
-        self.dirty = true;
-        if let MouseEventKind::Down(MouseButton::Left) = m.kind {
-            self.click(Position::new(m.column, m.row));
-            return;
-        }
-        if self.wizard.is_some() || self.prompt.is_some() {
-            return;
-        }
-        if let Some(v) = &mut self.viewer {
-            let code = match m.kind {
-                MouseEventKind::ScrollDown => KeyCode::Down,
-                MouseEventKind::ScrollUp => KeyCode::Up,
-                _ => return,
-            };
-            for _ in 0..3 {
-                v.key(KeyEvent::new(code, KeyModifiers::NONE));
-            }
-            return;
-        }
-        match m.kind {
-            MouseEventKind::ScrollDown => self.move_selection(3),
-            MouseEventKind::ScrollUp => self.move_selection(-3),
-            _ => return,
-        }
-        self.refresh_yaml();
-    }
-
-    /// A left click at `at`: on a wizard item selects it; on a breadcrumb goes back to
-    /// that level; on a row selects it, or opens it (as enter does) when it already is.
-    fn click(&mut self, at: Position) {
-        if matches!(self.mode, Mode::ConfirmQuit | Mode::Help | Mode::Command(_))
-            || self.prompt.is_some()
-            || self.viewer.is_some()
-        {
-            return;
-        }
-        if let Some(w) = &mut self.wizard {
-            let hit = self
-                .hits
-                .borrow()
-                .wizard
-                .iter()
-                .find(|(r, _)| r.contains(at))
-                .map(|(_, i)| *i);
-            if let Some(i) = hit {
-                w.select(i);
-            }
-            return;
-        }
-        let crumb = self
-            .hits
-            .borrow()
-            .crumbs
-            .iter()
-            .find(|(r, _)| r.contains(at))
-            .map(|(_, i)| *i);
-        if let Some(level) = crumb {
-            if level + 1 < self.stack.len() {
-                self.stack.truncate(level + 1);
-                self.show_yaml = false;
-                self.yaml = None;
-                self.yaml_scroll = 0;
-            }
-            return;
-        }
-        let list = &self.screen().list;
-        let area = list.area.get();
-        if !area.contains(at) {
-            return;
-        }
-        let index = list.offset.get() + usize::from(at.y - area.y);
-        let Load::Ready(rows) = self.rows(&self.screen().view) else {
-            return;
-        };
-        let vis = App::visible(&rows, &list.filter);
-        let selectable = vis
-            .get(index)
-            .and_then(|i| rows.get(*i))
-            .is_some_and(|r| !r.group);
-        if !selectable {
-            return;
-        }
-        if index == list.selected {
-            if page::offer(&self.screen().view, Command::Enter).is_some() {
-                self.action(Command::Enter);
-            }
-        } else {
-            self.screen_mut().list.selected = index;
-        }
-        self.refresh_yaml();
-    }
-
-    /// One key press.
-    pub fn key(&mut self, k: KeyEvent) {
-        self.dirty = true;
-        // A question is answered first, whatever is open under it.
-        if let Mode::Confirm(ask) = &self.mode {
-            let (then, otherwise) = (ask.then.clone(), ask.otherwise.clone());
-            self.mode = Mode::Normal;
-            if matches!(k.code, KeyCode::Char('y') | KeyCode::Char('Y')) {
-                self.carry_out(then);
-            } else if let Some(otherwise) = otherwise {
-                self.carry_out(otherwise);
-            } else {
-                self.say(Tone::Normal, "not done: nothing changed");
-            }
-            return;
-        }
-        if self.wizard.is_some() {
-            self.wizard_key(k);
-            return;
-        }
-        if self.prompt.is_some() {
-            self.prompt_key(k);
-            return;
-        }
-        if let Some(v) = &mut self.viewer {
-            if !v.key(k) {
-                self.viewer = None;
-            }
-            return;
-        }
-        match self.mode.clone() {
-            Mode::Filter => self.filter_key(k),
-            Mode::Command(text) => self.command_key(k, text),
-            Mode::ConfirmQuit => {
-                if matches!(k.code, KeyCode::Char('y') | KeyCode::Char('Y')) {
-                    for j in self.jobs.iter().filter(|j| j.running()) {
-                        j.progress.cancel();
-                    }
-                    self.quit = true;
-                } else {
-                    self.mode = Mode::Normal;
-                    self.say(Tone::Normal, "still here: the jobs go on");
-                }
-            }
-            // Answered above.
-            Mode::Confirm(_) => {}
-            Mode::Help => self.mode = Mode::Normal,
-            Mode::Normal => match (self.env.keymap.action(&k), k.code) {
-                (Some(a), _) => self.action(a),
-                // Shift + a letter no key has: sort by the column starting with it.
-                (None, KeyCode::Char(c)) if c.is_ascii_uppercase() => self.sort_by_letter(c),
-                _ => {}
-            },
-        }
-        self.refresh_yaml();
-    }
-
-    fn filter_key(&mut self, k: KeyEvent) {
-        match k.code {
-            KeyCode::Enter => self.mode = Mode::Normal,
-            KeyCode::Esc => {
-                self.screen_mut().list.filter.clear();
-                self.mode = Mode::Normal;
-            }
-            KeyCode::Backspace => {
-                self.screen_mut().list.filter.pop();
-            }
-            KeyCode::Up => self.move_selection(-1),
-            KeyCode::Down => self.move_selection(1),
-            KeyCode::Char(c) if !k.modifiers.contains(KeyModifiers::CONTROL) => {
-                self.screen_mut().list.filter.push(c);
-                self.screen_mut().list.selected = 0;
-                self.select_first_selectable();
-            }
-            _ => {}
-        }
-    }
-
-    /// Carries out a command of the keymap: moving and the global commands here, the
-    /// rest by the current screen's page when it offers the command (else the status
-    /// line says where the command works).
-    pub fn action(&mut self, a: Command) {
-        let view = self.screen().view.clone();
-        match a {
-            Command::Down => self.move_selection(1),
-            Command::Up => self.move_selection(-1),
-            Command::PageDown if self.show_yaml && self.yaml.is_some() => {
-                // Never past the last line.
-                let lines = self.yaml.as_ref().map_or(0, |(_, t)| t.lines().count());
-                let last = u16::try_from(lines.saturating_sub(1)).unwrap_or(u16::MAX);
-                self.yaml_scroll = self.yaml_scroll.saturating_add(10).min(last)
-            }
-            Command::PageUp if self.show_yaml && self.yaml.is_some() => {
-                self.yaml_scroll = self.yaml_scroll.saturating_sub(10)
-            }
-            Command::PageDown => {
-                let p = self.screen().list.page.get().max(1) as isize;
-                self.move_selection(p)
-            }
-            Command::PageUp => {
-                let p = self.screen().list.page.get().max(1) as isize;
-                self.move_selection(-p)
-            }
-            Command::Top => {
-                self.screen_mut().list.selected = 0;
-                self.select_first_selectable();
-            }
-            Command::Bottom => self.move_selection(isize::MAX / 2),
-            Command::Back => self.back(),
-            Command::Filter => self.mode = Mode::Filter,
-            Command::CommandLine => self.mode = Mode::Command(String::new()),
-            Command::Help => self.mode = Mode::Help,
-            Command::Quit => {
-                if self.running_jobs() > 0 {
-                    self.mode = Mode::ConfirmQuit;
-                } else {
-                    self.quit = true;
-                }
-            }
-            Command::Refresh => self.load_current(true),
-            Command::SortNext => {
-                let columns = page::of(&view).columns().0.len().max(1);
-                let next = self.sorting().map_or(0, |s| (s.column + 1) % columns);
-                self.sort_by(next);
-            }
-            Command::Jobs => self.reset_to(vec![View::Jobs]),
-            Command::Snapshots => self.reset_to(vec![View::Snapshots]),
-            _ if page::offer(&view, a).is_some() => page::of(&view).run(self, &view, a),
-            _ => {
-                let key = self.env.keymap.keys_for(a).into_iter().next();
-                let text = page::elsewhere(&view, a, key.as_deref().unwrap_or("that key"));
-                self.say(Tone::Normal, text);
-            }
-        }
-    }
-
-    /// Marks every row shown (the filter's), or unmarks them all when all are marked.
-    pub(crate) fn mark_all(&mut self) {
-        let Load::Ready(rows) = self.rows(&self.screen().view.clone()) else {
-            return;
-        };
-        let rows = rows.into_owned();
-        let filter = self.screen().list.filter.clone();
-        let keys: Vec<String> = App::visible(&rows, &filter)
-            .into_iter()
-            .filter(|i| !rows[*i].group)
-            .map(|i| rows[i].key.clone())
-            .collect();
-        let marks = &mut self.screen_mut().list.marks;
-        if keys.iter().all(|k| marks.contains(k)) {
-            for k in &keys {
-                marks.remove(k);
-            }
-        } else {
-            marks.extend(keys);
-        }
-    }
-
-    /// Marks or unmarks the selected row and moves on.
-    pub(crate) fn toggle_mark(&mut self) {
-        if let Some(r) = self.selected_row() {
-            let marks = &mut self.screen_mut().list.marks;
-            if !marks.remove(&r.key) {
-                marks.insert(r.key);
-            }
-            self.move_selection(1);
-        }
-    }
-
-    /// Shows or hides the YAML pane.
-    pub(crate) fn toggle_yaml(&mut self) {
-        self.show_yaml = !self.show_yaml;
-        self.yaml_scroll = 0;
-    }
-
-    fn back(&mut self) {
-        if !self.screen().list.filter.is_empty() {
-            self.screen_mut().list.filter.clear();
-            return;
-        }
-        if self.show_yaml {
-            self.show_yaml = false;
-            return;
-        }
-        if self.stack.len() > 1 {
-            self.stack.pop();
-            self.status = None;
-            self.yaml = None;
-        } else if self.screen().view != View::Clusters {
-            self.reset_to(vec![View::Clusters]);
-        }
-    }
-
-    /// Opens the selected object's YAML full screen.
-    pub(crate) fn open_yaml(&mut self) {
-        let Some(row) = self.selected_row() else {
-            return self.say(Tone::Normal, "no object selected");
-        };
-        let view = &self.screen().view;
-        let Some(obj) = page::of(view).object(self, view, &row.key) else {
-            return self.say(
-                Tone::Normal,
-                "no object for this row (volumes show their details in the list)",
-            );
-        };
-        let meta = &obj["metadata"];
-        let name = meta["name"].as_str().unwrap_or("?");
-        let title = match meta["namespace"].as_str() {
-            Some(ns) => format!("{} {ns}/{name}", obj["kind"].as_str().unwrap_or("object")),
-            None => format!("{} {name}", obj["kind"].as_str().unwrap_or("object")),
-        };
-        self.viewer = Some(crate::yaml::YamlView::new(title, obj.clone()));
-    }
-
-    /// Describes the selected object full screen.
-    pub(crate) fn open_describe(&mut self) {
-        let Some(row) = self.selected_row() else {
-            return self.say(Tone::Normal, "no object selected");
-        };
-        let view = &self.screen().view;
-        let page = page::of(view);
-        let Some(obj) = page.object(self, view, &row.key) else {
-            return self.say(
-                Tone::Normal,
-                "no object for this row (volumes show their details in the list)",
-            );
-        };
-        let r = ferry_k8s::ObjRef::of(obj);
-        let title = match &r.namespace {
-            Some(ns) => format!("describe {} {ns}/{}", r.kind, r.name),
-            None => format!("describe {} {}", r.kind, r.name),
-        };
-        let lines = crate::describe::describe(obj, page.objects(self, view));
-        self.viewer = Some(crate::yaml::YamlView::text(title, lines));
-    }
-
-    /// Recomputes the YAML of the selected object when the selection moved.
-    pub fn refresh_yaml(&mut self) {
-        if !self.show_yaml {
-            return;
-        }
-        let Some(row) = self.selected_row() else {
-            self.yaml = None;
-            return;
-        };
-        if self.yaml.as_ref().is_some_and(|(k, _)| *k == row.key) {
-            return;
-        }
-        let view = &self.screen().view;
-        let obj = page::of(view).object(self, view, &row.key);
-        let text = match obj {
-            Some(o) => {
-                // The field managers' bookkeeping is noise here (kubectl hides it too).
-                let mut o = o.clone();
-                if let Some(m) = o["metadata"].as_object_mut() {
-                    m.remove("managedFields");
-                }
-                serde_saphyr::to_string(&o)
-                    .unwrap_or_else(|e| format!("cannot show this object: {e}"))
-            }
-            None => "no object for this row (volumes show their details in the list)".into(),
-        };
-        self.yaml = Some((row.key, text));
-        self.yaml_scroll = 0;
-    }
-
     /// The repository (a handle: cheap to clone), or why the console could not open it.
     pub(crate) fn repository(&self) -> Result<Repository, TaskError> {
         self.env.repo.clone()
-    }
-
-    /// Adds a job to the jobs screen; the caller runs it and reports its end with
-    /// `Msg::JobDone`.
-    pub fn register_job(
-        &mut self,
-        title: impl Into<String>,
-        flow: Flow,
-    ) -> (usize, Arc<JobProgress>) {
-        let id = self.jobs.len() + 1;
-        let progress = JobProgress::new();
-        progress
-            .data
-            .set_phase(ferry_repo::progress::Phase::Transferring);
-        if let Some(status) = self
-            .env
-            .repo
-            .as_ref()
-            .ok()
-            .and_then(|r| r.backend().status())
-        {
-            progress.data.watch_store(status);
-        }
-        self.jobs.push(Job {
-            id,
-            title: title.into(),
-            progress: progress.clone(),
-            flow,
-            started: Instant::now(),
-            ended: None,
-            paused_since: None,
-            paused_for: Duration::ZERO,
-            end: None,
-            rate: 0.0,
-            meter: RateMeter::default(),
-        });
-        (id, progress)
-    }
-
-    /// The capture scope for the marked rows of a namespaces or workloads screen.
-    pub(crate) fn live_scope(&self, view: &View) -> Option<(String, Scope)> {
-        let targets = self.targets();
-        if targets.is_empty() {
-            return None;
-        }
-        match view {
-            View::Namespaces { cluster } => Some((cluster.clone(), Scope::Namespaces(targets))),
-            View::Workloads { cluster, ns, .. } => Some((
-                cluster.clone(),
-                Scope::Workloads {
-                    namespace: ns.clone(),
-                    workloads: targets.iter().map(|k| k.to_lowercase()).collect(),
-                },
-            )),
-            _ => None,
-        }
-    }
-
-    /// What an answered [`Ask`] said to do.
-    fn carry_out(&mut self, then: Then) {
-        match then {
-            Then::Cancel(id) => {
-                if let Some(j) = self.jobs.iter().find(|j| j.id == id && j.running()) {
-                    j.progress.cancel();
-                    let text = format!("cancelling {}: it stops at its next check", j.title);
-                    self.say(Tone::Warn, text);
-                } else {
-                    self.say(Tone::Normal, "that job has ended");
-                }
-            }
-            Then::Backup(view) => self.backup_now(&view),
-            Then::CarryOutPlan => {
-                if let Some(w) = self.wizard.take() {
-                    self.carry_out_plan(w);
-                }
-            }
-            Then::LeaveCapture { back, remove } => self.leave_capture(back, remove),
-        }
-    }
-
-    /// Asks before backing up the marked (or selected) rows of `view`, naming them.
-    pub(crate) fn backup(&mut self, view: &View) {
-        let Some((cluster, scope)) = self.live_scope(view) else {
-            self.say(
-                Tone::Normal,
-                "b backs up namespaces or workloads: select or mark some first",
-            );
-            return;
-        };
-        let what = match &scope {
-            Scope::Namespaces(n) if n.len() == 1 => format!("namespace {}", n[0]),
-            Scope::Namespaces(n) => format!("{} namespaces ({})", n.len(), n.join(", ")),
-            Scope::Workloads {
-                namespace,
-                workloads,
-            } => format!("{} in {namespace}", workloads.join(", ")),
-            Scope::Selector {
-                namespaces,
-                selector,
-                ..
-            } => format!("objects matching {selector} in {}", namespaces.join(", ")),
-        };
-        let data = match self.read_only_reason(&cluster) {
-            None => "with its volume data",
-            Some(_) => "without volume data (read-only)",
-        };
-        self.mode = Mode::Confirm(Ask {
-            otherwise: None,
-            title: "back up?",
-            question: format!("Back up {what} of {cluster}, {data}, into the repository?"),
-            then: Then::Backup(view.clone()),
-        });
-    }
-
-    fn backup_now(&mut self, view: &View) {
-        let Some((cluster, scope)) = self.live_scope(view) else {
-            return;
-        };
-        let repo = match self.repository() {
-            Ok(r) => r,
-            Err(e) => return self.say(Tone::Error, e.to_string()),
-        };
-        let Some(linked) = self.cluster(&cluster).map(|c| c.linked.clone()) else {
-            return;
-        };
-        // Reading volume data starts mover pods: not in read-only mode.
-        let include_volumes = self.read_only_reason(&cluster).is_none();
-        let what = scope.namespaces().join(",");
-        let (id, progress) = self.register_job(format!("backup {cluster}/{what}"), Flow::In);
-        let opts = ferry_k8s::capture::CaptureOptions {
-            cluster: cluster.clone(),
-            scope,
-            include_volumes,
-            use_snapshots: true,
-            mover: self.env.mover.clone(),
-            tags: vec!["console".into()],
-            parent: None,
-            no_parent: false,
-            envelope: None,
-            server: None,
-        };
-        self.tasks.backup(id, linked, repo, opts, progress);
-        self.screen_mut().list.marks.clear();
-        self.say(
-            Tone::Ok,
-            if include_volumes {
-                format!("backup of {what} started: see :jobs")
-            } else {
-                format!("backup of {what} started without volume data (read-only): see :jobs")
-            },
-        );
     }
 }

@@ -1,8 +1,10 @@
 //! What the user sees: the progress line of the subcommands (`progress.rs`), numbers in
 //! words (`format.rs`), and the full-screen console:
-//! - `app.rs`: state and what each action does (no terminal, no waiting); `job.rs`:
-//!   a job's clock and end; `live.rs`: lists that read themselves again; `line.rs`:
-//!   the `:` line;
+//! - `app.rs`: state and how background results fold into it (no terminal, no
+//!   waiting); `input.rs`: keys and the mouse; `actions.rs`: what commands do (marks,
+//!   sorting, YAML and describe, backups, answered questions); `job.rs`: a job's clock
+//!   and end; `live.rs`: lists that read themselves again; `line.rs`: the `:` line;
+//!   `yaml.rs`, `describe.rs`, `sort.rs`: the viewer, descriptions, sorting;
 //! - `query.rs`: what tests and scripts may read of a running console;
 //! - `tasks.rs`: background work (probes, listings, plans, jobs) that reports by message;
 //! - `event.rs`: the terminal loop (raw mode, input thread, steady redraws, restore);
@@ -17,11 +19,13 @@
 //!
 //! The engine knows nothing of this module.
 
+mod actions;
 pub mod app;
 pub mod describe;
 pub mod error;
 pub mod event;
 pub mod format;
+mod input;
 pub mod job;
 pub mod keymap;
 mod line;
@@ -31,6 +35,7 @@ pub mod page;
 pub mod progress;
 mod prompt;
 pub mod query;
+mod rows;
 pub mod screens;
 pub mod sort;
 pub mod tasks;

@@ -148,6 +148,20 @@ impl App {
         }
     }
 
+    /// Links a cluster found or created while the console runs, and probes it.
+    pub(crate) fn add_cluster(&mut self, linked: LinkedCluster) {
+        if self.cluster(&linked.name).is_some() {
+            return;
+        }
+        self.tasks.probe(linked.clone());
+        self.clusters.push(ClusterState {
+            linked,
+            facts: None,
+            namespaces: None,
+            ns: HashMap::new(),
+        });
+    }
+
     /// Reads the kubeconfig files again and lists the cloud accounts again: clusters
     /// that changed (a new port, a new credential) start over and are probed; the
     /// others keep what was read of them.

@@ -258,25 +258,7 @@ fn browse_and_migrate_a_namespace_through_the_wizard() {
 
     // The same migration again: shop-qa exists on qa now, so confirming asks first,
     // naming it; `n` leaves the wizard as it was, `y` carries the plan out.
-    app.command(&format!("ctx {prod_name}"));
-    assert!(app.select_key("shop"));
-    key(&mut app, KeyCode::Char(' '));
-    key(&mut app, KeyCode::Char('m'));
-    key(&mut app, KeyCode::Enter);
-    for _ in 0.."shop".len() {
-        key(&mut app, KeyCode::Backspace);
-    }
-    chars(&mut app, "shop-qa");
-    key(&mut app, KeyCode::Enter);
-    assert!(app.settle(LIMIT, |a| matches!(
-        a.wizard().unwrap().classes_used,
-        Load::Ready(_)
-    )));
-    key(&mut app, KeyCode::Enter);
-    key(&mut app, KeyCode::Down);
-    key(&mut app, KeyCode::Char(' '));
-    key(&mut app, KeyCode::Enter);
-    assert_eq!(app.wizard().unwrap().step, Step::Plan);
+    migrate_to_plan(&mut app, &prod_name, "shop-qa");
     assert!(app.settle(LIMIT, |a| matches!(
         a.wizard().unwrap().plan,
         Some(Load::Ready(_))
@@ -306,24 +288,7 @@ fn browse_and_migrate_a_namespace_through_the_wizard() {
     let snapshots =
         |repo: &ferry_repo::Repository| ferry_repo::snapshot::list(repo).unwrap().0.len();
     let before = snapshots(&t.repo);
-    app.command(&format!("ctx {prod_name}"));
-    assert!(app.select_key("shop"));
-    key(&mut app, KeyCode::Char(' '));
-    key(&mut app, KeyCode::Char('m'));
-    key(&mut app, KeyCode::Enter);
-    for _ in 0.."shop".len() {
-        key(&mut app, KeyCode::Backspace);
-    }
-    chars(&mut app, "shop-qa3");
-    key(&mut app, KeyCode::Enter);
-    assert!(app.settle(LIMIT, |a| matches!(
-        a.wizard().unwrap().classes_used,
-        Load::Ready(_)
-    )));
-    key(&mut app, KeyCode::Enter);
-    key(&mut app, KeyCode::Down);
-    key(&mut app, KeyCode::Char(' '));
-    key(&mut app, KeyCode::Enter);
+    migrate_to_plan(&mut app, &prod_name, "shop-qa3");
     let w = app.wizard().unwrap();
     assert_eq!(w.step, Step::Plan);
     let capture = w.capture_job.expect("a live source is captured first");
@@ -408,6 +373,30 @@ fn browse_and_migrate_a_namespace_through_the_wizard() {
         prod.shutdown().await.unwrap();
         qa.shutdown().await.unwrap();
     });
+}
+
+/// The migrate wizard from shop on `prod` to its plan step, into namespace `to`,
+/// objects only (the plan is not waited for).
+fn migrate_to_plan(app: &mut App, prod: &str, to: &str) {
+    app.command(&format!("ctx {prod}"));
+    assert!(app.select_key("shop"));
+    key(app, KeyCode::Char(' '));
+    key(app, KeyCode::Char('m'));
+    key(app, KeyCode::Enter);
+    for _ in 0.."shop".len() {
+        key(app, KeyCode::Backspace);
+    }
+    chars(app, to);
+    key(app, KeyCode::Enter);
+    assert!(app.settle(LIMIT, |a| matches!(
+        a.wizard().unwrap().classes_used,
+        Load::Ready(_)
+    )));
+    key(app, KeyCode::Enter);
+    key(app, KeyCode::Down);
+    key(app, KeyCode::Char(' '));
+    key(app, KeyCode::Enter);
+    assert_eq!(app.wizard().unwrap().step, Step::Plan);
 }
 
 fn env_for(t: &common::TestRepo, dir: &std::path::Path, linked: Linked) -> Env {

@@ -1250,37 +1250,25 @@ fn resource_views_of_a_namespace() {
     key(&mut app, KeyCode::Char('y'));
     assert_eq!(app.yaml_view().unwrap().title, "Pod shop/db-0");
     key(&mut app, KeyCode::Esc);
-    app.command("sts");
-    let rows = app
-        .rows(&app.screen().view)
-        .into_ready()
-        .unwrap()
-        .into_owned();
-    assert_eq!(
-        rows.iter().map(|r| r.key.as_str()).collect::<Vec<_>>(),
-        ["StatefulSet/db"]
-    );
-    assert_eq!(rows[0].cells[2], "1/3");
-    app.command("deploy shop");
-    let rows = app
-        .rows(&app.screen().view)
-        .into_ready()
-        .unwrap()
-        .into_owned();
-    assert_eq!(
-        rows.iter().map(|r| r.key.as_str()).collect::<Vec<_>>(),
-        ["Deployment/web"]
-    );
-    let text = render(&app, 100, 24).backend().to_string();
-    assert!(text.contains("shop (deployments)"), "{text}");
-    app.command("ds");
-    assert!(
+    let shown = |app: &App| -> Vec<ferry_console::app::Row> {
         app.rows(&app.screen().view)
             .into_ready()
             .unwrap()
-            .is_empty(),
-        "no DaemonSet here"
-    );
+            .into_owned()
+    };
+    let keys = |rows: &[ferry_console::app::Row]| -> Vec<String> {
+        rows.iter().map(|r| r.key.clone()).collect()
+    };
+    app.command("sts");
+    let rows = shown(&app);
+    assert_eq!(keys(&rows), ["StatefulSet/db"]);
+    assert_eq!(rows[0].cells[2], "1/3");
+    app.command("deploy shop");
+    assert_eq!(keys(&shown(&app)), ["Deployment/web"]);
+    let text = render(&app, 100, 24).backend().to_string();
+    assert!(text.contains("shop (deployments)"), "{text}");
+    app.command("ds");
+    assert!(shown(&app).is_empty(), "no DaemonSet here");
 }
 
 /// Shift + a column's first letter sorts by it (again: the other way), `>` by the next
