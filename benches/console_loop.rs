@@ -17,10 +17,11 @@
 //! - the frame: `screens::draw` through `Terminal::draw` on 120x40 and 200x60, one frame
 //!   per key (down, a page down now and then), and a key sent to the running loop until
 //!   its frame is drawn;
-//! - one live reading (`App::read_live` until its `Msg` is applied), wall and CPU, and
-//!   the lists a namespaces reading makes, one by one, as `tasks.rs` makes them;
-//! - the CPU of the idle loop with the live view on over [`IDLE_LIVE`]: the loop's
-//!   thread, the whole process and the sandbox's process.
+//! - a change followed: an object made through another client (a namespace, a claim)
+//!   until its row shows, wall and CPU; and the lists a follow of the namespaces
+//!   screen starts with, one by one;
+//! - the CPU of the idle loop following the screen (watches open) over [`IDLE_LIVE`]:
+//!   the loop's thread, the whole process and the sandbox's process.
 //!
 //! CPU is on-CPU time from `/proc/PID/task/*/schedstat`. Sandboxes are stopped at the
 //! end, also when the bench panics.
@@ -69,9 +70,9 @@ const IN_FLIGHT: usize = 32;
 const FRAMES: usize = 300;
 /// Keys sent to the running loop, one frame each.
 const KEYS: usize = 100;
-/// Live readings timed one by one per screen.
-const READINGS: usize = 5;
-/// How long the idle loop is watched with a live view on (a reading every 5 s).
+/// Changes followed one by one per screen.
+const CHANGES: usize = 5;
+/// How long the idle loop is watched while it follows the screen.
 const IDLE_LIVE: Duration = Duration::from_secs(30);
 /// Terminal sizes the frames are drawn at.
 const SIZES: [(u16, u16); 2] = [(120, 40), (200, 60)];
@@ -552,24 +553,53 @@ fn draw_times(app: &mut App, (w, h): (u16, u16), frames: usize) -> Vec<Duration>
         .collect()
 }
 
-/// Times [`READINGS`] live readings of the current screen: `App::read_live` until its
-/// message is applied. Returns (wall, process CPU, loop thread CPU) of each.
-fn readings(app: &mut App) -> Vec<(Duration, u64, u64)> {
-    (0..READINGS)
-        .map(|_| {
+/// Times [`CHANGES`] changes followed on the current screen: an object made by `make`
+/// (through another client) until the row whose key ends with the name it returns
+/// shows. Returns (wall, process CPU, loop thread CPU) of each.
+fn changes(
+    app: &mut App,
+    rt: &tokio::runtime::Runtime,
+    make: &dyn Fn(usize) -> (String, Value),
+    client: &kube::Client,
+) -> Vec<(Duration, u64, u64)> {
+    (0..CHANGES)
+        .map(|i| {
+            let (name, doc) = make(i);
             let (p0, m0, t) = (process_cpu(), main_cpu(), Instant::now());
-            app.read_live();
-            assert!(app.wait(Some(Duration::from_secs(120))), "no answer");
+            rt.block_on(create(client, doc));
+            assert!(
+                app.settle(Duration::from_secs(120), |a| a
+                    .row_keys()
+                    .is_some_and(|k| k.iter().any(|k| k.ends_with(&name)))),
+                "{name} never showed"
+            );
             let r = (
                 t.elapsed(),
                 process_cpu().saturating_sub(p0),
                 main_cpu().saturating_sub(m0),
             );
-            // Let the runtime's threads go back to sleep.
-            std::thread::sleep(Duration::from_millis(200));
+            // Past the follow's pace (rows at most once a second), runtime asleep.
+            std::thread::sleep(Duration::from_millis(1500));
             r
         })
         .collect()
+}
+
+/// Creates `doc` (a Namespace or a PersistentVolumeClaim).
+async fn create(client: &kube::Client, doc: Value) {
+    let pp = PostParams::default();
+    if doc["kind"] == "Namespace" {
+        Api::<Namespace>::all(client.clone())
+            .create(&pp, &serde_json::from_value(doc).unwrap())
+            .await
+            .unwrap();
+    } else {
+        let ns = doc["metadata"]["namespace"].as_str().unwrap().to_string();
+        Api::<PersistentVolumeClaim>::namespaced(client.clone(), &ns)
+            .create(&pp, &serde_json::from_value(doc).unwrap())
+            .await
+            .unwrap();
+    }
 }
 
 /// What the loop did on one screen: keys to frames, idle CPU.
@@ -582,8 +612,8 @@ struct Live {
 }
 
 /// Runs the loop on the app's current screen: [`KEYS`] keys (down), each waited for
-/// until its frame is drawn, then [`IDLE_LIVE`] of idling with the live view reading
-/// the screen again every 5 s; then quits.
+/// until its frame is drawn, then [`IDLE_LIVE`] of idling while it follows the screen;
+/// then quits.
 fn run_live(app: &mut App, sandbox_pid: &str) -> Live {
     let tx = app.sender();
     let mut terminal = Terminal::new(TestBackend::new(120, 40)).unwrap();
@@ -629,11 +659,18 @@ fn run_live(app: &mut App, sandbox_pid: &str) -> Live {
     controller.join().unwrap()
 }
 
-/// An app on the big cluster showing the screen `command` opens, loaded.
-fn open(linked: &Linked, rt: &tokio::runtime::Runtime, home: &Path, command: &str) -> App {
+/// An app on the big cluster showing the screen `command` opens, loaded, and how long
+/// that screen took to show its rows.
+fn open(
+    linked: &Linked,
+    rt: &tokio::runtime::Runtime,
+    home: &Path,
+    command: &str,
+) -> (App, Duration) {
     let mut app = App::new(env(linked.clone(), rt, home));
     assert!(app.settle(Duration::from_secs(60), App::probed));
     app.command("ctx ferry-big");
+    let t = Instant::now();
     app.command(command);
     assert!(
         app.settle(Duration::from_secs(120), |a| a
@@ -642,15 +679,18 @@ fn open(linked: &Linked, rt: &tokio::runtime::Runtime, home: &Path, command: &st
         "{command}: {:?}",
         app.rows_error()
     );
-    app
+    let opened = t.elapsed();
+    (app, opened)
 }
 
-/// One screen at scale: frames, live readings and the idle loop.
+/// One screen at scale: frames, changes followed and the idle loop.
 struct Figures {
     name: String,
     rows: usize,
+    /// From the screen's command to its first rows (the follow's first listing).
+    opened: Duration,
     draws: Vec<((u16, u16), Vec<Duration>)>,
-    readings: Vec<(Duration, u64, u64)>,
+    changes: Vec<(Duration, u64, u64)>,
     live: Live,
 }
 
@@ -661,26 +701,29 @@ fn measure(
     home: &Path,
     command: &str,
     sandbox_pid: &str,
+    make: &dyn Fn(usize) -> (String, Value),
 ) -> Figures {
-    let mut app = open(linked, rt, home, command);
+    let (mut app, opened) = open(linked, rt, home, command);
     let rows = app.row_keys().unwrap().len();
     let draws = SIZES
         .iter()
         .map(|size| (*size, draw_times(&mut app, *size, FRAMES)))
         .collect();
-    let readings = readings(&mut app);
+    let client = rt.block_on(linked.clusters[0].client()).unwrap();
+    let changes = changes(&mut app, rt, make, &client);
     let live = run_live(&mut app, sandbox_pid);
     Figures {
         name: name.to_string(),
         rows,
+        opened,
         draws,
-        readings,
+        changes,
         live,
     }
 }
 
-/// The lists one reading of the namespaces screen makes (`tasks.rs`, `list_namespaces`),
-/// one at a time: (what, objects, wall, this process's CPU).
+/// The lists a follow of the namespaces screen starts with (`follow.rs`), one at a
+/// time: (what, objects, wall, this process's CPU).
 async fn lists(linked: &Linked) -> Vec<(&'static str, usize, Duration, u64)> {
     let cluster = &linked.clusters[0];
     let mut out = Vec::new();
@@ -741,8 +784,27 @@ fn at_scale(home: &Path, rt: &tokio::runtime::Runtime) {
     let sandbox_idle = pct(ticks_cpu(&pid).saturating_sub(s0), t0.elapsed());
     let parts = rt.block_on(lists(&linked));
     let screens = [
-        measure("namespaces", &linked, rt, home, "ns", &pid),
-        measure("claims of ns-0000", &linked, rt, home, "pvc ns-0000", &pid),
+        measure("namespaces", &linked, rt, home, "ns", &pid, &|i| {
+            let name = format!("zz-made-{i}");
+            let doc = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
+            (name, doc)
+        }),
+        measure(
+            "claims of ns-0000",
+            &linked,
+            rt,
+            home,
+            "pvc ns-0000",
+            &pid,
+            &|i| {
+                let name = format!("zz-made-{i}");
+                let doc = json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                "metadata": {"name": name, "namespace": "ns-0000"},
+                "spec": {"accessModes": ["ReadWriteOnce"],
+                         "resources": {"requests": {"storage": "1Gi"}}}});
+                (name, doc)
+            },
+        ),
     ];
     drop(sandboxes);
 
@@ -797,29 +859,34 @@ fn at_scale(home: &Path, rt: &tokio::runtime::Runtime) {
     }
     println!();
     println!(
-        "One live reading: `App::read_live` until its message is applied ({READINGS} each); \
-         CPU of this process (the tokio runtime listing and summarising) and of the loop's \
-         thread (applying the message: rows, selection)."
+        "Following: the screen opened (its command until its first rows: the follow's \
+         discovery and first listing), then {CHANGES} objects made through another client \
+         (a namespace; a claim in ns-0000), each until its row shows; CPU of this process \
+         (the watch event, the rows worked out again) and of the loop's thread (applying \
+         them: rows, selection)."
     );
     println!();
-    println!("| screen | wall median | wall max | process CPU median | loop thread CPU median |");
-    println!("|---|---|---|---|---|");
+    println!(
+        "| screen | opened | change to row, median | max | process CPU median | loop thread CPU median |"
+    );
+    println!("|---|---|---|---|---|---|");
     for s in &screens {
-        let wall: Vec<Duration> = s.readings.iter().map(|r| r.0).collect();
+        let wall: Vec<Duration> = s.changes.iter().map(|r| r.0).collect();
         let cpu: Vec<Duration> = s
-            .readings
+            .changes
             .iter()
             .map(|r| Duration::from_nanos(r.1))
             .collect();
         let main: Vec<Duration> = s
-            .readings
+            .changes
             .iter()
             .map(|r| Duration::from_nanos(r.2))
             .collect();
         let (wm, _, wx) = spread(wall);
         println!(
-            "| {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} |",
             s.name,
+            ms(s.opened),
             ms(wm),
             ms(wx),
             ms(spread(cpu).0),
@@ -827,7 +894,7 @@ fn at_scale(home: &Path, rt: &tokio::runtime::Runtime) {
         );
     }
     println!();
-    println!("The lists of one namespaces reading, one at a time (kube-rs, typed, as `tasks.rs`):");
+    println!("The lists a follow of the namespaces screen starts with, one at a time (kube-rs):");
     println!();
     println!("| list | objects | wall | process CPU |");
     println!("|---|---|---|---|");
@@ -840,7 +907,7 @@ fn at_scale(home: &Path, rt: &tokio::runtime::Runtime) {
     }
     println!();
     println!(
-        "Idle with the live view on ({} s, a reading every 5 s), the loop at 120x40:",
+        "Idle while following the screen ({} s, its watches open), the loop at 120x40:",
         IDLE_LIVE.as_secs()
     );
     println!();

@@ -18,7 +18,7 @@ use serde_json::Value;
 use crate::error::TaskError;
 pub use crate::job::{Flow, Job, JobEnd};
 use crate::keymap::Keymap;
-pub use crate::live::{LIVE_EVERY, PROBE_EVERY, Quiet};
+pub use crate::live::{AGES_EVERY, LIVE_EVERY, PROBE_EVERY};
 use crate::page;
 use crate::screens;
 use crate::tasks;
@@ -369,15 +369,14 @@ pub struct App {
     rx: mpsc::Receiver<Msg>,
     /// Something changed since the last frame.
     pub(crate) dirty: bool,
-    /// When the shown view was last read again by itself ([`App::poll`]).
-    pub(crate) polled: Instant,
+    /// What the shown list follows (watches of its cluster), stopped when dropped.
+    pub(crate) follow: Option<crate::follow::Follow>,
+    /// When ages were last drawn again by themselves ([`App::poll`]).
+    pub(crate) aged: Instant,
     /// When the clusters were last probed again by themselves.
     pub(crate) probed: Instant,
-    /// Quiet reloads still waiting for their answer (their [`Quiet`] keys): a slow
-    /// cluster never has two at once.
+    /// Probes of clusters that answered before, still waiting for their answer.
     pub(crate) in_flight: crate::live::InFlight,
-    /// How long the shown list waits between readings ([`crate::live::pace`]).
-    pub(crate) live_every: Duration,
     /// Clickable areas of the last frame.
     pub(crate) hits: RefCell<Hits>,
 }
@@ -437,10 +436,10 @@ impl App {
             tasks: tasks::Tasks::new(env_rt, tx),
             rx,
             dirty: true,
-            polled: Instant::now(),
+            follow: None,
+            aged: Instant::now(),
             probed: Instant::now(),
             in_flight: Default::default(),
-            live_every: LIVE_EVERY,
             hits: RefCell::new(Hits::default()),
         };
         for c in &app.clusters {
@@ -639,6 +638,7 @@ impl App {
     pub(crate) fn load_current(&mut self, force: bool) {
         let view = self.screen().view.clone();
         page::of(&view).load(self, &view, force);
+        self.follow_shown();
     }
 
     pub fn find_snapshot(&self, id: &str) -> Option<&Snapshot> {
@@ -658,7 +658,7 @@ impl App {
         match msg {
             Msg::Input(ev) => self.input(ev),
             Msg::Probe(name, facts) => {
-                self.in_flight.finish(&Quiet::Probe(name.clone()));
+                self.in_flight.finish(&name);
                 self.keeping_selection(|app| {
                     if let Some(c) = app.cluster_mut(&name) {
                         c.facts = Some(facts);
@@ -668,33 +668,21 @@ impl App {
                 self.wizard_sync();
             }
             Msg::Namespaces(name, r) => {
-                let took = self.in_flight.finish(&Quiet::Namespaces(name.clone()));
-                let quiet = took.is_some();
-                self.paced(took);
                 self.keeping_selection(|app| {
                     if let Some(c) = app.cluster_mut(&name) {
-                        c.namespaces = match r {
-                            Ok(list) => Some(Load::Ready(screens::namespaces::rows(&list))),
-                            // A quiet reload that failed keeps what is shown.
-                            Err(_)
-                                if quiet
-                                    && c.namespaces
-                                        .as_ref()
-                                        .is_some_and(|n| n.ready().is_some()) =>
-                            {
-                                c.namespaces.take()
+                        let shown = c.namespaces.as_ref().is_some_and(|n| n.ready().is_some());
+                        match r {
+                            Ok(list) => {
+                                c.namespaces = Some(Load::Ready(screens::namespaces::rows(&list)))
                             }
-                            Err(e) => Some(Load::Failed(e)),
-                        };
+                            // A list that followed its cluster keeps what it showed.
+                            Err(e) if shown => tracing::warn!("{e}"),
+                            Err(e) => c.namespaces = Some(Load::Failed(e)),
+                        }
                     }
                 });
             }
             Msg::NsObjects(name, ns, r) => {
-                let took = self
-                    .in_flight
-                    .finish(&Quiet::NsObjects(name.clone(), ns.clone()));
-                let quiet = took.is_some();
-                self.paced(took);
                 self.keeping_selection(|app| {
                     if let Some(c) = app.cluster_mut(&name) {
                         let shown = c.ns.get(&ns).is_some_and(|l| l.ready().is_some());
@@ -702,7 +690,7 @@ impl App {
                             Ok(data) => {
                                 c.ns.insert(ns, Load::Ready(data));
                             }
-                            Err(_) if quiet && shown => {}
+                            Err(e) if shown => tracing::warn!("{e}"),
                             Err(e) => {
                                 c.ns.insert(ns, Load::Failed(e));
                             }
@@ -877,15 +865,9 @@ impl App {
                         JobEnd::Cancelled => (Tone::Warn, format!("{}: cancelled", j.title)),
                     };
                     let captured = matches!(end, JobEnd::Captured { .. });
-                    let into = match &end {
-                        JobEnd::Restored { report, .. } => Some(report.target_cluster.clone()),
-                        _ => None,
-                    };
+                    // What a restore made shows in the target's lists by itself: they
+                    // follow the cluster.
                     j.finish(end);
-                    // What the restore made shows in the target's lists without R.
-                    if let Some(target) = into {
-                        self.reload_quietly(&target);
-                    }
                     self.status = Some(line);
                     if captured {
                         // A new snapshot: the list is stale.
@@ -925,6 +907,7 @@ impl App {
 
     /// Waits for one message (at most `timeout`) and applies it with any others waiting.
     pub fn wait(&mut self, timeout: Option<Duration>) -> bool {
+        self.follow_shown();
         let first = match timeout {
             Some(t) => self.rx.recv_timeout(t).ok(),
             None => self.rx.recv().ok(),

@@ -51,6 +51,11 @@ pub fn duration(d: Duration) -> String {
     }
 }
 
+/// How long ago `at` was, at `now` (as [`duration`]; a time ahead of `now` is 0).
+pub fn age(at: chrono::DateTime<chrono::Utc>, now: chrono::DateTime<chrono::Utc>) -> String {
+    duration((now - at).to_std().unwrap_or_default())
+}
+
 /// Lays out rows as left-aligned columns separated by two spaces (the first row is
 /// the header).
 pub fn table(rows: &[Vec<String>]) -> String {

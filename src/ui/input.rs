@@ -115,8 +115,14 @@ impl App {
         self.refresh_yaml();
     }
 
-    /// One key press.
+    /// One key press; then the shown list follows its cluster (another view follows
+    /// something else).
     pub fn key(&mut self, k: KeyEvent) {
+        self.pressed(k);
+        self.follow_shown();
+    }
+
+    fn pressed(&mut self, k: KeyEvent) {
         self.dirty = true;
         // A question is answered first, whatever is open under it.
         if let Mode::Confirm(ask) = &self.mode {

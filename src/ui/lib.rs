@@ -24,6 +24,7 @@ pub mod app;
 pub mod describe;
 pub mod error;
 pub mod event;
+pub mod follow;
 pub mod format;
 mod input;
 pub mod job;

@@ -1,23 +1,28 @@
-//! Lists that follow the clusters: the shown list read again every [`LIVE_EVERY`]
-//! (probes every [`PROBE_EVERY`]) without showing "loading", the selection kept on its
-//! row across reloads, and `R` on the clusters reading kubeconfigs and clouds again.
+//! Lists that follow the clusters: the shown list's objects are watched
+//! ([`crate::follow`]) and its rows replaced as they change, the selection kept on its
+//! row; ages tick once a second; the clusters are probed again every [`PROBE_EVERY`]
+//! while their list shows; `R` on the clusters reads kubeconfigs and clouds again.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use ferry_providers::kubeconfig::{Linked, LinkedCluster};
 
-use crate::app::{App, ClusterState, Load, View};
+use crate::app::{App, ClusterState, View};
+use crate::follow::Target;
 use crate::screens;
 
-/// How often the shown list is read again by itself (namespaces, workloads, claims).
+/// How often a list that cannot be watched is read again (see `live::pace`).
 pub const LIVE_EVERY: Duration = Duration::from_secs(5);
 
 /// How often the clusters are probed again by themselves while their list shows.
 pub const PROBE_EVERY: Duration = Duration::from_secs(30);
 
-/// The longest the shown list waits between readings, however slow they are.
+/// The longest a followed list waits between readings or updates, however slow they are.
 pub const LIVE_AT_MOST: Duration = Duration::from_secs(60);
+
+/// How often a list showing ages is drawn again while nothing else changes.
+pub const AGES_EVERY: Duration = Duration::from_secs(1);
 
 /// How long to wait between readings that each took `took`: [`LIVE_EVERY`], or ten
 /// times a slow reading (a large cluster, a slow server), at most [`LIVE_AT_MOST`], so
@@ -26,36 +31,25 @@ pub fn pace(took: Duration) -> Duration {
     took.saturating_mul(10).clamp(LIVE_EVERY, LIVE_AT_MOST)
 }
 
-/// The quiet reloads waiting for their answer, and when each started.
+/// The probes waiting for their answer (by cluster name): a slow cluster never has two
+/// at once.
 #[derive(Debug, Default)]
-pub struct InFlight(std::collections::BTreeMap<Quiet, Instant>);
+pub struct InFlight(std::collections::BTreeSet<String>);
 
 impl InFlight {
-    /// Notes `q` as started now; false if it is already waited for.
-    pub fn start(&mut self, q: Quiet) -> bool {
-        if self.0.contains_key(&q) {
-            return false;
-        }
-        self.0.insert(q, Instant::now());
-        true
+    /// Notes a probe of `cluster` as started; false if one is already waited for.
+    pub fn start(&mut self, cluster: &str) -> bool {
+        self.0.insert(cluster.to_string())
     }
 
-    /// Its answer came: how long it took, if it was a quiet reload.
-    pub fn finish(&mut self, q: &Quiet) -> Option<Duration> {
-        self.0.remove(q).map(|at| at.elapsed())
+    /// Its answer came.
+    pub fn finish(&mut self, cluster: &str) {
+        self.0.remove(cluster);
     }
 
-    pub fn forget_probes(&mut self) {
-        self.0.retain(|q, _| !matches!(q, Quiet::Probe(_)));
+    pub fn forget(&mut self) {
+        self.0.clear();
     }
-}
-
-/// A reload that keeps what is shown until its answer comes.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Quiet {
-    Namespaces(String),
-    NsObjects(String, String),
-    Probe(String),
 }
 
 impl App {
@@ -70,81 +64,93 @@ impl App {
         self.select_first_selectable();
     }
 
-    /// How long until [`App::poll`] has something to do.
-    pub fn next_poll(&self) -> Duration {
-        self.live_every.saturating_sub(self.polled.elapsed())
-    }
-
-    /// How long the shown list waits between readings now (see `live::pace`).
-    pub fn live_every(&self) -> Duration {
-        self.live_every
-    }
-
-    /// Reads the shown list again when [`LIVE_EVERY`] (or what `live::pace` makes of a
-    /// slow reading) has passed (the clusters' probes every [`PROBE_EVERY`]), keeping
-    /// what is shown until the answer comes.
-    pub fn poll(&mut self) {
-        if self.polled.elapsed() >= self.live_every {
-            self.read_live();
-        }
-    }
-
-    /// A quiet reading answered after `took`: the next waits in proportion.
-    pub(crate) fn paced(&mut self, took: Option<Duration>) {
-        if let Some(took) = took {
-            self.live_every = pace(took);
-        }
-    }
-
-    /// Reads the shown list again now, quietly (what [`App::poll`] does when due).
-    pub fn read_live(&mut self) {
-        self.polled = Instant::now();
-        match self.screen().view.clone() {
-            View::Clusters if self.probed.elapsed() >= PROBE_EVERY => {
-                self.probed = Instant::now();
-                let done: Vec<LinkedCluster> = self
-                    .clusters
-                    .iter()
-                    .filter(|c| c.facts.is_some())
-                    .map(|c| c.linked.clone())
-                    .collect();
-                for linked in done {
-                    if self.in_flight.start(Quiet::Probe(linked.name.clone())) {
-                        self.tasks.probe(linked);
-                    }
-                }
-            }
-            View::Namespaces { cluster } => self.reload_quietly(&cluster),
+    /// What the shown view follows, if anything.
+    fn wanted(&self) -> Option<Target> {
+        match &self.screen().view {
+            View::Namespaces { cluster } => Some(Target::Namespaces {
+                cluster: cluster.clone(),
+            }),
             View::Workloads { cluster, ns, .. }
             | View::Pods { cluster, ns }
-            | View::Pvcs { cluster, ns } => {
-                let Some(c) = self.cluster(&cluster) else {
-                    return;
-                };
-                if c.ns.get(&ns).and_then(Load::ready).is_none() {
-                    return;
-                }
-                let linked = c.linked.clone();
-                if self.in_flight.start(Quiet::NsObjects(cluster, ns.clone())) {
-                    self.tasks.ns_objects(linked, ns);
-                }
-            }
-            _ => {}
+            | View::Pvcs { cluster, ns } => Some(Target::Namespace {
+                cluster: cluster.clone(),
+                ns: ns.clone(),
+            }),
+            _ => None,
         }
     }
 
-    /// Reads the namespaces of `cluster` again if they were read, keeping them shown
-    /// until the answer comes.
-    pub(crate) fn reload_quietly(&mut self, cluster: &str) {
-        let Some(c) = self.cluster(cluster) else {
-            return;
-        };
-        if c.namespaces.as_ref().and_then(Load::ready).is_none() {
+    /// Follows what the shown view lists, stopping what the view before followed.
+    pub(crate) fn follow_shown(&mut self) {
+        let want = self.wanted();
+        if self.follow.as_ref().map(|f| &f.target) == want.as_ref() {
             return;
         }
-        let linked = c.linked.clone();
-        if self.in_flight.start(Quiet::Namespaces(cluster.to_string())) {
-            self.tasks.namespaces(linked);
+        self.follow = None;
+        let Some(target) = want else { return };
+        if let Some(c) = self.cluster(target.cluster()) {
+            self.follow = Some(self.tasks.follow(c.linked.clone(), target));
+        }
+    }
+
+    /// Follows the shown view anew (its first answer replaces what shows: `R`).
+    pub(crate) fn refollow(&mut self) {
+        self.follow = None;
+        self.follow_shown();
+    }
+
+    /// What the shown view follows now (tests and benches).
+    pub fn following(&self) -> Option<&Target> {
+        self.follow.as_ref().map(|f| &f.target)
+    }
+
+    /// Whether the shown list has ages to keep ticking.
+    fn shows_ages(&self) -> bool {
+        matches!(
+            self.screen().view,
+            View::Workloads { .. } | View::Pods { .. }
+        )
+    }
+
+    /// How long until [`App::poll`] has something to do.
+    pub fn next_poll(&self) -> Duration {
+        let mut next = match self.screen().view {
+            View::Clusters => PROBE_EVERY.saturating_sub(self.probed.elapsed()),
+            _ => PROBE_EVERY,
+        };
+        if self.shows_ages() {
+            next = next.min(AGES_EVERY.saturating_sub(self.aged.elapsed()));
+        }
+        next
+    }
+
+    /// Keeps the shown list following its cluster; probes the clusters again every
+    /// [`PROBE_EVERY`] while they show; draws ages again every [`AGES_EVERY`].
+    pub fn poll(&mut self) {
+        self.follow_shown();
+        if self.shows_ages() && self.aged.elapsed() >= AGES_EVERY {
+            self.aged = Instant::now();
+            self.dirty = true;
+        }
+        if self.screen().view == View::Clusters && self.probed.elapsed() >= PROBE_EVERY {
+            self.probe_again();
+        }
+    }
+
+    /// Probes again the clusters that answered a probe, quietly (what [`App::poll`] does
+    /// every [`PROBE_EVERY`]).
+    pub fn probe_again(&mut self) {
+        self.probed = Instant::now();
+        let done: Vec<LinkedCluster> = self
+            .clusters
+            .iter()
+            .filter(|c| c.facts.is_some())
+            .map(|c| c.linked.clone())
+            .collect();
+        for linked in done {
+            if self.in_flight.start(&linked.name) {
+                self.tasks.probe(linked);
+            }
         }
     }
 
@@ -197,7 +203,7 @@ impl App {
             self.clusters.push(state);
         }
         self.env.linked = fresh;
-        self.in_flight.forget_probes();
+        self.in_flight.forget();
         // Cloud clusters join again as their accounts answer.
         self.listing = self.env.clouds.origins();
         if !self.listing.is_empty() {
@@ -220,18 +226,13 @@ mod tests {
     }
 
     #[test]
-    fn a_reload_is_waited_for_once_and_timed() {
+    fn a_probe_is_waited_for_once() {
         let mut f = InFlight::default();
-        let q = Quiet::Namespaces("prod".into());
-        assert!(f.start(q.clone()));
-        assert!(!f.start(q.clone()), "not twice at once");
-        assert!(f.finish(&q).is_some());
-        assert!(
-            f.finish(&q).is_none(),
-            "an answer nobody waited for is not quiet"
-        );
-        assert!(f.start(Quiet::Probe("qa".into())));
-        f.forget_probes();
-        assert!(f.start(Quiet::Probe("qa".into())));
+        assert!(f.start("prod"));
+        assert!(!f.start("prod"), "not twice at once");
+        f.finish("prod");
+        assert!(f.start("prod"));
+        f.forget();
+        assert!(f.start("prod"));
     }
 }

@@ -47,6 +47,9 @@ pub struct Row {
     /// A group heading (e.g. a kubeconfig file): shown, never selected.
     pub group: bool,
     pub tone: Tone,
+    /// An age to draw in cell `.0` from the creation time `.1` when the row is drawn,
+    /// so that it ticks without the row being made again.
+    pub born: Option<(usize, chrono::DateTime<chrono::Utc>)>,
     /// The cells in lower case, for the filter.
     pub(crate) search: String,
 }
@@ -59,6 +62,7 @@ impl Row {
             cells,
             group: false,
             tone: Tone::Normal,
+            born: None,
             search,
         }
     }
@@ -69,6 +73,7 @@ impl Row {
             cells: vec![label],
             group: true,
             tone: Tone::Normal,
+            born: None,
             search: String::new(),
         }
     }
@@ -76,6 +81,24 @@ impl Row {
     pub fn tone(mut self, t: Tone) -> Row {
         self.tone = t;
         self
+    }
+
+    /// Cell `col` shows the age of something created at `at` (when known), drawn anew
+    /// with each frame.
+    pub fn born(mut self, col: usize, at: Option<chrono::DateTime<chrono::Utc>>) -> Row {
+        self.born = at.map(|at| (col, at));
+        self
+    }
+
+    /// The cells as they are to be drawn at `now` (an age brought up to date).
+    pub fn cells_at(&self, now: chrono::DateTime<chrono::Utc>) -> Vec<String> {
+        let mut cells = self.cells.clone();
+        if let Some((col, at)) = self.born
+            && let Some(c) = cells.get_mut(col)
+        {
+            *c = crate::format::age(at, now);
+        }
+        cells
     }
 }
 

@@ -6,21 +6,19 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::mpsc::Sender;
 
-use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use kube::api::{Api, ListParams};
-use serde_json::Value;
 use tokio::runtime::Handle;
 
-use crate::app::{JobEnd, Msg, NsSummary};
+use crate::app::{JobEnd, Msg};
 use crate::error::{DestinationError, TaskError};
+use crate::follow::{Follow, Target};
 use crate::format;
 use ferry_jobs::{CreateAndRestore, Endpoint, Failed, JobError, MoveJob, RestoreJob, Staged};
 use ferry_k8s::JobProgress;
 use ferry_k8s::apply;
 use ferry_k8s::capture::{self, CaptureMeta, CaptureOptions};
 use ferry_k8s::mover::MoverOptions;
-use ferry_k8s::objects::{self, Catalog};
 use ferry_k8s::plan::{Plan, PlanOptions};
 use ferry_policy::Action;
 use ferry_policy::gate::{self, Place};
@@ -165,29 +163,9 @@ impl Tasks {
         });
     }
 
-    pub fn namespaces(&self, cluster: LinkedCluster) {
-        let (rt, tx) = (&self.rt, &self.tx);
-        let tx = tx.clone();
-        rt.spawn(async move {
-            let r = list_namespaces(&cluster).await;
-            send(&tx, Msg::Namespaces(cluster.name.clone(), r));
-        });
-    }
-
-    pub fn ns_objects(&self, cluster: LinkedCluster, ns: String) {
-        let (rt, tx) = (&self.rt, &self.tx);
-        let tx = tx.clone();
-        rt.spawn(async move {
-            // The rows (and each workload's dependencies) are worked out here, not on
-            // the console's thread: a large namespace takes a while.
-            let r = match namespace_objects(&cluster, &ns).await {
-                Ok(objects) => {
-                    blocking(move || Ok(crate::screens::workloads::ns_data(objects))).await
-                }
-                Err(e) => Err(e),
-            };
-            send(&tx, Msg::NsObjects(cluster.name.clone(), ns, r));
-        });
+    /// Follows `target` of `cluster` until the returned handle is dropped.
+    pub fn follow(&self, cluster: LinkedCluster, target: Target) -> Follow {
+        crate::follow::start(&self.rt, self.tx.clone(), cluster, target)
     }
 
     pub fn snapshots(&self, repo: Result<Repository, TaskError>) {
@@ -686,115 +664,6 @@ async fn client(cluster: &LinkedCluster) -> Result<kube::Client, TaskError> {
         .client()
         .await
         .map_err(|e| TaskError::Client(Arc::new(e)))
-}
-
-fn requested(c: &PersistentVolumeClaim) -> u64 {
-    c.spec
-        .as_ref()
-        .and_then(|s| s.resources.as_ref())
-        .and_then(|r| r.requests.as_ref())
-        .and_then(|r| r.get("storage"))
-        .and_then(|q| ferry_k8s::plan::parse_quantity(&q.0))
-        .unwrap_or(0)
-}
-
-async fn list_namespaces(cluster: &LinkedCluster) -> Result<Vec<NsSummary>, TaskError> {
-    let client = client(cluster).await?;
-    let lp = ListParams::default();
-    let nss = Api::<Namespace>::all(client.clone())
-        .list(&lp)
-        .await
-        .map_err(|e| {
-            // Without the right to list namespaces, one can still be opened by name.
-            let next = match &e {
-                kube::Error::Api(s) if s.code == 403 => ". Open one directly with :ns NAME",
-                _ => "",
-            };
-            TaskError::list(format!("the namespaces of {}", cluster.name), e, next)
-        })?;
-    let (a1, a2, a3, a4, a5) = (
-        Api::<PersistentVolumeClaim>::all(client.clone()),
-        Api::<Pod>::all(client.clone()),
-        Api::<Deployment>::all(client.clone()),
-        Api::<StatefulSet>::all(client.clone()),
-        Api::<DaemonSet>::all(client.clone()),
-    );
-    let (pvcs, pods, deps, sts, dss) = tokio::join!(
-        a1.list(&lp),
-        a2.list(&lp),
-        a3.list(&lp),
-        a4.list(&lp),
-        a5.list(&lp),
-    );
-    let ns_of = |m: &kube::api::ObjectMeta| m.namespace.clone().unwrap_or_default();
-    let mut out: Vec<NsSummary> = nss
-        .items
-        .into_iter()
-        .map(|n| NsSummary {
-            name: n.metadata.name.unwrap_or_default(),
-            status: n.status.and_then(|s| s.phase).unwrap_or_default(),
-            ..NsSummary::default()
-        })
-        .collect();
-    // Each object counts in its namespace's summary, found by name.
-    let at: std::collections::HashMap<String, usize> = out
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (s.name.clone(), i))
-        .collect();
-    let bump = |out: &mut Vec<NsSummary>, ns: String, f: &dyn Fn(&mut NsSummary)| {
-        if let Some(s) = at.get(&ns).and_then(|i| out.get_mut(*i)) {
-            f(s);
-        }
-    };
-    for c in pvcs.map(|l| l.items).unwrap_or_default() {
-        let r = requested(&c);
-        bump(&mut out, ns_of(&c.metadata), &|s| {
-            s.pvcs += 1;
-            s.requested += r;
-        });
-    }
-    for p in pods.map(|l| l.items).unwrap_or_default() {
-        bump(&mut out, ns_of(&p.metadata), &|s| s.pods += 1);
-    }
-    for m in deps
-        .map(|l| l.items.into_iter().map(|d| d.metadata).collect::<Vec<_>>())
-        .unwrap_or_default()
-        .into_iter()
-        .chain(
-            sts.map(|l| l.items.into_iter().map(|d| d.metadata).collect::<Vec<_>>())
-                .unwrap_or_default(),
-        )
-        .chain(
-            dss.map(|l| l.items.into_iter().map(|d| d.metadata).collect::<Vec<_>>())
-                .unwrap_or_default(),
-        )
-    {
-        bump(&mut out, ns_of(&m), &|s| s.workloads += 1);
-    }
-    Ok(out)
-}
-
-/// Every object of a namespace (as `ferry workloads` lists them), Events left out.
-async fn namespace_objects(cluster: &LinkedCluster, ns: &str) -> Result<Vec<Value>, TaskError> {
-    let client = client(cluster).await?;
-    let catalog = Catalog::discover(&client)
-        .await
-        .map_err(|e| TaskError::Discover {
-            cluster: cluster.name.clone(),
-            source: Arc::new(e),
-        })?;
-    let mut all = Vec::new();
-    for r in catalog
-        .resources
-        .iter()
-        .filter(|r| r.namespaced && r.listable && r.ar.kind != "Event")
-    {
-        if let Ok(items) = objects::list_all(&client, r, Some(ns), None).await {
-            all.extend(items);
-        }
-    }
-    Ok(all)
 }
 
 async fn blocking<T: Send + 'static>(

@@ -44,6 +44,7 @@ pub fn table(
     list: &ListState,
 ) {
     let vis = App::visible(rows, &list.filter);
+    let now = chrono::Utc::now();
     let fitted = fitted(widths, header, rows, &vis, area.width);
     let kept = kept(&fitted, narrow, area.width);
     let sizes = spread(
@@ -93,7 +94,7 @@ pub fn table(
             if i == sel {
                 style = theme.selected();
             }
-            let mut cells: Vec<String> = r.cells.clone();
+            let mut cells: Vec<String> = r.cells_at(now);
             if let Some(first) = cells.first_mut() {
                 *first = format!("{}{}", if marked { "● " } else { "  " }, first);
             }

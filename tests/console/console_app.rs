@@ -12,6 +12,7 @@ use std::time::Duration;
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ferry_console::app::{App, Env, JobEnd, Load, View};
 use ferry_console::error::TaskError;
+use ferry_console::follow::Target;
 use ferry_console::keymap::Keymap;
 use ferry_console::theme::Theme;
 use ferry_console::wizard_state::Step;
@@ -1735,12 +1736,18 @@ fn views_follow_the_cluster_and_r_reads_the_kubeconfig_again() {
     assert!(app.settle(LIMIT, |a| a.row_keys().is_some()));
     assert!(app.select_key("default"));
 
-    // A namespace made elsewhere appears without R, above the selection, which stays.
+    // The namespaces are watched while they show.
+    assert_eq!(
+        app.following(),
+        Some(&Target::Namespaces {
+            cluster: name.clone()
+        })
+    );
+    // A namespace made elsewhere appears by itself, above the selection, which stays.
     t.rt.block_on(create(
         &client,
         json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "aaa-made-elsewhere"}}),
     ));
-    app.read_live();
     assert!(
         app.settle(LIMIT, |a| a
             .row_keys()
@@ -1748,6 +1755,56 @@ fn views_follow_the_cluster_and_r_reads_the_kubeconfig_again() {
         "{:?}",
         app.row_keys()
     );
+    assert_eq!(app.selected_key().as_deref(), Some("default"));
+
+    // A namespace's workloads follow it too: a Deployment made and scaled elsewhere
+    // shows, with its age ticking as it is drawn; leaving stops following it.
+    key(&mut app, KeyCode::Enter);
+    assert_eq!(
+        app.following(),
+        Some(&Target::Namespace {
+            cluster: name.clone(),
+            ns: "default".into()
+        })
+    );
+    assert!(app.settle(LIMIT, |a| a.row_keys().is_some()));
+    t.rt.block_on(create(
+        &client,
+        json!({"apiVersion": "apps/v1", "kind": "Deployment",
+               "metadata": {"name": "made-elsewhere", "namespace": "default"},
+               "spec": {"replicas": 0, "selector": {"matchLabels": {"app": "x"}},
+                        "template": {"metadata": {"labels": {"app": "x"}},
+                                     "spec": {"containers": [{"name": "x", "image": "busybox"}]}}}}),
+    ));
+    let shown = |a: &App| {
+        a.current_rows()
+            .unwrap_or_default()
+            .into_iter()
+            .find(|r| r.key == "Deployment/made-elsewhere")
+    };
+    assert!(
+        app.settle(LIMIT, |a| shown(a).is_some()),
+        "{:?}",
+        app.row_keys()
+    );
+    let row = shown(&app).unwrap();
+    assert!(row.born.is_some(), "{row:?}");
+    let young = row.cells_at(chrono::Utc::now())[4].clone();
+    let older = row.cells_at(chrono::Utc::now() + chrono::Duration::seconds(90))[4].clone();
+    assert!(
+        young.ends_with('s') && older.starts_with("1m"),
+        "{young} {older}"
+    );
+    t.rt.block_on(async {
+        let api: Api<k8s_openapi::api::apps::v1::Deployment> =
+            Api::namespaced(client.clone(), "default");
+        api.delete("made-elsewhere", &Default::default())
+            .await
+            .unwrap();
+    });
+    assert!(app.settle(LIMIT, |a| shown(a).is_none()));
+    key(&mut app, KeyCode::Esc);
+    assert!(matches!(app.following(), Some(Target::Namespaces { .. })));
     assert_eq!(app.selected_key().as_deref(), Some("default"));
 
     // ctrl-a marks every namespace shown, again unmarks them.
@@ -1787,6 +1844,7 @@ fn views_follow_the_cluster_and_r_reads_the_kubeconfig_again() {
     write_kubeconfig(&kc, &[second.kubeconfig_entry()]).unwrap();
     key(&mut app, KeyCode::Esc);
     assert_eq!(app.screen().view, View::Clusters);
+    assert_eq!(app.following(), None, "nothing is watched on the clusters");
     key(&mut app, KeyCode::Char('R'));
     assert!(app.settle(LIMIT, |a| a.probed()));
     let c = app.cluster(&name).unwrap();
@@ -1813,4 +1871,86 @@ fn views_follow_the_cluster_and_r_reads_the_kubeconfig_again() {
     );
     app.command("ctx rod");
     assert_eq!(app.screen().view, View::Namespaces { cluster: name });
+}
+
+/// A list its user may read but not watch still follows the cluster, read again every
+/// few seconds; the kinds the user may not list count as none.
+#[test]
+fn a_list_that_may_not_be_watched_is_read_again() {
+    use ferry_sandbox::{KubeconfigUser, write_kubeconfig_with_users};
+    use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+    let t = common::new_repo();
+    let dir = tempfile::tempdir().unwrap();
+    let mut s =
+        t.rt.block_on(Sandbox::start(SandboxConfig::new(
+            "prod",
+            dir.path().join("prod"),
+        )))
+        .unwrap();
+    let admin = s.kubeconfig_entry();
+    let user = KubeconfigUser {
+        cluster: admin.cluster.clone(),
+        user: "lister".into(),
+        token: s.add_user("lister", &[]).unwrap(),
+    };
+    let ctx = user.context_name();
+    let kc = dir.path().join("kubeconfig");
+    write_kubeconfig_with_users(&kc, &[admin], &[user]).unwrap();
+    let linked = Linked::load(&Sources { paths: vec![kc] });
+    let prod = linked.clusters.iter().find(|c| c.name != ctx).unwrap();
+    let client = t.rt.block_on(prod.client()).unwrap();
+    t.rt.block_on(async {
+        let pp = PostParams::default();
+        let role: ClusterRole = serde_json::from_value(json!({
+            "metadata": {"name": "lister"},
+            "rules": [
+                {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list"]},
+                {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
+            ]
+        }))
+        .unwrap();
+        Api::<ClusterRole>::all(client.clone())
+            .create(&pp, &role)
+            .await
+            .unwrap();
+        let binding: ClusterRoleBinding = serde_json::from_value(json!({
+            "metadata": {"name": "lister"},
+            "subjects": [{"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": "lister"}],
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "lister"}
+        }))
+        .unwrap();
+        Api::<ClusterRoleBinding>::all(client.clone())
+            .create(&pp, &binding)
+            .await
+            .unwrap();
+    });
+    let mut app = App::new(env_for(&t, dir.path(), linked.clone()));
+    assert!(app.settle(LIMIT, |a| a.probed()));
+    app.command(&format!("ctx {ctx}"));
+    app.command("ns");
+    assert!(
+        app.settle(LIMIT, |a| a
+            .row_keys()
+            .is_some_and(|k| k.iter().any(|k| k == "default"))),
+        "{:?}",
+        app.rows_error()
+    );
+    t.rt.block_on(create(
+        &client,
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "made-later"}}),
+    ));
+    assert!(
+        app.settle(LIMIT, |a| a
+            .row_keys()
+            .is_some_and(|k| k.iter().any(|k| k == "made-later"))),
+        "{:?}",
+        app.row_keys()
+    );
+    assert_eq!(
+        app.following(),
+        Some(&Target::Namespaces { cluster: ctx }),
+        "still following"
+    );
+    drop(app);
+    t.rt.block_on(s.shutdown()).unwrap();
 }

@@ -74,6 +74,8 @@ pub struct Resource {
     pub ar: ApiResource,
     pub namespaced: bool,
     pub listable: bool,
+    /// Whether the API serves `watch` for it (a list that can be followed).
+    pub watchable: bool,
     pub creatable: bool,
     pub subresources: Vec<String>,
 }
@@ -127,6 +129,7 @@ fn resource(ar: ApiResource, caps: &ApiCapabilities) -> Resource {
     Resource {
         namespaced: caps.scope == Scope::Namespaced,
         listable: caps.supports_operation(verbs::LIST),
+        watchable: caps.supports_operation(verbs::WATCH),
         creatable: caps.supports_operation(verbs::CREATE),
         subresources: caps
             .subresources

@@ -76,12 +76,12 @@ impl Page for Namespaces {
         let View::Namespaces { cluster } = view else {
             return;
         };
-        let tasks = app.tasks.clone();
         if let Some(c) = app.cluster_mut(cluster)
             && (force || c.namespaces.is_none())
         {
+            // The list follows the cluster: a new follow reads it all first.
             c.namespaces = Some(Load::Loading);
-            tasks.namespaces(c.linked.clone());
+            app.refollow();
         }
     }
 

@@ -67,12 +67,12 @@ fn load_ns(app: &mut App, view: &View, force: bool) {
     else {
         return;
     };
-    let tasks = app.tasks.clone();
     if let Some(c) = app.cluster_mut(cluster)
         && (force || !c.ns.contains_key(ns))
     {
+        // The list follows the cluster: a new follow reads it all first.
         c.ns.insert(ns.clone(), Load::Loading);
-        tasks.ns_objects(c.linked.clone(), ns.clone());
+        app.refollow();
     }
 }
 
@@ -363,6 +363,7 @@ fn pod_row(p: &Value, now: chrono::DateTime<chrono::Utc>) -> Row {
         ],
     )
     .tone(tone)
+    .born(5, born(p))
 }
 
 /// The key of an object's row: `Kind/name`.
@@ -389,18 +390,17 @@ fn ready(o: &Value, kind: &str) -> String {
     }
 }
 
-fn age(o: &Value, now: chrono::DateTime<chrono::Utc>) -> String {
+/// When an object was made, if it says.
+fn born(o: &Value) -> Option<chrono::DateTime<chrono::Utc>> {
     o["metadata"]["creationTimestamp"]
         .as_str()
         .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-        .map(|t| {
-            format::duration(
-                (now - t.with_timezone(&chrono::Utc))
-                    .to_std()
-                    .unwrap_or_default(),
-            )
-        })
-        .unwrap_or_else(|| "-".into())
+        .map(|t| t.with_timezone(&chrono::Utc))
+}
+
+/// An object's age at `now` (the cell as first made; drawing brings it up to date).
+fn age(o: &Value, now: chrono::DateTime<chrono::Utc>) -> String {
+    born(o).map_or_else(|| "-".into(), |t| format::age(t, now))
 }
 
 /// Rows for a namespace's objects.
@@ -465,7 +465,8 @@ pub fn ns_data(objects: Vec<Value>) -> NsData {
                     },
                 ],
             )
-            .tone(tone),
+            .tone(tone)
+            .born(4, born(o)),
         );
     }
     let pods: Vec<&Value> = objects
