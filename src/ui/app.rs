@@ -320,6 +320,9 @@ pub enum Msg {
     Audit(Result<(Vec<ferry_policy::audit::AuditRecord>, Vec<String>), TaskError>),
     /// A line for the status bar from background work.
     Status(Tone, String),
+    /// An audit record written in the background (an abandoned or discarded plan) is
+    /// on disk, or failed to be (logged).
+    Recorded,
     /// A cluster the console created (a wizard's new target): linked from now on.
     ClusterCreated(Box<LinkedCluster>),
     /// The clusters of one cloud origin (an AWS account's region, an Azure
@@ -377,6 +380,8 @@ pub struct App {
     pub(crate) probed: Instant,
     /// Probes of clusters that answered before, still waiting for their answer.
     pub(crate) in_flight: crate::live::InFlight,
+    /// Audit records being written in the background ([`Msg::Recorded`] when done).
+    pub(crate) recording: usize,
     /// Clickable areas of the last frame.
     pub(crate) hits: RefCell<Hits>,
 }
@@ -440,6 +445,7 @@ impl App {
             aged: Instant::now(),
             probed: Instant::now(),
             in_flight: Default::default(),
+            recording: 0,
             hits: RefCell::new(Hits::default()),
         };
         for c in &app.clusters {
@@ -721,6 +727,7 @@ impl App {
                 self.select_first_selectable();
             }
             Msg::Status(tone, text) => self.say(tone, text),
+            Msg::Recorded => self.recording = self.recording.saturating_sub(1),
             Msg::SnapshotObjects(id, r) => {
                 self.snapshot_objects.insert(
                     id,
@@ -882,8 +889,29 @@ impl App {
     }
 
     /// Records a live capture whose plan was dropped unconfirmed ([`tasks::Tasks::abandoned`]).
-    pub(crate) fn abandon(&self, staged: ferry_jobs::Staged) {
+    pub(crate) fn abandon(&mut self, staged: ferry_jobs::Staged) {
+        self.recording += 1;
         self.tasks.abandoned(staged);
+    }
+
+    /// Ends the console: the plans of live captures still open or waiting (unconfirmed)
+    /// are recorded as abandoned; [`App::wind_down`] waits for those records and for the
+    /// running jobs, which the caller cancelled.
+    pub(crate) fn quit_now(&mut self) {
+        for w in [self.wizard.take(), self.parked.take()]
+            .into_iter()
+            .flatten()
+        {
+            if let Some(crate::wizard_state::LiveCapture::Saved(staged)) = w.live_capture() {
+                self.abandon(staged.clone());
+            }
+        }
+        self.quit = true;
+    }
+
+    /// Running jobs and audit records still being written: what quitting waits for.
+    pub fn winding(&self) -> usize {
+        self.running_jobs() + self.recording
     }
 
     fn wizard_sync(&mut self) {
@@ -926,7 +954,7 @@ impl App {
     /// runs; false if `limit` passed first.
     pub fn wind_down(&mut self, limit: Duration) -> bool {
         let deadline = Instant::now() + limit;
-        while self.running_jobs() > 0 {
+        while self.winding() > 0 {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return false;

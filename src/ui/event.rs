@@ -113,14 +113,15 @@ pub fn run(mut app: App) -> anyhow::Result<()> {
         })?;
     run_loop(&mut terminal, &mut app, &mut |_, _| {})?;
     drop(_guard);
-    // Jobs cancelled by quitting end their steps and record themselves as cancelled.
-    let running = app.running_jobs();
+    // Jobs cancelled by quitting end their steps and record themselves as cancelled;
+    // plans left unconfirmed are recorded as abandoned.
+    let running = app.winding();
     if running > 0 {
-        eprintln!("waiting for {running} cancelled job(s) to stop and be recorded…");
+        eprintln!("waiting for {running} cancelled job(s) and audit record(s)…");
         if !app.wind_down(WIND_DOWN) {
             eprintln!(
-                "{} job(s) did not stop within {}s: their audit records may be missing",
-                app.running_jobs(),
+                "{} job(s) or record(s) were not done within {}s: their audit records may be missing",
+                app.winding(),
                 WIND_DOWN.as_secs()
             );
         }

@@ -159,7 +159,7 @@ impl App {
                     for j in self.jobs.iter().filter(|j| j.running()) {
                         j.progress.cancel();
                     }
-                    self.quit = true;
+                    self.quit_now();
                 } else {
                     self.mode = Mode::Normal;
                     self.say(Tone::Normal, "still here: the jobs go on");
@@ -237,7 +237,7 @@ impl App {
                 if self.running_jobs() > 0 {
                     self.mode = Mode::ConfirmQuit;
                 } else {
-                    self.quit = true;
+                    self.quit_now();
                 }
             }
             Command::Refresh => self.load_current(true),

@@ -95,49 +95,26 @@ impl Tasks {
     }
 
     /// Appends the audit record of a live capture whose plan the user did not confirm.
+    /// Answers [`Msg::Recorded`] once the record is written (or failed to be).
     pub fn abandoned(&self, staged: Staged) {
-        let rt = &self.rt;
-        rt.spawn(async move {
+        let tx = self.tx.clone();
+        self.rt.spawn(async move {
             if let Some(w) = staged.abandon().await {
                 tracing::warn!("{w}");
             }
+            send(&tx, Msg::Recorded);
         });
     }
 
     /// Records a live capture's plan dropped unconfirmed, then removes the snapshot the
     /// capture saved (the policy's `delete-snapshots` check first, as `ferry forget`
     /// does); says on the status line what was removed, or why not.
+    /// Answers [`Msg::Recorded`] once both records are written (or failed to be).
     pub fn discarded(&self, staged: Staged, repo: Repository, source: Option<LinkedCluster>) {
-        let (rt, tx) = (&self.rt, &self.tx);
-        let tx = tx.clone();
-        let capture = staged.capture().map(|c| (c.snapshot.id, c.meta.clone()));
-        rt.spawn(async move {
-            if let Some(w) = staged.abandon().await {
-                tracing::warn!("{w}");
-            }
-            let Some((id, meta)) = capture else { return };
-            let from = match &source {
-                Some(c) => Place::new(c, None),
-                None => Place::named(&meta.cluster),
-            };
-            let removal = ferry_jobs::Removal {
-                from,
-                namespaces: meta.namespaces.clone(),
-            };
-            let line = match ferry_jobs::delete_snapshots(&repo, &[removal], vec![id]).await {
-                Ok(_) => (
-                    crate::app::Tone::Ok,
-                    format!(
-                        "the capture's snapshot {} was removed (`ferry prune` frees its space)",
-                        id.short()
-                    ),
-                ),
-                Err(f) => (
-                    crate::app::Tone::Warn,
-                    format!("the capture's snapshot {} is kept: {}", id.short(), f.error),
-                ),
-            };
-            send(&tx, Msg::Status(line.0, line.1));
+        let tx = self.tx.clone();
+        self.rt.spawn(async move {
+            discard(staged, repo, source, &tx).await;
+            send(&tx, Msg::Recorded);
         });
     }
 
@@ -664,6 +641,43 @@ async fn client(cluster: &LinkedCluster) -> Result<kube::Client, TaskError> {
         .client()
         .await
         .map_err(|e| TaskError::Client(Arc::new(e)))
+}
+
+/// Records a live capture's plan dropped unconfirmed, then removes its snapshot, saying
+/// on the status line what was removed, or why not.
+async fn discard(
+    staged: Staged,
+    repo: Repository,
+    source: Option<LinkedCluster>,
+    tx: &Sender<Msg>,
+) {
+    let capture = staged.capture().map(|c| (c.snapshot.id, c.meta.clone()));
+    if let Some(w) = staged.abandon().await {
+        tracing::warn!("{w}");
+    }
+    let Some((id, meta)) = capture else { return };
+    let from = match &source {
+        Some(c) => Place::new(c, None),
+        None => Place::named(&meta.cluster),
+    };
+    let removal = ferry_jobs::Removal {
+        from,
+        namespaces: meta.namespaces.clone(),
+    };
+    let line = match ferry_jobs::delete_snapshots(&repo, &[removal], vec![id]).await {
+        Ok(_) => (
+            crate::app::Tone::Ok,
+            format!(
+                "the capture's snapshot {} was removed (`ferry prune` frees its space)",
+                id.short()
+            ),
+        ),
+        Err(f) => (
+            crate::app::Tone::Warn,
+            format!("the capture's snapshot {} is kept: {}", id.short(), f.error),
+        ),
+    };
+    send(tx, Msg::Status(line.0, line.1));
 }
 
 async fn blocking<T: Send + 'static>(

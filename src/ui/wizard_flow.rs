@@ -229,7 +229,10 @@ impl App {
                 let staged = staged.clone();
                 if remove {
                     match self.repository() {
-                        Ok(repo) => self.tasks.discarded(staged, repo, source),
+                        Ok(repo) => {
+                            self.recording += 1;
+                            self.tasks.discarded(staged, repo, source);
+                        }
                         Err(e) => return self.say(Tone::Error, e.to_string()),
                     }
                     "removing the capture's snapshot…".to_string()

@@ -370,6 +370,29 @@ fn browse_and_migrate_a_namespace_through_the_wizard() {
         "{records:#?}"
     );
 
+    // A plan waiting unconfirmed when the console quits is recorded as abandoned, and
+    // quitting waits for that record.
+    migrate_to_plan(&mut app, &prod_name, "shop-qa4");
+    assert!(app.settle(LIMIT, |a| matches!(
+        a.wizard().unwrap().plan,
+        Some(Load::Ready(_))
+    )));
+    key(&mut app, KeyCode::Char('J'));
+    assert!(app.wizard().is_none(), "waiting");
+    key(&mut app, KeyCode::Char('q'));
+    assert!(app.quitting() && app.winding() == 1, "{}", app.winding());
+    assert!(app.wind_down(LIMIT));
+    let (records, _) = ferry_policy::audit::read(&t.repo).unwrap();
+    assert_eq!(
+        records
+            .iter()
+            .filter(|r| r.action == ferry_policy::Action::Migrate
+                && r.outcome == Outcome::Abandoned)
+            .count(),
+        3,
+        "{records:#?}"
+    );
+
     t.rt.block_on(async {
         prod.shutdown().await.unwrap();
         qa.shutdown().await.unwrap();
