@@ -1547,3 +1547,60 @@ fn every_screen_at_80x24_120x40_and_200x60() {
     shoot("help", &app);
     assert_eq!(shots.len(), 3 * 10, "{shots:?}");
 }
+
+/// Every step of the wizards at 80x24, 120x40 and 200x60: the clone wizard's target,
+/// namespaces, storage classes and options; the migrate wizard's new EKS cluster form
+/// and the plan of its creation.
+#[test]
+fn wizard_steps_at_80x24_120x40_and_200x60() {
+    use ferry_console::wizard_state::Step;
+    let shoot = |name: &str, app: &App| {
+        for (w, h) in [(80, 24), (120, 40), (200, 60)] {
+            insta::assert_snapshot!(
+                format!("wizard_{name}_{w}x{h}"),
+                render(app, w, h).backend()
+            );
+        }
+    };
+    let (f, _) = app_with("dark", false);
+    let mut app = app_with_clouds(&f);
+    let app = &mut app;
+    in_namespace(app);
+    key(app, KeyCode::Char('c'));
+    app.apply(Msg::WizardClasses(
+        app.wizard_generation(),
+        Ok(vec!["fast-ssd".into(), "standard".into()]),
+    ));
+    shoot("clone_target", app);
+    key(app, KeyCode::Enter);
+    assert_eq!(app.wizard().unwrap().step, Step::Namespaces);
+    shoot("clone_namespaces", app);
+    key(app, KeyCode::Enter);
+    assert_eq!(app.wizard().unwrap().step, Step::StorageClasses);
+    shoot("clone_storage_classes", app);
+    key(app, KeyCode::Enter);
+    assert_eq!(app.wizard().unwrap().step, Step::Options);
+    shoot("clone_options", app);
+    app.key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL));
+    assert!(app.wizard().is_none());
+
+    key(app, KeyCode::Esc);
+    key(app, KeyCode::Char('m'));
+    app.apply(Msg::WizardClasses(
+        app.wizard_generation(),
+        Ok(vec!["fast-ssd".into()]),
+    ));
+    key(app, KeyCode::Down);
+    key(app, KeyCode::Enter);
+    assert!(app.wizard().unwrap().creating().is_some());
+    app.apply(Msg::WizardEnvelope(
+        app.wizard_generation(),
+        Ok(Some(eks_envelope(&["subnet-a", "subnet-b"]))),
+    ));
+    shoot("new_eks_form", app);
+    for _ in 0..4 {
+        key(app, KeyCode::Enter);
+    }
+    assert_eq!(app.wizard().unwrap().step, Step::Plan);
+    shoot("new_eks_plan", app);
+}

@@ -264,6 +264,8 @@ fn footer(f: &mut Frame, area: Rect, app: &App) {
                 text.clone(),
                 widgets::tone_style(theme, *tone),
             )),
+            // The wizard shows its own keys; the list's under it do nothing meanwhile.
+            None if app.wizard.is_some() => Line::default(),
             None => Line::from(whole_hints(help::hints(app), area.width)),
         },
     };

@@ -12,6 +12,38 @@ use crate::widgets;
 use crate::wizard_state::{LABELS_ROW, OPTION_ROWS, Source, Step, TargetKind, Wizard};
 use ferry_k8s::plan::Conflict;
 
+/// The steps across the top, the current one marked, those done and to come in their
+/// colours; where the labels do not all fit, only the current step keeps its label.
+fn step_bar(w: &Wizard, theme: &crate::theme::Theme, width: u16) -> Line<'static> {
+    let all = w.steps();
+    let label = |i: usize, st: &Step, full: bool| {
+        if full || *st == w.step {
+            format!(" {}. {} ", i + 1, st.label())
+        } else {
+            format!(" {} ", i + 1)
+        }
+    };
+    let wide: usize = all
+        .iter()
+        .enumerate()
+        .map(|(i, st)| label(i, st, true).chars().count() + 1)
+        .sum();
+    let full = wide <= usize::from(width);
+    let mut s = Vec::new();
+    for (i, st) in all.iter().enumerate() {
+        let style = if *st == w.step {
+            theme.selected()
+        } else if *st < w.step {
+            theme.ok()
+        } else {
+            theme.dim()
+        };
+        s.push(Span::styled(label(i, st, full), style));
+        s.push(Span::raw(" "));
+    }
+    Line::from(s)
+}
+
 fn pointer(sel: bool) -> &'static str {
     if sel { "› " } else { "  " }
 }
@@ -40,19 +72,7 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, w: &Wizard) {
         Constraint::Length(1),
     ])
     .areas(inner);
-    let mut s = Vec::new();
-    for (i, st) in w.steps().iter().enumerate() {
-        let style = if *st == w.step {
-            theme.selected()
-        } else if *st < w.step {
-            theme.ok()
-        } else {
-            theme.dim()
-        };
-        s.push(Span::styled(format!(" {}. {} ", i + 1, st.label()), style));
-        s.push(Span::raw(" "));
-    }
-    f.render_widget(Paragraph::new(Line::from(s)), steps);
+    f.render_widget(Paragraph::new(step_bar(w, theme, steps.width)), steps);
     let sel = |b: bool| if b { theme.selected() } else { theme.base() };
     let mut lines: Vec<Line> = Vec::new();
     // (line, item) for the lines a click selects.
