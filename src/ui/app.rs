@@ -169,6 +169,11 @@ pub struct Hits {
     pub wizard: Vec<(Rect, usize)>,
 }
 
+/// The index of the first area of `areas` that holds `at`.
+pub(crate) fn hit(areas: &[(Rect, usize)], at: ratatui::layout::Position) -> Option<usize> {
+    areas.iter().find(|(r, _)| r.contains(at)).map(|(_, i)| *i)
+}
+
 #[derive(Debug, Clone)]
 pub struct Screen {
     pub view: View,

@@ -60,25 +60,12 @@ impl App {
             return;
         }
         if let Some(w) = &mut self.wizard {
-            let hit = self
-                .hits
-                .borrow()
-                .wizard
-                .iter()
-                .find(|(r, _)| r.contains(at))
-                .map(|(_, i)| *i);
-            if let Some(i) = hit {
+            if let Some(i) = crate::app::hit(&self.hits.borrow().wizard, at) {
                 w.select(i);
             }
             return;
         }
-        let crumb = self
-            .hits
-            .borrow()
-            .crumbs
-            .iter()
-            .find(|(r, _)| r.contains(at))
-            .map(|(_, i)| *i);
+        let crumb = crate::app::hit(&self.hits.borrow().crumbs, at);
         if let Some(level) = crumb {
             if level + 1 < self.stack.len() {
                 self.stack.truncate(level + 1);
