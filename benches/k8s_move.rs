@@ -167,6 +167,7 @@ async fn capture_ns(
             no_parent: true,
             envelope: None,
             server: None,
+            resources: Default::default(),
         },
         &JobProgress::new(),
     )

@@ -39,7 +39,7 @@ pub struct BackupArgs {
 }
 
 pub fn run(ctx: &Context, a: BackupArgs) -> anyhow::Result<Exit> {
-    let source = match (a.source, a.select.namespaces.is_empty()) {
+    let source = match (a.source, !a.select.names_namespaces()) {
         (Some(_), false) => {
             anyhow::bail!("back up either a folder or namespaces (-n), not both")
         }
@@ -54,7 +54,7 @@ pub fn run(ctx: &Context, a: BackupArgs) -> anyhow::Result<Exit> {
             );
         }
         (None, true) => anyhow::bail!(
-            "say what to back up: a folder (`ferry backup DIR`) or namespaces of a cluster (`ferry backup --context C -n NS`)"
+            "say what to back up: a folder (`ferry backup DIR`) or namespaces of a cluster (`ferry backup --context C -n NS`, or -A for all)"
         ),
         (Some(s), true) => s,
     };

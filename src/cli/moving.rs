@@ -29,16 +29,46 @@ use ferry_repo::{Repository, progress::Phase};
 /// What to capture from a cluster.
 #[derive(Debug, Args, Clone, Default)]
 pub struct SelectArgs {
-    /// Namespace(s) to capture (repeatable)
+    /// Namespace(s) to capture, or patterns like 'shop-*' (repeatable)
     #[arg(short = 'n', long = "namespace")]
     pub namespaces: Vec<String>,
+    /// Every namespace of the cluster (system ones only with --include-system)
+    #[arg(short = 'A', long)]
+    pub all_namespaces: bool,
+    /// Leave out namespaces matching GLOB (repeatable)
+    #[arg(long = "exclude-namespace", value_name = "GLOB")]
+    pub exclude_namespaces: Vec<String>,
+    /// Take system and add-on namespaces (kube-system, calico-system…) that -A or a
+    /// pattern would leave out
+    #[arg(long)]
+    pub include_system: bool,
     /// Capture only these workloads and what they depend on: kind/name, e.g.
     /// deployment/web (repeatable; needs exactly one --namespace)
     #[arg(short = 'w', long = "workload")]
     pub workloads: Vec<String>,
-    /// Capture objects matching this label selector and what they depend on
-    #[arg(short = 'l', long)]
-    pub selector: Option<String>,
+    /// Capture objects matching this label selector ('app=web', 'tier in (a,b)') and
+    /// what they depend on; repeated, an object matching any of them
+    #[arg(short = 'l', long = "selector")]
+    pub selectors: Vec<String>,
+    /// Only these resource types: kinds, plurals, plural.group or globs
+    /// (comma-separated or repeatable)
+    #[arg(
+        long = "include-resources",
+        value_delimiter = ',',
+        value_name = "TYPES"
+    )]
+    pub include_resources: Vec<String>,
+    /// Leave out these resource types (as --include-resources)
+    #[arg(
+        long = "exclude-resources",
+        value_delimiter = ',',
+        value_name = "TYPES"
+    )]
+    pub exclude_resources: Vec<String>,
+    /// Take every cluster-scoped object (CRDs, cluster roles and bindings, priority,
+    /// ingress and runtime classes, webhooks…), not only those the namespaced objects need
+    #[arg(long)]
+    pub include_cluster_resources: bool,
     /// Objects only: leave the volumes' data out
     #[arg(long)]
     pub no_volumes: bool,
@@ -51,26 +81,61 @@ pub struct SelectArgs {
 }
 
 impl SelectArgs {
-    pub fn scope(&self) -> anyhow::Result<Scope> {
-        if self.namespaces.is_empty() {
-            anyhow::bail!("name the namespace(s) to capture with -n NAMESPACE");
+    /// Whether namespaces are chosen at all (else a folder backup).
+    pub fn names_namespaces(&self) -> bool {
+        !self.namespaces.is_empty() || self.all_namespaces
+    }
+
+    fn choice(&self) -> ferry_k8s::scope::Namespaces {
+        ferry_k8s::scope::Namespaces {
+            names: self.namespaces.clone(),
+            all: self.all_namespaces,
+            exclude: self.exclude_namespaces.clone(),
+            include_system: self.include_system,
         }
+    }
+
+    pub fn resources(&self) -> ferry_k8s::scope::Resources {
+        ferry_k8s::scope::Resources {
+            include: self.include_resources.clone(),
+            exclude: self.exclude_resources.clone(),
+            cluster: self.include_cluster_resources,
+        }
+    }
+
+    /// The scope, its namespaces resolved on `cluster` (which `client` reaches): -A,
+    /// patterns and exclusions become the namespaces they name there.
+    pub fn scope(
+        &self,
+        ctx: &Context,
+        client: &kube::Client,
+        cluster: &str,
+    ) -> anyhow::Result<Scope> {
+        let choice = self.choice();
+        if choice.names.is_empty() && !choice.all {
+            anyhow::bail!(
+                "name the namespace(s) to capture with -n NAMESPACE (or a pattern, 'shop-*'), or take them all with -A"
+            );
+        }
+        if !self.workloads.is_empty() && (self.namespaces.len() != 1 || choice.needs_listing()) {
+            anyhow::bail!("--workload needs exactly one --namespace, named (no pattern, no -A)");
+        }
+        let namespaces = ctx.rt.block_on(choice.resolve(client, cluster))?;
         if !self.workloads.is_empty() {
-            if self.namespaces.len() != 1 {
-                anyhow::bail!("--workload needs exactly one --namespace");
-            }
             return Ok(Scope::Workloads {
-                namespace: self.namespaces[0].clone(),
+                namespace: namespaces[0].clone(),
                 workloads: self.workloads.clone(),
             });
         }
-        if let Some(s) = &self.selector {
+        if !self.selectors.is_empty() {
+            let selector = self.selectors.join(" or ");
+            ferry_k8s::scope::parse_selectors(&selector)?;
             return Ok(Scope::Selector {
-                namespaces: self.namespaces.clone(),
-                selector: s.clone(),
+                namespaces,
+                selector,
             });
         }
-        Ok(Scope::Namespaces(self.namespaces.clone()))
+        Ok(Scope::Namespaces(namespaces))
     }
 }
 
@@ -89,6 +154,12 @@ pub struct MapArgs {
     /// Map a namespace: SOURCE=TARGET (repeatable)
     #[arg(long = "map-namespace", value_parser = parse_pair)]
     pub map_namespace: Vec<(String, String)>,
+    /// Put PREFIX before the name of every namespace not mapped by name
+    #[arg(long, value_name = "PREFIX")]
+    pub namespace_prefix: Option<String>,
+    /// Put SUFFIX after the name of every namespace not mapped by name (e.g. -qa)
+    #[arg(long, value_name = "SUFFIX", allow_hyphen_values = true)]
+    pub namespace_suffix: Option<String>,
     /// Map a storage class: SOURCE=TARGET (repeatable) [default: suggested from the
     /// provisioner and parameters]
     #[arg(long = "map-storage-class", value_parser = parse_pair)]
@@ -149,6 +220,8 @@ impl MapArgs {
         PlanOptions {
             mapping: Mapping {
                 namespaces: m(&self.map_namespace),
+                namespace_prefix: self.namespace_prefix.clone().unwrap_or_default(),
+                namespace_suffix: self.namespace_suffix.clone().unwrap_or_default(),
                 storage_classes: m(&self.map_storage_class),
                 scale_to_zero: self.scale_to_zero,
                 labels: m(&self.labels),
@@ -228,8 +301,8 @@ pub fn backup(
     parent: Option<String>,
     no_parent: bool,
 ) -> anyhow::Result<Exit> {
-    let scope = sel.scope()?;
     let (cluster, client) = connect(ctx, cluster)?;
+    let scope = sel.scope(ctx, &client, &cluster.name)?;
     let repo = ctx.open()?;
     let opts = CaptureOptions {
         cluster: cluster.name.clone(),
@@ -242,6 +315,7 @@ pub fn backup(
         no_parent,
         envelope: None,
         server: None,
+        resources: sel.resources(),
     };
     let source = Endpoint { cluster, client };
     let job = new_job(ctx);
@@ -542,28 +616,33 @@ pub fn migrate(
     } else {
         PolicyAction::Migrate
     };
-    if let Some(new) = clone_as {
-        let [ns] = a.select.namespaces.as_slice() else {
-            anyhow::bail!("clone copies one namespace: name it with -n");
-        };
-        a.restore.map.map_namespace.push((ns.clone(), new));
-    }
-    let to = a.to.clone().unwrap_or_else(|| a.from.clone());
-    if to == a.from
-        && a.select.namespaces.iter().any(|n| {
-            !a.restore
-                .map
-                .map_namespace
-                .iter()
-                .any(|(f, t)| f == n && t != n)
-        })
+    if let Some(new) = &clone_as
+        && (a.select.namespaces.len() != 1 || a.select.all_namespaces)
     {
         anyhow::bail!(
-            "migrating into the same cluster needs a new namespace name: use `ferry clone --as NEW` or --map-namespace"
+            "clone --as {new} copies one namespace: name it with -n (for many, use `ferry migrate` with --namespace-suffix or --namespace-prefix)"
         );
     }
-    let scope = a.select.scope()?;
+    let to = a.to.clone().unwrap_or_else(|| a.from.clone());
     let (src, src_client) = connect(ctx, Some(&a.from))?;
+    let scope = a.select.scope(ctx, &src_client, &src.name)?;
+    if let Some(new) = clone_as {
+        a.restore
+            .map
+            .map_namespace
+            .push((scope.namespaces()[0].clone(), new));
+    }
+    let map = &a.restore.map;
+    let renamed = |n: &String| {
+        map.map_namespace.iter().any(|(f, t)| f == n && t != n)
+            || map.namespace_prefix.as_ref().is_some_and(|p| !p.is_empty())
+            || map.namespace_suffix.as_ref().is_some_and(|p| !p.is_empty())
+    };
+    if to == a.from && !scope.namespaces().iter().all(renamed) {
+        anyhow::bail!(
+            "migrating into the same cluster needs a new name for each namespace: use `ferry clone --as NEW`, --map-namespace, --namespace-prefix or --namespace-suffix"
+        );
+    }
     let (dst, dst_client) = connect(ctx, Some(&to))?;
     let repo = ctx.open()?;
     let mover_opts = mover(ctx, a.select.mover_image.as_deref())?;
@@ -578,6 +657,7 @@ pub fn migrate(
         server: None,
         parent: None,
         no_parent: false,
+        resources: a.select.resources(),
     };
     let job = MoveJob {
         action,

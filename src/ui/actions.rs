@@ -297,6 +297,7 @@ impl App {
             no_parent: false,
             envelope: None,
             server: None,
+            resources: Default::default(),
         };
         self.tasks.backup(id, linked, repo, opts, progress);
         self.screen_mut().list.marks.clear();

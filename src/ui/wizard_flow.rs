@@ -383,6 +383,7 @@ impl App {
             no_parent: false,
             envelope: None,
             server: None,
+            resources: Default::default(),
         }
     }
 

@@ -100,6 +100,7 @@ pub async fn capture_shop(
             no_parent: false,
             envelope,
             server: Some(src.server.clone()),
+            resources: Default::default(),
         },
         &JobProgress::new(),
     )

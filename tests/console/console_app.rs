@@ -710,6 +710,7 @@ fn browse_a_captured_volume_and_restore_a_file() {
                 no_parent: false,
                 envelope: None,
                 server: None,
+                resources: Default::default(),
             },
             &JobProgress::new(),
         ))
@@ -1167,6 +1168,7 @@ fn captured_shop(t: &common::TestRepo, dir: &std::path::Path) -> CapturedShop {
                 no_parent: false,
                 envelope: None,
                 server: None,
+                resources: Default::default(),
             },
             &JobProgress::new(),
         ))

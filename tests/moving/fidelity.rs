@@ -267,6 +267,7 @@ async fn capture_scope(
             no_parent: false,
             envelope: None,
             server,
+            resources: Default::default(),
         },
         &JobProgress::new(),
     )

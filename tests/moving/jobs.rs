@@ -34,6 +34,7 @@ fn move_job(action: Action, to: &str, conflict: Conflict) -> MoveJob {
             no_parent: false,
             envelope: None,
             server: None,
+            resources: Default::default(),
         },
         options: options(to, conflict),
     }

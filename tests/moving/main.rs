@@ -18,4 +18,5 @@ mod pause;
 mod policy;
 mod policy_identity;
 mod reliability;
+mod scope;
 mod volume_integrity;

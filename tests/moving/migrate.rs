@@ -110,6 +110,7 @@ async fn capture_ns(
             no_parent: false,
             envelope: None,
             server: None,
+            resources: Default::default(),
         },
         &job,
     )

@@ -22,14 +22,14 @@ use kube::api::PostParams;
 use serde_json::json;
 
 /// A repository, a folder for Ferry's own files, and the kubeconfig the binary uses.
-struct Env {
-    t: common::TestRepo,
-    home: tempfile::TempDir,
-    kubeconfig: PathBuf,
+pub(super) struct Env {
+    pub(super) t: common::TestRepo,
+    pub(super) home: tempfile::TempDir,
+    pub(super) kubeconfig: PathBuf,
 }
 
 impl Env {
-    fn new() -> Env {
+    pub(super) fn new() -> Env {
         let home = tempfile::tempdir().unwrap();
         let kubeconfig = home.path().join("kubeconfig");
         Env {
@@ -39,11 +39,11 @@ impl Env {
         }
     }
 
-    fn p(&self, rel: &str) -> PathBuf {
+    pub(super) fn p(&self, rel: &str) -> PathBuf {
         self.home.path().join(rel)
     }
 
-    fn run(&self, args: &[&str]) -> Output {
+    pub(super) fn run(&self, args: &[&str]) -> Output {
         Command::new(support::ferry_bin())
             .env("XDG_DATA_HOME", self.p("xdg/data"))
             .env("XDG_CONFIG_HOME", self.p("xdg/config"))
@@ -60,14 +60,14 @@ impl Env {
             .unwrap()
     }
 
-    fn ok(&self, args: &[&str]) -> String {
+    pub(super) fn ok(&self, args: &[&str]) -> String {
         let o = self.run(args);
         assert!(o.status.success(), "ferry {args:?} failed:\n{}", text(&o));
         text(&o)
     }
 
     /// A new admin key file; returns its path and public key.
-    fn keygen(&self, name: &str) -> (PathBuf, String) {
+    pub(super) fn keygen(&self, name: &str) -> (PathBuf, String) {
         let path = self.p(name);
         let out = self.run(&[
             "policy",
@@ -83,7 +83,7 @@ impl Env {
         (path, public)
     }
 
-    fn set_policy(&self, doc: &str, key: &Path) -> Output {
+    pub(super) fn set_policy(&self, doc: &str, key: &Path) -> Output {
         let file = self.p("policy.yaml");
         std::fs::write(&file, doc).unwrap();
         self.run(&[
@@ -97,7 +97,7 @@ impl Env {
     }
 }
 
-fn text(o: &Output) -> String {
+pub(super) fn text(o: &Output) -> String {
     format!(
         "{}{}",
         String::from_utf8_lossy(&o.stdout),

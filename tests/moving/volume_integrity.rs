@@ -155,6 +155,7 @@ fn opts(ns: &str, use_snapshots: bool) -> CaptureOptions {
         no_parent: false,
         envelope: None,
         server: None,
+        resources: Default::default(),
     }
 }
 

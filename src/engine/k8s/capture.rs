@@ -33,54 +33,8 @@ use ferry_repo::snapshot::{self, Item, Snapshot, Summary};
 use ferry_repo::tree::{Node, NodeKind};
 use ferry_repo::{self as eng, Id, Repository, lock};
 
-/// What to capture.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub enum Scope {
-    /// Whole namespaces: every object of every type the cluster serves.
-    Namespaces(Vec<String>),
-    /// Chosen workloads (`kind/name`, e.g. `deployment/web`) of one namespace, with
-    /// their dependency closure.
-    Workloads {
-        namespace: String,
-        workloads: Vec<String>,
-    },
-    /// Objects matching a label selector in namespaces, with their closure.
-    Selector {
-        namespaces: Vec<String>,
-        selector: String,
-    },
-}
-
-impl Scope {
-    pub fn namespaces(&self) -> Vec<String> {
-        match self {
-            Scope::Namespaces(n) | Scope::Selector { namespaces: n, .. } => n.clone(),
-            Scope::Workloads { namespace, .. } => vec![namespace.clone()],
-        }
-    }
-
-    /// A stable description, used as the snapshot's paths (and to find a parent).
-    pub fn paths(&self, cluster: &str) -> Vec<String> {
-        match self {
-            Scope::Namespaces(ns) => ns.iter().map(|n| format!("k8s://{cluster}/{n}")).collect(),
-            Scope::Workloads {
-                namespace,
-                workloads,
-            } => workloads
-                .iter()
-                .map(|w| format!("k8s://{cluster}/{namespace}/{w}"))
-                .collect(),
-            Scope::Selector {
-                namespaces,
-                selector,
-            } => namespaces
-                .iter()
-                .map(|n| format!("k8s://{cluster}/{n}?selector={selector}"))
-                .collect(),
-        }
-    }
-}
+use crate::scope::{self as scoping, Resources};
+pub use crate::scope::{Scope, parse_selector};
 
 /// How a capture runs.
 #[derive(Debug, Clone)]
@@ -102,6 +56,8 @@ pub struct CaptureOptions {
     /// The address the source's API server is reached at (its kubeconfig's
     /// `server`), recorded so a restore elsewhere can find objects that still name it.
     pub server: Option<String>,
+    /// The resource types taken, and whether every cluster-scoped object comes along.
+    pub resources: Resources,
 }
 
 /// What a capture recorded about one volume.
@@ -156,6 +112,11 @@ pub struct CaptureMeta {
     /// Objects a selection (`-w`, `-l`) pulled in, and why.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub included: Vec<Included>,
+    /// The resource types taken (`--include-resources`, `--exclude-resources`,
+    /// `--include-cluster-resources`); absent: all namespaced types, and the
+    /// cluster-scoped objects they need.
+    #[serde(default, skip_serializing_if = "Resources::is_default")]
+    pub resources: Resources,
 }
 
 /// An object a selection pulled in, and why (`Deployment shop/web names it in
@@ -417,27 +378,17 @@ async fn capture_with(
         }
     }
 
-    // Every namespaced type the cluster lists, in every namespace, a few at a time.
+    opts.resources.check(&catalog, &opts.cluster)?;
+
+    // Every namespaced type the cluster lists (of those taken), a few at a time.
     progress.set_phase("listing objects");
     let types: Vec<Resource> = catalog
         .resources
         .iter()
-        .filter(|r| r.namespaced && r.listable && !skipped_type(r))
+        .filter(|r| r.namespaced && r.listable && !skipped_type(r) && opts.resources.takes(&r.ar))
         .cloned()
         .collect();
-    let jobs: Vec<(String, Resource)> = namespaces
-        .iter()
-        .flat_map(|ns| types.iter().map(move |t| (ns.clone(), t.clone())))
-        .collect();
-    let listed: Vec<(String, Resource, std::result::Result<Vec<Value>, K8sError>)> =
-        futures::stream::iter(jobs)
-            .map(|(ns, t)| async move {
-                let r = objects::list_all(client, &t, Some(&ns), None).await;
-                (ns, t, r)
-            })
-            .buffer_unordered(8)
-            .collect()
-            .await;
+    let listed = list_namespaced(client, &types, &namespaces).await;
     let mut all: Vec<Value> = Vec::new();
     let mut plural_of: HashMap<(String, String), String> = HashMap::new();
     for (ns, t, r) in listed {
@@ -479,13 +430,13 @@ async fn capture_with(
             (chosen, keep)
         }
         Scope::Selector { selector, .. } => {
-            let sel = parse_selector(selector)?;
+            let sels = scoping::parse_selectors(selector)?;
             let seeds: Vec<ObjRef> = all
                 .iter()
                 .filter(|o| {
                     o["metadata"]["labels"]
                         .as_object()
-                        .is_some_and(|l| graph::selects(&sel, l))
+                        .is_some_and(|l| sels.iter().any(|sel| graph::selects(sel, l)))
                 })
                 .filter(|o| graph::controller_owner(o).is_none())
                 .map(ObjRef::of)
@@ -572,6 +523,37 @@ async fn capture_with(
             Err(e) => warnings.push(format!("skipped {r}: {}", crate::cluster::explain(&e))),
         }
     }
+    if opts.resources.cluster {
+        progress.set_phase("listing cluster-scoped objects");
+        for res in catalog.resources.iter().filter(|r| {
+            !r.namespaced
+                && r.listable
+                && !skipped_type(r)
+                && !scoping::never_captured(&r.ar)
+                && opts.resources.takes(&r.ar)
+        }) {
+            match objects::list_all(client, res, None, None).await {
+                Ok(items) => {
+                    for o in items {
+                        let r = ObjRef::of(&o);
+                        if !cluster_objects.iter().any(|c| ObjRef::of(c) == r) {
+                            cluster_objects.push(o);
+                        }
+                    }
+                }
+                Err(e) => warnings.push(format!("skipped {}: {e}", res.ar.plural)),
+            }
+        }
+    }
+    // The types left out are left out of the cluster-scoped objects too (namespaces
+    // always come along).
+    cluster_objects.retain(|o| {
+        let r = ObjRef::of(o);
+        r.kind == "Namespace"
+            || catalog
+                .find(&r.group, &r.kind)
+                .is_none_or(|res| opts.resources.takes(&res.ar))
+    });
 
     // Cluster facts for the restore.
     let storage_classes: Vec<StorageClassInfo> =
@@ -628,6 +610,8 @@ async fn capture_with(
     let parent: Option<Snapshot> = {
         let repo = repo.clone();
         let want = paths.clone();
+        let cluster = opts.cluster.clone();
+        let namespaces = namespaces.clone();
         let spec = opts.parent.clone();
         let no_parent = opts.no_parent;
         tokio::task::spawn_blocking(move || -> eng::Result<Option<Snapshot>> {
@@ -638,10 +622,21 @@ async fn capture_with(
                 return snapshot::find(&repo, &s).map(Some);
             }
             let (all, _) = snapshot::list(&repo)?;
-            Ok(all
-                .into_iter()
+            // The newest of the same scope; else the newest capture of the same
+            // cluster holding one of these namespaces (a whole-cluster capture after a
+            // namespace was added): its volumes' files are compared, the others read.
+            let same = all
+                .iter()
                 .rev()
-                .find(|s| s.paths == want && s.meta.contains_key(META_KEY)))
+                .find(|s| s.paths == want && s.meta.contains_key(META_KEY));
+            let near = || {
+                all.iter().rev().find(|s| {
+                    CaptureMeta::of(s).is_some_and(|m| {
+                        m.cluster == cluster && m.namespaces.iter().any(|n| namespaces.contains(n))
+                    })
+                })
+            };
+            Ok(same.or_else(near).cloned())
         })
         .await
         .map_err(|e| K8sError::Invalid(e.to_string()))??
@@ -763,6 +758,7 @@ async fn capture_with(
             .map(|(object, why)| Included { object, why })
             .collect(),
         failed_volumes,
+        resources: opts.resources.clone(),
     };
     let snap = {
         let repo = repo.clone();
@@ -901,54 +897,65 @@ fn resolve_workload(catalog: &Catalog, all: &[Value], ns: &str, spec: &str) -> R
     Ok(r)
 }
 
-/// Parses `a=b,c!=d,e in (f,g),h,!i` into a structured selector.
-pub fn parse_selector(s: &str) -> Result<Value> {
-    let mut labels = serde_json::Map::new();
-    let mut exprs = Vec::new();
-    // Split on commas outside parentheses.
-    let mut parts = Vec::new();
-    let (mut depth, mut start) = (0, 0);
-    for (i, c) in s.char_indices() {
-        match c {
-            '(' => depth += 1,
-            ')' => depth -= 1,
-            ',' if depth == 0 => {
-                parts.push(&s[start..i]);
-                start = i + 1;
+/// Above this many namespaces, each type is listed across the cluster once and its
+/// objects kept by namespace, rather than listed in each namespace.
+const LIST_ACROSS: usize = 4;
+
+/// Lists `types` in `namespaces`: per namespace, or across the cluster once per type
+/// when there are many (a whole-cluster job), falling back to per namespace where the
+/// user may not list across the cluster. Each result is the objects of one type in one
+/// namespace.
+async fn list_namespaced(
+    client: &kube::Client,
+    types: &[Resource],
+    namespaces: &[String],
+) -> Vec<(String, Resource, Result<Vec<Value>>)> {
+    let per_namespace = |types: Vec<Resource>| {
+        let jobs: Vec<(String, Resource)> = namespaces
+            .iter()
+            .flat_map(|ns| types.iter().map(move |t| (ns.clone(), t.clone())))
+            .collect();
+        futures::stream::iter(jobs)
+            .map(|(ns, t)| async move {
+                let r = objects::list_all(client, &t, Some(&ns), None).await;
+                (ns, t, r)
+            })
+            .buffer_unordered(8)
+    };
+    if namespaces.len() <= LIST_ACROSS {
+        return per_namespace(types.to_vec()).collect().await;
+    }
+    let across: Vec<(Resource, Result<Vec<Value>>)> = futures::stream::iter(types.to_vec())
+        .map(|t| async move {
+            let r = objects::list_all(client, &t, None, None).await;
+            (t, r)
+        })
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    let wanted: BTreeSet<&str> = namespaces.iter().map(String::as_str).collect();
+    let mut out = Vec::new();
+    let mut refused = Vec::new();
+    for (t, r) in across {
+        match r {
+            Ok(items) => {
+                let mut by_ns: BTreeMap<String, Vec<Value>> =
+                    namespaces.iter().map(|n| (n.clone(), Vec::new())).collect();
+                for o in items {
+                    let ns = o["metadata"]["namespace"].as_str().unwrap_or_default();
+                    if wanted.contains(ns)
+                        && let Some(v) = by_ns.get_mut(ns)
+                    {
+                        v.push(o);
+                    }
+                }
+                out.extend(by_ns.into_iter().map(|(ns, v)| (ns, t.clone(), Ok(v))));
             }
-            _ => {}
+            Err(_) => refused.push(t),
         }
     }
-    parts.push(&s[start..]);
-    for p in parts.iter().map(|p| p.trim()).filter(|p| !p.is_empty()) {
-        let bad = || K8sError::Invalid(format!("cannot read the label selector part {p:?}"));
-        if let Some((k, v)) = p.split_once("!=") {
-            exprs.push(json!({"key": k.trim(), "operator": "NotIn", "values": [v.trim()]}));
-        } else if let Some((k, v)) = p.split_once("==").or_else(|| p.split_once('=')) {
-            labels.insert(k.trim().into(), json!(v.trim()));
-        } else if let Some((k, rest)) = p.split_once(" notin ").or_else(|| p.split_once(" in ")) {
-            let op = if p.contains(" notin ") { "NotIn" } else { "In" };
-            let vals: Vec<&str> = rest
-                .trim()
-                .strip_prefix('(')
-                .and_then(|r| r.strip_suffix(')'))
-                .ok_or_else(bad)?
-                .split(',')
-                .map(str::trim)
-                .collect();
-            exprs.push(json!({"key": k.trim(), "operator": op, "values": vals}));
-        } else if let Some(k) = p.strip_prefix('!') {
-            exprs.push(json!({"key": k.trim(), "operator": "DoesNotExist"}));
-        } else if p
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
-        {
-            exprs.push(json!({"key": p, "operator": "Exists"}));
-        } else {
-            return Err(bad());
-        }
-    }
-    Ok(json!({"matchLabels": labels, "matchExpressions": exprs}))
+    out.extend(per_namespace(refused).collect::<Vec<_>>().await);
+    out
 }
 
 /// The files of one volume in a parent snapshot, by path.

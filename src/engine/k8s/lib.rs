@@ -33,6 +33,7 @@ pub mod objects;
 pub mod pipe;
 pub mod plan;
 pub mod references;
+pub mod scope;
 pub mod transform;
 
 use std::future::Future;

@@ -378,6 +378,20 @@ pub async fn build(
         u.into_iter().collect()
     };
     let mut mapping = opts.mapping.clone();
+    // A prefix or suffix names every namespace not mapped by name.
+    if !mapping.namespace_prefix.is_empty() || !mapping.namespace_suffix.is_empty() {
+        for r in objs
+            .iter()
+            .map(|o| ObjRef::of(o))
+            .filter(|r| r.kind == "Namespace")
+        {
+            let to = format!(
+                "{}{}{}",
+                mapping.namespace_prefix, r.name, mapping.namespace_suffix
+            );
+            mapping.namespaces.entry(r.name).or_insert(to);
+        }
+    }
     mapping.services = Services::of(objs.iter().copied());
     mapping.source_default_class = source_default.clone();
     // On the source cluster itself its address is the target's own.
@@ -438,6 +452,14 @@ pub async fn build(
         .filter(|o| ObjRef::of(o).is("apiextensions.k8s.io", "CustomResourceDefinition"))
         .map(|o| (*o).clone())
         .collect();
+    // The namespaces restored (their source names), for the cluster-scoped objects'
+    // rules.
+    let restored: Vec<String> = objs
+        .iter()
+        .map(|o| ObjRef::of(o))
+        .filter(|r| r.kind == "Namespace")
+        .map(|r| r.name)
+        .collect();
     let mut items: Vec<PlanItem> = Vec::new();
     for o in &objs {
         let source = ObjRef::of(o);
@@ -478,17 +500,10 @@ pub async fn build(
             item.reason = Some(why.into());
         } else if source.kind != "Namespace"
             && source.namespace.is_none()
-            && !matches!(
-                source.kind.as_str(),
-                "CustomResourceDefinition"
-                    | "ClusterRole"
-                    | "ClusterRoleBinding"
-                    | "PriorityClass"
-                    | "IngressClass"
-            )
+            && let Some(why) = crate::scope::cluster_rule(o, &restored)
         {
             item.action = Change::Skip;
-            item.reason = Some("cluster-scoped object recorded for reference".into());
+            item.reason = Some(why);
         } else if let Some(only) = &opts.only
             && !only.contains(&item.target)
         {

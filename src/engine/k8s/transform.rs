@@ -20,6 +20,12 @@ pub struct Mapping {
     /// Source namespace to target namespace.
     #[serde(default)]
     pub namespaces: BTreeMap<String, String>,
+    /// Put before the name of every namespace not mapped by name (`--namespace-prefix`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub namespace_prefix: String,
+    /// Put after the name of every namespace not mapped by name (`--namespace-suffix`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub namespace_suffix: String,
     /// Source storage class to target storage class.
     #[serde(default)]
     pub storage_classes: BTreeMap<String, String>,
@@ -286,6 +292,27 @@ fn transform_at(obj: &Value, map: &Mapping, nested: bool) -> (Value, Vec<String>
                 spec.remove("dataSourceRef");
             }
             map_claim_class(&mut o, map, "", &mut changes);
+        }
+        (
+            "admissionregistration.k8s.io",
+            "ValidatingWebhookConfiguration" | "MutatingWebhookConfiguration",
+        ) => {
+            // A webhook calls its service in the namespace it moved to.
+            for h in o
+                .get_mut("webhooks")
+                .and_then(Value::as_array_mut)
+                .into_iter()
+                .flatten()
+            {
+                let svc = &mut h["clientConfig"]["service"];
+                if let Some(ns) = svc["namespace"].as_str().map(str::to_string) {
+                    let to = map.namespace(&ns).to_string();
+                    if to != ns {
+                        svc["namespace"] = json!(to);
+                        changes.push(format!("webhook service namespace {ns} -> {to}"));
+                    }
+                }
+            }
         }
         ("rbac.authorization.k8s.io", kind @ ("RoleBinding" | "ClusterRoleBinding")) => {
             let mut moved_to: Vec<String> = Vec::new();
