@@ -496,6 +496,28 @@ fn print_report(ctx: &Context, report: &Report) -> anyhow::Result<Exit> {
         format::bytes(report.bytes_restored),
         report.duration_secs
     );
+    // A restore of several namespaces (a whole cluster) reports each.
+    let mut by_ns: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    for o in &report.objects {
+        let ns = o.object.namespace.clone().unwrap_or_else(|| {
+            if o.object.kind == "Namespace" {
+                o.object.name.clone()
+            } else {
+                "(cluster-scoped)".into()
+            }
+        });
+        let e = by_ns.entry(ns).or_default();
+        if o.ok {
+            e.0 += 1;
+        } else {
+            e.1 += 1;
+        }
+    }
+    if by_ns.len() > 1 {
+        for (ns, (ok, bad)) in &by_ns {
+            say!("  {ns}: {ok} succeeded, {bad} failed");
+        }
+    }
     for f in &failed {
         say!("  FAILED {}: {}", f.object, f.message);
         if let Some(r) = &f.remedy {

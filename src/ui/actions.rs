@@ -228,6 +228,10 @@ impl App {
                 }
             }
             Then::Backup(view) => self.backup_now(&view),
+            Then::BackupWhole {
+                cluster,
+                namespaces,
+            } => self.backup_whole(cluster, namespaces),
             Then::CarryOutPlan => {
                 if let Some(w) = self.wizard.take() {
                     self.carry_out_plan(w);
@@ -271,35 +275,59 @@ impl App {
         });
     }
 
-    fn backup_now(&mut self, view: &View) {
-        let Some((cluster, scope)) = self.live_scope(view) else {
-            return;
-        };
+    /// Starts a backup of `scope` of `cluster`, titled `title` on `:jobs`: whether it
+    /// reads volume data (not in read-only mode), or `None` when it could not start
+    /// (the status line says why).
+    pub(crate) fn start_backup(
+        &mut self,
+        cluster: &str,
+        scope: Scope,
+        title: String,
+        resources: ferry_k8s::scope::Resources,
+        tags: Vec<String>,
+    ) -> Option<bool> {
         let repo = match self.repository() {
             Ok(r) => r,
-            Err(e) => return self.say(Tone::Error, e.to_string()),
+            Err(e) => {
+                self.say(Tone::Error, e.to_string());
+                return None;
+            }
         };
-        let Some(linked) = self.cluster(&cluster).map(|c| c.linked.clone()) else {
-            return;
-        };
+        let linked = self.cluster(cluster).map(|c| c.linked.clone())?;
         // Reading volume data starts mover pods: not in read-only mode.
-        let include_volumes = self.read_only_reason(&cluster).is_none();
-        let what = scope.namespaces().join(",");
-        let (id, progress) = self.register_job(format!("backup {cluster}/{what}"), Flow::In);
+        let include_volumes = self.read_only_reason(cluster).is_none();
+        let (id, progress) = self.register_job(title, Flow::In);
         let opts = ferry_k8s::capture::CaptureOptions {
-            cluster: cluster.clone(),
+            cluster: cluster.to_string(),
             scope,
             include_volumes,
             use_snapshots: true,
             mover: self.env.mover.clone(),
-            tags: vec!["console".into()],
+            tags,
             parent: None,
             no_parent: false,
             envelope: None,
             server: None,
-            resources: Default::default(),
+            resources,
         };
         self.tasks.backup(id, linked, repo, opts, progress);
+        Some(include_volumes)
+    }
+
+    fn backup_now(&mut self, view: &View) {
+        let Some((cluster, scope)) = self.live_scope(view) else {
+            return;
+        };
+        let what = scope.namespaces().join(",");
+        let Some(include_volumes) = self.start_backup(
+            &cluster,
+            scope,
+            format!("backup {cluster}/{what}"),
+            Default::default(),
+            vec!["console".into()],
+        ) else {
+            return;
+        };
         self.screen_mut().list.marks.clear();
         self.say(
             Tone::Ok,

@@ -212,6 +212,11 @@ pub enum Then {
     Cancel(usize),
     /// Back up the marked (or selected) rows of this view.
     Backup(View),
+    /// Back up these namespaces of the cluster and every cluster-scoped object.
+    BackupWhole {
+        cluster: String,
+        namespaces: Vec<String>,
+    },
     /// Carry out the open wizard's plan.
     CarryOutPlan,
     /// Leave the open wizard's plan, whose live capture runs or has saved a snapshot:
@@ -328,6 +333,12 @@ pub enum Msg {
     /// An audit record written in the background (an abandoned or discarded plan) is
     /// on disk, or failed to be (logged).
     Recorded,
+    /// A cluster's namespaces, read for a whole-cluster job from the clusters screen.
+    WholeCluster(
+        String,
+        crate::whole::Whole,
+        Result<crate::whole::Listed, TaskError>,
+    ),
     /// A cluster the console created (a wizard's new target): linked from now on.
     ClusterCreated(Box<LinkedCluster>),
     /// The clusters of one cloud origin (an AWS account's region, an Azure
@@ -733,6 +744,10 @@ impl App {
             }
             Msg::Status(tone, text) => self.say(tone, text),
             Msg::Recorded => self.recording = self.recording.saturating_sub(1),
+            Msg::WholeCluster(cluster, what, r) => {
+                self.status = None;
+                self.whole_listed(cluster, what, r);
+            }
             Msg::SnapshotObjects(id, r) => {
                 self.snapshot_objects.insert(
                     id,

@@ -147,6 +147,9 @@ pub enum TaskError {
     /// A background task ended without an answer (a bug: see the log).
     #[error("a background task stopped unexpectedly: {0}. See the log in the state folder")]
     Stopped(Arc<tokio::task::JoinError>),
+    /// A whole-cluster job would take no namespace (why, in words).
+    #[error("{0}")]
+    Nothing(String),
     /// What the task needed is no longer linked (a cluster the user removed).
     #[error("the {role} cluster {name} is gone: pick another")]
     Gone { role: &'static str, name: String },

@@ -41,6 +41,7 @@ pub mod screens;
 pub mod sort;
 pub mod tasks;
 pub mod theme;
+pub mod whole;
 pub mod widgets;
 mod wizard_flow;
 pub mod wizard_state;

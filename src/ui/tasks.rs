@@ -140,6 +140,15 @@ impl Tasks {
         });
     }
 
+    /// Reads `cluster`'s namespaces as a whole-cluster job takes them (`-A`).
+    pub fn whole_cluster(&self, cluster: LinkedCluster, what: crate::whole::Whole) {
+        let tx = self.tx.clone();
+        self.rt.spawn(async move {
+            let r = whole_namespaces(&cluster).await;
+            send(&tx, Msg::WholeCluster(cluster.name.clone(), what, r));
+        });
+    }
+
     /// Follows `target` of `cluster` until the returned handle is dropped.
     pub fn follow(&self, cluster: LinkedCluster, target: Target) -> Follow {
         crate::follow::start(&self.rt, self.tx.clone(), cluster, target)
@@ -678,6 +687,23 @@ async fn discard(
         ),
     };
     send(tx, Msg::Status(line.0, line.1));
+}
+
+/// The namespaces of `cluster` a whole-cluster job takes, and those it leaves out.
+async fn whole_namespaces(cluster: &LinkedCluster) -> Result<crate::whole::Listed, TaskError> {
+    let client = client(cluster).await?;
+    let names = ferry_k8s::scope::list_namespaces(&client, &cluster.name)
+        .await
+        .map_err(|e| TaskError::Nothing(e.to_string()))?;
+    let all = ferry_k8s::scope::Namespaces {
+        all: true,
+        ..Default::default()
+    };
+    let taken = all
+        .pick(&names, &cluster.name)
+        .map_err(|e| TaskError::Nothing(e.to_string()))?;
+    let left_out = names.into_iter().filter(|n| !taken.contains(n)).collect();
+    Ok(crate::whole::Listed { taken, left_out })
 }
 
 async fn blocking<T: Send + 'static>(

@@ -10,7 +10,7 @@ use crate::error::TaskError;
 use crate::keymap::Command;
 use crate::tasks;
 use crate::wizard_state::{LiveCapture, Purpose, Source, Step, Wizard};
-use ferry_k8s::capture::CaptureMeta;
+use ferry_k8s::capture::{CaptureMeta, Scope};
 use ferry_providers::kubeconfig::LinkedCluster;
 
 impl App {
@@ -22,6 +22,11 @@ impl App {
             );
             return;
         };
+        self.open_wizard_on(cluster, scope, purpose);
+    }
+
+    /// Opens the migrate or clone wizard on `scope` of the live cluster `cluster`.
+    pub(crate) fn open_wizard_on(&mut self, cluster: String, scope: Scope, purpose: Purpose) {
         self.drop_parked();
         self.wizard_gen += 1;
         let source = Source::Live {
@@ -89,10 +94,10 @@ impl App {
             .iter()
             .filter_map(|t| self.cluster(&t.name).map(|c| c.linked.clone()))
             .collect();
-        let pairs =
-            w.ns.iter()
-                .map(|(from, to)| (Some(from.clone()), Some(to.clone())))
-                .collect();
+        let pairs = w
+            .taken()
+            .map(|(from, to)| (Some(from.clone()), Some(to.clone())))
+            .collect();
         self.tasks.target_verdicts(
             w.generation,
             repo,
@@ -288,10 +293,10 @@ impl App {
             },
             Source::Snapshot { meta, .. } => Err(self.origin_place(&meta.cluster)),
         };
-        let pairs =
-            w.ns.iter()
-                .map(|(from, to)| (Some(from.clone()), Some(to.clone())))
-                .collect();
+        let pairs = w
+            .taken()
+            .map(|(from, to)| (Some(from.clone()), Some(to.clone())))
+            .collect();
         self.tasks
             .refused(repo, w.purpose.action(), source, target, pairs);
     }
@@ -372,9 +377,19 @@ impl App {
         cluster: &str,
         scope: &ferry_k8s::capture::Scope,
     ) -> ferry_k8s::capture::CaptureOptions {
+        // Namespaces left out in the wizard are not captured.
+        let scope = match scope {
+            ferry_k8s::capture::Scope::Namespaces(n) => ferry_k8s::capture::Scope::Namespaces(
+                n.iter()
+                    .filter(|n| !w.left_out.contains(*n))
+                    .cloned()
+                    .collect(),
+            ),
+            other => other.clone(),
+        };
         ferry_k8s::capture::CaptureOptions {
             cluster: cluster.to_string(),
-            scope: scope.clone(),
+            scope,
             include_volumes: w.include_volumes,
             use_snapshots: true,
             mover: self.env.mover.clone(),
@@ -383,7 +398,10 @@ impl App {
             no_parent: false,
             envelope: None,
             server: None,
-            resources: Default::default(),
+            resources: ferry_k8s::scope::Resources {
+                cluster: w.whole,
+                ..Default::default()
+            },
         }
     }
 
@@ -424,7 +442,8 @@ impl App {
             return;
         };
         // The row names where the copy goes: `clone prod/shop → prod/shop-qa`.
-        let into = match w.ns.as_slice() {
+        let taken: Vec<(String, String)> = w.taken().cloned().collect();
+        let into = match taken.as_slice() {
             [(_, to)] => format!("{}/{to}", target.name),
             many if many.iter().any(|(from, to)| from != to) => format!(
                 "{}/{}",

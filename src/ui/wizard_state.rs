@@ -3,7 +3,7 @@
 //! user moves on and says what is wrong in place; going back keeps what was entered.
 //! Nothing changes on a cluster until the plan is confirmed (`Outcome::Confirm`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
@@ -171,6 +171,11 @@ pub struct Wizard {
     /// Source namespace and the target name typed for it.
     pub ns: Vec<(String, String)>,
     pub ns_sel: usize,
+    /// Source namespaces left out (`del` on the namespaces step).
+    pub left_out: BTreeSet<String>,
+    /// The whole cluster (from the clusters screen): every cluster-scoped object comes
+    /// along too.
+    pub whole: bool,
     pub classes_used: Load<Vec<String>>,
     /// Source class and the target class chosen for it ("" when none).
     pub sc: Vec<(String, String)>,
@@ -313,6 +318,8 @@ impl Wizard {
             target,
             ns,
             ns_sel: 0,
+            left_out: BTreeSet::new(),
+            whole: false,
             classes_used,
             sc: Vec::new(),
             sc_for: None,
@@ -398,7 +405,12 @@ impl Wizard {
     }
 
     pub fn source_namespaces(&self) -> Vec<String> {
-        self.ns.iter().map(|(a, _)| a.clone()).collect()
+        self.taken().map(|(a, _)| a.clone()).collect()
+    }
+
+    /// The namespaces taken (those not left out) and their target names.
+    pub fn taken(&self) -> impl Iterator<Item = &(String, String)> {
+        self.ns.iter().filter(|(a, _)| !self.left_out.contains(a))
     }
 
     pub fn source_cluster(&self) -> &str {
@@ -503,7 +515,7 @@ impl Wizard {
     pub fn restore_options(&self, mover: &MoverOptions) -> PlanOptions {
         PlanOptions {
             mapping: Mapping {
-                namespaces: self.ns.iter().filter(|(a, b)| a != b).cloned().collect(),
+                namespaces: self.taken().filter(|(a, b)| a != b).cloned().collect(),
                 storage_classes: self
                     .sc
                     .iter()
@@ -521,7 +533,12 @@ impl Wizard {
             include_volumes: self.include_volumes,
             mover: mover.clone(),
             only: None,
-            namespaces: Vec::new(),
+            // Namespaces left out of a snapshot's restore are not planned.
+            namespaces: if self.left_out.is_empty() {
+                Vec::new()
+            } else {
+                self.source_namespaces()
+            },
         }
     }
 
@@ -551,7 +568,10 @@ impl Wizard {
             }
             Step::Cluster => self.creating().and_then(NewCluster::validate),
             Step::Namespaces => {
-                for (from, to) in &self.ns {
+                if self.taken().next().is_none() {
+                    return Some("every namespace is left out: take one again with del".into());
+                }
+                for (from, to) in self.taken() {
                     if !plan::is_dns_label(to) {
                         return Some(format!(
                             "{to:?} (for {from}) is not a DNS label: lower-case letters, digits and '-', at most 63, starting and ending with a letter or digit"
@@ -769,12 +789,19 @@ impl Wizard {
             }
             Step::Namespaces => {
                 step(&mut self.ns_sel, self.ns.len());
-                if let Some((_, to)) = self.ns.get_mut(self.ns_sel) {
+                if let Some((from, to)) = self.ns.get_mut(self.ns_sel) {
                     match code {
                         KeyCode::Backspace => {
                             to.pop();
                         }
                         KeyCode::Char(c) => to.push(c),
+                        // Leave the namespace out, or take it again.
+                        KeyCode::Delete => {
+                            if !self.left_out.remove(from) {
+                                self.left_out.insert(from.clone());
+                            }
+                            self.error = None;
+                        }
                         _ => {}
                     }
                 }

@@ -1979,3 +1979,104 @@ fn a_list_that_may_not_be_watched_is_read_again() {
     drop(app);
     t.rt.block_on(s.shutdown()).unwrap();
 }
+
+/// The whole cluster from the clusters screen: `b` asks, naming the namespaces it takes
+/// and the system ones it leaves, then backs them up with every cluster-scoped object;
+/// `m` opens the wizard on them, where `del` leaves one out of the capture.
+#[test]
+fn the_whole_cluster_from_the_clusters_screen() {
+    let t = common::new_repo();
+    let dir = tempfile::tempdir().unwrap();
+    let (prod, qa) = t.rt.block_on(async {
+        (
+            Sandbox::start(SandboxConfig::new("prod", dir.path().join("prod")))
+                .await
+                .unwrap(),
+            Sandbox::start(SandboxConfig::new("qa", dir.path().join("qa")))
+                .await
+                .unwrap(),
+        )
+    });
+    let kc = dir.path().join("kubeconfig");
+    write_kubeconfig(&kc, &[prod.kubeconfig_entry(), qa.kubeconfig_entry()]).unwrap();
+    let linked = Linked::load(&Sources { paths: vec![kc] });
+    let prod_name = linked.clusters[0].name.clone();
+    let client = t.rt.block_on(linked.clusters[0].client()).unwrap();
+    t.rt.block_on(async {
+        for ns in ["shop", "tmp"] {
+            create(
+                &client,
+                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+            )
+            .await;
+        }
+        create(
+            &client,
+            json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "web-config", "namespace": "shop"}, "data": {"a": "b"}}),
+        )
+        .await;
+    });
+    let mut app = App::new(env_for(&t, dir.path(), linked));
+    assert!(app.settle(LIMIT, |a| a.probed()));
+    assert!(app.select_key(&prod_name));
+
+    key(&mut app, KeyCode::Char('b'));
+    assert!(
+        app.settle(LIMIT, |a| a.asking().is_some()),
+        "{:?}",
+        app.status()
+    );
+    let ask = app.asking().unwrap().clone();
+    assert!(
+        ask.question.contains("default, shop, tmp")
+            && ask.question.contains("kube-system")
+            && ask.question.contains("every cluster-scoped object"),
+        "{ask:?}"
+    );
+    key(&mut app, KeyCode::Char('y'));
+    assert_eq!(app.jobs().len(), 1);
+    assert!(app.settle(LIMIT, |a| a.job_ended(1)));
+    let (all, _) = ferry_repo::snapshot::list(&t.repo).unwrap();
+    let meta = ferry_k8s::capture::CaptureMeta::of(all.last().unwrap()).unwrap();
+    assert_eq!(meta.namespaces, ["default", "shop", "tmp"]);
+    assert!(meta.resources.cluster, "{:?}", meta.resources);
+
+    // m: the wizard on the same namespaces; del leaves tmp out of the capture.
+    key(&mut app, KeyCode::Char('m'));
+    assert!(app.settle(LIMIT, |a| a.wizard().is_some()));
+    let w = app.wizard().unwrap();
+    assert!(w.whole);
+    assert_eq!(w.source_namespaces(), ["default", "shop", "tmp"]);
+    key(&mut app, KeyCode::Enter);
+    assert_eq!(app.wizard().unwrap().step, Step::Namespaces);
+    key(&mut app, KeyCode::Down);
+    key(&mut app, KeyCode::Down);
+    key(&mut app, KeyCode::Delete);
+    assert_eq!(
+        app.wizard().unwrap().source_namespaces(),
+        ["default", "shop"]
+    );
+    key(&mut app, KeyCode::Enter);
+    assert!(app.settle(LIMIT, |a| matches!(
+        a.wizard().unwrap().classes_used,
+        Load::Ready(_)
+    )));
+    key(&mut app, KeyCode::Enter);
+    key(&mut app, KeyCode::Enter);
+    assert_eq!(app.wizard().unwrap().step, Step::Plan);
+    assert!(app.settle(LIMIT, |a| matches!(
+        a.wizard().unwrap().plan,
+        Some(Load::Ready(_)) | Some(Load::Failed(_))
+    )));
+    let (all, _) = ferry_repo::snapshot::list(&t.repo).unwrap();
+    let meta = ferry_k8s::capture::CaptureMeta::of(all.last().unwrap()).unwrap();
+    assert_eq!(meta.namespaces, ["default", "shop"], "tmp was left out");
+    assert!(meta.resources.cluster);
+
+    drop(app);
+    t.rt.block_on(async {
+        prod.shutdown().await.unwrap();
+        qa.shutdown().await.unwrap();
+    });
+}

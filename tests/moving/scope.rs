@@ -300,6 +300,9 @@ fn whole_clusters_and_scoped_jobs() {
         out.contains("payments/hook"),
         "the plan says why a webhook stays: {out}"
     );
+    for line in ["  (cluster-scoped): ", "  shop: ", "  shop-staging: "] {
+        assert!(out.contains(line), "reported per namespace: {out}");
+    }
 
     // Many namespaces renamed at once on the same cluster; a name too long is refused.
     env.ok(&[

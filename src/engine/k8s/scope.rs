@@ -215,18 +215,7 @@ impl Namespaces {
             // Named namespaces are checked by the capture itself (it reads each).
             return self.pick(&self.names, cluster);
         }
-        let api: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(client.clone());
-        let list = api
-            .list(&kube::api::ListParams::default())
-            .await
-            .map_err(|e| K8sError::api(format!("cannot list the namespaces of {cluster}"), &e))?;
-        let mut existing: Vec<String> = list
-            .items
-            .into_iter()
-            .filter_map(|n| n.metadata.name)
-            .collect();
-        existing.sort();
-        self.pick(&existing, cluster)
+        self.pick(&list_namespaces(client, cluster).await?, cluster)
     }
 
     /// The choice in the flags' words (`-A --exclude-namespace 'tmp-*'`).
@@ -246,6 +235,22 @@ impl Namespaces {
         }
         w.join(" ")
     }
+}
+
+/// The names of every namespace of `cluster` (which `client` reaches), sorted.
+pub async fn list_namespaces(client: &kube::Client, cluster: &str) -> Result<Vec<String>> {
+    let api: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(client.clone());
+    let list = api
+        .list(&kube::api::ListParams::default())
+        .await
+        .map_err(|e| K8sError::api(format!("cannot list the namespaces of {cluster}"), &e))?;
+    let mut names: Vec<String> = list
+        .items
+        .into_iter()
+        .filter_map(|n| n.metadata.name)
+        .collect();
+    names.sort();
+    Ok(names)
 }
 
 /// Which resource types a job takes (`--include-resources`, `--exclude-resources`:

@@ -10,13 +10,23 @@ use ratatui::layout::Constraint;
 use crate::app::{App, Load, Row, Tone, View};
 use crate::keymap::Command;
 use crate::page::{Offer, Page};
+use crate::whole::Whole;
+use crate::wizard_state::Purpose;
 use ferry_providers::kubeconfig::Origin;
 
 /// The clusters screen (the root).
 pub struct Clusters;
 
-const OFFERS: &[Offer] =
-    &[Offer::new(Command::Enter, "open the cluster's namespaces").hint("open")];
+const OFFERS: &[Offer] = &[
+    Offer::new(Command::Enter, "open the cluster's namespaces").hint("open"),
+    Offer::new(
+        Command::Backup,
+        "back up the whole cluster: its namespaces (not the system ones) and every cluster-scoped object",
+    )
+    .hint("backup all"),
+    Offer::new(Command::Migrate, "migrate the whole cluster to another").changes(),
+    Offer::new(Command::Clone, "clone the whole cluster").changes(),
+];
 
 impl Page for Clusters {
     fn name(&self) -> &'static str {
@@ -67,6 +77,12 @@ impl Page for Clusters {
     }
 
     fn run(&self, app: &mut App, _: &View, command: Command) {
+        match command {
+            Command::Backup => return app.whole_cluster(Whole::Backup),
+            Command::Migrate => return app.whole_cluster(Whole::Move(Purpose::Migrate)),
+            Command::Clone => return app.whole_cluster(Whole::Move(Purpose::Clone)),
+            _ => {}
+        }
         let (Command::Enter, Some(row)) = (command, app.selected_row()) else {
             return;
         };

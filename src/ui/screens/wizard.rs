@@ -173,13 +173,29 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, w: &Wizard) {
         Step::Namespaces => {
             lines.push(Line::from(Span::styled(
                 format!(
-                    "Namespaces on {} (type to edit the target name)",
-                    w.target_name()
+                    "Namespaces on {} (type to edit the target name; del leaves one out){}",
+                    w.target_name(),
+                    if w.whole {
+                        " · the whole cluster: every cluster-scoped object comes along"
+                    } else {
+                        ""
+                    }
                 ),
                 theme.header(),
             )));
             for (i, (from, to)) in w.ns.iter().enumerate() {
                 let ok = ferry_k8s::plan::is_dns_label(to);
+                if w.left_out.contains(from) {
+                    items.push((lines.len(), i));
+                    lines.push(Line::from(vec![
+                        Span::styled(
+                            format!("{}{from:<24}", pointer(i == w.ns_sel)),
+                            sel(i == w.ns_sel),
+                        ),
+                        Span::styled("   left out (del takes it again)", theme.dim()),
+                    ]));
+                    continue;
+                }
                 let mut spans = vec![
                     Span::styled(
                         format!("{}{from:<24} → ", pointer(i == w.ns_sel)),
@@ -311,8 +327,17 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, w: &Wizard) {
                     w.purpose.word()
                 ),
             }));
-            for (from, to) in w.ns.iter().filter(|(from, to)| from != to) {
+            for (from, to) in w.taken().filter(|(from, to)| from != to) {
                 lines.push(Line::from(format!("  namespace {from} → {to}")));
+            }
+            if !w.left_out.is_empty() {
+                let out: Vec<&str> = w.left_out.iter().map(String::as_str).collect();
+                lines.push(Line::from(format!("  left out: {}", out.join(", "))));
+            }
+            if w.whole {
+                lines.push(Line::from(
+                    "  every cluster-scoped object too (each restored by its rule)",
+                ));
             }
             for (from, to) in &w.sc {
                 lines.push(Line::from(format!("  storage class {from} → {to}")));
