@@ -30,7 +30,6 @@
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
@@ -43,12 +42,15 @@ use ferry_console::screens;
 use ferry_console::theme::Theme;
 use ferry_k8s::mover::MoverOptions;
 use ferry_providers::kubeconfig::{Linked, Sources};
-use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Pod};
-use kube::api::{Api, ApiResource, DynamicObject, ListParams, PostParams};
+use kube::api::{Api, ListParams, PostParams};
 use ratatui::Terminal;
+
+#[path = "support/sandboxes.rs"]
+mod sandboxes;
 use ratatui::backend::TestBackend;
+use sandboxes::{Sandboxes, create_all, sandbox_kubeconfig};
 use serde_json::{Value, json};
 
 /// Namespaces of the big cluster.
@@ -116,76 +118,6 @@ fn ticks_cpu(pid: &str) -> u64 {
 /// The main thread's ID is the process ID.
 fn main_cpu() -> u64 {
     thread_cpu("self", &std::process::id().to_string())
-}
-
-/// Runs the `ferry` binary with `home` as its folders; true if it succeeded.
-fn ferry_ok(home: &Path, args: &[&str]) -> bool {
-    let o = Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args(args)
-        .env("HOME", home)
-        .env("XDG_DATA_HOME", home.join("data"))
-        .env("XDG_CONFIG_HOME", home.join("config"))
-        .env("XDG_STATE_HOME", home.join("state"))
-        .output()
-        .unwrap();
-    if !o.status.success() {
-        eprintln!("ferry {args:?}: {o:?}");
-    }
-    o.status.success()
-}
-
-fn ferry(home: &Path, args: &[&str]) {
-    assert!(ferry_ok(home, args), "ferry {args:?} failed");
-}
-
-/// Sandboxes started by `ferry sandbox up`, stopped when dropped (also on a panic).
-struct Sandboxes {
-    home: PathBuf,
-    names: Vec<&'static str>,
-}
-
-impl Sandboxes {
-    fn up(home: &Path, names: &[&'static str]) -> Sandboxes {
-        // Whatever `up` started before failing is stopped by the guard.
-        let guard = Sandboxes {
-            home: home.to_path_buf(),
-            names: names.to_vec(),
-        };
-        ferry(home, &guard.args("up"));
-        guard
-    }
-
-    fn args(&self, verb: &'static str) -> Vec<&'static str> {
-        let mut args = vec!["sandbox", verb];
-        for n in &self.names {
-            args.extend(["--name", n]);
-        }
-        args
-    }
-
-    /// The process ID of sandbox `name` (from its `server.json`).
-    fn pid(&self, name: &str) -> String {
-        let info = self
-            .home
-            .join("data/ferry/sandbox")
-            .join(name)
-            .join("server.json");
-        let v: Value = serde_json::from_slice(&std::fs::read(info).unwrap()).unwrap();
-        v["pid"].as_u64().unwrap().to_string()
-    }
-}
-
-impl Drop for Sandboxes {
-    fn drop(&mut self) {
-        let args = self.args("down");
-        ferry_ok(&self.home, &args);
-    }
-}
-
-/// The sandboxes' kubeconfig (JSON, which kubectl reads as YAML).
-fn sandbox_kubeconfig(home: &Path) -> Value {
-    let path = home.join("data/ferry/sandbox/kubeconfig");
-    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
 }
 
 /// A kubeconfig with 20 contexts (see the module doc).
@@ -459,43 +391,6 @@ fn big_cluster() -> Vec<Vec<Value>> {
     vec![namespaces, claims, deployments, pods]
 }
 
-/// Creates `objects` (all of one kind), [`IN_FLIGHT`] at a time.
-async fn create_all(client: &kube::Client, objects: Vec<Value>) {
-    let Some(first) = objects.first() else {
-        return;
-    };
-    let (group, version) = match first["apiVersion"].as_str().unwrap().split_once('/') {
-        Some((g, v)) => (g.to_string(), v.to_string()),
-        None => (
-            String::new(),
-            first["apiVersion"].as_str().unwrap().to_string(),
-        ),
-    };
-    let kind = first["kind"].as_str().unwrap();
-    let ar = ApiResource {
-        api_version: first["apiVersion"].as_str().unwrap().to_string(),
-        group,
-        version,
-        kind: kind.to_string(),
-        plural: format!("{}s", kind.to_lowercase()),
-    };
-    futures::stream::iter(objects)
-        .map(|o| {
-            let api: Api<DynamicObject> = match o["metadata"]["namespace"].as_str() {
-                Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
-                None => Api::all_with(client.clone(), &ar),
-            };
-            async move {
-                let obj: DynamicObject = serde_json::from_value(o).unwrap();
-                api.create(&PostParams::default(), &obj).await
-            }
-        })
-        .buffer_unordered(IN_FLIGHT)
-        .try_for_each(|_| async { Ok(()) })
-        .await
-        .unwrap();
-}
-
 /// Fills the big cluster; returns the time it took to create and until every pod was
 /// there, and each kind's creation time.
 async fn fill(client: &kube::Client) -> (Duration, Duration, Vec<(String, Duration)>) {
@@ -507,7 +402,7 @@ async fn fill(client: &kube::Client) -> (Duration, Duration, Vec<(String, Durati
             objects.len(),
         );
         let t = Instant::now();
-        create_all(client, objects).await;
+        create_all(client, objects, IN_FLIGHT).await;
         kinds.push((format!("{n} {k}"), t.elapsed()));
     }
     let created = t.elapsed();

@@ -269,7 +269,7 @@ async fn apply_with(
                     ),
                 }
             })
-            .buffer_unordered(8)
+            .buffer_unordered(OBJECTS_IN_FLIGHT)
             .collect()
             .await;
         let gone = results.iter().any(|(_, unreachable)| *unreachable);
@@ -450,6 +450,11 @@ fn abandon(
     progress.set_phase("stopped: the target did not answer");
     report
 }
+
+/// Objects of one wave created at once: an API server takes many creates in parallel
+/// (its priority and fairness queue them), and a whole cluster is tens of thousands of
+/// objects.
+const OBJECTS_IN_FLIGHT: usize = 32;
 
 /// Creates or replaces one object, then gives it its source's field managers back
 /// ([`give_owners_back`]); each request waits at most `limit`.
