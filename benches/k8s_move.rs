@@ -204,6 +204,7 @@ async fn plan_into(
             mover: MoverOptions::default(),
             only: None,
             namespaces: vec![],
+            modifiers: None,
         },
     )
     .await

@@ -522,6 +522,7 @@ impl Wizard {
             mover: mover.clone(),
             only: None,
             namespaces: Vec::new(),
+            modifiers: None,
         }
     }
 

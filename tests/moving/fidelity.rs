@@ -282,6 +282,7 @@ fn options(mapping: Mapping) -> PlanOptions {
         mover: MoverOptions::default(),
         only: None,
         namespaces: vec![],
+        modifiers: None,
     }
 }
 

@@ -50,6 +50,7 @@ fn options(to: &str, conflict: Conflict) -> PlanOptions {
         mover: MoverOptions::default(),
         only: None,
         namespaces: vec![],
+        modifiers: None,
     }
 }
 
