@@ -205,6 +205,7 @@ async fn plan_into(
             mover: MoverOptions::default(),
             only: None,
             namespaces: vec![],
+            modifiers: None,
         },
     )
     .await

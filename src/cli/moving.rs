@@ -18,6 +18,7 @@ use ferry_jobs::{Endpoint, MoveJob, RestoreJob, Staged};
 use ferry_k8s::JobProgress;
 use ferry_k8s::apply::Report;
 use ferry_k8s::capture::{self, CaptureMeta, CaptureOptions, CaptureOutcome, Scope};
+use ferry_k8s::modifiers::Modifiers;
 use ferry_k8s::mover::MoverOptions;
 use ferry_k8s::objects::ObjRef;
 use ferry_k8s::plan::{self, Conflict, Plan, PlanOptions};
@@ -192,6 +193,11 @@ pub struct MapArgs {
     /// Restore CronJobs suspended
     #[arg(long)]
     pub suspend_cronjobs: bool,
+    /// Change objects as they are restored with the rules of a Velero resource
+    /// modifiers file (version v1: resourceModifierRules with conditions and patches,
+    /// mergePatches or strategicPatches); the plan lists each change
+    #[arg(long = "resource-modifiers", value_name = "FILE")]
+    pub resource_modifiers: Option<PathBuf>,
 }
 
 fn parse_pair(s: &str) -> Result<(String, String), String> {
@@ -215,9 +221,23 @@ impl MapArgs {
         w
     }
 
-    fn options(&self, mover: MoverOptions) -> PlanOptions {
+    /// The plan's options; the resource modifiers file is read and checked here,
+    /// before anything is read from a cluster.
+    fn options(&self, mover: MoverOptions) -> anyhow::Result<PlanOptions> {
         let m = |v: &[(String, String)]| v.iter().cloned().collect::<BTreeMap<_, _>>();
-        PlanOptions {
+        let modifiers = match &self.resource_modifiers {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).with_context(|| {
+                    format!("cannot read the resource modifiers file {}", path.display())
+                })?;
+                Some(Arc::new(Modifiers::parse(
+                    &text,
+                    &path.display().to_string(),
+                )?))
+            }
+            None => None,
+        };
+        Ok(PlanOptions {
             mapping: Mapping {
                 namespaces: m(&self.map_namespace),
                 namespace_prefix: self.namespace_prefix.clone().unwrap_or_default(),
@@ -236,7 +256,8 @@ impl MapArgs {
             mover,
             only: None,
             namespaces: self.only_namespaces.clone(),
-        }
+            modifiers,
+        })
     }
 }
 
@@ -417,10 +438,10 @@ fn render(plan: &Plan, output: &str) -> anyhow::Result<String> {
 }
 
 pub fn plan(ctx: &Context, a: PlanArgs) -> anyhow::Result<Exit> {
+    let opts = a.map.options(mover(ctx, None)?)?;
     let repo = ctx.open()?;
     let (snap, meta) = find_capture(&repo, &a.snapshot, &a.map.wanted())?;
     let (linked, client) = connect(ctx, a.context.as_deref())?;
-    let opts = a.map.options(mover(ctx, None)?);
     // The plan, and what the policy would say of carrying it out (nothing is recorded
     // for a dry run).
     let (plan, denied) = ctx.rt.block_on(ferry_jobs::dry_run(
@@ -554,10 +575,10 @@ pub fn restore(
     mover_image: Option<&str>,
     a: K8sRestoreArgs,
 ) -> anyhow::Result<Exit> {
+    let mut opts = a.map.options(mover(ctx, mover_image)?)?;
     let repo = ctx.open()?;
     let (snap, meta) = find_capture(&repo, snapshot, &a.map.wanted())?;
     let (cluster, client) = connect(ctx, context)?;
-    let mut opts = a.map.options(mover(ctx, mover_image)?);
     if let Some(path) = &a.retry {
         let r: Report = serde_json::from_slice(
             &std::fs::read(path)
@@ -646,6 +667,9 @@ pub fn migrate(
         );
     }
     let to = a.to.clone().unwrap_or_else(|| a.from.clone());
+    let mover_opts = mover(ctx, a.select.mover_image.as_deref())?;
+    // A resource-modifier file that does not read is refused before any cluster is asked.
+    a.restore.map.options(mover_opts.clone())?;
     let (src, src_client) = connect(ctx, Some(&a.from))?;
     let scope = a.select.scope(ctx, &src_client, &src.name)?;
     if let Some(new) = clone_as {
@@ -665,9 +689,9 @@ pub fn migrate(
             "migrating into the same cluster needs a new name for each namespace: use `ferry clone --as NEW`, --map-namespace, --namespace-prefix or --namespace-suffix"
         );
     }
+    let options = a.restore.map.options(mover_opts.clone())?;
     let (dst, dst_client) = connect(ctx, Some(&to))?;
     let repo = ctx.open()?;
-    let mover_opts = mover(ctx, a.select.mover_image.as_deref())?;
     let capture = CaptureOptions {
         cluster: src.name.clone(),
         scope,
@@ -684,7 +708,7 @@ pub fn migrate(
     let job = MoveJob {
         action,
         capture,
-        options: a.restore.map.options(mover_opts),
+        options,
     };
     let source = Endpoint {
         cluster: src,

@@ -539,6 +539,7 @@ impl Wizard {
             } else {
                 self.source_namespaces()
             },
+            modifiers: None,
         }
     }
 

@@ -133,6 +133,7 @@ pub async fn restore_shop(
         mover: MoverOptions::default(),
         only: None,
         namespaces: vec![],
+        modifiers: None,
     };
     let (repo2, snap) = (repo.clone(), out.snapshot.clone());
     let objects = tokio::task::spawn_blocking(move || capture::read_objects(&repo2, &snap))

@@ -283,6 +283,7 @@ fn options(mapping: Mapping) -> PlanOptions {
         mover: MoverOptions::default(),
         only: None,
         namespaces: vec![],
+        modifiers: None,
     }
 }
 

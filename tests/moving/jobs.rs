@@ -51,6 +51,7 @@ fn options(to: &str, conflict: Conflict) -> PlanOptions {
         mover: MoverOptions::default(),
         only: None,
         namespaces: vec![],
+        modifiers: None,
     }
 }
 

@@ -14,6 +14,7 @@ mod helm_release;
 mod jobs;
 mod kill_campaign;
 mod migrate;
+mod modifiers;
 mod pause;
 mod policy;
 mod policy_identity;

@@ -129,6 +129,7 @@ fn restore_opts(from: &str, to: &str, conflict: Conflict) -> PlanOptions {
         mover: MoverOptions::default(),
         only: None,
         namespaces: vec![],
+        modifiers: None,
     }
 }
 

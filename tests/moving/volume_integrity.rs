@@ -189,6 +189,7 @@ async fn restore_into(
         mover: MoverOptions::default(),
         only: None,
         namespaces: vec![],
+        modifiers: None,
     };
     let repo2 = repo.clone();
     let snap = out.snapshot.clone();

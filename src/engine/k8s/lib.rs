@@ -9,6 +9,7 @@
 //! - [`lease`]: jobs' temporaries in a cluster, their leases, and dead jobs' cleanup;
 //! - [`transform`]: what changes on the way to another cluster (namespaces, storage
 //!   classes, server-populated fields);
+//! - [`modifiers`]: Velero's resource modifiers, the user's own rules of what changes;
 //! - [`references`]: DNS names of services in configuration, rewritten when their
 //!   namespace is mapped, and what in a copy still points at the source;
 //! - [`helm`]: Helm's release records follow their namespace, manifests and all;
@@ -28,6 +29,7 @@ pub mod graph;
 pub mod helm;
 pub mod lease;
 pub mod listing;
+pub mod modifiers;
 pub mod mover;
 pub mod objects;
 pub mod pipe;

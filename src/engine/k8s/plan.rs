@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use futures::StreamExt as _;
 use kube::api::{DynamicObject, PostParams};
@@ -14,6 +15,7 @@ use serde_json::{Value, json};
 use super::capture::{CaptureMeta, VolumeRecord};
 use super::checks::{existing_on_target, mapping_mistakes, quota_problems, shared_on_target};
 use super::graph;
+use super::modifiers::{self, Modifiers};
 use super::mover::MoverOptions;
 use super::objects::{self, Catalog, ObjRef};
 use super::references::{self, Finding, Services};
@@ -61,6 +63,9 @@ pub struct PlanOptions {
     pub only: Option<BTreeSet<ObjRef>>,
     /// Restore only objects of these source namespaces (all when empty).
     pub namespaces: Vec<String>,
+    /// The user's rules of what changes (Velero's resource modifiers), applied to
+    /// each object after the mapping; each change is listed with the object's.
+    pub modifiers: Option<Arc<Modifiers>>,
 }
 
 /// What a plan does to one object in the target.
@@ -463,7 +468,7 @@ pub async fn build(
     let mut items: Vec<PlanItem> = Vec::new();
     for o in &objs {
         let source = ObjRef::of(o);
-        let (obj, changes) = transform::transform(o, &mapping);
+        let (mut obj, mut changes) = transform::transform(o, &mapping);
         for c in changes
             .iter()
             .filter(|c| c.starts_with("helm release record could not"))
@@ -475,6 +480,48 @@ pub async fn build(
                     "{c}: `helm` in the target would act on the source's namespace; restore it and run `helm upgrade` there, or leave the record out"
                 ),
             });
+        }
+        let skip: Option<String> = match transform::skip_reason(o, &mapping) {
+            Some(why) => Some(why.into()),
+            None if source.kind != "Namespace" && source.namespace.is_none() => {
+                crate::scope::cluster_rule(o, &restored)
+            }
+            None => None,
+        };
+        // The user's rules, on what is restored, as Velero applies them: after the
+        // namespace is mapped, matching the namespace and name the snapshot holds.
+        if skip.is_none()
+            && let Some(m) = &opts.modifiers
+        {
+            let group_resource = modifiers::group_resource(
+                &source.group,
+                &plural_of(&catalog, &crds_in_snapshot, &source),
+            );
+            let class = obj["spec"]["storageClassName"].clone();
+            match m.apply(&mut obj, &group_resource, &source) {
+                Ok(said) => changes.extend(said),
+                Err(e) => problems.push(Problem {
+                    blocking: true,
+                    object: Some(source.clone()),
+                    message: e.to_string(),
+                }),
+            }
+            if source.is("", "PersistentVolumeClaim")
+                && obj["spec"]["storageClassName"] != class
+                && let Some(to) = obj["spec"]["storageClassName"].as_str()
+                && !to.is_empty()
+                && !target_classes.iter().any(|t| t.name == to)
+            {
+                problems.push(Problem {
+                    blocking: true,
+                    object: Some(source.clone()),
+                    message: format!(
+                        "the resource modifiers ({}) set its storage class to {to}, which {target_cluster} does not have; it has: {}. Change the rule",
+                        m.file(),
+                        names(&target_classes)
+                    ),
+                });
+            }
         }
         let target = ObjRef::of(&obj);
         let mut item = PlanItem {
@@ -495,13 +542,7 @@ pub async fn build(
                 .cloned()
                 .unwrap_or_default(),
         };
-        if let Some(why) = transform::skip_reason(o, &mapping) {
-            item.action = Change::Skip;
-            item.reason = Some(why.into());
-        } else if source.kind != "Namespace"
-            && source.namespace.is_none()
-            && let Some(why) = crate::scope::cluster_rule(o, &restored)
-        {
+        if let Some(why) = skip {
             item.action = Change::Skip;
             item.reason = Some(why);
         } else if let Some(only) = &opts.only
@@ -772,6 +813,33 @@ pub async fn build(
         problems,
         mapping,
     })
+}
+
+/// The plural of a kind: as the target serves it, else as a CRD of the snapshot names
+/// it, else as Kubernetes guesses one it is not told (`Kind` -> `kinds`, `Policy` ->
+/// `policies`, `Class` -> `classes`).
+fn plural_of(catalog: &Catalog, crds: &[Value], r: &ObjRef) -> String {
+    catalog
+        .find(&r.group, &r.kind)
+        .map(|res| res.ar.plural.clone())
+        .or_else(|| {
+            crds.iter()
+                .find(|c| {
+                    c["spec"]["group"] == r.group.as_str()
+                        && c["spec"]["names"]["kind"] == r.kind.as_str()
+                })
+                .and_then(|c| c["spec"]["names"]["plural"].as_str().map(str::to_string))
+        })
+        .unwrap_or_else(|| {
+            let k = r.kind.to_ascii_lowercase();
+            if k.ends_with('s') {
+                format!("{k}es")
+            } else if let Some(stem) = k.strip_suffix('y') {
+                format!("{stem}ies")
+            } else {
+                format!("{k}s")
+            }
+        })
 }
 
 fn names(classes: &[StorageClassInfo]) -> String {

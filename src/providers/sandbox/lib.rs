@@ -10,7 +10,7 @@
 //! - `store.rs`: the object map, resourceVersions, change history, the state file;
 //! - `resources.rs`: the served resource types and discovery documents (aggregated too);
 //! - `verbs.rs`: API semantics (create, update, patch, delete, finalizers, GC, ...);
-//! - `select.rs`, `patch.rs`: selectors and patch formats;
+//! - `select.rs`: selectors (patch formats are the `ferry-patch` crate's);
 //! - `dryrun.rs`: server-side dry-run on a throw-away copy of the cluster;
 //! - `rbac.rs`: RBAC authorization, the bootstrap policy, the SelfSubject reviews;
 //! - `proto.rs`: protobuf bodies of typed clients (Secrets, ConfigMaps, Namespaces,
@@ -47,7 +47,6 @@ mod kubeconfig;
 mod kubelet;
 mod logs;
 mod oci;
-mod patch;
 mod pods;
 mod process;
 mod proto;

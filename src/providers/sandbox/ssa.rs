@@ -17,7 +17,6 @@ use std::collections::BTreeSet;
 
 use serde_json::{Map, Value, json};
 
-use super::patch;
 use super::resources::{self, ResourceInfo};
 use super::verbs::{ApiError, ApiResult, Cluster, Sub, now};
 
@@ -474,9 +473,10 @@ pub fn apply(
         }
     }
     if resources::crd_defined(info) {
-        patch::merge(&mut merged, &applied);
+        ferry_patch::merge(&mut merged, &applied);
     } else {
-        patch::strategic_merge(&mut merged, &applied);
+        ferry_patch::strategic_merge(&mut merged, &applied)
+            .map_err(|e| ApiError::new(422, "Invalid", e.to_string()))?;
     }
     let time = now();
     match entries

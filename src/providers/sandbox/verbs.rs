@@ -13,7 +13,6 @@ use std::net::Ipv4Addr;
 use base64::Engine as _;
 use serde_json::{Map, Value, json};
 
-use super::patch;
 use super::resources::{self, CRD_GROUP, CRDS, ResourceInfo};
 use super::select::{FieldSelector, LabelSelector};
 use super::store::{EventType, Key, Store};
@@ -1147,17 +1146,14 @@ impl Cluster {
         };
         match media {
             "application/merge-patch+json" | "application/apply-patch+yaml" => {
-                patch::merge(&mut doc, &patch)
+                ferry_patch::merge(&mut doc, &patch)
             }
-            "application/strategic-merge-patch+json" => patch::strategic_merge(&mut doc, &patch),
-            "application/json-patch+json" => {
-                patch::json_patch(&mut doc, &patch).map_err(|e| match e {
-                    patch::PatchError::TestFailed(_) => {
-                        ApiError::new(422, "Invalid", e.to_string())
-                    }
-                    patch::PatchError::Invalid(_) => ApiError::new(422, "Invalid", e.to_string()),
-                })?
+            "application/strategic-merge-patch+json" => {
+                ferry_patch::strategic_merge(&mut doc, &patch)
+                    .map_err(|e| ApiError::new(422, "Invalid", e.to_string()))?
             }
+            "application/json-patch+json" => ferry_patch::json_patch(&mut doc, &patch)
+                .map_err(|e| ApiError::new(422, "Invalid", e.to_string()))?,
             other => {
                 return Err(ApiError::new(
                     415,
