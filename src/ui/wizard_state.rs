@@ -148,17 +148,21 @@ pub enum Outcome {
 }
 
 /// The options step's rows.
-pub const OPTION_ROWS: [&str; 6] = [
+pub const OPTION_ROWS: [&str; 7] = [
     "conflict policy",
     "include volume data",
     "scale workloads to zero",
     "labels",
     "suspend CronJobs",
     "re-run completed Jobs",
+    "resource modifiers file",
 ];
 
 /// The row of [`OPTION_ROWS`] the labels are typed in.
 pub const LABELS_ROW: usize = 3;
+
+/// The row of [`OPTION_ROWS`] a resource modifiers file's path is typed in.
+pub const MODIFIERS_ROW: usize = 6;
 
 #[derive(Debug, Clone)]
 pub struct Wizard {
@@ -190,6 +194,8 @@ pub struct Wizard {
     pub suspend_cronjobs: bool,
     pub include_completed_jobs: bool,
     pub labels: String,
+    /// The path of a resource modifiers file (Velero's format), or empty.
+    pub modifiers_path: String,
     pub opt_sel: usize,
     pub plan: Option<Load<Box<Prepared>>>,
     pub plan_scroll: u16,
@@ -330,6 +336,7 @@ impl Wizard {
             suspend_cronjobs: purpose == Purpose::Clone,
             include_completed_jobs: false,
             labels: String::new(),
+            modifiers_path: String::new(),
             opt_sel: 0,
             plan: None,
             plan_scroll: 0,
@@ -539,7 +546,8 @@ impl Wizard {
             } else {
                 self.source_namespaces()
             },
-            modifiers: None,
+            // Checked when the options step was left (`validate`).
+            modifiers: self.modifiers().ok().flatten(),
         }
     }
 
@@ -614,9 +622,29 @@ impl Wizard {
                 }
                 None
             }
-            Step::Options => self.parse_labels().err(),
+            Step::Options => self.parse_labels().err().or_else(|| self.modifiers().err()),
             Step::Plan => None,
         }
+    }
+
+    /// The resource modifiers file typed on the options step, read and checked (`~/`
+    /// is the home folder); `None` when no path is typed.
+    pub fn modifiers(
+        &self,
+    ) -> Result<Option<std::sync::Arc<ferry_k8s::modifiers::Modifiers>>, String> {
+        let typed = self.modifiers_path.trim();
+        if typed.is_empty() {
+            return Ok(None);
+        }
+        let path = match (typed.strip_prefix("~/"), std::env::var_os("HOME")) {
+            (Some(rest), Some(home)) => std::path::Path::new(&home).join(rest),
+            _ => std::path::PathBuf::from(typed),
+        };
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| format!("cannot read the resource modifiers file {typed}: {e}"))?;
+        ferry_k8s::modifiers::Modifiers::parse(&text, typed)
+            .map(|m| Some(std::sync::Arc::new(m)))
+            .map_err(|e| e.to_string())
     }
 
     fn next_step(&self) -> Option<Step> {
@@ -847,13 +875,20 @@ impl Wizard {
                     2 if toggle => self.scale_to_zero = !self.scale_to_zero,
                     4 if toggle => self.suspend_cronjobs = !self.suspend_cronjobs,
                     5 if toggle => self.include_completed_jobs = !self.include_completed_jobs,
-                    LABELS_ROW => match code {
-                        KeyCode::Backspace => {
-                            self.labels.pop();
+                    LABELS_ROW | MODIFIERS_ROW => {
+                        let typed = if self.opt_sel == LABELS_ROW {
+                            &mut self.labels
+                        } else {
+                            &mut self.modifiers_path
+                        };
+                        match code {
+                            KeyCode::Backspace => {
+                                typed.pop();
+                            }
+                            KeyCode::Char(c) => typed.push(c),
+                            _ => {}
                         }
-                        KeyCode::Char(c) => self.labels.push(c),
-                        _ => {}
-                    },
+                    }
                     _ => {}
                 }
             }

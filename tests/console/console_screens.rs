@@ -1604,3 +1604,66 @@ fn wizard_steps_at_80x24_120x40_and_200x60() {
     assert_eq!(app.wizard().unwrap().step, Step::Plan);
     shoot("new_eks_plan", app);
 }
+
+/// A Velero resource modifiers file on the options step: one that cannot be read or
+/// does not parse keeps the wizard there, saying why (the rule and its line); a good
+/// one goes into the plan's options.
+#[test]
+fn the_options_step_takes_a_resource_modifiers_file() {
+    use ferry_console::wizard_state::{MODIFIERS_ROW, Step};
+    let (f, mut app) = app_with("dark", false);
+    in_namespace(&mut app);
+    key(&mut app, KeyCode::Char('c'));
+    app.apply(Msg::WizardClasses(
+        app.wizard_generation(),
+        Ok(vec!["fast-ssd".into()]),
+    ));
+    for _ in 0..3 {
+        key(&mut app, KeyCode::Enter);
+    }
+    assert_eq!(app.wizard().unwrap().step, Step::Options);
+    for _ in 0..MODIFIERS_ROW {
+        key(&mut app, KeyCode::Down);
+    }
+    let dir = f._dir.path();
+    let missing = dir.join("nope.yaml");
+    chars(&mut app, missing.to_str().unwrap());
+    key(&mut app, KeyCode::Enter);
+    let w = app.wizard().unwrap();
+    assert_eq!(w.step, Step::Options);
+    assert!(
+        w.error
+            .as_deref()
+            .unwrap_or("")
+            .contains("cannot read the resource modifiers file"),
+        "{:?}",
+        w.error
+    );
+    let bad = dir.join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "version: v1\nresourceModifierRules:\n- conditions:\n    groupResource: deployments.apps\n  patches:\n  - operation: frobnicate\n    path: /spec/replicas\n    value: \"0\"\n",
+    )
+    .unwrap();
+    for _ in 0..missing.to_str().unwrap().len() {
+        key(&mut app, KeyCode::Backspace);
+    }
+    chars(&mut app, bad.to_str().unwrap());
+    key(&mut app, KeyCode::Enter);
+    let e = app.wizard().unwrap().error.clone().unwrap_or_default();
+    assert!(e.contains("rule 1 (line 3)"), "{e}");
+    let good = dir.join("good.yaml");
+    std::fs::write(
+        &good,
+        "version: v1\nresourceModifierRules:\n- conditions:\n    groupResource: deployments.apps\n  patches:\n  - operation: replace\n    path: /spec/replicas\n    value: \"0\"\n",
+    )
+    .unwrap();
+    for _ in 0..bad.to_str().unwrap().len() {
+        key(&mut app, KeyCode::Backspace);
+    }
+    chars(&mut app, good.to_str().unwrap());
+    let w = app.wizard().unwrap();
+    assert!(w.modifiers().unwrap().is_some());
+    let opts = w.restore_options(&Default::default());
+    assert!(opts.modifiers.is_some(), "the plan gets the rules");
+}

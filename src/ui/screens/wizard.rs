@@ -9,7 +9,9 @@ use ratatui::widgets::{Clear, Paragraph, Wrap};
 use crate::app::{App, Load};
 use crate::newcluster::NewCluster;
 use crate::widgets;
-use crate::wizard_state::{LABELS_ROW, OPTION_ROWS, Source, Step, TargetKind, Wizard};
+use crate::wizard_state::{
+    LABELS_ROW, MODIFIERS_ROW, OPTION_ROWS, Source, Step, TargetKind, Wizard,
+};
 use ferry_k8s::plan::Conflict;
 
 /// The steps across the top, the current one marked, those done and to come in their
@@ -267,7 +269,7 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, w: &Wizard) {
         }
         Step::Options => {
             lines.push(Line::from(Span::styled(
-                "Options (space or ←/→ change; type labels as k=v,k2=v2)",
+                "Options (space or ←/→ change; type labels as k=v,k2=v2, or a file's path)",
                 theme.header(),
             )));
             for (i, label) in OPTION_ROWS.iter().enumerate() {
@@ -287,6 +289,19 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, w: &Wizard) {
                     2 => yes_no(w.scale_to_zero),
                     4 => yes_no(w.suspend_cronjobs),
                     5 => yes_no(w.include_completed_jobs),
+                    MODIFIERS_ROW => format!(
+                        "{}{}",
+                        if w.modifiers_path.is_empty() && w.opt_sel != MODIFIERS_ROW {
+                            "none"
+                        } else {
+                            w.modifiers_path.as_str()
+                        },
+                        if w.opt_sel == MODIFIERS_ROW {
+                            "▏"
+                        } else {
+                            ""
+                        }
+                    ),
                     _ => format!(
                         "{}{}",
                         w.labels,
