@@ -103,8 +103,13 @@ pub const STATE_FILE: &str = "state.json";
 /// The file in a sandbox's folder that maps bearer tokens to users.
 pub const TOKENS_FILE: &str = "tokens.json";
 
-/// How long after a change the state file is rewritten.
+/// How long after a change the state file is rewritten: at least this, or ten times
+/// what the last save took (a large store under a stream of writes), at most
+/// [`SAVE_AT_MOST`].
 const SAVE_EVERY: Duration = Duration::from_millis(200);
+
+/// The longest the state file waits behind the store while objects change.
+const SAVE_AT_MOST: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
@@ -269,16 +274,17 @@ impl std::fmt::Debug for Sandbox {
     }
 }
 
-/// Writes the store to the state file when it changed.
+/// Writes the store to the state file when it changed. The store is copied under the
+/// cluster's lock and encoded and written without it.
 fn save_if_dirty(shared: &Shared, path: &Path, force: bool) -> Result<(), SandboxError> {
-    let bytes = {
+    let state = {
         let mut c = shared.cluster.lock();
         if !c.store.take_dirty() && !force {
             return Ok(());
         }
-        c.store.serialize()?
+        c.store.state()
     };
-    let r = write_atomic(path, &bytes);
+    let r = state.encode().and_then(|bytes| write_atomic(path, &bytes));
     if r.is_err() {
         shared.cluster.lock().store.mark_dirty();
     }
@@ -388,19 +394,25 @@ impl Sandbox {
             let path = state_path.clone();
             let mut stop_rx = stop_rx;
             tokio::spawn(async move {
+                let mut wait = SAVE_EVERY;
                 loop {
                     tokio::select! {
                         _ = stop_rx.changed() => return,
-                        _ = tokio::time::sleep(SAVE_EVERY) => {}
+                        _ = tokio::time::sleep(wait) => {}
                     }
                     let shared = shared.clone();
                     let path = path.clone();
+                    let started = std::time::Instant::now();
                     let r =
                         tokio::task::spawn_blocking(move || save_if_dirty(&shared, &path, false))
                             .await;
                     if let Ok(Err(e)) = r {
                         tracing::warn!("sandbox state not saved: {e}");
                     }
+                    wait = started
+                        .elapsed()
+                        .saturating_mul(10)
+                        .clamp(SAVE_EVERY, SAVE_AT_MOST);
                 }
             })
         };

@@ -69,7 +69,7 @@ pub struct Event {
 }
 
 #[derive(Serialize, Deserialize)]
-struct StateFile {
+pub struct StateFile {
     #[serde(rename = "resourceVersion")]
     resource_version: u64,
     objects: Vec<StoredObject>,
@@ -80,6 +80,13 @@ struct StoredObject {
     group: String,
     resource: String,
     object: Value,
+}
+
+impl StateFile {
+    /// The state file's bytes.
+    pub fn encode(&self) -> Result<Vec<u8>, SandboxError> {
+        serde_json::to_vec(self).map_err(|e| SandboxError::Internal(e.to_string()))
+    }
 }
 
 pub struct Store {
@@ -188,9 +195,10 @@ impl Store {
         Ok(store)
     }
 
-    /// The state file's contents.
-    pub fn serialize(&self) -> Result<Vec<u8>, SandboxError> {
-        let state = StateFile {
+    /// A copy of what the state file holds, to encode without the store (the encoding
+    /// of a large store takes far longer than the copy, and requests wait meanwhile).
+    pub fn state(&self) -> StateFile {
+        StateFile {
             resource_version: self.rv,
             objects: self
                 .objects
@@ -201,8 +209,7 @@ impl Store {
                     object: v.clone(),
                 })
                 .collect(),
-        };
-        serde_json::to_vec(&state).map_err(|e| SandboxError::Internal(e.to_string()))
+        }
     }
 
     /// Takes the dirty flag: true when something changed since the last call.
@@ -347,7 +354,7 @@ mod tests {
         assert_eq!(s.list("", "configmaps", Some("a")).count(), 2);
         s.remove(&Key::new("", "configmaps", "a", "y")).unwrap();
         assert_eq!(s.resource_version(), 6);
-        write_atomic(&path, &s.serialize().unwrap()).unwrap();
+        write_atomic(&path, &s.state().encode().unwrap()).unwrap();
         let l = Store::load(&path).unwrap();
         assert_eq!(l.resource_version(), 6);
         assert_eq!(l.list("", "configmaps", None).count(), 2);
