@@ -9,6 +9,7 @@
 //! snapshot's data (they carry [`RESTORED_ANNOTATION`]), so a retry after a dropped
 //! connection resumes where it stopped.
 
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -221,7 +222,7 @@ async fn apply_with(
         .sum();
     progress.data.add_total(total_files, total_bytes);
     progress.data.set_totals_final();
-    let mut failed_refs: Vec<ObjRef> = Vec::new();
+    let mut failed_refs: HashSet<ObjRef> = HashSet::new();
     for (n, wave) in waves.iter().enumerate() {
         progress.check()?;
         progress.set_phase(format!("wave {} of {}", n + 1, waves.len()));
@@ -238,7 +239,7 @@ async fn apply_with(
                 message: "not attempted: something it depends on failed".into(),
                 remedy: Some("fix the failures above and run the restore again".into()),
             });
-            failed_refs.push(i.target.clone());
+            failed_refs.insert(i.target.clone());
             progress.add_objects(0, 1);
         }
         let cat = &catalog;
@@ -279,7 +280,7 @@ async fn apply_with(
                 progress.log(format!("{}: {}", o.object, o.message));
             } else {
                 progress.log(format!("FAILED {}: {}", o.object, o.message));
-                failed_refs.push(o.object.clone());
+                failed_refs.insert(o.object.clone());
             }
         }
         report.objects.extend(results);
@@ -294,7 +295,7 @@ async fn apply_with(
             if !failed_refs.contains(&i.target)
                 && let Err(e) = wait_established(client, &i.target.name, limit).await
             {
-                failed_refs.push(i.target.clone());
+                failed_refs.insert(i.target.clone());
                 report.objects.push(Outcome {
                     object: i.target.clone(),
                     ok: false,
@@ -348,7 +349,7 @@ async fn apply_with(
                     return Ok(abandon(report, plan, &waves[n + 1..], progress, started));
                 }
                 Err(e) => {
-                    failed_refs.push(v.target.clone());
+                    failed_refs.insert(v.target.clone());
                     progress.volume(
                         v.target.namespace.as_deref().unwrap_or(""),
                         &v.target.name,
@@ -378,8 +379,13 @@ async fn apply_with(
     Ok(report)
 }
 
+/// A type (group, kind) in a namespace (none: cluster-scoped).
+type TypeIn = (String, String, Option<String>);
+
 /// Reads back every object the restore put in place and scans it for what still
-/// points at the source. An object that cannot be read is scanned as it was sent.
+/// points at the source: one list per type and namespace (a whole cluster is tens of
+/// thousands of objects), not a read per object. An object that cannot be read is
+/// scanned as it was sent.
 async fn scan_created(
     client: &kube::Client,
     catalog: &Catalog,
@@ -387,29 +393,45 @@ async fn scan_created(
     report: &Report,
     limit: std::time::Duration,
 ) -> Vec<Finding> {
-    let placed: Vec<(ObjRef, Value)> = plan
-        .items
+    let ok: HashSet<&ObjRef> = report
+        .objects
         .iter()
-        .filter(|i| report.objects.iter().any(|o| o.ok && o.object == i.target))
-        .map(|i| (i.target.clone(), i.object.clone()))
+        .filter(|o| o.ok)
+        .map(|o| &o.object)
         .collect();
+    // The objects put in place, by type and namespace.
+    let mut groups: BTreeMap<TypeIn, Vec<(ObjRef, Value)>> = BTreeMap::new();
+    for i in plan.items.iter().filter(|i| ok.contains(&i.target)) {
+        let t = &i.target;
+        groups
+            .entry((t.group.clone(), t.kind.clone(), t.namespace.clone()))
+            .or_default()
+            .push((t.clone(), i.object.clone()));
+    }
     let mapping = &plan.mapping;
-    let found: Vec<Vec<Finding>> = futures::stream::iter(placed)
-        .map(|(target, sent): (ObjRef, Value)| async move {
-            let live = match catalog.find(&target.group, &target.kind) {
+    let found: Vec<Vec<Finding>> = futures::stream::iter(groups)
+        .map(|((group, kind, ns), placed)| async move {
+            let live: HashMap<String, Value> = match catalog.find(&group, &kind) {
                 Some(res) => {
-                    let api = objects::api(client, res, target.namespace.as_deref());
-                    tokio::time::timeout(limit, api.get(&target.name))
+                    tokio::time::timeout(limit, objects::list_all(client, res, ns.as_deref(), None))
                         .await
                         .ok()
                         .and_then(|r| r.ok())
-                        .map(|o| objects::to_document(&res.ar, &o))
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|o| (o["metadata"]["name"].as_str().unwrap_or("").to_string(), o))
+                        .collect()
                 }
-                None => None,
+                None => HashMap::new(),
             };
-            references::scan(live.as_ref().unwrap_or(&sent), mapping)
+            placed
+                .iter()
+                .flat_map(|(target, sent)| {
+                    references::scan(live.get(&target.name).unwrap_or(sent), mapping)
+                })
+                .collect::<Vec<Finding>>()
         })
-        .buffer_unordered(16)
+        .buffer_unordered(8)
         .collect()
         .await;
     let mut out: Vec<Finding> = found.into_iter().flatten().collect();
