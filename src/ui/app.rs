@@ -908,32 +908,6 @@ impl App {
         }
     }
 
-    /// Records a live capture whose plan was dropped unconfirmed ([`tasks::Tasks::abandoned`]).
-    pub(crate) fn abandon(&mut self, staged: ferry_jobs::Staged) {
-        self.recording += 1;
-        self.tasks.abandoned(staged);
-    }
-
-    /// Ends the console: the plans of live captures still open or waiting (unconfirmed)
-    /// are recorded as abandoned; [`App::wind_down`] waits for those records and for the
-    /// running jobs, which the caller cancelled.
-    pub(crate) fn quit_now(&mut self) {
-        for w in [self.wizard.take(), self.parked.take()]
-            .into_iter()
-            .flatten()
-        {
-            if let Some(crate::wizard_state::LiveCapture::Saved(staged)) = w.live_capture() {
-                self.abandon(staged.clone());
-            }
-        }
-        self.quit = true;
-    }
-
-    /// Running jobs and audit records still being written: what quitting waits for.
-    pub fn winding(&self) -> usize {
-        self.running_jobs() + self.recording
-    }
-
     fn wizard_sync(&mut self) {
         if let Some(mut w) = self.wizard.take() {
             // A live source's version may be probed after the wizard opened.
