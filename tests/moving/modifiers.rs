@@ -10,7 +10,7 @@ use crate::migrate::Clusters;
 use crate::support;
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use ferry_sandbox::seed::{SeedOptions, seed};
 use k8s_openapi::api::apps::v1::Deployment;
@@ -42,29 +42,14 @@ resourceModifierRules:
 "#;
 
 fn ferry(t: &common::TestRepo, c: &Clusters, args: &[&str]) -> Output {
-    let home = c.dir.path().join("home");
-    Command::new(support::ferry_bin())
-        .env("XDG_DATA_HOME", home.join("data"))
-        .env("XDG_CONFIG_HOME", home.join("config"))
-        .env("XDG_STATE_HOME", home.join("state"))
-        .env("HOME", &home)
-        .env("KUBECONFIG", &c.kubeconfig)
-        .env("FERRY_PASSWORD", "test password")
-        .env("FERRY_REPO", t.path())
-        .env_remove("FERRY_PASSWORD_FILE")
-        .env_remove("FERRY_KEY_FILE")
-        .stdin(Stdio::null())
+    support::ferry_in(c.dir.path(), &c.kubeconfig, &t.path())
         .args(args)
         .output()
         .unwrap()
 }
 
 fn said(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+    support::said(o)
 }
 
 fn path(p: &Path) -> &str {

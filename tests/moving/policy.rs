@@ -44,17 +44,7 @@ impl Env {
     }
 
     pub(super) fn run(&self, args: &[&str]) -> Output {
-        Command::new(support::ferry_bin())
-            .env("XDG_DATA_HOME", self.p("xdg/data"))
-            .env("XDG_CONFIG_HOME", self.p("xdg/config"))
-            .env("XDG_STATE_HOME", self.p("xdg/state"))
-            .env("HOME", self.p("home"))
-            .env("KUBECONFIG", &self.kubeconfig)
-            .env("FERRY_PASSWORD", "test password")
-            .env("FERRY_REPO", self.t.path())
-            .env_remove("FERRY_PASSWORD_FILE")
-            .env_remove("FERRY_KEY_FILE")
-            .stdin(Stdio::null())
+        support::ferry_in(self.home.path(), &self.kubeconfig, &self.t.path())
             .args(args)
             .output()
             .unwrap()
@@ -98,11 +88,7 @@ impl Env {
 }
 
 pub(super) fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+    support::said(o)
 }
 
 fn policy_doc(admin: &str) -> String {

@@ -17,6 +17,37 @@ pub fn ferry_bin() -> String {
     std::env::var("FERRY_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_ferry").to_string())
 }
 
+/// The `ferry` binary with its folders under `dirs` (`xdg/data`, `xdg/config`,
+/// `xdg/state`, `home`), clusters from `kubeconfig` and the repository at `repo`
+/// (password "test password"), reading nothing from the terminal.
+pub fn ferry_in(
+    dirs: &std::path::Path,
+    kubeconfig: &std::path::Path,
+    repo: &std::path::Path,
+) -> std::process::Command {
+    let mut c = std::process::Command::new(ferry_bin());
+    c.env("XDG_DATA_HOME", dirs.join("xdg/data"))
+        .env("XDG_CONFIG_HOME", dirs.join("xdg/config"))
+        .env("XDG_STATE_HOME", dirs.join("xdg/state"))
+        .env("HOME", dirs.join("home"))
+        .env("KUBECONFIG", kubeconfig)
+        .env("FERRY_PASSWORD", "test password")
+        .env("FERRY_REPO", repo)
+        .env_remove("FERRY_PASSWORD_FILE")
+        .env_remove("FERRY_KEY_FILE")
+        .stdin(std::process::Stdio::null());
+    c
+}
+
+/// What a run of the binary printed, stdout then stderr.
+pub fn said(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
 /// Waits (a minute at most) until the pods matching `selector` in `ns` all run.
 pub async fn wait_running(client: &kube::Client, ns: &str, selector: &str) {
     use k8s_openapi::api::core::v1::Pod;
