@@ -254,10 +254,6 @@ impl App {
                 }
             }
             Then::Backup(view) => self.backup_now(&view),
-            Then::BackupWhole {
-                cluster,
-                namespaces,
-            } => self.backup_whole(cluster, namespaces),
             Then::CarryOutPlan => {
                 if let Some(w) = self.wizard.take() {
                     self.carry_out_plan(w);

@@ -167,6 +167,8 @@ pub struct Hits {
     pub crumbs: Vec<(Rect, usize)>,
     /// Wizard lines that stand for an item of the current step: (area, item index).
     pub wizard: Vec<(Rect, usize)>,
+    /// Lines of the whole-cluster backup's pick: (area, item index).
+    pub pick: Vec<(Rect, usize)>,
 }
 
 /// The index of the first area of `areas` that holds `at`.
@@ -189,6 +191,8 @@ pub enum Mode {
     ConfirmQuit,
     /// A question before an action: `y` carries it out, any other key does not.
     Confirm(Ask),
+    /// The namespaces a whole-cluster backup takes, ticked by the user.
+    Pick(crate::whole::Pick),
     Help,
 }
 
@@ -212,11 +216,6 @@ pub enum Then {
     Cancel(usize),
     /// Back up the marked (or selected) rows of this view.
     Backup(View),
-    /// Back up these namespaces of the cluster and every cluster-scoped object.
-    BackupWhole {
-        cluster: String,
-        namespaces: Vec<String>,
-    },
     /// Carry out the open wizard's plan.
     CarryOutPlan,
     /// Leave the open wizard's plan, whose live capture runs or has saved a snapshot:

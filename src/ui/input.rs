@@ -59,6 +59,14 @@ impl App {
         {
             return;
         }
+        if let Mode::Pick(p) = &mut self.mode {
+            let hit = crate::app::hit(&self.hits.borrow().pick, at);
+            if let Some((i, item)) = hit.and_then(|i| Some((i, p.items.get_mut(i)?))) {
+                p.cursor = i;
+                item.ticked = !item.ticked;
+            }
+            return;
+        }
         if let Some(w) = &mut self.wizard {
             if let Some(i) = crate::app::hit(&self.hits.borrow().wizard, at) {
                 w.select(i);
@@ -124,6 +132,10 @@ impl App {
             }
             return;
         }
+        if matches!(self.mode, Mode::Pick(_)) {
+            self.pick_key(k);
+            return;
+        }
         if self.wizard.is_some() {
             self.wizard_key(k);
             return;
@@ -153,7 +165,7 @@ impl App {
                 }
             }
             // Answered above.
-            Mode::Confirm(_) => {}
+            Mode::Confirm(_) | Mode::Pick(_) => {}
             Mode::Help => self.mode = Mode::Normal,
             Mode::Normal => match (self.env.keymap.action(&k), k.code) {
                 (Some(a), _) => self.action(a),

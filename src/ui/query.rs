@@ -73,6 +73,14 @@ impl App {
         self.status.as_ref().map(|(t, s)| (*t, s.as_str()))
     }
 
+    /// The whole-cluster backup's namespaces, when they are being ticked.
+    pub fn picking(&self) -> Option<&crate::whole::Pick> {
+        match &self.mode {
+            Mode::Pick(p) => Some(p),
+            _ => None,
+        }
+    }
+
     /// The question the console waits on, if it asks one (`y` answers it).
     pub fn asking(&self) -> Option<&Ask> {
         match &self.mode {

@@ -3,6 +3,8 @@
 //! creating a new cluster before restoring into it. The wizard's own steps and
 //! checks are `wizard_state.rs`; drawing it is `screens/wizard.rs`.
 
+use std::collections::BTreeSet;
+
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use crate::app::{App, Ask, Flow, Load, Mode, Then, Tone, View};
@@ -22,26 +24,39 @@ impl App {
             );
             return;
         };
-        self.open_wizard_on(cluster, scope, purpose);
+        self.open_wizard_on(cluster, scope, purpose, None);
     }
 
     /// Opens the migrate or clone wizard on `scope` of the live cluster `cluster`.
-    pub(crate) fn open_wizard_on(&mut self, cluster: String, scope: Scope, purpose: Purpose) {
+    /// Opens the wizard on `scope` of the live `cluster`; `whole` (the namespaces left
+    /// out to begin with) when it takes the whole cluster.
+    pub(crate) fn open_wizard_on(
+        &mut self,
+        cluster: String,
+        scope: Scope,
+        purpose: Purpose,
+        whole: Option<BTreeSet<String>>,
+    ) {
         self.drop_parked();
         self.wizard_gen += 1;
         let source = Source::Live {
             cluster: cluster.clone(),
             scope,
         };
-        let w = Wizard::new(self, self.wizard_gen, purpose, source);
+        let mut w = Wizard::new(self, self.wizard_gen, purpose, source);
+        if let Some(left_out) = whole {
+            w.whole = true;
+            w.left_out = left_out;
+        }
         if let Some(linked) = self.cluster(&cluster).map(|c| c.linked.clone()) {
             self.check_targets(&w, Ok(linked.clone()));
             if !w.new_clusters.is_empty() && linked.cloud().is_some() {
                 // The forms of new clusters, pre-filled from the source's own cloud.
                 self.tasks.wizard_envelope(self.wizard_gen, linked.clone());
             }
-            self.tasks
-                .live_classes(self.wizard_gen, linked, w.source_namespaces());
+            // Every namespace listed, as `del` may take a left-out one back.
+            let listed = w.ns.iter().map(|(from, _)| from.clone()).collect();
+            self.tasks.live_classes(self.wizard_gen, linked, listed);
         }
         self.wizard = Some(w);
     }

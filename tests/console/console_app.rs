@@ -2021,41 +2021,68 @@ fn the_whole_cluster_from_the_clusters_screen() {
     assert!(app.settle(LIMIT, |a| a.probed()));
     assert!(app.select_key(&prod_name));
 
+    // b: every namespace ticked but the system ones; untick tmp, tick kube-public.
     key(&mut app, KeyCode::Char('b'));
     assert!(
-        app.settle(LIMIT, |a| a.asking().is_some()),
+        app.settle(LIMIT, |a| a.picking().is_some()),
         "{:?}",
         app.status()
     );
-    let ask = app.asking().unwrap().clone();
-    assert!(
-        ask.question.contains("default, shop, tmp")
-            && ask.question.contains("kube-system")
-            && ask.question.contains("every cluster-scoped object"),
-        "{ask:?}"
+    let pick = app.picking().unwrap();
+    assert_eq!(pick.ticked(), ["default", "shop", "tmp"]);
+    let names: Vec<&str> = pick.items.iter().map(|i| i.name.as_str()).collect();
+    assert!(names.contains(&"kube-system"), "{names:?}");
+    let at = |app: &App, name: &str| {
+        let pick = app.picking().unwrap();
+        pick.items.iter().position(|i| i.name == name).unwrap()
+    };
+    let (public, tmp) = (at(&app, "kube-public"), at(&app, "tmp"));
+    for _ in 0..public {
+        key(&mut app, KeyCode::Down);
+    }
+    key(&mut app, KeyCode::Char(' '));
+    for _ in public..tmp {
+        key(&mut app, KeyCode::Down);
+    }
+    key(&mut app, KeyCode::Char(' '));
+    assert_eq!(
+        app.picking().unwrap().ticked(),
+        ["default", "kube-public", "shop"]
     );
-    key(&mut app, KeyCode::Char('y'));
+    key(&mut app, KeyCode::Enter);
     assert_eq!(app.jobs().len(), 1);
     assert!(app.settle(LIMIT, |a| a.job_ended(1)));
     let (all, _) = ferry_repo::snapshot::list(&t.repo).unwrap();
     let meta = ferry_k8s::capture::CaptureMeta::of(all.last().unwrap()).unwrap();
-    assert_eq!(meta.namespaces, ["default", "shop", "tmp"]);
+    assert_eq!(meta.namespaces, ["default", "kube-public", "shop"]);
     assert!(meta.resources.cluster, "{:?}", meta.resources);
 
-    // m: the wizard on the same namespaces; del leaves tmp out of the capture.
+    // m: the wizard on every namespace, the system ones left out; del leaves tmp out
+    // of the capture and takes kube-public back.
     key(&mut app, KeyCode::Char('m'));
     assert!(app.settle(LIMIT, |a| a.wizard().is_some()));
     let w = app.wizard().unwrap();
     assert!(w.whole);
     assert_eq!(w.source_namespaces(), ["default", "shop", "tmp"]);
+    assert!(w.left_out.contains("kube-system"), "{:?}", w.left_out);
     key(&mut app, KeyCode::Enter);
     assert_eq!(app.wizard().unwrap().step, Step::Namespaces);
-    key(&mut app, KeyCode::Down);
-    key(&mut app, KeyCode::Down);
+    let listed = |app: &App, name: &str| {
+        let w = app.wizard().unwrap();
+        w.ns.iter().position(|(from, _)| from == name).unwrap()
+    };
+    let (public, tmp) = (listed(&app, "kube-public"), listed(&app, "tmp"));
+    for _ in 0..public {
+        key(&mut app, KeyCode::Down);
+    }
+    key(&mut app, KeyCode::Delete);
+    for _ in public..tmp {
+        key(&mut app, KeyCode::Down);
+    }
     key(&mut app, KeyCode::Delete);
     assert_eq!(
         app.wizard().unwrap().source_namespaces(),
-        ["default", "shop"]
+        ["default", "kube-public", "shop"]
     );
     key(&mut app, KeyCode::Enter);
     assert!(app.settle(LIMIT, |a| matches!(
@@ -2071,7 +2098,11 @@ fn the_whole_cluster_from_the_clusters_screen() {
     )));
     let (all, _) = ferry_repo::snapshot::list(&t.repo).unwrap();
     let meta = ferry_k8s::capture::CaptureMeta::of(all.last().unwrap()).unwrap();
-    assert_eq!(meta.namespaces, ["default", "shop"], "tmp was left out");
+    assert_eq!(
+        meta.namespaces,
+        ["default", "kube-public", "shop"],
+        "tmp was left out, kube-public taken"
+    );
     assert!(meta.resources.cluster);
 
     drop(app);

@@ -1667,3 +1667,64 @@ fn the_options_step_takes_a_resource_modifiers_file() {
     let opts = w.restore_options(&Default::default());
     assert!(opts.modifiers.is_some(), "the plan gets the rules");
 }
+
+/// `b` on a cluster: every namespace with a tick (the system and add-on ones unticked),
+/// moved through with the keys and the mouse, at 80x24 and 120x40; enter with nothing
+/// ticked says so and stays.
+#[test]
+fn the_whole_cluster_backup_ticks_its_namespaces() {
+    use ferry_console::whole::{Listed, Whole};
+    let (_f, mut app) = app_with("dark", false);
+    probed(&mut app);
+    let mut taken: Vec<String> = ["default", "shop", "payments", "search"]
+        .map(String::from)
+        .to_vec();
+    taken.extend((0..12).map(|i| format!("team-{i:02}")));
+    let left_out = ["kube-system", "kube-public", "cert-manager"].map(String::from);
+    app.apply(Msg::WholeCluster(
+        "prod".into(),
+        Whole::Backup,
+        Ok(Listed {
+            taken: taken.clone(),
+            left_out: left_out.to_vec(),
+        }),
+    ));
+    let pick = app.picking().expect("the pick is open");
+    assert_eq!(pick.items.len(), 19);
+    assert_eq!(pick.ticked().len(), 16, "system ones start unticked");
+    insta::assert_snapshot!("whole_backup_pick_80x24", render(&app, 80, 24).backend());
+
+    // Tick cert-manager (sorted first, under the cursor); untick default with the mouse.
+    key(&mut app, KeyCode::Char(' '));
+    let t = render(&app, 120, 40);
+    let (x, y) = locate(&t, "[x] default");
+    click(&mut app, x, y);
+    let ticked = app.picking().unwrap().ticked();
+    assert!(ticked.contains(&"cert-manager".to_string()));
+    assert!(!ticked.contains(&"default".to_string()));
+    insta::assert_snapshot!("whole_backup_pick_120x40", render(&app, 120, 40).backend());
+
+    // The end of a long list scrolls into view.
+    key(&mut app, KeyCode::End);
+    let t = render(&app, 80, 24);
+    locate(&t, "› [x] team-11");
+    assert!(!format!("{}", t.backend()).contains("cert-manager"));
+
+    // s: back to what -A takes; a: all; a again: none, and enter says why it stays.
+    key(&mut app, KeyCode::Char('s'));
+    assert_eq!(app.picking().unwrap().ticked(), {
+        let mut t = taken.clone();
+        t.sort();
+        t
+    });
+    key(&mut app, KeyCode::Char('a'));
+    assert_eq!(app.picking().unwrap().ticked().len(), 19);
+    key(&mut app, KeyCode::Char('a'));
+    key(&mut app, KeyCode::Enter);
+    assert!(app.picking().is_some());
+    assert!(app.status().unwrap().1.contains("tick at least one"));
+    assert!(app.jobs().is_empty());
+    key(&mut app, KeyCode::Esc);
+    assert!(app.picking().is_none());
+    assert_eq!(app.status().unwrap().1, "not done: nothing changed");
+}

@@ -112,8 +112,109 @@ pub fn draw(f: &mut Frame, app: &App) {
                 ],
             );
         }
+        Mode::Pick(p) => pick(f, body, app, p),
         _ => {}
     }
+}
+
+/// The whole-cluster backup's namespaces, each with its tick, and what enter does.
+fn pick(f: &mut Frame, area: Rect, app: &App, p: &crate::whole::Pick) {
+    let theme = &app.env.theme;
+    let width = area.width.clamp(40, 76);
+    let data = if p.volumes {
+        "with their volume data"
+    } else {
+        "without volume data (read-only)"
+    };
+    let about = format!(
+        "Back up the whole cluster {}: the ticked namespaces {data}, and every cluster-scoped object. System and add-on namespaces start unticked.",
+        p.cluster
+    );
+    let inner_width = usize::from(width.saturating_sub(2)).max(1);
+    let about_lines = u16::try_from(about.chars().count().div_ceil(inner_width)).unwrap_or(3);
+    // Borders, the text, a blank line, the list, a blank line, the keys (two lines).
+    let fixed = about_lines + 6;
+    let list_height = u16::try_from(p.items.len())
+        .unwrap_or(u16::MAX)
+        .min(area.height.saturating_sub(fixed))
+        .max(1);
+    let r = widgets::centered(area, width, fixed + list_height);
+    widgets::popup(f, r, theme, "back up the whole cluster?", Vec::new());
+    let inner = Rect {
+        x: r.x + 1,
+        y: r.y + 1,
+        width: r.width.saturating_sub(2),
+        height: r.height.saturating_sub(2),
+    };
+    let [text, _, list, _, keys] = Layout::vertical([
+        Constraint::Length(about_lines),
+        Constraint::Length(1),
+        Constraint::Length(list_height),
+        Constraint::Length(1),
+        Constraint::Min(1),
+    ])
+    .areas(inner);
+    f.render_widget(
+        Paragraph::new(about)
+            .style(theme.base())
+            .wrap(Wrap { trim: true }),
+        text,
+    );
+    // Keep the cursor in view, moving the window as little as possible.
+    let height = usize::from(list.height);
+    let mut off = p.offset.get();
+    if p.cursor < off {
+        off = p.cursor;
+    } else if p.cursor >= off + height {
+        off = p.cursor + 1 - height;
+    }
+    off = off.min(p.items.len().saturating_sub(height));
+    p.offset.set(off);
+    let mut hits = app.hits.borrow_mut();
+    for (row, (i, item)) in p
+        .items
+        .iter()
+        .enumerate()
+        .skip(off)
+        .take(height)
+        .enumerate()
+    {
+        let at = Rect {
+            y: list.y + row as u16,
+            height: 1,
+            ..list
+        };
+        let (pointer, style) = if i == p.cursor {
+            ("› ", theme.selected())
+        } else {
+            ("  ", theme.base())
+        };
+        let tick = if item.ticked { "[x]" } else { "[ ]" };
+        let mut spans = vec![Span::styled(
+            format!("{pointer}{tick} {}", item.name),
+            style,
+        )];
+        if item.system {
+            spans.push(Span::styled("  system or add-on", theme.dim()));
+        }
+        f.render_widget(Paragraph::new(Line::from(spans)), at);
+        hits.pick.push((at, i));
+    }
+    let ticked = p.items.iter().filter(|i| i.ticked).count();
+    let mut hint = widgets::hint(theme, "space", "tick", true);
+    hint.extend(widgets::hint(theme, "a", "all or none", true));
+    hint.extend(widgets::hint(theme, "s", "as -A", true));
+    let mut second = widgets::hint(
+        theme,
+        "enter",
+        &format!("back up {ticked} namespace(s)"),
+        ticked > 0,
+    );
+    second.extend(widgets::hint(theme, "esc", "leave", true));
+    f.render_widget(
+        Paragraph::new(vec![Line::from(hint), Line::from(second)]),
+        keys,
+    );
 }
 
 /// The restore-to-this-machine prompt: what, the folder (editable), what is wrong.
@@ -264,8 +365,9 @@ fn footer(f: &mut Frame, area: Rect, app: &App) {
                 text.clone(),
                 widgets::tone_style(theme, *tone),
             )),
-            // The wizard shows its own keys; the list's under it do nothing meanwhile.
-            None if app.wizard.is_some() => Line::default(),
+            // The wizard and the pick show their own keys; the list's under them do
+            // nothing meanwhile.
+            None if app.wizard.is_some() || matches!(app.mode, Mode::Pick(_)) => Line::default(),
             None => Line::from(whole_hints(help::hints(app), area.width)),
         },
     };
