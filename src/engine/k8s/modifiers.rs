@@ -190,12 +190,18 @@ struct RawPatchData {
 }
 
 impl Modifiers {
-    /// Reads a resource modifiers file (YAML, or JSON) named `file` (for messages).
+    /// Reads a resource modifiers file (YAML, or JSON) named `file` (for messages): the
+    /// rules themselves, or the ConfigMap Velero reads them from (`kubectl get cm … -o
+    /// yaml`), whose one data key holds them.
     pub fn parse(text: &str, file: &str) -> Result<Modifiers, ModifierError> {
         let whole = |detail: String| ModifierError::File {
             file: file.to_string(),
             detail,
         };
+        if let Some(inner) = config_map_data(text).map_err(whole)? {
+            let (key, text) = inner;
+            return Modifiers::parse(&text, &format!("{file} (data key {key})"));
+        }
         let raw: RawFile = serde_saphyr::from_str(text).map_err(|e| {
             let said = first_line(&e.to_string());
             let hint = if ["`apiVersion`", "`kind`", "`data`"]
@@ -336,6 +342,29 @@ impl Modifiers {
             }));
         }
         Ok(changes)
+    }
+}
+
+/// The one data key's value of a ConfigMap as Velero keeps resource modifiers in:
+/// `None` when `text` is not a ConfigMap; an error when it holds not exactly one key.
+fn config_map_data(text: &str) -> Result<Option<(String, String)>, String> {
+    #[derive(Deserialize)]
+    struct Object {
+        kind: Option<String>,
+        #[serde(default)]
+        data: BTreeMap<String, String>,
+    }
+    // Not an object with a kind (the rules themselves, or text that does not parse):
+    // the rules' own parser says what is wrong.
+    let data = match serde_saphyr::from_str::<Object>(text) {
+        Ok(o) if o.kind.as_deref() == Some("ConfigMap") => o.data,
+        _ => return Ok(None),
+    };
+    let mut keys = data.into_iter();
+    match (keys.next(), keys.next()) {
+        (Some(one), None) => Ok(Some(one)),
+        (None, _) => Err("this ConfigMap has no data: Velero reads the resource modifiers from its one data key".into()),
+        (Some(_), Some(_)) => Err("this ConfigMap has several data keys: Velero reads the resource modifiers from exactly one, so keep only that one (or give the YAML itself)".into()),
     }
 }
 

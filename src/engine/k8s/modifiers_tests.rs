@@ -59,6 +59,22 @@ resourceModifierRules:
     path: "/metadata/labels/test"
 "#;
 
+/// The ConfigMap Velero reads the rules from, as `kubectl get cm -o yaml` prints it.
+#[test]
+fn the_configmap_velero_reads_is_read_as_its_one_data_key() {
+    let indented: String = DOC_TEMPLATE.lines().map(|l| format!("    {l}\n")).collect();
+    let cm = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: resource-modifier-cm\n  namespace: velero\n  resourceVersion: \"4242\"\ndata:\n  resource-modifier.yaml: |\n{indented}"
+    );
+    let m = Modifiers::parse(&cm, "cm.yaml").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(m.len(), 1);
+    assert_eq!(m.file(), "cm.yaml (data key resource-modifier.yaml)");
+    let labels = json!({"foo": "bar", "test": "x"});
+    let claim = pvc("foo", "mysql-data", "standard", labels);
+    let (got, _) = run(&m, &claim, "persistentvolumeclaims").unwrap();
+    assert_eq!(got["spec"]["storageClassName"], "premium");
+}
+
 #[test]
 fn the_documented_template_changes_the_class_of_matching_claims() {
     let m = parse(DOC_TEMPLATE);
@@ -592,6 +608,18 @@ fn a_bad_file_is_refused_naming_the_rule_and_its_line() {
         ),
         (
             "apiVersion: v1\nkind: ConfigMap\n".to_string(),
+            "mods.yaml: this ConfigMap has no data",
+        ),
+        (
+            "apiVersion: v1\nkind: ConfigMap\ndata:\n  a.yaml: 'version: v1'\n  b.yaml: x\n".to_string(),
+            "this ConfigMap has several data keys",
+        ),
+        (
+            "apiVersion: v1\nkind: ConfigMap\ndata:\n  m.yaml: |\n    version: v1\n    resourceModifierRules:\n    - patches: []\n".to_string(),
+            "mods.yaml (data key m.yaml): resource modifier rule 1 (line 3): it has no conditions",
+        ),
+        (
+            "apiVersion: v1\nkind: Secret\n".to_string(),
             "this looks like a Kubernetes object (a ConfigMap?)",
         ),
         (
