@@ -37,6 +37,7 @@ mod snapshots;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use ferry_policy::Action as PolicyAction;
 
 pub use open::Context;
 
@@ -134,11 +135,12 @@ pub enum Command {
     Plan(moving::PlanArgs),
     /// Capture workloads from one cluster and restore them into another, in one job
     Migrate(moving::MigrateArgs),
-    /// Copy a namespace into a new namespace (of the same cluster, or --to another)
+    /// Copy a namespace into a new namespace (of the same cluster, or --to another);
+    /// several (or -A) with --namespace-prefix, --namespace-suffix or --map-namespace
     Clone {
-        /// The new namespace's name
+        /// The new namespace's name (when one namespace is cloned)
         #[arg(long = "as")]
-        new_name: String,
+        new_name: Option<String>,
         #[command(flatten)]
         args: moving::MigrateArgs,
     },
@@ -201,8 +203,10 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Workloads(a) => kube::workloads(&ctx, a),
         Command::Pvcs(a) => kube::pvcs(&ctx, a),
         Command::Plan(a) => moving::plan(&ctx, a),
-        Command::Migrate(a) => moving::migrate(&ctx, a, None),
-        Command::Clone { new_name, args } => moving::migrate(&ctx, args, Some(new_name)),
+        Command::Migrate(a) => moving::migrate(&ctx, a, PolicyAction::Migrate, None),
+        Command::Clone { new_name, args } => {
+            moving::migrate(&ctx, args, PolicyAction::Clone, new_name)
+        }
         Command::Export(a) => moving::export(&ctx, a),
         Command::Inspect(a) => moving::inspect(&ctx, a),
         Command::Backup(a) => backup::run(&ctx, a),

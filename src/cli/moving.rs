@@ -648,22 +648,19 @@ pub struct MigrateArgs {
     pub tags: Vec<String>,
 }
 
-/// `ferry migrate` (and `ferry clone`, which names the new namespace).
+/// `ferry migrate` and `ferry clone` (`action`), which may name the one namespace's copy
+/// (`clone_as`).
 pub fn migrate(
     ctx: &Context,
     mut a: MigrateArgs,
+    action: PolicyAction,
     clone_as: Option<String>,
 ) -> anyhow::Result<Exit> {
-    let action = if clone_as.is_some() {
-        PolicyAction::Clone
-    } else {
-        PolicyAction::Migrate
-    };
     if let Some(new) = &clone_as
         && (a.select.namespaces.len() != 1 || a.select.all_namespaces)
     {
         anyhow::bail!(
-            "clone --as {new} copies one namespace: name it with -n (for many, use `ferry migrate` with --namespace-suffix or --namespace-prefix)"
+            "clone --as {new} copies one namespace: name it with -n (for several, leave --as out and use --namespace-suffix, --namespace-prefix or --map-namespace)"
         );
     }
     let to = a.to.clone().unwrap_or_else(|| a.from.clone());
@@ -686,7 +683,12 @@ pub fn migrate(
     };
     if to == a.from && !scope.namespaces().iter().all(renamed) {
         anyhow::bail!(
-            "migrating into the same cluster needs a new name for each namespace: use `ferry clone --as NEW`, --map-namespace, --namespace-prefix or --namespace-suffix"
+            "{} into the same cluster needs a new name for each namespace: use `ferry clone --as NEW`, --map-namespace, --namespace-prefix or --namespace-suffix",
+            if action == PolicyAction::Clone {
+                "cloning"
+            } else {
+                "migrating"
+            }
         );
     }
     let options = a.restore.map.options(mover_opts.clone())?;

@@ -315,6 +315,52 @@ fn the_readme_policy_refuses_prod_into_qa_namespaces_of_prod_and_qa_into_prod() 
         "{table}"
     );
 
+    // Whole-cluster jobs (`-A`) meet the same environments, which name each cluster
+    // whole by its server and CA: qa into prod is refused before anything is read, prod
+    // into qa (a clone of every namespace, renamed with a suffix) runs under rule 1.
+    let o = env.run(&[
+        "migrate",
+        "--from",
+        "ferry-qa-dev",
+        "--to",
+        "ferry-prod-dev",
+        "-A",
+        "--no-volumes",
+        "--yes",
+    ]);
+    let out = text(&o);
+    assert!(!o.status.success(), "{out}");
+    assert!(out.contains("rule 2: deny * * from * to prod"), "{out}");
+    assert!(!out.contains("snapshot"), "captured although denied: {out}");
+    let o = env.run(&[
+        "clone",
+        "--from",
+        "ferry-prod-dev",
+        "--to",
+        "ferry-qa-dev",
+        "-A",
+        "--namespace-suffix",
+        "-whole",
+        "--no-volumes",
+        "--yes",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("rule 1 ("), "{}", text(&o));
+    let record = env.audit().pop().unwrap();
+    assert_eq!(record["outcome"], "succeeded", "{record}");
+    assert_eq!(record["to_cluster"]["ca"][0], qa_id.1.as_str());
+    let linked = Linked::load(&Sources {
+        paths: vec![env.kubeconfig.clone()],
+    });
+    let copied = env.t.rt.block_on(async {
+        let qa_admin = linked.get("ferry-qa").unwrap().client().await.unwrap();
+        Api::<ConfigMap>::namespaced(qa_admin, "shop-whole")
+            .get_opt("settings")
+            .await
+            .unwrap()
+    });
+    assert!(copied.is_some(), "shop-whole/settings was not cloned");
+
     env.t.rt.block_on(async {
         prod.shutdown().await.unwrap();
         qa.shutdown().await.unwrap();

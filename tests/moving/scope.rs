@@ -322,41 +322,33 @@ fn whole_clusters_and_scoped_jobs() {
         assert!(exists(rt, &prod_client, &ns(n)), "{n}");
     }
     assert!(exists(rt, &prod_client, &deploy("shop-qa", "web")));
+    // Refused on the same cluster: a name too long, namespaces not renamed, and --as for
+    // more than one namespace (several are named by a suffix, a prefix or a map).
     let long = "-".to_string() + &"x".repeat(60);
-    let o = env.run(&[
-        "migrate",
-        "--from",
-        "ferry-prod",
-        "--to",
-        "ferry-prod",
-        "-n",
-        "shop",
-        "--namespace-suffix",
-        &long,
-        "--no-volumes",
-        "-y",
-    ]);
-    assert!(!o.status.success());
-    assert!(
-        text(&o).contains("is not a valid namespace name"),
-        "{}",
-        text(&o)
-    );
-    let o = env.run(&[
-        "migrate",
-        "--from",
-        "ferry-prod",
-        "--to",
-        "ferry-prod",
-        "-A",
-        "--no-volumes",
-        "-y",
-    ]);
-    assert!(
-        text(&o).contains("needs a new name for each namespace"),
-        "{}",
-        text(&o)
-    );
+    for (args, says) in [
+        (
+            vec!["migrate", "-n", "shop", "--namespace-suffix", &long],
+            "is not a valid namespace name",
+        ),
+        (
+            vec!["migrate", "-A"],
+            "migrating into the same cluster needs a new name for each namespace",
+        ),
+        (
+            vec!["clone", "-n", "shop*"],
+            "cloning into the same cluster needs a new name",
+        ),
+        (
+            vec!["clone", "-A", "--as", "x"],
+            "copies one namespace: name it with -n (for several, leave --as out and use --namespace-suffix",
+        ),
+    ] {
+        let mut a = args.clone();
+        a.extend(["--from", "ferry-prod", "--no-volumes", "-y"]);
+        let o = env.run(&a);
+        assert!(!o.status.success(), "{a:?} succeeded");
+        assert!(text(&o).contains(says), "{a:?}: {}", text(&o));
+    }
 
     // A policy denying one namespace refuses the whole-cluster job that takes it.
     rt.block_on(create_all(&prod_client, &[ns("vault-keys")]));

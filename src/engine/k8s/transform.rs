@@ -80,15 +80,18 @@ pub fn job_completed(obj: &Value) -> bool {
 /// what it did on the source), if so. Completed Jobs are restored when
 /// `map.include_completed_jobs`.
 pub fn skip_reason(obj: &Value, map: &Mapping) -> Option<&'static str> {
-    skip_reason_of(obj).or_else(|| {
+    skip_reason_of(obj, map).or_else(|| {
         (ObjRef::of(obj).is("batch", "Job") && job_completed(obj) && !map.include_completed_jobs)
             .then_some("completed on the source: not run again (--include-completed-jobs runs it)")
     })
 }
 
-fn skip_reason_of(obj: &Value) -> Option<&'static str> {
+fn skip_reason_of(obj: &Value, map: &Mapping) -> Option<&'static str> {
     let r = ObjRef::of(obj);
     match (r.group.as_str(), r.kind.as_str()) {
+        ("", "Service") if r.name == "kubernetes" && r.namespace.as_deref() == Some("default") => {
+            Some("the API server's own Service: every cluster has it")
+        }
         ("", "Event") | ("events.k8s.io", "Event") => Some("events describe the source's past"),
         ("", "Endpoints") => Some("endpoints follow their Service on the target"),
         ("discovery.k8s.io", "EndpointSlice") => {
@@ -118,6 +121,8 @@ fn skip_reason_of(obj: &Value) -> Option<&'static str> {
                     r.name.as_str(),
                     "default" | "kube-system" | "kube-public" | "kube-node-lease"
                 )
+                // Renamed, it is a namespace like any other, which the target lacks.
+                && map.namespace(&r.name) == r.name
             {
                 Some("system namespaces exist on every cluster")
             } else {
@@ -783,6 +788,25 @@ mod tests {
             "ownerReferences": [{"kind": "Deployment", "name": "web", "controller": true}]}});
         assert!(skip_reason(&rs, &Mapping::default()).is_some());
         assert!(skip_reason(&pvc, &Mapping::default()).is_none());
+    }
+
+    #[test]
+    fn system_namespaces_are_skipped_unless_renamed() {
+        let default =
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}});
+        assert!(skip_reason(&default, &Mapping::default()).is_some());
+        let renamed = Mapping {
+            namespaces: [("default".into(), "default-qa".into())].into(),
+            ..Mapping::default()
+        };
+        assert_eq!(skip_reason(&default, &renamed), None);
+        // The API server's own Service is skipped wherever its namespace goes.
+        let api = json!({"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "kubernetes", "namespace": "default"}, "spec": {"ports": [{"port": 443}]}});
+        assert!(skip_reason(&api, &renamed).is_some());
+        let other = json!({"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "kubernetes", "namespace": "shop"}, "spec": {"ports": [{"port": 443}]}});
+        assert_eq!(skip_reason(&other, &renamed), None);
     }
 
     #[test]
