@@ -190,7 +190,7 @@ async fn plan_into(
         "ferry-qa",
         &out.snapshot,
         &out.meta,
-        &objects,
+        objects,
         &PlanOptions {
             mapping: Mapping {
                 namespaces: [(ns.to_string(), ns.to_string())].into(),

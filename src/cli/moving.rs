@@ -428,13 +428,17 @@ pub struct PlanArgs {
     pub output: String,
 }
 
-fn render(plan: &Plan, output: &str) -> anyhow::Result<String> {
-    Ok(match output {
-        "yaml" => serde_saphyr::to_string(plan).map_err(|e| anyhow::anyhow!("{e}"))?,
-        "json" => serde_json::to_string_pretty(plan)?,
-        "text" => plan.render_text(),
+/// Writes `plan` to `out` as `output` says (text, yaml or json). YAML and JSON are
+/// written as they are encoded, never held whole: a whole cluster's plan is tens of
+/// thousands of items.
+fn render(plan: &Plan, output: &str, out: &mut impl std::io::Write) -> anyhow::Result<()> {
+    match output {
+        "yaml" => serde_saphyr::to_io_writer(out, plan).map_err(|e| anyhow::anyhow!("{e}"))?,
+        "json" => serde_json::to_writer_pretty(out, plan)?,
+        "text" => out.write_all(plan.render_text().as_bytes())?,
         o => anyhow::bail!("unknown output {o:?}: use text, yaml or json"),
-    })
+    }
+    Ok(())
 }
 
 pub fn plan(ctx: &Context, a: PlanArgs) -> anyhow::Result<Exit> {
@@ -453,7 +457,10 @@ pub fn plan(ctx: &Context, a: PlanArgs) -> anyhow::Result<Exit> {
         &meta,
         &opts,
     ))?;
-    print!("{}", render(&plan, &a.output)?);
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    render(&plan, &a.output, &mut out)?;
+    std::io::Write::flush(&mut out)?;
+    drop(out);
     if let Some(why) = &denied {
         eprintln!("the policy would refuse this restore: {why}");
     }

@@ -304,7 +304,7 @@ impl Permit {
         self.note_snapshot(snap);
         let objects = read_objects(&self.repo, snap).await?;
         let (objects, scrubbed) = self.scrub(objects);
-        let plan = plan::build(client, target, snap, meta, &objects, opts).await?;
+        let plan = plan::build(client, target, snap, meta, objects, opts).await?;
         self.gate.plan(&plan);
         Ok((plan, scrubbed))
     }
@@ -433,7 +433,7 @@ pub async fn dry_run(
     opts: &PlanOptions,
 ) -> Result<(Plan, Option<String>), JobError> {
     let objects = read_objects(repo, snap).await?;
-    let plan = plan::build(client, &target.base.cluster, snap, meta, &objects, opts).await?;
+    let plan = plan::build(client, &target.base.cluster, snap, meta, objects, opts).await?;
     let pairs = restore_pairs(restored_namespaces(meta, opts), opts);
     let denied = gate::preview(repo, Action::Restore, Some(origin), Some(target), &pairs).await;
     Ok((plan, denied))

@@ -145,7 +145,7 @@ pub async fn restore_shop(
         dst_name,
         &out.snapshot,
         &out.meta,
-        &objects,
+        objects,
         &opts,
     )
     .await

@@ -155,7 +155,7 @@ pub(crate) async fn plan_into(
         .await
         .unwrap()
         .unwrap();
-    plan::build(client, target, &out.snapshot, &out.meta, &objects, opts)
+    plan::build(client, target, &out.snapshot, &out.meta, objects, opts)
         .await
         .unwrap()
 }
@@ -543,7 +543,7 @@ fn a_target_lacking_a_storage_class_or_a_definition_gets_a_plan_that_refuses() {
             "ferry-qa",
             &out.snapshot,
             &out.meta,
-            &objects,
+            objects,
             &restore_opts("shop", "shop", Conflict::Skip),
         )
         .await

@@ -202,7 +202,7 @@ async fn restore_into(
         "ferry-prod",
         &out.snapshot,
         &out.meta,
-        &objects,
+        objects,
         &ropts,
     )
     .await

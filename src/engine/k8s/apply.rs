@@ -243,11 +243,14 @@ async fn apply_with(
             progress.add_objects(0, 1);
         }
         let cat = &catalog;
-        let ready: Vec<PlanItem> = ready.into_iter().map(|i| (*i).clone()).collect();
         let limit = mover.stall_timeout;
-        let results: Vec<(Outcome, bool)> = futures::stream::iter(ready)
-            .map(|i: PlanItem| async move {
-                let r = put_object(client, cat, &i, limit).await;
+        // The stream goes by position: a stream of borrowed items is not provably
+        // `Send` to the compiler (rust-lang/rust#110338), one that borrows them is.
+        let ready = &ready;
+        let results: Vec<(Outcome, bool)> = futures::stream::iter(0..ready.len())
+            .map(|n| async move {
+                let i = ready[n];
+                let r = put_object(client, cat, i, limit).await;
                 progress.add_objects(0, 1);
                 match r {
                     Ok(msg) => (
@@ -400,18 +403,22 @@ async fn scan_created(
         .map(|o| &o.object)
         .collect();
     // The objects put in place, by type and namespace.
-    let mut groups: BTreeMap<TypeIn, Vec<(ObjRef, Value)>> = BTreeMap::new();
+    let mut by_type: BTreeMap<TypeIn, Vec<&PlanItem>> = BTreeMap::new();
     for i in plan.items.iter().filter(|i| ok.contains(&i.target)) {
         let t = &i.target;
-        groups
+        by_type
             .entry((t.group.clone(), t.kind.clone(), t.namespace.clone()))
             .or_default()
-            .push((t.clone(), i.object.clone()));
+            .push(i);
     }
     let mapping = &plan.mapping;
-    let found: Vec<Vec<Finding>> = futures::stream::iter(groups)
-        .map(|((group, kind, ns), placed)| async move {
-            let live: HashMap<String, Value> = match catalog.find(&group, &kind) {
+    // By position, as `apply_with` goes through a wave.
+    let groups: Vec<(TypeIn, Vec<&PlanItem>)> = by_type.into_iter().collect();
+    let groups = &groups;
+    let found: Vec<Vec<Finding>> = futures::stream::iter(0..groups.len())
+        .map(|n| async move {
+            let ((group, kind, ns), placed) = &groups[n];
+            let live: HashMap<String, Value> = match catalog.find(group, kind) {
                 Some(res) => {
                     tokio::time::timeout(limit, objects::list_all(client, res, ns.as_deref(), None))
                         .await
@@ -426,8 +433,8 @@ async fn scan_created(
             };
             placed
                 .iter()
-                .flat_map(|(target, sent)| {
-                    references::scan(live.get(&target.name).unwrap_or(sent), mapping)
+                .flat_map(|i| {
+                    references::scan(live.get(&i.target.name).unwrap_or(&i.object), mapping)
                 })
                 .collect::<Vec<Finding>>()
         })
@@ -494,7 +501,7 @@ async fn put_object(
             unreachable: false,
         })?;
     let api = objects::api(client, res, i.target.namespace.as_deref());
-    let obj: DynamicObject = serde_json::from_value(i.object.clone()).map_err(|e| Failure {
+    let obj = DynamicObject::deserialize(&i.object).map_err(|e| Failure {
         message: format!("cannot encode the object: {e}"),
         remedy: None,
         unreachable: false,
@@ -538,8 +545,11 @@ async fn put_object(
 /// without adding the patching manager. Without it `ferry` would own every field, and
 /// the first server-side apply by the source's tool (`helm upgrade`) would conflict
 /// with it. The entries are kept as they were, fields the transformation changed
-/// included: they record ownership, not values. Why it did not happen, in words; the
-/// object stays either way.
+/// included: they record ownership, not values. It cannot ride on the create: an API
+/// server's field manager compares a created object with an empty one, so the creating
+/// manager takes every field it sends from the entries sent with it, and only a write
+/// that changes nothing else keeps them as they are. Why it did not happen, in words;
+/// the object stays either way.
 async fn give_owners_back(
     api: &kube::Api<DynamicObject>,
     i: &PlanItem,

@@ -115,7 +115,7 @@ pub(crate) async fn shared_on_target(
 /// class no claim uses a warning.
 pub(crate) fn mapping_mistakes(
     meta: &CaptureMeta,
-    objs: &[&Value],
+    objs: &[Value],
     asked: &Mapping,
     used: &[String],
 ) -> Vec<Problem> {
@@ -269,16 +269,26 @@ pub(crate) async fn quota_problems(client: &kube::Client, items: &[PlanItem]) ->
 /// (paged) rather than one GET per object.
 const LIST_FROM: usize = 8;
 
-/// The objects of `wanted` that exist on the target, as documents. Per type and
-/// namespace: few objects are asked for by name, many with one paged list (10,000
-/// ConfigMaps are 20 requests, not 10,000); a list the user may not make falls back to
-/// asking by name. Lookups that fail count as absent: the dry run and the restore report
-/// what is wrong.
+/// The objects of `wanted` that exist on the target, as documents. The target's
+/// namespaces are listed first: nothing is asked of a namespace it does not have (a
+/// restore into an empty cluster asks nothing more). Then per type and namespace: few
+/// objects are asked for by name, many with one paged list (10,000 ConfigMaps are 20
+/// requests, not 10,000); a list the user may not make falls back to asking by name.
+/// Lookups that fail count as absent: the dry run and the restore report what is wrong.
 pub(crate) async fn existing_on_target(
     client: &kube::Client,
     catalog: &Catalog,
     wanted: Vec<ObjRef>,
 ) -> HashMap<ObjRef, Value> {
+    let mut found: HashMap<ObjRef, Value> = HashMap::new();
+    let wanted = match target_namespaces(client, catalog).await {
+        Some(namespaces) => {
+            let (namespaces, rest) = in_namespaces(wanted, &namespaces);
+            found.extend(namespaces);
+            rest
+        }
+        None => wanted,
+    };
     let mut groups: BTreeMap<(String, String, Option<String>), Vec<ObjRef>> = BTreeMap::new();
     for r in wanted {
         groups
@@ -289,7 +299,6 @@ pub(crate) async fn existing_on_target(
     let (listed, single): (Vec<_>, Vec<_>) = groups
         .into_values()
         .partition(|refs| refs.len() >= LIST_FROM);
-    let mut found: HashMap<ObjRef, Value> = HashMap::new();
     let mut by_name: Vec<ObjRef> = single.into_iter().flatten().collect();
     /// The objects asked for, and the list of their type and namespace (or why not).
     type Listed = (Vec<ObjRef>, std::result::Result<Vec<Value>, String>);
@@ -343,4 +352,85 @@ pub(crate) async fn existing_on_target(
         .await;
     found.extend(got);
     found
+}
+
+/// The target's namespaces by name, as documents; `None` when they cannot be listed
+/// (the user may not), and every namespace is then taken to exist.
+async fn target_namespaces(
+    client: &kube::Client,
+    catalog: &Catalog,
+) -> Option<HashMap<String, Value>> {
+    let res = catalog.find("", "Namespace")?;
+    match objects::list_all(client, res, None, None).await {
+        Ok(docs) => Some(
+            docs.into_iter()
+                .filter_map(|d| Some((d["metadata"]["name"].as_str()?.to_string(), d)))
+                .collect(),
+        ),
+        Err(e) => {
+            tracing::debug!(error = %e, "namespaces not listed: asking in each");
+            None
+        }
+    }
+}
+
+/// Splits `wanted` by what the target's `namespaces` say: the Namespaces it has (found,
+/// as documents), and what is still to be asked for: cluster-scoped objects and objects
+/// of namespaces it has. An object of a namespace it does not have cannot exist there.
+fn in_namespaces(
+    wanted: Vec<ObjRef>,
+    namespaces: &HashMap<String, Value>,
+) -> (Vec<(ObjRef, Value)>, Vec<ObjRef>) {
+    let mut present = Vec::new();
+    let mut rest = Vec::new();
+    for r in wanted {
+        if r.is("", "Namespace") {
+            if let Some(doc) = namespaces.get(&r.name) {
+                present.push((r, doc.clone()));
+            }
+        } else if r
+            .namespace
+            .as_deref()
+            .is_none_or(|ns| ns.is_empty() || namespaces.contains_key(ns))
+        {
+            rest.push(r);
+        }
+    }
+    (present, rest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn nothing_is_asked_of_a_namespace_the_target_does_not_have() {
+        let namespaces: HashMap<String, Value> = ["shop", "default"]
+            .iter()
+            .map(|n| (n.to_string(), json!({"metadata": {"name": n}})))
+            .collect();
+        let wanted = vec![
+            ObjRef::new("", "Namespace", None, "shop"),
+            ObjRef::new("", "Namespace", None, "shop-qa"),
+            ObjRef::new("", "ConfigMap", Some("shop"), "web"),
+            ObjRef::new("", "ConfigMap", Some("shop-qa"), "web"),
+            ObjRef::new("rbac.authorization.k8s.io", "ClusterRole", None, "reader"),
+        ];
+        let (present, rest) = in_namespaces(wanted, &namespaces);
+        assert_eq!(
+            present,
+            vec![(
+                ObjRef::new("", "Namespace", None, "shop"),
+                json!({"metadata": {"name": "shop"}})
+            )]
+        );
+        assert_eq!(
+            rest,
+            vec![
+                ObjRef::new("", "ConfigMap", Some("shop"), "web"),
+                ObjRef::new("rbac.authorization.k8s.io", "ClusterRole", None, "reader"),
+            ]
+        );
+    }
 }

@@ -403,53 +403,101 @@ fn kind_rank(r: &ObjRef) -> u32 {
 
 /// Orders `objects` so that each comes after what it refers to (and custom resources
 /// after their definitions). Returns waves: the objects of one wave depend only on
-/// earlier waves and may be created together.
+/// earlier waves and may be created together; each wave is sorted. Objects are known by
+/// their position while ordering (a whole cluster is tens of thousands of them).
 pub fn waves(
-    objects: &[(ObjRef, Value)],
+    objects: &[(&ObjRef, &Value)],
     crd_of: &dyn Fn(&ObjRef) -> Option<ObjRef>,
 ) -> Vec<Vec<ObjRef>> {
-    let present: BTreeSet<&ObjRef> = objects.iter().map(|(r, _)| r).collect();
-    let mut deps: BTreeMap<ObjRef, Vec<ObjRef>> = BTreeMap::new();
-    for (r, obj) in objects {
-        let mut d: Vec<ObjRef> = references(obj)
-            .into_iter()
-            .filter(|x| present.contains(x))
-            .collect();
-        if let Some(crd) = crd_of(r).filter(|c| present.contains(c)) {
-            d.push(crd);
-        }
-        deps.insert(r.clone(), d);
-    }
+    let at: HashMap<&ObjRef, usize> = objects
+        .iter()
+        .enumerate()
+        .map(|(n, (r, _))| (*r, n))
+        .collect();
+    let deps: Vec<Vec<usize>> = objects
+        .iter()
+        .map(|&(r, obj)| {
+            let mut d: Vec<usize> = references(obj)
+                .iter()
+                .filter_map(|x| at.get(x).copied())
+                .collect();
+            d.extend(crd_of(r).and_then(|c| at.get(&c).copied()));
+            d
+        })
+        .collect();
     // Depth = 1 + deepest dependency; a cycle (which Kubernetes objects may form, e.g.
     // a ServiceAccount and its token Secret) is cut where it closes.
-    let mut depth: BTreeMap<ObjRef, u32> = BTreeMap::new();
     fn visit(
-        r: &ObjRef,
-        deps: &BTreeMap<ObjRef, Vec<ObjRef>>,
-        depth: &mut BTreeMap<ObjRef, u32>,
-        stack: &mut BTreeSet<ObjRef>,
+        n: usize,
+        objects: &[(&ObjRef, &Value)],
+        deps: &[Vec<usize>],
+        depth: &mut [Option<u32>],
+        on_stack: &mut [bool],
     ) -> u32 {
-        if let Some(d) = depth.get(r) {
-            return *d;
+        if let Some(d) = depth[n] {
+            return d;
         }
-        if !stack.insert(r.clone()) {
+        if on_stack[n] {
             return 0;
         }
-        let mut d = kind_rank(r);
-        for x in deps.get(r).into_iter().flatten() {
-            d = d.max(visit(x, deps, depth, stack) + 1);
+        on_stack[n] = true;
+        let mut d = kind_rank(objects[n].0);
+        for &x in &deps[n] {
+            d = d.max(visit(x, objects, deps, depth, on_stack) + 1);
         }
-        stack.remove(r);
-        depth.insert(r.clone(), d);
+        on_stack[n] = false;
+        depth[n] = Some(d);
         d
     }
-    let mut stack = BTreeSet::new();
-    for (r, _) in objects {
-        visit(r, &deps, &mut depth, &mut stack);
-    }
+    let mut depth = vec![None; objects.len()];
+    let mut on_stack = vec![false; objects.len()];
     let mut waves: BTreeMap<u32, Vec<ObjRef>> = BTreeMap::new();
-    for (r, d) in depth {
-        waves.entry(d).or_default().push(r);
+    for n in 0..objects.len() {
+        let d = visit(n, objects, &deps, &mut depth, &mut on_stack);
+        waves.entry(d).or_default().push(objects[n].0.clone());
     }
-    waves.into_values().collect()
+    waves
+        .into_values()
+        .map(|mut w| {
+            w.sort();
+            w.dedup();
+            w
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn waves_put_what_is_referred_to_first_and_cut_cycles() {
+        let account = json!({"apiVersion": "v1", "kind": "ServiceAccount",
+            "metadata": {"name": "web", "namespace": "shop"},
+            "secrets": [{"name": "web-token"}]});
+        let token = json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "web-token", "namespace": "shop",
+                "annotations": {"kubernetes.io/service-account.name": "web"}}});
+        let deployment = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": "shop"},
+            "spec": {"template": {"spec": {"serviceAccountName": "web",
+                "containers": [{"name": "web", "envFrom": [{"configMapRef": {"name": "settings"}}]}]}}}});
+        let settings = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "settings", "namespace": "shop"}});
+        let namespace =
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}});
+        let objects = [&deployment, &settings, &token, &account, &namespace];
+        let refs: Vec<ObjRef> = objects.iter().map(|o| ObjRef::of(o)).collect();
+        let placed: Vec<(&ObjRef, &Value)> = refs.iter().zip(objects).collect();
+        let waves = waves(&placed, &|_| None);
+        let wave_of = |r: &ObjRef| waves.iter().position(|w| w.contains(r));
+        let [deployment, settings, token, account, namespace] =
+            [0, 1, 2, 3, 4].map(|n| wave_of(&refs[n]));
+        assert!(namespace < account && namespace < settings);
+        assert!(settings < deployment && account < deployment);
+        assert!(token.is_some() && account.is_some());
+        assert_eq!(waves.iter().map(Vec::len).sum::<usize>(), 5);
+        assert!(waves.iter().all(|w| w.windows(2).all(|p| p[0] < p[1])));
+    }
 }

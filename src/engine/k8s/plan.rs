@@ -302,14 +302,14 @@ pub fn crd_for(objects: &[Value], r: &ObjRef) -> Option<ObjRef> {
 }
 
 /// Builds the plan of restoring `objects` (read from `snap`) into the cluster `client`
-/// talks to.
-#[allow(clippy::too_many_arguments)]
+/// talks to. The objects are taken, not borrowed: each source document is dropped once
+/// its transformed copy is in the plan, so a whole cluster is held about once.
 pub async fn build(
     client: &kube::Client,
     target_cluster: &str,
     snap: &Snapshot,
     meta: &CaptureMeta,
-    objects_in: &[Value],
+    mut objects: Vec<Value>,
     opts: &PlanOptions,
 ) -> Result<Plan> {
     let catalog = Catalog::discover(client).await?;
@@ -331,18 +331,18 @@ pub async fn build(
     let mut problems = Vec::new();
 
     // Only the chosen namespaces (and cluster-scoped objects).
-    let objs: Vec<&Value> = objects_in
-        .iter()
-        .filter(|o| {
+    if !opts.namespaces.is_empty() {
+        objects.retain(|o| {
             let r = ObjRef::of(o);
             let ns = if r.kind == "Namespace" {
-                Some(r.name.clone())
+                Some(r.name)
             } else {
-                r.namespace.clone()
+                r.namespace
             };
-            opts.namespaces.is_empty() || ns.is_none_or(|n| opts.namespaces.contains(&n))
-        })
-        .collect();
+            ns.is_none_or(|n| opts.namespaces.contains(&n))
+        });
+    }
+    let objs = &objects;
 
     // Storage-class mapping: explicit entries, then suggestions for every class used.
     let source_default = meta
@@ -352,10 +352,10 @@ pub async fn build(
         .map(|c| c.name.clone());
     let used: Vec<String> = {
         let mut u: BTreeSet<String> = BTreeSet::new();
-        for o in &objs {
+        for o in objs {
             let r = ObjRef::of(o);
             let claims: Vec<&Value> = if r.is("", "PersistentVolumeClaim") {
-                vec![*o]
+                vec![o]
             } else if r.is("apps", "StatefulSet") {
                 o["spec"]["volumeClaimTemplates"]
                     .as_array()
@@ -387,7 +387,7 @@ pub async fn build(
     if !mapping.namespace_prefix.is_empty() || !mapping.namespace_suffix.is_empty() {
         for r in objs
             .iter()
-            .map(|o| ObjRef::of(o))
+            .map(ObjRef::of)
             .filter(|r| r.kind == "Namespace")
         {
             let to = format!(
@@ -397,14 +397,14 @@ pub async fn build(
             mapping.namespaces.entry(r.name).or_insert(to);
         }
     }
-    mapping.services = Services::of(objs.iter().copied());
+    mapping.services = Services::of(objs);
     mapping.source_default_class = source_default.clone();
     // On the source cluster itself its address is the target's own.
     mapping.source_server = meta
         .server
         .clone()
         .filter(|_| meta.cluster != target_cluster);
-    problems.extend(mapping_mistakes(meta, &objs, &opts.mapping, &used));
+    problems.extend(mapping_mistakes(meta, objs, &opts.mapping, &used));
     let suggested =
         transform::suggest_storage_classes(&meta.storage_classes, &used, &target_classes);
     for c in &used {
@@ -455,20 +455,29 @@ pub async fn build(
     let crds_in_snapshot: Vec<Value> = objs
         .iter()
         .filter(|o| ObjRef::of(o).is("apiextensions.k8s.io", "CustomResourceDefinition"))
-        .map(|o| (*o).clone())
+        .cloned()
         .collect();
     // The namespaces restored (their source names), for the cluster-scoped objects'
     // rules.
     let restored: Vec<String> = objs
         .iter()
-        .map(|o| ObjRef::of(o))
+        .map(ObjRef::of)
         .filter(|r| r.kind == "Namespace")
         .map(|r| r.name)
         .collect();
-    let mut items: Vec<PlanItem> = Vec::new();
-    for o in &objs {
-        let source = ObjRef::of(o);
-        let (mut obj, mut changes) = transform::transform(o, &mapping);
+    // Why each object a selection pulled in came along.
+    let included: HashMap<&ObjRef, &str> = meta
+        .included
+        .iter()
+        .map(|i| (&i.object, i.why.as_str()))
+        .collect();
+    let mut items: Vec<PlanItem> = Vec::with_capacity(objects.len());
+    for mut o in objects {
+        let source = ObjRef::of(&o);
+        // The source's field managers move into the plan item (the transformed copy
+        // leaves them out); the source document is dropped at the end of the turn.
+        let managed_fields = take_managed_fields(&mut o);
+        let (mut obj, mut changes) = transform::transform(&o, &mapping);
         for c in changes
             .iter()
             .filter(|c| c.starts_with("helm release record could not"))
@@ -481,10 +490,10 @@ pub async fn build(
                 ),
             });
         }
-        let skip: Option<String> = match transform::skip_reason(o, &mapping) {
+        let skip: Option<String> = match transform::skip_reason(&o, &mapping) {
             Some(why) => Some(why.into()),
             None if source.kind != "Namespace" && source.namespace.is_none() => {
-                crate::scope::cluster_rule(o, &restored)
+                crate::scope::cluster_rule(&o, &restored)
             }
             None => None,
         };
@@ -530,17 +539,10 @@ pub async fn build(
             action: Change::Create,
             reason: None,
             changes,
-            included: meta
-                .included
-                .iter()
-                .find(|i| i.object == source)
-                .map(|i| i.why.clone()),
+            included: included.get(&source).map(|why| why.to_string()),
             wave: 0,
             object: obj,
-            managed_fields: o["metadata"]["managedFields"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default(),
+            managed_fields,
         };
         if let Some(why) = skip {
             item.action = Change::Skip;
@@ -619,19 +621,24 @@ pub async fn build(
     // Server-side dry run of each creation whose namespace exists already.
     let ns_exists =
         |ns: &str| existing.contains_key(&ObjRef::new("", "Namespace", None, ns)) || ns.is_empty();
-    let dry: Vec<(ObjRef, Value)> = items
+    // Each object is encoded for its request as the request goes (not all at once).
+    let dry: Vec<&PlanItem> = items
         .iter()
         .filter(|i| i.action == Change::Create)
         .filter(|i| i.target.namespace.as_deref().is_none_or(ns_exists))
         .filter(|i| catalog.find(&i.target.group, &i.target.kind).is_some())
-        .map(|i| (i.target.clone(), i.object.clone()))
         .collect();
     let catalog_ref = &catalog;
-    let dry_results: Vec<(ObjRef, String)> = futures::stream::iter(dry)
-        .map(|(r, obj)| async move {
+    // By position: a stream of borrowed items is not provably `Send` to the compiler
+    // (rust-lang/rust#110338), one that borrows them is.
+    let dry = &dry;
+    let dry_results: Vec<(ObjRef, String)> = futures::stream::iter(0..dry.len())
+        .map(|n| async move {
+            let i = dry[n];
+            let r = &i.target;
             let res = catalog_ref.find(&r.group, &r.kind)?;
             let api = objects::api(client, res, r.namespace.as_deref());
-            let dynobj: DynamicObject = serde_json::from_value(obj).ok()?;
+            let dynobj = DynamicObject::deserialize(&i.object).ok()?;
             let pp = PostParams {
                 dry_run: true,
                 field_manager: Some("ferry".into()),
@@ -639,7 +646,7 @@ pub async fn build(
             match api.create(&pp, &dynobj).await {
                 Ok(_) => None,
                 Err(e) if objects::is_conflict(&e) => None,
-                Err(e) => Some((r, crate::cluster::explain(&e))),
+                Err(e) => Some((r.clone(), crate::cluster::explain(&e))),
             }
         })
         .buffer_unordered(16)
@@ -760,10 +767,10 @@ pub async fn build(
     let shared = shared_on_target(client, &catalog, &mut items).await;
 
     // Order.
-    let placed: Vec<(ObjRef, Value)> = items
+    let placed: Vec<(&ObjRef, &Value)> = items
         .iter()
         .filter(|i| i.action != Change::Skip)
-        .map(|i| (i.target.clone(), i.object.clone()))
+        .map(|i| (&i.target, &i.object))
         .collect();
     let source_of: HashMap<&ObjRef, &ObjRef> =
         items.iter().map(|i| (&i.target, &i.source)).collect();
@@ -813,6 +820,20 @@ pub async fn build(
         problems,
         mapping,
     })
+}
+
+/// Takes `metadata.managedFields` out of a captured object: the source's field managers,
+/// which the restore gives back once the object is in place (none when the object has
+/// no such list).
+fn take_managed_fields(obj: &mut Value) -> Vec<Value> {
+    match obj
+        .get_mut("metadata")
+        .and_then(Value::as_object_mut)
+        .and_then(|m| m.remove("managedFields"))
+    {
+        Some(Value::Array(entries)) => entries,
+        _ => Vec::new(),
+    }
 }
 
 /// The plural of a kind: as the target serves it, else as a CRD of the snapshot names
