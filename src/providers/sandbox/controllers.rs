@@ -1,12 +1,20 @@
 //! The sandbox's control loop: what makes a sandbox behave like a cluster rather than a
-//! store. A background task wakes on every store change (the store's event broadcast),
-//! on a short tick and when a volume copy finishes, and runs the controllers one after the
+//! store. A background task wakes on store changes (the store's event broadcast), on a
+//! short tick and when a volume copy finishes, and runs the controllers one after the
 //! other, each under the cluster lock for one short critical section.
 //!
+//! A pass runs only the controllers with something to look at, each only where it must
+//! look (`changes.rs`): a controller declares the kinds it reads, and a change to one of
+//! them puts the object's namespace in its scope; the time-driven ones (CronJob schedules,
+//! pods finishing a moment after they start, the kubelet) also look everywhere on the
+//! tick. So a burst of writes to a cluster of many objects costs the controllers what the
+//! burst touched, not what the cluster holds.
+//!
 //! Controllers write only through the `Cluster` verbs (create, update, status, delete), so
-//! watchers see every change with its resourceVersion, and they are level-based: each pass
+//! watchers see every change with its resourceVersion, and they are level-based: each run
 //! reads the objects as they are and moves them one step towards what they should be, so
-//! a sandbox restarted from its state file simply carries on.
+//! a sandbox restarted from its state file simply carries on (its first pass looks
+//! everywhere, as does a pass after the change stream lagged).
 //!
 //! - this file: the task, the node set-up, and helpers the controllers share;
 //! - `workloads.rs`: Deployments, ReplicaSets, StatefulSets, DaemonSets, Jobs, CronJobs;
@@ -19,14 +27,17 @@
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tokio::sync::broadcast::error::TryRecvError;
+use tokio::sync::broadcast::Receiver;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::task::{JoinHandle, JoinSet};
 
+use super::changes::{Kind, Pending, Scope};
 use super::resources::ResourceInfo;
 use super::server::Shared;
+use super::store::Event;
 use super::verbs::{ApiError, ApiResult, Cluster, DeleteOptions, Sub, now};
 use super::{SandboxConfig, pods, satokens, storage, workloads};
 
@@ -127,15 +138,218 @@ fn worker_suffix(i: usize) -> String {
     }
 }
 
+/// A controller of the loop: the kinds it reads, when it runs, and its run.
+struct Controller {
+    /// What it is, for logs.
+    name: &'static str,
+    /// The kinds whose changes give it something to do. A change to one of them puts the
+    /// object's namespace in its scope (see `changes.rs`).
+    reads: &'static [Kind],
+    /// Whether time alone changes what it does (schedules, start delays, work outside the
+    /// store): it then also runs on every tick, everywhere.
+    timed: bool,
+    /// Whether a volume copy finishing changes what it does.
+    after_copies: bool,
+    /// Looks at the objects within the scope (a controller of a cluster-scoped kind
+    /// looks at all of them whenever it runs); adds the volume copies it wants; returns
+    /// true when it failed on some object, to be run again, everywhere, on the next tick.
+    run: fn(&Arc<Shared>, &Scope, &mut Vec<storage::Copy>) -> bool,
+}
+
+const PODS: Kind = ("", "pods");
+const NODES: Kind = ("", "nodes");
+const CLAIMS: Kind = ("", "persistentvolumeclaims");
+const VOLUMES: Kind = ("", "persistentvolumes");
+const CLASSES: Kind = ("storage.k8s.io", "storageclasses");
+const SNAPSHOTS: Kind = ("snapshot.storage.k8s.io", "volumesnapshots");
+const CONTENTS: Kind = ("snapshot.storage.k8s.io", "volumesnapshotcontents");
+const SNAPSHOT_CLASSES: Kind = ("snapshot.storage.k8s.io", "volumesnapshotclasses");
+const REPLICA_SETS: Kind = ("apps", "replicasets");
+const JOBS: Kind = ("batch", "jobs");
+
+/// The controllers, in the order a pass runs them: a later one sees what an earlier one
+/// wrote in the same pass.
+const CONTROLLERS: &[Controller] = &[
+    Controller {
+        name: "cronjobs",
+        reads: &[("batch", "cronjobs"), JOBS],
+        timed: true,
+        after_copies: false,
+        run: |s, scope, _| workloads::cron_jobs(&mut s.cluster.lock(), scope),
+    },
+    Controller {
+        name: "deployments",
+        reads: &[("apps", "deployments"), REPLICA_SETS],
+        timed: false,
+        after_copies: false,
+        run: |s, scope, _| workloads::deployments(&mut s.cluster.lock(), scope),
+    },
+    Controller {
+        name: "replicasets",
+        reads: &[REPLICA_SETS, PODS],
+        timed: false,
+        after_copies: false,
+        run: |s, scope, _| workloads::replica_sets(&mut s.cluster.lock(), scope),
+    },
+    Controller {
+        name: "statefulsets",
+        reads: &[("apps", "statefulsets"), PODS, CLAIMS],
+        timed: false,
+        after_copies: false,
+        run: |s, scope, _| workloads::stateful_sets(&mut s.cluster.lock(), scope),
+    },
+    Controller {
+        name: "daemonsets",
+        reads: &[("apps", "daemonsets"), PODS, NODES],
+        timed: false,
+        after_copies: false,
+        run: |s, scope, _| workloads::daemon_sets(&mut s.cluster.lock(), scope),
+    },
+    Controller {
+        name: "jobs",
+        reads: &[JOBS, PODS],
+        timed: false,
+        after_copies: false,
+        run: |s, scope, _| workloads::jobs(&mut s.cluster.lock(), scope),
+    },
+    Controller {
+        name: "scheduler",
+        reads: &[PODS, NODES, CLAIMS, VOLUMES, CLASSES],
+        timed: false,
+        after_copies: false,
+        run: |s, scope, _| pods::schedule(&mut s.cluster.lock(), scope),
+    },
+    Controller {
+        name: "pod status",
+        reads: &[PODS, NODES, CLAIMS, CLASSES],
+        timed: true,
+        after_copies: false,
+        run: |s, scope, _| pods::run(&mut s.cluster.lock(), scope),
+    },
+    Controller {
+        name: "service account tokens",
+        reads: &[("", "secrets"), ("", "serviceaccounts")],
+        timed: false,
+        after_copies: false,
+        run: |s, scope, _| satokens::fill_secrets(&mut s.cluster.lock(), scope),
+    },
+    Controller {
+        name: "kubelet",
+        // Starting a pod also reads its volumes, ConfigMaps and Secrets: a start that
+        // could not be planned is tried again on the tick.
+        reads: &[PODS],
+        timed: true,
+        after_copies: false,
+        run: |s, _, _| {
+            super::kubelet::sync(s);
+            false
+        },
+    },
+    Controller {
+        name: "claims",
+        reads: &[CLAIMS, VOLUMES, CLASSES, NODES, SNAPSHOTS, CONTENTS],
+        timed: false,
+        after_copies: true,
+        run: |s, scope, copies| storage::claims(&mut s.cluster.lock(), scope, copies),
+    },
+    Controller {
+        name: "volumes",
+        reads: &[VOLUMES, CLAIMS],
+        timed: false,
+        after_copies: false,
+        run: |s, _, _| storage::volumes(&mut s.cluster.lock()),
+    },
+    Controller {
+        name: "snapshots",
+        reads: &[SNAPSHOTS, CONTENTS, SNAPSHOT_CLASSES, CLAIMS, VOLUMES],
+        timed: false,
+        after_copies: true,
+        run: |s, scope, copies| storage::snapshots(&mut s.cluster.lock(), scope, copies),
+    },
+    Controller {
+        name: "endpoints",
+        reads: &[("", "services"), ("", "endpoints"), PODS],
+        timed: false,
+        after_copies: false,
+        run: |s, scope, _| pods::endpoints(&mut s.cluster.lock(), scope),
+    },
+];
+
+/// The loop's memory between passes: what each controller has to look at, which failed
+/// and waits for the tick, and when the tick is due.
+struct Work {
+    pending: Pending,
+    failed: Vec<bool>,
+    next_tick: Instant,
+}
+
+impl Work {
+    fn new() -> Work {
+        Work {
+            pending: Pending::new(CONTROLLERS.iter().map(|c| c.reads).collect()),
+            failed: vec![false; CONTROLLERS.len()],
+            next_tick: Instant::now() + TICK,
+        }
+    }
+
+    /// Takes one change (or the news that changes were missed) from the stream.
+    fn receive(&mut self, r: Result<Arc<Event>, RecvError>) {
+        match r {
+            Ok(e) => self.pending.changed(&e.key),
+            Err(RecvError::Lagged(_)) => self.pending.everything(),
+            // The loop ends on it (`spawn`).
+            Err(RecvError::Closed) => {}
+        }
+    }
+
+    /// Takes every change the stream holds, without waiting.
+    fn drain(&mut self, changes: &mut Receiver<Arc<Event>>) {
+        loop {
+            match changes.try_recv() {
+                Ok(e) => self.pending.changed(&e.key),
+                Err(TryRecvError::Lagged(_)) => self.pending.everything(),
+                Err(TryRecvError::Empty | TryRecvError::Closed) => break,
+            }
+        }
+    }
+
+    /// When the tick is due: the timed controllers, and those that failed, look everywhere.
+    fn tick_if_due(&mut self) {
+        let now = Instant::now();
+        if now < self.next_tick {
+            return;
+        }
+        self.next_tick = now + TICK;
+        for (i, c) in CONTROLLERS.iter().enumerate() {
+            if c.timed || std::mem::take(&mut self.failed[i]) {
+                self.pending.everywhere(i);
+            }
+        }
+    }
+
+    /// A volume copy finished: the controllers waiting for copies look everywhere.
+    fn copied(&mut self) {
+        for (i, c) in CONTROLLERS.iter().enumerate() {
+            if c.after_copies {
+                self.pending.everywhere(i);
+            }
+        }
+    }
+}
+
 /// Starts the control loop; it ends when `stop` turns true, after waiting for the volume
 /// copies under way.
 pub fn spawn(shared: Arc<Shared>, mut stop: tokio::sync::watch::Receiver<bool>) -> JoinHandle<()> {
     tokio::spawn(async move {
+        // Subscribed before the first pass, which looks everywhere: no change is missed.
         let mut changes = shared.cluster.lock().store.subscribe(u64::MAX).0;
+        let mut work = Work::new();
         let mut copies: JoinSet<PathBuf> = JoinSet::new();
         let mut in_flight: HashSet<PathBuf> = HashSet::new();
         loop {
-            for copy in pass(&shared) {
+            work.drain(&mut changes);
+            work.tick_if_due();
+            for copy in pass(&shared, &mut work, &mut changes) {
                 if in_flight.insert(copy.to.clone()) {
                     copies.spawn_blocking(move || {
                         if let Err(e) = storage::copy_volume(&copy.from, &copy.to) {
@@ -149,59 +363,79 @@ pub fn spawn(shared: Arc<Shared>, mut stop: tokio::sync::watch::Receiver<bool>) 
                     });
                 }
             }
+            while let Some(done) = copies.try_join_next() {
+                if let Ok(to) = done {
+                    in_flight.remove(&to);
+                }
+                work.copied();
+            }
+            // Controllers whose own writes (or those of another controller later in the
+            // pass) gave them more to look at go again after the debounce; otherwise wait.
+            if work.pending.is_clean() {
+                let tick = tokio::time::Instant::from_std(work.next_tick);
+                tokio::select! {
+                    _ = stop.changed() => break,
+                    r = changes.recv() => {
+                        if matches!(r, Err(RecvError::Closed)) {
+                            break;
+                        }
+                        work.receive(r);
+                    }
+                    Some(done) = copies.join_next(), if !copies.is_empty() => {
+                        if let Ok(to) = done {
+                            in_flight.remove(&to);
+                        }
+                        work.copied();
+                    }
+                    _ = tokio::time::sleep_until(tick) => {}
+                }
+            }
             tokio::select! {
                 _ = stop.changed() => break,
-                r = changes.recv() => {
-                    if matches!(r, Err(tokio::sync::broadcast::error::RecvError::Closed)) {
-                        break;
-                    }
-                }
-                Some(done) = copies.join_next(), if !copies.is_empty() => {
-                    if let Ok(to) = done {
-                        in_flight.remove(&to);
-                    }
-                }
-                _ = tokio::time::sleep(TICK) => {}
+                _ = tokio::time::sleep(DEBOUNCE) => {}
             }
-            tokio::time::sleep(DEBOUNCE).await;
-            while let Ok(_) | Err(TryRecvError::Lagged(_)) = changes.try_recv() {}
         }
         while copies.join_next().await.is_some() {}
     })
 }
 
-/// One pass of every controller; returns the volume copies the storage controllers want.
-fn pass(shared: &Arc<Shared>) -> Vec<storage::Copy> {
-    type Stage = fn(&mut Cluster);
-    const STAGES: &[Stage] = &[
-        workloads::cron_jobs,
-        workloads::deployments,
-        workloads::replica_sets,
-        workloads::stateful_sets,
-        workloads::daemon_sets,
-        workloads::jobs,
-        pods::schedule,
-        pods::run,
-        satokens::fill_secrets,
-    ];
-    for stage in STAGES {
-        stage(&mut shared.cluster.lock());
+/// One pass: each controller with something to look at runs once, within its scope.
+/// Returns the volume copies the storage controllers want.
+fn pass(
+    shared: &Arc<Shared>,
+    work: &mut Work,
+    changes: &mut Receiver<Arc<Event>>,
+) -> Vec<storage::Copy> {
+    let mut copies = Vec::new();
+    for (i, controller) in CONTROLLERS.iter().enumerate() {
+        // What the controllers before it just wrote.
+        work.drain(changes);
+        let scope = work.pending.take(i);
+        if scope.is_clean() {
+            continue;
+        }
+        if (controller.run)(shared, &scope, &mut copies) {
+            tracing::debug!(
+                "sandbox controller {} failed on some object; it tries again on the tick",
+                controller.name
+            );
+            work.failed[i] = true;
+        }
     }
-    super::kubelet::sync(shared);
     // Warnings are for clients: the controllers' own writes have none to give.
     shared.cluster.lock().warnings.borrow_mut().clear();
-    let mut copies = Vec::new();
-    storage::claims(&mut shared.cluster.lock(), &mut copies);
-    storage::volumes(&mut shared.cluster.lock());
-    storage::snapshots(&mut shared.cluster.lock(), &mut copies);
-    pods::endpoints(&mut shared.cluster.lock());
     copies
 }
 
-/// Logs a controller's failure on one object; the next pass tries again.
-pub fn log_err(what: &str, r: ApiResult<()>) {
-    if let Err(e) = r {
-        tracing::debug!("sandbox controller: {what}: {}", e.message);
+/// Logs a controller's failure on one object; returns whether there was one (the
+/// controller reports it, and the loop tries it again on the next tick).
+pub fn log_err(what: &str, r: ApiResult<()>) -> bool {
+    match r {
+        Ok(()) => false,
+        Err(e) => {
+            tracing::debug!("sandbox controller: {what}: {}", e.message);
+            true
+        }
     }
 }
 
@@ -216,11 +450,35 @@ pub fn info(c: &Cluster, group: &str, plural: &str) -> ApiResult<ResourceInfo> {
     })
 }
 
-/// Every object of a type, in one namespace or all.
-pub fn list(c: &Cluster, group: &str, plural: &str, ns: Option<&str>) -> Vec<Value> {
+/// Copies of the objects of a type, in one namespace or all, that `keep` selects: the
+/// filter sees them by reference, so that only what a controller works on is copied.
+pub fn list(
+    c: &Cluster,
+    group: &str,
+    plural: &str,
+    ns: Option<&str>,
+    keep: impl Fn(&Value) -> bool,
+) -> Vec<Value> {
     c.store
         .list(group, plural, ns)
-        .map(|(_, v)| v.clone())
+        .map(|(_, v)| v)
+        .filter(|v| keep(v))
+        .cloned()
+        .collect()
+}
+
+/// Copies of the objects of a type within `scope` that `keep` selects (by reference).
+pub fn in_scope(
+    c: &Cluster,
+    scope: &Scope,
+    group: &str,
+    plural: &str,
+    keep: impl Fn(&Value) -> bool,
+) -> Vec<Value> {
+    scope
+        .objects(&c.store, group, plural)
+        .filter(|v| keep(v))
+        .cloned()
         .collect()
 }
 
@@ -431,7 +689,8 @@ pub fn event(c: &mut Cluster, obj: &Value, kind: &str, reason: &str, message: &s
         "reportingComponent": component_for(reason), "reportingInstance": "ferry-sandbox",
         "firstTimestamp": t, "lastTimestamp": t, "count": 1,
     });
-    log_err("event", create(c, "", "events", Some(&ns), ev).map(|_| ()));
+    // An event that cannot be recorded is no reason to run the controller again.
+    let _ = log_err("event", create(c, "", "events", Some(&ns), ev).map(|_| ()));
 }
 
 fn component_for(reason: &str) -> &'static str {

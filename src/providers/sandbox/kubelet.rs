@@ -281,7 +281,8 @@ impl Pod {
 }
 
 /// Starts the pods that should run and are not running yet; stops those that are gone.
-/// Called by each pass of the control loop.
+/// Called by the control loop when pods changed, and on its tick (a start that could not
+/// be planned, for a volume or ConfigMap not there yet, is tried again then).
 pub fn sync(shared: &Arc<Shared>) {
     let kubelet = &shared.kubelet;
     if *kubelet.stopped.lock() {

@@ -10,6 +10,7 @@
 //! - `store.rs`: the object map, resourceVersions, change history, the state file;
 //! - `resources.rs`: the served resource types and discovery documents (aggregated too);
 //! - `verbs.rs`: API semantics (create, update, patch, delete, finalizers, GC, ...);
+//!   `addresses.rs`: Service IPs and node ports;
 //! - `select.rs`: selectors (patch formats are the `ferry-patch` crate's);
 //! - `dryrun.rs`: server-side dry-run on a throw-away copy of the cluster;
 //! - `rbac.rs`: RBAC authorization, the bootstrap policy, the SelfSubject reviews;
@@ -28,14 +29,17 @@
 //! - `kubeconfig.rs`: the kubeconfig clients use;
 //! - `controllers.rs`, `workloads.rs`, `pods.rs`, `storage.rs`: the control loop that makes
 //!   a sandbox behave like a cluster (workload controllers, scheduling and pod status,
-//!   Endpoints, the storage provisioner and snapshots);
+//!   Endpoints, the storage provisioner and snapshots); `changes.rs`: what each controller
+//!   has to look at after a burst of changes;
 //! - `seed.rs`: `ferry sandbox seed`, a sample shop application loaded through the API;
 //! - `cloud.rs`: the sandbox cloud, an EKS/STS-compatible endpoint whose clusters are
 //!   sandboxes; `iam.rs`: their EKS token authentication; `sigv4.rs`: SigV4 checks;
 //!   `arm.rs`: the cloud's Azure side (OAuth2 tokens, ARM managed clusters).
 
+mod addresses;
 #[cfg(feature = "cloud")]
 pub mod arm;
+mod changes;
 #[cfg(feature = "cloud")]
 pub mod cloud;
 mod controllers;

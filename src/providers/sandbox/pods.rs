@@ -23,8 +23,9 @@ use std::collections::{BTreeMap, HashSet};
 
 use serde_json::{Value, json};
 
+use super::changes::Scope;
 use super::controllers::{
-    age_seconds, condition, create, delete, deleting, event, expression_matches, get, list,
+    age_seconds, condition, create, delete, deleting, event, expression_matches, get, in_scope,
     log_err, name_of, ns_of, set_status, uid_of, update,
 };
 use super::kubelet;
@@ -101,20 +102,17 @@ fn unschedulable(c: &mut Cluster, pod: &Value, message: &str) -> ApiResult<()> {
     set_status(c, "", "pods", pod, status).map(|_| ())
 }
 
-/// The scheduler: nodes for pods that have none.
-pub fn schedule(c: &mut Cluster) {
-    let pending: Vec<Value> = c
-        .store
-        .list("", "pods", None)
-        .filter(|(_, p)| {
-            !deleting(p)
-                && p["spec"]["nodeName"].as_str().is_none_or(str::is_empty)
-                && !matches!(p["status"]["phase"].as_str(), Some("Succeeded" | "Failed"))
-        })
-        .map(|(_, p)| p.clone())
-        .collect();
+/// The scheduler: nodes for the pods within `scope` that have none (whether a pod can
+/// be placed depends on its namespace's claims and on cluster-scoped objects only).
+/// Returns whether it failed on one.
+pub fn schedule(c: &mut Cluster, scope: &Scope) -> bool {
+    let pending = in_scope(c, scope, "", "pods", |p| {
+        !deleting(p)
+            && p["spec"]["nodeName"].as_str().is_none_or(str::is_empty)
+            && !matches!(p["status"]["phase"].as_str(), Some("Succeeded" | "Failed"))
+    });
     if pending.is_empty() {
-        return;
+        return false;
     }
     let mut load: BTreeMap<String, usize> = BTreeMap::new();
     for (_, p) in c.store.list("", "pods", None) {
@@ -122,12 +120,14 @@ pub fn schedule(c: &mut Cluster) {
             *load.entry(n.to_string()).or_default() += 1;
         }
     }
+    let mut failed = false;
     for pod in pending {
-        log_err(
+        failed |= log_err(
             &format!("scheduling pod {}", name_of(&pod)),
             schedule_one(c, &pod, &mut load),
         );
     }
+    failed
 }
 
 fn schedule_one(c: &mut Cluster, pod: &Value, load: &mut BTreeMap<String, usize>) -> ApiResult<()> {
@@ -306,39 +306,37 @@ fn runs_to_completion(pod: &Value) -> bool {
         )
 }
 
-/// The kubelet: scheduled pods start (once their volumes are bound) and Job pods finish.
-pub fn run(c: &mut Cluster) {
+/// The kubelet: scheduled pods within `scope` start (once their volumes are bound) and
+/// Job pods finish. Returns whether it failed on one.
+pub fn run(c: &mut Cluster, scope: &Scope) -> bool {
     // Running pods stay Running (as with a kubelet, a claim deleted under a running pod
     // does not stop it); only pods that start or finish need a look.
-    let pods: Vec<Value> = c
-        .store
-        .list("", "pods", None)
-        .filter(|(_, p)| {
-            let phase = p["status"]["phase"].as_str();
-            !deleting(p)
-                && p["spec"]["nodeName"]
-                    .as_str()
-                    .is_some_and(|n| !n.is_empty())
-                && !matches!(phase, Some("Succeeded" | "Failed"))
-                && !kubelet::owns(p)
-                && (phase != Some("Running") || runs_to_completion(p))
-        })
-        .map(|(_, p)| p.clone())
-        .collect();
+    let pods = in_scope(c, scope, "", "pods", |p| {
+        let phase = p["status"]["phase"].as_str();
+        !deleting(p)
+            && p["spec"]["nodeName"]
+                .as_str()
+                .is_some_and(|n| !n.is_empty())
+            && !matches!(phase, Some("Succeeded" | "Failed"))
+            && !kubelet::owns(p)
+            && (phase != Some("Running") || runs_to_completion(p))
+    });
     if pods.is_empty() {
-        return;
+        return false;
     }
     let mut used: HashSet<String> = c
         .store
         .list("", "pods", None)
         .filter_map(|(_, p)| p["status"]["podIP"].as_str().map(str::to_string))
         .collect();
+    let mut failed = false;
     for pod in pods {
-        log_err(
+        failed |= log_err(
             &format!("running pod {}", name_of(&pod)),
             run_one(c, &pod, &mut used),
         );
     }
+    failed
 }
 
 fn pod_ip(node: &Value, used: &mut HashSet<String>) -> String {
@@ -546,35 +544,35 @@ fn run_one(c: &mut Cluster, pod: &Value, used: &mut HashSet<String>) -> ApiResul
 /// The annotation that marks Endpoints this controller maintains.
 const TRIGGER: &str = "endpoints.kubernetes.io/last-change-trigger-time";
 
-/// Endpoints for every Service with a selector.
-pub fn endpoints(c: &mut Cluster) {
-    let services = list(c, "", "services", None);
+/// Endpoints for every Service with a selector in the namespaces within `scope` (what
+/// they hold depends on their namespace's Services and pods only), and none for the
+/// Services gone there. Returns whether it failed on one.
+pub fn endpoints(c: &mut Cluster, scope: &Scope) -> bool {
+    let services = in_scope(c, scope, "", "services", |svc| {
+        !deleting(svc)
+            && svc["spec"]["selector"]
+                .as_object()
+                .is_some_and(|m| !m.is_empty())
+            && svc["spec"]["type"] != "ExternalName"
+    });
+    let mut failed = false;
     let mut wanted: HashSet<(String, String)> = HashSet::new();
     for svc in &services {
-        let selector = &svc["spec"]["selector"];
-        if deleting(svc)
-            || selector.as_object().is_none_or(|m| m.is_empty())
-            || svc["spec"]["type"] == "ExternalName"
-        {
-            continue;
-        }
         let ns = ns_of(svc).unwrap_or("default").to_string();
         wanted.insert((ns.clone(), name_of(svc).to_string()));
-        log_err(
+        failed |= log_err(
             &format!("endpoints {}", name_of(svc)),
             endpoints_for(c, svc, &ns),
         );
     }
-    let stale: Vec<Value> = list(c, "", "endpoints", None)
-        .into_iter()
-        .filter(|e| {
-            e["metadata"]["annotations"][TRIGGER].is_string()
-                && !wanted.contains(&(ns_of(e).unwrap_or("").to_string(), name_of(e).to_string()))
-        })
-        .collect();
+    let stale = in_scope(c, scope, "", "endpoints", |e| {
+        e["metadata"]["annotations"][TRIGGER].is_string()
+            && !wanted.contains(&(ns_of(e).unwrap_or("").to_string(), name_of(e).to_string()))
+    });
     for e in stale {
-        log_err("stale endpoints", delete(c, "", "endpoints", &e));
+        failed |= log_err("stale endpoints", delete(c, "", "endpoints", &e));
     }
+    failed
 }
 
 fn endpoints_for(c: &mut Cluster, svc: &Value, ns: &str) -> ApiResult<()> {

@@ -17,7 +17,8 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde_json::{Value, json};
 
 use super::SandboxError;
-use super::controllers::{self, list, log_err};
+use super::changes::Scope;
+use super::controllers::{self, in_scope, log_err};
 use super::server::User;
 use super::verbs::{ApiError, ApiResult, Cluster, now};
 
@@ -126,13 +127,15 @@ pub fn authenticate(c: &Cluster, token: &str) -> Option<User> {
     })
 }
 
-/// The token controller: every token Secret whose ServiceAccount exists gets its token,
-/// the cluster's CA and its namespace (once; a Secret already filled is left alone).
-pub fn fill_secrets(c: &mut Cluster) {
-    for secret in list(c, "", "secrets", None) {
-        if secret["type"] != TOKEN_SECRET || secret["data"]["token"].is_string() {
-            continue;
-        }
+/// The token controller: every token Secret within `scope` whose ServiceAccount exists
+/// gets its token, the cluster's CA and its namespace (once; a Secret already filled is
+/// left alone). Returns whether it failed on one.
+pub fn fill_secrets(c: &mut Cluster, scope: &Scope) -> bool {
+    let unfilled = in_scope(c, scope, "", "secrets", |secret| {
+        secret["type"] == TOKEN_SECRET && !secret["data"]["token"].is_string()
+    });
+    let mut failed = false;
+    for secret in unfilled {
         let meta = &secret["metadata"];
         let (Some(ns), Some(sa_name)) = (
             meta["namespace"].as_str(),
@@ -158,11 +161,12 @@ pub fn fill_secrets(c: &mut Cluster) {
         filled["data"]["token"] = json!(STANDARD.encode(&token));
         filled["data"]["ca.crt"] = json!(STANDARD.encode(&c.ca_pem));
         filled["data"]["namespace"] = json!(STANDARD.encode(ns));
-        log_err(
+        failed |= log_err(
             "filling a service account token",
             controllers::update(c, "", "secrets", filled).map(|_| ()),
         );
     }
+    failed
 }
 
 /// `POST …/serviceaccounts/<name>/token`: a TokenRequest answered with a token for

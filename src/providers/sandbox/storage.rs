@@ -29,9 +29,10 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use super::changes::Scope;
 use super::controllers::{
-    create, delete, deleting, event, get, info, list, log_err, name_of, ns_of, set_status, uid_of,
-    update,
+    create, delete, deleting, event, get, in_scope, info, list, log_err, name_of, ns_of,
+    set_status, uid_of, update,
 };
 use super::verbs::{ApiResult, Cluster, now};
 
@@ -362,11 +363,13 @@ fn request(pvc: &Value) -> Option<&str> {
 
 /// The class marked default, if any.
 pub fn default_class(c: &Cluster) -> Option<Value> {
-    list(c, "storage.k8s.io", "storageclasses", None)
-        .into_iter()
+    c.store
+        .list("storage.k8s.io", "storageclasses", None)
+        .map(|(_, sc)| sc)
         .find(|sc| {
             sc["metadata"]["annotations"]["storageclass.kubernetes.io/is-default-class"] == "true"
         })
+        .cloned()
 }
 
 fn set_pending(c: &mut Cluster, pvc: &Value) -> ApiResult<()> {
@@ -380,19 +383,19 @@ fn set_pending(c: &mut Cluster, pvc: &Value) -> ApiResult<()> {
     .map(|_| ())
 }
 
-/// PersistentVolumeClaims: bind, provision, expand.
-pub fn claims(c: &mut Cluster, copies: &mut Vec<Copy>) {
-    for pvc in list(c, "", "persistentvolumeclaims", None) {
-        if deleting(&pvc) {
-            continue;
-        }
+/// PersistentVolumeClaims within `scope`: bind, provision, expand. Returns whether it
+/// failed on one.
+pub fn claims(c: &mut Cluster, scope: &Scope, copies: &mut Vec<Copy>) -> bool {
+    let mut failed = false;
+    for pvc in in_scope(c, scope, "", "persistentvolumeclaims", |pvc| !deleting(pvc)) {
         let r = if pvc["status"]["phase"] == "Bound" {
             expand(c, &pvc)
         } else {
             bind_claim(c, &pvc, copies)
         };
-        log_err(&format!("claim {}", name_of(&pvc)), r);
+        failed |= log_err(&format!("claim {}", name_of(&pvc)), r);
     }
+    failed
 }
 
 fn claim_ref_matches(pv: &Value, pvc: &Value) -> bool {
@@ -415,9 +418,12 @@ fn bind_claim(c: &mut Cluster, pvc: &Value, copies: &mut Vec<Copy>) -> ApiResult
             _ => set_pending(c, pvc),
         };
     }
-    let prebound = list(c, "", "persistentvolumes", None)
-        .into_iter()
-        .find(|pv| claim_ref_matches(pv, pvc) && pv["status"]["phase"] != "Released");
+    let prebound = c
+        .store
+        .list("", "persistentvolumes", None)
+        .map(|(_, pv)| pv)
+        .find(|pv| claim_ref_matches(pv, pvc) && pv["status"]["phase"] != "Released")
+        .cloned();
     if let Some(pv) = prebound {
         return bind(c, pvc, &pv, None);
     }
@@ -710,14 +716,14 @@ fn expand(c: &mut Cluster, pvc: &Value) -> ApiResult<()> {
     Ok(())
 }
 
-/// PersistentVolumes: Available, or reclaimed once their claim is gone.
-pub fn volumes(c: &mut Cluster) {
-    for pv in list(c, "", "persistentvolumes", None) {
-        if deleting(&pv) {
-            continue;
-        }
-        log_err(&format!("volume {}", name_of(&pv)), volume(c, &pv));
+/// PersistentVolumes (all of them: they are cluster-scoped): Available, or reclaimed
+/// once their claim is gone. Returns whether it failed on one.
+pub fn volumes(c: &mut Cluster) -> bool {
+    let mut failed = false;
+    for pv in list(c, "", "persistentvolumes", None, |pv| !deleting(pv)) {
+        failed |= log_err(&format!("volume {}", name_of(&pv)), volume(c, &pv));
     }
+    failed
 }
 
 fn volume(c: &mut Cluster, pv: &Value) -> ApiResult<()> {
@@ -774,26 +780,30 @@ fn volume(c: &mut Cluster, pv: &Value) -> ApiResult<()> {
     set_status(c, "", "persistentvolumes", pv, status).map(|_| ())
 }
 
-/// VolumeSnapshots and their contents.
-pub fn snapshots(c: &mut Cluster, copies: &mut Vec<Copy>) {
-    if info(c, "snapshot.storage.k8s.io", "volumesnapshots").is_err() {
-        return;
+/// VolumeSnapshots within `scope` and the contents (all of them: they are
+/// cluster-scoped). Returns whether it failed on one.
+pub fn snapshots(c: &mut Cluster, scope: &Scope, copies: &mut Vec<Copy>) -> bool {
+    let group = "snapshot.storage.k8s.io";
+    if info(c, group, "volumesnapshots").is_err() {
+        return false;
     }
-    for s in list(c, "snapshot.storage.k8s.io", "volumesnapshots", None) {
-        if deleting(&s) || s["status"]["readyToUse"] == true {
-            continue;
-        }
-        log_err(
+    let mut failed = false;
+    let unready = in_scope(c, scope, group, "volumesnapshots", |s| {
+        !deleting(s) && s["status"]["readyToUse"] != true
+    });
+    for s in unready {
+        failed |= log_err(
             &format!("snapshot {}", name_of(&s)),
             snapshot(c, &s, copies),
         );
     }
-    for content in list(c, "snapshot.storage.k8s.io", "volumesnapshotcontents", None) {
-        log_err(
+    for content in list(c, group, "volumesnapshotcontents", None, |_| true) {
+        failed |= log_err(
             &format!("snapshot content {}", name_of(&content)),
             reclaim_content(c, &content),
         );
     }
+    failed
 }
 
 fn snapshot_error(c: &mut Cluster, s: &Value, message: &str) -> ApiResult<()> {
@@ -868,10 +878,15 @@ fn snapshot(c: &mut Cluster, s: &Value, copies: &mut Vec<Copy>) -> ApiResult<()>
         .to_string();
     let class = match s["spec"]["volumeSnapshotClassName"].as_str() {
         Some(name) => get(c, group, "volumesnapshotclasses", None, name),
-        None => list(c, group, "volumesnapshotclasses", None).into_iter().find(|vc| {
-            vc["driver"] == driver.as_str()
-                && vc["metadata"]["annotations"]["snapshot.storage.kubernetes.io/is-default-class"] == "true"
-        }),
+        None => c
+            .store
+            .list(group, "volumesnapshotclasses", None)
+            .map(|(_, vc)| vc)
+            .find(|vc| {
+                vc["driver"] == driver.as_str()
+                    && vc["metadata"]["annotations"]["snapshot.storage.kubernetes.io/is-default-class"] == "true"
+            })
+            .cloned(),
     };
     let Some(class) = class else {
         return snapshot_error(

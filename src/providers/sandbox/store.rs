@@ -56,27 +56,57 @@ impl EventType {
     }
 }
 
-/// One change, as watches see it. `object` carries the resourceVersion `rv`.
+/// One change, as watches see it. `object` carries the resourceVersion `rv`; it is the
+/// stored object itself (shared, never changed in place).
 #[derive(Debug)]
 pub struct Event {
     pub rv: u64,
     pub kind: EventType,
     pub key: Key,
-    pub object: Value,
+    pub object: Arc<Value>,
     /// The object before a MODIFIED change, so that filtered watches can tell when an
     /// object starts or stops matching.
-    pub previous: Option<Value>,
+    pub previous: Option<Arc<Value>>,
 }
 
-#[derive(Serialize, Deserialize)]
+/// What the state file holds: the counter and every object. Objects are shared with the
+/// store, so that taking this copy under the cluster's lock costs a reference per object.
+#[derive(Serialize)]
 pub struct StateFile {
     #[serde(rename = "resourceVersion")]
     resource_version: u64,
     objects: Vec<StoredObject>,
 }
 
-#[derive(Serialize, Deserialize)]
 struct StoredObject {
+    group: String,
+    resource: String,
+    object: Arc<Value>,
+}
+
+// By hand: serde serializes an `Arc` only with its `rc` feature, which would rebuild
+// every crate that uses serde.
+impl Serialize for StoredObject {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct as _;
+        let mut st = s.serialize_struct("StoredObject", 3)?;
+        st.serialize_field("group", &self.group)?;
+        st.serialize_field("resource", &self.resource)?;
+        st.serialize_field("object", &*self.object)?;
+        st.end()
+    }
+}
+
+/// The state file as read.
+#[derive(Deserialize)]
+struct LoadedState {
+    #[serde(rename = "resourceVersion")]
+    resource_version: u64,
+    objects: Vec<LoadedObject>,
+}
+
+#[derive(Deserialize)]
+struct LoadedObject {
     group: String,
     resource: String,
     object: Value,
@@ -90,7 +120,8 @@ impl StateFile {
 }
 
 pub struct Store {
-    objects: BTreeMap<Key, Value>,
+    /// The objects, each shared with the changes (and state copies) that carry it.
+    objects: BTreeMap<Key, Arc<Value>>,
     rv: u64,
     /// The oldest resourceVersion a watch may start from.
     history_start: u64,
@@ -148,8 +179,8 @@ impl Store {
         }
     }
 
-    /// A copy of the objects and the counter, with no history and no watchers: what a
-    /// dry-run request changes and throws away.
+    /// A copy of the objects (shared until changed) and the counter, with no history and
+    /// no watchers: what a dry-run request changes and throws away.
     pub fn scratch(&self) -> Store {
         let (tx, _) = broadcast::channel(16);
         Store {
@@ -175,10 +206,11 @@ impl Store {
                 });
             }
         };
-        let state: StateFile = serde_json::from_slice(&bytes).map_err(|e| SandboxError::State {
-            path: path.to_path_buf(),
-            detail: e.to_string(),
-        })?;
+        let state: LoadedState =
+            serde_json::from_slice(&bytes).map_err(|e| SandboxError::State {
+                path: path.to_path_buf(),
+                detail: e.to_string(),
+            })?;
         for o in state.objects {
             let meta = &o.object["metadata"];
             let key = Key::new(
@@ -187,7 +219,7 @@ impl Store {
                 meta["namespace"].as_str().unwrap_or(""),
                 meta["name"].as_str().unwrap_or(""),
             );
-            store.objects.insert(key, o.object);
+            store.objects.insert(key, Arc::new(o.object));
         }
         store.rv = state.resource_version;
         store.history_start = state.resource_version;
@@ -195,8 +227,9 @@ impl Store {
         Ok(store)
     }
 
-    /// A copy of what the state file holds, to encode without the store (the encoding
-    /// of a large store takes far longer than the copy, and requests wait meanwhile).
+    /// A copy of what the state file holds, to encode without the store (the encoding of
+    /// a large store takes long, and requests would wait meanwhile; the copy shares the
+    /// objects).
     pub fn state(&self) -> StateFile {
         StateFile {
             resource_version: self.rv,
@@ -231,7 +264,7 @@ impl Store {
     }
 
     pub fn get(&self, key: &Key) -> Option<&Value> {
-        self.objects.get(key)
+        self.objects.get(key).map(|v| &**v)
     }
 
     /// The objects of one resource, in one namespace or all, ordered by namespace and name.
@@ -245,37 +278,48 @@ impl Store {
         let group = group.to_string();
         let resource = resource.to_string();
         let namespace = namespace.map(str::to_string);
-        self.objects.range(start..).take_while(move |(k, _)| {
-            k.group == group
-                && k.resource == resource
-                && namespace.as_ref().is_none_or(|n| *n == k.namespace)
-        })
+        self.objects
+            .range(start..)
+            .take_while(move |(k, _)| {
+                k.group == group
+                    && k.resource == resource
+                    && namespace.as_ref().is_none_or(|n| *n == k.namespace)
+            })
+            .map(|(k, v)| (k, &**v))
     }
 
     /// Every object, for scans such as garbage collection.
     pub fn all(&self) -> impl Iterator<Item = (&Key, &Value)> {
-        self.objects.iter()
+        self.objects.iter().map(|(k, v)| (k, &**v))
     }
 
     /// Stores `object` under `key` with the next resourceVersion and records the change.
     pub fn put(&mut self, key: Key, mut object: Value, kind: EventType) -> Value {
         self.rv += 1;
         object["metadata"]["resourceVersion"] = Value::String(self.rv.to_string());
-        let previous = self.objects.insert(key.clone(), object.clone());
-        self.record(key, object.clone(), kind, previous);
-        object
+        let stored = Arc::new(object);
+        let previous = self.objects.insert(key.clone(), stored.clone());
+        self.record(key, stored.clone(), kind, previous);
+        Arc::unwrap_or_clone(stored)
     }
 
     /// Removes the object under `key`, recording a DELETED change.
     pub fn remove(&mut self, key: &Key) -> Option<Value> {
-        let mut object = self.objects.remove(key)?;
+        let mut object = Arc::unwrap_or_clone(self.objects.remove(key)?);
         self.rv += 1;
         object["metadata"]["resourceVersion"] = Value::String(self.rv.to_string());
-        self.record(key.clone(), object.clone(), EventType::Deleted, None);
-        Some(object)
+        let gone = Arc::new(object);
+        self.record(key.clone(), gone.clone(), EventType::Deleted, None);
+        Some(Arc::unwrap_or_clone(gone))
     }
 
-    fn record(&mut self, key: Key, object: Value, kind: EventType, previous: Option<Value>) {
+    fn record(
+        &mut self,
+        key: Key,
+        object: Arc<Value>,
+        kind: EventType,
+        previous: Option<Arc<Value>>,
+    ) {
         self.dirty = true;
         let event = Arc::new(Event {
             rv: self.rv,
@@ -291,6 +335,16 @@ impl Store {
         }
         self.history.push_back(event.clone());
         let _ = self.tx.send(event);
+    }
+
+    /// The recorded changes after resourceVersion `after`, oldest first; None when the
+    /// history no longer reaches back that far.
+    pub fn changes_after(&self, after: u64) -> Option<impl Iterator<Item = &Event>> {
+        if after < self.history_start {
+            return None;
+        }
+        let from = self.history.partition_point(|e| e.rv <= after);
+        Some(self.history.range(from..).map(|e| &**e))
     }
 
     /// A receiver of future changes and the recorded changes after `after`.

@@ -7,12 +7,10 @@
 //! Owns API semantics; runs synchronously under the server's lock. Must not do I/O or know
 //! about HTTP beyond the status codes its errors carry.
 
-use std::collections::HashSet;
-use std::net::Ipv4Addr;
-
 use base64::Engine as _;
 use serde_json::{Map, Value, json};
 
+use super::addresses::Addresses;
 use super::resources::{self, CRD_GROUP, CRDS, ResourceInfo};
 use super::select::{FieldSelector, LabelSelector};
 use super::store::{EventType, Key, Store};
@@ -331,7 +329,7 @@ fn spec_part(obj: &Value) -> Map<String, Value> {
         .unwrap_or_default()
 }
 
-fn str_of<'a>(v: &'a Value, ptr: &str) -> &'a str {
+pub(super) fn str_of<'a>(v: &'a Value, ptr: &str) -> &'a str {
     v.pointer(ptr).and_then(Value::as_str).unwrap_or("")
 }
 
@@ -355,6 +353,9 @@ pub struct Cluster {
     /// Warnings for the client of the request being served (`Warning` headers: Pod
     /// Security's `warn` level); the server takes them after each request.
     pub warnings: std::cell::RefCell<Vec<String>>,
+    /// The Service IPs and node ports taken (`addresses.rs`), brought up to date from the
+    /// store's changes when a Service is written.
+    pub addresses: std::cell::RefCell<Addresses>,
 }
 
 impl Cluster {
@@ -368,6 +369,7 @@ impl Cluster {
             manager: None,
             sa_key: [0; 32],
             warnings: Default::default(),
+            addresses: Default::default(),
         }
     }
 
@@ -820,161 +822,6 @@ impl Cluster {
             _ => {}
         }
         super::workloads::default_fields(&info.group, &info.plural, obj);
-        Ok(())
-    }
-
-    fn allocate_service(
-        &self,
-        info: &ResourceInfo,
-        key: &Key,
-        obj: &mut Value,
-        old: Option<&Value>,
-    ) -> ApiResult<()> {
-        let name = key.name.as_str();
-        if !obj["spec"].is_object() {
-            obj["spec"] = json!({});
-        }
-        let ty = str_of(obj, "/spec/type").to_string();
-        let ty = if ty.is_empty() {
-            "ClusterIP".to_string()
-        } else {
-            ty
-        };
-        obj["spec"]["type"] = json!(ty);
-        let mut used_ips = HashSet::new();
-        let mut used_ports = HashSet::new();
-        for (k, s) in self.store.list("", "services", None) {
-            if k == key {
-                continue;
-            }
-            used_ips.insert(str_of(s, "/spec/clusterIP").to_string());
-            for p in s["spec"]["ports"].as_array().into_iter().flatten() {
-                if let Some(n) = p["nodePort"].as_u64() {
-                    used_ports.insert(n);
-                }
-            }
-        }
-        if ty != "ExternalName" {
-            let mut ip = str_of(obj, "/spec/clusterIP").to_string();
-            let old_ip = old
-                .map(|o| str_of(o, "/spec/clusterIP").to_string())
-                .unwrap_or_default();
-            if ip.is_empty() && !old_ip.is_empty() {
-                ip = old_ip.clone();
-            }
-            if ip.is_empty() {
-                let base = u32::from(Ipv4Addr::new(10, 96, 0, 0));
-                ip = (2..(1u32 << 20) - 1)
-                    .map(|i| Ipv4Addr::from(base + i).to_string())
-                    .find(|c| !used_ips.contains(c))
-                    .ok_or_else(|| {
-                        ApiError::new(
-                            500,
-                            "InternalError",
-                            "the service IP range 10.96.0.0/12 is full",
-                        )
-                    })?;
-            } else if ip != "None" && ip != old_ip {
-                let in_range = ip.parse::<Ipv4Addr>().is_ok_and(|a| {
-                    u32::from(a) >> 20 == u32::from(Ipv4Addr::new(10, 96, 0, 0)) >> 20
-                });
-                if !in_range {
-                    return Err(ApiError::invalid(
-                        info,
-                        name,
-                        "spec.clusterIPs",
-                        format!(
-                            "Invalid value: \"{ip}\": provided IP is not in the valid range. The range of valid IPs is 10.96.0.0/12"
-                        ),
-                    ));
-                }
-                if used_ips.contains(&ip) {
-                    return Err(ApiError::invalid(
-                        info,
-                        name,
-                        "spec.clusterIPs",
-                        format!(
-                            "Invalid value: \"{ip}\": failed to allocate IP {ip}: provided IP is already allocated"
-                        ),
-                    ));
-                }
-            }
-            obj["spec"]["clusterIP"] = json!(ip);
-            obj["spec"]["clusterIPs"] = json!([ip]);
-            if ip != "None" {
-                obj["spec"]["ipFamilies"] = json!(["IPv4"]);
-                obj["spec"]["ipFamilyPolicy"] = json!("SingleStack");
-            }
-        }
-        if obj["spec"]["sessionAffinity"].is_null() {
-            obj["spec"]["sessionAffinity"] = json!("None");
-        }
-        let wants_node_port = ty == "NodePort" || ty == "LoadBalancer";
-        let old_ports: Vec<Value> = old
-            .and_then(|o| o["spec"]["ports"].as_array().cloned())
-            .unwrap_or_default();
-        if let Some(ports) = obj.pointer_mut("/spec/ports").and_then(Value::as_array_mut) {
-            for p in ports.iter_mut() {
-                let port = p["port"].as_u64().unwrap_or(0);
-                if !(1..=65535).contains(&port) {
-                    return Err(ApiError::invalid(
-                        info,
-                        name,
-                        "spec.ports.port",
-                        format!("Invalid value: {port}: must be between 1 and 65535, inclusive"),
-                    ));
-                }
-                if p["protocol"].is_null() {
-                    p["protocol"] = json!("TCP");
-                }
-                if p["targetPort"].is_null() {
-                    p["targetPort"] = json!(port);
-                }
-                if !wants_node_port {
-                    continue;
-                }
-                match p["nodePort"].as_u64() {
-                    Some(n) if !(30000..=32767).contains(&n) => {
-                        return Err(ApiError::invalid(
-                            info,
-                            name,
-                            "spec.ports.nodePort",
-                            format!(
-                                "Invalid value: {n}: provided port is not in the valid range. The range of valid ports is 30000-32767"
-                            ),
-                        ));
-                    }
-                    Some(n) if used_ports.contains(&n) => {
-                        return Err(ApiError::invalid(
-                            info,
-                            name,
-                            "spec.ports.nodePort",
-                            format!("Invalid value: {n}: provided port is already allocated"),
-                        ));
-                    }
-                    Some(n) => {
-                        used_ports.insert(n);
-                    }
-                    None => {
-                        let kept = old_ports
-                            .iter()
-                            .find(|o| o["port"].as_u64() == Some(port))
-                            .and_then(|o| o["nodePort"].as_u64());
-                        let n = kept
-                            .or_else(|| (30000..=32767).find(|n| !used_ports.contains(n)))
-                            .ok_or_else(|| {
-                                ApiError::new(
-                                    500,
-                                    "InternalError",
-                                    "no free node port in 30000-32767",
-                                )
-                            })?;
-                        used_ports.insert(n);
-                        p["nodePort"] = json!(n);
-                    }
-                }
-            }
-        }
         Ok(())
     }
 
@@ -1461,211 +1308,5 @@ fn validate_crd(info: &ResourceInfo, name: &str, obj: &mut Value) -> ApiResult<(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn cluster() -> Cluster {
-        let mut c = Cluster::new(
-            Store::new(),
-            "t",
-            "CA",
-            std::path::Path::new("/nonexistent"),
-        );
-        c.bootstrap().unwrap();
-        c
-    }
-
-    #[test]
-    fn new_pods_are_pending_with_their_qos_class() {
-        let mut c = cluster();
-        let pods = c.info("", "v1", "pods").unwrap();
-        let pod = |name: &str, resources: Value| {
-            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
-                   "spec": {"containers": [{"name": "c", "image": "busybox", "resources": resources}]},
-                   "status": {"phase": "Running"}})
-        };
-        for (name, resources, qos) in [
-            ("none", json!({}), "BestEffort"),
-            ("some", json!({"requests": {"cpu": "100m"}}), "Burstable"),
-            (
-                "exact",
-                json!({"limits": {"cpu": "1", "memory": "1Gi"}}),
-                "Guaranteed",
-            ),
-            (
-                "uneven",
-                json!({"requests": {"cpu": "1", "memory": "512Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}}),
-                "Burstable",
-            ),
-        ] {
-            let out = c
-                .create(&pods, Some("default"), pod(name, resources))
-                .unwrap();
-            assert_eq!(out["status"]["phase"], "Pending", "{name}");
-            assert_eq!(out["status"]["qosClass"], qos, "{name}");
-        }
-    }
-
-    #[test]
-    fn bootstrap_creates_namespaces_service_account_and_node() {
-        let c = cluster();
-        let sa = c.info("", "v1", "serviceaccounts").unwrap();
-        assert!(
-            c.get(&sa, Some("kube-system"), "default", Sub::Main)
-                .is_ok()
-        );
-        let svc = c.info("", "v1", "services").unwrap();
-        let k = c
-            .get(&svc, Some("default"), "kubernetes", Sub::Main)
-            .unwrap();
-        assert_eq!(k["spec"]["clusterIP"], "10.96.0.1");
-        let nodes = c.info("", "v1", "nodes").unwrap();
-        let list = c.list(&nodes, None, &ListQuery::default()).unwrap();
-        assert!(list["items"][0]["metadata"]["labels"]["topology.kubernetes.io/zone"].is_string());
-    }
-
-    #[test]
-    fn names_are_checked() {
-        let mut c = cluster();
-        let cm = c.info("", "v1", "configmaps").unwrap();
-        for bad in ["Bad", "a_b", "-a", "a..b"] {
-            let e = c
-                .create(&cm, Some("default"), json!({"metadata": {"name": bad}}))
-                .unwrap_err();
-            assert_eq!(e.code, 422, "{bad}");
-        }
-        let e = c
-            .create(&cm, Some("default"), json!({"metadata": {}}))
-            .unwrap_err();
-        assert_eq!(e.code, 422);
-        let e = c
-            .create(&cm, Some("nope"), json!({"metadata": {"name": "a"}}))
-            .unwrap_err();
-        assert_eq!(e.code, 404);
-        let ok = c
-            .create(
-                &cm,
-                Some("default"),
-                json!({"metadata": {"generateName": "x-"}}),
-            )
-            .unwrap();
-        assert!(ok["metadata"]["name"].as_str().unwrap().starts_with("x-"));
-    }
-
-    #[test]
-    fn services_get_ips_and_node_ports() {
-        let mut c = cluster();
-        let svc = c.info("", "v1", "services").unwrap();
-        let a = c
-            .create(&svc, Some("default"), json!({"metadata": {"name": "a"}, "spec": {"type": "NodePort", "ports": [{"port": 80}]}}))
-            .unwrap();
-        let ip = a["spec"]["clusterIP"].as_str().unwrap();
-        assert!(ip.starts_with("10.96."));
-        let np = a["spec"]["ports"][0]["nodePort"].as_u64().unwrap();
-        assert!((30000..=32767).contains(&np));
-        let h = c
-            .create(
-                &svc,
-                Some("default"),
-                json!({"metadata": {"name": "h"}, "spec": {"clusterIP": "None"}}),
-            )
-            .unwrap();
-        assert_eq!(h["spec"]["clusterIP"], "None");
-        let e = c
-            .create(
-                &svc,
-                Some("default"),
-                json!({"metadata": {"name": "dup"}, "spec": {"clusterIP": ip}}),
-            )
-            .unwrap_err();
-        assert_eq!(e.code, 422);
-    }
-
-    #[test]
-    fn owner_references_and_namespace_deletion() {
-        let mut c = cluster();
-        let ns = c.info("", "v1", "namespaces").unwrap();
-        c.create(&ns, None, json!({"metadata": {"name": "app"}}))
-            .unwrap();
-        let cm = c.info("", "v1", "configmaps").unwrap();
-        let owner = c
-            .create(&cm, Some("app"), json!({"metadata": {"name": "owner"}}))
-            .unwrap();
-        let uid = owner["metadata"]["uid"].clone();
-        c.create(
-            &cm,
-            Some("app"),
-            json!({"metadata": {"name": "dep", "ownerReferences": [
-            {"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": uid}]}}),
-        )
-        .unwrap();
-        c.delete(&cm, Some("app"), "owner", &DeleteOptions::default())
-            .unwrap();
-        assert_eq!(
-            c.get(&cm, Some("app"), "dep", Sub::Main).unwrap_err().code,
-            404
-        );
-        c.create(&cm, Some("app"), json!({"metadata": {"name": "x"}}))
-            .unwrap();
-        c.delete(&ns, None, "app", &DeleteOptions::default())
-            .unwrap();
-        assert_eq!(c.get(&ns, None, "app", Sub::Main).unwrap_err().code, 404);
-        assert_eq!(
-            c.get(&cm, Some("app"), "x", Sub::Main).unwrap_err().code,
-            404
-        );
-    }
-
-    #[test]
-    fn namespaces_with_finalizers_wait_for_them_and_for_their_contents() {
-        let mut c = cluster();
-        let ns = c.info("", "v1", "namespaces").unwrap();
-        let cm = c.info("", "v1", "configmaps").unwrap();
-        c.create(
-            &ns,
-            None,
-            json!({"metadata": {"name": "held", "finalizers": ["x/y"]}}),
-        )
-        .unwrap();
-        c.create(
-            &cm,
-            Some("held"),
-            json!({"metadata": {"name": "a", "finalizers": ["x/y"]}}),
-        )
-        .unwrap();
-        c.delete(&ns, None, "held", &DeleteOptions::default())
-            .unwrap();
-        let n = c.get(&ns, None, "held", Sub::Main).unwrap();
-        assert_eq!(n["status"]["phase"], "Terminating");
-        let e = c
-            .create(&cm, Some("held"), json!({"metadata": {"name": "new"}}))
-            .unwrap_err();
-        assert_eq!(e.code, 403);
-        // The config map waits for its finalizer; releasing it leaves the namespace held
-        // by its own finalizer, and releasing that removes the namespace.
-        c.patch(
-            &cm,
-            Some("held"),
-            "a",
-            Sub::Main,
-            "application/merge-patch+json",
-            br#"{"metadata":{"finalizers":null}}"#,
-        )
-        .unwrap();
-        assert_eq!(
-            c.get(&cm, Some("held"), "a", Sub::Main).unwrap_err().code,
-            404
-        );
-        assert!(c.get(&ns, None, "held", Sub::Main).is_ok());
-        c.patch(
-            &ns,
-            None,
-            "held",
-            Sub::Main,
-            "application/merge-patch+json",
-            br#"{"metadata":{"finalizers":null}}"#,
-        )
-        .unwrap();
-        assert_eq!(c.get(&ns, None, "held", Sub::Main).unwrap_err().code, 404);
-    }
-}
+#[path = "verbs_tests.rs"]
+mod tests;

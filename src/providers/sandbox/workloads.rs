@@ -24,9 +24,10 @@ use std::collections::{BTreeMap, HashSet};
 
 use serde_json::{Value, json};
 
+use super::changes::Scope;
 use super::controllers::{
-    condition, controlled_by, controller_ref, create, delete, deleting, event, get, list, log_err,
-    name_of, ns_of, selector_matches, set_status, stable_hash, uid_of, update,
+    condition, controlled_by, controller_ref, create, delete, deleting, event, get, in_scope, list,
+    log_err, name_of, ns_of, selector_matches, set_status, stable_hash, uid_of, update,
 };
 use super::verbs::{ApiResult, Cluster, now};
 
@@ -90,13 +91,12 @@ fn pod_from_template(owner: &Value, template: &Value, extra_labels: &Value) -> V
 }
 
 /// Deployments: one ReplicaSet per template, scaled for a rolling update or a recreate.
-pub fn deployments(c: &mut Cluster) {
-    for d in list(c, "apps", "deployments", None) {
-        if deleting(&d) {
-            continue;
-        }
-        log_err(&format!("deployment {}", name_of(&d)), deployment(c, &d));
+pub fn deployments(c: &mut Cluster, scope: &Scope) -> bool {
+    let mut failed = false;
+    for d in in_scope(c, scope, "apps", "deployments", |o| !deleting(o)) {
+        failed |= log_err(&format!("deployment {}", name_of(&d)), deployment(c, &d));
     }
+    failed
 }
 
 fn revision(rs: &Value) -> i64 {
@@ -128,10 +128,9 @@ fn deployment(c: &mut Cluster, d: &Value) -> ApiResult<()> {
     let desired = int(&d["spec"]["replicas"], 1);
     let template = &d["spec"]["template"];
     let hash = stable_hash(template);
-    let mut sets: Vec<Value> = list(c, "apps", "replicasets", Some(&ns))
-        .into_iter()
-        .filter(|rs| controlled_by(rs, &uid) && !deleting(rs))
-        .collect();
+    let mut sets: Vec<Value> = list(c, "apps", "replicasets", Some(&ns), |rs| {
+        controlled_by(rs, &uid) && !deleting(rs)
+    });
     sets.sort_by_key(revision);
     let max_revision = sets.iter().map(revision).max().unwrap_or(0);
     let paused = d["spec"]["paused"].as_bool().unwrap_or(false);
@@ -255,10 +254,9 @@ fn deployment_status(c: &mut Cluster, d: &Value, new_name: &str) -> ApiResult<()
     let Some(d) = get(c, "apps", "deployments", Some(&ns), name_of(d)) else {
         return Ok(());
     };
-    let sets: Vec<Value> = list(c, "apps", "replicasets", Some(&ns))
-        .into_iter()
-        .filter(|rs| controlled_by(rs, &uid))
-        .collect();
+    let sets: Vec<Value> = list(c, "apps", "replicasets", Some(&ns), |rs| {
+        controlled_by(rs, &uid)
+    });
     let sum = |f: &str| -> i64 { sets.iter().map(|rs| int(&rs["status"][f], 0)).sum() };
     let replicas = sum("replicas");
     let ready = sum("readyReplicas");
@@ -356,13 +354,12 @@ fn deployment_status(c: &mut Cluster, d: &Value, new_name: &str) -> ApiResult<()
 }
 
 /// ReplicaSets: as many running pods as replicas.
-pub fn replica_sets(c: &mut Cluster) {
-    for rs in list(c, "apps", "replicasets", None) {
-        if deleting(&rs) {
-            continue;
-        }
-        log_err(&format!("replicaset {}", name_of(&rs)), replica_set(c, &rs));
+pub fn replica_sets(c: &mut Cluster, scope: &Scope) -> bool {
+    let mut failed = false;
+    for rs in in_scope(c, scope, "apps", "replicasets", |o| !deleting(o)) {
+        failed |= log_err(&format!("replicaset {}", name_of(&rs)), replica_set(c, &rs));
     }
+    failed
 }
 
 fn replica_set(c: &mut Cluster, rs: &Value) -> ApiResult<()> {
@@ -435,13 +432,12 @@ fn replica_set(c: &mut Cluster, rs: &Value) -> ApiResult<()> {
 }
 
 /// StatefulSets: pods with stable names and their claims.
-pub fn stateful_sets(c: &mut Cluster) {
-    for s in list(c, "apps", "statefulsets", None) {
-        if deleting(&s) {
-            continue;
-        }
-        log_err(&format!("statefulset {}", name_of(&s)), stateful_set(c, &s));
+pub fn stateful_sets(c: &mut Cluster, scope: &Scope) -> bool {
+    let mut failed = false;
+    for s in in_scope(c, scope, "apps", "statefulsets", |o| !deleting(o)) {
+        failed |= log_err(&format!("statefulset {}", name_of(&s)), stateful_set(c, &s));
     }
+    failed
 }
 
 fn stateful_set(c: &mut Cluster, s: &Value) -> ApiResult<()> {
@@ -623,10 +619,9 @@ fn omit_zero(status: &mut Value, keys: &[&str]) {
 
 /// Names of the nodes pods may run on (workers when there are some).
 pub fn schedulable_nodes(c: &Cluster) -> Vec<Value> {
-    let nodes: Vec<Value> = list(c, "", "nodes", None)
-        .into_iter()
-        .filter(|n| !n["spec"]["unschedulable"].as_bool().unwrap_or(false) && !deleting(n))
-        .collect();
+    let nodes: Vec<Value> = list(c, "", "nodes", None, |n| {
+        !n["spec"]["unschedulable"].as_bool().unwrap_or(false) && !deleting(n)
+    });
     let workers: Vec<Value> = nodes
         .iter()
         .filter(|n| n["metadata"]["labels"][super::controllers::CONTROL_PLANE_LABEL].is_null())
@@ -636,13 +631,12 @@ pub fn schedulable_nodes(c: &Cluster) -> Vec<Value> {
 }
 
 /// DaemonSets: one pod on each schedulable node its node selector admits.
-pub fn daemon_sets(c: &mut Cluster) {
-    for ds in list(c, "apps", "daemonsets", None) {
-        if deleting(&ds) {
-            continue;
-        }
-        log_err(&format!("daemonset {}", name_of(&ds)), daemon_set(c, &ds));
+pub fn daemon_sets(c: &mut Cluster, scope: &Scope) -> bool {
+    let mut failed = false;
+    for ds in in_scope(c, scope, "apps", "daemonsets", |o| !deleting(o)) {
+        failed |= log_err(&format!("daemonset {}", name_of(&ds)), daemon_set(c, &ds));
     }
+    failed
 }
 
 fn daemon_set(c: &mut Cluster, ds: &Value) -> ApiResult<()> {
@@ -710,13 +704,12 @@ fn daemon_set(c: &mut Cluster, ds: &Value) -> ApiResult<()> {
 }
 
 /// Jobs: pods until enough have succeeded.
-pub fn jobs(c: &mut Cluster) {
-    for j in list(c, "batch", "jobs", None) {
-        if deleting(&j) {
-            continue;
-        }
-        log_err(&format!("job {}", name_of(&j)), job(c, &j));
+pub fn jobs(c: &mut Cluster, scope: &Scope) -> bool {
+    let mut failed = false;
+    for j in in_scope(c, scope, "batch", "jobs", |o| !deleting(o)) {
+        failed |= log_err(&format!("job {}", name_of(&j)), job(c, &j));
     }
+    failed
 }
 
 fn job(c: &mut Cluster, j: &Value) -> ApiResult<()> {
@@ -812,22 +805,18 @@ fn job(c: &mut Cluster, j: &Value) -> ApiResult<()> {
 }
 
 /// CronJobs: a Job for each due time of the schedule, history limits, status.
-pub fn cron_jobs(c: &mut Cluster) {
-    for cj in list(c, "batch", "cronjobs", None) {
-        if deleting(&cj) {
-            continue;
-        }
-        log_err(&format!("cronjob {}", name_of(&cj)), cron_job(c, &cj));
+pub fn cron_jobs(c: &mut Cluster, scope: &Scope) -> bool {
+    let mut failed = false;
+    for cj in in_scope(c, scope, "batch", "cronjobs", |o| !deleting(o)) {
+        failed |= log_err(&format!("cronjob {}", name_of(&cj)), cron_job(c, &cj));
     }
+    failed
 }
 
 fn cron_job(c: &mut Cluster, cj: &Value) -> ApiResult<()> {
     let ns = ns_of(cj).unwrap_or("default").to_string();
     let uid = uid_of(cj).to_string();
-    let mut jobs: Vec<Value> = list(c, "batch", "jobs", Some(&ns))
-        .into_iter()
-        .filter(|j| controlled_by(j, &uid))
-        .collect();
+    let mut jobs: Vec<Value> = list(c, "batch", "jobs", Some(&ns), |j| controlled_by(j, &uid));
     jobs.sort_by(|a, b| {
         a["metadata"]["creationTimestamp"]
             .as_str()
@@ -890,8 +879,10 @@ fn cron_job(c: &mut Cluster, cj: &Value) -> ApiResult<()> {
     if let Some(j) = done.last() {
         status["lastSuccessfulTime"] = j["status"]["completionTime"].clone();
     }
-    let refs: Vec<Value> = list(c, "batch", "jobs", Some(&ns))
-        .into_iter()
+    let refs: Vec<Value> = c
+        .store
+        .list("batch", "jobs", Some(&ns))
+        .map(|(_, j)| j)
         .filter(|j| controlled_by(j, &uid) && !finished(j))
         .map(|j| json!({"apiVersion": "batch/v1", "kind": "Job", "name": j["metadata"]["name"], "namespace": ns, "uid": j["metadata"]["uid"], "resourceVersion": j["metadata"]["resourceVersion"]}))
         .collect();
