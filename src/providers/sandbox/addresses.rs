@@ -318,14 +318,7 @@ mod tests {
     use crate::verbs::DeleteOptions;
 
     fn cluster() -> Cluster {
-        let mut c = Cluster::new(
-            Store::new(),
-            "t",
-            "CA",
-            std::path::Path::new("/nonexistent"),
-        );
-        c.bootstrap().unwrap();
-        c
+        Cluster::for_tests()
     }
 
     #[test]

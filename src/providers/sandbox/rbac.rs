@@ -561,17 +561,10 @@ fn rules_review(cluster: &Cluster, user: &User, namespace: &str) -> Value {
 
 #[cfg(test)]
 mod tests {
-    use super::super::store::Store;
     use super::*;
 
     fn cluster() -> Cluster {
-        let mut c = Cluster::new(
-            Store::new(),
-            "t",
-            "CA",
-            std::path::Path::new("/nonexistent"),
-        );
-        c.bootstrap().unwrap();
+        let mut c = Cluster::for_tests();
         bootstrap(&mut c).unwrap();
         c
     }

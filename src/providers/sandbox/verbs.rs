@@ -1308,5 +1308,20 @@ fn validate_crd(info: &ResourceInfo, name: &str, obj: &mut Value) -> ApiResult<(
 }
 
 #[cfg(test)]
+impl Cluster {
+    /// An empty cluster with its built-in objects and no state folder, for unit tests.
+    pub(crate) fn for_tests() -> Cluster {
+        let mut c = Cluster::new(
+            super::store::Store::new(),
+            "t",
+            "CA",
+            std::path::Path::new("/nonexistent"),
+        );
+        c.bootstrap().unwrap();
+        c
+    }
+}
+
+#[cfg(test)]
 #[path = "verbs_tests.rs"]
 mod tests;

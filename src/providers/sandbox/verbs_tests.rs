@@ -3,14 +3,7 @@
 use super::*;
 
 fn cluster() -> Cluster {
-    let mut c = Cluster::new(
-        Store::new(),
-        "t",
-        "CA",
-        std::path::Path::new("/nonexistent"),
-    );
-    c.bootstrap().unwrap();
-    c
+    Cluster::for_tests()
 }
 
 #[test]
