@@ -296,7 +296,8 @@ pub struct Swept {
 
 const SNAPSHOTS: (&str, &str, &str) = ("snapshot.storage.k8s.io", "v1", "VolumeSnapshot");
 
-fn snapshot_resource() -> kube::discovery::ApiResource {
+/// The served `VolumeSnapshot` resource (snapshot.storage.k8s.io/v1).
+pub(crate) fn snapshot_resource() -> kube::discovery::ApiResource {
     kube::discovery::ApiResource {
         group: SNAPSHOTS.0.into(),
         version: SNAPSHOTS.1.into(),

@@ -61,13 +61,7 @@ pub(super) async fn snapshot_claim(
     let r = ObjRef::of(pvc);
     let ns = r.namespace.clone().unwrap_or_default();
     lease.hold(&ns).await?;
-    let catalog_res = kube::discovery::ApiResource {
-        group: "snapshot.storage.k8s.io".into(),
-        version: "v1".into(),
-        api_version: "snapshot.storage.k8s.io/v1".into(),
-        kind: "VolumeSnapshot".into(),
-        plural: "volumesnapshots".into(),
-    };
+    let catalog_res = crate::lease::snapshot_resource();
     let snaps: kube::Api<kube::api::DynamicObject> =
         kube::Api::namespaced_with(client.clone(), &ns, &catalog_res);
     let suffix = &uuid_suffix();
@@ -151,13 +145,7 @@ pub(super) async fn delete_snapshot_claim(
     let claims: kube::Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> =
         kube::Api::namespaced(client.clone(), ns);
     let _ = claims.delete(claim, &Default::default()).await;
-    let res = kube::discovery::ApiResource {
-        group: "snapshot.storage.k8s.io".into(),
-        version: "v1".into(),
-        api_version: "snapshot.storage.k8s.io/v1".into(),
-        kind: "VolumeSnapshot".into(),
-        plural: "volumesnapshots".into(),
-    };
+    let res = crate::lease::snapshot_resource();
     let snaps: kube::Api<kube::api::DynamicObject> =
         kube::Api::namespaced_with(client.clone(), ns, &res);
     let _ = snaps.delete(snap, &Default::default()).await;
