@@ -89,11 +89,34 @@ async fn fill(client: &kube::Client) -> Duration {
 struct Run {
     wall: Duration,
     peak: u64,
+    /// CPU time the command used (user and system).
+    cpu: Duration,
+    /// CPU time the target sandbox used while it ran.
+    server_cpu: Duration,
     out: String,
 }
 
+/// CPU time (user and system) process `pid` has used so far.
+fn cpu_of(pid: &str) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command's name, which is in parentheses.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    Duration::from_millis((ticks(11) + ticks(12)) * 10)
+}
+
 /// Runs `ferry args` with `home`'s folders, sampling its `VmHWM` until it exits.
-fn run(home: &Path, args: &[&str]) -> Run {
+fn run(home: &Path, server: &str, args: &[&str]) -> Run {
+    let server_before = cpu_of(server);
     let t = Instant::now();
     let mut child = Command::new(env!("CARGO_BIN_EXE_ferry"))
         .args(args)
@@ -109,6 +132,8 @@ fn run(home: &Path, args: &[&str]) -> Run {
         .unwrap();
     let status = format!("/proc/{}/status", child.id());
     let mut peak = 0u64;
+    let mut cpu = Duration::ZERO;
+    let pid = child.id().to_string();
     // Output is read on threads so that a chatty child never blocks on a full pipe.
     let mut stdout = child.stdout.take().unwrap();
     let mut stderr = child.stderr.take().unwrap();
@@ -130,6 +155,7 @@ fn run(home: &Path, args: &[&str]) -> Run {
         }) {
             peak = peak.max(hwm * 1024);
         }
+        cpu = cpu.max(cpu_of(&pid));
         if let Some(code) = child.try_wait().unwrap() {
             break code;
         }
@@ -138,7 +164,13 @@ fn run(home: &Path, args: &[&str]) -> Run {
     let wall = t.elapsed();
     let out = format!("{}{}", out.join().unwrap(), err.join().unwrap());
     assert!(code.success(), "ferry {args:?} failed:\n{out}");
-    Run { wall, peak, out }
+    Run {
+        wall,
+        peak,
+        cpu,
+        server_cpu: cpu_of(server).saturating_sub(server_before),
+        out,
+    }
 }
 
 fn mib(b: u64) -> String {
@@ -154,6 +186,7 @@ fn main() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let sandboxes = Sandboxes::up(home, &["big", "empty"]);
     let big_pid = sandboxes.pid("big");
+    let empty_pid = sandboxes.pid("empty");
     let kc = sandbox_kubeconfig(home);
     let path = home.join("kubeconfig-bench");
     std::fs::write(&path, serde_json::to_vec_pretty(&kc).unwrap()).unwrap();
@@ -169,10 +202,12 @@ fn main() {
 
     let capture = run(
         home,
+        &big_pid,
         &["backup", "--context", "ferry-big", "-A", "--no-volumes"],
     );
     let plan = run(
         home,
+        &empty_pid,
         &["plan", "latest", "--context", "ferry-empty", "-o", "json"],
     );
     let planned: Value = serde_json::from_str(
@@ -188,10 +223,21 @@ fn main() {
         .unwrap_or(0);
     let restore = run(
         home,
+        &empty_pid,
         &["restore", "latest", "--context", "ferry-empty", "--yes"],
     );
+    // The restore's phases as its log has them: it is the last job in the log, the
+    // lines after the one before it ended.
+    let log = std::fs::read_to_string(home.join("state/ferry/ferry.log")).unwrap_or_default();
+    let phases: Vec<String> = {
+        let all: Vec<&str> = log.lines().filter(|l| l.contains("job phase")).collect();
+        let ends: Vec<usize> = (0..all.len())
+            .filter(|&n| all[n].ends_with("phase=done"))
+            .collect();
+        let from = ends.len().checked_sub(2).map_or(0, |k| ends[k] + 1);
+        all[from..].iter().map(|l| l.to_string()).collect()
+    };
     drop(sandboxes);
-    let _ = big_pid;
 
     println!(
         "## Whole cluster: {NAMESPACES} namespaces, {} objects ({PER_NAMESPACE} per namespace and the namespaces)",
@@ -203,18 +249,20 @@ fn main() {
         filled.as_secs_f64()
     );
     println!();
-    println!("| step | wall | objects/s | peak RSS |");
-    println!("|---|---|---|---|");
+    println!("| step | wall | objects/s | peak RSS | CPU: ferry / sandbox |");
+    println!("|---|---|---|---|---|");
     for (what, r, n) in [
         ("capture (`backup -A --no-volumes`)", &capture, objects),
         ("plan (`plan latest -o json`)", &plan, objects),
         ("restore (`restore latest --yes`)", &restore, creates.max(1)),
     ] {
         println!(
-            "| {what} | {:.2} s | {:.0} | {} |",
+            "| {what} | {:.2} s | {:.0} | {} | {:.2} s / {:.2} s |",
             r.wall.as_secs_f64(),
             n as f64 / r.wall.as_secs_f64(),
-            mib(r.peak)
+            mib(r.peak),
+            r.cpu.as_secs_f64(),
+            r.server_cpu.as_secs_f64()
         );
     }
     println!();
@@ -225,6 +273,12 @@ fn main() {
         .lines()
         .filter(|l| l.starts_with("restore into"))
     {
+        println!("    {l}");
+    }
+    println!();
+    println!("Restore's phases (its log):");
+    println!();
+    for l in &phases {
         println!("    {l}");
     }
 }

@@ -488,6 +488,20 @@ fn a_same_cluster_clone_points_only_at_itself() {
         }
         assert!(text.contains("reference(s) in the copy point at the source"), "{text}");
         assert!(p.findings.iter().all(|f| f.fix.contains("--keep-references")), "{:#?}", p.findings);
+        // The restore finds the same in what the target stored (a Secret's values
+        // decoded), and nothing it did not plan.
+        let report = apply::apply(&prod, &t.repo, &p, &MoverOptions::default(), &JobProgress::new())
+            .await
+            .unwrap();
+        assert!(report.failed().is_empty(), "{:#?}", report.failed());
+        let found: Vec<String> = report.findings.iter().map(|f| format!("{} {}", f.object.name, f.path)).collect();
+        let mut planned = paths.clone();
+        planned.sort();
+        let mut sorted = found.clone();
+        sorted.sort();
+        assert_eq!(sorted, planned, "the restore's findings are the plan's");
+        assert!(found.iter().any(|p| p == "app-env data.DATABASE_URL"), "{found:#?}");
+        assert!(report.findings.iter().all(|f| f.object.namespace.as_deref() == Some("shop-kept")), "{:#?}", report.findings);
 
         env.stop().await;
     });

@@ -99,6 +99,35 @@ fn a_velero_modifiers_file_changes_a_claim_class_and_replicas_in_the_plan_and_th
             "{err}"
         );
 
+        // A rule that sets a StatefulSet's claim template to a class the target
+        // lacks is a blocking problem of the plan, as for a claim.
+        let nvme = c.dir.path().join("nvme.yaml");
+        std::fs::write(
+            &nvme,
+            r#"version: v1
+resourceModifierRules:
+- conditions:
+    groupResource: statefulsets.apps
+    resourceNameRegex: "^postgres$"
+  patches:
+  - operation: add
+    path: "/spec/volumeClaimTemplates/0/spec/storageClassName"
+    value: "fast-nvme"
+"#,
+        )
+        .unwrap();
+        let o = ferry(
+            &t,
+            &c,
+            &["plan", "latest", "--context", "ferry-qa", "--map-namespace", "shop=shop-mod", "--resource-modifiers", path(&nvme)],
+        );
+        let out = said(&o);
+        assert_eq!(o.status.code(), Some(2), "{out}");
+        assert!(
+            out.contains("set its storage class to fast-nvme, which ferry-qa does not have"),
+            "{out}"
+        );
+
         // The plan lists the rules' changes with the object's own.
         let plan_args = [
             "--context",

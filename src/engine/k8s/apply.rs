@@ -9,12 +9,12 @@
 //! snapshot's data (they carry [`RESTORED_ANNOTATION`]), so a retry after a dropped
 //! connection resumes where it stopped.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt as _;
-use kube::api::{DynamicObject, Patch, PatchParams, PostParams};
+use kube::api::{Patch, PatchParams, PostParams};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -49,8 +49,8 @@ pub struct Report {
     pub volumes: Vec<Outcome>,
     pub bytes_restored: u64,
     pub duration_secs: f64,
-    /// What the restore created that still points at the source, read back from the
-    /// target ([`references::scan`]).
+    /// What the restore created that still points at the source, as the target
+    /// answered each write ([`references::scan`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub findings: Vec<Finding>,
 }
@@ -223,6 +223,7 @@ async fn apply_with(
     progress.data.add_total(total_files, total_bytes);
     progress.data.set_totals_final();
     let mut failed_refs: HashSet<ObjRef> = HashSet::new();
+    let needles = references::Needles::of(&plan.mapping);
     for (n, wave) in waves.iter().enumerate() {
         progress.check()?;
         progress.set_phase(format!("wave {} of {}", n + 1, waves.len()));
@@ -247,21 +248,27 @@ async fn apply_with(
         // The stream goes by position: a stream of borrowed items is not provably
         // `Send` to the compiler (rust-lang/rust#110338), one that borrows them is.
         let ready = &ready;
-        let results: Vec<(Outcome, bool)> = futures::stream::iter(0..ready.len())
+        let needles = &needles;
+        let mapping = &plan.mapping;
+        let results: Vec<(Outcome, bool, Vec<Finding>)> = futures::stream::iter(0..ready.len())
             .map(|n| async move {
                 let i = ready[n];
                 let r = put_object(client, cat, i, limit).await;
                 progress.add_objects(0, 1);
                 match r {
-                    Ok(msg) => (
-                        Outcome {
-                            object: i.target.clone(),
-                            ok: true,
-                            message: msg,
-                            remedy: None,
-                        },
-                        false,
-                    ),
+                    Ok(placed) => {
+                        let found = isolation(i, placed.answer.as_deref(), needles, mapping);
+                        (
+                            Outcome {
+                                object: i.target.clone(),
+                                ok: true,
+                                message: placed.message,
+                                remedy: None,
+                            },
+                            false,
+                            found,
+                        )
+                    }
                     Err(f) => (
                         Outcome {
                             object: i.target.clone(),
@@ -270,14 +277,21 @@ async fn apply_with(
                             remedy: f.remedy,
                         },
                         f.unreachable,
+                        Vec::new(),
                     ),
                 }
             })
             .buffer_unordered(OBJECTS_IN_FLIGHT)
             .collect()
             .await;
-        let gone = results.iter().any(|(_, unreachable)| *unreachable);
-        let results: Vec<Outcome> = results.into_iter().map(|(o, _)| o).collect();
+        let gone = results.iter().any(|(_, unreachable, _)| *unreachable);
+        let results: Vec<Outcome> = results
+            .into_iter()
+            .map(|(o, _, found)| {
+                report.findings.extend(found);
+                o
+            })
+            .collect();
         for o in &results {
             if o.ok {
                 progress.log(format!("{}: {}", o.object, o.message));
@@ -369,8 +383,9 @@ async fn apply_with(
         }
     }
     // Volumes whose claims were kept (skip) but not refilled are not outcomes.
-    progress.set_phase("checking isolation");
-    report.findings = scan_created(client, &catalog, plan, &report, mover.stall_timeout).await;
+    report
+        .findings
+        .sort_by(|a, b| (&a.object, &a.path).cmp(&(&b.object, &b.path)));
     for f in &report.findings {
         progress.log(format!(
             "isolation: {} {}: {} ({})",
@@ -382,68 +397,22 @@ async fn apply_with(
     Ok(report)
 }
 
-/// A type (group, kind) in a namespace (none: cluster-scoped).
-type TypeIn = (String, String, Option<String>);
-
-/// Reads back every object the restore put in place and scans it for what still
-/// points at the source: one list per type and namespace (a whole cluster is tens of
-/// thousands of objects), not a read per object. An object that cannot be read is
-/// scanned as it was sent.
-async fn scan_created(
-    client: &kube::Client,
-    catalog: &Catalog,
-    plan: &Plan,
-    report: &Report,
-    limit: std::time::Duration,
+/// What an object the restore put in place still points at in the source, as the
+/// target answered its last write (`answer`; the object as sent when there is none, or
+/// it does not decode). An object whose answer cannot hold a finding is not decoded.
+fn isolation(
+    i: &PlanItem,
+    answer: Option<&str>,
+    needles: &references::Needles,
+    mapping: &super::transform::Mapping,
 ) -> Vec<Finding> {
-    let ok: HashSet<&ObjRef> = report
-        .objects
-        .iter()
-        .filter(|o| o.ok)
-        .map(|o| &o.object)
-        .collect();
-    // The objects put in place, by type and namespace.
-    let mut by_type: BTreeMap<TypeIn, Vec<&PlanItem>> = BTreeMap::new();
-    for i in plan.items.iter().filter(|i| ok.contains(&i.target)) {
-        let t = &i.target;
-        by_type
-            .entry((t.group.clone(), t.kind.clone(), t.namespace.clone()))
-            .or_default()
-            .push(i);
-    }
-    let mapping = &plan.mapping;
-    // By position, as `apply_with` goes through a wave.
-    let groups: Vec<(TypeIn, Vec<&PlanItem>)> = by_type.into_iter().collect();
-    let groups = &groups;
-    let found: Vec<Vec<Finding>> = futures::stream::iter(0..groups.len())
-        .map(|n| async move {
-            let ((group, kind, ns), placed) = &groups[n];
-            let live: HashMap<String, Value> = match catalog.find(group, kind) {
-                Some(res) => {
-                    tokio::time::timeout(limit, objects::list_all(client, res, ns.as_deref(), None))
-                        .await
-                        .ok()
-                        .and_then(|r| r.ok())
-                        .unwrap_or_default()
-                        .into_iter()
-                        .map(|o| (o["metadata"]["name"].as_str().unwrap_or("").to_string(), o))
-                        .collect()
-                }
-                None => HashMap::new(),
-            };
-            placed
-                .iter()
-                .flat_map(|i| {
-                    references::scan(live.get(&i.target.name).unwrap_or(&i.object), mapping)
-                })
-                .collect::<Vec<Finding>>()
-        })
-        .buffer_unordered(8)
-        .collect()
-        .await;
-    let mut out: Vec<Finding> = found.into_iter().flatten().collect();
-    out.sort_by(|a, b| (&a.object, &a.path).cmp(&(&b.object, &b.path)));
-    out
+    let secret = i.target.is("", "Secret");
+    let live = match answer {
+        Some(text) if !needles.may_find(text, secret) => return Vec::new(),
+        Some(text) => serde_json::from_str::<Value>(text).ok(),
+        None => None,
+    };
+    references::scan(live.as_ref().unwrap_or(&i.object), mapping)
 }
 
 /// Ends a restore whose target stopped answering: what the remaining waves hold, and
@@ -485,6 +454,13 @@ fn abandon(
 /// objects.
 const OBJECTS_IN_FLIGHT: usize = 32;
 
+/// An object put in place: what was done, in words, and the target's answer to the
+/// last write (the object as it stored it), when there was one.
+struct Placed {
+    message: String,
+    answer: Option<String>,
+}
+
 /// Creates or replaces one object, then gives it its source's field managers back
 /// ([`give_owners_back`]); each request waits at most `limit`.
 async fn put_object(
@@ -492,7 +468,7 @@ async fn put_object(
     catalog: &Catalog,
     i: &PlanItem,
     limit: Duration,
-) -> std::result::Result<String, Failure> {
+) -> std::result::Result<Placed, Failure> {
     let res = catalog
         .find(&i.target.group, &i.target.kind)
         .ok_or_else(|| Failure {
@@ -500,8 +476,12 @@ async fn put_object(
             remedy: Some("install its definition on the target first".into()),
             unreachable: false,
         })?;
-    let api = objects::api(client, res, i.target.namespace.as_deref());
-    let obj = DynamicObject::deserialize(&i.object).map_err(|e| Failure {
+    // The object goes as the plan holds it, and the answers are read as text: a
+    // whole cluster is tens of thousands of these.
+    let request = kube::core::Request::new(
+        objects::api(client, res, i.target.namespace.as_deref()).resource_url(),
+    );
+    let body = serde_json::to_vec(&i.object).map_err(|e| Failure {
         message: format!("cannot encode the object: {e}"),
         remedy: None,
         unreachable: false,
@@ -515,28 +495,59 @@ async fn put_object(
         remedy: Some(GONE_REMEDY.into()),
         unreachable: true,
     };
-    let done = match i.action {
-        Change::Create => match tokio::time::timeout(limit, api.create(&pp, &obj)).await {
-            Err(_) => return Err(unanswered()),
-            Ok(Ok(_)) => "created",
-            Ok(Err(e)) if objects::is_conflict(&e) => return Ok("exists already; kept".into()),
-            Ok(Err(e)) => return Err(Failure::api(&e)),
-        },
-        Change::Update => {
-            match tokio::time::timeout(limit, api.replace(&i.target.name, &pp, &obj)).await {
-                Err(_) => return Err(unanswered()),
-                Ok(Ok(_)) => "updated",
-                Ok(Err(e)) => return Err(Failure::api(&e)),
-            }
+    let sent = match i.action {
+        Change::Create => request.create(&pp, body),
+        Change::Update => request.replace(&i.target.name, &pp, body),
+        Change::Skip => {
+            return Ok(Placed {
+                message: "skipped".into(),
+                answer: None,
+            });
         }
-        Change::Skip => return Ok("skipped".into()),
     };
-    Ok(match give_owners_back(&api, i, limit).await {
-        Ok(()) => done.into(),
-        Err(why) => format!(
-            "{done}; its field managers were not carried over, so Ferry owns its fields ({why})"
-        ),
+    let done = if i.action == Change::Create {
+        "created"
+    } else {
+        "updated"
+    };
+    let answer = match tokio::time::timeout(limit, send(client, sent)).await {
+        Err(_) => return Err(unanswered()),
+        Ok(Ok(text)) => text,
+        Ok(Err(e)) if i.action == Change::Create && objects::is_conflict(&e) => {
+            return Ok(Placed {
+                message: "exists already; kept".into(),
+                answer: None,
+            });
+        }
+        Ok(Err(e)) => return Err(Failure::api(&e)),
+    };
+    Ok(match give_owners_back(client, &request, i, limit).await {
+        Ok(Some(later)) => Placed {
+            message: done.into(),
+            answer: Some(later),
+        },
+        Ok(None) => Placed {
+            message: done.into(),
+            answer: Some(answer),
+        },
+        Err(why) => Placed {
+            message: format!(
+                "{done}; its field managers were not carried over, so Ferry owns its fields ({why})"
+            ),
+            answer: Some(answer),
+        },
     })
+}
+
+/// Sends a request built for the API and returns the answer's text, without decoding
+/// it.
+async fn send(
+    client: &kube::Client,
+    request: std::result::Result<http::Request<Vec<u8>>, kube::core::request::Error>,
+) -> std::result::Result<String, kube::Error> {
+    client
+        .request_text(request.map_err(kube::Error::BuildRequest)?)
+        .await
 }
 
 /// Puts the source's field managers ([`PlanItem::managed_fields`]) back on the object
@@ -549,22 +560,25 @@ async fn put_object(
 /// server's field manager compares a created object with an empty one, so the creating
 /// manager takes every field it sends from the entries sent with it, and only a write
 /// that changes nothing else keeps them as they are. Why it did not happen, in words;
-/// the object stays either way.
+/// the object stays either way. Returns the target's answer (the object as it now is),
+/// none when there was nothing to give back.
 async fn give_owners_back(
-    api: &kube::Api<DynamicObject>,
+    client: &kube::Client,
+    request: &kube::core::Request,
     i: &PlanItem,
     limit: Duration,
-) -> std::result::Result<(), String> {
+) -> std::result::Result<Option<String>, String> {
     if i.managed_fields.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
     let patch = json!({"metadata": {"managedFields": i.managed_fields}});
     let pp = PatchParams {
         field_manager: Some("ferry".into()),
         ..PatchParams::default()
     };
-    match tokio::time::timeout(limit, api.patch(&i.target.name, &pp, &Patch::Merge(&patch))).await {
-        Ok(Ok(_)) => Ok(()),
+    let patch = request.patch(&i.target.name, &pp, &Patch::Merge(&patch));
+    match tokio::time::timeout(limit, send(client, patch)).await {
+        Ok(Ok(text)) => Ok(Some(text)),
         Ok(Err(e)) => Err(crate::cluster::explain(&e)),
         Err(_) => Err(format!(
             "the target did not answer within {} s",

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use futures::StreamExt as _;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -23,7 +24,7 @@ use super::objects::{self, Catalog, ObjRef, Resource};
 use super::{JobProgress, K8sError, META_KEY, RESOURCES_DIR, Result, VOLUMES_DIR};
 use crate::cluster::StorageClassInfo;
 use ferry_repo::snapshot::{self, Item, Snapshot, Summary};
-use ferry_repo::tree::{Node, NodeKind};
+use ferry_repo::tree::Node;
 use ferry_repo::{self as eng, Id, Repository};
 
 use crate::scope::{self as scoping, Resources};
@@ -826,28 +827,30 @@ pub fn read_objects(repo: &Repository, snap: &Snapshot) -> eng::Result<Vec<Value
     let Some(sub) = top.subtree else {
         return Ok(Vec::new());
     };
-    let mut files: Vec<Node> = Vec::new();
-    ferry_repo::tree::walk(repo, &sub, std::path::Path::new(""), &mut |_, n| {
-        if n.kind == NodeKind::File {
-            files.push(n.clone());
-        }
-        Ok(true)
-    })?;
-    let mut out = Vec::with_capacity(files.len());
-    for f in files {
-        let mut bytes = Vec::with_capacity(f.size as usize);
-        for id in &f.content {
-            bytes.extend_from_slice(&repo.load_blob(id)?);
-        }
-        match serde_json::from_slice::<Value>(&bytes) {
-            Ok(v) => out.push(v),
-            Err(e) => {
-                return Err(eng::Error::Damaged {
-                    what: format!("object document {}", f.name.lossy()),
-                    detail: e.to_string(),
-                });
-            }
-        }
-    }
-    Ok(out)
+    let files = ferry_repo::tree::files_below(repo, &sub)?;
+    // Every document's blobs in one read by pack, then parsed on every core: the
+    // documents of a whole cluster are tens of thousands of small files.
+    let ids: Vec<_> = files
+        .iter()
+        .flat_map(|f| f.content.iter().copied())
+        .collect();
+    let mut blobs = ferry_repo::reads::load_blobs(repo, &ids, None)?.into_iter();
+    let docs: Vec<(Node, Vec<u8>)> = files
+        .into_iter()
+        .map(|f| {
+            let bytes = match f.content.len() {
+                1 => blobs.next().unwrap_or_default(),
+                n => blobs.by_ref().take(n).flatten().collect(),
+            };
+            (f, bytes)
+        })
+        .collect();
+    docs.into_par_iter()
+        .map(|(f, bytes)| {
+            serde_json::from_slice::<Value>(&bytes).map_err(|e| eng::Error::Damaged {
+                what: format!("object document {}", f.name.lossy()),
+                detail: e.to_string(),
+            })
+        })
+        .collect()
 }

@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use rayon::prelude::*;
 use serde_json::{Map, Value};
 
 use super::objects::ObjRef;
@@ -407,7 +408,7 @@ fn kind_rank(r: &ObjRef) -> u32 {
 /// their position while ordering (a whole cluster is tens of thousands of them).
 pub fn waves(
     objects: &[(&ObjRef, &Value)],
-    crd_of: &dyn Fn(&ObjRef) -> Option<ObjRef>,
+    crd_of: &(dyn Fn(&ObjRef) -> Option<ObjRef> + Sync),
 ) -> Vec<Vec<ObjRef>> {
     let at: HashMap<&ObjRef, usize> = objects
         .iter()
@@ -415,7 +416,7 @@ pub fn waves(
         .map(|(n, (r, _))| (*r, n))
         .collect();
     let deps: Vec<Vec<usize>> = objects
-        .iter()
+        .par_iter()
         .map(|&(r, obj)| {
             let mut d: Vec<usize> = references(obj)
                 .iter()

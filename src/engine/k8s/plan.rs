@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use futures::StreamExt as _;
 use kube::api::{DynamicObject, PostParams};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -301,6 +302,30 @@ pub fn crd_for(objects: &[Value], r: &ObjRef) -> Option<ObjRef> {
         .map(ObjRef::of)
 }
 
+/// An object's claims: a claim itself, or a StatefulSet's `volumeClaimTemplates`.
+fn claims_of<'a>(o: &'a Value, r: &ObjRef) -> Vec<&'a Value> {
+    if r.is("", "PersistentVolumeClaim") {
+        vec![o]
+    } else if r.is("apps", "StatefulSet") {
+        o["spec"]["volumeClaimTemplates"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .collect()
+    } else {
+        Vec::new()
+    }
+}
+
+/// The storage class each of an object's claims names, in order (`None` where one
+/// names none).
+fn claim_classes(o: &Value, r: &ObjRef) -> Vec<Option<String>> {
+    claims_of(o, r)
+        .into_iter()
+        .map(|c| transform::claim_class(c).map(str::to_string))
+        .collect()
+}
+
 /// Builds the plan of restoring `objects` (read from `snap`) into the cluster `client`
 /// talks to. The objects are taken, not borrowed: each source document is dropped once
 /// its transformed copy is in the plan, so a whole cluster is held about once.
@@ -353,19 +378,7 @@ pub async fn build(
     let used: Vec<String> = {
         let mut u: BTreeSet<String> = BTreeSet::new();
         for o in objs {
-            let r = ObjRef::of(o);
-            let claims: Vec<&Value> = if r.is("", "PersistentVolumeClaim") {
-                vec![o]
-            } else if r.is("apps", "StatefulSet") {
-                o["spec"]["volumeClaimTemplates"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .collect()
-            } else {
-                Vec::new()
-            };
-            for c in claims {
+            for c in claims_of(o, &ObjRef::of(o)) {
                 match transform::claim_class(c) {
                     Some("") => {}
                     Some(name) => {
@@ -471,8 +484,9 @@ pub async fn build(
         .iter()
         .map(|i| (&i.object, i.why.as_str()))
         .collect();
-    let mut items: Vec<PlanItem> = Vec::with_capacity(objects.len());
-    for mut o in objects {
+    // Each object on its own, on every core (a whole cluster is tens of thousands).
+    let one = |mut o: Value| -> (PlanItem, Vec<Problem>) {
+        let mut problems = Vec::new();
         let source = ObjRef::of(&o);
         // The source's field managers move into the plan item (the transformed copy
         // leaves them out); the source document is dropped at the end of the turn.
@@ -506,7 +520,7 @@ pub async fn build(
                 &source.group,
                 &plural_of(&catalog, &crds_in_snapshot, &source),
             );
-            let class = obj["spec"]["storageClassName"].clone();
+            let classes = claim_classes(&obj, &source);
             match m.apply(&mut obj, &group_resource, &source) {
                 Ok(said) => changes.extend(said),
                 Err(e) => problems.push(Problem {
@@ -515,12 +529,13 @@ pub async fn build(
                     message: e.to_string(),
                 }),
             }
-            if source.is("", "PersistentVolumeClaim")
-                && obj["spec"]["storageClassName"] != class
-                && let Some(to) = obj["spec"]["storageClassName"].as_str()
-                && !to.is_empty()
-                && !target_classes.iter().any(|t| t.name == to)
-            {
+            let set = claim_classes(&obj, &source);
+            for to in set.iter().enumerate().filter_map(|(n, to)| {
+                let to = to.as_deref().filter(|to| !to.is_empty())?;
+                (classes.get(n).and_then(Option::as_deref) != Some(to)
+                    && !target_classes.iter().any(|t| t.name == to))
+                .then_some(to)
+            }) {
                 problems.push(Problem {
                     blocking: true,
                     object: Some(source.clone()),
@@ -553,7 +568,12 @@ pub async fn build(
             item.action = Change::Skip;
             item.reason = Some("not part of this retry".into());
         }
+        (item, problems)
+    };
+    let mut items: Vec<PlanItem> = Vec::with_capacity(objects.len());
+    for (item, found) in objects.into_par_iter().map(one).collect::<Vec<_>>() {
         items.push(item);
+        problems.extend(found);
     }
 
     // Served types: a custom resource is fine when its CRD comes along.
@@ -799,12 +819,12 @@ pub async fn build(
         });
     }
 
-    let findings = items
-        .iter()
+    let mut findings: Vec<Finding> = items
+        .par_iter()
         .filter(|i| i.action != Change::Skip)
-        .flat_map(|i| references::scan(&i.object, &mapping))
-        .chain(shared)
+        .flat_map_iter(|i| references::scan(&i.object, &mapping))
         .collect();
+    findings.extend(shared);
 
     Ok(Plan {
         findings,

@@ -475,6 +475,37 @@ pub fn scan(obj: &Value, map: &Mapping) -> Vec<Finding> {
     out
 }
 
+/// What [`scan`] can find anything by, computed once for many objects: the names of
+/// the renamed source namespaces and the source's API server. Every finding spells one
+/// of them, so an object whose text holds none has none, and need not be decoded.
+pub struct Needles<'a> {
+    words: Vec<&'a str>,
+}
+
+impl<'a> Needles<'a> {
+    pub fn of(map: &'a Mapping) -> Needles<'a> {
+        let mut words: Vec<&str> = map
+            .namespaces
+            .iter()
+            .filter(|(a, b)| a != b)
+            .map(|(a, _)| a.as_str())
+            .collect();
+        words.extend(
+            map.source_server
+                .as_deref()
+                .map(|s| s.trim_end_matches('/'))
+                .filter(|s| !s.is_empty()),
+        );
+        Needles { words }
+    }
+
+    /// Whether [`scan`] may find something in an object whose JSON text is `text`. A
+    /// Secret's values are base64, whose text hides what they say: it may always.
+    pub fn may_find(&self, text: &str, secret: bool) -> bool {
+        !self.words.is_empty() && (secret || self.words.iter().any(|w| text.contains(w)))
+    }
+}
+
 struct Walk<'a> {
     from: &'a BTreeSet<&'a str>,
     map: &'a Mapping,

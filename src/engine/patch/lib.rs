@@ -622,6 +622,7 @@ pub fn list_strategy(field: &str, parent: &str) -> ListStrategy {
 const DIRECTIVE: &str = "$patch";
 const RETAIN_KEYS: &str = "$retainKeys";
 const DELETE_FROM_PRIMITIVE_LIST: &str = "$deleteFromPrimitiveList/";
+const SET_ELEMENT_ORDER: &str = "$setElementOrder/";
 
 /// Kubernetes' strategic merge patch, without the type's schema: like [`merge`], but
 /// the lists [`list_strategy`] names are merged item by item on their key, and
@@ -633,9 +634,12 @@ const DELETE_FROM_PRIMITIVE_LIST: &str = "$deleteFromPrimitiveList/";
 ///   item with that key;
 /// - `$retainKeys: [..]` keeps only those fields of the map (before merging);
 /// - `$deleteFromPrimitiveList/FIELD: [..]` removes those values from the list FIELD;
-/// - `$setElementOrder/FIELD` only orders items and is left out.
+/// - `$setElementOrder/FIELD: [..]` orders the merged list FIELD as Kubernetes does:
+///   the items it names in its order, the document's other items in their order, each
+///   before the next named item when it was before that item in the document.
 ///
-/// The patch must be an object. Items keep their place; new items are appended.
+/// The patch must be an object. Without an order, items keep their place and new ones
+/// are appended.
 pub fn strategic_merge(target: &mut Value, patch: &Value) -> Result<()> {
     let Value::Object(p) = patch else {
         return Err(PatchError::Invalid(format!(
@@ -710,9 +714,22 @@ fn merge_map(orig: &mut Map<String, Value>, patch: &Map<String, Value>, here: &s
             }
         }
     }
+    // The lists to order, as they were before the patch.
+    let mut orders: Vec<(&str, &[Value], Vec<Value>)> = Vec::new();
     for (k, v) in patch {
-        // `$setElementOrder/FIELD` orders items only; the other `$` fields are the
-        // directives handled above.
+        if let Some(field) = k.strip_prefix(SET_ELEMENT_ORDER) {
+            let order = v
+                .as_array()
+                .ok_or_else(|| PatchError::Invalid(format!("{k}{} must be a list", at(here))))?;
+            let before = match orig.get(field) {
+                Some(Value::Array(l)) => l.clone(),
+                _ => Vec::new(),
+            };
+            orders.push((field, order, before));
+        }
+    }
+    for (k, v) in patch {
+        // The `$` fields are the directives handled above and below.
         if k.starts_with('$') {
             continue;
         }
@@ -729,7 +746,65 @@ fn merge_map(orig: &mut Map<String, Value>, patch: &Map<String, Value>, here: &s
             }
         }
     }
+    for (field, order, before) in orders {
+        let key = match list_strategy(field, here) {
+            ListStrategy::MergeByKey(key) => Some(key),
+            ListStrategy::MergeValues => None,
+            // A replaced list is the patch's own, in its order.
+            ListStrategy::Replace => continue,
+        };
+        if let Some(Value::Array(list)) = orig.get_mut(field) {
+            let merged = std::mem::take(list);
+            *list = set_element_order(merged, order, &before, key);
+        }
+    }
     Ok(())
+}
+
+/// Orders a merged list as `$setElementOrder` asks (Kubernetes' `normalizeElementOrder`):
+/// the items `order` names come in its order; the others (the document's, which the
+/// order does not name) keep the order they had in `before`, each going in front of the
+/// next named item when it was in front of that item in `before`. Items are known by
+/// `key`, or by their value in a list of values.
+fn set_element_order(
+    merged: Vec<Value>,
+    order: &[Value],
+    before: &[Value],
+    key: Option<&str>,
+) -> Vec<Value> {
+    let id = |v: &Value| -> Option<Value> {
+        match key {
+            Some(k) => v.get(k).cloned(),
+            None => Some(v.clone()),
+        }
+    };
+    let place = |list: &[Value], v: &Value| -> Option<usize> {
+        let i = id(v)?;
+        list.iter().position(|o| id(o).as_ref() == Some(&i))
+    };
+    let (mut named, mut others): (Vec<Value>, Vec<Value>) =
+        merged.into_iter().partition(|v| place(order, v).is_some());
+    named.sort_by_key(|v| place(order, v));
+    others.sort_by_key(|v| place(before, v).unwrap_or(usize::MAX));
+    let mut out = Vec::with_capacity(named.len() + others.len());
+    let (mut named, mut others) = (named.into_iter().peekable(), others.into_iter().peekable());
+    loop {
+        let take_other = match (others.peek(), named.peek()) {
+            (Some(o), Some(n)) => {
+                matches!((place(before, o), place(before, n)), (Some(a), Some(b)) if a < b)
+            }
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (None, None) => break,
+        };
+        let next = if take_other {
+            others.next()
+        } else {
+            named.next()
+        };
+        out.extend(next);
+    }
+    out
 }
 
 /// What a patch value becomes where the document has nothing of its kind: directives

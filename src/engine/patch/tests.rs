@@ -376,16 +376,13 @@ fn strategic_merge_directives() {
         d,
         json!({"spec": {"selector": {"app": "b"}, "strategy": {}, "containers": [{"name": "c"}]}})
     );
-    // $retainKeys clears what it does not name; $setElementOrder is only an order.
+    // $retainKeys clears what it does not name.
     let d = strategic(
         doc.clone(),
-        json!({"spec": {
-                "strategy": {"$retainKeys": ["type"], "type": "Recreate"},
-                "$setElementOrder/containers": [{"name": "b"}, {"name": "a"}]}}),
+        json!({"spec": {"strategy": {"$retainKeys": ["type"], "type": "Recreate"}}}),
     )
     .unwrap();
     assert_eq!(d["spec"]["strategy"], json!({"type": "Recreate"}));
-    assert_eq!(d["spec"]["containers"], doc["spec"]["containers"]);
     // New values carry no directives and no nulls.
     let d = strategic(
             json!({}),
@@ -440,5 +437,71 @@ fn strategic_merge_keeps_what_the_patch_does_not_name() {
     assert_eq!(
         d,
         json!({"metadata": {"name": "x", "labels": {"b": "2"}}, "spec": {"replicas": 0}})
+    );
+}
+
+/// `$setElementOrder` as kubectl sends it and the API server applies it
+/// (`normalizeElementOrder` in apimachinery's strategicpatch).
+#[test]
+fn set_element_order_orders_the_merged_list_as_kubernetes_does() {
+    let names = |d: &Value, f: &str| -> Vec<String> {
+        d["spec"][f]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let doc = json!({"spec": {"containers": [{"name": "a", "image": "a:1"}, {"name": "b"}, {"name": "c"}]}});
+    // Reorders what is there, and patches an item on the way.
+    let d = strategic(
+        doc.clone(),
+        json!({"spec": {"$setElementOrder/containers": [{"name": "c"}, {"name": "a"}, {"name": "b"}],
+                        "containers": [{"name": "a", "image": "a:2"}]}}),
+    )
+    .unwrap();
+    assert_eq!(names(&d, "containers"), ["c", "a", "b"]);
+    assert_eq!(d["spec"]["containers"][1]["image"], "a:2");
+    // A new item goes where the order puts it, not at the end.
+    let d = strategic(
+        doc.clone(),
+        json!({"spec": {"$setElementOrder/containers": [{"name": "a"}, {"name": "new"}, {"name": "b"}, {"name": "c"}],
+                        "containers": [{"name": "new"}]}}),
+    )
+    .unwrap();
+    assert_eq!(names(&d, "containers"), ["a", "new", "b", "c"]);
+    // Items the order leaves out (the server's own) keep their order, each before the
+    // next named item of the new order when it was before that item in the document.
+    let d = strategic(
+        json!({"spec": {"containers": [{"name": "x"}, {"name": "a"}, {"name": "y"}, {"name": "b"}]}}),
+        json!({"spec": {"$setElementOrder/containers": [{"name": "b"}, {"name": "a"}]}}),
+    )
+    .unwrap();
+    assert_eq!(names(&d, "containers"), ["x", "y", "b", "a"]);
+    // With a deletion: the deleted item is gone, the rest in order.
+    let d = strategic(
+        doc.clone(),
+        json!({"spec": {"$setElementOrder/containers": [{"name": "c"}, {"name": "b"}],
+                        "containers": [{"name": "a", "$patch": "delete"}]}}),
+    )
+    .unwrap();
+    assert_eq!(names(&d, "containers"), ["c", "b"]);
+    // Lists of values (finalizers) are ordered by value.
+    let d = strategic(
+        json!({"metadata": {"finalizers": ["one", "two"]}}),
+        json!({"metadata": {"$setElementOrder/finalizers": ["three", "two", "one"], "finalizers": ["three"]}}),
+    )
+    .unwrap();
+    assert_eq!(d["metadata"]["finalizers"], json!(["three", "two", "one"]));
+    // An order that is not a list is refused and changes nothing.
+    let e = strategic(
+        doc.clone(),
+        json!({"spec": {"$setElementOrder/containers": "a"}}),
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("$setElementOrder/containers (in spec) must be a list"),
+        "{e}"
     );
 }

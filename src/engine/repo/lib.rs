@@ -33,6 +33,7 @@ pub mod pack;
 pub mod progress;
 pub mod prune;
 pub mod rate;
+pub mod reads;
 pub mod repair;
 pub mod repo;
 pub mod restore;

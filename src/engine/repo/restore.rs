@@ -1,8 +1,7 @@
 //! Restore of a snapshot (or a path inside it) into a local folder.
 //!
 //! Restore is organised by pack, not by file: every needed blob is mapped to the places
-//! (file, offset) that need it, packs are read in parallel in ranges of at most
-//! `RANGE_MAX` bytes, and each blob is decrypted once and written wherever it belongs
+//! (file, offset) that need it, packs are read in parallel in ranges ([`reads`]), and each blob is decrypted once and written wherever it belongs
 //! with positioned writes. Files are created at their final size first, so all-zero
 //! chunks of sparse files become holes. Metadata (owners, modes, times) is applied after
 //! the content, folders last and deepest first so their times stick.
@@ -30,12 +29,12 @@ use parking_lot::Mutex;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::backend::FileKind;
 use super::damage::{self, Reach};
 use super::id::{Id, IdMap, IdSet};
 use super::index::BlobLocation;
 use super::lock;
 use super::progress::{Phase, Progress};
+use super::reads;
 use super::snapshot::Snapshot;
 use super::tree::{self, Node, NodeKind};
 use super::{Error, Repository, Result};
@@ -44,11 +43,6 @@ use super::{Error, Repository, Result};
 pub const MARKER: &str = ".ferry-restore-unfinished";
 /// How names of files being written start (`.ferry-part.<pid>.<hex>`).
 const PART_PREFIX: &str = ".ferry-part.";
-
-/// Largest single read from a pack.
-const RANGE_MAX: u64 = 4 * 1024 * 1024;
-/// Blobs closer than this in a pack are read in one request.
-const GAP_MAX: u64 = 512 * 1024;
 
 #[derive(Debug, Clone, Default)]
 pub struct RestoreOptions {
@@ -82,14 +76,6 @@ struct FileTarget {
 struct Marker {
     snapshot: Id,
     path: String,
-}
-
-/// One read from one pack, and the blobs in it.
-struct ReadRange {
-    pack: Id,
-    offset: u64,
-    length: u64,
-    blobs: Vec<(Id, BlobLocation)>,
 }
 
 fn write_err(path: &Path, source: std::io::Error) -> Error {
@@ -277,40 +263,7 @@ pub fn restore(
         }
     }
     drop(idx);
-    let mut ranges: Vec<ReadRange> = Vec::new();
-    for (pack, mut blobs) in by_pack {
-        blobs.sort_by_key(|(_, l)| l.offset);
-        let mut cur: Option<ReadRange> = None;
-        for (id, loc) in blobs {
-            let (o, l) = (u64::from(loc.offset), u64::from(loc.length));
-            match cur.as_mut() {
-                Some(r)
-                    if o >= r.offset + r.length
-                        && o - (r.offset + r.length) <= GAP_MAX
-                        && o + l - r.offset <= RANGE_MAX =>
-                {
-                    r.length = o + l - r.offset;
-                    r.blobs.push((id, loc));
-                }
-                _ => {
-                    if let Some(r) = cur.take() {
-                        ranges.push(r);
-                    }
-                    cur = Some(ReadRange {
-                        pack,
-                        offset: o,
-                        length: l,
-                        blobs: vec![(id, loc)],
-                    });
-                }
-            }
-        }
-        if let Some(r) = cur {
-            ranges.push(r);
-        }
-    }
-    // Largest reads first keeps the workers busy to the end.
-    ranges.sort_by_key(|r| std::cmp::Reverse(r.length));
+    let ranges = reads::plan(by_pack);
 
     let threads = opts
         .threads
@@ -324,22 +277,10 @@ pub fn restore(
             .with_max_len(1)
             .try_for_each(|r| -> Result<()> {
                 progress.check()?;
-                let data = repo.block_on(repo.backend().read_range(
-                    FileKind::Pack,
-                    &r.pack.to_hex(),
-                    r.offset,
-                    r.length,
-                ))?;
+                let data = r.read(repo)?;
                 let mut open: HashMap<u32, File> = HashMap::new();
                 for (id, loc) in &r.blobs {
-                    let start = (u64::from(loc.offset) - r.offset) as usize;
-                    let stored = data
-                        .get(start..start + loc.length as usize)
-                        .ok_or_else(|| Error::Damaged {
-                            what: format!("pack {}", r.pack),
-                            detail: "shorter than its index says".into(),
-                        })?;
-                    let plain = repo.decode_blob(id, loc.raw_length, stored)?;
+                    let plain = repo.decode_blob(id, loc.raw_length, r.stored(&data, loc)?)?;
                     let zero = plain.iter().all(|b| *b == 0);
                     for (fi, off) in places.get(id).map(|v| v.as_slice()).unwrap_or(&[]) {
                         let f = &files[*fi as usize];

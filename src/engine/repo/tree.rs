@@ -6,7 +6,7 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::id::Id;
+use super::id::{Id, IdMap};
 use super::pack::BlobType;
 use super::{Error, Repository, Result};
 
@@ -219,6 +219,54 @@ pub fn walk(
         }
     }
     Ok(())
+}
+
+/// Every file below `root`, in the order [`walk`] visits them. The trees are read a
+/// level at a time, each level in one batch ([`reads::load_blobs`](super::reads::load_blobs)):
+/// a capture's object documents are tens of thousands of files in thousands of
+/// folders, which one read per folder makes slow.
+pub fn files_below(repo: &Repository, root: &Id) -> Result<Vec<Node>> {
+    let mut trees: IdMap<Tree> = IdMap::default();
+    let mut level = vec![*root];
+    while !level.is_empty() {
+        level.sort();
+        level.dedup();
+        level.retain(|id| !trees.contains_key(id));
+        let blobs = super::reads::load_blobs(repo, &level, None)?;
+        let mut next = Vec::new();
+        for (id, data) in level.iter().zip(blobs) {
+            let tree: Tree = serde_json::from_slice(&data).map_err(|e| Error::Damaged {
+                what: format!("tree {id}"),
+                detail: e.to_string(),
+            })?;
+            if let Some(n) = tree.nodes.iter().find(|n| !n.name.is_safe()) {
+                return Err(Error::Damaged {
+                    what: format!("tree {id}"),
+                    detail: format!("it holds the unsafe name {:?}", n.name.lossy()),
+                });
+            }
+            next.extend(tree.nodes.iter().filter_map(|n| n.subtree));
+            trees.insert(*id, tree);
+        }
+        level = next;
+    }
+    fn depth_first(trees: &IdMap<Tree>, id: &Id, out: &mut Vec<Node>) {
+        for n in trees
+            .get(id)
+            .map(|t| t.nodes.as_slice())
+            .unwrap_or_default()
+        {
+            if n.kind == NodeKind::File {
+                out.push(n.clone());
+            }
+            if let Some(sub) = &n.subtree {
+                depth_first(trees, sub, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    depth_first(&trees, root, &mut out);
+    Ok(out)
 }
 
 #[cfg(test)]

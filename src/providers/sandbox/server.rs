@@ -558,6 +558,13 @@ async fn route(shared: &Arc<Shared>, req: Request<Incoming>) -> ApiResult<Respon
     }
     let manager = super::ssa::manager_name(field_manager, &user_agent);
     let force = query.get("force").map(String::as_str) == Some("true");
+    // A body is decoded before the cluster's lock is taken: every other request waits
+    // on that lock.
+    let decoded = std::cell::RefCell::new(match verb {
+        "create" | "update" => Some(decode(&body)),
+        _ => None,
+    });
+    let object = || decoded.borrow_mut().take().unwrap_or_else(|| decode(&body));
     let exec_verb = |c: &mut Cluster| -> ApiResult<(u16, Value)> {
         Ok(match verb {
             "patch" if apply => {
@@ -568,8 +575,8 @@ async fn route(shared: &Arc<Shared>, req: Request<Incoming>) -> ApiResult<Respon
             }
             "get" => (200, c.get(&info, ns, name, sub)?),
             "list" => (200, c.list(&info, ns, &list_query)?),
-            "create" => (201, c.create(&info, ns, decode(&body)?)?),
-            "update" => (200, c.update(&info, ns, name, sub, decode(&body)?)?),
+            "create" => (201, c.create(&info, ns, object()?)?),
+            "update" => (200, c.update(&info, ns, name, sub, object()?)?),
             "patch" => (200, c.patch(&info, ns, name, sub, &content_type, &body)?),
             "delete" => (200, c.delete(&info, ns, name, &delete_opts()?)?),
             _ => (
