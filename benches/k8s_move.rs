@@ -362,15 +362,18 @@ async fn main() {
         }
     };
     let bytes = du(&data) as f64;
+    // The namespace first: `create_all` sends its objects at once.
     create_all(
         &src,
-        vec![
-            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "bulk"}}),
-            json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        vec![json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "bulk"}})],
+    )
+    .await;
+    create_all(
+        &src,
+        vec![json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
                 "metadata": {"name": "data", "namespace": "bulk"},
                 "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "ebs-sc",
-                         "resources": {"requests": {"storage": "4Gi"}}}}),
-        ],
+                         "resources": {"requests": {"storage": "4Gi"}}}})],
     )
     .await;
     // ebs-sc binds for its first consumer: a mover binds it; put the data in through

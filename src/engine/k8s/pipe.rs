@@ -125,13 +125,15 @@ impl io::Read for ChannelReader {
 
 /// Copies `source` into the pipe until it ends, or until the reader is gone.
 pub async fn pump_out(mut source: impl AsyncRead + Unpin, tx: mpsc::Sender<io::Result<Vec<u8>>>) {
+    // One buffer for every read, and each read's bytes copied out: a stream's reads are
+    // often far smaller than a chunk (a WebSocket frame), and a fresh chunk per read
+    // would be zeroed (and its pages faulted in) for every one of them.
+    let mut buf = vec![0u8; CHUNK];
     loop {
-        let mut chunk = vec![0u8; CHUNK];
-        match source.read(&mut chunk).await {
+        match source.read(&mut buf).await {
             Ok(0) => return,
             Ok(n) => {
-                chunk.truncate(n);
-                if tx.send(Ok(chunk)).await.is_err() {
+                if tx.send(Ok(buf[..n].to_vec())).await.is_err() {
                     return;
                 }
             }

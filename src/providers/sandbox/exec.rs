@@ -342,15 +342,17 @@ async fn pump<R: tokio::io::AsyncRead + Unpin>(
     channel: u8,
     to: mpsc::Sender<Message>,
 ) {
+    // One buffer for every read, each read's bytes copied into its message (a fresh
+    // zeroed buffer per read costs more than the copy).
+    let mut buf = vec![0u8; CHUNK + 1];
+    buf[0] = channel;
     loop {
-        let mut buf = vec![0u8; CHUNK + 1];
-        buf[0] = channel;
         let n = match from.read(&mut buf[1..]).await {
             Ok(0) | Err(_) => return,
             Ok(n) => n,
         };
-        buf.truncate(n + 1);
-        if to.send(Message::Binary(Bytes::from(buf))).await.is_err() {
+        let frame = Bytes::copy_from_slice(&buf[..n + 1]);
+        if to.send(Message::Binary(frame)).await.is_err() {
             return;
         }
     }
