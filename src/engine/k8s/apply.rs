@@ -224,6 +224,9 @@ async fn apply_with(
     progress.data.set_totals_final();
     let mut failed_refs: HashSet<ObjRef> = HashSet::new();
     let needles = references::Needles::of(&plan.mapping);
+    // What the waves put in place, for the claims' data (thousands of claims among
+    // tens of thousands of objects).
+    let placed: HashSet<&ObjRef> = waves.iter().flatten().map(|i| &i.target).collect();
     for (n, wave) in waves.iter().enumerate() {
         progress.check()?;
         progress.set_phase(format!("wave {} of {}", n + 1, waves.len()));
@@ -333,9 +336,10 @@ async fn apply_with(
         }
         // Claims of this wave get their data before anything later uses them; claims
         // kept as they are (they exist) get theirs before the first wave's end.
+        let in_wave: HashSet<&ObjRef> = wave.iter().map(|i| &i.target).collect();
         for v in plan.volumes.iter().filter(|v| v.restore_data) {
-            let here = wave.iter().any(|i| i.target == v.target);
-            let kept = n == 0 && !waves.iter().flatten().any(|i| i.target == v.target);
+            let here = in_wave.contains(&v.target);
+            let kept = n == 0 && !placed.contains(&v.target);
             if !(here || kept) || failed_refs.contains(&v.target) {
                 continue;
             }

@@ -238,7 +238,7 @@ pub struct JobProgress {
     pub objects_done: AtomicU64,
     phase: Mutex<String>,
     volumes: Mutex<Vec<VolumeStatus>>,
-    log: Mutex<Vec<String>>,
+    log: Mutex<std::collections::VecDeque<String>>,
 }
 
 impl JobProgress {
@@ -281,15 +281,15 @@ impl JobProgress {
         let line = line.into();
         tracing::info!(%line, "job");
         let mut l = self.log.lock();
-        l.push(line);
-        let n = l.len();
-        if n > 1000 {
-            l.drain(..n - 1000);
+        l.push_back(line);
+        // The last thousand lines (a whole cluster logs one per object).
+        while l.len() > 1000 {
+            l.pop_front();
         }
     }
 
     pub fn log_lines(&self) -> Vec<String> {
-        self.log.lock().clone()
+        self.log.lock().iter().cloned().collect()
     }
 
     pub fn volume(&self, namespace: &str, pvc: &str, f: impl FnOnce(&mut VolumeStatus)) {
@@ -371,6 +371,19 @@ impl JobProgress {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The log keeps its last thousand lines, oldest first.
+    #[test]
+    fn the_job_log_keeps_its_last_thousand_lines_in_order() {
+        let p = JobProgress::new();
+        for n in 0..2500 {
+            p.log(format!("line {n}"));
+        }
+        let l = p.log_lines();
+        assert_eq!(l.len(), 1000);
+        assert_eq!(l[0], "line 1500");
+        assert_eq!(l[999], "line 2499");
+    }
 
     /// A streaming volume counts what the job reads after it started (on top of the
     /// files its parent gave), never more than its totals; a done volume keeps its own.

@@ -752,9 +752,19 @@ pub async fn build(
         }
         volumes.push(vp);
     }
+    // Each claim's plan item, by target (thousands of claims among tens of thousands of
+    // objects).
+    let claim_at: HashMap<ObjRef, usize> = items
+        .iter()
+        .enumerate()
+        .rev() // the first item of a target wins, as a search would find it
+        .filter(|(_, i)| i.target.is("", "PersistentVolumeClaim"))
+        .map(|(n, i)| (i.target.clone(), n))
+        .collect();
     // Claims created here say which data they wait for, so a retry knows its own.
     for v in volumes.iter().filter(|v| v.restore_data) {
-        if let (Some(i), Some(tree)) = (items.iter_mut().find(|i| i.target == v.target), v.tree)
+        let item = claim_at.get(&v.target).and_then(|n| items.get_mut(*n));
+        if let (Some(i), Some(tree)) = (item, v.tree)
             && i.action == Change::Create
             && i.object["metadata"].is_object()
         {
@@ -768,7 +778,7 @@ pub async fn build(
     }
     // Claims that must grow to hold their data.
     for v in &volumes {
-        if let Some(i) = items.iter_mut().find(|i| i.target == v.target)
+        if let Some(i) = claim_at.get(&v.target).and_then(|n| items.get_mut(*n))
             && let Some(req) = i.object["spec"]["resources"]["requests"]["storage"]
                 .as_str()
                 .map(str::to_string)
