@@ -22,6 +22,22 @@ use ferry_repo::snapshot;
 use ferry_repo::{Error, Repository, diff, lock, stats};
 use proptest::prelude::*;
 
+/// The files below `root` as `tree::walk` visits them, with their paths.
+fn walked_files(
+    repo: &Repository,
+    root: &ferry_repo::Id,
+) -> Vec<(std::path::PathBuf, ferry_repo::tree::Node)> {
+    let mut out = Vec::new();
+    ferry_repo::tree::walk(repo, root, Path::new(""), &mut |p, n| {
+        if n.kind == ferry_repo::tree::NodeKind::File {
+            out.push((p.to_path_buf(), n.clone()));
+        }
+        Ok(true)
+    })
+    .unwrap();
+    out
+}
+
 /// A tree with the awkward cases: empty and sparse files, symlinks, hard links,
 /// names that are not UTF-8, deep folders, modes and times.
 fn awkward_tree(root: &Path) {
@@ -81,14 +97,10 @@ fn round_trip_keeps_content_and_metadata() {
     assert!(check_repo(&t.repo, true).ok());
     // The files below the root, its trees read a level at a time: those `walk` visits,
     // in its order, nested folders included.
-    let mut walked = Vec::new();
-    ferry_repo::tree::walk(&t.repo, &snap.tree, Path::new(""), &mut |p, n| {
-        if n.kind == ferry_repo::tree::NodeKind::File {
-            walked.push(p.to_path_buf());
-        }
-        Ok(true)
-    })
-    .unwrap();
+    let walked: Vec<_> = walked_files(&t.repo, &snap.tree)
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect();
     let below = ferry_repo::tree::files_below(&t.repo, &snap.tree).unwrap();
     assert_eq!(below.len(), walked.len());
     for (n, p) in below.iter().zip(&walked) {
@@ -728,14 +740,10 @@ fn many_blobs_are_read_by_pack_in_the_order_asked() {
         want.push(data);
     }
     let snap = common::do_backup(&t.repo, src.path());
-    let mut files = Vec::new();
-    ferry_repo::tree::walk(&t.repo, &snap.tree, Path::new(""), &mut |_, n| {
-        if n.kind == ferry_repo::tree::NodeKind::File {
-            files.push(n.clone());
-        }
-        Ok(true)
-    })
-    .unwrap();
+    let mut files: Vec<_> = walked_files(&t.repo, &snap.tree)
+        .into_iter()
+        .map(|(_, n)| n)
+        .collect();
     // The trees read a level at a time give the same files in the same order.
     let below = ferry_repo::tree::files_below(&t.repo, &snap.tree).unwrap();
     assert_eq!(
