@@ -7,6 +7,14 @@
 //! ```yaml
 //! kubeconfigs: [~/clusters, /etc/ferry/prod.yaml]   # extra kubeconfig files or folders
 //! moverImage: registry.example.com/busybox:1.36      # image of the volume mover pods
+//! agent:                     # in-cluster agents, used when the repository is in S3
+//!   dataPath: auto           # auto (agents for S3, exec for a folder), agent, exec
+//!   image: registry.example.com/ferry-agent:0.1.0
+//!   serviceAccount: ferry-s3 # an identity with bucket access (IRSA); else credentials go in a Secret
+//!   perJob: 4                # volumes moved at once by a job
+//!   perNode: 2               # ... and on one node
+//!   cpu: 250m                # request, or request:limit (500m:2)
+//!   memory: 256Mi:1Gi
 //! theme: dark                # console theme: dark, light, high-contrast, or <config>/themes/NAME.toml
 //! readOnly: false            # console: disable every action that changes a cluster
 //! readOnlyContexts: [prod]   # console: read-only for contexts whose name contains one of these
@@ -43,6 +51,9 @@ pub struct Settings {
     pub kubeconfigs: Vec<String>,
     #[serde(default)]
     pub mover_image: Option<String>,
+    /// In-cluster agents.
+    #[serde(default)]
+    pub agent: AgentSettings,
     /// The console's theme name.
     #[serde(default)]
     pub theme: Option<String>,
@@ -61,6 +72,26 @@ pub struct Settings {
     /// Linked Azure subscriptions whose AKS clusters are listed.
     #[serde(default)]
     pub azure: Vec<AzureSubscription>,
+}
+
+/// `agent:` in `config.yaml`: how in-cluster agents run (flags override each).
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AgentSettings {
+    #[serde(default)]
+    pub data_path: Option<String>,
+    #[serde(default)]
+    pub image: Option<String>,
+    #[serde(default)]
+    pub service_account: Option<String>,
+    #[serde(default)]
+    pub per_job: Option<usize>,
+    #[serde(default)]
+    pub per_node: Option<usize>,
+    #[serde(default)]
+    pub cpu: Option<String>,
+    #[serde(default)]
+    pub memory: Option<String>,
 }
 
 impl Settings {

@@ -10,7 +10,6 @@ use ferry_console::app::{App, Env};
 use ferry_console::error::TaskError;
 use ferry_console::keymap::Keymap;
 use ferry_console::theme::{ColorDepth, Theme};
-use ferry_k8s::mover::MoverOptions;
 
 pub fn run(ctx: &Context, read_only: bool) -> anyhow::Result<Exit> {
     if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
@@ -29,10 +28,7 @@ pub fn run(ctx: &Context, read_only: bool) -> anyhow::Result<Exit> {
     let repo = ctx.open().map_err(|e| TaskError::NoRepository {
         reason: format!("{e:#}"),
     });
-    let mut mover = MoverOptions::default();
-    if let Some(i) = settings.mover_image.clone() {
-        mover.image = i;
-    }
+    let mover = super::moving::mover_options(ctx, &settings, None)?;
     let env = Env {
         linked,
         repo,

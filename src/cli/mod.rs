@@ -93,6 +93,32 @@ pub struct Global {
     /// the number of cores for a folder]
     #[arg(long, env = "FERRY_CONNECTIONS", value_parser = clap::value_parser!(u16).range(1..=256), global = true)]
     pub connections: Option<u16>,
+    /// How volume data travels: agent (in-cluster agents write to the repository
+    /// themselves; needs an S3 repository), exec (through this machine), auto [default:
+    /// settings' agent.dataPath, else auto: agents for S3, exec for a folder]
+    #[arg(long, global = true, value_parser = ["auto", "agent", "exec"])]
+    pub data_path: Option<String>,
+    /// Image of the in-cluster agents [default: settings' agent.image, else the one
+    /// built with this Ferry]
+    #[arg(long, global = true)]
+    pub agent_image: Option<String>,
+    /// Service account the agents run as, whose identity reaches the bucket (IRSA, EKS
+    /// Pod Identity, AKS workload identity); without it, this session's S3 credentials
+    /// go into a Secret that lives only as long as the job
+    #[arg(long, global = true)]
+    pub agent_service_account: Option<String>,
+    /// Volumes moved at once by one job's agents [default: 4]
+    #[arg(long, global = true, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub agents_per_job: Option<u16>,
+    /// Volumes moved at once on one node [default: 2]
+    #[arg(long, global = true, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub agents_per_node: Option<u16>,
+    /// CPU of each agent: a request, or REQUEST:LIMIT (e.g. 500m:2) [default: 250m]
+    #[arg(long, global = true)]
+    pub agent_cpu: Option<String>,
+    /// Memory of each agent: a request, or REQUEST:LIMIT [default: 256Mi:1Gi]
+    #[arg(long, global = true)]
+    pub agent_memory: Option<String>,
     /// Print no progress
     #[arg(short, long, global = true)]
     pub quiet: bool,

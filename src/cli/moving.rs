@@ -142,10 +142,73 @@ impl SelectArgs {
 
 fn mover(ctx: &Context, image: Option<&str>) -> anyhow::Result<MoverOptions> {
     let settings = Settings::load(&ctx.dirs)?;
+    mover_options(ctx, &settings, image)
+}
+
+/// How movers and agents run: flags, then `config.yaml`, then defaults.
+pub fn mover_options(
+    ctx: &Context,
+    settings: &Settings,
+    image: Option<&str>,
+) -> anyhow::Result<MoverOptions> {
     let mut m = MoverOptions::default();
-    if let Some(i) = image.map(str::to_string).or(settings.mover_image) {
+    if let Some(i) = image.map(str::to_string).or(settings.mover_image.clone()) {
         m.image = i;
     }
+    let g = &ctx.global;
+    let s = &settings.agent;
+    let a = &mut m.agent;
+    if let Some(p) = g.data_path.as_ref().or(s.data_path.as_ref()) {
+        a.data_path = ferry_k8s::agent::DataPath::parse(p).ok_or_else(|| {
+            anyhow::anyhow!("agent.dataPath {p:?} in config.yaml is not one of auto, agent, exec")
+        })?;
+    }
+    if let Some(i) = g.agent_image.as_ref().or(s.image.as_ref()) {
+        a.image = i.clone();
+    }
+    a.service_account = g
+        .agent_service_account
+        .clone()
+        .or(s.service_account.clone());
+    if let Some(n) = g.agents_per_job.map(usize::from).or(s.per_job) {
+        a.per_job = n.max(1);
+    }
+    if let Some(n) = g.agents_per_node.map(usize::from).or(s.per_node) {
+        a.per_node = n.max(1);
+    }
+    for (what, value) in [
+        ("cpu", g.agent_cpu.as_ref().or(s.cpu.as_ref())),
+        ("memory", g.agent_memory.as_ref().or(s.memory.as_ref())),
+    ] {
+        let Some(value) = value else { continue };
+        let (request, limit) = match value.split_once(':') {
+            Some((r, l)) => (r, Some(l)),
+            None => (value.as_str(), None),
+        };
+        let ok = |q: &str| {
+            !q.is_empty()
+                && q.chars().next().is_some_and(|c| c.is_ascii_digit())
+                && q.chars().all(|c| c.is_ascii_alphanumeric() || c == '.')
+        };
+        if !ok(request) || limit.is_some_and(|l| !ok(l)) {
+            anyhow::bail!(
+                "agent {what} {value:?} is not a quantity: give a request (250m, 512Mi) or REQUEST:LIMIT (500m:2)"
+            );
+        }
+        a.resources["requests"][what] = serde_json::json!(request);
+        match limit {
+            Some(l) => a.resources["limits"][what] = serde_json::json!(l),
+            None => {
+                if let Some(l) = a.resources["limits"].as_object_mut() {
+                    l.remove(what);
+                }
+            }
+        }
+    }
+    a.limit_upload = g.limit_upload;
+    a.limit_download = g.limit_download;
+    a.stall_timeout = m.stall_timeout;
+    a.start_timeout = m.start_timeout;
     Ok(m)
 }
 

@@ -231,11 +231,35 @@ pub fn run(ctx: &Context, cmd: SandboxCommand) -> anyhow::Result<Exit> {
     }
 }
 
+/// A sandbox as `ferry sandbox up` runs it: demo storage, and Ferry's agent image run
+/// as the `ferry-agent` built beside this binary (`FERRY_AGENT_BIN` overrides), as a
+/// real cluster pulls the agent image.
+fn sandbox_config(name: &str, dir: &std::path::Path) -> SandboxConfig {
+    let config = SandboxConfig::new(name, dir).with_demo_storage();
+    let agent = std::env::var_os("FERRY_AGENT_BIN")
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            std::env::current_exe()
+                .ok()
+                .and_then(|e| e.parent().map(|d| d.join("ferry-agent")))
+        })
+        .filter(|p| p.is_file());
+    match agent {
+        Some(binary) => config.with_image("ferry-agent", binary),
+        None => {
+            tracing::warn!(
+                "no ferry-agent binary beside ferry: the sandbox cannot run agent pods (build it: cargo build -p ferry-agent)"
+            );
+            config
+        }
+    }
+}
+
 fn serve(ctx: &Context, a: ServeArgs) -> anyhow::Result<Exit> {
     check_name(&a.name)?;
     let dir = root(ctx).join(&a.name);
     ctx.rt.block_on(async {
-        let sb = Sandbox::start(SandboxConfig::new(&a.name, &dir).with_demo_storage())
+        let sb = Sandbox::start(sandbox_config(&a.name, &dir))
             .await
             .with_context(|| format!("cannot start sandbox {}", a.name))?;
         write_server_file(&dir, &sb.url())?;
@@ -334,7 +358,7 @@ fn up_foreground(ctx: &Context, names: &[String]) -> anyhow::Result<Exit> {
         let mut sandboxes = Vec::new();
         for name in names {
             let dir = root(ctx).join(name);
-            let sb = Sandbox::start(SandboxConfig::new(name, &dir).with_demo_storage())
+            let sb = Sandbox::start(sandbox_config(name, &dir))
                 .await
                 .with_context(|| format!("cannot start sandbox {name}"))?;
             write_server_file(&dir, &sb.url())?;

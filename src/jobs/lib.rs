@@ -277,6 +277,9 @@ impl Permit {
         let out = capture::capture(client, &self.repo, opts, progress).await?;
         self.note_snapshot(&out.snapshot);
         self.gate.record.bytes += out.snapshot.summary.bytes;
+        if let Some(d) = &out.meta.data_path {
+            self.gate.record.data_path = Some(format!("capture: {} ({})", d.path, d.why));
+        }
         Ok(out)
     }
 
@@ -304,7 +307,8 @@ impl Permit {
         self.note_snapshot(snap);
         let objects = read_objects(&self.repo, snap).await?;
         let (objects, scrubbed) = self.scrub(objects);
-        let plan = plan::build(client, target, snap, meta, objects, opts).await?;
+        let mut plan = plan::build(client, target, snap, meta, objects, opts).await?;
+        plan.choose_data_path(&self.repo, &opts.mover.agent).await;
         self.gate.plan(&plan);
         Ok((plan, scrubbed))
     }
@@ -433,7 +437,8 @@ pub async fn dry_run(
     opts: &PlanOptions,
 ) -> Result<(Plan, Option<String>), JobError> {
     let objects = read_objects(repo, snap).await?;
-    let plan = plan::build(client, &target.base.cluster, snap, meta, objects, opts).await?;
+    let mut plan = plan::build(client, &target.base.cluster, snap, meta, objects, opts).await?;
+    plan.choose_data_path(repo, &opts.mover.agent).await;
     let pairs = restore_pairs(restored_namespaces(meta, opts), opts);
     let denied = gate::preview(repo, Action::Restore, Some(origin), Some(target), &pairs).await;
     Ok((plan, denied))

@@ -85,6 +85,10 @@ pub struct AuditRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
     pub bytes: u64,
+    /// How the volumes' data travelled (in-cluster agents or exec through this
+    /// machine) and why; absent where no volume data moved, and in older records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_path: Option<String>,
 }
 
 impl AuditRecord {
@@ -112,6 +116,7 @@ impl AuditRecord {
             outcome: Outcome::Denied,
             detail: None,
             bytes: 0,
+            data_path: None,
         }
     }
 }

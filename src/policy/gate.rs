@@ -108,6 +108,13 @@ impl Gate {
             plan.volumes.len(),
             plan.target_cluster
         ));
+        if let Some(d) = &plan.data_path {
+            let restore = format!("restore: {} ({})", d.path, d.why);
+            self.record.data_path = Some(match self.record.data_path.take() {
+                Some(capture) => format!("{capture}; {restore}"),
+                None => restore,
+            });
+        }
     }
 }
 

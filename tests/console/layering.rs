@@ -34,6 +34,8 @@ fn each_crate_depends_only_on_the_crates_below_it() {
     let allowed: &[(&str, &[&str])] = &[
         ("src/engine/patch", &[]),
         ("src/engine/repo", &[]),
+        // The in-cluster agent: the repository engine and nothing else.
+        ("src/agent", &["ferry-repo"]),
         ("src/engine/k8s", &["ferry-patch", "ferry-repo"]),
         ("src/providers/clusters", &["ferry-k8s"]),
         ("src/providers/sandbox", &["ferry-patch"]),

@@ -9,6 +9,7 @@ use ferry_testing::repo as common;
 #[path = "../support/mod.rs"]
 mod support;
 
+mod agents;
 mod fidelity;
 mod helm_release;
 mod jobs;

@@ -28,6 +28,8 @@ use super::references::{self, Finding};
 use super::{JobProgress, K8sError, RESTORED_ANNOTATION, Result, streaming, within};
 use ferry_repo::{self as eng, Repository};
 
+mod agents;
+
 /// What happened to one object or volume.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -208,6 +210,13 @@ async fn apply_with(
     };
     let waves = plan.waves();
     progress.add_objects(waves.iter().map(|w| w.len() as u64).sum(), 0);
+    let access = if plan.volumes.iter().any(|v| v.restore_data) {
+        let (access, choice) = super::agent::AgentAccess::of(repo, &mover.agent).await?;
+        progress.log(format!("volume data: {} ({})", choice.path, choice.why));
+        access
+    } else {
+        None
+    };
     let total_bytes: u64 = plan
         .volumes
         .iter()
@@ -337,14 +346,36 @@ async fn apply_with(
         // Claims of this wave get their data before anything later uses them; claims
         // kept as they are (they exist) get theirs before the first wave's end.
         let in_wave: HashSet<&ObjRef> = wave.iter().map(|i| &i.target).collect();
-        for v in plan.volumes.iter().filter(|v| v.restore_data) {
-            let here = in_wave.contains(&v.target);
-            let kept = n == 0 && !placed.contains(&v.target);
-            if !(here || kept) || failed_refs.contains(&v.target) {
-                continue;
+        let due: Vec<&VolumePlan> = plan
+            .volumes
+            .iter()
+            .filter(|v| v.restore_data)
+            .filter(|v| {
+                let here = in_wave.contains(&v.target);
+                let kept = n == 0 && !placed.contains(&v.target);
+                (here || kept) && !failed_refs.contains(&v.target)
+            })
+            .collect();
+        let results: Vec<(&VolumePlan, Result<u64>)> = match &access {
+            Some(a) if !due.is_empty() => {
+                agents::restore(client, a, plan, due, mover, lease, progress).await
             }
-            progress.check()?;
-            match restore_volume(client, repo, plan, v, mover, lease, progress).await {
+            _ => {
+                let mut out = Vec::new();
+                for v in due {
+                    progress.check()?;
+                    let r = restore_volume(client, repo, plan, v, mover, lease, progress).await;
+                    let gone = matches!(r, Err(K8sError::Unreachable { .. }));
+                    out.push((v, r));
+                    if gone {
+                        break;
+                    }
+                }
+                out
+            }
+        };
+        for (v, r) in results {
+            match r {
                 Ok(bytes) => {
                     report.bytes_restored += bytes;
                     report.volumes.push(Outcome {
@@ -679,7 +710,22 @@ async fn restore_volume(
     let r = stream_in(&mover, repo, tree, progress).await;
     mover.delete().await;
     let bytes = r?;
-    // Mark the claim: a retry knows its data is in place.
+    mark_restored(client, plan, v, tree, opts, progress, bytes).await?;
+    Ok(bytes)
+}
+
+/// Marks the claim as holding the snapshot's data (a retry then skips it) and its
+/// volume as done.
+async fn mark_restored(
+    client: &kube::Client,
+    plan: &Plan,
+    v: &VolumePlan,
+    tree: eng::Id,
+    opts: &MoverOptions,
+    progress: &Arc<JobProgress>,
+    bytes: u64,
+) -> Result<()> {
+    let ns = v.target.namespace.clone().unwrap_or_default();
     let claims: kube::Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> =
         kube::Api::namespaced(client.clone(), &ns);
     let marker = format!("{}:{}", plan.snapshot, tree.short());
@@ -704,7 +750,7 @@ async fn restore_volume(
         s.files = v.files;
         s.bytes = bytes;
     });
-    Ok(bytes)
+    Ok(())
 }
 
 async fn stream_in(

@@ -34,6 +34,8 @@ mod volumes;
 mod writer;
 
 use volumes::{capture_volume, parent_volume};
+
+mod agents;
 use writer::{Cmd, Writer};
 
 /// How a capture runs.
@@ -117,6 +119,9 @@ pub struct CaptureMeta {
     /// cluster-scoped objects they need.
     #[serde(default, skip_serializing_if = "Resources::is_default")]
     pub resources: Resources,
+    /// How the volumes' data travelled: through agents or exec, and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_path: Option<crate::agent::DataPathChoice>,
 }
 
 /// An object a selection pulled in, and why (`Deployment shop/web names it in
@@ -163,6 +168,29 @@ fn skipped_type(r: &Resource) -> bool {
             | ("", "Binding")
             | ("", "ComponentStatus")
     )
+}
+
+/// The CSI driver of a claim's volume, and the snapshot class for that driver.
+fn driver_and_class(
+    pvc: &Value,
+    cluster_objects: &[Value],
+    snapshot_classes: &[(String, String)],
+) -> (Option<String>, Option<String>) {
+    let pv = cluster_objects.iter().find(|o| {
+        ObjRef::of(o).is("", "PersistentVolume")
+            && Some(o["metadata"]["name"].as_str().unwrap_or(""))
+                == pvc["spec"]["volumeName"].as_str()
+    });
+    let driver = pv
+        .and_then(|p| p["spec"]["csi"]["driver"].as_str())
+        .map(str::to_string);
+    let class = driver.as_ref().and_then(|d| {
+        snapshot_classes
+            .iter()
+            .find(|(_, drv)| drv == d)
+            .map(|(n, _)| n.clone())
+    });
+    (driver, class)
 }
 
 /// The document path of an object inside the snapshot tree.
@@ -530,7 +558,66 @@ async fn capture_with(
     // Volumes.
     let mut volumes = Vec::new();
     let mut failed_volumes = Vec::new();
-    if opts.include_volumes {
+    let mut data_path = None;
+    if opts.include_volumes && !pvcs.is_empty() {
+        let (access, choice) = crate::agent::AgentAccess::of(repo, &opts.mover.agent).await?;
+        progress.log(format!("volume data: {} ({})", choice.path, choice.why));
+        data_path = Some(choice);
+        if let Some(access) = access {
+            progress.set_phase("reading volumes (agents)");
+            let mut claims = Vec::new();
+            for pvc in &pvcs {
+                let r = ObjRef::of(pvc);
+                let ns = r.namespace.clone().unwrap_or_default();
+                if pvc["status"]["phase"].as_str() != Some("Bound") {
+                    warnings.push(format!("{r} is not bound: no data to read"));
+                    continue;
+                }
+                let (driver, snap_class) =
+                    driver_and_class(pvc, &cluster_objects, &snapshot_classes);
+                let parent_tree = match &parent {
+                    Some(p) => volumes::parent_tree(repo, p, &ns, &r.name).await?,
+                    None => None,
+                };
+                claims.push(agents::Claim {
+                    pvc: pvc.clone(),
+                    snapshot_class: snap_class.filter(|_| opts.use_snapshots),
+                    parent: parent_tree,
+                    driver,
+                });
+            }
+            let done = agents::capture(
+                client,
+                &writer,
+                &access,
+                claims,
+                &opts.mover,
+                lease,
+                progress,
+            )
+            .await;
+            for (r, res) in done {
+                let ns = r.namespace.clone().unwrap_or_default();
+                match res {
+                    Ok((rec, w)) => {
+                        warnings.extend(w);
+                        volumes.push(rec);
+                    }
+                    Err(e) if e.is_cancelled() => return Err(K8sError::Cancelled),
+                    Err(e) => {
+                        progress.volume(&ns, &r.name, |s| s.state = format!("failed: {e}"));
+                        warnings.push(format!("volume {ns}/{}: {e}", r.name));
+                        failed_volumes.push(FailedVolume {
+                            namespace: ns.clone(),
+                            pvc: r.name.clone(),
+                            error: e.to_string(),
+                        });
+                    }
+                }
+            }
+        }
+    }
+    if opts.include_volumes && data_path.as_ref().is_some_and(|d| d.path == "exec") {
         progress.set_phase("reading volumes");
         for pvc in &pvcs {
             progress.check()?;
@@ -540,20 +627,7 @@ async fn capture_with(
                 warnings.push(format!("{r} is not bound: no data to read"));
                 continue;
             }
-            let pv = cluster_objects.iter().find(|o| {
-                ObjRef::of(o).is("", "PersistentVolume")
-                    && Some(o["metadata"]["name"].as_str().unwrap_or(""))
-                        == pvc["spec"]["volumeName"].as_str()
-            });
-            let driver = pv
-                .and_then(|p| p["spec"]["csi"]["driver"].as_str())
-                .map(str::to_string);
-            let snap_class = driver.as_ref().and_then(|d| {
-                snapshot_classes
-                    .iter()
-                    .find(|(_, drv)| drv == d)
-                    .map(|(n, _)| n.clone())
-            });
+            let (driver, snap_class) = driver_and_class(pvc, &cluster_objects, &snapshot_classes);
             let parent_nodes = match &parent {
                 Some(p) => parent_volume(repo, p, &ns, &r.name).await?,
                 None => HashMap::new(),
@@ -620,6 +694,7 @@ async fn capture_with(
             .collect(),
         failed_volumes,
         resources: opts.resources.clone(),
+        data_path,
     };
     let snap = {
         let repo = repo.clone();
@@ -629,6 +704,11 @@ async fn capture_with(
         let dp = progress.data.snapshot();
         let files_read: u64 = volumes.iter().map(|v| v.files_transferred).sum();
         tokio::task::spawn_blocking(move || -> eng::Result<Snapshot> {
+            // The agents' blobs, for whatever this process reads next (a migration's
+            // restore, a check).
+            if meta.data_path.as_ref().is_some_and(|d| d.path == "agent") {
+                repo.load_index()?;
+            }
             let mut items = BTreeMap::new();
             for v in &meta.volumes {
                 let path = format!("{VOLUMES_DIR}/{}/{}", v.namespace, v.pvc);

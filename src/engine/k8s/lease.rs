@@ -344,6 +344,20 @@ async fn list_kind(
                     };
                     api.list(&lp).await.map(|l| to_values(l.items))
                 }
+                "Job" => {
+                    let api: Api<k8s_openapi::api::batch::v1::Job> = match &ns {
+                        Some(n) => Api::namespaced(client, n),
+                        None => Api::all(client),
+                    };
+                    api.list(&lp).await.map(|l| to_values(l.items))
+                }
+                "Secret" => {
+                    let api: Api<k8s_openapi::api::core::v1::Secret> = match &ns {
+                        Some(n) => Api::namespaced(client, n),
+                        None => Api::all(client),
+                    };
+                    api.list(&lp).await.map(|l| to_values(l.items))
+                }
                 _ => {
                     let res = snapshot_resource();
                     let api: Api<DynamicObject> = match &ns {
@@ -424,7 +438,7 @@ pub async fn sweep(
         }
     }
     let mut doomed: Vec<(Found, Value)> = Vec::new();
-    for kind in ["Pod", "PersistentVolumeClaim", SNAPSHOTS.2] {
+    for kind in ["Job", "Pod", "Secret", "PersistentVolumeClaim", SNAPSHOTS.2] {
         for o in list_kind(client, kind, namespaces, limit, &mut out.problems).await {
             let meta = &o["metadata"];
             let found = Found {
@@ -506,6 +520,21 @@ async fn delete(
                 .await
                 .map(|_| ()),
             "Lease" => Api::<Lease>::namespaced(client.clone(), ns)
+                .delete(&f.name, &dp)
+                .await
+                .map(|_| ()),
+            // Its pods go with it (an agent's pod of a dead job included).
+            "Job" => Api::<k8s_openapi::api::batch::v1::Job>::namespaced(client.clone(), ns)
+                .delete(
+                    &f.name,
+                    &DeleteParams {
+                        propagation_policy: Some(kube::api::PropagationPolicy::Background),
+                        ..dp.clone()
+                    },
+                )
+                .await
+                .map(|_| ()),
+            "Secret" => Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), ns)
                 .delete(&f.name, &dp)
                 .await
                 .map(|_| ()),

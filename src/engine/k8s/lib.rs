@@ -21,6 +21,7 @@
 //! blocking threads. Progress is reported through [`JobProgress`], which front ends
 //! sample at their own pace.
 
+pub mod agent;
 pub mod apply;
 pub mod capture;
 mod checks;

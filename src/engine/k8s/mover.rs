@@ -38,6 +38,9 @@ pub struct MoverOptions {
     /// How long a data stream may move nothing, or a request stay unanswered, before
     /// the job gives up on the cluster (the connection dropped or stalled).
     pub stall_timeout: Duration,
+    /// The in-cluster agents that move the data instead when the repository is an
+    /// object store (`agent.rs`).
+    pub agent: super::agent::AgentOptions,
 }
 
 impl Default for MoverOptions {
@@ -46,6 +49,7 @@ impl Default for MoverOptions {
             image: DEFAULT_IMAGE.into(),
             start_timeout: Duration::from_secs(180),
             stall_timeout: Duration::from_secs(120),
+            agent: super::agent::AgentOptions::default(),
         }
     }
 }

@@ -148,6 +148,9 @@ pub struct Plan {
     /// What in the copy would still point at the source (the isolation check).
     #[serde(default)]
     pub findings: Vec<Finding>,
+    /// How the volumes' data will travel, and why ([`Plan::choose_data_path`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_path: Option<crate::agent::DataPathChoice>,
     /// The mapping as planned (with the Services that come along), for the scan of
     /// what the restore created.
     #[serde(skip)]
@@ -161,6 +164,27 @@ impl Plan {
 
     pub fn count(&self, a: Change) -> usize {
         self.items.iter().filter(|i| i.action == a).count()
+    }
+
+    /// Decides how the data of the volumes to restore travels from `repo` (agents or
+    /// exec): the plan says which and why; a data path that cannot be taken is a
+    /// blocking problem.
+    pub async fn choose_data_path(
+        &mut self,
+        repo: &ferry_repo::Repository,
+        opts: &crate::agent::AgentOptions,
+    ) {
+        if !self.volumes.iter().any(|v| v.restore_data) {
+            return;
+        }
+        match crate::agent::AgentAccess::of(repo, opts).await {
+            Ok((_, choice)) => self.data_path = Some(choice),
+            Err(e) => self.problems.push(Problem {
+                blocking: true,
+                object: None,
+                message: e.to_string(),
+            }),
+        }
     }
 
     /// Object references of each wave, in order (skipped objects left out).
@@ -234,6 +258,9 @@ impl Plan {
         }
         if !self.volumes.is_empty() {
             let _ = writeln!(s, "\nVolumes:");
+            if let Some(d) = &self.data_path {
+                let _ = writeln!(s, "  data through {}: {}", d.path, d.why);
+            }
             for v in &self.volumes {
                 let _ = writeln!(
                     s,
@@ -849,6 +876,7 @@ pub async fn build(
         volumes,
         problems,
         mapping,
+        data_path: None,
     })
 }
 

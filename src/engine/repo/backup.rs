@@ -81,6 +81,8 @@ struct Archiver<'a> {
     progress: &'a Progress,
     read_limit: Option<RateLimit>,
     counters: Counters,
+    /// Compare files with the parent without change time and inode.
+    ignore_inode: bool,
 }
 
 /// Default worker count: I/O latency on small files wants more threads than cores.
@@ -99,30 +101,8 @@ pub fn backup(
     progress: &Arc<Progress>,
 ) -> Result<BackupOutcome> {
     let started = Instant::now();
-    let source = std::fs::canonicalize(&opts.source).map_err(|e| Error::Source {
-        path: opts.source.clone(),
-        source: e,
-    })?;
-    let meta = std::fs::metadata(&source).map_err(|e| Error::Source {
-        path: source.clone(),
-        source: e,
-    })?;
-    if !meta.is_dir() {
-        return Err(Error::InvalidOption(format!(
-            "{} is not a folder: back up the folder that contains it",
-            source.display()
-        )));
-    }
-    let _lock = lock::acquire(repo, false, "backup")?;
-    progress.set_phase(Phase::LoadingIndex);
-    repo.load_index()?;
-    let rec = repo.recover_unindexed_packs()?;
-    if rec.packs > 0 {
-        progress.warn(format!(
-            "re-indexed {} pack(s) left by an interrupted job; their {} blobs are reused",
-            rec.packs, rec.blobs
-        ));
-    }
+    let source = source_folder(&opts.source)?;
+    let _lock = prepare(repo, progress)?;
     let host = opts.host.clone().unwrap_or_else(super::hostname);
     let paths = vec![source.to_string_lossy().into_owned()];
     let parent = match &opts.parent {
@@ -135,26 +115,182 @@ pub fn backup(
                 .find(|s| s.host == host && s.paths == paths)
         }
     };
-    let parent_tree = match &parent {
-        Some(p) => match Tree::load(repo, &p.tree) {
-            Ok(t) => Some(t),
-            Err(e) => {
-                progress.warn(format!(
-                    "parent snapshot {} is unreadable ({e}); reading every file",
-                    p.id.short()
-                ));
-                None
-            }
-        },
-        None => None,
-    };
+    let parent_tree = parent.as_ref().and_then(|p| {
+        load_parent(
+            repo,
+            &p.tree,
+            &format!("parent snapshot {}", p.id.short()),
+            progress,
+        )
+    });
+    let (root, c) = archive(
+        repo,
+        &source,
+        parent_tree.as_ref(),
+        opts.read_limit,
+        opts.threads,
+        false,
+        progress,
+    )?;
 
+    let warnings = std::mem::take(&mut *c.warnings.lock());
+    let mut snap = Snapshot {
+        id: Id::default(),
+        version: super::repo::FORMAT_VERSION,
+        time: chrono::Utc::now(),
+        host,
+        username: super::username(),
+        paths,
+        tags: opts.tags.clone(),
+        parent: parent.as_ref().map(|p| p.id),
+        tree: root,
+        items: BTreeMap::new(),
+        meta: BTreeMap::new(),
+        summary: c.summary(progress, warnings.len(), started),
+        program: format!("ferry {}", env!("CARGO_PKG_VERSION")),
+    };
+    snap.save(repo)?;
+    progress.set_phase(Phase::Done);
+    tracing::info!(snapshot = %snap.id, files = snap.summary.files, bytes = snap.summary.bytes, "backup done");
+    Ok(BackupOutcome {
+        snapshot: snap,
+        warnings,
+    })
+}
+
+/// How [`archive_folder`] reads.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FolderOptions {
+    /// The tree of an earlier copy of the same folder: unchanged files are not read.
+    pub parent: Option<Id>,
+    /// Read-IO limit in bytes per second.
+    pub read_limit: Option<u64>,
+    pub threads: Option<usize>,
+    /// Compare with the parent by type, size and modification time only: for a folder
+    /// read from a copy (a CSI snapshot made by copying files), where every file has a
+    /// new inode and change time.
+    pub ignore_inode: bool,
+}
+
+/// A folder stored as trees and blobs without a snapshot of its own ([`archive_folder`]).
+#[derive(Debug)]
+pub struct ArchivedFolder {
+    /// The folder's tree.
+    pub tree: Id,
+    /// The folder's own metadata (mode, owner, times), for the node that will name it.
+    pub root: Node,
+    pub summary: Summary,
+    /// Files or folders that could not be read and were skipped.
+    pub warnings: Vec<String>,
+}
+
+/// Stores the folder `source` as [`backup`] does, but writes no snapshot: its tree's ID
+/// is the result, for a caller that links it into a snapshot of its own (an in-cluster
+/// agent reading one volume of a capture). With `parent`, the tree of an earlier copy of
+/// the same folder, unchanged files are not read.
+pub fn archive_folder(
+    repo: &Repository,
+    source: &Path,
+    opts: &FolderOptions,
+    progress: &Arc<Progress>,
+) -> Result<ArchivedFolder> {
+    let FolderOptions {
+        parent,
+        read_limit,
+        threads,
+        ignore_inode,
+    } = *opts;
+    let started = Instant::now();
+    let source = source_folder(source)?;
+    let meta = std::fs::symlink_metadata(&source).map_err(|e| Error::Source {
+        path: source.clone(),
+        source: e,
+    })?;
+    let _lock = prepare(repo, progress)?;
+    let parent_tree =
+        parent.and_then(|t| load_parent(repo, &t, &format!("parent tree {}", t.short()), progress));
+    let (tree, c) = archive(
+        repo,
+        &source,
+        parent_tree.as_ref(),
+        read_limit,
+        threads,
+        ignore_inode,
+        progress,
+    )?;
+    let warnings = std::mem::take(&mut *c.warnings.lock());
+    let mut root = node_from_meta(Name(Vec::new()), &meta);
+    root.subtree = Some(tree);
+    progress.set_phase(Phase::Done);
+    Ok(ArchivedFolder {
+        tree,
+        root,
+        summary: c.summary(progress, warnings.len(), started),
+        warnings,
+    })
+}
+
+/// `path` made absolute, which must be a folder.
+fn source_folder(path: &Path) -> Result<PathBuf> {
+    let source = std::fs::canonicalize(path).map_err(|e| Error::Source {
+        path: path.to_path_buf(),
+        source: e,
+    })?;
+    let meta = std::fs::metadata(&source).map_err(|e| Error::Source {
+        path: source.clone(),
+        source: e,
+    })?;
+    if !meta.is_dir() {
+        return Err(Error::InvalidOption(format!(
+            "{} is not a folder: back up the folder that contains it",
+            source.display()
+        )));
+    }
+    Ok(source)
+}
+
+/// The shared lock, the index, and the packs a killed job left re-indexed.
+fn prepare(repo: &Repository, progress: &Progress) -> Result<lock::LockGuard> {
+    let guard = lock::acquire(repo, false, "backup")?;
+    progress.set_phase(Phase::LoadingIndex);
+    repo.load_index()?;
+    let rec = repo.recover_unindexed_packs()?;
+    if rec.packs > 0 {
+        progress.warn(format!(
+            "re-indexed {} pack(s) left by an interrupted job; their {} blobs are reused",
+            rec.packs, rec.blobs
+        ));
+    }
+    Ok(guard)
+}
+
+/// The parent's tree, or `None` (with a warning) when it cannot be read.
+fn load_parent(repo: &Repository, tree: &Id, what: &str, progress: &Progress) -> Option<Tree> {
+    match Tree::load(repo, tree) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            progress.warn(format!("{what} is unreadable ({e}); reading every file"));
+            None
+        }
+    }
+}
+
+/// Stores the folder `source` on a worker pool; returns its tree and the counts.
+fn archive(
+    repo: &Repository,
+    source: &Path,
+    parent_tree: Option<&Tree>,
+    read_limit: Option<u64>,
+    threads: Option<usize>,
+    ignore_inode: bool,
+    progress: &Arc<Progress>,
+) -> Result<(Id, Counters)> {
     // Count what there is to do while the work goes on, for the ETA.
     progress.set_phase(Phase::Transferring);
     let stop_scan = Arc::new(AtomicBool::new(false));
     let scanner = {
         let progress = progress.clone();
-        let root = source.clone();
+        let root = source.to_path_buf();
         let stop = stop_scan.clone();
         std::thread::Builder::new()
             .name("ferry-scan".into())
@@ -172,11 +308,12 @@ pub fn backup(
         saver: &saver,
         chunker: repo.chunker(),
         progress,
-        read_limit: opts.read_limit.map(RateLimit::new),
+        read_limit: read_limit.map(RateLimit::new),
         counters: Counters::default(),
+        ignore_inode,
     };
-    let pool = super::worker_pool(opts.threads.unwrap_or_else(default_threads), "backup")?;
-    let root = pool.install(|| archiver.archive_dir(&source, parent_tree.as_ref(), true));
+    let pool = super::worker_pool(threads.unwrap_or_else(default_threads), "backup")?;
+    let root = pool.install(|| archiver.archive_dir(source, parent_tree, true));
     progress.set_phase(Phase::Finishing);
     let c = archiver.counters;
     let finished = saver.finish();
@@ -187,43 +324,26 @@ pub fn backup(
     finished?;
     let root = root?;
     progress.check()?;
+    Ok((root, c))
+}
 
-    let warnings = std::mem::take(&mut *c.warnings.lock());
-    let snap_progress = progress.snapshot();
-    let mut snap = Snapshot {
-        id: Id::default(),
-        version: super::repo::FORMAT_VERSION,
-        time: chrono::Utc::now(),
-        host,
-        username: super::username(),
-        paths,
-        tags: opts.tags.clone(),
-        parent: parent.as_ref().map(|p| p.id),
-        tree: root,
-        items: BTreeMap::new(),
-        meta: BTreeMap::new(),
-        summary: Summary {
-            files: c.files.load(Relaxed),
-            dirs: c.dirs.load(Relaxed),
-            bytes: c.bytes.load(Relaxed),
-            files_new: c.files_new.load(Relaxed),
-            files_changed: c.files_changed.load(Relaxed),
-            files_unmodified: c.files_unmodified.load(Relaxed),
-            bytes_new: snap_progress.bytes_new,
-            bytes_stored: snap_progress.bytes_stored,
-            blobs_new: c.blobs_new.load(Relaxed),
-            warnings: warnings.len() as u64,
+impl Counters {
+    fn summary(&self, progress: &Progress, warnings: usize, started: Instant) -> Summary {
+        let p = progress.snapshot();
+        Summary {
+            files: self.files.load(Relaxed),
+            dirs: self.dirs.load(Relaxed),
+            bytes: self.bytes.load(Relaxed),
+            files_new: self.files_new.load(Relaxed),
+            files_changed: self.files_changed.load(Relaxed),
+            files_unmodified: self.files_unmodified.load(Relaxed),
+            bytes_new: p.bytes_new,
+            bytes_stored: p.bytes_stored,
+            blobs_new: self.blobs_new.load(Relaxed),
+            warnings: warnings as u64,
             duration_secs: started.elapsed().as_secs_f64(),
-        },
-        program: format!("ferry {}", env!("CARGO_PKG_VERSION")),
-    };
-    snap.save(repo)?;
-    progress.set_phase(Phase::Done);
-    tracing::info!(snapshot = %snap.id, files = snap.summary.files, bytes = snap.summary.bytes, "backup done");
-    Ok(BackupOutcome {
-        snapshot: snap,
-        warnings,
-    })
+        }
+    }
 }
 
 /// Counts files and bytes below `root` for progress totals; false if stopped early.
@@ -393,8 +513,8 @@ impl Archiver<'_> {
                     p.kind == NodeKind::File
                         && p.size == node.size
                         && p.mtime_ns == node.mtime_ns
-                        && p.ctime_ns == node.ctime_ns
-                        && p.inode == node.inode
+                        && (self.ignore_inode
+                            || (p.ctime_ns == node.ctime_ns && p.inode == node.inode))
                 });
                 if let Some(p) = unchanged {
                     node.content = p.content.clone();

@@ -127,6 +127,21 @@ impl MasterKey {
         open(&self.encrypt, data)
     }
 
+    /// The key as text, for a process that opens the repository without a key file (an
+    /// in-cluster agent, [`crate::Repository::open_with_key`]). Whoever holds it can read
+    /// and write everything in the repository.
+    pub fn export(&self) -> zeroize::Zeroizing<String> {
+        let mut bytes = self.to_json();
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        bytes.zeroize();
+        zeroize::Zeroizing::new(text)
+    }
+
+    /// A key [`MasterKey::export`] gave, or `None` when `text` is not one.
+    pub fn import(text: &str) -> Option<MasterKey> {
+        MasterKey::from_json(text.trim().as_bytes())
+    }
+
     fn to_json(&self) -> Vec<u8> {
         let repr = MasterKeyRepr {
             encrypt: hex::encode(self.encrypt),

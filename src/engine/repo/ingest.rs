@@ -328,6 +328,35 @@ impl<'a> TreeBuilder<'a> {
         Ok(())
     }
 
+    /// Puts a folder stored elsewhere at `path`, whole: `node` is a folder whose
+    /// `subtree` is already in the repository (a volume an in-cluster agent stored with
+    /// [`crate::backup::archive_folder`]); its trees are neither read nor written again.
+    pub fn graft(&mut self, path: &[u8], mut node: Node) -> Result<()> {
+        if node.kind != NodeKind::Dir || node.subtree.is_none() {
+            return Err(Error::InvalidOption(format!(
+                "{}: only a stored folder can be grafted",
+                String::from_utf8_lossy(path)
+            )));
+        }
+        let comps = components(path)?;
+        let Some((last, parents)) = comps.split_last() else {
+            return Err(Error::InvalidOption(
+                "a folder cannot be grafted as the snapshot's root".into(),
+            ));
+        };
+        node.name = Name(last.to_vec());
+        let d = self.dir_mut(parents);
+        d.entries.insert(
+            last.to_vec(),
+            Dir {
+                node: Some(node),
+                entries: BTreeMap::new(),
+                leaf: true,
+            },
+        );
+        Ok(())
+    }
+
     /// Drops whatever was added at or below `path`.
     pub fn remove(&mut self, path: &[u8]) -> Result<()> {
         let comps = components(path)?;

@@ -17,6 +17,7 @@
 //! - [`damage`]: what damage affects, reckoned the same way by check and restore.
 //! - [`lock`], [`progress`], [`rate`] (bandwidth limits): what jobs share; [`units`]: sizes in words.
 
+pub mod agent;
 pub mod backend;
 pub mod backup;
 pub mod check;
@@ -69,6 +70,10 @@ pub enum Error {
     WrongPassword { keys: usize },
     #[error("there is no repository at {location}: create one with `ferry init`")]
     NotARepository { location: String },
+    #[error(
+        "the repository key given does not open the repository at {location}: it is another repository's key, or the repository was created again since. Start the job again from Ferry, which hands its agents the key of the repository it opened"
+    )]
+    KeyDoesNotOpen { location: String },
     #[error("a repository already exists at {location}")]
     AlreadyExists { location: String },
     #[error(

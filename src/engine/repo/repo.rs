@@ -346,6 +346,43 @@ impl Repository {
         Err(Error::WrongPassword { keys: tried })
     }
 
+    /// Opens the repository at `backend` with its master key itself (no key file), as
+    /// an in-cluster agent does with the key its job handed it.
+    pub fn open_with_key(
+        backend: DynBackend,
+        rt: tokio::runtime::Handle,
+        key: MasterKey,
+    ) -> Result<Repository> {
+        let location = backend.location();
+        let raw = match rt.block_on(backend.read(FileKind::Config, "config")) {
+            Ok(b) => b,
+            Err(e) if e.is_not_found() || matches!(e, super::BackendError::NoRepository { .. }) => {
+                return Err(Error::NotARepository { location });
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let plain = key.decrypt(&raw).map_err(|_| Error::KeyDoesNotOpen {
+            location: location.clone(),
+        })?;
+        let config: Config = serde_json::from_slice(&plain).map_err(|e| Error::ConfigDamaged {
+            location: location.clone(),
+            detail: e.to_string(),
+        })?;
+        if config.version > FORMAT_VERSION {
+            return Err(Error::UnsupportedVersion {
+                found: config.version,
+                supported: FORMAT_VERSION,
+            });
+        }
+        Ok(Repository::assemble(
+            backend,
+            rt,
+            key,
+            "(given key)".into(),
+            config,
+        ))
+    }
+
     pub fn backend(&self) -> &DynBackend {
         &self.inner.backend
     }

@@ -95,6 +95,29 @@ pub fn restore(
     opts: &RestoreOptions,
     progress: &Arc<Progress>,
 ) -> Result<RestoreOutcome> {
+    restore_from(repo, &snap.tree, snap.id, opts, progress)
+}
+
+/// Restores the tree `tree` (a folder stored by [`super::backup::archive_folder`], or
+/// any folder of a snapshot) into `opts.target`, as [`restore`] restores a snapshot:
+/// a restore interrupted there is finished by the next one of the same tree.
+pub fn restore_tree(
+    repo: &Repository,
+    tree: &Id,
+    opts: &RestoreOptions,
+    progress: &Arc<Progress>,
+) -> Result<RestoreOutcome> {
+    restore_from(repo, tree, *tree, opts, progress)
+}
+
+/// `name` is what the marker records and messages show: the snapshot, or the tree.
+fn restore_from(
+    repo: &Repository,
+    root: &Id,
+    name: Id,
+    opts: &RestoreOptions,
+    progress: &Arc<Progress>,
+) -> Result<RestoreOutcome> {
     let _lock = lock::acquire_for_reading(repo, "restore", progress)?;
     progress.set_phase(Phase::LoadingIndex);
     let unreadable_index = repo.load_index_tolerant()?;
@@ -104,8 +127,8 @@ pub fn restore(
         ));
     }
     let start =
-        tree::find_path(repo, &snap.tree, &opts.path)?.ok_or_else(|| Error::PathNotInSnapshot {
-            snapshot: snap.id.short(),
+        tree::find_path(repo, root, &opts.path)?.ok_or_else(|| Error::PathNotInSnapshot {
+            snapshot: name.short(),
             path: opts.path.clone(),
         })?;
 
@@ -130,7 +153,7 @@ pub fn restore(
     };
     if !readable {
         return Err(Error::SnapshotDamaged {
-            snapshot: snap.id.short(),
+            snapshot: name.short(),
             problems: damage::summary(&problems),
             advice: damage::advice(&problems, !unreadable_index.is_empty()),
         });
@@ -138,14 +161,14 @@ pub fn restore(
 
     let marker_path = target.join(MARKER);
     let marker = Marker {
-        snapshot: snap.id,
+        snapshot: name,
         path: opts.path.trim_matches('/').to_string(),
     };
     let resume = prepare_target(&target, &marker_path, &marker, opts.overwrite)?;
     if resume {
         progress.warn(format!(
             "finishing the interrupted restore of snapshot {} into {}",
-            snap.id.short(),
+            name.short(),
             target.display()
         ));
     }

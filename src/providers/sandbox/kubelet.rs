@@ -371,11 +371,14 @@ fn plan(c: &Cluster, pod: &Value) -> ApiResult<(Pod, Vec<Spec>, Vec<Spec>)> {
                     .collect()
             };
             let (command, args) = (strings(&ctr["command"]), strings(&ctr["args"]));
-            // busybox's image has no entrypoint and `sh` as its command.
-            let mut argv = match (command.is_empty(), args.is_empty()) {
-                (false, _) => [command, args].concat(),
-                (true, false) => args,
-                (true, true) => vec!["sh".to_string()],
+            // busybox's image has no entrypoint and `sh` as its command; a
+            // single-program image has its program as its entrypoint.
+            let entry = super::runtime::entrypoint(ctr["image"].as_str().unwrap_or(""));
+            let mut argv = match (command.is_empty(), args.is_empty(), entry) {
+                (false, _, _) => [command, args].concat(),
+                (true, _, Some(entry)) => [entry, args].concat(),
+                (true, false, None) => args,
+                (true, true, None) => vec!["sh".to_string()],
             };
             if let Some(v) = &view {
                 argv = argv.iter().map(|a| v.expand(a)).collect();

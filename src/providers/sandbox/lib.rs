@@ -161,6 +161,9 @@ pub struct SandboxConfig {
     /// none by default.
     #[cfg(feature = "cloud")]
     pub aws_iam: Option<iam::AwsIam>,
+    /// Images of a single static program the sandbox runs for real, by image name
+    /// (`ferry-agent` → the built `ferry-agent` binary), each the image's only program.
+    pub images: Vec<(String, PathBuf)>,
 }
 
 impl SandboxConfig {
@@ -174,7 +177,18 @@ impl SandboxConfig {
             snapshot_classes: Vec::new(),
             #[cfg(feature = "cloud")]
             aws_iam: None,
+            images: Vec::new(),
         }
+    }
+
+    /// Runs containers of the images named `name` as the program `binary`.
+    pub fn with_image(
+        mut self,
+        name: impl Into<String>,
+        binary: impl Into<PathBuf>,
+    ) -> SandboxConfig {
+        self.images.push((name.into(), binary.into()));
+        self
     }
 
     /// The storage `ferry sandbox up` gives a cluster of this name ([`demo_classes`]):
@@ -304,6 +318,9 @@ impl Sandbox {
             path: dir.clone(),
             source,
         })?;
+        for (name, binary) in &config.images {
+            runtime::hold_image(name, binary.clone());
+        }
         // Containers an earlier, killed run of this sandbox left behind.
         {
             let dir = dir.clone();

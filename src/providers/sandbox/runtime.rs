@@ -109,11 +109,54 @@ struct FsGroup {
     volumes: Vec<PathBuf>,
 }
 
-/// A folder of an image's programs, made from one multi-call binary.
+/// A folder of an image's programs, made from one binary: busybox's applets, or the
+/// single program of an image the sandbox was given ([`hold_image`]).
 #[derive(Debug, Clone)]
 struct Tools {
     dir: PathBuf,
     binary: PathBuf,
+    /// The program's name for a single-program image; `None` for busybox.
+    program: Option<String>,
+}
+
+/// Images the sandbox was given, by repository name (the last part of the image
+/// reference, without tag or digest), each a single static program.
+static HELD: std::sync::RwLock<Vec<(String, PathBuf)>> = std::sync::RwLock::new(Vec::new());
+
+/// Makes the sandbox run containers of the images named `name` (`ferry-agent` holds
+/// `ghcr.io/x/ferry-agent:0.1.0` and `ferry-agent@sha256:…`) as the program `binary`,
+/// as the image's only program: this is how the sandbox "pulls" Ferry's agent image,
+/// whose image holds just that binary. Process-wide; a later call for the same name
+/// replaces the binary.
+pub fn hold_image(name: &str, binary: PathBuf) {
+    let mut held = HELD
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    held.retain(|(n, _)| n != name);
+    held.push((name.to_string(), binary));
+}
+
+/// The entrypoint of a held single-program image: its program (`None` for busybox's
+/// image, which has none, and for images the sandbox does not hold).
+pub fn entrypoint(image: &str) -> Option<Vec<String>> {
+    held_program(image).map(|(name, _)| vec![name])
+}
+
+/// The repository name of an image reference: `reg:5000/a/b:tag@sha256:…` → `b`.
+fn image_name(image: &str) -> &str {
+    let name = image.split('@').next().unwrap_or(image);
+    let last = name.rsplit('/').next().unwrap_or(name);
+    last.split(':').next().unwrap_or(last)
+}
+
+/// The program of a held single-program image.
+fn held_program(image: &str) -> Option<(String, PathBuf)> {
+    let name = image_name(image);
+    HELD.read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .iter()
+        .find(|(n, _)| n == name)
+        .cloned()
 }
 
 /// The host's busybox, if installed (Debian's `busybox-static` is the binary of the
@@ -133,9 +176,7 @@ pub(crate) fn host_busybox() -> Option<PathBuf> {
 /// Whether `image` is a busybox image (`busybox`, `busybox:1.36`,
 /// `registry.example.com/library/busybox@sha256:…`).
 fn is_busybox(image: &str) -> bool {
-    let name = image.split(['@']).next().unwrap_or(image);
-    let last = name.rsplit('/').next().unwrap_or(name);
-    last.split(':').next() == Some("busybox")
+    image_name(image) == "busybox"
 }
 
 /// Folders every container writes to that must not be the host's: each container gets
@@ -145,7 +186,7 @@ const SCRATCH: &[&str] = &["/tmp", "/var/tmp"];
 /// Whether the sandbox holds `image` and runs it for real (a busybox image, when the
 /// host has busybox).
 pub fn holds(image: &str) -> bool {
-    is_busybox(image) && host_busybox().is_some()
+    (is_busybox(image) && host_busybox().is_some()) || held_program(image).is_some()
 }
 
 impl ContainerView {
@@ -326,6 +367,7 @@ impl ContainerView {
                     tools: Some(Tools {
                         dir: c.dir.join("images").join("busybox").join("bin"),
                         binary: busybox,
+                        program: None,
                     }),
                     oci: Some(bundle),
                 });
@@ -368,6 +410,13 @@ impl ContainerView {
             view.tools = Some(Tools {
                 dir: c.dir.join("images").join("busybox").join("bin"),
                 binary,
+                program: None,
+            });
+        } else if let Some((name, binary)) = held_program(ctr["image"].as_str().unwrap_or("")) {
+            view.tools = Some(Tools {
+                dir: c.dir.join("images").join(&name).join("bin"),
+                binary,
+                program: Some(name),
             });
         }
         if let Some(wd) = ctr["workingDir"].as_str().filter(|w| w.starts_with('/')) {
@@ -702,14 +751,26 @@ fn give_to_group(root: &Path, gid: u32, always: bool) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Links every applet of the busybox binary into the tools folder (once).
+/// Links every applet of the busybox binary, or the single program of a held image,
+/// into the tools folder (once).
 fn install_applets(t: &Tools) -> std::io::Result<()> {
-    if t.dir.join("sh").exists() {
-        return Ok(());
+    let first = t.program.as_deref().unwrap_or("sh");
+    if let Ok(target) = std::fs::read_link(t.dir.join(first)) {
+        if target == t.binary {
+            return Ok(());
+        }
+        // A held image given another binary since (a rebuilt agent).
+        let _ = std::fs::remove_dir_all(&t.dir);
     }
-    let out = std::process::Command::new(&t.binary)
-        .arg("--list")
-        .output()?;
+    let listed = match &t.program {
+        Some(p) => p.clone(),
+        None => {
+            let out = std::process::Command::new(&t.binary)
+                .arg("--list")
+                .output()?;
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        }
+    };
     // One folder per attempt: execs starting together in one process must not fill
     // (or delete) each other's.
     static ATTEMPT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -719,7 +780,7 @@ fn install_applets(t: &Tools) -> std::io::Result<()> {
         .with_extension(format!("tmp-{}-{attempt}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp)?;
-    for applet in String::from_utf8_lossy(&out.stdout).lines() {
+    for applet in listed.lines() {
         let applet = applet.trim();
         if applet.is_empty() || applet.contains('/') {
             continue;
@@ -732,7 +793,7 @@ fn install_applets(t: &Tools) -> std::io::Result<()> {
     match std::fs::rename(&tmp, &t.dir) {
         Ok(()) => Ok(()),
         // Another exec made it meanwhile.
-        Err(_) if t.dir.join("sh").exists() => {
+        Err(_) if t.dir.join(first).exists() => {
             let _ = std::fs::remove_dir_all(&tmp);
             Ok(())
         }
@@ -896,6 +957,7 @@ mod tests {
         .unwrap();
         std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o755)).unwrap();
         let tools = Tools {
+            program: None,
             dir: dir.path().join("images/multi/bin"),
             binary,
         };

@@ -723,7 +723,16 @@ fn job(c: &mut Cluster, j: &Value) -> ApiResult<()> {
     let failed = pods.iter().filter(|p| phase(p) == "Failed").count() as i64;
     let running = pods.iter().filter(|p| active(p)).count() as i64;
     let done = succeeded >= completions;
-    if !done && !suspended {
+    // More failed pods than `backoffLimit` allows: the Job fails, and what still runs
+    // is stopped.
+    let backoff_limit = int(&j["spec"]["backoffLimit"], 6);
+    let gave_up = !done && (failed > backoff_limit || is_failed(j));
+    if gave_up {
+        for p in pods.iter().filter(|p| active(p)) {
+            delete(c, "", "pods", p)?;
+        }
+    }
+    if !done && !suspended && !gave_up {
         let want = parallelism.min(completions - succeeded) - running;
         for _ in 0..want.max(0) {
             let extra = json!({
@@ -791,6 +800,31 @@ fn job(c: &mut Cluster, j: &Value) -> ApiResult<()> {
         if old["completionTime"].is_null() {
             event(c, j, "Normal", "Completed", "Job completed");
         }
+    } else if gave_up {
+        let conds = &old["conditions"];
+        let message = "Job has reached the specified backoff limit";
+        status["active"] = json!(0);
+        status["conditions"] = json!([
+            condition(
+                conds,
+                "FailureTarget",
+                "True",
+                "BackoffLimitExceeded",
+                message,
+                false
+            ),
+            condition(
+                conds,
+                "Failed",
+                "True",
+                "BackoffLimitExceeded",
+                message,
+                false
+            ),
+        ]);
+        if !is_failed(j) {
+            event(c, j, "Warning", "BackoffLimitExceeded", message);
+        }
     } else if suspended {
         status["conditions"] = json!([condition(
             &old["conditions"],
@@ -802,6 +836,14 @@ fn job(c: &mut Cluster, j: &Value) -> ApiResult<()> {
         )]);
     }
     set_status(c, "batch", "jobs", j, status).map(|_| ())
+}
+
+/// Whether the Job has the condition `Failed`: it gave up for good.
+fn is_failed(j: &Value) -> bool {
+    j["status"]["conditions"].as_array().is_some_and(|cs| {
+        cs.iter()
+            .any(|c| c["type"] == "Failed" && c["status"] == "True")
+    })
 }
 
 /// CronJobs: a Job for each due time of the schedule, history limits, status.

@@ -49,6 +49,23 @@ pub(super) async fn parent_volume(
     .map_err(K8sError::from)
 }
 
+/// The tree of one volume in a parent snapshot, if it has one.
+pub(super) async fn parent_tree(
+    repo: &Repository,
+    parent: &Snapshot,
+    ns: &str,
+    pvc: &str,
+) -> Result<Option<ferry_repo::Id>> {
+    let repo = repo.clone();
+    let root = parent.tree;
+    let path = format!("{VOLUMES_DIR}/{ns}/{pvc}");
+    tokio::task::spawn_blocking(move || ferry_repo::tree::find_path(&repo, &root, &path))
+        .await
+        .map_err(|e| K8sError::Invalid(e.to_string()))?
+        .map(|n| n.and_then(|n| n.subtree))
+        .map_err(K8sError::from)
+}
+
 /// Makes a CSI snapshot of the claim and a claim restored from it; returns the
 /// temporary claim's name and the snapshot's, to delete afterwards.
 pub(super) async fn snapshot_claim(
@@ -165,23 +182,11 @@ fn uuid_suffix() -> String {
     hex::encode(b)
 }
 
-/// Reads one claim into the snapshot at `volumes/<ns>/<pvc>`.
-#[allow(clippy::too_many_arguments)]
-pub(super) async fn capture_volume(
-    client: &kube::Client,
-    writer: &Writer,
-    pvc: &Value,
-    snapshot_class: Option<String>,
-    parent: &HashMap<Vec<u8>, Node>,
-    mover_opts: &MoverOptions,
-    lease: &JobLease,
-    progress: &Arc<JobProgress>,
-    warnings: &mut Vec<String>,
-) -> Result<VolumeRecord> {
+/// What a capture records of the claim `pvc` before its data is read.
+pub(super) fn record_of(pvc: &Value) -> VolumeRecord {
     let r = ObjRef::of(pvc);
-    let ns = r.namespace.clone().unwrap_or_default();
-    let mut rec = VolumeRecord {
-        namespace: ns.clone(),
+    VolumeRecord {
+        namespace: r.namespace.clone().unwrap_or_default(),
         pvc: r.name.clone(),
         storage_class: pvc["spec"]["storageClassName"].as_str().map(str::to_string),
         capacity: pvc["status"]["capacity"]["storage"]
@@ -199,7 +204,25 @@ pub(super) async fn capture_volume(
         files: 0,
         bytes: 0,
         files_transferred: 0,
-    };
+    }
+}
+
+/// Reads one claim into the snapshot at `volumes/<ns>/<pvc>`.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn capture_volume(
+    client: &kube::Client,
+    writer: &Writer,
+    pvc: &Value,
+    snapshot_class: Option<String>,
+    parent: &HashMap<Vec<u8>, Node>,
+    mover_opts: &MoverOptions,
+    lease: &JobLease,
+    progress: &Arc<JobProgress>,
+    warnings: &mut Vec<String>,
+) -> Result<VolumeRecord> {
+    let r = ObjRef::of(pvc);
+    let ns = r.namespace.clone().unwrap_or_default();
+    let mut rec = record_of(pvc);
     progress.volume(&ns, &r.name, |s| s.state = "starting mover".into());
 
     // A CSI snapshot when the driver has a class, else the live claim (on the node that

@@ -33,6 +33,11 @@ pub(super) enum Cmd {
         expect: HashMap<Vec<u8>, Listed>,
         reply: tokio::sync::oneshot::Sender<eng::Result<Arrived>>,
     },
+    /// A folder already stored (by an agent) placed at a path whole.
+    Graft {
+        path: Vec<u8>,
+        node: Node,
+    },
     /// Drops what was added below a path (a volume that failed half-way).
     Remove {
         path: Vec<u8>,
@@ -80,6 +85,7 @@ impl Writer {
                         }
                         Cmd::Node { path, node } => b.add(&path, node, None),
                         Cmd::Remove { path } => b.remove(&path),
+                        Cmd::Graft { path, node } => b.graft(&path, node),
                         Cmd::Tar {
                             prefix,
                             mut reader,

@@ -241,6 +241,35 @@ impl PartialRead {
 
 pub type BackendResult<T> = Result<T, BackendError>;
 
+/// How a process elsewhere (an in-cluster agent) reaches the same storage: an object
+/// store's location and settings ([`Backend::remote`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteStore {
+    /// `s3://bucket` or `s3://bucket/prefix`.
+    pub location: String,
+    /// A custom endpoint URL, for S3-compatible servers.
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub path_style: bool,
+}
+
+/// The credentials the storage is reached with now ([`Backend::remote_credentials`]).
+#[derive(Clone, zeroize::Zeroize, zeroize::ZeroizeOnDrop)]
+pub struct RemoteCredentials {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    /// Set for temporary credentials (an assumed role, SSO): they expire.
+    pub session_token: Option<String>,
+}
+
+impl fmt::Debug for RemoteCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RemoteCredentials")
+            .field("access_key_id", &self.access_key_id)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Storage of a repository's files. Implementations must be cheap to share across
 /// threads (`Arc<dyn Backend>`) and safe to call concurrently.
 #[async_trait]
@@ -318,6 +347,18 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// What this backend stack tells front ends (waits, notices), if it keeps track.
     fn status(&self) -> Option<Arc<StoreStatus>> {
         None
+    }
+
+    /// How another process reaches this storage, when it can: an object store's
+    /// location and settings. `None` for a local folder, which a cluster cannot reach.
+    fn remote(&self) -> Option<RemoteStore> {
+        None
+    }
+
+    /// The credentials this storage is reached with now, to hand to such a process;
+    /// `None` when there are none to hand over (no object store, or no credentials).
+    async fn remote_credentials(&self) -> BackendResult<Option<RemoteCredentials>> {
+        Ok(None)
     }
 
     /// Removes what failed writes left behind that is older than `older_than` (S3:

@@ -357,6 +357,12 @@ impl Backend for Retrying {
     fn location(&self) -> String {
         self.inner.location()
     }
+    fn remote(&self) -> Option<super::RemoteStore> {
+        self.inner.remote()
+    }
+    async fn remote_credentials(&self) -> BackendResult<Option<super::RemoteCredentials>> {
+        self.inner.remote_credentials().await
+    }
     fn connections(&self) -> usize {
         self.connections.unwrap_or_else(|| self.inner.connections())
     }

@@ -213,6 +213,10 @@ pub struct S3Backend {
     prefix: String,
     /// Notices for the user (uploads whose parts could not be removed).
     status: Arc<StoreStatus>,
+    /// How another process reaches the same bucket.
+    remote: super::RemoteStore,
+    /// Where this client's credentials come from, to hand them to such a process.
+    credentials: Option<aws_sdk_s3::config::SharedCredentialsProvider>,
 }
 
 impl fmt::Debug for S3Backend {
@@ -319,11 +323,24 @@ impl S3Backend {
             custom_endpoint,
             "S3 backend configured"
         );
+        let conf = builder.build();
+        let remote = super::RemoteStore {
+            location: format_location(&cfg.bucket, &prefix),
+            endpoint: cfg
+                .endpoint
+                .clone()
+                .or_else(|| std::env::var("AWS_ENDPOINT_URL_S3").ok())
+                .or_else(|| shared.endpoint_url().map(str::to_string)),
+            region: conf.region().map(|r| r.to_string()),
+            path_style: cfg.path_style,
+        };
         Ok(S3Backend {
-            client: Client::from_conf(builder.build()),
+            client: Client::from_conf(conf),
             bucket: cfg.bucket,
             prefix,
             status: Arc::default(),
+            remote,
+            credentials: shared.credentials_provider(),
         })
     }
 
@@ -932,6 +949,33 @@ impl Drop for AbortGuard {
 impl Backend for S3Backend {
     fn location(&self) -> String {
         format_location(&self.bucket, &self.prefix)
+    }
+
+    fn remote(&self) -> Option<super::RemoteStore> {
+        Some(self.remote.clone())
+    }
+
+    async fn remote_credentials(&self) -> BackendResult<Option<super::RemoteCredentials>> {
+        use aws_sdk_s3::config::ProvideCredentials as _;
+        let Some(provider) = &self.credentials else {
+            return Ok(None);
+        };
+        let c =
+            provider
+                .provide_credentials()
+                .await
+                .map_err(|e| BackendError::PermissionDenied {
+                    location: self.location(),
+                    detail: format!(
+                        "no credentials to hand to the cluster's agents: {}",
+                        DisplayErrorContext(&e)
+                    ),
+                })?;
+        Ok(Some(super::RemoteCredentials {
+            access_key_id: c.access_key_id().to_string(),
+            secret_access_key: c.secret_access_key().to_string(),
+            session_token: c.session_token().map(str::to_string),
+        }))
     }
 
     fn connections(&self) -> usize {

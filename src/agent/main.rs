@@ -1,0 +1,287 @@
+//! `ferry-agent`: Ferry's engine next to the data. A Job that Ferry starts in a cluster
+//! runs it to store one mounted volume into an object-store repository (`backup`), or to
+//! write one stored folder into a mounted volume (`restore`); Ferry removes the Job when
+//! it ends. It is built from the repository engine only (no Kubernetes client, no
+//! terminal): the cluster is Ferry's business, the data the agent's.
+//!
+//! It speaks to Ferry in JSON lines on standard output (`ferry_repo::agent`), which
+//! Ferry reads from the pod's log; anything for a person goes to standard error. The
+//! repository's key comes from the environment (`FERRY_AGENT_KEY`, a Secret that
+//! exists for the job only), the object store's credentials from the usual AWS chain:
+//! the pod's identity (IRSA, EKS Pod Identity) or `AWS_ACCESS_KEY_ID`/`…SECRET…` from
+//! that Secret.
+//!
+//! Both jobs resume: a backup killed half-way re-indexes the packs it uploaded and
+//! reads again only what they do not hold; a restore finishes what an interrupted one
+//! of the same tree began.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::str::FromStr as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use ferry_repo::agent::{AgentLine, EXIT_REFUSED, KEY_ENV, VERSION};
+use ferry_repo::backend::DynBackend;
+use ferry_repo::backend::retry::{RetryPolicy, Retrying};
+use ferry_repo::backend::s3::{S3Backend, S3Config};
+use ferry_repo::backend::throttled::Throttled;
+use ferry_repo::crypto::MasterKey;
+use ferry_repo::progress::Progress;
+use ferry_repo::repo::FORMAT_VERSION;
+use ferry_repo::restore::RestoreOptions;
+use ferry_repo::{Id, Repository};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ferry-agent",
+    version,
+    about = "Ferry's in-cluster agent: moves one volume's data to or from a repository"
+)]
+struct Cli {
+    /// The Ferry version that started this agent: any other is refused, since both sides
+    /// must read and write the same format and reports.
+    #[arg(long, global = true)]
+    expect_version: Option<String>,
+    #[command(subcommand)]
+    job: Job,
+}
+
+#[derive(Debug, Subcommand)]
+enum Job {
+    /// Stores the folder `--path` into the repository; prints its tree.
+    Backup {
+        #[command(flatten)]
+        store: Store,
+        /// The mounted volume.
+        #[arg(long)]
+        path: PathBuf,
+        /// The tree of this volume's previous copy: unchanged files are not read.
+        #[arg(long)]
+        parent: Option<String>,
+        /// Upload limit in bytes per second.
+        #[arg(long)]
+        limit_upload: Option<u64>,
+        /// Read limit on the volume in bytes per second.
+        #[arg(long)]
+        limit_read: Option<u64>,
+        /// Compare files with the parent by type, size and modification time only (the
+        /// volume is a copy: a CSI snapshot made by copying files has new inodes).
+        #[arg(long)]
+        ignore_inode: bool,
+    },
+    /// Writes the stored folder `--tree` into the folder `--path`.
+    Restore {
+        #[command(flatten)]
+        store: Store,
+        #[arg(long)]
+        path: PathBuf,
+        #[arg(long)]
+        tree: String,
+        /// Download limit in bytes per second.
+        #[arg(long)]
+        limit_download: Option<u64>,
+    },
+}
+
+/// Where the repository is.
+#[derive(Debug, Args)]
+struct Store {
+    /// `s3://bucket` or `s3://bucket/prefix`.
+    #[arg(long)]
+    repo: String,
+    /// A custom endpoint for S3-compatible stores.
+    #[arg(long)]
+    endpoint: Option<String>,
+    #[arg(long)]
+    region: Option<String>,
+    #[arg(long)]
+    path_style: bool,
+}
+
+fn say(line: &AgentLine) {
+    println!("{}", line.to_line());
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                    ExitCode::SUCCESS
+                }
+                _ => ExitCode::from(EXIT_REFUSED as u8),
+            };
+        }
+    };
+    say(&AgentLine::Hello {
+        version: VERSION.into(),
+        format: FORMAT_VERSION,
+    });
+    if let Some(want) = &cli.expect_version
+        && want != VERSION
+    {
+        let message = format!(
+            "this agent is ferry-agent {VERSION}, but Ferry {want} started it: set the agent image to the one built with Ferry {want} (`agent.image` in Ferry's config.yaml, or --agent-image)"
+        );
+        eprintln!("{message}");
+        say(&AgentLine::Failed { message });
+        return ExitCode::from(EXIT_REFUSED as u8);
+    }
+    match run(cli.job) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("ferry-agent: {message}");
+            say(&AgentLine::Failed { message });
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(job: Job) -> Result<(), String> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("ferry-agent-io")
+        .build()
+        .map_err(|e| format!("cannot start the I/O runtime: {e}"))?;
+    let key = std::env::var(KEY_ENV)
+        .ok()
+        .and_then(|k| MasterKey::import(&k))
+        .ok_or_else(|| {
+            format!("{KEY_ENV} holds no repository key: this agent must be started by Ferry, which hands it the key in a Secret")
+        })?;
+    let (store, upload, download) = match &job {
+        Job::Backup {
+            store,
+            limit_upload,
+            ..
+        } => (store, *limit_upload, None),
+        Job::Restore {
+            store,
+            limit_download,
+            ..
+        } => (store, None, *limit_download),
+    };
+    let mut cfg = S3Config::parse_url(&store.repo).map_err(|e| e.to_string())?;
+    cfg.endpoint = store.endpoint.clone();
+    cfg.region = store.region.clone();
+    cfg.path_style = store.path_style;
+    let s3 = rt
+        .block_on(S3Backend::connect(cfg))
+        .map_err(|e| e.to_string())?;
+    let backend: DynBackend = Retrying::wrap(
+        Throttled::wrap(Arc::new(s3), upload, download),
+        RetryPolicy::default(),
+        None,
+    );
+    let repo =
+        Repository::open_with_key(backend, rt.handle().clone(), key).map_err(|e| e.to_string())?;
+    let progress = Arc::new(Progress::new());
+    let reporter = Reporter::start(progress.clone());
+    let result = match job {
+        Job::Backup {
+            path,
+            parent,
+            limit_read,
+            ignore_inode,
+            ..
+        } => {
+            let parent = match parent.as_deref().map(Id::from_str) {
+                Some(Ok(id)) => Some(id),
+                Some(Err(_)) => return Err("--parent is not a tree ID".into()),
+                None => None,
+            };
+            let opts = ferry_repo::backup::FolderOptions {
+                parent,
+                read_limit: limit_read,
+                threads: None,
+                ignore_inode,
+            };
+            ferry_repo::backup::archive_folder(&repo, &path, &opts, &progress).map(|a| {
+                for w in &a.warnings {
+                    say(&AgentLine::Warning { message: w.clone() });
+                }
+                AgentLine::Stored {
+                    tree: a.tree,
+                    root: Box::new(a.root),
+                    files: a.summary.files,
+                    bytes: a.summary.bytes,
+                    files_read: a.summary.files_new + a.summary.files_changed,
+                    bytes_new: a.summary.bytes_new,
+                }
+            })
+        }
+        Job::Restore { path, tree, .. } => {
+            let tree = Id::from_str(&tree).map_err(|_| "--tree is not a tree ID".to_string())?;
+            let opts = RestoreOptions {
+                target: path,
+                path: String::new(),
+                overwrite: true,
+                threads: None,
+            };
+            ferry_repo::restore::restore_tree(&repo, &tree, &opts, &progress).map(|o| {
+                for w in &o.warnings {
+                    say(&AgentLine::Warning { message: w.clone() });
+                }
+                AgentLine::Restored {
+                    files: o.files,
+                    bytes: o.bytes,
+                }
+            })
+        }
+    };
+    reporter.stop();
+    for w in progress.drain_warnings() {
+        say(&AgentLine::Warning { message: w });
+    }
+    let done = result.map_err(|e| e.to_string())?;
+    say(&done);
+    Ok(())
+}
+
+/// Prints a progress line every half second until stopped (and a last one then).
+struct Reporter {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Reporter {
+    fn start(progress: Arc<Progress>) -> Reporter {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("ferry-agent-report".into())
+            .spawn(move || {
+                loop {
+                    let last = flag.load(Ordering::Relaxed);
+                    let s = progress.snapshot();
+                    say(&AgentLine::Progress {
+                        files: s.files_done,
+                        bytes: s.bytes_done,
+                        files_total: s.files_total,
+                        bytes_total: s.bytes_total,
+                        stored: s.bytes_stored,
+                    });
+                    if last {
+                        return;
+                    }
+                    std::thread::park_timeout(Duration::from_millis(500));
+                }
+            })
+            .ok();
+        Reporter { stop, thread }
+    }
+
+    fn stop(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            t.thread().unpark();
+            let _ = t.join();
+        }
+    }
+}

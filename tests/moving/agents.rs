@@ -1,0 +1,460 @@
+//! Volume data moved by in-cluster agents: with the repository in S3 (moto on
+//! loopback), each claim is stored and restored by a `ferry-agent` Job that the sandbox
+//! runs as a real process (its image store maps the agent image to the built binary).
+//! The data arrives byte for byte, an agent killed half-way is started again by its Job
+//! and the volume still arrives, a cancelled job leaves nothing behind, and nothing of
+//! the agents (Jobs, pods, Secrets, snapshot claims) outlives any job.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use crate::common;
+use crate::support;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ferry_k8s::JobProgress;
+use ferry_k8s::apply;
+use ferry_k8s::capture::{self, CaptureOptions, CaptureOutcome, Scope};
+use ferry_k8s::mover::MoverOptions;
+use ferry_k8s::plan::{self, Conflict, PlanOptions};
+use ferry_k8s::transform::Mapping;
+use ferry_providers::kubeconfig::{Linked, Sources};
+use ferry_repo::Repository;
+use ferry_repo::backend::DynBackend;
+use ferry_repo::backend::s3::S3Backend;
+use ferry_sandbox::seed::{SeedOptions, seed};
+use ferry_sandbox::{Sandbox, SandboxConfig, write_kubeconfig};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret};
+use kube::Api;
+use kube::api::{DeleteParams, ListParams};
+use support::moto::Moto;
+use support::volumes::{checksums, volume_dir};
+
+/// The `ferry-agent` binary the workspace built (beside the test binaries' folder).
+fn agent_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("FERRY_AGENT_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().unwrap();
+    // target/<profile>/deps/moving-… → target/<profile>/ferry-agent
+    let bin = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .map(|d| d.join("ferry-agent"))
+        .unwrap();
+    assert!(
+        bin.is_file(),
+        "{} is missing: build the agent first (cargo build -p ferry-agent --profile <the tests' profile>), or run the whole workspace's tests",
+        bin.display()
+    );
+    bin
+}
+
+struct Env {
+    dir: tempfile::TempDir,
+    _moto: Moto,
+    prod: Sandbox,
+    client: kube::Client,
+    repo: Repository,
+}
+
+impl Env {
+    /// A sandbox running agent pods, the shop seeded with `extra` bytes of random data
+    /// in its Redis claim beside odd file names, and an S3 repository on moto.
+    fn start(rt: &tokio::runtime::Runtime, bucket: &str, extra: usize) -> Env {
+        let moto = Moto::start();
+        rt.block_on(moto.create_bucket(bucket));
+        let s3 = rt
+            .block_on(S3Backend::connect(moto.s3_config(bucket, "repo")))
+            .unwrap();
+        let backend: DynBackend = Arc::new(s3);
+        let repo = Repository::init(
+            backend,
+            rt.handle().clone(),
+            &common::secret(),
+            &common::init_opts(),
+        )
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let (prod, client) = rt.block_on(async {
+            let prod = Sandbox::start(
+                SandboxConfig::new("prod", dir.path().join("prod"))
+                    .with_demo_storage()
+                    .with_image("ferry-agent", agent_bin()),
+            )
+            .await
+            .unwrap();
+            let kubeconfig = dir.path().join("kubeconfig");
+            write_kubeconfig(&kubeconfig, &[prod.kubeconfig_entry()]).unwrap();
+            let linked = Linked::load(&Sources {
+                paths: vec![kubeconfig],
+            });
+            let client = linked.get("ferry-prod").unwrap().client().await.unwrap();
+            seed(
+                &client,
+                &dir.path().join("prod"),
+                &SeedOptions {
+                    files: 6,
+                    file_size: 64 * 1024,
+                    ..SeedOptions::default()
+                },
+            )
+            .await
+            .unwrap();
+            (prod, client)
+        });
+        let env = Env {
+            dir,
+            _moto: moto,
+            prod,
+            client,
+            repo,
+        };
+        let redis = rt.block_on(env.volume("shop", "redis-data"));
+        for (i, name) in [
+            "tab\there",
+            "new\nline",
+            "--exclude=*",
+            "ünïcödé ✓",
+            " lead",
+        ]
+        .iter()
+        .enumerate()
+        {
+            std::fs::create_dir_all(redis.join("odd").join(name)).unwrap();
+            std::fs::write(
+                redis.join("odd").join(name).join(name),
+                format!("{i}").repeat(i * 1000 + 1),
+            )
+            .unwrap();
+        }
+        if extra > 0 {
+            std::fs::write(redis.join("big.bin"), common::bytes(extra, 7)).unwrap();
+        }
+        env
+    }
+
+    async fn volume(&self, ns: &str, claim: &str) -> PathBuf {
+        volume_dir(&self.client, &self.dir.path().join("prod"), ns, claim).await
+    }
+
+    /// Every Ferry temporary left in `ns`: agent Jobs, pods, Secrets, snapshot claims.
+    async fn leftovers(&self, ns: &str) -> Vec<String> {
+        let lp = ListParams::default().labels("app.kubernetes.io/managed-by=ferry");
+        let mut out = Vec::new();
+        let jobs: Api<Job> = Api::namespaced(self.client.clone(), ns);
+        for j in jobs.list(&lp).await.unwrap() {
+            out.push(format!("job {}", j.metadata.name.unwrap_or_default()));
+        }
+        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), ns);
+        for s in secrets.list(&lp).await.unwrap() {
+            out.push(format!("secret {}", s.metadata.name.unwrap_or_default()));
+        }
+        let claims: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), ns);
+        for c in claims.list(&lp).await.unwrap() {
+            out.push(format!("claim {}", c.metadata.name.unwrap_or_default()));
+        }
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), ns);
+        for p in pods.list(&ListParams::default()).await.unwrap() {
+            let name = p.metadata.name.unwrap_or_default();
+            if name.starts_with("ferry-") {
+                out.push(format!("pod {name}"));
+            }
+        }
+        out
+    }
+}
+
+fn capture_opts() -> CaptureOptions {
+    let mut mover = MoverOptions::default();
+    mover.agent.stall_timeout = Duration::from_secs(30);
+    CaptureOptions {
+        cluster: "ferry-prod".into(),
+        scope: Scope::Namespaces(vec!["shop".into()]),
+        include_volumes: true,
+        use_snapshots: true,
+        mover,
+        tags: vec![],
+        parent: None,
+        no_parent: false,
+        envelope: None,
+        server: None,
+        resources: Default::default(),
+    }
+}
+
+/// Restores `out`'s shop into `to` on the same cluster through the data path the plan
+/// chooses, which must be the agents'.
+async fn restore_into(env: &Env, out: &CaptureOutcome, to: &str) {
+    let ropts = PlanOptions {
+        mapping: Mapping {
+            namespaces: [("shop".to_string(), to.to_string())].into(),
+            ..Mapping::default()
+        },
+        conflict: Conflict::Update,
+        include_volumes: true,
+        mover: MoverOptions::default(),
+        only: None,
+        namespaces: vec![],
+        modifiers: None,
+    };
+    let repo = env.repo.clone();
+    let snap = out.snapshot.clone();
+    let objects = tokio::task::spawn_blocking(move || capture::read_objects(&repo, &snap))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut p = plan::build(
+        &env.client,
+        "ferry-prod",
+        &out.snapshot,
+        &out.meta,
+        objects,
+        &ropts,
+    )
+    .await
+    .unwrap();
+    p.choose_data_path(&env.repo, &ropts.mover.agent).await;
+    assert_eq!(p.blocking(), 0, "{}", p.render_text());
+    assert_eq!(p.data_path.as_ref().unwrap().path, "agent");
+    assert!(
+        p.render_text().contains("data through agent"),
+        "{}",
+        p.render_text()
+    );
+    let progress = JobProgress::new();
+    let report = apply::apply(&env.client, &env.repo, &p, &ropts.mover, &progress)
+        .await
+        .unwrap();
+    assert!(report.failed().is_empty(), "{:#?}", report.failed());
+    assert_eq!(
+        report.volumes.len(),
+        out.meta.volumes.len(),
+        "{:#?}",
+        report.volumes
+    );
+    assert!(
+        progress
+            .log_lines()
+            .iter()
+            .any(|l| l.starts_with("volume data: agent")),
+        "{:?}",
+        progress.log_lines()
+    );
+}
+
+async fn sums(
+    env: &Env,
+    ns: &str,
+    out: &CaptureOutcome,
+) -> BTreeMap<String, BTreeMap<String, String>> {
+    let mut all = BTreeMap::new();
+    for v in &out.meta.volumes {
+        all.insert(v.pvc.clone(), checksums(&env.volume(ns, &v.pvc).await));
+    }
+    all
+}
+
+/// Several claims stored by agents into S3 and restored by agents, byte for byte, odd
+/// names included; a second capture reads only what changed; nothing of the agents is
+/// left on the cluster.
+#[test]
+fn agents_move_several_claims_through_s3_byte_for_byte_and_leave_nothing() {
+    let rt = common::runtime();
+    let env = Env::start(&rt, "agents-move", 0);
+    let repo = env.repo.clone();
+    rt.block_on(async move {
+        let progress = JobProgress::new();
+        let out = capture::capture(&env.client, &env.repo, &capture_opts(), &progress)
+            .await
+            .unwrap();
+        assert!(
+            out.meta.failed_volumes.is_empty(),
+            "{:?}",
+            out.meta.failed_volumes
+        );
+        assert!(out.meta.volumes.len() >= 2, "{:?}", out.meta.volumes);
+        assert_eq!(out.meta.data_path.as_ref().unwrap().path, "agent");
+        for v in &out.meta.volumes {
+            assert_eq!(v.consistency, "snapshot", "{v:?}");
+            assert!(v.files > 0 && v.files_transferred == v.files, "{v:?}");
+        }
+        assert_eq!(env.leftovers("shop").await, Vec::<String>::new());
+        let want = sums(&env, "shop", &out).await;
+
+        restore_into(&env, &out, "shop-copy").await;
+        assert_eq!(sums(&env, "shop-copy", &out).await, want);
+        assert_eq!(env.leftovers("shop-copy").await, Vec::<String>::new());
+
+        // Incremental: one file changed, only it is read again.
+        let redis = env.volume("shop", "redis-data").await;
+        std::fs::write(redis.join("changed.txt"), "new data").unwrap();
+        let mut o = capture_opts();
+        o.parent = Some(out.snapshot.id.to_hex());
+        let again = capture::capture(&env.client, &env.repo, &o, &JobProgress::new())
+            .await
+            .unwrap();
+        let r = again
+            .meta
+            .volumes
+            .iter()
+            .find(|v| v.pvc == "redis-data")
+            .unwrap();
+        assert_eq!(r.files_transferred, 1, "{r:?}");
+        restore_into(&env, &again, "shop-again").await;
+        assert_eq!(
+            sums(&env, "shop-again", &again).await,
+            sums(&env, "shop", &again).await
+        );
+        // The repository the agents wrote checks clean.
+        let report = tokio::task::spawn_blocking(move || {
+            ferry_repo::check::check(
+                &repo,
+                &Default::default(),
+                &Arc::new(ferry_repo::progress::Progress::new()),
+            )
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        assert!(report.ok(), "{report:?}");
+        env.prod.shutdown().await.unwrap();
+    });
+}
+
+/// Waits until an agent pod of `ns` runs; its name.
+async fn running_agent(client: &kube::Client, ns: &str) -> String {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let lp = ListParams::default().labels("ferry.dev/role=agent");
+        for p in pods.list(&lp).await.unwrap() {
+            if p.status.and_then(|s| s.phase).as_deref() == Some("Running") {
+                return p.metadata.name.unwrap_or_default();
+            }
+        }
+        assert!(Instant::now() < deadline, "no agent pod ran within 60 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// An agent killed half-way (its pod deleted, as a lost node does) is started again by
+/// its Job, reuses what it uploaded, and the volume arrives whole; a job cancelled
+/// while its agents run leaves nothing behind.
+#[test]
+fn a_killed_agent_is_started_again_and_a_cancelled_job_leaves_nothing() {
+    let rt = common::runtime();
+    let env = Env::start(&rt, "agents-faults", 48 << 20);
+    rt.block_on(async {
+        // Cancelled while the agents run.
+        let progress = JobProgress::new();
+        let job = {
+            let (client, repo, progress) = (env.client.clone(), env.repo.clone(), progress.clone());
+            tokio::spawn(async move {
+                capture::capture(&client, &repo, &capture_opts(), &progress).await
+            })
+        };
+        running_agent(&env.client, "shop").await;
+        progress.cancel();
+        let r = job.await.unwrap();
+        assert!(matches!(r, Err(ref e) if e.is_cancelled()), "{r:?}");
+        assert_eq!(env.leftovers("shop").await, Vec::<String>::new());
+
+        // Killed half-way: the big claim's agent pod deleted once it has read some of
+        // data no earlier run uploaded.
+        let redis = env.volume("shop", "redis-data").await;
+        std::fs::write(redis.join("big2.bin"), common::bytes(64 << 20, 9)).unwrap();
+        let progress = JobProgress::new();
+        let job = {
+            let (client, repo, progress) = (env.client.clone(), env.repo.clone(), progress.clone());
+            tokio::spawn(async move {
+                capture::capture(&client, &repo, &capture_opts(), &progress).await
+            })
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !progress
+            .volumes()
+            .iter()
+            .any(|v| v.pvc == "redis-data" && v.bytes > (4 << 20) && v.state.starts_with("moving"))
+        {
+            assert!(Instant::now() < deadline, "{:?}", progress.volumes());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let pods: Api<Pod> = Api::namespaced(env.client.clone(), "shop");
+        let lp = ListParams::default().labels("ferry.dev/role=agent,ferry.dev/claim");
+        let victims: Vec<String> = pods
+            .list(&lp)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|p| {
+                p.metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get("ferry.dev/claim"))
+                    .is_some_and(|c| c.contains("redis"))
+            })
+            .filter_map(|p| p.metadata.name)
+            .collect();
+        assert!(!victims.is_empty());
+        for victim in &victims {
+            pods.delete(
+                victim,
+                &DeleteParams {
+                    grace_period_seconds: Some(0),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        }
+        let out = job.await.unwrap().unwrap();
+        assert!(
+            out.meta.failed_volumes.is_empty(),
+            "{:?}",
+            out.meta.failed_volumes
+        );
+        assert!(
+            progress
+                .log_lines()
+                .iter()
+                .any(|l| l.contains("the Job starts it again")),
+            "{:?}",
+            progress.log_lines()
+        );
+        assert_eq!(env.leftovers("shop").await, Vec::<String>::new());
+        let want = sums(&env, "shop", &out).await;
+        restore_into(&env, &out, "shop-copy").await;
+        assert_eq!(sums(&env, "shop-copy", &out).await, want);
+        env.prod.shutdown().await.unwrap();
+    });
+}
+
+/// A repository on this machine cannot be reached from a cluster: `auto` takes the
+/// exec path and says why, `agent` is refused with what to do.
+#[test]
+fn a_local_repository_keeps_the_exec_path_and_refuses_agents() {
+    let t = common::new_repo();
+    t.rt.block_on(async {
+        let mut opts = ferry_k8s::agent::AgentOptions::default();
+        let (access, choice) = ferry_k8s::agent::AgentAccess::of(&t.repo, &opts)
+            .await
+            .unwrap();
+        assert!(access.is_none());
+        assert_eq!(choice.path, "exec");
+        assert!(
+            choice.why.contains("folder on this machine"),
+            "{}",
+            choice.why
+        );
+        opts.data_path = ferry_k8s::agent::DataPath::Agent;
+        let e = ferry_k8s::agent::AgentAccess::of(&t.repo, &opts)
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("--data-path exec"), "{e}");
+    });
+}
