@@ -64,6 +64,9 @@ pub fn run(ctx: &Context, a: AuditArgs) -> anyhow::Result<Exit> {
         if let Some(p) = &r.plan {
             say!("    plan: {p}");
         }
+        if let Some(d) = &r.data_path {
+            say!("    data: {d}");
+        }
         if let Some(d) = &r.detail {
             say!("    {d}");
         }

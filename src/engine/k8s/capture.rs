@@ -703,6 +703,19 @@ async fn capture_with(
         let parent_id = parent.as_ref().map(|p| p.id);
         let dp = progress.data.snapshot();
         let files_read: u64 = volumes.iter().map(|v| v.files_transferred).sum();
+        // Files and bytes of the volumes agents stored (the writer saw none of them),
+        // and how many of their files were unchanged.
+        let by_agents = if meta.data_path.as_ref().is_some_and(|d| d.path == "agent") {
+            volumes.iter().fold((0, 0, 0), |(f, b, u), v| {
+                (
+                    f + v.files,
+                    b + v.bytes,
+                    u + v.files.saturating_sub(v.files_transferred),
+                )
+            })
+        } else {
+            (0, 0, 0)
+        };
         tokio::task::spawn_blocking(move || -> eng::Result<Snapshot> {
             // The agents' blobs, for whatever this process reads next (a migration's
             // restore, a check).
@@ -743,12 +756,12 @@ async fn capture_with(
                 items,
                 meta: m,
                 summary: Summary {
-                    files: stats.files,
+                    files: stats.files + by_agents.0,
                     dirs: stats.dirs,
-                    bytes: stats.bytes,
+                    bytes: stats.bytes + by_agents.1,
                     files_new: files_read,
                     files_changed: 0,
-                    files_unmodified: stats.files_reused,
+                    files_unmodified: stats.files_reused + by_agents.2,
                     bytes_new: dp.bytes_new,
                     bytes_stored: dp.bytes_stored,
                     blobs_new: stats.blobs_new,

@@ -51,6 +51,9 @@ pub enum AgentLine {
         /// Files read (new or changed since the parent).
         files_read: u64,
         bytes_new: u64,
+        /// What those new bytes took in the repository.
+        #[serde(default)]
+        bytes_stored: u64,
     },
     /// A restore ended.
     Restored { files: u64, bytes: u64 },

@@ -146,6 +146,8 @@ async fn one(
         files,
         bytes,
         files_read,
+        bytes_new,
+        bytes_stored,
         ..
     } = ran?
     else {
@@ -158,6 +160,7 @@ async fn one(
         path: format!("{VOLUMES_DIR}/{ns}/{}", r.name).into_bytes(),
         node: *root,
     })?;
+    progress.data.add_new(bytes_new, bytes_stored);
     rec.files = files;
     rec.bytes = bytes;
     rec.files_transferred = files_read;
