@@ -24,6 +24,9 @@ fi
 # The console's end-to-end test drives the real binary in a tmux terminal.
 command -v tmux >/dev/null || { apt-get update -qq && apt-get install -y -qq tmux; }
 
+# The agent tests run the built `ferry-agent` binary (in the sandbox's agent pods, and in
+# its image under runc), which no test target of its own package builds.
+cargo build -p ferry-agent
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast "$@"
 else

@@ -213,6 +213,7 @@ fn run(job: Job) -> Result<(), String> {
                     bytes: a.summary.bytes,
                     files_read: a.summary.files_new + a.summary.files_changed,
                     bytes_new: a.summary.bytes_new,
+                    bytes_stored: a.summary.bytes_stored,
                 }
             })
         }
