@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 
 #[path = "support/sandboxes.rs"]
 mod sandboxes;
-use sandboxes::{Sandboxes, create_all, sandbox_kubeconfig};
+use sandboxes::{Sandboxes, create_all, run, sandbox_kubeconfig};
 
 /// Namespaces of the big cluster.
 const NAMESPACES: usize = 200;
@@ -85,94 +85,6 @@ async fn fill(client: &kube::Client) -> Duration {
     t.elapsed()
 }
 
-/// One run of the binary: wall time, peak resident memory (bytes) and what it printed.
-struct Run {
-    wall: Duration,
-    peak: u64,
-    /// CPU time the command used (user and system).
-    cpu: Duration,
-    /// CPU time the target sandbox used while it ran.
-    server_cpu: Duration,
-    out: String,
-}
-
-/// CPU time (user and system) process `pid` has used so far.
-fn cpu_of(pid: &str) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // The fields after the command's name, which is in parentheses.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
-    Duration::from_millis((ticks(11) + ticks(12)) * 10)
-}
-
-/// Runs `ferry args` with `home`'s folders, sampling its `VmHWM` until it exits.
-fn run(home: &Path, server: &str, args: &[&str]) -> Run {
-    let server_before = cpu_of(server);
-    let t = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args(args)
-        .env("HOME", home)
-        .env("XDG_DATA_HOME", home.join("data"))
-        .env("XDG_CONFIG_HOME", home.join("config"))
-        .env("XDG_STATE_HOME", home.join("state"))
-        .env("KUBECONFIG", home.join("data/ferry/sandbox/kubeconfig"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let status = format!("/proc/{}/status", child.id());
-    let mut peak = 0u64;
-    let mut cpu = Duration::ZERO;
-    let pid = child.id().to_string();
-    // Output is read on threads so that a chatty child never blocks on a full pipe.
-    let mut stdout = child.stdout.take().unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let out = std::thread::spawn(move || {
-        let mut s = String::new();
-        std::io::Read::read_to_string(&mut stdout, &mut s).unwrap();
-        s
-    });
-    let err = std::thread::spawn(move || {
-        let mut s = String::new();
-        std::io::Read::read_to_string(&mut stderr, &mut s).unwrap();
-        s
-    });
-    let code = loop {
-        if let Some(hwm) = std::fs::read_to_string(&status).ok().and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())
-        }) {
-            peak = peak.max(hwm * 1024);
-        }
-        cpu = cpu.max(cpu_of(&pid));
-        if let Some(code) = child.try_wait().unwrap() {
-            break code;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    let wall = t.elapsed();
-    let out = format!("{}{}", out.join().unwrap(), err.join().unwrap());
-    assert!(code.success(), "ferry {args:?} failed:\n{out}");
-    Run {
-        wall,
-        peak,
-        cpu,
-        server_cpu: cpu_of(server).saturating_sub(server_before),
-        out,
-    }
-}
-
 fn mib(b: u64) -> String {
     format!("{:.0} MiB", b as f64 / (1024.0 * 1024.0))
 }
@@ -203,11 +115,13 @@ fn main() {
     let capture = run(
         home,
         &big_pid,
+        &[],
         &["backup", "--context", "ferry-big", "-A", "--no-volumes"],
     );
     let plan = run(
         home,
         &empty_pid,
+        &[],
         &["plan", "latest", "--context", "ferry-empty", "-o", "json"],
     );
     let planned: Value = serde_json::from_str(
@@ -224,6 +138,7 @@ fn main() {
     let restore = run(
         home,
         &empty_pid,
+        &[],
         &["restore", "latest", "--context", "ferry-empty", "--yes"],
     );
     // The restore's phases as its log has them: it is the last job in the log, the
