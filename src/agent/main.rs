@@ -128,14 +128,18 @@ fn main() -> ExitCode {
         let message = format!(
             "this agent is ferry-agent {VERSION}, but Ferry {want} started it: set the agent image to the one built with Ferry {want} (`agent.image` in Ferry's config.yaml, or --agent-image)"
         );
-        eprintln!("{message}");
         say(&AgentLine::Failed { message });
         return ExitCode::from(EXIT_REFUSED as u8);
     }
     match run(cli.job) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("ferry-agent: {message}");
+        Err(mut message) => {
+            if message.contains("loading credentials") {
+                message.push_str(
+                    ". In a cluster, the agent's credentials come from its service account's identity (IRSA, EKS Pod Identity) when Ferry names one (--agent-service-account), else from the job's Secret: give that identity access to the bucket, or let Ferry hand over its own credentials",
+                );
+            }
+            // The report is the message: `kubectl logs` shows it too.
             say(&AgentLine::Failed { message });
             ExitCode::FAILURE
         }

@@ -658,3 +658,38 @@ fn the_agent_image_builds_reproducibly_and_runs_under_an_oci_runtime() {
     .unwrap();
     assert_eq!(checksums(&back), checksums(&data));
 }
+
+/// Agents that cannot get into the bucket fail their volumes with a message that says
+/// why and what to do (here: a service account named for an identity the pods do not
+/// have, so no credentials reach them), and leave nothing behind.
+#[test]
+fn agents_without_access_to_the_bucket_fail_their_volumes_clearly() {
+    let rt = common::runtime();
+    let env = Env::start(&rt, "agents-denied", 0);
+    rt.block_on(async move {
+        let mut o = capture_opts();
+        o.mover.agent.service_account = Some("default".into());
+        o.mover.agent.retries = 1;
+        let t = Instant::now();
+        let out = capture::capture(&env.client, &env.repo, &o, &JobProgress::new())
+            .await
+            .unwrap();
+        assert!(t.elapsed() < Duration::from_secs(60), "{:?}", t.elapsed());
+        assert_eq!(
+            out.meta.failed_volumes.len(),
+            out.meta.volumes.len() + out.meta.failed_volumes.len()
+        );
+        for f in &out.meta.failed_volumes {
+            assert!(
+                f.error.contains("the agent failed 2 time(s)"),
+                "{}",
+                f.error
+            );
+            assert!(f.error.contains("loading credentials"), "{}", f.error);
+            assert!(f.error.contains("--agent-service-account"), "{}", f.error);
+            assert!(!f.error.contains("its last log lines"), "{}", f.error);
+        }
+        assert_eq!(env.leftovers("shop").await, Vec::<String>::new());
+        env.prod.shutdown().await.unwrap();
+    });
+}

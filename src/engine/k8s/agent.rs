@@ -667,8 +667,7 @@ impl Agent {
                 progress.log(format!("{}/{}: {message}", v.namespace, v.shown));
             }
             AgentLine::Failed { message } => {
-                push_tail(seen.tail, &message);
-                seen.failure = Some(message);
+                seen.failure = Some(clip(&message, 1200));
             }
             done @ (AgentLine::Stored { .. } | AgentLine::Restored { .. }) => {
                 *seen.result = Some(done);
@@ -816,6 +815,19 @@ fn cannot_start(pod: &Pod) -> Option<String> {
     None
 }
 
+/// `s` in at most about `n` characters: its start and its end (where the advice is),
+/// with `…` for the middle (an object store's error can carry pages of debugging
+/// detail).
+fn clip(s: &str, n: usize) -> String {
+    let count = s.chars().count();
+    if count <= n {
+        return s.to_string();
+    }
+    let head: String = s.chars().take(n / 2).collect();
+    let tail: String = s.chars().skip(count - n / 2).collect();
+    format!("{head} … {tail}")
+}
+
 /// A name part: at most `n` characters of lowercase letters, digits and `-`.
 fn short(s: &str, n: usize) -> String {
     let cleaned: String = s
@@ -857,6 +869,18 @@ mod tests {
             "{why}"
         );
         assert!(!lines(&tail).contains("9.9.9"));
+    }
+
+    #[test]
+    fn long_reports_keep_their_start_and_their_advice() {
+        let s = format!("start {} end: do this", "x".repeat(5000));
+        let c = clip(&s, 100);
+        assert!(
+            c.starts_with("start ") && c.ends_with("end: do this") && c.contains(" … "),
+            "{c}"
+        );
+        assert!(c.chars().count() < 110);
+        assert_eq!(clip("short", 100), "short");
     }
 
     #[test]
