@@ -453,7 +453,12 @@ impl Agent {
                 },
             )
             .await?;
-            let mut waiting = false;
+            // No pod to follow: the Job has not made one yet, or cannot (admission,
+            // quota); that too is waited for at most `start_timeout`.
+            let mut waiting = pods
+                .items
+                .iter()
+                .all(|p| followed.contains(p.metadata.name.as_deref().unwrap_or_default()));
             for pod in pods.items {
                 let pod_name = pod.metadata.name.clone().unwrap_or_default();
                 if followed.contains(&pod_name) {
@@ -559,7 +564,7 @@ impl Agent {
                     return Err(self.volume_err(
                         v,
                         format!(
-                            "the agent did not start within {} s: no node could run it, or its image could not be pulled (`kubectl describe job {} -n {}`)",
+                            "the agent did not start within {} s: the Job could not make its pod (Pod Security or a quota refused it: the agent runs as root), no node could run it, or its image could not be pulled (`kubectl describe job {} -n {}`)",
                             self.opts.start_timeout.as_secs(),
                             self.name,
                             v.namespace
