@@ -9,7 +9,7 @@
 //!
 //! Prints a table; no assertions (speed is measured, not tested).
 //!
-//! `cargo bench --bench k8s_move [-- --objects N] [-- --mib M] [-- --data DIR]`
+//! `cargo bench --bench k8s_move [-- --objects N] [-- --mib M] [-- --data DIR] [-- --streams N]`
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -44,6 +44,8 @@ struct Args {
     objects: usize,
     mib: u64,
     data: Option<PathBuf>,
+    /// Archive streams per volume on the exec path ([`MoverOptions::streams`]).
+    streams: Option<usize>,
 }
 
 fn args() -> Args {
@@ -51,6 +53,7 @@ fn args() -> Args {
         objects: 10_000,
         mib: 1024,
         data: None,
+        streams: None,
     };
     let v: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -59,6 +62,7 @@ fn args() -> Args {
             "--objects" => a.objects = v[i + 1].parse().unwrap(),
             "--mib" => a.mib = v[i + 1].parse().unwrap(),
             "--data" => a.data = Some(PathBuf::from(&v[i + 1])),
+            "--streams" => a.streams = Some(v[i + 1].parse().unwrap()),
             _ => {
                 i += 1;
                 continue;
@@ -465,20 +469,21 @@ async fn main() {
     );
 
     let p = plan_into(&dst, &vrepo, &out, "bulk", &[("ebs-sc", "gp3")]).await;
+    let mut mover = MoverOptions::default();
+    if let Some(n) = a.streams {
+        mover.streams = n;
+    }
     let t = Instant::now();
-    let report = apply::apply(
-        &dst,
-        &vrepo,
-        &p,
-        &MoverOptions::default(),
-        &JobProgress::new(),
-    )
-    .await
-    .unwrap();
+    let report = apply::apply(&dst, &vrepo, &p, &mover, &JobProgress::new())
+        .await
+        .unwrap();
     let secs = t.elapsed().as_secs_f64();
     assert!(report.failed().is_empty(), "{:?}", report.failed());
     row(
-        "restore: into a claim of the other cluster through a mover",
+        &format!(
+            "restore: into a claim of the other cluster through a mover ({} streams)",
+            mover.streams
+        ),
         secs,
         bytes / MIB,
         "MiB",

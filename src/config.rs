@@ -51,6 +51,9 @@ pub struct Settings {
     pub kubeconfigs: Vec<String>,
     #[serde(default)]
     pub mover_image: Option<String>,
+    /// Archive streams per volume on the exec path.
+    #[serde(default)]
+    pub mover_streams: Option<usize>,
     /// In-cluster agents.
     #[serde(default)]
     pub agent: AgentSettings,
@@ -84,6 +87,8 @@ pub struct AgentSettings {
     pub image: Option<String>,
     #[serde(default)]
     pub service_account: Option<String>,
+    #[serde(default)]
+    pub endpoint: Option<String>,
     #[serde(default)]
     pub per_job: Option<usize>,
     #[serde(default)]

@@ -24,10 +24,10 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use ferry_repo::agent::{AgentLine, EXIT_REFUSED, KEY_ENV, VERSION};
-use ferry_repo::backend::DynBackend;
 use ferry_repo::backend::retry::{RetryPolicy, Retrying};
 use ferry_repo::backend::s3::{S3Backend, S3Config};
 use ferry_repo::backend::throttled::Throttled;
+use ferry_repo::backend::{DynBackend, FileKind};
 use ferry_repo::crypto::MasterKey;
 use ferry_repo::progress::Progress;
 use ferry_repo::repo::FORMAT_VERSION;
@@ -99,6 +99,14 @@ struct Store {
     region: Option<String>,
     #[arg(long)]
     path_style: bool,
+    /// How long the agent keeps trying to reach the store at start before it says the
+    /// cluster cannot reach it, in seconds (afterwards, outages are waited out for
+    /// `--retry-budget`).
+    #[arg(long, default_value_t = 30)]
+    reach_timeout: u64,
+    /// How long one storage operation may keep retrying a transient failure, in seconds.
+    #[arg(long, default_value_t = 300)]
+    retry_budget: u64,
 }
 
 fn say(line: &AgentLine) {
@@ -146,6 +154,32 @@ fn main() -> ExitCode {
     }
 }
 
+/// Reads the repository's config within `--reach-timeout`: a store the pod cannot
+/// reach at all is the cluster's network or the endpoint it was given, said at once
+/// instead of waited on for the whole retry budget.
+fn reach(rt: &tokio::runtime::Runtime, s3: &DynBackend, store: &Store) -> Result<(), String> {
+    let probe = Retrying::wrap(
+        s3.clone(),
+        RetryPolicy::with_budget(Duration::from_secs(store.reach_timeout)),
+        None,
+    );
+    match rt.block_on(probe.read(FileKind::Config, "config")) {
+        Ok(_) => Ok(()),
+        // Not found, denied, a wrong key: the store answered; opening says what it means.
+        Err(e) if !e.is_transient() || e.to_string().contains("loading credentials") => Ok(()),
+        Err(e) => {
+            let at = store
+                .endpoint
+                .clone()
+                .unwrap_or_else(|| "its AWS endpoint".to_string());
+            Err(format!(
+                "cannot reach the repository {} at {at} from this pod within {} s ({e}): the cluster must reach the object store itself; give the agents the address pods reach it at (--agent-endpoint, agent.endpoint in config.yaml), or allow this namespace's egress to it",
+                store.repo, store.reach_timeout
+            ))
+        }
+    }
+}
+
 fn run(job: Job) -> Result<(), String> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -175,12 +209,14 @@ fn run(job: Job) -> Result<(), String> {
     cfg.endpoint = store.endpoint.clone();
     cfg.region = store.region.clone();
     cfg.path_style = store.path_style;
-    let s3 = rt
-        .block_on(S3Backend::connect(cfg))
-        .map_err(|e| e.to_string())?;
+    let s3: DynBackend = Arc::new(
+        rt.block_on(S3Backend::connect(cfg))
+            .map_err(|e| e.to_string())?,
+    );
+    reach(&rt, &s3, store)?;
     let backend: DynBackend = Retrying::wrap(
-        Throttled::wrap(Arc::new(s3), upload, download),
-        RetryPolicy::default(),
+        Throttled::wrap(s3, upload, download),
+        RetryPolicy::with_budget(Duration::from_secs(store.retry_budget)),
         None,
     );
     let repo =

@@ -107,6 +107,11 @@ pub struct Global {
     /// go into a Secret that lives only as long as the job
     #[arg(long, global = true)]
     pub agent_service_account: Option<String>,
+    /// The object store's address as the cluster's pods reach it, where it differs from
+    /// this machine's (e.g. `http://minio.minio.svc:9000`) [default: settings'
+    /// agent.endpoint, else the repository's own]
+    #[arg(long, global = true)]
+    pub agent_endpoint: Option<String>,
     /// Volumes moved at once by one job's agents [default: 4]
     #[arg(long, global = true, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub agents_per_job: Option<u16>,
@@ -119,6 +124,11 @@ pub struct Global {
     /// Memory of each agent: a request, or REQUEST:LIMIT [default: 256Mi:1Gi]
     #[arg(long, global = true)]
     pub agent_memory: Option<String>,
+    /// Archives per large volume extracted side by side by the mover on a restore
+    /// through exec, for a mover node with cores to spare [default: settings'
+    /// moverStreams, else 1]
+    #[arg(long, global = true, value_parser = clap::value_parser!(u16).range(1..=32))]
+    pub mover_streams: Option<u16>,
     /// Print no progress
     #[arg(short, long, global = true)]
     pub quiet: bool,

@@ -156,8 +156,15 @@ pub fn mover_options(
         m.image = i;
     }
     let g = &ctx.global;
+    if let Some(n) = g.mover_streams.map(usize::from).or(settings.mover_streams) {
+        m.streams = n.clamp(1, 32);
+    }
     let s = &settings.agent;
     let a = &mut m.agent;
+    a.endpoint = g.agent_endpoint.clone().or(s.endpoint.clone());
+    if let Some(b) = g.retry_budget {
+        a.retry_budget = b;
+    }
     if let Some(p) = g.data_path.as_ref().or(s.data_path.as_ref()) {
         a.data_path = ferry_k8s::agent::DataPath::parse(p).ok_or_else(|| {
             anyhow::anyhow!("agent.dataPath {p:?} in config.yaml is not one of auto, agent, exec")

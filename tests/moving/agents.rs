@@ -693,3 +693,45 @@ fn agents_without_access_to_the_bucket_fail_their_volumes_clearly() {
         env.prod.shutdown().await.unwrap();
     });
 }
+
+/// A store the cluster cannot reach (here: agents told to use an address where nothing
+/// listens, as a store port-forwarded to the operator's machine would be from a pod)
+/// fails each volume within the reach timeout, saying so and what to set, and leaves
+/// nothing behind.
+#[test]
+fn agents_that_cannot_reach_the_store_say_so_quickly() {
+    let rt = common::runtime();
+    let env = Env::start(&rt, "agents-unreachable", 0);
+    rt.block_on(async move {
+        let mut o = capture_opts();
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = closed.local_addr().unwrap().port();
+        drop(closed);
+        o.mover.agent.endpoint = Some(format!("http://127.0.0.1:{port}"));
+        o.mover.agent.reach_timeout = Duration::from_secs(2);
+        o.mover.agent.retries = 0;
+        let t = Instant::now();
+        let out = capture::capture(&env.client, &env.repo, &o, &JobProgress::new())
+            .await
+            .unwrap();
+        assert!(t.elapsed() < Duration::from_secs(60), "{:?}", t.elapsed());
+        assert!(out.meta.volumes.is_empty(), "{:?}", out.meta.volumes);
+        assert!(!out.meta.failed_volumes.is_empty());
+        for f in &out.meta.failed_volumes {
+            assert!(
+                f.error
+                    .contains("cannot reach the repository s3://agents-unreachable"),
+                "{}",
+                f.error
+            );
+            assert!(
+                f.error.contains(&format!("127.0.0.1:{port}")),
+                "{}",
+                f.error
+            );
+            assert!(f.error.contains("--agent-endpoint"), "{}", f.error);
+        }
+        assert_eq!(env.leftovers("shop").await, Vec::<String>::new());
+        env.prod.shutdown().await.unwrap();
+    });
+}

@@ -720,6 +720,136 @@ fn volume_tar_streams_keep_hard_links_and_holes() {
     assert_eq!(found.content, first.content);
 }
 
+/// A tree split into several tar streams for as many `tar -x`: every file is in exactly
+/// one part, every folder in each, another name of a file in its first name's part,
+/// symlinks, FIFOs and sparse files in part 0 (the one that is finished), a folder's
+/// files together (two `tar -x` in one folder wait on each other), and the parts'
+/// bytes balanced.
+#[test]
+fn a_tree_split_into_tar_parts_holds_each_file_once() {
+    use ferry_repo::ingest::{self, TarPart, TreeBuilder};
+    use ferry_repo::saver::Saver;
+    use ferry_repo::tree::{Name, NodeKind};
+    use std::collections::BTreeMap;
+    use std::io::Read as _;
+
+    let t = new_repo();
+    t.repo.load_index().unwrap();
+    let progress = Arc::new(Progress::new());
+    let saver = Saver::new(&t.repo, progress.clone(), true).unwrap();
+    let mut b = TreeBuilder::new(&t.repo, &saver, &progress);
+    let file = |inode: u64, links: u64, size: usize| {
+        let mut n = ingest::file_node(b"", 0o640, 1234, 5678, 1_600_000_000);
+        n.inode = inode;
+        n.links = links;
+        n.size = size as u64;
+        n
+    };
+    let mut want: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+    for i in 0..60u64 {
+        let data = bytes((i as usize * 7919) % 90_000, i);
+        let path = format!("d{}/e{}/f{i}", i % 4, i % 3).into_bytes();
+        b.add(&path, file(100 + i, 1, data.len()), Some(&mut &data[..]))
+            .unwrap();
+        want.insert(path, data);
+    }
+    let shared = bytes(50_000, 99);
+    for p in ["x/one", "y/two", "z/three"] {
+        b.add(
+            p.as_bytes(),
+            file(7, 3, shared.len()),
+            Some(&mut &shared[..]),
+        )
+        .unwrap();
+    }
+    let mut sparse = vec![0xab; 4096];
+    sparse.resize(1 << 20, 0);
+    let mut s = file(8, 1, sparse.len());
+    s.sparse = true;
+    b.add(b"d1/disk.img", s, Some(&mut &sparse[..])).unwrap();
+    let mut link = ingest::file_node(b"", 0o777, 0, 0, 1_500_000_000);
+    link.kind = NodeKind::Symlink;
+    link.size = 0;
+    link.target = Some(Name(b"x/one".to_vec()));
+    b.add(b"d2/link", link, None).unwrap();
+    b.add(b"empty/dir", ingest::dir_node(b""), None).unwrap();
+    let (root, _) = b.finish().unwrap();
+    saver.finish().unwrap();
+
+    let whole_progress = Progress::new();
+    ingest::write_tar(&t.repo, &root, &mut std::io::sink(), &whole_progress).unwrap();
+    let split_progress = Progress::new();
+    let mut regular: BTreeMap<Vec<u8>, (usize, Vec<u8>)> = BTreeMap::new();
+    let mut links = BTreeMap::new();
+    let mut bytes_in = [0u64; 3];
+    for part in TarPart::all(3) {
+        let mut out = Vec::new();
+        let rest = ingest::write_tar_part(&t.repo, &root, part, &mut out, &split_progress).unwrap();
+        assert_eq!(rest.sparse.len(), usize::from(part.index == 0));
+        assert_eq!(rest.symlinks.len(), usize::from(part.index == 0));
+        let mut dirs = Vec::new();
+        let mut a = tar::Archive::new(&out[..]);
+        for e in a.entries().unwrap() {
+            let mut e = e.unwrap();
+            let path = e.path_bytes().into_owned();
+            let kind = e.header().entry_type();
+            match kind {
+                tar::EntryType::Directory => dirs.push(path),
+                tar::EntryType::Regular => {
+                    let mut data = Vec::new();
+                    e.read_to_end(&mut data).unwrap();
+                    bytes_in[part.index] += data.len() as u64;
+                    let was = regular.insert(path.clone(), (part.index, data));
+                    assert!(was.is_none(), "{path:?} twice");
+                }
+                tar::EntryType::Link => {
+                    let target = e.link_name_bytes().unwrap().into_owned();
+                    links.insert(path, (part.index, target));
+                }
+                tar::EntryType::Symlink => assert_eq!(part.index, 0),
+                k => panic!("{k:?}"),
+            }
+        }
+        for d in ["d0/", "d3/e2/", "empty/", "empty/dir/", "x/", "z/"] {
+            assert!(dirs.contains(&d.as_bytes().to_vec()), "{d} in {part:?}");
+        }
+    }
+    for (path, data) in &want {
+        assert_eq!(&regular.get(path).unwrap().1, data);
+    }
+    assert_eq!(regular.get(&b"x/one"[..]).unwrap().1, shared);
+    let first = regular.get(&b"x/one"[..]).unwrap().0;
+    assert_eq!(links.len(), 2);
+    for (_, (part, target)) in links {
+        assert_eq!((part, target), (first, b"x/one".to_vec()));
+    }
+    assert_eq!(regular.get(&b"d1/disk.img"[..]).unwrap().0, 0);
+    // Each folder's files (far below a run's 16 MiB) in one part, folders balanced.
+    for (path, (part, _)) in &regular {
+        if let Some(at) = path.iter().rposition(|&c| c == b'/')
+            && path.starts_with(b"d")
+        {
+            let folder = &path[..at];
+            for (other, (p, _)) in &regular {
+                if other.len() > at
+                    && other[..at] == *folder
+                    && other[at] == b'/'
+                    && !other[at + 1..].contains(&b'/')
+                {
+                    assert_eq!(p, part, "{path:?} and {other:?}");
+                }
+            }
+        }
+    }
+    let (lo, hi) = (
+        bytes_in.iter().min().unwrap(),
+        bytes_in.iter().max().unwrap(),
+    );
+    assert!(*lo > 0 && hi - lo < 600_000, "{bytes_in:?}");
+    let (w, s) = (whole_progress.snapshot(), split_progress.snapshot());
+    assert_eq!((w.files_done, w.bytes_done), (s.files_done, s.bytes_done));
+}
+
 /// Many small blobs read at once (a snapshot's object documents): each comes back in
 /// the order asked, a blob named twice comes back twice, across several packs, and a
 /// blob no index knows is `BlobMissing`.

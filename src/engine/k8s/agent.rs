@@ -83,6 +83,14 @@ pub struct AgentOptions {
     pub start_timeout: Duration,
     /// How long a request may stay unanswered.
     pub stall_timeout: Duration,
+    /// The object store's endpoint as pods reach it, where it is not the one this
+    /// machine uses (a store port-forwarded here, a MinIO Service in the cluster).
+    pub endpoint: Option<String>,
+    /// How long an agent tries to reach the store at start before it reports that the
+    /// cluster cannot reach it.
+    pub reach_timeout: Duration,
+    /// How long one storage operation of an agent may retry a transient failure.
+    pub retry_budget: Duration,
     /// Job-wide limits in bytes per second, split across the agents that run at once.
     pub limit_upload: Option<u64>,
     pub limit_download: Option<u64>,
@@ -104,6 +112,9 @@ impl Default for AgentOptions {
             retries: 3,
             start_timeout: Duration::from_secs(180),
             stall_timeout: Duration::from_secs(120),
+            endpoint: None,
+            reach_timeout: Duration::from_secs(30),
+            retry_budget: Duration::from_secs(300),
             limit_upload: None,
             limit_download: None,
             limit_read: None,
@@ -149,7 +160,7 @@ impl AgentAccess {
         if opts.data_path == DataPath::Exec {
             return Ok((None, exec("asked for (--data-path exec)")));
         }
-        let Some(store) = repo.backend().remote() else {
+        let Some(mut store) = repo.backend().remote() else {
             if opts.data_path == DataPath::Agent {
                 return Err(K8sError::Invalid(format!(
                     "--data-path agent needs a repository the cluster can reach (s3://…), but {} is a folder on this machine: use an S3 repository, or --data-path exec",
@@ -176,7 +187,7 @@ impl AgentAccess {
                 store.location
             )));
         }
-        let why = match &opts.service_account {
+        let mut why = match &opts.service_account {
             Some(sa) => format!(
                 "the repository is an object store ({}); agents reach it as service account {sa}",
                 store.location
@@ -186,6 +197,10 @@ impl AgentAccess {
                 store.location
             ),
         };
+        if let Some(e) = &opts.endpoint {
+            why.push_str(&format!(", at {e}"));
+            store.endpoint = Some(e.clone());
+        }
         let key = repo.key().export();
         Ok((
             Some(AgentAccess {
@@ -352,6 +367,12 @@ impl Agent {
         if let Some(e) = &access.store.endpoint {
             args.extend(["--endpoint".into(), e.clone()]);
         }
+        args.extend([
+            "--reach-timeout".into(),
+            self.opts.reach_timeout.as_secs().max(1).to_string(),
+            "--retry-budget".into(),
+            self.opts.retry_budget.as_secs().to_string(),
+        ]);
         if let Some(r) = &access.store.region {
             args.extend(["--region".into(), r.clone()]);
         }

@@ -707,7 +707,9 @@ async fn restore_volume(
             u.gid.map(|g| format!(":{g}")).unwrap_or_default()
         ));
     }
-    let r = stream_in(&mover, repo, tree, progress).await;
+    let parts = streams_for(v.files, v.bytes, opts.streams);
+    tracing::debug!(claim = %v.target, parts, "restoring through the exec path");
+    let r = stream_in(&mover, repo, tree, parts, progress).await;
     mover.delete().await;
     let bytes = r?;
     mark_restored(client, plan, v, tree, opts, progress, bytes).await?;
@@ -753,30 +755,80 @@ async fn mark_restored(
     Ok(())
 }
 
+/// How many `tar -x` streams a volume of `files` files and `bytes` bytes is written
+/// through: one for a small volume (each stream is an exec session and a writer
+/// thread), up to `most` as it grows.
+fn streams_for(files: u64, bytes: u64, most: usize) -> usize {
+    const BYTES_PER_STREAM: u64 = 64 << 20;
+    const FILES_PER_STREAM: u64 = 2_000;
+    let by_size = (bytes / BYTES_PER_STREAM).max(files / FILES_PER_STREAM);
+    usize::try_from(by_size.saturating_add(1))
+        .unwrap_or(usize::MAX)
+        .clamp(1, most.max(1))
+}
+
+/// Writes the tree into the mover's claim through `parts` archives extracted side by
+/// side, then does what `tar -x` could not; returns the bytes written.
 async fn stream_in(
     mover: &Mover,
     repo: &Repository,
     tree: eng::Id,
+    parts: usize,
     progress: &Arc<JobProgress>,
 ) -> Result<u64> {
+    let before = progress.data.snapshot().bytes_done;
+    let streams =
+        eng::ingest::TarPart::all(parts).map(|part| stream_part(mover, repo, tree, part, progress));
+    // The first to fail ends the others: their pumps are dropped, so their writer
+    // threads and their `tar` see their streams end (and the mover is deleted next).
+    let rests = futures::future::try_join_all(streams).await?;
+    let rest = rests
+        .into_iter()
+        .next()
+        .ok_or_else(|| K8sError::Invalid("no archive was written".into()))?;
+    // What `tar -x` left undone: sparse files' data around their holes, symlinks' times
+    // (all in part 0).
+    let script = listing::finish_script(&rest);
+    mover
+        .run_with_input(listing::fetch_command(mover.mount), Some(&script))
+        .await?;
+    Ok(progress.data.snapshot().bytes_done.saturating_sub(before))
+}
+
+/// One archive of the tree ([`eng::ingest::write_tar_part`]) into its own `tar -x`.
+async fn stream_part(
+    mover: &Mover,
+    repo: &Repository,
+    tree: eng::Id,
+    part: eng::ingest::TarPart,
+    progress: &Arc<JobProgress>,
+) -> Result<eng::ingest::TarRest> {
     let cmd: Vec<String> = ["tar", "-x", "-f", "-", "-C", mover.mount]
         .iter()
         .map(|s| s.to_string())
         .collect();
-    let what = cmd.join(" ");
+    let what = if part.count > 1 {
+        format!(
+            "{} (archive {} of {})",
+            cmd.join(" "),
+            part.index + 1,
+            part.count
+        )
+    } else {
+        cmd.join(" ")
+    };
     let mut p = mover.exec(cmd, true).await?;
     let stdin = p
         .stdin()
         .ok_or_else(|| K8sError::Invalid("the mover took no input stream".into()))?;
     let mut stdout = p.stdout();
     let mut stderr = p.stderr();
-    let before = progress.data.snapshot().bytes_done;
     let (mut w, chunks) = pipe::writer();
     let writer = {
         let repo = repo.clone();
         let data = progress.data.clone();
         tokio::task::spawn_blocking(move || -> eng::Result<eng::ingest::TarRest> {
-            let rest = eng::ingest::write_tar(&repo, &tree, &mut w, &data)?;
+            let rest = eng::ingest::write_tar_part(&repo, &tree, part, &mut w, &data)?;
             use std::io::Write as _;
             // Dropping the writer afterwards ends the mover's input.
             w.flush().map_err(|e| eng::Error::Write {
@@ -814,12 +866,7 @@ async fn stream_in(
         },
     })?;
     status?;
-    // What `tar -x` left undone: sparse files' data around their holes, symlinks' times.
-    let script = listing::finish_script(&rest);
-    mover
-        .run_with_input(listing::fetch_command(mover.mount), Some(&script))
-        .await?;
-    Ok(progress.data.snapshot().bytes_done.saturating_sub(before))
+    Ok(rest)
 }
 
 #[cfg(test)]
@@ -827,6 +874,17 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+
+    #[test]
+    fn small_volumes_take_one_archive_and_large_ones_up_to_the_most() {
+        assert_eq!(streams_for(0, 0, 4), 1);
+        assert_eq!(streams_for(10, 1 << 20, 4), 1);
+        assert_eq!(streams_for(10, 70 << 20, 4), 2);
+        assert_eq!(streams_for(5_000, 1 << 20, 4), 3);
+        assert_eq!(streams_for(1_000_000, 1 << 40, 4), 4);
+        assert_eq!(streams_for(1_000_000, u64::MAX, 1), 1);
+        assert_eq!(streams_for(1_000_000, 1 << 40, 0), 1);
+    }
 
     #[test]
     fn a_saved_report_reads_back_and_a_bad_folder_is_an_error() {

@@ -38,6 +38,11 @@ pub struct MoverOptions {
     /// How long a data stream may move nothing, or a request stay unanswered, before
     /// the job gives up on the cluster (the connection dropped or stalled).
     pub stall_timeout: Duration,
+    /// At most this many archives per volume extracted side by side in the mover on
+    /// the exec path (one `tar -x` spends its time creating files on one core). One by
+    /// default: with the mover on this machine's cores, more measured slower
+    /// (`bench/k8s-results.md`).
+    pub streams: usize,
     /// The in-cluster agents that move the data instead when the repository is an
     /// object store (`agent.rs`).
     pub agent: super::agent::AgentOptions,
@@ -49,6 +54,7 @@ impl Default for MoverOptions {
             image: DEFAULT_IMAGE.into(),
             start_timeout: Duration::from_secs(180),
             stall_timeout: Duration::from_secs(120),
+            streams: 1,
             agent: super::agent::AgentOptions::default(),
         }
     }

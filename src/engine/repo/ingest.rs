@@ -675,6 +675,50 @@ pub fn write_tar(
     out: &mut dyn Write,
     progress: &Progress,
 ) -> Result<TarRest> {
+    write_tar_part(repo, root, TarPart::WHOLE, out, progress)
+}
+
+/// One of several tar streams that together hold a tree, for as many `tar -x` to
+/// extract side by side (file creation is what a single one spends its time on).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TarPart {
+    /// This stream, from 0.
+    pub index: usize,
+    /// How many streams share the tree (at least 1).
+    pub count: usize,
+}
+
+impl TarPart {
+    /// The whole tree in one stream.
+    pub const WHOLE: TarPart = TarPart { index: 0, count: 1 };
+
+    /// Every part of a tree split `count` ways.
+    pub fn all(count: usize) -> impl Iterator<Item = TarPart> {
+        let count = count.max(1);
+        (0..count).map(move |index| TarPart { index, count })
+    }
+}
+
+/// What a file weighs when the parts are balanced: its bytes, and creating it.
+const TAR_FILE_COST: u64 = 32 * 1024;
+
+/// How much of one folder's files go to one part before the next run is balanced.
+const TAR_RUN: u64 = 16 << 20;
+
+/// Writes part `part` of the tree `root` as [`write_tar`] writes all of it. Each part
+/// holds every folder (so that each `tar -x` makes the folders it writes into, with
+/// their modes and owners), and a share of the files balanced by size; the names of one
+/// inode go to one part (a hard link follows its first name), and symlinks, FIFOs and
+/// sparse files to part 0, whose [`TarRest`] is the one to finish with (the others'
+/// hold no sparse files or symlinks). The split is a pure function of the tree: every
+/// part's writer walks the whole tree and keeps its own share.
+pub fn write_tar_part(
+    repo: &Repository,
+    root: &Id,
+    part: TarPart,
+    out: &mut dyn Write,
+    progress: &Progress,
+) -> Result<TarRest> {
     let io = |e: std::io::Error| Error::Write {
         path: "the tar stream".into(),
         source: e,
@@ -694,6 +738,12 @@ pub fn write_tar(
         rest: TarRest::default(),
         sparse_dir: dir,
         sparse_content: Vec::new(),
+        part: TarPart {
+            index: part.index,
+            count: part.count.max(1),
+        },
+        loads: vec![0; part.count.max(1)],
+        run: None,
     };
     w.dir(root, &mut Vec::new())?;
     w.sparse_regions()?;
@@ -708,13 +758,18 @@ struct TarWriter<'a, 'w> {
     repo: &'a Repository,
     b: &'a mut tar::Builder<&'w mut dyn Write>,
     progress: &'a Progress,
-    /// The first name written of each inode with more than one link, its size and
-    /// content.
-    links: HashMap<u64, (Vec<u8>, u64, Vec<Id>)>,
+    /// The first name of each inode with more than one link, its size, content and
+    /// the part it went to.
+    links: HashMap<u64, (Vec<u8>, u64, Vec<Id>, usize)>,
     rest: TarRest,
     sparse_dir: Vec<u8>,
     /// The content of each of `rest.sparse`, in order.
     sparse_content: Vec<Vec<Id>>,
+    part: TarPart,
+    /// What each part holds so far ([`TAR_FILE_COST`]).
+    loads: Vec<u64>,
+    /// The part the files of this folder go to now, and what it took of them so far.
+    run: Option<(usize, u64)>,
 }
 
 fn tar_io(e: std::io::Error) -> Error {
@@ -725,8 +780,39 @@ fn tar_io(e: std::io::Error) -> Error {
 }
 
 impl TarWriter<'_, '_> {
+    /// The part a file (not another name of one) goes to: the least loaded, but part 0
+    /// for a sparse file (its regions are at the end of part 0).
+    fn file_part(&mut self, node: &Node) -> usize {
+        // A sparse file's size says little of its data: it weighs as a file.
+        let (part, cost) = if node.sparse && node.size > 0 {
+            (0, TAR_FILE_COST)
+        } else {
+            let cost = node.size.saturating_add(TAR_FILE_COST);
+            // Files of one folder go to one part in runs: two `tar -x` creating files
+            // in the same folder wait on each other's lock of it.
+            let part = match self.run {
+                Some((part, weight)) if weight < TAR_RUN => part,
+                _ => (0..self.loads.len())
+                    .min_by_key(|&i| self.loads[i])
+                    .unwrap_or(0),
+            };
+            let weight = match self.run {
+                Some((p, w)) if p == part && w < TAR_RUN => w,
+                _ => 0,
+            };
+            self.run = Some((part, weight.saturating_add(cost)));
+            (part, cost)
+        };
+        if let Some(l) = self.loads.get_mut(part) {
+            *l = l.saturating_add(cost);
+        }
+        part
+    }
+
     fn dir(&mut self, tree: &Id, prefix: &mut Vec<u8>) -> Result<()> {
         let t = Tree::load(self.repo, tree)?;
+        // A run of files does not span folders.
+        self.run = None;
         for node in &t.nodes {
             self.progress.check()?;
             if !node.name.is_safe() {
@@ -739,6 +825,9 @@ impl TarWriter<'_, '_> {
             prefix.extend_from_slice(&node.name.0);
             self.node(node, prefix)?;
             prefix.truncate(len);
+            if node.kind == NodeKind::Dir {
+                self.run = None;
+            }
         }
         Ok(())
     }
@@ -769,10 +858,13 @@ impl TarWriter<'_, '_> {
                 if node.links > 1 && node.inode != 0 {
                     // Another name of a file already written (with the same content:
                     // anything else is written as a file of its own).
-                    if let Some((first, size, content)) = self.links.get(&node.inode)
+                    if let Some((first, size, content, part)) = self.links.get(&node.inode)
                         && *size == node.size
                         && *content == node.content
                     {
+                        if *part != self.part.index {
+                            return Ok(());
+                        }
                         h.set_entry_type(tar::EntryType::Link);
                         h.set_size(0);
                         let first = std::ffi::OsStr::from_bytes(first).to_os_string();
@@ -780,9 +872,15 @@ impl TarWriter<'_, '_> {
                         self.progress.add_done(1, 0);
                         return Ok(());
                     }
+                }
+                let part = self.file_part(node);
+                if node.links > 1 && node.inode != 0 {
                     self.links
                         .entry(node.inode)
-                        .or_insert_with(|| (prefix.clone(), node.size, node.content.clone()));
+                        .or_insert_with(|| (prefix.clone(), node.size, node.content.clone(), part));
+                }
+                if part != self.part.index {
+                    return Ok(());
                 }
                 h.set_entry_type(tar::EntryType::Regular);
                 if node.sparse && node.size > 0 {
@@ -826,6 +924,8 @@ impl TarWriter<'_, '_> {
                 }
                 self.progress.add_done(1, 0);
             }
+            // Cheap to make: part 0's.
+            NodeKind::Symlink | NodeKind::Fifo if self.part.index != 0 => {}
             NodeKind::Symlink => {
                 h.set_entry_type(tar::EntryType::Symlink);
                 h.set_size(0);
