@@ -37,8 +37,6 @@ use ferry_repo::crypto::{KdfParams, Secret};
 use ferry_repo::progress::Progress;
 use ferry_repo::repo::InitOptions;
 use ferry_repo::restore;
-use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
-use kube::Api;
 use serde_json::json;
 
 #[path = "support/sandboxes.rs"]
@@ -47,6 +45,13 @@ use sandboxes::{Run, Sandboxes, create_all, run, sandbox_kubeconfig};
 
 #[path = "../tests/support/moto.rs"]
 mod moto;
+
+#[path = "../tests/support/volumes.rs"]
+mod claim_dirs;
+#[path = "support/volumes.rs"]
+mod volumes;
+use claim_dirs::volume_dir;
+use volumes::{du, same_files};
 
 const MIB: f64 = 1024.0 * 1024.0;
 /// Size of each claim's data.
@@ -75,57 +80,6 @@ fn dataset(seed: u32) -> PathBuf {
         std::fs::rename(&tmp, &d).unwrap();
     }
     d
-}
-
-fn du(dir: &Path) -> u64 {
-    files(dir)
-        .iter()
-        .map(|p| std::fs::symlink_metadata(p).map(|m| m.len()).unwrap_or(0))
-        .sum()
-}
-
-fn files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap().flatten() {
-            let t = e.file_type().unwrap();
-            if t.is_dir() {
-                stack.push(e.path());
-            } else if t.is_file() {
-                out.push(e.path());
-            }
-        }
-    }
-    out
-}
-
-/// Every file of `a` is in `b` with the same bytes.
-fn same_files(a: &Path, b: &Path) -> bool {
-    files(a).iter().all(|p| {
-        let rel = p.strip_prefix(a).unwrap();
-        std::fs::read(p).ok() == std::fs::read(b.join(rel)).ok()
-    })
-}
-
-async fn volume_dir(client: &kube::Client, sandbox_dir: &Path, ns: &str, claim: &str) -> PathBuf {
-    for _ in 0..600 {
-        let pvc = Api::<PersistentVolumeClaim>::namespaced(client.clone(), ns)
-            .get(claim)
-            .await
-            .unwrap();
-        if let Some(pv) = pvc.spec.and_then(|s| s.volume_name) {
-            let pv = Api::<PersistentVolume>::all(client.clone())
-                .get(&pv)
-                .await
-                .unwrap();
-            return sandbox_dir
-                .join("volumes")
-                .join(pv.spec.unwrap().csi.unwrap().volume_handle);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("{ns}/{claim} never bound");
 }
 
 /// Claims `data-<i>` of `ns` holding the data sets `seeds`, bound through a mover

@@ -33,10 +33,16 @@ use ferry_repo::repo::InitOptions;
 use ferry_repo::restore;
 use ferry_sandbox::{Sandbox, SandboxConfig, write_kubeconfig};
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 use kube::Api;
 use kube::api::{DynamicObject, PostParams};
 use serde_json::{Value, json};
+
+#[path = "../tests/support/volumes.rs"]
+mod claim_dirs;
+#[path = "support/volumes.rs"]
+mod volumes;
+use claim_dirs::volume_dir;
+use volumes::{du, files, same_files};
 
 const MIB: f64 = 1024.0 * 1024.0;
 
@@ -214,57 +220,6 @@ async fn plan_into(
     )
     .await
     .unwrap()
-}
-
-async fn volume_dir(client: &kube::Client, sandbox_dir: &Path, ns: &str, claim: &str) -> PathBuf {
-    for _ in 0..600 {
-        let pvc = Api::<PersistentVolumeClaim>::namespaced(client.clone(), ns)
-            .get(claim)
-            .await
-            .unwrap();
-        if let Some(pv) = pvc.spec.and_then(|s| s.volume_name) {
-            let pv = Api::<PersistentVolume>::all(client.clone())
-                .get(&pv)
-                .await
-                .unwrap();
-            let handle = pv.spec.unwrap().csi.unwrap().volume_handle;
-            return sandbox_dir.join("volumes").join(handle);
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    panic!("{ns}/{claim} never bound");
-}
-
-fn du(dir: &Path) -> u64 {
-    walkdir(dir)
-        .iter()
-        .map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
-        .sum()
-}
-
-fn walkdir(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let e = e.unwrap();
-            let t = e.file_type().unwrap();
-            if t.is_dir() {
-                stack.push(e.path());
-            } else if t.is_file() {
-                out.push(e.path());
-            }
-        }
-    }
-    out
-}
-
-/// Every file of `a` exists in `b` with the same bytes.
-fn same_files(a: &Path, b: &Path) -> bool {
-    walkdir(a).iter().all(|p| {
-        let rel = p.strip_prefix(a).unwrap();
-        std::fs::read(p).ok() == std::fs::read(b.join(rel)).ok()
-    })
 }
 
 fn row(what: &str, secs: f64, amount: f64, unit: &str) {
@@ -492,7 +447,7 @@ async fn main() {
     println!(
         "\nData set: {:.0} MiB in {} files; restored claim identical to the source: {}",
         bytes / MIB,
-        walkdir(&data).len(),
+        files(&data).len(),
         same_files(&vol, &restored)
     );
     prod.shutdown().await.unwrap();

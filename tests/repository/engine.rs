@@ -591,6 +591,15 @@ fn blobs_indexed_by_another_process_are_found_without_reopening() {
     assert!(!tree.is_empty());
 }
 
+/// A file node of a volume (mode 0640, owner 1234:5678) as a listing gives it.
+fn listed_file(inode: u64, links: u64, size: usize) -> ferry_repo::tree::Node {
+    let mut n = ferry_repo::ingest::file_node(b"", 0o640, 1234, 5678, 1_600_000_000);
+    n.inode = inode;
+    n.links = links;
+    n.size = size as u64;
+    n
+}
+
 /// A volume's tree written as a tar stream for a mover: names that share an inode go
 /// as hard links to the first, a sparse file goes empty with its non-zero 4 KiB blocks
 /// as region files at the end, symlinks' times are handed back; and the archive reads
@@ -612,25 +621,22 @@ fn volume_tar_streams_keep_hard_links_and_holes() {
     sparse.extend_from_slice(&[0xcd; 5000]);
     sparse.resize(sparse.len() + 10_000, 0);
     let mut b = TreeBuilder::new(&t.repo, &saver, &progress);
-    let file = |inode: u64, links: u64, size: usize| {
-        let mut n = ingest::file_node(b"", 0o640, 1234, 5678, 1_600_000_000);
-        n.inode = inode;
-        n.links = links;
-        n.size = size as u64;
-        n
-    };
     for p in ["a/first", "b/c/second", "third"] {
         b.add(
             p.as_bytes(),
-            file(42, 3, shared.len()),
+            listed_file(42, 3, shared.len()),
             Some(&mut &shared[..]),
         )
         .unwrap();
     }
     // Another inode of the same content is a file of its own.
-    b.add(b"copy", file(43, 1, shared.len()), Some(&mut &shared[..]))
-        .unwrap();
-    let mut s = file(44, 1, sparse.len());
+    b.add(
+        b"copy",
+        listed_file(43, 1, shared.len()),
+        Some(&mut &shared[..]),
+    )
+    .unwrap();
+    let mut s = listed_file(44, 1, sparse.len());
     s.sparse = true;
     b.add(b"disk.img", s, Some(&mut &sparse[..])).unwrap();
     let mut link = ingest::file_node(b"", 0o777, 0, 0, 1_500_000_000);
@@ -738,33 +744,30 @@ fn a_tree_split_into_tar_parts_holds_each_file_once() {
     let progress = Arc::new(Progress::new());
     let saver = Saver::new(&t.repo, progress.clone(), true).unwrap();
     let mut b = TreeBuilder::new(&t.repo, &saver, &progress);
-    let file = |inode: u64, links: u64, size: usize| {
-        let mut n = ingest::file_node(b"", 0o640, 1234, 5678, 1_600_000_000);
-        n.inode = inode;
-        n.links = links;
-        n.size = size as u64;
-        n
-    };
     let mut want: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
     for i in 0..60u64 {
         let data = bytes((i as usize * 7919) % 90_000, i);
         let path = format!("d{}/e{}/f{i}", i % 4, i % 3).into_bytes();
-        b.add(&path, file(100 + i, 1, data.len()), Some(&mut &data[..]))
-            .unwrap();
+        b.add(
+            &path,
+            listed_file(100 + i, 1, data.len()),
+            Some(&mut &data[..]),
+        )
+        .unwrap();
         want.insert(path, data);
     }
     let shared = bytes(50_000, 99);
     for p in ["x/one", "y/two", "z/three"] {
         b.add(
             p.as_bytes(),
-            file(7, 3, shared.len()),
+            listed_file(7, 3, shared.len()),
             Some(&mut &shared[..]),
         )
         .unwrap();
     }
     let mut sparse = vec![0xab; 4096];
     sparse.resize(1 << 20, 0);
-    let mut s = file(8, 1, sparse.len());
+    let mut s = listed_file(8, 1, sparse.len());
     s.sparse = true;
     b.add(b"d1/disk.img", s, Some(&mut &sparse[..])).unwrap();
     let mut link = ingest::file_node(b"", 0o777, 0, 0, 1_500_000_000);

@@ -8,21 +8,28 @@ use std::path::{Path, PathBuf};
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 use kube::Api;
 
-/// The host folder of a claim's volume in the sandbox whose folder is `sandbox_dir`.
+/// The host folder of a claim's volume in the sandbox whose folder is `sandbox_dir`,
+/// once the claim is bound (a class that binds for a first consumer binds late): at
+/// most a minute.
 pub async fn volume_dir(
     client: &kube::Client,
     sandbox_dir: &Path,
     ns: &str,
     claim: &str,
 ) -> PathBuf {
-    let pvc = Api::<PersistentVolumeClaim>::namespaced(client.clone(), ns)
-        .get(claim)
-        .await
-        .unwrap_or_else(|e| panic!("claim {ns}/{claim}: {e}"));
-    let pv_name = pvc
-        .spec
-        .and_then(|s| s.volume_name)
-        .unwrap_or_else(|| panic!("claim {ns}/{claim} is not bound"));
+    let mut pv_name = None;
+    for _ in 0..600 {
+        let pvc = Api::<PersistentVolumeClaim>::namespaced(client.clone(), ns)
+            .get(claim)
+            .await
+            .unwrap_or_else(|e| panic!("claim {ns}/{claim}: {e}"));
+        pv_name = pvc.spec.and_then(|s| s.volume_name);
+        if pv_name.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let pv_name = pv_name.unwrap_or_else(|| panic!("claim {ns}/{claim} is not bound"));
     let pv = Api::<PersistentVolume>::all(client.clone())
         .get(&pv_name)
         .await

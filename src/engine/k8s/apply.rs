@@ -668,10 +668,7 @@ async fn restore_volume(
     progress: &Arc<JobProgress>,
 ) -> Result<u64> {
     let ns = v.target.namespace.clone().unwrap_or_default();
-    let tree = v.tree.ok_or_else(|| K8sError::Volume {
-        pvc: v.target.to_string(),
-        detail: "the snapshot holds no data for it".into(),
-    })?;
+    let tree = v.stored_tree()?;
     progress.volume(&ns, &v.target.name, |s| {
         s.state = "starting mover".into();
         s.files_total = v.files;

@@ -121,6 +121,17 @@ pub struct VolumePlan {
     pub tree: Option<Id>,
 }
 
+impl VolumePlan {
+    /// The stored folder to restore, which a volume the snapshot holds no data for
+    /// lacks.
+    pub fn stored_tree(&self) -> Result<Id> {
+        self.tree.ok_or_else(|| K8sError::Volume {
+            pvc: self.target.to_string(),
+            detail: "the snapshot holds no data for it".into(),
+        })
+    }
+}
+
 /// Something the target lacks or refuses.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Problem {

@@ -316,15 +316,7 @@ impl<'a> TreeBuilder<'a> {
             }
             _ => {}
         }
-        let d = self.dir_mut(parents);
-        d.entries.insert(
-            last.to_vec(),
-            Dir {
-                node: Some(node),
-                entries: BTreeMap::new(),
-                leaf: true,
-            },
-        );
+        self.put_leaf(parents, last, node);
         Ok(())
     }
 
@@ -345,8 +337,14 @@ impl<'a> TreeBuilder<'a> {
             ));
         };
         node.name = Name(last.to_vec());
-        let d = self.dir_mut(parents);
-        d.entries.insert(
+        self.put_leaf(parents, last, node);
+        Ok(())
+    }
+
+    /// Places `node` as the leaf `last` of the folder `parents`, replacing whatever was
+    /// there.
+    fn put_leaf(&mut self, parents: &[&[u8]], last: &[u8], node: Node) {
+        self.dir_mut(parents).entries.insert(
             last.to_vec(),
             Dir {
                 node: Some(node),
@@ -354,7 +352,6 @@ impl<'a> TreeBuilder<'a> {
                 leaf: true,
             },
         );
-        Ok(())
     }
 
     /// Drops whatever was added at or below `path`.

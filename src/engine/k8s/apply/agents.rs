@@ -54,10 +54,7 @@ async fn one(
 ) -> Result<u64> {
     progress.check()?;
     let ns = v.target.namespace.clone().unwrap_or_default();
-    let tree = v.tree.ok_or_else(|| K8sError::Volume {
-        pvc: v.target.to_string(),
-        detail: "the snapshot holds no data for it".into(),
-    })?;
+    let tree = v.stored_tree()?;
     progress.volume(&ns, &v.target.name, |s| {
         s.files_total = v.files;
         s.bytes_total = v.bytes;
