@@ -6,7 +6,9 @@
 //! - four claims of 256 MiB each, filled with the shared generator's data
 //!   (`../shared/bench/gen_dataset.py day1 --mib 256`, seeds 1 to 4), in namespace
 //!   `four`; namespace `one` holds a fifth claim (seed 5);
-//! - an S3 store (moto on 127.0.0.1), and local folders.
+//! - an S3 store (moto on 127.0.0.1; with `-- --store s3s`, s3s-fs served in the
+//!   bench's own process, which is not one Python process the agents queue at), and
+//!   local folders.
 //!
 //! Each path captures `one`, then `four` (each into a repository of its own, so nothing
 //! deduplicates against an earlier step), and restores each into `qa`:
@@ -20,7 +22,9 @@
 //! work is in the sandbox's processes, not Ferry's). Restored claims are compared with
 //! their sources. Prints a markdown table; no assertions on speed.
 //!
-//! `cargo build -p ferry-agent && cargo bench --bench agents --profile test`
+//! `cargo build -p ferry-agent && cargo bench --bench agents --profile test [-- --store
+//! s3s] [--paths agent]` (`--paths agent` leaves out the exec path, which does not use the
+//! store).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -45,6 +49,8 @@ use sandboxes::{Run, Sandboxes, create_all, run, sandbox_kubeconfig};
 
 #[path = "../tests/support/moto.rs"]
 mod moto;
+#[path = "../tests/support/s3s.rs"]
+mod s3s;
 
 #[path = "../tests/support/volumes.rs"]
 mod claim_dirs;
@@ -139,11 +145,50 @@ async fn claims(
     out
 }
 
-fn s3_backend(rt: &tokio::runtime::Runtime, m: &moto::Moto, prefix: &str) -> DynBackend {
-    Arc::new(
-        rt.block_on(S3Backend::connect(m.s3_config("bench", prefix)))
-            .unwrap(),
-    )
+/// The S3 store the bench's repositories are in.
+enum Store {
+    Moto(moto::Moto),
+    S3s(s3s::S3sFs),
+}
+
+impl Store {
+    fn name(&self) -> &'static str {
+        match self {
+            Store::Moto(_) => "moto",
+            Store::S3s(_) => "s3s-fs",
+        }
+    }
+
+    fn endpoint(&self) -> &str {
+        match self {
+            Store::Moto(m) => &m.endpoint,
+            Store::S3s(s) => &s.endpoint,
+        }
+    }
+
+    /// Access key, secret key, region.
+    fn keys(&self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            Store::Moto(_) => (moto::ACCESS_KEY_ID, moto::SECRET_ACCESS_KEY, moto::REGION),
+            Store::S3s(_) => (s3s::ACCESS_KEY_ID, s3s::SECRET_ACCESS_KEY, s3s::REGION),
+        }
+    }
+
+    fn backend(&self, rt: &tokio::runtime::Runtime, prefix: &str) -> DynBackend {
+        let config = match self {
+            Store::Moto(m) => m.s3_config("bench", prefix),
+            Store::S3s(s) => s.config("bench", prefix, s3s::SECRET_ACCESS_KEY),
+        };
+        Arc::new(rt.block_on(S3Backend::connect(config)).unwrap())
+    }
+}
+
+/// The value of `--name VALUE` on the command line.
+fn arg(name: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
 }
 
 fn init(rt: &tokio::runtime::Runtime, backend: DynBackend) -> Repository {
@@ -197,8 +242,15 @@ fn main() {
     let home_dir = tempfile::tempdir_in("/var/tmp").unwrap();
     let home = home_dir.path();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let m = moto::Moto::start();
-    rt.block_on(m.create_bucket("bench"));
+    let store = match arg("--store").as_deref() {
+        Some("s3s") => Store::S3s(s3s::S3sFs::start_in(&rt, &home.join("s3s"), &["bench"])),
+        _ => {
+            let m = moto::Moto::start();
+            rt.block_on(m.create_bucket("bench"));
+            Store::Moto(m)
+        }
+    };
+    let paths = arg("--paths").unwrap_or_else(|| "agent,exec".into());
     let sandboxes = Sandboxes::up(home, &["prod", "qa"]);
     let prod_pid = sandboxes.pid("prod");
     let qa_pid = sandboxes.pid("qa");
@@ -253,24 +305,28 @@ fn main() {
         .unwrap();
         (b, t.elapsed().as_secs_f64())
     };
-    let (raw_s3_backup, raw_s3_restore) = raw(s3_backend(&rt, &m, "raw"));
+    let (raw_s3_backup, raw_s3_restore) = raw(store.backend(&rt, "raw"));
     let (raw_local_backup, raw_local_restore) =
         raw(Arc::new(LocalBackend::new(home.join("raw-local"))));
     let raw_s3 = (one_mib / raw_s3_backup, one_mib / raw_s3_restore);
     let raw_local = (one_mib / raw_local_backup, one_mib / raw_local_restore);
 
+    let (access, secret, region) = store.keys();
     let s3_env: Vec<(&str, String)> = vec![
         ("FERRY_PASSWORD", PASSWORD.into()),
-        ("AWS_ACCESS_KEY_ID", moto::ACCESS_KEY_ID.into()),
-        ("AWS_SECRET_ACCESS_KEY", moto::SECRET_ACCESS_KEY.into()),
-        ("AWS_REGION", moto::REGION.into()),
-        ("FERRY_S3_ENDPOINT", m.endpoint.clone()),
+        ("AWS_ACCESS_KEY_ID", access.into()),
+        ("AWS_SECRET_ACCESS_KEY", secret.into()),
+        ("AWS_REGION", region.into()),
+        ("FERRY_S3_ENDPOINT", store.endpoint().to_string()),
         ("FERRY_S3_PATH_STYLE", "true".into()),
     ];
     let env: Vec<(&str, &str)> = s3_env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let mut rows: Vec<Row> = Vec::new();
     let mut checks: Vec<String> = Vec::new();
     for (path, base) in [("agent", "s3://bench/agents"), ("exec", "local")] {
+        if !paths.split(',').any(|p| p == path) {
+            continue;
+        }
         for (ns, mib, vols) in [("one", one_mib, &one), ("four", four_mib, &four)] {
             let repo = match base {
                 "local" => home.join(format!("exec-{ns}")).display().to_string(),
@@ -279,7 +335,7 @@ fn main() {
             if base == "local" {
                 init(&rt, Arc::new(LocalBackend::new(PathBuf::from(&repo))));
             } else {
-                init(&rt, s3_backend(&rt, &m, &format!("agents-{ns}")));
+                init(&rt, store.backend(&rt, &format!("agents-{ns}")));
             }
             let common = ["-r", repo.as_str(), "--data-path", path];
             let mut args: Vec<&str> = common.to_vec();
@@ -342,11 +398,17 @@ fn main() {
 
     println!("## Volume data: agents vs exec vs the raw engine\n");
     println!(
-        "Claims of {CLAIM_MIB} MiB (the shared generator's data): `one` holds {one_mib:.0} MiB, `four` {four_mib:.0} MiB. S3 is moto on 127.0.0.1; the sandboxes and the agents share this machine's two cores with Ferry and moto.\n"
+        "Claims of {CLAIM_MIB} MiB (the shared generator's data): `one` holds {one_mib:.0} MiB, `four` {four_mib:.0} MiB. S3 is {} on 127.0.0.1; the sandboxes and the agents share this machine's two cores with Ferry and the store.\n",
+        store.name()
     );
     println!("| raw engine, one {one_mib:.0} MiB folder | backup MiB/s | restore MiB/s |");
     println!("|---|---:|---:|");
-    println!("| into S3 (moto) | {:.1} | {:.1} |", raw_s3.0, raw_s3.1);
+    println!(
+        "| into S3 ({}) | {:.1} | {:.1} |",
+        store.name(),
+        raw_s3.0,
+        raw_s3.1
+    );
     println!(
         "| into a folder | {:.1} | {:.1} |",
         raw_local.0, raw_local.1
@@ -377,6 +439,26 @@ fn main() {
             rate,
             rate / r.raw
         );
+    }
+    println!();
+    // Four volumes at once against one: throughput over throughput.
+    for path in ["agent", "exec"] {
+        let rate = |step: &str| {
+            rows.iter()
+                .find(|r| r.path == path && r.step.starts_with(step))
+                .map(|r| r.mib / r.wall)
+        };
+        for (what, one, four) in [
+            ("capture", "capture `one`", "capture `four`"),
+            ("restore", "restore `one`", "restore `four`"),
+        ] {
+            if let (Some(a), Some(b)) = (rate(one), rate(four)) {
+                println!(
+                    "- {path} {what}: four volumes at {:.2}x one volume's throughput",
+                    b / a
+                );
+            }
+        }
     }
     println!();
     for c in &checks {

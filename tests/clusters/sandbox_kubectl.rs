@@ -1031,6 +1031,58 @@ async fn pod_security_levels_are_enforced() {
         !ok && err.contains("violates PodSecurity \"baseline:latest\": privileged"),
         "{err}"
     );
+    // A controller's pod is refused alike: the Job is admitted, gets no pod, and its
+    // `FailedCreate` event says why (once, however often the controller retries).
+    let job = dir.path().join("job.yaml");
+    std::fs::write(
+        &job,
+        "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: privjob\n  namespace: locked\nspec:\n  template:\n    spec:\n      restartPolicy: Never\n      containers:\n      - name: c\n        image: nginx\n        securityContext: {privileged: true}\n",
+    )
+    .unwrap();
+    let out = kubectl(&kc, &["apply", "-f", job.to_str().unwrap()]).await;
+    assert!(out.contains("job.batch/privjob created"), "{out}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let events = loop {
+        let out = kubectl(
+            &kc,
+            &[
+                "get",
+                "events",
+                "-n",
+                "locked",
+                "--field-selector",
+                "involvedObject.name=privjob,reason=FailedCreate",
+                "-o",
+                "jsonpath={range .items[*]}{.type} {.message}{\"\\n\"}{end}",
+            ],
+        )
+        .await;
+        if !out.trim().is_empty() || std::time::Instant::now() > deadline {
+            break out;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert_eq!(events.trim().lines().count(), 1, "{events}");
+    assert!(
+        events.starts_with("Warning Error creating: pods \"privjob-")
+            && events.contains("violates PodSecurity \"baseline:latest\": privileged"),
+        "{events}"
+    );
+    let pods = kubectl(
+        &kc,
+        &[
+            "get",
+            "pods",
+            "-n",
+            "locked",
+            "-l",
+            "job-name=privjob",
+            "-o",
+            "name",
+        ],
+    )
+    .await;
+    assert!(pods.trim().is_empty(), "{pods}");
     // `warn` admits, and tells: for pods and for workloads' pod templates.
     kubectl(&kc, &["create", "namespace", "warned"]).await;
     kubectl(

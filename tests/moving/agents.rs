@@ -1,5 +1,5 @@
 //! Volume data moved by in-cluster agents: with the repository in S3 (moto on
-//! loopback), each claim is stored and restored by a `ferry-agent` Job that the sandbox
+//! loopback, or s3s-fs, which checks every request's signature), each claim is stored and restored by a `ferry-agent` Job that the sandbox
 //! runs as a real process (its image store maps the agent image to the built binary).
 //! The data arrives byte for byte, an agent killed half-way is started again by its Job
 //! and the volume still arrives, a cancelled job leaves nothing behind, and nothing of
@@ -27,11 +27,14 @@ use ferry_repo::backend::DynBackend;
 use ferry_repo::backend::s3::S3Backend;
 use ferry_sandbox::seed::{SeedOptions, seed};
 use ferry_sandbox::{Sandbox, SandboxConfig, write_kubeconfig};
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret};
+use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Pod, Secret};
 use kube::Api;
-use kube::api::{DeleteParams, ListParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use serde_json::json;
 use support::moto::Moto;
+use support::s3s::{S3sFs, SECRET_ACCESS_KEY};
 use support::volumes::{checksums, volume_dir};
 
 /// The `ferry-agent` binary the workspace built (beside the test binaries' folder).
@@ -54,9 +57,30 @@ fn agent_bin() -> PathBuf {
     bin
 }
 
+/// The object store a test's repository is in.
+enum Store {
+    Moto(Moto),
+    S3sFs(S3sFs),
+}
+
+impl Store {
+    fn moto(rt: &tokio::runtime::Runtime, bucket: &str) -> Store {
+        let moto = Moto::start();
+        rt.block_on(moto.create_bucket(bucket));
+        Store::Moto(moto)
+    }
+
+    fn config(&self, bucket: &str) -> ferry_repo::backend::s3::S3Config {
+        match self {
+            Store::Moto(m) => m.s3_config(bucket, "repo"),
+            Store::S3sFs(s) => s.config(bucket, "repo", SECRET_ACCESS_KEY),
+        }
+    }
+}
+
 struct Env {
     dir: tempfile::TempDir,
-    _moto: Moto,
+    _store: Store,
     prod: Sandbox,
     client: kube::Client,
     repo: Repository,
@@ -66,10 +90,13 @@ impl Env {
     /// A sandbox running agent pods, the shop seeded with `extra` bytes of random data
     /// in its Redis claim beside odd file names, and an S3 repository on moto.
     fn start(rt: &tokio::runtime::Runtime, bucket: &str, extra: usize) -> Env {
-        let moto = Moto::start();
-        rt.block_on(moto.create_bucket(bucket));
+        Env::start_on(rt, Store::moto(rt, bucket), bucket, extra)
+    }
+
+    /// As [`Env::start`], with the repository in `store`.
+    fn start_on(rt: &tokio::runtime::Runtime, store: Store, bucket: &str, extra: usize) -> Env {
         let s3 = rt
-            .block_on(S3Backend::connect(moto.s3_config(bucket, "repo")))
+            .block_on(S3Backend::connect(store.config(bucket)))
             .unwrap();
         let backend: DynBackend = Arc::new(s3);
         let repo = Repository::init(
@@ -109,7 +136,7 @@ impl Env {
         });
         let env = Env {
             dir,
-            _moto: moto,
+            _store: store,
             prod,
             client,
             repo,
@@ -190,6 +217,30 @@ fn capture_opts() -> CaptureOptions {
 /// Restores `out`'s shop into `to` on the same cluster through the data path the plan
 /// chooses, which must be the agents'.
 async fn restore_into(env: &Env, out: &CaptureOutcome, to: &str) {
+    let (report, progress) = restore_report(env, out, to).await;
+    assert!(report.failed().is_empty(), "{:#?}", report.failed());
+    assert_eq!(
+        report.volumes.len(),
+        out.meta.volumes.len(),
+        "{:#?}",
+        report.volumes
+    );
+    assert!(
+        progress
+            .log_lines()
+            .iter()
+            .any(|l| l.starts_with("volume data: agent")),
+        "{:?}",
+        progress.log_lines()
+    );
+}
+
+/// Restores `out`'s shop into `to` through the agents: what the restore reported.
+async fn restore_report(
+    env: &Env,
+    out: &CaptureOutcome,
+    to: &str,
+) -> (apply::Report, Arc<JobProgress>) {
     let ropts = PlanOptions {
         mapping: Mapping {
             namespaces: [("shop".to_string(), to.to_string())].into(),
@@ -230,21 +281,7 @@ async fn restore_into(env: &Env, out: &CaptureOutcome, to: &str) {
     let report = apply::apply(&env.client, &env.repo, &p, &ropts.mover, &progress)
         .await
         .unwrap();
-    assert!(report.failed().is_empty(), "{:#?}", report.failed());
-    assert_eq!(
-        report.volumes.len(),
-        out.meta.volumes.len(),
-        "{:#?}",
-        report.volumes
-    );
-    assert!(
-        progress
-            .log_lines()
-            .iter()
-            .any(|l| l.starts_with("volume data: agent")),
-        "{:?}",
-        progress.log_lines()
-    );
+    (report, progress)
 }
 
 async fn sums(
@@ -324,6 +361,173 @@ fn agents_move_several_claims_through_s3_byte_for_byte_and_leave_nothing() {
         assert!(report.ok(), "{report:?}");
         env.prod.shutdown().await.unwrap();
     });
+}
+
+/// The same through s3s-fs, an S3 that verifies every request's SigV4 signature (moto
+/// checks none): what the agents sign with the credentials Ferry hands them is what a
+/// real store accepts, and the claims arrive byte for byte.
+#[test]
+fn agents_sign_what_a_signature_checking_s3_accepts() {
+    let rt = common::runtime();
+    let store = Store::S3sFs(S3sFs::start(&rt, &["agents-signed"]));
+    let env = Env::start_on(&rt, store, "agents-signed", 3 << 20);
+    rt.block_on(async move {
+        let out = capture::capture(&env.client, &env.repo, &capture_opts(), &JobProgress::new())
+            .await
+            .unwrap();
+        assert!(
+            out.meta.failed_volumes.is_empty(),
+            "{:?}",
+            out.meta.failed_volumes
+        );
+        assert_eq!(out.meta.data_path.as_ref().unwrap().path, "agent");
+        assert!(out.meta.volumes.len() >= 2, "{:?}", out.meta.volumes);
+        let want = sums(&env, "shop", &out).await;
+        restore_into(&env, &out, "shop-signed").await;
+        assert_eq!(sums(&env, "shop-signed", &out).await, want);
+        assert_eq!(env.leftovers("shop").await, Vec::<String>::new());
+        assert_eq!(env.leftovers("shop-signed").await, Vec::<String>::new());
+        env.prod.shutdown().await.unwrap();
+    });
+}
+
+/// Ferry's agent pods pass Pod Security `baseline`. Where `restricted` is enforced they
+/// run as the non-root user of the workload that mounts the claim; where there is none,
+/// the volume fails at once (not after the start timeout) with what to do, whether the
+/// namespace's label says so or the cluster's admission configuration does (no label to
+/// read: the Job controller's `FailedCreate` event tells).
+#[test]
+fn agents_pass_baseline_and_run_as_the_workloads_user_under_restricted() {
+    let rt = common::runtime();
+    let env = Env::start(&rt, "agents-psa", 0);
+    rt.block_on(async move {
+        let namespaces: Api<Namespace> = Api::all(env.client.clone());
+        let enforce = |level: &'static str| {
+            let namespaces = namespaces.clone();
+            async move {
+                let label =
+                    json!({"metadata": {"labels": {"pod-security.kubernetes.io/enforce": level}}});
+                namespaces
+                    .patch("shop", &PatchParams::default(), &Patch::Merge(label))
+                    .await
+                    .unwrap();
+            }
+        };
+        // Captured while the namespace names no level: restored below.
+        let plain = capture::capture(&env.client, &env.repo, &capture_opts(), &JobProgress::new())
+            .await
+            .unwrap();
+        assert!(plain.meta.failed_volumes.is_empty(), "{:?}", plain.meta.failed_volumes);
+
+        enforce("baseline").await;
+        let out = capture::capture(&env.client, &env.repo, &capture_opts(), &JobProgress::new())
+            .await
+            .unwrap();
+        assert!(out.meta.failed_volumes.is_empty(), "{:?}", out.meta.failed_volumes);
+        assert_eq!(out.meta.data_path.as_ref().unwrap().path, "agent");
+
+        // Restricted, and a workload running as user 1000 (fsGroup 2000) beside the
+        // shop's root ones.
+        enforce("restricted").await;
+        notes_app(&env.client).await;
+        let notes = env.volume("shop", "notes-data").await;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !notes.join("sub/deep.txt").exists() {
+            assert!(Instant::now() < deadline, "the notes app never wrote its files");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let progress = JobProgress::new();
+        let t = Instant::now();
+        let hard = capture::capture(&env.client, &env.repo, &capture_opts(), &progress)
+            .await
+            .unwrap();
+        assert!(t.elapsed() < Duration::from_secs(60), "{:?}", t.elapsed());
+        let failed = &hard.meta.failed_volumes;
+        assert!(failed.iter().any(|f| f.pvc == "redis-data"), "{failed:?}");
+        for f in failed {
+            for want in [
+                "enforces Pod Security \"restricted\"",
+                "Ferry's agent pod",
+                "No workload mounting the claim names a non-root `runAsUser` the agent could run as",
+                "kubectl label namespace shop pod-security.kubernetes.io/enforce=baseline --overwrite",
+            ] {
+                assert!(f.error.contains(want), "{want:?} not in {}", f.error);
+            }
+        }
+        let v = hard.meta.volumes.iter().find(|v| v.pvc == "notes-data");
+        assert_eq!(v.map(|v| v.files), Some(2), "{:?} / {failed:?}", hard.meta.volumes);
+        assert!(
+            progress
+                .log_lines()
+                .iter()
+                .any(|l| l.contains("running as the workload's user 1000")),
+            "{:?}",
+            progress.log_lines()
+        );
+        assert_eq!(env.leftovers("shop").await, Vec::<String>::new());
+
+        // A cluster whose admission configuration enforces `restricted` where a
+        // namespace names no level: nothing for Ferry to read beforehand. The root
+        // agent's Job cannot make its pod, and the volume fails as soon as the Job
+        // controller says why.
+        env.prod.set_pod_security(Some("restricted"));
+        let t = Instant::now();
+        let (report, _) = restore_report(&env, &plain, "shop-hard").await;
+        assert!(t.elapsed() < Duration::from_secs(60), "{:?}", t.elapsed());
+        let refused: Vec<_> = report.volumes.iter().filter(|o| !o.ok).collect();
+        assert!(!refused.is_empty(), "{:#?}", report.volumes);
+        for o in refused {
+            for want in [
+                "enforces Pod Security \"restricted\"",
+                "runAsNonRoot != true",
+                "kubectl label namespace shop-hard",
+            ] {
+                assert!(o.message.contains(want), "{want:?} not in {}", o.message);
+            }
+        }
+        assert_eq!(env.leftovers("shop-hard").await, Vec::<String>::new());
+        env.prod.set_pod_security(None);
+        env.prod.shutdown().await.unwrap();
+    });
+}
+
+/// A claim and a Deployment in `shop` that pass Pod Security `restricted`: user 1000,
+/// group 3000, fsGroup 2000, writing two files into the claim.
+async fn notes_app(client: &kube::Client) {
+    let pvc: PersistentVolumeClaim = serde_json::from_value(json!({
+        "metadata": {"name": "notes-data", "namespace": "shop"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+    }))
+    .unwrap();
+    Api::<PersistentVolumeClaim>::namespaced(client.clone(), "shop")
+        .create(&PostParams::default(), &pvc)
+        .await
+        .unwrap();
+    let deploy: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": "notes", "namespace": "shop"},
+        "spec": {
+            "selector": {"matchLabels": {"app": "notes"}},
+            "template": {
+                "metadata": {"labels": {"app": "notes"}},
+                "spec": {
+                    "securityContext": {"runAsNonRoot": true, "runAsUser": 1000, "runAsGroup": 3000,
+                                        "fsGroup": 2000, "seccompProfile": {"type": "RuntimeDefault"}},
+                    "containers": [{
+                        "name": "notes", "image": "busybox:1.36",
+                        "command": ["sh", "-c", "echo hello > /notes/a.txt; mkdir -p /notes/sub; echo deep > /notes/sub/deep.txt; sleep 3600"],
+                        "securityContext": {"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}},
+                        "volumeMounts": [{"name": "data", "mountPath": "/notes"}],
+                    }],
+                    "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "notes-data"}}],
+                },
+            },
+        },
+    }))
+    .unwrap();
+    Api::<Deployment>::namespaced(client.clone(), "shop")
+        .create(&PostParams::default(), &deploy)
+        .await
+        .unwrap();
 }
 
 /// Waits until an agent pod of `ns` runs; its name.

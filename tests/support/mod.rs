@@ -8,6 +8,7 @@ pub mod kubectl;
 pub mod moto;
 pub mod procs;
 pub mod proxy;
+pub mod s3s;
 pub mod tmux;
 pub mod volumes;
 

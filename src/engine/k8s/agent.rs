@@ -21,12 +21,13 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use futures::{AsyncBufReadExt as _, StreamExt as _};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::api::core::v1::{Event, Pod, Secret};
 use kube::api::{Api, DeleteParams, ListParams, LogParams, PostParams, PropagationPolicy};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::lease::JobLease;
+use crate::podsec::{self, RunAs};
 use crate::{JobProgress, K8sError, Result, within};
 use ferry_repo::Repository;
 use ferry_repo::agent::{AgentLine, KEY_ENV, VERSION};
@@ -242,6 +243,9 @@ pub struct Volume<'a> {
     pub work: Work,
     /// Agents running at once in this job (the limits are split among them).
     pub sharing: usize,
+    /// The non-root user of the workload that mounts the claim: the agent runs as it
+    /// where the namespace's Pod Security refuses root.
+    pub user: Option<&'a RunAs>,
 }
 
 /// Where the agent mounts the claim.
@@ -269,7 +273,24 @@ pub async fn run(
         opts: opts.clone(),
     };
     let r = async {
-        agent.create(access, v, lease).await?;
+        // Pod Security `restricted` admits no root: the workload's user, or nothing.
+        let user = match podsec::enforced(client, v.namespace).await.as_deref() {
+            Some("restricted") => match v.user {
+                Some(u) => {
+                    progress.log(format!(
+                        "{}/{}: Pod Security refuses a root agent here: running as the workload's user {}, so files that user cannot read are skipped, each with a warning",
+                        v.namespace, v.shown, u.uid
+                    ));
+                    Some(u)
+                }
+                None => {
+                    let why = podsec::refused("agent", v.namespace, "restricted", "", None);
+                    return Err(agent.volume_err(v, why));
+                }
+            },
+            _ => None,
+        };
+        agent.create(access, v, user, lease).await?;
         agent.follow(v, progress).await
     }
     .await;
@@ -293,7 +314,13 @@ impl Agent {
         }
     }
 
-    async fn create(&self, access: &AgentAccess, v: &Volume<'_>, lease: &JobLease) -> Result<()> {
+    async fn create(
+        &self,
+        access: &AgentAccess,
+        v: &Volume<'_>,
+        user: Option<&RunAs>,
+        lease: &JobLease,
+    ) -> Result<()> {
         let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
         let mut data = serde_json::Map::new();
         data.insert(KEY_ENV.into(), json!(b64(&access.key)));
@@ -391,17 +418,16 @@ impl Agent {
                 "args": args,
                 "envFrom": [{"secretRef": {"name": self.name}}],
                 "resources": self.opts.resources,
-                // Root, to read and write every file whoever owns it.
-                "securityContext": {
-                    "runAsUser": 0,
-                    "allowPrivilegeEscalation": false,
-                    "capabilities": {"drop": ["ALL"], "add": ["CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID"]},
-                    "seccompProfile": {"type": "RuntimeDefault"},
-                },
+                // Root, to read and write every file whoever owns it, with no more than
+                // that needs: Pod Security `baseline` admits it.
+                "securityContext": podsec::container(None),
                 "volumeMounts": [{"name": "data", "mountPath": MOUNT, "readOnly": read_only}],
             }],
             "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": v.claim, "readOnly": read_only}}],
         });
+        if let Some(u) = user {
+            podsec::run_as(&mut spec, u);
+        }
         match &self.opts.service_account {
             Some(sa) => spec["serviceAccountName"] = json!(sa),
             None => spec["automountServiceAccountToken"] = json!(false),
@@ -447,6 +473,8 @@ impl Agent {
         let mut tail: VecDeque<String> = VecDeque::new();
         let mut failures: Vec<String> = Vec::new();
         let count_totals = matches!(v.work, Work::Backup { .. });
+        let mut refused: Option<String> = None;
+        let mut polls: u64 = 0;
         progress.volume(v.namespace, v.shown, |s| s.state = "starting agent".into());
         loop {
             progress.check()?;
@@ -579,22 +607,83 @@ impl Agent {
                     ),
                 ));
             }
+            // Before its first pod: does the cluster refuse to make it? Read once a
+            // second; Pod Security's refusal is final, another (a quota that may free
+            // up) ends the volume if no pod comes within REFUSED_GRACE.
+            polls += 1;
+            if waiting && followed.is_empty() && polls % 5 == 1 {
+                match self.refusal(v).await {
+                    Some(Refusal { why, last: true }) => return Err(self.volume_err(v, why)),
+                    Some(Refusal { why, last: false }) => refused = Some(why),
+                    None => {}
+                }
+            }
             if waiting {
                 let since = *pending_since.get_or_insert_with(Instant::now);
-                if since.elapsed() > self.opts.start_timeout {
-                    return Err(self.volume_err(
-                        v,
-                        format!(
-                            "the agent did not start within {} s: the Job could not make its pod (Pod Security or a quota refused it: the agent runs as root), no node could run it, or its image could not be pulled (`kubectl describe job {} -n {}`)",
-                            self.opts.start_timeout.as_secs(),
-                            self.name,
-                            v.namespace
-                        ),
+                let limit = match refused {
+                    Some(_) => self.opts.start_timeout.min(REFUSED_GRACE),
+                    None => self.opts.start_timeout,
+                };
+                if since.elapsed() > limit {
+                    let why = refused.take().unwrap_or_else(|| format!(
+                        "the agent did not start within {} s: no node could run it, its image could not be pulled, or its claim could not be mounted (`kubectl describe job {} -n {}`)",
+                        self.opts.start_timeout.as_secs(),
+                        self.name,
+                        v.namespace
                     ));
+                    return Err(self.volume_err(v, why));
                 }
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+
+    /// Why the cluster refuses to make the Job's pod, from the Job controller's
+    /// `FailedCreate` event (Pod Security, a quota, an admission webhook or policy
+    /// engine), with what to do; None while there is none (or events cannot be read).
+    async fn refusal(&self, v: &Volume<'_>) -> Option<Refusal> {
+        let events: Api<Event> = Api::namespaced(self.jobs.clone().into_client(), v.namespace);
+        let lp = ListParams::default().fields(&format!(
+            "involvedObject.name={},reason=FailedCreate",
+            self.name
+        ));
+        let list = within(
+            self.opts.stall_timeout,
+            || "reading events".to_string(),
+            async { Ok(events.list(&lp).await.ok()) },
+        )
+        .await
+        .ok()??;
+        let message = list
+            .items
+            .into_iter()
+            .filter_map(|e| e.message)
+            .next_back()?;
+        let said = message
+            .strip_prefix("Error creating: ")
+            .unwrap_or(&message)
+            .to_string();
+        if let Some((level, why)) = podsec::refusal_in(&said) {
+            return Some(Refusal {
+                why: podsec::refused("agent", v.namespace, &level, &why, None),
+                last: true,
+            });
+        }
+        let advice = if said.contains("exceeded quota") {
+            format!(
+                "the namespace's ResourceQuota has no room for the agent: raise the quota, or lower the agent's requests (--agent-cpu, --agent-memory; `kubectl describe quota -n {}`)",
+                v.namespace
+            )
+        } else {
+            format!(
+                "an admission webhook or policy of the cluster refuses it: let Ferry's agent Jobs in (label app.kubernetes.io/managed-by=ferry), or use --data-path exec (`kubectl describe job {} -n {}`)",
+                self.name, v.namespace
+            )
+        };
+        Some(Refusal {
+            why: format!("the cluster refuses to start the agent's pod ({said}): {advice}"),
+            last: false,
+        })
     }
 
     /// Reads a pod's log to its end (following it while the pod runs).
@@ -741,6 +830,16 @@ impl Agent {
             }
         }
     }
+}
+
+/// How long an agent's Job may go on being refused its pod for a reason that may pass
+/// (a full quota) before the volume fails.
+const REFUSED_GRACE: Duration = Duration::from_secs(30);
+
+/// The cluster's refusal to make an agent's pod, and whether it is final.
+struct Refusal {
+    why: String,
+    last: bool,
 }
 
 /// What a pod's log told so far.

@@ -676,12 +676,7 @@ async fn restore_volume(
     });
     // Where Pod Security refuses a root mover: the user of the workload restored with
     // the claim, else of the pods using it now.
-    let user = match plan
-        .items
-        .iter()
-        .filter(|i| i.target.namespace.as_deref() == Some(ns.as_str()))
-        .find_map(|i| RunAs::of_claim(&i.object, &v.target.name))
-    {
+    let user = match workload_user(plan, &ns, &v.target.name) {
         Some(u) => Some(u),
         None => mover::holders(client, &ns, &v.target.name).await.user,
     };
@@ -864,6 +859,15 @@ async fn stream_part(
     })?;
     status?;
     Ok(rest)
+}
+
+/// The non-root user of the workload this plan restores into `ns` with `claim` (see
+/// [`RunAs::of_claim`]).
+pub(crate) fn workload_user(plan: &Plan, ns: &str, claim: &str) -> Option<RunAs> {
+    plan.items
+        .iter()
+        .filter(|i| i.target.namespace.as_deref() == Some(ns))
+        .find_map(|i| RunAs::of_claim(&i.object, claim))
 }
 
 #[cfg(test)]

@@ -35,6 +35,7 @@ pub mod mover;
 pub mod objects;
 pub mod pipe;
 pub mod plan;
+pub mod podsec;
 pub mod references;
 pub mod scope;
 pub mod transform;

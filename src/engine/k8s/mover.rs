@@ -20,6 +20,8 @@ use tokio::io::AsyncReadExt;
 use super::lease::JobLease;
 use super::listing;
 use super::objects::is_not_found;
+use super::podsec;
+pub use super::podsec::RunAs;
 use super::{K8sError, Result, unless_stalled, within};
 
 /// The mover image when none is configured.
@@ -76,143 +78,6 @@ pub struct Mover {
     pub user: Option<RunAs>,
 }
 
-/// What the mover may do as root: read and write every file (`DAC_OVERRIDE`), keep
-/// owners, modes and times (`CHOWN`, `FOWNER`, `FSETID`) and make device files
-/// (`MKNOD`): all of them in Pod Security `baseline`'s default set.
-const MOVER_CAPABILITIES: [&str; 5] = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "MKNOD"];
-
-/// The user a mover runs as where the namespace refuses root (Pod Security
-/// `restricted`): the non-root user of the workload that mounts the claim, so it reads
-/// what the workload reads and writes files the workload owns.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RunAs {
-    pub uid: i64,
-    pub gid: Option<i64>,
-    pub fs_group: Option<i64>,
-}
-
-impl RunAs {
-    /// The user of the containers that mount `claim` in `obj` (a Pod, or a workload's
-    /// pod template; a StatefulSet's `volumeClaimTemplates` name its claims
-    /// `<template>-<set>-<ordinal>`), when they all run as the same non-root user.
-    pub fn of_claim(obj: &serde_json::Value, claim: &str) -> Option<RunAs> {
-        let spec = super::graph::pod_spec(obj)?;
-        let mut volumes: Vec<&str> = spec["volumes"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|v| v["persistentVolumeClaim"]["claimName"].as_str() == Some(claim))
-            .filter_map(|v| v["name"].as_str())
-            .collect();
-        if obj["kind"] == "StatefulSet"
-            && let Some(set) = obj["metadata"]["name"].as_str()
-        {
-            for t in obj["spec"]["volumeClaimTemplates"]
-                .as_array()
-                .into_iter()
-                .flatten()
-            {
-                let Some(tn) = t["metadata"]["name"].as_str() else {
-                    continue;
-                };
-                let ordinal = claim.strip_prefix(&format!("{tn}-{set}-"));
-                if ordinal.is_some_and(|o| !o.is_empty() && o.bytes().all(|b| b.is_ascii_digit())) {
-                    volumes.push(tn);
-                }
-            }
-        }
-        if volumes.is_empty() {
-            return None;
-        }
-        let pod = &spec["securityContext"];
-        let mut users = Vec::new();
-        for list in ["initContainers", "containers"] {
-            for c in spec[list].as_array().into_iter().flatten() {
-                let mounts = c["volumeMounts"].as_array().into_iter().flatten();
-                if !mounts
-                    .filter_map(|m| m["name"].as_str())
-                    .any(|n| volumes.contains(&n))
-                {
-                    continue;
-                }
-                let sc = &c["securityContext"];
-                let pick = |k: &str| sc[k].as_i64().or_else(|| pod[k].as_i64());
-                users.push((pick("runAsUser"), pick("runAsGroup")));
-            }
-        }
-        let (uid, gid) = *users.first()?;
-        let uid = uid.filter(|u| *u > 0)?;
-        if users.iter().any(|u| *u != (Some(uid), gid)) {
-            return None;
-        }
-        Some(RunAs {
-            uid,
-            gid,
-            fs_group: pod["fsGroup"].as_i64(),
-        })
-    }
-}
-
-/// Whether the API server refused the pod because of Pod Security Admission: the
-/// level and the reasons it gave.
-fn psa_refusal(e: &kube::Error) -> Option<(String, String)> {
-    let kube::Error::Api(s) = e else { return None };
-    let at = s.message.find("violates PodSecurity ")?;
-    if s.code != 403 {
-        return None;
-    }
-    let rest = &s.message[at + "violates PodSecurity ".len()..];
-    let level = rest.split(':').next().unwrap_or(rest).trim_matches('"');
-    let why = rest.split_once(": ").map_or("", |(_, w)| w);
-    Some((level.to_string(), why.to_string()))
-}
-
-/// What to do when Pod Security Admission refused the mover pod: the namespace's level
-/// (`restricted`, most likely) does not admit a pod running as root, and no workload
-/// using the claim runs as a user the mover could take.
-fn refused(namespace: &str, level: &str, why: &str, tried: Option<&RunAs>) -> String {
-    let after = match tried {
-        Some(u) => format!(" Running as the workload's user {} was refused too.", u.uid),
-        None => " No workload mounting the claim names a non-root `runAsUser` the mover \
-                 could run as instead."
-            .to_string(),
-    };
-    format!(
-        "the namespace enforces Pod Security \"{level}\", which refuses Ferry's mover pod ({why}): \
-         the mover runs as root to read and write every file whoever owns it.{after} \
-         Let it in for this job with `kubectl label namespace {namespace} \
-         pod-security.kubernetes.io/enforce=baseline --overwrite` (and set the label back \
-         afterwards), or leave the volume data out (`--no-volumes` for a backup, \
-         `--no-volume-data` for a restore, clone or migration)"
-    )
-}
-
-/// The mover's container security: root with the few capabilities it needs (Pod
-/// Security `baseline` admits it), or, as `user`, what `restricted` asks for.
-fn security(user: Option<&RunAs>) -> serde_json::Value {
-    match user {
-        None => json!({
-            "runAsUser": 0,
-            "allowPrivilegeEscalation": false,
-            "capabilities": {"drop": ["ALL"], "add": MOVER_CAPABILITIES},
-            "seccompProfile": {"type": "RuntimeDefault"},
-        }),
-        Some(u) => {
-            let mut sc = json!({
-                "runAsUser": u.uid,
-                "runAsNonRoot": true,
-                "allowPrivilegeEscalation": false,
-                "capabilities": {"drop": ["ALL"]},
-                "seccompProfile": {"type": "RuntimeDefault"},
-            });
-            if let Some(g) = u.gid {
-                sc["runAsGroup"] = json!(g);
-            }
-            sc
-        }
-    }
-}
-
 impl Mover {
     /// Starts a mover of the job `lease` mounting `claim` (read-only at [`SRC`], or
     /// writable at [`DST`]), on `node` when the claim is held there, and waits until it
@@ -244,7 +109,7 @@ impl Mover {
                 // Root, to read and write every file whoever owns it, with no more than
                 // that needs: Pod Security's `baseline` admits it (`restricted` refuses
                 // root: then the workload's user, below).
-                "securityContext": security(None),
+                "securityContext": podsec::container(None),
                 "volumeMounts": [{"name": "data", "mountPath": mount, "readOnly": read_only}],
             }],
             "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": claim, "readOnly": read_only}}],
@@ -272,14 +137,7 @@ impl Mover {
         let as_user = match user {
             Some(u) => {
                 let mut spec = spec.clone();
-                spec["containers"][0]["securityContext"] = security(Some(u));
-                spec["securityContext"] = json!({
-                    "runAsNonRoot": true,
-                    "seccompProfile": {"type": "RuntimeDefault"},
-                });
-                if let Some(g) = u.fs_group {
-                    spec["securityContext"]["fsGroup"] = json!(g);
-                }
+                podsec::run_as(&mut spec, u);
                 Some((u, pod_of(&spec)?))
             }
             None => None,
@@ -306,10 +164,10 @@ impl Mover {
                 async move { Ok(api.create(&PostParams::default(), &pod).await) },
             )
         };
-        let failed = |e: kube::Error, tried: Option<&RunAs>| match psa_refusal(&e) {
+        let failed = |e: kube::Error, tried: Option<&RunAs>| match podsec::refusal(&e) {
             Some((level, why)) => K8sError::Volume {
                 pvc: format!("{namespace}/{claim}"),
-                detail: refused(namespace, &level, &why, tried),
+                detail: podsec::refused("mover", namespace, &level, &why, tried),
             },
             None => K8sError::api(
                 format!("cannot start a mover pod for {namespace}/{claim}"),
@@ -318,7 +176,7 @@ impl Mover {
         };
         let (created, ran_as) = match create(&pod).await? {
             Ok(p) => (p, None),
-            Err(e) => match (&as_user, psa_refusal(&e)) {
+            Err(e) => match (&as_user, podsec::refusal(&e)) {
                 (Some((u, pod)), Some(_)) => {
                     tracing::info!(
                         "mover for {namespace}/{claim}: Pod Security refuses root, running as the workload's user {}",
@@ -640,74 +498,5 @@ pub async fn holders(client: &kube::Client, namespace: &str, claim: &str) -> Hol
     Holders {
         node: nodes.into_iter().max_by_key(|(_, c)| *c).map(|(n, _)| n),
         user,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_workloads_user_is_taken_from_the_containers_mounting_the_claim() {
-        let deploy = json!({
-            "kind": "Deployment", "apiVersion": "apps/v1", "metadata": {"name": "app"},
-            "spec": {"template": {"spec": {
-                "securityContext": {"runAsUser": 1000, "fsGroup": 2000},
-                "volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": "data"}},
-                            {"name": "c", "configMap": {"name": "x"}}],
-                "containers": [
-                    {"name": "app", "volumeMounts": [{"name": "d", "mountPath": "/d"}],
-                     "securityContext": {"runAsGroup": 3000}},
-                    {"name": "side", "securityContext": {"runAsUser": 0},
-                     "volumeMounts": [{"name": "c", "mountPath": "/c"}]},
-                ],
-            }}},
-        });
-        assert_eq!(
-            RunAs::of_claim(&deploy, "data"),
-            Some(RunAs {
-                uid: 1000,
-                gid: Some(3000),
-                fs_group: Some(2000)
-            })
-        );
-        assert_eq!(RunAs::of_claim(&deploy, "other"), None);
-
-        // A StatefulSet's claims from its templates; root, or users that differ: none.
-        let set = |user: serde_json::Value| {
-            json!({
-                "kind": "StatefulSet", "apiVersion": "apps/v1", "metadata": {"name": "db"},
-                "spec": {
-                    "volumeClaimTemplates": [{"metadata": {"name": "data"}}],
-                    "template": {"spec": {"containers": [
-                        {"name": "db", "securityContext": user,
-                         "volumeMounts": [{"name": "data", "mountPath": "/var/lib/db"}]},
-                        {"name": "init", "securityContext": {"runAsUser": 999},
-                         "volumeMounts": [{"name": "data", "mountPath": "/x"}]},
-                    ]}},
-                },
-            })
-        };
-        assert_eq!(
-            RunAs::of_claim(&set(json!({"runAsUser": 999})), "data-db-2"),
-            Some(RunAs {
-                uid: 999,
-                gid: None,
-                fs_group: None
-            })
-        );
-        assert_eq!(
-            RunAs::of_claim(&set(json!({"runAsUser": 999})), "data-db-x"),
-            None
-        );
-        assert_eq!(
-            RunAs::of_claim(&set(json!({"runAsUser": 0})), "data-db-0"),
-            None
-        );
-        assert_eq!(
-            RunAs::of_claim(&set(json!({"runAsUser": 1})), "data-db-0"),
-            None
-        );
-        assert_eq!(RunAs::of_claim(&set(json!({})), "data-db-0"), None);
     }
 }

@@ -81,6 +81,7 @@ pub fn scratch(cluster: &Cluster) -> Cluster {
     );
     c.dry_run = true;
     c.sa_key = cluster.sa_key;
+    c.pod_security = cluster.pod_security.clone();
     c
 }
 

@@ -164,6 +164,11 @@ pub struct SandboxConfig {
     /// Images of a single static program the sandbox runs for real, by image name
     /// (`ferry-agent` → the built `ferry-agent` binary), each the image's only program.
     pub images: Vec<(String, PathBuf)>,
+    /// The Pod Security level (`baseline`, `restricted`) the API server enforces on
+    /// namespaces without a `pod-security.kubernetes.io/enforce` label, as a cluster's
+    /// admission configuration sets it (PodSecurity `defaults`); `kube-system` is
+    /// exempt. None by default (such namespaces are `privileged`).
+    pub pod_security: Option<String>,
 }
 
 impl SandboxConfig {
@@ -178,7 +183,15 @@ impl SandboxConfig {
             #[cfg(feature = "cloud")]
             aws_iam: None,
             images: Vec::new(),
+            pod_security: None,
         }
+    }
+
+    /// Enforces Pod Security `level` on every namespace without an `enforce` label
+    /// (see [`SandboxConfig::pod_security`]).
+    pub fn with_pod_security(mut self, level: impl Into<String>) -> SandboxConfig {
+        self.pod_security = Some(level.into());
+        self
     }
 
     /// Runs containers of the images named `name` as the program `binary`.
@@ -332,6 +345,7 @@ impl Sandbox {
         let store = Store::load(&state_path)?;
         let mut cluster = Cluster::new(store, &config.name, &certs.ca_pem, &dir);
         cluster.sa_key = satokens::load_or_create_key(&dir)?;
+        cluster.pod_security = config.pod_security.clone();
         cluster
             .bootstrap()
             .map_err(|e| SandboxError::Internal(e.message))?;
@@ -492,6 +506,14 @@ impl Sandbox {
             user,
         });
         Ok(token)
+    }
+
+    /// Enforces Pod Security `level` on namespaces without an `enforce` label from now
+    /// on (None: no default), as a cluster's admission configuration changed by its
+    /// administrator would: pods already running stay (see
+    /// [`SandboxConfig::with_pod_security`]).
+    pub fn set_pod_security(&self, level: Option<&str>) {
+        self.shared.cluster.lock().pod_security = level.map(str::to_string);
     }
 
     /// What a kubeconfig needs to reach this sandbox as `admin`.

@@ -3,7 +3,10 @@
 //! that level's checks, with the API server's wording (`violates PodSecurity
 //! "restricted:latest": …`). `privileged` (or no label) allows everything. Pods made by
 //! controllers go through the same check, so a Deployment in such a namespace gets no
-//! pods, as on a real cluster.
+//! pods, as on a real cluster (its controller records a `FailedCreate` warning saying
+//! why). A sandbox started [`with_pod_security`](super::SandboxConfig::with_pod_security)
+//! enforces that level where a namespace has no label, as an admission configuration's
+//! `defaults` do.
 //!
 //! A namespace labelled `pod-security.kubernetes.io/warn: baseline|restricted` lets
 //! such pods in but warns the client (`Warning` headers, which kubectl prints), for pods
@@ -324,12 +327,14 @@ pub fn warn(c: &Cluster, ns: &str, info: &ResourceInfo, obj: &Value) {
 
 /// Refuses a new pod its namespace's enforced level forbids.
 pub fn admit(c: &Cluster, ns: &str, pod_name: &str, pod: &Value) -> ApiResult<()> {
-    let level = super::controllers::get(c, "", "namespaces", None, ns)
-        .and_then(|n| {
-            n["metadata"]["labels"][ENFORCE]
-                .as_str()
-                .map(str::to_string)
-        })
+    let label = super::controllers::get(c, "", "namespaces", None, ns).and_then(|n| {
+        n["metadata"]["labels"][ENFORCE]
+            .as_str()
+            .map(str::to_string)
+    });
+    // The admission configuration's default, where the namespace names no level.
+    let level = label
+        .or_else(|| c.pod_security.clone().filter(|_| ns != "kube-system"))
         .unwrap_or_default();
     if !matches!(level.as_str(), "baseline" | "restricted") {
         return Ok(());

@@ -356,6 +356,9 @@ pub struct Cluster {
     /// The Service IPs and node ports taken (`addresses.rs`), brought up to date from the
     /// store's changes when a Service is written.
     pub addresses: std::cell::RefCell<Addresses>,
+    /// The Pod Security level enforced where a namespace has no `enforce` label (see
+    /// [`super::SandboxConfig::pod_security`]).
+    pub pod_security: Option<String>,
 }
 
 impl Cluster {
@@ -370,6 +373,7 @@ impl Cluster {
             sa_key: [0; 32],
             warnings: Default::default(),
             addresses: Default::default(),
+            pod_security: None,
         }
     }
 

@@ -374,7 +374,9 @@ fn replica_set(c: &mut Cluster, rs: &Value) -> ApiResult<()> {
         for _ in have..desired {
             let mut pod = pod_from_template(rs, &rs["spec"]["template"], &Value::Null);
             pod["metadata"]["generateName"] = json!(format!("{}-", name_of(rs)));
-            let pod = create(c, "", "pods", Some(&ns), pod)?;
+            let Some(pod) = create_pod(c, rs, &ns, pod, |e| format!("Error creating: {e}"))? else {
+                break;
+            };
             event(
                 c,
                 rs,
@@ -520,7 +522,11 @@ fn stateful_set(c: &mut Cluster, s: &Value) -> ApiResult<()> {
         if !volumes.is_empty() {
             pod["spec"]["volumes"] = json!(volumes);
         }
-        create(c, "", "pods", Some(&ns), pod)?;
+        let failed =
+            |e: &str| format!("create Pod {pod_name} in StatefulSet {name} failed error: {e}");
+        if create_pod(c, s, &ns, pod, failed)?.is_none() {
+            break;
+        }
         event(
             c,
             s,
@@ -673,7 +679,9 @@ fn daemon_set(c: &mut Cluster, ds: &Value) -> ApiResult<()> {
         let mut pod = pod_from_template(ds, &ds["spec"]["template"], &extra);
         pod["metadata"]["generateName"] = json!(format!("{}-", name_of(ds)));
         pod["spec"]["nodeName"] = json!(node);
-        let pod = create(c, "", "pods", Some(&ns), pod)?;
+        let Some(pod) = create_pod(c, ds, &ns, pod, |e| format!("Error creating: {e}"))? else {
+            break;
+        };
         event(
             c,
             ds,
@@ -701,6 +709,34 @@ fn daemon_set(c: &mut Cluster, ds: &Value) -> ApiResult<()> {
         "updatedNumberScheduled": updated,
     });
     set_status(c, "apps", "daemonsets", ds, status).map(|_| ())
+}
+
+/// Creates a pod of the controller `owner`. A pod the API server refuses (Pod Security,
+/// a quota, a name taken) is, as a real controller reports it, a `FailedCreate` warning
+/// on the owner (`failed` words it from the refusal; recorded once while the owner keeps
+/// failing, so a controller retrying in a loop does not flood the namespace), and None:
+/// the controller goes on and tries again at its next pass.
+fn create_pod(
+    c: &mut Cluster,
+    owner: &Value,
+    ns: &str,
+    pod: Value,
+    failed: impl FnOnce(&str) -> String,
+) -> ApiResult<Option<Value>> {
+    match create(c, "", "pods", Some(ns), pod) {
+        Ok(pod) => Ok(Some(pod)),
+        Err(e) if (400..500).contains(&e.code) => {
+            let uid = uid_of(owner);
+            let told = c.store.list("", "events", Some(ns)).any(|(_, ev)| {
+                ev["involvedObject"]["uid"] == uid && ev["reason"] == "FailedCreate"
+            });
+            if !told {
+                event(c, owner, "Warning", "FailedCreate", &failed(&e.message));
+            }
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Jobs: pods until enough have succeeded.
@@ -741,7 +777,9 @@ fn job(c: &mut Cluster, j: &Value) -> ApiResult<()> {
             });
             let mut pod = pod_from_template(j, &j["spec"]["template"], &extra);
             pod["metadata"]["generateName"] = json!(format!("{}-", name_of(j)));
-            let pod = create(c, "", "pods", Some(&ns), pod)?;
+            let Some(pod) = create_pod(c, j, &ns, pod, |e| format!("Error creating: {e}"))? else {
+                break;
+            };
             event(
                 c,
                 j,

@@ -69,6 +69,16 @@ async fn one(
             ),
         });
     }
+    // Where Pod Security refuses a root agent: the user of the workload restored with
+    // the claim, else of the pods using it now.
+    let user = match crate::apply::workload_user(plan, &ns, &v.target.name) {
+        Some(u) => Some(u),
+        None => {
+            crate::mover::holders(client, &ns, &v.target.name)
+                .await
+                .user
+        }
+    };
     let job = Volume {
         namespace: &ns,
         claim: &v.target.name,
@@ -76,6 +86,7 @@ async fn one(
         node: None,
         work: Work::Restore { tree },
         sharing,
+        user: user.as_ref(),
     };
     let bytes = match agent::run(client, access, &job, &opts.agent, lease, progress).await? {
         AgentLine::Restored { bytes, .. } => bytes,

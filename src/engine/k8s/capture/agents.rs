@@ -98,6 +98,9 @@ async fn one(
             Err(e) => warnings.push(format!("{r}: {e}; reading the live volume instead")),
         }
     }
+    // The pods using the claim: the node of a ReadWriteOnce claim, and the user an
+    // agent runs as where Pod Security refuses root.
+    let holders = crate::mover::holders(client, &ns, &r.name).await;
     let (claim, node) = match &temp {
         Some((claim, _)) => (claim.clone(), None),
         None => {
@@ -106,8 +109,7 @@ async fn one(
                 .access_modes
                 .iter()
                 .any(|m| m == "ReadWriteOnce" || m == "ReadWriteOncePod");
-            let holders = crate::mover::holders(client, &ns, &r.name).await;
-            (r.name.clone(), holders.node.filter(|_| rwo))
+            (r.name.clone(), holders.node.clone().filter(|_| rwo))
         }
     };
     // At most `per_node` agents on a node this job pins them to.
@@ -135,6 +137,7 @@ async fn one(
             from_copy: temp.is_some(),
         },
         sharing,
+        user: holders.user.as_ref(),
     };
     let ran = agent::run(client, access, &v, &opts.agent, lease, progress).await;
     drop(slot);
