@@ -122,6 +122,7 @@ async fn claims(
             false,
             None,
             None,
+            &[],
             &Default::default(),
             &lease,
         )

@@ -345,6 +345,7 @@ async fn main() {
         false,
         None,
         None,
+        &[],
         &MoverOptions::default(),
         &lease,
     )

@@ -54,6 +54,9 @@ pub struct Settings {
     /// Archive streams per volume on the exec path.
     #[serde(default)]
     pub mover_streams: Option<usize>,
+    /// How long a mover or agent pod may wait for a node and start (`10m`).
+    #[serde(default)]
+    pub start_timeout: Option<String>,
     /// In-cluster agents.
     #[serde(default)]
     pub agent: AgentSettings,

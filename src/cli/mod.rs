@@ -129,6 +129,11 @@ pub struct Global {
     /// moverStreams, else 1]
     #[arg(long, global = true, value_parser = clap::value_parser!(u16).range(1..=32))]
     pub mover_streams: Option<u16>,
+    /// How long a mover or agent pod may wait for a node and start (a cluster
+    /// autoscaler adding a node takes minutes), e.g. 10m [default: settings'
+    /// startTimeout, else 3m]
+    #[arg(long, global = true, value_parser = parse_budget)]
+    pub start_timeout: Option<std::time::Duration>,
     /// Print no progress
     #[arg(short, long, global = true)]
     pub quiet: bool,

@@ -159,6 +159,16 @@ pub fn mover_options(
     if let Some(n) = g.mover_streams.map(usize::from).or(settings.mover_streams) {
         m.streams = n.clamp(1, 32);
     }
+    let configured = match &settings.start_timeout {
+        Some(t) => Some(
+            ferry_repo::backend::retry::parse_duration(t)
+                .map_err(|e| anyhow::anyhow!("startTimeout {t:?} in config.yaml: {e}"))?,
+        ),
+        None => None,
+    };
+    if let Some(t) = g.start_timeout.or(configured) {
+        m.start_timeout = t;
+    }
     let s = &settings.agent;
     let a = &mut m.agent;
     a.endpoint = g.agent_endpoint.clone().or(s.endpoint.clone());

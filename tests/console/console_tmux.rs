@@ -661,3 +661,132 @@ fn new_eks_and_aks_clusters_are_created_and_filled_from_a_real_terminal() {
     drop(tmux);
     rt.block_on(cloud.shutdown()).unwrap();
 }
+
+/// Agents' progress reaches the console. With the repository in S3 (moto), a backup of
+/// a namespace started from the console moves each claim through an in-cluster agent
+/// Job (the sandbox runs the built `ferry-agent`); while it runs, `:jobs` shows each
+/// volume moving through its agent with its bytes counting up, and at the end each
+/// volume done and the snapshot.
+#[test]
+fn a_backup_through_agents_shows_each_volumes_progress_in_the_console() {
+    use ferry_repo::backend::s3::S3Backend;
+    use support::moto::{self, Moto};
+
+    let dir = tempfile::tempdir().unwrap();
+    let rt = crate::common::runtime();
+    let moto = Moto::start();
+    rt.block_on(moto.create_bucket("console-agents"));
+    let backend = rt
+        .block_on(S3Backend::connect(moto.s3_config("console-agents", "repo")))
+        .unwrap();
+    ferry_repo::Repository::init(
+        std::sync::Arc::new(backend),
+        rt.handle().clone(),
+        &crate::common::secret(),
+        &crate::common::init_opts(),
+    )
+    .unwrap();
+    let prod_dir = dir.path().join("prod");
+    let prod = rt.block_on(async {
+        Sandbox::start(
+            SandboxConfig::new("prod", &prod_dir)
+                .with_demo_storage()
+                .with_image("ferry-agent", support::agent_bin()),
+        )
+        .await
+        .unwrap()
+    });
+    let kc = dir.path().join("kubeconfig");
+    write_kubeconfig(&kc, &[prod.kubeconfig_entry()]).unwrap();
+    let linked = Linked::load(&Sources {
+        paths: vec![kc.clone()],
+    });
+    let client = rt
+        .block_on(linked.get("ferry-prod").unwrap().client())
+        .unwrap();
+    rt.block_on(seed(
+        &client,
+        &prod_dir,
+        &SeedOptions {
+            files: 4,
+            file_size: 64 * 1024,
+            ..SeedOptions::default()
+        },
+    ))
+    .unwrap();
+    // Enough data that, at 4 MiB/s of upload, an agent is seen at work.
+    let redis = rt.block_on(volume_dir(&client, &prod_dir, "shop", "redis-data"));
+    std::fs::write(redis.join("big.bin"), crate::common::bytes(24 << 20, 11)).unwrap();
+
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let run = dir.path().join("ferry-console.sh");
+    std::fs::write(
+        &run,
+        format!(
+            "#!/bin/sh\nexec '{}' --limit-upload 4MiB console\n",
+            support::ferry_bin()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut env = user_env(&home, &kc);
+    env.extend([
+        ("FERRY_REPO", "s3://console-agents/repo".to_string()),
+        ("FERRY_PASSWORD", "test password".to_string()),
+        ("FERRY_S3_ENDPOINT", moto.endpoint.clone()),
+        ("FERRY_S3_PATH_STYLE", "true".to_string()),
+        ("AWS_ACCESS_KEY_ID", moto::ACCESS_KEY_ID.to_string()),
+        ("AWS_SECRET_ACCESS_KEY", moto::SECRET_ACCESS_KEY.to_string()),
+        ("AWS_REGION", moto::REGION.to_string()),
+    ]);
+    let tmux = Tmux::start(dir.path(), &env, run.to_str().unwrap());
+
+    tmux.wait_for("ferry-prod", 60);
+    tmux.wait_for("v1.", 60);
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("shop", 60);
+    tmux.keys(&["/"]);
+    tmux.type_text("shop");
+    tmux.keys(&["Enter", "Space", "b"]);
+    tmux.wait_for("back up?", 30);
+    tmux.keys(&["y"]);
+    tmux.keys(&[":"]);
+    tmux.type_text("jobs");
+    tmux.keys(&["Enter"]);
+    // While the agent uploads: its volume's line, its bytes counting.
+    let moving = tmux.wait_for("moving (agent)", 120);
+    let line = |s: &str, claim: &str| {
+        s.lines()
+            .find(|l| l.contains(&format!("shop/{claim} ")))
+            .unwrap_or_else(|| panic!("no line for {claim}:\n{s}"))
+            .to_string()
+    };
+    assert!(
+        moving
+            .lines()
+            .any(|l| l.contains("shop/") && l.contains("moving (agent)")),
+        "{moving}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let s = tmux.screen();
+        let l = line(&s, "redis-data");
+        // Bytes under way: neither nothing nor everything yet.
+        if l.contains("moving (agent)") && !l.contains("· 0 B/") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no bytes moving:\n{s}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The end: every volume done, the snapshot written.
+    let end = tmux.wait_for("snapshot ", 180);
+    for claim in ["redis-data", "data-postgres-0"] {
+        assert!(line(&end, claim).contains("done"), "{end}");
+    }
+    assert!(!end.contains("FAILED"), "{end}");
+    tmux.quit();
+    drop(tmux);
+    rt.block_on(prod.shutdown()).unwrap();
+}

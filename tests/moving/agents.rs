@@ -29,33 +29,13 @@ use ferry_sandbox::seed::{SeedOptions, seed};
 use ferry_sandbox::{Sandbox, SandboxConfig, write_kubeconfig};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Pod, Secret};
+use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolumeClaim, Pod, Secret};
 use kube::Api;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 use support::moto::Moto;
 use support::s3s::{S3sFs, SECRET_ACCESS_KEY};
 use support::volumes::{checksums, volume_dir};
-
-/// The `ferry-agent` binary the workspace built (beside the test binaries' folder).
-fn agent_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("FERRY_AGENT_BIN") {
-        return PathBuf::from(p);
-    }
-    let exe = std::env::current_exe().unwrap();
-    // target/<profile>/deps/moving-… → target/<profile>/ferry-agent
-    let bin = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .map(|d| d.join("ferry-agent"))
-        .unwrap();
-    assert!(
-        bin.is_file(),
-        "{} is missing: build the agent first (cargo build -p ferry-agent --profile <the tests' profile>), or run the whole workspace's tests",
-        bin.display()
-    );
-    bin
-}
 
 /// The object store a test's repository is in.
 enum Store {
@@ -111,7 +91,7 @@ impl Env {
             let prod = Sandbox::start(
                 SandboxConfig::new("prod", dir.path().join("prod"))
                     .with_demo_storage()
-                    .with_image("ferry-agent", agent_bin()),
+                    .with_image("ferry-agent", support::agent_bin()),
             )
             .await
             .unwrap();
@@ -530,6 +510,59 @@ async fn notes_app(client: &kube::Client) {
         .unwrap();
 }
 
+/// Where no node can take an agent (here: every node cordoned, as during an upgrade or
+/// when the claim's zone has no room), the volume fails after the start timeout with
+/// the scheduler's own reason and what to do, and nothing is left behind.
+#[test]
+fn an_agent_no_node_takes_fails_its_volume_with_the_schedulers_reason() {
+    let rt = common::runtime();
+    let env = Env::start(&rt, "agents-unschedulable", 0);
+    rt.block_on(async move {
+        let nodes: Api<Node> = Api::all(env.client.clone());
+        let cordon = |on: bool| {
+            let nodes = nodes.clone();
+            async move {
+                for n in nodes.list(&ListParams::default()).await.unwrap() {
+                    let name = n.metadata.name.unwrap();
+                    nodes
+                        .patch(
+                            &name,
+                            &PatchParams::default(),
+                            &Patch::Merge(json!({"spec": {"unschedulable": on}})),
+                        )
+                        .await
+                        .unwrap();
+                }
+            }
+        };
+        cordon(true).await;
+        let mut o = capture_opts();
+        o.mover.agent.start_timeout = Duration::from_secs(3);
+        o.mover.agent.retries = 0;
+        let t = Instant::now();
+        let out = capture::capture(&env.client, &env.repo, &o, &JobProgress::new())
+            .await
+            .unwrap();
+        assert!(t.elapsed() < Duration::from_secs(60), "{:?}", t.elapsed());
+        assert!(out.meta.volumes.is_empty(), "{:?}", out.meta.volumes);
+        assert!(!out.meta.failed_volumes.is_empty());
+        for f in &out.meta.failed_volumes {
+            for want in [
+                "no node could take the agent within 3 s",
+                "0/",
+                "nodes are available",
+                "--agent-cpu",
+                "--start-timeout",
+            ] {
+                assert!(f.error.contains(want), "{want:?} not in {}", f.error);
+            }
+        }
+        assert_eq!(env.leftovers("shop").await, Vec::<String>::new());
+        cordon(false).await;
+        env.prod.shutdown().await.unwrap();
+    });
+}
+
 /// Waits until an agent pod of `ns` runs; its name.
 async fn running_agent(client: &kube::Client, ns: &str) -> String {
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
@@ -681,7 +714,7 @@ fn build_image(out: &std::path::Path) -> String {
     let o = std::process::Command::new("python3")
         .arg(script)
         .arg("--binary")
-        .arg(agent_bin())
+        .arg(support::agent_bin())
         .arg("--out")
         .arg(out)
         .args(["--epoch", "1700000000"])

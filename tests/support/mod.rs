@@ -18,6 +18,27 @@ pub fn ferry_bin() -> String {
     std::env::var("FERRY_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_ferry").to_string())
 }
 
+/// The `ferry-agent` binary the workspace built (beside the test binaries' folder), or
+/// `FERRY_AGENT_BIN`.
+pub fn agent_bin() -> std::path::PathBuf {
+    if let Some(p) = std::env::var_os("FERRY_AGENT_BIN") {
+        return std::path::PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().unwrap();
+    // target/<profile>/deps/<test>-… → target/<profile>/ferry-agent
+    let bin = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .map(|d| d.join("ferry-agent"))
+        .unwrap();
+    assert!(
+        bin.is_file(),
+        "{} is missing: build the agent first (cargo build -p ferry-agent --profile <the tests' profile>), or run the whole workspace's tests",
+        bin.display()
+    );
+    bin
+}
+
 /// The `ferry` binary with its folders under `dirs` (`xdg/data`, `xdg/config`,
 /// `xdg/state`, `home`), clusters from `kubeconfig` and the repository at `repo`
 /// (password "test password"), reading nothing from the terminal.

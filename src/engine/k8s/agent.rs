@@ -246,6 +246,8 @@ pub struct Volume<'a> {
     /// The non-root user of the workload that mounts the claim: the agent runs as it
     /// where the namespace's Pod Security refuses root.
     pub user: Option<&'a RunAs>,
+    /// The tolerations of the pods that use the claim (see [`crate::mover::Holders`]).
+    pub tolerations: &'a [Value],
 }
 
 /// Where the agent mounts the claim.
@@ -411,7 +413,6 @@ impl Agent {
         let mut spec = json!({
             "restartPolicy": "Never",
             "terminationGracePeriodSeconds": 0,
-            "tolerations": [{"operator": "Exists"}],
             "containers": [{
                 "name": "agent",
                 "image": self.opts.image,
@@ -432,9 +433,7 @@ impl Agent {
             Some(sa) => spec["serviceAccountName"] = json!(sa),
             None => spec["automountServiceAccountToken"] = json!(false),
         }
-        if let Some(n) = v.node {
-            spec["nodeName"] = json!(n);
-        }
+        crate::mover::spec_placement(&mut spec, v.node, v.tolerations);
         let job: Job = serde_json::from_value(json!({
             "apiVersion": "batch/v1", "kind": "Job",
             "metadata": {"name": self.name, "namespace": v.namespace, "labels": lease.labels("agent")},
@@ -474,6 +473,8 @@ impl Agent {
         let mut failures: Vec<String> = Vec::new();
         let count_totals = matches!(v.work, Work::Backup { .. });
         let mut refused: Option<String> = None;
+        // The scheduler's last word on a pod no node takes.
+        let mut unscheduled: Option<String> = None;
         let mut polls: u64 = 0;
         progress.volume(v.namespace, v.shown, |s| s.state = "starting agent".into());
         loop {
@@ -570,6 +571,7 @@ impl Agent {
                         if let Some(why) = cannot_start(&pod) {
                             return Err(self.volume_err(v, why));
                         }
+                        unscheduled = unschedulable(&pod);
                     }
                 }
             }
@@ -625,12 +627,17 @@ impl Agent {
                     None => self.opts.start_timeout,
                 };
                 if since.elapsed() > limit {
-                    let why = refused.take().unwrap_or_else(|| format!(
-                        "the agent did not start within {} s: no node could run it, its image could not be pulled, or its claim could not be mounted (`kubectl describe job {} -n {}`)",
-                        self.opts.start_timeout.as_secs(),
-                        self.name,
-                        v.namespace
-                    ));
+                    let secs = self.opts.start_timeout.as_secs();
+                    let why = match (refused.take(), unscheduled.take()) {
+                        (Some(r), _) => r,
+                        (None, Some(s)) => format!(
+                            "no node could take the agent within {secs} s ({s}): free or add capacity where the claim's volume can be attached, lower the agent's requests (--agent-cpu, --agent-memory), or wait longer (--start-timeout)"
+                        ),
+                        (None, None) => format!(
+                            "the agent did not start within {secs} s: its image could not be pulled in time, or its claim could not be mounted (`kubectl describe job {} -n {}`)",
+                            self.name, v.namespace
+                        ),
+                    };
                     return Err(self.volume_err(v, why));
                 }
             }
@@ -938,6 +945,17 @@ fn cannot_start(pod: &Pod) -> Option<String> {
         }
     }
     None
+}
+
+/// The scheduler's reason when no node takes the pod (`0/3 nodes are available: …`).
+fn unschedulable(pod: &Pod) -> Option<String> {
+    let status = pod.status.as_ref()?;
+    status.conditions.iter().flatten().find_map(|c| {
+        (c.type_ == "PodScheduled"
+            && c.status == "False"
+            && c.reason.as_deref() == Some("Unschedulable"))
+        .then(|| c.message.clone().unwrap_or_else(|| "Unschedulable".into()))
+    })
 }
 
 /// `s` in at most about `n` characters: its start and its end (where the advice is),

@@ -676,10 +676,7 @@ async fn restore_volume(
     });
     // Where Pod Security refuses a root mover: the user of the workload restored with
     // the claim, else of the pods using it now.
-    let user = match workload_user(plan, &ns, &v.target.name) {
-        Some(u) => Some(u),
-        None => mover::holders(client, &ns, &v.target.name).await.user,
-    };
+    let (user, tolerations) = workload_fit(client, plan, &ns, &v.target.name).await;
     let mover = Mover::start(
         client,
         &ns,
@@ -687,6 +684,7 @@ async fn restore_volume(
         false,
         None,
         user.as_ref(),
+        &tolerations,
         opts,
         lease,
     )
@@ -861,13 +859,28 @@ async fn stream_part(
     Ok(rest)
 }
 
-/// The non-root user of the workload this plan restores into `ns` with `claim` (see
-/// [`RunAs::of_claim`]).
-pub(crate) fn workload_user(plan: &Plan, ns: &str, claim: &str) -> Option<RunAs> {
-    plan.items
-        .iter()
-        .filter(|i| i.target.namespace.as_deref() == Some(ns))
-        .find_map(|i| RunAs::of_claim(&i.object, claim))
+/// Whom Ferry's pod writing `claim` in `ns` runs as where Pod Security refuses root
+/// (see [`RunAs::of_claim`]), and where it may run (the tolerations of the pods that use
+/// the claim): after the workload this plan restores with the claim, else after the
+/// pods using it now.
+pub(crate) async fn workload_fit(
+    client: &kube::Client,
+    plan: &Plan,
+    ns: &str,
+    claim: &str,
+) -> (Option<RunAs>, Vec<serde_json::Value>) {
+    let items = || {
+        plan.items
+            .iter()
+            .filter(move |i| i.target.namespace.as_deref() == Some(ns))
+    };
+    let user = items().find_map(|i| RunAs::of_claim(&i.object, claim));
+    let tolerations = items().find_map(|i| crate::graph::claim_tolerations(&i.object, claim));
+    if let (Some(u), Some(t)) = (&user, &tolerations) {
+        return (Some(u.clone()), t.clone());
+    }
+    let now = mover::holders(client, ns, claim).await;
+    (user.or(now.user), tolerations.unwrap_or(now.tolerations))
 }
 
 #[cfg(test)]

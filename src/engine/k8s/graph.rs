@@ -27,6 +27,54 @@ pub fn pod_spec(obj: &Value) -> Option<&Value> {
     obj.pointer(p).filter(|v| v.is_object())
 }
 
+/// The names of the volumes by which the pods of `obj` (a Pod, or a workload's pod
+/// template) mount `claim`: a volume naming it, or a StatefulSet's
+/// `volumeClaimTemplates`, whose claims are `<template>-<set>-<ordinal>`.
+pub fn claim_volumes<'a>(obj: &'a Value, claim: &str) -> Vec<&'a str> {
+    let Some(spec) = pod_spec(obj) else {
+        return Vec::new();
+    };
+    let mut volumes: Vec<&str> = spec["volumes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|v| v["persistentVolumeClaim"]["claimName"].as_str() == Some(claim))
+        .filter_map(|v| v["name"].as_str())
+        .collect();
+    if obj["kind"] == "StatefulSet"
+        && let Some(set) = obj["metadata"]["name"].as_str()
+    {
+        for t in obj["spec"]["volumeClaimTemplates"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            let Some(tn) = t["metadata"]["name"].as_str() else {
+                continue;
+            };
+            let ordinal = claim.strip_prefix(&format!("{tn}-{set}-"));
+            if ordinal.is_some_and(|o| !o.is_empty() && o.bytes().all(|b| b.is_ascii_digit())) {
+                volumes.push(tn);
+            }
+        }
+    }
+    volumes
+}
+
+/// The tolerations of the pods of `obj` when they mount `claim` (see
+/// [`claim_volumes`]): where the pods that use a claim may run, Ferry's pod for it may.
+pub fn claim_tolerations(obj: &Value, claim: &str) -> Option<Vec<Value>> {
+    if claim_volumes(obj, claim).is_empty() {
+        return None;
+    }
+    Some(
+        pod_spec(obj)?["tolerations"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default(),
+    )
+}
+
 /// The labels pods of a workload carry.
 pub fn pod_labels(obj: &Value) -> Option<&Map<String, Value>> {
     let r = ObjRef::of(obj);
@@ -471,6 +519,34 @@ pub fn waves(
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_claims_tolerations_come_from_the_workload_that_mounts_it() {
+        let set = json!({
+            "apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "db"},
+            "spec": {
+                "volumeClaimTemplates": [{"metadata": {"name": "data"}}],
+                "template": {"spec": {
+                    "tolerations": [{"key": "dedicated", "operator": "Exists"}],
+                    "containers": [{"name": "db"}],
+                }},
+            },
+        });
+        assert_eq!(
+            claim_tolerations(&set, "data-db-1"),
+            Some(vec![json!({"key": "dedicated", "operator": "Exists"})])
+        );
+        assert_eq!(claim_tolerations(&set, "data-other-1"), None);
+        let deploy = json!({
+            "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+            "spec": {"template": {"spec": {
+                "volumes": [{"name": "v", "persistentVolumeClaim": {"claimName": "web-data"}}],
+                "containers": [{"name": "web"}],
+            }}},
+        });
+        assert_eq!(claim_tolerations(&deploy, "web-data"), Some(vec![]));
+        assert_eq!(claim_volumes(&deploy, "web-data"), vec!["v"]);
+    }
 
     #[test]
     fn waves_put_what_is_referred_to_first_and_cut_cycles() {

@@ -92,6 +92,7 @@ impl Mover {
         read_only: bool,
         node: Option<&str>,
         user: Option<&RunAs>,
+        tolerations: &[serde_json::Value],
         opts: &MoverOptions,
         lease: &JobLease,
     ) -> Result<Mover> {
@@ -101,7 +102,6 @@ impl Mover {
             "restartPolicy": "Never",
             "terminationGracePeriodSeconds": 0,
             "automountServiceAccountToken": false,
-            "tolerations": [{"operator": "Exists"}],
             "containers": [{
                 "name": "mover",
                 "image": opts.image,
@@ -114,9 +114,7 @@ impl Mover {
             }],
             "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": claim, "readOnly": read_only}}],
         });
-        if let Some(n) = node {
-            spec["nodeName"] = json!(n);
-        }
+        spec_placement(&mut spec, node, tolerations);
         let mut labels = lease.labels("mover");
         labels["ferry.dev/claim"] = json!(claim_label(claim));
         let pod_of = |spec: &serde_json::Value| -> Result<Pod> {
@@ -455,11 +453,32 @@ fn tail(stderr: &[u8]) -> String {
 }
 
 /// Who uses a claim now: the node a running pod using it is on (where a ReadWriteOnce
-/// claim must be read), and the non-root user its pods run as (see [`RunAs::of_claim`]).
+/// claim must be read), the non-root user its pods run as (see [`RunAs::of_claim`]),
+/// and their tolerations, which Ferry's pod for the claim takes.
 #[derive(Debug, Default)]
 pub struct Holders {
     pub node: Option<String>,
     pub user: Option<RunAs>,
+    pub tolerations: Vec<serde_json::Value>,
+}
+
+/// Places the pod `spec` of a mover or agent: on `node`, where the claim is in use,
+/// whatever the node's taints; elsewhere where the pods that use the claim may go (their
+/// `tolerations`), so the scheduler keeps it off other tainted nodes (the control plane,
+/// a node being drained) but not off a pool dedicated to the workload.
+pub(crate) fn spec_placement(
+    spec: &mut serde_json::Value,
+    node: Option<&str>,
+    tolerations: &[serde_json::Value],
+) {
+    match node {
+        Some(n) => {
+            spec["nodeName"] = json!(n);
+            spec["tolerations"] = json!([{"operator": "Exists"}]);
+        }
+        None if !tolerations.is_empty() => spec["tolerations"] = json!(tolerations),
+        None => {}
+    }
 }
 
 /// The pods of `namespace` using `claim`: see [`Holders`].
@@ -470,6 +489,7 @@ pub async fn holders(client: &kube::Client, namespace: &str, claim: &str) -> Hol
     };
     let mut nodes: HashMap<String, usize> = HashMap::new();
     let mut user = None;
+    let mut tolerations: Vec<serde_json::Value> = Vec::new();
     for p in pods.items {
         let uses = p
             .spec
@@ -494,9 +514,42 @@ pub async fn holders(client: &kube::Client, namespace: &str, claim: &str) -> Hol
         if let Some(n) = spec.node_name {
             *nodes.entry(n).or_default() += 1;
         }
+        for t in spec.tolerations.iter().flatten() {
+            if let Ok(t) = serde_json::to_value(t)
+                && !tolerations.contains(&t)
+            {
+                tolerations.push(t);
+            }
+        }
     }
     Holders {
         node: nodes.into_iter().max_by_key(|(_, c)| *c).map(|(n, _)| n),
         user,
+        tolerations,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pod_goes_where_the_claim_is_held_or_where_its_users_may_go() {
+        let dedicated =
+            json!({"key": "dedicated", "operator": "Equal", "value": "db", "effect": "NoSchedule"});
+        // Held on a node: there, whatever its taints.
+        let mut spec = json!({});
+        spec_placement(&mut spec, Some("node-a"), std::slice::from_ref(&dedicated));
+        assert_eq!(spec["nodeName"], "node-a");
+        assert_eq!(spec["tolerations"], json!([{"operator": "Exists"}]));
+        // Not held: the users' tolerations, no more.
+        let mut spec = json!({});
+        spec_placement(&mut spec, None, std::slice::from_ref(&dedicated));
+        assert!(spec["nodeName"].is_null());
+        assert_eq!(spec["tolerations"], json!([dedicated]));
+        // No users with tolerations: none, so no tainted node (control plane, draining).
+        let mut spec = json!({});
+        spec_placement(&mut spec, None, &[]);
+        assert!(spec.get("tolerations").is_none(), "{spec}");
     }
 }

@@ -38,30 +38,7 @@ impl RunAs {
     /// `<template>-<set>-<ordinal>`), when they all run as the same non-root user.
     pub fn of_claim(obj: &Value, claim: &str) -> Option<RunAs> {
         let spec = super::graph::pod_spec(obj)?;
-        let mut volumes: Vec<&str> = spec["volumes"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|v| v["persistentVolumeClaim"]["claimName"].as_str() == Some(claim))
-            .filter_map(|v| v["name"].as_str())
-            .collect();
-        if obj["kind"] == "StatefulSet"
-            && let Some(set) = obj["metadata"]["name"].as_str()
-        {
-            for t in obj["spec"]["volumeClaimTemplates"]
-                .as_array()
-                .into_iter()
-                .flatten()
-            {
-                let Some(tn) = t["metadata"]["name"].as_str() else {
-                    continue;
-                };
-                let ordinal = claim.strip_prefix(&format!("{tn}-{set}-"));
-                if ordinal.is_some_and(|o| !o.is_empty() && o.bytes().all(|b| b.is_ascii_digit())) {
-                    volumes.push(tn);
-                }
-            }
-        }
+        let volumes = super::graph::claim_volumes(obj, claim);
         if volumes.is_empty() {
             return None;
         }

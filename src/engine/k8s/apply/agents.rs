@@ -69,16 +69,9 @@ async fn one(
             ),
         });
     }
-    // Where Pod Security refuses a root agent: the user of the workload restored with
-    // the claim, else of the pods using it now.
-    let user = match crate::apply::workload_user(plan, &ns, &v.target.name) {
-        Some(u) => Some(u),
-        None => {
-            crate::mover::holders(client, &ns, &v.target.name)
-                .await
-                .user
-        }
-    };
+    // The user (where Pod Security refuses root) and tolerations of the workload
+    // restored with the claim, else of the pods using it now.
+    let (user, tolerations) = crate::apply::workload_fit(client, plan, &ns, &v.target.name).await;
     let job = Volume {
         namespace: &ns,
         claim: &v.target.name,
@@ -87,6 +80,7 @@ async fn one(
         work: Work::Restore { tree },
         sharing,
         user: user.as_ref(),
+        tolerations: &tolerations,
     };
     let bytes = match agent::run(client, access, &job, &opts.agent, lease, progress).await? {
         AgentLine::Restored { bytes, .. } => bytes,

@@ -249,7 +249,7 @@ pub(super) async fn capture_volume(
                 .access_modes
                 .iter()
                 .any(|m| m == "ReadWriteOnce" || m == "ReadWriteOncePod");
-            (r.name.clone(), holders.node.filter(|_| rwo))
+            (r.name.clone(), holders.node.clone().filter(|_| rwo))
         }
     };
     if rec.consistency == "live" {
@@ -263,6 +263,7 @@ pub(super) async fn capture_volume(
             true,
             node.as_deref(),
             holders.user.as_ref(),
+            &holders.tolerations,
             mover_opts,
             lease,
         )
