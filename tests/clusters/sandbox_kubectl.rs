@@ -963,6 +963,30 @@ async fn service_account_tokens_are_issued_and_accepted() {
     sandbox.shutdown().await.unwrap();
 }
 
+/// ServiceAccount admission: a pod naming a service account that does not exist is
+/// refused in the API server's words; once it exists, the same pod is admitted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_naming_a_missing_service_account_is_refused() {
+    let (dir, sandbox, kc) = started("sa-admission", "state").await;
+    let pod = dir.path().join("robot.yaml");
+    std::fs::write(
+        &pod,
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: robot\nspec:\n  serviceAccountName: robot\n  containers:\n  - name: c\n    image: nginx\n",
+    )
+    .unwrap();
+    let (ok, _, err) = kubectl_status(&kc, &["apply", "-f", pod.to_str().unwrap()]).await;
+    assert!(
+        !ok && err.contains(
+            "pods \"robot\" is forbidden: error looking up service account default/robot: serviceaccount \"robot\" not found"
+        ),
+        "{err}"
+    );
+    kubectl(&kc, &["create", "serviceaccount", "robot"]).await;
+    let out = kubectl(&kc, &["apply", "-f", pod.to_str().unwrap()]).await;
+    assert!(out.contains("pod/robot created"), "{out}");
+    sandbox.shutdown().await.unwrap();
+}
+
 /// Pod Security Admission: a namespace's enforced level refuses pods that break it, in
 /// the API server's words, and lets hardened pods through.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -898,7 +898,8 @@ fn the_agent_image_builds_reproducibly_and_runs_under_an_oci_runtime() {
 
 /// Agents that cannot get into the bucket fail their volumes with a message that says
 /// why and what to do (here: a service account named for an identity the pods do not
-/// have, so no credentials reach them), and leave nothing behind.
+/// have, so no credentials reach them; then one that does not exist), and leave nothing
+/// behind.
 #[test]
 fn agents_without_access_to_the_bucket_fail_their_volumes_clearly() {
     let rt = common::runtime();
@@ -925,6 +926,26 @@ fn agents_without_access_to_the_bucket_fail_their_volumes_clearly() {
             assert!(f.error.contains("loading credentials"), "{}", f.error);
             assert!(f.error.contains("--agent-service-account"), "{}", f.error);
             assert!(!f.error.contains("its last log lines"), "{}", f.error);
+        }
+        assert_eq!(env.leftovers("shop").await, Vec::<String>::new());
+
+        // A service account that is not there: the API server refuses the Job's pods,
+        // and each volume fails as soon as the Job controller says so.
+        o.mover.agent.service_account = Some("ferry-s3".into());
+        let t = Instant::now();
+        let out = capture::capture(&env.client, &env.repo, &o, &JobProgress::new())
+            .await
+            .unwrap();
+        assert!(t.elapsed() < Duration::from_secs(30), "{:?}", t.elapsed());
+        assert!(out.meta.volumes.is_empty(), "{:?}", out.meta.volumes);
+        for f in &out.meta.failed_volumes {
+            for want in [
+                "the agents' service account ferry-s3 does not exist in shop",
+                "serviceaccount \"ferry-s3\" not found",
+                "--agent-service-account",
+            ] {
+                assert!(f.error.contains(want), "{want:?} not in {}", f.error);
+            }
         }
         assert_eq!(env.leftovers("shop").await, Vec::<String>::new());
         env.prod.shutdown().await.unwrap();

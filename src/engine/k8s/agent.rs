@@ -676,6 +676,16 @@ impl Agent {
                 last: true,
             });
         }
+        if said.contains("error looking up service account") {
+            let sa = self.opts.service_account.as_deref().unwrap_or("default");
+            return Some(Refusal {
+                why: format!(
+                    "the agents' service account {sa} does not exist in {} ({said}): create it there with access to the bucket, or name another (--agent-service-account, agent.serviceAccount in config.yaml)",
+                    v.namespace
+                ),
+                last: true,
+            });
+        }
         let advice = if said.contains("exceeded quota") {
             format!(
                 "the namespace's ResourceQuota has no room for the agent: raise the quota, or lower the agent's requests (--agent-cpu, --agent-memory; `kubectl describe quota -n {}`)",

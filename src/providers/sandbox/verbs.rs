@@ -377,6 +377,28 @@ impl Cluster {
         }
     }
 
+    /// The ServiceAccount admission of a new pod: the service account it names must
+    /// exist, as the API server requires (`default`, which a namespace gets at once on a
+    /// real cluster, is not checked).
+    fn admit_service_account(&self, ns: &str, pod_name: &str, pod: &Value) -> ApiResult<()> {
+        let Some(sa) = pod["spec"]["serviceAccountName"]
+            .as_str()
+            .filter(|s| !s.is_empty() && *s != "default")
+        else {
+            return Ok(());
+        };
+        if super::controllers::get(self, "", "serviceaccounts", Some(ns), sa).is_some() {
+            return Ok(());
+        }
+        Err(ApiError::new(
+            403,
+            "Forbidden",
+            format!(
+                "pods \"{pod_name}\" is forbidden: error looking up service account {ns}/{sa}: serviceaccount \"{sa}\" not found"
+            ),
+        ))
+    }
+
     /// The host folder holding the contents of the volume with this CSI `volumeHandle`
     /// (the sandbox provisioner names handles after their PersistentVolume).
     pub fn volume_dir(&self, volume_handle: &str) -> std::path::PathBuf {
@@ -773,6 +795,7 @@ impl Cluster {
             }
             // What the API server sets on every new pod, whatever the client sent.
             ("", "pods") if old.is_none() => {
+                self.admit_service_account(&key.namespace, name, obj)?;
                 super::psa::admit(self, &key.namespace, name, obj)?;
                 super::psa::warn(self, &key.namespace, info, obj);
                 let qos = qos_class(&obj["spec"]);
