@@ -21,10 +21,12 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use futures::{AsyncBufReadExt as _, StreamExt as _};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Event, Pod, Secret};
+use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::{Api, DeleteParams, ListParams, LogParams, PostParams, PropagationPolicy};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+
+mod why;
 
 use crate::lease::JobLease;
 use crate::podsec::{self, RunAs};
@@ -32,6 +34,10 @@ use crate::{JobProgress, K8sError, Result, within};
 use ferry_repo::Repository;
 use ferry_repo::agent::{AgentLine, KEY_ENV, VERSION};
 use ferry_repo::backend::{RemoteCredentials, RemoteStore};
+use why::{
+    REFUSED, REFUSED_GRACE, Refusal, cannot_start, clip, ended_with, lines, push_tail,
+    refused_version, unschedulable,
+};
 
 /// The agent image Ferry uses unless told otherwise: the one built with this version.
 pub fn default_image() -> String {
@@ -614,7 +620,15 @@ impl Agent {
             // up) ends the volume if no pod comes within REFUSED_GRACE.
             polls += 1;
             if waiting && followed.is_empty() && polls % 5 == 1 {
-                match self.refusal(v).await {
+                match why::refusal(
+                    self.jobs.clone().into_client(),
+                    &self.name,
+                    v.namespace,
+                    self.opts.service_account.as_deref(),
+                    self.opts.stall_timeout,
+                )
+                .await
+                {
                     Some(Refusal { why, last: true }) => return Err(self.volume_err(v, why)),
                     Some(Refusal { why, last: false }) => refused = Some(why),
                     None => {}
@@ -643,64 +657,6 @@ impl Agent {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-    }
-
-    /// Why the cluster refuses to make the Job's pod, from the Job controller's
-    /// `FailedCreate` event (Pod Security, a quota, an admission webhook or policy
-    /// engine), with what to do; None while there is none (or events cannot be read).
-    async fn refusal(&self, v: &Volume<'_>) -> Option<Refusal> {
-        let events: Api<Event> = Api::namespaced(self.jobs.clone().into_client(), v.namespace);
-        let lp = ListParams::default().fields(&format!(
-            "involvedObject.name={},reason=FailedCreate",
-            self.name
-        ));
-        let list = within(
-            self.opts.stall_timeout,
-            || "reading events".to_string(),
-            async { Ok(events.list(&lp).await.ok()) },
-        )
-        .await
-        .ok()??;
-        let message = list
-            .items
-            .into_iter()
-            .filter_map(|e| e.message)
-            .next_back()?;
-        let said = message
-            .strip_prefix("Error creating: ")
-            .unwrap_or(&message)
-            .to_string();
-        if let Some((level, why)) = podsec::refusal_in(&said) {
-            return Some(Refusal {
-                why: podsec::refused("agent", v.namespace, &level, &why, None),
-                last: true,
-            });
-        }
-        if said.contains("error looking up service account") {
-            let sa = self.opts.service_account.as_deref().unwrap_or("default");
-            return Some(Refusal {
-                why: format!(
-                    "the agents' service account {sa} does not exist in {} ({said}): create it there with access to the bucket, or name another (--agent-service-account, agent.serviceAccount in config.yaml)",
-                    v.namespace
-                ),
-                last: true,
-            });
-        }
-        let advice = if said.contains("exceeded quota") {
-            format!(
-                "the namespace's ResourceQuota has no room for the agent: raise the quota, or lower the agent's requests (--agent-cpu, --agent-memory; `kubectl describe quota -n {}`)",
-                v.namespace
-            )
-        } else {
-            format!(
-                "an admission webhook or policy of the cluster refuses it: let Ferry's agent Jobs in (label app.kubernetes.io/managed-by=ferry), or use --data-path exec (`kubectl describe job {} -n {}`)",
-                self.name, v.namespace
-            )
-        };
-        Some(Refusal {
-            why: format!("the cluster refuses to start the agent's pod ({said}): {advice}"),
-            last: false,
-        })
     }
 
     /// Reads a pod's log to its end (following it while the pod runs).
@@ -849,16 +805,6 @@ impl Agent {
     }
 }
 
-/// How long an agent's Job may go on being refused its pod for a reason that may pass
-/// (a full quota) before the volume fails.
-const REFUSED_GRACE: Duration = Duration::from_secs(30);
-
-/// The cluster's refusal to make an agent's pod, and whether it is final.
-struct Refusal {
-    why: String,
-    last: bool,
-}
-
 /// What a pod's log told so far.
 struct Seen<'a> {
     result: &'a mut Option<AgentLine>,
@@ -876,109 +822,6 @@ struct Tally {
     bytes: u64,
     files_total: u64,
     bytes_total: u64,
-}
-
-const REFUSED: &str = "\u{0}agent version ";
-
-fn push_tail(tail: &mut VecDeque<String>, line: &str) {
-    tail.push_back(line.chars().take(400).collect());
-    while tail.len() > TAIL {
-        tail.pop_front();
-    }
-}
-
-/// An agent of another version answered: it is the wrong image.
-fn refused_version(tail: &VecDeque<String>) -> Option<String> {
-    tail.iter().find_map(|l| l.strip_prefix(REFUSED)).map(|other| {
-        format!(
-            "the agent image is ferry-agent {other}, but this is Ferry {VERSION}: use the agent image built with this Ferry (`agent.image` in config.yaml, or --agent-image)"
-        )
-    })
-}
-
-fn lines(tail: &VecDeque<String>) -> String {
-    let shown: Vec<&str> = tail
-        .iter()
-        .filter(|l| !l.starts_with(REFUSED))
-        .map(String::as_str)
-        .collect();
-    if shown.is_empty() {
-        String::new()
-    } else {
-        format!("; its last log lines: {}", shown.join(" | "))
-    }
-}
-
-/// What the pod's container said as it ended (its exit code and reason), for a report.
-fn ended_with(pod: &Pod) -> String {
-    let Some(status) = pod.status.as_ref() else {
-        return String::new();
-    };
-    for c in status.container_statuses.iter().flatten() {
-        if let Some(t) = c.state.as_ref().and_then(|s| s.terminated.as_ref()) {
-            return format!(
-                " (exit code {}{}{})",
-                t.exit_code,
-                t.reason
-                    .as_deref()
-                    .map(|r| format!(", {r}"))
-                    .unwrap_or_default(),
-                t.message
-                    .as_deref()
-                    .map(|m| format!(": {m}"))
-                    .unwrap_or_default()
-            );
-        }
-    }
-    String::new()
-}
-
-/// Why a pending pod will not start by waiting: its image cannot be pulled.
-fn cannot_start(pod: &Pod) -> Option<String> {
-    let status = pod.status.as_ref()?;
-    for c in status.container_statuses.iter().flatten() {
-        if let Some(w) = c.state.as_ref().and_then(|s| s.waiting.as_ref())
-            && matches!(
-                w.reason.as_deref(),
-                Some(
-                    "ErrImagePull" | "ImagePullBackOff" | "InvalidImageName" | "ErrImageNeverPull"
-                )
-            )
-        {
-            return Some(format!(
-                "the agent image {:?} cannot be pulled ({}): set an image the cluster can pull (`agent.image` in config.yaml, or --agent-image)",
-                c.image,
-                w.message
-                    .clone()
-                    .unwrap_or_else(|| w.reason.clone().unwrap_or_default())
-            ));
-        }
-    }
-    None
-}
-
-/// The scheduler's reason when no node takes the pod (`0/3 nodes are available: …`).
-fn unschedulable(pod: &Pod) -> Option<String> {
-    let status = pod.status.as_ref()?;
-    status.conditions.iter().flatten().find_map(|c| {
-        (c.type_ == "PodScheduled"
-            && c.status == "False"
-            && c.reason.as_deref() == Some("Unschedulable"))
-        .then(|| c.message.clone().unwrap_or_else(|| "Unschedulable".into()))
-    })
-}
-
-/// `s` in at most about `n` characters: its start and its end (where the advice is),
-/// with `…` for the middle (an object store's error can carry pages of debugging
-/// detail).
-fn clip(s: &str, n: usize) -> String {
-    let count = s.chars().count();
-    if count <= n {
-        return s.to_string();
-    }
-    let head: String = s.chars().take(n / 2).collect();
-    let tail: String = s.chars().skip(count - n / 2).collect();
-    format!("{head} … {tail}")
 }
 
 /// A name part: at most `n` characters of lowercase letters, digits and `-`.
@@ -1006,35 +849,6 @@ fn suffix() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_refused_version_is_worded_and_other_lines_are_kept() {
-        let mut tail = VecDeque::new();
-        for n in 0..20 {
-            push_tail(&mut tail, &format!("line {n}"));
-        }
-        assert_eq!(tail.len(), TAIL);
-        assert_eq!(refused_version(&tail), None);
-        push_tail(&mut tail, &format!("{REFUSED}9.9.9"));
-        let why = refused_version(&tail).unwrap();
-        assert!(
-            why.contains("ferry-agent 9.9.9") && why.contains(VERSION),
-            "{why}"
-        );
-        assert!(!lines(&tail).contains("9.9.9"));
-    }
-
-    #[test]
-    fn long_reports_keep_their_start_and_their_advice() {
-        let s = format!("start {} end: do this", "x".repeat(5000));
-        let c = clip(&s, 100);
-        assert!(
-            c.starts_with("start ") && c.ends_with("end: do this") && c.contains(" … "),
-            "{c}"
-        );
-        assert!(c.chars().count() < 110);
-        assert_eq!(clip("short", 100), "short");
-    }
 
     #[test]
     fn job_names_are_dns_labels() {
