@@ -984,6 +984,31 @@ async fn a_pod_naming_a_missing_service_account_is_refused() {
     kubectl(&kc, &["create", "serviceaccount", "robot"]).await;
     let out = kubectl(&kc, &["apply", "-f", pod.to_str().unwrap()]).await;
     assert!(out.contains("pod/robot created"), "{out}");
+    // A Deployment applied before its service account (`kubectl apply -f dir/` goes in
+    // file order) gets its pods once the account exists: its controllers try again.
+    let deploy = dir.path().join("arm.yaml");
+    std::fs::write(
+        &deploy,
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: arm\nspec:\n  selector: {matchLabels: {app: arm}}\n  template:\n    metadata: {labels: {app: arm}}\n    spec:\n      serviceAccountName: arm\n      containers:\n      - name: c\n        image: nginx\n",
+    )
+    .unwrap();
+    kubectl(&kc, &["apply", "-f", deploy.to_str().unwrap()]).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+    let pods = kubectl(&kc, &["get", "pods", "-l", "app=arm", "-o", "name"]).await;
+    assert!(pods.trim().is_empty(), "{pods}");
+    kubectl(&kc, &["create", "serviceaccount", "arm"]).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while kubectl(&kc, &["get", "pods", "-l", "app=arm", "-o", "name"])
+        .await
+        .trim()
+        .is_empty()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the Deployment never got its pod"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
     sandbox.shutdown().await.unwrap();
 }
 
@@ -1086,6 +1111,23 @@ async fn pod_security_levels_are_enforced() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     };
+    // The controller keeps trying (each pass): still one event.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let again = kubectl(
+        &kc,
+        &[
+            "get",
+            "events",
+            "-n",
+            "locked",
+            "--field-selector",
+            "involvedObject.name=privjob,reason=FailedCreate",
+            "-o",
+            "name",
+        ],
+    )
+    .await;
+    assert_eq!(again.trim().lines().count(), 1, "{again}");
     assert_eq!(events.trim().lines().count(), 1, "{events}");
     assert!(
         events.starts_with("Warning Error creating: pods \"privjob-")
@@ -1107,6 +1149,45 @@ async fn pod_security_levels_are_enforced() {
     )
     .await;
     assert!(pods.trim().is_empty(), "{pods}");
+    // Once the namespace lets it in, the controller's next pass makes the pod.
+    let relabel = |level: &'static str| {
+        let kc = kc.clone();
+        async move {
+            let label = format!("pod-security.kubernetes.io/enforce={level}");
+            kubectl(
+                &kc,
+                &["label", "namespace", "locked", "--overwrite", &label],
+            )
+            .await;
+        }
+    };
+    relabel("privileged").await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let pods = kubectl(
+            &kc,
+            &[
+                "get",
+                "pods",
+                "-n",
+                "locked",
+                "-l",
+                "job-name=privjob",
+                "-o",
+                "name",
+            ],
+        )
+        .await;
+        if !pods.trim().is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the Job never got its pod"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    relabel("baseline").await;
     // `warn` admits, and tells: for pods and for workloads' pod templates.
     kubectl(&kc, &["create", "namespace", "warned"]).await;
     kubectl(

@@ -445,6 +445,25 @@ fn agents_pass_baseline_and_run_as_the_workloads_user_under_restricted() {
             progress.log_lines()
         );
         assert_eq!(env.leftovers("shop").await, Vec::<String>::new());
+        // The notes app alone, captured while the namespace names no level.
+        namespaces
+            .patch(
+                "shop",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"labels": {"pod-security.kubernetes.io/enforce": null}}})),
+            )
+            .await
+            .unwrap();
+        let mut o = capture_opts();
+        o.scope = Scope::Workloads {
+            namespace: "shop".into(),
+            workloads: vec!["deployment/notes".into()],
+        };
+        let notes_only = capture::capture(&env.client, &env.repo, &o, &JobProgress::new())
+            .await
+            .unwrap();
+        assert!(notes_only.meta.failed_volumes.is_empty(), "{:?}", notes_only.meta.failed_volumes);
+        assert_eq!(notes_only.meta.volumes.len(), 1, "{:?}", notes_only.meta.volumes);
 
         // A cluster whose admission configuration enforces `restricted` where a
         // namespace names no level: nothing for Ferry to read beforehand. The root
@@ -466,6 +485,26 @@ fn agents_pass_baseline_and_run_as_the_workloads_user_under_restricted() {
             }
         }
         assert_eq!(env.leftovers("shop-hard").await, Vec::<String>::new());
+        // The same, for the non-root app's claim: refused as root, its agent is started
+        // again as the app's user, and the data arrives.
+        let (report, progress) = restore_report(&env, &notes_only, "shop-notes").await;
+        assert!(
+            report.volumes.iter().all(|o| o.ok) && report.volumes.len() == 1,
+            "{:#?}",
+            report.volumes
+        );
+        assert!(
+            progress.log_lines().iter().any(|l| l.contains(
+                "(the cluster's own Pod Security level): running as the workload's user 1000"
+            )),
+            "{:?}",
+            progress.log_lines()
+        );
+        assert_eq!(
+            checksums(&env.volume("shop-notes", "notes-data").await),
+            checksums(&notes)
+        );
+        assert_eq!(env.leftovers("shop-notes").await, Vec::<String>::new());
         env.prod.set_pod_security(None);
         env.prod.shutdown().await.unwrap();
     });

@@ -16,6 +16,7 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -35,8 +36,7 @@ use ferry_repo::Repository;
 use ferry_repo::agent::{AgentLine, KEY_ENV, VERSION};
 use ferry_repo::backend::{RemoteCredentials, RemoteStore};
 use why::{
-    REFUSED, REFUSED_GRACE, Refusal, cannot_start, clip, ended_with, lines, push_tail,
-    refused_version, unschedulable,
+    REFUSED, cannot_start, clip, ended_with, lines, push_tail, refused_version, unschedulable,
 };
 
 /// The agent image Ferry uses unless told otherwise: the one built with this version.
@@ -272,38 +272,48 @@ pub async fn run(
     progress: &Arc<JobProgress>,
 ) -> Result<AgentLine> {
     lease.hold(v.namespace).await?;
-    let name = format!("ferry-agent-{}-{}", short(v.shown, 30), suffix());
-    let agent = Agent {
-        jobs: Api::namespaced(client.clone(), v.namespace),
-        pods: Api::namespaced(client.clone(), v.namespace),
-        secrets: Api::namespaced(client.clone(), v.namespace),
-        name,
-        opts: opts.clone(),
+    // Pod Security `restricted` admits no root: the workload's user, or nothing.
+    let user = match podsec::enforced(client, v.namespace).await.as_deref() {
+        Some("restricted") => match v.user {
+            Some(u) => Some(u),
+            None => {
+                let why = podsec::refused("agent", v.namespace, "restricted", "", None);
+                return Err(volume_err(v, why));
+            }
+        },
+        _ => None,
     };
-    let r = async {
-        // Pod Security `restricted` admits no root: the workload's user, or nothing.
-        let user = match podsec::enforced(client, v.namespace).await.as_deref() {
-            Some("restricted") => match v.user {
-                Some(u) => {
-                    progress.log(format!(
-                        "{}/{}: Pod Security refuses a root agent here: running as the workload's user {}, so files that user cannot read are skipped, each with a warning",
-                        v.namespace, v.shown, u.uid
-                    ));
-                    Some(u)
-                }
-                None => {
-                    let why = podsec::refused("agent", v.namespace, "restricted", "", None);
-                    return Err(agent.volume_err(v, why));
-                }
-            },
-            _ => None,
-        };
-        agent.create(access, v, user, lease).await?;
-        agent.follow(v, progress).await
+    let as_user = |u: &RunAs, why: &str| {
+        progress.log(format!(
+            "{}/{}: Pod Security refuses a root agent here{why}: running as the workload's user {}, so files that user cannot read are skipped, each with a warning",
+            v.namespace, v.shown, u.uid
+        ));
+    };
+    if let Some(u) = user {
+        as_user(u, "");
     }
-    .await;
-    agent.remove().await;
-    r
+    let first = Agent::new(client, v, opts);
+    let r = first.attempt(access, v, user, lease, progress).await;
+    first.remove().await;
+    match (r, user, v.user) {
+        // Refused by a level no label shows (the cluster's admission configuration):
+        // again as the workload's user.
+        (Err(_), None, Some(u)) if first.refused_by_pod_security.load(Relaxed) => {
+            as_user(u, " (the cluster's own Pod Security level)");
+            let second = Agent::new(client, v, opts);
+            let r = second.attempt(access, v, Some(u), lease, progress).await;
+            second.remove().await;
+            r
+        }
+        (r, ..) => r,
+    }
+}
+
+fn volume_err(v: &Volume<'_>, detail: String) -> K8sError {
+    K8sError::Volume {
+        pvc: format!("{}/{}", v.namespace, v.shown),
+        detail,
+    }
 }
 
 struct Agent {
@@ -312,14 +322,37 @@ struct Agent {
     secrets: Api<Secret>,
     name: String,
     opts: AgentOptions,
+    /// Set when Pod Security refused the Job its pod.
+    refused_by_pod_security: AtomicBool,
 }
 
 impl Agent {
-    fn volume_err(&self, v: &Volume<'_>, detail: String) -> K8sError {
-        K8sError::Volume {
-            pvc: format!("{}/{}", v.namespace, v.shown),
-            detail,
+    fn new(client: &kube::Client, v: &Volume<'_>, opts: &AgentOptions) -> Agent {
+        Agent {
+            jobs: Api::namespaced(client.clone(), v.namespace),
+            pods: Api::namespaced(client.clone(), v.namespace),
+            secrets: Api::namespaced(client.clone(), v.namespace),
+            name: format!("ferry-agent-{}-{}", short(v.shown, 30), suffix()),
+            opts: opts.clone(),
+            refused_by_pod_security: AtomicBool::new(false),
         }
+    }
+
+    fn volume_err(&self, v: &Volume<'_>, detail: String) -> K8sError {
+        volume_err(v, detail)
+    }
+
+    /// Starts the agent (as `user`, where given) and follows it to its end.
+    async fn attempt(
+        &self,
+        access: &AgentAccess,
+        v: &Volume<'_>,
+        user: Option<&RunAs>,
+        lease: &JobLease,
+        progress: &Arc<JobProgress>,
+    ) -> Result<AgentLine> {
+        self.create(access, v, user, lease).await?;
+        self.follow(v, user, progress).await
     }
 
     async fn create(
@@ -469,7 +502,12 @@ impl Agent {
     }
 
     /// Follows the Job's pods until it completes or fails for good.
-    async fn follow(&self, v: &Volume<'_>, progress: &Arc<JobProgress>) -> Result<AgentLine> {
+    async fn follow(
+        &self,
+        v: &Volume<'_>,
+        user: Option<&RunAs>,
+        progress: &Arc<JobProgress>,
+    ) -> Result<AgentLine> {
         let limit = self.opts.stall_timeout;
         let mut followed: HashSet<String> = HashSet::new();
         let mut pending_since: Option<Instant> = None;
@@ -515,6 +553,7 @@ impl Agent {
                 .items
                 .iter()
                 .all(|p| followed.contains(p.metadata.name.as_deref().unwrap_or_default()));
+            let no_pod = pods.items.is_empty();
             for pod in pods.items {
                 let pod_name = pod.metadata.name.clone().unwrap_or_default();
                 if followed.contains(&pod_name) {
@@ -615,37 +654,40 @@ impl Agent {
                     ),
                 ));
             }
-            // Before its first pod: does the cluster refuse to make it? Read once a
-            // second; Pod Security's refusal is final, another (a quota that may free
-            // up) ends the volume if no pod comes within REFUSED_GRACE.
+            // No pod yet: does the cluster refuse to make it? Read once a second.
+            // Pod Security's refusal and a missing service account are final; another
+            // (a quota that may free up, a webhook) is what the start timeout reports
+            // if no pod comes. Once a pod exists, earlier refusals are history.
             polls += 1;
-            if waiting && followed.is_empty() && polls % 5 == 1 {
+            if !no_pod {
+                refused = None;
+            } else if followed.is_empty() && polls % 5 == 1 {
                 match why::refusal(
                     self.jobs.clone().into_client(),
                     &self.name,
                     v.namespace,
                     self.opts.service_account.as_deref(),
+                    user,
                     self.opts.stall_timeout,
                 )
                 .await
                 {
-                    Some(Refusal { why, last: true }) => return Err(self.volume_err(v, why)),
-                    Some(Refusal { why, last: false }) => refused = Some(why),
+                    Some(r) if r.last => {
+                        self.refused_by_pod_security.store(r.pod_security, Relaxed);
+                        return Err(self.volume_err(v, r.why));
+                    }
+                    Some(r) => refused = Some(r.why),
                     None => {}
                 }
             }
             if waiting {
                 let since = *pending_since.get_or_insert_with(Instant::now);
-                let limit = match refused {
-                    Some(_) => self.opts.start_timeout.min(REFUSED_GRACE),
-                    None => self.opts.start_timeout,
-                };
-                if since.elapsed() > limit {
+                if since.elapsed() > self.opts.start_timeout {
                     let secs = self.opts.start_timeout.as_secs();
                     let why = match (refused.take(), unscheduled.take()) {
                         (Some(r), _) => r,
                         (None, Some(s)) => format!(
-                            "no node could take the agent within {secs} s ({s}): free or add capacity where the claim's volume can be attached, lower the agent's requests (--agent-cpu, --agent-memory), or wait longer (--start-timeout)"
+                            "no node could take the agent within {secs} s ({s}): free or add capacity on nodes where the claim's volume can be attached and its workload's tolerations allow, lower the agent's requests (--agent-cpu, --agent-memory), or wait longer (--start-timeout)"
                         ),
                         (None, None) => format!(
                             "the agent did not start within {secs} s: its image could not be pulled in time, or its claim could not be mounted (`kubectl describe job {} -n {}`)",

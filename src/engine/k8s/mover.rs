@@ -522,11 +522,58 @@ pub async fn holders(client: &kube::Client, namespace: &str, claim: &str) -> Hol
             }
         }
     }
+    if nodes.is_empty() && user.is_none() && tolerations.is_empty() {
+        // No pod uses it now (scaled to zero, a CronJob between runs): its workload.
+        if let Some((u, t)) = workload_of(client, namespace, claim).await {
+            return Holders {
+                node: None,
+                user: u,
+                tolerations: t,
+            };
+        }
+    }
     Holders {
         node: nodes.into_iter().max_by_key(|(_, c)| *c).map(|(n, _)| n),
         user,
         tolerations,
     }
+}
+
+/// The user and tolerations of the Deployment, StatefulSet or CronJob of `namespace`
+/// whose pods mount `claim`, where one does.
+async fn workload_of(
+    client: &kube::Client,
+    namespace: &str,
+    claim: &str,
+) -> Option<(Option<RunAs>, Vec<serde_json::Value>)> {
+    use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+    use k8s_openapi::api::batch::v1::CronJob;
+    async fn objects<K>(client: &kube::Client, namespace: &str) -> Vec<serde_json::Value>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + serde::de::DeserializeOwned
+            + serde::Serialize
+            + std::fmt::Debug,
+        K::DynamicType: Default,
+    {
+        let api: Api<K> = Api::namespaced(client.clone(), namespace);
+        match api.list(&Default::default()).await {
+            Ok(l) => l
+                .items
+                .iter()
+                .filter_map(|o| serde_json::to_value(o).ok())
+                .collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+    let mut all = objects::<StatefulSet>(client, namespace).await;
+    all.extend(objects::<Deployment>(client, namespace).await);
+    all.extend(objects::<CronJob>(client, namespace).await);
+    all.iter().find_map(|o| {
+        let t = super::graph::claim_tolerations(o, claim)?;
+        Some((RunAs::of_claim(o, claim), t))
+    })
 }
 
 #[cfg(test)]

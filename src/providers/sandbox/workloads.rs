@@ -374,9 +374,7 @@ fn replica_set(c: &mut Cluster, rs: &Value) -> ApiResult<()> {
         for _ in have..desired {
             let mut pod = pod_from_template(rs, &rs["spec"]["template"], &Value::Null);
             pod["metadata"]["generateName"] = json!(format!("{}-", name_of(rs)));
-            let Some(pod) = create_pod(c, rs, &ns, pod, |e| format!("Error creating: {e}"))? else {
-                break;
-            };
+            let pod = create_pod(c, rs, &ns, pod, |e| format!("Error creating: {e}"))?;
             event(
                 c,
                 rs,
@@ -524,9 +522,7 @@ fn stateful_set(c: &mut Cluster, s: &Value) -> ApiResult<()> {
         }
         let failed =
             |e: &str| format!("create Pod {pod_name} in StatefulSet {name} failed error: {e}");
-        if create_pod(c, s, &ns, pod, failed)?.is_none() {
-            break;
-        }
+        create_pod(c, s, &ns, pod, failed)?;
         event(
             c,
             s,
@@ -679,9 +675,7 @@ fn daemon_set(c: &mut Cluster, ds: &Value) -> ApiResult<()> {
         let mut pod = pod_from_template(ds, &ds["spec"]["template"], &extra);
         pod["metadata"]["generateName"] = json!(format!("{}-", name_of(ds)));
         pod["spec"]["nodeName"] = json!(node);
-        let Some(pod) = create_pod(c, ds, &ns, pod, |e| format!("Error creating: {e}"))? else {
-            break;
-        };
+        let pod = create_pod(c, ds, &ns, pod, |e| format!("Error creating: {e}"))?;
         event(
             c,
             ds,
@@ -712,31 +706,31 @@ fn daemon_set(c: &mut Cluster, ds: &Value) -> ApiResult<()> {
 }
 
 /// Creates a pod of the controller `owner`. A pod the API server refuses (Pod Security,
-/// a quota, a name taken) is, as a real controller reports it, a `FailedCreate` warning
-/// on the owner (`failed` words it from the refusal; recorded once while the owner keeps
-/// failing, so a controller retrying in a loop does not flood the namespace), and None:
-/// the controller goes on and tries again at its next pass.
+/// a missing service account, a name taken) is, as a real controller reports it, a
+/// `FailedCreate` warning on the owner (`failed` words it from the refusal; recorded
+/// once while the owner keeps failing, so a controller retrying every pass does not
+/// flood the namespace), and the refusal is returned: the controller counts as failed
+/// and runs again at the next tick, so the pod comes once what refused it is gone.
 fn create_pod(
     c: &mut Cluster,
     owner: &Value,
     ns: &str,
     pod: Value,
     failed: impl FnOnce(&str) -> String,
-) -> ApiResult<Option<Value>> {
-    match create(c, "", "pods", Some(ns), pod) {
-        Ok(pod) => Ok(Some(pod)),
-        Err(e) if (400..500).contains(&e.code) => {
-            let uid = uid_of(owner);
-            let told = c.store.list("", "events", Some(ns)).any(|(_, ev)| {
-                ev["involvedObject"]["uid"] == uid && ev["reason"] == "FailedCreate"
-            });
-            if !told {
-                event(c, owner, "Warning", "FailedCreate", &failed(&e.message));
-            }
-            Ok(None)
+) -> ApiResult<Value> {
+    create(c, "", "pods", Some(ns), pod).inspect_err(|e| {
+        if !(400..500).contains(&e.code) {
+            return;
         }
-        Err(e) => Err(e),
-    }
+        let uid = uid_of(owner);
+        let told = c
+            .store
+            .list("", "events", Some(ns))
+            .any(|(_, ev)| ev["involvedObject"]["uid"] == uid && ev["reason"] == "FailedCreate");
+        if !told {
+            event(c, owner, "Warning", "FailedCreate", &failed(&e.message));
+        }
+    })
 }
 
 /// Jobs: pods until enough have succeeded.
@@ -777,9 +771,7 @@ fn job(c: &mut Cluster, j: &Value) -> ApiResult<()> {
             });
             let mut pod = pod_from_template(j, &j["spec"]["template"], &extra);
             pod["metadata"]["generateName"] = json!(format!("{}-", name_of(j)));
-            let Some(pod) = create_pod(c, j, &ns, pod, |e| format!("Error creating: {e}"))? else {
-                break;
-            };
+            let pod = create_pod(c, j, &ns, pod, |e| format!("Error creating: {e}"))?;
             event(
                 c,
                 j,

@@ -13,17 +13,17 @@ use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::api::{Api, ListParams};
 
 use super::TAIL;
-use crate::{podsec, within};
+use crate::podsec::{self, RunAs};
+use crate::within;
 use ferry_repo::agent::VERSION;
 
-/// How long an agent's Job may go on being refused its pod for a reason that may pass
-/// (a full quota) before the volume fails.
-pub(super) const REFUSED_GRACE: Duration = Duration::from_secs(30);
-
-/// The cluster's refusal to make an agent's pod, and whether it is final.
+/// The cluster's refusal to make an agent's pod.
 pub(super) struct Refusal {
     pub(super) why: String,
+    /// Final: waiting will not change it.
     pub(super) last: bool,
+    /// Pod Security refused it.
+    pub(super) pod_security: bool,
 }
 
 /// Why the cluster refuses to make the Job's pod, from the Job controller's
@@ -34,6 +34,7 @@ pub(super) async fn refusal(
     job: &str,
     namespace: &str,
     service_account: Option<&str>,
+    tried: Option<&RunAs>,
     stall: Duration,
 ) -> Option<Refusal> {
     let events: Api<Event> = Api::namespaced(client, namespace);
@@ -55,21 +56,30 @@ pub(super) async fn refusal(
         .to_string();
     if let Some((level, why)) = podsec::refusal_in(&said) {
         return Some(Refusal {
-            why: podsec::refused("agent", namespace, &level, &why, None),
+            why: podsec::refused("agent", namespace, &level, &why, tried),
             last: true,
+            pod_security: true,
         });
     }
-    if said.contains("error looking up service account") {
-        let sa = service_account.unwrap_or("default");
+    // A named account that is not there; `default` comes with a namespace, soon after
+    // one is made.
+    if said.contains("error looking up service account")
+        && let Some(sa) = service_account
+    {
         return Some(Refusal {
             why: format!(
                 "the agents' service account {sa} does not exist in {} ({said}): create it there with access to the bucket, or name another (--agent-service-account, agent.serviceAccount in config.yaml)",
                 namespace
             ),
             last: true,
+            pod_security: false,
         });
     }
-    let advice = if said.contains("exceeded quota") {
+    let advice = if said.contains("error looking up service account") {
+        format!(
+            "the namespace {namespace} has no default service account yet (the cluster's controllers make it with the namespace): check that they run, or name one (--agent-service-account)"
+        )
+    } else if said.contains("exceeded quota") {
         format!(
             "the namespace's ResourceQuota has no room for the agent: raise the quota, or lower the agent's requests (--agent-cpu, --agent-memory; `kubectl describe quota -n {}`)",
             namespace
@@ -83,6 +93,7 @@ pub(super) async fn refusal(
     Some(Refusal {
         why: format!("the cluster refuses to start the agent's pod ({said}): {advice}"),
         last: false,
+        pod_security: false,
     })
 }
 
