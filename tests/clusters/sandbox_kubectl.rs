@@ -1134,20 +1134,23 @@ async fn pod_security_levels_are_enforced() {
             && events.contains("violates PodSecurity \"baseline:latest\": privileged"),
         "{events}"
     );
-    let pods = kubectl(
-        &kc,
-        &[
-            "get",
-            "pods",
-            "-n",
-            "locked",
-            "-l",
-            "job-name=privjob",
-            "-o",
-            "name",
-        ],
-    )
-    .await;
+    let job_pods = || {
+        let kc = kc.clone();
+        async move {
+            let args = [
+                "get",
+                "pods",
+                "-n",
+                "locked",
+                "-l",
+                "job-name=privjob",
+                "-o",
+                "name",
+            ];
+            kubectl(&kc, &args).await
+        }
+    };
+    let pods = job_pods().await;
     assert!(pods.trim().is_empty(), "{pods}");
     // Once the namespace lets it in, the controller's next pass makes the pod.
     let relabel = |level: &'static str| {
@@ -1164,20 +1167,7 @@ async fn pod_security_levels_are_enforced() {
     relabel("privileged").await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
-        let pods = kubectl(
-            &kc,
-            &[
-                "get",
-                "pods",
-                "-n",
-                "locked",
-                "-l",
-                "job-name=privjob",
-                "-o",
-                "name",
-            ],
-        )
-        .await;
+        let pods = job_pods().await;
         if !pods.trim().is_empty() {
             break;
         }

@@ -29,7 +29,7 @@ use ferry_sandbox::seed::{SeedOptions, seed};
 use ferry_sandbox::{Sandbox, SandboxConfig, write_kubeconfig};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolumeClaim, Pod, Secret};
+use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim, Pod, Secret};
 use kube::Api;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
@@ -381,25 +381,13 @@ fn agents_pass_baseline_and_run_as_the_workloads_user_under_restricted() {
     let rt = common::runtime();
     let env = Env::start(&rt, "agents-psa", 0);
     rt.block_on(async move {
-        let namespaces: Api<Namespace> = Api::all(env.client.clone());
-        let enforce = |level: &'static str| {
-            let namespaces = namespaces.clone();
-            async move {
-                let label =
-                    json!({"metadata": {"labels": {"pod-security.kubernetes.io/enforce": level}}});
-                namespaces
-                    .patch("shop", &PatchParams::default(), &Patch::Merge(label))
-                    .await
-                    .unwrap();
-            }
-        };
         // Captured while the namespace names no level: restored below.
         let plain = capture::capture(&env.client, &env.repo, &capture_opts(), &JobProgress::new())
             .await
             .unwrap();
         assert!(plain.meta.failed_volumes.is_empty(), "{:?}", plain.meta.failed_volumes);
 
-        enforce("baseline").await;
+        support::enforce_pod_security(&env.client, "shop", Some("baseline")).await;
         let out = capture::capture(&env.client, &env.repo, &capture_opts(), &JobProgress::new())
             .await
             .unwrap();
@@ -408,7 +396,7 @@ fn agents_pass_baseline_and_run_as_the_workloads_user_under_restricted() {
 
         // Restricted, and a workload running as user 1000 (fsGroup 2000) beside the
         // shop's root ones.
-        enforce("restricted").await;
+        support::enforce_pod_security(&env.client, "shop", Some("restricted")).await;
         notes_app(&env.client).await;
         let notes = env.volume("shop", "notes-data").await;
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -446,14 +434,7 @@ fn agents_pass_baseline_and_run_as_the_workloads_user_under_restricted() {
         );
         assert_eq!(env.leftovers("shop").await, Vec::<String>::new());
         // The notes app alone, captured while the namespace names no level.
-        namespaces
-            .patch(
-                "shop",
-                &PatchParams::default(),
-                &Patch::Merge(json!({"metadata": {"labels": {"pod-security.kubernetes.io/enforce": null}}})),
-            )
-            .await
-            .unwrap();
+        support::enforce_pod_security(&env.client, "shop", None).await;
         let mut o = capture_opts();
         o.scope = Scope::Workloads {
             namespace: "shop".into(),

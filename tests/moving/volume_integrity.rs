@@ -665,27 +665,12 @@ fn mover_pods_pass_baseline_and_restricted_namespaces_say_what_to_do() {
     t.rt.block_on(async {
         let env = Env::start().await;
         let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(env.client.clone());
-        let enforce = |level: &'static str| {
-            let namespaces = namespaces.clone();
-            async move {
-                let label =
-                    json!({"metadata": {"labels": {"pod-security.kubernetes.io/enforce": level}}});
-                namespaces
-                    .patch(
-                        "shop",
-                        &kube::api::PatchParams::default(),
-                        &kube::api::Patch::Merge(label),
-                    )
-                    .await
-                    .unwrap();
-            }
-        };
-        enforce("baseline").await;
+        support::enforce_pod_security(&env.client, "shop", Some("baseline")).await;
         let out = capture_ns(&env, &t.repo, &opts("shop", false)).await;
         assert!(out.meta.failed_volumes.is_empty(), "{:?}", out.meta.failed_volumes);
         assert!(out.meta.volumes.iter().any(|v| v.pvc == "redis-data" && v.files > 0));
 
-        enforce("restricted").await;
+        support::enforce_pod_security(&env.client, "shop", Some("restricted")).await;
         // A workload that runs as a non-root user, as `restricted` wants.
         notes_app(&env.kubeconfig).await;
         let claims: Api<PersistentVolumeClaim> = Api::namespaced(env.client.clone(), "shop");

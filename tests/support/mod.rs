@@ -70,6 +70,21 @@ pub fn said(o: &std::process::Output) -> String {
     )
 }
 
+/// Sets (or, with None, removes) the Pod Security level namespace `ns` enforces.
+pub async fn enforce_pod_security(client: &kube::Client, ns: &str, level: Option<&str>) {
+    use k8s_openapi::api::core::v1::Namespace;
+    let label =
+        serde_json::json!({"metadata": {"labels": {"pod-security.kubernetes.io/enforce": level}}});
+    kube::Api::<Namespace>::all(client.clone())
+        .patch(
+            ns,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(label),
+        )
+        .await
+        .unwrap();
+}
+
 /// Waits (a minute at most) until the pods matching `selector` in `ns` all run.
 pub async fn wait_running(client: &kube::Client, ns: &str, selector: &str) {
     use k8s_openapi::api::core::v1::Pod;
