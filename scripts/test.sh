@@ -25,8 +25,8 @@ fi
 command -v tmux >/dev/null || { apt-get update -qq && apt-get install -y -qq tmux; }
 
 # The agent tests run the built `ferry-agent` binary (in the sandbox's agent pods, and in
-# its image under runc), which no test target of its own package builds.
-cargo build -p ferry-agent
+# its image under runc). The agent's own tests (src/agent/tests) make this same build
+# compile it, with the features every other test's crates have: nothing twice.
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast "$@"
 else
