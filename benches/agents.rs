@@ -122,7 +122,7 @@ async fn claims(
             false,
             None,
             None,
-            &[],
+            &Default::default(),
             &Default::default(),
             &lease,
         )

@@ -345,7 +345,7 @@ async fn main() {
         false,
         None,
         None,
-        &[],
+        &Default::default(),
         &MoverOptions::default(),
         &lease,
     )

@@ -30,6 +30,7 @@ use serde_json::{Value, json};
 mod why;
 
 use crate::lease::JobLease;
+use crate::placement::Placement;
 use crate::podsec::{self, RunAs};
 use crate::{JobProgress, K8sError, Result, within};
 use ferry_repo::Repository;
@@ -252,8 +253,8 @@ pub struct Volume<'a> {
     /// The non-root user of the workload that mounts the claim: the agent runs as it
     /// where the namespace's Pod Security refuses root.
     pub user: Option<&'a RunAs>,
-    /// The tolerations of the pods that use the claim (see [`crate::mover::Holders`]).
-    pub tolerations: &'a [Value],
+    /// Where the pods that use the claim may run (see [`crate::placement`]).
+    pub placement: &'a Placement,
 }
 
 /// Where the agent mounts the claim.
@@ -472,7 +473,7 @@ impl Agent {
             Some(sa) => spec["serviceAccountName"] = json!(sa),
             None => spec["automountServiceAccountToken"] = json!(false),
         }
-        crate::mover::spec_placement(&mut spec, v.node, v.tolerations);
+        v.placement.apply(&mut spec, v.node);
         let job: Job = serde_json::from_value(json!({
             "apiVersion": "batch/v1", "kind": "Job",
             "metadata": {"name": self.name, "namespace": v.namespace, "labels": lease.labels("agent")},
@@ -687,7 +688,7 @@ impl Agent {
                     let why = match (refused.take(), unscheduled.take()) {
                         (Some(r), _) => r,
                         (None, Some(s)) => format!(
-                            "no node could take the agent within {secs} s ({s}): free or add capacity on nodes where the claim's volume can be attached and its workload's tolerations allow, lower the agent's requests (--agent-cpu, --agent-memory), or wait longer (--start-timeout)"
+                            "no node could take the agent within {secs} s ({s}): free or add capacity on nodes where the claim's volume can be attached and its workload's tolerations and node selector allow, lower the agent's requests (--agent-cpu, --agent-memory), or wait longer (--start-timeout)"
                         ),
                         (None, None) => format!(
                             "the agent did not start within {secs} s: its image could not be pulled in time, or its claim could not be mounted (`kubectl describe job {} -n {}`)",

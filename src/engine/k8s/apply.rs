@@ -23,6 +23,7 @@ use super::listing;
 use super::mover::{self, Mover, MoverOptions, RunAs};
 use super::objects::{self, Catalog, ObjRef};
 use super::pipe;
+use super::placement::Placement;
 use super::plan::{Change, Plan, PlanItem, VolumePlan};
 use super::references::{self, Finding};
 use super::{JobProgress, K8sError, RESTORED_ANNOTATION, Result, streaming, within};
@@ -676,7 +677,7 @@ async fn restore_volume(
     });
     // Where Pod Security refuses a root mover: the user of the workload restored with
     // the claim, else of the pods using it now.
-    let (user, tolerations) = workload_fit(client, plan, &ns, &v.target.name).await;
+    let (user, placement) = workload_fit(client, plan, &ns, &v.target.name, progress).await;
     let mover = Mover::start(
         client,
         &ns,
@@ -684,7 +685,7 @@ async fn restore_volume(
         false,
         None,
         user.as_ref(),
-        &tolerations,
+        &placement,
         opts,
         lease,
     )
@@ -860,27 +861,39 @@ async fn stream_part(
 }
 
 /// Whom Ferry's pod writing `claim` in `ns` runs as where Pod Security refuses root
-/// (see [`RunAs::of_claim`]), and where it may run (the tolerations of the pods that use
-/// the claim): after the workload this plan restores with the claim, else after the
-/// pods using it now.
+/// (see [`RunAs::of_claim`]), and where it may run (see [`crate::placement`]): after
+/// the workload this plan restores with the claim (its tolerations, and the nodes it
+/// may run on, so that a new volume is made where it can mount it), else after the
+/// pods using the claim now.
 pub(crate) async fn workload_fit(
     client: &kube::Client,
     plan: &Plan,
     ns: &str,
     claim: &str,
-) -> (Option<RunAs>, Vec<serde_json::Value>) {
+    progress: &JobProgress,
+) -> (Option<RunAs>, Placement) {
     let items = || {
         plan.items
             .iter()
             .filter(move |i| i.target.namespace.as_deref() == Some(ns))
     };
     let user = items().find_map(|i| RunAs::of_claim(&i.object, claim));
-    let tolerations = items().find_map(|i| crate::graph::claim_tolerations(&i.object, claim));
-    if let (Some(u), Some(t)) = (&user, &tolerations) {
-        return (Some(u.clone()), t.clone());
+    let placement = items().find_map(|i| Placement::of_workload(&i.object, claim));
+    let (user, mut placement) = match (user, placement) {
+        (Some(u), Some(p)) => (Some(u), p),
+        (user, placement) => {
+            let now = mover::holders(client, ns, claim).await;
+            (user.or(now.user), placement.unwrap_or(now.placement))
+        }
+    };
+    if placement.nodes.is_some() && !crate::placement::binds_on_first_use(client, ns, claim).await {
+        // Its volume exists, or is made at once: its own node affinity places the pod.
+        placement.nodes = None;
     }
-    let now = mover::holders(client, ns, claim).await;
-    (user.or(now.user), tolerations.unwrap_or(now.tolerations))
+    if let Some(note) = placement.within_cluster(client).await {
+        progress.log(format!("{ns}/{claim}: {note}"));
+    }
+    (user, placement)
 }
 
 #[cfg(test)]

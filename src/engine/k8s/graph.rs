@@ -61,20 +61,6 @@ pub fn claim_volumes<'a>(obj: &'a Value, claim: &str) -> Vec<&'a str> {
     volumes
 }
 
-/// The tolerations of the pods of `obj` when they mount `claim` (see
-/// [`claim_volumes`]): where the pods that use a claim may run, Ferry's pod for it may.
-pub fn claim_tolerations(obj: &Value, claim: &str) -> Option<Vec<Value>> {
-    if claim_volumes(obj, claim).is_empty() {
-        return None;
-    }
-    Some(
-        pod_spec(obj)?["tolerations"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default(),
-    )
-}
-
 /// The labels pods of a workload carry.
 pub fn pod_labels(obj: &Value) -> Option<&Map<String, Value>> {
     let r = ObjRef::of(obj);
@@ -521,7 +507,7 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn a_claims_tolerations_come_from_the_workload_that_mounts_it() {
+    fn a_claims_volumes_are_named_by_the_pods_or_the_sets_templates() {
         let set = json!({
             "apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "db"},
             "spec": {
@@ -532,11 +518,9 @@ mod tests {
                 }},
             },
         });
-        assert_eq!(
-            claim_tolerations(&set, "data-db-1"),
-            Some(vec![json!({"key": "dedicated", "operator": "Exists"})])
-        );
-        assert_eq!(claim_tolerations(&set, "data-other-1"), None);
+        assert_eq!(claim_volumes(&set, "data-db-1"), vec!["data"]);
+        assert!(claim_volumes(&set, "data-other-1").is_empty());
+        assert!(claim_volumes(&set, "data-db-x").is_empty());
         let deploy = json!({
             "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
             "spec": {"template": {"spec": {
@@ -544,7 +528,6 @@ mod tests {
                 "containers": [{"name": "web"}],
             }}},
         });
-        assert_eq!(claim_tolerations(&deploy, "web-data"), Some(vec![]));
         assert_eq!(claim_volumes(&deploy, "web-data"), vec!["v"]);
     }
 

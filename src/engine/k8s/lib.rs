@@ -34,6 +34,7 @@ pub mod modifiers;
 pub mod mover;
 pub mod objects;
 pub mod pipe;
+pub mod placement;
 pub mod plan;
 pub mod podsec;
 pub mod references;

@@ -20,6 +20,7 @@ use tokio::io::AsyncReadExt;
 use super::lease::JobLease;
 use super::listing;
 use super::objects::is_not_found;
+use super::placement::Placement;
 use super::podsec;
 pub use super::podsec::RunAs;
 use super::{K8sError, Result, unless_stalled, within};
@@ -80,8 +81,8 @@ pub struct Mover {
 
 impl Mover {
     /// Starts a mover of the job `lease` mounting `claim` (read-only at [`SRC`], or
-    /// writable at [`DST`]), on `node` when the claim is held there, and waits until it
-    /// runs. A claim that another running job writes to is refused. Where Pod Security
+    /// writable at [`DST`]), on `node` when the claim is held there, else where
+    /// `placement` lets it go, and waits until it runs. A claim that another running job writes to is refused. Where Pod Security
     /// refuses root, the mover runs as `user` (the workload's) when there is one:
     /// [`Mover::user`] says so.
     #[allow(clippy::too_many_arguments)]
@@ -92,7 +93,7 @@ impl Mover {
         read_only: bool,
         node: Option<&str>,
         user: Option<&RunAs>,
-        tolerations: &[serde_json::Value],
+        placement: &Placement,
         opts: &MoverOptions,
         lease: &JobLease,
     ) -> Result<Mover> {
@@ -114,7 +115,7 @@ impl Mover {
             }],
             "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": claim, "readOnly": read_only}}],
         });
-        spec_placement(&mut spec, node, tolerations);
+        placement.apply(&mut spec, node);
         let mut labels = lease.labels("mover");
         labels["ferry.dev/claim"] = json!(claim_label(claim));
         let pod_of = |spec: &serde_json::Value| -> Result<Pod> {
@@ -454,31 +455,13 @@ fn tail(stderr: &[u8]) -> String {
 
 /// Who uses a claim now: the node a running pod using it is on (where a ReadWriteOnce
 /// claim must be read), the non-root user its pods run as (see [`RunAs::of_claim`]),
-/// and their tolerations, which Ferry's pod for the claim takes.
+/// and their tolerations, which Ferry's pod for the claim takes (its volume is bound:
+/// no node rule, see [`Placement`]).
 #[derive(Debug, Default)]
 pub struct Holders {
     pub node: Option<String>,
     pub user: Option<RunAs>,
-    pub tolerations: Vec<serde_json::Value>,
-}
-
-/// Places the pod `spec` of a mover or agent: on `node`, where the claim is in use,
-/// whatever the node's taints; elsewhere where the pods that use the claim may go (their
-/// `tolerations`), so the scheduler keeps it off other tainted nodes (the control plane,
-/// a node being drained) but not off a pool dedicated to the workload.
-pub(crate) fn spec_placement(
-    spec: &mut serde_json::Value,
-    node: Option<&str>,
-    tolerations: &[serde_json::Value],
-) {
-    match node {
-        Some(n) => {
-            spec["nodeName"] = json!(n);
-            spec["tolerations"] = json!([{"operator": "Exists"}]);
-        }
-        None if !tolerations.is_empty() => spec["tolerations"] = json!(tolerations),
-        None => {}
-    }
+    pub placement: Placement,
 }
 
 /// The pods of `namespace` using `claim`: see [`Holders`].
@@ -524,18 +507,24 @@ pub async fn holders(client: &kube::Client, namespace: &str, claim: &str) -> Hol
     }
     if nodes.is_empty() && user.is_none() && tolerations.is_empty() {
         // No pod uses it now (scaled to zero, a CronJob between runs): its workload.
-        if let Some((u, t)) = workload_of(client, namespace, claim).await {
+        if let Some((user, tolerations)) = workload_of(client, namespace, claim).await {
             return Holders {
                 node: None,
-                user: u,
-                tolerations: t,
+                user,
+                placement: Placement {
+                    tolerations,
+                    nodes: None,
+                },
             };
         }
     }
     Holders {
         node: nodes.into_iter().max_by_key(|(_, c)| *c).map(|(n, _)| n),
         user,
-        tolerations,
+        placement: Placement {
+            tolerations,
+            nodes: None,
+        },
     }
 }
 
@@ -571,32 +560,7 @@ async fn workload_of(
     all.extend(objects::<Deployment>(client, namespace).await);
     all.extend(objects::<CronJob>(client, namespace).await);
     all.iter().find_map(|o| {
-        let t = super::graph::claim_tolerations(o, claim)?;
-        Some((RunAs::of_claim(o, claim), t))
+        let p = Placement::of_workload(o, claim)?;
+        Some((RunAs::of_claim(o, claim), p.tolerations))
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_pod_goes_where_the_claim_is_held_or_where_its_users_may_go() {
-        let dedicated =
-            json!({"key": "dedicated", "operator": "Equal", "value": "db", "effect": "NoSchedule"});
-        // Held on a node: there, whatever its taints.
-        let mut spec = json!({});
-        spec_placement(&mut spec, Some("node-a"), std::slice::from_ref(&dedicated));
-        assert_eq!(spec["nodeName"], "node-a");
-        assert_eq!(spec["tolerations"], json!([{"operator": "Exists"}]));
-        // Not held: the users' tolerations, no more.
-        let mut spec = json!({});
-        spec_placement(&mut spec, None, std::slice::from_ref(&dedicated));
-        assert!(spec["nodeName"].is_null());
-        assert_eq!(spec["tolerations"], json!([dedicated]));
-        // No users with tolerations: none, so no tainted node (control plane, draining).
-        let mut spec = json!({});
-        spec_placement(&mut spec, None, &[]);
-        assert!(spec.get("tolerations").is_none(), "{spec}");
-    }
 }

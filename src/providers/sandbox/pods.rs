@@ -2,11 +2,16 @@
 //!
 //! - Scheduling: a pod without `spec.nodeName` goes to the least busy schedulable node
 //!   (workers before the control plane) that its `nodeSelector`, required node affinity
-//!   (labels such as `kubernetes.io/hostname`, and `metadata.name` fields) and its bound
-//!   volumes' node affinity admit. A claim that is missing, or unbound with an `Immediate`
-//!   class, keeps it Pending with a `PodScheduled=False` condition and a
-//!   `FailedScheduling` event; an unbound `WaitForFirstConsumer` claim gets the
-//!   `volume.kubernetes.io/selected-node` annotation and the pod waits for the binding.
+//!   (labels such as `kubernetes.io/hostname`, and `metadata.name` fields), its
+//!   tolerations (of the node's `NoSchedule` and `NoExecute` taints) and its bound
+//!   volumes' node affinity admit; where none does, the `FailedScheduling` event counts
+//!   the nodes by reason, in the scheduler's words. A pod given its node (`nodeName`)
+//!   runs there whatever the node's taints (a kubelet would refuse one that does not
+//!   tolerate a `NoExecute` taint; the sandbox does not). A claim that is
+//!   missing, or unbound with an `Immediate` class, keeps it Pending with a
+//!   `PodScheduled=False` condition and a `FailedScheduling` event; an unbound
+//!   `WaitForFirstConsumer` claim gets the `volume.kubernetes.io/selected-node`
+//!   annotation and the pod waits for the binding.
 //! - Running: a scheduled pod whose claims are bound gets an IP from its node's pod
 //!   CIDR and phase Running. A pod with containers of images the sandbox holds is then
 //!   the kubelet's (`kubelet.rs`): it runs them and reports them. Other pods are
@@ -65,7 +70,8 @@ fn node_selector_matches(terms: &Value, node: &Value) -> bool {
     }
 }
 
-/// Whether the pod's own constraints admit `node`.
+/// Whether the pod's own constraints admit `node`: its node selector and required
+/// node affinity (taints are [`untolerated_taint`]'s).
 fn pod_fits(pod: &Value, node: &Value) -> bool {
     let labels = &node["metadata"]["labels"];
     let selector_ok = pod["spec"]["nodeSelector"]
@@ -74,6 +80,84 @@ fn pod_fits(pod: &Value, node: &Value) -> bool {
     let affinity = &pod["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
         ["nodeSelectorTerms"];
     selector_ok && node_selector_matches(affinity, node)
+}
+
+/// Whether `toleration` tolerates `taint`, by the scheduler's rule: an empty key with
+/// `Exists` tolerates every taint, an empty effect every effect; `Equal` (the default
+/// operator) also wants the value.
+fn tolerates(toleration: &Value, taint: &Value) -> bool {
+    let text = |v: &Value| v.as_str().unwrap_or("").to_string();
+    let effect = text(&toleration["effect"]);
+    if !effect.is_empty() && effect != text(&taint["effect"]) {
+        return false;
+    }
+    let key = text(&toleration["key"]);
+    // An empty operator is `Equal`, as the API server reads it.
+    let operator = toleration["operator"]
+        .as_str()
+        .filter(|o| !o.is_empty())
+        .unwrap_or("Equal");
+    if key.is_empty() {
+        return operator == "Exists";
+    }
+    key == text(&taint["key"])
+        && match operator {
+            "Exists" => true,
+            "Equal" => text(&toleration["value"]) == text(&taint["value"]),
+            _ => false,
+        }
+}
+
+/// The first of `node`'s taints that keeps new pods off (`NoSchedule`, `NoExecute`) and
+/// that the pod `spec` does not tolerate.
+pub fn untolerated_taint<'a>(spec: &Value, node: &'a Value) -> Option<&'a Value> {
+    let tolerations = spec["tolerations"].as_array();
+    node["spec"]["taints"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|t| matches!(t["effect"].as_str(), Some("NoSchedule" | "NoExecute")))
+        .find(|t| {
+            !tolerations
+                .into_iter()
+                .flatten()
+                .any(|tol| tolerates(tol, t))
+        })
+}
+
+/// Why `node` cannot take `pod`, as the scheduler counts it (the first of its filters
+/// to fail, in its order), or `None` where it can.
+fn misfit(pod: &Value, node: &Value, volume_terms: &[Value]) -> Option<String> {
+    if let Some(t) = untolerated_taint(&pod["spec"], node) {
+        let text = |v: &Value| v.as_str().unwrap_or("").to_string();
+        return Some(format!(
+            "had untolerated taint {{{}: {}}}",
+            text(&t["key"]),
+            text(&t["value"])
+        ));
+    }
+    if !pod_fits(pod, node) {
+        return Some("didn't match Pod's node affinity/selector".into());
+    }
+    if !volume_terms.iter().all(|t| node_selector_matches(t, node)) {
+        return Some("had volume node affinity conflict".into());
+    }
+    None
+}
+
+/// The scheduler's message for a pod no node takes: `0/3 nodes are available: 1 node(s)
+/// had untolerated taint {dedicated: db}, 2 node(s) were unschedulable. preemption: …`.
+fn none_available(reasons: &BTreeMap<String, usize>) -> String {
+    let total: usize = reasons.values().sum();
+    let mut counted: Vec<String> = reasons
+        .iter()
+        .map(|(why, n)| format!("{n} node(s) {why}"))
+        .collect();
+    counted.sort();
+    format!(
+        "0/{total} nodes are available: {}. preemption: 0/{total} nodes are available: {total} Preemption is not helpful for scheduling.",
+        counted.join(", ")
+    )
 }
 
 /// The claim's class, or the default class for a claim that names none (yet).
@@ -171,11 +255,30 @@ fn schedule_one(c: &mut Cluster, pod: &Value, load: &mut BTreeMap<String, usize>
         waiting.push(pvc);
     }
     let nodes = schedulable_nodes(c);
-    let total = nodes.len();
-    let fits: Vec<Value> = nodes
-        .into_iter()
-        .filter(|n| pod_fits(pod, n) && volume_terms.iter().all(|t| node_selector_matches(t, n)))
-        .collect();
+    let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
+    let mut fits: Vec<Value> = Vec::new();
+    for n in nodes.iter() {
+        match misfit(pod, n, &volume_terms) {
+            Some(why) => *reasons.entry(why).or_default() += 1,
+            None => fits.push(n.clone()),
+        }
+    }
+    // The nodes the sandbox's scheduler passes over, counted as a real one would.
+    let considered: HashSet<&str> = nodes.iter().map(name_of).collect();
+    for n in super::controllers::list(c, "", "nodes", None, |n| !deleting(n)) {
+        if considered.contains(name_of(&n)) {
+            continue;
+        }
+        let why = if n["spec"]["unschedulable"].as_bool() == Some(true) {
+            "were unschedulable".to_string()
+        } else {
+            format!(
+                "had untolerated taint {{{}: }}",
+                super::controllers::CONTROL_PLANE_LABEL
+            )
+        };
+        *reasons.entry(why).or_default() += 1;
+    }
     // A claim already waiting on a node decides for the pod.
     let selected: Option<&str> = waiting.iter().find_map(|pvc| {
         pvc["metadata"]["annotations"]["volume.kubernetes.io/selected-node"].as_str()
@@ -190,13 +293,13 @@ fn schedule_one(c: &mut Cluster, pod: &Value, load: &mut BTreeMap<String, usize>
         }),
     };
     let Some(node) = node else {
-        return unschedulable(
-            c,
-            pod,
-            &format!(
-                "0/{total} nodes are available: {total} node(s) didn't match Pod's node affinity/selector or volume node affinity. preemption: 0/{total} nodes are available: {total} Preemption is not helpful for scheduling."
-            ),
-        );
+        // A claim waits on a node the pod cannot go to: the others conflict with it.
+        if !fits.is_empty() {
+            *reasons
+                .entry("had volume node affinity conflict".into())
+                .or_default() += fits.len();
+        }
+        return unschedulable(c, pod, &none_available(&reasons));
     };
     let node_name = name_of(node).to_string();
     if !waiting.is_empty() {
@@ -708,6 +811,44 @@ mod tests {
         assert_eq!(
             normalize_image("localhost:5000/y"),
             "localhost:5000/y:latest"
+        );
+    }
+
+    #[test]
+    fn taints_keep_off_the_pods_that_do_not_tolerate_them() {
+        let node = json!({"metadata": {"name": "db-1", "labels": {}}, "spec": {"taints": [
+            {"key": "dedicated", "value": "db", "effect": "NoSchedule"},
+            {"key": "spot", "value": "", "effect": "PreferNoSchedule"},
+        ]}});
+        let spec = |tolerations: Value| json!({"tolerations": tolerations});
+        // None, or the wrong value or effect: kept off.
+        assert!(untolerated_taint(&json!({}), &node).is_some());
+        for t in [
+            json!({"key": "dedicated", "operator": "Equal", "value": "web"}),
+            json!({"key": "dedicated", "value": "db", "effect": "NoExecute"}),
+            json!({"key": "", "operator": "Equal"}),
+        ] {
+            assert!(untolerated_taint(&spec(json!([t])), &node).is_some(), "{t}");
+        }
+        // The key and value (operator Equal by default), the key alone, or everything.
+        // A PreferNoSchedule taint keeps nothing off.
+        for t in [
+            json!({"key": "dedicated", "value": "db"}),
+            json!({"key": "dedicated", "operator": "Exists", "effect": "NoSchedule"}),
+            json!({"operator": "Exists"}),
+        ] {
+            assert!(untolerated_taint(&spec(json!([t])), &node).is_none(), "{t}");
+        }
+        // The scheduler's message counts nodes by reason.
+        let pod = json!({"spec": {}});
+        let why = misfit(&pod, &node, &[]).unwrap();
+        assert_eq!(why, "had untolerated taint {dedicated: db}");
+        let mut reasons = BTreeMap::new();
+        reasons.insert(why, 1);
+        reasons.insert("were unschedulable".to_string(), 2);
+        assert_eq!(
+            none_available(&reasons),
+            "0/3 nodes are available: 1 node(s) had untolerated taint {dedicated: db}, 2 node(s) were unschedulable. preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling."
         );
     }
 

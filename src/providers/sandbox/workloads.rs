@@ -632,7 +632,7 @@ pub fn schedulable_nodes(c: &Cluster) -> Vec<Value> {
     if workers.is_empty() { nodes } else { workers }
 }
 
-/// DaemonSets: one pod on each schedulable node its node selector admits.
+/// DaemonSets: one pod on each schedulable node its node selector and tolerations admit.
 pub fn daemon_sets(c: &mut Cluster, scope: &Scope) -> bool {
     let mut failed = false;
     for ds in in_scope(c, scope, "apps", "daemonsets", |o| !deleting(o)) {
@@ -644,14 +644,15 @@ pub fn daemon_sets(c: &mut Cluster, scope: &Scope) -> bool {
 fn daemon_set(c: &mut Cluster, ds: &Value) -> ApiResult<()> {
     let ns = ns_of(ds).unwrap_or("default").to_string();
     let revision = stable_hash(&ds["spec"]["template"]);
-    let selector = &ds["spec"]["template"]["spec"]["nodeSelector"];
+    let template = &ds["spec"]["template"]["spec"];
+    let selector = &template["nodeSelector"];
     let nodes: Vec<String> = schedulable_nodes(c)
         .iter()
         .filter(|n| {
             selector.as_object().is_none_or(|m| {
                 m.iter()
                     .all(|(k, v)| n["metadata"]["labels"].get(k) == Some(v))
-            })
+            }) && super::pods::untolerated_taint(template, n).is_none()
         })
         .map(|n| name_of(n).to_string())
         .collect();

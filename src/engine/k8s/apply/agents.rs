@@ -69,9 +69,10 @@ async fn one(
             ),
         });
     }
-    // The user (where Pod Security refuses root) and tolerations of the workload
+    // The user (where Pod Security refuses root) and placement of the workload
     // restored with the claim, else of the pods using it now.
-    let (user, tolerations) = crate::apply::workload_fit(client, plan, &ns, &v.target.name).await;
+    let (user, placement) =
+        crate::apply::workload_fit(client, plan, &ns, &v.target.name, progress).await;
     let job = Volume {
         namespace: &ns,
         claim: &v.target.name,
@@ -80,7 +81,7 @@ async fn one(
         work: Work::Restore { tree },
         sharing,
         user: user.as_ref(),
-        tolerations: &tolerations,
+        placement: &placement,
     };
     let bytes = match agent::run(client, access, &job, &opts.agent, lease, progress).await? {
         AgentLine::Restored { bytes, .. } => bytes,

@@ -138,7 +138,7 @@ async fn one(
         },
         sharing,
         user: holders.user.as_ref(),
-        tolerations: &holders.tolerations,
+        placement: &holders.placement,
     };
     let ran = agent::run(client, access, &v, &opts.agent, lease, progress).await;
     drop(slot);

@@ -263,7 +263,7 @@ pub(super) async fn capture_volume(
             true,
             node.as_deref(),
             holders.user.as_ref(),
-            &holders.tolerations,
+            &holders.placement,
             mover_opts,
             lease,
         )

@@ -1,0 +1,463 @@
+//! Where Ferry's pod for a claim (a mover or an agent) runs: after the pods that use
+//! the claim.
+//!
+//! - A ReadWriteOnce claim in use is read on the node that holds it, whatever that
+//!   node's taints: the pod is pinned there.
+//! - Elsewhere the pod takes the tolerations of the claim's pods, so it may run on a pool
+//!   dedicated to the workload but not on other tainted nodes (the control plane, a node
+//!   being drained).
+//! - A pod that binds a new claim (a restore into a `WaitForFirstConsumer` class) also
+//!   takes the workload's node selector and required node affinity (less the operating
+//!   system and architecture: the agent's image is Linux on its own architecture): the
+//!   volume is made in a zone, and on a pool, where the workload can mount it. A bound
+//!   volume's own node affinity places every other pod. A rule that no node of the
+//!   cluster admits now (another cluster's labels, a pool scaled to zero), or that
+//!   cannot be checked (no right to list nodes), is dropped with a note: the data
+//!   arrives as it did before, wherever the scheduler puts Ferry's pod.
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+use k8s_openapi::api::storage::v1::StorageClass;
+use serde_json::{Map, Value, json};
+
+/// Labels of a node's operating system and architecture, which the workload's rule does
+/// not pass on to Ferry's pod.
+const PLATFORM: [&str; 4] = [
+    "kubernetes.io/os",
+    "kubernetes.io/arch",
+    "beta.kubernetes.io/os",
+    "beta.kubernetes.io/arch",
+];
+
+/// How long listing the nodes may take.
+const LIST_NODES: Duration = Duration::from_secs(30);
+
+/// Where the pods that use a claim may run, which Ferry's pod for it follows.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Placement {
+    /// The tolerations of the claim's pods.
+    pub tolerations: Vec<Value>,
+    /// Their nodes, for a pod that binds the claim (see the module's doc).
+    pub nodes: Option<NodeRule>,
+}
+
+/// A workload's node selector and the terms of its required node affinity.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NodeRule {
+    pub selector: Map<String, Value>,
+    /// `nodeSelectorTerms`: a node must match one of them.
+    pub terms: Vec<Value>,
+}
+
+impl Placement {
+    /// The placement of the pods of `obj` (a Pod, or a workload's pod template) when
+    /// they mount `claim`; `None` when they do not.
+    pub fn of_workload(obj: &Value, claim: &str) -> Option<Placement> {
+        if crate::graph::claim_volumes(obj, claim).is_empty() {
+            return None;
+        }
+        let spec = crate::graph::pod_spec(obj)?;
+        let mut selector = spec["nodeSelector"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        selector.retain(|k, _| !PLATFORM.contains(&k.as_str()));
+        let mut terms: Vec<Value> = spec["affinity"]["nodeAffinity"]
+            ["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let mut any_term = false;
+        for t in &mut terms {
+            let before = t["matchExpressions"].as_array().map_or(0, Vec::len);
+            if let Some(exprs) = t["matchExpressions"].as_array_mut() {
+                exprs.retain(|e| !PLATFORM.contains(&e["key"].as_str().unwrap_or_default()));
+            }
+            let left = |k: &str| t[k].as_array().is_some_and(|a| !a.is_empty());
+            // A term that asked only for a platform now admits every node: so does the
+            // whole rule (terms are alternatives).
+            any_term |= before > 0 && !left("matchExpressions") && !left("matchFields");
+        }
+        if any_term {
+            terms.clear();
+        }
+        let rule = NodeRule { selector, terms };
+        Some(Placement {
+            tolerations: spec["tolerations"].as_array().cloned().unwrap_or_default(),
+            nodes: (!rule.selector.is_empty() || !rule.terms.is_empty()).then_some(rule),
+        })
+    }
+
+    /// Writes the placement into a pod `spec`: on `node` where the claim is held there
+    /// (tolerating every taint: it must run there), else after the claim's pods.
+    pub fn apply(&self, spec: &mut Value, node: Option<&str>) {
+        if let Some(n) = node {
+            spec["nodeName"] = json!(n);
+            spec["tolerations"] = json!([{"operator": "Exists"}]);
+            return;
+        }
+        if !self.tolerations.is_empty() {
+            spec["tolerations"] = json!(self.tolerations);
+        }
+        if let Some(rule) = &self.nodes {
+            if !rule.selector.is_empty() {
+                spec["nodeSelector"] = Value::Object(rule.selector.clone());
+            }
+            if !rule.terms.is_empty() {
+                spec["affinity"] = json!({"nodeAffinity": {
+                    "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": rule.terms}
+                }});
+            }
+        }
+    }
+
+    /// Whether `node` (a Node as JSON) can take a pod placed so: schedulable, matched
+    /// by the node rule, and with no `NoSchedule` or `NoExecute` taint the tolerations
+    /// leave out.
+    pub fn admits(&self, node: &Value) -> bool {
+        if node["spec"]["unschedulable"].as_bool() == Some(true) {
+            return false;
+        }
+        let rule_ok = self.nodes.as_ref().is_none_or(|r| r.admits(node));
+        let tainted = node["spec"]["taints"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|t| matches!(t["effect"].as_str(), Some("NoSchedule" | "NoExecute")))
+            .any(|t| !self.tolerations.iter().any(|tol| tolerates(tol, t)));
+        rule_ok && !tainted
+    }
+
+    /// Keeps the node rule only where a node of the cluster admits it now: a workload
+    /// whose selector names labels the target's nodes lack (another cloud's pool names)
+    /// would otherwise keep its data from arriving. Returns what to tell the user when
+    /// the rule is dropped, as it is when the nodes cannot be listed.
+    pub async fn within_cluster(&mut self, client: &kube::Client) -> Option<String> {
+        use k8s_openapi::api::core::v1::Node;
+        let shown = self.nodes.as_ref()?.describe();
+        let api: kube::Api<Node> = kube::Api::all(client.clone());
+        let listed = tokio::time::timeout(LIST_NODES, api.list(&Default::default())).await;
+        let why = match listed {
+            Ok(Ok(nodes)) => {
+                let fits = nodes
+                    .items
+                    .iter()
+                    .filter_map(|n| serde_json::to_value(n).ok())
+                    .any(|n| self.admits(&n));
+                if fits {
+                    return None;
+                }
+                format!("no schedulable node matches its workload's {shown} now")
+            }
+            Ok(Err(e)) => format!(
+                "Ferry cannot list the cluster's nodes to follow its workload's {shown} ({e}; grant `list nodes` to follow it)"
+            ),
+            Err(_) => format!(
+                "the cluster did not list its nodes within {} s, to follow its workload's {shown}",
+                LIST_NODES.as_secs()
+            ),
+        };
+        self.nodes = None;
+        Some(format!(
+            "{why}: the volume is made wherever a node takes Ferry's pod, which may be another zone than the one the workload's pods will run in (then they cannot mount it; recreate the claim in their zone, or restore again once a node matches)"
+        ))
+    }
+}
+
+/// Whether Ferry's pod writing `claim` in `ns` will be its first consumer, so that the
+/// volume is made where that pod lands: the claim is unbound and its class binds on
+/// first use (`WaitForFirstConsumer`, as cloud classes do). A class that cannot be
+/// read counts as one.
+pub async fn binds_on_first_use(client: &kube::Client, ns: &str, claim: &str) -> bool {
+    let claims: kube::Api<PersistentVolumeClaim> = kube::Api::namespaced(client.clone(), ns);
+    let Ok(Some(pvc)) = claims.get_opt(claim).await else {
+        return true;
+    };
+    let spec = pvc.spec.unwrap_or_default();
+    if spec.volume_name.is_some_and(|v| !v.is_empty()) {
+        return false;
+    }
+    let classes: kube::Api<StorageClass> = kube::Api::all(client.clone());
+    let class = match spec.storage_class_name {
+        Some(name) => classes.get_opt(&name).await.ok().flatten(),
+        None => classes.list(&Default::default()).await.ok().and_then(|l| {
+            l.items.into_iter().find(|c| {
+                c.metadata.annotations.as_ref().is_some_and(|a| {
+                    a.get("storageclass.kubernetes.io/is-default-class")
+                        .is_some_and(|v| v == "true")
+                })
+            })
+        }),
+    };
+    class.is_none_or(|c| c.volume_binding_mode.as_deref() != Some("Immediate"))
+}
+
+impl NodeRule {
+    fn admits(&self, node: &Value) -> bool {
+        let labels = node["metadata"]["labels"].as_object();
+        let label = |k: &str| labels.and_then(|l| l.get(k)).and_then(Value::as_str);
+        let name = node["metadata"]["name"].as_str();
+        let field = |k: &str| (k == "metadata.name").then_some(name).flatten();
+        let selector_ok = self
+            .selector
+            .iter()
+            .all(|(k, v)| label(k).is_some_and(|l| Some(l) == v.as_str()));
+        let term_ok = |term: &Value| {
+            let exprs = term["matchExpressions"].as_array();
+            let fields = term["matchFields"].as_array();
+            // An empty term matches no node.
+            if exprs.is_none_or(Vec::is_empty) && fields.is_none_or(Vec::is_empty) {
+                return false;
+            }
+            exprs.into_iter().flatten().all(|e| requirement(e, label))
+                && fields.into_iter().flatten().all(|e| requirement(e, field))
+        };
+        selector_ok && (self.terms.is_empty() || self.terms.iter().any(term_ok))
+    }
+
+    /// `nodeSelector {zone: b}` or `required node affinity`, for a message.
+    fn describe(&self) -> String {
+        let selector = (!self.selector.is_empty()).then(|| {
+            let pairs: Vec<String> = self
+                .selector
+                .iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                .collect();
+            format!("nodeSelector {}", pairs.join(","))
+        });
+        let affinity = (!self.terms.is_empty()).then(|| "required node affinity".to_string());
+        selector
+            .into_iter()
+            .chain(affinity)
+            .collect::<Vec<_>>()
+            .join(" and ")
+    }
+}
+
+/// One `matchExpressions`/`matchFields` requirement of a node selector term.
+fn requirement<'a>(e: &Value, value_of: impl Fn(&str) -> Option<&'a str>) -> bool {
+    let values: Vec<&str> = e["values"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    let v = value_of(e["key"].as_str().unwrap_or_default());
+    let number = |s: Option<&str>| s.and_then(|s| s.parse::<i64>().ok());
+    match e["operator"].as_str().unwrap_or_default() {
+        "In" => v.is_some_and(|v| values.contains(&v)),
+        "NotIn" => v.is_none_or(|v| !values.contains(&v)),
+        "Exists" => v.is_some(),
+        "DoesNotExist" => v.is_none(),
+        "Gt" => matches!((number(v), number(values.first().copied())), (Some(a), Some(b)) if a > b),
+        "Lt" => matches!((number(v), number(values.first().copied())), (Some(a), Some(b)) if a < b),
+        _ => false,
+    }
+}
+
+/// Whether `toleration` tolerates `taint`: an empty key with `Exists` tolerates every
+/// taint and an empty effect every effect; `Equal`, the default, also wants the value.
+fn tolerates(toleration: &Value, taint: &Value) -> bool {
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+    let effect = text(&toleration["effect"]);
+    if !effect.is_empty() && effect != text(&taint["effect"]) {
+        return false;
+    }
+    let key = text(&toleration["key"]);
+    // An empty operator is `Equal`, as the API server reads it.
+    let operator = toleration["operator"]
+        .as_str()
+        .filter(|o| !o.is_empty())
+        .unwrap_or("Equal");
+    if key.is_empty() {
+        return operator == "Exists";
+    }
+    key == text(&taint["key"])
+        && match operator {
+            "Exists" => true,
+            "Equal" => text(&toleration["value"]) == text(&taint["value"]),
+            _ => false,
+        }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn db_set() -> Value {
+        json!({
+            "apiVersion": "apps/v1", "kind": "StatefulSet",
+            "metadata": {"name": "db", "namespace": "shop"},
+            "spec": {
+                "template": {"spec": {
+                    "nodeSelector": {"pool": "db"},
+                    "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+                        "nodeSelectorTerms": [{"matchExpressions": [
+                            {"key": "topology.kubernetes.io/zone", "operator": "In", "values": ["eu-b"]}
+                        ]}]
+                    }}},
+                    "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "db", "effect": "NoSchedule"}],
+                    "containers": [{"name": "db", "image": "postgres"}],
+                }},
+                "volumeClaimTemplates": [{"metadata": {"name": "data"}}],
+            }
+        })
+    }
+
+    fn node(name: &str, zone: &str, pool: &str, taints: Value) -> Value {
+        json!({"metadata": {"name": name, "labels": {"topology.kubernetes.io/zone": zone, "pool": pool}},
+               "spec": {"taints": taints}})
+    }
+
+    #[test]
+    fn a_claims_pod_follows_its_workloads_selector_affinity_and_tolerations() {
+        let set = db_set();
+        let p = Placement::of_workload(&set, "data-db-1").unwrap();
+        assert_eq!(p.tolerations.len(), 1);
+        let rule = p.nodes.clone().unwrap();
+        assert_eq!(rule.selector["pool"], "db");
+        assert_eq!(rule.terms.len(), 1);
+        assert_eq!(Placement::of_workload(&set, "data-other-1"), None);
+
+        let mut spec = json!({});
+        p.apply(&mut spec, None);
+        assert_eq!(spec["nodeSelector"], json!({"pool": "db"}));
+        assert_eq!(
+            spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"],
+            set["spec"]["template"]["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+        );
+        assert_eq!(
+            spec["tolerations"],
+            set["spec"]["template"]["spec"]["tolerations"]
+        );
+
+        // Held on a node: there, whatever its taints, and nothing else.
+        let mut spec = json!({});
+        p.apply(&mut spec, Some("node-a"));
+        assert_eq!(spec["nodeName"], "node-a");
+        assert_eq!(spec["tolerations"], json!([{"operator": "Exists"}]));
+        assert!(spec.get("nodeSelector").is_none() && spec.get("affinity").is_none());
+
+        // A workload with no rule or tolerations: nothing, so no tainted node.
+        let plain = json!({"apiVersion": "apps/v1", "kind": "Deployment", "spec": {"template": {"spec": {
+            "volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": "web"}}]}}}});
+        let p = Placement::of_workload(&plain, "web").unwrap();
+        assert_eq!(p, Placement::default());
+        let mut spec = json!({});
+        p.apply(&mut spec, None);
+        assert_eq!(spec, json!({}));
+    }
+
+    #[test]
+    fn nodes_are_admitted_by_the_schedulers_rules() {
+        let p = Placement::of_workload(&db_set(), "data-db-0").unwrap();
+        let dedicated = json!([{"key": "dedicated", "value": "db", "effect": "NoSchedule"}]);
+        assert!(p.admits(&node("n1", "eu-b", "db", dedicated.clone())));
+        // Another zone, another pool.
+        assert!(!p.admits(&node("n2", "eu-a", "db", json!([]))));
+        assert!(!p.admits(&node("n3", "eu-b", "web", json!([]))));
+        // A taint it does not tolerate; one that only prefers is no bar.
+        assert!(!p.admits(&node(
+            "n4",
+            "eu-b",
+            "db",
+            json!([{"key": "gpu", "effect": "NoExecute"}])
+        )));
+        assert!(p.admits(&node(
+            "n5",
+            "eu-b",
+            "db",
+            json!([{"key": "gpu", "effect": "PreferNoSchedule"}])
+        )));
+        // Cordoned.
+        let mut cordoned = node("n6", "eu-b", "db", json!([]));
+        cordoned["spec"]["unschedulable"] = json!(true);
+        assert!(!p.admits(&cordoned));
+
+        // Operators, fields, and the any-of terms.
+        let rule = |terms: Value| Placement {
+            tolerations: vec![json!({"operator": "Exists"})],
+            nodes: Some(NodeRule {
+                selector: Map::new(),
+                terms: terms.as_array().cloned().unwrap(),
+            }),
+        };
+        let n = json!({"metadata": {"name": "n7", "labels": {"cores": "16", "spot": "true"}},
+                       "spec": {"taints": [{"key": "x", "effect": "NoSchedule"}]}});
+        for (terms, admitted) in [
+            (
+                json!([{"matchExpressions": [{"key": "cores", "operator": "Gt", "values": ["8"]}]}]),
+                true,
+            ),
+            (
+                json!([{"matchExpressions": [{"key": "cores", "operator": "Lt", "values": ["8"]}]}]),
+                false,
+            ),
+            (
+                json!([{"matchExpressions": [{"key": "spot", "operator": "DoesNotExist"}]}]),
+                false,
+            ),
+            (
+                json!([{"matchExpressions": [{"key": "spot", "operator": "NotIn", "values": ["false"]}]}]),
+                true,
+            ),
+            (
+                json!([{"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n7"]}]}]),
+                true,
+            ),
+            (
+                json!([{}, {"matchExpressions": [{"key": "spot", "operator": "Exists"}]}]),
+                true,
+            ),
+            (json!([{}]), false),
+        ] {
+            assert_eq!(rule(terms.clone()).admits(&n), admitted, "{terms}");
+        }
+    }
+
+    #[test]
+    fn the_workloads_platform_is_not_passed_on() {
+        let mut set = db_set();
+        let spec = &mut set["spec"]["template"]["spec"];
+        spec["nodeSelector"] = json!({"kubernetes.io/arch": "arm64", "kubernetes.io/os": "linux"});
+        spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"] = json!([
+            {"matchExpressions": [
+                {"key": "topology.kubernetes.io/zone", "operator": "In", "values": ["eu-b"]},
+                {"key": "kubernetes.io/arch", "operator": "In", "values": ["arm64"]},
+            ]},
+        ]);
+        let p = Placement::of_workload(&set, "data-db-0").unwrap();
+        let rule = p.nodes.unwrap();
+        assert!(rule.selector.is_empty(), "{:?}", rule.selector);
+        assert_eq!(
+            rule.terms,
+            vec![
+                json!({"matchExpressions": [{"key": "topology.kubernetes.io/zone", "operator": "In", "values": ["eu-b"]}]})
+            ]
+        );
+        // A term that asked for the architecture alone admitted every node of it: the
+        // rule left admits every node.
+        set["spec"]["template"]["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+            ["nodeSelectorTerms"] = json!([
+            {"matchExpressions": [{"key": "topology.kubernetes.io/zone", "operator": "In", "values": ["eu-b"]}]},
+            {"matchExpressions": [{"key": "kubernetes.io/arch", "operator": "In", "values": ["arm64"]}]},
+        ]);
+        let p = Placement::of_workload(&set, "data-db-0").unwrap();
+        assert_eq!(p.nodes, None);
+        // An explicit empty operator is `Equal`.
+        assert!(tolerates(
+            &json!({"key": "dedicated", "operator": "", "value": "db"}),
+            &json!({"key": "dedicated", "value": "db", "effect": "NoSchedule"})
+        ));
+    }
+
+    #[test]
+    fn a_rule_is_described_for_the_user() {
+        let p = Placement::of_workload(&db_set(), "data-db-0").unwrap();
+        assert_eq!(
+            p.nodes.unwrap().describe(),
+            "nodeSelector pool=db and required node affinity"
+        );
+    }
+}
