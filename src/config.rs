@@ -7,6 +7,7 @@
 //! ```yaml
 //! kubeconfigs: [~/clusters, /etc/ferry/prod.yaml]   # extra kubeconfig files or folders
 //! moverImage: registry.example.com/busybox:1.36      # image of the volume mover pods
+//! tolerations: [dedicated=db:NoSchedule]   # taints mover and agent pods also tolerate
 //! agent:                     # in-cluster agents, used when the repository is in S3
 //!   dataPath: auto           # auto (agents for S3, exec for a folder), agent, exec
 //!   image: registry.example.com/ferry-agent:0.1.0
@@ -57,6 +58,9 @@ pub struct Settings {
     /// How long a mover or agent pod may wait for a node and start (`10m`).
     #[serde(default)]
     pub start_timeout: Option<String>,
+    /// Taints mover and agent pods also tolerate (`dedicated=db:NoSchedule`).
+    #[serde(default)]
+    pub tolerations: Vec<String>,
     /// In-cluster agents.
     #[serde(default)]
     pub agent: AgentSettings,

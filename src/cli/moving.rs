@@ -169,6 +169,18 @@ pub fn mover_options(
     if let Some(t) = g.start_timeout.or(configured) {
         m.start_timeout = t;
     }
+    m.tolerations = if g.tolerate.is_empty() {
+        settings
+            .tolerations
+            .iter()
+            .map(|t| {
+                ferry_k8s::placement::parse_toleration(t)
+                    .map_err(|e| anyhow::anyhow!("tolerations in config.yaml: {e}"))
+            })
+            .collect::<anyhow::Result<_>>()?
+    } else {
+        g.tolerate.clone()
+    };
     let s = &settings.agent;
     let a = &mut m.agent;
     a.endpoint = g.agent_endpoint.clone().or(s.endpoint.clone());

@@ -594,6 +594,49 @@ fn an_agent_no_node_takes_fails_its_volume_with_the_schedulers_reason() {
     });
 }
 
+/// Where every worker is tainted (here: being drained for maintenance) and the claims'
+/// workloads do not tolerate it, an agent goes nowhere and its volume fails with the
+/// scheduler's reason; told to tolerate the taint (`--tolerate`), the agents run there.
+#[test]
+fn agents_tolerate_what_they_are_told_to() {
+    let rt = common::runtime();
+    let env = Env::start(&rt, "agents-tolerate", 0);
+    rt.block_on(async move {
+        let nodes: Api<Node> = Api::all(env.client.clone());
+        for n in ["prod-worker-a", "prod-worker-b"] {
+            let taint = json!({"spec": {"taints": [{"key": "maintenance", "value": "kernel", "effect": "NoSchedule"}]}});
+            nodes
+                .patch(n, &PatchParams::default(), &Patch::Merge(taint))
+                .await
+                .unwrap();
+        }
+        let mut o = capture_opts();
+        o.mover.agent.start_timeout = Duration::from_secs(3);
+        o.mover.agent.retries = 0;
+        let out = capture::capture(&env.client, &env.repo, &o, &JobProgress::new())
+            .await
+            .unwrap();
+        assert!(out.meta.volumes.is_empty(), "{:?}", out.meta.volumes);
+        for f in &out.meta.failed_volumes {
+            assert!(
+                f.error.contains("2 node(s) had untolerated taint {maintenance: kernel}"),
+                "{}",
+                f.error
+            );
+        }
+        assert_eq!(env.leftovers("shop").await, Vec::<String>::new());
+
+        o.mover.tolerations = vec![ferry_k8s::placement::parse_toleration("maintenance:NoSchedule").unwrap()];
+        let out = capture::capture(&env.client, &env.repo, &o, &JobProgress::new())
+            .await
+            .unwrap();
+        assert!(out.meta.failed_volumes.is_empty(), "{:?}", out.meta.failed_volumes);
+        assert!(out.meta.volumes.len() >= 2, "{:?}", out.meta.volumes);
+        assert_eq!(env.leftovers("shop").await, Vec::<String>::new());
+        env.prod.shutdown().await.unwrap();
+    });
+}
+
 /// A ledger app on a pool dedicated to it: a node of one zone that only pods tolerating
 /// `dedicated=ledger` may use, which its pods select. Twenty more pods keep that node
 /// the busiest, so a pod free to go anywhere does not land there by chance.

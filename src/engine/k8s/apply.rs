@@ -677,7 +677,7 @@ async fn restore_volume(
     });
     // Where Pod Security refuses a root mover: the user of the workload restored with
     // the claim, else of the pods using it now.
-    let (user, placement) = workload_fit(client, plan, &ns, &v.target.name, progress).await;
+    let (user, placement) = workload_fit(client, plan, &ns, &v.target.name, opts, progress).await;
     let mover = Mover::start(
         client,
         &ns,
@@ -870,6 +870,7 @@ pub(crate) async fn workload_fit(
     plan: &Plan,
     ns: &str,
     claim: &str,
+    opts: &MoverOptions,
     progress: &JobProgress,
 ) -> (Option<RunAs>, Placement) {
     let items = || {
@@ -879,13 +880,14 @@ pub(crate) async fn workload_fit(
     };
     let user = items().find_map(|i| RunAs::of_claim(&i.object, claim));
     let placement = items().find_map(|i| Placement::of_workload(&i.object, claim));
-    let (user, mut placement) = match (user, placement) {
+    let (user, placement) = match (user, placement) {
         (Some(u), Some(p)) => (Some(u), p),
         (user, placement) => {
             let now = mover::holders(client, ns, claim).await;
             (user.or(now.user), placement.unwrap_or(now.placement))
         }
     };
+    let mut placement = placement.tolerating(&opts.tolerations);
     if placement.nodes.is_some() && !crate::placement::binds_on_first_use(client, ns, claim).await {
         // Its volume exists, or is made at once: its own node affinity places the pod.
         placement.nodes = None;

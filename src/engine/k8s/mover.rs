@@ -46,6 +46,9 @@ pub struct MoverOptions {
     /// default: with the mover on this machine's cores, more measured slower
     /// (`bench/k8s-results.md`).
     pub streams: usize,
+    /// Taints Ferry's pods (movers and agents) also tolerate, beyond those of the
+    /// claim's workload (`--tolerate`).
+    pub tolerations: Vec<serde_json::Value>,
     /// The in-cluster agents that move the data instead when the repository is an
     /// object store (`agent.rs`).
     pub agent: super::agent::AgentOptions,
@@ -58,6 +61,7 @@ impl Default for MoverOptions {
             start_timeout: Duration::from_secs(180),
             stall_timeout: Duration::from_secs(120),
             streams: 1,
+            tolerations: Vec::new(),
             agent: super::agent::AgentOptions::default(),
         }
     }

@@ -89,6 +89,17 @@ impl Placement {
         })
     }
 
+    /// This placement, also tolerating `extra` (the user's `--tolerate`).
+    pub fn tolerating(&self, extra: &[Value]) -> Placement {
+        let mut p = self.clone();
+        for t in extra {
+            if !p.tolerations.contains(t) {
+                p.tolerations.push(t.clone());
+            }
+        }
+        p
+    }
+
     /// Writes the placement into a pod `spec`: on `node` where the claim is held there
     /// (tolerating every taint: it must run there), else after the claim's pods.
     pub fn apply(&self, spec: &mut Value, node: Option<&str>) {
@@ -163,6 +174,48 @@ impl Placement {
             "{why}: the volume is made wherever a node takes Ferry's pod, which may be another zone than the one the workload's pods will run in (then they cannot mount it; recreate the claim in their zone, or restore again once a node matches)"
         ))
     }
+}
+
+/// A toleration from `KEY[=VALUE][:EFFECT]` (`dedicated=db:NoSchedule`; no value
+/// tolerates any value of the key, no effect every effect), or `*` for every taint.
+pub fn parse_toleration(text: &str) -> Result<Value, String> {
+    let text = text.trim();
+    if text == "*" {
+        return Ok(json!({"operator": "Exists"}));
+    }
+    let (pair, effect) = match text.rsplit_once(':') {
+        Some((p, e)) => (p, Some(e)),
+        None => (text, None),
+    };
+    let (key, value) = match pair.split_once('=') {
+        Some((k, v)) => (k, Some(v)),
+        None => (pair, None),
+    };
+    let name_ok = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 316
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
+    };
+    if !name_ok(key) || value.is_some_and(|v| !v.is_empty() && !name_ok(v)) {
+        return Err(format!(
+            "{text:?} is not a toleration: give KEY[=VALUE][:EFFECT] (dedicated=db:NoSchedule), or * for every taint"
+        ));
+    }
+    let mut t = match value {
+        Some(v) => json!({"key": key, "operator": "Equal", "value": v}),
+        None => json!({"key": key, "operator": "Exists"}),
+    };
+    match effect {
+        Some(e @ ("NoSchedule" | "PreferNoSchedule" | "NoExecute")) => t["effect"] = json!(e),
+        Some(e) => {
+            return Err(format!(
+                "{text:?}: the effect {e:?} is not one of NoSchedule, PreferNoSchedule, NoExecute"
+            ));
+        }
+        None => {}
+    }
+    Ok(t)
 }
 
 /// Whether Ferry's pod writing `claim` in `ns` will be its first consumer, so that the
@@ -450,6 +503,37 @@ mod tests {
             &json!({"key": "dedicated", "operator": "", "value": "db"}),
             &json!({"key": "dedicated", "value": "db", "effect": "NoSchedule"})
         ));
+    }
+
+    #[test]
+    fn tolerations_are_read_from_the_command_line() {
+        assert_eq!(
+            parse_toleration("dedicated=db:NoSchedule").unwrap(),
+            json!({"key": "dedicated", "operator": "Equal", "value": "db", "effect": "NoSchedule"})
+        );
+        assert_eq!(
+            parse_toleration("node.kubernetes.io/disk-pressure").unwrap(),
+            json!({"key": "node.kubernetes.io/disk-pressure", "operator": "Exists"})
+        );
+        assert_eq!(
+            parse_toleration("gpu:NoExecute").unwrap(),
+            json!({"key": "gpu", "operator": "Exists", "effect": "NoExecute"})
+        );
+        assert_eq!(
+            parse_toleration("*").unwrap(),
+            json!({"operator": "Exists"})
+        );
+        for bad in ["", "=db", "dedicated=db:Sometimes", "a b", "k=v w"] {
+            assert!(parse_toleration(bad).is_err(), "{bad:?}");
+        }
+        // Added to the workload's own, once.
+        let p = Placement::of_workload(&db_set(), "data-db-0").unwrap();
+        let gpu = parse_toleration("gpu").unwrap();
+        let both = p.tolerating(std::slice::from_ref(&gpu)).tolerating(&[gpu]);
+        assert_eq!(both.tolerations.len(), 2);
+        // The workload's own, given again: no copy.
+        let same = parse_toleration("dedicated=db:NoSchedule").unwrap();
+        assert_eq!(p.tolerating(&[same]).tolerations, p.tolerations);
     }
 
     #[test]

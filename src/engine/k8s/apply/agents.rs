@@ -72,7 +72,7 @@ async fn one(
     // The user (where Pod Security refuses root) and placement of the workload
     // restored with the claim, else of the pods using it now.
     let (user, placement) =
-        crate::apply::workload_fit(client, plan, &ns, &v.target.name, progress).await;
+        crate::apply::workload_fit(client, plan, &ns, &v.target.name, opts, progress).await;
     let job = Volume {
         namespace: &ns,
         claim: &v.target.name,

@@ -127,6 +127,7 @@ async fn one(
         }
         None => None,
     };
+    let placement = holders.placement.tolerating(&opts.tolerations);
     let v = Volume {
         namespace: &ns,
         claim: &claim,
@@ -138,7 +139,7 @@ async fn one(
         },
         sharing,
         user: holders.user.as_ref(),
-        placement: &holders.placement,
+        placement: &placement,
     };
     let ran = agent::run(client, access, &v, &opts.agent, lease, progress).await;
     drop(slot);

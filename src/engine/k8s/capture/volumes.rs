@@ -263,7 +263,7 @@ pub(super) async fn capture_volume(
             true,
             node.as_deref(),
             holders.user.as_ref(),
-            &holders.placement,
+            &holders.placement.tolerating(&mover_opts.tolerations),
             mover_opts,
             lease,
         )
