@@ -221,7 +221,7 @@ async fn restore_report(
     out: &CaptureOutcome,
     to: &str,
 ) -> (apply::Report, Arc<JobProgress>) {
-    restore_via(env, &env.repo, out, to, "agent").await
+    restore_via(env, &env.repo, out, to, "agent", MoverOptions::default()).await
 }
 
 /// Restores `out`'s shop from `repo` into `to`, checking that the plan moves the data
@@ -232,6 +232,7 @@ async fn restore_via(
     out: &CaptureOutcome,
     to: &str,
     path: &str,
+    mover: MoverOptions,
 ) -> (apply::Report, Arc<JobProgress>) {
     let ropts = PlanOptions {
         mapping: Mapping {
@@ -240,7 +241,7 @@ async fn restore_via(
         },
         conflict: Conflict::Update,
         include_volumes: true,
-        mover: MoverOptions::default(),
+        mover,
         only: None,
         namespaces: vec![],
         modifiers: None,
@@ -637,6 +638,105 @@ fn agents_tolerate_what_they_are_told_to() {
     });
 }
 
+/// A Deployment of an image the sandbox emulates, mounting a new claim `name` of `ns`.
+async fn app_with_claim(client: &kube::Client, ns: &str, name: &str) {
+    let pvc: PersistentVolumeClaim = serde_json::from_value(json!({
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+    }))
+    .unwrap();
+    Api::<PersistentVolumeClaim>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &pvc)
+        .await
+        .unwrap();
+    let deploy: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {
+            "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {"app": name}}, "spec": {
+                "containers": [{"name": "app", "image": "registry.example.com/app:1",
+                                "volumeMounts": [{"name": "data", "mountPath": "/data"}]}],
+                "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": name}}],
+            }},
+        },
+    }))
+    .unwrap();
+    Api::<Deployment>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &deploy)
+        .await
+        .unwrap();
+}
+
+/// `--agents-per-node` holds wherever the scheduler puts the agents, not only where a
+/// claim pins them: with one per node on two workers, a capture and a restore of five
+/// claims never have two agents running on one node, and every claim arrives.
+#[test]
+fn agents_keep_to_their_per_node_limit_wherever_they_run() {
+    let rt = common::runtime();
+    let env = Env::start(&rt, "agents-per-node", 2 << 20);
+    rt.block_on(async move {
+        for (i, name) in ["orders-data", "media-data", "audit-data"]
+            .iter()
+            .enumerate()
+        {
+            app_with_claim(&env.client, "shop", name).await;
+            running_on(&env.client, "shop", name).await;
+            let dir = env.volume("shop", name).await;
+            std::fs::write(dir.join("blob"), common::bytes(1 << 20, i as u64)).unwrap();
+        }
+        // Watches every agent pod on a node, in every namespace.
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let watch = {
+            let (client, done) = (env.client.clone(), done.clone());
+            tokio::spawn(async move {
+                let pods: Api<Pod> = Api::all(client);
+                let (mut most_on_a_node, mut most_at_once) = (0usize, 0usize);
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    let lp = ListParams::default().labels("ferry.dev/role=agent");
+                    let mut on: BTreeMap<String, usize> = BTreeMap::new();
+                    for p in pods.list(&lp).await.unwrap() {
+                        let ended = matches!(
+                            p.status.as_ref().and_then(|s| s.phase.as_deref()),
+                            Some("Succeeded" | "Failed")
+                        );
+                        let node = p.spec.and_then(|s| s.node_name).unwrap_or_default();
+                        if !ended && !node.is_empty() && p.metadata.deletion_timestamp.is_none() {
+                            *on.entry(node).or_default() += 1;
+                        }
+                    }
+                    most_on_a_node = most_on_a_node.max(on.values().copied().max().unwrap_or(0));
+                    most_at_once = most_at_once.max(on.values().sum());
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                (most_on_a_node, most_at_once)
+            })
+        };
+        let mut o = capture_opts();
+        o.mover.agent.per_node = 1;
+        o.mover.agent.per_job = 4;
+        let out = capture::capture(&env.client, &env.repo, &o, &JobProgress::new())
+            .await
+            .unwrap();
+        assert!(
+            out.meta.failed_volumes.is_empty(),
+            "{:?}",
+            out.meta.failed_volumes
+        );
+        assert!(out.meta.volumes.len() >= 5, "{:?}", out.meta.volumes);
+        let want = sums(&env, "shop", &out).await;
+        let (report, _) = restore_via(&env, &env.repo, &out, "shop-spread", "agent", o.mover).await;
+        assert!(report.failed().is_empty(), "{:#?}", report.failed());
+        assert_eq!(sums(&env, "shop-spread", &out).await, want);
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        let (most_on_a_node, most_at_once) = watch.await.unwrap();
+        assert_eq!(most_on_a_node, 1, "more than one agent ran on a node");
+        assert!(most_at_once >= 1);
+        assert_eq!(env.leftovers("shop").await, Vec::<String>::new());
+        assert_eq!(env.leftovers("shop-spread").await, Vec::<String>::new());
+        env.prod.shutdown().await.unwrap();
+    });
+}
+
 /// A ledger app on a pool dedicated to it: a node of one zone that only pods tolerating
 /// `dedicated=ledger` may use, which its pods select. Twenty more pods keep that node
 /// the busiest, so a pod free to go anywhere does not land there by chance.
@@ -781,7 +881,7 @@ fn a_restored_claim_is_made_where_its_workload_may_run() {
             (&env.repo, &agents, "shop-agent", "agent"),
             (&local, &exec, "shop-exec", "exec"),
         ] {
-            let (report, _) = restore_via(&env, repo, out, to, path).await;
+            let (report, _) = restore_via(&env, repo, out, to, path, MoverOptions::default()).await;
             assert!(report.failed().is_empty(), "{path}: {:#?}", report.failed());
             assert_eq!(claim_zone(&env.client, to, "ledger-data").await, zone, "{path}");
             assert_eq!(running_on(&env.client, to, "ledger").await, pool, "{path}");

@@ -255,6 +255,8 @@ pub struct Volume<'a> {
     pub user: Option<&'a RunAs>,
     /// Where the pods that use the claim may run (see [`crate::placement`]).
     pub placement: &'a Placement,
+    /// The job's slot this agent holds (see [`crate::placement::NodeSlots`]).
+    pub slot: Option<usize>,
 }
 
 /// Where the agent mounts the claim.
@@ -474,6 +476,11 @@ impl Agent {
             None => spec["automountServiceAccountToken"] = json!(false),
         }
         v.placement.apply(&mut spec, v.node);
+        if let Some(slot) = v.slot {
+            // A pod given its node is not the scheduler's: its term is moot there, but
+            // its label keeps the job's other agents of the slot off that node.
+            crate::placement::spread(&mut spec, &mut pod_labels, lease.id(), slot);
+        }
         let job: Job = serde_json::from_value(json!({
             "apiVersion": "batch/v1", "kind": "Job",
             "metadata": {"name": self.name, "namespace": v.namespace, "labels": lease.labels("agent")},
@@ -681,7 +688,17 @@ impl Agent {
                     None => {}
                 }
             }
-            if waiting {
+            // Every node it may use holds as many of this job's agents as it may: it
+            // waits for one of them to end, whatever the start timeout.
+            let for_slot = unscheduled
+                .as_deref()
+                .is_some_and(|s| s.contains("pod anti-affinity") && v.slot.is_some());
+            if waiting && for_slot {
+                progress.volume(v.namespace, v.shown, |s| {
+                    s.state = "waiting for a node with a free agent slot".into()
+                });
+                pending_since = None;
+            } else if waiting {
                 let since = *pending_since.get_or_insert_with(Instant::now);
                 if since.elapsed() > self.opts.start_timeout {
                     let secs = self.opts.start_timeout.as_secs();

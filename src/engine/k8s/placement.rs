@@ -176,6 +176,66 @@ impl Placement {
     }
 }
 
+/// The label by which a job's agents hold their slot (see [`NodeSlots`]).
+pub const SLOT_LABEL: &str = "ferry.dev/agent-slot";
+
+/// At most `per_node` of one job's agents on a node, wherever the scheduler puts them:
+/// each agent holds one of `per_node` slots, and agents holding the same slot keep off
+/// each other's nodes (a required pod anti-affinity on the hostname, see [`spread`]).
+/// The scheduler still chooses among the nodes (zones, taints, capacity); an agent that
+/// finds every node it may use full waits for a slot there to free.
+#[derive(Debug)]
+pub struct NodeSlots {
+    held: parking_lot::Mutex<Vec<usize>>,
+}
+
+/// A slot held until dropped.
+#[derive(Debug)]
+pub struct Slot<'a> {
+    slots: &'a NodeSlots,
+    pub index: usize,
+}
+
+impl NodeSlots {
+    pub fn new(per_node: usize) -> NodeSlots {
+        NodeSlots {
+            held: parking_lot::Mutex::new(vec![0; per_node.max(1)]),
+        }
+    }
+
+    /// The slot the fewest agents hold now.
+    pub fn take(&self) -> Slot<'_> {
+        let mut held = self.held.lock();
+        let index = (0..held.len()).min_by_key(|i| held[*i]).unwrap_or(0);
+        held[index] += 1;
+        Slot { slots: self, index }
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        if let Some(n) = self.slots.held.lock().get_mut(self.index) {
+            *n = n.saturating_sub(1);
+        }
+    }
+}
+
+/// Labels the pod of `spec` (its labels `labels`) as holding `slot` of job `job`, and
+/// keeps it off the nodes where a pod of that job holds the same slot, in any namespace.
+pub fn spread(spec: &mut Value, labels: &mut Value, job: &str, slot: usize) {
+    labels[SLOT_LABEL] = json!(slot.to_string());
+    spec["affinity"]["podAntiAffinity"] = json!({
+        "requiredDuringSchedulingIgnoredDuringExecution": [{
+            "labelSelector": {"matchLabels": {
+                crate::lease::JOB_LABEL: job,
+                SLOT_LABEL: slot.to_string(),
+            }},
+            "namespaceSelector": {},
+            "topologyKey": "kubernetes.io/hostname",
+        }]
+    });
+}
+
 /// A toleration from `KEY[=VALUE][:EFFECT]` (`dedicated=db:NoSchedule`; no value
 /// tolerates any value of the key, no effect every effect), or `*` for every taint.
 pub fn parse_toleration(text: &str) -> Result<Value, String> {
@@ -534,6 +594,29 @@ mod tests {
         // The workload's own, given again: no copy.
         let same = parse_toleration("dedicated=db:NoSchedule").unwrap();
         assert_eq!(p.tolerating(&[same]).tolerations, p.tolerations);
+    }
+
+    #[test]
+    fn agents_share_slots_evenly_and_a_slot_keeps_off_its_peers_nodes() {
+        let slots = NodeSlots::new(2);
+        let a = slots.take();
+        let b = slots.take();
+        let c = slots.take();
+        assert_eq!((a.index, b.index, c.index), (0, 1, 0));
+        drop(b);
+        assert_eq!(slots.take().index, 1);
+        let mut spec = json!({"affinity": {"nodeAffinity": {"x": 1}}});
+        let mut labels = json!({"ferry.dev/job": "j1"});
+        spread(&mut spec, &mut labels, "j1", 1);
+        assert_eq!(labels[SLOT_LABEL], "1");
+        assert_eq!(spec["affinity"]["nodeAffinity"], json!({"x": 1}));
+        let term = &spec["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+            [0];
+        assert_eq!(
+            term["labelSelector"]["matchLabels"],
+            json!({"ferry.dev/job": "j1", SLOT_LABEL: "1"})
+        );
+        assert_eq!(term["topologyKey"], "kubernetes.io/hostname");
     }
 
     #[test]

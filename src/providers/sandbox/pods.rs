@@ -3,7 +3,8 @@
 //! - Scheduling: a pod without `spec.nodeName` goes to the least busy schedulable node
 //!   (workers before the control plane) that its `nodeSelector`, required node affinity
 //!   (labels such as `kubernetes.io/hostname`, and `metadata.name` fields), its
-//!   tolerations (of the node's `NoSchedule` and `NoExecute` taints) and its bound
+//!   tolerations (of the node's `NoSchedule` and `NoExecute` taints), its required pod
+//!   anti-affinity (the running pods it selects, by `topologyKey`) and its bound
 //!   volumes' node affinity admit; where none does, the `FailedScheduling` event counts
 //!   the nodes by reason, in the scheduler's words. A pod given its node (`nodeName`)
 //!   runs there whatever the node's taints (a kubelet would refuse one that does not
@@ -125,9 +126,77 @@ pub fn untolerated_taint<'a>(spec: &Value, node: &'a Value) -> Option<&'a Value>
         })
 }
 
+/// The topology domains a pod's required anti-affinity keeps it out of: for each term,
+/// its `topologyKey` and the values of that label on the nodes of the running pods it
+/// selects (in its `namespaces`, all of them with an empty `namespaceSelector`, else the
+/// pod's own).
+fn anti_affinity(c: &Cluster, pod: &Value) -> Vec<(String, HashSet<String>)> {
+    let terms = pod["spec"]["affinity"]["podAntiAffinity"]
+        ["requiredDuringSchedulingIgnoredDuringExecution"]
+        .as_array();
+    let Some(terms) = terms.filter(|t| !t.is_empty()) else {
+        return Vec::new();
+    };
+    let own_ns = ns_of(pod).unwrap_or("default");
+    let pods: Vec<&Value> = c
+        .store
+        .list("", "pods", None)
+        .map(|(_, p)| p)
+        .filter(|p| {
+            !deleting(p)
+                && p["spec"]["nodeName"]
+                    .as_str()
+                    .is_some_and(|n| !n.is_empty())
+                && !matches!(p["status"]["phase"].as_str(), Some("Succeeded" | "Failed"))
+        })
+        .collect();
+    let mut out = Vec::new();
+    for term in terms {
+        let Some(key) = term["topologyKey"].as_str() else {
+            continue;
+        };
+        let names: Vec<&str> = term["namespaces"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        let all = term["namespaceSelector"]
+            .as_object()
+            .is_some_and(|m| m.is_empty());
+        let mut values = HashSet::new();
+        for p in &pods {
+            let ns = ns_of(p).unwrap_or("default");
+            let in_scope = all || names.contains(&ns) || (names.is_empty() && ns == own_ns);
+            if !in_scope
+                || !super::controllers::selector_matches(
+                    &term["labelSelector"],
+                    &p["metadata"]["labels"],
+                )
+            {
+                continue;
+            }
+            let node = p["spec"]["nodeName"].as_str().unwrap_or_default();
+            if let Some(n) = get(c, "", "nodes", None, node)
+                && let Some(v) = n["metadata"]["labels"][key].as_str()
+            {
+                values.insert(v.to_string());
+            }
+        }
+        out.push((key.to_string(), values));
+    }
+    out
+}
+
 /// Why `node` cannot take `pod`, as the scheduler counts it (the first of its filters
-/// to fail, in its order), or `None` where it can.
-fn misfit(pod: &Value, node: &Value, volume_terms: &[Value]) -> Option<String> {
+/// to fail, in its order), or `None` where it can; `kept_out` is its anti-affinity's
+/// (see [`anti_affinity`]).
+fn misfit(
+    pod: &Value,
+    node: &Value,
+    volume_terms: &[Value],
+    kept_out: &[(String, HashSet<String>)],
+) -> Option<String> {
     if let Some(t) = untolerated_taint(&pod["spec"], node) {
         let text = |v: &Value| v.as_str().unwrap_or("").to_string();
         return Some(format!(
@@ -138,6 +207,14 @@ fn misfit(pod: &Value, node: &Value, volume_terms: &[Value]) -> Option<String> {
     }
     if !pod_fits(pod, node) {
         return Some("didn't match Pod's node affinity/selector".into());
+    }
+    let labels = &node["metadata"]["labels"];
+    if kept_out.iter().any(|(key, values)| {
+        labels[key.as_str()]
+            .as_str()
+            .is_some_and(|v| values.contains(v))
+    }) {
+        return Some("didn't match pod anti-affinity rules".into());
     }
     if !volume_terms.iter().all(|t| node_selector_matches(t, node)) {
         return Some("had volume node affinity conflict".into());
@@ -257,8 +334,9 @@ fn schedule_one(c: &mut Cluster, pod: &Value, load: &mut BTreeMap<String, usize>
     let nodes = schedulable_nodes(c);
     let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
     let mut fits: Vec<Value> = Vec::new();
+    let kept_out = anti_affinity(c, pod);
     for n in nodes.iter() {
-        match misfit(pod, n, &volume_terms) {
+        match misfit(pod, n, &volume_terms, &kept_out) {
             Some(why) => *reasons.entry(why).or_default() += 1,
             None => fits.push(n.clone()),
         }
@@ -841,7 +919,7 @@ mod tests {
         }
         // The scheduler's message counts nodes by reason.
         let pod = json!({"spec": {}});
-        let why = misfit(&pod, &node, &[]).unwrap();
+        let why = misfit(&pod, &node, &[], &[]).unwrap();
         assert_eq!(why, "had untolerated taint {dedicated: db}");
         let mut reasons = BTreeMap::new();
         reasons.insert(why, 1);
@@ -850,6 +928,21 @@ mod tests {
             none_available(&reasons),
             "0/3 nodes are available: 1 node(s) had untolerated taint {dedicated: db}, 2 node(s) were unschedulable. preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling."
         );
+    }
+
+    #[test]
+    fn anti_affinity_keeps_a_pod_out_of_a_domain_its_peers_hold() {
+        let node = |name: &str| json!({"metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}}});
+        let held = vec![(
+            "kubernetes.io/hostname".to_string(),
+            HashSet::from(["n1".to_string()]),
+        )];
+        let pod = json!({"spec": {}});
+        assert_eq!(
+            misfit(&pod, &node("n1"), &[], &held).as_deref(),
+            Some("didn't match pod anti-affinity rules")
+        );
+        assert_eq!(misfit(&pod, &node("n2"), &[], &held), None);
     }
 
     #[test]

@@ -9,6 +9,7 @@ use super::mark_restored;
 use crate::agent::{self, AgentAccess, Volume, Work};
 use crate::lease::JobLease;
 use crate::mover::MoverOptions;
+use crate::placement::NodeSlots;
 use crate::plan::{Plan, VolumePlan};
 use crate::{JobProgress, K8sError, Result};
 use ferry_repo::agent::AgentLine;
@@ -29,9 +30,13 @@ pub(super) async fn restore<'p>(
     // By position: a stream of borrowed items is not provably `Send` to the compiler
     // (rust-lang/rust#110338), one that borrows them is.
     let due = &due;
+    let slots = &NodeSlots::new(opts.agent.per_node);
     let mut out: Vec<(usize, Result<u64>)> = futures::stream::iter(0..due.len())
         .map(|n| async move {
-            let r = one(client, access, plan, due[n], opts, lease, progress, sharing).await;
+            let r = one(
+                client, access, plan, due[n], opts, lease, progress, sharing, slots,
+            )
+            .await;
             (n, r)
         })
         .buffer_unordered(per_job)
@@ -51,6 +56,7 @@ async fn one(
     lease: &JobLease,
     progress: &Arc<JobProgress>,
     sharing: usize,
+    slots: &NodeSlots,
 ) -> Result<u64> {
     progress.check()?;
     let ns = v.target.namespace.clone().unwrap_or_default();
@@ -73,6 +79,8 @@ async fn one(
     // restored with the claim, else of the pods using it now.
     let (user, placement) =
         crate::apply::workload_fit(client, plan, &ns, &v.target.name, opts, progress).await;
+    // At most `per_node` of the job's agents on a node.
+    let held = slots.take();
     let job = Volume {
         namespace: &ns,
         claim: &v.target.name,
@@ -82,6 +90,7 @@ async fn one(
         sharing,
         user: user.as_ref(),
         placement: &placement,
+        slot: Some(held.index),
     };
     let bytes = match agent::run(client, access, &job, &opts.agent, lease, progress).await? {
         AgentLine::Restored { bytes, .. } => bytes,

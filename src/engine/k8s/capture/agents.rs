@@ -17,6 +17,7 @@ use crate::agent::{self, AgentAccess, Volume, Work};
 use crate::lease::JobLease;
 use crate::mover::MoverOptions;
 use crate::objects::ObjRef;
+use crate::placement::NodeSlots;
 use crate::{JobProgress, K8sError, Result, VOLUMES_DIR};
 use ferry_repo::Id;
 use ferry_repo::agent::AgentLine;
@@ -49,12 +50,13 @@ pub(super) async fn capture(
     let sharing = per_job.min(claims.len()).max(1);
     let nodes: parking_lot::Mutex<HashMap<String, Arc<Semaphore>>> = Default::default();
     let nodes = &nodes;
+    let slots = &NodeSlots::new(opts.agent.per_node);
     // By position (see `apply/agents.rs`).
     let claims = &claims;
     let mut out: Vec<(usize, Captured)> = futures::stream::iter(0..claims.len())
         .map(|n| async move {
             let res = one(
-                client, writer, access, &claims[n], opts, lease, progress, sharing, nodes,
+                client, writer, access, &claims[n], opts, lease, progress, sharing, nodes, slots,
             )
             .await;
             (n, res)
@@ -79,6 +81,7 @@ async fn one(
     progress: &Arc<JobProgress>,
     sharing: usize,
     nodes: &parking_lot::Mutex<HashMap<String, Arc<Semaphore>>>,
+    slots: &NodeSlots,
 ) -> Captured {
     progress.check()?;
     let r = ObjRef::of(&c.pvc);
@@ -128,6 +131,8 @@ async fn one(
         None => None,
     };
     let placement = holders.placement.tolerating(&opts.tolerations);
+    // And a slot: at most `per_node` wherever the scheduler puts the others.
+    let held = slots.take();
     let v = Volume {
         namespace: &ns,
         claim: &claim,
@@ -140,9 +145,11 @@ async fn one(
         sharing,
         user: holders.user.as_ref(),
         placement: &placement,
+        slot: Some(held.index),
     };
     let ran = agent::run(client, access, &v, &opts.agent, lease, progress).await;
     drop(slot);
+    drop(held);
     if let Some((claim, snap)) = &temp {
         delete_snapshot_claim(client, &ns, claim, snap).await;
     }
