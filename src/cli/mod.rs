@@ -135,8 +135,9 @@ pub struct Global {
     #[arg(long, global = true, value_parser = parse_budget)]
     pub start_timeout: Option<std::time::Duration>,
     /// A taint Ferry's mover and agent pods also tolerate, beyond those of the claim's
-    /// workload: KEY[=VALUE][:EFFECT] (e.g. dedicated=db:NoSchedule), or * for every
-    /// taint (repeatable) [default: settings' tolerations]
+    /// workload: KEY, KEY=VALUE, KEY:EFFECT or KEY=VALUE:EFFECT (e.g.
+    /// dedicated=db:NoSchedule), or * for every taint (repeatable) [default: settings'
+    /// tolerations]
     #[arg(long, global = true, value_name = "TAINT", value_parser = ferry_k8s::placement::parse_toleration)]
     pub tolerate: Vec<serde_json::Value>,
     /// Print no progress

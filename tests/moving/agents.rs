@@ -234,9 +234,14 @@ async fn restore_via(
     path: &str,
     mover: MoverOptions,
 ) -> (apply::Report, Arc<JobProgress>) {
+    let mut namespaces = vec![("shop".to_string(), to.to_string())];
+    // A second namespace, where a test captured one.
+    if out.meta.volumes.iter().any(|v| v.namespace == "billing") {
+        namespaces.push(("billing".to_string(), format!("{to}-billing")));
+    }
     let ropts = PlanOptions {
         mapping: Mapping {
-            namespaces: [("shop".to_string(), to.to_string())].into(),
+            namespaces: namespaces.into_iter().collect(),
             ..Mapping::default()
         },
         conflict: Conflict::Update,
@@ -667,21 +672,35 @@ async fn app_with_claim(client: &kube::Client, ns: &str, name: &str) {
         .unwrap();
 }
 
-/// `--agents-per-node` holds wherever the scheduler puts the agents, not only where a
-/// claim pins them: with one per node on two workers, a capture and a restore of five
-/// claims never have two agents running on one node, and every claim arrives.
+/// `--agents-per-node` holds wherever the agents run: placed by the scheduler (from
+/// snapshots), pinned to the node holding a claim (live), across namespaces. With one
+/// per node on two workers, captures of six claims in two namespaces and their restore
+/// never have two agents running on one node, and every claim arrives.
 #[test]
 fn agents_keep_to_their_per_node_limit_wherever_they_run() {
     let rt = common::runtime();
     let env = Env::start(&rt, "agents-per-node", 2 << 20);
     rt.block_on(async move {
-        for (i, name) in ["orders-data", "media-data", "audit-data"]
-            .iter()
-            .enumerate()
+        let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(env.client.clone());
+        namespaces
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({"metadata": {"name": "billing"}})).unwrap(),
+            )
+            .await
+            .unwrap();
+        for (i, (ns, name)) in [
+            ("shop", "orders-data"),
+            ("shop", "media-data"),
+            ("shop", "audit-data"),
+            ("billing", "invoices-data"),
+        ]
+        .iter()
+        .enumerate()
         {
-            app_with_claim(&env.client, "shop", name).await;
-            running_on(&env.client, "shop", name).await;
-            let dir = env.volume("shop", name).await;
+            app_with_claim(&env.client, ns, name).await;
+            running_on(&env.client, ns, name).await;
+            let dir = env.volume(ns, name).await;
             std::fs::write(dir.join("blob"), common::bytes(1 << 20, i as u64)).unwrap();
         }
         // Watches every agent pod on a node, in every namespace.
@@ -712,8 +731,22 @@ fn agents_keep_to_their_per_node_limit_wherever_they_run() {
             })
         };
         let mut o = capture_opts();
+        o.scope = Scope::Namespaces(vec!["shop".into(), "billing".into()]);
         o.mover.agent.per_node = 1;
         o.mover.agent.per_job = 4;
+        // Live: each agent pinned to the node of its claim's pod.
+        o.use_snapshots = false;
+        let live = capture::capture(&env.client, &env.repo, &o, &JobProgress::new())
+            .await
+            .unwrap();
+        assert!(
+            live.meta.failed_volumes.is_empty(),
+            "{:?}",
+            live.meta.failed_volumes
+        );
+        assert!(live.meta.volumes.len() >= 6, "{:?}", live.meta.volumes);
+        // From snapshots: placed by the scheduler.
+        o.use_snapshots = true;
         let out = capture::capture(&env.client, &env.repo, &o, &JobProgress::new())
             .await
             .unwrap();
@@ -722,11 +755,23 @@ fn agents_keep_to_their_per_node_limit_wherever_they_run() {
             "{:?}",
             out.meta.failed_volumes
         );
-        assert!(out.meta.volumes.len() >= 5, "{:?}", out.meta.volumes);
-        let want = sums(&env, "shop", &out).await;
+        assert_eq!(out.meta.volumes.len(), live.meta.volumes.len());
+        // Restored into two new namespaces at once.
         let (report, _) = restore_via(&env, &env.repo, &out, "shop-spread", "agent", o.mover).await;
         assert!(report.failed().is_empty(), "{:#?}", report.failed());
-        assert_eq!(sums(&env, "shop-spread", &out).await, want);
+        assert_eq!(report.volumes.len(), out.meta.volumes.len());
+        for v in &out.meta.volumes {
+            let (from, to) = match v.namespace.as_str() {
+                "billing" => ("billing", "shop-spread-billing"),
+                _ => ("shop", "shop-spread"),
+            };
+            assert_eq!(
+                checksums(&env.volume(to, &v.pvc).await),
+                checksums(&env.volume(from, &v.pvc).await),
+                "{}",
+                v.pvc
+            );
+        }
         done.store(true, std::sync::atomic::Ordering::Relaxed);
         let (most_on_a_node, most_at_once) = watch.await.unwrap();
         assert_eq!(most_on_a_node, 1, "more than one agent ran on a node");

@@ -30,7 +30,7 @@ use serde_json::{Value, json};
 mod why;
 
 use crate::lease::JobLease;
-use crate::placement::Placement;
+use crate::placement::{Placement, Slot};
 use crate::podsec::{self, RunAs};
 use crate::{JobProgress, K8sError, Result, within};
 use ferry_repo::Repository;
@@ -256,7 +256,7 @@ pub struct Volume<'a> {
     /// Where the pods that use the claim may run (see [`crate::placement`]).
     pub placement: &'a Placement,
     /// The job's slot this agent holds (see [`crate::placement::NodeSlots`]).
-    pub slot: Option<usize>,
+    pub slot: Option<&'a Slot<'a>>,
 }
 
 /// Where the agent mounts the claim.
@@ -477,9 +477,7 @@ impl Agent {
         }
         v.placement.apply(&mut spec, v.node);
         if let Some(slot) = v.slot {
-            // A pod given its node is not the scheduler's: its term is moot there, but
-            // its label keeps the job's other agents of the slot off that node.
-            crate::placement::spread(&mut spec, &mut pod_labels, lease.id(), slot);
+            slot.spread(&mut spec, &mut pod_labels, lease.id());
         }
         let job: Job = serde_json::from_value(json!({
             "apiVersion": "batch/v1", "kind": "Job",
@@ -526,7 +524,7 @@ impl Agent {
         let count_totals = matches!(v.work, Work::Backup { .. });
         let mut refused: Option<String> = None;
         // The scheduler's last word on a pod no node takes.
-        let mut unscheduled: Option<String> = None;
+        let mut unscheduled: Option<String>;
         let mut polls: u64 = 0;
         progress.volume(v.namespace, v.shown, |s| s.state = "starting agent".into());
         loop {
@@ -555,6 +553,8 @@ impl Agent {
                 },
             )
             .await?;
+            // Said again below by a pod that still waits, or forgotten.
+            unscheduled = None;
             // No pod to follow: the Job has not made one yet, or cannot (admission,
             // quota); that too is waited for at most `start_timeout`.
             let mut waiting = pods
@@ -566,6 +566,12 @@ impl Agent {
                 let pod_name = pod.metadata.name.clone().unwrap_or_default();
                 if followed.contains(&pod_name) {
                     continue;
+                }
+                if let (Some(slot), Some(node)) = (
+                    v.slot,
+                    pod.spec.as_ref().and_then(|s| s.node_name.as_deref()),
+                ) {
+                    slot.bound(node);
                 }
                 let status = pod.status.clone().unwrap_or_default();
                 let started = status.container_statuses.iter().flatten().any(|c| {

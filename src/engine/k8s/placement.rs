@@ -15,6 +15,7 @@
 //!   cannot be checked (no right to list nodes), is dropped with a note: the data
 //!   arrives as it did before, wherever the scheduler puts Ferry's pod.
 
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
@@ -179,14 +180,27 @@ impl Placement {
 /// The label by which a job's agents hold their slot (see [`NodeSlots`]).
 pub const SLOT_LABEL: &str = "ferry.dev/agent-slot";
 
-/// At most `per_node` of one job's agents on a node, wherever the scheduler puts them:
-/// each agent holds one of `per_node` slots, and agents holding the same slot keep off
-/// each other's nodes (a required pod anti-affinity on the hostname, see [`spread`]).
-/// The scheduler still chooses among the nodes (zones, taints, capacity); an agent that
-/// finds every node it may use full waits for a slot there to free.
+/// At most `per_node` of one job's agents on a node, wherever they run. Each agent
+/// holds one of `per_node` slots, and agents holding the same slot keep off each
+/// other's nodes: the scheduler's through a required pod anti-affinity on the hostname
+/// ([`Slot::spread`]); one pinned to a node (where its claim is held) by taking a slot no
+/// agent of the job holds on that node, waiting for one to free. The scheduler still
+/// chooses among the nodes (zones, taints, capacity).
 #[derive(Debug)]
 pub struct NodeSlots {
-    held: parking_lot::Mutex<Vec<usize>>,
+    state: parking_lot::Mutex<SlotState>,
+    freed: tokio::sync::Notify,
+    /// The job's agents run in several namespaces: the anti-affinity reaches all.
+    across: bool,
+}
+
+#[derive(Debug, Default)]
+struct SlotState {
+    /// Agents holding each slot.
+    held: Vec<usize>,
+    /// The slot and node of each agent whose node is known, by its id.
+    on: HashMap<u64, (usize, String)>,
+    next: u64,
 }
 
 /// A slot held until dropped.
@@ -194,77 +208,138 @@ pub struct NodeSlots {
 pub struct Slot<'a> {
     slots: &'a NodeSlots,
     pub index: usize,
+    id: u64,
 }
 
 impl NodeSlots {
-    pub fn new(per_node: usize) -> NodeSlots {
+    /// Slots for a job's agents, `per_node` per node; `across` when they run in more
+    /// than one namespace.
+    pub fn new(per_node: usize, across: bool) -> NodeSlots {
         NodeSlots {
-            held: parking_lot::Mutex::new(vec![0; per_node.max(1)]),
+            state: parking_lot::Mutex::new(SlotState {
+                held: vec![0; per_node.max(1)],
+                ..SlotState::default()
+            }),
+            freed: tokio::sync::Notify::new(),
+            across,
         }
     }
 
-    /// The slot the fewest agents hold now.
+    fn hold(&self, st: &mut SlotState, index: usize, node: Option<&str>) -> Slot<'_> {
+        st.held[index] += 1;
+        st.next += 1;
+        if let Some(n) = node {
+            st.on.insert(st.next, (index, n.to_string()));
+        }
+        Slot {
+            slots: self,
+            index,
+            id: st.next,
+        }
+    }
+
+    /// For an agent the scheduler places: the slot the fewest agents hold now.
     pub fn take(&self) -> Slot<'_> {
-        let mut held = self.held.lock();
-        let index = (0..held.len()).min_by_key(|i| held[*i]).unwrap_or(0);
-        held[index] += 1;
-        Slot { slots: self, index }
+        let mut st = self.state.lock();
+        let index = (0..st.held.len()).min_by_key(|i| st.held[*i]).unwrap_or(0);
+        self.hold(&mut st, index, None)
+    }
+
+    /// For an agent pinned to `node`: a slot no agent of the job holds there, if one is
+    /// free now (else wait with [`NodeSlots::wait_freed`] and try again).
+    pub fn take_on(&self, node: &str) -> Option<Slot<'_>> {
+        let mut st = self.state.lock();
+        let used: HashSet<usize> = st
+            .on
+            .values()
+            .filter(|(_, n)| n == node)
+            .map(|(i, _)| *i)
+            .collect();
+        let index = (0..st.held.len())
+            .filter(|i| !used.contains(i))
+            .min_by_key(|i| st.held[*i])?;
+        Some(self.hold(&mut st, index, Some(node)))
+    }
+
+    /// Waits until a slot is given back, or `at_most`.
+    pub async fn wait_freed(&self, at_most: Duration) {
+        let _ = tokio::time::timeout(at_most, self.freed.notified()).await;
+    }
+}
+
+impl Slot<'_> {
+    /// Records the node the scheduler put this slot's agent on.
+    pub fn bound(&self, node: &str) {
+        let mut st = self.slots.state.lock();
+        if st.on.get(&self.id).is_none_or(|(_, n)| n != node) {
+            st.on.insert(self.id, (self.index, node.to_string()));
+        }
+    }
+
+    /// Labels the pod of `spec` (its labels `labels`) of job `job` as holding this slot,
+    /// and keeps it off the nodes where an agent of the job holds the same slot, in its
+    /// namespace (or every namespace, for a job that spans several). A pod given its
+    /// node is not the scheduler's: its term is moot there, but its label keeps the
+    /// job's other agents of the slot off that node.
+    pub fn spread(&self, spec: &mut Value, labels: &mut Value, job: &str) {
+        labels[SLOT_LABEL] = json!(self.index.to_string());
+        let mut term = json!({
+            "labelSelector": {"matchLabels": {
+                crate::lease::JOB_LABEL: job,
+                SLOT_LABEL: self.index.to_string(),
+            }},
+            "topologyKey": "kubernetes.io/hostname",
+        });
+        if self.slots.across {
+            term["namespaceSelector"] = json!({});
+        }
+        spec["affinity"]["podAntiAffinity"] =
+            json!({"requiredDuringSchedulingIgnoredDuringExecution": [term]});
     }
 }
 
 impl Drop for Slot<'_> {
     fn drop(&mut self) {
-        if let Some(n) = self.slots.held.lock().get_mut(self.index) {
-            *n = n.saturating_sub(1);
+        {
+            let mut st = self.slots.state.lock();
+            if let Some(n) = st.held.get_mut(self.index) {
+                *n = n.saturating_sub(1);
+            }
+            st.on.remove(&self.id);
         }
+        self.slots.freed.notify_waiters();
     }
 }
 
-/// Labels the pod of `spec` (its labels `labels`) as holding `slot` of job `job`, and
-/// keeps it off the nodes where a pod of that job holds the same slot, in any namespace.
-pub fn spread(spec: &mut Value, labels: &mut Value, job: &str, slot: usize) {
-    labels[SLOT_LABEL] = json!(slot.to_string());
-    spec["affinity"]["podAntiAffinity"] = json!({
-        "requiredDuringSchedulingIgnoredDuringExecution": [{
-            "labelSelector": {"matchLabels": {
-                crate::lease::JOB_LABEL: job,
-                SLOT_LABEL: slot.to_string(),
-            }},
-            "namespaceSelector": {},
-            "topologyKey": "kubernetes.io/hostname",
-        }]
-    });
-}
-
-/// A toleration from `KEY[=VALUE][:EFFECT]` (`dedicated=db:NoSchedule`; no value
-/// tolerates any value of the key, no effect every effect), or `*` for every taint.
+/// A toleration from `KEY[=VALUE][:EFFECT]` as `kubectl taint` writes taints
+/// (`dedicated=db:NoSchedule`; no value tolerates any value of the key, no effect every
+/// effect), or `*` (`*:EFFECT`) for every taint, which also lets the pod onto cordoned,
+/// not-ready and unreachable nodes.
 pub fn parse_toleration(text: &str) -> Result<Value, String> {
     let text = text.trim();
-    if text == "*" {
-        return Ok(json!({"operator": "Exists"}));
-    }
+    let bad = || {
+        format!(
+            "{text:?} is not a toleration: give KEY[=VALUE][:EFFECT] (dedicated=db:NoSchedule), or * for every taint"
+        )
+    };
     let (pair, effect) = match text.rsplit_once(':') {
         Some((p, e)) => (p, Some(e)),
         None => (text, None),
     };
-    let (key, value) = match pair.split_once('=') {
-        Some((k, v)) => (k, Some(v)),
-        None => (pair, None),
-    };
-    let name_ok = |s: &str| {
-        !s.is_empty()
-            && s.len() <= 316
-            && s.chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
-    };
-    if !name_ok(key) || value.is_some_and(|v| !v.is_empty() && !name_ok(v)) {
-        return Err(format!(
-            "{text:?} is not a toleration: give KEY[=VALUE][:EFFECT] (dedicated=db:NoSchedule), or * for every taint"
-        ));
-    }
-    let mut t = match value {
-        Some(v) => json!({"key": key, "operator": "Equal", "value": v}),
-        None => json!({"key": key, "operator": "Exists"}),
+    let mut t = if pair == "*" {
+        json!({"operator": "Exists"})
+    } else {
+        let (key, value) = match pair.split_once('=') {
+            Some((k, v)) => (k, Some(v)),
+            None => (pair, None),
+        };
+        if !qualified_name(key) || value.is_some_and(|v| !v.is_empty() && !label_value(v)) {
+            return Err(bad());
+        }
+        match value {
+            Some(v) => json!({"key": key, "operator": "Equal", "value": v}),
+            None => json!({"key": key, "operator": "Exists"}),
+        }
     };
     match effect {
         Some(e @ ("NoSchedule" | "PreferNoSchedule" | "NoExecute")) => t["effect"] = json!(e),
@@ -276,6 +351,37 @@ pub fn parse_toleration(text: &str) -> Result<Value, String> {
         None => {}
     }
     Ok(t)
+}
+
+/// A label value: at most 63 characters, alphanumerics with `-`, `_`, `.` inside.
+fn label_value(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b[0].is_ascii_alphanumeric()
+        && b[b.len() - 1].is_ascii_alphanumeric()
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+}
+
+/// A label key: `[prefix/]name`, the prefix a DNS subdomain.
+fn qualified_name(s: &str) -> bool {
+    let (prefix, name) = match s.split_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, s),
+    };
+    let subdomain = |p: &str| {
+        p.len() <= 253
+            && p.split('.').all(|part| {
+                let b = part.as_bytes();
+                !b.is_empty()
+                    && b[0].is_ascii_alphanumeric()
+                    && b[b.len() - 1].is_ascii_alphanumeric()
+                    && b.iter()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+            })
+    };
+    label_value(name) && prefix.is_none_or(subdomain)
 }
 
 /// Whether Ferry's pod writing `claim` in `ns` will be its first consumer, so that the
@@ -583,7 +689,24 @@ mod tests {
             parse_toleration("*").unwrap(),
             json!({"operator": "Exists"})
         );
-        for bad in ["", "=db", "dedicated=db:Sometimes", "a b", "k=v w"] {
+        assert_eq!(
+            parse_toleration("*:NoSchedule").unwrap(),
+            json!({"operator": "Exists", "effect": "NoSchedule"})
+        );
+        assert!(parse_toleration("example.com/pool=db-1").is_ok());
+        for bad in [
+            "",
+            "=db",
+            "dedicated=db:Sometimes",
+            "a b",
+            "k=v w",
+            "-x",
+            "a//b",
+            "x/",
+            "k=team/db",
+            "Example.com/k",
+            "k=-v",
+        ] {
             assert!(parse_toleration(bad).is_err(), "{bad:?}");
         }
         // Added to the workload's own, once.
@@ -598,16 +721,25 @@ mod tests {
 
     #[test]
     fn agents_share_slots_evenly_and_a_slot_keeps_off_its_peers_nodes() {
-        let slots = NodeSlots::new(2);
+        let slots = NodeSlots::new(2, false);
         let a = slots.take();
         let b = slots.take();
         let c = slots.take();
         assert_eq!((a.index, b.index, c.index), (0, 1, 0));
         drop(b);
         assert_eq!(slots.take().index, 1);
+        // Pinned to a node: a slot no agent holds there, or none until one is freed.
+        a.bound("n1");
+        let pinned = slots.take_on("n1").unwrap();
+        assert_eq!(pinned.index, 1);
+        assert!(slots.take_on("n1").is_none());
+        assert!(slots.take_on("n2").is_some());
+        drop(a);
+        assert_eq!(slots.take_on("n1").unwrap().index, 0);
+
         let mut spec = json!({"affinity": {"nodeAffinity": {"x": 1}}});
         let mut labels = json!({"ferry.dev/job": "j1"});
-        spread(&mut spec, &mut labels, "j1", 1);
+        pinned.spread(&mut spec, &mut labels, "j1");
         assert_eq!(labels[SLOT_LABEL], "1");
         assert_eq!(spec["affinity"]["nodeAffinity"], json!({"x": 1}));
         let term = &spec["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
@@ -617,6 +749,13 @@ mod tests {
             json!({"ferry.dev/job": "j1", SLOT_LABEL: "1"})
         );
         assert_eq!(term["topologyKey"], "kubernetes.io/hostname");
+        // Its own namespace only, unless the job spans several.
+        assert!(term.get("namespaceSelector").is_none());
+        let across = NodeSlots::new(1, true);
+        across.take().spread(&mut spec, &mut labels, "j1");
+        let term = &spec["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+            [0];
+        assert_eq!(term["namespaceSelector"], json!({}));
     }
 
     #[test]

@@ -208,6 +208,9 @@ fn misfit(
     if !pod_fits(pod, node) {
         return Some("didn't match Pod's node affinity/selector".into());
     }
+    if !volume_terms.iter().all(|t| node_selector_matches(t, node)) {
+        return Some("had volume node affinity conflict".into());
+    }
     let labels = &node["metadata"]["labels"];
     if kept_out.iter().any(|(key, values)| {
         labels[key.as_str()]
@@ -215,9 +218,6 @@ fn misfit(
             .is_some_and(|v| values.contains(v))
     }) {
         return Some("didn't match pod anti-affinity rules".into());
-    }
-    if !volume_terms.iter().all(|t| node_selector_matches(t, node)) {
-        return Some("had volume node affinity conflict".into());
     }
     None
 }
@@ -264,14 +264,28 @@ fn unschedulable(c: &mut Cluster, pod: &Value, message: &str) -> ApiResult<()> {
 }
 
 /// The scheduler: nodes for the pods within `scope` that have none (whether a pod can
-/// be placed depends on its namespace's claims and on cluster-scoped objects only).
-/// Returns whether it failed on one.
+/// be placed depends on its namespace's claims and on cluster-scoped objects only),
+/// and for pending pods anywhere whose anti-affinity reaches other namespaces (a pod
+/// ending there may free a node for them). Returns whether it failed on one.
 pub fn schedule(c: &mut Cluster, scope: &Scope) -> bool {
-    let pending = in_scope(c, scope, "", "pods", |p| {
+    let unplaced = |p: &Value| {
         !deleting(p)
             && p["spec"]["nodeName"].as_str().is_none_or(str::is_empty)
             && !matches!(p["status"]["phase"].as_str(), Some("Succeeded" | "Failed"))
-    });
+    };
+    let mut pending = in_scope(c, scope, "", "pods", unplaced);
+    if !matches!(scope, Scope::All) {
+        let seen: HashSet<String> = pending.iter().map(|p| uid_of(p).to_string()).collect();
+        let across = super::controllers::list(c, "", "pods", None, |p| {
+            unplaced(p)
+                && p["spec"]["affinity"]["podAntiAffinity"]
+                    ["requiredDuringSchedulingIgnoredDuringExecution"]
+                    .as_array()
+                    .is_some_and(|t| !t.is_empty())
+                && !seen.contains(uid_of(p))
+        });
+        pending.extend(across);
+    }
     if pending.is_empty() {
         return false;
     }

@@ -30,7 +30,9 @@ pub(super) async fn restore<'p>(
     // By position: a stream of borrowed items is not provably `Send` to the compiler
     // (rust-lang/rust#110338), one that borrows them is.
     let due = &due;
-    let slots = &NodeSlots::new(opts.agent.per_node);
+    let namespaces: std::collections::HashSet<Option<&str>> =
+        due.iter().map(|v| v.target.namespace.as_deref()).collect();
+    let slots = &NodeSlots::new(opts.agent.per_node, namespaces.len() > 1);
     let mut out: Vec<(usize, Result<u64>)> = futures::stream::iter(0..due.len())
         .map(|n| async move {
             let r = one(
@@ -90,9 +92,11 @@ async fn one(
         sharing,
         user: user.as_ref(),
         placement: &placement,
-        slot: Some(held.index),
+        slot: Some(&held),
     };
-    let bytes = match agent::run(client, access, &job, &opts.agent, lease, progress).await? {
+    let ran = agent::run(client, access, &job, &opts.agent, lease, progress).await;
+    drop(held);
+    let bytes = match ran? {
         AgentLine::Restored { bytes, .. } => bytes,
         _ => {
             return Err(K8sError::Volume {

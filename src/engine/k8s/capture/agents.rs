@@ -3,12 +3,12 @@
 //! several at once, and the folder the agent stored is grafted into the snapshot at
 //! `volumes/<ns>/<pvc>`. Nothing of the data passes through this machine.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::StreamExt as _;
 use serde_json::Value;
-use tokio::sync::Semaphore;
 
 use super::VolumeRecord;
 use super::volumes::{delete_snapshot_claim, record_of, snapshot_claim};
@@ -48,15 +48,17 @@ pub(super) async fn capture(
 ) -> Vec<(ObjRef, Captured)> {
     let per_job = opts.agent.per_job.max(1);
     let sharing = per_job.min(claims.len()).max(1);
-    let nodes: parking_lot::Mutex<HashMap<String, Arc<Semaphore>>> = Default::default();
-    let nodes = &nodes;
-    let slots = &NodeSlots::new(opts.agent.per_node);
+    let namespaces: HashSet<&str> = claims
+        .iter()
+        .filter_map(|c| c.pvc["metadata"]["namespace"].as_str())
+        .collect();
+    let slots = &NodeSlots::new(opts.agent.per_node, namespaces.len() > 1);
     // By position (see `apply/agents.rs`).
     let claims = &claims;
     let mut out: Vec<(usize, Captured)> = futures::stream::iter(0..claims.len())
         .map(|n| async move {
             let res = one(
-                client, writer, access, &claims[n], opts, lease, progress, sharing, nodes, slots,
+                client, writer, access, &claims[n], opts, lease, progress, sharing, slots,
             )
             .await;
             (n, res)
@@ -80,7 +82,6 @@ async fn one(
     lease: &JobLease,
     progress: &Arc<JobProgress>,
     sharing: usize,
-    nodes: &parking_lot::Mutex<HashMap<String, Arc<Semaphore>>>,
     slots: &NodeSlots,
 ) -> Captured {
     progress.check()?;
@@ -115,24 +116,21 @@ async fn one(
             (r.name.clone(), holders.node.clone().filter(|_| rwo))
         }
     };
-    // At most `per_node` agents on a node this job pins them to.
-    let slot = match &node {
-        Some(n) => {
-            let sem = nodes
-                .lock()
-                .entry(n.clone())
-                .or_insert_with(|| Arc::new(Semaphore::new(opts.agent.per_node.max(1))))
-                .clone();
+    // A slot: at most `per_node` of the job's agents on a node, pinned or not.
+    let held = match &node {
+        Some(n) => loop {
+            if let Some(s) = slots.take_on(n) {
+                break s;
+            }
             progress.volume(&ns, &r.name, |s| {
                 s.state = format!("waiting for a slot on {n}")
             });
-            Some(sem.acquire_owned().await.map_err(|_| K8sError::Cancelled)?)
-        }
-        None => None,
+            progress.check()?;
+            slots.wait_freed(Duration::from_millis(500)).await;
+        },
+        None => slots.take(),
     };
     let placement = holders.placement.tolerating(&opts.tolerations);
-    // And a slot: at most `per_node` wherever the scheduler puts the others.
-    let held = slots.take();
     let v = Volume {
         namespace: &ns,
         claim: &claim,
@@ -145,10 +143,9 @@ async fn one(
         sharing,
         user: holders.user.as_ref(),
         placement: &placement,
-        slot: Some(held.index),
+        slot: Some(&held),
     };
     let ran = agent::run(client, access, &v, &opts.agent, lease, progress).await;
-    drop(slot);
     drop(held);
     if let Some((claim, snap)) = &temp {
         delete_snapshot_claim(client, &ns, claim, snap).await;
