@@ -882,6 +882,60 @@ async fn claim_zone(client: &kube::Client, ns: &str, claim: &str) -> String {
         .to_string()
 }
 
+/// A folder repository beside the S3 one: the exec path.
+fn local_repo(rt: &tokio::runtime::Runtime, env: &Env) -> Repository {
+    Repository::init(
+        Arc::new(ferry_repo::backend::local::LocalBackend::new(
+            env.dir.path().join("local"),
+        )),
+        rt.handle().clone(),
+        &common::secret(),
+        &common::init_opts(),
+    )
+    .unwrap()
+}
+
+/// The ledger app on its dedicated node `node` in `zone` ([`ledger_on_a_dedicated_pool`])
+/// with a journal in its claim, captured through agents into the S3 repository and
+/// through the exec path into `local`; the journal's checksums.
+async fn ledger_captured(
+    env: &Env,
+    local: &Repository,
+    node: &str,
+    zone: &str,
+) -> (CaptureOutcome, CaptureOutcome, BTreeMap<String, String>) {
+    ledger_on_a_dedicated_pool(&env.client, node, zone).await;
+    assert_eq!(running_on(&env.client, "shop", "ledger").await, node);
+    let ledger = env.volume("shop", "ledger-data").await;
+    std::fs::create_dir_all(ledger.join("journal")).unwrap();
+    for i in 0..5 {
+        std::fs::write(
+            ledger.join("journal").join(format!("{i:04}.log")),
+            common::bytes(40_000, i),
+        )
+        .unwrap();
+    }
+    let want = checksums(&ledger);
+    let agents = capture::capture(&env.client, &env.repo, &capture_opts(), &JobProgress::new())
+        .await
+        .unwrap();
+    assert!(
+        agents.meta.failed_volumes.is_empty(),
+        "{:?}",
+        agents.meta.failed_volumes
+    );
+    let exec = capture::capture(&env.client, local, &capture_opts(), &JobProgress::new())
+        .await
+        .unwrap();
+    assert!(
+        exec.meta.failed_volumes.is_empty(),
+        "{:?}",
+        exec.meta.failed_volumes
+    );
+    assert_eq!(exec.meta.data_path.as_ref().unwrap().path, "exec");
+    (agents, exec, want)
+}
+
 /// A claim restored into a `WaitForFirstConsumer` class is made where its workload may
 /// run: Ferry's pod that writes it (an agent, or the exec path's mover) takes the
 /// workload's node selector and tolerations, so a workload pinned to a tainted pool in
@@ -891,36 +945,10 @@ async fn claim_zone(client: &kube::Client, ns: &str, claim: &str) -> String {
 fn a_restored_claim_is_made_where_its_workload_may_run() {
     let rt = common::runtime();
     let env = Env::start(&rt, "agents-placement", 0);
-    // A folder repository beside the S3 one: the exec path.
-    let local = Repository::init(
-        Arc::new(ferry_repo::backend::local::LocalBackend::new(
-            env.dir.path().join("local"),
-        )),
-        rt.handle().clone(),
-        &common::secret(),
-        &common::init_opts(),
-    )
-    .unwrap();
+    let local = local_repo(&rt, &env);
     rt.block_on(async move {
         let (pool, zone) = ("prod-worker-b", "ferry-local-prod-b");
-        ledger_on_a_dedicated_pool(&env.client, pool, zone).await;
-        assert_eq!(running_on(&env.client, "shop", "ledger").await, pool);
-        let ledger = env.volume("shop", "ledger-data").await;
-        std::fs::create_dir_all(ledger.join("journal")).unwrap();
-        for i in 0..5 {
-            std::fs::write(ledger.join("journal").join(format!("{i:04}.log")), common::bytes(40_000, i)).unwrap();
-        }
-        let want = checksums(&ledger);
-
-        let agents = capture::capture(&env.client, &env.repo, &capture_opts(), &JobProgress::new())
-            .await
-            .unwrap();
-        assert!(agents.meta.failed_volumes.is_empty(), "{:?}", agents.meta.failed_volumes);
-        let exec = capture::capture(&env.client, &local, &capture_opts(), &JobProgress::new())
-            .await
-            .unwrap();
-        assert!(exec.meta.failed_volumes.is_empty(), "{:?}", exec.meta.failed_volumes);
-        assert_eq!(exec.meta.data_path.as_ref().unwrap().path, "exec");
+        let (agents, exec, want) = ledger_captured(&env, &local, pool, zone).await;
 
         for (repo, out, to, path) in [
             (&env.repo, &agents, "shop-agent", "agent"),
@@ -954,6 +982,112 @@ fn a_restored_claim_is_made_where_its_workload_may_run() {
             "{note:?} not in {:#?}",
             progress.log_lines()
         );
+        env.prod.shutdown().await.unwrap();
+    });
+}
+
+/// Cordons `node` (no new pod goes there; those on it stay).
+async fn cordon(client: &kube::Client, node: &str) {
+    Api::<Node>::all(client.clone())
+        .patch(
+            node,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"unschedulable": true}})),
+        )
+        .await
+        .unwrap();
+}
+
+/// The messages of the events `reason` of the pods of `ns`.
+async fn pod_events(client: &kube::Client, ns: &str, reason: &str) -> Vec<String> {
+    Api::<k8s_openapi::api::core::v1::Event>::namespaced(client.clone(), ns)
+        .list(&ListParams::default().fields(&format!("reason={reason}")))
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.involved_object.kind.as_deref() == Some("Pod"))
+        .filter_map(|e| e.message)
+        .collect()
+}
+
+/// Where the workload's pool is scaled to zero and the cluster adds nodes on demand,
+/// Ferry's pod that makes the restored claim asks for a node of that pool, as the
+/// workload's own pods would, and waits for it: the volume is made in the pool's zone
+/// and the workload runs there (agents and the exec path alike). Where the autoscaler
+/// says it adds no such node, the rule is given up at once, with the autoscaler's
+/// reason in the job's log, and the data still arrives.
+#[test]
+fn a_restored_claim_waits_for_the_node_an_autoscaler_adds() {
+    let rt = common::runtime();
+    let env = Env::start(&rt, "agents-autoscaler", 0);
+    let local = local_repo(&rt, &env);
+    rt.block_on(async move {
+        let (node, zone) = ("prod-worker-b", "ferry-local-prod-b");
+        let (agents, exec, want) = ledger_captured(&env, &local, node, zone).await;
+
+        // The ledger pool scaled to zero: its node is gone for new pods, and the
+        // cluster's autoscaler may add nodes like it (at most two).
+        cordon(&env.client, node).await;
+        let pools: k8s_openapi::api::core::v1::ConfigMap = serde_json::from_value(json!({
+            "metadata": {"name": "sandbox-node-pools", "namespace": "kube-system"},
+            "data": {"ledger": json!({
+                "labels": {"topology.kubernetes.io/zone": zone},
+                "taints": [{"key": "dedicated", "value": "ledger", "effect": "NoSchedule"}],
+                "max": 2,
+            }).to_string()},
+        }))
+        .unwrap();
+        let cms: Api<k8s_openapi::api::core::v1::ConfigMap> =
+            Api::namespaced(env.client.clone(), "kube-system");
+        cms.create(&PostParams::default(), &pools).await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while cms.get_opt("cluster-autoscaler-status").await.unwrap().is_none() {
+            assert!(Instant::now() < deadline, "no cluster-autoscaler status");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+
+        for (repo, out, to, path, added, sizes) in [
+            (&env.repo, &agents, "shop-agent", "agent", "prod-ledger-0", "0->1"),
+            (&local, &exec, "shop-exec", "exec", "prod-ledger-1", "1->2"),
+        ] {
+            let (report, progress) = restore_via(&env, repo, out, to, path, MoverOptions::default()).await;
+            assert!(report.failed().is_empty(), "{path}: {:#?}", report.failed());
+            assert_eq!(claim_zone(&env.client, to, "ledger-data").await, zone, "{path}");
+            assert_eq!(running_on(&env.client, to, "ledger").await, added, "{path}");
+            assert_eq!(checksums(&env.volume(to, "ledger-data").await), want, "{path}");
+            let asked = format!(
+                "{to}/ledger-data: no schedulable node matches its workload's nodeSelector topology.kubernetes.io/zone={zone} now: Ferry's pod asks the cluster autoscaler for one"
+            );
+            let log = progress.log_lines();
+            assert!(log.iter().any(|l| l.starts_with(&asked)), "{path}: {asked:?} not in {log:#?}");
+            assert!(!log.iter().any(|l| l.contains("the volume is made wherever")), "{path}: {log:#?}");
+            // Ferry's pod asked for the node, not the workload's.
+            assert_eq!(
+                pod_events(&env.client, to, "TriggeredScaleUp").await,
+                [format!("pod triggered scale-up: [{{ledger {sizes} (max: 2)}}]")],
+                "{path}"
+            );
+            assert_eq!(env.leftovers(to).await, Vec::<String>::new(), "{path}");
+            // The next restore finds no node of the pool free.
+            cordon(&env.client, added).await;
+        }
+
+        // The pool is at its size limit: the autoscaler says so, the rule is given up
+        // at once, and the data arrives all the same.
+        for (repo, out, to, path) in [
+            (&env.repo, &agents, "shop-full", "agent"),
+            (&local, &exec, "shop-full-exec", "exec"),
+        ] {
+            let (report, progress) = restore_via(&env, repo, out, to, path, MoverOptions::default()).await;
+            assert!(report.failed().is_empty(), "{path}: {:#?}", report.failed());
+            assert_eq!(checksums(&env.volume(to, "ledger-data").await), want, "{path}");
+            let note = format!(
+                "{to}/ledger-data: the cluster autoscaler adds no node for its workload's nodeSelector topology.kubernetes.io/zone={zone} (pod didn't trigger scale-up: 1 max node group size reached): the volume is made wherever a node takes Ferry's pod"
+            );
+            let log = progress.log_lines();
+            assert!(log.iter().any(|l| l.starts_with(&note)), "{path}: {note:?} not in {log:#?}");
+            assert_eq!(env.leftovers(to).await, Vec::<String>::new(), "{path}");
+        }
         env.prod.shutdown().await.unwrap();
     });
 }

@@ -295,20 +295,37 @@ pub async fn run(
     if let Some(u) = user {
         as_user(u, "");
     }
-    let first = Agent::new(client, v, opts);
-    let r = first.attempt(access, v, user, lease, progress).await;
-    first.remove().await;
-    match (r, user, v.user) {
-        // Refused by a level no label shows (the cluster's admission configuration):
-        // again as the workload's user.
-        (Err(_), None, Some(u)) if first.refused_by_pod_security.load(Relaxed) => {
-            as_user(u, " (the cluster's own Pod Security level)");
-            let second = Agent::new(client, v, opts);
-            let r = second.attempt(access, v, Some(u), lease, progress).await;
-            second.remove().await;
-            r
+    // At most three tries: the rule given up (no node for it is coming), then as the
+    // workload's user (Pod Security refused root); each changes what the next asks for.
+    let mut user = user;
+    let mut placement = std::borrow::Cow::Borrowed(v.placement);
+    loop {
+        let this = Volume {
+            placement: &placement,
+            work: v.work.clone(),
+            ..*v
+        };
+        let agent = Agent::new(client, &this, opts);
+        let r = agent.attempt(access, &this, user, lease, progress).await;
+        agent.remove().await;
+        if r.is_ok() {
+            return r;
         }
-        (r, ..) => r,
+        if let Some(why) = agent.unplaced.lock().take() {
+            let (p, note) = placement.without_nodes(&why);
+            progress.log(format!("{}/{}: {note}", v.namespace, v.shown));
+            placement = std::borrow::Cow::Owned(p);
+            continue;
+        }
+        match (user, v.user) {
+            // Refused by a level no label shows (the cluster's admission configuration):
+            // again as the workload's user.
+            (None, Some(u)) if agent.refused_by_pod_security.load(Relaxed) => {
+                as_user(u, " (the cluster's own Pod Security level)");
+                user = Some(u);
+            }
+            _ => return r,
+        }
     }
 }
 
@@ -327,6 +344,8 @@ struct Agent {
     opts: AgentOptions,
     /// Set when Pod Security refused the Job its pod.
     refused_by_pod_security: AtomicBool,
+    /// Set when the node its placement's rule asks for is not coming: why.
+    unplaced: parking_lot::Mutex<Option<String>>,
 }
 
 impl Agent {
@@ -338,6 +357,7 @@ impl Agent {
             name: format!("ferry-agent-{}-{}", short(v.shown, 30), suffix()),
             opts: opts.clone(),
             refused_by_pod_security: AtomicBool::new(false),
+            unplaced: parking_lot::Mutex::new(None),
         }
     }
 
@@ -523,8 +543,9 @@ impl Agent {
         let mut failures: Vec<String> = Vec::new();
         let count_totals = matches!(v.work, Work::Backup { .. });
         let mut refused: Option<String> = None;
-        // The scheduler's last word on a pod no node takes.
+        // The scheduler's last word on a pod no node takes, and that pod.
         let mut unscheduled: Option<String>;
+        let mut unscheduled_pod: Option<String>;
         let mut polls: u64 = 0;
         progress.volume(v.namespace, v.shown, |s| s.state = "starting agent".into());
         loop {
@@ -555,6 +576,7 @@ impl Agent {
             .await?;
             // Said again below by a pod that still waits, or forgotten.
             unscheduled = None;
+            unscheduled_pod = None;
             // No pod to follow: the Job has not made one yet, or cannot (admission,
             // quota); that too is waited for at most `start_timeout`.
             let mut waiting = pods
@@ -631,6 +653,9 @@ impl Agent {
                             return Err(self.volume_err(v, why));
                         }
                         unscheduled = unschedulable(&pod);
+                        if unscheduled.is_some() {
+                            unscheduled_pod = Some(pod_name);
+                        }
                     }
                 }
             }
@@ -706,7 +731,27 @@ impl Agent {
                 pending_since = None;
             } else if waiting {
                 let since = *pending_since.get_or_insert_with(Instant::now);
-                if since.elapsed() > self.opts.start_timeout {
+                let timed_out = since.elapsed() > self.opts.start_timeout;
+                // A node its rule asks for, which none admitted at the start: is one
+                // coming? Asked once a second.
+                if let Some(pod) = unscheduled_pod
+                    .as_deref()
+                    .filter(|_| timed_out || polls.is_multiple_of(5))
+                    && let Some(why) = v
+                        .placement
+                        .no_node_coming(
+                            &self.jobs.clone().into_client(),
+                            v.namespace,
+                            pod,
+                            since.elapsed(),
+                            timed_out,
+                        )
+                        .await
+                {
+                    *self.unplaced.lock() = Some(why.clone());
+                    return Err(self.volume_err(v, why));
+                }
+                if timed_out {
                     let secs = self.opts.start_timeout.as_secs();
                     let why = match (refused.take(), unscheduled.take()) {
                         (Some(r), _) => r,

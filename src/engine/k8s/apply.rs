@@ -690,6 +690,9 @@ async fn restore_volume(
         lease,
     )
     .await?;
+    if let Some(note) = &mover.unplaced {
+        progress.log(format!("{ns}/{}: {note}", v.target.name));
+    }
     if let Some(u) = &mover.user {
         progress.log(format!(
             "{}: Pod Security refuses a root mover here: writing as the workload's user {}{}, so every restored file belongs to that user, whoever owned it in the snapshot",

@@ -81,6 +81,9 @@ pub struct Mover {
     /// The workload's user it runs as, where Pod Security refused root: it reads only
     /// what that user may, and files it writes are that user's.
     pub user: Option<RunAs>,
+    /// Where the node rule of its placement was given up, no node for it coming: the
+    /// note for the job's log.
+    pub unplaced: Option<String>,
 }
 
 impl Mover {
@@ -88,9 +91,52 @@ impl Mover {
     /// writable at [`DST`]), on `node` when the claim is held there, else where
     /// `placement` lets it go, and waits until it runs. A claim that another running job writes to is refused. Where Pod Security
     /// refuses root, the mover runs as `user` (the workload's) when there is one:
-    /// [`Mover::user`] says so.
+    /// [`Mover::user`] says so. Where no node its placement's rule asks for comes, it
+    /// starts again without the rule: [`Mover::unplaced`] says so.
     #[allow(clippy::too_many_arguments)]
     pub async fn start(
+        client: &kube::Client,
+        namespace: &str,
+        claim: &str,
+        read_only: bool,
+        node: Option<&str>,
+        user: Option<&RunAs>,
+        placement: &Placement,
+        opts: &MoverOptions,
+        lease: &JobLease,
+    ) -> Result<Mover> {
+        let mut placement = std::borrow::Cow::Borrowed(placement);
+        let mut unplaced = None;
+        loop {
+            let mut mover = Self::create(
+                client, namespace, claim, read_only, node, user, &placement, opts, lease,
+            )
+            .await?;
+            match mover
+                .wait_running(opts.start_timeout, claim, &placement)
+                .await
+            {
+                Ok(None) => {
+                    mover.unplaced = unplaced;
+                    return Ok(mover);
+                }
+                Ok(Some(why)) => {
+                    mover.delete().await;
+                    let (p, note) = placement.without_nodes(&why);
+                    unplaced = Some(note);
+                    placement = std::borrow::Cow::Owned(p);
+                }
+                Err(e) => {
+                    mover.delete().await;
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// Creates the mover's pod (see [`Mover::start`]).
+    #[allow(clippy::too_many_arguments)]
+    async fn create(
         client: &kube::Client,
         namespace: &str,
         claim: &str,
@@ -194,24 +240,29 @@ impl Mover {
             },
         };
         let name = created.metadata.name.unwrap_or_default();
-        let mover = Mover {
+        Ok(Mover {
             api,
             name,
             namespace: namespace.into(),
             mount,
             stall: opts.stall_timeout,
             user: ran_as,
-        };
-        if let Err(e) = mover.wait_running(opts.start_timeout, claim).await {
-            mover.delete().await;
-            return Err(e);
-        }
-        Ok(mover)
+            unplaced: None,
+        })
     }
 
-    async fn wait_running(&self, timeout: Duration, claim: &str) -> Result<()> {
+    /// Waits until the pod runs; `Some(why)` when the node its placement's rule asks
+    /// for is not coming (see [`Placement::no_node_coming`]).
+    async fn wait_running(
+        &self,
+        timeout: Duration,
+        claim: &str,
+        placement: &Placement,
+    ) -> Result<Option<String>> {
         let started = Instant::now();
+        let mut polls: u64 = 0;
         loop {
+            polls += 1;
             let p = within(
                 self.stall,
                 || format!("waiting for the mover pod {}", self.name),
@@ -225,7 +276,7 @@ impl Mover {
             .await?;
             let status = p.status.unwrap_or_default();
             match status.phase.as_deref() {
-                Some("Running") => return Ok(()),
+                Some("Running") => return Ok(None),
                 Some("Failed" | "Succeeded") => {
                     return Err(K8sError::Volume {
                         pvc: format!("{}/{claim}", self.namespace),
@@ -241,7 +292,26 @@ impl Mover {
                 }
                 _ => {}
             }
-            if started.elapsed() > timeout {
+            let timed_out = started.elapsed() > timeout;
+            let unschedulable =
+                status.conditions.iter().flatten().any(|c| {
+                    c.type_ == "PodScheduled" && c.reason.as_deref() == Some("Unschedulable")
+                });
+            if unschedulable
+                && (timed_out || polls.is_multiple_of(5))
+                && let Some(why) = placement
+                    .no_node_coming(
+                        &self.api.clone().into_client(),
+                        &self.namespace,
+                        &self.name,
+                        started.elapsed(),
+                        timed_out,
+                    )
+                    .await
+            {
+                return Ok(Some(why));
+            }
+            if timed_out {
                 let why = status
                     .conditions
                     .unwrap_or_default()
@@ -517,7 +587,7 @@ pub async fn holders(client: &kube::Client, namespace: &str, claim: &str) -> Hol
                 user,
                 placement: Placement {
                     tolerations,
-                    nodes: None,
+                    ..Placement::default()
                 },
             };
         }
@@ -527,7 +597,7 @@ pub async fn holders(client: &kube::Client, namespace: &str, claim: &str) -> Hol
         user,
         placement: Placement {
             tolerations,
-            nodes: None,
+            ..Placement::default()
         },
     }
 }

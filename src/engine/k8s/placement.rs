@@ -10,10 +10,16 @@
 //!   takes the workload's node selector and required node affinity (less the operating
 //!   system and architecture: the agent's image is Linux on its own architecture): the
 //!   volume is made in a zone, and on a pool, where the workload can mount it. A bound
-//!   volume's own node affinity places every other pod. A rule that no node of the
-//!   cluster admits now (another cluster's labels, a pool scaled to zero), or that
-//!   cannot be checked (no right to list nodes), is dropped with a note: the data
-//!   arrives as it did before, wherever the scheduler puts Ferry's pod.
+//!   volume's own node affinity places every other pod.
+//! - A rule that no node of the cluster admits now (a pool scaled to zero, another
+//!   cluster's labels) is kept where the cluster adds nodes on demand (see
+//!   [`autoscaler`]): Ferry's pod asks for a node as the workload's would. It is dropped,
+//!   with a note, when the autoscaler says it adds none, says nothing for a minute, or
+//!   brings none within the start timeout; at once where the cluster has no autoscaler,
+//!   or where the nodes cannot be listed (no right to). The data then arrives as it did
+//!   before, wherever the scheduler puts Ferry's pod.
+
+pub mod autoscaler;
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -34,6 +40,13 @@ const PLATFORM: [&str; 4] = [
 /// How long listing the nodes may take.
 const LIST_NODES: Duration = Duration::from_secs(30);
 
+/// How long a pod waits for a node its rule asks for while the autoscaler says nothing
+/// of it (cluster-autoscaler looks every 10 s, Karpenter within seconds).
+pub const SCALE_UP_SILENCE: Duration = Duration::from_secs(60);
+
+/// What a dropped node rule means for the restored workload.
+const DROPPED: &str = "the volume is made wherever a node takes Ferry's pod, which may be another zone than the one the workload's pods will run in (then they cannot mount it; recreate the claim in their zone, or restore again once a node matches)";
+
 /// Where the pods that use a claim may run, which Ferry's pod for it follows.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Placement {
@@ -41,6 +54,9 @@ pub struct Placement {
     pub tolerations: Vec<Value>,
     /// Their nodes, for a pod that binds the claim (see the module's doc).
     pub nodes: Option<NodeRule>,
+    /// Who may add a node the rule admits where none does now: the pod asks it for one
+    /// (see [`Placement::no_node_coming`]).
+    pub scale_up: Option<String>,
 }
 
 /// A workload's node selector and the terms of its required node affinity.
@@ -87,6 +103,7 @@ impl Placement {
         Some(Placement {
             tolerations: spec["tolerations"].as_array().cloned().unwrap_or_default(),
             nodes: (!rule.selector.is_empty() || !rule.terms.is_empty()).then_some(rule),
+            scale_up: None,
         })
     }
 
@@ -141,10 +158,12 @@ impl Placement {
         rule_ok && !tainted
     }
 
-    /// Keeps the node rule only where a node of the cluster admits it now: a workload
-    /// whose selector names labels the target's nodes lack (another cloud's pool names)
-    /// would otherwise keep its data from arriving. Returns what to tell the user when
-    /// the rule is dropped, as it is when the nodes cannot be listed.
+    /// Keeps the node rule where a node of the cluster admits it now, or where the
+    /// cluster may add one (an autoscaler: then [`Placement::scale_up`] names it): a
+    /// workload whose selector names labels the target's nodes lack (another cloud's pool
+    /// names) would otherwise keep its data from arriving. Returns what to tell the user
+    /// when the rule is dropped (as it is when the nodes cannot be listed) or waits for a
+    /// node.
     pub async fn within_cluster(&mut self, client: &kube::Client) -> Option<String> {
         use k8s_openapi::api::core::v1::Node;
         let shown = self.nodes.as_ref()?.describe();
@@ -160,6 +179,13 @@ impl Placement {
                 if fits {
                     return None;
                 }
+                if let Some(by) = autoscaler::of_cluster(client).await {
+                    let note = format!(
+                        "no schedulable node matches its workload's {shown} now: Ferry's pod asks {by} for one, as the workload's would (if none comes, the rule is dropped)"
+                    );
+                    self.scale_up = Some(by);
+                    return Some(note);
+                }
                 format!("no schedulable node matches its workload's {shown} now")
             }
             Ok(Err(e)) => format!(
@@ -171,9 +197,47 @@ impl Placement {
             ),
         };
         self.nodes = None;
-        Some(format!(
-            "{why}: the volume is made wherever a node takes Ferry's pod, which may be another zone than the one the workload's pods will run in (then they cannot mount it; recreate the claim in their zone, or restore again once a node matches)"
-        ))
+        Some(format!("{why}: {DROPPED}"))
+    }
+
+    /// Whether Ferry's pod `pod` in `ns`, which no node has taken for `waited`, should
+    /// stop waiting for a node its rule asks for (one no node admitted at the start, in
+    /// a cluster that adds nodes): why, when it should. `timed_out` at the start timeout.
+    pub async fn no_node_coming(
+        &self,
+        client: &kube::Client,
+        ns: &str,
+        pod: &str,
+        waited: Duration,
+        timed_out: bool,
+    ) -> Option<String> {
+        let (by, rule) = (self.scale_up.as_deref()?, self.nodes.as_ref()?);
+        let shown = rule.describe();
+        match autoscaler::word_on(client, ns, pod).await {
+            autoscaler::Word::Refused(said) => Some(format!(
+                "{by} adds no node for its workload's {shown} ({said})"
+            )),
+            _ if timed_out => Some(format!(
+                "{by} brought no node for its workload's {shown} within {} s",
+                waited.as_secs()
+            )),
+            autoscaler::Word::Silent if waited >= SCALE_UP_SILENCE => Some(format!(
+                "{by} said nothing of a node for its workload's {shown} within {} s",
+                waited.as_secs()
+            )),
+            _ => None,
+        }
+    }
+
+    /// This placement without its node rule (given up because `why`), and what to tell
+    /// the user of it.
+    pub fn without_nodes(&self, why: &str) -> (Placement, String) {
+        let p = Placement {
+            nodes: None,
+            scale_up: None,
+            ..self.clone()
+        };
+        (p, format!("{why}: {DROPPED}"))
     }
 }
 
@@ -200,6 +264,9 @@ struct SlotState {
     held: Vec<usize>,
     /// The slot and node of each agent whose node is known, by its id.
     on: HashMap<u64, (usize, String)>,
+    /// The slot of each agent the scheduler has not placed yet (as far as Ferry knows),
+    /// by its id: it may be on any node.
+    unplaced: HashMap<u64, usize>,
     next: u64,
 }
 
@@ -228,9 +295,10 @@ impl NodeSlots {
     fn hold(&self, st: &mut SlotState, index: usize, node: Option<&str>) -> Slot<'_> {
         st.held[index] += 1;
         st.next += 1;
-        if let Some(n) = node {
-            st.on.insert(st.next, (index, n.to_string()));
-        }
+        match node {
+            Some(n) => st.on.insert(st.next, (index, n.to_string())).map(drop),
+            None => st.unplaced.insert(st.next, index).map(drop),
+        };
         Slot {
             slots: self,
             index,
@@ -245,8 +313,9 @@ impl NodeSlots {
         self.hold(&mut st, index, None)
     }
 
-    /// For an agent pinned to `node`: a slot no agent of the job holds there, if one is
-    /// free now (else wait with [`NodeSlots::wait_freed`] and try again).
+    /// For an agent pinned to `node`: a slot no agent of the job holds there, nor one
+    /// whose node Ferry does not know yet (the scheduler may have put it there), if one
+    /// is free now (else wait with [`NodeSlots::wait_freed`] and try again).
     pub fn take_on(&self, node: &str) -> Option<Slot<'_>> {
         let mut st = self.state.lock();
         let used: HashSet<usize> = st
@@ -254,6 +323,7 @@ impl NodeSlots {
             .values()
             .filter(|(_, n)| n == node)
             .map(|(i, _)| *i)
+            .chain(st.unplaced.values().copied())
             .collect();
         let index = (0..st.held.len())
             .filter(|i| !used.contains(i))
@@ -261,7 +331,7 @@ impl NodeSlots {
         Some(self.hold(&mut st, index, Some(node)))
     }
 
-    /// Waits until a slot is given back, or `at_most`.
+    /// Waits until a slot is given back or an agent's node becomes known, or `at_most`.
     pub async fn wait_freed(&self, at_most: Duration) {
         let _ = tokio::time::timeout(at_most, self.freed.notified()).await;
     }
@@ -270,9 +340,17 @@ impl NodeSlots {
 impl Slot<'_> {
     /// Records the node the scheduler put this slot's agent on.
     pub fn bound(&self, node: &str) {
-        let mut st = self.slots.state.lock();
-        if st.on.get(&self.id).is_none_or(|(_, n)| n != node) {
-            st.on.insert(self.id, (self.index, node.to_string()));
+        let learnt = {
+            let mut st = self.slots.state.lock();
+            st.unplaced.remove(&self.id);
+            let new = st.on.get(&self.id).is_none_or(|(_, n)| n != node);
+            if new {
+                st.on.insert(self.id, (self.index, node.to_string()));
+            }
+            new
+        };
+        if learnt {
+            self.slots.freed.notify_waiters();
         }
     }
 
@@ -306,6 +384,7 @@ impl Drop for Slot<'_> {
                 *n = n.saturating_sub(1);
             }
             st.on.remove(&self.id);
+            st.unplaced.remove(&self.id);
         }
         self.slots.freed.notify_waiters();
     }
@@ -601,6 +680,7 @@ mod tests {
                 selector: Map::new(),
                 terms: terms.as_array().cloned().unwrap(),
             }),
+            scale_up: None,
         };
         let n = json!({"metadata": {"name": "n7", "labels": {"cores": "16", "spot": "true"}},
                        "spec": {"taints": [{"key": "x", "effect": "NoSchedule"}]}});
@@ -733,9 +813,13 @@ mod tests {
         let pinned = slots.take_on("n1").unwrap();
         assert_eq!(pinned.index, 1);
         assert!(slots.take_on("n1").is_none());
-        assert!(slots.take_on("n2").is_some());
+        // c (slot 0) may be on any node until its node is known.
+        assert_eq!(slots.take_on("n2").unwrap().index, 1);
         drop(a);
+        assert!(slots.take_on("n1").is_none());
+        c.bound("n2");
         assert_eq!(slots.take_on("n1").unwrap().index, 0);
+        assert_eq!(slots.take_on("n2").unwrap().index, 1);
 
         let mut spec = json!({"affinity": {"nodeAffinity": {"x": 1}}});
         let mut labels = json!({"ferry.dev/job": "j1"});

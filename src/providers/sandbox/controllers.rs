@@ -220,6 +220,14 @@ const CONTROLLERS: &[Controller] = &[
         run: |s, scope, _| pods::schedule(&mut s.cluster.lock(), scope),
     },
     Controller {
+        name: "cluster-autoscaler",
+        reads: &[PODS, NODES],
+        // Pools declared after a pod went unschedulable are looked at on the tick.
+        timed: true,
+        after_copies: false,
+        run: |s, scope, _| super::autoscaler::scale_up(&mut s.cluster.lock(), scope),
+    },
+    Controller {
         name: "pod status",
         reads: &[PODS, NODES, CLAIMS, CLASSES],
         timed: true,

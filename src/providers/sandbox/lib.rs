@@ -39,6 +39,7 @@
 mod addresses;
 #[cfg(feature = "cloud")]
 pub mod arm;
+mod autoscaler;
 mod changes;
 #[cfg(feature = "cloud")]
 pub mod cloud;

@@ -138,16 +138,24 @@ fn anti_affinity(c: &Cluster, pod: &Value) -> Vec<(String, HashSet<String>)> {
         return Vec::new();
     };
     let own_ns = ns_of(pod).unwrap_or("default");
-    let pods: Vec<&Value> = c
+    let me = uid_of(pod);
+    // Pods on a node, or assumed on the one the scheduler chose for them while their
+    // claims are bound there (kube-scheduler's assumed pods), this one aside.
+    let pods: Vec<(&Value, String)> = c
         .store
         .list("", "pods", None)
         .map(|(_, p)| p)
         .filter(|p| {
             !deleting(p)
-                && p["spec"]["nodeName"]
-                    .as_str()
-                    .is_some_and(|n| !n.is_empty())
+                && uid_of(p) != me
                 && !matches!(p["status"]["phase"].as_str(), Some("Succeeded" | "Failed"))
+        })
+        .filter_map(|p| {
+            let node = match p["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) {
+                Some(n) => n.to_string(),
+                None => assumed_node(c, p)?,
+            };
+            Some((p, node))
         })
         .collect();
     let mut out = Vec::new();
@@ -165,7 +173,7 @@ fn anti_affinity(c: &Cluster, pod: &Value) -> Vec<(String, HashSet<String>)> {
             .as_object()
             .is_some_and(|m| m.is_empty());
         let mut values = HashSet::new();
-        for p in &pods {
+        for (p, node) in &pods {
             let ns = ns_of(p).unwrap_or("default");
             let in_scope = all || names.contains(&ns) || (names.is_empty() && ns == own_ns);
             if !in_scope
@@ -176,7 +184,6 @@ fn anti_affinity(c: &Cluster, pod: &Value) -> Vec<(String, HashSet<String>)> {
             {
                 continue;
             }
-            let node = p["spec"]["nodeName"].as_str().unwrap_or_default();
             if let Some(n) = get(c, "", "nodes", None, node)
                 && let Some(v) = n["metadata"]["labels"][key].as_str()
             {
@@ -186,6 +193,17 @@ fn anti_affinity(c: &Cluster, pod: &Value) -> Vec<(String, HashSet<String>)> {
         out.push((key.to_string(), values));
     }
     out
+}
+
+/// The node chosen for a pod not bound yet: the one its claims wait to be bound on.
+fn assumed_node(c: &Cluster, pod: &Value) -> Option<String> {
+    let ns = ns_of(pod).unwrap_or("default");
+    claim_names(pod).iter().find_map(|claim| {
+        let pvc = get(c, "", "persistentvolumeclaims", Some(ns), claim)?;
+        pvc["metadata"]["annotations"]["volume.kubernetes.io/selected-node"]
+            .as_str()
+            .map(str::to_string)
+    })
 }
 
 /// Why `node` cannot take `pod`, as the scheduler counts it (the first of its filters
@@ -247,6 +265,32 @@ fn storage_class(c: &Cluster, pvc: &Value) -> Option<Value> {
 
 fn is_bound(pvc: &Value) -> bool {
     pvc["status"]["phase"] == "Bound" && pvc["spec"]["volumeName"].is_string()
+}
+
+/// The node affinity terms of a bound claim's volume, where it has any.
+fn pv_terms(c: &Cluster, pvc: &Value) -> Option<Value> {
+    let pv = get(
+        c,
+        "",
+        "persistentvolumes",
+        None,
+        pvc["spec"]["volumeName"].as_str()?,
+    )?;
+    let terms = &pv["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"];
+    terms.is_array().then(|| terms.clone())
+}
+
+/// Why `node` (one that may not exist yet: an autoscaler's template) cannot take `pod`,
+/// as the scheduler counts it; `None` where it can.
+pub fn misfit_on(c: &Cluster, pod: &Value, node: &Value) -> Option<String> {
+    let ns = ns_of(pod).unwrap_or("default");
+    let terms: Vec<Value> = claim_names(pod)
+        .iter()
+        .filter_map(|claim| get(c, "", "persistentvolumeclaims", Some(ns), claim))
+        .filter(is_bound)
+        .filter_map(|pvc| pv_terms(c, &pvc))
+        .collect();
+    misfit(pod, node, &terms, &anti_affinity(c, pod))
 }
 
 /// Marks a pod unschedulable, with a condition and an event.
@@ -325,13 +369,7 @@ fn schedule_one(c: &mut Cluster, pod: &Value, load: &mut BTreeMap<String, usize>
             );
         }
         if is_bound(&pvc) {
-            let pv = pvc["spec"]["volumeName"].as_str().unwrap_or("");
-            if let Some(pv) = get(c, "", "persistentvolumes", None, pv) {
-                let terms = &pv["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"];
-                if terms.is_array() {
-                    volume_terms.push(terms.clone());
-                }
-            }
+            volume_terms.extend(pv_terms(c, &pvc));
             continue;
         }
         let wffc = storage_class(c, &pvc)
@@ -942,6 +980,56 @@ mod tests {
             none_available(&reasons),
             "0/3 nodes are available: 1 node(s) had untolerated taint {dedicated: db}, 2 node(s) were unschedulable. preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling."
         );
+    }
+
+    /// Two pods kept apart by anti-affinity whose claims wait for their first consumer,
+    /// scheduled in one pass: the first is assumed on the node its claim waits on, so
+    /// the second goes elsewhere.
+    #[test]
+    fn a_pod_whose_claim_waits_on_a_node_keeps_its_peers_off_it() {
+        #![allow(clippy::unwrap_used)]
+        let mut c = Cluster::for_tests();
+        for n in ["w1", "w2"] {
+            let node = json!({"metadata": {"name": n, "labels": {"kubernetes.io/hostname": n}}, "spec": {}});
+            create(&mut c, "", "nodes", None, node).unwrap();
+        }
+        let class = json!({"metadata": {"name": "wffc"}, "provisioner": "sandbox.ferry.dev",
+                           "volumeBindingMode": "WaitForFirstConsumer"});
+        create(&mut c, "storage.k8s.io", "storageclasses", None, class).unwrap();
+        for i in 0..2 {
+            let pvc = json!({"metadata": {"name": format!("data-{i}"), "namespace": "default"},
+                             "spec": {"storageClassName": "wffc", "accessModes": ["ReadWriteOnce"],
+                                      "resources": {"requests": {"storage": "1Gi"}}}});
+            create(&mut c, "", "persistentvolumeclaims", Some("default"), pvc).unwrap();
+            let pod = json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": format!("agent-{i}"), "namespace": "default", "labels": {"slot": "0"}},
+            "spec": {
+                "containers": [{"name": "c", "image": "busybox"}],
+                "volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": format!("data-{i}")}}],
+                "affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+                    {"labelSelector": {"matchLabels": {"slot": "0"}}, "topologyKey": "kubernetes.io/hostname"}
+                ]}},
+            }});
+            create(&mut c, "", "pods", Some("default"), pod).unwrap();
+        }
+        schedule(&mut c, &Scope::All);
+        let chosen: HashSet<String> = (0..2)
+            .map(|i| {
+                let pvc = get(
+                    &c,
+                    "",
+                    "persistentvolumeclaims",
+                    Some("default"),
+                    &format!("data-{i}"),
+                )
+                .unwrap();
+                pvc["metadata"]["annotations"]["volume.kubernetes.io/selected-node"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(chosen, HashSet::from(["w1".to_string(), "w2".to_string()]));
     }
 
     #[test]
