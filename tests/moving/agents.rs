@@ -1026,14 +1026,24 @@ fn a_restored_claim_waits_for_the_node_an_autoscaler_adds() {
         let (agents, exec, want) = ledger_captured(&env, &local, node, zone).await;
 
         // The ledger pool scaled to zero: its node is gone for new pods, and the
-        // cluster's autoscaler may add nodes like it (at most two).
+        // cluster's autoscaler may add nodes like it (at most two), which take 10 s to
+        // join: longer than the start timeout, which waits while a node is coming.
         cordon(&env.client, node).await;
+        let patient = MoverOptions {
+            start_timeout: Duration::from_secs(5),
+            agent: ferry_k8s::agent::AgentOptions {
+                start_timeout: Duration::from_secs(5),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
         let pools: k8s_openapi::api::core::v1::ConfigMap = serde_json::from_value(json!({
             "metadata": {"name": "sandbox-node-pools", "namespace": "kube-system"},
             "data": {"ledger": json!({
                 "labels": {"topology.kubernetes.io/zone": zone},
                 "taints": [{"key": "dedicated", "value": "ledger", "effect": "NoSchedule"}],
                 "max": 2,
+                "joinSeconds": 10,
             }).to_string()},
         }))
         .unwrap();
@@ -1050,7 +1060,7 @@ fn a_restored_claim_waits_for_the_node_an_autoscaler_adds() {
             (&env.repo, &agents, "shop-agent", "agent", "prod-ledger-0", "0->1"),
             (&local, &exec, "shop-exec", "exec", "prod-ledger-1", "1->2"),
         ] {
-            let (report, progress) = restore_via(&env, repo, out, to, path, MoverOptions::default()).await;
+            let (report, progress) = restore_via(&env, repo, out, to, path, patient.clone()).await;
             assert!(report.failed().is_empty(), "{path}: {:#?}", report.failed());
             assert_eq!(claim_zone(&env.client, to, "ledger-data").await, zone, "{path}");
             assert_eq!(running_on(&env.client, to, "ledger").await, added, "{path}");

@@ -30,7 +30,7 @@ use serde_json::{Value, json};
 mod why;
 
 use crate::lease::JobLease;
-use crate::placement::{Placement, Slot};
+use crate::placement::{NodeWait, Placement, Slot};
 use crate::podsec::{self, RunAs};
 use crate::{JobProgress, K8sError, Result, within};
 use ferry_repo::Repository;
@@ -546,6 +546,8 @@ impl Agent {
         // The scheduler's last word on a pod no node takes, and that pod.
         let mut unscheduled: Option<String>;
         let mut unscheduled_pod: Option<String>;
+        // Since when it waits for a node its placement's rule asks for.
+        let mut rule_wait: Option<Instant> = None;
         let mut polls: u64 = 0;
         progress.volume(v.namespace, v.shown, |s| s.state = "starting agent".into());
         loop {
@@ -734,24 +736,34 @@ impl Agent {
                 let timed_out = since.elapsed() > self.opts.start_timeout;
                 // A node its rule asks for, which none admitted at the start: is one
                 // coming? Asked once a second.
+                let mut held = false;
                 if let Some(pod) = unscheduled_pod
                     .as_deref()
                     .filter(|_| timed_out || polls.is_multiple_of(5))
-                    && let Some(why) = v
-                        .placement
-                        .no_node_coming(
-                            &self.jobs.clone().into_client(),
-                            v.namespace,
-                            pod,
-                            since.elapsed(),
-                            timed_out,
-                        )
-                        .await
                 {
-                    *self.unplaced.lock() = Some(why.clone());
-                    return Err(self.volume_err(v, why));
+                    let began = *rule_wait.get_or_insert_with(Instant::now);
+                    let client = self.jobs.clone().into_client();
+                    match v
+                        .placement
+                        .node_wait(&client, v.namespace, pod, began.elapsed(), timed_out)
+                        .await
+                    {
+                        Some(NodeWait::GiveUp(why)) => {
+                            *self.unplaced.lock() = Some(why.clone());
+                            return Err(self.volume_err(v, why));
+                        }
+                        // The start timeout counts from when the node is there.
+                        Some(NodeWait::Coming) => {
+                            progress.volume(v.namespace, v.shown, |s| {
+                                s.state = "waiting for the node the autoscaler adds".into()
+                            });
+                            pending_since = Some(Instant::now());
+                            held = true;
+                        }
+                        Some(NodeWait::Waiting) | None => {}
+                    }
                 }
-                if timed_out {
+                if timed_out && !held {
                     let secs = self.opts.start_timeout.as_secs();
                     let why = match (refused.take(), unscheduled.take()) {
                         (Some(r), _) => r,

@@ -20,7 +20,7 @@ use tokio::io::AsyncReadExt;
 use super::lease::JobLease;
 use super::listing;
 use super::objects::is_not_found;
-use super::placement::Placement;
+use super::placement::{NodeWait, Placement};
 use super::podsec;
 pub use super::podsec::RunAs;
 use super::{K8sError, Result, unless_stalled, within};
@@ -69,6 +69,18 @@ impl Default for MoverOptions {
 
 pub use super::listing::Listed;
 
+/// A mover's failure `e`, saying why it was started again without its placement's node
+/// rule (`unplaced`), where it was.
+fn noted(e: K8sError, unplaced: Option<String>) -> K8sError {
+    match (e, unplaced) {
+        (K8sError::Volume { pvc, detail }, Some(note)) => K8sError::Volume {
+            pvc,
+            detail: format!("{detail} (started again: {note})"),
+        },
+        (e, _) => e,
+    }
+}
+
 /// A running mover pod.
 #[derive(Debug)]
 pub struct Mover {
@@ -108,10 +120,14 @@ impl Mover {
         let mut placement = std::borrow::Cow::Borrowed(placement);
         let mut unplaced = None;
         loop {
-            let mut mover = Self::create(
+            let created = Self::create(
                 client, namespace, claim, read_only, node, user, &placement, opts, lease,
             )
-            .await?;
+            .await;
+            let mut mover = match created {
+                Ok(m) => m,
+                Err(e) => return Err(noted(e, unplaced)),
+            };
             match mover
                 .wait_running(opts.start_timeout, claim, &placement)
                 .await
@@ -128,7 +144,7 @@ impl Mover {
                 }
                 Err(e) => {
                     mover.delete().await;
-                    return Err(e);
+                    return Err(noted(e, unplaced));
                 }
             }
         }
@@ -252,14 +268,16 @@ impl Mover {
     }
 
     /// Waits until the pod runs; `Some(why)` when the node its placement's rule asks
-    /// for is not coming (see [`Placement::no_node_coming`]).
+    /// for is not coming (see [`Placement::node_wait`]).
     async fn wait_running(
         &self,
         timeout: Duration,
         claim: &str,
         placement: &Placement,
     ) -> Result<Option<String>> {
-        let started = Instant::now();
+        let mut started = Instant::now();
+        // Since when it waits for a node its placement's rule asks for.
+        let mut rule_wait: Option<Instant> = None;
         let mut polls: u64 = 0;
         loop {
             polls += 1;
@@ -297,21 +315,30 @@ impl Mover {
                 status.conditions.iter().flatten().any(|c| {
                     c.type_ == "PodScheduled" && c.reason.as_deref() == Some("Unschedulable")
                 });
-            if unschedulable
-                && (timed_out || polls.is_multiple_of(5))
-                && let Some(why) = placement
-                    .no_node_coming(
-                        &self.api.clone().into_client(),
+            let mut held = false;
+            if unschedulable && (timed_out || polls.is_multiple_of(5)) {
+                let began = *rule_wait.get_or_insert_with(Instant::now);
+                let client = self.api.clone().into_client();
+                match placement
+                    .node_wait(
+                        &client,
                         &self.namespace,
                         &self.name,
-                        started.elapsed(),
+                        began.elapsed(),
                         timed_out,
                     )
                     .await
-            {
-                return Ok(Some(why));
+                {
+                    Some(NodeWait::GiveUp(why)) => return Ok(Some(why)),
+                    // The start timeout counts from when the node is there.
+                    Some(NodeWait::Coming) => {
+                        started = Instant::now();
+                        held = true;
+                    }
+                    Some(NodeWait::Waiting) | None => {}
+                }
             }
-            if timed_out {
+            if timed_out && !held {
                 let why = status
                     .conditions
                     .unwrap_or_default()

@@ -13,11 +13,13 @@
 //!   volume's own node affinity places every other pod.
 //! - A rule that no node of the cluster admits now (a pool scaled to zero, another
 //!   cluster's labels) is kept where the cluster adds nodes on demand (see
-//!   [`autoscaler`]): Ferry's pod asks for a node as the workload's would. It is dropped,
-//!   with a note, when the autoscaler says it adds none, says nothing for a minute, or
-//!   brings none within the start timeout; at once where the cluster has no autoscaler,
-//!   or where the nodes cannot be listed (no right to). The data then arrives as it did
-//!   before, wherever the scheduler puts Ferry's pod.
+//!   [`autoscaler`]): Ferry's pod asks for a node as the workload's would. While the
+//!   autoscaler says one is coming, the pod waits for it (up to [`SCALE_UP_LIMIT`]),
+//!   the start timeout held. The rule is dropped, with a note, and the pod started again
+//!   without it, when the autoscaler says it adds none, or says nothing within the start
+//!   timeout; at once where the cluster shows no autoscaler, or where the nodes cannot
+//!   be listed (no right to). The data then arrives as it did before, wherever the
+//!   scheduler puts Ferry's pod.
 
 pub mod autoscaler;
 
@@ -40,9 +42,9 @@ const PLATFORM: [&str; 4] = [
 /// How long listing the nodes may take.
 const LIST_NODES: Duration = Duration::from_secs(30);
 
-/// How long a pod waits for a node its rule asks for while the autoscaler says nothing
-/// of it (cluster-autoscaler looks every 10 s, Karpenter within seconds).
-pub const SCALE_UP_SILENCE: Duration = Duration::from_secs(60);
+/// How long a pod waits for a node its rule asks for once the autoscaler said one is
+/// coming (cluster-autoscaler's own limit for a node to join is 15 min).
+pub const SCALE_UP_LIMIT: Duration = Duration::from_secs(15 * 60);
 
 /// What a dropped node rule means for the restored workload.
 const DROPPED: &str = "the volume is made wherever a node takes Ferry's pod, which may be another zone than the one the workload's pods will run in (then they cannot mount it; recreate the claim in their zone, or restore again once a node matches)";
@@ -55,8 +57,19 @@ pub struct Placement {
     /// Their nodes, for a pod that binds the claim (see the module's doc).
     pub nodes: Option<NodeRule>,
     /// Who may add a node the rule admits where none does now: the pod asks it for one
-    /// (see [`Placement::no_node_coming`]).
-    pub scale_up: Option<String>,
+    /// (see [`Placement::node_wait`]).
+    pub scale_up: Option<autoscaler::Autoscalers>,
+}
+
+/// What a pod waiting for a node its rule asks for does (see [`Placement::node_wait`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum NodeWait {
+    /// The autoscaler brings one: wait, the start timeout held (up to [`SCALE_UP_LIMIT`]).
+    Coming,
+    /// Nothing said yet: wait, within the start timeout.
+    Waiting,
+    /// Start again without the rule: why.
+    GiveUp(String),
 }
 
 /// A workload's node selector and the terms of its required node affinity.
@@ -181,7 +194,8 @@ impl Placement {
                 }
                 if let Some(by) = autoscaler::of_cluster(client).await {
                     let note = format!(
-                        "no schedulable node matches its workload's {shown} now: Ferry's pod asks {by} for one, as the workload's would (if none comes, the rule is dropped)"
+                        "no schedulable node matches its workload's {shown} now: Ferry's pod asks {} for one, as the workload's would (if none comes, the rule is dropped)",
+                        by.name()
                     );
                     self.scale_up = Some(by);
                     return Some(note);
@@ -200,33 +214,35 @@ impl Placement {
         Some(format!("{why}: {DROPPED}"))
     }
 
-    /// Whether Ferry's pod `pod` in `ns`, which no node has taken for `waited`, should
-    /// stop waiting for a node its rule asks for (one no node admitted at the start, in
-    /// a cluster that adds nodes): why, when it should. `timed_out` at the start timeout.
-    pub async fn no_node_coming(
+    /// What Ferry's pod `pod` in `ns`, which no node has taken for `waited`, does about
+    /// a node its rule asks for (one no node admitted at the start, in a cluster that
+    /// adds nodes); `None` for a pod not waiting on one. `timed_out`: the start timeout
+    /// is reached, not counting the time a node was coming.
+    pub async fn node_wait(
         &self,
         client: &kube::Client,
         ns: &str,
         pod: &str,
         waited: Duration,
         timed_out: bool,
-    ) -> Option<String> {
-        let (by, rule) = (self.scale_up.as_deref()?, self.nodes.as_ref()?);
-        let shown = rule.describe();
-        match autoscaler::word_on(client, ns, pod).await {
-            autoscaler::Word::Refused(said) => Some(format!(
+    ) -> Option<NodeWait> {
+        let (which, rule) = (self.scale_up.as_ref()?, self.nodes.as_ref()?);
+        let (by, shown) = (which.name(), rule.describe());
+        Some(match autoscaler::word_on(client, which, ns, pod).await {
+            autoscaler::Word::Refused(said) => NodeWait::GiveUp(format!(
                 "{by} adds no node for its workload's {shown} ({said})"
             )),
-            _ if timed_out => Some(format!(
-                "{by} brought no node for its workload's {shown} within {} s",
-                waited.as_secs()
+            autoscaler::Word::Coming if waited < SCALE_UP_LIMIT => NodeWait::Coming,
+            autoscaler::Word::Coming => NodeWait::GiveUp(format!(
+                "{by} brought no node for its workload's {shown} within {} min",
+                waited.as_secs() / 60
             )),
-            autoscaler::Word::Silent if waited >= SCALE_UP_SILENCE => Some(format!(
+            autoscaler::Word::Silent if timed_out => NodeWait::GiveUp(format!(
                 "{by} said nothing of a node for its workload's {shown} within {} s",
                 waited.as_secs()
             )),
-            _ => None,
-        }
+            autoscaler::Word::Silent => NodeWait::Waiting,
+        })
     }
 
     /// This placement without its node rule (given up because `why`), and what to tell

@@ -3,15 +3,20 @@
 //!
 //! - Pools are declared in the ConfigMap `kube-system/sandbox-node-pools` (the sandbox's
 //!   stand-in for a cloud's node groups): each key names a pool, each value is JSON,
-//!   `{"labels": {…}, "taints": [{"key", "value", "effect"}], "max": 3}`.
-//! - While pools are declared, `kube-system/cluster-autoscaler-status` exists, as
+//!   `{"labels": {…}, "taints": [{"key", "value", "effect"}], "max": 3,
+//!   "joinSeconds": 5}`. A node joins NotReady, tainted `node.kubernetes.io/not-ready`,
+//!   and is Ready after `joinSeconds` (0 by default); pods that fit a pool whose node is
+//!   joining wait for it, with no word, as cluster-autoscaler's upcoming nodes.
+//! - Once pools are declared, `kube-system/cluster-autoscaler-status` exists, as
 //!   cluster-autoscaler writes it.
 //! - A pod the scheduler left `Unschedulable` (for want of a node, not of a claim) that
 //!   no node takes now but a pool's template node would (its taints, node selector and
 //!   affinity, bound volumes' node affinity, anti-affinity), with the pool below its
 //!   max: a node of that pool joins (`{cluster}-{pool}-{n}`, Ready), and the pod gets a
 //!   `TriggeredScaleUp` event. Where no pool takes it: `NotTriggerScaleUp`, the pools
-//!   counted by reason in cluster-autoscaler's words.
+//!   counted by reason in cluster-autoscaler's words (not in a pass that scaled up, as
+//!   cluster-autoscaler does). Unlike some cluster-autoscaler versions, it scales up for
+//!   a pod whose claim waits for its first consumer.
 //! - No scale-down: nodes stay until deleted.
 //!
 //! Owns the nodes it adds and the status ConfigMap; reads pods, never writes them.
@@ -35,7 +40,14 @@ struct Pool {
     labels: serde_json::Map<String, Value>,
     taints: Vec<Value>,
     max: usize,
+    /// How long a node takes to join: NotReady (tainted `not-ready`) until then.
+    delay: std::time::Duration,
 }
+
+/// Annotation of a node still joining: when it is Ready (Unix seconds).
+const READY_AT: &str = "sandbox.ferry.dev/ready-at";
+/// The taint of a node not ready yet.
+const NOT_READY: &str = "node.kubernetes.io/not-ready";
 
 /// The pools `kube-system/sandbox-node-pools` declares; a value that is not a pool is
 /// logged and left out.
@@ -57,6 +69,9 @@ fn pools(c: &Cluster) -> Vec<Pool> {
             labels: v["labels"].as_object().cloned().unwrap_or_default(),
             taints: v["taints"].as_array().cloned().unwrap_or_default(),
             max: v["max"].as_u64().unwrap_or(1) as usize,
+            delay: std::time::Duration::from_secs_f64(
+                v["joinSeconds"].as_f64().unwrap_or(0.0).clamp(0.0, 3600.0),
+            ),
         });
     }
     out
@@ -119,25 +134,71 @@ pub fn scale_up(c: &mut Cluster, scope: &Scope) -> bool {
         return false;
     }
     let mut failed = log_err("cluster-autoscaler status", status(c, &pools));
+    failed |= log_err("nodes joining", joined(c));
+    let mut refused = Vec::new();
+    let mut scaled = false;
     for pod in in_scope(c, scope, "", "pods", wants_a_node) {
-        failed |= log_err(
-            &format!("scaling up for pod {}", name_of(&pod)),
-            scale_up_for(c, &pools, &pod),
-        );
+        match scale_up_for(c, &pools, &pod) {
+            Ok(Some(why)) => refused.push((pod, why)),
+            Ok(None) => scaled = true,
+            Err(e) => failed |= log_err(&format!("scaling up for pod {}", name_of(&pod)), Err(e)),
+        }
+    }
+    // As cluster-autoscaler: a pass that scaled up says nothing of the pods it left.
+    if !scaled {
+        for (pod, why) in refused {
+            event(c, &pod, "Normal", "NotTriggerScaleUp", &why);
+        }
     }
     failed
 }
 
-fn scale_up_for(c: &mut Cluster, pools: &[Pool], pod: &Value) -> ApiResult<()> {
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// Whether `node` is still joining.
+fn joining(node: &Value) -> bool {
+    node["metadata"]["annotations"][READY_AT].is_string()
+}
+
+/// Makes the nodes whose time has come Ready.
+fn joined(c: &mut Cluster) -> ApiResult<()> {
+    let at = unix_now();
+    let due = list(c, "", "nodes", None, |n| {
+        n["metadata"]["annotations"][READY_AT]
+            .as_str()
+            .and_then(|t| t.parse::<f64>().ok())
+            .is_some_and(|t| t <= at)
+    });
+    for mut n in due {
+        if let Some(a) = n["metadata"]["annotations"].as_object_mut() {
+            a.remove(READY_AT);
+        }
+        if let Some(t) = n["spec"]["taints"].as_array_mut() {
+            t.retain(|t| t["key"] != NOT_READY);
+        }
+        n["status"]["conditions"][0]["status"] = json!("True");
+        n["status"]["conditions"][0]["reason"] = json!("KubeletReady");
+        n["status"]["conditions"][0]["lastTransitionTime"] = json!(now());
+        super::controllers::update(c, "", "nodes", n)?;
+    }
+    Ok(())
+}
+
+/// Adds a node for `pod` where a pool takes it (or says nothing where a node takes it
+/// now); else the `NotTriggerScaleUp` message.
+fn scale_up_for(c: &mut Cluster, pools: &[Pool], pod: &Value) -> ApiResult<Option<String>> {
     // A node that takes it now (the autoscaler added it): the scheduler's turn.
     let nodes = list(c, "", "nodes", None, |n| !deleting(n));
-    let schedulable = |n: &&Value| n["spec"]["unschedulable"].as_bool() != Some(true);
-    if nodes
+    if super::workloads::schedulable_nodes(c)
         .iter()
-        .filter(schedulable)
         .any(|n| super::pods::misfit_on(c, pod, n).is_none())
     {
-        return Ok(());
+        return Ok(None);
     }
     let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
     for pool in pools {
@@ -150,6 +211,13 @@ fn scale_up_for(c: &mut Cluster, pools: &[Pool], pod: &Value) -> ApiResult<()> {
             *reasons.entry(format!("node(s) {why}")).or_default() += 1;
             continue;
         }
+        // A node of the pool is joining: the pod waits for it.
+        if nodes
+            .iter()
+            .any(|n| n["metadata"]["labels"][POOL_LABEL] == pool.name.as_str() && joining(n))
+        {
+            return Ok(None);
+        }
         if members >= pool.max {
             *reasons
                 .entry("max node group size reached".into())
@@ -161,7 +229,7 @@ fn scale_up_for(c: &mut Cluster, pools: &[Pool], pod: &Value) -> ApiResult<()> {
             .map(|i| format!("{}-{}-{i}", c.name, pool.name))
             .find(|n| !taken.contains(n.as_str()))
         else {
-            return Ok(());
+            return Ok(None);
         };
         let cidrs: HashSet<&str> = nodes
             .iter()
@@ -170,7 +238,16 @@ fn scale_up_for(c: &mut Cluster, pools: &[Pool], pod: &Value) -> ApiResult<()> {
         let index = (0..250)
             .find(|i| !cidrs.contains(format!("10.245.{i}.0/24").as_str()))
             .unwrap_or(0);
-        let node = node_of(c, pool, &name, index);
+        let mut node = node_of(c, pool, &name, index);
+        if !pool.delay.is_zero() {
+            node["metadata"]["annotations"] =
+                json!({READY_AT: (unix_now() + pool.delay.as_secs_f64()).to_string()});
+            if let Some(t) = node["spec"]["taints"].as_array_mut() {
+                t.push(json!({"key": NOT_READY, "effect": "NoSchedule"}));
+            }
+            node["status"]["conditions"][0]["status"] = json!("False");
+            node["status"]["conditions"][0]["reason"] = json!("KubeletNotReady");
+        }
         create(c, "", "nodes", None, node)?;
         event(
             c,
@@ -184,18 +261,14 @@ fn scale_up_for(c: &mut Cluster, pools: &[Pool], pod: &Value) -> ApiResult<()> {
                 pool.max
             ),
         );
-        return Ok(());
+        return Ok(None);
     }
     let mut counted: Vec<String> = reasons.iter().map(|(w, n)| format!("{n} {w}")).collect();
     counted.sort();
-    event(
-        c,
-        pod,
-        "Normal",
-        "NotTriggerScaleUp",
-        &format!("pod didn't trigger scale-up: {}", counted.join(", ")),
-    );
-    Ok(())
+    Ok(Some(format!(
+        "pod didn't trigger scale-up: {}",
+        counted.join(", ")
+    )))
 }
 
 /// cluster-autoscaler's status ConfigMap, written once pools are declared.
@@ -282,7 +355,14 @@ mod tests {
             "TriggeredScaleUp".into(),
             "pod triggered scale-up: [{ledger 0->1 (max: 1)}]".into()
         )));
-        // No pool takes the other: said, and no node added.
+        // No pool takes the other: said on the next pass (one that scaled up says
+        // nothing of the pods it left), and no node added.
+        assert!(
+            events(&c, "nowhere")
+                .iter()
+                .all(|(r, _)| r != "NotTriggerScaleUp")
+        );
+        scale_up(&mut c, &Scope::All);
         assert_eq!(
             events(&c, "nowhere")
                 .into_iter()

@@ -676,13 +676,24 @@ pub fn age_seconds(t: &Value) -> Option<i64> {
 pub fn event(c: &mut Cluster, obj: &Value, kind: &str, reason: &str, message: &str) {
     let ns = ns_of(obj).unwrap_or("default").to_string();
     let uid = uid_of(obj);
-    let seen = c.store.list("", "events", Some(&ns)).any(|(_, e)| {
-        e["involvedObject"]["uid"] == uid && e["reason"] == reason && e["message"] == message
-    });
-    if seen {
+    let t = now();
+    let seen = c
+        .store
+        .list("", "events", Some(&ns))
+        .find(|(_, e)| {
+            e["involvedObject"]["uid"] == uid && e["reason"] == reason && e["message"] == message
+        })
+        .map(|(_, e)| e.clone());
+    if let Some(mut e) = seen {
+        // Said again: counted, as the API server's event correlator does (at most once
+        // a second, the timestamps' resolution).
+        if e["lastTimestamp"] != t.as_str() {
+            e["lastTimestamp"] = json!(t);
+            e["count"] = json!(e["count"].as_u64().unwrap_or(1) + 1);
+            let _ = log_err("event", update(c, "", "events", e).map(|_| ()));
+        }
         return;
     }
-    let t = now();
     let mut suffix = [0u8; 8];
     let _ = getrandom::fill(&mut suffix);
     let ev = json!({
@@ -709,6 +720,7 @@ fn component_for(reason: &str) -> &'static str {
         | "ExternalProvisioning" => "persistentvolume-controller",
         "WaitForFirstConsumer" | "VolumeResizeFailed" | "Resizing" => "persistentvolume-controller",
         "FailedScheduling" | "Scheduled" => "default-scheduler",
+        "TriggeredScaleUp" | "NotTriggerScaleUp" => "cluster-autoscaler",
         "SuccessfulCreate" | "SuccessfulDelete" | "ScalingReplicaSet" | "Completed" => {
             "controller-manager"
         }

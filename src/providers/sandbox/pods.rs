@@ -200,6 +200,9 @@ fn assumed_node(c: &Cluster, pod: &Value) -> Option<String> {
     let ns = ns_of(pod).unwrap_or("default");
     claim_names(pod).iter().find_map(|claim| {
         let pvc = get(c, "", "persistentvolumeclaims", Some(ns), claim)?;
+        if is_bound(&pvc) {
+            return None;
+        }
         pvc["metadata"]["annotations"]["volume.kubernetes.io/selected-node"]
             .as_str()
             .map(str::to_string)
