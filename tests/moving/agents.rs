@@ -1134,7 +1134,20 @@ fn a_killed_agent_is_started_again_and_a_cancelled_job_leaves_nothing() {
                 capture::capture(&client, &repo, &capture_opts(), &progress).await
             })
         };
-        running_agent(&env.client, "shop").await;
+        let agent = running_agent(&env.client, "shop").await;
+        // A node autoscaler leaves its node alone while it runs.
+        let annotations = Api::<Pod>::namespaced(env.client.clone(), "shop")
+            .get(&agent)
+            .await
+            .unwrap()
+            .metadata
+            .annotations
+            .unwrap_or_default();
+        assert_eq!(
+            annotations["cluster-autoscaler.kubernetes.io/safe-to-evict"],
+            "false"
+        );
+        assert_eq!(annotations["karpenter.sh/do-not-disrupt"], "true");
         progress.cancel();
         let r = job.await.unwrap();
         assert!(matches!(r, Err(ref e) if e.is_cancelled()), "{r:?}");

@@ -513,7 +513,11 @@ fn a_backup_killed_mid_volume_leaves_nothing_the_next_run_keeps() {
         let lp = ListParams::default().labels("ferry.dev/role=mover");
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if !pods.list(&lp).await.unwrap().items.is_empty() {
+            if let Some(mover) = pods.list(&lp).await.unwrap().items.first() {
+                // A node autoscaler leaves its node alone while it runs.
+                let a = mover.metadata.annotations.clone().unwrap_or_default();
+                assert_eq!(a["cluster-autoscaler.kubernetes.io/safe-to-evict"], "false");
+                assert_eq!(a["karpenter.sh/do-not-disrupt"], "true");
                 break;
             }
             assert!(Instant::now() < deadline, "no mover appeared");

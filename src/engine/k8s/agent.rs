@@ -504,7 +504,10 @@ impl Agent {
             "metadata": {"name": self.name, "namespace": v.namespace, "labels": lease.labels("agent")},
             "spec": {
                 "backoffLimit": self.opts.retries,
-                "template": {"metadata": {"labels": pod_labels}, "spec": spec},
+                "template": {
+                    "metadata": {"labels": pod_labels, "annotations": crate::placement::not_to_disrupt()},
+                    "spec": spec,
+                },
             },
         }))
         .map_err(|e| K8sError::Invalid(format!("agent job: {e}")))?;

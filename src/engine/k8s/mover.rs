@@ -192,6 +192,7 @@ impl Mover {
                     "generateName": "ferry-mover-",
                     "namespace": namespace,
                     "labels": labels,
+                    "annotations": super::placement::not_to_disrupt(),
                 },
                 "spec": spec,
             }))

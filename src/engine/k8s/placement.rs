@@ -257,6 +257,17 @@ impl Placement {
     }
 }
 
+/// Annotations of a pod that moves data (an agent or a mover) that keep node
+/// autoscalers from removing its node while it runs: cluster-autoscaler's scale-down
+/// and Karpenter's consolidation would cut the transfer, which the next run resumes but
+/// does not finish any sooner. A drain still evicts it.
+pub fn not_to_disrupt() -> Value {
+    json!({
+        "cluster-autoscaler.kubernetes.io/safe-to-evict": "false",
+        "karpenter.sh/do-not-disrupt": "true",
+    })
+}
+
 /// The label by which a job's agents hold their slot (see [`NodeSlots`]).
 pub const SLOT_LABEL: &str = "ferry.dev/agent-slot";
 
