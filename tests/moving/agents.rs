@@ -1026,13 +1026,13 @@ fn a_restored_claim_waits_for_the_node_an_autoscaler_adds() {
         let (agents, exec, want) = ledger_captured(&env, &local, node, zone).await;
 
         // The ledger pool scaled to zero: its node is gone for new pods, and the
-        // cluster's autoscaler may add nodes like it (at most two), which take 10 s to
+        // cluster's autoscaler may add nodes like it (at most two), which take 12 s to
         // join: longer than the start timeout, which waits while a node is coming.
         cordon(&env.client, node).await;
         let patient = MoverOptions {
-            start_timeout: Duration::from_secs(5),
+            start_timeout: Duration::from_secs(8),
             agent: ferry_k8s::agent::AgentOptions {
-                start_timeout: Duration::from_secs(5),
+                start_timeout: Duration::from_secs(8),
                 ..Default::default()
             },
             ..Default::default()
@@ -1043,7 +1043,7 @@ fn a_restored_claim_waits_for_the_node_an_autoscaler_adds() {
                 "labels": {"topology.kubernetes.io/zone": zone},
                 "taints": [{"key": "dedicated", "value": "ledger", "effect": "NoSchedule"}],
                 "max": 2,
-                "joinSeconds": 10,
+                "joinSeconds": 12,
             }).to_string()},
         }))
         .unwrap();

@@ -512,19 +512,22 @@ fn a_backup_killed_mid_volume_leaves_nothing_the_next_run_keeps() {
         let pods: Api<Pod> = Api::namespaced(env.client.clone(), "shop");
         let lp = ListParams::default().labels("ferry.dev/role=mover");
         let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(mover) = pods.list(&lp).await.unwrap().items.first() {
-                // A node autoscaler leaves its node alone while it runs.
-                let a = mover.metadata.annotations.clone().unwrap_or_default();
-                assert_eq!(a["cluster-autoscaler.kubernetes.io/safe-to-evict"], "false");
-                assert_eq!(a["karpenter.sh/do-not-disrupt"], "true");
-                break;
+        let mover = loop {
+            if let Some(mover) = pods.list(&lp).await.unwrap().items.into_iter().next() {
+                break Some(mover);
             }
-            assert!(Instant::now() < deadline, "no mover appeared");
+            if Instant::now() > deadline {
+                break None;
+            }
             tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        };
         child.kill().unwrap();
         child.wait().unwrap();
+        let mover = mover.expect("no mover appeared");
+        // A node autoscaler leaves its node alone while it runs.
+        let a = mover.metadata.annotations.unwrap_or_default();
+        assert_eq!(a["cluster-autoscaler.kubernetes.io/safe-to-evict"], "false");
+        assert_eq!(a["karpenter.sh/do-not-disrupt"], "true");
         assert!(
             ferry_objects(&env.client, "shop").await > 0,
             "the kill left nothing to clean"

@@ -610,6 +610,7 @@ impl Agent {
                 match started || ended {
                     true => {
                         pending_since = None;
+                        rule_wait = None;
                         progress.volume(v.namespace, v.shown, |s| {
                             s.state = if followed.is_empty() {
                                 "moving (agent)".into()
@@ -734,6 +735,7 @@ impl Agent {
                     s.state = "waiting for a node with a free agent slot".into()
                 });
                 pending_since = None;
+                rule_wait = None;
             } else if waiting {
                 let since = *pending_since.get_or_insert_with(Instant::now);
                 let timed_out = since.elapsed() > self.opts.start_timeout;

@@ -237,11 +237,15 @@ impl Placement {
                 "{by} brought no node for its workload's {shown} within {} min",
                 waited.as_secs() / 60
             )),
+            autoscaler::Word::Later(said) if timed_out => NodeWait::GiveUp(format!(
+                "{by} could not add a node for its workload's {shown} within {} s ({said})",
+                waited.as_secs()
+            )),
             autoscaler::Word::Silent if timed_out => NodeWait::GiveUp(format!(
                 "{by} said nothing of a node for its workload's {shown} within {} s",
                 waited.as_secs()
             )),
-            autoscaler::Word::Silent => NodeWait::Waiting,
+            autoscaler::Word::Silent | autoscaler::Word::Later(_) => NodeWait::Waiting,
         })
     }
 

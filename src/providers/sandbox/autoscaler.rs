@@ -12,7 +12,7 @@
 //! - A pod the scheduler left `Unschedulable` (for want of a node, not of a claim) that
 //!   no node takes now but a pool's template node would (its taints, node selector and
 //!   affinity, bound volumes' node affinity, anti-affinity), with the pool below its
-//!   max: a node of that pool joins (`{cluster}-{pool}-{n}`, Ready), and the pod gets a
+//!   max: a node of that pool joins (`{cluster}-{pool}-{n}`), and the pod gets a
 //!   `TriggeredScaleUp` event. Where no pool takes it: `NotTriggerScaleUp`, the pools
 //!   counted by reason in cluster-autoscaler's words (not in a pass that scaled up, as
 //!   cluster-autoscaler does). Unlike some cluster-autoscaler versions, it scales up for
@@ -26,7 +26,9 @@ use std::collections::{BTreeMap, HashSet};
 use serde_json::{Value, json};
 
 use super::changes::Scope;
-use super::controllers::{create, deleting, event, get, in_scope, list, log_err, name_of};
+use super::controllers::{
+    create, deleting, event, get, in_scope, list, log_err, name_of, set_status,
+};
 use super::verbs::{ApiResult, Cluster, now};
 
 /// The ConfigMap that declares the pools.
@@ -122,25 +124,30 @@ fn wants_a_node(pod: &Value) -> bool {
             .any(|c| {
                 c["type"] == "PodScheduled"
                     && c["reason"] == "Unschedulable"
-                    && c["message"].as_str().is_some_and(|m| m.starts_with("0/"))
+                    && c["message"].as_str().is_some_and(|m| {
+                        m.starts_with("0/")
+                            && !m.contains("unbound immediate PersistentVolumeClaims")
+                    })
             })
 }
 
 /// The autoscaler's pass over the pods within `scope` that want a node. Returns whether
 /// it failed on one.
 pub fn scale_up(c: &mut Cluster, scope: &Scope) -> bool {
+    // Nodes join whether pools are still declared or not.
+    let mut failed = log_err("nodes joining", joined(c));
     let pools = pools(c);
     if pools.is_empty() {
-        return false;
+        return failed;
     }
-    let mut failed = log_err("cluster-autoscaler status", status(c, &pools));
-    failed |= log_err("nodes joining", joined(c));
+    failed |= log_err("cluster-autoscaler status", status(c, &pools));
     let mut refused = Vec::new();
     let mut scaled = false;
     for pod in in_scope(c, scope, "", "pods", wants_a_node) {
         match scale_up_for(c, &pools, &pod) {
-            Ok(Some(why)) => refused.push((pod, why)),
-            Ok(None) => scaled = true,
+            Ok(Done::Refused(why)) => refused.push((pod, why)),
+            Ok(Done::Added) => scaled = true,
+            Ok(Done::Waits) => {}
             Err(e) => failed |= log_err(&format!("scaling up for pod {}", name_of(&pod)), Err(e)),
         }
     }
@@ -165,14 +172,15 @@ fn joining(node: &Value) -> bool {
     node["metadata"]["annotations"][READY_AT].is_string()
 }
 
-/// Makes the nodes whose time has come Ready.
+/// Makes the joining nodes whose time has come (or whose time cannot be read) Ready.
 fn joined(c: &mut Cluster) -> ApiResult<()> {
     let at = unix_now();
     let due = list(c, "", "nodes", None, |n| {
-        n["metadata"]["annotations"][READY_AT]
-            .as_str()
-            .and_then(|t| t.parse::<f64>().ok())
-            .is_some_and(|t| t <= at)
+        joining(n)
+            && n["metadata"]["annotations"][READY_AT]
+                .as_str()
+                .and_then(|t| t.parse::<f64>().ok())
+                .is_none_or(|t| t <= at)
     });
     for mut n in due {
         if let Some(a) = n["metadata"]["annotations"].as_object_mut() {
@@ -181,24 +189,41 @@ fn joined(c: &mut Cluster) -> ApiResult<()> {
         if let Some(t) = n["spec"]["taints"].as_array_mut() {
             t.retain(|t| t["key"] != NOT_READY);
         }
-        n["status"]["conditions"][0]["status"] = json!("True");
-        n["status"]["conditions"][0]["reason"] = json!("KubeletReady");
-        n["status"]["conditions"][0]["lastTransitionTime"] = json!(now());
-        super::controllers::update(c, "", "nodes", n)?;
+        let n = super::controllers::update(c, "", "nodes", n)?;
+        let mut status = n["status"].clone();
+        let ready = json!({"type": "Ready", "status": "True", "reason": "KubeletReady",
+                           "message": "ferry sandbox node", "lastHeartbeatTime": now(), "lastTransitionTime": now()});
+        match status["conditions"].as_array_mut() {
+            Some(cs) => {
+                cs.retain(|c| c["type"] != "Ready");
+                cs.push(ready);
+            }
+            None => status["conditions"] = json!([ready]),
+        }
+        set_status(c, "", "nodes", &n, status)?;
     }
     Ok(())
 }
 
-/// Adds a node for `pod` where a pool takes it (or says nothing where a node takes it
-/// now); else the `NotTriggerScaleUp` message.
-fn scale_up_for(c: &mut Cluster, pools: &[Pool], pod: &Value) -> ApiResult<Option<String>> {
+/// What the autoscaler did for a pod.
+enum Done {
+    /// Added a node for it.
+    Added,
+    /// Nothing: a node takes it now, or one is joining for it.
+    Waits,
+    /// No pool takes it: the `NotTriggerScaleUp` message.
+    Refused(String),
+}
+
+/// Adds a node for `pod` where a pool takes it and none does now.
+fn scale_up_for(c: &mut Cluster, pools: &[Pool], pod: &Value) -> ApiResult<Done> {
     // A node that takes it now (the autoscaler added it): the scheduler's turn.
     let nodes = list(c, "", "nodes", None, |n| !deleting(n));
     if super::workloads::schedulable_nodes(c)
         .iter()
         .any(|n| super::pods::misfit_on(c, pod, n).is_none())
     {
-        return Ok(None);
+        return Ok(Done::Waits);
     }
     let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
     for pool in pools {
@@ -216,7 +241,7 @@ fn scale_up_for(c: &mut Cluster, pools: &[Pool], pod: &Value) -> ApiResult<Optio
             .iter()
             .any(|n| n["metadata"]["labels"][POOL_LABEL] == pool.name.as_str() && joining(n))
         {
-            return Ok(None);
+            return Ok(Done::Waits);
         }
         if members >= pool.max {
             *reasons
@@ -229,7 +254,7 @@ fn scale_up_for(c: &mut Cluster, pools: &[Pool], pod: &Value) -> ApiResult<Optio
             .map(|i| format!("{}-{}-{i}", c.name, pool.name))
             .find(|n| !taken.contains(n.as_str()))
         else {
-            return Ok(None);
+            return Ok(Done::Waits);
         };
         let cidrs: HashSet<&str> = nodes
             .iter()
@@ -261,11 +286,11 @@ fn scale_up_for(c: &mut Cluster, pools: &[Pool], pod: &Value) -> ApiResult<Optio
                 pool.max
             ),
         );
-        return Ok(None);
+        return Ok(Done::Added);
     }
     let mut counted: Vec<String> = reasons.iter().map(|(w, n)| format!("{n} {w}")).collect();
     counted.sort();
-    Ok(Some(format!(
+    Ok(Done::Refused(format!(
         "pod didn't trigger scale-up: {}",
         counted.join(", ")
     )))
@@ -392,6 +417,16 @@ mod tests {
             n["metadata"]["labels"][POOL_LABEL].is_string()
         });
         assert_eq!(pooled.len(), 1);
+        // A node still joining is Ready once its time has come, or cannot be read.
+        let late = json!({"metadata": {"name": "late", "annotations": {READY_AT: "soon"}},
+                          "spec": {"taints": [{"key": NOT_READY, "effect": "NoSchedule"}]}});
+        create(&mut c, "", "nodes", None, late).unwrap();
+        scale_up(&mut c, &Scope::All);
+        let late = get(&c, "", "nodes", None, "late").unwrap();
+        assert!(!joining(&late));
+        assert_eq!(late["spec"]["taints"], json!([]));
+        assert_eq!(late["status"]["conditions"][0]["type"], "Ready");
+        assert_eq!(late["status"]["conditions"][0]["status"], "True");
         // cluster-autoscaler's status, as it writes it.
         assert!(
             get(

@@ -672,7 +672,8 @@ pub fn age_seconds(t: &Value) -> Option<i64> {
     Some((chrono::Utc::now() - t.with_timezone(&chrono::Utc)).num_seconds())
 }
 
-/// Records a core/v1 Event about `obj`, once per reason and message.
+/// Records a core/v1 Event about `obj`: said again, the same reason and message are
+/// counted on the first (`count`, `lastTimestamp`), at most every 10 s.
 pub fn event(c: &mut Cluster, obj: &Value, kind: &str, reason: &str, message: &str) {
     let ns = ns_of(obj).unwrap_or("default").to_string();
     let uid = uid_of(obj);
@@ -685,9 +686,9 @@ pub fn event(c: &mut Cluster, obj: &Value, kind: &str, reason: &str, message: &s
         })
         .map(|(_, e)| e.clone());
     if let Some(mut e) = seen {
-        // Said again: counted, as the API server's event correlator does (at most once
-        // a second, the timestamps' resolution).
-        if e["lastTimestamp"] != t.as_str() {
+        // Said again: counted, as client-go's event correlator does, at most every
+        // 10 s (a controller that says it on every tick would otherwise write forever).
+        if age_seconds(&e["lastTimestamp"]).is_none_or(|s| s >= 10) {
             e["lastTimestamp"] = json!(t);
             e["count"] = json!(e["count"].as_u64().unwrap_or(1) + 1);
             let _ = log_err("event", update(c, "", "events", e).map(|_| ()));

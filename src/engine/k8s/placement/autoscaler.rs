@@ -68,7 +68,10 @@ pub enum Word {
     Coming,
     /// No node they can add takes the pod: the reason.
     Refused(String),
-    /// Nothing (yet), or that they cannot add one for now (a node group in backoff).
+    /// They cannot add one for now (a node group in backoff after a failed scale-up),
+    /// and will try again: the reason.
+    Later(String),
+    /// Nothing (yet).
     Silent,
 }
 
@@ -105,7 +108,7 @@ fn last_word(which: &Autoscalers, events: &[Event]) -> Word {
                     "TriggeredScaleUp" | "Nominated" => Word::Coming,
                     // A node group that failed to grow is tried again after a while.
                     "NotTriggerScaleUp" if said.contains("in backoff after failed scale-up") => {
-                        Word::Silent
+                        Word::Later(said)
                     }
                     "NotTriggerScaleUp" => Word::Refused(said),
                     "FailedScheduling" if said.starts_with("Failed to schedule pod") => {
@@ -136,9 +139,16 @@ fn last_word(which: &Autoscalers, events: &[Event]) -> Word {
     if words.contains(&Word::Coming) {
         return Word::Coming;
     }
-    words
-        .into_iter()
-        .find(|w| matches!(w, Word::Refused(_)))
+    let find = |refused: bool| {
+        words.iter().find(|w| match w {
+            Word::Refused(_) => refused,
+            Word::Later(_) => !refused,
+            _ => false,
+        })
+    };
+    find(true)
+        .or_else(|| find(false))
+        .cloned()
         .unwrap_or(Word::Silent)
 }
 
@@ -222,7 +232,10 @@ mod tests {
             "2026-12-06T08:02:00Z",
             5,
         );
-        assert_eq!(last_word(&CA, &[later.clone(), backoff]), Word::Silent);
+        assert_eq!(
+            last_word(&CA, &[later.clone(), backoff]),
+            Word::Later("pod didn't trigger scale-up: 1 in backoff after failed scale-up".into())
+        );
         // Karpenter's words, and only from the autoscalers the cluster shows.
         let nominated = event(
             "karpenter",
