@@ -221,7 +221,7 @@ fn scale_up_for(c: &mut Cluster, pools: &[Pool], pod: &Value) -> ApiResult<Done>
     let nodes = list(c, "", "nodes", None, |n| !deleting(n));
     if super::workloads::schedulable_nodes(c)
         .iter()
-        .any(|n| super::pods::misfit_on(c, pod, n).is_none())
+        .any(|n| super::scheduler::misfit_on(c, pod, n).is_none())
     {
         return Ok(Done::Waits);
     }
@@ -232,7 +232,7 @@ fn scale_up_for(c: &mut Cluster, pools: &[Pool], pod: &Value) -> ApiResult<Done>
             .filter(|n| n["metadata"]["labels"][POOL_LABEL] == pool.name.as_str())
             .count();
         let template = node_of(c, pool, &format!("template-node-for-{}", pool.name), 0);
-        if let Some(why) = super::pods::misfit_on(c, pod, &template) {
+        if let Some(why) = super::scheduler::misfit_on(c, pod, &template) {
             *reasons.entry(format!("node(s) {why}")).or_default() += 1;
             continue;
         }
@@ -328,7 +328,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-    use crate::pods;
+    use crate::scheduler;
 
     fn events(c: &Cluster, pod: &str) -> Vec<(String, String)> {
         list(c, "", "events", Some("default"), |e| {
@@ -364,10 +364,10 @@ mod tests {
             get(c, "", "pods", Some("default"), name).unwrap()["spec"]["nodeName"].clone()
         };
 
-        pods::schedule(&mut c, &Scope::All);
+        scheduler::schedule(&mut c, &Scope::All);
         assert!(node_of(&c, "ledger").is_null());
         assert!(!scale_up(&mut c, &Scope::All));
-        pods::schedule(&mut c, &Scope::All);
+        scheduler::schedule(&mut c, &Scope::All);
         // A node of the pool joined, with its labels and taints, and took the pod.
         let added = get(&c, "", "nodes", None, "t-ledger-0").unwrap();
         assert_eq!(
@@ -405,7 +405,7 @@ mod tests {
         let mut full = get(&c, "", "nodes", None, "t-ledger-0").unwrap();
         full["spec"]["unschedulable"] = json!(true);
         crate::controllers::update(&mut c, "", "nodes", full).unwrap();
-        pods::schedule(&mut c, &Scope::All);
+        scheduler::schedule(&mut c, &Scope::All);
         scale_up(&mut c, &Scope::All);
         assert!(
             events(&c, "ledger-2")

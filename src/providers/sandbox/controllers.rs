@@ -18,7 +18,8 @@
 //!
 //! - this file: the task, the node set-up, and helpers the controllers share;
 //! - `workloads.rs`: Deployments, ReplicaSets, StatefulSets, DaemonSets, Jobs, CronJobs;
-//! - `pods.rs`: scheduling and pod status (a kubelet that pretends), Endpoints;
+//! - `scheduler.rs`: where pods go; `autoscaler.rs`: nodes added for pods none takes;
+//! - `pods.rs`: pod status (a kubelet that pretends), Endpoints;
 //! - `storage.rs`: StorageClasses, the provisioner, binding, expansion, snapshots.
 //!
 //! Owns the background task and the controllers' shared vocabulary. Must not hold the
@@ -39,7 +40,7 @@ use super::resources::ResourceInfo;
 use super::server::Shared;
 use super::store::Event;
 use super::verbs::{ApiError, ApiResult, Cluster, DeleteOptions, Sub, now};
-use super::{SandboxConfig, pods, satokens, storage, workloads};
+use super::{SandboxConfig, pods, satokens, scheduler, storage, workloads};
 
 /// How often the controllers run when nothing changes (Job pods finishing, CronJobs).
 const TICK: Duration = Duration::from_millis(500);
@@ -217,7 +218,7 @@ const CONTROLLERS: &[Controller] = &[
         reads: &[PODS, NODES, CLAIMS, VOLUMES, CLASSES],
         timed: false,
         after_copies: false,
-        run: |s, scope, _| pods::schedule(&mut s.cluster.lock(), scope),
+        run: |s, scope, _| scheduler::schedule(&mut s.cluster.lock(), scope),
     },
     Controller {
         name: "cluster-autoscaler",

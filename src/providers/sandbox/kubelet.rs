@@ -22,7 +22,7 @@
 //!
 //! Owns container processes, writing their logs, and the container statuses of pods it
 //! runs. Must not
-//! schedule pods or decide their volumes (`pods.rs` does).
+//! schedule pods (`scheduler.rs` does) or decide their volumes (`pods.rs` does).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

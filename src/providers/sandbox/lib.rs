@@ -27,7 +27,8 @@
 //! - `table.rs`: the Tables `kubectl get` prints;
 //! - `psa.rs`: Pod Security Admission (the namespace's enforced level);
 //! - `kubeconfig.rs`: the kubeconfig clients use;
-//! - `controllers.rs`, `workloads.rs`, `pods.rs`, `storage.rs`: the control loop that makes
+//! - `controllers.rs`, `workloads.rs`, `scheduler.rs`, `autoscaler.rs`, `pods.rs`,
+//!   `storage.rs`: the control loop that makes
 //!   a sandbox behave like a cluster (workload controllers, scheduling and pod status,
 //!   Endpoints, the storage provisioner and snapshots); `changes.rs`: what each controller
 //!   has to look at after a burst of changes;
@@ -61,6 +62,7 @@ mod rbac;
 mod resources;
 mod runtime;
 mod satokens;
+mod scheduler;
 pub mod seed;
 mod select;
 mod server;

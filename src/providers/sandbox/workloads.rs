@@ -652,7 +652,7 @@ fn daemon_set(c: &mut Cluster, ds: &Value) -> ApiResult<()> {
             selector.as_object().is_none_or(|m| {
                 m.iter()
                     .all(|(k, v)| n["metadata"]["labels"].get(k) == Some(v))
-            }) && super::pods::untolerated_taint(template, n).is_none()
+            }) && super::scheduler::untolerated_taint(template, n).is_none()
         })
         .map(|n| name_of(n).to_string())
         .collect();
